@@ -1,0 +1,28 @@
+#pragma once
+/* Shared helpers of the peak command's subcommands. Exit codes: 0 success, 1 a negative
+ * answer (e.g. a rejected packet), 2 bad usage or input. */
+#include <stdbool.h>
+#include <stdint.h>
+
+enum { EXIT_NO = 1, EXIT_USAGE = 2 };
+
+/* Prints "peak CMD: message" to stderr and exits with EXIT_USAGE. */
+_Noreturn void cli_usage_error(const char *cmd, const char *fmt, ...)
+	__attribute__((format(printf, 2, 3)));
+
+/* Parses a decimal number in [min, max] or exits with a usage error naming opt. */
+uint64_t cli_u64(const char *cmd, const char *opt, const char *s, uint64_t min, uint64_t max);
+
+/* Parses an IPv6 address or exits with a usage error naming opt. */
+void cli_addr6(const char *cmd, const char *opt, const char *s, uint8_t out[static 16]);
+
+/* Reads a 16-byte secret written as 32 hex digits (white space around it ignored) from a
+ * file, or exits with a usage error. The secret is never printed. */
+void cli_secret_file(const char *cmd, const char *path, uint8_t out[static 16]);
+
+/* True if argv holds -h or --help before any "--". */
+bool cli_wants_help(int argc, char **argv);
+
+int cmd_ssa(int argc, char **argv);
+int cmd_apl(int argc, char **argv);
+int cmd_plan(int argc, char **argv);

@@ -1,0 +1,115 @@
+/* The peak command: one binary, subcommands. */
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli.h"
+#include "peak/prefix.h"
+#include "peak/ssa.h"
+
+_Noreturn void cli_usage_error(const char *cmd, const char *fmt, ...)
+{
+	va_list ap;
+	fprintf(stderr, "peak %s: ", cmd);
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(EXIT_USAGE);
+}
+
+uint64_t cli_u64(const char *cmd, const char *opt, const char *s, uint64_t min, uint64_t max)
+{
+	uint64_t v = 0;
+	if (!*s || strlen(s) > 20)
+		cli_usage_error(cmd, "%s: '%s' is not a number", opt, s);
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10)
+			cli_usage_error(cmd, "%s: '%s' is not a number in %llu..%llu", opt, s,
+					(unsigned long long)min, (unsigned long long)max);
+		v = v * 10 + (uint64_t)(*p - '0');
+	}
+	if (v < min || v > max)
+		cli_usage_error(cmd, "%s: %s is outside %llu..%llu", opt, s,
+				(unsigned long long)min, (unsigned long long)max);
+	return v;
+}
+
+void cli_addr6(const char *cmd, const char *opt, const char *s, uint8_t out[static 16])
+{
+	uint8_t fam;
+	if (addr_parse(s, &fam, out) || fam != PEAK_AFI_IP6)
+		cli_usage_error(cmd, "%s: '%s' is not an IPv6 address", opt, s);
+}
+
+void cli_secret_file(const char *cmd, const char *path, uint8_t out[static 16])
+{
+	char buf[128];
+	FILE *f = fopen(path, "r");
+	if (!f)
+		cli_usage_error(cmd, "secret file %s: cannot open", path);
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *b = buf, *e = buf + n;
+	while (b < e && (*b == ' ' || *b == '\n' || *b == '\t' || *b == '\r'))
+		b++;
+	while (e > b && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\t' || e[-1] == '\r'))
+		e--;
+	if (ssa_key_parse(b, (size_t)(e - b), out))
+		cli_usage_error(cmd, "secret file %s: want 32 hex digits", path);
+}
+
+bool cli_wants_help(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (!strcmp(argv[i], "--"))
+			break;
+		if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help"))
+			return true;
+	}
+	return false;
+}
+
+static const struct {
+	const char *name;
+	int (*fn)(int, char **);
+	const char *what;
+} commands[] = {
+	{"ssa", cmd_ssa, "compute and check SSA addresses (SPEC.md)"},
+	{"apl", cmd_apl, "encode and decode APL records (RFC 3123)"},
+	{"plan", cmd_plan, "show a configuration's slice assignment and what a change moves"},
+};
+
+static void usage(FILE *f)
+{
+	fprintf(f, "usage: peak COMMAND [ARGS]\n\n"
+		   "PEAK: reach IPv6 services with no ingress proxy on the path.\n\n"
+		   "Commands:\n");
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].what);
+	fprintf(f, "\nRun 'peak COMMAND --help' for a command's options.\n");
+}
+
+int main(int argc, char **argv)
+{
+	if (argc < 2) {
+		usage(stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+		usage(stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "--version")) {
+		printf("peak %s\n", PEAK_VERSION);
+		return 0;
+	}
+	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
+		if (!strcmp(argv[1], commands[i].name))
+			return commands[i].fn(argc - 1, argv + 1);
+	fprintf(stderr, "peak: unknown command '%s'\n", argv[1]);
+	usage(stderr);
+	return EXIT_USAGE;
+}

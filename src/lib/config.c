@@ -1,0 +1,627 @@
+#include "peak/config.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+/* Parsing context: the document, the file name for messages, the first error. */
+struct ctx {
+	yaml_document_t *doc;
+	const char *file;
+	char *err;
+	size_t errlen;
+	int failed;
+};
+
+static int cfail(struct ctx *x, const yaml_node_t *n, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+static int cfail(struct ctx *x, const yaml_node_t *n, const char *fmt, ...)
+{
+	if (x->failed)
+		return -EINVAL;
+	x->failed = 1;
+	if (x->err && x->errlen) {
+		int k = snprintf(x->err, x->errlen, "%s:%lu: ", x->file,
+				 n ? (unsigned long)n->start_mark.line + 1 : 0UL);
+		if (k > 0 && (size_t)k < x->errlen) {
+			va_list ap;
+			va_start(ap, fmt);
+			vsnprintf(x->err + k, x->errlen - (size_t)k, fmt, ap);
+			va_end(ap);
+		}
+	}
+	return -EINVAL;
+}
+
+static int cfail_line(struct ctx *x, unsigned line, const char *fmt, ...)
+	__attribute__((format(printf, 3, 4)));
+
+/* As cfail, for checks made after parsing, from a stored line number. */
+static int cfail_line(struct ctx *x, unsigned line, const char *fmt, ...)
+{
+	if (x->failed)
+		return -EINVAL;
+	x->failed = 1;
+	if (x->err && x->errlen) {
+		int k = snprintf(x->err, x->errlen, "%s:%u: ", x->file, line);
+		if (k > 0 && (size_t)k < x->errlen) {
+			va_list ap;
+			va_start(ap, fmt);
+			vsnprintf(x->err + k, x->errlen - (size_t)k, fmt, ap);
+			va_end(ap);
+		}
+	}
+	return -EINVAL;
+}
+
+static unsigned line_of(const yaml_node_t *n)
+{
+	return (unsigned)n->start_mark.line + 1;
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+	return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+/* ---- the schema ---- */
+
+enum cfg_type {
+	T_U32,	    /* decimal, in [min, max] */
+	T_STR,	    /* string of at most size-1 bytes */
+	T_NAME,	    /* DNS name */
+	T_ADDR6,    /* IPv6 address */
+	T_DESC,	    /* a descriptor field, checked by ssa_desc_set */
+	T_PREFIXES, /* list of IPv6 prefixes */
+	T_SUB,	    /* nested, parsed by fn */
+};
+
+struct key {
+	const char *name;
+	enum cfg_type type;
+	size_t off;  /* offset of the field in the object */
+	size_t size; /* for T_STR */
+	uint32_t min, max, def;
+	bool required;
+	int (*fn)(struct ctx *x, yaml_node_t *v, void *obj);
+	size_t flag_off; /* for T_ADDR6: offset of a bool set when present, or 0 */
+};
+
+/* Per-object state while a service is parsed. */
+struct svc_build {
+	struct cfg_service s;
+	struct ssa_desc d;
+	struct prefix pfx[SSA_MAX_PREFIXES];
+	unsigned npfx;
+	bool have_slice;
+	unsigned pfx_line;
+};
+
+static int parse_map(struct ctx *x, yaml_node_t *map, const struct key *keys, void *obj);
+
+static bool parse_u32(const char *s, uint32_t *v)
+{
+	uint64_t acc = 0;
+	if (!*s)
+		return false;
+	for (; *s; s++) {
+		if (*s < '0' || *s > '9' || acc > UINT32_MAX)
+			return false;
+		acc = acc * 10 + (uint64_t)(*s - '0');
+	}
+	if (acc > UINT32_MAX)
+		return false;
+	*v = (uint32_t)acc;
+	return true;
+}
+
+static int set_value(struct ctx *x, const struct key *k, yaml_node_t *v, void *obj)
+{
+	char *field = (char *)obj + k->off;
+	const char *s = scalar(v);
+	char why[SSA_ERRLEN];
+
+	if (k->type == T_SUB || k->type == T_PREFIXES)
+		return k->fn(x, v, obj);
+	if (!s)
+		return cfail(x, v, "'%s' must be a single value", k->name);
+	switch (k->type) {
+	case T_U32: {
+		uint32_t u;
+		if (!parse_u32(s, &u) || u < k->min || u > k->max)
+			return cfail(x, v, "'%s' must be a whole number in %u..%u, not '%s'",
+				     k->name, k->min, k->max, s);
+		memcpy(field, &u, sizeof(u));
+		return 0;
+	}
+	case T_STR:
+		if (!*s || strlen(s) >= k->size)
+			return cfail(x, v, "'%s' must be 1 to %zu characters", k->name,
+				     k->size - 1);
+		memcpy(field, s, strlen(s) + 1);
+		return 0;
+	case T_NAME:
+		if (dns_name_parse(s, (struct dns_name *)field))
+			return cfail(x, v, "'%s' is not a valid domain name: '%s'", k->name, s);
+		return 0;
+	case T_ADDR6: {
+		uint8_t fam;
+		if (addr_parse(s, &fam, (uint8_t *)field) || fam != PEAK_AFI_IP6)
+			return cfail(x, v, "'%s' must be an IPv6 address, not '%s'", k->name, s);
+		if (k->flag_off)
+			*((bool *)((char *)obj + k->flag_off)) = true;
+		return 0;
+	}
+	case T_DESC: {
+		struct svc_build *b = obj;
+		if (ssa_desc_set(&b->d, k->name, s, why, sizeof(why)))
+			return cfail(x, v, "%s", why);
+		if (!strcmp(k->name, "slice"))
+			b->have_slice = true;
+		return 0;
+	}
+	default:
+		return cfail(x, v, "internal: bad schema type for '%s'", k->name);
+	}
+}
+
+static void set_default(const struct key *k, void *obj)
+{
+	if (k->type == T_U32)
+		memcpy((char *)obj + k->off, &k->def, sizeof(k->def));
+}
+
+static int parse_map(struct ctx *x, yaml_node_t *map, const struct key *keys, void *obj)
+{
+	enum { MAX_KEYS = 32 };
+	bool seen[MAX_KEYS] = {0};
+	if (!map || map->type != YAML_MAPPING_NODE)
+		return cfail(x, map, "expected a mapping of keys to values");
+	for (int i = 0; keys[i].name; i++)
+		set_default(&keys[i], obj);
+	for (yaml_node_pair_t *p = map->data.mapping.pairs.start; p < map->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *kn = yaml_document_get_node(x->doc, p->key);
+		yaml_node_t *vn = yaml_document_get_node(x->doc, p->value);
+		const char *ks = scalar(kn);
+		if (!ks)
+			return cfail(x, kn, "keys must be plain words");
+		int idx = -1;
+		for (int i = 0; keys[i].name; i++)
+			if (!strcmp(keys[i].name, ks))
+				idx = i;
+		if (idx < 0) {
+			char known[256] = "";
+			for (int i = 0; keys[i].name; i++)
+				snprintf(known + strlen(known), sizeof(known) - strlen(known),
+					 "%s%s", i ? ", " : "", keys[i].name);
+			return cfail(x, kn, "unknown key '%s' (known here: %s)", ks, known);
+		}
+		if (seen[idx])
+			return cfail(x, kn, "key '%s' given twice", ks);
+		seen[idx] = true;
+		if (set_value(x, &keys[idx], vn, obj))
+			return -EINVAL;
+	}
+	for (int i = 0; keys[i].name; i++)
+		if (keys[i].required && !seen[i])
+			return cfail(x, map, "missing required key '%s'", keys[i].name);
+	return 0;
+}
+
+/* ---- zone ---- */
+
+#define OFF(type, f) offsetof(type, f)
+
+static const struct key soa_keys[] = {
+	{"primary", T_NAME, OFF(struct dns_soa, mname), .required = true},
+	{"contact", T_NAME, OFF(struct dns_soa, rname), .required = true},
+	{"serial", T_U32, OFF(struct dns_soa, serial), .min = 0, .max = UINT32_MAX, .def = 1},
+	{"refresh", T_U32, OFF(struct dns_soa, refresh), .min = 1, .max = 86400 * 28,
+	 .def = 3600},
+	{"retry", T_U32, OFF(struct dns_soa, retry), .min = 1, .max = 86400 * 28, .def = 600},
+	{"expire", T_U32, OFF(struct dns_soa, expire), .min = 1, .max = 86400 * 365,
+	 .def = 604800},
+	{"minimum", T_U32, OFF(struct dns_soa, minimum), .min = 0, .max = 86400, .def = 30},
+	{0},
+};
+
+static const struct key ttl_keys[] = {
+	{"soa", T_U32, OFF(struct cfg_ttl, soa), .min = 0, .max = 604800, .def = 3600},
+	{"ns", T_U32, OFF(struct cfg_ttl, ns), .min = 0, .max = 604800, .def = 3600},
+	{"apl", T_U32, OFF(struct cfg_ttl, apl), .min = 0, .max = 604800, .def = 3600},
+	{"txt", T_U32, OFF(struct cfg_ttl, txt), .min = 0, .max = 604800, .def = 3600},
+	{"aaaa", T_U32, OFF(struct cfg_ttl, aaaa), .min = 0, .max = 604800, .def = 30},
+	{0},
+};
+
+static const struct key ns_keys[] = {
+	{"name", T_NAME, OFF(struct cfg_ns, name), .required = true},
+	{"address", T_ADDR6, OFF(struct cfg_ns, addr), .flag_off = OFF(struct cfg_ns, has_addr)},
+	{0},
+};
+
+static int zone_soa(struct ctx *x, yaml_node_t *v, void *obj)
+{
+	return parse_map(x, v, soa_keys, &((struct peak_config *)obj)->soa);
+}
+
+static int zone_ttl(struct ctx *x, yaml_node_t *v, void *obj)
+{
+	return parse_map(x, v, ttl_keys, &((struct peak_config *)obj)->ttl);
+}
+
+static int zone_ns(struct ctx *x, yaml_node_t *v, void *obj)
+{
+	struct peak_config *c = obj;
+	if (v->type != YAML_SEQUENCE_NODE)
+		return cfail(x, v, "'ns' must be a list of {name, address}");
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	     it++) {
+		yaml_node_t *n = yaml_document_get_node(x->doc, *it);
+		if (c->nns == CFG_MAX_NS)
+			return cfail(x, n, "more than %d name servers", CFG_MAX_NS);
+		struct cfg_ns *ns = &c->ns[c->nns];
+		memset(ns, 0, sizeof(*ns));
+		if (parse_map(x, n, ns_keys, ns))
+			return -EINVAL;
+		c->nns++;
+	}
+	return 0;
+}
+
+static const struct key zone_keys[] = {
+	{"name", T_NAME, OFF(struct peak_config, zone), .required = true},
+	{"soa", T_SUB, 0, .fn = zone_soa},
+	{"ns", T_SUB, 0, .fn = zone_ns, .required = true},
+	{"ttl", T_SUB, 0, .fn = zone_ttl},
+	{0},
+};
+
+/* ---- services ---- */
+
+static const struct key ep_keys[] = {
+	{"id", T_STR, OFF(struct cfg_endpoint, id), .size = CFG_ID_MAX, .required = true},
+	{"address", T_ADDR6, OFF(struct cfg_endpoint, addr), .required = true},
+	{"weight", T_U32, OFF(struct cfg_endpoint, weight), .min = 0, .max = 1000000, .def = 1},
+	{"node", T_STR, OFF(struct cfg_endpoint, node), .size = CFG_ID_MAX},
+	{0},
+};
+
+static int svc_prefixes(struct ctx *x, yaml_node_t *v, void *obj)
+{
+	struct svc_build *b = obj;
+	b->pfx_line = line_of(v);
+	if (v->type != YAML_SEQUENCE_NODE)
+		return cfail(x, v, "'prefixes' must be a list of IPv6 prefixes");
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	     it++) {
+		yaml_node_t *n = yaml_document_get_node(x->doc, *it);
+		const char *s = scalar(n);
+		if (b->npfx == SSA_MAX_PREFIXES)
+			return cfail(x, n, "more than %d prefixes", SSA_MAX_PREFIXES);
+		if (!s || prefix_parse(s, false, &b->pfx[b->npfx]))
+			return cfail(x, n,
+				     "'%s' is not a prefix (ADDRESS/LENGTH with no bits set past "
+				     "LENGTH)",
+				     s ? s : "(not a value)");
+		if (b->pfx[b->npfx].family != PEAK_AFI_IP6)
+			return cfail(x, n, "'%s' is not an IPv6 prefix", s);
+		b->npfx++;
+	}
+	if (!b->npfx)
+		return cfail(x, v, "'prefixes' is empty");
+	return 0;
+}
+
+static int svc_endpoints(struct ctx *x, yaml_node_t *v, void *obj)
+{
+	struct cfg_service *s = &((struct svc_build *)obj)->s;
+	if (v->type != YAML_SEQUENCE_NODE)
+		return cfail(x, v, "'endpoints' must be a list of {id, address, weight, node}");
+	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	s->ep = calloc(n ? n : 1, sizeof(*s->ep));
+	if (!s->ep)
+		return cfail(x, v, "out of memory");
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	     it++) {
+		yaml_node_t *en = yaml_document_get_node(x->doc, *it);
+		struct cfg_endpoint *e = &s->ep[s->nep];
+		if (parse_map(x, en, ep_keys, e))
+			return -EINVAL;
+		e->line = line_of(en);
+		for (unsigned j = 0; j < s->nep; j++) {
+			if (!strcmp(s->ep[j].id, e->id))
+				return cfail(x, en, "endpoint id '%s' repeated (first on line %u)",
+					     e->id, s->ep[j].line);
+			if (!memcmp(s->ep[j].addr, e->addr, 16))
+				return cfail(x, en,
+					     "endpoint '%s' repeats the address of '%s' (line %u)",
+					     e->id, s->ep[j].id, s->ep[j].line);
+		}
+		s->nep++;
+	}
+	return 0;
+}
+
+#define SB(f) OFF(struct svc_build, f)
+static const struct key svc_keys[] = {
+	{"name", T_NAME, SB(s.name), .required = true},
+	{"prefixes", T_PREFIXES, 0, .fn = svc_prefixes, .required = true},
+	{.name = "slice", .type = T_DESC, .required = true},
+	{.name = "select", .type = T_DESC},
+	{.name = "host", .type = T_DESC},
+	{.name = "fanout", .type = T_DESC},
+	{.name = "pow", .type = T_DESC},
+	{.name = "nonce", .type = T_DESC},
+	{.name = "period", .type = T_DESC},
+	{.name = "skew", .type = T_DESC},
+	{.name = "key", .type = T_DESC},
+	{"secret-file", T_STR, SB(s.secret_file), .size = CFG_PATH_MAX},
+	{"port", T_U32, SB(s.port), .min = 1, .max = 65535, .def = 80},
+	{"answers", T_U32, SB(s.answers), .min = 1, .max = 16, .def = 2},
+	{"endpoints", T_SUB, 0, .fn = svc_endpoints},
+	{0},
+};
+
+static int parse_service(struct ctx *x, yaml_node_t *n, struct peak_config *c)
+{
+	struct svc_build b;
+	char why[SSA_ERRLEN];
+	memset(&b, 0, sizeof(b));
+	ssa_desc_init(&b.d);
+	struct cfg_service *s = &c->svc[c->nsvc];
+	int r = parse_map(x, n, svc_keys, &b);
+	*s = b.s; /* hand the endpoints over even on error, so config_free frees them */
+	c->nsvc++;
+	if (r)
+		return r;
+	s->line = line_of(n);
+	if (ssa_desc_validate(&b.d, why, sizeof(why)))
+		return cfail(x, n, "service: %s", why);
+	if (ssa_space_init(&s->space, &b.d, b.pfx, b.npfx, why, sizeof(why)))
+		return cfail(x, n, "service: %s", why);
+	if ((b.d.select == SSA_HOP || b.d.host == SSA_HOP) && !s->secret_file[0])
+		return cfail(x, n, "service: hop rules need 'secret-file' (the secret is never "
+				   "written in the config)");
+	return 0;
+}
+
+static int top_services(struct ctx *x, yaml_node_t *v, void *obj)
+{
+	struct peak_config *c = obj;
+	if (v->type != YAML_SEQUENCE_NODE)
+		return cfail(x, v, "'services' must be a list");
+	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	c->svc = calloc(n ? n : 1, sizeof(*c->svc));
+	if (!c->svc)
+		return cfail(x, v, "out of memory");
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	     it++)
+		if (parse_service(x, yaml_document_get_node(x->doc, *it), c))
+			return -EINVAL;
+	return 0;
+}
+
+static const struct key node_keys[] = {
+	{"name", T_STR, OFF(struct cfg_node, name), .size = CFG_ID_MAX, .required = true},
+	{"address", T_ADDR6, OFF(struct cfg_node, addr),
+	 .flag_off = OFF(struct cfg_node, has_addr)},
+	{0},
+};
+
+static int top_nodes(struct ctx *x, yaml_node_t *v, void *obj)
+{
+	struct peak_config *c = obj;
+	if (v->type != YAML_SEQUENCE_NODE)
+		return cfail(x, v, "'nodes' must be a list of {name, address}");
+	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	c->nodes = calloc(n ? n : 1, sizeof(*c->nodes));
+	if (!c->nodes)
+		return cfail(x, v, "out of memory");
+	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+	     it++) {
+		yaml_node_t *nn = yaml_document_get_node(x->doc, *it);
+		struct cfg_node *nd = &c->nodes[c->nnodes];
+		if (parse_map(x, nn, node_keys, nd))
+			return -EINVAL;
+		nd->line = line_of(nn);
+		for (unsigned j = 0; j < c->nnodes; j++)
+			if (!strcmp(c->nodes[j].name, nd->name))
+				return cfail(x, nn, "node '%s' repeated (first on line %u)",
+					     nd->name, c->nodes[j].line);
+		c->nnodes++;
+	}
+	return 0;
+}
+
+static int top_zone(struct ctx *x, yaml_node_t *v, void *obj)
+{
+	return parse_map(x, v, zone_keys, obj);
+}
+
+static const struct key top_keys[] = {
+	{"zone", T_SUB, 0, .fn = top_zone, .required = true},
+	{"nodes", T_SUB, 0, .fn = top_nodes},
+	{"services", T_SUB, 0, .fn = top_services, .required = true},
+	{0},
+};
+
+/* Checks across the parsed file (keys may come in any order): services inside the zone,
+ * with distinct names and disjoint prefixes; endpoints on declared nodes. */
+static int check_config(struct ctx *x, struct peak_config *c)
+{
+	char a[PREFIX_STRLEN], b[PREFIX_STRLEN], nm[DNS_NAME_STRLEN], zn[DNS_NAME_STRLEN];
+	for (unsigned i = 0; i < c->nsvc; i++) {
+		const struct cfg_service *s = &c->svc[i];
+		dns_name_print(&s->name, nm, sizeof(nm));
+		if (!dns_name_under(&s->name, &c->zone)) {
+			dns_name_print(&c->zone, zn, sizeof(zn));
+			return cfail_line(x, s->line, "service '%s' is not inside zone '%s'", nm,
+					  zn);
+		}
+		for (unsigned j = 0; j < i; j++) {
+			const struct cfg_service *t = &c->svc[j];
+			if (dns_name_eq(&s->name, &t->name))
+				return cfail_line(x, s->line,
+						  "service '%s' repeated (first on line %u)", nm,
+						  t->line);
+			for (unsigned p = 0; p < s->space.n; p++)
+				for (unsigned q = 0; q < t->space.n; q++) {
+					const struct prefix *u = &s->space.pfx[p];
+					const struct prefix *v = &t->space.pfx[q];
+					if (prefix_contains(u, v) || prefix_contains(v, u))
+						return cfail_line(
+							x, s->line,
+							"services overlap: %s here and %s of the "
+							"service on line %u",
+							prefix_print(u, a), prefix_print(v, b),
+							t->line);
+				}
+		}
+		for (unsigned j = 0; c->nnodes && j < s->nep; j++) {
+			const struct cfg_endpoint *e = &s->ep[j];
+			bool found = !e->node[0];
+			for (unsigned k = 0; k < c->nnodes && !found; k++)
+				found = !strcmp(c->nodes[k].name, e->node);
+			if (!found)
+				return cfail_line(x, e->line, "endpoint '%s': unknown node '%s'",
+						  e->id, e->node);
+		}
+	}
+	return 0;
+}
+
+static void apply_defaults(const struct key *keys, void *obj)
+{
+	for (int i = 0; keys[i].name; i++)
+		set_default(&keys[i], obj);
+}
+
+int config_parse(const char *name, const uint8_t *buf, size_t len, struct peak_config **out,
+		 char *err, size_t errlen)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	struct ctx x = {&doc, name, err, errlen, 0};
+	struct peak_config *c = NULL;
+	int ret = -EINVAL;
+	bool have_doc = false;
+
+	*out = NULL;
+	if (err && errlen)
+		err[0] = '\0';
+	if (!yaml_parser_initialize(&parser))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&parser, buf, len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		snprintf(err, errlen, "%s:%lu: YAML: %s", name,
+			 (unsigned long)parser.problem_mark.line + 1,
+			 parser.problem ? parser.problem : "syntax error");
+		goto out;
+	}
+	have_doc = true;
+	yaml_node_t *root = yaml_document_get_root_node(&doc);
+	if (!root) {
+		snprintf(err, errlen, "%s:1: the file is empty", name);
+		goto out;
+	}
+	if (!(c = calloc(1, sizeof(*c)))) {
+		ret = -ENOMEM;
+		goto out;
+	}
+	apply_defaults(soa_keys, &c->soa);
+	apply_defaults(ttl_keys, &c->ttl);
+	if (root->type != YAML_MAPPING_NODE) {
+		cfail(&x, root, "the top level must be a mapping with 'zone' and 'services'");
+		goto out;
+	}
+	if (parse_map(&x, root, top_keys, c) || check_config(&x, c))
+		goto out;
+	if (!c->soa.mname.len) {
+		/* No soa block: primary is the first name server, contact hostmaster.ZONE. */
+		struct dns_name hm;
+		c->soa.mname = c->ns[0].name;
+		dns_name_parse("hostmaster", &hm);
+		if (hm.len - 1u + c->zone.len <= DNS_NAME_MAX) {
+			c->soa.rname = hm;
+			memcpy(c->soa.rname.wire + hm.len - 1, c->zone.wire, c->zone.len);
+			c->soa.rname.len = (uint8_t)(hm.len - 1 + c->zone.len);
+		} else {
+			c->soa.rname = c->zone;
+		}
+	}
+	ret = 0;
+	*out = c;
+	c = NULL;
+out:
+	config_free(c);
+	if (have_doc)
+		yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	return ret;
+}
+
+int config_load(const char *path, struct peak_config **out, char *err, size_t errlen)
+{
+	FILE *f = NULL;
+	uint8_t *buf = NULL;
+	size_t n = 0;
+	int ret;
+
+	*out = NULL;
+	if (!(f = fopen(path, "rb"))) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+		goto out;
+	}
+	if (!(buf = malloc(CFG_MAX_FILE_BYTES + 1))) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	n = fread(buf, 1, CFG_MAX_FILE_BYTES + 1, f);
+	if (ferror(f)) {
+		ret = -EIO;
+		snprintf(err, errlen, "%s: read error", path);
+		goto out;
+	}
+	if (n > CFG_MAX_FILE_BYTES) {
+		ret = -EFBIG;
+		snprintf(err, errlen, "%s: larger than %d bytes", path, CFG_MAX_FILE_BYTES);
+		goto out;
+	}
+	ret = config_parse(path, buf, n, out, err, errlen);
+out:
+	free(buf);
+	if (f)
+		fclose(f);
+	return ret;
+}
+
+void config_free(struct peak_config *c)
+{
+	if (!c)
+		return;
+	for (unsigned i = 0; i < c->nsvc; i++) {
+		free(c->svc[i].ep);
+		c->svc[i].ep = NULL;
+	}
+	free(c->svc);
+	c->svc = NULL;
+	free(c->nodes);
+	c->nodes = NULL;
+	free(c);
+}
+
+const struct cfg_service *config_service(const struct peak_config *c, const struct dns_name *n)
+{
+	for (unsigned i = 0; i < c->nsvc; i++)
+		if (dns_name_eq(&c->svc[i].name, n))
+			return &c->svc[i];
+	return NULL;
+}
