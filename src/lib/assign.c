@@ -105,6 +105,8 @@ static int blk_cmp(const void *x, const void *y)
 /* Merges buddy blocks of a free pool so receivers get blocks as large as possible. */
 static void pool_merge(struct blist *p, unsigned maxlog)
 {
+	if (p->n < 2)
+		return; /* also: qsort of an empty (NULL) array is undefined */
 	qsort(p->v, p->n, sizeof(*p->v), blk_cmp);
 	size_t top = 0;
 	for (size_t i = 0; i < p->n; i++) {

@@ -233,6 +233,23 @@ static void test_blocks_prefixes(void **state)
 	assign_fini(&a);
 }
 
+/* Regression: removing an endpoint that holds no slices left the free pool empty, and
+ * pool_merge passed its NULL array to qsort (undefined behaviour; UBSan flagged it). */
+static void test_regress_empty_pool_qsort(void **state)
+{
+	(void)state;
+	struct assign a;
+	uint32_t w[3] = {1, 0, 1};
+	uint32_t moved = 99;
+	assert_int_equal(assign_init(&a, 64, 6, w, 3), 0);
+	assert_int_equal(assign_del(&a, 1, &moved), 0);
+	assert_int_equal(moved, 0);
+	assert_int_equal(assign_set_weight(&a, 0, 1, &moved), 0); /* unchanged weight */
+	assert_int_equal(moved, 0);
+	check_invariants(&a);
+	assign_fini(&a);
+}
+
 /* ---- hashed schemes, for comparison ---- */
 
 static const uint8_t hkey[16] = {9, 8, 7};
@@ -353,6 +370,7 @@ int main(void)
 		cmocka_unit_test(test_initial),		  cmocka_unit_test(test_bad_input),
 		cmocka_unit_test(test_join_leave_minimal), cmocka_unit_test(test_random_recount),
 		cmocka_unit_test(test_blocks_prefixes),	  cmocka_unit_test(test_against_hashing),
+		cmocka_unit_test(test_regress_empty_pool_qsort),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,22 @@
+#!/bin/sh
+# Installs the Debian packages PEAK needs to build and test, if any is missing.
+# As root it runs apt-get; otherwise it prints the command to run and fails.
+set -eu
+PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libcmocka-dev libyaml-dev
+python3 python3-pytest python3-dnspython"
+missing=""
+for p in $PKGS; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
+		missing="$missing $p"
+done
+[ -z "$missing" ] && exit 0
+if [ "$(id -u)" -ne 0 ]; then
+	echo "missing packages:$missing" >&2
+	echo "run as root: apt-get install$missing" >&2
+	exit 1
+fi
+echo "installing:$missing"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+# shellcheck disable=SC2086
+apt-get install -y -qq --no-install-recommends $missing >/dev/null

@@ -1,0 +1,45 @@
+#!/bin/sh
+# Runs every test suite in three builds and prints 'N passed, N failed' last:
+#   build/      gcc: unit, fuzz corpus replay, CLI and interop suites
+#   build-san/  gcc with ASan+UBSan (no recovery): the same suites
+#   build-fuzz/ clang libFuzzer + ASan+UBSan: each fuzz target for FUZZ_SECONDS (20)
+# Exits non-zero if anything failed.
+set -u
+cd "$(dirname "$0")/.."
+FUZZ_SECONDS=${FUZZ_SECONDS:-20}
+export PEAK_FUZZ_SECONDS="$FUZZ_SECONDS"
+export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+status=0
+
+setup() { # dir, then meson options
+	dir=$1
+	shift
+	if [ ! -f "$dir/build.ninja" ]; then
+		meson setup "$dir" "$@" >"$dir.setup.log" 2>&1 || {
+			cat "$dir.setup.log"
+			return 1
+		}
+	fi
+	ninja -C "$dir" >/dev/null || ninja -C "$dir"
+}
+
+step() {
+	echo "== $*"
+}
+
+step "build (gcc)"
+setup build && meson test -C build --print-errorlogs -q || status=1
+
+step "build-san (gcc, ASan+UBSan)"
+setup build-san -Db_sanitize=address,undefined -Db_lundef=false &&
+	meson test -C build-san --print-errorlogs -q || status=1
+
+step "build-fuzz (clang libFuzzer, ${FUZZ_SECONDS}s per target)"
+(export CC=clang && setup build-fuzz -Dfuzz=true -Db_sanitize=address,undefined -Db_lundef=false) &&
+	meson test -C build-fuzz --print-errorlogs -q --num-processes 2 || status=1
+
+step "summary"
+/usr/bin/python3 scripts/test-summary.py build/meson-logs/testlog.json \
+	build-san/meson-logs/testlog.json build-fuzz/meson-logs/testlog.json || status=1
+exit $status

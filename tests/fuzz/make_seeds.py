@@ -1,0 +1,106 @@
+#!/usr/bin/python3
+"""Writes the fuzz seed corpora under tests/fuzz/corpus/. Well-formed DNS messages come
+from dnspython (an independent encoder); malformed ones are made by hand, one per class of
+bad input. Run it again only to change the seeds; the corpora are committed."""
+import os
+import sys
+
+import dns.edns
+import dns.message
+import dns.rdata
+import dns.rdataclass
+import dns.rdatatype
+import dns.rrset
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def write(target, name, data):
+    d = os.path.join(HERE, "corpus", target)
+    os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, name), "wb") as f:
+        f.write(data if isinstance(data, bytes) else data.encode())
+
+
+def dns_seeds():
+    q = dns.message.make_query("api.svc.example.", "AAAA", use_edns=0, payload=1232)
+    write("dns", "query-aaaa", q.to_wire())
+    ecs = dns.edns.ECSOption("2001:db8:aa::", 48)
+    q = dns.message.make_query("api.svc.example.", "AAAA", use_edns=0, options=[ecs])
+    write("dns", "query-ecs6", q.to_wire())
+    q = dns.message.make_query("api.svc.example.", "A", use_edns=0,
+                               options=[dns.edns.ECSOption("198.51.100.0", 24)])
+    write("dns", "query-ecs4", q.to_wire())
+    write("dns", "query-apl", dns.message.make_query("api.svc.example.", "APL").to_wire())
+    write("dns", "query-txt", dns.message.make_query("_ssa.api.svc.example.", "TXT").to_wire())
+    q = dns.message.make_query("svc.example.", "ANY", use_edns=1)
+    write("dns", "query-edns1", q.to_wire())
+    r = dns.message.make_response(dns.message.make_query("api.svc.example.", "APL"))
+    r.answer.append(dns.rrset.from_text("api.svc.example.", 3600, "IN", "APL",
+                                        "2:2001:db8:5::/64 !1:192.0.2.0/24"))
+    r.answer.append(dns.rrset.from_text("_ssa.api.svc.example.", 3600, "IN", "TXT",
+                                        '"v=ssa1; slice=78; select=src"'))
+    r.authority.append(dns.rrset.from_text("svc.example.", 3600, "IN", "SOA",
+                                           "ns1.svc.example. hostmaster.svc.example. 1 2 3 4 5"))
+    r.authority.append(dns.rrset.from_text("svc.example.", 3600, "IN", "NS", "ns1.svc.example."))
+    r.additional.append(dns.rrset.from_text("ns1.svc.example.", 3600, "IN", "AAAA",
+                                            "2001:db8:53::1"))
+    write("dns", "response-full", r.to_wire())
+    hdr = bytes.fromhex("1234 0100 0001 0000 0000 0000".replace(" ", ""))
+    write("dns", "bad-short-header", hdr[:7])
+    write("dns", "bad-self-pointer", hdr + b"\xc0\x0c\x00\x01\x00\x01")
+    write("dns", "bad-forward-pointer", hdr + b"\xc0\x20\x00\x01\x00\x01" + b"\x00" * 20)
+    write("dns", "bad-loop", hdr + b"\x01a\xc0\x0c\x00\x01\x00\x01")
+    write("dns", "bad-label-64", hdr + b"\x40" + b"a" * 64 + b"\x00\x00\x01\x00\x01")
+    write("dns", "bad-counts", bytes.fromhex("12340100ffffffffffffffff") + b"\x00\x00\x01\x00\x01")
+    write("dns", "bad-trailing", dns.message.make_query("a.", "A").to_wire() + b"garbage")
+    write("dns", "bad-label-type", hdr + b"\x41abc\x00\x00\x01\x00\x01")
+    long = b"".join(b"\x3f" + b"x" * 63 for _ in range(5)) + b"\x00\x00\x01\x00\x01"
+    write("dns", "bad-name-256", hdr + long)
+
+
+def apl_seeds():
+    write("apl", "v6", bytes.fromhex("0002400420010db8"))
+    write("apl", "mixed", bytes.fromhex("00011503c0a82000011c83c0a8260002200420010db8"))
+    write("apl", "unknown-family", bytes.fromhex("00070883aabbcc"))
+    write("apl", "zero-prefix", bytes.fromhex("00020000"))
+    write("apl", "bad-afdlength", bytes.fromhex("0002801120010db8000000000000000000000000"))
+    write("apl", "bad-prefix", bytes.fromhex("0002810220010db8"))
+    write("apl", "bad-truncated", bytes.fromhex("0002400320"))
+    write("apl", "text", "2:2001:db8:5::/64 !1:192.0.2.0/24 2:2001:db8::1/32")
+    write("apl", "text-generic", "\\# 8 0002400420010db8")
+
+
+def desc_seeds():
+    k = "000102030405060708090a0b0c0d0e0f"
+    for i, d in enumerate([
+        f"v=ssa1; slice=78; select=src; host=src; key={k}",
+        f"v=ssa1; slice=78; select=src; host=src; fanout=4; key={k}",
+        f"v=ssa1; slice=78; select=obj; host=src; key={k}",
+        f"v=ssa1; slice=78; select=hop; host=hop; period=30; skew=2; key={k}",
+        f"v=ssa1; slice=78; select=src; host=src; pow=8; nonce=16; key={k}",
+        "v=ssa1; slice=70",
+        "v=ssa1; slice=78; select=src",
+        "v=ssa1;;slice=78;; future=1; select=rand",
+        "v=ssa1; slice=78; slice=79",
+        "V=ssa1; slice=300",
+    ]):
+        write("desc", f"d{i}", d)
+
+
+def config_seeds():
+    with open(os.path.join(HERE, "..", "..", "examples", "peak.yaml")) as f:
+        write("config", "example", f.read())
+    write("config", "flow", "zone: {name: z., ns: [{name: ns.z.}]}\nservices:\n"
+          "  - {name: a.z., prefixes: ['2001:db8:9::/64'], slice: 72, endpoints: []}\n")
+    write("config", "alias", "zone: &z {name: z., ns: [{name: ns.z.}]}\nservices: [*z]\n")
+    write("config", "bad-yaml", "zone: [\n  - a\n b: c\n")
+    write("config", "bad-types", "zone: 3\nservices: {a: b}\n")
+
+
+if __name__ == "__main__":
+    dns_seeds()
+    apl_seeds()
+    desc_seeds()
+    config_seeds()
+    sys.exit(0)
