@@ -18,12 +18,12 @@ int main(int argc, char **argv)
 {
 	double secs = argc > 1 ? atof(argv[1]) : 1.0;
 	static const char *cases[][2] = {
-		{"src/src", "slice=78; select=src; host=src"},
-		{"src/src fanout=4", "slice=78; select=src; host=src; fanout=4"},
-		{"obj/src", "slice=78; select=obj; host=src"},
-		{"hop/hop", "slice=78; select=hop; host=hop"},
-		{"rand/rand", "slice=78"},
-		{"src/src pow=8", "slice=78; select=src; host=src; pow=8; nonce=16"},
+	    {"src/src", "slice=78; select=src; host=src"},
+	    {"src/src fanout=4", "slice=78; select=src; host=src; fanout=4"},
+	    {"obj/src", "slice=78; select=obj; host=src"},
+	    {"hop/hop", "slice=78; select=hop; host=hop"},
+	    {"rand/rand", "slice=78"},
+	    {"src/src pow=8", "slice=78; select=src; host=src; pow=8; nonce=16"},
 	};
 	uint8_t secret[16] = {0xf0, 0xe0};
 	struct prefix p;
@@ -34,16 +34,19 @@ int main(int argc, char **argv)
 		struct ssa_desc d;
 		struct ssa_space sp;
 		snprintf(text, sizeof(text), "v=ssa1; key=000102030405060708090a0b0c0d0e0f; %s",
-			 cases[c][1]);
+		         cases[c][1]);
 		if (ssa_desc_parse(text, strlen(text), &d, err, sizeof(err)) ||
 		    ssa_space_init(&sp, &d, &p, 1, err, sizeof(err))) {
 			fprintf(stderr, "%s: %s\n", cases[c][0], err);
 			return 1;
 		}
 		uint8_t src[16] = {0x20, 0x01, 0x0d, 0xb8}, dst[16];
-		struct ssa_req r = {.src = src, .object = (const uint8_t *)"videos/cat.mp4",
-				    .object_len = 14, .secret = secret, .time = 1767225600,
-				    .rand = {1, 2, 3}};
+		struct ssa_req r = {.src = src,
+		                    .object = (const uint8_t *)"videos/cat.mp4",
+		                    .object_len = 14,
+		                    .secret = secret,
+		                    .time = 1767225600,
+		                    .rand = {1, 2, 3}};
 		uint64_t n = 0, sink = 0;
 		double t0 = now(), t1;
 		do {

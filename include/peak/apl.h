@@ -17,10 +17,10 @@ enum {
 };
 
 struct apl_item {
-	uint16_t family; /* IANA address family: 1 IPv4, 2 IPv6, others opaque */
-	uint8_t prefix;	 /* prefix length */
-	bool negate;	 /* the N bit */
-	uint8_t afdlen;	 /* opaque families only: bytes in afd */
+	uint16_t family;          /* IANA address family: 1 IPv4, 2 IPv6, others opaque */
+	uint8_t prefix;           /* prefix length */
+	bool negate;              /* the N bit */
+	uint8_t afdlen;           /* opaque families only: bytes in afd */
 	uint8_t afd[APL_AFD_MAX]; /* the address (16 bytes used for IPv6, 4 for IPv4) */
 };
 

@@ -24,7 +24,7 @@ enum {
 
 struct assign_ep {
 	uint32_t weight;
-	uint32_t count;	 /* slices held */
+	uint32_t count;  /* slices held */
 	uint32_t target; /* slices it should hold after the last change */
 	bool live;
 };
@@ -32,7 +32,7 @@ struct assign_ep {
 struct assign {
 	uint32_t nslices;
 	unsigned block_bits; /* log2 of the slices per prefix: blocks never cross a prefix */
-	int32_t *owner;	     /* slice -> endpoint slot, ASSIGN_NONE while unowned */
+	int32_t *owner;      /* slice -> endpoint slot, ASSIGN_NONE while unowned */
 	struct assign_ep *ep;
 	unsigned nep; /* slots used, including endpoints that left */
 	unsigned cap;
@@ -49,7 +49,7 @@ struct assign_block {
  * bits per prefix), weights <= ASSIGN_MAX_WEIGHT with at least one non-zero. Returns 0,
  * -EINVAL or -ENOMEM. */
 int assign_init(struct assign *a, uint32_t nslices, unsigned block_bits, const uint32_t *weights,
-		unsigned n);
+                unsigned n);
 
 /* Frees the map. */
 void assign_fini(struct assign *a);
@@ -74,4 +74,4 @@ size_t assign_routes(const struct assign *a, unsigned slot);
 
 /* The prefix a block stands for in a service's address space. Returns 0 or -EINVAL. */
 int assign_block_prefix(const struct ssa_space *sp, const struct assign_block *b,
-			struct prefix *out);
+                        struct prefix *out);

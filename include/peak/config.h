@@ -30,10 +30,10 @@ struct cfg_endpoint {
 
 struct cfg_service {
 	struct dns_name name;
-	struct ssa_space space; /* prefixes and descriptor, validated together */
+	struct ssa_space space;         /* prefixes and descriptor, validated together */
 	char secret_file[CFG_PATH_MAX]; /* hop secret, read by the part that needs it */
-	uint32_t port;			/* service port for health checks and clients */
-	uint32_t answers;		/* AAAA answers per response */
+	uint32_t port;                  /* service port for health checks and clients */
+	uint32_t answers;               /* AAAA answers per response */
 	struct cfg_endpoint *ep;
 	unsigned nep;
 	unsigned line;
@@ -71,7 +71,7 @@ struct peak_config {
 /* Parses a configuration from a buffer; name is used in messages. Returns 0 and a config
  * to free with config_free, or -EINVAL with "NAME:LINE: reason" in err. */
 int config_parse(const char *name, const uint8_t *buf, size_t len, struct peak_config **out,
-		 char *err, size_t errlen);
+                 char *err, size_t errlen);
 
 /* Reads and parses a file (at most CFG_MAX_FILE_BYTES). Returns as config_parse, or
  * -errno with the reason in err when the file cannot be read. */

@@ -61,8 +61,8 @@ static inline uint32_t cur_u32(struct cur *c)
 {
 	if (!cur_need(c, 4))
 		return 0;
-	uint32_t v = (uint32_t)c->p[0] << 24 | (uint32_t)c->p[1] << 16 | (uint32_t)c->p[2] << 8 |
-		     c->p[3];
+	uint32_t v =
+	    (uint32_t)c->p[0] << 24 | (uint32_t)c->p[1] << 16 | (uint32_t)c->p[2] << 8 | c->p[3];
 	c->p += 4;
 	c->left -= 4;
 	return v;

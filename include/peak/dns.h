@@ -17,8 +17,8 @@ enum {
 	DNS_NAME_MAX = 255,
 	DNS_LABEL_MAX = 63,
 	DNS_NAME_STRLEN = 4 * DNS_NAME_MAX + 2, /* every octet escaped as \DDD */
-	DNS_COMP_MAX = 64,			/* names remembered for compression */
-	DNS_MAX_HOPS = 127,			/* compression pointers followed per name */
+	DNS_COMP_MAX = 64,                      /* names remembered for compression */
+	DNS_MAX_HOPS = 127,                     /* compression pointers followed per name */
 	DNS_UDP_MIN = 512,
 };
 
@@ -89,15 +89,15 @@ struct dns_rr {
 	uint32_t ttl;
 	uint16_t rdlen;
 	const uint8_t *rdata; /* points into the message */
-	size_t rdoff;	      /* offset of rdata in the message (for names in rdata) */
+	size_t rdoff;         /* offset of rdata in the message (for names in rdata) */
 	enum dns_section section;
 };
 
 /* Client Subnet option (RFC 7871 section 6). */
 struct dns_ecs {
 	uint16_t family; /* 1 IPv4, 2 IPv6 */
-	uint8_t source;	 /* SOURCE PREFIX-LENGTH */
-	uint8_t scope;	 /* SCOPE PREFIX-LENGTH */
+	uint8_t source;  /* SOURCE PREFIX-LENGTH */
+	uint8_t scope;   /* SCOPE PREFIX-LENGTH */
 	uint8_t addr[16];
 };
 
@@ -164,8 +164,7 @@ size_t dns_reader_trailing(const struct dns_reader *r);
 
 /* Typed rdata of a record read from msg. Each returns 0 or -EBADMSG (wrong length, a name
  * that does not end exactly at the end of the rdata, malformed options). */
-int dns_rdata_name(const uint8_t *msg, size_t len, const struct dns_rr *rr,
-		   struct dns_name *out);
+int dns_rdata_name(const uint8_t *msg, size_t len, const struct dns_rr *rr, struct dns_name *out);
 int dns_rdata_soa(const uint8_t *msg, size_t len, const struct dns_rr *rr, struct dns_soa *soa);
 /* Checks TXT rdata and concatenates its strings into out (NUL-terminated, truncated to
  * cap - 1). Returns the number of character-strings or -EBADMSG. */
@@ -208,19 +207,18 @@ struct dns_mark {
 
 /* Starts a message in buf (cap bytes) with the header's id and flags; counts are kept by
  * the writer. */
-void dns_writer_init(struct dns_writer *dw, uint8_t *buf, size_t cap, uint16_t id,
-		     uint16_t flags);
+void dns_writer_init(struct dns_writer *dw, uint8_t *buf, size_t cap, uint16_t id, uint16_t flags);
 /* Sets the flags word (e.g. to add TC or an rcode after writing). */
 void dns_writer_set_flags(struct dns_writer *dw, uint16_t flags);
 void dns_writer_question(struct dns_writer *dw, const struct dns_name *n, uint16_t type,
-			 uint16_t class);
+                         uint16_t class);
 /* Writes a name, compressed against earlier names when compress is true (owner names, and
  * names inside NS/SOA/CNAME/PTR/MX rdata only: RFC 3597 section 4). */
 void dns_writer_name(struct dns_writer *dw, const struct dns_name *n, bool compress);
 /* Opens a record: owner, type, class, TTL and a placeholder RDLENGTH. Write the rdata with
  * the dns_writer_* byte functions, then close it with dns_writer_rr_end. */
 void dns_writer_rr_begin(struct dns_writer *dw, enum dns_section s, const struct dns_name *n,
-			 uint16_t type, uint16_t class, uint32_t ttl);
+                         uint16_t type, uint16_t class, uint32_t ttl);
 void dns_writer_rr_end(struct dns_writer *dw);
 void dns_writer_bytes(struct dns_writer *dw, const void *p, size_t n);
 void dns_writer_u8(struct dns_writer *dw, uint8_t v);
@@ -230,8 +228,8 @@ void dns_writer_u32(struct dns_writer *dw, uint32_t v);
 void dns_writer_txt_rdata(struct dns_writer *dw, const char *text, size_t len);
 void dns_writer_soa_rdata(struct dns_writer *dw, const struct dns_soa *soa);
 /* An OPT record in the additional section; ecs may be NULL. */
-void dns_writer_opt(struct dns_writer *dw, uint16_t udp_size, uint8_t ext_rcode,
-		    uint8_t version, bool do_bit, const struct dns_ecs *ecs);
+void dns_writer_opt(struct dns_writer *dw, uint16_t udp_size, uint8_t ext_rcode, uint8_t version,
+                    bool do_bit, const struct dns_ecs *ecs);
 struct dns_mark dns_writer_mark(const struct dns_writer *dw);
 /* Returns to a mark and clears an out-of-room error. */
 void dns_writer_rollback(struct dns_writer *dw, const struct dns_mark *m);

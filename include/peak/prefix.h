@@ -49,7 +49,7 @@ bool prefix_contains(const struct prefix *outer, const struct prefix *inner);
 int prefix_cmp(const struct prefix *a, const struct prefix *b);
 
 /* Reads / writes the bit field [off, off+nbits) of a 128-bit big-endian address;
- * nbits <= 64. */
+ * nbits <= 64 and off + nbits <= 128. */
 uint64_t addr_get_bits(const uint8_t addr[static 16], unsigned off, unsigned nbits);
 void addr_set_bits(uint8_t addr[static 16], unsigned off, unsigned nbits, uint64_t v);
 

@@ -7,7 +7,7 @@
 /* Incremental SipHash-2-4: init, any number of updates, final. */
 struct siphash_state {
 	uint64_t v[4];
-	uint64_t tail;	/* bytes of the unfinished word, little-endian */
+	uint64_t tail;  /* bytes of the unfinished word, little-endian */
 	uint64_t total; /* bytes hashed so far */
 };
 void siphash_init(struct siphash_state *st, const uint8_t key[static 16]);
@@ -23,4 +23,4 @@ uint64_t ssa_h64(const uint8_t key[static 16], uint8_t tag, const void *data, si
 /* H128(k, tag, data) = H64(k, tag, data) << 64 | H64(k, tag | 0x80, data), written as
  * 16 big-endian bytes into out. */
 void ssa_h128(const uint8_t key[static 16], uint8_t tag, const void *data, size_t len,
-	      uint8_t out[static 16]);
+              uint8_t out[static 16]);

@@ -39,12 +39,12 @@ struct ssa_desc {
 /* A service's address space under a descriptor: derived widths (SPEC.md section 5). */
 struct ssa_space {
 	struct prefix pfx[SSA_MAX_PREFIXES];
-	unsigned n;	   /* number of prefixes */
-	unsigned p;	   /* prefix length */
-	unsigned s;	   /* slice bits per prefix */
-	unsigned hb;	   /* host value bits */
+	unsigned n;        /* number of prefixes */
+	unsigned p;        /* prefix length */
+	unsigned s;        /* slice bits per prefix */
+	unsigned hb;       /* host value bits */
 	unsigned fanbits;  /* 8 if fanout > 1, else 0 */
-	unsigned w;	   /* nonce bits if pow > 0, else 0 */
+	unsigned w;        /* nonce bits if pow > 0, else 0 */
 	uint64_t nslices;  /* T = n * 2^s */
 	struct ssa_desc d; /* the descriptor this space was built for */
 };
@@ -52,22 +52,22 @@ struct ssa_space {
 /* What a client knows when it computes an address. */
 struct ssa_req {
 	const uint8_t *src;    /* 16 bytes: the source address the service will see */
-	uint8_t index;	       /* fanout index i, < fanout */
+	uint8_t index;         /* fanout index i, < fanout */
 	const uint8_t *object; /* object key bytes for select=obj */
 	size_t object_len;
 	uint8_t replica;       /* replica r for select=obj */
-	uint64_t time;	       /* unix seconds, for hop rules */
+	uint64_t time;         /* unix seconds, for hop rules */
 	const uint8_t *secret; /* 16 bytes, for hop rules; never published */
 	uint64_t rand[3];      /* caller's random words, used by rand rules */
 };
 
 enum ssa_verdict {
 	SSA_PASS = 0,
-	SSA_OUTSIDE,	   /* destination in no service prefix: not the filter's business */
+	SSA_OUTSIDE,       /* destination in no service prefix: not the filter's business */
 	SSA_REJECT_FANOUT, /* fanout index field >= fanout */
 	SSA_REJECT_SLICE,  /* slice differs from the select rule's */
 	SSA_REJECT_HOST,   /* host value differs from the host rule's */
-	SSA_REJECT_POW,	   /* too few leading zero bits in the proof of work */
+	SSA_REJECT_POW,    /* too few leading zero bits in the proof of work */
 };
 
 /* Sets d to the defaults of every optional field (no slice, no key). */
@@ -75,8 +75,7 @@ void ssa_desc_init(struct ssa_desc *d);
 
 /* Sets one field ("slice", "select", ...) from its text value, with the same checks as
  * ssa_desc_parse. Returns 0 or -EINVAL with a reason in err. */
-int ssa_desc_set(struct ssa_desc *d, const char *name, const char *value, char *err,
-		 size_t errlen);
+int ssa_desc_set(struct ssa_desc *d, const char *name, const char *value, char *err, size_t errlen);
 
 /* Checks what only the whole descriptor shows (the key requirement). 0 or -EINVAL. */
 int ssa_desc_validate(const struct ssa_desc *d, char *err, size_t errlen);
@@ -97,7 +96,7 @@ const char *ssa_rule_name(unsigned rule);
  * -EINVAL with a reason in err: unequal lengths, overlaps, slice shorter than the prefixes,
  * more than 2^32 slices, or no room for the host, fanout and nonce fields. */
 int ssa_space_init(struct ssa_space *sp, const struct ssa_desc *d, const struct prefix *pfx,
-		   unsigned n, char *err, size_t errlen);
+                   unsigned n, char *err, size_t errlen);
 
 /* Computes the destination address for a request (SPEC.md section 6). Returns 0, -EINVAL
  * (index >= fanout, missing object or secret), or -EAGAIN when no nonce of the field's
@@ -110,7 +109,7 @@ int64_t ssa_slice_of(const struct ssa_space *sp, const uint8_t addr[static 16]);
 /* The filter check of SPEC.md section 7 for a packet src -> dst at unix time t. secret is
  * required for hop rules (returns -EINVAL without it). Returns an enum ssa_verdict. */
 int ssa_check(const struct ssa_space *sp, const uint8_t src[static 16],
-	      const uint8_t dst[static 16], uint64_t t, const uint8_t *secret);
+              const uint8_t dst[static 16], uint64_t t, const uint8_t *secret);
 
 /* Name of a verdict ("pass", "outside", "fanout", "slice", "host", "pow"). */
 const char *ssa_verdict_name(int v);

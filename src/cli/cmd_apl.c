@@ -6,27 +6,17 @@
 
 #include "cli.h"
 #include "peak/apl.h"
+#include "peak/util.h"
 
 static const char apl_help[] =
-	"usage: peak apl encode 'PRESENTATION'\n"
-	"       peak apl decode HEX\n"
-	"\n"
-	"encode prints the rdata of an APL record in hex, e.g.\n"
-	"  peak apl encode '2:2001:db8:5::/64 !1:192.0.2.0/24'\n"
-	"decode prints the presentation form of hex rdata (white space and ':' ignored).\n"
-	"Items of unknown address families are printed in the RFC 3597 form '\\# LEN HEX'.\n"
-	"Malformed input prints the reason and exits 2.\n";
-
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
+    "usage: peak apl encode 'PRESENTATION'\n"
+    "       peak apl decode HEX\n"
+    "\n"
+    "encode prints the rdata of an APL record in hex, e.g.\n"
+    "  peak apl encode '2:2001:db8:5::/64 !1:192.0.2.0/24'\n"
+    "decode prints the presentation form of hex rdata (white space and ':' ignored).\n"
+    "Items of unknown address families are printed in the RFC 3597 form '\\# LEN HEX'.\n"
+    "Malformed input prints the reason and exits 2.\n";
 
 int cmd_apl(int argc, char **argv)
 {
@@ -56,30 +46,19 @@ int cmd_apl(int argc, char **argv)
 		return 0;
 	}
 	if (!strcmp(argv[1], "decode")) {
-		size_t len = 0;
-		int hi = -1;
-		for (const char *p = argv[2]; *p; p++) {
-			if (*p == ' ' || *p == ':' || *p == '\t' || *p == '\n')
-				continue;
-			int v = hexval(*p);
-			if (v < 0)
-				cli_usage_error("apl decode", "'%c' is not a hex digit", *p);
-			if (hi < 0) {
-				hi = v;
-				continue;
-			}
-			if (len == 65535)
-				cli_usage_error("apl decode", "more than 65535 bytes");
-			rd[len++] = (uint8_t)(hi << 4 | v);
-			hi = -1;
-		}
-		if (hi >= 0)
+		char bad;
+		long len = peak_hex_decode(argv[2], ":", rd, 65535, &bad);
+		if (len == -E2BIG)
+			cli_usage_error("apl decode", "more than 65535 bytes");
+		if (len < 0 && bad)
+			cli_usage_error("apl decode", "'%c' is not a hex digit", bad);
+		if (len < 0)
 			cli_usage_error("apl decode", "odd number of hex digits");
-		int n = apl_parse(rd, len, items, APL_MAX_ITEMS);
+		int n = apl_parse(rd, (size_t)len, items, APL_MAX_ITEMS);
 		if (n < 0)
 			cli_usage_error("apl decode",
-					"malformed APL rdata (truncated item, AFDLENGTH or prefix "
-					"length over its family's maximum)");
+			                "malformed APL rdata (truncated item, AFDLENGTH or prefix "
+			                "length over its family's maximum)");
 		if (apl_print(items, (size_t)n, text, sizeof(text)) < 0)
 			cli_usage_error("apl decode", "record too long to print");
 		puts(text);

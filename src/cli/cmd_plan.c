@@ -10,20 +10,20 @@
 #include "peak/config.h"
 
 static const char plan_help[] =
-	"usage: peak plan --config FILE [--service NAME] [--remove ID ...] [--add ID[:WEIGHT] ...]\n"
-	"                 [--summary]\n"
-	"\n"
-	"Prints, per service, each endpoint's slice count, share and routes after aggregation,\n"
-	"the max/min ratio of slices per unit of weight, and the total number of routes. The\n"
-	"initial map orders endpoints by id, so it does not depend on their order in the file.\n"
-	"--remove and --add (repeatable, applied in the order given) show how many slices each\n"
-	"change moves, against the least any assignment must move, and the table after them.\n"
-	"\n"
-	"  --config FILE   the PEAK YAML configuration\n"
-	"  --service NAME  only this service\n"
-	"  --remove ID     remove an endpoint\n"
-	"  --add ID[:W]    add an endpoint with weight W (default 1)\n"
-	"  --summary       print only the summary lines, not one line per endpoint\n";
+    "usage: peak plan --config FILE [--service NAME] [--remove ID ...] [--add ID[:WEIGHT] ...]\n"
+    "                 [--summary]\n"
+    "\n"
+    "Prints, per service, each endpoint's slice count, share and routes after aggregation,\n"
+    "the max/min ratio of slices per unit of weight, and the total number of routes. The\n"
+    "initial map orders endpoints by id, so it does not depend on their order in the file.\n"
+    "--remove and --add (repeatable, applied in the order given) show how many slices each\n"
+    "change moves, against the least any assignment must move, and the table after them.\n"
+    "\n"
+    "  --config FILE   the PEAK YAML configuration\n"
+    "  --service NAME  only this service\n"
+    "  --remove ID     remove an endpoint\n"
+    "  --add ID[:W]    add an endpoint with weight W (default 1)\n"
+    "  --summary       print only the summary lines, not one line per endpoint\n";
 
 enum { MAX_CHANGES = 64 };
 
@@ -43,8 +43,7 @@ static int ep_cmp(const void *a, const void *b)
 	return strcmp(((const struct cfg_endpoint *)a)->id, ((const struct cfg_endpoint *)b)->id);
 }
 
-static void print_table(const struct assign *a, const struct plan_ep *eps, unsigned n,
-			bool summary)
+static void print_table(const struct assign *a, const struct plan_ep *eps, unsigned n, bool summary)
 {
 	double maxr = 0, minr = 0;
 	size_t routes = 0, maxroutes = 0;
@@ -78,7 +77,7 @@ static void print_table(const struct assign *a, const struct plan_ep *eps, unsig
 }
 
 static int plan_service(const struct cfg_service *s, const struct change *ch, unsigned nch,
-			bool summary)
+                        bool summary)
 {
 	char name[DNS_NAME_STRLEN];
 	struct assign a;
@@ -93,8 +92,9 @@ static int plan_service(const struct cfg_service *s, const struct change *ch, un
 	       (unsigned long long)s->space.nslices, s->space.d.slice, s->space.n,
 	       s->space.n == 1 ? "" : "es", s->nep);
 	if (s->space.nslices > ASSIGN_MAX_SLICES) {
-		fprintf(stderr, "peak plan: %s: %llu slices, more than the %d an assignment holds\n",
-			name, (unsigned long long)s->space.nslices, ASSIGN_MAX_SLICES);
+		fprintf(stderr,
+		        "peak plan: %s: %llu slices, more than the %d an assignment holds\n", name,
+		        (unsigned long long)s->space.nslices, ASSIGN_MAX_SLICES);
 		return EXIT_USAGE;
 	}
 	if (!n) {
@@ -138,21 +138,23 @@ static int plan_service(const struct cfg_service *s, const struct change *ch, un
 			}
 			memcpy(eps[n].id, ch[c].id, CFG_ID_MAX);
 			eps[n++].slot = slot;
-			printf("add %s (weight %u): %u slices moved (%.3f%%); the least possible is "
-			       "what it receives: %u\n",
-			       ch[c].id, ch[c].weight, moved, 100.0 * moved / a.nslices,
-			       a.ep[slot].count);
+			printf(
+			    "add %s (weight %u): %u slices moved (%.3f%%); the least possible is "
+			    "what it receives: %u\n",
+			    ch[c].id, ch[c].weight, moved, 100.0 * moved / a.nslices,
+			    a.ep[slot].count);
 		} else {
 			if (found < 0) {
 				fprintf(stderr, "peak plan: --remove %s: no such endpoint\n",
-					ch[c].id);
+				        ch[c].id);
 				goto fini;
 			}
 			uint32_t held = a.ep[eps[found].slot].count;
 			if (assign_del(&a, (unsigned)eps[found].slot, &moved)) {
-				fprintf(stderr, "peak plan: --remove %s: it is the last endpoint "
-						"with weight\n",
-					ch[c].id);
+				fprintf(stderr,
+				        "peak plan: --remove %s: it is the last endpoint "
+				        "with weight\n",
+				        ch[c].id);
 				goto fini;
 			}
 			printf("remove %s: %u slices moved (%.3f%%); the least possible is what it "
@@ -174,10 +176,13 @@ out:
 int cmd_plan(int argc, char **argv)
 {
 	static const struct option opts[] = {
-		{"config", required_argument, 0, 'c'}, {"service", required_argument, 0, 's'},
-		{"remove", required_argument, 0, 'r'}, {"add", required_argument, 0, 'a'},
-		{"summary", no_argument, 0, 'S'},      {"help", no_argument, 0, 'h'},
-		{0, 0, 0, 0},
+	    {"config", required_argument, 0, 'c'},
+	    {"service", required_argument, 0, 's'},
+	    {"remove", required_argument, 0, 'r'},
+	    {"add", required_argument, 0, 'a'},
+	    {"summary", no_argument, 0, 'S'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
 	};
 	const char *path = NULL, *only = NULL;
 	struct change ch[MAX_CHANGES];
@@ -212,7 +217,7 @@ int cmd_plan(int argc, char **argv)
 				cli_usage_error("plan", "--remove takes an id, not '%s'", optarg);
 			if (colon)
 				x->weight = (uint32_t)cli_u64("plan", "--add weight", colon + 1, 1,
-							      ASSIGN_MAX_WEIGHT);
+				                              ASSIGN_MAX_WEIGHT);
 			break;
 		}
 		case 'S':
@@ -223,7 +228,7 @@ int cmd_plan(int argc, char **argv)
 			return 0;
 		default:
 			cli_usage_error("plan", "unknown or incomplete option '%s' (see --help)",
-					argv[optind - 1]);
+			                argv[optind - 1]);
 		}
 	}
 	if (optind < argc)

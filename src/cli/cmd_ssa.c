@@ -11,27 +11,27 @@
 #include "peak/ssa.h"
 
 static const char ssa_help[] =
-	"usage: peak ssa compute --prefix P [--prefix P2 ...] --descriptor 'v=ssa1; ...'\n"
-	"                        --source ADDR [--object KEY] [--replica R] [--index I]\n"
-	"                        [--time UNIX] [--secret HEX | --secret-file FILE]\n"
-	"       peak ssa check   --prefix P [...] --descriptor '...' --source ADDR\n"
-	"                        --destination ADDR [--time UNIX] [--secret HEX | --secret-file FILE]\n"
-	"\n"
-	"compute prints the destination address a client with source ADDR uses (SPEC.md 6).\n"
-	"check prints 'pass' (exit 0), 'reject: REASON' (exit 1; REASON is fanout, slice, host\n"
-	"or pow, SPEC.md 7) or 'outside' (exit 1: the destination is in no prefix).\n"
-	"Bad arguments exit 2 with a one-line error.\n"
-	"\n"
-	"  --prefix P        a service prefix (IPv6, all of equal length, in APL order)\n"
-	"  --descriptor D    the descriptor, as published in TXT _ssa.NAME\n"
-	"  --source ADDR     the client's source address as the service sees it\n"
-	"  --destination A   (check) the packet's destination address\n"
-	"  --object KEY      (select=obj) the object's key, as UTF-8 bytes\n"
-	"  --replica R       (select=obj) replica number, 0..255 (default 0)\n"
-	"  --index I         fanout index, 0..fanout-1 (default 0)\n"
-	"  --time UNIX       unix time in seconds for hop rules (default: now)\n"
-	"  --secret HEX      hop secret, 32 hex digits (visible to other users: prefer --secret-file)\n"
-	"  --secret-file F   read the hop secret from a file\n";
+    "usage: peak ssa compute --prefix P [--prefix P2 ...] --descriptor 'v=ssa1; ...'\n"
+    "                        --source ADDR [--object KEY] [--replica R] [--index I]\n"
+    "                        [--time UNIX] [--secret HEX | --secret-file FILE]\n"
+    "       peak ssa check   --prefix P [...] --descriptor '...' --source ADDR\n"
+    "                        --destination ADDR [--time UNIX] [--secret HEX | --secret-file FILE]\n"
+    "\n"
+    "compute prints the destination address a client with source ADDR uses (SPEC.md 6).\n"
+    "check prints 'pass' (exit 0), 'reject: REASON' (exit 1; REASON is fanout, slice, host\n"
+    "or pow, SPEC.md 7) or 'outside' (exit 1: the destination is in no prefix).\n"
+    "Bad arguments exit 2 with a one-line error.\n"
+    "\n"
+    "  --prefix P        a service prefix (IPv6, all of equal length, in APL order)\n"
+    "  --descriptor D    the descriptor, as published in TXT _ssa.NAME\n"
+    "  --source ADDR     the client's source address as the service sees it\n"
+    "  --destination A   (check) the packet's destination address\n"
+    "  --object KEY      (select=obj) the object's key, as UTF-8 bytes\n"
+    "  --replica R       (select=obj) replica number, 0..255 (default 0)\n"
+    "  --index I         fanout index, 0..fanout-1 (default 0)\n"
+    "  --time UNIX       unix time in seconds for hop rules (default: now)\n"
+    "  --secret HEX      hop secret, 32 hex digits (visible to other users: prefer --secret-file)\n"
+    "  --secret-file F   read the hop secret from a file\n";
 
 struct ssa_args {
 	struct prefix pfx[SSA_MAX_PREFIXES];
@@ -47,12 +47,12 @@ struct ssa_args {
 static void parse_args(const char *cmd, int argc, char **argv, struct ssa_args *a)
 {
 	static const struct option opts[] = {
-		{"prefix", required_argument, 0, 'p'},	 {"descriptor", required_argument, 0, 'd'},
-		{"source", required_argument, 0, 's'},	 {"destination", required_argument, 0, 'D'},
-		{"object", required_argument, 0, 'o'},	 {"replica", required_argument, 0, 'r'},
-		{"index", required_argument, 0, 'i'},	 {"time", required_argument, 0, 't'},
-		{"secret", required_argument, 0, 'k'},	 {"secret-file", required_argument, 0, 'K'},
-		{"help", no_argument, 0, 'h'},		 {0, 0, 0, 0},
+	    {"prefix", required_argument, 0, 'p'}, {"descriptor", required_argument, 0, 'd'},
+	    {"source", required_argument, 0, 's'}, {"destination", required_argument, 0, 'D'},
+	    {"object", required_argument, 0, 'o'}, {"replica", required_argument, 0, 'r'},
+	    {"index", required_argument, 0, 'i'},  {"time", required_argument, 0, 't'},
+	    {"secret", required_argument, 0, 'k'}, {"secret-file", required_argument, 0, 'K'},
+	    {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
 	};
 	int c;
 	memset(a, 0, sizeof(*a));
@@ -64,9 +64,10 @@ static void parse_args(const char *cmd, int argc, char **argv, struct ssa_args *
 			if (a->npfx == SSA_MAX_PREFIXES)
 				cli_usage_error(cmd, "more than %d prefixes", SSA_MAX_PREFIXES);
 			if (prefix_parse(optarg, false, &a->pfx[a->npfx]))
-				cli_usage_error(cmd, "--prefix: '%s' is not ADDRESS/LENGTH with no "
-						     "bits set past LENGTH",
-						optarg);
+				cli_usage_error(cmd,
+				                "--prefix: '%s' is not ADDRESS/LENGTH with no "
+				                "bits set past LENGTH",
+				                optarg);
 			a->npfx++;
 			break;
 		case 'd':
@@ -107,7 +108,7 @@ static void parse_args(const char *cmd, int argc, char **argv, struct ssa_args *
 			exit(0);
 		default:
 			cli_usage_error(cmd, "unknown or incomplete option '%s' (see --help)",
-					argv[optind - 1]);
+			                argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
@@ -151,13 +152,13 @@ static int ssa_compute_cmd(int argc, char **argv)
 	if (a.index >= sp.d.fanout)
 		cli_usage_error(cmd, "--index %u is not below fanout=%u", a.index, sp.d.fanout);
 	struct ssa_req r = {
-		.src = a.src,
-		.index = a.index,
-		.object = (const uint8_t *)a.object,
-		.object_len = a.object ? strlen(a.object) : 0,
-		.replica = a.replica,
-		.time = a.time,
-		.secret = a.have_secret ? a.secret : NULL,
+	    .src = a.src,
+	    .index = a.index,
+	    .object = (const uint8_t *)a.object,
+	    .object_len = a.object ? strlen(a.object) : 0,
+	    .replica = a.replica,
+	    .time = a.time,
+	    .secret = a.have_secret ? a.secret : NULL,
 	};
 	if (getrandom(r.rand, sizeof(r.rand), 0) != (ssize_t)sizeof(r.rand))
 		cli_usage_error(cmd, "no randomness available");

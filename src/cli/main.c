@@ -27,12 +27,12 @@ uint64_t cli_u64(const char *cmd, const char *opt, const char *s, uint64_t min, 
 	for (const char *p = s; *p; p++) {
 		if (*p < '0' || *p > '9' || v > (UINT64_MAX - 9) / 10)
 			cli_usage_error(cmd, "%s: '%s' is not a number in %llu..%llu", opt, s,
-					(unsigned long long)min, (unsigned long long)max);
+			                (unsigned long long)min, (unsigned long long)max);
 		v = v * 10 + (uint64_t)(*p - '0');
 	}
 	if (v < min || v > max)
 		cli_usage_error(cmd, "%s: %s is outside %llu..%llu", opt, s,
-				(unsigned long long)min, (unsigned long long)max);
+		                (unsigned long long)min, (unsigned long long)max);
 	return v;
 }
 
@@ -77,16 +77,16 @@ static const struct {
 	int (*fn)(int, char **);
 	const char *what;
 } commands[] = {
-	{"ssa", cmd_ssa, "compute and check SSA addresses (SPEC.md)"},
-	{"apl", cmd_apl, "encode and decode APL records (RFC 3123)"},
-	{"plan", cmd_plan, "show a configuration's slice assignment and what a change moves"},
+    {"ssa", cmd_ssa, "compute and check SSA addresses (SPEC.md)"},
+    {"apl", cmd_apl, "encode and decode APL records (RFC 3123)"},
+    {"plan", cmd_plan, "show a configuration's slice assignment and what a change moves"},
 };
 
 static void usage(FILE *f)
 {
 	fprintf(f, "usage: peak COMMAND [ARGS]\n\n"
-		   "PEAK: reach IPv6 services with no ingress proxy on the path.\n\n"
-		   "Commands:\n");
+	           "PEAK: reach IPv6 services with no ingress proxy on the path.\n\n"
+	           "Commands:\n");
 	for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
 		fprintf(f, "  %-8s %s\n", commands[i].name, commands[i].what);
 	fprintf(f, "\nRun 'peak COMMAND --help' for a command's options.\n");

@@ -1,12 +1,12 @@
 #include "peak/apl.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "peak/cur.h"
+#include "peak/util.h"
 
 /* Address bytes of a known family, 0 for unknown families. */
 static unsigned afd_max(uint16_t family)
@@ -78,68 +78,34 @@ int apl_write(const struct apl_item *items, size_t n, uint8_t *out, size_t cap)
 	return w.err ? w.err : (int)w.len;
 }
 
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
-
 static bool is_space(char c)
 {
 	return c == ' ' || c == '\t' || c == '\n' || c == '\r';
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
-/* RFC 3597 section 5: "\# LEN HEX..." with the hex possibly split by white space. */
+/* RFC 3597 section 5: "\\# LEN HEX..." with the hex possibly split by white space. */
 static int parse_generic(const char *s, struct apl_item *items, size_t cap, char *err,
-			 size_t errlen)
+                         size_t errlen)
 {
 	uint8_t buf[65535];
-	char *end;
+	char *end, bad;
 	errno = 0;
 	unsigned long len = strtoul(s, &end, 10);
 	if (end == s || errno || len > sizeof(buf) || (!is_space(*end) && *end))
-		return fail(err, errlen, "generic form: bad length");
-	size_t n = 0;
-	int hi = -1;
-	for (const char *p = end; *p; p++) {
-		if (is_space(*p))
-			continue;
-		int v = hexval(*p);
-		if (v < 0)
-			return fail(err, errlen, "generic form: '%c' is not a hex digit", *p);
-		if (hi < 0) {
-			hi = v;
-			continue;
-		}
-		if (n == len)
-			return fail(err, errlen, "generic form: more data than its length %lu", len);
-		buf[n++] = (uint8_t)(hi << 4 | v);
-		hi = -1;
-	}
-	if (hi >= 0 || n != len)
-		return fail(err, errlen, "generic form: %zu bytes of data, length says %lu", n, len);
-	int r = apl_parse(buf, n, items, cap);
+		return peak_errf(err, errlen, "generic form: bad length");
+	long n = peak_hex_decode(end, NULL, buf, len, &bad);
+	if (n == -E2BIG)
+		return peak_errf(err, errlen, "generic form: more data than its length %lu", len);
+	if (n < 0 && bad)
+		return peak_errf(err, errlen, "generic form: '%c' is not a hex digit", bad);
+	if (n < 0)
+		return peak_errf(err, errlen, "generic form: odd number of hex digits");
+	if ((unsigned long)n != len)
+		return peak_errf(err, errlen, "generic form: %ld bytes of data, length says %lu", n,
+		                 len);
+	int r = apl_parse(buf, (size_t)n, items, cap);
 	if (r == -EBADMSG)
-		return fail(err, errlen, "generic form: malformed APL rdata");
+		return peak_errf(err, errlen, "generic form: malformed APL rdata");
 	return r;
 }
 
@@ -161,7 +127,7 @@ int apl_parse_text(const char *s, struct apl_item *items, size_t cap, char *err,
 			p++;
 		char tok[PREFIX_STRLEN + 8];
 		if (tl >= sizeof(tok))
-			return fail(err, errlen, "item '%.*s' too long", (int)tl, b);
+			return peak_errf(err, errlen, "item '%.*s' too long", (int)tl, b);
 		memcpy(tok, b, tl);
 		tok[tl] = '\0';
 
@@ -172,15 +138,16 @@ int apl_parse_text(const char *s, struct apl_item *items, size_t cap, char *err,
 			t++;
 		}
 		if ((t[0] != '1' && t[0] != '2') || t[1] != ':')
-			return fail(err, errlen, "item '%s': want [!]1:IPv4/LEN or [!]2:IPv6/LEN",
-				    tok);
+			return peak_errf(err, errlen,
+			                 "item '%s': want [!]1:IPv4/LEN or [!]2:IPv6/LEN", tok);
 		it.family = (uint16_t)(t[0] - '0');
 		struct prefix pf;
 		if (prefix_parse(t + 2, true, &pf))
-			return fail(err, errlen, "item '%s': bad address or prefix length", tok);
+			return peak_errf(err, errlen, "item '%s': bad address or prefix length",
+			                 tok);
 		if (pf.family != it.family)
-			return fail(err, errlen, "item '%s': address does not match family %u", tok,
-				    it.family);
+			return peak_errf(err, errlen, "item '%s': address does not match family %u",
+			                 tok, it.family);
 		it.prefix = pf.len;
 		memcpy(it.afd, pf.addr, 16);
 		if (n == cap)
@@ -224,7 +191,7 @@ int apl_print(const struct apl_item *items, size_t n, char *out, size_t cap)
 		char ps[PREFIX_STRLEN];
 		apl_item_to_prefix(&items[i], &p);
 		int k = snprintf(out + len, cap - len, "%s%s%u:%s", i ? " " : "",
-				 items[i].negate ? "!" : "", items[i].family, prefix_print(&p, ps));
+		                 items[i].negate ? "!" : "", items[i].family, prefix_print(&p, ps));
 		if (k < 0 || (size_t)k >= cap - len)
 			return -ENOSPC;
 		len += (size_t)k;

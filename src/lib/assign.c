@@ -31,7 +31,8 @@ static int cover_run(uint32_t start, uint32_t end, unsigned maxlog, struct blist
 {
 	while (start < end) {
 		unsigned k = 0;
-		while (k < maxlog && !(start & ((2u << k) - 1)) && ((uint64_t)start + (2u << k)) <= end)
+		while (k < maxlog && !(start & ((2u << k) - 1)) &&
+		       ((uint64_t)start + (2u << k)) <= end)
 			k++;
 		if (blist_push(l, start, (uint8_t)k))
 			return -ENOMEM;
@@ -72,9 +73,8 @@ static int take(struct blist *src, uint32_t want, bool prefer_large, struct blis
 				smallest = i;
 			if (sz > want)
 				continue;
-			if (best == SIZE_MAX ||
-			    (prefer_large ? src->v[i].log2 > src->v[best].log2
-					  : src->v[i].log2 < src->v[best].log2))
+			if (best == SIZE_MAX || (prefer_large ? src->v[i].log2 > src->v[best].log2
+			                                      : src->v[i].log2 < src->v[best].log2))
 				best = i;
 		}
 		if (smallest == SIZE_MAX)
@@ -114,7 +114,8 @@ static void pool_merge(struct blist *p, unsigned maxlog)
 		while (top >= 2) {
 			struct assign_block *x = &p->v[top - 2], *y = &p->v[top - 1];
 			if (x->log2 != y->log2 || x->log2 >= maxlog ||
-			    x->start & ((2u << x->log2) - 1) || x->start + (1u << x->log2) != y->start)
+			    x->start & ((2u << x->log2) - 1) ||
+			    x->start + (1u << x->log2) != y->start)
 				break;
 			x->log2++;
 			top--;
@@ -243,7 +244,7 @@ static int ep_reserve(struct assign *a, unsigned n)
 }
 
 int assign_init(struct assign *a, uint32_t nslices, unsigned block_bits, const uint32_t *weights,
-		unsigned n)
+                unsigned n)
 {
 	memset(a, 0, sizeof(*a));
 	if (!nslices || nslices > ASSIGN_MAX_SLICES || block_bits > 32 || n > ASSIGN_MAX_ENDPOINTS)
@@ -344,7 +345,7 @@ size_t assign_routes(const struct assign *a, unsigned slot)
 }
 
 int assign_block_prefix(const struct ssa_space *sp, const struct assign_block *b,
-			struct prefix *out)
+                        struct prefix *out)
 {
 	uint64_t pi = (uint64_t)b->start >> sp->s;
 	if (pi >= sp->n || b->log2 > sp->s || b->start & ((1u << b->log2) - 1))

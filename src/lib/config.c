@@ -16,46 +16,42 @@ struct ctx {
 	int failed;
 };
 
-static int cfail(struct ctx *x, const yaml_node_t *n, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int cfail(struct ctx *x, const yaml_node_t *n, const char *fmt, ...)
+/* Records the first error as "FILE:LINE: reason"; returns -EINVAL. */
+static int vcfail(struct ctx *x, unsigned long line, const char *fmt, va_list ap)
 {
 	if (x->failed)
 		return -EINVAL;
 	x->failed = 1;
 	if (x->err && x->errlen) {
-		int k = snprintf(x->err, x->errlen, "%s:%lu: ", x->file,
-				 n ? (unsigned long)n->start_mark.line + 1 : 0UL);
-		if (k > 0 && (size_t)k < x->errlen) {
-			va_list ap;
-			va_start(ap, fmt);
+		int k = snprintf(x->err, x->errlen, "%s:%lu: ", x->file, line);
+		if (k > 0 && (size_t)k < x->errlen)
 			vsnprintf(x->err + k, x->errlen - (size_t)k, fmt, ap);
-			va_end(ap);
-		}
 	}
 	return -EINVAL;
 }
 
-static int cfail_line(struct ctx *x, unsigned line, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
+/* An error at a YAML node. */
+static int cfail(struct ctx *x, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int cfail(struct ctx *x, const yaml_node_t *n, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int r = vcfail(x, n ? (unsigned long)n->start_mark.line + 1 : 0UL, fmt, ap);
+	va_end(ap);
+	return r;
+}
 
-/* As cfail, for checks made after parsing, from a stored line number. */
+/* An error found after parsing, at a stored line number. */
+static int cfail_line(struct ctx *x, unsigned line, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 static int cfail_line(struct ctx *x, unsigned line, const char *fmt, ...)
 {
-	if (x->failed)
-		return -EINVAL;
-	x->failed = 1;
-	if (x->err && x->errlen) {
-		int k = snprintf(x->err, x->errlen, "%s:%u: ", x->file, line);
-		if (k > 0 && (size_t)k < x->errlen) {
-			va_list ap;
-			va_start(ap, fmt);
-			vsnprintf(x->err + k, x->errlen - (size_t)k, fmt, ap);
-			va_end(ap);
-		}
-	}
-	return -EINVAL;
+	va_list ap;
+	va_start(ap, fmt);
+	int r = vcfail(x, line, fmt, ap);
+	va_end(ap);
+	return r;
 }
 
 static unsigned line_of(const yaml_node_t *n)
@@ -71,13 +67,13 @@ static const char *scalar(const yaml_node_t *n)
 /* ---- the schema ---- */
 
 enum cfg_type {
-	T_U32,	    /* decimal, in [min, max] */
-	T_STR,	    /* string of at most size-1 bytes */
-	T_NAME,	    /* DNS name */
+	T_U32,      /* decimal, in [min, max] */
+	T_STR,      /* string of at most size-1 bytes */
+	T_NAME,     /* DNS name */
 	T_ADDR6,    /* IPv6 address */
-	T_DESC,	    /* a descriptor field, checked by ssa_desc_set */
+	T_DESC,     /* a descriptor field, checked by ssa_desc_set */
 	T_PREFIXES, /* list of IPv6 prefixes */
-	T_SUB,	    /* nested, parsed by fn */
+	T_SUB,      /* nested, parsed by fn */
 };
 
 struct key {
@@ -102,6 +98,18 @@ struct svc_build {
 };
 
 static int parse_map(struct ctx *x, yaml_node_t *map, const struct key *keys, void *obj);
+
+/* Checks that v is a list and allocates one zeroed element of size elem per item into
+ * *out (at least one, so an empty list is not NULL). Returns 0 or an error for v. */
+static int seq_alloc(struct ctx *x, yaml_node_t *v, size_t elem, const char *what, void **out)
+{
+	if (v->type != YAML_SEQUENCE_NODE)
+		return cfail(x, v, "'%s' must be a list", what);
+	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	if (!(*out = calloc(n ? n : 1, elem)))
+		return cfail(x, v, "out of memory");
+	return 0;
+}
 
 static bool parse_u32(const char *s, uint32_t *v)
 {
@@ -134,14 +142,14 @@ static int set_value(struct ctx *x, const struct key *k, yaml_node_t *v, void *o
 		uint32_t u;
 		if (!parse_u32(s, &u) || u < k->min || u > k->max)
 			return cfail(x, v, "'%s' must be a whole number in %u..%u, not '%s'",
-				     k->name, k->min, k->max, s);
+			             k->name, k->min, k->max, s);
 		memcpy(field, &u, sizeof(u));
 		return 0;
 	}
 	case T_STR:
 		if (!*s || strlen(s) >= k->size)
 			return cfail(x, v, "'%s' must be 1 to %zu characters", k->name,
-				     k->size - 1);
+			             k->size - 1);
 		memcpy(field, s, strlen(s) + 1);
 		return 0;
 	case T_NAME:
@@ -198,7 +206,7 @@ static int parse_map(struct ctx *x, yaml_node_t *map, const struct key *keys, vo
 			char known[256] = "";
 			for (int i = 0; keys[i].name; i++)
 				snprintf(known + strlen(known), sizeof(known) - strlen(known),
-					 "%s%s", i ? ", " : "", keys[i].name);
+				         "%s%s", i ? ", " : "", keys[i].name);
 			return cfail(x, kn, "unknown key '%s' (known here: %s)", ks, known);
 		}
 		if (seen[idx])
@@ -218,31 +226,29 @@ static int parse_map(struct ctx *x, yaml_node_t *map, const struct key *keys, vo
 #define OFF(type, f) offsetof(type, f)
 
 static const struct key soa_keys[] = {
-	{"primary", T_NAME, OFF(struct dns_soa, mname), .required = true},
-	{"contact", T_NAME, OFF(struct dns_soa, rname), .required = true},
-	{"serial", T_U32, OFF(struct dns_soa, serial), .min = 0, .max = UINT32_MAX, .def = 1},
-	{"refresh", T_U32, OFF(struct dns_soa, refresh), .min = 1, .max = 86400 * 28,
-	 .def = 3600},
-	{"retry", T_U32, OFF(struct dns_soa, retry), .min = 1, .max = 86400 * 28, .def = 600},
-	{"expire", T_U32, OFF(struct dns_soa, expire), .min = 1, .max = 86400 * 365,
-	 .def = 604800},
-	{"minimum", T_U32, OFF(struct dns_soa, minimum), .min = 0, .max = 86400, .def = 30},
-	{0},
+    {"primary", T_NAME, OFF(struct dns_soa, mname), .required = true},
+    {"contact", T_NAME, OFF(struct dns_soa, rname), .required = true},
+    {"serial", T_U32, OFF(struct dns_soa, serial), .min = 0, .max = UINT32_MAX, .def = 1},
+    {"refresh", T_U32, OFF(struct dns_soa, refresh), .min = 1, .max = 86400 * 28, .def = 3600},
+    {"retry", T_U32, OFF(struct dns_soa, retry), .min = 1, .max = 86400 * 28, .def = 600},
+    {"expire", T_U32, OFF(struct dns_soa, expire), .min = 1, .max = 86400 * 365, .def = 604800},
+    {"minimum", T_U32, OFF(struct dns_soa, minimum), .min = 0, .max = 86400, .def = 30},
+    {0},
 };
 
 static const struct key ttl_keys[] = {
-	{"soa", T_U32, OFF(struct cfg_ttl, soa), .min = 0, .max = 604800, .def = 3600},
-	{"ns", T_U32, OFF(struct cfg_ttl, ns), .min = 0, .max = 604800, .def = 3600},
-	{"apl", T_U32, OFF(struct cfg_ttl, apl), .min = 0, .max = 604800, .def = 3600},
-	{"txt", T_U32, OFF(struct cfg_ttl, txt), .min = 0, .max = 604800, .def = 3600},
-	{"aaaa", T_U32, OFF(struct cfg_ttl, aaaa), .min = 0, .max = 604800, .def = 30},
-	{0},
+    {"soa", T_U32, OFF(struct cfg_ttl, soa), .min = 0, .max = 604800, .def = 3600},
+    {"ns", T_U32, OFF(struct cfg_ttl, ns), .min = 0, .max = 604800, .def = 3600},
+    {"apl", T_U32, OFF(struct cfg_ttl, apl), .min = 0, .max = 604800, .def = 3600},
+    {"txt", T_U32, OFF(struct cfg_ttl, txt), .min = 0, .max = 604800, .def = 3600},
+    {"aaaa", T_U32, OFF(struct cfg_ttl, aaaa), .min = 0, .max = 604800, .def = 30},
+    {0},
 };
 
 static const struct key ns_keys[] = {
-	{"name", T_NAME, OFF(struct cfg_ns, name), .required = true},
-	{"address", T_ADDR6, OFF(struct cfg_ns, addr), .flag_off = OFF(struct cfg_ns, has_addr)},
-	{0},
+    {"name", T_NAME, OFF(struct cfg_ns, name), .required = true},
+    {"address", T_ADDR6, OFF(struct cfg_ns, addr), .flag_off = OFF(struct cfg_ns, has_addr)},
+    {0},
 };
 
 static int zone_soa(struct ctx *x, yaml_node_t *v, void *obj)
@@ -275,21 +281,21 @@ static int zone_ns(struct ctx *x, yaml_node_t *v, void *obj)
 }
 
 static const struct key zone_keys[] = {
-	{"name", T_NAME, OFF(struct peak_config, zone), .required = true},
-	{"soa", T_SUB, 0, .fn = zone_soa},
-	{"ns", T_SUB, 0, .fn = zone_ns, .required = true},
-	{"ttl", T_SUB, 0, .fn = zone_ttl},
-	{0},
+    {"name", T_NAME, OFF(struct peak_config, zone), .required = true},
+    {"soa", T_SUB, 0, .fn = zone_soa},
+    {"ns", T_SUB, 0, .fn = zone_ns, .required = true},
+    {"ttl", T_SUB, 0, .fn = zone_ttl},
+    {0},
 };
 
 /* ---- services ---- */
 
 static const struct key ep_keys[] = {
-	{"id", T_STR, OFF(struct cfg_endpoint, id), .size = CFG_ID_MAX, .required = true},
-	{"address", T_ADDR6, OFF(struct cfg_endpoint, addr), .required = true},
-	{"weight", T_U32, OFF(struct cfg_endpoint, weight), .min = 0, .max = 1000000, .def = 1},
-	{"node", T_STR, OFF(struct cfg_endpoint, node), .size = CFG_ID_MAX},
-	{0},
+    {"id", T_STR, OFF(struct cfg_endpoint, id), .size = CFG_ID_MAX, .required = true},
+    {"address", T_ADDR6, OFF(struct cfg_endpoint, addr), .required = true},
+    {"weight", T_U32, OFF(struct cfg_endpoint, weight), .min = 0, .max = 1000000, .def = 1},
+    {"node", T_STR, OFF(struct cfg_endpoint, node), .size = CFG_ID_MAX},
+    {0},
 };
 
 static int svc_prefixes(struct ctx *x, yaml_node_t *v, void *obj)
@@ -306,9 +312,9 @@ static int svc_prefixes(struct ctx *x, yaml_node_t *v, void *obj)
 			return cfail(x, n, "more than %d prefixes", SSA_MAX_PREFIXES);
 		if (!s || prefix_parse(s, false, &b->pfx[b->npfx]))
 			return cfail(x, n,
-				     "'%s' is not a prefix (ADDRESS/LENGTH with no bits set past "
-				     "LENGTH)",
-				     s ? s : "(not a value)");
+			             "'%s' is not a prefix (ADDRESS/LENGTH with no bits set past "
+			             "LENGTH)",
+			             s ? s : "(not a value)");
 		if (b->pfx[b->npfx].family != PEAK_AFI_IP6)
 			return cfail(x, n, "'%s' is not an IPv6 prefix", s);
 		b->npfx++;
@@ -321,12 +327,8 @@ static int svc_prefixes(struct ctx *x, yaml_node_t *v, void *obj)
 static int svc_endpoints(struct ctx *x, yaml_node_t *v, void *obj)
 {
 	struct cfg_service *s = &((struct svc_build *)obj)->s;
-	if (v->type != YAML_SEQUENCE_NODE)
-		return cfail(x, v, "'endpoints' must be a list of {id, address, weight, node}");
-	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
-	s->ep = calloc(n ? n : 1, sizeof(*s->ep));
-	if (!s->ep)
-		return cfail(x, v, "out of memory");
+	if (seq_alloc(x, v, sizeof(*s->ep), "endpoints", (void **)&s->ep))
+		return -EINVAL;
 	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
 	     it++) {
 		yaml_node_t *en = yaml_document_get_node(x->doc, *it);
@@ -337,11 +339,11 @@ static int svc_endpoints(struct ctx *x, yaml_node_t *v, void *obj)
 		for (unsigned j = 0; j < s->nep; j++) {
 			if (!strcmp(s->ep[j].id, e->id))
 				return cfail(x, en, "endpoint id '%s' repeated (first on line %u)",
-					     e->id, s->ep[j].line);
+				             e->id, s->ep[j].line);
 			if (!memcmp(s->ep[j].addr, e->addr, 16))
 				return cfail(x, en,
-					     "endpoint '%s' repeats the address of '%s' (line %u)",
-					     e->id, s->ep[j].id, s->ep[j].line);
+				             "endpoint '%s' repeats the address of '%s' (line %u)",
+				             e->id, s->ep[j].id, s->ep[j].line);
 		}
 		s->nep++;
 	}
@@ -350,22 +352,22 @@ static int svc_endpoints(struct ctx *x, yaml_node_t *v, void *obj)
 
 #define SB(f) OFF(struct svc_build, f)
 static const struct key svc_keys[] = {
-	{"name", T_NAME, SB(s.name), .required = true},
-	{"prefixes", T_PREFIXES, 0, .fn = svc_prefixes, .required = true},
-	{.name = "slice", .type = T_DESC, .required = true},
-	{.name = "select", .type = T_DESC},
-	{.name = "host", .type = T_DESC},
-	{.name = "fanout", .type = T_DESC},
-	{.name = "pow", .type = T_DESC},
-	{.name = "nonce", .type = T_DESC},
-	{.name = "period", .type = T_DESC},
-	{.name = "skew", .type = T_DESC},
-	{.name = "key", .type = T_DESC},
-	{"secret-file", T_STR, SB(s.secret_file), .size = CFG_PATH_MAX},
-	{"port", T_U32, SB(s.port), .min = 1, .max = 65535, .def = 80},
-	{"answers", T_U32, SB(s.answers), .min = 1, .max = 16, .def = 2},
-	{"endpoints", T_SUB, 0, .fn = svc_endpoints},
-	{0},
+    {"name", T_NAME, SB(s.name), .required = true},
+    {"prefixes", T_PREFIXES, 0, .fn = svc_prefixes, .required = true},
+    {.name = "slice", .type = T_DESC, .required = true},
+    {.name = "select", .type = T_DESC},
+    {.name = "host", .type = T_DESC},
+    {.name = "fanout", .type = T_DESC},
+    {.name = "pow", .type = T_DESC},
+    {.name = "nonce", .type = T_DESC},
+    {.name = "period", .type = T_DESC},
+    {.name = "skew", .type = T_DESC},
+    {.name = "key", .type = T_DESC},
+    {"secret-file", T_STR, SB(s.secret_file), .size = CFG_PATH_MAX},
+    {"port", T_U32, SB(s.port), .min = 1, .max = 65535, .def = 80},
+    {"answers", T_U32, SB(s.answers), .min = 1, .max = 16, .def = 2},
+    {"endpoints", T_SUB, 0, .fn = svc_endpoints},
+    {0},
 };
 
 static int parse_service(struct ctx *x, yaml_node_t *n, struct peak_config *c)
@@ -386,20 +388,17 @@ static int parse_service(struct ctx *x, yaml_node_t *n, struct peak_config *c)
 	if (ssa_space_init(&s->space, &b.d, b.pfx, b.npfx, why, sizeof(why)))
 		return cfail(x, n, "service: %s", why);
 	if ((b.d.select == SSA_HOP || b.d.host == SSA_HOP) && !s->secret_file[0])
-		return cfail(x, n, "service: hop rules need 'secret-file' (the secret is never "
-				   "written in the config)");
+		return cfail(x, n,
+		             "service: hop rules need 'secret-file' (the secret is never "
+		             "written in the config)");
 	return 0;
 }
 
 static int top_services(struct ctx *x, yaml_node_t *v, void *obj)
 {
 	struct peak_config *c = obj;
-	if (v->type != YAML_SEQUENCE_NODE)
-		return cfail(x, v, "'services' must be a list");
-	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
-	c->svc = calloc(n ? n : 1, sizeof(*c->svc));
-	if (!c->svc)
-		return cfail(x, v, "out of memory");
+	if (seq_alloc(x, v, sizeof(*c->svc), "services", (void **)&c->svc))
+		return -EINVAL;
 	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
 	     it++)
 		if (parse_service(x, yaml_document_get_node(x->doc, *it), c))
@@ -408,21 +407,16 @@ static int top_services(struct ctx *x, yaml_node_t *v, void *obj)
 }
 
 static const struct key node_keys[] = {
-	{"name", T_STR, OFF(struct cfg_node, name), .size = CFG_ID_MAX, .required = true},
-	{"address", T_ADDR6, OFF(struct cfg_node, addr),
-	 .flag_off = OFF(struct cfg_node, has_addr)},
-	{0},
+    {"name", T_STR, OFF(struct cfg_node, name), .size = CFG_ID_MAX, .required = true},
+    {"address", T_ADDR6, OFF(struct cfg_node, addr), .flag_off = OFF(struct cfg_node, has_addr)},
+    {0},
 };
 
 static int top_nodes(struct ctx *x, yaml_node_t *v, void *obj)
 {
 	struct peak_config *c = obj;
-	if (v->type != YAML_SEQUENCE_NODE)
-		return cfail(x, v, "'nodes' must be a list of {name, address}");
-	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
-	c->nodes = calloc(n ? n : 1, sizeof(*c->nodes));
-	if (!c->nodes)
-		return cfail(x, v, "out of memory");
+	if (seq_alloc(x, v, sizeof(*c->nodes), "nodes", (void **)&c->nodes))
+		return -EINVAL;
 	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
 	     it++) {
 		yaml_node_t *nn = yaml_document_get_node(x->doc, *it);
@@ -433,7 +427,7 @@ static int top_nodes(struct ctx *x, yaml_node_t *v, void *obj)
 		for (unsigned j = 0; j < c->nnodes; j++)
 			if (!strcmp(c->nodes[j].name, nd->name))
 				return cfail(x, nn, "node '%s' repeated (first on line %u)",
-					     nd->name, c->nodes[j].line);
+				             nd->name, c->nodes[j].line);
 		c->nnodes++;
 	}
 	return 0;
@@ -445,10 +439,10 @@ static int top_zone(struct ctx *x, yaml_node_t *v, void *obj)
 }
 
 static const struct key top_keys[] = {
-	{"zone", T_SUB, 0, .fn = top_zone, .required = true},
-	{"nodes", T_SUB, 0, .fn = top_nodes},
-	{"services", T_SUB, 0, .fn = top_services, .required = true},
-	{0},
+    {"zone", T_SUB, 0, .fn = top_zone, .required = true},
+    {"nodes", T_SUB, 0, .fn = top_nodes},
+    {"services", T_SUB, 0, .fn = top_services, .required = true},
+    {0},
 };
 
 /* Checks across the parsed file (keys may come in any order): services inside the zone,
@@ -462,25 +456,25 @@ static int check_config(struct ctx *x, struct peak_config *c)
 		if (!dns_name_under(&s->name, &c->zone)) {
 			dns_name_print(&c->zone, zn, sizeof(zn));
 			return cfail_line(x, s->line, "service '%s' is not inside zone '%s'", nm,
-					  zn);
+			                  zn);
 		}
 		for (unsigned j = 0; j < i; j++) {
 			const struct cfg_service *t = &c->svc[j];
 			if (dns_name_eq(&s->name, &t->name))
 				return cfail_line(x, s->line,
-						  "service '%s' repeated (first on line %u)", nm,
-						  t->line);
+				                  "service '%s' repeated (first on line %u)", nm,
+				                  t->line);
 			for (unsigned p = 0; p < s->space.n; p++)
 				for (unsigned q = 0; q < t->space.n; q++) {
 					const struct prefix *u = &s->space.pfx[p];
 					const struct prefix *v = &t->space.pfx[q];
 					if (prefix_contains(u, v) || prefix_contains(v, u))
 						return cfail_line(
-							x, s->line,
-							"services overlap: %s here and %s of the "
-							"service on line %u",
-							prefix_print(u, a), prefix_print(v, b),
-							t->line);
+						    x, s->line,
+						    "services overlap: %s here and %s of the "
+						    "service on line %u",
+						    prefix_print(u, a), prefix_print(v, b),
+						    t->line);
 				}
 		}
 		for (unsigned j = 0; c->nnodes && j < s->nep; j++) {
@@ -490,7 +484,7 @@ static int check_config(struct ctx *x, struct peak_config *c)
 				found = !strcmp(c->nodes[k].name, e->node);
 			if (!found)
 				return cfail_line(x, e->line, "endpoint '%s': unknown node '%s'",
-						  e->id, e->node);
+				                  e->id, e->node);
 		}
 	}
 	return 0;
@@ -503,7 +497,7 @@ static void apply_defaults(const struct key *keys, void *obj)
 }
 
 int config_parse(const char *name, const uint8_t *buf, size_t len, struct peak_config **out,
-		 char *err, size_t errlen)
+                 char *err, size_t errlen)
 {
 	yaml_parser_t parser;
 	yaml_document_t doc;
@@ -520,8 +514,8 @@ int config_parse(const char *name, const uint8_t *buf, size_t len, struct peak_c
 	yaml_parser_set_input_string(&parser, buf, len);
 	if (!yaml_parser_load(&parser, &doc)) {
 		snprintf(err, errlen, "%s:%lu: YAML: %s", name,
-			 (unsigned long)parser.problem_mark.line + 1,
-			 parser.problem ? parser.problem : "syntax error");
+		         (unsigned long)parser.problem_mark.line + 1,
+		         parser.problem ? parser.problem : "syntax error");
 		goto out;
 	}
 	have_doc = true;

@@ -45,7 +45,7 @@ int dns_name_parse(const char *s, struct dns_name *n)
 				if (!(p[1] >= '0' && p[1] <= '9' && p[2] >= '0' && p[2] <= '9'))
 					return -EINVAL;
 				unsigned v = (unsigned)((p[0] - '0') * 100 + (p[1] - '0') * 10 +
-							(p[2] - '0'));
+				                        (p[2] - '0'));
 				if (v > 255)
 					return -EINVAL;
 				c = (uint8_t)v;
@@ -144,8 +144,8 @@ int dns_name_read(const uint8_t *msg, size_t len, struct cur *c, struct dns_name
 	if (c->err || c->p < msg || (size_t)(c->p - msg) > len)
 		return -EBADMSG;
 	size_t pos = (size_t)(c->p - msg); /* where we read now */
-	size_t seg = pos;		    /* start of the current run of labels */
-	size_t end = 0;			    /* where the stored name ends, once known */
+	size_t seg = pos;                  /* start of the current run of labels */
+	size_t end = 0;                    /* where the stored name ends, once known */
 	size_t o = 0;
 	unsigned hops = 0;
 
@@ -346,7 +346,7 @@ int dns_edns_parse(const struct dns_rr *rr, struct dns_edns *e)
 		uint8_t m[16];
 		memcpy(m, x->addr, 16);
 		for (unsigned b = x->source; b < 128; b++)
-			m[b / 8] &= (uint8_t)~(1u << (7 - b % 8));
+			m[b / 8] &= (uint8_t) ~(1u << (7 - b % 8));
 		if (memcmp(m, x->addr, 16))
 			return -EBADMSG;
 		e->has_ecs = true;
@@ -390,8 +390,7 @@ int dns_query_parse(const uint8_t *msg, size_t len, struct dns_query *q)
 
 /* ---- writing ---- */
 
-void dns_writer_init(struct dns_writer *dw, uint8_t *buf, size_t cap, uint16_t id,
-		     uint16_t flags)
+void dns_writer_init(struct dns_writer *dw, uint8_t *buf, size_t cap, uint16_t id, uint16_t flags)
 {
 	memset(dw, 0, sizeof(*dw));
 	dw->w = wcur_make(buf, cap);
@@ -444,7 +443,7 @@ void dns_writer_name(struct dns_writer *dw, const struct dns_name *n, bool compr
 }
 
 void dns_writer_question(struct dns_writer *dw, const struct dns_name *n, uint16_t type,
-			 uint16_t class)
+                         uint16_t class)
 {
 	dns_writer_name(dw, n, true);
 	wcur_u16(&dw->w, type);
@@ -454,7 +453,7 @@ void dns_writer_question(struct dns_writer *dw, const struct dns_name *n, uint16
 }
 
 void dns_writer_rr_begin(struct dns_writer *dw, enum dns_section s, const struct dns_name *n,
-			 uint16_t type, uint16_t class, uint32_t ttl)
+                         uint16_t type, uint16_t class, uint32_t ttl)
 {
 	dns_writer_name(dw, n, true);
 	wcur_u16(&dw->w, type);
@@ -520,8 +519,8 @@ void dns_writer_soa_rdata(struct dns_writer *dw, const struct dns_soa *soa)
 	wcur_u32(&dw->w, soa->minimum);
 }
 
-void dns_writer_opt(struct dns_writer *dw, uint16_t udp_size, uint8_t ext_rcode,
-		    uint8_t version, bool do_bit, const struct dns_ecs *ecs)
+void dns_writer_opt(struct dns_writer *dw, uint16_t udp_size, uint8_t ext_rcode, uint8_t version,
+                    bool do_bit, const struct dns_ecs *ecs)
 {
 	static const struct dns_name root = {1, {0}};
 	uint32_t ttl = (uint32_t)ext_rcode << 24 | (uint32_t)version << 16 | (do_bit ? EDNS_DO : 0);
@@ -531,7 +530,7 @@ void dns_writer_opt(struct dns_writer *dw, uint16_t udp_size, uint8_t ext_rcode,
 		uint8_t a[16];
 		memcpy(a, ecs->addr, 16);
 		for (unsigned b = ecs->source; b < 128; b++)
-			a[b / 8] &= (uint8_t)~(1u << (7 - b % 8));
+			a[b / 8] &= (uint8_t) ~(1u << (7 - b % 8));
 		wcur_u16(&dw->w, EDNS_OPT_ECS);
 		wcur_u16(&dw->w, (uint16_t)(4 + n));
 		wcur_u16(&dw->w, ecs->family);

@@ -167,26 +167,40 @@ int prefix_cmp(const struct prefix *a, const struct prefix *b)
 	return a->len == b->len ? 0 : a->len < b->len ? -1 : 1;
 }
 
+/* The address as one big-endian 128-bit integer (gcc and clang both have the type). */
+typedef unsigned __int128 u128;
+
+static u128 load128(const uint8_t a[static 16])
+{
+	u128 v = 0;
+	for (int i = 0; i < 16; i++)
+		v = v << 8 | a[i];
+	return v;
+}
+
+static void store128(uint8_t a[static 16], u128 v)
+{
+	for (int i = 15; i >= 0; i--, v >>= 8)
+		a[i] = (uint8_t)v;
+}
+
 uint64_t addr_get_bits(const uint8_t addr[static 16], unsigned off, unsigned nbits)
 {
-	uint64_t v = 0;
-	for (unsigned i = 0; i < nbits; i++) {
-		unsigned b = off + i;
-		v = v << 1 | ((addr[b / 8] >> (7 - b % 8)) & 1);
-	}
-	return v;
+	if (!nbits)
+		return 0;
+	u128 v = load128(addr) >> (128 - off - nbits);
+	return (uint64_t)v & (nbits == 64 ? UINT64_MAX : (1ULL << nbits) - 1);
 }
 
 void addr_set_bits(uint8_t addr[static 16], unsigned off, unsigned nbits, uint64_t v)
 {
-	for (unsigned i = 0; i < nbits; i++) {
-		unsigned b = off + nbits - 1 - i;
-		uint8_t m = (uint8_t)(1u << (7 - b % 8));
-		if (v >> i & 1)
-			addr[b / 8] |= m;
-		else
-			addr[b / 8] &= (uint8_t)~m;
-	}
+	if (!nbits)
+		return;
+	unsigned sh = 128 - off - nbits;
+	u128 m = (u128)(nbits == 64 ? UINT64_MAX : (1ULL << nbits) - 1);
+	u128 a = load128(addr);
+	a = (a & ~(m << sh)) | (((u128)v & m) << sh);
+	store128(addr, a);
 }
 
 int prefix_slice(const struct prefix *p, unsigned sublen, uint64_t index, struct prefix *out)

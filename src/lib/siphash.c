@@ -1,5 +1,7 @@
 #include "peak/siphash.h"
 
+#include <string.h>
+
 static inline uint64_t rotl(uint64_t x, int b)
 {
 	return x << b | x >> (64 - b);
@@ -88,6 +90,14 @@ uint64_t siphash24(const uint8_t key[static 16], const void *msg, size_t len)
 
 uint64_t ssa_h64(const uint8_t key[static 16], uint8_t tag, const void *data, size_t len)
 {
+	uint8_t buf[64];
+	if (len < sizeof(buf)) {
+		/* The SSA rules hash at most 33 bytes: one contiguous buffer takes the
+		 * word-at-a-time path. */
+		buf[0] = tag;
+		memcpy(buf + 1, data, len);
+		return siphash24(key, buf, len + 1);
+	}
 	struct siphash_state st;
 	siphash_init(&st, key);
 	siphash_update(&st, &tag, 1);
@@ -96,7 +106,7 @@ uint64_t ssa_h64(const uint8_t key[static 16], uint8_t tag, const void *data, si
 }
 
 void ssa_h128(const uint8_t key[static 16], uint8_t tag, const void *data, size_t len,
-	      uint8_t out[static 16])
+              uint8_t out[static 16])
 {
 	uint64_t hi = ssa_h64(key, tag, data, len), lo = ssa_h64(key, tag | 0x80, data, len);
 	for (int i = 0; i < 8; i++) {

@@ -1,25 +1,11 @@
 #include "peak/ssa.h"
 
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "peak/siphash.h"
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static int fail(char *err, size_t errlen, const char *fmt, ...)
-{
-	if (err && errlen) {
-		va_list ap;
-		va_start(ap, fmt);
-		vsnprintf(err, errlen, fmt, ap);
-		va_end(ap);
-	}
-	return -EINVAL;
-}
+#include "peak/util.h"
 
 static const char *const rule_names[] = {"rand", "src", "obj", "hop"};
 
@@ -28,23 +14,12 @@ const char *ssa_rule_name(unsigned rule)
 	return rule < 4 ? rule_names[rule] : "?";
 }
 
-static int hexval(char c)
-{
-	if (c >= '0' && c <= '9')
-		return c - '0';
-	if (c >= 'a' && c <= 'f')
-		return c - 'a' + 10;
-	if (c >= 'A' && c <= 'F')
-		return c - 'A' + 10;
-	return -1;
-}
-
 int ssa_key_parse(const char *hex, size_t len, uint8_t key[static 16])
 {
 	if (len != 32)
 		return -EINVAL;
 	for (size_t i = 0; i < 16; i++) {
-		int hi = hexval(hex[2 * i]), lo = hexval(hex[2 * i + 1]);
+		int hi = peak_hexval(hex[2 * i]), lo = peak_hexval(hex[2 * i + 1]);
 		if (hi < 0 || lo < 0)
 			return -EINVAL;
 		key[i] = (uint8_t)(hi << 4 | lo);
@@ -58,10 +33,10 @@ static const struct {
 	const char *name;
 	uint32_t min, max;
 } fields[] = {
-	[F_V] = {"v", 0, 0},	       [F_SLICE] = {"slice", 0, 128}, [F_SELECT] = {"select", 0, 3},
-	[F_HOST] = {"host", 0, 3},     [F_FANOUT] = {"fanout", 1, 255}, [F_POW] = {"pow", 0, 64},
-	[F_NONCE] = {"nonce", 1, 64},  [F_PERIOD] = {"period", 1, 86400},
-	[F_SKEW] = {"skew", 0, 4},     [F_KEY] = {"key", 0, 0},
+    [F_V] = {"v", 0, 0},          [F_SLICE] = {"slice", 0, 128},     [F_SELECT] = {"select", 0, 3},
+    [F_HOST] = {"host", 0, 3},    [F_FANOUT] = {"fanout", 1, 255},   [F_POW] = {"pow", 0, 64},
+    [F_NONCE] = {"nonce", 1, 64}, [F_PERIOD] = {"period", 1, 86400}, [F_SKEW] = {"skew", 0, 4},
+    [F_KEY] = {"key", 0, 0},
 };
 enum { NFIELDS = sizeof(fields) / sizeof(fields[0]) };
 
@@ -112,33 +87,34 @@ static int parse_rule(const char *b, const char *e, bool host)
 void ssa_desc_init(struct ssa_desc *d)
 {
 	*d = (struct ssa_desc){
-		.select = SSA_RAND,
-		.host = SSA_RAND,
-		.fanout = 1,
-		.nonce = SSA_DEF_NONCE_BITS,
-		.period = SSA_DEF_PERIOD_S,
-		.skew = SSA_DEF_SKEW_EPOCHS,
+	    .select = SSA_RAND,
+	    .host = SSA_RAND,
+	    .fanout = 1,
+	    .nonce = SSA_DEF_NONCE_BITS,
+	    .period = SSA_DEF_PERIOD_S,
+	    .skew = SSA_DEF_SKEW_EPOCHS,
 	};
 }
 
 static int set_field(struct ssa_desc *d, int f, const char *vb, const char *ve, char *err,
-		     size_t errlen)
+                     size_t errlen)
 {
 	uint32_t v = 0;
 	int r;
 	switch (f) {
 	case F_V:
 		if (!tok_eq(vb, ve, "ssa1"))
-			return fail(err, errlen, "unsupported version '%.*s' (want ssa1)",
-				    (int)(ve - vb), vb);
+			return peak_errf(err, errlen, "unsupported version '%.*s' (want ssa1)",
+			                 (int)(ve - vb), vb);
 		return 0;
 	case F_SELECT:
 	case F_HOST:
 		r = parse_rule(vb, ve, f == F_HOST);
 		if (r < 0)
-			return fail(err, errlen, "bad value '%.*s' for %s (want %s)", (int)(ve - vb),
-				    vb, fields[f].name,
-				    f == F_HOST ? "rand, src or hop" : "rand, src, obj or hop");
+			return peak_errf(err, errlen, "bad value '%.*s' for %s (want %s)",
+			                 (int)(ve - vb), vb, fields[f].name,
+			                 f == F_HOST ? "rand, src or hop"
+			                             : "rand, src, obj or hop");
 		if (f == F_HOST)
 			d->host = (uint8_t)r;
 		else
@@ -146,13 +122,13 @@ static int set_field(struct ssa_desc *d, int f, const char *vb, const char *ve, 
 		return 0;
 	case F_KEY:
 		if (ssa_key_parse(vb, (size_t)(ve - vb), d->key))
-			return fail(err, errlen, "key must be 32 hex digits");
+			return peak_errf(err, errlen, "key must be 32 hex digits");
 		d->has_key = true;
 		return 0;
 	}
 	if (!parse_u32(vb, ve, &v) || v < fields[f].min || v > fields[f].max)
-		return fail(err, errlen, "bad value '%.*s' for %s (want %u..%u)", (int)(ve - vb), vb,
-			    fields[f].name, fields[f].min, fields[f].max);
+		return peak_errf(err, errlen, "bad value '%.*s' for %s (want %u..%u)",
+		                 (int)(ve - vb), vb, fields[f].name, fields[f].min, fields[f].max);
 	if (f == F_SLICE)
 		d->slice = (uint8_t)v;
 	else if (f == F_FANOUT)
@@ -176,12 +152,11 @@ static int field_index(const char *nb, const char *ne)
 	return -1;
 }
 
-int ssa_desc_set(struct ssa_desc *d, const char *name, const char *value, char *err,
-		 size_t errlen)
+int ssa_desc_set(struct ssa_desc *d, const char *name, const char *value, char *err, size_t errlen)
 {
 	int f = field_index(name, name + strlen(name));
 	if (f < 0)
-		return fail(err, errlen, "unknown descriptor field '%s'", name);
+		return peak_errf(err, errlen, "unknown descriptor field '%s'", name);
 	return set_field(d, f, value, value + strlen(value), err, errlen);
 }
 
@@ -190,10 +165,10 @@ int ssa_desc_validate(const struct ssa_desc *d, char *err, size_t errlen)
 	/* SPEC.md 3 requires the key unless both rules are rand; the proof of work hashes with
 	 * it too, so pow > 0 needs it as well. */
 	if (!d->has_key && (d->select != SSA_RAND || d->host != SSA_RAND))
-		return fail(err, errlen, "key required for select=%s host=%s",
-			    ssa_rule_name(d->select), ssa_rule_name(d->host));
+		return peak_errf(err, errlen, "key required for select=%s host=%s",
+		                 ssa_rule_name(d->select), ssa_rule_name(d->host));
 	if (!d->has_key && d->pow)
-		return fail(err, errlen, "key required when pow > 0");
+		return peak_errf(err, errlen, "key required when pow > 0");
 	return 0;
 }
 
@@ -205,7 +180,7 @@ int ssa_desc_parse(const char *s, size_t len, struct ssa_desc *d, char *err, siz
 
 	ssa_desc_init(&out);
 	if (len > 4096)
-		return fail(err, errlen, "descriptor too long (%zu bytes)", len);
+		return peak_errf(err, errlen, "descriptor too long (%zu bytes)", len);
 	while (p < end) {
 		const char *semi = memchr(p, ';', (size_t)(end - p));
 		const char *ie = semi ? semi : end;
@@ -216,32 +191,33 @@ int ssa_desc_parse(const char *s, size_t len, struct ssa_desc *d, char *err, siz
 			continue; /* empty item, e.g. a trailing ';' */
 		const char *eq = memchr(nb, '=', (size_t)(ie - nb));
 		if (!eq)
-			return fail(err, errlen, "item '%.*s' is not name=value", (int)(ie - nb),
-				    nb);
+			return peak_errf(err, errlen, "item '%.*s' is not name=value",
+			                 (int)(ie - nb), nb);
 		ne = eq;
 		const char *vb = eq + 1, *ve = ie;
 		trim(&nb, &ne);
 		trim(&vb, &ve);
 		if (nb == ne)
-			return fail(err, errlen, "item '%.*s' has no name", (int)(ie - nb), nb);
+			return peak_errf(err, errlen, "item '%.*s' has no name", (int)(ie - nb),
+			                 nb);
 		for (const char *q = nb; q < ne; q++)
 			if (*q >= 'A' && *q <= 'Z')
-				return fail(err, errlen, "field name '%.*s' is not lower case",
-					    (int)(ne - nb), nb);
+				return peak_errf(err, errlen, "field name '%.*s' is not lower case",
+				                 (int)(ne - nb), nb);
 		int f = field_index(nb, ne);
 		if (f < 0)
 			continue; /* unknown names are ignored (forward compatibility) */
 		if (seen[f])
-			return fail(err, errlen, "field '%s' repeated", fields[f].name);
+			return peak_errf(err, errlen, "field '%s' repeated", fields[f].name);
 		seen[f] = true;
 		int r = set_field(&out, f, vb, ve, err, errlen);
 		if (r)
 			return r;
 	}
 	if (!seen[F_V])
-		return fail(err, errlen, "missing v=ssa1");
+		return peak_errf(err, errlen, "missing v=ssa1");
 	if (!seen[F_SLICE])
-		return fail(err, errlen, "missing slice");
+		return peak_errf(err, errlen, "missing slice");
 	int r = ssa_desc_validate(&out, err, errlen);
 	if (r)
 		return r;
@@ -253,7 +229,7 @@ int ssa_desc_print(const struct ssa_desc *d, char *out, size_t cap)
 {
 	char buf[SSA_DESC_STRLEN];
 	int n = snprintf(buf, sizeof(buf), "v=ssa1; slice=%u; select=%s; host=%s", d->slice,
-			 ssa_rule_name(d->select), ssa_rule_name(d->host));
+	                 ssa_rule_name(d->select), ssa_rule_name(d->host));
 	if (d->fanout != 1)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "; fanout=%u", d->fanout);
 	if (d->pow)
@@ -276,38 +252,40 @@ int ssa_desc_print(const struct ssa_desc *d, char *out, size_t cap)
 }
 
 int ssa_space_init(struct ssa_space *sp, const struct ssa_desc *d, const struct prefix *pfx,
-		   unsigned n, char *err, size_t errlen)
+                   unsigned n, char *err, size_t errlen)
 {
 	char a[PREFIX_STRLEN], b[PREFIX_STRLEN];
 
 	if (n == 0)
-		return fail(err, errlen, "no prefixes");
+		return peak_errf(err, errlen, "no prefixes");
 	if (n > SSA_MAX_PREFIXES)
-		return fail(err, errlen, "too many prefixes (%u, at most %d)", n,
-			    SSA_MAX_PREFIXES);
+		return peak_errf(err, errlen, "too many prefixes (%u, at most %d)", n,
+		                 SSA_MAX_PREFIXES);
 	for (unsigned i = 0; i < n; i++) {
 		if (pfx[i].family != PEAK_AFI_IP6)
-			return fail(err, errlen, "prefix %s is not IPv6", prefix_print(&pfx[i], a));
+			return peak_errf(err, errlen, "prefix %s is not IPv6",
+			                 prefix_print(&pfx[i], a));
 		if (pfx[i].len != pfx[0].len)
-			return fail(err, errlen, "prefixes of unequal length (%s and %s)",
-				    prefix_print(&pfx[0], a), prefix_print(&pfx[i], b));
+			return peak_errf(err, errlen, "prefixes of unequal length (%s and %s)",
+			                 prefix_print(&pfx[0], a), prefix_print(&pfx[i], b));
 		for (unsigned j = 0; j < i; j++)
 			if (prefix_contains(&pfx[j], &pfx[i]))
-				return fail(err, errlen, "prefix %s repeated",
-					    prefix_print(&pfx[i], a));
+				return peak_errf(err, errlen, "prefix %s repeated",
+				                 prefix_print(&pfx[i], a));
 	}
 	unsigned p = pfx[0].len;
 	if (d->slice < p)
-		return fail(err, errlen, "slice=%u is shorter than the prefixes (/%u)", d->slice, p);
+		return peak_errf(err, errlen, "slice=%u is shorter than the prefixes (/%u)",
+		                 d->slice, p);
 	unsigned s = d->slice - p;
 	if (s > 32 || ((uint64_t)n << s) > (1ULL << 32))
-		return fail(err, errlen, "more than 2^32 slices (%u prefixes of 2^%u)", n, s);
+		return peak_errf(err, errlen, "more than 2^32 slices (%u prefixes of 2^%u)", n, s);
 	unsigned fanbits = d->fanout > 1 ? 8 : 0, w = d->pow ? d->nonce : 0;
 	unsigned h = 128u - d->slice;
 	if (fanbits + w > h)
-		return fail(err, errlen,
-			    "no room below slice=%u: %u host bits < fanout %u + nonce %u bits",
-			    d->slice, h, fanbits, w);
+		return peak_errf(err, errlen,
+		                 "no room below slice=%u: %u host bits < fanout %u + nonce %u bits",
+		                 d->slice, h, fanbits, w);
 	memset(sp, 0, sizeof(*sp));
 	memcpy(sp->pfx, pfx, n * sizeof(*pfx));
 	sp->n = n;
@@ -331,7 +309,7 @@ static size_t put_be(uint8_t *p, uint64_t v, unsigned bytes)
 
 /* g for select=src/hop given c64, epoch and index; key is K or S. */
 static uint64_t select_value(const struct ssa_space *sp, unsigned rule, const uint8_t *key,
-			     const uint8_t *src, uint64_t e, uint8_t i)
+                             const uint8_t *src, uint64_t e, uint8_t i)
 {
 	uint8_t m[17];
 	size_t n = 0;
@@ -345,7 +323,7 @@ static uint64_t select_value(const struct ssa_space *sp, unsigned rule, const ui
 
 /* The 128-bit host value for host=src/hop, as 16 big-endian bytes. */
 static void host_value(unsigned rule, const uint8_t *key, const uint8_t *src, uint64_t e,
-		       uint32_t g, uint8_t i, uint8_t out[static 16])
+                       uint32_t g, uint8_t i, uint8_t out[static 16])
 {
 	uint8_t m[21];
 	size_t n = 0;
@@ -360,7 +338,7 @@ static void host_value(unsigned rule, const uint8_t *key, const uint8_t *src, ui
 
 /* Writes the low hb bits of a 128-bit big-endian value at bit offset off. */
 static void put_low_bits(uint8_t addr[static 16], unsigned off, unsigned hb,
-			 const uint8_t v[static 16])
+                         const uint8_t v[static 16])
 {
 	uint64_t hi = addr_get_bits(v, 0, 64), lo = addr_get_bits(v, 64, 64);
 	if (hb > 64) {
@@ -385,8 +363,7 @@ static bool pow_ok(const uint8_t *key, unsigned d, const uint8_t *src, const uin
 
 /* Lays out prefix, slice and host fields for slice g; host value from v (may be NULL
  * for zero). */
-static void layout(const struct ssa_space *sp, uint64_t g, const uint8_t *v,
-		   uint8_t out[static 16])
+static void layout(const struct ssa_space *sp, uint64_t g, const uint8_t *v, uint8_t out[static 16])
 {
 	memcpy(out, sp->pfx[g >> sp->s].addr, 16);
 	addr_set_bits(out, sp->p, sp->s, g & ((1ULL << sp->s) - 1));
@@ -477,7 +454,7 @@ static bool host_matches(const struct ssa_space *sp, const uint8_t *dst, const u
 }
 
 int ssa_check(const struct ssa_space *sp, const uint8_t src[static 16],
-	      const uint8_t dst[static 16], uint64_t t, const uint8_t *secret)
+              const uint8_t dst[static 16], uint64_t t, const uint8_t *secret)
 {
 	const struct ssa_desc *d = &sp->d;
 	bool hop = d->select == SSA_HOP || d->host == SSA_HOP;

@@ -22,8 +22,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (ssa_space_init(&sp, &d, &p, 1, err, sizeof(err)) || d.pow > 8)
 		return 0;
 	uint8_t src[16] = {0x20, 0x01, 0x0d, 0xb8, 1}, sec[16] = {1}, dst[16];
-	struct ssa_req r = {.src = src, .object = data, .object_len = size, .secret = sec,
-			    .time = 1767225600};
+	struct ssa_req r = {
+	    .src = src, .object = data, .object_len = size, .secret = sec, .time = 1767225600};
 	int rc = ssa_compute(&sp, &r, dst);
 	if (rc == 0 && ssa_check(&sp, src, dst, r.time, sec) != SSA_PASS)
 		__builtin_trap();

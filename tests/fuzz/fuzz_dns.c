@@ -23,11 +23,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		dns_writer_question(&w, &q.q.name, q.q.type, q.q.class);
 		if (q.edns.present)
 			dns_writer_opt(&w, q.edns.udp_size, q.edns.ext_rcode, q.edns.version,
-				       q.edns.do_bit, q.edns.has_ecs ? &q.edns.ecs : NULL);
+			               q.edns.do_bit, q.edns.has_ecs ? &q.edns.ecs : NULL);
 		int len = dns_writer_finish(&w);
 		struct dns_query q2;
 		if (len > 0 && (dns_query_parse(out, (size_t)len, &q2) != 0 ||
-				!dns_name_eq(&q.q.name, &q2.q.name)))
+		                !dns_name_eq(&q.q.name, &q2.q.name)))
 			__builtin_trap();
 		dns_name_print(&q.q.name, text, sizeof(text));
 	}

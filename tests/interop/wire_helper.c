@@ -44,7 +44,7 @@ static void build(void)
 	dns_writer_bytes(&w, rd, (size_t)rl);
 	dns_writer_rr_end(&w);
 	const char *desc = "v=ssa1; slice=78; select=src; host=src; "
-			   "key=000102030405060708090a0b0c0d0e0f";
+	                   "key=000102030405060708090a0b0c0d0e0f";
 	dns_writer_rr_begin(&w, DNS_S_ANSWER, &ssa, DNS_T_TXT, DNS_C_IN, 3600);
 	dns_writer_txt_rdata(&w, desc, strlen(desc));
 	dns_writer_rr_end(&w);
@@ -87,7 +87,7 @@ static void build(void)
 	dns_writer_init(&w, buf, sizeof(buf), 7, DNS_F_QR);
 	dns_writer_question(&w, &api, DNS_T_APL, DNS_C_IN);
 	n = apl_parse_text("1:192.168.32.0/21 !1:192.168.38.0/28 2:2001:db8::1/32 1:0.0.0.0/0", it,
-			   8, NULL, 0);
+	                   8, NULL, 0);
 	rl = apl_write(it, (size_t)n, rd, sizeof(rd));
 	dns_writer_rr_begin(&w, DNS_S_ANSWER, &api, DNS_T_APL, DNS_C_IN, 5);
 	dns_writer_bytes(&w, rd, (size_t)rl);
@@ -203,7 +203,7 @@ static int parse(const char *hex)
 				printf(", \"ecs\": [%u, %u, %u, \"%s\"]", ed.ecs.family,
 				       ed.ecs.source, ed.ecs.scope,
 				       addr_print(ed.ecs.family == 1 ? PEAK_AFI_IP4 : PEAK_AFI_IP6,
-						  ed.ecs.addr, t));
+				                  ed.ecs.addr, t));
 			printf("}");
 			break;
 		default:

@@ -26,7 +26,10 @@ static void test_rfc_example(void **state)
 	assert_true(it[1].negate);
 	int len = apl_write(it, (size_t)n, rd, sizeof(rd));
 	uint8_t want[64];
-	int wl = unhex("00011503c0a820" "00011c83c0a826" "0002200420010db8", want);
+	int wl = unhex("00011503c0a820"
+	               "00011c83c0a826"
+	               "0002200420010db8",
+	               want);
 	assert_int_equal(len, wl);
 	assert_memory_equal(rd, want, (size_t)wl);
 	assert_int_equal(apl_print(it, (size_t)n, out, sizeof(out)), (int)strlen(t));
@@ -69,14 +72,14 @@ static void test_wire_errors(void **state)
 	(void)state;
 	struct apl_item it[4];
 	const char *bad[] = {
-		"0002",			   /* truncated header */
-		"000240",		   /* truncated header */
-		"00024002",		   /* AFDLENGTH 2, no data */
-		"0002400320",		   /* truncated AFDPART */
-		"0002801120010db800000000000000000000", /* AFDLENGTH 17 > 16 */
-		"0002810220010db8",	   /* prefix 129 > 128 */
-		"0001210100",		   /* IPv4 prefix 33 > 32 */
-		"000120050a00000000",	   /* IPv4 AFDLENGTH 5 > 4 */
+	    "0002",                                 /* truncated header */
+	    "000240",                               /* truncated header */
+	    "00024002",                             /* AFDLENGTH 2, no data */
+	    "0002400320",                           /* truncated AFDPART */
+	    "0002801120010db800000000000000000000", /* AFDLENGTH 17 > 16 */
+	    "0002810220010db8",                     /* prefix 129 > 128 */
+	    "0001210100",                           /* IPv4 prefix 33 > 32 */
+	    "000120050a00000000",                   /* IPv4 AFDLENGTH 5 > 4 */
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		uint8_t rd[64];
@@ -103,7 +106,9 @@ static void test_unknown_family(void **state)
 	struct apl_item it[4];
 	uint8_t rd[64], w[64];
 	char out[256];
-	int n = unhex("00070883aabbcc" "0002200420010db8", rd);
+	int n = unhex("00070883aabbcc"
+	              "0002200420010db8",
+	              rd);
 	assert_int_equal(apl_parse(rd, (size_t)n, it, 4), 2);
 	assert_int_equal(it[0].family, 7);
 	assert_true(it[0].negate);
@@ -152,9 +157,9 @@ static void test_text_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rfc_example),   cmocka_unit_test(test_trim_and_mask),
-		cmocka_unit_test(test_wire_errors),   cmocka_unit_test(test_unknown_family),
-		cmocka_unit_test(test_text_errors),
+	    cmocka_unit_test(test_rfc_example), cmocka_unit_test(test_trim_and_mask),
+	    cmocka_unit_test(test_wire_errors), cmocka_unit_test(test_unknown_family),
+	    cmocka_unit_test(test_text_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

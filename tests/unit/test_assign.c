@@ -93,7 +93,7 @@ static void test_bad_input(void **state)
 	assert_int_equal(assign_init(&a, 0, 7, w, 2), -EINVAL);
 	assert_int_equal(assign_init(&a, ASSIGN_MAX_SLICES + 1u, 25, w, 2), -EINVAL);
 	assert_int_equal(assign_init(&a, 100, 7, w, 2), 0);
-	assert_int_equal(assign_del(&a, 1, NULL), 0);	     /* weight 0: holds nothing */
+	assert_int_equal(assign_del(&a, 1, NULL), 0);       /* weight 0: holds nothing */
 	assert_int_equal(assign_del(&a, 1, NULL), -EINVAL); /* already gone */
 	assert_int_equal(assign_del(&a, 0, NULL), -EINVAL); /* the last with weight */
 	assert_int_equal(assign_del(&a, 9, NULL), -EINVAL);
@@ -169,13 +169,15 @@ static void test_random_recount(void **state)
 		while (!a.ep[slot].live)
 			slot = (slot + 1) % a.nep;
 		if (kind == 0 || live < 3) {
-			assert_true(assign_add(&a, 1 + (uint32_t)(test_rand(&seed) % 5), &moved) >= 0);
+			assert_true(assign_add(&a, 1 + (uint32_t)(test_rand(&seed) % 5), &moved) >=
+			            0);
 		} else if (kind == 1) {
 			assert_int_equal(assign_del(&a, slot, &moved), 0);
 		} else {
-			assert_int_equal(
-				assign_set_weight(&a, slot, 1 + (uint32_t)(test_rand(&seed) % 5), &moved),
-				0);
+			assert_int_equal(assign_set_weight(&a, slot,
+			                                   1 + (uint32_t)(test_rand(&seed) % 5),
+			                                   &moved),
+			                 0);
 		}
 		check_invariants(&a);
 		uint64_t losses = 0;
@@ -352,8 +354,8 @@ static void test_against_hashing(void **state)
 	uint32_t mg_moved = diff(x, y, T);
 
 	print_message("# %u slices, %u -> %u endpoints: ours max/min %.3f moved %u; rendezvous "
-		      "%.3f moved %u; maglev %.3f moved %u\n",
-		      T, N, N + 1, ours_bal, ours_moved, rv_bal, rv_moved, mg_bal, mg_moved);
+	              "%.3f moved %u; maglev %.3f moved %u\n",
+	              T, N, N + 1, ours_bal, ours_moved, rv_bal, rv_moved, mg_bal, mg_moved);
 	/* ours: counts within 1 of each other, and a join moves only the newcomer's share */
 	assert_true(mx - mn <= 1);
 	assert_true(ours_moved <= T / (N + 1) + 1);
@@ -367,10 +369,13 @@ static void test_against_hashing(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_initial),		  cmocka_unit_test(test_bad_input),
-		cmocka_unit_test(test_join_leave_minimal), cmocka_unit_test(test_random_recount),
-		cmocka_unit_test(test_blocks_prefixes),	  cmocka_unit_test(test_against_hashing),
-		cmocka_unit_test(test_regress_empty_pool_qsort),
+	    cmocka_unit_test(test_initial),
+	    cmocka_unit_test(test_bad_input),
+	    cmocka_unit_test(test_join_leave_minimal),
+	    cmocka_unit_test(test_random_recount),
+	    cmocka_unit_test(test_blocks_prefixes),
+	    cmocka_unit_test(test_against_hashing),
+	    cmocka_unit_test(test_regress_empty_pool_qsort),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

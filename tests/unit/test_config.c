@@ -6,24 +6,24 @@
 
 #include "peak/config.h"
 
-static const char base[] = "zone:\n"				  /* 1 */
-			   "  name: svc.example.\n"			  /* 2 */
-			   "  ns:\n"					  /* 3 */
-			   "    - name: ns1.svc.example.\n"		  /* 4 */
-			   "      address: 2001:db8:53::1\n"		  /* 5 */
-			   "services:\n"				  /* 6 */
-			   "  - name: api.svc.example.\n"		  /* 7 */
-			   "    prefixes: [2001:db8:5::/64]\n"		  /* 8 */
-			   "    slice: 78\n"				  /* 9 */
-			   "    select: src\n"				  /* 10 */
-			   "    host: src\n"				  /* 11 */
-			   "    key: 000102030405060708090a0b0c0d0e0f\n"  /* 12 */
-			   "    endpoints:\n"				  /* 13 */
-			   "      - id: a\n"				  /* 14 */
-			   "        address: 2001:db8:100::a\n"		  /* 15 */
-			   "      - id: b\n"				  /* 16 */
-			   "        address: 2001:db8:100::b\n"		  /* 17 */
-			   "        weight: 3\n";			  /* 18 */
+static const char base[] = "zone:\n"                                     /* 1 */
+                           "  name: svc.example.\n"                      /* 2 */
+                           "  ns:\n"                                     /* 3 */
+                           "    - name: ns1.svc.example.\n"              /* 4 */
+                           "      address: 2001:db8:53::1\n"             /* 5 */
+                           "services:\n"                                 /* 6 */
+                           "  - name: api.svc.example.\n"                /* 7 */
+                           "    prefixes: [2001:db8:5::/64]\n"           /* 8 */
+                           "    slice: 78\n"                             /* 9 */
+                           "    select: src\n"                           /* 10 */
+                           "    host: src\n"                             /* 11 */
+                           "    key: 000102030405060708090a0b0c0d0e0f\n" /* 12 */
+                           "    endpoints:\n"                            /* 13 */
+                           "      - id: a\n"                             /* 14 */
+                           "        address: 2001:db8:100::a\n"          /* 15 */
+                           "      - id: b\n"                             /* 16 */
+                           "        address: 2001:db8:100::b\n"          /* 17 */
+                           "        weight: 3\n";                        /* 18 */
 
 static struct peak_config *parse(const char *text, char *err)
 {
@@ -108,43 +108,54 @@ static void bad(const char *from, const char *to, const char *want)
 static void test_errors(void **state)
 {
 	(void)state;
-	bad("    slice: 78\n", "    slice: 78\n    colour: red\n", "t.yaml:10: unknown key 'colour'");
-	bad("    slice: 78\n", "    slice: 78\n    slice: 79\n", "t.yaml:10: key 'slice' given twice");
+	bad("    slice: 78\n", "    slice: 78\n    colour: red\n",
+	    "t.yaml:10: unknown key 'colour'");
+	bad("    slice: 78\n", "    slice: 78\n    slice: 79\n",
+	    "t.yaml:10: key 'slice' given twice");
 	bad("    slice: 78\n", "", "t.yaml:7: missing required key 'slice'");
 	bad("    slice: 78\n", "    slice: 129\n", "t.yaml:9: bad value '129' for slice");
 	bad("    slice: 78\n", "    slice: 60\n", "t.yaml:7: service: slice=60 is shorter");
 	bad("    select: src\n", "    select: any\n", "t.yaml:10: bad value 'any' for select");
 	bad("    key: 000102030405060708090a0b0c0d0e0f\n", "", "t.yaml:7: service: key required");
-	bad("[2001:db8:5::/64]", "[2001:db8:5::1/64]", "t.yaml:8: '2001:db8:5::1/64' is not a prefix");
+	bad("[2001:db8:5::/64]", "[2001:db8:5::1/64]",
+	    "t.yaml:8: '2001:db8:5::1/64' is not a prefix");
 	bad("[2001:db8:5::/64]", "[10.0.0.0/8]", "t.yaml:8: '10.0.0.0/8' is not an IPv6 prefix");
 	bad("[2001:db8:5::/64]", "[]", "t.yaml:8: 'prefixes' is empty");
 	bad("[2001:db8:5::/64]", "[2001:db8:5::/64, 2001:db8:6::/48]",
 	    "t.yaml:7: service: prefixes of unequal length");
-	bad("      - id: b\n", "      - id: a\n", "t.yaml:16: endpoint id 'a' repeated (first on line 14)");
+	bad("      - id: b\n", "      - id: a\n",
+	    "t.yaml:16: endpoint id 'a' repeated (first on line 14)");
 	bad("2001:db8:100::b", "2001:db8:100::a", "t.yaml:16: endpoint 'b' repeats the address");
 	bad("2001:db8:100::b", "10.0.0.1", "t.yaml:17: 'address' must be an IPv6 address");
-	bad("        weight: 3\n", "        weight: -3\n", "t.yaml:18: 'weight' must be a whole number");
-	bad("        weight: 3\n", "        weight: [3]\n", "t.yaml:18: 'weight' must be a single value");
-	bad("api.svc.example.", "api.other.example.", "t.yaml:7: service 'api.other.example.' is not inside zone");
-	bad("  name: svc.example.\n", "  name: svc..example.\n", "t.yaml:2: 'name' is not a valid domain name");
-	bad("    host: src\n", "    host: hop\n", "t.yaml:7: service: hop rules need 'secret-file'");
-	bad("    endpoints:\n", "    endpoints: 3\n    x:\n", "t.yaml:13: 'endpoints' must be a list");
+	bad("        weight: 3\n", "        weight: -3\n",
+	    "t.yaml:18: 'weight' must be a whole number");
+	bad("        weight: 3\n", "        weight: [3]\n",
+	    "t.yaml:18: 'weight' must be a single value");
+	bad("api.svc.example.", "api.other.example.",
+	    "t.yaml:7: service 'api.other.example.' is not inside zone");
+	bad("  name: svc.example.\n", "  name: svc..example.\n",
+	    "t.yaml:2: 'name' is not a valid domain name");
+	bad("    host: src\n", "    host: hop\n",
+	    "t.yaml:7: service: hop rules need 'secret-file'");
+	bad("    endpoints:\n", "    endpoints: 3\n    x:\n",
+	    "t.yaml:13: 'endpoints' must be a list");
 	bad("zone:\n", "zone: [\n", "t.yaml:");
 	bad("  ns:\n", "  ns: {}\n  x:\n", "t.yaml:3: 'ns' must be a list");
 	/* overlapping and repeated services */
 	char text[4096], err[CFG_ERRLEN];
 	snprintf(text, sizeof(text),
-		 "%s  - name: web.svc.example.\n    prefixes: [2001:db8:5:0:8000::/66]\n"
-		 "    slice: 78\n",
-		 base);
+	         "%s  - name: web.svc.example.\n    prefixes: [2001:db8:5:0:8000::/66]\n"
+	         "    slice: 78\n",
+	         base);
 	assert_null(parse(text, err));
 	assert_non_null(strstr(err, "t.yaml:19: services overlap: 2001:db8:5:0:8000::/66 here and "
-				    "2001:db8:5::/64 of the service on line 7"));
+	                            "2001:db8:5::/64 of the service on line 7"));
 	snprintf(text, sizeof(text),
-		 "%s  - name: API.svc.example.\n    prefixes: [2001:db8:6::/64]\n    slice: 78\n",
-		 base);
+	         "%s  - name: API.svc.example.\n    prefixes: [2001:db8:6::/64]\n    slice: 78\n",
+	         base);
 	assert_null(parse(text, err));
-	assert_non_null(strstr(err, "t.yaml:19: service 'API.svc.example.' repeated (first on line 7)"));
+	assert_non_null(
+	    strstr(err, "t.yaml:19: service 'API.svc.example.' repeated (first on line 7)"));
 	/* unknown node */
 	snprintf(text, sizeof(text), "nodes:\n  - name: n1\n%s        node: n2\n", base);
 	assert_null(parse(text, err));
@@ -169,12 +180,13 @@ static void test_hop_service(void **state)
 {
 	(void)state;
 	char text[4096], err[CFG_ERRLEN];
-	snprintf(text, sizeof(text),
-		 "zone: {name: z., ns: [{name: ns.z.}]}\n"
-		 "services:\n"
-		 "  - {name: h.z., prefixes: ['2001:db8:9::/64'], slice: 72, select: hop, host: hop,\n"
-		 "     period: 60, skew: 2, key: 000102030405060708090a0b0c0d0e0f,\n"
-		 "     secret-file: /etc/peak/h.secret, port: 443, answers: 4}\n");
+	snprintf(
+	    text, sizeof(text),
+	    "zone: {name: z., ns: [{name: ns.z.}]}\n"
+	    "services:\n"
+	    "  - {name: h.z., prefixes: ['2001:db8:9::/64'], slice: 72, select: hop, host: hop,\n"
+	    "     period: 60, skew: 2, key: 000102030405060708090a0b0c0d0e0f,\n"
+	    "     secret-file: /etc/peak/h.secret, port: 443, answers: 4}\n");
 	struct peak_config *c = parse(text, err);
 	if (!c)
 		fail_msg("%s", err);
@@ -190,10 +202,10 @@ static void test_hop_service(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_base),
-		cmocka_unit_test(test_example_file),
-		cmocka_unit_test(test_errors),
-		cmocka_unit_test(test_hop_service),
+	    cmocka_unit_test(test_base),
+	    cmocka_unit_test(test_example_file),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_hop_service),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

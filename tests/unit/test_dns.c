@@ -6,15 +6,15 @@
 #include "peak/apl.h"
 #include "peak/dns.h"
 
-static struct dns_name N(const char *s)
-{
+static struct dns_name N(const char *s) {
 	struct dns_name n;
 	if (dns_name_parse(s, &n))
 		fail_msg("bad name %s", s);
 	return n;
 }
 
-static void test_names(void **state)
+static void
+test_names(void **state)
 {
 	(void)state;
 	struct dns_name n;
@@ -133,7 +133,7 @@ static void test_decompression(void **state)
 		}
 	}
 	assert_int_equal(read_at(m, at, 100 + 65 + 66, &n), 0); /* 3 segments: 193 octets */
-	assert_int_equal(read_at(m, at, prev, &n), -EBADMSG);	/* 5 segments: 321 */
+	assert_int_equal(read_at(m, at, prev, &n), -EBADMSG);   /* 5 segments: 321 */
 	/* a cursor that does not point into the message */
 	uint8_t other[4] = {0};
 	c = cur_make(other, 4);
@@ -146,7 +146,7 @@ static void test_write_read(void **state)
 	uint8_t buf[1232];
 	struct dns_writer w;
 	struct dns_name z = N("svc.example."), api = N("api.svc.example."),
-			ssa = N("_ssa.api.svc.example."), ns = N("ns1.svc.example.");
+	                ssa = N("_ssa.api.svc.example."), ns = N("ns1.svc.example.");
 	dns_writer_init(&w, buf, sizeof(buf), 0xbeef, DNS_F_QR | DNS_F_AA);
 	dns_writer_question(&w, &api, DNS_T_APL, DNS_C_IN);
 	/* APL */
@@ -233,7 +233,7 @@ static void test_write_read(void **state)
 	assert_true(e.has_ecs);
 	assert_int_equal(e.ecs.source, 56);
 	assert_int_equal(e.ecs.scope, 48);
-	assert_int_equal(e.ecs.addr[7], 0);    /* bits past SOURCE were cleared on output */
+	assert_int_equal(e.ecs.addr[7], 0); /* bits past SOURCE were cleared on output */
 	assert_int_equal(e.ecs.addr[5], 0xaa);
 	assert_int_equal(dns_reader_rr(&r, &rr), -ENOENT);
 	assert_int_equal(dns_reader_trailing(&r), 0);
@@ -268,7 +268,7 @@ static void test_writer_limits(void **state)
 
 /* Builds a query with optional extra bytes; returns its length. */
 static size_t make_query(uint8_t *buf, size_t cap, const char *name, uint16_t type,
-			 const struct dns_ecs *ecs, uint8_t version)
+                         const struct dns_ecs *ecs, uint8_t version)
 {
 	struct dns_writer w;
 	struct dns_name n = N(name);
@@ -332,7 +332,7 @@ static void test_query_parse(void **state)
 	len = make_query(buf, sizeof(buf), "a.", DNS_T_A, &ecs, 0);
 	assert_int_equal(dns_query_parse(buf, len, &ok), 0);
 	size_t src_at = len - 8 - 2; /* family(2) source(1) scope(1) addr(8) */
-	buf[src_at] = 60;		     /* source 60 with 8 address bytes: too many */
+	buf[src_at] = 60;            /* source 60 with 8 address bytes: too many */
 	assert_int_equal(dns_query_parse(buf, len, &q), DNS_R_FORMERR);
 	buf[src_at] = 62; /* 8 bytes ok, but bit 62/63 of ...bb is set */
 	assert_int_equal(dns_query_parse(buf, len, &q), DNS_R_FORMERR);
@@ -406,9 +406,9 @@ static void test_rdata_errors(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_names),	       cmocka_unit_test(test_decompression),
-		cmocka_unit_test(test_write_read),     cmocka_unit_test(test_writer_limits),
-		cmocka_unit_test(test_query_parse),    cmocka_unit_test(test_rdata_errors),
+	    cmocka_unit_test(test_names),       cmocka_unit_test(test_decompression),
+	    cmocka_unit_test(test_write_read),  cmocka_unit_test(test_writer_limits),
+	    cmocka_unit_test(test_query_parse), cmocka_unit_test(test_rdata_errors),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

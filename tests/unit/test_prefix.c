@@ -17,11 +17,11 @@ static void canon(const char *in, const char *want)
 static void test_rfc5952(void **state)
 {
 	(void)state;
-	canon("2001:0db8::0001", "2001:db8::1");			 /* 4.1 leading zeros */
-	canon("2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1");		 /* 4.2.3 first longest */
-	canon("2001:db8:0:0:0:1:0:0", "2001:db8::1:0:0");		 /* longest run */
-	canon("2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1");		 /* 4.2.2 single zero */
-	canon("2001:DB8::A", "2001:db8::a");				 /* 4.3 lower case */
+	canon("2001:0db8::0001", "2001:db8::1");               /* 4.1 leading zeros */
+	canon("2001:db8:0:0:1:0:0:1", "2001:db8::1:0:0:1");    /* 4.2.3 first longest */
+	canon("2001:db8:0:0:0:1:0:0", "2001:db8::1:0:0");      /* longest run */
+	canon("2001:db8:0:1:1:1:1:1", "2001:db8:0:1:1:1:1:1"); /* 4.2.2 single zero */
+	canon("2001:DB8::A", "2001:db8::a");                   /* 4.3 lower case */
 	canon("::", "::");
 	canon("::1", "::1");
 	canon("1::", "1::");
@@ -50,9 +50,18 @@ static void test_parse(void **state)
 	assert_int_equal(prefix_parse("2001:db8::1/32", true, &p), 0);
 	assert_string_equal(prefix_print(&p, s), "2001:db8::/32");
 
-	const char *bad[] = {"2001:db8::/129", "10.0.0.0/33", "2001:db8::", "/64", "x/3",
-			     "2001:db8::/6a", "2001:db8::/ 64", "2001:db8::/", "2001:db8::/0064",
-			     "1.2.3/8", "2001:db8:::/48", ""};
+	const char *bad[] = {"2001:db8::/129",
+	                     "10.0.0.0/33",
+	                     "2001:db8::",
+	                     "/64",
+	                     "x/3",
+	                     "2001:db8::/6a",
+	                     "2001:db8::/ 64",
+	                     "2001:db8::/",
+	                     "2001:db8::/0064",
+	                     "1.2.3/8",
+	                     "2001:db8:::/48",
+	                     ""};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
 		assert_int_equal(prefix_parse(bad[i], true, &p), -EINVAL);
 }
@@ -110,8 +119,8 @@ static void test_bits(void **state)
 static void test_aggregate_examples(void **state)
 {
 	(void)state;
-	const char *in[] = {"2001:db8::/33", "2001:db8:8000::/33", "2001:db8:1::/48",
-			    "10.0.0.0/25", "10.0.0.128/25", "10.0.1.0/24", "10.0.3.0/24"};
+	const char *in[] = {"2001:db8::/33", "2001:db8:8000::/33", "2001:db8:1::/48", "10.0.0.0/25",
+	                    "10.0.0.128/25", "10.0.1.0/24",        "10.0.3.0/24"};
 	struct prefix v[8];
 	char s[PREFIX_STRLEN];
 	for (int i = 0; i < 7; i++)
@@ -127,7 +136,7 @@ static void test_aggregate_examples(void **state)
 /* Brute force: the minimal exact cover of a set of addresses in a 256-address block is
  * found by recursion (a block fully set is one prefix, an empty one none). */
 static size_t brute_cover(const uint8_t *set, unsigned start, unsigned size, unsigned len,
-			  struct prefix *out, const struct prefix *base)
+                          struct prefix *out, const struct prefix *base)
 {
 	unsigned cnt = 0;
 	for (unsigned i = start; i < start + size; i++)
@@ -175,13 +184,13 @@ static void test_aggregate_random(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_rfc5952),
-		cmocka_unit_test(test_parse),
-		cmocka_unit_test(test_contains_cmp),
-		cmocka_unit_test(test_slice),
-		cmocka_unit_test(test_bits),
-		cmocka_unit_test(test_aggregate_examples),
-		cmocka_unit_test(test_aggregate_random),
+	    cmocka_unit_test(test_rfc5952),
+	    cmocka_unit_test(test_parse),
+	    cmocka_unit_test(test_contains_cmp),
+	    cmocka_unit_test(test_slice),
+	    cmocka_unit_test(test_bits),
+	    cmocka_unit_test(test_aggregate_examples),
+	    cmocka_unit_test(test_aggregate_random),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -69,9 +69,9 @@ static void test_tagged(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_reference),
-		cmocka_unit_test(test_streaming),
-		cmocka_unit_test(test_tagged),
+	    cmocka_unit_test(test_reference),
+	    cmocka_unit_test(test_streaming),
+	    cmocka_unit_test(test_tagged),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

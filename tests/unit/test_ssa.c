@@ -30,7 +30,7 @@ static void addr(const char *s, uint8_t out[16])
 }
 
 static void vector(const char *desc, const char *obj, uint8_t r, uint8_t i, uint64_t t,
-		   const char *secret, const char *want)
+                   const char *secret, const char *want)
 {
 	struct ssa_space sp;
 	uint8_t src[16], out[16], sec[16];
@@ -58,14 +58,14 @@ static void test_vectors(void **state)
 	       "2001:db8:5:0:a94a:ac01:8d:78fe");
 	vector("v=ssa1; key=" K "; slice=78; select=src; host=src; fanout=4", NULL, 0, 3, 0, NULL,
 	       "2001:db8:5:0:a5:2379:4097:c03");
-	vector("v=ssa1; key=" K "; slice=78; select=obj; host=src", "videos/cat.mp4", 0, 0, 0,
-	       NULL, "2001:db8:5:0:a7b:4da0:eb5d:78fb");
-	vector("v=ssa1; key=" K "; slice=78; select=obj; host=src", "videos/cat.mp4", 1, 0, 0,
-	       NULL, "2001:db8:5:0:e9ef:75ef:c305:fbf5");
+	vector("v=ssa1; key=" K "; slice=78; select=obj; host=src", "videos/cat.mp4", 0, 0, 0, NULL,
+	       "2001:db8:5:0:a7b:4da0:eb5d:78fb");
+	vector("v=ssa1; key=" K "; slice=78; select=obj; host=src", "videos/cat.mp4", 1, 0, 0, NULL,
+	       "2001:db8:5:0:e9ef:75ef:c305:fbf5");
 	vector("v=ssa1; key=" K "; slice=78; select=hop; host=hop; period=30", NULL, 0, 0,
 	       1767225600, S, "2001:db8:5:0:94fa:aa89:ed7e:ea37");
-	vector("v=ssa1; key=" K "; slice=78; select=src; host=src; pow=12; nonce=16", NULL, 0, 0,
-	       0, NULL, "2001:db8:5:0:a949:8d:78fe:1541");
+	vector("v=ssa1; key=" K "; slice=78; select=src; host=src; pow=12; nonce=16", NULL, 0, 0, 0,
+	       NULL, "2001:db8:5:0:a949:8d:78fe:1541");
 }
 
 static void test_spec_checks(void **state)
@@ -148,8 +148,8 @@ static void test_hop_window(void **state)
 	addr("2001:db8:5:0:94fa:aa89:ed7e:ea37", dst);
 	ssa_key_parse(S, 32, sec);
 	assert_int_equal(ssa_check(&sp, src, dst, t, sec), SSA_PASS);
-	assert_int_equal(ssa_check(&sp, src, dst, t + 30, sec), SSA_PASS); /* e+1: skew 1 */
-	assert_int_equal(ssa_check(&sp, src, dst, t - 30, sec), SSA_PASS); /* e-1 */
+	assert_int_equal(ssa_check(&sp, src, dst, t + 30, sec), SSA_PASS);     /* e+1: skew 1 */
+	assert_int_equal(ssa_check(&sp, src, dst, t - 30, sec), SSA_PASS);     /* e-1 */
 	assert_int_not_equal(ssa_check(&sp, src, dst, t + 60, sec), SSA_PASS); /* stale */
 	assert_int_equal(ssa_check(&sp, src, dst, t, NULL), -EINVAL);
 	uint8_t wrong[16] = {0};
@@ -206,7 +206,7 @@ static void test_desc_parse_print(void **state)
 	struct ssa_desc d, e;
 	char out[SSA_DESC_STRLEN];
 	const char *s = "  v = ssa1 ;slice=78;select=obj; host=src ; fanout=4; pow=8; nonce=20;"
-			" period=60; skew=2; key=" K "; future=thing;; ";
+	                " period=60; skew=2; key=" K "; future=thing;; ";
 	assert_int_equal(ssa_desc_parse(s, strlen(s), &d, NULL, 0), 0);
 	assert_int_equal(d.slice, 78);
 	assert_int_equal(d.select, SSA_OBJ);
@@ -314,9 +314,9 @@ static void test_random_agreement(void **state)
 		unsigned pw = (unsigned)(test_rand(&seed) % 3) * 3;
 		unsigned slice = 64 + (unsigned)(test_rand(&seed) % 20);
 		snprintf(desc, sizeof(desc),
-			 "v=ssa1; key=" K "; slice=%u; select=%s; host=%s; fanout=%u; pow=%u; "
-			 "nonce=16",
-			 slice, se, ho, fan, pw);
+		         "v=ssa1; key=" K "; slice=%u; select=%s; host=%s; fanout=%u; pow=%u; "
+		         "nonce=16",
+		         slice, se, ho, fan, pw);
 		struct ssa_space sp;
 		space(&sp, desc, "2001:db8:5::/64");
 		uint8_t src[16] = {0x20, 0x01, 0x0d, 0xb8}, out[16];
@@ -326,12 +326,12 @@ static void test_random_agreement(void **state)
 		snprintf(obj, sizeof(obj), "o%u", (unsigned)(test_rand(&seed) % 1000));
 		uint64_t t = 1700000000 + test_rand(&seed) % 100000000;
 		struct ssa_req q = {.src = src,
-				    .index = (uint8_t)(test_rand(&seed) % fan),
-				    .object = (const uint8_t *)obj,
-				    .object_len = strlen(obj),
-				    .time = t,
-				    .secret = sec,
-				    .rand = {test_rand(&seed), test_rand(&seed), test_rand(&seed)}};
+		                    .index = (uint8_t)(test_rand(&seed) % fan),
+		                    .object = (const uint8_t *)obj,
+		                    .object_len = strlen(obj),
+		                    .time = t,
+		                    .secret = sec,
+		                    .rand = {test_rand(&seed), test_rand(&seed), test_rand(&seed)}};
 		assert_int_equal(ssa_compute(&sp, &q, out), 0);
 		assert_int_equal(ssa_check(&sp, src, out, t, sec), SSA_PASS);
 		/* A random address passes by chance with probability 2^-(bits the filter
@@ -359,15 +359,11 @@ static void test_random_agreement(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-		cmocka_unit_test(test_vectors),
-		cmocka_unit_test(test_spec_checks),
-		cmocka_unit_test(test_verdicts),
-		cmocka_unit_test(test_hop_window),
-		cmocka_unit_test(test_desc_errors),
-		cmocka_unit_test(test_desc_parse_print),
-		cmocka_unit_test(test_space_errors),
-		cmocka_unit_test(test_compute_errors),
-		cmocka_unit_test(test_random_agreement),
+	    cmocka_unit_test(test_vectors),          cmocka_unit_test(test_spec_checks),
+	    cmocka_unit_test(test_verdicts),         cmocka_unit_test(test_hop_window),
+	    cmocka_unit_test(test_desc_errors),      cmocka_unit_test(test_desc_parse_print),
+	    cmocka_unit_test(test_space_errors),     cmocka_unit_test(test_compute_errors),
+	    cmocka_unit_test(test_random_agreement),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

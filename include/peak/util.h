@@ -1,0 +1,16 @@
+#pragma once
+/* Small helpers shared by libpeak modules and the peak command. */
+#include <stddef.h>
+#include <stdint.h>
+
+/* Formats a one-line reason into err (if err is not NULL and errlen > 0) and returns
+ * -EINVAL, so parsers can write 'return peak_errf(err, errlen, "...", ...);'. */
+int peak_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* Value of a hex digit (either case), or -1. */
+int peak_hexval(char c);
+
+/* Decodes hex digits into out, skipping white space and any character of skip (may be
+ * NULL). Returns the byte count, or -EINVAL (a non-hex character: *bad set to it; or an
+ * odd number of digits: *bad set to 0) or -E2BIG (more than cap bytes). */
+long peak_hex_decode(const char *s, const char *skip, uint8_t *out, size_t cap, char *bad);

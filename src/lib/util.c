@@ -1,0 +1,57 @@
+#include "peak/util.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+int peak_errf(char *err, size_t errlen, const char *fmt, ...)
+{
+	if (err && errlen) {
+		va_list ap;
+		va_start(ap, fmt);
+		vsnprintf(err, errlen, fmt, ap);
+		va_end(ap);
+	}
+	return -EINVAL;
+}
+
+int peak_hexval(char c)
+{
+	if (c >= '0' && c <= '9')
+		return c - '0';
+	if (c >= 'a' && c <= 'f')
+		return c - 'a' + 10;
+	if (c >= 'A' && c <= 'F')
+		return c - 'A' + 10;
+	return -1;
+}
+
+long peak_hex_decode(const char *s, const char *skip, uint8_t *out, size_t cap, char *bad)
+{
+	size_t n = 0;
+	int hi = -1;
+	for (; *s; s++) {
+		if (*s == ' ' || *s == '\t' || *s == '\n' || *s == '\r' ||
+		    (skip && strchr(skip, *s)))
+			continue;
+		int v = peak_hexval(*s);
+		if (v < 0) {
+			*bad = *s;
+			return -EINVAL;
+		}
+		if (hi < 0) {
+			hi = v;
+			continue;
+		}
+		if (n == cap)
+			return -E2BIG;
+		out[n++] = (uint8_t)(hi << 4 | v);
+		hi = -1;
+	}
+	if (hi >= 0) {
+		*bad = 0;
+		return -EINVAL;
+	}
+	return (long)n;
+}
