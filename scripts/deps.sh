@@ -3,7 +3,8 @@
 # As root it runs apt-get; otherwise it prints the command to run and fails.
 set -eu
 PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libcmocka-dev libyaml-dev
-python3 python3-pytest python3-dnspython"
+python3 python3-pytest python3-dnspython libmicrohttpd-dev knot-dnsutils bind9-dnsutils
+dnsperf"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -51,6 +51,9 @@ struct assign_block {
 int assign_init(struct assign *a, uint32_t nslices, unsigned block_bits, const uint32_t *weights,
                 unsigned n);
 
+/* Makes dst an independent copy of src. Returns 0 or -ENOMEM. */
+int assign_copy(struct assign *dst, const struct assign *src);
+
 /* Frees the map. */
 void assign_fini(struct assign *a);
 

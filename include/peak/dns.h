@@ -208,6 +208,10 @@ struct dns_mark {
 /* Starts a message in buf (cap bytes) with the header's id and flags; counts are kept by
  * the writer. */
 void dns_writer_init(struct dns_writer *dw, uint8_t *buf, size_t cap, uint16_t id, uint16_t flags);
+/* Continues a message of len bytes already in buf (e.g. assembled from pre-encoded parts):
+ * counts are read from its header, and the first question's name (at offset 12) is
+ * remembered for compression. */
+void dns_writer_attach(struct dns_writer *dw, uint8_t *buf, size_t cap, size_t len);
 /* Sets the flags word (e.g. to add TC or an rcode after writing). */
 void dns_writer_set_flags(struct dns_writer *dw, uint16_t flags);
 void dns_writer_question(struct dns_writer *dw, const struct dns_name *n, uint16_t type,

@@ -103,6 +103,12 @@ int ssa_space_init(struct ssa_space *sp, const struct ssa_desc *d, const struct 
  * width satisfies the proof of work. */
 int ssa_compute(const struct ssa_space *sp, const struct ssa_req *r, uint8_t out[static 16]);
 
+/* As ssa_compute, but in the given slice g (< nslices) whatever the select rule says: the
+ * host, fanout and nonce fields follow the rules. For select=rand/obj the result passes
+ * the filter; a server uses it to steer a client into a slice of its choice. */
+int ssa_compute_slice(const struct ssa_space *sp, const struct ssa_req *r, uint64_t g,
+		      uint8_t out[static 16]);
+
 /* Global slice number of an address inside the space, or -1 if outside every prefix. */
 int64_t ssa_slice_of(const struct ssa_space *sp, const uint8_t addr[static 16]);
 

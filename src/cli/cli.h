@@ -26,3 +26,5 @@ bool cli_wants_help(int argc, char **argv);
 int cmd_ssa(int argc, char **argv);
 int cmd_apl(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
+int cmd_dns(int argc, char **argv);
+int cmd_dns_ctl(int argc, char **argv);

@@ -80,6 +80,8 @@ static const struct {
     {"ssa", cmd_ssa, "compute and check SSA addresses (SPEC.md)"},
     {"apl", cmd_apl, "encode and decode APL records (RFC 3123)"},
     {"plan", cmd_plan, "show a configuration's slice assignment and what a change moves"},
+    {"dns", cmd_dns, "serve the zone: APL, descriptors and steered AAAA (authoritative)"},
+    {"dns-ctl", cmd_dns_ctl, "change a running peak dns: health, weights, reload"},
 };
 
 static void usage(FILE *f)

@@ -277,6 +277,24 @@ int assign_init(struct assign *a, uint32_t nslices, unsigned block_bits, const u
 	return 0;
 }
 
+int assign_copy(struct assign *dst, const struct assign *src)
+{
+	memset(dst, 0, sizeof(*dst));
+	dst->owner = malloc(src->nslices * sizeof(*dst->owner));
+	dst->ep = malloc((src->cap ? src->cap : 1) * sizeof(*dst->ep));
+	if (!dst->owner || !dst->ep) {
+		assign_fini(dst);
+		return -ENOMEM;
+	}
+	memcpy(dst->owner, src->owner, src->nslices * sizeof(*dst->owner));
+	memcpy(dst->ep, src->ep, src->nep * sizeof(*dst->ep));
+	dst->nslices = src->nslices;
+	dst->block_bits = src->block_bits;
+	dst->nep = src->nep;
+	dst->cap = src->cap ? src->cap : 1;
+	return 0;
+}
+
 void assign_fini(struct assign *a)
 {
 	free(a->owner);

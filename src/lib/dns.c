@@ -400,6 +400,27 @@ void dns_writer_init(struct dns_writer *dw, uint8_t *buf, size_t cap, uint16_t i
 		wcur_u16(&dw->w, 0);
 }
 
+void dns_writer_attach(struct dns_writer *dw, uint8_t *buf, size_t cap, size_t len)
+{
+	memset(dw, 0, sizeof(*dw));
+	dw->w = wcur_make(buf, cap);
+	if (len < DNS_HDR_LEN || len > cap) {
+		dw->w.err = -EMSGSIZE;
+		return;
+	}
+	dw->w.len = len;
+	for (int i = 0; i < 4; i++)
+		dw->counts[i] = (uint16_t)(buf[4 + 2 * i] << 8 | buf[5 + 2 * i]);
+	/* Every label suffix of the question's name (uncompressed at offset 12 in a query)
+	 * can be pointed to. */
+	size_t at = DNS_HDR_LEN;
+	while (dw->counts[DNS_S_QUESTION] && at < len && buf[at] && buf[at] <= DNS_LABEL_MAX &&
+	       dw->ncomp < DNS_COMP_MAX) {
+		dw->comp[dw->ncomp++] = (uint16_t)at;
+		at += buf[at] + 1u;
+	}
+}
+
 void dns_writer_set_flags(struct dns_writer *dw, uint16_t flags)
 {
 	if (dw->w.len >= 4) {

@@ -376,7 +376,6 @@ int ssa_compute(const struct ssa_space *sp, const struct ssa_req *r, uint8_t out
 	const struct ssa_desc *d = &sp->d;
 	uint64_t e = r->time / d->period;
 	uint64_t g;
-	uint8_t hv[16];
 
 	if (r->index >= d->fanout)
 		return -EINVAL;
@@ -405,6 +404,18 @@ int ssa_compute(const struct ssa_space *sp, const struct ssa_req *r, uint8_t out
 		g = r->rand[0] % sp->nslices;
 	}
 
+	return ssa_compute_slice(sp, r, g, out);
+}
+
+int ssa_compute_slice(const struct ssa_space *sp, const struct ssa_req *r, uint64_t g,
+		      uint8_t out[static 16])
+{
+	const struct ssa_desc *d = &sp->d;
+	uint64_t e = r->time / d->period;
+	uint8_t hv[16];
+
+	if (g >= sp->nslices || r->index >= d->fanout || (d->host == SSA_HOP && !r->secret))
+		return -EINVAL;
 	switch (d->host) {
 	case SSA_SRC:
 		host_value(SSA_SRC, d->key, r->src, 0, (uint32_t)g, r->index, hv);

@@ -1,0 +1,162 @@
+/* peak dns: the authoritative, steering DNS server; peak dns-ctl: its control client. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../dns/server.h"
+#include "../dns/state.h"
+#include "../sys/log.h"
+#include "../sys/net.h"
+#include "cli.h"
+#include "peak/config.h"
+
+static const char dns_help[] =
+    "usage: peak dns --config FILE [--listen ADDR:PORT ...] [--threads N] [--control PATH]\n"
+    "                [--metrics ADDR:PORT] [--tcp-idle SECONDS] [--tcp-max N] [--check]\n"
+    "\n"
+    "Serves the zone and services of the configuration as an authoritative server: SOA and\n"
+    "NS at the apex, APL and steered AAAA at each service, the descriptor as TXT at\n"
+    "_ssa.SERVICE. UDP and TCP on every --listen address.\n"
+    "\n"
+    "  --config FILE        the PEAK YAML configuration (reloaded on SIGHUP)\n"
+    "  --listen ADDR:PORT   address to serve, repeatable (default [::]:53, IPv4 too);\n"
+    "                       IPv6 in brackets: [::1]:5353\n"
+    "  --threads N          UDP workers, one socket each (SO_REUSEPORT) (default: cores)\n"
+    "  --control PATH       Unix socket for peak dns-ctl (health, weights, reload)\n"
+    "  --metrics ADDR:PORT  Prometheus metrics at http://ADDR:PORT/metrics\n"
+    "  --tcp-idle SECONDS   close idle TCP connections after this (default 10)\n"
+    "  --tcp-max N          simultaneous TCP connections (default 256)\n"
+    "  --check              load and check the configuration, print 'ok', and exit\n"
+    "  --quiet              log only warnings and errors\n";
+
+static const char ctl_help[] =
+    "usage: peak dns-ctl --control PATH COMMAND\n"
+    "\n"
+    "Commands (each takes effect before the reply comes back):\n"
+    "  status                          each endpoint: health, weight, slices held\n"
+    "  health SERVICE ENDPOINT up|down mark an endpoint (its slices move only if needed)\n"
+    "  weight SERVICE ENDPOINT N       set an endpoint's weight (0..1000000)\n"
+    "  reload                          reload the configuration file, as SIGHUP does\n"
+    "Exit status: 0 ok, 1 the server refused the command, 2 the server was not reached.\n";
+
+int cmd_dns(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, 0, 'c'},
+	    {"listen", required_argument, 0, 'l'},
+	    {"threads", required_argument, 0, 't'},
+	    {"control", required_argument, 0, 'C'},
+	    {"metrics", required_argument, 0, 'm'},
+	    {"tcp-idle", required_argument, 0, 'i'},
+	    {"tcp-max", required_argument, 0, 'M'},
+	    {"check", no_argument, 0, 'k'},
+	    {"quiet", no_argument, 0, 'q'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
+	};
+	struct dnsd_opts o = {.tcp_idle_ms = 10000, .tcp_max = 256};
+	bool check = false;
+	long cores = sysconf(_SC_NPROCESSORS_ONLN);
+	int c;
+
+	o.threads = cores > 0 ? (unsigned)cores : 1;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o.config = optarg;
+			break;
+		case 'l':
+			if (o.nlisten == DNSD_MAX_LISTEN)
+				cli_usage_error("dns", "at most %d --listen addresses",
+				                DNSD_MAX_LISTEN);
+			if (sockaddr_parse(optarg, &o.listen[o.nlisten], &o.listen_len[o.nlisten]))
+				cli_usage_error("dns",
+				                "--listen: '%s' is not ADDR:PORT or [IPV6]:PORT",
+				                optarg);
+			o.nlisten++;
+			break;
+		case 't':
+			o.threads =
+			    (unsigned)cli_u64("dns", "--threads", optarg, 1, DNSD_MAX_WORKERS);
+			break;
+		case 'C':
+			o.control = optarg;
+			break;
+		case 'm':
+			o.metrics = optarg;
+			break;
+		case 'i':
+			o.tcp_idle_ms =
+			    (unsigned)cli_u64("dns", "--tcp-idle", optarg, 1, 3600) * 1000;
+			break;
+		case 'M':
+			o.tcp_max = (unsigned)cli_u64("dns", "--tcp-max", optarg, 1, 1024);
+			break;
+		case 'k':
+			check = true;
+			break;
+		case 'q':
+			log_set_level(LOG_WARNING);
+			break;
+		case 'h':
+			fputs(dns_help, stdout);
+			return 0;
+		default:
+			cli_usage_error("dns", "unknown or incomplete option '%s' (see --help)",
+			                argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		cli_usage_error("dns", "unexpected argument '%s'", argv[optind]);
+	if (!o.config)
+		cli_usage_error("dns", "--config is required");
+	if (o.threads > DNSD_MAX_WORKERS)
+		o.threads = DNSD_MAX_WORKERS;
+	if (check) {
+		struct peak_config *cfg;
+		char err[CFG_ERRLEN];
+		if (config_load(o.config, &cfg, err, sizeof(err))) {
+			fprintf(stderr, "peak dns: %s\n", err);
+			return EXIT_USAGE;
+		}
+		config_free(cfg);
+		puts("ok");
+		return 0;
+	}
+	if (!o.nlisten) {
+		sockaddr_parse("[::]:53", &o.listen[0], &o.listen_len[0]);
+		o.nlisten = 1;
+	}
+	return dnsd_run(&o) ? EXIT_USAGE : 0;
+}
+
+int cmd_dns_ctl(int argc, char **argv)
+{
+	const char *path = NULL;
+	int i = 1;
+	if (cli_wants_help(argc, argv)) {
+		fputs(ctl_help, stdout);
+		return 0;
+	}
+	if (argc > 2 && !strcmp(argv[1], "--control")) {
+		path = argv[2];
+		i = 3;
+	}
+	if (!path)
+		cli_usage_error("dns-ctl", "--control PATH is required (see --help)");
+	if (i >= argc)
+		cli_usage_error("dns-ctl", "no command (status, health, weight or reload)");
+	char line[512];
+	size_t n = 0;
+	for (; i < argc; i++) {
+		int k = snprintf(line + n, sizeof(line) - n, "%s%s", n ? " " : "", argv[i]);
+		if (k < 0 || (size_t)k >= sizeof(line) - n)
+			cli_usage_error("dns-ctl", "command too long");
+		n += (size_t)k;
+	}
+	return dnsd_ctl(path, line);
+}

@@ -1,0 +1,274 @@
+#include "answer.h"
+
+#include <string.h>
+
+#include "peak/ssa.h"
+
+static enum dq_type qtype_index(uint16_t t)
+{
+	switch (t) {
+	case DNS_T_A:
+		return DQ_A;
+	case DNS_T_AAAA:
+		return DQ_AAAA;
+	case DNS_T_APL:
+		return DQ_APL;
+	case DNS_T_TXT:
+		return DQ_TXT;
+	case DNS_T_SOA:
+		return DQ_SOA;
+	case DNS_T_NS:
+		return DQ_NS;
+	case DNS_T_ANY:
+		return DQ_ANY;
+	default:
+		return DQ_OTHER;
+	}
+}
+
+/* Bytes the OPT record of the reply takes. */
+static size_t opt_size(const struct dns_query *q)
+{
+	if (!q->edns.present)
+		return 0;
+	return 11 + (q->edns.has_ecs ? 8u + (q->edns.ecs.source + 7u) / 8u : 0);
+}
+
+/* Largest reply: 512 without EDNS, the client's buffer size (RFC 6891 6.2.5, at least 512,
+ * at most what we send) with it, a whole TCP message over TCP. */
+static size_t reply_limit(const struct dns_query *q, bool tcp, size_t cap)
+{
+	size_t lim = tcp ? DNSD_TCP_MAX : DNS_UDP_MIN;
+	if (!tcp && q->edns.present && q->edns.udp_size > DNS_UDP_MIN)
+		lim = q->edns.udp_size > DNSD_UDP_MAX ? DNSD_UDP_MAX : q->edns.udp_size;
+	return lim < cap ? lim : cap;
+}
+
+struct reply {
+	struct dns_writer w;
+	struct dns_mark after_question;
+	const struct dns_query *q;
+	size_t limit;
+	uint8_t ecs_scope;
+	uint16_t rcode;
+};
+
+static void reply_start(struct reply *r, const struct dns_query *q, bool tcp, uint8_t *out,
+                        size_t cap, uint16_t rcode, bool aa, bool question)
+{
+	uint16_t flags = DNS_F_QR | (q->hdr.flags & (0x7800 | DNS_F_RD | DNS_F_CD)) | (rcode & 0xf);
+	if (aa)
+		flags |= DNS_F_AA;
+	r->q = q;
+	r->limit = reply_limit(q, tcp, cap);
+	r->rcode = rcode;
+	r->ecs_scope = 0;
+	/* Room for the OPT record is kept back so that truncation never drops it. */
+	dns_writer_init(&r->w, out, r->limit - opt_size(q), q->hdr.id, flags);
+	if (question && q->q.name.len)
+		dns_writer_question(&r->w, &q->q.name, q->q.type, q->q.class);
+	r->after_question = dns_writer_mark(&r->w);
+}
+
+/* Adds a pre-encoded tail (the sections after the question). */
+static void reply_tail(struct reply *r, const struct dns_state *st, const struct dz_tail *t)
+{
+	dns_writer_bytes(&r->w, st->arena + t->off, t->len);
+	r->w.counts[DNS_S_ANSWER] = (uint16_t)(r->w.counts[DNS_S_ANSWER] + t->an);
+	r->w.counts[DNS_S_AUTHORITY] = (uint16_t)(r->w.counts[DNS_S_AUTHORITY] + t->ns);
+	r->w.counts[DNS_S_ADDITIONAL] = (uint16_t)(r->w.counts[DNS_S_ADDITIONAL] + t->ar);
+}
+
+static size_t reply_finish(struct reply *r, struct dnsd_ctx *cx)
+{
+	uint8_t *buf = r->w.w.p;
+	if (r->w.w.err) {
+		/* Over the limit: only the question, with TC (RFC 2181 9). */
+		dns_writer_rollback(&r->w, &r->after_question);
+		uint16_t flags = (uint16_t)(buf[2] << 8 | buf[3]) | DNS_F_TC;
+		dns_writer_set_flags(&r->w, flags);
+		DNSD_INC(cx->stats->truncated);
+	}
+	if (r->q->edns.present) {
+		struct dns_ecs ecs = r->q->edns.ecs;
+		ecs.scope = r->ecs_scope;
+		r->w.w.cap = r->limit; /* the kept-back room */
+		dns_writer_opt(&r->w, DNSD_UDP_MAX, (uint8_t)(r->rcode >> 4), 0, r->q->edns.do_bit,
+		               r->q->edns.has_ecs ? &ecs : NULL);
+	}
+	int len = dns_writer_finish(&r->w);
+	unsigned rc = r->rcode == DNS_R_BADVERS ? DR_BADVERS : r->rcode < DR_BADVERS ? r->rcode : 0;
+	DNSD_INC(cx->stats->rcode[rc]);
+	return len > 0 ? (size_t)len : 0;
+}
+
+/* The client's /64 as the service will see it: Client Subnet when it carries an IPv6
+ * prefix, else the transport source. Sets *scope to the ECS scope the answer has. */
+static void client_c64(const struct dns_query *q, const struct dnsd_client *cl, bool binds,
+                       uint8_t c[16], uint8_t *scope)
+{
+	memset(c, 0, 16);
+	*scope = 0;
+	if (q->edns.has_ecs && q->edns.ecs.family == 2 && q->edns.ecs.source > 0) {
+		memcpy(c, q->edns.ecs.addr, 8);
+		*scope = binds ? 64 : 0;
+		return;
+	}
+	if (cl->v6)
+		memcpy(c, cl->addr, 16);
+}
+
+/* Steered AAAA answers (one per distinct endpoint): for rules that fix the slice, the rule's
+ * address for each fanout index; otherwise endpoints drawn by weight, a random slice of each,
+ * host bits by the rule. Returns how many addresses were written. */
+static unsigned steer(const struct dz_svc *v, struct dnsd_ctx *cx, const uint8_t c[16],
+                      uint8_t out[][16], unsigned max)
+{
+	struct ssa_req r = {.src = c, .time = cx->now, .secret = v->has_secret ? v->secret : NULL};
+	unsigned n = 0;
+	int chosen[DNSD_ANSWER_MAX];
+	if (!v->nslices || !v->ncand)
+		return 0;
+	if (max > DNSD_ANSWER_MAX)
+		max = DNSD_ANSWER_MAX;
+	if (v->slice_by_rule) {
+		unsigned k = max < v->space.d.fanout ? max : v->space.d.fanout;
+		for (unsigned i = 0; i < k; i++) {
+			r.index = (uint8_t)i;
+			r.rand[1] = dnsd_rand(cx);
+			r.rand[2] = dnsd_rand(cx);
+			if (ssa_compute(&v->space, &r, out[n]))
+				continue;
+			int64_t g = ssa_slice_of(&v->space, out[n]);
+			if (g >= 0 && v->owner[g] >= 0)
+				DNSD_INC(v->counter[v->owner[g]]->cell[cx->worker][0]);
+			n++;
+		}
+		return n;
+	}
+	uint64_t total = v->cand_cum[v->ncand - 1];
+	for (unsigned attempt = 0; n < max && attempt < 4 * max; attempt++) {
+		uint64_t x = dnsd_rand(cx) % total;
+		unsigned lo = 0, hi = v->ncand - 1;
+		while (lo < hi) { /* first cumulative weight above x */
+			unsigned mid = (lo + hi) / 2;
+			if (v->cand_cum[mid] > x)
+				hi = mid;
+			else
+				lo = mid + 1;
+		}
+		int e = (int)v->cand_ep[lo];
+		bool dup = false;
+		for (unsigned k = 0; k < n; k++)
+			dup |= chosen[k] == e;
+		if (dup)
+			continue;
+		uint32_t g = v->ep_slices[v->ep_first[e] + dnsd_rand(cx) % v->ep_nslice[e]];
+		r.index = (uint8_t)(v->space.d.fanout > 1 ? dnsd_rand(cx) % v->space.d.fanout : 0);
+		r.rand[1] = dnsd_rand(cx);
+		r.rand[2] = dnsd_rand(cx);
+		if (ssa_compute_slice(&v->space, &r, g, out[n]))
+			continue;
+		DNSD_INC(v->counter[e]->cell[cx->worker][0]);
+		chosen[n++] = e;
+	}
+	return n;
+}
+
+size_t dnsd_answer(const struct dns_state *st, struct dnsd_ctx *cx, const uint8_t *qbuf,
+                   size_t qlen, const struct dnsd_client *cl, bool tcp, uint8_t *out, size_t cap)
+{
+	struct dns_query q;
+	struct reply r;
+	int pr = dns_query_parse(qbuf, qlen, &q);
+
+	if (tcp)
+		DNSD_INC(cx->stats->tcp);
+	else
+		DNSD_INC(cx->stats->udp);
+	if (pr < 0 || cap < DNS_UDP_MIN) {
+		DNSD_INC(cx->stats->dropped);
+		return 0; /* not a query: never answer it */
+	}
+	if (q.edns.has_ecs)
+		DNSD_INC(cx->stats->ecs);
+	if (pr == DNS_R_FORMERR) {
+		/* The question is echoed only when it parsed; the OPT only if well formed. */
+		struct dns_query fq = q;
+		if (fq.edns.present && (fq.edns.version || fq.edns.has_ecs))
+			fq.edns.has_ecs = false;
+		reply_start(&r, &fq, tcp, out, cap, DNS_R_FORMERR, false,
+		            fq.hdr.qdcount == 1 && fq.q.name.len);
+		return reply_finish(&r, cx);
+	}
+	DNSD_INC(cx->stats->qtype[qtype_index(q.q.type)]);
+	if (dns_opcode(q.hdr.flags) != 0) {
+		reply_start(&r, &q, tcp, out, cap, DNS_R_NOTIMP, false, true);
+		return reply_finish(&r, cx);
+	}
+	if (q.edns.present && q.edns.version > 0) {
+		/* RFC 6891 6.1.3: BADVERS, and our version (0) in the OPT. */
+		reply_start(&r, &q, tcp, out, cap, DNS_R_BADVERS, false, true);
+		return reply_finish(&r, cx);
+	}
+	struct dns_name lname = q.q.name;
+	for (unsigned i = 0; i < lname.len; i++)
+		if (lname.wire[i] >= 'A' && lname.wire[i] <= 'Z')
+			lname.wire[i] = (uint8_t)(lname.wire[i] + 32);
+	if ((q.q.class != DNS_C_IN && q.q.class != DNS_C_ANY) ||
+	    !dns_name_under(&lname, &st->zone) || q.q.type == 251 || q.q.type == 252) {
+		/* Outside our zone, another class, or a zone transfer (not offered). */
+		reply_start(&r, &q, tcp, out, cap, DNS_R_REFUSED, false, true);
+		return reply_finish(&r, cx);
+	}
+	const struct dz_node *nd = dns_state_lookup(st, &lname);
+	if (!nd) {
+		reply_start(&r, &q, tcp, out, cap, DNS_R_NXDOMAIN, true, true);
+		/* The apex's SOA, written afresh: the qname differs from every node's. */
+		dns_writer_rr_begin(&r.w, DNS_S_AUTHORITY, &st->zone, DNS_T_SOA, DNS_C_IN,
+		                    st->neg_ttl);
+		dns_writer_soa_rdata(&r.w, &st->cfg->soa);
+		dns_writer_rr_end(&r.w);
+		return reply_finish(&r, cx);
+	}
+	reply_start(&r, &q, tcp, out, cap, DNS_R_NOERROR, true, true);
+	const struct dz_tail *t = NULL;
+	switch (q.q.type) {
+	case DNS_T_SOA:
+		t = &nd->tail[DZ_SOA];
+		break;
+	case DNS_T_NS:
+		t = &nd->tail[DZ_NS];
+		break;
+	case DNS_T_APL:
+		t = &nd->tail[DZ_APL];
+		break;
+	case DNS_T_TXT:
+		t = &nd->tail[DZ_TXT];
+		break;
+	case DNS_T_ANY:
+		t = &nd->tail[DZ_ANY];
+		break;
+	case DNS_T_AAAA:
+		if (nd->svc >= 0) {
+			const struct dz_svc *v = &st->svc[nd->svc];
+			uint8_t c[16], addrs[DNSD_ANSWER_MAX][16];
+			client_c64(&q, cl, v->binds_src, c, &r.ecs_scope);
+			unsigned n = steer(v, cx, c, addrs, v->answers);
+			for (unsigned i = 0; i < n; i++) {
+				dns_writer_rr_begin(&r.w, DNS_S_ANSWER, &q.q.name, DNS_T_AAAA,
+				                    DNS_C_IN, v->ttl);
+				dns_writer_bytes(&r.w, addrs[i], 16);
+				dns_writer_rr_end(&r.w);
+			}
+			if (n)
+				return reply_finish(&r, cx);
+		}
+		t = &nd->tail[DZ_AAAA];
+		break;
+	}
+	if (!t || !t->present)
+		t = &nd->tail[DZ_NODATA];
+	reply_tail(&r, st, t);
+	return reply_finish(&r, cx);
+}

@@ -1,0 +1,80 @@
+#include "net.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+int sockaddr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len)
+{
+	char host[64];
+	const char *colon, *hb = s, *he;
+	memset(ss, 0, sizeof(*ss));
+	if (*s == '[') {
+		hb = s + 1;
+		he = strchr(hb, ']');
+		if (!he || he[1] != ':')
+			return -EINVAL;
+		colon = he + 1;
+	} else {
+		colon = strrchr(s, ':');
+		if (!colon || strchr(s, ':') != colon)
+			return -EINVAL; /* a bare IPv6 address needs brackets */
+		he = colon;
+	}
+	if ((size_t)(he - hb) >= sizeof(host) || he == hb)
+		return -EINVAL;
+	memcpy(host, hb, (size_t)(he - hb));
+	host[he - hb] = '\0';
+	char *end;
+	errno = 0;
+	unsigned long port = strtoul(colon + 1, &end, 10);
+	if (!colon[1] || *end || errno || port > 65535)
+		return -EINVAL;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;
+	if (*s == '[' && inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)port);
+		*len = sizeof(*s6);
+		return 0;
+	}
+	if (*s != '[' && inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)port);
+		*len = sizeof(*s4);
+		return 0;
+	}
+	return -EINVAL;
+}
+
+char *sockaddr_print(const struct sockaddr *sa, char *out, size_t cap)
+{
+	char a[INET6_ADDRSTRLEN];
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		snprintf(out, cap, "[%s]:%u", a, ntohs(s6->sin6_port));
+	} else {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		snprintf(out, cap, "%s:%u", a, ntohs(s4->sin_port));
+	}
+	return out;
+}
+
+bool sockaddr_to_in6(const struct sockaddr *sa, uint8_t out[16])
+{
+	if (sa->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+		memcpy(out, &s6->sin6_addr, 16);
+		return !IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr);
+	}
+	const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+	memset(out, 0, 10);
+	out[10] = out[11] = 0xff;
+	memcpy(out + 12, &s4->sin_addr, 4);
+	return false;
+}

@@ -1,0 +1,15 @@
+#pragma once
+/* Socket address helpers shared by PEAK's daemons. */
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/socket.h>
+
+/* Parses "ADDR:PORT" or "[IPV6]:PORT" (port 0..65535). Returns 0 or -EINVAL. */
+int sockaddr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len);
+
+/* Prints an address as "ADDR:PORT" / "[IPV6]:PORT" into out (at least 64 bytes). */
+char *sockaddr_print(const struct sockaddr *sa, char *out, size_t cap);
+
+/* The 16-byte IPv6 form of a socket address (IPv4 as ::ffff:a.b.c.d); true if it was a real
+ * IPv6 address. */
+bool sockaddr_to_in6(const struct sockaddr *sa, uint8_t out[16]);
