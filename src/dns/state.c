@@ -179,8 +179,9 @@ out:
 	return ret;
 }
 
-/* Matches dyn to cfg by service name and endpoint id into out, leaving dyn untouched. A
- * reload takes weights from the file; health marks and slices are kept. */
+/* Matches dyn to cfg by service name and endpoint id into out, leaving dyn untouched.
+ * Health marks and slices are kept; a weight set at run time stays until the file changes
+ * that endpoint's weight. */
 static int dyn_sync(const struct dnsd_dyn *dyn, const struct peak_config *cfg, struct dnsd_dyn *out)
 {
 	struct dnsd_svc_dyn *nsvc = calloc(cfg->nsvc ? cfg->nsvc : 1, sizeof(*nsvc));
@@ -202,12 +203,14 @@ static int dyn_sync(const struct dnsd_dyn *dyn, const struct peak_config *cfg, s
 			struct dnsd_ep_dyn *d = &sd->ep[e];
 			snprintf(d->id, sizeof(d->id), "%s", s->ep[e].id);
 			d->healthy = true;
-			d->weight = s->ep[e].weight;
+			d->weight = d->cfg_weight = s->ep[e].weight;
 			d->slot = -1;
 			for (unsigned k = 0; old && k < old->nep; k++)
 				if (!strcmp(old->ep[k].id, d->id)) {
 					d->healthy = old->ep[k].healthy;
 					d->slot = old->ep[k].slot;
+					if (old->ep[k].cfg_weight == d->cfg_weight)
+						d->weight = old->ep[k].weight;
 				}
 		}
 		bool same_space = old && old->have_assign && old->a.nslices == s->space.nslices &&

@@ -83,8 +83,9 @@ struct dns_state {
 struct dnsd_ep_dyn {
 	char id[CFG_ID_MAX];
 	bool healthy;
-	uint32_t weight;
-	int slot; /* in the service's assignment, -1 if not in it */
+	uint32_t weight;     /* in force: the file's, or a runtime override */
+	uint32_t cfg_weight; /* what the file said when last loaded */
+	int slot;            /* in the service's assignment, -1 if not in it */
 };
 
 struct dnsd_svc_dyn {
@@ -104,7 +105,8 @@ struct dnsd_dyn {
 
 /* Builds a serving state from cfg (ownership passes to the state on success) and the
  * live state dyn, brought in line with cfg: services and endpoints are matched by name
- * and id, keeping their health and slices (weights come from cfg). dyn changes only on
+ * and id, keeping their health, slices and weight overrides (unless the file's weight
+ * for that endpoint changed). dyn changes only on
  * success. Returns the state, or NULL with the reason in err (cfg still the caller's). */
 struct dns_state *dns_state_build(struct peak_config *cfg, struct dnsd_dyn *dyn, char *err,
                                   size_t errlen);
