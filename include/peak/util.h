@@ -14,3 +14,7 @@ int peak_hexval(char c);
  * NULL). Returns the byte count, or -EINVAL (a non-hex character: *bad set to it; or an
  * odd number of digits: *bad set to 0) or -E2BIG (more than cap bytes). */
 long peak_hex_decode(const char *s, const char *skip, uint8_t *out, size_t cap, char *bad);
+
+/* Reads a 16-byte secret written as 32 hex digits (white space around it ignored) from a
+ * file. Returns 0, -errno if the file cannot be read, or -EINVAL. Never logs the secret. */
+int peak_secret_read(const char *path, uint8_t out[static 16]);

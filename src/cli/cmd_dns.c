@@ -23,7 +23,8 @@ static const char dns_help[] =
     "  --config FILE        the PEAK YAML configuration (reloaded on SIGHUP)\n"
     "  --listen ADDR:PORT   address to serve, repeatable (default [::]:53, IPv4 too);\n"
     "                       IPv6 in brackets: [::1]:5353\n"
-    "  --threads N          UDP workers, one socket each (SO_REUSEPORT) (default: cores)\n"
+    "  --threads N          UDP workers per address, one socket each (SO_REUSEPORT)\n"
+    "                       (default: cores; threads x addresses at most 63)\n"
     "  --control PATH       Unix socket for peak dns-ctl (health, weights, reload)\n"
     "  --metrics ADDR:PORT  Prometheus metrics at http://ADDR:PORT/metrics\n"
     "  --tcp-idle SECONDS   close idle TCP connections after this (default 10)\n"
@@ -114,8 +115,8 @@ int cmd_dns(int argc, char **argv)
 		cli_usage_error("dns", "unexpected argument '%s'", argv[optind]);
 	if (!o.config)
 		cli_usage_error("dns", "--config is required");
-	if (o.threads > DNSD_MAX_WORKERS)
-		o.threads = DNSD_MAX_WORKERS;
+	if (o.threads > DNSD_MAX_WORKERS - 1)
+		o.threads = DNSD_MAX_WORKERS - 1;
 	if (check) {
 		struct peak_config *cfg;
 		char err[CFG_ERRLEN];

@@ -1,4 +1,5 @@
 /* The peak command: one binary, subcommands. */
+#include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -7,6 +8,7 @@
 #include "cli.h"
 #include "peak/prefix.h"
 #include "peak/ssa.h"
+#include "peak/util.h"
 
 _Noreturn void cli_usage_error(const char *cmd, const char *fmt, ...)
 {
@@ -45,20 +47,11 @@ void cli_addr6(const char *cmd, const char *opt, const char *s, uint8_t out[stat
 
 void cli_secret_file(const char *cmd, const char *path, uint8_t out[static 16])
 {
-	char buf[128];
-	FILE *f = fopen(path, "r");
-	if (!f)
-		cli_usage_error(cmd, "secret file %s: cannot open", path);
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *b = buf, *e = buf + n;
-	while (b < e && (*b == ' ' || *b == '\n' || *b == '\t' || *b == '\r'))
-		b++;
-	while (e > b && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\t' || e[-1] == '\r'))
-		e--;
-	if (ssa_key_parse(b, (size_t)(e - b), out))
+	int r = peak_secret_read(path, out);
+	if (r == -EINVAL)
 		cli_usage_error(cmd, "secret file %s: want 32 hex digits", path);
+	if (r)
+		cli_usage_error(cmd, "secret file %s: cannot read: %s", path, strerror(-r));
 }
 
 bool cli_wants_help(int argc, char **argv)

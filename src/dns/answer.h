@@ -24,6 +24,7 @@ struct dnsd_stats {
 	uint64_t qtype[DQ_N];
 	uint64_t rcode[DR_N];
 	uint64_t udp, tcp, dropped, truncated, ecs;
+	uint64_t batches; /* UDP receive calls that returned queries */
 } __attribute__((aligned(64)));
 
 /* Per-worker context. */

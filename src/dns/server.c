@@ -27,7 +27,7 @@
 
 enum {
 	BATCH = 32,
-	TCP_SLOT_MAX = 1024,
+	STOP_CHECK_US = 200000, /* how soon a blocked worker notices a stop */
 	CTL_LINE_MAX = 512,
 };
 
@@ -40,7 +40,9 @@ struct server {
 	_Atomic(struct dns_state *) hp[DNSD_MAX_WORKERS + 1];
 	struct dnsd_stats stats[DNSD_MAX_WORKERS + 1];
 	int stop_fd; /* eventfd: readable when the server stops */
-	unsigned nreaders;
+	atomic_bool stopping;
+	unsigned nworkers; /* UDP workers: threads x listen addresses */
+	unsigned nreaders; /* the UDP workers, then the TCP thread */
 	/* control thread only, plus the metrics thread under dyn_lock */
 	pthread_mutex_t dyn_lock;
 	struct dnsd_dyn dyn;
@@ -94,19 +96,27 @@ static void ctx_init(struct server *s, struct dnsd_ctx *cx, unsigned worker)
 
 /* ---- UDP ---- */
 
+/* [::] serves IPv4 too (dual stack); a specific IPv6 address only IPv6. */
+static void set_v6only(int fd, const struct sockaddr_storage *ss)
+{
+	if (ss->ss_family != AF_INET6)
+		return;
+	const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
+	int v6only = IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr) ? 0 : 1;
+	setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
+}
+
 static int udp_socket(const struct sockaddr_storage *ss, socklen_t len)
 {
-	int one = 1, zero = 0, buf = 4 << 20;
+	int one = 1, buf = 4 << 20;
 	int fd = socket(ss->ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
 	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &buf, sizeof(buf));
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-		int v6only = IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr) ? 0 : 1;
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, v6only ? &one : &zero, sizeof(int));
-	}
+	struct timeval tv = {0, STOP_CHECK_US};
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	set_v6only(fd, ss);
 	if (bind(fd, (const struct sockaddr *)ss, len) == -1) {
 		int e = -errno;
 		close(fd);
@@ -115,85 +125,67 @@ static int udp_socket(const struct sockaddr_storage *ss, socklen_t len)
 	return fd;
 }
 
+/* One UDP worker: one socket (of an address's SO_REUSEPORT group), one thread. */
 struct worker {
 	struct server *s;
-	unsigned id;
-	int fds[DNSD_MAX_LISTEN];
+	unsigned id; /* reader slot and counter cell */
+	int fd;
 	pthread_t th;
 };
 
+/* Blocks in recvmmsg(MSG_WAITFORONE) until at least one query is there and takes what has
+ * arrived (up to BATCH), answers all, sends all with one sendmmsg: two system calls per
+ * batch. A receive timeout lets the thread notice a stop. */
 static void *udp_worker(void *arg)
 {
 	struct worker *wk = arg;
 	struct server *s = wk->s;
-	const struct dnsd_opts *o = s->o;
 	struct dnsd_ctx cx;
-	struct pollfd pf[DNSD_MAX_LISTEN + 1];
 	static __thread struct mmsghdr in[BATCH], outm[BATCH];
 	static __thread struct iovec iov[BATCH], oiov[BATCH];
 	static __thread struct sockaddr_storage peer[BATCH];
 	static __thread uint8_t qbuf[BATCH][DNSD_UDP_MAX], abuf[BATCH][DNSD_UDP_MAX];
 
 	ctx_init(s, &cx, wk->id);
-	for (unsigned i = 0; i < o->nlisten; i++)
-		pf[i] = (struct pollfd){.fd = wk->fds[i], .events = POLLIN};
-	pf[o->nlisten] = (struct pollfd){.fd = s->stop_fd, .events = POLLIN};
-	for (;;) {
-		if (poll(pf, o->nlisten + 1, -1) == -1 && errno != EINTR)
-			break;
-		if (pf[o->nlisten].revents)
-			break;
-		for (unsigned l = 0; l < o->nlisten; l++) {
-			if (!pf[l].revents)
+	while (!atomic_load_explicit(&s->stopping, memory_order_relaxed)) {
+		for (int i = 0; i < BATCH; i++) {
+			iov[i] = (struct iovec){qbuf[i], sizeof(qbuf[i])};
+			in[i].msg_hdr = (struct msghdr){
+			    .msg_name = &peer[i],
+			    .msg_namelen = sizeof(peer[i]),
+			    .msg_iov = &iov[i],
+			    .msg_iovlen = 1,
+			};
+		}
+		int n = recvmmsg(wk->fd, in, BATCH, MSG_WAITFORONE, NULL);
+		if (n <= 0)
+			continue; /* timeout (to check for a stop), EINTR, or a passing error */
+		DNSD_INC(cx.stats->batches);
+		struct dns_state *st = state_acquire(s, wk->id);
+		cx.now = (uint64_t)time(NULL);
+		int m = 0;
+		for (int i = 0; i < n; i++) {
+			struct dnsd_client cl;
+			cl.v6 = sockaddr_to_in6((struct sockaddr *)&peer[i], cl.addr);
+			size_t len = dnsd_answer(st, &cx, qbuf[i], in[i].msg_len, &cl, false,
+			                         abuf[m], DNSD_UDP_MAX);
+			if (!len)
 				continue;
-			for (;;) {
-				for (int i = 0; i < BATCH; i++) {
-					iov[i] = (struct iovec){qbuf[i], sizeof(qbuf[i])};
-					in[i].msg_hdr = (struct msghdr){
-					    .msg_name = &peer[i],
-					    .msg_namelen = sizeof(peer[i]),
-					    .msg_iov = &iov[i],
-					    .msg_iovlen = 1,
-					};
-				}
-				int n = recvmmsg(wk->fds[l], in, BATCH, MSG_DONTWAIT, NULL);
-				if (n <= 0)
-					break;
-				struct dns_state *st = state_acquire(s, wk->id);
-				cx.now = (uint64_t)time(NULL);
-				int m = 0;
-				for (int i = 0; i < n; i++) {
-					struct dnsd_client cl;
-					cl.v6 =
-					    sockaddr_to_in6((struct sockaddr *)&peer[i], cl.addr);
-					size_t len = dnsd_answer(st, &cx, qbuf[i], in[i].msg_len,
-					                         &cl, false, abuf[m], DNSD_UDP_MAX);
-					if (!len)
-						continue;
-					oiov[m] = (struct iovec){abuf[m], len};
-					outm[m].msg_hdr = (struct msghdr){
-					    .msg_name = &peer[i],
-					    .msg_namelen = in[i].msg_hdr.msg_namelen,
-					    .msg_iov = &oiov[m],
-					    .msg_iovlen = 1,
-					};
-					m++;
-				}
-				state_release(s, wk->id);
-				for (int sent = 0; sent < m;) {
-					int k = sendmmsg(wk->fds[l], outm + sent,
-					                 (unsigned)(m - sent), 0);
-					if (k <= 0) {
-						if (k == -1 && errno == EINTR)
-							continue;
-						sent++; /* skip a message the kernel refuses */
-						continue;
-					}
-					sent += k;
-				}
-				if (n < BATCH)
-					break;
-			}
+			oiov[m] = (struct iovec){abuf[m], len};
+			outm[m].msg_hdr = (struct msghdr){
+			    .msg_name = &peer[i],
+			    .msg_namelen = in[i].msg_hdr.msg_namelen,
+			    .msg_iov = &oiov[m],
+			    .msg_iovlen = 1,
+			};
+			m++;
+		}
+		state_release(s, wk->id);
+		for (int sent = 0; sent < m;) {
+			int k = sendmmsg(wk->fd, outm + sent, (unsigned)(m - sent), 0);
+			if (k == -1 && errno == EINTR)
+				continue;
+			sent += k > 0 ? k : 1; /* skip a message the kernel refuses */
 		}
 	}
 	return NULL;
@@ -223,11 +215,7 @@ static int tcp_listener(const struct sockaddr_storage *ss, socklen_t len)
 	if (fd == -1)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (ss->ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)ss;
-		int v6only = IN6_IS_ADDR_UNSPECIFIED(&s6->sin6_addr) ? 0 : 1;
-		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &v6only, sizeof(v6only));
-	}
+	set_v6only(fd, ss);
 	if (bind(fd, (const struct sockaddr *)ss, len) == -1 || listen(fd, 128) == -1) {
 		int e = -errno;
 		close(fd);
@@ -459,6 +447,7 @@ static enum MHD_Result metrics_handler(void *cls, struct MHD_Connection *conn, c
 		t.dropped += __atomic_load_n(&x->dropped, __ATOMIC_RELAXED);
 		t.truncated += __atomic_load_n(&x->truncated, __ATOMIC_RELAXED);
 		t.ecs += __atomic_load_n(&x->ecs, __ATOMIC_RELAXED);
+		t.batches += __atomic_load_n(&x->batches, __ATOMIC_RELAXED);
 	}
 	mprintf(&b, "# HELP peak_dns_queries_total Queries answered, by query type.\n"
 	            "# TYPE peak_dns_queries_total counter\n");
@@ -480,9 +469,12 @@ static enum MHD_Result metrics_handler(void *cls, struct MHD_Connection *conn, c
 	        "# HELP peak_dns_truncated_total UDP responses truncated (TC).\n"
 	        "# TYPE peak_dns_truncated_total counter\npeak_dns_truncated_total %llu\n"
 	        "# HELP peak_dns_client_subnet_total Queries with a Client Subnet option.\n"
-	        "# TYPE peak_dns_client_subnet_total counter\npeak_dns_client_subnet_total %llu\n",
+	        "# TYPE peak_dns_client_subnet_total counter\npeak_dns_client_subnet_total %llu\n"
+	        "# HELP peak_dns_udp_batches_total UDP receive calls that returned queries.\n"
+	        "# TYPE peak_dns_udp_batches_total counter\npeak_dns_udp_batches_total %llu\n",
 	        (unsigned long long)t.udp, (unsigned long long)t.tcp, (unsigned long long)t.dropped,
-	        (unsigned long long)t.truncated, (unsigned long long)t.ecs);
+	        (unsigned long long)t.truncated, (unsigned long long)t.ecs,
+	        (unsigned long long)t.batches);
 	mprintf(&b, "# HELP peak_dns_steered_answers_total AAAA answers steered to an endpoint.\n"
 	            "# TYPE peak_dns_steered_answers_total counter\n");
 	steer_counters_each(metric_steer, &b);
@@ -770,7 +762,14 @@ int dnsd_run(const struct dnsd_opts *o)
 	if (!s)
 		return 1;
 	s->o = o;
-	s->nreaders = o->threads + 1; /* the UDP workers, then the TCP thread */
+	s->nworkers = o->threads * o->nlisten;
+	s->nreaders = s->nworkers + 1;
+	if (s->nreaders > DNSD_MAX_WORKERS) {
+		log_msg(LOG_ERR, "dns: %u threads x %u addresses is more than %d workers",
+		        o->threads, o->nlisten, DNSD_MAX_WORKERS - 1);
+		free(s);
+		return 1;
+	}
 	s->stop_fd = eventfd(0, EFD_CLOEXEC);
 	pthread_mutex_init(&s->dyn_lock, NULL);
 	for (unsigned l = 0; l < DNSD_MAX_LISTEN; l++)
@@ -789,13 +788,13 @@ int dnsd_run(const struct dnsd_opts *o)
 	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
-	if (!(wk = calloc(o->threads, sizeof(*wk))))
+	if (!(wk = calloc(s->nworkers, sizeof(*wk))))
 		goto out;
-	for (unsigned w = 0; w < o->threads; w++)
-		for (unsigned l = 0; l < DNSD_MAX_LISTEN; l++)
-			wk[w].fds[l] = -1;
+	for (unsigned w = 0; w < s->nworkers; w++)
+		wk[w].fd = -1;
 	for (unsigned l = 0; l < o->nlisten; l++) {
-		for (unsigned w = 0; w < o->threads; w++) {
+		for (unsigned t = 0; t < o->threads; t++) {
+			unsigned w = l * o->threads + t;
 			int fd = udp_socket(&o->listen[l], o->listen_len[l]);
 			if (fd < 0) {
 				log_msg(LOG_ERR, "dns: udp %s: %s",
@@ -804,7 +803,7 @@ int dnsd_run(const struct dnsd_opts *o)
 				        strerror(-fd));
 				goto out;
 			}
-			wk[w].fds[l] = fd;
+			wk[w].fd = fd;
 		}
 		tc.lfds[l] = tcp_listener(&o->listen[l], o->listen_len[l]);
 		if (tc.lfds[l] < 0) {
@@ -838,7 +837,7 @@ int dnsd_run(const struct dnsd_opts *o)
 		}
 	}
 	s->rl_formerr = (struct log_limit){0};
-	for (; started < o->threads; started++) {
+	for (; started < s->nworkers; started++) {
 		wk[started].s = s;
 		wk[started].id = started;
 		if (pthread_create(&wk[started].th, NULL, udp_worker, &wk[started]))
@@ -876,6 +875,7 @@ int dnsd_run(const struct dnsd_opts *o)
 			control_serve(s, ctl);
 	}
 out:
+	atomic_store(&s->stopping, true);
 	if (s->stop_fd != -1) {
 		uint64_t one = 1;
 		if (write(s->stop_fd, &one, sizeof(one)) != sizeof(one))
@@ -887,10 +887,9 @@ out:
 		pthread_join(tc.th, NULL);
 	if (mhd)
 		MHD_stop_daemon(mhd);
-	for (unsigned w = 0; wk && w < o->threads; w++)
-		for (unsigned l = 0; l < o->nlisten; l++)
-			if (wk[w].fds[l] >= 0)
-				close(wk[w].fds[l]);
+	for (unsigned w = 0; wk && w < s->nworkers; w++)
+		if (wk[w].fd >= 0)
+			close(wk[w].fd);
 	for (unsigned l = 0; l < o->nlisten; l++)
 		if (tc.lfds[l] >= 0)
 			close(tc.lfds[l]);

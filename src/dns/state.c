@@ -513,23 +513,6 @@ static int build_index(struct dns_state *st)
 	return 0;
 }
 
-static int read_secret(const char *path, uint8_t out[16])
-{
-	char buf[128];
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -errno;
-	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
-	fclose(f);
-	buf[n] = '\0';
-	char *b = buf, *e = buf + n;
-	while (b < e && (*b == ' ' || *b == '\n' || *b == '\t' || *b == '\r'))
-		b++;
-	while (e > b && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\t' || e[-1] == '\r'))
-		e--;
-	return ssa_key_parse(b, (size_t)(e - b), out);
-}
-
 static int build_service(struct builder *b, unsigned i, const struct dnsd_svc_dyn *sd)
 {
 	struct dns_state *st = b->st;
@@ -545,7 +528,7 @@ static int build_service(struct builder *b, unsigned i, const struct dnsd_svc_dy
 	v->slice_by_rule = d->select == SSA_SRC || d->select == SSA_HOP;
 	v->binds_src = v->slice_by_rule || d->host == SSA_SRC || d->host == SSA_HOP;
 	if (d->select == SSA_HOP || d->host == SSA_HOP) {
-		int r = read_secret(s->secret_file, v->secret);
+		int r = peak_secret_read(s->secret_file, v->secret);
 		if (r)
 			return peak_errf(
 			    b->err, b->errlen,

@@ -1,5 +1,7 @@
 #include "peak/util.h"
 
+#include "peak/ssa.h"
+
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -54,4 +56,23 @@ long peak_hex_decode(const char *s, const char *skip, uint8_t *out, size_t cap, 
 		return -EINVAL;
 	}
 	return (long)n;
+}
+
+int peak_secret_read(const char *path, uint8_t out[static 16])
+{
+	char buf[128];
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	char *b = buf, *e = buf + n;
+	while (b < e && (*b == ' ' || *b == '\n' || *b == '\t' || *b == '\r'))
+		b++;
+	while (e > b && (e[-1] == ' ' || e[-1] == '\n' || e[-1] == '\t' || e[-1] == '\r'))
+		e--;
+	int r = ssa_key_parse(b, (size_t)(e - b), out);
+	memset(buf, 0, sizeof(buf));
+	return r;
 }
