@@ -28,3 +28,5 @@ int cmd_apl(int argc, char **argv);
 int cmd_plan(int argc, char **argv);
 int cmd_dns(int argc, char **argv);
 int cmd_dns_ctl(int argc, char **argv);
+int cmd_resolve(int argc, char **argv);
+int cmd_connect(int argc, char **argv);

@@ -75,6 +75,8 @@ static const struct {
     {"plan", cmd_plan, "show a configuration's slice assignment and what a change moves"},
     {"dns", cmd_dns, "serve the zone: APL, descriptors and steered AAAA (authoritative)"},
     {"dns-ctl", cmd_dns_ctl, "change a running peak dns: health, weights, reload"},
+    {"resolve", cmd_resolve, "compute a service's destination address for this machine"},
+    {"connect", cmd_connect, "connect to a service through its SSA rule, relay stdin/stdout"},
 };
 
 static void usage(FILE *f)

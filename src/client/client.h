@@ -1,0 +1,66 @@
+#pragma once
+/* libpeak client internals: the pure steps of peak_resolve, testable without a network. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peak/apl.h"
+#include "peak/dns.h"
+#include "peak/peak.h"
+#include "peak/ssa.h"
+
+enum { CLIENT_MAX_APL = SSA_MAX_PREFIXES };
+
+/* What a DNS answer said about one name and type. */
+struct answer {
+	int rcode;    /* DNS rcode */
+	uint32_t ttl; /* of the records, or the negative TTL */
+	unsigned nrr; /* matching records in the answer section */
+};
+
+/* Checks a reply against the query (id, QR, the question) and reads the answer section's
+ * records of the asked name and type: APL items into apl (at most CLIENT_MAX_APL), TXT
+ * strings joined into txt (first record), AAAA addresses into aaaa (at most
+ * PEAK_MAX_CANDIDATES). Any of the outputs may be NULL. Returns 0 or PEAK_E_BADREPLY /
+ * PEAK_E_APL (more APL items than a service may have). */
+int answer_parse(const uint8_t *msg, size_t len, uint16_t id, const struct dns_name *qname,
+                 uint16_t qtype, struct answer *a, struct apl_item *apl, int *napl, char *txt,
+                 size_t txtcap, uint8_t (*aaaa)[16], unsigned *naaaa);
+
+/* Validates APL items as SSA prefixes (SPEC.md 2: IPv6 only, no negated items, equal
+ * lengths). Returns the count written to pfx or PEAK_E_APL. */
+int ssa_prefixes_from_apl(const struct apl_item *items, int n, struct prefix *pfx);
+
+enum { POW_CACHE_N = 64 };
+
+/* Addresses whose proof of work was done, keyed by everything that determines them: the
+ * service's space and key, the source, fanout index, replica, object and (hop) epoch. */
+struct pow_cache {
+	uint64_t key[POW_CACHE_N];
+	uint8_t addr[POW_CACHE_N][16];
+	bool used[POW_CACHE_N];
+	unsigned next;
+	uint64_t hits, misses;
+};
+
+/* Inputs of the candidate computation. */
+struct cand_req {
+	const struct ssa_space *sp;
+	const uint8_t *src; /* 16 bytes: the source toward the service */
+	const char *object; /* or NULL */
+	const uint8_t *secret;
+	uint64_t now;
+	unsigned replicas; /* obj: replicas after the first */
+	uint16_t port;
+	uint64_t rnd;          /* seed for rand rules */
+	struct pow_cache *pow; /* or NULL */
+};
+
+/* Computes the ordered candidates (SPEC.md 6): the rule's address first, then the other
+ * fanout indexes, then further replicas (obj) or further draws (rand). Proof of work is
+ * done here, once per address while q->pow remembers it. Returns 0 or PEAK_E_SECRET,
+ * PEAK_E_OBJECT, PEAK_E_POW. */
+int candidates_compute(const struct cand_req *q, struct peak_result *out);
+
+/* Candidates from AAAA records, in the order given, with no source. */
+void candidates_from_aaaa(const uint8_t (*aaaa)[16], unsigned n, uint16_t port,
+                          struct peak_result *out);

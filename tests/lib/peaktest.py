@@ -1,0 +1,149 @@
+"""Test helpers shared by the suites: run 'peak dns' on loopback (optionally inside a network
+namespace) on free ports with a control socket and metrics, stopped by its own PID."""
+import os
+import signal
+import socket
+import subprocess
+import time
+import urllib.request
+
+import dns.message
+import dns.query
+import pytest
+
+PEAK = os.environ.get("PEAK_BIN", "build/peak")
+K = "000102030405060708090a0b0c0d0e0f"
+
+BASE_CONFIG = f"""
+zone:
+  name: svc.example.
+  ns:
+    - {{name: ns1.svc.example., address: "2001:db8:53::1"}}
+    - {{name: ns2.elsewhere.example.}}
+  soa: {{primary: ns1.svc.example., contact: hostmaster.svc.example., serial: 7, minimum: 20}}
+  ttl: {{apl: 3600, txt: 1800, aaaa: 30}}
+services:
+  - name: api.svc.example.
+    prefixes: [2001:db8:5::/64]
+    slice: 78
+    select: src
+    host: src
+    key: {K}
+    endpoints:
+      - {{id: pod-a, address: "2001:db8:100::a"}}
+      - {{id: pod-b, address: "2001:db8:100::b"}}
+      - {{id: pod-c, address: "2001:db8:100::c"}}
+  - name: web.deep.svc.example.
+    prefixes: [2001:db8:6::/64]
+    slice: 72
+    answers: 1
+    endpoints:
+      - {{id: w1, address: "2001:db8:101::1", weight: 1}}
+      - {{id: w2, address: "2001:db8:101::2", weight: 2}}
+      - {{id: w3, address: "2001:db8:101::3", weight: 3}}
+      - {{id: w4, address: "2001:db8:101::4", weight: 4}}
+  - name: big.svc.example.
+    prefixes: [{", ".join(f"2001:db8:7:{i:x}::/64" for i in range(60))}]
+    slice: 70
+    select: src
+    host: src
+    fanout: 4
+    answers: 3
+    key: {K}
+    endpoints:
+      - {{id: b1, address: "2001:db8:102::1"}}
+      - {{id: b2, address: "2001:db8:102::2"}}
+"""
+
+
+def free_port():
+    with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as u, \
+         socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as t:
+        u.bind(("::1", 0))
+        port = u.getsockname()[1]
+        t.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        t.bind(("::1", port))
+        return port
+
+
+class Server:
+    def __init__(self, tmp, config=BASE_CONFIG, extra=(), netns=None):
+        self.dir = tmp
+        self.netns = netns
+        self.exec = ["ip", "netns", "exec", netns] if netns else []
+        self.config = tmp / "peak.yaml"
+        self.config.write_text(config)
+        self.port = free_port()
+        self.mport = free_port()
+        self.control = str(tmp / "dns.ctl")
+        self.log = open(tmp / "dns.log", "w+")
+        self.proc = subprocess.Popen(
+            [*self.exec, PEAK, "dns", "--config", str(self.config), "--listen", f"[::1]:{self.port}",
+             "--listen", f"127.0.0.1:{self.port}", "--threads", "2", "--control",
+             self.control, "--metrics", f"127.0.0.1:{self.mport}", "--tcp-idle", "1",
+             *extra],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 10
+        while True:
+            try:
+                self.ready()
+                break
+            except Exception:
+                if self.proc.poll() is not None or time.time() > deadline:
+                    raise RuntimeError("peak dns did not start: " + self.logtext())
+                time.sleep(0.05)
+
+    def ready(self):
+        if not self.netns:
+            self.query("svc.example.", "SOA", timeout=0.2)
+            return
+        out = subprocess.run([*self.exec, "kdig", "@::1", "-p", str(self.port), "+short",
+                              "+timeout=1", "+retry=0", "svc.example.", "SOA"],
+                             capture_output=True, text=True, timeout=5).stdout
+        if "svc.example." not in out:
+            raise RuntimeError("not ready")
+
+    def logtext(self):
+        self.log.flush()
+        self.log.seek(0)
+        return self.log.read()
+
+    def query(self, name, rdtype, timeout=2.0, where="::1", tcp=False, **kw):
+        q = dns.message.make_query(name, rdtype, **kw)
+        if tcp:
+            return dns.query.tcp(q, where, port=self.port, timeout=timeout)
+        return dns.query.udp(q, where, port=self.port, timeout=timeout)
+
+    def ctl(self, *args):
+        return subprocess.run([*self.exec, PEAK, "dns-ctl", "--control", self.control, *args],
+                              capture_output=True, text=True, timeout=10)
+
+    def metrics(self):
+        url = f"http://127.0.0.1:{self.mport}/metrics"
+        if self.netns:
+            text = subprocess.run([*self.exec, "curl", "-s", url], capture_output=True,
+                                  text=True, timeout=10, check=True).stdout
+        else:
+            with urllib.request.urlopen(url, timeout=5) as r:
+                text = r.read().decode()
+        out = {}
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                k, v = line.rsplit(" ", 1)
+                out[k] = float(v)
+        return out
+
+    def signal(self, sig=signal.SIGHUP):
+        self.proc.send_signal(sig)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.log.close()
+
+

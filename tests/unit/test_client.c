@@ -1,0 +1,249 @@
+/* The client library's pure steps: reading answers, validating SSA records, candidate
+ * order and the proof-of-work cache, with DNS answers built by the project's codec. */
+#include "test.h"
+
+#include <errno.h>
+
+#include "client.h"
+
+#define K "000102030405060708090a0b0c0d0e0f"
+
+static struct dns_name N(const char *s) {
+	struct dns_name n;
+	assert_int_equal(dns_name_parse(s, &n), 0);
+	return n;
+}
+
+/* A reply to (name, type) with id, rcode, and one answer record of rdata (or none). */
+static size_t
+reply(uint8_t *buf, uint16_t id, const char *name, uint16_t type, int rcode, const void *rd,
+      size_t rdlen, uint32_t ttl, bool soa)
+{
+	struct dns_writer w;
+	struct dns_name n = N(name), z = N("svc.example.");
+	dns_writer_init(&w, buf, 4096, id, (uint16_t)(DNS_F_QR | DNS_F_AA | rcode));
+	dns_writer_question(&w, &n, type, DNS_C_IN);
+	if (rd) {
+		dns_writer_rr_begin(&w, DNS_S_ANSWER, &n, type, DNS_C_IN, ttl);
+		dns_writer_bytes(&w, rd, rdlen);
+		dns_writer_rr_end(&w);
+	}
+	if (soa) {
+		struct dns_soa s = {N("ns1.svc.example."), N("h.svc.example."), 1, 2, 3, 4, 20};
+		dns_writer_rr_begin(&w, DNS_S_AUTHORITY, &z, DNS_T_SOA, DNS_C_IN, 60);
+		dns_writer_soa_rdata(&w, &s);
+		dns_writer_rr_end(&w);
+	}
+	return (size_t)dns_writer_finish(&w);
+}
+
+static void test_answer_parse(void **state)
+{
+	(void)state;
+	uint8_t buf[4096], rd[64];
+	struct answer a;
+	struct apl_item items[CLIENT_MAX_APL];
+	int n;
+	char txt[256];
+	uint8_t aaaa[PEAK_MAX_CANDIDATES][16];
+	unsigned na;
+	struct dns_name api = N("api.svc.example.");
+	struct apl_item it[2];
+	int k = apl_parse_text("2:2001:db8:5::/64 2:2001:db8:6::/64", it, 2, NULL, 0);
+	int rl = apl_write(it, (size_t)k, rd, sizeof(rd));
+	size_t len = reply(buf, 7, "API.svc.example.", DNS_T_APL, 0, rd, (size_t)rl, 300, false);
+	assert_int_equal(
+	    answer_parse(buf, len, 7, &api, DNS_T_APL, &a, items, &n, NULL, 0, NULL, NULL), 0);
+	assert_int_equal(n, 2);
+	assert_int_equal(a.nrr, 1);
+	assert_int_equal(a.ttl, 300);
+	/* wrong id, wrong name, wrong type, not a reply, truncated */
+	assert_int_equal(
+	    answer_parse(buf, len, 8, &api, DNS_T_APL, &a, items, &n, NULL, 0, NULL, NULL),
+	    PEAK_E_BADREPLY);
+	struct dns_name other = N("web.svc.example.");
+	assert_int_equal(
+	    answer_parse(buf, len, 7, &other, DNS_T_APL, &a, items, &n, NULL, 0, NULL, NULL),
+	    PEAK_E_BADREPLY);
+	assert_int_equal(answer_parse(buf, len, 7, &api, DNS_T_TXT, &a, NULL, NULL, txt,
+	                              sizeof(txt), NULL, NULL),
+	                 PEAK_E_BADREPLY);
+	assert_int_equal(
+	    answer_parse(buf, len - 3, 7, &api, DNS_T_APL, &a, items, &n, NULL, 0, NULL, NULL),
+	    PEAK_E_BADREPLY);
+	buf[2] &= 0x7f; /* QR cleared: a query, not a reply */
+	assert_int_equal(
+	    answer_parse(buf, len, 7, &api, DNS_T_APL, &a, items, &n, NULL, 0, NULL, NULL),
+	    PEAK_E_BADREPLY);
+	/* TXT: strings joined */
+	struct dns_name ssa = N("_ssa.api.svc.example.");
+	uint8_t t[] = "\x08v=ssa1; \x09slice=78;";
+	len = reply(buf, 9, "_ssa.api.svc.example.", DNS_T_TXT, 0, t, sizeof(t) - 1, 60, false);
+	assert_int_equal(answer_parse(buf, len, 9, &ssa, DNS_T_TXT, &a, NULL, NULL, txt,
+	                              sizeof(txt), NULL, NULL),
+	                 0);
+	assert_string_equal(txt, "v=ssa1; slice=78;");
+	/* AAAA, and a malformed AAAA */
+	uint8_t a6[16] = {0x20, 0x01, 0x0d, 0xb8, [15] = 1};
+	len = reply(buf, 3, "api.svc.example.", DNS_T_AAAA, 0, a6, 16, 30, false);
+	assert_int_equal(
+	    answer_parse(buf, len, 3, &api, DNS_T_AAAA, &a, NULL, NULL, NULL, 0, aaaa, &na), 0);
+	assert_int_equal(na, 1);
+	assert_memory_equal(aaaa[0], a6, 16);
+	len = reply(buf, 3, "api.svc.example.", DNS_T_AAAA, 0, a6, 15, 30, false);
+	assert_int_equal(
+	    answer_parse(buf, len, 3, &api, DNS_T_AAAA, &a, NULL, NULL, NULL, 0, aaaa, &na),
+	    PEAK_E_BADREPLY);
+	/* negative answers: the TTL is the SOA's minimum, bounded by its TTL (RFC 2308) */
+	len = reply(buf, 4, "api.svc.example.", DNS_T_APL, DNS_R_NXDOMAIN, NULL, 0, 0, true);
+	assert_int_equal(
+	    answer_parse(buf, len, 4, &api, DNS_T_APL, &a, items, &n, NULL, 0, NULL, NULL), 0);
+	assert_int_equal(a.rcode, DNS_R_NXDOMAIN);
+	assert_int_equal(a.nrr, 0);
+	assert_int_equal(a.ttl, 20);
+	/* malformed APL rdata */
+	uint8_t bad[] = {0, 2, 200, 1, 0x20};
+	len = reply(buf, 5, "api.svc.example.", DNS_T_APL, 0, bad, sizeof(bad), 30, false);
+	assert_int_equal(
+	    answer_parse(buf, len, 5, &api, DNS_T_APL, &a, items, &n, NULL, 0, NULL, NULL),
+	    PEAK_E_BADREPLY);
+}
+
+static void test_apl_validation(void **state)
+{
+	(void)state;
+	struct apl_item it[4];
+	struct prefix p[4];
+	assert_int_equal(
+	    ssa_prefixes_from_apl(it, apl_parse_text("2:2001:db8:5::/64", it, 4, NULL, 0), p), 1);
+	int n = apl_parse_text("2:2001:db8:5::/64 !2:2001:db8:6::/64", it, 4, NULL, 0);
+	assert_int_equal(ssa_prefixes_from_apl(it, n, p), PEAK_E_APL); /* negated */
+	n = apl_parse_text("2:2001:db8:5::/64 2:2001:db8:6::/48", it, 4, NULL, 0);
+	assert_int_equal(ssa_prefixes_from_apl(it, n, p), PEAK_E_APL); /* unequal lengths */
+	n = apl_parse_text("1:192.0.2.0/24", it, 4, NULL, 0);
+	assert_int_equal(ssa_prefixes_from_apl(it, n, p), PEAK_E_APL); /* IPv4 */
+	assert_int_equal(ssa_prefixes_from_apl(it, 0, p), PEAK_E_APL); /* empty */
+}
+
+static void space(struct ssa_space *sp, const char *desc)
+{
+	struct ssa_desc d;
+	struct prefix p;
+	char err[SSA_ERRLEN];
+	if (ssa_desc_parse(desc, strlen(desc), &d, err, sizeof(err)))
+		fail_msg("%s", err);
+	prefix_parse("2001:db8:5::/64", false, &p);
+	assert_int_equal(ssa_space_init(sp, &d, &p, 1, err, sizeof(err)), 0);
+}
+
+static const char *dst(const struct peak_result *r, unsigned i, char out[ADDR_STRLEN])
+{
+	return addr_print(PEAK_AFI_IP6, (const uint8_t *)&r->cand[i].dst.sin6_addr, out);
+}
+
+static void test_candidates(void **state)
+{
+	(void)state;
+	struct ssa_space sp;
+	struct peak_result r;
+	char a[ADDR_STRLEN];
+	uint8_t src[16], fam, sec[16];
+	addr_parse("2001:db8:aa:bb::1", &fam, src);
+	struct cand_req q = {.sp = &sp, .src = src, .port = 443, .replicas = 2};
+
+	/* src rule with fanout 4: index 0 (the SPEC vector's rule) first, then 1..3 */
+	space(&sp, "v=ssa1; slice=78; select=src; host=src; fanout=4; key=" K);
+	assert_int_equal(candidates_compute(&q, &r), 0);
+	assert_int_equal(r.n, 4);
+	assert_int_equal(r.cand[0].origin, PEAK_ORIGIN_RULE);
+	assert_int_equal(r.cand[1].origin, PEAK_ORIGIN_FANOUT);
+	assert_string_equal(dst(&r, 3, a), "2001:db8:5:0:a5:2379:4097:c03"); /* index 3 vector */
+	assert_int_equal(r.cand[3].index, 3);
+	assert_int_equal(ntohs(r.cand[0].dst.sin6_port), 443);
+	assert_memory_equal(&r.cand[0].src.sin6_addr, src, 16);
+
+	/* obj: replica 0 then 1, 2 (the SPEC vectors for r=0 and r=1) */
+	space(&sp, "v=ssa1; slice=78; select=obj; host=src; key=" K);
+	assert_int_equal(candidates_compute(&q, &r), PEAK_E_OBJECT);
+	q.object = "videos/cat.mp4";
+	assert_int_equal(candidates_compute(&q, &r), 0);
+	assert_int_equal(r.n, 3);
+	assert_string_equal(dst(&r, 0, a), "2001:db8:5:0:a7b:4da0:eb5d:78fb");
+	assert_string_equal(dst(&r, 1, a), "2001:db8:5:0:e9ef:75ef:c305:fbf5");
+	assert_int_equal(r.cand[1].origin, PEAK_ORIGIN_REPLICA);
+	assert_int_equal(r.cand[2].replica, 2);
+
+	/* hop: needs the secret */
+	space(&sp, "v=ssa1; slice=78; select=hop; host=hop; period=30; key=" K);
+	q.object = NULL;
+	assert_int_equal(candidates_compute(&q, &r), PEAK_E_SECRET);
+	ssa_key_parse("f0e0d0c0b0a090807060504030201000", 32, sec);
+	q.secret = sec;
+	q.now = 1767225600;
+	assert_int_equal(candidates_compute(&q, &r), 0);
+	assert_string_equal(dst(&r, 0, a), "2001:db8:5:0:94fa:aa89:ed7e:ea37");
+
+	/* rand: three distinct draws */
+	space(&sp, "v=ssa1; slice=78");
+	q.rnd = 42;
+	assert_int_equal(candidates_compute(&q, &r), 0);
+	assert_int_equal(r.n, 3);
+	assert_int_equal(r.cand[2].origin, PEAK_ORIGIN_RANDOM);
+	assert_memory_not_equal(&r.cand[0].dst.sin6_addr, &r.cand[1].dst.sin6_addr, 16);
+
+	/* AAAA: as given, no source */
+	uint8_t six[2][16] = {{0x20, 1, 0x0d, 0xb8, [15] = 1}, {0x20, 1, 0x0d, 0xb8, [15] = 2}};
+	candidates_from_aaaa((const uint8_t(*)[16])six, 2, 80, &r);
+	assert_int_equal(r.n, 2);
+	assert_false(r.ssa);
+	assert_int_equal(r.cand[1].origin, PEAK_ORIGIN_AAAA);
+	assert_true(IN6_IS_ADDR_UNSPECIFIED(&r.cand[0].src.sin6_addr));
+}
+
+static void test_pow_cache(void **state)
+{
+	(void)state;
+	struct ssa_space sp;
+	struct peak_result r, r2;
+	struct pow_cache pc = {0};
+	char a[ADDR_STRLEN];
+	uint8_t src[16], fam;
+	addr_parse("2001:db8:aa:bb::1", &fam, src);
+	space(&sp, "v=ssa1; slice=78; select=src; host=src; pow=12; nonce=16; key=" K);
+	struct cand_req q = {.sp = &sp, .src = src, .pow = &pc};
+	assert_int_equal(candidates_compute(&q, &r), 0);
+	assert_string_equal(dst(&r, 0, a), "2001:db8:5:0:a949:8d:78fe:1541"); /* SPEC vector */
+	assert_int_equal(pc.misses, 1);
+	assert_int_equal(pc.hits, 0);
+	assert_int_equal(candidates_compute(&q, &r2), 0); /* paid once */
+	assert_int_equal(pc.hits, 1);
+	assert_memory_equal(&r.cand[0].dst, &r2.cand[0].dst, sizeof(r.cand[0].dst));
+	uint8_t other[16];
+	memcpy(other, src, 16);
+	other[15] = 2; /* another source: another search */
+	q.src = other;
+	assert_int_equal(candidates_compute(&q, &r2), 0);
+	assert_int_equal(pc.misses, 2);
+	/* a nonce too narrow for the work: a clear error */
+	space(&sp, "v=ssa1; slice=78; select=src; host=src; pow=20; nonce=1; key=" K);
+	assert_int_equal(candidates_compute(&q, &r2), PEAK_E_POW);
+}
+
+static void test_strerror(void **state)
+{
+	(void)state;
+	for (int e = PEAK_E_CONNECT; e <= PEAK_E_CONFIG; e++)
+		assert_string_not_equal(peak_strerror(e), "unknown error");
+	assert_string_equal(peak_strerror(-ENOENT), strerror(ENOENT));
+	assert_string_equal(peak_origin_name(PEAK_ORIGIN_REPLICA), "replica");
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_answer_parse), cmocka_unit_test(test_apl_validation),
+	    cmocka_unit_test(test_candidates),   cmocka_unit_test(test_pow_cache),
+	    cmocka_unit_test(test_strerror),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
