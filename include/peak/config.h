@@ -8,6 +8,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "peak/assign.h"
 #include "peak/dns.h"
 #include "peak/prefix.h"
 #include "peak/ssa.h"
@@ -24,7 +25,8 @@ struct cfg_endpoint {
 	char id[CFG_ID_MAX];
 	uint8_t addr[16]; /* the pod's IPv6 address */
 	uint32_t weight;
-	char node[CFG_ID_MAX]; /* empty if not given */
+	char node[CFG_ID_MAX];  /* empty if not given */
+	char netns[CFG_ID_MAX]; /* the pod's network namespace, empty if not given */
 	unsigned line;
 };
 
@@ -78,6 +80,12 @@ int config_parse(const char *name, const uint8_t *buf, size_t len, struct peak_c
 int config_load(const char *path, struct peak_config **out, char *err, size_t errlen);
 
 void config_free(struct peak_config *c);
+
+/* The initial slice assignment of a service, as every part computes it: endpoints ordered
+ * by id hold consecutive ranges by weight (assign_init). slot[e] (s->nep entries) gets the
+ * assignment slot of s->ep[e]. Returns 0, -E2BIG (more slices than an assignment holds),
+ * -ENOENT (no endpoints), -EINVAL (every weight is 0) or -ENOMEM. */
+int config_service_assign(const struct cfg_service *s, struct assign *a, int *slot);
 
 /* The service with this name (case-insensitive), or NULL. */
 const struct cfg_service *config_service(const struct peak_config *c, const struct dns_name *n);

@@ -30,3 +30,5 @@ int cmd_dns(int argc, char **argv);
 int cmd_dns_ctl(int argc, char **argv);
 int cmd_resolve(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
+int cmd_agent(int argc, char **argv);

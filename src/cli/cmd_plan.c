@@ -83,7 +83,7 @@ static int plan_service(const struct cfg_service *s, const struct change *ch, un
 	struct assign a;
 	struct plan_ep *eps = NULL;
 	struct cfg_endpoint *sorted = NULL;
-	uint32_t *w = NULL;
+	int *slots = NULL;
 	unsigned n = s->nep, cap = s->nep + nch;
 	int ret = EXIT_USAGE;
 
@@ -103,22 +103,23 @@ static int plan_service(const struct cfg_service *s, const struct change *ch, un
 	}
 	sorted = malloc(n * sizeof(*sorted));
 	eps = calloc(cap, sizeof(*eps));
-	w = malloc(n * sizeof(*w));
-	if (!sorted || !eps || !w) {
+	slots = malloc(n * sizeof(*slots));
+	if (!sorted || !eps || !slots) {
 		fprintf(stderr, "peak plan: out of memory\n");
 		goto out;
 	}
 	memcpy(sorted, s->ep, n * sizeof(*sorted));
-	qsort(sorted, n, sizeof(*sorted), ep_cmp);
-	for (unsigned i = 0; i < n; i++) {
-		w[i] = sorted[i].weight;
+	qsort(sorted, n, sizeof(*sorted), ep_cmp); /* print in id order */
+	for (unsigned i = 0; i < n; i++)
 		memcpy(eps[i].id, sorted[i].id, CFG_ID_MAX);
-		eps[i].slot = (int)i;
-	}
-	if (assign_init(&a, (uint32_t)s->space.nslices, s->space.s, w, n)) {
+	if (config_service_assign(s, &a, slots)) {
 		fprintf(stderr, "peak plan: %s: every endpoint has weight 0\n", name);
 		goto out;
 	}
+	for (unsigned e = 0; e < n; e++)
+		for (unsigned i = 0; i < n; i++)
+			if (!strcmp(eps[i].id, s->ep[e].id))
+				eps[i].slot = slots[e];
 	print_table(&a, eps, n, summary);
 	for (unsigned c = 0; c < nch; c++) {
 		uint32_t moved = 0;
@@ -169,7 +170,7 @@ fini:
 out:
 	free(sorted);
 	free(eps);
-	free(w);
+	free(slots);
 	return ret;
 }
 

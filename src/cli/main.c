@@ -77,6 +77,8 @@ static const struct {
     {"dns-ctl", cmd_dns_ctl, "change a running peak dns: health, weights, reload"},
     {"resolve", cmd_resolve, "compute a service's destination address for this machine"},
     {"connect", cmd_connect, "connect to a service through its SSA rule, relay stdin/stdout"},
+    {"serve", cmd_serve, "a tiny test service answering with its endpoint id (TCP, HTTP)"},
+    {"agent", cmd_agent, "program a node's slice routes and its pods' AnyIP routes"},
 };
 
 static void usage(FILE *f)

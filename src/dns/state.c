@@ -71,12 +71,6 @@ void steer_counters_free(void)
 
 /* ---- live state: health, weights and the slice assignment per service ---- */
 
-static int ep_id_cmp(const void *a, const void *b)
-{
-	const struct cfg_endpoint *const *x = a, *const *y = b;
-	return strcmp((*x)->id, (*y)->id);
-}
-
 static void svc_dyn_free(struct dnsd_svc_dyn *sd)
 {
 	if (sd->have_assign)
@@ -142,41 +136,50 @@ static int svc_dyn_settle(struct dnsd_svc_dyn *sd)
 	return slot_map(sd);
 }
 
-/* A fresh assignment: endpoints ordered by id hold consecutive ranges (as 'peak plan'
- * shows), then the unhealthy ones leave. */
+/* A fresh assignment (config_service_assign, as 'peak plan' shows it), then the unhealthy
+ * endpoints leave. */
 static int svc_dyn_assign_fresh(struct dnsd_svc_dyn *sd, const struct cfg_service *s)
 {
-	const struct cfg_endpoint **order = NULL;
-	uint32_t *w = NULL;
-	int ret = -ENOMEM;
+	if (!s->nep) { /* nothing to assign (and s->ep may be NULL) */
+		if (sd->have_assign)
+			assign_fini(&sd->a);
+		sd->have_assign = false;
+		return slot_map(sd);
+	}
+	int *slot = malloc(s->nep * sizeof(*slot));
+	if (!slot)
+		return -ENOMEM;
 	if (sd->have_assign)
 		assign_fini(&sd->a);
 	sd->have_assign = false;
 	for (unsigned e = 0; e < sd->nep; e++)
 		sd->ep[e].slot = -1;
-	if (!s->nep || s->space.nslices > ASSIGN_MAX_SLICES)
-		return slot_map(sd);
-	order = malloc(s->nep * sizeof(*order));
-	w = malloc(s->nep * sizeof(*w));
-	if (!order || !w)
-		goto out;
+	/* Weights in force may differ from the file's (run-time overrides). */
+	struct cfg_service tmp = *s;
+	struct cfg_endpoint *eps = malloc((s->nep ? s->nep : 1) * sizeof(*eps));
+	if (!eps) {
+		free(slot);
+		return -ENOMEM;
+	}
+	memcpy(eps, s->ep, s->nep * sizeof(*eps));
 	for (unsigned e = 0; e < s->nep; e++)
-		order[e] = &s->ep[e];
-	qsort(order, s->nep, sizeof(*order), ep_id_cmp);
-	for (unsigned k = 0; k < s->nep; k++)
-		w[k] = sd->ep[order[k] - s->ep].weight;
-	if (assign_init(&sd->a, (uint32_t)s->space.nslices, s->space.s, w, s->nep)) {
-		ret = slot_map(sd); /* every weight is 0: nothing to steer to */
-		goto out;
+		eps[e].weight = sd->ep[e].weight;
+	tmp.ep = eps;
+	int r = config_service_assign(&tmp, &sd->a, slot);
+	free(eps);
+	if (r == -ENOMEM) {
+		free(slot);
+		return r;
+	}
+	if (r) { /* no endpoints, too many slices or every weight 0: nothing to steer to */
+		free(slot);
+		return slot_map(sd);
 	}
 	sd->have_assign = true;
-	for (unsigned k = 0; k < s->nep; k++)
-		sd->ep[order[k] - s->ep].slot = (int)k;
-	ret = svc_dyn_settle(sd);
-out:
-	free(order);
-	free(w);
-	return ret;
+	for (unsigned e = 0; e < s->nep; e++)
+		sd->ep[e].slot = slot[e];
+	free(slot);
+	return svc_dyn_settle(sd);
 }
 
 /* Matches dyn to cfg by service name and endpoint id into out, leaving dyn untouched.
@@ -532,8 +535,8 @@ static int build_service(struct builder *b, unsigned i, const struct dnsd_svc_dy
 		if (r)
 			return peak_errf(
 			    b->err, b->errlen,
-			    "%s: service %s: cannot read a 32-hex-digit secret from %s",
-			    st->cfg->svc[i].secret_file, name, s->secret_file);
+			    "service %s: cannot read a 32-hex-digit secret from %s: %s", name,
+			    s->secret_file, r == -EINVAL ? "not 32 hex digits" : strerror(-r));
 		v->has_secret = true;
 	}
 	unsigned nep = s->nep;

@@ -295,6 +295,7 @@ static const struct key ep_keys[] = {
     {"address", T_ADDR6, OFF(struct cfg_endpoint, addr), .required = true},
     {"weight", T_U32, OFF(struct cfg_endpoint, weight), .min = 0, .max = 1000000, .def = 1},
     {"node", T_STR, OFF(struct cfg_endpoint, node), .size = CFG_ID_MAX},
+    {"netns", T_STR, OFF(struct cfg_endpoint, netns), .size = CFG_ID_MAX},
     {0},
 };
 
@@ -618,4 +619,39 @@ const struct cfg_service *config_service(const struct peak_config *c, const stru
 		if (dns_name_eq(&c->svc[i].name, n))
 			return &c->svc[i];
 	return NULL;
+}
+
+static int ep_order_cmp(const void *a, const void *b)
+{
+	const struct cfg_endpoint *const *x = a, *const *y = b;
+	return strcmp((*x)->id, (*y)->id);
+}
+
+int config_service_assign(const struct cfg_service *s, struct assign *a, int *slot)
+{
+	const struct cfg_endpoint **order = NULL;
+	uint32_t *w = NULL;
+	int ret = -ENOMEM;
+	if (!s->nep)
+		return -ENOENT;
+	if (s->space.nslices > ASSIGN_MAX_SLICES)
+		return -E2BIG;
+	order = malloc(s->nep * sizeof(*order));
+	w = malloc(s->nep * sizeof(*w));
+	if (!order || !w)
+		goto out;
+	for (unsigned e = 0; e < s->nep; e++)
+		order[e] = &s->ep[e];
+	qsort(order, s->nep, sizeof(*order), ep_order_cmp);
+	for (unsigned k = 0; k < s->nep; k++)
+		w[k] = order[k]->weight;
+	ret = assign_init(a, (uint32_t)s->space.nslices, s->space.s, w, s->nep);
+	if (ret)
+		goto out;
+	for (unsigned k = 0; k < s->nep; k++)
+		slot[order[k] - s->ep] = (int)k;
+out:
+	free(order);
+	free(w);
+	return ret;
 }

@@ -149,7 +149,8 @@ def test_check_bad_args():
 
 
 @pytest.mark.parametrize("cmd", [[], ["ssa"], ["ssa", "compute"], ["ssa", "check"], ["apl"],
-                                 ["plan"], ["dns"], ["dns-ctl"], ["resolve"], ["connect"]])
+                                 ["plan"], ["dns"], ["dns-ctl"], ["resolve"], ["connect"],
+                                 ["serve"], ["agent"]])
 def test_help(cmd):
     p = peak(*cmd, "--help", check=0)
     assert p.stdout.startswith("usage: peak"), p.stdout

@@ -1,0 +1,29 @@
+#pragma once
+/* peak agent: programs one node's routes so that the slices each local endpoint owns reach
+ * its pod, and makes each local pod accept its services' whole ranges (AnyIP). */
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "../sys/route.h"
+#include "peak/config.h"
+
+struct agent_opts {
+	const char *config;
+	const char *node;
+	unsigned table;       /* routing table for slice routes (default: main) */
+	bool once;            /* sync once and exit */
+	unsigned interval_ms; /* resync period (repairs drift) */
+};
+
+/* The routes a node wants: for each endpoint on the node, its slices (as assigned by
+ * config_service_assign) aggregated into the fewest prefixes, via the endpoint's address.
+ * Sorted by rt6_cmp; *out is malloc'ed. Returns 0 or -errno. */
+int agent_node_routes(const struct peak_config *cfg, const char *node, struct rt6 **out, size_t *n);
+
+/* Makes the table's PEAK routes equal want (want sorted, one per destination): only the
+ * difference is applied. Reports what changed through added/deleted. Returns 0 or -errno. */
+int agent_sync(unsigned table, const struct rt6 *want, size_t nwant, size_t *added,
+               size_t *deleted);
+
+/* Runs the agent. Returns 0, or 1 on a configuration or setup error (logged). */
+int agent_run(const struct agent_opts *o);
