@@ -1,16 +1,19 @@
 #include "agent.h"
 
 #include <errno.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include "../sys/log.h"
+#include "../sys/net.h"
 
 struct rtvec {
 	struct rt6 *v;
@@ -31,7 +34,8 @@ static int rtvec_push(struct rtvec *r, const struct rt6 *x)
 	return 0;
 }
 
-int agent_node_routes(const struct peak_config *cfg, const char *node, struct rt6 **out, size_t *n)
+int agent_node_routes(const struct peak_config *cfg, const char *node, const struct svc_map *maps,
+                      struct rt6 **out, size_t *n)
 {
 	struct rtvec rv = {0};
 	struct assign_block *blocks = NULL;
@@ -46,6 +50,21 @@ int agent_node_routes(const struct peak_config *cfg, const char *node, struct rt
 			local |= !strcmp(s->ep[e].node, node);
 		if (!local)
 			continue;
+		if (maps && maps[i].have) {
+			for (unsigned e = 0; e < s->nep && !ret; e++) {
+				if (strcmp(s->ep[e].node, node))
+					continue;
+				for (size_t k = 0; k < maps[i].nblocks[e] && !ret; k++) {
+					struct rt6 rt = {0};
+					if (assign_block_prefix(&s->space, &maps[i].blocks[e][k],
+					                        &rt.dst))
+						continue; /* a block outside the space: ignored */
+					memcpy(rt.via, s->ep[e].addr, 16);
+					ret = rtvec_push(&rv, &rt);
+				}
+			}
+			continue;
+		}
 		free(slot);
 		if (!(slot = malloc(s->nep * sizeof(*slot)))) {
 			ret = -ENOMEM;
@@ -134,14 +153,15 @@ static double ms_since(const struct timespec *t0)
 }
 
 /* One full sync of the node and its pods. Returns 0 or -1 (logged). */
-static int sync_all(const struct agent_opts *o, const struct peak_config *cfg)
+static int sync_all(const struct agent_opts *o, const struct peak_config *cfg,
+                    const struct svc_map *maps)
 {
 	struct rt6 *want = NULL;
 	size_t n = 0, added, deleted;
 	struct timespec t0;
 	int ret = 0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	int r = agent_node_routes(cfg, o->node, &want, &n);
+	int r = agent_node_routes(cfg, o->node, maps, &want, &n);
 	if (!r)
 		r = agent_sync(o->table, want, n, &added, &deleted);
 	free(want);
@@ -223,14 +243,270 @@ static int load(const struct agent_opts *o, struct peak_config **cfg)
 	return 0;
 }
 
+/* ---- the running agent: health checks and the controller ---- */
+
+struct hc {
+	int svc, ep; /* a local endpoint */
+	int fd;      /* the check in flight, or -1 */
+	unsigned fails, oks;
+	bool up, started;
+};
+
+struct agent {
+	const struct agent_opts *o;
+	struct peak_config *cfg;
+	struct svc_map *maps;
+	struct hc *hc;
+	unsigned nhc;
+	int ctl;           /* controller connection, or -1 */
+	uint64_t retry_ms; /* when to try the controller again */
+	unsigned backoff_ms;
+	char *in;
+	size_t inlen, incap;
+	int cur_svc; /* the map being received, or -1 */
+	struct svc_map pending;
+	bool dirty; /* routes must be synced */
+};
+
+static uint64_t mono_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+static void map_free(struct svc_map *m, unsigned nep)
+{
+	for (unsigned e = 0; m->blocks && e < nep; e++)
+		free(m->blocks[e]);
+	free(m->blocks);
+	free(m->nblocks);
+	memset(m, 0, sizeof(*m));
+}
+
+static void maps_free(struct agent *a)
+{
+	for (unsigned i = 0; a->maps && a->cfg && i < a->cfg->nsvc; i++)
+		map_free(&a->maps[i], a->cfg->svc[i].nep);
+	free(a->maps);
+	a->maps = NULL;
+}
+
+static void ctl_send(struct agent *a, const char *line)
+{
+	size_t n = strlen(line);
+	if (a->ctl >= 0 && send(a->ctl, line, n, MSG_NOSIGNAL) != (ssize_t)n) {
+		close(a->ctl);
+		a->ctl = -1;
+	}
+}
+
+static void ctl_health(struct agent *a, const struct hc *h)
+{
+	char name[DNS_NAME_STRLEN], line[DNS_NAME_STRLEN + CFG_ID_MAX + 32];
+	const struct cfg_service *s = &a->cfg->svc[h->svc];
+	dns_name_print(&s->name, name, sizeof(name));
+	snprintf(line, sizeof(line), "health %s %s %s\n", name, s->ep[h->ep].id,
+	         h->up ? "up" : "down");
+	ctl_send(a, line);
+}
+
+/* Connects to the controller (blocking, short), says hello and the health it knows. */
+static void ctl_connect(struct agent *a)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	if (sockaddr_parse(a->o->controller, &ss, &sl))
+		return;
+	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	struct timeval tv = {0, 200000};
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	if (fd == -1 || connect(fd, (struct sockaddr *)&ss, sl) == -1) {
+		if (fd != -1)
+			close(fd);
+		/* Keep the last routes (fail static) and retry with backoff, up to 5 s. */
+		a->retry_ms = mono_ms() + a->backoff_ms;
+		a->backoff_ms = a->backoff_ms * 2 > 5000 ? 5000 : a->backoff_ms * 2;
+		return;
+	}
+	a->ctl = fd;
+	a->backoff_ms = 100;
+	a->inlen = 0;
+	a->cur_svc = -1;
+	char hello[CFG_ID_MAX + 16];
+	snprintf(hello, sizeof(hello), "hello %s\n", a->o->node);
+	ctl_send(a, hello);
+	for (unsigned i = 0; i < a->nhc; i++)
+		if (!a->hc[i].up)
+			ctl_health(a, &a->hc[i]);
+	log_msg(LOG_INFO, "agent: %s: connected to controller %s", a->o->node, a->o->controller);
+}
+
+/* One line of a map message. */
+static void ctl_line(struct agent *a, char *line)
+{
+	struct peak_config *cfg = a->cfg;
+	if (!strncmp(line, "map ", 4)) {
+		struct dns_name n;
+		a->cur_svc = -1;
+		if (dns_name_parse(line + 4, &n))
+			return;
+		for (unsigned i = 0; i < cfg->nsvc; i++)
+			if (dns_name_eq(&cfg->svc[i].name, &n))
+				a->cur_svc = (int)i;
+		if (a->cur_svc < 0)
+			return;
+		unsigned nep = cfg->svc[a->cur_svc].nep;
+		map_free(&a->pending, nep);
+		a->pending.blocks = calloc(nep ? nep : 1, sizeof(*a->pending.blocks));
+		a->pending.nblocks = calloc(nep ? nep : 1, sizeof(*a->pending.nblocks));
+		if (!a->pending.blocks || !a->pending.nblocks)
+			a->cur_svc = -1;
+		return;
+	}
+	if (a->cur_svc < 0)
+		return;
+	const struct cfg_service *s = &cfg->svc[a->cur_svc];
+	if (!strncmp(line, "ep ", 3)) {
+		char *save, *tok = strtok_r(line + 3, " ", &save);
+		int e = -1;
+		for (unsigned k = 0; tok && k < s->nep; k++)
+			if (!strcmp(s->ep[k].id, tok))
+				e = (int)k;
+		if (e < 0)
+			return;
+		while ((tok = strtok_r(NULL, " ", &save))) {
+			unsigned start, log2;
+			if (sscanf(tok, "%u/%u", &start, &log2) != 2 || log2 > 31)
+				continue;
+			size_t nb = a->pending.nblocks[e];
+			struct assign_block *nv =
+			    realloc(a->pending.blocks[e], (nb + 1) * sizeof(*nv));
+			if (!nv)
+				return;
+			nv[nb] = (struct assign_block){start, (uint8_t)log2};
+			a->pending.blocks[e] = nv;
+			a->pending.nblocks[e] = nb + 1;
+		}
+		return;
+	}
+	if (!strcmp(line, "end")) {
+		map_free(&a->maps[a->cur_svc], s->nep);
+		a->maps[a->cur_svc] = a->pending;
+		a->maps[a->cur_svc].have = true;
+		memset(&a->pending, 0, sizeof(a->pending));
+		a->cur_svc = -1;
+		a->dirty = true;
+	}
+}
+
+static void ctl_read(struct agent *a)
+{
+	if (a->inlen + 4096 > a->incap) {
+		size_t nc = a->incap ? 2 * a->incap : 65536;
+		char *n = realloc(a->in, nc);
+		if (!n)
+			return;
+		a->in = n;
+		a->incap = nc;
+	}
+	ssize_t k = recv(a->ctl, a->in + a->inlen, a->incap - a->inlen - 1, 0);
+	if (k <= 0) {
+		log_msg(LOG_WARNING, "agent: %s: controller gone; keeping the routes, retrying",
+		        a->o->node);
+		close(a->ctl);
+		a->ctl = -1;
+		a->retry_ms = mono_ms() + a->backoff_ms;
+		return;
+	}
+	a->inlen += (size_t)k;
+	char *nl;
+	while ((nl = memchr(a->in, '\n', a->inlen))) {
+		*nl = '\0';
+		ctl_line(a, a->in);
+		size_t used = (size_t)(nl - a->in) + 1;
+		memmove(a->in, a->in + used, a->inlen - used);
+		a->inlen -= used;
+	}
+}
+
+/* Judges the previous round's connect to each local endpoint (connected within the
+ * interval, or not), then starts the next round's. */
+static void hc_round(struct agent *a)
+{
+	for (unsigned i = 0; i < a->nhc; i++) {
+		struct hc *h = &a->hc[i];
+		const struct cfg_service *s = &a->cfg->svc[h->svc];
+		if (h->started) {
+			int so = 1; /* not connected yet counts as a failure */
+			if (h->fd >= 0) {
+				struct pollfd pf = {.fd = h->fd, .events = POLLOUT};
+				socklen_t sl = sizeof(so);
+				if (poll(&pf, 1, 0) == 1 &&
+				    getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &so, &sl) == -1)
+					so = 1;
+				close(h->fd);
+				h->fd = -1;
+			}
+			bool ok = so == 0, was = h->up;
+			h->oks = ok ? h->oks + 1 : 0;
+			h->fails = ok ? 0 : h->fails + 1;
+			if (h->up && h->fails >= a->o->hc_down)
+				h->up = false;
+			if (!h->up && h->oks >= a->o->hc_up)
+				h->up = true;
+			if (h->up != was) {
+				log_msg(LOG_INFO, "agent: %s: endpoint %s is %s", a->o->node,
+				        s->ep[h->ep].id, h->up ? "up" : "down");
+				ctl_health(a, h);
+			}
+		}
+		struct sockaddr_in6 sa = {.sin6_family = AF_INET6,
+		                          .sin6_port = htons((uint16_t)s->port)};
+		memcpy(&sa.sin6_addr, s->ep[h->ep].addr, 16);
+		h->started = true;
+		h->fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+		if (h->fd >= 0 && connect(h->fd, (struct sockaddr *)&sa, sizeof(sa)) == -1 &&
+		    errno != EINPROGRESS) {
+			close(h->fd); /* refused or unreachable at once: a failure */
+			h->fd = -1;
+		}
+	}
+}
+
+static int hc_setup(struct agent *a)
+{
+	a->nhc = 0;
+	free(a->hc);
+	unsigned n = 0;
+	for (unsigned i = 0; i < a->cfg->nsvc; i++)
+		for (unsigned e = 0; e < a->cfg->svc[i].nep; e++)
+			n += !strcmp(a->cfg->svc[i].ep[e].node, a->o->node);
+	a->hc = calloc(n ? n : 1, sizeof(*a->hc));
+	if (!a->hc)
+		return -1;
+	for (unsigned i = 0; i < a->cfg->nsvc; i++)
+		for (unsigned e = 0; e < a->cfg->svc[i].nep; e++)
+			if (!strcmp(a->cfg->svc[i].ep[e].node, a->o->node))
+				a->hc[a->nhc++] =
+				    (struct hc){(int)i, (int)e, -1, 0, 0, true, false};
+	return 0;
+}
+
 int agent_run(const struct agent_opts *o)
 {
-	struct peak_config *cfg = NULL;
-	if (load(o, &cfg))
+	struct agent a = {.o = o, .ctl = -1, .backoff_ms = 100, .cur_svc = -1};
+	if (load(o, &a.cfg))
 		return 1;
-	int bad = sync_all(o, cfg);
+	if (!(a.maps = calloc(a.cfg->nsvc ? a.cfg->nsvc : 1, sizeof(*a.maps))) || hc_setup(&a)) {
+		config_free(a.cfg);
+		return 1;
+	}
+	int bad = sync_all(o, a.cfg, a.maps);
 	if (o->once) {
-		config_free(cfg);
+		maps_free(&a);
+		free(a.hc);
+		config_free(a.cfg);
 		return bad ? 1 : 0;
 	}
 	sigset_t sigs;
@@ -239,17 +515,41 @@ int agent_run(const struct agent_opts *o)
 	sigaddset(&sigs, SIGINT);
 	sigaddset(&sigs, SIGTERM);
 	sigprocmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
 	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
-	for (;;) {
-		struct pollfd pf = {.fd = sfd, .events = POLLIN};
-		int k = poll(&pf, 1, (int)o->interval_ms);
-		if (k > 0) {
+	uint64_t next_sync = mono_ms() + o->interval_ms, next_hc = mono_ms();
+	for (bool run = true; run;) {
+		uint64_t now = mono_ms();
+		if (o->controller && a.ctl < 0 && now >= a.retry_ms)
+			ctl_connect(&a);
+		if (now >= next_hc) {
+			hc_round(&a);
+			next_hc = now + o->hc_interval_ms;
+		}
+		if (a.dirty || now >= next_sync) {
+			sync_all(o, a.cfg,
+			         a.maps); /* also repairs routes changed behind our back */
+			a.dirty = false;
+			next_sync = now + o->interval_ms;
+		}
+		uint64_t until = next_hc < next_sync ? next_hc : next_sync;
+		if (o->controller && a.ctl < 0 && a.retry_ms < until)
+			until = a.retry_ms;
+		struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN},
+		                       {.fd = a.ctl, .events = POLLIN}};
+		int k = poll(pf, 2, until > now ? (int)(until - now) : 0);
+		if (k <= 0)
+			continue;
+		if (pf[1].revents)
+			ctl_read(&a);
+		if (pf[0].revents) {
 			struct signalfd_siginfo si;
 			if (read(sfd, &si, sizeof(si)) != sizeof(si))
 				continue;
 			if (si.ssi_signo != SIGHUP) {
 				log_msg(LOG_INFO, "agent: stopping; routes stay as they are");
-				break;
+				run = false;
+				continue;
 			}
 			struct peak_config *n = NULL;
 			if (load(o, &n)) {
@@ -257,13 +557,31 @@ int agent_run(const struct agent_opts *o)
 				        "agent: reload refused, keeping the previous state");
 				continue;
 			}
-			config_free(cfg);
-			cfg = n;
+			maps_free(&a);
+			config_free(a.cfg);
+			a.cfg = n;
+			a.maps = calloc(a.cfg->nsvc ? a.cfg->nsvc : 1, sizeof(*a.maps));
+			hc_setup(&a);
+			if (a.ctl >= 0) { /* the controller sends the maps again after a hello */
+				close(a.ctl);
+				a.ctl = -1;
+				a.retry_ms = 0;
+			}
+			a.dirty = true;
 			log_msg(LOG_INFO, "agent: reloaded %s", o->config);
 		}
-		sync_all(o, cfg); /* also repairs routes changed behind our back */
 	}
+	for (unsigned i = 0; i < a.nhc; i++)
+		if (a.hc[i].fd >= 0)
+			close(a.hc[i].fd);
+	if (a.ctl >= 0)
+		close(a.ctl);
 	close(sfd);
-	config_free(cfg);
+	maps_free(&a);
+	if (a.cfg)
+		map_free(&a.pending, 0);
+	free(a.in);
+	free(a.hc);
+	config_free(a.cfg);
 	return 0;
 }

@@ -10,15 +10,27 @@
 struct agent_opts {
 	const char *config;
 	const char *node;
-	unsigned table;       /* routing table for slice routes (default: main) */
-	bool once;            /* sync once and exit */
-	unsigned interval_ms; /* resync period (repairs drift) */
+	unsigned table;          /* routing table for slice routes (default: main) */
+	bool once;               /* sync once and exit */
+	unsigned interval_ms;    /* resync period (repairs drift) */
+	const char *controller;  /* ADDR:PORT of peak controller, or NULL */
+	unsigned hc_interval_ms; /* health checks: period */
+	unsigned hc_down, hc_up; /* consecutive failures / successes that change health */
 };
 
-/* The routes a node wants: for each endpoint on the node, its slices (as assigned by
- * config_service_assign) aggregated into the fewest prefixes, via the endpoint's address.
+/* A slice map received from the controller: per endpoint of the service, its blocks. */
+struct svc_map {
+	bool have;
+	struct assign_block **blocks; /* per endpoint index */
+	size_t *nblocks;
+};
+
+/* The routes a node wants: for each endpoint on the node, its slices aggregated into the
+ * fewest prefixes, via the endpoint's address. The slices come from maps[i] when the
+ * controller sent one for service i (maps may be NULL), else from config_service_assign.
  * Sorted by rt6_cmp; *out is malloc'ed. Returns 0 or -errno. */
-int agent_node_routes(const struct peak_config *cfg, const char *node, struct rt6 **out, size_t *n);
+int agent_node_routes(const struct peak_config *cfg, const char *node, const struct svc_map *maps,
+                      struct rt6 **out, size_t *n);
 
 /* Makes the table's PEAK routes equal want (want sorted, one per destination): only the
  * difference is applied. Reports what changed through added/deleted. Returns 0 or -errno. */

@@ -32,3 +32,4 @@ int cmd_resolve(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
+int cmd_controller(int argc, char **argv);

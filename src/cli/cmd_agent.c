@@ -8,35 +8,56 @@
 #include "cli.h"
 
 static const char agent_help[] =
-    "usage: peak agent --config FILE --node NAME [--table N] [--once] [--interval MS]\n"
+    "usage: peak agent --config FILE --node NAME [--controller ADDR:PORT] [--table N]\n"
+    "                  [--once] [--interval MS] [--hc-interval MS] [--hc-down N] [--hc-up N]\n"
     "                  [--quiet]\n"
     "\n"
     "Programs this node (run it in the node's network namespace). For each endpoint whose\n"
-    "'node' is NAME: routes for the slices it owns (the assignment 'peak plan' shows),\n"
-    "aggregated into the fewest prefixes, via the endpoint's address; and, when the endpoint\n"
-    "names its pod's 'netns', a local route per service prefix inside that namespace (AnyIP),\n"
-    "so the pod's sockets on :: accept every address of the service. Only the difference to\n"
-    "what is installed is applied, in batched netlink messages; routes that stay are never\n"
-    "touched, and routes of others are never seen (PEAK's carry protocol 0xa5).\n"
-    "Without --once it resyncs every --interval (default 1000 ms; this also repairs routes\n"
-    "changed behind its back) and reloads the file on SIGHUP. Routes stay when it stops.\n"
+    "'node' is NAME: routes for the slices it owns, aggregated into the fewest prefixes, via\n"
+    "the endpoint's address; and, when the endpoint names its pod's 'netns', a local route\n"
+    "per service prefix inside that namespace (AnyIP), so the pod's sockets on :: accept\n"
+    "every address of the service. Only the difference to what is installed is applied, in\n"
+    "batched netlink messages; routes that stay are never touched, and routes of others are\n"
+    "never seen (PEAK's carry protocol 0xa5).\n"
+    "The slices are the assignment 'peak plan' shows until the controller sends its maps.\n"
+    "Without --once it health-checks its endpoints (a TCP connect to the service port),\n"
+    "reports changes to the controller, routes the maps it sends, resyncs every --interval\n"
+    "(which also repairs routes changed behind its back) and reloads the file on SIGHUP.\n"
+    "While the controller is unreachable it keeps its routes and retries (backoff up to\n"
+    "5 s). Routes stay when it stops.\n"
     "\n"
-    "  --config FILE   the PEAK YAML configuration\n"
-    "  --node NAME     this node's name, as the endpoints' 'node' fields give it\n"
-    "  --table N       routing table for slice routes (default 254, main)\n"
-    "  --once          sync once, print what changed, and exit\n"
-    "  --interval MS   resync period (default 1000)\n"
-    "  --quiet         log only warnings and errors\n";
+    "  --config FILE      the PEAK YAML configuration\n"
+    "  --node NAME        this node's name, as the endpoints' 'node' fields give it\n"
+    "  --controller A     peak controller, ADDR:PORT\n"
+    "  --table N          routing table for slice routes (default 254, main)\n"
+    "  --once             sync once (from the file), print what changed, and exit\n"
+    "  --interval MS      resync period (default 1000)\n"
+    "  --hc-interval MS   health check period (default 200)\n"
+    "  --hc-down N        failed checks in a row that mark an endpoint down (default 3)\n"
+    "  --hc-up N          good checks in a row that mark it up again (default 2)\n"
+    "  --quiet            log only warnings and errors\n";
 
 int cmd_agent(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, 0, 'c'},   {"node", required_argument, 0, 'n'},
-	    {"table", required_argument, 0, 't'},    {"once", no_argument, 0, 'o'},
-	    {"interval", required_argument, 0, 'i'}, {"quiet", no_argument, 0, 'q'},
-	    {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
+	    {"config", required_argument, 0, 'c'},
+	    {"node", required_argument, 0, 'n'},
+	    {"table", required_argument, 0, 't'},
+	    {"once", no_argument, 0, 'o'},
+	    {"interval", required_argument, 0, 'i'},
+	    {"quiet", no_argument, 0, 'q'},
+	    {"controller", required_argument, 0, 'C'},
+	    {"hc-interval", required_argument, 0, 'H'},
+	    {"hc-down", required_argument, 0, 'D'},
+	    {"hc-up", required_argument, 0, 'U'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
 	};
-	struct agent_opts o = {.table = RT_TABLE_PEAK_MAIN, .interval_ms = 1000};
+	struct agent_opts o = {.table = RT_TABLE_PEAK_MAIN,
+	                       .interval_ms = 1000,
+	                       .hc_interval_ms = 200,
+	                       .hc_down = 3,
+	                       .hc_up = 2};
 	int c;
 	opterr = 0;
 	optind = 1;
@@ -60,6 +81,19 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case 'q':
 			log_set_level(LOG_WARNING);
+			break;
+		case 'C':
+			o.controller = optarg;
+			break;
+		case 'H':
+			o.hc_interval_ms =
+			    (unsigned)cli_u64("agent", "--hc-interval", optarg, 10, 60000);
+			break;
+		case 'D':
+			o.hc_down = (unsigned)cli_u64("agent", "--hc-down", optarg, 1, 100);
+			break;
+		case 'U':
+			o.hc_up = (unsigned)cli_u64("agent", "--hc-up", optarg, 1, 100);
 			break;
 		case 'h':
 			fputs(agent_help, stdout);

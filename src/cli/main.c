@@ -79,6 +79,7 @@ static const struct {
     {"connect", cmd_connect, "connect to a service through its SSA rule, relay stdin/stdout"},
     {"serve", cmd_serve, "a tiny test service answering with its endpoint id (TCP, HTTP)"},
     {"agent", cmd_agent, "program a node's slice routes and its pods' AnyIP routes"},
+    {"controller", cmd_controller, "hold the slice assignments; move slices when health changes"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,122 @@
+"""Failover on the namespace cluster of test_agent.py: the agent health-checks its pods and
+reports to the controller, which moves a dead pod's slices and tells the agent (routes) and
+peak dns (answers). Clients keep their addresses."""
+import ipaddress
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from test_agent import DESC, PEAK, SOURCES, cl, config  # noqa: E402,F401
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+
+def start(c, ns, *cmd):
+    log = c.cfg.parent / f"log-{len(c.procs)}-{cmd[1]}"
+    p = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=subprocess.DEVNULL,
+                         stderr=open(log, "w"), text=True)
+    p.log = log
+    c.procs.append(p)
+    return p
+
+
+def stop(c, p):
+    p.terminate()
+    p.wait(timeout=5)
+    c.procs.remove(p)
+
+
+def wait_until(fn, timeout=10):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if fn():
+            return True
+        time.sleep(0.02)
+    return False
+
+
+def owners(c):
+    return {gw: [str(ipaddress.ip_network(d)) for d, g, _ in c.routes() if g == gw]
+            for gw in ("2001:db8:100:1::a", "2001:db8:100:2::b")}
+
+
+def rule(src):
+    return subprocess.run([PEAK, "ssa", "compute", "--prefix", "2001:db8:5::/64", "--descriptor",
+                           DESC, "--source", src], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def probe(c, src, dst, want, t0, timeout=5):
+    r = subprocess.run(["ip", "netns", "exec", c.c, "/usr/bin/python3",
+                        os.path.join(HERE, "probe.py"), src, dst, "8080", ",".join(want), str(t0),
+                        str(time.time() + timeout)], capture_output=True, text=True, timeout=30)
+    ep, secs = r.stdout.split()
+    return ep, float(secs)
+
+
+def test_pod_death_moves_its_slices_and_clients_recover(cl, tmp_path):
+    cl.cfg.write_text(config(cl.tag))
+    ctl_sock = str(tmp_path / "dns.ctl")
+    dns = start(cl, cl.c, PEAK, "dns", "--config", str(cl.cfg), "--listen", "[::1]:5353",
+                "--threads", "1", "--control", ctl_sock)
+    start(cl, cl.n, PEAK, "controller", "--config", str(cl.cfg), "--listen", "[::1]:4000",
+          "--dns-control", ctl_sock)
+    pods = {"pod-a": start(cl, cl.a, PEAK, "serve", "--port", "8080", "--id", "pod-a"),
+            "pod-b": start(cl, cl.b, PEAK, "serve", "--port", "8080", "--id", "pod-b")}
+    agent = start(cl, cl.n, PEAK, "agent", "--config", str(cl.cfg), "--node", "node1",
+                  "--controller", "[::1]:4000")
+    assert wait_until(lambda: "connected to controller" in agent.log.read_text())
+    assert wait_until(lambda: all(owners(cl).values()))
+    before = owners(cl)
+    # a client whose rule address lies in pod-a's slices
+    nets_a = [ipaddress.ip_network(n) for n in before["2001:db8:100:1::a"]]
+    src = next(s for s in SOURCES if any(ipaddress.ip_address(rule(s)) in n for n in nets_a))
+    dst = rule(src)
+    assert probe(cl, src, dst, {"pod-a"}, time.time())[0] == "pod-a"
+
+    t0 = time.time()
+    stop(cl, pods.pop("pod-a"))  # the pod dies: connections are refused from now on
+    ep, secs = probe(cl, src, dst, {"pod-b"}, t0)
+    assert ep == "pod-b"  # same address, served by the slice's new owner
+    print(f"failover: clients served again {secs:.3f} s after the pod died")
+    assert secs < 3.0  # checks every 200 ms, down after 3: about 0.6-0.8 s (see the notes)
+    after = owners(cl)
+    assert after["2001:db8:100:1::a"] == []
+    st = subprocess.run([PEAK, "dns-ctl", "--control", ctl_sock, "status"], capture_output=True,
+                        text=True).stdout
+    assert "api.svc.example. pod-a down weight=1 slices=0" in st  # DNS heard it too
+
+    # the pod comes back: after two good checks it gets its share again
+    pods["pod-a"] = start(cl, cl.a, PEAK, "serve", "--port", "8080", "--id", "pod-a")
+    assert wait_until(lambda: owners(cl)["2001:db8:100:1::a"], timeout=5)
+    assert wait_until(lambda: "pod-a up" in subprocess.run(
+        [PEAK, "dns-ctl", "--control", ctl_sock, "status"], capture_output=True,
+        text=True).stdout, timeout=5)
+    assert agent.poll() is None and dns.poll() is None
+
+
+def test_controller_away_keeps_routes_then_nothing_moves(cl, tmp_path):
+    cl.cfg.write_text(config(cl.tag))
+    ctl = start(cl, cl.n, PEAK, "controller", "--config", str(cl.cfg), "--listen", "[::1]:4000")
+    for pod, name in ((cl.a, "pod-a"), (cl.b, "pod-b")):
+        start(cl, pod, PEAK, "serve", "--port", "8080", "--id", name)
+    agent = start(cl, cl.n, PEAK, "agent", "--config", str(cl.cfg), "--node", "node1",
+                  "--controller", "[::1]:4000")
+    assert wait_until(lambda: "connected to controller" in agent.log.read_text())
+    assert wait_until(lambda: all(owners(cl).values()))
+    before = cl.routes()
+    stop(cl, ctl)
+    time.sleep(0.5)
+    assert cl.routes() == before  # fail static
+    start(cl, cl.n, PEAK, "controller", "--config", str(cl.cfg), "--listen", "[::1]:4000")
+    # the agent reconnects (backoff) and gets the maps again
+    assert wait_until(lambda: agent.log.read_text().count("connected to controller") >= 2)
+    time.sleep(0.3)
+    assert cl.routes() == before  # rebuilt from the file and the reports: nothing moved
+    assert agent.poll() is None
+    assert "controller gone; keeping the routes" in agent.log.read_text()
