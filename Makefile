@@ -1,10 +1,11 @@
 # PEAK: every command a newcomer needs. The build itself is meson + ninja.
+#   make demo     build, then run the demo cluster in network namespaces (root)
 #   make          install missing build dependencies (as root), configure, build build/peak
 #   make test     the same, then every test suite; ends with 'N passed, N failed'
 #   make bench-ssa  SSA address computation throughput
 #   make clean
 
-.PHONY: all deps test bench-ssa clean
+.PHONY: all deps test demo bench-ssa clean
 
 all: deps
 	@[ -f build/build.ninja ] || meson setup build
@@ -15,6 +16,9 @@ deps:
 
 test: all
 	@sh scripts/run-tests.sh
+
+demo: all
+	@/usr/bin/python3 tests/integration/demo.py
 
 bench-ssa: all
 	./build/bench/bench_ssa 1

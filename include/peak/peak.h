@@ -45,6 +45,9 @@ struct peak_resolver_opts {
 	const uint8_t *secret;   /* 16-byte secret of hop services, or NULL; copied */
 	unsigned replicas;       /* select=obj: further replicas offered (0: 2) */
 	unsigned cache_entries;  /* answers cached for their TTL (0: 256) */
+	/* Compute for and send from this source (NULL: what the kernel picks toward the
+	 * service); copied. */
+	const struct in6_addr *source;
 };
 
 /* Which rule produced a candidate. */

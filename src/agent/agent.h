@@ -37,5 +37,18 @@ int agent_node_routes(const struct peak_config *cfg, const char *node, const str
 int agent_sync(unsigned table, const struct rt6 *want, size_t nwant, size_t *added,
                size_t *deleted);
 
+/* BGP announcement through BIRD 2: what the generated configuration needs. */
+struct bird_opts {
+	const char *node;
+	const char *router_id; /* dotted quad */
+	const char *neighbor;  /* the router's IPv6 address */
+	unsigned local_as, peer_as;
+	unsigned table; /* the kernel table the agent writes and BIRD learns from */
+};
+
+/* Writes a BIRD 2 configuration that learns PEAK's routes (protocol 0xa5) from the kernel
+ * table and exports exactly those over BGP with next hop self. Returns 0 or -errno. */
+int agent_bird_config(const char *path, const struct bird_opts *b);
+
 /* Runs the agent. Returns 0, or 1 on a configuration or setup error (logged). */
 int agent_run(const struct agent_opts *o);

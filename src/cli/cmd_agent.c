@@ -35,7 +35,11 @@ static const char agent_help[] =
     "  --hc-interval MS   health check period (default 200)\n"
     "  --hc-down N        failed checks in a row that mark an endpoint down (default 3)\n"
     "  --hc-up N          good checks in a row that mark it up again (default 2)\n"
-    "  --quiet            log only warnings and errors\n";
+    "  --quiet            log only warnings and errors\n"
+    "\n"
+    "  --bird-config FILE --bgp-neighbor ADDR --local-as N --peer-as N --router-id A.B.C.D\n"
+    "                     write the BIRD 2 configuration that announces this node's\n"
+    "                     slices to the router by BGP (learned from --table), then exit\n";
 
 int cmd_agent(int argc, char **argv)
 {
@@ -51,6 +55,11 @@ int cmd_agent(int argc, char **argv)
 	    {"hc-down", required_argument, 0, 'D'},
 	    {"hc-up", required_argument, 0, 'U'},
 	    {"help", no_argument, 0, 'h'},
+	    {"bird-config", required_argument, 0, 'B'},
+	    {"bgp-neighbor", required_argument, 0, 'N'},
+	    {"local-as", required_argument, 0, 'L'},
+	    {"peer-as", required_argument, 0, 'P'},
+	    {"router-id", required_argument, 0, 'R'},
 	    {0, 0, 0, 0},
 	};
 	struct agent_opts o = {.table = RT_TABLE_PEAK_MAIN,
@@ -58,6 +67,8 @@ int cmd_agent(int argc, char **argv)
 	                       .hc_interval_ms = 200,
 	                       .hc_down = 3,
 	                       .hc_up = 2};
+	struct bird_opts bird = {0};
+	const char *bird_path = NULL;
 	int c;
 	opterr = 0;
 	optind = 1;
@@ -95,6 +106,21 @@ int cmd_agent(int argc, char **argv)
 		case 'U':
 			o.hc_up = (unsigned)cli_u64("agent", "--hc-up", optarg, 1, 100);
 			break;
+		case 'B':
+			bird_path = optarg;
+			break;
+		case 'N':
+			bird.neighbor = optarg;
+			break;
+		case 'L':
+			bird.local_as = (unsigned)cli_u64("agent", "--local-as", optarg, 1, 4294967294);
+			break;
+		case 'P':
+			bird.peer_as = (unsigned)cli_u64("agent", "--peer-as", optarg, 1, 4294967294);
+			break;
+		case 'R':
+			bird.router_id = optarg;
+			break;
 		case 'h':
 			fputs(agent_help, stdout);
 			return 0;
@@ -105,6 +131,21 @@ int cmd_agent(int argc, char **argv)
 	}
 	if (optind < argc)
 		cli_usage_error("agent", "unexpected argument '%s'", argv[optind]);
+	if (bird_path) {
+		uint8_t a[16], fam;
+		if (!bird.neighbor || addr_parse(bird.neighbor, &fam, a) || fam != PEAK_AFI_IP6)
+			cli_usage_error("agent", "--bgp-neighbor: the router's IPv6 address");
+		if (!bird.router_id || addr_parse(bird.router_id, &fam, a) || fam != PEAK_AFI_IP4)
+			cli_usage_error("agent", "--router-id: a dotted quad, unique per BIRD");
+		if (!bird.local_as || !bird.peer_as)
+			cli_usage_error("agent", "--local-as and --peer-as are required");
+		bird.node = o.node ? o.node : "?";
+		bird.table = o.table;
+		int r = agent_bird_config(bird_path, &bird);
+		if (r)
+			cli_usage_error("agent", "--bird-config %s: %s", bird_path, strerror(-r));
+		return 0;
+	}
 	if (!o.config)
 		cli_usage_error("agent", "--config is required");
 	if (!o.node)

@@ -32,6 +32,7 @@ static const char resolve_help[] =
     "  --udp-size N       EDNS buffer size; below 512: no EDNS (default 1232)\n"
     "  --replicas N       select=obj: further replicas offered (default 2)\n"
     "  --no-tcp           do not retry truncated answers over TCP\n"
+    "  --source ADDR      compute for this source and send from it (one of this host's)\n"
     "Exit status: 0 resolved, 1 resolution failed (the step and reason on stderr), 2 usage.\n";
 
 static const char connect_help[] =
@@ -47,6 +48,7 @@ static const char connect_help[] =
 
 struct client_args {
 	struct peak_resolver_opts ro;
+	struct in6_addr source;
 	const char *name, *object, *secret_file;
 	uint8_t secret[16];
 	unsigned nserver, timeout_ms;
@@ -68,6 +70,7 @@ static void parse(const char *cmd, int argc, char **argv, struct client_args *a,
 	    {"replicas", required_argument, 0, 'r'},
 	    {"no-tcp", no_argument, 0, 'n'},
 	    {"verbose", no_argument, 0, 'v'},
+	    {"source", required_argument, 0, 'S'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -113,6 +116,10 @@ static void parse(const char *cmd, int argc, char **argv, struct client_args *a,
 			break;
 		case 'v':
 			a->verbose = true;
+			break;
+		case 'S':
+			cli_addr6(cmd, "--source", optarg, a->source.s6_addr);
+			a->ro.source = &a->source;
 			break;
 		case 'h':
 			fputs(conn ? connect_help : resolve_help, stdout);

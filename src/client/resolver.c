@@ -40,7 +40,8 @@ struct peak_resolver {
 	socklen_t srvlen[PEAK_MAX_SERVERS];
 	unsigned nsrv;
 	unsigned timeout_ms, attempts, replicas;
-	bool no_tcp, has_secret;
+	bool no_tcp, has_secret, has_source;
+	uint8_t source[16];
 	uint16_t udp_size;
 	uint8_t secret[16];
 	struct cache_ent *cache;
@@ -116,6 +117,10 @@ struct peak_resolver *peak_resolver_new(const struct peak_resolver_opts *o, int 
 	if (o->secret) {
 		memcpy(r->secret, o->secret, 16);
 		r->has_secret = true;
+	}
+	if (o->source) {
+		memcpy(r->source, o->source, 16);
+		r->has_source = true;
 	}
 	if (!(r->cache = calloc(r->ncache, sizeof(*r->cache)))) {
 		peak_resolver_free(r);
@@ -489,7 +494,9 @@ int peak_resolve(struct peak_resolver *r, const char *name, const char *object, 
 			                   sizeof(r->detail)))
 				return PEAK_E_DESC;
 			uint8_t src[16];
-			if ((e = source_toward(r, &pfx[0], src)))
+			if (r->has_source)
+				memcpy(src, r->source, 16);
+			else if ((e = source_toward(r, &pfx[0], src)))
 				return e;
 			struct cand_req cq = {
 			    .sp = &sp,
@@ -518,6 +525,8 @@ int peak_resolve(struct peak_resolver *r, const char *name, const char *object, 
 	if (!naaaa)
 		return PEAK_E_NODATA;
 	candidates_from_aaaa((const uint8_t(*)[16])aaaa, naaaa, port, out);
+	for (unsigned i = 0; r->has_source && i < out->n; i++)
+		memcpy(&out->cand[i].src.sin6_addr, r->source, 16);
 	return 0;
 }
 

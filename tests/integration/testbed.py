@@ -1,0 +1,200 @@
+"""A PEAK cluster in network namespaces, IPv6 only, documentation prefixes:
+
+                        [R] router: BIRD (BGP AS 65000), peak controller
+          2001:db8:ff:i::/64 /      |2001:db8:ff:d::/64     \\ 2001:db8:ff:c::/64
+   [Ni] node i: agent, BIRD         [D] peak dns             [C] clients: AnyIP 2001:db8:c0::/48,
+   (AS 6500i), slice routes             2001:db8:ff:d::2         a /64 per emulated client
+   in table 100
+      | 2001:db8:10i:j::/64
+   [Pij] pod j of node i: peak serve, AnyIP for the service prefix
+
+Every namespace name starts with the run's tag; down() removes them all, and stops every
+process it started, by PID."""
+import os
+import signal
+import subprocess
+import time
+
+SERVICE = "api.svc.example."
+PREFIX = "2001:db8:5::/64"
+KEY = "000102030405060708090a0b0c0d0e0f"
+PORT = 8080
+DNS_ADDR = "2001:db8:ff:d::2"
+
+
+def sh(*args, check=True):
+    return subprocess.run(list(args), check=check, capture_output=True, text=True)
+
+
+class Testbed:
+    def __init__(self, tag, workdir, peak, nodes=2, pods=2, spare=None):
+        """spare: (node, pod) of a pod that exists but does not serve at first."""
+        self.tag, self.dir, self.peak = tag, workdir, os.path.abspath(peak)
+        self.nodes, self.pods, self.spare = nodes, pods, spare
+        self.procs = []
+        self.ns = []
+        self.serving = {}
+
+    # names
+    def r(self):
+        return f"{self.tag}-r"
+
+    def node(self, i):
+        return f"{self.tag}-n{i}"
+
+    def pod(self, i, j):
+        return f"{self.tag}-p{i}{j}"
+
+    def pod_id(self, i, j):
+        return f"n{i}p{j}"
+
+    def pod_addr(self, i, j):
+        return f"2001:db8:10{i}:{j}::a"
+
+    def all_pods(self):
+        extra = [self.spare] if self.spare else []
+        return [(i, j) for i in range(1, self.nodes + 1) for j in range(1, self.pods + 1)] + extra
+
+    def config(self):
+        eps = "".join(
+            f'      - {{id: {self.pod_id(i, j)}, address: "{self.pod_addr(i, j)}", '
+            f'node: node{i}, netns: {self.pod(i, j)}}}\n' for i, j in self.all_pods())
+        nodes = ", ".join(f"{{name: node{i}}}" for i in range(1, self.nodes + 1))
+        return f"""zone:
+  name: svc.example.
+  ns: [{{name: ns1.svc.example., address: "{DNS_ADDR}"}}]
+  ttl: {{aaaa: 5}}
+nodes: [{nodes}]
+services:
+  - name: {SERVICE}
+    prefixes: [{PREFIX}]
+    slice: 78
+    select: src
+    host: src
+    key: {KEY}
+    port: {PORT}
+    endpoints:
+{eps}"""
+
+    def addns(self, name):
+        sh("ip", "netns", "add", name)
+        self.ns.append(name)
+        sh("ip", "-n", name, "link", "set", "lo", "up")
+
+    def link(self, ns1, dev1, addr1, ns2, dev2, addr2):
+        sh("ip", "-n", ns1, "link", "add", dev1, "type", "veth", "peer", "name", dev2, "netns", ns2)
+        for ns, dev, addr in ((ns1, dev1, addr1), (ns2, dev2, addr2)):
+            sh("ip", "-n", ns, "addr", "add", addr, "dev", dev, "nodad")
+            sh("ip", "-n", ns, "link", "set", dev, "up")
+
+    def run(self, ns, *cmd, log=None):
+        out = open(os.path.join(self.dir, log), "w") if log else subprocess.DEVNULL
+        p = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=out,
+                             stderr=subprocess.STDOUT, start_new_session=True)
+        self.procs.append(p)
+        return p
+
+    def up(self):
+        r = self.r()
+        for name in [r, f"{self.tag}-d", f"{self.tag}-c"] + \
+                [self.node(i) for i in range(1, self.nodes + 1)] + \
+                [self.pod(i, j) for i, j in self.all_pods()]:
+            self.addns(name)
+        self.link(r, "to-dns", "2001:db8:ff:d::1/64", f"{self.tag}-d", "eth0", DNS_ADDR + "/64")
+        self.link(r, "to-clients", "2001:db8:ff:c::1/64", f"{self.tag}-c", "eth0", "2001:db8:ff:c::2/64")
+        sh("ip", "-n", f"{self.tag}-d", "-6", "route", "add", "default", "via", "2001:db8:ff:d::1")
+        sh("ip", "-n", f"{self.tag}-c", "-6", "route", "add", "default", "via", "2001:db8:ff:c::1")
+        sh("ip", "-n", f"{self.tag}-c", "-6", "route", "add", "local", "2001:db8:c0::/48", "dev", "lo")
+        sh("ip", "-n", r, "-6", "route", "add", "2001:db8:c0::/48", "via", "2001:db8:ff:c::2")
+        sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        for i in range(1, self.nodes + 1):
+            n = self.node(i)
+            self.link(r, f"to-node{i}", f"2001:db8:ff:{i}::1/64", n, "uplink", f"2001:db8:ff:{i}::2/64")
+            sh("ip", "-n", n, "-6", "route", "add", "default", "via", f"2001:db8:ff:{i}::1")
+            sh("ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            sh("ip", "-n", n, "-6", "rule", "add", "lookup", "100", "pref", "100")
+        for i, j in self.all_pods():
+            self.link(self.node(i), f"to-pod{j}", f"2001:db8:10{i}:{j}::1/64", self.pod(i, j), "eth0",
+                      self.pod_addr(i, j) + "/64")
+            sh("ip", "-n", self.pod(i, j), "-6", "route", "add", "default", "via",
+               f"2001:db8:10{i}:{j}::1")
+        cfg = os.path.join(self.dir, "peak.yaml")
+        with open(cfg, "w") as f:
+            f.write(self.config())
+        self.cfg = cfg
+        # BIRD: the router learns every slice from the nodes
+        rconf = os.path.join(self.dir, "bird-r.conf")
+        with open(rconf, "w") as f:
+            f.write("router id 10.255.0.254;\nprotocol device {}\n"
+                    "protocol kernel { ipv6 { import none; export all; }; }\n")
+            for i in range(1, self.nodes + 1):
+                f.write(f"protocol bgp node{i} {{ local as 65000; neighbor 2001:db8:ff:{i}::2 "
+                        f"as {65000 + i}; connect delay time 1; connect retry time 2; "
+                        "hold time 9; keepalive time 3; "
+                        "ipv6 { import all; export none; }; }\n")
+        self.run(r, "bird", "-f", "-c", rconf, "-s", os.path.join(self.dir, "bird-r.ctl"),
+                 "-P", os.path.join(self.dir, "bird-r.pid"), log="bird-r.log")
+        self.dns_ctl = os.path.join(self.dir, "dns.ctl")
+        self.run(f"{self.tag}-d", self.peak, "dns", "--config", cfg, "--listen",
+                 f"[{DNS_ADDR}]:53", "--threads", "1", "--control", self.dns_ctl, log="dns.log")
+        self.run(r, self.peak, "controller", "--config", cfg, "--listen", "[::]:4000",
+                 "--dns-control", self.dns_ctl, log="controller.log")
+        for i in range(1, self.nodes + 1):
+            n = self.node(i)
+            bconf = os.path.join(self.dir, f"bird-n{i}.conf")
+            sh(self.peak, "agent", "--node", f"node{i}", "--table", "100", "--bird-config", bconf,
+               "--bgp-neighbor", f"2001:db8:ff:{i}::1", "--local-as", str(65000 + i),
+               "--peer-as", "65000", "--router-id", f"10.255.0.{i}")
+            self.run(n, "bird", "-f", "-c", bconf, "-s", os.path.join(self.dir, f"bird-n{i}.ctl"),
+                     "-P", os.path.join(self.dir, f"bird-n{i}.pid"), log=f"bird-n{i}.log")
+            self.run(n, self.peak, "agent", "--config", cfg, "--node", f"node{i}", "--table",
+                     "100", "--controller", f"[2001:db8:ff:{i}::1]:4000", log=f"agent-n{i}.log")
+        for i, j in self.all_pods():
+            if (i, j) != self.spare:
+                self.serve(i, j)
+
+    def serve(self, i, j):
+        self.serving[(i, j)] = self.run(self.pod(i, j), self.peak, "serve", "--port", str(PORT),
+                                        "--id", self.pod_id(i, j), log=f"serve-{i}{j}.log")
+
+    def kill_pod(self, i, j):
+        p = self.serving.pop((i, j))
+        p.kill()
+        p.wait()
+
+    def router_routes(self):
+        import json
+        out = sh("ip", "-j", "-n", self.r(), "-6", "route", "show", "proto", "bird").stdout
+        return [(x["dst"], x.get("gateway")) for x in json.loads(out) if x["dst"] != "default"]
+
+    def converged(self):
+        """The router routes the whole service prefix, through the nodes."""
+        import ipaddress
+        total = sum(ipaddress.ip_network(d).num_addresses for d, _ in self.router_routes()
+                    if ipaddress.ip_network(d).subnet_of(ipaddress.ip_network(PREFIX)))
+        return total == ipaddress.ip_network(PREFIX).num_addresses
+
+    def wait_converged(self, timeout=20):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.converged():
+                return True
+            time.sleep(0.1)
+        return False
+
+    def down(self):
+        for p in reversed(self.procs):
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        for p in self.procs:
+            try:
+                p.wait(timeout=3)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, signal.SIGKILL)
+                p.wait()
+        for name in reversed(self.ns):
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        self.ns = []
