@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,7 +14,105 @@
 #include <unistd.h>
 
 #include "../sys/log.h"
+#include "../sys/metrics.h"
 #include "../sys/net.h"
+
+/* What the metrics endpoint shows; written by the agent's loop, read by the endpoint's
+ * thread, both under the lock. */
+static struct {
+	pthread_mutex_t lock;
+	uint64_t syncs, sync_errors, added, deleted, checks_ok, checks_failed;
+	size_t routes;
+	double last_sync_ms;
+	bool controller_up;
+	const struct peak_config *cfg;
+	const char *node;
+	bool *healthy;    /* per local endpoint (the agent's hc order) */
+	uint64_t *slices; /* per local endpoint */
+	int (*who)[2];    /* per local endpoint: service, endpoint index */
+	unsigned n;
+} st = {.lock = PTHREAD_MUTEX_INITIALIZER};
+
+static void render(struct mbuf *b, void *arg)
+{
+	(void)arg;
+	pthread_mutex_lock(&st.lock);
+	mbuf_printf(
+	    b,
+	    "# HELP peak_agent_slice_routes Slice routes installed.\n"
+	    "# TYPE peak_agent_slice_routes gauge\npeak_agent_slice_routes %zu\n"
+	    "# HELP peak_agent_syncs_total Route syncs, by result.\n"
+	    "# TYPE peak_agent_syncs_total counter\n"
+	    "peak_agent_syncs_total{result=\"ok\"} %llu\n"
+	    "peak_agent_syncs_total{result=\"error\"} %llu\n"
+	    "# HELP peak_agent_route_changes_total Routes added (or replaced) and deleted.\n"
+	    "# TYPE peak_agent_route_changes_total counter\n"
+	    "peak_agent_route_changes_total{op=\"add\"} %llu\n"
+	    "peak_agent_route_changes_total{op=\"delete\"} %llu\n"
+	    "# HELP peak_agent_last_sync_seconds How long the last sync took.\n"
+	    "# TYPE peak_agent_last_sync_seconds gauge\npeak_agent_last_sync_seconds %.6f\n"
+	    "# HELP peak_agent_health_checks_total Health checks, by result.\n"
+	    "# TYPE peak_agent_health_checks_total counter\n"
+	    "peak_agent_health_checks_total{result=\"ok\"} %llu\n"
+	    "peak_agent_health_checks_total{result=\"fail\"} %llu\n"
+	    "# HELP peak_agent_controller_connected 1 while connected to the controller.\n"
+	    "# TYPE peak_agent_controller_connected gauge\n"
+	    "peak_agent_controller_connected %d\n"
+	    "# HELP peak_agent_endpoint_healthy 1 if the local endpoint passes its checks.\n"
+	    "# TYPE peak_agent_endpoint_healthy gauge\n",
+	    st.routes, (unsigned long long)(st.syncs - st.sync_errors),
+	    (unsigned long long)st.sync_errors, (unsigned long long)st.added,
+	    (unsigned long long)st.deleted, st.last_sync_ms / 1e3, (unsigned long long)st.checks_ok,
+	    (unsigned long long)st.checks_failed, st.controller_up);
+	for (unsigned k = 0; st.cfg && k < st.n; k++) {
+		char name[DNS_NAME_STRLEN];
+		const struct cfg_service *s = &st.cfg->svc[st.who[k][0]];
+		dns_name_print(&s->name, name, sizeof(name));
+		mbuf_printf(b, "peak_agent_endpoint_healthy{service=\"%s\",endpoint=\"%s\"} %d\n",
+		            name, s->ep[st.who[k][1]].id, st.healthy[k]);
+	}
+	mbuf_printf(b, "# HELP peak_agent_endpoint_slices Slices routed to the local endpoint.\n"
+	               "# TYPE peak_agent_endpoint_slices gauge\n");
+	for (unsigned k = 0; st.cfg && k < st.n; k++) {
+		char name[DNS_NAME_STRLEN];
+		const struct cfg_service *s = &st.cfg->svc[st.who[k][0]];
+		dns_name_print(&s->name, name, sizeof(name));
+		mbuf_printf(b, "peak_agent_endpoint_slices{service=\"%s\",endpoint=\"%s\"} %llu\n",
+		            name, s->ep[st.who[k][1]].id, (unsigned long long)st.slices[k]);
+	}
+	pthread_mutex_unlock(&st.lock);
+}
+
+/* Forgets the endpoints (at exit, or before the configuration they point into goes). */
+static void stats_clear(void)
+{
+	pthread_mutex_lock(&st.lock);
+	st.cfg = NULL;
+	st.n = 0;
+	free(st.healthy);
+	free(st.slices);
+	free(st.who);
+	st.healthy = NULL;
+	st.slices = NULL;
+	st.who = NULL;
+	pthread_mutex_unlock(&st.lock);
+}
+
+/* Slices of service i routed to endpoint e: the wanted routes via its address inside the
+ * service's prefixes. */
+static uint64_t slices_of(const struct cfg_service *s, unsigned e, const struct rt6 *want, size_t n)
+{
+	uint64_t total = 0;
+	for (size_t k = 0; k < n; k++) {
+		if (memcmp(want[k].via, s->ep[e].addr, 16))
+			continue;
+		for (unsigned p = 0; p < s->space.n; p++)
+			if (prefix_contains(&s->space.pfx[p], &want[k].dst) &&
+			    s->space.d.slice >= want[k].dst.len)
+				total += 1ULL << (s->space.d.slice - want[k].dst.len);
+	}
+	return total;
+}
 
 struct rtvec {
 	struct rt6 *v;
@@ -164,6 +263,20 @@ static int sync_all(const struct agent_opts *o, const struct peak_config *cfg,
 	int r = agent_node_routes(cfg, o->node, maps, &want, &n);
 	if (!r)
 		r = agent_sync(o->table, want, n, &added, &deleted);
+	pthread_mutex_lock(&st.lock);
+	st.syncs++;
+	if (r) {
+		st.sync_errors++;
+	} else {
+		st.routes = n;
+		st.added += added;
+		st.deleted += deleted;
+		st.last_sync_ms = ms_since(&t0);
+		for (unsigned k = 0; st.cfg == cfg && k < st.n; k++)
+			st.slices[k] =
+			    slices_of(&cfg->svc[st.who[k][0]], (unsigned)st.who[k][1], want, n);
+	}
+	pthread_mutex_unlock(&st.lock);
 	free(want);
 	if (r) {
 		log_msg(LOG_ERR, "agent: %s: slice routes: %s", o->node, strerror(-r));
@@ -249,27 +362,27 @@ int agent_bird_config(const char *path, const struct bird_opts *b)
 	if (!f)
 		return -errno;
 	fprintf(f,
-		"# BIRD 2 configuration written by peak agent for node %s.\n"
-		"# The agent keeps the node's slice routes in kernel table %u (protocol 0xa5);\n"
-		"# BIRD learns them from there and announces them to the router over BGP.\n"
-		"router id %s;\n"
-		"protocol device { scan time 10; }\n"
-		"protocol kernel peak_slices {\n"
-		"\tkernel table %u;\n"
-		"\tlearn;\n"
-		"\tscan time 5;\n"
-		"\tipv6 { import all; export none; };\n"
-		"}\n"
-		"protocol bgp uplink {\n"
-		"\tlocal as %u;\n"
-		"\tneighbor %s as %u;\n"
-		"\tconnect delay time 1;\n"
-		"\tconnect retry time 2;\n"
-		"\thold time 9;\n"
-		"\tkeepalive time 3;\n"
-		"\tipv6 { import none; export where source = RTS_INHERIT; next hop self; };\n"
-		"}\n",
-		b->node, b->table, b->router_id, b->table, b->local_as, b->neighbor, b->peer_as);
+	        "# BIRD 2 configuration written by peak agent for node %s.\n"
+	        "# The agent keeps the node's slice routes in kernel table %u (protocol 0xa5);\n"
+	        "# BIRD learns them from there and announces them to the router over BGP.\n"
+	        "router id %s;\n"
+	        "protocol device { scan time 10; }\n"
+	        "protocol kernel peak_slices {\n"
+	        "\tkernel table %u;\n"
+	        "\tlearn;\n"
+	        "\tscan time 5;\n"
+	        "\tipv6 { import all; export none; };\n"
+	        "}\n"
+	        "protocol bgp uplink {\n"
+	        "\tlocal as %u;\n"
+	        "\tneighbor %s as %u;\n"
+	        "\tconnect delay time 1;\n"
+	        "\tconnect retry time 2;\n"
+	        "\thold time 9;\n"
+	        "\tkeepalive time 3;\n"
+	        "\tipv6 { import none; export where source = RTS_INHERIT; next hop self; };\n"
+	        "}\n",
+	        b->node, b->table, b->router_id, b->table, b->local_as, b->neighbor, b->peer_as);
 	return fclose(f) ? -errno : 0;
 }
 
@@ -361,6 +474,9 @@ static void ctl_connect(struct agent *a)
 	}
 	a->ctl = fd;
 	a->backoff_ms = 100;
+	pthread_mutex_lock(&st.lock);
+	st.controller_up = true;
+	pthread_mutex_unlock(&st.lock);
 	a->inlen = 0;
 	a->cur_svc = -1;
 	char hello[CFG_ID_MAX + 16];
@@ -479,6 +595,12 @@ static void hc_round(struct agent *a)
 				h->fd = -1;
 			}
 			bool ok = so == 0, was = h->up;
+			pthread_mutex_lock(&st.lock);
+			if (ok)
+				st.checks_ok++;
+			else
+				st.checks_failed++;
+			pthread_mutex_unlock(&st.lock);
 			h->oks = ok ? h->oks + 1 : 0;
 			h->fails = ok ? 0 : h->fails + 1;
 			if (h->up && h->fails >= a->o->hc_down)
@@ -486,6 +608,10 @@ static void hc_round(struct agent *a)
 			if (!h->up && h->oks >= a->o->hc_up)
 				h->up = true;
 			if (h->up != was) {
+				pthread_mutex_lock(&st.lock);
+				if (i < st.n)
+					st.healthy[i] = h->up;
+				pthread_mutex_unlock(&st.lock);
 				log_msg(LOG_INFO, "agent: %s: endpoint %s is %s", a->o->node,
 				        s->ep[h->ep].id, h->up ? "up" : "down");
 				ctl_health(a, h);
@@ -520,6 +646,22 @@ static int hc_setup(struct agent *a)
 			if (!strcmp(a->cfg->svc[i].ep[e].node, a->o->node))
 				a->hc[a->nhc++] =
 				    (struct hc){(int)i, (int)e, -1, 0, 0, true, false};
+	pthread_mutex_lock(&st.lock);
+	free(st.healthy);
+	free(st.slices);
+	free(st.who);
+	st.healthy = calloc(n ? n : 1, sizeof(*st.healthy));
+	st.slices = calloc(n ? n : 1, sizeof(*st.slices));
+	st.who = calloc(n ? n : 1, sizeof(*st.who));
+	st.n = st.healthy && st.slices && st.who ? n : 0;
+	for (unsigned k = 0; k < st.n; k++) {
+		st.healthy[k] = true;
+		st.who[k][0] = a->hc[k].svc;
+		st.who[k][1] = a->hc[k].ep;
+	}
+	st.cfg = a->cfg;
+	st.node = a->o->node;
+	pthread_mutex_unlock(&st.lock);
 	return 0;
 }
 
@@ -532,8 +674,17 @@ int agent_run(const struct agent_opts *o)
 		config_free(a.cfg);
 		return 1;
 	}
+	struct metrics_srv *ms = NULL;
+	if (!o->once && o->metrics && !(ms = metrics_start(o->metrics, render, NULL))) {
+		stats_clear();
+		maps_free(&a);
+		free(a.hc);
+		config_free(a.cfg);
+		return 1;
+	}
 	int bad = sync_all(o, a.cfg, a.maps);
 	if (o->once) {
+		stats_clear();
 		maps_free(&a);
 		free(a.hc);
 		config_free(a.cfg);
@@ -588,6 +739,7 @@ int agent_run(const struct agent_opts *o)
 				continue;
 			}
 			maps_free(&a);
+			stats_clear(); /* it points into the configuration freed next */
 			config_free(a.cfg);
 			a.cfg = n;
 			a.maps = calloc(a.cfg->nsvc ? a.cfg->nsvc : 1, sizeof(*a.maps));
@@ -601,6 +753,8 @@ int agent_run(const struct agent_opts *o)
 			log_msg(LOG_INFO, "agent: reloaded %s", o->config);
 		}
 	}
+	metrics_stop(ms);
+	stats_clear();
 	for (unsigned i = 0; i < a.nhc; i++)
 		if (a.hc[i].fd >= 0)
 			close(a.hc[i].fd);

@@ -16,6 +16,7 @@ struct agent_opts {
 	const char *controller;  /* ADDR:PORT of peak controller, or NULL */
 	unsigned hc_interval_ms; /* health checks: period */
 	unsigned hc_down, hc_up; /* consecutive failures / successes that change health */
+	const char *metrics;     /* Prometheus endpoint ADDR:PORT, or NULL */
 };
 
 /* A slice map received from the controller: per endpoint of the service, its blocks. */

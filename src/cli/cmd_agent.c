@@ -35,6 +35,7 @@ static const char agent_help[] =
     "  --hc-interval MS   health check period (default 200)\n"
     "  --hc-down N        failed checks in a row that mark an endpoint down (default 3)\n"
     "  --hc-up N          good checks in a row that mark it up again (default 2)\n"
+    "  --metrics A:P      Prometheus metrics at http://A:P/metrics (routes, syncs, health)\n"
     "  --quiet            log only warnings and errors\n"
     "\n"
     "  --bird-config FILE --bgp-neighbor ADDR --local-as N --peer-as N --router-id A.B.C.D\n"
@@ -60,6 +61,7 @@ int cmd_agent(int argc, char **argv)
 	    {"local-as", required_argument, 0, 'L'},
 	    {"peer-as", required_argument, 0, 'P'},
 	    {"router-id", required_argument, 0, 'R'},
+	    {"metrics", required_argument, 0, 'M'},
 	    {0, 0, 0, 0},
 	};
 	struct agent_opts o = {.table = RT_TABLE_PEAK_MAIN,
@@ -113,13 +115,18 @@ int cmd_agent(int argc, char **argv)
 			bird.neighbor = optarg;
 			break;
 		case 'L':
-			bird.local_as = (unsigned)cli_u64("agent", "--local-as", optarg, 1, 4294967294);
+			bird.local_as =
+			    (unsigned)cli_u64("agent", "--local-as", optarg, 1, 4294967294);
 			break;
 		case 'P':
-			bird.peer_as = (unsigned)cli_u64("agent", "--peer-as", optarg, 1, 4294967294);
+			bird.peer_as =
+			    (unsigned)cli_u64("agent", "--peer-as", optarg, 1, 4294967294);
 			break;
 		case 'R':
 			bird.router_id = optarg;
+			break;
+		case 'M':
+			o.metrics = optarg;
 			break;
 		case 'h':
 			fputs(agent_help, stdout);

@@ -3,7 +3,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <microhttpd.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -21,6 +20,7 @@
 #include <unistd.h>
 
 #include "../sys/log.h"
+#include "../sys/metrics.h"
 #include "../sys/net.h"
 #include "answer.h"
 #include "state.h"
@@ -383,58 +383,19 @@ static void *tcp_thread(void *arg)
 
 /* ---- metrics ---- */
 
-struct mbuf {
-	char *p;
-	size_t len, cap;
-};
-
-static void mprintf(struct mbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void mprintf(struct mbuf *b, const char *fmt, ...)
-{
-	for (;;) {
-		va_list ap;
-		va_start(ap, fmt);
-		int n = b->p ? vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap) : -1;
-		va_end(ap);
-		if (n >= 0 && (size_t)n < b->cap - b->len) {
-			b->len += (size_t)n;
-			return;
-		}
-		size_t nc = b->cap ? 2 * b->cap : 16384;
-		char *np = realloc(b->p, nc);
-		if (!np)
-			return;
-		b->p = np;
-		b->cap = nc;
-	}
-}
-
 static void metric_steer(const struct steer_counter *c, uint64_t total, void *arg)
 {
-	mprintf(arg, "peak_dns_steered_answers_total{service=\"%s\",endpoint=\"%s\"} %llu\n",
-	        c->service, c->endpoint, (unsigned long long)total);
+	mbuf_printf(arg, "peak_dns_steered_answers_total{service=\"%s\",endpoint=\"%s\"} %llu\n",
+	            c->service, c->endpoint, (unsigned long long)total);
 }
 
-static enum MHD_Result metrics_handler(void *cls, struct MHD_Connection *conn, const char *url,
-                                       const char *method, const char *version, const char *upload,
-                                       size_t *upload_len, void **ptr)
+static void metrics_render(struct mbuf *bp, void *arg)
 {
-	struct server *s = cls;
-	struct mbuf b = {0};
+	struct server *s = arg;
+	struct mbuf b = *bp;
 	static const char *const qt[] = {"A", "AAAA", "APL", "TXT", "SOA", "NS", "ANY", "other"};
 	static const char *const rc[] = {"NOERROR", "FORMERR", "SERVFAIL", "NXDOMAIN",
 	                                 "NOTIMP",  "REFUSED", "BADVERS"};
-	(void)version, (void)upload, (void)upload_len, (void)ptr;
-	if (strcmp(method, "GET"))
-		return MHD_NO;
-	if (strcmp(url, "/metrics")) {
-		static char nf[] = "not found: try /metrics\n";
-		struct MHD_Response *r =
-		    MHD_create_response_from_buffer(sizeof(nf) - 1, nf, MHD_RESPMEM_PERSISTENT);
-		enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_NOT_FOUND, r);
-		MHD_destroy_response(r);
-		return ret;
-	}
 	struct dnsd_stats t = {0};
 	for (unsigned w = 0; w < s->nreaders; w++) {
 		const struct dnsd_stats *x = &s->stats[w];
@@ -449,60 +410,56 @@ static enum MHD_Result metrics_handler(void *cls, struct MHD_Connection *conn, c
 		t.ecs += __atomic_load_n(&x->ecs, __ATOMIC_RELAXED);
 		t.batches += __atomic_load_n(&x->batches, __ATOMIC_RELAXED);
 	}
-	mprintf(&b, "# HELP peak_dns_queries_total Queries answered, by query type.\n"
-	            "# TYPE peak_dns_queries_total counter\n");
+	mbuf_printf(&b, "# HELP peak_dns_queries_total Queries answered, by query type.\n"
+	                "# TYPE peak_dns_queries_total counter\n");
 	for (int i = 0; i < DQ_N; i++)
-		mprintf(&b, "peak_dns_queries_total{type=\"%s\"} %llu\n", qt[i],
-		        (unsigned long long)t.qtype[i]);
-	mprintf(&b, "# HELP peak_dns_responses_total Responses, by rcode.\n"
-	            "# TYPE peak_dns_responses_total counter\n");
+		mbuf_printf(&b, "peak_dns_queries_total{type=\"%s\"} %llu\n", qt[i],
+		            (unsigned long long)t.qtype[i]);
+	mbuf_printf(&b, "# HELP peak_dns_responses_total Responses, by rcode.\n"
+	                "# TYPE peak_dns_responses_total counter\n");
 	for (int i = 0; i < DR_N; i++)
-		mprintf(&b, "peak_dns_responses_total{rcode=\"%s\"} %llu\n", rc[i],
-		        (unsigned long long)t.rcode[i]);
-	mprintf(&b,
-	        "# HELP peak_dns_received_total Messages received, by transport.\n"
-	        "# TYPE peak_dns_received_total counter\n"
-	        "peak_dns_received_total{transport=\"udp\"} %llu\n"
-	        "peak_dns_received_total{transport=\"tcp\"} %llu\n"
-	        "# HELP peak_dns_dropped_total Messages that were not queries (never answered).\n"
-	        "# TYPE peak_dns_dropped_total counter\npeak_dns_dropped_total %llu\n"
-	        "# HELP peak_dns_truncated_total UDP responses truncated (TC).\n"
-	        "# TYPE peak_dns_truncated_total counter\npeak_dns_truncated_total %llu\n"
-	        "# HELP peak_dns_client_subnet_total Queries with a Client Subnet option.\n"
-	        "# TYPE peak_dns_client_subnet_total counter\npeak_dns_client_subnet_total %llu\n"
-	        "# HELP peak_dns_udp_batches_total UDP receive calls that returned queries.\n"
-	        "# TYPE peak_dns_udp_batches_total counter\npeak_dns_udp_batches_total %llu\n",
-	        (unsigned long long)t.udp, (unsigned long long)t.tcp, (unsigned long long)t.dropped,
-	        (unsigned long long)t.truncated, (unsigned long long)t.ecs,
-	        (unsigned long long)t.batches);
-	mprintf(&b, "# HELP peak_dns_steered_answers_total AAAA answers steered to an endpoint.\n"
+		mbuf_printf(&b, "peak_dns_responses_total{rcode=\"%s\"} %llu\n", rc[i],
+		            (unsigned long long)t.rcode[i]);
+	mbuf_printf(
+	    &b,
+	    "# HELP peak_dns_received_total Messages received, by transport.\n"
+	    "# TYPE peak_dns_received_total counter\n"
+	    "peak_dns_received_total{transport=\"udp\"} %llu\n"
+	    "peak_dns_received_total{transport=\"tcp\"} %llu\n"
+	    "# HELP peak_dns_dropped_total Messages that were not queries (never answered).\n"
+	    "# TYPE peak_dns_dropped_total counter\npeak_dns_dropped_total %llu\n"
+	    "# HELP peak_dns_truncated_total UDP responses truncated (TC).\n"
+	    "# TYPE peak_dns_truncated_total counter\npeak_dns_truncated_total %llu\n"
+	    "# HELP peak_dns_client_subnet_total Queries with a Client Subnet option.\n"
+	    "# TYPE peak_dns_client_subnet_total counter\npeak_dns_client_subnet_total %llu\n"
+	    "# HELP peak_dns_udp_batches_total UDP receive calls that returned queries.\n"
+	    "# TYPE peak_dns_udp_batches_total counter\npeak_dns_udp_batches_total %llu\n",
+	    (unsigned long long)t.udp, (unsigned long long)t.tcp, (unsigned long long)t.dropped,
+	    (unsigned long long)t.truncated, (unsigned long long)t.ecs,
+	    (unsigned long long)t.batches);
+	mbuf_printf(&b,
+	            "# HELP peak_dns_steered_answers_total AAAA answers steered to an endpoint.\n"
 	            "# TYPE peak_dns_steered_answers_total counter\n");
 	steer_counters_each(metric_steer, &b);
 	pthread_mutex_lock(&s->dyn_lock);
-	mprintf(&b,
-	        "# HELP peak_dns_reloads_total Configuration reloads, by result.\n"
-	        "# TYPE peak_dns_reloads_total counter\n"
-	        "peak_dns_reloads_total{result=\"ok\"} %llu\n"
-	        "peak_dns_reloads_total{result=\"error\"} %llu\n"
-	        "# HELP peak_dns_endpoint_healthy 1 if the endpoint is marked healthy.\n"
-	        "# TYPE peak_dns_endpoint_healthy gauge\n",
-	        (unsigned long long)s->reloads_ok, (unsigned long long)s->reloads_failed);
+	mbuf_printf(&b,
+	            "# HELP peak_dns_reloads_total Configuration reloads, by result.\n"
+	            "# TYPE peak_dns_reloads_total counter\n"
+	            "peak_dns_reloads_total{result=\"ok\"} %llu\n"
+	            "peak_dns_reloads_total{result=\"error\"} %llu\n"
+	            "# HELP peak_dns_endpoint_healthy 1 if the endpoint is marked healthy.\n"
+	            "# TYPE peak_dns_endpoint_healthy gauge\n",
+	            (unsigned long long)s->reloads_ok, (unsigned long long)s->reloads_failed);
 	for (unsigned i = 0; i < s->dyn.nsvc; i++) {
 		char name[DNS_NAME_STRLEN];
 		dns_name_print(&s->dyn.svc[i].name, name, sizeof(name));
 		for (unsigned e = 0; e < s->dyn.svc[i].nep; e++)
-			mprintf(&b,
-			        "peak_dns_endpoint_healthy{service=\"%s\",endpoint=\"%s\"} %d\n",
-			        name, s->dyn.svc[i].ep[e].id, s->dyn.svc[i].ep[e].healthy);
+			mbuf_printf(
+			    &b, "peak_dns_endpoint_healthy{service=\"%s\",endpoint=\"%s\"} %d\n",
+			    name, s->dyn.svc[i].ep[e].id, s->dyn.svc[i].ep[e].healthy);
 	}
 	pthread_mutex_unlock(&s->dyn_lock);
-	if (!b.p)
-		return MHD_NO;
-	struct MHD_Response *r = MHD_create_response_from_buffer(b.len, b.p, MHD_RESPMEM_MUST_FREE);
-	MHD_add_response_header(r, "Content-Type", "text/plain; version=0.0.4");
-	enum MHD_Result ret = MHD_queue_response(conn, MHD_HTTP_OK, r);
-	MHD_destroy_response(r);
-	return ret;
+	*bp = b;
 }
 
 /* ---- configuration, reloads and the control socket (the main thread) ---- */
@@ -750,7 +707,7 @@ int dnsd_run(const struct dnsd_opts *o)
 	struct server *s = calloc(1, sizeof(*s));
 	struct worker *wk = NULL;
 	struct tcp_ctx tc = {0};
-	struct MHD_Daemon *mhd = NULL;
+	struct metrics_srv *mhd = NULL;
 	int ret = 1, ctl = -1, sfd = -1;
 	unsigned started = 0;
 	bool tcp_started = false;
@@ -818,24 +775,8 @@ int dnsd_run(const struct dnsd_opts *o)
 		log_msg(LOG_ERR, "dns: control socket %s: %s", o->control, strerror(-ctl));
 		goto out;
 	}
-	if (o->metrics) {
-		struct sockaddr_storage ms;
-		socklen_t ml;
-		if (sockaddr_parse(o->metrics, &ms, &ml)) {
-			log_msg(LOG_ERR, "dns: --metrics: '%s' is not ADDR:PORT", o->metrics);
-			goto out;
-		}
-		unsigned flags = MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_ERROR_LOG;
-		if (ms.ss_family == AF_INET6)
-			flags |= MHD_USE_IPv6;
-		mhd =
-		    MHD_start_daemon(flags, 0, NULL, NULL, metrics_handler, s, MHD_OPTION_SOCK_ADDR,
-		                     (struct sockaddr *)&ms, MHD_OPTION_END);
-		if (!mhd) {
-			log_msg(LOG_ERR, "dns: metrics on %s: cannot listen", o->metrics);
-			goto out;
-		}
-	}
+	if (o->metrics && !(mhd = metrics_start(o->metrics, metrics_render, s)))
+		goto out;
 	s->rl_formerr = (struct log_limit){0};
 	for (; started < s->nworkers; started++) {
 		wk[started].s = s;
@@ -851,8 +792,6 @@ int dnsd_run(const struct dnsd_opts *o)
 		log_msg(LOG_INFO, "dns: serving %s on %s (udp: %u workers, tcp)", o->config,
 		        sockaddr_print((const struct sockaddr *)&o->listen[l], a, sizeof(a)),
 		        o->threads);
-	if (o->metrics)
-		log_msg(LOG_INFO, "dns: metrics on http://%s/metrics", o->metrics);
 	ret = 0;
 	for (bool run = true; run;) {
 		struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN},
@@ -885,8 +824,7 @@ out:
 		pthread_join(wk[w].th, NULL);
 	if (tcp_started)
 		pthread_join(tc.th, NULL);
-	if (mhd)
-		MHD_stop_daemon(mhd);
+	metrics_stop(mhd);
 	for (unsigned w = 0; wk && w < s->nworkers; w++)
 		if (wk[w].fd >= 0)
 			close(wk[w].fd);

@@ -31,6 +31,13 @@ def stop(c, p):
     c.procs.remove(p)
 
 
+def metrics(c):
+    text = subprocess.run(["ip", "netns", "exec", c.n, "curl", "-s", "http://[::1]:9100/metrics"],
+                          capture_output=True, text=True, check=True).stdout
+    return {k: float(v) for k, v in (ln.rsplit(" ", 1) for ln in text.splitlines()
+                                      if ln and not ln.startswith("#"))}
+
+
 def wait_until(fn, timeout=10):
     deadline = time.time() + timeout
     while time.time() < deadline:
@@ -69,10 +76,15 @@ def test_pod_death_moves_its_slices_and_clients_recover(cl, tmp_path):
     pods = {"pod-a": start(cl, cl.a, PEAK, "serve", "--port", "8080", "--id", "pod-a"),
             "pod-b": start(cl, cl.b, PEAK, "serve", "--port", "8080", "--id", "pod-b")}
     agent = start(cl, cl.n, PEAK, "agent", "--config", str(cl.cfg), "--node", "node1",
-                  "--controller", "[::1]:4000")
+                  "--controller", "[::1]:4000", "--metrics", "[::1]:9100")
     assert wait_until(lambda: "connected to controller" in agent.log.read_text())
     assert wait_until(lambda: all(owners(cl).values()))
     before = owners(cl)
+    m = metrics(cl)
+    assert m["peak_agent_controller_connected"] == 1
+    assert m["peak_agent_slice_routes"] == sum(len(v) for v in before.values())
+    assert m['peak_agent_endpoint_slices{service="api.svc.example.",endpoint="pod-a"}'] + \
+        m['peak_agent_endpoint_slices{service="api.svc.example.",endpoint="pod-b"}'] == 16384
     # a client whose rule address lies in pod-a's slices
     nets_a = [ipaddress.ip_network(n) for n in before["2001:db8:100:1::a"]]
     src = next(s for s in SOURCES if any(ipaddress.ip_address(rule(s)) in n for n in nets_a))
@@ -90,6 +102,10 @@ def test_pod_death_moves_its_slices_and_clients_recover(cl, tmp_path):
     st = subprocess.run([PEAK, "dns-ctl", "--control", ctl_sock, "status"], capture_output=True,
                         text=True).stdout
     assert "api.svc.example. pod-a down weight=1 slices=0" in st  # DNS heard it too
+    m = metrics(cl)
+    assert m['peak_agent_endpoint_healthy{service="api.svc.example.",endpoint="pod-a"}'] == 0
+    assert m['peak_agent_endpoint_slices{service="api.svc.example.",endpoint="pod-b"}'] == 16384
+    assert m['peak_agent_health_checks_total{result="fail"}'] >= 3
 
     # the pod comes back: after two good checks it gets its share again
     pods["pod-a"] = start(cl, cl.a, PEAK, "serve", "--port", "8080", "--id", "pod-a")

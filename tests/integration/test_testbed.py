@@ -1,0 +1,142 @@
+"""Scenarios on the testbed (root): after each one every client is served by the pod that
+owns its address, and the router's routes are exactly the nodes' slice routes (the
+assignment) with the nodes as next hops."""
+import ipaddress
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import pytest
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+import testbed  # noqa: E402
+from demo import get, in_ns, setns, source  # noqa: E402
+
+PEAK = os.environ.get("PEAK_BIN", os.path.join(HERE, "../../build/peak"))
+N = 24  # clients
+
+
+def rule(k):
+    return subprocess.run([PEAK, "ssa", "compute", "--prefix", testbed.PREFIX, "--descriptor",
+                           f"v=ssa1; slice=78; select=src; host=src; key={testbed.KEY}",
+                           "--source", source(k)], capture_output=True, text=True,
+                          check=True).stdout.strip()
+
+
+def node_routes(tb, i):
+    out = testbed.sh("ip", "-j", "-n", tb.node(i), "-6", "route", "show", "table", "100",
+                     "proto", "0xa5").stdout
+    return {(r["dst"], r["gateway"]) for r in json.loads(out)}
+
+
+def consistent(tb):
+    """Router routes == union of node routes, each via its node; they cover the prefix."""
+    want = set()
+    for i in range(1, tb.nodes + 1):
+        want |= {(d, f"2001:db8:ff:{i}::2") for d, _ in node_routes(tb, i)}
+    have = {(d, g) for d, g in tb.router_routes()}
+    return have == want and tb.converged()
+
+
+def owner(tb, dst):
+    """The pod whose node route covers dst."""
+    for i in range(1, tb.nodes + 1):
+        for d, gw in node_routes(tb, i):
+            if ipaddress.ip_address(dst) in ipaddress.ip_network(d):
+                return next(tb.pod_id(a, b) for a, b in tb.all_pods()
+                            if tb.pod_addr(a, b) == gw)
+    return None
+
+
+def all_served(tb):
+    back = os.open("/proc/self/ns/net", os.O_RDONLY)
+    in_ns(f"{tb.tag}-c")
+    try:
+        for k in range(N):
+            dst = rule(k)
+            if get(source(k), dst, timeout=1) != owner(tb, dst):
+                return False
+        return True
+    except OSError:
+        return False
+    finally:
+        setns(back)
+        os.close(back)
+
+
+def settle(tb, timeout=15):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if consistent(tb) and all_served(tb):
+            return True
+        time.sleep(0.2)
+    return False
+
+
+@pytest.fixture(scope="module")
+def tb():
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    t = testbed.Testbed(f"pkt{os.getpid() % 10000}", tempfile.mkdtemp(prefix="peak-tb-"), PEAK)
+    try:
+        t.up()
+        assert t.wait_converged()
+        yield t
+    finally:
+        t.down()
+
+
+def test_every_client_reaches_the_owner(tb):
+    assert settle(tb)
+
+
+def test_agent_restart_changes_nothing(tb):
+    before = node_routes(tb, 1)
+    agent = next(p for p in tb.procs if "agent" in p.args and "node1" in p.args)
+    agent.terminate()
+    agent.wait()
+    tb.procs.remove(agent)
+    assert node_routes(tb, 1) == before  # routes stay while the agent is away
+    tb.run(tb.node(1), PEAK, "agent", "--config", tb.cfg, "--node", "node1", "--table", "100",
+           "--controller", "[2001:db8:ff:1::1]:4000", log="agent-n1-again.log")
+    time.sleep(1.0)
+    assert node_routes(tb, 1) == before and settle(tb)
+
+
+def test_bird_session_reset(tb):
+    before = tb.router_routes()
+    testbed.sh("birdc", "-s", os.path.join(tb.dir, "bird-n1.ctl"), "restart", "uplink")
+    assert settle(tb)
+    assert sorted(tb.router_routes()) == sorted(before)
+
+
+def test_controller_restart_moves_nothing(tb):
+    before = {i: node_routes(tb, i) for i in (1, 2)}
+    ctl = next(p for p in tb.procs if "controller" in p.args)
+    ctl.terminate()
+    ctl.wait()
+    tb.procs.remove(ctl)
+    time.sleep(0.3)
+    assert {i: node_routes(tb, i) for i in (1, 2)} == before  # fail static
+    tb.run(tb.r(), PEAK, "controller", "--config", tb.cfg, "--listen", "[::]:4000",
+           "--dns-control", tb.dns_ctl, log="controller-again.log")
+    time.sleep(2.5)  # agents reconnect (backoff) and get the maps again
+    assert {i: node_routes(tb, i) for i in (1, 2)} == before
+    assert settle(tb)
+
+
+def test_pod_killed_then_back(tb):
+    tb.kill_pod(1, 1)
+    assert settle(tb)
+    assert not any(gw == tb.pod_addr(1, 1) for _, gw in node_routes(tb, 1))
+    tb.serve(1, 1)
+    deadline = time.time() + 5  # two good checks, 200 ms apart
+    while time.time() < deadline and \
+            not any(gw == tb.pod_addr(1, 1) for _, gw in node_routes(tb, 1)):
+        time.sleep(0.05)
+    assert any(gw == tb.pod_addr(1, 1) for _, gw in node_routes(tb, 1))
+    assert settle(tb)
