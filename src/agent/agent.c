@@ -1,5 +1,6 @@
 #include "agent.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
@@ -10,6 +11,7 @@
 #include <string.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -28,6 +30,8 @@ static struct {
 	const struct peak_config *cfg;
 	const char *node;
 	bool *healthy;    /* per local endpoint (the agent's hc order) */
+	uint64_t *conns;  /* per local endpoint: established connections */
+	uint64_t *cpu_ns; /* per local endpoint: CPU time of the pod's processes */
 	uint64_t *slices; /* per local endpoint */
 	int (*who)[2];    /* per local endpoint: service, endpoint index */
 	unsigned n;
@@ -71,6 +75,27 @@ static void render(struct mbuf *b, void *arg)
 		mbuf_printf(b, "peak_agent_endpoint_healthy{service=\"%s\",endpoint=\"%s\"} %d\n",
 		            name, s->ep[st.who[k][1]].id, st.healthy[k]);
 	}
+	mbuf_printf(b, "# HELP peak_agent_endpoint_connections Established connections to the "
+	               "service port in the pod.\n# TYPE peak_agent_endpoint_connections gauge\n");
+	for (unsigned k = 0; st.cfg && k < st.n; k++) {
+		char name[DNS_NAME_STRLEN];
+		const struct cfg_service *s = &st.cfg->svc[st.who[k][0]];
+		dns_name_print(&s->name, name, sizeof(name));
+		mbuf_printf(
+		    b, "peak_agent_endpoint_connections{service=\"%s\",endpoint=\"%s\"} %llu\n",
+		    name, s->ep[st.who[k][1]].id, (unsigned long long)st.conns[k]);
+	}
+	mbuf_printf(b, "# HELP peak_agent_endpoint_cpu_seconds_total CPU time of the pod's "
+	               "processes.\n# TYPE peak_agent_endpoint_cpu_seconds_total counter\n");
+	for (unsigned k = 0; st.cfg && k < st.n; k++) {
+		char name[DNS_NAME_STRLEN];
+		const struct cfg_service *s = &st.cfg->svc[st.who[k][0]];
+		dns_name_print(&s->name, name, sizeof(name));
+		mbuf_printf(b,
+		            "peak_agent_endpoint_cpu_seconds_total{service=\"%s\",endpoint=\"%s\"} "
+		            "%.3f\n",
+		            name, s->ep[st.who[k][1]].id, (double)st.cpu_ns[k] / 1e9);
+	}
 	mbuf_printf(b, "# HELP peak_agent_endpoint_slices Slices routed to the local endpoint.\n"
 	               "# TYPE peak_agent_endpoint_slices gauge\n");
 	for (unsigned k = 0; st.cfg && k < st.n; k++) {
@@ -92,9 +117,12 @@ static void stats_clear(void)
 	free(st.healthy);
 	free(st.slices);
 	free(st.who);
+	free(st.conns);
+	free(st.cpu_ns);
 	st.healthy = NULL;
 	st.slices = NULL;
 	st.who = NULL;
+	st.conns = st.cpu_ns = NULL;
 	pthread_mutex_unlock(&st.lock);
 }
 
@@ -576,6 +604,98 @@ static void ctl_read(struct agent *a)
 	}
 }
 
+/* Load of a pod: established TCP connections to the port inside its namespace (read there
+ * from /proc/self/net/tcp6, which follows the reading thread's namespace), and the CPU
+ * time of the processes living in that namespace. */
+struct load_job {
+	uint16_t port;
+	uint64_t conns;
+};
+
+static int count_conns(void *arg)
+{
+	struct load_job *j = arg;
+	char line[512];
+	const char *files[] = {"/proc/thread-self/net/tcp6", "/proc/thread-self/net/tcp"};
+	j->conns = 0;
+	for (int f = 0; f < 2; f++) {
+		FILE *fp = fopen(files[f], "r");
+		if (!fp)
+			continue;
+		while (fgets(line, sizeof(line), fp)) {
+			char local[128];
+			unsigned state;
+			/* "sl local_address rem_address st ...": local is ADDR:PORT in hex */
+			if (sscanf(line, "%*s %127s %*s %x", local, &state) != 2)
+				continue;
+			char *colon = strrchr(local, ':');
+			if (colon && state == 1 && strtoul(colon + 1, NULL, 16) == j->port)
+				j->conns++;
+		}
+		fclose(fp);
+	}
+	return 0;
+}
+
+/* CPU nanoseconds of the processes in the network namespace with this inode. */
+static uint64_t netns_cpu_ns(unsigned long ino)
+{
+	uint64_t total = 0;
+	DIR *d = opendir("/proc");
+	struct dirent *e;
+	while (d && (e = readdir(d))) {
+		char path[300], link[64];
+		if (e->d_name[0] < '0' || e->d_name[0] > '9')
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/ns/net", e->d_name);
+		ssize_t n = readlink(path, link, sizeof(link) - 1);
+		if (n <= 0)
+			continue;
+		link[n] = '\0';
+		if (strtoul(link + 5, NULL, 10) != ino) /* "net:[INODE]" */
+			continue;
+		snprintf(path, sizeof(path), "/proc/%s/schedstat", e->d_name);
+		FILE *fp = fopen(path, "r");
+		unsigned long long ns = 0;
+		if (fp && fscanf(fp, "%llu", &ns) == 1)
+			total += ns;
+		if (fp)
+			fclose(fp);
+	}
+	if (d)
+		closedir(d);
+	return total;
+}
+
+/* Measures every local pod's load, records it and reports it to the controller. */
+static void load_round(struct agent *a)
+{
+	for (unsigned i = 0; i < a->nhc; i++) {
+		const struct cfg_service *s = &a->cfg->svc[a->hc[i].svc];
+		const struct cfg_endpoint *ep = &s->ep[a->hc[i].ep];
+		if (!ep->netns[0])
+			continue;
+		struct load_job j = {.port = (uint16_t)s->port};
+		char path[300];
+		struct stat sb;
+		snprintf(path, sizeof(path), "/run/netns/%s", ep->netns);
+		if (netns_run(ep->netns, count_conns, &j) || stat(path, &sb))
+			continue;
+		uint64_t cpu = netns_cpu_ns((unsigned long)sb.st_ino);
+		pthread_mutex_lock(&st.lock);
+		if (i < st.n) {
+			st.conns[i] = j.conns;
+			st.cpu_ns[i] = cpu;
+		}
+		pthread_mutex_unlock(&st.lock);
+		char name[DNS_NAME_STRLEN], line[DNS_NAME_STRLEN + CFG_ID_MAX + 64];
+		dns_name_print(&s->name, name, sizeof(name));
+		snprintf(line, sizeof(line), "load %s %s %llu %llu\n", name, ep->id,
+		         (unsigned long long)j.conns, (unsigned long long)cpu);
+		ctl_send(a, line);
+	}
+}
+
 /* Judges the previous round's connect to each local endpoint (connected within the
  * interval, or not), then starts the next round's. */
 static void hc_round(struct agent *a)
@@ -650,10 +770,14 @@ static int hc_setup(struct agent *a)
 	free(st.healthy);
 	free(st.slices);
 	free(st.who);
+	free(st.conns);
+	free(st.cpu_ns);
 	st.healthy = calloc(n ? n : 1, sizeof(*st.healthy));
 	st.slices = calloc(n ? n : 1, sizeof(*st.slices));
 	st.who = calloc(n ? n : 1, sizeof(*st.who));
-	st.n = st.healthy && st.slices && st.who ? n : 0;
+	st.conns = calloc(n ? n : 1, sizeof(*st.conns));
+	st.cpu_ns = calloc(n ? n : 1, sizeof(*st.cpu_ns));
+	st.n = st.healthy && st.slices && st.who && st.conns && st.cpu_ns ? n : 0;
 	for (unsigned k = 0; k < st.n; k++) {
 		st.healthy[k] = true;
 		st.who[k][0] = a->hc[k].svc;
@@ -708,8 +832,10 @@ int agent_run(const struct agent_opts *o)
 			next_hc = now + o->hc_interval_ms;
 		}
 		if (a.dirty || now >= next_sync) {
-			sync_all(o, a.cfg,
-			         a.maps); /* also repairs routes changed behind our back */
+			/* a full sync also repairs routes changed behind our back */
+			sync_all(o, a.cfg, a.maps);
+			if (now >= next_sync)
+				load_round(&a);
 			a.dirty = false;
 			next_sync = now + o->interval_ms;
 		}

@@ -7,7 +7,8 @@
 #include "cli.h"
 
 static const char controller_help[] =
-    "usage: peak controller --config FILE --listen ADDR:PORT [--dns-control PATH] [--quiet]\n"
+    "usage: peak controller --config FILE --listen ADDR:PORT [--dns-control PATH]\n"
+    "                       [--metrics ADDR:PORT] [--quiet]\n"
     "\n"
     "Holds each service's slice assignment (the one 'peak plan' shows, to begin with) and\n"
     "the endpoints' health as the agents report it. When an endpoint goes down its slices\n"
@@ -19,6 +20,8 @@ static const char controller_help[] =
     "  --config FILE        the PEAK YAML configuration\n"
     "  --listen ADDR:PORT   where agents connect, e.g. [2001:db8::1]:4000\n"
     "  --dns-control PATH   peak dns's control socket (a path: it may be in another netns)\n"
+    "  --metrics ADDR:PORT  Prometheus metrics: agents, and per endpoint its health,\n"
+    "                       slices, and the connections and CPU time its agent reports\n"
     "  --quiet              log only warnings and errors\n";
 
 int cmd_controller(int argc, char **argv)
@@ -27,6 +30,7 @@ int cmd_controller(int argc, char **argv)
 	    {"config", required_argument, 0, 'c'},
 	    {"listen", required_argument, 0, 'l'},
 	    {"dns-control", required_argument, 0, 'd'},
+	    {"metrics", required_argument, 0, 'm'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
@@ -45,6 +49,9 @@ int cmd_controller(int argc, char **argv)
 			break;
 		case 'd':
 			o.dns_control = optarg;
+			break;
+		case 'm':
+			o.metrics = optarg;
 			break;
 		case 'q':
 			log_set_level(LOG_WARNING);

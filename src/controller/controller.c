@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <poll.h>
+#include <pthread.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "../sys/log.h"
+#include "../sys/metrics.h"
 #include "../sys/net.h"
 #include "peak/config.h"
 
@@ -25,6 +27,7 @@ struct csvc {
 	bool have;
 	int *slot; /* per endpoint: assignment slot, -1 when out */
 	bool *healthy;
+	uint64_t *conns, *cpu_ns; /* per endpoint: the last load its agent reported */
 	char name[DNS_NAME_STRLEN];
 };
 
@@ -37,6 +40,7 @@ struct agent_conn {
 
 struct ctl {
 	const struct controller_opts *o;
+	pthread_mutex_t lock; /* the metrics thread reads what the loop writes */
 	struct peak_config *cfg;
 	struct csvc *svc;
 	struct agent_conn agents[MAX_AGENTS];
@@ -184,8 +188,26 @@ static void agent_line(struct ctl *c, struct agent_conn *a, char *line)
 			send_map(c, &c->svc[i], a->fd);
 		return;
 	}
+	unsigned long long conns, cpu;
+	if (sscanf(line, "load %255s %255s %llu %llu", w[1], w[2], &conns, &cpu) == 4) {
+		struct dns_name n_;
+		if (dns_name_parse(w[1], &n_))
+			return;
+		pthread_mutex_lock(&c->lock);
+		for (unsigned i = 0; i < c->cfg->nsvc; i++)
+			for (unsigned e = 0;
+			     dns_name_eq(&c->svc[i].s->name, &n_) && e < c->svc[i].s->nep; e++)
+				if (!strcmp(c->svc[i].s->ep[e].id, w[2])) {
+					c->svc[i].conns[e] = conns;
+					c->svc[i].cpu_ns[e] = cpu;
+				}
+		pthread_mutex_unlock(&c->lock);
+		return;
+	}
 	if (n == 4 && !strcmp(w[0], "health") && (!strcmp(w[3], "up") || !strcmp(w[3], "down"))) {
+		pthread_mutex_lock(&c->lock);
 		health(c, w[1], w[2], !strcmp(w[3], "up"));
+		pthread_mutex_unlock(&c->lock);
 		return;
 	}
 	log_msg(LOG_WARNING, "controller: agent %s: unknown line '%.80s'", a->node, line);
@@ -207,7 +229,9 @@ static int setup(struct ctl *c)
 		dns_name_print(&v->s->name, v->name, sizeof(v->name));
 		v->slot = calloc(v->s->nep ? v->s->nep : 1, sizeof(*v->slot));
 		v->healthy = calloc(v->s->nep ? v->s->nep : 1, sizeof(*v->healthy));
-		if (!v->slot || !v->healthy)
+		v->conns = calloc(v->s->nep ? v->s->nep : 1, sizeof(*v->conns));
+		v->cpu_ns = calloc(v->s->nep ? v->s->nep : 1, sizeof(*v->cpu_ns));
+		if (!v->slot || !v->healthy || !v->conns || !v->cpu_ns)
 			return -1;
 		for (unsigned e = 0; e < v->s->nep; e++)
 			v->healthy[e] = true;
@@ -216,9 +240,62 @@ static int setup(struct ctl *c)
 	return 0;
 }
 
+static void render(struct mbuf *b, void *arg)
+{
+	struct ctl *c = arg;
+	unsigned agents = 0;
+	pthread_mutex_lock(&c->lock);
+	for (int i = 0; i < MAX_AGENTS; i++)
+		agents += c->agents[i].fd >= 0 && c->agents[i].node[0];
+	mbuf_printf(b,
+	            "# HELP peak_controller_agents Agents connected.\n"
+	            "# TYPE peak_controller_agents gauge\npeak_controller_agents %u\n"
+	            "# HELP peak_controller_endpoint_slices Slices assigned to the endpoint.\n"
+	            "# TYPE peak_controller_endpoint_slices gauge\n",
+	            agents);
+	for (unsigned i = 0; i < c->cfg->nsvc; i++) {
+		struct csvc *v = &c->svc[i];
+		for (unsigned e = 0; e < v->s->nep; e++)
+			mbuf_printf(
+			    b,
+			    "peak_controller_endpoint_slices{service=\"%s\",endpoint=\"%s\"} %u\n",
+			    v->name, v->s->ep[e].id,
+			    v->have && v->slot[e] >= 0 ? v->a.ep[v->slot[e]].count : 0);
+	}
+	mbuf_printf(b, "# HELP peak_controller_endpoint_healthy 1 if the endpoint is up.\n"
+	               "# TYPE peak_controller_endpoint_healthy gauge\n");
+	for (unsigned i = 0; i < c->cfg->nsvc; i++)
+		for (unsigned e = 0; e < c->svc[i].s->nep; e++)
+			mbuf_printf(
+			    b,
+			    "peak_controller_endpoint_healthy{service=\"%s\",endpoint=\"%s\"} %d\n",
+			    c->svc[i].name, c->svc[i].s->ep[e].id, c->svc[i].healthy[e]);
+	mbuf_printf(b, "# HELP peak_controller_endpoint_connections Connections the agent saw.\n"
+	               "# TYPE peak_controller_endpoint_connections gauge\n");
+	for (unsigned i = 0; i < c->cfg->nsvc; i++)
+		for (unsigned e = 0; e < c->svc[i].s->nep; e++)
+			mbuf_printf(
+			    b,
+			    "peak_controller_endpoint_connections{service=\"%s\",endpoint=\"%s\"} "
+			    "%llu\n",
+			    c->svc[i].name, c->svc[i].s->ep[e].id,
+			    (unsigned long long)c->svc[i].conns[e]);
+	mbuf_printf(b, "# HELP peak_controller_endpoint_cpu_seconds_total CPU time of the pod.\n"
+	               "# TYPE peak_controller_endpoint_cpu_seconds_total counter\n");
+	for (unsigned i = 0; i < c->cfg->nsvc; i++)
+		for (unsigned e = 0; e < c->svc[i].s->nep; e++)
+			mbuf_printf(b,
+			            "peak_controller_endpoint_cpu_seconds_total{service=\"%s\","
+			            "endpoint=\"%s\"} %.3f\n",
+			            c->svc[i].name, c->svc[i].s->ep[e].id,
+			            (double)c->svc[i].cpu_ns[e] / 1e9);
+	pthread_mutex_unlock(&c->lock);
+}
+
 int controller_run(const struct controller_opts *o)
 {
-	struct ctl c = {.o = o};
+	struct ctl c = {.o = o, .lock = PTHREAD_MUTEX_INITIALIZER};
+	struct metrics_srv *ms = NULL;
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	int one = 1, lfd = -1, sfd = -1, ret = 1;
@@ -245,6 +322,10 @@ int controller_run(const struct controller_opts *o)
 	sigprocmask(SIG_BLOCK, &sigs, NULL);
 	signal(SIGPIPE, SIG_IGN);
 	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	if (o->metrics && !(ms = metrics_start(o->metrics, render, &c))) {
+		ret = 1;
+		goto out;
+	}
 	log_msg(LOG_INFO, "controller: %u services from %s, agents on %s", c.cfg->nsvc, o->config,
 	        o->listen);
 	ret = 0;
@@ -296,6 +377,7 @@ int controller_run(const struct controller_opts *o)
 	}
 	log_msg(LOG_INFO, "controller: stopping");
 out:
+	metrics_stop(ms);
 	for (int i = 0; i < MAX_AGENTS; i++)
 		if (c.agents[i].fd >= 0)
 			close(c.agents[i].fd);
@@ -304,6 +386,8 @@ out:
 			assign_fini(&c.svc[i].a);
 		free(c.svc[i].slot);
 		free(c.svc[i].healthy);
+		free(c.svc[i].conns);
+		free(c.svc[i].cpu_ns);
 	}
 	free(c.svc);
 	config_free(c.cfg);

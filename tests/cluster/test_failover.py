@@ -31,8 +31,9 @@ def stop(c, p):
     c.procs.remove(p)
 
 
-def metrics(c):
-    text = subprocess.run(["ip", "netns", "exec", c.n, "curl", "-s", "http://[::1]:9100/metrics"],
+def metrics(c, port=9100):
+    text = subprocess.run(["ip", "netns", "exec", c.n, "curl", "-s",
+                           f"http://[::1]:{port}/metrics"],
                           capture_output=True, text=True, check=True).stdout
     return {k: float(v) for k, v in (ln.rsplit(" ", 1) for ln in text.splitlines()
                                       if ln and not ln.startswith("#"))}
@@ -72,7 +73,7 @@ def test_pod_death_moves_its_slices_and_clients_recover(cl, tmp_path):
     dns = start(cl, cl.c, PEAK, "dns", "--config", str(cl.cfg), "--listen", "[::1]:5353",
                 "--threads", "1", "--control", ctl_sock)
     start(cl, cl.n, PEAK, "controller", "--config", str(cl.cfg), "--listen", "[::1]:4000",
-          "--dns-control", ctl_sock)
+          "--dns-control", ctl_sock, "--metrics", "[::1]:9200")
     pods = {"pod-a": start(cl, cl.a, PEAK, "serve", "--port", "8080", "--id", "pod-a"),
             "pod-b": start(cl, cl.b, PEAK, "serve", "--port", "8080", "--id", "pod-b")}
     agent = start(cl, cl.n, PEAK, "agent", "--config", str(cl.cfg), "--node", "node1",
@@ -85,6 +86,24 @@ def test_pod_death_moves_its_slices_and_clients_recover(cl, tmp_path):
     assert m["peak_agent_slice_routes"] == sum(len(v) for v in before.values())
     assert m['peak_agent_endpoint_slices{service="api.svc.example.",endpoint="pod-a"}'] + \
         m['peak_agent_endpoint_slices{service="api.svc.example.",endpoint="pod-b"}'] == 16384
+    # load: three open connections to pod-a, seen by the agent and reported to the controller
+    src_a = [s for s in SOURCES if any(ipaddress.ip_address(rule(s)) in ipaddress.ip_network(n)
+                                       for n in before["2001:db8:100:1::a"])][:3]
+    holders = [subprocess.Popen(["ip", "netns", "exec", cl.c, "/usr/bin/python3", "-c",
+                                 "import socket,sys,time\n"
+                                 "s=socket.socket(socket.AF_INET6)\n"
+                                 f"s.bind(('{s}',0)); s.connect(('{rule(s)}',8080))\n"
+                                 "time.sleep(3)"]) for s in src_a]
+    key = '{service="api.svc.example.",endpoint="pod-a"}'
+    assert wait_until(lambda: metrics(cl).get("peak_agent_endpoint_connections" + key) == 3, 5)
+    assert wait_until(lambda: metrics(cl, 9200).get("peak_controller_endpoint_connections" + key)
+                      == 3, 5)
+    assert metrics(cl, 9200)["peak_controller_endpoint_slices" + key] == \
+        m["peak_agent_endpoint_slices" + key]
+    assert metrics(cl)["peak_agent_endpoint_cpu_seconds_total" + key] > 0
+    for h in holders:
+        h.kill()
+        h.wait()
     # a client whose rule address lies in pod-a's slices
     nets_a = [ipaddress.ip_network(n) for n in before["2001:db8:100:1::a"]]
     src = next(s for s in SOURCES if any(ipaddress.ip_address(rule(s)) in n for n in nets_a))
