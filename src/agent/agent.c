@@ -814,14 +814,7 @@ int agent_run(const struct agent_opts *o)
 		config_free(a.cfg);
 		return bad ? 1 : 0;
 	}
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGHUP);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	sigprocmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	int sfd = signals_fd(1);
 	uint64_t next_sync = mono_ms() + o->interval_ms, next_hc = mono_ms();
 	for (bool run = true; run;) {
 		uint64_t now = mono_ms();

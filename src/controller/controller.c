@@ -315,13 +315,7 @@ int controller_run(const struct controller_opts *o)
 		log_msg(LOG_ERR, "controller: %s: %s", o->listen, strerror(errno));
 		goto out;
 	}
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	sigprocmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	sfd = signals_fd(0);
 	if (o->metrics && !(ms = metrics_start(o->metrics, render, &c))) {
 		ret = 1;
 		goto out;

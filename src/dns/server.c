@@ -714,7 +714,6 @@ int dnsd_run(const struct dnsd_opts *o)
 	char err[CFG_ERRLEN], a[64];
 	uint8_t *bytes = NULL;
 	size_t len;
-	sigset_t sigs;
 
 	if (!s)
 		return 1;
@@ -737,14 +736,7 @@ int dnsd_run(const struct dnsd_opts *o)
 		log_msg(LOG_ERR, "dns: %s", err);
 		goto out;
 	}
-	/* Signals are read by the control loop only. */
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGHUP);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	sfd = signals_fd(1); /* signals are read by the control loop only */
 	if (!(wk = calloc(s->nworkers, sizeof(*wk))))
 		goto out;
 	for (unsigned w = 0; w < s->nworkers; w++)

@@ -123,13 +123,7 @@ int serve_run(const struct serve_opts *o)
 		close(lfd);
 		return 1;
 	}
-	sigset_t sigs;
-	sigemptyset(&sigs);
-	sigaddset(&sigs, SIGINT);
-	sigaddset(&sigs, SIGTERM);
-	sigprocmask(SIG_BLOCK, &sigs, NULL);
-	signal(SIGPIPE, SIG_IGN);
-	int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	int sfd = signals_fd(0);
 	int ep = epoll_create1(EPOLL_CLOEXEC);
 	struct conn **conns = calloc(o->max_conns, sizeof(*conns));
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};

@@ -1,8 +1,12 @@
 #include "log.h"
 
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <sys/signalfd.h>
 #include <time.h>
 
 static int min_level = LOG_INFO;
@@ -57,4 +61,18 @@ void log_rl(struct log_limit *rl, int level, const char *fmt, ...)
 	va_start(ap, fmt);
 	vlog(level, fmt, ap, __atomic_exchange_n(&rl->suppressed, 0, __ATOMIC_RELAXED));
 	va_end(ap);
+}
+
+int signals_fd(int hup)
+{
+	sigset_t sigs;
+	sigemptyset(&sigs);
+	sigaddset(&sigs, SIGINT);
+	sigaddset(&sigs, SIGTERM);
+	if (hup)
+		sigaddset(&sigs, SIGHUP);
+	pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+	signal(SIGPIPE, SIG_IGN);
+	int fd = signalfd(-1, &sigs, SFD_CLOEXEC);
+	return fd == -1 ? -errno : fd;
 }

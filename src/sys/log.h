@@ -16,3 +16,7 @@ struct log_limit {
 };
 void log_rl(struct log_limit *rl, int level, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
+
+/* Blocks SIGINT and SIGTERM (and SIGHUP if hup) in the calling thread and the threads it
+ * starts later, ignores SIGPIPE, and returns a signalfd that reads them, or -errno. */
+int signals_fd(int hup);
