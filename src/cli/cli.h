@@ -33,3 +33,4 @@ int cmd_connect(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 int cmd_controller(int argc, char **argv);
+int cmd_filter(int argc, char **argv);

@@ -150,7 +150,7 @@ def test_check_bad_args():
 
 @pytest.mark.parametrize("cmd", [[], ["ssa"], ["ssa", "compute"], ["ssa", "check"], ["apl"],
                                  ["plan"], ["dns"], ["dns-ctl"], ["resolve"], ["connect"],
-                                 ["serve"], ["agent"], ["controller"]])
+                                 ["serve"], ["agent"], ["controller"], ["filter"]])
 def test_help(cmd):
     p = peak(*cmd, "--help", check=0)
     assert p.stdout.startswith("usage: peak"), p.stdout

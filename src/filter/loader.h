@@ -1,0 +1,28 @@
+#pragma once
+/* Loading the XDP filter onto an interface and driving it: services from a configuration,
+ * counters, in-place updates. Program and maps are pinned under /sys/fs/bpf/peak/ so later
+ * commands find them. */
+#include <stdint.h>
+
+#include "filter.h"
+#include "peak/config.h"
+
+/* Loads obj_path, fills the services from cfg (hop secrets read from their files),
+ * attaches it to the interface (native XDP, generic if native is refused) and pins it.
+ * Returns 0 or -errno with the reason in err. */
+int filter_attach(const char *ifname, const char *obj_path, const struct peak_config *cfg,
+                  char *err, size_t errlen);
+
+/* Detaches PEAK's filter from the interface and removes its pins. 0 or -errno. */
+int filter_detach(const char *ifname, char *err, size_t errlen);
+
+/* Replaces the services of an attached filter with those of cfg, entry by entry: unchanged
+ * prefixes are overwritten in place (never absent), removed ones deleted. 0 or -errno. */
+int filter_update(const char *ifname, const struct peak_config *cfg, char *err, size_t errlen);
+
+/* Sums the per-CPU counters of an attached filter: packets[FC_N], bytes[FC_N]. */
+int filter_stats(const char *ifname, uint64_t packets[FC_N], uint64_t bytes[FC_N], char *err,
+                 size_t errlen);
+
+/* A counter's name ("pass", "outside", "reject_slice", ...). */
+const char *filter_counter_name(unsigned c);

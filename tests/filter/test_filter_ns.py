@@ -1,0 +1,125 @@
+"""peak filter on a pod's interface in network namespaces (root):
+
+  [pkf*-c] v0 2001:db8:aa:1::1/48, 2001:db8:aa:2::1/48 -- veth -- v1 [pkf*-p] AnyIP 2001:db8:5::/64
+                                                                   XDP filter on v1, peak serve
+A client's own rule address gets through; another client's address is dropped and counted."""
+import os
+import random
+import subprocess
+import time
+
+import pytest
+
+PEAK = os.environ.get("PEAK_BIN", "build/peak")
+OBJ = os.environ.get("FILTER_OBJ", "build/filter.bpf.o")
+K = "000102030405060708090a0b0c0d0e0f"
+K2 = "ffeeddccbbaa99887766554433221100"
+A, B = "2001:db8:aa:1::1", "2001:db8:aa:2::1"
+
+
+def cfg(key):
+    return f"""zone: {{name: svc.example., ns: [{{name: ns1.svc.example.}}]}}
+services:
+  - {{name: api.svc.example., prefixes: [2001:db8:5::/64], slice: 78, select: src, host: src,
+     key: {key}, port: 8080, endpoints: [{{id: pod, address: "2001:db8:aa:ffff::2"}}]}}
+"""
+
+
+def rule(src, key=K):
+    return subprocess.run([PEAK, "ssa", "compute", "--prefix", "2001:db8:5::/64", "--descriptor",
+                           f"v=ssa1; slice=78; select=src; host=src; key={key}", "--source", src],
+                          capture_output=True, text=True, check=True).stdout.strip()
+
+
+def ip(*a):
+    subprocess.run(["ip", *a], check=True, capture_output=True)
+
+
+@pytest.fixture
+def net(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces and BPF need root")
+    tag = f"pkf{os.getpid() % 10000}{random.randrange(100)}"
+    c, p = tag + "-c", tag + "-p"
+    serve = None
+    try:
+        for ns in (c, p):
+            ip("netns", "add", ns)
+            ip("-n", ns, "link", "set", "lo", "up")
+        ip("-n", c, "link", "add", "v0", "type", "veth", "peer", "name", "v1", "netns", p)
+        for a in (A, B):
+            ip("-n", c, "addr", "add", a + "/48", "dev", "v0", "nodad")
+        ip("-n", p, "addr", "add", "2001:db8:aa:ffff::2/48", "dev", "v1", "nodad")
+        ip("-n", c, "link", "set", "v0", "up")
+        ip("-n", p, "link", "set", "v1", "up")
+        ip("-n", c, "-6", "route", "add", "2001:db8:5::/64", "via", "2001:db8:aa:ffff::2")
+        ip("-n", p, "-6", "route", "add", "local", "2001:db8:5::/64", "dev", "lo")
+        serve = subprocess.Popen(["ip", "netns", "exec", p, PEAK, "serve", "--port", "8080",
+                                  "--id", "pod"], stderr=subprocess.PIPE, text=True)
+        serve.stderr.readline()
+        (tmp_path / "peak.yaml").write_text(cfg(K))
+        deadline = time.time() + 10  # fresh links: the first packets may be lost
+        while not reach(c, A, rule(A), 1) and time.time() < deadline:
+            time.sleep(0.1)
+        yield c, p, tmp_path / "peak.yaml"
+    finally:
+        if serve:
+            serve.kill()
+            serve.wait()
+        subprocess.run(["nsenter", f"--net=/run/netns/{p}", PEAK, "filter", "detach", "--dev",
+                        "v1"], capture_output=True)
+        for ns in (c, p):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+def reach(c, src, dst, wait=2.5):
+    """True if a request from src to dst gets the pod's answer within wait seconds (a
+    dropped SYN is retried after 1 s, so 2.5 s tells dropped from slow)."""
+    r = subprocess.run(["ip", "netns", "exec", c, "curl", "-s", "--max-time", str(wait),
+                        "--interface", src, f"http://[{dst}]:8080/"], capture_output=True,
+                       text=True)
+    return r.returncode == 0 and r.stdout == "pod\n"
+
+
+def stats(p):
+    out = pf(p, "stats", "--dev", "v1").stdout
+    return {ln.split()[0]: int(ln.split()[1]) for ln in out.splitlines()}
+
+
+def pf(p, *args):
+    # nsenter switches only the network namespace: 'ip netns exec' would hide /sys/fs/bpf
+    return subprocess.run(["nsenter", f"--net=/run/netns/{p}", PEAK, "filter", *args],
+                          capture_output=True, text=True)
+
+
+def test_filter_admits_rule_addresses_and_drops_others(net):
+    c, p, config = net
+    assert reach(c, A, rule(B))  # no filter yet: anything in the range reaches the pod
+    r = pf(p, "attach", "--dev", "v1", "--config", str(config), "--object", OBJ)
+    assert r.returncode == 0, r.stderr
+    assert reach(c, A, rule(A)) and reach(c, B, rule(B))
+    assert not reach(c, A, rule(B))  # B's address from A: dropped
+    s = stats(p)
+    assert s["pass"] >= 2
+    assert s["reject_slice"] + s["reject_host"] >= 1
+    # update in place: a new key; the old addresses stop working, the new ones work
+    config.write_text(cfg(K2))
+    assert pf(p, "update", "--dev", "v1", "--config", str(config)).returncode == 0
+    assert reach(c, A, rule(A, K2)) and not reach(c, A, rule(A))
+    assert pf(p, "detach", "--dev", "v1").returncode == 0
+    assert reach(c, A, rule(B))  # detached: everything passes again
+    r = pf(p, "stats", "--dev", "v1")
+    assert r.returncode == 1 and "no PEAK filter attached" in r.stderr
+
+
+def test_filter_errors(net):
+    c, p, config = net
+    r = pf(p, "attach", "--dev", "nope0", "--config", str(config), "--object", OBJ)
+    assert r.returncode == 1 and "interface nope0" in r.stderr
+    r = pf(p, "attach", "--dev", "v1", "--config", str(config), "--object", "/nonexistent.o")
+    assert r.returncode == 1 and "cannot open" in r.stderr
+    r = pf(p, "frob", "--dev", "v1")
+    assert r.returncode == 2 and "unknown subcommand" in r.stderr
+    r = subprocess.run(["ip", "netns", "exec", p, PEAK, "filter", "stats", "--dev", "v1"],
+                       capture_output=True, text=True)
+    assert r.returncode == 1 and "nsenter" in r.stderr  # the reason, and what to do
