@@ -34,6 +34,7 @@ static void install(const struct ssa_space *sp, const uint8_t *secret)
 	                       .period = sp->d.period,
 	                       .nslices = sp->nslices};
 	memcpy(v.key, sp->d.key, 16);
+	filter_svc_derive(&v);
 	memcpy(v.secret, secret, 16);
 	key.prefixlen = sp->p;
 	memcpy(key.addr, sp->pfx[0].addr, 16);

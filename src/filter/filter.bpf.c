@@ -100,6 +100,30 @@ static __always_inline __u64 siphash(const __u8 *key, const __u8 *m, int len)
 	return v0 ^ v1 ^ v2 ^ v3;
 }
 
+/* SipHash-2-4 of a message given as one full little-endian word w0 and the tail bytes
+ * (already placed in the low bytes of tail): len is 8..15. No byte loops: the src rules'
+ * messages (tag || c64 || ...) are built as words directly. */
+static __always_inline __u64 siphash_w(__u64 k0, __u64 k1, __u64 w0, __u64 tail, __u64 len)
+{
+	__u64 v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
+	__u64 v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
+	v3 ^= w0;
+	ROUND;
+	ROUND;
+	v0 ^= w0;
+	__u64 b = tail | len << 56;
+	v3 ^= b;
+	ROUND;
+	ROUND;
+	v0 ^= b;
+	v2 ^= 0xff;
+	ROUND;
+	ROUND;
+	ROUND;
+	ROUND;
+	return v0 ^ v1 ^ v2 ^ v3;
+}
+
 /* The address as two big-endian 64-bit halves, and bit fields of it (n <= 64). */
 struct a128 {
 	__u64 hi, lo;
@@ -141,6 +165,35 @@ static __always_inline void count(__u32 c, __u64 bytes)
 }
 
 /* Steps 3 and 4 for one epoch: 0 pass, else the reject counter. */
+/* Steps 3 and 4 for the keyed src rules (no epoch): messages as words. c64 is the source's
+ * first 8 bytes loaded little-endian, k0/k1 the key's words. */
+static __always_inline int src_check(const struct filter_svc *sv, __u64 k0, __u64 k1,
+				     __u64 c64, const struct a128 *d, __u64 g, __u8 i)
+{
+	/* tag || c64: the first word is tag and 7 bytes of c64; c64's last byte is in the tail */
+	if (sv->select == 1) {
+		__u64 h = siphash_w(k0, k1, 0x01 | c64 << 8, c64 >> 56 | (__u64)i << 8, 10);
+		if ((sv->tmask ? h & sv->tmask : h % sv->nslices) != g)
+			return FC_REJECT_SLICE;
+	}
+	if (sv->host == 1) {
+		/* tag || c64 || u32(g) big-endian || u8(i): 14 bytes */
+		__u64 tail = c64 >> 56 | ((g >> 24) & 0xff) << 8 | ((g >> 16) & 0xff) << 16 |
+			     ((g >> 8) & 0xff) << 24 | (g & 0xff) << 32 | (__u64)i << 40;
+		__u64 hi = siphash_w(k0, k1, 0x11 | c64 << 8, tail, 14);
+		__u64 lo = siphash_w(k0, k1, 0x91 | c64 << 8, tail, 14);
+		unsigned hb = sv->hb;
+		if (hb > 64) {
+			if (bits(d, sv->slice, hb - 64) != (hi & ((1ULL << (hb - 64)) - 1)) ||
+			    bits(d, sv->slice + hb - 64, 64) != lo)
+				return FC_REJECT_HOST;
+		} else if (bits(d, sv->slice, hb) != (hb == 64 ? lo : lo & ((1ULL << hb) - 1))) {
+			return FC_REJECT_HOST;
+		}
+	}
+	return 0;
+}
+
 static __always_inline int rule_check(const struct filter_svc *sv, const __u8 *src,
 				      const struct a128 *d, __u64 g, __u8 i, __u64 e)
 {
@@ -247,7 +300,7 @@ int peak_filter(struct xdp_md *ctx)
 	}
 	int verdict = FC_REJECT_SLICE;
 	if (!hop) {
-		verdict = rule_check(sv, src, &d, g, i, 0);
+		verdict = src_check(sv, sv->k0, sv->k1, le64(src), &d, g, i);
 	} else {
 		__u64 lo = e >= sv->skew ? e - sv->skew : 0;
 #pragma unroll

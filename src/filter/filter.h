@@ -30,6 +30,8 @@ struct filter_svc {
 	__u32 period;
 	__u32 pfx_index; /* this prefix's place in the service: g = pfx_index << s | field */
 	__u64 nslices;   /* T */
+	__u64 tmask;     /* T - 1 when T is a power of two (g = h & tmask), else 0 */
+	__u64 k0, k1;    /* the key as SipHash loads it (two little-endian words) */
 	__u8 key[16];    /* the public key K */
 	__u8 secret[16]; /* the hop secret S */
 };
@@ -53,3 +55,20 @@ struct filter_clock {
 	__u64 fixed_time;
 	__u64 tai_offset;
 };
+
+/* Little-endian word of 8 key bytes, as SipHash loads it. */
+static inline __u64 filter_le64(const __u8 *p)
+{
+	__u64 v = 0;
+	for (int i = 7; i >= 0; i--)
+		v = v << 8 | p[i];
+	return v;
+}
+
+/* Fills the derived fields of a service value once its key and nslices are set. */
+static inline void filter_svc_derive(struct filter_svc *v)
+{
+	v->k0 = filter_le64(v->key);
+	v->k1 = filter_le64(v->key + 8);
+	v->tmask = v->nslices && !(v->nslices & (v->nslices - 1)) ? v->nslices - 1 : 0;
+}

@@ -64,6 +64,7 @@ static int fill(int map, const struct peak_config *cfg, bool prune, char *err, s
 		                       .period = sp->d.period,
 		                       .nslices = sp->nslices};
 		memcpy(v.key, sp->d.key, 16);
+		filter_svc_derive(&v);
 		if (sp->d.select == SSA_HOP || sp->d.host == SSA_HOP) {
 			int r = peak_secret_read(s->secret_file, v.secret);
 			if (r)

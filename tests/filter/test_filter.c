@@ -86,6 +86,7 @@ static void install(const struct ssa_space *sp, const uint8_t *secret, uint64_t 
 		    .nslices = sp->nslices,
 		};
 		memcpy(v.key, sp->d.key, 16);
+		filter_svc_derive(&v);
 		if (secret)
 			memcpy(v.secret, secret, 16);
 		key.prefixlen = sp->p;
