@@ -136,10 +136,10 @@ for p in os.listdir("/proc"):
             kids.setdefault(ppid, []).append(int(p))
         except OSError:
             pass
-total, todo = 0, [root]
-while todo:
-    p = todo.pop()
-    todo += kids.get(p, [])
+total, pending = 0, [root]
+while pending:
+    p = pending.pop()
+    pending += kids.get(p, [])
     try:
         for t in os.listdir(f"/proc/{p}/task"):
             total += int(open(f"/proc/{p}/task/{t}/schedstat").read().split()[0])

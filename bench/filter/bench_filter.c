@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "filter.h"
+#include "loader.h"
 #include "peak/ssa.h"
 
 static int prog, map_svc, map_clock;
@@ -20,21 +21,8 @@ static void install(const struct ssa_space *sp, const uint8_t *secret)
 		key = next;
 		bpf_map_delete_elem(map_svc, &key);
 	}
-	struct filter_svc v = {.p = (uint8_t)sp->p,
-	                       .slice = sp->d.slice,
-	                       .s = (uint8_t)sp->s,
-	                       .hb = (uint8_t)sp->hb,
-	                       .fanbits = (uint8_t)sp->fanbits,
-	                       .w = (uint8_t)sp->w,
-	                       .select = sp->d.select,
-	                       .host = sp->d.host,
-	                       .fanout = sp->d.fanout,
-	                       .pow = sp->d.pow,
-	                       .skew = sp->d.skew,
-	                       .period = sp->d.period,
-	                       .nslices = sp->nslices};
-	memcpy(v.key, sp->d.key, 16);
-	filter_svc_derive(&v);
+	struct filter_svc v;
+	filter_svc_fill(&v, sp, 0, secret);
 	memcpy(v.secret, secret, 16);
 	key.prefixlen = sp->p;
 	memcpy(key.addr, sp->pfx[0].addr, 16);

@@ -107,7 +107,7 @@ int ssa_compute(const struct ssa_space *sp, const struct ssa_req *r, uint8_t out
  * host, fanout and nonce fields follow the rules. For select=rand/obj the result passes
  * the filter; a server uses it to steer a client into a slice of its choice. */
 int ssa_compute_slice(const struct ssa_space *sp, const struct ssa_req *r, uint64_t g,
-		      uint8_t out[static 16]);
+                      uint8_t out[static 16]);
 
 /* Global slice number of an address inside the space, or -1 if outside every prefix. */
 int64_t ssa_slice_of(const struct ssa_space *sp, const uint8_t addr[static 16]);

@@ -8,7 +8,7 @@ enum { EXIT_NO = 1, EXIT_USAGE = 2 };
 
 /* Prints "peak CMD: message" to stderr and exits with EXIT_USAGE. */
 _Noreturn void cli_usage_error(const char *cmd, const char *fmt, ...)
-	__attribute__((format(printf, 2, 3)));
+    __attribute__((format(printf, 2, 3)));
 
 /* Parses a decimal number in [min, max] or exits with a usage error naming opt. */
 uint64_t cli_u64(const char *cmd, const char *opt, const char *s, uint64_t min, uint64_t max);

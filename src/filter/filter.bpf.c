@@ -145,6 +145,17 @@ static __always_inline __u64 bits(const struct a128 *a, unsigned off, unsigned n
 	return n == 64 ? v : v & ((1ULL << n) - 1);
 }
 
+/* The destination's host value field equals the low hb bits of the value hi:lo. */
+static __always_inline int host_ok(const struct filter_svc *sv, const struct a128 *d, __u64 hi,
+                                   __u64 lo)
+{
+	unsigned hb = sv->hb;
+	if (hb > 64)
+		return bits(d, sv->slice, hb - 64) == (hi & ((1ULL << (hb - 64)) - 1)) &&
+		       bits(d, sv->slice + hb - 64, 64) == lo;
+	return bits(d, sv->slice, hb) == (hb == 64 ? lo : lo & ((1ULL << hb) - 1));
+}
+
 static __always_inline void put_be(__u8 *p, __u64 v, int bytes)
 {
 #pragma unroll
@@ -167,8 +178,8 @@ static __always_inline void count(__u32 c, __u64 bytes)
 /* Steps 3 and 4 for one epoch: 0 pass, else the reject counter. */
 /* Steps 3 and 4 for the keyed src rules (no epoch): messages as words. c64 is the source's
  * first 8 bytes loaded little-endian, k0/k1 the key's words. */
-static __always_inline int src_check(const struct filter_svc *sv, __u64 k0, __u64 k1,
-				     __u64 c64, const struct a128 *d, __u64 g, __u8 i)
+static __always_inline int src_check(const struct filter_svc *sv, __u64 k0, __u64 k1, __u64 c64,
+                                     const struct a128 *d, __u64 g, __u8 i)
 {
 	/* tag || c64: the first word is tag and 7 bytes of c64; c64's last byte is in the tail */
 	if (sv->select == 1) {
@@ -179,23 +190,17 @@ static __always_inline int src_check(const struct filter_svc *sv, __u64 k0, __u6
 	if (sv->host == 1) {
 		/* tag || c64 || u32(g) big-endian || u8(i): 14 bytes */
 		__u64 tail = c64 >> 56 | ((g >> 24) & 0xff) << 8 | ((g >> 16) & 0xff) << 16 |
-			     ((g >> 8) & 0xff) << 24 | (g & 0xff) << 32 | (__u64)i << 40;
+		             ((g >> 8) & 0xff) << 24 | (g & 0xff) << 32 | (__u64)i << 40;
 		__u64 hi = siphash_w(k0, k1, 0x11 | c64 << 8, tail, 14);
 		__u64 lo = siphash_w(k0, k1, 0x91 | c64 << 8, tail, 14);
-		unsigned hb = sv->hb;
-		if (hb > 64) {
-			if (bits(d, sv->slice, hb - 64) != (hi & ((1ULL << (hb - 64)) - 1)) ||
-			    bits(d, sv->slice + hb - 64, 64) != lo)
-				return FC_REJECT_HOST;
-		} else if (bits(d, sv->slice, hb) != (hb == 64 ? lo : lo & ((1ULL << hb) - 1))) {
+		if (!host_ok(sv, d, hi, lo))
 			return FC_REJECT_HOST;
-		}
 	}
 	return 0;
 }
 
 static __always_inline int rule_check(const struct filter_svc *sv, const __u8 *src,
-				      const struct a128 *d, __u64 g, __u8 i, __u64 e)
+                                      const struct a128 *d, __u64 g, __u8 i, __u64 e)
 {
 	__u8 m[24];
 	if (sv->select == 1 || sv->select == 3) {
@@ -232,14 +237,8 @@ static __always_inline int rule_check(const struct filter_svc *sv, const __u8 *s
 		__u64 hi = n == 22 ? siphash(k, m, 22) : siphash(k, m, 14);
 		m[0] |= 0x80;
 		__u64 lo = n == 22 ? siphash(k, m, 22) : siphash(k, m, 14);
-		unsigned hb = sv->hb;
-		if (hb > 64) {
-			if (bits(d, sv->slice, hb - 64) != (hi & ((1ULL << (hb - 64)) - 1)) ||
-			    bits(d, sv->slice + hb - 64, 64) != lo)
-				return FC_REJECT_HOST;
-		} else if (bits(d, sv->slice, hb) != (hb == 64 ? lo : lo & ((1ULL << hb) - 1))) {
+		if (!host_ok(sv, d, hi, lo))
 			return FC_REJECT_HOST;
-		}
 	}
 	return 0;
 }
@@ -293,9 +292,9 @@ int peak_filter(struct xdp_md *ctx)
 	if (hop) {
 		__u32 z = 0;
 		struct filter_clock *c = bpf_map_lookup_elem(&clock, &z);
-		__u64 t = c && c->fixed_time ? c->fixed_time
-					     : bpf_ktime_get_tai_ns() / 1000000000ULL -
-						       (c ? c->tai_offset : 37);
+		__u64 t = c && c->fixed_time
+		              ? c->fixed_time
+		              : bpf_ktime_get_tai_ns() / 1000000000ULL - (c ? c->tai_offset : 37);
 		e = sv->period ? t / sv->period : 0;
 	}
 	int verdict = FC_REJECT_SLICE;

@@ -42,6 +42,30 @@ static int fail(char *err, size_t errlen, int e, const char *what, const char *a
 	return e;
 }
 
+void filter_svc_fill(struct filter_svc *v, const struct ssa_space *sp, unsigned pfx_index,
+                     const uint8_t *secret)
+{
+	memset(v, 0, sizeof(*v));
+	v->p = (uint8_t)sp->p;
+	v->slice = sp->d.slice;
+	v->s = (uint8_t)sp->s;
+	v->hb = (uint8_t)sp->hb;
+	v->fanbits = (uint8_t)sp->fanbits;
+	v->w = (uint8_t)sp->w;
+	v->select = sp->d.select;
+	v->host = sp->d.host;
+	v->fanout = sp->d.fanout;
+	v->pow = sp->d.pow;
+	v->skew = sp->d.skew;
+	v->period = sp->d.period;
+	v->pfx_index = pfx_index;
+	v->nslices = sp->nslices;
+	memcpy(v->key, sp->d.key, 16);
+	if (secret)
+		memcpy(v->secret, secret, 16);
+	filter_svc_derive(v);
+}
+
 /* The map entries of a configuration, one per service prefix. */
 static int fill(int map, const struct peak_config *cfg, bool prune, char *err, size_t errlen)
 {
@@ -50,21 +74,8 @@ static int fill(int map, const struct peak_config *cfg, bool prune, char *err, s
 	for (unsigned i = 0; i < cfg->nsvc; i++) {
 		const struct cfg_service *s = &cfg->svc[i];
 		const struct ssa_space *sp = &s->space;
-		struct filter_svc v = {.p = (uint8_t)sp->p,
-		                       .slice = sp->d.slice,
-		                       .s = (uint8_t)sp->s,
-		                       .hb = (uint8_t)sp->hb,
-		                       .fanbits = (uint8_t)sp->fanbits,
-		                       .w = (uint8_t)sp->w,
-		                       .select = sp->d.select,
-		                       .host = sp->d.host,
-		                       .fanout = sp->d.fanout,
-		                       .pow = sp->d.pow,
-		                       .skew = sp->d.skew,
-		                       .period = sp->d.period,
-		                       .nslices = sp->nslices};
-		memcpy(v.key, sp->d.key, 16);
-		filter_svc_derive(&v);
+		struct filter_svc v;
+		filter_svc_fill(&v, sp, 0, NULL);
 		if (sp->d.select == SSA_HOP || sp->d.host == SSA_HOP) {
 			int r = peak_secret_read(s->secret_file, v.secret);
 			if (r)

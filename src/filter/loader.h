@@ -7,6 +7,10 @@
 #include "filter.h"
 #include "peak/config.h"
 
+/* The filter's value for prefix pfx_index of a service's space (secret may be NULL). */
+void filter_svc_fill(struct filter_svc *v, const struct ssa_space *sp, unsigned pfx_index,
+                     const uint8_t *secret);
+
 /* Loads obj_path, fills the services from cfg (hop secrets read from their files),
  * attaches it to the interface (native XDP, generic if native is refused) and pins it.
  * Returns 0 or -errno with the reason in err. */

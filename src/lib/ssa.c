@@ -408,7 +408,7 @@ int ssa_compute(const struct ssa_space *sp, const struct ssa_req *r, uint8_t out
 }
 
 int ssa_compute_slice(const struct ssa_space *sp, const struct ssa_req *r, uint64_t g,
-		      uint8_t out[static 16])
+                      uint8_t out[static 16])
 {
 	const struct ssa_desc *d = &sp->d;
 	uint64_t e = r->time / d->period;

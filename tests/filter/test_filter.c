@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "filter.h"
+#include "loader.h"
 #include "peak/ssa.h"
 
 #define K "000102030405060708090a0b0c0d0e0f"
@@ -69,24 +70,8 @@ static void install(const struct ssa_space *sp, const uint8_t *secret, uint64_t 
 		bpf_map_delete_elem(map_svc, &key);
 	}
 	for (unsigned i = 0; i < sp->n; i++) {
-		struct filter_svc v = {
-		    .p = (uint8_t)sp->p,
-		    .slice = sp->d.slice,
-		    .s = (uint8_t)sp->s,
-		    .hb = (uint8_t)sp->hb,
-		    .fanbits = (uint8_t)sp->fanbits,
-		    .w = (uint8_t)sp->w,
-		    .select = sp->d.select,
-		    .host = sp->d.host,
-		    .fanout = sp->d.fanout,
-		    .pow = sp->d.pow,
-		    .skew = sp->d.skew,
-		    .period = sp->d.period,
-		    .pfx_index = i,
-		    .nslices = sp->nslices,
-		};
-		memcpy(v.key, sp->d.key, 16);
-		filter_svc_derive(&v);
+		struct filter_svc v;
+		filter_svc_fill(&v, sp, i, secret);
 		if (secret)
 			memcpy(v.secret, secret, 16);
 		key.prefixlen = sp->p;
