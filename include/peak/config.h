@@ -51,6 +51,7 @@ struct cfg_node {
 	char name[CFG_ID_MAX];
 	uint8_t addr[16];
 	bool has_addr;
+	char filter_dev[CFG_ID_MAX]; /* interface the agent puts the XDP filter on, or empty */
 	unsigned line;
 };
 

@@ -2,6 +2,7 @@
 
 #include <dirent.h>
 #include <errno.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "../sys/log.h"
+#include "../filter/loader.h"
 #include "../sys/metrics.h"
 #include "../sys/net.h"
 
@@ -27,6 +29,7 @@ static struct {
 	size_t routes;
 	double last_sync_ms;
 	bool controller_up;
+	struct filter_handle *filter; /* the node's XDP filter, when the config asks for one */
 	const struct peak_config *cfg;
 	const char *node;
 	bool *healthy;    /* per local endpoint (the agent's hc order) */
@@ -95,6 +98,19 @@ static void render(struct mbuf *b, void *arg)
 		            "peak_agent_endpoint_cpu_seconds_total{service=\"%s\",endpoint=\"%s\"} "
 		            "%.3f\n",
 		            name, s->ep[st.who[k][1]].id, (double)st.cpu_ns[k] / 1e9);
+	}
+	uint64_t fp[FC_N], fb[FC_N];
+	if (st.filter && !filter_handle_stats(st.filter, fp, fb)) {
+		mbuf_printf(b, "# HELP peak_agent_filter_packets_total XDP filter verdicts.\n"
+		               "# TYPE peak_agent_filter_packets_total counter\n");
+		for (unsigned c = 0; c < FC_N; c++)
+			mbuf_printf(b, "peak_agent_filter_packets_total{verdict=\"%s\"} %llu\n",
+			            filter_counter_name(c), (unsigned long long)fp[c]);
+		mbuf_printf(b, "# HELP peak_agent_filter_bytes_total Bytes by XDP filter verdict.\n"
+		               "# TYPE peak_agent_filter_bytes_total counter\n");
+		for (unsigned c = 0; c < FC_N; c++)
+			mbuf_printf(b, "peak_agent_filter_bytes_total{verdict=\"%s\"} %llu\n",
+			            filter_counter_name(c), (unsigned long long)fb[c]);
 	}
 	mbuf_printf(b, "# HELP peak_agent_endpoint_slices Slices routed to the local endpoint.\n"
 	               "# TYPE peak_agent_endpoint_slices gauge\n");
@@ -789,6 +805,46 @@ static int hc_setup(struct agent *a)
 	return 0;
 }
 
+/* The interface the configuration wants this node's filter on, or NULL. */
+static const char *filter_dev(const struct peak_config *cfg, const char *node)
+{
+	for (unsigned i = 0; i < cfg->nnodes; i++)
+		if (!strcmp(cfg->nodes[i].name, node) && cfg->nodes[i].filter_dev[0])
+			return cfg->nodes[i].filter_dev;
+	return NULL;
+}
+
+/* Attaches, updates or leaves the node's filter as the configuration says. */
+static int filter_sync(const struct agent_opts *o, const struct peak_config *cfg)
+{
+	char err[512], obj[PATH_MAX];
+	const char *dev = filter_dev(cfg, o->node);
+	if (!dev)
+		return 0;
+	pthread_mutex_lock(&st.lock);
+	struct filter_handle *h = st.filter;
+	pthread_mutex_unlock(&st.lock);
+	if (h) {
+		if (filter_handle_update(h, cfg, err, sizeof(err))) {
+			log_msg(LOG_ERR, "agent: %s: filter update: %s", o->node, err);
+			return -1;
+		}
+		return 0;
+	}
+	if (!o->filter_object)
+		filter_default_object(obj, sizeof(obj));
+	h = filter_open(dev, o->filter_object ? o->filter_object : obj, cfg, err, sizeof(err));
+	if (!h) {
+		log_msg(LOG_ERR, "agent: %s: filter on %s: %s", o->node, dev, err);
+		return -1;
+	}
+	pthread_mutex_lock(&st.lock);
+	st.filter = h;
+	pthread_mutex_unlock(&st.lock);
+	log_msg(LOG_INFO, "agent: %s: XDP filter attached to %s", o->node, dev);
+	return 0;
+}
+
 int agent_run(const struct agent_opts *o)
 {
 	struct agent a = {.o = o, .ctl = -1, .backoff_ms = 100, .cur_svc = -1};
@@ -807,6 +863,14 @@ int agent_run(const struct agent_opts *o)
 		return 1;
 	}
 	int bad = sync_all(o, a.cfg, a.maps);
+	if (!o->once && filter_sync(o, a.cfg)) {
+		metrics_stop(ms);
+		stats_clear();
+		maps_free(&a);
+		free(a.hc);
+		config_free(a.cfg);
+		return 1;
+	}
 	if (o->once) {
 		stats_clear();
 		maps_free(&a);
@@ -869,10 +933,15 @@ int agent_run(const struct agent_opts *o)
 				a.retry_ms = 0;
 			}
 			a.dirty = true;
+			filter_sync(o, a.cfg);
 			log_msg(LOG_INFO, "agent: reloaded %s", o->config);
 		}
 	}
 	metrics_stop(ms);
+	pthread_mutex_lock(&st.lock);
+	filter_close(st.filter, false); /* the filter stays attached, like the routes */
+	st.filter = NULL;
+	pthread_mutex_unlock(&st.lock);
 	stats_clear();
 	for (unsigned i = 0; i < a.nhc; i++)
 		if (a.hc[i].fd >= 0)

@@ -17,6 +17,7 @@ struct agent_opts {
 	unsigned hc_interval_ms; /* health checks: period */
 	unsigned hc_down, hc_up; /* consecutive failures / successes that change health */
 	const char *metrics;     /* Prometheus endpoint ADDR:PORT, or NULL */
+	const char *filter_object; /* the XDP filter's BPF object, or NULL for the default */
 };
 
 /* A slice map received from the controller: per endpoint of the service, its blocks. */

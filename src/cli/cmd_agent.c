@@ -36,6 +36,8 @@ static const char agent_help[] =
     "  --hc-down N        failed checks in a row that mark an endpoint down (default 3)\n"
     "  --hc-up N          good checks in a row that mark it up again (default 2)\n"
     "  --metrics A:P      Prometheus metrics at http://A:P/metrics (routes, syncs, health)\n"
+    "  --filter-object P  the XDP filter object, when the node's 'filter-dev' asks for the\n"
+    "                     filter (default: filter.bpf.o beside the peak binary)\n"
     "  --quiet            log only warnings and errors\n"
     "\n"
     "  --bird-config FILE --bgp-neighbor ADDR --local-as N --peer-as N --router-id A.B.C.D\n"
@@ -62,6 +64,7 @@ int cmd_agent(int argc, char **argv)
 	    {"peer-as", required_argument, 0, 'P'},
 	    {"router-id", required_argument, 0, 'R'},
 	    {"metrics", required_argument, 0, 'M'},
+	    {"filter-object", required_argument, 0, 'F'},
 	    {0, 0, 0, 0},
 	};
 	struct agent_opts o = {.table = RT_TABLE_PEAK_MAIN,
@@ -127,6 +130,9 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case 'M':
 			o.metrics = optarg;
+			break;
+		case 'F':
+			o.filter_object = optarg;
 			break;
 		case 'h':
 			fputs(agent_help, stdout);

@@ -63,14 +63,7 @@ int cmd_filter(int argc, char **argv)
 	int r = 0;
 	if (!strcmp(sub, "attach")) {
 		if (!object) {
-			ssize_t n = readlink("/proc/self/exe", objbuf, sizeof(objbuf) - 32);
-			if (n < 0)
-				n = 0;
-			objbuf[n] = '\0';
-			char *slash = strrchr(objbuf, '/');
-			snprintf(slash ? slash + 1 : objbuf,
-			         sizeof(objbuf) - (size_t)(slash ? slash + 1 - objbuf : 0),
-			         "filter.bpf.o");
+			filter_default_object(objbuf, sizeof(objbuf));
 			object = objbuf;
 		}
 		r = filter_attach(dev, object, cfg, err, sizeof(err));

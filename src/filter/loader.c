@@ -113,54 +113,139 @@ static int fill(int map, const struct peak_config *cfg, bool prune, char *err, s
 	return 0;
 }
 
-int filter_attach(const char *ifname, const char *obj_path, const struct peak_config *cfg,
-                  char *err, size_t errlen)
+struct filter_handle {
+	struct bpf_object *obj;
+	int ifindex, services, counters;
+};
+
+/* Loads the object, fills its services and attaches it (native XDP, generic if refused). */
+static struct bpf_object *load_attach(const char *ifname, const char *obj_path,
+                                      const struct peak_config *cfg, int *ifindex, char *err,
+                                      size_t errlen)
 {
-	char dir[256], path[320];
-	unsigned ifindex = if_nametoindex(ifname);
 	int r;
-	if (!ifindex)
-		return fail(err, errlen, -ENODEV, "interface ", ifname);
-	if ((r = pin_dir(ifname, dir, sizeof(dir))))
-		return fail(err, errlen, r, "/proc/self/ns/net", "");
+	*ifindex = (int)if_nametoindex(ifname);
+	if (!*ifindex) {
+		fail(err, errlen, -ENODEV, "interface ", ifname);
+		return NULL;
+	}
 	struct bpf_object *obj = bpf_object__open_file(obj_path, NULL);
-	if (!obj)
-		return fail(err, errlen, -errno, "cannot open ", obj_path);
+	if (!obj) {
+		fail(err, errlen, -errno, "cannot open ", obj_path);
+		return NULL;
+	}
 	if ((r = bpf_object__load(obj))) {
 		bpf_object__close(obj);
-		return fail(err, errlen, r, "cannot load (root? verifier?) ", obj_path);
+		fail(err, errlen, r, "cannot load (root? verifier?) ", obj_path);
+		return NULL;
 	}
 	struct bpf_program *prog = bpf_object__find_program_by_name(obj, "peak_filter");
 	int pfd = prog ? bpf_program__fd(prog) : -1;
 	int map = bpf_object__find_map_fd_by_name(obj, "services");
 	if (pfd < 0 || map < 0) {
 		bpf_object__close(obj);
-		return fail(err, errlen, -ENOENT, "not PEAK's filter: ", obj_path);
+		fail(err, errlen, -ENOENT, "not PEAK's filter: ", obj_path);
+		return NULL;
 	}
-	if ((r = fill(map, cfg, false, err, errlen))) {
+	if (fill(map, cfg, false, err, errlen)) {
 		bpf_object__close(obj);
-		return r;
+		return NULL;
 	}
+	r = bpf_xdp_attach(*ifindex, pfd, XDP_FLAGS_DRV_MODE, NULL);
+	if (r)
+		r = bpf_xdp_attach(*ifindex, pfd, XDP_FLAGS_SKB_MODE, NULL);
+	if (r) {
+		bpf_object__close(obj);
+		fail(err, errlen, r, "cannot attach to ", ifname);
+		return NULL;
+	}
+	return obj;
+}
+
+int filter_attach(const char *ifname, const char *obj_path, const struct peak_config *cfg,
+                  char *err, size_t errlen)
+{
+	char dir[256], path[320];
+	int ifindex, r;
+	if ((r = pin_dir(ifname, dir, sizeof(dir))))
+		return fail(err, errlen, r, "/proc/self/ns/net", "");
+	struct bpf_object *obj = load_attach(ifname, obj_path, cfg, &ifindex, err, errlen);
+	if (!obj)
+		return -EINVAL;
+	struct bpf_program *prog = bpf_object__find_program_by_name(obj, "peak_filter");
 	mkdir(dir, 0700);
 	snprintf(path, sizeof(path), "%s/prog", dir);
 	unlink(path);
 	if ((r = bpf_object__pin_maps(obj, dir)) || bpf_program__pin(prog, path)) {
-		bpf_object__unpin_maps(obj, dir);
-		bpf_object__close(obj);
-		return fail(err, errlen, r ? r : -errno, "cannot pin under ", dir);
-	}
-	r = bpf_xdp_attach((int)ifindex, pfd, XDP_FLAGS_DRV_MODE, NULL);
-	if (r)
-		r = bpf_xdp_attach((int)ifindex, pfd, XDP_FLAGS_SKB_MODE, NULL);
-	if (r) {
-		bpf_program__unpin(prog, path);
+		r = r ? r : -errno;
+		bpf_xdp_detach(ifindex, 0, NULL);
 		bpf_object__unpin_maps(obj, dir);
 		rmdir(dir);
 		bpf_object__close(obj);
-		return fail(err, errlen, r, "cannot attach to ", ifname);
+		return fail(err, errlen, r, "cannot pin under ", dir);
 	}
 	bpf_object__close(obj); /* the pins and the attachment keep it alive */
 	return 0;
+}
+
+struct filter_handle *filter_open(const char *ifname, const char *obj_path,
+                                  const struct peak_config *cfg, char *err, size_t errlen)
+{
+	struct filter_handle *h = calloc(1, sizeof(*h));
+	if (!h) {
+		fail(err, errlen, -ENOMEM, "", "");
+		return NULL;
+	}
+	if (!(h->obj = load_attach(ifname, obj_path, cfg, &h->ifindex, err, errlen))) {
+		free(h);
+		return NULL;
+	}
+	h->services = bpf_object__find_map_fd_by_name(h->obj, "services");
+	h->counters = bpf_object__find_map_fd_by_name(h->obj, "counters");
+	return h;
+}
+
+int filter_handle_update(struct filter_handle *h, const struct peak_config *cfg, char *err,
+                         size_t errlen)
+{
+	return fill(h->services, cfg, true, err, errlen);
+}
+
+static int sum_counters(int map, uint64_t packets[FC_N], uint64_t bytes[FC_N])
+{
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t *v = calloc(ncpu > 0 ? (size_t)ncpu : 1, sizeof(*v));
+	int r = v && ncpu > 0 ? 0 : -ENOMEM;
+	for (__u32 c = 0; !r && c < 2 * FC_N; c++) {
+		if (bpf_map_lookup_elem(map, &c, v)) {
+			r = -errno;
+			break;
+		}
+		uint64_t sum = 0;
+		for (int i = 0; i < ncpu; i++)
+			sum += v[i];
+		if (c < FC_N)
+			packets[c] = sum;
+		else
+			bytes[c - FC_N] = sum;
+	}
+	free(v);
+	return r;
+}
+
+int filter_handle_stats(struct filter_handle *h, uint64_t packets[FC_N], uint64_t bytes[FC_N])
+{
+	return sum_counters(h->counters, packets, bytes);
+}
+
+void filter_close(struct filter_handle *h, bool detach)
+{
+	if (!h)
+		return;
+	if (detach)
+		bpf_xdp_detach(h->ifindex, 0, NULL);
+	bpf_object__close(h->obj);
+	free(h);
 }
 
 int filter_detach(const char *ifname, char *err, size_t errlen)
@@ -211,23 +296,7 @@ int filter_stats(const char *ifname, uint64_t packets[FC_N], uint64_t bytes[FC_N
 	int map = open_pin(ifname, "counters", err, errlen);
 	if (map < 0)
 		return map;
-	int ncpu = libbpf_num_possible_cpus();
-	uint64_t *v = calloc(ncpu > 0 ? (size_t)ncpu : 1, sizeof(*v));
-	int r = v && ncpu > 0 ? 0 : -ENOMEM;
-	for (__u32 c = 0; !r && c < 2 * FC_N; c++) {
-		if (bpf_map_lookup_elem(map, &c, v)) {
-			r = -errno;
-			break;
-		}
-		uint64_t sum = 0;
-		for (int i = 0; i < ncpu; i++)
-			sum += v[i];
-		if (c < FC_N)
-			packets[c] = sum;
-		else
-			bytes[c - FC_N] = sum;
-	}
-	free(v);
+	int r = sum_counters(map, packets, bytes);
 	close(map);
 	return r ? fail(err, errlen, r, "counters of ", ifname) : 0;
 }
@@ -238,4 +307,13 @@ const char *filter_counter_name(unsigned c)
 	                                "reject_slice", "reject_host", "reject_pow",
 	                                "not_ipv6",     "malformed"};
 	return c < FC_N ? n[c] : "?";
+}
+
+void filter_default_object(char *buf, size_t cap)
+{
+	ssize_t n = readlink("/proc/self/exe", buf, cap > 32 ? cap - 32 : 0);
+	buf[n > 0 ? n : 0] = '\0';
+	char *slash = strrchr(buf, '/');
+	char *at = slash ? slash + 1 : buf;
+	snprintf(at, cap - (size_t)(at - buf), "filter.bpf.o");
 }

@@ -2,6 +2,8 @@
 /* Loading the XDP filter onto an interface and driving it: services from a configuration,
  * counters, in-place updates. Program and maps are pinned under /sys/fs/bpf/peak/ so later
  * commands find them. */
+#include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "filter.h"
@@ -17,6 +19,24 @@ void filter_svc_fill(struct filter_svc *v, const struct ssa_space *sp, unsigned 
 int filter_attach(const char *ifname, const char *obj_path, const struct peak_config *cfg,
                   char *err, size_t errlen);
 
+/* A filter the calling process holds (no pins): for the agent, which attaches the filter
+ * of its node and keeps it in line with its configuration. */
+struct filter_handle;
+
+/* Loads and attaches as filter_attach does, without pinning. NULL with the reason in err. */
+struct filter_handle *filter_open(const char *ifname, const char *obj_path,
+                                  const struct peak_config *cfg, char *err, size_t errlen);
+
+/* Rewrites the services in place, as filter_update. 0 or -errno. */
+int filter_handle_update(struct filter_handle *h, const struct peak_config *cfg, char *err,
+                         size_t errlen);
+
+/* Sums the counters, as filter_stats. 0 or -errno. */
+int filter_handle_stats(struct filter_handle *h, uint64_t packets[FC_N], uint64_t bytes[FC_N]);
+
+/* Closes the handle; the filter stays attached unless detach is true. */
+void filter_close(struct filter_handle *h, bool detach);
+
 /* Detaches PEAK's filter from the interface and removes its pins. 0 or -errno. */
 int filter_detach(const char *ifname, char *err, size_t errlen);
 
@@ -27,6 +47,9 @@ int filter_update(const char *ifname, const struct peak_config *cfg, char *err, 
 /* Sums the per-CPU counters of an attached filter: packets[FC_N], bytes[FC_N]. */
 int filter_stats(const char *ifname, uint64_t packets[FC_N], uint64_t bytes[FC_N], char *err,
                  size_t errlen);
+
+/* The default object path: filter.bpf.o beside the running binary. */
+void filter_default_object(char *buf, size_t cap);
 
 /* A counter's name ("pass", "outside", "reject_slice", ...). */
 const char *filter_counter_name(unsigned c);

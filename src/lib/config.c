@@ -410,6 +410,7 @@ static int top_services(struct ctx *x, yaml_node_t *v, void *obj)
 static const struct key node_keys[] = {
     {"name", T_STR, OFF(struct cfg_node, name), .size = CFG_ID_MAX, .required = true},
     {"address", T_ADDR6, OFF(struct cfg_node, addr), .flag_off = OFF(struct cfg_node, has_addr)},
+    {"filter-dev", T_STR, OFF(struct cfg_node, filter_dev), .size = CFG_ID_MAX},
     {0},
 };
 
