@@ -10,13 +10,13 @@
 struct agent_opts {
 	const char *config;
 	const char *node;
-	unsigned table;          /* routing table for slice routes (default: main) */
-	bool once;               /* sync once and exit */
-	unsigned interval_ms;    /* resync period (repairs drift) */
-	const char *controller;  /* ADDR:PORT of peak controller, or NULL */
-	unsigned hc_interval_ms; /* health checks: period */
-	unsigned hc_down, hc_up; /* consecutive failures / successes that change health */
-	const char *metrics;     /* Prometheus endpoint ADDR:PORT, or NULL */
+	unsigned table;            /* routing table for slice routes (default: main) */
+	bool once;                 /* sync once and exit */
+	unsigned interval_ms;      /* resync period (repairs drift) */
+	const char *controller;    /* ADDR:PORT of peak controller, or NULL */
+	unsigned hc_interval_ms;   /* health checks: period */
+	unsigned hc_down, hc_up;   /* consecutive failures / successes that change health */
+	const char *metrics;       /* Prometheus endpoint ADDR:PORT, or NULL */
 	const char *filter_object; /* the XDP filter's BPF object, or NULL for the default */
 };
 
