@@ -439,6 +439,8 @@ struct hc {
 	bool up, started;
 };
 
+enum { CTL_LINE_LIMIT = 16 << 20 }; /* a map line of every slice fits many times over */
+
 struct agent {
 	const struct agent_opts *o;
 	struct peak_config *cfg;
@@ -592,15 +594,21 @@ static void ctl_line(struct agent *a, char *line)
 
 static void ctl_read(struct agent *a)
 {
-	if (a->inlen + 4096 > a->incap) {
+	char *grown = NULL;
+	if (a->inlen + 4096 > a->incap && a->incap < CTL_LINE_LIMIT) {
 		size_t nc = a->incap ? 2 * a->incap : 65536;
-		char *n = realloc(a->in, nc);
-		if (!n)
-			return;
-		a->in = n;
-		a->incap = nc;
+		if ((grown = realloc(a->in, nc))) {
+			a->in = grown;
+			a->incap = nc;
+		}
 	}
-	ssize_t k = recv(a->ctl, a->in + a->inlen, a->incap - a->inlen - 1, 0);
+	/* A line longer than any map can be, or no memory for it: drop the connection (the
+	 * routes stay) rather than grow without bound or spin on a full buffer. */
+	bool full = a->inlen + 1 >= a->incap;
+	ssize_t k = full ? 0 : recv(a->ctl, a->in + a->inlen, a->incap - a->inlen - 1, 0);
+	if (full)
+		log_msg(LOG_ERR, "agent: %s: controller line longer than %zu bytes", a->o->node,
+		        a->incap);
 	if (k <= 0) {
 		log_msg(LOG_WARNING, "agent: %s: controller gone; keeping the routes, retrying",
 		        a->o->node);

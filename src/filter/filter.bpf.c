@@ -66,33 +66,35 @@ static __always_inline __u64 le64(const __u8 *p)
 		v2 = rotl(v2, 32);                                                                 \
 	} while (0)
 
-/* SipHash-2-4 of m[0..len) (len <= 40, a constant at each call site). */
-static __always_inline __u64 siphash(const __u8 *key, const __u8 *m, int len)
+/* SipHash-2-4 state: init, compress one word (two rounds), final (four rounds). */
+struct sip {
+	__u64 v0, v1, v2, v3;
+};
+
+static __always_inline void sip_init(struct sip *s, __u64 k0, __u64 k1)
 {
-	__u64 k0 = le64(key), k1 = le64(key + 8);
-	__u64 v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
-	__u64 v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
-	int full = len & ~7;
-#pragma unroll
-	for (int i = 0; i < 40; i += 8) {
-		if (i >= full)
-			break;
-		__u64 w = le64(m + i);
-		v3 ^= w;
-		ROUND;
-		ROUND;
-		v0 ^= w;
-	}
-	__u64 b = (__u64)len << 56;
-#pragma unroll
-	for (int i = 0; i < 7; i++)
-		if (full + i < len)
-			b |= (__u64)m[full + i] << (8 * i);
-	v3 ^= b;
+	s->v0 = 0x736f6d6570736575ULL ^ k0;
+	s->v1 = 0x646f72616e646f6dULL ^ k1;
+	s->v2 = 0x6c7967656e657261ULL ^ k0;
+	s->v3 = 0x7465646279746573ULL ^ k1;
+}
+
+static __always_inline void sip_compress(struct sip *s, __u64 w)
+{
+	__u64 v0 = s->v0, v1 = s->v1, v2 = s->v2, v3 = s->v3 ^ w;
 	ROUND;
 	ROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
+	s->v0 = v0 ^ w;
+	s->v1 = v1;
+	s->v2 = v2;
+	s->v3 = v3;
+}
+
+/* Compresses the last word (tail bytes with the length in the top byte) and finishes. */
+static __always_inline __u64 sip_final(struct sip *s, __u64 last)
+{
+	sip_compress(s, last);
+	__u64 v0 = s->v0, v1 = s->v1, v2 = s->v2 ^ 0xff, v3 = s->v3;
 	ROUND;
 	ROUND;
 	ROUND;
@@ -100,28 +102,35 @@ static __always_inline __u64 siphash(const __u8 *key, const __u8 *m, int len)
 	return v0 ^ v1 ^ v2 ^ v3;
 }
 
+/* SipHash-2-4 of m[0..len) (len <= 40, a constant at each call site). */
+static __always_inline __u64 siphash(const __u8 *key, const __u8 *m, int len)
+{
+	struct sip s;
+	sip_init(&s, le64(key), le64(key + 8));
+	int full = len & ~7;
+#pragma unroll
+	for (int i = 0; i < 40; i += 8) {
+		if (i >= full)
+			break;
+		sip_compress(&s, le64(m + i));
+	}
+	__u64 b = (__u64)len << 56;
+#pragma unroll
+	for (int i = 0; i < 7; i++)
+		if (full + i < len)
+			b |= (__u64)m[full + i] << (8 * i);
+	return sip_final(&s, b);
+}
+
 /* SipHash-2-4 of a message given as one full little-endian word w0 and the tail bytes
  * (already placed in the low bytes of tail): len is 8..15. No byte loops: the src rules'
  * messages (tag || c64 || ...) are built as words directly. */
 static __always_inline __u64 siphash_w(__u64 k0, __u64 k1, __u64 w0, __u64 tail, __u64 len)
 {
-	__u64 v0 = 0x736f6d6570736575ULL ^ k0, v1 = 0x646f72616e646f6dULL ^ k1;
-	__u64 v2 = 0x6c7967656e657261ULL ^ k0, v3 = 0x7465646279746573ULL ^ k1;
-	v3 ^= w0;
-	ROUND;
-	ROUND;
-	v0 ^= w0;
-	__u64 b = tail | len << 56;
-	v3 ^= b;
-	ROUND;
-	ROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	ROUND;
-	ROUND;
-	ROUND;
-	ROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
+	struct sip s;
+	sip_init(&s, k0, k1);
+	sip_compress(&s, w0);
+	return sip_final(&s, tail | len << 56);
 }
 
 /* The address as two big-endian 64-bit halves, and bit fields of it (n <= 64). */
