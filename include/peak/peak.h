@@ -80,6 +80,11 @@ struct peak_resolver *peak_resolver_new(const struct peak_resolver_opts *opts, i
 /* Frees a resolver and forgets its secret. */
 void peak_resolver_free(struct peak_resolver *r);
 
+/* Changes the source later resolves compute for and send from (NULL: what the kernel
+ * picks), as opts->source does; cached answers are kept, so many emulated clients can share
+ * one resolver. */
+void peak_resolver_set_source(struct peak_resolver *r, const struct in6_addr *source);
+
 /* Resolves name (an absolute or relative domain name) for an optional object key and a
  * port: queries APL NAME and TXT _ssa.NAME in parallel (answers cached for their TTL),
  * validates them (SPEC.md 2, 3), finds the source address the kernel uses toward the

@@ -77,6 +77,7 @@ static const struct {
     {"dns-ctl", cmd_dns_ctl, "change a running peak dns: health, weights, reload"},
     {"resolve", cmd_resolve, "compute a service's destination address for this machine"},
     {"connect", cmd_connect, "connect to a service through its SSA rule, relay stdin/stdout"},
+    {"load", cmd_load, "an SSA-aware HTTP/1.1 load generator (closed or open loop)"},
     {"serve", cmd_serve, "a tiny test service answering with its endpoint id (TCP, HTTP)"},
     {"agent", cmd_agent, "program a node's slice routes and its pods' AnyIP routes"},
     {"controller", cmd_controller, "hold the slice assignments; move slices when health changes"},

@@ -155,6 +155,13 @@ void peak_resolver_free(struct peak_resolver *r)
 	free(r);
 }
 
+void peak_resolver_set_source(struct peak_resolver *r, const struct in6_addr *source)
+{
+	r->has_source = source != NULL;
+	if (source)
+		memcpy(r->source, source, 16);
+}
+
 int peak_last_errno(const struct peak_resolver *r)
 {
 	return r->last_errno;

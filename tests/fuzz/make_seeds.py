@@ -98,9 +98,24 @@ def config_seeds():
     write("config", "bad-types", "zone: 3\nservices: {a: b}\n")
 
 
+def http_seeds():
+    write("http", "ok", "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nContent-Length: 5\r\n"
+          "X-Peak-Endpoint: n1p1\r\n\r\nn1p1\n")
+    write("http", "close-10", "HTTP/1.0 200 OK\r\nConnection: keep-alive, close\r\n"
+          "Content-Length: 0\r\n\r\n")
+    write("http", "bad-gateway", "HTTP/1.1 502 Bad Gateway\r\nServer: nginx\r\n"
+          "Content-Length: 3\r\n\r\nbad")
+    write("http", "no-content", "HTTP/1.1 204 No Content\r\n\r\n")
+    write("http", "chunked", "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n")
+    write("http", "double-length", "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n"
+          "Content-Length: 2\r\n\r\nxy")
+    write("http", "partial", "HTTP/1.1 200 OK\r\nContent-Len")
+
+
 if __name__ == "__main__":
     dns_seeds()
     apl_seeds()
     desc_seeds()
     config_seeds()
+    http_seeds()
     sys.exit(0)

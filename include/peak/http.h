@@ -1,0 +1,28 @@
+#pragma once
+/*
+ * HTTP/1.1 responses as a load generator sees them (RFC 9112): the status line, the
+ * Content-Length and Connection headers, and where the message ends. Chunked bodies are
+ * not supported (peak serve, nginx and HAProxy send Content-Length to our requests).
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+	HTTP_HEAD_MAX = 8192, /* a longer header section is an error */
+	HTTP_BODY_MAX = 1 << 24,
+};
+
+struct http_resp {
+	unsigned status;  /* 100..599 */
+	size_t head_len;  /* bytes up to and including the blank line */
+	size_t body_len;  /* the Content-Length (0 if none, e.g. 204 or 304) */
+	bool close;       /* the server closes after this response */
+};
+
+/* Parses the response at the start of buf[0..len). Returns the whole message's length
+ * (head + body) once all of it is buffered, 0 if more bytes are needed, or -EBADMSG for a
+ * malformed or unsupported response (bad status line, bad or repeated Content-Length,
+ * chunked coding, head over HTTP_HEAD_MAX, body over HTTP_BODY_MAX). For HEAD requests
+ * pass head_req: the body is then empty whatever Content-Length says. */
+long http_resp_parse(const uint8_t *buf, size_t len, bool head_req, struct http_resp *out);

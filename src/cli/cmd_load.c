@@ -1,0 +1,439 @@
+/* peak load: the SSA-aware HTTP/1.1 load generator of the benchmarks. */
+#include <arpa/inet.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../load/load.h"
+#include "../sys/net.h"
+#include "cli.h"
+#include "peak/peak.h"
+#include "peak/prefix.h"
+
+static const char load_help[] =
+    "usage: peak load TARGET [--port P] [--server ADDR ...] [--sources PREFIX] [--clients N]\n"
+    "                 [--concurrency C | --rate R] [--duration S] [--threads T] [--new-conn]\n"
+    "                 [--timeout MS] [--retries N] [--path PATH] [--host NAME] [--head]\n"
+    "                 [--timeline MS] [--json] [--progress] [--secret-file FILE] [--list]\n"
+    "\n"
+    "Sends HTTP/1.1 requests and measures them. TARGET is a service name, resolved through\n"
+    "DNS and the service's SSA rule once for every emulated client (each computes its own\n"
+    "destination for its own source address), or a plain address [IPV6]:PORT or IPV4:PORT\n"
+    "(a proxy, or a pod directly): then every client sends there.\n"
+    "\n"
+    "Closed loop (default): C connections, each sending its next request when the last is\n"
+    "answered. Open loop (--rate): R requests per second dealt round robin over the clients,\n"
+    "one connection each; latency counts from when a request was due, so a stalled server\n"
+    "shows. Latency goes into a log-bucketed histogram (within 1/128 of the exact value).\n"
+    "\n"
+    "  --port P           service port for a name TARGET (default 80)\n"
+    "  --server ADDR      name server for a name TARGET (repeatable; default resolv.conf)\n"
+    "  --sources PREFIX   emulated clients' source addresses: with a prefix of /64 or shorter\n"
+    "                     client k sends from ::1 of the k-th /64 in it (SSA rules hash the\n"
+    "                     source /64); longer: from the k-th address. The host must accept\n"
+    "                     them (ip -6 route add local PREFIX dev lo). Default: the kernel's\n"
+    "  --clients N        emulated clients (default: C, or 64 with --rate; 1 w/o --sources)\n"
+    "  --concurrency C    closed loop with C connections (default 16); a connection uses\n"
+    "                     clients C apart in turn when --clients exceeds C\n"
+    "  --rate R           open loop at R requests/s\n"
+    "  --duration S       seconds of load (default 10; fractions allowed)\n"
+    "  --threads T        event loops (default 1)\n"
+    "  --new-conn         a new TCP connection per request (default keep-alive)\n"
+    "  --timeout MS       per attempt: connect and response (default 2000)\n"
+    "  --retries N        after a connection failure (refused, reset, closed, timeout), try\n"
+    "                     again on a new connection up to N times (default 0)\n"
+    "  --path PATH        request path (default /)\n"
+    "  --host NAME        Host header (default: TARGET)\n"
+    "  --head             HEAD instead of GET\n"
+    "  --timeline MS      width of the timeline intervals in --json (default 100)\n"
+    "  --json             the result as one JSON object on stdout (with latency CDF and\n"
+    "                     timeline) instead of text\n"
+    "  --progress         a progress line on stderr every second\n"
+    "  --secret-file F    hop services' secret (32 hex digits)\n"
+    "  --list             print each client's 'SOURCE DESTINATION' and exit: no load\n"
+    "Exit status: 0 the run completed (failed requests are counted, not fatal), 1 the\n"
+    "target could not be resolved or the run could not start, 2 usage.\n";
+
+struct load_args {
+	struct load_opts o;
+	struct peak_resolver_opts ro;
+	const char *target, *path, *host, *secret_file;
+	struct prefix sources;
+	bool have_sources, json, have_conc, have_clients, list;
+	unsigned nserver, port;
+	uint8_t secret[16];
+};
+
+static void parse(int argc, char **argv, struct load_args *a)
+{
+	static const struct option opts[] = {
+	    {"port", required_argument, 0, 'p'},     {"server", required_argument, 0, 's'},
+	    {"sources", required_argument, 0, 'S'},  {"clients", required_argument, 0, 'n'},
+	    {"concurrency", required_argument, 0, 'c'}, {"rate", required_argument, 0, 'r'},
+	    {"duration", required_argument, 0, 'd'}, {"threads", required_argument, 0, 't'},
+	    {"new-conn", no_argument, 0, 'N'},       {"timeout", required_argument, 0, 'T'},
+	    {"retries", required_argument, 0, 'R'},  {"path", required_argument, 0, 'P'},
+	    {"host", required_argument, 0, 'H'},     {"head", no_argument, 0, 'E'},
+	    {"timeline", required_argument, 0, 'L'}, {"json", no_argument, 0, 'j'},
+	    {"progress", no_argument, 0, 'g'},       {"secret-file", required_argument, 0, 'K'},
+	    {"list", no_argument, 0, 'l'},           {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
+	};
+	int c;
+	char *end;
+	memset(a, 0, sizeof(*a));
+	a->port = 80;
+	a->path = "/";
+	a->o.concurrency = 16;
+	a->o.duration_s = 10;
+	a->o.threads = 1;
+	a->o.timeout_ms = 2000;
+	a->o.timeline_ms = 100;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'p':
+			a->port = (unsigned)cli_u64("load", "--port", optarg, 1, 65535);
+			break;
+		case 's':
+			if (a->nserver == PEAK_MAX_SERVERS)
+				cli_usage_error("load", "at most %d --server", PEAK_MAX_SERVERS);
+			a->ro.servers[a->nserver++] = optarg;
+			break;
+		case 'S':
+			if (prefix_parse(optarg, true, &a->sources) ||
+			    a->sources.family != PEAK_AFI_IP6)
+				cli_usage_error("load", "--sources: '%s' is not an IPv6 prefix",
+				                optarg);
+			a->have_sources = true;
+			break;
+		case 'n':
+			a->o.nclients = (unsigned)cli_u64("load", "--clients", optarg, 1, 1000000);
+			a->have_clients = true;
+			break;
+		case 'c':
+			a->o.concurrency =
+			    (unsigned)cli_u64("load", "--concurrency", optarg, 1, 100000);
+			a->have_conc = true;
+			break;
+		case 'r':
+			a->o.rate = strtod(optarg, &end);
+			if (*end || !(a->o.rate > 0 && a->o.rate <= 10e6))
+				cli_usage_error("load", "--rate: '%s' is not in (0, 10000000]", optarg);
+			break;
+		case 'd':
+			a->o.duration_s = strtod(optarg, &end);
+			if (*end || !(a->o.duration_s > 0 && a->o.duration_s <= 86400))
+				cli_usage_error("load", "--duration: '%s' is not in (0, 86400] s",
+				                optarg);
+			break;
+		case 't':
+			a->o.threads = (unsigned)cli_u64("load", "--threads", optarg, 1, 256);
+			break;
+		case 'N':
+			a->o.new_conn = true;
+			break;
+		case 'T':
+			a->o.timeout_ms = (unsigned)cli_u64("load", "--timeout", optarg, 1, 3600000);
+			break;
+		case 'R':
+			a->o.retries = (unsigned)cli_u64("load", "--retries", optarg, 0, 100);
+			break;
+		case 'P':
+			if (optarg[0] != '/' || strpbrk(optarg, " \r\n"))
+				cli_usage_error("load", "--path: must start with / and hold no space");
+			a->path = optarg;
+			break;
+		case 'H':
+			if (!*optarg || strpbrk(optarg, " \r\n"))
+				cli_usage_error("load", "--host: empty or holds white space");
+			a->host = optarg;
+			break;
+		case 'E':
+			a->o.head = true;
+			break;
+		case 'L':
+			a->o.timeline_ms = (unsigned)cli_u64("load", "--timeline", optarg, 1, 60000);
+			break;
+		case 'j':
+			a->json = true;
+			break;
+		case 'g':
+			a->o.progress = true;
+			break;
+		case 'K':
+			a->secret_file = optarg;
+			break;
+		case 'l':
+			a->list = true;
+			break;
+		case 'h':
+			fputs(load_help, stdout);
+			exit(0);
+		default:
+			cli_usage_error("load", "unknown or incomplete option '%s' (see --help)",
+			                argv[optind - 1]);
+		}
+	}
+	if (optind >= argc)
+		cli_usage_error("load", "a TARGET is required: a service name or [ADDR]:PORT");
+	a->target = argv[optind++];
+	if (optind < argc)
+		cli_usage_error("load", "unexpected argument '%s'", argv[optind]);
+	if (a->o.rate > 0 && a->have_conc)
+		cli_usage_error("load", "--rate (open loop) and --concurrency (closed) exclude each "
+		                        "other");
+	if (a->o.rate > 0)
+		a->o.concurrency = 0;
+	if (!a->have_clients)
+		a->o.nclients = !a->have_sources ? 1 : a->o.concurrency ? a->o.concurrency : 64;
+	if (a->have_sources) {
+		unsigned width = a->sources.len <= 64 ? 64 - a->sources.len : 128 - a->sources.len;
+		if (width < 32 && a->o.nclients >= (1ull << width))
+			cli_usage_error("load", "--sources: %u clients do not fit in the prefix",
+			                a->o.nclients);
+	}
+	if (!a->secret_file)
+		a->secret_file = getenv("PEAK_SECRET_FILE");
+	if (a->secret_file && *a->secret_file) {
+		cli_secret_file("load", a->secret_file, a->secret);
+		a->ro.secret = a->secret;
+	}
+}
+
+/* Client k's source address (--sources), see the help. */
+static void client_source(const struct load_args *a, unsigned k, struct in6_addr *out)
+{
+	uint8_t addr[16];
+	memcpy(addr, a->sources.addr, 16);
+	if (a->sources.len <= 64) {
+		unsigned w = 64 - a->sources.len;
+		addr_set_bits(addr, a->sources.len, w, addr_get_bits(addr, a->sources.len, w) + k);
+		addr_set_bits(addr, 64, 64, 1);
+	} else {
+		unsigned w = 128 - a->sources.len;
+		addr_set_bits(addr, a->sources.len, w,
+		              addr_get_bits(addr, a->sources.len, w) + k + 1);
+	}
+	memcpy(out, addr, 16);
+}
+
+/* Fills one load_client per emulated client; 0, or 1 after telling why on stderr. */
+static int clients_make(struct load_args *a, struct load_client *cl)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	bool literal = !sockaddr_parse(a->target, &ss, &sl);
+	struct sockaddr_in6 dst = {0};
+	if (literal) {
+		if (ss.ss_family == AF_INET6) {
+			memcpy(&dst, &ss, sizeof(dst));
+		} else { /* IPv4 through its mapped form: one socket family for everything */
+			const struct sockaddr_in *s4 = (const struct sockaddr_in *)&ss;
+			dst.sin6_family = AF_INET6;
+			dst.sin6_port = s4->sin_port;
+			dst.sin6_addr.s6_addr[10] = dst.sin6_addr.s6_addr[11] = 0xff;
+			memcpy(&dst.sin6_addr.s6_addr[12], &s4->sin_addr, 4);
+		}
+		if (!dst.sin6_port) {
+			fprintf(stderr, "peak load: %s: the port is 0\n", a->target);
+			return 1;
+		}
+	}
+	int err = 0;
+	struct peak_resolver *r = NULL;
+	if (!literal && !(r = peak_resolver_new(&a->ro, &err))) {
+		fprintf(stderr, "peak load: %s\n",
+		        a->nserver ? "--server: not ADDR, IPV4:PORT or [IPV6]:PORT"
+		                   : "no name server in /etc/resolv.conf: use --server");
+		return 1;
+	}
+	for (unsigned k = 0; k < a->o.nclients; k++) {
+		struct in6_addr src = IN6ADDR_ANY_INIT;
+		if (a->have_sources)
+			client_source(a, k, &src);
+		cl[k].src.sin6_family = AF_INET6;
+		cl[k].src.sin6_addr = src;
+		if (literal) {
+			cl[k].dst = dst;
+			continue;
+		}
+		struct peak_result res;
+		peak_resolver_set_source(r, a->have_sources ? &src : NULL);
+		int e = peak_resolve(r, a->target, NULL, (uint16_t)a->port, &res);
+		if (e) {
+			const char *d = peak_last_detail(r);
+			fprintf(stderr, "peak load: %s: %s%s%s\n", a->target, peak_strerror(e),
+			        *d ? ": " : "", d);
+			peak_resolver_free(r);
+			return 1;
+		}
+		cl[k].dst = res.cand[0].dst;
+		if (!a->have_sources)
+			cl[k].src = res.cand[0].src;
+	}
+	peak_resolver_free(r);
+	return 0;
+}
+
+static double us(uint64_t ns)
+{
+	return (double)ns / 1000.0;
+}
+
+static const double cdf_points[] = {1,    5,    10,   20,   30,    40,    50,    60,   70,
+                                    80,   90,   95,   97.5, 99,    99.5,  99.75, 99.9, 99.95,
+                                    99.99, 99.999, 100};
+
+/* Prints s as a JSON string. */
+static void json_string(const char *s)
+{
+	putchar('"');
+	for (; *s; s++) {
+		unsigned char ch = (unsigned char)*s;
+		if (ch == '"' || ch == '\\')
+			printf("\\%c", ch);
+		else if (ch < 0x20)
+			printf("\\u%04x", ch);
+		else
+			putchar(ch);
+	}
+	putchar('"');
+}
+
+static void print_json(const struct load_args *a, const struct load_result *r)
+{
+	const struct hist *h = &r->latency;
+	printf("{\"target\": ");
+	json_string(a->target);
+	printf(", \"mode\": \"%s\", \"concurrency\": %u, \"rate\": %.3f, "
+	       "\"clients\": %u, \"threads\": %u, \"new_conn\": %s, \"duration_s\": %.3f, "
+	       "\"elapsed_s\": %.3f,\n",
+	       a->o.concurrency ? "closed" : "open", a->o.concurrency, a->o.rate,
+	       a->o.nclients, a->o.threads, a->o.new_conn ? "true" : "false", a->o.duration_s,
+	       r->elapsed_s);
+	printf(" \"sent\": %llu, \"ok\": %llu, \"failed\": %llu, \"unfinished\": %llu, "
+	       "\"retried\": %llu, \"connections\": %llu, \"rps\": %.1f, \"cpu_s\": %.4f,\n",
+	       (unsigned long long)r->sent, (unsigned long long)r->ok,
+	       (unsigned long long)r->failed, (unsigned long long)r->unfinished,
+	       (unsigned long long)r->retried, (unsigned long long)r->connections,
+	       (double)r->ok / a->o.duration_s, r->cpu_s);
+	printf(" \"latency_us\": {\"p50\": %.1f, \"p90\": %.1f, \"p99\": %.1f, \"p99.9\": %.1f, "
+	       "\"max\": %.1f, \"mean\": %.1f, \"min\": %.1f},\n",
+	       us(hist_percentile(h, 50)), us(hist_percentile(h, 90)), us(hist_percentile(h, 99)),
+	       us(hist_percentile(h, 99.9)), us(h->count ? h->max : 0), hist_mean(h) / 1000,
+	       us(h->count ? h->min : 0));
+	printf(" \"cdf\": [");
+	for (size_t i = 0; i < sizeof(cdf_points) / sizeof(cdf_points[0]); i++)
+		printf("%s[%.3f, %.1f]", i ? ", " : "", cdf_points[i] / 100,
+		       us(hist_percentile(h, cdf_points[i])));
+	printf("],\n \"errors\": {");
+	for (unsigned e = 0; e < LOAD_E_COUNT; e++)
+		printf("%s\"%s\": %llu", e ? ", " : "", load_err_name(e),
+		       (unsigned long long)r->err[e]);
+	const struct hist *g = &r->outage.gap;
+	printf("},\n \"outage\": {\"clients\": %u, \"gap_p50_ms\": %.1f, \"gap_max_ms\": %.1f, "
+	       "\"first_fail_s\": %.3f, \"last_fail_s\": %.3f},\n",
+	       r->outage.clients + (unsigned)g->count, (double)hist_percentile(g, 50) / 1e6,
+	       (double)(g->count ? g->max : 0) / 1e6, r->outage.first_fail_s,
+	       r->outage.last_fail_s);
+	printf(" \"timeline_ms\": %u, \"timeline\": [", a->o.timeline_ms);
+	for (unsigned i = 0; i < r->timeline_n; i++)
+		printf("%s[%llu, %llu]", i ? ", " : "", (unsigned long long)r->timeline_ok[i],
+		       (unsigned long long)r->timeline_failed[i]);
+	printf("]}\n");
+}
+
+static void print_text(const struct load_args *a, const struct load_result *r)
+{
+	const struct hist *h = &r->latency;
+	if (a->o.concurrency)
+		printf("load       %s: %u connections (closed loop), %s, %u clients, %.1f s\n",
+		       a->target, a->o.concurrency, a->o.new_conn ? "new connection per request"
+		                                                  : "keep-alive",
+		       a->o.nclients, a->o.duration_s);
+	else
+		printf("load       %s: %.0f requests/s (open loop), %s, %u clients, %.1f s\n",
+		       a->target, a->o.rate, a->o.new_conn ? "new connection per request"
+		                                           : "keep-alive",
+		       a->o.nclients, a->o.duration_s);
+	printf("requests   %llu sent, %llu ok, %llu failed, %llu unfinished, %llu retries, "
+	       "%llu connections\n",
+	       (unsigned long long)r->sent, (unsigned long long)r->ok,
+	       (unsigned long long)r->failed, (unsigned long long)r->unfinished,
+	       (unsigned long long)r->retried, (unsigned long long)r->connections);
+	printf("throughput %.1f requests/s\n", (double)r->ok / a->o.duration_s);
+	printf("latency    p50 %.1f us, p90 %.1f us, p99 %.1f us, p99.9 %.1f us, max %.1f us, "
+	       "mean %.1f us\n",
+	       us(hist_percentile(h, 50)), us(hist_percentile(h, 90)), us(hist_percentile(h, 99)),
+	       us(hist_percentile(h, 99.9)), us(h->count ? h->max : 0), hist_mean(h) / 1000);
+	printf("errors    ");
+	bool any = false;
+	for (unsigned e = 0; e < LOAD_E_COUNT; e++)
+		if (r->err[e]) {
+			printf("%s %s %llu", any ? "," : "", load_err_name(e),
+			       (unsigned long long)r->err[e]);
+			any = true;
+		}
+	printf("%s\n", any ? "" : " none");
+	const struct hist *g = &r->outage.gap;
+	if (r->failed)
+		printf("outage     %u clients saw failures, between %.2f s and %.2f s; service gap "
+		       "p50 %.1f ms, max %.1f ms\n",
+		       r->outage.clients + (unsigned)g->count, r->outage.first_fail_s,
+		       r->outage.last_fail_s, (double)hist_percentile(g, 50) / 1e6,
+		       (double)(g->count ? g->max : 0) / 1e6);
+	printf("cpu        %.2f s in peak load, %.1f us per request\n", r->cpu_s,
+	       r->ok ? r->cpu_s * 1e6 / (double)r->ok : 0);
+}
+
+int cmd_load(int argc, char **argv)
+{
+	struct load_args a;
+	parse(argc, argv, &a);
+	char req[1024];
+	int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: peak-load\r\n%s\r\n",
+	                 a.o.head ? "HEAD" : "GET", a.path, a.host ? a.host : a.target,
+	                 a.o.new_conn ? "Connection: close\r\n" : "");
+	if (n < 0 || (size_t)n >= sizeof(req))
+		cli_usage_error("load", "--path or --host too long");
+	a.o.request = req;
+	struct load_client *cl = calloc(a.o.nclients, sizeof(*cl));
+	if (!cl) {
+		fprintf(stderr, "peak load: out of memory for %u clients\n", a.o.nclients);
+		return EXIT_NO;
+	}
+	if (clients_make(&a, cl)) {
+		free(cl);
+		return EXIT_NO;
+	}
+	a.o.clients = cl;
+	if (a.list) {
+		for (unsigned k = 0; k < a.o.nclients; k++) {
+			char s[ADDR_STRLEN], d[ADDR_STRLEN];
+			printf("%s [%s]:%u\n",
+			       addr_print(PEAK_AFI_IP6, cl[k].src.sin6_addr.s6_addr, s),
+			       addr_print(PEAK_AFI_IP6, cl[k].dst.sin6_addr.s6_addr, d),
+			       ntohs(cl[k].dst.sin6_port));
+		}
+		free(cl);
+		return 0;
+	}
+	struct load_result r;
+	int e = load_run(&a.o, &r);
+	if (e) {
+		fprintf(stderr, "peak load: cannot run: %s\n", strerror(-e));
+		free(cl);
+		return EXIT_NO;
+	}
+	if (a.json)
+		print_json(&a, &r);
+	else
+		print_text(&a, &r);
+	load_result_fini(&r);
+	free(cl);
+	return 0;
+}

@@ -1,0 +1,123 @@
+/* HTTP/1.1 response framing (RFC 9112 sections 4, 6.3); see include/peak/http.h. */
+#include "peak/http.h"
+
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+
+#include "peak/cur.h"
+
+/* Finds "\r\n\r\n" within the first max bytes; returns the head length or 0. */
+static size_t head_end(const uint8_t *buf, size_t len)
+{
+	size_t n = len < HTTP_HEAD_MAX ? len : HTTP_HEAD_MAX;
+	for (size_t i = 3; i < n; i++)
+		if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r')
+			return i + 1;
+	return 0;
+}
+
+/* Reads one line (without its CRLF) from the cursor; NULL at the end or on a bare LF. */
+static const uint8_t *line(struct cur *c, size_t *n)
+{
+	const uint8_t *p = c->p;
+	const uint8_t *nl = memchr(p, '\n', c->left);
+	if (!nl || nl == p || nl[-1] != '\r')
+		return NULL;
+	*n = (size_t)(nl - p) - 1;
+	cur_ptr(c, *n + 2);
+	return p;
+}
+
+static bool is_token(const uint8_t *p, size_t n, const char *name)
+{
+	return n == strlen(name) && !strncasecmp((const char *)p, name, n);
+}
+
+/* The value of a header line with surrounding white space removed. */
+static const uint8_t *trim(const uint8_t *p, size_t n, size_t *out)
+{
+	while (n && (*p == ' ' || *p == '\t'))
+		p++, n--;
+	while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+		n--;
+	*out = n;
+	return p;
+}
+
+/* True if a comma-separated list contains token (case-insensitive). */
+static bool list_has(const uint8_t *p, size_t n, const char *token)
+{
+	size_t i = 0;
+	while (i < n) {
+		size_t j = i;
+		while (j < n && p[j] != ',')
+			j++;
+		size_t tn;
+		const uint8_t *t = trim(p + i, j - i, &tn);
+		if (is_token(t, tn, token))
+			return true;
+		i = j + 1;
+	}
+	return false;
+}
+
+long http_resp_parse(const uint8_t *buf, size_t len, bool head_req, struct http_resp *out)
+{
+	size_t hl = head_end(buf, len);
+	if (!hl)
+		return len >= HTTP_HEAD_MAX ? -EBADMSG : 0;
+	memset(out, 0, sizeof(*out));
+	out->head_len = hl;
+	struct cur c = cur_make(buf, hl);
+	size_t n;
+	const uint8_t *s = line(&c, &n);
+	/* status-line = HTTP-version SP 3DIGIT SP [reason] */
+	if (!s || n < 12 || memcmp(s, "HTTP/1.", 7) || (s[7] != '0' && s[7] != '1') || s[8] != ' ' ||
+	    s[9] < '1' || s[9] > '5' || s[10] < '0' || s[10] > '9' || s[11] < '0' || s[11] > '9' ||
+	    (n > 12 && s[12] != ' '))
+		return -EBADMSG;
+	out->status = (unsigned)((s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0'));
+	bool http10 = s[7] == '0', keep_alive = false, have_len = false;
+	for (unsigned i = 0; i < HTTP_HEAD_MAX; i++) {
+		s = line(&c, &n);
+		if (!s)
+			return -EBADMSG;
+		if (!n)
+			break; /* the blank line: the head ends */
+		const uint8_t *colon = memchr(s, ':', n);
+		if (!colon || colon == s)
+			return -EBADMSG;
+		size_t name_n = (size_t)(colon - s), vn;
+		const uint8_t *v = trim(colon + 1, n - name_n - 1, &vn);
+		if (is_token(s, name_n, "Content-Length")) {
+			if (have_len || !vn || vn > 9)
+				return -EBADMSG;
+			size_t body = 0;
+			for (size_t k = 0; k < vn; k++) {
+				if (v[k] < '0' || v[k] > '9')
+					return -EBADMSG;
+				body = body * 10 + (size_t)(v[k] - '0');
+			}
+			if (body > HTTP_BODY_MAX)
+				return -EBADMSG;
+			out->body_len = body;
+			have_len = true;
+		} else if (is_token(s, name_n, "Transfer-Encoding")) {
+			return -EBADMSG; /* chunked and other codings: unsupported */
+		} else if (is_token(s, name_n, "Connection")) {
+			out->close |= list_has(v, vn, "close");
+			keep_alive |= list_has(v, vn, "keep-alive");
+		}
+	}
+	if (http10 && !keep_alive)
+		out->close = true;
+	/* no body: HEAD, 1xx, 204, 304 (RFC 9112 6.3) */
+	if (head_req || out->status < 200 || out->status == 204 || out->status == 304)
+		out->body_len = 0;
+	else if (!have_len)
+		return -EBADMSG; /* a body delimited by close: not for a load generator */
+	if (len - hl < out->body_len)
+		return 0;
+	return (long)(hl + out->body_len);
+}

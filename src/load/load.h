@@ -1,0 +1,78 @@
+#pragma once
+/*
+ * The engine of peak load: HTTP/1.1 requests from many emulated clients, each with its own
+ * source and destination address, closed loop (a fixed number of connections, each sending
+ * its next request when the previous one is answered) or open loop (a fixed rate, latency
+ * counted from when each request was due, so a stalled server is not hidden).
+ */
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "peak/hist.h"
+
+/* What went wrong with one attempt. */
+enum load_err {
+	LOAD_E_REFUSED,  /* connect: refused (the port is closed: RST) */
+	LOAD_E_CONNECT,  /* connect: unreachable, no route, no address */
+	LOAD_E_RESET,    /* the connection was reset after it was set up */
+	LOAD_E_EOF,      /* closed before the response was complete */
+	LOAD_E_TIMEOUT,  /* no complete response within the timeout */
+	LOAD_E_HTTP,     /* the response does not parse (or is chunked) */
+	LOAD_E_STATUS,   /* a status other than 2xx */
+	LOAD_E_OVERLOAD, /* open loop: a client's queue of due requests overflowed */
+	LOAD_E_COUNT,
+};
+
+/* One emulated client: where it sends to and from (src :: lets the kernel pick). */
+struct load_client {
+	struct sockaddr_in6 dst, src;
+};
+
+struct load_opts {
+	const struct load_client *clients;
+	unsigned nclients;
+	unsigned concurrency;  /* closed loop: connections (0: open loop, one per client) */
+	double rate;           /* open loop: requests per second over all clients */
+	double duration_s;     /* how long requests are started */
+	unsigned threads;      /* event loops (clients are dealt out among them) */
+	bool new_conn;         /* a new connection per request (else keep-alive) */
+	unsigned timeout_ms;   /* per attempt */
+	unsigned retries;      /* further attempts after a connection-level failure */
+	const char *request;   /* the request bytes, sent as they are */
+	bool head;             /* the request is a HEAD (responses have no body) */
+	unsigned timeline_ms;  /* width of the timeline's intervals */
+	bool progress;         /* a line on stderr every second */
+};
+
+/* Per-client service gaps: from the start of a client's first failed request to the end of
+ * its next successful one. */
+struct load_outage {
+	unsigned clients;  /* clients that had at least one gap */
+	struct hist gap;   /* ns */
+	double first_fail_s, last_fail_s; /* completion times of failed requests, from start */
+};
+
+struct load_result {
+	struct hist latency; /* ns, successful requests */
+	uint64_t sent;       /* requests started (first attempts) */
+	uint64_t ok, failed; /* requests: succeeded, failed after every retry */
+	uint64_t retried;    /* further attempts made */
+	uint64_t unfinished; /* in flight when the run ended (neither ok nor failed) */
+	uint64_t connections;
+	uint64_t err[LOAD_E_COUNT]; /* per attempt */
+	double elapsed_s, cpu_s;    /* wall time of the run; CPU seconds of this process */
+	unsigned timeline_n;        /* intervals */
+	uint64_t *timeline_ok, *timeline_failed; /* per interval, by completion time */
+	struct load_outage outage;
+};
+
+/* Runs the load and fills res (whose timeline arrays the caller frees with
+ * load_result_fini). Returns 0, or -errno if the threads or event loops could not start. */
+int load_run(const struct load_opts *o, struct load_result *res);
+
+/* Frees what load_run allocated in res. */
+void load_result_fini(struct load_result *res);
+
+/* The short name of an error kind ("refused", "connect", ...). */
+const char *load_err_name(enum load_err e);

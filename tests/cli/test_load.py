@@ -1,0 +1,220 @@
+"""peak load against real servers on loopback: rate control (open loop within 2% of the
+asked rate), closed loop, a connection per request, errors by kind, retries, timeouts, the
+JSON report, bad usage; and, in a network namespace, names resolved per emulated client."""
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from peaktest import PEAK, Server, free_port  # noqa: E402
+
+
+def load(*args, check=0, timeout=60):
+    p = subprocess.run([PEAK, "load", *args], capture_output=True, text=True, timeout=timeout)
+    assert p.returncode == check, (args, p.returncode, p.stdout, p.stderr)
+    return p
+
+
+def load_json(*args):
+    return json.loads(load(*args, "--json").stdout)
+
+
+@pytest.fixture
+def serve(tmp_path):
+    port = free_port()
+    log = open(tmp_path / "serve.log", "w")
+    p = subprocess.Popen([PEAK, "serve", "--port", str(port), "--id", "t"], stdout=log,
+                         stderr=subprocess.STDOUT)
+    deadline = time.time() + 10
+    while True:
+        try:
+            socket.create_connection(("::1", port), timeout=0.2).close()
+            break
+        except OSError:
+            assert p.poll() is None and time.time() < deadline, "peak serve did not start"
+            time.sleep(0.05)
+    yield port
+    p.terminate()
+    p.wait(timeout=5)
+
+
+def test_open_loop_rate_within_2_percent(serve):
+    r = load_json(f"[::1]:{serve}", "--rate", "2000", "--duration", "2", "--clients", "8")
+    assert r["mode"] == "open"
+    assert abs(r["sent"] - 4000) <= 0.02 * 4000, r["sent"]
+    assert r["failed"] == 0 and r["ok"] + r["unfinished"] == r["sent"]
+    assert r["ok"] >= 0.98 * 4000
+    assert r["connections"] == 8  # keep-alive: one per client
+    lat = r["latency_us"]
+    assert 0 < lat["min"] <= lat["p50"] <= lat["p90"] <= lat["p99"] <= lat["p99.9"] <= lat["max"]
+    # the timeline covers the run and adds up
+    assert sum(ok for ok, _ in r["timeline"]) == r["ok"]
+    assert len(r["timeline"]) >= 20
+
+
+def test_closed_loop_and_new_connections(serve):
+    r = load_json(f"[::1]:{serve}", "--concurrency", "4", "--duration", "1")
+    assert r["mode"] == "closed" and r["ok"] > 100 and r["failed"] == 0
+    assert r["connections"] == 4
+    assert r["sent"] == r["ok"] + r["unfinished"]
+    cdf = r["cdf"]
+    assert [p for p, _ in cdf] == sorted(p for p, _ in cdf) and cdf[-1][0] == 1.0
+    assert all(a[1] <= b[1] for a, b in zip(cdf, cdf[1:]))
+    r = load_json(f"127.0.0.1:{serve}", "--concurrency", "2", "--duration", "1", "--new-conn",
+                  "--threads", "2")
+    assert r["ok"] > 50 and r["failed"] == 0
+    assert r["connections"] >= r["ok"]  # one per request
+    text = load(f"[::1]:{serve}", "--concurrency", "2", "--duration", "0.5", "--head").stdout
+    assert "0 failed" in text and "errors     none" in text
+
+
+def test_refused_counts_and_retries(tmp_path):
+    port = free_port()  # nothing listens: every connect is refused
+    r = load_json(f"[::1]:{port}", "--concurrency", "2", "--duration", "0.3")
+    # refused, or (rarely, when earlier tests left the ephemeral ports in TIME_WAIT) no port
+    e = r["errors"]
+    assert r["ok"] == 0 and r["failed"] > 0 and e["refused"] + e["connect"] == r["failed"]
+    assert e["refused"] >= 0.99 * r["failed"]
+    assert r["outage"]["clients"] == 2
+    r = load_json(f"[::1]:{port}", "--concurrency", "1", "--duration", "0.3", "--retries", "2")
+    # every failed request was tried 3 times; one may be cut short by the end of the run
+    assert 2 * r["failed"] <= r["retried"] <= 2 * (r["failed"] + r["unfinished"])
+    e = r["errors"]
+    assert e["refused"] + e["connect"] == r["failed"] + r["retried"]
+
+
+def test_timeout_when_nobody_answers():
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.bind(("::1", 0))
+    s.listen(64)  # connections complete in the backlog; nothing is ever read or written
+    port = s.getsockname()[1]
+    try:
+        r = load_json(f"[::1]:{port}", "--concurrency", "2", "--duration", "1", "--timeout",
+                      "200")
+    finally:
+        s.close()
+    assert r["ok"] == 0 and r["errors"]["timeout"] >= 6, r["errors"]
+
+
+def test_status_and_garbage_are_errors(tmp_path):
+    """A server answering 503, then one answering garbage: counted by kind."""
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.bind(("::1", 0))
+    s.listen(8)
+    port = s.getsockname()[1]
+    import threading
+
+    def answer(reply):
+        s.settimeout(3)
+        try:
+            while True:
+                c, _ = s.accept()
+                c.recv(4096)
+                c.sendall(reply)
+                c.close()
+        except OSError:
+            pass
+
+    t = threading.Thread(target=answer, args=(b"HTTP/1.1 503 Busy\r\nContent-Length: 0\r\n\r\n",))
+    t.start()
+    r = load_json(f"[::1]:{port}", "--concurrency", "1", "--duration", "0.3")
+    s.close()
+    t.join()
+    assert r["ok"] == 0 and r["errors"]["status"] > 0 and r["errors"]["http"] == 0
+
+    s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    s.bind(("::1", 0))
+    s.listen(8)
+    port = s.getsockname()[1]
+    t = threading.Thread(target=answer, args=(b"SSH-2.0-OpenSSH\r\n\r\n",))
+    t.start()
+    r = load_json(f"[::1]:{port}", "--concurrency", "1", "--duration", "0.3")
+    s.close()
+    t.join()
+    assert r["ok"] == 0 and r["errors"]["http"] > 0
+
+
+@pytest.mark.parametrize("args,msg", [
+    ([], "TARGET is required"),
+    (["[::1]:80", "--rate", "10", "--concurrency", "2"], "exclude each other"),
+    (["[::1]:80", "--rate", "0"], "--rate"),
+    (["[::1]:80", "--duration", "-1"], "--duration"),
+    (["[::1]:80", "--sources", "10.0.0.0/8"], "not an IPv6 prefix"),
+    (["[::1]:80", "--sources", "2001:db8::/126", "--clients", "10"], "do not fit"),
+    (["[::1]:80", "--path", "no-slash"], "--path"),
+    (["[::1]:80", "--concurrency", "0"], "--concurrency"),
+    (["[::1]:80", "--bogus"], "unknown"),
+    (["[::1]:80", "extra"], "unexpected argument"),
+])
+def test_usage_errors(args, msg):
+    p = load(*args, check=2)
+    assert msg in p.stderr and len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_unresolvable_name(tmp_path):
+    srv = Server(tmp_path)
+    try:
+        p = load("nothere.svc.example.", "--server", f"[::1]:{srv.port}", "--duration", "0.2",
+                 check=1)
+        assert "does not exist" in p.stderr or "NXDOMAIN" in p.stderr, p.stderr
+    finally:
+        srv.stop()
+
+
+def test_help():
+    p = load("--help")
+    assert p.stdout.startswith("usage: peak load TARGET")
+
+
+NS = "pktload"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace")
+def test_names_resolved_per_client(tmp_path):
+    """In a namespace where the service prefix and the client sources are local (AnyIP),
+    every emulated client computes its own destination, the same one 'peak resolve' gives
+    for its source, and the load reaches them all."""
+    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+    subprocess.run(["ip", "netns", "add", NS], check=True)
+    srv = serve_p = None
+    try:
+        ex = ["ip", "netns", "exec", NS]
+        subprocess.run(ex + ["ip", "link", "set", "lo", "up"], check=True)
+        for pfx in ("2001:db8:5::/64", "2001:db8:c0::/48"):
+            subprocess.run(ex + ["ip", "-6", "route", "add", "local", pfx, "dev", "lo"],
+                           check=True)
+        srv = Server(tmp_path, netns=NS)
+        port = 18081
+        serve_p = subprocess.Popen(ex + [PEAK, "serve", "--port", str(port), "--id", "ns"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        common = ["api.svc.example.", "--server", f"[::1]:{srv.port}", "--port", str(port),
+                  "--sources", "2001:db8:c0::/48", "--clients", "8", "--concurrency", "8"]
+        lines = subprocess.run(ex + [PEAK, "load", *common, "--list"], capture_output=True,
+                               text=True, check=True).stdout.split("\n")[:-1]
+        assert len(lines) == 8
+        dsts = set()
+        for line in lines:
+            src, dst = line.split()
+            want = subprocess.run(ex + [PEAK, "resolve", "api.svc.example.", "--server",
+                                        f"[::1]:{srv.port}", "--source", src],
+                                  capture_output=True, text=True, check=True).stdout.split()[0]
+            assert dst == f"[{want}]:{port}"
+            dsts.add(dst)
+        assert len(dsts) == 8
+        out = subprocess.run(ex + [PEAK, "load", *common, "--duration", "1", "--json"],
+                             capture_output=True, text=True, check=True).stdout
+        r = json.loads(out)
+        assert r["ok"] > 100 and r["failed"] == 0 and r["connections"] == 8
+    finally:
+        if serve_p:
+            serve_p.terminate()
+            serve_p.wait(timeout=5)
+        if srv:
+            srv.stop()
+        subprocess.run(["ip", "netns", "del", NS], capture_output=True)
