@@ -8,8 +8,8 @@
 #include <stdint.h>
 
 enum {
-	HIST_SUB_BITS = 6,                          /* 64 sub-buckets per power of two */
-	HIST_EXACT = 2 << HIST_SUB_BITS,            /* values below are their own bucket */
+	HIST_SUB_BITS = 6,                         /* 64 sub-buckets per power of two */
+	HIST_EXACT = 2 << HIST_SUB_BITS,           /* values below are their own bucket */
 	HIST_BUCKETS = HIST_EXACT + (64 - 7) * 64, /* up to 2^64 - 1 */
 };
 

@@ -14,10 +14,10 @@ enum {
 };
 
 struct http_resp {
-	unsigned status;  /* 100..599 */
-	size_t head_len;  /* bytes up to and including the blank line */
-	size_t body_len;  /* the Content-Length (0 if none, e.g. 204 or 304) */
-	bool close;       /* the server closes after this response */
+	unsigned status; /* 100..599 */
+	size_t head_len; /* bytes up to and including the blank line */
+	size_t body_len; /* the Content-Length (0 if none, e.g. 204 or 304) */
+	bool close;      /* the server closes after this response */
 };
 
 /* Parses the response at the start of buf[0..len). Returns the whole message's length

@@ -69,16 +69,26 @@ struct load_args {
 static void parse(int argc, char **argv, struct load_args *a)
 {
 	static const struct option opts[] = {
-	    {"port", required_argument, 0, 'p'},     {"server", required_argument, 0, 's'},
-	    {"sources", required_argument, 0, 'S'},  {"clients", required_argument, 0, 'n'},
-	    {"concurrency", required_argument, 0, 'c'}, {"rate", required_argument, 0, 'r'},
-	    {"duration", required_argument, 0, 'd'}, {"threads", required_argument, 0, 't'},
-	    {"new-conn", no_argument, 0, 'N'},       {"timeout", required_argument, 0, 'T'},
-	    {"retries", required_argument, 0, 'R'},  {"path", required_argument, 0, 'P'},
-	    {"host", required_argument, 0, 'H'},     {"head", no_argument, 0, 'E'},
-	    {"timeline", required_argument, 0, 'L'}, {"json", no_argument, 0, 'j'},
-	    {"progress", no_argument, 0, 'g'},       {"secret-file", required_argument, 0, 'K'},
-	    {"list", no_argument, 0, 'l'},           {"help", no_argument, 0, 'h'},
+	    {"port", required_argument, 0, 'p'},
+	    {"server", required_argument, 0, 's'},
+	    {"sources", required_argument, 0, 'S'},
+	    {"clients", required_argument, 0, 'n'},
+	    {"concurrency", required_argument, 0, 'c'},
+	    {"rate", required_argument, 0, 'r'},
+	    {"duration", required_argument, 0, 'd'},
+	    {"threads", required_argument, 0, 't'},
+	    {"new-conn", no_argument, 0, 'N'},
+	    {"timeout", required_argument, 0, 'T'},
+	    {"retries", required_argument, 0, 'R'},
+	    {"path", required_argument, 0, 'P'},
+	    {"host", required_argument, 0, 'H'},
+	    {"head", no_argument, 0, 'E'},
+	    {"timeline", required_argument, 0, 'L'},
+	    {"json", no_argument, 0, 'j'},
+	    {"progress", no_argument, 0, 'g'},
+	    {"secret-file", required_argument, 0, 'K'},
+	    {"list", no_argument, 0, 'l'},
+	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
 	int c;
@@ -122,7 +132,8 @@ static void parse(int argc, char **argv, struct load_args *a)
 		case 'r':
 			a->o.rate = strtod(optarg, &end);
 			if (*end || !(a->o.rate > 0 && a->o.rate <= 10e6))
-				cli_usage_error("load", "--rate: '%s' is not in (0, 10000000]", optarg);
+				cli_usage_error("load", "--rate: '%s' is not in (0, 10000000]",
+				                optarg);
 			break;
 		case 'd':
 			a->o.duration_s = strtod(optarg, &end);
@@ -137,14 +148,16 @@ static void parse(int argc, char **argv, struct load_args *a)
 			a->o.new_conn = true;
 			break;
 		case 'T':
-			a->o.timeout_ms = (unsigned)cli_u64("load", "--timeout", optarg, 1, 3600000);
+			a->o.timeout_ms =
+			    (unsigned)cli_u64("load", "--timeout", optarg, 1, 3600000);
 			break;
 		case 'R':
 			a->o.retries = (unsigned)cli_u64("load", "--retries", optarg, 0, 100);
 			break;
 		case 'P':
 			if (optarg[0] != '/' || strpbrk(optarg, " \r\n"))
-				cli_usage_error("load", "--path: must start with / and hold no space");
+				cli_usage_error("load",
+				                "--path: must start with / and hold no space");
 			a->path = optarg;
 			break;
 		case 'H':
@@ -156,7 +169,8 @@ static void parse(int argc, char **argv, struct load_args *a)
 			a->o.head = true;
 			break;
 		case 'L':
-			a->o.timeline_ms = (unsigned)cli_u64("load", "--timeline", optarg, 1, 60000);
+			a->o.timeline_ms =
+			    (unsigned)cli_u64("load", "--timeline", optarg, 1, 60000);
 			break;
 		case 'j':
 			a->json = true;
@@ -184,8 +198,9 @@ static void parse(int argc, char **argv, struct load_args *a)
 	if (optind < argc)
 		cli_usage_error("load", "unexpected argument '%s'", argv[optind]);
 	if (a->o.rate > 0 && a->have_conc)
-		cli_usage_error("load", "--rate (open loop) and --concurrency (closed) exclude each "
-		                        "other");
+		cli_usage_error("load",
+		                "--rate (open loop) and --concurrency (closed) exclude each "
+		                "other");
 	if (a->o.rate > 0)
 		a->o.concurrency = 0;
 	if (!a->have_clients)
@@ -284,9 +299,8 @@ static double us(uint64_t ns)
 	return (double)ns / 1000.0;
 }
 
-static const double cdf_points[] = {1,    5,    10,   20,   30,    40,    50,    60,   70,
-                                    80,   90,   95,   97.5, 99,    99.5,  99.75, 99.9, 99.95,
-                                    99.99, 99.999, 100};
+static const double cdf_points[] = {1,  5,    10, 20,   30,    40,   50,    60,    70,     80, 90,
+                                    95, 97.5, 99, 99.5, 99.75, 99.9, 99.95, 99.99, 99.999, 100};
 
 /* Prints s as a JSON string. */
 static void json_string(const char *s)
@@ -312,9 +326,8 @@ static void print_json(const struct load_args *a, const struct load_result *r)
 	printf(", \"mode\": \"%s\", \"concurrency\": %u, \"rate\": %.3f, "
 	       "\"clients\": %u, \"threads\": %u, \"new_conn\": %s, \"duration_s\": %.3f, "
 	       "\"elapsed_s\": %.3f,\n",
-	       a->o.concurrency ? "closed" : "open", a->o.concurrency, a->o.rate,
-	       a->o.nclients, a->o.threads, a->o.new_conn ? "true" : "false", a->o.duration_s,
-	       r->elapsed_s);
+	       a->o.concurrency ? "closed" : "open", a->o.concurrency, a->o.rate, a->o.nclients,
+	       a->o.threads, a->o.new_conn ? "true" : "false", a->o.duration_s, r->elapsed_s);
 	printf(" \"sent\": %llu, \"ok\": %llu, \"failed\": %llu, \"unfinished\": %llu, "
 	       "\"retried\": %llu, \"connections\": %llu, \"rps\": %.1f, \"cpu_s\": %.4f,\n",
 	       (unsigned long long)r->sent, (unsigned long long)r->ok,
@@ -352,14 +365,14 @@ static void print_text(const struct load_args *a, const struct load_result *r)
 	const struct hist *h = &r->latency;
 	if (a->o.concurrency)
 		printf("load       %s: %u connections (closed loop), %s, %u clients, %.1f s\n",
-		       a->target, a->o.concurrency, a->o.new_conn ? "new connection per request"
-		                                                  : "keep-alive",
-		       a->o.nclients, a->o.duration_s);
+		       a->target, a->o.concurrency,
+		       a->o.new_conn ? "new connection per request" : "keep-alive", a->o.nclients,
+		       a->o.duration_s);
 	else
 		printf("load       %s: %.0f requests/s (open loop), %s, %u clients, %.1f s\n",
-		       a->target, a->o.rate, a->o.new_conn ? "new connection per request"
-		                                           : "keep-alive",
-		       a->o.nclients, a->o.duration_s);
+		       a->target, a->o.rate,
+		       a->o.new_conn ? "new connection per request" : "keep-alive", a->o.nclients,
+		       a->o.duration_s);
 	printf("requests   %llu sent, %llu ok, %llu failed, %llu unfinished, %llu retries, "
 	       "%llu connections\n",
 	       (unsigned long long)r->sent, (unsigned long long)r->ok,
@@ -395,7 +408,8 @@ int cmd_load(int argc, char **argv)
 	struct load_args a;
 	parse(argc, argv, &a);
 	char req[1024];
-	int n = snprintf(req, sizeof(req), "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: peak-load\r\n%s\r\n",
+	int n = snprintf(req, sizeof(req),
+	                 "%s %s HTTP/1.1\r\nHost: %s\r\nUser-Agent: peak-load\r\n%s\r\n",
 	                 a.o.head ? "HEAD" : "GET", a.path, a.host ? a.host : a.target,
 	                 a.o.new_conn ? "Connection: close\r\n" : "");
 	if (n < 0 || (size_t)n >= sizeof(req))

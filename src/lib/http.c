@@ -12,7 +12,8 @@ static size_t head_end(const uint8_t *buf, size_t len)
 {
 	size_t n = len < HTTP_HEAD_MAX ? len : HTTP_HEAD_MAX;
 	for (size_t i = 3; i < n; i++)
-		if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' && buf[i - 3] == '\r')
+		if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' &&
+		    buf[i - 3] == '\r')
 			return i + 1;
 	return 0;
 }
@@ -73,9 +74,9 @@ long http_resp_parse(const uint8_t *buf, size_t len, bool head_req, struct http_
 	size_t n;
 	const uint8_t *s = line(&c, &n);
 	/* status-line = HTTP-version SP 3DIGIT SP [reason] */
-	if (!s || n < 12 || memcmp(s, "HTTP/1.", 7) || (s[7] != '0' && s[7] != '1') || s[8] != ' ' ||
-	    s[9] < '1' || s[9] > '5' || s[10] < '0' || s[10] > '9' || s[11] < '0' || s[11] > '9' ||
-	    (n > 12 && s[12] != ' '))
+	if (!s || n < 12 || memcmp(s, "HTTP/1.", 7) || (s[7] != '0' && s[7] != '1') ||
+	    s[8] != ' ' || s[9] < '1' || s[9] > '5' || s[10] < '0' || s[10] > '9' || s[11] < '0' ||
+	    s[11] > '9' || (n > 12 && s[12] != ' '))
 		return -EBADMSG;
 	out->status = (unsigned)((s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0'));
 	bool http10 = s[7] == '0', keep_alive = false, have_len = false;

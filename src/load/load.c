@@ -23,8 +23,8 @@
 #endif
 
 enum {
-	IN_BUF = 16384,    /* a response must fit */
-	QUEUE_CAP = 256,   /* open loop: due requests a busy client may owe */
+	IN_BUF = 16384,     /* a response must fit */
+	QUEUE_CAP = 256,    /* open loop: due requests a busy client may owe */
 	TICK_NS = 10000000, /* timeouts are checked this often */
 	EVENTS = 256,
 };
@@ -88,7 +88,9 @@ static bool retryable(enum load_err e)
 
 static enum load_err connect_err(int e)
 {
-	return e == ECONNREFUSED ? LOAD_E_REFUSED : e == ETIMEDOUT ? LOAD_E_TIMEOUT : LOAD_E_CONNECT;
+	return e == ECONNREFUSED ? LOAD_E_REFUSED
+	       : e == ETIMEDOUT  ? LOAD_E_TIMEOUT
+	                         : LOAD_E_CONNECT;
 }
 
 static void slot_close(struct slot *s)

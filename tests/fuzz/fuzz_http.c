@@ -12,8 +12,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			if ((size_t)n > size || a.head_len > (size_t)n || a.status < 100 ||
 			    a.status > 599)
 				__builtin_trap();
-			if (http_resp_parse(data, (size_t)n, head, &b) != n || b.status != a.status ||
-			    b.body_len != a.body_len || b.close != a.close)
+			if (http_resp_parse(data, (size_t)n, head, &b) != n ||
+			    b.status != a.status || b.body_len != a.body_len || b.close != a.close)
 				__builtin_trap(); /* the message alone frames the same */
 		}
 	}

@@ -57,18 +57,24 @@ services:
 
 
 def free_port():
-    """A port free for UDP and TCP on ::1. No SO_REUSEADDR on the probe: a port held by a
-    TIME_WAIT connection is not free for a server binding [::]."""
+    """A port free for UDP and TCP on ::1 and 127.0.0.1 (the servers here listen on both).
+    No SO_REUSEADDR on the probes: a port held by a TIME_WAIT connection is not free."""
     for _ in range(100):
-        with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as u, \
-             socket.socket(socket.AF_INET6, socket.SOCK_STREAM) as t:
-            u.bind(("::1", 0))
-            port = u.getsockname()[1]
-            try:
-                t.bind(("::1", port))
-            except OSError:
-                continue
+        socks = [socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)]
+        try:
+            socks[0].bind(("::1", 0))
+            port = socks[0].getsockname()[1]
+            for fam, kind, addr in ((socket.AF_INET6, socket.SOCK_STREAM, "::1"),
+                                    (socket.AF_INET, socket.SOCK_STREAM, "127.0.0.1"),
+                                    (socket.AF_INET, socket.SOCK_DGRAM, "127.0.0.1")):
+                socks.append(socket.socket(fam, kind))
+                socks[-1].bind((addr, port))
             return port
+        except OSError:
+            continue
+        finally:
+            for x in socks:
+                x.close()
     raise RuntimeError("no free port")
 
 

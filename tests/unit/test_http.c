@@ -31,7 +31,8 @@ static void test_complete(void **state)
 	assert_int_equal(parse("HTTP/1.1 204 No Content\r\n\r\n", false, &r), 27);
 	/* close: explicit, in a list, or HTTP/1.0 without keep-alive */
 	assert_true(parse("HTTP/1.1 200 OK\r\nconnection: Keep-Alive, CLOSE\r\n"
-	                  "content-length: 0\r\n\r\n", false, &r) > 0);
+	                  "content-length: 0\r\n\r\n",
+	                  false, &r) > 0);
 	assert_true(r.close);
 	assert_true(parse("HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", false, &r) > 0);
 	assert_true(r.close);
