@@ -629,7 +629,8 @@ static void ctl_read(struct agent *a)
 }
 
 /* Load of a pod: established TCP connections to the port inside its namespace (read there
- * from /proc/self/net/tcp6, which follows the reading thread's namespace), and the CPU
+ * by sock_diag, from a socket opened there; not /proc/net/tcp6, whose text grows with
+ * every TIME_WAIT socket and cost a core under a connection per request), and the CPU
  * time of the processes living in that namespace. */
 struct load_job {
 	uint16_t port;
@@ -639,26 +640,7 @@ struct load_job {
 static int count_conns(void *arg)
 {
 	struct load_job *j = arg;
-	char line[512];
-	const char *files[] = {"/proc/thread-self/net/tcp6", "/proc/thread-self/net/tcp"};
-	j->conns = 0;
-	for (int f = 0; f < 2; f++) {
-		FILE *fp = fopen(files[f], "r");
-		if (!fp)
-			continue;
-		while (fgets(line, sizeof(line), fp)) {
-			char local[128];
-			unsigned state;
-			/* "sl local_address rem_address st ...": local is ADDR:PORT in hex */
-			if (sscanf(line, "%*s %127s %*s %x", local, &state) != 2)
-				continue;
-			char *colon = strrchr(local, ':');
-			if (colon && state == 1 && strtoul(colon + 1, NULL, 16) == j->port)
-				j->conns++;
-		}
-		fclose(fp);
-	}
-	return 0;
+	return tcp_established_count(j->port, &j->conns);
 }
 
 /* CPU nanoseconds of the processes in the network namespace with this inode. */

@@ -21,7 +21,8 @@ static const char load_help[] =
     "Sends HTTP/1.1 requests and measures them. TARGET is a service name, resolved through\n"
     "DNS and the service's SSA rule once for every emulated client (each computes its own\n"
     "destination for its own source address), or a plain address [IPV6]:PORT or IPV4:PORT\n"
-    "(a proxy, or a pod directly): then every client sends there.\n"
+    "(a proxy, or a pod directly): then every client sends there; or a comma-separated\n"
+    "list of such addresses, dealt out to the clients in turn (client k: item k mod n).\n"
     "\n"
     "Closed loop (default): C connections, each sending its next request when the last is\n"
     "answered. Open loop (--rate): R requests per second dealt round robin over the clients,\n"
@@ -43,7 +44,8 @@ static const char load_help[] =
     "  --new-conn         a new TCP connection per request (default keep-alive)\n"
     "  --timeout MS       per attempt: connect and response (default 2000)\n"
     "  --retries N        after a connection failure (refused, reset, closed, timeout), try\n"
-    "                     again on a new connection up to N times (default 0)\n"
+    "                     again on a new connection up to N times (default 0), to the\n"
+    "                     client's next candidate address (a service's fanout addresses)\n"
     "  --path PATH        request path (default /)\n"
     "  --host NAME        Host header (default: TARGET)\n"
     "  --head             HEAD instead of GET\n"
@@ -52,7 +54,7 @@ static const char load_help[] =
     "                     timeline) instead of text\n"
     "  --progress         a progress line on stderr every second\n"
     "  --secret-file F    hop services' secret (32 hex digits)\n"
-    "  --list             print each client's 'SOURCE DESTINATION' and exit: no load\n"
+    "  --list             print each client's source and destinations, and exit: no load\n"
     "Exit status: 0 the run completed (failed requests are counted, not fatal), 1 the\n"
     "target could not be resolved or the run could not start, 2 usage.\n";
 
@@ -236,28 +238,68 @@ static void client_source(const struct load_args *a, unsigned k, struct in6_addr
 	memcpy(out, addr, 16);
 }
 
-/* Fills one load_client per emulated client; 0, or 1 after telling why on stderr. */
-static int clients_make(struct load_args *a, struct load_client *cl)
+enum { MAX_ADDR_TARGETS = 256 };
+
+/* Parses one address target into its IPv6 form (IPv4 as ::ffff:a.b.c.d); false if it is
+ * not an address. */
+static bool target_addr(const char *s, struct sockaddr_in6 *dst)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	bool literal = !sockaddr_parse(a->target, &ss, &sl);
-	struct sockaddr_in6 dst = {0};
-	if (literal) {
-		if (ss.ss_family == AF_INET6) {
-			memcpy(&dst, &ss, sizeof(dst));
-		} else { /* IPv4 through its mapped form: one socket family for everything */
-			const struct sockaddr_in *s4 = (const struct sockaddr_in *)&ss;
-			dst.sin6_family = AF_INET6;
-			dst.sin6_port = s4->sin_port;
-			dst.sin6_addr.s6_addr[10] = dst.sin6_addr.s6_addr[11] = 0xff;
-			memcpy(&dst.sin6_addr.s6_addr[12], &s4->sin_addr, 4);
-		}
-		if (!dst.sin6_port) {
-			fprintf(stderr, "peak load: %s: the port is 0\n", a->target);
-			return 1;
-		}
+	if (sockaddr_parse(s, &ss, &sl))
+		return false;
+	memset(dst, 0, sizeof(*dst));
+	if (ss.ss_family == AF_INET6) {
+		memcpy(dst, &ss, sizeof(*dst));
+	} else { /* one socket family for everything */
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)&ss;
+		dst->sin6_family = AF_INET6;
+		dst->sin6_port = s4->sin_port;
+		dst->sin6_addr.s6_addr[10] = dst->sin6_addr.s6_addr[11] = 0xff;
+		memcpy(&dst->sin6_addr.s6_addr[12], &s4->sin_addr, 4);
 	}
+	return true;
+}
+
+/* Splits a comma-separated list of address targets; returns how many, 0 if TARGET is not
+ * such a list (a name), or -1 after telling why on stderr. */
+static int targets_parse(const char *target, struct sockaddr_in6 *dst)
+{
+	char item[128];
+	int n = 0;
+	for (const char *p = target;; n++) {
+		const char *comma = strchr(p, ',');
+		size_t len = comma ? (size_t)(comma - p) : strlen(p);
+		if (len >= sizeof(item) || n == MAX_ADDR_TARGETS) {
+			fprintf(stderr, "peak load: %s: too long a list or item\n", target);
+			return -1;
+		}
+		memcpy(item, p, len);
+		item[len] = '\0';
+		if (!target_addr(item, &dst[n])) {
+			if (!n && !comma)
+				return 0; /* a name */
+			fprintf(stderr, "peak load: '%s' is not [IPV6]:PORT or IPV4:PORT\n", item);
+			return -1;
+		}
+		if (!dst[n].sin6_port) {
+			fprintf(stderr, "peak load: %s: the port is 0\n", item);
+			return -1;
+		}
+		if (!comma)
+			return n + 1;
+		p = comma + 1;
+	}
+}
+
+/* Fills one load_client per emulated client; 0, or 1 after telling why on stderr. */
+static int clients_make(struct load_args *a, struct load_client *cl)
+{
+	static struct sockaddr_in6 dst[MAX_ADDR_TARGETS];
+	int ndst = targets_parse(a->target, dst);
+	if (ndst < 0)
+		return 1;
+	bool literal = ndst > 0;
 	int err = 0;
 	struct peak_resolver *r = NULL;
 	if (!literal && !(r = peak_resolver_new(&a->ro, &err))) {
@@ -273,7 +315,8 @@ static int clients_make(struct load_args *a, struct load_client *cl)
 		cl[k].src.sin6_family = AF_INET6;
 		cl[k].src.sin6_addr = src;
 		if (literal) {
-			cl[k].dst = dst;
+			cl[k].dst[0] = dst[k % (unsigned)ndst];
+			cl[k].ndst = 1;
 			continue;
 		}
 		struct peak_result res;
@@ -286,7 +329,8 @@ static int clients_make(struct load_args *a, struct load_client *cl)
 			peak_resolver_free(r);
 			return 1;
 		}
-		cl[k].dst = res.cand[0].dst;
+		for (unsigned i = 0; i < res.n && i < LOAD_MAX_DST; i++)
+			cl[k].dst[cl[k].ndst++] = res.cand[i].dst;
 		if (!a->have_sources)
 			cl[k].src = res.cand[0].src;
 	}
@@ -428,10 +472,12 @@ int cmd_load(int argc, char **argv)
 	if (a.list) {
 		for (unsigned k = 0; k < a.o.nclients; k++) {
 			char s[ADDR_STRLEN], d[ADDR_STRLEN];
-			printf("%s [%s]:%u\n",
-			       addr_print(PEAK_AFI_IP6, cl[k].src.sin6_addr.s6_addr, s),
-			       addr_print(PEAK_AFI_IP6, cl[k].dst.sin6_addr.s6_addr, d),
-			       ntohs(cl[k].dst.sin6_port));
+			printf("%s", addr_print(PEAK_AFI_IP6, cl[k].src.sin6_addr.s6_addr, s));
+			for (unsigned i = 0; i < cl[k].ndst; i++)
+				printf(" [%s]:%u",
+				       addr_print(PEAK_AFI_IP6, cl[k].dst[i].sin6_addr.s6_addr, d),
+				       ntohs(cl[k].dst[i].sin6_port));
+			putchar('\n');
 		}
 		free(cl);
 		return 0;

@@ -205,7 +205,9 @@ static bool conn_open(struct slot *s, uint64_t now)
 	struct worker *w = s->w;
 	const struct load_opts *o = w->o;
 	unsigned conc = o->concurrency ? o->concurrency : o->nclients;
-	s->cl = &o->clients[(s->index + (uint64_t)s->conn_count++ * conc) % o->nclients];
+	if (s->tries <= 1 || !s->cl) /* a retry stays with its client */
+		s->cl = &o->clients[(s->index + (uint64_t)s->conn_count++ * conc) % o->nclients];
+	const struct sockaddr_in6 *dst = &s->cl->dst[(s->tries - 1) % s->cl->ndst];
 	int one = 1, fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		attempt_fail(s, LOAD_E_CONNECT, now);
@@ -225,8 +227,7 @@ static bool conn_open(struct slot *s, uint64_t now)
 			return false;
 		}
 	}
-	if (connect(fd, (const struct sockaddr *)&s->cl->dst, sizeof(s->cl->dst)) == -1 &&
-	    errno != EINPROGRESS) {
+	if (connect(fd, (const struct sockaddr *)dst, sizeof(*dst)) == -1 && errno != EINPROGRESS) {
 		attempt_fail(s, connect_err(errno), now);
 		return false;
 	}

@@ -24,32 +24,36 @@ enum load_err {
 	LOAD_E_COUNT,
 };
 
-/* One emulated client: where it sends to and from (src :: lets the kernel pick). */
+enum { LOAD_MAX_DST = 4 };
+
+/* One emulated client: where it sends from (:: lets the kernel pick) and to: dst[0] first,
+ * a retry to the next one in turn (e.g. a service's other fanout addresses). */
 struct load_client {
-	struct sockaddr_in6 dst, src;
+	struct sockaddr_in6 src, dst[LOAD_MAX_DST];
+	unsigned ndst; /* 1..LOAD_MAX_DST */
 };
 
 struct load_opts {
 	const struct load_client *clients;
 	unsigned nclients;
-	unsigned concurrency;  /* closed loop: connections (0: open loop, one per client) */
-	double rate;           /* open loop: requests per second over all clients */
-	double duration_s;     /* how long requests are started */
-	unsigned threads;      /* event loops (clients are dealt out among them) */
-	bool new_conn;         /* a new connection per request (else keep-alive) */
-	unsigned timeout_ms;   /* per attempt */
-	unsigned retries;      /* further attempts after a connection-level failure */
-	const char *request;   /* the request bytes, sent as they are */
-	bool head;             /* the request is a HEAD (responses have no body) */
-	unsigned timeline_ms;  /* width of the timeline's intervals */
-	bool progress;         /* a line on stderr every second */
+	unsigned concurrency; /* closed loop: connections (0: open loop, one per client) */
+	double rate;          /* open loop: requests per second over all clients */
+	double duration_s;    /* how long requests are started */
+	unsigned threads;     /* event loops (clients are dealt out among them) */
+	bool new_conn;        /* a new connection per request (else keep-alive) */
+	unsigned timeout_ms;  /* per attempt */
+	unsigned retries;     /* further attempts after a connection-level failure */
+	const char *request;  /* the request bytes, sent as they are */
+	bool head;            /* the request is a HEAD (responses have no body) */
+	unsigned timeline_ms; /* width of the timeline's intervals */
+	bool progress;        /* a line on stderr every second */
 };
 
 /* Per-client service gaps: from the start of a client's first failed request to the end of
  * its next successful one. */
 struct load_outage {
-	unsigned clients;  /* clients that had at least one gap */
-	struct hist gap;   /* ns */
+	unsigned clients;                 /* clients that had at least one gap */
+	struct hist gap;                  /* ns */
 	double first_fail_s, last_fail_s; /* completion times of failed requests, from start */
 };
 

@@ -4,7 +4,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libmnl/libmnl.h>
+#include <arpa/inet.h>
+#include <linux/inet_diag.h>
 #include <linux/rtnetlink.h>
+#include <linux/sock_diag.h>
 #include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
@@ -275,4 +278,67 @@ int netns_run(const char *name, int (*fn)(void *), void *arg)
 	close(ns);
 	close(self);
 	return r;
+}
+
+struct est_count {
+	uint16_t port; /* network order */
+	uint64_t n;
+};
+
+static int est_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct est_count *c = data;
+	const struct inet_diag_msg *m = mnl_nlmsg_get_payload(nlh);
+	if (nlh->nlmsg_len >= NLMSG_LENGTH(sizeof(*m)) && m->id.idiag_sport == c->port)
+		c->n++;
+	return MNL_CB_OK;
+}
+
+int tcp_established_count(uint16_t port, uint64_t *out)
+{
+	struct est_count c = {htons(port), 0};
+	int ret = 0;
+	static const uint8_t families[] = {AF_INET6, AF_INET};
+	struct mnl_socket *nl = mnl_socket_open(NETLINK_SOCK_DIAG);
+	char *buf = malloc(NL_BUF);
+	if (!nl || !buf || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	for (size_t f = 0; f < sizeof(families) && !ret; f++) {
+		struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+		nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+		nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+		struct inet_diag_req_v2 *req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
+		req->sdiag_family = families[f];
+		req->sdiag_protocol = IPPROTO_TCP;
+		req->idiag_states = 1u << 1; /* TCP_ESTABLISHED: the kernel skips the rest */
+		unsigned seq = (unsigned)time(NULL) + (unsigned)f;
+		nlh->nlmsg_seq = seq;
+		if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
+			ret = -errno;
+			break;
+		}
+		unsigned pid = mnl_socket_get_portid(nl);
+		for (;;) {
+			ssize_t k = mnl_socket_recvfrom(nl, buf, NL_BUF);
+			if (k < 0) {
+				ret = -errno;
+				break;
+			}
+			int r = mnl_cb_run(buf, (size_t)k, seq, pid, est_cb, &c);
+			if (r == MNL_CB_STOP)
+				break;
+			if (r < 0) {
+				ret = -errno;
+				break;
+			}
+		}
+	}
+	*out = c.n;
+out:
+	if (nl)
+		mnl_socket_close(nl);
+	free(buf);
+	return ret;
 }

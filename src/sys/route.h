@@ -41,6 +41,11 @@ int rt6_dump(unsigned table, struct rt6 **out, size_t *n);
 int rt6_apply(unsigned table, const struct rt6 *add, size_t nadd, const struct rt6 *del,
               size_t ndel);
 
+/* Counts the established TCP connections (IPv6 and IPv4) whose local port is port in the
+ * current network namespace, through sock_diag netlink: the kernel filters by state, so
+ * thousands of TIME_WAIT sockets cost next to nothing. Returns 0 or -errno. */
+int tcp_established_count(uint16_t port, uint64_t *out);
+
 /* Runs fn(arg) inside the named network namespace (/run/netns/NAME) and returns to the
  * current one. Returns fn's result, or -errno if the namespace cannot be entered. */
 int netns_run(const char *name, int (*fn)(void *), void *arg);

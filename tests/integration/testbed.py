@@ -7,6 +7,11 @@
    in table 100
       | 2001:db8:10i:j::/64
    [Pij] pod j of node i: peak serve, AnyIP for the service prefix
+   [I] ingress host (optional, for the benchmarks' proxies): 2001:db8:ff:e::2, routes to the
+       pods' networks 2001:db8:10i::/48 through the router
+
+The router also routes each node's pod networks (2001:db8:10i::/48), so pods are reachable
+by their own addresses (the benchmarks' direct and proxied paths).
 
 Every namespace name starts with the run's tag; down() removes them all, and stops every
 process it started, by PID."""
@@ -27,10 +32,15 @@ def sh(*args, check=True):
 
 
 class Testbed:
-    def __init__(self, tag, workdir, peak, nodes=2, pods=2, spare=None):
-        """spare: (node, pod) of a pod that exists but does not serve at first."""
+    def __init__(self, tag, workdir, peak, nodes=2, pods=2, spare=None, ingress=False,
+                 filter_obj=None, fanout=1):
+        """spare: (node, pod) of a pod that exists but does not serve at first; ingress: add
+        the ingress host; filter_obj: the agents attach this XDP filter to their uplinks;
+        fanout: the service's fanout (addresses per client)."""
         self.tag, self.dir, self.peak = tag, workdir, os.path.abspath(peak)
         self.nodes, self.pods, self.spare = nodes, pods, spare
+        self.ingress, self.fanout = ingress, fanout
+        self.filter_obj = os.path.abspath(filter_obj) if filter_obj else None
         self.procs = []
         self.ns = []
         self.serving = {}
@@ -44,6 +54,9 @@ class Testbed:
 
     def pod(self, i, j):
         return f"{self.tag}-p{i}{j}"
+
+    def ing(self):
+        return f"{self.tag}-i"
 
     def pod_id(self, i, j):
         return f"n{i}p{j}"
@@ -59,7 +72,8 @@ class Testbed:
         eps = "".join(
             f'      - {{id: {self.pod_id(i, j)}, address: "{self.pod_addr(i, j)}", '
             f'node: node{i}, netns: {self.pod(i, j)}}}\n' for i, j in self.all_pods())
-        nodes = ", ".join(f"{{name: node{i}}}" for i in range(1, self.nodes + 1))
+        fdev = ", filter-dev: uplink" if self.filter_obj else ""
+        nodes = ", ".join(f"{{name: node{i}{fdev}}}" for i in range(1, self.nodes + 1))
         return f"""zone:
   name: svc.example.
   ns: [{{name: ns1.svc.example., address: "{DNS_ADDR}"}}]
@@ -71,6 +85,7 @@ services:
     slice: 78
     select: src
     host: src
+    fanout: {self.fanout}
     key: {KEY}
     port: {PORT}
     endpoints:
@@ -98,7 +113,7 @@ services:
         r = self.r()
         for name in [r, f"{self.tag}-d", f"{self.tag}-c"] + \
                 [self.node(i) for i in range(1, self.nodes + 1)] + \
-                [self.pod(i, j) for i, j in self.all_pods()]:
+                [self.pod(i, j) for i, j in self.all_pods()] + ([self.ing()] if self.ingress else []):
             self.addns(name)
         self.link(r, "to-dns", "2001:db8:ff:d::1/64", f"{self.tag}-d", "eth0", DNS_ADDR + "/64")
         self.link(r, "to-clients", "2001:db8:ff:c::1/64", f"{self.tag}-c", "eth0", "2001:db8:ff:c::2/64")
@@ -107,10 +122,20 @@ services:
         sh("ip", "-n", f"{self.tag}-c", "-6", "route", "add", "local", "2001:db8:c0::/48", "dev", "lo")
         sh("ip", "-n", r, "-6", "route", "add", "2001:db8:c0::/48", "via", "2001:db8:ff:c::2")
         sh("ip", "netns", "exec", r, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        # many short connections from few hosts (load generators, proxies)
+        for ns in [f"{self.tag}-c"] + ([self.ing()] if self.ingress else []):
+            sh("ip", "netns", "exec", ns, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1",
+               "net.ipv4.ip_local_port_range=1024 65000")
+        if self.ingress:
+            self.link(r, "to-ingress", "2001:db8:ff:e::1/64", self.ing(), "eth0",
+                      "2001:db8:ff:e::2/64")
+            sh("ip", "-n", self.ing(), "-6", "route", "add", "default", "via", "2001:db8:ff:e::1")
         for i in range(1, self.nodes + 1):
             n = self.node(i)
             self.link(r, f"to-node{i}", f"2001:db8:ff:{i}::1/64", n, "uplink", f"2001:db8:ff:{i}::2/64")
             sh("ip", "-n", n, "-6", "route", "add", "default", "via", f"2001:db8:ff:{i}::1")
+            sh("ip", "-n", r, "-6", "route", "add", f"2001:db8:10{i}::/48", "via",
+               f"2001:db8:ff:{i}::2")
             sh("ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
             sh("ip", "-n", n, "-6", "rule", "add", "lookup", "100", "pref", "100")
         for i, j in self.all_pods():
@@ -147,8 +172,10 @@ services:
                "--peer-as", "65000", "--router-id", f"10.255.0.{i}")
             self.run(n, "bird", "-f", "-c", bconf, "-s", os.path.join(self.dir, f"bird-n{i}.ctl"),
                      "-P", os.path.join(self.dir, f"bird-n{i}.pid"), log=f"bird-n{i}.log")
+            fobj = ["--filter-object", self.filter_obj] if self.filter_obj else []
             self.run(n, self.peak, "agent", "--config", cfg, "--node", f"node{i}", "--table",
-                     "100", "--controller", f"[2001:db8:ff:{i}::1]:4000", log=f"agent-n{i}.log")
+                     "100", "--controller", f"[2001:db8:ff:{i}::1]:4000", *fobj,
+                     log=f"agent-n{i}.log")
         for i, j in self.all_pods():
             if (i, j) != self.spare:
                 self.serve(i, j)

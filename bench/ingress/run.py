@@ -1,0 +1,415 @@
+#!/usr/bin/python3
+"""PEAK against traditional ingress on the namespace testbed, in one run.
+
+Systems, all reaching the same pods (peak serve) on the same testbed (tests/integration/
+testbed.py: router with BIRD, two nodes with agents, BGP and the XDP filter on their uplinks,
+two pods each, peak dns, an ingress host):
+  direct      clients to pod addresses, dealt round robin (no PEAK part on the path)
+  peak        clients resolve through peak dns and compute their address (fanout 2)
+  nginx       nginx as an L7 ingress on the ingress host, keep-alive upstreams
+  haproxy-l4  HAProxy in TCP mode on the ingress host
+  haproxy-l7  HAProxy in HTTP mode on the ingress host, keep-alive upstreams
+
+Work: 'peak load' in the clients' namespace, each emulated client from its own /64, closed
+loop at fixed concurrencies and open loop at fixed rates (keep-alive), and a connection per
+request at one concurrency; every cell repeated --runs times with the systems' order
+rotated. CPU: per process from /proc/PID/stat for the cluster side (proxy, agents, BIRD,
+pods, peak dns; tick-based, so kernel work is charged to whichever process it ran in), and
+the whole machine from /proc/stat. Memory: resident set of the cluster processes.
+Scenarios under load: a pod killed (its port answers resets), a pod silently gone (nftables
+drops everything it receives). Writes JSON (--out); bench/report.py makes the report.
+
+Usage (root): bench/ingress/run.py [--quick] [--runs N] [--duration S] [--out FILE]"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.join(HERE, "..", "..")
+sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
+import testbed  # noqa: E402
+
+SYSTEMS = ["direct", "peak", "nginx", "haproxy-l4", "haproxy-l7"]
+ING = "2001:db8:ff:e::2"
+SOURCES = "2001:db8:c0::/48"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def log(*a):
+    print("bench:", *a, file=sys.stderr, flush=True)
+
+
+# -- the proxies --------------------------------------------------------------------------
+
+def nginx_conf(tb, d):
+    ups = "".join(f"    server [{tb.pod_addr(i, j)}]:{testbed.PORT};\n" for i, j in tb.all_pods())
+    for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
+        os.makedirs(os.path.join(d, "nginx-" + sub), exist_ok=True)
+    return f"""user root;
+worker_processes 2;
+pid {d}/nginx.pid;
+error_log {d}/nginx-error.log warn;
+daemon off;
+events {{ worker_connections 16384; }}
+http {{
+  access_log off;
+  client_body_temp_path {d}/nginx-client_body;
+  proxy_temp_path {d}/nginx-proxy;
+  fastcgi_temp_path {d}/nginx-fastcgi;
+  uwsgi_temp_path {d}/nginx-uwsgi;
+  scgi_temp_path {d}/nginx-scgi;
+  keepalive_requests 1000000;
+  upstream pods {{
+{ups}    keepalive 512;
+  }}
+  server {{
+    listen [{ING}]:80 backlog=4096;
+    location / {{
+      proxy_pass http://pods;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+    }}
+  }}
+}}
+"""
+
+
+def haproxy_conf(tb):
+    srv = "".join(f"  server {tb.pod_id(i, j)} [{tb.pod_addr(i, j)}]:{testbed.PORT} check\n"
+                  for i, j in tb.all_pods())
+    return f"""global
+  nbthread 2
+  maxconn 8000
+defaults
+  timeout connect 5s
+  timeout client 60s
+  timeout server 60s
+  timeout http-keep-alive 60s
+frontend l4
+  mode tcp
+  bind [{ING}]:81
+  default_backend pods_tcp
+backend pods_tcp
+  mode tcp
+  balance roundrobin
+{srv}frontend l7
+  mode http
+  bind [{ING}]:82
+  default_backend pods_http
+backend pods_http
+  mode http
+  balance roundrobin
+  http-reuse always
+{srv}"""
+
+
+def target(tb, system):
+    """The 'peak load' arguments that aim at a system."""
+    if system == "direct":
+        return [",".join(f"[{tb.pod_addr(i, j)}]:{testbed.PORT}" for i, j in tb.all_pods())]
+    if system == "peak":
+        return [testbed.SERVICE, "--server", f"[{testbed.DNS_ADDR}]:53", "--port",
+                str(testbed.PORT)]
+    port = {"nginx": 80, "haproxy-l4": 81, "haproxy-l7": 82}[system]
+    return [f"[{ING}]:{port}"]
+
+
+# -- measuring ----------------------------------------------------------------------------
+
+def descendants(pids):
+    """The PIDs given and all their descendants (nginx workers and the like)."""
+    children = {}
+    for e in os.listdir("/proc"):
+        if e.isdigit():
+            try:
+                with open(f"/proc/{e}/stat") as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(e))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], list(pids)
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(children.get(p, []))
+    return out
+
+
+def proc_cpu(pid):
+    """utime + stime of a process (all its threads), in seconds; 0 if it is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            v = f.read().rsplit(")", 1)[1].split()
+        return (int(v[11]) + int(v[12])) / CLK_TCK
+    except (OSError, IndexError):
+        return 0.0
+
+
+def proc_role(pid):
+    """What a cluster process is: 'serve', 'agent', 'dns', 'controller' (peak's
+    subcommands), 'bird', 'nginx', 'haproxy'."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = f.read().split(b"\0")
+    except OSError:
+        return "?"
+    # nginx rewrites its argv[0] ("nginx: worker process")
+    name = os.path.basename(argv[0].decode(errors="replace").split(" ")[0])
+    if name == "peak" and len(argv) > 1:
+        return argv[1].decode(errors="replace")
+    return name.split(":")[0]
+
+
+def proc_rss_kib(pid):
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def machine_busy():
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    # user nice system idle iowait irq softirq steal
+    return (v[0] + v[1] + v[2] + v[5] + v[6]) / CLK_TCK
+
+
+class Bench:
+    def __init__(self, args, workdir):
+        self.a, self.dir = args, workdir
+        self.peak = os.path.abspath(args.peak)
+        self.tb = testbed.Testbed("pkb", workdir, self.peak, ingress=True,
+                                  filter_obj=args.filter_obj, fanout=2)
+        self.proxies = {}
+
+    def up(self):
+        tb = self.tb
+        tb.up()
+        if not tb.wait_converged(30):
+            raise RuntimeError("the testbed did not converge (BGP)")
+        conf = os.path.join(self.dir, "nginx.conf")
+        with open(conf, "w") as f:
+            f.write(nginx_conf(tb, self.dir))
+        self.proxies["nginx"] = tb.run(tb.ing(), "nginx", "-c", conf, "-p", self.dir,
+                                       "-e", os.path.join(self.dir, "nginx-error.log"),
+                                       log="nginx.log")
+        conf = os.path.join(self.dir, "haproxy.cfg")
+        with open(conf, "w") as f:
+            f.write(haproxy_conf(tb))
+        self.proxies["haproxy"] = tb.run(tb.ing(), "haproxy", "-db", "-f", conf,
+                                         log="haproxy.log")
+        # every system answers before anything is measured
+        for s in SYSTEMS:
+            if not self.wait_serving(s):
+                raise RuntimeError(f"{s} does not answer (logs in {self.dir})")
+
+    def cluster_pids(self):
+        return descendants([p.pid for p in self.tb.procs if p.poll() is None])
+
+    def load(self, system, extra, clients=None):
+        tb = self.tb
+        n = clients or 64
+        cmd = ["ip", "netns", "exec", f"{tb.tag}-c", self.peak, "load", *target(tb, system),
+               "--sources", SOURCES, "--clients", str(n), "--json", *extra]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+        if p.returncode:
+            raise RuntimeError(f"peak load failed: {' '.join(cmd)}: {p.stderr}")
+        return json.loads(p.stdout)
+
+    def measured(self, system, extra, clients=None):
+        """One run with the CPU of the cluster and of the machine around it."""
+        pids = self.cluster_pids()
+        c0 = {p: proc_cpu(p) for p in pids}
+        m0 = machine_busy()
+        r = self.load(system, extra, clients)
+        m1 = machine_busy()
+        roles = {}
+        for p, c in c0.items():
+            k = proc_role(p)
+            roles[k] = roles.get(k, 0) + max(proc_cpu(p) - c, 0)
+        cl = sum(roles.values())
+        r["cluster_cpu_by_role_s"] = {k: round(v, 3) for k, v in roles.items()}
+        ok = max(r["ok"], 1)
+        r["cluster_cpu_s"] = cl
+        r["machine_cpu_s"] = m1 - m0
+        r["cluster_ms_per_1k"] = cl * 1e6 / ok
+        r["machine_ms_per_1k"] = (m1 - m0) * 1e6 / ok
+        r["cluster_rss_kib"] = sum(proc_rss_kib(p) for p in pids)
+        if system in ("nginx", "haproxy-l4", "haproxy-l7"):
+            name = "nginx" if system == "nginx" else "haproxy"
+            r["proxy_rss_kib"] = sum(proc_rss_kib(p)
+                                     for p in descendants([self.proxies[name].pid]))
+        r["system"] = system
+        return r
+
+    # -- steady state ------------------------------------------------------------------
+
+    def steady(self):
+        a, out = self.a, []
+        cells = [("closed", c) for c in a.concurrency] + [("open", r) for r in a.rates]
+        if a.new_conn:
+            cells.append(("new-conn", a.new_conn))
+        total = a.runs * len(cells) * len(SYSTEMS)
+        done = 0
+        for run in range(a.runs):
+            for kind, v in cells:
+                order = SYSTEMS[run % len(SYSTEMS):] + SYSTEMS[:run % len(SYSTEMS)]
+                for s in order:
+                    if kind == "open":
+                        extra, clients = ["--rate", str(v)], 64
+                    else:
+                        extra, clients = ["--concurrency", str(v)], max(v, 1)
+                        if kind == "new-conn":
+                            extra.append("--new-conn")
+                    r = self.measured(s, extra + ["--duration", str(a.duration)], clients)
+                    r.update(kind=kind, value=v, run=run)
+                    out.append(r)
+                    done += 1
+                    log(f"[{done}/{total}] {s:10s} {kind} {v}: {r['rps']:.0f} req/s, "
+                        f"p50 {r['latency_us']['p50']:.0f} us, failed {r['failed']}, "
+                        f"cluster {r['cluster_ms_per_1k']:.1f} ms/1k")
+        return out
+
+    # -- scenarios ---------------------------------------------------------------------
+
+    def wait_serving(self, system, timeout=30):
+        """Until a short load sees no failure (the cluster has healed)."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            r = self.load(system, ["--concurrency", "8", "--duration", "0.5", "--timeout",
+                                   "500"], 64)
+            if r["failed"] == 0 and r["ok"] > 0:
+                return True
+            time.sleep(0.5)
+        return False
+
+    def scenario(self, system, kind):
+        """Load for D s; at 1/4 of it pod (1,1) fails (kill: the process dies, its port
+        answers resets; silent: every packet to it is dropped); restored after the run."""
+        a, tb = self.a, self.tb
+        dur = a.scenario_seconds
+        pod = tb.pod(1, 1)
+        cmd = ["ip", "netns", "exec", f"{tb.tag}-c", self.peak, "load", *target(tb, system),
+               "--sources", SOURCES, "--clients", "32", "--concurrency", "32", "--duration",
+               str(dur), "--retries", "1", "--timeout", "250", "--timeline", "50", "--json"]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(dur / 4)
+        t_fail = dur / 4
+        if kind == "kill":
+            tb.kill_pod(1, 1)
+        else:
+            testbed.sh("ip", "netns", "exec", pod, "nft", "add table inet pkdrop; "
+                       "add chain inet pkdrop in { type filter hook input priority 0; "
+                       "policy drop; }")
+        out, err = p.communicate(timeout=dur + 60)
+        if p.returncode:
+            raise RuntimeError(f"peak load failed: {err}")
+        r = json.loads(out)
+        if kind == "kill":
+            tb.serve(1, 1)
+        else:
+            testbed.sh("ip", "netns", "exec", pod, "nft", "delete table inet pkdrop")
+        r.update(system=system, scenario=kind, fail_at_s=t_fail)
+        if not self.wait_serving(system):
+            log(f"{system} did not heal after {kind}")
+        time.sleep(a.heal_seconds)  # the proxies' checks and the agents settle
+        g = r["outage"]
+        log(f"{kind:6s} {system:10s}: failed {r['failed']} of {r['sent']}, retries "
+            f"{r['retried']}, clients hit {g['clients']}, max gap {g['gap_max_ms']:.0f} ms")
+        return r
+
+    def scenarios(self):
+        out = []
+        for kind in self.a.scenarios:
+            for s in SYSTEMS:
+                out.append(self.scenario(s, kind))
+        return out
+
+
+def versions():
+    def first(*cmd):
+        try:
+            p = subprocess.run(cmd, capture_output=True, text=True, timeout=10)
+            return (p.stdout + p.stderr).strip().splitlines()[0]
+        except (OSError, IndexError):
+            return "?"
+    cpu = "?"
+    with open("/proc/cpuinfo") as f:
+        for line in f:
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    return {"kernel": os.uname().release, "cpus": os.cpu_count(), "cpu": cpu,
+            "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30),
+            "nginx": first("nginx", "-v"), "haproxy": first("haproxy", "-v"),
+            "bird": first("bird", "--version"), "os": first("sh", "-c", ". /etc/os-release; "
+                                                              "echo $PRETTY_NAME")}
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true",
+                    help="one run of 2 s per cell, concurrencies 16 and 64, one rate")
+    ap.add_argument("--runs", type=int, default=3, help="repetitions of every cell (3)")
+    ap.add_argument("--duration", type=float, default=5, help="seconds per cell (5)")
+    ap.add_argument("--concurrency", default="1,16,64,256", help="closed-loop cells")
+    ap.add_argument("--rates", default="2000,8000", help="open-loop cells, requests/s")
+    ap.add_argument("--new-conn", type=int, default=16,
+                    help="concurrency of the connection-per-request cell (0: none)")
+    ap.add_argument("--scenarios", default="kill,silent", help="'' for none")
+    ap.add_argument("--scenario-seconds", type=float, default=8)
+    ap.add_argument("--heal-seconds", type=float, default=3)
+    ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument("--peak", default=os.path.join(ROOT, "build", "peak"))
+    ap.add_argument("--filter-obj", default=os.path.join(ROOT, "build", "filter.bpf.o"))
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "ingress.json"))
+    a = ap.parse_args()
+    if a.quick:
+        a.runs, a.duration, a.concurrency, a.rates = 1, 2, "16,64", "4000"
+        a.scenario_seconds, a.heal_seconds = 4, 1
+    a.concurrency = [int(x) for x in a.concurrency.split(",") if x]
+    a.rates = [int(x) for x in a.rates.split(",") if x]
+    a.scenarios = [x for x in a.scenarios.split(",") if x]
+    if any(s not in SYSTEMS for s in a.systems.split(",")):
+        ap.error(f"--systems: choose from {','.join(SYSTEMS)}")
+    SYSTEMS[:] = a.systems.split(",")
+    if os.geteuid() != 0:
+        ap.error("needs root (network namespaces, XDP)")
+    for tool in ("nginx", "haproxy", "nft", "bird"):
+        if subprocess.run(["sh", "-c", f"command -v {tool}"], capture_output=True).returncode:
+            ap.error(f"{tool} is not installed (make bench installs it)")
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="peak-bench-") as d:
+        b = Bench(a, d)
+        try:
+            log("testbed up")
+            b.up()
+            res = {"versions": versions(), "runs": a.runs, "duration_s": a.duration,
+                   "systems": SYSTEMS, "steady": b.steady(), "scenarios": b.scenarios()}
+        except Exception:
+            for name in sorted(os.listdir(d)):  # the daemons' last words
+                if name.endswith(".log"):
+                    with open(os.path.join(d, name), errors="replace") as f:
+                        tail = f.read()[-600:]
+                    if tail.strip():
+                        log(f"--- {name}\n{tail}")
+            raise
+        finally:
+            b.tb.down()
+    res["wall_s"] = round(time.time() - started, 1)
+    os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(res, f, indent=1)
+    log(f"wrote {a.out} in {res['wall_s']} s")
+
+
+if __name__ == "__main__":
+    main()
