@@ -2,10 +2,13 @@
 #   make demo     build, then run the demo cluster in network namespaces (root)
 #   make          install missing build dependencies (as root), configure, build build/peak
 #   make test     the same, then every test suite; ends with 'N passed, N failed'
+#   make bench    the benchmark suite: PEAK vs direct, nginx, HAProxy; DNS vs NSD, Knot;
+#                 writes bench/results/REPORT.md with SVG plots (root, ~15 min)
+#   make bench-quick  the same, one short run per cell (root, under 3 min)
 #   make bench-ssa  SSA address computation throughput
 #   make clean
 
-.PHONY: all deps test demo bench-ssa clean
+.PHONY: all deps test demo bench bench-quick bench-ssa clean
 
 all: deps
 	@[ -f build/build.ninja ] || meson setup build
@@ -19,6 +22,16 @@ test: all
 
 demo: all
 	@/usr/bin/python3 tests/integration/demo.py
+
+bench: all
+	/usr/bin/python3 bench/ingress/run.py
+	sh bench/dns/run.sh 10
+	/usr/bin/python3 bench/report.py
+
+bench-quick: all
+	/usr/bin/python3 bench/ingress/run.py --quick
+	[ -f bench/results/dns.md ] || sh bench/dns/run.sh 3
+	/usr/bin/python3 bench/report.py
 
 bench-ssa: all
 	./build/bench/bench_ssa 1

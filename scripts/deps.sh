@@ -6,7 +6,8 @@ PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libcmocka-dev li
 python3 python3-pytest python3-dnspython libmicrohttpd-dev knot-dnsutils bind9-dnsutils
 dnsperf libmnl-dev
 bird2 iproute2 curl procps util-linux
-libbpf-dev bpftool"
+libbpf-dev bpftool
+nginx-light haproxy nftables gnuplot-nox"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
@@ -21,5 +22,12 @@ fi
 echo "installing:$missing"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
+# Packaged daemons (nginx, haproxy, bird) must not start: the benchmarks and tests run
+# their own instances in namespaces. policy-rc.d 101 = "action forbidden" for invoke-rc.d.
+if [ ! -e /usr/sbin/policy-rc.d ]; then
+	printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d
+	chmod 755 /usr/sbin/policy-rc.d
+	trap 'rm -f /usr/sbin/policy-rc.d' EXIT
+fi
 # shellcheck disable=SC2086
 apt-get install -y -qq --no-install-recommends $missing >/dev/null

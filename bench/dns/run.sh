@@ -5,12 +5,12 @@
 #   latency:    dnsperf at a fixed 5000 queries/s for 5 s, percentiles of every query
 # Mixes: static (SOA, APL, TXT, glue AAAA, NXDOMAIN) and AAAA of an SSA service (steered
 # by peak per client; a fixed record for NSD and Knot, which cannot steer).
-# Usage: bench/dns/run.sh [SECONDS]   (default 20). Writes bench/results/dns.md.
+# Usage: bench/dns/run.sh [SECONDS]   (default 20). Writes bench/results/dns.md, or $OUT.
 set -eu
 cd "$(dirname "$0")/../.."
 DUR=${1:-20}
 PEAK=${PEAK:-build/peak}
-OUT=bench/results/dns.md
+OUT=${OUT:-bench/results/dns.md}
 for p in nsd knot dnsperf; do
 	if ! dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "ok installed"; then
 		[ "$(id -u)" -eq 0 ] || { echo "install $p (apt-get install nsd knot dnsperf)" >&2; exit 1; }

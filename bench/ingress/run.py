@@ -323,7 +323,8 @@ class Bench:
         time.sleep(a.heal_seconds)  # the proxies' checks and the agents settle
         g = r["outage"]
         log(f"{kind:6s} {system:10s}: failed {r['failed']} of {r['sent']}, retries "
-            f"{r['retried']}, clients hit {g['clients']}, max gap {g['gap_max_ms']:.0f} ms")
+            f"{r['retried']}, gaps {g['gaps']} (max {g['gap_max_ms']:.0f} ms), still down at "
+            f"the end {g['still_down']}")
         return r
 
     def scenarios(self):

@@ -392,11 +392,11 @@ static void print_json(const struct load_args *a, const struct load_result *r)
 		printf("%s\"%s\": %llu", e ? ", " : "", load_err_name(e),
 		       (unsigned long long)r->err[e]);
 	const struct hist *g = &r->outage.gap;
-	printf("},\n \"outage\": {\"clients\": %u, \"gap_p50_ms\": %.1f, \"gap_max_ms\": %.1f, "
-	       "\"first_fail_s\": %.3f, \"last_fail_s\": %.3f},\n",
-	       r->outage.clients + (unsigned)g->count, (double)hist_percentile(g, 50) / 1e6,
-	       (double)(g->count ? g->max : 0) / 1e6, r->outage.first_fail_s,
-	       r->outage.last_fail_s);
+	printf("},\n \"outage\": {\"gaps\": %llu, \"still_down\": %u, \"gap_p50_ms\": %.1f, "
+	       "\"gap_max_ms\": %.1f, \"first_fail_s\": %.3f, \"last_fail_s\": %.3f},\n",
+	       (unsigned long long)g->count, r->outage.still_down,
+	       (double)hist_percentile(g, 50) / 1e6, (double)(g->count ? g->max : 0) / 1e6,
+	       r->outage.first_fail_s, r->outage.last_fail_s);
 	printf(" \"timeline_ms\": %u, \"timeline\": [", a->o.timeline_ms);
 	for (unsigned i = 0; i < r->timeline_n; i++)
 		printf("%s[%llu, %llu]", i ? ", " : "", (unsigned long long)r->timeline_ok[i],
@@ -438,11 +438,12 @@ static void print_text(const struct load_args *a, const struct load_result *r)
 	printf("%s\n", any ? "" : " none");
 	const struct hist *g = &r->outage.gap;
 	if (r->failed)
-		printf("outage     %u clients saw failures, between %.2f s and %.2f s; service gap "
-		       "p50 %.1f ms, max %.1f ms\n",
-		       r->outage.clients + (unsigned)g->count, r->outage.first_fail_s,
-		       r->outage.last_fail_s, (double)hist_percentile(g, 50) / 1e6,
-		       (double)(g->count ? g->max : 0) / 1e6);
+		printf(
+		    "outage     failures between %.2f s and %.2f s; %llu service gaps closed (p50 "
+		    "%.1f ms, max %.1f ms), %u still open at the end\n",
+		    r->outage.first_fail_s, r->outage.last_fail_s, (unsigned long long)g->count,
+		    (double)hist_percentile(g, 50) / 1e6, (double)(g->count ? g->max : 0) / 1e6,
+		    r->outage.still_down);
 	printf("cpu        %.2f s in peak load, %.1f us per request\n", r->cpu_s,
 	       r->ok ? r->cpu_s * 1e6 / (double)r->ok : 0);
 }

@@ -416,7 +416,7 @@ static void *worker_main(void *arg)
 		w->r.unfinished += (s->st != S_IDLE) + s->qlen;
 		slot_close(s);
 		if (s->down_since)
-			w->r.outage.clients++; /* still in a gap at the end */
+			w->r.outage.still_down++; /* still in a gap at the end */
 	}
 	return NULL;
 }
@@ -455,7 +455,7 @@ static void result_merge(struct load_result *d, const struct load_result *s)
 		d->timeline_ok[i] += s->timeline_ok[i];
 		d->timeline_failed[i] += s->timeline_failed[i];
 	}
-	d->outage.clients += s->outage.clients;
+	d->outage.still_down += s->outage.still_down;
 	if (s->failed) {
 		if (!d->outage.last_fail_s || s->outage.first_fail_s < d->outage.first_fail_s)
 			d->outage.first_fail_s = s->outage.first_fail_s;

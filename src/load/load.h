@@ -49,11 +49,11 @@ struct load_opts {
 	bool progress;        /* a line on stderr every second */
 };
 
-/* Per-client service gaps: from the start of a client's first failed request to the end of
- * its next successful one. */
+/* Service gaps as clients see them: from the start of a connection's (closed loop) or
+ * client's (open loop) first failed request to the end of its next successful one. */
 struct load_outage {
-	unsigned clients;                 /* clients that had at least one gap */
-	struct hist gap;                  /* ns */
+	unsigned still_down; /* connections (closed loop) or clients still in a gap at the end */
+	struct hist gap;     /* ns */
 	double first_fail_s, last_fail_s; /* completion times of failed requests, from start */
 };
 
