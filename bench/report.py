@@ -232,7 +232,8 @@ def main():
                 for x in roles) + " |")
         w("")
     # scenarios
-    scen = d.get("scenarios", [])
+    allscen = d.get("scenarios", [])
+    scen = [r for r in allscen if r["scenario"] in ("kill", "silent")]
     if scen:
         w("## Failures under load (one run each)\n")
         w("32 connections, each its own client, one retry per request (to the client's next "
@@ -251,6 +252,43 @@ def main():
             w(f"| {r['scenario']} | {NAMES[r['system']]} | {r['sent']} | {r['failed']} | "
               f"{r['retried']} | {o['gaps']} | {o['gap_max_ms']:.0f} | {o['still_down']} | "
               f"{span} |")
+        w("")
+    add = [r for r in allscen if r["scenario"] == "add"]
+    if add:
+        w("## A pod added under load (one run each)\n")
+        w("Same load; pod n2p3 starts serving a quarter into the run. For the proxies the "
+          "run also does what an ingress controller does: a new upstream list and a reload "
+          "(nginx -s reload, HAProxy master-worker SIGUSR2). *Broken* counts attempts that "
+          "failed (reset, closed, refused, timeout) and were retried; *at its share* is the "
+          "time until the new pod's CPU rate (pods' CPU time sampled every 100 ms, 300 ms "
+          "windows) first reaches 80% of its rate over the run's last second; *never* when "
+          "that final rate stays under a tenth of the other pods' mean (direct clients keep "
+          "their address list; HAProxy in TCP mode keeps its clients' connections on their "
+          "old pods).\n")
+        w("| system | requests | broken | failed | new pod at its share after |")
+        w("|---|---:|---:|---:|---:|")
+        for r in add:
+            sh = f"{r['share_s']:.2f} s" if r["share_s"] is not None else "never (in the run)"
+            w(f"| {NAMES[r['system']]} | {r['sent']} | {r['broken']} | {r['failed']} | {sh} |")
+        w("")
+    fl = [r for r in allscen if r["scenario"] == "flood"]
+    if fl:
+        w("## A flood of non-conforming packets (one run each)\n")
+        w(f"Legitimate load at {fl[0]['rate']} requests/s (open loop, 64 clients), alone and "
+          "then under a flood of TCP SYNs from random sources of the clients' /48: for PEAK "
+          "to random addresses of the service prefix (nearly none conforms to the rule: the "
+          "XDP filter on the nodes drops them), for direct to the pods' addresses, for the "
+          "proxies to their listening port. The flood generator (bench/flood/flood.c, raw "
+          "socket) shares the machine's two CPUs with everything else.\n")
+        w("| system | SYN/s sent | p50 us alone | p50 us flood | p99 us alone | "
+          "p99 us flood | p99 ratio | failed alone/flood |")
+        w("|---|---:|---:|---:|---:|---:|---:|---|")
+        for r in fl:
+            b, u = r["before"]["latency_us"], r["during"]["latency_us"]
+            w(f"| {NAMES[r['system']]} | {r['flood_pps']:.0f} | {b['p50']:.0f} | "
+              f"{u['p50']:.0f} | {b['p99']:.0f} | {u['p99']:.0f} | "
+              f"{ratio(u['p99'], b['p99']):.2f} | {r['before']['failed']}/"
+              f"{r['during']['failed']} |")
         w("")
     # plots
     plots = []

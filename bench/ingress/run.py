@@ -45,8 +45,8 @@ def log(*a):
 
 # -- the proxies --------------------------------------------------------------------------
 
-def nginx_conf(tb, d):
-    ups = "".join(f"    server [{tb.pod_addr(i, j)}]:{testbed.PORT};\n" for i, j in tb.all_pods())
+def nginx_conf(tb, d, pods):
+    ups = "".join(f"    server [{tb.pod_addr(i, j)}]:{testbed.PORT};\n" for i, j in pods)
     for sub in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"):
         os.makedirs(os.path.join(d, "nginx-" + sub), exist_ok=True)
     return f"""user root;
@@ -78,9 +78,9 @@ http {{
 """
 
 
-def haproxy_conf(tb):
+def haproxy_conf(tb, pods):
     srv = "".join(f"  server {tb.pod_id(i, j)} [{tb.pod_addr(i, j)}]:{testbed.PORT} check\n"
-                  for i, j in tb.all_pods())
+                  for i, j in pods)
     return f"""global
   nbthread 2
   maxconn 8000
@@ -107,10 +107,15 @@ backend pods_http
 {srv}"""
 
 
+def serving(tb):
+    """The pods that serve from the start (the spare one joins in a scenario)."""
+    return [p for p in tb.all_pods() if p != tb.spare]
+
+
 def target(tb, system):
     """The 'peak load' arguments that aim at a system."""
     if system == "direct":
-        return [",".join(f"[{tb.pod_addr(i, j)}]:{testbed.PORT}" for i, j in tb.all_pods())]
+        return [",".join(f"[{tb.pod_addr(i, j)}]:{testbed.PORT}" for i, j in serving(tb))]
     if system == "peak":
         return [testbed.SERVICE, "--server", f"[{testbed.DNS_ADDR}]:53", "--port",
                 str(testbed.PORT)]
@@ -187,7 +192,7 @@ class Bench:
         self.a, self.dir = args, workdir
         self.peak = os.path.abspath(args.peak)
         self.tb = testbed.Testbed("pkb", workdir, self.peak, ingress=True,
-                                  filter_obj=args.filter_obj, fanout=2)
+                                  filter_obj=args.filter_obj, fanout=2, spare=(2, 3))
         self.proxies = {}
 
     def up(self):
@@ -195,21 +200,35 @@ class Bench:
         tb.up()
         if not tb.wait_converged(30):
             raise RuntimeError("the testbed did not converge (BGP)")
-        conf = os.path.join(self.dir, "nginx.conf")
-        with open(conf, "w") as f:
-            f.write(nginx_conf(tb, self.dir))
-        self.proxies["nginx"] = tb.run(tb.ing(), "nginx", "-c", conf, "-p", self.dir,
+        self.write_proxy_confs(serving(tb))
+        self.proxies["nginx"] = tb.run(tb.ing(), "nginx", "-c", self.nginx_cfg, "-p", self.dir,
                                        "-e", os.path.join(self.dir, "nginx-error.log"),
                                        log="nginx.log")
-        conf = os.path.join(self.dir, "haproxy.cfg")
-        with open(conf, "w") as f:
-            f.write(haproxy_conf(tb))
-        self.proxies["haproxy"] = tb.run(tb.ing(), "haproxy", "-db", "-f", conf,
-                                         log="haproxy.log")
+        # master-worker: SIGUSR2 to the master reloads the configuration
+        self.proxies["haproxy"] = tb.run(tb.ing(), "haproxy", "-W", "-db", "-f",
+                                         self.haproxy_cfg, log="haproxy.log")
         # every system answers before anything is measured
         for s in SYSTEMS:
             if not self.wait_serving(s):
                 raise RuntimeError(f"{s} does not answer (logs in {self.dir})")
+
+    def write_proxy_confs(self, pods):
+        self.nginx_cfg = os.path.join(self.dir, "nginx.conf")
+        with open(self.nginx_cfg, "w") as f:
+            f.write(nginx_conf(self.tb, self.dir, pods))
+        self.haproxy_cfg = os.path.join(self.dir, "haproxy.cfg")
+        with open(self.haproxy_cfg, "w") as f:
+            f.write(haproxy_conf(self.tb, pods))
+
+    def reload_proxies(self, pods):
+        """What an ingress controller does when the pods change: new upstreams, reload."""
+        self.write_proxy_confs(pods)
+        testbed.sh("ip", "netns", "exec", self.tb.ing(), "nginx", "-c", self.nginx_cfg, "-p",
+                   self.dir, "-e", os.path.join(self.dir, "nginx-error.log"), "-s", "reload")
+        os.kill(self.proxies["haproxy"].pid, 10 + 2)  # SIGUSR2
+
+    def pod_pids(self):
+        return {p: self.tb.serving[p].pid for p in self.tb.serving}
 
     def cluster_pids(self):
         return descendants([p.pid for p in self.tb.procs if p.poll() is None])
@@ -291,9 +310,102 @@ class Bench:
             time.sleep(0.5)
         return False
 
+    def pod_added(self, system):
+        """Load for D s; at 1/4 of it the spare pod starts serving (and, for the proxies, the
+        ingress controller's part: new upstream list, reload). Connections broken are the
+        attempts that failed (reset, closed) and were retried; the new pod's share is read
+        from the pods' CPU time, sampled every 100 ms (see below); 'never' if it ends the
+        run with under a tenth of the other pods' mean rate."""
+        a, tb = self.a, self.tb
+        dur = a.scenario_seconds
+        cmd = ["ip", "netns", "exec", f"{tb.tag}-c", self.peak, "load", *target(tb, system),
+               "--sources", SOURCES, "--clients", "32", "--concurrency", "32", "--duration",
+               str(dur), "--retries", "1", "--timeout", "250", "--timeline", "50", "--json"]
+        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        t0 = time.time()
+        time.sleep(dur / 4)
+        t_add = time.time() - t0
+        tb.serve(*tb.spare)
+        if system in ("nginx", "haproxy-l4", "haproxy-l7"):
+            self.reload_proxies(tb.all_pods())
+        samples = []  # (t, {pod: cpu})
+        while p.poll() is None and time.time() - t0 < dur:
+            samples.append((time.time() - t0, {k: proc_cpu(v) for k, v in self.pod_pids().items()}))
+            time.sleep(0.1)
+        out, err = p.communicate(timeout=60)
+        if p.returncode:
+            raise RuntimeError(f"peak load failed: {err}")
+        r = json.loads(out)
+        # CPU rate per pod over 300 ms windows; the new pod's final rate is its mean over
+        # the last second; it takes its share when it first reaches 80% of that
+        wins = []
+        for i in range(3, len(samples)):
+            (ta, ca), (tz, cz) = samples[i - 3], samples[i]
+            if ta >= t_add:
+                wins.append((tz, {k: (cz[k] - ca.get(k, cz[k])) / (tz - ta) for k in cz}))
+        share = None
+        last = [w for t, w in wins if t >= wins[-1][0] - 1.0] if wins else []
+        final = sum(w.get(tb.spare, 0) for w in last) / len(last) if last else 0
+        others = [sum(v for k, v in w.items() if k != tb.spare) / max(len(w) - 1, 1)
+                  for w in last]
+        if last and final > 0.1 * (sum(others) / len(others)):
+            share = next(round(t - t_add, 2) for t, w in wins if w.get(tb.spare, 0) >= 0.8 * final)
+        # back to four pods
+        tb.kill_pod(*tb.spare)
+        if system in ("nginx", "haproxy-l4", "haproxy-l7"):
+            self.reload_proxies(serving(tb))
+        e = r["errors"]
+        r.update(system=system, scenario="add", fail_at_s=t_add, share_s=share,
+                 broken=e["reset"] + e["eof"] + e["refused"] + e["timeout"])
+        if not self.wait_serving(system):
+            log(f"{system} did not heal after add")
+        time.sleep(a.heal_seconds)
+        log(f"add    {system:10s}: broken {r['broken']}, failed {r['failed']}, new pod at its "
+            f"share after {share if share is not None else 'never'} s")
+        return r
+
+    def flood(self, system):
+        """Legitimate load at a fixed rate (open loop) for D/2 s alone, then D/2 s under a
+        flood of TCP SYNs from random sources: for PEAK to random addresses of the service
+        prefix (nearly all break the rule: the XDP filter drops them), for direct to the
+        pods, for the proxies to their port. Legitimate p99 with and without."""
+        a, tb = self.a, self.tb
+        half = a.scenario_seconds / 2
+        legit = ["--rate", str(a.flood_rate), "--duration", str(half), "--timeout", "1000"]
+        r0 = self.load(system, legit, 64)
+        if system == "peak":
+            aim = ["--prefix", testbed.PREFIX, "--port", str(testbed.PORT)]
+        elif system == "direct":
+            aim = ["--dst", ",".join(tb.pod_addr(i, j) for i, j in serving(tb)), "--port",
+                   str(testbed.PORT)]
+        else:
+            aim = ["--dst", ING, "--port", target(tb, system)[0].rsplit(":", 1)[1]]
+        fl = subprocess.Popen(["ip", "netns", "exec", f"{tb.tag}-c", self.a.flood_bin, *aim,
+                               "--pps", str(a.flood_pps), "--seconds", str(half + 0.5),
+                               "--sources", "2001:db8:c0::/48"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.25)
+        r1 = self.load(system, legit, 64)
+        out, err = fl.communicate(timeout=60)
+        if fl.returncode:
+            raise RuntimeError(f"flood failed: {err}")
+        f = json.loads(out)
+        r = {"system": system, "scenario": "flood", "rate": a.flood_rate,
+             "flood_pps": f["sent"] / f["seconds"], "flood_errors": f["errors"],
+             "before": r0, "during": r1}
+        time.sleep(a.heal_seconds)
+        log(f"flood  {system:10s}: legit p99 {r0['latency_us']['p99']:.0f} us alone, "
+            f"{r1['latency_us']['p99']:.0f} us under {r['flood_pps']:.0f} SYN/s; failed "
+            f"{r0['failed']}/{r1['failed']}")
+        return r
+
     def scenario(self, system, kind):
         """Load for D s; at 1/4 of it pod (1,1) fails (kill: the process dies, its port
         answers resets; silent: every packet to it is dropped); restored after the run."""
+        if kind == "add":
+            return self.pod_added(system)
+        if kind == "flood":
+            return self.flood(system)
         a, tb = self.a, self.tb
         dur = a.scenario_seconds
         pod = tb.pod(1, 1)
@@ -365,8 +477,13 @@ def main():
     ap.add_argument("--rates", default="2000,8000", help="open-loop cells, requests/s")
     ap.add_argument("--new-conn", type=int, default=16,
                     help="concurrency of the connection-per-request cell (0: none)")
-    ap.add_argument("--scenarios", default="kill,silent", help="'' for none")
+    ap.add_argument("--scenarios", default="kill,silent,add,flood",
+                    help="comma-separated, '' for none")
     ap.add_argument("--scenario-seconds", type=float, default=8)
+    ap.add_argument("--flood-pps", type=int, default=50000, help="SYNs per second (50000)")
+    ap.add_argument("--flood-rate", type=int, default=2000,
+                    help="legitimate requests/s during the flood (2000)")
+    ap.add_argument("--flood-bin", default=os.path.join(ROOT, "build", "bench", "flood"))
     ap.add_argument("--heal-seconds", type=float, default=3)
     ap.add_argument("--systems", default=",".join(SYSTEMS))
     ap.add_argument("--peak", default=os.path.join(ROOT, "build", "peak"))

@@ -1,5 +1,5 @@
 """The benchmark drivers on a tiny run: bench/ingress/run.py for 2 s per cell (every system,
-one closed-loop and one open-loop cell, the kill scenario), bench/dns/run.sh for 2 s, then
+one closed-loop and one open-loop cell; a pod killed, a pod added, a small flood), bench/dns/run.sh for 2 s, then
 bench/report.py; the report must parse and every system must have non-zero figures."""
 import json
 import os
@@ -11,6 +11,7 @@ import pytest
 SRC = os.environ.get("PEAK_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
 PEAK = os.environ.get("PEAK_BIN", os.path.join(SRC, "build", "peak"))
 OBJ = os.environ.get("FILTER_OBJ", os.path.join(SRC, "build", "filter.bpf.o"))
+FLOOD = os.environ.get("FLOOD_BIN", os.path.join(SRC, "build", "bench", "flood"))
 SYSTEMS = ["direct", "PEAK", "nginx L7", "HAProxy L4", "HAProxy L7"]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, XDP)")
@@ -20,13 +21,14 @@ def test_drivers_and_report(tmp_path):
     out = tmp_path / "ingress.json"
     p = subprocess.run(["/usr/bin/python3", os.path.join(SRC, "bench/ingress/run.py"),
                         "--runs", "1", "--duration", "2", "--concurrency", "16", "--rates",
-                        "2000", "--new-conn", "0", "--scenarios", "kill",
+                        "2000", "--new-conn", "0", "--scenarios", "kill,add,flood",
+                        "--flood-pps", "5000", "--flood-bin", FLOOD,
                         "--scenario-seconds", "3", "--heal-seconds", "0.5", "--peak", PEAK,
                         "--filter-obj", OBJ, "--out", str(out)],
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     d = json.loads(out.read_text())
-    assert len(d["steady"]) == 2 * 5 and len(d["scenarios"]) == 5
+    assert len(d["steady"]) == 2 * 5 and len(d["scenarios"]) == 3 * 5
     for r in d["steady"]:
         assert r["ok"] > 0 and r["failed"] == 0, (r["system"], r["errors"])
         assert r["cluster_cpu_s"] > 0 and r["cluster_rss_kib"] > 0
@@ -51,3 +53,9 @@ def test_drivers_and_report(tmp_path):
         assert "gnuplot_plot_5" in text  # five systems plotted
     assert "peak dns" in report.split("## DNS")[1]
     assert re.search(r"\| kill \| PEAK \| \d+ \|", report)
+    # a pod added: PEAK moves slices to it, the proxies reload; the flood table is complete
+    assert re.search(r"^\| PEAK \| \d+ \| \d+ \| \d+ \| [0-9.]+ s \|", report, re.M), report
+    flood = report.split("## A flood")[1].split("\n## ")[0]
+    for s in SYSTEMS:
+        assert re.search(rf"^\| {re.escape(s)} \| [1-9]\d* \| \d+ \|", flood, re.M), flood
+    assert (tmp_path / "outage-kill.svg").exists()
