@@ -78,8 +78,8 @@ static void render(struct mbuf *b, void *arg)
 		mbuf_printf(b, "peak_agent_endpoint_healthy{service=\"%s\",endpoint=\"%s\"} %d\n",
 		            name, s->ep[st.who[k][1]].id, st.healthy[k]);
 	}
-	mbuf_printf(b, "# HELP peak_agent_endpoint_connections Established connections to the "
-	               "service port in the pod.\n# TYPE peak_agent_endpoint_connections gauge\n");
+	mbuf_printf(b, "# HELP peak_agent_endpoint_connections TCP connections in the pod's "
+	               "namespace.\n# TYPE peak_agent_endpoint_connections gauge\n");
 	for (unsigned k = 0; st.cfg && k < st.n; k++) {
 		char name[DNS_NAME_STRLEN];
 		const struct cfg_service *s = &st.cfg->svc[st.who[k][0]];
@@ -628,19 +628,19 @@ static void ctl_read(struct agent *a)
 	}
 }
 
-/* Load of a pod: established TCP connections to the port inside its namespace (read there
- * by sock_diag, from a socket opened there; not /proc/net/tcp6, whose text grows with
- * every TIME_WAIT socket and cost a core under a connection per request), and the CPU
- * time of the processes living in that namespace. */
+/* Load of a pod: the TCP connections of its namespace (tcp_open_count, read from inside it;
+ * not /proc/net/tcp6, whose text grows with every TIME_WAIT socket and cost a core per
+ * agent under a connection per request; nor a sock_diag dump of established sockets,
+ * which walks the kernel's connection table shared by every namespace), and the CPU time
+ * of the processes living in that namespace. */
 struct load_job {
-	uint16_t port;
 	uint64_t conns;
 };
 
 static int count_conns(void *arg)
 {
 	struct load_job *j = arg;
-	return tcp_established_count(j->port, &j->conns);
+	return tcp_open_count(&j->conns);
 }
 
 /* CPU nanoseconds of the processes in the network namespace with this inode. */
@@ -681,7 +681,7 @@ static void load_round(struct agent *a)
 		const struct cfg_endpoint *ep = &s->ep[a->hc[i].ep];
 		if (!ep->netns[0])
 			continue;
-		struct load_job j = {.port = (uint16_t)s->port};
+		struct load_job j = {0};
 		char path[300];
 		struct stat sb;
 		snprintf(path, sizeof(path), "/run/netns/%s", ep->netns);

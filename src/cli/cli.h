@@ -20,6 +20,11 @@ void cli_addr6(const char *cmd, const char *opt, const char *s, uint8_t out[stat
  * file, or exits with a usage error. The secret is never printed. */
 void cli_secret_file(const char *cmd, const char *path, uint8_t out[static 16]);
 
+/* The hop secret a client command uses: from path (--secret-file) or else from the file
+ * $PEAK_SECRET_FILE names; NULL if neither is set. Exits with a usage error if the file is
+ * bad. */
+const uint8_t *cli_secret_option(const char *cmd, const char *path, uint8_t out[static 16]);
+
 /* True if argv holds -h or --help before any "--". */
 bool cli_wants_help(int argc, char **argv);
 

@@ -53,7 +53,7 @@ static const char load_help[] =
     "  --json             the result as one JSON object on stdout (with latency CDF and\n"
     "                     timeline) instead of text\n"
     "  --progress         a progress line on stderr every second\n"
-    "  --secret-file F    hop services' secret (32 hex digits)\n"
+    "  --secret-file F    hop services' secret, 32 hex digits (or $PEAK_SECRET_FILE)\n"
     "  --list             print each client's source and destinations, and exit: no load\n"
     "Exit status: 0 the run completed (failed requests are counted, not fatal), 1 the\n"
     "target could not be resolved or the run could not start, 2 usage.\n";
@@ -213,12 +213,7 @@ static void parse(int argc, char **argv, struct load_args *a)
 			cli_usage_error("load", "--sources: %u clients do not fit in the prefix",
 			                a->o.nclients);
 	}
-	if (!a->secret_file)
-		a->secret_file = getenv("PEAK_SECRET_FILE");
-	if (a->secret_file && *a->secret_file) {
-		cli_secret_file("load", a->secret_file, a->secret);
-		a->ro.secret = a->secret;
-	}
+	a->ro.secret = cli_secret_option("load", a->secret_file, a->secret);
 }
 
 /* Client k's source address (--sources), see the help. */

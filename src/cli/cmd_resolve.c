@@ -139,12 +139,7 @@ static void parse(const char *cmd, int argc, char **argv, struct client_args *a,
 	}
 	if (optind < argc)
 		cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);
-	if (!a->secret_file)
-		a->secret_file = getenv("PEAK_SECRET_FILE");
-	if (a->secret_file && *a->secret_file) {
-		cli_secret_file(cmd, a->secret_file, a->secret);
-		a->ro.secret = a->secret;
-	}
+	a->ro.secret = cli_secret_option(cmd, a->secret_file, a->secret);
 }
 
 static struct peak_resolver *resolver(const char *cmd, struct client_args *a)

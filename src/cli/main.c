@@ -54,6 +54,16 @@ void cli_secret_file(const char *cmd, const char *path, uint8_t out[static 16])
 		cli_usage_error(cmd, "secret file %s: cannot read: %s", path, strerror(-r));
 }
 
+const uint8_t *cli_secret_option(const char *cmd, const char *path, uint8_t out[static 16])
+{
+	if (!path)
+		path = getenv("PEAK_SECRET_FILE");
+	if (!path || !*path)
+		return NULL;
+	cli_secret_file(cmd, path, out);
+	return out;
+}
+
 bool cli_wants_help(int argc, char **argv)
 {
 	for (int i = 1; i < argc; i++) {

@@ -280,23 +280,26 @@ int netns_run(const char *name, int (*fn)(void *), void *arg)
 	return r;
 }
 
-struct est_count {
-	uint16_t port; /* network order */
+struct diag_count {
+	uint16_t port; /* network order; 0: any */
 	uint64_t n;
 };
 
-static int est_cb(const struct nlmsghdr *nlh, void *data)
+static int diag_cb(const struct nlmsghdr *nlh, void *data)
 {
-	struct est_count *c = data;
+	struct diag_count *c = data;
 	const struct inet_diag_msg *m = mnl_nlmsg_get_payload(nlh);
-	if (nlh->nlmsg_len >= NLMSG_LENGTH(sizeof(*m)) && m->id.idiag_sport == c->port)
+	if (nlh->nlmsg_len >= NLMSG_LENGTH(sizeof(*m)) &&
+	    (!c->port || m->id.idiag_sport == c->port))
 		c->n++;
 	return MNL_CB_OK;
 }
 
-int tcp_established_count(uint16_t port, uint64_t *out)
+/* Counts the TCP sockets (IPv6 and IPv4) of the current namespace in the given states
+ * (a TCPF_* mask) whose local port is port (0: any), through sock_diag. */
+static int diag_count(uint32_t states, uint16_t port, uint64_t *out)
 {
-	struct est_count c = {htons(port), 0};
+	struct diag_count c = {htons(port), 0};
 	int ret = 0;
 	static const uint8_t families[] = {AF_INET6, AF_INET};
 	struct mnl_socket *nl = mnl_socket_open(NETLINK_SOCK_DIAG);
@@ -312,7 +315,7 @@ int tcp_established_count(uint16_t port, uint64_t *out)
 		struct inet_diag_req_v2 *req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
 		req->sdiag_family = families[f];
 		req->sdiag_protocol = IPPROTO_TCP;
-		req->idiag_states = 1u << 1; /* TCP_ESTABLISHED: the kernel skips the rest */
+		req->idiag_states = states;
 		unsigned seq = (unsigned)time(NULL) + (unsigned)f;
 		nlh->nlmsg_seq = seq;
 		if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
@@ -326,7 +329,7 @@ int tcp_established_count(uint16_t port, uint64_t *out)
 				ret = -errno;
 				break;
 			}
-			int r = mnl_cb_run(buf, (size_t)k, seq, pid, est_cb, &c);
+			int r = mnl_cb_run(buf, (size_t)k, seq, pid, diag_cb, &c);
 			if (r == MNL_CB_STOP)
 				break;
 			if (r < 0) {
@@ -341,4 +344,39 @@ out:
 		mnl_socket_close(nl);
 	free(buf);
 	return ret;
+}
+
+/* The "inuse" count of a line of /proc/thread-self/net/sockstat[6] ("TCP: inuse 3 ..."). */
+static int sockstat_inuse(const char *path, const char *tag, uint64_t *out)
+{
+	char line[256];
+	size_t n = strlen(tag);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	int ret = -ENOENT;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long v;
+		if (!strncmp(line, tag, n) && sscanf(line + n, " inuse %llu", &v) == 1) {
+			*out = v;
+			ret = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+int tcp_open_count(uint64_t *out)
+{
+	uint64_t v4 = 0, v6 = 0, listeners = 0;
+	int r = sockstat_inuse("/proc/thread-self/net/sockstat", "TCP:", &v4);
+	if (!r)
+		r = sockstat_inuse("/proc/thread-self/net/sockstat6", "TCP6:", &v6);
+	if (!r)
+		r = diag_count(1u << 10 /* TCP_LISTEN */, 0, &listeners);
+	if (r)
+		return r;
+	*out = v4 + v6 > listeners ? v4 + v6 - listeners : 0;
+	return 0;
 }
