@@ -148,8 +148,9 @@ def main():
       "links. The load generator is `peak load`, one event loop, each emulated client "
       "sending from its own /64; every system serves the same four pods.\n")
     w("CPU: *cluster* is the CPU time of the cluster's processes (proxy, agents, BIRD, "
-      "peak dns, controller, pods) from /proc/PID/stat; the kernel's accounting is "
-      "tick-based here, so packet forwarding (and the XDP filter) is charged to whichever "
+      "peak dns, controller, pods) from the scheduler's run times (/proc/PID/task/*/"
+      "schedstat); this kernel has no separate IRQ time accounting, so packet forwarding "
+      "(and the XDP filter) is charged to whichever "
       "process was running: mostly the sender of each packet (the load generator for "
       "requests, the pods and proxies for responses). *machine* is all busy CPU from "
       "/proc/stat, the load generator included.\n")

@@ -13,11 +13,13 @@ two pods each, peak dns, an ingress host):
 Work: 'peak load' in the clients' namespace, each emulated client from its own /64, closed
 loop at fixed concurrencies and open loop at fixed rates (keep-alive), and a connection per
 request at one concurrency; every cell repeated --runs times with the systems' order
-rotated. CPU: per process from /proc/PID/stat for the cluster side (proxy, agents, BIRD,
-pods, peak dns; tick-based, so kernel work is charged to whichever process it ran in), and
-the whole machine from /proc/stat. Memory: resident set of the cluster processes.
-Scenarios under load: a pod killed (its port answers resets), a pod silently gone (nftables
-drops everything it receives). Writes JSON (--out); bench/report.py makes the report.
+rotated. CPU: per process from the scheduler's run times (/proc/PID/task/*/schedstat) for
+the cluster side (proxy, agents, BIRD, pods, peak dns; kernel work such as forwarding is
+charged to whichever process it ran in), and the whole machine from /proc/stat. Memory:
+resident set of the cluster processes. Scenarios under load: a pod killed (its port answers
+resets), a pod silently gone (nftables drops everything it receives), a pod added (the
+proxies reloaded with it), a SYN flood. Writes JSON (--out); bench/report.py makes the
+report.
 
 Usage (root): bench/ingress/run.py [--quick] [--runs N] [--duration S] [--out FILE]"""
 import argparse
@@ -145,13 +147,20 @@ def descendants(pids):
 
 
 def proc_cpu(pid):
-    """utime + stime of a process (all its threads), in seconds; 0 if it is gone."""
+    """CPU time of a process (all its threads), in seconds; 0 if it is gone. From the
+    scheduler's nanosecond run times (/proc/PID/task/*/schedstat): the tick-based utime and
+    stime are too coarse for a pod serving a few clients over 300 ms."""
+    total = 0
     try:
-        with open(f"/proc/{pid}/stat") as f:
-            v = f.read().rsplit(")", 1)[1].split()
-        return (int(v[11]) + int(v[12])) / CLK_TCK
-    except (OSError, IndexError):
+        for t in os.listdir(f"/proc/{pid}/task"):
+            try:
+                with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                    total += int(f.read().split()[0])
+            except (OSError, ValueError, IndexError):
+                pass
+    except OSError:
         return 0.0
+    return total / 1e9
 
 
 def proc_role(pid):
