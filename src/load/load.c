@@ -38,6 +38,7 @@ struct slot {
 	unsigned index;      /* over all slots */
 	unsigned conn_count; /* connections opened: picks the next emulated client */
 	const struct load_client *cl;
+	unsigned dst_index; /* which of the client's destinations the connection goes to */
 	int fd;
 	enum slot_state st;
 	uint64_t req_start, attempt_start; /* ns */
@@ -175,7 +176,9 @@ static void request_done(struct slot *s, uint64_t now, bool ok)
 			s->down_since = s->req_start;
 	}
 	s->st = S_IDLE;
-	if (s->fd != -1 && w->o->new_conn)
+	/* a fallback address serves one request: the next goes to the rule's address again,
+	 * which routing may have moved to a healthy pod meanwhile */
+	if (s->fd != -1 && (w->o->new_conn || s->dst_index))
 		slot_close(s);
 	request_next(s);
 }
@@ -207,7 +210,8 @@ static bool conn_open(struct slot *s, uint64_t now)
 	unsigned conc = o->concurrency ? o->concurrency : o->nclients;
 	if (s->tries <= 1 || !s->cl) /* a retry stays with its client */
 		s->cl = &o->clients[(s->index + (uint64_t)s->conn_count++ * conc) % o->nclients];
-	const struct sockaddr_in6 *dst = &s->cl->dst[(s->tries - 1) % s->cl->ndst];
+	s->dst_index = (s->tries - 1) % s->cl->ndst;
+	const struct sockaddr_in6 *dst = &s->cl->dst[s->dst_index];
 	int one = 1, fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		attempt_fail(s, LOAD_E_CONNECT, now);

@@ -230,3 +230,49 @@ def test_names_resolved_per_client(tmp_path):
         if srv:
             srv.stop()
         subprocess.run(["ip", "netns", "del", NS], capture_output=True)
+
+
+NS2 = "pktload2"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace")
+def test_retry_falls_back_for_one_request(tmp_path):
+    """A fanout service whose rule address rejects (nftables: TCP reset): each request is
+    refused there, retried on the next fanout address, and that fallback connection serves
+    only this request, so the next one tries the rule's address again."""
+    subprocess.run(["ip", "netns", "del", NS2], capture_output=True)
+    subprocess.run(["ip", "netns", "add", NS2], check=True)
+    srv = serve_p = None
+    try:
+        ex = ["ip", "netns", "exec", NS2]
+        subprocess.run(ex + ["ip", "link", "set", "lo", "up"], check=True)
+        for pfx in ("2001:db8:7::/48", "2001:db8:c0::/48"):
+            subprocess.run(ex + ["ip", "-6", "route", "add", "local", pfx, "dev", "lo"],
+                           check=True)
+        srv = Server(tmp_path, netns=NS2)
+        port = 18082
+        serve_p = subprocess.Popen(ex + [PEAK, "serve", "--port", str(port), "--id", "ns"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        common = ["big.svc.example.", "--server", f"[::1]:{srv.port}", "--port", str(port),
+                  "--sources", "2001:db8:c0::/48", "--clients", "1", "--concurrency", "1"]
+        line = subprocess.run(ex + [PEAK, "load", *common, "--list"], capture_output=True,
+                              text=True, check=True).stdout.split()
+        assert len(line) == 5  # the source and four fanout addresses
+        rule = line[1].rsplit("]:", 1)[0][1:]
+        subprocess.run(ex + ["nft", f"add table inet pkt; add chain inet pkt in {{ type filter "
+                             f"hook input priority 0; }}; add rule inet pkt in ip6 daddr {rule} "
+                             f"tcp dport {port} reject with tcp reset"], check=True)
+        out = subprocess.run(ex + [PEAK, "load", *common, "--retries", "1", "--duration", "0.5",
+                                   "--json"], capture_output=True, text=True, check=True).stdout
+        r = json.loads(out)
+        assert r["ok"] > 10 and r["failed"] == 0
+        assert r["errors"]["refused"] == r["retried"] and r["retried"] >= r["ok"]
+        assert r["connections"] >= 2 * r["ok"]
+    finally:
+        if serve_p:
+            serve_p.terminate()
+            serve_p.wait(timeout=5)
+        if srv:
+            srv.stop()
+        subprocess.run(["ip", "netns", "del", NS2], capture_output=True)
