@@ -138,11 +138,11 @@ def descendants(pids):
                 children.setdefault(ppid, []).append(int(e))
             except (OSError, IndexError, ValueError):
                 pass
-    out, todo = [], list(pids)
-    while todo:
-        p = todo.pop()
+    out, pending = [], list(pids)
+    while pending:
+        p = pending.pop()
         out.append(p)
-        todo.extend(children.get(p, []))
+        pending.extend(children.get(p, []))
     return out
 
 

@@ -1,6 +1,7 @@
 """peak load against real servers on loopback: rate control (open loop within 2% of the
 asked rate), closed loop, a connection per request, errors by kind, retries, timeouts, the
 JSON report, bad usage; and, in a network namespace, names resolved per emulated client."""
+import contextlib
 import json
 import os
 import socket
@@ -183,7 +184,32 @@ def test_help():
     assert p.stdout.startswith("usage: peak load TARGET")
 
 
-NS = "pktload"
+@contextlib.contextmanager
+def anyip_netns(name, tmp_path, service_prefix, port):
+    """A namespace where a service prefix and the clients' sources 2001:db8:c0::/48 are
+    local (AnyIP), with peak dns (BASE_CONFIG) and peak serve on port; removed afterwards,
+    also on failure. Yields the 'ip netns exec' prefix and the DNS server."""
+    subprocess.run(["ip", "netns", "del", name], capture_output=True)
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    srv = serve_p = None
+    ex = ["ip", "netns", "exec", name]
+    try:
+        subprocess.run(ex + ["ip", "link", "set", "lo", "up"], check=True)
+        for pfx in (service_prefix, "2001:db8:c0::/48"):
+            subprocess.run(ex + ["ip", "-6", "route", "add", "local", pfx, "dev", "lo"],
+                           check=True)
+        srv = Server(tmp_path, netns=name)
+        serve_p = subprocess.Popen(ex + [PEAK, "serve", "--port", str(port), "--id", "ns"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        time.sleep(0.3)
+        yield ex, srv
+    finally:
+        if serve_p:
+            serve_p.terminate()
+            serve_p.wait(timeout=5)
+        if srv:
+            srv.stop()
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace")
@@ -191,20 +217,8 @@ def test_names_resolved_per_client(tmp_path):
     """In a namespace where the service prefix and the client sources are local (AnyIP),
     every emulated client computes its own destination, the same one 'peak resolve' gives
     for its source, and the load reaches them all."""
-    subprocess.run(["ip", "netns", "del", NS], capture_output=True)
-    subprocess.run(["ip", "netns", "add", NS], check=True)
-    srv = serve_p = None
-    try:
-        ex = ["ip", "netns", "exec", NS]
-        subprocess.run(ex + ["ip", "link", "set", "lo", "up"], check=True)
-        for pfx in ("2001:db8:5::/64", "2001:db8:c0::/48"):
-            subprocess.run(ex + ["ip", "-6", "route", "add", "local", pfx, "dev", "lo"],
-                           check=True)
-        srv = Server(tmp_path, netns=NS)
-        port = 18081
-        serve_p = subprocess.Popen(ex + [PEAK, "serve", "--port", str(port), "--id", "ns"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
+    port = 18081
+    with anyip_netns("pktload", tmp_path, "2001:db8:5::/64", port) as (ex, srv):
         common = ["api.svc.example.", "--server", f"[::1]:{srv.port}", "--port", str(port),
                   "--sources", "2001:db8:c0::/48", "--clients", "8", "--concurrency", "8"]
         lines = subprocess.run(ex + [PEAK, "load", *common, "--list"], capture_output=True,
@@ -223,16 +237,6 @@ def test_names_resolved_per_client(tmp_path):
                              capture_output=True, text=True, check=True).stdout
         r = json.loads(out)
         assert r["ok"] > 100 and r["failed"] == 0 and r["connections"] == 8
-    finally:
-        if serve_p:
-            serve_p.terminate()
-            serve_p.wait(timeout=5)
-        if srv:
-            srv.stop()
-        subprocess.run(["ip", "netns", "del", NS], capture_output=True)
-
-
-NS2 = "pktload2"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root for a network namespace")
@@ -240,20 +244,8 @@ def test_retry_falls_back_for_one_request(tmp_path):
     """A fanout service whose rule address rejects (nftables: TCP reset): each request is
     refused there, retried on the next fanout address, and that fallback connection serves
     only this request, so the next one tries the rule's address again."""
-    subprocess.run(["ip", "netns", "del", NS2], capture_output=True)
-    subprocess.run(["ip", "netns", "add", NS2], check=True)
-    srv = serve_p = None
-    try:
-        ex = ["ip", "netns", "exec", NS2]
-        subprocess.run(ex + ["ip", "link", "set", "lo", "up"], check=True)
-        for pfx in ("2001:db8:7::/48", "2001:db8:c0::/48"):
-            subprocess.run(ex + ["ip", "-6", "route", "add", "local", pfx, "dev", "lo"],
-                           check=True)
-        srv = Server(tmp_path, netns=NS2)
-        port = 18082
-        serve_p = subprocess.Popen(ex + [PEAK, "serve", "--port", str(port), "--id", "ns"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        time.sleep(0.3)
+    port = 18082
+    with anyip_netns("pktload2", tmp_path, "2001:db8:7::/48", port) as (ex, srv):
         common = ["big.svc.example.", "--server", f"[::1]:{srv.port}", "--port", str(port),
                   "--sources", "2001:db8:c0::/48", "--clients", "1", "--concurrency", "1"]
         line = subprocess.run(ex + [PEAK, "load", *common, "--list"], capture_output=True,
@@ -269,10 +261,3 @@ def test_retry_falls_back_for_one_request(tmp_path):
         assert r["ok"] > 10 and r["failed"] == 0
         assert r["errors"]["refused"] == r["retried"] and r["retried"] >= r["ok"]
         assert r["connections"] >= 2 * r["ok"]
-    finally:
-        if serve_p:
-            serve_p.terminate()
-            serve_p.wait(timeout=5)
-        if srv:
-            srv.stop()
-        subprocess.run(["ip", "netns", "del", NS2], capture_output=True)

@@ -95,7 +95,10 @@ def main():
         print(f"PEAK demo: 2 nodes x 2 pods (+1 pod to add later), {CLIENTS} clients; "
               f"logs in {work}")
         tb.up()
-        time.sleep(1.0)  # the spare pod is found down and loses its slices
+        # the spare pod is found down and loses its slices, then BGP carries the move
+        if not tb.wait_log("controller.log", f"{tb.pod_id(*tb.spare)} down", 10):
+            sys.exit("the controller did not see the spare pod down (see controller.log)")
+        time.sleep(0.5)
         if not tb.wait_converged():
             sys.exit("the router did not learn the service's slices (see bird-*.log)")
         print(f"cluster up, router learned {len(tb.router_routes())} slice routes by BGP "

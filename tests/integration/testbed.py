@@ -209,6 +209,19 @@ services:
             time.sleep(0.1)
         return False
 
+    def wait_log(self, log, text, timeout):
+        """Until a daemon's log (in the work directory) holds text; False on timeout."""
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            try:
+                with open(os.path.join(self.dir, log)) as f:
+                    if text in f.read():
+                        return True
+            except OSError:
+                pass
+            time.sleep(0.05)
+        return False
+
     def down(self):
         for p in reversed(self.procs):
             if p.poll() is None:
