@@ -4,7 +4,8 @@
 #   make test     the same, then every test suite; ends with 'N passed, N failed'
 #   make bench    the benchmark suite: PEAK vs direct, nginx, HAProxy; DNS vs NSD, Knot;
 #                 writes bench/results/REPORT.md with SVG plots (root, ~15 min)
-#   make bench-quick  the same, one short run per cell (root, under 3 min)
+#   make bench-quick  the same, one short run per cell, into bench/results/quick/ (root,
+#                 under 3 min)
 #   make bench-ssa  SSA address computation throughput
 #   make clean
 
@@ -29,9 +30,9 @@ bench: all
 	/usr/bin/python3 bench/report.py
 
 bench-quick: all
-	/usr/bin/python3 bench/ingress/run.py --quick
+	/usr/bin/python3 bench/ingress/run.py --quick --out bench/results/quick/ingress.json
 	[ -f bench/results/dns.md ] || sh bench/dns/run.sh 3
-	/usr/bin/python3 bench/report.py
+	/usr/bin/python3 bench/report.py --in bench/results/quick/ingress.json --out bench/results/quick
 
 bench-ssa: all
 	./build/bench/bench_ssa 1

@@ -501,7 +501,7 @@ def main():
     a = ap.parse_args()
     if a.quick:
         a.runs, a.duration, a.concurrency, a.rates = 1, 2, "16,64", "4000"
-        a.scenario_seconds, a.heal_seconds = 4, 1
+        a.scenario_seconds, a.heal_seconds = 3, 0.5
     a.concurrency = [int(x) for x in a.concurrency.split(",") if x]
     a.rates = [int(x) for x in a.rates.split(",") if x]
     a.scenarios = [x for x in a.scenarios.split(",") if x]
