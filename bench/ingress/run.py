@@ -242,11 +242,21 @@ class Bench:
     def cluster_pids(self):
         return descendants([p.pid for p in self.tb.procs if p.poll() is None])
 
-    def load(self, system, extra, clients=None):
+    def load_cmd(self, system, extra, clients=64):
+        """'peak load' in the clients' namespace, aimed at a system, JSON out."""
         tb = self.tb
-        n = clients or 64
-        cmd = ["ip", "netns", "exec", f"{tb.tag}-c", self.peak, "load", *target(tb, system),
-               "--sources", SOURCES, "--clients", str(n), "--json", *extra]
+        return ["ip", "netns", "exec", f"{tb.tag}-c", self.peak, "load", *target(tb, system),
+                "--sources", SOURCES, "--clients", str(clients), "--json", *extra]
+
+    def scenario_load(self, system):
+        """The scenarios' load, started in the background: 32 connections, one retry."""
+        cmd = self.load_cmd(system, ["--concurrency", "32", "--duration",
+                                     str(self.a.scenario_seconds), "--retries", "1",
+                                     "--timeout", "250", "--timeline", "50"], 32)
+        return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+    def load(self, system, extra, clients=None):
+        cmd = self.load_cmd(system, extra, clients or 64)
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if p.returncode:
             raise RuntimeError(f"peak load failed: {' '.join(cmd)}: {p.stderr}")
@@ -327,10 +337,7 @@ class Bench:
         run with under a tenth of the other pods' mean rate."""
         a, tb = self.a, self.tb
         dur = a.scenario_seconds
-        cmd = ["ip", "netns", "exec", f"{tb.tag}-c", self.peak, "load", *target(tb, system),
-               "--sources", SOURCES, "--clients", "32", "--concurrency", "32", "--duration",
-               str(dur), "--retries", "1", "--timeout", "250", "--timeline", "50", "--json"]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = self.scenario_load(system)
         t0 = time.time()
         time.sleep(dur / 4)
         t_add = time.time() - t0
@@ -418,10 +425,7 @@ class Bench:
         a, tb = self.a, self.tb
         dur = a.scenario_seconds
         pod = tb.pod(1, 1)
-        cmd = ["ip", "netns", "exec", f"{tb.tag}-c", self.peak, "load", *target(tb, system),
-               "--sources", SOURCES, "--clients", "32", "--concurrency", "32", "--duration",
-               str(dur), "--retries", "1", "--timeout", "250", "--timeline", "50", "--json"]
-        p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        p = self.scenario_load(system)
         time.sleep(dur / 4)
         t_fail = dur / 4
         if kind == "kill":

@@ -202,8 +202,8 @@ static int ep_set(struct slot *s, int op, uint32_t events)
 	return epoll_ctl(s->w->ep, op, s->fd, &ev);
 }
 
-/* Opens a connection for the slot's next emulated client; false if it failed at once. */
-static bool conn_open(struct slot *s, uint64_t now)
+/* Opens a connection for the slot's client (a failure at once ends the attempt). */
+static void conn_open(struct slot *s, uint64_t now)
 {
 	struct worker *w = s->w;
 	const struct load_opts *o = w->o;
@@ -215,7 +215,7 @@ static bool conn_open(struct slot *s, uint64_t now)
 	int one = 1, fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd == -1) {
 		attempt_fail(s, LOAD_E_CONNECT, now);
-		return false;
+		return;
 	}
 	s->fd = fd;
 	w->r.connections++;
@@ -228,19 +228,16 @@ static bool conn_open(struct slot *s, uint64_t now)
 		src.sin6_port = 0;
 		if (bind(fd, (const struct sockaddr *)&src, sizeof(src)) == -1) {
 			attempt_fail(s, LOAD_E_CONNECT, now);
-			return false;
+			return;
 		}
 	}
 	if (connect(fd, (const struct sockaddr *)dst, sizeof(*dst)) == -1 && errno != EINPROGRESS) {
 		attempt_fail(s, connect_err(errno), now);
-		return false;
+		return;
 	}
 	s->st = S_CONNECTING;
-	if (ep_set(s, EPOLL_CTL_ADD, EPOLLOUT) == -1) {
+	if (ep_set(s, EPOLL_CTL_ADD, EPOLLOUT) == -1)
 		attempt_fail(s, LOAD_E_CONNECT, now);
-		return false;
-	}
-	return true;
 }
 
 /* Sends what is left of the request; on a full send, waits for the response. */

@@ -4,8 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libmnl/libmnl.h>
-#include <arpa/inet.h>
 #include <linux/inet_diag.h>
+#include <netinet/in.h>
 #include <linux/rtnetlink.h>
 #include <linux/sock_diag.h>
 #include <net/if.h>
@@ -280,26 +280,19 @@ int netns_run(const char *name, int (*fn)(void *), void *arg)
 	return r;
 }
 
-struct diag_count {
-	uint16_t port; /* network order; 0: any */
-	uint64_t n;
-};
-
 static int diag_cb(const struct nlmsghdr *nlh, void *data)
 {
-	struct diag_count *c = data;
-	const struct inet_diag_msg *m = mnl_nlmsg_get_payload(nlh);
-	if (nlh->nlmsg_len >= NLMSG_LENGTH(sizeof(*m)) &&
-	    (!c->port || m->id.idiag_sport == c->port))
-		c->n++;
+	uint64_t *n = data;
+	if (nlh->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
+		(*n)++;
 	return MNL_CB_OK;
 }
 
 /* Counts the TCP sockets (IPv6 and IPv4) of the current namespace in the given states
- * (a TCPF_* mask) whose local port is port (0: any), through sock_diag. */
-static int diag_count(uint32_t states, uint16_t port, uint64_t *out)
+ * (a TCPF_* mask), through sock_diag. */
+static int diag_count(uint32_t states, uint64_t *out)
 {
-	struct diag_count c = {htons(port), 0};
+	uint64_t n = 0;
 	int ret = 0;
 	static const uint8_t families[] = {AF_INET6, AF_INET};
 	struct mnl_socket *nl = mnl_socket_open(NETLINK_SOCK_DIAG);
@@ -329,7 +322,7 @@ static int diag_count(uint32_t states, uint16_t port, uint64_t *out)
 				ret = -errno;
 				break;
 			}
-			int r = mnl_cb_run(buf, (size_t)k, seq, pid, diag_cb, &c);
+			int r = mnl_cb_run(buf, (size_t)k, seq, pid, diag_cb, &n);
 			if (r == MNL_CB_STOP)
 				break;
 			if (r < 0) {
@@ -338,7 +331,7 @@ static int diag_count(uint32_t states, uint16_t port, uint64_t *out)
 			}
 		}
 	}
-	*out = c.n;
+	*out = n;
 out:
 	if (nl)
 		mnl_socket_close(nl);
@@ -374,7 +367,7 @@ int tcp_open_count(uint64_t *out)
 	if (!r)
 		r = sockstat_inuse("/proc/thread-self/net/sockstat6", "TCP6:", &v6);
 	if (!r)
-		r = diag_count(1u << 10 /* TCP_LISTEN */, 0, &listeners);
+		r = diag_count(1u << 10 /* TCP_LISTEN */, &listeners);
 	if (r)
 		return r;
 	*out = v4 + v6 > listeners ? v4 + v6 - listeners : 0;
