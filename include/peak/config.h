@@ -36,6 +36,8 @@ struct cfg_service {
 	char secret_file[CFG_PATH_MAX]; /* hop secret, read by the part that needs it */
 	uint32_t port;                  /* service port for health checks and clients */
 	uint32_t answers;               /* AAAA answers per response */
+	uint32_t rate;  /* filter: packets/s per source /64 before possibly bad (0: no limit) */
+	uint32_t burst; /* filter: bucket size in packets (0: one second of rate) */
 	struct cfg_endpoint *ep;
 	unsigned nep;
 	unsigned line;

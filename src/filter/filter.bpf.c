@@ -1,12 +1,20 @@
-/* PEAK's XDP filter (SPEC.md section 7): per packet, from the IPv6 source and destination
- * alone, checks the service's rule and drops what does not conform. */
+/* PEAK's filter (SPEC.md section 7). The XDP program on a node's uplink checks, per packet
+ * and from the IPv6 source and destination alone, the service's rule, drops what does not
+ * conform and classes the rest (known good, assumed good, possibly bad) into the packet's
+ * metadata; a TC ingress program turns the class into the skb priority that the prio qdisc
+ * toward the pods serves by; a TC egress program records the flows the pods answer. */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
+#include <linux/in.h>
 #include <linux/ipv6.h>
+#include <linux/pkt_cls.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
 #include <bpf/bpf_endian.h>
 #include <bpf/bpf_helpers.h>
 
 #include "filter.h"
+#include "siphash.bpf.h"
 
 struct {
 	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
@@ -30,140 +38,43 @@ struct {
 	__type(value, struct filter_clock);
 } clock SEC(".maps");
 
+/* Flows the pods have answered. One hash shared by all CPUs, each CPU with its own LRU
+ * list (no lock shared between CPUs on insert): value = when the pod last sent (ns). */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FILTER_MAX_FLOWS);
+	__uint(map_flags, BPF_F_NO_COMMON_LRU);
+	__type(key, struct filter_flow);
+	__type(value, __u64);
+} flows SEC(".maps");
+
+/* Token buckets per service and source /64. Updated without a lock: two CPUs racing on one
+ * bucket can each spend the same token, so a source may get up to one extra packet per CPU
+ * per refill; the limit stays a limit. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, FILTER_MAX_SOURCES);
+	__type(key, struct filter_bucket_key);
+	__type(value, struct filter_bucket);
+} buckets SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct filter_sigtab);
+} signatures SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, FILTER_MAX_SIGNATURES);
+	__type(key, __u32);
+	__type(value, __u64);
+} sighits SEC(".maps");
+
 #ifndef MAX_SKEW
 #define MAX_SKEW 4
 #endif
-
-static __always_inline __u64 rotl(__u64 x, int b)
-{
-	return x << b | x >> (64 - b);
-}
-
-static __always_inline __u64 le64(const __u8 *p)
-{
-	__u64 v = 0;
-#pragma unroll
-	for (int i = 7; i >= 0; i--)
-		v = v << 8 | p[i];
-	return v;
-}
-
-#define ROUND                                                                                      \
-	do {                                                                                       \
-		v0 += v1;                                                                          \
-		v1 = rotl(v1, 13);                                                                 \
-		v1 ^= v0;                                                                          \
-		v0 = rotl(v0, 32);                                                                 \
-		v2 += v3;                                                                          \
-		v3 = rotl(v3, 16);                                                                 \
-		v3 ^= v2;                                                                          \
-		v0 += v3;                                                                          \
-		v3 = rotl(v3, 21);                                                                 \
-		v3 ^= v0;                                                                          \
-		v2 += v1;                                                                          \
-		v1 = rotl(v1, 17);                                                                 \
-		v1 ^= v2;                                                                          \
-		v2 = rotl(v2, 32);                                                                 \
-	} while (0)
-
-/* SipHash-2-4 state: init, compress one word (two rounds), final (four rounds). */
-struct sip {
-	__u64 v0, v1, v2, v3;
-};
-
-static __always_inline void sip_init(struct sip *s, __u64 k0, __u64 k1)
-{
-	s->v0 = 0x736f6d6570736575ULL ^ k0;
-	s->v1 = 0x646f72616e646f6dULL ^ k1;
-	s->v2 = 0x6c7967656e657261ULL ^ k0;
-	s->v3 = 0x7465646279746573ULL ^ k1;
-}
-
-static __always_inline void sip_compress(struct sip *s, __u64 w)
-{
-	__u64 v0 = s->v0, v1 = s->v1, v2 = s->v2, v3 = s->v3 ^ w;
-	ROUND;
-	ROUND;
-	s->v0 = v0 ^ w;
-	s->v1 = v1;
-	s->v2 = v2;
-	s->v3 = v3;
-}
-
-/* Compresses the last word (tail bytes with the length in the top byte) and finishes. */
-static __always_inline __u64 sip_final(struct sip *s, __u64 last)
-{
-	sip_compress(s, last);
-	__u64 v0 = s->v0, v1 = s->v1, v2 = s->v2 ^ 0xff, v3 = s->v3;
-	ROUND;
-	ROUND;
-	ROUND;
-	ROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
-}
-
-/* SipHash-2-4 of m[0..len) (len <= 40, a constant at each call site). */
-static __always_inline __u64 siphash(const __u8 *key, const __u8 *m, int len)
-{
-	struct sip s;
-	sip_init(&s, le64(key), le64(key + 8));
-	int full = len & ~7;
-#pragma unroll
-	for (int i = 0; i < 40; i += 8) {
-		if (i >= full)
-			break;
-		sip_compress(&s, le64(m + i));
-	}
-	__u64 b = (__u64)len << 56;
-#pragma unroll
-	for (int i = 0; i < 7; i++)
-		if (full + i < len)
-			b |= (__u64)m[full + i] << (8 * i);
-	return sip_final(&s, b);
-}
-
-/* SipHash-2-4 of a message given as one full little-endian word w0 and the tail bytes
- * (already placed in the low bytes of tail): len is 8..15. No byte loops: the src rules'
- * messages (tag || c64 || ...) are built as words directly. */
-static __always_inline __u64 siphash_w(__u64 k0, __u64 k1, __u64 w0, __u64 tail, __u64 len)
-{
-	struct sip s;
-	sip_init(&s, k0, k1);
-	sip_compress(&s, w0);
-	return sip_final(&s, tail | len << 56);
-}
-
-/* The address as two big-endian 64-bit halves, and bit fields of it (n <= 64). */
-struct a128 {
-	__u64 hi, lo;
-};
-
-static __always_inline __u64 bits(const struct a128 *a, unsigned off, unsigned n)
-{
-	if (!n)
-		return 0;
-	/* shift the 128-bit value right by 128 - off - n, keep n bits */
-	unsigned sh = 128 - off - n;
-	__u64 v;
-	if (sh >= 64)
-		v = a->hi >> (sh - 64);
-	else if (sh == 0)
-		v = a->lo;
-	else
-		v = a->lo >> sh | a->hi << (64 - sh);
-	return n == 64 ? v : v & ((1ULL << n) - 1);
-}
-
-/* The destination's host value field equals the low hb bits of the value hi:lo. */
-static __always_inline int host_ok(const struct filter_svc *sv, const struct a128 *d, __u64 hi,
-                                   __u64 lo)
-{
-	unsigned hb = sv->hb;
-	if (hb > 64)
-		return bits(d, sv->slice, hb - 64) == (hi & ((1ULL << (hb - 64)) - 1)) &&
-		       bits(d, sv->slice + hb - 64, 64) == lo;
-	return bits(d, sv->slice, hb) == (hb == 64 ? lo : lo & ((1ULL << hb) - 1));
-}
 
 static __always_inline void put_be(__u8 *p, __u64 v, int bytes)
 {
@@ -252,6 +163,171 @@ static __always_inline int rule_check(const struct filter_svc *sv, const __u8 *s
 	return 0;
 }
 
+/* Steps 3 and 4 for the hop rules: any epoch in [e - skew, e + skew]. A BPF call of its
+ * own: its unrolled hashing needs a stack frame beside the filter's. */
+static __noinline int hop_check(const struct filter_svc *sv, const __u8 *src, const struct a128 *d,
+                                __u64 g, __u8 i)
+{
+	__u32 z = 0;
+	struct filter_clock *c = bpf_map_lookup_elem(&clock, &z);
+	__u64 tm = c && c->fixed_time
+	               ? c->fixed_time
+	               : bpf_ktime_get_tai_ns() / 1000000000ULL - (c ? c->tai_offset : 37);
+	__u64 e = sv->period ? tm / sv->period : 0;
+	__u64 lo = e >= sv->skew ? e - sv->skew : 0;
+	int verdict = FC_REJECT_SLICE;
+#pragma clang loop unroll(disable)
+	for (int k = 0; k <= 2 * MAX_SKEW; k++) {
+		if (lo + k > e + sv->skew)
+			break;
+		int v = rule_check(sv, src, d, g, i, lo + k);
+		if (!v)
+			return 0;
+		if (v == FC_REJECT_HOST) /* as ssa_check: host once a slice matched */
+			verdict = v;
+	}
+	return verdict;
+}
+
+/* Step 5: the proof of work over source and destination. */
+static __noinline int pow_ok(const struct filter_svc *sv, const __u8 *src, const __u8 *dst)
+{
+	__u8 m[33];
+	m[0] = 0x04;
+	__builtin_memcpy(m + 1, src, 16);
+	__builtin_memcpy(m + 17, dst, 16);
+	__u64 h = siphash(sv->key, m, 33);
+	return sv->pow >= 64 ? h == 0 : (h >> (64 - sv->pow)) == 0;
+}
+
+/* The transport header fields the filter uses: ports (network order) and TCP flags. */
+struct l4 {
+	__u16 sport, dport;
+	__u8 proto, flags;
+};
+
+/* Ports of a TCP or UDP header right after the IPv6 header; other next headers (extension
+ * headers included) leave ports 0, which still makes a flow key. */
+static __always_inline void l4_parse(void *l4p, void *end, __u8 nexthdr, struct l4 *o)
+{
+	o->proto = nexthdr;
+	o->sport = o->dport = 0;
+	o->flags = 0;
+	if (nexthdr == IPPROTO_TCP) {
+		struct tcphdr *t = l4p;
+		if ((void *)(t + 1) > end)
+			return;
+		o->sport = t->source;
+		o->dport = t->dest;
+		o->flags = ((__u8 *)t)[13];
+	} else if (nexthdr == IPPROTO_UDP) {
+		struct udphdr *u = l4p;
+		if ((void *)(u + 1) > end)
+			return;
+		o->sport = u->source;
+		o->dport = u->dest;
+	}
+}
+
+/* What signatures look at, copied out of the packet. */
+struct sig_in {
+	__u8 src[16];
+	__u16 len; /* IPv6 payload length */
+	__u8 hop_limit;
+	struct l4 t;
+};
+
+/* Whether the packet matches signature g. */
+static __always_inline int sig_match(const struct filter_sig *g, const struct sig_in *in)
+{
+	const __u8 *src = in->src;
+	if (g->proto && g->proto != in->t.proto)
+		return 0;
+	if (g->dport && bpf_htons(g->dport) != in->t.dport)
+		return 0;
+	if (g->hop_limit && g->hop_limit != in->hop_limit)
+		return 0;
+	if (g->tcp_mask &&
+	    (in->t.proto != IPPROTO_TCP || (in->t.flags & g->tcp_mask) != g->tcp_flags))
+		return 0;
+	if (in->len < g->min_len || (g->max_len && in->len > g->max_len))
+		return 0;
+	unsigned n = g->src_len > 128 ? 128 : g->src_len;
+#pragma unroll
+	for (int b = 0; b < 16; b++) {
+		if (n >= 8 * (unsigned)b + 8) {
+			if (src[b] != g->src[b])
+				return 0;
+		} else if (n > 8 * (unsigned)b) {
+			__u8 m = (__u8)(0xff << (8 - (n - 8 * b)));
+			if ((src[b] ^ g->src[b]) & m)
+				return 0;
+		}
+	}
+	return 1;
+}
+
+/* The first signature the packet matches: -1 none, else its action (hits counted). A
+ * function of its own (a BPF call), so its loop does not grow the filter's stack. */
+static __noinline int signatures_check(const struct sig_in *in)
+{
+	__u32 z = 0;
+	struct filter_sigtab *tab = bpf_map_lookup_elem(&signatures, &z);
+	if (!tab || !tab->n)
+		return -1;
+#pragma clang loop unroll(disable)
+	for (__u32 k = 0; k < FILTER_MAX_SIGNATURES; k++) {
+		if (k >= tab->n)
+			break;
+		if (!tab->used[k] || !sig_match(&tab->sig[k], in))
+			continue;
+		__u64 *h = bpf_map_lookup_elem(&sighits, &k);
+		if (h)
+			*h += 1;
+		return tab->sig[k].action;
+	}
+	return -1;
+}
+
+/* Takes one token from the bucket of (service, source /64): 0 if it had one, 1 if the source
+ * is over its rate. A new source starts with a full bucket. */
+static __always_inline int over_rate(const struct filter_svc *sv, __u64 src64)
+{
+	struct filter_bucket_key k = {.src64 = src64, .svc_id = sv->svc_id};
+	__u64 now = bpf_ktime_get_ns();
+	struct filter_bucket *b = bpf_map_lookup_elem(&buckets, &k);
+	if (!b) {
+		struct filter_bucket nb = {.tokens = sv->burst_tok - FILTER_TOKEN_NS, .last = now};
+		bpf_map_update_elem(&buckets, &k, &nb, BPF_ANY);
+		return 0;
+	}
+	__u64 el = now - b->last, tok = b->tokens;
+	tok = el >= sv->fill_ns ? sv->burst_tok : tok + el * sv->rate;
+	if (tok > sv->burst_tok)
+		tok = sv->burst_tok;
+	b->last = now;
+	if (tok < FILTER_TOKEN_NS) {
+		b->tokens = tok;
+		return 1;
+	}
+	b->tokens = tok - FILTER_TOKEN_NS;
+	return 0;
+}
+
+/* Passes the packet with its class in the metadata (when the driver has room for it). */
+static __always_inline int pass_class(struct xdp_md *ctx, __u32 cls, __u64 bytes)
+{
+	count(FC_KNOWN_GOOD + cls, bytes);
+	if (bpf_xdp_adjust_meta(ctx, -(int)sizeof(__u32)))
+		return XDP_PASS;
+	void *data = (void *)(long)ctx->data;
+	__u32 *meta = (void *)(long)ctx->data_meta;
+	if ((void *)(meta + 1) > data)
+		return XDP_PASS;
+	*meta = FILTER_META_MAGIC | cls;
+	return XDP_PASS;
+}
+
 SEC("xdp")
 int peak_filter(struct xdp_md *ctx)
 {
@@ -278,6 +354,14 @@ int peak_filter(struct xdp_md *ctx)
 		count(FC_OUTSIDE, bytes);
 		return XDP_PASS;
 	}
+	struct l4 t;
+	l4_parse(ip6 + 1, end, ip6->nexthdr, &t);
+	struct filter_flow fl = {.cport = t.sport, .sport = t.dport, .proto = t.proto};
+	__builtin_memcpy(fl.client, &ip6->saddr, 16);
+	__builtin_memcpy(fl.service, &ip6->daddr, 16);
+	__u64 *seen = bpf_map_lookup_elem(&flows, &fl);
+	if (seen && bpf_ktime_get_ns() - *seen < FILTER_FLOW_IDLE_S * 1000000000ULL)
+		return pass_class(ctx, FCLASS_KNOWN_GOOD, bytes);
 	__u8 src[16], dst[16];
 	__builtin_memcpy(src, &ip6->saddr, 16);
 	__builtin_memcpy(dst, &ip6->daddr, 16);
@@ -296,51 +380,95 @@ int peak_filter(struct xdp_md *ctx)
 			return XDP_DROP;
 		}
 	}
-	int hop = sv->select == 3 || sv->host == 3;
-	__u64 e = 0;
-	if (hop) {
-		__u32 z = 0;
-		struct filter_clock *c = bpf_map_lookup_elem(&clock, &z);
-		__u64 t = c && c->fixed_time
-		              ? c->fixed_time
-		              : bpf_ktime_get_tai_ns() / 1000000000ULL - (c ? c->tai_offset : 37);
-		e = sv->period ? t / sv->period : 0;
-	}
-	int verdict = FC_REJECT_SLICE;
-	if (!hop) {
-		verdict = src_check(sv, sv->k0, sv->k1, le64(src), &d, g, i);
-	} else {
-		__u64 lo = e >= sv->skew ? e - sv->skew : 0;
-#pragma unroll
-		for (int k = 0; k <= 2 * MAX_SKEW; k++) {
-			if (lo + k > e + sv->skew)
-				break;
-			int v = rule_check(sv, src, &d, g, i, lo + k);
-			if (!v) {
-				verdict = 0;
-				break;
-			}
-			if (v == FC_REJECT_HOST) /* as ssa_check: host once a slice matched */
-				verdict = v;
-		}
-	}
+	int verdict = sv->select == 3 || sv->host == 3
+	                  ? hop_check(sv, src, &d, g, i)
+	                  : src_check(sv, sv->k0, sv->k1, le64(src), &d, g, i);
 	if (verdict) {
 		count(verdict, bytes);
 		return XDP_DROP;
 	}
-	if (sv->w) {
-		__u8 m[33];
-		m[0] = 0x04;
-		__builtin_memcpy(m + 1, src, 16);
-		__builtin_memcpy(m + 17, dst, 16);
-		__u64 h = siphash(sv->key, m, 33);
-		if (sv->pow >= 64 ? h != 0 : (h >> (64 - sv->pow)) != 0) {
-			count(FC_REJECT_POW, bytes);
-			return XDP_DROP;
-		}
+	if (sv->w && !pow_ok(sv, src, dst)) {
+		count(FC_REJECT_POW, bytes);
+		return XDP_DROP;
 	}
-	count(FC_PASS, bytes);
-	return XDP_PASS;
+	struct sig_in in = {
+	    .len = bpf_ntohs(ip6->payload_len), .hop_limit = ip6->hop_limit, .t = t};
+	__builtin_memcpy(in.src, src, 16);
+	int sig = signatures_check(&in);
+	if (sig == FSIG_DROP) {
+		count(FC_REJECT_SIGNATURE, bytes);
+		return XDP_DROP;
+	}
+	if (sig >= 0 || (sv->rate && over_rate(sv, le64(src))))
+		return pass_class(ctx, FCLASS_POSSIBLY_BAD, bytes);
+	return pass_class(ctx, FCLASS_ASSUMED_GOOD, bytes);
+}
+
+/* TC ingress on the same interface: the class the XDP program left in the metadata becomes
+ * the skb priority, which the prio qdisc toward the pods serves by. */
+SEC("tc")
+int peak_classify(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	__u32 *meta = (void *)(long)skb->data_meta;
+	if ((void *)(meta + 1) > data)
+		return TC_ACT_OK;
+	__u32 m = *meta;
+	if ((m & 0xffff0000) != FILTER_META_MAGIC)
+		return TC_ACT_OK;
+	switch (m & 0xffff) {
+	case FCLASS_KNOWN_GOOD:
+		skb->priority = FPRIO_KNOWN_GOOD;
+		break;
+	case FCLASS_ASSUMED_GOOD:
+		skb->priority = FPRIO_ASSUMED_GOOD;
+		break;
+	default:
+		skb->priority = FPRIO_POSSIBLY_BAD;
+	}
+	return TC_ACT_OK;
+}
+
+/* TC egress on the uplink: a packet a pod sends from a service address answers its flow;
+ * the flow is recorded as known good. TCP counts once past the handshake (no SYN, no RST):
+ * a SYN-ACK goes to any source, spoofed ones included. */
+SEC("tc")
+int peak_answered(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > end || eth->h_proto != bpf_htons(ETH_P_IPV6))
+		return TC_ACT_OK;
+	struct ipv6hdr *ip6 = (void *)(eth + 1);
+	if ((void *)(ip6 + 1) > end)
+		return TC_ACT_OK;
+	struct filter_key key = {.prefixlen = 128};
+	__builtin_memcpy(key.addr, &ip6->saddr, 16);
+	if (!bpf_map_lookup_elem(&services, &key))
+		return TC_ACT_OK;
+	struct l4 t;
+	l4_parse(ip6 + 1, end, ip6->nexthdr, &t);
+	if (t.proto == IPPROTO_TCP && (t.flags & 0x06)) /* SYN or RST */
+		return TC_ACT_OK;
+	if (t.proto == IPPROTO_TCP && (t.flags & 0x01)) { /* FIN: the flow is ending */
+		struct filter_flow fl = {.cport = t.dport, .sport = t.sport, .proto = t.proto};
+		__builtin_memcpy(fl.client, &ip6->daddr, 16);
+		__builtin_memcpy(fl.service, &ip6->saddr, 16);
+		bpf_map_delete_elem(&flows, &fl);
+		return TC_ACT_OK;
+	}
+	struct filter_flow fl = {.cport = t.dport, .sport = t.sport, .proto = t.proto};
+	__builtin_memcpy(fl.client, &ip6->daddr, 16);
+	__builtin_memcpy(fl.service, &ip6->saddr, 16);
+	__u64 now = bpf_ktime_get_ns();
+	__u64 *seen = bpf_map_lookup_elem(&flows, &fl);
+	if (seen) {
+		if (now - *seen > 1000000000ULL) /* refresh at most once a second per flow */
+			*seen = now;
+		return TC_ACT_OK;
+	}
+	bpf_map_update_elem(&flows, &fl, &now, BPF_ANY);
+	return TC_ACT_OK;
 }
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";

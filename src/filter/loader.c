@@ -2,9 +2,11 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <dirent.h>
 #include <errno.h>
 #include <linux/if_link.h>
 #include <net/if.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +16,9 @@
 
 #include "peak/util.h"
 
-/* BPF_FS_MAGIC from linux/magic.h */
-enum { BPFFS_MAGIC = 0xcafe4a11 };
+/* BPF_FS_MAGIC from linux/magic.h; the TC filters' handle and priority (ours, so detach
+ * removes only them). */
+enum { BPFFS_MAGIC = 0xcafe4a11, TC_HANDLE = 1, TC_PRIORITY = 0x5045 };
 
 static int pin_dir(const char *ifname, char *dir, size_t cap)
 {
@@ -29,6 +32,34 @@ static int pin_dir(const char *ifname, char *dir, size_t cap)
 	mkdir("/sys/fs/bpf/peak", 0700);
 	snprintf(dir, cap, "/sys/fs/bpf/peak/%lu-%s", (unsigned long)st.st_ino, ifname);
 	return 0;
+}
+
+/* Removes the pins in dir and dir itself: a filter's, or stale ones of a namespace that was
+ * deleted without a detach (namespace inode numbers are reused). */
+static void unpin_dir(const char *dir)
+{
+	char path[256 + 256 + 2];
+	DIR *d = opendir(dir);
+	for (struct dirent *e; d && (e = readdir(d));) {
+		if (e->d_name[0] == '.')
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+		unlink(path);
+	}
+	if (d)
+		closedir(d);
+	rmdir(dir);
+}
+
+/* libbpf's messages, less the kernel's complaint when the clsact qdisc already exists
+ * (which is fine: the TC programs join it). */
+static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list ap)
+{
+	char msg[1024];
+	if (level == LIBBPF_DEBUG)
+		return 0;
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	return strstr(msg, "Exclusivity flag on") ? 0 : fputs(msg, stderr);
 }
 
 static int fail(char *err, size_t errlen, int e, const char *what, const char *arg)
@@ -76,6 +107,8 @@ static int fill(int map, const struct peak_config *cfg, bool prune, char *err, s
 		const struct ssa_space *sp = &s->space;
 		struct filter_svc v;
 		filter_svc_fill(&v, sp, 0, NULL);
+		v.svc_id = i;
+		filter_svc_set_rate(&v, s->rate, s->burst);
 		if (sp->d.select == SSA_HOP || sp->d.host == SSA_HOP) {
 			int r = peak_secret_read(s->secret_file, v.secret);
 			if (r)
@@ -118,6 +151,35 @@ struct filter_handle {
 	int ifindex, services, counters;
 };
 
+/* Attaches (or, prog_fd -1, detaches) one of our TC programs on the interface. */
+static int tc_set(int ifindex, enum bpf_tc_attach_point where, int prog_fd)
+{
+	LIBBPF_OPTS(bpf_tc_hook, hook, .ifindex = ifindex, .attach_point = where);
+	LIBBPF_OPTS(bpf_tc_opts, o, .handle = TC_HANDLE, .priority = TC_PRIORITY);
+	if (prog_fd < 0)
+		return bpf_tc_detach(&hook, &o);
+	int r = bpf_tc_hook_create(&hook);
+	if (r && r != -EEXIST)
+		return r;
+	o.prog_fd = prog_fd;
+	o.flags = BPF_TC_F_REPLACE;
+	return bpf_tc_attach(&hook, &o);
+}
+
+/* Takes the XDP program and both TC programs off the interface (whatever is there). */
+static int detach_all(int ifindex)
+{
+	tc_set(ifindex, BPF_TC_INGRESS, -1);
+	tc_set(ifindex, BPF_TC_EGRESS, -1);
+	return bpf_xdp_detach(ifindex, 0, NULL);
+}
+
+static int prog_fd(struct bpf_object *obj, const char *name)
+{
+	struct bpf_program *p = bpf_object__find_program_by_name(obj, name);
+	return p ? bpf_program__fd(p) : -1;
+}
+
 /* Loads the object, fills its services and attaches it (native XDP, generic if refused). */
 static struct bpf_object *load_attach(const char *ifname, const char *obj_path,
                                       const struct peak_config *cfg, int *ifindex, char *err,
@@ -129,6 +191,7 @@ static struct bpf_object *load_attach(const char *ifname, const char *obj_path,
 		fail(err, errlen, -ENODEV, "interface ", ifname);
 		return NULL;
 	}
+	libbpf_set_print(quiet_print);
 	struct bpf_object *obj = bpf_object__open_file(obj_path, NULL);
 	if (!obj) {
 		fail(err, errlen, -errno, "cannot open ", obj_path);
@@ -139,10 +202,10 @@ static struct bpf_object *load_attach(const char *ifname, const char *obj_path,
 		fail(err, errlen, r, "cannot load (root? verifier?) ", obj_path);
 		return NULL;
 	}
-	struct bpf_program *prog = bpf_object__find_program_by_name(obj, "peak_filter");
-	int pfd = prog ? bpf_program__fd(prog) : -1;
+	int pfd = prog_fd(obj, "peak_filter"), cls = prog_fd(obj, "peak_classify"),
+	    ans = prog_fd(obj, "peak_answered");
 	int map = bpf_object__find_map_fd_by_name(obj, "services");
-	if (pfd < 0 || map < 0) {
+	if (pfd < 0 || cls < 0 || ans < 0 || map < 0) {
 		bpf_object__close(obj);
 		fail(err, errlen, -ENOENT, "not PEAK's filter: ", obj_path);
 		return NULL;
@@ -151,10 +214,19 @@ static struct bpf_object *load_attach(const char *ifname, const char *obj_path,
 		bpf_object__close(obj);
 		return NULL;
 	}
+	/* the TC programs first: once XDP runs, its classes and the flows must be in use */
+	if ((r = tc_set(*ifindex, BPF_TC_INGRESS, cls)) ||
+	    (r = tc_set(*ifindex, BPF_TC_EGRESS, ans))) {
+		detach_all(*ifindex);
+		bpf_object__close(obj);
+		fail(err, errlen, r, "cannot attach the TC programs to ", ifname);
+		return NULL;
+	}
 	r = bpf_xdp_attach(*ifindex, pfd, XDP_FLAGS_DRV_MODE, NULL);
 	if (r)
 		r = bpf_xdp_attach(*ifindex, pfd, XDP_FLAGS_SKB_MODE, NULL);
 	if (r) {
+		detach_all(*ifindex);
 		bpf_object__close(obj);
 		fail(err, errlen, r, "cannot attach to ", ifname);
 		return NULL;
@@ -173,12 +245,12 @@ int filter_attach(const char *ifname, const char *obj_path, const struct peak_co
 	if (!obj)
 		return -EINVAL;
 	struct bpf_program *prog = bpf_object__find_program_by_name(obj, "peak_filter");
+	unpin_dir(dir);
 	mkdir(dir, 0700);
 	snprintf(path, sizeof(path), "%s/prog", dir);
-	unlink(path);
 	if ((r = bpf_object__pin_maps(obj, dir)) || bpf_program__pin(prog, path)) {
 		r = r ? r : -errno;
-		bpf_xdp_detach(ifindex, 0, NULL);
+		detach_all(ifindex);
 		bpf_object__unpin_maps(obj, dir);
 		rmdir(dir);
 		bpf_object__close(obj);
@@ -243,27 +315,22 @@ void filter_close(struct filter_handle *h, bool detach)
 	if (!h)
 		return;
 	if (detach)
-		bpf_xdp_detach(h->ifindex, 0, NULL);
+		detach_all(h->ifindex);
 	bpf_object__close(h->obj);
 	free(h);
 }
 
 int filter_detach(const char *ifname, char *err, size_t errlen)
 {
-	char dir[256], path[320];
+	char dir[256];
 	unsigned ifindex = if_nametoindex(ifname);
 	int r;
 	if (!ifindex)
 		return fail(err, errlen, -ENODEV, "interface ", ifname);
 	if ((r = pin_dir(ifname, dir, sizeof(dir))))
 		return fail(err, errlen, r, "/proc/self/ns/net", "");
-	r = bpf_xdp_detach((int)ifindex, 0, NULL);
-	static const char *const pins[] = {"prog", "services", "counters", "clock"};
-	for (size_t i = 0; i < sizeof(pins) / sizeof(pins[0]); i++) {
-		snprintf(path, sizeof(path), "%s/%s", dir, pins[i]);
-		unlink(path);
-	}
-	rmdir(dir);
+	r = detach_all((int)ifindex);
+	unpin_dir(dir);
 	return r ? fail(err, errlen, r, "cannot detach from ", ifname) : 0;
 }
 
@@ -303,9 +370,11 @@ int filter_stats(const char *ifname, uint64_t packets[FC_N], uint64_t bytes[FC_N
 
 const char *filter_counter_name(unsigned c)
 {
-	static const char *const n[] = {"outside",      "pass",        "reject_fanout",
-	                                "reject_slice", "reject_host", "reject_pow",
+	static const char *const n[] = {"outside",      "known_good",    "assumed_good",
+	                                "possibly_bad", "reject_fanout", "reject_slice",
+	                                "reject_host",  "reject_pow",    "reject_signature",
 	                                "not_ipv6",     "malformed"};
+	_Static_assert(sizeof(n) / sizeof(n[0]) == FC_N, "a name per counter");
 	return c < FC_N ? n[c] : "?";
 }
 
@@ -316,4 +385,128 @@ void filter_default_object(char *buf, size_t cap)
 	char *slash = strrchr(buf, '/');
 	char *at = slash ? slash + 1 : buf;
 	snprintf(at, cap - (size_t)(at - buf), "filter.bpf.o");
+}
+
+/* Writes the signature table; hits of slot (when slot >= 0) start again from 0. */
+static int sigtab_write(int map, int hits, const struct filter_sigtab *tab, int slot)
+{
+	__u32 z = 0;
+	if (bpf_map_update_elem(map, &z, tab, BPF_ANY))
+		return -errno;
+	if (slot < 0)
+		return 0;
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t *zero = calloc(ncpu > 0 ? (size_t)ncpu : 1, sizeof(*zero));
+	__u32 k = (__u32)slot;
+	int r = zero && !bpf_map_update_elem(hits, &k, zero, BPF_ANY) ? 0 : -ENOMEM;
+	free(zero);
+	return r;
+}
+
+/* Opens the pinned signature table and its hit counters. */
+static int sig_open(const char *ifname, int *map, int *hits, struct filter_sigtab *tab, char *err,
+                    size_t errlen)
+{
+	__u32 z = 0;
+	*map = open_pin(ifname, "signatures", err, errlen);
+	if (*map < 0)
+		return *map;
+	*hits = open_pin(ifname, "sighits", err, errlen);
+	if (*hits < 0) {
+		close(*map);
+		return *hits;
+	}
+	if (bpf_map_lookup_elem(*map, &z, tab)) {
+		int r = -errno;
+		close(*map);
+		close(*hits);
+		return fail(err, errlen, r, "signature table of ", ifname);
+	}
+	return 0;
+}
+
+int filter_sig_add(const char *ifname, const struct filter_sig *g, char *err, size_t errlen)
+{
+	struct filter_sigtab tab;
+	int map, hits, slot = -1, r = sig_open(ifname, &map, &hits, &tab, err, errlen);
+	if (r)
+		return r;
+	for (int k = FILTER_MAX_SIGNATURES - 1; k >= 0; k--) {
+		if (tab.used[k] && !memcmp(&tab.sig[k], g, sizeof(*g))) {
+			snprintf(err, errlen, "the same signature is already in slot %d", k);
+			r = -EEXIST;
+			goto out;
+		}
+		if (!tab.used[k])
+			slot = k;
+	}
+	if (slot < 0) {
+		snprintf(err, errlen, "all %d signature slots are in use", FILTER_MAX_SIGNATURES);
+		r = -ENOSPC;
+		goto out;
+	}
+	/* the signature first, unused; then it goes live (the filter reads without a lock) */
+	tab.sig[slot] = *g;
+	if ((r = sigtab_write(map, hits, &tab, slot)))
+		goto fail;
+	tab.used[slot] = 1;
+	if (tab.n < (unsigned)slot + 1)
+		tab.n = (unsigned)slot + 1;
+	if ((r = sigtab_write(map, hits, &tab, -1)))
+		goto fail;
+	r = slot;
+	goto out;
+fail:
+	fail(err, errlen, r, "signature table of ", ifname);
+out:
+	close(map);
+	close(hits);
+	return r;
+}
+
+int filter_sig_del(const char *ifname, unsigned slot, char *err, size_t errlen)
+{
+	struct filter_sigtab tab;
+	int map, hits, r = sig_open(ifname, &map, &hits, &tab, err, errlen);
+	if (r)
+		return r;
+	if (slot >= FILTER_MAX_SIGNATURES || !tab.used[slot]) {
+		snprintf(err, errlen, "no signature in slot %u", slot);
+		r = -ENOENT;
+		goto out;
+	}
+	tab.used[slot] = 0;
+	while (tab.n && !tab.used[tab.n - 1])
+		tab.n--;
+	if (!(r = sigtab_write(map, hits, &tab, -1))) {
+		memset(&tab.sig[slot], 0, sizeof(tab.sig[slot]));
+		r = sigtab_write(map, hits, &tab, -1);
+	}
+	if (r)
+		fail(err, errlen, r, "signature table of ", ifname);
+out:
+	close(map);
+	close(hits);
+	return r;
+}
+
+int filter_sig_list(const char *ifname, struct filter_sigtab *tab,
+                    uint64_t hits[FILTER_MAX_SIGNATURES], char *err, size_t errlen)
+{
+	int map, hmap, r = sig_open(ifname, &map, &hmap, tab, err, errlen);
+	if (r)
+		return r;
+	int ncpu = libbpf_num_possible_cpus();
+	uint64_t *v = calloc(ncpu > 0 ? (size_t)ncpu : 1, sizeof(*v));
+	for (__u32 k = 0; k < FILTER_MAX_SIGNATURES; k++) {
+		hits[k] = 0;
+		if (!v || bpf_map_lookup_elem(hmap, &k, v))
+			continue;
+		for (int i = 0; i < ncpu; i++)
+			hits[k] += v[i];
+	}
+	free(v);
+	close(map);
+	close(hmap);
+	return 0;
 }

@@ -48,6 +48,18 @@ int filter_update(const char *ifname, const struct peak_config *cfg, char *err, 
 int filter_stats(const char *ifname, uint64_t packets[FC_N], uint64_t bytes[FC_N], char *err,
                  size_t errlen);
 
+/* Installs a signature in the first free slot of the filter on ifname; conforming packets
+ * that match it are classed possibly bad (or dropped, action FSIG_DROP). Returns the slot,
+ * -EEXIST (the same signature is installed), -ENOSPC or another -errno. */
+int filter_sig_add(const char *ifname, const struct filter_sig *g, char *err, size_t errlen);
+
+/* Removes the signature in slot. 0, -ENOENT (no such signature) or -errno. */
+int filter_sig_del(const char *ifname, unsigned slot, char *err, size_t errlen);
+
+/* Reads the signature table and the packets each slot matched. 0 or -errno. */
+int filter_sig_list(const char *ifname, struct filter_sigtab *tab,
+                    uint64_t hits[FILTER_MAX_SIGNATURES], char *err, size_t errlen);
+
 /* The default object path: filter.bpf.o beside the running binary. */
 void filter_default_object(char *buf, size_t cap);
 

@@ -367,6 +367,8 @@ static const struct key svc_keys[] = {
     {"secret-file", T_STR, SB(s.secret_file), .size = CFG_PATH_MAX},
     {"port", T_U32, SB(s.port), .min = 1, .max = 65535, .def = 80},
     {"answers", T_U32, SB(s.answers), .min = 1, .max = 16, .def = 2},
+    {"rate", T_U32, SB(s.rate), .min = 0, .max = 100000000, .def = 1000},
+    {"burst", T_U32, SB(s.burst), .min = 0, .max = 100000000, .def = 0},
     {"endpoints", T_SUB, 0, .fn = svc_endpoints},
     {0},
 };

@@ -54,7 +54,8 @@ def test_agent_puts_the_filter_on_its_node(cl, tmp_path):
     assert reach(cl, b, rule(b))
     assert not reach(cl, a, rule(b))  # another client's address: dropped at the node
     m = metrics(cl)
-    assert m['peak_agent_filter_packets_total{verdict="pass"}'] >= 2
+    assert m['peak_agent_filter_packets_total{verdict="assumed_good"}'] >= 2
+    assert m['peak_agent_filter_packets_total{verdict="known_good"}'] >= 2
     assert m['peak_agent_filter_packets_total{verdict="reject_slice"}'] + \
         m['peak_agent_filter_packets_total{verdict="reject_host"}'] >= 1
     agent.terminate()

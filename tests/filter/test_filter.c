@@ -18,7 +18,7 @@
 #define S "f0e0d0c0b0a090807060504030201000"
 
 static struct bpf_object *obj;
-static int prog, map_svc, map_cnt, map_clock;
+static int prog, prog_answered, map_svc, map_cnt, map_clock, map_sig, map_hits, map_flows;
 
 static int setup(void **state)
 {
@@ -33,7 +33,12 @@ static int setup(void **state)
 	map_svc = bpf_object__find_map_fd_by_name(obj, "services");
 	map_cnt = bpf_object__find_map_fd_by_name(obj, "counters");
 	map_clock = bpf_object__find_map_fd_by_name(obj, "clock");
-	return prog < 0 || map_svc < 0 || map_cnt < 0 || map_clock < 0;
+	map_sig = bpf_object__find_map_fd_by_name(obj, "signatures");
+	map_hits = bpf_object__find_map_fd_by_name(obj, "sighits");
+	map_flows = bpf_object__find_map_fd_by_name(obj, "flows");
+	prog_answered = bpf_program__fd(bpf_object__find_program_by_name(obj, "peak_answered"));
+	return prog < 0 || map_svc < 0 || map_cnt < 0 || map_clock < 0 || map_sig < 0 ||
+	       map_hits < 0 || map_flows < 0 || prog_answered < 0;
 }
 
 static int teardown(void **state)
@@ -108,12 +113,9 @@ static size_t packet(uint8_t *p, const uint8_t src[16], const uint8_t dst[16], u
 }
 
 static const unsigned want_counter[] = {
-    [SSA_PASS] = FC_PASS,
-    [SSA_OUTSIDE] = FC_OUTSIDE,
-    [SSA_REJECT_FANOUT] = FC_REJECT_FANOUT,
-    [SSA_REJECT_SLICE] = FC_REJECT_SLICE,
-    [SSA_REJECT_HOST] = FC_REJECT_HOST,
-    [SSA_REJECT_POW] = FC_REJECT_POW,
+    [SSA_PASS] = FC_ASSUMED_GOOD,           [SSA_OUTSIDE] = FC_OUTSIDE,
+    [SSA_REJECT_FANOUT] = FC_REJECT_FANOUT, [SSA_REJECT_SLICE] = FC_REJECT_SLICE,
+    [SSA_REJECT_HOST] = FC_REJECT_HOST,     [SSA_REJECT_POW] = FC_REJECT_POW,
 };
 
 /* Random cases for one descriptor: conforming addresses, one bit of source or destination
@@ -247,13 +249,250 @@ static void test_odd_packets(void **state)
 	assert_int_equal(counter(FC_NOT_IPV6), n4 + 2);
 }
 
+/* Runs one packet through XDP; returns the action and the metadata word it left (0 if none). */
+static int run_meta(const uint8_t *pkt, size_t len, uint32_t *meta)
+{
+	uint8_t out[256];
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt, .data_size_in = (__u32)len,
+	            .data_out = out, .data_size_out = sizeof(out));
+	assert_int_equal(bpf_prog_test_run_opts(prog, &o), 0);
+	*meta = 0;
+	if (o.data_size_out == len + 4)
+		memcpy(meta, out, 4);
+	else
+		assert_int_equal(o.data_size_out, len);
+	return (int)o.retval;
+}
+
+/* A TCP segment (20-byte header, no payload) with the given ports and flags. */
+static size_t tcp_packet(uint8_t *p, const uint8_t src[16], const uint8_t dst[16], uint16_t sport,
+                         uint16_t dport, uint8_t flags)
+{
+	memset(p, 0, 14 + 40 + 20);
+	p[12] = 0x86;
+	p[13] = 0xdd;
+	p[14] = 0x60;
+	p[19] = 20;
+	p[20] = 6;
+	p[21] = 64;
+	memcpy(p + 22, src, 16);
+	memcpy(p + 38, dst, 16);
+	p[54] = (uint8_t)(sport >> 8);
+	p[55] = (uint8_t)sport;
+	p[56] = (uint8_t)(dport >> 8);
+	p[57] = (uint8_t)dport;
+	p[66] = 0x50;
+	p[67] = flags;
+	return 14 + 40 + 20;
+}
+
+/* Runs a packet the pod sends through the TC egress program. */
+static void egress(const uint8_t *pkt, size_t len)
+{
+	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = pkt, .data_size_in = (__u32)len);
+	assert_int_equal(bpf_prog_test_run_opts(prog_answered, &o), 0);
+	assert_int_equal(o.retval, 0); /* TC_ACT_OK: the filter never holds replies back */
+}
+
+/* The SPEC.md 8 src/src service on 2001:db8:5::/64, optionally rate limited. */
+static void install_vector_service(uint32_t rate, uint32_t burst, uint8_t src[16], uint8_t dst[16])
+{
+	struct ssa_desc d;
+	struct ssa_space sp;
+	struct prefix p;
+	uint8_t fam;
+	const char *desc = "v=ssa1; slice=78; select=src; host=src; key=" K;
+	ssa_desc_parse(desc, strlen(desc), &d, NULL, 0);
+	prefix_parse("2001:db8:5::/64", false, &p);
+	ssa_space_init(&sp, &d, &p, 1, NULL, 0);
+	install(&sp, NULL, 1);
+	struct filter_key key = {.prefixlen = 64};
+	memcpy(key.addr, p.addr, 16);
+	struct filter_svc v;
+	filter_svc_fill(&v, &sp, 0, NULL);
+	v.svc_id = 7;
+	filter_svc_set_rate(&v, rate, burst);
+	assert_int_equal(bpf_map_update_elem(map_svc, &key, &v, BPF_ANY), 0);
+	addr_parse("2001:db8:aa:bb::1", &fam, src);
+	addr_parse("2001:db8:5:0:a94a:ac01:8d:78fe", &fam, dst);
+}
+
+/* Known good: once the pod has sent past the handshake, the flow's packets pass before any
+ * rule check (even to an address the rule rejects); a SYN-ACK or RST from the pod does not
+ * make a flow known, a FIN forgets it. */
+static void test_known_good(void **state)
+{
+	(void)state;
+	NEED_BPF();
+	uint8_t src[16], dst[16], pkt[128], rep[128];
+	uint32_t meta;
+	install_vector_service(0, 0, src, dst);
+	dst[15] ^= 1; /* the rule rejects this destination */
+	size_t n = tcp_packet(pkt, src, dst, 40000, 80, 0x10);
+	uint64_t kg = counter(FC_KNOWN_GOOD), host = counter(FC_REJECT_HOST);
+	assert_int_equal(run_meta(pkt, n, &meta), XDP_DROP);
+	assert_int_equal(counter(FC_REJECT_HOST), host + 1);
+	egress(rep, tcp_packet(rep, dst, src, 80, 40000, 0x12)); /* SYN-ACK */
+	egress(rep, tcp_packet(rep, dst, src, 80, 40000, 0x14)); /* RST-ACK */
+	assert_int_equal(run_meta(pkt, n, &meta), XDP_DROP);
+	egress(rep, tcp_packet(rep, dst, src, 80, 40001, 0x10)); /* another flow */
+	assert_int_equal(run_meta(pkt, n, &meta), XDP_DROP);
+	egress(rep, tcp_packet(rep, dst, src, 80, 40000, 0x18)); /* data: the pod answered */
+	assert_int_equal(run_meta(pkt, n, &meta), XDP_PASS);
+	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_KNOWN_GOOD);
+	assert_int_equal(counter(FC_KNOWN_GOOD), kg + 1);
+	egress(rep, tcp_packet(rep, dst, src, 80, 40000, 0x11)); /* FIN */
+	assert_int_equal(run_meta(pkt, n, &meta), XDP_DROP);
+	/* a reply from outside every service prefix records nothing */
+	uint8_t other[16], fam;
+	addr_parse("2001:db8:7::1", &fam, other);
+	egress(rep, tcp_packet(rep, other, src, 80, 40000, 0x10));
+	struct filter_flow k, next;
+	int nflows = 0;
+	for (int r = bpf_map_get_next_key(map_flows, NULL, &next); !r;
+	     r = bpf_map_get_next_key(map_flows, &k, &next)) {
+		k = next;
+		nflows++;
+	}
+	assert_int_equal(nflows, 1); /* only the port-40001 flow */
+}
+
+/* Possibly bad by rate: a source /64 gets burst packets, then the rest are classed possibly
+ * bad (still passed) until its bucket refills; another /64 has its own bucket. */
+static void test_rate(void **state)
+{
+	(void)state;
+	NEED_BPF();
+	uint8_t src[16], dst[16], pkt[128];
+	uint32_t meta;
+	install_vector_service(1, 3, src, dst);
+	size_t n = tcp_packet(pkt, src, dst, 40000, 80, 0x02);
+	unsigned classes[FCLASS_N] = {0};
+	for (int k = 0; k < 6; k++) {
+		assert_int_equal(run_meta(pkt, n, &meta), XDP_PASS);
+		assert_int_equal(meta & 0xffff0000, FILTER_META_MAGIC);
+		classes[meta & 0xffff]++;
+	}
+	assert_int_equal(classes[FCLASS_ASSUMED_GOOD], 3);
+	assert_int_equal(classes[FCLASS_POSSIBLY_BAD], 3);
+	/* the same /64 with another interface id shares the bucket; the conforming address
+	 * differs per source only in the /64, so reuse the vector's destination */
+	src[15] = 2;
+	assert_int_equal(run_meta(pkt, tcp_packet(pkt, src, dst, 40000, 80, 0x02), &meta),
+	                 XDP_PASS);
+	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_POSSIBLY_BAD);
+	/* no limit: always assumed good */
+	install_vector_service(0, 0, src, dst);
+	for (int k = 0; k < 10; k++) {
+		assert_int_equal(run_meta(pkt, n, &meta), XDP_PASS);
+		assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_ASSUMED_GOOD);
+	}
+}
+
+static void set_sigs(const struct filter_sig *g, unsigned n, uint8_t action_drop_mask)
+{
+	struct filter_sigtab tab;
+	memset(&tab, 0, sizeof(tab));
+	for (unsigned k = 0; k < n; k++) {
+		tab.sig[k] = g[k];
+		tab.sig[k].action = (action_drop_mask >> k) & 1 ? FSIG_DROP : FSIG_CLASS;
+		tab.used[k] = 1;
+	}
+	tab.n = n;
+	__u32 z = 0;
+	assert_int_equal(bpf_map_update_elem(map_sig, &z, &tab, BPF_ANY), 0);
+}
+
+static uint64_t hits(unsigned slot)
+{
+	uint64_t v[512] = {0}, sum = 0;
+	__u32 k = slot;
+	assert_int_equal(bpf_map_lookup_elem(map_hits, &k, v), 0);
+	for (int i = 0; i < libbpf_num_possible_cpus(); i++)
+		sum += v[i];
+	return sum;
+}
+
+/* Signatures: each field narrows the match; a match classes the packet possibly bad or, with
+ * the drop action, drops it; hits are counted per slot; an empty table classes nothing. */
+static void test_signatures(void **state)
+{
+	(void)state;
+	NEED_BPF();
+	uint8_t src[16], dst[16], pkt[128];
+	uint32_t meta;
+	struct prefix sp;
+	install_vector_service(0, 0, src, dst);
+	size_t syn = tcp_packet(pkt, src, dst, 40000, 80, 0x02);
+	struct filter_sig g[4];
+	memset(g, 0, sizeof(g));
+	prefix_parse("2001:db8:aa::/48", false, &sp);
+	memcpy(g[0].src, sp.addr, 16);
+	g[0].src_len = 48;
+	g[0].proto = 6;
+	g[0].dport = 443; /* not this packet's port */
+	g[1].tcp_mask = 0x12;
+	g[1].tcp_flags = 0x02; /* SYN without ACK */
+	g[1].proto = 6;
+	g[1].hop_limit = 64;
+	g[1].min_len = 20;
+	g[1].max_len = 20;
+	set_sigs(g, 2, 0);
+	uint64_t h0 = hits(0), h1 = hits(1);
+	assert_int_equal(run_meta(pkt, syn, &meta), XDP_PASS);
+	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_POSSIBLY_BAD);
+	assert_int_equal(hits(0), h0);
+	assert_int_equal(hits(1), h1 + 1);
+	/* the ACK of the handshake does not match the SYN signature */
+	size_t ack = tcp_packet(pkt, src, dst, 40000, 80, 0x10);
+	assert_int_equal(run_meta(pkt, ack, &meta), XDP_PASS);
+	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_ASSUMED_GOOD);
+	/* a different hop limit, length or source prefix does not match either */
+	g[1].hop_limit = 63;
+	set_sigs(g, 2, 0);
+	assert_int_equal(run_meta(pkt, tcp_packet(pkt, src, dst, 40000, 80, 0x02), &meta),
+	                 XDP_PASS);
+	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_ASSUMED_GOOD);
+	g[1].hop_limit = 0;
+	g[1].min_len = 21;
+	g[1].max_len = 0;
+	set_sigs(g, 2, 0);
+	assert_int_equal(run_meta(pkt, syn, &meta), XDP_PASS);
+	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_ASSUMED_GOOD);
+	/* the drop action, by source prefix and port */
+	g[0].dport = 80;
+	set_sigs(g, 1, 1);
+	uint64_t rs = counter(FC_REJECT_SIGNATURE);
+	assert_int_equal(run_meta(pkt, syn, &meta), XDP_DROP);
+	assert_int_equal(counter(FC_REJECT_SIGNATURE), rs + 1);
+	g[0].src_len = 64;
+	g[0].src[7] ^= 1; /* 2001:db8:aa:ba::/64: not this source */
+	set_sigs(g, 1, 1);
+	assert_int_equal(run_meta(pkt, syn, &meta), XDP_PASS);
+	/* an unused slot below n is skipped */
+	g[0].src[7] ^= 1;
+	set_sigs(g, 1, 1);
+	struct filter_sigtab tab;
+	__u32 z = 0;
+	assert_int_equal(bpf_map_lookup_elem(map_sig, &z, &tab), 0);
+	tab.used[0] = 0;
+	assert_int_equal(bpf_map_update_elem(map_sig, &z, &tab, BPF_ANY), 0);
+	assert_int_equal(run_meta(pkt, syn, &meta), XDP_PASS);
+	/* non-conforming packets are rejected by the rule whatever the signatures say */
+	set_sigs(g, 1, 0);
+	dst[15] ^= 1;
+	assert_int_equal(run_meta(pkt, tcp_packet(pkt, src, dst, 40000, 80, 0x02), &meta),
+	                 XDP_DROP);
+	set_sigs(g, 0, 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_spec_vectors),
-	    cmocka_unit_test(test_src_rules),
-	    cmocka_unit_test(test_other_rules),
-	    cmocka_unit_test(test_odd_packets),
+	    cmocka_unit_test(test_spec_vectors), cmocka_unit_test(test_src_rules),
+	    cmocka_unit_test(test_other_rules),  cmocka_unit_test(test_odd_packets),
+	    cmocka_unit_test(test_known_good),   cmocka_unit_test(test_rate),
+	    cmocka_unit_test(test_signatures),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
 }

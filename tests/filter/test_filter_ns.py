@@ -2,7 +2,8 @@
 
   [pkf*-c] v0 2001:db8:aa:1::1/48, 2001:db8:aa:2::1/48 -- veth -- v1 [pkf*-p] AnyIP 2001:db8:5::/64
                                                                    XDP filter on v1, peak serve
-A client's own rule address gets through; another client's address is dropped and counted."""
+A client's own rule address gets through; another client's address is dropped and counted;
+answered flows become known good; signatures installed at run time class or drop."""
 import os
 import random
 import subprocess
@@ -100,8 +101,10 @@ def test_filter_admits_rule_addresses_and_drops_others(net):
     assert reach(c, A, rule(A)) and reach(c, B, rule(B))
     assert not reach(c, A, rule(B))  # B's address from A: dropped
     s = stats(p)
-    assert s["pass"] >= 2
+    assert s["assumed_good"] >= 2  # the SYNs (and the ACKs before the pod has answered)
+    assert s["known_good"] >= 2  # what follows the pod's first answer in each connection
     assert s["reject_slice"] + s["reject_host"] >= 1
+    assert s["possibly_bad"] == 0 and s["reject_signature"] == 0
     # update in place: a new key; the old addresses stop working, the new ones work
     config.write_text(cfg(K2))
     assert pf(p, "update", "--dev", "v1", "--config", str(config)).returncode == 0
@@ -110,6 +113,58 @@ def test_filter_admits_rule_addresses_and_drops_others(net):
     assert reach(c, A, rule(B))  # detached: everything passes again
     r = pf(p, "stats", "--dev", "v1")
     assert r.returncode == 1 and "no PEAK filter attached" in r.stderr
+
+
+def sig(p, *args):
+    return pf(p, "signature", *args, "--dev", "v1")
+
+
+def test_signatures_class_and_drop(net):
+    c, p, config = net
+    assert pf(p, "attach", "--dev", "v1", "--config", str(config), "--object", OBJ).returncode == 0
+    r = sig(p, "add", "--src", "2001:db8:aa:2::/64", "--proto", "tcp", "--dport", "8080", "--drop")
+    assert r.returncode == 0, r.stderr
+    slot = r.stdout.strip()
+    assert not reach(c, B, rule(B)) and reach(c, A, rule(A))  # B's packets dropped, A's not
+    r = sig(p, "add", "--src", "2001:db8:aa:2::/64", "--proto", "tcp", "--dport", "8080", "--drop")
+    assert r.returncode == 1 and f"already in slot {slot}" in r.stderr
+    # a class signature on A's SYNs: still served (possibly bad is a class, not a verdict)
+    r = sig(p, "add", "--src", "2001:db8:aa:1::/64", "--tcp-flags", "syn/syn,ack")
+    assert r.returncode == 0, r.stderr
+    assert reach(c, A, rule(A))
+    lines = sig(p, "list").stdout.splitlines()
+    assert len(lines) == 2
+    drop = next(ln for ln in lines if ln.startswith(slot + " "))
+    assert "drop src 2001:db8:aa:2::/64 proto 6 dport 8080" in drop
+    assert int(drop.split()[-1]) >= 2  # hits: B's SYN and its retry
+    cls = next(ln for ln in lines if not ln.startswith(slot + " "))
+    assert "class src 2001:db8:aa:1::/64 proto 6 tcp-flags 0x02/0x12" in cls
+    assert int(cls.split()[-1]) >= 1
+    s = stats(p)
+    assert s["reject_signature"] >= 2 and s["possibly_bad"] >= 1
+    assert sig(p, "del", "--slot", slot).returncode == 0
+    assert reach(c, B, rule(B))  # deleted: B gets through again
+    r = sig(p, "del", "--slot", slot)
+    assert r.returncode == 1 and f"no signature in slot {slot}" in r.stderr
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["add"], "at least one field"),
+    (["add", "--src", "2001:db8::1"], "not an IPv6 prefix"),
+    (["add", "--src", "10.0.0.0/8"], "not an IPv6 prefix"),
+    (["add", "--proto", "udp", "--tcp-flags", "syn"], "needs --proto tcp"),
+    (["add", "--tcp-flags", "syn,bogus"], "unknown flag 'bogus'"),
+    (["add", "--tcp-flags", "syn,ack/syn"], "within the mask"),
+    (["add", "--dport", "70000"], "--dport"),
+    (["add", "--length", "90-80"], "--length"),
+    (["del"], "--slot"),
+    (["del", "--slot", "16"], "--slot"),
+    (["frob"], "unknown signature verb"),
+])
+def test_signature_usage_errors(args, msg):
+    r = subprocess.run([PEAK, "filter", "signature", *args, "--dev", "v1"], capture_output=True,
+                       text=True)
+    assert r.returncode == 2 and msg in r.stderr, r.stderr
 
 
 def test_filter_errors(net):
@@ -123,3 +178,5 @@ def test_filter_errors(net):
     r = subprocess.run(["ip", "netns", "exec", p, PEAK, "filter", "stats", "--dev", "v1"],
                        capture_output=True, text=True)
     assert r.returncode == 1 and "nsenter" in r.stderr  # the reason, and what to do
+    r = sig(p, "list")  # no filter attached
+    assert r.returncode == 1 and "no PEAK filter attached" in r.stderr
