@@ -3,13 +3,15 @@
 #   make          install missing build dependencies (as root), configure, build build/peak
 #   make test     the same, then every test suite; ends with 'N passed, N failed'
 #   make bench    the benchmark suite: PEAK vs direct, nginx, HAProxy; DNS vs NSD, Knot;
-#                 writes bench/results/REPORT.md with SVG plots (root, ~15 min)
+#                 the XDP filter vs nftables; writes bench/results/REPORT.md with SVG plots
+#                 (root, ~19 min)
+#   make bench-filter  the XDP filter vs nftables alone: bench/results/filter.md (root, ~4 min)
 #   make bench-quick  the same, one short run per cell, into bench/results/quick/ (root,
 #                 under 3 min)
 #   make bench-ssa  SSA address computation throughput
 #   make clean
 
-.PHONY: all deps test demo bench bench-quick bench-ssa clean
+.PHONY: all deps test demo bench bench-quick bench-filter bench-ssa clean
 
 all: deps
 	@[ -f build/build.ninja ] || meson setup build
@@ -27,7 +29,11 @@ demo: all
 bench: all
 	/usr/bin/python3 bench/ingress/run.py
 	sh bench/dns/run.sh 10
+	/usr/bin/python3 bench/filter/run.py
 	/usr/bin/python3 bench/report.py
+
+bench-filter: all
+	/usr/bin/python3 bench/filter/run.py
 
 bench-quick: all
 	/usr/bin/python3 bench/ingress/run.py --quick --out bench/results/quick/ingress.json

@@ -123,6 +123,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--in", dest="inp", default=os.path.join(HERE, "results", "ingress.json"))
     ap.add_argument("--dns", default=os.path.join(HERE, "results", "dns.md"))
+    ap.add_argument("--filter", default=os.path.join(HERE, "results", "filter.md"))
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     a = ap.parse_args()
     with open(a.inp) as f:
@@ -320,6 +321,13 @@ def main():
             text = f.read()
         w("\n".join(line if not line.startswith("#") else "#" + line
                     for line in text.splitlines()))
+        w("")
+    if os.path.exists(a.filter):
+        w("## The XDP filter against nftables (bench/filter/run.py)\n")
+        with open(a.filter) as f:
+            text = f.read()
+        w("\n".join(line if not line.startswith("#") else "#" + line
+                    for line in text.splitlines()[1:]))
         w("")
     out = os.path.join(a.out, "REPORT.md")
     with open(out, "w") as f:

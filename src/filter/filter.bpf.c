@@ -111,8 +111,9 @@ static __always_inline int src_check(const struct filter_svc *sv, __u64 k0, __u6
 		/* tag || c64 || u32(g) big-endian || u8(i): 14 bytes */
 		__u64 tail = c64 >> 56 | ((g >> 24) & 0xff) << 8 | ((g >> 16) & 0xff) << 16 |
 		             ((g >> 8) & 0xff) << 24 | (g & 0xff) << 32 | (__u64)i << 40;
-		__u64 hi = siphash_w(k0, k1, 0x11 | c64 << 8, tail, 14);
+		/* the high word only when the host field is wider than 64 bits (short slices) */
 		__u64 lo = siphash_w(k0, k1, 0x91 | c64 << 8, tail, 14);
+		__u64 hi = sv->hb > 64 ? siphash_w(k0, k1, 0x11 | c64 << 8, tail, 14) : 0;
 		if (!host_ok(sv, d, hi, lo))
 			return FC_REJECT_HOST;
 	}
@@ -356,12 +357,15 @@ int peak_filter(struct xdp_md *ctx)
 	}
 	struct l4 t;
 	l4_parse(ip6 + 1, end, ip6->nexthdr, &t);
-	struct filter_flow fl = {.cport = t.sport, .sport = t.dport, .proto = t.proto};
-	__builtin_memcpy(fl.client, &ip6->saddr, 16);
-	__builtin_memcpy(fl.service, &ip6->daddr, 16);
-	__u64 *seen = bpf_map_lookup_elem(&flows, &fl);
-	if (seen && bpf_ktime_get_ns() - *seen < FILTER_FLOW_IDLE_S * 1000000000ULL)
-		return pass_class(ctx, FCLASS_KNOWN_GOOD, bytes);
+	/* a SYN opens a flow, so it cannot be one the pod answered: SYN floods skip the lookup */
+	if (t.proto != IPPROTO_TCP || !(t.flags & 0x02)) {
+		struct filter_flow fl = {.cport = t.sport, .sport = t.dport, .proto = t.proto};
+		__builtin_memcpy(fl.client, &ip6->saddr, 16);
+		__builtin_memcpy(fl.service, &ip6->daddr, 16);
+		__u64 *seen = bpf_map_lookup_elem(&flows, &fl);
+		if (seen && bpf_ktime_get_ns() - *seen < FILTER_FLOW_IDLE_S * 1000000000ULL)
+			return pass_class(ctx, FCLASS_KNOWN_GOOD, bytes);
+	}
 	__u8 src[16], dst[16];
 	__builtin_memcpy(src, &ip6->saddr, 16);
 	__builtin_memcpy(dst, &ip6->daddr, 16);

@@ -171,7 +171,10 @@ static int detach_all(int ifindex)
 {
 	tc_set(ifindex, BPF_TC_INGRESS, -1);
 	tc_set(ifindex, BPF_TC_EGRESS, -1);
-	return bpf_xdp_detach(ifindex, 0, NULL);
+	/* both hooks: flags 0 would mean the native one only, where the driver has one */
+	int r = bpf_xdp_detach(ifindex, XDP_FLAGS_DRV_MODE, NULL);
+	int g = bpf_xdp_detach(ifindex, XDP_FLAGS_SKB_MODE, NULL);
+	return r && g ? r : 0;
 }
 
 static int prog_fd(struct bpf_object *obj, const char *name)

@@ -59,3 +59,30 @@ def test_drivers_and_report(tmp_path):
     for s in SYSTEMS:
         assert re.search(rf"^\| {re.escape(s)} \| [1-9]\d* \| \d+ \|", flood, re.M), flood
     assert (tmp_path / "outage-kill.svg").exists()
+
+
+def test_filter_bench(tmp_path):
+    """bench/filter/run.py --quick: every table complete with non-zero figures, and the
+    report folded into REPORT.md by bench/report.py."""
+    out = tmp_path / "filter.md"
+    p = subprocess.run(["/usr/bin/python3", os.path.join(SRC, "bench/filter/run.py"), "--quick",
+                        "--out", str(out)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    text = out.read_text()
+    assert re.search(r"^src/src +\d+ +\d+ +\d+ +\d+ +\d+ +\d+$", text, re.M), text
+    assert "unexpected verdict" not in text
+    pps = re.findall(r"^\| [^|]+ \| (none|peak|nftables) \| (\d+) \| \d+% \| (\d+) \|", text,
+                     re.M)
+    assert len(pps) == 9 and all(int(n) > 0 and int(ns) > 0 for _, n, ns in pps), text
+    cost = re.findall(r"^\| (none|peak|nftables) \| (\d+) \| [0-9.]+ \| \d+ \| \d+ \| 0 \|$",
+                      text, re.M)
+    assert [s for s, _ in cost] == ["none", "peak", "nftables"], text
+    assert all(int(r) > 0 for _, r in cost)
+    flood = text.split("## Legitimate p99")[1]
+    m = re.search(r"^\| peak \| [1-9]\d* \| \d+ \| \d+ \| [0-9.]+ \| (\d+)/(\d+) \|", flood, re.M)
+    assert m and int(m.group(1)) == int(m.group(2)) > 0, flood  # served through the flood
+    p = subprocess.run(["/usr/bin/python3", os.path.join(SRC, "bench/report.py"), "--filter",
+                        str(out), "--out", str(tmp_path), "--dns", str(tmp_path / "none.md")],
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    assert "## The XDP filter against nftables" in (tmp_path / "REPORT.md").read_text()
