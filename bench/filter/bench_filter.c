@@ -16,6 +16,7 @@
 
 #include "filter.h"
 #include "loader.h"
+#include "testpkt.h"
 #include "peak/ssa.h"
 
 static int prog, map_svc, map_clock, map_flows;
@@ -43,20 +44,8 @@ static void install(const struct ssa_space *sp, const uint8_t *secret, uint32_t 
  * lookup; 0x10 ACK: a flow lookup). */
 static double ns(const uint8_t *src, const uint8_t *dst, uint8_t flags, unsigned repeat, int *act)
 {
-	uint8_t p[74] = {0};
-	p[12] = 0x86;
-	p[13] = 0xdd;
-	p[14] = 0x60;
-	p[19] = 20;
-	p[20] = 6;
-	p[21] = 64;
-	memcpy(p + 22, src, 16);
-	memcpy(p + 38, dst, 16);
-	p[54] = 40000 >> 8;
-	p[55] = 40000 & 0xff;
-	p[57] = 80;
-	p[66] = 0x50;
-	p[67] = flags;
+	uint8_t p[TESTPKT_TCP_LEN];
+	testpkt_tcp(p, src, dst, 40000, 80, flags);
 	LIBBPF_OPTS(bpf_test_run_opts, o, .data_in = p, .data_size_in = sizeof(p),
 	            .repeat = repeat);
 	double best = -1;

@@ -12,6 +12,7 @@
 
 #include "filter.h"
 #include "loader.h"
+#include "testpkt.h"
 #include "peak/ssa.h"
 
 #define K "000102030405060708090a0b0c0d0e0f"
@@ -264,28 +265,6 @@ static int run_meta(const uint8_t *pkt, size_t len, uint32_t *meta)
 	return (int)o.retval;
 }
 
-/* A TCP segment (20-byte header, no payload) with the given ports and flags. */
-static size_t tcp_packet(uint8_t *p, const uint8_t src[16], const uint8_t dst[16], uint16_t sport,
-                         uint16_t dport, uint8_t flags)
-{
-	memset(p, 0, 14 + 40 + 20);
-	p[12] = 0x86;
-	p[13] = 0xdd;
-	p[14] = 0x60;
-	p[19] = 20;
-	p[20] = 6;
-	p[21] = 64;
-	memcpy(p + 22, src, 16);
-	memcpy(p + 38, dst, 16);
-	p[54] = (uint8_t)(sport >> 8);
-	p[55] = (uint8_t)sport;
-	p[56] = (uint8_t)(dport >> 8);
-	p[57] = (uint8_t)dport;
-	p[66] = 0x50;
-	p[67] = flags;
-	return 14 + 40 + 20;
-}
-
 /* Runs a packet the pod sends through the TC egress program. */
 static void egress(const uint8_t *pkt, size_t len)
 {
@@ -328,25 +307,25 @@ static void test_known_good(void **state)
 	uint32_t meta;
 	install_vector_service(0, 0, src, dst);
 	dst[15] ^= 1; /* the rule rejects this destination */
-	size_t n = tcp_packet(pkt, src, dst, 40000, 80, 0x10);
+	size_t n = testpkt_tcp(pkt, src, dst, 40000, 80, 0x10);
 	uint64_t kg = counter(FC_KNOWN_GOOD), host = counter(FC_REJECT_HOST);
 	assert_int_equal(run_meta(pkt, n, &meta), XDP_DROP);
 	assert_int_equal(counter(FC_REJECT_HOST), host + 1);
-	egress(rep, tcp_packet(rep, dst, src, 80, 40000, 0x12)); /* SYN-ACK */
-	egress(rep, tcp_packet(rep, dst, src, 80, 40000, 0x14)); /* RST-ACK */
+	egress(rep, testpkt_tcp(rep, dst, src, 80, 40000, 0x12)); /* SYN-ACK */
+	egress(rep, testpkt_tcp(rep, dst, src, 80, 40000, 0x14)); /* RST-ACK */
 	assert_int_equal(run_meta(pkt, n, &meta), XDP_DROP);
-	egress(rep, tcp_packet(rep, dst, src, 80, 40001, 0x10)); /* another flow */
+	egress(rep, testpkt_tcp(rep, dst, src, 80, 40001, 0x10)); /* another flow */
 	assert_int_equal(run_meta(pkt, n, &meta), XDP_DROP);
-	egress(rep, tcp_packet(rep, dst, src, 80, 40000, 0x18)); /* data: the pod answered */
+	egress(rep, testpkt_tcp(rep, dst, src, 80, 40000, 0x18)); /* data: the pod answered */
 	assert_int_equal(run_meta(pkt, n, &meta), XDP_PASS);
 	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_KNOWN_GOOD);
 	assert_int_equal(counter(FC_KNOWN_GOOD), kg + 1);
-	egress(rep, tcp_packet(rep, dst, src, 80, 40000, 0x11)); /* FIN */
+	egress(rep, testpkt_tcp(rep, dst, src, 80, 40000, 0x11)); /* FIN */
 	assert_int_equal(run_meta(pkt, n, &meta), XDP_DROP);
 	/* a reply from outside every service prefix records nothing */
 	uint8_t other[16], fam;
 	addr_parse("2001:db8:7::1", &fam, other);
-	egress(rep, tcp_packet(rep, other, src, 80, 40000, 0x10));
+	egress(rep, testpkt_tcp(rep, other, src, 80, 40000, 0x10));
 	struct filter_flow k, next;
 	int nflows = 0;
 	for (int r = bpf_map_get_next_key(map_flows, NULL, &next); !r;
@@ -366,7 +345,7 @@ static void test_rate(void **state)
 	uint8_t src[16], dst[16], pkt[128];
 	uint32_t meta;
 	install_vector_service(1, 3, src, dst);
-	size_t n = tcp_packet(pkt, src, dst, 40000, 80, 0x02);
+	size_t n = testpkt_tcp(pkt, src, dst, 40000, 80, 0x02);
 	unsigned classes[FCLASS_N] = {0};
 	for (int k = 0; k < 6; k++) {
 		assert_int_equal(run_meta(pkt, n, &meta), XDP_PASS);
@@ -378,7 +357,7 @@ static void test_rate(void **state)
 	/* the same /64 with another interface id shares the bucket; the conforming address
 	 * differs per source only in the /64, so reuse the vector's destination */
 	src[15] = 2;
-	assert_int_equal(run_meta(pkt, tcp_packet(pkt, src, dst, 40000, 80, 0x02), &meta),
+	assert_int_equal(run_meta(pkt, testpkt_tcp(pkt, src, dst, 40000, 80, 0x02), &meta),
 	                 XDP_PASS);
 	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_POSSIBLY_BAD);
 	/* no limit: always assumed good */
@@ -423,7 +402,7 @@ static void test_signatures(void **state)
 	uint32_t meta;
 	struct prefix sp;
 	install_vector_service(0, 0, src, dst);
-	size_t syn = tcp_packet(pkt, src, dst, 40000, 80, 0x02);
+	size_t syn = testpkt_tcp(pkt, src, dst, 40000, 80, 0x02);
 	struct filter_sig g[4];
 	memset(g, 0, sizeof(g));
 	prefix_parse("2001:db8:aa::/48", false, &sp);
@@ -444,13 +423,13 @@ static void test_signatures(void **state)
 	assert_int_equal(hits(0), h0);
 	assert_int_equal(hits(1), h1 + 1);
 	/* the ACK of the handshake does not match the SYN signature */
-	size_t ack = tcp_packet(pkt, src, dst, 40000, 80, 0x10);
+	size_t ack = testpkt_tcp(pkt, src, dst, 40000, 80, 0x10);
 	assert_int_equal(run_meta(pkt, ack, &meta), XDP_PASS);
 	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_ASSUMED_GOOD);
 	/* a different hop limit, length or source prefix does not match either */
 	g[1].hop_limit = 63;
 	set_sigs(g, 2, 0);
-	assert_int_equal(run_meta(pkt, tcp_packet(pkt, src, dst, 40000, 80, 0x02), &meta),
+	assert_int_equal(run_meta(pkt, testpkt_tcp(pkt, src, dst, 40000, 80, 0x02), &meta),
 	                 XDP_PASS);
 	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_ASSUMED_GOOD);
 	g[1].hop_limit = 0;
@@ -481,7 +460,7 @@ static void test_signatures(void **state)
 	/* non-conforming packets are rejected by the rule whatever the signatures say */
 	set_sigs(g, 1, 0);
 	dst[15] ^= 1;
-	assert_int_equal(run_meta(pkt, tcp_packet(pkt, src, dst, 40000, 80, 0x02), &meta),
+	assert_int_equal(run_meta(pkt, testpkt_tcp(pkt, src, dst, 40000, 80, 0x02), &meta),
 	                 XDP_DROP);
 	set_sigs(g, 0, 0);
 }
