@@ -101,7 +101,8 @@ static void render(struct mbuf *b, void *arg)
 	}
 	uint64_t fp[FC_N], fb[FC_N];
 	if (st.filter && !filter_handle_stats(st.filter, fp, fb)) {
-		mbuf_printf(b, "# HELP peak_agent_filter_packets_total XDP filter classes and reject reasons.\n"
+		mbuf_printf(b, "# HELP peak_agent_filter_packets_total XDP filter classes and "
+		               "reject reasons.\n"
 		               "# TYPE peak_agent_filter_packets_total counter\n");
 		for (unsigned c = 0; c < FC_N; c++)
 			mbuf_printf(b, "peak_agent_filter_packets_total{verdict=\"%s\"} %llu\n",
