@@ -235,12 +235,15 @@ def main():
         w("")
     # scenarios
     allscen = d.get("scenarios", [])
-    scen = [r for r in allscen if r["scenario"] in ("kill", "silent")]
+    scen = [r for r in allscen if r["scenario"] in ("kill", "kill-now", "silent")]
     if scen:
+        delay = max((r.get("retry_delay_ms", 0) for r in scen), default=0)
         w("## Failures under load (one run each)\n")
         w("32 connections, each its own client, one retry per request (to the client's next "
-          "address for PEAK: the service has fanout 2), 250 ms timeout per attempt. Pod n1p1 "
+          f"address for PEAK: the service has fanout 2) {delay} ms after the failure, 250 ms "
+          "timeout per attempt. Pod n1p1 "
           "fails a quarter into the run: *kill* stops its process (its port answers resets), "
+          "*kill-now* is the same with the retry at once, "
           "*silent* drops every packet it receives (nftables). A *gap* is the time from a "
           "connection's first failed request to the end of its next successful one; "
           "*still down* counts connections with no success since their failure at the end "

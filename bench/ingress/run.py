@@ -17,7 +17,7 @@ rotated. CPU: per process from the scheduler's run times (/proc/PID/task/*/sched
 the cluster side (proxy, agents, BIRD, pods, peak dns; kernel work such as forwarding is
 charged to whichever process it ran in), and the whole machine from /proc/stat. Memory:
 resident set of the cluster processes. Scenarios under load: a pod killed (its port answers
-resets), a pod silently gone (nftables drops everything it receives), a pod added (the
+resets; the clients' one retry comes after --retry-delay ms, or at once in kill-now), a pod silently gone (nftables drops everything it receives), a pod added (the
 proxies reloaded with it), a SYN flood. Writes JSON (--out); bench/report.py makes the
 report.
 
@@ -248,10 +248,12 @@ class Bench:
         return ["ip", "netns", "exec", f"{tb.tag}-c", self.peak, "load", *target(tb, system),
                 "--sources", SOURCES, "--clients", str(clients), "--json", *extra]
 
-    def scenario_load(self, system):
-        """The scenarios' load, started in the background: 32 connections, one retry."""
+    def scenario_load(self, system, retry_delay):
+        """The scenarios' load, started in the background: 32 connections, one retry after
+        retry_delay ms."""
         cmd = self.load_cmd(system, ["--concurrency", "32", "--duration",
                                      str(self.a.scenario_seconds), "--retries", "1",
+                                     "--retry-delay", str(retry_delay),
                                      "--timeout", "250", "--timeline", "50"], 32)
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
@@ -417,7 +419,8 @@ class Bench:
 
     def scenario(self, system, kind):
         """Load for D s; at 1/4 of it pod (1,1) fails (kill: the process dies, its port
-        answers resets; silent: every packet to it is dropped); restored after the run."""
+        answers resets; kill-now: the same with the retry at once rather than after
+        --retry-delay; silent: every packet to it is dropped); restored after the run."""
         if kind == "add":
             return self.pod_added(system)
         if kind == "flood":
@@ -425,10 +428,12 @@ class Bench:
         a, tb = self.a, self.tb
         dur = a.scenario_seconds
         pod = tb.pod(1, 1)
-        p = self.scenario_load(system)
+        delay = 0 if kind == "kill-now" else a.retry_delay
+        p = self.scenario_load(system, delay)
         time.sleep(dur / 4)
         t_fail = dur / 4
-        if kind == "kill":
+        killed = kind in ("kill", "kill-now")
+        if killed:
             tb.kill_pod(1, 1)
         else:
             testbed.sh("ip", "netns", "exec", pod, "nft", "add table inet pkdrop; "
@@ -438,11 +443,11 @@ class Bench:
         if p.returncode:
             raise RuntimeError(f"peak load failed: {err}")
         r = json.loads(out)
-        if kind == "kill":
+        if killed:
             tb.serve(1, 1)
         else:
             testbed.sh("ip", "netns", "exec", pod, "nft", "delete table inet pkdrop")
-        r.update(system=system, scenario=kind, fail_at_s=t_fail)
+        r.update(system=system, scenario=kind, fail_at_s=t_fail, retry_delay_ms=delay)
         if not self.wait_serving(system):
             log(f"{system} did not heal after {kind}")
         time.sleep(a.heal_seconds)  # the proxies' checks and the agents settle
@@ -490,8 +495,11 @@ def main():
     ap.add_argument("--rates", default="2000,8000", help="open-loop cells, requests/s")
     ap.add_argument("--new-conn", type=int, default=16,
                     help="concurrency of the connection-per-request cell (0: none)")
-    ap.add_argument("--scenarios", default="kill,silent,add,flood",
+    ap.add_argument("--scenarios", default="kill,kill-now,silent,add,flood",
                     help="comma-separated, '' for none")
+    ap.add_argument("--retry-delay", type=int, default=25,
+                    help="ms before a client's one retry in the failure scenarios (25; "
+                         "kill-now retries at once)")
     ap.add_argument("--scenario-seconds", type=float, default=8)
     ap.add_argument("--flood-pps", type=int, default=50000, help="SYNs per second (50000)")
     ap.add_argument("--flood-rate", type=int, default=2000,
@@ -509,6 +517,9 @@ def main():
     a.concurrency = [int(x) for x in a.concurrency.split(",") if x]
     a.rates = [int(x) for x in a.rates.split(",") if x]
     a.scenarios = [x for x in a.scenarios.split(",") if x]
+    for x in a.scenarios:
+        if x not in ("kill", "kill-now", "silent", "add", "flood"):
+            ap.error(f"--scenarios: unknown '{x}' (kill, kill-now, silent, add, flood)")
     if any(s not in SYSTEMS for s in a.systems.split(",")):
         ap.error(f"--systems: choose from {','.join(SYSTEMS)}")
     SYSTEMS[:] = a.systems.split(",")

@@ -13,6 +13,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,13 +21,14 @@
 #include "../filter/loader.h"
 #include "../sys/metrics.h"
 #include "../sys/net.h"
+#include "../sys/sockdiag.h"
 
 /* What the metrics endpoint shows; written by the agent's loop, read by the endpoint's
  * thread, both under the lock. */
 static struct {
 	pthread_mutex_t lock;
-	uint64_t syncs, sync_errors, added, deleted, checks_ok, checks_failed;
-	size_t routes;
+	uint64_t syncs, sync_errors, added, deleted, checks_ok, checks_failed, fast_downs;
+	size_t routes, failover;
 	double last_sync_ms;
 	bool controller_up;
 	struct filter_handle *filter; /* the node's XDP filter, when the config asks for one */
@@ -48,6 +50,12 @@ static void render(struct mbuf *b, void *arg)
 	    b,
 	    "# HELP peak_agent_slice_routes Slice routes installed.\n"
 	    "# TYPE peak_agent_slice_routes gauge\npeak_agent_slice_routes %zu\n"
+	    "# HELP peak_agent_failover_routes Slice routes of a local endpoint that is down, "
+	    "pointed at a live local one.\n"
+	    "# TYPE peak_agent_failover_routes gauge\npeak_agent_failover_routes %zu\n"
+	    "# HELP peak_agent_fast_downs_total Endpoints marked down at once because the "
+	    "process holding their listening socket exited.\n"
+	    "# TYPE peak_agent_fast_downs_total counter\npeak_agent_fast_downs_total %llu\n"
 	    "# HELP peak_agent_syncs_total Route syncs, by result.\n"
 	    "# TYPE peak_agent_syncs_total counter\n"
 	    "peak_agent_syncs_total{result=\"ok\"} %llu\n"
@@ -67,10 +75,11 @@ static void render(struct mbuf *b, void *arg)
 	    "peak_agent_controller_connected %d\n"
 	    "# HELP peak_agent_endpoint_healthy 1 if the local endpoint passes its checks.\n"
 	    "# TYPE peak_agent_endpoint_healthy gauge\n",
-	    st.routes, (unsigned long long)(st.syncs - st.sync_errors),
-	    (unsigned long long)st.sync_errors, (unsigned long long)st.added,
-	    (unsigned long long)st.deleted, st.last_sync_ms / 1e3, (unsigned long long)st.checks_ok,
-	    (unsigned long long)st.checks_failed, st.controller_up);
+	    st.routes, st.failover, (unsigned long long)st.fast_downs,
+	    (unsigned long long)(st.syncs - st.sync_errors), (unsigned long long)st.sync_errors,
+	    (unsigned long long)st.added, (unsigned long long)st.deleted, st.last_sync_ms / 1e3,
+	    (unsigned long long)st.checks_ok, (unsigned long long)st.checks_failed,
+	    st.controller_up);
 	for (unsigned k = 0; st.cfg && k < st.n; k++) {
 		char name[DNS_NAME_STRLEN];
 		const struct cfg_service *s = &st.cfg->svc[st.who[k][0]];
@@ -144,12 +153,13 @@ static void stats_clear(void)
 }
 
 /* Slices of service i routed to endpoint e: the wanted routes via its address inside the
- * service's prefixes. */
-static uint64_t slices_of(const struct cfg_service *s, unsigned e, const struct rt6 *want, size_t n)
+ * service's prefixes, less those skip() names (draining routes: not the pod's slices). */
+static uint64_t slices_of(const struct cfg_service *s, unsigned e, const struct rt6 *want, size_t n,
+                          bool (*skip)(const void *arg, const struct prefix *dst), const void *arg)
 {
 	uint64_t total = 0;
 	for (size_t k = 0; k < n; k++) {
-		if (memcmp(want[k].via, s->ep[e].addr, 16))
+		if (memcmp(want[k].via, s->ep[e].addr, 16) || skip(arg, &want[k].dst))
 			continue;
 		for (unsigned p = 0; p < s->space.n; p++)
 			if (prefix_contains(&s->space.pfx[p], &want[k].dst) &&
@@ -254,6 +264,48 @@ int agent_node_routes(const struct peak_config *cfg, const char *node, const str
 	return 0;
 }
 
+size_t agent_failover(const struct peak_config *cfg, const char *node,
+                      bool (*down)(unsigned svc, unsigned ep, void *arg), void *arg,
+                      struct rt6 *routes, size_t n)
+{
+	size_t moved = 0;
+	unsigned *live = NULL, *dead = NULL;
+	for (unsigned i = 0; i < cfg->nsvc; i++) {
+		const struct cfg_service *s = &cfg->svc[i];
+		unsigned nlive = 0, ndead = 0;
+		free(live);
+		free(dead);
+		live = malloc((s->nep ? s->nep : 1) * sizeof(*live));
+		dead = malloc((s->nep ? s->nep : 1) * sizeof(*dead));
+		if (!live || !dead)
+			break; /* no memory: routes stay as the map says */
+		for (unsigned e = 0; e < s->nep; e++)
+			if (!strcmp(s->ep[e].node, node)) {
+				if (down(i, e, arg))
+					dead[ndead++] = e;
+				else
+					live[nlive++] = e;
+			}
+		if (!ndead || !nlive)
+			continue; /* nothing to move, or nothing local to move to */
+		for (size_t k = 0; k < n; k++) {
+			bool inside = false;
+			for (unsigned p = 0; p < s->space.n && !inside; p++)
+				inside = prefix_contains(&s->space.pfx[p], &routes[k].dst);
+			for (unsigned d = 0; inside && d < ndead; d++)
+				if (!memcmp(s->ep[dead[d]].addr, routes[k].via, 16)) {
+					/* spread over the live endpoints, by route order */
+					memcpy(routes[k].via, s->ep[live[k % nlive]].addr, 16);
+					moved++;
+					break;
+				}
+		}
+	}
+	free(live);
+	free(dead);
+	return moved;
+}
+
 int agent_sync(unsigned table, const struct rt6 *want, size_t nwant, size_t *added, size_t *deleted)
 {
 	struct rt6 *have = NULL, *add = NULL, *del = NULL;
@@ -296,16 +348,189 @@ static double ms_since(const struct timespec *t0)
 	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
 }
 
-/* One full sync of the node and its pods. Returns 0 or -1 (logged). */
-static int sync_all(const struct agent_opts *o, const struct peak_config *cfg,
-                    const struct svc_map *maps)
+/* ---- the running agent: health checks and the controller ---- */
+
+enum { DRAIN_MS = 3000 }; /* more than BGP takes here to move a slice to another node */
+
+struct drain {
+	struct rt6 rt;
+	uint64_t until_ms;
+};
+
+struct hc {
+	int svc, ep; /* a local endpoint */
+	int fd;      /* the check in flight, or -1 */
+	unsigned fails, oks;
+	bool up, started;
+	int pidfd;        /* the process holding the endpoint's listening socket, or -1 */
+	uint64_t find_ms; /* when to look for that process (again) */
+};
+
+enum { CTL_LINE_LIMIT = 16 << 20 }; /* a map line of every slice fits many times over */
+
+struct agent {
+	const struct agent_opts *o;
+	struct peak_config *cfg;
+	struct svc_map *maps;
+	struct hc *hc;
+	unsigned nhc;
+	int ctl;           /* controller connection, or -1 */
+	uint64_t retry_ms; /* when to try the controller again */
+	unsigned backoff_ms;
+	char *in;
+	size_t inlen, incap;
+	int cur_svc; /* the map being received, or -1 */
+	struct svc_map pending;
+	bool dirty;        /* routes must be synced */
+	struct pollfd *pf; /* signals, controller, one per hc (its pidfd) */
+	struct rt6 *fo;    /* the routes the last sync failed over */
+	size_t nfo;
+	struct drain *drain; /* failed-over routes the map has taken away, still kept */
+	size_t ndrain;
+};
+
+static uint64_t mono_ms(void)
 {
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* One full sync of the node and its pods. Returns 0 or -1 (logged). */
+/* Whether a local endpoint is down (hc is in service, then endpoint order). */
+static bool hc_down(unsigned svc, unsigned ep, void *arg)
+{
+	const struct agent *a = arg;
+	unsigned lo = 0, hi = a->nhc;
+	while (lo < hi) {
+		unsigned mid = lo + (hi - lo) / 2;
+		const struct hc *h = &a->hc[mid];
+		if (h->svc == (int)svc && h->ep == (int)ep)
+			return !h->up;
+		if (h->svc < (int)svc || (h->svc == (int)svc && h->ep < (int)ep))
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return false;
+}
+
+/* Whether a route's gateway is a local endpoint that is down. */
+static bool via_down(const struct agent *a, const struct rt6 *rt)
+{
+	for (unsigned i = 0; i < a->nhc; i++) {
+		const struct cfg_service *s = &a->cfg->svc[a->hc[i].svc];
+		if (!a->hc[i].up && !memcmp(s->ep[a->hc[i].ep].addr, rt->via, 16))
+			return true;
+	}
+	return false;
+}
+
+/* Whether a route of v has dst or (covers: true) a prefix containing it. */
+static bool has_dst(const struct rt6 *v, size_t n, const struct prefix *dst, bool covers)
+{
+	for (size_t k = 0; k < n; k++)
+		if (covers ? prefix_contains(&v[k].dst, dst) : !prefix_cmp(&v[k].dst, dst))
+			return true;
+	return false;
+}
+
+static bool draining(const struct agent *a, const struct prefix *dst)
+{
+	for (size_t j = 0; j < a->ndrain; j++)
+		if (!prefix_cmp(&a->drain[j].rt.dst, dst))
+			return true;
+	return false;
+}
+
+/* Local failover (agent_failover) on the wanted routes, then the drain: a failed-over
+ * route that the controller's new map takes off this node stays, via a live local pod, for
+ * DRAIN_MS more, so that packets the router still sends here while BGP moves the slices to
+ * another node are served rather than lost (make before break). *want grows by the
+ * drained routes; *moved counts the routes re-pointed. Returns 0 or -ENOMEM. */
+static int failover_and_drain(struct agent *a, struct rt6 **want, size_t *n, size_t *moved)
+{
+	uint64_t now = mono_ms();
+	bool any_down = false;
+	for (unsigned i = 0; i < a->nhc && !any_down; i++)
+		any_down = !a->hc[i].up;
+	*moved = 0;
+	if (!any_down && !a->nfo && !a->ndrain)
+		return 0; /* the usual case: nothing failed over, nothing draining */
+	struct rt6 *orig = malloc((*n ? *n : 1) * sizeof(*orig));
+	if (!orig)
+		return -ENOMEM;
+	memcpy(orig, *want, *n * sizeof(*orig));
+	*moved = agent_failover(a->cfg, a->o->node, hc_down, a, *want, *n);
+	/* routes failed over last time and gone from the map now start draining */
+	for (size_t k = 0; k < a->nfo; k++) {
+		/* still here (maybe merged into a larger block of a local pod): no drain */
+		if (draining(a, &a->fo[k].dst) || has_dst(*want, *n, &a->fo[k].dst, true))
+			continue;
+		struct drain *d = realloc(a->drain, (a->ndrain + 1) * sizeof(*d));
+		if (!d) {
+			free(orig);
+			return -ENOMEM;
+		}
+		a->drain = d;
+		a->drain[a->ndrain++] = (struct drain){a->fo[k], now + DRAIN_MS};
+	}
+	/* this sync's failed-over routes, for the next one */
+	a->nfo = 0;
+	for (size_t k = 0; k < *n; k++)
+		if (memcmp(orig[k].via, (*want)[k].via, 16)) {
+			struct rt6 *f = realloc(a->fo, (a->nfo + 1) * sizeof(*f));
+			if (!f) {
+				free(orig);
+				return -ENOMEM;
+			}
+			a->fo = f;
+			a->fo[a->nfo++] = (*want)[k];
+		}
+	free(orig);
+	/* drop expired entries and those the map routes here again; keep the rest */
+	size_t keep = 0;
+	for (size_t k = 0; k < a->ndrain; k++)
+		if (a->drain[k].until_ms > now && !has_dst(*want, *n, &a->drain[k].rt.dst, true))
+			a->drain[keep++] = a->drain[k];
+	a->ndrain = keep;
+	if (!keep)
+		return 0;
+	struct rt6 *all = realloc(*want, (*n + keep) * sizeof(*all));
+	if (!all)
+		return -ENOMEM;
+	size_t m = *n;
+	for (size_t k = 0; k < keep; k++)
+		all[m++] = a->drain[k].rt;
+	/* a drained route's pod may have died since: re-point it, or let it go */
+	agent_failover(a->cfg, a->o->node, hc_down, a, all + *n, keep);
+	size_t w = *n;
+	for (size_t k = *n; k < m; k++)
+		if (!via_down(a, &all[k]))
+			all[w++] = all[k];
+	qsort(all, w, sizeof(*all), rt6_cmp);
+	*want = all;
+	*n = w;
+	return 0;
+}
+
+static bool is_draining(const void *arg, const struct prefix *dst)
+{
+	return draining(arg, dst);
+}
+
+static int sync_all(struct agent *a)
+{
+	const struct agent_opts *o = a->o;
+	const struct peak_config *cfg = a->cfg;
 	struct rt6 *want = NULL;
-	size_t n = 0, added, deleted;
+	size_t n = 0, added, deleted, moved = 0;
 	struct timespec t0;
 	int ret = 0;
 	clock_gettime(CLOCK_MONOTONIC, &t0);
-	int r = agent_node_routes(cfg, o->node, maps, &want, &n);
+	int r = agent_node_routes(cfg, o->node, a->maps, &want, &n);
+	if (!r)
+		r = failover_and_drain(a, &want, &n, &moved);
 	if (!r)
 		r = agent_sync(o->table, want, n, &added, &deleted);
 	pthread_mutex_lock(&st.lock);
@@ -317,9 +542,10 @@ static int sync_all(const struct agent_opts *o, const struct peak_config *cfg,
 		st.added += added;
 		st.deleted += deleted;
 		st.last_sync_ms = ms_since(&t0);
+		st.failover = moved;
 		for (unsigned k = 0; st.cfg == cfg && k < st.n; k++)
-			st.slices[k] =
-			    slices_of(&cfg->svc[st.who[k][0]], (unsigned)st.who[k][1], want, n);
+			st.slices[k] = slices_of(&cfg->svc[st.who[k][0]], (unsigned)st.who[k][1],
+			                         want, n, is_draining, a);
 	}
 	pthread_mutex_unlock(&st.lock);
 	free(want);
@@ -327,8 +553,10 @@ static int sync_all(const struct agent_opts *o, const struct peak_config *cfg,
 		log_msg(LOG_ERR, "agent: %s: slice routes: %s", o->node, strerror(-r));
 		return -1;
 	}
-	log_msg(LOG_INFO, "agent: %s: %zu slice routes (+%zu -%zu) in %.1f ms", o->node, n, added,
-	        deleted, ms_since(&t0));
+	if (o->once || added || deleted || moved) /* a sync that changes nothing is quiet */
+		log_msg(LOG_INFO, "agent: %s: %zu slice routes (+%zu -%zu) in %.1f ms%s", o->node,
+		        n, added, deleted, ms_since(&t0),
+		        moved ? "; a down pod's routes failed over" : "");
 	for (unsigned i = 0; i < cfg->nsvc; i++) {
 		const struct cfg_service *s = &cfg->svc[i];
 		struct rt6 local[SSA_MAX_PREFIXES];
@@ -429,40 +657,6 @@ int agent_bird_config(const char *path, const struct bird_opts *b)
 	        "}\n",
 	        b->node, b->table, b->router_id, b->table, b->local_as, b->neighbor, b->peer_as);
 	return fclose(f) ? -errno : 0;
-}
-
-/* ---- the running agent: health checks and the controller ---- */
-
-struct hc {
-	int svc, ep; /* a local endpoint */
-	int fd;      /* the check in flight, or -1 */
-	unsigned fails, oks;
-	bool up, started;
-};
-
-enum { CTL_LINE_LIMIT = 16 << 20 }; /* a map line of every slice fits many times over */
-
-struct agent {
-	const struct agent_opts *o;
-	struct peak_config *cfg;
-	struct svc_map *maps;
-	struct hc *hc;
-	unsigned nhc;
-	int ctl;           /* controller connection, or -1 */
-	uint64_t retry_ms; /* when to try the controller again */
-	unsigned backoff_ms;
-	char *in;
-	size_t inlen, incap;
-	int cur_svc; /* the map being received, or -1 */
-	struct svc_map pending;
-	bool dirty; /* routes must be synced */
-};
-
-static uint64_t mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
 static void map_free(struct svc_map *m, unsigned nep)
@@ -703,6 +897,90 @@ static void load_round(struct agent *a)
 	}
 }
 
+/* Records a local endpoint's new health, tells the controller and re-points its routes
+ * (local failover) at the next turn of the loop. */
+static void hc_set(struct agent *a, unsigned i, bool up, const char *why)
+{
+	struct hc *h = &a->hc[i];
+	const struct cfg_service *s = &a->cfg->svc[h->svc];
+	h->up = up;
+	pthread_mutex_lock(&st.lock);
+	if (i < st.n)
+		st.healthy[i] = up;
+	pthread_mutex_unlock(&st.lock);
+	log_msg(LOG_INFO, "agent: %s: endpoint %s is %s%s", a->o->node, s->ep[h->ep].id,
+	        up ? "up" : "down", why);
+	ctl_health(a, h);
+	a->dirty = true;
+}
+
+/* ---- knowing at once that a pod's server died ----
+ * Health checks need hc_down failed rounds to mark an endpoint down. When the process
+ * that holds the endpoint's listening socket exits, its port answers resets from then on:
+ * the agent finds that process (the listener's inode from sock_diag in the pod's
+ * namespace, then /proc/PID/fd) and waits on a pidfd for its exit. */
+
+enum { WATCH_RETRY_MS = 2000 }; /* how often to look again for a process not found */
+
+struct listener_job {
+	uint16_t port;
+	uint64_t ino;
+};
+
+static int listener_job_run(void *arg)
+{
+	struct listener_job *j = arg;
+	return tcp_listener_inode(j->port, &j->ino);
+}
+
+/* The inode of the socket listening on the endpoint's port in its namespace, or 0. */
+static uint64_t endpoint_listener(const struct cfg_service *s, const struct cfg_endpoint *ep)
+{
+	struct listener_job j = {(uint16_t)s->port, 0};
+	int r = ep->netns[0] ? netns_run(ep->netns, listener_job_run, &j) : listener_job_run(&j);
+	return r ? 0 : j.ino;
+}
+
+static void watch_start(struct agent *a, struct hc *h, uint64_t now)
+{
+	if (h->pidfd >= 0 || !h->up || now < h->find_ms)
+		return;
+	h->find_ms = now + WATCH_RETRY_MS;
+	const struct cfg_service *s = &a->cfg->svc[h->svc];
+	uint64_t ino = endpoint_listener(s, &s->ep[h->ep]);
+	pid_t pid = ino ? socket_owner(ino) : -ENOENT;
+	if (pid > 0)
+		h->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+/* The watched process exited: the endpoint is down now, unless another process still
+ * holds a listener on its port (then that one is watched). */
+static void watch_fired(struct agent *a, unsigned i)
+{
+	struct hc *h = &a->hc[i];
+	close(h->pidfd);
+	h->pidfd = -1;
+	h->find_ms = 0;
+	const struct cfg_service *s = &a->cfg->svc[h->svc];
+	if (!h->up || endpoint_listener(s, &s->ep[h->ep]))
+		return;
+	h->fails = a->o->hc_down;
+	h->oks = 0;
+	pthread_mutex_lock(&st.lock);
+	st.fast_downs++;
+	pthread_mutex_unlock(&st.lock);
+	hc_set(a, i, false, " (its server process exited)");
+}
+
+static void watch_stop_all(struct agent *a)
+{
+	for (unsigned i = 0; a->hc && i < a->nhc; i++)
+		if (a->hc[i].pidfd >= 0) {
+			close(a->hc[i].pidfd);
+			a->hc[i].pidfd = -1;
+		}
+}
+
 /* Judges the previous round's connect to each local endpoint (connected within the
  * interval, or not), then starts the next round's. */
 static void hc_round(struct agent *a)
@@ -722,6 +1000,7 @@ static void hc_round(struct agent *a)
 				h->fd = -1;
 			}
 			bool ok = so == 0, was = h->up;
+			(void)s;
 			pthread_mutex_lock(&st.lock);
 			if (ok)
 				st.checks_ok++;
@@ -731,18 +1010,9 @@ static void hc_round(struct agent *a)
 			h->oks = ok ? h->oks + 1 : 0;
 			h->fails = ok ? 0 : h->fails + 1;
 			if (h->up && h->fails >= a->o->hc_down)
-				h->up = false;
-			if (!h->up && h->oks >= a->o->hc_up)
-				h->up = true;
-			if (h->up != was) {
-				pthread_mutex_lock(&st.lock);
-				if (i < st.n)
-					st.healthy[i] = h->up;
-				pthread_mutex_unlock(&st.lock);
-				log_msg(LOG_INFO, "agent: %s: endpoint %s is %s", a->o->node,
-				        s->ep[h->ep].id, h->up ? "up" : "down");
-				ctl_health(a, h);
-			}
+				hc_set(a, i, false, "");
+			if (!was && h->oks >= a->o->hc_up)
+				hc_set(a, i, true, "");
 		}
 		struct sockaddr_in6 sa = {.sin6_family = AF_INET6,
 		                          .sin6_port = htons((uint16_t)s->port)};
@@ -759,20 +1029,24 @@ static void hc_round(struct agent *a)
 
 static int hc_setup(struct agent *a)
 {
+	watch_stop_all(a);
 	a->nhc = 0;
 	free(a->hc);
+	free(a->pf);
+	a->hc = NULL;
 	unsigned n = 0;
 	for (unsigned i = 0; i < a->cfg->nsvc; i++)
 		for (unsigned e = 0; e < a->cfg->svc[i].nep; e++)
 			n += !strcmp(a->cfg->svc[i].ep[e].node, a->o->node);
 	a->hc = calloc(n ? n : 1, sizeof(*a->hc));
-	if (!a->hc)
+	a->pf = calloc(n + 2, sizeof(*a->pf));
+	if (!a->hc || !a->pf)
 		return -1;
 	for (unsigned i = 0; i < a->cfg->nsvc; i++)
 		for (unsigned e = 0; e < a->cfg->svc[i].nep; e++)
 			if (!strcmp(a->cfg->svc[i].ep[e].node, a->o->node))
-				a->hc[a->nhc++] =
-				    (struct hc){(int)i, (int)e, -1, 0, 0, true, false};
+				a->hc[a->nhc++] = (struct hc){
+				    .svc = (int)i, .ep = (int)e, .fd = -1, .up = true, .pidfd = -1};
 	pthread_mutex_lock(&st.lock);
 	free(st.healthy);
 	free(st.slices);
@@ -850,15 +1124,17 @@ int agent_run(const struct agent_opts *o)
 		stats_clear();
 		maps_free(&a);
 		free(a.hc);
+		free(a.pf);
 		config_free(a.cfg);
 		return 1;
 	}
-	int bad = sync_all(o, a.cfg, a.maps);
+	int bad = sync_all(&a);
 	if (!o->once && filter_sync(o, a.cfg)) {
 		metrics_stop(ms);
 		stats_clear();
 		maps_free(&a);
 		free(a.hc);
+		free(a.pf);
 		config_free(a.cfg);
 		return 1;
 	}
@@ -866,6 +1142,7 @@ int agent_run(const struct agent_opts *o)
 		stats_clear();
 		maps_free(&a);
 		free(a.hc);
+		free(a.pf);
 		config_free(a.cfg);
 		return bad ? 1 : 0;
 	}
@@ -877,24 +1154,37 @@ int agent_run(const struct agent_opts *o)
 			ctl_connect(&a);
 		if (now >= next_hc) {
 			hc_round(&a);
+			for (unsigned i = 0; i < a.nhc; i++)
+				watch_start(&a, &a.hc[i], now);
 			next_hc = now + o->hc_interval_ms;
 		}
 		if (a.dirty || now >= next_sync) {
 			/* a full sync also repairs routes changed behind our back */
-			sync_all(o, a.cfg, a.maps);
+			sync_all(&a);
 			if (now >= next_sync)
 				load_round(&a);
 			a.dirty = false;
 			next_sync = now + o->interval_ms;
 		}
 		uint64_t until = next_hc < next_sync ? next_hc : next_sync;
+		for (size_t k = 0; k < a.ndrain; k++)
+			if (a.drain[k].until_ms < until)
+				until = a.drain[k].until_ms;
+		if (a.ndrain && until <= now)
+			a.dirty = true; /* a drained route's time is up */
 		if (o->controller && a.ctl < 0 && a.retry_ms < until)
 			until = a.retry_ms;
-		struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN},
-		                       {.fd = a.ctl, .events = POLLIN}};
-		int k = poll(pf, 2, until > now ? (int)(until - now) : 0);
+		struct pollfd *pf = a.pf;
+		pf[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
+		pf[1] = (struct pollfd){.fd = a.ctl, .events = POLLIN};
+		for (unsigned i = 0; i < a.nhc; i++)
+			pf[2 + i] = (struct pollfd){.fd = a.hc[i].pidfd, .events = POLLIN};
+		int k = poll(pf, 2 + a.nhc, until > now ? (int)(until - now) : 0);
 		if (k <= 0)
 			continue;
+		for (unsigned i = 0; i < a.nhc; i++)
+			if (pf[2 + i].revents && a.hc[i].pidfd >= 0)
+				watch_fired(&a, i);
 		if (pf[1].revents)
 			ctl_read(&a);
 		if (pf[0].revents) {
@@ -937,6 +1227,7 @@ int agent_run(const struct agent_opts *o)
 	for (unsigned i = 0; i < a.nhc; i++)
 		if (a.hc[i].fd >= 0)
 			close(a.hc[i].fd);
+	watch_stop_all(&a);
 	if (a.ctl >= 0)
 		close(a.ctl);
 	close(sfd);
@@ -945,6 +1236,9 @@ int agent_run(const struct agent_opts *o)
 		map_free(&a.pending, 0);
 	free(a.in);
 	free(a.hc);
+	free(a.pf);
+	free(a.fo);
+	free(a.drain);
 	config_free(a.cfg);
 	return 0;
 }

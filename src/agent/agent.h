@@ -34,6 +34,15 @@ struct svc_map {
 int agent_node_routes(const struct peak_config *cfg, const char *node, const struct svc_map *maps,
                       struct rt6 **out, size_t *n);
 
+/* Local failover: each route via a local endpoint that down() says is down is pointed at a
+ * live local endpoint of the same service instead (spread over them; every pod accepts
+ * its services' whole ranges), so a dead pod's slices are served as soon as the node
+ * knows, before the controller and BGP move them. Routes stay sorted (only gateways
+ * change). Returns how many routes were re-pointed. */
+size_t agent_failover(const struct peak_config *cfg, const char *node,
+                      bool (*down)(unsigned svc, unsigned ep, void *arg), void *arg,
+                      struct rt6 *routes, size_t n);
+
 /* Makes the table's PEAK routes equal want (want sorted, one per destination): only the
  * difference is applied. Reports what changed through added/deleted. Returns 0 or -errno. */
 int agent_sync(unsigned table, const struct rt6 *want, size_t nwant, size_t *added,

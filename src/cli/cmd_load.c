@@ -15,8 +15,9 @@
 static const char load_help[] =
     "usage: peak load TARGET [--port P] [--server ADDR ...] [--sources PREFIX] [--clients N]\n"
     "                 [--concurrency C | --rate R] [--duration S] [--threads T] [--new-conn]\n"
-    "                 [--timeout MS] [--retries N] [--path PATH] [--host NAME] [--head]\n"
-    "                 [--timeline MS] [--json] [--progress] [--secret-file FILE] [--list]\n"
+    "                 [--timeout MS] [--retries N] [--retry-delay MS] [--path PATH]\n"
+    "                 [--host NAME] [--head] [--timeline MS] [--json] [--progress]\n"
+    "                 [--secret-file FILE] [--list]\n"
     "\n"
     "Sends HTTP/1.1 requests and measures them. TARGET is a service name, resolved through\n"
     "DNS and the service's SSA rule once for every emulated client (each computes its own\n"
@@ -47,6 +48,7 @@ static const char load_help[] =
     "                     again on a new connection up to N times (default 0), to the\n"
     "                     client's next candidate address (a service's fanout addresses);\n"
     "                     a connection to such a fallback serves that one request\n"
+    "  --retry-delay MS   wait MS before each retry (default 0: at once)\n"
     "  --path PATH        request path (default /)\n"
     "  --host NAME        Host header (default: TARGET)\n"
     "  --head             HEAD instead of GET\n"
@@ -83,6 +85,7 @@ static void parse(int argc, char **argv, struct load_args *a)
 	    {"new-conn", no_argument, 0, 'N'},
 	    {"timeout", required_argument, 0, 'T'},
 	    {"retries", required_argument, 0, 'R'},
+	    {"retry-delay", required_argument, 0, 'Y'},
 	    {"path", required_argument, 0, 'P'},
 	    {"host", required_argument, 0, 'H'},
 	    {"head", no_argument, 0, 'E'},
@@ -156,6 +159,10 @@ static void parse(int argc, char **argv, struct load_args *a)
 			break;
 		case 'R':
 			a->o.retries = (unsigned)cli_u64("load", "--retries", optarg, 0, 100);
+			break;
+		case 'Y':
+			a->o.retry_delay_ms =
+			    (unsigned)cli_u64("load", "--retry-delay", optarg, 0, 60000);
 			break;
 		case 'P':
 			if (optarg[0] != '/' || strpbrk(optarg, " \r\n"))

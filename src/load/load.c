@@ -29,7 +29,7 @@ enum {
 	EVENTS = 256,
 };
 
-enum slot_state { S_IDLE, S_CONNECTING, S_SENDING, S_READING };
+enum slot_state { S_IDLE, S_CONNECTING, S_SENDING, S_READING, S_BACKOFF };
 
 struct worker;
 
@@ -42,6 +42,7 @@ struct slot {
 	int fd;
 	enum slot_state st;
 	uint64_t req_start, attempt_start; /* ns */
+	uint64_t retry_at;                 /* S_BACKOFF: when the next attempt starts */
 	unsigned tries;
 	size_t sent, inlen;
 	uint64_t down_since; /* 0: not in a gap */
@@ -62,6 +63,7 @@ struct worker {
 	bool stopping;
 	struct slot **ready, **ready_next; /* slots whose next request waits to start */
 	unsigned nready;
+	unsigned nbackoff; /* slots waiting to retry */
 	struct load_result r;
 	_Atomic uint64_t done; /* ok + failed, for the progress line */
 	int error;
@@ -190,6 +192,12 @@ static void attempt_fail(struct slot *s, enum load_err e, uint64_t now)
 	slot_close(s);
 	if (retryable(e) && s->tries <= w->o->retries && !w->stopping) {
 		w->r.retried++;
+		if (w->o->retry_delay_ms) {
+			s->st = S_BACKOFF;
+			s->retry_at = now + (uint64_t)w->o->retry_delay_ms * 1000000u;
+			w->nbackoff++;
+			return;
+		}
 		attempt(s, now);
 		return;
 	}
@@ -351,9 +359,29 @@ static void check_timeouts(struct worker *w, uint64_t now)
 	uint64_t limit = (uint64_t)w->o->timeout_ms * 1000000u;
 	for (unsigned i = 0; i < w->nslots; i++) {
 		struct slot *s = w->slots[i];
-		if (s->st != S_IDLE && now - s->attempt_start >= limit)
+		if (s->st != S_IDLE && s->st != S_BACKOFF && now - s->attempt_start >= limit)
 			attempt_fail(s, LOAD_E_TIMEOUT, now);
 	}
+}
+
+/* Starts the attempts whose retry delay is over; returns when the next one is due (or
+ * UINT64_MAX). */
+static uint64_t run_backoffs(struct worker *w, uint64_t now)
+{
+	uint64_t next = UINT64_MAX;
+	for (unsigned i = 0; w->nbackoff && i < w->nslots; i++) {
+		struct slot *s = w->slots[i];
+		if (s->st != S_BACKOFF)
+			continue;
+		if (s->retry_at > now) {
+			next = s->retry_at < next ? s->retry_at : next;
+			continue;
+		}
+		w->nbackoff--;
+		s->st = S_IDLE;
+		attempt(s, now);
+	}
+	return next;
 }
 
 /* Open loop: starts or queues every request due by now; returns when the next is due. */
@@ -395,6 +423,11 @@ static void *worker_main(void *arg)
 			uint64_t due = issue_due(w, now);
 			if (due < wake)
 				wake = due;
+		}
+		if (w->nbackoff) {
+			uint64_t r = run_backoffs(w, now);
+			if (r < wake)
+				wake = r;
 		}
 		if (now >= next_tick) {
 			check_timeouts(w, now);

@@ -36,17 +36,18 @@ struct load_client {
 struct load_opts {
 	const struct load_client *clients;
 	unsigned nclients;
-	unsigned concurrency; /* closed loop: connections (0: open loop, one per client) */
-	double rate;          /* open loop: requests per second over all clients */
-	double duration_s;    /* how long requests are started */
-	unsigned threads;     /* event loops (clients are dealt out among them) */
-	bool new_conn;        /* a new connection per request (else keep-alive) */
-	unsigned timeout_ms;  /* per attempt */
-	unsigned retries;     /* further attempts after a connection-level failure */
-	const char *request;  /* the request bytes, sent as they are */
-	bool head;            /* the request is a HEAD (responses have no body) */
-	unsigned timeline_ms; /* width of the timeline's intervals */
-	bool progress;        /* a line on stderr every second */
+	unsigned concurrency;    /* closed loop: connections (0: open loop, one per client) */
+	double rate;             /* open loop: requests per second over all clients */
+	double duration_s;       /* how long requests are started */
+	unsigned threads;        /* event loops (clients are dealt out among them) */
+	bool new_conn;           /* a new connection per request (else keep-alive) */
+	unsigned timeout_ms;     /* per attempt */
+	unsigned retries;        /* further attempts after a connection-level failure */
+	unsigned retry_delay_ms; /* wait before each further attempt (0: at once) */
+	const char *request;     /* the request bytes, sent as they are */
+	bool head;               /* the request is a HEAD (responses have no body) */
+	unsigned timeline_ms;    /* width of the timeline's intervals */
+	bool progress;           /* a line on stderr every second */
 };
 
 /* Service gaps as clients see them: from the start of a connection's (closed loop) or

@@ -4,10 +4,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <libmnl/libmnl.h>
-#include <linux/inet_diag.h>
 #include <netinet/in.h>
 #include <linux/rtnetlink.h>
-#include <linux/sock_diag.h>
 #include <net/if.h>
 #include <sched.h>
 #include <stdio.h>
@@ -278,98 +276,4 @@ int netns_run(const char *name, int (*fn)(void *), void *arg)
 	close(ns);
 	close(self);
 	return r;
-}
-
-static int diag_cb(const struct nlmsghdr *nlh, void *data)
-{
-	uint64_t *n = data;
-	if (nlh->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
-		(*n)++;
-	return MNL_CB_OK;
-}
-
-/* Counts the TCP sockets (IPv6 and IPv4) of the current namespace in the given states
- * (a TCPF_* mask), through sock_diag. */
-static int diag_count(uint32_t states, uint64_t *out)
-{
-	uint64_t n = 0;
-	int ret = 0;
-	static const uint8_t families[] = {AF_INET6, AF_INET};
-	struct mnl_socket *nl = mnl_socket_open(NETLINK_SOCK_DIAG);
-	char *buf = malloc(NL_BUF);
-	if (!nl || !buf || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		ret = -errno;
-		goto out;
-	}
-	for (size_t f = 0; f < sizeof(families) && !ret; f++) {
-		struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-		nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
-		nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-		struct inet_diag_req_v2 *req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
-		req->sdiag_family = families[f];
-		req->sdiag_protocol = IPPROTO_TCP;
-		req->idiag_states = states;
-		unsigned seq = (unsigned)time(NULL) + (unsigned)f;
-		nlh->nlmsg_seq = seq;
-		if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
-			ret = -errno;
-			break;
-		}
-		unsigned pid = mnl_socket_get_portid(nl);
-		for (;;) {
-			ssize_t k = mnl_socket_recvfrom(nl, buf, NL_BUF);
-			if (k < 0) {
-				ret = -errno;
-				break;
-			}
-			int r = mnl_cb_run(buf, (size_t)k, seq, pid, diag_cb, &n);
-			if (r == MNL_CB_STOP)
-				break;
-			if (r < 0) {
-				ret = -errno;
-				break;
-			}
-		}
-	}
-	*out = n;
-out:
-	if (nl)
-		mnl_socket_close(nl);
-	free(buf);
-	return ret;
-}
-
-/* The "inuse" count of a line of /proc/thread-self/net/sockstat[6] ("TCP: inuse 3 ..."). */
-static int sockstat_inuse(const char *path, const char *tag, uint64_t *out)
-{
-	char line[256];
-	size_t n = strlen(tag);
-	FILE *f = fopen(path, "r");
-	if (!f)
-		return -errno;
-	int ret = -ENOENT;
-	while (fgets(line, sizeof(line), f)) {
-		unsigned long long v;
-		if (!strncmp(line, tag, n) && sscanf(line + n, " inuse %llu", &v) == 1) {
-			*out = v;
-			ret = 0;
-			break;
-		}
-	}
-	fclose(f);
-	return ret;
-}
-
-int tcp_open_count(uint64_t *out)
-{
-	uint64_t v4 = 0, v6 = 0, listeners = 0;
-	int r = sockstat_inuse("/proc/thread-self/net/sockstat", "TCP:", &v4);
-	if (!r)
-		r = sockstat_inuse("/proc/thread-self/net/sockstat6", "TCP6:", &v6);
-	if (!r)
-		r = diag_count(1u << 10 /* TCP_LISTEN */, &listeners);
-	if (r)
-		return r;
-	*out = v4 + v6 > listeners ? v4 + v6 - listeners : 0;
-	return 0;
 }

@@ -41,14 +41,6 @@ int rt6_dump(unsigned table, struct rt6 **out, size_t *n);
 int rt6_apply(unsigned table, const struct rt6 *add, size_t nadd, const struct rt6 *del,
               size_t ndel);
 
-/* Counts the TCP connections of the current network namespace (IPv6 and IPv4): sockets in
- * use (/proc/thread-self/net/sockstat[6], per-namespace counters) minus listeners (a
- * sock_diag dump of the listening table alone). Connecting and closing sockets count,
- * TIME_WAIT ones do not. O(listeners): the kernel's connection table, shared by all
- * namespaces and full of TIME_WAIT under a connection per request, is never walked.
- * Returns 0 or -errno. */
-int tcp_open_count(uint64_t *out);
-
 /* Runs fn(arg) inside the named network namespace (/run/netns/NAME) and returns to the
  * current one. Returns fn's result, or -errno if the namespace cannot be entered. */
 int netns_run(const char *name, int (*fn)(void *), void *arg);

@@ -101,6 +101,20 @@ def test_refused_counts_and_retries(tmp_path):
     assert r["errors"]["refused"] == r["failed"] + r["retried"]
 
 
+def test_retry_delay():
+    """--retry-delay: each retry waits, so a refused request takes the delay, not microseconds,
+    and the waits do not stop the run from ending on time."""
+    port = closed_port()
+    fast = load_json(f"[::1]:{port}", "--concurrency", "1", "--duration", "0.5", "--retries", "1")
+    r = load_json(f"[::1]:{port}", "--concurrency", "1", "--duration", "0.5", "--retries", "1",
+                  "--retry-delay", "100")
+    # 0.5 s of requests that each wait 100 ms before their one retry: about 5
+    assert 4 <= r["sent"] <= 6 and r["ok"] == 0, r
+    assert r["retried"] == r["failed"] + r["unfinished"]
+    assert r["errors"]["refused"] == r["failed"] + r["retried"]
+    assert fast["sent"] > 50 * r["sent"]
+
+
 def test_timeout_when_nobody_answers():
     s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
     s.bind(("::1", 0))
@@ -161,6 +175,8 @@ def test_status_and_garbage_are_errors(tmp_path):
     (["[::1]:80", "--sources", "2001:db8::/126", "--clients", "10"], "do not fit"),
     (["[::1]:80", "--path", "no-slash"], "--path"),
     (["[::1]:80", "--concurrency", "0"], "--concurrency"),
+    (["[::1]:80", "--retry-delay", "-5"], "--retry-delay"),
+    (["[::1]:80", "--retry-delay", "60001"], "--retry-delay"),
     (["[::1]:80", "--bogus"], "unknown"),
     (["[::1]:80", "extra"], "unexpected argument"),
 ])

@@ -130,9 +130,26 @@ def test_controller_restart_moves_nothing(tb):
 
 
 def test_pod_killed_then_back(tb):
+    time.sleep(0.5)  # the agents have found the pods' server processes
+    dead = {d for d, gw in node_routes(tb, 1) if gw == tb.pod_addr(1, 1)}
+    n2_before = node_routes(tb, 2)
     tb.kill_pod(1, 1)
+    # the controller hands some of the dead pod's slices to node 2's pods ...
+    deadline = time.time() + 3
+    while time.time() < deadline and node_routes(tb, 2) == n2_before:
+        time.sleep(0.02)
+    assert node_routes(tb, 2) != n2_before
+    # ... while node 1 keeps serving all of them through its live pod until BGP has moved
+    # them (the drain), so the router's packets still in flight are not lost
+    live = tb.pod_addr(1, 2)
+    for d in dead:
+        assert any(gw == live and ipaddress.ip_network(d).subnet_of(ipaddress.ip_network(x))
+                   for x, gw in node_routes(tb, 1)), d
     assert settle(tb)
     assert not any(gw == tb.pod_addr(1, 1) for _, gw in node_routes(tb, 1))
+    # the drain is over: node 1 no longer routes what node 2 now owns
+    n2 = [ipaddress.ip_network(d) for d, _ in node_routes(tb, 2)]
+    assert not any(ipaddress.ip_network(d).overlaps(x) for d, _ in node_routes(tb, 1) for x in n2)
     tb.serve(1, 1)
     deadline = time.time() + 5  # two good checks, 200 ms apart
     while time.time() < deadline and \

@@ -1,0 +1,190 @@
+#include "sockdiag.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <libmnl/libmnl.h>
+#include <linux/inet_diag.h>
+#include <linux/sock_diag.h>
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+enum {
+	NL_BUF = 32768,
+	TCPF_LISTEN_BIT = 1u << 10, /* 1 << TCP_LISTEN */
+};
+
+typedef int (*diag_fn)(const struct inet_diag_msg *m, void *data);
+
+struct diag_walk {
+	diag_fn fn;
+	void *data;
+	bool stop; /* fn asked to end the walk */
+};
+
+static int diag_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct diag_walk *w = data;
+	if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
+		return MNL_CB_OK;
+	w->stop = w->fn(mnl_nlmsg_get_payload(nlh), w->data) != 0;
+	return w->stop ? MNL_CB_STOP : MNL_CB_OK;
+}
+
+/* Calls fn for each TCP socket of the current namespace in the given states (a TCPF_*
+ * mask), IPv6 then IPv4, until fn returns non-zero. Returns 0 or -errno. */
+static int diag_dump(uint32_t states, diag_fn fn, void *data)
+{
+	int ret = 0;
+	static const uint8_t families[] = {AF_INET6, AF_INET};
+	struct diag_walk w = {fn, data, false};
+	struct mnl_socket *nl = mnl_socket_open(NETLINK_SOCK_DIAG);
+	char *buf = malloc(NL_BUF);
+	if (!nl || !buf || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	for (size_t f = 0; f < sizeof(families) && !ret && !w.stop; f++) {
+		struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+		nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+		nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
+		struct inet_diag_req_v2 *req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
+		req->sdiag_family = families[f];
+		req->sdiag_protocol = IPPROTO_TCP;
+		req->idiag_states = states;
+		unsigned seq = (unsigned)time(NULL) + (unsigned)f;
+		nlh->nlmsg_seq = seq;
+		if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
+			ret = -errno;
+			break;
+		}
+		unsigned pid = mnl_socket_get_portid(nl);
+		for (;;) {
+			ssize_t k = mnl_socket_recvfrom(nl, buf, NL_BUF);
+			if (k < 0) {
+				ret = -errno;
+				break;
+			}
+			int r = mnl_cb_run(buf, (size_t)k, seq, pid, diag_cb, &w);
+			if (r == MNL_CB_STOP)
+				break; /* the dump's end, or fn's (the rest is left unread) */
+			if (r < 0) {
+				ret = -errno;
+				break;
+			}
+		}
+	}
+out:
+	if (nl)
+		mnl_socket_close(nl);
+	free(buf);
+	return ret;
+}
+
+static int count_one(const struct inet_diag_msg *m, void *data)
+{
+	(void)m;
+	++*(uint64_t *)data;
+	return 0;
+}
+
+/* The "inuse" count of a line of /proc/thread-self/net/sockstat[6] ("TCP: inuse 3 ..."). */
+static int sockstat_inuse(const char *path, const char *tag, uint64_t *out)
+{
+	char line[256];
+	size_t n = strlen(tag);
+	FILE *f = fopen(path, "r");
+	if (!f)
+		return -errno;
+	int ret = -ENOENT;
+	while (fgets(line, sizeof(line), f)) {
+		unsigned long long v;
+		if (!strncmp(line, tag, n) && sscanf(line + n, " inuse %llu", &v) == 1) {
+			*out = v;
+			ret = 0;
+			break;
+		}
+	}
+	fclose(f);
+	return ret;
+}
+
+int tcp_open_count(uint64_t *out)
+{
+	uint64_t v4 = 0, v6 = 0, listeners = 0;
+	int r = sockstat_inuse("/proc/thread-self/net/sockstat", "TCP:", &v4);
+	if (!r)
+		r = sockstat_inuse("/proc/thread-self/net/sockstat6", "TCP6:", &v6);
+	if (!r)
+		r = diag_dump(TCPF_LISTEN_BIT, count_one, &listeners);
+	if (r)
+		return r;
+	*out = v4 + v6 > listeners ? v4 + v6 - listeners : 0;
+	return 0;
+}
+
+struct want_port {
+	uint16_t port; /* network order */
+	uint64_t ino;
+};
+
+static int match_port(const struct inet_diag_msg *m, void *data)
+{
+	struct want_port *w = data;
+	if (m->id.idiag_sport != w->port)
+		return 0;
+	w->ino = m->idiag_inode;
+	return 1;
+}
+
+int tcp_listener_inode(uint16_t port, uint64_t *ino)
+{
+	struct want_port w = {htons(port), 0};
+	int r = diag_dump(TCPF_LISTEN_BIT, match_port, &w);
+	if (r)
+		return r;
+	if (!w.ino)
+		return -ENOENT;
+	*ino = w.ino;
+	return 0;
+}
+
+pid_t socket_owner(uint64_t ino)
+{
+	char want[48], path[300], link[48];
+	snprintf(want, sizeof(want), "socket:[%llu]", (unsigned long long)ino);
+	size_t wl = strlen(want);
+	DIR *proc = opendir("/proc");
+	if (!proc)
+		return -errno;
+	pid_t found = -ENOENT;
+	struct dirent *p;
+	while (found < 0 && (p = readdir(proc))) {
+		char *end;
+		long pid = strtol(p->d_name, &end, 10);
+		if (*end || pid <= 0)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%ld/fd", pid);
+		DIR *fds = opendir(path);
+		if (!fds)
+			continue; /* gone meanwhile, or not ours to read */
+		struct dirent *f;
+		while ((f = readdir(fds))) {
+			if (f->d_name[0] == '.')
+				continue;
+			snprintf(path, sizeof(path), "/proc/%ld/fd/%s", pid, f->d_name);
+			ssize_t n = readlink(path, link, sizeof(link));
+			if (n == (ssize_t)wl && !memcmp(link, want, wl)) {
+				found = (pid_t)pid;
+				break;
+			}
+		}
+		closedir(fds);
+	}
+	closedir(proc);
+	return found;
+}
