@@ -3,6 +3,7 @@
 # Each server runs pinned to CPU 0 with one worker; dnsperf runs pinned to CPU 1.
 #   throughput: dnsperf at saturation for SECONDS per query mix
 #   latency:    dnsperf at a fixed 5000 queries/s for 5 s, percentiles of every query
+#   capped:     throughput again with the server held to CAP% (default 50) of its core
 # Mixes: static (SOA, APL, TXT, glue AAAA, NXDOMAIN) and AAAA of an SSA service (steered
 # by peak per client; a fixed record for NSD and Knot, which cannot steer).
 # Usage: bench/dns/run.sh [SECONDS]   (default 20). Writes bench/results/dns.md, or $OUT.
@@ -21,9 +22,31 @@ done
 # the packaged units must not hold port 53 or our CPUs: we start our own instances only
 tmp=$(mktemp -d)
 pids=""
+# A CPU cgroup for the servers: uncapped for the main runs; for the capped runs, CAP percent
+# of one core (CFS bandwidth, 10 ms periods), so that the server and not dnsperf is what
+# saturates and queries/s measure the server. cgroup v1 or v2; without either, no capped run.
+CAP=${CAP:-50}
+cg=""
+if [ -w /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
+	cg=/sys/fs/cgroup/cpu/peak-bench-dns.$$
+	mkdir "$cg" && echo 10000 >"$cg/cpu.cfs_period_us" || cg=""
+elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
+	echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
+	cg=/sys/fs/cgroup/peak-bench-dns.$$
+	mkdir "$cg" && [ -w "$cg/cpu.max" ] || cg=""
+fi
+cap() { # on|off
+	[ -n "$cg" ] || return 0
+	if [ -e "$cg/cpu.max" ]; then
+		if [ "$1" = on ]; then echo "$((CAP * 100)) 10000" >"$cg/cpu.max"; else echo "max 10000" >"$cg/cpu.max"; fi
+	else
+		if [ "$1" = on ]; then echo $((CAP * 100)) >"$cg/cpu.cfs_quota_us"; else echo -1 >"$cg/cpu.cfs_quota_us"; fi
+	fi
+}
 cleanup() {
 	for p in $pids; do kill "$p" 2>/dev/null || true; done
 	sleep 0.3
+	[ -z "$cg" ] || rmdir "$cg" 2>/dev/null || true
 	rm -rf "$tmp"
 }
 trap cleanup EXIT INT TERM
@@ -110,7 +133,9 @@ KNOT
 start() { # name port command... (sets pid)
 	name=$1 port=$2
 	shift 2
-	taskset -c 0 "$@" >"$tmp/$name.out" 2>&1 &
+	# in the cgroup from the start, so that every process a server forks is in it too
+	sh -c '[ -z "$0" ] || echo $$ >"$0/cgroup.procs"; exec taskset -c 0 "$@"' "$cg" "$@" \
+		>"$tmp/$name.out" 2>&1 &
 	pids="$pids $!"
 	pid=$!
 	i=0
@@ -173,7 +198,13 @@ run() { # name port
 	for mix in static aaaa; do
 		echo "  $1 $mix ..." >&2
 		set -- "$1" "$2" "$mix" $(perf "$pid" "$2" "$tmp/$mix") $(lat "$2" "$tmp/$mix")
-		results="$results$1 $3 $4 $5 $6 $7 $8 $9 ${10} ${11}
+		capped=-
+		if [ -n "$cg" ]; then
+			cap on
+			capped=$(perf "$pid" "$2" "$tmp/$mix" | awk '{print $1}')
+			cap off
+		fi
+		results="$results$1 $3 $4 $5 $6 $7 $8 $9 ${10} ${11} $capped
 "
 		set -- "$1" "$2"
 	done
@@ -196,13 +227,16 @@ run knot 5602
 	echo "computed per client by peak (select=src, host=src), a fixed record for NSD and Knot."
 	echo
 	echo "Server CPU: what the server's processes and threads used (schedstat), per query."
+	echo "Capped: queries/s again with the server held to ${CAP}% of its core (CPU cgroup, 10 ms"
+	echo "periods), so that the server saturates before dnsperf does (at full speed dnsperf's"
+	echo "own core is the limit here); '-' where no CPU cgroup was available."
 	echo
-	echo "| server | mix | queries/s | avg latency ms (saturated) | lost | server CPU ns/query | queries per server-CPU-second | p50 us | p90 us | p99 us | p99.9 us |"
-	echo "|---|---|---|---|---|---|---|---|---|---|---|"
-	printf '%s' "$results" | awk 'NF {printf "| %s | %s | %s | %s | %s | %s | %.0f | %s | %s | %s | %s |\n", $1,$2,$3,$4,$5,$6,($6 ? 1e9/$6 : 0),$7,$8,$9,$10}'
+	echo "| server | mix | queries/s | avg latency ms (saturated) | lost | server CPU ns/query | queries per server-CPU-second | queries/s capped at ${CAP}% | p50 us | p90 us | p99 us | p99.9 us |"
+	echo "|---|---|---|---|---|---|---|---|---|---|---|---|"
+	printf '%s' "$results" | awk 'NF {printf "| %s | %s | %s | %s | %s | %s | %.0f | %s | %s | %s | %s | %s |\n", $1,$2,$3,$4,$5,$6,($6 ? 1e9/$6 : 0),$11,$7,$8,$9,$10}'
 	echo
 	printf '%s' "$results" | awk '
-		NF {q[$1 " " $2] = $3; c[$1 " " $2] = $6 ? 1e9 / $6 : 0}
+		NF {q[$1 " " $2] = $3; c[$1 " " $2] = $6 ? 1e9 / $6 : 0; k[$1 " " $2] = $11 + 0}
 		function ratio(x, m, a, b) {
 			a = x["nsd " m]; b = x["knot " m]
 			return x["peak " m] / (a > b ? a : b)
@@ -210,6 +244,8 @@ run knot 5602
 		END {
 			printf "Ratios against the better of NSD and Knot, measured queries/s: static %.2f (target 1.2), steered AAAA %.2f (target 1.0).\n", ratio(q, "static"), ratio(q, "aaaa")
 			printf "Ratios against the better of NSD and Knot, queries per server-CPU-second: static %.2f, steered AAAA %.2f.\n", ratio(c, "static"), ratio(c, "aaaa")
+			if (k["nsd static"] > 0 && k["knot static"] > 0)
+				printf "Ratios against the better of NSD and Knot, queries/s with each server capped: static %.2f, steered AAAA %.2f.\n", ratio(k, "static"), ratio(k, "aaaa")
 		}'
 } >"$OUT"
 cat "$OUT"
