@@ -339,7 +339,7 @@ class Bench:
         run with under a tenth of the other pods' mean rate."""
         a, tb = self.a, self.tb
         dur = a.scenario_seconds
-        p = self.scenario_load(system)
+        p = self.scenario_load(system, self.a.retry_delay)
         t0 = time.time()
         time.sleep(dur / 4)
         t_add = time.time() - t0

@@ -52,6 +52,9 @@ def test_drivers_and_report(tmp_path):
         assert text.lstrip().startswith("<?xml") and "<svg" in text
         assert "gnuplot_plot_5" in text  # five systems plotted
     assert "peak dns" in report.split("## DNS")[1]
+    if os.access("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", os.W_OK):  # the capped runs
+        m = re.search(r"queries/s with each server capped: static ([0-9.]+)", report)
+        assert m and float(m.group(1)) > 0, report.split("## DNS")[1]
     assert re.search(r"\| kill \| PEAK \| \d+ \|", report)
     # a pod added: PEAK moves slices to it, the proxies reload; the flood table is complete
     assert re.search(r"^\| PEAK \| \d+ \| \d+ \| \d+ \| [0-9.]+ s \|", report, re.M), report
@@ -79,7 +82,8 @@ def test_filter_bench(tmp_path):
     assert [s for s, _ in cost] == ["none", "peak", "nftables"], text
     assert all(int(r) > 0 for _, r in cost)
     flood = text.split("## Legitimate p99")[1]
-    m = re.search(r"^\| peak \| [1-9]\d* \| \d+ \| \d+ \| [0-9.]+ \| (\d+)/(\d+) \|", flood, re.M)
+    m = re.search(r"^\| peak \| [1-9]\d* \| \d+ \| \d+ \| [0-9.]+ \| [0-9, ]+ \| (\d+)/(\d+) \|", flood,
+                  re.M)
     assert m and int(m.group(1)) == int(m.group(2)) > 0, flood  # served through the flood
     p = subprocess.run(["/usr/bin/python3", os.path.join(SRC, "bench/report.py"), "--filter",
                         str(out), "--out", str(tmp_path), "--dns", str(tmp_path / "none.md")],
