@@ -362,6 +362,7 @@ struct hc {
 	int fd;      /* the check in flight, or -1 */
 	unsigned fails, oks;
 	bool up, started;
+	uint64_t next_ms; /* when the check in flight is judged and the next one starts */
 	int pidfd;        /* the process holding the endpoint's listening socket, or -1 */
 	uint64_t find_ms; /* when to look for that process (again) */
 };
@@ -981,13 +982,20 @@ static void watch_stop_all(struct agent *a)
 		}
 }
 
-/* Judges the previous round's connect to each local endpoint (connected within the
- * interval, or not), then starts the next round's. */
-static void hc_round(struct agent *a)
+/* For each local endpoint whose check is due: judges its last connect (connected by now,
+ * or not), then starts the next one, due after the fast interval while the endpoint's
+ * health is changing (a failure while up, a success while down), else the interval.
+ * Returns when the next check is due. */
+static uint64_t hc_round(struct agent *a, uint64_t now)
 {
+	uint64_t next = now + a->o->hc_interval_ms;
 	for (unsigned i = 0; i < a->nhc; i++) {
 		struct hc *h = &a->hc[i];
 		const struct cfg_service *s = &a->cfg->svc[h->svc];
+		if (h->next_ms > now) {
+			next = h->next_ms < next ? h->next_ms : next;
+			continue;
+		}
 		if (h->started) {
 			int so = 1; /* not connected yet counts as a failure */
 			if (h->fd >= 0) {
@@ -1000,7 +1008,6 @@ static void hc_round(struct agent *a)
 				h->fd = -1;
 			}
 			bool ok = so == 0, was = h->up;
-			(void)s;
 			pthread_mutex_lock(&st.lock);
 			if (ok)
 				st.checks_ok++;
@@ -1024,7 +1031,11 @@ static void hc_round(struct agent *a)
 			close(h->fd); /* refused or unreachable at once: a failure */
 			h->fd = -1;
 		}
+		bool changing = h->up ? h->fails > 0 : h->oks > 0;
+		h->next_ms = now + (changing ? a->o->hc_fast_ms : a->o->hc_interval_ms);
+		next = h->next_ms < next ? h->next_ms : next;
 	}
+	return next;
 }
 
 static int hc_setup(struct agent *a)
@@ -1153,10 +1164,9 @@ int agent_run(const struct agent_opts *o)
 		if (o->controller && a.ctl < 0 && now >= a.retry_ms)
 			ctl_connect(&a);
 		if (now >= next_hc) {
-			hc_round(&a);
+			next_hc = hc_round(&a, now);
 			for (unsigned i = 0; i < a.nhc; i++)
 				watch_start(&a, &a.hc[i], now);
-			next_hc = now + o->hc_interval_ms;
 		}
 		if (a.dirty || now >= next_sync) {
 			/* a full sync also repairs routes changed behind our back */

@@ -15,6 +15,7 @@ struct agent_opts {
 	unsigned interval_ms;      /* resync period (repairs drift) */
 	const char *controller;    /* ADDR:PORT of peak controller, or NULL */
 	unsigned hc_interval_ms;   /* health checks: period */
+	unsigned hc_fast_ms;       /* their period while an endpoint's health is changing */
 	unsigned hc_down, hc_up;   /* consecutive failures / successes that change health */
 	const char *metrics;       /* Prometheus endpoint ADDR:PORT, or NULL */
 	const char *filter_object; /* the XDP filter's BPF object, or NULL for the default */

@@ -9,8 +9,9 @@
 
 static const char agent_help[] =
     "usage: peak agent --config FILE --node NAME [--controller ADDR:PORT] [--table N]\n"
-    "                  [--once] [--interval MS] [--hc-interval MS] [--hc-down N] [--hc-up N]\n"
-    "                  [--quiet]\n"
+    "                  [--once] [--interval MS] [--hc-interval MS] [--hc-fast-interval MS]\n"
+    "                  [--hc-down N] [--hc-up N] [--metrics ADDR:PORT]\n"
+    "                  [--filter-object PATH] [--quiet]\n"
     "\n"
     "Programs this node (run it in the node's network namespace). For each endpoint whose\n"
     "'node' is NAME: routes for the slices it owns, aggregated into the fewest prefixes, via\n"
@@ -33,6 +34,9 @@ static const char agent_help[] =
     "  --once             sync once (from the file), print what changed, and exit\n"
     "  --interval MS      resync period (default 1000)\n"
     "  --hc-interval MS   health check period (default 200)\n"
+    "  --hc-fast-interval MS\n"
+    "                     the period while an endpoint's health is changing: after a failed\n"
+    "                     check of a healthy one, a good check of a down one (default 50)\n"
     "  --hc-down N        failed checks in a row that mark an endpoint down (default 3)\n"
     "  --hc-up N          good checks in a row that mark it up again (default 2)\n"
     "  --metrics A:P      Prometheus metrics at http://A:P/metrics (routes, syncs, health)\n"
@@ -55,6 +59,7 @@ int cmd_agent(int argc, char **argv)
 	    {"quiet", no_argument, 0, 'q'},
 	    {"controller", required_argument, 0, 'C'},
 	    {"hc-interval", required_argument, 0, 'H'},
+	    {"hc-fast-interval", required_argument, 0, 'f'},
 	    {"hc-down", required_argument, 0, 'D'},
 	    {"hc-up", required_argument, 0, 'U'},
 	    {"help", no_argument, 0, 'h'},
@@ -70,6 +75,7 @@ int cmd_agent(int argc, char **argv)
 	struct agent_opts o = {.table = RT_TABLE_PEAK_MAIN,
 	                       .interval_ms = 1000,
 	                       .hc_interval_ms = 200,
+	                       .hc_fast_ms = 50,
 	                       .hc_down = 3,
 	                       .hc_up = 2};
 	struct bird_opts bird = {0};
@@ -104,6 +110,10 @@ int cmd_agent(int argc, char **argv)
 		case 'H':
 			o.hc_interval_ms =
 			    (unsigned)cli_u64("agent", "--hc-interval", optarg, 10, 60000);
+			break;
+		case 'f':
+			o.hc_fast_ms =
+			    (unsigned)cli_u64("agent", "--hc-fast-interval", optarg, 10, 60000);
 			break;
 		case 'D':
 			o.hc_down = (unsigned)cli_u64("agent", "--hc-down", optarg, 1, 100);

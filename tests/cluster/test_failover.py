@@ -196,3 +196,26 @@ def test_local_failover_without_a_controller(cl, tmp_path):
     assert metrics(cl)["peak_agent_failover_routes"] == 0
     assert probe(cl, src, dst, {"pod-a"}, time.time())[0] == "pod-a"
     assert agent.poll() is None
+
+
+def test_silent_pod_is_down_fast(cl, tmp_path):
+    """A pod that stops answering (its packets dropped; the process lives on, so only the
+    checks can tell): after the first failed check the agent checks every 50 ms, so the pod
+    is down 0.3-0.5 s after it went silent (3 checks 200 ms apart would take 0.6-0.8 s)."""
+    cl.cfg.write_text(config(cl.tag))
+    for pod, name in ((cl.a, "pod-a"), (cl.b, "pod-b")):
+        start(cl, pod, PEAK, "serve", "--port", "8080", "--id", name)
+    agent = start(cl, cl.n, PEAK, "agent", "--config", str(cl.cfg), "--node", "node1")
+    assert wait_until(lambda: all(owners(cl).values()))
+    time.sleep(0.5)
+    t0 = time.time()
+    subprocess.run(["ip", "netns", "exec", cl.a, "nft", "add table inet pksilent; add chain inet "
+                    "pksilent in { type filter hook input priority 0; policy drop; }"], check=True)
+    assert wait_until(lambda: owners(cl)["2001:db8:100:1::a"] == [], 3)
+    secs = time.time() - t0
+    print(f"silent pod down after {secs:.3f} s")
+    assert secs < 0.62, secs
+    assert "endpoint pod-a is down" in agent.log.read_text()
+    assert "server process exited" not in agent.log.read_text()  # the checks found it
+    subprocess.run(["ip", "netns", "exec", cl.a, "nft", "delete table inet pksilent"], check=True)
+    assert wait_until(lambda: owners(cl)["2001:db8:100:1::a"] != [], 3)  # two good checks
