@@ -122,6 +122,19 @@ static void render(struct mbuf *b, void *arg)
 			mbuf_printf(b, "peak_agent_filter_bytes_total{verdict=\"%s\"} %llu\n",
 			            filter_counter_name(c), (unsigned long long)fb[c]);
 	}
+	struct filter_sigtab tab;
+	uint64_t hits[FILTER_MAX_SIGNATURES];
+	if (st.filter && !filter_handle_sigs(st.filter, &tab, hits)) {
+		mbuf_printf(b,
+		            "# HELP peak_agent_filter_signature_hits_total Packets each installed "
+		            "signature matched, by slot.\n"
+		            "# TYPE peak_agent_filter_signature_hits_total counter\n");
+		for (unsigned k = 0; k < FILTER_MAX_SIGNATURES; k++)
+			if (tab.used[k])
+				mbuf_printf(
+				    b, "peak_agent_filter_signature_hits_total{slot=\"%u\"} %llu\n",
+				    k, (unsigned long long)hits[k]);
+	}
 	mbuf_printf(b, "# HELP peak_agent_endpoint_slices Slices routed to the local endpoint.\n"
 	               "# TYPE peak_agent_endpoint_slices gauge\n");
 	for (unsigned k = 0; st.cfg && k < st.n; k++) {
@@ -1118,6 +1131,11 @@ static int filter_sync(const struct agent_opts *o, const struct peak_config *cfg
 	st.filter = h;
 	pthread_mutex_unlock(&st.lock);
 	log_msg(LOG_INFO, "agent: %s: XDP filter attached to %s", o->node, dev);
+	if (!filter_handle_pinned(h))
+		log_msg(LOG_WARNING,
+		        "agent: %s: the filter on %s is not pinned, so 'peak filter' commands "
+		        "cannot reach it: %s",
+		        o->node, dev, err);
 	return 0;
 }
 

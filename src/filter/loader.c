@@ -149,6 +149,7 @@ static int fill(int map, const struct peak_config *cfg, bool prune, char *err, s
 struct filter_handle {
 	struct bpf_object *obj;
 	int ifindex, services, counters;
+	char dir[256]; /* its pins */
 };
 
 /* Attaches (or, prog_fd -1, detaches) one of our TC programs on the interface. */
@@ -237,27 +238,39 @@ static struct bpf_object *load_attach(const char *ifname, const char *obj_path,
 	return obj;
 }
 
-int filter_attach(const char *ifname, const char *obj_path, const struct peak_config *cfg,
-                  char *err, size_t errlen)
+/* Pins the maps and the XDP program under dir (stale pins removed first), so that
+ * 'peak filter' commands find the filter. On failure no pin is left. */
+static int pin_all(struct bpf_object *obj, const char *dir, char *err, size_t errlen)
 {
-	char dir[256], path[320];
-	int ifindex, r;
-	if ((r = pin_dir(ifname, dir, sizeof(dir))))
-		return fail(err, errlen, r, "/proc/self/ns/net", "");
-	struct bpf_object *obj = load_attach(ifname, obj_path, cfg, &ifindex, err, errlen);
-	if (!obj)
-		return -EINVAL;
+	char path[320];
+	int r;
 	struct bpf_program *prog = bpf_object__find_program_by_name(obj, "peak_filter");
 	unpin_dir(dir);
 	mkdir(dir, 0700);
 	snprintf(path, sizeof(path), "%s/prog", dir);
 	if ((r = bpf_object__pin_maps(obj, dir)) || bpf_program__pin(prog, path)) {
 		r = r ? r : -errno;
-		detach_all(ifindex);
 		bpf_object__unpin_maps(obj, dir);
 		rmdir(dir);
-		bpf_object__close(obj);
 		return fail(err, errlen, r, "cannot pin under ", dir);
+	}
+	return 0;
+}
+
+int filter_attach(const char *ifname, const char *obj_path, const struct peak_config *cfg,
+                  char *err, size_t errlen)
+{
+	char dir[256];
+	int ifindex, r;
+	if ((r = pin_dir(ifname, dir, sizeof(dir))))
+		return fail(err, errlen, r, "/proc/self/ns/net", "");
+	struct bpf_object *obj = load_attach(ifname, obj_path, cfg, &ifindex, err, errlen);
+	if (!obj)
+		return -EINVAL;
+	if ((r = pin_all(obj, dir, err, errlen))) {
+		detach_all(ifindex);
+		bpf_object__close(obj);
+		return r;
 	}
 	bpf_object__close(obj); /* the pins and the attachment keep it alive */
 	return 0;
@@ -275,6 +288,14 @@ struct filter_handle *filter_open(const char *ifname, const char *obj_path,
 		free(h);
 		return NULL;
 	}
+	/* pinned when it can be, so that 'peak filter' commands reach it; without a BPF
+	 * filesystem (under 'ip netns exec') it works all the same, unpinned */
+	err[0] = '\0';
+	int r = pin_dir(ifname, h->dir, sizeof(h->dir));
+	if (r)
+		fail(err, errlen, r, "/proc/self/ns/net", "");
+	if (r || pin_all(h->obj, h->dir, err, errlen))
+		h->dir[0] = '\0';
 	h->services = bpf_object__find_map_fd_by_name(h->obj, "services");
 	h->counters = bpf_object__find_map_fd_by_name(h->obj, "counters");
 	return h;
@@ -317,8 +338,11 @@ void filter_close(struct filter_handle *h, bool detach)
 {
 	if (!h)
 		return;
-	if (detach)
+	if (detach) {
 		detach_all(h->ifindex);
+		if (h->dir[0])
+			unpin_dir(h->dir);
+	}
 	bpf_object__close(h->obj);
 	free(h);
 }
@@ -493,12 +517,9 @@ out:
 	return r;
 }
 
-int filter_sig_list(const char *ifname, struct filter_sigtab *tab,
-                    uint64_t hits[FILTER_MAX_SIGNATURES], char *err, size_t errlen)
+/* Sums each slot's per-CPU hits. */
+static void sig_hits(int hmap, uint64_t hits[FILTER_MAX_SIGNATURES])
 {
-	int map, hmap, r = sig_open(ifname, &map, &hmap, tab, err, errlen);
-	if (r)
-		return r;
 	int ncpu = libbpf_num_possible_cpus();
 	uint64_t *v = calloc(ncpu > 0 ? (size_t)ncpu : 1, sizeof(*v));
 	for (__u32 k = 0; k < FILTER_MAX_SIGNATURES; k++) {
@@ -509,7 +530,35 @@ int filter_sig_list(const char *ifname, struct filter_sigtab *tab,
 			hits[k] += v[i];
 	}
 	free(v);
+}
+
+int filter_sig_list(const char *ifname, struct filter_sigtab *tab,
+                    uint64_t hits[FILTER_MAX_SIGNATURES], char *err, size_t errlen)
+{
+	int map, hmap, r = sig_open(ifname, &map, &hmap, tab, err, errlen);
+	if (r)
+		return r;
+	sig_hits(hmap, hits);
 	close(map);
 	close(hmap);
+	return 0;
+}
+
+bool filter_handle_pinned(const struct filter_handle *h)
+{
+	return h->dir[0] != '\0';
+}
+
+int filter_handle_sigs(struct filter_handle *h, struct filter_sigtab *tab,
+                       uint64_t hits[FILTER_MAX_SIGNATURES])
+{
+	__u32 z = 0;
+	int map = bpf_object__find_map_fd_by_name(h->obj, "signatures");
+	int hmap = bpf_object__find_map_fd_by_name(h->obj, "sighits");
+	if (map < 0 || hmap < 0)
+		return -ENOENT;
+	if (bpf_map_lookup_elem(map, &z, tab))
+		return -errno;
+	sig_hits(hmap, hits);
 	return 0;
 }

@@ -19,11 +19,14 @@ void filter_svc_fill(struct filter_svc *v, const struct ssa_space *sp, unsigned 
 int filter_attach(const char *ifname, const char *obj_path, const struct peak_config *cfg,
                   char *err, size_t errlen);
 
-/* A filter the calling process holds (no pins): for the agent, which attaches the filter
- * of its node and keeps it in line with its configuration. */
+/* A filter the calling process holds: for the agent, which attaches the filter of its
+ * node and keeps it in line with its configuration ('peak filter' commands work on it
+ * too, through its pins). */
 struct filter_handle;
 
-/* Loads and attaches as filter_attach does, without pinning. NULL with the reason in err. */
+/* Loads, attaches and pins as filter_attach does, and keeps the object open. NULL with the
+ * reason in err. When it cannot pin (no BPF filesystem) the filter still runs: err then
+ * says why (else it is empty) and filter_handle_pinned is false. */
 struct filter_handle *filter_open(const char *ifname, const char *obj_path,
                                   const struct peak_config *cfg, char *err, size_t errlen);
 
@@ -34,7 +37,14 @@ int filter_handle_update(struct filter_handle *h, const struct peak_config *cfg,
 /* Sums the counters, as filter_stats. 0 or -errno. */
 int filter_handle_stats(struct filter_handle *h, uint64_t packets[FC_N], uint64_t bytes[FC_N]);
 
-/* Closes the handle; the filter stays attached unless detach is true. */
+/* Whether the handle's filter is pinned (reachable by 'peak filter' commands). */
+bool filter_handle_pinned(const struct filter_handle *h);
+
+/* The signature table and each slot's hits, as filter_sig_list. 0 or -errno. */
+int filter_handle_sigs(struct filter_handle *h, struct filter_sigtab *tab,
+                       uint64_t hits[FILTER_MAX_SIGNATURES]);
+
+/* Closes the handle; the filter stays attached (and pinned) unless detach is true. */
 void filter_close(struct filter_handle *h, bool detach);
 
 /* Detaches PEAK's filter from the interface and removes its pins. 0 or -errno. */
