@@ -29,11 +29,11 @@ CAP=${CAP:-50}
 cg=""
 if [ -w /sys/fs/cgroup/cpu/cpu.cfs_quota_us ]; then
 	cg=/sys/fs/cgroup/cpu/peak-bench-dns.$$
-	mkdir "$cg" && echo 10000 >"$cg/cpu.cfs_period_us" || cg=""
+	mkdir "$cg" && echo 10000 >"$cg/cpu.cfs_period_us" || { rmdir "$cg" 2>/dev/null; cg=""; }
 elif grep -qw cpu /sys/fs/cgroup/cgroup.controllers 2>/dev/null; then
 	echo +cpu >/sys/fs/cgroup/cgroup.subtree_control 2>/dev/null || true
 	cg=/sys/fs/cgroup/peak-bench-dns.$$
-	mkdir "$cg" && [ -w "$cg/cpu.max" ] || cg=""
+	mkdir "$cg" && [ -w "$cg/cpu.max" ] || { rmdir "$cg" 2>/dev/null; cg=""; }
 fi
 cap() { # on|off
 	[ -n "$cg" ] || return 0

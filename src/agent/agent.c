@@ -410,7 +410,6 @@ static uint64_t mono_ms(void)
 	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
-/* One full sync of the node and its pods. Returns 0 or -1 (logged). */
 /* Whether a local endpoint is down (hc is in service, then endpoint order). */
 static bool hc_down(unsigned svc, unsigned ep, void *arg)
 {
@@ -449,8 +448,10 @@ static bool has_dst(const struct rt6 *v, size_t n, const struct prefix *dst, boo
 	return false;
 }
 
-static bool draining(const struct agent *a, const struct prefix *dst)
+/* Whether dst is a draining route of the agent (arg). */
+static bool draining(const void *arg, const struct prefix *dst)
 {
+	const struct agent *a = arg;
 	for (size_t j = 0; j < a->ndrain; j++)
 		if (!prefix_cmp(&a->drain[j].rt.dst, dst))
 			return true;
@@ -490,17 +491,16 @@ static int failover_and_drain(struct agent *a, struct rt6 **want, size_t *n, siz
 		a->drain[a->ndrain++] = (struct drain){a->fo[k], now + DRAIN_MS};
 	}
 	/* this sync's failed-over routes, for the next one */
+	struct rt6 *f = realloc(a->fo, (*moved ? *moved : 1) * sizeof(*f));
+	if (!f) {
+		free(orig);
+		return -ENOMEM;
+	}
+	a->fo = f;
 	a->nfo = 0;
 	for (size_t k = 0; k < *n; k++)
-		if (memcmp(orig[k].via, (*want)[k].via, 16)) {
-			struct rt6 *f = realloc(a->fo, (a->nfo + 1) * sizeof(*f));
-			if (!f) {
-				free(orig);
-				return -ENOMEM;
-			}
-			a->fo = f;
+		if (memcmp(orig[k].via, (*want)[k].via, 16))
 			a->fo[a->nfo++] = (*want)[k];
-		}
 	free(orig);
 	/* drop expired entries and those the map routes here again; keep the rest */
 	size_t keep = 0;
@@ -528,11 +528,7 @@ static int failover_and_drain(struct agent *a, struct rt6 **want, size_t *n, siz
 	return 0;
 }
 
-static bool is_draining(const void *arg, const struct prefix *dst)
-{
-	return draining(arg, dst);
-}
-
+/* One full sync of the node and its pods. Returns 0 or -1 (logged). */
 static int sync_all(struct agent *a)
 {
 	const struct agent_opts *o = a->o;
@@ -559,7 +555,7 @@ static int sync_all(struct agent *a)
 		st.failover = moved;
 		for (unsigned k = 0; st.cfg == cfg && k < st.n; k++)
 			st.slices[k] = slices_of(&cfg->svc[st.who[k][0]], (unsigned)st.who[k][1],
-			                         want, n, is_draining, a);
+			                         want, n, draining, a);
 	}
 	pthread_mutex_unlock(&st.lock);
 	free(want);
