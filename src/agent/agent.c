@@ -930,7 +930,7 @@ static void hc_set(struct agent *a, unsigned i, bool up, const char *why)
  * the agent finds that process (the listener's inode from sock_diag in the pod's
  * namespace, then /proc/PID/fd) and waits on a pidfd for its exit. */
 
-enum { WATCH_RETRY_MS = 2000 }; /* how often to look again for a process not found */
+enum { WATCH_RETRY_MS = 2000 }; /* how often to scan /proc again for an owner not found */
 
 struct listener_job {
 	uint16_t port;
@@ -955,10 +955,12 @@ static void watch_start(struct agent *a, struct hc *h, uint64_t now)
 {
 	if (h->pidfd >= 0 || !h->up || now < h->find_ms)
 		return;
-	h->find_ms = now + WATCH_RETRY_MS;
 	const struct cfg_service *s = &a->cfg->svc[h->svc];
 	uint64_t ino = endpoint_listener(s, &s->ep[h->ep]);
-	pid_t pid = ino ? socket_owner(ino) : -ENOENT;
+	if (!ino)
+		return; /* nothing listens yet (a pod still starting): cheap, look next round */
+	h->find_ms = now + WATCH_RETRY_MS; /* the /proc scan is what costs: not too often */
+	pid_t pid = socket_owner(ino);
 	if (pid > 0)
 		h->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
 }
