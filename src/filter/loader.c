@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -20,11 +21,30 @@
  * removes only them). */
 enum { BPFFS_MAGIC = 0xcafe4a11, TC_HANDLE = 1, TC_PRIORITY = 0x5045 };
 
+static bool is_bpffs(void)
+{
+	struct statfs fs;
+	return statfs("/sys/fs/bpf", &fs) == 0 && (unsigned long)fs.f_type == BPFFS_MAGIC;
+}
+
+/* Mounts the BPF filesystem at /sys/fs/bpf when it is missing (as bpftool does), but only
+ * when our parent shares our mount namespace, so that the mount outlives this process: under
+ * 'ip netns exec' (a private mount namespace of its own) it would vanish, and the pins too. */
+static bool mount_bpffs(void)
+{
+	char parent[64];
+	struct stat self, up;
+	snprintf(parent, sizeof(parent), "/proc/%d/ns/mnt", (int)getppid());
+	if (stat("/proc/self/ns/mnt", &self) || stat(parent, &up) || self.st_ino != up.st_ino ||
+	    self.st_dev != up.st_dev)
+		return false;
+	return mount("bpf", "/sys/fs/bpf", "bpf", 0, "mode=0700") == 0 && is_bpffs();
+}
+
 static int pin_dir(const char *ifname, char *dir, size_t cap)
 {
 	struct stat st;
-	struct statfs fs;
-	if (statfs("/sys/fs/bpf", &fs) || (unsigned long)fs.f_type != BPFFS_MAGIC)
+	if (!is_bpffs() && !mount_bpffs())
 		return -ENOTDIR;
 	/* interfaces of the same name live in different namespaces: tell them apart */
 	if (stat("/proc/self/ns/net", &st))
@@ -65,9 +85,11 @@ static int quiet_print(enum libbpf_print_level level, const char *fmt, va_list a
 static int fail(char *err, size_t errlen, int e, const char *what, const char *arg)
 {
 	if (e == -ENOTDIR)
-		snprintf(err, errlen,
-		         "no BPF filesystem at /sys/fs/bpf (mount -t bpf bpf /sys/fs/bpf; "
-		         "'ip netns exec' hides it: use nsenter --net=/run/netns/NAME)");
+		snprintf(
+		    err, errlen,
+		    "no BPF filesystem at /sys/fs/bpf, and it cannot be mounted from here (not "
+		    "root, or a private mount namespace: 'ip netns exec' hides /sys/fs/bpf, use "
+		    "nsenter --net=/run/netns/NAME)");
 	else
 		snprintf(err, errlen, "%s%s: %s", what, arg, strerror(-e));
 	return e;

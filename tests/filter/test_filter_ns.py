@@ -180,3 +180,30 @@ def test_filter_errors(net):
     assert r.returncode == 1 and "nsenter" in r.stderr  # the reason, and what to do
     r = sig(p, "list")  # no filter attached
     assert r.returncode == 1 and "no PEAK filter attached" in r.stderr
+
+
+def private_mount_ns(script):
+    """Runs a shell script in a private mount namespace whose /sys/fs/bpf is unmounted, so
+    the host's BPF filesystem is not touched."""
+    return subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c",
+                           "umount /sys/fs/bpf 2>/dev/null; " + script],
+                          capture_output=True, text=True)
+
+
+def test_bpffs_mounted_when_missing():
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    # the shell shares peak's mount namespace, so a mount made there outlives peak
+    r = private_mount_ns(f"stat -f -c %T /sys/fs/bpf; {PEAK} filter stats --dev lo; "
+                         "stat -f -c %T /sys/fs/bpf")
+    before, after = r.stdout.split()[0], r.stdout.split()[-1]
+    assert before != "bpf_fs" and after == "bpf_fs", r.stdout + r.stderr
+    assert "no PEAK filter attached" in r.stderr, r.stderr
+
+
+def test_bpffs_not_mounted_where_it_would_vanish():
+    if os.geteuid() != 0:
+        pytest.skip("mounting needs root")
+    # exec: peak's parent (this test) is outside its mount namespace, as under 'ip netns exec'
+    r = private_mount_ns(f"exec {PEAK} filter stats --dev lo")
+    assert r.returncode == 1 and "nsenter" in r.stderr, r.stderr
