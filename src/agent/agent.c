@@ -1120,7 +1120,8 @@ static int filter_sync(const struct agent_opts *o, const struct peak_config *cfg
 	}
 	if (!o->filter_object)
 		filter_default_object(obj, sizeof(obj));
-	h = filter_open(dev, o->filter_object ? o->filter_object : obj, cfg, err, sizeof(err));
+	h = filter_open(dev, o->filter_object ? o->filter_object : obj, cfg, FILTER_MODE_AUTO, err,
+	                sizeof(err));
 	if (!h) {
 		log_msg(LOG_ERR, "agent: %s: filter on %s: %s", o->node, dev, err);
 		return -1;
@@ -1128,7 +1129,8 @@ static int filter_sync(const struct agent_opts *o, const struct peak_config *cfg
 	pthread_mutex_lock(&st.lock);
 	st.filter = h;
 	pthread_mutex_unlock(&st.lock);
-	log_msg(LOG_INFO, "agent: %s: XDP filter attached to %s", o->node, dev);
+	log_msg(LOG_INFO, "agent: %s: XDP filter attached to %s (%s hook)", o->node, dev,
+	        filter_handle_hook(h));
 	if (!filter_handle_pinned(h))
 		log_msg(LOG_WARNING,
 		        "agent: %s: the filter on %s is not pinned, so 'peak filter' commands "

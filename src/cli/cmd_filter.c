@@ -12,6 +12,7 @@
 
 static const char filter_help[] =
     "usage: peak filter attach --dev IFACE --config FILE [--object PATH]\n"
+    "                          [--mode auto|native|generic]\n"
     "       peak filter update --dev IFACE --config FILE\n"
     "       peak filter stats  --dev IFACE\n"
     "       peak filter detach --dev IFACE\n"
@@ -50,6 +51,10 @@ static const char filter_help[] =
     "  --dev IFACE        the interface (in this network namespace)\n"
     "  --config FILE      the PEAK YAML configuration\n"
     "  --object PATH      the BPF object (default: filter.bpf.o beside the peak binary)\n"
+    "  --mode M           attach: the XDP hook: native (the driver's), generic (after the\n"
+    "                     skb is built) or auto (default: native, but generic on veth,\n"
+    "                     where native costs more, and where the driver has no hook);\n"
+    "                     attach prints the hook it used\n"
     "  --src PREFIX       signature: source prefix (ADDR/LEN)\n"
     "  --proto P          signature: tcp, udp, icmpv6 or a next-header number\n"
     "  --dport N          signature: destination port\n"
@@ -64,8 +69,8 @@ static const char filter_help[] =
     "  --remove           queue: delete the queue\n";
 
 struct filter_opts {
-	const char *dev, *config, *object, *src, *proto, *dport, *hop, *length, *flags, *slot,
-	    *rate, *bad_limit;
+	const char *dev, *config, *object, *mode, *src, *proto, *dport, *hop, *length, *flags,
+	    *slot, *rate, *bad_limit;
 	bool drop, remove;
 };
 
@@ -76,10 +81,19 @@ static void parse_opts(int argc, char **argv, int first, struct filter_opts *o)
 		size_t off;
 	} opts[] = {
 #define O(n, f) {n, offsetof(struct filter_opts, f)}
-	    O("--dev", dev),       O("--config", config), O("--object", object),
-	    O("--src", src),       O("--proto", proto),   O("--dport", dport),
-	    O("--hop-limit", hop), O("--length", length), O("--tcp-flags", flags),
-	    O("--slot", slot),     O("--rate", rate),     O("--bad-limit", bad_limit),
+	    O("--dev", dev),
+	    O("--config", config),
+	    O("--object", object),
+	    O("--mode", mode),
+	    O("--src", src),
+	    O("--proto", proto),
+	    O("--dport", dport),
+	    O("--hop-limit", hop),
+	    O("--length", length),
+	    O("--tcp-flags", flags),
+	    O("--slot", slot),
+	    O("--rate", rate),
+	    O("--bad-limit", bad_limit),
 #undef O
 	};
 	for (int i = first; i < argc; i++) {
@@ -272,7 +286,14 @@ int cmd_filter(int argc, char **argv)
 			filter_default_object(objbuf, sizeof(objbuf));
 			o.object = objbuf;
 		}
-		r = filter_attach(o.dev, o.object, cfg, err, sizeof(err));
+		enum filter_mode mode = FILTER_MODE_AUTO, used;
+		if (o.mode && filter_mode_parse(o.mode, &mode))
+			cli_usage_error("filter", "--mode: '%s' is not auto, native or generic",
+			                o.mode);
+		r = filter_attach(o.dev, o.object, cfg, mode, &used, err, sizeof(err));
+		if (!r)
+			printf("attached to %s: XDP %s\n", o.dev,
+			       used == FILTER_MODE_NATIVE ? "native" : "generic");
 	} else if (!strcmp(sub, "update")) {
 		r = filter_update(o.dev, cfg, err, sizeof(err));
 	} else if (!strcmp(sub, "detach")) {

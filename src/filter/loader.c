@@ -4,13 +4,17 @@
 #include <bpf/libbpf.h>
 #include <dirent.h>
 #include <errno.h>
+#include <linux/ethtool.h>
 #include <linux/if_link.h>
+#include <linux/sockios.h>
 #include <net/if.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/mount.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statfs.h>
 #include <unistd.h>
@@ -171,7 +175,8 @@ static int fill(int map, const struct peak_config *cfg, bool prune, char *err, s
 struct filter_handle {
 	struct bpf_object *obj;
 	int ifindex, services, counters;
-	char dir[256]; /* its pins */
+	enum filter_mode hook; /* native or generic */
+	char dir[256];         /* its pins */
 };
 
 /* Attaches (or, prog_fd -1, detaches) one of our TC programs on the interface. */
@@ -206,9 +211,50 @@ static int prog_fd(struct bpf_object *obj, const char *name)
 	return p ? bpf_program__fd(p) : -1;
 }
 
-/* Loads the object, fills its services and attaches it (native XDP, generic if refused). */
+int filter_mode_parse(const char *s, enum filter_mode *mode)
+{
+	static const char *const names[] = {"auto", "native", "generic"};
+	for (unsigned m = 0; m < 3; m++)
+		if (!strcmp(s, names[m])) {
+			*mode = (enum filter_mode)m;
+			return 0;
+		}
+	return -EINVAL;
+}
+
+/* Whether the interface is a veth (its driver's name, from the ethtool ioctl). */
+static bool is_veth(const char *ifname)
+{
+	struct ethtool_drvinfo info = {.cmd = ETHTOOL_GDRVINFO};
+	struct ifreq ifr = {.ifr_data = (char *)&info};
+	int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	snprintf(ifr.ifr_name, sizeof(ifr.ifr_name), "%s", ifname);
+	bool veth = fd >= 0 && ioctl(fd, SIOCETHTOOL, &ifr) == 0 && !strcmp(info.driver, "veth");
+	if (fd >= 0)
+		close(fd);
+	return veth;
+}
+
+/* Attaches the XDP program to the hook the mode asks for (see enum filter_mode). */
+static int xdp_attach(int ifindex, const char *ifname, int pfd, enum filter_mode mode,
+                      enum filter_mode *used)
+{
+	if (mode == FILTER_MODE_AUTO && is_veth(ifname))
+		mode = FILTER_MODE_GENERIC;
+	int r = -EOPNOTSUPP;
+	if (mode != FILTER_MODE_GENERIC &&
+	    !(r = bpf_xdp_attach(ifindex, pfd, XDP_FLAGS_DRV_MODE, NULL)))
+		*used = FILTER_MODE_NATIVE;
+	else if (mode != FILTER_MODE_NATIVE &&
+	         !(r = bpf_xdp_attach(ifindex, pfd, XDP_FLAGS_SKB_MODE, NULL)))
+		*used = FILTER_MODE_GENERIC;
+	return r;
+}
+
+/* Loads the object, fills its services and attaches it to the mode's XDP hook. */
 static struct bpf_object *load_attach(const char *ifname, const char *obj_path,
-                                      const struct peak_config *cfg, int *ifindex, char *err,
+                                      const struct peak_config *cfg, enum filter_mode mode,
+                                      enum filter_mode *used, int *ifindex, char *err,
                                       size_t errlen)
 {
 	int r;
@@ -248,13 +294,13 @@ static struct bpf_object *load_attach(const char *ifname, const char *obj_path,
 		fail(err, errlen, r, "cannot attach the TC programs to ", ifname);
 		return NULL;
 	}
-	r = bpf_xdp_attach(*ifindex, pfd, XDP_FLAGS_DRV_MODE, NULL);
-	if (r)
-		r = bpf_xdp_attach(*ifindex, pfd, XDP_FLAGS_SKB_MODE, NULL);
-	if (r) {
+	if ((r = xdp_attach(*ifindex, ifname, pfd, mode, used))) {
 		detach_all(*ifindex);
 		bpf_object__close(obj);
-		fail(err, errlen, r, "cannot attach to ", ifname);
+		fail(err, errlen, r,
+		     mode == FILTER_MODE_NATIVE ? "no native XDP hook (try --mode generic) on "
+		                                : "cannot attach to ",
+		     ifname);
 		return NULL;
 	}
 	return obj;
@@ -280,15 +326,19 @@ static int pin_all(struct bpf_object *obj, const char *dir, char *err, size_t er
 }
 
 int filter_attach(const char *ifname, const char *obj_path, const struct peak_config *cfg,
-                  char *err, size_t errlen)
+                  enum filter_mode mode, enum filter_mode *used, char *err, size_t errlen)
 {
 	char dir[256];
 	int ifindex, r;
+	enum filter_mode hook;
 	if ((r = pin_dir(ifname, dir, sizeof(dir))))
 		return fail(err, errlen, r, "/proc/self/ns/net", "");
-	struct bpf_object *obj = load_attach(ifname, obj_path, cfg, &ifindex, err, errlen);
+	struct bpf_object *obj =
+	    load_attach(ifname, obj_path, cfg, mode, &hook, &ifindex, err, errlen);
 	if (!obj)
 		return -EINVAL;
+	if (used)
+		*used = hook;
 	if ((r = pin_all(obj, dir, err, errlen))) {
 		detach_all(ifindex);
 		bpf_object__close(obj);
@@ -299,14 +349,16 @@ int filter_attach(const char *ifname, const char *obj_path, const struct peak_co
 }
 
 struct filter_handle *filter_open(const char *ifname, const char *obj_path,
-                                  const struct peak_config *cfg, char *err, size_t errlen)
+                                  const struct peak_config *cfg, enum filter_mode mode, char *err,
+                                  size_t errlen)
 {
 	struct filter_handle *h = calloc(1, sizeof(*h));
 	if (!h) {
 		fail(err, errlen, -ENOMEM, "", "");
 		return NULL;
 	}
-	if (!(h->obj = load_attach(ifname, obj_path, cfg, &h->ifindex, err, errlen))) {
+	if (!(h->obj =
+	          load_attach(ifname, obj_path, cfg, mode, &h->hook, &h->ifindex, err, errlen))) {
 		free(h);
 		return NULL;
 	}
@@ -569,6 +621,11 @@ int filter_sig_list(const char *ifname, struct filter_sigtab *tab,
 bool filter_handle_pinned(const struct filter_handle *h)
 {
 	return h->dir[0] != '\0';
+}
+
+const char *filter_handle_hook(const struct filter_handle *h)
+{
+	return h->hook == FILTER_MODE_NATIVE ? "native" : "generic";
 }
 
 int filter_handle_sigs(struct filter_handle *h, struct filter_sigtab *tab,

@@ -13,11 +13,19 @@
 void filter_svc_fill(struct filter_svc *v, const struct ssa_space *sp, unsigned pfx_index,
                      const uint8_t *secret);
 
+/* Which XDP hook the filter goes on. Auto: the driver's (native) hook, generic where the
+ * driver has none, and generic on veth, whose native hook copies every cloned skb (all
+ * locally sent TCP) and reschedules it through NAPI, which costs conforming traffic more. */
+enum filter_mode { FILTER_MODE_AUTO, FILTER_MODE_NATIVE, FILTER_MODE_GENERIC };
+
+/* "auto", "native" or "generic" to a mode; -EINVAL for anything else. */
+int filter_mode_parse(const char *s, enum filter_mode *mode);
+
 /* Loads obj_path, fills the services from cfg (hop secrets read from their files),
- * attaches it to the interface (native XDP, generic if native is refused) and pins it.
- * Returns 0 or -errno with the reason in err. */
+ * attaches it to the interface's XDP hook of the mode and pins it. Returns 0 or -errno
+ * with the reason in err; *used (may be NULL) gets the hook used, native or generic. */
 int filter_attach(const char *ifname, const char *obj_path, const struct peak_config *cfg,
-                  char *err, size_t errlen);
+                  enum filter_mode mode, enum filter_mode *used, char *err, size_t errlen);
 
 /* A filter the calling process holds: for the agent, which attaches the filter of its
  * node and keeps it in line with its configuration ('peak filter' commands work on it
@@ -28,7 +36,8 @@ struct filter_handle;
  * reason in err. When it cannot pin (no BPF filesystem) the filter still runs: err then
  * says why (else it is empty) and filter_handle_pinned is false. */
 struct filter_handle *filter_open(const char *ifname, const char *obj_path,
-                                  const struct peak_config *cfg, char *err, size_t errlen);
+                                  const struct peak_config *cfg, enum filter_mode mode,
+                                  char *err, size_t errlen);
 
 /* Rewrites the services in place, as filter_update. 0 or -errno. */
 int filter_handle_update(struct filter_handle *h, const struct peak_config *cfg, char *err,
@@ -39,6 +48,9 @@ int filter_handle_stats(struct filter_handle *h, uint64_t packets[FC_N], uint64_
 
 /* Whether the handle's filter is pinned (reachable by 'peak filter' commands). */
 bool filter_handle_pinned(const struct filter_handle *h);
+
+/* The XDP hook the handle's filter is on: "native" or "generic". */
+const char *filter_handle_hook(const struct filter_handle *h);
 
 /* The signature table and each slot's hits, as filter_sig_list. 0 or -errno. */
 int filter_handle_sigs(struct filter_handle *h, struct filter_sigtab *tab,

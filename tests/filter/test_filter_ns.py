@@ -98,6 +98,8 @@ def test_filter_admits_rule_addresses_and_drops_others(net):
     assert reach(c, A, rule(B))  # no filter yet: anything in the range reaches the pod
     r = pf(p, "attach", "--dev", "v1", "--config", str(config), "--object", OBJ)
     assert r.returncode == 0, r.stderr
+    assert r.stdout == "attached to v1: XDP generic\n"  # auto: generic on a veth
+    assert "xdpgeneric" in link(p)
     assert reach(c, A, rule(A)) and reach(c, B, rule(B))
     assert not reach(c, A, rule(B))  # B's address from A: dropped
     s = stats(p)
@@ -113,6 +115,31 @@ def test_filter_admits_rule_addresses_and_drops_others(net):
     assert reach(c, A, rule(B))  # detached: everything passes again
     r = pf(p, "stats", "--dev", "v1")
     assert r.returncode == 1 and "no PEAK filter attached" in r.stderr
+
+
+def link(p):
+    return subprocess.run(["ip", "-n", p, "link", "show", "v1"], capture_output=True,
+                          text=True).stdout
+
+
+def test_filter_mode(net):
+    c, p, config = net
+    r = pf(p, "attach", "--dev", "v1", "--config", str(config), "--object", OBJ, "--mode",
+           "native")
+    assert r.returncode == 0 and r.stdout == "attached to v1: XDP native\n", r.stderr
+    assert "xdpgeneric" not in link(p) and "prog/xdp" in link(p)
+    assert reach(c, A, rule(A)) and not reach(c, A, rule(B))  # the same filter, native hook
+    assert pf(p, "detach", "--dev", "v1").returncode == 0
+    assert "prog/xdp" not in link(p)
+    r = pf(p, "attach", "--dev", "v1", "--config", str(config), "--mode", "fast")
+    assert r.returncode == 2 and "'fast' is not auto, native or generic" in r.stderr
+    # lo has no native hook: refused when asked for, generic under auto
+    r = pf(p, "attach", "--dev", "lo", "--config", str(config), "--object", OBJ, "--mode",
+           "native")
+    assert r.returncode == 1 and "try --mode generic" in r.stderr, r.stderr
+    r = pf(p, "attach", "--dev", "lo", "--config", str(config), "--object", OBJ)
+    assert r.returncode == 0 and r.stdout == "attached to lo: XDP generic\n", r.stderr
+    assert pf(p, "detach", "--dev", "lo").returncode == 0
 
 
 def sig(p, *args):
