@@ -5,7 +5,7 @@
 #   make bench    the benchmark suite: PEAK vs direct, nginx, HAProxy; DNS vs NSD, Knot;
 #                 the XDP filter vs nftables; writes bench/results/REPORT.md with SVG plots
 #                 (root, ~19 min)
-#   make bench-filter  the XDP filter vs nftables alone: bench/results/filter.md (root, ~4 min)
+#   make bench-filter  the XDP filter vs nftables alone: bench/results/filter.md (root, ~6 min)
 #   make bench-quick  the same, one short run per cell, into bench/results/quick/ (root,
 #                 under 3 min)
 #   make bench-ssa  SSA address computation throughput
