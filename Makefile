@@ -4,7 +4,7 @@
 #   make test     the same, then every test suite; ends with 'N passed, N failed'
 #   make bench    the benchmark suite: PEAK vs direct, nginx, HAProxy; DNS vs NSD, Knot;
 #                 the XDP filter vs nftables; writes bench/results/REPORT.md with SVG plots
-#                 (root, ~19 min)
+#                 (root, ~23 min)
 #   make bench-filter  the XDP filter vs nftables alone: bench/results/filter.md (root, ~6 min)
 #   make bench-quick  the same, one short run per cell, into bench/results/quick/ (root,
 #                 under 3 min)
