@@ -1104,7 +1104,7 @@ static const char *filter_dev(const struct peak_config *cfg, const char *node)
 /* Attaches, updates or leaves the node's filter as the configuration says. */
 static int filter_sync(const struct agent_opts *o, const struct peak_config *cfg)
 {
-	char err[512], obj[PATH_MAX];
+	char err[512];
 	const char *dev = filter_dev(cfg, o->node);
 	if (!dev)
 		return 0;
@@ -1118,10 +1118,7 @@ static int filter_sync(const struct agent_opts *o, const struct peak_config *cfg
 		}
 		return 0;
 	}
-	if (!o->filter_object)
-		filter_default_object(obj, sizeof(obj));
-	h = filter_open(dev, o->filter_object ? o->filter_object : obj, cfg, FILTER_MODE_AUTO, err,
-	                sizeof(err));
+	h = filter_open(dev, o->filter_object, cfg, FILTER_MODE_AUTO, err, sizeof(err));
 	if (!h) {
 		log_msg(LOG_ERR, "agent: %s: filter on %s: %s", o->node, dev, err);
 		return -1;

@@ -41,7 +41,7 @@ static const char agent_help[] =
     "  --hc-up N          good checks in a row that mark it up again (default 2)\n"
     "  --metrics A:P      Prometheus metrics at http://A:P/metrics (routes, syncs, health)\n"
     "  --filter-object P  the XDP filter object, when the node's 'filter-dev' asks for the\n"
-    "                     filter (default: filter.bpf.o beside the peak binary)\n"
+    "                     filter (default: the one built into peak)\n"
     "  --quiet            log only warnings and errors\n"
     "\n"
     "  --bird-config FILE --bgp-neighbor ADDR --local-as N --peer-as N --router-id A.B.C.D\n"

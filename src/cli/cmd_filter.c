@@ -50,7 +50,8 @@ static const char filter_help[] =
     "\n"
     "  --dev IFACE        the interface (in this network namespace)\n"
     "  --config FILE      the PEAK YAML configuration\n"
-    "  --object PATH      the BPF object (default: filter.bpf.o beside the peak binary)\n"
+    "  --object PATH      another build of the BPF object (default: the one built into\n"
+    "                     peak from src/filter/filter.bpf.c)\n"
     "  --mode M           attach: the XDP hook: native (the driver's), generic (after the\n"
     "                     skb is built) or auto (default: native, but generic on veth,\n"
     "                     where native costs more, and where the driver has no hook);\n"
@@ -253,7 +254,7 @@ static int signature(const char *verb, const struct filter_opts *o, char *err, s
 int cmd_filter(int argc, char **argv)
 {
 	struct filter_opts o = {0};
-	char err[512], objbuf[PATH_MAX];
+	char err[512];
 	if (argc < 2 || cli_wants_help(argc, argv)) {
 		fputs(filter_help, argc < 2 ? stderr : stdout);
 		return argc < 2 ? EXIT_USAGE : 0;
@@ -282,10 +283,6 @@ int cmd_filter(int argc, char **argv)
 	}
 	int r = 0;
 	if (!strcmp(sub, "attach")) {
-		if (!o.object) {
-			filter_default_object(objbuf, sizeof(objbuf));
-			o.object = objbuf;
-		}
 		enum filter_mode mode = FILTER_MODE_AUTO, used;
 		if (o.mode && filter_mode_parse(o.mode, &mode))
 			cli_usage_error("filter", "--mode: '%s' is not auto, native or generic",

@@ -19,6 +19,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include "filter.skel.h"
 #include "peak/util.h"
 
 /* BPF_FS_MAGIC from linux/magic.h; the TC filters' handle and priority (ours, so detach
@@ -264,14 +265,19 @@ static struct bpf_object *load_attach(const char *ifname, const char *obj_path,
 		return NULL;
 	}
 	libbpf_set_print(quiet_print);
-	struct bpf_object *obj = bpf_object__open_file(obj_path, NULL);
+	size_t sz;
+	const void *elf = filter_bpf__elf_bytes(&sz);
+	LIBBPF_OPTS(bpf_object_open_opts, embedded, .object_name = "filter_bpf");
+	const char *what = obj_path ? obj_path : "the embedded object";
+	struct bpf_object *obj = obj_path ? bpf_object__open_file(obj_path, NULL)
+	                                  : bpf_object__open_mem(elf, sz, &embedded);
 	if (!obj) {
-		fail(err, errlen, -errno, "cannot open ", obj_path);
+		fail(err, errlen, -errno, "cannot open ", what);
 		return NULL;
 	}
 	if ((r = bpf_object__load(obj))) {
 		bpf_object__close(obj);
-		fail(err, errlen, r, "cannot load (root? verifier?) ", obj_path);
+		fail(err, errlen, r, "cannot load (root? verifier?) ", what);
 		return NULL;
 	}
 	int pfd = prog_fd(obj, "peak_filter"), cls = prog_fd(obj, "peak_classify"),
@@ -279,7 +285,7 @@ static struct bpf_object *load_attach(const char *ifname, const char *obj_path,
 	int map = bpf_object__find_map_fd_by_name(obj, "services");
 	if (pfd < 0 || cls < 0 || ans < 0 || map < 0) {
 		bpf_object__close(obj);
-		fail(err, errlen, -ENOENT, "not PEAK's filter: ", obj_path);
+		fail(err, errlen, -ENOENT, "not PEAK's filter: ", what);
 		return NULL;
 	}
 	if (fill(map, cfg, false, err, errlen)) {
@@ -477,15 +483,6 @@ const char *filter_counter_name(unsigned c)
 	                                "not_ipv6",     "malformed"};
 	_Static_assert(sizeof(n) / sizeof(n[0]) == FC_N, "a name per counter");
 	return c < FC_N ? n[c] : "?";
-}
-
-void filter_default_object(char *buf, size_t cap)
-{
-	ssize_t n = readlink("/proc/self/exe", buf, cap > 32 ? cap - 32 : 0);
-	buf[n > 0 ? n : 0] = '\0';
-	char *slash = strrchr(buf, '/');
-	char *at = slash ? slash + 1 : buf;
-	snprintf(at, cap - (size_t)(at - buf), "filter.bpf.o");
 }
 
 /* Writes the signature table; hits of slot (when slot >= 0) start again from 0. */

@@ -21,7 +21,8 @@ enum filter_mode { FILTER_MODE_AUTO, FILTER_MODE_NATIVE, FILTER_MODE_GENERIC };
 /* "auto", "native" or "generic" to a mode; -EINVAL for anything else. */
 int filter_mode_parse(const char *s, enum filter_mode *mode);
 
-/* Loads obj_path, fills the services from cfg (hop secrets read from their files),
+/* Loads obj_path (NULL: the object built into this binary by bpftool's skeleton, from
+ * filter.bpf.c), fills the services from cfg (hop secrets read from their files),
  * attaches it to the interface's XDP hook of the mode and pins it. Returns 0 or -errno
  * with the reason in err; *used (may be NULL) gets the hook used, native or generic. */
 int filter_attach(const char *ifname, const char *obj_path, const struct peak_config *cfg,
@@ -81,9 +82,6 @@ int filter_sig_del(const char *ifname, unsigned slot, char *err, size_t errlen);
 /* Reads the signature table and the packets each slot matched. 0 or -errno. */
 int filter_sig_list(const char *ifname, struct filter_sigtab *tab,
                     uint64_t hits[FILTER_MAX_SIGNATURES], char *err, size_t errlen);
-
-/* The default object path: filter.bpf.o beside the running binary. */
-void filter_default_object(char *buf, size_t cap);
 
 /* A counter's name ("pass", "outside", "reject_slice", ...). */
 const char *filter_counter_name(unsigned c);
