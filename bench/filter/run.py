@@ -162,24 +162,15 @@ def cpu_busy(cpu):
     raise RuntimeError("no cpu line")
 
 
-def backlog_drops(cpu):
-    with open("/proc/net/softnet_stat") as f:
-        return int(f.readlines()[cpu].split()[1], 16)
-
-
 def rx_packets(ns, dev):
     out = sh("ip", "-n", ns, "-s", "link", "show", dev)
     return int(out.split("RX:")[1].splitlines()[1].split()[1])
 
 
-def pps_section(a, net):
-    g, f = net.add("g"), net.add("f")
-    net.veth(g, "g0", f, "f0")
-    sh("ip", "-n", g, "addr", "add", "2001:db8:aa::1/64", "dev", "g0", "nodad")
-    sh("ip", "-n", f, "addr", "add", "2001:db8:aa::2/64", "dev", "f0", "nodad")
-    sh("ip", "-n", g, "-6", "route", "add", PFX, "via", "2001:db8:aa::2")
-    sh("ip", "-n", f, "-6", "route", "add", "blackhole", PFX)
-    sh("ip", "netns", "exec", f, "sh", "-c", "echo 2 > /sys/class/net/f0/queues/rx-0/rps_cpus")
+def per_core(a, net, ns, dev, mode, measure, tag):
+    """For each flood and each system (none, PEAK's filter on the mode's hook, the nftables
+    drop set): the best of a.runs runs of measure(aim, sources), which returns the packets
+    handled, the busy seconds of the core that handled them and the run's length."""
     bad = rule("2001:db8:bb:1::1")
     floods = [("random sources, non-conforming", ["--prefix", PFX], "2001:db8:bb::/48"),
               ("one /64, non-conforming", ["--prefix", PFX], "2001:db8:bb:1::/64"),
@@ -190,37 +181,44 @@ def pps_section(a, net):
             best = None
             for _ in range(a.runs):
                 if system == "peak":
-                    net.attach(f, "f0", "generic")
+                    net.attach(ns, dev, mode)
                 elif system == "nftables":
-                    net.nft(f, "f0", True, drop=True)
-                fl = flood(g, aim, src, a.pps, 0.3, cpu=0)  # warm up: ND, caches
-                fl.communicate()
-                c0, p0, d0 = cpu_busy(1), rx_packets(f, "f0"), backlog_drops(1)
-                t0 = time.time()
-                fl = flood(g, aim, src, a.pps, a.seconds, cpu=0)
-                out = json.loads(fl.communicate()[0])
-                dt = time.time() - t0
-                c1, p1, d1 = cpu_busy(1), rx_packets(f, "f0"), backlog_drops(1)
-                stats = net.pf(f, "stats", "--dev", "f0").stdout if system == "peak" else ""
-                if system == "peak":
-                    net.detach(f, "f0")
-                elif system == "nftables":
-                    net.nft(f, "f0", False)
-                hz = os.sysconf("SC_CLK_TCK")
-                busy = (c1 - c0) / hz
-                n = p1 - p0
-                r = {"flood": label, "system": system, "sent": out["sent"],
-                     "handled": n, "busy_s": busy, "cpu1_share": busy / dt,
-                     "backlog_drops": d1 - d0,
-                     "ns_per_pkt": busy * 1e9 / n if n else 0,
-                     "pps_per_core": n / busy if busy else 0, "stats": stats}
+                    net.nft(ns, dev, True, drop=True)
+                try:
+                    n, busy, dt = measure(aim, src)
+                finally:
+                    if system == "peak":
+                        net.detach(ns, dev)
+                    elif system == "nftables":
+                        net.nft(ns, dev, False)
+                r = {"flood": label, "system": system, "handled": n, "busy_s": busy,
+                     "cpu1_share": busy / dt, "ns_per_pkt": busy * 1e9 / n if n else 0,
+                     "pps_per_core": n / busy if busy else 0}
                 if best is None or r["pps_per_core"] > best["pps_per_core"]:
                     best = r
             rows.append(best)
-            log(f"pps  {label:34s} {system:9s}: {best['handled'] / a.seconds:9.0f} pkt/s in, "
+            log(f"{tag} {label:34s} {system:9s}: {best['handled'] / a.seconds:9.0f} pkt/s in, "
                 f"CPU 1 {100 * best['cpu1_share']:3.0f}% -> {best['ns_per_pkt']:5.0f} ns/pkt, "
                 f"{best['pps_per_core'] / 1e6:5.2f} Mpps per core")
     return rows
+
+
+def pps_section(a, net):
+    g, f = net.add("g"), net.add("f")
+    net.veth(g, "g0", f, "f0")
+    sh("ip", "-n", g, "addr", "add", "2001:db8:aa::1/64", "dev", "g0", "nodad")
+    sh("ip", "-n", f, "addr", "add", "2001:db8:aa::2/64", "dev", "f0", "nodad")
+    sh("ip", "-n", g, "-6", "route", "add", PFX, "via", "2001:db8:aa::2")
+    sh("ip", "-n", f, "-6", "route", "add", "blackhole", PFX)
+    sh("ip", "netns", "exec", f, "sh", "-c", "echo 2 > /sys/class/net/f0/queues/rx-0/rps_cpus")
+
+    def measure(aim, src):
+        flood(g, aim, src, a.pps, 0.3, cpu=0).communicate()  # warm up: ND, caches
+        c0, p0, t0 = cpu_busy(1), rx_packets(f, "f0"), time.time()
+        flood(g, aim, src, a.pps, a.seconds, cpu=0).communicate()
+        c1, p1 = cpu_busy(1), rx_packets(f, "f0")
+        return p1 - p0, (c1 - c0) / os.sysconf("SC_CLK_TCK"), time.time() - t0
+    return per_core(a, net, f, "f0", "generic", measure, "pps   ")
 
 
 def napi_runtime(dev):
@@ -256,45 +254,20 @@ def native_section(a, net):
     sh("ip", "netns", "exec", f, "ethtool", "-K", fd, "gro", "on")  # NAPI without XDP
     sh("ip", "netns", "exec", f, "sh", "-c", f"echo 1 > /sys/class/net/{fd}/threaded")
     mac = re.search(r"link/ether (\S+)", sh("ip", "-n", f, "link", "show", fd)).group(1)
-    bad = rule("2001:db8:bb:1::1")
-    floods = [("random sources, non-conforming", ["--prefix", PFX], "2001:db8:bb::/48"),
-              ("one /64, non-conforming", ["--prefix", PFX], "2001:db8:bb:1::/64"),
-              ("one /64, conforming (over rate)", ["--dst", bad], "2001:db8:bb:1::/64")]
 
     def gen(aim, src, seconds):
         return json.loads(sh("ip", "netns", "exec", g, "taskset", "-c", "0", XDPGEN, "--dev",
                              gd, "--dst-mac", mac, *aim, "--sources", src, "--seconds",
                              str(seconds)))
-    rows = []
-    for label, aim, src in floods:
-        for system in ("none", "peak", "nftables"):
-            best = None
-            for _ in range(a.runs):
-                if system == "peak":
-                    net.attach(f, fd, "native")
-                elif system == "nftables":
-                    net.nft(f, fd, True, drop=True)
-                sh("taskset", "-pc", "1", str(napi_runtime(fd)[1]))
-                gen(aim, src, 0.3)  # warm up
-                t0, f0 = napi_runtime(fd)[0], xdp_frames(f, fd)
-                out = gen(aim, src, a.seconds)
-                t1, f1 = napi_runtime(fd)[0], xdp_frames(f, fd)
-                if system == "peak":
-                    net.detach(f, fd)
-                elif system == "nftables":
-                    net.nft(f, fd, False)
-                n, busy = f1 - f0, (t1 - t0) / 1e9
-                r = {"flood": label, "system": system, "generated": out["generated"],
-                     "handled": n, "busy_s": busy, "cpu1_share": busy / out["seconds"],
-                     "ns_per_pkt": busy * 1e9 / n if n else 0,
-                     "pps_per_core": n / busy if busy else 0}
-                if best is None or r["pps_per_core"] > best["pps_per_core"]:
-                    best = r
-            rows.append(best)
-            log(f"native {label:34s} {system:9s}: {best['handled'] / a.seconds:9.0f} pkt/s in, "
-                f"NAPI {100 * best['cpu1_share']:3.0f}% of CPU 1 -> {best['ns_per_pkt']:5.0f} "
-                f"ns/pkt, {best['pps_per_core'] / 1e6:5.2f} Mpps per core")
-    return rows
+
+    def measure(aim, src):
+        sh("taskset", "-pc", "1", str(napi_runtime(fd)[1]))
+        gen(aim, src, 0.3)  # warm up
+        t0, f0 = napi_runtime(fd)[0], xdp_frames(f, fd)
+        out = gen(aim, src, a.seconds)
+        t1, f1 = napi_runtime(fd)[0], xdp_frames(f, fd)
+        return f1 - f0, (t1 - t0) / 1e9, out["seconds"]
+    return per_core(a, net, f, fd, "native", measure, "native")
 
 
 def cluster(net):

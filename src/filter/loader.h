@@ -37,8 +37,8 @@ struct filter_handle;
  * reason in err. When it cannot pin (no BPF filesystem) the filter still runs: err then
  * says why (else it is empty) and filter_handle_pinned is false. */
 struct filter_handle *filter_open(const char *ifname, const char *obj_path,
-                                  const struct peak_config *cfg, enum filter_mode mode,
-                                  char *err, size_t errlen);
+                                  const struct peak_config *cfg, enum filter_mode mode, char *err,
+                                  size_t errlen);
 
 /* Rewrites the services in place, as filter_update. 0 or -errno. */
 int filter_handle_update(struct filter_handle *h, const struct peak_config *cfg, char *err,
