@@ -289,8 +289,7 @@ int cmd_filter(int argc, char **argv)
 			                o.mode);
 		r = filter_attach(o.dev, o.object, cfg, mode, &used, err, sizeof(err));
 		if (!r)
-			printf("attached to %s: XDP %s\n", o.dev,
-			       used == FILTER_MODE_NATIVE ? "native" : "generic");
+			printf("attached to %s: XDP %s\n", o.dev, filter_mode_name(used));
 	} else if (!strcmp(sub, "update")) {
 		r = filter_update(o.dev, cfg, err, sizeof(err));
 	} else if (!strcmp(sub, "detach")) {

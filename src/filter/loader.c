@@ -212,11 +212,17 @@ static int prog_fd(struct bpf_object *obj, const char *name)
 	return p ? bpf_program__fd(p) : -1;
 }
 
+static const char *const mode_names[] = {"auto", "native", "generic"};
+
+const char *filter_mode_name(enum filter_mode mode)
+{
+	return (unsigned)mode < 3 ? mode_names[mode] : "?";
+}
+
 int filter_mode_parse(const char *s, enum filter_mode *mode)
 {
-	static const char *const names[] = {"auto", "native", "generic"};
 	for (unsigned m = 0; m < 3; m++)
-		if (!strcmp(s, names[m])) {
+		if (!strcmp(s, mode_names[m])) {
 			*mode = (enum filter_mode)m;
 			return 0;
 		}
@@ -622,7 +628,7 @@ bool filter_handle_pinned(const struct filter_handle *h)
 
 const char *filter_handle_hook(const struct filter_handle *h)
 {
-	return h->hook == FILTER_MODE_NATIVE ? "native" : "generic";
+	return filter_mode_name(h->hook);
 }
 
 int filter_handle_sigs(struct filter_handle *h, struct filter_sigtab *tab,

@@ -21,6 +21,9 @@ enum filter_mode { FILTER_MODE_AUTO, FILTER_MODE_NATIVE, FILTER_MODE_GENERIC };
 /* "auto", "native" or "generic" to a mode; -EINVAL for anything else. */
 int filter_mode_parse(const char *s, enum filter_mode *mode);
 
+/* A mode's name: "auto", "native" or "generic". */
+const char *filter_mode_name(enum filter_mode mode);
+
 /* Loads obj_path (NULL: the object built into this binary by bpftool's skeleton, from
  * filter.bpf.c), fills the services from cfg (hop secrets read from their files),
  * attaches it to the interface's XDP hook of the mode and pins it. Returns 0 or -errno
