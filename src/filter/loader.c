@@ -213,15 +213,16 @@ static int prog_fd(struct bpf_object *obj, const char *name)
 }
 
 static const char *const mode_names[] = {"auto", "native", "generic"};
+enum { NMODES = sizeof(mode_names) / sizeof(mode_names[0]) };
 
 const char *filter_mode_name(enum filter_mode mode)
 {
-	return (unsigned)mode < 3 ? mode_names[mode] : "?";
+	return (unsigned)mode < NMODES ? mode_names[mode] : "?";
 }
 
 int filter_mode_parse(const char *s, enum filter_mode *mode)
 {
-	for (unsigned m = 0; m < 3; m++)
+	for (unsigned m = 0; m < NMODES; m++)
 		if (!strcmp(s, mode_names[m])) {
 			*mode = (enum filter_mode)m;
 			return 0;
@@ -310,8 +311,9 @@ static struct bpf_object *load_attach(const char *ifname, const char *obj_path,
 		detach_all(*ifindex);
 		bpf_object__close(obj);
 		fail(err, errlen, r,
-		     mode == FILTER_MODE_NATIVE ? "no native XDP hook (try --mode generic) on "
-		                                : "cannot attach to ",
+		     mode == FILTER_MODE_NATIVE && r == -EOPNOTSUPP
+		         ? "no native XDP hook (try --mode generic) on "
+		         : "cannot attach to ",
 		     ifname);
 		return NULL;
 	}
