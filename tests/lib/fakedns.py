@@ -24,12 +24,20 @@ class FakeDNS:
         self.records = {(n.lower(), dns.rdatatype.from_text(t)): v
                         for (n, t), v in records.items()}
         self.ttl = ttl
-        self.udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-        self.udp.bind(("::1", 0))
-        self.port = self.udp.getsockname()[1]
-        self.tcp = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
-        self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        self.tcp.bind(("::1", self.port))
+        for _ in range(100):  # a UDP port whose TCP twin is free too
+            self.udp = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            self.udp.bind(("::1", 0))
+            self.port = self.udp.getsockname()[1]
+            self.tcp = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+            self.tcp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                self.tcp.bind(("::1", self.port))
+                break
+            except OSError:
+                self.udp.close()
+                self.tcp.close()
+        else:
+            raise RuntimeError("no port free for both UDP and TCP")
         self.tcp.listen(16)
         self.tcp_queries = 0
         self.stopped = False
