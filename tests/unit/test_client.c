@@ -165,6 +165,51 @@ static void test_answer_limits(void **state)
 	assert_int_equal(strlen(big), 400);
 }
 
+/* answer_parse on mutated replies (no fuzz target of its own yet): whatever the bytes, it
+ * returns 0 or an error, reads nothing past the message (ASan builds check) and, on
+ * success, never more APL items or TXT characters than its outputs hold. */
+static void test_answer_mutations(void **state)
+{
+	(void)state;
+	uint8_t buf[4096], m[4096], rd[1024];
+	struct apl_item it[CLIENT_MAX_APL + 2], items[CLIENT_MAX_APL];
+	struct dns_name api = N("api.svc.example.");
+	struct answer a;
+	char txt[64];
+	uint8_t aaaa[PEAK_MAX_CANDIDATES][16];
+	unsigned na;
+	int n;
+	for (int i = 0; i < CLIENT_MAX_APL + 2; i++) {
+		struct prefix p = {.family = PEAK_AFI_IP6, .len = (uint8_t)(i % 3 ? 64 : 48)};
+		p.addr[0] = 0x20;
+		p.addr[5] = (uint8_t)i;
+		apl_item_from_prefix(&it[i], &p);
+	}
+	int rl = apl_write(it, CLIENT_MAX_APL + 2, rd, sizeof(rd));
+	size_t len = reply(buf, 7, "api.svc.example.", DNS_T_APL, 0, rd, (size_t)rl, 300, true);
+	uint64_t seed = 15;
+	for (int round = 0; round < 20000; round++) {
+		size_t ml = len - test_rand(&seed) % 16;
+		memcpy(m, buf, ml);
+		for (int k = 1 + (int)(test_rand(&seed) % 4); k > 0; k--)
+			m[test_rand(&seed) % ml] = (uint8_t)test_rand(&seed);
+		uint16_t type = round % 3 == 0   ? DNS_T_APL
+		                : round % 3 == 1 ? DNS_T_TXT
+		                                 : DNS_T_AAAA;
+		m[DNS_HDR_LEN + api.len + 1] = (uint8_t)type; /* the question's type, low byte */
+		int e =
+		    answer_parse(m, ml, 7, &api, type, &a, items, &n, txt, sizeof(txt), aaaa, &na);
+		assert_true(e == 0 || e == PEAK_E_BADREPLY || e == PEAK_E_APL || e == PEAK_E_DESC);
+		if (!e) {
+			assert_true(n >= 0 && n <= CLIENT_MAX_APL);
+			assert_true(strlen(txt) < sizeof(txt));
+			assert_true(na <= PEAK_MAX_CANDIDATES);
+		} else {
+			assert_non_null(a.why);
+		}
+	}
+}
+
 static void test_apl_validation(void **state)
 {
 	(void)state;
@@ -344,10 +389,10 @@ static void test_strerror(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_answer_parse),   cmocka_unit_test(test_answer_limits),
-	    cmocka_unit_test(test_apl_validation), cmocka_unit_test(test_candidates),
-	    cmocka_unit_test(test_pow_cache),      cmocka_unit_test(test_strerror),
-	    cmocka_unit_test(test_pow_deadline),
+	    cmocka_unit_test(test_answer_parse),     cmocka_unit_test(test_answer_limits),
+	    cmocka_unit_test(test_answer_mutations), cmocka_unit_test(test_apl_validation),
+	    cmocka_unit_test(test_candidates),       cmocka_unit_test(test_pow_cache),
+	    cmocka_unit_test(test_strerror),         cmocka_unit_test(test_pow_deadline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
