@@ -134,9 +134,9 @@ static int set_field(struct ssa_desc *d, int f, const char *vb, const char *ve, 
 	}
 	if (f == F_POW && parse_u32(vb, ve, &v) && v > fields[f].max)
 		return peak_errf(err, errlen,
-		                 "pow=%u is above the limit of %u bits (proof of work a client "
-		                 "can do in seconds)",
-		                 v, fields[f].max);
+		                 "pow=%u is above the limit of %u bits (about 2^%u hashes per "
+		                 "address for a client)",
+		                 v, fields[f].max, v);
 	if (!parse_u32(vb, ve, &v) || v < fields[f].min || v > fields[f].max)
 		return peak_errf(err, errlen, "bad value '%.*s' for %s (want %u..%u)",
 		                 (int)(ve - vb), vb, fields[f].name, fields[f].min, fields[f].max);
