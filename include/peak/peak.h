@@ -32,13 +32,14 @@ enum peak_error {
 	PEAK_E_NOROUTE = -2011,  /* no source address toward the service */
 	PEAK_E_POW = -2012,      /* the proof of work found no nonce */
 	PEAK_E_CONNECT = -2013,  /* every connection attempt failed or timed out */
+	PEAK_E_POW_TIME = -2014, /* the proof of work did not finish within the timeout */
 };
 
 struct peak_resolver_opts {
 	/* Name servers as "ADDR", "IPV4:PORT" or "[IPV6]:PORT"; none: those of resolv_conf. */
 	const char *servers[PEAK_MAX_SERVERS];
 	const char *resolv_conf; /* NULL: /etc/resolv.conf */
-	unsigned timeout_ms;     /* per attempt (0: 1000) */
+	unsigned timeout_ms;     /* per DNS attempt, and for the proof of work (0: 1000) */
 	unsigned attempts;       /* UDP attempts per server (0: 2) */
 	bool no_tcp;             /* do not retry a truncated answer over TCP */
 	uint16_t udp_size;       /* EDNS buffer size (0: 1232; below 512: no EDNS) */
@@ -90,7 +91,9 @@ void peak_resolver_set_source(struct peak_resolver *r, const struct in6_addr *so
  * validates them (SPEC.md 2, 3), finds the source address the kernel uses toward the
  * service and computes the candidates for it: the rule's address first, then other fanout
  * indexes or replicas. With no APL or no descriptor it uses the name's AAAA records.
- * Proof-of-work addresses are cached per source and epoch. Returns 0 or a negative error. */
+ * Proof-of-work addresses are cached per source and epoch; the search for them gets
+ * timeout_ms in all (the candidates found by then are kept; none: PEAK_E_POW_TIME). Returns
+ * 0 or a negative error. */
 int peak_resolve(struct peak_resolver *r, const char *name, const char *object, uint16_t port,
                  struct peak_result *out);
 

@@ -20,6 +20,13 @@ enum {
 	SSA_DEF_PERIOD_S = 30,
 	SSA_DEF_NONCE_BITS = 32,
 	SSA_DEF_SKEW_EPOCHS = 1,
+	/* The largest proof of work a descriptor may ask: about 2^28 hashes per address, about
+	 * a minute of one core here (bench_resolve pow 20: 0.16 s median). A larger one
+	 * (SPEC.md allows up to 64) would let one spoofed TXT record make every client search
+	 * for days, so the parser refuses it; clients bound the search by their timeout too. */
+	SSA_MAX_POW_BITS = 28,
+	/* The proof-of-work search asks ssa_req.pow_stop after every this many nonces. */
+	SSA_POW_CHECK_NONCES = 1 << 14,
 };
 
 /* A parsed descriptor (SPEC.md section 3). */
@@ -28,7 +35,7 @@ struct ssa_desc {
 	uint8_t select; /* enum ssa_rule */
 	uint8_t host;   /* SSA_RAND, SSA_SRC or SSA_HOP */
 	uint8_t fanout; /* 1..255 */
-	uint8_t pow;    /* difficulty in bits, 0..64 */
+	uint8_t pow;    /* difficulty in bits, 0..SSA_MAX_POW_BITS */
 	uint8_t nonce;  /* nonce width in bits when pow > 0, 1..64 */
 	uint8_t skew;   /* epochs, 0..4 */
 	bool has_key;
@@ -59,6 +66,11 @@ struct ssa_req {
 	uint64_t time;         /* unix seconds, for hop rules */
 	const uint8_t *secret; /* 16 bytes, for hop rules; never published */
 	uint64_t rand[3];      /* caller's random words, used by rand rules */
+	/* Bounds the proof-of-work search: called with pow_arg after every
+	 * SSA_POW_CHECK_NONCES nonces tried; when it returns true the search gives up with
+	 * -ETIMEDOUT. NULL: search the whole nonce field. */
+	bool (*pow_stop)(void *pow_arg);
+	void *pow_arg;
 };
 
 enum ssa_verdict {
@@ -81,8 +93,9 @@ int ssa_desc_set(struct ssa_desc *d, const char *name, const char *value, char *
 int ssa_desc_validate(const struct ssa_desc *d, char *err, size_t errlen);
 
 /* Parses a descriptor string of length len. Returns 0, or -EINVAL with a one-line reason
- * in err (if err is not NULL). Validates each field's syntax and range, repeats and the
- * key requirement; checks against prefixes are ssa_space_init's. */
+ * in err (if err is not NULL). Validates each field's syntax and range (pow at most
+ * SSA_MAX_POW_BITS), repeats and the key requirement; checks against prefixes are
+ * ssa_space_init's. */
 int ssa_desc_parse(const char *s, size_t len, struct ssa_desc *d, char *err, size_t errlen);
 
 /* Writes the canonical descriptor text (required fields and those not at their default).
@@ -99,8 +112,8 @@ int ssa_space_init(struct ssa_space *sp, const struct ssa_desc *d, const struct 
                    unsigned n, char *err, size_t errlen);
 
 /* Computes the destination address for a request (SPEC.md section 6). Returns 0, -EINVAL
- * (index >= fanout, missing object or secret), or -EAGAIN when no nonce of the field's
- * width satisfies the proof of work. */
+ * (index >= fanout, missing object or secret), -EAGAIN when no nonce of the field's width
+ * satisfies the proof of work, or -ETIMEDOUT when r->pow_stop ended the search. */
 int ssa_compute(const struct ssa_space *sp, const struct ssa_req *r, uint8_t out[static 16]);
 
 /* As ssa_compute, but in the given slice g (< nslices) whatever the select rule says: the

@@ -59,7 +59,8 @@ static const char load_help[] =
     "  --secret-file F    hop services' secret, 32 hex digits (or $PEAK_SECRET_FILE)\n"
     "  --list             print each client's source and destinations, and exit: no load\n"
     "Exit status: 0 the run completed (failed requests are counted, not fatal), 1 the\n"
-    "target could not be resolved or the run could not start, 2 usage.\n";
+    "target could not be resolved or the run could not start, 2 usage or bad input (a\n"
+    "malformed address list, a bad --server).\n";
 
 struct load_args {
 	struct load_opts o;
@@ -264,8 +265,8 @@ static bool target_addr(const char *s, struct sockaddr_in6 *dst)
 	return true;
 }
 
-/* Splits a comma-separated list of address targets; returns how many, 0 if TARGET is not
- * such a list (a name), or -1 after telling why on stderr. */
+/* Splits a comma-separated list of address targets; returns how many, or 0 if TARGET is
+ * not such a list (a name). A malformed list is a usage error (exits 2). */
 static int targets_parse(const char *target, struct sockaddr_in6 *dst)
 {
 	char item[128];
@@ -273,42 +274,38 @@ static int targets_parse(const char *target, struct sockaddr_in6 *dst)
 	for (const char *p = target;; n++) {
 		const char *comma = strchr(p, ',');
 		size_t len = comma ? (size_t)(comma - p) : strlen(p);
-		if (len >= sizeof(item) || n == MAX_ADDR_TARGETS) {
-			fprintf(stderr, "peak load: %s: too long a list or item\n", target);
-			return -1;
-		}
+		if (len >= sizeof(item) || n == MAX_ADDR_TARGETS)
+			cli_usage_error("load", "%s: too long a list or item", target);
 		memcpy(item, p, len);
 		item[len] = '\0';
 		if (!target_addr(item, &dst[n])) {
 			if (!n && !comma)
 				return 0; /* a name */
-			fprintf(stderr, "peak load: '%s' is not [IPV6]:PORT or IPV4:PORT\n", item);
-			return -1;
+			cli_usage_error("load", "'%s' is not [IPV6]:PORT or IPV4:PORT", item);
 		}
-		if (!dst[n].sin6_port) {
-			fprintf(stderr, "peak load: %s: the port is 0\n", item);
-			return -1;
-		}
+		if (!dst[n].sin6_port)
+			cli_usage_error("load", "%s: the port is 0", item);
 		if (!comma)
 			return n + 1;
 		p = comma + 1;
 	}
 }
 
-/* Fills one load_client per emulated client; 0, or 1 after telling why on stderr. */
+/* Fills one load_client per emulated client; 0, or 1 after telling why on stderr (a bad
+ * --server exits 2, as usage). */
 static int clients_make(struct load_args *a, struct load_client *cl)
 {
 	static struct sockaddr_in6 dst[MAX_ADDR_TARGETS];
 	int ndst = targets_parse(a->target, dst);
-	if (ndst < 0)
-		return 1;
 	bool literal = ndst > 0;
 	int err = 0;
 	struct peak_resolver *r = NULL;
 	if (!literal && !(r = peak_resolver_new(&a->ro, &err))) {
+		if (err == PEAK_E_CONFIG && a->nserver)
+			cli_usage_error("load", "--server: not ADDR, IPV4:PORT or [IPV6]:PORT");
 		fprintf(stderr, "peak load: %s\n",
-		        a->nserver ? "--server: not ADDR, IPV4:PORT or [IPV6]:PORT"
-		                   : "no name server in /etc/resolv.conf: use --server");
+		        err == PEAK_E_CONFIG ? "no name server in /etc/resolv.conf: use --server"
+		                             : peak_strerror(err));
 		return 1;
 	}
 	for (unsigned k = 0; k < a->o.nclients; k++) {

@@ -27,13 +27,15 @@ static const char resolve_help[] =
     "                     IPv6 with a port in brackets: [::1]:5353\n"
     "  --port P           the service port, printed with --all (default 0)\n"
     "  --secret-file F    hop services' secret, 32 hex digits (or $PEAK_SECRET_FILE)\n"
-    "  --timeout MS       per DNS attempt (default 1000)\n"
+    "  --timeout MS       per DNS attempt, and for the proof of work in all (default\n"
+    "                     1000)\n"
     "  --attempts N       UDP attempts per server (default 2)\n"
     "  --udp-size N       EDNS buffer size; below 512: no EDNS (default 1232)\n"
     "  --replicas N       select=obj: further replicas offered (default 2)\n"
     "  --no-tcp           do not retry truncated answers over TCP\n"
     "  --source ADDR      compute for this source and send from it (one of this host's)\n"
-    "Exit status: 0 resolved, 1 resolution failed (the step and reason on stderr), 2 usage.\n";
+    "Exit status: 0 resolved, 1 resolution failed (the step and reason on stderr; also no\n"
+    "name server configured), 2 usage or bad input.\n";
 
 static const char connect_help[] =
     "usage: peak connect NAME PORT [--object KEY] [--server ADDR[:PORT] ...] [--timeout MS]\n"
@@ -44,7 +46,8 @@ static const char connect_help[] =
     "from its candidate's source address, then relays standard input to the connection and\n"
     "the connection to standard output, like netcat. --verbose tells on stderr where it\n"
     "connected. --timeout bounds the connect (default 5000 ms).\n"
-    "Exit status: 0 the connection ended, 1 resolution or connection failed, 2 usage.\n";
+    "Exit status: 0 the connection ended, 1 resolution or connection failed, 2 usage or\n"
+    "bad input.\n";
 
 struct client_args {
 	struct peak_resolver_opts ro;
@@ -142,14 +145,18 @@ static void parse(const char *cmd, int argc, char **argv, struct client_args *a,
 	a->ro.secret = cli_secret_option(cmd, a->secret_file, a->secret);
 }
 
+/* The resolver, or NULL after telling why: a bad --server is a usage error (exit 2); no
+ * name server in /etc/resolv.conf, or no memory, a run-time failure (exit 1). */
 static struct peak_resolver *resolver(const char *cmd, struct client_args *a)
 {
 	int err;
 	struct peak_resolver *r = peak_resolver_new(&a->ro, &err);
+	if (!r && err == PEAK_E_CONFIG && a->nserver)
+		cli_usage_error(cmd, "--server: not ADDR, IPV4:PORT or [IPV6]:PORT");
 	if (!r)
-		cli_usage_error(cmd, "%s",
-		                a->nserver ? "--server: not ADDR, IPV4:PORT or [IPV6]:PORT"
-		                           : "no name server in /etc/resolv.conf: use --server");
+		fprintf(stderr, "peak %s: %s\n", cmd,
+		        err == PEAK_E_CONFIG ? "no name server in /etc/resolv.conf: use --server"
+		                             : peak_strerror(err));
 	return r;
 }
 
@@ -195,6 +202,8 @@ int cmd_resolve(int argc, char **argv)
 	struct peak_result res;
 	parse("resolve", argc, argv, &a, false);
 	struct peak_resolver *r = resolver("resolve", &a);
+	if (!r)
+		return EXIT_NO;
 	int e = peak_resolve(r, a.name, a.object, (uint16_t)(a.port > 0 ? a.port : 0), &res);
 	if (e)
 		return fail("resolve", r, e);
@@ -250,6 +259,8 @@ int cmd_connect(int argc, char **argv)
 	struct peak_candidate used;
 	parse("connect", argc, argv, &a, true);
 	struct peak_resolver *r = resolver("connect", &a);
+	if (!r)
+		return EXIT_NO;
 	int fd = peak_connect(r, a.name, a.object, (uint16_t)a.port, 0, &used);
 	if (fd < 0)
 		return fail("connect", r, fd);

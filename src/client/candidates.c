@@ -2,7 +2,28 @@
 #include <string.h>
 
 #include "client.h"
+#include "peak/cur.h"
 #include "peak/siphash.h"
+
+/* Items in APL rdata (RFC 3123 4: 4-byte header, then AFDLENGTH bytes), or -1 if it does
+ * not parse; at most APL_MAX_ITEMS. Counts what apl_parse would refuse as too many. */
+static int apl_count(const uint8_t *rd, size_t len)
+{
+	struct cur c = cur_make(rd, len);
+	int n = 0;
+	while (c.left && n < APL_MAX_ITEMS) {
+		cur_skip(&c, 3);
+		cur_skip(&c, cur_u8(&c) & 0x7f);
+		n++;
+	}
+	return c.err || c.left ? -1 : n;
+}
+
+static int bad(struct answer *a, int err, const char *why)
+{
+	a->why = why;
+	return err;
+}
 
 int answer_parse(const uint8_t *msg, size_t len, uint16_t id, const struct dns_name *qname,
                  uint16_t qtype, struct answer *a, struct apl_item *apl, int *napl, char *txt,
@@ -11,7 +32,7 @@ int answer_parse(const uint8_t *msg, size_t len, uint16_t id, const struct dns_n
 	struct dns_reader r;
 	struct dns_question q;
 	struct dns_rr rr;
-	bool have_txt = false;
+	bool have_txt = false, too_many = false;
 	int e;
 
 	memset(a, 0, sizeof(*a));
@@ -21,17 +42,19 @@ int answer_parse(const uint8_t *msg, size_t len, uint16_t id, const struct dns_n
 		*naaaa = 0;
 	if (txt && txtcap)
 		txt[0] = '\0';
-	if (dns_reader_init(&r, msg, len) || r.hdr.id != id || !(r.hdr.flags & DNS_F_QR) ||
-	    r.hdr.qdcount != 1 || dns_reader_question(&r, &q) || !dns_name_eq(&q.name, qname) ||
-	    q.type != qtype)
-		return PEAK_E_BADREPLY;
+	if (dns_reader_init(&r, msg, len))
+		return bad(a, PEAK_E_BADREPLY, "shorter than a DNS header");
+	if (r.hdr.id != id || !(r.hdr.flags & DNS_F_QR) || r.hdr.qdcount != 1 ||
+	    dns_reader_question(&r, &q) || !dns_name_eq(&q.name, qname) || q.type != qtype)
+		return bad(a, PEAK_E_BADREPLY, "not a reply to the question asked");
 	a->rcode = r.hdr.flags & 0xf;
 	a->ttl = UINT32_MAX;
 	while ((e = dns_reader_rr(&r, &rr)) == 0) {
 		if (rr.section == DNS_S_AUTHORITY && rr.type == DNS_T_SOA && !a->nrr) {
 			struct dns_soa soa;
 			if (dns_rdata_soa(msg, len, &rr, &soa))
-				return PEAK_E_BADREPLY;
+				return bad(a, PEAK_E_BADREPLY,
+				           "malformed SOA record in the authority section");
 			uint32_t neg = soa.minimum < rr.ttl ? soa.minimum : rr.ttl; /* RFC 2308 */
 			if (neg < a->ttl)
 				a->ttl = neg;
@@ -42,27 +65,40 @@ int answer_parse(const uint8_t *msg, size_t len, uint16_t id, const struct dns_n
 		if (rr.ttl < a->ttl || !a->nrr)
 			a->ttl = rr.ttl;
 		a->nrr++;
-		if (qtype == DNS_T_APL && apl && napl) {
-			int k = apl_parse(rr.rdata, rr.rdlen, apl + *napl,
-			                  (size_t)(CLIENT_MAX_APL - *napl));
-			if (k == -E2BIG)
-				return PEAK_E_APL;
+		if (qtype == DNS_T_APL) {
+			int k = apl_count(rr.rdata, rr.rdlen);
 			if (k < 0)
-				return PEAK_E_BADREPLY;
+				return bad(a, PEAK_E_BADREPLY, "malformed record");
+			a->apl_items += (unsigned)k;
+			if (a->apl_items > CLIENT_MAX_APL)
+				too_many = true; /* count on, to say how many */
+			if (!apl || !napl || too_many)
+				continue;
+			k = apl_parse(rr.rdata, rr.rdlen, apl + *napl,
+			              (size_t)(CLIENT_MAX_APL - *napl));
+			if (k < 0)
+				return bad(a, PEAK_E_BADREPLY, "malformed record");
 			*napl += k;
 		} else if (qtype == DNS_T_TXT && txt && !have_txt) {
-			if (dns_rdata_txt(&rr, txt, txtcap, NULL) < 0)
-				return PEAK_E_BADREPLY;
+			int ns = dns_rdata_txt(&rr, txt, txtcap, NULL);
+			if (ns < 0)
+				return bad(a, PEAK_E_BADREPLY, "malformed record");
+			/* the joined strings: rdata less one length byte per string */
+			a->txt_len = rr.rdlen - (size_t)ns;
+			if (a->txt_len >= txtcap)
+				return bad(a, PEAK_E_DESC, "the descriptor is too long");
 			have_txt = true;
 		} else if (qtype == DNS_T_AAAA && aaaa && naaaa) {
 			if (rr.rdlen != 16)
-				return PEAK_E_BADREPLY;
+				return bad(a, PEAK_E_BADREPLY, "an AAAA record not of 16 bytes");
 			if (*naaaa < PEAK_MAX_CANDIDATES)
 				memcpy(aaaa[(*naaaa)++], rr.rdata, 16);
 		}
 	}
 	if (e != -ENOENT)
-		return PEAK_E_BADREPLY;
+		return bad(a, PEAK_E_BADREPLY, "a record runs past the end of the message");
+	if (too_many)
+		return bad(a, PEAK_E_APL, "more APL items than a service has prefixes");
 	if (a->ttl == UINT32_MAX)
 		a->ttl = 30; /* a negative answer without SOA: cache briefly */
 	return 0;
@@ -134,6 +170,8 @@ static int compute(const struct cand_req *q, struct ssa_req *r, uint8_t a[16])
 	int e = ssa_compute(q->sp, r, a);
 	if (e == -EAGAIN)
 		return PEAK_E_POW;
+	if (e == -ETIMEDOUT)
+		return PEAK_E_POW_TIME;
 	if (e)
 		return e == -EINVAL ? PEAK_E_DESC : e;
 	if (pc) {
@@ -191,6 +229,8 @@ int candidates_compute(const struct cand_req *q, struct peak_result *out)
 	    .object_len = q->object ? strlen(q->object) : 0,
 	    .time = q->now,
 	    .secret = q->secret,
+	    .pow_stop = q->stop,
+	    .pow_arg = q->stop_arg,
 	};
 	unsigned rounds = d->select == SSA_OBJ                           ? 1 + q->replicas
 	                  : d->select == SSA_RAND || d->host == SSA_RAND ? 3
@@ -207,7 +247,7 @@ int candidates_compute(const struct cand_req *q, struct peak_result *out)
 			                     : d->select == SSA_OBJ ? PEAK_ORIGIN_REPLICA
 			                                            : PEAK_ORIGIN_RANDOM;
 			if ((e = add(q, out, &r, o)))
-				return e;
+				return e == PEAK_E_POW_TIME && out->n ? 0 : e;
 		}
 	}
 	return 0;

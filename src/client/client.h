@@ -12,16 +12,21 @@ enum { CLIENT_MAX_APL = SSA_MAX_PREFIXES };
 
 /* What a DNS answer said about one name and type. */
 struct answer {
-	int rcode;    /* DNS rcode */
-	uint32_t ttl; /* of the records, or the negative TTL */
-	unsigned nrr; /* matching records in the answer section */
+	int rcode;          /* DNS rcode */
+	uint32_t ttl;       /* of the records, or the negative TTL */
+	unsigned nrr;       /* matching records in the answer section */
+	unsigned apl_items; /* APL items in those records, all counted */
+	size_t txt_len;     /* the first TXT record's strings joined, all counted */
+	const char *why;    /* after an error: which check failed (a static string) */
 };
 
 /* Checks a reply against the query (id, QR, the question) and reads the answer section's
- * records of the asked name and type: APL items into apl (at most CLIENT_MAX_APL), TXT
- * strings joined into txt (first record), AAAA addresses into aaaa (at most
- * PEAK_MAX_CANDIDATES). Any of the outputs may be NULL. Returns 0 or PEAK_E_BADREPLY /
- * PEAK_E_APL (more APL items than a service may have). */
+ * records of the asked name and type: APL items into apl (at most CLIENT_MAX_APL in all),
+ * TXT strings joined into txt (first record; txtcap - 1 characters at most), AAAA addresses
+ * into aaaa (the first PEAK_MAX_CANDIDATES; more are ignored). Any of the outputs may be
+ * NULL. Returns 0, or with a->why set: PEAK_E_BADREPLY (the reply does not parse or does
+ * not match), PEAK_E_APL (more than CLIENT_MAX_APL APL items; a->apl_items says how many)
+ * or PEAK_E_DESC (the TXT record is longer than txtcap - 1; a->txt_len says how long). */
 int answer_parse(const uint8_t *msg, size_t len, uint16_t id, const struct dns_name *qname,
                  uint16_t qtype, struct answer *a, struct apl_item *apl, int *napl, char *txt,
                  size_t txtcap, uint8_t (*aaaa)[16], unsigned *naaaa);
@@ -53,12 +58,17 @@ struct cand_req {
 	uint16_t port;
 	uint64_t rnd;          /* seed for rand rules */
 	struct pow_cache *pow; /* or NULL */
+	/* Bounds the proof of work (ssa_req.pow_stop): true once the caller's deadline is
+	 * past. NULL: no bound. */
+	bool (*stop)(void *stop_arg);
+	void *stop_arg;
 };
 
 /* Computes the ordered candidates (SPEC.md 6): the rule's address first, then the other
  * fanout indexes, then further replicas (obj) or further draws (rand). Proof of work is
- * done here, once per address while q->pow remembers it. Returns 0 or PEAK_E_SECRET,
- * PEAK_E_OBJECT, PEAK_E_POW. */
+ * done here, once per address while q->pow remembers it. When q->stop ends a search, the
+ * candidates found before it are kept: returns 0 if there is at least one, else
+ * PEAK_E_POW_TIME. Returns 0 or PEAK_E_SECRET, PEAK_E_OBJECT, PEAK_E_POW, PEAK_E_POW_TIME. */
 int candidates_compute(const struct cand_req *q, struct peak_result *out);
 
 /* Candidates from AAAA records, in the order given, with no source. */

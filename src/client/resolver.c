@@ -286,14 +286,17 @@ static int tcp_exchange(struct peak_resolver *r, struct pending *p)
 		ssize_t k = have < 2 ? recv(fd, hdr + have, 2 - have, 0)
 		                     : recv(fd, p->resp + have - 2, 2 + want - have, 0);
 		if (k <= 0) {
-			ret = PEAK_E_BADREPLY;
+			ret = set_detail(r, PEAK_E_BADREPLY,
+			                 "TCP: the connection ended before the whole answer", "");
 			goto out;
 		}
 		have += (size_t)k;
 		if (have == 2) {
+			/* the 2-byte length allows up to 65535 bytes: all of them fit p->resp */
 			want = (size_t)hdr[0] << 8 | hdr[1];
 			if (want < DNS_HDR_LEN) {
-				ret = PEAK_E_BADREPLY;
+				ret = set_detail(r, PEAK_E_BADREPLY,
+				                 "TCP: an answer shorter than a DNS header", "");
 				goto out;
 			}
 		}
@@ -427,6 +430,22 @@ static int ask(struct peak_resolver *r, struct question *q, unsigned n)
 	return 0;
 }
 
+/* The error of answer_parse, with which check or limit failed in r->detail. */
+static int answer_error(struct peak_resolver *r, int e, const struct answer *a, const char *what)
+{
+	if (e == PEAK_E_APL && a->apl_items > CLIENT_MAX_APL)
+		snprintf(r->detail, sizeof(r->detail),
+		         "%u items, more than the %d prefixes a service may have", a->apl_items,
+		         CLIENT_MAX_APL);
+	else if (e == PEAK_E_DESC && a->txt_len)
+		snprintf(r->detail, sizeof(r->detail),
+		         "%zu characters, more than the %d a descriptor may have", a->txt_len,
+		         PEAK_DESC_MAX - 1);
+	else
+		snprintf(r->detail, sizeof(r->detail), "%s answer: %s", what, a->why ? a->why : "");
+	return e;
+}
+
 static int rcode_error(int rcode)
 {
 	return rcode == DNS_R_NXDOMAIN ? PEAK_E_NXDOMAIN : PEAK_E_SERVFAIL;
@@ -455,6 +474,12 @@ static int source_toward(struct peak_resolver *r, const struct prefix *p, uint8_
 	return ret;
 }
 
+/* cand_req.stop: the proof of work's deadline (ms, CLOCK_MONOTONIC) is past. */
+static bool pow_deadline_past(void *arg)
+{
+	return now_ms() >= *(const uint64_t *)arg;
+}
+
 int peak_resolve(struct peak_resolver *r, const char *name, const char *object, uint16_t port,
                  struct peak_result *out)
 {
@@ -478,12 +503,12 @@ int peak_resolve(struct peak_resolver *r, const char *name, const char *object, 
 			return e;
 		if ((e = answer_parse(q[0].msg, q[0].len, q[0].id, &n, DNS_T_APL, &aa, items, &napl,
 		                      NULL, 0, NULL, NULL)))
-			return e;
+			return answer_error(r, e, &aa, "APL");
 		if (aa.rcode)
 			return rcode_error(aa.rcode);
 		if ((e = answer_parse(q[1].msg, q[1].len, q[1].id, &ssa, DNS_T_TXT, &at, NULL, NULL,
 		                      out->descriptor, sizeof(out->descriptor), NULL, NULL)))
-			return e;
+			return answer_error(r, e, &at, "TXT");
 		if (at.rcode && at.rcode != DNS_R_NXDOMAIN)
 			return rcode_error(at.rcode);
 		if (aa.nrr && at.nrr) {
@@ -517,16 +542,29 @@ int peak_resolve(struct peak_resolver *r, const char *name, const char *object, 
 			};
 			if (getrandom(&cq.rnd, sizeof(cq.rnd), 0) != sizeof(cq.rnd))
 				cq.rnd = now_ms();
-			return candidates_compute(&cq, out);
+			uint64_t t0 = now_ms(), deadline = t0 + r->timeout_ms;
+			cq.stop = pow_deadline_past;
+			cq.stop_arg = &deadline;
+			e = candidates_compute(&cq, out);
+			if (e == PEAK_E_POW_TIME) {
+				snprintf(
+				    r->detail, sizeof(r->detail),
+				    "pow=%u (about 2^%u hashes per address): gave up after %llu "
+				    "ms, the timeout",
+				    sp.d.pow, sp.d.pow, (unsigned long long)(now_ms() - t0));
+			}
+			return e;
 		}
 	}
 	/* No APL or no descriptor: the name's AAAA records. */
 	struct question q = {&n, DNS_T_AAAA};
 	uint8_t aaaa[PEAK_MAX_CANDIDATES][16];
 	unsigned naaaa = 0;
-	if ((e = ask(r, &q, 1)) || (e = answer_parse(q.msg, q.len, q.id, &n, DNS_T_AAAA, &aa, NULL,
-	                                             NULL, NULL, 0, aaaa, &naaaa)))
+	if ((e = ask(r, &q, 1)))
 		return e;
+	if ((e = answer_parse(q.msg, q.len, q.id, &n, DNS_T_AAAA, &aa, NULL, NULL, NULL, 0, aaaa,
+	                      &naaaa)))
+		return answer_error(r, e, &aa, "AAAA");
 	if (aa.rcode)
 		return rcode_error(aa.rcode);
 	if (!naaaa)
@@ -671,6 +709,8 @@ const char *peak_strerror(int err)
 		return "no source address toward the service (no route)";
 	case PEAK_E_POW:
 		return "SSA: no nonce meets the proof of work";
+	case PEAK_E_POW_TIME:
+		return "SSA: the proof of work did not finish in time";
 	case PEAK_E_CONNECT:
 		return "connect: every attempt failed or timed out";
 	default:

@@ -69,6 +69,7 @@ static const char *scalar(const yaml_node_t *n)
 enum cfg_type {
 	T_U32,      /* decimal, in [min, max] */
 	T_STR,      /* string of at most size-1 bytes */
+	T_ID,       /* T_STR that other parts put in line protocols, names and labels */
 	T_NAME,     /* DNS name */
 	T_ADDR6,    /* IPv6 address */
 	T_DESC,     /* a descriptor field, checked by ssa_desc_set */
@@ -127,6 +128,24 @@ static bool parse_u32(const char *s, uint32_t *v)
 	return true;
 }
 
+/* What makes s unfit for an id (endpoint ids, node names: words of the line protocols
+ * between the daemons, metric labels, file names): NULL if nothing. *at gets the byte. */
+static const char *id_flaw(const char *s, size_t *at)
+{
+	for (*at = 0; s[*at]; (*at)++) {
+		unsigned char ch = (unsigned char)s[*at];
+		if (ch == ' ')
+			return "a space";
+		if (ch == '"' || ch == '\'')
+			return "a quote";
+		if (ch == '\\')
+			return "a backslash";
+		if (ch < 0x20 || ch == 0x7f)
+			return "a control character";
+	}
+	return NULL;
+}
+
 static int set_value(struct ctx *x, const struct key *k, yaml_node_t *v, void *obj)
 {
 	char *field = (char *)obj + k->off;
@@ -147,11 +166,20 @@ static int set_value(struct ctx *x, const struct key *k, yaml_node_t *v, void *o
 		return 0;
 	}
 	case T_STR:
+	case T_ID: {
+		size_t at;
+		const char *flaw;
 		if (!*s || strlen(s) >= k->size)
 			return cfail(x, v, "'%s' must be 1 to %zu characters", k->name,
 			             k->size - 1);
+		if (k->type == T_ID && (flaw = id_flaw(s, &at)))
+			return cfail(x, v,
+			             "'%s': byte %zu is %s; ids may not hold spaces, quotes, "
+			             "backslashes or control characters",
+			             k->name, at + 1, flaw);
 		memcpy(field, s, strlen(s) + 1);
 		return 0;
+	}
 	case T_NAME:
 		if (dns_name_parse(s, (struct dns_name *)field))
 			return cfail(x, v, "'%s' is not a valid domain name: '%s'", k->name, s);
@@ -266,6 +294,8 @@ static int zone_ns(struct ctx *x, yaml_node_t *v, void *obj)
 	struct peak_config *c = obj;
 	if (v->type != YAML_SEQUENCE_NODE)
 		return cfail(x, v, "'ns' must be a list of {name, address}");
+	if (v->data.sequence.items.top == v->data.sequence.items.start)
+		return cfail(x, v, "'ns' is empty: the zone needs at least one name server (NS)");
 	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
 	     it++) {
 		yaml_node_t *n = yaml_document_get_node(x->doc, *it);
@@ -291,11 +321,11 @@ static const struct key zone_keys[] = {
 /* ---- services ---- */
 
 static const struct key ep_keys[] = {
-    {"id", T_STR, OFF(struct cfg_endpoint, id), .size = CFG_ID_MAX, .required = true},
+    {"id", T_ID, OFF(struct cfg_endpoint, id), .size = CFG_ID_MAX, .required = true},
     {"address", T_ADDR6, OFF(struct cfg_endpoint, addr), .required = true},
     {"weight", T_U32, OFF(struct cfg_endpoint, weight), .min = 0, .max = 1000000, .def = 1},
-    {"node", T_STR, OFF(struct cfg_endpoint, node), .size = CFG_ID_MAX},
-    {"netns", T_STR, OFF(struct cfg_endpoint, netns), .size = CFG_ID_MAX},
+    {"node", T_ID, OFF(struct cfg_endpoint, node), .size = CFG_ID_MAX},
+    {"netns", T_ID, OFF(struct cfg_endpoint, netns), .size = CFG_ID_MAX},
     {0},
 };
 
@@ -394,6 +424,19 @@ static int parse_service(struct ctx *x, yaml_node_t *n, struct peak_config *c)
 		return cfail(x, n,
 		             "service: hop rules need 'secret-file' (the secret is never "
 		             "written in the config)");
+	/* what the controller and the agents would refuse later (assign_init), said here */
+	if (s->space.nslices > ASSIGN_MAX_SLICES)
+		return cfail(x, n,
+		             "service: %llu slices (%u prefixes of 2^%u), more than the 2^24 a "
+		             "service may have: use a shorter slice",
+		             (unsigned long long)s->space.nslices, s->space.n, s->space.s);
+	bool weighted = false;
+	for (unsigned e = 0; e < s->nep; e++)
+		weighted |= s->ep[e].weight > 0;
+	if (s->nep && !weighted)
+		return cfail(x, n,
+		             "service: every endpoint has weight 0: no endpoint would get a "
+		             "slice");
 	return 0;
 }
 
@@ -410,9 +453,9 @@ static int top_services(struct ctx *x, yaml_node_t *v, void *obj)
 }
 
 static const struct key node_keys[] = {
-    {"name", T_STR, OFF(struct cfg_node, name), .size = CFG_ID_MAX, .required = true},
+    {"name", T_ID, OFF(struct cfg_node, name), .size = CFG_ID_MAX, .required = true},
     {"address", T_ADDR6, OFF(struct cfg_node, addr), .flag_off = OFF(struct cfg_node, has_addr)},
-    {"filter-dev", T_STR, OFF(struct cfg_node, filter_dev), .size = CFG_ID_MAX},
+    {"filter-dev", T_ID, OFF(struct cfg_node, filter_dev), .size = CFG_ID_MAX},
     {0},
 };
 

@@ -33,9 +33,15 @@ static const struct {
 	const char *name;
 	uint32_t min, max;
 } fields[] = {
-    [F_V] = {"v", 0, 0},          [F_SLICE] = {"slice", 0, 128},     [F_SELECT] = {"select", 0, 3},
-    [F_HOST] = {"host", 0, 3},    [F_FANOUT] = {"fanout", 1, 255},   [F_POW] = {"pow", 0, 64},
-    [F_NONCE] = {"nonce", 1, 64}, [F_PERIOD] = {"period", 1, 86400}, [F_SKEW] = {"skew", 0, 4},
+    [F_V] = {"v", 0, 0},
+    [F_SLICE] = {"slice", 0, 128},
+    [F_SELECT] = {"select", 0, 3},
+    [F_HOST] = {"host", 0, 3},
+    [F_FANOUT] = {"fanout", 1, 255},
+    [F_POW] = {"pow", 0, SSA_MAX_POW_BITS},
+    [F_NONCE] = {"nonce", 1, 64},
+    [F_PERIOD] = {"period", 1, 86400},
+    [F_SKEW] = {"skew", 0, 4},
     [F_KEY] = {"key", 0, 0},
 };
 enum { NFIELDS = sizeof(fields) / sizeof(fields[0]) };
@@ -126,6 +132,11 @@ static int set_field(struct ssa_desc *d, int f, const char *vb, const char *ve, 
 		d->has_key = true;
 		return 0;
 	}
+	if (f == F_POW && parse_u32(vb, ve, &v) && v > fields[f].max)
+		return peak_errf(err, errlen,
+		                 "pow=%u is above the limit of %u bits (about 2^%u hashes per "
+		                 "address for a client)",
+		                 v, fields[f].max, v);
 	if (!parse_u32(vb, ve, &v) || v < fields[f].min || v > fields[f].max)
 		return peak_errf(err, errlen, "bad value '%.*s' for %s (want %u..%u)",
 		                 (int)(ve - vb), vb, fields[f].name, fields[f].min, fields[f].max);
@@ -441,6 +452,9 @@ int ssa_compute_slice(const struct ssa_space *sp, const struct ssa_req *r, uint6
 			return 0;
 		if (nonce == limit)
 			return -EAGAIN;
+		if (r->pow_stop && (nonce + 1) % SSA_POW_CHECK_NONCES == 0 &&
+		    r->pow_stop(r->pow_arg))
+			return -ETIMEDOUT;
 	}
 }
 

@@ -46,6 +46,7 @@ struct slot {
 	unsigned tries;
 	size_t sent, inlen;
 	uint64_t down_since; /* 0: not in a gap */
+	bool queued;         /* on the worker's ready list: at most once */
 	uint64_t q[QUEUE_CAP];
 	unsigned qhead, qlen;
 	uint8_t in[IN_BUF];
@@ -61,7 +62,9 @@ struct worker {
 	double rate;
 	size_t req_len;
 	bool stopping;
-	struct slot **ready, **ready_next; /* slots whose next request waits to start */
+	/* slots whose next request waits to start; each slot at most once (slot.queued), so
+	 * nslots entries each */
+	struct slot **ready, **ready_next;
 	unsigned nready;
 	unsigned nbackoff; /* slots waiting to retry */
 	struct load_result r;
@@ -119,13 +122,17 @@ static void attempt(struct slot *s, uint64_t now);
 static void request_start(struct slot *s, uint64_t start, uint64_t now);
 
 /* The slot's request is over (ok or failed): its next one starts from the event loop,
- * not from here, so a connect that fails at once cannot recurse. */
+ * not from here, so a connect that fails at once cannot recurse. A slot already on the
+ * ready list stays there once: its next request is started (closed loop) or taken from its
+ * queue (open loop) by that one entry. */
 static void request_next(struct slot *s)
 {
 	struct worker *w = s->w;
 	atomic_store_explicit(&w->done, w->r.ok + w->r.failed, memory_order_relaxed);
-	if (!w->stopping)
+	if (!w->stopping && !s->queued) {
+		s->queued = true;
 		w->ready[w->nready++] = s;
+	}
 }
 
 /* Starts the next request of every slot that became ready before this call. */
@@ -138,6 +145,7 @@ static void run_ready(struct worker *w, uint64_t now)
 	w->nready = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct slot *s = list[i];
+		s->queued = false; /* before the start: a failure at once lists it again */
 		if (w->o->concurrency) {
 			w->r.sent++;
 			request_start(s, now, now);
@@ -384,7 +392,9 @@ static uint64_t run_backoffs(struct worker *w, uint64_t now)
 	return next;
 }
 
-/* Open loop: starts or queues every request due by now; returns when the next is due. */
+/* Open loop: starts or queues every request due by now; returns when the next is due. A
+ * slot on the ready list is not idle for this: its request joins the queue, which the ready
+ * list drains, so a connect that fails at once does not list the slot again and again. */
 static uint64_t issue_due(struct worker *w, uint64_t now)
 {
 	for (;;) {
@@ -394,7 +404,7 @@ static uint64_t issue_due(struct worker *w, uint64_t now)
 		struct slot *s = w->slots[w->issued % w->nslots];
 		w->issued++;
 		w->r.sent++;
-		if (s->st == S_IDLE && !s->qlen) {
+		if (s->st == S_IDLE && !s->qlen && !s->queued) {
 			request_start(s, due, now);
 		} else if (s->qlen == QUEUE_CAP) {
 			w->r.err[LOAD_E_OVERLOAD]++;
@@ -411,8 +421,10 @@ static void *worker_main(void *arg)
 	struct epoll_event ev[EVENTS];
 	uint64_t now = now_ns(), next_tick = now + TICK_NS;
 	if (w->o->concurrency)
-		for (unsigned i = 0; i < w->nslots; i++)
+		for (unsigned i = 0; i < w->nslots; i++) {
+			w->slots[i]->queued = true;
 			w->ready[w->nready++] = w->slots[i];
+		}
 	for (;;) {
 		run_ready(w, now);
 		now = now_ns();

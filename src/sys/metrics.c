@@ -38,6 +38,54 @@ void mbuf_printf(struct mbuf *b, const char *fmt, ...)
 	}
 }
 
+/* The escape of one byte of a label value, or NULL if it stands for itself. */
+static const char *label_escape(char c)
+{
+	return c == '\\' ? "\\\\" : c == '"' ? "\\\"" : c == '\n' ? "\\n" : NULL;
+}
+
+const char *metrics_label(char *out, size_t cap, const char *v)
+{
+	size_t o = 0;
+	for (; *v; v++) {
+		const char *e = label_escape(*v);
+		size_t k = e ? 2 : 1;
+		if (k > cap - 1 - o)
+			break;
+		if (e)
+			memcpy(out + o, e, 2);
+		else
+			out[o] = *v;
+		o += k;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+void mbuf_label(struct mbuf *b, const char *v)
+{
+	size_t len = b->len, n = 2;
+	for (const char *p = v; *p; p++)
+		n += label_escape(*p) ? 2 : 1;
+	mbuf_printf(b, "%s", ""); /* allocates a first buffer if there is none */
+	while (b->p && b->cap - b->len <= n) {
+		size_t nc = 2 * b->cap;
+		char *np = realloc(b->p, nc);
+		if (!np)
+			return;
+		b->p = np;
+		b->cap = nc;
+	}
+	if (!b->p)
+		return;
+	b->p[len++] = '"';
+	metrics_label(b->p + len, b->cap - len, v);
+	len += n - 2;
+	b->p[len++] = '"';
+	b->p[len] = '\0';
+	b->len = len;
+}
+
 static enum MHD_Result handler(void *cls, struct MHD_Connection *conn, const char *url,
                                const char *method, const char *version, const char *upload,
                                size_t *upload_len, void **ptr)

@@ -63,13 +63,6 @@ static struct mnl_socket *nl_open(void)
 	return nl;
 }
 
-struct dump_ctx {
-	unsigned table;
-	struct rt6 *v;
-	size_t n, cap;
-	int err;
-};
-
 static int dump_attr(const struct nlattr *a, void *data)
 {
 	const struct nlattr **tb = data;
@@ -81,9 +74,16 @@ static int dump_attr(const struct nlattr *a, void *data)
 
 static int dump_cb(const struct nlmsghdr *nlh, void *data)
 {
-	struct dump_ctx *d = data;
-	const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
+	struct rt6_dump_ctx *d = data;
 	const struct nlattr *tb[RTA_MAX + 1] = {0};
+	if (nlh->nlmsg_flags & NLM_F_DUMP_INTR) {
+		/* (libmnl 1.0.4 checks this before the callback; older ones do not) */
+		d->err = -EINTR;
+		return MNL_CB_ERROR;
+	}
+	if (nlh->nlmsg_type != RTM_NEWROUTE || nlh->nlmsg_len < NLMSG_LENGTH(sizeof(struct rtmsg)))
+		return MNL_CB_OK;
+	const struct rtmsg *rtm = mnl_nlmsg_get_payload(nlh);
 	if (rtm->rtm_family != AF_INET6 || rtm->rtm_protocol != RTPROT_PEAK)
 		return MNL_CB_OK;
 	mnl_attr_parse(nlh, sizeof(*rtm), dump_attr, tb);
@@ -112,20 +112,49 @@ static int dump_cb(const struct nlmsghdr *nlh, void *data)
 	return MNL_CB_OK;
 }
 
-int rt6_dump(unsigned table, struct rt6 **out, size_t *n)
+int rt6_dump_feed(struct rt6_dump_ctx *d, const void *buf, size_t len, uint32_t seq,
+                  uint32_t portid)
 {
+	errno = 0;
+	int r = mnl_cb_run(buf, len, seq, portid, dump_cb, d);
+	if (r == MNL_CB_STOP)
+		return 1;
+	if (r >= 0)
+		return 0;
+	if (d->err)
+		return d->err;
+	return errno ? -errno : -EPROTO; /* EINTR: libmnl saw NLM_F_DUMP_INTR */
+}
+
+int nl_dump_retry(int (*dump)(void *arg), void *arg)
+{
+	int r = -EINTR;
+	for (unsigned i = 0; i < NL_DUMP_TRIES && r == -EINTR; i++)
+		r = dump(arg);
+	return r;
+}
+
+struct dump_args {
+	unsigned table;
+	struct rt6 **out;
+	size_t *n;
+};
+
+/* One try of rt6_dump. */
+static int dump_once(void *arg)
+{
+	const struct dump_args *a = arg;
 	char buf[NL_BUF];
-	struct dump_ctx d = {.table = table};
+	struct rt6_dump_ctx d = {.table = a->table};
 	struct mnl_socket *nl = nl_open();
 	int ret = 0;
-	*out = NULL;
-	*n = 0;
 	if (!nl)
 		return -errno;
 	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
 	nlh->nlmsg_type = RTM_GETROUTE;
 	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
 	nlh->nlmsg_seq = (uint32_t)time(NULL);
+	uint32_t seq = nlh->nlmsg_seq;
 	struct rtmsg *rtm = mnl_nlmsg_put_extra_header(nlh, sizeof(*rtm));
 	rtm->rtm_family = AF_INET6;
 	unsigned portid = mnl_socket_get_portid(nl);
@@ -133,29 +162,34 @@ int rt6_dump(unsigned table, struct rt6 **out, size_t *n)
 		ret = -errno;
 		goto out;
 	}
-	for (;;) {
+	while (!ret) {
 		ssize_t k = mnl_socket_recvfrom(nl, buf, sizeof(buf));
 		if (k < 0) {
 			ret = -errno;
 			goto out;
 		}
-		int r = mnl_cb_run(buf, (size_t)k, nlh->nlmsg_seq, portid, dump_cb, &d);
-		if (r == MNL_CB_STOP)
-			break;
-		if (r < 0) {
-			ret = d.err ? d.err : -errno;
-			goto out;
-		}
+		ret = rt6_dump_feed(&d, buf, (size_t)k, seq, portid);
 	}
+	if (ret < 0)
+		goto out;
+	ret = 0;
 	if (d.n > 1) /* (qsort of a NULL array is undefined even for 0 elements) */
 		qsort(d.v, d.n, sizeof(*d.v), rt6_cmp);
-	*out = d.v;
-	*n = d.n;
+	*a->out = d.v;
+	*a->n = d.n;
 	d.v = NULL;
 out:
 	free(d.v);
-	mnl_socket_close(nl);
+	mnl_socket_close(nl); /* with whatever an interrupted dump left unread */
 	return ret;
+}
+
+int rt6_dump(unsigned table, struct rt6 **out, size_t *n)
+{
+	struct dump_args a = {table, out, n};
+	*out = NULL;
+	*n = 0;
+	return nl_dump_retry(dump_once, &a);
 }
 
 /* Puts one route message into the batch's current slot. */

@@ -13,6 +13,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "route.h" /* nl_dump_retry */
+
 enum {
 	NL_BUF = 32768,
 	TCPF_LISTEN_BIT = 1u << 10, /* 1 << TCP_LISTEN */
@@ -24,11 +26,16 @@ struct diag_walk {
 	diag_fn fn;
 	void *data;
 	bool stop; /* fn asked to end the walk */
+	bool intr; /* the kernel flagged the dump interrupted */
 };
 
 static int diag_cb(const struct nlmsghdr *nlh, void *data)
 {
 	struct diag_walk *w = data;
+	if (nlh->nlmsg_flags & NLM_F_DUMP_INTR) {
+		w->intr = true; /* (libmnl 1.0.4 checks this before the callback) */
+		return MNL_CB_ERROR;
+	}
 	if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
 		return MNL_CB_OK;
 	w->stop = w->fn(mnl_nlmsg_get_payload(nlh), w->data) != 0;
@@ -36,7 +43,8 @@ static int diag_cb(const struct nlmsghdr *nlh, void *data)
 }
 
 /* Calls fn for each TCP socket of the current namespace in the given states (a TCPF_*
- * mask), IPv6 then IPv4, until fn returns non-zero. Returns 0 or -errno. */
+ * mask), IPv6 then IPv4, until fn returns non-zero. Returns 0, -EINTR if the kernel flagged
+ * the dump interrupted (fn has seen part of a changing table: start again), or -errno. */
 static int diag_dump(uint32_t states, diag_fn fn, void *data)
 {
 	int ret = 0;
@@ -69,11 +77,12 @@ static int diag_dump(uint32_t states, diag_fn fn, void *data)
 				ret = -errno;
 				break;
 			}
+			errno = 0;
 			int r = mnl_cb_run(buf, (size_t)k, seq, pid, diag_cb, &w);
 			if (r == MNL_CB_STOP)
 				break; /* the dump's end, or fn's (the rest is left unread) */
 			if (r < 0) {
-				ret = -errno;
+				ret = w.intr ? -EINTR : errno ? -errno : -EPROTO;
 				break;
 			}
 		}
@@ -113,6 +122,14 @@ static int sockstat_inuse(const char *path, const char *tag, uint64_t *out)
 	return ret;
 }
 
+/* One try of counting the listeners (nl_dump_retry: from zero each time). */
+static int count_listeners(void *arg)
+{
+	uint64_t *n = arg;
+	*n = 0;
+	return diag_dump(TCPF_LISTEN_BIT, count_one, n);
+}
+
 int tcp_open_count(uint64_t *out)
 {
 	uint64_t v4 = 0, v6 = 0, listeners = 0;
@@ -120,7 +137,7 @@ int tcp_open_count(uint64_t *out)
 	if (!r)
 		r = sockstat_inuse("/proc/thread-self/net/sockstat6", "TCP6:", &v6);
 	if (!r)
-		r = diag_dump(TCPF_LISTEN_BIT, count_one, &listeners);
+		r = nl_dump_retry(count_listeners, &listeners);
 	if (r)
 		return r;
 	*out = v4 + v6 > listeners ? v4 + v6 - listeners : 0;
@@ -141,10 +158,18 @@ static int match_port(const struct inet_diag_msg *m, void *data)
 	return 1;
 }
 
+/* One try of finding the listener (nl_dump_retry). */
+static int find_listener(void *arg)
+{
+	struct want_port *w = arg;
+	w->ino = 0;
+	return diag_dump(TCPF_LISTEN_BIT, match_port, w);
+}
+
 int tcp_listener_inode(uint16_t port, uint64_t *ino)
 {
 	struct want_port w = {htons(port), 0};
-	int r = diag_dump(TCPF_LISTEN_BIT, match_port, &w);
+	int r = nl_dump_retry(find_listener, &w);
 	if (r)
 		return r;
 	if (!w.ino)

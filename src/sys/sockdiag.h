@@ -12,7 +12,7 @@
  * sock_diag dump of the listening table alone). Connecting and closing sockets count,
  * TIME_WAIT ones do not. O(listeners): the kernel's connection table, shared by all
  * namespaces and full of TIME_WAIT under a connection per request, is never walked.
- * Returns 0 or -errno. */
+ * Dumps the kernel flags interrupted are read again (nl_dump_retry). Returns 0 or -errno. */
 int tcp_open_count(uint64_t *out);
 
 /* The inode number of a TCP socket listening on port (IPv6 first, then IPv4) in the

@@ -107,6 +107,107 @@ static void test_answer_parse(void **state)
 	assert_int_equal(
 	    answer_parse(buf, len, 5, &api, DNS_T_APL, &a, items, &n, NULL, 0, NULL, NULL),
 	    PEAK_E_BADREPLY);
+	assert_string_equal(a.why, "malformed record");
+}
+
+/* The limits an answer may reach (README, peak resolve): CLIENT_MAX_APL APL items in all,
+ * a descriptor of txtcap - 1 characters; past them the error says which limit and by how
+ * much, not 'malformed'. */
+static void test_answer_limits(void **state)
+{
+	(void)state;
+	uint8_t buf[4096], rd[1024];
+	struct answer a;
+	struct apl_item items[CLIENT_MAX_APL], it[CLIENT_MAX_APL + 1];
+	struct dns_name api = N("api.svc.example.");
+	int n;
+	for (int i = 0; i <= CLIENT_MAX_APL; i++) {
+		struct prefix p = {.family = PEAK_AFI_IP6,
+		                   .len = 64,
+		                   .addr = {0x20, 0x01, 0x0d, 0xb8, 0, (uint8_t)i}};
+		apl_item_from_prefix(&it[i], &p);
+	}
+	/* exactly the limit: accepted */
+	int rl = apl_write(it, CLIENT_MAX_APL, rd, sizeof(rd));
+	size_t len = reply(buf, 7, "api.svc.example.", DNS_T_APL, 0, rd, (size_t)rl, 300, false);
+	assert_int_equal(
+	    answer_parse(buf, len, 7, &api, DNS_T_APL, &a, items, &n, NULL, 0, NULL, NULL), 0);
+	assert_int_equal(n, CLIENT_MAX_APL);
+	assert_int_equal(a.apl_items, CLIENT_MAX_APL);
+	/* one more: refused as too many, counted */
+	rl = apl_write(it, CLIENT_MAX_APL + 1, rd, sizeof(rd));
+	len = reply(buf, 7, "api.svc.example.", DNS_T_APL, 0, rd, (size_t)rl, 300, false);
+	assert_int_equal(
+	    answer_parse(buf, len, 7, &api, DNS_T_APL, &a, items, &n, NULL, 0, NULL, NULL),
+	    PEAK_E_APL);
+	assert_int_equal(a.apl_items, CLIENT_MAX_APL + 1);
+	/* counted with no output too (the cache's look at the answer) */
+	assert_int_equal(
+	    answer_parse(buf, len, 7, &api, DNS_T_APL, &a, NULL, NULL, NULL, 0, NULL, NULL),
+	    PEAK_E_APL);
+	/* a TXT record longer than the buffer: PEAK_E_DESC with its length, not cut short */
+	struct dns_name ssa = N("_ssa.api.svc.example.");
+	uint8_t t[2 + 2 * 200];
+	t[0] = 200;
+	memset(t + 1, 'x', 200);
+	t[201] = 200;
+	memset(t + 202, 'y', 200);
+	char txt[256];
+	len = reply(buf, 9, "_ssa.api.svc.example.", DNS_T_TXT, 0, t, sizeof(t), 60, false);
+	assert_int_equal(answer_parse(buf, len, 9, &ssa, DNS_T_TXT, &a, NULL, NULL, txt,
+	                              sizeof(txt), NULL, NULL),
+	                 PEAK_E_DESC);
+	assert_int_equal(a.txt_len, 400);
+	char big[512];
+	assert_int_equal(answer_parse(buf, len, 9, &ssa, DNS_T_TXT, &a, NULL, NULL, big,
+	                              sizeof(big), NULL, NULL),
+	                 0);
+	assert_int_equal(strlen(big), 400);
+}
+
+/* answer_parse on mutated replies (no fuzz target of its own yet): whatever the bytes, it
+ * returns 0 or an error, reads nothing past the message (ASan builds check) and, on
+ * success, never more APL items or TXT characters than its outputs hold. */
+static void test_answer_mutations(void **state)
+{
+	(void)state;
+	uint8_t buf[4096], m[4096], rd[1024];
+	struct apl_item it[CLIENT_MAX_APL + 2], items[CLIENT_MAX_APL];
+	struct dns_name api = N("api.svc.example.");
+	struct answer a;
+	char txt[64];
+	uint8_t aaaa[PEAK_MAX_CANDIDATES][16];
+	unsigned na;
+	int n;
+	for (int i = 0; i < CLIENT_MAX_APL + 2; i++) {
+		struct prefix p = {.family = PEAK_AFI_IP6, .len = (uint8_t)(i % 3 ? 64 : 48)};
+		p.addr[0] = 0x20;
+		p.addr[5] = (uint8_t)i;
+		apl_item_from_prefix(&it[i], &p);
+	}
+	int rl = apl_write(it, CLIENT_MAX_APL + 2, rd, sizeof(rd));
+	size_t len = reply(buf, 7, "api.svc.example.", DNS_T_APL, 0, rd, (size_t)rl, 300, true);
+	uint64_t seed = 15;
+	for (int round = 0; round < 20000; round++) {
+		size_t ml = len - test_rand(&seed) % 16;
+		memcpy(m, buf, ml);
+		for (int k = 1 + (int)(test_rand(&seed) % 4); k > 0; k--)
+			m[test_rand(&seed) % ml] = (uint8_t)test_rand(&seed);
+		uint16_t type = round % 3 == 0   ? DNS_T_APL
+		                : round % 3 == 1 ? DNS_T_TXT
+		                                 : DNS_T_AAAA;
+		m[DNS_HDR_LEN + api.len + 1] = (uint8_t)type; /* the question's type, low byte */
+		int e =
+		    answer_parse(m, ml, 7, &api, type, &a, items, &n, txt, sizeof(txt), aaaa, &na);
+		assert_true(e == 0 || e == PEAK_E_BADREPLY || e == PEAK_E_APL || e == PEAK_E_DESC);
+		if (!e) {
+			assert_true(n >= 0 && n <= CLIENT_MAX_APL);
+			assert_true(strlen(txt) < sizeof(txt));
+			assert_true(na <= PEAK_MAX_CANDIDATES);
+		} else {
+			assert_non_null(a.why);
+		}
+	}
 }
 
 static void test_apl_validation(void **state)
@@ -229,10 +330,57 @@ static void test_pow_cache(void **state)
 	assert_int_equal(candidates_compute(&q, &r2), PEAK_E_POW);
 }
 
+static unsigned stop_calls;
+
+static bool stop_now(void *arg)
+{
+	(void)arg;
+	stop_calls++;
+	return true;
+}
+
+/* The proof of work stops at the caller's deadline (cand_req.stop): with nothing found a
+ * clear error, with the rule's address found the candidates found so far. */
+static void test_pow_deadline(void **state)
+{
+	(void)state;
+	struct ssa_space sp;
+	struct peak_result r;
+	struct pow_cache pc = {0};
+	uint8_t src[16], fam;
+	addr_parse("2001:db8:aa:bb::1", &fam, src);
+	/* 28 bits of work on 255 fanout addresses: hours of search without a deadline */
+	space(&sp, "v=ssa1; slice=78; select=src; host=src; fanout=255; pow=28; key=" K);
+	struct cand_req q = {.sp = &sp, .src = src, .pow = &pc, .stop = stop_now};
+	stop_calls = 0;
+	int e = candidates_compute(&q, &r);
+	assert_int_equal(stop_calls, 1); /* the first check ends the whole computation */
+	if (e == 0) /* the rule's address took fewer than SSA_POW_CHECK_NONCES nonces */
+		assert_true(r.n >= 1);
+	else
+		assert_int_equal(e, PEAK_E_POW_TIME);
+	/* pow=14 on 16 fanout addresses: some need more than SSA_POW_CHECK_NONCES nonces, the
+	 * rule's address does not (fixed inputs). Stopped at the first check, the result is the
+	 * prefix of the full one found before it. */
+	struct peak_result full;
+	space(&sp, "v=ssa1; slice=78; select=src; host=src; fanout=16; pow=14; nonce=24; key=" K);
+	q.pow = NULL;
+	q.stop = NULL;
+	assert_int_equal(candidates_compute(&q, &full), 0);
+	assert_int_equal(full.n, 16);
+	q.stop = stop_now;
+	stop_calls = 0;
+	assert_int_equal(candidates_compute(&q, &r), 0);
+	assert_int_equal(stop_calls, 1);
+	assert_true(r.n >= 1 && r.n < full.n);
+	assert_memory_equal(r.cand, full.cand, r.n * sizeof(r.cand[0]));
+	assert_string_not_equal(peak_strerror(PEAK_E_POW_TIME), "unknown error");
+}
+
 static void test_strerror(void **state)
 {
 	(void)state;
-	for (int e = PEAK_E_CONNECT; e <= PEAK_E_CONFIG; e++)
+	for (int e = PEAK_E_POW_TIME; e <= PEAK_E_CONFIG; e++)
 		assert_string_not_equal(peak_strerror(e), "unknown error");
 	assert_string_equal(peak_strerror(-ENOENT), strerror(ENOENT));
 	assert_string_equal(peak_origin_name(PEAK_ORIGIN_REPLICA), "replica");
@@ -241,9 +389,10 @@ static void test_strerror(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_answer_parse), cmocka_unit_test(test_apl_validation),
-	    cmocka_unit_test(test_candidates),   cmocka_unit_test(test_pow_cache),
-	    cmocka_unit_test(test_strerror),
+	    cmocka_unit_test(test_answer_parse),     cmocka_unit_test(test_answer_limits),
+	    cmocka_unit_test(test_answer_mutations), cmocka_unit_test(test_apl_validation),
+	    cmocka_unit_test(test_candidates),       cmocka_unit_test(test_pow_cache),
+	    cmocka_unit_test(test_strerror),         cmocka_unit_test(test_pow_deadline),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -176,6 +176,86 @@ static void test_errors(void **state)
 	assert_non_null(strstr(err, "t.yaml:1: YAML:"));
 }
 
+/* Expects text to be refused with an error that contains want. */
+static void bad_text(const char *text, const char *want)
+{
+	char err[CFG_ERRLEN] = "";
+	struct peak_config *c = parse(text, err);
+	if (c) {
+		config_free(c);
+		fail_msg("accepted: %s", text);
+	}
+	if (!strstr(err, want))
+		fail_msg("error '%s' lacks '%s'", err, want);
+}
+
+/* What later stages would drop silently is refused here, with its line: more slices than
+ * an assignment holds (the controller and agents refused the service, peak dns served it),
+ * every weight 0 (no endpoint gets a slice), no name server (the SOA named an empty
+ * primary), ids the line protocols and metric labels cannot carry. */
+static void test_later_stages(void **state)
+{
+	(void)state;
+	char text[4096], err[CFG_ERRLEN];
+	/* 2^24 slices is the most: slice=88 on a /64 passes, 89 does not */
+	const char *at = strstr(base, "    slice: 78\n");
+	snprintf(text, sizeof(text), "%.*s    slice: 88\n%s", (int)(at - base), base,
+	         at + strlen("    slice: 78\n"));
+	struct peak_config *c = parse(text, err);
+	if (!c)
+		fail_msg("%s", err);
+	assert_true(c->svc[0].space.nslices == 1u << 24);
+	config_free(c);
+	bad("    slice: 78\n", "    slice: 89\n",
+	    "t.yaml:7: service: 33554432 slices (1 prefixes of 2^25), more than the 2^24");
+	bad("[2001:db8:5::/64]\n    slice: 78\n",
+	    "[2001:db8:5::/64, 2001:db8:6::/64]\n    slice: 88\n",
+	    "t.yaml:7: service: 33554432 slices (2 prefixes of 2^24), more than the 2^24");
+	/* every weight 0; one endpoint with a weight is enough; no endpoints at all is fine */
+	at = strstr(base, "        weight: 3\n");
+	snprintf(text, sizeof(text), "%.*s        weight: 0\n", (int)(at - base), base);
+	c = parse(text, err);
+	if (!c)
+		fail_msg("%s", err);
+	config_free(c);
+	const char *a = strstr(base, "      - id: a\n");
+	snprintf(text, sizeof(text),
+	         "%.*s      - id: a\n        weight: 0\n%.*s        weight: 0\n", (int)(a - base),
+	         base, (int)(at - a - strlen("      - id: a\n")), a + strlen("      - id: a\n"));
+	bad_text(text, "t.yaml:7: service: every endpoint has weight 0");
+	/* an empty ns list */
+	bad("  ns:\n    - name: ns1.svc.example.\n      address: 2001:db8:53::1\n", "  ns: []\n",
+	    "t.yaml:3: 'ns' is empty: the zone needs at least one name server");
+	/* ids: endpoint ids, node names (both places), netns, filter-dev */
+	bad("      - id: a\n", "      - id: 'pod a'\n",
+	    "t.yaml:14: 'id': byte 4 is a space; ids may not hold spaces, quotes, backslashes or "
+	    "control characters");
+	bad("      - id: a\n", "      - id: pod\"a\n", "t.yaml:14: 'id': byte 4 is a quote");
+	bad("      - id: a\n", "      - id: \"pod'a\"\n", "t.yaml:14: 'id': byte 4 is a quote");
+	bad("      - id: a\n", "      - id: 'pod\\a'\n", "t.yaml:14: 'id': byte 4 is a backslash");
+	bad("      - id: a\n", "      - id: \"pod\\ta\"\n",
+	    "t.yaml:14: 'id': byte 4 is a control character");
+	bad("      - id: a\n", "      - id: \"pod\\x7f\"\n",
+	    "t.yaml:14: 'id': byte 4 is a control character");
+	bad("        weight: 3\n", "        weight: 3\n        node: 'n 1'\n",
+	    "t.yaml:19: 'node': byte 2 is a space");
+	bad("        weight: 3\n", "        weight: 3\n        netns: \"ns\\n\"\n",
+	    "t.yaml:19: 'netns': byte 3 is a control character");
+	snprintf(text, sizeof(text), "nodes:\n  - name: 'n 1'\n%s", base);
+	bad_text(text, "t.yaml:2: 'name': byte 2 is a space");
+	snprintf(text, sizeof(text), "nodes:\n  - {name: n1, filter-dev: 'eth 0'}\n%s", base);
+	bad_text(text, "t.yaml:2: 'filter-dev': byte 4 is a space");
+	/* what ids may hold: letters, digits, other punctuation */
+	snprintf(text, sizeof(text), "nodes:\n  - name: node-1.rack_2\n%s", base);
+	a = strstr(text, "      - id: a\n");
+	memcpy((char *)a, "      - id: Z\n", strlen("      - id: Z\n"));
+	c = parse(text, err);
+	if (!c)
+		fail_msg("%s", err);
+	assert_string_equal(c->svc[0].ep[0].id, "Z");
+	config_free(c);
+}
+
 static void test_hop_service(void **state)
 {
 	(void)state;
@@ -202,10 +282,9 @@ static void test_hop_service(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_base),
-	    cmocka_unit_test(test_example_file),
-	    cmocka_unit_test(test_errors),
-	    cmocka_unit_test(test_hop_service),
+	    cmocka_unit_test(test_base),         cmocka_unit_test(test_example_file),
+	    cmocka_unit_test(test_errors),       cmocka_unit_test(test_hop_service),
+	    cmocka_unit_test(test_later_stages),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -186,6 +186,11 @@ static void test_desc_errors(void **state)
 	bad_desc("v=ssa1; slice=78; fanout=0", "fanout");
 	bad_desc("v=ssa1; slice=78; fanout=256", "fanout");
 	bad_desc("v=ssa1; slice=78; pow=65; key=" K, "pow");
+	/* proof of work above the cap: one spoofed TXT record must not make clients search
+	 * for hours (pow=60 kept 'peak resolve --timeout 1000' running past 25 s) */
+	bad_desc("v=ssa1; slice=78; pow=29; key=" K, "pow=29 is above the limit of 28 bits");
+	bad_desc("v=ssa1; slice=78; pow=60; nonce=64; key=" K, "above the limit of 28 bits");
+	bad_desc("v=ssa1; slice=78; pow=64; key=" K, "above the limit of 28 bits");
 	bad_desc("v=ssa1; slice=78; nonce=0", "nonce");
 	bad_desc("v=ssa1; slice=78; period=0", "period");
 	bad_desc("v=ssa1; slice=78; period=86401", "period");
@@ -233,6 +238,14 @@ static void test_desc_parse_print(void **state)
 	const char *u = "v=ssa1; slice=78; select=src; key=000102030405060708090A0B0C0D0E0F";
 	assert_int_equal(ssa_desc_parse(u, strlen(u), &d, NULL, 0), 0);
 	assert_int_equal(d.key[15], 0x0f);
+	/* the largest proof of work allowed */
+	const char *m = "v=ssa1; slice=78; select=src; pow=28; nonce=64; key=" K;
+	assert_int_equal(ssa_desc_parse(m, strlen(m), &d, NULL, 0), 0);
+	assert_int_equal(d.pow, SSA_MAX_POW_BITS);
+	assert_int_equal(d.nonce, 64);
+	char err[SSA_ERRLEN] = "";
+	assert_int_equal(ssa_desc_set(&d, "pow", "29", err, sizeof(err)), -EINVAL);
+	assert_non_null(strstr(err, "limit of 28 bits"));
 }
 
 static void test_space_errors(void **state)
@@ -295,6 +308,43 @@ static void test_compute_errors(void **state)
 	      "2001:db8:5::/64");
 	q.index = 0;
 	assert_int_equal(ssa_compute(&sp, &q, out), -EAGAIN);
+}
+
+static unsigned stop_calls;
+
+static bool stop_after_3(void *arg)
+{
+	(void)arg;
+	return ++stop_calls >= 3;
+}
+
+/* The proof-of-work search asks pow_stop every SSA_POW_CHECK_NONCES nonces and gives up
+ * with -ETIMEDOUT when told to: the client's deadline holds inside the search. */
+static void test_pow_stop(void **state)
+{
+	(void)state;
+	struct ssa_space sp;
+	uint8_t src[16] = {0x20, 0x01, 0x0d, 0xb8, 0, 0xaa, 0, 0xbb, [15] = 1}, out[16], a[16];
+	struct ssa_req q = {.src = src, .pow_stop = stop_after_3};
+	/* 28 bits: about 2^28 nonces; three checks are 3 * 2^14 nonces, (almost) surely short */
+	space(&sp, "v=ssa1; key=" K "; slice=78; select=src; host=src; pow=28; nonce=32",
+	      "2001:db8:5::/64");
+	stop_calls = 0;
+	int r = ssa_compute(&sp, &q, out);
+	if (r == 0) { /* found within the first 3 * 2^14 nonces: then no stop was needed */
+		assert_true(stop_calls < 3);
+	} else {
+		assert_int_equal(r, -ETIMEDOUT);
+		assert_int_equal(stop_calls, 3);
+	}
+	/* a search that finds its nonce before the first check is not stopped */
+	space(&sp, "v=ssa1; key=" K "; slice=78; select=src; host=src; pow=12; nonce=16",
+	      "2001:db8:5::/64");
+	stop_calls = 2;
+	assert_int_equal(ssa_compute(&sp, &q, out), 0);
+	q.pow_stop = NULL;
+	assert_int_equal(ssa_compute(&sp, &q, a), 0);
+	assert_memory_equal(out, a, 16);
 }
 
 /* Every rule combination: what compute gives, check passes; a random other destination in
@@ -363,7 +413,7 @@ int main(void)
 	    cmocka_unit_test(test_verdicts),         cmocka_unit_test(test_hop_window),
 	    cmocka_unit_test(test_desc_errors),      cmocka_unit_test(test_desc_parse_print),
 	    cmocka_unit_test(test_space_errors),     cmocka_unit_test(test_compute_errors),
-	    cmocka_unit_test(test_random_agreement),
+	    cmocka_unit_test(test_random_agreement), cmocka_unit_test(test_pow_stop),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
