@@ -408,14 +408,17 @@ static int ep_index(const struct cfg_service *s, const char *id)
  * Adopts a saved assignment for service v from state (control lines as state_text writes
  * them; NULL: none). It must match the configuration: every slice of the service held by
  * exactly one known endpoint that is up, and down endpoints holding nothing. The saved
- * weights and health come with it. Returns 0 (adopted), -ENOENT (the state has no such
- * service) or -EBADMSG (it does not match; the caller builds a fresh assignment).
+ * weights and health come with it. An endpoint the state does not know (new in the
+ * configuration) then joins as assign_add does, taking only its share. Returns 0
+ * (adopted), -ENOENT (the state has no such service) or -EBADMSG (it does not match; the
+ * caller builds a fresh assignment).
  */
 static int adopt(struct csvc *v, const char *state, size_t len)
 {
 	struct ctl_msg *m = malloc(sizeof(*m));
 	int32_t *own = NULL;
 	uint32_t *count = NULL;
+	bool *known = NULL;
 	int ret = -ENOENT, cur = -1;
 	bool in = false, seen = false;
 	struct dns_name want, got;
@@ -425,7 +428,8 @@ static int adopt(struct csvc *v, const char *state, size_t len)
 		goto out;
 	own = malloc(ns * sizeof(*own));
 	count = calloc(nep ? nep : 1, sizeof(*count));
-	if (!own || !count) {
+	known = calloc(nep ? nep : 1, sizeof(*known));
+	if (!own || !count || !known) {
 		ret = -ENOMEM;
 		goto out;
 	}
@@ -468,15 +472,16 @@ static int adopt(struct csvc *v, const char *state, size_t len)
 			continue;
 		if ((cur = ep_index(v->s, m->id)) < 0)
 			goto mismatch;
-		if (m->kind == CTL_WEIGHT)
+		if (m->kind == CTL_WEIGHT) {
 			v->weight[cur] = m->weight;
-		else
+			known[cur] = true;
+		} else
 			v->healthy[cur] = m->up;
 	}
 	if (!seen)
 		goto out;
 	for (uint32_t s = 0; s < ns; s++)
-		if (own[s] < 0 || !v->healthy[own[s]])
+		if (own[s] < 0 || !v->healthy[own[s]] || !known[own[s]])
 			goto mismatch;
 	/* The saved map as an assignment: one live slot per endpoint that is up, in the
 	 * endpoints' order; the targets are what they hold (the saved map was balanced). */
@@ -490,7 +495,7 @@ static int adopt(struct csvc *v, const char *state, size_t len)
 	}
 	int32_t *slot_of = (int32_t *)count; /* reuse: count is read before it is rewritten */
 	for (unsigned e = 0; e < nep; e++) {
-		if (!v->healthy[e]) {
+		if (!v->healthy[e] || !known[e]) {
 			v->slot[e] = -1;
 			continue;
 		}
@@ -504,6 +509,13 @@ static int adopt(struct csvc *v, const char *state, size_t len)
 	v->a = a;
 	v->have = true;
 	own = NULL;
+	for (unsigned e = 0; e < nep; e++) {
+		int slot;
+		if (known[e] || (slot = assign_add(&v->a, v->weight[e], NULL)) < 0)
+			continue;
+		v->slot[e] = slot;
+		v->healthy[e] = true;
+	}
 	ret = 0;
 	goto out;
 mismatch:
@@ -517,6 +529,7 @@ out:
 	}
 	free(own);
 	free(count);
+	free(known);
 	free(m);
 	return ret;
 }
