@@ -261,7 +261,8 @@ static void map_text(const struct csvc *v, struct text *t)
 			break;
 		}
 		b = nbv;
-		assign_blocks(&v->a, (unsigned)v->slot[e], b, nb);
+		if (nb) /* (assign_blocks copies from NULL when there is nothing) */
+			assign_blocks(&v->a, (unsigned)v->slot[e], b, nb);
 		m->kind = CTL_EP;
 		cp(m->id, sizeof(m->id), v->s->ep[e].id);
 		size_t k = 0;
@@ -799,6 +800,30 @@ static void stale_expire(struct ctl *c, uint64_t now)
 				health(c, &c->svc[i], e, true);
 				pthread_mutex_unlock(&c->lock);
 			}
+}
+
+/* At start: tells peak dns what the adopted state holds beyond the configuration (weights
+ * set through the controller, endpoints down), so both start in step. */
+static void dns_sync(struct ctl *c)
+{
+	struct ctl_msg m = {0};
+	for (unsigned i = 0; i < c->cfg->nsvc; i++) {
+		const struct csvc *v = &c->svc[i];
+		cp(m.svc, sizeof(m.svc), v->name);
+		for (unsigned e = 0; e < v->s->nep; e++) {
+			cp(m.id, sizeof(m.id), v->s->ep[e].id);
+			if (v->weight[e] != v->s->ep[e].weight) {
+				m.kind = CTL_WEIGHT;
+				m.weight = v->weight[e];
+				dns_tell(c, &m);
+			}
+			if (!v->healthy[e]) {
+				m.kind = CTL_HEALTH;
+				m.up = false;
+				dns_tell(c, &m);
+			}
+		}
+	}
 }
 
 /* ---- configuration ---- */
@@ -1350,6 +1375,7 @@ int controller_run(const struct controller_opts *o)
 	if (o->metrics && !(ms = metrics_start(o->metrics, render, c)))
 		goto out;
 	state_save(c);
+	dns_sync(c);
 	log_msg(LOG_INFO, "controller: %u services from %s, agents on %s%s", c->cfg->nsvc,
 	        o->config, o->listen, c->auth ? " (key file)" : "");
 	for (;;) {
