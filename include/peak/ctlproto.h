@@ -29,13 +29,13 @@
 #include "peak/assign.h"
 
 enum {
-	CTL_LINE_MAX = 1024,     /* bytes of one line, its '\n' included */
-	CTL_SVC_MAX = 256,       /* a service name as text, NUL included */
-	CTL_ID_MAX = 64,         /* an endpoint id or node name, NUL included (CFG_ID_MAX) */
-	CTL_NONCE_LEN = 16,      /* bytes of a challenge nonce */
-	CTL_TAG_LEN = 32,        /* bytes of a hello tag (HMAC-SHA256) */
-	CTL_EP_BLOCKS_MAX = 64,  /* blocks on one ep line */
-	CTL_TEXT_MAX = 256,      /* bytes of an error reply's text, NUL included */
+	CTL_LINE_MAX = 1024,    /* bytes of one line, its '\n' included */
+	CTL_SVC_MAX = 256,      /* a service name as text, NUL included */
+	CTL_ID_MAX = 64,        /* an endpoint id or node name, NUL included (CFG_ID_MAX) */
+	CTL_NONCE_LEN = 16,     /* bytes of a challenge nonce */
+	CTL_TAG_LEN = 32,       /* bytes of a hello tag (HMAC-SHA256) */
+	CTL_EP_BLOCKS_MAX = 64, /* blocks on one ep line */
+	CTL_TEXT_MAX = 256,     /* bytes of an error reply's text, NUL included */
 	CTL_WEIGHT_MAX = ASSIGN_MAX_WEIGHT,
 	CTL_SLICES_MAX = ASSIGN_MAX_SLICES,
 };

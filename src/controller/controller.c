@@ -27,15 +27,15 @@
 
 enum {
 	MAX_AGENTS = 64,
-	MAX_CLIENTS = 8,          /* operator connections on the control socket at once */
-	OUTQ_MAX_B = 8 << 20,     /* bytes queued for one peer before it is dropped */
-	DRAIN_MS = 5000,          /* a peer whose queue made no progress this long is dropped */
-	HELLO_MS = 10000,         /* a peer must say a valid hello within this */
-	CLIENT_MS = 5000,         /* an operator client's whole exchange */
-	DNS_MS = 2000,            /* one notification to peak dns: connect, send, reply */
-	DNS_QUEUE_MAX = 1024,     /* notifications waiting for peak dns */
-	STALE_UP_MS = 2000,       /* see adopt(): the grace for a saved "down" after a hello */
-	LOG_BURST = 10,           /* peer-caused log lines per second */
+	MAX_CLIENTS = 8,      /* operator connections on the control socket at once */
+	OUTQ_MAX_B = 8 << 20, /* bytes queued for one peer before it is dropped */
+	DRAIN_MS = 5000,      /* a peer whose queue made no progress this long is dropped */
+	HELLO_MS = 10000,     /* a peer must say a valid hello within this */
+	CLIENT_MS = 5000,     /* an operator client's whole exchange */
+	DNS_MS = 2000,        /* one notification to peak dns: connect, send, reply */
+	DNS_QUEUE_MAX = 1024, /* notifications waiting for peak dns */
+	STALE_UP_MS = 2000,   /* see adopt(): the grace for a saved "down" after a hello */
+	LOG_BURST = 10,       /* peer-caused log lines per second */
 	POLL_TICK_MS = 250,
 };
 
@@ -43,11 +43,11 @@ struct csvc {
 	const struct cfg_service *s;
 	struct assign a;
 	bool have;
-	int *slot;      /* per endpoint: assignment slot, -1 when out */
+	int *slot; /* per endpoint: assignment slot, -1 when out */
 	bool *healthy;
-	uint32_t *weight;  /* per endpoint: the live weight (config, or the operator's) */
-	uint64_t *stale;   /* per endpoint: a saved "down" not yet confirmed: bring it up at
-	                    * this time (0: none, UINT64_MAX: its agent has not said hello) */
+	uint32_t *weight;         /* per endpoint: the live weight (config, or the operator's) */
+	uint64_t *stale;          /* per endpoint: a saved "down" not yet confirmed: bring it up at
+	                           * this time (0: none, UINT64_MAX: its agent has not said hello) */
 	uint64_t *conns, *cpu_ns; /* per endpoint: the last load its agent reported */
 	char name[DNS_NAME_STRLEN];
 };
@@ -200,8 +200,9 @@ static int peer_send(struct ctl *c, struct peer *p, const char *s, size_t n)
 	int ret = 0;
 	if (p->q.len - p->q.off + n > OUTQ_MAX_B) {
 		if (log_ok(c))
-			log_msg(LOG_WARNING, "controller: peer %s does not read (%zu bytes queued): "
-			                     "dropped",
+			log_msg(LOG_WARNING,
+			        "controller: peer %s does not read (%zu bytes queued): "
+			        "dropped",
 			        p->node[0] ? p->node : "?", p->q.len - p->q.off);
 		ret = -ENOBUFS;
 		goto out;
@@ -621,8 +622,8 @@ static void dns_start(struct ctl *c)
 		                   errno == EINPROGRESS || errno == EAGAIN))
 			return;
 		log_msg(LOG_WARNING, "controller: peak dns at %s: %s; '%.*s' not sent",
-		        c->o->dns_control, strerror(errno),
-		        (int)strcspn(d->line[d->head], "\n"), d->line[d->head]);
+		        c->o->dns_control, strerror(errno), (int)strcspn(d->line[d->head], "\n"),
+		        d->line[d->head]);
 		dns_pop(d);
 	}
 }
@@ -668,8 +669,8 @@ static void dns_step(struct ctl *c, short revents, uint64_t now)
 			d->sent = true;
 		}
 	} else if (d->sent && revents & (POLLIN | POLLERR | POLLHUP)) {
-		ssize_t k = recv(d->fd, d->reply + d->rlen, sizeof(d->reply) - 1 - d->rlen,
-		                 MSG_DONTWAIT);
+		ssize_t k =
+		    recv(d->fd, d->reply + d->rlen, sizeof(d->reply) - 1 - d->rlen, MSG_DONTWAIT);
 		if (k == -1 && (errno == EAGAIN || errno == EINTR))
 			return;
 		if (k > 0) {
@@ -738,13 +739,13 @@ static int health(struct ctl *c, struct csvc *v, unsigned e, bool up)
 	}
 	if (ret) {
 		log_msg(LOG_WARNING, "controller: %s %s %s refused: %s", v->name, ep,
-		        up ? "up" : "down", ret == -EINVAL ? "it holds the last weight" :
-		                                            strerror(-ret));
+		        up ? "up" : "down",
+		        ret == -EINVAL ? "it holds the last weight" : strerror(-ret));
 		return ret;
 	}
 	v->healthy[e] = up;
-	log_msg(LOG_INFO, "controller: %s %s %s: %u slices moved", v->name, ep,
-	        up ? "up" : "down", moved);
+	log_msg(LOG_INFO, "controller: %s %s %s: %u slices moved", v->name, ep, up ? "up" : "down",
+	        moved);
 	send_map(c, v, NULL);
 	struct ctl_msg m = {.kind = CTL_HEALTH, .up = up};
 	cp(m.svc, sizeof(m.svc), v->name);
@@ -767,8 +768,8 @@ static int weight(struct ctl *c, struct csvc *v, unsigned e, uint32_t w)
 			return ret;
 	}
 	v->weight[e] = w;
-	log_msg(LOG_INFO, "controller: %s %s weight %u: %u slices moved", v->name,
-	        v->s->ep[e].id, w, moved);
+	log_msg(LOG_INFO, "controller: %s %s weight %u: %u slices moved", v->name, v->s->ep[e].id,
+	        w, moved);
 	if (moved)
 		send_map(c, v, NULL);
 	struct ctl_msg m = {.kind = CTL_WEIGHT, .weight = w};
@@ -786,7 +787,8 @@ static void stale_arm(struct ctl *c, const char *node, uint64_t now)
 {
 	for (unsigned i = 0; i < c->cfg->nsvc; i++)
 		for (unsigned e = 0; e < c->svc[i].s->nep; e++)
-			if (c->svc[i].stale[e] == UINT64_MAX && !strcmp(c->svc[i].s->ep[e].node, node))
+			if (c->svc[i].stale[e] == UINT64_MAX &&
+			    !strcmp(c->svc[i].s->ep[e].node, node))
 				c->svc[i].stale[e] = now + STALE_UP_MS;
 }
 
@@ -848,10 +850,10 @@ static int config_check(const char *path, struct peak_config **out, char *err, s
 		char name[DNS_NAME_STRLEN];
 		dns_name_print(&s->name, name, sizeof(name));
 		snprintf(err, errlen, "%s:%u: service %.255s: %s", path, s->line, name,
-		         r == -E2BIG    ? "more slices than an assignment holds (2^24)" :
-		         r == -ENOENT   ? "no endpoints" :
-		         r == -EINVAL   ? "every endpoint's weight is 0" :
-		                          strerror(-r));
+		         r == -E2BIG    ? "more slices than an assignment holds (2^24)"
+		         : r == -ENOENT ? "no endpoints"
+		         : r == -EINVAL ? "every endpoint's weight is 0"
+		                        : strerror(-r));
 		config_free(*out);
 		*out = NULL;
 		return -EINVAL;
@@ -889,7 +891,8 @@ static int reload(struct ctl *c, char *err, size_t errlen)
 			uint32_t w = v->s->ep[e].weight;
 			if (o < 0 || old->ep[o].weight == w || v->weight[e] == w)
 				continue;
-			if (v->slot[e] < 0 || !assign_set_weight(&v->a, (unsigned)v->slot[e], w, NULL))
+			if (v->slot[e] < 0 ||
+			    !assign_set_weight(&v->a, (unsigned)v->slot[e], w, NULL))
 				v->weight[e] = w;
 		}
 	}
@@ -947,7 +950,8 @@ static int agent_line(struct ctl *c, struct peer *a, const char *line, size_t le
 		}
 		if (c->auth && (!m.has_tag || !ctlauth_check(&c->key, a->nonce, m.id, m.tag))) {
 			cp(a->node, sizeof(a->node), m.id);
-			agent_drop(c, a, m.has_tag ? "wrong key (hello tag)" : "hello without a tag");
+			agent_drop(c, a,
+			           m.has_tag ? "wrong key (hello tag)" : "hello without a tag");
 			return -1;
 		}
 		a->hello = true;
@@ -969,8 +973,9 @@ static int agent_line(struct ctl *c, struct peer *a, const char *line, size_t le
 	int e = v ? ep_index(v->s, m.id) : -1;
 	if (e < 0 || (v->s->ep[e].node[0] && strcmp(v->s->ep[e].node, a->node))) {
 		if (log_ok(c))
-			log_msg(LOG_WARNING, "controller: agent %s: %s %s %s: not an endpoint of "
-			                     "its node",
+			log_msg(LOG_WARNING,
+			        "controller: agent %s: %s %s %s: not an endpoint of "
+			        "its node",
 			        a->node, ctl_kind_name(m.kind), m.svc, m.id);
 		return 0;
 	}
@@ -1113,8 +1118,9 @@ static int client_line(struct ctl *c, struct peer *p, const char *line, size_t l
 	}
 	if (m.kind == CTL_RELOAD) {
 		if (reload(c, err, sizeof(err))) {
-			log_msg(LOG_ERR, "controller: reload refused, keeping the running "
-			                 "configuration: %s",
+			log_msg(LOG_ERR,
+			        "controller: reload refused, keeping the running "
+			        "configuration: %s",
 			        err);
 			reply_err(c, p, "reload refused: %s", err);
 		} else {
@@ -1135,13 +1141,13 @@ static int client_line(struct ctl *c, struct peer *p, const char *line, size_t l
 		return p->fd >= 0 ? 0 : -1;
 	}
 	pthread_mutex_lock(&c->lock);
-	r = m.kind == CTL_WEIGHT ? weight(c, v, (unsigned)e, m.weight) :
-	                           health(c, v, (unsigned)e, m.up);
+	r = m.kind == CTL_WEIGHT ? weight(c, v, (unsigned)e, m.weight)
+	                         : health(c, v, (unsigned)e, m.up);
 	pthread_mutex_unlock(&c->lock);
 	if (r)
 		reply_err(c, p, "%s: %s", m.id,
-		          r == -EINVAL ? "refused: the service would have no weight left" :
-		                         strerror(-r));
+		          r == -EINVAL ? "refused: the service would have no weight left"
+		                       : strerror(-r));
 	else
 		peer_send(c, p, "ok\n", 3);
 	return p->fd >= 0 ? 0 : -1;
@@ -1162,7 +1168,8 @@ static int control_listen(const char *path)
 	memcpy(sun.sun_path, path, strlen(path) + 1);
 	if (lstat(path, &st) == 0) {
 		if (!S_ISSOCK(st.st_mode)) {
-			log_msg(LOG_ERR, "controller: --control %s exists and is not a socket", path);
+			log_msg(LOG_ERR, "controller: --control %s exists and is not a socket",
+			        path);
 			return -EEXIST;
 		}
 		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -1170,7 +1177,8 @@ static int control_listen(const char *path)
 		if (probe >= 0)
 			close(probe);
 		if (live) {
-			log_msg(LOG_ERR, "controller: --control %s: another process serves it", path);
+			log_msg(LOG_ERR, "controller: --control %s: another process serves it",
+			        path);
 			return -EADDRINUSE;
 		}
 		unlink(path);
@@ -1256,13 +1264,13 @@ static void render(struct mbuf *b, void *arg)
 			esc(v->name, sv, sizeof(sv));
 			for (unsigned e = 0; e < v->s->nep; e++) {
 				esc(v->s->ep[e].id, ep, sizeof(ep));
-				mbuf_printf(b, "%s{service=\"%s\",endpoint=\"%s\"} ", per_ep[k].name,
-				            sv, ep);
+				mbuf_printf(b, "%s{service=\"%s\",endpoint=\"%s\"} ",
+				            per_ep[k].name, sv, ep);
 				if (k == 0)
 					mbuf_printf(b, "%u\n",
-					            v->have && v->slot[e] >= 0 ?
-					                v->a.ep[v->slot[e]].count :
-					                0);
+					            v->have && v->slot[e] >= 0
+					                ? v->a.ep[v->slot[e]].count
+					                : 0);
 				else if (k == 1)
 					mbuf_printf(b, "%d\n", v->healthy[e]);
 				else if (k == 2)
@@ -1330,7 +1338,8 @@ int controller_run(const struct controller_opts *o)
 		log_msg(LOG_ERR, "controller: --listen: '%s' is not ADDR:PORT", o->listen);
 		goto out;
 	}
-	if (o->dns_control && strlen(o->dns_control) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+	if (o->dns_control &&
+	    strlen(o->dns_control) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
 		log_msg(LOG_ERR, "controller: --dns-control: path too long");
 		goto out;
 	}
@@ -1341,8 +1350,9 @@ int controller_run(const struct controller_opts *o)
 		}
 		c->auth = true;
 	} else {
-		log_msg(LOG_WARNING, "controller: no --key-file: any peer that reaches %s can "
-		                     "report health (agents are not authenticated)",
+		log_msg(LOG_WARNING,
+		        "controller: no --key-file: any peer that reaches %s can "
+		        "report health (agents are not authenticated)",
 		        o->listen);
 	}
 	if (config_check(o->config, &c->cfg, err, sizeof(err))) {
@@ -1392,9 +1402,10 @@ int controller_run(const struct controller_opts *o)
 		}
 		for (int i = 0; i < MAX_CLIENTS; i++) {
 			struct peer *p = &c->clients[i];
-			pf[4 + MAX_AGENTS + i] = (struct pollfd){
-			    .fd = p->fd,
-			    .events = (p->closing ? 0 : POLLIN) | (p->q.len > p->q.off ? POLLOUT : 0)};
+			pf[4 + MAX_AGENTS + i] =
+			    (struct pollfd){.fd = p->fd,
+			                    .events = (p->closing ? 0 : POLLIN) |
+			                              (p->q.len > p->q.off ? POLLOUT : 0)};
 		}
 		if (poll(pf, 4 + MAX_AGENTS + MAX_CLIENTS, POLL_TICK_MS) == -1 && errno != EINTR) {
 			log_msg(LOG_ERR, "controller: poll: %s", strerror(errno));
@@ -1409,8 +1420,9 @@ int controller_run(const struct controller_opts *o)
 			if (si.ssi_signo != SIGHUP)
 				break;
 			if (reload(c, err, sizeof(err)))
-				log_msg(LOG_ERR, "controller: reload refused, keeping the running "
-				                 "configuration: %s",
+				log_msg(LOG_ERR,
+				        "controller: reload refused, keeping the running "
+				        "configuration: %s",
 				        err);
 			else
 				log_msg(LOG_INFO, "controller: configuration reloaded from %s",

@@ -12,10 +12,12 @@
 enum { U64_DIGITS_MAX = 20, HEX_NONCE = 2 * CTL_NONCE_LEN, HEX_TAG = 2 * CTL_TAG_LEN };
 
 static const char *const kind_names[] = {
-    [CTL_NONE] = "?",          [CTL_CHALLENGE] = "challenge", [CTL_HELLO] = "hello",
-    [CTL_HEALTH] = "health",   [CTL_LOAD] = "load",           [CTL_WEIGHT] = "weight",
-    [CTL_MAP] = "map",         [CTL_EP] = "ep",               [CTL_END] = "end",
-    [CTL_STATUS] = "status",   [CTL_RELOAD] = "reload",       [CTL_OK] = "ok",
+    [CTL_NONE] = "?",        [CTL_CHALLENGE] = "challenge",
+    [CTL_HELLO] = "hello",   [CTL_HEALTH] = "health",
+    [CTL_LOAD] = "load",     [CTL_WEIGHT] = "weight",
+    [CTL_MAP] = "map",       [CTL_EP] = "ep",
+    [CTL_END] = "end",       [CTL_STATUS] = "status",
+    [CTL_RELOAD] = "reload", [CTL_OK] = "ok",
     [CTL_ERROR] = "error:",
 };
 

@@ -238,9 +238,9 @@ static void test_key_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_good),  cmocka_unit_test(test_bad),
+	    cmocka_unit_test(test_good),          cmocka_unit_test(test_bad),
 	    cmocka_unit_test(test_write_refuses), cmocka_unit_test(test_split),
-	    cmocka_unit_test(test_tag),   cmocka_unit_test(test_key_file),
+	    cmocka_unit_test(test_tag),           cmocka_unit_test(test_key_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
