@@ -35,6 +35,8 @@ static void reply_err(struct ctl *c, struct peer *p, const char *fmt, ...)
 		ctlr_peer_send(c, p, line, (size_t)n);
 }
 
+/* One command from an operator client (the connection gets only one): runs it and queues
+ * the reply, the last line "ok" or "error: TEXT". Returns 0, or -1 if p was closed. */
 int ctlr_client_line(struct ctl *c, struct peer *p, const char *line, size_t len)
 {
 	struct ctl_msg m;
@@ -149,6 +151,7 @@ fail:
 	return ret;
 }
 
+/* Accepts an operator client (at most MAX_CLIENTS at once; more are closed at once). */
 void ctlr_client_accept(struct ctl *c, int lfd)
 {
 	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);

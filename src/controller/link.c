@@ -46,6 +46,7 @@ bool ctlr_log_ok(struct ctl *c)
 
 /* ---- growing text and per-peer output queues ---- */
 
+/* Appends n bytes, growing the buffer; out of memory sets t->err and keeps the text. */
 void ctlr_text_add(struct text *t, const char *s, size_t n)
 {
 	if (t->err)
@@ -77,6 +78,7 @@ void ctlr_text_msg(struct text *t, const struct ctl_msg *m)
 		ctlr_text_add(t, line, (size_t)n);
 }
 
+/* Closes a peer and frees its queue; the slot is free again (fd -1). */
 void ctlr_peer_close(struct peer *p)
 {
 	if (p->fd >= 0)
@@ -149,6 +151,7 @@ out:
 	return ret;
 }
 
+/* Closes an agent for a protocol reason, logged (rate-limited) with why. */
 void ctlr_agent_drop(struct ctl *c, struct peer *a, const char *why)
 {
 	if (ctlr_log_ok(c))
@@ -203,6 +206,7 @@ void ctlr_peer_read(struct ctl *c, struct peer *p,
 
 /* ---- peak dns notifications (a queue, one exchange at a time, each with a deadline) ---- */
 
+/* Ends the running exchange with peak dns, if any, and drops the oldest queued line. */
 void ctlr_dns_pop(struct dnsq *d)
 {
 	if (d->fd >= 0)

@@ -153,6 +153,7 @@ int ctlr_file_read(const char *path, char **out, size_t *len)
 	return 0;
 }
 
+/* The index of the endpoint with this id in s, or -1. */
 int ctlr_ep_index(const struct cfg_service *s, const char *id)
 {
 	for (unsigned e = 0; e < s->nep; e++)
@@ -291,6 +292,7 @@ out:
 	return ret;
 }
 
+/* Frees n services built by ctlr_svcs_build (NULL is fine). */
 void ctlr_svcs_free(struct csvc *svc, unsigned n)
 {
 	for (unsigned i = 0; svc && i < n; i++) {
