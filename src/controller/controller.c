@@ -117,15 +117,16 @@ int ctlr_weight(struct ctl *c, struct csvc *v, unsigned e, uint32_t w)
 	return 0;
 }
 
-/* After an agent's hello: its endpoints that are down only because the saved state said
- * so come up after STALE_UP_MS unless it reports them down (it reports what is down right
- * after its hello). */
+/* After an agent's hello: its endpoints (and those whose node the configuration does not
+ * name) that are down only because the saved state said so come up after STALE_UP_MS
+ * unless it reports them down (an agent reports what is down right after its hello, and
+ * never reports an endpoint that recovered while the controller was away). */
 static void stale_arm(struct ctl *c, const char *node, uint64_t now)
 {
 	for (unsigned i = 0; i < c->cfg->nsvc; i++)
 		for (unsigned e = 0; e < c->svc[i].s->nep; e++)
 			if (c->svc[i].stale[e] == UINT64_MAX &&
-			    !strcmp(c->svc[i].s->ep[e].node, node))
+			    (!c->svc[i].s->ep[e].node[0] || !strcmp(c->svc[i].s->ep[e].node, node)))
 				c->svc[i].stale[e] = now + STALE_UP_MS;
 }
 

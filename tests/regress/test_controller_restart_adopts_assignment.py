@@ -60,3 +60,29 @@ def test_new_endpoint_after_restart_takes_only_its_share(tmp_path):
         a.close()
     finally:
         assert again.stop() == 0
+
+
+def test_saved_down_endpoint_comes_back_unless_reported(tmp_path):
+    """An endpoint saved as down is adopted down (nothing moves at the restart), and comes
+    back once an agent said hello without reporting it down: it may have recovered while
+    the controller was away, and agents report only changes and what is down."""
+    ctl = ctlpeer.Controller(str(tmp_path), ctlpeer.config())
+    try:
+        a = ctlpeer.Agent(ctl.port)
+        a.read_map()
+        a.send(f"health {SVC} pod-1 down\n")
+        _, down = a.read_map()
+        a.close()
+    finally:
+        assert ctl.stop() == 0
+    again = ctlpeer.Controller(str(tmp_path), name="ctl-again")
+    try:
+        a = ctlpeer.Agent(again.port)
+        _, m = a.read_map()
+        assert m == down  # adopted as it was: pod-1 down, nothing moved
+        _, m = a.read_map(timeout=10)  # then pod-1 is up again (after a short grace)
+        assert "pod-1" in m and ctlpeer.slices(m)["pod-1"] == 85
+        assert "pod-1 up" in again.log()
+        a.close()
+    finally:
+        assert again.stop() == 0
