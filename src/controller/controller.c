@@ -382,15 +382,12 @@ static void render(struct mbuf *b, void *arg)
 	     "starts again from 0)."},
 	};
 	struct ctl *c = arg;
-	unsigned agents = 0;
 	char sv[2 * DNS_NAME_STRLEN], ep[2 * CFG_ID_MAX];
 	pthread_mutex_lock(&c->lock);
-	for (int i = 0; i < MAX_AGENTS; i++)
-		agents += c->agents[i].fd >= 0 && c->agents[i].hello;
 	mbuf_printf(b,
 	            "# HELP peak_controller_agents Agents connected.\n"
 	            "# TYPE peak_controller_agents gauge\npeak_controller_agents %u\n",
-	            agents);
+	            c->nagents);
 	for (unsigned k = 0; k < sizeof(per_ep) / sizeof(per_ep[0]); k++) {
 		mbuf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", per_ep[k].name, per_ep[k].help,
 		            per_ep[k].name);
@@ -603,6 +600,14 @@ int controller_run(const struct controller_opts *o)
 				ctlr_peer_close(p);
 		}
 		stale_expire(c, now);
+		unsigned n = 0;
+		for (int i = 0; i < MAX_AGENTS; i++)
+			n += c->agents[i].fd >= 0 && c->agents[i].hello;
+		if (n != c->nagents) {
+			pthread_mutex_lock(&c->lock);
+			c->nagents = n;
+			pthread_mutex_unlock(&c->lock);
+		}
 	}
 	log_msg(LOG_INFO, "controller: stopping");
 	ret = 0;

@@ -88,6 +88,7 @@ struct ctl {
 	char state_buf[4096];
 	uint64_t log_s;
 	unsigned log_n;
+	unsigned nagents; /* agents that said hello: written by the loop under lock */
 };
 
 struct text {

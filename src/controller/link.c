@@ -235,9 +235,10 @@ static void dns_start(struct ctl *c)
 		if (d->fd >= 0 && (connect(d->fd, (struct sockaddr *)&sun, sizeof(sun)) == 0 ||
 		                   errno == EINPROGRESS || errno == EAGAIN))
 			return;
-		log_msg(LOG_WARNING, "controller: peak dns at %s: %s; '%.*s' not sent",
-		        c->o->dns_control, strerror(errno), (int)strcspn(d->line[d->head], "\n"),
-		        d->line[d->head]);
+		if (ctlr_log_ok(c))
+			log_msg(LOG_WARNING, "controller: peak dns at %s: %s; '%.*s' not sent",
+			        c->o->dns_control, strerror(errno),
+			        (int)strcspn(d->line[d->head], "\n"), d->line[d->head]);
 		ctlr_dns_pop(d);
 	}
 }
@@ -250,8 +251,9 @@ void ctlr_dns_tell(struct ctl *c, const struct ctl_msg *m)
 	if (!c->o->dns_control || ctl_write(m, line, sizeof(line)) < 0)
 		return;
 	if (d->n == DNS_QUEUE_MAX) {
-		log_msg(LOG_WARNING, "controller: peak dns queue full: dropping '%.*s'",
-		        (int)strcspn(d->line[d->head], "\n"), d->line[d->head]);
+		if (ctlr_log_ok(c))
+			log_msg(LOG_WARNING, "controller: peak dns queue full: dropping '%.*s'",
+			        (int)strcspn(d->line[d->head], "\n"), d->line[d->head]);
 		ctlr_dns_pop(d); /* the oldest, even if its exchange is running */
 	}
 	char *dup = strdup(line);
@@ -273,8 +275,11 @@ void ctlr_dns_step(struct ctl *c, short revents, uint64_t now)
 		size_t n = strlen(line);
 		ssize_t k = send(d->fd, line + d->off, n - d->off, MSG_NOSIGNAL | MSG_DONTWAIT);
 		if (k == -1 && errno != EAGAIN && errno != EINTR) {
-			log_msg(LOG_WARNING, "controller: peak dns at %s: %s; '%.*s' not sent",
-			        c->o->dns_control, strerror(errno), (int)strcspn(line, "\n"), line);
+			if (ctlr_log_ok(c))
+				log_msg(LOG_WARNING,
+				        "controller: peak dns at %s: %s; '%.*s' not sent",
+				        c->o->dns_control, strerror(errno),
+				        (int)strcspn(line, "\n"), line);
 			goto done;
 		}
 		d->off += k > 0 ? (size_t)k : 0;
@@ -301,7 +306,7 @@ void ctlr_dns_step(struct ctl *c, short revents, uint64_t now)
 			return;
 		}
 		d->reply[d->rlen] = '\0';
-		if (strncmp(d->reply, "ok", 2))
+		if (strncmp(d->reply, "ok", 2) && ctlr_log_ok(c))
 			log_msg(LOG_WARNING, "controller: peak dns refused '%.*s': %.*s",
 			        (int)strcspn(line, "\n"), line, (int)strcspn(d->reply, "\n"),
 			        d->reply);
@@ -309,8 +314,10 @@ void ctlr_dns_step(struct ctl *c, short revents, uint64_t now)
 	}
 	if (now < d->deadline_ms)
 		return;
-	log_msg(LOG_WARNING, "controller: peak dns at %s did not answer '%.*s' within %d ms",
-	        c->o->dns_control, (int)strcspn(line, "\n"), line, DNS_MS);
+	if (ctlr_log_ok(c))
+		log_msg(LOG_WARNING,
+		        "controller: peak dns at %s did not answer '%.*s' within %d ms",
+		        c->o->dns_control, (int)strcspn(line, "\n"), line, DNS_MS);
 done:
 	ctlr_dns_pop(d);
 	dns_start(c);
