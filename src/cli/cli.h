@@ -39,4 +39,5 @@ int cmd_serve(int argc, char **argv);
 int cmd_load(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 int cmd_controller(int argc, char **argv);
+int cmd_controller_ctl(int argc, char **argv);
 int cmd_filter(int argc, char **argv);

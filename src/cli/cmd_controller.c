@@ -1,28 +1,55 @@
 /* peak controller: the source of truth for slice assignments. */
 #include <getopt.h>
+#include <stdbool.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "../controller/controller.h"
+#include "../dns/server.h"
+#include "peak/ctlproto.h"
 #include "../sys/log.h"
 #include "cli.h"
 
 static const char controller_help[] =
     "usage: peak controller --config FILE --listen ADDR:PORT [--dns-control PATH]\n"
-    "                       [--metrics ADDR:PORT] [--quiet]\n"
+    "                       [--metrics ADDR:PORT] [--key-file FILE] [--control PATH]\n"
+    "                       [--state FILE|none] [--check] [--quiet]\n"
     "\n"
     "Holds each service's slice assignment (the one 'peak plan' shows, to begin with) and\n"
     "the endpoints' health as the agents report it. When an endpoint goes down its slices\n"
     "move to the others (only its slices); when it comes back it takes its share again.\n"
     "Every change goes to all agents (the new map) and, with --dns-control, to peak dns\n"
     "(through its control socket), so DNS stops steering to the endpoint at the same time.\n"
-    "Agents keep their routes while the controller is away (fail static).\n"
+    "Agents keep their routes while the controller is away (fail static). The live\n"
+    "assignment is saved on every change; a restarted controller adopts it, so nothing\n"
+    "moves. SIGHUP reloads the configuration (a broken one is refused and logged).\n"
     "\n"
     "  --config FILE        the PEAK YAML configuration\n"
     "  --listen ADDR:PORT   where agents connect, e.g. [2001:db8::1]:4000\n"
     "  --dns-control PATH   peak dns's control socket (a path: it may be in another netns)\n"
     "  --metrics ADDR:PORT  Prometheus metrics: agents, and per endpoint its health,\n"
     "                       slices, and the connections and CPU time its agent reports\n"
-    "  --quiet              log only warnings and errors\n";
+    "  --key-file FILE      the agents' shared key (16 bytes or more; mode 0600): an agent\n"
+    "                       must answer the challenge with its HMAC before anything else\n"
+    "                       (without it any peer reaching --listen is trusted: a warning)\n"
+    "  --control PATH       Unix socket (mode 0600) for 'peak controller-ctl': status,\n"
+    "                       weight, health, reload\n"
+    "  --state FILE|none    where the live assignment is saved (default CONFIG.state)\n"
+    "  --check              check the configuration (and key file), print 'ok', exit 0,\n"
+    "                       or print FILE:LINE: reason and exit 2\n"
+    "  --quiet              log only warnings and errors\n"
+    "Exit status: 0 after SIGTERM or SIGINT, 1 a run-time failure, 2 bad usage or input.\n";
+
+static const char ctl_help[] =
+    "usage: peak controller-ctl --control PATH COMMAND\n"
+    "\n"
+    "Commands (each takes effect, on agents and peak dns too, before the reply):\n"
+    "  status                          each endpoint: health, weight, slices held\n"
+    "  weight SERVICE ENDPOINT N       set an endpoint's weight (0..1000000): the slices\n"
+    "                                  rebalance, the agents get the maps, peak dns the weight\n"
+    "  health SERVICE ENDPOINT up|down mark an endpoint (its slices move only if needed)\n"
+    "  reload                          reload the configuration file, as SIGHUP does\n"
+    "Exit status: 0 ok, 1 the controller refused the command, 2 it was not reached.\n";
 
 int cmd_controller(int argc, char **argv)
 {
@@ -31,11 +58,16 @@ int cmd_controller(int argc, char **argv)
 	    {"listen", required_argument, 0, 'l'},
 	    {"dns-control", required_argument, 0, 'd'},
 	    {"metrics", required_argument, 0, 'm'},
+	    {"key-file", required_argument, 0, 'k'},
+	    {"control", required_argument, 0, 'C'},
+	    {"state", required_argument, 0, 's'},
+	    {"check", no_argument, 0, 'K'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
 	struct controller_opts o = {0};
+	bool check = false;
 	int c;
 	opterr = 0;
 	optind = 1;
@@ -53,6 +85,18 @@ int cmd_controller(int argc, char **argv)
 		case 'm':
 			o.metrics = optarg;
 			break;
+		case 'k':
+			o.key_file = optarg;
+			break;
+		case 'C':
+			o.control = optarg;
+			break;
+		case 's':
+			o.state = optarg;
+			break;
+		case 'K':
+			check = true;
+			break;
 		case 'q':
 			log_set_level(LOG_WARNING);
 			break;
@@ -69,7 +113,36 @@ int cmd_controller(int argc, char **argv)
 		cli_usage_error("controller", "unexpected argument '%s'", argv[optind]);
 	if (!o.config)
 		cli_usage_error("controller", "--config is required");
+	if (check) {
+		if (controller_check(&o))
+			return EXIT_USAGE;
+		puts("ok");
+		return 0;
+	}
 	if (!o.listen)
 		cli_usage_error("controller", "--listen is required");
-	return controller_run(&o) ? EXIT_USAGE : 0;
+	return controller_run(&o);
+}
+
+/* The client of the controller's control socket: the same exchange as peak dns-ctl (one
+ * command line, the reply ending in "ok" or "error: ..."), so it shares its code. */
+int cmd_controller_ctl(int argc, char **argv)
+{
+	if (cli_wants_help(argc, argv)) {
+		fputs(ctl_help, stdout);
+		return 0;
+	}
+	if (argc < 3 || strcmp(argv[1], "--control"))
+		cli_usage_error("controller-ctl", "--control PATH is required (see --help)");
+	if (argc < 4)
+		cli_usage_error("controller-ctl", "no command (status, weight, health or reload)");
+	char line[CTL_LINE_MAX];
+	size_t n = 0;
+	for (int i = 3; i < argc; i++) {
+		int k = snprintf(line + n, sizeof(line) - n, "%s%s", n ? " " : "", argv[i]);
+		if (k < 0 || (size_t)k >= sizeof(line) - n)
+			cli_usage_error("controller-ctl", "command too long");
+		n += (size_t)k;
+	}
+	return dnsd_ctl(argv[2], line);
 }

@@ -91,6 +91,7 @@ static const struct {
     {"serve", cmd_serve, "a tiny test service answering with its endpoint id (TCP, HTTP)"},
     {"agent", cmd_agent, "program a node's slice routes and its pods' AnyIP routes"},
     {"controller", cmd_controller, "hold the slice assignments; move slices when health changes"},
+    {"controller-ctl", cmd_controller_ctl, "change a running controller: weights, health, reload"},
     {"filter", cmd_filter, "attach, update, inspect and detach the XDP filter"},
 };
 

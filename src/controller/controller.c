@@ -1,3 +1,5 @@
+/* peak controller: the run loop, health and weights, reloads, agents and metrics (see
+ * controller.h; ctl.h lists the other files). */
 #define _GNU_SOURCE /* accept4 */
 #include "controller.h"
 
@@ -11,383 +13,625 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/un.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../sys/log.h"
 #include "../sys/metrics.h"
 #include "../sys/net.h"
-#include "peak/config.h"
+#include "ctl.h"
 
-enum { MAX_AGENTS = 64, LINE_MAX_B = 512 };
-
-struct csvc {
-	const struct cfg_service *s;
-	struct assign a;
-	bool have;
-	int *slot; /* per endpoint: assignment slot, -1 when out */
-	bool *healthy;
-	uint64_t *conns, *cpu_ns; /* per endpoint: the last load its agent reported */
-	char name[DNS_NAME_STRLEN];
-};
-
-struct agent_conn {
-	int fd;
-	char node[CFG_ID_MAX];
-	char in[4096];
-	size_t inlen;
-};
-
-struct ctl {
-	const struct controller_opts *o;
-	pthread_mutex_t lock; /* the metrics thread reads what the loop writes */
-	struct peak_config *cfg;
-	struct csvc *svc;
-	struct agent_conn agents[MAX_AGENTS];
-};
-
-static void send_all(int fd, const char *p, size_t n)
+/* Sends a service's whole map to every agent that said hello (or only to one). */
+static void send_map(struct ctl *c, struct csvc *v, struct peer *only)
 {
-	while (n) {
-		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-		if (k <= 0)
-			return; /* a broken agent is noticed by its read side */
-		p += k;
-		n -= (size_t)k;
+	struct text t = {0};
+	ctlr_map_text(v, &t);
+	if (t.err) {
+		log_msg(LOG_ERR, "controller: %s: cannot write its map: %s", v->name,
+		        strerror(-t.err));
+		goto out;
 	}
-}
-
-/* The whole map of a service as text (malloc'ed). */
-static char *map_text(const struct csvc *c, size_t *len)
-{
-	size_t cap = 4096, n = 0;
-	char *t = malloc(cap);
-	struct assign_block *b = NULL;
-	if (!t)
-		return NULL;
-#define PUT(...)                                                                                   \
-	do {                                                                                       \
-		int k_;                                                                            \
-		while ((k_ = snprintf(t + n, cap - n, __VA_ARGS__)) >= (int)(cap - n)) {           \
-			char *nt_ = realloc(t, cap *= 2);                                          \
-			if (!nt_) {                                                                \
-				free(t);                                                           \
-				free(b);                                                           \
-				return NULL;                                                       \
-			}                                                                          \
-			t = nt_;                                                                   \
-		}                                                                                  \
-		n += (size_t)k_;                                                                   \
-	} while (0)
-	PUT("map %s\n", c->name);
-	for (unsigned e = 0; c->have && e < c->s->nep; e++) {
-		if (c->slot[e] < 0)
-			continue;
-		size_t nb = assign_blocks(&c->a, (unsigned)c->slot[e], NULL, 0);
-		struct assign_block *nbv = realloc(b, (nb ? nb : 1) * sizeof(*nbv));
-		if (!nbv) {
-			free(t);
-			free(b);
-			return NULL;
-		}
-		b = nbv;
-		assign_blocks(&c->a, (unsigned)c->slot[e], b, nb);
-		PUT("ep %s", c->s->ep[e].id);
-		for (size_t k = 0; k < nb; k++)
-			PUT(" %u/%u", b[k].start, b[k].log2);
-		PUT("\n");
+	for (int i = 0; i < MAX_AGENTS; i++) {
+		struct peer *p = &c->agents[i];
+		if (p->fd >= 0 && p->hello && (!only || p == only))
+			ctlr_peer_send(c, p, t.p, t.len);
 	}
-	PUT("end\n");
-#undef PUT
-	free(b);
-	*len = n;
-	return t;
+out:
+	free(t.p);
 }
 
-static void send_map(struct ctl *c, struct csvc *v, int only_fd)
-{
-	size_t len;
-	char *t = map_text(v, &len);
-	if (!t)
-		return;
-	for (int i = 0; i < MAX_AGENTS; i++)
-		if (c->agents[i].fd >= 0 && c->agents[i].node[0] &&
-		    (only_fd < 0 || c->agents[i].fd == only_fd))
-			send_all(c->agents[i].fd, t, len);
-	free(t);
-}
+/* ---- health and weights ---- */
 
-/* Tells peak dns (its control socket) about a health change; failures are logged. */
-static void tell_dns(const struct ctl *c, const char *line)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	if (!c->o->dns_control || strlen(c->o->dns_control) >= sizeof(sun.sun_path))
-		return;
-	memcpy(sun.sun_path, c->o->dns_control, strlen(c->o->dns_control) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	char reply[256] = "";
-	if (fd == -1 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		log_msg(LOG_WARNING, "controller: peak dns at %s: %s", c->o->dns_control,
-		        strerror(errno));
-		if (fd != -1)
-			close(fd);
-		return;
-	}
-	send_all(fd, line, strlen(line));
-	shutdown(fd, SHUT_WR);
-	ssize_t k = recv(fd, reply, sizeof(reply) - 1, MSG_WAITALL);
-	if (k > 0)
-		reply[k] = '\0';
-	if (strncmp(reply, "ok", 2))
-		log_msg(LOG_WARNING, "controller: peak dns refused '%.*s': %s",
-		        (int)strcspn(line, "\n"), line, reply);
-	close(fd);
-}
-
-static void health(struct ctl *c, const char *svc, const char *ep, bool up)
+struct csvc *ctlr_svc_find(struct ctl *c, const char *name)
 {
 	struct dns_name n;
-	if (dns_name_parse(svc, &n))
-		return;
-	for (unsigned i = 0; i < c->cfg->nsvc; i++) {
-		struct csvc *v = &c->svc[i];
-		if (!dns_name_eq(&v->s->name, &n) || !v->have)
-			continue;
-		for (unsigned e = 0; e < v->s->nep; e++) {
-			if (strcmp(v->s->ep[e].id, ep) || v->healthy[e] == up)
-				continue;
-			v->healthy[e] = up;
-			uint32_t moved = 0;
-			if (!up && v->slot[e] >= 0 &&
-			    !assign_del(&v->a, (unsigned)v->slot[e], &moved))
-				v->slot[e] = -1;
-			if (up && v->slot[e] < 0) {
-				int s = assign_add(&v->a, v->s->ep[e].weight, &moved);
-				if (s >= 0)
-					v->slot[e] = s;
+	if (dns_name_parse(name, &n))
+		return NULL;
+	for (unsigned i = 0; i < c->cfg->nsvc; i++)
+		if (dns_name_eq(&c->svc[i].s->name, &n))
+			return &c->svc[i];
+	return NULL;
+}
+
+/* Marks an endpoint up or down, moving only the slices it must, and tells the agents and
+ * peak dns. Returns 0, -ENOENT (no such endpoint) or -EINVAL (it was the last one with
+ * weight: it stays). The caller holds the lock. */
+int ctlr_health(struct ctl *c, struct csvc *v, unsigned e, bool up)
+{
+	const char *ep = v->s->ep[e].id;
+	uint32_t moved = 0;
+	int ret = 0;
+	v->stale[e] = 0;
+	if (!v->have || v->healthy[e] == up)
+		return 0;
+	if (!up && v->slot[e] >= 0) {
+		ret = assign_del(&v->a, (unsigned)v->slot[e], &moved);
+		if (!ret)
+			v->slot[e] = -1;
+	}
+	if (up && v->slot[e] < 0) {
+		int s = assign_add(&v->a, v->weight[e], &moved);
+		ret = s < 0 ? s : 0;
+		if (s >= 0)
+			v->slot[e] = s;
+	}
+	if (ret) {
+		log_msg(LOG_WARNING, "controller: %s %s %s refused: %s", v->name, ep,
+		        up ? "up" : "down",
+		        ret == -EINVAL ? "it holds the last weight" : strerror(-ret));
+		return ret;
+	}
+	v->healthy[e] = up;
+	log_msg(LOG_INFO, "controller: %s %s %s: %u slices moved", v->name, ep, up ? "up" : "down",
+	        moved);
+	send_map(c, v, NULL);
+	struct ctl_msg m = {.kind = CTL_HEALTH, .up = up};
+	ctlr_copy(m.svc, sizeof(m.svc), v->name);
+	ctlr_copy(m.id, sizeof(m.id), ep);
+	ctlr_dns_tell(c, &m);
+	ctlr_state_save(c);
+	return 0;
+}
+
+/* Sets an endpoint's live weight: rebalances if it is up, tells agents and peak dns.
+ * Returns 0 or -EINVAL (every live weight would be 0). The caller holds the lock. */
+int ctlr_weight(struct ctl *c, struct csvc *v, unsigned e, uint32_t w)
+{
+	uint32_t moved = 0;
+	if (!v->have)
+		return -EINVAL;
+	if (v->slot[e] >= 0) {
+		int ret = assign_set_weight(&v->a, (unsigned)v->slot[e], w, &moved);
+		if (ret)
+			return ret;
+	}
+	v->weight[e] = w;
+	log_msg(LOG_INFO, "controller: %s %s weight %u: %u slices moved", v->name, v->s->ep[e].id,
+	        w, moved);
+	if (moved)
+		send_map(c, v, NULL);
+	struct ctl_msg m = {.kind = CTL_WEIGHT, .weight = w};
+	ctlr_copy(m.svc, sizeof(m.svc), v->name);
+	ctlr_copy(m.id, sizeof(m.id), v->s->ep[e].id);
+	ctlr_dns_tell(c, &m);
+	ctlr_state_save(c);
+	return 0;
+}
+
+/* After an agent's hello: its endpoints (and those whose node the configuration does not
+ * name) that are down only because the saved state said so come up after STALE_UP_MS
+ * unless it reports them down (an agent reports what is down right after its hello, and
+ * never reports an endpoint that recovered while the controller was away). */
+static void stale_arm(struct ctl *c, const char *node, uint64_t now)
+{
+	for (unsigned i = 0; i < c->cfg->nsvc; i++)
+		for (unsigned e = 0; e < c->svc[i].s->nep; e++)
+			if (c->svc[i].stale[e] == UINT64_MAX &&
+			    (!c->svc[i].s->ep[e].node[0] || !strcmp(c->svc[i].s->ep[e].node, node)))
+				c->svc[i].stale[e] = now + STALE_UP_MS;
+}
+
+static void stale_expire(struct ctl *c, uint64_t now)
+{
+	for (unsigned i = 0; i < c->cfg->nsvc; i++)
+		for (unsigned e = 0; e < c->svc[i].s->nep; e++)
+			if (c->svc[i].stale[e] && c->svc[i].stale[e] != UINT64_MAX &&
+			    now >= c->svc[i].stale[e]) {
+				pthread_mutex_lock(&c->lock);
+				ctlr_health(c, &c->svc[i], e, true);
+				pthread_mutex_unlock(&c->lock);
 			}
-			log_msg(LOG_INFO, "controller: %s %s %s: %u slices moved", v->name, ep,
-			        up ? "up" : "down", moved);
-			send_map(c, v, -1);
-			char line[DNS_NAME_STRLEN + 320];
-			snprintf(line, sizeof(line), "health %s %s %s\n", v->name, ep,
-			         up ? "up" : "down");
-			tell_dns(c, line);
+}
+
+/* At start: tells peak dns what the adopted state holds beyond the configuration (weights
+ * set through the controller, endpoints down), so both start in step. */
+static void dns_sync(struct ctl *c)
+{
+	struct ctl_msg m = {0};
+	for (unsigned i = 0; i < c->cfg->nsvc; i++) {
+		const struct csvc *v = &c->svc[i];
+		ctlr_copy(m.svc, sizeof(m.svc), v->name);
+		for (unsigned e = 0; e < v->s->nep; e++) {
+			ctlr_copy(m.id, sizeof(m.id), v->s->ep[e].id);
+			if (v->weight[e] != v->s->ep[e].weight) {
+				m.kind = CTL_WEIGHT;
+				m.weight = v->weight[e];
+				ctlr_dns_tell(c, &m);
+			}
+			if (!v->healthy[e]) {
+				m.kind = CTL_HEALTH;
+				m.up = false;
+				ctlr_dns_tell(c, &m);
+			}
 		}
 	}
 }
 
-static void agent_line(struct ctl *c, struct agent_conn *a, char *line)
-{
-	char w[4][256];
-	int n = sscanf(line, "%255s %255s %255s %255s", w[0], w[1], w[2], w[3]);
-	if (n == 2 && !strcmp(w[0], "hello")) {
-		snprintf(a->node, sizeof(a->node), "%.63s", w[1]);
-		log_msg(LOG_INFO, "controller: agent of node %s connected", a->node);
-		for (unsigned i = 0; i < c->cfg->nsvc; i++)
-			send_map(c, &c->svc[i], a->fd);
-		return;
-	}
-	unsigned long long conns, cpu;
-	if (sscanf(line, "load %255s %255s %llu %llu", w[1], w[2], &conns, &cpu) == 4) {
-		struct dns_name n_;
-		if (dns_name_parse(w[1], &n_))
-			return;
-		pthread_mutex_lock(&c->lock);
-		for (unsigned i = 0; i < c->cfg->nsvc; i++)
-			for (unsigned e = 0;
-			     dns_name_eq(&c->svc[i].s->name, &n_) && e < c->svc[i].s->nep; e++)
-				if (!strcmp(c->svc[i].s->ep[e].id, w[2])) {
-					c->svc[i].conns[e] = conns;
-					c->svc[i].cpu_ns[e] = cpu;
-				}
-		pthread_mutex_unlock(&c->lock);
-		return;
-	}
-	if (n == 4 && !strcmp(w[0], "health") && (!strcmp(w[3], "up") || !strcmp(w[3], "down"))) {
-		pthread_mutex_lock(&c->lock);
-		health(c, w[1], w[2], !strcmp(w[3], "up"));
-		pthread_mutex_unlock(&c->lock);
-		return;
-	}
-	log_msg(LOG_WARNING, "controller: agent %s: unknown line '%.80s'", a->node, line);
-}
+/* ---- configuration ---- */
 
-static int setup(struct ctl *c)
+/* Loads and checks the configuration: every service must have an assignment. Returns 0,
+ * or -EINVAL with "FILE:LINE: reason" in err. */
+static int config_check(const char *path, struct peak_config **out, char *err, size_t errlen)
 {
-	char err[CFG_ERRLEN];
-	if (config_load(c->o->config, &c->cfg, err, sizeof(err))) {
-		log_msg(LOG_ERR, "controller: %s", err);
-		return -1;
-	}
-	c->svc = calloc(c->cfg->nsvc ? c->cfg->nsvc : 1, sizeof(*c->svc));
-	if (!c->svc)
-		return -1;
-	for (unsigned i = 0; i < c->cfg->nsvc; i++) {
-		struct csvc *v = &c->svc[i];
-		v->s = &c->cfg->svc[i];
-		dns_name_print(&v->s->name, v->name, sizeof(v->name));
-		v->slot = calloc(v->s->nep ? v->s->nep : 1, sizeof(*v->slot));
-		v->healthy = calloc(v->s->nep ? v->s->nep : 1, sizeof(*v->healthy));
-		v->conns = calloc(v->s->nep ? v->s->nep : 1, sizeof(*v->conns));
-		v->cpu_ns = calloc(v->s->nep ? v->s->nep : 1, sizeof(*v->cpu_ns));
-		if (!v->slot || !v->healthy || !v->conns || !v->cpu_ns)
-			return -1;
-		for (unsigned e = 0; e < v->s->nep; e++)
-			v->healthy[e] = true;
-		v->have = config_service_assign(v->s, &v->a, v->slot) == 0;
+	int ret = config_load(path, out, err, errlen);
+	if (ret)
+		return ret;
+	for (unsigned i = 0; i < (*out)->nsvc; i++) {
+		const struct cfg_service *s = &(*out)->svc[i];
+		struct assign a;
+		int *slot = calloc(s->nep ? s->nep : 1, sizeof(*slot));
+		int r = slot ? config_service_assign(s, &a, slot) : -ENOMEM;
+		free(slot);
+		if (!r) {
+			assign_fini(&a);
+			continue;
+		}
+		char name[DNS_NAME_STRLEN];
+		dns_name_print(&s->name, name, sizeof(name));
+		snprintf(err, errlen, "%s:%u: service %.255s: %s", path, s->line, name,
+		         r == -E2BIG    ? "more slices than an assignment holds (2^24)"
+		         : r == -ENOENT ? "no endpoints"
+		         : r == -EINVAL ? "every endpoint's weight is 0"
+		                        : strerror(-r));
+		config_free(*out);
+		*out = NULL;
+		return -EINVAL;
 	}
 	return 0;
 }
 
+/* SIGHUP and the control socket's "reload": a configuration that does not load is
+ * refused and the running one kept. Services keep their live assignment, weights and
+ * health where they still match (adopt); a weight the new file changes applies. Every
+ * agent gets the new maps. Returns 0 or -errno with the reason in err. */
+int ctlr_reload(struct ctl *c, char *err, size_t errlen)
+{
+	struct peak_config *cfg = NULL;
+	struct text t = {0};
+	struct csvc *svc = NULL;
+	int ret = config_check(c->o->config, &cfg, err, errlen);
+	if (ret)
+		goto out;
+	if ((ret = ctlr_state_text(c, &t)) || (ctlr_text_add(&t, "", 1), ret = t.err))
+		goto out;
+	if (!(svc = ctlr_svcs_build(cfg, t.p, t.len - 1))) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (unsigned i = 0; i < cfg->nsvc; i++) { /* weights the file changes */
+		struct csvc *v = &svc[i];
+		const struct cfg_service *old = NULL;
+		for (unsigned k = 0; k < c->cfg->nsvc && !old; k++)
+			if (dns_name_eq(&c->cfg->svc[k].name, &v->s->name))
+				old = &c->cfg->svc[k];
+		for (unsigned e = 0; old && v->have && e < v->s->nep; e++) {
+			int o = ctlr_ep_index(old, v->s->ep[e].id);
+			uint32_t w = v->s->ep[e].weight;
+			if (o < 0 || old->ep[o].weight == w || v->weight[e] == w)
+				continue;
+			if (v->slot[e] < 0 ||
+			    !assign_set_weight(&v->a, (unsigned)v->slot[e], w, NULL))
+				v->weight[e] = w;
+		}
+	}
+	pthread_mutex_lock(&c->lock);
+	struct peak_config *oldcfg = c->cfg;
+	struct csvc *oldsvc = c->svc;
+	c->cfg = cfg;
+	c->svc = svc;
+	pthread_mutex_unlock(&c->lock);
+	ctlr_svcs_free(oldsvc, oldcfg->nsvc);
+	config_free(oldcfg);
+	cfg = NULL;
+	svc = NULL;
+	for (unsigned i = 0; i < c->cfg->nsvc; i++)
+		send_map(c, &c->svc[i], NULL);
+	ctlr_state_save(c);
+	ret = 0;
+out:
+	if (svc)
+		ctlr_svcs_free(svc, cfg->nsvc);
+	config_free(cfg);
+	free(t.p);
+	return ret;
+}
+
+/* ---- agents ---- */
+
+/* One line from an agent. Before a valid hello nothing else is accepted. Returns 0, or -1
+ * if the agent was dropped. */
+static int agent_line(struct ctl *c, struct peer *a, const char *line, size_t len)
+{
+	struct ctl_msg m;
+	if (ctl_parse(line, len, &m)) {
+		if (!a->hello) {
+			ctlr_agent_drop(c, a, "not a control line before hello");
+			return -1;
+		}
+		if (ctlr_log_ok(c))
+			log_msg(LOG_WARNING, "controller: agent %s: malformed line '%.*s'", a->node,
+			        (int)(len > 80 ? 80 : len), line);
+		return 0;
+	}
+	if (!a->hello) {
+		if (m.kind != CTL_HELLO) {
+			ctlr_agent_drop(c, a, "no hello before other lines");
+			return -1;
+		}
+		if (c->auth && (!m.has_tag || !ctlauth_check(&c->key, a->nonce, m.id, m.tag))) {
+			ctlr_copy(a->node, sizeof(a->node), m.id);
+			ctlr_agent_drop(
+			    c, a, m.has_tag ? "wrong key (hello tag)" : "hello without a tag");
+			return -1;
+		}
+		a->hello = true;
+		ctlr_copy(a->node, sizeof(a->node), m.id);
+		log_msg(LOG_INFO, "controller: agent of node %s connected%s", a->node,
+		        c->auth ? " (authenticated)" : "");
+		stale_arm(c, a->node, ctlr_now_ms());
+		for (unsigned i = 0; i < c->cfg->nsvc && a->fd >= 0; i++)
+			send_map(c, &c->svc[i], a);
+		return a->fd >= 0 ? 0 : -1;
+	}
+	if (m.kind != CTL_HEALTH && m.kind != CTL_LOAD) {
+		if (ctlr_log_ok(c))
+			log_msg(LOG_WARNING, "controller: agent %s: unexpected '%s' line", a->node,
+			        ctl_kind_name(m.kind));
+		return 0;
+	}
+	struct csvc *v = ctlr_svc_find(c, m.svc);
+	int e = v ? ctlr_ep_index(v->s, m.id) : -1;
+	if (e < 0 || (v->s->ep[e].node[0] && strcmp(v->s->ep[e].node, a->node))) {
+		if (ctlr_log_ok(c))
+			log_msg(LOG_WARNING,
+			        "controller: agent %s: %s %s %s: not an endpoint of "
+			        "its node",
+			        a->node, ctl_kind_name(m.kind), m.svc, m.id);
+		return 0;
+	}
+	pthread_mutex_lock(&c->lock);
+	if (m.kind == CTL_LOAD) {
+		v->conns[e] = m.conns;
+		v->cpu_ns[e] = m.cpu_ns;
+	} else {
+		ctlr_health(c, v, (unsigned)e, m.up);
+	}
+	pthread_mutex_unlock(&c->lock);
+	return 0;
+}
+
+static void agent_accept(struct ctl *c, int lfd)
+{
+	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC | SOCK_NONBLOCK);
+	int i = 0;
+	if (fd == -1)
+		return;
+	while (i < MAX_AGENTS && c->agents[i].fd >= 0)
+		i++;
+	if (i == MAX_AGENTS) {
+		if (ctlr_log_ok(c))
+			log_msg(LOG_WARNING, "controller: %d agents connected: refusing another",
+			        MAX_AGENTS);
+		close(fd);
+		return;
+	}
+	struct peer *a = &c->agents[i];
+	*a = (struct peer){.fd = fd, .agent = true, .born_ms = ctlr_now_ms()};
+	struct ctl_msg m = {.kind = CTL_CHALLENGE};
+	char line[CTL_LINE_MAX + 1];
+	int n = -EINVAL;
+	if (!ctlauth_nonce(a->nonce)) {
+		memcpy(m.nonce, a->nonce, sizeof(m.nonce));
+		n = ctl_write(&m, line, sizeof(line));
+	}
+	if (n < 0)
+		ctlr_peer_close(a);
+	else
+		ctlr_peer_send(c, a, line, (size_t)n);
+}
+
+/* ---- metrics ---- */
+
+/* A label value in the Prometheus text format: \, " and newline escaped. */
+static const char *esc(const char *s, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (; *s && n + 3 < cap; s++) {
+		if (*s == '\\' || *s == '"' || *s == '\n') {
+			out[n++] = '\\';
+			out[n++] = *s == '\n' ? 'n' : *s;
+		} else {
+			out[n++] = *s;
+		}
+	}
+	out[n] = '\0';
+	return out;
+}
+
 static void render(struct mbuf *b, void *arg)
 {
+	static const struct {
+		const char *name, *help;
+	} per_ep[] = {
+	    {"peak_controller_endpoint_slices", "Slices assigned to the endpoint."},
+	    {"peak_controller_endpoint_healthy", "1 if the endpoint is up."},
+	    {"peak_controller_endpoint_weight", "The endpoint's live weight."},
+	    {"peak_controller_endpoint_connections", "Connections the agent saw."},
+	    {"peak_controller_endpoint_cpu_seconds",
+	     "CPU time of the pod as its agent last reported it (a gauge: a restarted pod "
+	     "starts again from 0)."},
+	};
 	struct ctl *c = arg;
-	unsigned agents = 0;
+	char sv[2 * DNS_NAME_STRLEN], ep[2 * CFG_ID_MAX];
 	pthread_mutex_lock(&c->lock);
-	for (int i = 0; i < MAX_AGENTS; i++)
-		agents += c->agents[i].fd >= 0 && c->agents[i].node[0];
 	mbuf_printf(b,
 	            "# HELP peak_controller_agents Agents connected.\n"
-	            "# TYPE peak_controller_agents gauge\npeak_controller_agents %u\n"
-	            "# HELP peak_controller_endpoint_slices Slices assigned to the endpoint.\n"
-	            "# TYPE peak_controller_endpoint_slices gauge\n",
-	            agents);
-	for (unsigned i = 0; i < c->cfg->nsvc; i++) {
-		struct csvc *v = &c->svc[i];
-		for (unsigned e = 0; e < v->s->nep; e++)
-			mbuf_printf(
-			    b,
-			    "peak_controller_endpoint_slices{service=\"%s\",endpoint=\"%s\"} %u\n",
-			    v->name, v->s->ep[e].id,
-			    v->have && v->slot[e] >= 0 ? v->a.ep[v->slot[e]].count : 0);
+	            "# TYPE peak_controller_agents gauge\npeak_controller_agents %u\n",
+	            c->nagents);
+	for (unsigned k = 0; k < sizeof(per_ep) / sizeof(per_ep[0]); k++) {
+		mbuf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", per_ep[k].name, per_ep[k].help,
+		            per_ep[k].name);
+		for (unsigned i = 0; i < c->cfg->nsvc; i++) {
+			const struct csvc *v = &c->svc[i];
+			esc(v->name, sv, sizeof(sv));
+			for (unsigned e = 0; e < v->s->nep; e++) {
+				esc(v->s->ep[e].id, ep, sizeof(ep));
+				mbuf_printf(b, "%s{service=\"%s\",endpoint=\"%s\"} ",
+				            per_ep[k].name, sv, ep);
+				if (k == 0)
+					mbuf_printf(b, "%u\n",
+					            v->have && v->slot[e] >= 0
+					                ? v->a.ep[v->slot[e]].count
+					                : 0);
+				else if (k == 1)
+					mbuf_printf(b, "%d\n", v->healthy[e]);
+				else if (k == 2)
+					mbuf_printf(b, "%u\n", v->weight[e]);
+				else if (k == 3)
+					mbuf_printf(b, "%llu\n", (unsigned long long)v->conns[e]);
+				else
+					mbuf_printf(b, "%.3f\n", (double)v->cpu_ns[e] / 1e9);
+			}
+		}
 	}
-	mbuf_printf(b, "# HELP peak_controller_endpoint_healthy 1 if the endpoint is up.\n"
-	               "# TYPE peak_controller_endpoint_healthy gauge\n");
-	for (unsigned i = 0; i < c->cfg->nsvc; i++)
-		for (unsigned e = 0; e < c->svc[i].s->nep; e++)
-			mbuf_printf(
-			    b,
-			    "peak_controller_endpoint_healthy{service=\"%s\",endpoint=\"%s\"} %d\n",
-			    c->svc[i].name, c->svc[i].s->ep[e].id, c->svc[i].healthy[e]);
-	mbuf_printf(b, "# HELP peak_controller_endpoint_connections Connections the agent saw.\n"
-	               "# TYPE peak_controller_endpoint_connections gauge\n");
-	for (unsigned i = 0; i < c->cfg->nsvc; i++)
-		for (unsigned e = 0; e < c->svc[i].s->nep; e++)
-			mbuf_printf(
-			    b,
-			    "peak_controller_endpoint_connections{service=\"%s\",endpoint=\"%s\"} "
-			    "%llu\n",
-			    c->svc[i].name, c->svc[i].s->ep[e].id,
-			    (unsigned long long)c->svc[i].conns[e]);
-	mbuf_printf(b, "# HELP peak_controller_endpoint_cpu_seconds_total CPU time of the pod.\n"
-	               "# TYPE peak_controller_endpoint_cpu_seconds_total counter\n");
-	for (unsigned i = 0; i < c->cfg->nsvc; i++)
-		for (unsigned e = 0; e < c->svc[i].s->nep; e++)
-			mbuf_printf(b,
-			            "peak_controller_endpoint_cpu_seconds_total{service=\"%s\","
-			            "endpoint=\"%s\"} %.3f\n",
-			            c->svc[i].name, c->svc[i].s->ep[e].id,
-			            (double)c->svc[i].cpu_ns[e] / 1e9);
 	pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- the run loop ---- */
+
+int controller_check(const struct controller_opts *o)
+{
+	struct peak_config *cfg = NULL;
+	char err[CFG_ERRLEN];
+	struct ctlauth_key *key = NULL;
+	int ret = 0;
+	if (config_check(o->config, &cfg, err, sizeof(err))) {
+		fprintf(stderr, "peak controller: %s\n", err);
+		return 2;
+	}
+	if (o->key_file && ((key = malloc(sizeof(*key))) == NULL ||
+	                    ctlauth_key_load(o->key_file, key, err, sizeof(err)))) {
+		fprintf(stderr, "peak controller: %s\n", key ? err : "out of memory");
+		ret = 2;
+	}
+	if (key) {
+		ctlauth_key_wipe(key);
+		free(key);
+	}
+	config_free(cfg);
+	return ret;
 }
 
 int controller_run(const struct controller_opts *o)
 {
-	struct ctl c = {.o = o, .lock = PTHREAD_MUTEX_INITIALIZER};
+	struct ctl *c = calloc(1, sizeof(*c));
 	struct metrics_srv *ms = NULL;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	int one = 1, lfd = -1, sfd = -1, ret = 1;
+	char err[CFG_ERRLEN], *state = NULL;
+	size_t slen = 0;
+	int one = 1, lfd = -1, sfd = -1, cfd = -1, ret = 1, r;
+	if (!c)
+		return 1;
+	c->o = o;
+	pthread_mutex_init(&c->lock, NULL);
+	c->dns.fd = -1;
 	for (int i = 0; i < MAX_AGENTS; i++)
-		c.agents[i].fd = -1;
-	if (setup(&c))
+		c->agents[i].fd = -1;
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		c->clients[i].fd = -1;
+	/* Signals are blocked before any thread starts, so only the signalfd sees them. */
+	if ((sfd = signals_fd(1)) < 0) {
+		log_msg(LOG_ERR, "controller: signals: %s", strerror(-sfd));
 		goto out;
+	}
+	ret = 2; /* bad input from here until the sockets */
 	if (sockaddr_parse(o->listen, &ss, &sl)) {
 		log_msg(LOG_ERR, "controller: --listen: '%s' is not ADDR:PORT", o->listen);
 		goto out;
 	}
-	lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (lfd == -1)
+	if (o->dns_control &&
+	    strlen(o->dns_control) >= sizeof(((struct sockaddr_un *)0)->sun_path)) {
+		log_msg(LOG_ERR, "controller: --dns-control: path too long");
 		goto out;
-	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-	if (bind(lfd, (struct sockaddr *)&ss, sl) == -1 || listen(lfd, 64) == -1) {
+	}
+	if (o->key_file) {
+		if (ctlauth_key_load(o->key_file, &c->key, err, sizeof(err))) {
+			log_msg(LOG_ERR, "controller: %s", err);
+			goto out;
+		}
+		c->auth = true;
+	} else {
+		log_msg(LOG_WARNING,
+		        "controller: no --key-file: any peer that reaches %s can "
+		        "report health (agents are not authenticated)",
+		        o->listen);
+	}
+	if (config_check(o->config, &c->cfg, err, sizeof(err))) {
+		log_msg(LOG_ERR, "controller: %s", err);
+		goto out;
+	}
+	if (o->state && strcmp(o->state, "none")) {
+		c->state = o->state;
+	} else if (!o->state) {
+		snprintf(c->state_buf, sizeof(c->state_buf), "%s.state", o->config);
+		c->state = c->state_buf;
+	}
+	if (c->state && (r = ctlr_file_read(c->state, &state, &slen)) && r != -ENOENT)
+		log_msg(LOG_WARNING, "controller: state file %s: %s", c->state, strerror(-r));
+	ret = 1;
+	if (!(c->svc = ctlr_svcs_build(c->cfg, state, slen)))
+		goto out;
+	for (unsigned i = 0; state && i < c->cfg->nsvc; i++)
+		if (c->svc[i].have)
+			log_msg(LOG_INFO, "controller: %s: assignment from %s", c->svc[i].name,
+			        c->state);
+	lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (lfd == -1 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+	    bind(lfd, (struct sockaddr *)&ss, sl) == -1 || listen(lfd, 64) == -1) {
 		log_msg(LOG_ERR, "controller: %s: %s", o->listen, strerror(errno));
 		goto out;
 	}
-	sfd = signals_fd(0);
-	if (o->metrics && !(ms = metrics_start(o->metrics, render, &c))) {
-		ret = 1;
+	if (o->control && (cfd = ctlr_control_listen(o->control)) < 0)
 		goto out;
-	}
-	log_msg(LOG_INFO, "controller: %u services from %s, agents on %s", c.cfg->nsvc, o->config,
-	        o->listen);
-	ret = 0;
+	if (o->metrics && !(ms = metrics_start(o->metrics, render, c)))
+		goto out;
+	ctlr_state_save(c);
+	dns_sync(c);
+	log_msg(LOG_INFO, "controller: %u services from %s, agents on %s%s", c->cfg->nsvc,
+	        o->config, o->listen, c->auth ? " (key file)" : "");
 	for (;;) {
-		struct pollfd pf[MAX_AGENTS + 2];
+		struct pollfd pf[4 + MAX_AGENTS + MAX_CLIENTS];
+		uint64_t now = ctlr_now_ms();
 		pf[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		pf[1] = (struct pollfd){.fd = lfd, .events = POLLIN};
-		for (int i = 0; i < MAX_AGENTS; i++)
-			pf[2 + i] = (struct pollfd){.fd = c.agents[i].fd, .events = POLLIN};
-		if (poll(pf, MAX_AGENTS + 2, -1) == -1 && errno != EINTR)
-			break;
-		if (pf[0].revents)
-			break;
-		if (pf[1].revents) {
-			int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-			int i = 0;
-			while (fd >= 0 && i < MAX_AGENTS && c.agents[i].fd >= 0)
-				i++;
-			if (fd >= 0 && i < MAX_AGENTS)
-				c.agents[i] = (struct agent_conn){.fd = fd};
-			else if (fd >= 0)
-				close(fd);
-		}
+		pf[2] = (struct pollfd){.fd = cfd, .events = POLLIN};
+		pf[3] = (struct pollfd){.fd = c->dns.fd, .events = c->dns.sent ? POLLIN : POLLOUT};
 		for (int i = 0; i < MAX_AGENTS; i++) {
-			struct agent_conn *a = &c.agents[i];
-			if (a->fd < 0 || !pf[2 + i].revents)
+			struct peer *p = &c->agents[i];
+			pf[4 + i] = (struct pollfd){
+			    .fd = p->fd, .events = POLLIN | (p->q.len > p->q.off ? POLLOUT : 0)};
+		}
+		for (int i = 0; i < MAX_CLIENTS; i++) {
+			struct peer *p = &c->clients[i];
+			pf[4 + MAX_AGENTS + i] =
+			    (struct pollfd){.fd = p->fd,
+			                    .events = (p->closing ? 0 : POLLIN) |
+			                              (p->q.len > p->q.off ? POLLOUT : 0)};
+		}
+		if (poll(pf, 4 + MAX_AGENTS + MAX_CLIENTS, POLL_TICK_MS) == -1 && errno != EINTR) {
+			log_msg(LOG_ERR, "controller: poll: %s", strerror(errno));
+			ret = 1;
+			goto out;
+		}
+		now = ctlr_now_ms();
+		if (pf[0].revents) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) != sizeof(si))
 				continue;
-			ssize_t k = recv(a->fd, a->in + a->inlen, sizeof(a->in) - 1 - a->inlen, 0);
-			if (k <= 0) {
-				log_msg(LOG_INFO, "controller: agent of node %s left",
-				        a->node[0] ? a->node : "?");
-				close(a->fd);
-				a->fd = -1;
+			if (si.ssi_signo != SIGHUP)
+				break;
+			if (ctlr_reload(c, err, sizeof(err)))
+				log_msg(LOG_ERR,
+				        "controller: reload refused, keeping the running "
+				        "configuration: %s",
+				        err);
+			else
+				log_msg(LOG_INFO, "controller: configuration reloaded from %s",
+				        o->config);
+		}
+		if (pf[1].revents)
+			agent_accept(c, lfd);
+		if (cfd >= 0 && pf[2].revents)
+			ctlr_client_accept(c, cfd);
+		ctlr_dns_step(c, pf[3].revents, now);
+		for (int i = 0; i < MAX_AGENTS; i++) {
+			struct peer *p = &c->agents[i];
+			short rev = pf[4 + i].revents;
+			if (p->fd < 0 || pf[4 + i].fd != p->fd)
+				continue; /* closed or replaced during this round */
+			if (rev & POLLOUT && ctlr_peer_flush(p, now)) {
+				ctlr_agent_drop(c, p, "send failed");
 				continue;
 			}
-			a->inlen += (size_t)k;
-			a->in[a->inlen] = '\0';
-			char *nl;
-			while ((nl = memchr(a->in, '\n', a->inlen))) {
-				*nl = '\0';
-				agent_line(&c, a, a->in);
-				size_t used = (size_t)(nl - a->in) + 1;
-				memmove(a->in, a->in + used, a->inlen - used);
-				a->inlen -= used;
+			if (rev & (POLLIN | POLLHUP | POLLERR))
+				ctlr_peer_read(c, p, agent_line);
+			if (p->fd < 0)
+				continue;
+			if (!p->hello && now - p->born_ms > HELLO_MS)
+				ctlr_agent_drop(c, p, "no hello in time");
+			else if (p->q.len > p->q.off && now - p->q.since_ms > DRAIN_MS)
+				ctlr_agent_drop(c, p, "not reading its maps");
+		}
+		for (int i = 0; i < MAX_CLIENTS; i++) {
+			struct peer *p = &c->clients[i];
+			short rev = pf[4 + MAX_AGENTS + i].revents;
+			if (p->fd < 0 || pf[4 + MAX_AGENTS + i].fd != p->fd)
+				continue;
+			if (rev & POLLOUT && ctlr_peer_flush(p, now)) {
+				ctlr_peer_close(p);
+				continue;
 			}
-			if (a->inlen == sizeof(a->in) - 1)
-				a->inlen = 0; /* an endless line: drop it */
+			if (!p->closing && rev & (POLLIN | POLLHUP | POLLERR))
+				ctlr_peer_read(c, p, ctlr_client_line);
+			if (p->fd < 0)
+				continue;
+			if ((p->closing && p->q.len == p->q.off) || now - p->born_ms > CLIENT_MS)
+				ctlr_peer_close(p);
+		}
+		stale_expire(c, now);
+		unsigned n = 0;
+		for (int i = 0; i < MAX_AGENTS; i++)
+			n += c->agents[i].fd >= 0 && c->agents[i].hello;
+		if (n != c->nagents) {
+			pthread_mutex_lock(&c->lock);
+			c->nagents = n;
+			pthread_mutex_unlock(&c->lock);
 		}
 	}
 	log_msg(LOG_INFO, "controller: stopping");
+	ret = 0;
 out:
 	metrics_stop(ms);
 	for (int i = 0; i < MAX_AGENTS; i++)
-		if (c.agents[i].fd >= 0)
-			close(c.agents[i].fd);
-	for (unsigned i = 0; c.svc && i < c.cfg->nsvc; i++) {
-		if (c.svc[i].have)
-			assign_fini(&c.svc[i].a);
-		free(c.svc[i].slot);
-		free(c.svc[i].healthy);
-		free(c.svc[i].conns);
-		free(c.svc[i].cpu_ns);
-	}
-	free(c.svc);
-	config_free(c.cfg);
+		ctlr_peer_close(&c->agents[i]);
+	for (int i = 0; i < MAX_CLIENTS; i++)
+		ctlr_peer_close(&c->clients[i]);
+	while (c->dns.n || c->dns.fd >= 0)
+		ctlr_dns_pop(&c->dns);
+	ctlr_svcs_free(c->svc, c->cfg ? c->cfg->nsvc : 0);
+	config_free(c->cfg);
+	ctlauth_key_wipe(&c->key);
+	free(state);
 	if (lfd >= 0)
 		close(lfd);
+	if (cfd >= 0) {
+		close(cfd);
+		unlink(o->control);
+	}
 	if (sfd >= 0)
 		close(sfd);
+	pthread_mutex_destroy(&c->lock);
+	free(c);
 	return ret;
 }

@@ -1,20 +1,34 @@
 #pragma once
 /*
- * peak controller: the source of truth for slice assignments. Agents connect over TCP and
- * speak lines:
- *   agent -> controller   "hello NODE", "health SERVICE ENDPOINT up|down",
+ * peak controller: the single authority for slice assignments and weights. Agents connect
+ * over TCP; every line on the link is in the control grammar (include/peak/ctlproto.h):
+ *   controller -> agent   "challenge NONCE" on accept; "map SERVICE", then "ep ID
+ *                         START/LOG2 ..." per endpoint holding slices, then "end": the whole
+ *                         map of one service
+ *   agent -> controller   "hello NODE [TAG]" first (TAG required with a key file,
+ *                         include/peak/ctlauth.h), then "health SERVICE ENDPOINT up|down",
  *                         "load SERVICE ENDPOINT CONNECTIONS CPU_NANOSECONDS"
- *   controller -> agent   "map SERVICE", then "ep ID START/LOG2 ..." per endpoint holding
- *                         slices, then "end": the whole map of one service
- * A health change moves only the slices it must (assign_del / assign_add), is sent to every
- * agent and, with --dns-control, to peak dns.
+ * A health or weight change moves only the slices it must (assign_del / assign_add /
+ * assign_set_weight), is sent to every agent and, with --dns-control, to peak dns, and is
+ * saved to the state file, from which a restarted controller adopts the live assignment.
+ * Every peer's output is queued and sent without blocking; a peer that stops reading is
+ * dropped, so it never delays the others, peak dns or a signal.
  */
 struct controller_opts {
 	const char *config;
 	const char *listen;      /* ADDR:PORT */
 	const char *dns_control; /* peak dns control socket, or NULL */
 	const char *metrics;     /* Prometheus endpoint ADDR:PORT, or NULL */
+	const char *key_file;    /* the agents' shared key, or NULL (no authentication) */
+	const char *control;     /* the operator's control socket, or NULL */
+	const char *state;       /* state file; NULL: CONFIG.state; "none": no state file */
 };
 
-/* Serves until SIGINT or SIGTERM. Returns 0, or 1 on a configuration or socket error. */
+/* Serves until SIGINT or SIGTERM; SIGHUP reloads the configuration. Returns 0 after a
+ * signal, 2 when the input is bad (configuration, key file, --listen), 1 on a run-time
+ * failure (sockets, memory); the reason is logged. */
 int controller_run(const struct controller_opts *o);
+
+/* --check: loads and checks the configuration (and the key file if given), printing
+ * "FILE:LINE: reason" to stderr. Returns 0 or 2. */
+int controller_check(const struct controller_opts *o);

@@ -1,0 +1,89 @@
+#pragma once
+/*
+ * The control-line grammar: every line PEAK's daemons exchange on their control links is
+ * parsed and written here, so both ends agree byte for byte.
+ *
+ *   controller -> agent     challenge NONCE                 (32 lowercase hex digits)
+ *   agent -> controller     hello NODE [TAG]                (TAG: 64 lowercase hex digits,
+ *                                                            HMAC-SHA256, see ctlauth.h)
+ *                           health SERVICE ENDPOINT up|down
+ *                           load SERVICE ENDPOINT CONNECTIONS CPU_NANOSECONDS
+ *   controller -> agent     map SERVICE, ep ENDPOINT START/LOG2 ..., end
+ *                           (several ep lines for one endpoint add up; at most
+ *                           CTL_EP_BLOCKS_MAX blocks on one line)
+ *   controller/operator -> peak dns or the controller's control socket
+ *                           health ..., weight SERVICE ENDPOINT N, status, reload
+ *   replies                 ok | error: TEXT
+ *
+ * A line is at most CTL_LINE_MAX bytes with its '\n'. Tokens are separated by exactly one
+ * space; no leading or trailing space, no control bytes. Numbers are decimal digits only
+ * (no sign, no leading zero, no overflow, each within its field's range). SERVICE is a DNS
+ * name in presentation form (dns_name_parse accepts it); ENDPOINT and NODE are 1 to
+ * CTL_ID_MAX - 1 printable bytes other than '"' and '\'. The writer refuses what the parser
+ * would refuse, so whatever ctl_write writes, ctl_parse reads back to the same message.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peak/assign.h"
+
+enum {
+	CTL_LINE_MAX = 1024,    /* bytes of one line, its '\n' included */
+	CTL_SVC_MAX = 256,      /* a service name as text, NUL included */
+	CTL_ID_MAX = 64,        /* an endpoint id or node name, NUL included (CFG_ID_MAX) */
+	CTL_NONCE_LEN = 16,     /* bytes of a challenge nonce */
+	CTL_TAG_LEN = 32,       /* bytes of a hello tag (HMAC-SHA256) */
+	CTL_EP_BLOCKS_MAX = 64, /* blocks on one ep line */
+	CTL_TEXT_MAX = 256,     /* bytes of an error reply's text, NUL included */
+	CTL_WEIGHT_MAX = ASSIGN_MAX_WEIGHT,
+	CTL_SLICES_MAX = ASSIGN_MAX_SLICES,
+};
+
+enum ctl_kind {
+	CTL_NONE = 0,
+	CTL_CHALLENGE, /* nonce */
+	CTL_HELLO,     /* id = node, has_tag, tag */
+	CTL_HEALTH,    /* svc, id, up */
+	CTL_LOAD,      /* svc, id, conns, cpu_ns */
+	CTL_WEIGHT,    /* svc, id, weight */
+	CTL_MAP,       /* svc */
+	CTL_EP,        /* id, blocks[nblocks] */
+	CTL_END,
+	CTL_STATUS,
+	CTL_RELOAD,
+	CTL_OK,
+	CTL_ERROR, /* text */
+};
+
+struct ctl_msg {
+	enum ctl_kind kind;
+	bool up;
+	bool has_tag;
+	char svc[CTL_SVC_MAX];
+	char id[CTL_ID_MAX];
+	uint8_t nonce[CTL_NONCE_LEN];
+	uint8_t tag[CTL_TAG_LEN];
+	uint64_t conns, cpu_ns;
+	uint32_t weight;
+	unsigned nblocks;
+	struct assign_block blocks[CTL_EP_BLOCKS_MAX];
+	char text[CTL_TEXT_MAX];
+};
+
+/* Finds the first line of buf. Returns the bytes it takes with its '\n' (> 0) and its
+ * length without the '\n' in *linelen; 0 if no '\n' yet and the line may still fit;
+ * -EMSGSIZE if the line is longer than CTL_LINE_MAX (the peer is broken or hostile). */
+long ctl_line_split(const uint8_t *buf, size_t len, size_t *linelen);
+
+/* Parses one line (len bytes, without its '\n'). Fills all of *m (zeroed first). Returns
+ * 0, or -EBADMSG for anything the grammar above does not allow; *m is then CTL_NONE. */
+int ctl_parse(const char *line, size_t len, struct ctl_msg *m);
+
+/* Writes m as one line with its '\n' into out (NUL-terminated when there is room for it).
+ * Returns the length with the '\n' (at most CTL_LINE_MAX), -EINVAL if a field is outside
+ * the grammar, or -EMSGSIZE if cap is too small. */
+int ctl_write(const struct ctl_msg *m, char *out, size_t cap);
+
+/* The lowercase name of a line kind ("hello", "health", ...; "?" for none). */
+const char *ctl_kind_name(enum ctl_kind k);

@@ -1,0 +1,134 @@
+#pragma once
+/*
+ * The controller's private parts, shared by its files: controller.c (the run loop, health,
+ * weights, reloads, agents, metrics), link.c (per-peer output queues and line input, the
+ * peak dns exchange), state.c (maps as text, the state file and its adoption) and
+ * control.c (the operator's control socket). Everything runs on the loop's thread; the
+ * metrics thread reads the services under ctl.lock.
+ */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "controller.h"
+#include "peak/assign.h"
+#include "peak/config.h"
+#include "peak/ctlauth.h"
+#include "peak/ctlproto.h"
+
+enum {
+	MAX_AGENTS = 64,
+	MAX_CLIENTS = 8,      /* operator connections on the control socket at once */
+	OUTQ_MAX_B = 8 << 20, /* bytes queued for one peer before it is dropped */
+	DRAIN_MS = 5000,      /* a peer whose queue made no progress this long is dropped */
+	HELLO_MS = 10000,     /* a peer must say a valid hello within this */
+	CLIENT_MS = 5000,     /* an operator client's whole exchange */
+	DNS_MS = 2000,        /* one notification to peak dns: connect, send, reply */
+	DNS_QUEUE_MAX = 1024, /* notifications waiting for peak dns */
+	STALE_UP_MS = 2000,   /* see adopt(): the grace for a saved "down" after a hello */
+	LOG_BURST = 10,       /* peer-caused log lines per second */
+	POLL_TICK_MS = 250,
+};
+
+struct csvc {
+	const struct cfg_service *s;
+	struct assign a;
+	bool have;
+	int *slot; /* per endpoint: assignment slot, -1 when out */
+	bool *healthy;
+	uint32_t *weight;         /* per endpoint: the live weight (config, or the operator's) */
+	uint64_t *stale;          /* per endpoint: a saved "down" not yet confirmed: bring it up at
+	                           * this time (0: none, UINT64_MAX: its agent has not said hello) */
+	uint64_t *conns, *cpu_ns; /* per endpoint: the last load its agent reported */
+	char name[DNS_NAME_STRLEN];
+};
+
+struct outq {
+	char *p;
+	size_t len, off, cap;
+	uint64_t since_ms; /* when it last made progress or became non-empty */
+};
+
+struct peer {
+	int fd;
+	bool agent;   /* an agent (else an operator client) */
+	bool hello;   /* agents: said a valid hello */
+	bool closing; /* clients: close once the reply is out */
+	char node[CTL_ID_MAX];
+	uint8_t nonce[CTL_NONCE_LEN];
+	uint64_t born_ms;
+	char in[CTL_LINE_MAX];
+	size_t inlen;
+	struct outq q;
+};
+
+struct dnsq {
+	char *line[DNS_QUEUE_MAX];
+	unsigned head, n;
+	int fd;
+	size_t off;
+	bool sent;
+	uint64_t deadline_ms;
+	char reply[CTL_LINE_MAX];
+	size_t rlen;
+};
+
+struct ctl {
+	const struct controller_opts *o;
+	pthread_mutex_t lock; /* the metrics thread reads what the loop writes */
+	struct peak_config *cfg;
+	struct csvc *svc;
+	struct peer agents[MAX_AGENTS];
+	struct peer clients[MAX_CLIENTS];
+	struct dnsq dns;
+	struct ctlauth_key key;
+	bool auth;
+	const char *state; /* state file, or NULL */
+	char state_buf[4096];
+	uint64_t log_s;
+	unsigned log_n;
+	unsigned nagents; /* agents that said hello: written by the loop under lock */
+};
+
+struct text {
+	char *p;
+	size_t len, cap;
+	int err;
+};
+
+/* link.c: time, text, peer queues and input, the peak dns exchange */
+uint64_t ctlr_now_ms(void);
+void ctlr_copy(char *dst, size_t cap, const char *src);
+bool ctlr_log_ok(struct ctl *c);
+void ctlr_text_add(struct text *t, const char *s, size_t n);
+void ctlr_text_msg(struct text *t, const struct ctl_msg *m);
+void ctlr_peer_close(struct peer *p);
+int ctlr_peer_flush(struct peer *p, uint64_t now);
+int ctlr_peer_send(struct ctl *c, struct peer *p, const char *s, size_t n);
+void ctlr_agent_drop(struct ctl *c, struct peer *a, const char *why);
+void ctlr_peer_read(struct ctl *c, struct peer *p,
+                    int (*fn)(struct ctl *, struct peer *, const char *, size_t));
+void ctlr_dns_pop(struct dnsq *d);
+void ctlr_dns_tell(struct ctl *c, const struct ctl_msg *m);
+void ctlr_dns_step(struct ctl *c, short revents, uint64_t now);
+
+/* state.c: maps as text, the state file, adoption */
+void ctlr_map_text(const struct csvc *v, struct text *t);
+int ctlr_state_text(const struct ctl *c, struct text *t);
+void ctlr_state_save(struct ctl *c);
+int ctlr_file_read(const char *path, char **out, size_t *len);
+int ctlr_ep_index(const struct cfg_service *s, const char *id);
+void ctlr_svcs_free(struct csvc *svc, unsigned n);
+struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, size_t len);
+
+/* control.c: the operator's control socket */
+int ctlr_client_line(struct ctl *c, struct peer *p, const char *line, size_t len);
+int ctlr_control_listen(const char *path);
+void ctlr_client_accept(struct ctl *c, int lfd);
+
+/* controller.c */
+struct csvc *ctlr_svc_find(struct ctl *c, const char *name);
+int ctlr_health(struct ctl *c, struct csvc *v, unsigned e, bool up);
+int ctlr_weight(struct ctl *c, struct csvc *v, unsigned e, uint32_t w);
+int ctlr_reload(struct ctl *c, char *err, size_t errlen);

@@ -1,0 +1,382 @@
+/* The control-line grammar (include/peak/ctlproto.h): one parser and one writer for every
+ * line of the controller, agent and DNS control links. */
+#include "peak/ctlproto.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "peak/cur.h"
+#include "peak/dns.h"
+
+enum { U64_DIGITS_MAX = 20, HEX_NONCE = 2 * CTL_NONCE_LEN, HEX_TAG = 2 * CTL_TAG_LEN };
+
+static const char *const kind_names[] = {
+    [CTL_NONE] = "?",        [CTL_CHALLENGE] = "challenge",
+    [CTL_HELLO] = "hello",   [CTL_HEALTH] = "health",
+    [CTL_LOAD] = "load",     [CTL_WEIGHT] = "weight",
+    [CTL_MAP] = "map",       [CTL_EP] = "ep",
+    [CTL_END] = "end",       [CTL_STATUS] = "status",
+    [CTL_RELOAD] = "reload", [CTL_OK] = "ok",
+    [CTL_ERROR] = "error:",
+};
+
+const char *ctl_kind_name(enum ctl_kind k)
+{
+	return (unsigned)k < sizeof(kind_names) / sizeof(kind_names[0]) ? kind_names[k] : "?";
+}
+
+long ctl_line_split(const uint8_t *buf, size_t len, size_t *linelen)
+{
+	size_t scan = len < CTL_LINE_MAX ? len : CTL_LINE_MAX;
+	const uint8_t *nl = memchr(buf, '\n', scan);
+	if (nl) {
+		*linelen = (size_t)(nl - buf);
+		return (long)(*linelen + 1);
+	}
+	return len >= CTL_LINE_MAX ? -EMSGSIZE : 0;
+}
+
+/* A token: the bytes up to the next space or the end. Sets the cursor's error if it is
+ * empty, longer than max or holds a byte outside 0x21..0x7e. The token is not consumed
+ * with its separator; next_sep does that. */
+static const uint8_t *tok(struct cur *c, size_t max, size_t *n)
+{
+	size_t k = 0;
+	while (k < c->left && c->p[k] != ' ')
+		k++;
+	if (!k || k > max) {
+		c->err = -EBADMSG;
+		return NULL;
+	}
+	const uint8_t *p = cur_ptr(c, k);
+	for (size_t i = 0; p && i < k; i++)
+		if (p[i] < 0x21 || p[i] > 0x7e) {
+			c->err = -EBADMSG;
+			return NULL;
+		}
+	*n = k;
+	return p;
+}
+
+/* Consumes the single space before the next token. */
+static void sep(struct cur *c)
+{
+	if (cur_u8(c) != ' ')
+		c->err = -EBADMSG;
+}
+
+static bool tok_is(const uint8_t *p, size_t n, const char *s)
+{
+	return p && n == strlen(s) && !memcmp(p, s, n);
+}
+
+/* A decimal number in [0, max]: digits only, no leading zero, no overflow. */
+static uint64_t num(struct cur *c, uint64_t max)
+{
+	size_t n = 0;
+	const uint8_t *p = tok(c, U64_DIGITS_MAX, &n);
+	uint64_t v = 0;
+	if (!p)
+		return 0;
+	if (n > 1 && p[0] == '0')
+		goto bad;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			goto bad;
+		unsigned d = (unsigned)(p[i] - '0');
+		if (v > (max - d) / 10)
+			goto bad;
+		v = v * 10 + d;
+	}
+	return v;
+bad:
+	c->err = -EBADMSG;
+	return 0;
+}
+
+static int hexval(uint8_t h)
+{
+	if (h >= '0' && h <= '9')
+		return h - '0';
+	if (h >= 'a' && h <= 'f')
+		return h - 'a' + 10;
+	return -1;
+}
+
+/* Exactly 2 * len lowercase hex digits into out. */
+static void hex(struct cur *c, uint8_t *out, size_t len)
+{
+	size_t n = 0;
+	const uint8_t *p = tok(c, 2 * len, &n);
+	if (!p || n != 2 * len) {
+		c->err = -EBADMSG;
+		return;
+	}
+	for (size_t i = 0; i < len; i++) {
+		int hi = hexval(p[2 * i]), lo = hexval(p[2 * i + 1]);
+		if (hi < 0 || lo < 0) {
+			c->err = -EBADMSG;
+			return;
+		}
+		out[i] = (uint8_t)(hi << 4 | lo);
+	}
+}
+
+static bool id_ok(const char *s, size_t n)
+{
+	if (!n || n >= CTL_ID_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((uint8_t)s[i] < 0x21 || (uint8_t)s[i] > 0x7e || s[i] == '"' || s[i] == '\\')
+			return false;
+	return true;
+}
+
+static bool svc_ok(const char *s, size_t n)
+{
+	struct dns_name dn;
+	if (!n || n >= CTL_SVC_MAX)
+		return false;
+	for (size_t i = 0; i < n; i++)
+		if ((uint8_t)s[i] < 0x21 || (uint8_t)s[i] > 0x7e)
+			return false;
+	return dns_name_parse(s, &dn) == 0;
+}
+
+static void id(struct cur *c, char out[static CTL_ID_MAX])
+{
+	size_t n = 0;
+	const uint8_t *p = tok(c, CTL_ID_MAX - 1, &n);
+	if (!p)
+		return;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	if (!id_ok(out, n))
+		c->err = -EBADMSG;
+}
+
+static void svc(struct cur *c, char out[static CTL_SVC_MAX])
+{
+	size_t n = 0;
+	const uint8_t *p = tok(c, CTL_SVC_MAX - 1, &n);
+	if (!p)
+		return;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	if (!svc_ok(out, n))
+		c->err = -EBADMSG;
+}
+
+/* START/LOG2: an aligned block inside the largest assignment. */
+static void block(struct cur *c, struct assign_block *b)
+{
+	size_t n = 0, slash = 0;
+	const uint8_t *p = tok(c, 2 * U64_DIGITS_MAX + 1, &n);
+	if (!p)
+		return;
+	while (slash < n && p[slash] != '/')
+		slash++;
+	if (slash == n) {
+		c->err = -EBADMSG;
+		return;
+	}
+	struct cur a = cur_make(p, slash), l = cur_make(p + slash + 1, n - slash - 1);
+	uint64_t start = num(&a, CTL_SLICES_MAX - 1), log2 = num(&l, 24);
+	if (a.err || a.left || l.err || l.left || start & ((1ull << log2) - 1) ||
+	    start + (1ull << log2) > CTL_SLICES_MAX) {
+		c->err = -EBADMSG;
+		return;
+	}
+	b->start = (uint32_t)start;
+	b->log2 = (uint8_t)log2;
+}
+
+int ctl_parse(const char *line, size_t len, struct ctl_msg *m)
+{
+	struct cur c = cur_make((const uint8_t *)line, len);
+	size_t n = 0;
+	memset(m, 0, sizeof(*m));
+	if (len >= CTL_LINE_MAX)
+		goto bad;
+	const uint8_t *k = tok(&c, 16, &n);
+	if (tok_is(k, n, "challenge")) {
+		m->kind = CTL_CHALLENGE;
+		sep(&c);
+		hex(&c, m->nonce, CTL_NONCE_LEN);
+	} else if (tok_is(k, n, "hello")) {
+		m->kind = CTL_HELLO;
+		sep(&c);
+		id(&c, m->id);
+		if (!c.err && c.left) {
+			sep(&c);
+			hex(&c, m->tag, CTL_TAG_LEN);
+			m->has_tag = true;
+		}
+	} else if (tok_is(k, n, "health") || tok_is(k, n, "load") || tok_is(k, n, "weight")) {
+		m->kind = k[0] == 'h' ? CTL_HEALTH : k[0] == 'l' ? CTL_LOAD : CTL_WEIGHT;
+		sep(&c);
+		svc(&c, m->svc);
+		sep(&c);
+		id(&c, m->id);
+		sep(&c);
+		if (m->kind == CTL_HEALTH) {
+			const uint8_t *w = tok(&c, 4, &n);
+			m->up = tok_is(w, n, "up");
+			if (!m->up && !tok_is(w, n, "down"))
+				c.err = -EBADMSG;
+		} else if (m->kind == CTL_LOAD) {
+			m->conns = num(&c, UINT64_MAX);
+			sep(&c);
+			m->cpu_ns = num(&c, UINT64_MAX);
+		} else {
+			m->weight = (uint32_t)num(&c, CTL_WEIGHT_MAX);
+		}
+	} else if (tok_is(k, n, "map")) {
+		m->kind = CTL_MAP;
+		sep(&c);
+		svc(&c, m->svc);
+	} else if (tok_is(k, n, "ep")) {
+		m->kind = CTL_EP;
+		sep(&c);
+		id(&c, m->id);
+		while (!c.err && c.left) {
+			if (m->nblocks == CTL_EP_BLOCKS_MAX)
+				goto bad;
+			sep(&c);
+			block(&c, &m->blocks[m->nblocks++]);
+		}
+	} else if (tok_is(k, n, "end")) {
+		m->kind = CTL_END;
+	} else if (tok_is(k, n, "status")) {
+		m->kind = CTL_STATUS;
+	} else if (tok_is(k, n, "reload")) {
+		m->kind = CTL_RELOAD;
+	} else if (tok_is(k, n, "ok")) {
+		m->kind = CTL_OK;
+	} else if (tok_is(k, n, "error:")) {
+		m->kind = CTL_ERROR;
+		sep(&c);
+		if (!c.err && (!c.left || c.left >= CTL_TEXT_MAX))
+			goto bad;
+		for (size_t i = 0; !c.err && i < c.left; i++)
+			if (c.p[i] < 0x20 || c.p[i] > 0x7e)
+				goto bad;
+		cur_bytes(&c, m->text, c.left);
+	} else {
+		goto bad;
+	}
+	if (c.err || c.left)
+		goto bad;
+	return 0;
+bad:
+	memset(m, 0, sizeof(*m));
+	return -EBADMSG;
+}
+
+static void put_str(struct wcur *w, const char *s)
+{
+	wcur_bytes(w, s, strlen(s));
+}
+
+static void put_u64(struct wcur *w, uint64_t v)
+{
+	char b[U64_DIGITS_MAX + 1];
+	int n = snprintf(b, sizeof(b), "%llu", (unsigned long long)v);
+	wcur_bytes(w, b, (size_t)n);
+}
+
+static void put_hex(struct wcur *w, const uint8_t *p, size_t len)
+{
+	static const char digits[] = "0123456789abcdef";
+	for (size_t i = 0; i < len; i++) {
+		wcur_u8(w, (uint8_t)digits[p[i] >> 4]);
+		wcur_u8(w, (uint8_t)digits[p[i] & 15]);
+	}
+}
+
+int ctl_write(const struct ctl_msg *m, char *out, size_t cap)
+{
+	uint8_t line[CTL_LINE_MAX];
+	struct wcur w = wcur_make(line, sizeof(line));
+	size_t idn = strnlen(m->id, CTL_ID_MAX), svcn = strnlen(m->svc, CTL_SVC_MAX);
+	bool need_id = m->kind == CTL_HELLO || m->kind == CTL_HEALTH || m->kind == CTL_LOAD ||
+	               m->kind == CTL_WEIGHT || m->kind == CTL_EP;
+	bool need_svc = m->kind == CTL_HEALTH || m->kind == CTL_LOAD || m->kind == CTL_WEIGHT ||
+	                m->kind == CTL_MAP;
+	if (m->kind == CTL_NONE || (unsigned)m->kind > CTL_ERROR ||
+	    (need_id && !id_ok(m->id, idn)) || (need_svc && !svc_ok(m->svc, svcn)))
+		return -EINVAL;
+	put_str(&w, ctl_kind_name(m->kind));
+	if (need_svc) {
+		wcur_u8(&w, ' ');
+		put_str(&w, m->svc);
+	}
+	if (need_id) {
+		wcur_u8(&w, ' ');
+		put_str(&w, m->id);
+	}
+	switch (m->kind) {
+	case CTL_CHALLENGE:
+		wcur_u8(&w, ' ');
+		put_hex(&w, m->nonce, CTL_NONCE_LEN);
+		break;
+	case CTL_HELLO:
+		if (m->has_tag) {
+			wcur_u8(&w, ' ');
+			put_hex(&w, m->tag, CTL_TAG_LEN);
+		}
+		break;
+	case CTL_HEALTH:
+		put_str(&w, m->up ? " up" : " down");
+		break;
+	case CTL_LOAD:
+		wcur_u8(&w, ' ');
+		put_u64(&w, m->conns);
+		wcur_u8(&w, ' ');
+		put_u64(&w, m->cpu_ns);
+		break;
+	case CTL_WEIGHT:
+		if (m->weight > CTL_WEIGHT_MAX)
+			return -EINVAL;
+		wcur_u8(&w, ' ');
+		put_u64(&w, m->weight);
+		break;
+	case CTL_EP:
+		if (m->nblocks > CTL_EP_BLOCKS_MAX)
+			return -EINVAL;
+		for (unsigned i = 0; i < m->nblocks; i++) {
+			const struct assign_block *b = &m->blocks[i];
+			if (b->log2 > 24 || b->start & ((1u << b->log2) - 1) ||
+			    (uint64_t)b->start + (1u << b->log2) > CTL_SLICES_MAX)
+				return -EINVAL;
+			wcur_u8(&w, ' ');
+			put_u64(&w, b->start);
+			wcur_u8(&w, '/');
+			put_u64(&w, b->log2);
+		}
+		break;
+	case CTL_ERROR: {
+		size_t n = strnlen(m->text, CTL_TEXT_MAX);
+		if (!n || n >= CTL_TEXT_MAX)
+			return -EINVAL;
+		for (size_t i = 0; i < n; i++)
+			if ((uint8_t)m->text[i] < 0x20 || (uint8_t)m->text[i] > 0x7e)
+				return -EINVAL;
+		wcur_u8(&w, ' ');
+		wcur_bytes(&w, m->text, n);
+		break;
+	}
+	default:
+		break;
+	}
+	wcur_u8(&w, '\n');
+	if (w.err)
+		return -EINVAL; /* longer than a line may be */
+	if (w.len > cap)
+		return -EMSGSIZE;
+	memcpy(out, line, w.len);
+	if (w.len < cap)
+		out[w.len] = '\0';
+	return (int)w.len;
+}

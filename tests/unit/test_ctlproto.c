@@ -1,0 +1,246 @@
+/* The control-line grammar (include/peak/ctlproto.h) and the hello tag
+ * (include/peak/ctlauth.h): every kind round trips, and each class of bad input is refused
+ * (signs, overflow, leading zeros, bad hex, extra or missing spaces, long tokens and lines,
+ * control bytes, unaligned or oversized blocks). */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "test.h"
+
+#include "peak/ctlauth.h"
+#include "peak/ctlproto.h"
+
+static int parse(const char *s, struct ctl_msg *m)
+{
+	return ctl_parse(s, strlen(s), m);
+}
+
+/* Parses s, writes the message back and expects the same bytes. */
+static void round_trip(const char *s)
+{
+	struct ctl_msg m;
+	char out[CTL_LINE_MAX + 1];
+	assert_int_equal(parse(s, &m), 0);
+	int n = ctl_write(&m, out, sizeof(out));
+	assert_int_equal(n, (int)strlen(s) + 1);
+	assert_memory_equal(out, s, strlen(s));
+	assert_int_equal(out[n - 1], '\n');
+}
+
+static void test_good(void **state)
+{
+	(void)state;
+	struct ctl_msg m;
+	assert_int_equal(parse("health api.svc.example. pod-a down", &m), 0);
+	assert_int_equal(m.kind, CTL_HEALTH);
+	assert_string_equal(m.svc, "api.svc.example.");
+	assert_string_equal(m.id, "pod-a");
+	assert_false(m.up);
+	assert_int_equal(parse("load api.svc.example. pod-a 18446744073709551615 0", &m), 0);
+	assert_true(m.conns == UINT64_MAX);
+	assert_int_equal(parse("weight a.example p 1000000", &m), 0);
+	assert_int_equal(m.weight, 1000000);
+	assert_int_equal(parse("ep pod-a 0/6 64/4 16777215/0", &m), 0);
+	assert_int_equal(m.nblocks, 3);
+	assert_int_equal(m.blocks[1].start, 64);
+	assert_int_equal(m.blocks[1].log2, 4);
+	assert_int_equal(parse("hello node1", &m), 0);
+	assert_false(m.has_tag);
+	const char *lines[] = {
+	    "challenge 000102030405060708090a0b0c0d0e0f",
+	    "hello node1",
+	    "hello node1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+	    "health api.svc.example. pod-a up",
+	    "load api.svc.example. pod-a 0 123456789",
+	    "weight api.svc.example. pod-a 0",
+	    "map api.svc.example.",
+	    "ep pod-a",
+	    "ep pod-a 0/24",
+	    "end",
+	    "status",
+	    "reload",
+	    "ok",
+	    "error: no endpoint x of service y",
+	};
+	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
+		round_trip(lines[i]);
+}
+
+static void test_bad(void **state)
+{
+	(void)state;
+	struct ctl_msg m;
+	const char *bad[] = {
+	    "",
+	    " ",
+	    "health",
+	    "health api.svc.example. pod-a",
+	    "health api.svc.example. pod-a sideways",
+	    "health api.svc.example. pod-a down ",
+	    " health api.svc.example. pod-a down",
+	    "health  api.svc.example. pod-a down",
+	    "health api.svc.example. pod-a down extra",
+	    "health api..example. pod-a down",
+	    "health api.svc.example. pod\"a down",
+	    "health api.svc.example. pod\\a down",
+	    "health api.svc.example. pod\ta down",
+	    "HEALTH api.svc.example. pod-a down",
+	    "load api.svc.example. pod-a -1 -1",
+	    "load api.svc.example. pod-a +1 1",
+	    "load api.svc.example. pod-a 01 1",
+	    "load api.svc.example. pod-a 18446744073709551616 0",
+	    "load api.svc.example. pod-a 99999999999999999999 0",
+	    "load api.svc.example. pod-a 1",
+	    "load api.svc.example. pod-a 1 2 3",
+	    "load api.svc.example. pod-a 0x10 2",
+	    "weight api.svc.example. pod-a 1000001",
+	    "weight api.svc.example. pod-a -0",
+	    "ep pod-a 1/1",
+	    "ep pod-a 0/25",
+	    "ep pod-a 16777216/0",
+	    "ep pod-a 0/",
+	    "ep pod-a /3",
+	    "ep pod-a 0/3/1",
+	    "ep pod-a 4294967296/0",
+	    "challenge 000102030405060708090A0B0C0D0E0F",
+	    "challenge 000102030405060708090a0b0c0d0e",
+	    "challenge 000102030405060708090a0b0c0d0e0f00",
+	    "hello node1 0011",
+	    "hello node1 zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+	    "hello",
+	    "end now",
+	    "ok ok",
+	    "error:",
+	    "error: ",
+	    "error:text",
+	    "unknown",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		if (parse(bad[i], &m) != -EBADMSG)
+			fail_msg("accepted: '%s'", bad[i]);
+		assert_int_equal(m.kind, CTL_NONE);
+	}
+	/* NUL inside, an id of CTL_ID_MAX bytes, more blocks than one line holds */
+	assert_int_equal(ctl_parse("end\0", 4, &m), -EBADMSG);
+	char line[CTL_LINE_MAX * 2];
+	snprintf(line, sizeof(line), "hello %0*d", CTL_ID_MAX, 0);
+	assert_int_equal(parse(line, &m), -EBADMSG);
+	snprintf(line, sizeof(line), "hello %0*d", CTL_ID_MAX - 1, 0);
+	assert_int_equal(parse(line, &m), 0);
+	size_t n = (size_t)snprintf(line, sizeof(line), "ep a");
+	for (int i = 0; i <= CTL_EP_BLOCKS_MAX; i++)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, " %d/0", i);
+	assert_int_equal(parse(line, &m), -EBADMSG);
+	memset(line, 'a', sizeof(line));
+	memcpy(line, "error: ", 7);
+	assert_int_equal(ctl_parse(line, CTL_LINE_MAX, &m), -EBADMSG);
+}
+
+static void test_write_refuses(void **state)
+{
+	(void)state;
+	char out[CTL_LINE_MAX + 1];
+	struct ctl_msg m = {.kind = CTL_HEALTH};
+	strcpy(m.svc, "api.svc.example.");
+	strcpy(m.id, "pod a");
+	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL); /* space in an id */
+	strcpy(m.id, "pod-a");
+	assert_int_equal(ctl_write(&m, out, 10), -EMSGSIZE);
+	assert_true(ctl_write(&m, out, sizeof(out)) > 0);
+	m = (struct ctl_msg){.kind = CTL_EP, .nblocks = 1, .blocks = {{3, 1}}};
+	strcpy(m.id, "pod-a");
+	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL); /* unaligned */
+	m = (struct ctl_msg){.kind = CTL_WEIGHT, .weight = CTL_WEIGHT_MAX + 1};
+	strcpy(m.svc, "a.example.");
+	strcpy(m.id, "p");
+	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL);
+	m = (struct ctl_msg){.kind = CTL_ERROR};
+	strcpy(m.text, "bad\nline");
+	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL);
+	m = (struct ctl_msg){.kind = (enum ctl_kind)99};
+	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL);
+}
+
+static void test_split(void **state)
+{
+	(void)state;
+	size_t ll;
+	const uint8_t two[] = "end\nok\n";
+	assert_int_equal(ctl_line_split(two, 7, &ll), 4);
+	assert_int_equal(ll, 3);
+	assert_int_equal(ctl_line_split(two, 3, &ll), 0);
+	uint8_t big[CTL_LINE_MAX + 1];
+	memset(big, 'a', sizeof(big));
+	assert_int_equal(ctl_line_split(big, CTL_LINE_MAX - 1, &ll), 0);
+	assert_int_equal(ctl_line_split(big, CTL_LINE_MAX, &ll), -EMSGSIZE);
+	big[CTL_LINE_MAX - 1] = '\n';
+	assert_int_equal(ctl_line_split(big, sizeof(big), &ll), CTL_LINE_MAX);
+	assert_int_equal(ll, CTL_LINE_MAX - 1);
+}
+
+/* The tag against one computed independently by Python's hmac:
+ * hmac.new(bytes(range(16)), b"peak-ctl-hello-v1\0" + bytes(range(16, 32)) + b"node1",
+ * "sha256").hexdigest(). */
+static void test_tag(void **state)
+{
+	(void)state;
+	struct ctlauth_key k = {.len = 16};
+	uint8_t nonce[CTL_NONCE_LEN], tag[CTL_TAG_LEN];
+	for (int i = 0; i < 16; i++) {
+		k.k[i] = (uint8_t)i;
+		nonce[i] = (uint8_t)(16 + i);
+	}
+	ctlauth_tag(&k, nonce, "node1", tag);
+	assert_true(ctlauth_check(&k, nonce, "node1", tag));
+	assert_false(ctlauth_check(&k, nonce, "node2", tag));
+	tag[31] ^= 1;
+	assert_false(ctlauth_check(&k, nonce, "node1", tag));
+	tag[31] ^= 1;
+	nonce[0] ^= 1;
+	assert_false(ctlauth_check(&k, nonce, "node1", tag));
+	char hex[2 * CTL_TAG_LEN + 1];
+	for (int i = 0; i < CTL_TAG_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", tag[i]);
+	assert_string_equal(hex,
+	                    "d44d524c9acdcf2b655c3cc696f79055563569c5aa785cc3f6fc641af9369f6f");
+}
+
+static void test_key_file(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/peak-key-XXXXXX", err[CTLAUTH_ERRLEN];
+	struct ctlauth_key k;
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "0123456789abcdef\n", 17), 17);
+	close(fd);
+	assert_int_equal(chmod(path, 0600), 0);
+	assert_int_equal(ctlauth_key_load(path, &k, err, sizeof(err)), 0);
+	assert_int_equal(k.len, 16);
+	assert_int_equal(chmod(path, 0644), 0);
+	assert_int_equal(ctlauth_key_load(path, &k, err, sizeof(err)), -EPERM);
+	assert_non_null(strstr(err, "chmod 600"));
+	assert_null(strstr(err, "0123456789abcdef"));
+	assert_int_equal(chmod(path, 0640), 0);
+	assert_int_equal(ctlauth_key_load(path, &k, err, sizeof(err)), 0);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	assert_int_equal(write(fd, "short\n", 6), 6);
+	close(fd);
+	assert_int_equal(ctlauth_key_load(path, &k, err, sizeof(err)), -EINVAL);
+	assert_int_equal(ctlauth_key_load("/tmp", &k, err, sizeof(err)), -EINVAL);
+	unlink(path);
+	assert_int_equal(ctlauth_key_load(path, &k, err, sizeof(err)), -ENOENT);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_good),          cmocka_unit_test(test_bad),
+	    cmocka_unit_test(test_write_refuses), cmocka_unit_test(test_split),
+	    cmocka_unit_test(test_tag),           cmocka_unit_test(test_key_file),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
