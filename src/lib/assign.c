@@ -351,7 +351,7 @@ size_t assign_blocks(const struct assign *a, unsigned slot, struct assign_block 
 		return 0;
 	}
 	size_t n = l.n;
-	if (out)
+	if (out && n && cap) /* an empty list has no array (l.v NULL): nothing to copy */
 		memcpy(out, l.v, (n < cap ? n : cap) * sizeof(*out));
 	free(l.v);
 	return n;
