@@ -112,10 +112,30 @@ def http_seeds():
     write("http", "partial", "HTTP/1.1 200 OK\r\nContent-Len")
 
 
+def reply_seeds():
+    """Replies as the client library receives them (fuzz_reply.c asks for these names)."""
+    def reply(name, rtype, rdatas, ttl=300):
+        q = dns.message.make_query(name, rtype)
+        q.id = 0x1234
+        r = dns.message.make_response(q)
+        if rdatas:
+            r.answer.append(dns.rrset.from_text(name, ttl, "IN", rtype, *rdatas))
+        return r.to_wire()
+    write("reply", "apl", reply("api.svc.example.", "APL", ["2:2001:db8:5::/64 2:2001:db8:6::/64"]))
+    many = " ".join(f"2:2001:db8:{i:x}::/64" for i in range(70))
+    write("reply", "apl-over-limit", reply("api.svc.example.", "APL", [many]))
+    write("reply", "apl-negated", reply("api.svc.example.", "APL", ["!2:2001:db8:5::/64"]))
+    write("reply", "txt", reply("_ssa.api.svc.example.", "TXT",
+                                ['"v=ssa1; slice=78; select=src; host=src; key=000102030405060708090a0b0c0d0e0f"']))
+    write("reply", "txt-split", reply("_ssa.api.svc.example.", "TXT", ['"v=ssa1; " "slice=78"']))
+    write("reply", "aaaa", reply("api.svc.example.", "AAAA",
+                                 [f"2001:db8:100::{i:x}" for i in range(1, 20)]))
+    write("reply", "nodata", reply("api.svc.example.", "AAAA", []))
+    write("reply", "truncated", reply("api.svc.example.", "APL", ["2:2001:db8:5::/64"])[:-3])
+
+
 if __name__ == "__main__":
-    dns_seeds()
-    apl_seeds()
-    desc_seeds()
-    config_seeds()
-    http_seeds()
+    # With names, only those corpora (query ids are random: rewriting all churns them).
+    for f in sys.argv[1:] or ["dns", "apl", "desc", "config", "http", "reply"]:
+        globals()[f + "_seeds"]()
     sys.exit(0)
