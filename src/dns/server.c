@@ -92,6 +92,8 @@ static void state_publish(struct server *s, struct dns_state *st)
 	dns_state_free(old);
 }
 
+/* Sets a worker's context up. Without memory for its proof-of-work cache it still serves
+ * (pow answers are then only bounded, not cached); the caller frees it with dnsd_ctx_fini. */
 static void ctx_init(struct server *s, struct dnsd_ctx *cx, unsigned worker)
 {
 	memset(cx, 0, sizeof(*cx));
@@ -99,6 +101,9 @@ static void ctx_init(struct server *s, struct dnsd_ctx *cx, unsigned worker)
 		cx->rng = (uint64_t)time(NULL) ^ ((uint64_t)worker << 32);
 	cx->worker = worker;
 	cx->stats = &s->stats[worker];
+	if (dnsd_ctx_pow_init(cx))
+		log_msg(LOG_WARNING, "dns: worker %u: no memory for the proof-of-work cache",
+		        worker);
 }
 
 /* ---- UDP ---- */
@@ -195,6 +200,7 @@ static void *udp_worker(void *arg)
 			sent += k > 0 ? k : 1; /* skip a message the kernel refuses */
 		}
 	}
+	dnsd_ctx_fini(&cx);
 	return NULL;
 }
 
@@ -564,6 +570,9 @@ static void metrics_render(struct mbuf *bp, void *arg)
 		t.truncated += __atomic_load_n(&x->truncated, __ATOMIC_RELAXED);
 		t.ecs += __atomic_load_n(&x->ecs, __ATOMIC_RELAXED);
 		t.batches += __atomic_load_n(&x->batches, __ATOMIC_RELAXED);
+		for (int i = 0; i < DP_N; i++)
+			t.pow[i] += __atomic_load_n(&x->pow[i], __ATOMIC_RELAXED);
+		t.pow_hashes += __atomic_load_n(&x->pow_hashes, __ATOMIC_RELAXED);
 	}
 	mbuf_printf(&b, "# HELP peak_dns_queries_total Queries answered, by query type.\n"
 	                "# TYPE peak_dns_queries_total counter\n");
@@ -592,6 +601,18 @@ static void metrics_render(struct mbuf *bp, void *arg)
 	    (unsigned long long)t.udp, (unsigned long long)t.tcp, (unsigned long long)t.dropped,
 	    (unsigned long long)t.truncated, (unsigned long long)t.ecs,
 	    (unsigned long long)t.batches);
+	static const char *const pw[DP_N] = {"searched", "cached", "refused"};
+	mbuf_printf(&b, "# HELP peak_dns_pow_addresses_total Proof-of-work addresses in AAAA "
+	                "answers: searched, from the cache, or refused (over the budget).\n"
+	                "# TYPE peak_dns_pow_addresses_total counter\n");
+	for (int i = 0; i < DP_N; i++)
+		mbuf_printf(&b, "peak_dns_pow_addresses_total{result=\"%s\"} %llu\n", pw[i],
+		            (unsigned long long)t.pow[i]);
+	mbuf_printf(&b,
+	            "# HELP peak_dns_pow_hashes_total Hashes spent searching proof-of-work "
+	            "nonces.\n# TYPE peak_dns_pow_hashes_total counter\npeak_dns_pow_hashes_total "
+	            "%llu\n",
+	            (unsigned long long)t.pow_hashes);
 	static const char *const why[TC_N] = {"idle", "slow", "evicted", "client"};
 	mbuf_printf(&b,
 	            "# HELP peak_dns_tcp_connections TCP connections open.\n"
@@ -1197,6 +1218,7 @@ out:
 	if (tc.ep != -1)
 		close(tc.ep);
 	free(tc.conns);
+	dnsd_ctx_fini(&tc.cx);
 	control_close(&ctl);
 	if (sfd >= 0)
 		close(sfd);

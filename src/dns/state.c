@@ -533,6 +533,8 @@ static int build_service(struct builder *b, unsigned i, const struct dnsd_svc_dy
 	dns_name_print(&s->name, name, sizeof(name));
 	v->cfg = s;
 	v->space = s->space;
+	v->space_nopow = s->space;
+	v->space_nopow.d.pow = 0; /* the nonce field stays (w), found by the server's search */
 	v->ttl = st->cfg->ttl.aaaa;
 	v->answers = s->answers;
 	const struct ssa_desc *d = &s->space.d;
