@@ -16,7 +16,7 @@
 
 static const char dns_help[] =
     "usage: peak dns --config FILE [--listen ADDR:PORT ...] [--threads N] [--control PATH]\n"
-    "                [--control-mode MODE] [--control-group GROUP] [--metrics ADDR:PORT]\n"
+    "                [--control-mode MODE] [--control-group G] [--metrics ADDR:PORT]\n"
     "                [--tcp-idle SECONDS] [--tcp-max N] [--check] [--quiet]\n"
     "\n"
     "Serves the zone and services of the configuration as an authoritative server: SOA and\n"
@@ -31,14 +31,16 @@ static const char dns_help[] =
     "  --control PATH       Unix socket for peak dns-ctl (health, weights, reload); an\n"
     "                       existing file there is replaced only if it is a stale socket\n"
     "  --control-mode MODE  the socket's permissions, octal (default 0660)\n"
-    "  --control-group GROUP  the socket's group, a name or a number (default: ours)\n"
+    "  --control-group G    the socket's group, a name or a number (default: ours)\n"
     "  --metrics ADDR:PORT  Prometheus metrics at http://ADDR:PORT/metrics\n"
     "  --tcp-idle SECONDS   close TCP connections idle this long, or whose query has not\n"
     "                       arrived whole this long after its first byte (default 10)\n"
     "  --tcp-max N          simultaneous TCP connections (default 256); at the limit a\n"
-    "                       new client takes the place of the one idle (or slow) longest\n"
+    "                       new client takes the place of the connection whose query\n"
+    "                       (or idleness) began longest ago\n"
     "  --check              load and check the configuration, print 'ok', and exit\n"
     "  --quiet              log only warnings and errors\n"
+    "\n"
     "Exit status: 0 stopped by SIGTERM/SIGINT, 1 a run-time failure (a socket, the control\n"
     "socket, a thread), 2 a usage error or an invalid configuration.\n";
 
