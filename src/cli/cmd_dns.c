@@ -37,7 +37,7 @@ static const char dns_help[] =
     "                       arrived whole this long after its first byte (default 10)\n"
     "  --tcp-max N          simultaneous TCP connections (default 256); at the limit a\n"
     "                       new client takes the place of the connection whose query\n"
-    "                       (or idleness) began longest ago\n"
+    "                       (or idleness) began longest ago, if over --tcp-idle/8 ago\n"
     "  --check              load and check the configuration, print 'ok', and exit\n"
     "  --quiet              log only warnings and errors\n"
     "\n"

@@ -33,8 +33,9 @@ enum {
 	CTL_LINE_MAX = 512,
 };
 
-/* Why the server closed a connection (a metric's label); TC_N: at shutdown, not counted. */
-enum tcp_close { TC_IDLE, TC_SLOW, TC_EVICTED, TC_CLIENT, TC_N };
+/* Why the server closed a connection (a metric's label): TC_REFUSED is a new client at the
+ * limit with no connection to take the place of; TC_N (at shutdown) is not counted. */
+enum tcp_close { TC_IDLE, TC_SLOW, TC_EVICTED, TC_CLIENT, TC_REFUSED, TC_N };
 
 /* ---- the serving state, swapped atomically; readers publish what they use (hazard
  * pointers), so the old state is freed only once no reader holds it ---- */
@@ -214,7 +215,7 @@ static void *udp_worker(void *arg)
  * whole, and a blocked answer must leave, within --tcp-idle of its first byte (not of the
  * last one: a byte every few seconds does not keep a slot), and a connection with nothing
  * going on is closed after --tcp-idle. At the connection limit a new client takes the slot
- * of the connection whose query (or answer, or idleness) began longest ago. */
+ * of the connection whose query (or answer, or idleness) began longest ago (tconn_victim). */
 
 enum {
 	TCP_MSG_MAX = 2 + DNSD_TCP_MAX, /* a length prefix and the largest message */
@@ -398,14 +399,16 @@ static int tconn_event(struct tcp_ctx *t, unsigned slot, uint32_t events, uint64
 	return 0;
 }
 
-/* The slot a new client may take at the limit: the connection whose current business
- * began longest ago: the query it is still reading, the answer it is still sending, or
- * else its last activity (idle). A client just accepted, or in the middle of a quick query,
- * is never the first to go; one trickling a query, or idle for long, is. */
-static unsigned tconn_victim(const struct tcp_ctx *t)
+/* The slot a new client may take at the limit, or -1 if there is none: the connection
+ * whose current business began longest ago (the query it is still reading, the answer it
+ * is still sending, or else its last activity), provided that was more than a grace period
+ * (--tcp-idle / 8) ago. One trickling a query, or idle for long, goes first; a client just
+ * accepted, or in the middle of a quick query, never goes: a slow client that reconnects as
+ * soon as it is dropped cannot use the eviction to push out the client that took its slot. */
+static int tconn_victim(const struct tcp_ctx *t, uint64_t now)
 {
-	unsigned best = 0;
-	uint64_t best_t = UINT64_MAX;
+	uint64_t grace = t->s->o->tcp_idle_ms / 8, best_t = UINT64_MAX;
+	int best = -1;
 	for (unsigned k = 0; k < t->s->o->tcp_max; k++) {
 		const struct tconn *c = t->conns[k];
 		if (!c)
@@ -415,8 +418,8 @@ static unsigned tconn_victim(const struct tcp_ctx *t)
 			since = c->query_ms;
 		if (c->stall_ms && c->stall_ms < since)
 			since = c->stall_ms;
-		if (since < best_t) {
-			best = k;
+		if (since < best_t && now - since > grace) {
+			best = (int)k;
 			best_t = since;
 		}
 	}
@@ -432,8 +435,16 @@ static void tcp_accept(struct tcp_ctx *t, int lfd, uint64_t now)
 		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
 		if (fd == -1)
 			return; /* EAGAIN, or a passing error (the client gave up, no fds) */
-		if (t->nconns == o->tcp_max)
-			tconn_close(t, tconn_victim(t), TC_EVICTED);
+		if (t->nconns == o->tcp_max) {
+			int v = tconn_victim(t, now);
+			if (v < 0) {
+				close(fd); /* everyone is busy with something recent */
+				__atomic_fetch_add(&t->s->tcp_closed[TC_REFUSED], 1,
+				                   __ATOMIC_RELAXED);
+				continue;
+			}
+			tconn_close(t, (unsigned)v, TC_EVICTED);
+		}
 		unsigned slot = 0;
 		while (slot < o->tcp_max && t->conns[slot])
 			slot++;
@@ -613,7 +624,7 @@ static void metrics_render(struct mbuf *bp, void *arg)
 	            "nonces.\n# TYPE peak_dns_pow_hashes_total counter\npeak_dns_pow_hashes_total "
 	            "%llu\n",
 	            (unsigned long long)t.pow_hashes);
-	static const char *const why[TC_N] = {"idle", "slow", "evicted", "client"};
+	static const char *const why[TC_N] = {"idle", "slow", "evicted", "client", "refused"};
 	mbuf_printf(&b,
 	            "# HELP peak_dns_tcp_connections TCP connections open.\n"
 	            "# TYPE peak_dns_tcp_connections gauge\npeak_dns_tcp_connections %u\n"

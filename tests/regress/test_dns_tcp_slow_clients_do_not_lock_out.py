@@ -5,10 +5,11 @@ as long as they kept trickling, well past the 10 s idle timeout: each byte reset
 clock, and at the connection limit a new client was closed at once.
 
 Here, scaled down (--tcp-max 8, --tcp-idle 1): 8 clients keep a connection each, sending one
-byte every 0.25 s and reconnecting whenever the server drops them. While they do, a new
-client's query must be answered at once, and every trickling connection must be closed
-within about --tcp-idle of its first byte (a query's whole read time is bounded, not the gap
-between bytes)."""
+byte every 0.25 s and reconnecting whenever the server drops them. Once every slot holds such
+a query, a new client's query must be answered at once (a trickler reconnecting at once must
+not push it out in turn), and every trickling connection must be closed within about
+--tcp-idle of its first byte (a query's whole read time is bounded, not the gap between
+bytes)."""
 import os
 import socket
 import sys
@@ -44,6 +45,7 @@ class Trickler(threading.Thread):
     def __init__(self, port, stop):
         super().__init__(daemon=True)
         self.port, self.stop, self.t0, self.dropped_after = port, stop, None, None
+        self.sent = 0  # bytes sent on the current connection
 
     def run(self):
         while not self.stop.is_set():
@@ -53,17 +55,21 @@ class Trickler(threading.Thread):
                     if self.t0 is None:
                         self.t0 = start
                     s.settimeout(0.25)
+                    self.sent = 0
                     s.sendall(b"\xff")  # the length prefix of a 65535-byte query...
+                    self.sent += 1
                     while not self.stop.is_set():
                         try:
                             if s.recv(1) == b"":
                                 break  # dropped by the server
                         except socket.timeout:
                             s.sendall(b"\xff")  # ...arriving a byte at a time
+                            self.sent += 1
                     else:
                         return
                     if self.dropped_after is None:
                         self.dropped_after = time.monotonic() - start
+                time.sleep(0.01)
             except OSError:
                 if self.dropped_after is None and self.t0 is not None:
                     self.dropped_after = time.monotonic() - self.t0
@@ -79,7 +85,8 @@ def test_trickling_clients_neither_lock_out_new_ones_nor_keep_their_slots(tmp_pa
         for t in ts:
             t.start()
         deadline = time.monotonic() + 3
-        while sockets_of(s.proc.pid) < base + SLOTS:  # every slot taken
+        # every slot taken, each by a query that has been trickling for a while
+        while sockets_of(s.proc.pid) < base + SLOTS or min(t.sent for t in ts) < 2:
             assert time.monotonic() < deadline, "the trickling clients were never served"
             time.sleep(0.01)
         # A new client is served while every slot is held by a trickler.
