@@ -25,7 +25,9 @@ enum dq_rcode {
  * cache (DNSD_POW_CACHE entries) for the same service, client, fanout index or endpoint, and
  * epoch, until the serving state changes. */
 enum {
-	DNSD_POW_MAX_TRIES = 1 << 20,
+	DNSD_POW_MAX_TRIES_LOG2 = 20,
+	DNSD_POW_MAX_TRIES = 1 << DNSD_POW_MAX_TRIES_LOG2,
+	DNSD_POW_WARN_BITS = DNSD_POW_MAX_TRIES_LOG2 - 2, /* above: searches often fail */
 	DNSD_POW_BUDGET = 1 << 21,
 	DNSD_POW_CACHE = 4096, /* a power of 2 */
 };

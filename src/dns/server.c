@@ -700,6 +700,17 @@ static int rebuild(struct server *s, uint8_t *bytes, size_t len, char *err, size
 		config_free(cfg);
 		return -1;
 	}
+	for (unsigned i = 0; bytes != s->cfg_bytes && i < cfg->nsvc; i++) {
+		char name[DNS_NAME_STRLEN];
+		unsigned pow = cfg->svc[i].space.d.pow;
+		if (pow <= DNSD_POW_WARN_BITS)
+			continue;
+		dns_name_print(&cfg->svc[i].name, name, sizeof(name));
+		log_msg(LOG_WARNING,
+		        "dns: service %s: pow=%u needs 2^%u hashes per AAAA address on average; "
+		        "the server stops at 2^%d, so many AAAA queries will get SERVFAIL",
+		        name, pow, pow, DNSD_POW_MAX_TRIES_LOG2);
+	}
 	state_publish(s, st);
 	if (bytes != s->cfg_bytes) {
 		free(s->cfg_bytes);
