@@ -185,8 +185,7 @@ static bool pow_search(const struct ssa_space *sp, struct dnsd_ctx *cx, const ui
                        uint8_t addr[16])
 {
 	unsigned w = sp->w, d = sp->d.pow;
-	uint64_t nmax = w >= 64 ? UINT64_MAX : (1ULL << w) - 1;
-	uint64_t mask = w >= 64 ? UINT64_MAX : (1ULL << w) - 1;
+	uint64_t nmax = w >= 64 ? UINT64_MAX : (1ULL << w) - 1; /* the nonce field's mask too */
 	uint8_t m[33];
 	struct siphash_state pre, st;
 	uint64_t lo = 0, tries = 0;
@@ -207,7 +206,7 @@ static bool pow_search(const struct ssa_space *sp, struct dnsd_ctx *cx, const ui
 	siphash_init(&pre, sp->d.key);
 	siphash_update(&pre, m, 24);
 	for (uint64_t nonce = 0; tries < limit; nonce++) {
-		uint64_t v = (lo & ~mask) | nonce;
+		uint64_t v = (lo & ~nmax) | nonce;
 		uint8_t tail[9];
 		tail[0] = m[24];
 		for (int i = 0; i < 8; i++)
@@ -231,7 +230,8 @@ static bool pow_search(const struct ssa_space *sp, struct dnsd_ctx *cx, const ui
 }
 
 /* Finishes addr (nonce field zero) for the proof of work, from the cache or by a search,
- * and caches what a search found. Returns false if the address could not be had. */
+ * and caches what a search found. Returns false if the address could not be had (no nonce
+ * within the cap or the budget). */
 static bool pow_finish(const struct dz_svc *v, struct dnsd_ctx *cx,
                        const struct dnsd_pow_entry *key, uint8_t addr[16])
 {
