@@ -1,5 +1,7 @@
 /* peak dns: the authoritative, steering DNS server; peak dns-ctl: its control client. */
+#include <errno.h>
 #include <getopt.h>
+#include <grp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +16,8 @@
 
 static const char dns_help[] =
     "usage: peak dns --config FILE [--listen ADDR:PORT ...] [--threads N] [--control PATH]\n"
-    "                [--metrics ADDR:PORT] [--tcp-idle SECONDS] [--tcp-max N] [--check]\n"
+    "                [--control-mode MODE] [--control-group G] [--metrics ADDR:PORT]\n"
+    "                [--tcp-idle SECONDS] [--tcp-max N] [--check] [--quiet]\n"
     "\n"
     "Serves the zone and services of the configuration as an authoritative server: SOA and\n"
     "NS at the apex, APL and steered AAAA at each service, the descriptor as TXT at\n"
@@ -25,12 +28,21 @@ static const char dns_help[] =
     "                       IPv6 in brackets: [::1]:5353\n"
     "  --threads N          UDP workers per address, one socket each (SO_REUSEPORT)\n"
     "                       (default: cores; threads x addresses at most 63)\n"
-    "  --control PATH       Unix socket for peak dns-ctl (health, weights, reload)\n"
+    "  --control PATH       Unix socket for peak dns-ctl (health, weights, reload); an\n"
+    "                       existing file there is replaced only if it is a stale socket\n"
+    "  --control-mode MODE  the socket's permissions, octal (default 0660)\n"
+    "  --control-group G    the socket's group, a name or a number (default: ours)\n"
     "  --metrics ADDR:PORT  Prometheus metrics at http://ADDR:PORT/metrics\n"
-    "  --tcp-idle SECONDS   close idle TCP connections after this (default 10)\n"
-    "  --tcp-max N          simultaneous TCP connections (default 256)\n"
+    "  --tcp-idle SECONDS   close TCP connections idle this long, or whose query has not\n"
+    "                       arrived whole this long after its first byte (default 10)\n"
+    "  --tcp-max N          simultaneous TCP connections (default 256); at the limit a\n"
+    "                       new client takes the place of the connection whose query\n"
+    "                       (or idleness) began longest ago, if over --tcp-idle/8 ago\n"
     "  --check              load and check the configuration, print 'ok', and exit\n"
-    "  --quiet              log only warnings and errors\n";
+    "  --quiet              log only warnings and errors\n"
+    "\n"
+    "Exit status: 0 stopped by SIGTERM/SIGINT, 1 a run-time failure (a socket, the control\n"
+    "socket, a thread), 2 a usage error or an invalid configuration.\n";
 
 static const char ctl_help[] =
     "usage: peak dns-ctl --control PATH COMMAND\n"
@@ -40,7 +52,8 @@ static const char ctl_help[] =
     "  health SERVICE ENDPOINT up|down mark an endpoint (its slices move only if needed)\n"
     "  weight SERVICE ENDPOINT N       set an endpoint's weight (0..1000000)\n"
     "  reload                          reload the configuration file, as SIGHUP does\n"
-    "Exit status: 0 ok, 1 the server refused the command, 2 the server was not reached.\n";
+    "Exit status: 0 done, 1 the server was not reached (or its reply was cut short),\n"
+    "2 a usage error or the server refused the command (the reason is printed).\n";
 
 int cmd_dns(int argc, char **argv)
 {
@@ -49,6 +62,8 @@ int cmd_dns(int argc, char **argv)
 	    {"listen", required_argument, 0, 'l'},
 	    {"threads", required_argument, 0, 't'},
 	    {"control", required_argument, 0, 'C'},
+	    {"control-mode", required_argument, 0, 'O'},
+	    {"control-group", required_argument, 0, 'G'},
 	    {"metrics", required_argument, 0, 'm'},
 	    {"tcp-idle", required_argument, 0, 'i'},
 	    {"tcp-max", required_argument, 0, 'M'},
@@ -57,7 +72,8 @@ int cmd_dns(int argc, char **argv)
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
-	struct dnsd_opts o = {.tcp_idle_ms = 10000, .tcp_max = 256};
+	struct dnsd_opts o = {
+	    .tcp_idle_ms = 10000, .tcp_max = 256, .control_mode = 0660, .control_group = -1};
 	bool check = false;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	int c;
@@ -87,6 +103,31 @@ int cmd_dns(int argc, char **argv)
 		case 'C':
 			o.control = optarg;
 			break;
+		case 'O': {
+			char *end;
+			errno = 0;
+			unsigned long m = strtoul(optarg, &end, 8);
+			if (!*optarg || *end || errno || m > 0777)
+				cli_usage_error("dns",
+				                "--control-mode: '%s' is not an octal mode 0..0777",
+				                optarg);
+			o.control_mode = (unsigned)m;
+			break;
+		}
+		case 'G': {
+			char *end;
+			errno = 0;
+			unsigned long g = strtoul(optarg, &end, 10);
+			struct group *gr = NULL;
+			if (!*optarg || *end || errno || g > 0x7fffffff) {
+				if (!(gr = getgrnam(optarg)))
+					cli_usage_error("dns", "--control-group: no group '%s'",
+					                optarg);
+				g = gr->gr_gid;
+			}
+			o.control_group = (long)g;
+			break;
+		}
 		case 'm':
 			o.metrics = optarg;
 			break;
@@ -132,7 +173,7 @@ int cmd_dns(int argc, char **argv)
 		sockaddr_parse("[::]:53", &o.listen[0], &o.listen_len[0]);
 		o.nlisten = 1;
 	}
-	return dnsd_run(&o) ? EXIT_USAGE : 0;
+	return dnsd_run(&o); /* 0, 1 run-time failure, 2 invalid configuration */
 }
 
 int cmd_dns_ctl(int argc, char **argv)

@@ -1,7 +1,12 @@
 #include "answer.h"
 
+#include <errno.h>
+#include <stddef.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 
+#include "peak/siphash.h"
 #include "peak/ssa.h"
 
 static enum dq_type qtype_index(uint16_t t)
@@ -118,28 +123,174 @@ static void client_c64(const struct dns_query *q, const struct dnsd_client *cl, 
 		memcpy(c, cl->addr, 16);
 }
 
+/* ---- proof of work: a bounded search, and a cache per worker ---- */
+
+struct dnsd_pow_entry {
+	uint64_t serial; /* of the state the address was made in; 0: empty */
+	uint64_t epoch;  /* for hop rules, else 0 */
+	uint32_t svc;
+	uint32_t slot; /* fanout index, or 256 + endpoint for rules that draw endpoints */
+	uint8_t src[16];
+	uint8_t addr[16];
+};
+
+int dnsd_ctx_pow_init(struct dnsd_ctx *cx)
+{
+	if (getrandom(cx->pow_key, sizeof(cx->pow_key), 0) != (ssize_t)sizeof(cx->pow_key))
+		memcpy(cx->pow_key, &cx->rng, sizeof(cx->rng));
+	cx->pow_cache = calloc(DNSD_POW_CACHE, sizeof(*cx->pow_cache));
+	return cx->pow_cache ? 0 : -ENOMEM;
+}
+
+void dnsd_ctx_fini(struct dnsd_ctx *cx)
+{
+	free(cx->pow_cache);
+	cx->pow_cache = NULL;
+}
+
+static struct dnsd_pow_entry *pow_slot(struct dnsd_ctx *cx, const struct dnsd_pow_entry *k)
+{
+	uint64_t h = siphash24(cx->pow_key, k, offsetof(struct dnsd_pow_entry, addr));
+	return &cx->pow_cache[h & (DNSD_POW_CACHE - 1)];
+}
+
+/* Looks the key up; on a hit copies the address into out. */
+static bool pow_cache_get(struct dnsd_ctx *cx, const struct dnsd_pow_entry *k, uint8_t out[16])
+{
+	if (!cx->pow_cache)
+		return false;
+	const struct dnsd_pow_entry *e = pow_slot(cx, k);
+	if (memcmp(e, k, offsetof(struct dnsd_pow_entry, addr)))
+		return false;
+	memcpy(out, e->addr, 16);
+	return true;
+}
+
+static void pow_cache_put(struct dnsd_ctx *cx, const struct dnsd_pow_entry *k,
+                          const uint8_t addr[16])
+{
+	if (!cx->pow_cache)
+		return;
+	struct dnsd_pow_entry *e = pow_slot(cx, k);
+	memcpy(e, k, offsetof(struct dnsd_pow_entry, addr));
+	memcpy(e->addr, addr, 16);
+}
+
+/* Searches the nonce field of addr (zero on entry) counting up from 0, as ssa_compute does,
+ * so the answer is the address 'peak ssa compute' gives: the first nonce with
+ * H64(K, 0x04, src128 || dst128) starting with pow zero bits (SPEC.md section 6). Spends
+ * at most DNSD_POW_MAX_TRIES hashes and what is left of the worker's budget this second.
+ * Returns true with the nonce in addr, false if it was not found within that. */
+static bool pow_search(const struct ssa_space *sp, struct dnsd_ctx *cx, const uint8_t src[16],
+                       uint8_t addr[16])
+{
+	unsigned w = sp->w, d = sp->d.pow;
+	uint64_t nmax = w >= 64 ? UINT64_MAX : (1ULL << w) - 1; /* the nonce field's mask too */
+	uint8_t m[33];
+	struct siphash_state pre, st;
+	uint64_t lo = 0, tries = 0;
+	bool found = false;
+
+	if (cx->now != cx->pow_sec) {
+		cx->pow_sec = cx->now;
+		cx->pow_left = DNSD_POW_BUDGET;
+	}
+	uint64_t limit = cx->pow_left < DNSD_POW_MAX_TRIES ? cx->pow_left : DNSD_POW_MAX_TRIES;
+	m[0] = 0x04;
+	memcpy(m + 1, src, 16);
+	memcpy(m + 17, addr, 16);
+	for (int i = 0; i < 8; i++)
+		lo = lo << 8 | m[25 + i];
+	/* The nonce (at most 64 bits) lies in the last 8 bytes of dst (m[25..32]): the first
+	 * 24 bytes are hashed once, the 9 after them for each try. */
+	siphash_init(&pre, sp->d.key);
+	siphash_update(&pre, m, 24);
+	for (uint64_t nonce = 0; tries < limit; nonce++) {
+		uint64_t v = (lo & ~nmax) | nonce;
+		uint8_t tail[9];
+		tail[0] = m[24];
+		for (int i = 0; i < 8; i++)
+			tail[1 + i] = (uint8_t)(v >> (56 - 8 * i));
+		st = pre;
+		siphash_update(&st, tail, 9);
+		uint64_t h = siphash_final(&st);
+		tries++;
+		if (d >= 64 ? h == 0 : (h >> (64 - d)) == 0) {
+			for (int i = 0; i < 8; i++)
+				addr[8 + i] = tail[1 + i];
+			found = true;
+			break;
+		}
+		if (nonce == nmax)
+			break;
+	}
+	cx->pow_left -= tries;
+	DNSD_ADD(cx->stats->pow_hashes, tries);
+	return found;
+}
+
+/* Finishes addr (nonce field zero) for the proof of work, from the cache or by a search,
+ * and caches what a search found. Returns false if the address could not be had (no nonce
+ * within the cap or the budget). */
+static bool pow_finish(const struct dz_svc *v, struct dnsd_ctx *cx,
+                       const struct dnsd_pow_entry *key, uint8_t addr[16])
+{
+	if (pow_cache_get(cx, key, addr)) {
+		DNSD_INC(cx->stats->pow[DP_CACHED]);
+		return true;
+	}
+	if (!pow_search(&v->space, cx, key->src, addr)) {
+		DNSD_INC(cx->stats->pow[DP_REFUSED]);
+		return false;
+	}
+	DNSD_INC(cx->stats->pow[DP_SEARCHED]);
+	pow_cache_put(cx, key, addr);
+	return true;
+}
+
 /* Steered AAAA answers (one per distinct endpoint): for rules that fix the slice, the rule's
  * address for each fanout index; otherwise endpoints drawn by weight, a random slice of each,
- * host bits by the rule. Returns how many addresses were written. */
-static unsigned steer(const struct dz_svc *v, struct dnsd_ctx *cx, const uint8_t c[16],
-                      uint8_t out[][16], unsigned max)
+ * host bits by the rule. With pow, each address's nonce comes from pow_finish. Returns how
+ * many addresses were written; *refused tells whether some were left out for the budget. */
+static unsigned steer(const struct dns_state *st, const struct dz_svc *v, struct dnsd_ctx *cx,
+                      const uint8_t c[16], uint8_t out[][16], unsigned max, bool *refused)
 {
 	struct ssa_req r = {.src = c, .time = cx->now, .secret = v->has_secret ? v->secret : NULL};
+	const struct ssa_space *sp = &v->space_nopow;
+	bool pow = v->space.w > 0;
+	struct dnsd_pow_entry key;
 	unsigned n = 0;
 	int chosen[DNSD_ANSWER_MAX];
+	*refused = false;
 	if (!v->nslices || !v->ncand)
 		return 0;
 	if (max > DNSD_ANSWER_MAX)
 		max = DNSD_ANSWER_MAX;
+	if (pow) {
+		memset(&key, 0, sizeof(key));
+		key.serial = st->serial;
+		key.svc = (uint32_t)(v - st->svc);
+		key.epoch = v->space.d.select == SSA_HOP || v->space.d.host == SSA_HOP
+		                ? cx->now / v->space.d.period
+		                : 0;
+		memcpy(key.src, c, 16);
+	}
 	if (v->slice_by_rule) {
 		unsigned k = max < v->space.d.fanout ? max : v->space.d.fanout;
 		for (unsigned i = 0; i < k; i++) {
 			r.index = (uint8_t)i;
 			r.rand[1] = dnsd_rand(cx);
 			r.rand[2] = dnsd_rand(cx);
-			if (ssa_compute(&v->space, &r, out[n]))
+			if (ssa_compute(sp, &r, out[n]))
 				continue;
-			int64_t g = ssa_slice_of(&v->space, out[n]);
+			if (pow) {
+				key.slot = i;
+				if (!pow_finish(v, cx, &key, out[n])) {
+					*refused = true; /* one failed search per query at most */
+					break;
+				}
+			}
+			int64_t g = ssa_slice_of(sp, out[n]);
 			if (g >= 0 && v->owner[g] >= 0)
 				DNSD_INC(v->counter[v->owner[g]]->cell[cx->worker][0]);
 			n++;
@@ -167,8 +318,17 @@ static unsigned steer(const struct dz_svc *v, struct dnsd_ctx *cx, const uint8_t
 		r.index = (uint8_t)(v->space.d.fanout > 1 ? dnsd_rand(cx) % v->space.d.fanout : 0);
 		r.rand[1] = dnsd_rand(cx);
 		r.rand[2] = dnsd_rand(cx);
-		if (ssa_compute_slice(&v->space, &r, g, out[n]))
+		if (ssa_compute_slice(sp, &r, g, out[n]))
 			continue;
+		if (pow) {
+			/* One address per endpoint and client: a cached one stays valid as long
+			 * as the state (and so the endpoint's slices) does. */
+			key.slot = 256u + (uint32_t)e;
+			if (!pow_finish(v, cx, &key, out[n])) {
+				*refused = true; /* one failed search per query at most */
+				break;
+			}
+		}
 		DNSD_INC(v->counter[e]->cell[cx->worker][0]);
 		chosen[n++] = e;
 	}
@@ -253,8 +413,15 @@ size_t dnsd_answer(const struct dns_state *st, struct dnsd_ctx *cx, const uint8_
 		if (nd->svc >= 0) {
 			const struct dz_svc *v = &st->svc[nd->svc];
 			uint8_t c[16], addrs[DNSD_ANSWER_MAX][16];
+			bool refused;
 			client_c64(&q, cl, v->binds_src, c, &r.ecs_scope);
-			unsigned n = steer(v, cx, c, addrs, v->answers);
+			unsigned n = steer(st, v, cx, c, addrs, v->answers, &refused);
+			if (!n && refused) {
+				/* Over the proof-of-work budget: try again later (RFC 2308 7.1
+				 * lets resolvers cache this only briefly). */
+				reply_start(&r, &q, tcp, out, cap, DNS_R_SERVFAIL, false, true);
+				return reply_finish(&r, cx);
+			}
 			for (unsigned i = 0; i < n; i++) {
 				dns_writer_rr_begin(&r.w, DNS_S_ANSWER, &q.q.name, DNS_T_AAAA,
 				                    DNS_C_IN, v->ttl);

@@ -19,13 +19,33 @@ enum dq_rcode {
 	DR_N
 };
 
+/* Proof of work in AAAA answers (services with pow > 0): the server searches the nonce for
+ * the client, so its cost is bounded: at most DNSD_POW_MAX_TRIES hashes for one address and
+ * DNSD_POW_BUDGET hashes per worker per second; an address found is kept in the worker's
+ * cache (DNSD_POW_CACHE entries) for the same service, client, fanout index or endpoint, and
+ * epoch, until the serving state changes. */
+enum {
+	DNSD_POW_MAX_TRIES_LOG2 = 20,
+	DNSD_POW_MAX_TRIES = 1 << DNSD_POW_MAX_TRIES_LOG2,
+	DNSD_POW_WARN_BITS = DNSD_POW_MAX_TRIES_LOG2 - 2, /* above: searches often fail */
+	DNSD_POW_BUDGET = 1 << 21,
+	DNSD_POW_CACHE = 4096, /* a power of 2 */
+};
+
+/* How pow addresses were had: searched, from the cache, or not (over the budget or cap). */
+enum dq_pow { DP_SEARCHED, DP_CACHED, DP_REFUSED, DP_N };
+
 /* Counters of one worker; only that worker writes them. */
 struct dnsd_stats {
 	uint64_t qtype[DQ_N];
 	uint64_t rcode[DR_N];
 	uint64_t udp, tcp, dropped, truncated, ecs;
 	uint64_t batches; /* UDP receive calls that returned queries */
+	uint64_t pow[DP_N];
+	uint64_t pow_hashes; /* spent searching */
 } __attribute__((aligned(64)));
+
+struct dnsd_pow_entry;
 
 /* Per-worker context. */
 struct dnsd_ctx {
@@ -33,7 +53,18 @@ struct dnsd_ctx {
 	unsigned worker; /* < DNSD_MAX_WORKERS: which steering counter cells to use */
 	uint64_t now;    /* unix seconds, for hop rules */
 	struct dnsd_stats *stats;
+	struct dnsd_pow_entry *pow_cache; /* DNSD_POW_CACHE entries, or NULL (no cache) */
+	uint8_t pow_key[16];              /* hashes the cache's keys */
+	uint64_t pow_sec;                 /* the second pow_left is for */
+	uint64_t pow_left;                /* hashes this worker may still spend in it */
 };
+
+/* Allocates the worker's pow cache (without it, answers are only bounded, not cached).
+ * Returns 0 or -ENOMEM. */
+int dnsd_ctx_pow_init(struct dnsd_ctx *cx);
+
+/* Frees what dnsd_ctx_pow_init allocated. */
+void dnsd_ctx_fini(struct dnsd_ctx *cx);
 
 /* Where a query came from. */
 struct dnsd_client {
@@ -44,7 +75,8 @@ struct dnsd_client {
 enum { DNSD_UDP_MAX = 4096, DNSD_TCP_MAX = 65535 };
 
 /* Answers the query q of qlen bytes into out (cap >= DNSD_UDP_MAX for UDP, DNSD_TCP_MAX for
- * TCP). Returns the response length, or 0 when nothing must be sent (not a query). */
+ * TCP). Returns the response length, or 0 when nothing must be sent (not a query). An AAAA
+ * query whose proof-of-work addresses are all over the worker's budget gets SERVFAIL. */
 size_t dnsd_answer(const struct dns_state *st, struct dnsd_ctx *cx, const uint8_t *q, size_t qlen,
                    const struct dnsd_client *cl, bool tcp, uint8_t *out, size_t cap);
 
@@ -59,3 +91,7 @@ static inline uint64_t dnsd_rand(struct dnsd_ctx *cx)
 /* Adds one to a counter another thread may read. */
 #define DNSD_INC(c)                                                                                \
 	__atomic_store_n(&(c), __atomic_load_n(&(c), __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED)
+
+/* Adds n to a counter another thread may read. */
+#define DNSD_ADD(c, n)                                                                             \
+	__atomic_store_n(&(c), __atomic_load_n(&(c), __ATOMIC_RELAXED) + (n), __ATOMIC_RELAXED)

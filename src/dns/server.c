@@ -8,6 +8,7 @@
 #include <pthread.h>
 #include <signal.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <sys/eventfd.h>
 #include <sys/random.h>
 #include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <time.h>
 #include <unistd.h>
@@ -30,6 +32,10 @@ enum {
 	STOP_CHECK_US = 200000, /* how soon a blocked worker notices a stop */
 	CTL_LINE_MAX = 512,
 };
+
+/* Why the server closed a connection (a metric's label): TC_REFUSED is a new client at the
+ * limit with no connection to take the place of; TC_N (at shutdown) is not counted. */
+enum tcp_close { TC_IDLE, TC_SLOW, TC_EVICTED, TC_CLIENT, TC_REFUSED, TC_N };
 
 /* ---- the serving state, swapped atomically; readers publish what they use (hazard
  * pointers), so the old state is freed only once no reader holds it ---- */
@@ -48,8 +54,10 @@ struct server {
 	struct dnsd_dyn dyn;
 	uint8_t *cfg_bytes; /* the configuration the current state was built from */
 	size_t cfg_len;
-	uint64_t reloads_ok, reloads_failed;
-	struct log_limit rl_formerr;
+	/* written by the main thread, read by the metrics thread */
+	_Atomic uint64_t reloads_ok, reloads_failed;
+	uint64_t tcp_closed[TC_N]; /* written by the TCP thread (atomic builtins) */
+	struct tcp_ctx *tcp;
 };
 
 static struct dns_state *state_acquire(struct server *s, unsigned reader)
@@ -85,6 +93,8 @@ static void state_publish(struct server *s, struct dns_state *st)
 	dns_state_free(old);
 }
 
+/* Sets a worker's context up. Without memory for its proof-of-work cache it still serves
+ * (pow answers are then only bounded, not cached); the caller frees it with dnsd_ctx_fini. */
 static void ctx_init(struct server *s, struct dnsd_ctx *cx, unsigned worker)
 {
 	memset(cx, 0, sizeof(*cx));
@@ -92,6 +102,9 @@ static void ctx_init(struct server *s, struct dnsd_ctx *cx, unsigned worker)
 		cx->rng = (uint64_t)time(NULL) ^ ((uint64_t)worker << 32);
 	cx->worker = worker;
 	cx->stats = &s->stats[worker];
+	if (dnsd_ctx_pow_init(cx))
+		log_msg(LOG_WARNING, "dns: worker %u: no memory for the proof-of-work cache",
+		        worker);
 }
 
 /* ---- UDP ---- */
@@ -188,17 +201,40 @@ static void *udp_worker(void *arg)
 			sent += k > 0 ? k : 1; /* skip a message the kernel refuses */
 		}
 	}
+	dnsd_ctx_fini(&cx);
 	return NULL;
 }
 
-/* ---- TCP: one thread, many connections, several queries per connection ---- */
+/* ---- TCP: one thread, many connections, several queries per connection (RFC 7766) ----
+ *
+ * Level-triggered epoll. A connection reads while it has no answers waiting to be sent
+ * (EPOLLIN), and only writes while it has (EPOLLOUT): a client that does not read its answers
+ * stops being read, so nothing is buffered for it beyond one output buffer. Every event
+ * answers all the complete queries in the input buffer while the output has room; answers
+ * are batched into one send. Three clocks bound what a client can hold: a query must arrive
+ * whole, and a blocked answer must leave, within --tcp-idle of its first byte (not of the
+ * last one: a byte every few seconds does not keep a slot), and a connection with nothing
+ * going on is closed after --tcp-idle. At the connection limit a new client takes the slot
+ * of the connection whose query (or answer, or idleness) began longest ago (tconn_victim). */
+
+enum {
+	TCP_MSG_MAX = 2 + DNSD_TCP_MAX, /* a length prefix and the largest message */
+	TCP_OUT_CAP = 2 * TCP_MSG_MAX,  /* room to batch answers behind a blocked one */
+	TCP_SCAN_MS = 100,              /* how often the clocks are checked */
+};
 
 struct tconn {
 	int fd;
+	uint32_t gen; /* tells a reused slot's events from its old connection's */
+	bool writing; /* epoll interest is EPOLLOUT: answers wait to be sent */
+	bool eof;     /* the client closed its side; answer what came, then close */
+	struct dnsd_client cl;
 	size_t inlen, outlen, outoff;
-	uint64_t last_ms;
-	uint8_t in[2 + DNSD_TCP_MAX];
-	uint8_t out[2 + DNSD_TCP_MAX];
+	uint64_t last_ms;  /* the last byte received or sent */
+	uint64_t query_ms; /* when the query being read began arriving, 0 if none is */
+	uint64_t stall_ms; /* when sending began to block, 0 if it does not */
+	uint8_t in[TCP_MSG_MAX];
+	uint8_t out[TCP_OUT_CAP];
 };
 
 static uint64_t mono_ms(void)
@@ -228,59 +264,225 @@ struct tcp_ctx {
 	struct server *s;
 	int lfds[DNSD_MAX_LISTEN];
 	pthread_t th;
+	int ep;
+	struct tconn **conns; /* tcp_max slots */
+	unsigned nconns;      /* read by the metrics thread */
+	uint32_t gen;
+	struct dnsd_ctx cx;
 };
 
-static void tconn_close(int ep, struct tconn **slot)
+static void tconn_close(struct tcp_ctx *t, unsigned slot, enum tcp_close why)
 {
-	epoll_ctl(ep, EPOLL_CTL_DEL, (*slot)->fd, NULL);
-	close((*slot)->fd);
-	free(*slot);
-	*slot = NULL;
+	struct tconn *c = t->conns[slot];
+	epoll_ctl(t->ep, EPOLL_CTL_DEL, c->fd, NULL);
+	close(c->fd);
+	free(c);
+	t->conns[slot] = NULL;
+	__atomic_store_n(&t->nconns, t->nconns - 1, __ATOMIC_RELAXED);
+	if (why < TC_N)
+		__atomic_fetch_add(&t->s->tcp_closed[why], 1, __ATOMIC_RELAXED);
 }
 
-/* Sends what is pending. Returns -1 if the connection broke. */
-static int tconn_flush(struct tconn *c)
+/* Sends what is pending. Returns -1 if the connection broke, else 0 (c->outlen is 0 when
+ * everything went). */
+static int tconn_flush(struct tconn *c, uint64_t now)
 {
 	while (c->outoff < c->outlen) {
 		ssize_t k = send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL);
-		if (k == -1)
-			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -1;
+		if (k == -1 && errno == EINTR)
+			continue;
+		if (k == -1) {
+			if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return -1;
+			if (!c->stall_ms)
+				c->stall_ms = now;
+			if (c->outoff) { /* make room behind what is left */
+				memmove(c->out, c->out + c->outoff, c->outlen - c->outoff);
+				c->outlen -= c->outoff;
+				c->outoff = 0;
+			}
+			return 0;
+		}
 		c->outoff += (size_t)k;
+		c->last_ms = now;
 	}
 	c->outoff = c->outlen = 0;
+	c->stall_ms = 0;
 	return 0;
 }
 
-/* Answers every complete query buffered, one at a time while the answer can be sent. */
-static int tconn_work(struct server *s, struct dnsd_ctx *cx, struct tconn *c)
+/* Answers the complete queries in the input buffer while the output has room for the
+ * largest answer, sending as it goes. Returns -1 to drop the connection (it broke, or sent
+ * something that is not DNS). */
+static int tconn_answer(struct tcp_ctx *t, struct tconn *c, uint64_t now)
 {
+	struct server *s = t->s;
+	size_t off = 0;
+	int ret = 0;
 	for (;;) {
-		if (c->outlen)
-			return tconn_flush(c);
-		if (c->inlen < 2)
-			return 0;
-		size_t mlen = (size_t)c->in[0] << 8 | c->in[1];
-		if (c->inlen < 2 + mlen)
-			return 0;
+		while (c->inlen - off >= 2 && TCP_OUT_CAP - c->outlen >= TCP_MSG_MAX) {
+			size_t mlen = (size_t)c->in[off] << 8 | c->in[off + 1];
+			if (c->inlen - off - 2 < mlen)
+				break;
+			struct dns_state *st = state_acquire(s, s->nreaders - 1);
+			t->cx.now = (uint64_t)time(NULL);
+			size_t len = dnsd_answer(st, &t->cx, c->in + off + 2, mlen, &c->cl, true,
+			                         c->out + c->outlen + 2, DNSD_TCP_MAX);
+			state_release(s, s->nreaders - 1);
+			off += 2 + mlen;
+			if (!len) {
+				ret = -1; /* not DNS: drop the connection */
+				goto out;
+			}
+			c->out[c->outlen] = (uint8_t)(len >> 8);
+			c->out[c->outlen + 1] = (uint8_t)len;
+			c->outlen += 2 + len;
+		}
+		if (tconn_flush(c, now)) {
+			ret = -1;
+			goto out;
+		}
+		/* Go on while answers left and others wait; stop when sending blocks. */
+		bool more = c->inlen - off >= 2 &&
+		            c->inlen - off - 2 >= ((size_t)c->in[off] << 8 | c->in[off + 1]);
+		if (!more || TCP_OUT_CAP - c->outlen < TCP_MSG_MAX)
+			break;
+	}
+out:
+	if (off) {
+		memmove(c->in, c->in + off, c->inlen - off);
+		c->inlen -= off;
+		c->query_ms = 0; /* a new query begins with the bytes left */
+	}
+	if (c->inlen && !c->query_ms)
+		c->query_ms = now;
+	return ret;
+}
+
+/* Serves one readiness event of a connection. Returns -1 when it is to be closed. */
+static int tconn_event(struct tcp_ctx *t, unsigned slot, uint32_t events, uint64_t now)
+{
+	struct tconn *c = t->conns[slot];
+	if (events & EPOLLERR)
+		return -1;
+	if (!c->writing && !c->eof) {
+		while (c->inlen < sizeof(c->in)) {
+			ssize_t k = recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen, 0);
+			if (k > 0) {
+				if (!c->inlen)
+					c->query_ms = now;
+				c->inlen += (size_t)k;
+				c->last_ms = now;
+				continue;
+			}
+			if (k == 0)
+				c->eof = true;
+			else if (errno == EINTR)
+				continue;
+			else if (errno != EAGAIN && errno != EWOULDBLOCK)
+				return -1;
+			break;
+		}
+	}
+	if (tconn_answer(t, c, now))
+		return -1;
+	if (c->eof && !c->outlen)
+		return -1; /* everything that came is answered */
+	bool writing = c->outlen > 0;
+	if (writing != c->writing) {
+		struct epoll_event ev = {.events = writing ? EPOLLOUT : EPOLLIN,
+		                         .data.u64 = (uint64_t)c->gen << 32 | slot};
+		if (epoll_ctl(t->ep, EPOLL_CTL_MOD, c->fd, &ev) == -1)
+			return -1;
+		c->writing = writing;
+	}
+	return 0;
+}
+
+/* The slot a new client may take at the limit, or -1 if there is none: the connection
+ * whose current business began longest ago (the query it is still reading, the answer it
+ * is still sending, or else its last activity), provided that was more than a grace period
+ * (--tcp-idle / 8) ago. One trickling a query, or idle for long, goes first; a client just
+ * accepted, or in the middle of a quick query, never goes: a slow client that reconnects as
+ * soon as it is dropped cannot use the eviction to push out the client that took its slot. */
+static int tconn_victim(const struct tcp_ctx *t, uint64_t now)
+{
+	uint64_t grace = t->s->o->tcp_idle_ms / 8, best_t = UINT64_MAX;
+	int best = -1;
+	for (unsigned k = 0; k < t->s->o->tcp_max; k++) {
+		const struct tconn *c = t->conns[k];
+		if (!c)
+			continue;
+		uint64_t since = c->last_ms;
+		if (c->query_ms && c->query_ms < since)
+			since = c->query_ms;
+		if (c->stall_ms && c->stall_ms < since)
+			since = c->stall_ms;
+		if (since < best_t && now - since > grace) {
+			best = (int)k;
+			best_t = since;
+		}
+	}
+	return best;
+}
+
+static void tcp_accept(struct tcp_ctx *t, int lfd, uint64_t now)
+{
+	const struct dnsd_opts *o = t->s->o;
+	for (;;) {
 		struct sockaddr_storage ss;
 		socklen_t sl = sizeof(ss);
-		struct dnsd_client cl = {0};
-		if (getpeername(c->fd, (struct sockaddr *)&ss, &sl) == 0)
-			cl.v6 = sockaddr_to_in6((struct sockaddr *)&ss, cl.addr);
-		struct dns_state *st = state_acquire(s, s->nreaders - 1);
-		cx->now = (uint64_t)time(NULL);
-		size_t len =
-		    dnsd_answer(st, cx, c->in + 2, mlen, &cl, true, c->out + 2, DNSD_TCP_MAX);
-		state_release(s, s->nreaders - 1);
-		memmove(c->in, c->in + 2 + mlen, c->inlen - 2 - mlen);
-		c->inlen -= 2 + mlen;
-		if (!len)
-			return -1; /* not DNS: drop the connection */
-		c->out[0] = (uint8_t)(len >> 8);
-		c->out[1] = (uint8_t)len;
-		c->outlen = len + 2;
-		if (tconn_flush(c))
-			return -1;
+		int fd = accept4(lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1)
+			return; /* EAGAIN, or a passing error (the client gave up, no fds) */
+		if (t->nconns == o->tcp_max) {
+			int v = tconn_victim(t, now);
+			if (v < 0) {
+				close(fd); /* everyone is busy with something recent */
+				__atomic_fetch_add(&t->s->tcp_closed[TC_REFUSED], 1,
+				                   __ATOMIC_RELAXED);
+				continue;
+			}
+			tconn_close(t, (unsigned)v, TC_EVICTED);
+		}
+		unsigned slot = 0;
+		while (slot < o->tcp_max && t->conns[slot])
+			slot++;
+		struct tconn *c = malloc(sizeof(*c));
+		if (!c) {
+			close(fd);
+			continue;
+		}
+		memset(c, 0, offsetof(struct tconn, in));
+		c->fd = fd;
+		c->cl.v6 = sockaddr_to_in6((struct sockaddr *)&ss, c->cl.addr);
+		c->last_ms = now;
+		c->gen = t->gen++ & 0x7fffffffu;
+		struct epoll_event ev = {.events = EPOLLIN,
+		                         .data.u64 = (uint64_t)c->gen << 32 | slot};
+		if (epoll_ctl(t->ep, EPOLL_CTL_ADD, fd, &ev) == -1) {
+			close(fd);
+			free(c);
+			continue;
+		}
+		t->conns[slot] = c;
+		__atomic_store_n(&t->nconns, t->nconns + 1, __ATOMIC_RELAXED);
+	}
+}
+
+/* Closes the connections whose clock ran out. */
+static void tcp_expire(struct tcp_ctx *t, uint64_t now)
+{
+	uint64_t lim = t->s->o->tcp_idle_ms;
+	for (unsigned k = 0; k < t->s->o->tcp_max; k++) {
+		const struct tconn *c = t->conns[k];
+		if (!c)
+			continue;
+		if ((c->query_ms && now - c->query_ms >= lim) ||
+		    (c->stall_ms && now - c->stall_ms >= lim))
+			tconn_close(t, k, TC_SLOW);
+		else if (now - c->last_ms >= lim)
+			tconn_close(t, k, TC_IDLE);
 	}
 }
 
@@ -289,27 +491,18 @@ static void *tcp_thread(void *arg)
 	struct tcp_ctx *t = arg;
 	struct server *s = t->s;
 	const struct dnsd_opts *o = s->o;
-	struct dnsd_ctx cx;
-	struct tconn **conns = calloc(o->tcp_max, sizeof(*conns));
-	int ep = epoll_create1(EPOLL_CLOEXEC);
 	struct epoll_event ev, evs[64];
 	uint64_t last_scan = mono_ms();
 
-	ctx_init(s, &cx, s->nreaders - 1);
-	if (!conns || ep == -1) {
-		log_msg(LOG_ERR, "dns: tcp: cannot start: out of resources");
-		free(conns);
-		return NULL;
-	}
 	for (unsigned l = 0; l < o->nlisten; l++) {
 		ev = (struct epoll_event){.events = EPOLLIN,
 		                          .data.u64 = (uint64_t)l << 32 | 0xffffffffu};
-		epoll_ctl(ep, EPOLL_CTL_ADD, t->lfds[l], &ev);
+		epoll_ctl(t->ep, EPOLL_CTL_ADD, t->lfds[l], &ev);
 	}
 	ev = (struct epoll_event){.events = EPOLLIN, .data.u64 = UINT64_MAX};
-	epoll_ctl(ep, EPOLL_CTL_ADD, s->stop_fd, &ev);
+	epoll_ctl(t->ep, EPOLL_CTL_ADD, s->stop_fd, &ev);
 	for (bool run = true; run;) {
-		int n = epoll_wait(ep, evs, 64, 100);
+		int n = epoll_wait(t->ep, evs, 64, TCP_SCAN_MS);
 		uint64_t now = mono_ms();
 		for (int i = 0; i < n; i++) {
 			uint64_t d = evs[i].data.u64;
@@ -318,75 +511,54 @@ static void *tcp_thread(void *arg)
 				break;
 			}
 			if ((d & 0xffffffffu) == 0xffffffffu) {
-				int lfd = t->lfds[d >> 32];
-				for (;;) {
-					int fd =
-					    accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-					if (fd == -1)
-						break;
-					unsigned slot = 0;
-					while (slot < o->tcp_max && conns[slot])
-						slot++;
-					struct tconn *c =
-					    slot < o->tcp_max ? malloc(sizeof(*c)) : NULL;
-					if (!c) {
-						close(fd); /* at the limit: refuse politely */
-						continue;
-					}
-					c->fd = fd;
-					c->inlen = c->outlen = c->outoff = 0;
-					c->last_ms = now;
-					conns[slot] = c;
-					ev = (struct epoll_event){.events =
-					                              EPOLLIN | EPOLLOUT | EPOLLET,
-					                          .data.u64 = slot};
-					epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
-				}
+				tcp_accept(t, t->lfds[d >> 32], now);
 				continue;
 			}
-			struct tconn **cp = &conns[d];
-			if (!*cp)
-				continue;
-			struct tconn *c = *cp;
-			bool broken = evs[i].events & (EPOLLERR | EPOLLHUP);
-			for (;;) {
-				if (c->inlen == sizeof(c->in))
-					break; /* wait until a query is answered */
-				ssize_t k =
-				    recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen, 0);
-				if (k > 0) {
-					c->inlen += (size_t)k;
-					c->last_ms = now;
-					continue;
-				}
-				if (k == 0 || (errno != EAGAIN && errno != EWOULDBLOCK))
-					broken = true;
-				break;
-			}
-			if (tconn_work(s, &cx, c) || (broken && !c->outlen))
-				tconn_close(ep, cp);
+			/* A slot closed (or evicted and reused) earlier in this batch may
+			 * still have an event here: the generation tells. */
+			unsigned slot = (unsigned)(d & 0xffffffffu);
+			struct tconn *c = t->conns[slot];
+			if (c && c->gen == d >> 32 && tconn_event(t, slot, evs[i].events, now))
+				tconn_close(t, slot, TC_CLIENT);
 		}
-		if (now - last_scan >= 100) {
+		if (now - last_scan >= TCP_SCAN_MS) {
 			last_scan = now;
-			for (unsigned k = 0; k < o->tcp_max; k++)
-				if (conns[k] && now - conns[k]->last_ms >= o->tcp_idle_ms)
-					tconn_close(ep, &conns[k]);
+			tcp_expire(t, now);
 		}
 	}
 	for (unsigned k = 0; k < o->tcp_max; k++)
-		if (conns[k])
-			tconn_close(ep, &conns[k]);
-	free(conns);
-	close(ep);
+		if (t->conns[k])
+			tconn_close(t, k, TC_N);
 	return NULL;
 }
 
 /* ---- metrics ---- */
 
+/* Writes v as a Prometheus label value (text format: backslash, double quote and newline
+ * escaped) into out, cut short if out is too small. Returns out. */
+static const char *label_esc(const char *v, char *out, size_t cap)
+{
+	size_t n = 0;
+	for (; *v && n + 3 <= cap; v++) {
+		if (*v == '\\' || *v == '"' || *v == '\n') {
+			out[n++] = '\\';
+			out[n++] = *v == '\n' ? 'n' : *v;
+		} else {
+			out[n++] = *v;
+		}
+	}
+	out[n] = '\0';
+	return out;
+}
+
+enum { LABEL_MAX = 2 * DNS_NAME_STRLEN + 1 };
+
 static void metric_steer(const struct steer_counter *c, uint64_t total, void *arg)
 {
+	char sv[LABEL_MAX], ep[LABEL_MAX];
 	mbuf_printf(arg, "peak_dns_steered_answers_total{service=\"%s\",endpoint=\"%s\"} %llu\n",
-	            c->service, c->endpoint, (unsigned long long)total);
+	            label_esc(c->service, sv, sizeof(sv)), label_esc(c->endpoint, ep, sizeof(ep)),
+	            (unsigned long long)total);
 }
 
 static void metrics_render(struct mbuf *bp, void *arg)
@@ -409,6 +581,9 @@ static void metrics_render(struct mbuf *bp, void *arg)
 		t.truncated += __atomic_load_n(&x->truncated, __ATOMIC_RELAXED);
 		t.ecs += __atomic_load_n(&x->ecs, __ATOMIC_RELAXED);
 		t.batches += __atomic_load_n(&x->batches, __ATOMIC_RELAXED);
+		for (int i = 0; i < DP_N; i++)
+			t.pow[i] += __atomic_load_n(&x->pow[i], __ATOMIC_RELAXED);
+		t.pow_hashes += __atomic_load_n(&x->pow_hashes, __ATOMIC_RELAXED);
 	}
 	mbuf_printf(&b, "# HELP peak_dns_queries_total Queries answered, by query type.\n"
 	                "# TYPE peak_dns_queries_total counter\n");
@@ -437,6 +612,29 @@ static void metrics_render(struct mbuf *bp, void *arg)
 	    (unsigned long long)t.udp, (unsigned long long)t.tcp, (unsigned long long)t.dropped,
 	    (unsigned long long)t.truncated, (unsigned long long)t.ecs,
 	    (unsigned long long)t.batches);
+	static const char *const pw[DP_N] = {"searched", "cached", "refused"};
+	mbuf_printf(&b, "# HELP peak_dns_pow_addresses_total Proof-of-work addresses in AAAA "
+	                "answers: searched, from the cache, or refused (over the budget).\n"
+	                "# TYPE peak_dns_pow_addresses_total counter\n");
+	for (int i = 0; i < DP_N; i++)
+		mbuf_printf(&b, "peak_dns_pow_addresses_total{result=\"%s\"} %llu\n", pw[i],
+		            (unsigned long long)t.pow[i]);
+	mbuf_printf(&b,
+	            "# HELP peak_dns_pow_hashes_total Hashes spent searching proof-of-work "
+	            "nonces.\n# TYPE peak_dns_pow_hashes_total counter\npeak_dns_pow_hashes_total "
+	            "%llu\n",
+	            (unsigned long long)t.pow_hashes);
+	static const char *const why[TC_N] = {"idle", "slow", "evicted", "client", "refused"};
+	mbuf_printf(&b,
+	            "# HELP peak_dns_tcp_connections TCP connections open.\n"
+	            "# TYPE peak_dns_tcp_connections gauge\npeak_dns_tcp_connections %u\n"
+	            "# HELP peak_dns_tcp_closed_total TCP connections closed by the server, by "
+	            "reason.\n# TYPE peak_dns_tcp_closed_total counter\n",
+	            s->tcp ? __atomic_load_n(&s->tcp->nconns, __ATOMIC_RELAXED) : 0);
+	for (int i = 0; i < TC_N; i++)
+		mbuf_printf(
+		    &b, "peak_dns_tcp_closed_total{reason=\"%s\"} %llu\n", why[i],
+		    (unsigned long long)__atomic_load_n(&s->tcp_closed[i], __ATOMIC_RELAXED));
 	mbuf_printf(&b,
 	            "# HELP peak_dns_steered_answers_total AAAA answers steered to an endpoint.\n"
 	            "# TYPE peak_dns_steered_answers_total counter\n");
@@ -449,14 +647,17 @@ static void metrics_render(struct mbuf *bp, void *arg)
 	            "peak_dns_reloads_total{result=\"error\"} %llu\n"
 	            "# HELP peak_dns_endpoint_healthy 1 if the endpoint is marked healthy.\n"
 	            "# TYPE peak_dns_endpoint_healthy gauge\n",
-	            (unsigned long long)s->reloads_ok, (unsigned long long)s->reloads_failed);
+	            (unsigned long long)atomic_load(&s->reloads_ok),
+	            (unsigned long long)atomic_load(&s->reloads_failed));
 	for (unsigned i = 0; i < s->dyn.nsvc; i++) {
-		char name[DNS_NAME_STRLEN];
+		char name[DNS_NAME_STRLEN], sv[LABEL_MAX], ep[LABEL_MAX];
 		dns_name_print(&s->dyn.svc[i].name, name, sizeof(name));
+		label_esc(name, sv, sizeof(sv));
 		for (unsigned e = 0; e < s->dyn.svc[i].nep; e++)
 			mbuf_printf(
 			    &b, "peak_dns_endpoint_healthy{service=\"%s\",endpoint=\"%s\"} %d\n",
-			    name, s->dyn.svc[i].ep[e].id, s->dyn.svc[i].ep[e].healthy);
+			    sv, label_esc(s->dyn.svc[i].ep[e].id, ep, sizeof(ep)),
+			    s->dyn.svc[i].ep[e].healthy);
 	}
 	pthread_mutex_unlock(&s->dyn_lock);
 	*bp = b;
@@ -499,6 +700,17 @@ static int rebuild(struct server *s, uint8_t *bytes, size_t len, char *err, size
 		config_free(cfg);
 		return -1;
 	}
+	for (unsigned i = 0; bytes != s->cfg_bytes && i < cfg->nsvc; i++) {
+		char name[DNS_NAME_STRLEN];
+		unsigned pow = cfg->svc[i].space.d.pow;
+		if (pow <= DNSD_POW_WARN_BITS)
+			continue;
+		dns_name_print(&cfg->svc[i].name, name, sizeof(name));
+		log_msg(LOG_WARNING,
+		        "dns: service %s: pow=%u needs 2^%u hashes per AAAA address on average; "
+		        "the server stops at 2^%d, so many AAAA queries will get SERVFAIL",
+		        name, pow, pow, DNSD_POW_MAX_TRIES_LOG2);
+	}
 	state_publish(s, st);
 	if (bytes != s->cfg_bytes) {
 		free(s->cfg_bytes);
@@ -515,12 +727,12 @@ static void reload(struct server *s, char *reply, size_t cap)
 	size_t len;
 	if (read_file(s->o->config, &bytes, &len, err, sizeof(err)) ||
 	    (rebuild(s, bytes, len, err, sizeof(err)) && (free(bytes), 1))) {
-		s->reloads_failed++;
+		atomic_fetch_add(&s->reloads_failed, 1);
 		log_msg(LOG_ERR, "dns: reload refused, still serving the previous state: %s", err);
 		snprintf(reply, cap, "error: %s\n", err);
 		return;
 	}
-	s->reloads_ok++;
+	atomic_fetch_add(&s->reloads_ok, 1);
 	log_msg(LOG_INFO, "dns: reloaded %s", s->o->config);
 	snprintf(reply, cap, "ok\n");
 }
@@ -607,55 +819,214 @@ static void control_command(struct server *s, char *line, char *reply, size_t ca
 	snprintf(reply, cap, "ok\n");
 }
 
-static int control_listen(const char *path)
+/* ---- the control socket: served by the main thread between signals, never blocking ----
+ *
+ * Each client gets CTL_DEADLINE_MS from its connection to send its line and take the whole
+ * reply; a client slower than that is dropped, so a client trickling bytes delays neither a
+ * signal nor another client. At most CTL_MAX_CLIENTS at once: a new one takes the place of
+ * the oldest. */
+
+enum { CTL_MAX_CLIENTS = 8, CTL_DEADLINE_MS = 2000, CTL_REPLY_MAX = 1 << 20 };
+
+struct ctl_client {
+	int fd; /* -1: a free place */
+	uint64_t deadline_ms;
+	size_t inlen;
+	char line[CTL_LINE_MAX];
+	char *reply; /* NULL while the line is read */
+	size_t replylen, replyoff;
+};
+
+struct ctl {
+	int lfd;
+	const char *path;
+	dev_t dev; /* the socket file we made, so that we remove only that */
+	ino_t ino;
+	struct ctl_client cl[CTL_MAX_CLIENTS];
+};
+
+/* Makes the control socket at o->control with mode o->control_mode and group
+ * o->control_group (unless -1). An existing file there is removed only if it is a socket
+ * nobody listens on (a previous server's); anything else is refused. Returns 0, or -1 with
+ * the reason logged. */
+static int control_listen(const struct dnsd_opts *o, struct ctl *c)
 {
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(sun.sun_path))
-		return -ENAMETOOLONG;
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		return -errno;
-	unlink(path);
-	if (bind(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1 || listen(fd, 16) == -1) {
-		int e = -errno;
-		close(fd);
-		return e;
+	const char *path = o->control;
+	struct stat sb;
+	bool made = false;
+	int ret = -1, fd = -1;
+
+	c->lfd = -1;
+	c->path = path;
+	for (int i = 0; i < CTL_MAX_CLIENTS; i++)
+		c->cl[i].fd = -1;
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		log_msg(LOG_ERR, "dns: control socket %s: path longer than %zu bytes", path,
+		        sizeof(sun.sun_path) - 1);
+		goto out;
 	}
-	return fd;
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	if ((fd = socket(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0)) == -1) {
+		log_msg(LOG_ERR, "dns: control socket: %s", strerror(errno));
+		goto out;
+	}
+	if (lstat(path, &sb) == 0) {
+		if (!S_ISSOCK(sb.st_mode)) {
+			log_msg(LOG_ERR,
+			        "dns: control socket %s: the path exists and is not a "
+			        "socket; not removing it",
+			        path);
+			goto out;
+		}
+		int probe = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int r = probe == -1 ? -1 : connect(probe, (struct sockaddr *)&sun, sizeof(sun));
+		int e = errno;
+		if (probe != -1)
+			close(probe);
+		if (r == 0) {
+			log_msg(LOG_ERR, "dns: control socket %s: another server listens there",
+			        path);
+			goto out;
+		}
+		if (e != ECONNREFUSED) {
+			log_msg(LOG_ERR, "dns: control socket %s: cannot tell if it is stale: %s",
+			        path, strerror(e));
+			goto out;
+		}
+		if (unlink(path) == -1 && errno != ENOENT) {
+			log_msg(LOG_ERR,
+			        "dns: control socket %s: cannot remove the stale socket: %s", path,
+			        strerror(errno));
+			goto out;
+		}
+	} else if (errno != ENOENT) {
+		log_msg(LOG_ERR, "dns: control socket %s: %s", path, strerror(errno));
+		goto out;
+	}
+	/* Owner-only while it is made (umask is per process: no thread runs yet), then the
+	 * group and mode asked for, so nobody else can connect in between. */
+	mode_t um = umask(0177);
+	int b = bind(fd, (struct sockaddr *)&sun, sizeof(sun));
+	int e = errno;
+	umask(um);
+	if (b == -1) {
+		log_msg(LOG_ERR, "dns: control socket %s: %s", path, strerror(e));
+		goto out;
+	}
+	made = true;
+	if (o->control_group != -1 && chown(path, (uid_t)-1, (gid_t)o->control_group) == -1) {
+		log_msg(LOG_ERR, "dns: control socket %s: cannot set group %ld: %s", path,
+		        o->control_group, strerror(errno));
+		goto out;
+	}
+	if (chmod(path, o->control_mode) == -1 || lstat(path, &sb) == -1 || listen(fd, 16) == -1) {
+		log_msg(LOG_ERR, "dns: control socket %s: %s", path, strerror(errno));
+		goto out;
+	}
+	c->dev = sb.st_dev;
+	c->ino = sb.st_ino;
+	c->lfd = fd;
+	fd = -1;
+	ret = 0;
+out:
+	if (fd != -1)
+		close(fd);
+	if (ret && made)
+		unlink(path);
+	return ret;
 }
 
-static void control_serve(struct server *s, int lfd)
+static void ctl_client_close(struct ctl_client *k)
 {
-	int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
-	if (fd == -1)
+	close(k->fd);
+	k->fd = -1;
+	free(k->reply);
+	k->reply = NULL;
+}
+
+/* Closes the clients and the socket, and removes the socket file if it is still ours. */
+static void control_close(struct ctl *c)
+{
+	struct stat sb;
+	for (int i = 0; i < CTL_MAX_CLIENTS; i++)
+		if (c->cl[i].fd != -1)
+			ctl_client_close(&c->cl[i]);
+	if (c->lfd == -1)
 		return;
-	struct timeval tv = {1, 0};
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	char line[CTL_LINE_MAX];
-	size_t n = 0;
-	while (n < sizeof(line) - 1) {
-		ssize_t k = recv(fd, line + n, sizeof(line) - 1 - n, 0);
-		if (k <= 0)
-			break;
-		n += (size_t)k;
-		if (memchr(line, '\n', n))
-			break;
-	}
-	line[n] = '\0';
-	char *reply = malloc(1 << 20);
-	if (reply) {
-		control_command(s, line, reply, 1 << 20);
-		size_t len = strlen(reply), off = 0;
-		while (off < len) {
-			ssize_t k = send(fd, reply + off, len - off, MSG_NOSIGNAL);
-			if (k <= 0)
+	close(c->lfd);
+	c->lfd = -1;
+	if (lstat(c->path, &sb) == 0 && sb.st_dev == c->dev && sb.st_ino == c->ino)
+		unlink(c->path);
+}
+
+static void control_accept(struct ctl *c, uint64_t now)
+{
+	for (;;) {
+		int fd = accept4(c->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1)
+			return;
+		int slot = 0;
+		for (int i = 0; i < CTL_MAX_CLIENTS; i++) {
+			if (c->cl[i].fd == -1) {
+				slot = i;
 				break;
-			off += (size_t)k;
+			}
+			if (c->cl[i].deadline_ms < c->cl[slot].deadline_ms)
+				slot = i;
 		}
-		free(reply);
+		struct ctl_client *k = &c->cl[slot];
+		if (k->fd != -1) {
+			log_msg(LOG_WARNING,
+			        "dns: control: %d clients at once; dropping the oldest",
+			        CTL_MAX_CLIENTS);
+			ctl_client_close(k);
+		}
+		k->fd = fd;
+		k->deadline_ms = now + CTL_DEADLINE_MS;
+		k->inlen = 0;
+		k->replylen = k->replyoff = 0;
 	}
-	close(fd);
+}
+
+/* Moves one client on as far as it can go without waiting. */
+static void control_step(struct server *s, struct ctl_client *k)
+{
+	while (!k->reply) {
+		ssize_t n = recv(k->fd, k->line + k->inlen, sizeof(k->line) - 1 - k->inlen, 0);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n == -1) {
+			ctl_client_close(k);
+			return;
+		}
+		k->inlen += (size_t)n;
+		bool whole =
+		    n == 0 || memchr(k->line, '\n', k->inlen) || k->inlen == sizeof(k->line) - 1;
+		if (!whole)
+			continue;
+		k->line[k->inlen] = '\0';
+		if (!(k->reply = malloc(CTL_REPLY_MAX))) {
+			ctl_client_close(k);
+			return;
+		}
+		control_command(s, k->line, k->reply, CTL_REPLY_MAX);
+		k->replylen = strlen(k->reply);
+	}
+	while (k->replyoff < k->replylen) {
+		ssize_t n =
+		    send(k->fd, k->reply + k->replyoff, k->replylen - k->replyoff, MSG_NOSIGNAL);
+		if (n == -1 && errno == EINTR)
+			continue;
+		if (n == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n == -1)
+			break;
+		k->replyoff += (size_t)n;
+	}
+	ctl_client_close(k);
 }
 
 int dnsd_ctl(const char *path, const char *line)
@@ -663,7 +1034,7 @@ int dnsd_ctl(const char *path, const char *line)
 	struct sockaddr_un sun = {.sun_family = AF_UNIX};
 	if (strlen(path) >= sizeof(sun.sun_path)) {
 		fprintf(stderr, "peak dns-ctl: control path too long\n");
-		return 2;
+		return 1;
 	}
 	memcpy(sun.sun_path, path, strlen(path) + 1);
 	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
@@ -671,14 +1042,14 @@ int dnsd_ctl(const char *path, const char *line)
 		fprintf(stderr, "peak dns-ctl: cannot reach %s: %s\n", path, strerror(errno));
 		if (fd != -1)
 			close(fd);
-		return 2;
+		return 1;
 	}
 	size_t len = strlen(line);
 	if (send(fd, line, len, MSG_NOSIGNAL) != (ssize_t)len ||
 	    send(fd, "\n", 1, MSG_NOSIGNAL) != 1) {
 		fprintf(stderr, "peak dns-ctl: cannot send to %s\n", path);
 		close(fd);
-		return 2;
+		return 1;
 	}
 	shutdown(fd, SHUT_WR);
 	char buf[4096], last[1024] = "";
@@ -699,16 +1070,17 @@ int dnsd_ctl(const char *path, const char *line)
 		}
 	}
 	close(fd);
-	return !strncmp(last, "ok", 2) ? 0 : !strncmp(last, "error", 5) ? 1 : 2;
+	return !strncmp(last, "ok", 2) ? 0 : !strncmp(last, "error", 5) ? 2 : 1;
 }
 
 int dnsd_run(const struct dnsd_opts *o)
 {
 	struct server *s = calloc(1, sizeof(*s));
 	struct worker *wk = NULL;
-	struct tcp_ctx tc = {0};
+	struct tcp_ctx tc = {.ep = -1};
+	struct ctl ctl = {.lfd = -1};
 	struct metrics_srv *mhd = NULL;
-	int ret = 1, ctl = -1, sfd = -1;
+	int ret = 1, sfd = -1;
 	unsigned started = 0;
 	bool tcp_started = false;
 	char err[CFG_ERRLEN], a[64];
@@ -718,25 +1090,36 @@ int dnsd_run(const struct dnsd_opts *o)
 	if (!s)
 		return 1;
 	s->o = o;
+	s->stop_fd = -1;
 	s->nworkers = o->threads * o->nlisten;
 	s->nreaders = s->nworkers + 1;
-	if (s->nreaders > DNSD_MAX_WORKERS) {
-		log_msg(LOG_ERR, "dns: %u threads x %u addresses is more than %d workers",
-		        o->threads, o->nlisten, DNSD_MAX_WORKERS - 1);
-		free(s);
-		return 1;
-	}
-	s->stop_fd = eventfd(0, EFD_CLOEXEC);
 	pthread_mutex_init(&s->dyn_lock, NULL);
 	for (unsigned l = 0; l < DNSD_MAX_LISTEN; l++)
 		tc.lfds[l] = -1;
+	for (int i = 0; i < CTL_MAX_CLIENTS; i++)
+		ctl.cl[i].fd = -1;
+	if (s->nreaders > DNSD_MAX_WORKERS) {
+		log_msg(LOG_ERR, "dns: %u threads x %u addresses is more than %d workers",
+		        o->threads, o->nlisten, DNSD_MAX_WORKERS - 1);
+		ret = 2;
+		goto out;
+	}
+	/* Before any thread starts, so that every thread has the signals blocked. */
+	if ((sfd = signals_fd(1)) < 0) {
+		log_msg(LOG_ERR, "dns: signalfd: %s", strerror(-sfd));
+		goto out;
+	}
+	if ((s->stop_fd = eventfd(0, EFD_CLOEXEC)) == -1) {
+		log_msg(LOG_ERR, "dns: eventfd: %s", strerror(errno));
+		goto out;
+	}
 	if (read_file(o->config, &bytes, &len, err, sizeof(err)) ||
 	    rebuild(s, bytes, len, err, sizeof(err))) {
 		free(bytes);
 		log_msg(LOG_ERR, "dns: %s", err);
+		ret = 2; /* bad input: the configuration */
 		goto out;
 	}
-	sfd = signals_fd(1); /* signals are read by the control loop only */
 	if (!(wk = calloc(s->nworkers, sizeof(*wk))))
 		goto out;
 	for (unsigned w = 0; w < s->nworkers; w++)
@@ -763,20 +1146,24 @@ int dnsd_run(const struct dnsd_opts *o)
 			goto out;
 		}
 	}
-	if (o->control && (ctl = control_listen(o->control)) < 0) {
-		log_msg(LOG_ERR, "dns: control socket %s: %s", o->control, strerror(-ctl));
+	if (o->control && control_listen(o, &ctl))
+		goto out;
+	tc.s = s;
+	if ((tc.ep = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
+	    !(tc.conns = calloc(o->tcp_max, sizeof(*tc.conns)))) {
+		log_msg(LOG_ERR, "dns: tcp: cannot start: %s", strerror(errno));
 		goto out;
 	}
+	ctx_init(s, &tc.cx, s->nreaders - 1);
+	s->tcp = &tc;
 	if (o->metrics && !(mhd = metrics_start(o->metrics, metrics_render, s)))
 		goto out;
-	s->rl_formerr = (struct log_limit){0};
 	for (; started < s->nworkers; started++) {
 		wk[started].s = s;
 		wk[started].id = started;
 		if (pthread_create(&wk[started].th, NULL, udp_worker, &wk[started]))
 			goto out;
 	}
-	tc.s = s;
 	if (pthread_create(&tc.th, NULL, tcp_thread, &tc))
 		goto out;
 	tcp_started = true;
@@ -786,10 +1173,39 @@ int dnsd_run(const struct dnsd_opts *o)
 		        o->threads);
 	ret = 0;
 	for (bool run = true; run;) {
-		struct pollfd pf[2] = {{.fd = sfd, .events = POLLIN},
-		                       {.fd = ctl, .events = POLLIN}};
-		if (poll(pf, ctl >= 0 ? 2 : 1, -1) == -1 && errno != EINTR)
+		struct pollfd pf[2 + CTL_MAX_CLIENTS];
+		struct ctl_client *who[CTL_MAX_CLIENTS];
+		nfds_t n = 0;
+		uint64_t now = mono_ms(), next = UINT64_MAX;
+		pf[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
+		if (ctl.lfd != -1)
+			pf[n++] = (struct pollfd){.fd = ctl.lfd, .events = POLLIN};
+		nfds_t first = n;
+		for (int i = 0; i < CTL_MAX_CLIENTS; i++) {
+			struct ctl_client *k = &ctl.cl[i];
+			if (k->fd == -1)
+				continue;
+			if (now >= k->deadline_ms) {
+				ctl_client_close(k); /* too slow */
+				continue;
+			}
+			next = k->deadline_ms < next ? k->deadline_ms : next;
+			who[n - first] = k;
+			pf[n++] =
+			    (struct pollfd){.fd = k->fd, .events = k->reply ? POLLOUT : POLLIN};
+		}
+		int wait = next == UINT64_MAX ? -1 : (int)(next - now);
+		if (poll(pf, n, wait) == -1 && errno != EINTR) {
+			log_msg(LOG_ERR, "dns: poll: %s", strerror(errno));
+			ret = 1;
 			break;
+		}
+		now = mono_ms();
+		for (nfds_t i = first; i < n; i++)
+			if (pf[i].revents)
+				control_step(s, who[i - first]);
+		if (ctl.lfd != -1 && pf[1].revents)
+			control_accept(&ctl, now);
 		if (pf[0].revents) {
 			struct signalfd_siginfo si;
 			if (read(sfd, &si, sizeof(si)) != sizeof(si))
@@ -802,8 +1218,6 @@ int dnsd_run(const struct dnsd_opts *o)
 				run = false;
 			}
 		}
-		if (ctl >= 0 && pf[1].revents)
-			control_serve(s, ctl);
 	}
 out:
 	atomic_store(&s->stopping, true);
@@ -823,10 +1237,11 @@ out:
 	for (unsigned l = 0; l < o->nlisten; l++)
 		if (tc.lfds[l] >= 0)
 			close(tc.lfds[l]);
-	if (ctl >= 0) {
-		close(ctl);
-		unlink(o->control);
-	}
+	if (tc.ep != -1)
+		close(tc.ep);
+	free(tc.conns);
+	dnsd_ctx_fini(&tc.cx);
+	control_close(&ctl);
 	if (sfd >= 0)
 		close(sfd);
 	dns_state_free(atomic_load(&s->state));
@@ -834,7 +1249,8 @@ out:
 	steer_counters_free();
 	free(s->cfg_bytes);
 	free(wk);
-	close(s->stop_fd);
+	if (s->stop_fd != -1)
+		close(s->stop_fd);
 	pthread_mutex_destroy(&s->dyn_lock);
 	free(s);
 	return ret;

@@ -10,18 +10,22 @@ struct dnsd_opts {
 	struct sockaddr_storage listen[DNSD_MAX_LISTEN];
 	socklen_t listen_len[DNSD_MAX_LISTEN];
 	unsigned nlisten;
-	unsigned threads;     /* UDP workers */
-	const char *control;  /* Unix socket path, or NULL */
-	const char *metrics;  /* ADDR:PORT, or NULL */
-	unsigned tcp_idle_ms; /* close idle TCP connections after this */
-	unsigned tcp_max;     /* simultaneous TCP connections */
+	unsigned threads;      /* UDP workers */
+	const char *control;   /* Unix socket path, or NULL */
+	unsigned control_mode; /* its permission bits (default 0660) */
+	long control_group;    /* its group id, or -1 to keep ours */
+	const char *metrics;   /* ADDR:PORT, or NULL */
+	unsigned tcp_idle_ms;  /* close TCP connections idle this long, or whose query (or
+	                        * answer) has not gone through whole this long after it began */
+	unsigned tcp_max;      /* simultaneous TCP connections */
 };
 
 /* Loads the configuration, binds, serves until SIGINT or SIGTERM. Returns 0 on a clean
- * stop, 1 when the configuration or a socket could not be set up (the reason logged). */
+ * stop, 2 when the configuration is invalid or unreadable, 1 when anything else failed (a
+ * socket, the control socket, a thread); the reason is logged. */
 int dnsd_run(const struct dnsd_opts *o);
 
 /* Sends one command line to a running server's control socket and prints the reply.
- * Returns 0 if the server answered "ok", 1 if it answered an error, 2 if it could not be
- * reached. */
+ * Returns 0 if the server answered "ok", 2 if it refused the command (bad input: the reason
+ * is in the reply), 1 if it could not be reached or the reply was cut short. */
 int dnsd_ctl(const char *path, const char *line);

@@ -441,7 +441,15 @@ static int encode_node(struct builder *b, struct dz_node *nd)
 			size_t rl = 0;
 			for (unsigned p = 0; p < s->space.n; p++) {
 				apl_item_from_prefix(&it, &s->space.pfx[p]);
-				rl += (size_t)apl_write(&it, 1, rd + rl, sizeof(rd) - rl);
+				int k = apl_write(&it, 1, rd + rl, sizeof(rd) - rl);
+				if (k < 0) {
+					char name[DNS_NAME_STRLEN];
+					dns_name_print(&s->name, name, sizeof(name));
+					return peak_errf(b->err, b->errlen,
+					                 "service %s: cannot encode its APL: %s",
+					                 name, strerror(-k));
+				}
+				rl += (size_t)k;
 			}
 			tail_begin(b, &w, nd, DNS_T_APL);
 			dns_writer_rr_begin(&w, DNS_S_ANSWER, &nd->name, DNS_T_APL, DNS_C_IN,
@@ -525,6 +533,8 @@ static int build_service(struct builder *b, unsigned i, const struct dnsd_svc_dy
 	dns_name_print(&s->name, name, sizeof(name));
 	v->cfg = s;
 	v->space = s->space;
+	v->space_nopow = s->space;
+	v->space_nopow.d.pow = 0; /* the nonce field stays (w), found by the server's search */
 	v->ttl = st->cfg->ttl.aaaa;
 	v->answers = s->answers;
 	const struct ssa_desc *d = &s->space.d;

@@ -45,6 +45,7 @@ struct steer_counter {
 struct dz_svc {
 	const struct cfg_service *cfg;
 	struct ssa_space space;
+	struct ssa_space space_nopow; /* the same with pow 0: the address before the nonce */
 	uint8_t secret[16];
 	bool has_secret;
 	bool slice_by_rule; /* select=src/hop: the rule fixes the slice */

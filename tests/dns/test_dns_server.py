@@ -357,10 +357,10 @@ def test_weight_change_and_control_errors(server):
                       (["frobnicate"], "unknown command"),
                       (["health", "x..y", "w1", "up"], "not a domain name")):
         r = server.ctl(*args)
-        assert r.returncode == 1 and why in r.stdout, (args, r.stdout)
+        assert r.returncode == 2 and why in r.stdout, (args, r.stdout)  # refused: bad input
     r = subprocess.run([PEAK, "dns-ctl", "--control", str(server.dir / "none.ctl"), "status"],
                        capture_output=True, text=True)
-    assert r.returncode == 2 and "cannot reach" in r.stderr
+    assert r.returncode == 1 and "cannot reach" in r.stderr  # a run-time failure
 
 
 # ---- reloads ----
@@ -388,7 +388,7 @@ def test_sighup_reload_and_refused_bad_config(server):
     assert "reload refused" in server.logtext() and "slice=60 is shorter" in server.logtext()
     assert server.query("new.svc.example.", "APL").answer  # the previous state still serves
     r = server.ctl("reload")
-    assert r.returncode == 1 and "slice=60" in r.stdout
+    assert r.returncode == 2 and "slice=60" in r.stdout
 
 
 def test_sighup_under_dnsperf_loses_nothing(server, tmp_path):
