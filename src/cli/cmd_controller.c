@@ -5,10 +5,10 @@
 #include <string.h>
 
 #include "../controller/controller.h"
-#include "../dns/server.h"
-#include "peak/ctlproto.h"
 #include "../sys/log.h"
+#include "../sys/net.h"
 #include "cli.h"
+#include "peak/ctlproto.h"
 
 static const char controller_help[] =
     "usage: peak controller --config FILE --listen ADDR:PORT [--dns-control PATH]\n"
@@ -144,5 +144,5 @@ int cmd_controller_ctl(int argc, char **argv)
 			cli_usage_error("controller-ctl", "command too long");
 		n += (size_t)k;
 	}
-	return dnsd_ctl(argv[2], line);
+	return ctl_request("peak controller-ctl", argv[2], line);
 }

@@ -200,5 +200,5 @@ int cmd_dns_ctl(int argc, char **argv)
 			cli_usage_error("dns-ctl", "command too long");
 		n += (size_t)k;
 	}
-	return dnsd_ctl(path, line);
+	return ctl_request("peak dns-ctl", path, line);
 }

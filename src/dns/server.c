@@ -1029,50 +1029,6 @@ static void control_step(struct server *s, struct ctl_client *k)
 	ctl_client_close(k);
 }
 
-int dnsd_ctl(const char *path, const char *line)
-{
-	struct sockaddr_un sun = {.sun_family = AF_UNIX};
-	if (strlen(path) >= sizeof(sun.sun_path)) {
-		fprintf(stderr, "peak dns-ctl: control path too long\n");
-		return 1;
-	}
-	memcpy(sun.sun_path, path, strlen(path) + 1);
-	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd == -1 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
-		fprintf(stderr, "peak dns-ctl: cannot reach %s: %s\n", path, strerror(errno));
-		if (fd != -1)
-			close(fd);
-		return 1;
-	}
-	size_t len = strlen(line);
-	if (send(fd, line, len, MSG_NOSIGNAL) != (ssize_t)len ||
-	    send(fd, "\n", 1, MSG_NOSIGNAL) != 1) {
-		fprintf(stderr, "peak dns-ctl: cannot send to %s\n", path);
-		close(fd);
-		return 1;
-	}
-	shutdown(fd, SHUT_WR);
-	char buf[4096], last[1024] = "";
-	size_t have = 0;
-	ssize_t k;
-	while ((k = recv(fd, buf, sizeof(buf), 0)) > 0) {
-		fwrite(buf, 1, (size_t)k, stdout);
-		for (ssize_t i = 0; i < k; i++) {
-			if (buf[i] == '\n') {
-				if (have)
-					last[have < sizeof(last) ? have : sizeof(last) - 1] = '\0';
-				have = 0;
-				continue;
-			}
-			if (have < sizeof(last) - 1)
-				last[have] = buf[i];
-			have++;
-		}
-	}
-	close(fd);
-	return !strncmp(last, "ok", 2) ? 0 : !strncmp(last, "error", 5) ? 2 : 1;
-}
-
 int dnsd_run(const struct dnsd_opts *o)
 {
 	struct server *s = calloc(1, sizeof(*s));

@@ -25,7 +25,3 @@ struct dnsd_opts {
  * socket, the control socket, a thread); the reason is logged. */
 int dnsd_run(const struct dnsd_opts *o);
 
-/* Sends one command line to a running server's control socket and prints the reply.
- * Returns 0 if the server answered "ok", 2 if it refused the command (bad input: the reason
- * is in the reply), 1 if it could not be reached or the reply was cut short. */
-int dnsd_ctl(const char *path, const char *line);

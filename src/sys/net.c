@@ -6,6 +6,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
+#include <unistd.h>
 
 int sockaddr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 {
@@ -77,4 +79,48 @@ bool sockaddr_to_in6(const struct sockaddr *sa, uint8_t out[16])
 	out[10] = out[11] = 0xff;
 	memcpy(out + 12, &s4->sin_addr, 4);
 	return false;
+}
+
+int ctl_request(const char *who, const char *path, const char *line)
+{
+	struct sockaddr_un sun = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sun.sun_path)) {
+		fprintf(stderr, "%s: control path too long\n", who);
+		return 1;
+	}
+	memcpy(sun.sun_path, path, strlen(path) + 1);
+	int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1 || connect(fd, (struct sockaddr *)&sun, sizeof(sun)) == -1) {
+		fprintf(stderr, "%s: cannot reach %s: %s\n", who, path, strerror(errno));
+		if (fd != -1)
+			close(fd);
+		return 1;
+	}
+	size_t len = strlen(line);
+	if (send(fd, line, len, MSG_NOSIGNAL) != (ssize_t)len ||
+	    send(fd, "\n", 1, MSG_NOSIGNAL) != 1) {
+		fprintf(stderr, "%s: cannot send to %s\n", who, path);
+		close(fd);
+		return 1;
+	}
+	shutdown(fd, SHUT_WR);
+	char buf[4096], last[1024] = "";
+	size_t have = 0;
+	ssize_t k;
+	while ((k = recv(fd, buf, sizeof(buf), 0)) > 0) {
+		fwrite(buf, 1, (size_t)k, stdout);
+		for (ssize_t i = 0; i < k; i++) {
+			if (buf[i] == '\n') {
+				if (have)
+					last[have < sizeof(last) ? have : sizeof(last) - 1] = '\0';
+				have = 0;
+				continue;
+			}
+			if (have < sizeof(last) - 1)
+				last[have] = buf[i];
+			have++;
+		}
+	}
+	close(fd);
+	return !strncmp(last, "ok", 2) ? 0 : !strncmp(last, "error", 5) ? 2 : 1;
 }

@@ -13,3 +13,9 @@ char *sockaddr_print(const struct sockaddr *sa, char *out, size_t cap);
 /* The 16-byte IPv6 form of a socket address (IPv4 as ::ffff:a.b.c.d); true if it was a real
  * IPv6 address. */
 bool sockaddr_to_in6(const struct sockaddr *sa, uint8_t out[16]);
+
+/* Sends one command line to a running daemon's control socket at path and prints the reply
+ * (errors on stderr prefixed with who, e.g. "peak dns-ctl"). Returns 0 if the daemon answered
+ * "ok", 2 if it refused the command (bad input: the reason is in the reply), 1 if it could
+ * not be reached or the reply was cut short. */
+int ctl_request(const char *who, const char *path, const char *line);

@@ -73,11 +73,11 @@ def test_weight_through_the_controller(tmp_path):
         assert ctlpeer.wait_until(lambda: f"health {SVC} pod-2 down" in dns.lines), dns.lines
         a.close()
         # what it refuses: no such endpoint, a weight out of range, no weight left
-        assert ctl_cmd(sock, "weight", SVC, "nope", "1").returncode == 1
-        assert ctl_cmd(sock, "weight", SVC, "pod-0", "-1").returncode == 1
+        assert ctl_cmd(sock, "weight", SVC, "nope", "1").returncode == 2
+        assert ctl_cmd(sock, "weight", SVC, "pod-0", "-1").returncode == 2
         assert ctl_cmd(sock, "weight", SVC, "pod-1", "0").returncode == 0
         r = ctl_cmd(sock, "weight", SVC, "pod-0", "0")
-        assert r.returncode == 1 and "no weight left" in r.stdout, r.stdout
+        assert r.returncode == 2 and "no weight left" in r.stdout, r.stdout
     finally:
         assert ctl.stop() == 0
         dns.s.close()
