@@ -352,22 +352,6 @@ static void agent_accept(struct ctl *c, int lfd)
 
 /* ---- metrics ---- */
 
-/* A label value in the Prometheus text format: \, " and newline escaped. */
-static const char *esc(const char *s, char *out, size_t cap)
-{
-	size_t n = 0;
-	for (; *s && n + 3 < cap; s++) {
-		if (*s == '\\' || *s == '"' || *s == '\n') {
-			out[n++] = '\\';
-			out[n++] = *s == '\n' ? 'n' : *s;
-		} else {
-			out[n++] = *s;
-		}
-	}
-	out[n] = '\0';
-	return out;
-}
-
 static void render(struct mbuf *b, void *arg)
 {
 	static const struct {
@@ -393,9 +377,9 @@ static void render(struct mbuf *b, void *arg)
 		            per_ep[k].name);
 		for (unsigned i = 0; i < c->cfg->nsvc; i++) {
 			const struct csvc *v = &c->svc[i];
-			esc(v->name, sv, sizeof(sv));
+			metrics_label(sv, sizeof(sv), v->name);
 			for (unsigned e = 0; e < v->s->nep; e++) {
-				esc(v->s->ep[e].id, ep, sizeof(ep));
+				metrics_label(ep, sizeof(ep), v->s->ep[e].id);
 				mbuf_printf(b, "%s{service=\"%s\",endpoint=\"%s\"} ",
 				            per_ep[k].name, sv, ep);
 				if (k == 0)

@@ -534,31 +534,14 @@ static void *tcp_thread(void *arg)
 
 /* ---- metrics ---- */
 
-/* Writes v as a Prometheus label value (text format: backslash, double quote and newline
- * escaped) into out, cut short if out is too small. Returns out. */
-static const char *label_esc(const char *v, char *out, size_t cap)
-{
-	size_t n = 0;
-	for (; *v && n + 3 <= cap; v++) {
-		if (*v == '\\' || *v == '"' || *v == '\n') {
-			out[n++] = '\\';
-			out[n++] = *v == '\n' ? 'n' : *v;
-		} else {
-			out[n++] = *v;
-		}
-	}
-	out[n] = '\0';
-	return out;
-}
-
 enum { LABEL_MAX = 2 * DNS_NAME_STRLEN + 1 };
 
 static void metric_steer(const struct steer_counter *c, uint64_t total, void *arg)
 {
 	char sv[LABEL_MAX], ep[LABEL_MAX];
 	mbuf_printf(arg, "peak_dns_steered_answers_total{service=\"%s\",endpoint=\"%s\"} %llu\n",
-	            label_esc(c->service, sv, sizeof(sv)), label_esc(c->endpoint, ep, sizeof(ep)),
-	            (unsigned long long)total);
+	            metrics_label(sv, sizeof(sv), c->service),
+	            metrics_label(ep, sizeof(ep), c->endpoint), (unsigned long long)total);
 }
 
 static void metrics_render(struct mbuf *bp, void *arg)
@@ -652,11 +635,11 @@ static void metrics_render(struct mbuf *bp, void *arg)
 	for (unsigned i = 0; i < s->dyn.nsvc; i++) {
 		char name[DNS_NAME_STRLEN], sv[LABEL_MAX], ep[LABEL_MAX];
 		dns_name_print(&s->dyn.svc[i].name, name, sizeof(name));
-		label_esc(name, sv, sizeof(sv));
+		metrics_label(sv, sizeof(sv), name);
 		for (unsigned e = 0; e < s->dyn.svc[i].nep; e++)
 			mbuf_printf(
 			    &b, "peak_dns_endpoint_healthy{service=\"%s\",endpoint=\"%s\"} %d\n",
-			    sv, label_esc(s->dyn.svc[i].ep[e].id, ep, sizeof(ep)),
+			    sv, metrics_label(ep, sizeof(ep), s->dyn.svc[i].ep[e].id),
 			    s->dyn.svc[i].ep[e].healthy);
 	}
 	pthread_mutex_unlock(&s->dyn_lock);
