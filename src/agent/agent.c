@@ -375,6 +375,7 @@ struct hc {
 	int fd;      /* the check in flight, or -1 */
 	unsigned fails, oks;
 	bool up, started;
+	bool ok; /* the last check's connect completed (judged at next_ms) */
 	uint64_t next_ms; /* when the check in flight is judged and the next one starts */
 	int pidfd;        /* the process holding the endpoint's listening socket, or -1 */
 	uint64_t find_ms; /* when to look for that process (again) */
@@ -396,7 +397,7 @@ struct agent {
 	int cur_svc; /* the map being received, or -1 */
 	struct svc_map pending;
 	bool dirty;        /* routes must be synced */
-	struct pollfd *pf; /* signals, controller, one per hc (its pidfd) */
+	struct pollfd *pf; /* signals, controller, per hc its pidfd, per hc its check */
 	struct rt6 *fo;    /* the routes the last sync failed over */
 	size_t nfo;
 	struct drain *drain; /* failed-over routes the map has taken away, still kept */
@@ -408,6 +409,34 @@ static uint64_t mono_ms(void)
 	struct timespec t;
 	clock_gettime(CLOCK_MONOTONIC, &t);
 	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* Ends a check's connection with a reset (SO_LINGER 0): the pod's side of it is gone at once,
+ * so the pod's load (its namespace's TCP connections) never counts the agent's own checks, and
+ * no TIME_WAIT socket is left per check in the node's namespace. */
+static void hc_close(struct hc *h)
+{
+	struct linger lg = {1, 0};
+	setsockopt(h->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(h->fd);
+	h->fd = -1;
+}
+
+/* Collects a check whose connect has completed (connected or failed): records the outcome in
+ * h->ok and closes the connection. Returns whether it did; a connect still in flight is
+ * left alone. */
+static bool hc_collect(struct hc *h)
+{
+	struct pollfd pf = {.fd = h->fd, .events = POLLOUT};
+	if (h->fd < 0 || poll(&pf, 1, 0) != 1)
+		return false;
+	int so = 1;
+	socklen_t sl = sizeof(so);
+	if (getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &so, &sl) == -1)
+		so = 1;
+	h->ok = so == 0;
+	hc_close(h);
+	return true;
 }
 
 /* Whether a local endpoint is down (hc is in service, then endpoint order). */
@@ -890,7 +919,14 @@ static void load_round(struct agent *a)
 		char path[300];
 		struct stat sb;
 		snprintf(path, sizeof(path), "/run/netns/%s", ep->netns);
-		if (netns_run(ep->netns, count_conns, &j) || stat(path, &sb))
+		/* Our own check must not count as load: collect it if it has connected, and
+		 * count again if it connected while we counted (the pod's side of a check
+		 * exists only once our side is connected, and is gone once collected). */
+		hc_collect(&a->hc[i]);
+		int r = netns_run(ep->netns, count_conns, &j);
+		for (int tries = 0; !r && tries < 3 && hc_collect(&a->hc[i]); tries++)
+			r = netns_run(ep->netns, count_conns, &j);
+		if (r || stat(path, &sb))
 			continue;
 		uint64_t cpu = netns_cpu_ns((unsigned long)sb.st_ino);
 		pthread_mutex_lock(&st.lock);
@@ -993,8 +1029,8 @@ static void watch_stop_all(struct agent *a)
 		}
 }
 
-/* For each local endpoint whose check is due: judges its last connect (connected by now,
- * or not), then starts the next one, due after the fast interval while the endpoint's
+/* For each local endpoint whose check is due: judges its last connect (completed by now
+ * and connected, or not), then starts the next one, due after the fast interval while the endpoint's
  * health is changing (a failure while up, a success while down), else the interval.
  * Returns when the next check is due. */
 static uint64_t hc_round(struct agent *a, uint64_t now)
@@ -1008,17 +1044,10 @@ static uint64_t hc_round(struct agent *a, uint64_t now)
 			continue;
 		}
 		if (h->started) {
-			int so = 1; /* not connected yet counts as a failure */
-			if (h->fd >= 0) {
-				struct pollfd pf = {.fd = h->fd, .events = POLLOUT};
-				socklen_t sl = sizeof(so);
-				if (poll(&pf, 1, 0) == 1 &&
-				    getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &so, &sl) == -1)
-					so = 1;
-				close(h->fd);
-				h->fd = -1;
-			}
-			bool ok = so == 0, was = h->up;
+			hc_collect(h);
+			if (h->fd >= 0)
+				hc_close(h); /* not connected yet counts as a failure */
+			bool ok = h->ok, was = h->up;
 			pthread_mutex_lock(&st.lock);
 			if (ok)
 				st.checks_ok++;
@@ -1036,6 +1065,7 @@ static uint64_t hc_round(struct agent *a, uint64_t now)
 		                          .sin6_port = htons((uint16_t)s->port)};
 		memcpy(&sa.sin6_addr, s->ep[h->ep].addr, 16);
 		h->started = true;
+		h->ok = false;
 		h->fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 		if (h->fd >= 0 && connect(h->fd, (struct sockaddr *)&sa, sizeof(sa)) == -1 &&
 		    errno != EINPROGRESS) {
@@ -1061,7 +1091,7 @@ static int hc_setup(struct agent *a)
 		for (unsigned e = 0; e < a->cfg->svc[i].nep; e++)
 			n += !strcmp(a->cfg->svc[i].ep[e].node, a->o->node);
 	a->hc = calloc(n ? n : 1, sizeof(*a->hc));
-	a->pf = calloc(n + 2, sizeof(*a->pf));
+	a->pf = calloc(2 * n + 2, sizeof(*a->pf));
 	if (!a->hc || !a->pf)
 		return -1;
 	for (unsigned i = 0; i < a->cfg->nsvc; i++)
@@ -1202,14 +1232,19 @@ int agent_run(const struct agent_opts *o)
 		struct pollfd *pf = a.pf;
 		pf[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		pf[1] = (struct pollfd){.fd = a.ctl, .events = POLLIN};
-		for (unsigned i = 0; i < a.nhc; i++)
+		for (unsigned i = 0; i < a.nhc; i++) {
 			pf[2 + i] = (struct pollfd){.fd = a.hc[i].pidfd, .events = POLLIN};
-		int k = poll(pf, 2 + a.nhc, until > now ? (int)(until - now) : 0);
+			pf[2 + a.nhc + i] = (struct pollfd){.fd = a.hc[i].fd, .events = POLLOUT};
+		}
+		int k = poll(pf, 2 + 2 * a.nhc, until > now ? (int)(until - now) : 0);
 		if (k <= 0)
 			continue;
-		for (unsigned i = 0; i < a.nhc; i++)
+		for (unsigned i = 0; i < a.nhc; i++) {
+			if (pf[2 + a.nhc + i].revents)
+				hc_collect(&a.hc[i]); /* judged when due; the connection goes now */
 			if (pf[2 + i].revents && a.hc[i].pidfd >= 0)
 				watch_fired(&a, i);
+		}
 		if (pf[1].revents)
 			ctl_read(&a);
 		if (pf[0].revents) {
@@ -1251,7 +1286,7 @@ int agent_run(const struct agent_opts *o)
 	stats_clear();
 	for (unsigned i = 0; i < a.nhc; i++)
 		if (a.hc[i].fd >= 0)
-			close(a.hc[i].fd);
+			hc_close(&a.hc[i]);
 	watch_stop_all(&a);
 	if (a.ctl >= 0)
 		close(a.ctl);

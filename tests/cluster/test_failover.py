@@ -89,21 +89,29 @@ def test_pod_death_moves_its_slices_and_clients_recover(cl, tmp_path):
     # load: three open connections to pod-a, seen by the agent and reported to the controller
     src_a = [s for s in SOURCES if any(ipaddress.ip_address(rule(s)) in ipaddress.ip_network(n)
                                        for n in before["2001:db8:100:1::a"])][:3]
+    # each holder keeps its connection open until the test closes its stdin (no fixed sleep:
+    # the agent measures load once per --interval, 1 s, and an ASan build is slower)
     holders = [subprocess.Popen(["ip", "netns", "exec", cl.c, "/usr/bin/python3", "-c",
-                                 "import socket,sys,time\n"
+                                 "import socket,sys\n"
                                  "s=socket.socket(socket.AF_INET6)\n"
                                  f"s.bind(('{s}',0)); s.connect(('{rule(s)}',8080))\n"
-                                 "time.sleep(3)"]) for s in src_a]
+                                 "print('up', flush=True); sys.stdin.read()"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+               for s in src_a]
+    cl.procs.extend(holders)
+    assert all(h.stdout.readline() == "up\n" for h in holders)
     key = '{service="api.svc.example.",endpoint="pod-a"}'
-    assert wait_until(lambda: metrics(cl).get("peak_agent_endpoint_connections" + key) == 3, 5)
+    # exactly the three: the agent's own health checks are not the pod's load
+    assert wait_until(lambda: metrics(cl).get("peak_agent_endpoint_connections" + key) == 3, 10)
     assert wait_until(lambda: metrics(cl, 9200).get("peak_controller_endpoint_connections" + key)
-                      == 3, 5)
+                      == 3, 10)
     assert metrics(cl, 9200)["peak_controller_endpoint_slices" + key] == \
         m["peak_agent_endpoint_slices" + key]
     assert metrics(cl)["peak_agent_endpoint_cpu_seconds_total" + key] > 0
     for h in holders:
         h.kill()
         h.wait()
+        cl.procs.remove(h)
     # a client whose rule address lies in pod-a's slices
     nets_a = [ipaddress.ip_network(n) for n in before["2001:db8:100:1::a"]]
     src = next(s for s in SOURCES if any(ipaddress.ip_address(rule(s)) in n for n in nets_a))
