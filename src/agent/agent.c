@@ -698,9 +698,10 @@ int agent_bird_config(const char *path, const struct bird_opts *b)
 	return fclose(f) ? -errno : 0;
 }
 
-static void map_free(struct svc_map *m, unsigned nep)
+/* Frees a map's blocks (m->nep lists) and empties it. */
+static void map_free(struct svc_map *m)
 {
-	for (unsigned e = 0; m->blocks && e < nep; e++)
+	for (unsigned e = 0; m->blocks && e < m->nep; e++)
 		free(m->blocks[e]);
 	free(m->blocks);
 	free(m->nblocks);
@@ -710,9 +711,17 @@ static void map_free(struct svc_map *m, unsigned nep)
 static void maps_free(struct agent *a)
 {
 	for (unsigned i = 0; a->maps && a->cfg && i < a->cfg->nsvc; i++)
-		map_free(&a->maps[i], a->cfg->svc[i].nep);
+		map_free(&a->maps[i]);
 	free(a->maps);
 	a->maps = NULL;
+}
+
+/* Forgets the map being received, if any: on a new map line, a new connection, a reload
+ * (cur_svc indexes the configuration) and at exit. */
+static void ctl_map_reset(struct agent *a)
+{
+	map_free(&a->pending);
+	a->cur_svc = -1;
 }
 
 static void ctl_send(struct agent *a, const char *line)
@@ -758,7 +767,7 @@ static void ctl_connect(struct agent *a)
 	st.controller_up = true;
 	pthread_mutex_unlock(&st.lock);
 	a->inlen = 0;
-	a->cur_svc = -1;
+	ctl_map_reset(a);
 	char hello[CFG_ID_MAX + 16];
 	snprintf(hello, sizeof(hello), "hello %s\n", a->o->node);
 	ctl_send(a, hello);
@@ -768,13 +777,14 @@ static void ctl_connect(struct agent *a)
 	log_msg(LOG_INFO, "agent: %s: connected to controller %s", a->o->node, a->o->controller);
 }
 
-/* One line of a map message. */
+/* One line of a map message. A map line starts a new map and drops any unfinished one
+ * (a map with no end, or one cut off when the link dropped). */
 static void ctl_line(struct agent *a, char *line)
 {
 	struct peak_config *cfg = a->cfg;
 	if (!strncmp(line, "map ", 4)) {
 		struct dns_name n;
-		a->cur_svc = -1;
+		ctl_map_reset(a);
 		if (dns_name_parse(line + 4, &n))
 			return;
 		for (unsigned i = 0; i < cfg->nsvc; i++)
@@ -783,11 +793,11 @@ static void ctl_line(struct agent *a, char *line)
 		if (a->cur_svc < 0)
 			return;
 		unsigned nep = cfg->svc[a->cur_svc].nep;
-		map_free(&a->pending, nep);
 		a->pending.blocks = calloc(nep ? nep : 1, sizeof(*a->pending.blocks));
 		a->pending.nblocks = calloc(nep ? nep : 1, sizeof(*a->pending.nblocks));
+		a->pending.nep = nep;
 		if (!a->pending.blocks || !a->pending.nblocks)
-			a->cur_svc = -1;
+			ctl_map_reset(a);
 		return;
 	}
 	if (a->cur_svc < 0)
@@ -817,7 +827,7 @@ static void ctl_line(struct agent *a, char *line)
 		return;
 	}
 	if (!strcmp(line, "end")) {
-		map_free(&a->maps[a->cur_svc], s->nep);
+		map_free(&a->maps[a->cur_svc]);
 		a->maps[a->cur_svc] = a->pending;
 		a->maps[a->cur_svc].have = true;
 		memset(&a->pending, 0, sizeof(a->pending));
@@ -1263,6 +1273,7 @@ int agent_run(const struct agent_opts *o)
 				continue;
 			}
 			maps_free(&a);
+			ctl_map_reset(&a); /* cur_svc indexes the configuration freed next */
 			stats_clear(); /* it points into the configuration freed next */
 			config_free(a.cfg);
 			a.cfg = n;
@@ -1292,8 +1303,7 @@ int agent_run(const struct agent_opts *o)
 		close(a.ctl);
 	close(sfd);
 	maps_free(&a);
-	if (a.cfg)
-		map_free(&a.pending, 0);
+	ctl_map_reset(&a);
 	free(a.in);
 	free(a.hc);
 	free(a.pf);

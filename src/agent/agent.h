@@ -24,7 +24,8 @@ struct agent_opts {
 /* A slice map received from the controller: per endpoint of the service, its blocks. */
 struct svc_map {
 	bool have;
-	struct assign_block **blocks; /* per endpoint index */
+	unsigned nep;                 /* the service's endpoints when the map was made */
+	struct assign_block **blocks; /* per endpoint index (nep lists) */
 	size_t *nblocks;
 };
 
