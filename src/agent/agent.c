@@ -1179,40 +1179,31 @@ static int filter_sync(const struct agent_opts *o, const struct peak_config *cfg
 int agent_run(const struct agent_opts *o)
 {
 	struct agent a = {.o = o, .ctl = -1, .backoff_ms = 100, .cur_svc = -1};
-	if (load(o, &a.cfg))
-		return 1;
-	if (!(a.maps = calloc(a.cfg->nsvc ? a.cfg->nsvc : 1, sizeof(*a.maps))) || hc_setup(&a)) {
-		config_free(a.cfg);
-		return 1;
-	}
 	struct metrics_srv *ms = NULL;
-	if (!o->once && o->metrics && !(ms = metrics_start(o->metrics, render, NULL))) {
-		stats_clear();
-		maps_free(&a);
-		free(a.hc);
-		free(a.pf);
-		config_free(a.cfg);
-		return 1;
+	int ret = AGENT_EXIT_FAIL, sfd = -1;
+	/* Before any thread starts (the metrics endpoint's): threads inherit the signal mask,
+	 * and one started with SIGHUP and SIGTERM unblocked would take them and die of them. */
+	if (!o->once && (sfd = signals_fd(1)) < 0) {
+		log_msg(LOG_ERR, "agent: signals: %s", strerror(-sfd));
+		goto out;
 	}
+	if (load(o, &a.cfg)) {
+		ret = AGENT_EXIT_CONFIG;
+		goto out;
+	}
+	if (!(a.maps = calloc(a.cfg->nsvc ? a.cfg->nsvc : 1, sizeof(*a.maps))) || hc_setup(&a)) {
+		log_msg(LOG_ERR, "agent: %s", strerror(ENOMEM));
+		goto out;
+	}
+	if (!o->once && o->metrics && !(ms = metrics_start(o->metrics, render, NULL)))
+		goto out;
 	int bad = sync_all(&a);
-	if (!o->once && filter_sync(o, a.cfg)) {
-		metrics_stop(ms);
-		stats_clear();
-		maps_free(&a);
-		free(a.hc);
-		free(a.pf);
-		config_free(a.cfg);
-		return 1;
-	}
 	if (o->once) {
-		stats_clear();
-		maps_free(&a);
-		free(a.hc);
-		free(a.pf);
-		config_free(a.cfg);
-		return bad ? 1 : 0;
+		ret = bad ? AGENT_EXIT_FAIL : AGENT_EXIT_OK;
+		goto out;
 	}
-	int sfd = signals_fd(1);
+	if (filter_sync(o, a.cfg))
+		goto out;
 	uint64_t next_sync = mono_ms() + o->interval_ms, next_hc = mono_ms();
 	for (bool run = true; run;) {
 		uint64_t now = mono_ms();
@@ -1289,6 +1280,8 @@ int agent_run(const struct agent_opts *o)
 			log_msg(LOG_INFO, "agent: reloaded %s", o->config);
 		}
 	}
+	ret = AGENT_EXIT_OK;
+out:
 	metrics_stop(ms);
 	pthread_mutex_lock(&st.lock);
 	filter_close(st.filter, false); /* the filter stays attached, like the routes */
@@ -1301,7 +1294,8 @@ int agent_run(const struct agent_opts *o)
 	watch_stop_all(&a);
 	if (a.ctl >= 0)
 		close(a.ctl);
-	close(sfd);
+	if (sfd >= 0)
+		close(sfd);
 	maps_free(&a);
 	ctl_map_reset(&a);
 	free(a.in);
@@ -1310,5 +1304,5 @@ int agent_run(const struct agent_opts *o)
 	free(a.fo);
 	free(a.drain);
 	config_free(a.cfg);
-	return 0;
+	return ret;
 }

@@ -63,5 +63,11 @@ struct bird_opts {
  * table and exports exactly those over BGP with next hop self. Returns 0 or -errno. */
 int agent_bird_config(const char *path, const struct bird_opts *b);
 
-/* Runs the agent. Returns 0, or 1 on a configuration or setup error (logged). */
+/* agent_run's results, the process's exit status: run-time failures (a sync that failed
+ * with --once, the metrics endpoint or the filter that cannot start, no memory) are 1; a
+ * configuration that does not load or does not know the node is bad input, 2, as a usage
+ * error is. */
+enum { AGENT_EXIT_OK = 0, AGENT_EXIT_FAIL = 1, AGENT_EXIT_CONFIG = 2 };
+
+/* Runs the agent. Returns an AGENT_EXIT_ status (the reason logged). */
 int agent_run(const struct agent_opts *o);

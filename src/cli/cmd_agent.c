@@ -175,5 +175,5 @@ int cmd_agent(int argc, char **argv)
 		cli_usage_error("agent", "--node is required");
 	if (o.table == 255)
 		cli_usage_error("agent", "--table 255 is the local table, for AnyIP routes only");
-	return agent_run(&o) ? EXIT_USAGE : 0;
+	return agent_run(&o);
 }
