@@ -708,12 +708,12 @@ static void map_free(struct svc_map *m)
 	memset(m, 0, sizeof(*m));
 }
 
-static void maps_free(struct agent *a)
+/* Frees the n maps of v (one per service of the configuration they came with). */
+static void maps_free(struct svc_map *v, unsigned n)
 {
-	for (unsigned i = 0; a->maps && a->cfg && i < a->cfg->nsvc; i++)
-		map_free(&a->maps[i]);
-	free(a->maps);
-	a->maps = NULL;
+	for (unsigned i = 0; v && i < n; i++)
+		map_free(&v[i]);
+	free(v);
 }
 
 /* Forgets the map being received, if any: on a new map line, a new connection, a reload
@@ -724,13 +724,26 @@ static void ctl_map_reset(struct agent *a)
 	a->cur_svc = -1;
 }
 
+/* Closes the controller link (if open), forgets what it was receiving, and says so in the
+ * metrics; the next attempt is at retry_ms. */
+static void ctl_drop(struct agent *a, uint64_t retry_ms)
+{
+	if (a->ctl >= 0)
+		close(a->ctl);
+	a->ctl = -1;
+	a->inlen = 0;
+	a->retry_ms = retry_ms;
+	ctl_map_reset(a);
+	pthread_mutex_lock(&st.lock);
+	st.controller_up = false;
+	pthread_mutex_unlock(&st.lock);
+}
+
 static void ctl_send(struct agent *a, const char *line)
 {
 	size_t n = strlen(line);
-	if (a->ctl >= 0 && send(a->ctl, line, n, MSG_NOSIGNAL) != (ssize_t)n) {
-		close(a->ctl);
-		a->ctl = -1;
-	}
+	if (a->ctl >= 0 && send(a->ctl, line, n, MSG_NOSIGNAL) != (ssize_t)n)
+		ctl_drop(a, mono_ms() + a->backoff_ms);
 }
 
 static void ctl_health(struct agent *a, const struct hc *h)
@@ -856,9 +869,7 @@ static void ctl_read(struct agent *a)
 	if (k <= 0) {
 		log_msg(LOG_WARNING, "agent: %s: controller gone; keeping the routes, retrying",
 		        a->o->node);
-		close(a->ctl);
-		a->ctl = -1;
-		a->retry_ms = mono_ms() + a->backoff_ms;
+		ctl_drop(a, mono_ms() + a->backoff_ms);
 		return;
 	}
 	a->inlen += (size_t)k;
@@ -1089,42 +1100,62 @@ static uint64_t hc_round(struct agent *a, uint64_t now)
 	return next;
 }
 
+/* Sets up the health checks (and their metrics) of a->cfg's local endpoints. The new state
+ * is allocated first: on failure (-ENOMEM) the previous one is left as it was. On success
+ * the previous checks' connections and pidfds are closed and st points into a->cfg. */
 static int hc_setup(struct agent *a)
 {
-	watch_stop_all(a);
-	a->nhc = 0;
-	free(a->hc);
-	free(a->pf);
-	a->hc = NULL;
-	unsigned n = 0;
+	unsigned n = 0, m = 0;
 	for (unsigned i = 0; i < a->cfg->nsvc; i++)
 		for (unsigned e = 0; e < a->cfg->svc[i].nep; e++)
 			n += !strcmp(a->cfg->svc[i].ep[e].node, a->o->node);
-	a->hc = calloc(n ? n : 1, sizeof(*a->hc));
-	a->pf = calloc(2 * n + 2, sizeof(*a->pf));
-	if (!a->hc || !a->pf)
-		return -1;
+	struct hc *hc = calloc(n ? n : 1, sizeof(*hc));
+	struct pollfd *pf = calloc(2 * n + 2, sizeof(*pf));
+	bool *healthy = calloc(n ? n : 1, sizeof(*healthy));
+	uint64_t *slices = calloc(n ? n : 1, sizeof(*slices));
+	int(*who)[2] = calloc(n ? n : 1, sizeof(*who));
+	uint64_t *conns = calloc(n ? n : 1, sizeof(*conns));
+	uint64_t *cpu_ns = calloc(n ? n : 1, sizeof(*cpu_ns));
+	if (!hc || !pf || !healthy || !slices || !who || !conns || !cpu_ns) {
+		free(hc);
+		free(pf);
+		free(healthy);
+		free(slices);
+		free(who);
+		free(conns);
+		free(cpu_ns);
+		return -ENOMEM;
+	}
 	for (unsigned i = 0; i < a->cfg->nsvc; i++)
 		for (unsigned e = 0; e < a->cfg->svc[i].nep; e++)
 			if (!strcmp(a->cfg->svc[i].ep[e].node, a->o->node))
-				a->hc[a->nhc++] = (struct hc){
+				hc[m++] = (struct hc){
 				    .svc = (int)i, .ep = (int)e, .fd = -1, .up = true, .pidfd = -1};
+	watch_stop_all(a);
+	for (unsigned i = 0; a->hc && i < a->nhc; i++)
+		if (a->hc[i].fd >= 0)
+			hc_close(&a->hc[i]); /* the check in flight: its socket went with the hc once */
+	free(a->hc);
+	free(a->pf);
+	a->hc = hc;
+	a->pf = pf;
+	a->nhc = n;
 	pthread_mutex_lock(&st.lock);
 	free(st.healthy);
 	free(st.slices);
 	free(st.who);
 	free(st.conns);
 	free(st.cpu_ns);
-	st.healthy = calloc(n ? n : 1, sizeof(*st.healthy));
-	st.slices = calloc(n ? n : 1, sizeof(*st.slices));
-	st.who = calloc(n ? n : 1, sizeof(*st.who));
-	st.conns = calloc(n ? n : 1, sizeof(*st.conns));
-	st.cpu_ns = calloc(n ? n : 1, sizeof(*st.cpu_ns));
-	st.n = st.healthy && st.slices && st.who && st.conns && st.cpu_ns ? n : 0;
-	for (unsigned k = 0; k < st.n; k++) {
+	st.healthy = healthy;
+	st.slices = slices;
+	st.who = who;
+	st.conns = conns;
+	st.cpu_ns = cpu_ns;
+	st.n = n;
+	for (unsigned k = 0; k < n; k++) {
 		st.healthy[k] = true;
-		st.who[k][0] = a->hc[k].svc;
-		st.who[k][1] = a->hc[k].ep;
+		st.who[k][0] = hc[k].svc;
+		st.who[k][1] = hc[k].ep;
 	}
 	st.cfg = a->cfg;
 	st.node = a->o->node;
@@ -1174,6 +1205,35 @@ static int filter_sync(const struct agent_opts *o, const struct peak_config *cfg
 		        "cannot reach it: %s",
 		        o->node, dev, err);
 	return 0;
+}
+
+/* SIGHUP: loads the file again and starts over from it (the controller's maps, which name
+ * services of the old configuration, are dropped and asked for again). Everything the new
+ * configuration needs is allocated before the old state goes: a file that does not load,
+ * or no memory, leaves the agent as it was. Returns 0 or -1 (logged). */
+static int reload(struct agent *a)
+{
+	struct peak_config *n = NULL, *old = a->cfg;
+	struct svc_map *maps = NULL, *old_maps = a->maps;
+	if (load(a->o, &n))
+		goto refused;
+	if (!(maps = calloc(n->nsvc ? n->nsvc : 1, sizeof(*maps))))
+		goto refused;
+	a->cfg = n;
+	if (hc_setup(a)) { /* it left the old checks (and st) as they were */
+		a->cfg = old;
+		goto refused;
+	}
+	a->maps = maps;
+	ctl_map_reset(a); /* cur_svc indexes the old configuration */
+	maps_free(old_maps, old->nsvc);
+	config_free(old); /* nothing points into it now: hc_setup moved st to the new one */
+	return 0;
+refused:
+	free(maps);
+	config_free(n);
+	log_msg(LOG_ERR, "agent: reload refused, keeping the previous state");
+	return -1;
 }
 
 int agent_run(const struct agent_opts *o)
@@ -1257,24 +1317,11 @@ int agent_run(const struct agent_opts *o)
 				run = false;
 				continue;
 			}
-			struct peak_config *n = NULL;
-			if (load(o, &n)) {
-				log_msg(LOG_ERR,
-				        "agent: reload refused, keeping the previous state");
+			if (reload(&a))
 				continue;
-			}
-			maps_free(&a);
-			ctl_map_reset(&a); /* cur_svc indexes the configuration freed next */
-			stats_clear(); /* it points into the configuration freed next */
-			config_free(a.cfg);
-			a.cfg = n;
-			a.maps = calloc(a.cfg->nsvc ? a.cfg->nsvc : 1, sizeof(*a.maps));
-			hc_setup(&a);
-			if (a.ctl >= 0) { /* the controller sends the maps again after a hello */
-				close(a.ctl);
-				a.ctl = -1;
-				a.retry_ms = 0;
-			}
+			if (a.ctl >= 0) /* the controller sends the maps again after a hello */
+				ctl_drop(&a, 0);
+			next_hc = 0; /* the new endpoints' checks start now */
 			a.dirty = true;
 			filter_sync(o, a.cfg);
 			log_msg(LOG_INFO, "agent: reloaded %s", o->config);
@@ -1292,11 +1339,10 @@ out:
 		if (a.hc[i].fd >= 0)
 			hc_close(&a.hc[i]);
 	watch_stop_all(&a);
-	if (a.ctl >= 0)
-		close(a.ctl);
+	ctl_drop(&a, 0);
 	if (sfd >= 0)
 		close(sfd);
-	maps_free(&a);
+	maps_free(a.maps, a.cfg ? a.cfg->nsvc : 0);
 	ctl_map_reset(&a);
 	free(a.in);
 	free(a.hc);
