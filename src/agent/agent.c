@@ -22,6 +22,7 @@
 #include "../sys/metrics.h"
 #include "../sys/net.h"
 #include "../sys/sockdiag.h"
+#include "mapline.h"
 
 /* What the metrics endpoint shows; written by the agent's loop, read by the endpoint's
  * thread, both under the lock. */
@@ -790,6 +791,23 @@ static void ctl_connect(struct agent *a)
 	log_msg(LOG_INFO, "agent: %s: connected to controller %s", a->o->node, a->o->controller);
 }
 
+/* Logs a controller line the agent refuses, at most once a second (the rest are counted and
+ * reported with the next message): a broken or hostile peer must not flood the log. */
+static void ctl_refuse(struct agent *a, const char *why, const char *line)
+{
+	static uint64_t last_s, suppressed;
+	uint64_t now_s = mono_ms() / 1000;
+	if (last_s && now_s == last_s) {
+		suppressed++;
+		return;
+	}
+	log_msg(LOG_WARNING, "agent: %s: controller: %s in line '%.80s'; line ignored (%llu more "
+	        "since the last such message)", a->o->node, why, line,
+	        (unsigned long long)suppressed);
+	last_s = now_s;
+	suppressed = 0;
+}
+
 /* One line of a map message. A map line starts a new map and drops any unfinished one
  * (a map with no end, or one cut off when the link dropped). */
 static void ctl_line(struct agent *a, char *line)
@@ -817,26 +835,30 @@ static void ctl_line(struct agent *a, char *line)
 		return;
 	const struct cfg_service *s = &cfg->svc[a->cur_svc];
 	if (!strncmp(line, "ep ", 3)) {
-		char *save, *tok = strtok_r(line + 3, " ", &save);
+		/* "ep ID BLOCKS": a line with a bad block is refused whole (parsed once to check
+		 * and count, once to store) */
+		const char *id = line + 3, *sp = strchr(id, ' ');
+		size_t idlen = sp ? (size_t)(sp - id) : strlen(id), nb, have;
+		const char *blocks = sp ? sp + 1 : "";
 		int e = -1;
-		for (unsigned k = 0; tok && k < s->nep; k++)
-			if (!strcmp(s->ep[k].id, tok))
+		for (unsigned k = 0; k < s->nep && e < 0; k++)
+			if (strlen(s->ep[k].id) == idlen && !memcmp(s->ep[k].id, id, idlen))
 				e = (int)k;
-		if (e < 0)
+		if (e < 0 ||
+		    mapline_blocks_parse(blocks, strlen(blocks), &s->space, NULL, 0, &nb)) {
+			ctl_refuse(a, e < 0 ? "unknown endpoint" : "bad block", line);
 			return;
-		while ((tok = strtok_r(NULL, " ", &save))) {
-			unsigned start, log2;
-			if (sscanf(tok, "%u/%u", &start, &log2) != 2 || log2 > 31)
-				continue;
-			size_t nb = a->pending.nblocks[e];
-			struct assign_block *nv =
-			    realloc(a->pending.blocks[e], (nb + 1) * sizeof(*nv));
-			if (!nv)
-				return;
-			nv[nb] = (struct assign_block){start, (uint8_t)log2};
-			a->pending.blocks[e] = nv;
-			a->pending.nblocks[e] = nb + 1;
 		}
+		have = a->pending.nblocks[e];
+		struct assign_block *nv =
+		    realloc(a->pending.blocks[e], (have + nb + 1) * sizeof(*nv));
+		if (!nv) {
+			ctl_refuse(a, "no memory for", line);
+			return;
+		}
+		a->pending.blocks[e] = nv;
+		mapline_blocks_parse(blocks, strlen(blocks), &s->space, nv + have, nb, &nb);
+		a->pending.nblocks[e] = have + nb;
 		return;
 	}
 	if (!strcmp(line, "end")) {
