@@ -380,6 +380,10 @@ struct hc {
 	uint64_t next_ms; /* when the check in flight is judged and the next one starts */
 	int pidfd;        /* the process holding the endpoint's listening socket, or -1 */
 	uint64_t find_ms; /* when to look for that process (again) */
+	/* The pod's CPU time as a counter: the sum over its live processes drops when one
+	 * exits, so only the rises of that sum are added up (an exited process's last
+	 * interval is lost; the counter never goes down). */
+	uint64_t cpu_seen, cpu_total;
 };
 
 enum { CTL_LINE_LIMIT = 16 << 20 }; /* a map line of every slice fits many times over */
@@ -971,7 +975,12 @@ static void load_round(struct agent *a)
 			r = netns_run(ep->netns, count_conns, &j);
 		if (r || stat(path, &sb))
 			continue;
-		uint64_t cpu = netns_cpu_ns((unsigned long)sb.st_ino);
+		struct hc *h = &a->hc[i];
+		uint64_t now_ns = netns_cpu_ns((unsigned long)sb.st_ino);
+		if (now_ns > h->cpu_seen)
+			h->cpu_total += now_ns - h->cpu_seen;
+		h->cpu_seen = now_ns;
+		uint64_t cpu = h->cpu_total;
 		pthread_mutex_lock(&st.lock);
 		if (i < st.n) {
 			st.conns[i] = j.conns;
@@ -1124,8 +1133,10 @@ static uint64_t hc_round(struct agent *a, uint64_t now)
 
 /* Sets up the health checks (and their metrics) of a->cfg's local endpoints. The new state
  * is allocated first: on failure (-ENOMEM) the previous one is left as it was. On success
- * the previous checks' connections and pidfds are closed and st points into a->cfg. */
-static int hc_setup(struct agent *a)
+ * the previous checks' connections and pidfds are closed and st points into a->cfg. old,
+ * the configuration a->hc was made for (NULL at start), lets an endpoint that stays (same
+ * service name, same id) keep its CPU counter across a reload. */
+static int hc_setup(struct agent *a, const struct peak_config *old)
 {
 	unsigned n = 0, m = 0;
 	for (unsigned i = 0; i < a->cfg->nsvc; i++)
@@ -1153,6 +1164,18 @@ static int hc_setup(struct agent *a)
 			if (!strcmp(a->cfg->svc[i].ep[e].node, a->o->node))
 				hc[m++] = (struct hc){
 				    .svc = (int)i, .ep = (int)e, .fd = -1, .up = true, .pidfd = -1};
+	for (unsigned k = 0; old && k < n; k++) {
+		const struct cfg_service *s = &a->cfg->svc[hc[k].svc];
+		for (unsigned j = 0; j < a->nhc; j++) {
+			const struct cfg_service *t = &old->svc[a->hc[j].svc];
+			if (dns_name_eq(&s->name, &t->name) &&
+			    !strcmp(s->ep[hc[k].ep].id, t->ep[a->hc[j].ep].id)) {
+				hc[k].cpu_seen = a->hc[j].cpu_seen;
+				hc[k].cpu_total = a->hc[j].cpu_total;
+				break;
+			}
+		}
+	}
 	watch_stop_all(a);
 	for (unsigned i = 0; a->hc && i < a->nhc; i++)
 		if (a->hc[i].fd >= 0)
@@ -1176,6 +1199,7 @@ static int hc_setup(struct agent *a)
 	st.n = n;
 	for (unsigned k = 0; k < n; k++) {
 		st.healthy[k] = true;
+		st.cpu_ns[k] = hc[k].cpu_total; /* a counter kept across a reload shows at once */
 		st.who[k][0] = hc[k].svc;
 		st.who[k][1] = hc[k].ep;
 	}
@@ -1242,7 +1266,7 @@ static int reload(struct agent *a)
 	if (!(maps = calloc(n->nsvc ? n->nsvc : 1, sizeof(*maps))))
 		goto refused;
 	a->cfg = n;
-	if (hc_setup(a)) { /* it left the old checks (and st) as they were */
+	if (hc_setup(a, old)) { /* it left the old checks (and st) as they were */
 		a->cfg = old;
 		goto refused;
 	}
@@ -1273,7 +1297,7 @@ int agent_run(const struct agent_opts *o)
 		ret = AGENT_EXIT_CONFIG;
 		goto out;
 	}
-	if (!(a.maps = calloc(a.cfg->nsvc ? a.cfg->nsvc : 1, sizeof(*a.maps))) || hc_setup(&a)) {
+	if (!(a.maps = calloc(a.cfg->nsvc ? a.cfg->nsvc : 1, sizeof(*a.maps))) || hc_setup(&a, NULL)) {
 		log_msg(LOG_ERR, "agent: %s", strerror(ENOMEM));
 		goto out;
 	}
