@@ -48,6 +48,18 @@ def wait_until(fn, timeout=10):
     return False
 
 
+def watches(agent):
+    """How many pods' server processes the agent watches (its pidfds)."""
+    fds = f"/proc/{agent.pid}/fd"  # ip netns exec execs the agent: the same PID
+    n = 0
+    for f in os.listdir(fds):
+        try:
+            n += os.readlink(f"{fds}/{f}") == "anon_inode:[pidfd]"
+        except FileNotFoundError:
+            pass
+    return n
+
+
 def owners(c):
     return {gw: [str(ipaddress.ip_network(d)) for d, g, _ in c.routes() if g == gw]
             for gw in ("2001:db8:100:1::a", "2001:db8:100:2::b")}
@@ -118,8 +130,11 @@ def test_pod_death_moves_its_slices_and_clients_recover(cl, tmp_path):
     dst = rule(src)
     assert probe(cl, src, dst, {"pod-a"}, time.time())[0] == "pod-a"
 
-    t0 = time.time()
+    assert wait_until(lambda: watches(agent) == 2)  # it has found both pods' servers
     stop(cl, pods.pop("pod-a"))  # the pod dies: connections are refused from now on
+    # the clock starts when the pod has exited (what the agent can see), not when it was
+    # asked to: an ASan build's exit (its leak check) takes a while with the socket open
+    t0 = time.time()
     ep, secs = probe(cl, src, dst, {"pod-b"}, t0)
     assert ep == "pod-b"  # same address, served by the slice's new owner
     print(f"failover: clients served again {secs:.3f} s after the pod died")
@@ -181,7 +196,7 @@ def test_local_failover_without_a_controller(cl, tmp_path):
     assert wait_until(lambda: all(owners(cl).values()))
     before = owners(cl)
     # the agent has found the pods' server processes (it looks once per check round)
-    time.sleep(0.5)
+    assert wait_until(lambda: watches(agent) == 2)
     nets_a = [ipaddress.ip_network(n) for n in before["2001:db8:100:1::a"]]
     src = next(s for s in SOURCES if any(ipaddress.ip_address(rule(s)) in n for n in nets_a))
     dst = rule(src)
@@ -215,7 +230,7 @@ def test_silent_pod_is_down_fast(cl, tmp_path):
         start(cl, pod, PEAK, "serve", "--port", "8080", "--id", name)
     agent = start(cl, cl.n, PEAK, "agent", "--config", str(cl.cfg), "--node", "node1")
     assert wait_until(lambda: all(owners(cl).values()))
-    time.sleep(0.5)
+    assert wait_until(lambda: watches(agent) == 2)  # checking both pods, found their servers
     t0 = time.time()
     subprocess.run(["ip", "netns", "exec", cl.a, "nft", "add table inet pksilent; add chain inet "
                     "pksilent in { type filter hook input priority 0; policy drop; }"], check=True)
