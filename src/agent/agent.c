@@ -648,25 +648,66 @@ static int sync_all(struct agent *a)
 	return ret;
 }
 
+int agent_config_check(const struct peak_config *cfg, const char *path, const char *node,
+                       char *err, size_t errlen)
+{
+	bool known = !cfg->nnodes;
+	for (unsigned i = 0; i < cfg->nnodes; i++)
+		known |= !strcmp(cfg->nodes[i].name, node);
+	if (!known) {
+		snprintf(err, errlen, "%s:%u: node '%s' is not one of the nodes listed here", path,
+		         cfg->nodes[0].line, node);
+		return -EINVAL;
+	}
+	for (unsigned i = 0; i < cfg->nsvc; i++) {
+		const struct cfg_service *s = &cfg->svc[i];
+		bool local = false;
+		for (unsigned e = 0; e < s->nep; e++)
+			local |= !strcmp(s->ep[e].node, node);
+		if (!local)
+			continue;
+		struct assign a;
+		int *slot = malloc(s->nep * sizeof(*slot));
+		if (!slot) {
+			snprintf(err, errlen, "%s: %s", path, strerror(ENOMEM));
+			return -ENOMEM;
+		}
+		int r = config_service_assign(s, &a, slot);
+		free(slot);
+		if (!r) {
+			assign_fini(&a);
+			continue;
+		}
+		char name[DNS_NAME_STRLEN];
+		dns_name_print(&s->name, name, sizeof(name));
+		snprintf(err, errlen, "%s:%u: service %s: its slices cannot be assigned, so node '%s' "
+		         "would route none of them: %s", path, s->line, name, node,
+		         r == -E2BIG ? "more slices than an assignment holds (2^24)"
+		         : r == -EINVAL ? "every weight is 0" : strerror(-r));
+		return r == -ENOMEM ? r : -EINVAL;
+	}
+	return 0;
+}
+
+/* Loads and checks the file (agent_config_check). Returns 0, or -1 (logged). */
 static int load(const struct agent_opts *o, struct peak_config **cfg)
 {
-	char err[CFG_ERRLEN];
+	char err[CFG_ERRLEN + 256];
+	*cfg = NULL;
 	if (config_load(o->config, cfg, err, sizeof(err))) {
 		log_msg(LOG_ERR, "agent: %s", err);
 		return -1;
 	}
-	bool known = !(*cfg)->nnodes, any = false;
-	for (unsigned i = 0; i < (*cfg)->nnodes; i++)
-		known |= !strcmp((*cfg)->nodes[i].name, o->node);
-	for (unsigned i = 0; i < (*cfg)->nsvc; i++)
-		for (unsigned e = 0; e < (*cfg)->svc[i].nep; e++)
-			any |= !strcmp((*cfg)->svc[i].ep[e].node, o->node);
-	if (!known) {
-		log_msg(LOG_ERR, "agent: node '%s' is not in the nodes of %s", o->node, o->config);
+	if (agent_config_check(*cfg, o->config, o->node, err, sizeof(err))) {
+		log_msg(LOG_ERR, "agent: %s", err);
 		config_free(*cfg);
 		*cfg = NULL;
 		return -1;
 	}
+	bool any = false;
+	for (unsigned i = 0; i < (*cfg)->nsvc; i++)
+		for (unsigned e = 0; e < (*cfg)->svc[i].nep; e++)
+			any |= !strcmp((*cfg)->svc[i].ep[e].node, o->node);
 	if (!any)
 		log_msg(LOG_WARNING, "agent: no endpoint of %s is on node '%s'", o->config,
 		        o->node);

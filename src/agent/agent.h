@@ -63,6 +63,14 @@ struct bird_opts {
  * table and exports exactly those over BGP with next hop self. Returns 0 or -errno. */
 int agent_bird_config(const char *path, const struct bird_opts *b);
 
+/* What the agent needs of a configuration beyond its schema: node is one of its nodes (when
+ * it lists any), and each service with an endpoint on node can be assigned slices
+ * (config_service_assign; otherwise the node would route none of them, silently). path
+ * names the file in messages. Returns 0, or -EINVAL (-ENOMEM) with "PATH:LINE: reason" in
+ * err. */
+int agent_config_check(const struct peak_config *cfg, const char *path, const char *node,
+                       char *err, size_t errlen);
+
 /* agent_run's results, the process's exit status: run-time failures (a sync that failed
  * with --once, the metrics endpoint or the filter that cannot start, no memory) are 1; a
  * configuration that does not load or does not know the node is bad input, 2, as a usage
