@@ -26,7 +26,7 @@
 
 /* What the metrics endpoint shows; written by the agent's loop, read by the endpoint's
  * thread, both under the lock. */
-static struct {
+struct agent_stats {
 	pthread_mutex_t lock;
 	uint64_t syncs, sync_errors, added, deleted, checks_ok, checks_failed, fast_downs;
 	size_t routes, failover;
@@ -41,12 +41,12 @@ static struct {
 	uint64_t *slices; /* per local endpoint */
 	int (*who)[2];    /* per local endpoint: service, endpoint index */
 	unsigned n;
-} st = {.lock = PTHREAD_MUTEX_INITIALIZER};
+};
 
 static void render(struct mbuf *b, void *arg)
 {
-	(void)arg;
-	pthread_mutex_lock(&st.lock);
+	struct agent_stats *st = arg;
+	pthread_mutex_lock(&st->lock);
 	mbuf_printf(
 	    b,
 	    "# HELP peak_agent_slice_routes Slice routes installed.\n"
@@ -76,41 +76,41 @@ static void render(struct mbuf *b, void *arg)
 	    "peak_agent_controller_connected %d\n"
 	    "# HELP peak_agent_endpoint_healthy 1 if the local endpoint passes its checks.\n"
 	    "# TYPE peak_agent_endpoint_healthy gauge\n",
-	    st.routes, st.failover, (unsigned long long)st.fast_downs,
-	    (unsigned long long)(st.syncs - st.sync_errors), (unsigned long long)st.sync_errors,
-	    (unsigned long long)st.added, (unsigned long long)st.deleted, st.last_sync_ms / 1e3,
-	    (unsigned long long)st.checks_ok, (unsigned long long)st.checks_failed,
-	    st.controller_up);
-	for (unsigned k = 0; st.cfg && k < st.n; k++) {
+	    st->routes, st->failover, (unsigned long long)st->fast_downs,
+	    (unsigned long long)(st->syncs - st->sync_errors), (unsigned long long)st->sync_errors,
+	    (unsigned long long)st->added, (unsigned long long)st->deleted, st->last_sync_ms / 1e3,
+	    (unsigned long long)st->checks_ok, (unsigned long long)st->checks_failed,
+	    st->controller_up);
+	for (unsigned k = 0; st->cfg && k < st->n; k++) {
 		char name[DNS_NAME_STRLEN];
-		const struct cfg_service *s = &st.cfg->svc[st.who[k][0]];
+		const struct cfg_service *s = &st->cfg->svc[st->who[k][0]];
 		dns_name_print(&s->name, name, sizeof(name));
 		mbuf_printf(b, "peak_agent_endpoint_healthy{service=\"%s\",endpoint=\"%s\"} %d\n",
-		            name, s->ep[st.who[k][1]].id, st.healthy[k]);
+		            name, s->ep[st->who[k][1]].id, st->healthy[k]);
 	}
 	mbuf_printf(b, "# HELP peak_agent_endpoint_connections TCP connections in the pod's "
 	               "namespace.\n# TYPE peak_agent_endpoint_connections gauge\n");
-	for (unsigned k = 0; st.cfg && k < st.n; k++) {
+	for (unsigned k = 0; st->cfg && k < st->n; k++) {
 		char name[DNS_NAME_STRLEN];
-		const struct cfg_service *s = &st.cfg->svc[st.who[k][0]];
+		const struct cfg_service *s = &st->cfg->svc[st->who[k][0]];
 		dns_name_print(&s->name, name, sizeof(name));
 		mbuf_printf(
 		    b, "peak_agent_endpoint_connections{service=\"%s\",endpoint=\"%s\"} %llu\n",
-		    name, s->ep[st.who[k][1]].id, (unsigned long long)st.conns[k]);
+		    name, s->ep[st->who[k][1]].id, (unsigned long long)st->conns[k]);
 	}
 	mbuf_printf(b, "# HELP peak_agent_endpoint_cpu_seconds_total CPU time of the pod's "
 	               "processes.\n# TYPE peak_agent_endpoint_cpu_seconds_total counter\n");
-	for (unsigned k = 0; st.cfg && k < st.n; k++) {
+	for (unsigned k = 0; st->cfg && k < st->n; k++) {
 		char name[DNS_NAME_STRLEN];
-		const struct cfg_service *s = &st.cfg->svc[st.who[k][0]];
+		const struct cfg_service *s = &st->cfg->svc[st->who[k][0]];
 		dns_name_print(&s->name, name, sizeof(name));
 		mbuf_printf(b,
 		            "peak_agent_endpoint_cpu_seconds_total{service=\"%s\",endpoint=\"%s\"} "
 		            "%.3f\n",
-		            name, s->ep[st.who[k][1]].id, (double)st.cpu_ns[k] / 1e9);
+		            name, s->ep[st->who[k][1]].id, (double)st->cpu_ns[k] / 1e9);
 	}
 	uint64_t fp[FC_N], fb[FC_N];
-	if (st.filter && !filter_handle_stats(st.filter, fp, fb)) {
+	if (st->filter && !filter_handle_stats(st->filter, fp, fb)) {
 		mbuf_printf(b, "# HELP peak_agent_filter_packets_total XDP filter classes and "
 		               "reject reasons.\n"
 		               "# TYPE peak_agent_filter_packets_total counter\n");
@@ -125,7 +125,7 @@ static void render(struct mbuf *b, void *arg)
 	}
 	struct filter_sigtab tab;
 	uint64_t hits[FILTER_MAX_SIGNATURES];
-	if (st.filter && !filter_handle_sigs(st.filter, &tab, hits)) {
+	if (st->filter && !filter_handle_sigs(st->filter, &tab, hits)) {
 		mbuf_printf(b,
 		            "# HELP peak_agent_filter_signature_hits_total Packets each installed "
 		            "signature matched, by slot.\n"
@@ -138,32 +138,32 @@ static void render(struct mbuf *b, void *arg)
 	}
 	mbuf_printf(b, "# HELP peak_agent_endpoint_slices Slices routed to the local endpoint.\n"
 	               "# TYPE peak_agent_endpoint_slices gauge\n");
-	for (unsigned k = 0; st.cfg && k < st.n; k++) {
+	for (unsigned k = 0; st->cfg && k < st->n; k++) {
 		char name[DNS_NAME_STRLEN];
-		const struct cfg_service *s = &st.cfg->svc[st.who[k][0]];
+		const struct cfg_service *s = &st->cfg->svc[st->who[k][0]];
 		dns_name_print(&s->name, name, sizeof(name));
 		mbuf_printf(b, "peak_agent_endpoint_slices{service=\"%s\",endpoint=\"%s\"} %llu\n",
-		            name, s->ep[st.who[k][1]].id, (unsigned long long)st.slices[k]);
+		            name, s->ep[st->who[k][1]].id, (unsigned long long)st->slices[k]);
 	}
-	pthread_mutex_unlock(&st.lock);
+	pthread_mutex_unlock(&st->lock);
 }
 
 /* Forgets the endpoints (at exit, or before the configuration they point into goes). */
-static void stats_clear(void)
+static void stats_clear(struct agent_stats *st)
 {
-	pthread_mutex_lock(&st.lock);
-	st.cfg = NULL;
-	st.n = 0;
-	free(st.healthy);
-	free(st.slices);
-	free(st.who);
-	free(st.conns);
-	free(st.cpu_ns);
-	st.healthy = NULL;
-	st.slices = NULL;
-	st.who = NULL;
-	st.conns = st.cpu_ns = NULL;
-	pthread_mutex_unlock(&st.lock);
+	pthread_mutex_lock(&st->lock);
+	st->cfg = NULL;
+	st->n = 0;
+	free(st->healthy);
+	free(st->slices);
+	free(st->who);
+	free(st->conns);
+	free(st->cpu_ns);
+	st->healthy = NULL;
+	st->slices = NULL;
+	st->who = NULL;
+	st->conns = st->cpu_ns = NULL;
+	pthread_mutex_unlock(&st->lock);
 }
 
 /* Slices of service i routed to endpoint e: the wanted routes via its address inside the
@@ -407,6 +407,8 @@ struct agent {
 	size_t nfo;
 	struct drain *drain; /* failed-over routes the map has taken away, still kept */
 	size_t ndrain;
+	struct agent_stats st; /* shared with the metrics endpoint's thread */
+	uint64_t refused_s, refused; /* the last second a refused line was logged; since then */
 };
 
 static uint64_t mono_ms(void)
@@ -577,21 +579,21 @@ static int sync_all(struct agent *a)
 		r = failover_and_drain(a, &want, &n, &moved);
 	if (!r)
 		r = agent_sync(o->table, want, n, &added, &deleted);
-	pthread_mutex_lock(&st.lock);
-	st.syncs++;
+	pthread_mutex_lock(&a->st.lock);
+	a->st.syncs++;
 	if (r) {
-		st.sync_errors++;
+		a->st.sync_errors++;
 	} else {
-		st.routes = n;
-		st.added += added;
-		st.deleted += deleted;
-		st.last_sync_ms = ms_since(&t0);
-		st.failover = moved;
-		for (unsigned k = 0; st.cfg == cfg && k < st.n; k++)
-			st.slices[k] = slices_of(&cfg->svc[st.who[k][0]], (unsigned)st.who[k][1],
+		a->st.routes = n;
+		a->st.added += added;
+		a->st.deleted += deleted;
+		a->st.last_sync_ms = ms_since(&t0);
+		a->st.failover = moved;
+		for (unsigned k = 0; a->st.cfg == cfg && k < a->st.n; k++)
+			a->st.slices[k] = slices_of(&cfg->svc[a->st.who[k][0]], (unsigned)a->st.who[k][1],
 			                         want, n, draining, a);
 	}
-	pthread_mutex_unlock(&st.lock);
+	pthread_mutex_unlock(&a->st.lock);
 	free(want);
 	if (r) {
 		log_msg(LOG_ERR, "agent: %s: slice routes: %s", o->node, strerror(-r));
@@ -780,9 +782,9 @@ static void ctl_drop(struct agent *a, uint64_t retry_ms)
 	a->inlen = 0;
 	a->retry_ms = retry_ms;
 	ctl_map_reset(a);
-	pthread_mutex_lock(&st.lock);
-	st.controller_up = false;
-	pthread_mutex_unlock(&st.lock);
+	pthread_mutex_lock(&a->st.lock);
+	a->st.controller_up = false;
+	pthread_mutex_unlock(&a->st.lock);
 }
 
 static void ctl_send(struct agent *a, const char *line)
@@ -822,9 +824,9 @@ static void ctl_connect(struct agent *a)
 	}
 	a->ctl = fd;
 	a->backoff_ms = 100;
-	pthread_mutex_lock(&st.lock);
-	st.controller_up = true;
-	pthread_mutex_unlock(&st.lock);
+	pthread_mutex_lock(&a->st.lock);
+	a->st.controller_up = true;
+	pthread_mutex_unlock(&a->st.lock);
 	a->inlen = 0;
 	ctl_map_reset(a);
 	char hello[CFG_ID_MAX + 16];
@@ -840,17 +842,16 @@ static void ctl_connect(struct agent *a)
  * reported with the next message): a broken or hostile peer must not flood the log. */
 static void ctl_refuse(struct agent *a, const char *why, const char *line)
 {
-	static uint64_t last_s, suppressed;
 	uint64_t now_s = mono_ms() / 1000;
-	if (last_s && now_s == last_s) {
-		suppressed++;
+	if (a->refused_s && now_s == a->refused_s) {
+		a->refused++;
 		return;
 	}
 	log_msg(LOG_WARNING, "agent: %s: controller: %s in line '%.80s'; line ignored (%llu more "
 	        "since the last such message)", a->o->node, why, line,
-	        (unsigned long long)suppressed);
-	last_s = now_s;
-	suppressed = 0;
+	        (unsigned long long)a->refused);
+	a->refused_s = now_s;
+	a->refused = 0;
 }
 
 /* One line of a map message. A map line starts a new map and drops any unfinished one
@@ -1022,12 +1023,12 @@ static void load_round(struct agent *a)
 			h->cpu_total += now_ns - h->cpu_seen;
 		h->cpu_seen = now_ns;
 		uint64_t cpu = h->cpu_total;
-		pthread_mutex_lock(&st.lock);
-		if (i < st.n) {
-			st.conns[i] = j.conns;
-			st.cpu_ns[i] = cpu;
+		pthread_mutex_lock(&a->st.lock);
+		if (i < a->st.n) {
+			a->st.conns[i] = j.conns;
+			a->st.cpu_ns[i] = cpu;
 		}
-		pthread_mutex_unlock(&st.lock);
+		pthread_mutex_unlock(&a->st.lock);
 		char name[DNS_NAME_STRLEN], line[DNS_NAME_STRLEN + CFG_ID_MAX + 64];
 		dns_name_print(&s->name, name, sizeof(name));
 		snprintf(line, sizeof(line), "load %s %s %llu %llu\n", name, ep->id,
@@ -1043,10 +1044,10 @@ static void hc_set(struct agent *a, unsigned i, bool up, const char *why)
 	struct hc *h = &a->hc[i];
 	const struct cfg_service *s = &a->cfg->svc[h->svc];
 	h->up = up;
-	pthread_mutex_lock(&st.lock);
-	if (i < st.n)
-		st.healthy[i] = up;
-	pthread_mutex_unlock(&st.lock);
+	pthread_mutex_lock(&a->st.lock);
+	if (i < a->st.n)
+		a->st.healthy[i] = up;
+	pthread_mutex_unlock(&a->st.lock);
 	log_msg(LOG_INFO, "agent: %s: endpoint %s is %s%s", a->o->node, s->ep[h->ep].id,
 	        up ? "up" : "down", why);
 	ctl_health(a, h);
@@ -1107,9 +1108,9 @@ static void watch_fired(struct agent *a, unsigned i)
 		return;
 	h->fails = a->o->hc_down;
 	h->oks = 0;
-	pthread_mutex_lock(&st.lock);
-	st.fast_downs++;
-	pthread_mutex_unlock(&st.lock);
+	pthread_mutex_lock(&a->st.lock);
+	a->st.fast_downs++;
+	pthread_mutex_unlock(&a->st.lock);
 	hc_set(a, i, false, " (its server process exited)");
 }
 
@@ -1141,12 +1142,12 @@ static uint64_t hc_round(struct agent *a, uint64_t now)
 			if (h->fd >= 0)
 				hc_close(h); /* not connected yet counts as a failure */
 			bool ok = h->ok, was = h->up;
-			pthread_mutex_lock(&st.lock);
+			pthread_mutex_lock(&a->st.lock);
 			if (ok)
-				st.checks_ok++;
+				a->st.checks_ok++;
 			else
-				st.checks_failed++;
-			pthread_mutex_unlock(&st.lock);
+				a->st.checks_failed++;
+			pthread_mutex_unlock(&a->st.lock);
 			h->oks = ok ? h->oks + 1 : 0;
 			h->fails = ok ? 0 : h->fails + 1;
 			if (h->up && h->fails >= a->o->hc_down)
@@ -1226,27 +1227,27 @@ static int hc_setup(struct agent *a, const struct peak_config *old)
 	a->hc = hc;
 	a->pf = pf;
 	a->nhc = n;
-	pthread_mutex_lock(&st.lock);
-	free(st.healthy);
-	free(st.slices);
-	free(st.who);
-	free(st.conns);
-	free(st.cpu_ns);
-	st.healthy = healthy;
-	st.slices = slices;
-	st.who = who;
-	st.conns = conns;
-	st.cpu_ns = cpu_ns;
-	st.n = n;
+	pthread_mutex_lock(&a->st.lock);
+	free(a->st.healthy);
+	free(a->st.slices);
+	free(a->st.who);
+	free(a->st.conns);
+	free(a->st.cpu_ns);
+	a->st.healthy = healthy;
+	a->st.slices = slices;
+	a->st.who = who;
+	a->st.conns = conns;
+	a->st.cpu_ns = cpu_ns;
+	a->st.n = n;
 	for (unsigned k = 0; k < n; k++) {
-		st.healthy[k] = true;
-		st.cpu_ns[k] = hc[k].cpu_total; /* a counter kept across a reload shows at once */
-		st.who[k][0] = hc[k].svc;
-		st.who[k][1] = hc[k].ep;
+		a->st.healthy[k] = true;
+		a->st.cpu_ns[k] = hc[k].cpu_total; /* a counter kept across a reload shows at once */
+		a->st.who[k][0] = hc[k].svc;
+		a->st.who[k][1] = hc[k].ep;
 	}
-	st.cfg = a->cfg;
-	st.node = a->o->node;
-	pthread_mutex_unlock(&st.lock);
+	a->st.cfg = a->cfg;
+	a->st.node = a->o->node;
+	pthread_mutex_unlock(&a->st.lock);
 	return 0;
 }
 
@@ -1260,15 +1261,17 @@ static const char *filter_dev(const struct peak_config *cfg, const char *node)
 }
 
 /* Attaches, updates or leaves the node's filter as the configuration says. */
-static int filter_sync(const struct agent_opts *o, const struct peak_config *cfg)
+static int filter_sync(struct agent *a)
 {
+	const struct agent_opts *o = a->o;
+	const struct peak_config *cfg = a->cfg;
 	char err[512];
 	const char *dev = filter_dev(cfg, o->node);
 	if (!dev)
 		return 0;
-	pthread_mutex_lock(&st.lock);
-	struct filter_handle *h = st.filter;
-	pthread_mutex_unlock(&st.lock);
+	pthread_mutex_lock(&a->st.lock);
+	struct filter_handle *h = a->st.filter;
+	pthread_mutex_unlock(&a->st.lock);
 	if (h) {
 		if (filter_handle_update(h, cfg, err, sizeof(err))) {
 			log_msg(LOG_ERR, "agent: %s: filter update: %s", o->node, err);
@@ -1281,9 +1284,9 @@ static int filter_sync(const struct agent_opts *o, const struct peak_config *cfg
 		log_msg(LOG_ERR, "agent: %s: filter on %s: %s", o->node, dev, err);
 		return -1;
 	}
-	pthread_mutex_lock(&st.lock);
-	st.filter = h;
-	pthread_mutex_unlock(&st.lock);
+	pthread_mutex_lock(&a->st.lock);
+	a->st.filter = h;
+	pthread_mutex_unlock(&a->st.lock);
 	log_msg(LOG_INFO, "agent: %s: XDP filter attached to %s (%s hook)", o->node, dev,
 	        filter_handle_hook(h));
 	if (!filter_handle_pinned(h))
@@ -1325,7 +1328,11 @@ refused:
 
 int agent_run(const struct agent_opts *o)
 {
-	struct agent a = {.o = o, .ctl = -1, .backoff_ms = 100, .cur_svc = -1};
+	struct agent a = {.o = o,
+	                  .ctl = -1,
+	                  .backoff_ms = 100,
+	                  .cur_svc = -1,
+	                  .st = {.lock = PTHREAD_MUTEX_INITIALIZER}};
 	struct metrics_srv *ms = NULL;
 	int ret = AGENT_EXIT_FAIL, sfd = -1;
 	/* Before any thread starts (the metrics endpoint's): threads inherit the signal mask,
@@ -1342,14 +1349,14 @@ int agent_run(const struct agent_opts *o)
 		log_msg(LOG_ERR, "agent: %s", strerror(ENOMEM));
 		goto out;
 	}
-	if (!o->once && o->metrics && !(ms = metrics_start(o->metrics, render, NULL)))
+	if (!o->once && o->metrics && !(ms = metrics_start(o->metrics, render, &a.st)))
 		goto out;
 	int bad = sync_all(&a);
 	if (o->once) {
 		ret = bad ? AGENT_EXIT_FAIL : AGENT_EXIT_OK;
 		goto out;
 	}
-	if (filter_sync(o, a.cfg))
+	if (filter_sync(&a))
 		goto out;
 	uint64_t next_sync = mono_ms() + o->interval_ms, next_hc = mono_ms();
 	for (bool run = true; run;) {
@@ -1410,18 +1417,18 @@ int agent_run(const struct agent_opts *o)
 				ctl_drop(&a, 0);
 			next_hc = 0; /* the new endpoints' checks start now */
 			a.dirty = true;
-			filter_sync(o, a.cfg);
+			filter_sync(&a);
 			log_msg(LOG_INFO, "agent: reloaded %s", o->config);
 		}
 	}
 	ret = AGENT_EXIT_OK;
 out:
 	metrics_stop(ms);
-	pthread_mutex_lock(&st.lock);
-	filter_close(st.filter, false); /* the filter stays attached, like the routes */
-	st.filter = NULL;
-	pthread_mutex_unlock(&st.lock);
-	stats_clear();
+	pthread_mutex_lock(&a.st.lock);
+	filter_close(a.st.filter, false); /* the filter stays attached, like the routes */
+	a.st.filter = NULL;
+	pthread_mutex_unlock(&a.st.lock);
+	stats_clear(&a.st);
 	for (unsigned i = 0; i < a.nhc; i++)
 		if (a.hc[i].fd >= 0)
 			hc_close(&a.hc[i]);
