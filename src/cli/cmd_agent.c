@@ -176,8 +176,11 @@ int cmd_agent(int argc, char **argv)
 		bird.node = o.node ? o.node : "?";
 		bird.table = o.table;
 		int r = agent_bird_config(bird_path, &bird);
-		if (r)
-			cli_usage_error("agent", "--bird-config %s: %s", bird_path, strerror(-r));
+		if (r) { /* the options were right: a failure of the moment, not of usage */
+			fprintf(stderr, "peak agent: --bird-config %s: %s\n", bird_path,
+			        strerror(-r));
+			return AGENT_EXIT_FAIL;
+		}
 		return 0;
 	}
 	if (!o.config)
