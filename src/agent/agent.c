@@ -204,10 +204,10 @@ int agent_run(const struct agent_opts *o)
 			next_sync = now + o->interval_ms;
 		}
 		uint64_t until = next_hc < next_sync ? next_hc : next_sync;
-		for (size_t k = 0; k < a.ndrain; k++)
-			if (a.drain[k].until_ms < until)
-				until = a.drain[k].until_ms;
-		if (a.ndrain && until <= now)
+		for (size_t k = 0; k < a.dr.ndrain; k++)
+			if (a.dr.drain[k].until_ms < until)
+				until = a.dr.drain[k].until_ms;
+		if (a.dr.ndrain && until <= now)
 			a.dirty = true; /* a drained route's time is up */
 		if (o->controller && a.ctl < 0 && a.retry_ms < until)
 			until = a.retry_ms;
@@ -268,8 +268,7 @@ out:
 	free(a.in);
 	free(a.hc);
 	free(a.pf);
-	free(a.fo);
-	free(a.drain);
+	agent_drain_fini(&a.dr);
 	config_free(a.cfg);
 	return ret;
 }

@@ -45,6 +45,39 @@ size_t agent_failover(const struct peak_config *cfg, const char *node,
                       bool (*down)(unsigned svc, unsigned ep, void *arg), void *arg,
                       struct rt6 *routes, size_t n);
 
+enum { DRAIN_MS = 3000 }; /* more than BGP takes here to move a slice to another node */
+
+struct drain {
+	struct rt6 rt;
+	uint64_t until_ms;
+};
+
+/* What local failover and drain keep from one sync to the next; all zero at first. */
+struct agent_drain {
+	struct rt6 *fo; /* the routes the last sync failed over */
+	size_t nfo;
+	struct drain *drain; /* failed-over routes the map has taken away, still kept */
+	size_t ndrain;
+};
+
+/* Local failover (agent_failover) on the wanted routes *want (sorted), then the drain: a
+ * failed-over route that the controller's new map takes off this node stays, via a live
+ * local pod, until DRAIN_MS after now_ms, so that packets the router still sends here while
+ * BGP moves the slices to another node are served rather than lost (make before break).
+ * *want (malloc'ed) grows by the drained routes and stays sorted; *moved counts the routes
+ * re-pointed; d carries the state to the next call. Pure: the clock and health come in as
+ * now_ms and down(). Returns 0 or -ENOMEM. */
+int agent_failover_drain(const struct peak_config *cfg, const char *node,
+                         bool (*down)(unsigned svc, unsigned ep, void *arg), void *arg,
+                         struct agent_drain *d, uint64_t now_ms, struct rt6 **want, size_t *n,
+                         size_t *moved);
+
+/* Whether dst is a draining route of d. */
+bool agent_drain_has(const struct agent_drain *d, const struct prefix *dst);
+
+/* Frees d's state and empties it. */
+void agent_drain_fini(struct agent_drain *d);
+
 /* Makes the table's PEAK routes equal want (want sorted, one per destination): only the
  * difference is applied. Reports what changed through added/deleted. Returns 0 or -errno. */
 int agent_sync(unsigned table, const struct rt6 *want, size_t nwant, size_t *added,

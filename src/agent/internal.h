@@ -35,13 +35,6 @@ struct agent_stats {
 	unsigned n;
 };
 
-enum { DRAIN_MS = 3000 }; /* more than BGP takes here to move a slice to another node */
-
-struct drain {
-	struct rt6 rt;
-	uint64_t until_ms;
-};
-
 struct hc {
 	int svc, ep; /* a local endpoint */
 	int fd;      /* the check in flight, or -1 */
@@ -74,10 +67,7 @@ struct agent {
 	struct svc_map pending;
 	bool dirty;        /* routes must be synced */
 	struct pollfd *pf; /* signals, controller, per hc its pidfd, per hc its check */
-	struct rt6 *fo;    /* the routes the last sync failed over */
-	size_t nfo;
-	struct drain *drain; /* failed-over routes the map has taken away, still kept */
-	size_t ndrain;
+	struct agent_drain dr; /* failover and drain, from sync to sync */
 	struct agent_stats st; /* shared with the metrics endpoint's thread */
 	uint64_t refused_s, refused; /* the last second a refused line was logged; since then */
 };

@@ -215,14 +215,27 @@ static bool hc_down(unsigned svc, unsigned ep, void *arg)
 	return false;
 }
 
-/* Whether a route's gateway is a local endpoint that is down. */
-static bool via_down(const struct agent *a, const struct rt6 *rt)
+/* Whether a route's gateway is a local endpoint that down() says is down. */
+static bool via_down(const struct peak_config *cfg, const char *node,
+                     bool (*down)(unsigned svc, unsigned ep, void *arg), void *arg,
+                     const struct rt6 *rt)
 {
-	for (unsigned i = 0; i < a->nhc; i++) {
-		const struct cfg_service *s = &a->cfg->svc[a->hc[i].svc];
-		if (!a->hc[i].up && !memcmp(s->ep[a->hc[i].ep].addr, rt->via, 16))
-			return true;
-	}
+	for (unsigned i = 0; i < cfg->nsvc; i++)
+		for (unsigned e = 0; e < cfg->svc[i].nep; e++)
+			if (!strcmp(cfg->svc[i].ep[e].node, node) &&
+			    !memcmp(cfg->svc[i].ep[e].addr, rt->via, 16) && down(i, e, arg))
+				return true;
+	return false;
+}
+
+/* Whether any local endpoint is down. */
+static bool any_down(const struct peak_config *cfg, const char *node,
+                     bool (*down)(unsigned svc, unsigned ep, void *arg), void *arg)
+{
+	for (unsigned i = 0; i < cfg->nsvc; i++)
+		for (unsigned e = 0; e < cfg->svc[i].nep; e++)
+			if (!strcmp(cfg->svc[i].ep[e].node, node) && down(i, e, arg))
+				return true;
 	return false;
 }
 
@@ -235,66 +248,72 @@ static bool has_dst(const struct rt6 *v, size_t n, const struct prefix *dst, boo
 	return false;
 }
 
-/* Whether dst is a draining route of the agent (arg). */
-static bool draining(const void *arg, const struct prefix *dst)
+bool agent_drain_has(const struct agent_drain *d, const struct prefix *dst)
 {
-	const struct agent *a = arg;
-	for (size_t j = 0; j < a->ndrain; j++)
-		if (!prefix_cmp(&a->drain[j].rt.dst, dst))
+	for (size_t j = 0; j < d->ndrain; j++)
+		if (!prefix_cmp(&d->drain[j].rt.dst, dst))
 			return true;
 	return false;
 }
 
-/* Local failover (agent_failover) on the wanted routes, then the drain: a failed-over
- * route that the controller's new map takes off this node stays, via a live local pod, for
- * DRAIN_MS more, so that packets the router still sends here while BGP moves the slices to
- * another node are served rather than lost (make before break). *want grows by the
- * drained routes; *moved counts the routes re-pointed. Returns 0 or -ENOMEM. */
-static int failover_and_drain(struct agent *a, struct rt6 **want, size_t *n, size_t *moved)
+/* agent_drain_has for slices_of's skip(). */
+static bool draining(const void *arg, const struct prefix *dst)
 {
-	uint64_t now = mono_ms();
-	bool any_down = false;
-	for (unsigned i = 0; i < a->nhc && !any_down; i++)
-		any_down = !a->hc[i].up;
+	return agent_drain_has(arg, dst);
+}
+
+void agent_drain_fini(struct agent_drain *d)
+{
+	free(d->fo);
+	free(d->drain);
+	memset(d, 0, sizeof(*d));
+}
+
+int agent_failover_drain(const struct peak_config *cfg, const char *node,
+                         bool (*down)(unsigned svc, unsigned ep, void *arg), void *arg,
+                         struct agent_drain *d, uint64_t now_ms, struct rt6 **want, size_t *n,
+                         size_t *moved)
+{
 	*moved = 0;
-	if (!any_down && !a->nfo && !a->ndrain)
+	if (!d->nfo && !d->ndrain && !any_down(cfg, node, down, arg))
 		return 0; /* the usual case: nothing failed over, nothing draining */
 	struct rt6 *orig = malloc((*n ? *n : 1) * sizeof(*orig));
 	if (!orig)
 		return -ENOMEM;
 	memcpy(orig, *want, *n * sizeof(*orig));
-	*moved = agent_failover(a->cfg, a->o->node, hc_down, a, *want, *n);
+	*moved = agent_failover(cfg, node, down, arg, *want, *n);
 	/* routes failed over last time and gone from the map now start draining */
-	for (size_t k = 0; k < a->nfo; k++) {
+	for (size_t k = 0; k < d->nfo; k++) {
 		/* still here (maybe merged into a larger block of a local pod): no drain */
-		if (draining(a, &a->fo[k].dst) || has_dst(*want, *n, &a->fo[k].dst, true))
+		if (agent_drain_has(d, &d->fo[k].dst) || has_dst(*want, *n, &d->fo[k].dst, true))
 			continue;
-		struct drain *d = realloc(a->drain, (a->ndrain + 1) * sizeof(*d));
-		if (!d) {
+		struct drain *dv = realloc(d->drain, (d->ndrain + 1) * sizeof(*dv));
+		if (!dv) {
 			free(orig);
 			return -ENOMEM;
 		}
-		a->drain = d;
-		a->drain[a->ndrain++] = (struct drain){a->fo[k], now + DRAIN_MS};
+		d->drain = dv;
+		d->drain[d->ndrain++] = (struct drain){d->fo[k], now_ms + DRAIN_MS};
 	}
 	/* this sync's failed-over routes, for the next one */
-	struct rt6 *f = realloc(a->fo, (*moved ? *moved : 1) * sizeof(*f));
+	struct rt6 *f = realloc(d->fo, (*moved ? *moved : 1) * sizeof(*f));
 	if (!f) {
 		free(orig);
 		return -ENOMEM;
 	}
-	a->fo = f;
-	a->nfo = 0;
+	d->fo = f;
+	d->nfo = 0;
 	for (size_t k = 0; k < *n; k++)
 		if (memcmp(orig[k].via, (*want)[k].via, 16))
-			a->fo[a->nfo++] = (*want)[k];
+			d->fo[d->nfo++] = (*want)[k];
 	free(orig);
 	/* drop expired entries and those the map routes here again; keep the rest */
 	size_t keep = 0;
-	for (size_t k = 0; k < a->ndrain; k++)
-		if (a->drain[k].until_ms > now && !has_dst(*want, *n, &a->drain[k].rt.dst, true))
-			a->drain[keep++] = a->drain[k];
-	a->ndrain = keep;
+	for (size_t k = 0; k < d->ndrain; k++)
+		if (d->drain[k].until_ms > now_ms &&
+		    !has_dst(*want, *n, &d->drain[k].rt.dst, true))
+			d->drain[keep++] = d->drain[k];
+	d->ndrain = keep;
 	if (!keep)
 		return 0;
 	struct rt6 *all = realloc(*want, (*n + keep) * sizeof(*all));
@@ -302,12 +321,12 @@ static int failover_and_drain(struct agent *a, struct rt6 **want, size_t *n, siz
 		return -ENOMEM;
 	size_t m = *n;
 	for (size_t k = 0; k < keep; k++)
-		all[m++] = a->drain[k].rt;
+		all[m++] = d->drain[k].rt;
 	/* a drained route's pod may have died since: re-point it, or let it go */
-	agent_failover(a->cfg, a->o->node, hc_down, a, all + *n, keep);
+	agent_failover(cfg, node, down, arg, all + *n, keep);
 	size_t w = *n;
 	for (size_t k = *n; k < m; k++)
-		if (!via_down(a, &all[k]))
+		if (!via_down(cfg, node, down, arg, &all[k]))
 			all[w++] = all[k];
 	qsort(all, w, sizeof(*all), rt6_cmp);
 	*want = all;
@@ -327,7 +346,8 @@ int agent_sync_all(struct agent *a)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int r = agent_node_routes(cfg, o->node, a->maps, &want, &n);
 	if (!r)
-		r = failover_and_drain(a, &want, &n, &moved);
+		r = agent_failover_drain(cfg, o->node, hc_down, a, &a->dr, mono_ms(), &want, &n,
+		                         &moved);
 	if (!r)
 		r = agent_sync(o->table, want, n, &added, &deleted);
 	pthread_mutex_lock(&a->st.lock);
@@ -342,7 +362,7 @@ int agent_sync_all(struct agent *a)
 		a->st.failover = moved;
 		for (unsigned k = 0; a->st.cfg == cfg && k < a->st.n; k++)
 			a->st.slices[k] = slices_of(&cfg->svc[a->st.who[k][0]], (unsigned)a->st.who[k][1],
-			                         want, n, draining, a);
+			                         want, n, draining, &a->dr);
 	}
 	pthread_mutex_unlock(&a->st.lock);
 	free(want);

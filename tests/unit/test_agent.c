@@ -1,5 +1,5 @@
 /* The agent's pure parts: the blocks of an 'ep' line (mapline.c), and the routes a node
- * wants and their local failover (routes.c), on a small configuration. */
+ * wants, their local failover and the drain (routes.c), on a small configuration. */
 #include "test.h"
 
 #include <errno.h>
@@ -161,6 +161,75 @@ static void test_failover(void **state)
 	config_free(c);
 }
 
+/* n1's routes under a map: e1 gets b1 (or nothing), e2 128/6, e3 (on n2) the rest. */
+static void routes_of_map(const struct peak_config *c, const struct assign_block *b1,
+                          struct rt6 **r, size_t *n)
+{
+	struct assign_block e2 = {128, 6}, e3[2] = {{0, 7}, {192, 6}};
+	struct assign_block *blocks[3] = {(struct assign_block *)b1, &e2, b1 ? &e3[1] : e3};
+	size_t nblocks[3] = {b1 ? 1 : 0, 1, b1 ? 1 : 2};
+	struct svc_map m = {.have = true, .nep = 3, .blocks = blocks, .nblocks = nblocks};
+	assert_int_equal(agent_node_routes(c, "n1", &m, r, n), 0);
+}
+
+static void test_drain(void **state)
+{
+	(void)state;
+	struct peak_config *c = cfg_make();
+	struct agent_drain d = {0};
+	struct assign_block b1 = {0, 7};
+	struct rt6 *r;
+	size_t n, moved;
+	const uint8_t *e2 = c->svc[0].ep[1].addr;
+	/* all up: nothing moves, nothing kept */
+	routes_of_map(c, &b1, &r, &n);
+	assert_int_equal(n, 2);
+	assert_int_equal(agent_failover_drain(c, "n1", down_all, NULL, &d, 0, &r, &n, &moved), 0);
+	assert_int_equal(moved, 0); /* nothing live to move to */
+	free(r);
+	/* e1 down: its /65 fails over to e2 */
+	routes_of_map(c, &b1, &r, &n);
+	assert_int_equal(agent_failover_drain(c, "n1", down_e1, NULL, &d, 1000, &r, &n, &moved),
+	                 0);
+	assert_int_equal(moved, 1);
+	assert_int_equal(n, 2);
+	assert_memory_equal(r[0].via, e2, 16);
+	assert_int_equal(r[0].dst.len, 65);
+	struct prefix p65 = r[0].dst;
+	free(r);
+	/* the controller's new map gives e1's slices to n2: the /65 stays here, via e2, for
+	 * DRAIN_MS (make before break) */
+	for (uint64_t now = 1500; now < 1000 + 500 + DRAIN_MS; now += 1000) {
+		routes_of_map(c, NULL, &r, &n);
+		assert_int_equal(n, 1);
+		assert_int_equal(
+		    agent_failover_drain(c, "n1", down_e1, NULL, &d, now, &r, &n, &moved), 0);
+		assert_int_equal(n, 2);
+		assert_int_equal(moved, 0);
+		assert_true(agent_drain_has(&d, &p65));
+		assert_int_equal(prefix_cmp(&r[0].dst, &p65), 0);
+		assert_memory_equal(r[0].via, e2, 16);
+		assert_true(rt6_cmp(&r[0], &r[1]) < 0);
+		free(r);
+	}
+	/* a draining route whose live pod has died too is let go at once */
+	routes_of_map(c, NULL, &r, &n);
+	assert_int_equal(agent_failover_drain(c, "n1", down_all, NULL, &d, 2000, &r, &n, &moved),
+	                 0);
+	assert_int_equal(n, 1);
+	free(r);
+	/* and once its time is up, it goes */
+	routes_of_map(c, NULL, &r, &n);
+	assert_int_equal(agent_failover_drain(c, "n1", down_e1, NULL, &d, 1500 + DRAIN_MS, &r, &n,
+	                                      &moved),
+	                 0);
+	assert_int_equal(n, 1);
+	assert_false(agent_drain_has(&d, &p65));
+	free(r);
+	agent_drain_fini(&d);
+	config_free(c);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -168,6 +237,7 @@ int main(void)
 	    cmocka_unit_test(test_mapline_refused),
 	    cmocka_unit_test(test_node_routes_from_file_and_map),
 	    cmocka_unit_test(test_failover),
+	    cmocka_unit_test(test_drain),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
