@@ -5,6 +5,53 @@
 
 #include "../filter/loader.h"
 
+/* A Prometheus label value: backslash, double quote and newline escaped (exposition
+ * format), whatever the configuration let through. */
+static void label_print(struct mbuf *b, const char *v)
+{
+	char out[2 * DNS_NAME_STRLEN + 1];
+	size_t n = 0;
+	for (; *v && n + 2 < sizeof(out); v++) {
+		if (*v == '\\' || *v == '"' || *v == '\n')
+			out[n++] = '\\';
+		out[n++] = *v == '\n' ? 'n' : *v;
+	}
+	out[n] = '\0';
+	mbuf_printf(b, "%s", out);
+}
+
+enum ep_metric { EP_HEALTHY, EP_CONNS, EP_CPU, EP_SLICES };
+
+/* One sample of metric per local endpoint, labelled by service and endpoint id. The caller
+ * holds st->lock. */
+static void per_endpoint(struct mbuf *b, const struct agent_stats *st, const char *metric,
+                         enum ep_metric m)
+{
+	for (unsigned k = 0; st->cfg && k < st->n; k++) {
+		char name[DNS_NAME_STRLEN];
+		const struct cfg_service *s = &st->cfg->svc[st->who[k][0]];
+		dns_name_print(&s->name, name, sizeof(name));
+		mbuf_printf(b, "%s{service=\"", metric);
+		label_print(b, name);
+		mbuf_printf(b, "\",endpoint=\"");
+		label_print(b, s->ep[st->who[k][1]].id);
+		switch (m) {
+		case EP_HEALTHY:
+			mbuf_printf(b, "\"} %d\n", st->healthy[k]);
+			break;
+		case EP_CONNS:
+			mbuf_printf(b, "\"} %llu\n", (unsigned long long)st->conns[k]);
+			break;
+		case EP_CPU:
+			mbuf_printf(b, "\"} %.3f\n", (double)st->cpu_ns[k] / 1e9);
+			break;
+		case EP_SLICES:
+			mbuf_printf(b, "\"} %llu\n", (unsigned long long)st->slices[k]);
+			break;
+		}
+	}
+}
+
 void agent_stats_render(struct mbuf *b, void *arg)
 {
 	struct agent_stats *st = arg;
@@ -43,34 +90,13 @@ void agent_stats_render(struct mbuf *b, void *arg)
 	    (unsigned long long)st->added, (unsigned long long)st->deleted, st->last_sync_ms / 1e3,
 	    (unsigned long long)st->checks_ok, (unsigned long long)st->checks_failed,
 	    st->controller_up);
-	for (unsigned k = 0; st->cfg && k < st->n; k++) {
-		char name[DNS_NAME_STRLEN];
-		const struct cfg_service *s = &st->cfg->svc[st->who[k][0]];
-		dns_name_print(&s->name, name, sizeof(name));
-		mbuf_printf(b, "peak_agent_endpoint_healthy{service=\"%s\",endpoint=\"%s\"} %d\n",
-		            name, s->ep[st->who[k][1]].id, st->healthy[k]);
-	}
+	per_endpoint(b, st, "peak_agent_endpoint_healthy", EP_HEALTHY);
 	mbuf_printf(b, "# HELP peak_agent_endpoint_connections TCP connections in the pod's "
 	               "namespace.\n# TYPE peak_agent_endpoint_connections gauge\n");
-	for (unsigned k = 0; st->cfg && k < st->n; k++) {
-		char name[DNS_NAME_STRLEN];
-		const struct cfg_service *s = &st->cfg->svc[st->who[k][0]];
-		dns_name_print(&s->name, name, sizeof(name));
-		mbuf_printf(
-		    b, "peak_agent_endpoint_connections{service=\"%s\",endpoint=\"%s\"} %llu\n",
-		    name, s->ep[st->who[k][1]].id, (unsigned long long)st->conns[k]);
-	}
+	per_endpoint(b, st, "peak_agent_endpoint_connections", EP_CONNS);
 	mbuf_printf(b, "# HELP peak_agent_endpoint_cpu_seconds_total CPU time of the pod's "
 	               "processes.\n# TYPE peak_agent_endpoint_cpu_seconds_total counter\n");
-	for (unsigned k = 0; st->cfg && k < st->n; k++) {
-		char name[DNS_NAME_STRLEN];
-		const struct cfg_service *s = &st->cfg->svc[st->who[k][0]];
-		dns_name_print(&s->name, name, sizeof(name));
-		mbuf_printf(b,
-		            "peak_agent_endpoint_cpu_seconds_total{service=\"%s\",endpoint=\"%s\"} "
-		            "%.3f\n",
-		            name, s->ep[st->who[k][1]].id, (double)st->cpu_ns[k] / 1e9);
-	}
+	per_endpoint(b, st, "peak_agent_endpoint_cpu_seconds_total", EP_CPU);
 	uint64_t fp[FC_N], fb[FC_N];
 	if (st->filter && !filter_handle_stats(st->filter, fp, fb)) {
 		mbuf_printf(b, "# HELP peak_agent_filter_packets_total XDP filter classes and "
@@ -100,13 +126,7 @@ void agent_stats_render(struct mbuf *b, void *arg)
 	}
 	mbuf_printf(b, "# HELP peak_agent_endpoint_slices Slices routed to the local endpoint.\n"
 	               "# TYPE peak_agent_endpoint_slices gauge\n");
-	for (unsigned k = 0; st->cfg && k < st->n; k++) {
-		char name[DNS_NAME_STRLEN];
-		const struct cfg_service *s = &st->cfg->svc[st->who[k][0]];
-		dns_name_print(&s->name, name, sizeof(name));
-		mbuf_printf(b, "peak_agent_endpoint_slices{service=\"%s\",endpoint=\"%s\"} %llu\n",
-		            name, s->ep[st->who[k][1]].id, (unsigned long long)st->slices[k]);
-	}
+	per_endpoint(b, st, "peak_agent_endpoint_slices", EP_SLICES);
 	pthread_mutex_unlock(&st->lock);
 }
 

@@ -145,6 +145,11 @@ class AgentNS:
         return {(r["dst"], r.get("gateway")) for r in json.loads(out)}
 
     def metrics(self, port=9100):
+        return {k: float(v) for k, v in (ln.rsplit(" ", 1)
+                                          for ln in self.metrics_text(port).splitlines()
+                                          if ln and not ln.startswith("#"))}
+
+    def metrics_text(self, port=9100):
         def get():
             with socket.create_connection(("::1", port), timeout=5) as s:
                 s.sendall(b"GET /metrics HTTP/1.0\r\nHost: x\r\n\r\n")
@@ -152,9 +157,7 @@ class AgentNS:
                 while d := s.recv(65536):
                     data += d
             return data.decode().split("\r\n\r\n", 1)[1]
-        text = in_netns(self.name, get)
-        return {k: float(v) for k, v in (ln.rsplit(" ", 1) for ln in text.splitlines()
-                                          if ln and not ln.startswith("#"))}
+        return in_netns(self.name, get)
 
     def down(self):
         if self.agent and self.agent.poll() is None:
