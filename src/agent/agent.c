@@ -12,8 +12,8 @@
 #include "../filter/loader.h"
 #include "../sys/log.h"
 
-int agent_config_check(const struct peak_config *cfg, const char *path, const char *node,
-                       char *err, size_t errlen)
+int agent_config_check(const struct peak_config *cfg, const char *path, const char *node, char *err,
+                       size_t errlen)
 {
 	bool known = !cfg->nnodes;
 	for (unsigned i = 0; i < cfg->nnodes; i++)
@@ -44,10 +44,13 @@ int agent_config_check(const struct peak_config *cfg, const char *path, const ch
 		}
 		char name[DNS_NAME_STRLEN];
 		dns_name_print(&s->name, name, sizeof(name));
-		snprintf(err, errlen, "%s:%u: service %s: its slices cannot be assigned, so node '%s' "
-		         "would route none of them: %s", path, s->line, name, node,
-		         r == -E2BIG ? "more slices than an assignment holds (2^24)"
-		         : r == -EINVAL ? "every weight is 0" : strerror(-r));
+		snprintf(err, errlen,
+		         "%s:%u: service %s: its slices cannot be assigned, so node '%s' "
+		         "would route none of them: %s",
+		         path, s->line, name, node,
+		         r == -E2BIG    ? "more slices than an assignment holds (2^24)"
+		         : r == -EINVAL ? "every weight is 0"
+		                        : strerror(-r));
 		return r == -ENOMEM ? r : -EINVAL;
 	}
 	return 0;
@@ -172,7 +175,8 @@ int agent_run(const struct agent_opts *o)
 		ret = AGENT_EXIT_CONFIG;
 		goto out;
 	}
-	if (!(a.maps = calloc(a.cfg->nsvc ? a.cfg->nsvc : 1, sizeof(*a.maps))) || hc_setup(&a, NULL)) {
+	if (!(a.maps = calloc(a.cfg->nsvc ? a.cfg->nsvc : 1, sizeof(*a.maps))) ||
+	    hc_setup(&a, NULL)) {
 		log_msg(LOG_ERR, "agent: %s", strerror(ENOMEM));
 		goto out;
 	}
@@ -272,4 +276,3 @@ out:
 	config_free(a.cfg);
 	return ret;
 }
-

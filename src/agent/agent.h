@@ -101,8 +101,8 @@ int agent_bird_config(const char *path, const struct bird_opts *b);
  * (config_service_assign; otherwise the node would route none of them, silently). path
  * names the file in messages. Returns 0, or -EINVAL (-ENOMEM) with "PATH:LINE: reason" in
  * err. */
-int agent_config_check(const struct peak_config *cfg, const char *path, const char *node,
-                       char *err, size_t errlen);
+int agent_config_check(const struct peak_config *cfg, const char *path, const char *node, char *err,
+                       size_t errlen);
 
 /* agent_run's results, the process's exit status: run-time failures (a sync that failed
  * with --once, the metrics endpoint or the filter that cannot start, no memory) are 1; a

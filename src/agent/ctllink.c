@@ -113,9 +113,10 @@ static void ctl_refuse(struct agent *a, const char *why, const char *line)
 		a->refused++;
 		return;
 	}
-	log_msg(LOG_WARNING, "agent: %s: controller: %s in line '%.80s'; line ignored (%llu more "
-	        "since the last such message)", a->o->node, why, line,
-	        (unsigned long long)a->refused);
+	log_msg(LOG_WARNING,
+	        "agent: %s: controller: %s in line '%.80s'; line ignored (%llu more "
+	        "since the last such message)",
+	        a->o->node, why, line, (unsigned long long)a->refused);
 	a->refused_s = now_s;
 	a->refused = 0;
 }

@@ -129,8 +129,8 @@ void watch_stop_all(struct agent *a)
 }
 
 /* For each local endpoint whose check is due: judges its last connect (completed by now
- * and connected, or not), then starts the next one, due after the fast interval while the endpoint's
- * health is changing (a failure while up, a success while down), else the interval.
+ * and connected, or not), then starts the next one, due after the fast interval while the
+ * endpoint's health is changing (a failure while up, a success while down), else the interval.
  * Returns when the next check is due. */
 uint64_t hc_round(struct agent *a, uint64_t now)
 {
@@ -226,7 +226,8 @@ int hc_setup(struct agent *a, const struct peak_config *old)
 	watch_stop_all(a);
 	for (unsigned i = 0; a->hc && i < a->nhc; i++)
 		if (a->hc[i].fd >= 0)
-			hc_close(&a->hc[i]); /* the check in flight: its socket went with the hc once */
+			hc_close(
+			    &a->hc[i]); /* the check in flight: its socket went with the hc once */
 	free(a->hc);
 	free(a->pf);
 	a->hc = hc;
@@ -246,7 +247,8 @@ int hc_setup(struct agent *a, const struct peak_config *old)
 	a->st.n = n;
 	for (unsigned k = 0; k < n; k++) {
 		a->st.healthy[k] = true;
-		a->st.cpu_ns[k] = hc[k].cpu_total; /* a counter kept across a reload shows at once */
+		a->st.cpu_ns[k] =
+		    hc[k].cpu_total; /* a counter kept across a reload shows at once */
 		a->st.who[k][0] = hc[k].svc;
 		a->st.who[k][1] = hc[k].ep;
 	}

@@ -40,7 +40,7 @@ struct hc {
 	int fd;      /* the check in flight, or -1 */
 	unsigned fails, oks;
 	bool up, started;
-	bool ok; /* the last check's connect completed (judged at next_ms) */
+	bool ok;          /* the last check's connect completed (judged at next_ms) */
 	uint64_t next_ms; /* when the check in flight is judged and the next one starts */
 	int pidfd;        /* the process holding the endpoint's listening socket, or -1 */
 	uint64_t find_ms; /* when to look for that process (again) */
@@ -65,10 +65,10 @@ struct agent {
 	size_t inlen, incap;
 	int cur_svc; /* the map being received, or -1 */
 	struct svc_map pending;
-	bool dirty;        /* routes must be synced */
-	struct pollfd *pf; /* signals, controller, per hc its pidfd, per hc its check */
-	struct agent_drain dr; /* failover and drain, from sync to sync */
-	struct agent_stats st; /* shared with the metrics endpoint's thread */
+	bool dirty;                  /* routes must be synced */
+	struct pollfd *pf;           /* signals, controller, per hc its pidfd, per hc its check */
+	struct agent_drain dr;       /* failover and drain, from sync to sync */
+	struct agent_stats st;       /* shared with the metrics endpoint's thread */
 	uint64_t refused_s, refused; /* the last second a refused line was logged; since then */
 };
 

@@ -310,8 +310,7 @@ int agent_failover_drain(const struct peak_config *cfg, const char *node,
 	/* drop expired entries and those the map routes here again; keep the rest */
 	size_t keep = 0;
 	for (size_t k = 0; k < d->ndrain; k++)
-		if (d->drain[k].until_ms > now_ms &&
-		    !has_dst(*want, *n, &d->drain[k].rt.dst, true))
+		if (d->drain[k].until_ms > now_ms && !has_dst(*want, *n, &d->drain[k].rt.dst, true))
 			d->drain[keep++] = d->drain[k];
 	d->ndrain = keep;
 	if (!keep)
@@ -361,8 +360,9 @@ int agent_sync_all(struct agent *a)
 		a->st.last_sync_ms = ms_since(&t0);
 		a->st.failover = moved;
 		for (unsigned k = 0; a->st.cfg == cfg && k < a->st.n; k++)
-			a->st.slices[k] = slices_of(&cfg->svc[a->st.who[k][0]], (unsigned)a->st.who[k][1],
-			                         want, n, draining, &a->dr);
+			a->st.slices[k] =
+			    slices_of(&cfg->svc[a->st.who[k][0]], (unsigned)a->st.who[k][1], want,
+			              n, draining, &a->dr);
 	}
 	pthread_mutex_unlock(&a->st.lock);
 	free(want);

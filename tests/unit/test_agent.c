@@ -24,8 +24,7 @@ static struct peak_config *cfg_make(void)
 {
 	struct peak_config *c = NULL;
 	char err[CFG_ERRLEN];
-	int r = config_parse("test", (const uint8_t *)yaml, sizeof(yaml) - 1, &c, err,
-	                     sizeof(err));
+	int r = config_parse("test", (const uint8_t *)yaml, sizeof(yaml) - 1, &c, err, sizeof(err));
 	if (r)
 		fprintf(stderr, "%s\n", err);
 	assert_int_equal(r, 0);
@@ -59,9 +58,9 @@ static void test_mapline_refused(void **state)
 {
 	(void)state;
 	static const char *bad[] = {
-	    "-1/7",   "+64/6",   "0128/6",  "0/07",     "64/6 ",  " 64/6",   "64/6  0/6",
-	    "64",     "64/",     "/6",      "64/6x",    "6a/1",   "256/0",   "65/6",
-	    "0/9",    "0/25",    "0/-1",    "0/4294967296", "99999999999/0", "0/7\n", "0/7,128/7",
+	    "-1/7", "+64/6", "0128/6", "0/07",         "64/6 ",         " 64/6", "64/6  0/6",
+	    "64",   "64/",   "/6",     "64/6x",        "6a/1",          "256/0", "65/6",
+	    "0/9",  "0/25",  "0/-1",   "0/4294967296", "99999999999/0", "0/7\n", "0/7,128/7",
 	};
 	struct peak_config *c = cfg_make();
 	struct assign_block b[4];
@@ -189,8 +188,7 @@ static void test_drain(void **state)
 	free(r);
 	/* e1 down: its /65 fails over to e2 */
 	routes_of_map(c, &b1, &r, &n);
-	assert_int_equal(agent_failover_drain(c, "n1", down_e1, NULL, &d, 1000, &r, &n, &moved),
-	                 0);
+	assert_int_equal(agent_failover_drain(c, "n1", down_e1, NULL, &d, 1000, &r, &n, &moved), 0);
 	assert_int_equal(moved, 1);
 	assert_int_equal(n, 2);
 	assert_memory_equal(r[0].via, e2, 16);
@@ -220,9 +218,8 @@ static void test_drain(void **state)
 	free(r);
 	/* and once its time is up, it goes */
 	routes_of_map(c, NULL, &r, &n);
-	assert_int_equal(agent_failover_drain(c, "n1", down_e1, NULL, &d, 1500 + DRAIN_MS, &r, &n,
-	                                      &moved),
-	                 0);
+	assert_int_equal(
+	    agent_failover_drain(c, "n1", down_e1, NULL, &d, 1500 + DRAIN_MS, &r, &n, &moved), 0);
 	assert_int_equal(n, 1);
 	assert_false(agent_drain_has(&d, &p65));
 	free(r);
