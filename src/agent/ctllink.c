@@ -101,7 +101,9 @@ void ctl_connect(struct agent *a)
 	for (unsigned i = 0; i < a->nhc; i++)
 		if (!a->hc[i].up)
 			ctl_health(a, &a->hc[i]);
-	log_msg(LOG_INFO, "agent: %s: connected to controller %s", a->o->node, a->o->controller);
+	if (a->ctl >= 0) /* else a send failed: dropped, retried after the backoff */
+		log_msg(LOG_INFO, "agent: %s: connected to controller %s", a->o->node,
+		        a->o->controller);
 }
 
 /* Logs a controller line the agent refuses, at most once a second (the rest are counted and
@@ -208,12 +210,20 @@ void ctl_read(struct agent *a)
 		return;
 	}
 	a->inlen += (size_t)k;
+	/* every complete line, then what is left moves to the front once */
+	size_t used = 0;
 	char *nl;
-	while ((nl = memchr(a->in, '\n', a->inlen))) {
+	while (a->ctl >= 0 && (nl = memchr(a->in + used, '\n', a->inlen - used))) {
+		char *line = a->in + used;
 		*nl = '\0';
-		ctl_line(a, a->in);
-		size_t used = (size_t)(nl - a->in) + 1;
-		memmove(a->in, a->in + used, a->inlen - used);
-		a->inlen -= used;
+		if (memchr(line, '\0', (size_t)(nl - line)))
+			ctl_refuse(a, "a NUL byte", "");
+		else
+			ctl_line(a, line);
+		used = (size_t)(nl - a->in) + 1;
 	}
+	if (a->ctl < 0)
+		return; /* dropped meanwhile: the buffer is empty */
+	memmove(a->in, a->in + used, a->inlen - used);
+	a->inlen -= used;
 }

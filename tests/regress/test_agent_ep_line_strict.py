@@ -26,6 +26,7 @@ def test_a_bad_block_refuses_the_whole_line(tmp_path):
                "ep b4 192/6  64/6",    # two spaces: an empty token
                "ep b4 256/6",          # past the service's 256 slices
                "ep b4 65/6",           # not aligned to its block
+               "ep b1 0/7\x00 64/6",   # a NUL byte in the line
                "end")
         want = {("fd00:b:0:0:8000::/65", "fd00:1::b2")}
 
@@ -35,4 +36,9 @@ def test_a_bad_block_refuses_the_whole_line(tmp_path):
         assert b_routes() == want
         assert agent.poll() is None
         assert "bad block in line 'ep b1 -1/7 0/7'" in ns.log.read_text()
+        assert agent.poll() is None
+        # the link still works: a good map after the refused lines
+        c.send("map b.svc.example.", "ep b1 0/7", "ep b2 128/7", "end")
+        want = {("fd00:b::/65", "fd00:1::b1"), ("fd00:b:0:0:8000::/65", "fd00:1::b2")}
+        assert wait_until(lambda: b_routes() == want)
         c.close()
