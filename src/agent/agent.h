@@ -24,7 +24,8 @@ struct agent_opts {
 /* A slice map received from the controller: per endpoint of the service, its blocks. */
 struct svc_map {
 	bool have;
-	struct assign_block **blocks; /* per endpoint index */
+	unsigned nep;                 /* the service's endpoints when the map was made */
+	struct assign_block **blocks; /* per endpoint index (nep lists) */
 	size_t *nblocks;
 };
 
@@ -44,6 +45,39 @@ size_t agent_failover(const struct peak_config *cfg, const char *node,
                       bool (*down)(unsigned svc, unsigned ep, void *arg), void *arg,
                       struct rt6 *routes, size_t n);
 
+enum { DRAIN_MS = 3000 }; /* more than BGP takes here to move a slice to another node */
+
+struct drain {
+	struct rt6 rt;
+	uint64_t until_ms;
+};
+
+/* What local failover and drain keep from one sync to the next; all zero at first. */
+struct agent_drain {
+	struct rt6 *fo; /* the routes the last sync failed over */
+	size_t nfo;
+	struct drain *drain; /* failed-over routes the map has taken away, still kept */
+	size_t ndrain;
+};
+
+/* Local failover (agent_failover) on the wanted routes *want (sorted), then the drain: a
+ * failed-over route that the controller's new map takes off this node stays, via a live
+ * local pod, until DRAIN_MS after now_ms, so that packets the router still sends here while
+ * BGP moves the slices to another node are served rather than lost (make before break).
+ * *want (malloc'ed) grows by the drained routes and stays sorted; *moved counts the routes
+ * re-pointed; d carries the state to the next call. Pure: the clock and health come in as
+ * now_ms and down(). Returns 0 or -ENOMEM. */
+int agent_failover_drain(const struct peak_config *cfg, const char *node,
+                         bool (*down)(unsigned svc, unsigned ep, void *arg), void *arg,
+                         struct agent_drain *d, uint64_t now_ms, struct rt6 **want, size_t *n,
+                         size_t *moved);
+
+/* Whether dst is a draining route of d. */
+bool agent_drain_has(const struct agent_drain *d, const struct prefix *dst);
+
+/* Frees d's state and empties it. */
+void agent_drain_fini(struct agent_drain *d);
+
 /* Makes the table's PEAK routes equal want (want sorted, one per destination): only the
  * difference is applied. Reports what changed through added/deleted. Returns 0 or -errno. */
 int agent_sync(unsigned table, const struct rt6 *want, size_t nwant, size_t *added,
@@ -62,5 +96,19 @@ struct bird_opts {
  * table and exports exactly those over BGP with next hop self. Returns 0 or -errno. */
 int agent_bird_config(const char *path, const struct bird_opts *b);
 
-/* Runs the agent. Returns 0, or 1 on a configuration or setup error (logged). */
+/* What the agent needs of a configuration beyond its schema: node is one of its nodes (when
+ * it lists any), and each service with an endpoint on node can be assigned slices
+ * (config_service_assign; otherwise the node would route none of them, silently). path
+ * names the file in messages. Returns 0, or -EINVAL (-ENOMEM) with "PATH:LINE: reason" in
+ * err. */
+int agent_config_check(const struct peak_config *cfg, const char *path, const char *node, char *err,
+                       size_t errlen);
+
+/* agent_run's results, the process's exit status: run-time failures (a sync that failed
+ * with --once, the metrics endpoint or the filter that cannot start, no memory) are 1; a
+ * configuration that does not load or does not know the node is bad input, 2, as a usage
+ * error is. */
+enum { AGENT_EXIT_OK = 0, AGENT_EXIT_FAIL = 1, AGENT_EXIT_CONFIG = 2 };
+
+/* Runs the agent. Returns an AGENT_EXIT_ status (the reason logged). */
 int agent_run(const struct agent_opts *o);

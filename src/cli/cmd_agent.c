@@ -12,6 +12,7 @@ static const char agent_help[] =
     "                  [--once] [--interval MS] [--hc-interval MS] [--hc-fast-interval MS]\n"
     "                  [--hc-down N] [--hc-up N] [--metrics ADDR:PORT]\n"
     "                  [--filter-object PATH] [--quiet]\n"
+    "       peak agent --check --config FILE --node NAME\n"
     "\n"
     "Programs this node (run it in the node's network namespace). For each endpoint whose\n"
     "'node' is NAME: routes for the slices it owns, aggregated into the fewest prefixes, via\n"
@@ -43,6 +44,11 @@ static const char agent_help[] =
     "  --filter-object P  the XDP filter object, when the node's 'filter-dev' asks for the\n"
     "                     filter (default: the one built into peak)\n"
     "  --quiet            log only warnings and errors\n"
+    "  --check            load and check the configuration for this node, print 'ok' and\n"
+    "                     exit 0, or print FILE:LINE: what is wrong and exit 2\n"
+    "\n"
+    "Exit status: 0; 1 for a failure at run time (a --once sync, the metrics endpoint,\n"
+    "the filter); 2 for a usage error or a configuration that does not load or check.\n"
     "\n"
     "  --bird-config FILE --bgp-neighbor ADDR --local-as N --peer-as N --router-id A.B.C.D\n"
     "                     write the BIRD 2 configuration that announces this node's\n"
@@ -70,6 +76,7 @@ int cmd_agent(int argc, char **argv)
 	    {"router-id", required_argument, 0, 'R'},
 	    {"metrics", required_argument, 0, 'M'},
 	    {"filter-object", required_argument, 0, 'F'},
+	    {"check", no_argument, 0, 'k'},
 	    {0, 0, 0, 0},
 	};
 	struct agent_opts o = {.table = RT_TABLE_PEAK_MAIN,
@@ -80,6 +87,7 @@ int cmd_agent(int argc, char **argv)
 	                       .hc_up = 2};
 	struct bird_opts bird = {0};
 	const char *bird_path = NULL;
+	bool check = false;
 	int c;
 	opterr = 0;
 	optind = 1;
@@ -144,6 +152,9 @@ int cmd_agent(int argc, char **argv)
 		case 'F':
 			o.filter_object = optarg;
 			break;
+		case 'k':
+			check = true;
+			break;
 		case 'h':
 			fputs(agent_help, stdout);
 			return 0;
@@ -165,15 +176,33 @@ int cmd_agent(int argc, char **argv)
 		bird.node = o.node ? o.node : "?";
 		bird.table = o.table;
 		int r = agent_bird_config(bird_path, &bird);
-		if (r)
-			cli_usage_error("agent", "--bird-config %s: %s", bird_path, strerror(-r));
+		if (r) { /* the options were right: a failure of the moment, not of usage */
+			fprintf(stderr, "peak agent: --bird-config %s: %s\n", bird_path,
+			        strerror(-r));
+			return AGENT_EXIT_FAIL;
+		}
 		return 0;
 	}
 	if (!o.config)
 		cli_usage_error("agent", "--config is required");
 	if (!o.node)
 		cli_usage_error("agent", "--node is required");
+	if (check) {
+		struct peak_config *cfg;
+		char err[CFG_ERRLEN + 256];
+		int r = config_load(o.config, &cfg, err, sizeof(err));
+		if (!r) {
+			r = agent_config_check(cfg, o.config, o.node, err, sizeof(err));
+			config_free(cfg);
+		}
+		if (r) {
+			fprintf(stderr, "peak agent: %s\n", err);
+			return EXIT_USAGE;
+		}
+		puts("ok");
+		return 0;
+	}
 	if (o.table == 255)
 		cli_usage_error("agent", "--table 255 is the local table, for AnyIP routes only");
-	return agent_run(&o) ? EXIT_USAGE : 0;
+	return agent_run(&o);
 }

@@ -48,6 +48,18 @@ def wait_until(fn, timeout=10):
     return False
 
 
+def watches(agent):
+    """How many pods' server processes the agent watches (its pidfds)."""
+    fds = f"/proc/{agent.pid}/fd"  # ip netns exec execs the agent: the same PID
+    n = 0
+    for f in os.listdir(fds):
+        try:
+            n += os.readlink(f"{fds}/{f}") == "anon_inode:[pidfd]"
+        except FileNotFoundError:
+            pass
+    return n
+
+
 def owners(c):
     return {gw: [str(ipaddress.ip_network(d)) for d, g, _ in c.routes() if g == gw]
             for gw in ("2001:db8:100:1::a", "2001:db8:100:2::b")}
@@ -89,29 +101,40 @@ def test_pod_death_moves_its_slices_and_clients_recover(cl, tmp_path):
     # load: three open connections to pod-a, seen by the agent and reported to the controller
     src_a = [s for s in SOURCES if any(ipaddress.ip_address(rule(s)) in ipaddress.ip_network(n)
                                        for n in before["2001:db8:100:1::a"])][:3]
+    # each holder keeps its connection open until the test closes its stdin (no fixed sleep:
+    # the agent measures load once per --interval, 1 s, and an ASan build is slower)
     holders = [subprocess.Popen(["ip", "netns", "exec", cl.c, "/usr/bin/python3", "-c",
-                                 "import socket,sys,time\n"
+                                 "import socket,sys\n"
                                  "s=socket.socket(socket.AF_INET6)\n"
                                  f"s.bind(('{s}',0)); s.connect(('{rule(s)}',8080))\n"
-                                 "time.sleep(3)"]) for s in src_a]
+                                 "print('up', flush=True); sys.stdin.read()"],
+                                stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+               for s in src_a]
+    cl.procs.extend(holders)
+    assert all(h.stdout.readline() == "up\n" for h in holders)
     key = '{service="api.svc.example.",endpoint="pod-a"}'
-    assert wait_until(lambda: metrics(cl).get("peak_agent_endpoint_connections" + key) == 3, 5)
+    # exactly the three: the agent's own health checks are not the pod's load
+    assert wait_until(lambda: metrics(cl).get("peak_agent_endpoint_connections" + key) == 3, 10)
     assert wait_until(lambda: metrics(cl, 9200).get("peak_controller_endpoint_connections" + key)
-                      == 3, 5)
+                      == 3, 10)
     assert metrics(cl, 9200)["peak_controller_endpoint_slices" + key] == \
         m["peak_agent_endpoint_slices" + key]
     assert metrics(cl)["peak_agent_endpoint_cpu_seconds_total" + key] > 0
     for h in holders:
         h.kill()
         h.wait()
+        cl.procs.remove(h)
     # a client whose rule address lies in pod-a's slices
     nets_a = [ipaddress.ip_network(n) for n in before["2001:db8:100:1::a"]]
     src = next(s for s in SOURCES if any(ipaddress.ip_address(rule(s)) in n for n in nets_a))
     dst = rule(src)
     assert probe(cl, src, dst, {"pod-a"}, time.time())[0] == "pod-a"
 
-    t0 = time.time()
+    assert wait_until(lambda: watches(agent) == 2)  # it has found both pods' servers
     stop(cl, pods.pop("pod-a"))  # the pod dies: connections are refused from now on
+    # the clock starts when the pod has exited (what the agent can see), not when it was
+    # asked to: an ASan build's exit (its leak check) takes a while with the socket open
+    t0 = time.time()
     ep, secs = probe(cl, src, dst, {"pod-b"}, t0)
     assert ep == "pod-b"  # same address, served by the slice's new owner
     print(f"failover: clients served again {secs:.3f} s after the pod died")
@@ -173,7 +196,7 @@ def test_local_failover_without_a_controller(cl, tmp_path):
     assert wait_until(lambda: all(owners(cl).values()))
     before = owners(cl)
     # the agent has found the pods' server processes (it looks once per check round)
-    time.sleep(0.5)
+    assert wait_until(lambda: watches(agent) == 2)
     nets_a = [ipaddress.ip_network(n) for n in before["2001:db8:100:1::a"]]
     src = next(s for s in SOURCES if any(ipaddress.ip_address(rule(s)) in n for n in nets_a))
     dst = rule(src)
@@ -207,7 +230,7 @@ def test_silent_pod_is_down_fast(cl, tmp_path):
         start(cl, pod, PEAK, "serve", "--port", "8080", "--id", name)
     agent = start(cl, cl.n, PEAK, "agent", "--config", str(cl.cfg), "--node", "node1")
     assert wait_until(lambda: all(owners(cl).values()))
-    time.sleep(0.5)
+    assert wait_until(lambda: watches(agent) == 2)  # checking both pods, found their servers
     t0 = time.time()
     subprocess.run(["ip", "netns", "exec", cl.a, "nft", "add table inet pksilent; add chain inet "
                     "pksilent in { type filter hook input priority 0; policy drop; }"], check=True)

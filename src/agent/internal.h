@@ -1,0 +1,116 @@
+#pragma once
+/* peak agent's insides, shared by its files (one concern each):
+ *   agent.c    the run loop, configuration load, reload, the filter, one cleanup path
+ *   routes.c   the routes a node wants, local failover and drain, the sync (netlink)
+ *   health.c   health checks and the watches on the pods' server processes (pidfds)
+ *   ctllink.c  the controller link: connect, read, one function per line, maps
+ *   podload.c  the pods' load (connections, CPU) reported to the controller
+ *   stats.c    the metrics endpoint's view
+ *   bird.c     the BIRD 2 configuration
+ *   mapline.c  the blocks of an 'ep' line (pure parsing) */
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <time.h>
+
+#include "agent.h"
+#include "../sys/metrics.h"
+
+/* What the metrics endpoint shows; written by the agent's loop, read by the endpoint's
+ * thread, both under the lock. */
+struct agent_stats {
+	pthread_mutex_t lock;
+	uint64_t syncs, sync_errors, added, deleted, checks_ok, checks_failed, fast_downs;
+	size_t routes, failover;
+	double last_sync_ms;
+	bool controller_up;
+	struct filter_handle *filter; /* the node's XDP filter, when the config asks for one */
+	const struct peak_config *cfg;
+	const char *node;
+	bool *healthy;    /* per local endpoint (the agent's hc order) */
+	uint64_t *conns;  /* per local endpoint: established connections */
+	uint64_t *cpu_ns; /* per local endpoint: CPU time of the pod's processes */
+	uint64_t *slices; /* per local endpoint */
+	int (*who)[2];    /* per local endpoint: service, endpoint index */
+	unsigned n;
+};
+
+struct hc {
+	int svc, ep; /* a local endpoint */
+	int fd;      /* the check in flight, or -1 */
+	unsigned fails, oks;
+	bool up, started;
+	bool ok;          /* the last check's connect completed (judged at next_ms) */
+	uint64_t next_ms; /* when the check in flight is judged and the next one starts */
+	int pidfd;        /* the process holding the endpoint's listening socket, or -1 */
+	uint64_t find_ms; /* when to look for that process (again) */
+	/* The pod's CPU time as a counter: the sum over its live processes drops when one
+	 * exits, so only the rises of that sum are added up (an exited process's last
+	 * interval is lost; the counter never goes down). */
+	uint64_t cpu_seen, cpu_total;
+};
+
+enum { CTL_LINE_LIMIT = 16 << 20 }; /* a map line of every slice fits many times over */
+
+struct agent {
+	const struct agent_opts *o;
+	struct peak_config *cfg;
+	struct svc_map *maps;
+	struct hc *hc;
+	unsigned nhc;
+	int ctl;           /* controller connection, or -1 */
+	uint64_t retry_ms; /* when to try the controller again */
+	unsigned backoff_ms;
+	char *in;
+	size_t inlen, incap;
+	int cur_svc; /* the map being received, or -1 */
+	struct svc_map pending;
+	bool dirty;                  /* routes must be synced */
+	struct pollfd *pf;           /* signals, controller, per hc its pidfd, per hc its check */
+	struct agent_drain dr;       /* failover and drain, from sync to sync */
+	struct agent_stats st;       /* shared with the metrics endpoint's thread */
+	uint64_t refused_s, refused; /* the last second a refused line was logged; since then */
+};
+
+static inline uint64_t mono_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+static inline double ms_since(const struct timespec *t0)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)(t.tv_sec - t0->tv_sec) * 1e3 + (double)(t.tv_nsec - t0->tv_nsec) / 1e6;
+}
+
+/* stats.c: renders the metrics (arg: the struct agent_stats); forgets the endpoints (at exit,
+ * or before the configuration they point into goes). */
+void agent_stats_render(struct mbuf *b, void *arg);
+void agent_stats_clear(struct agent_stats *st);
+
+/* routes.c: one full sync of the node and its pods. Returns 0 or -1 (logged). */
+int agent_sync_all(struct agent *a);
+
+/* health.c */
+void hc_close(struct hc *h);
+bool hc_collect(struct hc *h);
+uint64_t hc_round(struct agent *a, uint64_t now);
+int hc_setup(struct agent *a, const struct peak_config *old);
+void watch_start(struct agent *a, struct hc *h, uint64_t now);
+void watch_fired(struct agent *a, unsigned i);
+void watch_stop_all(struct agent *a);
+
+/* ctllink.c */
+void maps_free(struct svc_map *v, unsigned n);
+void ctl_map_reset(struct agent *a);
+void ctl_drop(struct agent *a, uint64_t retry_ms);
+void ctl_send(struct agent *a, const char *line);
+void ctl_health(struct agent *a, const struct hc *h);
+void ctl_connect(struct agent *a);
+void ctl_read(struct agent *a);
+
+/* podload.c: measures every local pod's load, records it and reports it to the controller. */
+void pod_load_round(struct agent *a);
