@@ -69,6 +69,7 @@ struct ctl_msg {
 	unsigned nblocks;
 	struct assign_block blocks[CTL_EP_BLOCKS_MAX];
 	char text[CTL_TEXT_MAX];
+	const char *why; /* after a failed ctl_parse: what the line should have been (static) */
 };
 
 /* Finds the first line of buf. Returns the bytes it takes with its '\n' (> 0) and its
@@ -77,7 +78,8 @@ struct ctl_msg {
 long ctl_line_split(const uint8_t *buf, size_t len, size_t *linelen);
 
 /* Parses one line (len bytes, without its '\n'). Fills all of *m (zeroed first). Returns
- * 0, or -EBADMSG for anything the grammar above does not allow; *m is then CTL_NONE. */
+ * 0, or -EBADMSG for anything the grammar above does not allow; *m is then CTL_NONE with
+ * m->why saying what the line should have been ("unknown command" or the kind's form). */
 int ctl_parse(const char *line, size_t len, struct ctl_msg *m);
 
 /* Writes m as one line with its '\n' into out (NUL-terminated when there is room for it).

@@ -44,7 +44,7 @@ int ctlr_client_line(struct ctl *c, struct peer *p, const char *line, size_t len
 	struct text t = {0};
 	p->closing = true;
 	if (ctl_parse(line, len, &m)) {
-		reply_err(c, p, "not a command: use status, health, weight or reload");
+		reply_err(c, p, "%s (commands: status, health, weight, reload)", m.why);
 		return p->fd >= 0 ? 0 : -1;
 	}
 	if (m.kind == CTL_STATUS) {

@@ -25,12 +25,12 @@
 #include "../sys/metrics.h"
 #include "../sys/net.h"
 #include "answer.h"
+#include "peak/ctlproto.h"
 #include "state.h"
 
 enum {
 	BATCH = 32,
 	STOP_CHECK_US = 200000, /* how soon a blocked worker notices a stop */
-	CTL_LINE_MAX = 512,
 };
 
 /* Why the server closed a connection (a metric's label): TC_REFUSED is a new client at the
@@ -723,16 +723,23 @@ static void reload(struct server *s, char *reply, size_t cap)
 /* Runs one control command; writes the reply (ending in "ok" or "error: ...") to reply. */
 static void control_command(struct server *s, char *line, char *reply, size_t cap)
 {
-	char *argv[8];
-	int argc = 0;
+	struct ctl_msg m;
 	char err[CFG_ERRLEN];
-	for (char *tok = strtok(line, " \t\r\n"); tok && argc < 8; tok = strtok(NULL, " \t\r\n"))
-		argv[argc++] = tok;
-	if (argc == 1 && !strcmp(argv[0], "reload")) {
+	size_t len = strcspn(line, "\n");
+	if (ctl_parse(line, len, &m) ||
+	    (m.kind != CTL_RELOAD && m.kind != CTL_STATUS && m.kind != CTL_HEALTH &&
+	     m.kind != CTL_WEIGHT)) {
+		snprintf(reply, cap,
+		         "error: %s (commands: status | reload | health SERVICE ENDPOINT up|down "
+		         "| weight SERVICE ENDPOINT N)\n",
+		         m.kind == CTL_NONE ? m.why : "unknown command");
+		return;
+	}
+	if (m.kind == CTL_RELOAD) {
 		reload(s, reply, cap);
 		return;
 	}
-	if (argc == 1 && !strcmp(argv[0], "status")) {
+	if (m.kind == CTL_STATUS) {
 		size_t n = 0;
 		pthread_mutex_lock(&s->dyn_lock);
 		struct dns_state *st = atomic_load(&s->state);
@@ -755,50 +762,25 @@ static void control_command(struct server *s, char *line, char *reply, size_t ca
 			snprintf(reply + n, cap - n, "ok\n");
 		return;
 	}
-	bool health = argc == 4 && !strcmp(argv[0], "health");
-	bool weight = argc == 4 && !strcmp(argv[0], "weight");
-	if (!health && !weight) {
-		snprintf(
-		    reply, cap,
-		    "error: unknown command (status | reload | health SERVICE ENDPOINT up|down "
-		    "| weight SERVICE ENDPOINT N)\n");
-		return;
-	}
 	struct dns_name svc;
-	int h = -1;
-	long w = -1;
-	if (dns_name_parse(argv[1], &svc)) {
-		snprintf(reply, cap, "error: '%s' is not a domain name\n", argv[1]);
+	if (dns_name_parse(m.svc, &svc)) { /* the grammar checked it: cannot fail */
+		snprintf(reply, cap, "error: '%s' is not a domain name\n", m.svc);
 		return;
 	}
-	if (health) {
-		h = !strcmp(argv[3], "up") ? 1 : !strcmp(argv[3], "down") ? 0 : -1;
-		if (h < 0) {
-			snprintf(reply, cap, "error: health is 'up' or 'down', not '%s'\n",
-			         argv[3]);
-			return;
-		}
-	} else {
-		char *end;
-		errno = 0;
-		w = strtol(argv[3], &end, 10);
-		if (*end || errno || w < 0 || w > ASSIGN_MAX_WEIGHT) {
-			snprintf(reply, cap, "error: weight must be 0..%d\n", ASSIGN_MAX_WEIGHT);
-			return;
-		}
-	}
+	int h = m.kind == CTL_HEALTH ? m.up : -1;
+	long w = m.kind == CTL_WEIGHT ? (long)m.weight : -1;
 	pthread_mutex_lock(&s->dyn_lock);
-	int r = dnsd_dyn_set(&s->dyn, &svc, argv[2], h, w);
+	int r = dnsd_dyn_set(&s->dyn, &svc, m.id, h, w);
 	pthread_mutex_unlock(&s->dyn_lock);
 	if (r == -ENOENT) {
-		snprintf(reply, cap, "error: no endpoint '%s' in service %s\n", argv[2], argv[1]);
+		snprintf(reply, cap, "error: no endpoint '%s' in service %s\n", m.id, m.svc);
 		return;
 	}
 	if (r || rebuild(s, s->cfg_bytes, s->cfg_len, err, sizeof(err))) {
 		snprintf(reply, cap, "error: %s\n", r ? strerror(-r) : err);
 		return;
 	}
-	log_msg(LOG_INFO, "dns: %s %s %s %s", argv[0], argv[1], argv[2], argv[3]);
+	log_msg(LOG_INFO, "dns: %.*s", (int)len, line);
 	snprintf(reply, cap, "ok\n");
 }
 

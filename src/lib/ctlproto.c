@@ -21,6 +21,25 @@ static const char *const kind_names[] = {
     [CTL_ERROR] = "error:",
 };
 
+_Static_assert(CTL_WEIGHT_MAX == 1000000, "the weight's range in usage[] below");
+
+/* What a line of each kind must look like: the reason given when one does not parse. */
+static const char *const usage[] = {
+    [CTL_NONE] = "unknown command",
+    [CTL_CHALLENGE] = "expected 'challenge NONCE' (32 lowercase hex digits)",
+    [CTL_HELLO] = "expected 'hello NODE [TAG]' (TAG: 64 lowercase hex digits)",
+    [CTL_HEALTH] = "expected 'health SERVICE ENDPOINT up|down'",
+    [CTL_LOAD] = "expected 'load SERVICE ENDPOINT CONNECTIONS CPU_NS' (decimal, no sign)",
+    [CTL_WEIGHT] = "expected 'weight SERVICE ENDPOINT N' (N a decimal in 0..1000000)",
+    [CTL_MAP] = "expected 'map SERVICE'",
+    [CTL_EP] = "expected 'ep ENDPOINT START/LOG2 ...' (aligned blocks, at most 64)",
+    [CTL_END] = "expected 'end' alone",
+    [CTL_STATUS] = "expected 'status' alone",
+    [CTL_RELOAD] = "expected 'reload' alone",
+    [CTL_OK] = "expected 'ok' alone",
+    [CTL_ERROR] = "expected 'error: TEXT' (printable, at most 255 bytes)",
+};
+
 const char *ctl_kind_name(enum ctl_kind k)
 {
 	return (unsigned)k < sizeof(kind_names) / sizeof(kind_names[0]) ? kind_names[k] : "?";
@@ -196,6 +215,7 @@ int ctl_parse(const char *line, size_t len, struct ctl_msg *m)
 {
 	struct cur c = cur_make((const uint8_t *)line, len);
 	size_t n = 0;
+	enum ctl_kind kind;
 	memset(m, 0, sizeof(*m));
 	if (len >= CTL_LINE_MAX)
 		goto bad;
@@ -270,7 +290,9 @@ int ctl_parse(const char *line, size_t len, struct ctl_msg *m)
 		goto bad;
 	return 0;
 bad:
+	kind = m->kind;
 	memset(m, 0, sizeof(*m));
+	m->why = kind == CTL_NONE ? "unknown command" : usage[kind];
 	return -EBADMSG;
 }
 

@@ -352,10 +352,13 @@ def test_weight_change_and_control_errors(server):
     assert server.ctl("reload").returncode == 0  # now it did: the file wins
     assert "web.deep.svc.example. w1 up weight=5" in server.ctl("status").stdout
     for args, why in ((["health", "web.deep.svc.example.", "nope", "down"], "no endpoint"),
-                      (["health", "web.deep.svc.example.", "w1", "sideways"], "'up' or 'down'"),
-                      (["weight", "web.deep.svc.example.", "w1", "-3"], "weight must be"),
+                      (["health", "web.deep.svc.example.", "w1", "sideways"],
+                       "expected 'health SERVICE ENDPOINT up|down'"),
+                      (["weight", "web.deep.svc.example.", "w1", "-3"], "0..1000000"),
+                      (["weight", "web.deep.svc.example.", "w1", "1000001"], "0..1000000"),
                       (["frobnicate"], "unknown command"),
-                      (["health", "x..y", "w1", "up"], "not a domain name")):
+                      (["map", "web.deep.svc.example."], "unknown command"),
+                      (["health", "x..y", "w1", "up"], "expected 'health SERVICE")):
         r = server.ctl(*args)
         assert r.returncode == 2 and why in r.stdout, (args, r.stdout)  # refused: bad input
     r = subprocess.run([PEAK, "dns-ctl", "--control", str(server.dir / "none.ctl"), "status"],

@@ -139,6 +139,24 @@ static void test_bad(void **state)
 	assert_int_equal(ctl_parse(line, CTL_LINE_MAX, &m), -EBADMSG);
 }
 
+/* A refused line says what it should have been: the operator reads it in dns-ctl's reply. */
+static void test_why(void **state)
+{
+	(void)state;
+	struct ctl_msg m;
+	assert_int_equal(parse("frobnicate", &m), -EBADMSG);
+	assert_string_equal(m.why, "unknown command");
+	assert_int_equal(parse("weight api.svc.example. w1 -3", &m), -EBADMSG);
+	assert_int_equal(m.kind, CTL_NONE);
+	assert_non_null(strstr(m.why, "0..1000000"));
+	assert_int_equal(parse("health api.svc.example. w1 sideways", &m), -EBADMSG);
+	assert_non_null(strstr(m.why, "up|down"));
+	assert_int_equal(parse("status now", &m), -EBADMSG);
+	assert_string_equal(m.why, "expected 'status' alone");
+	assert_int_equal(parse("status", &m), 0);
+	assert_null(m.why);
+}
+
 static void test_write_refuses(void **state)
 {
 	(void)state;
@@ -241,6 +259,7 @@ int main(void)
 	    cmocka_unit_test(test_good),          cmocka_unit_test(test_bad),
 	    cmocka_unit_test(test_write_refuses), cmocka_unit_test(test_split),
 	    cmocka_unit_test(test_tag),           cmocka_unit_test(test_key_file),
+	    cmocka_unit_test(test_why),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
