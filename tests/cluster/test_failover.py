@@ -139,8 +139,10 @@ def test_pod_death_moves_its_slices_and_clients_recover(cl, tmp_path):
     assert ep == "pod-b"  # same address, served by the slice's new owner
     print(f"failover: clients served again {secs:.3f} s after the pod died")
     # the agent watches the pod's server process: down at once, not after 3 checks 200 ms
-    # apart (0.6-0.8 s)
-    assert secs < 0.3
+    # apart (0.6-0.8 s). Which of the two happened is asserted by the log line and the
+    # counter below; the bound here is only a sanity check, loose enough for a loaded
+    # machine and an ASan build (how fast it is, is measured by make demo and bench/).
+    assert secs < 2.0, secs
     assert "endpoint pod-a is down (its server process exited)" in agent.log.read_text()
     assert metrics(cl)["peak_agent_fast_downs_total"] == 1
     assert wait_until(lambda: owners(cl)["2001:db8:100:1::a"] == [], 5)
@@ -204,7 +206,9 @@ def test_local_failover_without_a_controller(cl, tmp_path):
     t0 = time.time()
     pods.pop("pod-a").kill()  # SIGKILL: no goodbye from the pod
     ep, secs = probe(cl, src, dst, {"pod-b"}, t0)
-    assert ep == "pod-b" and secs < 0.3, (ep, secs)
+    # at once through the pidfd watch (the counter below says which way it went); the bound
+    # is a sanity check loose enough for a loaded machine
+    assert ep == "pod-b" and secs < 2.0, (ep, secs)
     after = owners(cl)
     assert after["2001:db8:100:1::a"] == []
     # the same prefixes, now all via pod-b: nothing was recomputed, only gateways changed
@@ -223,21 +227,26 @@ def test_local_failover_without_a_controller(cl, tmp_path):
 
 def test_silent_pod_is_down_fast(cl, tmp_path):
     """A pod that stops answering (its packets dropped; the process lives on, so only the
-    checks can tell): after the first failed check the agent checks every 50 ms, so the pod
-    is down 0.3-0.5 s after it went silent (3 checks 200 ms apart would take 0.6-0.8 s)."""
+    checks can tell): after the first failed check the agent re-checks every 50 ms. A check
+    is judged one period after it starts, so with a period I and the fast interval F the pod
+    is down I + 2F to 2I + 2F after it went silent (0.3-0.5 s at the defaults), against 3I to
+    4I without fast re-checks. The test runs with I = 2 s so that the two windows (2.1-4.1 s
+    and 6-8 s) lie far apart on a loaded machine: a time bound at the defaults (0.62 s)
+    failed at 0.621 s under load."""
     cl.cfg.write_text(config(cl.tag))
     for pod, name in ((cl.a, "pod-a"), (cl.b, "pod-b")):
         start(cl, pod, PEAK, "serve", "--port", "8080", "--id", name)
-    agent = start(cl, cl.n, PEAK, "agent", "--config", str(cl.cfg), "--node", "node1")
+    agent = start(cl, cl.n, PEAK, "agent", "--config", str(cl.cfg), "--node", "node1",
+                  "--hc-interval", "2000", "--hc-fast-interval", "50")
     assert wait_until(lambda: all(owners(cl).values()))
     assert wait_until(lambda: watches(agent) == 2)  # checking both pods, found their servers
     t0 = time.time()
     subprocess.run(["ip", "netns", "exec", cl.a, "nft", "add table inet pksilent; add chain inet "
                     "pksilent in { type filter hook input priority 0; policy drop; }"], check=True)
-    assert wait_until(lambda: owners(cl)["2001:db8:100:1::a"] == [], 3)
+    assert wait_until(lambda: owners(cl)["2001:db8:100:1::a"] == [], 10)
     secs = time.time() - t0
     print(f"silent pod down after {secs:.3f} s")
-    assert secs < 0.62, secs
+    assert secs < 5.0, secs  # fast re-checks: 2.1-4.1 s; without them 6-8 s
     assert "endpoint pod-a is down" in agent.log.read_text()
     assert "server process exited" not in agent.log.read_text()  # the checks found it
     subprocess.run(["ip", "netns", "exec", cl.a, "nft", "delete table inet pksilent"], check=True)
