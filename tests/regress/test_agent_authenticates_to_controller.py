@@ -129,3 +129,28 @@ def test_key_file_others_may_read_is_refused(tmp_path):
         assert r.returncode == 2, (extra, r.stderr)
         assert "mode 0644" in r.stderr, r.stderr
         assert KEY not in r.stderr + r.stdout
+
+
+def test_refusals_the_real_controller_never_makes(tmp_path):
+    """A fake controller: the tag checked against Python's HMAC, an "error:" reply to the
+    hello, and a controller that never sends the challenge."""
+    import hashlib
+    import hmac
+    from agentns import Conn
+    with agent_ns(tmp_path, "rgaf") as ns:
+        agent = ns.start_agent("--key-file", key_file(tmp_path, "agent.key", KEY))
+        c = Conn(ns.srv.accept()[0])
+        nonce = bytes(range(16))
+        c.send("challenge " + nonce.hex())
+        tag = hmac.new(KEY.encode(), b"peak-ctl-hello-v1\0" + nonce + b"node1",
+                       hashlib.sha256).hexdigest()
+        assert c.line() == f"hello node1 {tag}"
+        c.send("error: no such node here")
+        assert wait_until(lambda: "refused the hello: no such node here" in
+                          ns.log.read_text() or agent.poll() is not None)
+        c.close()
+        c = Conn(ns.srv.accept()[0])  # retried; this time no challenge comes
+        assert wait_until(lambda: "no challenge in time" in ns.log.read_text() or
+                          agent.poll() is not None, 10)
+        assert agent.poll() is None, ns.log.read_text()
+        c.close()
