@@ -160,16 +160,31 @@ int agent_run(const struct agent_opts *o)
 {
 	struct agent a = {.o = o,
 	                  .ctl = -1,
-	                  .backoff_ms = 100,
+	                  .backoff_ms = CTL_BACKOFF_MIN_MS,
 	                  .cur_svc = -1,
 	                  .st = {.lock = PTHREAD_MUTEX_INITIALIZER}};
 	struct metrics_srv *ms = NULL;
+	struct ctlauth_key key = {0};
 	int ret = AGENT_EXIT_FAIL, sfd = -1;
 	/* Before any thread starts (the metrics endpoint's): threads inherit the signal mask,
 	 * and one started with SIGHUP and SIGTERM unblocked would take them and die of them. */
 	if (!o->once && (sfd = signals_fd(1)) < 0) {
 		log_msg(LOG_ERR, "agent: signals: %s", strerror(-sfd));
 		goto out;
+	}
+	if (o->key_file) {
+		char err[CTLAUTH_ERRLEN];
+		if (ctlauth_key_load(o->key_file, &key, err, sizeof(err))) {
+			log_msg(LOG_ERR, "agent: %s", err);
+			ret = AGENT_EXIT_CONFIG;
+			goto out;
+		}
+		a.key = &key;
+	} else if (o->controller && !o->once) {
+		log_msg(LOG_WARNING,
+		        "agent: no --key-file: the hello to the controller at %s carries no tag "
+		        "(a controller with --key-file refuses it; one without trusts any peer)",
+		        o->controller);
 	}
 	if (load(o, &a.cfg)) {
 		ret = AGENT_EXIT_CONFIG;
@@ -192,8 +207,7 @@ int agent_run(const struct agent_opts *o)
 	uint64_t next_sync = mono_ms() + o->interval_ms, next_hc = mono_ms();
 	for (bool run = true; run;) {
 		uint64_t now = mono_ms();
-		if (o->controller && a.ctl < 0 && now >= a.retry_ms)
-			ctl_connect(&a);
+		ctl_tick(&a, now);
 		if (now >= next_hc) {
 			next_hc = hc_round(&a, now);
 			for (unsigned i = 0; i < a.nhc; i++)
@@ -213,8 +227,8 @@ int agent_run(const struct agent_opts *o)
 				until = a.dr.drain[k].until_ms;
 		if (a.dr.ndrain && until <= now)
 			a.dirty = true; /* a drained route's time is up */
-		if (o->controller && a.ctl < 0 && a.retry_ms < until)
-			until = a.retry_ms;
+		if (ctl_due_ms(&a) < until)
+			until = ctl_due_ms(&a);
 		struct pollfd *pf = a.pf;
 		pf[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		pf[1] = (struct pollfd){.fd = a.ctl, .events = POLLIN};
@@ -269,7 +283,7 @@ out:
 		close(sfd);
 	maps_free(a.maps, a.cfg ? a.cfg->nsvc : 0);
 	ctl_map_reset(&a);
-	free(a.in);
+	ctlauth_key_wipe(&key);
 	free(a.hc);
 	free(a.pf);
 	agent_drain_fini(&a.dr);

@@ -14,6 +14,7 @@ struct agent_opts {
 	bool once;                 /* sync once and exit */
 	unsigned interval_ms;      /* resync period (repairs drift) */
 	const char *controller;    /* ADDR:PORT of peak controller, or NULL */
+	const char *key_file;      /* the key shared with the controller (ctlauth.h), or NULL */
 	unsigned hc_interval_ms;   /* health checks: period */
 	unsigned hc_fast_ms;       /* their period while an endpoint's health is changing */
 	unsigned hc_down, hc_up;   /* consecutive failures / successes that change health */
@@ -28,6 +29,12 @@ struct svc_map {
 	struct assign_block **blocks; /* per endpoint index (nep lists) */
 	size_t *nblocks;
 };
+
+/* Whether the blocks of a controller's "ep" line all lie in the service's space sp: each
+ * inside one of its prefixes (assign_block_prefix) and below its slice count. The grammar
+ * (ctlproto.h) has checked their syntax and alignment already; this is what only the
+ * agent, which knows the service, can check. True for n == 0 (the endpoint owns nothing). */
+bool agent_blocks_fit(const struct ssa_space *sp, const struct assign_block *b, size_t n);
 
 /* The routes a node wants: for each endpoint on the node, its slices aggregated into the
  * fewest prefixes, via the endpoint's address. The slices come from maps[i] when the

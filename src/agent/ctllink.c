@@ -1,4 +1,6 @@
-/* peak agent: the link to the controller. ctl_line handles one line of it. */
+/* peak agent: the link to the controller. Every line in and out goes through the control-line
+ * grammar (peak/ctlproto.h); with --key-file the hello answers the controller's challenge with
+ * the key's tag (peak/ctlauth.h). ctl_line handles one line from the controller. */
 #include "internal.h"
 
 #include <errno.h>
@@ -10,7 +12,8 @@
 
 #include "../sys/log.h"
 #include "../sys/net.h"
-#include "mapline.h"
+
+enum { LOG_LINE_MAX = 80 }; /* bytes of a refused line quoted in the log */
 
 /* Frees a map's blocks (m->nep lists) and empties it. */
 static void map_free(struct svc_map *m)
@@ -45,6 +48,7 @@ void ctl_drop(struct agent *a, uint64_t retry_ms)
 	if (a->ctl >= 0)
 		close(a->ctl);
 	a->ctl = -1;
+	a->link = LINK_DOWN;
 	a->inlen = 0;
 	a->retry_ms = retry_ms;
 	ctl_map_reset(a);
@@ -53,89 +57,235 @@ void ctl_drop(struct agent *a, uint64_t retry_ms)
 	pthread_mutex_unlock(&a->st.lock);
 }
 
-void ctl_send(struct agent *a, const char *line)
+/* The link failed or the controller ended it: why says how, and said is true when why is
+ * the text of the controller's "error:" line. Drops the link and retries after the
+ * backoff, which doubles up to CTL_BACKOFF_MAX_MS until a controller takes a hello.
+ * Between our hello and the controller's first map, an "error:" is a refused hello, and
+ * so most likely is a close: the log says so, with the likely fix (the key), since the
+ * retries alone will not help. The routes stay (fail static). */
+static void ctl_lost(struct agent *a, const char *why, bool said)
 {
-	size_t n = strlen(line);
-	if (a->ctl >= 0 && send(a->ctl, line, n, MSG_NOSIGNAL) != (ssize_t)n)
-		ctl_drop(a, mono_ms() + a->backoff_ms);
+	const char *hint = a->key ? "is --key-file the controller's key?"
+	                          : "a controller with --key-file wants one here too";
+	unsigned wait = a->backoff_ms;
+	if (a->link == LINK_HELLO && said)
+		log_msg(LOG_ERR,
+		        "agent: %s: controller %s refused the hello: %s (%s); keeping the "
+		        "routes, retrying in %u ms",
+		        a->o->node, a->o->controller, why, hint, wait);
+	else if (a->link == LINK_HELLO)
+		log_msg(LOG_ERR,
+		        "agent: %s: controller %s ended the link after the hello, before any "
+		        "map (%s): a refused hello? (%s); keeping the routes, retrying in %u ms",
+		        a->o->node, a->o->controller, why, hint, wait);
+	else
+		log_msg(LOG_WARNING,
+		        "agent: %s: controller gone; keeping the routes, retrying in %u ms "
+		        "(%s: %s%s)",
+		        a->o->node, wait, a->o->controller, said ? "error: " : "", why);
+	a->backoff_ms =
+	    a->backoff_ms * 2 > CTL_BACKOFF_MAX_MS ? CTL_BACKOFF_MAX_MS : a->backoff_ms * 2;
+	ctl_drop(a, mono_ms() + wait);
+}
+
+/* Writes m on the link (blocking, with the socket's short send timeout). A message the
+ * grammar refuses (a name it cannot carry) is logged and not sent; a failed send loses the
+ * link. Returns 0, or -1 if nothing was sent (the link may be gone then). */
+static int ctl_send(struct agent *a, const struct ctl_msg *m)
+{
+	char line[CTL_LINE_MAX + 1];
+	int n = ctl_write(m, line, sizeof(line));
+	if (n < 0) {
+		log_msg(LOG_ERR, "agent: %s: cannot write a '%s' line for '%s' (%s)", a->o->node,
+		        ctl_kind_name(m->kind), m->id, strerror(-n));
+		return -1;
+	}
+	if (a->ctl < 0)
+		return -1;
+	ssize_t k = send(a->ctl, line, (size_t)n, MSG_NOSIGNAL);
+	if (k != n) {
+		ctl_lost(a, k == -1 ? strerror(errno) : "a short send", false);
+		return -1;
+	}
+	return 0;
+}
+
+/* Fills m's service and endpoint from a local endpoint. */
+static void msg_endpoint(const struct agent *a, const struct hc *h, struct ctl_msg *m)
+{
+	const struct cfg_service *s = &a->cfg->svc[h->svc];
+	dns_name_print(&s->name, m->svc, sizeof(m->svc));
+	snprintf(m->id, sizeof(m->id), "%s", s->ep[h->ep].id);
 }
 
 void ctl_health(struct agent *a, const struct hc *h)
 {
-	char name[DNS_NAME_STRLEN], line[DNS_NAME_STRLEN + CFG_ID_MAX + 32];
-	const struct cfg_service *s = &a->cfg->svc[h->svc];
-	dns_name_print(&s->name, name, sizeof(name));
-	snprintf(line, sizeof(line), "health %s %s %s\n", name, s->ep[h->ep].id,
-	         h->up ? "up" : "down");
-	ctl_send(a, line);
+	struct ctl_msg m = {.kind = CTL_HEALTH, .up = h->up};
+	if (a->ctl < 0 || a->link < LINK_HELLO)
+		return; /* the hello reports what is down */
+	msg_endpoint(a, h, &m);
+	ctl_send(a, &m);
 }
 
-/* Connects to the controller (blocking, short), says hello and the health it knows. */
-void ctl_connect(struct agent *a)
+void ctl_load(struct agent *a, const struct hc *h, uint64_t conns, uint64_t cpu_ns)
 {
-	struct sockaddr_storage ss;
-	socklen_t sl;
-	if (sockaddr_parse(a->o->controller, &ss, &sl))
+	struct ctl_msg m = {.kind = CTL_LOAD, .conns = conns, .cpu_ns = cpu_ns};
+	if (a->ctl < 0 || a->link < LINK_HELLO)
 		return;
-	int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	struct timeval tv = {0, 200000};
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	if (fd == -1 || connect(fd, (struct sockaddr *)&ss, sl) == -1) {
-		if (fd != -1)
-			close(fd);
-		/* Keep the last routes (fail static) and retry with backoff, up to 5 s. */
-		a->retry_ms = mono_ms() + a->backoff_ms;
-		a->backoff_ms = a->backoff_ms * 2 > 5000 ? 5000 : a->backoff_ms * 2;
+	msg_endpoint(a, h, &m);
+	ctl_send(a, &m);
+}
+
+/* Says hello: with the key's tag for nonce when the agent has a key, else plain. Then
+ * reports the endpoints that are down (the controller assumes the others are up). */
+static void ctl_hello(struct agent *a, const uint8_t *nonce)
+{
+	struct ctl_msg m = {.kind = CTL_HELLO};
+	snprintf(m.id, sizeof(m.id), "%s", a->o->node);
+	if (a->key && nonce) {
+		ctlauth_tag(a->key, nonce, a->o->node, m.tag);
+		m.has_tag = true;
+	}
+	if (ctl_send(a, &m)) {
+		if (a->ctl >= 0) /* refused by the grammar: never retry faster than the backoff */
+			ctl_lost(a, "no hello", false);
 		return;
 	}
-	a->ctl = fd;
-	a->backoff_ms = 100;
+	a->link = LINK_HELLO;
 	pthread_mutex_lock(&a->st.lock);
 	a->st.controller_up = true;
 	pthread_mutex_unlock(&a->st.lock);
-	a->inlen = 0;
-	ctl_map_reset(a);
-	char hello[CFG_ID_MAX + 16];
-	snprintf(hello, sizeof(hello), "hello %s\n", a->o->node);
-	ctl_send(a, hello);
-	for (unsigned i = 0; i < a->nhc; i++)
+	for (unsigned i = 0; i < a->nhc && a->ctl >= 0; i++)
 		if (!a->hc[i].up)
 			ctl_health(a, &a->hc[i]);
 	if (a->ctl >= 0) /* else a send failed: dropped, retried after the backoff */
-		log_msg(LOG_INFO, "agent: %s: connected to controller %s", a->o->node,
-		        a->o->controller);
+		log_msg(LOG_INFO, "agent: %s: connected to controller %s%s", a->o->node,
+		        a->o->controller, m.has_tag ? " (hello with the key's tag)" : "");
+}
+
+/* Connects to the controller (blocking, short). With a key the hello waits for the
+ * challenge (at most CTL_CHALLENGE_MS); without one it goes at once. */
+static void ctl_connect(struct agent *a, uint64_t now)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	struct timeval tv = {0, 200000};
+	int fd = -1;
+	if (sockaddr_parse(a->o->controller, &ss, &sl)) /* checked by the command line */
+		goto fail;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1 || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1 ||
+	    connect(fd, (struct sockaddr *)&ss, sl) == -1)
+		goto fail;
+	a->ctl = fd;
+	a->inlen = 0;
+	ctl_map_reset(a);
+	if (a->key) {
+		a->link = LINK_CHALLENGE;
+		a->challenge_ms = now + CTL_CHALLENGE_MS;
+		return;
+	}
+	ctl_hello(a, NULL);
+	return;
+fail:
+	if (fd != -1)
+		close(fd);
+	/* Keep the last routes (fail static) and retry with backoff, up to 5 s. */
+	a->retry_ms = now + a->backoff_ms;
+	a->backoff_ms =
+	    a->backoff_ms * 2 > CTL_BACKOFF_MAX_MS ? CTL_BACKOFF_MAX_MS : a->backoff_ms * 2;
+}
+
+void ctl_tick(struct agent *a, uint64_t now)
+{
+	if (!a->o->controller)
+		return;
+	if (a->ctl < 0 && now >= a->retry_ms)
+		ctl_connect(a, now);
+	else if (a->ctl >= 0 && a->link == LINK_CHALLENGE && now >= a->challenge_ms)
+		ctl_lost(a, "no challenge in time", false);
+}
+
+uint64_t ctl_due_ms(const struct agent *a)
+{
+	if (!a->o->controller)
+		return UINT64_MAX;
+	if (a->ctl < 0)
+		return a->retry_ms;
+	return a->link == LINK_CHALLENGE ? a->challenge_ms : UINT64_MAX;
 }
 
 /* Logs a controller line the agent refuses, at most once a second (the rest are counted and
- * reported with the next message): a broken or hostile peer must not flood the log. */
-static void ctl_refuse(struct agent *a, const char *why, const char *line)
+ * reported with the next message): a broken or hostile peer must not flood the log. The
+ * line is quoted with its bytes outside printable ASCII as '?'. */
+static void ctl_refuse(struct agent *a, const char *why, const char *line, size_t len)
 {
 	uint64_t now_s = mono_ms() / 1000;
+	char q[LOG_LINE_MAX + 1];
+	size_t n = len < LOG_LINE_MAX ? len : LOG_LINE_MAX;
 	if (a->refused_s && now_s == a->refused_s) {
 		a->refused++;
 		return;
 	}
+	for (size_t i = 0; i < n; i++)
+		q[i] = line[i] >= 0x20 && line[i] < 0x7f ? line[i] : '?';
+	q[n] = '\0';
 	log_msg(LOG_WARNING,
-	        "agent: %s: controller: %s in line '%.80s'; line ignored (%llu more "
+	        "agent: %s: controller line refused (%s): '%s'%s; line ignored (%llu more "
 	        "since the last such message)",
-	        a->o->node, why, line, (unsigned long long)a->refused);
+	        a->o->node, why, q, len > n ? "..." : "", (unsigned long long)a->refused);
 	a->refused_s = now_s;
 	a->refused = 0;
 }
 
+/* An ep line of the map being received: its blocks are added to the endpoint's. A line
+ * naming an endpoint the service does not have, or a block outside the service's space,
+ * is refused whole. */
+static void ctl_ep(struct agent *a, const struct ctl_msg *m, const char *line, size_t len)
+{
+	const struct cfg_service *s = &a->cfg->svc[a->cur_svc];
+	int e = -1;
+	for (unsigned k = 0; k < s->nep && e < 0; k++)
+		if (!strcmp(s->ep[k].id, m->id))
+			e = (int)k;
+	if (e < 0) {
+		ctl_refuse(a, "unknown endpoint", line, len);
+		return;
+	}
+	if (!agent_blocks_fit(&s->space, m->blocks, m->nblocks)) {
+		ctl_refuse(a, "bad block", line, len);
+		return;
+	}
+	size_t have = a->pending.nblocks[e];
+	if (have + m->nblocks > s->space.nslices) { /* a map holds each slice once */
+		ctl_refuse(a, "more blocks than the service has slices", line, len);
+		return;
+	}
+	struct assign_block *nv =
+	    realloc(a->pending.blocks[e], (have + m->nblocks + 1) * sizeof(*nv));
+	if (!nv) {
+		ctl_refuse(a, "no memory", line, len);
+		return;
+	}
+	a->pending.blocks[e] = nv;
+	memcpy(nv + have, m->blocks, m->nblocks * sizeof(*nv));
+	a->pending.nblocks[e] = have + m->nblocks;
+}
+
 /* One line of a map message. A map line starts a new map and drops any unfinished one
  * (a map with no end, or one cut off when the link dropped). */
-static void ctl_line(struct agent *a, char *line)
+static void ctl_map_line(struct agent *a, const struct ctl_msg *m, const char *line, size_t len)
 {
 	struct peak_config *cfg = a->cfg;
-	if (!strncmp(line, "map ", 4)) {
+	if (m->kind == CTL_MAP) {
 		struct dns_name n;
 		ctl_map_reset(a);
-		if (dns_name_parse(line + 4, &n))
+		if (dns_name_parse(m->svc, &n))
 			return;
 		for (unsigned i = 0; i < cfg->nsvc; i++)
 			if (dns_name_eq(&cfg->svc[i].name, &n))
 				a->cur_svc = (int)i;
+		/* a service this node's file does not have: its lines are skipped */
 		if (a->cur_svc < 0)
 			return;
 		unsigned nep = cfg->svc[a->cur_svc].nep;
@@ -148,82 +298,90 @@ static void ctl_line(struct agent *a, char *line)
 	}
 	if (a->cur_svc < 0)
 		return;
-	const struct cfg_service *s = &cfg->svc[a->cur_svc];
-	if (!strncmp(line, "ep ", 3)) {
-		/* "ep ID BLOCKS": a line with a bad block is refused whole (parsed once to check
-		 * and count, once to store) */
-		const char *id = line + 3, *sp = strchr(id, ' ');
-		size_t idlen = sp ? (size_t)(sp - id) : strlen(id), nb, have;
-		const char *blocks = sp ? sp + 1 : "";
-		int e = -1;
-		for (unsigned k = 0; k < s->nep && e < 0; k++)
-			if (strlen(s->ep[k].id) == idlen && !memcmp(s->ep[k].id, id, idlen))
-				e = (int)k;
-		if (e < 0 ||
-		    mapline_blocks_parse(blocks, strlen(blocks), &s->space, NULL, 0, &nb)) {
-			ctl_refuse(a, e < 0 ? "unknown endpoint" : "bad block", line);
-			return;
-		}
-		have = a->pending.nblocks[e];
-		struct assign_block *nv =
-		    realloc(a->pending.blocks[e], (have + nb + 1) * sizeof(*nv));
-		if (!nv) {
-			ctl_refuse(a, "no memory for", line);
-			return;
-		}
-		a->pending.blocks[e] = nv;
-		mapline_blocks_parse(blocks, strlen(blocks), &s->space, nv + have, nb, &nb);
-		a->pending.nblocks[e] = have + nb;
+	if (m->kind == CTL_EP) {
+		ctl_ep(a, m, line, len);
 		return;
 	}
-	if (!strcmp(line, "end")) {
-		map_free(&a->maps[a->cur_svc]);
-		a->maps[a->cur_svc] = a->pending;
-		a->maps[a->cur_svc].have = true;
-		memset(&a->pending, 0, sizeof(a->pending));
-		a->cur_svc = -1;
-		a->dirty = true;
+	map_free(&a->maps[a->cur_svc]); /* CTL_END */
+	a->maps[a->cur_svc] = a->pending;
+	a->maps[a->cur_svc].have = true;
+	memset(&a->pending, 0, sizeof(a->pending));
+	a->cur_svc = -1;
+	a->dirty = true;
+}
+
+/* One line from the controller (len bytes, without its '\n'). */
+static void ctl_line(struct agent *a, const char *line, size_t len)
+{
+	struct ctl_msg m;
+	if (ctl_parse(line, len, &m)) {
+		if (a->link == LINK_CHALLENGE)
+			ctl_lost(a, "a malformed line instead of the challenge", false);
+		else
+			ctl_refuse(a, "not a control line", line, len);
+		return;
+	}
+	if (a->link == LINK_CHALLENGE) {
+		if (m.kind == CTL_CHALLENGE)
+			ctl_hello(a, m.nonce);
+		else if (m.kind == CTL_ERROR)
+			ctl_lost(a, m.text, true);
+		else
+			ctl_lost(a, "no challenge before other lines", false);
+		return;
+	}
+	switch (m.kind) {
+	case CTL_CHALLENGE:
+		/* Without a key the hello went out at connect, plain: the controller sends its
+		 * challenge anyway, and takes that hello only if it has no key either. */
+		if (a->link != LINK_HELLO || a->key)
+			ctl_refuse(a, "a challenge after the hello", line, len);
+		break;
+	case CTL_ERROR:
+		if (a->link == LINK_HELLO)
+			ctl_lost(a, m.text, true);
+		else
+			ctl_refuse(a, "the controller says", line, len);
+		break;
+	case CTL_MAP:
+	case CTL_EP:
+	case CTL_END:
+		if (a->link == LINK_HELLO) {
+			a->link = LINK_UP;
+			a->backoff_ms = CTL_BACKOFF_MIN_MS;
+		}
+		ctl_map_line(a, &m, line, len);
+		break;
+	default:
+		ctl_refuse(a, "not a line a controller sends", line, len);
+		break;
 	}
 }
 
 void ctl_read(struct agent *a)
 {
-	char *grown = NULL;
-	if (a->inlen + 4096 > a->incap && a->incap < CTL_LINE_LIMIT) {
-		size_t nc = a->incap ? 2 * a->incap : 65536;
-		if ((grown = realloc(a->in, nc))) {
-			a->in = grown;
-			a->incap = nc;
-		}
-	}
-	/* A line longer than any map can be, or no memory for it: drop the connection (the
-	 * routes stay) rather than grow without bound or spin on a full buffer. */
-	bool full = a->inlen + 1 >= a->incap;
-	ssize_t k = full ? 0 : recv(a->ctl, a->in + a->inlen, a->incap - a->inlen - 1, 0);
-	if (full)
-		log_msg(LOG_ERR, "agent: %s: controller line longer than %zu bytes", a->o->node,
-		        a->incap);
+	ssize_t k = recv(a->ctl, a->in + a->inlen, sizeof(a->in) - a->inlen, MSG_DONTWAIT);
+	if (k == -1 && (errno == EINTR || errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
 	if (k <= 0) {
-		log_msg(LOG_WARNING, "agent: %s: controller gone; keeping the routes, retrying",
-		        a->o->node);
-		ctl_drop(a, mono_ms() + a->backoff_ms);
+		ctl_lost(a, k ? strerror(errno) : "it closed the link", false);
 		return;
 	}
 	a->inlen += (size_t)k;
 	/* every complete line, then what is left moves to the front once */
-	size_t used = 0;
-	char *nl;
-	while (a->ctl >= 0 && (nl = memchr(a->in + used, '\n', a->inlen - used))) {
-		char *line = a->in + used;
-		*nl = '\0';
-		if (memchr(line, '\0', (size_t)(nl - line)))
-			ctl_refuse(a, "a NUL byte", "");
-		else
-			ctl_line(a, line);
-		used = (size_t)(nl - a->in) + 1;
+	size_t at = 0, ll = 0;
+	long n = 0;
+	while (a->ctl >= 0 && (n = ctl_line_split(a->in + at, a->inlen - at, &ll)) > 0) {
+		ctl_line(a, (const char *)a->in + at, ll);
+		at += (size_t)n;
 	}
 	if (a->ctl < 0)
 		return; /* dropped meanwhile: the buffer is empty */
-	memmove(a->in, a->in + used, a->inlen - used);
-	a->inlen -= used;
+	if (n < 0) {
+		/* what is left cannot fit in CTL_IN_MAX: a broken or hostile peer */
+		ctl_lost(a, "a line longer than the grammar allows", false);
+		return;
+	}
+	memmove(a->in, a->in + at, a->inlen - at);
+	a->inlen -= at;
 }

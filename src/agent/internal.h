@@ -3,17 +3,19 @@
  *   agent.c    the run loop, configuration load, reload, the filter, one cleanup path
  *   routes.c   the routes a node wants, local failover and drain, the sync (netlink)
  *   health.c   health checks and the watches on the pods' server processes (pidfds)
- *   ctllink.c  the controller link: connect, read, one function per line, maps
+ *   ctllink.c  the controller link: connect, the challenge and hello (ctlauth), lines in
+ *              and out through the control-line grammar (ctlproto), maps
  *   podload.c  the pods' load (connections, CPU) reported to the controller
  *   stats.c    the metrics endpoint's view
- *   bird.c     the BIRD 2 configuration
- *   mapline.c  the blocks of an 'ep' line (pure parsing) */
+ *   bird.c     the BIRD 2 configuration */
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <time.h>
 
 #include "agent.h"
+#include "peak/ctlauth.h"
+#include "peak/ctlproto.h"
 #include "../sys/metrics.h"
 
 /* What the metrics endpoint shows; written by the agent's loop, read by the endpoint's
@@ -50,7 +52,20 @@ struct hc {
 	uint64_t cpu_seen, cpu_total;
 };
 
-enum { CTL_LINE_LIMIT = 16 << 20 }; /* a map line of every slice fits many times over */
+enum {
+	CTL_IN_MAX = 16 * CTL_LINE_MAX, /* the link's input buffer: always room for a whole line */
+	CTL_CHALLENGE_MS = 5000,        /* with a key: how long to wait for the challenge */
+	CTL_BACKOFF_MIN_MS = 100,
+	CTL_BACKOFF_MAX_MS = 5000,
+};
+
+/* Where the controller link is. */
+enum ctl_link {
+	LINK_DOWN = 0,  /* no connection */
+	LINK_CHALLENGE, /* connected with a key: waiting for "challenge NONCE" */
+	LINK_HELLO,     /* hello sent; nothing from the controller since (it may refuse it) */
+	LINK_UP,        /* the controller sent a map after the hello: it took it */
+};
 
 struct agent {
 	const struct agent_opts *o;
@@ -58,11 +73,14 @@ struct agent {
 	struct svc_map *maps;
 	struct hc *hc;
 	unsigned nhc;
-	int ctl;           /* controller connection, or -1 */
-	uint64_t retry_ms; /* when to try the controller again */
-	unsigned backoff_ms;
-	char *in;
-	size_t inlen, incap;
+	int ctl; /* controller connection, or -1 */
+	enum ctl_link link;
+	uint64_t retry_ms;     /* when to try the controller again (link down) */
+	uint64_t challenge_ms; /* when to give up waiting for the challenge */
+	unsigned backoff_ms;   /* the next retry's delay: doubles on each failure, up to 5 s */
+	const struct ctlauth_key *key; /* --key-file's key, or NULL: plain hello */
+	uint8_t in[CTL_IN_MAX];
+	size_t inlen;
 	int cur_svc; /* the map being received, or -1 */
 	struct svc_map pending;
 	bool dirty;                  /* routes must be synced */
@@ -103,13 +121,17 @@ void watch_start(struct agent *a, struct hc *h, uint64_t now);
 void watch_fired(struct agent *a, unsigned i);
 void watch_stop_all(struct agent *a);
 
-/* ctllink.c */
+/* ctllink.c: the controller link. ctl_tick connects when a retry is due and gives up on a
+ * challenge that does not come; ctl_due_ms says when it next needs to run (UINT64_MAX:
+ * only on input). ctl_drop closes the link, the next attempt at retry_ms. ctl_health and
+ * ctl_load report a local endpoint (index into a->hc), once the hello is sent. */
 void maps_free(struct svc_map *v, unsigned n);
 void ctl_map_reset(struct agent *a);
 void ctl_drop(struct agent *a, uint64_t retry_ms);
-void ctl_send(struct agent *a, const char *line);
 void ctl_health(struct agent *a, const struct hc *h);
-void ctl_connect(struct agent *a);
+void ctl_load(struct agent *a, const struct hc *h, uint64_t conns, uint64_t cpu_ns);
+void ctl_tick(struct agent *a, uint64_t now);
+uint64_t ctl_due_ms(const struct agent *a);
 void ctl_read(struct agent *a);
 
 /* podload.c: measures every local pod's load, records it and reports it to the controller. */

@@ -89,10 +89,6 @@ void pod_load_round(struct agent *a)
 			a->st.cpu_ns[i] = cpu;
 		}
 		pthread_mutex_unlock(&a->st.lock);
-		char name[DNS_NAME_STRLEN], line[DNS_NAME_STRLEN + CFG_ID_MAX + 64];
-		dns_name_print(&s->name, name, sizeof(name));
-		snprintf(line, sizeof(line), "load %s %s %llu %llu\n", name, ep->id,
-		         (unsigned long long)j.conns, (unsigned long long)cpu);
-		ctl_send(a, line);
+		ctl_load(a, h, j.conns, cpu);
 	}
 }

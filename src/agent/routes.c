@@ -44,6 +44,16 @@ static int rtvec_push(struct rtvec *r, const struct rt6 *x)
 	return 0;
 }
 
+bool agent_blocks_fit(const struct ssa_space *sp, const struct assign_block *b, size_t n)
+{
+	for (size_t k = 0; k < n; k++) {
+		struct prefix p;
+		if (b[k].start >= sp->nslices || assign_block_prefix(sp, &b[k], &p))
+			return false;
+	}
+	return true;
+}
+
 int agent_node_routes(const struct peak_config *cfg, const char *node, const struct svc_map *maps,
                       struct rt6 **out, size_t *n)
 {

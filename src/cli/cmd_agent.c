@@ -1,18 +1,23 @@
 /* peak agent: the node agent. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../agent/agent.h"
 #include "../sys/log.h"
+#include "../sys/net.h"
 #include "cli.h"
+#include "peak/ctlauth.h"
+#include "peak/ctlproto.h"
 
 static const char agent_help[] =
-    "usage: peak agent --config FILE --node NAME [--controller ADDR:PORT] [--table N]\n"
-    "                  [--once] [--interval MS] [--hc-interval MS] [--hc-fast-interval MS]\n"
-    "                  [--hc-down N] [--hc-up N] [--metrics ADDR:PORT]\n"
-    "                  [--filter-object PATH] [--quiet]\n"
-    "       peak agent --check --config FILE --node NAME\n"
+    "usage: peak agent --config FILE --node NAME [--controller ADDR:PORT [--key-file FILE]]\n"
+    "                  [--table N] [--once] [--interval MS] [--hc-interval MS]\n"
+    "                  [--hc-fast-interval MS] [--hc-down N] [--hc-up N]\n"
+    "                  [--metrics ADDR:PORT] [--filter-object PATH] [--quiet]\n"
+    "       peak agent --check --config FILE --node NAME [--key-file FILE]\n"
     "\n"
     "Programs this node (run it in the node's network namespace). For each endpoint whose\n"
     "'node' is NAME: routes for the slices it owns, aggregated into the fewest prefixes, via\n"
@@ -31,6 +36,11 @@ static const char agent_help[] =
     "  --config FILE      the PEAK YAML configuration\n"
     "  --node NAME        this node's name, as the endpoints' 'node' fields give it\n"
     "  --controller A     peak controller, ADDR:PORT\n"
+    "  --key-file FILE    the key the controller's --key-file holds (16 bytes or more; a\n"
+    "                     file group or others may write or others may read is refused):\n"
+    "                     the hello answers the controller's challenge with its HMAC.\n"
+    "                     Without it the hello is plain (a warning), and only a controller\n"
+    "                     without --key-file takes it\n"
     "  --table N          routing table for slice routes (default 254, main)\n"
     "  --once             sync once (from the file), print what changed, and exit\n"
     "  --interval MS      resync period (default 1000)\n"
@@ -44,11 +54,13 @@ static const char agent_help[] =
     "  --filter-object P  the XDP filter object, when the node's 'filter-dev' asks for the\n"
     "                     filter (default: the one built into peak)\n"
     "  --quiet            log only warnings and errors\n"
-    "  --check            load and check the configuration for this node, print 'ok' and\n"
-    "                     exit 0, or print FILE:LINE: what is wrong and exit 2\n"
+    "  --check            load and check the configuration for this node (and the key\n"
+    "                     file), print 'ok' and exit 0, or print FILE:LINE: what is wrong\n"
+    "                     and exit 2\n"
     "\n"
     "Exit status: 0; 1 for a failure at run time (a --once sync, the metrics endpoint,\n"
-    "the filter); 2 for a usage error or a configuration that does not load or check.\n"
+    "the filter); 2 for a usage error, a configuration that does not load or check, or a\n"
+    "key file that is refused.\n"
     "\n"
     "  --bird-config FILE --bgp-neighbor ADDR --local-as N --peer-as N --router-id A.B.C.D\n"
     "                     write the BIRD 2 configuration that announces this node's\n"
@@ -77,6 +89,7 @@ int cmd_agent(int argc, char **argv)
 	    {"metrics", required_argument, 0, 'M'},
 	    {"filter-object", required_argument, 0, 'F'},
 	    {"check", no_argument, 0, 'k'},
+	    {"key-file", required_argument, 0, 'K'},
 	    {0, 0, 0, 0},
 	};
 	struct agent_opts o = {.table = RT_TABLE_PEAK_MAIN,
@@ -155,6 +168,9 @@ int cmd_agent(int argc, char **argv)
 		case 'k':
 			check = true;
 			break;
+		case 'K':
+			o.key_file = optarg;
+			break;
 		case 'h':
 			fputs(agent_help, stdout);
 			return 0;
@@ -187,6 +203,25 @@ int cmd_agent(int argc, char **argv)
 		cli_usage_error("agent", "--config is required");
 	if (!o.node)
 		cli_usage_error("agent", "--node is required");
+	if (o.controller) {
+		struct sockaddr_storage ss;
+		socklen_t sl;
+		struct ctl_msg m = {.kind = CTL_HELLO};
+		char line[CTL_LINE_MAX + 1];
+		if (sockaddr_parse(o.controller, &ss, &sl))
+			cli_usage_error("agent", "--controller: '%s' is not ADDR:PORT",
+			                o.controller);
+		bool fits = strlen(o.node) < sizeof(m.id);
+		if (fits)
+			memcpy(m.id, o.node, strlen(o.node) + 1);
+		if (!fits || ctl_write(&m, line, sizeof(line)) < 0) /* the hello's own check */
+			cli_usage_error("agent",
+			                "--node: '%s' cannot be said in a hello (1 to %d printable "
+			                "characters, no space, '\"' or '\\')",
+			                o.node, CTL_ID_MAX - 1);
+	}
+	if (o.key_file && !o.controller && !check)
+		cli_usage_error("agent", "--key-file is the key of the link to --controller");
 	if (check) {
 		struct peak_config *cfg;
 		char err[CFG_ERRLEN + 256];
@@ -194,6 +229,15 @@ int cmd_agent(int argc, char **argv)
 		if (!r) {
 			r = agent_config_check(cfg, o.config, o.node, err, sizeof(err));
 			config_free(cfg);
+		}
+		if (!r && o.key_file) {
+			struct ctlauth_key *key = malloc(sizeof(*key));
+			r = key ? ctlauth_key_load(o.key_file, key, err, sizeof(err)) : -ENOMEM;
+			if (!key)
+				snprintf(err, sizeof(err), "%s", strerror(ENOMEM));
+			if (key)
+				ctlauth_key_wipe(key);
+			free(key);
 		}
 		if (r) {
 			fprintf(stderr, "peak agent: %s\n", err);

@@ -122,13 +122,14 @@ class AgentNS:
         self.srv.settimeout(10)
         self.port = self.srv.getsockname()[1]
 
-    def start_agent(self, *extra):
+    def start_agent(self, *extra, controller=None):
         """The agent, with health checks far apart (nothing answers on d0: no health changes
-        during a test) and a fast resync."""
+        during a test) and a fast resync; its controller is the fake one unless controller
+        (ADDR:PORT inside the namespace) names another."""
         self.agent = subprocess.Popen(
             ["ip", "netns", "exec", self.name, PEAK, "agent", "--config", str(self.cfg),
-             "--node", "node1", "--controller", f"[::1]:{self.port}", "--interval", "100",
-             "--hc-interval", "60000", *extra],
+             "--node", "node1", "--controller", controller or f"[::1]:{self.port}",
+             "--interval", "100", "--hc-interval", "60000", *extra],
             stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
         return self.agent
 

@@ -4,8 +4,9 @@ Seen: the agent parsed each block of a controller's `ep` line with sscanf("%u/%u
 accepts "-1" (as 4294967295) and "+64", and it skipped a block it could not use but kept the
 others of the same line, so a garbled line half-applied.
 
-Now each number is decimal digits only, a block must lie in the service's space, and a line
-with any bad block is refused whole (logged, rate-limited)."""
+Now each line goes through the control-line grammar (include/peak/ctlproto.h: decimal digits
+only, blocks aligned), then the agent checks that every block lies in the service's space; a
+line with any bad block is refused whole (logged, rate-limited)."""
 import os
 import sys
 
@@ -35,7 +36,9 @@ def test_a_bad_block_refuses_the_whole_line(tmp_path):
         assert wait_until(lambda: b_routes() == want or agent.poll() is not None)
         assert b_routes() == want
         assert agent.poll() is None
-        assert "bad block in line 'ep b1 -1/7 0/7'" in ns.log.read_text()
+        # the first refusal is logged (the rest of that second are counted), with why
+        assert "controller line refused (not a control line): 'ep b1 -1/7 0/7'" in \
+            ns.log.read_text()
         assert agent.poll() is None
         # the link still works: a good map after the refused lines
         c.send("map b.svc.example.", "ep b1 0/7", "ep b2 128/7", "end")

@@ -1,12 +1,13 @@
-/* The agent's pure parts: the blocks of an 'ep' line (mapline.c), and the routes a node
- * wants, their local failover and the drain (routes.c), on a small configuration. */
+/* The agent's pure parts: the blocks of an 'ep' line (the grammar, then agent_blocks_fit in
+ * routes.c), and the routes a node wants, their local failover and the drain (routes.c), on
+ * a small configuration. */
 #include "test.h"
 
 #include <errno.h>
 #include <stdlib.h>
 
 #include "agent.h"
-#include "mapline.h"
+#include "peak/ctlproto.h"
 
 static const char yaml[] = "zone: {name: svc.example., ns: [{name: ns1.svc.example.}]}\n"
                            "nodes: [{name: n1}, {name: n2}]\n"
@@ -31,47 +32,57 @@ static struct peak_config *cfg_make(void)
 	return c;
 }
 
-static void test_mapline_good(void **state)
+/* Parses "ep e1 BLOCKS" as the agent does: the grammar, then the fit in the service's space.
+ * Returns the block count, or -1 if either refuses the line. */
+static int ep_line(const struct ssa_space *sp, const char *blocks, struct ctl_msg *m)
+{
+	char line[CTL_LINE_MAX];
+	int n = snprintf(line, sizeof(line), "ep e1%s%s", *blocks ? " " : "", blocks);
+	if (ctl_parse(line, (size_t)n, m) || !agent_blocks_fit(sp, m->blocks, m->nblocks))
+		return -1;
+	return (int)m->nblocks;
+}
+
+static void test_ep_line_good(void **state)
 {
 	(void)state;
 	struct peak_config *c = cfg_make();
 	const struct ssa_space *sp = &c->svc[0].space;
-	struct assign_block b[4];
-	size_t n;
-	assert_int_equal(mapline_blocks_parse("0/7 128/6 255/0", 15, sp, NULL, 0, &n), 0);
-	assert_int_equal(n, 3);
-	assert_int_equal(mapline_blocks_parse("0/7 128/6 255/0", 15, sp, b, 4, &n), 0);
-	assert_int_equal(n, 3);
-	assert_int_equal(b[0].start, 0);
-	assert_int_equal(b[0].log2, 7);
-	assert_int_equal(b[1].start, 128);
-	assert_int_equal(b[2].start, 255);
-	assert_int_equal(b[2].log2, 0);
-	assert_int_equal(mapline_blocks_parse("", 0, sp, b, 4, &n), 0); /* owns nothing */
-	assert_int_equal(n, 0);
-	assert_int_equal(mapline_blocks_parse("0/8", 3, sp, b, 4, &n), 0); /* the whole space */
-	assert_int_equal(n, 1);
+	static struct ctl_msg m;
+	assert_int_equal(ep_line(sp, "0/7 128/6 255/0", &m), 3);
+	assert_int_equal(m.blocks[0].start, 0);
+	assert_int_equal(m.blocks[0].log2, 7);
+	assert_int_equal(m.blocks[1].start, 128);
+	assert_int_equal(m.blocks[2].start, 255);
+	assert_int_equal(m.blocks[2].log2, 0);
+	assert_int_equal(ep_line(sp, "", &m), 0);    /* owns nothing */
+	assert_int_equal(ep_line(sp, "0/8", &m), 1); /* the whole space */
+	assert_true(agent_blocks_fit(sp, NULL, 0));
 	config_free(c);
 }
 
-static void test_mapline_refused(void **state)
+static void test_ep_line_refused(void **state)
 {
 	(void)state;
+	/* the grammar's refusals and, from "256/0" on, the space's (256 slices) */
 	static const char *bad[] = {
-	    "-1/7", "+64/6", "0128/6", "0/07",         "64/6 ",         " 64/6", "64/6  0/6",
-	    "64",   "64/",   "/6",     "64/6x",        "6a/1",          "256/0", "65/6",
-	    "0/9",  "0/25",  "0/-1",   "0/4294967296", "99999999999/0", "0/7\n", "0/7,128/7",
+	    "-1/7",          "+64/6", "0128/6",    "0/07",        "64/6 ",   " 64/6",
+	    "64/6  0/6",     "64",    "64/",       "/6",          "64/6x",   "6a/1",
+	    "256/0",         "65/6",  "0/9",       "0/25",        "0/-1",    "0/4294967296",
+	    "99999999999/0", "0/7\n", "0/7,128/7", "255/0 256/0", "32768/0", "16777215/0",
 	};
 	struct peak_config *c = cfg_make();
-	struct assign_block b[4];
+	static struct ctl_msg m;
 	for (size_t k = 0; k < sizeof(bad) / sizeof(bad[0]); k++) {
-		size_t n = 99;
-		int r = mapline_blocks_parse(bad[k], strlen(bad[k]), &c->svc[0].space, b, 4, &n);
-		if (r != -EBADMSG)
+		int r = ep_line(&c->svc[0].space, bad[k], &m);
+		if (r != -1)
 			fprintf(stderr, "accepted: '%s'\n", bad[k]);
-		assert_int_equal(r, -EBADMSG);
-		assert_int_equal(n, 0);
+		assert_int_equal(r, -1);
 	}
+	/* a block the grammar cannot refuse, as it does not know the service */
+	struct assign_block b[] = {{0, 7}, {256, 0}};
+	assert_true(agent_blocks_fit(&c->svc[0].space, b, 1));
+	assert_false(agent_blocks_fit(&c->svc[0].space, b, 2));
 	config_free(c);
 }
 
@@ -230,8 +241,8 @@ static void test_drain(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_mapline_good),
-	    cmocka_unit_test(test_mapline_refused),
+	    cmocka_unit_test(test_ep_line_good),
+	    cmocka_unit_test(test_ep_line_refused),
 	    cmocka_unit_test(test_node_routes_from_file_and_map),
 	    cmocka_unit_test(test_failover),
 	    cmocka_unit_test(test_drain),
