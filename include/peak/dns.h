@@ -125,6 +125,10 @@ int dns_name_parse(const char *s, struct dns_name *n);
  * the length or -ENOSPC. */
 int dns_name_print(const struct dns_name *n, char *out, size_t cap);
 
+/* Lowers the name's ASCII letters in place: its canonical form for hashing and caching
+ * (RFC 4343; length octets are at most 63, never a letter). */
+void dns_name_lower(struct dns_name *n);
+
 /* Case-insensitive equality (RFC 4343). */
 bool dns_name_eq(const struct dns_name *a, const struct dns_name *b);
 

@@ -7,6 +7,10 @@
  * -EINVAL, so parsers can write 'return peak_errf(err, errlen, "...", ...);'. */
 int peak_errf(char *err, size_t errlen, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
+/* CLOCK_MONOTONIC in milliseconds and in nanoseconds: every deadline and duration. */
+uint64_t peak_mono_ms(void);
+uint64_t peak_mono_ns(void);
+
 /* Value of a hex digit (either case), or -1. */
 int peak_hexval(char c);
 

@@ -204,9 +204,9 @@ int agent_run(const struct agent_opts *o)
 	}
 	if (filter_sync(&a))
 		goto out;
-	uint64_t next_sync = mono_ms() + o->interval_ms, next_hc = mono_ms();
+	uint64_t next_sync = peak_mono_ms() + o->interval_ms, next_hc = peak_mono_ms();
 	for (bool run = true; run;) {
-		uint64_t now = mono_ms();
+		uint64_t now = peak_mono_ms();
 		ctl_tick(&a, now);
 		if (now >= next_hc) {
 			next_hc = hc_round(&a, now);

@@ -85,7 +85,7 @@ static void ctl_lost(struct agent *a, const char *why, bool said)
 		        a->o->node, wait, a->o->controller, said ? "error: " : "", why);
 	a->backoff_ms =
 	    a->backoff_ms * 2 > CTL_BACKOFF_MAX_MS ? CTL_BACKOFF_MAX_MS : a->backoff_ms * 2;
-	ctl_drop(a, mono_ms() + wait);
+	ctl_drop(a, peak_mono_ms() + wait);
 }
 
 /* Writes m on the link (blocking, with the socket's short send timeout). A message the
@@ -220,7 +220,7 @@ uint64_t ctl_due_ms(const struct agent *a)
  * line is quoted with its bytes outside printable ASCII as '?'. */
 static void ctl_refuse(struct agent *a, const char *why, const char *line, size_t len)
 {
-	uint64_t now_s = mono_ms() / 1000;
+	uint64_t now_s = peak_mono_ms() / 1000;
 	char q[LOG_LINE_MAX + 1];
 	size_t n = len < LOG_LINE_MAX ? len : LOG_LINE_MAX;
 	if (a->refused_s && now_s == a->refused_s) {

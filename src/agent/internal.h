@@ -16,6 +16,7 @@
 #include "agent.h"
 #include "peak/ctlauth.h"
 #include "peak/ctlproto.h"
+#include "peak/util.h"
 #include "../sys/metrics.h"
 
 /* What the metrics endpoint shows; written by the agent's loop, read by the endpoint's
@@ -89,13 +90,6 @@ struct agent {
 	struct agent_stats st;       /* shared with the metrics endpoint's thread */
 	uint64_t refused_s, refused; /* the last second a refused line was logged; since then */
 };
-
-static inline uint64_t mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
 
 static inline double ms_since(const struct timespec *t0)
 {

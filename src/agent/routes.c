@@ -355,7 +355,7 @@ int agent_sync_all(struct agent *a)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int r = agent_node_routes(cfg, o->node, a->maps, &want, &n);
 	if (!r)
-		r = agent_failover_drain(cfg, o->node, hc_down, a, &a->dr, mono_ms(), &want, &n,
+		r = agent_failover_drain(cfg, o->node, hc_down, a, &a->dr, peak_mono_ms(), &want, &n,
 		                         &moved);
 	if (!r)
 		r = agent_sync(o->table, want, n, &added, &deleted);

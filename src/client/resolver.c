@@ -14,6 +14,7 @@
 
 #include "../sys/net.h"
 #include "client.h"
+#include "peak/util.h"
 
 enum {
 	DEF_TIMEOUT_MS = 1000,
@@ -51,13 +52,6 @@ struct peak_resolver {
 	char detail[256];
 	uint8_t buf[3][MSG_MAX];
 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int set_detail(struct peak_resolver *r, int err, const char *what, const char *arg)
 {
@@ -194,7 +188,7 @@ static void pending_init(struct peak_resolver *r, struct pending *p, const struc
 	p->qtype = type;
 	p->resp = buf;
 	if (getrandom(&p->id, sizeof(p->id), 0) != sizeof(p->id))
-		p->id = (uint16_t)now_ms();
+		p->id = (uint16_t)peak_mono_ms();
 	dns_writer_init(&w, p->q, sizeof(p->q), p->id, DNS_F_RD);
 	dns_writer_question(&w, n, type, DNS_C_IN);
 	if (r->udp_size >= DNS_UDP_MIN)
@@ -215,7 +209,7 @@ static bool all_done(const struct pending *p, unsigned n)
 static int wait_fd(int fd, short events, uint64_t deadline)
 {
 	for (;;) {
-		uint64_t t = now_ms();
+		uint64_t t = peak_mono_ms();
 		if (t >= deadline)
 			return 0;
 		struct pollfd pf = {.fd = fd, .events = events};
@@ -239,7 +233,7 @@ static int udp_round(struct peak_resolver *r, unsigned s, struct pending *p, uns
 	for (unsigned i = 0; i < n; i++)
 		if (!p[i].done)
 			(void)send(fd, p[i].q, p[i].qlen, 0);
-	uint64_t deadline = now_ms() + r->timeout_ms;
+	uint64_t deadline = peak_mono_ms() + r->timeout_ms;
 	while (!all_done(p, n) && wait_fd(fd, POLLIN, deadline) > 0) {
 		uint8_t msg[MSG_MAX];
 		ssize_t k = recv(fd, msg, sizeof(msg), 0);
@@ -264,7 +258,7 @@ static int udp_round(struct peak_resolver *r, unsigned s, struct pending *p, uns
 static int tcp_exchange(struct peak_resolver *r, struct pending *p)
 {
 	unsigned s = p->server;
-	uint64_t deadline = now_ms() + r->timeout_ms;
+	uint64_t deadline = peak_mono_ms() + r->timeout_ms;
 	int fd = socket(r->srv[s].ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	int ret = PEAK_E_TIMEOUT;
 	uint8_t lenb[2] = {(uint8_t)(p->qlen >> 8), (uint8_t)p->qlen};
@@ -333,17 +327,10 @@ static int exchange(struct peak_resolver *r, struct pending *p, unsigned n)
 
 /* ---- the cache ---- */
 
-static void name_lower(struct dns_name *n)
-{
-	for (unsigned i = 0; i < n->len; i++)
-		if (n->wire[i] >= 'A' && n->wire[i] <= 'Z')
-			n->wire[i] = (uint8_t)(n->wire[i] + 32);
-}
-
 static struct cache_ent *cache_find(struct peak_resolver *r, const struct dns_name *n,
                                     uint16_t type)
 {
-	uint64_t t = now_ms();
+	uint64_t t = peak_mono_ms();
 	for (unsigned i = 0; i < r->ncache; i++) {
 		struct cache_ent *c = &r->cache[i];
 		if (c->msg && c->type == type && c->expiry_ms > t && dns_name_eq(&c->name, n))
@@ -358,7 +345,7 @@ static void cache_put(struct peak_resolver *r, const struct pending *p, uint32_t
 		return;
 	if (ttl > MAX_TTL_S)
 		ttl = MAX_TTL_S;
-	uint64_t t = now_ms();
+	uint64_t t = peak_mono_ms();
 	struct cache_ent *victim = &r->cache[0];
 	for (unsigned i = 0; i < r->ncache; i++) {
 		struct cache_ent *c = &r->cache[i];
@@ -378,7 +365,7 @@ static void cache_put(struct peak_resolver *r, const struct pending *p, uint32_t
 	victim->msg = m;
 	victim->len = p->rlen;
 	victim->name = p->qname;
-	name_lower(&victim->name);
+	dns_name_lower(&victim->name);
 	victim->type = p->qtype;
 	victim->id = p->id;
 	victim->expiry_ms = t + (uint64_t)ttl * 1000;
@@ -477,7 +464,7 @@ static int source_toward(struct peak_resolver *r, const struct prefix *p, uint8_
 /* cand_req.stop: the proof of work's deadline (ms, CLOCK_MONOTONIC) is past. */
 static bool pow_deadline_past(void *arg)
 {
-	return now_ms() >= *(const uint64_t *)arg;
+	return peak_mono_ms() >= *(const uint64_t *)arg;
 }
 
 int peak_resolve(struct peak_resolver *r, const char *name, const char *object, uint16_t port,
@@ -541,8 +528,8 @@ int peak_resolve(struct peak_resolver *r, const char *name, const char *object, 
 			    .pow = &r->pow,
 			};
 			if (getrandom(&cq.rnd, sizeof(cq.rnd), 0) != sizeof(cq.rnd))
-				cq.rnd = now_ms();
-			uint64_t t0 = now_ms(), deadline = t0 + r->timeout_ms;
+				cq.rnd = peak_mono_ms();
+			uint64_t t0 = peak_mono_ms(), deadline = t0 + r->timeout_ms;
 			cq.stop = pow_deadline_past;
 			cq.stop_arg = &deadline;
 			e = candidates_compute(&cq, out);
@@ -551,7 +538,7 @@ int peak_resolve(struct peak_resolver *r, const char *name, const char *object, 
 				    r->detail, sizeof(r->detail),
 				    "pow=%u (about 2^%u hashes per address): gave up after %llu "
 				    "ms, the timeout",
-				    sp.d.pow, sp.d.pow, (unsigned long long)(now_ms() - t0));
+				    sp.d.pow, sp.d.pow, (unsigned long long)(peak_mono_ms() - t0));
 			}
 			return e;
 		}
@@ -613,14 +600,14 @@ int peak_connect(struct peak_resolver *r, const char *name, const char *object, 
 		return e;
 	if (!res.n)
 		return PEAK_E_NODATA;
-	uint64_t start = now_ms(), deadline = start + (timeout_ms ? timeout_ms : DEF_CONNECT_MS);
+	uint64_t start = peak_mono_ms(), deadline = start + (timeout_ms ? timeout_ms : DEF_CONNECT_MS);
 	uint64_t next = start;
 	int fds[PEAK_MAX_CANDIDATES], err = ETIMEDOUT, winner = -1;
 	unsigned started = 0, k;
 	for (k = 0; k < PEAK_MAX_CANDIDATES; k++)
 		fds[k] = -1;
 	while (winner < 0) {
-		uint64_t t = now_ms();
+		uint64_t t = peak_mono_ms();
 		if (t >= deadline)
 			break;
 		unsigned active = 0;
@@ -662,7 +649,7 @@ int peak_connect(struct peak_resolver *r, const char *name, const char *object, 
 				close(fds[idx[i]]);
 				fds[idx[i]] = -1;
 				next =
-				    now_ms(); /* RFC 8305 5: on failure, start the next at once */
+				    peak_mono_ms(); /* RFC 8305 5: on failure, start the next at once */
 			}
 		}
 	}

@@ -26,6 +26,7 @@
 #include "../sys/net.h"
 #include "answer.h"
 #include "peak/ctlproto.h"
+#include "peak/util.h"
 #include "state.h"
 
 enum {
@@ -236,13 +237,6 @@ struct tconn {
 	uint8_t in[TCP_MSG_MAX];
 	uint8_t out[TCP_OUT_CAP];
 };
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int tcp_listener(const struct sockaddr_storage *ss, socklen_t len)
 {
@@ -492,7 +486,7 @@ static void *tcp_thread(void *arg)
 	struct server *s = t->s;
 	const struct dnsd_opts *o = s->o;
 	struct epoll_event ev, evs[64];
-	uint64_t last_scan = mono_ms();
+	uint64_t last_scan = peak_mono_ms();
 
 	for (unsigned l = 0; l < o->nlisten; l++) {
 		ev = (struct epoll_event){.events = EPOLLIN,
@@ -503,7 +497,7 @@ static void *tcp_thread(void *arg)
 	epoll_ctl(t->ep, EPOLL_CTL_ADD, s->stop_fd, &ev);
 	for (bool run = true; run;) {
 		int n = epoll_wait(t->ep, evs, 64, TCP_SCAN_MS);
-		uint64_t now = mono_ms();
+		uint64_t now = peak_mono_ms();
 		for (int i = 0; i < n; i++) {
 			uint64_t d = evs[i].data.u64;
 			if (d == UINT64_MAX) {
@@ -1097,7 +1091,7 @@ int dnsd_run(const struct dnsd_opts *o)
 		struct pollfd pf[2 + CTL_MAX_CLIENTS];
 		struct ctl_client *who[CTL_MAX_CLIENTS];
 		nfds_t n = 0;
-		uint64_t now = mono_ms(), next = UINT64_MAX;
+		uint64_t now = peak_mono_ms(), next = UINT64_MAX;
 		pf[n++] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		if (ctl.lfd != -1)
 			pf[n++] = (struct pollfd){.fd = ctl.lfd, .events = POLLIN};
@@ -1121,7 +1115,7 @@ int dnsd_run(const struct dnsd_opts *o)
 			ret = 1;
 			break;
 		}
-		now = mono_ms();
+		now = peak_mono_ms();
 		for (nfds_t i = first; i < n; i++)
 			if (pf[i].revents)
 				control_step(s, who[i - first]);

@@ -280,18 +280,11 @@ struct builder {
 	size_t errlen;
 };
 
-static void name_lower(struct dns_name *n)
-{
-	for (unsigned i = 0; i < n->len; i++)
-		if (n->wire[i] >= 'A' && n->wire[i] <= 'Z')
-			n->wire[i] = (uint8_t)(n->wire[i] + 32);
-}
-
 static int node_get(struct builder *b, const struct dns_name *name)
 {
 	struct dns_state *st = b->st;
 	struct dns_name n = *name;
-	name_lower(&n);
+	dns_name_lower(&n);
 	for (unsigned i = 0; i < st->nnodes; i++)
 		if (st->nodes[i].name.len == n.len &&
 		    !memcmp(st->nodes[i].name.wire, n.wire, n.len))
@@ -643,7 +636,7 @@ struct dns_state *dns_state_build(struct peak_config *cfg, struct dnsd_dyn *dyn,
 	b->errlen = errlen;
 	st->cfg = cfg;
 	st->zone = cfg->zone;
-	name_lower(&st->zone);
+	dns_name_lower(&st->zone);
 	st->neg_ttl = cfg->ttl.soa < cfg->soa.minimum ? cfg->ttl.soa : cfg->soa.minimum;
 	if (getrandom(st->hkey, sizeof(st->hkey), 0) != (ssize_t)sizeof(st->hkey))
 		goto fail;

@@ -104,6 +104,12 @@ int dns_name_print(const struct dns_name *n, char *out, size_t cap)
 	return (int)o;
 }
 
+void dns_name_lower(struct dns_name *n)
+{
+	for (size_t i = 0; i < n->len; i++)
+		n->wire[i] = lower(n->wire[i]);
+}
+
 bool dns_name_eq(const struct dns_name *a, const struct dns_name *b)
 {
 	if (a->len != b->len)

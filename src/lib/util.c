@@ -6,6 +6,19 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
+
+uint64_t peak_mono_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+uint64_t peak_mono_ms(void)
+{
+	return peak_mono_ns() / 1000000;
+}
 
 int peak_errf(char *err, size_t errlen, const char *fmt, ...)
 {

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "peak/http.h"
+#include "peak/util.h"
 
 #ifndef IP_BIND_ADDRESS_NO_PORT
 #define IP_BIND_ADDRESS_NO_PORT 24
@@ -71,13 +72,6 @@ struct worker {
 	_Atomic uint64_t done; /* ok + failed, for the progress line */
 	int error;
 };
-
-static uint64_t now_ns(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
 
 const char *load_err_name(enum load_err e)
 {
@@ -419,7 +413,7 @@ static void *worker_main(void *arg)
 {
 	struct worker *w = arg;
 	struct epoll_event ev[EVENTS];
-	uint64_t now = now_ns(), next_tick = now + TICK_NS;
+	uint64_t now = peak_mono_ns(), next_tick = now + TICK_NS;
 	if (w->o->concurrency)
 		for (unsigned i = 0; i < w->nslots; i++) {
 			w->slots[i]->queued = true;
@@ -427,7 +421,7 @@ static void *worker_main(void *arg)
 		}
 	for (;;) {
 		run_ready(w, now);
-		now = now_ns();
+		now = peak_mono_ns();
 		if (now >= w->end)
 			break;
 		uint64_t wake = next_tick < w->end ? next_tick : w->end;
@@ -452,7 +446,7 @@ static void *worker_main(void *arg)
 			w->error = -errno;
 			break;
 		}
-		now = now_ns();
+		now = peak_mono_ns();
 		for (int i = 0; i < n; i++)
 			on_event(ev[i].data.ptr, ev[i].events, now);
 	}
@@ -523,13 +517,13 @@ static void progress(struct worker *ws, unsigned nt, uint64_t t0, uint64_t end)
 	uint64_t last = 0, prev_t = t0;
 	for (;;) {
 		struct timespec ts = {1, 0};
-		uint64_t now = now_ns();
+		uint64_t now = peak_mono_ns();
 		if (now + 1000000000u > end) {
 			ts.tv_sec = 0;
 			ts.tv_nsec = now < end ? (long)(end - now) : 0;
 		}
 		nanosleep(&ts, NULL);
-		now = now_ns();
+		now = peak_mono_ns();
 		if (now >= end)
 			return;
 		uint64_t done = 0;
@@ -559,7 +553,7 @@ int load_run(const struct load_opts *o, struct load_result *res)
 	double cpu0 = cpu_seconds();
 	if (!ws || !slots || !lists || !ready || result_init(res, tl))
 		goto out;
-	uint64_t t0 = now_ns(), end = t0 + (uint64_t)(o->duration_s * 1e9);
+	uint64_t t0 = peak_mono_ns(), end = t0 + (uint64_t)(o->duration_s * 1e9);
 	for (unsigned t = 0, used = 0; t < nt; t++) {
 		struct worker *w = &ws[t];
 		w->o = o;
@@ -602,7 +596,7 @@ out:
 			ret = ws[t].error;
 	}
 	if (!ret) {
-		res->elapsed_s = (double)(now_ns() - ws[0].t0) / 1e9;
+		res->elapsed_s = (double)(peak_mono_ns() - ws[0].t0) / 1e9;
 		res->cpu_s = cpu_seconds() - cpu0;
 		for (unsigned t = 0; t < nt; t++)
 			result_merge(res, &ws[t].r);

@@ -25,6 +25,9 @@ test_names(void **state)
 	assert_string_equal(out, "www.Example.com.");
 	struct dns_name m = N("WWW.example.COM.");
 	assert_true(dns_name_eq(&n, &m));
+	dns_name_lower(&m); /* letters only: the length octets stay */
+	assert_int_equal(dns_name_print(&m, out, sizeof(out)), 16);
+	assert_string_equal(out, "www.example.com.");
 	assert_int_equal(dns_name_labels(&n), 3);
 	n = N(".");
 	assert_int_equal(n.len, 1);
