@@ -281,24 +281,21 @@ static void tconn_close(struct tcp_ctx *t, unsigned slot, enum tcp_close why)
  * everything went). */
 static int tconn_flush(struct tconn *c, uint64_t now)
 {
-	while (c->outoff < c->outlen) {
-		ssize_t k = send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL);
-		if (k == -1 && errno == EINTR)
-			continue;
-		if (k == -1) {
-			if (errno != EAGAIN && errno != EWOULDBLOCK)
-				return -1;
-			if (!c->stall_ms)
-				c->stall_ms = now;
-			if (c->outoff) { /* make room behind what is left */
-				memmove(c->out, c->out + c->outoff, c->outlen - c->outoff);
-				c->outlen -= c->outoff;
-				c->outoff = 0;
-			}
-			return 0;
-		}
-		c->outoff += (size_t)k;
+	size_t was = c->outoff;
+	int r = sock_send_rest(c->fd, c->out, c->outlen, &c->outoff);
+	if (r < 0)
+		return -1;
+	if (c->outoff > was)
 		c->last_ms = now;
+	if (!r) {
+		if (!c->stall_ms)
+			c->stall_ms = now;
+		if (c->outoff) { /* make room behind what is left */
+			memmove(c->out, c->out + c->outoff, c->outlen - c->outoff);
+			c->outlen -= c->outoff;
+			c->outoff = 0;
+		}
+		return 0;
 	}
 	c->outoff = c->outlen = 0;
 	c->stall_ms = 0;

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "../sys/log.h"
+#include "../sys/net.h"
 
 enum { BUF = 8192 };
 
@@ -89,16 +90,13 @@ static bool work(struct conn *c, const char *id, bool *close_after)
 	return c->inlen < sizeof(c->in);
 }
 
+/* Sends what is pending; false if the connection broke. */
 static bool flush(struct conn *c)
 {
-	while (c->outoff < c->outlen) {
-		ssize_t k = send(c->fd, c->out + c->outoff, c->outlen - c->outoff, MSG_NOSIGNAL);
-		if (k == -1)
-			return errno == EAGAIN || errno == EWOULDBLOCK;
-		c->outoff += (size_t)k;
-	}
-	c->outoff = c->outlen = 0;
-	return true;
+	int r = sock_send_rest(c->fd, c->out, c->outlen, &c->outoff);
+	if (r == 1)
+		c->outoff = c->outlen = 0;
+	return r >= 0;
 }
 
 static void addr_text(const struct sockaddr_in6 *sa, char out[INET6_ADDRSTRLEN])

@@ -124,3 +124,16 @@ int ctl_request(const char *who, const char *path, const char *line)
 	close(fd);
 	return !strncmp(last, "ok", 2) ? 0 : !strncmp(last, "error", 5) ? 2 : 1;
 }
+
+int sock_send_rest(int fd, const void *buf, size_t len, size_t *off)
+{
+	while (*off < len) {
+		ssize_t k = send(fd, (const char *)buf + *off, len - *off, MSG_NOSIGNAL);
+		if (k == -1 && errno == EINTR)
+			continue;
+		if (k == -1)
+			return errno == EAGAIN || errno == EWOULDBLOCK ? 0 : -errno;
+		*off += (size_t)k;
+	}
+	return 1;
+}

@@ -14,6 +14,11 @@ char *sockaddr_print(const struct sockaddr *sa, char *out, size_t cap);
  * IPv6 address. */
 bool sockaddr_to_in6(const struct sockaddr *sa, uint8_t out[16]);
 
+/* Sends buf[*off, len) on a non-blocking socket, advancing *off. Returns 1 when all of it
+ * went, 0 when the socket is full (EAGAIN: call again when it is writable), or -errno when
+ * the connection broke. EINTR is retried. */
+int sock_send_rest(int fd, const void *buf, size_t len, size_t *off);
+
 /* Sends one command line to a running daemon's control socket at path and prints the reply
  * (errors on stderr prefixed with who, e.g. "peak dns-ctl"). Returns 0 if the daemon answered
  * "ok", 2 if it refused the command (bad input: the reason is in the reply), 1 if it could
