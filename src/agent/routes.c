@@ -290,7 +290,8 @@ int agent_failover_drain(const struct peak_config *cfg, const char *node,
 	struct rt6 *orig = malloc((*n ? *n : 1) * sizeof(*orig));
 	if (!orig)
 		return -ENOMEM;
-	memcpy(orig, *want, *n * sizeof(*orig));
+	if (*n) /* no routes: *want may be NULL */
+		memcpy(orig, *want, *n * sizeof(*orig));
 	*moved = agent_failover(cfg, node, down, arg, *want, *n);
 	/* routes failed over last time and gone from the map now start draining */
 	for (size_t k = 0; k < d->nfo; k++) {
