@@ -23,7 +23,7 @@ static const char overlay_help[] =
     "\n"
     "Runs one site's IPv6 overlay router: a TUN device for the site, the ON-master routing\n"
     "each IPv6 packet by longest prefix match to the slave owning the route, and the gateway\n"
-    "slave carrying IPv6 in authenticated, encrypted UDP/IPv4 (ChaCha20-Poly1305, keys per\n"
+    "slave carrying IPv6 in authenticated, encrypted UDP/IPv4 (AES-256-GCM, keys per\n"
     "pair of sites from X25519) to the peers the configuration names. Packets to no route get\n"
     "ICMPv6 destination unreachable (rate-limited). SIGTERM or SIGINT: exit 0.\n"
     "\n"

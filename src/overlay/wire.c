@@ -1,7 +1,6 @@
 #include "wire.h"
 
 #include <errno.h>
-#include <nettle/chacha-poly1305.h>
 #include <nettle/curve25519.h>
 #include <nettle/hmac.h>
 #include <nettle/memops.h>
@@ -36,15 +35,20 @@ int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *bo
 	return c->err;
 }
 
-static void nonce_of(uint64_t counter, uint8_t nonce[static CHACHA_POLY1305_NONCE_SIZE])
+void ovw_aead_init(struct ovw_aead *a, const uint8_t key[static OVW_KEY_LEN])
+{
+	gcm_aes256_set_key(&a->gcm, key);
+}
+
+static void nonce_of(uint64_t counter, uint8_t nonce[static GCM_IV_SIZE])
 {
 	memset(nonce, 0, 4);
 	for (int i = 0; i < 8; i++)
 		nonce[4 + i] = (uint8_t)(counter >> (56 - 8 * i));
 }
 
-long ovw_seal(const struct ovw_hdr *h, const uint8_t key[static OVW_KEY_LEN],
-              const uint8_t *inner, size_t n, uint8_t *out, size_t cap)
+long ovw_seal(const struct ovw_hdr *h, struct ovw_aead *a, const uint8_t *inner, size_t n,
+              uint8_t *out, size_t cap)
 {
 	if (n > OVW_INNER_MAX)
 		return -EMSGSIZE;
@@ -59,19 +63,16 @@ long ovw_seal(const struct ovw_hdr *h, const uint8_t key[static OVW_KEY_LEN],
 	wcur_u32(&w, (uint32_t)h->counter);
 	if (w.err || !wcur_room(&w, n + OVW_TAG_LEN))
 		return -EMSGSIZE;
-	struct chacha_poly1305_ctx ctx;
-	uint8_t nonce[CHACHA_POLY1305_NONCE_SIZE];
+	uint8_t nonce[GCM_IV_SIZE];
 	nonce_of(h->counter, nonce);
-	chacha_poly1305_set_key(&ctx, key);
-	chacha_poly1305_set_nonce(&ctx, nonce);
-	chacha_poly1305_update(&ctx, OVW_HDR_LEN, out);
-	chacha_poly1305_encrypt(&ctx, n, out + OVW_HDR_LEN, inner);
-	chacha_poly1305_digest(&ctx, OVW_TAG_LEN, out + OVW_HDR_LEN + n);
+	gcm_aes256_set_iv(&a->gcm, GCM_IV_SIZE, nonce);
+	gcm_aes256_update(&a->gcm, OVW_HDR_LEN, out);
+	gcm_aes256_encrypt(&a->gcm, n, out + OVW_HDR_LEN, inner);
+	gcm_aes256_digest(&a->gcm, OVW_TAG_LEN, out + OVW_HDR_LEN + n);
 	return (long)(OVW_HDR_LEN + n + OVW_TAG_LEN);
 }
 
-long ovw_open(const uint8_t *pkt, size_t body_len, const uint8_t key[static OVW_KEY_LEN],
-              uint8_t *out)
+long ovw_open(const uint8_t *pkt, size_t body_len, struct ovw_aead *a, uint8_t *out)
 {
 	if (body_len < OVW_TAG_LEN || body_len > OVW_INNER_MAX + OVW_TAG_LEN)
 		return -EBADMSG;
@@ -79,14 +80,12 @@ long ovw_open(const uint8_t *pkt, size_t body_len, const uint8_t key[static OVW_
 	uint64_t counter = 0;
 	for (int i = 0; i < 8; i++)
 		counter = counter << 8 | pkt[20 + i];
-	struct chacha_poly1305_ctx ctx;
-	uint8_t nonce[CHACHA_POLY1305_NONCE_SIZE], tag[OVW_TAG_LEN];
+	uint8_t nonce[GCM_IV_SIZE], tag[OVW_TAG_LEN];
 	nonce_of(counter, nonce);
-	chacha_poly1305_set_key(&ctx, key);
-	chacha_poly1305_set_nonce(&ctx, nonce);
-	chacha_poly1305_update(&ctx, OVW_HDR_LEN, pkt);
-	chacha_poly1305_decrypt(&ctx, n, out, pkt + OVW_HDR_LEN);
-	chacha_poly1305_digest(&ctx, OVW_TAG_LEN, tag);
+	gcm_aes256_set_iv(&a->gcm, GCM_IV_SIZE, nonce);
+	gcm_aes256_update(&a->gcm, OVW_HDR_LEN, pkt);
+	gcm_aes256_decrypt(&a->gcm, n, out, pkt + OVW_HDR_LEN);
+	gcm_aes256_digest(&a->gcm, OVW_TAG_LEN, tag);
 	if (!memeql_sec(tag, pkt + OVW_HDR_LEN + n, OVW_TAG_LEN))
 		return -EBADMSG;
 	return (long)n;

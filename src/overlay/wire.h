@@ -10,9 +10,10 @@
  *	4  8    sender id: the first 8 bytes of the sender's X25519 public key
  *	12 u64  epoch: the sender's start time in ns (grows across restarts)
  *	20 u64  counter: per sender, epoch and receiver, from 0
- *	28 ...  ChaCha20-Poly1305 (RFC 8439) ciphertext of the inner packet, 16-byte tag;
- *	        the 28 header bytes are the associated data, the nonce is 4 zero bytes and
- *	        the counter.
+ *	28 ...  AES-256-GCM (NIST SP 800-38D, RFC 5116 AEAD_AES_256_GCM) ciphertext of the
+ *	        inner packet, 16-byte tag; the 28 header bytes are the associated data, the
+ *	        96-bit nonce is 4 zero bytes and the counter. (AES-GCM, not ChaCha20-Poly1305:
+ *	        nettle's AES-NI and PCLMUL code seals 1400 bytes about 5 times faster here.)
  * Each direction of each pair of sites has its own key per sender epoch:
  *	prk = HMAC-SHA256("peak-overlay-v1", X25519(own private, peer public))
  *	key = HMAC-SHA256(prk, sender public | receiver public | epoch | 1)
@@ -22,6 +23,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include <nettle/gcm.h>
 
 #include "peak/cur.h"
 
@@ -50,17 +53,25 @@ struct ovw_hdr {
  * reserved bits set, a keepalive with a body, a body out of bounds). */
 int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *body_len);
 
-/* Writes header h and seals inner (n bytes, at most OVW_INNER_MAX) under key into out
+/* An AEAD key expanded once (AES round keys, GHASH table); a seal or open uses its
+ * per-message state, so one context serves one thread. */
+struct ovw_aead {
+	struct gcm_aes256_ctx gcm;
+};
+
+/* Expands key into a. */
+void ovw_aead_init(struct ovw_aead *a, const uint8_t key[static OVW_KEY_LEN]);
+
+/* Writes header h and seals inner (n bytes, at most OVW_INNER_MAX) under a into out
  * (cap bytes). Returns the packet length or -EMSGSIZE. */
-long ovw_seal(const struct ovw_hdr *h, const uint8_t key[static OVW_KEY_LEN],
-              const uint8_t *inner, size_t n, uint8_t *out, size_t cap);
+long ovw_seal(const struct ovw_hdr *h, struct ovw_aead *a, const uint8_t *inner, size_t n,
+              uint8_t *out, size_t cap);
 
 /* Opens a packet whose header pkt[0..OVW_HDR_LEN) was parsed and whose body follows it
  * (body_len bytes, from ovw_parse). Writes body_len - OVW_TAG_LEN bytes of plaintext to
  * out (room for OVW_INNER_MAX). Returns the plaintext length or -EBADMSG if the tag does
  * not verify (out then holds garbage the caller must not use). */
-long ovw_open(const uint8_t *pkt, size_t body_len, const uint8_t key[static OVW_KEY_LEN],
-              uint8_t *out);
+long ovw_open(const uint8_t *pkt, size_t body_len, struct ovw_aead *a, uint8_t *out);
 
 /* The key sender -> receiver for an epoch (see above), from the pair's prk. */
 void ovw_key(const uint8_t prk[static 32], const uint8_t sender_pub[static 32],

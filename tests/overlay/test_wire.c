@@ -42,7 +42,10 @@ static void test_keys_agree(void **state)
 static void test_seal_open(void **state)
 {
 	(void)state;
-	uint8_t key[32] = {9}, other[32] = {8};
+	uint8_t kb[32] = {9}, ob[32] = {8};
+	struct ovw_aead key_, other_, *key = &key_, *other = &other_;
+	ovw_aead_init(key, kb);
+	ovw_aead_init(other, ob);
 	uint8_t inner[100], pkt[OVW_PKT_MAX], out[OVW_INNER_MAX];
 	for (int i = 0; i < 100; i++)
 		inner[i] = (uint8_t)i;
