@@ -3,6 +3,7 @@
  * second for addresses inside random prefixes of the table ("hit") and for uniformly random
  * addresses ("random"). Usage: bench_lpm6 [PREFIXES [SECONDS]] (default 1000000 1). Prints
  * one line per case; fixed seed, so runs repeat. */
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -35,6 +36,27 @@ static double run(const struct lpm6 *t, const uint8_t (*a)[16], double secs, uin
 		for (unsigned i = 0; i < NADDR; i++) {
 			uint32_t v;
 			h += lpm6_lookup(t, a[i], &v, NULL);
+		}
+		n += NADDR;
+		t1 = now();
+	} while (t1 - t0 < secs);
+	*hits = h;
+	return (double)n / (t1 - t0);
+}
+
+/* The same through lpm6_lookup_batch, 64 addresses a call (as the master reads them). */
+static double run_batch(const struct lpm6 *t, const uint8_t (*a)[16], double secs, uint64_t *hits)
+{
+	enum { B = 64 };
+	uint64_t n = 0, h = 0;
+	uint32_t v[B];
+	bool f[B];
+	double t0 = now(), t1;
+	do {
+		for (unsigned i = 0; i < NADDR; i += B) {
+			lpm6_lookup_batch(t, a + i, B, v, f);
+			for (unsigned j = 0; j < B; j++)
+				h += f[j];
 		}
 		n += NADDR;
 		t1 = now();
@@ -88,6 +110,9 @@ int main(int argc, char **argv)
 	uint64_t hits;
 	double r = run(t, (const uint8_t(*)[16])a, secs, &hits);
 	printf("hit     %.2f M lookups/s (%llu matched)\n", r / 1e6, (unsigned long long)hits);
+	r = run_batch(t, (const uint8_t(*)[16])a, secs, &hits);
+	printf("hit     %.2f M lookups/s batched (%llu matched)\n", r / 1e6,
+	       (unsigned long long)hits);
 	for (unsigned i = 0; i < NADDR; i++) {
 		uint64_t x = rnd(&s), y = rnd(&s);
 		memcpy(a[i], &x, 8);
@@ -96,6 +121,9 @@ int main(int argc, char **argv)
 	}
 	r = run(t, (const uint8_t(*)[16])a, secs, &hits);
 	printf("random  %.2f M lookups/s (%llu matched)\n", r / 1e6, (unsigned long long)hits);
+	r = run_batch(t, (const uint8_t(*)[16])a, secs, &hits);
+	printf("random  %.2f M lookups/s batched (%llu matched)\n", r / 1e6,
+	       (unsigned long long)hits);
 	lpm6_free(t);
 	free(pf);
 	free(pl);

@@ -283,6 +283,57 @@ bool lpm6_lookup(const struct lpm6 *t, const uint8_t addr[static 16], uint32_t *
 	return true;
 }
 
+enum { LPM6_LANES = 16 };
+
+void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n,
+                       uint32_t *val, bool *found)
+{
+	for (size_t base = 0; base < n; base += LPM6_LANES) {
+		size_t k = n - base < LPM6_LANES ? n - base : LPM6_LANES;
+		uint64_t a[LPM6_LANES][2];
+		uint32_t at[LPM6_LANES];
+		const struct lpm6_node *best[LPM6_LANES];
+		size_t live = k;
+		for (size_t j = 0; j < k; j++) {
+			a[j][0] = load_be64(addr[base + j]);
+			a[j][1] = load_be64(addr[base + j] + 8);
+			at[j] = t->root;
+			best[j] = NULL;
+		}
+		if (t->root)
+			__builtin_prefetch(&t->n[t->root]);
+		/* one step of every live walk per round: each node was prefetched a round ago */
+		while (live) {
+			live = 0;
+			for (size_t j = 0; j < k; j++) {
+				uint32_t i = at[j];
+				if (!i)
+					continue;
+				const struct lpm6_node *nd = &t->n[i];
+				if (!node_holds(nd, a[j]) || nd->plen == 128) {
+					if (node_holds(nd, a[j]) && nd->has_val)
+						best[j] = nd;
+					at[j] = 0;
+					continue;
+				}
+				if (nd->has_val)
+					best[j] = nd;
+				i = nd->child[bit_at(a[j], nd->plen)];
+				at[j] = i;
+				if (i) {
+					__builtin_prefetch(&t->n[i]);
+					live++;
+				}
+			}
+		}
+		for (size_t j = 0; j < k; j++) {
+			found[base + j] = best[j] != NULL;
+			if (best[j])
+				val[base + j] = best[j]->val;
+		}
+	}
+}
+
 bool lpm6_get(const struct lpm6 *t, const uint8_t prefix[static 16], unsigned plen,
               uint32_t *val)
 {

@@ -271,16 +271,12 @@ static void icmp_unreach(struct ov_master *m, const uint8_t *pkt, size_t len)
 		CNT_ADD(m, icmp_sent, 1);
 }
 
-/* One packet from the site: check it, look its destination up, hand it to the owner. */
-static void from_tun(struct ov_master *m, const uint8_t *pkt, size_t len)
+/* Hands a packet from the site to the owner of the route lookup found (or answers
+ * ICMPv6 unreachable). */
+static void dispatch(struct ov_master *m, const uint8_t *pkt, size_t len, bool found,
+                     uint32_t idx)
 {
-	CNT_ADD(m, tun_rx, 1);
-	if (ovw_inner_check(pkt, len)) {
-		CNT_ADD(m, tun_rx_bad, 1);
-		return;
-	}
-	uint32_t idx;
-	if (!lpm6_lookup(m->lpm, pkt + 24, &idx, NULL) || !m->routes[idx].s) {
+	if (!found || !m->routes[idx].s) {
 		CNT_ADD(m, no_route, 1);
 		icmp_unreach(m, pkt, len);
 		return;
@@ -340,15 +336,36 @@ out:
 	return ret;
 }
 
+/* Reads up to OV_BATCH packets, looks their destinations up in one batch (the walks
+ * overlap their cache misses), then hands them on in order. The TUN MTU is at most
+ * OVW_INNER_MAX, so a packet never exceeds a slot; a longer read is refused as malformed. */
 static void tun_drain(struct ov_master *m)
 {
-	static uint8_t buf[65536];
-	for (int i = 0; i < OV_BATCH; i++) {
-		ssize_t n = read(m->tun, buf, sizeof(buf));
-		if (n <= 0)
-			return;
-		from_tun(m, buf, (size_t)n);
+	enum { SLOT = 2048 };
+	static uint8_t buf[OV_BATCH][SLOT], dst[OV_BATCH][16];
+	static size_t len[OV_BATCH];
+	static uint32_t idx[OV_BATCH];
+	static bool found[OV_BATCH], ok[OV_BATCH];
+	size_t n = 0;
+	while (n < OV_BATCH) {
+		ssize_t r = read(m->tun, buf[n], SLOT);
+		if (r <= 0)
+			break;
+		CNT_ADD(m, tun_rx, 1);
+		len[n] = (size_t)r;
+		ok[n] = r < SLOT && !ovw_inner_check(buf[n], (size_t)r);
+		if (!ok[n]) {
+			CNT_ADD(m, tun_rx_bad, 1);
+			memset(dst[n], 0, 16);
+		} else {
+			memcpy(dst[n], buf[n] + 24, 16);
+		}
+		n++;
 	}
+	lpm6_lookup_batch(m->lpm, (const uint8_t(*)[16])dst, n, idx, found);
+	for (size_t i = 0; i < n; i++)
+		if (ok[i])
+			dispatch(m, buf[i], len[i], found[i], idx[i]);
 }
 
 int ov_master_run(struct ov_master *m, int sigfd)

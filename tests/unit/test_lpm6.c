@@ -148,9 +148,23 @@ static void check_all(struct lpm6 *t, const struct naive *v, size_t n, uint64_t 
 	for (size_t i = 0; i < n; i++)
 		live += v[i].live != 0;
 	assert_int_equal(lpm6_count(t), live);
+	enum { B = 37 }; /* not a multiple of the lanes */
+	uint8_t ba[B][16];
+	uint32_t bv[B];
+	bool bf[B];
 	for (unsigned i = 0; i < lookups; i++) {
 		uint8_t a[16];
 		random_addr(s, v, n, a);
+		memcpy(ba[i % B], a, 16);
+		if (i % B == B - 1) { /* the batch agrees with one lookup at a time */
+			lpm6_lookup_batch(t, (const uint8_t(*)[16])ba, B, bv, bf);
+			for (unsigned j = 0; j < B; j++) {
+				uint32_t one = 0;
+				assert_int_equal(bf[j], lpm6_lookup(t, ba[j], &one, NULL));
+				if (bf[j])
+					assert_int_equal(bv[j], one);
+			}
+		}
 		const struct naive *e = naive_lookup(v, n, a);
 		uint32_t val = 0;
 		unsigned pl = 0;
