@@ -308,6 +308,12 @@ def test_three_sites_ping_tcp_and_rejects(bed):
     assert wait_for("ping b -> a after the replay", lambda: ping_ok(b, "b", "a"), timeout=10)
     assert drops(after, "source") == 0 and drops(after, "inner") == 0
 
+    # SIGHUP is logged and ignored (no reload yet), never fatal
+    b.procs["a"].send_signal(signal.SIGHUP)
+    wait_for("SIGHUP logged", lambda: "SIGHUP" in b.logs["a"].read_text())
+    assert b.procs["a"].poll() is None
+    assert wait_for("ping a -> b after SIGHUP", lambda: ping_ok(b, "a", "b"), timeout=10)
+
     # clean exit on SIGTERM
     for s in SITES:
         assert b.stop(s) == 0, b.logs[s].read_text()
