@@ -7,7 +7,7 @@ python3 python3-pytest python3-dnspython libmicrohttpd-dev knot-dnsutils bind9-d
 dnsperf libmnl-dev nettle-dev
 bird2 iproute2 iputils-ping ethtool curl procps util-linux
 libbpf-dev bpftool
-nginx-light haproxy nftables gnuplot-nox"
+nginx-light haproxy nftables gnuplot-nox iperf3"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||
