@@ -5,11 +5,15 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/random.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "../overlay/gateway.h"
 #include "../overlay/master.h"
+#include "../overlay/mgmt.h"
+#include "../overlay/mgmtproto.h"
 #include "../overlay/ovconf.h"
 #include "../overlay/wire.h"
 #include "cli.h"
@@ -17,7 +21,8 @@
 #include "../sys/metrics.h"
 
 static const char overlay_help[] =
-    "usage: peak overlay --config FILE [--check] [--metrics ADDR:PORT] [--verbose]\n"
+    "usage: peak overlay --config FILE [--check] [--metrics ADDR:PORT] [--control PATH]\n"
+    "                    [--verbose]\n"
     "       peak overlay --genkey FILE\n"
     "       peak overlay --pubkey FILE\n"
     "\n"
@@ -30,6 +35,8 @@ static const char overlay_help[] =
     "  --config FILE        the YAML configuration (see README, 'IPv6 overlay')\n"
     "  --check              parse the configuration and the key, print 'ok', exit\n"
     "  --metrics ADDR:PORT  serve Prometheus metrics at http://ADDR:PORT/metrics\n"
+    "  --control PATH       the management socket for peak overlay-ctl (mode 0600; an\n"
+    "                       existing path is replaced only if it is a stale socket)\n"
     "  --verbose            log dropped packets (rate-limited) and other details\n"
     "  --genkey FILE        write a new private key (64 hex digits, mode 0600) to FILE\n"
     "  --pubkey FILE        print the public key of the private key in FILE\n";
@@ -80,9 +87,10 @@ int cmd_overlay(int argc, char **argv)
 	    {"config", required_argument, 0, 'c'}, {"check", no_argument, 0, 'k'},
 	    {"metrics", required_argument, 0, 'm'}, {"verbose", no_argument, 0, 'v'},
 	    {"genkey", required_argument, 0, 'g'},  {"pubkey", required_argument, 0, 'p'},
-	    {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+	    {"control", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
 	};
-	const char *config = NULL, *metrics = NULL;
+	const char *config = NULL, *metrics = NULL, *control = NULL;
 	bool check = false;
 	int c;
 	opterr = 0;
@@ -97,6 +105,9 @@ int cmd_overlay(int argc, char **argv)
 			break;
 		case 'm':
 			metrics = optarg;
+			break;
+		case 'C':
+			control = optarg;
 			break;
 		case 'v':
 			log_set_level(LOG_DEBUG);
@@ -131,7 +142,7 @@ int cmd_overlay(int argc, char **argv)
 	char err[OVC_ERRLEN];
 	int ret = 1, sigfd = -1;
 	struct ov_master *m = NULL;
-	struct ov_slave *gw = NULL;
+	struct ov_slave *gw = NULL, *mg = NULL;
 	struct metrics_srv *ms = NULL;
 	if (ov_conf_load(config, &conf, err, sizeof(err))) {
 		fprintf(stderr, "peak overlay: %s\n", err);
@@ -160,6 +171,10 @@ int cmd_overlay(int argc, char **argv)
 		fprintf(stderr, "peak overlay: out of memory\n");
 		goto out;
 	}
+	if (control && (!(mg = mg_new(control)) || ov_master_add_slave(m, mg))) {
+		fprintf(stderr, "peak overlay: --control %s: %s\n", control, strerror(errno));
+		goto out;
+	}
 	if (metrics && !(ms = metrics_start(metrics, render, m)))
 		goto out;
 	int r = ov_master_run(m, sigfd);
@@ -170,8 +185,91 @@ out:
 	metrics_stop(ms);
 	ov_master_free(m);
 	gw_free(gw);
+	mg_free(mg);
 	ov_conf_fini(&conf);
 	if (sigfd >= 0)
 		close(sigfd);
+	return ret;
+}
+
+static const char ctl_help[] =
+    "usage: peak overlay-ctl --control PATH COMMAND\n"
+    "\n"
+    "Sends one request to a running peak overlay's management socket and prints the answer.\n"
+    "Commands: show routes | show peers | show counters | route add PREFIX PEER |\n"
+    "route del PREFIX. Exit status: 0 ok, 1 refused (the reason printed), 2 usage or no\n"
+    "daemon.\n";
+
+int cmd_overlay_ctl(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"control", required_argument, 0, 'C'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
+	};
+	const char *path = NULL;
+	char line[MG_LINE_MAX + 2], buf[4096];
+	size_t n = 0;
+	int c, ret = EXIT_USAGE, fd = -1;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "+h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'C':
+			path = optarg;
+			break;
+		case 'h':
+			fputs(ctl_help, stdout);
+			return 0;
+		default:
+			cli_usage_error("overlay-ctl", "unknown or incomplete option '%s' (see --help)",
+			                argv[optind - 1]);
+		}
+	}
+	if (!path || optind == argc)
+		cli_usage_error("overlay-ctl", "--control PATH and a command are required");
+	for (int i = optind; i < argc; i++) {
+		size_t k = strlen(argv[i]);
+		if (n + k + 2 > sizeof(line))
+			cli_usage_error("overlay-ctl", "the command is too long");
+		memcpy(line + n, argv[i], k);
+		n += k;
+		line[n++] = i + 1 < argc ? ' ' : '\n';
+	}
+	struct sockaddr_un sa = {.sun_family = AF_UNIX};
+	if (strlen(path) >= sizeof(sa.sun_path))
+		cli_usage_error("overlay-ctl", "--control: path too long");
+	strcpy(sa.sun_path, path);
+	fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1 || connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+		fprintf(stderr, "peak overlay-ctl: %s: %s\n", path, strerror(errno));
+		goto out;
+	}
+	if (write(fd, line, n) != (ssize_t)n) {
+		fprintf(stderr, "peak overlay-ctl: %s: write failed\n", path);
+		goto out;
+	}
+	/* the answer's last line decides the exit status; keep the tail of what was read */
+	char last[256] = "", cur[256];
+	size_t cl = 0;
+	for (;;) {
+		ssize_t r = read(fd, buf, sizeof(buf));
+		if (r <= 0)
+			break;
+		fwrite(buf, 1, (size_t)r, stdout);
+		for (ssize_t i = 0; i < r; i++) {
+			if (buf[i] == '\n') {
+				cur[cl] = '\0';
+				memcpy(last, cur, cl + 1);
+				cl = 0;
+			} else if (cl + 1 < sizeof(cur)) {
+				cur[cl++] = buf[i];
+			}
+		}
+	}
+	ret = !strcmp(last, "ok") ? 0 : !strncmp(last, "error:", 6) ? EXIT_NO : EXIT_USAGE;
+out:
+	if (fd != -1)
+		close(fd);
 	return ret;
 }

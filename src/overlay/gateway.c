@@ -33,7 +33,7 @@ struct gw_peer {
 	uint64_t rx_epoch;
 	struct ovw_aead rx;
 	struct ovw_replay replay;
-	uint64_t last_tx_ms;
+	uint64_t last_tx_ms, last_rx_ms;
 	uint64_t rx_packets, tx_packets; /* atomic: read by the metrics thread */
 	int has_ep_pub;                  /* has_ep, for the metrics thread */
 };
@@ -208,6 +208,7 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 		CNT_ADD(g, ep_changes, 1);
 	}
 	CNT_ADD(p, rx_packets, 1);
+	p->last_rx_ms = mono_ms();
 	if (h.type == OVW_KEEPALIVE) {
 		CNT_ADD(g, ka_rx, 1);
 		return;
@@ -340,6 +341,45 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 	}
 }
 
+static int gw_cookie_of(struct ov_slave *s, const char *name, uint32_t *cookie)
+{
+	struct gw *g = s->priv;
+	for (size_t i = 0; i < g->npeers; i++)
+		if (!strcmp(g->peers[i].conf->name, name)) {
+			*cookie = (uint32_t)i;
+			return 0;
+		}
+	return -ENOENT;
+}
+
+static void gw_describe(struct ov_slave *s, uint32_t cookie, char *out, size_t cap)
+{
+	struct gw *g = s->priv;
+	snprintf(out, cap, "%s", cookie < g->npeers ? g->peers[cookie].conf->name : "?");
+}
+
+/* One line per peer: "peer NAME ENDPOINT|- rx N tx N last-rx-ms N|-". */
+static void gw_show(struct ov_slave *s, struct mbuf *b)
+{
+	struct gw *g = s->priv;
+	uint64_t now = mono_ms();
+	for (size_t i = 0; i < g->npeers; i++) {
+		struct gw_peer *p = &g->peers[i];
+		char a[INET_ADDRSTRLEN + 8] = "-", age[24] = "-";
+		if (p->has_ep) {
+			char ip[INET_ADDRSTRLEN];
+			snprintf(a, sizeof(a), "%s:%u",
+			         inet_ntop(AF_INET, &p->ep.sin_addr, ip, sizeof(ip)),
+			         ntohs(p->ep.sin_port));
+		}
+		if (p->last_rx_ms)
+			snprintf(age, sizeof(age), "%llu", (unsigned long long)(now - p->last_rx_ms));
+		mbuf_printf(b, "peer %s %s rx %llu tx %llu last-rx-ms %s\n", p->conf->name, a,
+		            (unsigned long long)p->rx_packets, (unsigned long long)p->tx_packets,
+		            age);
+	}
+}
+
 static const struct ov_slave_ops gw_ops = {
     .name = "gateway",
     .attach = gw_attach,
@@ -348,6 +388,9 @@ static const struct ov_slave_ops gw_ops = {
     .readable = gw_readable,
     .timer = gw_timer,
     .stats = gw_stats,
+    .cookie_of = gw_cookie_of,
+    .describe = gw_describe,
+    .show = gw_show,
 };
 
 struct ov_slave *gw_new(const struct ov_conf *conf, char *err, size_t errlen)

@@ -174,15 +174,73 @@ int ov_route_del(struct ov_master *m, const struct prefix *p)
 
 int ov_master_watch(struct ov_master *m, int fd, struct ov_slave *s)
 {
-	if (m->nwatch == OV_MAX_WATCH)
+	unsigned i = 0;
+	while (i < m->nwatch && m->watch[i].s) /* a slot unwatch freed, or a new one */
+		i++;
+	if (i == OV_MAX_WATCH)
 		return -ENOSPC;
-	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = EV_WATCH + m->nwatch};
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = EV_WATCH + i};
 	if (epoll_ctl(m->ep, EPOLL_CTL_ADD, fd, &ev) == -1)
 		return -errno;
-	m->watch[m->nwatch].fd = fd;
-	m->watch[m->nwatch].s = s;
-	m->nwatch++;
+	m->watch[i].fd = fd;
+	m->watch[i].s = s;
+	if (i == m->nwatch)
+		m->nwatch++;
 	return 0;
+}
+
+void ov_master_unwatch(struct ov_master *m, int fd)
+{
+	for (unsigned i = 0; i < m->nwatch; i++)
+		if (m->watch[i].s && m->watch[i].fd == fd) {
+			epoll_ctl(m->ep, EPOLL_CTL_DEL, fd, NULL);
+			m->watch[i].s = NULL;
+			m->watch[i].fd = -1;
+		}
+}
+
+int ov_route_add_named(struct ov_master *m, const struct prefix *p, const char *name)
+{
+	for (unsigned i = 0; i < m->nslaves; i++) {
+		struct ov_slave *s = m->slaves[i];
+		uint32_t cookie;
+		if (s->ops->cookie_of && !s->ops->cookie_of(s, name, &cookie))
+			return ov_route_add(m, p, s, cookie);
+	}
+	return -ENOENT;
+}
+
+struct show_ctx {
+	struct ov_master *m;
+	struct mbuf *b;
+};
+
+static int show_route(const uint8_t prefix[16], unsigned plen, uint32_t idx, void *arg)
+{
+	struct show_ctx *x = arg;
+	struct prefix p = {.family = PEAK_AFI_IP6, .len = (uint8_t)plen};
+	char ps[PREFIX_STRLEN], owner[128] = "-";
+	memcpy(p.addr, prefix, 16);
+	struct ov_route *r = &x->m->routes[idx];
+	if (!r->s)
+		return 0;
+	if (r->s->ops->describe)
+		r->s->ops->describe(r->s, r->cookie, owner, sizeof(owner));
+	mbuf_printf(x->b, "%s %s %s\n", prefix_print(&p, ps), r->s->ops->name, owner);
+	return 0;
+}
+
+void ov_master_show_routes(struct ov_master *m, struct mbuf *b)
+{
+	struct show_ctx x = {m, b};
+	lpm6_walk(m->lpm, show_route, &x);
+}
+
+void ov_master_show_slaves(struct ov_master *m, struct mbuf *b)
+{
+	for (unsigned i = 0; i < m->attached; i++)
+		if (m->slaves[i]->ops->show)
+			m->slaves[i]->ops->show(m->slaves[i], b);
 }
 
 int ov_master_input(struct ov_master *m, const uint8_t *pkt, size_t len)
@@ -435,7 +493,7 @@ int ov_master_run(struct ov_master *m, int sigfd)
 				for (unsigned k = 0; k < m->attached; k++)
 					if (m->slaves[k]->ops->timer)
 						m->slaves[k]->ops->timer(m->slaves[k], t);
-			} else if (what - EV_WATCH < m->nwatch) {
+			} else if (what - EV_WATCH < m->nwatch && m->watch[what - EV_WATCH].s) {
 				struct ov_watch *w = &m->watch[what - EV_WATCH];
 				w->s->ops->readable(w->s, w->fd);
 			}

@@ -42,6 +42,19 @@ int ov_route_add(struct ov_master *m, const struct prefix *p, struct ov_slave *s
 /* Removes the route of exactly p. Returns 0 or -ENOENT. */
 int ov_route_del(struct ov_master *m, const struct prefix *p);
 
+/* Routes p to the first slave that knows the destination name (its cookie_of). Returns 0,
+ * -ENOENT (no slave knows it) or what ov_route_add returns. */
+int ov_route_add_named(struct ov_master *m, const struct prefix *p, const char *name);
+
+/* Appends every route as "PREFIX SLAVE OWNER\n" in address order (loop thread). */
+void ov_master_show_routes(struct ov_master *m, struct mbuf *b);
+
+/* Appends every slave's show text (loop thread). */
+void ov_master_show_slaves(struct ov_master *m, struct mbuf *b);
+
+/* Stops watching fd (before the slave closes it). */
+void ov_master_unwatch(struct ov_master *m, int fd);
+
 /* Watches fd for input on behalf of s (s->ops->readable is called). 0 or -errno. */
 int ov_master_watch(struct ov_master *m, int fd, struct ov_slave *s);
 

@@ -30,6 +30,13 @@ struct ov_slave_ops {
 	/* Appends the slave's counters in the Prometheus text format. Runs on the metrics
 	 * thread: read counters with __atomic loads only. */
 	void (*stats)(struct ov_slave *s, struct mbuf *b);
+	/* Optional, for the management slave; all run on the loop's thread.
+	 * name: the cookie a route to the named destination (e.g. a peer) takes: 0, or -ENOENT.
+	 * describe: a route's owner as text (e.g. the peer's name) into out (cap bytes).
+	 * show: the slave's state as text lines (e.g. peers and their endpoints). */
+	int (*cookie_of)(struct ov_slave *s, const char *name, uint32_t *cookie);
+	void (*describe)(struct ov_slave *s, uint32_t cookie, char *out, size_t cap);
+	void (*show)(struct ov_slave *s, struct mbuf *b);
 };
 
 struct ov_slave {

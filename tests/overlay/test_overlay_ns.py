@@ -128,12 +128,17 @@ class Bed:
         self.logs[s] = log
         self.procs[s] = subprocess.Popen(
             ["ip", "netns", "exec", self.n(f"g{s}"), PEAK, "overlay", "--config",
-             str(self.tmp / f"{s}.yaml"), "--metrics", "127.0.0.1:9100", "--verbose"],
+             str(self.tmp / f"{s}.yaml"), "--metrics", "127.0.0.1:9100", "--verbose",
+             "--control", str(self.tmp / f"{s}.sock")],
             stdout=subprocess.DEVNULL, stderr=open(log, "w"))
         wait_for(f"g{s} ready", lambda: "overlay: ready" in log.read_text()
                  or self.procs[s].poll() is not None)
         assert self.procs[s].poll() is None, log.read_text()
         sh("ip", "-n", self.n(f"g{s}"), "-6", "route", "add", "fd00::/16", "dev", "ov0")
+
+    def ctl(self, s, *args):
+        return sh(PEAK, "overlay-ctl", "--control", str(self.tmp / f"{s}.sock"), *args,
+                  check=False)
 
     def metrics(self, s):
         out = nsx(self.n(f"g{s}"), "curl", "-sf", "http://127.0.0.1:9100/metrics",
@@ -308,6 +313,29 @@ def test_three_sites_ping_tcp_and_rejects(bed):
     assert wait_for("ping b -> a after the replay", lambda: ping_ok(b, "b", "a"), timeout=10)
     assert drops(after, "source") == 0 and drops(after, "inner") == 0
 
+    # the management slave: routes, peers, counters; a route added and removed at run time
+    r = b.ctl("a", "show", "routes")
+    assert r.returncode == 0, r
+    assert "fd00:b::/64 gateway b\n" in r.stdout and "fd00:c::/64 gateway c\n" in r.stdout
+    r = b.ctl("a", "show", "peers")
+    assert r.returncode == 0 and re.search(r"^peer c 10\.0\.3\.2:\d+ rx ", r.stdout, re.M), r
+    r = b.ctl("a", "show", "counters")
+    assert r.returncode == 0 and "peak_overlay_routes 2\n" in r.stdout
+    unreach_from = lambda: re.findall(r"From (\S+) icmp_seq=\d+ Destination unreachable",
+                                      nsx(b.n("ha"), "ping", "-6", "-n", "-c", "1", "-W", "2",
+                                          "fd00:d::1", check=False).stdout)
+    assert unreach_from() == ["fd00:a::1"]
+    assert b.ctl("a", "route", "add", "fd00:d::/64", "b").returncode == 0
+    assert b.metrics("a")["peak_overlay_routes"] == 3
+    assert unreach_from() == ["fd00:b::1"]  # now through gB, which has no route either
+    assert b.ctl("a", "route", "del", "fd00:d::/64").returncode == 0
+    assert unreach_from() == ["fd00:a::1"]
+    r = b.ctl("a", "route", "add", "fd00:e::/64", "nobody")
+    assert r.returncode == 1 and "error:" in r.stdout
+    r = b.ctl("a", "route", "add", "fd00:e::1/64", "b")
+    assert r.returncode == 1 and "bad request" in r.stdout
+    assert b.ctl("a", "route", "del", "fd00:e::/64").returncode == 1
+
     # SIGHUP is logged and ignored (no reload yet), never fatal
     b.procs["a"].send_signal(signal.SIGHUP)
     wait_for("SIGHUP logged", lambda: "SIGHUP" in b.logs["a"].read_text())
@@ -320,3 +348,12 @@ def test_three_sites_ping_tcp_and_rejects(bed):
         log = b.logs[s].read_text()
         assert not re.search(r" (error|crit|alert|emerg) ", log), log
         assert "AddressSanitizer" not in log and "runtime error" not in log, log
+        assert not (b.tmp / f"{s}.sock").exists()  # removed on exit
+
+    # a --control path that is a regular file is refused, never deleted
+    victim = b.tmp / "victim"
+    victim.write_text("keep me\n")
+    r = nsx(b.n("ga"), PEAK, "overlay", "--config", str(b.tmp / "a.yaml"), "--control",
+            str(victim), check=False, timeout=30)
+    assert r.returncode == 1 and "not a socket" in r.stderr, r
+    assert victim.read_text() == "keep me\n"
