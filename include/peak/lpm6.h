@@ -37,12 +37,11 @@ bool lpm6_lookup(const struct lpm6 *t, const uint8_t addr[static 16], uint32_t *
 /* lpm6_lookup for n addresses at once: found[i] tells whether addr[i] matched, and then
  * val[i] holds the value. The walks are interleaved with prefetches, so the cache misses of
  * a table larger than the cache overlap instead of adding up. */
-void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n,
-                       uint32_t *val, bool *found);
+void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n, uint32_t *val,
+                       bool *found);
 
 /* The value of exactly prefix/plen: true and *val, or false if absent. */
-bool lpm6_get(const struct lpm6 *t, const uint8_t prefix[static 16], unsigned plen,
-              uint32_t *val);
+bool lpm6_get(const struct lpm6 *t, const uint8_t prefix[static 16], unsigned plen, uint32_t *val);
 
 /* Number of prefixes in the table. */
 size_t lpm6_count(const struct lpm6 *t);

@@ -84,10 +84,14 @@ static void render(struct mbuf *b, void *arg)
 int cmd_overlay(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, 0, 'c'}, {"check", no_argument, 0, 'k'},
-	    {"metrics", required_argument, 0, 'm'}, {"verbose", no_argument, 0, 'v'},
-	    {"genkey", required_argument, 0, 'g'},  {"pubkey", required_argument, 0, 'p'},
-	    {"control", required_argument, 0, 'C'}, {"help", no_argument, 0, 'h'},
+	    {"config", required_argument, 0, 'c'},
+	    {"check", no_argument, 0, 'k'},
+	    {"metrics", required_argument, 0, 'm'},
+	    {"verbose", no_argument, 0, 'v'},
+	    {"genkey", required_argument, 0, 'g'},
+	    {"pubkey", required_argument, 0, 'p'},
+	    {"control", required_argument, 0, 'C'},
+	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
 	const char *config = NULL, *metrics = NULL, *control = NULL;
@@ -164,8 +168,7 @@ int cmd_overlay(int argc, char **argv)
 		fprintf(stderr, "peak overlay: signals: %s\n", strerror(-sigfd));
 		goto out;
 	}
-	struct ov_master_conf mc = {.tun = conf.tun, .mtu = conf.mtu,
-	                            .icmp_rate = conf.icmp_rate};
+	struct ov_master_conf mc = {.tun = conf.tun, .mtu = conf.mtu, .icmp_rate = conf.icmp_rate};
 	memcpy(mc.address, conf.address, 16);
 	if (!(m = ov_master_new(&mc)) || ov_master_add_slave(m, gw)) {
 		fprintf(stderr, "peak overlay: out of memory\n");
@@ -222,7 +225,8 @@ int cmd_overlay_ctl(int argc, char **argv)
 			fputs(ctl_help, stdout);
 			return 0;
 		default:
-			cli_usage_error("overlay-ctl", "unknown or incomplete option '%s' (see --help)",
+			cli_usage_error("overlay-ctl",
+			                "unknown or incomplete option '%s' (see --help)",
 			                argv[optind - 1]);
 		}
 	}

@@ -258,8 +258,7 @@ int lpm6_del(struct lpm6 *t, const uint8_t prefix[static 16], unsigned plen)
 	return 0;
 }
 
-bool lpm6_lookup(const struct lpm6 *t, const uint8_t addr[static 16], uint32_t *val,
-                 unsigned *plen)
+bool lpm6_lookup(const struct lpm6 *t, const uint8_t addr[static 16], uint32_t *val, unsigned *plen)
 {
 	uint64_t a[2] = {load_be64(addr), load_be64(addr + 8)};
 	const struct lpm6_node *best = NULL;
@@ -285,8 +284,8 @@ bool lpm6_lookup(const struct lpm6 *t, const uint8_t addr[static 16], uint32_t *
 
 enum { LPM6_LANES = 16 };
 
-void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n,
-                       uint32_t *val, bool *found)
+void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n, uint32_t *val,
+                       bool *found)
 {
 	for (size_t base = 0; base < n; base += LPM6_LANES) {
 		size_t k = n - base < LPM6_LANES ? n - base : LPM6_LANES;
@@ -334,8 +333,7 @@ void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n
 	}
 }
 
-bool lpm6_get(const struct lpm6 *t, const uint8_t prefix[static 16], unsigned plen,
-              uint32_t *val)
+bool lpm6_get(const struct lpm6 *t, const uint8_t prefix[static 16], unsigned plen, uint32_t *val)
 {
 	if (plen > 128)
 		return false;

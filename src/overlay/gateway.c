@@ -88,8 +88,7 @@ static void drop(struct gw *g, int why, const struct sockaddr_in *from)
 }
 
 /* Seals and sends one packet of type to p; counts. */
-static int send_to(struct gw *g, struct gw_peer *p, uint8_t type, const uint8_t *inner,
-                   size_t n)
+static int send_to(struct gw *g, struct gw_peer *p, uint8_t type, const uint8_t *inner, size_t n)
 {
 	uint8_t out[OVW_PKT_MAX];
 	struct ovw_hdr h = {.type = type, .epoch = g->epoch, .counter = p->tx_counter};
@@ -99,13 +98,13 @@ static int send_to(struct gw *g, struct gw_peer *p, uint8_t type, const uint8_t 
 		return (int)len;
 	p->tx_counter++;
 	p->last_tx_ms = mono_ms();
-	ssize_t w = sendto(g->fd, out, (size_t)len, 0, (const struct sockaddr *)&p->ep,
-	                   sizeof(p->ep));
+	ssize_t w =
+	    sendto(g->fd, out, (size_t)len, 0, (const struct sockaddr *)&p->ep, sizeof(p->ep));
 	if (w != len) {
 		int e = w == -1 ? errno : EIO;
 		CNT_ADD(g, tx_err, 1);
-		log_rl(&g->rl_send, LOG_WARNING, "overlay: gateway: send to %s: %s",
-		       p->conf->name, strerror(e));
+		log_rl(&g->rl_send, LOG_WARNING, "overlay: gateway: send to %s: %s", p->conf->name,
+		       strerror(e));
 		return -e;
 	}
 	CNT_ADD(g, tx, 1);
@@ -223,7 +222,8 @@ static void gw_readable(struct ov_slave *s, int fd)
 	for (int i = 0; i < GW_BATCH; i++) {
 		struct sockaddr_in from;
 		socklen_t fl = sizeof(from);
-		ssize_t n = recvfrom(fd, buf, sizeof(buf), MSG_TRUNC, (struct sockaddr *)&from, &fl);
+		ssize_t n =
+		    recvfrom(fd, buf, sizeof(buf), MSG_TRUNC, (struct sockaddr *)&from, &fl);
 		if (n == -1)
 			return;
 		if (fl != sizeof(from) || from.sin_family != AF_INET) {
@@ -259,8 +259,7 @@ static int gw_attach(struct ov_slave *s, struct ov_master *m)
 	g->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (g->fd == -1)
 		return -errno;
-	if (bind(g->fd, (const struct sockaddr *)&g->conf->listen, sizeof(g->conf->listen)) ==
-	    -1) {
+	if (bind(g->fd, (const struct sockaddr *)&g->conf->listen, sizeof(g->conf->listen)) == -1) {
 		ret = -errno;
 		log_msg(LOG_ERR, "overlay: gateway: bind: %s", strerror(-ret));
 		return ret;
@@ -295,21 +294,22 @@ static void gw_detach(struct ov_slave *s)
 static void gw_stats(struct ov_slave *s, struct mbuf *b)
 {
 	struct gw *g = s->priv;
-	mbuf_printf(b, "# TYPE peak_overlay_gw_rx_packets_total counter\n"
-	               "peak_overlay_gw_rx_packets_total %llu\n"
-	               "# TYPE peak_overlay_gw_tx_packets_total counter\n"
-	               "peak_overlay_gw_tx_packets_total %llu\n"
-	               "# TYPE peak_overlay_gw_tx_errors_total counter\n"
-	               "peak_overlay_gw_tx_errors_total %llu\n"
-	               "# TYPE peak_overlay_gw_no_endpoint_total counter\n"
-	               "peak_overlay_gw_no_endpoint_total %llu\n"
-	               "# TYPE peak_overlay_gw_keepalives_sent_total counter\n"
-	               "peak_overlay_gw_keepalives_sent_total %llu\n"
-	               "# TYPE peak_overlay_gw_keepalives_received_total counter\n"
-	               "peak_overlay_gw_keepalives_received_total %llu\n"
-	               "# TYPE peak_overlay_gw_endpoint_changes_total counter\n"
-	               "peak_overlay_gw_endpoint_changes_total %llu\n"
-	               "# TYPE peak_overlay_gw_dropped_total counter\n",
+	mbuf_printf(b,
+	            "# TYPE peak_overlay_gw_rx_packets_total counter\n"
+	            "peak_overlay_gw_rx_packets_total %llu\n"
+	            "# TYPE peak_overlay_gw_tx_packets_total counter\n"
+	            "peak_overlay_gw_tx_packets_total %llu\n"
+	            "# TYPE peak_overlay_gw_tx_errors_total counter\n"
+	            "peak_overlay_gw_tx_errors_total %llu\n"
+	            "# TYPE peak_overlay_gw_no_endpoint_total counter\n"
+	            "peak_overlay_gw_no_endpoint_total %llu\n"
+	            "# TYPE peak_overlay_gw_keepalives_sent_total counter\n"
+	            "peak_overlay_gw_keepalives_sent_total %llu\n"
+	            "# TYPE peak_overlay_gw_keepalives_received_total counter\n"
+	            "peak_overlay_gw_keepalives_received_total %llu\n"
+	            "# TYPE peak_overlay_gw_endpoint_changes_total counter\n"
+	            "peak_overlay_gw_endpoint_changes_total %llu\n"
+	            "# TYPE peak_overlay_gw_dropped_total counter\n",
 	            (unsigned long long)CNT_GET(g, rx), (unsigned long long)CNT_GET(g, tx),
 	            (unsigned long long)CNT_GET(g, tx_err),
 	            (unsigned long long)CNT_GET(g, no_endpoint),
@@ -373,7 +373,8 @@ static void gw_show(struct ov_slave *s, struct mbuf *b)
 			         ntohs(p->ep.sin_port));
 		}
 		if (p->last_rx_ms)
-			snprintf(age, sizeof(age), "%llu", (unsigned long long)(now - p->last_rx_ms));
+			snprintf(age, sizeof(age), "%llu",
+			         (unsigned long long)(now - p->last_rx_ms));
 		mbuf_printf(b, "peer %s %s rx %llu tx %llu last-rx-ms %s\n", p->conf->name, a,
 		            (unsigned long long)p->rx_packets, (unsigned long long)p->tx_packets,
 		            age);
@@ -413,8 +414,10 @@ struct ov_slave *gw_new(const struct ov_conf *conf, char *err, size_t errlen)
 	for (size_t i = 0; i < conf->npeers; i++) {
 		struct gw_peer *p = &g->peers[i];
 		p->conf = &conf->peers[i];
-		if (!memcmp(p->conf->pub, g->pub, 32) || ovw_prk(conf->priv, p->conf->pub, p->prk)) {
-			snprintf(err, errlen, "peer %s: unusable public key (our own, or of low order)",
+		if (!memcmp(p->conf->pub, g->pub, 32) ||
+		    ovw_prk(conf->priv, p->conf->pub, p->prk)) {
+			snprintf(err, errlen,
+			         "peer %s: unusable public key (our own, or of low order)",
 			         p->conf->name);
 			goto fail;
 		}

@@ -33,8 +33,8 @@ struct ov_watch {
 
 enum {
 	OV_MAX_WATCH = 16,
-	OV_BATCH = 64,         /* packets read per wakeup before other descriptors get a turn */
-	ICMP6_ERR_MAX = 1280,  /* an ICMPv6 error never exceeds the minimum MTU (RFC 4443 §2.4) */
+	OV_BATCH = 64,        /* packets read per wakeup before other descriptors get a turn */
+	ICMP6_ERR_MAX = 1280, /* an ICMPv6 error never exceeds the minimum MTU (RFC 4443 §2.4) */
 	EV_TUN = 0,
 	EV_SIG = 1,
 	EV_TIMER = 2,
@@ -117,8 +117,7 @@ int ov_master_add_slave(struct ov_master *m, struct ov_slave *s)
 	return 0;
 }
 
-int ov_route_add(struct ov_master *m, const struct prefix *p, struct ov_slave *s,
-                 uint32_t cookie)
+int ov_route_add(struct ov_master *m, const struct prefix *p, struct ov_slave *s, uint32_t cookie)
 {
 	if (p->family != PEAK_AFI_IP6 || p->len > 128)
 		return -EINVAL;
@@ -252,8 +251,7 @@ int ov_master_input(struct ov_master *m, const uint8_t *pkt, size_t len)
 	}
 	int ret = w == -1 ? -errno : -EIO;
 	CNT_ADD(m, tun_tx_err, 1);
-	log_rl(&m->rl_write, LOG_WARNING, "overlay: write to %s: %s", m->conf.tun,
-	       strerror(-ret));
+	log_rl(&m->rl_write, LOG_WARNING, "overlay: write to %s: %s", m->conf.tun, strerror(-ret));
 	return ret;
 }
 
@@ -331,8 +329,7 @@ static void icmp_unreach(struct ov_master *m, const uint8_t *pkt, size_t len)
 
 /* Hands a packet from the site to the owner of the route lookup found (or answers
  * ICMPv6 unreachable). */
-static void dispatch(struct ov_master *m, const uint8_t *pkt, size_t len, bool found,
-                     uint32_t idx)
+static void dispatch(struct ov_master *m, const uint8_t *pkt, size_t len, bool found, uint32_t idx)
 {
 	if (!found || !m->routes[idx].s) {
 		CNT_ADD(m, no_route, 1);
@@ -459,9 +456,8 @@ int ov_master_run(struct ov_master *m, int sigfd)
 		}
 		m->attached++;
 	}
-	log_msg(LOG_INFO, "overlay: ready on %s (mtu %u), %u slave(s), %llu route(s)",
-	        m->conf.tun, m->conf.mtu, m->nslaves,
-	        (unsigned long long)CNT_GET(m, nroutes_live));
+	log_msg(LOG_INFO, "overlay: ready on %s (mtu %u), %u slave(s), %llu route(s)", m->conf.tun,
+	        m->conf.mtu, m->nslaves, (unsigned long long)CNT_GET(m, nroutes_live));
 	for (;;) {
 		struct epoll_event evs[16];
 		int n = epoll_wait(m->ep, evs, 16, -1);
@@ -503,33 +499,31 @@ int ov_master_run(struct ov_master *m, int sigfd)
 
 void ov_master_stats(struct ov_master *m, struct mbuf *b)
 {
-	mbuf_printf(b,
-	            "# TYPE peak_overlay_tun_rx_packets_total counter\n"
-	            "peak_overlay_tun_rx_packets_total %llu\n"
-	            "# TYPE peak_overlay_tun_rx_malformed_total counter\n"
-	            "peak_overlay_tun_rx_malformed_total %llu\n"
-	            "# TYPE peak_overlay_tun_tx_packets_total counter\n"
-	            "peak_overlay_tun_tx_packets_total %llu\n"
-	            "# TYPE peak_overlay_tun_tx_errors_total counter\n"
-	            "peak_overlay_tun_tx_errors_total %llu\n"
-	            "# TYPE peak_overlay_no_route_total counter\n"
-	            "peak_overlay_no_route_total %llu\n"
-	            "# TYPE peak_overlay_icmp_unreach_sent_total counter\n"
-	            "peak_overlay_icmp_unreach_sent_total %llu\n"
-	            "# TYPE peak_overlay_icmp_unreach_limited_total counter\n"
-	            "peak_overlay_icmp_unreach_limited_total %llu\n"
-	            "# TYPE peak_overlay_slave_output_errors_total counter\n"
-	            "peak_overlay_slave_output_errors_total %llu\n"
-	            "# TYPE peak_overlay_routes gauge\n"
-	            "peak_overlay_routes %llu\n",
-	            (unsigned long long)CNT_GET(m, tun_rx), (unsigned long long)CNT_GET(m, tun_rx_bad),
-	            (unsigned long long)CNT_GET(m, tun_tx),
-	            (unsigned long long)CNT_GET(m, tun_tx_err),
-	            (unsigned long long)CNT_GET(m, no_route),
-	            (unsigned long long)CNT_GET(m, icmp_sent),
-	            (unsigned long long)CNT_GET(m, icmp_limited),
-	            (unsigned long long)CNT_GET(m, slave_err),
-	            (unsigned long long)CNT_GET(m, nroutes_live));
+	mbuf_printf(
+	    b,
+	    "# TYPE peak_overlay_tun_rx_packets_total counter\n"
+	    "peak_overlay_tun_rx_packets_total %llu\n"
+	    "# TYPE peak_overlay_tun_rx_malformed_total counter\n"
+	    "peak_overlay_tun_rx_malformed_total %llu\n"
+	    "# TYPE peak_overlay_tun_tx_packets_total counter\n"
+	    "peak_overlay_tun_tx_packets_total %llu\n"
+	    "# TYPE peak_overlay_tun_tx_errors_total counter\n"
+	    "peak_overlay_tun_tx_errors_total %llu\n"
+	    "# TYPE peak_overlay_no_route_total counter\n"
+	    "peak_overlay_no_route_total %llu\n"
+	    "# TYPE peak_overlay_icmp_unreach_sent_total counter\n"
+	    "peak_overlay_icmp_unreach_sent_total %llu\n"
+	    "# TYPE peak_overlay_icmp_unreach_limited_total counter\n"
+	    "peak_overlay_icmp_unreach_limited_total %llu\n"
+	    "# TYPE peak_overlay_slave_output_errors_total counter\n"
+	    "peak_overlay_slave_output_errors_total %llu\n"
+	    "# TYPE peak_overlay_routes gauge\n"
+	    "peak_overlay_routes %llu\n",
+	    (unsigned long long)CNT_GET(m, tun_rx), (unsigned long long)CNT_GET(m, tun_rx_bad),
+	    (unsigned long long)CNT_GET(m, tun_tx), (unsigned long long)CNT_GET(m, tun_tx_err),
+	    (unsigned long long)CNT_GET(m, no_route), (unsigned long long)CNT_GET(m, icmp_sent),
+	    (unsigned long long)CNT_GET(m, icmp_limited), (unsigned long long)CNT_GET(m, slave_err),
+	    (unsigned long long)CNT_GET(m, nroutes_live));
 	for (unsigned i = 0; i < m->nslaves; i++)
 		if (m->slaves[i]->ops->stats)
 			m->slaves[i]->ops->stats(m->slaves[i], b);

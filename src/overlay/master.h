@@ -17,10 +17,10 @@ struct mbuf;
 struct ov_master;
 
 struct ov_master_conf {
-	const char *tun;                /* TUN device name, created if absent */
-	unsigned mtu;                   /* its MTU, 1280..OVW_INNER_MAX */
-	uint8_t address[16];            /* source of the ICMPv6 errors the master sends */
-	unsigned icmp_rate;             /* ICMPv6 errors per second at most (burst as many) */
+	const char *tun;     /* TUN device name, created if absent */
+	unsigned mtu;        /* its MTU, 1280..OVW_INNER_MAX */
+	uint8_t address[16]; /* source of the ICMPv6 errors the master sends */
+	unsigned icmp_rate;  /* ICMPv6 errors per second at most (burst as many) */
 };
 
 enum { OV_MAX_SLAVES = 8, OV_MAX_ROUTES = 1 << 20 };
@@ -36,8 +36,7 @@ int ov_master_add_slave(struct ov_master *m, struct ov_slave *s);
 
 /* Routes p to slave s with cookie (passed back in s->ops->output). A route of the same
  * prefix is replaced. Returns 0, -EINVAL (not IPv6), -ENOSPC or -ENOMEM. */
-int ov_route_add(struct ov_master *m, const struct prefix *p, struct ov_slave *s,
-                 uint32_t cookie);
+int ov_route_add(struct ov_master *m, const struct prefix *p, struct ov_slave *s, uint32_t cookie);
 
 /* Removes the route of exactly p. Returns 0 or -ENOENT. */
 int ov_route_del(struct ov_master *m, const struct prefix *p);

@@ -77,7 +77,8 @@ static void answer(struct mg *g, const struct mg_req *r, struct mbuf *b)
 	case MG_ROUTE_DEL:
 		e = ov_route_del(g->m, &r->prefix);
 		if (e) {
-			mbuf_printf(b, "error: %s\n", e == -ENOENT ? "no such route" : strerror(-e));
+			mbuf_printf(b, "error: %s\n",
+			            e == -ENOENT ? "no such route" : strerror(-e));
 			return;
 		}
 		log_msg(LOG_INFO, "overlay: mgmt: route %s removed", prefix_print(&r->prefix, ps));
@@ -121,7 +122,8 @@ static void serve(struct mg *g, int fd)
 			off += (size_t)w;
 			continue;
 		}
-		if (w == -1 && (errno == EAGAIN || errno == EINTR) && wait_fd(fd, POLLOUT, deadline))
+		if (w == -1 && (errno == EAGAIN || errno == EINTR) &&
+		    wait_fd(fd, POLLOUT, deadline))
 			continue;
 		break;
 	}

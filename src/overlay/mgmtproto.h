@@ -17,8 +17,14 @@ enum {
 	MG_NAME_MAX = 63,
 };
 
-enum mg_kind { MG_NONE, MG_SHOW_ROUTES, MG_SHOW_PEERS, MG_SHOW_COUNTERS, MG_ROUTE_ADD,
-	       MG_ROUTE_DEL };
+enum mg_kind {
+	MG_NONE,
+	MG_SHOW_ROUTES,
+	MG_SHOW_PEERS,
+	MG_SHOW_COUNTERS,
+	MG_ROUTE_ADD,
+	MG_ROUTE_DEL
+};
 
 struct mg_req {
 	enum mg_kind kind;

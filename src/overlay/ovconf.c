@@ -117,8 +117,9 @@ static int get_prefixes(struct ctx *x, const yaml_node_t *n, struct ov_peer_conf
 		const char *s = scalar(e);
 		struct prefix *pf = &p->prefixes[p->nprefixes];
 		if (!s || prefix_parse(s, false, pf) || pf->family != PEAK_AFI_IP6)
-			return fail(x, e, "prefixes: '%s' is not an IPv6 prefix (bits past the "
-			                  "length must be zero)",
+			return fail(x, e,
+			            "prefixes: '%s' is not an IPv6 prefix (bits past the "
+			            "length must be zero)",
 			            s ? s : "?");
 		p->nprefixes++;
 	}
@@ -145,7 +146,8 @@ static int parse_peer(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 				return fail(x, vn, "name: want 1..%d characters", OVC_NAME_MAX);
 			for (const char *q = s; *q; q++)
 				if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
-				      (*q >= '0' && *q <= '9') || *q == '-' || *q == '_' || *q == '.'))
+				      (*q >= '0' && *q <= '9') || *q == '-' || *q == '_' ||
+				      *q == '.'))
 					return fail(x, vn, "name: letters, digits, '-', '_', '.'");
 			strcpy(p->name, s);
 			has_name = true;
@@ -171,8 +173,9 @@ static int parse_peer(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 		if (!strcmp(c->peers[i].name, p->name))
 			return fail(x, n, "peers: name '%s' given twice", p->name);
 		if (!memcmp(c->peers[i].pub, p->pub, 8))
-			return fail(x, n, "peers: '%s' and '%s' share their key's first 8 bytes "
-			                  "(the sender id)",
+			return fail(x, n,
+			            "peers: '%s' and '%s' share their key's first 8 bytes "
+			            "(the sender id)",
 			            c->peers[i].name, p->name);
 	}
 	return 0;
@@ -208,8 +211,8 @@ static int parse_gateway(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 				return fail(x, vn, "peers: want a list");
 			if (c->peers)
 				return fail(x, kn, "peers: given twice");
-			size_t cnt = (size_t)(vn->data.sequence.items.top -
-			                      vn->data.sequence.items.start);
+			size_t cnt =
+			    (size_t)(vn->data.sequence.items.top - vn->data.sequence.items.start);
 			if (cnt > OVC_MAX_PEERS)
 				return fail(x, vn, "peers: more than %d", OVC_MAX_PEERS);
 			if (cnt && !(c->peers = calloc(cnt, sizeof(*c->peers))))
@@ -243,7 +246,8 @@ static int parse_top(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 		} else if (!strcmp(k, "tun")) {
 			const char *s = scalar(vn);
 			if (!s || !*s || strlen(s) >= sizeof(c->tun) || strchr(s, '/'))
-				return fail(x, vn, "tun: want an interface name of 1..15 characters");
+				return fail(x, vn,
+				            "tun: want an interface name of 1..15 characters");
 			strcpy(c->tun, s);
 			r = 0;
 		} else if (!strcmp(k, "mtu")) {
@@ -273,8 +277,8 @@ static int parse_top(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 	return 0;
 }
 
-int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_conf *c,
-                  char *err, size_t errlen)
+int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_conf *c, char *err,
+                  size_t errlen)
 {
 	yaml_parser_t parser;
 	yaml_document_t doc;

@@ -56,8 +56,8 @@ struct ov_conf {
 
 /* Parses len bytes of YAML named name (for messages) into *c (zeroed first; release with
  * ov_conf_fini even on failure). Returns 0, -EINVAL with the reason in err, or -ENOMEM. */
-int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_conf *c,
-                  char *err, size_t errlen);
+int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_conf *c, char *err,
+                  size_t errlen);
 
 /* Reads and parses the file at path, then the private key file it names. Same returns. */
 int ov_conf_load(const char *path, struct ov_conf *c, char *err, size_t errlen);
