@@ -33,8 +33,10 @@ struct ov_watch {
 
 enum {
 	OV_MAX_WATCH = 16,
-	OV_BATCH = 64,        /* packets read per wakeup before other descriptors get a turn */
-	ICMP6_ERR_MAX = 1280, /* an ICMPv6 error never exceeds the minimum MTU (RFC 4443 §2.4) */
+	OV_BATCH = 64, /* packets read per wakeup before other descriptors get a turn */
+	ICMP6_ERR_MAX = 1280,
+	ICMP6_NO_ROUTE = 0,     /* destination unreachable codes, RFC 4443 §3.1 */
+	ICMP6_ADDR_UNREACH = 3, /* an ICMPv6 error never exceeds the minimum MTU (RFC 4443 §2.4) */
 	EV_TUN = 0,
 	EV_SIG = 1,
 	EV_TIMER = 2,
@@ -288,11 +290,11 @@ static bool icmp_token(struct ov_master *m)
 	return true;
 }
 
-/* Sends ICMPv6 destination unreachable, code 0 (no route to destination), to the source of
- * pkt, unless RFC 4443 §2.4 (e) forbids it (the packet is an ICMPv6 error, went to a
- * multicast address, or its source is unspecified or multicast) or the rate limit is
- * reached. */
-static void icmp_unreach(struct ov_master *m, const uint8_t *pkt, size_t len)
+/* Sends ICMPv6 destination unreachable with code (RFC 4443 §3.1: 0 no route to destination,
+ * 3 address unreachable) to the source of pkt, unless RFC 4443 §2.4 (e) forbids it (the packet is
+ * an ICMPv6 error, went to a multicast address, or its source is unspecified or multicast) or the
+ * rate limit is reached. */
+static void icmp_unreach(struct ov_master *m, const uint8_t *pkt, size_t len, uint8_t code)
 {
 	const uint8_t *src = pkt + 8;
 	static const uint8_t unspec[16];
@@ -318,7 +320,7 @@ static void icmp_unreach(struct ov_master *m, const uint8_t *pkt, size_t len)
 	memcpy(out + 8, m->conf.address, 16);
 	memcpy(out + 24, src, 16);
 	out[40] = 1; /* destination unreachable */
-	out[41] = 0; /* no route to destination */
+	out[41] = code;
 	memcpy(out + 48, pkt, quote);
 	uint16_t c = icmp6_csum(out + 8, out + 24, out + 40, plen);
 	out[42] = (uint8_t)(c >> 8);
@@ -333,11 +335,13 @@ static void dispatch(struct ov_master *m, const uint8_t *pkt, size_t len, bool f
 {
 	if (!found || !m->routes[idx].s) {
 		CNT_ADD(m, no_route, 1);
-		icmp_unreach(m, pkt, len);
+		icmp_unreach(m, pkt, len, ICMP6_NO_ROUTE);
 		return;
 	}
 	struct ov_route *r = &m->routes[idx];
 	int e = r->s->ops->output(r->s, r->cookie, pkt, len);
+	if (e == -EHOSTUNREACH) /* the owner cannot reach it now (e.g. no peer endpoint yet) */
+		icmp_unreach(m, pkt, len, ICMP6_ADDR_UNREACH);
 	if (e) {
 		CNT_ADD(m, slave_err, 1);
 		log_rl(&m->rl_out, LOG_DEBUG, "overlay: %s: output: %s", r->s->ops->name,

@@ -21,7 +21,8 @@ struct ov_slave_ops {
 	void (*detach)(struct ov_slave *s);
 	/* A packet from the site (len bytes, a checked IPv6 packet) whose destination's longest
 	 * match is a route this slave added with cookie. The slave owns nothing past the call.
-	 * Returns 0 or -errno (the master counts the failure; the packet is gone). */
+	 * Returns 0 or -errno (the master counts the failure; the packet is gone); -EHOSTUNREACH
+	 * makes the master answer ICMPv6 address unreachable. */
 	int (*output)(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, size_t len);
 	/* A descriptor the slave registered with ov_master_watch is readable. */
 	void (*readable)(struct ov_slave *s, int fd);

@@ -116,6 +116,9 @@ class Bed:
                 ep = f"      endpoint: {UPLINK[o][0]}:{PORT}\n" if o != "c" else ""
                 peers.append(f"    - name: {o}\n      public-key: {self.keys[o]}\n{ep}"
                              f"      prefixes: [fd00:{o}::/64]\n")
+            if s == "a":  # a peer that never talks and has no endpoint
+                peers.append(f"    - name: ghost\n      public-key: {'42' * 32}\n"
+                             f"      prefixes: [fd00:f::/64]\n")
             cfg = self.tmp / f"{s}.yaml"
             cfg.write_text(f"tun: ov0\nmtu: 1400\naddress: fd00:{s}::1\nicmp-rate: 100\n"
                            f"gateway:\n  listen: 0.0.0.0:{PORT}\n"
@@ -273,6 +276,10 @@ def test_three_sites_ping_tcp_and_rejects(bed):
     m = b.metrics("a")
     assert m["peak_overlay_no_route_total"] >= 1
     assert m["peak_overlay_icmp_unreach_sent_total"] >= 1
+    # a route whose peer has no endpoint yet: ICMPv6 address unreachable, counted
+    r = nsx(b.n("ha"), "ping", "-6", "-n", "-c", "1", "-W", "2", "fd00:f::1", check=False)
+    assert "Address unreachable" in r.stdout, r.stdout
+    assert b.metrics("a")["peak_overlay_gw_no_endpoint_total"] >= 1
 
     # forged packets on the IPv4 path: garbage, an unknown sender, a known sender's id with
     # a body that does not authenticate
@@ -316,17 +323,18 @@ def test_three_sites_ping_tcp_and_rejects(bed):
     # the management slave: routes, peers, counters; a route added and removed at run time
     r = b.ctl("a", "show", "routes")
     assert r.returncode == 0, r
+    assert "fd00:f::/64 gateway ghost\n" in r.stdout
     assert "fd00:b::/64 gateway b\n" in r.stdout and "fd00:c::/64 gateway c\n" in r.stdout
     r = b.ctl("a", "show", "peers")
     assert r.returncode == 0 and re.search(r"^peer c 10\.0\.3\.2:\d+ rx ", r.stdout, re.M), r
     r = b.ctl("a", "show", "counters")
-    assert r.returncode == 0 and "peak_overlay_routes 2\n" in r.stdout
+    assert r.returncode == 0 and "peak_overlay_routes 3\n" in r.stdout
     unreach_from = lambda: re.findall(r"From (\S+) icmp_seq=\d+ Destination unreachable",
                                       nsx(b.n("ha"), "ping", "-6", "-n", "-c", "1", "-W", "2",
                                           "fd00:d::1", check=False).stdout)
     assert unreach_from() == ["fd00:a::1"]
     assert b.ctl("a", "route", "add", "fd00:d::/64", "b").returncode == 0
-    assert b.metrics("a")["peak_overlay_routes"] == 3
+    assert b.metrics("a")["peak_overlay_routes"] == 4
     assert unreach_from() == ["fd00:b::1"]  # now through gB, which has no route either
     assert b.ctl("a", "route", "del", "fd00:d::/64").returncode == 0
     assert unreach_from() == ["fd00:a::1"]
