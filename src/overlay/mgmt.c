@@ -22,7 +22,7 @@
 #include "../sys/metrics.h"
 #include "mgmtproto.h"
 
-enum { MG_CLIENT_MS = 200, MG_ACCEPT_BATCH = 8 };
+enum { MG_CLIENT_MS = 200, MG_ACCEPT_BATCH = 1 }; /* epoll comes back for the next */
 
 struct mg {
 	struct ov_slave slave;
