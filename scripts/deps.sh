@@ -5,9 +5,9 @@ set -eu
 PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libcmocka-dev libyaml-dev
 python3 python3-pytest python3-dnspython libmicrohttpd-dev knot-dnsutils bind9-dnsutils
 dnsperf libmnl-dev nettle-dev
-bird2 iproute2 ethtool curl procps util-linux
+bird2 iproute2 iputils-ping ethtool curl procps util-linux
 libbpf-dev bpftool
-nginx-light haproxy nftables gnuplot-nox"
+nginx-light haproxy nftables gnuplot-nox iperf3"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -41,3 +41,5 @@ int cmd_agent(int argc, char **argv);
 int cmd_controller(int argc, char **argv);
 int cmd_controller_ctl(int argc, char **argv);
 int cmd_filter(int argc, char **argv);
+int cmd_overlay(int argc, char **argv);
+int cmd_overlay_ctl(int argc, char **argv);

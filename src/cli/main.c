@@ -93,6 +93,8 @@ static const struct {
     {"controller", cmd_controller, "hold the slice assignments; move slices when health changes"},
     {"controller-ctl", cmd_controller_ctl, "change a running controller: weights, health, reload"},
     {"filter", cmd_filter, "attach, update, inspect and detach the XDP filter"},
+    {"overlay", cmd_overlay, "one site's IPv6 overlay router: IPv6 over UDP/IPv4 between sites"},
+    {"overlay-ctl", cmd_overlay_ctl, "ask a running peak overlay: routes, peers, counters"},
 };
 
 static void usage(FILE *f)

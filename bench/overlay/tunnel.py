@@ -1,0 +1,62 @@
+#!/usr/bin/python3
+"""Measures peak overlay on the 3-site namespace testbed of tests/overlay (root): the RTT
+added over the IPv4 path underneath (ping, 200 echoes 10 ms apart) and one TCP flow's
+throughput (iperf3, SECONDS each way) A->B and A->NAT->C, with the daemons' CPU time per
+Gbit. Prints a Markdown table. Usage: bench/overlay/tunnel.py [SECONDS] (default 5)."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent / "tests" / "overlay"))
+os.environ.setdefault("PEAK_BIN", str(HERE.parent.parent / "build" / "peak"))
+import test_overlay_ns as t  # noqa: E402  (the testbed)
+
+
+def cpu_s(pid):
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rtt(ns, addr, fam):
+    out = t.nsx(ns, "ping", fam, "-n", "-q", "-c", "200", "-i", "0.01", addr).stdout
+    return float(out.strip().splitlines()[-1].split("=")[1].split("/")[1]) * 1000  # avg, us
+
+
+def main():
+    secs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
+    b = t.Bed(pathlib.Path(tempfile.mkdtemp()))
+    try:
+        b.build()
+        for s in t.SITES:
+            b.start(s)
+        t.wait_for("c's mapping", lambda: b.metrics("a").get(
+            'peak_overlay_peer_endpoint_known{peer="c"}') == 1)
+        for dst in "bc":
+            t.wait_for("ping", lambda: t.ping_ok(b, "a", dst))
+        base = rtt(b.n("ga"), "10.0.2.2", "-4")
+        over = rtt(b.n("ha"), "fd00:b::2", "-6")
+        print(f"| path | result |\n|---|---|\n| RTT IPv4 gA->gB | {base:.0f} us |\n"
+              f"| RTT overlay hA->hB | {over:.0f} us (+{over - base:.0f} us) |")
+        for dst, name in (("b", "A->B"), ("c", "A->NAT->C")):
+            srv = subprocess.Popen(["ip", "netns", "exec", b.n("h" + dst), "iperf3", "-s", "-1"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            time.sleep(0.3)
+            cpu0 = sum(cpu_s(b.procs[s].pid) for s in ("a", dst))
+            out = t.nsx(b.n("ha"), "iperf3", "-J", "-t", str(secs), "-c", f"fd00:{dst}::2",
+                        timeout=secs + 30).stdout
+            cpu1 = sum(cpu_s(b.procs[s].pid) for s in ("a", dst))
+            srv.wait(timeout=10)
+            gbit = json.loads(out)["end"]["sum_received"]["bits_per_second"] / 1e9
+            print(f"| TCP {name} | {gbit:.2f} Gbit/s, daemons {(cpu1 - cpu0) / secs:.2f} "
+                  f"CPU s/s, {(cpu1 - cpu0) / max(gbit * secs, 1e-9):.2f} CPU s per Gbit |")
+    finally:
+        b.cleanup()
+
+
+if __name__ == "__main__":
+    main()

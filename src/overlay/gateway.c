@@ -1,0 +1,454 @@
+/*
+ * The gateway slave: IPv6 in UDP/IPv4 between sites' gateways (wire.h gives the format
+ * and the crypto). Peers are static for now: each has a public key, the prefixes it serves
+ * (its routes in the master, and the only inner sources accepted from it) and maybe an
+ * endpoint. A peer behind NAT needs none: its authenticated packets (keepalives at least)
+ * teach us the mapping, and only a packet newer than any seen may move it, so a replay
+ * cannot redirect a site. Forged, replayed and malformed packets are dropped and counted.
+ */
+#include "gateway.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../sys/log.h"
+#include "../sys/metrics.h"
+#include "wire.h"
+
+struct gw_peer {
+	const struct ov_peer_conf *conf;
+	uint8_t prk[32];
+	struct ovw_aead tx;
+	uint64_t tx_counter;
+	bool has_ep;
+	struct sockaddr_in ep;
+	bool rx_any;
+	uint64_t rx_epoch;
+	struct ovw_aead rx;
+	struct ovw_replay replay;
+	uint64_t last_tx_ms, last_rx_ms;
+	uint64_t rx_packets, tx_packets; /* atomic: read by the metrics thread */
+	int has_ep_pub;                  /* has_ep, for the metrics thread */
+};
+
+enum {
+	GW_BATCH = 64,
+	GW_SOCKBUF_BYTES = 4 << 20, /* absorbs a burst while the loop decrypts */
+	D_MALFORMED = 0,
+	D_UNKNOWN_PEER,
+	D_AUTH,
+	D_REPLAY,
+	D_INNER,
+	D_SOURCE,
+	D_NREASONS,
+};
+
+static const char *const drop_names[D_NREASONS] = {
+    "malformed", "unknown_peer", "auth", "replay", "inner", "source",
+};
+
+struct gw {
+	struct ov_slave slave;
+	const struct ov_conf *conf;
+	struct ov_master *m;
+	struct gw_peer *peers;
+	size_t npeers;
+	uint8_t pub[32];
+	uint64_t epoch;
+	int fd;
+	struct log_limit rl_send, rl_drop;
+	uint64_t drops[D_NREASONS];
+	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes;
+};
+
+#define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
+#define CNT_GET(p, f) __atomic_load_n(&(p)->f, __ATOMIC_RELAXED)
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static void drop(struct gw *g, int why, const struct sockaddr_in *from)
+{
+	char a[INET_ADDRSTRLEN];
+	CNT_ADD(g, drops[why], 1);
+	log_rl(&g->rl_drop, LOG_DEBUG, "overlay: gateway: dropped a packet from %s:%u: %s",
+	       inet_ntop(AF_INET, &from->sin_addr, a, sizeof(a)), ntohs(from->sin_port),
+	       drop_names[why]);
+}
+
+/* Seals and sends one packet of type to p; counts. */
+static int send_to(struct gw *g, struct gw_peer *p, uint8_t type, const uint8_t *inner, size_t n)
+{
+	uint8_t out[OVW_PKT_MAX];
+	struct ovw_hdr h = {.type = type, .epoch = g->epoch, .counter = p->tx_counter};
+	memcpy(h.id, g->pub, OVW_ID_LEN);
+	long len = ovw_seal(&h, &p->tx, inner, n, out, sizeof(out));
+	if (len < 0)
+		return (int)len;
+	p->tx_counter++;
+	p->last_tx_ms = mono_ms();
+	ssize_t w =
+	    sendto(g->fd, out, (size_t)len, 0, (const struct sockaddr *)&p->ep, sizeof(p->ep));
+	if (w != len) {
+		int e = w == -1 ? errno : EIO;
+		CNT_ADD(g, tx_err, 1);
+		log_rl(&g->rl_send, LOG_WARNING, "overlay: gateway: send to %s: %s", p->conf->name,
+		       strerror(e));
+		return -e;
+	}
+	CNT_ADD(g, tx, 1);
+	CNT_ADD(p, tx_packets, 1);
+	return 0;
+}
+
+static int gw_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, size_t len)
+{
+	struct gw *g = s->priv;
+	if (cookie >= g->npeers)
+		return -EINVAL;
+	struct gw_peer *p = &g->peers[cookie];
+	if (!p->has_ep) {
+		CNT_ADD(g, no_endpoint, 1);
+		return -EHOSTUNREACH;
+	}
+	return send_to(g, p, OVW_DATA, pkt, len);
+}
+
+static struct gw_peer *peer_by_id(struct gw *g, const uint8_t id[OVW_ID_LEN])
+{
+	for (size_t i = 0; i < g->npeers; i++)
+		if (!memcmp(g->peers[i].conf->pub, id, OVW_ID_LEN))
+			return &g->peers[i];
+	return NULL;
+}
+
+static bool source_allowed(const struct gw_peer *p, const uint8_t *inner)
+{
+	for (size_t i = 0; i < p->conf->nprefixes; i++)
+		if (prefix_contains_addr(&p->conf->prefixes[i], inner + 8))
+			return true;
+	return false;
+}
+
+/* One datagram from the IPv4 side. The decoder reads it through the cursor; nothing of the
+ * peer's state changes before the packet authenticates. */
+static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct sockaddr_in *from)
+{
+	static uint8_t inner[OVW_INNER_MAX];
+	struct cur c = cur_make(pkt, n);
+	struct ovw_hdr h;
+	const uint8_t *body;
+	size_t body_len;
+	CNT_ADD(g, rx, 1);
+	if (ovw_parse(&c, &h, &body, &body_len)) {
+		drop(g, D_MALFORMED, from);
+		return;
+	}
+	struct gw_peer *p = peer_by_id(g, h.id);
+	if (!p) {
+		drop(g, D_UNKNOWN_PEER, from);
+		return;
+	}
+	static struct ovw_aead fresh; /* a new epoch's key, kept only if it opens the packet */
+	struct ovw_aead *aead = &p->rx;
+	bool new_epoch = !p->rx_any || h.epoch > p->rx_epoch;
+	if (!new_epoch && (h.epoch < p->rx_epoch || !ovw_replay_fresh(&p->replay, h.counter))) {
+		drop(g, D_REPLAY, from);
+		return;
+	}
+	if (new_epoch) {
+		uint8_t key[OVW_KEY_LEN];
+		ovw_key(p->prk, p->conf->pub, g->pub, h.epoch, key);
+		ovw_aead_init(&fresh, key);
+		memset(key, 0, sizeof(key));
+		aead = &fresh;
+	}
+	long len = ovw_open(pkt, body_len, aead, inner);
+	if (len < 0) {
+		drop(g, D_AUTH, from);
+		return;
+	}
+	if (h.type == OVW_DATA && ovw_inner_check(inner, (size_t)len)) {
+		drop(g, D_INNER, from);
+		return;
+	}
+	if (h.type == OVW_DATA && !source_allowed(p, inner)) {
+		drop(g, D_SOURCE, from);
+		return;
+	}
+	/* authentic and new: now the peer's state may change */
+	if (new_epoch) {
+		p->rx = fresh;
+		p->rx_epoch = h.epoch;
+		p->rx_any = true;
+		memset(&p->replay, 0, sizeof(p->replay));
+	}
+	bool newest = !p->replay.any || h.counter > p->replay.top;
+	ovw_replay_accept(&p->replay, h.counter);
+	if (newest && (!p->has_ep || p->ep.sin_addr.s_addr != from->sin_addr.s_addr ||
+	               p->ep.sin_port != from->sin_port)) {
+		char a[INET_ADDRSTRLEN];
+		log_msg(LOG_INFO, "overlay: gateway: peer %s is at %s:%u", p->conf->name,
+		        inet_ntop(AF_INET, &from->sin_addr, a, sizeof(a)), ntohs(from->sin_port));
+		p->ep = *from;
+		p->has_ep = true;
+		__atomic_store_n(&p->has_ep_pub, 1, __ATOMIC_RELAXED);
+		CNT_ADD(g, ep_changes, 1);
+	}
+	CNT_ADD(p, rx_packets, 1);
+	p->last_rx_ms = mono_ms();
+	if (h.type == OVW_KEEPALIVE) {
+		CNT_ADD(g, ka_rx, 1);
+		return;
+	}
+	ov_master_input(g->m, inner, (size_t)len);
+}
+
+static void gw_readable(struct ov_slave *s, int fd)
+{
+	struct gw *g = s->priv;
+	static uint8_t buf[OVW_PKT_MAX + 1];
+	for (int i = 0; i < GW_BATCH; i++) {
+		struct sockaddr_in from;
+		socklen_t fl = sizeof(from);
+		ssize_t n =
+		    recvfrom(fd, buf, sizeof(buf), MSG_TRUNC, (struct sockaddr *)&from, &fl);
+		if (n == -1)
+			return;
+		if (fl != sizeof(from) || from.sin_family != AF_INET) {
+			continue;
+		}
+		if ((size_t)n > OVW_PKT_MAX) { /* truncated by the buffer: too big to be ours */
+			CNT_ADD(g, rx, 1);
+			drop(g, D_MALFORMED, &from);
+			continue;
+		}
+		from_udp(g, buf, (size_t)n, &from);
+	}
+}
+
+static void gw_timer(struct ov_slave *s, uint64_t now)
+{
+	struct gw *g = s->priv;
+	uint64_t every = (uint64_t)g->conf->keepalive_s * 1000;
+	for (size_t i = 0; i < g->npeers; i++) {
+		struct gw_peer *p = &g->peers[i];
+		if (!p->has_ep || (p->last_tx_ms && now - p->last_tx_ms < every))
+			continue;
+		if (!send_to(g, p, OVW_KEEPALIVE, NULL, 0))
+			CNT_ADD(g, ka_tx, 1);
+	}
+}
+
+static int gw_attach(struct ov_slave *s, struct ov_master *m)
+{
+	struct gw *g = s->priv;
+	int ret;
+	g->m = m;
+	g->fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (g->fd == -1)
+		return -errno;
+	if (bind(g->fd, (const struct sockaddr *)&g->conf->listen, sizeof(g->conf->listen)) == -1) {
+		ret = -errno;
+		log_msg(LOG_ERR, "overlay: gateway: bind: %s", strerror(-ret));
+		return ret;
+	}
+	/* the default 208 KiB overflowed under one TCP flow (UdpRcvbufErrors, 10% loss):
+	 * ask for more, past rmem_max when privileged; a smaller buffer still works */
+	int sz = GW_SOCKBUF_BYTES;
+	if (setsockopt(g->fd, SOL_SOCKET, SO_RCVBUFFORCE, &sz, sizeof(sz)) == -1)
+		(void)setsockopt(g->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
+	if (setsockopt(g->fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) == -1)
+		(void)setsockopt(g->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	if ((ret = ov_master_watch(m, g->fd, s)))
+		return ret;
+	for (size_t i = 0; i < g->npeers; i++) {
+		const struct ov_peer_conf *pc = g->peers[i].conf;
+		for (size_t k = 0; k < pc->nprefixes; k++)
+			if ((ret = ov_route_add(m, &pc->prefixes[k], s, (uint32_t)i)))
+				return ret;
+	}
+	gw_timer(s, mono_ms()); /* first keepalives at once, to open NAT mappings */
+	return 0;
+}
+
+static void gw_detach(struct ov_slave *s)
+{
+	struct gw *g = s->priv;
+	if (g->fd != -1)
+		close(g->fd);
+	g->fd = -1;
+}
+
+static void gw_stats(struct ov_slave *s, struct mbuf *b)
+{
+	struct gw *g = s->priv;
+	mbuf_printf(b,
+	            "# TYPE peak_overlay_gw_rx_packets_total counter\n"
+	            "peak_overlay_gw_rx_packets_total %llu\n"
+	            "# TYPE peak_overlay_gw_tx_packets_total counter\n"
+	            "peak_overlay_gw_tx_packets_total %llu\n"
+	            "# TYPE peak_overlay_gw_tx_errors_total counter\n"
+	            "peak_overlay_gw_tx_errors_total %llu\n"
+	            "# TYPE peak_overlay_gw_no_endpoint_total counter\n"
+	            "peak_overlay_gw_no_endpoint_total %llu\n"
+	            "# TYPE peak_overlay_gw_keepalives_sent_total counter\n"
+	            "peak_overlay_gw_keepalives_sent_total %llu\n"
+	            "# TYPE peak_overlay_gw_keepalives_received_total counter\n"
+	            "peak_overlay_gw_keepalives_received_total %llu\n"
+	            "# TYPE peak_overlay_gw_endpoint_changes_total counter\n"
+	            "peak_overlay_gw_endpoint_changes_total %llu\n"
+	            "# TYPE peak_overlay_gw_dropped_total counter\n",
+	            (unsigned long long)CNT_GET(g, rx), (unsigned long long)CNT_GET(g, tx),
+	            (unsigned long long)CNT_GET(g, tx_err),
+	            (unsigned long long)CNT_GET(g, no_endpoint),
+	            (unsigned long long)CNT_GET(g, ka_tx), (unsigned long long)CNT_GET(g, ka_rx),
+	            (unsigned long long)CNT_GET(g, ep_changes));
+	for (int i = 0; i < D_NREASONS; i++)
+		mbuf_printf(b, "peak_overlay_gw_dropped_total{reason=\"%s\"} %llu\n", drop_names[i],
+		            (unsigned long long)CNT_GET(g, drops[i]));
+	mbuf_printf(b, "# TYPE peak_overlay_peer_rx_packets_total counter\n");
+	for (size_t i = 0; i < g->npeers; i++) {
+		char l[METRICS_LABEL_MAX];
+		mbuf_printf(b, "peak_overlay_peer_rx_packets_total{peer=\"%s\"} %llu\n",
+		            metrics_label(l, sizeof(l), g->peers[i].conf->name),
+		            (unsigned long long)CNT_GET(&g->peers[i], rx_packets));
+	}
+	mbuf_printf(b, "# TYPE peak_overlay_peer_tx_packets_total counter\n");
+	for (size_t i = 0; i < g->npeers; i++) {
+		char l[METRICS_LABEL_MAX];
+		mbuf_printf(b, "peak_overlay_peer_tx_packets_total{peer=\"%s\"} %llu\n",
+		            metrics_label(l, sizeof(l), g->peers[i].conf->name),
+		            (unsigned long long)CNT_GET(&g->peers[i], tx_packets));
+	}
+	mbuf_printf(b, "# TYPE peak_overlay_peer_endpoint_known gauge\n");
+	for (size_t i = 0; i < g->npeers; i++) {
+		char l[METRICS_LABEL_MAX];
+		mbuf_printf(b, "peak_overlay_peer_endpoint_known{peer=\"%s\"} %d\n",
+		            metrics_label(l, sizeof(l), g->peers[i].conf->name),
+		            __atomic_load_n(&g->peers[i].has_ep_pub, __ATOMIC_RELAXED));
+	}
+}
+
+static int gw_cookie_of(struct ov_slave *s, const char *name, uint32_t *cookie)
+{
+	struct gw *g = s->priv;
+	for (size_t i = 0; i < g->npeers; i++)
+		if (!strcmp(g->peers[i].conf->name, name)) {
+			*cookie = (uint32_t)i;
+			return 0;
+		}
+	return -ENOENT;
+}
+
+static void gw_describe(struct ov_slave *s, uint32_t cookie, char *out, size_t cap)
+{
+	struct gw *g = s->priv;
+	snprintf(out, cap, "%s", cookie < g->npeers ? g->peers[cookie].conf->name : "?");
+}
+
+/* One line per peer: "peer NAME ENDPOINT|- rx N tx N last-rx-ms N|-". */
+static void gw_show(struct ov_slave *s, struct mbuf *b)
+{
+	struct gw *g = s->priv;
+	uint64_t now = mono_ms();
+	for (size_t i = 0; i < g->npeers; i++) {
+		struct gw_peer *p = &g->peers[i];
+		char a[INET_ADDRSTRLEN + 8] = "-", age[24] = "-";
+		if (p->has_ep) {
+			char ip[INET_ADDRSTRLEN];
+			snprintf(a, sizeof(a), "%s:%u",
+			         inet_ntop(AF_INET, &p->ep.sin_addr, ip, sizeof(ip)),
+			         ntohs(p->ep.sin_port));
+		}
+		if (p->last_rx_ms)
+			snprintf(age, sizeof(age), "%llu",
+			         (unsigned long long)(now - p->last_rx_ms));
+		mbuf_printf(b, "peer %s %s rx %llu tx %llu last-rx-ms %s\n", p->conf->name, a,
+		            (unsigned long long)p->rx_packets, (unsigned long long)p->tx_packets,
+		            age);
+	}
+}
+
+static const struct ov_slave_ops gw_ops = {
+    .name = "gateway",
+    .attach = gw_attach,
+    .detach = gw_detach,
+    .output = gw_output,
+    .readable = gw_readable,
+    .timer = gw_timer,
+    .stats = gw_stats,
+    .cookie_of = gw_cookie_of,
+    .describe = gw_describe,
+    .show = gw_show,
+};
+
+struct ov_slave *gw_new(const struct ov_conf *conf, char *err, size_t errlen)
+{
+	struct gw *g = calloc(1, sizeof(*g));
+	struct timespec ts;
+	if (!g || (conf->npeers && !(g->peers = calloc(conf->npeers, sizeof(*g->peers))))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	g->slave.ops = &gw_ops;
+	g->slave.priv = g;
+	g->conf = conf;
+	g->fd = -1;
+	g->npeers = conf->npeers;
+	ovw_pubkey(conf->priv, g->pub);
+	/* the epoch: the start time in ns, so it grows across restarts (see wire.h) */
+	clock_gettime(CLOCK_REALTIME, &ts);
+	g->epoch = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+	for (size_t i = 0; i < conf->npeers; i++) {
+		struct gw_peer *p = &g->peers[i];
+		p->conf = &conf->peers[i];
+		if (!memcmp(p->conf->pub, g->pub, 32) ||
+		    ovw_prk(conf->priv, p->conf->pub, p->prk)) {
+			snprintf(err, errlen,
+			         "peer %s: unusable public key (our own, or of low order)",
+			         p->conf->name);
+			goto fail;
+		}
+		uint8_t key[OVW_KEY_LEN];
+		ovw_key(p->prk, g->pub, p->conf->pub, g->epoch, key);
+		ovw_aead_init(&p->tx, key);
+		memset(key, 0, sizeof(key));
+		if (p->conf->has_endpoint) {
+			p->ep = p->conf->endpoint;
+			p->has_ep = true;
+			p->has_ep_pub = 1;
+		}
+	}
+	return &g->slave;
+fail:
+	if (g)
+		gw_free(&g->slave);
+	return NULL;
+}
+
+void gw_free(struct ov_slave *s)
+{
+	if (!s)
+		return;
+	struct gw *g = s->priv;
+	if (g->fd != -1)
+		close(g->fd);
+	if (g->peers) {
+		memset(g->peers, 0, g->npeers * sizeof(*g->peers)); /* keys */
+		free(g->peers);
+		g->peers = NULL;
+	}
+	free(g);
+}

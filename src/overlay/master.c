@@ -1,0 +1,534 @@
+#include "master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/ioctl.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../sys/log.h"
+#include "../sys/metrics.h"
+#include "peak/lpm6.h"
+#include "wire.h"
+
+struct ov_route {
+	struct ov_slave *s; /* NULL: a free slot */
+	uint32_t cookie;
+};
+
+struct ov_watch {
+	int fd;
+	struct ov_slave *s;
+};
+
+enum {
+	OV_MAX_WATCH = 16,
+	OV_BATCH = 64, /* packets read per wakeup before other descriptors get a turn */
+	ICMP6_ERR_MAX = 1280,
+	ICMP6_NO_ROUTE = 0,     /* destination unreachable codes, RFC 4443 §3.1 */
+	ICMP6_ADDR_UNREACH = 3, /* an ICMPv6 error never exceeds the minimum MTU (RFC 4443 §2.4) */
+	EV_TUN = 0,
+	EV_SIG = 1,
+	EV_TIMER = 2,
+	EV_WATCH = 3,
+};
+
+struct ov_master {
+	struct ov_master_conf conf;
+	struct lpm6 *lpm;
+	struct ov_route *routes;
+	uint32_t nroutes, caproutes;
+	uint32_t *freer; /* free route slots, a stack */
+	uint32_t nfreer;
+	struct ov_slave *slaves[OV_MAX_SLAVES];
+	unsigned nslaves, attached;
+	struct ov_watch watch[OV_MAX_WATCH];
+	unsigned nwatch;
+	int tun, ep, tfd;
+	double tokens;
+	uint64_t tokens_ms;
+	struct log_limit rl_write, rl_out;
+	/* counters: written by the loop, read by the metrics thread (__atomic) */
+	uint64_t tun_rx, tun_rx_bad, tun_tx, tun_tx_err, no_route, icmp_sent, icmp_limited,
+	    slave_err, nroutes_live;
+};
+
+#define CNT_ADD(m, f, v) __atomic_fetch_add(&(m)->f, (v), __ATOMIC_RELAXED)
+#define CNT_GET(m, f) __atomic_load_n(&(m)->f, __ATOMIC_RELAXED)
+
+static uint64_t now_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+struct ov_master *ov_master_new(const struct ov_master_conf *conf)
+{
+	struct ov_master *m = calloc(1, sizeof(*m));
+	if (!m)
+		return NULL;
+	m->conf = *conf;
+	m->tun = m->ep = m->tfd = -1;
+	m->tokens = conf->icmp_rate;
+	m->lpm = lpm6_new();
+	if (!m->lpm) {
+		free(m);
+		return NULL;
+	}
+	return m;
+}
+
+void ov_master_free(struct ov_master *m)
+{
+	if (!m)
+		return;
+	for (unsigned i = 0; i < m->attached; i++)
+		if (m->slaves[i]->ops->detach)
+			m->slaves[i]->ops->detach(m->slaves[i]);
+	if (m->tun != -1)
+		close(m->tun);
+	if (m->ep != -1)
+		close(m->ep);
+	if (m->tfd != -1)
+		close(m->tfd);
+	lpm6_free(m->lpm);
+	m->lpm = NULL;
+	free(m->routes);
+	m->routes = NULL;
+	free(m->freer);
+	m->freer = NULL;
+	free(m);
+}
+
+int ov_master_add_slave(struct ov_master *m, struct ov_slave *s)
+{
+	if (m->nslaves == OV_MAX_SLAVES)
+		return -ENOSPC;
+	m->slaves[m->nslaves++] = s;
+	return 0;
+}
+
+int ov_route_add(struct ov_master *m, const struct prefix *p, struct ov_slave *s, uint32_t cookie)
+{
+	if (p->family != PEAK_AFI_IP6 || p->len > 128)
+		return -EINVAL;
+	uint32_t idx;
+	if (lpm6_get(m->lpm, p->addr, p->len, &idx)) {
+		m->routes[idx].s = s;
+		m->routes[idx].cookie = cookie;
+		return 0;
+	}
+	if (m->nfreer) {
+		idx = m->freer[--m->nfreer];
+	} else {
+		if (m->nroutes == OV_MAX_ROUTES)
+			return -ENOSPC;
+		if (m->nroutes == m->caproutes) {
+			uint32_t cap = m->caproutes ? 2 * m->caproutes : 64;
+			struct ov_route *r = realloc(m->routes, cap * sizeof(*r));
+			if (!r)
+				return -ENOMEM;
+			m->routes = r;
+			uint32_t *f = realloc(m->freer, cap * sizeof(*f));
+			if (!f)
+				return -ENOMEM;
+			m->freer = f;
+			m->caproutes = cap;
+		}
+		idx = m->nroutes++;
+	}
+	int r = lpm6_add(m->lpm, p->addr, p->len, idx);
+	if (r < 0) {
+		m->freer[m->nfreer++] = idx;
+		return r;
+	}
+	m->routes[idx].s = s;
+	m->routes[idx].cookie = cookie;
+	CNT_ADD(m, nroutes_live, 1);
+	return 0;
+}
+
+int ov_route_del(struct ov_master *m, const struct prefix *p)
+{
+	uint32_t idx;
+	if (p->family != PEAK_AFI_IP6 || !lpm6_get(m->lpm, p->addr, p->len, &idx))
+		return -ENOENT;
+	int r = lpm6_del(m->lpm, p->addr, p->len);
+	if (r)
+		return r;
+	m->routes[idx].s = NULL;
+	m->freer[m->nfreer++] = idx;
+	CNT_ADD(m, nroutes_live, (uint64_t)-1);
+	return 0;
+}
+
+int ov_master_watch(struct ov_master *m, int fd, struct ov_slave *s)
+{
+	unsigned i = 0;
+	while (i < m->nwatch && m->watch[i].s) /* a slot unwatch freed, or a new one */
+		i++;
+	if (i == OV_MAX_WATCH)
+		return -ENOSPC;
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = EV_WATCH + i};
+	if (epoll_ctl(m->ep, EPOLL_CTL_ADD, fd, &ev) == -1)
+		return -errno;
+	m->watch[i].fd = fd;
+	m->watch[i].s = s;
+	if (i == m->nwatch)
+		m->nwatch++;
+	return 0;
+}
+
+void ov_master_unwatch(struct ov_master *m, int fd)
+{
+	for (unsigned i = 0; i < m->nwatch; i++)
+		if (m->watch[i].s && m->watch[i].fd == fd) {
+			epoll_ctl(m->ep, EPOLL_CTL_DEL, fd, NULL);
+			m->watch[i].s = NULL;
+			m->watch[i].fd = -1;
+		}
+}
+
+int ov_route_add_named(struct ov_master *m, const struct prefix *p, const char *name)
+{
+	for (unsigned i = 0; i < m->nslaves; i++) {
+		struct ov_slave *s = m->slaves[i];
+		uint32_t cookie;
+		if (s->ops->cookie_of && !s->ops->cookie_of(s, name, &cookie))
+			return ov_route_add(m, p, s, cookie);
+	}
+	return -ENOENT;
+}
+
+struct show_ctx {
+	struct ov_master *m;
+	struct mbuf *b;
+};
+
+static int show_route(const uint8_t prefix[16], unsigned plen, uint32_t idx, void *arg)
+{
+	struct show_ctx *x = arg;
+	struct prefix p = {.family = PEAK_AFI_IP6, .len = (uint8_t)plen};
+	char ps[PREFIX_STRLEN], owner[128] = "-";
+	memcpy(p.addr, prefix, 16);
+	struct ov_route *r = &x->m->routes[idx];
+	if (!r->s)
+		return 0;
+	if (r->s->ops->describe)
+		r->s->ops->describe(r->s, r->cookie, owner, sizeof(owner));
+	mbuf_printf(x->b, "%s %s %s\n", prefix_print(&p, ps), r->s->ops->name, owner);
+	return 0;
+}
+
+void ov_master_show_routes(struct ov_master *m, struct mbuf *b)
+{
+	struct show_ctx x = {m, b};
+	lpm6_walk(m->lpm, show_route, &x);
+}
+
+void ov_master_show_slaves(struct ov_master *m, struct mbuf *b)
+{
+	for (unsigned i = 0; i < m->attached; i++)
+		if (m->slaves[i]->ops->show)
+			m->slaves[i]->ops->show(m->slaves[i], b);
+}
+
+int ov_master_input(struct ov_master *m, const uint8_t *pkt, size_t len)
+{
+	ssize_t w = write(m->tun, pkt, len);
+	if (w == (ssize_t)len) {
+		CNT_ADD(m, tun_tx, 1);
+		return 0;
+	}
+	int ret = w == -1 ? -errno : -EIO;
+	CNT_ADD(m, tun_tx_err, 1);
+	log_rl(&m->rl_write, LOG_WARNING, "overlay: write to %s: %s", m->conf.tun, strerror(-ret));
+	return ret;
+}
+
+/* The Internet checksum over the IPv6 pseudo-header and an ICMPv6 message (RFC 4443 §2.3,
+ * RFC 8200 §8.1). */
+static uint16_t icmp6_csum(const uint8_t src[16], const uint8_t dst[16], const uint8_t *msg,
+                           size_t n)
+{
+	uint32_t sum = 0;
+	for (int i = 0; i < 16; i += 2)
+		sum += (uint32_t)(src[i] << 8 | src[i + 1]) + (uint32_t)(dst[i] << 8 | dst[i + 1]);
+	sum += (uint32_t)(n >> 16) + (uint32_t)(n & 0xffff) + 58;
+	for (size_t i = 0; i + 1 < n; i += 2)
+		sum += (uint32_t)(msg[i] << 8 | msg[i + 1]);
+	if (n & 1)
+		sum += (uint32_t)msg[n - 1] << 8;
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+/* Takes one token of the ICMPv6 error budget if there is one. */
+static bool icmp_token(struct ov_master *m)
+{
+	uint64_t t = now_ms();
+	double rate = m->conf.icmp_rate;
+	m->tokens += (double)(t - m->tokens_ms) * rate / 1000.0;
+	m->tokens_ms = t;
+	if (m->tokens > rate)
+		m->tokens = rate;
+	if (m->tokens < 1.0)
+		return false;
+	m->tokens -= 1.0;
+	return true;
+}
+
+/* Sends ICMPv6 destination unreachable with code (RFC 4443 §3.1: 0 no route to destination,
+ * 3 address unreachable) to the source of pkt, unless RFC 4443 §2.4 (e) forbids it (the packet is
+ * an ICMPv6 error, went to a multicast address, or its source is unspecified or multicast) or the
+ * rate limit is reached. */
+static void icmp_unreach(struct ov_master *m, const uint8_t *pkt, size_t len, uint8_t code)
+{
+	const uint8_t *src = pkt + 8;
+	static const uint8_t unspec[16];
+	if (src[0] == 0xff || pkt[24] == 0xff || !memcmp(src, unspec, 16))
+		return;
+	if (pkt[6] == 58 && len > 40 && pkt[40] < 128)
+		return; /* an ICMPv6 error message (no extension headers looked through) */
+	if (!icmp_token(m)) {
+		CNT_ADD(m, icmp_limited, 1);
+		return;
+	}
+	uint8_t out[ICMP6_ERR_MAX];
+	size_t quote = len;
+	if (quote > ICMP6_ERR_MAX - 48)
+		quote = ICMP6_ERR_MAX - 48;
+	size_t plen = 8 + quote;
+	memset(out, 0, 48);
+	out[0] = 0x60;
+	out[4] = (uint8_t)(plen >> 8);
+	out[5] = (uint8_t)plen;
+	out[6] = 58;
+	out[7] = 64;
+	memcpy(out + 8, m->conf.address, 16);
+	memcpy(out + 24, src, 16);
+	out[40] = 1; /* destination unreachable */
+	out[41] = code;
+	memcpy(out + 48, pkt, quote);
+	uint16_t c = icmp6_csum(out + 8, out + 24, out + 40, plen);
+	out[42] = (uint8_t)(c >> 8);
+	out[43] = (uint8_t)c;
+	if (!ov_master_input(m, out, 40 + plen))
+		CNT_ADD(m, icmp_sent, 1);
+}
+
+/* Hands a packet from the site to the owner of the route lookup found (or answers
+ * ICMPv6 unreachable). */
+static void dispatch(struct ov_master *m, const uint8_t *pkt, size_t len, bool found, uint32_t idx)
+{
+	if (!found || !m->routes[idx].s) {
+		CNT_ADD(m, no_route, 1);
+		icmp_unreach(m, pkt, len, ICMP6_NO_ROUTE);
+		return;
+	}
+	struct ov_route *r = &m->routes[idx];
+	int e = r->s->ops->output(r->s, r->cookie, pkt, len);
+	if (e == -EHOSTUNREACH) /* the owner cannot reach it now (e.g. no peer endpoint yet) */
+		icmp_unreach(m, pkt, len, ICMP6_ADDR_UNREACH);
+	if (e) {
+		CNT_ADD(m, slave_err, 1);
+		log_rl(&m->rl_out, LOG_DEBUG, "overlay: %s: output: %s", r->s->ops->name,
+		       strerror(-e));
+	}
+}
+
+static int tun_open(struct ov_master *m)
+{
+	struct ifreq ifr;
+	int ret, sock = -1, fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+	if (fd == -1) {
+		ret = -errno;
+		log_msg(LOG_ERR, "overlay: /dev/net/tun: %s", strerror(-ret));
+		goto out;
+	}
+	memset(&ifr, 0, sizeof(ifr));
+	ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", m->conf.tun);
+	if (ioctl(fd, TUNSETIFF, &ifr) == -1) {
+		ret = -errno;
+		log_msg(LOG_ERR, "overlay: TUNSETIFF %s: %s", m->conf.tun, strerror(-ret));
+		goto out;
+	}
+	sock = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (sock == -1) {
+		ret = -errno;
+		goto out;
+	}
+	ifr.ifr_mtu = (int)m->conf.mtu;
+	if (ioctl(sock, SIOCSIFMTU, &ifr) == -1) {
+		ret = -errno;
+		log_msg(LOG_ERR, "overlay: %s: MTU %u: %s", m->conf.tun, m->conf.mtu,
+		        strerror(-ret));
+		goto out;
+	}
+	if (ioctl(sock, SIOCGIFFLAGS, &ifr) == -1 ||
+	    (ifr.ifr_flags |= IFF_UP, ioctl(sock, SIOCSIFFLAGS, &ifr) == -1)) {
+		ret = -errno;
+		log_msg(LOG_ERR, "overlay: %s: up: %s", m->conf.tun, strerror(-ret));
+		goto out;
+	}
+	m->tun = fd;
+	fd = -1;
+	ret = 0;
+out:
+	if (fd != -1)
+		close(fd);
+	if (sock != -1)
+		close(sock);
+	return ret;
+}
+
+/* Reads up to OV_BATCH packets, looks their destinations up in one batch (the walks
+ * overlap their cache misses), then hands them on in order. The TUN MTU is at most
+ * OVW_INNER_MAX, so a packet never exceeds a slot; a longer read is refused as malformed. */
+static void tun_drain(struct ov_master *m)
+{
+	enum { SLOT = 2048 };
+	static uint8_t buf[OV_BATCH][SLOT], dst[OV_BATCH][16];
+	static size_t len[OV_BATCH];
+	static uint32_t idx[OV_BATCH];
+	static bool found[OV_BATCH], ok[OV_BATCH];
+	size_t n = 0;
+	while (n < OV_BATCH) {
+		ssize_t r = read(m->tun, buf[n], SLOT);
+		if (r <= 0)
+			break;
+		CNT_ADD(m, tun_rx, 1);
+		len[n] = (size_t)r;
+		ok[n] = r < SLOT && !ovw_inner_check(buf[n], (size_t)r);
+		if (!ok[n]) {
+			CNT_ADD(m, tun_rx_bad, 1);
+			memset(dst[n], 0, 16);
+		} else {
+			memcpy(dst[n], buf[n] + 24, 16);
+		}
+		n++;
+	}
+	lpm6_lookup_batch(m->lpm, (const uint8_t(*)[16])dst, n, idx, found);
+	for (size_t i = 0; i < n; i++)
+		if (ok[i])
+			dispatch(m, buf[i], len[i], found[i], idx[i]);
+}
+
+int ov_master_run(struct ov_master *m, int sigfd)
+{
+	int ret;
+	m->ep = epoll_create1(EPOLL_CLOEXEC);
+	if (m->ep == -1)
+		return -errno;
+	if ((ret = tun_open(m)))
+		return ret;
+	m->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (m->tfd == -1)
+		return -errno;
+	struct itimerspec its = {.it_interval = {0, OV_TICK_MS * 1000000L},
+	                         .it_value = {0, OV_TICK_MS * 1000000L}};
+	if (timerfd_settime(m->tfd, 0, &its, NULL) == -1)
+		return -errno;
+	struct epoll_event ev = {.events = EPOLLIN, .data.u32 = EV_TUN};
+	if (epoll_ctl(m->ep, EPOLL_CTL_ADD, m->tun, &ev) == -1)
+		return -errno;
+	ev.data.u32 = EV_SIG;
+	if (epoll_ctl(m->ep, EPOLL_CTL_ADD, sigfd, &ev) == -1)
+		return -errno;
+	ev.data.u32 = EV_TIMER;
+	if (epoll_ctl(m->ep, EPOLL_CTL_ADD, m->tfd, &ev) == -1)
+		return -errno;
+	m->tokens_ms = now_ms();
+	for (unsigned i = 0; i < m->nslaves; i++) {
+		struct ov_slave *s = m->slaves[i];
+		if ((ret = s->ops->attach(s, m))) {
+			log_msg(LOG_ERR, "overlay: slave %s: %s", s->ops->name, strerror(-ret));
+			return ret;
+		}
+		m->attached++;
+	}
+	log_msg(LOG_INFO, "overlay: ready on %s (mtu %u), %u slave(s), %llu route(s)", m->conf.tun,
+	        m->conf.mtu, m->nslaves, (unsigned long long)CNT_GET(m, nroutes_live));
+	for (;;) {
+		struct epoll_event evs[16];
+		int n = epoll_wait(m->ep, evs, 16, -1);
+		if (n == -1) {
+			if (errno == EINTR)
+				continue;
+			return -errno;
+		}
+		for (int i = 0; i < n; i++) {
+			uint32_t what = evs[i].data.u32;
+			if (what == EV_TUN) {
+				tun_drain(m);
+			} else if (what == EV_SIG) {
+				struct signalfd_siginfo si;
+				if (read(sigfd, &si, sizeof(si)) != sizeof(si))
+					continue;
+				if (si.ssi_signo == SIGHUP) {
+					log_msg(LOG_INFO, "overlay: SIGHUP: reload is not "
+					                  "supported yet, ignored");
+					continue;
+				}
+				log_msg(LOG_INFO, "overlay: signal %u, exiting", si.ssi_signo);
+				return 0;
+			} else if (what == EV_TIMER) {
+				uint64_t ticks;
+				if (read(m->tfd, &ticks, sizeof(ticks)) != sizeof(ticks))
+					continue;
+				uint64_t t = now_ms();
+				for (unsigned k = 0; k < m->attached; k++)
+					if (m->slaves[k]->ops->timer)
+						m->slaves[k]->ops->timer(m->slaves[k], t);
+			} else if (what - EV_WATCH < m->nwatch && m->watch[what - EV_WATCH].s) {
+				struct ov_watch *w = &m->watch[what - EV_WATCH];
+				w->s->ops->readable(w->s, w->fd);
+			}
+		}
+	}
+}
+
+void ov_master_stats(struct ov_master *m, struct mbuf *b)
+{
+	mbuf_printf(
+	    b,
+	    "# TYPE peak_overlay_tun_rx_packets_total counter\n"
+	    "peak_overlay_tun_rx_packets_total %llu\n"
+	    "# TYPE peak_overlay_tun_rx_malformed_total counter\n"
+	    "peak_overlay_tun_rx_malformed_total %llu\n"
+	    "# TYPE peak_overlay_tun_tx_packets_total counter\n"
+	    "peak_overlay_tun_tx_packets_total %llu\n"
+	    "# TYPE peak_overlay_tun_tx_errors_total counter\n"
+	    "peak_overlay_tun_tx_errors_total %llu\n"
+	    "# TYPE peak_overlay_no_route_total counter\n"
+	    "peak_overlay_no_route_total %llu\n"
+	    "# TYPE peak_overlay_icmp_unreach_sent_total counter\n"
+	    "peak_overlay_icmp_unreach_sent_total %llu\n"
+	    "# TYPE peak_overlay_icmp_unreach_limited_total counter\n"
+	    "peak_overlay_icmp_unreach_limited_total %llu\n"
+	    "# TYPE peak_overlay_slave_output_errors_total counter\n"
+	    "peak_overlay_slave_output_errors_total %llu\n"
+	    "# TYPE peak_overlay_routes gauge\n"
+	    "peak_overlay_routes %llu\n",
+	    (unsigned long long)CNT_GET(m, tun_rx), (unsigned long long)CNT_GET(m, tun_rx_bad),
+	    (unsigned long long)CNT_GET(m, tun_tx), (unsigned long long)CNT_GET(m, tun_tx_err),
+	    (unsigned long long)CNT_GET(m, no_route), (unsigned long long)CNT_GET(m, icmp_sent),
+	    (unsigned long long)CNT_GET(m, icmp_limited), (unsigned long long)CNT_GET(m, slave_err),
+	    (unsigned long long)CNT_GET(m, nroutes_live));
+	for (unsigned i = 0; i < m->nslaves; i++)
+		if (m->slaves[i]->ops->stats)
+			m->slaves[i]->ops->stats(m->slaves[i], b);
+}

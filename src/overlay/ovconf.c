@@ -1,0 +1,389 @@
+#include "ovconf.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <yaml.h>
+
+#include "peak/util.h"
+
+struct ctx {
+	yaml_document_t *doc;
+	const char *file;
+	char *err;
+	size_t errlen;
+	bool failed;
+};
+
+static int fail(struct ctx *x, const yaml_node_t *n, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static int fail(struct ctx *x, const yaml_node_t *n, const char *fmt, ...)
+{
+	if (x->failed)
+		return -EINVAL;
+	x->failed = true;
+	if (x->err && x->errlen) {
+		unsigned long line = n ? (unsigned long)n->start_mark.line + 1 : 1;
+		int k = snprintf(x->err, x->errlen, "%s:%lu: ", x->file, line);
+		if (k > 0 && (size_t)k < x->errlen) {
+			va_list ap;
+			va_start(ap, fmt);
+			vsnprintf(x->err + k, x->errlen - (size_t)k, fmt, ap);
+			va_end(ap);
+		}
+	}
+	return -EINVAL;
+}
+
+static const char *scalar(const yaml_node_t *n)
+{
+	return n && n->type == YAML_SCALAR_NODE ? (const char *)n->data.scalar.value : NULL;
+}
+
+static int get_uint(struct ctx *x, const yaml_node_t *n, const char *key, unsigned min,
+                    unsigned max, unsigned *out)
+{
+	const char *s = scalar(n);
+	unsigned long v = 0;
+	if (!s || !*s || strlen(s) > 9)
+		return fail(x, n, "%s: want a number in %u..%u", key, min, max);
+	for (const char *p = s; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return fail(x, n, "%s: '%s' is not a number", key, s);
+		v = v * 10 + (unsigned long)(*p - '0');
+	}
+	if (v < min || v > max)
+		return fail(x, n, "%s: %lu is outside %u..%u", key, v, min, max);
+	*out = (unsigned)v;
+	return 0;
+}
+
+/* "A.B.C.D:PORT", port 1..65535 */
+static int get_sockaddr4(struct ctx *x, const yaml_node_t *n, const char *key,
+                         struct sockaddr_in *out)
+{
+	const char *s = scalar(n);
+	char host[INET_ADDRSTRLEN];
+	const char *colon = s ? strrchr(s, ':') : NULL;
+	if (!colon || (size_t)(colon - s) >= sizeof(host))
+		return fail(x, n, "%s: want IPV4:PORT", key);
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	memset(out, 0, sizeof(*out));
+	out->sin_family = AF_INET;
+	if (inet_pton(AF_INET, host, &out->sin_addr) != 1)
+		return fail(x, n, "%s: '%s' is not an IPv4 address", key, host);
+	unsigned long port = 0;
+	const char *p = colon + 1;
+	if (!*p || strlen(p) > 5)
+		return fail(x, n, "%s: bad port", key);
+	for (; *p; p++) {
+		if (*p < '0' || *p > '9')
+			return fail(x, n, "%s: bad port", key);
+		port = port * 10 + (unsigned long)(*p - '0');
+	}
+	if (!port || port > 65535)
+		return fail(x, n, "%s: port %lu is outside 1..65535", key, port);
+	out->sin_port = htons((uint16_t)port);
+	return 0;
+}
+
+static int get_key32(struct ctx *x, const yaml_node_t *n, const char *key, uint8_t out[32])
+{
+	const char *s = scalar(n);
+	char bad;
+	if (!s || strlen(s) != 64 || peak_hex_decode(s, NULL, out, 32, &bad) != 32)
+		return fail(x, n, "%s: want 64 hex digits", key);
+	return 0;
+}
+
+static int get_prefixes(struct ctx *x, const yaml_node_t *n, struct ov_peer_conf *p)
+{
+	if (!n || n->type != YAML_SEQUENCE_NODE)
+		return fail(x, n, "prefixes: want a list of IPv6 prefixes");
+	size_t cnt = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (cnt > OVC_MAX_PREFIXES)
+		return fail(x, n, "prefixes: more than %d", OVC_MAX_PREFIXES);
+	if (!cnt)
+		return 0;
+	if (!(p->prefixes = calloc(cnt, sizeof(*p->prefixes))))
+		return -ENOMEM;
+	for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+	     it++) {
+		yaml_node_t *e = yaml_document_get_node(x->doc, *it);
+		const char *s = scalar(e);
+		struct prefix *pf = &p->prefixes[p->nprefixes];
+		if (!s || prefix_parse(s, false, pf) || pf->family != PEAK_AFI_IP6)
+			return fail(x, e,
+			            "prefixes: '%s' is not an IPv6 prefix (bits past the "
+			            "length must be zero)",
+			            s ? s : "?");
+		p->nprefixes++;
+	}
+	return 0;
+}
+
+static int parse_peer(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
+{
+	if (!n || n->type != YAML_MAPPING_NODE)
+		return fail(x, n, "peers: each peer is a mapping");
+	struct ov_peer_conf *p = &c->peers[c->npeers++];
+	bool has_name = false, has_key = false;
+	for (yaml_node_pair_t *kv = n->data.mapping.pairs.start; kv < n->data.mapping.pairs.top;
+	     kv++) {
+		yaml_node_t *kn = yaml_document_get_node(x->doc, kv->key);
+		yaml_node_t *vn = yaml_document_get_node(x->doc, kv->value);
+		const char *k = scalar(kn);
+		int r;
+		if (!k) {
+			r = fail(x, kn, "peers: keys are strings");
+		} else if (!strcmp(k, "name")) {
+			const char *s = scalar(vn);
+			if (!s || !*s || strlen(s) > OVC_NAME_MAX)
+				return fail(x, vn, "name: want 1..%d characters", OVC_NAME_MAX);
+			for (const char *q = s; *q; q++)
+				if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+				      (*q >= '0' && *q <= '9') || *q == '-' || *q == '_' ||
+				      *q == '.'))
+					return fail(x, vn, "name: letters, digits, '-', '_', '.'");
+			strcpy(p->name, s);
+			has_name = true;
+			r = 0;
+		} else if (!strcmp(k, "public-key")) {
+			r = get_key32(x, vn, k, p->pub);
+			has_key = true;
+		} else if (!strcmp(k, "endpoint")) {
+			r = get_sockaddr4(x, vn, k, &p->endpoint);
+			p->has_endpoint = true;
+		} else if (!strcmp(k, "prefixes")) {
+			r = p->prefixes ? fail(x, kn, "prefixes: given twice")
+			                : get_prefixes(x, vn, p);
+		} else {
+			r = fail(x, kn, "peers: unknown key '%s'", k);
+		}
+		if (r)
+			return r;
+	}
+	if (!has_name || !has_key)
+		return fail(x, n, "peers: each peer needs 'name' and 'public-key'");
+	for (size_t i = 0; i + 1 < c->npeers; i++) {
+		if (!strcmp(c->peers[i].name, p->name))
+			return fail(x, n, "peers: name '%s' given twice", p->name);
+		if (!memcmp(c->peers[i].pub, p->pub, 8))
+			return fail(x, n,
+			            "peers: '%s' and '%s' share their key's first 8 bytes "
+			            "(the sender id)",
+			            c->peers[i].name, p->name);
+	}
+	return 0;
+}
+
+static int parse_gateway(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
+{
+	if (!n || n->type != YAML_MAPPING_NODE)
+		return fail(x, n, "gateway: want a mapping");
+	bool has_listen = false, has_key = false;
+	for (yaml_node_pair_t *kv = n->data.mapping.pairs.start; kv < n->data.mapping.pairs.top;
+	     kv++) {
+		yaml_node_t *kn = yaml_document_get_node(x->doc, kv->key);
+		yaml_node_t *vn = yaml_document_get_node(x->doc, kv->value);
+		const char *k = scalar(kn);
+		int r;
+		if (!k) {
+			r = fail(x, kn, "gateway: keys are strings");
+		} else if (!strcmp(k, "listen")) {
+			r = get_sockaddr4(x, vn, k, &c->listen);
+			has_listen = true;
+		} else if (!strcmp(k, "private-key-file")) {
+			const char *s = scalar(vn);
+			if (!s || !*s || strlen(s) > OVC_PATH_MAX)
+				return fail(x, vn, "private-key-file: want a path");
+			strcpy(c->key_file, s);
+			has_key = true;
+			r = 0;
+		} else if (!strcmp(k, "keepalive")) {
+			r = get_uint(x, vn, k, 1, 600, &c->keepalive_s);
+		} else if (!strcmp(k, "peers")) {
+			if (!vn || vn->type != YAML_SEQUENCE_NODE)
+				return fail(x, vn, "peers: want a list");
+			if (c->peers)
+				return fail(x, kn, "peers: given twice");
+			size_t cnt =
+			    (size_t)(vn->data.sequence.items.top - vn->data.sequence.items.start);
+			if (cnt > OVC_MAX_PEERS)
+				return fail(x, vn, "peers: more than %d", OVC_MAX_PEERS);
+			if (cnt && !(c->peers = calloc(cnt, sizeof(*c->peers))))
+				return -ENOMEM;
+			r = 0;
+			for (yaml_node_item_t *it = vn->data.sequence.items.start;
+			     !r && it < vn->data.sequence.items.top; it++)
+				r = parse_peer(x, yaml_document_get_node(x->doc, *it), c);
+		} else {
+			r = fail(x, kn, "gateway: unknown key '%s'", k);
+		}
+		if (r)
+			return r;
+	}
+	if (!has_listen || !has_key)
+		return fail(x, n, "gateway: 'listen' and 'private-key-file' are required");
+	return 0;
+}
+
+static int parse_top(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
+{
+	bool has_addr = false, has_gw = false;
+	for (yaml_node_pair_t *kv = n->data.mapping.pairs.start; kv < n->data.mapping.pairs.top;
+	     kv++) {
+		yaml_node_t *kn = yaml_document_get_node(x->doc, kv->key);
+		yaml_node_t *vn = yaml_document_get_node(x->doc, kv->value);
+		const char *k = scalar(kn);
+		int r;
+		if (!k) {
+			r = fail(x, kn, "keys are strings");
+		} else if (!strcmp(k, "tun")) {
+			const char *s = scalar(vn);
+			if (!s || !*s || strlen(s) >= sizeof(c->tun) || strchr(s, '/'))
+				return fail(x, vn,
+				            "tun: want an interface name of 1..15 characters");
+			strcpy(c->tun, s);
+			r = 0;
+		} else if (!strcmp(k, "mtu")) {
+			r = get_uint(x, vn, k, 1280, 1500, &c->mtu);
+		} else if (!strcmp(k, "icmp-rate")) {
+			r = get_uint(x, vn, k, 1, 10000, &c->icmp_rate);
+		} else if (!strcmp(k, "address")) {
+			const char *s = scalar(vn);
+			uint8_t fam;
+			if (!s || addr_parse(s, &fam, c->address) || fam != PEAK_AFI_IP6)
+				return fail(x, vn, "address: want an IPv6 address");
+			has_addr = true;
+			r = 0;
+		} else if (!strcmp(k, "gateway")) {
+			r = has_gw ? fail(x, kn, "gateway: given twice") : parse_gateway(x, vn, c);
+			has_gw = true;
+		} else {
+			r = fail(x, kn, "unknown key '%s'", k);
+		}
+		if (r)
+			return r;
+	}
+	if (!has_addr)
+		return fail(x, n, "'address' is required");
+	if (!has_gw)
+		return fail(x, n, "'gateway' is required");
+	return 0;
+}
+
+int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_conf *c, char *err,
+                  size_t errlen)
+{
+	yaml_parser_t parser;
+	yaml_document_t doc;
+	struct ctx x = {&doc, name, err, errlen, false};
+	bool have_doc = false;
+	int ret = -EINVAL;
+
+	memset(c, 0, sizeof(*c));
+	strcpy(c->tun, "ov0");
+	c->mtu = 1400;
+	c->icmp_rate = 10;
+	c->keepalive_s = 5;
+	if (err && errlen)
+		err[0] = '\0';
+	if (len > OVC_TEXT_MAX) {
+		snprintf(err, errlen, "%s: larger than %d bytes", name, OVC_TEXT_MAX);
+		return -EINVAL;
+	}
+	if (!yaml_parser_initialize(&parser))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&parser, buf, len);
+	if (!yaml_parser_load(&parser, &doc)) {
+		snprintf(err, errlen, "%s:%lu: YAML: %s", name,
+		         (unsigned long)parser.problem_mark.line + 1,
+		         parser.problem ? parser.problem : "syntax error");
+		goto out;
+	}
+	have_doc = true;
+	yaml_node_t *root = yaml_document_get_root_node(&doc);
+	if (!root) {
+		snprintf(err, errlen, "%s:1: the file is empty", name);
+		goto out;
+	}
+	if (root->type != YAML_MAPPING_NODE) {
+		fail(&x, root, "the top level must be a mapping");
+		goto out;
+	}
+	ret = parse_top(&x, root, c);
+	if (ret == -ENOMEM)
+		snprintf(err, errlen, "%s: out of memory", name);
+out:
+	if (have_doc)
+		yaml_document_delete(&doc);
+	yaml_parser_delete(&parser);
+	return ret;
+}
+
+void ov_conf_fini(struct ov_conf *c)
+{
+	for (size_t i = 0; i < c->npeers; i++) {
+		free(c->peers[i].prefixes);
+		c->peers[i].prefixes = NULL;
+	}
+	free(c->peers);
+	c->peers = NULL;
+	c->npeers = 0;
+	memset(c->priv, 0, sizeof(c->priv));
+}
+
+int ov_key_read(const char *path, uint8_t key[static 32])
+{
+	char buf[256], bad;
+	FILE *f = fopen(path, "re");
+	if (!f)
+		return -errno;
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = '\0';
+	long k = peak_hex_decode(buf, NULL, key, 32, &bad);
+	memset(buf, 0, sizeof(buf));
+	return k == 32 ? 0 : -EINVAL;
+}
+
+int ov_conf_load(const char *path, struct ov_conf *c, char *err, size_t errlen)
+{
+	uint8_t *buf = NULL;
+	size_t n = 0;
+	int ret;
+	FILE *f = fopen(path, "re");
+	memset(c, 0, sizeof(*c));
+	if (!f) {
+		ret = -errno;
+		snprintf(err, errlen, "%s: %s", path, strerror(-ret));
+		return ret;
+	}
+	if (!(buf = malloc(OVC_TEXT_MAX + 1))) {
+		ret = -ENOMEM;
+		snprintf(err, errlen, "%s: out of memory", path);
+		goto out;
+	}
+	n = fread(buf, 1, OVC_TEXT_MAX + 1, f);
+	if (ferror(f)) {
+		ret = -EIO;
+		snprintf(err, errlen, "%s: read error", path);
+		goto out;
+	}
+	if ((ret = ov_conf_parse(path, buf, n, c, err, errlen)))
+		goto out;
+	if ((ret = ov_key_read(c->key_file, c->priv))) {
+		snprintf(err, errlen, "%s: private-key-file %s: %s", path, c->key_file,
+		         ret == -EINVAL ? "want 64 hex digits" : strerror(-ret));
+		goto out;
+	}
+out:
+	free(buf);
+	fclose(f);
+	return ret;
+}

@@ -1,0 +1,70 @@
+#pragma once
+/*
+ * The overlay daemon's configuration (YAML through libyaml, like the rest of PEAK). Errors
+ * read "FILE:LINE: reason". The parser is pure (text in, struct out) and fuzzed; reading
+ * the files it names (the private key) is ov_conf_load's job.
+ *
+ *	tun: ov0                     # TUN device (default ov0)
+ *	mtu: 1400                    # its MTU, 1280..1500 (default 1400)
+ *	address: fd00:a::1           # source of ICMPv6 errors (required)
+ *	icmp-rate: 10                # ICMPv6 errors per second at most, 1..10000 (default 10)
+ *	gateway:
+ *	  listen: 0.0.0.0:51820      # UDP/IPv4 (required)
+ *	  private-key-file: a.key    # 64 hex digits (required)
+ *	  keepalive: 2               # seconds between keepalives, 1..600 (default 5)
+ *	  peers:
+ *	    - name: b
+ *	      public-key: 64 hex digits
+ *	      endpoint: 192.0.2.2:51820   # optional: learned from the peer's packets if absent
+ *	      prefixes: [fd00:b::/64]     # routed to the peer; the only sources it may use
+ */
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peak/prefix.h"
+
+enum {
+	OVC_NAME_MAX = 63,
+	OVC_PATH_MAX = 1023,
+	OVC_MAX_PEERS = 1024,
+	OVC_MAX_PREFIXES = 256, /* per peer */
+	OVC_ERRLEN = 512,
+	OVC_TEXT_MAX = 1 << 20,
+};
+
+struct ov_peer_conf {
+	char name[OVC_NAME_MAX + 1];
+	uint8_t pub[32];
+	bool has_endpoint;
+	struct sockaddr_in endpoint;
+	struct prefix *prefixes;
+	size_t nprefixes;
+};
+
+struct ov_conf {
+	char tun[16];
+	unsigned mtu, icmp_rate, keepalive_s;
+	uint8_t address[16];
+	struct sockaddr_in listen;
+	char key_file[OVC_PATH_MAX + 1];
+	uint8_t priv[32]; /* filled by ov_conf_load */
+	struct ov_peer_conf *peers;
+	size_t npeers;
+};
+
+/* Parses len bytes of YAML named name (for messages) into *c (zeroed first; release with
+ * ov_conf_fini even on failure). Returns 0, -EINVAL with the reason in err, or -ENOMEM. */
+int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_conf *c, char *err,
+                  size_t errlen);
+
+/* Reads and parses the file at path, then the private key file it names. Same returns. */
+int ov_conf_load(const char *path, struct ov_conf *c, char *err, size_t errlen);
+
+/* Releases what ov_conf_parse allocated and wipes the private key. */
+void ov_conf_fini(struct ov_conf *c);
+
+/* Reads a 32-byte key written as 64 hex digits (white space around it ignored) from the
+ * file at path. Returns 0, -EINVAL (not 64 hex digits) or -errno. */
+int ov_key_read(const char *path, uint8_t key[static 32]);

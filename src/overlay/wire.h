@@ -1,0 +1,104 @@
+#pragma once
+/*
+ * The gateway slave's wire format (IPv6 in UDP/IPv4 between sites' gateways), its crypto
+ * and its replay window. Pure code: no I/O, so all of it is fuzzed and unit-tested.
+ *
+ * A packet (every multi-byte field big-endian):
+ *	0  u8   type: OVW_DATA (an IPv6 packet follows) or OVW_KEEPALIVE (nothing follows)
+ *	1  u8   version, 0
+ *	2  u16  reserved, 0
+ *	4  8    sender id: the first 8 bytes of the sender's X25519 public key
+ *	12 u64  epoch: the sender's start time in ns (grows across restarts)
+ *	20 u64  counter: per sender, epoch and receiver, from 0
+ *	28 ...  AES-256-GCM (NIST SP 800-38D, RFC 5116 AEAD_AES_256_GCM) ciphertext of the
+ *	        inner packet, 16-byte tag; the 28 header bytes are the associated data, the
+ *	        96-bit nonce is 4 zero bytes and the counter. (AES-GCM, not ChaCha20-Poly1305:
+ *	        nettle's AES-NI and PCLMUL code seals 1400 bytes about 5 times faster here.)
+ * Each direction of each pair of sites has its own key per sender epoch:
+ *	prk = HMAC-SHA256("peak-overlay-v1", X25519(own private, peer public))
+ *	key = HMAC-SHA256(prk, sender public | receiver public | epoch | 1)
+ * so a nonce never repeats under one key (a restart changes the epoch), and a receiver
+ * takes an epoch only forward: packets of an older epoch are replays.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <nettle/gcm.h>
+
+#include "peak/cur.h"
+
+enum {
+	OVW_DATA = 1,
+	OVW_KEEPALIVE = 2,
+	OVW_HDR_LEN = 28,
+	OVW_TAG_LEN = 16,
+	OVW_KEY_LEN = 32,
+	OVW_ID_LEN = 8,
+	OVW_INNER_MAX = 1500, /* largest inner packet sent or accepted */
+	OVW_PKT_MAX = OVW_HDR_LEN + OVW_INNER_MAX + OVW_TAG_LEN,
+	OVW_REPLAY_WORDS = 32, /* a window of (32 - 1) * 64 = 1984 counters */
+};
+
+struct ovw_hdr {
+	uint8_t type;
+	uint8_t id[OVW_ID_LEN];
+	uint64_t epoch;
+	uint64_t counter;
+};
+
+/* Parses a packet's header through the cursor. On success *body and *body_len are the
+ * ciphertext and tag (at least OVW_TAG_LEN bytes, at most OVW_INNER_MAX + OVW_TAG_LEN) and
+ * the cursor is consumed. Returns 0 or -EBADMSG (truncated, unknown type or version,
+ * reserved bits set, a keepalive with a body, a body out of bounds). */
+int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *body_len);
+
+/* An AEAD key expanded once (AES round keys, GHASH table); a seal or open uses its
+ * per-message state, so one context serves one thread. */
+struct ovw_aead {
+	struct gcm_aes256_ctx gcm;
+};
+
+/* Expands key into a. */
+void ovw_aead_init(struct ovw_aead *a, const uint8_t key[static OVW_KEY_LEN]);
+
+/* Writes header h and seals inner (n bytes, at most OVW_INNER_MAX) under a into out
+ * (cap bytes). Returns the packet length or -EMSGSIZE. */
+long ovw_seal(const struct ovw_hdr *h, struct ovw_aead *a, const uint8_t *inner, size_t n,
+              uint8_t *out, size_t cap);
+
+/* Opens a packet whose header pkt[0..OVW_HDR_LEN) was parsed and whose body follows it
+ * (body_len bytes, from ovw_parse). Writes body_len - OVW_TAG_LEN bytes of plaintext to
+ * out (room for OVW_INNER_MAX). Returns the plaintext length or -EBADMSG if the tag does
+ * not verify (out then holds garbage the caller must not use). */
+long ovw_open(const uint8_t *pkt, size_t body_len, struct ovw_aead *a, uint8_t *out);
+
+/* The key sender -> receiver for an epoch (see above), from the pair's prk. */
+void ovw_key(const uint8_t prk[static 32], const uint8_t sender_pub[static 32],
+             const uint8_t receiver_pub[static 32], uint64_t epoch, uint8_t key[static 32]);
+
+/* The pair's prk from own private key and the peer's public key. Returns 0, or -EINVAL if
+ * the shared secret is all zero (a low-order peer key, RFC 7748 §6.1). */
+int ovw_prk(const uint8_t priv[static 32], const uint8_t peer_pub[static 32],
+            uint8_t prk[static 32]);
+
+/* The public key of a private key (X25519, RFC 7748). */
+void ovw_pubkey(const uint8_t priv[static 32], uint8_t pub[static 32]);
+
+/* The replay window of one receiver epoch (RFC 6479's bitmap, as WireGuard's counter.c). */
+struct ovw_replay {
+	uint64_t top; /* highest counter accepted, valid once any is */
+	bool any;
+	uint64_t bits[OVW_REPLAY_WORDS];
+};
+
+/* True if counter was not accepted yet and is not too old; changes nothing. */
+bool ovw_replay_fresh(const struct ovw_replay *r, uint64_t counter);
+
+/* Records an authenticated counter. Returns false (and records nothing) if it is a replay
+ * or too old. */
+bool ovw_replay_accept(struct ovw_replay *r, uint64_t counter);
+
+/* Checks an inner IPv6 packet: version 6, at least the fixed header, a payload length that
+ * matches n exactly (RFC 8200 §3). Returns 0 or -EBADMSG. */
+int ovw_inner_check(const uint8_t *p, size_t n);

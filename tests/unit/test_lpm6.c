@@ -1,0 +1,282 @@
+/* The IPv6 LPM table (include/peak/lpm6.h): fixed cases, then a randomized differential
+ * test against a linear scan (fixed seed): overlapping prefixes around a few bases, /0,
+ * /128, replaced values and removed routes, checked after every phase. */
+#include "test.h"
+
+#include <errno.h>
+#include <stdlib.h>
+
+#include "peak/lpm6.h"
+#include "peak/prefix.h"
+
+struct naive {
+	uint8_t p[16];
+	unsigned plen;
+	uint32_t val;
+	int live;
+};
+
+static bool naive_holds(const struct naive *e, const uint8_t a[16])
+{
+	unsigned full = e->plen / 8, rest = e->plen % 8;
+	if (memcmp(e->p, a, full))
+		return false;
+	if (!rest)
+		return true;
+	uint8_t m = (uint8_t)(0xff << (8 - rest));
+	return (e->p[full] & m) == (a[full] & m);
+}
+
+/* The longest live entry holding a (ties cannot happen: prefixes are kept unique). */
+static const struct naive *naive_lookup(const struct naive *v, size_t n, const uint8_t a[16])
+{
+	const struct naive *best = NULL;
+	for (size_t i = 0; i < n; i++)
+		if (v[i].live && naive_holds(&v[i], a) && (!best || v[i].plen > best->plen))
+			best = &v[i];
+	return best;
+}
+
+static void pfx(const char *s, uint8_t out[16], unsigned *plen)
+{
+	struct prefix p;
+	assert_int_equal(prefix_parse(s, true, &p), 0);
+	memcpy(out, p.addr, 16);
+	*plen = p.len;
+}
+
+static void expect(struct lpm6 *t, const char *addr, bool found, uint32_t want, unsigned wplen)
+{
+	uint8_t a[16], fam;
+	uint32_t v = 0;
+	unsigned pl = 0;
+	assert_int_equal(addr_parse(addr, &fam, a), 0);
+	assert_int_equal(lpm6_lookup(t, a, &v, &pl), found);
+	if (found) {
+		assert_int_equal(v, want);
+		assert_int_equal(pl, wplen);
+	}
+}
+
+static void test_fixed(void **state)
+{
+	(void)state;
+	struct lpm6 *t = lpm6_new();
+	uint8_t p[16];
+	unsigned pl;
+	assert_non_null(t);
+	expect(t, "2001:db8::1", false, 0, 0);
+	pfx("2001:db8::/32", p, &pl);
+	assert_int_equal(lpm6_add(t, p, pl, 1), 0);
+	pfx("2001:db8:1::/48", p, &pl);
+	assert_int_equal(lpm6_add(t, p, pl, 2), 0);
+	pfx("2001:db8:1::5/128", p, &pl);
+	assert_int_equal(lpm6_add(t, p, pl, 3), 0);
+	expect(t, "2001:db8::1", true, 1, 32);
+	expect(t, "2001:db8:1::1", true, 2, 48);
+	expect(t, "2001:db8:1::5", true, 3, 128);
+	expect(t, "2001:db9::", false, 0, 0);
+	pfx("::/0", p, &pl);
+	assert_int_equal(lpm6_add(t, p, pl, 9), 0);
+	expect(t, "2001:db9::", true, 9, 0);
+	assert_int_equal(lpm6_add(t, p, pl, 10), 1); /* replaced */
+	expect(t, "::", true, 10, 0);
+	assert_int_equal(lpm6_count(t), 4);
+	pfx("2001:db8:1::/48", p, &pl);
+	assert_int_equal(lpm6_del(t, p, pl), 0);
+	assert_int_equal(lpm6_del(t, p, pl), -ENOENT);
+	expect(t, "2001:db8:1::1", true, 1, 32);
+	expect(t, "2001:db8:1::5", true, 3, 128);
+	pfx("2001:db8:1::/47", p, &pl); /* absent, though a longer and a shorter exist */
+	assert_int_equal(lpm6_del(t, p, pl), -ENOENT);
+	assert_int_equal(lpm6_add(t, p, 129, 1), -EINVAL);
+	uint32_t v;
+	pfx("2001:db8::/32", p, &pl);
+	assert_true(lpm6_get(t, p, pl, &v));
+	assert_int_equal(v, 1);
+	pfx("2001:db8::/33", p, &pl);
+	assert_false(lpm6_get(t, p, pl, &v));
+	assert_int_equal(lpm6_count(t), 3);
+	lpm6_free(t);
+}
+
+struct walk_ctx {
+	const struct naive *v;
+	size_t n, seen;
+	uint8_t last[16];
+	unsigned last_plen;
+};
+
+static int walk_cb(const uint8_t p[16], unsigned plen, uint32_t val, void *arg)
+{
+	struct walk_ctx *w = arg;
+	int c = w->seen ? memcmp(w->last, p, 16) : -1;
+	assert_true(c < 0 || (c == 0 && w->last_plen < plen)); /* address order */
+	memcpy(w->last, p, 16);
+	w->last_plen = plen;
+	for (size_t i = 0; i < w->n; i++)
+		if (w->v[i].live && w->v[i].plen == plen && !memcmp(w->v[i].p, p, 16)) {
+			assert_int_equal(w->v[i].val, val);
+			w->seen++;
+			return 0;
+		}
+	fail_msg("walk returned a prefix the oracle does not hold");
+	return 1;
+}
+
+static void random_addr(uint64_t *s, const struct naive *v, size_t n, uint8_t a[16])
+{
+	uint64_t r = test_rand(s);
+	uint64_t x = test_rand(s), y = test_rand(s);
+	memcpy(a, &x, 8);
+	memcpy(a + 8, &y, 8);
+	if (n && r % 4) { /* mostly inside some prefix, with random bits past it */
+		const struct naive *e = &v[r / 4 % n];
+		unsigned full = e->plen / 8, rest = e->plen % 8;
+		memcpy(a, e->p, full);
+		if (rest) {
+			uint8_t m = (uint8_t)(0xff << (8 - rest));
+			a[full] = (uint8_t)((e->p[full] & m) | (a[full] & ~m));
+		}
+	}
+}
+
+static void check_all(struct lpm6 *t, const struct naive *v, size_t n, uint64_t *s,
+                      unsigned lookups)
+{
+	size_t live = 0;
+	for (size_t i = 0; i < n; i++)
+		live += v[i].live != 0;
+	assert_int_equal(lpm6_count(t), live);
+	enum { B = 37 }; /* not a multiple of the lanes */
+	uint8_t ba[B][16];
+	uint32_t bv[B];
+	bool bf[B];
+	for (unsigned i = 0; i < lookups; i++) {
+		uint8_t a[16];
+		random_addr(s, v, n, a);
+		memcpy(ba[i % B], a, 16);
+		if (i % B == B - 1) { /* the batch agrees with one lookup at a time */
+			lpm6_lookup_batch(t, (const uint8_t(*)[16])ba, B, bv, bf);
+			for (unsigned j = 0; j < B; j++) {
+				uint32_t one = 0;
+				assert_int_equal(bf[j], lpm6_lookup(t, ba[j], &one, NULL));
+				if (bf[j])
+					assert_int_equal(bv[j], one);
+			}
+		}
+		const struct naive *e = naive_lookup(v, n, a);
+		uint32_t val = 0;
+		unsigned pl = 0;
+		bool got = lpm6_lookup(t, a, &val, &pl);
+		assert_int_equal(got, e != NULL);
+		if (e) {
+			assert_int_equal(pl, e->plen);
+			assert_int_equal(val, e->val);
+		}
+	}
+	for (size_t i = 0; i < n; i++) {
+		uint32_t val = 0;
+		assert_int_equal(lpm6_get(t, v[i].p, v[i].plen, &val), v[i].live != 0);
+		if (v[i].live)
+			assert_int_equal(val, v[i].val);
+	}
+	struct walk_ctx w = {.v = v, .n = n};
+	assert_int_equal(lpm6_walk(t, walk_cb, &w), 0);
+	assert_int_equal(w.seen, live);
+}
+
+enum { NPFX = 3000, NBASES = 12, NLOOKUPS = 20000 };
+
+static void test_differential(void **state)
+{
+	(void)state;
+	uint64_t s = 0x5eed1e5ULL;
+	struct naive *v = calloc(NPFX, sizeof(*v));
+	struct lpm6 *t = lpm6_new();
+	assert_non_null(v);
+	assert_non_null(t);
+	uint8_t bases[NBASES][16];
+	for (int b = 0; b < NBASES; b++)
+		for (int j = 0; j < 16; j++)
+			bases[b][j] = (uint8_t)test_rand(&s);
+	size_t n = 0;
+	/* /0 and a /128 always among them */
+	v[n].plen = 0;
+	v[n].val = 7;
+	n++;
+	memcpy(v[n].p, bases[0], 16);
+	v[n].plen = 128;
+	v[n].val = 8;
+	n++;
+	while (n < NPFX) {
+		struct naive e = {0};
+		uint64_t r = test_rand(&s);
+		if (r % 8 == 0) { /* unrelated */
+			for (int j = 0; j < 16; j++)
+				e.p[j] = (uint8_t)test_rand(&s);
+		} else { /* overlapping: a base with a few bits flipped deep down */
+			memcpy(e.p, bases[r / 8 % NBASES], 16);
+			unsigned flip = 16 + (unsigned)(test_rand(&s) % 112); /* bits 16..127 */
+			e.p[flip / 8] ^= (uint8_t)(0x80 >> (flip % 8));
+		}
+		e.plen = (unsigned)(test_rand(&s) % 129);
+		if (r % 5 == 0)
+			e.plen = 128;
+		prefix_mask_bits(e.p, e.plen);
+		e.val = (uint32_t)test_rand(&s);
+		bool dup = false;
+		for (size_t i = 0; i < n && !dup; i++)
+			dup = v[i].plen == e.plen && !memcmp(v[i].p, e.p, 16);
+		if (dup)
+			continue;
+		v[n++] = e;
+	}
+	for (size_t i = 0; i < n; i++) {
+		assert_int_equal(lpm6_add(t, v[i].p, v[i].plen, v[i].val), 0);
+		v[i].live = 1;
+		if (i == 100 || i == 1000)
+			check_all(t, v, i + 1, &s, 2000);
+	}
+	check_all(t, v, n, &s, NLOOKUPS);
+	/* replace some values */
+	for (size_t i = 0; i < n; i += 7) {
+		v[i].val ^= 0xabcdef;
+		assert_int_equal(lpm6_add(t, v[i].p, v[i].plen, v[i].val), 1);
+	}
+	check_all(t, v, n, &s, NLOOKUPS);
+	/* remove about half, /0 included, then look again */
+	for (size_t i = 0; i < n; i++)
+		if (test_rand(&s) % 2 || i == 0) {
+			assert_int_equal(lpm6_del(t, v[i].p, v[i].plen), 0);
+			assert_int_equal(lpm6_del(t, v[i].p, v[i].plen), -ENOENT);
+			v[i].live = 0;
+		}
+	check_all(t, v, n, &s, NLOOKUPS);
+	/* put some back, remove everything */
+	for (size_t i = 0; i < n; i += 3)
+		if (!v[i].live) {
+			assert_int_equal(lpm6_add(t, v[i].p, v[i].plen, v[i].val), 0);
+			v[i].live = 1;
+		}
+	check_all(t, v, n, &s, NLOOKUPS);
+	for (size_t i = 0; i < n; i++)
+		if (v[i].live) {
+			assert_int_equal(lpm6_del(t, v[i].p, v[i].plen), 0);
+			v[i].live = 0;
+		}
+	check_all(t, v, n, &s, 1000);
+	uint8_t a[16] = {0};
+	assert_false(lpm6_lookup(t, a, NULL, NULL));
+	lpm6_free(t);
+	free(v);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_fixed),
+	    cmocka_unit_test(test_differential),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
