@@ -220,22 +220,14 @@ uint64_t ctl_due_ms(const struct agent *a)
  * line is quoted with its bytes outside printable ASCII as '?'. */
 static void ctl_refuse(struct agent *a, const char *why, const char *line, size_t len)
 {
-	uint64_t now_s = peak_mono_ms() / 1000;
 	char q[LOG_LINE_MAX + 1];
 	size_t n = len < LOG_LINE_MAX ? len : LOG_LINE_MAX;
-	if (a->refused_s && now_s == a->refused_s) {
-		a->refused++;
-		return;
-	}
 	for (size_t i = 0; i < n; i++)
 		q[i] = line[i] >= 0x20 && line[i] < 0x7f ? line[i] : '?';
 	q[n] = '\0';
-	log_msg(LOG_WARNING,
-	        "agent: %s: controller line refused (%s): '%s'%s; line ignored (%llu more "
-	        "since the last such message)",
-	        a->o->node, why, q, len > n ? "..." : "", (unsigned long long)a->refused);
-	a->refused_s = now_s;
-	a->refused = 0;
+	log_rl(&a->rl_refused, LOG_WARNING,
+	       "agent: %s: controller line refused (%s): '%s'%s; line ignored", a->o->node, why,
+	       q, len > n ? "..." : "");
 }
 
 /* An ep line of the map being received: its blocks are added to the endpoint's. A line

@@ -17,6 +17,7 @@
 #include "peak/ctlauth.h"
 #include "peak/ctlproto.h"
 #include "peak/util.h"
+#include "../sys/log.h"
 #include "../sys/metrics.h"
 
 /* What the metrics endpoint shows; written by the agent's loop, read by the endpoint's
@@ -88,7 +89,7 @@ struct agent {
 	struct pollfd *pf;           /* signals, controller, per hc its pidfd, per hc its check */
 	struct agent_drain dr;       /* failover and drain, from sync to sync */
 	struct agent_stats st;       /* shared with the metrics endpoint's thread */
-	uint64_t refused_s, refused; /* the last second a refused line was logged; since then */
+	struct log_limit rl_refused; /* refused controller lines: logged at most once a second */
 };
 
 static inline double ms_since(const struct timespec *t0)
