@@ -1,0 +1,622 @@
+/*
+ * The etcd store: etcd v3 through its JSON gateway (etcd 3.4: /v3/kv/range, /v3/kv/txn,
+ * /v3/lease/grant, /v3/lease/keepalive, /v3/lease/revoke; keys and values base64, int64
+ * fields as strings) with libcurl and jansson. Key layout under PREFIX (default /peak/):
+ *   PREFIX svc/NAME   one service's live state: its map ("map NAME", "ep ...", "end"), a
+ *                     "weight" line per endpoint and "health NAME ID down" per endpoint down;
+ *                     the control lines of include/peak/ctlproto.h, as the file store keeps
+ *   PREFIX leader     the leading controller's id, under its lease
+ * Writes are transactions guarded by revisions: each service key's mod_revision must be the
+ * one last loaded or written, and the leader key's create_revision the one this controller
+ * created, so a controller that lost the lead, or raced another writer, writes nothing.
+ * Values that do not parse as one service's lines are refused with a log line and never
+ * adopted; keys elsewhere under the prefix are not read.
+ * Every request is synchronous, on the controller's loop, bounded by a timeout of a quarter
+ * of the lease (the watch is a range every interval, not the /v3/watch stream yet).
+ */
+#include "store.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../sys/log.h"
+#include "controller.h"
+#include "ctl.h"
+
+enum {
+	ETCD_RESP_MAX_B = 64 << 20,  /* a reply larger than this is refused */
+	ETCD_VALUE_MAX_B = 16 << 20, /* one service's value */
+	ETCD_KEY_MAX = 512,
+	ETCD_TTL_DEF_S = 2,
+};
+
+struct ekey {
+	char *key;   /* the whole key (PREFIX svc/NAME) */
+	int64_t rev; /* its mod_revision as last loaded or written */
+	char *text;  /* the value we wrote last (NULL: not ours, or not known) */
+	size_t len;
+};
+
+struct store_etcd {
+	struct store st;
+	CURL *curl;
+	struct curl_slist *hdr;
+	char url[256];
+	char prefix[256];
+	char id[160];
+	unsigned ttl_s;
+	int64_t lease;      /* 0: none granted */
+	int64_t leader_rev; /* the leader key's create_revision while leading, else 0 */
+	struct ekey *keys;  /* every key under PREFIX svc/ as last seen */
+	unsigned nkeys;
+	bool down; /* the last request failed (logged once per streak) */
+	struct text resp;
+};
+
+/* ---- base64 (RFC 4648 §4), for the gateway's bytes fields ---- */
+
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+static char *b64_enc(const char *s, size_t n)
+{
+	char *o = malloc(4 * ((n + 2) / 3) + 1), *q = o;
+	if (!o)
+		return NULL;
+	for (size_t i = 0; i < n; i += 3) {
+		uint32_t v = (uint32_t)(uint8_t)s[i] << 16;
+		if (i + 1 < n)
+			v |= (uint32_t)(uint8_t)s[i + 1] << 8;
+		if (i + 2 < n)
+			v |= (uint8_t)s[i + 2];
+		*q++ = b64[v >> 18 & 63];
+		*q++ = b64[v >> 12 & 63];
+		*q++ = i + 1 < n ? b64[v >> 6 & 63] : '=';
+		*q++ = i + 2 < n ? b64[v & 63] : '=';
+	}
+	*q = 0;
+	return o;
+}
+
+static int b64_val(char ch)
+{
+	const char *p = ch ? strchr(b64, ch) : NULL;
+	return p ? (int)(p - b64) : -1;
+}
+
+/* Decodes s (padded base64) into a malloc'ed NUL-terminated buffer; NULL if s is not
+ * base64 or longer than max bytes decoded, or no memory. */
+static char *b64_dec(const char *s, size_t max, size_t *len)
+{
+	size_t n = strlen(s), k = 0;
+	char *o;
+	if (n % 4 || n / 4 * 3 > max + 2 || !(o = malloc(n / 4 * 3 + 1)))
+		return NULL;
+	for (size_t i = 0; i < n; i += 4) {
+		int a = b64_val(s[i]), b = b64_val(s[i + 1]), c = b64_val(s[i + 2]),
+		    d = b64_val(s[i + 3]);
+		bool last = i + 4 == n;
+		if (a < 0 || b < 0 || (c < 0 && !(last && s[i + 2] == '=' && s[i + 3] == '=')) ||
+		    (d < 0 && !(last && s[i + 3] == '='))) {
+			free(o);
+			return NULL;
+		}
+		uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 |
+		             (uint32_t)(c < 0 ? 0 : c) << 6 | (uint32_t)(d < 0 ? 0 : d);
+		o[k++] = (char)(v >> 16);
+		if (c >= 0)
+			o[k++] = (char)(v >> 8 & 255);
+		if (d >= 0)
+			o[k++] = (char)(v & 255);
+	}
+	o[k] = 0;
+	*len = k;
+	return o;
+}
+
+/* ---- requests ---- */
+
+static size_t on_data(char *p, size_t sz, size_t n, void *arg)
+{
+	struct text *t = arg;
+	if (t->len + sz * n > ETCD_RESP_MAX_B)
+		return 0; /* curl fails the transfer */
+	ctlr_text_add(t, p, sz * n);
+	return t->err ? 0 : sz * n;
+}
+
+/* An int64 field of the gateway's JSON (a string, or a number), 0 when absent. */
+static int64_t jint(json_t *o, const char *k)
+{
+	json_t *v = json_object_get(o, k);
+	if (json_is_integer(v))
+		return json_integer_value(v);
+	if (json_is_string(v))
+		return strtoll(json_string_value(v), NULL, 10);
+	return 0;
+}
+
+/* POSTs req (consumed) to the gateway's path. Returns the reply's JSON object or NULL
+ * (the failure logged once per streak of failures). */
+static json_t *call(struct store_etcd *e, const char *path, json_t *req)
+{
+	char url[sizeof(e->url) + 64], *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_t *r = NULL;
+	long code = 0;
+	const char *why = "out of memory";
+	json_decref(req);
+	e->resp.len = 0;
+	e->resp.err = 0;
+	if (!body)
+		goto out;
+	snprintf(url, sizeof(url), "%s%s", e->url, path);
+	curl_easy_setopt(e->curl, CURLOPT_URL, url);
+	curl_easy_setopt(e->curl, CURLOPT_POSTFIELDS, body);
+	CURLcode cc = curl_easy_perform(e->curl);
+	if (cc != CURLE_OK) {
+		why = curl_easy_strerror(cc);
+		goto out;
+	}
+	curl_easy_getinfo(e->curl, CURLINFO_RESPONSE_CODE, &code);
+	if (code != 200) {
+		why = "an HTTP error status";
+		goto out;
+	}
+	json_error_t je;
+	r = json_loadb(e->resp.p ? e->resp.p : "", e->resp.len, 0, &je);
+	if (!json_is_object(r)) {
+		json_decref(r);
+		r = NULL;
+		why = "a reply that is not a JSON object";
+		goto out;
+	}
+out:
+	if (!r && !e->down)
+		log_msg(LOG_WARNING, "controller: etcd %s%s: %s (code %ld)", e->url, path, why,
+		        code);
+	if (r && e->down)
+		log_msg(LOG_INFO, "controller: etcd %s answers again", e->url);
+	e->down = !r;
+	free(body);
+	return r;
+}
+
+static json_t *jkey(const char *k, size_t n)
+{
+	char *s = b64_enc(k, n);
+	json_t *j = s ? json_string(s) : NULL;
+	free(s);
+	return j;
+}
+
+/* A range request over every key beginning with pre. */
+static json_t *range_req(const char *pre, bool keys_only)
+{
+	char end[ETCD_KEY_MAX];
+	size_t n = strlen(pre);
+	memcpy(end, pre, n);
+	end[n - 1]++; /* pre ends in '/': the range ends before '0' */
+	json_t *r = json_object();
+	json_object_set_new(r, "key", jkey(pre, n));
+	json_object_set_new(r, "range_end", jkey(end, n));
+	if (keys_only)
+		json_object_set_new(r, "keys_only", json_true());
+	return r;
+}
+
+/* ---- the service records ---- */
+
+static void keys_clear(struct store_etcd *e)
+{
+	for (unsigned i = 0; i < e->nkeys; i++) {
+		free(e->keys[i].key);
+		free(e->keys[i].text);
+	}
+	free(e->keys);
+	e->keys = NULL;
+	e->nkeys = 0;
+}
+
+static struct ekey *key_find(struct store_etcd *e, const char *k)
+{
+	for (unsigned i = 0; i < e->nkeys; i++)
+		if (!strcmp(e->keys[i].key, k))
+			return &e->keys[i];
+	return NULL;
+}
+
+static struct ekey *key_add(struct store_etcd *e, const char *k)
+{
+	struct ekey *x = key_find(e, k), *nk;
+	if (x)
+		return x;
+	if (!(nk = realloc(e->keys, (e->nkeys + 1) * sizeof(*nk))))
+		return NULL;
+	e->keys = nk;
+	x = &e->keys[e->nkeys];
+	*x = (struct ekey){.key = strdup(k)};
+	if (!x->key)
+		return NULL;
+	e->nkeys++;
+	return x;
+}
+
+/* Replaces the known keys by the kvs of a range reply (keys and mod_revisions only). */
+static int keys_from(struct store_etcd *e, json_t *kvs)
+{
+	size_t i;
+	json_t *kv;
+	keys_clear(e);
+	json_array_foreach(kvs, i, kv)
+	{
+		size_t kl;
+		const char *k64 = json_string_value(json_object_get(kv, "key"));
+		char *k = k64 ? b64_dec(k64, ETCD_KEY_MAX, &kl) : NULL;
+		struct ekey *x = k && strlen(k) == kl ? key_add(e, k) : NULL;
+		free(k);
+		if (!x)
+			continue; /* a key with a NUL or too long: not ours, never written */
+		x->rev = jint(kv, "mod_revision");
+	}
+	return 0;
+}
+
+/* Prints s for a log line: at most 80 bytes, anything not printable as '?'. */
+static void printable(char *out, size_t cap, const char *s, size_t n)
+{
+	size_t k = 0;
+	for (; k < n && k + 1 < cap && k < 80; k++)
+		out[k] = (unsigned char)s[k] >= 0x20 && (unsigned char)s[k] < 0x7f ? s[k] : '?';
+	out[k] = 0;
+}
+
+static int etcd_load(struct store *st, char **text, size_t *len)
+{
+	struct store_etcd *e = (struct store_etcd *)st;
+	char pre[ETCD_KEY_MAX], why[128];
+	struct text t = {0};
+	json_t *r, *kv;
+	size_t i;
+	*text = NULL;
+	*len = 0;
+	snprintf(pre, sizeof(pre), "%ssvc/", e->prefix);
+	if (!(r = call(e, "/v3/kv/range", range_req(pre, false))))
+		return -EIO;
+	json_t *kvs = json_object_get(r, "kvs");
+	keys_from(e, kvs);
+	json_array_foreach(kvs, i, kv)
+	{
+		size_t kl = 0, vl = 0;
+		const char *k64 = json_string_value(json_object_get(kv, "key"));
+		const char *v64 = json_string_value(json_object_get(kv, "value"));
+		char *k = k64 ? b64_dec(k64, ETCD_KEY_MAX, &kl) : NULL;
+		char *v = b64_dec(v64 ? v64 : "", ETCD_VALUE_MAX_B, &vl);
+		char shown[96];
+		printable(shown, sizeof(shown), k ? k : "?", k ? kl : 1);
+		int err = !k || strlen(k) != kl ? (snprintf(why, sizeof(why), "not a key"), -1)
+		          : !v ? (snprintf(why, sizeof(why), "not base64, or over %d bytes",
+		                           ETCD_VALUE_MAX_B),
+		                  -1)
+		               : ctlr_rec_check(k + strlen(pre), v, vl, why, sizeof(why));
+		if (err)
+			log_msg(LOG_WARNING, "controller: etcd: %s: refused: %s", shown, why);
+		else
+			ctlr_text_add(&t, v, vl);
+		free(k);
+		free(v);
+	}
+	json_decref(r);
+	if (t.err) {
+		free(t.p);
+		return t.err;
+	}
+	if (t.len) {
+		ctlr_text_add(&t, "", 1);
+		if (t.err) {
+			free(t.p);
+			return t.err;
+		}
+		*text = t.p;
+		*len = t.len - 1;
+	}
+	return 0;
+}
+
+/* One transaction writing the changed records, guarded by the revisions. Returns 1 (it
+ * succeeded), 0 (a compare failed: *fail holds the failure branch's range replies), or
+ * -errno. */
+static int txn_write(struct store_etcd *e, const struct store_rec *r, unsigned n, json_t **fail)
+{
+	char k[ETCD_KEY_MAX], lk[ETCD_KEY_MAX], pre[ETCD_KEY_MAX];
+	json_t *req = json_object(), *cmp = json_array(), *ok = json_array(), *no = json_array();
+	bool *put = calloc(n ? n : 1, sizeof(*put));
+	unsigned nput = 0;
+	int ret = -ENOMEM;
+	if (!req || !cmp || !ok || !no || !put)
+		goto out;
+	snprintf(lk, sizeof(lk), "%sleader", e->prefix);
+	snprintf(pre, sizeof(pre), "%ssvc/", e->prefix);
+	char rev[32];
+	snprintf(rev, sizeof(rev), "%" PRId64, e->leader_rev);
+	json_array_append_new(cmp,
+	                      json_pack("{s:o,s:s,s:s,s:s}", "key", jkey(lk, strlen(lk)), "target",
+	                                "CREATE", "result", "EQUAL", "create_revision", rev));
+	for (unsigned i = 0; i < n; i++) {
+		snprintf(k, sizeof(k), "%s%s", pre, r[i].name);
+		struct ekey *x = key_find(e, k);
+		if (x && x->text && x->len == r[i].len && !memcmp(x->text, r[i].text, r[i].len))
+			continue;
+		char *v = b64_enc(r[i].text, r[i].len);
+		if (!v)
+			goto out;
+		snprintf(rev, sizeof(rev), "%" PRId64, x ? x->rev : 0);
+		json_array_append_new(cmp, json_pack("{s:o,s:s,s:s,s:s}", "key", jkey(k, strlen(k)),
+		                                     "target", "MOD", "result", "EQUAL",
+		                                     "mod_revision", rev));
+		json_array_append_new(ok, json_pack("{s:{s:o,s:s}}", "request_put", "key",
+		                                    jkey(k, strlen(k)), "value", v));
+		free(v);
+		put[i] = true;
+		nput++;
+	}
+	if (!nput) {
+		ret = 1;
+		goto out;
+	}
+	json_array_append_new(no,
+	                      json_pack("{s:{s:o}}", "request_range", "key", jkey(lk, strlen(lk))));
+	json_array_append_new(no, json_pack("{s:o}", "request_range", range_req(pre, true)));
+	json_object_set_new(req, "compare", cmp);
+	json_object_set_new(req, "success", ok);
+	json_object_set_new(req, "failure", no);
+	cmp = ok = no = NULL;
+	json_t *res = call(e, "/v3/kv/txn", req);
+	req = NULL;
+	if (!res) {
+		ret = -EIO;
+		goto out;
+	}
+	if (!json_is_true(json_object_get(res, "succeeded"))) {
+		*fail = res;
+		ret = 0;
+		goto out;
+	}
+	int64_t at = jint(json_object_get(res, "header"), "revision");
+	json_decref(res);
+	ret = 1;
+	for (unsigned i = 0; i < n; i++) {
+		struct ekey *x;
+		snprintf(k, sizeof(k), "%s%s", pre, r[i].name);
+		if (!put[i] || !(x = key_add(e, k)))
+			continue;
+		free(x->text);
+		x->rev = at;
+		x->len = r[i].len;
+		if ((x->text = malloc(r[i].len ? r[i].len : 1)))
+			memcpy(x->text, r[i].text, r[i].len);
+	}
+out:
+	json_decref(req);
+	json_decref(cmp);
+	json_decref(ok);
+	json_decref(no);
+	free(put);
+	return ret;
+}
+
+static int etcd_save(struct store *st, const struct store_rec *r, unsigned n)
+{
+	struct store_etcd *e = (struct store_etcd *)st;
+	json_t *fail = NULL;
+	int ret = -ESTALE;
+	if (!e->leader_rev)
+		return -ESTALE;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		int k = txn_write(e, r, n, &fail);
+		if (k < 0)
+			return k;
+		if (k == 1)
+			return 0;
+		/* A compare failed: the lead lost, or a service key written by someone else
+		 * (a foreign or corrupt value). The live state wins over the latter: the known
+		 * revisions are refreshed and it is written once more. */
+		json_t *res = json_object_get(fail, "responses");
+		json_t *lead = json_object_get(
+		    json_object_get(json_array_get(res, 0), "response_range"), "kvs");
+		json_t *svcs = json_object_get(
+		    json_object_get(json_array_get(res, 1), "response_range"), "kvs");
+		int64_t lrev = jint(json_array_get(lead, 0), "create_revision");
+		if (lrev != e->leader_rev) {
+			log_msg(LOG_WARNING,
+			        "controller: etcd: the lead was lost: nothing written");
+			e->leader_rev = 0;
+			json_decref(fail);
+			return -ESTALE;
+		}
+		log_msg(LOG_WARNING,
+		        "controller: etcd: a service key under %ssvc/ was written by "
+		        "another writer: writing the live state over it",
+		        e->prefix);
+		keys_from(e, svcs);
+		json_decref(fail);
+		fail = NULL;
+	}
+	return ret;
+}
+
+/* Sum and count of the mod_revisions under PREFIX svc/: what watch compares. */
+static int etcd_watch(struct store *st)
+{
+	struct store_etcd *e = (struct store_etcd *)st;
+	char pre[ETCD_KEY_MAX];
+	json_t *r, *kv;
+	size_t i;
+	int64_t sum = 0, known = 0;
+	snprintf(pre, sizeof(pre), "%ssvc/", e->prefix);
+	if (!(r = call(e, "/v3/kv/range", range_req(pre, true))))
+		return -EIO;
+	json_t *kvs = json_object_get(r, "kvs");
+	json_array_foreach(kvs, i, kv) sum += jint(kv, "mod_revision");
+	for (unsigned k = 0; k < e->nkeys; k++)
+		known += e->keys[k].rev;
+	int changed = sum != known || json_array_size(kvs) != e->nkeys;
+	json_decref(r);
+	return changed;
+}
+
+/* Grants a lease of ttl_s. Returns 0 or -EIO. */
+static int lease_grant(struct store_etcd *e)
+{
+	char ttl[16];
+	snprintf(ttl, sizeof(ttl), "%u", e->ttl_s);
+	json_t *r = call(e, "/v3/lease/grant", json_pack("{s:s}", "TTL", ttl));
+	if (!r)
+		return -EIO;
+	e->lease = jint(r, "ID");
+	json_decref(r);
+	return e->lease ? 0 : -EIO;
+}
+
+static int etcd_keepalive(struct store *st)
+{
+	struct store_etcd *e = (struct store_etcd *)st;
+	char lk[ETCD_KEY_MAX], id[32];
+	json_t *r;
+	if (e->lease) {
+		snprintf(id, sizeof(id), "%" PRId64, e->lease);
+		if (!(r = call(e, "/v3/lease/keepalive", json_pack("{s:s}", "ID", id))))
+			return -EIO;
+		bool alive = jint(json_object_get(r, "result"), "TTL") > 0;
+		json_decref(r);
+		if (!alive) {
+			if (e->leader_rev)
+				log_msg(LOG_WARNING, "controller: etcd: the lease expired");
+			e->lease = 0;
+			e->leader_rev = 0;
+		}
+	}
+	if (!e->lease && lease_grant(e))
+		return -EIO;
+	if (e->leader_rev)
+		return 1;
+	/* Campaign: the leader key is created under our lease if nobody holds it. */
+	snprintf(lk, sizeof(lk), "%sleader", e->prefix);
+	snprintf(id, sizeof(id), "%" PRId64, e->lease);
+	char *v = b64_enc(e->id, strlen(e->id));
+	json_t *req = json_pack("{s:[{s:o,s:s,s:s,s:s}],s:[{s:{s:o,s:s,s:s}}],s:[{s:{s:o}}]}",
+	                        "compare", "key", jkey(lk, strlen(lk)), "target", "CREATE",
+	                        "result", "EQUAL", "create_revision", "0", "success", "request_put",
+	                        "key", jkey(lk, strlen(lk)), "value", v ? v : "", "lease", id,
+	                        "failure", "request_range", "key", jkey(lk, strlen(lk)));
+	free(v);
+	if (!(r = call(e, "/v3/kv/txn", req)))
+		return -EIO;
+	if (json_is_true(json_object_get(r, "succeeded"))) {
+		e->leader_rev = jint(json_object_get(r, "header"), "revision");
+	} else {
+		json_t *kv = json_array_get(
+		    json_object_get(
+		        json_object_get(json_array_get(json_object_get(r, "responses"), 0),
+		                        "response_range"),
+		        "kvs"),
+		    0);
+		if (jint(kv, "lease") == e->lease) /* ours already (a reply lost on the way) */
+			e->leader_rev = jint(kv, "create_revision");
+	}
+	json_decref(r);
+	if (!e->leader_rev)
+		return 0;
+	e->st.term = e->leader_rev;
+	log_msg(LOG_INFO, "controller: etcd: %s leads (%sleader, lease %" PRIx64 ")", e->id,
+	        e->prefix, (uint64_t)e->lease);
+	return 1;
+}
+
+static unsigned etcd_interval_ms(const struct store *st)
+{
+	const struct store_etcd *e = (const struct store_etcd *)st;
+	unsigned ka = e->ttl_s * 1000 / 3;
+	/* A standby campaigns more often than the leader renews: takeover follows the old
+	 * lease's expiry by at most this. */
+	return e->leader_rev || ka < 250 ? ka : 250;
+}
+
+/* Frees the store; a leader revokes its lease first, so a standby takes over at once
+ * rather than after the TTL. */
+static void etcd_free(struct store *st)
+{
+	struct store_etcd *e = (struct store_etcd *)st;
+	if (!e)
+		return;
+	if (e->lease && e->curl) {
+		char id[32];
+		snprintf(id, sizeof(id), "%" PRId64, e->lease);
+		json_decref(call(e, "/v3/lease/revoke", json_pack("{s:s}", "ID", id)));
+	}
+	keys_clear(e);
+	if (e->curl)
+		curl_easy_cleanup(e->curl);
+	curl_slist_free_all(e->hdr);
+	free(e->resp.p);
+	free(e);
+}
+
+static const struct store_ops etcd_ops = {
+    .name = "etcd",
+    .load = etcd_load,
+    .save = etcd_save,
+    .watch = etcd_watch,
+    .keepalive = etcd_keepalive,
+    .interval_ms = etcd_interval_ms,
+    .free = etcd_free,
+};
+
+struct store *store_etcd_open(const struct controller_opts *o, char *err, size_t errlen)
+{
+	struct store_etcd *e = NULL;
+	const char *pre = o->etcd_prefix ? o->etcd_prefix : "/peak/";
+	char host[64] = "?";
+	if (!o->etcd || strncmp(o->etcd, "http://", 7) || strlen(o->etcd) >= sizeof(e->url)) {
+		snprintf(err, errlen, "--store etcd needs --etcd http://ADDR:PORT");
+		return NULL;
+	}
+	if (pre[0] != '/' || pre[strlen(pre) - 1] != '/' || strlen(pre) >= sizeof(e->prefix) ||
+	    strspn(pre, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789/_.-") !=
+	        strlen(pre)) {
+		snprintf(err, errlen,
+		         "--etcd-prefix: '%.64s' must begin and end with '/' "
+		         "(letters, digits, '/', '_', '.', '-')",
+		         pre);
+		return NULL;
+	}
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) || !(e = calloc(1, sizeof(*e))) ||
+	    !(e->curl = curl_easy_init()) ||
+	    !(e->hdr = curl_slist_append(NULL, "Content-Type: application/json"))) {
+		snprintf(err, errlen, "etcd: cannot set up libcurl");
+		etcd_free(e ? &e->st : NULL);
+		return NULL;
+	}
+	e->st.ops = &etcd_ops;
+	snprintf(e->url, sizeof(e->url), "%s", o->etcd);
+	if (e->url[strlen(e->url) - 1] == '/')
+		e->url[strlen(e->url) - 1] = 0;
+	snprintf(e->prefix, sizeof(e->prefix), "%s", pre);
+	e->ttl_s = o->lease_ttl_s ? o->lease_ttl_s : ETCD_TTL_DEF_S;
+	gethostname(host, sizeof(host) - 1);
+	snprintf(e->id, sizeof(e->id), "%s/%d %s", host, (int)getpid(), o->listen);
+	long tmo = (long)e->ttl_s * 1000 / 4;
+	curl_easy_setopt(e->curl, CURLOPT_HTTPHEADER, e->hdr);
+	curl_easy_setopt(e->curl, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(e->curl, CURLOPT_WRITEDATA, &e->resp);
+	curl_easy_setopt(e->curl, CURLOPT_TIMEOUT_MS, tmo);
+	curl_easy_setopt(e->curl, CURLOPT_CONNECTTIMEOUT_MS, tmo);
+	curl_easy_setopt(e->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e->curl, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(e->curl, CURLOPT_NOPROXY, "*");
+	return &e->st;
+}
