@@ -417,6 +417,8 @@ static void lead(struct ctl *c)
 	log_msg(LOG_INFO, "controller: leading (store %s)%s", c->store->ops->name,
 	        r ? "" : ": the stored state adopted");
 	listen_open(c);
+	for (unsigned i = 0; i < c->cfg->nsvc; i++) /* agents still here after a lost term */
+		send_map(c, &c->svc[i], NULL);
 	ctlr_state_save(c);
 	dns_sync(c);
 }

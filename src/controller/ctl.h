@@ -127,7 +127,6 @@ int ctlr_state_text(const struct ctl *c, struct text *t);
 void ctlr_state_save(struct ctl *c);
 int ctlr_file_read(const char *path, char **out, size_t *len);
 int ctlr_ep_index(const struct cfg_service *s, const char *id);
-int ctlr_rec_check(const char *name, const char *text, size_t n, char *why, size_t cap);
 void ctlr_svcs_free(struct csvc *svc, unsigned n);
 struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, size_t len);
 

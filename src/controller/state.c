@@ -123,67 +123,6 @@ out:
 	free(r);
 }
 
-/*
- * Checks that text (n bytes, from a store: untrusted) is one service's part of the state
- * as ctlr_svc_text writes it, for the service name: "map NAME", "ep" lines, "end", then
- * "weight" and "health" lines of NAME only, every line in the control grammar and ended by
- * '\n'. Whether it fits the configuration is adopt's business. Returns 0, or -EBADMSG with
- * the reason in why.
- */
-int ctlr_rec_check(const char *name, const char *text, size_t n, char *why, size_t cap)
-{
-	struct ctl_msg *m = malloc(sizeof(*m));
-	struct dns_name want, got;
-	enum { MAP, EPS, TAIL } at = MAP;
-	int ret = -EBADMSG;
-	size_t off = 0, ll;
-	unsigned line = 0;
-	if (!m) {
-		snprintf(why, cap, "out of memory");
-		return -ENOMEM;
-	}
-	if (dns_name_parse(name, &want)) {
-		snprintf(why, cap, "the key does not end in a service name");
-		goto out;
-	}
-	while (off < n) {
-		long k = ctl_line_split((const uint8_t *)text + off, n - off, &ll);
-		line++;
-		if (k <= 0) {
-			snprintf(why, cap, "line %u: %s", line,
-			         k ? "longer than a control line" : "no newline at the end");
-			goto out;
-		}
-		if (ctl_parse(text + off, ll, m)) {
-			snprintf(why, cap, "line %u: not a control line", line);
-			goto out;
-		}
-		off += (size_t)k;
-		bool named = m->kind == CTL_MAP || m->kind == CTL_WEIGHT || m->kind == CTL_HEALTH;
-		if (named && (dns_name_parse(m->svc, &got) || !dns_name_eq(&got, &want))) {
-			snprintf(why, cap, "line %u: another service's line", line);
-			goto out;
-		}
-		bool ok = (at == MAP && m->kind == CTL_MAP) ||
-		          (at == EPS && (m->kind == CTL_EP || m->kind == CTL_END)) ||
-		          (at == TAIL && (m->kind == CTL_WEIGHT || m->kind == CTL_HEALTH));
-		if (!ok) {
-			snprintf(why, cap, "line %u: '%s' out of place", line,
-			         ctl_kind_name(m->kind));
-			goto out;
-		}
-		at = m->kind == CTL_MAP ? EPS : m->kind == CTL_END ? TAIL : at;
-	}
-	if (at != TAIL) {
-		snprintf(why, cap, "%s", at == MAP ? "empty" : "a map without its end");
-		goto out;
-	}
-	ret = 0;
-out:
-	free(m);
-	return ret;
-}
-
 /* Reads a whole small file (at most 64 MiB) into *out (malloc'ed, NUL-terminated). */
 int ctlr_file_read(const char *path, char **out, size_t *len)
 {

@@ -62,3 +62,19 @@ struct store *store_open(const struct controller_opts *o, char *err, size_t errl
 
 struct store *store_file_open(const char *path);
 struct store *store_etcd_open(const struct controller_opts *o, char *err, size_t errlen);
+
+/* store_rec.c: what reads untrusted bytes. */
+
+/* Checks that text (n bytes, from a store: untrusted) is one service's part of the state
+ * as ctlr_svc_text writes it, for the service name: "map NAME", "ep" lines, "end", then
+ * "weight" and "health" lines of NAME only, every line in the control grammar and ended
+ * by '\n'. Whether it fits the configuration is adopt's business (state.c). Returns 0,
+ * -ENOMEM, or -EBADMSG with the reason in why. */
+int store_rec_check(const char *name, const char *text, size_t n, char *why, size_t cap);
+
+/* base64 of s (n bytes), malloc'ed and NUL-terminated; NULL: no memory. */
+char *store_b64_enc(const char *s, size_t n);
+
+/* Decodes s (padded base64, NUL-terminated) into a malloc'ed NUL-terminated buffer of
+ * *len bytes; NULL if s is not base64, decodes to more than max bytes, or no memory. */
+char *store_b64_dec(const char *s, size_t max, size_t *len);

@@ -59,66 +59,6 @@ struct store_etcd {
 	struct text resp;
 };
 
-/* ---- base64 (RFC 4648 §4), for the gateway's bytes fields ---- */
-
-static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
-static char *b64_enc(const char *s, size_t n)
-{
-	char *o = malloc(4 * ((n + 2) / 3) + 1), *q = o;
-	if (!o)
-		return NULL;
-	for (size_t i = 0; i < n; i += 3) {
-		uint32_t v = (uint32_t)(uint8_t)s[i] << 16;
-		if (i + 1 < n)
-			v |= (uint32_t)(uint8_t)s[i + 1] << 8;
-		if (i + 2 < n)
-			v |= (uint8_t)s[i + 2];
-		*q++ = b64[v >> 18 & 63];
-		*q++ = b64[v >> 12 & 63];
-		*q++ = i + 1 < n ? b64[v >> 6 & 63] : '=';
-		*q++ = i + 2 < n ? b64[v & 63] : '=';
-	}
-	*q = 0;
-	return o;
-}
-
-static int b64_val(char ch)
-{
-	const char *p = ch ? strchr(b64, ch) : NULL;
-	return p ? (int)(p - b64) : -1;
-}
-
-/* Decodes s (padded base64) into a malloc'ed NUL-terminated buffer; NULL if s is not
- * base64 or longer than max bytes decoded, or no memory. */
-static char *b64_dec(const char *s, size_t max, size_t *len)
-{
-	size_t n = strlen(s), k = 0;
-	char *o;
-	if (n % 4 || n / 4 * 3 > max + 2 || !(o = malloc(n / 4 * 3 + 1)))
-		return NULL;
-	for (size_t i = 0; i < n; i += 4) {
-		int a = b64_val(s[i]), b = b64_val(s[i + 1]), c = b64_val(s[i + 2]),
-		    d = b64_val(s[i + 3]);
-		bool last = i + 4 == n;
-		if (a < 0 || b < 0 || (c < 0 && !(last && s[i + 2] == '=' && s[i + 3] == '=')) ||
-		    (d < 0 && !(last && s[i + 3] == '='))) {
-			free(o);
-			return NULL;
-		}
-		uint32_t v = (uint32_t)a << 18 | (uint32_t)b << 12 |
-		             (uint32_t)(c < 0 ? 0 : c) << 6 | (uint32_t)(d < 0 ? 0 : d);
-		o[k++] = (char)(v >> 16);
-		if (c >= 0)
-			o[k++] = (char)(v >> 8 & 255);
-		if (d >= 0)
-			o[k++] = (char)(v & 255);
-	}
-	o[k] = 0;
-	*len = k;
-	return o;
-}
-
 /* ---- requests ---- */
 
 static size_t on_data(char *p, size_t sz, size_t n, void *arg)
@@ -188,7 +128,7 @@ out:
 
 static json_t *jkey(const char *k, size_t n)
 {
-	char *s = b64_enc(k, n);
+	char *s = store_b64_enc(k, n);
 	json_t *j = s ? json_string(s) : NULL;
 	free(s);
 	return j;
@@ -256,7 +196,7 @@ static int keys_from(struct store_etcd *e, json_t *kvs)
 	{
 		size_t kl;
 		const char *k64 = json_string_value(json_object_get(kv, "key"));
-		char *k = k64 ? b64_dec(k64, ETCD_KEY_MAX, &kl) : NULL;
+		char *k = k64 ? store_b64_dec(k64, ETCD_KEY_MAX, &kl) : NULL;
 		struct ekey *x = k && strlen(k) == kl ? key_add(e, k) : NULL;
 		free(k);
 		if (!x)
@@ -294,15 +234,15 @@ static int etcd_load(struct store *st, char **text, size_t *len)
 		size_t kl = 0, vl = 0;
 		const char *k64 = json_string_value(json_object_get(kv, "key"));
 		const char *v64 = json_string_value(json_object_get(kv, "value"));
-		char *k = k64 ? b64_dec(k64, ETCD_KEY_MAX, &kl) : NULL;
-		char *v = b64_dec(v64 ? v64 : "", ETCD_VALUE_MAX_B, &vl);
+		char *k = k64 ? store_b64_dec(k64, ETCD_KEY_MAX, &kl) : NULL;
+		char *v = store_b64_dec(v64 ? v64 : "", ETCD_VALUE_MAX_B, &vl);
 		char shown[96];
 		printable(shown, sizeof(shown), k ? k : "?", k ? kl : 1);
 		int err = !k || strlen(k) != kl ? (snprintf(why, sizeof(why), "not a key"), -1)
 		          : !v ? (snprintf(why, sizeof(why), "not base64, or over %d bytes",
 		                           ETCD_VALUE_MAX_B),
 		                  -1)
-		               : ctlr_rec_check(k + strlen(pre), v, vl, why, sizeof(why));
+		               : store_rec_check(k + strlen(pre), v, vl, why, sizeof(why));
 		if (err)
 			log_msg(LOG_WARNING, "controller: etcd: %s: refused: %s", shown, why);
 		else
@@ -351,7 +291,7 @@ static int txn_write(struct store_etcd *e, const struct store_rec *r, unsigned n
 		struct ekey *x = key_find(e, k);
 		if (x && x->text && x->len == r[i].len && !memcmp(x->text, r[i].text, r[i].len))
 			continue;
-		char *v = b64_enc(r[i].text, r[i].len);
+		char *v = store_b64_enc(r[i].text, r[i].len);
 		if (!v)
 			goto out;
 		snprintf(rev, sizeof(rev), "%" PRId64, x ? x->rev : 0);
@@ -507,7 +447,7 @@ static int etcd_keepalive(struct store *st)
 	/* Campaign: the leader key is created under our lease if nobody holds it. */
 	snprintf(lk, sizeof(lk), "%sleader", e->prefix);
 	snprintf(id, sizeof(id), "%" PRId64, e->lease);
-	char *v = b64_enc(e->id, strlen(e->id));
+	char *v = store_b64_enc(e->id, strlen(e->id));
 	json_t *req = json_pack("{s:[{s:o,s:s,s:s,s:s}],s:[{s:{s:o,s:s,s:s}}],s:[{s:{s:o}}]}",
 	                        "compare", "key", jkey(lk, strlen(lk)), "target", "CREATE",
 	                        "result", "EQUAL", "create_revision", "0", "success", "request_put",
