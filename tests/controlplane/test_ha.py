@@ -106,3 +106,33 @@ def test_one_leader_at_a_time(tmp_path, etcd):
     finally:
         c1.stop()
         assert c2.stop() == 0
+
+
+def test_leader_without_etcd_steps_down_and_leads_again(tmp_path, etcd):
+    """etcd hangs (SIGSTOP): the leader cannot renew its lease, so it steps down before the
+    lease can expire (closing its listener: no controller pushes maps while nobody can
+    know who leads). When etcd is back it leads again with the stored assignment."""
+    port = peaktest.free_port()
+    ctl = ctlpeer.Controller(str(tmp_path), ctlpeer.config(),
+                             ("--store", "etcd", "--etcd", etcd.url, "--listen",
+                              f"[::1]:{port}"))
+    try:
+        assert ctlpeer.wait_until(lambda: "leading (store etcd)" in ctl.log(), 10)
+        live, a = agent_down_pod1(port)
+        assert ctlpeer.wait_until(lambda: "pod-1 down" in (etcd.get("/peak/svc/" + SVC) or ""))
+        os.kill(etcd.proc.pid, signal.SIGSTOP)
+        t0 = time.monotonic()
+        try:
+            assert a.closed_by_peer(timeout=TTL_S + 1)
+            took = time.monotonic() - t0
+            assert "standby: the store did not answer" in ctl.log()
+            assert took < TTL_S, took
+        finally:
+            os.kill(etcd.proc.pid, signal.SIGCONT)
+        m, a2 = connect_map(port, time.monotonic() + 3 * TTL_S + 5)
+        assert m == live
+        assert ctl.proc.poll() is None
+        a2.close()
+        a.close()
+    finally:
+        assert ctl.stop() == 0
