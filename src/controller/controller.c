@@ -427,6 +427,7 @@ static void lead(struct ctl *c)
  * leader), so two controllers never push maps at once. */
 static void follow(struct ctl *c, const char *why)
 {
+	log_msg(LOG_WARNING, "controller: standby: %s", why);
 	pthread_mutex_lock(&c->lock);
 	c->leader = false;
 	pthread_mutex_unlock(&c->lock);
@@ -436,7 +437,6 @@ static void follow(struct ctl *c, const char *why)
 	for (int i = 0; i < MAX_AGENTS; i++)
 		if (c->agents[i].fd >= 0)
 			ctlr_agent_drop(c, &c->agents[i], "this controller is a standby now");
-	log_msg(LOG_WARNING, "controller: standby: %s", why);
 }
 
 /* Every store interval: keeps the lease, takes or gives up the lead, and on a standby

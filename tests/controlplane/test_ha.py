@@ -125,7 +125,7 @@ def test_leader_without_etcd_steps_down_and_leads_again(tmp_path, etcd):
         try:
             assert a.closed_by_peer(timeout=TTL_S + 1)
             took = time.monotonic() - t0
-            assert "standby: the store did not answer" in ctl.log()
+            assert ctlpeer.wait_until(lambda: "standby: the store did not answer" in ctl.log())
             assert took < TTL_S, took
         finally:
             os.kill(etcd.proc.pid, signal.SIGCONT)
