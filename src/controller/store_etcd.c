@@ -1,6 +1,6 @@
 /*
  * The etcd store: etcd v3 through its JSON gateway (etcd 3.4: /v3/kv/range, /v3/kv/txn,
- * /v3/lease/grant, /v3/lease/keepalive, /v3/lease/revoke; keys and values base64, int64
+ * /v3/lease/grant, /v3/lease/keepalive, /v3/lease/revoke, /v3/watch; keys and values base64, int64
  * fields as strings) with libcurl and jansson. Key layout under PREFIX (default /peak/):
  *   PREFIX svc/NAME   one service's live state: its map ("map NAME", "ep ...", "end"), a
  *                     "weight" line per endpoint and "health NAME ID down" per endpoint down;
@@ -12,7 +12,8 @@
  * Values that do not parse as one service's lines are refused with a log line and never
  * adopted; keys elsewhere under the prefix are not read.
  * Every request is synchronous, on the controller's loop, bounded by a timeout of a quarter
- * of the lease (the watch is a range every interval, not the /v3/watch stream yet).
+ * of the lease, except the watch stream (/v3/watch), which a standby reads without
+ * blocking at every interval.
  */
 #include "store.h"
 
@@ -57,6 +58,11 @@ struct store_etcd {
 	unsigned nkeys;
 	bool down; /* the last request failed (logged once per streak) */
 	struct text resp;
+	int64_t rev;      /* the store's revision at the last load: the watch resumes after it */
+	CURLM *wm;        /* the watch stream (a standby's), driven without blocking */
+	CURL *wh;         /* NULL: no stream */
+	char *wbody;      /* its request, alive as long as the transfer */
+	struct text wbuf; /* what the stream sent that is not a whole line yet */
 };
 
 /* ---- requests ---- */
@@ -229,6 +235,7 @@ static int etcd_load(struct store *st, char **text, size_t *len)
 		return -EIO;
 	json_t *kvs = json_object_get(r, "kvs");
 	keys_from(e, kvs);
+	e->rev = jint(json_object_get(r, "header"), "revision");
 	json_array_foreach(kvs, i, kv)
 	{
 		size_t kl = 0, vl = 0;
@@ -389,23 +396,96 @@ static int etcd_save(struct store *st, const struct store_rec *r, unsigned n)
 	return ret;
 }
 
-/* Sum and count of the mod_revisions under PREFIX svc/: what watch compares. */
+/* Ends the watch stream (the next etcd_watch starts another). */
+static void watch_stop(struct store_etcd *e)
+{
+	if (e->wh) {
+		curl_multi_remove_handle(e->wm, e->wh);
+		curl_easy_cleanup(e->wh);
+		e->wh = NULL;
+	}
+	free(e->wbody);
+	e->wbody = NULL;
+	e->wbuf.len = 0;
+	e->wbuf.err = 0;
+}
+
+/* Starts a watch of PREFIX svc/ from the revision after the last load (/v3/watch: one
+ * JSON object a line, for as long as the transfer lasts). Returns 0 or -ENOMEM. */
+static int watch_start(struct store_etcd *e)
+{
+	char pre[ETCD_KEY_MAX], url[sizeof(e->url) + 16], rev[32];
+	snprintf(pre, sizeof(pre), "%ssvc/", e->prefix);
+	snprintf(url, sizeof(url), "%s/v3/watch", e->url);
+	snprintf(rev, sizeof(rev), "%" PRId64, e->rev + 1);
+	json_t *cr = range_req(pre, false);
+	json_object_set_new(cr, "start_revision", json_string(rev));
+	json_t *req = json_pack("{s:o}", "create_request", cr);
+	e->wbody = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!e->wbody || !(e->wh = curl_easy_init())) {
+		watch_stop(e);
+		return -ENOMEM;
+	}
+	curl_easy_setopt(e->wh, CURLOPT_URL, url);
+	curl_easy_setopt(e->wh, CURLOPT_POSTFIELDS, e->wbody);
+	curl_easy_setopt(e->wh, CURLOPT_HTTPHEADER, e->hdr);
+	curl_easy_setopt(e->wh, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(e->wh, CURLOPT_WRITEDATA, &e->wbuf);
+	curl_easy_setopt(e->wh, CURLOPT_CONNECTTIMEOUT_MS, (long)e->ttl_s * 1000 / 4);
+	curl_easy_setopt(e->wh, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e->wh, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(e->wh, CURLOPT_NOPROXY, "*");
+	if (curl_multi_add_handle(e->wm, e->wh) != CURLM_OK) {
+		watch_stop(e);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+/* Reads what the watch stream has (never blocking): 1 when an event under PREFIX svc/
+ * came, the watch was cancelled (compacted past its revision: the caller reads afresh,
+ * and the next watch starts after that read) or the stream ended cleanly; 0 when nothing
+ * changed; -EIO when the stream broke (it restarts from the last load's revision, so
+ * nothing is missed). */
 static int etcd_watch(struct store *st)
 {
 	struct store_etcd *e = (struct store_etcd *)st;
-	char pre[ETCD_KEY_MAX];
-	json_t *r, *kv;
-	size_t i;
-	int64_t sum = 0, known = 0;
-	snprintf(pre, sizeof(pre), "%ssvc/", e->prefix);
-	if (!(r = call(e, "/v3/kv/range", range_req(pre, true))))
-		return -EIO;
-	json_t *kvs = json_object_get(r, "kvs");
-	json_array_foreach(kvs, i, kv) sum += jint(kv, "mod_revision");
-	for (unsigned k = 0; k < e->nkeys; k++)
-		known += e->keys[k].rev;
-	int changed = sum != known || json_array_size(kvs) != e->nkeys;
-	json_decref(r);
+	int running = 0, changed = 0, msgs;
+	bool restart = false;
+	size_t off = 0;
+	if (!e->wh && watch_start(e))
+		return -ENOMEM;
+	curl_multi_perform(e->wm, &running);
+	for (char *nl; e->wbuf.p && (nl = memchr(e->wbuf.p + off, '\n', e->wbuf.len - off));) {
+		size_t n = (size_t)(nl - (e->wbuf.p + off));
+		json_t *m = json_loadb(e->wbuf.p + off, n, 0, NULL);
+		json_t *res = json_object_get(m, "result");
+		if (!json_is_object(res) || jint(res, "compact_revision") > 0 ||
+		    json_is_true(json_object_get(res, "canceled"))) {
+			changed = 1; /* an error, or compacted: read afresh, watch again */
+			restart = true;
+		} else if (json_array_size(json_object_get(res, "events"))) {
+			changed = 1;
+		}
+		json_decref(m);
+		off += n + 1;
+	}
+	if (off) {
+		memmove(e->wbuf.p, e->wbuf.p + off, e->wbuf.len - off);
+		e->wbuf.len -= off;
+	}
+	if (!running) {
+		CURLMsg *cm = curl_multi_info_read(e->wm, &msgs);
+		bool ok = cm && cm->msg == CURLMSG_DONE && cm->data.result == CURLE_OK;
+		if (!ok && !e->down)
+			log_msg(LOG_WARNING, "controller: etcd %s/v3/watch: the stream broke",
+			        e->url);
+		changed = ok ? 1 : -EIO;
+		restart = true;
+	}
+	if (restart)
+		watch_stop(e);
 	return changed;
 }
 
@@ -471,6 +551,7 @@ static int etcd_keepalive(struct store *st)
 	json_decref(r);
 	if (!e->leader_rev)
 		return 0;
+	watch_stop(e); /* a leader is the writer: it watches nothing */
 	e->st.term = e->leader_rev;
 	log_msg(LOG_INFO, "controller: etcd: %s leads (%sleader, lease %" PRIx64 ")", e->id,
 	        e->prefix, (uint64_t)e->lease);
@@ -499,6 +580,10 @@ static void etcd_free(struct store *st)
 		json_decref(call(e, "/v3/lease/revoke", json_pack("{s:s}", "ID", id)));
 	}
 	keys_clear(e);
+	watch_stop(e);
+	if (e->wm)
+		curl_multi_cleanup(e->wm);
+	free(e->wbuf.p);
 	if (e->curl)
 		curl_easy_cleanup(e->curl);
 	curl_slist_free_all(e->hdr);
@@ -535,7 +620,7 @@ struct store *store_etcd_open(const struct controller_opts *o, char *err, size_t
 		return NULL;
 	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) || !(e = calloc(1, sizeof(*e))) ||
-	    !(e->curl = curl_easy_init()) ||
+	    !(e->curl = curl_easy_init()) || !(e->wm = curl_multi_init()) ||
 	    !(e->hdr = curl_slist_append(NULL, "Content-Type: application/json"))) {
 		snprintf(err, errlen, "etcd: cannot set up libcurl");
 		etcd_free(e ? &e->st : NULL);

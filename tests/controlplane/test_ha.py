@@ -136,3 +136,29 @@ def test_leader_without_etcd_steps_down_and_leads_again(tmp_path, etcd):
         a.close()
     finally:
         assert ctl.stop() == 0
+
+
+def test_standby_follows_every_change_through_the_watch(tmp_path, etcd):
+    """The standby reads the /v3/watch stream at every 250 ms interval: each change the
+    leader stores is adopted by the standby within a second, and its status shows it."""
+    port, c1, c2 = pair(tmp_path, etcd)
+    try:
+        a = ctlpeer.Agent(port)
+        a.read_map()
+        for n, (ep, state) in enumerate([("pod-1", "down"), ("pod-2", "down"),
+                                         ("pod-1", "up")], start=1):
+            a.send(f"health {SVC} {ep} {state}\n")
+            a.read_map()
+            t0 = time.monotonic()
+            assert ctlpeer.wait_until(
+                lambda: c2.log().count("the stored state changed: adopted") >= n, 1.0), n
+            print(f"standby adopted change {n} after {time.monotonic() - t0:.3f} s")
+        p = subprocess.run([ctlpeer.PEAK, "controller-ctl", "--control",
+                            str(tmp_path / "c2.sock"), "status"],
+                           capture_output=True, text=True, timeout=10)
+        assert f"{SVC} pod-2 down weight 1 slices 0" in p.stdout, p.stdout
+        assert f"{SVC} pod-1 up weight 1 slices 128" in p.stdout, p.stdout
+        a.close()
+    finally:
+        c1.stop()
+        assert c2.stop() == 0
