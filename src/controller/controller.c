@@ -458,6 +458,8 @@ static void store_tick(struct ctl *c, uint64_t now)
 		follow(c, k < 0 ? "the store did not answer" : "another controller leads");
 	if (c->leader && c->lfd < 0)
 		listen_open(c);
+	if (c->leader && c->unsaved)
+		ctlr_state_save(c);
 	if (!c->leader && st->ops->watch(st) == 1 && !store_adopt(c))
 		log_msg(LOG_INFO, "controller: standby: the stored state changed: adopted");
 }

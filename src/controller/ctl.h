@@ -91,6 +91,7 @@ struct ctl {
 	bool leader;         /* this controller leads: it listens for agents, pushes, saves */
 	int64_t term;        /* the store's term when this controller took the lead */
 	bool stale_store;    /* a save was refused (another writer): check the lead at once */
+	bool unsaved;        /* the last save did not reach the store: try again */
 	uint64_t store_next; /* when the next keepalive and watch are due */
 	int lfd;             /* the agents' listener while leading, else -1 */
 	uint64_t log_s;

@@ -83,9 +83,10 @@ int ctlr_state_text(const struct ctl *c, struct text *t)
 }
 
 /* Saves the live state to the store, one record per service with an assignment. Only the
- * leader writes. Failures are logged (by the store); the controller goes on. A write the
- * store refused because another writer came first (-ESTALE) is left to the leadership
- * check of the next keepalive. */
+ * leader writes. Failures are logged (by the store); the controller goes on: a write the
+ * store did not take is tried again at every store interval until it is (c->unsaved), one
+ * refused because another writer came first (-ESTALE) is left to the leadership check of
+ * the next keepalive. */
 void ctlr_state_save(struct ctl *c)
 {
 	struct store_rec *r = NULL;
@@ -111,8 +112,8 @@ void ctlr_state_save(struct ctl *c)
 		n++;
 	}
 	err = c->store->ops->save(c->store, r, n);
-	if (err == -ESTALE)
-		c->stale_store = true;
+	c->stale_store = err == -ESTALE;
+	c->unsaved = err && err != -ESTALE; /* the store did not answer: saved again later */
 	err = 0;
 out:
 	if (err)

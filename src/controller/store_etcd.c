@@ -15,6 +15,7 @@
  * of the lease, except the watch stream (/v3/watch), which a standby reads without
  * blocking at every interval.
  */
+#define _GNU_SOURCE /* strchrnul */
 #include "store.h"
 
 #include <curl/curl.h>
@@ -35,6 +36,8 @@ enum {
 	ETCD_VALUE_MAX_B = 16 << 20, /* one service's value */
 	ETCD_KEY_MAX = 512,
 	ETCD_TTL_DEF_S = 2,
+	ETCD_URLS_MAX = 8,
+	ETCD_TICK_MS = 250, /* the controller's loop may call the store this late (POLL_TICK_MS) */
 };
 
 struct ekey {
@@ -48,13 +51,16 @@ struct store_etcd {
 	struct store st;
 	CURL *curl;
 	struct curl_slist *hdr;
-	char url[256];
+	char urls[ETCD_URLS_MAX][256]; /* --etcd: the members' client URLs */
+	unsigned nurls, cur;           /* the member in use: the next on a failure */
+	const char *url;               /* urls[cur] */
 	char prefix[256];
 	char id[160];
 	unsigned ttl_s;
-	int64_t lease;      /* 0: none granted */
-	int64_t leader_rev; /* the leader key's create_revision while leading, else 0 */
-	struct ekey *keys;  /* every key under PREFIX svc/ as last seen */
+	int64_t lease;       /* 0: none granted */
+	int64_t leader_rev;  /* the leader key's create_revision while leading, else 0 */
+	uint64_t renewed_ms; /* when the last keepalive that etcd answered was sent */
+	struct ekey *keys;   /* every key under PREFIX svc/ as last seen */
 	unsigned nkeys;
 	bool down; /* the last request failed (logged once per streak) */
 	struct text resp;
@@ -87,41 +93,51 @@ static int64_t jint(json_t *o, const char *k)
 	return 0;
 }
 
-/* POSTs req (consumed) to the gateway's path. Returns the reply's JSON object or NULL
- * (the failure logged once per streak of failures). */
+/* POSTs req (consumed) to the gateway's path, on the member in use and, if it does not
+ * answer (or answers 5xx, e.g. without quorum), on the next ones in turn: each try is
+ * bounded by the timeout. Returns the reply's JSON object or NULL (the failure logged
+ * once per streak of failures). */
 static json_t *call(struct store_etcd *e, const char *path, json_t *req)
 {
-	char url[sizeof(e->url) + 64], *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	char url[sizeof(e->urls[0]) + 64], *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
 	json_t *r = NULL;
 	long code = 0;
 	const char *why = "out of memory";
 	json_decref(req);
-	e->resp.len = 0;
-	e->resp.err = 0;
-	if (!body)
-		goto out;
-	snprintf(url, sizeof(url), "%s%s", e->url, path);
-	curl_easy_setopt(e->curl, CURLOPT_URL, url);
-	curl_easy_setopt(e->curl, CURLOPT_POSTFIELDS, body);
-	CURLcode cc = curl_easy_perform(e->curl);
-	if (cc != CURLE_OK) {
-		why = curl_easy_strerror(cc);
-		goto out;
+	for (unsigned a = 0; body && a < e->nurls; a++) {
+		if (a) {
+			e->cur = (e->cur + 1) % e->nurls;
+			e->url = e->urls[e->cur];
+		}
+		e->resp.len = 0;
+		e->resp.err = 0;
+		code = 0;
+		snprintf(url, sizeof(url), "%s%s", e->url, path);
+		curl_easy_setopt(e->curl, CURLOPT_URL, url);
+		curl_easy_setopt(e->curl, CURLOPT_POSTFIELDS, body);
+		CURLcode cc = curl_easy_perform(e->curl);
+		if (cc != CURLE_OK) {
+			why = curl_easy_strerror(cc);
+			continue;
+		}
+		curl_easy_getinfo(e->curl, CURLINFO_RESPONSE_CODE, &code);
+		if (code >= 500) {
+			why = "an HTTP error status";
+			continue;
+		}
+		if (code != 200) {
+			why = "an HTTP error status";
+			break;
+		}
+		json_error_t je;
+		r = json_loadb(e->resp.p ? e->resp.p : "", e->resp.len, 0, &je);
+		if (!json_is_object(r)) {
+			json_decref(r);
+			r = NULL;
+			why = "a reply that is not a JSON object";
+		}
+		break;
 	}
-	curl_easy_getinfo(e->curl, CURLINFO_RESPONSE_CODE, &code);
-	if (code != 200) {
-		why = "an HTTP error status";
-		goto out;
-	}
-	json_error_t je;
-	r = json_loadb(e->resp.p ? e->resp.p : "", e->resp.len, 0, &je);
-	if (!json_is_object(r)) {
-		json_decref(r);
-		r = NULL;
-		why = "a reply that is not a JSON object";
-		goto out;
-	}
-out:
 	if (!r && !e->down)
 		log_msg(LOG_WARNING, "controller: etcd %s%s: %s (code %ld)", e->url, path, why,
 		        code);
@@ -414,7 +430,7 @@ static void watch_stop(struct store_etcd *e)
  * JSON object a line, for as long as the transfer lasts). Returns 0 or -ENOMEM. */
 static int watch_start(struct store_etcd *e)
 {
-	char pre[ETCD_KEY_MAX], url[sizeof(e->url) + 16], rev[32];
+	char pre[ETCD_KEY_MAX], url[sizeof(e->urls[0]) + 16], rev[32];
 	snprintf(pre, sizeof(pre), "%ssvc/", e->prefix);
 	snprintf(url, sizeof(url), "%s/v3/watch", e->url);
 	snprintf(rev, sizeof(rev), "%" PRId64, e->rev + 1);
@@ -502,15 +518,30 @@ static int lease_grant(struct store_etcd *e)
 	return e->lease ? 0 : -EIO;
 }
 
+static unsigned etcd_interval_ms(const struct store *st);
+
 static int etcd_keepalive(struct store *st)
 {
 	struct store_etcd *e = (struct store_etcd *)st;
 	char lk[ETCD_KEY_MAX], id[32];
 	json_t *r;
 	if (e->lease) {
+		uint64_t sent = ctlr_now_ms();
 		snprintf(id, sizeof(id), "%" PRId64, e->lease);
-		if (!(r = call(e, "/v3/lease/keepalive", json_pack("{s:s}", "ID", id))))
+		if (!(r = call(e, "/v3/lease/keepalive", json_pack("{s:s}", "ID", id)))) {
+			/* etcd may be electing its own leader: the lease outlives that (etcd
+			 * extends leases on a new raft leader), so the lead is kept if the next
+			 * try, failing in full (every member timing out), still ends before the
+			 * lease could expire: no two leaders, however etcd is cut off. */
+			uint64_t worst = ETCD_TICK_MS + etcd_interval_ms(st) +
+			                 (uint64_t)e->nurls * e->ttl_s * 1000 / 4;
+			if (e->leader_rev &&
+			    ctlr_now_ms() - e->renewed_ms + worst < e->ttl_s * 1000ull)
+				return 1;
+			e->leader_rev = 0;
 			return -EIO;
+		}
+		e->renewed_ms = sent;
 		bool alive = jint(json_object_get(r, "result"), "TTL") > 0;
 		json_decref(r);
 		if (!alive) {
@@ -520,8 +551,12 @@ static int etcd_keepalive(struct store *st)
 			e->leader_rev = 0;
 		}
 	}
-	if (!e->lease && lease_grant(e))
-		return -EIO;
+	if (!e->lease) {
+		uint64_t sent = ctlr_now_ms();
+		if (lease_grant(e))
+			return -EIO;
+		e->renewed_ms = sent;
+	}
 	if (e->leader_rev)
 		return 1;
 	/* Campaign: the leader key is created under our lease if nobody holds it. */
@@ -561,7 +596,7 @@ static int etcd_keepalive(struct store *st)
 static unsigned etcd_interval_ms(const struct store *st)
 {
 	const struct store_etcd *e = (const struct store_etcd *)st;
-	unsigned ka = e->ttl_s * 1000 / 3;
+	unsigned ka = e->ttl_s * 1000 / 4;
 	/* A standby campaigns more often than the leader renews: takeover follows the old
 	 * lease's expiry by at most this. */
 	return e->leader_rev || ka < 250 ? ka : 250;
@@ -606,8 +641,8 @@ struct store *store_etcd_open(const struct controller_opts *o, char *err, size_t
 	struct store_etcd *e = NULL;
 	const char *pre = o->etcd_prefix ? o->etcd_prefix : "/peak/";
 	char host[64] = "?";
-	if (!o->etcd || strncmp(o->etcd, "http://", 7) || strlen(o->etcd) >= sizeof(e->url)) {
-		snprintf(err, errlen, "--store etcd needs --etcd http://ADDR:PORT");
+	if (!o->etcd) {
+		snprintf(err, errlen, "--store etcd needs --etcd http://ADDR:PORT[,...]");
 		return NULL;
 	}
 	if (pre[0] != '/' || pre[strlen(pre) - 1] != '/' || strlen(pre) >= sizeof(e->prefix) ||
@@ -627,9 +662,27 @@ struct store *store_etcd_open(const struct controller_opts *o, char *err, size_t
 		return NULL;
 	}
 	e->st.ops = &etcd_ops;
-	snprintf(e->url, sizeof(e->url), "%s", o->etcd);
-	if (e->url[strlen(e->url) - 1] == '/')
-		e->url[strlen(e->url) - 1] = 0;
+	for (const char *u = o->etcd, *end; *u; u = *end ? end + 1 : end) {
+		size_t n = (end = strchrnul(u, ',')) - u;
+		if (e->nurls == ETCD_URLS_MAX || n <= 7 || n >= sizeof(e->urls[0]) ||
+		    strncmp(u, "http://", 7) || memchr(u, ' ', n)) {
+			snprintf(err, errlen,
+			         "--etcd: '%.128s' is not up to %d http://ADDR:PORT URLs "
+			         "separated by commas",
+			         o->etcd, ETCD_URLS_MAX);
+			etcd_free(&e->st);
+			return NULL;
+		}
+		memcpy(e->urls[e->nurls], u, n);
+		e->urls[e->nurls][n - (u[n - 1] == '/')] = 0;
+		e->nurls++;
+	}
+	if (!e->nurls) {
+		snprintf(err, errlen, "--etcd: no URL");
+		etcd_free(&e->st);
+		return NULL;
+	}
+	e->url = e->urls[0];
 	snprintf(e->prefix, sizeof(e->prefix), "%s", pre);
 	e->ttl_s = o->lease_ttl_s ? o->lease_ttl_s : ETCD_TTL_DEF_S;
 	gethostname(host, sizeof(host) - 1);

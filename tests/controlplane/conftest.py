@@ -19,6 +19,7 @@ def etcd(tmp_path):
         pytest.skip("etcd is not installed (scripts/deps.sh installs etcd-server)")
     e = etcdproc.Etcd(str(tmp_path / "etcd"))
     try:
+        e.wait()
         yield e
     finally:
         e.stop()

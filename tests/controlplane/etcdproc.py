@@ -20,26 +20,35 @@ def b64(s):
 
 
 class Etcd:
-    def __init__(self, datadir):
+    """One member; with cluster (name -> peer URL) and name, a member of that cluster."""
+
+    def __init__(self, datadir, name="t", port=None, peer=None, cluster=None, token=None):
         os.makedirs(datadir, exist_ok=True)
-        self.port, peer = peaktest.free_port(), peaktest.free_port()
+        self.port = port or peaktest.free_port()
+        peer = peer or peaktest.free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         purl = f"http://127.0.0.1:{peer}"
+        cluster = cluster or {name: purl}
         self.logf = open(os.path.join(datadir, "etcd.log"), "w")
         self.proc = subprocess.Popen(
-            [ETCD, "--name", "t", "--data-dir", os.path.join(datadir, "data"),
+            [ETCD, "--name", name, "--data-dir", os.path.join(datadir, "data"),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
-             "--initial-cluster", f"t={purl}", "--log-level", "warn"],
+             "--initial-cluster", ",".join(f"{n}={u}" for n, u in cluster.items()),
+             "--initial-cluster-token", token or f"peak-{os.getpid()}-{peer}",
+             "--log-level", "warn"],
             stdout=self.logf, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 20
+
+    def wait(self, timeout=20):
+        """Until the member answers a linearizable read (so the cluster has a quorum)."""
+        deadline = time.monotonic() + timeout
         while True:
             try:
                 self.call("/v3/kv/range", {"key": b64("x")})
-                break
+                return self
             except (urllib.error.URLError, ConnectionError, OSError):
                 assert self.proc.poll() is None, "etcd exited"
-                assert time.monotonic() < deadline, "etcd did not answer in 20 s"
+                assert time.monotonic() < deadline, f"etcd did not answer in {timeout} s"
                 time.sleep(0.05)
 
     def call(self, path, body):
@@ -71,3 +80,20 @@ class Etcd:
                 self.proc.kill()
                 self.proc.wait()
         self.logf.close()
+
+
+def cluster(datadir, n=3):
+    """n members on loopback, all answering; stop each with .stop()."""
+    ports = [(peaktest.free_port(), peaktest.free_port()) for _ in range(n)]
+    peers = {f"m{i}": f"http://127.0.0.1:{p}" for i, (_, p) in enumerate(ports)}
+    token = f"peak-{os.getpid()}-{ports[0][1]}"
+    members = [Etcd(os.path.join(datadir, f"m{i}"), f"m{i}", c, p, peers, token)
+               for i, (c, p) in enumerate(ports)]
+    try:
+        for m in members:
+            m.wait()
+    except BaseException:
+        for m in members:
+            m.stop()
+        raise
+    return members
