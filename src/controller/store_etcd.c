@@ -261,15 +261,24 @@ static int etcd_load(struct store *st, char **text, size_t *len)
 		char *v = store_b64_dec(v64 ? v64 : "", ETCD_VALUE_MAX_B, &vl);
 		char shown[96];
 		printable(shown, sizeof(shown), k ? k : "?", k ? kl : 1);
-		int err = !k || strlen(k) != kl ? (snprintf(why, sizeof(why), "not a key"), -1)
-		          : !v ? (snprintf(why, sizeof(why), "not base64, or over %d bytes",
-		                           ETCD_VALUE_MAX_B),
-		                  -1)
-		               : store_rec_check(k + strlen(pre), v, vl, why, sizeof(why));
-		if (err)
+		bool key_ok =
+		    k && strlen(k) == kl && kl > strlen(pre) && !strncmp(k, pre, strlen(pre));
+		int err = !key_ok ? (snprintf(why, sizeof(why), "not a key of this prefix"), -1)
+		          : !v    ? (snprintf(why, sizeof(why), "not base64, or over %d bytes",
+		                              ETCD_VALUE_MAX_B),
+                                  -1)
+		                  : store_rec_check(k + strlen(pre), v, vl, why, sizeof(why));
+		struct ekey *x;
+		if (err) {
 			log_msg(LOG_WARNING, "controller: etcd: %s: refused: %s", shown, why);
-		else
+		} else {
 			ctlr_text_add(&t, v, vl);
+			if ((x = key_find(e, k)) && !x->text) { /* a save leaves it as it is */
+				x->text = v;
+				x->len = vl;
+				v = NULL;
+			}
+		}
 		free(k);
 		free(v);
 	}

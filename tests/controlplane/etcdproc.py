@@ -64,6 +64,10 @@ class Etcd:
         kvs = self.call("/v3/kv/range", {"key": b64(key)}).get("kvs", [])
         return base64.b64decode(kvs[0].get("value", "")).decode() if kvs else None
 
+    def mod_revision(self, key):
+        kvs = self.call("/v3/kv/range", {"key": b64(key)}).get("kvs", [])
+        return int(kvs[0]["mod_revision"]) if kvs else 0
+
     def keys(self, prefix="/peak/"):
         end = prefix[:-1] + chr(ord(prefix[-1]) + 1)
         kvs = self.call("/v3/kv/range", {"key": b64(prefix), "range_end": b64(end)})

@@ -36,11 +36,14 @@ def test_restart_adopts_the_stored_assignment(tmp_path, etcd):
     assert list(stored) == [KEY], stored  # the leader key went with the revoked lease
     assert stored[KEY].startswith(f"map {SVC}\n") and f"weight {SVC} pod-1 1\n" in stored[KEY]
     assert not os.path.exists(tmp_path / "peak.yaml.state")  # no state file with etcd
+    rev = etcd.mod_revision(KEY)
     again = start(tmp_path, etcd, name="ctl-again")
     try:
         a = ctlpeer.Agent(again.port)
         _, after = a.read_map()
         assert after == live, "the restarted controller moved slices"
+        # it saved before it listened: an unchanged value is not written again
+        assert etcd.mod_revision(KEY) == rev
         assert "assignment from the store (etcd)" in again.log()
         a.close()
     finally:
