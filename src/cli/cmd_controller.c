@@ -44,8 +44,8 @@ static const char controller_help[] =
     "  --etcd-prefix PREFIX the keys' prefix in etcd (default /peak/)\n"
     "  --lease-ttl SECONDS  the leader's lease in etcd (1..60, default 2): a leader that\n"
     "                       dies is replaced within it\n"
-    "  --check              check the configuration (and key file), print 'ok', exit 0,\n"
-    "                       or print FILE:LINE: reason and exit 2\n"
+    "  --check              check the configuration (and key file, and store options),\n"
+    "                       print 'ok', exit 0, or print FILE:LINE: reason and exit 2\n"
     "  --quiet              log only warnings and errors\n"
     "Exit status: 0 after SIGTERM or SIGINT, 1 a run-time failure, 2 bad usage or input.\n";
 

@@ -522,7 +522,7 @@ static void render(struct mbuf *b, void *arg)
 int controller_check(const struct controller_opts *o)
 {
 	struct peak_config *cfg = NULL;
-	char err[CFG_ERRLEN];
+	char err[CFG_ERRLEN] = "";
 	struct ctlauth_key *key = NULL;
 	int ret = 0;
 	if (config_check(o->config, &cfg, err, sizeof(err))) {
@@ -538,6 +538,13 @@ int controller_check(const struct controller_opts *o)
 		ctlauth_key_wipe(key);
 		free(key);
 	}
+	struct store *st = ret ? NULL : store_open(o, err, sizeof(err)); /* options only */
+	if (!ret && !st) {
+		fprintf(stderr, "peak controller: %s\n", err);
+		ret = 2;
+	}
+	if (st)
+		st->ops->free(st);
 	config_free(cfg);
 	return ret;
 }

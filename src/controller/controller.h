@@ -35,6 +35,7 @@ struct controller_opts {
  * failure (sockets, memory); the reason is logged. */
 int controller_run(const struct controller_opts *o);
 
-/* --check: loads and checks the configuration (and the key file if given), printing
- * "FILE:LINE: reason" to stderr. Returns 0 or 2. */
+/* --check: loads and checks the configuration (and the key file if given) and the store
+ * options (without reaching the store), printing "FILE:LINE: reason" or the option's
+ * fault to stderr. Returns 0 or 2. */
 int controller_check(const struct controller_opts *o);

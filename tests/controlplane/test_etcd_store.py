@@ -143,3 +143,10 @@ def test_bad_store_options_exit_2(tmp_path, etcd):
         p = subprocess.run([ctlpeer.PEAK, "controller", "--config", str(cfg), "--listen",
                             "[::1]:1", *extra], capture_output=True, text=True, timeout=10)
         assert p.returncode == 2, (extra, p.stdout, p.stderr)
+        p = subprocess.run([ctlpeer.PEAK, "controller", "--config", str(cfg), "--check",
+                            *extra], capture_output=True, text=True, timeout=10)
+        assert p.returncode == 2 and "ok" not in p.stdout, (extra, p.stdout, p.stderr)
+    p = subprocess.run([ctlpeer.PEAK, "controller", "--config", str(cfg), "--check",
+                        "--store", "etcd", "--etcd", etcd.url + "," + etcd.url],
+                       capture_output=True, text=True, timeout=10)
+    assert p.returncode == 0 and p.stdout == "ok\n", p
