@@ -141,7 +141,8 @@ def test_leader_without_etcd_steps_down_and_leads_again(tmp_path, etcd):
 
 def test_standby_follows_every_change_through_the_watch(tmp_path, etcd):
     """The standby reads the /v3/watch stream at every 250 ms interval: each change the
-    leader stores is adopted by the standby within a second, and its status shows it."""
+    leader stores is adopted by the standby (about 0.27 s here; the bound leaves room for
+    a loaded machine), and its status shows it."""
     port, c1, c2 = pair(tmp_path, etcd)
     try:
         a = ctlpeer.Agent(port)
@@ -152,13 +153,41 @@ def test_standby_follows_every_change_through_the_watch(tmp_path, etcd):
             a.read_map()
             t0 = time.monotonic()
             assert ctlpeer.wait_until(
-                lambda: c2.log().count("the stored state changed: adopted") >= n, 1.0), n
+                lambda: c2.log().count("the stored state changed: adopted") >= n, 2.0), n
             print(f"standby adopted change {n} after {time.monotonic() - t0:.3f} s")
         p = subprocess.run([ctlpeer.PEAK, "controller-ctl", "--control",
                             str(tmp_path / "c2.sock"), "status"],
                            capture_output=True, text=True, timeout=10)
         assert f"{SVC} pod-2 down weight 1 slices 0" in p.stdout, p.stdout
         assert f"{SVC} pod-1 up weight 1 slices 128" in p.stdout, p.stdout
+        a.close()
+    finally:
+        c1.stop()
+        assert c2.stop() == 0
+
+
+def test_reload_on_both_then_takeover_keeps_the_new_map(tmp_path, etcd):
+    """The operator adds an endpoint and sends SIGHUP to every controller: the leader gives
+    the new endpoint its share and stores it; the standby, reloaded too, adopts the stored
+    map when it takes over, moving nothing."""
+    port, c1, c2 = pair(tmp_path, etcd)
+    try:
+        a = ctlpeer.Agent(port)
+        a.read_map()
+        with open(tmp_path / "peak.yaml", "w") as f:
+            f.write(ctlpeer.config(4))
+        for c in (c2, c1):
+            c.proc.send_signal(signal.SIGHUP)
+            assert ctlpeer.wait_until(lambda: "configuration reloaded" in c.log(), 5)
+        _, grown = a.read_map()
+        assert ctlpeer.slices(grown) == {"pod-0": 64, "pod-1": 64, "pod-2": 64, "pod-3": 64}
+        assert ctlpeer.wait_until(lambda: "ep pod-3 " in (etcd.get("/peak/svc/" + SVC) or ""))
+        c1.proc.send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        c1.proc.wait(5)
+        m, a2 = connect_map(port, t0 + TTL_S + 2.5)
+        assert m == grown
+        a2.close()
         a.close()
     finally:
         c1.stop()
