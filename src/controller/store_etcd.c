@@ -490,6 +490,21 @@ static int etcd_watch(struct store *st)
 		    json_is_true(json_object_get(res, "canceled"))) {
 			changed = 1; /* an error, or compacted: read afresh, watch again */
 			restart = true;
+			json_t *er = json_object_get(m, "error");
+			const char *why = json_string_value(
+			    json_is_object(er) ? json_object_get(er, "message") : er);
+			char shown[96];
+			printable(shown, sizeof(shown), why ? why : "?", why ? strlen(why) : 1);
+			if (!json_is_object(res))
+				log_msg(LOG_INFO,
+				        "controller: etcd: the watch ended: %s: reading the state "
+				        "afresh",
+				        shown);
+			else if (jint(res, "compact_revision") > 0)
+				log_msg(LOG_INFO,
+				        "controller: etcd: history compacted past revision %" PRId64
+				        ": reading the state afresh",
+				        e->rev);
 		} else if (json_array_size(json_object_get(res, "events"))) {
 			changed = 1;
 		}

@@ -4,6 +4,7 @@ the leader keeps the lead and stores changes), and the leader's handover still w
 remaining two members."""
 import shutil
 import signal
+import subprocess
 import time
 
 import pytest
@@ -99,6 +100,72 @@ def test_one_member_of_three_dies_service_goes_on(tmp_path, members):
         print(f"takeover on two members: {time.monotonic() - t1:.2f} s")
         assert m == live
         b.close()
+        a.close()
+    finally:
+        c1.stop()
+        if c2:
+            c2.stop()
+
+
+def test_standby_watch_past_a_compaction_reads_afresh(tmp_path, members):
+    """The standby's watch breaks (its member dies: a raft follower, so etcd elects
+    nothing) while the standby is stopped; meanwhile the leader stores changes and the
+    history is compacted past the standby's revision. The resumed watch is refused by etcd
+    (compacted): the standby reads the state afresh and holds the latest."""
+    st = [m.call("/v3/maintenance/status", {}) for m in members]
+    lead = [i for i, x in enumerate(st) if x["header"]["member_id"] == x["leader"]]
+    assert len(lead) == 1, st
+    follower = members[(lead[0] + 1) % 3]
+    rest = [m for m in members if m is not follower]
+    port = peaktest.free_port()
+    common = ("--store", "etcd", "--listen", f"[::1]:{port}")
+    c1 = ctlpeer.Controller(str(tmp_path), ctlpeer.config(),
+                            (*common, "--etcd", ",".join(m.url for m in rest)), name="c1")
+    c2 = None
+    try:
+        assert ctlpeer.wait_until(lambda: "leading (store etcd)" in c1.log(), 10), c1.log()
+        c2 = ctlpeer.Controller(
+            str(tmp_path), None,
+            (*common, "--etcd", ",".join(m.url for m in [follower, *rest]), "--control",
+             str(tmp_path / "c2.sock")), name="c2")
+        a = ctlpeer.Agent(port)
+        a.read_map()
+        a.send(f"health {SVC} pod-1 down\n")
+        a.read_map()
+        assert ctlpeer.wait_until(lambda: "the stored state changed: adopted" in c2.log(), 5)
+        c2.proc.send_signal(signal.SIGSTOP)
+        try:
+            follower.proc.send_signal(signal.SIGKILL)
+            follower.proc.wait(5)
+            for ep, state in (("pod-1", "up"), ("pod-2", "down")):
+                a.send(f"health {SVC} {ep} {state}\n")
+                a.read_map(timeout=10)
+            assert ctlpeer.wait_until(lambda: "pod-2 down" in (stored(rest) or ""), 10)
+            rev = max(int(m.call("/v3/kv/range", {"key": etcdproc.b64("x")})
+                          ["header"]["revision"]) for m in rest)
+            rest[0].call("/v3/kv/compaction", {"revision": str(rev), "physical": True})
+
+            def compacted(m):  # each member applies the compaction on its own time
+                try:
+                    m.call("/v3/kv/range", {"key": etcdproc.b64("x"), "revision": str(rev - 1)})
+                    return False
+                except OSError:  # "required revision has been compacted"
+                    return True
+
+            assert ctlpeer.wait_until(lambda: all(compacted(m) for m in rest), 10)
+            n = c2.log().count("the stored state changed: adopted")
+        finally:
+            c2.proc.send_signal(signal.SIGCONT)
+        assert ctlpeer.wait_until(
+            lambda: c2.log().count("the stored state changed: adopted") > n, 10), c2.log()
+        # as a cancelled watch, or as the gateway's error: either way a fresh read
+        assert ("etcd: history compacted past revision" in c2.log() or
+                "the watch ended: etcdserver: mvcc: required revision has been compacted"
+                in c2.log()), c2.log()
+        p = subprocess.run([ctlpeer.PEAK, "controller-ctl", "--control",
+                            str(tmp_path / "c2.sock"), "status"],
+                           capture_output=True, text=True, timeout=10)
+        assert f"{SVC} pod-2 down" in p.stdout and f"{SVC} pod-1 up" in p.stdout, p.stdout
         a.close()
     finally:
         c1.stop()
