@@ -4,7 +4,7 @@
 set -eu
 PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libcmocka-dev libyaml-dev
 python3 python3-pytest python3-dnspython libmicrohttpd-dev knot-dnsutils bind9-dnsutils
-dnsperf libmnl-dev nettle-dev
+dnsperf libmnl-dev nettle-dev etcd-server libcurl4-openssl-dev libjansson-dev
 bird2 iproute2 iputils-ping ethtool curl procps util-linux
 libbpf-dev bpftool
 nginx-light haproxy nftables gnuplot-nox iperf3"

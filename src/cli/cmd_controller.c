@@ -2,6 +2,7 @@
 #include <getopt.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "../controller/controller.h"
@@ -13,7 +14,8 @@
 static const char controller_help[] =
     "usage: peak controller --config FILE --listen ADDR:PORT [--dns-control PATH]\n"
     "                       [--metrics ADDR:PORT] [--key-file FILE] [--control PATH]\n"
-    "                       [--state FILE|none] [--check] [--quiet]\n"
+    "                       [--state FILE|none] [--store file|etcd] [--etcd URL]\n"
+    "                       [--etcd-prefix PREFIX] [--lease-ttl SECONDS] [--check] [--quiet]\n"
     "\n"
     "Holds each service's slice assignment (the one 'peak plan' shows, to begin with) and\n"
     "the endpoints' health as the agents report it. When an endpoint goes down its slices\n"
@@ -35,8 +37,15 @@ static const char controller_help[] =
     "  --control PATH       Unix socket (mode 0600) for 'peak controller-ctl': status,\n"
     "                       weight, health, reload\n"
     "  --state FILE|none    where the live assignment is saved (default CONFIG.state)\n"
-    "  --check              check the configuration (and key file), print 'ok', exit 0,\n"
-    "                       or print FILE:LINE: reason and exit 2\n"
+    "  --store file|etcd    the datastore of the live state: the state file (default), or\n"
+    "                       etcd, where several controllers elect one leader; the others\n"
+    "                       are hot standbys that listen for agents only once they lead\n"
+    "  --etcd URL           etcd's client URL (its v3 JSON gateway), http://127.0.0.1:2379\n"
+    "  --etcd-prefix PREFIX the keys' prefix in etcd (default /peak/)\n"
+    "  --lease-ttl SECONDS  the leader's lease in etcd (1..60, default 2): a leader that\n"
+    "                       dies is replaced within it\n"
+    "  --check              check the configuration (and key file, and store options),\n"
+    "                       print 'ok', exit 0, or print FILE:LINE: reason and exit 2\n"
     "  --quiet              log only warnings and errors\n"
     "Exit status: 0 after SIGTERM or SIGINT, 1 a run-time failure, 2 bad usage or input.\n";
 
@@ -61,6 +70,10 @@ int cmd_controller(int argc, char **argv)
 	    {"key-file", required_argument, 0, 'k'},
 	    {"control", required_argument, 0, 'C'},
 	    {"state", required_argument, 0, 's'},
+	    {"store", required_argument, 0, 'S'},
+	    {"etcd", required_argument, 0, 'e'},
+	    {"etcd-prefix", required_argument, 0, 'p'},
+	    {"lease-ttl", required_argument, 0, 't'},
 	    {"check", no_argument, 0, 'K'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
@@ -94,6 +107,24 @@ int cmd_controller(int argc, char **argv)
 		case 's':
 			o.state = optarg;
 			break;
+		case 'S':
+			o.store = optarg;
+			break;
+		case 'e':
+			o.etcd = optarg;
+			break;
+		case 'p':
+			o.etcd_prefix = optarg;
+			break;
+		case 't': {
+			char *end;
+			unsigned long v = strtoul(optarg, &end, 10);
+			if (*optarg < '0' || *optarg > '9' || *end || v < 1 || v > 60)
+				cli_usage_error("controller",
+				                "--lease-ttl: '%s' is not 1..60 seconds", optarg);
+			o.lease_ttl_s = (unsigned)v;
+			break;
+		}
 		case 'K':
 			check = true;
 			break;

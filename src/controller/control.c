@@ -85,6 +85,10 @@ int ctlr_client_line(struct ctl *c, struct peer *p, const char *line, size_t len
 		reply_err(c, p, "'%s' is not a command here", ctl_kind_name(m.kind));
 		return p->fd >= 0 ? 0 : -1;
 	}
+	if (!c->leader) { /* a standby's change would be lost at the next adoption */
+		reply_err(c, p, "a standby: send it to the leading controller");
+		return p->fd >= 0 ? 0 : -1;
+	}
 	struct csvc *v = ctlr_svc_find(c, m.svc);
 	int e = v ? ctlr_ep_index(v->s, m.id) : -1, r;
 	if (e < 0) {

@@ -350,6 +350,120 @@ static void agent_accept(struct ctl *c, int lfd)
 		ctlr_peer_send(c, a, line, (size_t)n);
 }
 
+/* ---- the store and the lead ---- */
+
+/* Opens the agents' listener (while leading). Returns 0 or -errno, logged once per
+ * failure streak (a standby taking over may find the old leader's port still held). */
+static int listen_open(struct ctl *c)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	int one = 1, fd, err;
+	if (c->lfd >= 0)
+		return 0;
+	if (sockaddr_parse(c->o->listen, &ss, &sl))
+		return -EINVAL;
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	if (fd == -1 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
+	    bind(fd, (struct sockaddr *)&ss, sl) == -1 || listen(fd, 64) == -1) {
+		err = -errno;
+		if (fd != -1)
+			close(fd);
+		if (ctlr_log_ok(c))
+			log_msg(LOG_ERR, "controller: %s: %s", c->o->listen, strerror(-err));
+		return err;
+	}
+	c->lfd = fd;
+	return 0;
+}
+
+/* Loads the stored state and adopts it in place of the services' (ctlr_svcs_build: what
+ * does not match the configuration starts from the initial assignment). The maps are not
+ * pushed. Returns 0 or -errno (the store did not answer: the services are kept). */
+static int store_adopt(struct ctl *c)
+{
+	char *state = NULL;
+	size_t len = 0;
+	struct csvc *svc, *old;
+	int r = c->store->ops->load(c->store, &state, &len);
+	if (r)
+		return r;
+	svc = ctlr_svcs_build(c->cfg, state, len);
+	free(state);
+	if (!svc)
+		return -ENOMEM;
+	pthread_mutex_lock(&c->lock);
+	old = c->svc;
+	c->svc = svc;
+	pthread_mutex_unlock(&c->lock);
+	ctlr_svcs_free(old, c->cfg->nsvc);
+	return 0;
+}
+
+/* Takes the lead: adopts the stored state (a standby's copy may be a watch behind), then
+ * listens for agents, saves what adoption added, and brings peak dns in step. */
+static void lead(struct ctl *c)
+{
+	int r = store_adopt(c);
+	if (r)
+		log_msg(LOG_WARNING,
+		        "controller: the store did not answer (%s): leading with the "
+		        "state held here",
+		        strerror(-r));
+	pthread_mutex_lock(&c->lock);
+	c->leader = true;
+	c->term = c->store->term;
+	pthread_mutex_unlock(&c->lock);
+	log_msg(LOG_INFO, "controller: leading (store %s)%s", c->store->ops->name,
+	        r ? "" : ": the stored state adopted");
+	listen_open(c);
+	for (unsigned i = 0; i < c->cfg->nsvc; i++) /* agents still here after a lost term */
+		send_map(c, &c->svc[i], NULL);
+	ctlr_state_save(c);
+	dns_sync(c);
+}
+
+/* Steps down to standby: stops listening and drops the agents (they reconnect to the
+ * leader), so two controllers never push maps at once. */
+static void follow(struct ctl *c, const char *why)
+{
+	log_msg(LOG_WARNING, "controller: standby: %s", why);
+	pthread_mutex_lock(&c->lock);
+	c->leader = false;
+	pthread_mutex_unlock(&c->lock);
+	if (c->lfd >= 0)
+		close(c->lfd);
+	c->lfd = -1;
+	for (int i = 0; i < MAX_AGENTS; i++)
+		if (c->agents[i].fd >= 0)
+			ctlr_agent_drop(c, &c->agents[i], "this controller is a standby now");
+}
+
+/* Every store interval: keeps the lease, takes or gives up the lead, and on a standby
+ * follows the stored state (watch). */
+static void store_tick(struct ctl *c, uint64_t now)
+{
+	struct store *st = c->store;
+	if (c->stale_store) {
+		c->stale_store = false;
+		c->store_next = now;
+	}
+	if (now < c->store_next)
+		return;
+	c->store_next = now + st->ops->interval_ms(st);
+	int k = st->ops->keepalive(st);
+	if (k == 1 && (!c->leader || c->term != st->term))
+		lead(c);
+	else if (k != 1 && c->leader)
+		follow(c, k < 0 ? "the store did not answer" : "another controller leads");
+	if (c->leader && c->lfd < 0)
+		listen_open(c);
+	if (c->leader && c->unsaved)
+		ctlr_state_save(c);
+	if (!c->leader && st->ops->watch(st) == 1 && !store_adopt(c))
+		log_msg(LOG_INFO, "controller: standby: the stored state changed: adopted");
+}
+
 /* ---- metrics ---- */
 
 static void render(struct mbuf *b, void *arg)
@@ -370,8 +484,10 @@ static void render(struct mbuf *b, void *arg)
 	pthread_mutex_lock(&c->lock);
 	mbuf_printf(b,
 	            "# HELP peak_controller_agents Agents connected.\n"
-	            "# TYPE peak_controller_agents gauge\npeak_controller_agents %u\n",
-	            c->nagents);
+	            "# TYPE peak_controller_agents gauge\npeak_controller_agents %u\n"
+	            "# HELP peak_controller_leader 1 if this controller leads (0: a standby).\n"
+	            "# TYPE peak_controller_leader gauge\npeak_controller_leader %d\n",
+	            c->nagents, c->leader);
 	for (unsigned k = 0; k < sizeof(per_ep) / sizeof(per_ep[0]); k++) {
 		mbuf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", per_ep[k].name, per_ep[k].help,
 		            per_ep[k].name);
@@ -406,7 +522,7 @@ static void render(struct mbuf *b, void *arg)
 int controller_check(const struct controller_opts *o)
 {
 	struct peak_config *cfg = NULL;
-	char err[CFG_ERRLEN];
+	char err[CFG_ERRLEN] = "";
 	struct ctlauth_key *key = NULL;
 	int ret = 0;
 	if (config_check(o->config, &cfg, err, sizeof(err))) {
@@ -422,6 +538,13 @@ int controller_check(const struct controller_opts *o)
 		ctlauth_key_wipe(key);
 		free(key);
 	}
+	struct store *st = ret ? NULL : store_open(o, err, sizeof(err)); /* options only */
+	if (!ret && !st) {
+		fprintf(stderr, "peak controller: %s\n", err);
+		ret = 2;
+	}
+	if (st)
+		st->ops->free(st);
 	config_free(cfg);
 	return ret;
 }
@@ -432,12 +555,12 @@ int controller_run(const struct controller_opts *o)
 	struct metrics_srv *ms = NULL;
 	struct sockaddr_storage ss;
 	socklen_t sl;
-	char err[CFG_ERRLEN], *state = NULL;
-	size_t slen = 0;
-	int one = 1, lfd = -1, sfd = -1, cfd = -1, ret = 1, r;
+	char err[CFG_ERRLEN] = "";
+	int sfd = -1, cfd = -1, ret = 1, r;
 	if (!c)
 		return 1;
 	c->o = o;
+	c->lfd = -1;
 	pthread_mutex_init(&c->lock, NULL);
 	c->dns.fd = -1;
 	for (int i = 0; i < MAX_AGENTS; i++)
@@ -475,40 +598,39 @@ int controller_run(const struct controller_opts *o)
 		log_msg(LOG_ERR, "controller: %s", err);
 		goto out;
 	}
-	if (o->state && strcmp(o->state, "none")) {
-		c->state = o->state;
-	} else if (!o->state) {
-		snprintf(c->state_buf, sizeof(c->state_buf), "%s.state", o->config);
-		c->state = c->state_buf;
+	if (!(c->store = store_open(o, err, sizeof(err)))) {
+		log_msg(LOG_ERR, "controller: %s", err);
+		goto out;
 	}
-	if (c->state && (r = ctlr_file_read(c->state, &state, &slen)) && r != -ENOENT)
-		log_msg(LOG_WARNING, "controller: state file %s: %s", c->state, strerror(-r));
 	ret = 1;
-	if (!(c->svc = ctlr_svcs_build(c->cfg, state, slen)))
+	if (!(c->svc = ctlr_svcs_build(c->cfg, NULL, 0)))
 		goto out;
-	for (unsigned i = 0; state && i < c->cfg->nsvc; i++)
-		if (c->svc[i].have)
-			log_msg(LOG_INFO, "controller: %s: assignment from %s", c->svc[i].name,
-			        c->state);
-	lfd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-	if (lfd == -1 || setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) == -1 ||
-	    bind(lfd, (struct sockaddr *)&ss, sl) == -1 || listen(lfd, 64) == -1) {
-		log_msg(LOG_ERR, "controller: %s: %s", o->listen, strerror(errno));
-		goto out;
+	/* The file store is never refused: it leads at once and its listener must open. With
+	 * etcd the first keepalive decides, and the listener opens only while leading. */
+	if (c->store->ops->keepalive(c->store) == 1) {
+		lead(c);
+		if (c->lfd < 0)
+			goto out;
+	} else if ((r = store_adopt(c))) {
+		log_msg(LOG_WARNING, "controller: the store did not answer: %s", strerror(-r));
 	}
+	c->store_next = ctlr_now_ms() + c->store->ops->interval_ms(c->store);
+	for (unsigned i = 0; i < c->cfg->nsvc; i++)
+		if (c->svc[i].have && c->svc[i].adopted)
+			log_msg(LOG_INFO, "controller: %s: assignment from the store (%s)",
+			        c->svc[i].name, c->store->ops->name);
 	if (o->control && (cfd = ctlr_control_listen(o->control)) < 0)
 		goto out;
 	if (o->metrics && !(ms = metrics_start(o->metrics, render, c)))
 		goto out;
-	ctlr_state_save(c);
-	dns_sync(c);
-	log_msg(LOG_INFO, "controller: %u services from %s, agents on %s%s", c->cfg->nsvc,
-	        o->config, o->listen, c->auth ? " (key file)" : "");
+	log_msg(LOG_INFO, "controller: %u services from %s, agents on %s%s%s", c->cfg->nsvc,
+	        o->config, o->listen, c->auth ? " (key file)" : "",
+	        c->leader ? "" : " (a standby: listening once it leads)");
 	for (;;) {
 		struct pollfd pf[4 + MAX_AGENTS + MAX_CLIENTS];
 		uint64_t now = ctlr_now_ms();
 		pf[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
-		pf[1] = (struct pollfd){.fd = lfd, .events = POLLIN};
+		pf[1] = (struct pollfd){.fd = c->lfd, .events = POLLIN};
 		pf[2] = (struct pollfd){.fd = cfd, .events = POLLIN};
 		pf[3] = (struct pollfd){.fd = c->dns.fd, .events = c->dns.sent ? POLLIN : POLLOUT};
 		for (int i = 0; i < MAX_AGENTS; i++) {
@@ -544,8 +666,8 @@ int controller_run(const struct controller_opts *o)
 				log_msg(LOG_INFO, "controller: configuration reloaded from %s",
 				        o->config);
 		}
-		if (pf[1].revents)
-			agent_accept(c, lfd);
+		if (pf[1].revents && c->lfd >= 0)
+			agent_accept(c, c->lfd);
 		if (cfd >= 0 && pf[2].revents)
 			ctlr_client_accept(c, cfd);
 		ctlr_dns_step(c, pf[3].revents, now);
@@ -584,6 +706,7 @@ int controller_run(const struct controller_opts *o)
 				ctlr_peer_close(p);
 		}
 		stale_expire(c, now);
+		store_tick(c, now);
 		unsigned n = 0;
 		for (int i = 0; i < MAX_AGENTS; i++)
 			n += c->agents[i].fd >= 0 && c->agents[i].hello;
@@ -606,9 +729,10 @@ out:
 	ctlr_svcs_free(c->svc, c->cfg ? c->cfg->nsvc : 0);
 	config_free(c->cfg);
 	ctlauth_key_wipe(&c->key);
-	free(state);
-	if (lfd >= 0)
-		close(lfd);
+	if (c->store)
+		c->store->ops->free(c->store);
+	if (c->lfd >= 0)
+		close(c->lfd);
 	if (cfd >= 0) {
 		close(cfd);
 		unlink(o->control);

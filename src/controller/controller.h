@@ -10,7 +10,9 @@
  *                         "load SERVICE ENDPOINT CONNECTIONS CPU_NANOSECONDS"
  * A health or weight change moves only the slices it must (assign_del / assign_add /
  * assign_set_weight), is sent to every agent and, with --dns-control, to peak dns, and is
- * saved to the state file, from which a restarted controller adopts the live assignment.
+ * saved to the store (the state file, or etcd), from which a restarted controller adopts the
+ * live assignment. With etcd several controllers run: one leads (it alone listens for
+ * agents, pushes maps and writes), the others are hot standbys (src/controller/store.h).
  * Every peer's output is queued and sent without blocking; a peer that stops reading is
  * dropped, so it never delays the others, peak dns or a signal.
  */
@@ -22,6 +24,10 @@ struct controller_opts {
 	const char *key_file;    /* the agents' shared key, or NULL (no authentication) */
 	const char *control;     /* the operator's control socket, or NULL */
 	const char *state;       /* state file; NULL: CONFIG.state; "none": no state file */
+	const char *store;       /* "file" (or NULL) or "etcd" (store.h) */
+	const char *etcd;        /* etcd's client URL, http://ADDR:PORT */
+	const char *etcd_prefix; /* the keys' prefix (NULL: "/peak/") */
+	unsigned lease_ttl_s;    /* the leader's lease (0: 2 s) */
 };
 
 /* Serves until SIGINT or SIGTERM; SIGHUP reloads the configuration. Returns 0 after a
@@ -29,6 +35,7 @@ struct controller_opts {
  * failure (sockets, memory); the reason is logged. */
 int controller_run(const struct controller_opts *o);
 
-/* --check: loads and checks the configuration (and the key file if given), printing
- * "FILE:LINE: reason" to stderr. Returns 0 or 2. */
+/* --check: loads and checks the configuration (and the key file if given) and the store
+ * options (without reaching the store), printing "FILE:LINE: reason" or the option's
+ * fault to stderr. Returns 0 or 2. */
 int controller_check(const struct controller_opts *o);

@@ -2,9 +2,10 @@
 /*
  * The controller's private parts, shared by its files: controller.c (the run loop, health,
  * weights, reloads, agents, metrics), link.c (per-peer output queues and line input, the
- * peak dns exchange), state.c (maps as text, the state file and its adoption) and
- * control.c (the operator's control socket). Everything runs on the loop's thread; the
- * metrics thread reads the services under ctl.lock.
+ * peak dns exchange), state.c (maps as text, saving the state and adopting it), store_*.c
+ * (the datastores behind store.h) and control.c (the operator's control socket).
+ * Everything runs on the loop's thread; the metrics thread reads the services under
+ * ctl.lock.
  */
 #include <pthread.h>
 #include <stdbool.h>
@@ -16,6 +17,7 @@
 #include "peak/config.h"
 #include "peak/ctlauth.h"
 #include "peak/ctlproto.h"
+#include "store.h"
 
 enum {
 	MAX_AGENTS = 64,
@@ -35,7 +37,8 @@ struct csvc {
 	const struct cfg_service *s;
 	struct assign a;
 	bool have;
-	int *slot; /* per endpoint: assignment slot, -1 when out */
+	bool adopted; /* the assignment came from the store (else the initial one) */
+	int *slot;    /* per endpoint: assignment slot, -1 when out */
 	bool *healthy;
 	uint32_t *weight;         /* per endpoint: the live weight (config, or the operator's) */
 	uint64_t *stale;          /* per endpoint: a saved "down" not yet confirmed: bring it up at
@@ -84,8 +87,13 @@ struct ctl {
 	struct dnsq dns;
 	struct ctlauth_key key;
 	bool auth;
-	const char *state; /* state file, or NULL */
-	char state_buf[4096];
+	struct store *store; /* where the live state is kept (store.h) */
+	bool leader;         /* this controller leads: it listens for agents, pushes, saves */
+	int64_t term;        /* the store's term when this controller took the lead */
+	bool stale_store;    /* a save was refused (another writer): check the lead at once */
+	bool unsaved;        /* the last save did not reach the store: try again */
+	uint64_t store_next; /* when the next keepalive and watch are due */
+	int lfd;             /* the agents' listener while leading, else -1 */
 	uint64_t log_s;
 	unsigned log_n;
 	unsigned nagents; /* agents that said hello: written by the loop under lock */
@@ -115,6 +123,7 @@ void ctlr_dns_step(struct ctl *c, short revents, uint64_t now);
 
 /* state.c: maps as text, the state file, adoption */
 void ctlr_map_text(const struct csvc *v, struct text *t);
+void ctlr_svc_text(const struct csvc *v, struct text *t);
 int ctlr_state_text(const struct ctl *c, struct text *t);
 void ctlr_state_save(struct ctl *c);
 int ctlr_file_read(const char *path, char **out, size_t *len);

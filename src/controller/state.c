@@ -1,14 +1,12 @@
-/* The controller's maps as control lines, the state file (written atomically on every
- * change) and the adoption of a saved assignment at start and on reload. */
+/* The controller's maps as control lines, the live state handed to the store (store.h) on
+ * every change, and the adoption of a saved assignment at start, on reload and when a
+ * standby takes over. */
 #include "ctl.h"
 
 #include <errno.h>
-#include <fcntl.h>
-#include <libgen.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "../sys/log.h"
 
@@ -53,82 +51,77 @@ void ctlr_map_text(const struct csvc *v, struct text *t)
 	free(m);
 }
 
-/* The whole live state as control lines: per service its map, then "weight" for every
- * endpoint and "health ... down" for the endpoints that are down. */
-int ctlr_state_text(const struct ctl *c, struct text *t)
+/* One service's part of the live state as control lines: its map, then "weight" for every
+ * endpoint and "health ... down" for the endpoints that are down. Nothing when the service
+ * has no assignment. */
+void ctlr_svc_text(const struct csvc *v, struct text *t)
 {
 	struct ctl_msg m = {0};
-	for (unsigned i = 0; i < c->cfg->nsvc; i++) {
-		const struct csvc *v = &c->svc[i];
-		if (!v->have)
-			continue;
-		ctlr_map_text(v, t);
-		ctlr_copy(m.svc, sizeof(m.svc), v->name);
-		for (unsigned e = 0; e < v->s->nep; e++) {
-			ctlr_copy(m.id, sizeof(m.id), v->s->ep[e].id);
-			m.kind = CTL_WEIGHT;
-			m.weight = v->weight[e];
+	if (!v->have)
+		return;
+	ctlr_map_text(v, t);
+	ctlr_copy(m.svc, sizeof(m.svc), v->name);
+	for (unsigned e = 0; e < v->s->nep; e++) {
+		ctlr_copy(m.id, sizeof(m.id), v->s->ep[e].id);
+		m.kind = CTL_WEIGHT;
+		m.weight = v->weight[e];
+		ctlr_text_msg(t, &m);
+		if (!v->healthy[e]) {
+			m.kind = CTL_HEALTH;
+			m.up = false;
 			ctlr_text_msg(t, &m);
-			if (!v->healthy[e]) {
-				m.kind = CTL_HEALTH;
-				m.up = false;
-				ctlr_text_msg(t, &m);
-			}
 		}
 	}
+}
+
+/* The whole live state as control lines: every service's part (ctlr_svc_text). */
+int ctlr_state_text(const struct ctl *c, struct text *t)
+{
+	for (unsigned i = 0; i < c->cfg->nsvc; i++)
+		ctlr_svc_text(&c->svc[i], t);
 	return t->err;
 }
 
-/* Writes the state file atomically: a temporary file beside it, fsync, rename, fsync of
- * the directory. Failures are logged; the controller goes on without a saved state. */
+/* Saves the live state to the store, one record per service with an assignment. Only the
+ * leader writes. Failures are logged (by the store); the controller goes on: a write the
+ * store did not take is tried again at every store interval until it is (c->unsaved), one
+ * refused because another writer came first (-ESTALE) is left to the leadership check of
+ * the next keepalive. */
 void ctlr_state_save(struct ctl *c)
 {
-	struct text t = {0};
-	char tmp[4096 + 8], dir[4096];
-	int fd = -1, dfd = -1, err = 0;
-	if (!c->state)
+	struct store_rec *r = NULL;
+	struct text *t = NULL;
+	unsigned n = 0, nsvc = c->cfg->nsvc;
+	int err = -ENOMEM;
+	if (!c->store || !c->leader)
 		return;
-	if ((err = ctlr_state_text(c, &t)))
+	r = calloc(nsvc ? nsvc : 1, sizeof(*r));
+	t = calloc(nsvc ? nsvc : 1, sizeof(*t));
+	if (!r || !t)
 		goto out;
-	snprintf(tmp, sizeof(tmp), "%s.tmp", c->state);
-	snprintf(dir, sizeof(dir), "%s", c->state);
-	fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0600);
-	if (fd == -1) {
-		err = -errno;
-		goto out;
-	}
-	for (size_t off = 0; off < t.len;) {
-		ssize_t k = write(fd, t.p + off, t.len - off);
-		if (k == -1 && errno == EINTR)
+	for (unsigned i = 0; i < nsvc; i++) {
+		if (!c->svc[i].have)
 			continue;
-		if (k == -1) {
-			err = -errno;
+		ctlr_svc_text(&c->svc[i], &t[n]);
+		if (t[n].err) {
+			err = t[n].err;
+			n++;
 			goto out;
 		}
-		off += (size_t)k;
+		r[n] = (struct store_rec){.name = c->svc[i].name, .text = t[n].p, .len = t[n].len};
+		n++;
 	}
-	if (fsync(fd) == -1 || close(fd) == -1) {
-		err = -errno;
-		fd = -1;
-		goto out;
-	}
-	fd = -1;
-	if (rename(tmp, c->state) == -1) {
-		err = -errno;
-		goto out;
-	}
-	if ((dfd = open(dirname(dir), O_RDONLY | O_DIRECTORY | O_CLOEXEC)) != -1)
-		fsync(dfd);
+	err = c->store->ops->save(c->store, r, n);
+	c->stale_store = err == -ESTALE;
+	c->unsaved = err && err != -ESTALE; /* the store did not answer: saved again later */
+	err = 0;
 out:
-	if (err) {
-		log_msg(LOG_WARNING, "controller: state file %s: %s", c->state, strerror(-err));
-		unlink(tmp);
-	}
-	if (fd != -1)
-		close(fd);
-	if (dfd != -1)
-		close(dfd);
-	free(t.p);
+	if (err)
+		log_msg(LOG_WARNING, "controller: saving the state: %s", strerror(-err));
+	for (unsigned i = 0; t && i < n; i++)
+		free(t[i].p);
+	free(t);
+	free(r);
 }
 
 /* Reads a whole small file (at most 64 MiB) into *out (malloc'ed, NUL-terminated). */
@@ -339,6 +332,7 @@ struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, s
 			        "configuration; starting from the initial one",
 			        v->name);
 		if (!r) {
+			v->adopted = true;
 			for (unsigned e = 0; e < v->s->nep; e++)
 				v->stale[e] = v->healthy[e] ? 0 : UINT64_MAX;
 			continue;

@@ -1,0 +1,80 @@
+#pragma once
+/*
+ * The controller's datastore: where the live state (each service's assignment, weights and
+ * health, as the control lines state.c writes) is kept so that a restarted controller, or
+ * a standby taking over, adopts it and moves nothing. One table of operations, chosen with
+ * --store:
+ *   file  the state file (CONFIG.state, or --state FILE|none), written atomically; the only
+ *         writer, so always the leader, nothing to watch
+ *   etcd  an etcd v3 cluster through its JSON gateway (store_etcd.c): one key per service
+ *         under the prefix, written in transactions guarded by revisions; a lease and a
+ *         leader key elect one controller among several
+ * Every operation runs on the controller's loop thread and is bounded in time.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct controller_opts;
+
+/* One service's part of the live state: its name and its control lines (map ... end,
+ * weight, health down), not NUL-terminated. */
+struct store_rec {
+	const char *name;
+	const char *text;
+	size_t len;
+};
+
+struct store;
+
+struct store_ops {
+	const char *name;
+	/* Loads the stored state: every service's lines concatenated into *text (malloc'ed,
+	 * NUL-terminated, *len without the NUL), or *text NULL when nothing is stored. Values
+	 * that are corrupt or foreign are refused with a log line and left out. Remembers the
+	 * revisions save compares against. Returns 0 or -errno (the store is unreachable). */
+	int (*load)(struct store *st, char **text, size_t *len);
+	/* Saves the n records of the live state (only what changed may be written), guarded:
+	 * nothing is written unless the stored values are the ones last loaded or saved and
+	 * this controller still leads. Returns 0, -ESTALE (another writer: nothing written;
+	 * the caller checks leadership) or -errno. */
+	int (*save)(struct store *st, const struct store_rec *r, unsigned n);
+	/* Returns 1 if the stored state changed since the last load or save (the caller then
+	 * loads it again), 0 if not, -errno if the store did not answer. */
+	int (*watch)(struct store *st);
+	/* Keeps this controller's lease alive and campaigns for leadership. Returns 1 (this
+	 * controller leads), 0 (a standby) or -errno (the store did not answer: not leading). */
+	int (*keepalive)(struct store *st);
+	/* The interval in ms at which watch and keepalive are called. */
+	unsigned (*interval_ms)(const struct store *st);
+	void (*free)(struct store *st);
+};
+
+struct store {
+	const struct store_ops *ops;
+	int64_t term; /* while leading: changes whenever the lead was lost and won again */
+};
+
+/* Opens the store that o names (o->store: "file" or NULL, or "etcd"). config is the
+ * configuration path (the file store's default CONFIG.state). Returns the store, or NULL
+ * with the reason in err (bad options: the caller exits 2). */
+struct store *store_open(const struct controller_opts *o, char *err, size_t errlen);
+
+struct store *store_file_open(const char *path);
+struct store *store_etcd_open(const struct controller_opts *o, char *err, size_t errlen);
+
+/* store_rec.c: what reads untrusted bytes. */
+
+/* Checks that text (n bytes, from a store: untrusted) is one service's part of the state
+ * as ctlr_svc_text writes it, for the service name: "map NAME", "ep" lines, "end", then
+ * "weight" and "health" lines of NAME only, every line in the control grammar and ended
+ * by '\n'. Whether it fits the configuration is adopt's business (state.c). Returns 0,
+ * -ENOMEM, or -EBADMSG with the reason in why. */
+int store_rec_check(const char *name, const char *text, size_t n, char *why, size_t cap);
+
+/* base64 of s (n bytes), malloc'ed and NUL-terminated; NULL: no memory. */
+char *store_b64_enc(const char *s, size_t n);
+
+/* Decodes s (padded base64, NUL-terminated) into a malloc'ed NUL-terminated buffer of
+ * *len bytes; NULL if s is not base64, decodes to more than max bytes, or no memory. */
+char *store_b64_dec(const char *s, size_t max, size_t *len);
