@@ -1,0 +1,710 @@
+/* A QUIC connection with HTTP/3 on top: the ngtcp2 callbacks, the read and write paths. */
+#include "conn.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <gnutls/crypto.h>
+
+#include "../sys/log.h"
+#include "tls.h"
+
+static struct log_limit conn_rl;
+
+uint64_t h3_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * NGTCP2_SECONDS + (uint64_t)ts.tv_nsec;
+}
+
+/* ngtcp2's own trace on stderr when PEAK_H3_TRACE is set (debugging aid). */
+static void trace_printf(void *ud, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void trace_printf(void *ud, const char *fmt, ...)
+{
+	va_list ap;
+	(void)ud;
+	va_start(ap, fmt);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+}
+
+static ngtcp2_printf trace_fn(void)
+{
+	const char *t = getenv("PEAK_H3_TRACE");
+	return t && *t ? trace_printf : NULL;
+}
+
+static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref)
+{
+	return ((struct h3_conn *)ref->user_data)->q;
+}
+
+static void rand_cb(uint8_t *dest, size_t n, const ngtcp2_rand_ctx *ctx)
+{
+	(void)ctx;
+	(void)gnutls_rnd(GNUTLS_RND_RANDOM, dest, n);
+}
+
+/* Binds the HTTP/3 control and QPACK streams (RFC 9114 §6.2, RFC 9204 §4.2). */
+static int http_setup(struct h3_conn *c)
+{
+	int64_t ctrl, enc, dec;
+	if (c->h)
+		return 0;
+	if (ngtcp2_conn_get_max_local_streams_uni(c->q) < 3) {
+		log_rl(&conn_rl, LOG_NOTICE, "h3: peer allows fewer than 3 unidirectional streams");
+		return -EPROTO;
+	}
+	if (c->ops->http_new(c))
+		return -EPROTO;
+	if (c->server) {
+		const ngtcp2_transport_params *p = ngtcp2_conn_get_local_transport_params(c->q);
+		nghttp3_conn_set_max_client_streams_bidi(c->h, p->initial_max_streams_bidi);
+	}
+	if (ngtcp2_conn_open_uni_stream(c->q, &ctrl, NULL) ||
+	    nghttp3_conn_bind_control_stream(c->h, ctrl) ||
+	    ngtcp2_conn_open_uni_stream(c->q, &enc, NULL) ||
+	    ngtcp2_conn_open_uni_stream(c->q, &dec, NULL) ||
+	    nghttp3_conn_bind_qpack_streams(c->h, enc, dec))
+		return -EPROTO;
+	return 0;
+}
+
+static int handshake_completed(ngtcp2_conn *q, void *ud)
+{
+	struct h3_conn *c = ud;
+	(void)q;
+	c->t_handshake = h3_now();
+	if (!c->server && http_setup(c))
+		return NGTCP2_ERR_CALLBACK_FAILURE;
+	return 0;
+}
+
+/* The server starts HTTP/3 as soon as it can send 1-RTT data (its SETTINGS go out in
+ * 0.5-RTT, RFC 9114 §6.2.1), before the client's Finished arrives. */
+static int recv_tx_key(ngtcp2_conn *q, ngtcp2_crypto_level level, void *ud)
+{
+	struct h3_conn *c = ud;
+	(void)q;
+	if (level != NGTCP2_CRYPTO_LEVEL_APPLICATION || !c->server)
+		return 0;
+	return http_setup(c) ? NGTCP2_ERR_CALLBACK_FAILURE : 0;
+}
+
+static int recv_stream_data(ngtcp2_conn *q, uint32_t flags, int64_t sid, uint64_t off,
+                            const uint8_t *data, size_t n, void *ud, void *sud)
+{
+	struct h3_conn *c = ud;
+	(void)off;
+	(void)sud;
+	if (!c->h) {
+		h3_conn_consume(c, sid, n);
+		return 0;
+	}
+	nghttp3_ssize r = nghttp3_conn_read_stream(c->h, sid, data, n,
+	                                           flags & NGTCP2_STREAM_DATA_FLAG_FIN);
+	if (r < 0) {
+		log_rl(&conn_rl, LOG_NOTICE, "h3: stream %lld: %s", (long long)sid,
+		       nghttp3_strerror((int)r));
+		ngtcp2_connection_close_error_set_application_error(
+		    &c->err, nghttp3_err_infer_quic_app_error_code((int)r), NULL, 0);
+		return NGTCP2_ERR_CALLBACK_FAILURE;
+	}
+	/* what nghttp3 consumed itself (frame headers, QPACK); the application credits the
+	 * body bytes it was given as it consumes them */
+	ngtcp2_conn_extend_max_stream_offset(q, sid, (uint64_t)r);
+	ngtcp2_conn_extend_max_offset(q, (uint64_t)r);
+	return 0;
+}
+
+static int acked_stream_data_offset(ngtcp2_conn *q, int64_t sid, uint64_t off, uint64_t n,
+                                    void *ud, void *sud)
+{
+	struct h3_conn *c = ud;
+	(void)q;
+	(void)off;
+	(void)sud;
+	if (c->h && nghttp3_conn_add_ack_offset(c->h, sid, n))
+		return NGTCP2_ERR_CALLBACK_FAILURE;
+	return 0;
+}
+
+static int stream_close(ngtcp2_conn *q, uint32_t flags, int64_t sid, uint64_t code, void *ud,
+                        void *sud)
+{
+	struct h3_conn *c = ud;
+	(void)sud;
+	if (!(flags & NGTCP2_STREAM_CLOSE_FLAG_APP_ERROR_CODE_SET))
+		code = NGHTTP3_H3_NO_ERROR;
+	if (!c->h)
+		return 0;
+	int r = nghttp3_conn_close_stream(c->h, sid, code);
+	if (r == NGHTTP3_ERR_STREAM_NOT_FOUND) {
+		/* a stream nghttp3 never saw still counts against the peer's limit */
+		if (ngtcp2_is_bidi_stream(sid) && !ngtcp2_conn_is_local_stream(q, sid))
+			ngtcp2_conn_extend_max_streams_bidi(q, 1);
+		return 0;
+	}
+	if (r) {
+		ngtcp2_connection_close_error_set_application_error(
+		    &c->err, nghttp3_err_infer_quic_app_error_code(r), NULL, 0);
+		return NGTCP2_ERR_CALLBACK_FAILURE;
+	}
+	return 0;
+}
+
+/* The peer abandoned its side of a stream (RESET_STREAM) or asked us to stop sending
+ * (STOP_SENDING). A server also gives up its answer on a reset request, so the stream closes
+ * and its state is freed now rather than at the connection's end. */
+static int stream_reset(ngtcp2_conn *q, int64_t sid, uint64_t final_size, uint64_t code,
+                        void *ud, void *sud)
+{
+	struct h3_conn *c = ud;
+	(void)final_size;
+	(void)code;
+	(void)sud;
+	if (c->h && nghttp3_conn_shutdown_stream_read(c->h, sid))
+		return NGTCP2_ERR_CALLBACK_FAILURE;
+	if (c->server && ngtcp2_is_bidi_stream(sid))
+		ngtcp2_conn_shutdown_stream_write(q, sid, NGHTTP3_H3_REQUEST_CANCELLED);
+	return 0;
+}
+
+static int stream_stop_sending(ngtcp2_conn *q, int64_t sid, uint64_t code, void *ud, void *sud)
+{
+	struct h3_conn *c = ud;
+	(void)q;
+	(void)code;
+	(void)sud;
+	if (c->h && nghttp3_conn_shutdown_stream_read(c->h, sid))
+		return NGTCP2_ERR_CALLBACK_FAILURE;
+	return 0;
+}
+
+static int extend_max_local_streams_bidi(ngtcp2_conn *q, uint64_t max, void *ud)
+{
+	struct h3_conn *c = ud;
+	(void)q;
+	(void)max;
+	if (c->h && c->ops->streams_more)
+		c->ops->streams_more(c);
+	return 0;
+}
+
+static int extend_max_remote_streams_bidi(ngtcp2_conn *q, uint64_t max, void *ud)
+{
+	struct h3_conn *c = ud;
+	(void)q;
+	if (c->h)
+		nghttp3_conn_set_max_client_streams_bidi(c->h, max);
+	return 0;
+}
+
+static int extend_max_stream_data(ngtcp2_conn *q, int64_t sid, uint64_t max, void *ud, void *sud)
+{
+	struct h3_conn *c = ud;
+	(void)q;
+	(void)max;
+	(void)sud;
+	if (c->h && nghttp3_conn_unblock_stream(c->h, sid))
+		return NGTCP2_ERR_CALLBACK_FAILURE;
+	return 0;
+}
+
+/* Every ID we issue is mapped before the peer can learn it (RFC 9000 §5.1.1); its
+ * stateless reset token derives from the endpoint's static secret (§10.3.2). */
+static int get_new_connection_id(ngtcp2_conn *q, ngtcp2_cid *cid, uint8_t *token, size_t len,
+                                 void *ud)
+{
+	struct h3_conn *c = ud;
+	(void)q;
+	for (int tries = 0; tries < 4; tries++) {
+		if (gnutls_rnd(GNUTLS_RND_RANDOM, cid->data, len))
+			return NGTCP2_ERR_CALLBACK_FAILURE;
+		cid->datalen = len;
+		if (!c->map)
+			break;
+		int r = h3_cidmap_add(c->map, cid->data, len, c);
+		if (r == 0)
+			break;
+		if (r != -EEXIST || tries == 3)
+			return NGTCP2_ERR_CALLBACK_FAILURE;
+	}
+	if (c->secret) {
+		if (ngtcp2_crypto_generate_stateless_reset_token(token, c->secret, H3_SECRET_LEN,
+		                                                 cid))
+			return NGTCP2_ERR_CALLBACK_FAILURE;
+	} else if (gnutls_rnd(GNUTLS_RND_RANDOM, token, NGTCP2_STATELESS_RESET_TOKENLEN)) {
+		return NGTCP2_ERR_CALLBACK_FAILURE;
+	}
+	return 0;
+}
+
+static int remove_connection_id(ngtcp2_conn *q, const ngtcp2_cid *cid, void *ud)
+{
+	struct h3_conn *c = ud;
+	(void)q;
+	if (c->map)
+		h3_cidmap_del(c->map, cid->data, cid->datalen);
+	return 0;
+}
+
+static const ngtcp2_callbacks server_cbs = {
+    .recv_client_initial = ngtcp2_crypto_recv_client_initial_cb,
+    .recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
+    .handshake_completed = handshake_completed,
+    .encrypt = ngtcp2_crypto_encrypt_cb,
+    .decrypt = ngtcp2_crypto_decrypt_cb,
+    .hp_mask = ngtcp2_crypto_hp_mask_cb,
+    .recv_stream_data = recv_stream_data,
+    .acked_stream_data_offset = acked_stream_data_offset,
+    .stream_close = stream_close,
+    .rand = rand_cb,
+    .get_new_connection_id = get_new_connection_id,
+    .remove_connection_id = remove_connection_id,
+    .update_key = ngtcp2_crypto_update_key_cb,
+    .stream_reset = stream_reset,
+    .extend_max_remote_streams_bidi = extend_max_remote_streams_bidi,
+    .extend_max_stream_data = extend_max_stream_data,
+    .delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb,
+    .delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb,
+    .get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb,
+    .stream_stop_sending = stream_stop_sending,
+    .version_negotiation = ngtcp2_crypto_version_negotiation_cb,
+    .recv_tx_key = recv_tx_key,
+};
+
+static const ngtcp2_callbacks client_cbs = {
+    .client_initial = ngtcp2_crypto_client_initial_cb,
+    .recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
+    .handshake_completed = handshake_completed,
+    .encrypt = ngtcp2_crypto_encrypt_cb,
+    .decrypt = ngtcp2_crypto_decrypt_cb,
+    .hp_mask = ngtcp2_crypto_hp_mask_cb,
+    .recv_stream_data = recv_stream_data,
+    .acked_stream_data_offset = acked_stream_data_offset,
+    .stream_close = stream_close,
+    .recv_retry = ngtcp2_crypto_recv_retry_cb,
+    .extend_max_local_streams_bidi = extend_max_local_streams_bidi,
+    .rand = rand_cb,
+    .get_new_connection_id = get_new_connection_id,
+    .remove_connection_id = remove_connection_id,
+    .update_key = ngtcp2_crypto_update_key_cb,
+    .stream_reset = stream_reset,
+    .extend_max_stream_data = extend_max_stream_data,
+    .delete_crypto_aead_ctx = ngtcp2_crypto_delete_crypto_aead_ctx_cb,
+    .delete_crypto_cipher_ctx = ngtcp2_crypto_delete_crypto_cipher_ctx_cb,
+    .get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb,
+    .stream_stop_sending = stream_stop_sending,
+    .version_negotiation = ngtcp2_crypto_version_negotiation_cb,
+};
+
+static struct h3_conn *conn_alloc(int fd, const struct h3_addr *local,
+                                  const struct h3_addr *remote, const struct h3_conn_ops *ops,
+                                  void *app)
+{
+	struct h3_conn *c = calloc(1, sizeof(*c));
+	if (!c)
+		return NULL;
+	c->ref.get_conn = get_conn;
+	c->ref.user_data = c;
+	c->fd = fd;
+	c->local = *local;
+	c->remote = *remote;
+	c->ops = ops;
+	c->app = app;
+	c->t_start = h3_now();
+	ngtcp2_connection_close_error_default(&c->err);
+	return c;
+}
+
+static ngtcp2_path path_of(const struct h3_addr *local, const struct h3_addr *remote)
+{
+	ngtcp2_path p = {
+	    {(ngtcp2_sockaddr *)&local->ss, local->len},
+	    {(ngtcp2_sockaddr *)&remote->ss, remote->len},
+	    NULL,
+	};
+	return p;
+}
+
+int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local,
+                       const struct h3_addr *remote, const ngtcp2_pkt_hd *hd,
+                       gnutls_certificate_credentials_t cred, const struct h3_limits *lim,
+                       struct h3_cidmap *map, const uint8_t *secret,
+                       const struct h3_conn_ops *ops, void *app)
+{
+	ngtcp2_settings settings;
+	ngtcp2_transport_params params;
+	ngtcp2_cid scid;
+	int ret = -ENOMEM;
+	bool mapped_scid = false, mapped_dcid = false;
+	struct h3_conn *c = conn_alloc(fd, local, remote, ops, app);
+	*out = NULL;
+	if (!c)
+		goto out;
+	c->server = true;
+	c->secret = secret;
+	ret = -EIO;
+	scid.datalen = H3_SCID_LEN;
+	if (gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen))
+		goto out;
+	ngtcp2_settings_default(&settings);
+	settings.initial_ts = c->t_start;
+	settings.log_printf = trace_fn();
+	settings.max_tx_udp_payload_size = H3_MAX_UDP_PAYLOAD;
+	ngtcp2_transport_params_default(&params);
+	params.initial_max_streams_bidi = lim->max_streams_bidi;
+	params.initial_max_streams_uni = 3;
+	params.initial_max_stream_data_bidi_remote = lim->max_stream_data;
+	params.initial_max_stream_data_uni = 64 * 1024;
+	params.initial_max_data = lim->max_data;
+	params.max_idle_timeout = H3_IDLE_TIMEOUT_S * NGTCP2_SECONDS;
+	params.active_connection_id_limit = 4;
+	params.original_dcid = hd->dcid;
+	params.stateless_reset_token_present = 1;
+	if (ngtcp2_crypto_generate_stateless_reset_token(params.stateless_reset_token, secret,
+	                                                 H3_SECRET_LEN, &scid))
+		goto out;
+	ngtcp2_path path = path_of(local, remote);
+	if (ngtcp2_conn_server_new(&c->q, &hd->scid, &scid, &path, hd->version, &server_cbs,
+	                           &settings, &params, NULL, c)) {
+		c->q = NULL;
+		goto out;
+	}
+	if ((ret = h3_tls_server_session(&c->tls, cred, &c->ref)))
+		goto out;
+	ngtcp2_conn_set_tls_native_handle(c->q, c->tls);
+	/* map our first ID and the client's chosen destination ID, which its Initial and
+	 * 0-RTT packets carry until it learns ours (RFC 9000 §7.2) */
+	c->map = map;
+	if ((ret = h3_cidmap_add(map, scid.data, scid.datalen, c)))
+		goto out;
+	mapped_scid = true;
+	if ((ret = h3_cidmap_add(map, hd->dcid.data, hd->dcid.datalen, c)))
+		goto out;
+	mapped_dcid = true;
+	*out = c;
+	c = NULL;
+	ret = 0;
+out:
+	if (c) {
+		if (mapped_scid)
+			h3_cidmap_del(map, scid.data, scid.datalen);
+		(void)mapped_dcid;
+		c->map = NULL;
+		h3_conn_free(c);
+	}
+	return ret;
+}
+
+int h3_conn_client_new(struct h3_conn **out, int fd, const struct h3_addr *local,
+                       const struct h3_addr *remote, gnutls_certificate_credentials_t cred,
+                       const char *host, bool verify, const struct h3_conn_ops *ops, void *app)
+{
+	ngtcp2_settings settings;
+	ngtcp2_transport_params params;
+	ngtcp2_cid scid, dcid;
+	int ret = -ENOMEM;
+	struct h3_conn *c = conn_alloc(fd, local, remote, ops, app);
+	*out = NULL;
+	if (!c)
+		goto out;
+	ret = -EIO;
+	scid.datalen = H3_SCID_LEN;
+	dcid.datalen = NGTCP2_MIN_INITIAL_DCIDLEN + 2;
+	if (gnutls_rnd(GNUTLS_RND_RANDOM, scid.data, scid.datalen) ||
+	    gnutls_rnd(GNUTLS_RND_RANDOM, dcid.data, dcid.datalen))
+		goto out;
+	ngtcp2_settings_default(&settings);
+	settings.initial_ts = c->t_start;
+	settings.log_printf = trace_fn();
+	settings.max_tx_udp_payload_size = H3_MAX_UDP_PAYLOAD;
+	ngtcp2_transport_params_default(&params);
+	params.initial_max_streams_uni = 3;
+	params.initial_max_stream_data_bidi_local = 256 * 1024;
+	params.initial_max_stream_data_uni = 64 * 1024;
+	params.initial_max_data = 4 * 1024 * 1024;
+	params.max_idle_timeout = H3_IDLE_TIMEOUT_S * NGTCP2_SECONDS;
+	params.active_connection_id_limit = 4;
+	ngtcp2_path path = path_of(local, remote);
+	if (ngtcp2_conn_client_new(&c->q, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &client_cbs,
+	                           &settings, &params, NULL, c)) {
+		c->q = NULL;
+		goto out;
+	}
+	if ((ret = h3_tls_client_session(&c->tls, cred, &c->ref, host, verify)))
+		goto out;
+	ngtcp2_conn_set_tls_native_handle(c->q, c->tls);
+	*out = c;
+	c = NULL;
+	ret = 0;
+out:
+	h3_conn_free(c);
+	return ret;
+}
+
+void h3_conn_free(struct h3_conn *c)
+{
+	if (!c)
+		return;
+	if (c->map && c->q) {
+		ngtcp2_cid ids[16];
+		const ngtcp2_cid *first = ngtcp2_conn_get_client_initial_dcid(c->q);
+		h3_cidmap_del(c->map, first->data, first->datalen);
+		size_t n = ngtcp2_conn_get_num_scid(c->q);
+		if (n <= sizeof(ids) / sizeof(ids[0])) {
+			ngtcp2_conn_get_scid(c->q, ids);
+			for (size_t i = 0; i < n; i++)
+				h3_cidmap_del(c->map, ids[i].data, ids[i].datalen);
+		} else {
+			/* never with active_connection_id_limit 4; sweep to be safe */
+			for (size_t i = 0; i < c->map->cap;) {
+				struct h3_cidmap_slot *s = &c->map->slot[i];
+				if (s->val == c)
+					h3_cidmap_del(c->map, s->id, s->len); /* refills slot i */
+				else
+					i++;
+			}
+		}
+	}
+	if (c->ops && c->ops->conn_free)
+		c->ops->conn_free(c);
+	if (c->h)
+		nghttp3_conn_del(c->h);
+	if (c->q)
+		ngtcp2_conn_del(c->q);
+	if (c->tls)
+		gnutls_deinit(c->tls);
+	free(c);
+}
+
+static void send_pkt(struct h3_conn *c, const ngtcp2_path *path, const uint8_t *p, size_t n)
+{
+	struct h3_addr from, to;
+	memcpy(&from.ss, path->local.addr, path->local.addrlen);
+	from.len = path->local.addrlen;
+	memcpy(&to.ss, path->remote.addr, path->remote.addrlen);
+	to.len = path->remote.addrlen;
+	int r = h3_udp_send(c->fd, c->server ? &from : NULL, &to, p, n);
+	if (r && r != -EAGAIN)
+		log_rl(&conn_rl, LOG_WARNING, "h3: send: %s", strerror(-r));
+}
+
+static void start_closing(struct h3_conn *c, uint64_t now)
+{
+	if (!c->close_at)
+		c->close_at = now + 3 * ngtcp2_conn_get_pto(c->q);
+}
+
+void h3_conn_close(struct h3_conn *c, uint64_t h3_error)
+{
+	uint8_t buf[H3_MAX_UDP_PAYLOAD];
+	ngtcp2_path_storage ps;
+	ngtcp2_pkt_info pi;
+	uint64_t now = h3_now();
+	if (c->dead || c->close_at || ngtcp2_conn_is_in_closing_period(c->q) ||
+	    ngtcp2_conn_is_in_draining_period(c->q)) {
+		start_closing(c, now);
+		return;
+	}
+	if (!c->err.error_code && c->err.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_TRANSPORT)
+		ngtcp2_connection_close_error_set_application_error(&c->err, h3_error, NULL, 0);
+	ngtcp2_path_storage_zero(&ps);
+	ngtcp2_ssize n = ngtcp2_conn_write_connection_close(c->q, &ps.path, &pi, buf, sizeof(buf),
+	                                                    &c->err, now);
+	if (n > 0)
+		send_pkt(c, &ps.path, buf, (size_t)n);
+	start_closing(c, now);
+}
+
+/* Closes after a library error: the transport error it implies, or the TLS alert. */
+static void fail(struct h3_conn *c, int liberr)
+{
+	if (!c->err.error_code) {
+		if (liberr == NGTCP2_ERR_CRYPTO)
+			ngtcp2_connection_close_error_set_transport_error_tls_alert(
+			    &c->err, ngtcp2_conn_get_tls_alert(c->q), NULL, 0);
+		else if (liberr != NGTCP2_ERR_CALLBACK_FAILURE)
+			ngtcp2_connection_close_error_set_transport_error_liberr(&c->err, liberr,
+			                                                         NULL, 0);
+		else
+			ngtcp2_connection_close_error_set_transport_error(
+			    &c->err, NGTCP2_INTERNAL_ERROR, NULL, 0);
+	}
+	h3_conn_close(c, NGHTTP3_H3_INTERNAL_ERROR);
+}
+
+int h3_conn_read(struct h3_conn *c, const struct h3_addr *local, const struct h3_addr *remote,
+                 const uint8_t *pkt, size_t n)
+{
+	ngtcp2_pkt_info pi = {0};
+	if (c->dead)
+		return -EPROTO;
+	if (c->close_at)
+		return 0; /* closing or draining: no more packets are processed (§10.2) */
+	ngtcp2_path path = path_of(local, remote);
+	int r = ngtcp2_conn_read_pkt(c->q, &path, &pi, pkt, n, h3_now());
+	if (r == 0) {
+		c->local = *local;
+		c->remote = *remote;
+		return 0;
+	}
+	switch (r) {
+	case NGTCP2_ERR_DRAINING:
+		start_closing(c, h3_now());
+		return 0;
+	case NGTCP2_ERR_DROP_CONN:
+		c->dead = true;
+		return -EPROTO;
+	case NGTCP2_ERR_RETRY: /* no Retry tokens yet: refuse the connection */
+		c->dead = true;
+		return -EPROTO;
+	default:
+		log_rl(&conn_rl, LOG_NOTICE, "h3: read: %s", ngtcp2_strerror(r));
+		fail(c, r);
+		return -EPROTO;
+	}
+}
+
+int h3_conn_write(struct h3_conn *c)
+{
+	uint8_t buf[H3_MAX_UDP_PAYLOAD];
+	ngtcp2_path_storage ps;
+	ngtcp2_pkt_info pi;
+	nghttp3_vec vec[16];
+	uint64_t now = h3_now();
+	if (c->dead || c->close_at || ngtcp2_conn_is_in_closing_period(c->q) ||
+	    ngtcp2_conn_is_in_draining_period(c->q))
+		return 0;
+	size_t max_pkts = ngtcp2_conn_get_send_quantum(c->q) / H3_MAX_UDP_PAYLOAD + 1;
+	size_t pkts = 0;
+	ngtcp2_path_storage_zero(&ps);
+	/* each pass yields one packet or moves one stream along; the bound is the send
+	 * quantum plus the streams that can block in between */
+	for (size_t guard = 0; guard < 100000; guard++) {
+		int64_t sid = -1;
+		int fin = 0;
+		nghttp3_ssize nv = 0;
+		if (c->h && ngtcp2_conn_get_max_data_left(c->q)) {
+			nv = nghttp3_conn_writev_stream(c->h, &sid, &fin, vec, 16);
+			if (nv < 0) {
+				ngtcp2_connection_close_error_set_application_error(
+				    &c->err, nghttp3_err_infer_quic_app_error_code((int)nv), NULL, 0);
+				h3_conn_close(c, NGHTTP3_H3_INTERNAL_ERROR);
+				return -EPROTO;
+			}
+			if (sid == -1 && c->ops->streams_idle && c->ops->streams_idle(c))
+				continue;
+		}
+		uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
+		if (fin)
+			flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
+		ngtcp2_ssize ndata = -1;
+		ngtcp2_ssize n = ngtcp2_conn_writev_stream(c->q, &ps.path, &pi, buf, sizeof(buf),
+		                                           &ndata, flags, sid,
+		                                           (const ngtcp2_vec *)vec, (size_t)nv, now);
+		if (n < 0) {
+			switch (n) {
+			case NGTCP2_ERR_STREAM_DATA_BLOCKED:
+				nghttp3_conn_block_stream(c->h, sid);
+				continue;
+			case NGTCP2_ERR_STREAM_SHUT_WR:
+				nghttp3_conn_shutdown_stream_write(c->h, sid);
+				continue;
+			case NGTCP2_ERR_WRITE_MORE:
+				if (nghttp3_conn_add_write_offset(c->h, sid, (size_t)ndata))
+					goto h3fail;
+				continue;
+			default:
+				fail(c, (int)n);
+				return -EPROTO;
+			}
+		}
+		if (ndata >= 0 && sid >= 0 && nghttp3_conn_add_write_offset(c->h, sid, (size_t)ndata))
+			goto h3fail;
+		if (n == 0)
+			break;
+		send_pkt(c, &ps.path, buf, (size_t)n);
+		if (++pkts >= max_pkts)
+			break;
+	}
+	ngtcp2_conn_update_pkt_tx_time(c->q, now);
+	return 0;
+h3fail:
+	ngtcp2_connection_close_error_set_application_error(&c->err, NGHTTP3_H3_INTERNAL_ERROR,
+	                                                    NULL, 0);
+	h3_conn_close(c, NGHTTP3_H3_INTERNAL_ERROR);
+	return -EPROTO;
+}
+
+void h3_conn_on_timer(struct h3_conn *c, uint64_t now)
+{
+	if (c->dead)
+		return;
+	if (c->close_at) {
+		if (now >= c->close_at)
+			c->dead = true;
+		return;
+	}
+	if (ngtcp2_conn_get_expiry(c->q) > now)
+		return;
+	int r = ngtcp2_conn_handle_expiry(c->q, now);
+	if (r == NGTCP2_ERR_IDLE_CLOSE) {
+		c->dead = true;
+		return;
+	}
+	if (r) {
+		fail(c, r);
+		return;
+	}
+	h3_conn_write(c);
+}
+
+uint64_t h3_conn_deadline(struct h3_conn *c)
+{
+	if (c->dead)
+		return 0;
+	if (c->close_at)
+		return c->close_at;
+	return ngtcp2_conn_get_expiry(c->q);
+}
+
+void h3_conn_consume(struct h3_conn *c, int64_t sid, size_t n)
+{
+	ngtcp2_conn_extend_max_stream_offset(c->q, sid, n);
+	ngtcp2_conn_extend_max_offset(c->q, n);
+}
+
+int h3_cb_deferred_consume(nghttp3_conn *h, int64_t sid, size_t n, void *cu, void *su)
+{
+	(void)h;
+	(void)su;
+	h3_conn_consume(cu, sid, n);
+	return 0;
+}
+
+int h3_cb_stop_sending(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, void *su)
+{
+	struct h3_conn *c = cu;
+	(void)h;
+	(void)su;
+	ngtcp2_conn_shutdown_stream_read(c->q, sid, code);
+	return 0;
+}
+
+int h3_cb_reset_stream(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, void *su)
+{
+	struct h3_conn *c = cu;
+	(void)h;
+	(void)su;
+	ngtcp2_conn_shutdown_stream_write(c->q, sid, code);
+	return 0;
+}

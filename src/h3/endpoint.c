@@ -1,0 +1,180 @@
+/* The server side of QUIC: accept, dispatch by connection ID, timers. */
+#include "endpoint.h"
+
+#include <errno.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <gnutls/crypto.h>
+
+#include "../sys/log.h"
+#include "tls.h"
+
+enum {
+	EP_BATCH = 64,     /* datagrams per readable event before timers get a turn */
+	EP_CIDS_PER_CONN = 8, /* our IDs (active_connection_id_limit 4, spares) + the client's */
+};
+
+static struct log_limit ep_rl;
+
+int h3_endpoint_init(struct h3_endpoint *ep, const struct h3_addr *listen, const char *cert,
+                     const char *key, const struct h3_limits *lim, size_t max_conns,
+                     const struct h3_conn_ops *ops, void *app)
+{
+	uint8_t mapkey[16];
+	int ret;
+	memset(ep, 0, sizeof(*ep));
+	ep->fd = -1;
+	ep->bound = *listen;
+	ep->lim = *lim;
+	ep->max_conns = max_conns;
+	ep->ops = ops;
+	ep->app = app;
+	if (gnutls_rnd(GNUTLS_RND_KEY, ep->secret, sizeof(ep->secret)) ||
+	    gnutls_rnd(GNUTLS_RND_KEY, mapkey, sizeof(mapkey))) {
+		ret = -EIO;
+		goto out;
+	}
+	if ((ret = h3_tls_server_cred(&ep->cred, cert, key)))
+		goto out;
+	if ((ret = h3_cidmap_init(&ep->map, max_conns * EP_CIDS_PER_CONN * 4 / 3 + 1, mapkey)))
+		goto out;
+	if ((ret = h3_udp_bind(listen)) < 0) {
+		char a[64];
+		h3_addr_format(listen, a, sizeof(a));
+		log_msg(LOG_ERR, "h3: bind %s: %s", a, strerror(-ret));
+		goto out;
+	}
+	ep->fd = ret;
+	/* learn the port the kernel chose when listen asked for 0 */
+	ep->bound.len = sizeof(ep->bound.ss);
+	if (getsockname(ep->fd, (struct sockaddr *)&ep->bound.ss, &ep->bound.len) == -1) {
+		ret = -errno;
+		goto out;
+	}
+	ret = 0;
+out:
+	if (ret)
+		h3_endpoint_fini(ep);
+	return ret;
+}
+
+static void conn_unlink_free(struct h3_endpoint *ep, struct h3_conn **pp)
+{
+	struct h3_conn *c = *pp;
+	*pp = c->next;
+	h3_conn_free(c);
+	ep->nconns--;
+}
+
+void h3_endpoint_fini(struct h3_endpoint *ep)
+{
+	while (ep->conns)
+		conn_unlink_free(ep, &ep->conns);
+	h3_cidmap_fini(&ep->map);
+	if (ep->cred)
+		gnutls_certificate_free_credentials(ep->cred);
+	ep->cred = NULL;
+	if (ep->fd != -1)
+		close(ep->fd);
+	ep->fd = -1;
+}
+
+/* A datagram whose destination ID maps to no connection: a client Initial starts one;
+ * anything else is dropped (no stateless reset yet). */
+static void accept_new(struct h3_endpoint *ep, const struct h3_addr *local,
+                       const struct h3_addr *remote, const uint8_t *pkt, size_t n)
+{
+	ngtcp2_pkt_hd hd;
+	struct h3_conn *c = NULL;
+	if (ngtcp2_accept(&hd, pkt, n) != 0) {
+		ep->stats.dropped++;
+		return;
+	}
+	if (ep->nconns >= ep->max_conns) {
+		ep->stats.refused++;
+		log_rl(&ep_rl, LOG_WARNING, "h3: %zu connections: refusing new ones", ep->nconns);
+		return;
+	}
+	int r = h3_conn_server_new(&c, ep->fd, local, remote, &hd, ep->cred, &ep->lim, &ep->map,
+	                           ep->secret, ep->ops, ep->app);
+	if (r) {
+		ep->stats.refused++;
+		log_rl(&ep_rl, LOG_WARNING, "h3: new connection: %s", strerror(-r));
+		return;
+	}
+	c->next = ep->conns;
+	ep->conns = c;
+	ep->nconns++;
+	ep->stats.accepted++;
+	if (h3_conn_read(c, local, remote, pkt, n) == 0)
+		h3_conn_write(c);
+}
+
+void h3_endpoint_on_readable(struct h3_endpoint *ep)
+{
+	/* 64 KiB: a GRO-less socket still gets at most one datagram per read */
+	static uint8_t buf[65536];
+	struct h3_addr from, to;
+	for (int i = 0; i < EP_BATCH; i++) {
+		ssize_t n = h3_udp_recv(ep->fd, buf, sizeof(buf), &from, &to, &ep->bound);
+		if (n == -EAGAIN)
+			break;
+		if (n < 0) {
+			log_rl(&ep_rl, LOG_WARNING, "h3: recv: %s", strerror((int)-n));
+			break;
+		}
+		ngtcp2_version_cid vc;
+		int r = ngtcp2_pkt_decode_version_cid(&vc, buf, (size_t)n, H3_SCID_LEN);
+		if (r) {
+			/* NGTCP2_ERR_VERSION_NEGOTIATION: an unknown version; we speak only v1 and
+			 * do not answer (no amplification from a spoofed source) */
+			ep->stats.dropped++;
+			continue;
+		}
+		struct h3_conn *c = h3_cidmap_lookup(&ep->map, vc.dcid, vc.dcidlen);
+		if (!c) {
+			accept_new(ep, &to, &from, buf, (size_t)n);
+			continue;
+		}
+		if (h3_conn_read(c, &to, &from, buf, (size_t)n) == 0)
+			h3_conn_write(c);
+	}
+}
+
+void h3_endpoint_on_timer(struct h3_endpoint *ep)
+{
+	uint64_t now = h3_now();
+	for (struct h3_conn **pp = &ep->conns; *pp;) {
+		struct h3_conn *c = *pp;
+		uint64_t d = h3_conn_deadline(c);
+		if (!c->dead && d <= now)
+			h3_conn_on_timer(c, now);
+		if (c->dead)
+			conn_unlink_free(ep, pp);
+		else
+			pp = &c->next;
+	}
+}
+
+int h3_endpoint_timeout_ms(struct h3_endpoint *ep)
+{
+	uint64_t next = UINT64_MAX, now = h3_now();
+	for (struct h3_conn *c = ep->conns; c; c = c->next) {
+		uint64_t d = h3_conn_deadline(c);
+		if (d < next)
+			next = d;
+	}
+	if (next == UINT64_MAX)
+		return -1;
+	if (next <= now)
+		return 0;
+	uint64_t ms = (next - now + 999999) / 1000000;
+	return ms > 60000 ? 60000 : (int)ms;
+}
+
+void h3_endpoint_close_all(struct h3_endpoint *ep)
+{
+	for (struct h3_conn *c = ep->conns; c; c = c->next)
+		h3_conn_close(c, NGHTTP3_H3_NO_ERROR);
+}

@@ -1,0 +1,122 @@
+/* GnuTLS sessions configured for QUIC. */
+#include "tls.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <string.h>
+
+#include <ngtcp2/ngtcp2_crypto_gnutls.h>
+
+#include "../sys/log.h"
+
+/* QUIC forbids TLS 1.2 and the middlebox compatibility mode (RFC 9001 §4.2, §8.4). */
+static const char PRIORITY[] = "NORMAL:-VERS-ALL:+VERS-TLS1.3:%DISABLE_TLS13_COMPAT_MODE";
+static const gnutls_datum_t ALPN_H3 = {(unsigned char *)"h3", 2};
+
+int h3_tls_server_cred(gnutls_certificate_credentials_t *cred, const char *cert, const char *key)
+{
+	int r = gnutls_certificate_allocate_credentials(cred);
+	if (r < 0)
+		goto fail;
+	r = gnutls_certificate_set_x509_key_file(*cred, cert, key, GNUTLS_X509_FMT_PEM);
+	if (r < 0)
+		goto fail;
+	return 0;
+fail:
+	log_msg(LOG_ERR, "h3: certificate %s, key %s: %s", cert, key, gnutls_strerror(r));
+	if (*cred)
+		gnutls_certificate_free_credentials(*cred);
+	*cred = NULL;
+	return -EINVAL;
+}
+
+int h3_tls_client_cred(gnutls_certificate_credentials_t *cred, const char *ca)
+{
+	int r = gnutls_certificate_allocate_credentials(cred);
+	if (r < 0)
+		goto fail;
+	r = ca ? gnutls_certificate_set_x509_trust_file(*cred, ca, GNUTLS_X509_FMT_PEM)
+	       : gnutls_certificate_set_x509_system_trust(*cred);
+	if (r < 0)
+		goto fail;
+	if (ca && r == 0) {
+		r = GNUTLS_E_NO_CERTIFICATE_FOUND;
+		goto fail;
+	}
+	return 0;
+fail:
+	log_msg(LOG_ERR, "h3: trust %s: %s", ca ? ca : "(system)", gnutls_strerror(r));
+	if (*cred)
+		gnutls_certificate_free_credentials(*cred);
+	*cred = NULL;
+	return -EINVAL;
+}
+
+static int session_common(gnutls_session_t s, gnutls_certificate_credentials_t cred,
+                          ngtcp2_crypto_conn_ref *ref, unsigned alpn_flags)
+{
+	int r = gnutls_priority_set_direct(s, PRIORITY, NULL);
+	if (r == 0)
+		r = gnutls_credentials_set(s, GNUTLS_CRD_CERTIFICATE, cred);
+	if (r == 0)
+		r = gnutls_alpn_set_protocols(s, &ALPN_H3, 1, alpn_flags);
+	if (r != 0) {
+		log_msg(LOG_ERR, "h3: tls session: %s", gnutls_strerror(r));
+		return -EINVAL;
+	}
+	gnutls_session_set_ptr(s, ref);
+	return 0;
+}
+
+int h3_tls_server_session(gnutls_session_t *out, gnutls_certificate_credentials_t cred,
+                          ngtcp2_crypto_conn_ref *ref)
+{
+	gnutls_session_t s = NULL;
+	int ret = -EINVAL;
+	if (gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NO_END_OF_EARLY_DATA) != 0) {
+		s = NULL;
+		goto out;
+	}
+	if (ngtcp2_crypto_gnutls_configure_server_session(s) != 0)
+		goto out;
+	/* MANDATORY: a client that does not offer h3 fails the handshake */
+	ret = session_common(s, cred, ref, GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE);
+out:
+	if (ret && s) {
+		gnutls_deinit(s);
+		s = NULL;
+	}
+	*out = s;
+	return ret;
+}
+
+int h3_tls_client_session(gnutls_session_t *out, gnutls_certificate_credentials_t cred,
+                          ngtcp2_crypto_conn_ref *ref, const char *host, bool verify)
+{
+	gnutls_session_t s = NULL;
+	unsigned char buf[16];
+	int ret = -EINVAL;
+	if (gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NO_END_OF_EARLY_DATA) != 0) {
+		s = NULL;
+		goto out;
+	}
+	if (ngtcp2_crypto_gnutls_configure_client_session(s) != 0)
+		goto out;
+	if ((ret = session_common(s, cred, ref, GNUTLS_ALPN_MANDATORY)))
+		goto out;
+	ret = -EINVAL;
+	/* SNI carries names only (RFC 6066 §3) */
+	bool literal = inet_pton(AF_INET6, host, buf) == 1 || inet_pton(AF_INET, host, buf) == 1;
+	if (!literal && gnutls_server_name_set(s, GNUTLS_NAME_DNS, host, strlen(host)) != 0)
+		goto out;
+	if (verify)
+		gnutls_session_set_verify_cert(s, host, 0);
+	ret = 0;
+out:
+	if (ret && s) {
+		gnutls_deinit(s);
+		s = NULL;
+	}
+	*out = s;
+	return ret;
+}

@@ -1,0 +1,25 @@
+#pragma once
+/* TLS 1.3 for QUIC (RFC 9001) through GnuTLS and ngtcp2's crypto helper: credentials and
+ * one session per connection, ALPN "h3" (RFC 9114 §3.1). */
+#include <stdbool.h>
+
+#include <gnutls/gnutls.h>
+#include <ngtcp2/ngtcp2_crypto.h>
+
+/* Loads a PEM certificate chain and its key. Returns 0 or -EINVAL (the GnuTLS reason is
+ * logged). */
+int h3_tls_server_cred(gnutls_certificate_credentials_t *cred, const char *cert, const char *key);
+
+/* Client credentials: trust ca (a PEM file) or, when ca is NULL, the system's trust store.
+ * Returns 0 or -EINVAL. */
+int h3_tls_client_cred(gnutls_certificate_credentials_t *cred, const char *ca);
+
+/* Makes a server session bound to ref (ngtcp2 finds its connection through it). Returns 0
+ * or -EINVAL; *out is NULL on failure. */
+int h3_tls_server_session(gnutls_session_t *out, gnutls_certificate_credentials_t cred,
+                          ngtcp2_crypto_conn_ref *ref);
+
+/* Makes a client session for host (SNI unless it is an address; the certificate is checked
+ * against host unless verify is false). Returns 0 or -EINVAL. */
+int h3_tls_client_session(gnutls_session_t *out, gnutls_certificate_credentials_t cred,
+                          ngtcp2_crypto_conn_ref *ref, const char *host, bool verify);
