@@ -40,3 +40,4 @@ int cmd_load(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 int cmd_controller(int argc, char **argv);
 int cmd_filter(int argc, char **argv);
+int cmd_h3(int argc, char **argv);

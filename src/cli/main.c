@@ -92,6 +92,7 @@ static const struct {
     {"agent", cmd_agent, "program a node's slice routes and its pods' AnyIP routes"},
     {"controller", cmd_controller, "hold the slice assignments; move slices when health changes"},
     {"filter", cmd_filter, "attach, update, inspect and detach the XDP filter"},
+    {"h3", cmd_h3, "HTTP/3: a checksum backend and a multiplexing upload client"},
 };
 
 static void usage(FILE *f)

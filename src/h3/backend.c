@@ -1,0 +1,329 @@
+/* The checksum backend on HTTP/3. */
+#include "backend.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <nettle/sha2.h>
+
+#include "../sys/log.h"
+#include "endpoint.h"
+
+enum {
+	BE_FIELD_LEN = 128, /* :method, :path and content-type kept per request */
+	BE_BODY_LEN = 512,  /* the JSON answer */
+};
+
+/* One request stream. Freed when nghttp3 closes the stream (finished, reset, or the
+ * connection's end). */
+struct bstream {
+	struct bstream *prev, *next; /* the connection's open streams (h3_conn.app_conn) */
+	struct sha256_ctx sha;
+	uint64_t bytes;
+	char method[16];
+	char path[BE_FIELD_LEN];
+	char ctype[BE_FIELD_LEN];
+	bool has_ctype, ctype_long, hashing, answered;
+	char body[BE_BODY_LEN];
+	size_t body_len;
+};
+
+static const struct h3_backend_opts *be;
+static struct log_limit be_rl;
+
+static void copy_field(char *dst, size_t cap, nghttp3_rcbuf *v, bool *too_long)
+{
+	nghttp3_vec b = nghttp3_rcbuf_get_buf(v);
+	if (b.len >= cap) {
+		if (too_long)
+			*too_long = true;
+		b.len = cap - 1;
+	}
+	memcpy(dst, b.base, b.len);
+	dst[b.len] = 0;
+}
+
+static bool name_is(nghttp3_rcbuf *name, const char *s)
+{
+	nghttp3_vec b = nghttp3_rcbuf_get_buf(name);
+	return b.len == strlen(s) && !memcmp(b.base, s, b.len);
+}
+
+static nghttp3_ssize read_body(nghttp3_conn *h, int64_t sid, nghttp3_vec *vec, size_t veccnt,
+                               uint32_t *pflags, void *cu, void *su)
+{
+	struct bstream *s = su;
+	(void)h;
+	(void)sid;
+	(void)cu;
+	*pflags |= NGHTTP3_DATA_FLAG_EOF;
+	if (!s || !s->body_len || !veccnt)
+		return 0;
+	vec[0].base = (uint8_t *)s->body;
+	vec[0].len = s->body_len;
+	return 1;
+}
+
+/* Answers status with body (a line of text or JSON; NUL-terminated). */
+static int respond(struct h3_conn *c, int64_t sid, struct bstream *s, int status,
+                   const char *ctype, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static int respond(struct h3_conn *c, int64_t sid, struct bstream *s, int status,
+                   const char *ctype, const char *fmt, ...)
+{
+	char st[4], len[24];
+	va_list ap;
+	if (s->answered)
+		return 0;
+	s->answered = true;
+	va_start(ap, fmt);
+	int n = vsnprintf(s->body, sizeof(s->body), fmt, ap);
+	va_end(ap);
+	s->body_len = n < 0 ? 0 : (size_t)n >= sizeof(s->body) ? sizeof(s->body) - 1 : (size_t)n;
+	snprintf(st, sizeof(st), "%d", status);
+	snprintf(len, sizeof(len), "%zu", s->body_len);
+	const nghttp3_nv nva[] = {
+	    {(uint8_t *)":status", (uint8_t *)st, 7, strlen(st), NGHTTP3_NV_FLAG_NONE},
+	    {(uint8_t *)"content-type", (uint8_t *)ctype, 12, strlen(ctype), NGHTTP3_NV_FLAG_NONE},
+	    {(uint8_t *)"content-length", (uint8_t *)len, 14, strlen(len), NGHTTP3_NV_FLAG_NONE},
+	    {(uint8_t *)"x-peak-backend", (uint8_t *)be->id, 14, strlen(be->id),
+	     NGHTTP3_NV_FLAG_NONE},
+	};
+	nghttp3_data_reader dr = {read_body};
+	int r = nghttp3_conn_submit_response(c->h, sid, nva, sizeof(nva) / sizeof(nva[0]), &dr);
+	if (r) {
+		log_rl(&be_rl, LOG_WARNING, "h3 backend: stream %" PRId64 ": response: %s", sid,
+		       nghttp3_strerror(r));
+		return NGHTTP3_ERR_CALLBACK_FAILURE;
+	}
+	return 0;
+}
+
+static int begin_headers(nghttp3_conn *h, int64_t sid, void *cu, void *su)
+{
+	if (su)
+		return 0;
+	struct h3_conn *c = cu;
+	struct bstream *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NGHTTP3_ERR_CALLBACK_FAILURE;
+	if (nghttp3_conn_set_stream_user_data(h, sid, s)) {
+		free(s);
+		return NGHTTP3_ERR_CALLBACK_FAILURE;
+	}
+	s->next = c->app_conn;
+	if (s->next)
+		s->next->prev = s;
+	c->app_conn = s;
+	return 0;
+}
+
+static void bstream_free(struct h3_conn *c, struct bstream *s)
+{
+	if (s->prev)
+		s->prev->next = s->next;
+	else
+		c->app_conn = s->next;
+	if (s->next)
+		s->next->prev = s->prev;
+	free(s);
+}
+
+/* Streams still open when the connection goes (closed, timed out, or at exit). */
+static void conn_free(struct h3_conn *c)
+{
+	while (c->app_conn)
+		bstream_free(c, c->app_conn);
+}
+
+static int recv_header(nghttp3_conn *h, int64_t sid, int32_t token, nghttp3_rcbuf *name,
+                       nghttp3_rcbuf *value, uint8_t flags, void *cu, void *su)
+{
+	struct bstream *s = su;
+	(void)h;
+	(void)sid;
+	(void)token;
+	(void)flags;
+	(void)cu;
+	if (!s)
+		return 0;
+	if (name_is(name, ":method")) {
+		copy_field(s->method, sizeof(s->method), value, NULL);
+	} else if (name_is(name, ":path")) {
+		copy_field(s->path, sizeof(s->path), value, NULL);
+	} else if (name_is(name, "content-type")) {
+		s->has_ctype = true;
+		copy_field(s->ctype, sizeof(s->ctype), value, &s->ctype_long);
+	}
+	return 0;
+}
+
+/* Decides what the request gets once its headers are in: a refusal right away (the rest of
+ * the body is read and dropped, not stopped: RFC 9114 §4.1.1 lets a server answer early, and
+ * STOP_SENDING after it stalls some clients), or hashing until the body ends. */
+static int end_headers(nghttp3_conn *h, int64_t sid, int fin, void *cu, void *su)
+{
+	struct h3_conn *c = cu;
+	struct bstream *s = su;
+	(void)h;
+	(void)fin;
+	if (!s)
+		return 0;
+	if (strcmp(s->method, "POST"))
+		return 0; /* GET and the others are answered at the end of the request */
+	if (!s->has_ctype)
+		return respond(c, sid, s, 400, "text/plain", "no content-type\n");
+	if (s->ctype_long || !h3_ctype_set_match(&be->types, s->ctype, strlen(s->ctype)))
+		return respond(c, sid, s, 415, "text/plain", "content-type not served here\n");
+	sha256_init(&s->sha);
+	s->hashing = true;
+	log_msg(LOG_DEBUG, "h3 backend %s: stream %" PRId64 ": POST %s: receiving", be->id, sid,
+	        s->ctype);
+	return 0;
+}
+
+static int recv_data(nghttp3_conn *h, int64_t sid, const uint8_t *data, size_t n, void *cu,
+                     void *su)
+{
+	struct h3_conn *c = cu;
+	struct bstream *s = su;
+	(void)h;
+	if (s && s->hashing) {
+		sha256_update(&s->sha, n, data);
+		s->bytes += n;
+	}
+	h3_conn_consume(c, sid, n);
+	return 0;
+}
+
+static int end_stream(nghttp3_conn *h, int64_t sid, void *cu, void *su)
+{
+	struct h3_conn *c = cu;
+	struct bstream *s = su;
+	uint8_t d[SHA256_DIGEST_SIZE];
+	char hex[2 * SHA256_DIGEST_SIZE + 1];
+	(void)h;
+	if (!s || s->answered)
+		return 0;
+	if (s->hashing) {
+		sha256_digest(&s->sha, sizeof(d), d);
+		for (size_t i = 0; i < sizeof(d); i++)
+			snprintf(hex + 2 * i, 3, "%02x", d[i]);
+		s->hashing = false;
+		log_msg(LOG_DEBUG, "h3 backend %s: stream %" PRId64 ": %" PRIu64 " bytes, %s",
+		        be->id, sid, s->bytes, hex);
+		/* the type is echoed as received: tchar and parameters only (no '"' or '\\'
+		 * unless quoted parameters carry them, which json_escape below drops) */
+		char t[BE_FIELD_LEN];
+		size_t k = 0;
+		for (const char *p = s->ctype; *p && k < sizeof(t) - 1; p++)
+			if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
+				t[k++] = *p;
+		t[k] = 0;
+		return respond(c, sid, s, 201, "application/json",
+		               "{\"checksum\":\"%s\",\"bytes\":%" PRIu64
+		               ",\"type\":\"%s\",\"backend\":\"%s\"}\n",
+		               hex, s->bytes, t, be->id);
+	}
+	if (!strcmp(s->method, "GET") || !strcmp(s->method, "HEAD")) {
+		if (!strcmp(s->path, "/healthz"))
+			return respond(c, sid, s, 200, "text/plain", "ok\n");
+		return respond(c, sid, s, 404, "text/plain", "not found\n");
+	}
+	return respond(c, sid, s, 405, "text/plain", "method not allowed\n");
+}
+
+static int stream_close(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, void *su)
+{
+	struct h3_conn *c = cu;
+	(void)h;
+	(void)code;
+	if (su)
+		bstream_free(c, su);
+	/* a finished request stream makes room for one more (RFC 9000 §4.6) */
+	if (!ngtcp2_conn_is_local_stream(c->q, sid))
+		ngtcp2_conn_extend_max_streams_bidi(c->q, 1);
+	return 0;
+}
+
+static int http_new(struct h3_conn *c)
+{
+	static const nghttp3_callbacks cbs = {
+	    .stream_close = stream_close,
+	    .recv_data = recv_data,
+	    .deferred_consume = h3_cb_deferred_consume,
+	    .begin_headers = begin_headers,
+	    .recv_header = recv_header,
+	    .end_headers = end_headers,
+	    .stop_sending = h3_cb_stop_sending,
+	    .end_stream = end_stream,
+	    .reset_stream = h3_cb_reset_stream,
+	};
+	nghttp3_settings st;
+	nghttp3_settings_default(&st);
+	st.max_field_section_size = 16 * 1024; /* larger header sections are a stream error */
+	st.qpack_max_dtable_capacity = 4096;
+	st.qpack_blocked_streams = 16;
+	return nghttp3_conn_server_new(&c->h, &cbs, &st, NULL, c) ? -ENOMEM : 0;
+}
+
+static const struct h3_conn_ops backend_ops = {.http_new = http_new, .conn_free = conn_free};
+
+int h3_backend_run(const struct h3_backend_opts *o)
+{
+	struct h3_endpoint ep;
+	struct h3_limits lim = {
+	    .max_streams_bidi = o->max_streams,
+	    .max_stream_data = 1024 * 1024,
+	    .max_data = 8 * 1024 * 1024,
+	};
+	char a[80];
+	int sfd = signals_fd(1), ret;
+	if (sfd < 0)
+		return sfd;
+	be = o;
+	if ((ret = h3_endpoint_init(&ep, &o->listen, o->cert, o->key, &lim, o->max_conns,
+	                            &backend_ops, NULL))) {
+		close(sfd);
+		return ret;
+	}
+	h3_addr_format(&ep.bound, a, sizeof(a));
+	log_msg(LOG_INFO, "h3 backend %s: listening on %s (udp)", o->id, a);
+	for (;;) {
+		struct pollfd p[2] = {{ep.fd, POLLIN, 0}, {sfd, POLLIN, 0}};
+		int n = poll(p, 2, h3_endpoint_timeout_ms(&ep));
+		if (n == -1 && errno != EINTR) {
+			ret = -errno;
+			break;
+		}
+		if (n > 0 && (p[1].revents & POLLIN)) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
+			    si.ssi_signo != SIGHUP) {
+				log_msg(LOG_INFO, "h3 backend %s: signal %u, stopping", o->id,
+				        si.ssi_signo);
+				ret = 0;
+				break;
+			}
+		}
+		if (n > 0 && (p[0].revents & POLLIN))
+			h3_endpoint_on_readable(&ep);
+		h3_endpoint_on_timer(&ep);
+	}
+	h3_endpoint_close_all(&ep);
+	log_msg(LOG_INFO, "h3 backend %s: %" PRIu64 " connections, %" PRIu64
+	        " datagrams dropped, %" PRIu64 " refused",
+	        o->id, ep.stats.accepted, ep.stats.dropped, ep.stats.refused);
+	h3_endpoint_fini(&ep);
+	close(sfd);
+	return ret;
+}

@@ -1,0 +1,22 @@
+#pragma once
+/* peak h3 backend: an HTTP/3 server that hashes uploads. POST bodies are hashed with SHA-256
+ * as they stream in (never held whole) and answered 201 with JSON
+ * {"checksum":"<hex>","bytes":N,"type":"<content-type>","backend":"<id>"}; GET /healthz is
+ * 200; a content type outside --type is 415, none at all 400. */
+#include <stddef.h>
+#include <stdint.h>
+
+#include "ctype.h"
+#include "udp.h"
+
+struct h3_backend_opts {
+	struct h3_addr listen;
+	const char *cert, *key;
+	struct h3_ctype_set types;
+	const char *id;
+	uint64_t max_streams;  /* concurrent request streams per connection */
+	size_t max_conns;
+};
+
+/* Serves until SIGINT or SIGTERM. Returns 0 on a clean stop, -errno if it could not start. */
+int h3_backend_run(const struct h3_backend_opts *o);

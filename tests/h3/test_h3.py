@@ -1,0 +1,172 @@
+"""peak h3 backend and peak h3 upload on loopback: several typed uploads on one connection
+with their checksums checked, the refusals (415, 400), the server's stream limit, a client
+that dies mid-upload and garbage datagrams, none of which may hurt the backend.
+
+    peak h3 upload --(QUIC, one connection, a request stream per file)--> peak h3 backend
+                                   [::1]:port chosen by the kernel
+"""
+import hashlib
+import os
+import socket
+import subprocess
+import sys
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import PEAK, upload, wait_for  # noqa: E402
+
+
+def write(path, n, seed):
+    data = hashlib.sha256(seed.encode()).digest() * (n // 32) + b"x" * (n % 32)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def test_typed_uploads_on_one_connection(tmp_path, certs, backend_factory):
+    b = backend_factory(types="audio/*,video/mp4")
+    files = {"a1.ogg": ("audio/ogg", 70_000), "a2.mp3": ("audio/mpeg; rate=44100", 1),
+             "a3.wav": ("Audio/WAV", 0), "v1.mp4": ("video/mp4", 2_500_000),
+             "v2.mp4": ("video/mp4", 300_000)}
+    sums = {name: write(tmp_path / name, n, name) for name, (_, n) in files.items()}
+    rc, streams, out, err = upload(b.url, [f"{tmp_path / n}:{t}" for n, (t, _) in files.items()],
+                                   certs)
+    assert rc == 0, out + err
+    assert len(streams) == len(files)
+    # every file went on its own stream of the one connection
+    assert len({s["stream"] for s in streams}) == len(files)
+    for s in streams:
+        assert s["status"] == "201" and s["checksum"] == "ok", s
+        assert s["backend"] == "b1"
+        assert s["sha256"] == sums[s["file"]]
+        assert int(s["bytes"]) == files[s["file"]][1]
+    assert "5 ok, 0 failed" in out
+    assert b.stop() == 0
+
+
+def test_unserved_type_gets_415_and_the_rest_succeeds(tmp_path, certs, backend_factory):
+    b = backend_factory(types="audio/*")
+    write(tmp_path / "a.ogg", 5000, "a")
+    write(tmp_path / "v.mp4", 200_000, "v")
+    rc, streams, out, err = upload(
+        b.url, [f"{tmp_path / 'a.ogg'}:audio/ogg", f"{tmp_path / 'v.mp4'}:video/mp4"], certs)
+    assert rc == 1, out + err
+    by = {s["file"]: s for s in streams}
+    assert by["a.ogg"]["status"] == "201" and by["a.ogg"]["checksum"] == "ok"
+    assert by["v.mp4"]["status"] == "415" and by["v.mp4"]["checksum"] == "-"
+    assert b.stop() == 0
+
+
+def test_no_content_type_gets_400(tmp_path, certs, backend_factory):
+    b = backend_factory()
+    write(tmp_path / "blob", 100_000, "blob")
+    rc, streams, out, err = upload(b.url, [str(tmp_path / "blob")], certs)
+    assert rc == 1, out + err
+    assert streams[0]["status"] == "400" and streams[0]["type"] == "-"
+    # and the connection is still good for a well-labelled upload afterwards
+    rc, streams, out, err = upload(b.url, [f"{tmp_path / 'blob'}:audio/ogg"], certs)
+    assert rc == 0, out + err
+    assert b.stop() == 0
+
+
+def test_client_respects_the_server_stream_limit(tmp_path, certs, backend_factory):
+    b = backend_factory(extra=("--max-streams", "2"))
+    names = [f"f{i}" for i in range(7)]
+    sums = {n: write(tmp_path / n, 40_000 + i * 1000, n) for i, n in enumerate(names)}
+    rc, streams, out, err = upload(b.url, [f"{tmp_path / n}:audio/ogg" for n in names], certs)
+    assert rc == 0, out + err
+    assert sorted(s["file"] for s in streams) == names
+    assert all(s["sha256"] == sums[s["file"]] and s["checksum"] == "ok" for s in streams)
+    assert b.stop() == 0
+
+
+def test_healthz_and_certificate_checks(tmp_path, certs, backend_factory):
+    b = backend_factory()
+    base = f"https://[::1]:{b.port}"
+    p = subprocess.run([PEAK, "h3", "get", base + "/healthz", "--ca", str(certs / "ca.pem")],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0 and "status=200" in p.stdout and "body=ok" in p.stdout, p
+    p = subprocess.run([PEAK, "h3", "get", base + "/nope", "--insecure"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "status=404" in p.stdout, p
+    # a CA that did not sign the server's certificate: the handshake fails, exit 1
+    write(tmp_path / "x", 10, "x")
+    p = subprocess.run([PEAK, "h3", "upload", base + "/", "--ca", str(certs / "other.pem"),
+                        "--file", f"{tmp_path / 'x'}:audio/ogg", "--timeout", "5000"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "handshake failed" in p.stderr, p
+    assert b.stop() == 0
+
+
+def test_client_killed_mid_upload_does_not_hurt_the_backend(tmp_path, certs, backend_factory):
+    b = backend_factory(extra=("--verbose",))
+    big = tmp_path / "big.mp4"
+    with open(big, "wb") as f:
+        f.truncate(1 << 30)  # sparse: 1 GiB of zeros, never finishes before the kill
+    client = subprocess.Popen([PEAK, "h3", "upload", b.url, "--ca", str(certs / "ca.pem"),
+                               "--file", f"{big}:video/mp4"],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(lambda: "POST video/mp4: receiving" in b.logtext(), 30,
+                 "the upload to start")
+    finally:
+        client.kill()
+        client.wait()
+    write(tmp_path / "a", 50_000, "a")
+    rc, streams, out, err = upload(b.url, [f"{tmp_path / 'a'}:audio/ogg"] * 3, certs)
+    assert rc == 0, out + err
+    assert b.proc.poll() is None
+    # SIGTERM while the dead client's connection and its open stream still exist: a clean
+    # exit that frees them (the ASan build checks for leaks here)
+    assert b.stop() == 0, b.logtext()
+
+
+def test_garbage_datagrams_do_not_crash_the_backend(tmp_path, certs, backend_factory):
+    b = backend_factory(extra=("--max-conns", "64"))
+    rnd = __import__("random").Random(16)
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    try:
+        for i in range(3000):
+            kind = i % 4
+            if kind == 0:    # random bytes of random length
+                pkt = rnd.randbytes(rnd.randrange(0, 1500))
+            elif kind == 1:  # long header, QUIC v1 Initial, random CIDs and body
+                dcid = rnd.randbytes(rnd.choice([0, 8, 20, 21, 255]))
+                pkt = (bytes([0xc0 | rnd.randrange(4)]) + b"\x00\x00\x00\x01" +
+                       bytes([len(dcid) & 0xff]) + dcid + bytes([8]) + rnd.randbytes(8) +
+                       rnd.randbytes(rnd.randrange(0, 1300)))
+                pkt += b"\x00" * max(0, 1200 - len(pkt))
+            elif kind == 2:  # short header with random 18-byte DCID
+                pkt = bytes([0x40 | rnd.randrange(64)]) + rnd.randbytes(rnd.randrange(1, 200))
+            else:            # an unknown version (version negotiation territory)
+                pkt = b"\xc0" + rnd.randbytes(4) + b"\x08" + rnd.randbytes(8) + b"\x08" + \
+                      rnd.randbytes(rnd.randrange(8, 1300))
+            s.sendto(pkt, ("::1", b.port))
+    finally:
+        s.close()
+    write(tmp_path / "a", 20_000, "a")
+    rc, streams, out, err = upload(b.url, [f"{tmp_path / 'a'}:audio/ogg"], certs)
+    assert rc == 0, out + err
+    assert b.proc.poll() is None
+    assert b.stop() == 0, b.logtext()
+
+
+@pytest.mark.parametrize("argv", [
+    ["h3", "backend", "--listen", "[::1]:0", "--cert", "c", "--key", "k"],
+    ["h3", "backend", "--listen", "nowhere", "--cert", "c", "--key", "k", "--type", "a/b"],
+    ["h3", "backend", "--listen", "[::1]:0", "--cert", "c", "--key", "k", "--type", "audio"],
+    ["h3", "upload", "https://[::1]:1/"],
+    ["h3", "upload", "http://[::1]:1/", "--file", "x:audio/ogg"],
+    ["h3", "upload", "https://[::1]:1/", "--file", "x:audio/*"],
+    ["h3", "nothing"],
+])
+def test_usage_errors_exit_2(argv):
+    p = subprocess.run([PEAK, *argv], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2, p
+
+
+def test_help():
+    for sub in ("backend", "upload", "get"):
+        p = subprocess.run([PEAK, "h3", sub, "--help"], capture_output=True, text=True,
+                           timeout=30)
+        assert p.returncode == 0 and p.stdout.startswith("usage: peak h3 " + sub)
