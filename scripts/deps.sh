@@ -8,7 +8,8 @@ dnsperf libmnl-dev
 bird2 iproute2 ethtool curl procps util-linux
 libbpf-dev bpftool
 nginx-light haproxy nftables gnuplot-nox
-libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev nettle-dev gnutls-bin"
+libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev nettle-dev gnutls-bin
+golang-go golang-github-lucas-clemente-quic-go-dev"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

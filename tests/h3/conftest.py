@@ -71,7 +71,8 @@ class Backend:
         self.url = f"https://[::1]:{self.port}/upload"
 
     def logtext(self):
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return self.logpath.read_text()
 
     def stop(self):
