@@ -1,5 +1,6 @@
 /* peak h3: HTTP/3 stream routing (issue 16): the checksum backend and the upload client. */
 #include <getopt.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -44,7 +45,7 @@ static const char backend_help[] =
 
 static const char upload_help[] =
     "usage: peak h3 upload URL --file FILE[:TYPE] [--file ...] [--ca FILE | --insecure]\n"
-    "                      [--timeout MS]\n"
+    "                      [--timeout MS] [--migrate-after BYTES]\n"
     "\n"
     "Opens one HTTP/3 connection to URL (https://HOST[:PORT][/PATH]) and POSTs every file on\n"
     "its own request stream, concurrently, opening streams as the server's limit allows.\n"
@@ -158,6 +159,7 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	static const struct option opts[] = {
 	    {"file", required_argument, 0, 'f'},   {"ca", required_argument, 0, 'c'},
 	    {"insecure", no_argument, 0, 'k'},     {"timeout", required_argument, 0, 't'},
+	    {"migrate-after", required_argument, 0, 'M'},
 	    {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
 	};
 	static struct h3_upload_opts o;
@@ -201,6 +203,11 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 			break;
 		case 't':
 			o.timeout_ms = (unsigned)cli_u64(cmd, "--timeout", optarg, 1, 3600000);
+			break;
+		case 'M':
+			if (get)
+				cli_usage_error(cmd, "takes no --migrate-after");
+			o.migrate_after = (size_t)cli_u64(cmd, "--migrate-after", optarg, 1, SIZE_MAX);
 			break;
 		case 'h':
 			fputs(get ? get_help : upload_help, stdout);

@@ -256,6 +256,25 @@ static int remove_connection_id(ngtcp2_conn *q, const ngtcp2_cid *cid, void *ud)
 	return 0;
 }
 
+/* A peer that moved (RFC 9000 §9) proved the new path; the packets already arrived by
+ * connection ID. Logged at debug level only: any client can trigger it. */
+static int path_validation(ngtcp2_conn *q, uint32_t flags, const ngtcp2_path *path,
+                           ngtcp2_path_validation_result res, void *ud)
+{
+	struct h3_conn *c = ud;
+	struct h3_addr a;
+	char s[80];
+	(void)q;
+	(void)flags;
+	if (res != NGTCP2_PATH_VALIDATION_RESULT_SUCCESS || path->remote.addrlen > sizeof(a.ss))
+		return 0;
+	memcpy(&a.ss, path->remote.addr, path->remote.addrlen);
+	a.len = path->remote.addrlen;
+	h3_addr_format(&a, s, sizeof(s));
+	log_msg(LOG_DEBUG, "h3: %s path to %s validated", c->server ? "server" : "client", s);
+	return 0;
+}
+
 static const ngtcp2_callbacks server_cbs = {
     .recv_client_initial = ngtcp2_crypto_recv_client_initial_cb,
     .recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
@@ -270,6 +289,7 @@ static const ngtcp2_callbacks server_cbs = {
     .get_new_connection_id = get_new_connection_id,
     .remove_connection_id = remove_connection_id,
     .update_key = ngtcp2_crypto_update_key_cb,
+    .path_validation = path_validation,
     .stream_reset = stream_reset,
     .extend_max_remote_streams_bidi = extend_max_remote_streams_bidi,
     .extend_max_stream_data = extend_max_stream_data,

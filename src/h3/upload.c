@@ -346,6 +346,37 @@ static bool json_u64(const char *resp, const char *key, uint64_t *v)
 	return digits > 0;
 }
 
+/* Moves the connection to a new UDP socket (a new local port: what a NAT rebinding or a
+ * network change looks like to the server, RFC 9000 §9). The server must follow by
+ * connection ID. Returns 0, -EAGAIN while ngtcp2 cannot migrate yet (handshake not
+ * confirmed, no spare connection ID) or -errno. */
+static int migrate(struct h3_conn *c, const struct h3_addr *remote)
+{
+	struct h3_addr local;
+	int fd = h3_udp_connect(remote, &local);
+	if (fd < 0)
+		return fd;
+	ngtcp2_path path = {
+	    {(ngtcp2_sockaddr *)&local.ss, local.len},
+	    {(ngtcp2_sockaddr *)&remote->ss, remote->len},
+	    NULL,
+	};
+	int r = ngtcp2_conn_initiate_immediate_migration(c->q, &path, h3_now());
+	if (r) {
+		close(fd);
+		return r == NGTCP2_ERR_INVALID_STATE || r == NGTCP2_ERR_CONN_ID_BLOCKED ? -EAGAIN
+		                                                                        : -EIO;
+	}
+	char a[80], b[80];
+	h3_addr_format(&c->local, a, sizeof(a));
+	h3_addr_format(&local, b, sizeof(b));
+	fprintf(stderr, "peak h3 upload: migrated from %s to %s\n", a, b);
+	close(c->fd);
+	c->fd = fd;
+	c->local = local;
+	return 0;
+}
+
 static const char *base(const char *p)
 {
 	const char *s = strrchr(p, '/');
@@ -449,7 +480,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	                              &upload_ops, &u)))
 		goto out;
 	uint64_t t0 = h3_now(), end = t0 + (uint64_t)o->timeout_ms * 1000000;
-	bool submitted = false;
+	bool submitted = false, migrated = false;
 	h3_conn_write(c);
 	while (u.nclosed < u.n && !c->dead && !c->close_at) {
 		uint64_t now = h3_now(), d = h3_conn_deadline(c);
@@ -476,6 +507,19 @@ int h3_upload_run(const struct h3_upload_opts *o)
 		if (c->h && !submitted) {
 			submitted = true;
 			submit_more(c);
+		}
+		if (o->migrate_after && !migrated) {
+			size_t sent = 0;
+			for (size_t i = 0; i < u.next; i++)
+				sent += u.f[i].sent;
+			int r = sent >= o->migrate_after ? migrate(c, &remote) : -EAGAIN;
+			if (r != -EAGAIN) {
+				migrated = true;
+				if (r)
+					fprintf(stderr, "peak h3 upload: migration: %s\n", strerror(-r));
+			}
+			fd = c->fd;
+			local = c->local;
 		}
 		h3_conn_write(c);
 	}

@@ -19,6 +19,7 @@ struct h3_upload_opts {
 	const char *ca;   /* trust this CA file instead of the system's */
 	bool insecure;    /* no certificate check */
 	bool get;         /* no files: one GET of the URL (health checks) */
+	size_t migrate_after; /* nonzero: move to a new local port after this many body bytes */
 	unsigned timeout_ms;
 };
 

@@ -7,6 +7,7 @@ that dies mid-upload and garbage datagrams, none of which may hurt the backend.
 """
 import hashlib
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -96,6 +97,27 @@ def test_healthz_and_certificate_checks(tmp_path, certs, backend_factory):
                        capture_output=True, text=True, timeout=30)
     assert p.returncode == 1 and "handshake failed" in p.stderr, p
     assert b.stop() == 0
+
+
+def test_client_that_rebinds_mid_upload_finishes(tmp_path, certs, backend_factory):
+    """Connection migration: the client moves to a new local port after 2 MB of a 12 MB
+    upload; the server follows by connection ID (never by peer address), validates the new
+    path, and the upload finishes on the same connection."""
+    b = backend_factory(extra=("--verbose",))
+    big = write(tmp_path / "v.mp4", 12_000_000, "v")
+    write(tmp_path / "a.ogg", 100_000, "a")
+    rc, streams, out, err = upload(
+        b.url, [f"{tmp_path / 'v.mp4'}:video/mp4", f"{tmp_path / 'a.ogg'}:audio/ogg"], certs,
+        extra=("--migrate-after", "2000000"))
+    assert rc == 0, out + err
+    m = re.search(r"migrated from \[::1\]:(\d+) to \[::1\]:(\d+)", err)
+    assert m and m.group(1) != m.group(2), err
+    by = {s["file"]: s for s in streams}
+    assert by["v.mp4"]["sha256"] == big and by["v.mp4"]["checksum"] == "ok"
+    assert b.stop() == 0
+    log = b.logtext()
+    assert f"server path to [::1]:{m.group(2)} validated" in log, log
+    assert "1 connections" in log, log
 
 
 def test_client_killed_mid_upload_does_not_hurt_the_backend(tmp_path, certs, backend_factory):
