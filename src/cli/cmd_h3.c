@@ -25,6 +25,7 @@ static const char h3_help[] =
 static const char backend_help[] =
     "usage: peak h3 backend --listen ADDR:PORT --cert FILE --key FILE --type TYPES\n"
     "                       [--id ID] [--max-streams N] [--max-conns N] [--verbose]\n"
+    "                       [--secret-file FILE] [--retry]\n"
     "\n"
     "An HTTP/3 server (UDP). POST with a body: the body is hashed with SHA-256 as it\n"
     "streams in and answered 201 with\n"
@@ -41,7 +42,12 @@ static const char backend_help[] =
     "  --id ID             backend id reported in answers (default: the host name)\n"
     "  --max-streams N     concurrent request streams per connection (default 100)\n"
     "  --max-conns N       concurrent connections (default 1024)\n"
-    "  --verbose           log every request (debug level)\n";
+    "  --verbose           log every request (debug level)\n"
+    "  --secret-file FILE  16-byte secret (32 hex digits) keying stateless reset and Retry\n"
+    "                      tokens: a backend restarted with the same secret resets its old\n"
+    "                      connections at once (default: random per process)\n"
+    "  --retry             make every new client prove its address with a Retry first\n"
+    "                      (by default only once half of --max-conns are open)\n";
 
 static const char upload_help[] =
     "usage: peak h3 upload URL --file FILE[:TYPE] [--file ...] [--ca FILE | --insecure]\n"
@@ -67,9 +73,11 @@ static int cmd_h3_backend(int argc, char **argv)
 	    {"key", required_argument, 0, 'k'},      {"type", required_argument, 0, 't'},
 	    {"id", required_argument, 0, 'i'},       {"max-streams", required_argument, 0, 's'},
 	    {"max-conns", required_argument, 0, 'm'}, {"verbose", no_argument, 0, 'v'},
+	    {"secret-file", required_argument, 0, 'S'}, {"retry", no_argument, 0, 'r'},
 	    {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
 	};
 	static char host[256];
+	static uint8_t secret[16];
 	static struct h3_backend_opts o;
 	bool have_listen = false, have_types = false;
 	int c;
@@ -113,6 +121,13 @@ static int cmd_h3_backend(int argc, char **argv)
 			break;
 		case 'v':
 			log_set_level(LOG_DEBUG);
+			break;
+		case 'S':
+			cli_secret_file("h3 backend", optarg, secret);
+			o.secret = secret;
+			break;
+		case 'r':
+			o.retry = true;
 			break;
 		case 'h':
 			fputs(backend_help, stdout);

@@ -286,13 +286,23 @@ int h3_backend_run(const struct h3_backend_opts *o)
 	    .max_stream_data = 1024 * 1024,
 	    .max_data = 8 * 1024 * 1024,
 	};
+	struct h3_retry_policy retry = {.always = o->retry, .above = o->max_conns / 2};
+	uint8_t secret[H3_SECRET_LEN];
 	char a[80];
 	int sfd = signals_fd(1), ret;
 	if (sfd < 0)
 		return sfd;
 	be = o;
+	if (o->secret) {
+		/* the endpoint's 32-byte secret, from the operator's 16 bytes */
+		struct sha256_ctx sha;
+		sha256_init(&sha);
+		sha256_update(&sha, 15, (const uint8_t *)"peak h3 secret\n");
+		sha256_update(&sha, 16, o->secret);
+		sha256_digest(&sha, sizeof(secret), secret);
+	}
 	if ((ret = h3_endpoint_init(&ep, &o->listen, o->cert, o->key, &lim, o->max_conns,
-	                            &backend_ops, NULL))) {
+	                            o->secret ? secret : NULL, &retry, &backend_ops, NULL))) {
 		close(sfd);
 		return ret;
 	}
@@ -321,8 +331,10 @@ int h3_backend_run(const struct h3_backend_opts *o)
 	}
 	h3_endpoint_close_all(&ep);
 	log_msg(LOG_INFO, "h3 backend %s: %" PRIu64 " connections, %" PRIu64
-	        " datagrams dropped, %" PRIu64 " refused",
-	        o->id, ep.stats.accepted, ep.stats.dropped, ep.stats.refused);
+	        " datagrams dropped, %" PRIu64 " refused, %" PRIu64 " retries, %" PRIu64
+	        " bad tokens, %" PRIu64 " stateless resets",
+	        o->id, ep.stats.accepted, ep.stats.dropped, ep.stats.refused, ep.stats.retries,
+	        ep.stats.bad_tokens, ep.stats.resets);
 	h3_endpoint_fini(&ep);
 	close(sfd);
 	return ret;

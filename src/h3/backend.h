@@ -16,6 +16,8 @@ struct h3_backend_opts {
 	const char *id;
 	uint64_t max_streams;  /* concurrent request streams per connection */
 	size_t max_conns;
+	const uint8_t *secret; /* 16 bytes (--secret-file) or NULL: random per process */
+	bool retry;            /* Retry every new connection, not only past max_conns / 2 */
 };
 
 /* Serves until SIGINT or SIGTERM. Returns 0 on a clean stop, -errno if it could not start. */

@@ -232,8 +232,10 @@ static int get_new_connection_id(ngtcp2_conn *q, ngtcp2_cid *cid, uint8_t *token
 		if (!c->map)
 			break;
 		int r = h3_cidmap_add(c->map, cid->data, len, c);
-		if (r == 0)
+		if (r == 0) {
+			c->nmapped++;
 			break;
+		}
 		if (r != -EEXIST || tries == 3)
 			return NGTCP2_ERR_CALLBACK_FAILURE;
 	}
@@ -251,9 +253,17 @@ static int remove_connection_id(ngtcp2_conn *q, const ngtcp2_cid *cid, void *ud)
 {
 	struct h3_conn *c = ud;
 	(void)q;
-	if (c->map)
-		h3_cidmap_del(c->map, cid->data, cid->datalen);
+	if (c->map && h3_cidmap_lookup(c->map, cid->data, cid->datalen) == c &&
+	    h3_cidmap_del(c->map, cid->data, cid->datalen) == 0)
+		c->nmapped--;
 	return 0;
+}
+
+/* Unmaps id if it maps to c. */
+static void unmap(struct h3_conn *c, const uint8_t *id, size_t len)
+{
+	if (h3_cidmap_lookup(c->map, id, len) == c && h3_cidmap_del(c->map, id, len) == 0)
+		c->nmapped--;
 }
 
 /* A peer that moved (RFC 9000 §9) proved the new path; the packets already arrived by
@@ -301,6 +311,17 @@ static const ngtcp2_callbacks server_cbs = {
     .recv_tx_key = recv_tx_key,
 };
 
+/* The server lost our connection (restart, another node) and said so statelessly
+ * (RFC 9000 §10.3): ngtcp2 drains the connection; say why. */
+static int recv_stateless_reset(ngtcp2_conn *q, const ngtcp2_pkt_stateless_reset *sr, void *ud)
+{
+	(void)q;
+	(void)sr;
+	(void)ud;
+	log_msg(LOG_NOTICE, "h3: stateless reset received: the server lost the connection");
+	return 0;
+}
+
 static const ngtcp2_callbacks client_cbs = {
     .client_initial = ngtcp2_crypto_client_initial_cb,
     .recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
@@ -311,6 +332,7 @@ static const ngtcp2_callbacks client_cbs = {
     .recv_stream_data = recv_stream_data,
     .acked_stream_data_offset = acked_stream_data_offset,
     .stream_close = stream_close,
+    .recv_stateless_reset = recv_stateless_reset,
     .recv_retry = ngtcp2_crypto_recv_retry_cb,
     .extend_max_local_streams_bidi = extend_max_local_streams_bidi,
     .rand = rand_cb,
@@ -357,7 +379,7 @@ static ngtcp2_path path_of(const struct h3_addr *local, const struct h3_addr *re
 
 int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local,
                        const struct h3_addr *remote, const ngtcp2_pkt_hd *hd,
-                       gnutls_certificate_credentials_t cred, const struct h3_limits *lim,
+                       const ngtcp2_cid *ocid, gnutls_certificate_credentials_t cred, const struct h3_limits *lim,
                        struct h3_cidmap *map, const uint8_t *secret,
                        const struct h3_conn_ops *ops, void *app)
 {
@@ -365,7 +387,6 @@ int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local
 	ngtcp2_transport_params params;
 	ngtcp2_cid scid;
 	int ret = -ENOMEM;
-	bool mapped_scid = false, mapped_dcid = false;
 	struct h3_conn *c = conn_alloc(fd, local, remote, ops, app);
 	*out = NULL;
 	if (!c)
@@ -388,7 +409,16 @@ int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local
 	params.initial_max_data = lim->max_data;
 	params.max_idle_timeout = H3_IDLE_TIMEOUT_S * NGTCP2_SECONDS;
 	params.active_connection_id_limit = 4;
-	params.original_dcid = hd->dcid;
+	if (ocid) {
+		/* after a Retry: the IDs the client started with and the one our Retry chose
+		 * are authenticated through the transport parameters (RFC 9000 §7.3) */
+		params.original_dcid = *ocid;
+		params.retry_scid = hd->dcid;
+		params.retry_scid_present = 1;
+		settings.token = hd->token;
+	} else {
+		params.original_dcid = hd->dcid;
+	}
 	params.stateless_reset_token_present = 1;
 	if (ngtcp2_crypto_generate_stateless_reset_token(params.stateless_reset_token, secret,
 	                                                 H3_SECRET_LEN, &scid))
@@ -407,21 +437,18 @@ int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local
 	c->map = map;
 	if ((ret = h3_cidmap_add(map, scid.data, scid.datalen, c)))
 		goto out;
-	mapped_scid = true;
+	c->nmapped++;
 	if ((ret = h3_cidmap_add(map, hd->dcid.data, hd->dcid.datalen, c)))
 		goto out;
-	mapped_dcid = true;
+	c->nmapped++;
+	c->first_dcid = hd->dcid;
 	*out = c;
 	c = NULL;
 	ret = 0;
 out:
-	if (c) {
-		if (mapped_scid)
-			h3_cidmap_del(map, scid.data, scid.datalen);
-		(void)mapped_dcid;
-		c->map = NULL;
-		h3_conn_free(c);
-	}
+	if (c && c->map)
+		unmap(c, scid.data, scid.datalen);
+	h3_conn_free(c);
 	return ret;
 }
 
@@ -475,24 +502,23 @@ void h3_conn_free(struct h3_conn *c)
 {
 	if (!c)
 		return;
-	if (c->map && c->q) {
+	if (c->map) {
 		ngtcp2_cid ids[16];
-		const ngtcp2_cid *first = ngtcp2_conn_get_client_initial_dcid(c->q);
-		h3_cidmap_del(c->map, first->data, first->datalen);
-		size_t n = ngtcp2_conn_get_num_scid(c->q);
-		if (n <= sizeof(ids) / sizeof(ids[0])) {
+		unmap(c, c->first_dcid.data, c->first_dcid.datalen);
+		size_t n = c->q ? ngtcp2_conn_get_num_scid(c->q) : 0;
+		if (n && n <= sizeof(ids) / sizeof(ids[0])) {
 			ngtcp2_conn_get_scid(c->q, ids);
 			for (size_t i = 0; i < n; i++)
-				h3_cidmap_del(c->map, ids[i].data, ids[i].datalen);
-		} else {
-			/* never with active_connection_id_limit 4; sweep to be safe */
-			for (size_t i = 0; i < c->map->cap;) {
-				struct h3_cidmap_slot *s = &c->map->slot[i];
-				if (s->val == c)
-					h3_cidmap_del(c->map, s->id, s->len); /* refills slot i */
-				else
-					i++;
-			}
+				unmap(c, ids[i].data, ids[i].datalen);
+		}
+		/* whatever ngtcp2 no longer lists but is still ours (never seen; the count
+		 * says whether a sweep is needed): no map entry may outlive c */
+		for (size_t i = 0; c->nmapped && i < c->map->cap;) {
+			struct h3_cidmap_slot *sl = &c->map->slot[i];
+			if (sl->val == c && h3_cidmap_del(c->map, sl->id, sl->len) == 0)
+				c->nmapped--; /* slot i is refilled by the shift: look again */
+			else
+				i++;
 		}
 	}
 	if (c->ops && c->ops->conn_free)

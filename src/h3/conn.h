@@ -55,6 +55,8 @@ struct h3_conn {
 	void *app;                    /* the application's, untouched here */
 	void *app_conn;               /* the application's per-connection state */
 	struct h3_cidmap *map;        /* server: where every ID we issue is mapped */
+	size_t nmapped;               /* entries of map pointing at this connection */
+	ngtcp2_cid first_dcid;        /* the client's destination ID we mapped at accept */
 	const uint8_t *secret;        /* server: H3_SECRET_LEN bytes, owned by the endpoint */
 	int fd;
 	struct h3_addr local, remote; /* the path the last packet came on */
@@ -69,11 +71,13 @@ struct h3_conn {
 uint64_t h3_now(void);
 
 /* Accepts the client Initial described by hd, which came from remote to local over fd:
- * makes the connection, maps its connection IDs (our first ID and the client's chosen
- * destination ID) in map. Returns 0 and *out, or -errno (-EEXIST: an ID collides, -ENOSPC:
- * the map is full). */
+ * makes the connection, maps its connection IDs (our first ID and the client's current
+ * destination ID) in map. ocid is the client's original destination ID when hd carried a
+ * valid Retry token (RFC 9000 §8.1.2), else NULL. Returns 0 and *out, or -errno (-EEXIST:
+ * an ID collides, -ENOSPC: the map is full). */
 int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local,
                        const struct h3_addr *remote, const ngtcp2_pkt_hd *hd,
+                       const ngtcp2_cid *ocid,
                        gnutls_certificate_credentials_t cred, const struct h3_limits *lim,
                        struct h3_cidmap *map, const uint8_t *secret,
                        const struct h3_conn_ops *ops, void *app);

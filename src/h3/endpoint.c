@@ -2,6 +2,7 @@
 #include "endpoint.h"
 
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -13,12 +14,16 @@
 enum {
 	EP_BATCH = 64,     /* datagrams per readable event before timers get a turn */
 	EP_CIDS_PER_CONN = 8, /* our IDs (active_connection_id_limit 4, spares) + the client's */
+	EP_RETRY_TOKEN_TIMEOUT_S = 10, /* a Retry token is good this long */
+	EP_RESETS_PER_S = 100,         /* stateless resets sent per second at most */
+	EP_RESET_MIN_IN = 43,          /* no reset for a datagram this short or shorter */
 };
 
 static struct log_limit ep_rl;
 
 int h3_endpoint_init(struct h3_endpoint *ep, const struct h3_addr *listen, const char *cert,
                      const char *key, const struct h3_limits *lim, size_t max_conns,
+                     const uint8_t *secret, const struct h3_retry_policy *retry,
                      const struct h3_conn_ops *ops, void *app)
 {
 	uint8_t mapkey[16];
@@ -30,7 +35,10 @@ int h3_endpoint_init(struct h3_endpoint *ep, const struct h3_addr *listen, const
 	ep->max_conns = max_conns;
 	ep->ops = ops;
 	ep->app = app;
-	if (gnutls_rnd(GNUTLS_RND_KEY, ep->secret, sizeof(ep->secret)) ||
+	ep->retry = *retry;
+	if (secret)
+		memcpy(ep->secret, secret, sizeof(ep->secret));
+	if ((!secret && gnutls_rnd(GNUTLS_RND_KEY, ep->secret, sizeof(ep->secret))) ||
 	    gnutls_rnd(GNUTLS_RND_KEY, mapkey, sizeof(mapkey))) {
 		ret = -EIO;
 		goto out;
@@ -80,13 +88,87 @@ void h3_endpoint_fini(struct h3_endpoint *ep)
 	ep->fd = -1;
 }
 
-/* A datagram whose destination ID maps to no connection: a client Initial starts one;
- * anything else is dropped (no stateless reset yet). */
+/* Answers a client Initial with a Retry carrying a token bound to the client's address
+ * and its original destination ID (RFC 9000 §8.1.2): no state is kept until the client
+ * comes back with it, so a flood from spoofed addresses costs no memory. */
+static void send_retry(struct h3_endpoint *ep, const struct h3_addr *local,
+                       const struct h3_addr *remote, const ngtcp2_pkt_hd *hd, size_t n)
+{
+	uint8_t token[NGTCP2_CRYPTO_MAX_RETRY_TOKENLEN], buf[H3_MAX_UDP_PAYLOAD];
+	ngtcp2_cid scid;
+	scid.datalen = H3_SCID_LEN;
+	if (gnutls_rnd(GNUTLS_RND_NONCE, scid.data, scid.datalen))
+		return;
+	ngtcp2_ssize tl = ngtcp2_crypto_generate_retry_token(
+	    token, ep->secret, sizeof(ep->secret), hd->version,
+	    (const ngtcp2_sockaddr *)&remote->ss, remote->len, &scid, &hd->dcid, h3_now());
+	if (tl < 0)
+		return;
+	/* a Retry is never larger than 3 times what came in (§8.1) */
+	size_t cap = n * 3 < sizeof(buf) ? n * 3 : sizeof(buf);
+	ngtcp2_ssize w = ngtcp2_crypto_write_retry(buf, cap, hd->version, &hd->scid, &scid,
+	                                           &hd->dcid, token, (size_t)tl);
+	if (w < 0)
+		return;
+	if (h3_udp_send(ep->fd, local, remote, buf, (size_t)w) == 0)
+		ep->stats.retries++;
+}
+
+static bool retry_required(const struct h3_endpoint *ep)
+{
+	return ep->retry.always || (ep->retry.above && ep->nconns >= ep->retry.above);
+}
+
+/* A short-header datagram for a connection we do not know (we restarted, or it went): a
+ * stateless reset lets the client give up now instead of at its idle timeout (RFC 9000
+ * §10.3). It is smaller than what came in (no reset loops between two endpoints, §10.3.3)
+ * and rate-limited (each costs a hash). */
+static void send_reset(struct h3_endpoint *ep, const struct h3_addr *local,
+                       const struct h3_addr *remote, const ngtcp2_version_cid *vc, size_t n)
+{
+	uint8_t token[NGTCP2_STATELESS_RESET_TOKENLEN], rnd[64], buf[128];
+	ngtcp2_cid dcid;
+	uint64_t s = h3_now() / NGTCP2_SECONDS;
+	if (n <= EP_RESET_MIN_IN || vc->dcidlen != H3_SCID_LEN)
+		return;
+	if (s != ep->reset_window_s) {
+		ep->reset_window_s = s;
+		ep->resets_in_window = 0;
+	}
+	if (ep->resets_in_window >= EP_RESETS_PER_S)
+		return;
+	ep->resets_in_window++;
+	ngtcp2_cid_init(&dcid, vc->dcid, vc->dcidlen);
+	/* 1 byte of header, random bytes, 16 of token: one byte shorter than the datagram,
+	 * at most 64 random bytes */
+	size_t randlen = n - 1 - sizeof(token);
+	if (randlen > sizeof(rnd))
+		randlen = sizeof(rnd);
+	if (ngtcp2_crypto_generate_stateless_reset_token(token, ep->secret, sizeof(ep->secret),
+	                                                 &dcid) ||
+	    gnutls_rnd(GNUTLS_RND_NONCE, rnd, randlen))
+		return;
+	ngtcp2_ssize w = ngtcp2_pkt_write_stateless_reset(buf, sizeof(buf), token, rnd, randlen);
+	if (w > 0 && h3_udp_send(ep->fd, local, remote, buf, (size_t)w) == 0)
+		ep->stats.resets++;
+}
+
+/* A datagram whose destination ID maps to no connection: a client Initial starts one (after
+ * a Retry round trip when the policy asks for it); a short-header packet gets a stateless
+ * reset; anything else is dropped. */
 static void accept_new(struct h3_endpoint *ep, const struct h3_addr *local,
-                       const struct h3_addr *remote, const uint8_t *pkt, size_t n)
+                       const struct h3_addr *remote, const ngtcp2_version_cid *vc,
+                       const uint8_t *pkt, size_t n)
 {
 	ngtcp2_pkt_hd hd;
+	ngtcp2_cid ocid;
+	const ngtcp2_cid *pocid = NULL;
 	struct h3_conn *c = NULL;
+	if (!(pkt[0] & 0x80)) {
+		send_reset(ep, local, remote, vc, n);
+		ep->stats.dropped++;
+		return;
+	}
 	if (ngtcp2_accept(&hd, pkt, n) != 0) {
 		ep->stats.dropped++;
 		return;
@@ -96,8 +178,25 @@ static void accept_new(struct h3_endpoint *ep, const struct h3_addr *local,
 		log_rl(&ep_rl, LOG_WARNING, "h3: %zu connections: refusing new ones", ep->nconns);
 		return;
 	}
-	int r = h3_conn_server_new(&c, ep->fd, local, remote, &hd, ep->cred, &ep->lim, &ep->map,
-	                           ep->secret, ep->ops, ep->app);
+	if (hd.token.len && hd.token.base[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_RETRY) {
+		if (ngtcp2_crypto_verify_retry_token(
+		        &ocid, hd.token.base, hd.token.len, ep->secret, sizeof(ep->secret),
+		        hd.version, (const ngtcp2_sockaddr *)&remote->ss, remote->len, &hd.dcid,
+		        EP_RETRY_TOKEN_TIMEOUT_S * NGTCP2_SECONDS, h3_now())) {
+			/* forged, expired or from another address: drop, no state */
+			ep->stats.bad_tokens++;
+			return;
+		}
+		pocid = &ocid;
+	} else if (retry_required(ep)) {
+		send_retry(ep, local, remote, &hd, n);
+		return;
+	} else {
+		hd.token.base = NULL; /* a NEW_TOKEN token we never issue: ignore it */
+		hd.token.len = 0;
+	}
+	int r = h3_conn_server_new(&c, ep->fd, local, remote, &hd, pocid, ep->cred, &ep->lim,
+	                           &ep->map, ep->secret, ep->ops, ep->app);
 	if (r) {
 		ep->stats.refused++;
 		log_rl(&ep_rl, LOG_WARNING, "h3: new connection: %s", strerror(-r));
@@ -134,7 +233,7 @@ void h3_endpoint_on_readable(struct h3_endpoint *ep)
 		}
 		struct h3_conn *c = h3_cidmap_lookup(&ep->map, vc.dcid, vc.dcidlen);
 		if (!c) {
-			accept_new(ep, &to, &from, buf, (size_t)n);
+			accept_new(ep, &to, &from, &vc, buf, (size_t)n);
 			continue;
 		}
 		if (h3_conn_read(c, &to, &from, buf, (size_t)n) == 0)

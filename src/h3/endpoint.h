@@ -11,6 +11,15 @@ struct h3_endpoint_stats {
 	uint64_t accepted;   /* connections created */
 	uint64_t dropped;    /* datagrams matching no connection and starting none */
 	uint64_t refused;    /* Initials refused: connection limit or map full */
+	uint64_t retries;    /* Retry packets sent (address validation, RFC 9000 §8.1.2) */
+	uint64_t bad_tokens; /* Initials with a Retry token that did not verify */
+	uint64_t resets;     /* stateless resets sent for unknown connections (§10.3) */
+};
+
+/* When a new connection must first prove its address with a Retry round trip. */
+struct h3_retry_policy {
+	bool always;
+	size_t above;        /* or once this many connections are open (0: never) */
 };
 
 struct h3_endpoint {
@@ -21,16 +30,22 @@ struct h3_endpoint {
 	struct h3_cidmap map;
 	struct h3_conn *conns; /* singly linked */
 	size_t nconns, max_conns;
-	uint8_t secret[H3_SECRET_LEN];
+	uint8_t secret[H3_SECRET_LEN]; /* stateless reset tokens and Retry tokens */
+	struct h3_retry_policy retry;
+	uint64_t reset_window_s;       /* stateless resets: at most EP_RESETS_PER_S a second */
+	unsigned resets_in_window;
 	const struct h3_conn_ops *ops;
 	void *app;
 	struct h3_endpoint_stats stats;
 };
 
 /* Binds listen, loads the certificate and key, allocates the map for max_conns
- * connections. Returns 0 or -errno (a reason is logged). */
+ * connections. secret (H3_SECRET_LEN bytes, copied) keys the stateless reset and Retry
+ * tokens, so that a restarted endpoint with the same secret resets its old connections; NULL
+ * draws a random one. Returns 0 or -errno (a reason is logged). */
 int h3_endpoint_init(struct h3_endpoint *ep, const struct h3_addr *listen, const char *cert,
                      const char *key, const struct h3_limits *lim, size_t max_conns,
+                     const uint8_t *secret, const struct h3_retry_policy *retry,
                      const struct h3_conn_ops *ops, void *app);
 
 /* Frees every connection (without telling the peers) and the endpoint's resources. */

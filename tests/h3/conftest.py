@@ -57,8 +57,9 @@ class Backend:
     def __init__(self, tmp, certs, types="audio/*,video/mp4", ident="b1", extra=()):
         self.logpath = tmp / f"backend-{ident}.log"
         self.log = open(self.logpath, "w+")
+        listen = [] if "--listen" in extra else ["--listen", "[::1]:0"]
         self.proc = subprocess.Popen(
-            [PEAK, "h3", "backend", "--listen", "[::1]:0", "--cert", str(certs / "srv.pem"),
+            [PEAK, "h3", "backend", *listen, "--cert", str(certs / "srv.pem"),
              "--key", str(certs / "srv.key"), "--type", types, "--id", ident, *extra],
             stdout=self.log, stderr=subprocess.STDOUT)
 

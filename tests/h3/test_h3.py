@@ -11,6 +11,7 @@ import re
 import socket
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -118,6 +119,51 @@ def test_client_that_rebinds_mid_upload_finishes(tmp_path, certs, backend_factor
     log = b.logtext()
     assert f"server path to [::1]:{m.group(2)} validated" in log, log
     assert "1 connections" in log, log
+
+
+def test_retry_before_accepting(tmp_path, certs, backend_factory):
+    """--retry: a new client first gets a Retry with an address token (no state kept), comes
+    back with it, and the upload runs on the connection made then."""
+    b = backend_factory(extra=("--retry",))
+    write(tmp_path / "a", 300_000, "a")
+    rc, streams, out, err = upload(b.url, [f"{tmp_path / 'a'}:audio/ogg"] * 2, certs)
+    assert rc == 0, out + err
+    assert b.stop() == 0
+    assert re.search(r"1 connections, .* 1 retries, 0 bad tokens", b.logtext()), b.logtext()
+
+
+def test_restarted_backend_resets_old_connections(tmp_path, certs, backend_factory):
+    """Stateless reset with a static secret: the backend dies in the middle of an upload and
+    comes back on the same port with the same --secret-file; the client's next packets get a
+    stateless reset and it gives up at once instead of at the 30 s idle timeout."""
+    secret = tmp_path / "secret"
+    secret.write_text("00112233445566778899aabbccddeeff\n")
+    a = backend_factory(ident="a", extra=("--verbose", "--secret-file", str(secret)))
+    big = tmp_path / "big.mp4"
+    with open(big, "wb") as f:
+        f.truncate(1 << 30)
+    client = subprocess.Popen([PEAK, "h3", "upload", a.url, "--ca", str(certs / "ca.pem"),
+                               "--file", f"{big}:video/mp4"],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: "POST video/mp4: receiving" in a.logtext(), 60, "the upload to start")
+        a.proc.kill()
+        a.proc.wait()
+        t0 = time.monotonic()
+        b = backend_factory(ident="b", extra=("--listen", f"[::1]:{a.port}", "--secret-file",
+                                              str(secret)))
+        assert b.port == a.port
+        out, err = client.communicate(timeout=25)
+        elapsed = time.monotonic() - t0
+    finally:
+        if client.poll() is None:
+            client.kill()
+            client.wait()
+    assert client.returncode == 1, (out, err)
+    assert "stateless reset received" in err, err
+    assert elapsed < 15, elapsed
+    assert b.stop() == 0
+    assert not re.search(r" 0 stateless resets", b.logtext()), b.logtext()
 
 
 def test_client_killed_mid_upload_does_not_hurt_the_backend(tmp_path, certs, backend_factory):
