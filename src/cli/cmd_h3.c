@@ -25,7 +25,7 @@ static const char h3_help[] =
 static const char backend_help[] =
     "usage: peak h3 backend --listen ADDR:PORT --cert FILE --key FILE --type TYPES\n"
     "                       [--id ID] [--max-streams N] [--max-conns N] [--verbose]\n"
-    "                       [--secret-file FILE] [--retry]\n"
+    "                       [--secret-file FILE] [--retry] [--metrics ADDR:PORT]\n"
     "\n"
     "An HTTP/3 server (UDP). POST with a body: the body is hashed with SHA-256 as it\n"
     "streams in and answered 201 with\n"
@@ -47,7 +47,10 @@ static const char backend_help[] =
     "                      tokens: a backend restarted with the same secret resets its old\n"
     "                      connections at once (default: random per process)\n"
     "  --retry             make every new client prove its address with a Retry first\n"
-    "                      (by default only once half of --max-conns are open)\n";
+    "                      (by default only once half of --max-conns are open)\n"
+    "  --metrics ADDR:PORT serve Prometheus metrics at http://ADDR:PORT/metrics: streams by\n"
+    "                      status, body bytes, connections, drops, retries, resets,\n"
+    "                      handshake time histogram\n";
 
 static const char upload_help[] =
     "usage: peak h3 upload URL --file FILE[:TYPE] [--file ...] [--ca FILE | --insecure]\n"
@@ -74,6 +77,7 @@ static int cmd_h3_backend(int argc, char **argv)
 	    {"id", required_argument, 0, 'i'},       {"max-streams", required_argument, 0, 's'},
 	    {"max-conns", required_argument, 0, 'm'}, {"verbose", no_argument, 0, 'v'},
 	    {"secret-file", required_argument, 0, 'S'}, {"retry", no_argument, 0, 'r'},
+	    {"metrics", required_argument, 0, 'M'},
 	    {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
 	};
 	static char host[256];
@@ -128,6 +132,9 @@ static int cmd_h3_backend(int argc, char **argv)
 			break;
 		case 'r':
 			o.retry = true;
+			break;
+		case 'M':
+			o.metrics = optarg;
 			break;
 		case 'h':
 			fputs(backend_help, stdout);

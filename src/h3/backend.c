@@ -16,6 +16,7 @@
 #include <nettle/sha2.h>
 
 #include "../sys/log.h"
+#include "../sys/metrics.h"
 #include "endpoint.h"
 
 enum {
@@ -39,6 +40,22 @@ struct bstream {
 
 static const struct h3_backend_opts *be;
 static struct log_limit be_rl;
+
+/* Streams by the status they were answered with; "reset" closed without an answer. */
+static const int be_status[] = {200, 201, 400, 404, 405, 415, 0};
+enum { BE_NSTATUS = sizeof(be_status) / sizeof(be_status[0]) };
+static struct {
+	uint64_t streams[BE_NSTATUS];
+	uint64_t body_bytes; /* hashed request bodies */
+} be_stats;
+
+static void count_status(int status)
+{
+	size_t i = 0;
+	while (i < BE_NSTATUS - 1 && be_status[i] != status)
+		i++;
+	h3_stat_add(be_stats.streams[i], 1);
+}
 
 static void copy_field(char *dst, size_t cap, nghttp3_rcbuf *v, bool *too_long)
 {
@@ -85,6 +102,7 @@ static int respond(struct h3_conn *c, int64_t sid, struct bstream *s, int status
 	if (s->answered)
 		return 0;
 	s->answered = true;
+	count_status(status);
 	va_start(ap, fmt);
 	int n = vsnprintf(s->body, sizeof(s->body), fmt, ap);
 	va_end(ap);
@@ -200,6 +218,7 @@ static int recv_data(nghttp3_conn *h, int64_t sid, const uint8_t *data, size_t n
 	if (s && s->hashing) {
 		sha256_update(&s->sha, n, data);
 		s->bytes += n;
+		h3_stat_add(be_stats.body_bytes, n);
 	}
 	h3_conn_consume(c, sid, n);
 	return 0;
@@ -247,6 +266,8 @@ static int stream_close(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, v
 	struct h3_conn *c = cu;
 	(void)h;
 	(void)code;
+	if (su && !((struct bstream *)su)->answered)
+		count_status(0);
 	if (su)
 		bstream_free(c, su);
 	/* a finished request stream makes room for one more (RFC 9000 §4.6) */
@@ -276,6 +297,67 @@ static int http_new(struct h3_conn *c)
 	return nghttp3_conn_server_new(&c->h, &cbs, &st, NULL, c) ? -ENOMEM : 0;
 }
 
+static void render(struct mbuf *b, void *arg)
+{
+	const struct h3_endpoint_stats *st = &((const struct h3_endpoint *)arg)->stats;
+	char id[METRICS_LABEL_MAX];
+	metrics_label(id, sizeof(id), be->id);
+	mbuf_printf(b, "# HELP peak_h3_streams_total Request streams by the status answered "
+	               "(reset: closed without an answer).\n# TYPE peak_h3_streams_total counter\n");
+	for (size_t i = 0; i < BE_NSTATUS; i++) {
+		if (be_status[i])
+			mbuf_printf(b, "peak_h3_streams_total{backend=\"%s\",status=\"%d\"} %llu\n",
+			            id, be_status[i],
+			            (unsigned long long)h3_stat_get(be_stats.streams[i]));
+		else
+			mbuf_printf(b, "peak_h3_streams_total{backend=\"%s\",status=\"reset\"} %llu\n",
+			            id, (unsigned long long)h3_stat_get(be_stats.streams[i]));
+	}
+	mbuf_printf(b, "# HELP peak_h3_body_bytes_total Request body bytes hashed.\n"
+	               "# TYPE peak_h3_body_bytes_total counter\n"
+	               "peak_h3_body_bytes_total{backend=\"%s\"} %llu\n",
+	            id, (unsigned long long)h3_stat_get(be_stats.body_bytes));
+	const struct {
+		const char *name, *help;
+		const uint64_t *v;
+	} ctr[] = {
+	    {"connections_total", "QUIC connections accepted.", &st->accepted},
+	    {"datagrams_dropped_total", "Datagrams for no connection that started none.",
+	     &st->dropped},
+	    {"initials_refused_total", "Initials refused at the connection limit.", &st->refused},
+	    {"retries_total", "Retry packets sent (address validation).", &st->retries},
+	    {"bad_tokens_total", "Initials with a Retry token that did not verify.",
+	     &st->bad_tokens},
+	    {"stateless_resets_total", "Stateless resets sent.", &st->resets},
+	};
+	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++)
+		mbuf_printf(b, "# HELP peak_h3_%s %s\n# TYPE peak_h3_%s counter\n"
+		               "peak_h3_%s{backend=\"%s\"} %llu\n",
+		            ctr[i].name, ctr[i].help, ctr[i].name, ctr[i].name, id,
+		            (unsigned long long)__atomic_load_n(ctr[i].v, __ATOMIC_RELAXED));
+	mbuf_printf(b, "# HELP peak_h3_connections Open QUIC connections.\n"
+	               "# TYPE peak_h3_connections gauge\npeak_h3_connections{backend=\"%s\"} %llu\n",
+	            id, (unsigned long long)h3_stat_get(st->open));
+	mbuf_printf(b, "# HELP peak_h3_handshake_seconds QUIC handshake time, first Initial to "
+	               "the client's Finished.\n# TYPE peak_h3_handshake_seconds histogram\n");
+	uint64_t cum = 0;
+	for (size_t i = 0; i <= H3_HS_BUCKETS; i++) {
+		cum += h3_stat_get(st->hs_bucket[i]);
+		if (i < H3_HS_BUCKETS)
+			mbuf_printf(b, "peak_h3_handshake_seconds_bucket{backend=\"%s\",le=\"%g\"} "
+			               "%llu\n",
+			            id, (double)h3_hs_bucket_us[i] / 1e6, (unsigned long long)cum);
+		else
+			mbuf_printf(b, "peak_h3_handshake_seconds_bucket{backend=\"%s\",le=\"+Inf\"} "
+			               "%llu\n",
+			            id, (unsigned long long)cum);
+	}
+	mbuf_printf(b, "peak_h3_handshake_seconds_sum{backend=\"%s\"} %.6f\n"
+	               "peak_h3_handshake_seconds_count{backend=\"%s\"} %llu\n",
+	            id, (double)h3_stat_get(st->hs_sum_us) / 1e6, id,
+	            (unsigned long long)h3_stat_get(st->hs_count));
+}
+
 static const struct h3_conn_ops backend_ops = {.http_new = http_new, .conn_free = conn_free};
 
 int h3_backend_run(const struct h3_backend_opts *o)
@@ -287,6 +369,7 @@ int h3_backend_run(const struct h3_backend_opts *o)
 	    .max_data = 8 * 1024 * 1024,
 	};
 	struct h3_retry_policy retry = {.always = o->retry, .above = o->max_conns / 2};
+	struct metrics_srv *ms = NULL;
 	uint8_t secret[H3_SECRET_LEN];
 	char a[80];
 	int sfd = signals_fd(1), ret;
@@ -305,6 +388,12 @@ int h3_backend_run(const struct h3_backend_opts *o)
 	                            o->secret ? secret : NULL, &retry, &backend_ops, NULL))) {
 		close(sfd);
 		return ret;
+	}
+	/* after signals_fd: the metrics thread inherits the blocked signals */
+	if (o->metrics && !(ms = metrics_start(o->metrics, render, &ep))) {
+		h3_endpoint_fini(&ep);
+		close(sfd);
+		return -EINVAL;
 	}
 	h3_addr_format(&ep.bound, a, sizeof(a));
 	log_msg(LOG_INFO, "h3 backend %s: listening on %s (udp)", o->id, a);
@@ -335,6 +424,8 @@ int h3_backend_run(const struct h3_backend_opts *o)
 	        " bad tokens, %" PRIu64 " stateless resets",
 	        o->id, ep.stats.accepted, ep.stats.dropped, ep.stats.refused, ep.stats.retries,
 	        ep.stats.bad_tokens, ep.stats.resets);
+	if (ms)
+		metrics_stop(ms);
 	h3_endpoint_fini(&ep);
 	close(sfd);
 	return ret;

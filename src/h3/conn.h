@@ -64,6 +64,7 @@ struct h3_conn {
 	bool dead;                    /* free it: closed, drained or timed out */
 	uint64_t close_at;            /* nonzero: closing or draining until then (ns) */
 	uint64_t t_start, t_handshake;
+	bool hs_counted;              /* the endpoint counted its handshake time */
 	struct h3_conn *next;         /* the endpoint's list */
 };
 

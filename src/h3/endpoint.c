@@ -21,6 +21,24 @@ enum {
 
 static struct log_limit ep_rl;
 
+const uint64_t h3_hs_bucket_us[H3_HS_BUCKETS] = {1000,   2500,   5000,   10000,  25000,
+                                                 50000,  100000, 250000, 500000, 1000000};
+
+/* Counts a connection's handshake time once, when it has completed. */
+static void observe_handshake(struct h3_endpoint *ep, struct h3_conn *c)
+{
+	if (!c->t_handshake || c->hs_counted)
+		return;
+	c->hs_counted = true;
+	uint64_t us = (c->t_handshake - c->t_start) / 1000;
+	size_t b = 0;
+	while (b < H3_HS_BUCKETS && us > h3_hs_bucket_us[b])
+		b++;
+	h3_stat_add(ep->stats.hs_bucket[b], 1);
+	h3_stat_add(ep->stats.hs_sum_us, us);
+	h3_stat_add(ep->stats.hs_count, 1);
+}
+
 int h3_endpoint_init(struct h3_endpoint *ep, const struct h3_addr *listen, const char *cert,
                      const char *key, const struct h3_limits *lim, size_t max_conns,
                      const uint8_t *secret, const struct h3_retry_policy *retry,
@@ -73,6 +91,7 @@ static void conn_unlink_free(struct h3_endpoint *ep, struct h3_conn **pp)
 	*pp = c->next;
 	h3_conn_free(c);
 	ep->nconns--;
+	h3_stat_add(ep->stats.open, (uint64_t)-1);
 }
 
 void h3_endpoint_fini(struct h3_endpoint *ep)
@@ -111,7 +130,7 @@ static void send_retry(struct h3_endpoint *ep, const struct h3_addr *local,
 	if (w < 0)
 		return;
 	if (h3_udp_send(ep->fd, local, remote, buf, (size_t)w) == 0)
-		ep->stats.retries++;
+		h3_stat_add(ep->stats.retries, 1);
 }
 
 static bool retry_required(const struct h3_endpoint *ep)
@@ -150,7 +169,7 @@ static void send_reset(struct h3_endpoint *ep, const struct h3_addr *local,
 		return;
 	ngtcp2_ssize w = ngtcp2_pkt_write_stateless_reset(buf, sizeof(buf), token, rnd, randlen);
 	if (w > 0 && h3_udp_send(ep->fd, local, remote, buf, (size_t)w) == 0)
-		ep->stats.resets++;
+		h3_stat_add(ep->stats.resets, 1);
 }
 
 /* A datagram whose destination ID maps to no connection: a client Initial starts one (after
@@ -166,15 +185,15 @@ static void accept_new(struct h3_endpoint *ep, const struct h3_addr *local,
 	struct h3_conn *c = NULL;
 	if (!(pkt[0] & 0x80)) {
 		send_reset(ep, local, remote, vc, n);
-		ep->stats.dropped++;
+		h3_stat_add(ep->stats.dropped, 1);
 		return;
 	}
 	if (ngtcp2_accept(&hd, pkt, n) != 0) {
-		ep->stats.dropped++;
+		h3_stat_add(ep->stats.dropped, 1);
 		return;
 	}
 	if (ep->nconns >= ep->max_conns) {
-		ep->stats.refused++;
+		h3_stat_add(ep->stats.refused, 1);
 		log_rl(&ep_rl, LOG_WARNING, "h3: %zu connections: refusing new ones", ep->nconns);
 		return;
 	}
@@ -184,7 +203,7 @@ static void accept_new(struct h3_endpoint *ep, const struct h3_addr *local,
 		        hd.version, (const ngtcp2_sockaddr *)&remote->ss, remote->len, &hd.dcid,
 		        EP_RETRY_TOKEN_TIMEOUT_S * NGTCP2_SECONDS, h3_now())) {
 			/* forged, expired or from another address: drop, no state */
-			ep->stats.bad_tokens++;
+			h3_stat_add(ep->stats.bad_tokens, 1);
 			return;
 		}
 		pocid = &ocid;
@@ -198,14 +217,15 @@ static void accept_new(struct h3_endpoint *ep, const struct h3_addr *local,
 	int r = h3_conn_server_new(&c, ep->fd, local, remote, &hd, pocid, ep->cred, &ep->lim,
 	                           &ep->map, ep->secret, ep->ops, ep->app);
 	if (r) {
-		ep->stats.refused++;
+		h3_stat_add(ep->stats.refused, 1);
 		log_rl(&ep_rl, LOG_WARNING, "h3: new connection: %s", strerror(-r));
 		return;
 	}
 	c->next = ep->conns;
 	ep->conns = c;
 	ep->nconns++;
-	ep->stats.accepted++;
+	h3_stat_add(ep->stats.open, 1);
+	h3_stat_add(ep->stats.accepted, 1);
 	if (h3_conn_read(c, local, remote, pkt, n) == 0)
 		h3_conn_write(c);
 }
@@ -228,7 +248,7 @@ void h3_endpoint_on_readable(struct h3_endpoint *ep)
 		if (r) {
 			/* NGTCP2_ERR_VERSION_NEGOTIATION: an unknown version; we speak only v1 and
 			 * do not answer (no amplification from a spoofed source) */
-			ep->stats.dropped++;
+			h3_stat_add(ep->stats.dropped, 1);
 			continue;
 		}
 		struct h3_conn *c = h3_cidmap_lookup(&ep->map, vc.dcid, vc.dcidlen);
@@ -238,6 +258,7 @@ void h3_endpoint_on_readable(struct h3_endpoint *ep)
 		}
 		if (h3_conn_read(c, &to, &from, buf, (size_t)n) == 0)
 			h3_conn_write(c);
+		observe_handshake(ep, c);
 	}
 }
 

@@ -7,7 +7,20 @@
 
 #include "conn.h"
 
+/* Handshake time histogram bounds, microseconds (the last bucket is +Inf). */
+enum { H3_HS_BUCKETS = 10 };
+extern const uint64_t h3_hs_bucket_us[H3_HS_BUCKETS];
+
+/* Counters, written by the endpoint's thread with relaxed atomics so that a metrics thread
+ * may read them (h3_stat_get) at any time. */
+#define h3_stat_add(field, n) __atomic_fetch_add(&(field), (n), __ATOMIC_RELAXED)
+#define h3_stat_get(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
+
 struct h3_endpoint_stats {
+	uint64_t open;       /* connections now */
+	uint64_t hs_count;   /* handshakes completed */
+	uint64_t hs_sum_us;
+	uint64_t hs_bucket[H3_HS_BUCKETS + 1]; /* not cumulative; the last is over all bounds */
 	uint64_t accepted;   /* connections created */
 	uint64_t dropped;    /* datagrams matching no connection and starting none */
 	uint64_t refused;    /* Initials refused: connection limit or map full */

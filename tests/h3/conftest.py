@@ -3,6 +3,7 @@ kernel picks (read back from its log), stopped by its own PID."""
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
@@ -38,6 +39,13 @@ def certs(tmp_path_factory):
     certtool("--generate-self-signed", "--load-privkey", str(d / "other.key"), "--template",
              str(d / "ca.tmpl"), "--outfile", str(d / "other.pem"))
     return d
+
+
+def free_tcp_port():
+    """A TCP port free on 127.0.0.1 now (for --metrics)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
 
 
 def wait_for(cond, timeout, what):

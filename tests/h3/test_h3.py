@@ -12,11 +12,12 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 
 import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import PEAK, upload, wait_for  # noqa: E402
+from conftest import PEAK, free_tcp_port, upload, wait_for  # noqa: E402
 
 
 def write(path, n, seed):
@@ -119,6 +120,34 @@ def test_client_that_rebinds_mid_upload_finishes(tmp_path, certs, backend_factor
     log = b.logtext()
     assert f"server path to [::1]:{m.group(2)} validated" in log, log
     assert "1 connections" in log, log
+
+
+def test_metrics(tmp_path, certs, backend_factory):
+    port = free_tcp_port()
+    b = backend_factory(extra=("--metrics", f"127.0.0.1:{port}"))
+    write(tmp_path / "a", 123_456, "a")
+    write(tmp_path / "v", 1_000, "v")
+    rc, streams, out, err = upload(b.url, [f"{tmp_path / 'a'}:audio/ogg",
+                                           f"{tmp_path / 'a'}:audio/ogg",
+                                           f"{tmp_path / 'v'}:text/plain", str(tmp_path / "v")],
+                                   certs)
+    assert rc == 1 and [s["status"] for s in streams] == ["201", "201", "415", "400"], out
+
+    def scrape():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in text.splitlines() if line and not line.startswith("#")}
+    m = scrape()
+    assert m['peak_h3_streams_total{backend="b1",status="201"}'] == 2
+    assert m['peak_h3_streams_total{backend="b1",status="415"}'] == 1
+    assert m['peak_h3_streams_total{backend="b1",status="400"}'] == 1
+    assert m['peak_h3_body_bytes_total{backend="b1"}'] == 2 * 123_456
+    assert m['peak_h3_connections_total{backend="b1"}'] == 1
+    assert m['peak_h3_handshake_seconds_count{backend="b1"}'] == 1
+    assert m['peak_h3_handshake_seconds_bucket{backend="b1",le="+Inf"}'] == 1
+    assert 0 < m['peak_h3_handshake_seconds_sum{backend="b1"}'] < 5
+    assert b.stop() == 0
 
 
 def test_retry_before_accepting(tmp_path, certs, backend_factory):
