@@ -26,6 +26,7 @@ static const char backend_help[] =
     "usage: peak h3 backend --listen ADDR:PORT --cert FILE --key FILE --type TYPES\n"
     "                       [--id ID] [--max-streams N] [--max-conns N] [--verbose]\n"
     "                       [--secret-file FILE] [--retry] [--metrics ADDR:PORT]\n"
+    "                       [--qlog DIR]\n"
     "\n"
     "An HTTP/3 server (UDP). POST with a body: the body is hashed with SHA-256 as it\n"
     "streams in and answered 201 with\n"
@@ -50,11 +51,13 @@ static const char backend_help[] =
     "                      (by default only once half of --max-conns are open)\n"
     "  --metrics ADDR:PORT serve Prometheus metrics at http://ADDR:PORT/metrics: streams by\n"
     "                      status, body bytes, connections, drops, retries, resets,\n"
-    "                      handshake time histogram\n";
+    "                      handshake time histogram\n"
+    "  --qlog DIR          write a qlog file per connection into DIR (JSON-SEQ: ngtcp2's\n"
+    "                      transport events, and the request heads and answers)\n";
 
 static const char upload_help[] =
     "usage: peak h3 upload URL --file FILE[:TYPE] [--file ...] [--ca FILE | --insecure]\n"
-    "                      [--timeout MS] [--migrate-after BYTES]\n"
+    "                      [--timeout MS] [--migrate-after BYTES] [--qlog DIR]\n"
     "\n"
     "Opens one HTTP/3 connection to URL (https://HOST[:PORT][/PATH]) and POSTs every file on\n"
     "its own request stream, concurrently, opening streams as the server's limit allows.\n"
@@ -77,7 +80,7 @@ static int cmd_h3_backend(int argc, char **argv)
 	    {"id", required_argument, 0, 'i'},       {"max-streams", required_argument, 0, 's'},
 	    {"max-conns", required_argument, 0, 'm'}, {"verbose", no_argument, 0, 'v'},
 	    {"secret-file", required_argument, 0, 'S'}, {"retry", no_argument, 0, 'r'},
-	    {"metrics", required_argument, 0, 'M'},
+	    {"metrics", required_argument, 0, 'M'}, {"qlog", required_argument, 0, 'Q'},
 	    {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
 	};
 	static char host[256];
@@ -136,6 +139,9 @@ static int cmd_h3_backend(int argc, char **argv)
 		case 'M':
 			o.metrics = optarg;
 			break;
+		case 'Q':
+			o.qlog_dir = optarg;
+			break;
 		case 'h':
 			fputs(backend_help, stdout);
 			return 0;
@@ -181,7 +187,7 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	static const struct option opts[] = {
 	    {"file", required_argument, 0, 'f'},   {"ca", required_argument, 0, 'c'},
 	    {"insecure", no_argument, 0, 'k'},     {"timeout", required_argument, 0, 't'},
-	    {"migrate-after", required_argument, 0, 'M'},
+	    {"migrate-after", required_argument, 0, 'M'}, {"qlog", required_argument, 0, 'Q'},
 	    {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
 	};
 	static struct h3_upload_opts o;
@@ -230,6 +236,9 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 			if (get)
 				cli_usage_error(cmd, "takes no --migrate-after");
 			o.migrate_after = (size_t)cli_u64(cmd, "--migrate-after", optarg, 1, SIZE_MAX);
+			break;
+		case 'Q':
+			o.qlog_dir = optarg;
 			break;
 		case 'h':
 			fputs(get ? get_help : upload_help, stdout);

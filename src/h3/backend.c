@@ -18,6 +18,7 @@
 #include "../sys/log.h"
 #include "../sys/metrics.h"
 #include "endpoint.h"
+#include "qlog.h"
 
 enum {
 	BE_FIELD_LEN = 128, /* :method, :path and content-type kept per request */
@@ -117,6 +118,9 @@ static int respond(struct h3_conn *c, int64_t sid, struct bstream *s, int status
 	     NGHTTP3_NV_FLAG_NONE},
 	};
 	nghttp3_data_reader dr = {read_body};
+	h3_qlog_event(c, "http:response", "\"stream_id\":%" PRId64 ",\"status\":%d,"
+	              "\"body_bytes\":%" PRIu64,
+	              sid, status, s->bytes);
 	int r = nghttp3_conn_submit_response(c->h, sid, nva, sizeof(nva) / sizeof(nva[0]), &dr);
 	if (r) {
 		log_rl(&be_rl, LOG_WARNING, "h3 backend: stream %" PRId64 ": response: %s", sid,
@@ -196,6 +200,18 @@ static int end_headers(nghttp3_conn *h, int64_t sid, int fin, void *cu, void *su
 	(void)fin;
 	if (!s)
 		return 0;
+	if (c->qlog) {
+		char m[64], p[2 * BE_FIELD_LEN], t[2 * BE_FIELD_LEN];
+		h3_qlog_event(c, "http:request_headers",
+		              "\"stream_id\":%" PRId64 ",\"method\":\"%s\",\"path\":\"%s\","
+		              "\"content_type\":%s%s%s",
+		              sid, h3_qlog_str(m, sizeof(m), s->method, strlen(s->method)),
+		              h3_qlog_str(p, sizeof(p), s->path, strlen(s->path)),
+		              s->has_ctype ? "\"" : "",
+		              s->has_ctype ? h3_qlog_str(t, sizeof(t), s->ctype, strlen(s->ctype))
+		                           : "null",
+		              s->has_ctype ? "\"" : "");
+	}
 	if (strcmp(s->method, "POST"))
 		return 0; /* GET and the others are answered at the end of the request */
 	if (!s->has_ctype)
@@ -376,6 +392,7 @@ int h3_backend_run(const struct h3_backend_opts *o)
 	if (sfd < 0)
 		return sfd;
 	be = o;
+	h3_qlog_set_dir(o->qlog_dir);
 	if (o->secret) {
 		/* the endpoint's 32-byte secret, from the operator's 16 bytes */
 		struct sha256_ctx sha;

@@ -19,6 +19,7 @@ struct h3_backend_opts {
 	const uint8_t *secret; /* 16 bytes (--secret-file) or NULL: random per process */
 	bool retry;            /* Retry every new connection, not only past max_conns / 2 */
 	const char *metrics;   /* ADDR:PORT for GET /metrics (Prometheus), or NULL */
+	const char *qlog_dir;  /* a qlog file per connection there, or NULL */
 };
 
 /* Serves until SIGINT or SIGTERM. Returns 0 on a clean stop, -errno if it could not start. */

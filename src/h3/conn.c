@@ -11,6 +11,7 @@
 #include <gnutls/crypto.h>
 
 #include "../sys/log.h"
+#include "qlog.h"
 #include "tls.h"
 
 static struct log_limit conn_rl;
@@ -423,6 +424,10 @@ int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local
 	if (ngtcp2_crypto_generate_stateless_reset_token(params.stateless_reset_token, secret,
 	                                                 H3_SECRET_LEN, &scid))
 		goto out;
+	if (h3_qlog_enabled() && (c->qlog = h3_qlog_open(ocid ? ocid : &hd->dcid, "server"))) {
+		settings.qlog.write = h3_qlog_write;
+		settings.qlog.odcid = ocid ? *ocid : hd->dcid;
+	}
 	ngtcp2_path path = path_of(local, remote);
 	if (ngtcp2_conn_server_new(&c->q, &hd->scid, &scid, &path, hd->version, &server_cbs,
 	                           &settings, &params, NULL, c)) {
@@ -481,6 +486,8 @@ int h3_conn_client_new(struct h3_conn **out, int fd, const struct h3_addr *local
 	params.initial_max_data = 4 * 1024 * 1024;
 	params.max_idle_timeout = H3_IDLE_TIMEOUT_S * NGTCP2_SECONDS;
 	params.active_connection_id_limit = 4;
+	if (h3_qlog_enabled() && (c->qlog = h3_qlog_open(&dcid, "client")))
+		settings.qlog.write = h3_qlog_write;
 	ngtcp2_path path = path_of(local, remote);
 	if (ngtcp2_conn_client_new(&c->q, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &client_cbs,
 	                           &settings, &params, NULL, c)) {
@@ -529,6 +536,8 @@ void h3_conn_free(struct h3_conn *c)
 		ngtcp2_conn_del(c->q);
 	if (c->tls)
 		gnutls_deinit(c->tls);
+	if (c->qlog)
+		fclose(c->qlog);
 	free(c);
 }
 

@@ -4,6 +4,7 @@
  * Shared by the server endpoint and the client. */
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <gnutls/gnutls.h>
 #include <nghttp3/nghttp3.h>
@@ -65,6 +66,7 @@ struct h3_conn {
 	uint64_t close_at;            /* nonzero: closing or draining until then (ns) */
 	uint64_t t_start, t_handshake;
 	bool hs_counted;              /* the endpoint counted its handshake time */
+	FILE *qlog;                   /* this connection's qlog (h3_qlog_set_dir), or NULL */
 	struct h3_conn *next;         /* the endpoint's list */
 };
 

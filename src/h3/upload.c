@@ -17,6 +17,7 @@
 
 #include "../sys/log.h"
 #include "conn.h"
+#include "qlog.h"
 #include "tls.h"
 
 enum {
@@ -204,6 +205,18 @@ static void submit_more(struct h3_conn *c)
 		f->started = true;
 		f->t0 = h3_now();
 		u->next++;
+		if (c->qlog) {
+			char p[2 * UP_PATH_MAX], t[512];
+			h3_qlog_event(c, "http:request_headers",
+			              "\"stream_id\":%" PRId64 ",\"method\":\"%s\",\"path\":\"%s\","
+			              "\"content_type\":%s%s%s,\"content_length\":%zu",
+			              sid, u->get ? "GET" : "POST",
+			              h3_qlog_str(p, sizeof(p), u->path, strlen(u->path)),
+			              f->type ? "\"" : "",
+			              f->type ? h3_qlog_str(t, sizeof(t), f->type, strlen(f->type))
+			                      : "null",
+			              f->type ? "\"" : "", f->size);
+		}
 		if (nghttp3_conn_submit_request(c->h, sid, nva, nv, u->get ? NULL : &dr, f)) {
 			ngtcp2_conn_shutdown_stream(c->q, sid, NGHTTP3_H3_INTERNAL_ERROR);
 			continue;
@@ -256,11 +269,12 @@ static int end_stream(nghttp3_conn *h, int64_t sid, void *cu, void *su)
 {
 	struct ufile *f = su;
 	(void)h;
-	(void)sid;
-	(void)cu;
 	if (f) {
 		f->ended = true;
 		f->t1 = h3_now();
+		h3_qlog_event(cu, "http:response", "\"stream_id\":%" PRId64 ",\"status\":%d,"
+		              "\"body_bytes\":%zu",
+		              sid, f->status, f->resp_len);
 	}
 	return 0;
 }
@@ -439,6 +453,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	struct h3_conn *c = NULL;
 	int fd = -1, ret = -EINVAL;
 	memset(&u, 0, sizeof(u));
+	h3_qlog_set_dir(o->qlog_dir);
 	for (size_t i = 0; i < o->nfiles; i++)
 		u.f[i].fd = -1;
 	if (url_parse(o->url, host, sizeof(host), port, sizeof(port), u.path, sizeof(u.path))) {

@@ -20,6 +20,7 @@ struct h3_upload_opts {
 	bool insecure;    /* no certificate check */
 	bool get;         /* no files: one GET of the URL (health checks) */
 	size_t migrate_after; /* nonzero: move to a new local port after this many body bytes */
+	const char *qlog_dir; /* the connection's qlog file there, or NULL */
 	unsigned timeout_ms;
 };
 

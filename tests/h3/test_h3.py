@@ -6,6 +6,7 @@ that dies mid-upload and garbage datagrams, none of which may hurt the backend.
                                    [::1]:port chosen by the kernel
 """
 import hashlib
+import json
 import os
 import re
 import socket
@@ -148,6 +149,42 @@ def test_metrics(tmp_path, certs, backend_factory):
     assert m['peak_h3_handshake_seconds_bucket{backend="b1",le="+Inf"}'] == 1
     assert 0 < m['peak_h3_handshake_seconds_sum{backend="b1"}'] < 5
     assert b.stop() == 0
+
+
+def read_qlog(path):
+    """JSON-SEQ records (RFC 7464: each starts with RS), every one valid JSON."""
+    return [json.loads(r) for r in path.read_text().split("\x1e") if r.strip()]
+
+
+def test_qlog_per_connection(tmp_path, certs, backend_factory):
+    sdir, cdir = tmp_path / "qs", tmp_path / "qc"
+    sdir.mkdir()
+    cdir.mkdir()
+    b = backend_factory(extra=("--qlog", str(sdir)))
+    write(tmp_path / "a", 50_000, "a")
+    rc, streams, out, err = upload(b.url, [f"{tmp_path / 'a'}:audio/ogg",
+                                           f"{tmp_path / 'a'}:video/webm"], certs,
+                                   extra=("--qlog", str(cdir)))
+    assert rc == 1, out + err
+    assert b.stop() == 0  # closes the connection and its qlog
+    (sf,), (cf,) = list(sdir.iterdir()), list(cdir.iterdir())
+    # one file per connection, both named after the client's original destination ID
+    assert sf.name.endswith("-server.sqlog") and cf.name.endswith("-client.sqlog")
+    assert sf.name.split("-")[0] == cf.name.split("-")[0]
+    for f, body in ((sf, 50_000), (cf, None)):
+        recs = read_qlog(f)
+        assert recs[0]["qlog_format"] == "JSON-SEQ"
+        names = {r.get("name") for r in recs[1:]}
+        assert {"transport:packet_sent", "transport:packet_received"} <= names
+        heads = {r["data"]["stream_id"]: r["data"] for r in recs
+                 if r.get("name") == "http:request_headers"}
+        answers = {r["data"]["stream_id"]: r["data"] for r in recs
+                   if r.get("name") == "http:response"}
+        assert sorted(h["content_type"] for h in heads.values()) == ["audio/ogg", "video/webm"]
+        by_type = {h["content_type"]: answers[sid]["status"] for sid, h in heads.items()}
+        assert by_type == {"audio/ogg": 201, "video/webm": 415}
+        if body:
+            assert any(a["body_bytes"] == body for a in answers.values())
 
 
 def test_retry_before_accepting(tmp_path, certs, backend_factory):
