@@ -75,13 +75,20 @@ static const char upload_help[] =
 static int cmd_h3_backend(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"listen", required_argument, 0, 'l'},   {"cert", required_argument, 0, 'c'},
-	    {"key", required_argument, 0, 'k'},      {"type", required_argument, 0, 't'},
-	    {"id", required_argument, 0, 'i'},       {"max-streams", required_argument, 0, 's'},
-	    {"max-conns", required_argument, 0, 'm'}, {"verbose", no_argument, 0, 'v'},
-	    {"secret-file", required_argument, 0, 'S'}, {"retry", no_argument, 0, 'r'},
-	    {"metrics", required_argument, 0, 'M'}, {"qlog", required_argument, 0, 'Q'},
-	    {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
+	    {"listen", required_argument, 0, 'l'},
+	    {"cert", required_argument, 0, 'c'},
+	    {"key", required_argument, 0, 'k'},
+	    {"type", required_argument, 0, 't'},
+	    {"id", required_argument, 0, 'i'},
+	    {"max-streams", required_argument, 0, 's'},
+	    {"max-conns", required_argument, 0, 'm'},
+	    {"verbose", no_argument, 0, 'v'},
+	    {"secret-file", required_argument, 0, 'S'},
+	    {"retry", no_argument, 0, 'r'},
+	    {"metrics", required_argument, 0, 'M'},
+	    {"qlog", required_argument, 0, 'Q'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
 	};
 	static char host[256];
 	static uint8_t secret[16];
@@ -97,7 +104,8 @@ static int cmd_h3_backend(int argc, char **argv)
 		switch (c) {
 		case 'l':
 			if (h3_addr_parse(optarg, &o.listen))
-				cli_usage_error("h3 backend", "--listen: '%s' is not ADDR:PORT", optarg);
+				cli_usage_error("h3 backend", "--listen: '%s' is not ADDR:PORT",
+				                optarg);
 			have_listen = true;
 			break;
 		case 'c':
@@ -108,23 +116,26 @@ static int cmd_h3_backend(int argc, char **argv)
 			break;
 		case 't':
 			if (h3_ctype_set_parse(&o.types, optarg))
-				cli_usage_error("h3 backend",
-				                "--type: '%s': want up to %d comma-separated type/subtype,"
-				                " type/* or */*",
-				                optarg, H3_CTYPE_MAX);
+				cli_usage_error(
+				    "h3 backend",
+				    "--type: '%s': want up to %d comma-separated type/subtype,"
+				    " type/* or */*",
+				    optarg, H3_CTYPE_MAX);
 			have_types = true;
 			break;
 		case 'i':
 			if (!*optarg || strlen(optarg) > 64 || strpbrk(optarg, " \"\\\r\n\t"))
-				cli_usage_error("h3 backend", "--id: 1 to 64 characters, no spaces or"
-				                              " quotes");
+				cli_usage_error("h3 backend",
+				                "--id: 1 to 64 characters, no spaces or"
+				                " quotes");
 			o.id = optarg;
 			break;
 		case 's':
 			o.max_streams = cli_u64("h3 backend", "--max-streams", optarg, 1, 10000);
 			break;
 		case 'm':
-			o.max_conns = (size_t)cli_u64("h3 backend", "--max-conns", optarg, 1, 100000);
+			o.max_conns =
+			    (size_t)cli_u64("h3 backend", "--max-conns", optarg, 1, 100000);
 			break;
 		case 'v':
 			log_set_level(LOG_DEBUG);
@@ -146,7 +157,8 @@ static int cmd_h3_backend(int argc, char **argv)
 			fputs(backend_help, stdout);
 			return 0;
 		default:
-			cli_usage_error("h3 backend", "unknown or incomplete option '%s' (see --help)",
+			cli_usage_error("h3 backend",
+			                "unknown or incomplete option '%s' (see --help)",
 			                argv[optind - 1]);
 		}
 	}
@@ -185,10 +197,14 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 {
 	const char *cmd = get ? "h3 get" : "h3 upload";
 	static const struct option opts[] = {
-	    {"file", required_argument, 0, 'f'},   {"ca", required_argument, 0, 'c'},
-	    {"insecure", no_argument, 0, 'k'},     {"timeout", required_argument, 0, 't'},
-	    {"migrate-after", required_argument, 0, 'M'}, {"qlog", required_argument, 0, 'Q'},
-	    {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+	    {"file", required_argument, 0, 'f'},
+	    {"ca", required_argument, 0, 'c'},
+	    {"insecure", no_argument, 0, 'k'},
+	    {"timeout", required_argument, 0, 't'},
+	    {"migrate-after", required_argument, 0, 'M'},
+	    {"qlog", required_argument, 0, 'Q'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
 	};
 	static struct h3_upload_opts o;
 	int c;
@@ -210,10 +226,12 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 				struct h3_ctype_set one;
 				*colon = 0;
 				/* one concrete type; parameters are sent as given */
-				if (!printable(colon + 1) || h3_ctype_set_parse(&one, colon + 1) == 0
+				if (!printable(colon + 1) ||
+				            h3_ctype_set_parse(&one, colon + 1) == 0
 				        ? strchr(colon + 1, '*') != NULL
-				        : !h3_ctype_set_match(&(struct h3_ctype_set){.pat = {"*/*"}, .n = 1},
-				                              colon + 1, strlen(colon + 1)))
+				        : !h3_ctype_set_match(
+				              &(struct h3_ctype_set){.pat = {"*/*"}, .n = 1},
+				              colon + 1, strlen(colon + 1)))
 					cli_usage_error(cmd, "--file: '%s' is not a media type",
 					                colon + 1);
 				o.files[o.nfiles].type = colon + 1;
@@ -235,7 +253,8 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 		case 'M':
 			if (get)
 				cli_usage_error(cmd, "takes no --migrate-after");
-			o.migrate_after = (size_t)cli_u64(cmd, "--migrate-after", optarg, 1, SIZE_MAX);
+			o.migrate_after =
+			    (size_t)cli_u64(cmd, "--migrate-after", optarg, 1, SIZE_MAX);
 			break;
 		case 'Q':
 			o.qlog_dir = optarg;

@@ -92,11 +92,11 @@ static nghttp3_ssize read_body(nghttp3_conn *h, int64_t sid, nghttp3_vec *vec, s
 }
 
 /* Answers status with body (a line of text or JSON; NUL-terminated). */
-static int respond(struct h3_conn *c, int64_t sid, struct bstream *s, int status,
-                   const char *ctype, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+static int respond(struct h3_conn *c, int64_t sid, struct bstream *s, int status, const char *ctype,
+                   const char *fmt, ...) __attribute__((format(printf, 6, 7)));
 
-static int respond(struct h3_conn *c, int64_t sid, struct bstream *s, int status,
-                   const char *ctype, const char *fmt, ...)
+static int respond(struct h3_conn *c, int64_t sid, struct bstream *s, int status, const char *ctype,
+                   const char *fmt, ...)
 {
 	char st[4], len[24];
 	va_list ap;
@@ -118,7 +118,8 @@ static int respond(struct h3_conn *c, int64_t sid, struct bstream *s, int status
 	     NGHTTP3_NV_FLAG_NONE},
 	};
 	nghttp3_data_reader dr = {read_body};
-	h3_qlog_event(c, "http:response", "\"stream_id\":%" PRId64 ",\"status\":%d,"
+	h3_qlog_event(c, "http:response",
+	              "\"stream_id\":%" PRId64 ",\"status\":%d,"
 	              "\"body_bytes\":%" PRIu64,
 	              sid, status, s->bytes);
 	int r = nghttp3_conn_submit_response(c->h, sid, nva, sizeof(nva) / sizeof(nva[0]), &dr);
@@ -202,15 +203,14 @@ static int end_headers(nghttp3_conn *h, int64_t sid, int fin, void *cu, void *su
 		return 0;
 	if (c->qlog) {
 		char m[64], p[2 * BE_FIELD_LEN], t[2 * BE_FIELD_LEN];
-		h3_qlog_event(c, "http:request_headers",
-		              "\"stream_id\":%" PRId64 ",\"method\":\"%s\",\"path\":\"%s\","
-		              "\"content_type\":%s%s%s",
-		              sid, h3_qlog_str(m, sizeof(m), s->method, strlen(s->method)),
-		              h3_qlog_str(p, sizeof(p), s->path, strlen(s->path)),
-		              s->has_ctype ? "\"" : "",
-		              s->has_ctype ? h3_qlog_str(t, sizeof(t), s->ctype, strlen(s->ctype))
-		                           : "null",
-		              s->has_ctype ? "\"" : "");
+		h3_qlog_event(
+		    c, "http:request_headers",
+		    "\"stream_id\":%" PRId64 ",\"method\":\"%s\",\"path\":\"%s\","
+		    "\"content_type\":%s%s%s",
+		    sid, h3_qlog_str(m, sizeof(m), s->method, strlen(s->method)),
+		    h3_qlog_str(p, sizeof(p), s->path, strlen(s->path)), s->has_ctype ? "\"" : "",
+		    s->has_ctype ? h3_qlog_str(t, sizeof(t), s->ctype, strlen(s->ctype)) : "null",
+		    s->has_ctype ? "\"" : "");
 	}
 	if (strcmp(s->method, "POST"))
 		return 0; /* GET and the others are answered at the end of the request */
@@ -318,20 +318,23 @@ static void render(struct mbuf *b, void *arg)
 	const struct h3_endpoint_stats *st = &((const struct h3_endpoint *)arg)->stats;
 	char id[METRICS_LABEL_MAX];
 	metrics_label(id, sizeof(id), be->id);
-	mbuf_printf(b, "# HELP peak_h3_streams_total Request streams by the status answered "
-	               "(reset: closed without an answer).\n# TYPE peak_h3_streams_total counter\n");
+	mbuf_printf(b,
+	            "# HELP peak_h3_streams_total Request streams by the status answered "
+	            "(reset: closed without an answer).\n# TYPE peak_h3_streams_total counter\n");
 	for (size_t i = 0; i < BE_NSTATUS; i++) {
 		if (be_status[i])
 			mbuf_printf(b, "peak_h3_streams_total{backend=\"%s\",status=\"%d\"} %llu\n",
 			            id, be_status[i],
 			            (unsigned long long)h3_stat_get(be_stats.streams[i]));
 		else
-			mbuf_printf(b, "peak_h3_streams_total{backend=\"%s\",status=\"reset\"} %llu\n",
+			mbuf_printf(b,
+			            "peak_h3_streams_total{backend=\"%s\",status=\"reset\"} %llu\n",
 			            id, (unsigned long long)h3_stat_get(be_stats.streams[i]));
 	}
-	mbuf_printf(b, "# HELP peak_h3_body_bytes_total Request body bytes hashed.\n"
-	               "# TYPE peak_h3_body_bytes_total counter\n"
-	               "peak_h3_body_bytes_total{backend=\"%s\"} %llu\n",
+	mbuf_printf(b,
+	            "# HELP peak_h3_body_bytes_total Request body bytes hashed.\n"
+	            "# TYPE peak_h3_body_bytes_total counter\n"
+	            "peak_h3_body_bytes_total{backend=\"%s\"} %llu\n",
 	            id, (unsigned long long)h3_stat_get(be_stats.body_bytes));
 	const struct {
 		const char *name, *help;
@@ -347,12 +350,14 @@ static void render(struct mbuf *b, void *arg)
 	    {"stateless_resets_total", "Stateless resets sent.", &st->resets},
 	};
 	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++)
-		mbuf_printf(b, "# HELP peak_h3_%s %s\n# TYPE peak_h3_%s counter\n"
-		               "peak_h3_%s{backend=\"%s\"} %llu\n",
+		mbuf_printf(b,
+		            "# HELP peak_h3_%s %s\n# TYPE peak_h3_%s counter\n"
+		            "peak_h3_%s{backend=\"%s\"} %llu\n",
 		            ctr[i].name, ctr[i].help, ctr[i].name, ctr[i].name, id,
 		            (unsigned long long)__atomic_load_n(ctr[i].v, __ATOMIC_RELAXED));
-	mbuf_printf(b, "# HELP peak_h3_connections Open QUIC connections.\n"
-	               "# TYPE peak_h3_connections gauge\npeak_h3_connections{backend=\"%s\"} %llu\n",
+	mbuf_printf(b,
+	            "# HELP peak_h3_connections Open QUIC connections.\n"
+	            "# TYPE peak_h3_connections gauge\npeak_h3_connections{backend=\"%s\"} %llu\n",
 	            id, (unsigned long long)h3_stat_get(st->open));
 	mbuf_printf(b, "# HELP peak_h3_handshake_seconds QUIC handshake time, first Initial to "
 	               "the client's Finished.\n# TYPE peak_h3_handshake_seconds histogram\n");
@@ -360,16 +365,19 @@ static void render(struct mbuf *b, void *arg)
 	for (size_t i = 0; i <= H3_HS_BUCKETS; i++) {
 		cum += h3_stat_get(st->hs_bucket[i]);
 		if (i < H3_HS_BUCKETS)
-			mbuf_printf(b, "peak_h3_handshake_seconds_bucket{backend=\"%s\",le=\"%g\"} "
-			               "%llu\n",
+			mbuf_printf(b,
+			            "peak_h3_handshake_seconds_bucket{backend=\"%s\",le=\"%g\"} "
+			            "%llu\n",
 			            id, (double)h3_hs_bucket_us[i] / 1e6, (unsigned long long)cum);
 		else
-			mbuf_printf(b, "peak_h3_handshake_seconds_bucket{backend=\"%s\",le=\"+Inf\"} "
-			               "%llu\n",
+			mbuf_printf(b,
+			            "peak_h3_handshake_seconds_bucket{backend=\"%s\",le=\"+Inf\"} "
+			            "%llu\n",
 			            id, (unsigned long long)cum);
 	}
-	mbuf_printf(b, "peak_h3_handshake_seconds_sum{backend=\"%s\"} %.6f\n"
-	               "peak_h3_handshake_seconds_count{backend=\"%s\"} %llu\n",
+	mbuf_printf(b,
+	            "peak_h3_handshake_seconds_sum{backend=\"%s\"} %.6f\n"
+	            "peak_h3_handshake_seconds_count{backend=\"%s\"} %llu\n",
 	            id, (double)h3_stat_get(st->hs_sum_us) / 1e6, id,
 	            (unsigned long long)h3_stat_get(st->hs_count));
 }
@@ -436,9 +444,10 @@ int h3_backend_run(const struct h3_backend_opts *o)
 		h3_endpoint_on_timer(&ep);
 	}
 	h3_endpoint_close_all(&ep);
-	log_msg(LOG_INFO, "h3 backend %s: %" PRIu64 " connections, %" PRIu64
-	        " datagrams dropped, %" PRIu64 " refused, %" PRIu64 " retries, %" PRIu64
-	        " bad tokens, %" PRIu64 " stateless resets",
+	log_msg(LOG_INFO,
+	        "h3 backend %s: %" PRIu64 " connections, %" PRIu64 " datagrams dropped, %" PRIu64
+	        " refused, %" PRIu64 " retries, %" PRIu64 " bad tokens, %" PRIu64
+	        " stateless resets",
 	        o->id, ep.stats.accepted, ep.stats.dropped, ep.stats.refused, ep.stats.retries,
 	        ep.stats.bad_tokens, ep.stats.resets);
 	if (ms)

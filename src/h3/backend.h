@@ -14,7 +14,7 @@ struct h3_backend_opts {
 	const char *cert, *key;
 	struct h3_ctype_set types;
 	const char *id;
-	uint64_t max_streams;  /* concurrent request streams per connection */
+	uint64_t max_streams; /* concurrent request streams per connection */
 	size_t max_conns;
 	const uint8_t *secret; /* 16 bytes (--secret-file) or NULL: random per process */
 	bool retry;            /* Retry every new connection, not only past max_conns / 2 */

@@ -109,8 +109,8 @@ static int recv_stream_data(ngtcp2_conn *q, uint32_t flags, int64_t sid, uint64_
 		h3_conn_consume(c, sid, n);
 		return 0;
 	}
-	nghttp3_ssize r = nghttp3_conn_read_stream(c->h, sid, data, n,
-	                                           flags & NGTCP2_STREAM_DATA_FLAG_FIN);
+	nghttp3_ssize r =
+	    nghttp3_conn_read_stream(c->h, sid, data, n, flags & NGTCP2_STREAM_DATA_FLAG_FIN);
 	if (r < 0) {
 		log_rl(&conn_rl, LOG_NOTICE, "h3: stream %lld: %s", (long long)sid,
 		       nghttp3_strerror((int)r));
@@ -125,8 +125,8 @@ static int recv_stream_data(ngtcp2_conn *q, uint32_t flags, int64_t sid, uint64_
 	return 0;
 }
 
-static int acked_stream_data_offset(ngtcp2_conn *q, int64_t sid, uint64_t off, uint64_t n,
-                                    void *ud, void *sud)
+static int acked_stream_data_offset(ngtcp2_conn *q, int64_t sid, uint64_t off, uint64_t n, void *ud,
+                                    void *sud)
 {
 	struct h3_conn *c = ud;
 	(void)q;
@@ -164,8 +164,8 @@ static int stream_close(ngtcp2_conn *q, uint32_t flags, int64_t sid, uint64_t co
 /* The peer abandoned its side of a stream (RESET_STREAM) or asked us to stop sending
  * (STOP_SENDING). A server also gives up its answer on a reset request, so the stream closes
  * and its state is freed now rather than at the connection's end. */
-static int stream_reset(ngtcp2_conn *q, int64_t sid, uint64_t final_size, uint64_t code,
-                        void *ud, void *sud)
+static int stream_reset(ngtcp2_conn *q, int64_t sid, uint64_t final_size, uint64_t code, void *ud,
+                        void *sud)
 {
 	struct h3_conn *c = ud;
 	(void)final_size;
@@ -349,9 +349,8 @@ static const ngtcp2_callbacks client_cbs = {
     .version_negotiation = ngtcp2_crypto_version_negotiation_cb,
 };
 
-static struct h3_conn *conn_alloc(int fd, const struct h3_addr *local,
-                                  const struct h3_addr *remote, const struct h3_conn_ops *ops,
-                                  void *app)
+static struct h3_conn *conn_alloc(int fd, const struct h3_addr *local, const struct h3_addr *remote,
+                                  const struct h3_conn_ops *ops, void *app)
 {
 	struct h3_conn *c = calloc(1, sizeof(*c));
 	if (!c)
@@ -380,8 +379,8 @@ static ngtcp2_path path_of(const struct h3_addr *local, const struct h3_addr *re
 
 int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local,
                        const struct h3_addr *remote, const ngtcp2_pkt_hd *hd,
-                       const ngtcp2_cid *ocid, gnutls_certificate_credentials_t cred, const struct h3_limits *lim,
-                       struct h3_cidmap *map, const uint8_t *secret,
+                       const ngtcp2_cid *ocid, gnutls_certificate_credentials_t cred,
+                       const struct h3_limits *lim, struct h3_cidmap *map, const uint8_t *secret,
                        const struct h3_conn_ops *ops, void *app)
 {
 	ngtcp2_settings settings;
@@ -573,8 +572,8 @@ void h3_conn_close(struct h3_conn *c, uint64_t h3_error)
 	if (!c->err.error_code && c->err.type == NGTCP2_CONNECTION_CLOSE_ERROR_CODE_TYPE_TRANSPORT)
 		ngtcp2_connection_close_error_set_application_error(&c->err, h3_error, NULL, 0);
 	ngtcp2_path_storage_zero(&ps);
-	ngtcp2_ssize n = ngtcp2_conn_write_connection_close(c->q, &ps.path, &pi, buf, sizeof(buf),
-	                                                    &c->err, now);
+	ngtcp2_ssize n =
+	    ngtcp2_conn_write_connection_close(c->q, &ps.path, &pi, buf, sizeof(buf), &c->err, now);
 	if (n > 0)
 		send_pkt(c, &ps.path, buf, (size_t)n);
 	start_closing(c, now);
@@ -652,7 +651,8 @@ int h3_conn_write(struct h3_conn *c)
 			nv = nghttp3_conn_writev_stream(c->h, &sid, &fin, vec, 16);
 			if (nv < 0) {
 				ngtcp2_connection_close_error_set_application_error(
-				    &c->err, nghttp3_err_infer_quic_app_error_code((int)nv), NULL, 0);
+				    &c->err, nghttp3_err_infer_quic_app_error_code((int)nv), NULL,
+				    0);
 				h3_conn_close(c, NGHTTP3_H3_INTERNAL_ERROR);
 				return -EPROTO;
 			}
@@ -663,9 +663,9 @@ int h3_conn_write(struct h3_conn *c)
 		if (fin)
 			flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
 		ngtcp2_ssize ndata = -1;
-		ngtcp2_ssize n = ngtcp2_conn_writev_stream(c->q, &ps.path, &pi, buf, sizeof(buf),
-		                                           &ndata, flags, sid,
-		                                           (const ngtcp2_vec *)vec, (size_t)nv, now);
+		ngtcp2_ssize n =
+		    ngtcp2_conn_writev_stream(c->q, &ps.path, &pi, buf, sizeof(buf), &ndata, flags,
+		                              sid, (const ngtcp2_vec *)vec, (size_t)nv, now);
 		if (n < 0) {
 			switch (n) {
 			case NGTCP2_ERR_STREAM_DATA_BLOCKED:
@@ -683,7 +683,8 @@ int h3_conn_write(struct h3_conn *c)
 				return -EPROTO;
 			}
 		}
-		if (ndata >= 0 && sid >= 0 && nghttp3_conn_add_write_offset(c->h, sid, (size_t)ndata))
+		if (ndata >= 0 && sid >= 0 &&
+		    nghttp3_conn_add_write_offset(c->h, sid, (size_t)ndata))
 			goto h3fail;
 		if (n == 0)
 			break;

@@ -15,10 +15,10 @@
 #include "udp.h"
 
 enum {
-	H3_SCID_LEN = 18,            /* our connection IDs */
-	H3_SECRET_LEN = 32,          /* the endpoint's static secret (stateless reset tokens) */
-	H3_IDLE_TIMEOUT_S = 30,      /* max_idle_timeout (RFC 9000 §10.1) */
-	H3_MAX_UDP_PAYLOAD = 1472,   /* the largest datagram we write */
+	H3_SCID_LEN = 18,          /* our connection IDs */
+	H3_SECRET_LEN = 32,        /* the endpoint's static secret (stateless reset tokens) */
+	H3_IDLE_TIMEOUT_S = 30,    /* max_idle_timeout (RFC 9000 §10.1) */
+	H3_MAX_UDP_PAYLOAD = 1472, /* the largest datagram we write */
 };
 
 struct h3_conn;
@@ -41,9 +41,9 @@ struct h3_conn_ops {
 
 /* Transport limits a server grants each client. */
 struct h3_limits {
-	uint64_t max_streams_bidi;   /* concurrent request streams */
-	uint64_t max_stream_data;    /* per stream receive window, bytes */
-	uint64_t max_data;           /* per connection receive window, bytes */
+	uint64_t max_streams_bidi; /* concurrent request streams */
+	uint64_t max_stream_data;  /* per stream receive window, bytes */
+	uint64_t max_data;         /* per connection receive window, bytes */
 };
 
 struct h3_conn {
@@ -53,21 +53,21 @@ struct h3_conn {
 	gnutls_session_t tls;
 	ngtcp2_connection_close_error err;
 	const struct h3_conn_ops *ops;
-	void *app;                    /* the application's, untouched here */
-	void *app_conn;               /* the application's per-connection state */
-	struct h3_cidmap *map;        /* server: where every ID we issue is mapped */
-	size_t nmapped;               /* entries of map pointing at this connection */
-	ngtcp2_cid first_dcid;        /* the client's destination ID we mapped at accept */
-	const uint8_t *secret;        /* server: H3_SECRET_LEN bytes, owned by the endpoint */
+	void *app;             /* the application's, untouched here */
+	void *app_conn;        /* the application's per-connection state */
+	struct h3_cidmap *map; /* server: where every ID we issue is mapped */
+	size_t nmapped;        /* entries of map pointing at this connection */
+	ngtcp2_cid first_dcid; /* the client's destination ID we mapped at accept */
+	const uint8_t *secret; /* server: H3_SECRET_LEN bytes, owned by the endpoint */
 	int fd;
 	struct h3_addr local, remote; /* the path the last packet came on */
 	bool server;
-	bool dead;                    /* free it: closed, drained or timed out */
-	uint64_t close_at;            /* nonzero: closing or draining until then (ns) */
+	bool dead;         /* free it: closed, drained or timed out */
+	uint64_t close_at; /* nonzero: closing or draining until then (ns) */
 	uint64_t t_start, t_handshake;
-	bool hs_counted;              /* the endpoint counted its handshake time */
-	FILE *qlog;                   /* this connection's qlog (h3_qlog_set_dir), or NULL */
-	struct h3_conn *next;         /* the endpoint's list */
+	bool hs_counted;      /* the endpoint counted its handshake time */
+	FILE *qlog;           /* this connection's qlog (h3_qlog_set_dir), or NULL */
+	struct h3_conn *next; /* the endpoint's list */
 };
 
 /* Monotonic time in ns, the clock ngtcp2 is driven by. */
@@ -80,9 +80,8 @@ uint64_t h3_now(void);
  * an ID collides, -ENOSPC: the map is full). */
 int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local,
                        const struct h3_addr *remote, const ngtcp2_pkt_hd *hd,
-                       const ngtcp2_cid *ocid,
-                       gnutls_certificate_credentials_t cred, const struct h3_limits *lim,
-                       struct h3_cidmap *map, const uint8_t *secret,
+                       const ngtcp2_cid *ocid, gnutls_certificate_credentials_t cred,
+                       const struct h3_limits *lim, struct h3_cidmap *map, const uint8_t *secret,
                        const struct h3_conn_ops *ops, void *app);
 
 /* Starts a client connection to remote over the connected socket fd; host is checked

@@ -18,8 +18,7 @@ static char lower(char c)
 
 /* Splits the media type of v[n] into type and subtype spans; false if it is not
  * OWS token "/" token OWS [";" ...]. */
-static bool split(const char *v, size_t n, const char **t, size_t *tl, const char **s,
-                  size_t *sl)
+static bool split(const char *v, size_t n, const char **t, size_t *tl, const char **s, size_t *sl)
 {
 	size_t i = 0;
 	while (i < n && (v[i] == ' ' || v[i] == '\t'))

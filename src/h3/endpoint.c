@@ -12,7 +12,7 @@
 #include "tls.h"
 
 enum {
-	EP_BATCH = 64,     /* datagrams per readable event before timers get a turn */
+	EP_BATCH = 64,        /* datagrams per readable event before timers get a turn */
 	EP_CIDS_PER_CONN = 8, /* our IDs (active_connection_id_limit 4, spares) + the client's */
 	EP_RETRY_TOKEN_TIMEOUT_S = 10, /* a Retry token is good this long */
 	EP_RESETS_PER_S = 100,         /* stateless resets sent per second at most */
@@ -21,8 +21,8 @@ enum {
 
 static struct log_limit ep_rl;
 
-const uint64_t h3_hs_bucket_us[H3_HS_BUCKETS] = {1000,   2500,   5000,   10000,  25000,
-                                                 50000,  100000, 250000, 500000, 1000000};
+const uint64_t h3_hs_bucket_us[H3_HS_BUCKETS] = {1000,  2500,   5000,   10000,  25000,
+                                                 50000, 100000, 250000, 500000, 1000000};
 
 /* Counts a connection's handshake time once, when it has completed. */
 static void observe_handshake(struct h3_endpoint *ep, struct h3_conn *c)

@@ -17,11 +17,11 @@ extern const uint64_t h3_hs_bucket_us[H3_HS_BUCKETS];
 #define h3_stat_get(field) __atomic_load_n(&(field), __ATOMIC_RELAXED)
 
 struct h3_endpoint_stats {
-	uint64_t open;       /* connections now */
-	uint64_t hs_count;   /* handshakes completed */
+	uint64_t open;     /* connections now */
+	uint64_t hs_count; /* handshakes completed */
 	uint64_t hs_sum_us;
 	uint64_t hs_bucket[H3_HS_BUCKETS + 1]; /* not cumulative; the last is over all bounds */
-	uint64_t accepted;   /* connections created */
+	uint64_t accepted;                     /* connections created */
 	uint64_t dropped;    /* datagrams matching no connection and starting none */
 	uint64_t refused;    /* Initials refused: connection limit or map full */
 	uint64_t retries;    /* Retry packets sent (address validation, RFC 9000 §8.1.2) */
@@ -32,7 +32,7 @@ struct h3_endpoint_stats {
 /* When a new connection must first prove its address with a Retry round trip. */
 struct h3_retry_policy {
 	bool always;
-	size_t above;        /* or once this many connections are open (0: never) */
+	size_t above; /* or once this many connections are open (0: never) */
 };
 
 struct h3_endpoint {
@@ -45,7 +45,7 @@ struct h3_endpoint {
 	size_t nconns, max_conns;
 	uint8_t secret[H3_SECRET_LEN]; /* stateless reset tokens and Retry tokens */
 	struct h3_retry_policy retry;
-	uint64_t reset_window_s;       /* stateless resets: at most EP_RESETS_PER_S a second */
+	uint64_t reset_window_s; /* stateless resets: at most EP_RESETS_PER_S a second */
 	unsigned resets_in_window;
 	const struct h3_conn_ops *ops;
 	void *app;

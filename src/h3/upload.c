@@ -35,9 +35,9 @@ struct ufile {
 	char hex[2 * SHA256_DIGEST_SIZE + 1];
 	int64_t sid;
 	int status;
-	size_t sent;        /* body bytes handed to nghttp3 */
-	bool turn_used;     /* this round's bytes are handed over */
-	bool paused;        /* read_data said WOULDBLOCK: resume at the next round */
+	size_t sent;    /* body bytes handed to nghttp3 */
+	bool turn_used; /* this round's bytes are handed over */
+	bool paused;    /* read_data said WOULDBLOCK: resume at the next round */
 	bool started, ended, closed;
 	uint64_t close_code;
 	char backend[80]; /* x-peak-backend, when the answer is not our JSON */
@@ -55,8 +55,8 @@ struct upload {
 };
 
 /* Splits https://HOST[:PORT][/PATH]; HOST is a name, an IPv4 address or [IPv6]. */
-static int url_parse(const char *url, char *host, size_t hcap, char *port, size_t pcap,
-                     char *path, size_t pathcap)
+static int url_parse(const char *url, char *host, size_t hcap, char *port, size_t pcap, char *path,
+                     size_t pathcap)
 {
 	const char *p = url, *h, *he, *rest;
 	if (strncmp(p, "https://", 8))
@@ -244,7 +244,8 @@ static int recv_header(nghttp3_conn *h, int64_t sid, int32_t token, nghttp3_rcbu
 	} else if (f && n.len == 14 && !memcmp(n.base, "x-peak-backend", 14)) {
 		size_t k = v.len < sizeof(f->backend) - 1 ? v.len : sizeof(f->backend) - 1;
 		for (size_t i = 0; i < k; i++)
-			f->backend[i] = v.base[i] > 0x20 && v.base[i] < 0x7f ? (char)v.base[i] : '?';
+			f->backend[i] =
+			    v.base[i] > 0x20 && v.base[i] < 0x7f ? (char)v.base[i] : '?';
 		f->backend[k] = 0;
 	}
 	return 0;
@@ -272,7 +273,8 @@ static int end_stream(nghttp3_conn *h, int64_t sid, void *cu, void *su)
 	if (f) {
 		f->ended = true;
 		f->t1 = h3_now();
-		h3_qlog_event(cu, "http:response", "\"stream_id\":%" PRId64 ",\"status\":%d,"
+		h3_qlog_event(cu, "http:response",
+		              "\"stream_id\":%" PRId64 ",\"status\":%d,"
 		              "\"body_bytes\":%zu",
 		              sid, f->status, f->resp_len);
 	}
@@ -409,7 +411,8 @@ static size_t report(struct upload *u)
 		bool ok = false;
 		if (f->ended && f->status) {
 			snprintf(status, sizeof(status), "%d", f->status);
-			if (!json_str(f->resp, "backend", backend, sizeof(backend)) && f->backend[0])
+			if (!json_str(f->resp, "backend", backend, sizeof(backend)) &&
+			    f->backend[0])
 				snprintf(backend, sizeof(backend), "%s", f->backend);
 			if (u->get) {
 				ok = f->status >= 200 && f->status < 300;
@@ -429,10 +432,11 @@ static size_t report(struct upload *u)
 		if (u->get) {
 			size_t k = strcspn(f->resp, "\r\n");
 			printf("stream=%" PRId64 " status=%s backend=%s time_ms=%.1f body=%.*s\n",
-			       f->started ? f->sid : -1, status, backend, ms, (int)(k > 200 ? 200 : k),
-			       f->resp);
+			       f->started ? f->sid : -1, status, backend, ms,
+			       (int)(k > 200 ? 200 : k), f->resp);
 		} else {
-			printf("stream=%" PRId64 " file=%s type=%s status=%s backend=%s checksum=%s "
+			printf("stream=%" PRId64
+			       " file=%s type=%s status=%s backend=%s checksum=%s "
 			       "bytes=%zu sha256=%s time_ms=%.1f\n",
 			       f->started ? f->sid : -1, base(f->path), f->type ? f->type : "-",
 			       status, backend, check, f->size, f->hex, ms);
@@ -531,7 +535,8 @@ int h3_upload_run(const struct h3_upload_opts *o)
 			if (r != -EAGAIN) {
 				migrated = true;
 				if (r)
-					fprintf(stderr, "peak h3 upload: migration: %s\n", strerror(-r));
+					fprintf(stderr, "peak h3 upload: migration: %s\n",
+					        strerror(-r));
 			}
 			fd = c->fd;
 			local = c->local;

@@ -49,8 +49,18 @@ static void test_parse_errors(void **state)
 	struct h3_ctype_set s;
 	(void)state;
 	const char *bad[] = {
-	    "", "audio", "audio/", "/mp4", "audio/*,", ",audio/*", "audio/ogg;x=1", "*/mp4",
-	    "au*/ogg", "audio/og*", "a/b,c/d,e/f,g/h,i/j,k/l,m/n,o/p,q/r", "audio/ogg x",
+	    "",
+	    "audio",
+	    "audio/",
+	    "/mp4",
+	    "audio/*,",
+	    ",audio/*",
+	    "audio/ogg;x=1",
+	    "*/mp4",
+	    "au*/ogg",
+	    "audio/og*",
+	    "a/b,c/d,e/f,g/h,i/j,k/l,m/n,o/p,q/r",
+	    "audio/ogg x",
 	    "aud\"io/ogg",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
