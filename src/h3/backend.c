@@ -186,6 +186,11 @@ static int recv_header(nghttp3_conn *h, int64_t sid, int32_t token, nghttp3_rcbu
 	} else if (name_is(name, "content-type")) {
 		s->has_ctype = true;
 		copy_field(s->ctype, sizeof(s->ctype), value, &s->ctype_long);
+		/* control bytes and obs-text become '?': never a token character, so such a
+		 * type matches nothing, and logs and answers stay printable */
+		for (char *p = s->ctype; *p; p++)
+			if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
+				*p = '?';
 	}
 	return 0;
 }
@@ -256,14 +261,9 @@ static int end_stream(nghttp3_conn *h, int64_t sid, void *cu, void *su)
 		s->hashing = false;
 		log_msg(LOG_DEBUG, "h3 backend %s: stream %" PRId64 ": %" PRIu64 " bytes, %s",
 		        be->id, sid, s->bytes, hex);
-		/* the type is echoed as received: tchar and parameters only (no '"' or '\\'
-		 * unless quoted parameters carry them, which json_escape below drops) */
-		char t[BE_FIELD_LEN];
-		size_t k = 0;
-		for (const char *p = s->ctype; *p && k < sizeof(t) - 1; p++)
-			if (*p != '"' && *p != '\\' && (unsigned char)*p >= 0x20)
-				t[k++] = *p;
-		t[k] = 0;
+		/* the type is echoed as received, parameters included, as a JSON string */
+		char t[2 * BE_FIELD_LEN];
+		h3_qlog_str(t, sizeof(t), s->ctype, strlen(s->ctype));
 		return respond(c, sid, s, 201, "application/json",
 		               "{\"checksum\":\"%s\",\"bytes\":%" PRIu64
 		               ",\"type\":\"%s\",\"backend\":\"%s\"}\n",

@@ -29,5 +29,6 @@ void h3_qlog_event(struct h3_conn *c, const char *name, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
 /* Copies v[n] into out (cap > 0, NUL-terminated) as the inside of a JSON string: '"', '\\'
- * and control bytes escaped, bytes over 0x7e as \u00XX; cut at a whole escape. */
+ * and control bytes escaped, bytes over 0x7e as \u00XX; cut at a whole escape. Also used
+ * for the JSON the backend answers with. */
 const char *h3_qlog_str(char *out, size_t cap, const char *v, size_t n);
