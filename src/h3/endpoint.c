@@ -16,7 +16,11 @@ enum {
 	EP_CIDS_PER_CONN = 8, /* our IDs (active_connection_id_limit 4, spares) + the client's */
 	EP_RETRY_TOKEN_TIMEOUT_S = 10, /* a Retry token is good this long */
 	EP_RESETS_PER_S = 100,         /* stateless resets sent per second at most */
-	EP_RESET_MIN_IN = 43,          /* no reset for a datagram this short or shorter */
+	/* the shortest datagram answered with a reset: ours is one byte shorter and ngtcp2
+	 * needs 1 + 5 random + 16 token bytes; a client waiting for flow control credit sends
+	 * only small PING probes (about 40 bytes), which must get one too */
+	EP_RESET_MIN_IN =
+	    1 + NGTCP2_MIN_STATELESS_RESET_RANDLEN + NGTCP2_STATELESS_RESET_TOKENLEN + 1,
 };
 
 static struct log_limit ep_rl;
@@ -148,7 +152,7 @@ static void send_reset(struct h3_endpoint *ep, const struct h3_addr *local,
 	uint8_t token[NGTCP2_STATELESS_RESET_TOKENLEN], rnd[64], buf[128];
 	ngtcp2_cid dcid;
 	uint64_t s = h3_now() / NGTCP2_SECONDS;
-	if (n <= EP_RESET_MIN_IN || vc->dcidlen != H3_SCID_LEN)
+	if (n < EP_RESET_MIN_IN || vc->dcidlen != H3_SCID_LEN)
 		return;
 	if (s != ep->reset_window_s) {
 		ep->reset_window_s = s;

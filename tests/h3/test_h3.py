@@ -232,6 +232,28 @@ def test_restarted_backend_resets_old_connections(tmp_path, certs, backend_facto
     assert not re.search(r" 0 stateless resets", b.logtext()), b.logtext()
 
 
+def test_stateless_reset_answers_small_probes(backend_factory):
+    """A client blocked on flow control when its server died sends only small PING probes
+    (about 40 bytes); they too must get a stateless reset, one byte shorter (RFC 9000
+    §10.3.3). Too short to allow one (22 bytes): nothing."""
+    b = backend_factory()
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    try:
+        s.connect(("::1", b.port))
+        s.send(bytes([0x41]) + os.urandom(18) + os.urandom(21))  # 40 bytes, unknown DCID
+        reply = s.recv(2048)
+        assert len(reply) == 39 and reply[0] & 0xc0 == 0x40, reply
+        s.send(bytes([0x41]) + os.urandom(21))  # 22 bytes
+        s.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            s.recv(2048)
+    finally:
+        s.close()
+    assert b.stop() == 0
+    assert " 1 stateless resets" in b.logtext(), b.logtext()
+
+
 def test_client_killed_mid_upload_does_not_hurt_the_backend(tmp_path, certs, backend_factory):
     b = backend_factory(extra=("--verbose",))
     big = tmp_path / "big.mp4"
