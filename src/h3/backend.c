@@ -348,6 +348,8 @@ static void render(struct mbuf *b, void *arg)
 	    {"bad_tokens_total", "Initials with a Retry token that did not verify.",
 	     &st->bad_tokens},
 	    {"stateless_resets_total", "Stateless resets sent.", &st->resets},
+	    {"version_negotiations_total", "Version Negotiation packets sent.",
+	     &st->version_negotiations},
 	};
 	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++)
 		mbuf_printf(b,

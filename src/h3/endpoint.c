@@ -16,6 +16,7 @@ enum {
 	EP_CIDS_PER_CONN = 8, /* our IDs (active_connection_id_limit 4, spares) + the client's */
 	EP_RETRY_TOKEN_TIMEOUT_S = 10, /* a Retry token is good this long */
 	EP_RESETS_PER_S = 100,         /* stateless resets sent per second at most */
+	EP_VN_MIN_IN = 1200,           /* the smallest client Initial datagram (§14.1) */
 	/* the shortest datagram answered with a reset: ours is one byte shorter and ngtcp2
 	 * needs 1 + 5 random + 16 token bytes; a client waiting for flow control credit sends
 	 * only small PING probes (about 40 bytes), which must get one too */
@@ -176,6 +177,34 @@ static void send_reset(struct h3_endpoint *ep, const struct h3_addr *local,
 		h3_stat_add(ep->stats.resets, 1);
 }
 
+/* A long-header datagram of a version we do not speak: list ours (RFC 9000 §6.1), only
+ * for datagrams of at least 1200 bytes (what a client's first Initial must be, §14.1; the
+ * answer is far smaller, so no amplification) and within the reset rate limit. */
+static void send_version_negotiation(struct h3_endpoint *ep, const struct h3_addr *local,
+                                     const struct h3_addr *remote, const ngtcp2_version_cid *vc,
+                                     size_t n)
+{
+	static const uint32_t versions[] = {NGTCP2_PROTO_VER_V1};
+	uint8_t buf[256], unused;
+	uint64_t s = h3_now() / NGTCP2_SECONDS;
+	if (n < EP_VN_MIN_IN) {
+		h3_stat_add(ep->stats.dropped, 1);
+		return;
+	}
+	if (s != ep->reset_window_s) {
+		ep->reset_window_s = s;
+		ep->resets_in_window = 0;
+	}
+	if (ep->resets_in_window >= EP_RESETS_PER_S || gnutls_rnd(GNUTLS_RND_NONCE, &unused, 1))
+		return;
+	ep->resets_in_window++;
+	/* our answer swaps the client's IDs */
+	ngtcp2_ssize w = ngtcp2_pkt_write_version_negotiation(
+	    buf, sizeof(buf), unused, vc->scid, vc->scidlen, vc->dcid, vc->dcidlen, versions, 1);
+	if (w > 0 && h3_udp_send(ep->fd, local, remote, buf, (size_t)w) == 0)
+		h3_stat_add(ep->stats.version_negotiations, 1);
+}
+
 /* A datagram whose destination ID maps to no connection: a client Initial starts one (after
  * a Retry round trip when the policy asks for it); a short-header packet gets a stateless
  * reset; anything else is dropped. */
@@ -249,9 +278,11 @@ void h3_endpoint_on_readable(struct h3_endpoint *ep)
 		}
 		ngtcp2_version_cid vc;
 		int r = ngtcp2_pkt_decode_version_cid(&vc, buf, (size_t)n, H3_SCID_LEN);
+		if (r == NGTCP2_ERR_VERSION_NEGOTIATION) {
+			send_version_negotiation(ep, &to, &from, &vc, (size_t)n);
+			continue;
+		}
 		if (r) {
-			/* NGTCP2_ERR_VERSION_NEGOTIATION: an unknown version; we speak only v1 and
-			 * do not answer (no amplification from a spoofed source) */
 			h3_stat_add(ep->stats.dropped, 1);
 			continue;
 		}

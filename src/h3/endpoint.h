@@ -27,6 +27,7 @@ struct h3_endpoint_stats {
 	uint64_t retries;    /* Retry packets sent (address validation, RFC 9000 §8.1.2) */
 	uint64_t bad_tokens; /* Initials with a Retry token that did not verify */
 	uint64_t resets;     /* stateless resets sent for unknown connections (§10.3) */
+	uint64_t version_negotiations; /* answers to unknown versions (§6.1) */
 };
 
 /* When a new connection must first prove its address with a Retry round trip. */

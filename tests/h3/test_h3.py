@@ -254,6 +254,32 @@ def test_stateless_reset_answers_small_probes(backend_factory):
     assert " 1 stateless resets" in b.logtext(), b.logtext()
 
 
+def test_version_negotiation(backend_factory):
+    """An Initial-sized datagram of an unknown version gets a Version Negotiation packet
+    listing QUIC v1, with the client's IDs swapped (RFC 9000 §6, §17.2.1); a short one gets
+    nothing (no amplification)."""
+    b = backend_factory()
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.settimeout(5)
+    dcid, scid = os.urandom(8), os.urandom(5)
+    hdr = b"\xc0" + b"\x1a\x2a\x3a\x4a" + bytes([8]) + dcid + bytes([5]) + scid
+    try:
+        s.connect(("::1", b.port))
+        s.send(hdr + b"\x00" * (1200 - len(hdr)))
+        vn = s.recv(2048)
+        assert vn[0] & 0x80 and vn[1:5] == b"\x00\x00\x00\x00", vn
+        assert vn[5] == 5 and vn[6:11] == scid and vn[11] == 8 and vn[12:20] == dcid, vn
+        versions = [vn[i:i + 4] for i in range(20, len(vn), 4)]
+        assert b"\x00\x00\x00\x01" in versions, vn
+        s.send(hdr + b"\x00" * 100)
+        s.settimeout(0.5)
+        with pytest.raises(socket.timeout):
+            s.recv(2048)
+    finally:
+        s.close()
+    assert b.stop() == 0
+
+
 def test_client_killed_mid_upload_does_not_hurt_the_backend(tmp_path, certs, backend_factory):
     b = backend_factory(extra=("--verbose",))
     big = tmp_path / "big.mp4"
