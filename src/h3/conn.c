@@ -540,16 +540,70 @@ void h3_conn_free(struct h3_conn *c)
 	free(c);
 }
 
-static void send_pkt(struct h3_conn *c, const ngtcp2_path *path, const uint8_t *p, size_t n)
+/* Cleared when the kernel refuses UDP GSO once: then one datagram per sendmsg. */
+static bool gso_ok = true;
+
+/* Sends n bytes of datagrams on path, gso bytes each but the last (gso 0: one datagram). */
+static void send_pkts(struct h3_conn *c, const ngtcp2_path *path, const uint8_t *p, size_t n,
+                      size_t gso)
 {
 	struct h3_addr from, to;
 	memcpy(&from.ss, path->local.addr, path->local.addrlen);
 	from.len = path->local.addrlen;
 	memcpy(&to.ss, path->remote.addr, path->remote.addrlen);
 	to.len = path->remote.addrlen;
-	int r = h3_udp_send(c->fd, c->server ? &from : NULL, &to, p, n);
+	int r = h3_udp_send(c->fd, c->server ? &from : NULL, &to, p, n, gso_ok ? gso : 0);
+	if ((r == -EIO || r == -EINVAL || r == -ENOPROTOOPT || r == -EOPNOTSUPP) && gso_ok && gso &&
+	    n > gso) {
+		gso_ok = false;
+		log_msg(LOG_NOTICE, "h3: UDP GSO refused (%s): one datagram per send",
+		        strerror(-r));
+		for (size_t off = 0; off < n; off += gso)
+			r = h3_udp_send(c->fd, c->server ? &from : NULL, &to, p + off,
+			                n - off < gso ? n - off : gso, 0);
+	}
 	if (r && r != -EAGAIN)
 		log_rl(&conn_rl, LOG_WARNING, "h3: send: %s", strerror(-r));
+}
+
+static void send_pkt(struct h3_conn *c, const ngtcp2_path *path, const uint8_t *p, size_t n)
+{
+	send_pkts(c, path, p, n, 0);
+}
+
+/* Datagrams written back to back for one sendmsg: same path, each gso bytes but the last. */
+struct txbatch {
+	uint8_t buf[H3_GSO_SEGS * H3_MAX_UDP_PAYLOAD];
+	size_t len, gso, segs;
+	ngtcp2_path_storage ps;
+};
+
+static void batch_flush(struct h3_conn *c, struct txbatch *b)
+{
+	if (b->len)
+		send_pkts(c, &b->ps.path, b->buf, b->len, b->segs > 1 ? b->gso : 0);
+	b->len = b->segs = 0;
+}
+
+/* Adds the n-byte datagram just written at b->buf + b->len for path. A new path or a larger
+ * datagram sends what is batched first; a shorter one (it must be last) or a full batch is
+ * sent at once. */
+static void batch_add(struct h3_conn *c, struct txbatch *b, const ngtcp2_path *path, size_t n)
+{
+	if (b->segs && (!ngtcp2_path_eq(&b->ps.path, path) || n > b->gso)) {
+		size_t at = b->len;
+		send_pkts(c, &b->ps.path, b->buf, at, b->segs > 1 ? b->gso : 0);
+		memmove(b->buf, b->buf + at, n);
+		b->len = b->segs = 0;
+	}
+	if (!b->segs) {
+		ngtcp2_path_copy(&b->ps.path, path);
+		b->gso = n;
+	}
+	b->len += n;
+	b->segs++;
+	if (n < b->gso || b->segs == (gso_ok ? H3_GSO_SEGS : 1))
+		batch_flush(c, b);
 }
 
 static void start_closing(struct h3_conn *c, uint64_t now)
@@ -630,7 +684,7 @@ int h3_conn_read(struct h3_conn *c, const struct h3_addr *local, const struct h3
 
 int h3_conn_write(struct h3_conn *c)
 {
-	uint8_t buf[H3_MAX_UDP_PAYLOAD];
+	static struct txbatch b; /* one thread; flushed before returning */
 	ngtcp2_path_storage ps;
 	ngtcp2_pkt_info pi;
 	nghttp3_vec vec[16];
@@ -641,6 +695,10 @@ int h3_conn_write(struct h3_conn *c)
 	size_t max_pkts = ngtcp2_conn_get_send_quantum(c->q) / H3_MAX_UDP_PAYLOAD + 1;
 	size_t pkts = 0;
 	ngtcp2_path_storage_zero(&ps);
+	b.len = b.segs = 0;
+	ngtcp2_path_storage_zero(&b.ps); /* points its addresses at its own storage */
+	if (gso_ok && getenv("PEAK_H3_NO_GSO")) /* for comparisons */
+		gso_ok = false;
 	/* each pass yields one packet or moves one stream along; the bound is the send
 	 * quantum plus the streams that can block in between */
 	for (size_t guard = 0; guard < 100000; guard++) {
@@ -650,6 +708,7 @@ int h3_conn_write(struct h3_conn *c)
 		if (c->h && ngtcp2_conn_get_max_data_left(c->q)) {
 			nv = nghttp3_conn_writev_stream(c->h, &sid, &fin, vec, 16);
 			if (nv < 0) {
+				batch_flush(c, &b);
 				ngtcp2_connection_close_error_set_application_error(
 				    &c->err, nghttp3_err_infer_quic_app_error_code((int)nv), NULL,
 				    0);
@@ -663,9 +722,9 @@ int h3_conn_write(struct h3_conn *c)
 		if (fin)
 			flags |= NGTCP2_WRITE_STREAM_FLAG_FIN;
 		ngtcp2_ssize ndata = -1;
-		ngtcp2_ssize n =
-		    ngtcp2_conn_writev_stream(c->q, &ps.path, &pi, buf, sizeof(buf), &ndata, flags,
-		                              sid, (const ngtcp2_vec *)vec, (size_t)nv, now);
+		ngtcp2_ssize n = ngtcp2_conn_writev_stream(
+		    c->q, &ps.path, &pi, b.buf + b.len, H3_MAX_UDP_PAYLOAD, &ndata, flags, sid,
+		    (const ngtcp2_vec *)vec, (size_t)nv, now);
 		if (n < 0) {
 			switch (n) {
 			case NGTCP2_ERR_STREAM_DATA_BLOCKED:
@@ -679,6 +738,7 @@ int h3_conn_write(struct h3_conn *c)
 					goto h3fail;
 				continue;
 			default:
+				batch_flush(c, &b);
 				fail(c, (int)n);
 				return -EPROTO;
 			}
@@ -688,13 +748,15 @@ int h3_conn_write(struct h3_conn *c)
 			goto h3fail;
 		if (n == 0)
 			break;
-		send_pkt(c, &ps.path, buf, (size_t)n);
+		batch_add(c, &b, &ps.path, (size_t)n);
 		if (++pkts >= max_pkts)
 			break;
 	}
+	batch_flush(c, &b);
 	ngtcp2_conn_update_pkt_tx_time(c->q, now);
 	return 0;
 h3fail:
+	batch_flush(c, &b);
 	ngtcp2_connection_close_error_set_application_error(&c->err, NGHTTP3_H3_INTERNAL_ERROR,
 	                                                    NULL, 0);
 	h3_conn_close(c, NGHTTP3_H3_INTERNAL_ERROR);

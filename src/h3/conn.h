@@ -19,6 +19,7 @@ enum {
 	H3_SECRET_LEN = 32,        /* the endpoint's static secret (stateless reset tokens) */
 	H3_IDLE_TIMEOUT_S = 30,    /* max_idle_timeout (RFC 9000 §10.1) */
 	H3_MAX_UDP_PAYLOAD = 1472, /* the largest datagram we write */
+	H3_GSO_SEGS = 44,          /* datagrams per sendmsg: 44 x 1472 fits in 64 KiB */
 };
 
 struct h3_conn;

@@ -134,7 +134,7 @@ static void send_retry(struct h3_endpoint *ep, const struct h3_addr *local,
 	                                           &hd->dcid, token, (size_t)tl);
 	if (w < 0)
 		return;
-	if (h3_udp_send(ep->fd, local, remote, buf, (size_t)w) == 0)
+	if (h3_udp_send(ep->fd, local, remote, buf, (size_t)w, 0) == 0)
 		h3_stat_add(ep->stats.retries, 1);
 }
 
@@ -173,7 +173,7 @@ static void send_reset(struct h3_endpoint *ep, const struct h3_addr *local,
 	    gnutls_rnd(GNUTLS_RND_NONCE, rnd, randlen))
 		return;
 	ngtcp2_ssize w = ngtcp2_pkt_write_stateless_reset(buf, sizeof(buf), token, rnd, randlen);
-	if (w > 0 && h3_udp_send(ep->fd, local, remote, buf, (size_t)w) == 0)
+	if (w > 0 && h3_udp_send(ep->fd, local, remote, buf, (size_t)w, 0) == 0)
 		h3_stat_add(ep->stats.resets, 1);
 }
 
@@ -201,7 +201,7 @@ static void send_version_negotiation(struct h3_endpoint *ep, const struct h3_add
 	/* our answer swaps the client's IDs */
 	ngtcp2_ssize w = ngtcp2_pkt_write_version_negotiation(
 	    buf, sizeof(buf), unused, vc->scid, vc->scidlen, vc->dcid, vc->dcidlen, versions, 1);
-	if (w > 0 && h3_udp_send(ep->fd, local, remote, buf, (size_t)w) == 0)
+	if (w > 0 && h3_udp_send(ep->fd, local, remote, buf, (size_t)w, 0) == 0)
 		h3_stat_add(ep->stats.version_negotiations, 1);
 }
 

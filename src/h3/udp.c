@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -88,12 +89,13 @@ ssize_t h3_udp_recv(int fd, uint8_t *buf, size_t n, struct h3_addr *from, struct
 }
 
 int h3_udp_send(int fd, const struct h3_addr *from, const struct h3_addr *to, const uint8_t *p,
-                size_t n)
+                size_t n, size_t gso)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t))];
 		struct cmsghdr align;
 	} cm;
+	size_t clen = 0;
 	struct iovec iov = {(void *)p, n};
 	struct msghdr msg = {
 	    .msg_name = (void *)&to->ss,
@@ -101,21 +103,34 @@ int h3_udp_send(int fd, const struct h3_addr *from, const struct h3_addr *to, co
 	    .msg_iov = &iov,
 	    .msg_iovlen = 1,
 	};
+	memset(&cm, 0, sizeof(cm));
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof(cm.buf);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
 	if (from && from->ss.ss_family == AF_INET6) {
 		const struct sockaddr_in6 *src = (const struct sockaddr_in6 *)&from->ss;
 		if (!IN6_IS_ADDR_UNSPECIFIED(&src->sin6_addr)) {
 			struct in6_pktinfo pi = {.ipi6_addr = src->sin6_addr,
 			                         .ipi6_ifindex = src->sin6_scope_id};
-			memset(&cm, 0, sizeof(cm));
-			msg.msg_control = cm.buf;
-			msg.msg_controllen = sizeof(cm.buf);
-			struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
 			c->cmsg_level = IPPROTO_IPV6;
 			c->cmsg_type = IPV6_PKTINFO;
 			c->cmsg_len = CMSG_LEN(sizeof(pi));
 			memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+			clen += CMSG_SPACE(sizeof(pi));
+			c = CMSG_NXTHDR(&msg, c);
 		}
 	}
+	if (gso && n > gso) {
+		uint16_t seg = (uint16_t)gso;
+		c->cmsg_level = SOL_UDP;
+		c->cmsg_type = UDP_SEGMENT;
+		c->cmsg_len = CMSG_LEN(sizeof(seg));
+		memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+		clen += CMSG_SPACE(sizeof(seg));
+	}
+	msg.msg_controllen = clen;
+	if (!clen)
+		msg.msg_control = NULL;
 	ssize_t r;
 	do
 		r = sendmsg(fd, &msg, 0);

@@ -28,10 +28,12 @@ ssize_t h3_udp_recv(int fd, uint8_t *buf, size_t n, struct h3_addr *from, struct
                     const struct h3_addr *bound);
 
 /* Sends p[n] to to, from the source address from when it is an IPv6 address (NULL or
- * unspecified: the kernel picks). Returns 0, -EAGAIN when the socket buffer is full (the
- * datagram is dropped; QUIC recovers it) or -errno. */
+ * unspecified: the kernel picks). With gso nonzero, p holds datagrams of gso bytes each (the
+ * last may be shorter) that the kernel splits (UDP GSO, UDP_SEGMENT). Returns 0, -EAGAIN
+ * when the socket buffer is full (the datagrams are dropped; QUIC recovers them) or -errno
+ * (-EIO or -EINVAL when the kernel or the device cannot segment). */
 int h3_udp_send(int fd, const struct h3_addr *from, const struct h3_addr *to, const uint8_t *p,
-                size_t n);
+                size_t n, size_t gso);
 
 /* Parses "[ADDR]:PORT", "ADDR:PORT" (IPv4) or "HOST:PORT" into addr; numeric only. Returns 0
  * or -EINVAL. */
