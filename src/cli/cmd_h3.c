@@ -58,6 +58,7 @@ static const char backend_help[] =
 static const char upload_help[] =
     "usage: peak h3 upload URL --file FILE[:TYPE] [--file ...] [--ca FILE | --insecure]\n"
     "                      [--timeout MS] [--migrate-after BYTES] [--qlog DIR]\n"
+    "                      [--session-file FILE]\n"
     "\n"
     "Opens one HTTP/3 connection to URL (https://HOST[:PORT][/PATH]) and POSTs every file on\n"
     "its own request stream, concurrently, opening streams as the server's limit allows.\n"
@@ -203,6 +204,7 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	    {"timeout", required_argument, 0, 't'},
 	    {"migrate-after", required_argument, 0, 'M'},
 	    {"qlog", required_argument, 0, 'Q'},
+	    {"session-file", required_argument, 0, 'T'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -258,6 +260,9 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 			break;
 		case 'Q':
 			o.qlog_dir = optarg;
+			break;
+		case 'T':
+			o.session_file = optarg;
 			break;
 		case 'h':
 			fputs(get ? get_help : upload_help, stdout);

@@ -380,8 +380,9 @@ static ngtcp2_path path_of(const struct h3_addr *local, const struct h3_addr *re
 int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local,
                        const struct h3_addr *remote, const ngtcp2_pkt_hd *hd,
                        const ngtcp2_cid *ocid, gnutls_certificate_credentials_t cred,
-                       const struct h3_limits *lim, struct h3_cidmap *map, const uint8_t *secret,
-                       const struct h3_conn_ops *ops, void *app)
+                       const gnutls_datum_t *ticket_key, const struct h3_limits *lim,
+                       struct h3_cidmap *map, const uint8_t *secret, const struct h3_conn_ops *ops,
+                       void *app)
 {
 	ngtcp2_settings settings;
 	ngtcp2_transport_params params;
@@ -433,7 +434,7 @@ int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local
 		c->q = NULL;
 		goto out;
 	}
-	if ((ret = h3_tls_server_session(&c->tls, cred, &c->ref)))
+	if ((ret = h3_tls_server_session(&c->tls, cred, ticket_key, &c->ref)))
 		goto out;
 	ngtcp2_conn_set_tls_native_handle(c->q, c->tls);
 	/* map our first ID and the client's chosen destination ID, which its Initial and
@@ -696,7 +697,7 @@ int h3_conn_write(struct h3_conn *c)
 	size_t pkts = 0;
 	ngtcp2_path_storage_zero(&ps);
 	b.len = b.segs = 0;
-	ngtcp2_path_storage_zero(&b.ps); /* points its addresses at its own storage */
+	ngtcp2_path_storage_zero(&b.ps);        /* points its addresses at its own storage */
 	if (gso_ok && getenv("PEAK_H3_NO_GSO")) /* for comparisons */
 		gso_ok = false;
 	/* each pass yields one packet or moves one stream along; the bound is the send

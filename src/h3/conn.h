@@ -82,8 +82,9 @@ uint64_t h3_now(void);
 int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local,
                        const struct h3_addr *remote, const ngtcp2_pkt_hd *hd,
                        const ngtcp2_cid *ocid, gnutls_certificate_credentials_t cred,
-                       const struct h3_limits *lim, struct h3_cidmap *map, const uint8_t *secret,
-                       const struct h3_conn_ops *ops, void *app);
+                       const gnutls_datum_t *ticket_key, const struct h3_limits *lim,
+                       struct h3_cidmap *map, const uint8_t *secret, const struct h3_conn_ops *ops,
+                       void *app);
 
 /* Starts a client connection to remote over the connected socket fd; host is checked
  * against the certificate when verify. Returns 0 and *out or -errno. */

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <gnutls/crypto.h>
+#include <nettle/sha2.h>
 
 #include "../sys/log.h"
 #include "tls.h"
@@ -44,6 +45,28 @@ static void observe_handshake(struct h3_endpoint *ep, struct h3_conn *c)
 	h3_stat_add(ep->stats.hs_count, 1);
 }
 
+/* The session ticket key: from the static secret when there is one, so that tickets survive
+ * a restart (and work across backends sharing the secret), else random. */
+static int ticket_key_init(gnutls_datum_t *k, const uint8_t *secret)
+{
+	if (!secret)
+		return gnutls_session_ticket_key_generate(k) ? -EIO : 0;
+	enum { TICKET_KEY_LEN = 64 }; /* GnuTLS 3.7's ticket master key */
+	k->data = gnutls_malloc(TICKET_KEY_LEN);
+	if (!k->data)
+		return -ENOMEM;
+	k->size = TICKET_KEY_LEN;
+	for (uint8_t half = 0; half < 2; half++) {
+		struct sha256_ctx sha;
+		uint8_t label[] = {'t', 'i', 'c', 'k', 'e', 't', (uint8_t)('0' + half)};
+		sha256_init(&sha);
+		sha256_update(&sha, sizeof(label), label);
+		sha256_update(&sha, H3_SECRET_LEN, secret);
+		sha256_digest(&sha, SHA256_DIGEST_SIZE, k->data + half * SHA256_DIGEST_SIZE);
+	}
+	return 0;
+}
+
 int h3_endpoint_init(struct h3_endpoint *ep, const struct h3_addr *listen, const char *cert,
                      const char *key, const struct h3_limits *lim, size_t max_conns,
                      const uint8_t *secret, const struct h3_retry_policy *retry,
@@ -67,6 +90,8 @@ int h3_endpoint_init(struct h3_endpoint *ep, const struct h3_addr *listen, const
 		goto out;
 	}
 	if ((ret = h3_tls_server_cred(&ep->cred, cert, key)))
+		goto out;
+	if ((ret = ticket_key_init(&ep->ticket_key, secret ? ep->secret : NULL)))
 		goto out;
 	if ((ret = h3_cidmap_init(&ep->map, max_conns * EP_CIDS_PER_CONN * 4 / 3 + 1, mapkey)))
 		goto out;
@@ -104,6 +129,11 @@ void h3_endpoint_fini(struct h3_endpoint *ep)
 	while (ep->conns)
 		conn_unlink_free(ep, &ep->conns);
 	h3_cidmap_fini(&ep->map);
+	if (ep->ticket_key.data) {
+		gnutls_memset(ep->ticket_key.data, 0, ep->ticket_key.size);
+		gnutls_free(ep->ticket_key.data);
+		ep->ticket_key.data = NULL;
+	}
 	if (ep->cred)
 		gnutls_certificate_free_credentials(ep->cred);
 	ep->cred = NULL;
@@ -247,8 +277,8 @@ static void accept_new(struct h3_endpoint *ep, const struct h3_addr *local,
 		hd.token.base = NULL; /* a NEW_TOKEN token we never issue: ignore it */
 		hd.token.len = 0;
 	}
-	int r = h3_conn_server_new(&c, ep->fd, local, remote, &hd, pocid, ep->cred, &ep->lim,
-	                           &ep->map, ep->secret, ep->ops, ep->app);
+	int r = h3_conn_server_new(&c, ep->fd, local, remote, &hd, pocid, ep->cred, &ep->ticket_key,
+	                           &ep->lim, &ep->map, ep->secret, ep->ops, ep->app);
 	if (r) {
 		h3_stat_add(ep->stats.refused, 1);
 		log_rl(&ep_rl, LOG_WARNING, "h3: new connection: %s", strerror(-r));

@@ -45,6 +45,7 @@ struct h3_endpoint {
 	struct h3_conn *conns; /* singly linked */
 	size_t nconns, max_conns;
 	uint8_t secret[H3_SECRET_LEN]; /* stateless reset tokens and Retry tokens */
+	gnutls_datum_t ticket_key;     /* TLS session tickets (resumption) */
 	struct h3_retry_policy retry;
 	uint64_t reset_window_s; /* stateless resets: at most EP_RESETS_PER_S a second */
 	unsigned resets_in_window;

@@ -3,7 +3,12 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <ngtcp2/ngtcp2_crypto_gnutls.h>
 
@@ -69,7 +74,7 @@ static int session_common(gnutls_session_t s, gnutls_certificate_credentials_t c
 }
 
 int h3_tls_server_session(gnutls_session_t *out, gnutls_certificate_credentials_t cred,
-                          ngtcp2_crypto_conn_ref *ref)
+                          const gnutls_datum_t *ticket_key, ngtcp2_crypto_conn_ref *ref)
 {
 	gnutls_session_t s = NULL;
 	int ret = -EINVAL;
@@ -78,6 +83,8 @@ int h3_tls_server_session(gnutls_session_t *out, gnutls_certificate_credentials_
 		goto out;
 	}
 	if (ngtcp2_crypto_gnutls_configure_server_session(s) != 0)
+		goto out;
+	if (ticket_key && gnutls_session_ticket_enable_server(s, ticket_key) != 0)
 		goto out;
 	/* MANDATORY: a client that does not offer h3 fails the handshake */
 	ret = session_common(s, cred, ref, GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE);
@@ -88,6 +95,56 @@ out:
 	}
 	*out = s;
 	return ret;
+}
+
+static const char *session_file;
+
+void h3_tls_client_set_session_file(const char *path)
+{
+	session_file = path;
+}
+
+/* Keeps the session a NewSessionTicket makes resumable (RFC 8446 §4.6.1): the latest one,
+ * written to a temporary file and renamed over the store. */
+static int ticket_hook(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,
+                       const gnutls_datum_t *msg)
+{
+	gnutls_datum_t d = {NULL, 0};
+	char tmp[4096];
+	(void)htype;
+	(void)when;
+	(void)incoming;
+	(void)msg;
+	if (!session_file || gnutls_session_get_data2(s, &d) != 0)
+		return 0;
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", session_file) < (int)sizeof(tmp)) {
+		/* it holds the resumption secret: owner only */
+		int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		FILE *f = fd == -1 ? NULL : fdopen(fd, "w");
+		if (!f && fd != -1)
+			close(fd);
+		if (f) {
+			bool ok = fwrite(d.data, 1, d.size, f) == d.size;
+			ok = !fclose(f) && ok;
+			if (!ok || rename(tmp, session_file) == -1)
+				unlink(tmp);
+		}
+	}
+	gnutls_free(d.data);
+	return 0;
+}
+
+/* Offers the stored session, if any; a bad or stale one only costs a full handshake. */
+static void session_resume(gnutls_session_t s)
+{
+	static uint8_t buf[16384];
+	FILE *f = session_file ? fopen(session_file, "re") : NULL;
+	if (!f)
+		return;
+	size_t n = fread(buf, 1, sizeof(buf), f);
+	fclose(f);
+	if (n && n < sizeof(buf))
+		(void)gnutls_session_set_data(s, buf, n);
 }
 
 int h3_tls_client_session(gnutls_session_t *out, gnutls_certificate_credentials_t cred,
@@ -111,6 +168,11 @@ int h3_tls_client_session(gnutls_session_t *out, gnutls_certificate_credentials_
 		goto out;
 	if (verify)
 		gnutls_session_set_verify_cert(s, host, 0);
+	if (session_file) {
+		session_resume(s);
+		gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_NEW_SESSION_TICKET,
+		                                   GNUTLS_HOOK_POST, ticket_hook);
+	}
 	ret = 0;
 out:
 	if (ret && s) {

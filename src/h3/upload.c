@@ -458,6 +458,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	int fd = -1, ret = -EINVAL;
 	memset(&u, 0, sizeof(u));
 	h3_qlog_set_dir(o->qlog_dir);
+	h3_tls_client_set_session_file(o->session_file);
 	for (size_t i = 0; i < o->nfiles; i++)
 		u.f[i].fd = -1;
 	if (url_parse(o->url, host, sizeof(host), port, sizeof(port), u.path, sizeof(u.path))) {
@@ -563,9 +564,10 @@ int h3_upload_run(const struct h3_upload_opts *o)
 		total += u.f[i].size;
 	double s = (double)(h3_now() - t0) / 1e9;
 	printf("upload: %zu streams, %zu ok, %zu failed, %" PRIu64 " bytes in %.3f s, "
-	       "handshake %.1f ms\n",
+	       "handshake %.1f ms%s\n",
 	       u.n, u.n - bad, bad, total, s,
-	       c->t_handshake ? (double)(c->t_handshake - c->t_start) / 1e6 : 0.0);
+	       c->t_handshake ? (double)(c->t_handshake - c->t_start) / 1e6 : 0.0,
+	       c->t_handshake && gnutls_session_is_resumed(c->tls) ? " (resumed)" : "");
 	h3_conn_close(c, NGHTTP3_H3_NO_ERROR);
 	ret = bad ? 1 : 0;
 out:

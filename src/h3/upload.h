@@ -16,11 +16,12 @@ struct h3_upload_opts {
 	const char *url; /* https://HOST[:PORT][/PATH] */
 	struct h3_upload_file files[H3_UPLOAD_MAX_FILES];
 	size_t nfiles;
-	const char *ca;       /* trust this CA file instead of the system's */
-	bool insecure;        /* no certificate check */
-	bool get;             /* no files: one GET of the URL (health checks) */
-	size_t migrate_after; /* nonzero: move to a new local port after this many body bytes */
-	const char *qlog_dir; /* the connection's qlog file there, or NULL */
+	const char *ca;           /* trust this CA file instead of the system's */
+	bool insecure;            /* no certificate check */
+	bool get;                 /* no files: one GET of the URL (health checks) */
+	size_t migrate_after;     /* nonzero: move to a new local port after this many body bytes */
+	const char *qlog_dir;     /* the connection's qlog file there, or NULL */
+	const char *session_file; /* TLS session store for resumption, or NULL */
 	unsigned timeout_ms;
 };
 

@@ -280,6 +280,37 @@ def test_version_negotiation(backend_factory):
     assert b.stop() == 0
 
 
+def test_session_resumption_across_restarts(tmp_path, certs, backend_factory):
+    """TLS 1.3 session tickets: the second connection resumes the first one's session; with
+    the ticket key derived from --secret-file it still resumes after the backend restarts,
+    and a backend with another secret falls back to a full handshake."""
+    secret, other = tmp_path / "secret", tmp_path / "other"
+    secret.write_text("00112233445566778899aabbccddeeff\n")
+    other.write_text("ffeeddccbbaa99887766554433221100\n")
+    sess = tmp_path / "session"
+    write(tmp_path / "a", 10_000, "a")
+    files = [f"{tmp_path / 'a'}:audio/ogg"]
+
+    def run(b):
+        rc, streams, out, err = upload(b.url, files, certs, extra=("--session-file", str(sess)))
+        assert rc == 0, out + err
+        return "(resumed)" in out.splitlines()[-1]
+    a = backend_factory(ident="a", extra=("--secret-file", str(secret)))
+    assert not run(a)
+    assert sess.stat().st_mode & 0o777 == 0o600
+    assert run(a)
+    assert a.stop() == 0
+    b = backend_factory(ident="b", extra=("--listen", f"[::1]:{a.port}", "--secret-file",
+                                          str(secret)))
+    assert run(b)
+    assert b.stop() == 0
+    c = backend_factory(ident="c", extra=("--listen", f"[::1]:{a.port}", "--secret-file",
+                                          str(other)))
+    assert not run(c)
+    assert run(c)  # and the new ticket is kept
+    assert c.stop() == 0
+
+
 def test_client_killed_mid_upload_does_not_hurt_the_backend(tmp_path, certs, backend_factory):
     b = backend_factory(extra=("--verbose",))
     big = tmp_path / "big.mp4"
