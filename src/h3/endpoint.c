@@ -246,7 +246,14 @@ static void accept_new(struct h3_endpoint *ep, const struct h3_addr *local,
 	ngtcp2_cid ocid;
 	const ngtcp2_cid *pocid = NULL;
 	struct h3_conn *c = NULL;
-	if (!(pkt[0] & 0x80)) {
+	/* 1-RTT packets, and Handshake packets (QUIC v1 long header type 2): their destination
+	 * is an ID we issued, so a miss means a connection we lost. A client whose server died
+	 * before confirming the handshake retransmits Handshake packets only; it holds our
+	 * token from the transport parameters, so a reset works for it too (RFC 9000 §10.3).
+	 * Initial and 0-RTT packets carry IDs the client chose: never reset those. */
+	bool handshake =
+	    (pkt[0] & 0x80) && vc->version == NGTCP2_PROTO_VER_V1 && ((pkt[0] & 0x30) >> 4) == 2;
+	if (!(pkt[0] & 0x80) || handshake) {
 		send_reset(ep, local, remote, vc, n);
 		h3_stat_add(ep->stats.dropped, 1);
 		return;
