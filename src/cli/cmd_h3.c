@@ -58,7 +58,7 @@ static const char backend_help[] =
 static const char upload_help[] =
     "usage: peak h3 upload URL --file FILE[:TYPE] [--file ...] [--ca FILE | --insecure]\n"
     "                      [--timeout MS] [--migrate-after BYTES] [--qlog DIR]\n"
-    "                      [--session-file FILE]\n"
+    "                      [--session-file FILE [--early-data]]\n"
     "\n"
     "Opens one HTTP/3 connection to URL (https://HOST[:PORT][/PATH]) and POSTs every file on\n"
     "its own request stream, concurrently, opening streams as the server's limit allows.\n"
@@ -71,7 +71,16 @@ static const char upload_help[] =
     "                      up to 256\n"
     "  --ca FILE           trust this PEM CA (default: the system's trust store)\n"
     "  --insecure          do not check the server's certificate\n"
-    "  --timeout MS        give up after MS milliseconds (default 30000)\n";
+    "  --timeout MS        give up after MS milliseconds (default 30000)\n"
+    "  --migrate-after BYTES  once BYTES of the bodies are sent, move the connection to a\n"
+    "                      new local port (connection migration, RFC 9000 §9: the server\n"
+    "                      follows by connection ID)\n"
+    "  --qlog DIR          write the connection's qlog into DIR (JSON-SEQ)\n"
+    "  --session-file FILE resume the TLS session stored in FILE, and store the server's\n"
+    "                      latest session ticket there (the summary says 'resumed')\n"
+    "  --early-data        with --session-file, send the requests as 0-RTT (the backend\n"
+    "                      refuses replays; refused early data is sent again after the\n"
+    "                      handshake; the summary says which)\n";
 
 static int cmd_h3_backend(int argc, char **argv)
 {
@@ -176,7 +185,7 @@ static int cmd_h3_backend(int argc, char **argv)
 }
 
 static const char get_help[] =
-    "usage: peak h3 get URL [--ca FILE | --insecure] [--timeout MS]\n"
+    "usage: peak h3 get URL [--ca FILE | --insecure] [--timeout MS] [--qlog DIR]\n"
     "\n"
     "GETs URL (https://HOST[:PORT][/PATH]) over HTTP/3 and prints the status, the backend\n"
     "(x-peak-backend) and the first line of the body. Exit 0 for a 2xx answer, 1 otherwise,\n"
@@ -184,7 +193,8 @@ static const char get_help[] =
     "\n"
     "  --ca FILE           trust this PEM CA (default: the system's trust store)\n"
     "  --insecure          do not check the server's certificate\n"
-    "  --timeout MS        give up after MS milliseconds (default 30000)\n";
+    "  --timeout MS        give up after MS milliseconds (default 30000)\n"
+    "  --qlog DIR          write the connection's qlog into DIR (JSON-SEQ)\n";
 
 static bool printable(const char *s)
 {
@@ -205,6 +215,7 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	    {"migrate-after", required_argument, 0, 'M'},
 	    {"qlog", required_argument, 0, 'Q'},
 	    {"session-file", required_argument, 0, 'T'},
+	    {"early-data", no_argument, 0, 'E'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -264,6 +275,9 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 		case 'T':
 			o.session_file = optarg;
 			break;
+		case 'E':
+			o.early_data = true;
+			break;
 		case 'h':
 			fputs(get ? get_help : upload_help, stdout);
 			return 0;
@@ -277,6 +291,8 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	if (!o.nfiles && !get)
 		cli_usage_error(cmd, "at least one --file is required");
 	o.get = get;
+	if (o.early_data && !o.session_file)
+		cli_usage_error(cmd, "--early-data needs --session-file");
 	if (o.ca && o.insecure)
 		cli_usage_error(cmd, "--ca and --insecure exclude each other");
 	o.url = argv[optind];

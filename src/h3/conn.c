@@ -2,11 +2,13 @@
 #include "conn.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <gnutls/crypto.h>
 
@@ -78,13 +80,105 @@ static int http_setup(struct h3_conn *c)
 	return 0;
 }
 
+/* The server's transport parameters that 0-RTT must respect (RFC 9000 §7.4.1), kept beside
+ * the session ticket as "name value" lines in FILE.tp. */
+#define TP_FIELDS(X)                                                                               \
+	X(initial_max_streams_bidi)                                                                \
+	X(initial_max_streams_uni)                                                                 \
+	X(initial_max_stream_data_bidi_local)                                                      \
+	X(initial_max_stream_data_bidi_remote)                                                     \
+	X(initial_max_stream_data_uni)                                                             \
+	X(initial_max_data)                                                                        \
+	X(active_connection_id_limit)
+
+static int tp_path(char *out, size_t cap)
+{
+	const char *f = h3_tls_client_session_file();
+	return f && snprintf(out, cap, "%s.tp", f) < (int)cap ? 0 : -ENAMETOOLONG;
+}
+
+static void tp_store(const ngtcp2_transport_params *p)
+{
+	char path[4096], tmp[4200];
+	if (tp_path(path, sizeof(path)) || snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= 4200)
+		return;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	FILE *f = fd == -1 ? NULL : fdopen(fd, "w");
+	if (!f) {
+		if (fd != -1)
+			close(fd);
+		return;
+	}
+#define X(name) fprintf(f, #name " %llu\n", (unsigned long long)p->name);
+	TP_FIELDS(X)
+#undef X
+	if (fclose(f) || rename(tmp, path) == -1)
+		unlink(tmp);
+}
+
+/* Reads FILE.tp; false if it is missing or incomplete (then no 0-RTT). */
+static bool tp_load(ngtcp2_transport_params *p)
+{
+	char path[4096], name[64];
+	unsigned long long v;
+	unsigned seen = 0, want = 0;
+	FILE *f;
+	if (tp_path(path, sizeof(path)) || !(f = fopen(path, "re")))
+		return false;
+	ngtcp2_transport_params_default(p);
+#define X(name) want++;
+	TP_FIELDS(X)
+#undef X
+	for (int lines = 0; lines < 32 && fscanf(f, "%63s %llu", name, &v) == 2; lines++) {
+#define X(field)                                                                                   \
+	if (!strcmp(name, #field)) {                                                               \
+		p->field = v;                                                                      \
+		seen++;                                                                            \
+	}
+		TP_FIELDS(X)
+#undef X
+	}
+	fclose(f);
+	return seen == want;
+}
+
 static int handshake_completed(ngtcp2_conn *q, void *ud)
 {
 	struct h3_conn *c = ud;
-	(void)q;
 	c->t_handshake = h3_now();
-	if (!c->server && http_setup(c))
+	if (c->server)
+		return 0;
+	if (c->early == H3_EARLY_SENT) {
+		c->early =
+		    h3_tls_early_data_accepted(c->tls) ? H3_EARLY_ACCEPTED : H3_EARLY_REJECTED;
+		/* GnuTLS tells only now: drop the 0-RTT streams (early_data_rejected) */
+		if (c->early == H3_EARLY_REJECTED && ngtcp2_conn_early_data_rejected(q))
+			return NGTCP2_ERR_CALLBACK_FAILURE;
+	}
+	if (h3_tls_client_session_file())
+		tp_store(ngtcp2_conn_get_remote_transport_params(q));
+	if (http_setup(c))
 		return NGTCP2_ERR_CALLBACK_FAILURE;
+	return 0;
+}
+
+static bool early_data_on;
+
+void h3_conn_client_early_data(bool on)
+{
+	early_data_on = on;
+}
+
+static int early_data_rejected(ngtcp2_conn *q, void *ud)
+{
+	struct h3_conn *c = ud;
+	(void)q;
+	if (c->h) {
+		nghttp3_conn_del(c->h);
+		c->h = NULL;
+	}
+	if (c->ops->early_rejected)
+		c->ops->early_rejected(c);
 	return 0;
 }
 
@@ -347,6 +441,7 @@ static const ngtcp2_callbacks client_cbs = {
     .get_path_challenge_data = ngtcp2_crypto_get_path_challenge_data_cb,
     .stream_stop_sending = stream_stop_sending,
     .version_negotiation = ngtcp2_crypto_version_negotiation_cb,
+    .early_data_rejected = early_data_rejected,
 };
 
 static struct h3_conn *conn_alloc(int fd, const struct h3_addr *local, const struct h3_addr *remote,
@@ -380,9 +475,9 @@ static ngtcp2_path path_of(const struct h3_addr *local, const struct h3_addr *re
 int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local,
                        const struct h3_addr *remote, const ngtcp2_pkt_hd *hd,
                        const ngtcp2_cid *ocid, gnutls_certificate_credentials_t cred,
-                       const gnutls_datum_t *ticket_key, const struct h3_limits *lim,
-                       struct h3_cidmap *map, const uint8_t *secret, const struct h3_conn_ops *ops,
-                       void *app)
+                       const gnutls_datum_t *ticket_key, gnutls_anti_replay_t ar,
+                       const struct h3_limits *lim, struct h3_cidmap *map, const uint8_t *secret,
+                       const struct h3_conn_ops *ops, void *app)
 {
 	ngtcp2_settings settings;
 	ngtcp2_transport_params params;
@@ -434,7 +529,7 @@ int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local
 		c->q = NULL;
 		goto out;
 	}
-	if ((ret = h3_tls_server_session(&c->tls, cred, ticket_key, &c->ref)))
+	if ((ret = h3_tls_server_session(&c->tls, cred, ticket_key, ar, &c->ref)))
 		goto out;
 	ngtcp2_conn_set_tls_native_handle(c->q, c->tls);
 	/* map our first ID and the client's chosen destination ID, which its Initial and
@@ -494,9 +589,18 @@ int h3_conn_client_new(struct h3_conn **out, int fd, const struct h3_addr *local
 		c->q = NULL;
 		goto out;
 	}
-	if ((ret = h3_tls_client_session(&c->tls, cred, &c->ref, host, verify)))
+	bool resuming;
+	ngtcp2_transport_params early;
+	if ((ret = h3_tls_client_session(&c->tls, cred, &c->ref, host, verify, &resuming)))
 		goto out;
 	ngtcp2_conn_set_tls_native_handle(c->q, c->tls);
+	if (resuming && early_data_on && tp_load(&early)) {
+		ngtcp2_conn_set_early_remote_transport_params(c->q, &early);
+		ret = -EPROTO;
+		if (http_setup(c))
+			goto out;
+		c->early = H3_EARLY_SENT;
+	}
 	*out = c;
 	c = NULL;
 	ret = 0;
@@ -695,6 +799,7 @@ int h3_conn_write(struct h3_conn *c)
 		return 0;
 	size_t max_pkts = ngtcp2_conn_get_send_quantum(c->q) / H3_MAX_UDP_PAYLOAD + 1;
 	size_t pkts = 0;
+	bool idle_tried = false;
 	ngtcp2_path_storage_zero(&ps);
 	b.len = b.segs = 0;
 	ngtcp2_path_storage_zero(&b.ps);        /* points its addresses at its own storage */
@@ -716,8 +821,15 @@ int h3_conn_write(struct h3_conn *c)
 				h3_conn_close(c, NGHTTP3_H3_INTERNAL_ERROR);
 				return -EPROTO;
 			}
-			if (sid == -1 && c->ops->streams_idle && c->ops->streams_idle(c))
-				continue;
+			/* one round of resuming per dry spell: a stream that pauses again at once
+			 * must not spin this loop (a pending packet is then finished below) */
+			if (sid != -1)
+				idle_tried = false;
+			else if (!idle_tried && c->ops->streams_idle) {
+				idle_tried = true;
+				if (c->ops->streams_idle(c))
+					continue;
+			}
 		}
 		uint32_t flags = NGTCP2_WRITE_STREAM_FLAG_MORE;
 		if (fin)

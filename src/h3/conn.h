@@ -38,6 +38,10 @@ struct h3_conn_ops {
 	/* The connection is being freed: release what the application still holds for its
 	 * open streams (nghttp3_conn_del calls no stream_close). May be NULL. */
 	void (*conn_free)(struct h3_conn *c);
+	/* Client: the server refused the early data; c->h is gone with every request sent in
+	 * 0-RTT, and http_new will be called again: forget the streams and submit anew once
+	 * c->h is back. May be NULL. */
+	void (*early_rejected)(struct h3_conn *c);
 };
 
 /* Transport limits a server grants each client. */
@@ -66,7 +70,8 @@ struct h3_conn {
 	bool dead;         /* free it: closed, drained or timed out */
 	uint64_t close_at; /* nonzero: closing or draining until then (ns) */
 	uint64_t t_start, t_handshake;
-	bool hs_counted;      /* the endpoint counted its handshake time */
+	bool hs_counted; /* the endpoint counted its handshake time */
+	enum { H3_EARLY_NONE, H3_EARLY_SENT, H3_EARLY_ACCEPTED, H3_EARLY_REJECTED } early;
 	FILE *qlog;           /* this connection's qlog (h3_qlog_set_dir), or NULL */
 	struct h3_conn *next; /* the endpoint's list */
 };
@@ -82,15 +87,21 @@ uint64_t h3_now(void);
 int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local,
                        const struct h3_addr *remote, const ngtcp2_pkt_hd *hd,
                        const ngtcp2_cid *ocid, gnutls_certificate_credentials_t cred,
-                       const gnutls_datum_t *ticket_key, const struct h3_limits *lim,
-                       struct h3_cidmap *map, const uint8_t *secret, const struct h3_conn_ops *ops,
-                       void *app);
+                       const gnutls_datum_t *ticket_key, gnutls_anti_replay_t ar,
+                       const struct h3_limits *lim, struct h3_cidmap *map, const uint8_t *secret,
+                       const struct h3_conn_ops *ops, void *app);
 
 /* Starts a client connection to remote over the connected socket fd; host is checked
- * against the certificate when verify. Returns 0 and *out or -errno. */
+ * against the certificate when verify. With a stored session and the server's transport
+ * parameters (h3_tls_client_set_session_file, FILE and FILE.tp) it resumes and makes c->h at
+ * once, so requests submitted before the handshake ends go out as 0-RTT (c->early says what
+ * became of them). Returns 0 and *out or -errno. */
 int h3_conn_client_new(struct h3_conn **out, int fd, const struct h3_addr *local,
                        const struct h3_addr *remote, gnutls_certificate_credentials_t cred,
                        const char *host, bool verify, const struct h3_conn_ops *ops, void *app);
+
+/* Whether h3_conn_client_new may send 0-RTT when it resumes (default off). */
+void h3_conn_client_early_data(bool on);
 
 /* Unmaps every connection ID of c and frees it. NULL is a no-op. */
 void h3_conn_free(struct h3_conn *c);

@@ -93,6 +93,9 @@ int h3_endpoint_init(struct h3_endpoint *ep, const struct h3_addr *listen, const
 		goto out;
 	if ((ret = ticket_key_init(&ep->ticket_key, secret ? ep->secret : NULL)))
 		goto out;
+	ret = -ENOMEM;
+	if (!(ep->replay = h3_replay_new()))
+		goto out;
 	if ((ret = h3_cidmap_init(&ep->map, max_conns * EP_CIDS_PER_CONN * 4 / 3 + 1, mapkey)))
 		goto out;
 	if ((ret = h3_udp_bind(listen)) < 0) {
@@ -129,6 +132,8 @@ void h3_endpoint_fini(struct h3_endpoint *ep)
 	while (ep->conns)
 		conn_unlink_free(ep, &ep->conns);
 	h3_cidmap_fini(&ep->map);
+	h3_replay_free(ep->replay);
+	ep->replay = NULL;
 	if (ep->ticket_key.data) {
 		gnutls_memset(ep->ticket_key.data, 0, ep->ticket_key.size);
 		gnutls_free(ep->ticket_key.data);
@@ -284,8 +289,9 @@ static void accept_new(struct h3_endpoint *ep, const struct h3_addr *local,
 		hd.token.base = NULL; /* a NEW_TOKEN token we never issue: ignore it */
 		hd.token.len = 0;
 	}
-	int r = h3_conn_server_new(&c, ep->fd, local, remote, &hd, pocid, ep->cred, &ep->ticket_key,
-	                           &ep->lim, &ep->map, ep->secret, ep->ops, ep->app);
+	int r =
+	    h3_conn_server_new(&c, ep->fd, local, remote, &hd, pocid, ep->cred, &ep->ticket_key,
+	                       ep->replay->ar, &ep->lim, &ep->map, ep->secret, ep->ops, ep->app);
 	if (r) {
 		h3_stat_add(ep->stats.refused, 1);
 		log_rl(&ep_rl, LOG_WARNING, "h3: new connection: %s", strerror(-r));

@@ -6,6 +6,7 @@
 #include <stdint.h>
 
 #include "conn.h"
+#include "replay.h"
 
 /* Handshake time histogram bounds, microseconds (the last bucket is +Inf). */
 enum { H3_HS_BUCKETS = 10 };
@@ -46,6 +47,7 @@ struct h3_endpoint {
 	size_t nconns, max_conns;
 	uint8_t secret[H3_SECRET_LEN]; /* stateless reset tokens and Retry tokens */
 	gnutls_datum_t ticket_key;     /* TLS session tickets (resumption) */
+	struct h3_replay *replay;      /* 0-RTT anti-replay cache */
 	struct h3_retry_policy retry;
 	uint64_t reset_window_s; /* stateless resets: at most EP_RESETS_PER_S a second */
 	unsigned resets_in_window;

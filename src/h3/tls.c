@@ -74,11 +74,15 @@ static int session_common(gnutls_session_t s, gnutls_certificate_credentials_t c
 }
 
 int h3_tls_server_session(gnutls_session_t *out, gnutls_certificate_credentials_t cred,
-                          const gnutls_datum_t *ticket_key, ngtcp2_crypto_conn_ref *ref)
+                          const gnutls_datum_t *ticket_key, gnutls_anti_replay_t ar,
+                          ngtcp2_crypto_conn_ref *ref)
 {
 	gnutls_session_t s = NULL;
 	int ret = -EINVAL;
-	if (gnutls_init(&s, GNUTLS_SERVER | GNUTLS_NO_END_OF_EARLY_DATA) != 0) {
+	unsigned flags = GNUTLS_SERVER | GNUTLS_NO_END_OF_EARLY_DATA;
+	if (ticket_key && ar)
+		flags |= GNUTLS_ENABLE_EARLY_DATA;
+	if (gnutls_init(&s, flags) != 0) {
 		s = NULL;
 		goto out;
 	}
@@ -86,6 +90,11 @@ int h3_tls_server_session(gnutls_session_t *out, gnutls_certificate_credentials_
 		goto out;
 	if (ticket_key && gnutls_session_ticket_enable_server(s, ticket_key) != 0)
 		goto out;
+	if (ticket_key && ar) {
+		gnutls_anti_replay_enable(s, ar);
+		/* QUIC bounds early data by its own flow control (RFC 9001 §4.6.1) */
+		gnutls_record_set_max_early_data_size(s, 0xffffffffu);
+	}
 	/* MANDATORY: a client that does not offer h3 fails the handshake */
 	ret = session_common(s, cred, ref, GNUTLS_ALPN_MANDATORY | GNUTLS_ALPN_SERVER_PRECEDENCE);
 out:
@@ -102,6 +111,11 @@ static const char *session_file;
 void h3_tls_client_set_session_file(const char *path)
 {
 	session_file = path;
+}
+
+const char *h3_tls_client_session_file(void)
+{
+	return session_file;
 }
 
 /* Keeps the session a NewSessionTicket makes resumable (RFC 8446 §4.6.1): the latest one,
@@ -134,26 +148,34 @@ static int ticket_hook(gnutls_session_t s, unsigned htype, unsigned when, unsign
 	return 0;
 }
 
-/* Offers the stored session, if any; a bad or stale one only costs a full handshake. */
-static void session_resume(gnutls_session_t s)
+/* Offers the stored session, if any; a bad or stale one only costs a full handshake.
+ * Returns true if one is offered. */
+static bool session_resume(gnutls_session_t s)
 {
 	static uint8_t buf[16384];
 	FILE *f = session_file ? fopen(session_file, "re") : NULL;
 	if (!f)
-		return;
+		return false;
 	size_t n = fread(buf, 1, sizeof(buf), f);
 	fclose(f);
-	if (n && n < sizeof(buf))
-		(void)gnutls_session_set_data(s, buf, n);
+	return n && n < sizeof(buf) && gnutls_session_set_data(s, buf, n) == 0;
+}
+
+bool h3_tls_early_data_accepted(gnutls_session_t s)
+{
+	return gnutls_session_get_flags(s) & GNUTLS_SFLAGS_EARLY_DATA;
 }
 
 int h3_tls_client_session(gnutls_session_t *out, gnutls_certificate_credentials_t cred,
-                          ngtcp2_crypto_conn_ref *ref, const char *host, bool verify)
+                          ngtcp2_crypto_conn_ref *ref, const char *host, bool verify,
+                          bool *resuming)
 {
 	gnutls_session_t s = NULL;
 	unsigned char buf[16];
 	int ret = -EINVAL;
-	if (gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_NO_END_OF_EARLY_DATA) != 0) {
+	*resuming = false;
+	if (gnutls_init(&s, GNUTLS_CLIENT | GNUTLS_ENABLE_EARLY_DATA |
+	                        GNUTLS_NO_END_OF_EARLY_DATA) != 0) {
 		s = NULL;
 		goto out;
 	}
@@ -169,7 +191,7 @@ int h3_tls_client_session(gnutls_session_t *out, gnutls_certificate_credentials_
 	if (verify)
 		gnutls_session_set_verify_cert(s, host, 0);
 	if (session_file) {
-		session_resume(s);
+		*resuming = session_resume(s);
 		gnutls_handshake_set_hook_function(s, GNUTLS_HANDSHAKE_NEW_SESSION_TICKET,
 		                                   GNUTLS_HOOK_POST, ticket_hook);
 	}

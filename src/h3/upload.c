@@ -25,6 +25,7 @@ enum {
 	UP_HOST_MAX = 256,
 	UP_PATH_MAX = 1024,
 	UP_TURN_BYTES = 32 * 1024, /* body bytes a stream sends per turn of the round robin */
+	UP_EARLY_BYTES = 8 * 1024, /* body bytes sent as 0-RTT, all streams together */
 };
 
 struct ufile {
@@ -50,6 +51,8 @@ struct upload {
 	struct ufile f[H3_UPLOAD_MAX_FILES];
 	size_t n, next, nclosed;
 	bool get;
+	bool resubmit;     /* 0-RTT refused: submit again once the handshake is done */
+	size_t early_sent; /* body bytes handed over in 0-RTT */
 	char authority[UP_HOST_MAX + 8];
 	char path[UP_PATH_MAX];
 };
@@ -126,18 +129,27 @@ static nghttp3_ssize read_file(nghttp3_conn *h, int64_t sid, nghttp3_vec *vec, s
                                uint32_t *pflags, void *cu, void *su)
 {
 	struct ufile *f = su;
+	struct h3_conn *c = cu;
+	struct upload *u = c->app;
 	(void)h;
 	(void)sid;
-	(void)cu;
 	if (f->sent == f->size) {
 		*pflags |= NGHTTP3_DATA_FLAG_EOF;
 		return 0;
 	}
-	if (f->turn_used || !veccnt) {
+	/* in 0-RTT, bodies may fill at most UP_EARLY_BYTES: a flight that fills the initial
+	 * congestion window leaves no room for our TLS Finished, and the handshake then
+	 * stalled for a quarter of a second on loopback */
+	bool early = c->early == H3_EARLY_SENT && !c->t_handshake;
+	if (f->turn_used || !veccnt || (early && u->early_sent >= UP_EARLY_BYTES)) {
 		f->paused = true;
 		return NGHTTP3_ERR_WOULDBLOCK;
 	}
 	size_t k = f->size - f->sent < UP_TURN_BYTES ? f->size - f->sent : UP_TURN_BYTES;
+	if (early && k > UP_EARLY_BYTES - u->early_sent)
+		k = UP_EARLY_BYTES - u->early_sent;
+	if (early)
+		u->early_sent += k;
 	vec[0].base = f->map + f->sent;
 	vec[0].len = k;
 	f->sent += k;
@@ -324,10 +336,30 @@ static void streams_more(struct h3_conn *c)
 	submit_more(c);
 }
 
+/* The server refused our 0-RTT requests: they never happened; send them all again on the
+ * new HTTP/3 connection after the handshake. */
+static void early_rejected(struct h3_conn *c)
+{
+	struct upload *u = c->app;
+	for (size_t i = 0; i < u->n; i++) {
+		struct ufile *f = &u->f[i];
+		f->sid = -1;
+		f->status = 0;
+		f->sent = f->resp_len = 0;
+		f->turn_used = f->paused = f->started = f->ended = f->closed = false;
+		f->close_code = f->t0 = f->t1 = 0;
+		f->backend[0] = f->resp[0] = 0;
+	}
+	u->next = u->nclosed = 0;
+	u->early_sent = 0;
+	u->resubmit = true;
+}
+
 static const struct h3_conn_ops upload_ops = {
     .http_new = http_new,
     .streams_more = streams_more,
     .streams_idle = streams_idle,
+    .early_rejected = early_rejected,
 };
 
 /* Copies the JSON string value of "key" from the answer (untrusted: bounded, no escapes
@@ -459,6 +491,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	memset(&u, 0, sizeof(u));
 	h3_qlog_set_dir(o->qlog_dir);
 	h3_tls_client_set_session_file(o->session_file);
+	h3_conn_client_early_data(o->early_data);
 	for (size_t i = 0; i < o->nfiles; i++)
 		u.f[i].fd = -1;
 	if (url_parse(o->url, host, sizeof(host), port, sizeof(port), u.path, sizeof(u.path))) {
@@ -501,6 +534,10 @@ int h3_upload_run(const struct h3_upload_opts *o)
 		goto out;
 	uint64_t t0 = h3_now(), end = t0 + (uint64_t)o->timeout_ms * 1000000;
 	bool submitted = false, migrated = false;
+	if (c->h) { /* resuming: the requests go out as 0-RTT */
+		submitted = true;
+		submit_more(c);
+	}
 	h3_conn_write(c);
 	while (u.nclosed < u.n && !c->dead && !c->close_at) {
 		uint64_t now = h3_now(), d = h3_conn_deadline(c);
@@ -524,8 +561,9 @@ int h3_upload_run(const struct h3_upload_opts *o)
 			}
 		}
 		h3_conn_on_timer(c, h3_now());
-		if (c->h && !submitted) {
+		if (c->h && (!submitted || u.resubmit)) {
 			submitted = true;
+			u.resubmit = false;
 			submit_more(c);
 		}
 		if (o->migrate_after && !migrated) {
@@ -564,10 +602,13 @@ int h3_upload_run(const struct h3_upload_opts *o)
 		total += u.f[i].size;
 	double s = (double)(h3_now() - t0) / 1e9;
 	printf("upload: %zu streams, %zu ok, %zu failed, %" PRIu64 " bytes in %.3f s, "
-	       "handshake %.1f ms%s\n",
+	       "handshake %.1f ms%s%s\n",
 	       u.n, u.n - bad, bad, total, s,
 	       c->t_handshake ? (double)(c->t_handshake - c->t_start) / 1e6 : 0.0,
-	       c->t_handshake && gnutls_session_is_resumed(c->tls) ? " (resumed)" : "");
+	       c->t_handshake && gnutls_session_is_resumed(c->tls) ? " (resumed)" : "",
+	       c->early == H3_EARLY_ACCEPTED   ? " (0-RTT accepted)"
+	       : c->early == H3_EARLY_REJECTED ? " (0-RTT rejected)"
+	                                       : "");
 	h3_conn_close(c, NGHTTP3_H3_NO_ERROR);
 	ret = bad ? 1 : 0;
 out:

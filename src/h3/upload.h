@@ -22,6 +22,7 @@ struct h3_upload_opts {
 	size_t migrate_after;     /* nonzero: move to a new local port after this many body bytes */
 	const char *qlog_dir;     /* the connection's qlog file there, or NULL */
 	const char *session_file; /* TLS session store for resumption, or NULL */
+	bool early_data;          /* with a stored session, send the requests as 0-RTT */
 	unsigned timeout_ms;
 };
 

@@ -318,6 +318,38 @@ def test_session_resumption_across_restarts(tmp_path, certs, backend_factory):
     assert c.stop() == 0
 
 
+def test_zero_rtt_accepted_and_rejected(tmp_path, certs, backend_factory):
+    """0-RTT: with a stored session and --early-data the requests go out before the
+    handshake ends; the backend accepts them (checksums right); a backend with another secret
+    cannot read the ticket, refuses the early data, and the client sends everything again
+    after the handshake."""
+    secret, other = tmp_path / "secret", tmp_path / "other"
+    secret.write_text("00112233445566778899aabbccddeeff\n")
+    other.write_text("ffeeddccbbaa99887766554433221100\n")
+    sess = tmp_path / "session"
+    write(tmp_path / "a", 100_000, "a")
+    write(tmp_path / "b", 3, "b")
+    files = [f"{tmp_path / 'a'}:audio/ogg", f"{tmp_path / 'b'}:audio/ogg",
+             f"{tmp_path / 'b'}:text/plain"]
+
+    def run(b):
+        rc, streams, out, err = upload(b.url, files, certs,
+                                       extra=("--session-file", str(sess), "--early-data"))
+        assert rc == 1, out + err  # the text/plain one is refused: 415
+        assert [s["status"] for s in streams] == ["201", "201", "415"], out
+        assert all(s["checksum"] == "ok" for s in streams[:2]), out
+        return out.splitlines()[-1]
+    a = backend_factory(ident="a", extra=("--secret-file", str(secret)))
+    assert "0-RTT" not in run(a)  # no session stored yet
+    assert (tmp_path / "session.tp").exists()
+    assert "(0-RTT accepted)" in run(a)
+    assert a.stop() == 0
+    b = backend_factory(ident="b", extra=("--listen", f"[::1]:{a.port}", "--secret-file",
+                                          str(other)))
+    assert "(0-RTT rejected)" in run(b)
+    assert b.stop() == 0
+
+
 def test_client_killed_mid_upload_does_not_hurt_the_backend(tmp_path, certs, backend_factory):
     b = backend_factory(extra=("--verbose",))
     big = tmp_path / "big.mp4"
