@@ -97,7 +97,7 @@ static int tp_path(char *out, size_t cap)
 	return f && snprintf(out, cap, "%s.tp", f) < (int)cap ? 0 : -ENAMETOOLONG;
 }
 
-static void tp_store(const ngtcp2_transport_params *p)
+static void tp_store(const ngtcp2_transport_params *p, ngtcp2_duration rtt)
 {
 	char path[4096], tmp[4200];
 	if (tp_path(path, sizeof(path)) || snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= 4200)
@@ -112,12 +112,14 @@ static void tp_store(const ngtcp2_transport_params *p)
 #define X(name) fprintf(f, #name " %llu\n", (unsigned long long)p->name);
 	TP_FIELDS(X)
 #undef X
+	fprintf(f, "smoothed_rtt_ns %llu\n", (unsigned long long)rtt);
 	if (fclose(f) || rename(tmp, path) == -1)
 		unlink(tmp);
 }
 
-/* Reads FILE.tp; false if it is missing or incomplete (then no 0-RTT). */
-static bool tp_load(ngtcp2_transport_params *p)
+/* Reads FILE.tp; false if it is missing or incomplete (then no 0-RTT). *rtt gets the
+ * smoothed RTT of the connection that stored it, or stays as it was. */
+static bool tp_load(ngtcp2_transport_params *p, ngtcp2_duration *rtt)
 {
 	char path[4096], name[64];
 	unsigned long long v;
@@ -137,6 +139,9 @@ static bool tp_load(ngtcp2_transport_params *p)
 	}
 		TP_FIELDS(X)
 #undef X
+		if (!strcmp(name, "smoothed_rtt_ns") && v >= NGTCP2_MILLISECONDS / 10 &&
+		    v <= NGTCP2_DEFAULT_INITIAL_RTT)
+			*rtt = v;
 	}
 	fclose(f);
 	return seen == want;
@@ -155,8 +160,11 @@ static int handshake_completed(ngtcp2_conn *q, void *ud)
 		if (c->early == H3_EARLY_REJECTED && ngtcp2_conn_early_data_rejected(q))
 			return NGTCP2_ERR_CALLBACK_FAILURE;
 	}
-	if (h3_tls_client_session_file())
-		tp_store(ngtcp2_conn_get_remote_transport_params(q));
+	if (h3_tls_client_session_file()) {
+		ngtcp2_conn_stat st;
+		ngtcp2_conn_get_conn_stat(q, &st);
+		tp_store(ngtcp2_conn_get_remote_transport_params(q), st.smoothed_rtt);
+	}
 	if (http_setup(c))
 		return NGTCP2_ERR_CALLBACK_FAILURE;
 	return 0;
@@ -574,6 +582,11 @@ int h3_conn_client_new(struct h3_conn **out, int fd, const struct h3_addr *local
 	settings.initial_ts = c->t_start;
 	settings.log_printf = trace_fn();
 	settings.max_tx_udp_payload_size = H3_MAX_UDP_PAYLOAD;
+	/* a resumed connection may start from the last one's smoothed RTT (RFC 9002 §6.2.2);
+	 * ngtcp2 paces the first flight by it, and with the default 333 ms a 0-RTT flight held
+	 * back our TLS Finished for a quarter of a second (20 ms after a plain Initial) */
+	ngtcp2_transport_params early;
+	bool have_tp = h3_tls_client_session_file() && tp_load(&early, &settings.initial_rtt);
 	ngtcp2_transport_params_default(&params);
 	params.initial_max_streams_uni = 3;
 	params.initial_max_stream_data_bidi_local = 256 * 1024;
@@ -590,11 +603,10 @@ int h3_conn_client_new(struct h3_conn **out, int fd, const struct h3_addr *local
 		goto out;
 	}
 	bool resuming;
-	ngtcp2_transport_params early;
 	if ((ret = h3_tls_client_session(&c->tls, cred, &c->ref, host, verify, &resuming)))
 		goto out;
 	ngtcp2_conn_set_tls_native_handle(c->q, c->tls);
-	if (resuming && early_data_on && tp_load(&early)) {
+	if (resuming && early_data_on && have_tp) {
 		ngtcp2_conn_set_early_remote_transport_params(c->q, &early);
 		ret = -EPROTO;
 		if (http_setup(c))
@@ -799,7 +811,7 @@ int h3_conn_write(struct h3_conn *c)
 		return 0;
 	size_t max_pkts = ngtcp2_conn_get_send_quantum(c->q) / H3_MAX_UDP_PAYLOAD + 1;
 	size_t pkts = 0;
-	bool idle_tried = false;
+	bool idle_tried = false, quantum_used = false;
 	ngtcp2_path_storage_zero(&ps);
 	b.len = b.segs = 0;
 	ngtcp2_path_storage_zero(&b.ps);        /* points its addresses at its own storage */
@@ -862,11 +874,21 @@ int h3_conn_write(struct h3_conn *c)
 		if (n == 0)
 			break;
 		batch_add(c, &b, &ps.path, (size_t)n);
-		if (++pkts >= max_pkts)
+		if (++pkts >= max_pkts) {
+			quantum_used = true;
 			break;
+		}
 	}
 	batch_flush(c, &b);
-	ngtcp2_conn_update_pkt_tx_time(c->q, now);
+	/* Pacing starts only when a send quantum is used up. ngtcp2 0.12 spaces the next
+	 * packet by what was just sent over the rate of the moment and keeps that time when
+	 * an RTT sample arrives: before the first sample the rate comes from the 333 ms
+	 * initial RTT, and a handshake flight of 1-3 KB held the next packet (the answer to
+	 * the first request, our TLS Finished) back by 10-30 ms on loopback. A write that
+	 * ends because there is nothing more to send, or no congestion window, needs no
+	 * pacing; the bytes it sent are counted at the next update. */
+	if (quantum_used)
+		ngtcp2_conn_update_pkt_tx_time(c->q, now);
 	return 0;
 h3fail:
 	batch_flush(c, &b);
