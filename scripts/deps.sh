@@ -7,7 +7,9 @@ python3 python3-pytest python3-dnspython libmicrohttpd-dev knot-dnsutils bind9-d
 dnsperf libmnl-dev nettle-dev etcd-server libcurl4-openssl-dev libjansson-dev
 bird2 iproute2 iputils-ping ethtool curl procps util-linux
 libbpf-dev bpftool
-nginx-light haproxy nftables gnuplot-nox iperf3"
+nginx-light haproxy nftables gnuplot-nox iperf3
+libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev nettle-dev gnutls-bin
+golang-go golang-github-lucas-clemente-quic-go-dev"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -43,3 +43,4 @@ int cmd_controller_ctl(int argc, char **argv);
 int cmd_filter(int argc, char **argv);
 int cmd_overlay(int argc, char **argv);
 int cmd_overlay_ctl(int argc, char **argv);
+int cmd_h3(int argc, char **argv);

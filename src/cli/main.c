@@ -95,6 +95,7 @@ static const struct {
     {"filter", cmd_filter, "attach, update, inspect and detach the XDP filter"},
     {"overlay", cmd_overlay, "one site's IPv6 overlay router: IPv6 over UDP/IPv4 between sites"},
     {"overlay-ctl", cmd_overlay_ctl, "ask a running peak overlay: routes, peers, counters"},
+    {"h3", cmd_h3, "HTTP/3: a checksum backend and a multiplexing upload client"},
 };
 
 static void usage(FILE *f)

@@ -1,0 +1,320 @@
+/* peak h3: HTTP/3 stream routing (issue 16): the checksum backend and the upload client. */
+#include <getopt.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "../h3/backend.h"
+#include "../h3/upload.h"
+#include "../sys/log.h"
+#include "cli.h"
+
+static const char h3_help[] =
+    "usage: peak h3 COMMAND [ARGS]\n"
+    "\n"
+    "HTTP/3 (QUIC, ngtcp2 + nghttp3 + GnuTLS).\n"
+    "\n"
+    "Commands:\n"
+    "  backend   an HTTP/3 server that answers each upload with its SHA-256\n"
+    "  upload    upload files on one connection, one request stream each; check checksums\n"
+    "  get       GET one URL (e.g. a backend's /healthz) and print the status\n"
+    "\n"
+    "Run 'peak h3 COMMAND --help' for a command's options.\n";
+
+static const char backend_help[] =
+    "usage: peak h3 backend --listen ADDR:PORT --cert FILE --key FILE --type TYPES\n"
+    "                       [--id ID] [--max-streams N] [--max-conns N] [--verbose]\n"
+    "                       [--secret-file FILE] [--retry] [--metrics ADDR:PORT]\n"
+    "                       [--qlog DIR]\n"
+    "\n"
+    "An HTTP/3 server (UDP). POST with a body: the body is hashed with SHA-256 as it\n"
+    "streams in and answered 201 with\n"
+    "  {\"checksum\":\"<hex>\",\"bytes\":N,\"type\":\"<content-type>\",\"backend\":\"<id>\"}\n"
+    "A content type not in TYPES gets 415, a POST without content-type 400 (the rest of its\n"
+    "body is read and dropped). GET /healthz gets 200. SIGTERM or SIGINT: exit 0.\n"
+    "\n"
+    "  --listen ADDR:PORT  address to listen on: [IPv6]:PORT or IPv4:PORT; [::]:PORT answers\n"
+    "                      each client from the address it used (AnyIP slice addresses too)\n"
+    "  --cert FILE         PEM certificate chain\n"
+    "  --key FILE          PEM private key\n"
+    "  --type TYPES        content types served, comma-separated: type/subtype, type/*,\n"
+    "                      */* (case-insensitive; parameters such as ;charset= ignored)\n"
+    "  --id ID             backend id reported in answers (default: the host name)\n"
+    "  --max-streams N     concurrent request streams per connection (default 100)\n"
+    "  --max-conns N       concurrent connections (default 1024)\n"
+    "  --verbose           log every request (debug level)\n"
+    "  --secret-file FILE  16-byte secret (32 hex digits) keying stateless reset and Retry\n"
+    "                      tokens: a backend restarted with the same secret resets its old\n"
+    "                      connections at once (default: random per process)\n"
+    "  --retry             make every new client prove its address with a Retry first\n"
+    "                      (by default only once half of --max-conns are open)\n"
+    "  --metrics ADDR:PORT serve Prometheus metrics at http://ADDR:PORT/metrics: streams by\n"
+    "                      status, body bytes, connections, drops, retries, resets,\n"
+    "                      handshake time histogram\n"
+    "  --qlog DIR          write a qlog file per connection into DIR (JSON-SEQ: ngtcp2's\n"
+    "                      transport events, and the request heads and answers)\n";
+
+static const char upload_help[] =
+    "usage: peak h3 upload URL --file FILE[:TYPE] [--file ...] [--ca FILE | --insecure]\n"
+    "                      [--timeout MS] [--migrate-after BYTES] [--qlog DIR]\n"
+    "                      [--session-file FILE [--early-data]]\n"
+    "\n"
+    "Opens one HTTP/3 connection to URL (https://HOST[:PORT][/PATH]) and POSTs every file on\n"
+    "its own request stream, concurrently, opening streams as the server's limit allows.\n"
+    "Each answer's checksum and byte count are checked against the file's own SHA-256 and\n"
+    "size. Prints one line per stream (stream, file, type, status, backend, checksum check,\n"
+    "time) and a summary. Exit 0 if every stream got 201 with the right checksum, 1 if any\n"
+    "did not or the connection failed, 2 for bad usage.\n"
+    "\n"
+    "  --file FILE[:TYPE]  a file to upload with content-type TYPE (none if omitted);\n"
+    "                      up to 256\n"
+    "  --ca FILE           trust this PEM CA (default: the system's trust store)\n"
+    "  --insecure          do not check the server's certificate\n"
+    "  --timeout MS        give up after MS milliseconds (default 30000)\n"
+    "  --migrate-after BYTES  once BYTES of the bodies are sent, move the connection to a\n"
+    "                      new local port (connection migration, RFC 9000 §9: the server\n"
+    "                      follows by connection ID)\n"
+    "  --qlog DIR          write the connection's qlog into DIR (JSON-SEQ)\n"
+    "  --session-file FILE resume the TLS session stored in FILE, and store the server's\n"
+    "                      latest session ticket there (the summary says 'resumed')\n"
+    "  --early-data        with --session-file, send the requests as 0-RTT (the backend\n"
+    "                      refuses replays; refused early data is sent again after the\n"
+    "                      handshake; the summary says which)\n";
+
+static int cmd_h3_backend(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"listen", required_argument, 0, 'l'},
+	    {"cert", required_argument, 0, 'c'},
+	    {"key", required_argument, 0, 'k'},
+	    {"type", required_argument, 0, 't'},
+	    {"id", required_argument, 0, 'i'},
+	    {"max-streams", required_argument, 0, 's'},
+	    {"max-conns", required_argument, 0, 'm'},
+	    {"verbose", no_argument, 0, 'v'},
+	    {"secret-file", required_argument, 0, 'S'},
+	    {"retry", no_argument, 0, 'r'},
+	    {"metrics", required_argument, 0, 'M'},
+	    {"qlog", required_argument, 0, 'Q'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
+	};
+	static char host[256];
+	static uint8_t secret[16];
+	static struct h3_backend_opts o;
+	bool have_listen = false, have_types = false;
+	int c;
+	memset(&o, 0, sizeof(o));
+	o.max_streams = 100;
+	o.max_conns = 1024;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'l':
+			if (h3_addr_parse(optarg, &o.listen))
+				cli_usage_error("h3 backend", "--listen: '%s' is not ADDR:PORT",
+				                optarg);
+			have_listen = true;
+			break;
+		case 'c':
+			o.cert = optarg;
+			break;
+		case 'k':
+			o.key = optarg;
+			break;
+		case 't':
+			if (h3_ctype_set_parse(&o.types, optarg))
+				cli_usage_error(
+				    "h3 backend",
+				    "--type: '%s': want up to %d comma-separated type/subtype,"
+				    " type/* or */*",
+				    optarg, H3_CTYPE_MAX);
+			have_types = true;
+			break;
+		case 'i':
+			if (!*optarg || strlen(optarg) > 64 || strpbrk(optarg, " \"\\\r\n\t"))
+				cli_usage_error("h3 backend",
+				                "--id: 1 to 64 characters, no spaces or"
+				                " quotes");
+			o.id = optarg;
+			break;
+		case 's':
+			o.max_streams = cli_u64("h3 backend", "--max-streams", optarg, 1, 10000);
+			break;
+		case 'm':
+			o.max_conns =
+			    (size_t)cli_u64("h3 backend", "--max-conns", optarg, 1, 100000);
+			break;
+		case 'v':
+			log_set_level(LOG_DEBUG);
+			break;
+		case 'S':
+			cli_secret_file("h3 backend", optarg, secret);
+			o.secret = secret;
+			break;
+		case 'r':
+			o.retry = true;
+			break;
+		case 'M':
+			o.metrics = optarg;
+			break;
+		case 'Q':
+			o.qlog_dir = optarg;
+			break;
+		case 'h':
+			fputs(backend_help, stdout);
+			return 0;
+		default:
+			cli_usage_error("h3 backend",
+			                "unknown or incomplete option '%s' (see --help)",
+			                argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		cli_usage_error("h3 backend", "unexpected argument '%s'", argv[optind]);
+	if (!have_listen || !o.cert || !o.key || !have_types)
+		cli_usage_error("h3 backend", "--listen, --cert, --key and --type are required");
+	if (!o.id) {
+		if (gethostname(host, sizeof(host) - 1))
+			strcpy(host, "peak");
+		o.id = host;
+	}
+	return h3_backend_run(&o) ? EXIT_USAGE : 0;
+}
+
+static const char get_help[] =
+    "usage: peak h3 get URL [--ca FILE | --insecure] [--timeout MS] [--qlog DIR]\n"
+    "\n"
+    "GETs URL (https://HOST[:PORT][/PATH]) over HTTP/3 and prints the status, the backend\n"
+    "(x-peak-backend) and the first line of the body. Exit 0 for a 2xx answer, 1 otherwise,\n"
+    "2 for bad usage.\n"
+    "\n"
+    "  --ca FILE           trust this PEM CA (default: the system's trust store)\n"
+    "  --insecure          do not check the server's certificate\n"
+    "  --timeout MS        give up after MS milliseconds (default 30000)\n"
+    "  --qlog DIR          write the connection's qlog into DIR (JSON-SEQ)\n";
+
+static bool printable(const char *s)
+{
+	for (; *s; s++)
+		if (*s < 0x20 || *s > 0x7e)
+			return false;
+	return true;
+}
+
+static int cmd_h3_upload(int argc, char **argv, bool get)
+{
+	const char *cmd = get ? "h3 get" : "h3 upload";
+	static const struct option opts[] = {
+	    {"file", required_argument, 0, 'f'},
+	    {"ca", required_argument, 0, 'c'},
+	    {"insecure", no_argument, 0, 'k'},
+	    {"timeout", required_argument, 0, 't'},
+	    {"migrate-after", required_argument, 0, 'M'},
+	    {"qlog", required_argument, 0, 'Q'},
+	    {"session-file", required_argument, 0, 'T'},
+	    {"early-data", no_argument, 0, 'E'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
+	};
+	static struct h3_upload_opts o;
+	int c;
+	memset(&o, 0, sizeof(o));
+	o.timeout_ms = 30000;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'f': {
+			if (get)
+				cli_usage_error(cmd, "takes no --file");
+			if (o.nfiles == H3_UPLOAD_MAX_FILES)
+				cli_usage_error(cmd, "at most %d files", H3_UPLOAD_MAX_FILES);
+			/* FILE:TYPE splits at the last ':' followed by a type/subtype */
+			char *colon = strrchr(optarg, ':');
+			o.files[o.nfiles].path = optarg;
+			if (colon && strchr(colon + 1, '/')) {
+				struct h3_ctype_set one;
+				*colon = 0;
+				/* one concrete type; parameters are sent as given */
+				if (!printable(colon + 1) ||
+				            h3_ctype_set_parse(&one, colon + 1) == 0
+				        ? strchr(colon + 1, '*') != NULL
+				        : !h3_ctype_set_match(
+				              &(struct h3_ctype_set){.pat = {"*/*"}, .n = 1},
+				              colon + 1, strlen(colon + 1)))
+					cli_usage_error(cmd, "--file: '%s' is not a media type",
+					                colon + 1);
+				o.files[o.nfiles].type = colon + 1;
+			}
+			if (!*o.files[o.nfiles].path)
+				cli_usage_error(cmd, "--file: empty file name");
+			o.nfiles++;
+			break;
+		}
+		case 'c':
+			o.ca = optarg;
+			break;
+		case 'k':
+			o.insecure = true;
+			break;
+		case 't':
+			o.timeout_ms = (unsigned)cli_u64(cmd, "--timeout", optarg, 1, 3600000);
+			break;
+		case 'M':
+			if (get)
+				cli_usage_error(cmd, "takes no --migrate-after");
+			o.migrate_after =
+			    (size_t)cli_u64(cmd, "--migrate-after", optarg, 1, SIZE_MAX);
+			break;
+		case 'Q':
+			o.qlog_dir = optarg;
+			break;
+		case 'T':
+			o.session_file = optarg;
+			break;
+		case 'E':
+			o.early_data = true;
+			break;
+		case 'h':
+			fputs(get ? get_help : upload_help, stdout);
+			return 0;
+		default:
+			cli_usage_error(cmd, "unknown or incomplete option '%s' (see --help)",
+			                argv[optind - 1]);
+		}
+	}
+	if (optind != argc - 1)
+		cli_usage_error(cmd, "want one URL (see --help)");
+	if (!o.nfiles && !get)
+		cli_usage_error(cmd, "at least one --file is required");
+	o.get = get;
+	if (o.early_data && !o.session_file)
+		cli_usage_error(cmd, "--early-data needs --session-file");
+	if (o.ca && o.insecure)
+		cli_usage_error(cmd, "--ca and --insecure exclude each other");
+	o.url = argv[optind];
+	int r = h3_upload_run(&o);
+	return r < 0 ? EXIT_USAGE : r ? EXIT_NO : 0;
+}
+
+int cmd_h3(int argc, char **argv)
+{
+	if (argc < 2) {
+		fputs(h3_help, stderr);
+		return EXIT_USAGE;
+	}
+	if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		fputs(h3_help, stdout);
+		return 0;
+	}
+	if (!strcmp(argv[1], "backend"))
+		return cmd_h3_backend(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "upload"))
+		return cmd_h3_upload(argc - 1, argv + 1, false);
+	if (!strcmp(argv[1], "get"))
+		return cmd_h3_upload(argc - 1, argv + 1, true);
+	cli_usage_error("h3", "unknown command '%s' (see --help)", argv[1]);
+}

@@ -1,0 +1,202 @@
+/* UDP sockets with per-datagram destination addresses (RFC 3542 §6 IPV6_PKTINFO). */
+#define _GNU_SOURCE /* struct in6_pktinfo (RFC 3542) */
+#include "udp.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+int h3_udp_bind(const struct h3_addr *addr)
+{
+	int one = 1;
+	int fd = socket(addr->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return -errno;
+	if (addr->ss.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_RECVPKTINFO, &one, sizeof(one)) == -1)
+		goto fail;
+	/* a slice address of an AnyIP route is local but may not be on an interface yet */
+	if (addr->ss.ss_family == AF_INET6 &&
+	    setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one)) == -1)
+		goto fail;
+	if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) == -1)
+		goto fail;
+	return fd;
+fail:;
+	int err = -errno;
+	close(fd);
+	return err;
+}
+
+int h3_udp_connect(const struct h3_addr *peer, struct h3_addr *local)
+{
+	int fd = socket(peer->ss.ss_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return -errno;
+	local->len = sizeof(local->ss);
+	if (connect(fd, (const struct sockaddr *)&peer->ss, peer->len) == -1 ||
+	    getsockname(fd, (struct sockaddr *)&local->ss, &local->len) == -1) {
+		int err = -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+ssize_t h3_udp_recv(int fd, uint8_t *buf, size_t n, struct h3_addr *from, struct h3_addr *to,
+                    const struct h3_addr *bound)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+		struct cmsghdr align;
+	} cm;
+	struct iovec iov = {buf, n};
+	struct msghdr msg = {
+	    .msg_name = &from->ss,
+	    .msg_namelen = sizeof(from->ss),
+	    .msg_iov = &iov,
+	    .msg_iovlen = 1,
+	    .msg_control = cm.buf,
+	    .msg_controllen = sizeof(cm.buf),
+	};
+	ssize_t r;
+	do
+		r = recvmsg(fd, &msg, MSG_DONTWAIT);
+	while (r == -1 && errno == EINTR);
+	if (r == -1)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	from->len = msg.msg_namelen;
+	*to = *bound;
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level != IPPROTO_IPV6 || c->cmsg_type != IPV6_PKTINFO ||
+		    to->ss.ss_family != AF_INET6)
+			continue;
+		struct in6_pktinfo pi;
+		memcpy(&pi, CMSG_DATA(c), sizeof(pi));
+		struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&to->ss;
+		sin6->sin6_addr = pi.ipi6_addr;
+		/* a link-local destination needs its interface to answer from it */
+		sin6->sin6_scope_id = IN6_IS_ADDR_LINKLOCAL(&pi.ipi6_addr) ? pi.ipi6_ifindex : 0;
+	}
+	return r;
+}
+
+int h3_udp_send(int fd, const struct h3_addr *from, const struct h3_addr *to, const uint8_t *p,
+                size_t n, size_t gso)
+{
+	union {
+		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(uint16_t))];
+		struct cmsghdr align;
+	} cm;
+	size_t clen = 0;
+	struct iovec iov = {(void *)p, n};
+	struct msghdr msg = {
+	    .msg_name = (void *)&to->ss,
+	    .msg_namelen = to->len,
+	    .msg_iov = &iov,
+	    .msg_iovlen = 1,
+	};
+	memset(&cm, 0, sizeof(cm));
+	msg.msg_control = cm.buf;
+	msg.msg_controllen = sizeof(cm.buf);
+	struct cmsghdr *c = CMSG_FIRSTHDR(&msg);
+	if (from && from->ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *src = (const struct sockaddr_in6 *)&from->ss;
+		if (!IN6_IS_ADDR_UNSPECIFIED(&src->sin6_addr)) {
+			struct in6_pktinfo pi = {.ipi6_addr = src->sin6_addr,
+			                         .ipi6_ifindex = src->sin6_scope_id};
+			c->cmsg_level = IPPROTO_IPV6;
+			c->cmsg_type = IPV6_PKTINFO;
+			c->cmsg_len = CMSG_LEN(sizeof(pi));
+			memcpy(CMSG_DATA(c), &pi, sizeof(pi));
+			clen += CMSG_SPACE(sizeof(pi));
+			c = CMSG_NXTHDR(&msg, c);
+		}
+	}
+	if (gso && n > gso) {
+		uint16_t seg = (uint16_t)gso;
+		c->cmsg_level = SOL_UDP;
+		c->cmsg_type = UDP_SEGMENT;
+		c->cmsg_len = CMSG_LEN(sizeof(seg));
+		memcpy(CMSG_DATA(c), &seg, sizeof(seg));
+		clen += CMSG_SPACE(sizeof(seg));
+	}
+	msg.msg_controllen = clen;
+	if (!clen)
+		msg.msg_control = NULL;
+	ssize_t r;
+	do
+		r = sendmsg(fd, &msg, 0);
+	while (r == -1 && errno == EINTR);
+	if (r == -1)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	return 0;
+}
+
+int h3_addr_parse(const char *s, struct h3_addr *addr)
+{
+	char host[INET6_ADDRSTRLEN + 1];
+	const char *port;
+	size_t hl;
+	memset(addr, 0, sizeof(*addr));
+	if (s[0] == '[') {
+		const char *e = strchr(s, ']');
+		if (!e || e[1] != ':')
+			return -EINVAL;
+		hl = (size_t)(e - s - 1);
+		if (hl >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s + 1, hl);
+		port = e + 2;
+	} else {
+		const char *e = strrchr(s, ':');
+		if (!e)
+			return -EINVAL;
+		hl = (size_t)(e - s);
+		if (hl >= sizeof(host))
+			return -EINVAL;
+		memcpy(host, s, hl);
+		port = e + 1;
+	}
+	host[hl] = 0;
+	char *end;
+	errno = 0;
+	unsigned long p = strtoul(port, &end, 10);
+	if (!*port || *end || errno || p > 65535 || port[0] == '-' || port[0] == '+')
+		return -EINVAL;
+	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&addr->ss;
+	struct sockaddr_in *s4 = (struct sockaddr_in *)&addr->ss;
+	if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
+		s6->sin6_family = AF_INET6;
+		s6->sin6_port = htons((uint16_t)p);
+		addr->len = sizeof(*s6);
+	} else if (s[0] != '[' && inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
+		s4->sin_family = AF_INET;
+		s4->sin_port = htons((uint16_t)p);
+		addr->len = sizeof(*s4);
+	} else {
+		return -EINVAL;
+	}
+	return 0;
+}
+
+void h3_addr_format(const struct h3_addr *addr, char *out, size_t n)
+{
+	char a[INET6_ADDRSTRLEN] = "?";
+	if (addr->ss.ss_family == AF_INET6) {
+		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&addr->ss;
+		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
+		snprintf(out, n, "[%s]:%u", a, ntohs(s6->sin6_port));
+	} else {
+		const struct sockaddr_in *s4 = (const struct sockaddr_in *)&addr->ss;
+		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
+		snprintf(out, n, "%s:%u", a, ntohs(s4->sin_port));
+	}
+}

@@ -1,0 +1,43 @@
+#pragma once
+/* UDP datagrams for the QUIC endpoints: a non-blocking socket that learns each datagram's
+ * destination address (IPV6_RECVPKTINFO), so a server bound to [::] or to an AnyIP prefix
+ * answers from the address the client used. */
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+
+/* A socket address with its length, as ngtcp2 paths take them. */
+struct h3_addr {
+	struct sockaddr_storage ss;
+	socklen_t len;
+};
+
+/* Opens a non-blocking UDP socket bound to addr (IPv6 sockets also learn each datagram's
+ * destination). Returns the descriptor or -errno. */
+int h3_udp_bind(const struct h3_addr *addr);
+
+/* Opens a non-blocking UDP socket connected to peer and writes the local address chosen by
+ * the kernel to local. Returns the descriptor or -errno. */
+int h3_udp_connect(const struct h3_addr *peer, struct h3_addr *local);
+
+/* Receives one datagram into buf[n]. from gets the sender; to gets the destination
+ * address with the socket's port (bound, the socket's own address when the kernel does not
+ * say). Returns the length, -EAGAIN when nothing is queued, or -errno. */
+ssize_t h3_udp_recv(int fd, uint8_t *buf, size_t n, struct h3_addr *from, struct h3_addr *to,
+                    const struct h3_addr *bound);
+
+/* Sends p[n] to to, from the source address from when it is an IPv6 address (NULL or
+ * unspecified: the kernel picks). With gso nonzero, p holds datagrams of gso bytes each (the
+ * last may be shorter) that the kernel splits (UDP GSO, UDP_SEGMENT). Returns 0, -EAGAIN
+ * when the socket buffer is full (the datagrams are dropped; QUIC recovers them) or -errno
+ * (-EIO or -EINVAL when the kernel or the device cannot segment). */
+int h3_udp_send(int fd, const struct h3_addr *from, const struct h3_addr *to, const uint8_t *p,
+                size_t n, size_t gso);
+
+/* Parses "[ADDR]:PORT", "ADDR:PORT" (IPv4) or "HOST:PORT" into addr; numeric only. Returns 0
+ * or -EINVAL. */
+int h3_addr_parse(const char *s, struct h3_addr *addr);
+
+/* Writes addr as "[ADDR]:PORT" or "ADDR:PORT" into out[n]. */
+void h3_addr_format(const struct h3_addr *addr, char *out, size_t n);

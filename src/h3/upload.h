@@ -1,0 +1,33 @@
+#pragma once
+/* peak h3 upload: one HTTP/3 connection, every file its own POST stream, all at once as far
+ * as the server's stream limit allows; each answer's checksum is checked against the file's
+ * own SHA-256. */
+#include <stdbool.h>
+#include <stddef.h>
+
+enum { H3_UPLOAD_MAX_FILES = 256 };
+
+struct h3_upload_file {
+	const char *path;
+	const char *type; /* NULL: sent without content-type */
+};
+
+struct h3_upload_opts {
+	const char *url; /* https://HOST[:PORT][/PATH] */
+	struct h3_upload_file files[H3_UPLOAD_MAX_FILES];
+	size_t nfiles;
+	const char *ca;           /* trust this CA file instead of the system's */
+	bool insecure;            /* no certificate check */
+	bool get;                 /* no files: one GET of the URL (health checks) */
+	size_t migrate_after;     /* nonzero: move to a new local port after this many body bytes */
+	const char *qlog_dir;     /* the connection's qlog file there, or NULL */
+	const char *session_file; /* TLS session store for resumption, or NULL */
+	bool early_data;          /* with a stored session, send the requests as 0-RTT */
+	unsigned timeout_ms;
+};
+
+/* Runs the uploads (or the GET) and prints one line per stream on stdout. Returns 0 when every
+ * stream got 201 with the right checksum and size (a GET: any 2xx), 1 when any did not (or the
+ * connection failed), or -errno when it could not start (bad URL, unreadable file: a reason is
+ * printed). */
+int h3_upload_run(const struct h3_upload_opts *o);
