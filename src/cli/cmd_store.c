@@ -39,7 +39,8 @@ static const char store_help[] =
     "  --id ID            this pod's endpoint id\n"
     "  --data DIR         data directory, created if missing (default ./store-ID)\n"
     "  --listen ADDR:PORT listen here instead ([IPV6]:PORT)\n"
-    "  --max-body BYTES   largest object (default 67108864); larger PUTs get 413\n"
+    "  --max-body BYTES   largest object (default 16777216, what peak store get takes);\n"
+    "                     larger PUTs get 413\n"
     "  --max-conns N      simultaneous connections (default 1024; more get 503)\n"
     "  --timeout MS       a request's head must arrive within MS, a body or reply within\n"
     "                     MS plus its size at 64 KB/s (default 10000): else 408, closed\n"
@@ -55,10 +56,14 @@ static const char store_help[] =
 static int store_serve_cmd(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, 0, 'c'},   {"id", required_argument, 0, 'i'},
-	    {"data", required_argument, 0, 'd'},     {"listen", required_argument, 0, 'l'},
-	    {"max-body", required_argument, 0, 'b'}, {"max-conns", required_argument, 0, 'm'},
-	    {"timeout", required_argument, 0, 't'},  {"help", no_argument, 0, 'h'},
+	    {"config", required_argument, 0, 'c'},
+	    {"id", required_argument, 0, 'i'},
+	    {"data", required_argument, 0, 'd'},
+	    {"listen", required_argument, 0, 'l'},
+	    {"max-body", required_argument, 0, 'b'},
+	    {"max-conns", required_argument, 0, 'm'},
+	    {"timeout", required_argument, 0, 't'},
+	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
 	static char data[256];
@@ -137,9 +142,9 @@ static int cand_connect(const struct peak_candidate *cd, unsigned timeout_ms)
 static int store_client_cmd(enum store_method m, int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"server", required_argument, 0, 's'}, {"port", required_argument, 0, 'p'},
+	    {"server", required_argument, 0, 's'},  {"port", required_argument, 0, 'p'},
 	    {"timeout", required_argument, 0, 't'}, {"verbose", no_argument, 0, 'v'},
-	    {"help", no_argument, 0, 'h'},         {0, 0, 0, 0},
+	    {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
 	};
 	const char *cmd = argv[0];
 	struct peak_resolver_opts ro = {0};

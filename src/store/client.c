@@ -21,8 +21,8 @@ static void key_encode(const char *key, char *out, size_t cap)
 	static const char hex[] = "0123456789ABCDEF";
 	size_t n = 0;
 	for (const unsigned char *p = (const unsigned char *)key; *p && n + 4 < cap; p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-		    *p == '-' || *p == '.' || *p == '_' || *p == '~') {
+		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
 			out[n++] = (char)*p;
 		} else {
 			out[n++] = '%';
@@ -90,8 +90,8 @@ int store_call_run(int fd, struct store_call *call)
 	call->body_len = 0;
 	call->detail[0] = 0;
 	key_encode(call->key, target, sizeof(target));
-	int n = snprintf(head, sizeof(head), "%s /o/%s HTTP/1.1\r\nHost: %s\r\n", method_names[call->method],
-	                 target, call->host);
+	int n = snprintf(head, sizeof(head), "%s /o/%s HTTP/1.1\r\nHost: %s\r\n",
+	                 method_names[call->method], target, call->host);
 	if (call->method == STORE_PUT)
 		n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Length: %llu\r\n",
 		              (unsigned long long)call->in_len);
@@ -100,7 +100,8 @@ int store_call_run(int fd, struct store_call *call)
 	if (!sent && call->method == STORE_PUT) {
 		off_t off = 0;
 		for (uint64_t left = call->in_len; left && !sent;) {
-			ssize_t k = sendfile(fd, call->infd, &off, left < (1u << 30) ? left : (1u << 30));
+			ssize_t k =
+			    sendfile(fd, call->infd, &off, left < (1u << 30) ? left : (1u << 30));
 			if (k == -1 && errno == EINTR)
 				continue;
 			if (k <= 0)

@@ -8,7 +8,7 @@ enum { STORE_DETAIL_MAX = 256 };
 
 struct store_call {
 	enum store_method method;
-	const char *key; /* NUL-terminated: a key with NUL cannot be sent from here */
+	const char *key;  /* NUL-terminated: a key with NUL cannot be sent from here */
 	const char *host; /* the Host header's value */
 	int infd;         /* PUT: the body's source, a regular file read from its offset 0 */
 	uint64_t in_len;  /* PUT: bytes of the body */

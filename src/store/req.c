@@ -96,8 +96,8 @@ static int key_decode(struct cur *c, struct store_req *out)
 static const struct {
 	const char *name;
 	enum store_method m;
-} methods[] = {{"GET", STORE_GET}, {"HEAD", STORE_HEAD}, {"PUT", STORE_PUT},
-               {"DELETE", STORE_DELETE}};
+} methods[] = {
+    {"GET", STORE_GET}, {"HEAD", STORE_HEAD}, {"PUT", STORE_PUT}, {"DELETE", STORE_DELETE}};
 
 /* The request line: method SP request-target SP HTTP-version (RFC 9112 3). */
 static long request_line(const uint8_t *s, size_t n, struct store_req *out)
@@ -190,22 +190,39 @@ long store_req_parse(const uint8_t *buf, size_t len, uint64_t max_body, struct s
 const char *store_status_text(unsigned status)
 {
 	switch (status) {
-	case 100: return "Continue";
-	case 200: return "OK";
-	case 201: return "Created";
-	case 204: return "No Content";
-	case 400: return "Bad Request";
-	case 404: return "Not Found";
-	case 405: return "Method Not Allowed";
-	case 408: return "Request Timeout";
-	case 411: return "Length Required";
-	case 413: return "Content Too Large";
-	case 421: return "Misdirected Request";
-	case 431: return "Request Header Fields Too Large";
-	case 500: return "Internal Server Error";
-	case 501: return "Not Implemented";
-	case 503: return "Service Unavailable";
-	case 505: return "HTTP Version Not Supported";
-	default: return "Error";
+	case 100:
+		return "Continue";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 204:
+		return "No Content";
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 411:
+		return "Length Required";
+	case 413:
+		return "Content Too Large";
+	case 421:
+		return "Misdirected Request";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 503:
+		return "Service Unavailable";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return "Error";
 	}
 }

@@ -20,11 +20,11 @@ struct store_req {
 	enum store_method method;
 	uint8_t key[STORE_KEY_MAX]; /* decoded; not NUL-terminated */
 	size_t key_len;
-	uint64_t body_len;  /* Content-Length, 0 if absent */
-	bool has_len;       /* a Content-Length header was present */
-	bool close;         /* the client asked to close after this request */
-	bool expect_100;    /* Expect: 100-continue */
-	size_t head_len;    /* bytes up to and including the blank line */
+	uint64_t body_len; /* Content-Length, 0 if absent */
+	bool has_len;      /* a Content-Length header was present */
+	bool close;        /* the client asked to close after this request */
+	bool expect_100;   /* Expect: 100-continue */
+	size_t head_len;   /* bytes up to and including the blank line */
 };
 
 /* Parses the request head at the start of buf[0..len). Returns the head length once the

@@ -54,11 +54,11 @@ struct conn {
 	unsigned timeout_ms;
 	uint8_t peer[16];
 	size_t inlen, outlen, outoff;
-	int tmpfd;        /* C_BODY: the temp file, else -1 */
+	int tmpfd; /* C_BODY: the temp file, else -1 */
 	uint64_t body_left;
 	char tmpname[32];
 	char objname[80];
-	int objfd;        /* C_SEND: the object to send, else -1 */
+	int objfd; /* C_SEND: the object to send, else -1 */
 	off_t objoff;
 	uint64_t objleft;
 	uint8_t in[IN_CAP];
@@ -111,8 +111,9 @@ static void out_add(struct conn *c, const char *fmt, ...)
 	int n = vsnprintf(c->out + c->outlen, sizeof(c->out) - c->outlen, fmt, ap);
 	va_end(ap);
 	if (n > 0)
-		c->outlen += (size_t)n < sizeof(c->out) - c->outlen ? (size_t)n
-		                                                      : sizeof(c->out) - c->outlen - 1;
+		c->outlen += (size_t)n < sizeof(c->out) - c->outlen
+		                 ? (size_t)n
+		                 : sizeof(c->out) - c->outlen - 1;
 }
 
 /* Queues a response with a short text body (none for HEAD); extra is more header lines. */
@@ -163,7 +164,8 @@ static void misdirected(struct store *s, struct conn *c, uint64_t g, const uint8
 			snprintf(extra, sizeof(extra),
 			         "X-Peak-Owner: %s\r\nX-Peak-Owner-Address: %s\r\n"
 			         "X-Peak-Address: %s\r\n",
-			         s->svc->ep[e].id, inet_ntop(AF_INET6, s->svc->ep[e].addr, a1, sizeof(a1)),
+			         s->svc->ep[e].id,
+			         inet_ntop(AF_INET6, s->svc->ep[e].addr, a1, sizeof(a1)),
 			         inet_ntop(AF_INET6, addr, a2, sizeof(a2)));
 	respond(c, 421, extra, close);
 }
@@ -179,7 +181,8 @@ static int object_open(struct store *s, struct conn *c, uint64_t *size)
 	size_t hl = 6 + c->req.key_len;
 	ssize_t k = pread(fd, h, hl, 0);
 	if (fstat(fd, &st) == -1 || k != (ssize_t)hl || memcmp(h, "PKS1", 4) ||
-	    (size_t)(h[4] << 8 | h[5]) != c->req.key_len || memcmp(h + 6, c->req.key, c->req.key_len)) {
+	    (size_t)(h[4] << 8 | h[5]) != c->req.key_len ||
+	    memcmp(h + 6, c->req.key, c->req.key_len)) {
 		close(fd);
 		return -EIO; /* not this key's object: a damaged file */
 	}
@@ -206,13 +209,13 @@ static void request_start(struct store *s, struct conn *c)
 	store_object_name(g, c->req.key, c->req.key_len, c->objname);
 	if (put) {
 		snprintf(c->tmpname, sizeof(c->tmpname), ".tmp-%" PRIu64, ++s->tmp_seq);
-		c->tmpfd = openat(s->dirfd, c->tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC,
-		                  0644);
-		uint8_t h[OBJ_HDR_MAX] = {'P', 'K', 'S', '1', (uint8_t)(c->req.key_len >> 8),
-		                          (uint8_t)c->req.key_len};
+		c->tmpfd =
+		    openat(s->dirfd, c->tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		uint8_t h[OBJ_HDR_MAX] = {
+		    'P', 'K', 'S', '1', (uint8_t)(c->req.key_len >> 8), (uint8_t)c->req.key_len};
 		memcpy(h + 6, c->req.key, c->req.key_len);
-		if (c->tmpfd == -1 || write(c->tmpfd, h, 6 + c->req.key_len) !=
-		                          (ssize_t)(6 + c->req.key_len)) {
+		if (c->tmpfd == -1 ||
+		    write(c->tmpfd, h, 6 + c->req.key_len) != (ssize_t)(6 + c->req.key_len)) {
 			log_rl(&s->rl, LOG_ERR, "store: temp file: %s", strerror(errno));
 			temp_drop(s, c);
 			respond(c, 500, NULL, true);
@@ -240,8 +243,9 @@ static void request_start(struct store *s, struct conn *c)
 		return;
 	}
 	c->close_after = c->req.close;
-	out_add(c, "HTTP/1.1 200 OK\r\nContent-Length: %" PRIu64
-	           "\r\nContent-Type: application/octet-stream\r\n%s\r\n",
+	out_add(c,
+	        "HTTP/1.1 200 OK\r\nContent-Length: %" PRIu64
+	        "\r\nContent-Type: application/octet-stream\r\n%s\r\n",
 	        size, c->close_after ? "Connection: close\r\n" : "");
 	if (c->req.method == STORE_GET && size) {
 		c->objfd = fd;
@@ -337,8 +341,8 @@ static void conn_run(struct store *s, struct conn *c, uint64_t slot)
 	for (unsigned turn = 0; !c->dead; turn++) {
 		if (turn == 64) {
 			/* fair to the others: re-arming makes epoll report it again if ready */
-			struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP,
-			                         .data.u64 = slot};
+			struct epoll_event ev = {
+			    .events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP, .data.u64 = slot};
 			epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev);
 			return;
 		}
@@ -374,7 +378,8 @@ static void conn_run(struct store *s, struct conn *c, uint64_t slot)
 			if (n < 0) {
 				c->req.method = 0;
 				respond(c, (unsigned)-n,
-				        n == -405 ? "Allow: GET, HEAD, PUT, DELETE\r\n" : NULL, true);
+				        n == -405 ? "Allow: GET, HEAD, PUT, DELETE\r\n" : NULL,
+				        true);
 				continue;
 			}
 			if (n > 0) {
@@ -486,8 +491,9 @@ static int store_setup(struct store *s, const struct store_opts *o)
 		return 2;
 	}
 	if (s->svc->space.d.select != SSA_OBJ) {
-		log_msg(LOG_ERR, "store: the service of '%s' has select=%s; a store needs select=obj",
-		        o->id, ssa_rule_name(s->svc->space.d.select));
+		log_msg(LOG_ERR,
+		        "store: the service of '%s' has select=%s; a store needs select=obj", o->id,
+		        ssa_rule_name(s->svc->space.d.select));
 		return 2;
 	}
 	s->space = s->svc->space;
@@ -598,7 +604,8 @@ int store_serve(const struct store_opts *o)
 			uint64_t d = evs[i].data.u64;
 			if (d == UINT64_MAX - 1) {
 				struct signalfd_siginfo si;
-				if (read(sfd, &si, sizeof(si)) == sizeof(si) && si.ssi_signo == SIGHUP) {
+				if (read(sfd, &si, sizeof(si)) == sizeof(si) &&
+				    si.ssi_signo == SIGHUP) {
 					log_msg(LOG_INFO, "store: SIGHUP: nothing to reload");
 					continue;
 				}

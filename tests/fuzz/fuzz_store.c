@@ -19,8 +19,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	    (a.method == STORE_PUT && (!a.has_len || a.body_len > 1 << 20)))
 		__builtin_trap();
 	if (store_req_parse(data, (size_t)n, 1 << 20, &b) != n || b.method != a.method ||
-	    b.key_len != a.key_len || memcmp(b.key, a.key, a.key_len) ||
-	    b.body_len != a.body_len || b.close != a.close)
+	    b.key_len != a.key_len || memcmp(b.key, a.key, a.key_len) || b.body_len != a.body_len ||
+	    b.close != a.close)
 		__builtin_trap(); /* the head alone parses the same */
 	return 0;
 }
