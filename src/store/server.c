@@ -496,6 +496,11 @@ static int store_setup(struct store *s, const struct store_opts *o)
 		        ssa_rule_name(s->svc->space.d.select));
 		return 2;
 	}
+	if (s->svc->space.d.host == SSA_HOP) {
+		/* the slice needs no secret, but ssa_compute asks for one with host=hop */
+		log_msg(LOG_ERR, "store: the service of '%s' has host=hop; not supported yet", o->id);
+		return 2;
+	}
 	s->space = s->svc->space;
 	s->space.d.pow = 0; /* the slice is all a pod needs: no proof-of-work search */
 	s->slot = calloc(s->svc->nep, sizeof(*s->slot));

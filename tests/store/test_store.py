@@ -213,3 +213,58 @@ def test_help():
     assert r.returncode == 0 and "--max-body" in r.stdout
     r = subprocess.run([PEAK, "store", "put"], capture_output=True, text=True)
     assert r.returncode == 2
+
+
+PIPELINE = r"""
+import socket, sys
+key = sys.argv[1]
+s = socket.create_connection(("2001:db8:8::1", 8080), timeout=10)
+s.sendall(f"PUT /o/{key} HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+          f"HEAD /o/{key} HTTP/1.1\r\n\r\n"
+          f"GET /o/{key} HTTP/1.1\r\nConnection: close\r\n\r\n".encode())
+buf = b""
+while True:
+    k = s.recv(65536)
+    if not k:
+        break
+    buf += k
+sys.stdout.write(buf.decode())
+"""
+
+
+def test_pipelined_requests_on_one_connection(net):
+    key = a_key_of(net, "s1", "pipe")
+    out = net.py(PIPELINE, key)  # text mode: CRLF reads as LF
+    assert out.count("HTTP/1.1 ") == 3, out
+    assert out.startswith("HTTP/1.1 201 Created"), out
+    assert out.count("HTTP/1.1 200 OK\nContent-Length: 5\n") == 2, out
+    assert out.endswith("Connection: close\n\nhello"), out
+
+
+TRICKLE = r"""
+import socket, sys, time
+conns = []
+for i in range(int(sys.argv[1])):
+    s = socket.create_connection(("2001:db8:8::1", 8080), timeout=10)
+    s.sendall(b"GET /o/k HTTP/1.1\r\n")
+    conns.append(s)
+print("open", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_trickling_clients_do_not_block_others(net):
+    p = subprocess.Popen(["ip", "netns", "exec", net.cl, "/usr/bin/python3", "-c", TRICKLE,
+                          "200"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert p.stdout.readline().strip() == "open"
+        t0 = time.time()
+        key = a_key_of(net, "s1", "busy")
+        r = net.store("put", "store.svc.example.", key, input=b"served")
+        assert r.returncode == 0, r.stderr
+        r = net.store("get", "store.svc.example.", key)
+        assert r.returncode == 0 and r.stdout == b"served"
+        assert time.time() - t0 < TIMEOUT_MS / 1000, "served while 200 heads trickle"
+    finally:
+        p.stdin.close()
+        p.wait(timeout=10)
