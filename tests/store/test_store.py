@@ -254,12 +254,12 @@ sys.stdin.read()
 
 
 def test_trickling_clients_do_not_block_others(net):
+    key = a_key_of(net, "s1", "busy")
     p = subprocess.Popen(["ip", "netns", "exec", net.cl, "/usr/bin/python3", "-c", TRICKLE,
                           "200"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "open"
         t0 = time.time()
-        key = a_key_of(net, "s1", "busy")
         r = net.store("put", "store.svc.example.", key, input=b"served")
         assert r.returncode == 0, r.stderr
         r = net.store("get", "store.svc.example.", key)
