@@ -36,6 +36,7 @@ int cmd_dns_ctl(int argc, char **argv);
 int cmd_resolve(int argc, char **argv);
 int cmd_connect(int argc, char **argv);
 int cmd_serve(int argc, char **argv);
+int cmd_store(int argc, char **argv);
 int cmd_load(int argc, char **argv);
 int cmd_agent(int argc, char **argv);
 int cmd_controller(int argc, char **argv);

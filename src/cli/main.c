@@ -89,6 +89,7 @@ static const struct {
     {"connect", cmd_connect, "connect to a service through its SSA rule, relay stdin/stdout"},
     {"load", cmd_load, "an SSA-aware HTTP/1.1 load generator (closed or open loop)"},
     {"serve", cmd_serve, "a tiny test service answering with its endpoint id (TCP, HTTP)"},
+    {"store", cmd_store, "a content-addressed object store: pods (serve) and client (put, get)"},
     {"agent", cmd_agent, "program a node's slice routes and its pods' AnyIP routes"},
     {"controller", cmd_controller, "hold the slice assignments; move slices when health changes"},
     {"controller-ctl", cmd_controller_ctl, "change a running controller: weights, health, reload"},

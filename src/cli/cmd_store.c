@@ -1,0 +1,301 @@
+/* peak store: the object store's pod (serve) and client (put, get, delete). */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/time.h>
+#include <unistd.h>
+
+#include "../store/client.h"
+#include "../store/store.h"
+#include "../sys/net.h"
+#include "cli.h"
+#include "peak/peak.h"
+
+static const char store_help[] =
+    "usage: peak store serve --config FILE --id ID [--data DIR] [--listen ADDR:PORT]\n"
+    "                        [--max-body BYTES] [--max-conns N] [--timeout MS]\n"
+    "       peak store put NAME KEY [FILE] [client options]\n"
+    "       peak store get NAME KEY [FILE] [client options]\n"
+    "       peak store delete NAME KEY [client options]\n"
+    "\n"
+    "A content-addressed object store on SSA. The service NAME has select=obj: the key's\n"
+    "object hash (SPEC.md) picks the slice, so the client computes the pod's address from the\n"
+    "key and connects straight to it; no proxy, no directory.\n"
+    "\n"
+    "serve: one pod of the store, HTTP/1.1 on [::] with the service's port (AnyIP: every\n"
+    "address of its slices), PUT/GET/HEAD/DELETE /o/KEY (KEY percent-encoded, 1 to 255\n"
+    "bytes, no '/' or NUL, not '.' or '..'). It keeps the keys whose slice the\n"
+    "configuration's initial assignment gives endpoint ID; others get 421 with headers\n"
+    "X-Peak-Owner and X-Peak-Address. Objects are files in DIR, written to a temp file,\n"
+    "fsynced and renamed: whole or absent after a crash. SIGTERM/SIGINT stop it (exit 0).\n"
+    "  --config FILE      the PEAK configuration (the service holding endpoint ID)\n"
+    "  --id ID            this pod's endpoint id\n"
+    "  --data DIR         data directory, created if missing (default ./store-ID)\n"
+    "  --listen ADDR:PORT listen here instead ([IPV6]:PORT)\n"
+    "  --max-body BYTES   largest object (default 16777216, what peak store get takes);\n"
+    "                     larger PUTs get 413\n"
+    "  --max-conns N      simultaneous connections (default 1024; more get 503)\n"
+    "  --timeout MS       a request's head must arrive within MS, a body or reply within\n"
+    "                     MS plus its size at 64 KB/s (default 10000): else 408, closed\n"
+    "\n"
+    "put/get/delete: resolve NAME for the key (APL and _ssa TXT), connect to the rule's\n"
+    "address (replica 0) and PUT FILE (default stdin), GET into FILE (default stdout) or\n"
+    "DELETE. Exit 0 done, 1 not found, misdirected or failed, 2 usage.\n"
+    "  --server ADDR[:PORT] name server (repeatable; default /etc/resolv.conf)\n"
+    "  --port P           the service port (default 80)\n"
+    "  --timeout MS       DNS per attempt, connect and each transfer step (default 5000)\n"
+    "  --verbose          say which address was used\n";
+
+static int store_serve_cmd(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"config", required_argument, 0, 'c'},
+	    {"id", required_argument, 0, 'i'},
+	    {"data", required_argument, 0, 'd'},
+	    {"listen", required_argument, 0, 'l'},
+	    {"max-body", required_argument, 0, 'b'},
+	    {"max-conns", required_argument, 0, 'm'},
+	    {"timeout", required_argument, 0, 't'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
+	};
+	static char data[256];
+	struct store_opts o = {.max_body = STORE_DEF_MAX_BODY,
+	                       .max_conns = STORE_DEF_MAX_CONNS,
+	                       .timeout_ms = STORE_DEF_TIMEOUT_MS};
+	int c;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'c':
+			o.config = optarg;
+			break;
+		case 'i':
+			if (!*optarg || strlen(optarg) >= 64)
+				cli_usage_error("store", "--id: 1 to 63 characters");
+			o.id = optarg;
+			break;
+		case 'd':
+			o.data = optarg;
+			break;
+		case 'l':
+			o.listen_len = sizeof(o.listen);
+			if (sockaddr_parse(optarg, &o.listen, &o.listen_len))
+				cli_usage_error("store", "--listen: '%s' is not ADDR:PORT", optarg);
+			break;
+		case 'b':
+			o.max_body = cli_u64("store", "--max-body", optarg, 0, UINT64_C(1) << 40);
+			break;
+		case 'm':
+			o.max_conns = (unsigned)cli_u64("store", "--max-conns", optarg, 1, 1000000);
+			break;
+		case 't':
+			o.timeout_ms = (unsigned)cli_u64("store", "--timeout", optarg, 1, 3600000);
+			break;
+		case 'h':
+			fputs(store_help, stdout);
+			return 0;
+		default:
+			cli_usage_error("store", "unknown or incomplete option '%s' (see --help)",
+			                argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		cli_usage_error("store", "unexpected argument '%s'", argv[optind]);
+	if (!o.config || !o.id)
+		cli_usage_error("store", "serve needs --config and --id");
+	if (!o.data) {
+		snprintf(data, sizeof(data), "store-%s", o.id);
+		o.data = data;
+	}
+	return store_serve(&o);
+}
+
+/* Connects to the candidate (bound to its source) with the socket timeouts set. */
+static int cand_connect(const struct peak_candidate *cd, unsigned timeout_ms)
+{
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	bool bind_src = !IN6_IS_ADDR_UNSPECIFIED(&cd->src.sin6_addr);
+	if ((bind_src && bind(fd, (const struct sockaddr *)&cd->src, sizeof(cd->src)) == -1) ||
+	    connect(fd, (const struct sockaddr *)&cd->dst, sizeof(cd->dst)) == -1) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+/* put/get/delete NAME KEY [FILE]. */
+static int store_client_cmd(enum store_method m, int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    {"server", required_argument, 0, 's'},  {"port", required_argument, 0, 'p'},
+	    {"timeout", required_argument, 0, 't'}, {"verbose", no_argument, 0, 'v'},
+	    {"help", no_argument, 0, 'h'},          {0, 0, 0, 0},
+	};
+	const char *cmd = argv[0];
+	struct peak_resolver_opts ro = {0};
+	unsigned nserver = 0, timeout_ms = 5000, port = 80;
+	bool verbose = false;
+	int c, ret = 1, fd = -1, filefd = -1, err = 0;
+	struct peak_resolver *r = NULL;
+	char *tmpname = NULL;
+	signal(SIGPIPE, SIG_IGN); /* a refused PUT closes while we send: an error, not death */
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "hv", opts, NULL)) != -1) {
+		switch (c) {
+		case 's':
+			if (nserver == PEAK_MAX_SERVERS)
+				cli_usage_error("store", "at most %d --server", PEAK_MAX_SERVERS);
+			ro.servers[nserver++] = optarg;
+			break;
+		case 'p':
+			port = (unsigned)cli_u64("store", "--port", optarg, 1, 65535);
+			break;
+		case 't':
+			timeout_ms = (unsigned)cli_u64("store", "--timeout", optarg, 1, 600000);
+			break;
+		case 'v':
+			verbose = true;
+			break;
+		case 'h':
+			fputs(store_help, stdout);
+			return 0;
+		default:
+			cli_usage_error("store", "unknown or incomplete option '%s' (see --help)",
+			                argv[optind - 1]);
+		}
+	}
+	int want = m == STORE_DELETE ? 2 : 3;
+	if (argc - optind < 2 || argc - optind > want)
+		cli_usage_error("store", "usage: peak store %s NAME KEY%s", cmd,
+		                m == STORE_DELETE ? "" : " [FILE]");
+	const char *name = argv[optind], *key = argv[optind + 1];
+	const char *file = argc - optind == 3 ? argv[optind + 2] : NULL;
+	if (store_key_check((const uint8_t *)key, strlen(key)))
+		cli_usage_error("store", "bad key: 1 to 255 bytes, no '/', not '.' or '..'");
+	struct store_call call = {.method = m, .key = key, .infd = -1, .outfd = 1};
+	if (m == STORE_PUT) {
+		struct stat st;
+		filefd = file ? open(file, O_RDONLY | O_CLOEXEC) : dup(0);
+		if (filefd == -1 || fstat(filefd, &st) == -1) {
+			fprintf(stderr, "peak store put: %s: %s\n", file ? file : "stdin",
+			        strerror(errno));
+			goto out;
+		}
+		if (!S_ISREG(st.st_mode)) {
+			/* a pipe: spool it to an unnamed temp file, so its length is known */
+			FILE *t = tmpfile();
+			uint8_t b[65536];
+			ssize_t k;
+			if (!t)
+				goto out;
+			while ((k = read(filefd, b, sizeof(b))) > 0)
+				if (fwrite(b, 1, (size_t)k, t) != (size_t)k)
+					k = -1;
+			if (k < 0 || fflush(t)) {
+				fclose(t);
+				goto out;
+			}
+			close(filefd);
+			filefd = dup(fileno(t));
+			fclose(t);
+			if (filefd == -1 || fstat(filefd, &st) == -1)
+				goto out;
+		}
+		call.infd = filefd;
+		call.in_len = (uint64_t)st.st_size;
+	} else if (m == STORE_GET && file) {
+		size_t fl = strlen(file);
+		tmpname = malloc(fl + 16);
+		if (!tmpname)
+			goto out;
+		snprintf(tmpname, fl + 16, "%s.part", file);
+		filefd = open(tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		if (filefd == -1) {
+			fprintf(stderr, "peak store get: %s: %s\n", tmpname, strerror(errno));
+			goto out;
+		}
+		call.outfd = filefd;
+	}
+	ro.timeout_ms = timeout_ms;
+	r = peak_resolver_new(&ro, &err);
+	if (!r) {
+		fprintf(stderr, "peak store %s: %s\n", cmd, peak_strerror(err));
+		goto out;
+	}
+	struct peak_result res;
+	err = peak_resolve(r, name, key, (uint16_t)port, &res);
+	if (err || !res.n) {
+		fprintf(stderr, "peak store %s: %s: %s%s%s\n", cmd, name, peak_strerror(err),
+		        *peak_last_detail(r) ? ": " : "", peak_last_detail(r));
+		goto out;
+	}
+	char host[INET6_ADDRSTRLEN + 8], a[INET6_ADDRSTRLEN];
+	inet_ntop(AF_INET6, &res.cand[0].dst.sin6_addr, a, sizeof(a));
+	snprintf(host, sizeof(host), "[%s]:%u", a, port);
+	call.host = host;
+	if (verbose)
+		fprintf(stderr, "peak store %s: %s at %s\n", cmd, key, host);
+	fd = cand_connect(&res.cand[0], timeout_ms);
+	if (fd < 0) {
+		fprintf(stderr, "peak store %s: connect %s: %s\n", cmd, host, strerror(-fd));
+		goto out;
+	}
+	err = store_call_run(fd, &call);
+	if (err) {
+		fprintf(stderr, "peak store %s: %s: %s\n", cmd, host, call.detail);
+		goto out;
+	}
+	if (call.status >= 300) {
+		fprintf(stderr, "peak store %s: %s: %u %s%s%s\n", cmd, key, call.status,
+		        store_status_text(call.status), *call.detail ? ": " : "", call.detail);
+		goto out;
+	}
+	if (tmpname && rename(tmpname, file) == -1) {
+		fprintf(stderr, "peak store get: %s: %s\n", file, strerror(errno));
+		goto out;
+	}
+	ret = 0;
+out:
+	if (tmpname && ret)
+		unlink(tmpname);
+	free(tmpname);
+	if (fd >= 0)
+		close(fd);
+	if (filefd != -1)
+		close(filefd);
+	peak_resolver_free(r);
+	return ret;
+}
+
+int cmd_store(int argc, char **argv)
+{
+	if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+		fputs(store_help, argc < 2 ? stderr : stdout);
+		return argc < 2 ? EXIT_USAGE : 0;
+	}
+	if (!strcmp(argv[1], "serve"))
+		return store_serve_cmd(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "put"))
+		return store_client_cmd(STORE_PUT, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "get"))
+		return store_client_cmd(STORE_GET, argc - 1, argv + 1);
+	if (!strcmp(argv[1], "delete"))
+		return store_client_cmd(STORE_DELETE, argc - 1, argv + 1);
+	cli_usage_error("store", "unknown subcommand '%s' (serve, put, get, delete)", argv[1]);
+}

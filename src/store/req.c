@@ -1,0 +1,228 @@
+/* HTTP/1.1 request heads of the object store (RFC 9112 sections 3, 5, 6); see req.h. */
+#include "req.h"
+
+#include <errno.h>
+#include <string.h>
+#include <strings.h>
+
+#include "peak/cur.h"
+#include "peak/util.h"
+
+/* Length of the head (through "\r\n\r\n") within the first STORE_HEAD_MAX bytes, or 0. */
+static size_t head_end(const uint8_t *buf, size_t len)
+{
+	size_t n = len < STORE_HEAD_MAX ? len : STORE_HEAD_MAX;
+	for (size_t i = 3; i < n; i++)
+		if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' &&
+		    buf[i - 3] == '\r')
+			return i + 1;
+	return 0;
+}
+
+/* One CRLF-terminated line from the cursor, without the CRLF; NULL at the end or on a bare
+ * LF. */
+static const uint8_t *line(struct cur *c, size_t *n)
+{
+	const uint8_t *p = c->p;
+	const uint8_t *nl = c->left ? memchr(p, '\n', c->left) : NULL;
+	if (!nl || nl == p || nl[-1] != '\r')
+		return NULL;
+	*n = (size_t)(nl - p) - 1;
+	cur_skip(c, *n + 2);
+	return p;
+}
+
+static bool is_token(const uint8_t *p, size_t n, const char *name)
+{
+	return n == strlen(name) && !strncasecmp((const char *)p, name, n);
+}
+
+static const uint8_t *trim(const uint8_t *p, size_t n, size_t *out)
+{
+	while (n && (*p == ' ' || *p == '\t'))
+		p++, n--;
+	while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
+		n--;
+	*out = n;
+	return p;
+}
+
+/* True if a comma-separated list holds token (case-insensitive). */
+static bool list_has(const uint8_t *p, size_t n, const char *token)
+{
+	size_t i = 0;
+	while (i < n) {
+		size_t j = i, tn;
+		while (j < n && p[j] != ',')
+			j++;
+		const uint8_t *t = trim(p + i, j - i, &tn);
+		if (is_token(t, tn, token))
+			return true;
+		i = j + 1;
+	}
+	return false;
+}
+
+int store_key_check(const uint8_t *key, size_t len)
+{
+	if (!len || len > STORE_KEY_MAX || memchr(key, '/', len) || memchr(key, 0, len))
+		return -EINVAL;
+	if ((len == 1 && key[0] == '.') || (len == 2 && key[0] == '.' && key[1] == '.'))
+		return -EINVAL;
+	return 0;
+}
+
+/* Percent-decodes the target's key (RFC 3986 2.1) into out. Returns 0 or -400. */
+static int key_decode(struct cur *c, struct store_req *out)
+{
+	out->key_len = 0;
+	while (c->left && !c->err) {
+		uint8_t b = cur_u8(c);
+		if (b == '%') {
+			int hi = peak_hexval((char)cur_u8(c)), lo = peak_hexval((char)cur_u8(c));
+			if (c->err || hi < 0 || lo < 0)
+				return -400;
+			b = (uint8_t)(hi << 4 | lo);
+		} else if (b == '?' || b == '#' || b <= ' ' || b >= 0x7f) {
+			return -400; /* no query, no fragment, no raw controls or 8-bit bytes */
+		}
+		if (out->key_len == STORE_KEY_MAX)
+			return -400;
+		out->key[out->key_len++] = b;
+	}
+	return c->err || store_key_check(out->key, out->key_len) ? -400 : 0;
+}
+
+static const struct {
+	const char *name;
+	enum store_method m;
+} methods[] = {
+    {"GET", STORE_GET}, {"HEAD", STORE_HEAD}, {"PUT", STORE_PUT}, {"DELETE", STORE_DELETE}};
+
+/* The request line: method SP request-target SP HTTP-version (RFC 9112 3). */
+static long request_line(const uint8_t *s, size_t n, struct store_req *out)
+{
+	const uint8_t *sp1 = memchr(s, ' ', n);
+	if (!sp1 || sp1 == s)
+		return -400;
+	size_t mn = (size_t)(sp1 - s), rest = n - mn - 1;
+	const uint8_t *t = sp1 + 1;
+	const uint8_t *sp2 = memchr(t, ' ', rest);
+	if (!sp2 || sp2 == t)
+		return -400;
+	size_t tn = (size_t)(sp2 - t), vn = rest - tn - 1;
+	const uint8_t *v = sp2 + 1;
+	if (vn != 8 || memcmp(v, "HTTP/1.", 7) || v[7] < '0' || v[7] > '9')
+		return vn >= 5 && !memcmp(v, "HTTP/", 5) ? -505 : -400;
+	out->close = v[7] == '0'; /* HTTP/1.0: no keep-alive unless asked (below) */
+	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
+		if (mn == strlen(methods[i].name) && !memcmp(s, methods[i].name, mn))
+			out->method = methods[i].m;
+	if (tn < 3 || memcmp(t, "/o/", 3))
+		return out->method ? -404 : -405;
+	if (!out->method)
+		return -405;
+	struct cur k = cur_make(t + 3, tn - 3);
+	return key_decode(&k, out);
+}
+
+long store_req_parse(const uint8_t *buf, size_t len, uint64_t max_body, struct store_req *out)
+{
+	size_t hl = head_end(buf, len);
+	if (!hl)
+		return len >= STORE_HEAD_MAX ? -431 : 0;
+	memset(out, 0, sizeof(*out));
+	out->head_len = hl;
+	struct cur c = cur_make(buf, hl);
+	size_t n;
+	const uint8_t *s = line(&c, &n);
+	if (!s)
+		return -400;
+	long r = request_line(s, n, out);
+	if (r)
+		return r;
+	bool keep_alive = false, conn_close = false;
+	for (unsigned i = 0;; i++) {
+		s = line(&c, &n);
+		if (!s || i > STORE_HEADERS_MAX)
+			return -400;
+		if (!n)
+			break;
+		const uint8_t *colon = memchr(s, ':', n);
+		if (!colon || colon == s || memchr(s, ' ', (size_t)(colon - s)))
+			return -400; /* no white space before the colon (RFC 9112 5.1) */
+		size_t nn = (size_t)(colon - s), vn;
+		const uint8_t *v = trim(colon + 1, n - nn - 1, &vn);
+		if (is_token(s, nn, "Content-Length")) {
+			if (out->has_len || !vn || vn > 19)
+				return -400;
+			uint64_t body = 0;
+			for (size_t k = 0; k < vn; k++) {
+				if (v[k] < '0' || v[k] > '9')
+					return -400;
+				body = body * 10 + (uint64_t)(v[k] - '0');
+			}
+			out->body_len = body;
+			out->has_len = true;
+		} else if (is_token(s, nn, "Transfer-Encoding")) {
+			return -501;
+		} else if (is_token(s, nn, "Connection")) {
+			conn_close |= list_has(v, vn, "close");
+			keep_alive |= list_has(v, vn, "keep-alive");
+		} else if (is_token(s, nn, "Expect")) {
+			if (!is_token(v, vn, "100-continue"))
+				return -400; /* RFC 9110 10.1.1 says 417; 400 is as clear */
+			out->expect_100 = true;
+		}
+	}
+	if (keep_alive)
+		out->close = false;
+	out->close |= conn_close;
+	if (out->method == STORE_PUT && !out->has_len)
+		return -411;
+	if (out->method == STORE_PUT && out->body_len > max_body)
+		return -413;
+	if (out->method != STORE_PUT && out->body_len)
+		return -400; /* bodies only on PUT */
+	return (long)hl;
+}
+
+const char *store_status_text(unsigned status)
+{
+	switch (status) {
+	case 100:
+		return "Continue";
+	case 200:
+		return "OK";
+	case 201:
+		return "Created";
+	case 204:
+		return "No Content";
+	case 400:
+		return "Bad Request";
+	case 404:
+		return "Not Found";
+	case 405:
+		return "Method Not Allowed";
+	case 408:
+		return "Request Timeout";
+	case 411:
+		return "Length Required";
+	case 413:
+		return "Content Too Large";
+	case 421:
+		return "Misdirected Request";
+	case 431:
+		return "Request Header Fields Too Large";
+	case 500:
+		return "Internal Server Error";
+	case 501:
+		return "Not Implemented";
+	case 503:
+		return "Service Unavailable";
+	case 505:
+		return "HTTP Version Not Supported";
+	default:
+		return "Error";
+	}
+}

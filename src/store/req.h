@@ -1,0 +1,43 @@
+#pragma once
+/*
+ * The object store's HTTP/1.1 requests (RFC 9112) as a pod reads them off the socket: the
+ * request line for /o/KEY, Content-Length, Connection, Expect and Transfer-Encoding. Pure
+ * code over untrusted bytes (read through the cursor), fuzzed by tests/fuzz/fuzz_store.c.
+ */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+	STORE_HEAD_MAX = 8192, /* a longer request head gets 431 */
+	STORE_KEY_MAX = 255,   /* bytes of a decoded key */
+	STORE_HEADERS_MAX = 100,
+};
+
+enum store_method { STORE_GET = 1, STORE_HEAD, STORE_PUT, STORE_DELETE };
+
+struct store_req {
+	enum store_method method;
+	uint8_t key[STORE_KEY_MAX]; /* decoded; not NUL-terminated */
+	size_t key_len;
+	uint64_t body_len; /* Content-Length, 0 if absent */
+	bool has_len;      /* a Content-Length header was present */
+	bool close;        /* the client asked to close after this request */
+	bool expect_100;   /* Expect: 100-continue */
+	size_t head_len;   /* bytes up to and including the blank line */
+};
+
+/* Parses the request head at the start of buf[0..len). Returns the head length once the
+ * whole head is buffered, 0 if more bytes are needed, or a negative HTTP status for a
+ * request the pod refuses (the caller answers it and closes): -400 malformed, or a key that
+ * is empty, longer than STORE_KEY_MAX, holds '/' or NUL, is "." or "..", or has a bad
+ * percent escape; -404 a path outside /o/; -405 another method; -411 PUT without
+ * Content-Length; -413 Content-Length above max_body; -431 a head over STORE_HEAD_MAX; -501
+ * Transfer-Encoding; -505 not HTTP/1.x. out is complete only when the return is positive. */
+long store_req_parse(const uint8_t *buf, size_t len, uint64_t max_body, struct store_req *out);
+
+/* Checks a decoded key with the rules above. Returns 0 or -EINVAL. */
+int store_key_check(const uint8_t *key, size_t len);
+
+/* The reason phrase of a status the store sends ("Misdirected Request"), or "Error". */
+const char *store_status_text(unsigned status);

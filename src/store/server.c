@@ -1,0 +1,660 @@
+/* The object store pod: one epoll loop, a state machine per connection; see store.h.
+ * An object is a file "SLICE-SHA256(KEY)" holding "PKS1", u16 key length, the key, then the
+ * body. A PUT streams into ".tmp-*", fsyncs it, renames it over the name and fsyncs the
+ * directory, so after a crash an object is whole or absent; start-up removes stray temps. */
+#define _GNU_SOURCE /* accept4 */
+#include "store.h"
+
+#include <arpa/inet.h>
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <nettle/sha2.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/sendfile.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "peak/config.h"
+#include "peak/util.h"
+#include "../sys/log.h"
+#include "../sys/net.h"
+#include "req.h"
+
+enum {
+	IN_CAP = STORE_HEAD_MAX + 8192,
+	OUT_CAP = 1024,
+	IO_CHUNK = 64 << 10,
+	OBJ_HDR_MAX = 6 + STORE_KEY_MAX,
+	SWEEP_MS = 200,
+};
+
+/* C_DRAIN: the reply to a refused request went out and writing is shut down; what the
+ * client still sends is read and dropped for a moment, so closing does not reset the
+ * connection before the client has read the reply (a lingering close). */
+enum conn_state { C_HEAD, C_BODY, C_SEND, C_DRAIN };
+
+enum { DRAIN_MS = 1000 };
+
+struct conn {
+	int fd;
+	enum conn_state st;
+	struct store_req req;
+	uint64_t deadline_ms;
+	bool close_after, dead;
+	unsigned timeout_ms;
+	uint8_t peer[16];
+	size_t inlen, outlen, outoff;
+	int tmpfd; /* C_BODY: the temp file, else -1 */
+	uint64_t body_left;
+	char tmpname[32];
+	char objname[80];
+	int objfd; /* C_SEND: the object to send, else -1 */
+	off_t objoff;
+	uint64_t objleft;
+	uint8_t in[IN_CAP];
+	char out[OUT_CAP];
+};
+
+struct store {
+	const struct store_opts *o;
+	struct peak_config *cfg;
+	const struct cfg_service *svc;
+	struct ssa_space space; /* the service's, with no proof of work: only the slice counts */
+	struct assign a;
+	int *slot;
+	int me; /* this pod's assignment slot */
+	int dirfd, ep;
+	uint64_t tmp_seq;
+	struct conn **conns;
+	struct log_limit rl;
+};
+
+static uint8_t iobuf[IO_CHUNK];
+
+void store_object_name(uint64_t g, const uint8_t *key, size_t len, char out[static 80])
+{
+	struct sha256_ctx h;
+	uint8_t d[SHA256_DIGEST_SIZE];
+	sha256_init(&h);
+	sha256_update(&h, len, key);
+	sha256_digest(&h, sizeof(d), d);
+	int n = snprintf(out, 80, "%08" PRIx64 "-", g);
+	for (size_t i = 0; i < sizeof(d); i++)
+		n += snprintf(out + n, 80 - (size_t)n, "%02x", d[i]);
+}
+
+/* The slice key lives in (replica 0) and, through a, its owner's slot. */
+static uint64_t key_slice(const struct store *s, const struct conn *c, uint8_t addr[static 16])
+{
+	struct ssa_req r = {.src = c->peer, .object = c->req.key, .object_len = c->req.key_len};
+	if (ssa_compute(&s->space, &r, addr))
+		return UINT64_MAX;
+	int64_t g = ssa_slice_of(&s->space, addr);
+	return g < 0 ? UINT64_MAX : (uint64_t)g;
+}
+
+static void out_add(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void out_add(struct conn *c, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vsnprintf(c->out + c->outlen, sizeof(c->out) - c->outlen, fmt, ap);
+	va_end(ap);
+	if (n > 0)
+		c->outlen += (size_t)n < sizeof(c->out) - c->outlen
+		                 ? (size_t)n
+		                 : sizeof(c->out) - c->outlen - 1;
+}
+
+/* Queues a response with a short text body (none for HEAD); extra is more header lines. */
+static void respond(struct conn *c, unsigned status, const char *extra, bool close)
+{
+	const char *text = store_status_text(status);
+	size_t blen = status == 204 || status == 100 ? 0 : strlen(text) + 1;
+	c->close_after |= close;
+	out_add(c, "HTTP/1.1 %u %s\r\nContent-Length: %zu\r\n%s%s\r\n", status, text, blen,
+	        extra ? extra : "", c->close_after ? "Connection: close\r\n" : "");
+	if (blen && c->req.method != STORE_HEAD)
+		out_add(c, "%s\n", text);
+	c->st = C_SEND;
+	c->deadline_ms = peak_mono_ms() + (uint64_t)c->timeout_ms;
+}
+
+static void temp_drop(struct store *s, struct conn *c)
+{
+	if (c->tmpfd == -1)
+		return;
+	close(c->tmpfd);
+	c->tmpfd = -1;
+	unlinkat(s->dirfd, c->tmpname, 0);
+}
+
+static void conn_free(struct store *s, struct conn *c)
+{
+	temp_drop(s, c);
+	if (c->objfd != -1)
+		close(c->objfd);
+	close(c->fd);
+	free(c);
+}
+
+static uint64_t phase_deadline(const struct store *s, uint64_t bytes)
+{
+	return peak_mono_ms() + s->o->timeout_ms + bytes / STORE_MIN_RATE_BPMS;
+}
+
+/* Answers 421 with where the key lives, if the assignment knows an owner. */
+static void misdirected(struct store *s, struct conn *c, uint64_t g, const uint8_t addr[16],
+                        bool close)
+{
+	char extra[300] = "", a1[INET6_ADDRSTRLEN], a2[INET6_ADDRSTRLEN];
+	int owner = s->a.owner[g];
+	for (unsigned e = 0; e < s->svc->nep; e++)
+		if (owner != ASSIGN_NONE && s->slot[e] == owner)
+			snprintf(extra, sizeof(extra),
+			         "X-Peak-Owner: %s\r\nX-Peak-Owner-Address: %s\r\n"
+			         "X-Peak-Address: %s\r\n",
+			         s->svc->ep[e].id,
+			         inet_ntop(AF_INET6, s->svc->ep[e].addr, a1, sizeof(a1)),
+			         inet_ntop(AF_INET6, addr, a2, sizeof(a2)));
+	respond(c, 421, extra, close);
+}
+
+/* Opens the object and checks its header names this key; returns the fd or -errno. */
+static int object_open(struct store *s, struct conn *c, uint64_t *size)
+{
+	uint8_t h[OBJ_HDR_MAX];
+	struct stat st;
+	int fd = openat(s->dirfd, c->objname, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return -errno;
+	size_t hl = 6 + c->req.key_len;
+	ssize_t k = pread(fd, h, hl, 0);
+	if (fstat(fd, &st) == -1 || k != (ssize_t)hl || memcmp(h, "PKS1", 4) ||
+	    (size_t)(h[4] << 8 | h[5]) != c->req.key_len ||
+	    memcmp(h + 6, c->req.key, c->req.key_len)) {
+		close(fd);
+		return -EIO; /* not this key's object: a damaged file */
+	}
+	*size = (uint64_t)st.st_size - hl;
+	c->objoff = (off_t)hl;
+	return fd;
+}
+
+/* Starts serving the request just parsed. */
+static void request_start(struct store *s, struct conn *c)
+{
+	uint8_t addr[16];
+	uint64_t g = key_slice(s, c, addr), size = 0;
+	bool put = c->req.method == STORE_PUT;
+	c->close_after = c->req.close;
+	if (g == UINT64_MAX) {
+		respond(c, 500, NULL, true);
+		return;
+	}
+	if (s->a.owner[g] != s->me) {
+		misdirected(s, c, g, addr, put); /* a PUT's body is not read: close */
+		return;
+	}
+	store_object_name(g, c->req.key, c->req.key_len, c->objname);
+	if (put) {
+		snprintf(c->tmpname, sizeof(c->tmpname), ".tmp-%" PRIu64, ++s->tmp_seq);
+		c->tmpfd =
+		    openat(s->dirfd, c->tmpname, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+		uint8_t h[OBJ_HDR_MAX] = {
+		    'P', 'K', 'S', '1', (uint8_t)(c->req.key_len >> 8), (uint8_t)c->req.key_len};
+		memcpy(h + 6, c->req.key, c->req.key_len);
+		if (c->tmpfd == -1 ||
+		    write(c->tmpfd, h, 6 + c->req.key_len) != (ssize_t)(6 + c->req.key_len)) {
+			log_rl(&s->rl, LOG_ERR, "store: temp file: %s", strerror(errno));
+			temp_drop(s, c);
+			respond(c, 500, NULL, true);
+			return;
+		}
+		c->body_left = c->req.body_len;
+		c->st = C_BODY;
+		c->deadline_ms = phase_deadline(s, c->body_left);
+		if (c->req.expect_100)
+			out_add(c, "HTTP/1.1 100 Continue\r\n\r\n");
+		return;
+	}
+	if (c->req.method == STORE_DELETE) {
+		if (unlinkat(s->dirfd, c->objname, 0) == -1) {
+			respond(c, errno == ENOENT ? 404 : 500, NULL, false);
+			return;
+		}
+		fsync(s->dirfd);
+		respond(c, 204, NULL, false);
+		return;
+	}
+	int fd = object_open(s, c, &size);
+	if (fd < 0) {
+		respond(c, fd == -ENOENT ? 404 : 500, NULL, false);
+		return;
+	}
+	c->close_after = c->req.close;
+	out_add(c,
+	        "HTTP/1.1 200 OK\r\nContent-Length: %" PRIu64
+	        "\r\nContent-Type: application/octet-stream\r\n%s\r\n",
+	        size, c->close_after ? "Connection: close\r\n" : "");
+	if (c->req.method == STORE_GET && size) {
+		c->objfd = fd;
+		c->objleft = size;
+	} else {
+		close(fd);
+	}
+	c->st = C_SEND;
+	c->deadline_ms = phase_deadline(s, size);
+}
+
+/* The whole body is in the temp file: make it the object, durably. */
+static void body_done(struct store *s, struct conn *c)
+{
+	bool existed = !faccessat(s->dirfd, c->objname, F_OK, 0);
+	if (fsync(c->tmpfd) == -1 || close(c->tmpfd) == -1) {
+		c->tmpfd = -1;
+		unlinkat(s->dirfd, c->tmpname, 0);
+		respond(c, 500, NULL, true);
+		return;
+	}
+	c->tmpfd = -1;
+	if (renameat(s->dirfd, c->tmpname, s->dirfd, c->objname) == -1 || fsync(s->dirfd) == -1) {
+		unlinkat(s->dirfd, c->tmpname, 0);
+		respond(c, 500, NULL, true);
+		return;
+	}
+	respond(c, existed ? 204 : 201, NULL, false);
+}
+
+/* Writes n body bytes to the temp file; false (and a 500 queued) on a disk error. */
+static bool body_write(struct store *s, struct conn *c, const uint8_t *p, size_t n)
+{
+	while (n) {
+		ssize_t k = write(c->tmpfd, p, n);
+		if (k == -1 && errno == EINTR)
+			continue;
+		if (k <= 0) {
+			log_rl(&s->rl, LOG_ERR, "store: write: %s", strerror(errno));
+			temp_drop(s, c);
+			respond(c, 500, NULL, true);
+			return false;
+		}
+		p += k;
+		n -= (size_t)k;
+		c->body_left -= (uint64_t)k;
+	}
+	return true;
+}
+
+/* Sends what is queued, then the object. Returns 1 when all went, 0 to wait, -1 broken. */
+static int send_some(struct conn *c)
+{
+	if (c->outlen) {
+		int r = sock_send_rest(c->fd, c->out, c->outlen, &c->outoff);
+		if (r <= 0)
+			return r < 0 ? -1 : 0;
+		c->outlen = c->outoff = 0;
+	}
+	while (c->objleft) {
+		ssize_t k = sendfile(c->fd, c->objfd, &c->objoff,
+		                     c->objleft < (1u << 30) ? c->objleft : (1u << 30));
+		if (k == -1 && errno == EINTR)
+			continue;
+		if (k == -1 && errno == EAGAIN)
+			return 0;
+		if (k <= 0)
+			return -1; /* a broken peer, or the file shrank under us */
+		c->objleft -= (uint64_t)k;
+	}
+	if (c->objfd != -1) {
+		close(c->objfd);
+		c->objfd = -1;
+	}
+	return 1;
+}
+
+/* Receives into the input buffer. Returns bytes read, 0 at EOF, -EAGAIN, or -errno. */
+static ssize_t fill(struct conn *c)
+{
+	if (c->inlen == sizeof(c->in))
+		return -EAGAIN;
+	ssize_t k = recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen, 0);
+	if (k == -1)
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	c->inlen += (size_t)k;
+	return k;
+}
+
+/* Runs the connection as far as its socket allows (edge-triggered: until EAGAIN). */
+static void conn_run(struct store *s, struct conn *c, uint64_t slot)
+{
+	for (unsigned turn = 0; !c->dead; turn++) {
+		if (turn == 64) {
+			/* fair to the others: re-arming makes epoll report it again if ready */
+			struct epoll_event ev = {
+			    .events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP, .data.u64 = slot};
+			epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev);
+			return;
+		}
+		if (c->st == C_SEND || c->outlen) {
+			int r = send_some(c);
+			if (r < 0) {
+				c->dead = true;
+				return;
+			}
+			if (!r)
+				return;
+			if (c->st == C_SEND) {
+				if (c->close_after) {
+					shutdown(c->fd, SHUT_WR);
+					c->st = C_DRAIN;
+					c->deadline_ms = peak_mono_ms() + DRAIN_MS;
+					continue;
+				}
+				c->st = C_HEAD;
+				c->deadline_ms = phase_deadline(s, 0);
+			}
+		}
+		if (c->st == C_DRAIN) {
+			ssize_t k = recv(c->fd, iobuf, sizeof(iobuf), 0);
+			if (k == -1 && (errno == EAGAIN || errno == EINTR))
+				return;
+			if (k <= 0)
+				c->dead = true;
+			continue;
+		}
+		if (c->st == C_HEAD) {
+			long n = store_req_parse(c->in, c->inlen, s->o->max_body, &c->req);
+			if (n < 0) {
+				c->req.method = 0;
+				respond(c, (unsigned)-n,
+				        n == -405 ? "Allow: GET, HEAD, PUT, DELETE\r\n" : NULL,
+				        true);
+				continue;
+			}
+			if (n > 0) {
+				memmove(c->in, c->in + n, c->inlen - (size_t)n);
+				c->inlen -= (size_t)n;
+				request_start(s, c);
+				continue;
+			}
+			ssize_t k = fill(c);
+			if (k == -EAGAIN)
+				return;
+			if (k <= 0)
+				c->dead = true; /* EOF or error between requests or mid-head */
+			continue;
+		}
+		/* C_BODY: buffered bytes first, then straight from the socket */
+		if (c->inlen) {
+			size_t n = c->inlen < c->body_left ? c->inlen : (size_t)c->body_left;
+			if (!body_write(s, c, c->in, n))
+				continue;
+			memmove(c->in, c->in + n, c->inlen - n);
+			c->inlen -= n;
+		}
+		for (unsigned chunk = 0; c->body_left && chunk < 16; chunk++) {
+			size_t want = c->body_left < sizeof(iobuf) ? c->body_left : sizeof(iobuf);
+			ssize_t k = recv(c->fd, iobuf, want, 0);
+			if (k == -1 && errno == EINTR)
+				continue;
+			if (k == -1 && errno == EAGAIN)
+				return;
+			if (k <= 0) {
+				temp_drop(s, c); /* a truncated upload: nothing is stored */
+				c->dead = true;
+				return;
+			}
+			if (!body_write(s, c, iobuf, (size_t)k))
+				break;
+		}
+		if (c->st == C_BODY && c->body_left)
+			continue;
+		if (c->st == C_BODY && !c->body_left)
+			body_done(s, c);
+	}
+}
+
+/* Cuts off connections past their phase's deadline: 408 to a request half read. */
+static void sweep(struct store *s, uint64_t now)
+{
+	for (unsigned i = 0; i < s->o->max_conns; i++) {
+		struct conn *c = s->conns[i];
+		if (!c || now < c->deadline_ms)
+			continue;
+		if ((c->st == C_HEAD && c->inlen) || c->st == C_BODY) {
+			temp_drop(s, c);
+			c->req.method = 0;
+			c->inlen = 0;
+			respond(c, 408, NULL, true);
+			c->deadline_ms = now + 1000; /* then it goes, sent or not */
+			conn_run(s, c, i);
+		} else {
+			c->dead = true;
+		}
+		if (c->dead) {
+			conn_free(s, c);
+			s->conns[i] = NULL;
+		}
+	}
+}
+
+/* Removes what a crash left: temp files of PUTs that never finished. */
+static int data_clean(int dirfd)
+{
+	int fd = dup(dirfd), n = 0;
+	DIR *d = fd == -1 ? NULL : fdopendir(fd);
+	if (!d) {
+		if (fd != -1)
+			close(fd);
+		return -errno;
+	}
+	for (struct dirent *e; (e = readdir(d));)
+		if (!strncmp(e->d_name, ".tmp-", 5) && !unlinkat(dirfd, e->d_name, 0))
+			n++;
+	closedir(d);
+	if (n)
+		fsync(dirfd);
+	return n;
+}
+
+/* Finds the service holding endpoint id; 0, or 2 with a message logged. */
+static int store_setup(struct store *s, const struct store_opts *o)
+{
+	char err[CFG_ERRLEN];
+	int r = config_load(o->config, &s->cfg, err, sizeof(err));
+	if (r) {
+		log_msg(LOG_ERR, "store: %s", err);
+		return 2;
+	}
+	unsigned found = 0, ep = 0;
+	for (unsigned i = 0; i < s->cfg->nsvc; i++)
+		for (unsigned e = 0; e < s->cfg->svc[i].nep; e++)
+			if (!strcmp(s->cfg->svc[i].ep[e].id, o->id)) {
+				s->svc = &s->cfg->svc[i];
+				ep = e;
+				found++;
+			}
+	if (found != 1) {
+		log_msg(LOG_ERR, "store: endpoint id '%s' is in %u services of %s (want 1)", o->id,
+		        found, o->config);
+		return 2;
+	}
+	if (s->svc->space.d.select != SSA_OBJ) {
+		log_msg(LOG_ERR,
+		        "store: the service of '%s' has select=%s; a store needs select=obj", o->id,
+		        ssa_rule_name(s->svc->space.d.select));
+		return 2;
+	}
+	if (s->svc->space.d.host == SSA_HOP) {
+		/* the slice needs no secret, but ssa_compute asks for one with host=hop */
+		log_msg(LOG_ERR, "store: the service of '%s' has host=hop; not supported yet", o->id);
+		return 2;
+	}
+	s->space = s->svc->space;
+	s->space.d.pow = 0; /* the slice is all a pod needs: no proof-of-work search */
+	s->slot = calloc(s->svc->nep, sizeof(*s->slot));
+	if (!s->slot || config_service_assign(s->svc, &s->a, s->slot)) {
+		log_msg(LOG_ERR, "store: cannot assign the slices of '%s'", o->id);
+		return 2;
+	}
+	s->me = s->slot[ep];
+	return 0;
+}
+
+static void conn_accept(struct store *s, int ep, int lfd)
+{
+	for (;;) {
+		struct sockaddr_in6 peer;
+		socklen_t pl = sizeof(peer);
+		int fd = accept4(lfd, (struct sockaddr *)&peer, &pl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd == -1)
+			return;
+		unsigned i = 0;
+		while (i < s->o->max_conns && s->conns[i])
+			i++;
+		struct conn *c = i < s->o->max_conns ? malloc(sizeof(*c)) : NULL;
+		if (!c) {
+			static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
+			                           "Content-Length: 0\r\nConnection: close\r\n\r\n";
+			(void)!send(fd, busy, sizeof(busy) - 1, MSG_DONTWAIT | MSG_NOSIGNAL);
+			close(fd);
+			continue;
+		}
+		memset(c, 0, offsetof(struct conn, in));
+		c->fd = fd;
+		c->timeout_ms = s->o->timeout_ms;
+		c->tmpfd = c->objfd = -1;
+		sockaddr_to_in6((struct sockaddr *)&peer, c->peer);
+		c->deadline_ms = phase_deadline(s, 0);
+		s->conns[i] = c;
+		struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP,
+		                         .data.u64 = i};
+		epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+	}
+}
+
+int store_serve(const struct store_opts *o)
+{
+	struct store s = {.o = o, .dirfd = -1};
+	int ret = 1, lfd = -1, sfd = -1, ep = -1, one = 1, zero = 0;
+	int r = store_setup(&s, o);
+	if (r) {
+		ret = r;
+		goto out;
+	}
+	if (mkdir(o->data, 0755) == -1 && errno != EEXIST) {
+		log_msg(LOG_ERR, "store: data directory %s: %s", o->data, strerror(errno));
+		goto out;
+	}
+	s.dirfd = open(o->data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	if (s.dirfd == -1 || (r = data_clean(s.dirfd)) < 0) {
+		log_msg(LOG_ERR, "store: data directory %s: %s", o->data, strerror(errno));
+		goto out;
+	}
+	if (r)
+		log_msg(LOG_INFO, "store: removed %d unfinished upload(s)", r);
+	struct sockaddr_storage ls = o->listen;
+	socklen_t ll = o->listen_len;
+	if (!ll) {
+		struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ls;
+		memset(&ls, 0, sizeof(ls));
+		a6->sin6_family = AF_INET6;
+		a6->sin6_port = htons((uint16_t)s.svc->port);
+		ll = sizeof(*a6);
+	}
+	lfd = socket(ls.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (lfd == -1)
+		goto out;
+	setsockopt(lfd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (ls.ss_family == AF_INET6)
+		setsockopt(lfd, IPPROTO_IPV6, IPV6_V6ONLY, &zero, sizeof(zero));
+	char where[64];
+	sockaddr_print((struct sockaddr *)&ls, where, sizeof(where));
+	if (bind(lfd, (struct sockaddr *)&ls, ll) == -1 || listen(lfd, 1024) == -1) {
+		log_msg(LOG_ERR, "store: listen %s: %s", where, strerror(errno));
+		goto out;
+	}
+	sfd = signals_fd(1);
+	ep = s.ep = epoll_create1(EPOLL_CLOEXEC);
+	s.conns = calloc(o->max_conns, sizeof(*s.conns));
+	if (sfd < 0 || ep == -1 || !s.conns) {
+		log_msg(LOG_ERR, "store: cannot set up the event loop");
+		goto out;
+	}
+	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
+	epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
+	ev.data.u64 = UINT64_MAX - 1;
+	epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev);
+	char name[1024];
+	if (dns_name_print(&s.svc->name, name, sizeof(name)) < 0)
+		strcpy(name, "?");
+	log_msg(LOG_INFO, "store: %s serving %s on %s, data %s, %zu slice block(s)", o->id, name,
+	        where, o->data, assign_routes(&s.a, (unsigned)s.me));
+	uint64_t last_sweep = peak_mono_ms();
+	for (bool run = true; run;) {
+		struct epoll_event evs[64];
+		int n = epoll_wait(ep, evs, 64, SWEEP_MS);
+		for (int i = 0; i < n; i++) {
+			uint64_t d = evs[i].data.u64;
+			if (d == UINT64_MAX - 1) {
+				struct signalfd_siginfo si;
+				if (read(sfd, &si, sizeof(si)) == sizeof(si) &&
+				    si.ssi_signo == SIGHUP) {
+					log_msg(LOG_INFO, "store: SIGHUP: nothing to reload");
+					continue;
+				}
+				run = false;
+				break;
+			}
+			if (d == UINT64_MAX) {
+				conn_accept(&s, ep, lfd);
+				continue;
+			}
+			struct conn *c = s.conns[d];
+			if (!c)
+				continue;
+			conn_run(&s, c, d);
+			if (c->dead) {
+				conn_free(&s, c);
+				s.conns[d] = NULL;
+			}
+		}
+		uint64_t now = peak_mono_ms();
+		if (now - last_sweep >= SWEEP_MS) {
+			last_sweep = now;
+			sweep(&s, now);
+		}
+	}
+	log_msg(LOG_INFO, "store: stopped");
+	ret = 0;
+out:
+	if (s.conns)
+		for (unsigned k = 0; k < o->max_conns; k++)
+			if (s.conns[k])
+				conn_free(&s, s.conns[k]);
+	free(s.conns);
+	if (ep != -1)
+		close(ep);
+	if (sfd >= 0)
+		close(sfd);
+	if (lfd != -1)
+		close(lfd);
+	if (s.dirfd != -1)
+		close(s.dirfd);
+	if (s.slot)
+		assign_fini(&s.a);
+	free(s.slot);
+	config_free(s.cfg);
+	return ret;
+}

@@ -1,0 +1,26 @@
+/* Fuzzes the object store's request parser: whatever the bytes, a parse needs more, refuses
+ * with an HTTP status, or reports a head within the input whose key passes the key rules and
+ * which parses again, alone, to the same request. */
+#include "fuzz.h"
+#include "req.h"
+
+#include <string.h>
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+	struct store_req a, b;
+	long n = store_req_parse(data, size, 1 << 20, &a);
+	if (n < 0 && (n > -400 || n < -599))
+		__builtin_trap(); /* refusals are 4xx or 5xx */
+	if (n <= 0)
+		return 0;
+	if ((size_t)n > size || a.head_len != (size_t)n || a.key_len > STORE_KEY_MAX ||
+	    store_key_check(a.key, a.key_len) || !a.method || a.method > STORE_DELETE ||
+	    (a.method == STORE_PUT && (!a.has_len || a.body_len > 1 << 20)))
+		__builtin_trap();
+	if (store_req_parse(data, (size_t)n, 1 << 20, &b) != n || b.method != a.method ||
+	    b.key_len != a.key_len || memcmp(b.key, a.key, a.key_len) || b.body_len != a.body_len ||
+	    b.close != a.close)
+		__builtin_trap(); /* the head alone parses the same */
+	return 0;
+}

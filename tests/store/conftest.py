@@ -1,0 +1,166 @@
+"""Fixtures of the object store tests: a client namespace running peak dns, and two pod
+namespaces, each running one 'peak store serve' pod with an AnyIP route for the service's
+whole prefix. The client routes each pod's half of the slices (the configuration's initial
+assignment: s1 holds slices 0-127, s2 128-255) to that pod. Namespaces are removed and pods
+killed (by PID) even when a test fails.
+
+  [pks*-c] v0 2001:db8:aa:bb::1/64 ---- a0 2001:db8:aa:bb::2/64 [pks*-a] store s1
+           v1 2001:db8:aa:cc::1/64 ---- b0 2001:db8:aa:cc::2/64 [pks*-b] store s2
+           lo ::1: peak dns              lo: local 2001:db8:8::/64 (AnyIP) in both pods
+           2001:db8:8::/65 via bb::2, 2001:db8:8:0:8000::/65 via cc::2
+"""
+import os
+import random
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
+from peaktest import K, PEAK, Server  # noqa: E402
+
+PORT = 8080
+MAX_BODY = 4 << 20
+TIMEOUT_MS = 1500
+NAME = "store.svc.example."
+
+CONFIG = f"""
+zone:
+  name: svc.example.
+  ns:
+    - {{name: ns1.svc.example., address: "2001:db8:53::1"}}
+  soa: {{primary: ns1.svc.example., contact: hostmaster.svc.example., serial: 7, minimum: 20}}
+  ttl: {{apl: 3600, txt: 1800, aaaa: 30}}
+services:
+  - name: {NAME}
+    prefixes: [2001:db8:8::/64]
+    slice: 72
+    select: obj
+    host: src
+    port: {PORT}
+    key: {K}
+    endpoints:
+      - {{id: s1, address: "2001:db8:104::1"}}
+      - {{id: s2, address: "2001:db8:104::2"}}
+"""
+
+OBJECT_NAME = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{64}$")
+
+
+def ip(*args):
+    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+
+
+class Pod:
+    """One 'peak store serve' in a namespace; started and stopped by its own PID."""
+
+    def __init__(self, ns, pid, config, data, logpath):
+        self.ns, self.id, self.config, self.data, self.logpath = ns, pid, config, data, logpath
+        self.proc = None
+
+    def start(self):
+        self.log = open(self.logpath, "a+")
+        start = self.log.seek(0, 2)
+        self.proc = subprocess.Popen(
+            ["ip", "netns", "exec", self.ns, PEAK, "store", "serve", "--config",
+             str(self.config), "--id", self.id, "--data", str(self.data), "--max-body",
+             str(MAX_BODY), "--timeout", str(TIMEOUT_MS)],
+            stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 10
+        while "serving" not in self.logtext()[start:]:
+            if self.proc.poll() is not None or time.time() > deadline:
+                raise RuntimeError("peak store did not start: " + self.logtext())
+            time.sleep(0.02)
+
+    def logtext(self):
+        self.log.flush()
+        with open(self.logpath) as f:
+            return f.read()
+
+    def stop(self, sig=None):
+        if self.proc and self.proc.poll() is None:
+            if sig:
+                self.proc.send_signal(sig)
+            else:
+                self.proc.terminate()
+            try:
+                self.proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc:
+            self.log.close()
+        return self.proc.returncode if self.proc else None
+
+    def files(self):
+        return sorted(os.listdir(self.data))
+
+
+class Net:
+    def __init__(self, tmp):
+        tag = f"pks{os.getpid() % 10000}{random.randrange(1000)}"
+        self.cl, self.a, self.b = tag + "-c", tag + "-a", tag + "-b"
+        self.tmp = tmp
+        self.pods = {}
+        self.dns = None
+
+    def up(self):
+        for ns in (self.cl, self.a, self.b):
+            ip("netns", "add", ns)
+            ip("-n", ns, "link", "set", "lo", "up")
+        for dev, peer, pns, net in (("v0", "a0", self.a, "bb"), ("v1", "b0", self.b, "cc")):
+            ip("-n", self.cl, "link", "add", dev, "type", "veth", "peer", "name", peer,
+               "netns", pns)
+            ip("-n", self.cl, "addr", "add", f"2001:db8:aa:{net}::1/64", "dev", dev, "nodad")
+            ip("-n", pns, "addr", "add", f"2001:db8:aa:{net}::2/64", "dev", peer, "nodad")
+            ip("-n", self.cl, "link", "set", dev, "up")
+            ip("-n", pns, "link", "set", peer, "up")
+            ip("-n", pns, "-6", "route", "add", "local", "2001:db8:8::/64", "dev", "lo")
+            ip("-n", pns, "-6", "route", "add", "default", "via", f"2001:db8:aa:{net}::1")
+        ip("-n", self.cl, "-6", "route", "add", "2001:db8:8::/65", "via", "2001:db8:aa:bb::2")
+        ip("-n", self.cl, "-6", "route", "add", "2001:db8:8:0:8000::/65", "via",
+           "2001:db8:aa:cc::2")
+        self.config = self.tmp / "store.yaml"
+        self.config.write_text(CONFIG)
+        self.dns = Server(self.tmp, config=CONFIG, netns=self.cl)
+        for pid, ns in (("s1", self.a), ("s2", self.b)):
+            pod = Pod(ns, pid, self.config, self.tmp / f"data-{pid}", self.tmp / f"{pid}.log")
+            pod.start()
+            self.pods[pid] = pod
+
+    def store(self, *args, timeout=60, **kw):
+        """Runs 'peak store ...' in the client namespace against our peak dns."""
+        return subprocess.run(["ip", "netns", "exec", self.cl, PEAK, "store", *args,
+                               "--server", f"[::1]:{self.dns.port}", "--port", str(PORT)],
+                              capture_output=True, timeout=timeout, **kw)
+
+    def py(self, code, *args, timeout=30):
+        """Runs a Python snippet in the client namespace; returns its stdout."""
+        r = subprocess.run(["ip", "netns", "exec", self.cl, "/usr/bin/python3", "-c", code,
+                            *args], capture_output=True, text=True, timeout=timeout)
+        assert r.returncode == 0, r.stderr
+        return r.stdout
+
+    def down(self):
+        for pod in self.pods.values():
+            pod.stop()
+        if self.dns:
+            self.dns.stop()
+        for ns in (self.cl, self.a, self.b):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    n = Net(tmp_path_factory.mktemp("store"))
+    try:
+        n.up()
+        yield n
+    finally:
+        n.down()
+    for pid, pod in n.pods.items():
+        assert pod.proc.returncode == 0, pod.logtext()

@@ -1,0 +1,119 @@
+/* The object store's request heads (src/store/req.c): methods, keys and their rules,
+ * percent-decoding, framing headers, and the status each refusal carries. */
+#include <errno.h>
+
+#include "test.h"
+
+#include "req.h"
+
+static long parse(const char *s, struct store_req *r)
+{
+	return store_req_parse((const uint8_t *)s, strlen(s), 1000, r);
+}
+
+static void test_methods_and_keys(void **state)
+{
+	(void)state;
+	struct store_req r;
+	const char *put = "PUT /o/videos.cat.mp4 HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n"
+	                  "Expect: 100-continue\r\n\r\nhello";
+	assert_int_equal(parse(put, &r), (long)strlen(put) - 5);
+	assert_int_equal(r.method, STORE_PUT);
+	assert_int_equal(r.body_len, 5);
+	assert_true(r.expect_100);
+	assert_false(r.close);
+	assert_int_equal(r.key_len, 14);
+	assert_memory_equal(r.key, "videos.cat.mp4", 14);
+	const char *ok = "PUT /o/cat%20%C3%A9.mp4 HTTP/1.1\r\nContent-Length: 5\r\n\r\n";
+	assert_int_equal(parse(ok, &r), (long)strlen(ok));
+	assert_int_equal(r.key_len, 10);
+	assert_memory_equal(r.key, "cat \xc3\xa9.mp4", 10);
+	/* every shorter prefix needs more, never an error */
+	for (size_t n = 0; n < strlen(ok); n++)
+		assert_int_equal(store_req_parse((const uint8_t *)ok, n, 1000, &r), 0);
+	assert_true(parse("GET /o/k HTTP/1.1\r\n\r\n", &r) > 0);
+	assert_int_equal(r.method, STORE_GET);
+	assert_true(parse("HEAD /o/k HTTP/1.0\r\n\r\n", &r) > 0);
+	assert_true(r.close); /* HTTP/1.0 */
+	assert_true(parse("HEAD /o/k HTTP/1.0\r\nConnection: keep-alive\r\n\r\n", &r) > 0);
+	assert_false(r.close);
+	assert_true(parse("DELETE /o/k HTTP/1.1\r\nConnection: x, close\r\n\r\n", &r) > 0);
+	assert_true(r.close);
+	/* the longest key */
+	char longkey[400];
+	snprintf(longkey, sizeof(longkey), "GET /o/%0255d HTTP/1.1\r\n\r\n", 0);
+	assert_true(parse(longkey, &r) > 0);
+	assert_int_equal(r.key_len, 255);
+}
+
+static void test_refusals(void **state)
+{
+	(void)state;
+	struct store_req r;
+	static const struct {
+		const char *req;
+		long want;
+	} cases[] = {
+	    {"PUT /o/a%2Fb HTTP/1.1\r\nContent-Length: 1\r\n\r\n", -400},
+	    {"GET /o/.. HTTP/1.1\r\n\r\n", -400},
+	    {"GET /o/%2E%2e HTTP/1.1\r\n\r\n", -400},
+	    {"GET /o/. HTTP/1.1\r\n\r\n", -400},
+	    {"GET /o/a%00b HTTP/1.1\r\n\r\n", -400},
+	    {"GET /o/ HTTP/1.1\r\n\r\n", -400},
+	    {"GET /o/a/b HTTP/1.1\r\n\r\n", -400},
+	    {"GET /o/a%2 HTTP/1.1\r\n\r\n", -400},
+	    {"GET /o/a%g0 HTTP/1.1\r\n\r\n", -400},
+	    {"GET /o/a?x=1 HTTP/1.1\r\n\r\n", -400},
+	    {"GET /o/k HTTP/1.1\r\nContent-Length: 1\r\n\r\n", -400},
+	    {"GET /o/k HTTP/1.1\r\nBad Header: 1\r\n\r\n", -400},
+	    {"GET /o/k HTTP/1.1\r\nNoColon\r\n\r\n", -400},
+	    {"GET /o/k HTTP/1.1\nHost: x\r\n\r\n", -400},
+	    {"GET  /o/k HTTP/1.1\r\n\r\n", -400},
+	    {"PUT /o/k HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", -400},
+	    {"PUT /o/k HTTP/1.1\r\nContent-Length: -1\r\n\r\n", -400},
+	    {"PUT /o/k HTTP/1.1\r\nExpect: something\r\nContent-Length: 1\r\n\r\n", -400},
+	    {"GET /x/k HTTP/1.1\r\n\r\n", -404},
+	    {"POST /o/k HTTP/1.1\r\n\r\n", -405},
+	    {"get /o/k HTTP/1.1\r\n\r\n", -405},
+	    {"PUT /o/k HTTP/1.1\r\n\r\n", -411},
+	    {"PUT /o/k HTTP/1.1\r\nContent-Length: 1001\r\n\r\n", -413},
+	    {"PUT /o/k HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n", -400},
+	    {"PUT /o/k HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n", -501},
+	    {"GET /o/k HTTP/2.0\r\n\r\n", -505},
+	    {"GET /o/k HTTP/1.10\r\n\r\n", -505},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++)
+		if (parse(cases[i].req, &r) != cases[i].want)
+			fail_msg("case %zu: '%s': got %ld", i, cases[i].req,
+			         parse(cases[i].req, &r));
+	/* a key of 256 bytes */
+	char longkey[400];
+	snprintf(longkey, sizeof(longkey), "GET /o/%0256d HTTP/1.1\r\n\r\n", 0);
+	assert_int_equal(parse(longkey, &r), -400);
+	/* a head that does not end within STORE_HEAD_MAX */
+	static uint8_t big[STORE_HEAD_MAX + 10];
+	memset(big, 'a', sizeof(big));
+	assert_int_equal(store_req_parse(big, sizeof(big), 1000, &r), -431);
+	assert_int_equal(store_req_parse(big, STORE_HEAD_MAX - 1, 1000, &r), 0);
+}
+
+static void test_key_check(void **state)
+{
+	(void)state;
+	assert_int_equal(store_key_check((const uint8_t *)"a", 1), 0);
+	assert_int_equal(store_key_check((const uint8_t *)"...", 3), 0);
+	assert_int_equal(store_key_check((const uint8_t *)"a..b", 4), 0);
+	assert_int_equal(store_key_check((const uint8_t *)"..", 2), -EINVAL);
+	assert_int_equal(store_key_check((const uint8_t *)"a\0", 2), -EINVAL);
+	assert_int_equal(store_key_check((const uint8_t *)"", 0), -EINVAL);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_methods_and_keys),
+	    cmocka_unit_test(test_refusals),
+	    cmocka_unit_test(test_key_check),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
