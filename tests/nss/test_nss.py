@@ -1,0 +1,153 @@
+"""libnss_peak.so.2 with unmodified programs (getent, Python, curl, wget) in a namespace whose
+nsswitch.conf says `hosts: files peak dns` (topology in conftest.py): SSA names resolve to
+the address the service's rule gives this host, and the pod sees that destination and this
+host's source; other names resolve through the next module as before; a silent DNS server
+costs at most the module's timeout."""
+import os
+import re
+import time
+
+from conftest import CLIENT, PEAK, PORT, RULE_ADDR, wait_until
+from peaktest import K
+
+API = "api.svc.example"
+
+
+def getent(net, db, name, **kw):
+    r = net.run("getent", db, name, **kw)
+    return r.returncode, [line.split()[0] for line in r.stdout.splitlines() if line.strip()]
+
+
+def test_the_rule_address_is_what_libpeak_computes(net):
+    """The address the tests expect is the spec's, and libpeak's own resolver agrees."""
+    out = net.run(PEAK, "ssa", "compute", "--prefix", "2001:db8:5::/64", "--descriptor",
+                  f"v=ssa1; slice=78; select=src; host=src; key={K}", "--source", CLIENT,
+                  module=False)
+    assert out.stdout.strip() == RULE_ADDR, out
+    out = net.run(PEAK, "resolve", API + ".", module=False)
+    assert out.returncode == 0, out
+    assert out.stdout.split()[:3] == [RULE_ADDR, "from", CLIENT], out
+
+
+def test_getent_ahosts_gives_the_rule_address(net):
+    # ahosts: getaddrinfo(AF_UNSPEC), the module's gethostbyname4_r
+    rc, addrs = getent(net, "ahosts", API)
+    assert rc == 0 and addrs and set(addrs) == {RULE_ADDR}, addrs
+    # ahostsv6: getaddrinfo(AF_INET6), gethostbyname3_r
+    rc, addrs = getent(net, "ahostsv6", API)
+    assert rc == 0 and set(addrs) == {RULE_ADDR}, addrs
+    # hosts: gethostbyname2(AF_INET6) first
+    r = net.run("getent", "hosts", API + ".")
+    assert r.returncode == 0 and r.stdout.split()[:2] == [RULE_ADDR, API], r
+
+
+def test_without_the_module_the_name_gets_the_steered_aaaa(net):
+    """The same name where glibc finds no module (no LD_LIBRARY_PATH; meson sets one to the
+    build directory): the dns module's
+    steered AAAA, not the rule's address, so the tests above do see the module's answer."""
+    env = {k: v for k, v in os.environ.items() if k not in ("LD_LIBRARY_PATH", "LD_PRELOAD")}
+    rc, addrs = getent(net, "ahostsv6", API, env=env)
+    assert rc == 0 and addrs and RULE_ADDR not in addrs, addrs
+
+
+def test_python_getaddrinfo_reaches_the_pod(net):
+    code = (
+        "import socket\n"
+        f"ai = socket.getaddrinfo('{API}', {PORT}, type=socket.SOCK_STREAM)\n"
+        "fam, _, _, _, sa = ai[0]\n"
+        "s = socket.create_connection(sa[:2], timeout=5)\n"
+        "s.sendall(b'hello\\n')\n"
+        "print(sa[0], s.makefile().readline().strip())\n")
+    r = net.run("/usr/bin/python3", "-c", code)
+    assert r.returncode == 0, r
+    # peak serve answers a non-HTTP line with 'ID DESTINATION SOURCE' as it saw them
+    assert r.stdout.split() == [RULE_ADDR, "pod-a", RULE_ADDR, CLIENT], r
+
+
+def test_curl_and_wget_reach_the_pod(net):
+    r = net.run("curl", "-sS", "-D", "-", "-o", "/dev/null", "--max-time", "10",
+                f"http://{API}:{PORT}/")
+    assert r.returncode == 0, r
+    h = dict(re.findall(r"(?im)^(X-Peak-[A-Za-z-]+):\s*(\S+)", r.stdout))
+    assert h == {"X-Peak-Endpoint": "pod-a", "X-Peak-Destination": RULE_ADDR,
+                 "X-Peak-Source": CLIENT}, r.stdout
+    r = net.run("wget", "-S", "-O", "/dev/null", "--tries=1", "--timeout=10",
+                f"http://{API}:{PORT}/")
+    assert r.returncode == 0, r
+    h = dict(re.findall(r"(?im)^\s*(X-Peak-[A-Za-z-]+):\s*(\S+)", r.stderr))
+    assert h.get("X-Peak-Destination") == RULE_ADDR and h.get("X-Peak-Source") == CLIENT, r
+
+
+def test_names_without_a_descriptor_resolve_as_before(net):
+    # files first, as before
+    rc, addrs = getent(net, "ahostsv6", "legacy-files.test")
+    assert rc == 0 and set(addrs) == {"2001:db8:aa:bb::77"}, addrs
+    # a name with an AAAA and no _ssa descriptor: the module says NOTFOUND, dns answers
+    for db in ("ahosts", "ahostsv6"):
+        rc, addrs = getent(net, db, "ns1.svc.example")
+        assert rc == 0 and set(addrs) == {"2001:db8:53::1"}, (db, addrs)
+    # IPv4 (gethostbyname): never the module's
+    r = net.run("getent", "ahostsv4", API)
+    assert RULE_ADDR not in r.stdout, r
+    # a name that does not exist: not found, quickly
+    t0 = time.monotonic()
+    rc, addrs = getent(net, "ahosts", "nosuch.svc.example")
+    assert rc == 2 and not addrs
+    assert time.monotonic() - t0 < 1.0
+
+
+def test_threads_share_one_resolver(net):
+    """Many threads at once (one process): every answer is the rule's."""
+    code = (
+        "import socket, concurrent.futures as cf\n"
+        "def one(i):\n"
+        f"    n = ('{API}', 'ns1.svc.example')[i % 2]\n"
+        "    return n, sorted({a[4][0] for a in socket.getaddrinfo(n, 80, socket.AF_INET6)})\n"
+        "with cf.ThreadPoolExecutor(8) as ex:\n"
+        "    for n, a in ex.map(one, range(200)):\n"
+        "        print(n, *a)\n")
+    r = net.run("/usr/bin/python3", "-c", code, timeout=60)
+    assert r.returncode == 0, r
+    lines = r.stdout.splitlines()
+    assert len(lines) == 200
+    assert set(lines) == {f"{API} {RULE_ADDR}", "ns1.svc.example 2001:db8:53::1"}, set(lines)
+
+
+def timed(net, *cmd):
+    t0 = time.monotonic()
+    r = net.run(*cmd)
+    return r, time.monotonic() - t0
+
+
+def test_a_silent_dns_server_costs_at_most_the_timeout(net):
+    """The DNS server is a socket that never answers. With the module alone in
+    nsswitch.conf the lookup fails after the module's timeout (500 ms in nss.conf), not after
+    the library's default attempts; with `files peak dns` the module adds at most that to
+    what the dns module alone costs."""
+    silent = net.start("/usr/bin/python3", "-c",
+                       "import socket, time\n"
+                       "s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)\n"
+                       "s.bind(('2001:db8:aa:bb::2', 53))\n"
+                       "time.sleep(120)\n", ns=net.pod)
+    wait_until("the silent server", lambda: net.listening(net.pod, 53, True))
+    resolv = "nameserver 2001:db8:aa:bb::2\noptions timeout:1 attempts:1\n"
+    try:
+        net.write_etc("hosts: files peak", resolv)
+        # what starting getent costs here (ASan included): a name the module turns down at once
+        _, base = timed(net, "getent", "ahostsv6", "nosuchhost")
+        for db in ("ahosts", "ahostsv6"):
+            r, t = timed(net, "getent", db, "silent.svc.example")
+            assert r.returncode == 2, r
+            assert 0.4 <= t - base < 0.5 + 0.3, (db, t, base)
+        # the whole chain: what the dns module alone costs, plus at most the module's 500 ms
+        net.write_etc("hosts: files dns", resolv)
+        r, t_dns = timed(net, "getent", "ahostsv6", "silent.svc.example")
+        assert r.returncode == 2, r
+        net.write_etc("hosts: files peak dns", resolv)
+        r, t = timed(net, "getent", "ahostsv6", "silent.svc.example")
+        assert r.returncode == 2, r
+        assert t - t_dns < 0.5 + 0.3, (t, t_dns)
+    finally:
+        net.write_etc("hosts: files peak dns", "nameserver ::1\noptions timeout:1 attempts:1\n")
+        silent.kill()
+        silent.wait()
