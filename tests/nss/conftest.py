@@ -48,12 +48,13 @@ def nsswitch(hosts_line):
 
 def sanitizer_env(module):
     """An ASan-built module needs the ASan runtime first in the process (LD_PRELOAD): the
-    programs under test are not instrumented. Their own leaks are not this module's."""
+    programs under test are not instrumented. Leaks are checked (getent has none of its
+    own); Python's runs turn that off (see Net.env_py)."""
     out = subprocess.run(["ldd", module], capture_output=True, text=True).stdout
     for line in out.splitlines():
         if "libasan" in line and "=>" in line:
             return {"LD_PRELOAD": line.split("=>")[1].split()[0],
-                    "ASAN_OPTIONS": "detect_leaks=0:abort_on_error=1:verify_asan_link_order=0"}
+                    "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=1:verify_asan_link_order=0"}
     return {}
 
 
@@ -78,6 +79,7 @@ class Net:
         self.libdir = tmp / "lib"
         self.conf = tmp / "nss.conf"
         self.env = {}
+        self.env_py = {}
 
     def up(self):
         ip("netns", "add", self.cl)
@@ -99,6 +101,11 @@ class Net:
         self.conf.write_text("# the module's timeout, ms\ntimeout 500\n")
         self.env = dict(os.environ, LD_LIBRARY_PATH=str(self.libdir),
                         PEAK_NSS_CONF=str(self.conf), **sanitizer_env(MODULE))
+        # the interpreter keeps memory to the end on purpose: its leaks are not the module's
+        self.env_py = dict(self.env)
+        if "ASAN_OPTIONS" in self.env_py:
+            self.env_py["ASAN_OPTIONS"] = self.env_py["ASAN_OPTIONS"].replace(
+                "detect_leaks=1", "detect_leaks=0")
 
     def write_etc(self, hosts_line, resolv):
         with open(os.path.join(self.etc, "nsswitch.conf"), "w") as f:
