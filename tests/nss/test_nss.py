@@ -171,3 +171,45 @@ def test_a_silent_dns_server_costs_at_most_the_timeout(net):
         net.write_etc("hosts: files peak dns", "nameserver ::1\noptions timeout:1 attempts:1\n")
         silent.kill()
         silent.wait()
+
+
+NSS_CALL = os.environ.get("NSS_CALL", "build/tests/nss_call")
+SUCCESS, NOTFOUND, TRYAGAIN = 1, 0, -2
+ERANGE, NETDB_INTERNAL, HOST_NOT_FOUND = 34, -1, 1
+
+
+def nss_call(net, *args):
+    r = net.run(NSS_CALL, os.path.abspath(MODULE), *map(str, args))
+    assert r.returncode == 0, r
+    lines = r.stdout.splitlines()
+    return tuple(map(int, lines[0].split())), lines[1:]
+
+
+def test_entry_points_as_glibc_calls_them(net):
+    """What getaddrinfo never shows: every buffer size from 0 up either fits (SUCCESS) or
+    asks for a larger one (TRYAGAIN, ERANGE, NETDB_INTERNAL, so glibc grows it), misaligned
+    buffers included (UBSan checks the accesses); a tuple the caller preallocates; the
+    hostent of gethostbyname3_r; AF_INET and gethostbyname_r are not found."""
+    ok = None
+    for n in range(0, 160, 3):
+        st, out = nss_call(net, 4, API, n, n % 7)
+        assert st[0] in (SUCCESS, TRYAGAIN), (n, st)
+        if st[0] == TRYAGAIN:
+            assert st[1:] == (ERANGE, NETDB_INTERNAL) and ok is None, (n, st)
+        else:
+            ok = ok or n
+            assert out == [f"{RULE_ADDR} name {API}"], (n, out)
+    assert ok, "no buffer size fitted"
+    st, out = nss_call(net, 4, API + ".", 512, 1, "prealloc")
+    assert st[0] == SUCCESS and out == [f"{RULE_ADDR} name {API}"], (st, out)
+    for fn in (3, 2):
+        st, out = nss_call(net, fn, API, 512, 3)
+        assert st[0] == SUCCESS and out[:2] == [f"name {API}", RULE_ADDR], (fn, st, out)
+        st, out = nss_call(net, fn, API, 20, 3)
+        assert st == (TRYAGAIN, ERANGE, NETDB_INTERNAL), (fn, st)
+        st, out = nss_call(net, fn, API, 512, 0, "inet")
+        assert st[0] == NOTFOUND and st[2] == HOST_NOT_FOUND, (fn, st)
+    st, out = nss_call(net, 1, API, 512, 0)
+    assert st[0] == NOTFOUND, st
+    st, _ = nss_call(net, 4, "ns1.svc.example", 512, 0)
+    assert st[0] == NOTFOUND and st[2] == HOST_NOT_FOUND, st
