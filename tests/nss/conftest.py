@@ -21,7 +21,7 @@ import time
 import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
-from peaktest import BASE_CONFIG, PEAK  # noqa: E402
+from peaktest import BASE_CONFIG, K, PEAK  # noqa: E402
 
 MODULE = os.environ.get("NSS_MODULE", "build/libnss_peak.so.2")
 CLIENT = "2001:db8:aa:bb::1"
@@ -29,6 +29,18 @@ POD = "2001:db8:aa:bb::2"
 PORT = 8080
 # SPEC.md section 8, first vector: api.svc.example. of BASE_CONFIG for this client
 RULE_ADDR = "2001:db8:5:0:a94a:ac01:8d:78fe"
+HOP_SECRET = "f0e0d0c0b0a090807060504030201000"
+HOP_SERVICE = f"""
+  - name: hop.svc.example.
+    prefixes: [2001:db8:9::/64]
+    slice: 72
+    select: hop
+    host: hop
+    period: 30
+    key: {K}
+    secret-file: SECRET
+    endpoints: [{{id: h1, address: "2001:db8:105::1"}}]
+"""
 HOSTS = "127.0.0.1 localhost\n::1 localhost\n2001:db8:aa:bb::77 legacy-files.test\n"
 
 
@@ -157,8 +169,12 @@ def net(tmp_path_factory):
     n = Net(tmp_path_factory.mktemp("nss"))
     try:
         n.up()
-        cfg = n.tmp / "peak.yaml"
-        cfg.write_text(BASE_CONFIG)
+        n.secret = n.tmp / "hop.secret"
+        n.secret.write_text(HOP_SECRET + "\n")
+        n.secret.chmod(0o600)
+        n.config = n.tmp / "peak.yaml"
+        n.config.write_text(BASE_CONFIG + HOP_SERVICE.replace("SECRET", str(n.secret)))
+        cfg = n.config
         dns = n.start(PEAK, "dns", "--config", str(cfg), "--listen", "[::1]:53")
         serve = n.start(PEAK, "serve", "--port", str(PORT), "--id", "pod-a", ns=n.pod)
         wait_until("peak dns", lambda: dns.poll() is not None or n.listening(n.cl, 53, True))

@@ -5,6 +5,7 @@ host's source; other names resolve through the next module as before; a silent D
 costs at most the module's timeout."""
 import os
 import re
+import subprocess
 import time
 
 import pytest
@@ -228,3 +229,66 @@ def test_entry_points_as_glibc_calls_them(net):
     assert st[0] == NOTFOUND, st
     st, _ = nss_call(net, 4, "ns1.svc.example", 512, 0)
     assert st[0] == NOTFOUND and st[2] == HOST_NOT_FOUND, st
+
+
+def test_hop_services_need_a_secret_only_root_may_read(net):
+    """nss.conf's secret-file gives hop services their address (peak resolve's, for the same
+    secret); a secret file others may read is refused: the module says not found, and the
+    name resolves through dns (its steered AAAA) as for a program without the secret."""
+    conf = net.conf.read_text()
+    try:
+        net.conf.write_text(conf + f"secret-file {net.secret}\n")
+        for _ in range(3):  # the address changes every 30 s epoch: ask both in one epoch
+            want = net.run(PEAK, "resolve", "hop.svc.example.", "--secret-file",
+                           str(net.secret), module=False).stdout.split()[:1]
+            rc, addrs = getent(net, "ahostsv6", "hop.svc.example")
+            again = net.run(PEAK, "resolve", "hop.svc.example.", "--secret-file",
+                            str(net.secret), module=False).stdout.split()[:1]
+            if want == again:
+                break
+        assert rc == 0 and want and set(addrs) == set(want), (addrs, want)
+        assert want[0].startswith("2001:db8:9:0:"), want
+        st, out = nss_call(net, 4, "hop.svc.example", 512, 0)
+        assert st[0] == SUCCESS and out[0].split()[0] in (want[0], again[0]), (st, out)
+        net.secret.chmod(0o644)
+        st, out = nss_call(net, 4, "hop.svc.example", 512, 0)
+        assert st[0] == NOTFOUND and st[2] == HOST_NOT_FOUND, (st, out)
+        rc, addrs = getent(net, "ahostsv6", "hop.svc.example")  # the steered AAAA
+        assert rc == 0 and addrs and want[0] not in addrs and again[0] not in addrs, addrs
+    finally:
+        net.secret.chmod(0o600)
+        net.conf.write_text(conf)
+
+
+def filter_stats(net):
+    out = subprocess.run(["nsenter", f"--net=/run/netns/{net.pod}", PEAK, "filter", "stats",
+                          "--dev", "v1"], capture_output=True, text=True, timeout=10).stdout
+    return {ln.split()[0]: int(ln.split()[1]) for ln in out.splitlines() if ln.split()}
+
+
+def test_the_filter_passes_what_the_module_resolves(net):
+    """With the XDP filter on the pod's link enforcing select=src/host=src, unmodified
+    programs still get through (their packets conform), and an address of the range that
+    breaks the rule is dropped."""
+    # nsenter switches only the network namespace: 'ip netns exec' would hide /sys/fs/bpf
+    pf = ["nsenter", f"--net=/run/netns/{net.pod}", PEAK, "filter"]
+    r = subprocess.run([*pf, "attach", "--dev", "v1", "--config", str(net.config)],
+                       capture_output=True, text=True, timeout=30)
+    assert r.returncode == 0, r
+    try:
+        test_python_getaddrinfo_reaches_the_pod(net)
+        rc, _ = getent(net, "ahosts", API)
+        assert rc == 0
+        code = ("import socket\n"
+                "try:\n"
+                "    socket.create_connection(('2001:db8:5::1', %d), timeout=1.5)\n"
+                "    print('connected')\n"
+                "except OSError:\n"
+                "    print('dropped')\n" % PORT)
+        r = net.run("/usr/bin/python3", "-c", code, env=net.env_py)
+        assert r.stdout.strip() == "dropped", r
+        st = filter_stats(net)
+        assert st.get("reject_slice", 0) + st.get("reject_host", 0) > 0, st
+        assert st.get("assumed_good", 0) + st.get("known_good", 0) > 0, st
+    finally:
+        subprocess.run([*pf, "detach", "--dev", "v1"], capture_output=True, timeout=30)
