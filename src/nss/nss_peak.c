@@ -296,6 +296,7 @@ static enum nss_status lookup(const char *name, struct peak_result *res, int *er
 		*herrnop = res->ssa && res->n ? NETDB_SUCCESS : HOST_NOT_FOUND;
 		*errnop = 0;
 		break;
+	case PEAK_E_CONFIG: /* not a domain name */
 	case PEAK_E_NXDOMAIN:
 	case PEAK_E_NODATA:
 	case PEAK_E_APL:

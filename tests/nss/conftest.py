@@ -30,7 +30,7 @@ PORT = 8080
 # SPEC.md section 8, first vector: api.svc.example. of BASE_CONFIG for this client
 RULE_ADDR = "2001:db8:5:0:a94a:ac01:8d:78fe"
 HOP_SECRET = "f0e0d0c0b0a090807060504030201000"
-HOP_SERVICE = f"""
+OTHER_SERVICES = f"""
   - name: hop.svc.example.
     prefixes: [2001:db8:9::/64]
     slice: 72
@@ -40,6 +40,13 @@ HOP_SERVICE = f"""
     key: {K}
     secret-file: SECRET
     endpoints: [{{id: h1, address: "2001:db8:105::1"}}]
+  - name: obj.svc.example.
+    prefixes: [2001:db8:8::/64]
+    slice: 76
+    select: obj
+    host: src
+    key: {K}
+    endpoints: [{{id: o1, address: "2001:db8:104::1"}}]
 """
 HOSTS = "127.0.0.1 localhost\n::1 localhost\n2001:db8:aa:bb::77 legacy-files.test\n"
 
@@ -173,7 +180,7 @@ def net(tmp_path_factory):
         n.secret.write_text(HOP_SECRET + "\n")
         n.secret.chmod(0o600)
         n.config = n.tmp / "peak.yaml"
-        n.config.write_text(BASE_CONFIG + HOP_SERVICE.replace("SECRET", str(n.secret)))
+        n.config.write_text(BASE_CONFIG + OTHER_SERVICES.replace("SECRET", str(n.secret)))
         cfg = n.config
         dns = n.start(PEAK, "dns", "--config", str(cfg), "--listen", "[::1]:53")
         serve = n.start(PEAK, "serve", "--port", str(PORT), "--id", "pod-a", ns=n.pod)

@@ -41,7 +41,8 @@ static void print_hostent(const struct hostent *he)
 int main(int argc, char **argv)
 {
 	if (argc < 6) {
-		fprintf(stderr, "usage: nss_call MODULE 4|3|2|1 NAME BUFLEN OFFSET [prealloc|inet]\n");
+		fprintf(stderr,
+		        "usage: nss_call MODULE 4|3|2|1 NAME BUFLEN OFFSET [prealloc|inet]\n");
 		return 2;
 	}
 	void *h = dlopen(argv[1], RTLD_NOW | RTLD_LOCAL);

@@ -292,3 +292,25 @@ def test_the_filter_passes_what_the_module_resolves(net):
         assert st.get("assumed_good", 0) + st.get("known_good", 0) > 0, st
     finally:
         subprocess.run([*pf, "detach", "--dev", "v1"], capture_output=True, timeout=30)
+
+
+def test_select_obj_and_odd_names_fall_through(net):
+    """select=obj needs an object key, which a host name lookup has not: the module says not
+    found and dns gives the AAAA. Names the resolver cannot even send are not found either."""
+    st, _ = nss_call(net, 4, "obj.svc.example", 512, 0)
+    assert st[0] == NOTFOUND and st[2] == HOST_NOT_FOUND, st
+    rc, addrs = getent(net, "ahostsv6", "obj.svc.example")
+    assert rc == 0 and addrs and all(a.startswith("2001:db8:8:") for a in addrs), addrs
+    for name in ("a..b.example", "x" * 64 + ".example", "localhost", "."):
+        st, _ = nss_call(net, 4, name, 512, 0)
+        assert st[0] == NOTFOUND, (name, st)
+
+
+def test_only_the_entry_points_are_exported():
+    out = subprocess.run(["nm", "-D", "--defined-only", MODULE], capture_output=True,
+                         text=True, check=True).stdout
+    assert sorted(ln.split()[-1] for ln in out.splitlines() if ln.split()) == [
+        "_nss_peak_gethostbyname2_r", "_nss_peak_gethostbyname3_r",
+        "_nss_peak_gethostbyname4_r", "_nss_peak_gethostbyname_r"], out
+    out = subprocess.run(["readelf", "-d", MODULE], capture_output=True, text=True).stdout
+    assert "Library soname: [libnss_peak.so.2]" in out, out
