@@ -26,3 +26,24 @@ struct http_resp {
  * chunked coding, head over HTTP_HEAD_MAX, body over HTTP_BODY_MAX). For HEAD requests
  * pass head_req: the body is then empty whatever Content-Length says. */
 long http_resp_parse(const uint8_t *buf, size_t len, bool head_req, struct http_resp *out);
+
+/* Helpers for any HTTP/1.1 head (requests too), through the project's cursor. */
+struct cur;
+
+/* Length of the head (through the blank line's CRLF) if it ends within the first max bytes
+ * of buf[0..len), else 0. */
+size_t http_head_end(const uint8_t *buf, size_t len, size_t max);
+
+/* One CRLF-terminated line (returned without its CRLF, length in *n), the cursor moved past
+ * it; NULL at the end of the input or on a bare LF. */
+const uint8_t *http_line(struct cur *c, size_t *n);
+
+/* True if p[0..n) is name, compared case-insensitively (header names, tokens). */
+bool http_token_is(const uint8_t *p, size_t n, const char *name);
+
+/* p[0..n) without leading and trailing spaces and tabs (a header value); length in *out. */
+const uint8_t *http_trim(const uint8_t *p, size_t n, size_t *out);
+
+/* True if the comma-separated list p[0..n) holds token (case-insensitive), e.g. the
+ * Connection header's "close". */
+bool http_list_has(const uint8_t *p, size_t n, const char *token);

@@ -8,9 +8,9 @@
 #include "peak/cur.h"
 
 /* Finds "\r\n\r\n" within the first max bytes; returns the head length or 0. */
-static size_t head_end(const uint8_t *buf, size_t len)
+size_t http_head_end(const uint8_t *buf, size_t len, size_t max)
 {
-	size_t n = len < HTTP_HEAD_MAX ? len : HTTP_HEAD_MAX;
+	size_t n = len < max ? len : max;
 	for (size_t i = 3; i < n; i++)
 		if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' &&
 		    buf[i - 3] == '\r')
@@ -18,25 +18,23 @@ static size_t head_end(const uint8_t *buf, size_t len)
 	return 0;
 }
 
-/* Reads one line (without its CRLF) from the cursor; NULL at the end or on a bare LF. */
-static const uint8_t *line(struct cur *c, size_t *n)
+const uint8_t *http_line(struct cur *c, size_t *n)
 {
 	const uint8_t *p = c->p;
-	const uint8_t *nl = memchr(p, '\n', c->left);
+	const uint8_t *nl = c->left ? memchr(p, '\n', c->left) : NULL;
 	if (!nl || nl == p || nl[-1] != '\r')
 		return NULL;
 	*n = (size_t)(nl - p) - 1;
-	cur_ptr(c, *n + 2);
+	cur_skip(c, *n + 2);
 	return p;
 }
 
-static bool is_token(const uint8_t *p, size_t n, const char *name)
+bool http_token_is(const uint8_t *p, size_t n, const char *name)
 {
 	return n == strlen(name) && !strncasecmp((const char *)p, name, n);
 }
 
-/* The value of a header line with surrounding white space removed. */
-static const uint8_t *trim(const uint8_t *p, size_t n, size_t *out)
+const uint8_t *http_trim(const uint8_t *p, size_t n, size_t *out)
 {
 	while (n && (*p == ' ' || *p == '\t'))
 		p++, n--;
@@ -46,8 +44,7 @@ static const uint8_t *trim(const uint8_t *p, size_t n, size_t *out)
 	return p;
 }
 
-/* True if a comma-separated list contains token (case-insensitive). */
-static bool list_has(const uint8_t *p, size_t n, const char *token)
+bool http_list_has(const uint8_t *p, size_t n, const char *token)
 {
 	size_t i = 0;
 	while (i < n) {
@@ -55,8 +52,8 @@ static bool list_has(const uint8_t *p, size_t n, const char *token)
 		while (j < n && p[j] != ',')
 			j++;
 		size_t tn;
-		const uint8_t *t = trim(p + i, j - i, &tn);
-		if (is_token(t, tn, token))
+		const uint8_t *t = http_trim(p + i, j - i, &tn);
+		if (http_token_is(t, tn, token))
 			return true;
 		i = j + 1;
 	}
@@ -65,14 +62,14 @@ static bool list_has(const uint8_t *p, size_t n, const char *token)
 
 long http_resp_parse(const uint8_t *buf, size_t len, bool head_req, struct http_resp *out)
 {
-	size_t hl = head_end(buf, len);
+	size_t hl = http_head_end(buf, len, HTTP_HEAD_MAX);
 	if (!hl)
 		return len >= HTTP_HEAD_MAX ? -EBADMSG : 0;
 	memset(out, 0, sizeof(*out));
 	out->head_len = hl;
 	struct cur c = cur_make(buf, hl);
 	size_t n;
-	const uint8_t *s = line(&c, &n);
+	const uint8_t *s = http_line(&c, &n);
 	/* status-line = HTTP-version SP 3DIGIT SP [reason] */
 	if (!s || n < 12 || memcmp(s, "HTTP/1.", 7) || (s[7] != '0' && s[7] != '1') ||
 	    s[8] != ' ' || s[9] < '1' || s[9] > '5' || s[10] < '0' || s[10] > '9' || s[11] < '0' ||
@@ -81,7 +78,7 @@ long http_resp_parse(const uint8_t *buf, size_t len, bool head_req, struct http_
 	out->status = (unsigned)((s[9] - '0') * 100 + (s[10] - '0') * 10 + (s[11] - '0'));
 	bool http10 = s[7] == '0', keep_alive = false, have_len = false;
 	for (unsigned i = 0; i < HTTP_HEAD_MAX; i++) {
-		s = line(&c, &n);
+		s = http_line(&c, &n);
 		if (!s)
 			return -EBADMSG;
 		if (!n)
@@ -90,8 +87,8 @@ long http_resp_parse(const uint8_t *buf, size_t len, bool head_req, struct http_
 		if (!colon || colon == s)
 			return -EBADMSG;
 		size_t name_n = (size_t)(colon - s), vn;
-		const uint8_t *v = trim(colon + 1, n - name_n - 1, &vn);
-		if (is_token(s, name_n, "Content-Length")) {
+		const uint8_t *v = http_trim(colon + 1, n - name_n - 1, &vn);
+		if (http_token_is(s, name_n, "Content-Length")) {
 			if (have_len || !vn || vn > 9)
 				return -EBADMSG;
 			size_t body = 0;
@@ -104,11 +101,11 @@ long http_resp_parse(const uint8_t *buf, size_t len, bool head_req, struct http_
 				return -EBADMSG;
 			out->body_len = body;
 			have_len = true;
-		} else if (is_token(s, name_n, "Transfer-Encoding")) {
+		} else if (http_token_is(s, name_n, "Transfer-Encoding")) {
 			return -EBADMSG; /* chunked and other codings: unsupported */
-		} else if (is_token(s, name_n, "Connection")) {
-			out->close |= list_has(v, vn, "close");
-			keep_alive |= list_has(v, vn, "keep-alive");
+		} else if (http_token_is(s, name_n, "Connection")) {
+			out->close |= http_list_has(v, vn, "close");
+			keep_alive |= http_list_has(v, vn, "keep-alive");
 		}
 	}
 	if (http10 && !keep_alive)

@@ -6,62 +6,8 @@
 #include <strings.h>
 
 #include "peak/cur.h"
+#include "peak/http.h"
 #include "peak/util.h"
-
-/* Length of the head (through "\r\n\r\n") within the first STORE_HEAD_MAX bytes, or 0. */
-static size_t head_end(const uint8_t *buf, size_t len)
-{
-	size_t n = len < STORE_HEAD_MAX ? len : STORE_HEAD_MAX;
-	for (size_t i = 3; i < n; i++)
-		if (buf[i] == '\n' && buf[i - 1] == '\r' && buf[i - 2] == '\n' &&
-		    buf[i - 3] == '\r')
-			return i + 1;
-	return 0;
-}
-
-/* One CRLF-terminated line from the cursor, without the CRLF; NULL at the end or on a bare
- * LF. */
-static const uint8_t *line(struct cur *c, size_t *n)
-{
-	const uint8_t *p = c->p;
-	const uint8_t *nl = c->left ? memchr(p, '\n', c->left) : NULL;
-	if (!nl || nl == p || nl[-1] != '\r')
-		return NULL;
-	*n = (size_t)(nl - p) - 1;
-	cur_skip(c, *n + 2);
-	return p;
-}
-
-static bool is_token(const uint8_t *p, size_t n, const char *name)
-{
-	return n == strlen(name) && !strncasecmp((const char *)p, name, n);
-}
-
-static const uint8_t *trim(const uint8_t *p, size_t n, size_t *out)
-{
-	while (n && (*p == ' ' || *p == '\t'))
-		p++, n--;
-	while (n && (p[n - 1] == ' ' || p[n - 1] == '\t'))
-		n--;
-	*out = n;
-	return p;
-}
-
-/* True if a comma-separated list holds token (case-insensitive). */
-static bool list_has(const uint8_t *p, size_t n, const char *token)
-{
-	size_t i = 0;
-	while (i < n) {
-		size_t j = i, tn;
-		while (j < n && p[j] != ',')
-			j++;
-		const uint8_t *t = trim(p + i, j - i, &tn);
-		if (is_token(t, tn, token))
-			return true;
-		i = j + 1;
-	}
-	return false;
-}
 
 int store_key_check(const uint8_t *key, size_t len)
 {
@@ -128,14 +74,14 @@ static long request_line(const uint8_t *s, size_t n, struct store_req *out)
 
 long store_req_parse(const uint8_t *buf, size_t len, uint64_t max_body, struct store_req *out)
 {
-	size_t hl = head_end(buf, len);
+	size_t hl = http_head_end(buf, len, STORE_HEAD_MAX);
 	if (!hl)
 		return len >= STORE_HEAD_MAX ? -431 : 0;
 	memset(out, 0, sizeof(*out));
 	out->head_len = hl;
 	struct cur c = cur_make(buf, hl);
 	size_t n;
-	const uint8_t *s = line(&c, &n);
+	const uint8_t *s = http_line(&c, &n);
 	if (!s)
 		return -400;
 	long r = request_line(s, n, out);
@@ -143,7 +89,7 @@ long store_req_parse(const uint8_t *buf, size_t len, uint64_t max_body, struct s
 		return r;
 	bool keep_alive = false, conn_close = false;
 	for (unsigned i = 0;; i++) {
-		s = line(&c, &n);
+		s = http_line(&c, &n);
 		if (!s || i > STORE_HEADERS_MAX)
 			return -400;
 		if (!n)
@@ -152,8 +98,8 @@ long store_req_parse(const uint8_t *buf, size_t len, uint64_t max_body, struct s
 		if (!colon || colon == s || memchr(s, ' ', (size_t)(colon - s)))
 			return -400; /* no white space before the colon (RFC 9112 5.1) */
 		size_t nn = (size_t)(colon - s), vn;
-		const uint8_t *v = trim(colon + 1, n - nn - 1, &vn);
-		if (is_token(s, nn, "Content-Length")) {
+		const uint8_t *v = http_trim(colon + 1, n - nn - 1, &vn);
+		if (http_token_is(s, nn, "Content-Length")) {
 			if (out->has_len || !vn || vn > 19)
 				return -400;
 			uint64_t body = 0;
@@ -164,13 +110,13 @@ long store_req_parse(const uint8_t *buf, size_t len, uint64_t max_body, struct s
 			}
 			out->body_len = body;
 			out->has_len = true;
-		} else if (is_token(s, nn, "Transfer-Encoding")) {
+		} else if (http_token_is(s, nn, "Transfer-Encoding")) {
 			return -501;
-		} else if (is_token(s, nn, "Connection")) {
-			conn_close |= list_has(v, vn, "close");
-			keep_alive |= list_has(v, vn, "keep-alive");
-		} else if (is_token(s, nn, "Expect")) {
-			if (!is_token(v, vn, "100-continue"))
+		} else if (http_token_is(s, nn, "Connection")) {
+			conn_close |= http_list_has(v, vn, "close");
+			keep_alive |= http_list_has(v, vn, "keep-alive");
+		} else if (http_token_is(s, nn, "Expect")) {
+			if (!http_token_is(v, vn, "100-continue"))
 				return -400; /* RFC 9110 10.1.1 says 417; 400 is as clear */
 			out->expect_100 = true;
 		}
