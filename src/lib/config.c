@@ -7,6 +7,8 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "peak/yamldoc.h"
+
 /* Parsing context: the document, the file name for messages, the first error. */
 struct ctx {
 	yaml_document_t *doc;
@@ -543,11 +545,34 @@ static void apply_defaults(const struct key *keys, void *obj)
 		set_default(&keys[i], obj);
 }
 
+int yaml_doc_load(const char *name, const uint8_t *buf, size_t len, yaml_document_t *doc,
+                  yaml_node_t **root, char *err, size_t errlen)
+{
+	yaml_parser_t parser;
+	if (!yaml_parser_initialize(&parser))
+		return -ENOMEM;
+	yaml_parser_set_input_string(&parser, buf, len);
+	if (!yaml_parser_load(&parser, doc)) {
+		snprintf(err, errlen, "%s:%lu: YAML: %s", name,
+		         (unsigned long)parser.problem_mark.line + 1,
+		         parser.problem ? parser.problem : "syntax error");
+		yaml_parser_delete(&parser);
+		return -EINVAL;
+	}
+	yaml_parser_delete(&parser);
+	if (!(*root = yaml_document_get_root_node(doc))) {
+		snprintf(err, errlen, "%s:1: the file is empty", name);
+		yaml_document_delete(doc);
+		return -EINVAL;
+	}
+	return 0;
+}
+
 int config_parse(const char *name, const uint8_t *buf, size_t len, struct peak_config **out,
                  char *err, size_t errlen)
 {
-	yaml_parser_t parser;
 	yaml_document_t doc;
+	yaml_node_t *root;
 	struct ctx x = {&doc, name, err, errlen, 0};
 	struct peak_config *c = NULL;
 	int ret = -EINVAL;
@@ -556,21 +581,10 @@ int config_parse(const char *name, const uint8_t *buf, size_t len, struct peak_c
 	*out = NULL;
 	if (err && errlen)
 		err[0] = '\0';
-	if (!yaml_parser_initialize(&parser))
-		return -ENOMEM;
-	yaml_parser_set_input_string(&parser, buf, len);
-	if (!yaml_parser_load(&parser, &doc)) {
-		snprintf(err, errlen, "%s:%lu: YAML: %s", name,
-		         (unsigned long)parser.problem_mark.line + 1,
-		         parser.problem ? parser.problem : "syntax error");
-		goto out;
-	}
+	if ((ret = yaml_doc_load(name, buf, len, &doc, &root, err, errlen)))
+		return ret;
 	have_doc = true;
-	yaml_node_t *root = yaml_document_get_root_node(&doc);
-	if (!root) {
-		snprintf(err, errlen, "%s:1: the file is empty", name);
-		goto out;
-	}
+	ret = -EINVAL;
 	if (!(c = calloc(1, sizeof(*c)))) {
 		ret = -ENOMEM;
 		goto out;
@@ -603,7 +617,6 @@ out:
 	config_free(c);
 	if (have_doc)
 		yaml_document_delete(&doc);
-	yaml_parser_delete(&parser);
 	return ret;
 }
 

@@ -9,6 +9,7 @@
 #include <yaml.h>
 
 #include "peak/util.h"
+#include "peak/yamldoc.h"
 
 struct ctx {
 	yaml_document_t *doc;
@@ -280,11 +281,10 @@ static int parse_top(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_conf *c, char *err,
                   size_t errlen)
 {
-	yaml_parser_t parser;
 	yaml_document_t doc;
+	yaml_node_t *root;
 	struct ctx x = {&doc, name, err, errlen, false};
-	bool have_doc = false;
-	int ret = -EINVAL;
+	int ret;
 
 	memset(c, 0, sizeof(*c));
 	strcpy(c->tun, "ov0");
@@ -297,32 +297,17 @@ int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_co
 		snprintf(err, errlen, "%s: larger than %d bytes", name, OVC_TEXT_MAX);
 		return -EINVAL;
 	}
-	if (!yaml_parser_initialize(&parser))
-		return -ENOMEM;
-	yaml_parser_set_input_string(&parser, buf, len);
-	if (!yaml_parser_load(&parser, &doc)) {
-		snprintf(err, errlen, "%s:%lu: YAML: %s", name,
-		         (unsigned long)parser.problem_mark.line + 1,
-		         parser.problem ? parser.problem : "syntax error");
-		goto out;
-	}
-	have_doc = true;
-	yaml_node_t *root = yaml_document_get_root_node(&doc);
-	if (!root) {
-		snprintf(err, errlen, "%s:1: the file is empty", name);
-		goto out;
-	}
+	if ((ret = yaml_doc_load(name, buf, len, &doc, &root, err, errlen)))
+		return ret;
 	if (root->type != YAML_MAPPING_NODE) {
 		fail(&x, root, "the top level must be a mapping");
-		goto out;
+		ret = -EINVAL;
+	} else {
+		ret = parse_top(&x, root, c);
 	}
-	ret = parse_top(&x, root, c);
 	if (ret == -ENOMEM)
 		snprintf(err, errlen, "%s: out of memory", name);
-out:
-	if (have_doc)
-		yaml_document_delete(&doc);
-	yaml_parser_delete(&parser);
+	yaml_document_delete(&doc);
 	return ret;
 }
 
