@@ -4,8 +4,11 @@
  * parsed and written here, so both ends agree byte for byte.
  *
  *   controller -> agent     challenge NONCE                 (32 lowercase hex digits)
- *   agent -> controller     hello NODE [TAG]                (TAG: 64 lowercase hex digits,
- *                                                            HMAC-SHA256, see ctlauth.h)
+ *   agent -> controller     hello NODE [TAG [NONCE]]        (TAG: 64 lowercase hex digits,
+ *                                                            HMAC-SHA256, see ctlauth.h;
+ *                                                            NONCE: the agent's, 32 digits)
+ *   controller -> agent     welcome TAG                     (the controller's proof over
+ *                                                            the agent's NONCE, ctlauth.h)
  *                           health SERVICE ENDPOINT up|down
  *                           load SERVICE ENDPOINT CONNECTIONS CPU_NANOSECONDS
  *   controller -> agent     map SERVICE, ep ENDPOINT START/LOG2 ..., end
@@ -43,7 +46,8 @@ enum {
 enum ctl_kind {
 	CTL_NONE = 0,
 	CTL_CHALLENGE, /* nonce */
-	CTL_HELLO,     /* id = node, has_tag, tag */
+	CTL_HELLO,     /* id = node, has_tag, tag, has_nonce, nonce (the agent's) */
+	CTL_WELCOME,   /* tag (the controller's proof) */
 	CTL_HEALTH,    /* svc, id, up */
 	CTL_LOAD,      /* svc, id, conns, cpu_ns */
 	CTL_WEIGHT,    /* svc, id, weight */
@@ -60,10 +64,11 @@ struct ctl_msg {
 	enum ctl_kind kind;
 	bool up;
 	bool has_tag;
+	bool has_nonce; /* hello: the agent asks the controller to prove the key */
 	char svc[CTL_SVC_MAX];
 	char id[CTL_ID_MAX];
 	uint8_t nonce[CTL_NONCE_LEN];
-	uint8_t tag[CTL_TAG_LEN];
+	uint8_t tag[CTL_TAG_LEN]; /* hello: the agent's tag; welcome: the controller's */
 	uint64_t conns, cpu_ns;
 	uint32_t weight;
 	unsigned nblocks;

@@ -1,6 +1,8 @@
 /* peak agent: the link to the controller. Every line in and out goes through the control-line
  * grammar (peak/ctlproto.h); with --key-file the hello answers the controller's challenge with
- * the key's tag (peak/ctlauth.h). ctl_line handles one line from the controller. */
+ * the key's tag and carries a nonce of ours, and nothing from the controller is taken until its
+ * "welcome" proves the key on that nonce (peak/ctlauth.h). ctl_line handles one line from the
+ * controller. */
 #include "internal.h"
 
 #include <errno.h>
@@ -68,12 +70,12 @@ static void ctl_lost(struct agent *a, const char *why, bool said)
 	const char *hint = a->key ? "is --key-file the controller's key?"
 	                          : "a controller with --key-file wants one here too";
 	unsigned wait = a->backoff_ms;
-	if (a->link == LINK_HELLO && said)
+	if ((a->link == LINK_HELLO || a->link == LINK_WELCOME) && said)
 		log_msg(LOG_ERR,
 		        "agent: %s: controller %s refused the hello: %s (%s); keeping the "
 		        "routes, retrying in %u ms",
 		        a->o->node, a->o->controller, why, hint, wait);
-	else if (a->link == LINK_HELLO)
+	else if (a->link == LINK_HELLO || a->link == LINK_WELCOME)
 		log_msg(LOG_ERR,
 		        "agent: %s: controller %s ended the link after the hello, before any "
 		        "map (%s): a refused hello? (%s); keeping the routes, retrying in %u ms",
@@ -83,6 +85,22 @@ static void ctl_lost(struct agent *a, const char *why, bool said)
 		        "agent: %s: controller gone; keeping the routes, retrying in %u ms "
 		        "(%s: %s%s)",
 		        a->o->node, wait, a->o->controller, said ? "error: " : "", why);
+	a->backoff_ms =
+	    a->backoff_ms * 2 > CTL_BACKOFF_MAX_MS ? CTL_BACKOFF_MAX_MS : a->backoff_ms * 2;
+	ctl_drop(a, peak_mono_ms() + wait);
+}
+
+/* With a key: whatever answers at --controller did not prove it holds the key (why says
+ * how), so it may be anyone: nothing it sent is taken, the link is dropped and retried
+ * after the backoff, as for a lost link. The routes stay (fail static). */
+static void ctl_unproven(struct agent *a, const char *why)
+{
+	unsigned wait = a->backoff_ms;
+	log_msg(LOG_ERR,
+	        "agent: %s: controller %s did not prove it holds the key (%s): refusing its "
+	        "maps (a controller without --key-file, another key, or not the controller); "
+	        "keeping the routes, retrying in %u ms",
+	        a->o->node, a->o->controller, why, wait);
 	a->backoff_ms =
 	    a->backoff_ms * 2 > CTL_BACKOFF_MAX_MS ? CTL_BACKOFF_MAX_MS : a->backoff_ms * 2;
 	ctl_drop(a, peak_mono_ms() + wait);
@@ -136,22 +154,10 @@ void ctl_load(struct agent *a, const struct hc *h, uint64_t conns, uint64_t cpu_
 	ctl_send(a, &m);
 }
 
-/* Says hello: with the key's tag for nonce when the agent has a key, else plain. Then
- * reports the endpoints that are down (the controller assumes the others are up). */
-static void ctl_hello(struct agent *a, const uint8_t *nonce)
+/* The controller took the hello (without a key: it is sent; with one: the controller proved
+ * the key). Reports the endpoints that are down (the controller assumes the others are up). */
+static void ctl_ready(struct agent *a)
 {
-	struct ctl_msg m = {.kind = CTL_HELLO};
-	snprintf(m.id, sizeof(m.id), "%s", a->o->node);
-	if (a->key && nonce) {
-		ctlauth_tag(a->key, nonce, a->o->node, m.tag);
-		m.has_tag = true;
-	}
-	if (ctl_send(a, &m)) {
-		if (a->ctl >= 0) /* refused by the grammar: never retry faster than the backoff */
-			ctl_lost(a, "no hello", false);
-		return;
-	}
-	a->link = LINK_HELLO;
 	pthread_mutex_lock(&a->st.lock);
 	a->st.controller_up = true;
 	pthread_mutex_unlock(&a->st.lock);
@@ -160,7 +166,63 @@ static void ctl_hello(struct agent *a, const uint8_t *nonce)
 			ctl_health(a, &a->hc[i]);
 	if (a->ctl >= 0) /* else a send failed: dropped, retried after the backoff */
 		log_msg(LOG_INFO, "agent: %s: connected to controller %s%s", a->o->node,
-		        a->o->controller, m.has_tag ? " (hello with the key's tag)" : "");
+		        a->o->controller,
+		        a->key ? " (hello with the key's tag; the controller proved the key)" : "");
+}
+
+/* Says hello: plain without a key. With one (nonce: the challenge), with the key's tag for
+ * the challenge and a fresh nonce of ours; then waits for the controller's welcome. */
+static void ctl_hello(struct agent *a, const uint8_t *nonce)
+{
+	struct ctl_msg m = {.kind = CTL_HELLO};
+	snprintf(m.id, sizeof(m.id), "%s", a->o->node);
+	if (a->key && nonce) {
+		if (ctlauth_nonce(a->anonce)) {
+			ctl_lost(a, "no random bytes for our nonce", false);
+			return;
+		}
+		memcpy(a->cnonce, nonce, CTL_NONCE_LEN);
+		memcpy(m.nonce, a->anonce, CTL_NONCE_LEN);
+		ctlauth_tag(a->key, nonce, a->o->node, m.tag);
+		m.has_tag = m.has_nonce = true;
+	}
+	int sent = ctl_send(a, &m);
+	explicit_bzero(m.tag, sizeof(m.tag));
+	if (sent) {
+		if (a->ctl >= 0) /* refused by the grammar: never retry faster than the backoff */
+			ctl_lost(a, "no hello", false);
+		return;
+	}
+	if (m.has_nonce) {
+		a->link = LINK_WELCOME;
+		a->challenge_ms = peak_mono_ms() + CTL_CHALLENGE_MS;
+		return;
+	}
+	a->link = LINK_HELLO;
+	ctl_ready(a);
+}
+
+/* With a key, the first line after our hello: the controller's proof, checked in constant
+ * time. Anything else, or a wrong proof, drops the link before any map is taken. */
+static void ctl_welcome(struct agent *a, const struct ctl_msg *m)
+{
+	char why[64];
+	if (m->kind == CTL_ERROR) {
+		ctl_lost(a, m->text, true); /* a refused hello: the hint names the key */
+		return;
+	}
+	if (m->kind != CTL_WELCOME) {
+		snprintf(why, sizeof(why), "'%s' before its welcome", ctl_kind_name(m->kind));
+		ctl_unproven(a, why);
+		return;
+	}
+	if (!ctlauth_proof_check(a->key, a->anonce, a->cnonce, a->o->node, m->tag)) {
+		ctl_unproven(a, "a wrong proof in its welcome");
+		return;
+	}
+	a->link = LINK_UP; /* it took our hello: it proved it */
+	a->backoff_ms = CTL_BACKOFF_MIN_MS;
+	ctl_ready(a);
 }
 
 /* Connects to the controller (blocking, short). With a key the hello waits for the
@@ -204,6 +266,8 @@ void ctl_tick(struct agent *a, uint64_t now)
 		ctl_connect(a, now);
 	else if (a->ctl >= 0 && a->link == LINK_CHALLENGE && now >= a->challenge_ms)
 		ctl_lost(a, "no challenge in time", false);
+	else if (a->ctl >= 0 && a->link == LINK_WELCOME && now >= a->challenge_ms)
+		ctl_unproven(a, "no welcome in time");
 }
 
 uint64_t ctl_due_ms(const struct agent *a)
@@ -212,7 +276,7 @@ uint64_t ctl_due_ms(const struct agent *a)
 		return UINT64_MAX;
 	if (a->ctl < 0)
 		return a->retry_ms;
-	return a->link == LINK_CHALLENGE ? a->challenge_ms : UINT64_MAX;
+	return a->link == LINK_CHALLENGE || a->link == LINK_WELCOME ? a->challenge_ms : UINT64_MAX;
 }
 
 /* Logs a controller line the agent refuses, at most once a second (the rest are counted and
@@ -309,6 +373,8 @@ static void ctl_line(struct agent *a, const char *line, size_t len)
 	if (ctl_parse(line, len, &m)) {
 		if (a->link == LINK_CHALLENGE)
 			ctl_lost(a, "a malformed line instead of the challenge", false);
+		else if (a->link == LINK_WELCOME)
+			ctl_unproven(a, "a malformed line instead of its welcome");
 		else
 			ctl_refuse(a, "not a control line", line, len);
 		return;
@@ -320,6 +386,10 @@ static void ctl_line(struct agent *a, const char *line, size_t len)
 			ctl_lost(a, m.text, true);
 		else
 			ctl_lost(a, "no challenge before other lines", false);
+		return;
+	}
+	if (a->link == LINK_WELCOME) {
+		ctl_welcome(a, &m);
 		return;
 	}
 	switch (m.kind) {

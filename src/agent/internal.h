@@ -56,7 +56,8 @@ struct hc {
 
 enum {
 	CTL_IN_MAX = 16 * CTL_LINE_MAX, /* the link's input buffer: always room for a whole line */
-	CTL_CHALLENGE_MS = 5000,        /* with a key: how long to wait for the challenge */
+	CTL_CHALLENGE_MS = 5000,        /* with a key: how long to wait for the challenge, and
+	                                 * then again for the controller's welcome */
 	CTL_BACKOFF_MIN_MS = 100,
 	CTL_BACKOFF_MAX_MS = 5000,
 };
@@ -65,8 +66,11 @@ enum {
 enum ctl_link {
 	LINK_DOWN = 0,  /* no connection */
 	LINK_CHALLENGE, /* connected with a key: waiting for "challenge NONCE" */
+	LINK_WELCOME,   /* with a key: hello sent with our nonce; waiting for the controller's
+	                 * proof ("welcome PROOF"), nothing else is taken before it */
 	LINK_HELLO,     /* hello sent; nothing from the controller since (it may refuse it) */
-	LINK_UP,        /* the controller sent a map after the hello: it took it */
+	LINK_UP,        /* the controller sent a map after the hello (or proved the key): it
+	                 * took the hello */
 };
 
 struct agent {
@@ -78,9 +82,11 @@ struct agent {
 	int ctl; /* controller connection, or -1 */
 	enum ctl_link link;
 	uint64_t retry_ms;     /* when to try the controller again (link down) */
-	uint64_t challenge_ms; /* when to give up waiting for the challenge */
+	uint64_t challenge_ms; /* when to give up waiting for the challenge or the welcome */
 	unsigned backoff_ms;   /* the next retry's delay: doubles on each failure, up to 5 s */
 	const struct ctlauth_key *key; /* --key-file's key, or NULL: plain hello */
+	uint8_t cnonce[CTL_NONCE_LEN]; /* with a key: this connection's challenge */
+	uint8_t anonce[CTL_NONCE_LEN]; /* with a key: our nonce the controller must prove on */
 	uint8_t in[CTL_IN_MAX];
 	size_t inlen;
 	int cur_svc; /* the map being received, or -1 */

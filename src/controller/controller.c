@@ -288,6 +288,8 @@ static int agent_line(struct ctl *c, struct peer *a, const char *line, size_t le
 		ctlr_copy(a->node, sizeof(a->node), m.id);
 		log_msg(LOG_INFO, "controller: agent of node %s connected%s", a->node,
 		        c->auth ? " (authenticated)" : "");
+		if (ctlr_agent_welcome(c, a, &m))
+			return -1;
 		stale_arm(c, a->node, ctlr_now_ms());
 		for (unsigned i = 0; i < c->cfg->nsvc && a->fd >= 0; i++)
 			send_map(c, &c->svc[i], a);

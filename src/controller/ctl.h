@@ -115,6 +115,7 @@ void ctlr_peer_close(struct peer *p);
 int ctlr_peer_flush(struct peer *p, uint64_t now);
 int ctlr_peer_send(struct ctl *c, struct peer *p, const char *s, size_t n);
 void ctlr_agent_drop(struct ctl *c, struct peer *a, const char *why);
+int ctlr_agent_welcome(struct ctl *c, struct peer *a, const struct ctl_msg *hello);
 void ctlr_peer_read(struct ctl *c, struct peer *p,
                     int (*fn)(struct ctl *, struct peer *, const char *, size_t));
 void ctlr_dns_pop(struct dnsq *d);

@@ -160,6 +160,36 @@ void ctlr_agent_drop(struct ctl *c, struct peer *a, const char *why)
 	ctlr_peer_close(a);
 }
 
+/* After an agent's valid hello, before any map: proves the key to an agent that asked for
+ * it (its hello carried a nonce) with "welcome PROOF" (ctlauth.h). A controller without a
+ * key cannot prove anything; it says so in its log, and such an agent refuses its maps.
+ * Returns 0, or -1 if the agent was dropped (its queue failed). */
+int ctlr_agent_welcome(struct ctl *c, struct peer *a, const struct ctl_msg *hello)
+{
+	struct ctl_msg m = {.kind = CTL_WELCOME};
+	char line[CTL_LINE_MAX + 1];
+	int n, ret = 0;
+	if (!hello->has_nonce)
+		return 0;
+	if (!c->auth) {
+		if (ctlr_log_ok(c))
+			log_msg(LOG_WARNING,
+			        "controller: agent %s asks this controller to prove the key, and "
+			        "it has none (--key-file): the agent will refuse its maps",
+			        a->node);
+		return 0;
+	}
+	ctlauth_proof(&c->key, hello->nonce, a->nonce, hello->id, m.tag);
+	n = ctl_write(&m, line, sizeof(line));
+	if (n < 0 || ctlr_peer_send(c, a, line, (size_t)n))
+		ret = -1;
+	explicit_bzero(&m, sizeof(m));
+	explicit_bzero(line, sizeof(line));
+	if (ret && a->fd >= 0)
+		ctlr_peer_close(a);
+	return ret;
+}
+
 /* Reads what an agent or client sent and runs its complete lines through fn. */
 void ctlr_peer_read(struct ctl *c, struct peer *p,
                     int (*fn)(struct ctl *, struct peer *, const char *, size_t))

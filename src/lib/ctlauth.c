@@ -12,7 +12,8 @@
 #include <nettle/hmac.h>
 #include <nettle/memops.h>
 
-static const char domain[] = "peak-ctl-hello-v1"; /* hashed with its NUL */
+static const char domain[] = "peak-ctl-hello-v1";           /* hashed with its NUL */
+static const char domain_welcome[] = "peak-ctl-welcome-v1"; /* hashed with its NUL */
 
 int ctlauth_key_load(const char *path, struct ctlauth_key *key, char *err, size_t errlen)
 {
@@ -110,6 +111,31 @@ bool ctlauth_check(const struct ctlauth_key *key, const uint8_t nonce[static CTL
 	uint8_t want[CTL_TAG_LEN];
 	ctlauth_tag(key, nonce, node, want);
 	bool ok = memeql_sec(want, tag, CTL_TAG_LEN);
+	explicit_bzero(want, sizeof(want));
+	return ok;
+}
+
+void ctlauth_proof(const struct ctlauth_key *key, const uint8_t anonce[static CTL_NONCE_LEN],
+                   const uint8_t cnonce[static CTL_NONCE_LEN], const char *node,
+                   uint8_t proof[static CTL_TAG_LEN])
+{
+	struct hmac_sha256_ctx h;
+	hmac_sha256_set_key(&h, key->len, key->k);
+	hmac_sha256_update(&h, sizeof(domain_welcome), (const uint8_t *)domain_welcome);
+	hmac_sha256_update(&h, CTL_NONCE_LEN, anonce);
+	hmac_sha256_update(&h, CTL_NONCE_LEN, cnonce);
+	hmac_sha256_update(&h, strnlen(node, CTL_ID_MAX), (const uint8_t *)node);
+	hmac_sha256_digest(&h, CTL_TAG_LEN, proof);
+	explicit_bzero(&h, sizeof(h));
+}
+
+bool ctlauth_proof_check(const struct ctlauth_key *key, const uint8_t anonce[static CTL_NONCE_LEN],
+                         const uint8_t cnonce[static CTL_NONCE_LEN], const char *node,
+                         const uint8_t proof[static CTL_TAG_LEN])
+{
+	uint8_t want[CTL_TAG_LEN];
+	ctlauth_proof(key, anonce, cnonce, node, want);
+	bool ok = memeql_sec(want, proof, CTL_TAG_LEN);
 	explicit_bzero(want, sizeof(want));
 	return ok;
 }

@@ -13,12 +13,12 @@ enum { U64_DIGITS_MAX = 20, HEX_NONCE = 2 * CTL_NONCE_LEN, HEX_TAG = 2 * CTL_TAG
 
 static const char *const kind_names[] = {
     [CTL_NONE] = "?",        [CTL_CHALLENGE] = "challenge",
-    [CTL_HELLO] = "hello",   [CTL_HEALTH] = "health",
-    [CTL_LOAD] = "load",     [CTL_WEIGHT] = "weight",
-    [CTL_MAP] = "map",       [CTL_EP] = "ep",
-    [CTL_END] = "end",       [CTL_STATUS] = "status",
-    [CTL_RELOAD] = "reload", [CTL_OK] = "ok",
-    [CTL_ERROR] = "error:",
+    [CTL_HELLO] = "hello",   [CTL_WELCOME] = "welcome",
+    [CTL_HEALTH] = "health", [CTL_LOAD] = "load",
+    [CTL_WEIGHT] = "weight", [CTL_MAP] = "map",
+    [CTL_EP] = "ep",         [CTL_END] = "end",
+    [CTL_STATUS] = "status", [CTL_RELOAD] = "reload",
+    [CTL_OK] = "ok",         [CTL_ERROR] = "error:",
 };
 
 _Static_assert(CTL_WEIGHT_MAX == 1000000, "the weight's range in usage[] below");
@@ -27,7 +27,9 @@ _Static_assert(CTL_WEIGHT_MAX == 1000000, "the weight's range in usage[] below")
 static const char *const usage[] = {
     [CTL_NONE] = "unknown command",
     [CTL_CHALLENGE] = "expected 'challenge NONCE' (32 lowercase hex digits)",
-    [CTL_HELLO] = "expected 'hello NODE [TAG]' (TAG: 64 lowercase hex digits)",
+    [CTL_HELLO] = "expected 'hello NODE [TAG [NONCE]]' (TAG: 64, NONCE: 32 lowercase hex "
+                  "digits)",
+    [CTL_WELCOME] = "expected 'welcome TAG' (64 lowercase hex digits)",
     [CTL_HEALTH] = "expected 'health SERVICE ENDPOINT up|down'",
     [CTL_LOAD] = "expected 'load SERVICE ENDPOINT CONNECTIONS CPU_NS' (decimal, no sign)",
     [CTL_WEIGHT] = "expected 'weight SERVICE ENDPOINT N' (N a decimal in 0..1000000)",
@@ -233,6 +235,15 @@ int ctl_parse(const char *line, size_t len, struct ctl_msg *m)
 			hex(&c, m->tag, CTL_TAG_LEN);
 			m->has_tag = true;
 		}
+		if (!c.err && c.left) {
+			sep(&c);
+			hex(&c, m->nonce, CTL_NONCE_LEN);
+			m->has_nonce = true;
+		}
+	} else if (tok_is(k, n, "welcome")) {
+		m->kind = CTL_WELCOME;
+		sep(&c);
+		hex(&c, m->tag, CTL_TAG_LEN);
 	} else if (tok_is(k, n, "health") || tok_is(k, n, "load") || tok_is(k, n, "weight")) {
 		m->kind = k[0] == 'h' ? CTL_HEALTH : k[0] == 'l' ? CTL_LOAD : CTL_WEIGHT;
 		sep(&c);
@@ -344,10 +355,20 @@ int ctl_write(const struct ctl_msg *m, char *out, size_t cap)
 		put_hex(&w, m->nonce, CTL_NONCE_LEN);
 		break;
 	case CTL_HELLO:
+		if (m->has_nonce && !m->has_tag)
+			return -EINVAL; /* the nonce follows the tag */
 		if (m->has_tag) {
 			wcur_u8(&w, ' ');
 			put_hex(&w, m->tag, CTL_TAG_LEN);
 		}
+		if (m->has_nonce) {
+			wcur_u8(&w, ' ');
+			put_hex(&w, m->nonce, CTL_NONCE_LEN);
+		}
+		break;
+	case CTL_WELCOME:
+		wcur_u8(&w, ' ');
+		put_hex(&w, m->tag, CTL_TAG_LEN);
 		break;
 	case CTL_HEALTH:
 		put_str(&w, m->up ? " up" : " down");

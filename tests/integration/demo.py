@@ -102,7 +102,15 @@ def main():
         if not tb.wait_converged():
             sys.exit("the router did not learn the service's slices (see bird-*.log)")
         print(f"cluster up, router learned {len(tb.router_routes())} slice routes by BGP "
-              f"({time.time() - t_start:.1f} s)\n")
+              f"({time.time() - t_start:.1f} s)")
+        # the control links: each agent and the controller proved the shared key to each other
+        proven = [i for i in range(1, tb.nodes + 1)
+                  if tb.wait_log(f"agent-n{i}.log", "the controller proved the key", 10)]
+        if len(proven) != tb.nodes:
+            sys.exit("an agent's control link is not authenticated both ways "
+                     "(see agent-n*.log, controller.log)")
+        print(f"control links: {len(proven)} agents and the controller authenticated each "
+              f"other with the shared key (ctl.key, mode 0600)\n")
 
         # 1. every client resolves and connects through the library
         with cf.ThreadPoolExecutor(16) as ex:

@@ -102,7 +102,9 @@ def test_agent_restart_changes_nothing(tb):
     tb.procs.remove(agent)
     assert node_routes(tb, 1) == before  # routes stay while the agent is away
     tb.run(tb.node(1), PEAK, "agent", "--config", tb.cfg, "--node", "node1", "--table", "100",
-           "--controller", "[2001:db8:ff:1::1]:4000", log="agent-n1-again.log")
+           "--controller", "[2001:db8:ff:1::1]:4000", "--key-file", tb.key,
+           log="agent-n1-again.log")
+    assert tb.wait_log("agent-n1-again.log", "the controller proved the key", 10)
     time.sleep(1.0)
     assert node_routes(tb, 1) == before and settle(tb)
 
@@ -123,8 +125,10 @@ def test_controller_restart_moves_nothing(tb):
     time.sleep(0.3)
     assert {i: node_routes(tb, i) for i in (1, 2)} == before  # fail static
     tb.run(tb.r(), PEAK, "controller", "--config", tb.cfg, "--listen", "[::]:4000",
-           "--dns-control", tb.dns_ctl, log="controller-again.log")
+           "--dns-control", tb.dns_ctl, "--key-file", tb.key, log="controller-again.log")
     time.sleep(2.5)  # agents reconnect (backoff) and get the maps again
+    for i in (1, 2):  # both authenticated to the new controller (the testbed's key)
+        assert tb.wait_log("controller-again.log", f"agent of node node{i} connected", 10)
     assert {i: node_routes(tb, i) for i in (1, 2)} == before
     assert settle(tb)
 

@@ -13,6 +13,10 @@
 The router also routes each node's pod networks (2001:db8:10i::/48), so pods are reachable
 by their own addresses (the benchmarks' direct and proxied paths).
 
+The controller and the agents share a key (ctl.key in the work directory, mode 0600, fresh
+random bytes for each run): each agent and the controller authenticate each other on every
+control link (README, "The key").
+
 Every namespace name starts with the run's tag; down() removes them all, and stops every
 process it started, by PID."""
 import os
@@ -102,6 +106,15 @@ services:
             sh("ip", "-n", ns, "addr", "add", addr, "dev", dev, "nodad")
             sh("ip", "-n", ns, "link", "set", dev, "up")
 
+    def key_file(self):
+        """Writes the control link's shared key: 32 random bytes as hex, created 0600 (the
+        daemons refuse a key file others may read). Returns its path."""
+        path = os.path.join(self.dir, "ctl.key")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+        with os.fdopen(fd, "w") as f:
+            f.write(os.urandom(32).hex() + "\n")
+        return path
+
     def run(self, ns, *cmd, log=None):
         out = open(os.path.join(self.dir, log), "w") if log else subprocess.DEVNULL
         p = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=out,
@@ -162,8 +175,9 @@ services:
         self.dns_ctl = os.path.join(self.dir, "dns.ctl")
         self.run(f"{self.tag}-d", self.peak, "dns", "--config", cfg, "--listen",
                  f"[{DNS_ADDR}]:53", "--threads", "1", "--control", self.dns_ctl, log="dns.log")
+        self.key = self.key_file()
         self.run(r, self.peak, "controller", "--config", cfg, "--listen", "[::]:4000",
-                 "--dns-control", self.dns_ctl, log="controller.log")
+                 "--dns-control", self.dns_ctl, "--key-file", self.key, log="controller.log")
         for i in range(1, self.nodes + 1):
             n = self.node(i)
             bconf = os.path.join(self.dir, f"bird-n{i}.conf")
@@ -174,8 +188,8 @@ services:
                      "-P", os.path.join(self.dir, f"bird-n{i}.pid"), log=f"bird-n{i}.log")
             fobj = ["--filter-object", self.filter_obj] if self.filter_obj else []
             self.run(n, self.peak, "agent", "--config", cfg, "--node", f"node{i}", "--table",
-                     "100", "--controller", f"[2001:db8:ff:{i}::1]:4000", *fobj,
-                     log=f"agent-n{i}.log")
+                     "100", "--controller", f"[2001:db8:ff:{i}::1]:4000",
+                     "--key-file", self.key, *fobj, log=f"agent-n{i}.log")
         for i, j in self.all_pods():
             if (i, j) != self.spare:
                 self.serve(i, j)

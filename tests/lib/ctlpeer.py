@@ -97,11 +97,19 @@ def tag(key, nonce, node):
                     hashlib.sha256).hexdigest()
 
 
+def proof(key, anonce, cnonce, node):
+    """The controller's proof, HMAC-SHA256(key, "peak-ctl-welcome-v1" NUL || agent's nonce ||
+    challenge || node), as ctlauth.h says."""
+    return hmac.new(key, b"peak-ctl-welcome-v1\0" + anonce + cnonce + node.encode(),
+                    hashlib.sha256).hexdigest()
+
+
 class Agent:
     """A fake agent: says hello (after reading the challenge and with its tag if key is
-    given) and collects the maps it is sent."""
+    given) and collects the maps it is sent. With prove (and a key) the hello carries a nonce
+    of the agent's (self.anonce) and the controller's next line is kept in self.welcome."""
 
-    def __init__(self, port, node="node1", key=None, hello=True, rcvbuf=None):
+    def __init__(self, port, node="node1", key=None, hello=True, rcvbuf=None, prove=False):
         self.s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
         if rcvbuf:
             self.s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
@@ -117,9 +125,14 @@ class Agent:
             first = self.line()
             assert first.startswith("challenge "), first
             self.nonce = bytes.fromhex(first.split()[1])
+        self.anonce = os.urandom(16) if key and prove else None
+        self.welcome = None
         if hello:
             t = f" {tag(key, self.nonce, node)}" if key else ""
-            self.send(f"hello {node}{t}\n")
+            n = f" {self.anonce.hex()}" if self.anonce else ""
+            self.send(f"hello {node}{t}{n}\n")
+            if self.anonce:
+                self.welcome = self.line()
 
     def send(self, text):
         self.s.sendall(text.encode())

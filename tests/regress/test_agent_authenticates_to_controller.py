@@ -16,6 +16,7 @@ The controller's file gives service b two endpoints (b1, b2) where the agent's f
 so its map is told from the agent's own plan by the routes: four /66 (the file) or two /65
 (the controller's map)."""
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -144,7 +145,9 @@ def test_refusals_the_real_controller_never_makes(tmp_path):
         c.send("challenge " + nonce.hex())
         tag = hmac.new(KEY.encode(), b"peak-ctl-hello-v1\0" + nonce + b"node1",
                        hashlib.sha256).hexdigest()
-        assert c.line() == f"hello node1 {tag}"
+        hello = c.line().split(" ")  # the tag, then the agent's nonce (its own proof wanted)
+        assert hello[:3] == ["hello", "node1", tag] and len(hello) == 4, hello
+        assert re.fullmatch("[0-9a-f]{32}", hello[3]), hello
         c.send("error: no such node here")
         assert wait_until(lambda: "refused the hello: no such node here" in
                           ns.log.read_text() or agent.poll() is not None)

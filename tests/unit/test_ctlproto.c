@@ -1,5 +1,5 @@
-/* The control-line grammar (include/peak/ctlproto.h) and the hello tag
- * (include/peak/ctlauth.h): every kind round trips, and each class of bad input is refused
+/* The control-line grammar (include/peak/ctlproto.h), the hello tag and the controller's
+ * proof (include/peak/ctlauth.h): every kind round trips, and each class of bad input is refused
  * (signs, overflow, leading zeros, bad hex, extra or missing spaces, long tokens and lines,
  * control bytes, unaligned or oversized blocks). */
 #include <errno.h>
@@ -49,10 +49,29 @@ static void test_good(void **state)
 	assert_int_equal(m.blocks[1].log2, 4);
 	assert_int_equal(parse("hello node1", &m), 0);
 	assert_false(m.has_tag);
+	assert_false(m.has_nonce);
+	assert_int_equal(
+	    parse("hello node1 00112233445566778899aabbccddeeff00112233445566778899aabb"
+	          "ccddeeff 0f0e0d0c0b0a09080706050403020100",
+	          &m),
+	    0);
+	assert_true(m.has_tag && m.has_nonce);
+	assert_int_equal(m.tag[1], 0x11);
+	assert_int_equal(m.nonce[0], 0x0f);
+	assert_int_equal(m.nonce[15], 0x00);
+	assert_int_equal(parse("welcome 00112233445566778899aabbccddeeff00112233445566778899aabbcc"
+	                       "ddeeff",
+	                       &m),
+	                 0);
+	assert_int_equal(m.kind, CTL_WELCOME);
+	assert_int_equal(m.tag[31], 0xff);
 	const char *lines[] = {
 	    "challenge 000102030405060708090a0b0c0d0e0f",
 	    "hello node1",
 	    "hello node1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
+	    "hello node1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff "
+	    "000102030405060708090a0b0c0d0e0f",
+	    "welcome 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 	    "health api.svc.example. pod-a up",
 	    "load api.svc.example. pod-a 0 123456789",
 	    "weight api.svc.example. pod-a 0",
@@ -111,6 +130,29 @@ static void test_bad(void **state)
 	    "hello node1 0011",
 	    "hello node1 zz112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 	    "hello",
+	    /* the agent's nonce: only after a tag, exactly 32 lowercase hex digits, last */
+	    "hello node1 000102030405060708090a0b0c0d0e0f",
+	    "hello node1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff "
+	    "000102030405060708090A0B0C0D0E0F",
+	    "hello node1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff "
+	    "000102030405060708090a0b0c0d0e",
+	    "hello node1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff "
+	    "000102030405060708090a0b0c0d0e0f00",
+	    "hello node1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff "
+	    "000102030405060708090a0b0c0d0e0f ",
+	    "hello node1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff  "
+	    "000102030405060708090a0b0c0d0e0f",
+	    "hello node1 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff "
+	    "000102030405060708090a0b0c0d0e0f 00",
+	    /* the controller's proof: one tag, nothing else */
+	    "welcome",
+	    "welcome ",
+	    "welcome 0011",
+	    "welcome 00112233445566778899AABBCCDDEEFF00112233445566778899AABBCCDDEEFF",
+	    "welcome 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff00",
+	    "welcome 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff "
+	    "000102030405060708090a0b0c0d0e0f",
+	    "welcome  00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 	    "end now",
 	    "ok ok",
 	    "error:",
@@ -178,6 +220,11 @@ static void test_write_refuses(void **state)
 	m = (struct ctl_msg){.kind = CTL_ERROR};
 	strcpy(m.text, "bad\nline");
 	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL);
+	m = (struct ctl_msg){.kind = CTL_HELLO, .has_nonce = true}; /* a nonce needs the tag */
+	strcpy(m.id, "node1");
+	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL);
+	m.has_tag = true;
+	assert_true(ctl_write(&m, out, sizeof(out)) > 0);
 	m = (struct ctl_msg){.kind = (enum ctl_kind)99};
 	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL);
 }
@@ -226,6 +273,41 @@ static void test_tag(void **state)
 	                    "d44d524c9acdcf2b655c3cc696f79055563569c5aa785cc3f6fc641af9369f6f");
 }
 
+/* The controller's proof, against Python's hmac (key 00..0f, the agent's nonce 20..2f, the
+ * challenge 10..1f): hmac.new(bytes(range(16)), b"peak-ctl-welcome-v1\0" +
+ * bytes(range(32, 48)) + bytes(range(16, 32)) + b"node1", "sha256").hexdigest(). It is never
+ * the hello tag of the same bytes (another domain). */
+static void test_proof(void **state)
+{
+	(void)state;
+	struct ctlauth_key k = {.len = 16}, other = {.len = 16};
+	uint8_t cn[CTL_NONCE_LEN], an[CTL_NONCE_LEN], proof[CTL_TAG_LEN], tag[CTL_TAG_LEN];
+	for (int i = 0; i < 16; i++) {
+		k.k[i] = (uint8_t)i;
+		other.k[i] = (uint8_t)(i + 1);
+		cn[i] = (uint8_t)(16 + i);
+		an[i] = (uint8_t)(32 + i);
+	}
+	ctlauth_proof(&k, an, cn, "node1", proof);
+	char hex[2 * CTL_TAG_LEN + 1];
+	for (int i = 0; i < CTL_TAG_LEN; i++)
+		snprintf(hex + 2 * i, 3, "%02x", proof[i]);
+	assert_string_equal(hex,
+	                    "c59d695f92ea86c13d5fa3888c5f9c3286a147869e738799ff755a5bc6d0fc6e");
+	assert_true(ctlauth_proof_check(&k, an, cn, "node1", proof));
+	assert_false(ctlauth_proof_check(&other, an, cn, "node1", proof));
+	assert_false(ctlauth_proof_check(&k, an, cn, "node2", proof));
+	assert_false(ctlauth_proof_check(&k, cn, an, "node1", proof)); /* nonces swapped */
+	proof[0] ^= 0x80;
+	assert_false(ctlauth_proof_check(&k, an, cn, "node1", proof));
+	proof[0] ^= 0x80;
+	an[15] ^= 1;
+	assert_false(ctlauth_proof_check(&k, an, cn, "node1", proof));
+	an[15] ^= 1;
+	ctlauth_tag(&k, an, "node1", tag); /* a hello tag is no proof */
+	assert_false(ctlauth_proof_check(&k, an, cn, "node1", tag));
+}
+
 static void test_key_file(void **state)
 {
 	(void)state;
@@ -259,7 +341,7 @@ int main(void)
 	    cmocka_unit_test(test_good),          cmocka_unit_test(test_bad),
 	    cmocka_unit_test(test_write_refuses), cmocka_unit_test(test_split),
 	    cmocka_unit_test(test_tag),           cmocka_unit_test(test_key_file),
-	    cmocka_unit_test(test_why),
+	    cmocka_unit_test(test_why),           cmocka_unit_test(test_proof),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
