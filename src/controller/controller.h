@@ -2,10 +2,11 @@
 /*
  * peak controller: the single authority for slice assignments and weights. Agents connect
  * over TCP; every line on the link is in the control grammar (include/peak/ctlproto.h):
- *   controller -> agent   "challenge NONCE" on accept; "map SERVICE", then "ep ID
- *                         START/LOG2 ..." per endpoint holding slices, then "end": the whole
- *                         map of one service
- *   agent -> controller   "hello NODE [TAG]" first (TAG required with a key file,
+ *   controller -> agent   "challenge NONCE" on accept; "welcome PROOF" after a hello that
+ *                         carries the agent's nonce (the controller's proof of the key);
+ *                         "map SERVICE", then "ep ID START/LOG2 ..." per endpoint holding
+ *                         slices, then "end": the whole map of one service
+ *   agent -> controller   "hello NODE [TAG [NONCE]]" first (TAG required with a key file,
  *                         include/peak/ctlauth.h), then "health SERVICE ENDPOINT up|down",
  *                         "load SERVICE ENDPOINT CONNECTIONS CPU_NANOSECONDS"
  * A health or weight change moves only the slices it must (assign_del / assign_add /
