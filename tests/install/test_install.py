@@ -279,3 +279,49 @@ def test_daemon_as_its_unit_says(root, peak_user, unit, tmp_path):
         log.close()
         subprocess.run(["ip", "netns", "del", ns], capture_output=True)
         shutil.rmtree(rundir, ignore_errors=True)
+
+
+OPT_RE = re.compile(r"(?<![\w-])--[a-z0-9][a-z0-9-]*")
+
+
+def helptext(*args):
+    p = subprocess.run([PEAK, *args, "--help"], capture_output=True, text=True, timeout=10)
+    return p.stdout + p.stderr
+
+
+def complete(root, *words):
+    """What bash offers for 'peak WORDS' (the last word being completed), with the installed
+    completion file sourced."""
+    script = (f"source {shlex.quote(os.path.join(root, 'usr/local/share/bash-completion/completions/peak'))}\n"
+              f"COMP_WORDS=(peak {' '.join(shlex.quote(w) for w in words)})\n"
+              f"COMP_CWORD={len(words)}\n"
+              "_peak\n"
+              'printf "%s\\n" "${COMPREPLY[@]}"\n')
+    r = subprocess.run(["bash", "--norc", "-c", script], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0, r.stderr
+    return set(r.stdout.split())
+
+
+def test_completion_offers_every_option_of_every_help(root):
+    top = helptext()
+    cmds = re.findall(r"^  ([a-z][a-z0-9-]*) ", top.split("Commands:", 1)[1], re.M)
+    assert len(cmds) > 10 and "dns" in cmds and "agent" in cmds
+    assert set(cmds) <= complete(root, "")
+    assert complete(root, "contr") == {"controller", "controller-ctl"}
+    for cmd in cmds:
+        text = helptext(cmd)
+        assert text.startswith("usage: peak "), cmd
+        assert set(OPT_RE.findall(text)) <= complete(root, cmd, "--"), cmd
+        # the sub-commands its usage lines name
+        words = set(re.findall(rf"peak {re.escape(cmd)} ([a-z][a-z0-9-]*)", text))
+        assert words <= complete(root, cmd, ""), cmd
+        if f"Run 'peak {cmd} COMMAND --help'" in text:
+            sub = re.findall(r"^  ([a-z][a-z0-9-]*) ", text.split("Commands:", 1)[1], re.M)
+            assert sub and set(sub) <= complete(root, cmd, ""), cmd
+            for w in sub:
+                opts = set(OPT_RE.findall(helptext(cmd, w)))
+                assert opts and opts <= complete(root, cmd, w, "--"), (cmd, w)
+        else:
+            for w in words:
+                assert set(OPT_RE.findall(text)) <= complete(root, cmd, w, "--"), (cmd, w)
