@@ -13,6 +13,7 @@
 #                 binary, libnss_peak.so.2, libpeak with headers and peak.pc, systemd units,
 #                 the sysusers.d entry, bash completion, /etc/peak/peak.yaml (kept if present)
 #   make completion  build/peak.bash, the bash completion generated from peak's --help
+#   make install-only BUILD=DIR  the same as install, from a build made already (no build)
 #   make clean
 
 .PHONY: all deps test demo bench bench-quick bench-filter bench-ssa clean install completion \
@@ -80,7 +81,8 @@ install-only: completion-only
 	@# reconfigure only for another prefix (meson writes it into nothing that is compiled)
 	[ "$$(meson introspect $(BUILD) --buildoptions | /usr/bin/python3 -c \
 		'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "prefix"][0])')" \
-		= "$(PREFIX)" ] || meson configure $(BUILD) --prefix "$(PREFIX)" >/dev/null
+		= "$(PREFIX)" ] || { meson configure $(BUILD) --prefix "$(PREFIX)" >/dev/null && \
+		ninja -C $(BUILD) >/dev/null; }
 	DESTDIR= meson install -C $(BUILD) --no-rebuild --quiet $(MESON_DESTDIR)
 	install -d "$(DESTDIR)$(UNITDIR)" "$(DESTDIR)$(SYSUSERSDIR)" "$(DESTDIR)$(COMPLETIONDIR)" \
 		"$(DESTDIR)$(SYSCONFDIR)/peak"
