@@ -66,6 +66,22 @@ def libdir(root):
     return os.path.relpath(os.path.dirname(hits[0]), root)
 
 
+def man_pages():
+    """The pages the help text calls for: peak, peak-CMD, peak-CMD-SUB for commands whose
+    help sends to 'peak CMD COMMAND --help'."""
+    out = ["peak"]
+    for cmd in commands(helptext()):
+        out.append(f"peak-{cmd}")
+        text = helptext(cmd)
+        if f"Run 'peak {cmd} COMMAND --help'" in text:
+            out += [f"peak-{cmd}-{w}" for w in commands(text)]
+    return out
+
+
+def commands(text):
+    return re.findall(r"^  ([a-z][a-z0-9-]*) ", text.split("Commands:", 1)[1], re.M)
+
+
 def test_file_list(root):
     lib = libdir(root)
     headers = sorted(os.listdir(os.path.join(SRC, "include/peak")))
@@ -81,6 +97,7 @@ def test_file_list(root):
         "usr/local/share/bash-completion/completions/peak",
         *(f"{UNITDIR}/{u}" for u in UNITS),
         *(f"usr/local/include/peak/{h}" for h in headers),
+        *(f"usr/local/share/man/man1/{m}.1" for m in man_pages()),
     }
     got = set()
     for d, _, files in os.walk(root):
@@ -129,8 +146,10 @@ def test_units_verify(root, tmp_path):
         (tmp_path / u).write_text(text.replace(f"{PREFIX}/bin/peak",
                                                os.path.join(root, "usr/local/bin/peak")))
     names = [str(tmp_path / u).replace("@.service", "@node1.service") for u in UNITS]
+    # Documentation=man:... is looked up with man(1): in the staged pages
+    env = dict(os.environ, MANPATH=os.path.join(root, "usr/local/share/man"))
     r = subprocess.run(["systemd-analyze", "verify", *names], capture_output=True, text=True,
-                       cwd=tmp_path, timeout=60)
+                       cwd=tmp_path, timeout=60, env=env)
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
 
 
@@ -305,7 +324,7 @@ def complete(root, *words):
 
 def test_completion_offers_every_option_of_every_help(root):
     top = helptext()
-    cmds = re.findall(r"^  ([a-z][a-z0-9-]*) ", top.split("Commands:", 1)[1], re.M)
+    cmds = commands(top)
     assert len(cmds) > 10 and "dns" in cmds and "agent" in cmds
     assert set(cmds) <= complete(root, "")
     assert complete(root, "contr") == {"controller", "controller-ctl"}
@@ -317,7 +336,7 @@ def test_completion_offers_every_option_of_every_help(root):
         words = set(re.findall(rf"peak {re.escape(cmd)} ([a-z][a-z0-9-]*)", text))
         assert words <= complete(root, cmd, ""), cmd
         if f"Run 'peak {cmd} COMMAND --help'" in text:
-            sub = re.findall(r"^  ([a-z][a-z0-9-]*) ", text.split("Commands:", 1)[1], re.M)
+            sub = commands(text)
             assert sub and set(sub) <= complete(root, cmd, ""), cmd
             for w in sub:
                 opts = set(OPT_RE.findall(helptext(cmd, w)))
@@ -325,3 +344,31 @@ def test_completion_offers_every_option_of_every_help(root):
         else:
             for w in words:
                 assert set(OPT_RE.findall(text)) <= complete(root, cmd, w, "--"), (cmd, w)
+
+
+def test_man_pages_render_clean_and_name_every_option(root):
+    mandir = os.path.join(root, "usr/local/share/man/man1")
+    pages = man_pages()
+    assert len(pages) > 15
+    for name in pages:
+        path = os.path.join(mandir, name + ".1")
+        r = subprocess.run(["groff", "-ww", "-man", "-Tutf8", path], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 0 and r.stderr == "", (name, r.stderr)
+        # man's own check, as a reader's 'man peak-dns' formats it
+        r = subprocess.run(["man", "--warnings", "-l", path], capture_output=True, text=True,
+                           timeout=30, env=dict(os.environ, MANWIDTH="80", MAN_KEEP_FORMATTING=""))
+        assert r.returncode == 0 and r.stderr == "", (name, r.stderr)
+        # the ascii device for the options' hyphens (utf8 shows \- as U+2212); it lacks
+        # glyphs such as the section sign, hence no -ww here
+        shown = subprocess.run(["groff", "-man", "-Tascii", path], capture_output=True,
+                               text=True, timeout=30).stdout
+        shown = re.sub(r".\x08", "", shown)  # overstrike bold and underline
+        args = name.split("-", 1)[1].split("-") if name != "peak" else []
+        # 'peak-dns-ctl' is the command dns-ctl, 'peak-h3-get' is h3's get
+        words = [name[5:]] if name != "peak" and name[5:] in commands(helptext()) else args
+        text = helptext(*words)
+        want = set(OPT_RE.findall(text))
+        got = set(OPT_RE.findall(shown))
+        assert want <= got, (name, want - got)
+        assert f"{name} - " in shown, name
