@@ -328,6 +328,10 @@ def test_completion_offers_every_option_of_every_help(root):
     assert len(cmds) > 10 and "dns" in cmds and "agent" in cmds
     assert set(cmds) <= complete(root, "")
     assert complete(root, "contr") == {"controller", "controller-ctl"}
+    # a control client's command comes after its --control PATH; the path itself is a file
+    assert {"status", "health", "weight", "reload"} <= complete(root, "dns-ctl", "--control",
+                                                                 "/run/x.sock", "")
+    assert complete(root, "dns-ctl", "--control", "") == set()
     for cmd in cmds:
         text = helptext(cmd)
         assert text.startswith("usage: peak "), cmd
