@@ -90,7 +90,8 @@ man-only:
 install-only: completion-only man-only
 	@# reconfigure only for another prefix (meson writes it into nothing that is compiled)
 	[ "$$(meson introspect $(BUILD) --buildoptions | /usr/bin/python3 -c \
-		'import json,sys; print([o["value"] for o in json.load(sys.stdin) if o["name"] == "prefix"][0])')" \
+		'import json,sys; print([o["value"] for o in json.load(sys.stdin) \
+		if o["name"] == "prefix"][0])')" \
 		= "$(PREFIX)" ] || { meson configure $(BUILD) --prefix "$(PREFIX)" >/dev/null && \
 		ninja -C $(BUILD) >/dev/null; }
 	DESTDIR= meson install -C $(BUILD) --no-rebuild --quiet $(MESON_DESTDIR)

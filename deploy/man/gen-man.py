@@ -8,9 +8,9 @@ Writes OUTDIR/peak.1 (the command list) and OUTDIR/peak-CMD.1 for each command t
 'peak --help' lists (and peak-CMD-SUB.1 for a command whose help says "Run 'peak CMD COMMAND
 --help'"). The help text maps to the page this way: the 'usage:' lines are the SYNOPSIS;
 a line indented by two that starts with an option, or with a word and then its text two
-spaces further (a command list), opens a tagged paragraph, and the lines indented deeper continue it; other indented lines
-are kept as they are (examples); the rest is running text, a blank line between
-paragraphs.
+spaces further (a command list), opens a tagged paragraph, and the lines indented deeper
+continue it; other indented lines are kept as they are (examples); the rest is running
+text, a blank line between paragraphs.
 """
 import os
 import re

@@ -311,7 +311,8 @@ def helptext(*args):
 def complete(root, *words):
     """What bash offers for 'peak WORDS' (the last word being completed), with the installed
     completion file sourced."""
-    script = (f"source {shlex.quote(os.path.join(root, 'usr/local/share/bash-completion/completions/peak'))}\n"
+    comp = os.path.join(root, "usr/local/share/bash-completion/completions/peak")
+    script = (f"source {shlex.quote(comp)}\n"
               f"COMP_WORDS=(peak {' '.join(shlex.quote(w) for w in words)})\n"
               f"COMP_CWORD={len(words)}\n"
               "_peak\n"
