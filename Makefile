@@ -9,9 +9,31 @@
 #   make bench-quick  the same, one short run per cell, into bench/results/quick/ (root,
 #                 under 3 min)
 #   make bench-ssa  SSA address computation throughput
+#   make install  build, then install under DESTDIR/PREFIX (default /usr/local): the peak
+#                 binary, libnss_peak.so.2, libpeak with headers and peak.pc, systemd units,
+#                 the sysusers.d entry, bash completion, man pages, /etc/peak/peak.yaml (kept
+#                 if present)
+#   make completion  build/peak.bash, the bash completion generated from peak's --help
+#   make man     build/man/*.1, the man pages generated from peak's --help
+#   make install-only BUILD=DIR  the same as install, from a build made already (no build)
 #   make clean
 
-.PHONY: all deps test demo bench bench-quick bench-filter bench-ssa clean
+.PHONY: all deps test demo bench bench-quick bench-filter bench-ssa clean install completion \
+	install-only completion-only man man-only
+
+# Where 'make install' puts things (README "Installing"). DESTDIR is a staging root for
+# packagers; the paths written into the units are those under PREFIX, without DESTDIR.
+PREFIX ?= /usr/local
+BUILD ?= build
+SYSCONFDIR ?= /etc
+BINDIR = $(PREFIX)/bin
+UNITDIR ?= $(PREFIX)/lib/systemd/system
+SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
+COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
+MANDIR ?= $(PREFIX)/share/man
+UNITS = peak-dns.service peak-controller.service peak-agent@.service
+# meson wants an absolute staging directory
+MESON_DESTDIR = $(if $(DESTDIR),--destdir "$(abspath $(DESTDIR))")
 
 all: deps
 	@[ -f build/build.ninja ] || meson setup build
@@ -45,3 +67,44 @@ bench-ssa: all
 
 clean:
 	rm -rf build build-san build-fuzz build.setup.log build-san.setup.log build-fuzz.setup.log
+
+completion: all
+	@$(MAKE) --no-print-directory completion-only
+
+man: all
+	@$(MAKE) --no-print-directory man-only
+
+install: all
+	@$(MAKE) --no-print-directory install-only
+
+# The same without building first: BUILD names a build directory made already (the install
+# test runs these on the build under test, plain or ASan).
+completion-only:
+	/usr/bin/python3 deploy/bash-completion/gen-completion.py $(BUILD)/peak > $(BUILD)/peak.bash.tmp
+	mv $(BUILD)/peak.bash.tmp $(BUILD)/peak.bash
+
+man-only:
+	rm -rf $(BUILD)/man
+	/usr/bin/python3 deploy/man/gen-man.py $(BUILD)/peak $(BUILD)/man
+
+install-only: completion-only man-only
+	@# reconfigure only for another prefix (meson writes it into nothing that is compiled)
+	[ "$$(meson introspect $(BUILD) --buildoptions | /usr/bin/python3 -c \
+		'import json,sys; print([o["value"] for o in json.load(sys.stdin) \
+		if o["name"] == "prefix"][0])')" \
+		= "$(PREFIX)" ] || { meson configure $(BUILD) --prefix "$(PREFIX)" >/dev/null && \
+		ninja -C $(BUILD) >/dev/null; }
+	DESTDIR= meson install -C $(BUILD) --no-rebuild --quiet $(MESON_DESTDIR)
+	install -d "$(DESTDIR)$(UNITDIR)" "$(DESTDIR)$(SYSUSERSDIR)" "$(DESTDIR)$(COMPLETIONDIR)" \
+		"$(DESTDIR)$(SYSCONFDIR)/peak"
+	for u in $(UNITS); do \
+		sed 's|@BINDIR@|$(BINDIR)|g' "deploy/systemd/$$u.in" > "$(DESTDIR)$(UNITDIR)/$$u" && \
+		chmod 0644 "$(DESTDIR)$(UNITDIR)/$$u" || exit 1; \
+	done
+	install -m 0644 deploy/sysusers.d/peak.conf "$(DESTDIR)$(SYSUSERSDIR)/peak.conf"
+	install -m 0644 $(BUILD)/peak.bash "$(DESTDIR)$(COMPLETIONDIR)/peak"
+	install -d "$(DESTDIR)$(MANDIR)/man1"
+	install -m 0644 $(BUILD)/man/*.1 "$(DESTDIR)$(MANDIR)/man1/"
+	@# an operator's configuration is never overwritten
+	[ -e "$(DESTDIR)$(SYSCONFDIR)/peak/peak.yaml" ] || \
+		install -m 0644 examples/peak.yaml "$(DESTDIR)$(SYSCONFDIR)/peak/peak.yaml"

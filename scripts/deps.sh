@@ -10,6 +10,8 @@ libbpf-dev bpftool
 nginx-light haproxy nftables gnuplot-nox iperf3
 libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev nettle-dev gnutls-bin
 golang-go golang-github-lucas-clemente-quic-go-dev"
+# 'make install' tests: systemd-analyze, the Debian package (tests/install)
+PKGS="$PKGS systemd passwd groff-base man-db debhelper lintian"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -1,0 +1,379 @@
+"""'make install' into a temporary DESTDIR (README "Installing"), then what it installed:
+
+- the file list, exactly; an operator's /etc/peak/peak.yaml is never overwritten;
+- the systemd units pass 'systemd-analyze verify' with nothing to say;
+- each daemon started exactly as its unit's ExecStart line says (its variables expanded as
+  systemd would with no /etc/default file, the paths under the DESTDIR, /run and /var/lib
+  directories made as RuntimeDirectory/StateDirectory would), as the unit's user and with only
+  the unit's capabilities (setpriv), in a network namespace of its own: it answers its ready
+  condition, survives SIGHUP (ExecReload) with a reload logged, and exits 0 on SIGTERM;
+- the bash completion offers every option of every command's --help (bash itself runs it).
+
+Root: network namespaces, setpriv. A 'peak' system user is made for the test when the machine
+has none (what the sysusers.d entry makes at install), and removed after."""
+import glob
+import os
+import re
+import shlex
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+
+import pytest
+
+PEAK = os.path.abspath(os.environ.get("PEAK_BIN", "build/peak"))
+BUILD = os.path.dirname(PEAK)
+SRC = os.environ.get("PEAK_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
+PREFIX = "/usr/local"
+UNITDIR = "usr/local/lib/systemd/system"
+UNITS = ["peak-dns.service", "peak-controller.service", "peak-agent@.service"]
+
+
+def wait_until(cond, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if cond():
+            return True
+        time.sleep(0.05)
+    return cond()
+
+
+def make_install(destdir):
+    return subprocess.run(["make", "-C", SRC, "--no-print-directory", "install-only",
+                           f"BUILD={BUILD}", f"DESTDIR={destdir}"],
+                          capture_output=True, text=True, timeout=300)
+
+
+@pytest.fixture(scope="module")
+def root():
+    # readable by the unprivileged user the daemons run as (tmp_path's parents are 0700)
+    d = tempfile.mkdtemp(prefix="peak-install-")
+    os.chmod(d, 0o755)
+    try:
+        r = make_install(d)
+        assert r.returncode == 0, r.stdout + r.stderr
+        yield d
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def libdir(root):
+    hits = glob.glob(os.path.join(root, "usr/local/lib/*/libnss_peak.so.2")) + \
+        glob.glob(os.path.join(root, "usr/local/lib/libnss_peak.so.2"))
+    assert len(hits) == 1, hits
+    return os.path.relpath(os.path.dirname(hits[0]), root)
+
+
+def man_pages():
+    """The pages the help text calls for: peak, peak-CMD, peak-CMD-SUB for commands whose
+    help sends to 'peak CMD COMMAND --help'."""
+    out = ["peak"]
+    for cmd in commands(helptext()):
+        out.append(f"peak-{cmd}")
+        text = helptext(cmd)
+        if f"Run 'peak {cmd} COMMAND --help'" in text:
+            out += [f"peak-{cmd}-{w}" for w in commands(text)]
+    return out
+
+
+def commands(text):
+    return re.findall(r"^  ([a-z][a-z0-9-]*) ", text.split("Commands:", 1)[1], re.M)
+
+
+def test_file_list(root):
+    lib = libdir(root)
+    headers = sorted(os.listdir(os.path.join(SRC, "include/peak")))
+    want = {
+        "etc/peak/peak.yaml",
+        "usr/local/bin/peak",
+        f"{lib}/libnss_peak.so.2",
+        f"{lib}/libpeak.a",
+        f"{lib}/libpeakclient.a",
+        f"{lib}/libpeaksys.a",
+        f"{lib}/pkgconfig/peak.pc",
+        "usr/local/lib/sysusers.d/peak.conf",
+        "usr/local/share/bash-completion/completions/peak",
+        *(f"{UNITDIR}/{u}" for u in UNITS),
+        *(f"usr/local/include/peak/{h}" for h in headers),
+        *(f"usr/local/share/man/man1/{m}.1" for m in man_pages()),
+    }
+    got = set()
+    for d, _, files in os.walk(root):
+        got |= {os.path.relpath(os.path.join(d, f), root) for f in files}
+    assert got == want
+    assert "peak.h" in headers
+    assert os.access(os.path.join(root, "usr/local/bin/peak"), os.X_OK)
+    ver = subprocess.run([os.path.join(root, "usr/local/bin/peak"), "--version"],
+                         capture_output=True, text=True)
+    assert ver.returncode == 0 and ver.stdout.startswith("peak ")
+    pc = open(os.path.join(root, lib, "pkgconfig/peak.pc")).read()
+    assert "prefix=/usr/local" in pc and "-lpeakclient" in pc
+    for u in UNITS:
+        text = open(os.path.join(root, UNITDIR, u)).read()
+        assert "@BINDIR@" not in text, u
+        assert re.search(r"^ExecStart=/usr/local/bin/peak ", text, re.M), u
+        assert re.search(r"^ExecReload=kill -HUP \$MAINPID$", text, re.M), u
+
+
+def test_config_is_never_overwritten(root):
+    conf = os.path.join(root, "etc/peak/peak.yaml")
+    with open(conf, "a") as f:
+        f.write("# an operator's edit\n")
+    try:
+        r = make_install(root)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert open(conf).read().endswith("# an operator's edit\n")
+    finally:
+        shutil.copy(os.path.join(SRC, "examples/peak.yaml"), conf)
+
+
+def unit_fields(root, unit):
+    """{key: [values]} of the unit's [Service] and [Unit] lines."""
+    out = {}
+    for line in open(os.path.join(root, UNITDIR, unit)):
+        m = re.match(r"^(\w+)=(.*)$", line.rstrip("\n"))
+        if m:
+            out.setdefault(m.group(1), []).append(m.group(2))
+    return out
+
+
+def test_units_verify(root, tmp_path):
+    # verify checks that ExecStart's binary exists: point the copies at the staged one
+    for u in UNITS:
+        text = open(os.path.join(root, UNITDIR, u)).read()
+        (tmp_path / u).write_text(text.replace(f"{PREFIX}/bin/peak",
+                                               os.path.join(root, "usr/local/bin/peak")))
+    names = [str(tmp_path / u).replace("@.service", "@node1.service") for u in UNITS]
+    # Documentation=man:... is looked up with man(1): in the staged pages
+    env = dict(os.environ, MANPATH=os.path.join(root, "usr/local/share/man"))
+    r = subprocess.run(["systemd-analyze", "verify", *names], capture_output=True, text=True,
+                       cwd=tmp_path, timeout=60, env=env)
+    assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+
+
+@pytest.fixture(scope="module")
+def peak_user():
+    """The 'peak' user and group the units name (sysusers.d/peak.conf), made when missing."""
+    made = subprocess.run(["getent", "passwd", "peak"], capture_output=True).returncode != 0
+    if made:
+        subprocess.run(["useradd", "--system", "--user-group", "--no-create-home",
+                        "--home-dir", "/var/lib/peak", "--shell", "/usr/sbin/nologin", "peak"],
+                       check=True)
+    try:
+        yield
+    finally:
+        if made:
+            subprocess.run(["userdel", "peak"], check=False)
+            subprocess.run(["groupdel", "peak"], capture_output=True, check=False)
+
+
+def command_line(root, unit, key, instance, rundir):
+    """The unit's KEY= command as systemd would run it here: Environment= defaults, no
+    EnvironmentFile (all optional), '$X' split into words, '${X}' one word, %i the instance;
+    installed paths mapped into the DESTDIR and /run, /var/lib into rundir."""
+    f = unit_fields(root, unit)
+    env = dict(e.split("=", 1) for e in f.get("Environment", []))
+    words = []
+    for w in shlex.split(f[key][0]):
+        w = w.replace("%i", instance)
+        m = re.fullmatch(r"\$(\w+)", w)
+        if m:
+            words += env.get(m.group(1), "").split()
+            continue
+        w = re.sub(r"\$\{(\w+)\}", lambda m: env.get(m.group(1), ""), w)
+        w = w.replace(f"{PREFIX}/bin/peak", os.path.join(root, "usr/local/bin/peak"))
+        w = w.replace("/etc/peak/", os.path.join(root, "etc/peak") + "/")
+        w = re.sub(r"^/(run|var/lib)/", lambda m: os.path.join(rundir, m.group(1)) + "/", w)
+        words.append(w)
+    return words
+
+
+def setpriv(root, unit):
+    """setpriv arguments for the unit's User=, Group= and capabilities."""
+    f = unit_fields(root, unit)
+    caps = " ".join(f.get("CapabilityBoundingSet", [""])).split()
+    capset = ",".join(["-all"] + ["+" + c[4:].lower() for c in caps])
+    args = ["setpriv", "--bounding-set", capset, "--inh-caps", capset]
+    if "User" in f:
+        args += ["--reuid", f["User"][0], "--regid", f["Group"][0], "--init-groups"]
+        if caps:
+            args += ["--ambient-caps", ",".join("+" + c[4:].lower() for c in caps)]
+    if f.get("NoNewPrivileges") == ["yes"]:
+        args.append("--no-new-privs")
+    return args
+
+
+def make_dirs(root, unit, instance, rundir):
+    """RuntimeDirectory= and StateDirectory=, owned by the unit's user, as systemd makes them."""
+    f = unit_fields(root, unit)
+    user = f.get("User", ["root"])[0]
+    for key, base in (("RuntimeDirectory", "run"), ("StateDirectory", "var/lib")):
+        for name in f.get(key, []):
+            d = os.path.join(rundir, base, name.replace("%i", instance))
+            os.makedirs(d)
+            mode = f.get(key + "Mode", ["0755"])[0]
+            os.chmod(d, int(mode, 8))
+            shutil.chown(d, user, f.get("Group", [user])[0])
+
+
+# no dummy driver here: a veth pair, both ends in the namespace
+DUMMY = ["ip link add d0 type veth peer name d1", "ip link set d1 up", "ip link set d0 up",
+         "ip -6 addr add 2001:db8:100:1::1/64 dev d0 nodad",
+         "ip -6 addr add 2001:db8:ff::1/64 dev d0 nodad"]
+
+
+def ns_run(ns, cmd, **kw):
+    return subprocess.run(["ip", "netns", "exec", ns, *cmd], capture_output=True, text=True,
+                          timeout=10, **kw)
+
+
+def dns_ready(ns, root, rundir):
+    out = ns_run(ns, ["dig", "@::1", "+short", "+time=1", "+tries=1", "svc.example.", "SOA"])
+    return "ns1.svc.example." in out.stdout
+
+
+def controller_ready(ns, root, rundir):
+    ctl = os.path.join(rundir, "run/peak-controller/control.sock")
+    return os.path.exists(ctl) and ns_run(ns, [os.path.join(root, "usr/local/bin/peak"),
+                                               "controller-ctl", "--control", ctl,
+                                               "status"]).returncode == 0
+
+
+def agent_ready(ns, root, rundir):
+    # node1's slice routes (PEAK's protocol 0xa5) via its endpoints
+    return "via 2001:db8:100:1::" in ns_run(ns, ["ip", "-6", "route", "show", "proto",
+                                                   "165"]).stdout
+
+
+DAEMONS = {
+    # unit: (instance, ready condition, what a reload logs)
+    "peak-dns.service": ("", dns_ready, "dns: reloaded"),
+    "peak-controller.service": ("", controller_ready, "configuration reloaded"),
+    "peak-agent@.service": ("node1", agent_ready, "agent: reloaded"),
+}
+
+
+@pytest.mark.parametrize("unit", list(DAEMONS))
+def test_daemon_as_its_unit_says(root, peak_user, unit, tmp_path):
+    instance, ready, reloaded = DAEMONS[unit]
+    ns = f"in{os.getpid() % 10000}{unit[5]}"
+    rundir = tempfile.mkdtemp(prefix="peak-unit-")
+    os.chmod(rundir, 0o755)
+    log = open(tmp_path / "daemon.log", "w+")
+    proc = None
+    try:
+        subprocess.run(["ip", "netns", "add", ns], check=True)
+        ns_run(ns, ["ip", "link", "set", "lo", "up"], check=True)
+        for c in DUMMY:
+            ns_run(ns, c.split(), check=True)
+        make_dirs(root, unit, instance, rundir)
+        pre = unit_fields(root, unit).get("ExecStartPre")
+        if pre:
+            r = ns_run(ns, setpriv(root, unit) +
+                       command_line(root, unit, "ExecStartPre", instance, rundir))
+            assert r.returncode == 0, r.stdout + r.stderr
+        cmd = setpriv(root, unit) + command_line(root, unit, "ExecStart", instance, rundir)
+        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=log,
+                                stderr=subprocess.STDOUT)
+
+        def text():
+            log.flush()
+            return (tmp_path / "daemon.log").read_text()
+
+        assert wait_until(lambda: proc.poll() is not None or ready(ns, root, rundir)), text()
+        assert proc.poll() is None, text()
+        for i in range(1, 3):
+            proc.send_signal(signal.SIGHUP)  # ExecReload=kill -HUP $MAINPID
+            assert wait_until(lambda: proc.poll() is not None or text().count(reloaded) >= i)
+            assert proc.poll() is None, text()
+        assert ready(ns, root, rundir), text()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, text()
+    finally:
+        if proc and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        log.close()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        shutil.rmtree(rundir, ignore_errors=True)
+
+
+OPT_RE = re.compile(r"(?<![\w-])--[a-z0-9][a-z0-9-]*")
+
+
+def helptext(*args):
+    p = subprocess.run([PEAK, *args, "--help"], capture_output=True, text=True, timeout=10)
+    return p.stdout + p.stderr
+
+
+def complete(root, *words):
+    """What bash offers for 'peak WORDS' (the last word being completed), with the installed
+    completion file sourced."""
+    comp = os.path.join(root, "usr/local/share/bash-completion/completions/peak")
+    script = (f"source {shlex.quote(comp)}\n"
+              f"COMP_WORDS=(peak {' '.join(shlex.quote(w) for w in words)})\n"
+              f"COMP_CWORD={len(words)}\n"
+              "_peak\n"
+              'printf "%s\\n" "${COMPREPLY[@]}"\n')
+    r = subprocess.run(["bash", "--norc", "-c", script], capture_output=True, text=True,
+                       timeout=10)
+    assert r.returncode == 0, r.stderr
+    return set(r.stdout.split())
+
+
+def test_completion_offers_every_option_of_every_help(root):
+    top = helptext()
+    cmds = commands(top)
+    assert len(cmds) > 10 and "dns" in cmds and "agent" in cmds
+    assert set(cmds) <= complete(root, "")
+    assert complete(root, "contr") == {"controller", "controller-ctl"}
+    # a control client's command comes after its --control PATH; the path itself is a file
+    assert {"status", "health", "weight", "reload"} <= complete(root, "dns-ctl", "--control",
+                                                                 "/run/x.sock", "")
+    assert complete(root, "dns-ctl", "--control", "") == set()
+    for cmd in cmds:
+        text = helptext(cmd)
+        assert text.startswith("usage: peak "), cmd
+        assert set(OPT_RE.findall(text)) <= complete(root, cmd, "--"), cmd
+        # the sub-commands its usage lines name
+        words = set(re.findall(rf"peak {re.escape(cmd)} ([a-z][a-z0-9-]*)", text))
+        assert words <= complete(root, cmd, ""), cmd
+        if f"Run 'peak {cmd} COMMAND --help'" in text:
+            sub = commands(text)
+            assert sub and set(sub) <= complete(root, cmd, ""), cmd
+            for w in sub:
+                opts = set(OPT_RE.findall(helptext(cmd, w)))
+                assert opts and opts <= complete(root, cmd, w, "--"), (cmd, w)
+        else:
+            for w in words:
+                assert set(OPT_RE.findall(text)) <= complete(root, cmd, w, "--"), (cmd, w)
+
+
+def test_man_pages_render_clean_and_name_every_option(root):
+    mandir = os.path.join(root, "usr/local/share/man/man1")
+    pages = man_pages()
+    assert len(pages) > 15
+    for name in pages:
+        path = os.path.join(mandir, name + ".1")
+        r = subprocess.run(["groff", "-ww", "-man", "-Tutf8", path], capture_output=True,
+                           text=True, timeout=30)
+        assert r.returncode == 0 and r.stderr == "", (name, r.stderr)
+        # man's own check, as a reader's 'man peak-dns' formats it
+        r = subprocess.run(["man", "--warnings", "-l", path], capture_output=True, text=True,
+                           timeout=30, env=dict(os.environ, MANWIDTH="80", MAN_KEEP_FORMATTING=""))
+        assert r.returncode == 0 and r.stderr == "", (name, r.stderr)
+        # the ascii device for the options' hyphens (utf8 shows \- as U+2212); it lacks
+        # glyphs such as the section sign, hence no -ww here
+        shown = subprocess.run(["groff", "-man", "-Tascii", path], capture_output=True,
+                               text=True, timeout=30).stdout
+        shown = re.sub(r".\x08", "", shown)  # overstrike bold and underline
+        args = name.split("-", 1)[1].split("-") if name != "peak" else []
+        # 'peak-dns-ctl' is the command dns-ctl, 'peak-h3-get' is h3's get
+        words = [name[5:]] if name != "peak" and name[5:] in commands(helptext()) else args
+        text = helptext(*words)
+        want = set(OPT_RE.findall(text))
+        got = set(OPT_RE.findall(shown))
+        assert want <= got, (name, want - got)
+        assert f"{name} - " in shown, name
