@@ -133,8 +133,28 @@ def test_controller_restart_moves_nothing(tb):
     assert settle(tb)
 
 
+def watched_pods(tb):
+    """How many pods' server processes the agents watch (their pidfds; ip netns exec execs
+    the agent, so the PID is the agent's)."""
+    n = 0
+    for p in tb.procs:
+        if "agent" not in p.args or p.poll() is not None:
+            continue
+        fds = f"/proc/{p.pid}/fd"
+        for f in os.listdir(fds):
+            try:
+                n += os.readlink(f"{fds}/{f}") == "anon_inode:[pidfd]"
+            except FileNotFoundError:
+                pass
+    return n
+
+
 def test_pod_killed_then_back(tb):
-    time.sleep(0.5)  # the agents have found the pods' server processes
+    # the agents have found every pod's server process (was a fixed 0.5 s sleep)
+    deadline = time.time() + 10
+    while time.time() < deadline and watched_pods(tb) < len(tb.serving):
+        time.sleep(0.05)
+    assert watched_pods(tb) == len(tb.serving), (watched_pods(tb), len(tb.serving))
     dead = {d for d, gw in node_routes(tb, 1) if gw == tb.pod_addr(1, 1)}
     n2_before = node_routes(tb, 2)
     tb.kill_pod(1, 1)
