@@ -290,8 +290,8 @@ static void ctl_refuse(struct agent *a, const char *why, const char *line, size_
 		q[i] = line[i] >= 0x20 && line[i] < 0x7f ? line[i] : '?';
 	q[n] = '\0';
 	log_rl(&a->rl_refused, LOG_WARNING,
-	       "agent: %s: controller line refused (%s): '%s'%s; line ignored", a->o->node, why,
-	       q, len > n ? "..." : "");
+	       "agent: %s: controller line refused (%s): '%s'%s; line ignored", a->o->node, why, q,
+	       len > n ? "..." : "");
 }
 
 /* An ep line of the map being received: its blocks are added to the endpoint's. A line

@@ -356,8 +356,8 @@ int agent_sync_all(struct agent *a)
 	clock_gettime(CLOCK_MONOTONIC, &t0);
 	int r = agent_node_routes(cfg, o->node, a->maps, &want, &n);
 	if (!r)
-		r = agent_failover_drain(cfg, o->node, hc_down, a, &a->dr, peak_mono_ms(), &want, &n,
-		                         &moved);
+		r = agent_failover_drain(cfg, o->node, hc_down, a, &a->dr, peak_mono_ms(), &want,
+		                         &n, &moved);
 	if (!r)
 		r = agent_sync(o->table, want, n, &added, &deleted);
 	pthread_mutex_lock(&a->st.lock);

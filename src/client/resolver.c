@@ -600,7 +600,8 @@ int peak_connect(struct peak_resolver *r, const char *name, const char *object, 
 		return e;
 	if (!res.n)
 		return PEAK_E_NODATA;
-	uint64_t start = peak_mono_ms(), deadline = start + (timeout_ms ? timeout_ms : DEF_CONNECT_MS);
+	uint64_t start = peak_mono_ms(),
+	         deadline = start + (timeout_ms ? timeout_ms : DEF_CONNECT_MS);
 	uint64_t next = start;
 	int fds[PEAK_MAX_CANDIDATES], err = ETIMEDOUT, winner = -1;
 	unsigned started = 0, k;
@@ -648,8 +649,8 @@ int peak_connect(struct peak_resolver *r, const char *name, const char *object, 
 				err = so;
 				close(fds[idx[i]]);
 				fds[idx[i]] = -1;
-				next =
-				    peak_mono_ms(); /* RFC 8305 5: on failure, start the next at once */
+				next = peak_mono_ms(); /* RFC 8305 5: on failure, start the next at
+				                          once */
 			}
 		}
 	}

@@ -717,9 +717,8 @@ static void control_command(struct server *s, char *line, char *reply, size_t ca
 	struct ctl_msg m;
 	char err[CFG_ERRLEN];
 	size_t len = strcspn(line, "\n");
-	if (ctl_parse(line, len, &m) ||
-	    (m.kind != CTL_RELOAD && m.kind != CTL_STATUS && m.kind != CTL_HEALTH &&
-	     m.kind != CTL_WEIGHT)) {
+	if (ctl_parse(line, len, &m) || (m.kind != CTL_RELOAD && m.kind != CTL_STATUS &&
+	                                 m.kind != CTL_HEALTH && m.kind != CTL_WEIGHT)) {
 		snprintf(reply, cap,
 		         "error: %s (commands: status | reload | health SERVICE ENDPOINT up|down "
 		         "| weight SERVICE ENDPOINT N)\n",

@@ -24,4 +24,3 @@ struct dnsd_opts {
  * stop, 2 when the configuration is invalid or unreadable, 1 when anything else failed (a
  * socket, the control socket, a thread); the reason is logged. */
 int dnsd_run(const struct dnsd_opts *o);
-

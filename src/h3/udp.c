@@ -13,6 +13,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../sys/net.h"
+
 int h3_udp_bind(const struct h3_addr *addr)
 {
 	int one = 1;
@@ -142,61 +144,11 @@ int h3_udp_send(int fd, const struct h3_addr *from, const struct h3_addr *to, co
 
 int h3_addr_parse(const char *s, struct h3_addr *addr)
 {
-	char host[INET6_ADDRSTRLEN + 1];
-	const char *port;
-	size_t hl;
 	memset(addr, 0, sizeof(*addr));
-	if (s[0] == '[') {
-		const char *e = strchr(s, ']');
-		if (!e || e[1] != ':')
-			return -EINVAL;
-		hl = (size_t)(e - s - 1);
-		if (hl >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, s + 1, hl);
-		port = e + 2;
-	} else {
-		const char *e = strrchr(s, ':');
-		if (!e)
-			return -EINVAL;
-		hl = (size_t)(e - s);
-		if (hl >= sizeof(host))
-			return -EINVAL;
-		memcpy(host, s, hl);
-		port = e + 1;
-	}
-	host[hl] = 0;
-	char *end;
-	errno = 0;
-	unsigned long p = strtoul(port, &end, 10);
-	if (!*port || *end || errno || p > 65535 || port[0] == '-' || port[0] == '+')
-		return -EINVAL;
-	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)&addr->ss;
-	struct sockaddr_in *s4 = (struct sockaddr_in *)&addr->ss;
-	if (inet_pton(AF_INET6, host, &s6->sin6_addr) == 1) {
-		s6->sin6_family = AF_INET6;
-		s6->sin6_port = htons((uint16_t)p);
-		addr->len = sizeof(*s6);
-	} else if (s[0] != '[' && inet_pton(AF_INET, host, &s4->sin_addr) == 1) {
-		s4->sin_family = AF_INET;
-		s4->sin_port = htons((uint16_t)p);
-		addr->len = sizeof(*s4);
-	} else {
-		return -EINVAL;
-	}
-	return 0;
+	return sockaddr_parse(s, &addr->ss, &addr->len);
 }
 
 void h3_addr_format(const struct h3_addr *addr, char *out, size_t n)
 {
-	char a[INET6_ADDRSTRLEN] = "?";
-	if (addr->ss.ss_family == AF_INET6) {
-		const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)&addr->ss;
-		inet_ntop(AF_INET6, &s6->sin6_addr, a, sizeof(a));
-		snprintf(out, n, "[%s]:%u", a, ntohs(s6->sin6_port));
-	} else {
-		const struct sockaddr_in *s4 = (const struct sockaddr_in *)&addr->ss;
-		inet_ntop(AF_INET, &s4->sin_addr, a, sizeof(a));
-		snprintf(out, n, "%s:%u", a, ntohs(s4->sin_port));
-	}
+	sockaddr_print((const struct sockaddr *)&addr->ss, out, n);
 }

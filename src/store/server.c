@@ -498,7 +498,8 @@ static int store_setup(struct store *s, const struct store_opts *o)
 	}
 	if (s->svc->space.d.host == SSA_HOP) {
 		/* the slice needs no secret, but ssa_compute asks for one with host=hop */
-		log_msg(LOG_ERR, "store: the service of '%s' has host=hop; not supported yet", o->id);
+		log_msg(LOG_ERR, "store: the service of '%s' has host=hop; not supported yet",
+		        o->id);
 		return 2;
 	}
 	s->space = s->svc->space;

@@ -33,7 +33,7 @@ int sockaddr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 	char *end;
 	errno = 0;
 	unsigned long port = strtoul(colon + 1, &end, 10);
-	if (!colon[1] || *end || errno || port > 65535)
+	if (!colon[1] || colon[1] == '+' || colon[1] == '-' || *end || errno || port > 65535)
 		return -EINVAL;
 	struct sockaddr_in6 *s6 = (struct sockaddr_in6 *)ss;
 	struct sockaddr_in *s4 = (struct sockaddr_in *)ss;

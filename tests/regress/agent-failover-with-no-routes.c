@@ -33,9 +33,8 @@ static void test_failover_with_no_routes(void **state)
 	struct agent_drain d = {0};
 	struct rt6 *want = NULL;
 	size_t n = 0, moved = 99;
-	assert_int_equal(config_parse("t", (const uint8_t *)yaml, sizeof(yaml) - 1, &c, err,
-	                              sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    config_parse("t", (const uint8_t *)yaml, sizeof(yaml) - 1, &c, err, sizeof(err)), 0);
 	assert_int_equal(agent_failover_drain(c, "n1", down_all, NULL, &d, 0, &want, &n, &moved),
 	                 0);
 	assert_int_equal(n, 0);
