@@ -6,6 +6,9 @@
  *                     "weight" line per endpoint and "health NAME ID down" per endpoint down;
  *                     the control lines of include/peak/ctlproto.h, as the file store keeps
  *   PREFIX leader     the leading controller's id, under its lease
+ *   PREFIX nodes/NODE the leader's id, under a lease of the agent TTL per node whose agent
+ *                     is connected to the leader: renewed while the link lasts, so the key
+ *                     vanishes the TTL after the link dropped (or the leader died)
  * Writes are transactions guarded by revisions: each service key's mod_revision must be the
  * one last loaded or written, and the leader key's create_revision the one this controller
  * created, so a controller that lost the lead, or raced another writer, writes nothing.
@@ -47,6 +50,12 @@ struct ekey {
 	size_t len;
 };
 
+/* A lease this leader holds for a connected agent's node. */
+struct enode {
+	char node[CTL_ID_MAX];
+	int64_t lease; /* 0: none held */
+};
+
 struct store_etcd {
 	struct store st;
 	CURL *curl;
@@ -69,6 +78,11 @@ struct store_etcd {
 	CURL *wh;         /* NULL: no stream */
 	char *wbody;      /* its request, alive as long as the transfer */
 	struct text wbuf; /* what the stream sent that is not a whole line yet */
+	unsigned agent_ttl_s;
+	struct enode nodes[MAX_AGENTS]; /* the leases held for connected agents' nodes */
+	unsigned nnodes;
+	char (*alive)[CTL_ID_MAX]; /* nodes registered at the last read of PREFIX nodes/ */
+	unsigned nalive;
 };
 
 /* ---- requests ---- */
@@ -529,17 +543,141 @@ static int etcd_watch(struct store *st)
 	return changed;
 }
 
-/* Grants a lease of ttl_s. Returns 0 or -EIO. */
+/* Grants a lease of ttl seconds. Returns its id, or 0 (etcd did not grant it). */
+static int64_t lease_new(struct store_etcd *e, unsigned ttl)
+{
+	char s[16];
+	int64_t id;
+	snprintf(s, sizeof(s), "%u", ttl);
+	json_t *r = call(e, "/v3/lease/grant", json_pack("{s:s}", "TTL", s));
+	if (!r)
+		return 0;
+	id = jint(r, "ID");
+	json_decref(r);
+	return id;
+}
+
+/* Grants this controller's lease. Returns 0 or -EIO. */
 static int lease_grant(struct store_etcd *e)
 {
-	char ttl[16];
-	snprintf(ttl, sizeof(ttl), "%u", e->ttl_s);
-	json_t *r = call(e, "/v3/lease/grant", json_pack("{s:s}", "TTL", ttl));
+	e->lease = lease_new(e, e->ttl_s);
+	return e->lease ? 0 : -EIO;
+}
+
+/* ---- the agents' registrations ---- */
+
+/* Renews lease id. Returns 1 (alive), 0 (expired) or -EIO. */
+static int lease_renew(struct store_etcd *e, int64_t id)
+{
+	char s[32];
+	snprintf(s, sizeof(s), "%" PRId64, id);
+	json_t *r = call(e, "/v3/lease/keepalive", json_pack("{s:s}", "ID", s));
 	if (!r)
 		return -EIO;
-	e->lease = jint(r, "ID");
+	int alive = jint(json_object_get(r, "result"), "TTL") > 0;
 	json_decref(r);
-	return e->lease ? 0 : -EIO;
+	return alive;
+}
+
+/* Writes PREFIX nodes/NODE under a new lease of the agent TTL. Returns 0 or -EIO. */
+static int node_register(struct store_etcd *e, struct enode *x)
+{
+	char k[ETCD_KEY_MAX], id[32];
+	json_t *r;
+	if (!(x->lease = lease_new(e, e->agent_ttl_s)))
+		return -EIO;
+	snprintf(k, sizeof(k), "%snodes/%s", e->prefix, x->node);
+	snprintf(id, sizeof(id), "%" PRId64, x->lease);
+	char *v = store_b64_enc(e->id, strlen(e->id));
+	r = v ? call(e, "/v3/kv/put",
+	             json_pack("{s:o,s:s,s:s}", "key", jkey(k, strlen(k)), "value", v, "lease", id))
+	      : NULL;
+	free(v);
+	if (!r) {
+		x->lease = 0; /* granted for nothing: it runs out */
+		return -EIO;
+	}
+	json_decref(r);
+	return 0;
+}
+
+/* Reads which nodes are registered (the keys under PREFIX nodes/). Returns 0 or -EIO. */
+static int nodes_read(struct store_etcd *e)
+{
+	char pre[ETCD_KEY_MAX];
+	json_t *r, *kv;
+	size_t i, pl;
+	snprintf(pre, sizeof(pre), "%snodes/", e->prefix);
+	pl = strlen(pre);
+	if (!(r = call(e, "/v3/kv/range", range_req(pre, true))))
+		return -EIO;
+	json_t *kvs = json_object_get(r, "kvs");
+	char(*nv)[CTL_ID_MAX] = calloc(json_array_size(kvs) + 1, sizeof(*nv));
+	unsigned n = 0;
+	if (!nv) {
+		json_decref(r);
+		return -ENOMEM;
+	}
+	json_array_foreach(kvs, i, kv)
+	{
+		size_t kl;
+		const char *k64 = json_string_value(json_object_get(kv, "key"));
+		char *k = k64 ? store_b64_dec(k64, ETCD_KEY_MAX, &kl) : NULL;
+		/* a key with a NUL, or a name no hello could carry, names no node */
+		if (k && strlen(k) == kl && kl > pl && kl - pl < CTL_ID_MAX && !strncmp(k, pre, pl))
+			memcpy(nv[n++], k + pl, kl - pl + 1);
+		free(k);
+	}
+	json_decref(r);
+	free(e->alive);
+	e->alive = nv;
+	e->nalive = n;
+	return 0;
+}
+
+static int etcd_nodes_renew(struct store *st, const char *const *nodes, unsigned n)
+{
+	struct store_etcd *e = (struct store_etcd *)st;
+	unsigned k = 0;
+	for (unsigned i = 0; i < e->nnodes; i++) { /* the others' leases are left to run out */
+		bool here = false;
+		for (unsigned j = 0; j < n && !here; j++)
+			here = !strcmp(nodes[j], e->nodes[i].node);
+		if (here)
+			e->nodes[k++] = e->nodes[i];
+	}
+	e->nnodes = k;
+	for (unsigned j = 0; j < n; j++) {
+		struct enode *x = NULL;
+		int r;
+		for (unsigned i = 0; i < e->nnodes && !x; i++)
+			if (!strcmp(nodes[j], e->nodes[i].node))
+				x = &e->nodes[i];
+		if (!x && e->nnodes < MAX_AGENTS && strlen(nodes[j]) < CTL_ID_MAX) {
+			x = &e->nodes[e->nnodes++];
+			*x = (struct enode){0};
+			memcpy(x->node, nodes[j], strlen(nodes[j]) + 1);
+		}
+		if (!x)
+			continue;
+		if (x->lease && (r = lease_renew(e, x->lease)) <= 0) {
+			if (r < 0)
+				return r;
+			x->lease = 0; /* expired (the link came back too late): a new one */
+		}
+		if (!x->lease && node_register(e, x))
+			return -EIO;
+	}
+	return nodes_read(e);
+}
+
+static bool etcd_node_alive(const struct store *st, const char *node)
+{
+	const struct store_etcd *e = (const struct store_etcd *)st;
+	for (unsigned i = 0; i < e->nalive; i++)
+		if (!strcmp(e->alive[i], node))
+			return true;
+	return false;
 }
 
 static unsigned etcd_interval_ms(const struct store *st);
@@ -639,6 +777,7 @@ static void etcd_free(struct store *st)
 		json_decref(call(e, "/v3/lease/revoke", json_pack("{s:s}", "ID", id)));
 	}
 	keys_clear(e);
+	free(e->alive);
 	watch_stop(e);
 	if (e->wm)
 		curl_multi_cleanup(e->wm);
@@ -656,6 +795,8 @@ static const struct store_ops etcd_ops = {
     .save = etcd_save,
     .watch = etcd_watch,
     .keepalive = etcd_keepalive,
+    .nodes_renew = etcd_nodes_renew,
+    .node_alive = etcd_node_alive,
     .interval_ms = etcd_interval_ms,
     .free = etcd_free,
 };
@@ -709,6 +850,13 @@ struct store *store_etcd_open(const struct controller_opts *o, char *err, size_t
 	e->url = e->urls[0];
 	snprintf(e->prefix, sizeof(e->prefix), "%s", pre);
 	e->ttl_s = o->lease_ttl_s ? o->lease_ttl_s : ETCD_TTL_DEF_S;
+	e->agent_ttl_s = o->agent_ttl_s ? o->agent_ttl_s : ETCD_TTL_DEF_S;
+	if (e->agent_ttl_s * 2 < e->ttl_s) { /* renewed at every interval, a quarter of ttl_s */
+		snprintf(err, errlen, "--agent-ttl %u is less than half of --lease-ttl %u",
+		         e->agent_ttl_s, e->ttl_s);
+		etcd_free(&e->st);
+		return NULL;
+	}
 	gethostname(host, sizeof(host) - 1);
 	snprintf(e->id, sizeof(e->id), "%s/%d %s", host, (int)getpid(), o->listen);
 	long tmo = (long)e->ttl_s * 1000 / 4;
