@@ -464,7 +464,9 @@ static bool last_up(const struct csvc *v, unsigned e)
 /* The leader, at every store interval, in a store with leases: keeps the registrations of
  * the connected agents' nodes alive, and takes down the endpoints of every node whose
  * registration lapsed (its agent's link dropped at least the agent TTL ago, or never came
- * back after a takeover) and whose agent is not connected: their slices move. Their "down"
+ * back after a takeover) and whose agent is not connected: their slices move. Only nodes
+ * seen registered are judged (a standby reads the registrations too): at a cold start an
+ * agent that has not connected yet moves nothing. Their "down"
  * waits for the agent's hello (stale_arm), as an adopted one does. For the agent TTL after
  * taking the lead nothing is taken down: the agents of a leader that died reconnect
  * meanwhile, while the registrations it kept run out with its lease. Nothing moves while
@@ -491,7 +493,8 @@ static void nodes_tick(struct ctl *c, uint64_t now)
 		for (unsigned e = 0; v->have && e < v->s->nep; e++) {
 			const char *node = v->s->ep[e].node;
 			if (!node[0] || !v->healthy[e] || node_connected(c, node) ||
-			    st->ops->node_alive(st, node) || last_up(v, e))
+			    !st->ops->node_known(st, node) || st->ops->node_alive(st, node) ||
+			    last_up(v, e))
 				continue;
 			log_msg(LOG_WARNING,
 			        "controller: node %s gone (no agent, its registration lapsed): "
@@ -528,6 +531,8 @@ static void store_tick(struct ctl *c, uint64_t now)
 		ctlr_state_save(c);
 	if (c->leader && st->ops->nodes_renew)
 		nodes_tick(c, now);
+	else if (st->ops->nodes_renew) /* a standby: which nodes are registered, to judge them */
+		st->ops->nodes_renew(st, NULL, 0);
 	if (!c->leader && st->ops->watch(st) == 1 && !store_adopt(c))
 		log_msg(LOG_INFO, "controller: standby: the stored state changed: adopted");
 }

@@ -50,10 +50,14 @@ struct store_ops {
 	 * nodes whose agents are connected here alive (a key per node under a lease of the
 	 * agent TTL, granted when first seen, renewed at every call), lets the others' expire,
 	 * then reads whose registrations are alive (node_alive). Called by the leader at every
-	 * interval. Returns 0 or -errno (the store did not answer: what is alive is unknown). */
+	 * interval, and by a standby with n 0 (it only reads). Returns 0 or -errno (the store
+	 * did not answer: what is alive is unknown). */
 	int (*nodes_renew)(struct store *st, const char *const *nodes, unsigned n);
 	/* Whether node's registration was alive at the last nodes_renew that succeeded. */
 	bool (*node_alive)(const struct store *st, const char *node);
+	/* Whether node's registration was alive at any nodes_renew since the store opened: a
+	 * node never seen registered (its agent has not connected since) is not judged. */
+	bool (*node_known)(const struct store *st, const char *node);
 	/* The interval in ms at which watch and keepalive are called. */
 	unsigned (*interval_ms)(const struct store *st);
 	void (*free)(struct store *st);
