@@ -123,24 +123,12 @@ int cmd_controller(int argc, char **argv)
 		case 'p':
 			o.etcd_prefix = optarg;
 			break;
-		case 't': {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-			if (*optarg < '0' || *optarg > '9' || *end || v < 1 || v > 60)
-				cli_usage_error("controller",
-				                "--lease-ttl: '%s' is not 1..60 seconds", optarg);
-			o.lease_ttl_s = (unsigned)v;
+		case 't':
+			o.lease_ttl_s = (unsigned)cli_u64("controller", "--lease-ttl", optarg, 1, 60);
 			break;
-		}
-		case 'a': {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-			if (*optarg < '0' || *optarg > '9' || *end || v < 1 || v > 60)
-				cli_usage_error("controller",
-				                "--agent-ttl: '%s' is not 1..60 seconds", optarg);
-			o.agent_ttl_s = (unsigned)v;
+		case 'a':
+			o.agent_ttl_s = (unsigned)cli_u64("controller", "--agent-ttl", optarg, 1, 60);
 			break;
-		}
 		case 'K':
 			check = true;
 			break;
