@@ -531,8 +531,8 @@ static void store_tick(struct ctl *c, uint64_t now)
 		ctlr_state_save(c);
 	if (c->leader && st->ops->nodes_renew)
 		nodes_tick(c, now);
-	else if (st->ops->nodes_renew) /* a standby: which nodes are registered, to judge them */
-		st->ops->nodes_renew(st, NULL, 0);
+	else if (st->ops->nodes_renew && k >= 0)   /* a standby: which nodes are registered */
+		st->ops->nodes_renew(st, NULL, 0); /* (not when etcd just failed: no 2nd wait) */
 	if (!c->leader && st->ops->watch(st) == 1 && !store_adopt(c))
 		log_msg(LOG_INFO, "controller: standby: the stored state changed: adopted");
 }
