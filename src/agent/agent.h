@@ -13,7 +13,7 @@ struct agent_opts {
 	unsigned table;            /* routing table for slice routes (default: main) */
 	bool once;                 /* sync once and exit */
 	unsigned interval_ms;      /* resync period (repairs drift) */
-	const char *controller;    /* ADDR:PORT of peak controller, or NULL */
+	const char *controller;    /* peak controllers: ADDR:PORT[,ADDR:PORT...], or NULL */
 	const char *key_file;      /* the key shared with the controller (ctlauth.h), or NULL */
 	unsigned hc_interval_ms;   /* health checks: period */
 	unsigned hc_fast_ms;       /* their period while an endpoint's health is changing */
@@ -21,6 +21,15 @@ struct agent_opts {
 	const char *metrics;       /* Prometheus endpoint ADDR:PORT, or NULL */
 	const char *filter_object; /* the XDP filter's BPF object, or NULL for the default */
 };
+
+enum {
+	AGENT_CTLS_MAX = 8,      /* addresses in --controller */
+	AGENT_CTL_ADDR_MAX = 80, /* bytes of one, with its NUL */
+};
+
+/* The i-th ADDR:PORT of a --controller list (comma-separated) into out. Returns 0, -ENOENT
+ * (the list has no i-th address) or -ENAMETOOLONG (it does not fit out). */
+int agent_ctl_addr(const char *list, unsigned i, char out[static AGENT_CTL_ADDR_MAX]);
 
 /* A slice map received from the controller: per endpoint of the service, its blocks. */
 struct svc_map {

@@ -1,4 +1,7 @@
-/* peak agent: the link to the controller. Every line in and out goes through the control-line
+/* peak agent: the link to the controller. --controller may name several (the controllers of one
+ * etcd-backed cluster, only the leader of which listens): the agent connects to one at a time,
+ * and when that fails or the link is lost it tries the next at once; after a whole round of
+ * failures it waits the backoff. Every line in and out goes through the control-line
  * grammar (peak/ctlproto.h); with --key-file the hello answers the controller's challenge with
  * the key's tag and carries a nonce of ours, and nothing from the controller is taken until its
  * "welcome" proves the key on that nonce (peak/ctlauth.h). ctl_line handles one line from the
@@ -15,7 +18,71 @@
 #include "../sys/log.h"
 #include "../sys/net.h"
 
-enum { LOG_LINE_MAX = 80 }; /* bytes of a refused line quoted in the log */
+enum {
+	LOG_LINE_MAX = 80, /* bytes of a refused line quoted in the log */
+	/* The backoff's ceiling with several controllers: a takeover is expected (the lease TTL,
+	 * 2 s by default), and a refused connect costs a standby nothing. */
+	CTL_BACKOFF_SEVERAL_MAX_MS = 500,
+};
+
+int agent_ctl_addr(const char *list, unsigned i, char out[static AGENT_CTL_ADDR_MAX])
+{
+	const char *p = list, *end;
+	for (unsigned k = 0; k < i; k++) {
+		if (!(p = strchr(p, ',')))
+			return -ENOENT;
+		p++;
+	}
+	end = strchr(p, ',');
+	size_t n = end ? (size_t)(end - p) : strlen(p);
+	if (n >= AGENT_CTL_ADDR_MAX)
+		return -ENAMETOOLONG;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return 0;
+}
+
+/* How many addresses --controller gives (checked by the command line: 1 to AGENT_CTLS_MAX). */
+static unsigned ctl_naddr(const struct agent *a)
+{
+	unsigned n = 1;
+	for (const char *p = a->o->controller; (p = strchr(p, ',')); p++)
+		n++;
+	return n;
+}
+
+/* The address in use, for the log and connect. */
+static const char *ctl_at(const struct agent *a, char out[static AGENT_CTL_ADDR_MAX])
+{
+	if (agent_ctl_addr(a->o->controller, a->ctl_cur, out))
+		snprintf(out, AGENT_CTL_ADDR_MAX, "?");
+	return out;
+}
+
+/* After a failure at the address in use: moves to the next one and returns how long to wait
+ * before trying it: nothing while the round (every address once since a link was last up)
+ * is not over, else the backoff, which then doubles up to CTL_BACKOFF_MAX_MS (with several
+ * addresses CTL_BACKOFF_SEVERAL_MAX_MS). With one address every failure ends a round. */
+static unsigned ctl_next(struct agent *a)
+{
+	unsigned n = ctl_naddr(a), wait = 0;
+	unsigned max = n > 1 ? CTL_BACKOFF_SEVERAL_MAX_MS : CTL_BACKOFF_MAX_MS;
+	a->ctl_cur = (a->ctl_cur + 1) % n;
+	if (++a->ctl_failed < n)
+		return 0;
+	a->ctl_failed = 0;
+	wait = a->backoff_ms > max ? max : a->backoff_ms;
+	a->backoff_ms = wait * 2 > max ? max : wait * 2;
+	return wait;
+}
+
+/* A link is up at the address in use: the next failure starts a fresh round there. */
+static void ctl_took(struct agent *a)
+{
+	a->link = LINK_UP;
+	a->backoff_ms = CTL_BACKOFF_MIN_MS;
+	a->ctl_failed = 0;
+}
 
 /* Frees a map's blocks (m->nep lists) and empties it. */
 static void map_free(struct svc_map *m)
@@ -60,8 +127,8 @@ void ctl_drop(struct agent *a, uint64_t retry_ms)
 }
 
 /* The link failed or the controller ended it: why says how, and said is true when why is
- * the text of the controller's "error:" line. Drops the link and retries after the
- * backoff, which doubles up to CTL_BACKOFF_MAX_MS until a controller takes a hello.
+ * the text of the controller's "error:" line. Drops the link and tries the next controller
+ * (ctl_next: at once, or after the backoff once every address failed in this round).
  * Between our hello and the controller's first map, an "error:" is a refused hello, and
  * so most likely is a close: the log says so, with the likely fix (the key), since the
  * retries alone will not help. The routes stay (fail static). */
@@ -69,24 +136,26 @@ static void ctl_lost(struct agent *a, const char *why, bool said)
 {
 	const char *hint = a->key ? "is --key-file the controller's key?"
 	                          : "a controller with --key-file wants one here too";
-	unsigned wait = a->backoff_ms;
+	char at[AGENT_CTL_ADDR_MAX], nx[AGENT_CTL_ADDR_MAX], next[AGENT_CTL_ADDR_MAX + 8] = "";
+	ctl_at(a, at);
+	unsigned wait = ctl_next(a);
+	if (ctl_naddr(a) > 1)
+		snprintf(next, sizeof(next), " at %s", ctl_at(a, nx));
 	if ((a->link == LINK_HELLO || a->link == LINK_WELCOME) && said)
 		log_msg(LOG_ERR,
 		        "agent: %s: controller %s refused the hello: %s (%s); keeping the "
-		        "routes, retrying in %u ms",
-		        a->o->node, a->o->controller, why, hint, wait);
+		        "routes, retrying in %u ms%s",
+		        a->o->node, at, why, hint, wait, next);
 	else if (a->link == LINK_HELLO || a->link == LINK_WELCOME)
 		log_msg(LOG_ERR,
 		        "agent: %s: controller %s ended the link after the hello, before any "
-		        "map (%s): a refused hello? (%s); keeping the routes, retrying in %u ms",
-		        a->o->node, a->o->controller, why, hint, wait);
+		        "map (%s): a refused hello? (%s); keeping the routes, retrying in %u ms%s",
+		        a->o->node, at, why, hint, wait, next);
 	else
 		log_msg(LOG_WARNING,
-		        "agent: %s: controller gone; keeping the routes, retrying in %u ms "
+		        "agent: %s: controller gone; keeping the routes, retrying in %u ms%s "
 		        "(%s: %s%s)",
-		        a->o->node, wait, a->o->controller, said ? "error: " : "", why);
-	a->backoff_ms =
-	    a->backoff_ms * 2 > CTL_BACKOFF_MAX_MS ? CTL_BACKOFF_MAX_MS : a->backoff_ms * 2;
+		        a->o->node, wait, next, at, said ? "error: " : "", why);
 	ctl_drop(a, peak_mono_ms() + wait);
 }
 
@@ -95,14 +164,14 @@ static void ctl_lost(struct agent *a, const char *why, bool said)
  * after the backoff, as for a lost link. The routes stay (fail static). */
 static void ctl_unproven(struct agent *a, const char *why)
 {
-	unsigned wait = a->backoff_ms;
+	char at[AGENT_CTL_ADDR_MAX];
+	ctl_at(a, at);
+	unsigned wait = ctl_next(a);
 	log_msg(LOG_ERR,
 	        "agent: %s: controller %s did not prove it holds the key (%s): refusing its "
 	        "maps (a controller without --key-file, another key, or not the controller); "
 	        "keeping the routes, retrying in %u ms",
-	        a->o->node, a->o->controller, why, wait);
-	a->backoff_ms =
-	    a->backoff_ms * 2 > CTL_BACKOFF_MAX_MS ? CTL_BACKOFF_MAX_MS : a->backoff_ms * 2;
+	        a->o->node, at, why, wait);
 	ctl_drop(a, peak_mono_ms() + wait);
 }
 
@@ -161,12 +230,13 @@ static void ctl_ready(struct agent *a)
 	pthread_mutex_lock(&a->st.lock);
 	a->st.controller_up = true;
 	pthread_mutex_unlock(&a->st.lock);
+	char at[AGENT_CTL_ADDR_MAX];
 	for (unsigned i = 0; i < a->nhc && a->ctl >= 0; i++)
 		if (!a->hc[i].up)
 			ctl_health(a, &a->hc[i]);
 	if (a->ctl >= 0) /* else a send failed: dropped, retried after the backoff */
 		log_msg(LOG_INFO, "agent: %s: connected to controller %s%s", a->o->node,
-		        a->o->controller,
+		        ctl_at(a, at),
 		        a->key ? " (hello with the key's tag; the controller proved the key)" : "");
 }
 
@@ -220,20 +290,21 @@ static void ctl_welcome(struct agent *a, const struct ctl_msg *m)
 		ctl_unproven(a, "a wrong proof in its welcome");
 		return;
 	}
-	a->link = LINK_UP; /* it took our hello: it proved it */
-	a->backoff_ms = CTL_BACKOFF_MIN_MS;
+	ctl_took(a); /* it took our hello: it proved it */
 	ctl_ready(a);
 }
 
-/* Connects to the controller (blocking, short). With a key the hello waits for the
- * challenge (at most CTL_CHALLENGE_MS); without one it goes at once. */
+/* Connects to the controller in use (blocking, at most 200 ms: a standby does not listen,
+ * a host that is gone does not answer). With a key the hello waits for the challenge (at
+ * most CTL_CHALLENGE_MS); without one it goes at once. */
 static void ctl_connect(struct agent *a, uint64_t now)
 {
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	struct timeval tv = {0, 200000};
+	char at[AGENT_CTL_ADDR_MAX];
 	int fd = -1;
-	if (sockaddr_parse(a->o->controller, &ss, &sl)) /* checked by the command line */
+	if (sockaddr_parse(ctl_at(a, at), &ss, &sl)) /* checked by the command line */
 		goto fail;
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (fd == -1 || setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1 ||
@@ -252,10 +323,9 @@ static void ctl_connect(struct agent *a, uint64_t now)
 fail:
 	if (fd != -1)
 		close(fd);
-	/* Keep the last routes (fail static) and retry with backoff, up to 5 s. */
-	a->retry_ms = now + a->backoff_ms;
-	a->backoff_ms =
-	    a->backoff_ms * 2 > CTL_BACKOFF_MAX_MS ? CTL_BACKOFF_MAX_MS : a->backoff_ms * 2;
+	/* Keep the last routes (fail static) and try the next controller (backoff up to 5 s
+	 * once every one failed). */
+	a->retry_ms = now + ctl_next(a);
 }
 
 void ctl_tick(struct agent *a, uint64_t now)
@@ -408,10 +478,8 @@ static void ctl_line(struct agent *a, const char *line, size_t len)
 	case CTL_MAP:
 	case CTL_EP:
 	case CTL_END:
-		if (a->link == LINK_HELLO) {
-			a->link = LINK_UP;
-			a->backoff_ms = CTL_BACKOFF_MIN_MS;
-		}
+		if (a->link == LINK_HELLO)
+			ctl_took(a);
 		ctl_map_line(a, &m, line, len);
 		break;
 	default:

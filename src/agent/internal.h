@@ -84,6 +84,8 @@ struct agent {
 	uint64_t retry_ms;     /* when to try the controller again (link down) */
 	uint64_t challenge_ms; /* when to give up waiting for the challenge or the welcome */
 	unsigned backoff_ms;   /* the next retry's delay: doubles on each failure, up to 5 s */
+	unsigned ctl_cur;      /* the --controller address in use (ctllink.c: ctl_addr) */
+	unsigned ctl_failed;   /* addresses that failed since a link was last up (a round) */
 	const struct ctlauth_key *key; /* --key-file's key, or NULL: plain hello */
 	uint8_t cnonce[CTL_NONCE_LEN]; /* with a key: this connection's challenge */
 	uint8_t anonce[CTL_NONCE_LEN]; /* with a key: our nonce the controller must prove on */

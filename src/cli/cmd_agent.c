@@ -13,7 +13,7 @@
 #include "peak/ctlproto.h"
 
 static const char agent_help[] =
-    "usage: peak agent --config FILE --node NAME [--controller ADDR:PORT [--key-file FILE]]\n"
+    "usage: peak agent --config FILE --node NAME [--controller ADDR:PORT[,...] [--key-file FILE]]\n"
     "                  [--table N] [--once] [--interval MS] [--hc-interval MS]\n"
     "                  [--hc-fast-interval MS] [--hc-down N] [--hc-up N]\n"
     "                  [--metrics ADDR:PORT] [--filter-object PATH] [--quiet]\n"
@@ -32,10 +32,15 @@ static const char agent_help[] =
     "(which also repairs routes changed behind its back) and reloads the file on SIGHUP.\n"
     "While the controller is unreachable it keeps its routes and retries (backoff up to\n"
     "5 s). Routes stay when it stops.\n"
+    "Several controllers (the controllers of one --store etcd cluster: only the leader\n"
+    "listens) are tried in turn: the agent keeps to the one that takes its hello and, when\n"
+    "that link is lost or refused, tries the next at once; after every one failed in a row\n"
+    "it waits the backoff (up to 0.5 s with several: a takeover is expected).\n"
     "\n"
     "  --config FILE      the PEAK YAML configuration\n"
     "  --node NAME        this node's name, as the endpoints' 'node' fields give it\n"
-    "  --controller A     peak controller, ADDR:PORT\n"
+    "  --controller A     peak controller, ADDR:PORT; several as A,B or the option\n"
+    "                     repeated (up to 8), tried in that order\n"
     "  --key-file FILE    the key the controller's --key-file holds (16 bytes or more; a\n"
     "                     file group or others may write or others may read is refused):\n"
     "                     the hello answers the controller's challenge with its HMAC.\n"
@@ -101,6 +106,7 @@ int cmd_agent(int argc, char **argv)
 	struct bird_opts bird = {0};
 	const char *bird_path = NULL;
 	bool check = false;
+	char ctls[AGENT_CTLS_MAX * AGENT_CTL_ADDR_MAX] = "";
 	int c;
 	opterr = 0;
 	optind = 1;
@@ -125,8 +131,14 @@ int cmd_agent(int argc, char **argv)
 		case 'q':
 			log_set_level(LOG_WARNING);
 			break;
-		case 'C':
-			o.controller = optarg;
+		case 'C': /* repeated: one list, checked below */
+			if (strlen(ctls) + strlen(optarg) + 2 > sizeof(ctls))
+				cli_usage_error("agent", "--controller: more than %d addresses",
+				                AGENT_CTLS_MAX);
+			if (ctls[0])
+				strcat(ctls, ",");
+			strcat(ctls, optarg);
+			o.controller = ctls;
 			break;
 		case 'H':
 			o.hc_interval_ms =
@@ -207,10 +219,14 @@ int cmd_agent(int argc, char **argv)
 		struct sockaddr_storage ss;
 		socklen_t sl;
 		struct ctl_msg m = {.kind = CTL_HELLO};
-		char line[CTL_LINE_MAX + 1];
-		if (sockaddr_parse(o.controller, &ss, &sl))
-			cli_usage_error("agent", "--controller: '%s' is not ADDR:PORT",
-			                o.controller);
+		char line[CTL_LINE_MAX + 1], at[AGENT_CTL_ADDR_MAX];
+		unsigned n = 0;
+		for (int r; (r = agent_ctl_addr(o.controller, n, at)) != -ENOENT; n++)
+			if (r || n == AGENT_CTLS_MAX || sockaddr_parse(at, &ss, &sl))
+				cli_usage_error("agent",
+				                "--controller: '%s' is not up to %d ADDR:PORT "
+				                "separated by commas",
+				                o.controller, AGENT_CTLS_MAX);
 		bool fits = strlen(o.node) < sizeof(m.id);
 		if (fits)
 			memcpy(m.id, o.node, strlen(o.node) + 1);

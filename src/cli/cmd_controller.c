@@ -15,7 +15,8 @@ static const char controller_help[] =
     "usage: peak controller --config FILE --listen ADDR:PORT [--dns-control PATH]\n"
     "                       [--metrics ADDR:PORT] [--key-file FILE] [--control PATH]\n"
     "                       [--state FILE|none] [--store file|etcd] [--etcd URL]\n"
-    "                       [--etcd-prefix PREFIX] [--lease-ttl SECONDS] [--check] [--quiet]\n"
+    "                       [--etcd-prefix PREFIX] [--lease-ttl SECONDS]\n"
+    "                       [--agent-ttl SECONDS] [--check] [--quiet]\n"
     "\n"
     "Holds each service's slice assignment (the one 'peak plan' shows, to begin with) and\n"
     "the endpoints' health as the agents report it. When an endpoint goes down its slices\n"
@@ -44,6 +45,11 @@ static const char controller_help[] =
     "  --etcd-prefix PREFIX the keys' prefix in etcd (default /peak/)\n"
     "  --lease-ttl SECONDS  the leader's lease in etcd (1..60, default 2): a leader that\n"
     "                       dies is replaced within it\n"
+    "  --agent-ttl SECONDS  etcd: how long a node's registration (PREFIX nodes/NODE, under\n"
+    "                       a lease the leader renews while the node's agent is connected)\n"
+    "                       outlives the agent's link (1..60, default 2, at least half of\n"
+    "                       --lease-ttl); then the node's endpoints go down and their\n"
+    "                       slices move\n"
     "  --check              check the configuration (and key file, and store options),\n"
     "                       print 'ok', exit 0, or print FILE:LINE: reason and exit 2\n"
     "  --quiet              log only warnings and errors\n"
@@ -74,6 +80,7 @@ int cmd_controller(int argc, char **argv)
 	    {"etcd", required_argument, 0, 'e'},
 	    {"etcd-prefix", required_argument, 0, 'p'},
 	    {"lease-ttl", required_argument, 0, 't'},
+	    {"agent-ttl", required_argument, 0, 'a'},
 	    {"check", no_argument, 0, 'K'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
@@ -116,15 +123,12 @@ int cmd_controller(int argc, char **argv)
 		case 'p':
 			o.etcd_prefix = optarg;
 			break;
-		case 't': {
-			char *end;
-			unsigned long v = strtoul(optarg, &end, 10);
-			if (*optarg < '0' || *optarg > '9' || *end || v < 1 || v > 60)
-				cli_usage_error("controller",
-				                "--lease-ttl: '%s' is not 1..60 seconds", optarg);
-			o.lease_ttl_s = (unsigned)v;
+		case 't':
+			o.lease_ttl_s = (unsigned)cli_u64("controller", "--lease-ttl", optarg, 1, 60);
 			break;
-		}
+		case 'a':
+			o.agent_ttl_s = (unsigned)cli_u64("controller", "--agent-ttl", optarg, 1, 60);
+			break;
 		case 'K':
 			check = true;
 			break;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "../dns/follow.h"
 #include "../dns/server.h"
 #include "../dns/state.h"
 #include "../sys/log.h"
@@ -17,7 +18,8 @@
 static const char dns_help[] =
     "usage: peak dns --config FILE [--listen ADDR:PORT ...] [--threads N] [--control PATH]\n"
     "                [--control-mode MODE] [--control-group G] [--metrics ADDR:PORT]\n"
-    "                [--tcp-idle SECONDS] [--tcp-max N] [--check] [--quiet]\n"
+    "                [--tcp-idle SECONDS] [--tcp-max N] [--store etcd --etcd URL\n"
+    "                [--etcd-prefix PREFIX]] [--check] [--quiet]\n"
     "\n"
     "Serves the zone and services of the configuration as an authoritative server: SOA and\n"
     "NS at the apex, APL and steered AAAA at each service, the descriptor as TXT at\n"
@@ -38,6 +40,11 @@ static const char dns_help[] =
     "  --tcp-max N          simultaneous TCP connections (default 256); at the limit a\n"
     "                       new client takes the place of the connection whose query\n"
     "                       (or idleness) began longest ago, if over --tcp-idle/8 ago\n"
+    "  --store etcd         follow the live state (health, weights) the leading peak\n"
+    "                       controller --store etcd writes, instead of being told by a\n"
+    "                       controller's --dns-control: several replicas answer alike\n"
+    "  --etcd URL           etcd's client URL(s), http://ADDR:PORT[,...]\n"
+    "  --etcd-prefix PREFIX the controllers' --etcd-prefix (default /peak/)\n"
     "  --check              load and check the configuration, print 'ok', and exit\n"
     "  --quiet              log only warnings and errors\n"
     "\n"
@@ -68,6 +75,9 @@ int cmd_dns(int argc, char **argv)
 	    {"tcp-idle", required_argument, 0, 'i'},
 	    {"tcp-max", required_argument, 0, 'M'},
 	    {"check", no_argument, 0, 'k'},
+	    {"store", required_argument, 0, 'S'},
+	    {"etcd", required_argument, 0, 'e'},
+	    {"etcd-prefix", required_argument, 0, 'p'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
@@ -75,6 +85,7 @@ int cmd_dns(int argc, char **argv)
 	struct dnsd_opts o = {
 	    .tcp_idle_ms = 10000, .tcp_max = 256, .control_mode = 0660, .control_group = -1};
 	bool check = false;
+	const char *store = NULL;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	int c;
 
@@ -141,6 +152,17 @@ int cmd_dns(int argc, char **argv)
 		case 'k':
 			check = true;
 			break;
+		case 'S':
+			if (strcmp(optarg, "etcd"))
+				cli_usage_error("dns", "--store: '%s' is not etcd", optarg);
+			store = optarg;
+			break;
+		case 'e':
+			o.etcd = optarg;
+			break;
+		case 'p':
+			o.etcd_prefix = optarg;
+			break;
 		case 'q':
 			log_set_level(LOG_WARNING);
 			break;
@@ -158,6 +180,16 @@ int cmd_dns(int argc, char **argv)
 		cli_usage_error("dns", "--config is required");
 	if (o.threads > DNSD_MAX_WORKERS - 1)
 		o.threads = DNSD_MAX_WORKERS - 1;
+	if (!store != !o.etcd || (o.etcd_prefix && !store))
+		cli_usage_error("dns",
+		                "--store etcd and --etcd URL go together (--etcd-prefix too)");
+	if (store) { /* the URLs and the prefix, before anything starts */
+		char err[256];
+		struct dns_follow *f = dns_follow_open(o.etcd, o.etcd_prefix, err, sizeof(err));
+		if (!f)
+			cli_usage_error("dns", "%s", err);
+		dns_follow_free(f);
+	}
 	if (check) {
 		struct peak_config *cfg;
 		char err[CFG_ERRLEN];

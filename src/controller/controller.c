@@ -415,6 +415,8 @@ static void lead(struct ctl *c)
 	pthread_mutex_lock(&c->lock);
 	c->leader = true;
 	c->term = c->store->term;
+	c->lead_ms = ctlr_now_ms();
+	c->nodes_judged = false;
 	pthread_mutex_unlock(&c->lock);
 	log_msg(LOG_INFO, "controller: leading (store %s)%s", c->store->ops->name,
 	        r ? "" : ": the stored state adopted");
@@ -441,8 +443,73 @@ static void follow(struct ctl *c, const char *why)
 			ctlr_agent_drop(c, &c->agents[i], "this controller is a standby now");
 }
 
-/* Every store interval: keeps the lease, takes or gives up the lead, and on a standby
- * follows the stored state (watch). */
+/* Whether an agent of node is connected (said hello). */
+static bool node_connected(const struct ctl *c, const char *node)
+{
+	for (int i = 0; i < MAX_AGENTS; i++)
+		if (c->agents[i].fd >= 0 && c->agents[i].hello && !strcmp(c->agents[i].node, node))
+			return true;
+	return false;
+}
+
+/* Whether endpoint e of v is the last one up with weight (ctlr_health would refuse). */
+static bool last_up(const struct csvc *v, unsigned e)
+{
+	for (unsigned k = 0; k < v->s->nep; k++)
+		if (k != e && v->healthy[k] && v->slot[k] >= 0 && v->weight[k])
+			return false;
+	return true;
+}
+
+/* The leader, at every store interval, in a store with leases: keeps the registrations of
+ * the connected agents' nodes alive, and takes down the endpoints of every node whose
+ * registration lapsed (its agent's link dropped at least the agent TTL ago, or never came
+ * back after a takeover) and whose agent is not connected: their slices move. Only nodes
+ * seen registered are judged (a standby reads the registrations too): at a cold start an
+ * agent that has not connected yet moves nothing. Their "down"
+ * waits for the agent's hello (stale_arm), as an adopted one does. For the agent TTL after
+ * taking the lead nothing is taken down: the agents of a leader that died reconnect
+ * meanwhile, while the registrations it kept run out with its lease. Nothing moves while
+ * the store does not answer (what is alive is then unknown). */
+static void nodes_tick(struct ctl *c, uint64_t now)
+{
+	struct store *st = c->store;
+	const char *nodes[MAX_AGENTS];
+	unsigned n = 0, ttl_s = c->o->agent_ttl_s ? c->o->agent_ttl_s : AGENT_TTL_DEF_S;
+	for (int i = 0; i < MAX_AGENTS; i++)
+		if (c->agents[i].fd >= 0 && c->agents[i].hello)
+			nodes[n++] = c->agents[i].node;
+	/* lead_ms may be later than now: lead() ran since now was read */
+	if (st->ops->nodes_renew(st, nodes, n) || now < c->lead_ms + ttl_s * 1000ull)
+		return;
+	if (!c->nodes_judged)
+		log_msg(LOG_INFO,
+		        "controller: %u agents connected %u s after taking the lead: the "
+		        "endpoints of nodes without a live registration go down from now on",
+		        n, ttl_s);
+	c->nodes_judged = true;
+	for (unsigned i = 0; i < c->cfg->nsvc; i++) {
+		struct csvc *v = &c->svc[i];
+		for (unsigned e = 0; v->have && e < v->s->nep; e++) {
+			const char *node = v->s->ep[e].node;
+			if (!node[0] || !v->healthy[e] || node_connected(c, node) ||
+			    !st->ops->node_known(st, node) || st->ops->node_alive(st, node) ||
+			    last_up(v, e))
+				continue;
+			log_msg(LOG_WARNING,
+			        "controller: node %s gone (no agent, its registration lapsed): "
+			        "%s %s down",
+			        node, v->name, v->s->ep[e].id);
+			pthread_mutex_lock(&c->lock);
+			if (!ctlr_health(c, v, e, false))
+				v->stale[e] = UINT64_MAX; /* up again after its agent's hello */
+			pthread_mutex_unlock(&c->lock);
+		}
+	}
+}
+
+/* Every store interval: keeps the lease, takes or gives up the lead, keeps the agents'
+ * registrations, and on a standby follows the stored state (watch). */
 static void store_tick(struct ctl *c, uint64_t now)
 {
 	struct store *st = c->store;
@@ -462,6 +529,10 @@ static void store_tick(struct ctl *c, uint64_t now)
 		listen_open(c);
 	if (c->leader && c->unsaved)
 		ctlr_state_save(c);
+	if (c->leader && st->ops->nodes_renew)
+		nodes_tick(c, now);
+	else if (st->ops->nodes_renew && k >= 0)   /* a standby: which nodes are registered */
+		st->ops->nodes_renew(st, NULL, 0); /* (not when etcd just failed: no 2nd wait) */
 	if (!c->leader && st->ops->watch(st) == 1 && !store_adopt(c))
 		log_msg(LOG_INFO, "controller: standby: the stored state changed: adopted");
 }

@@ -29,6 +29,8 @@ struct controller_opts {
 	const char *etcd;        /* etcd's client URL, http://ADDR:PORT */
 	const char *etcd_prefix; /* the keys' prefix (NULL: "/peak/") */
 	unsigned lease_ttl_s;    /* the leader's lease (0: 2 s) */
+	unsigned agent_ttl_s;    /* etcd: an agent's registration outlives its link this long
+	                          * (0: 2 s); then its node's endpoints go down */
 };
 
 /* Serves until SIGINT or SIGTERM; SIGHUP reloads the configuration. Returns 0 after a

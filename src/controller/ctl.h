@@ -31,6 +31,7 @@ enum {
 	STALE_UP_MS = 2000,   /* see adopt(): the grace for a saved "down" after a hello */
 	LOG_BURST = 10,       /* peer-caused log lines per second */
 	POLL_TICK_MS = 250,
+	AGENT_TTL_DEF_S = 2, /* --agent-ttl */
 };
 
 struct csvc {
@@ -93,6 +94,8 @@ struct ctl {
 	bool stale_store;    /* a save was refused (another writer): check the lead at once */
 	bool unsaved;        /* the last save did not reach the store: try again */
 	uint64_t store_next; /* when the next keepalive and watch are due */
+	uint64_t lead_ms;    /* when this controller took the lead */
+	bool nodes_judged;   /* since then, nodes whose registration lapsed were looked for */
 	int lfd;             /* the agents' listener while leading, else -1 */
 	uint64_t log_s;
 	unsigned log_n;

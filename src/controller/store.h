@@ -45,6 +45,19 @@ struct store_ops {
 	/* Keeps this controller's lease alive and campaigns for leadership. Returns 1 (this
 	 * controller leads), 0 (a standby) or -errno (the store did not answer: not leading). */
 	int (*keepalive)(struct store *st);
+	/* The agents' liveness; NULL in a store without leases (the file store: an agent's
+	 * link may drop for any time, nothing moves). Keeps the registration of each of the n
+	 * nodes whose agents are connected here alive (a key per node under a lease of the
+	 * agent TTL, granted when first seen, renewed at every call), lets the others' expire,
+	 * then reads whose registrations are alive (node_alive). Called by the leader at every
+	 * interval, and by a standby with n 0 (it only reads). Returns 0 or -errno (the store
+	 * did not answer: what is alive is unknown). */
+	int (*nodes_renew)(struct store *st, const char *const *nodes, unsigned n);
+	/* Whether node's registration was alive at the last nodes_renew that succeeded. */
+	bool (*node_alive)(const struct store *st, const char *node);
+	/* Whether node's registration was alive at any nodes_renew since the store opened: a
+	 * node never seen registered (its agent has not connected since) is not judged. */
+	bool (*node_known)(const struct store *st, const char *node);
 	/* The interval in ms at which watch and keepalive are called. */
 	unsigned (*interval_ms)(const struct store *st);
 	void (*free)(struct store *st);

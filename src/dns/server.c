@@ -25,6 +25,7 @@
 #include "../sys/metrics.h"
 #include "../sys/net.h"
 #include "answer.h"
+#include "follow.h"
 #include "peak/ctlproto.h"
 #include "peak/util.h"
 #include "state.h"
@@ -774,6 +775,85 @@ static void control_command(struct server *s, char *line, char *reply, size_t ca
 	snprintf(reply, cap, "ok\n");
 }
 
+/* ---- --store etcd: the state the controller stores, followed (follow.h) ---- */
+
+struct follow_ctx {
+	struct server *s;
+	unsigned changed;
+};
+
+/* One service's stored record (checked): each endpoint of the service is up unless the
+ * record says "health ... down", and takes the record's weight. Ups and weights go first,
+ * downs last, so the service is never left without an endpoint on the way. A service or
+ * endpoint the configuration does not have is skipped. */
+static void follow_apply(void *arg, const char *name, const char *text, size_t len)
+{
+	struct follow_ctx *fc = arg;
+	struct dnsd_dyn *dyn = &fc->s->dyn;
+	struct dnsd_svc_dyn *sd = NULL;
+	struct dns_name svc;
+	bool *down = NULL;
+	long *w = NULL;
+	if (dns_name_parse(name, &svc))
+		return;
+	pthread_mutex_lock(&fc->s->dyn_lock);
+	for (unsigned i = 0; i < dyn->nsvc && !sd; i++)
+		if (dns_name_eq(&dyn->svc[i].name, &svc))
+			sd = &dyn->svc[i];
+	if (!sd || !(down = calloc(sd->nep + 1, sizeof(*down))) ||
+	    !(w = malloc((sd->nep + 1) * sizeof(*w))))
+		goto out;
+	for (unsigned e = 0; e < sd->nep; e++)
+		w[e] = -1;
+	for (size_t at = 0, n; at < len; at += n + 1) {
+		struct ctl_msg m;
+		const char *nl = memchr(text + at, '\n', len - at);
+		n = nl ? (size_t)(nl - (text + at)) : len - at;
+		if (ctl_parse(text + at, n, &m) || (m.kind != CTL_HEALTH && m.kind != CTL_WEIGHT))
+			continue;
+		for (unsigned e = 0; e < sd->nep; e++) {
+			if (strcmp(sd->ep[e].id, m.id))
+				continue;
+			if (m.kind == CTL_HEALTH)
+				down[e] = !m.up;
+			else
+				w[e] = (long)m.weight;
+		}
+	}
+	for (int pass = 0; pass < 3; pass++) {
+		for (unsigned e = 0; e < sd->nep; e++) {
+			const struct dnsd_ep_dyn *x = &sd->ep[e];
+			int h = -1;
+			long wt = -1;
+			if (pass == 0 && !down[e] && !x->healthy)
+				h = 1;
+			else if (pass == 1 && w[e] >= 0 && (uint32_t)w[e] != x->weight)
+				wt = w[e];
+			else if (pass == 2 && down[e] && x->healthy)
+				h = 0;
+			if ((h >= 0 || wt >= 0) && !dnsd_dyn_set(dyn, &svc, x->id, h, wt))
+				fc->changed++;
+		}
+	}
+out:
+	pthread_mutex_unlock(&fc->s->dyn_lock);
+	free(down);
+	free(w);
+}
+
+/* Every FOLLOW_TICK_MS: reads the stored state afresh when it changed and serves it. */
+static void follow_tick(struct server *s, struct dns_follow *f)
+{
+	struct follow_ctx fc = {.s = s};
+	char err[CFG_ERRLEN];
+	if (dns_follow_step(f, follow_apply, &fc) != 1 || !fc.changed)
+		return;
+	if (rebuild(s, s->cfg_bytes, s->cfg_len, err, sizeof(err)))
+		log_msg(LOG_ERR, "dns: etcd: the stored state cannot be served: %s", err);
+	else
+		log_msg(LOG_INFO, "dns: etcd: the stored state applied (%u changes)", fc.changed);
+}
+
 /* ---- the control socket: served by the main thread between signals, never blocking ----
  *
  * Each client gets CTL_DEADLINE_MS from its connection to send its line and take the whole
@@ -991,6 +1071,8 @@ int dnsd_run(const struct dnsd_opts *o)
 	struct tcp_ctx tc = {.ep = -1};
 	struct ctl ctl = {.lfd = -1};
 	struct metrics_srv *mhd = NULL;
+	struct dns_follow *fol = NULL;
+	uint64_t fol_next = 0;
 	int ret = 1, sfd = -1;
 	unsigned started = 0;
 	bool tcp_started = false;
@@ -1059,6 +1141,11 @@ int dnsd_run(const struct dnsd_opts *o)
 	}
 	if (o->control && control_listen(o, &ctl))
 		goto out;
+	if (o->etcd && !(fol = dns_follow_open(o->etcd, o->etcd_prefix, err, sizeof(err)))) {
+		log_msg(LOG_ERR, "dns: %s", err);
+		ret = 2; /* bad input: the options */
+		goto out;
+	}
 	tc.s = s;
 	if ((tc.ep = epoll_create1(EPOLL_CLOEXEC)) == -1 ||
 	    !(tc.conns = calloc(o->tcp_max, sizeof(*tc.conns)))) {
@@ -1105,6 +1192,12 @@ int dnsd_run(const struct dnsd_opts *o)
 			pf[n++] =
 			    (struct pollfd){.fd = k->fd, .events = k->reply ? POLLOUT : POLLIN};
 		}
+		if (fol && now >= fol_next) {
+			follow_tick(s, fol);
+			fol_next = peak_mono_ms() + FOLLOW_TICK_MS;
+		}
+		if (fol)
+			next = fol_next < next ? fol_next : next;
 		int wait = next == UINT64_MAX ? -1 : (int)(next - now);
 		if (poll(pf, n, wait) == -1 && errno != EINTR) {
 			log_msg(LOG_ERR, "dns: poll: %s", strerror(errno));
@@ -1153,6 +1246,7 @@ out:
 	free(tc.conns);
 	dnsd_ctx_fini(&tc.cx);
 	control_close(&ctl);
+	dns_follow_free(fol);
 	if (sfd >= 0)
 		close(sfd);
 	dns_state_free(atomic_load(&s->state));

@@ -18,6 +18,8 @@ struct dnsd_opts {
 	unsigned tcp_idle_ms;  /* close TCP connections idle this long, or whose query (or
 	                        * answer) has not gone through whole this long after it began */
 	unsigned tcp_max;      /* simultaneous TCP connections */
+	const char *etcd;        /* --store etcd: follow the stored state there (follow.h) */
+	const char *etcd_prefix; /* its keys' prefix (NULL: "/peak/") */
 };
 
 /* Loads the configuration, binds, serves until SIGINT or SIGTERM. Returns 0 on a clean

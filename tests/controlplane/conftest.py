@@ -1,6 +1,7 @@
 """The control plane beyond one machine: the controller's etcd store and its high
 availability, against a real etcd (Debian's etcd-server) on loopback. Helpers come from
-tests/lib (ctlpeer.py: the controller and a fake agent) and etcdproc.py here."""
+tests/lib (ctlpeer.py: the controller and a fake agent), tests/cluster (agentns.py: a real
+agent in a network namespace) and etcdproc.py here."""
 import os
 import shutil
 import sys
@@ -9,6 +10,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "cluster"))
 
 import etcdproc  # noqa: E402
 

@@ -1,6 +1,7 @@
 """One etcd member on loopback for a test: a temporary data dir, free client and peer
 ports, stopped by its own PID. get/put/keys speak the v3 JSON gateway the controller uses
-(keys and values base64), independently of the C code."""
+(keys and values base64), independently of the C code. With netns, the member runs on that
+network namespace's loopback (and the test's requests go there)."""
 import base64
 import json
 import os
@@ -22,7 +23,8 @@ def b64(s):
 class Etcd:
     """One member; with cluster (name -> peer URL) and name, a member of that cluster."""
 
-    def __init__(self, datadir, name="t", port=None, peer=None, cluster=None, token=None):
+    def __init__(self, datadir, name="t", port=None, peer=None, cluster=None, token=None,
+                 netns=None):
         os.makedirs(datadir, exist_ok=True)
         self.port = port or peaktest.free_port()
         peer = peer or peaktest.free_port()
@@ -30,8 +32,10 @@ class Etcd:
         purl = f"http://127.0.0.1:{peer}"
         cluster = cluster or {name: purl}
         self.logf = open(os.path.join(datadir, "etcd.log"), "w")
+        self.netns = netns
         self.proc = subprocess.Popen(
-            [ETCD, "--name", name, "--data-dir", os.path.join(datadir, "data"),
+            [*(["ip", "netns", "exec", netns] if netns else []), ETCD,
+             "--name", name, "--data-dir", os.path.join(datadir, "data"),
              "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
              "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
              "--initial-cluster", ",".join(f"{n}={u}" for n, u in cluster.items()),
@@ -52,6 +56,12 @@ class Etcd:
                 time.sleep(0.05)
 
     def call(self, path, body):
+        if self.netns:
+            import agentns  # tests/cluster: runs the request inside the namespace
+            return agentns.in_netns(self.netns, lambda: self._call(path, body))
+        return self._call(path, body)
+
+    def _call(self, path, body):
         req = urllib.request.Request(self.url + path, data=json.dumps(body).encode(),
                                      headers={"Content-Type": "application/json"})
         with urllib.request.urlopen(req, timeout=5) as r:

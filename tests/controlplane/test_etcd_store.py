@@ -139,7 +139,10 @@ def test_bad_store_options_exit_2(tmp_path, etcd):
                   ["--store", "etcd", "--etcd", etcd.url, "--etcd-prefix", "peak"],
                   ["--store", "etcd", "--etcd", etcd.url, "--state", "x"],
                   ["--etcd", etcd.url],
-                  ["--store", "etcd", "--etcd", etcd.url, "--lease-ttl", "0"]):
+                  ["--store", "etcd", "--etcd", etcd.url, "--lease-ttl", "0"],
+                  ["--store", "etcd", "--etcd", etcd.url, "--agent-ttl", "0"],
+                  ["--store", "etcd", "--etcd", etcd.url, "--lease-ttl", "4", "--agent-ttl",
+                   "1"]):
         p = subprocess.run([ctlpeer.PEAK, "controller", "--config", str(cfg), "--listen",
                             "[::1]:1", *extra], capture_output=True, text=True, timeout=10)
         assert p.returncode == 2, (extra, p.stdout, p.stderr)

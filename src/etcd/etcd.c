@@ -1,0 +1,295 @@
+/* The etcd v3 JSON gateway client (etcd.h). */
+#define _GNU_SOURCE /* strchrnul */
+#include "etcd.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../controller/store.h" /* store_b64_enc: base64, with the records' checks */
+#include "../sys/log.h"
+
+static void buf_add(struct etcd_buf *b, const char *s, size_t n)
+{
+	if (b->err)
+		return;
+	if (b->len + n > ETCD_RESP_MAX_B) {
+		b->err = -E2BIG;
+		return;
+	}
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap : 4096;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *p = realloc(b->p, cap);
+		if (!p) {
+			b->err = -ENOMEM;
+			return;
+		}
+		b->p = p;
+		b->cap = cap;
+	}
+	memcpy(b->p + b->len, s, n);
+	b->len += n;
+	b->p[b->len] = '\0';
+}
+
+static size_t on_data(char *p, size_t sz, size_t n, void *arg)
+{
+	struct etcd_buf *b = arg;
+	buf_add(b, p, sz * n);
+	return b->err ? 0 : sz * n; /* 0: curl fails the transfer */
+}
+
+int64_t etcd_jint(json_t *o, const char *k)
+{
+	json_t *v = json_object_get(o, k);
+	if (json_is_integer(v))
+		return json_integer_value(v);
+	if (json_is_string(v))
+		return strtoll(json_string_value(v), NULL, 10);
+	return 0;
+}
+
+json_t *etcd_jkey(const char *k, size_t n)
+{
+	char *s = store_b64_enc(k, n);
+	json_t *j = s ? json_string(s) : NULL;
+	free(s);
+	return j;
+}
+
+json_t *etcd_range_req(const char *pre, bool keys_only)
+{
+	char end[ETCD_KEY_MAX];
+	size_t n = strlen(pre);
+	memcpy(end, pre, n);
+	end[n - 1]++; /* pre ends in '/': the range ends before '0' */
+	json_t *r = json_object();
+	json_object_set_new(r, "key", etcd_jkey(pre, n));
+	json_object_set_new(r, "range_end", etcd_jkey(end, n));
+	if (keys_only)
+		json_object_set_new(r, "keys_only", json_true());
+	return r;
+}
+
+void etcd_printable(char *out, size_t cap, const char *s, size_t n)
+{
+	size_t k = 0;
+	for (; k < n && k + 1 < cap && k < 80; k++)
+		out[k] = (unsigned char)s[k] >= 0x20 && (unsigned char)s[k] < 0x7f ? s[k] : '?';
+	out[k] = 0;
+}
+
+json_t *etcd_call(struct etcd *e, const char *path, json_t *req)
+{
+	char url[ETCD_URL_MAX + 64], *body = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_t *r = NULL;
+	long code = 0;
+	const char *why = "out of memory";
+	json_decref(req);
+	for (unsigned a = 0; body && a < e->nurls; a++) {
+		if (a) {
+			e->cur = (e->cur + 1) % e->nurls;
+			e->url = e->urls[e->cur];
+		}
+		e->resp.len = 0;
+		e->resp.err = 0;
+		code = 0;
+		snprintf(url, sizeof(url), "%s%s", e->url, path);
+		curl_easy_setopt(e->curl, CURLOPT_URL, url);
+		curl_easy_setopt(e->curl, CURLOPT_POSTFIELDS, body);
+		CURLcode cc = curl_easy_perform(e->curl);
+		if (cc != CURLE_OK) {
+			why = curl_easy_strerror(cc);
+			continue;
+		}
+		curl_easy_getinfo(e->curl, CURLINFO_RESPONSE_CODE, &code);
+		if (code >= 500) {
+			why = "an HTTP error status";
+			continue;
+		}
+		if (code != 200) {
+			why = "an HTTP error status";
+			break;
+		}
+		json_error_t je;
+		r = json_loadb(e->resp.p ? e->resp.p : "", e->resp.len, 0, &je);
+		if (!json_is_object(r)) {
+			json_decref(r);
+			r = NULL;
+			why = "a reply that is not a JSON object";
+		}
+		break;
+	}
+	if (!r && !e->down)
+		log_msg(LOG_WARNING, "%s: etcd %s%s: %s (code %ld)", e->who, e->url, path, why,
+		        code);
+	if (r && e->down)
+		log_msg(LOG_INFO, "%s: etcd %s answers again", e->who, e->url);
+	e->down = !r;
+	free(body);
+	return r;
+}
+
+void etcd_watch_stop(struct etcd *e)
+{
+	if (e->wh) {
+		curl_multi_remove_handle(e->wm, e->wh);
+		curl_easy_cleanup(e->wh);
+		e->wh = NULL;
+	}
+	free(e->wbody);
+	e->wbody = NULL;
+	e->wbuf.len = 0;
+	e->wbuf.err = 0;
+}
+
+/* Starts a watch of the keys beginning with pre from the revision after after (/v3/watch:
+ * one JSON object a line, for as long as the transfer lasts). Returns 0 or -ENOMEM. */
+static int watch_start(struct etcd *e, const char *pre, int64_t after)
+{
+	char url[ETCD_URL_MAX + 16], rev[32];
+	snprintf(url, sizeof(url), "%s/v3/watch", e->url);
+	snprintf(rev, sizeof(rev), "%" PRId64, after + 1);
+	json_t *cr = etcd_range_req(pre, false);
+	json_object_set_new(cr, "start_revision", json_string(rev));
+	json_t *req = json_pack("{s:o}", "create_request", cr);
+	e->wbody = req ? json_dumps(req, JSON_COMPACT) : NULL;
+	json_decref(req);
+	if (!e->wbody || !(e->wh = curl_easy_init())) {
+		etcd_watch_stop(e);
+		return -ENOMEM;
+	}
+	curl_easy_setopt(e->wh, CURLOPT_URL, url);
+	curl_easy_setopt(e->wh, CURLOPT_POSTFIELDS, e->wbody);
+	curl_easy_setopt(e->wh, CURLOPT_HTTPHEADER, e->hdr);
+	curl_easy_setopt(e->wh, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(e->wh, CURLOPT_WRITEDATA, &e->wbuf);
+	curl_easy_setopt(e->wh, CURLOPT_CONNECTTIMEOUT_MS, e->timeout_ms);
+	curl_easy_setopt(e->wh, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e->wh, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(e->wh, CURLOPT_NOPROXY, "*");
+	if (curl_multi_add_handle(e->wm, e->wh) != CURLM_OK) {
+		etcd_watch_stop(e);
+		return -ENOMEM;
+	}
+	return 0;
+}
+
+int etcd_watch(struct etcd *e, const char *pre, int64_t after)
+{
+	int running = 0, changed = 0, msgs;
+	bool restart = false;
+	size_t off = 0;
+	if (!e->wh && watch_start(e, pre, after))
+		return -ENOMEM;
+	curl_multi_perform(e->wm, &running);
+	for (char *nl; e->wbuf.p && (nl = memchr(e->wbuf.p + off, '\n', e->wbuf.len - off));) {
+		size_t n = (size_t)(nl - (e->wbuf.p + off));
+		json_t *m = json_loadb(e->wbuf.p + off, n, 0, NULL);
+		json_t *res = json_object_get(m, "result");
+		if (!json_is_object(res) || etcd_jint(res, "compact_revision") > 0 ||
+		    json_is_true(json_object_get(res, "canceled"))) {
+			changed = 1; /* an error, or compacted: read afresh, watch again */
+			restart = true;
+			json_t *er = json_object_get(m, "error");
+			const char *why = json_string_value(
+			    json_is_object(er) ? json_object_get(er, "message") : er);
+			char shown[96];
+			etcd_printable(shown, sizeof(shown), why ? why : "?",
+			               why ? strlen(why) : 1);
+			if (!json_is_object(res))
+				log_msg(LOG_INFO,
+				        "%s: etcd: the watch ended: %s: reading the state afresh",
+				        e->who, shown);
+			else if (etcd_jint(res, "compact_revision") > 0)
+				log_msg(LOG_INFO,
+				        "%s: etcd: history compacted past revision %" PRId64
+				        ": reading the state afresh",
+				        e->who, after);
+		} else if (json_array_size(json_object_get(res, "events"))) {
+			changed = 1;
+		}
+		json_decref(m);
+		off += n + 1;
+	}
+	if (off) {
+		memmove(e->wbuf.p, e->wbuf.p + off, e->wbuf.len - off);
+		e->wbuf.len -= off;
+	}
+	if (!running) {
+		CURLMsg *cm = curl_multi_info_read(e->wm, &msgs);
+		bool ok = cm && cm->msg == CURLMSG_DONE && cm->data.result == CURLE_OK;
+		if (!ok && !e->down)
+			log_msg(LOG_WARNING, "%s: etcd %s/v3/watch: the stream broke", e->who,
+			        e->url);
+		changed = ok ? 1 : -EIO;
+		restart = true;
+	}
+	if (restart)
+		etcd_watch_stop(e);
+	return changed;
+}
+
+void etcd_close(struct etcd *e)
+{
+	etcd_watch_stop(e);
+	if (e->wm)
+		curl_multi_cleanup(e->wm);
+	e->wm = NULL;
+	free(e->wbuf.p);
+	e->wbuf = (struct etcd_buf){0};
+	if (e->curl)
+		curl_easy_cleanup(e->curl);
+	e->curl = NULL;
+	curl_slist_free_all(e->hdr);
+	e->hdr = NULL;
+	free(e->resp.p);
+	e->resp = (struct etcd_buf){0};
+}
+
+int etcd_open(struct etcd *e, const char *who, const char *urls, long timeout_ms, char *err,
+              size_t errlen)
+{
+	*e = (struct etcd){.who = who, .timeout_ms = timeout_ms};
+	if (curl_global_init(CURL_GLOBAL_DEFAULT) || !(e->curl = curl_easy_init()) ||
+	    !(e->wm = curl_multi_init()) ||
+	    !(e->hdr = curl_slist_append(NULL, "Content-Type: application/json"))) {
+		snprintf(err, errlen, "etcd: cannot set up libcurl");
+		etcd_close(e);
+		return -ENOMEM;
+	}
+	for (const char *u = urls, *end; *u; u = *end ? end + 1 : end) {
+		size_t n = (end = strchrnul(u, ',')) - u;
+		if (e->nurls == ETCD_URLS_MAX || n <= 7 || n >= sizeof(e->urls[0]) ||
+		    strncmp(u, "http://", 7) || memchr(u, ' ', n)) {
+			snprintf(err, errlen,
+			         "--etcd: '%.128s' is not up to %d http://ADDR:PORT URLs "
+			         "separated by commas",
+			         urls, ETCD_URLS_MAX);
+			etcd_close(e);
+			return -EINVAL;
+		}
+		memcpy(e->urls[e->nurls], u, n);
+		e->urls[e->nurls][n - (u[n - 1] == '/')] = 0;
+		e->nurls++;
+	}
+	if (!e->nurls) {
+		snprintf(err, errlen, "--etcd: no URL");
+		etcd_close(e);
+		return -EINVAL;
+	}
+	e->url = e->urls[0];
+	curl_easy_setopt(e->curl, CURLOPT_HTTPHEADER, e->hdr);
+	curl_easy_setopt(e->curl, CURLOPT_WRITEFUNCTION, on_data);
+	curl_easy_setopt(e->curl, CURLOPT_WRITEDATA, &e->resp);
+	curl_easy_setopt(e->curl, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(e->curl, CURLOPT_CONNECTTIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(e->curl, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(e->curl, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(e->curl, CURLOPT_NOPROXY, "*");
+	return 0;
+}

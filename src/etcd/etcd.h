@@ -1,0 +1,81 @@
+#pragma once
+/*
+ * A client of etcd v3 through its JSON gateway (etcd 3.4: keys and values base64, int64
+ * fields as strings), with libcurl and jansson, shared by the controller's store
+ * (src/controller/store_etcd.c) and peak dns's follower (src/dns/follow.c):
+ *   - requests (etcd_call): synchronous, each bounded by the timeout, tried on the member
+ *     in use and, if it does not answer (or answers 5xx, e.g. without quorum), on the next
+ *     ones in turn;
+ *   - one watch stream (etcd_watch) of a key range, driven without blocking: the caller
+ *     polls it at its own interval and reads the range afresh when it says so.
+ * Everything runs on the caller's thread. Log lines begin with the caller's name (who).
+ */
+#include <curl/curl.h>
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+	ETCD_RESP_MAX_B = 64 << 20, /* a reply (or a watch line) larger than this is refused */
+	ETCD_KEY_MAX = 512,
+	ETCD_URLS_MAX = 8,
+	ETCD_URL_MAX = 256,
+};
+
+struct etcd_buf {
+	char *p;
+	size_t len, cap;
+	int err; /* -ENOMEM, or -E2BIG past ETCD_RESP_MAX_B: sticky until cleared */
+};
+
+struct etcd {
+	const char *who; /* "controller", "dns" */
+	CURL *curl;
+	struct curl_slist *hdr;
+	char urls[ETCD_URLS_MAX][ETCD_URL_MAX]; /* the members' client URLs */
+	unsigned nurls, cur;                    /* the member in use: the next on a failure */
+	const char *url;                        /* urls[cur] */
+	long timeout_ms;
+	bool down; /* the last request failed (logged once per streak) */
+	struct etcd_buf resp;
+	CURLM *wm;            /* the watch stream, driven without blocking */
+	CURL *wh;             /* NULL: no stream */
+	char *wbody;          /* its request, alive as long as the transfer */
+	struct etcd_buf wbuf; /* what the stream sent that is not a whole line yet */
+};
+
+/* Sets up e for urls (http://ADDR:PORT[,...], up to ETCD_URLS_MAX), each request bounded
+ * by timeout_ms. Returns 0, or -EINVAL (bad urls) / -ENOMEM with the reason in err; e is
+ * then closed. */
+int etcd_open(struct etcd *e, const char *who, const char *urls, long timeout_ms, char *err,
+              size_t errlen);
+
+/* Ends the watch and frees what e holds (e may be zeroed or half open). */
+void etcd_close(struct etcd *e);
+
+/* POSTs req (consumed; NULL is "out of memory") to the gateway's path. Returns the reply's
+ * JSON object (the caller's) or NULL, the failure logged once per streak of failures. */
+json_t *etcd_call(struct etcd *e, const char *path, json_t *req);
+
+/* An int64 field of the gateway's JSON (a string, or a number), 0 when absent. */
+int64_t etcd_jint(json_t *o, const char *k);
+
+/* The JSON string of key k (n bytes) in base64; NULL: no memory. */
+json_t *etcd_jkey(const char *k, size_t n);
+
+/* A range request over every key beginning with pre (which ends in '/'). */
+json_t *etcd_range_req(const char *pre, bool keys_only);
+
+/* Reads what the watch stream of the keys beginning with pre has, never blocking, starting
+ * the stream (after revision after) when there is none. Returns 1 when an event came, the
+ * watch was cancelled (compacted past after: the caller reads afresh, and the next watch
+ * starts after that read) or the stream ended cleanly; 0 when nothing changed; -EIO when
+ * the stream broke (it restarts from after, so nothing is missed), -ENOMEM. */
+int etcd_watch(struct etcd *e, const char *pre, int64_t after);
+
+/* Ends the watch stream (the next etcd_watch starts another). */
+void etcd_watch_stop(struct etcd *e);
+
+/* s (n bytes, untrusted) for a log line: at most 80 bytes, anything not printable as '?'. */
+void etcd_printable(char *out, size_t cap, const char *s, size_t n);
