@@ -5,8 +5,11 @@
 - each daemon started exactly as its unit's ExecStart line says (its variables expanded as
   systemd would with no /etc/default file, the paths under the DESTDIR, /run and /var/lib
   directories made as RuntimeDirectory/StateDirectory would), as the unit's user and with only
-  the unit's capabilities (setpriv), in a network namespace of its own: it answers its ready
-  condition, survives SIGHUP (ExecReload) with a reload logged, and exits 0 on SIGTERM;
+  the unit's capabilities (setpriv), in a network namespace of its own, with NOTIFY_SOCKET at a
+  datagram socket of the test's (what Type=notify gives it): it sends READY=1 from its main
+  process (NotifyAccess=main) once it answers its ready condition, RELOADING=1 with a current
+  MONOTONIC_USEC then READY=1 around each SIGHUP (ExecReload) with a reload logged, and
+  STOPPING=1 on SIGTERM, then exits 0;
 - the bash completion offers every option of every command's --help (bash itself runs it).
 
 Root: network namespaces, setpriv. A 'peak' system user is made for the test when the machine
@@ -17,6 +20,8 @@ import re
 import shlex
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -115,6 +120,7 @@ def test_file_list(root):
         assert "@BINDIR@" not in text, u
         assert re.search(r"^ExecStart=/usr/local/bin/peak ", text, re.M), u
         assert re.search(r"^ExecReload=kill -HUP \$MAINPID$", text, re.M), u
+        assert re.search(r"^Type=notify\nNotifyAccess=main$", text, re.M), u
 
 
 def test_config_is_never_overwritten(root):
@@ -247,6 +253,41 @@ def agent_ready(ns, root, rundir):
                                                    "165"]).stdout
 
 
+class Notify:
+    """The service manager's end of sd_notify: a unix datagram socket at path (writable by the
+    daemon's user) that tells each datagram's sender (SO_PASSCRED), as systemd's does."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.bind(path)
+        os.chmod(path, 0o666)
+
+    def next(self, proc, timeout=10.0):
+        """(sender pid, {VAR: value}) of the next datagram; None if the daemon exits or
+        sends nothing in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            exited = proc.poll() is not None  # what it sent before exiting is still read
+            self.sock.settimeout(0.1)
+            try:
+                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            except socket.timeout:
+                if exited:
+                    return None
+                continue
+            pid = None
+            for level, kind, cdata in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("iII", cdata[:12])[0]
+            return pid, dict(line.split("=", 1) for line in data.decode().split("\n") if line)
+        return None
+
+    def close(self):
+        self.sock.close()
+
+
 DAEMONS = {
     # unit: (instance, ready condition, what a reload logs)
     "peak-dns.service": ("", dns_ready, "dns: reloaded"),
@@ -262,8 +303,9 @@ def test_daemon_as_its_unit_says(root, peak_user, unit, tmp_path):
     rundir = tempfile.mkdtemp(prefix="peak-unit-")
     os.chmod(rundir, 0o755)
     log = open(tmp_path / "daemon.log", "w+")
-    proc = None
+    proc = notify = None
     try:
+        notify = Notify(os.path.join(rundir, "notify"))
         subprocess.run(["ip", "netns", "add", ns], check=True)
         ns_run(ns, ["ip", "link", "set", "lo", "up"], check=True)
         for c in DUMMY:
@@ -275,23 +317,39 @@ def test_daemon_as_its_unit_says(root, peak_user, unit, tmp_path):
                        command_line(root, unit, "ExecStartPre", instance, rundir))
             assert r.returncode == 0, r.stdout + r.stderr
         cmd = setpriv(root, unit) + command_line(root, unit, "ExecStart", instance, rundir)
+        # 'ip netns exec' and setpriv exec the next program: proc.pid is the daemon's
         proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=log,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT,
+                                env=dict(os.environ, NOTIFY_SOCKET=notify.path))
 
         def text():
             log.flush()
             return (tmp_path / "daemon.log").read_text()
 
-        assert wait_until(lambda: proc.poll() is not None or ready(ns, root, rundir)), text()
-        assert proc.poll() is None, text()
+        # Type=notify: READY=1 from the main process, and then it serves
+        msg = notify.next(proc)
+        assert msg and msg[0] == proc.pid and msg[1].get("READY") == "1", (msg, text())
+        assert msg[1].get("STATUS"), msg
+        assert ready(ns, root, rundir), text()
         for i in range(1, 3):
+            before = time.monotonic_ns() // 1000
             proc.send_signal(signal.SIGHUP)  # ExecReload=kill -HUP $MAINPID
-            assert wait_until(lambda: proc.poll() is not None or text().count(reloaded) >= i)
+            msg = notify.next(proc)
+            after = time.monotonic_ns() // 1000
+            assert msg and msg[0] == proc.pid and msg[1].get("RELOADING") == "1", (msg, text())
+            assert before <= int(msg[1]["MONOTONIC_USEC"]) <= after, (before, msg, after)
+            msg = notify.next(proc)
+            assert msg and msg[0] == proc.pid and msg[1].get("READY") == "1", (msg, text())
+            assert text().count(reloaded) >= i, text()
             assert proc.poll() is None, text()
         assert ready(ns, root, rundir), text()
         proc.send_signal(signal.SIGTERM)
+        msg = notify.next(proc)
+        assert msg and msg[0] == proc.pid and msg[1].get("STOPPING") == "1", (msg, text())
         assert proc.wait(timeout=10) == 0, text()
     finally:
+        if notify:
+            notify.close()
         if proc and proc.poll() is None:
             proc.kill()
             proc.wait()
