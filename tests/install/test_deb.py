@@ -62,6 +62,7 @@ def test_packages_hold_what_make_install_installs(debs):
         "usr/lib/systemd/system/peak-controller.service",
         "usr/lib/systemd/system/peak-agent@.service",
         "usr/lib/sysusers.d/peak.conf", "usr/share/bash-completion/completions/peak",
+        "usr/share/peak/grafana/peak.json",
         "usr/share/doc/peak/changelog.gz", "usr/share/doc/peak/copyright",
         *(f"usr/share/man/man1/{m}.1.gz" for m in man_pages()),
     }

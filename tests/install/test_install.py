@@ -100,6 +100,7 @@ def test_file_list(root):
         f"{lib}/pkgconfig/peak.pc",
         "usr/local/lib/sysusers.d/peak.conf",
         "usr/local/share/bash-completion/completions/peak",
+        "usr/local/share/peak/grafana/peak.json",
         *(f"{UNITDIR}/{u}" for u in UNITS),
         *(f"usr/local/include/peak/{h}" for h in headers),
         *(f"usr/local/share/man/man1/{m}.1" for m in man_pages()),
