@@ -10,7 +10,8 @@
   process (NotifyAccess=main) once it answers its ready condition, RELOADING=1 with a current
   MONOTONIC_USEC then READY=1 around each SIGHUP (ExecReload) with a reload logged, and
   STOPPING=1 on SIGTERM, then exits 0;
-- the bash completion offers every option of every command's --help (bash itself runs it).
+- the bash completion offers every command, sub-command and nested sub-command ('peak filter
+  signature add') and every option of the --help at each level (bash itself runs it).
 
 Root: network namespaces, setpriv. A 'peak' system user is made for the test when the machine
 has none (what the sysusers.d entry makes at install), and removed after."""
@@ -392,6 +393,7 @@ def test_completion_offers_every_option_of_every_help(root):
     assert {"status", "health", "weight", "reload"} <= complete(root, "dns-ctl", "--control",
                                                                  "/run/x.sock", "")
     assert complete(root, "dns-ctl", "--control", "") == set()
+    seen = set()
     for cmd in cmds:
         text = helptext(cmd)
         assert text.startswith("usage: peak "), cmd
@@ -408,6 +410,28 @@ def test_completion_offers_every_option_of_every_help(root):
         else:
             for w in words:
                 assert set(OPT_RE.findall(text)) <= complete(root, cmd, w, "--"), (cmd, w)
+        for w in words | set(commands(text) if "Commands:" in text else []):
+            nested_levels(root, [cmd, w], seen)
+    # the walk below reached the third level where it exists
+    assert {"filter signature add", "filter signature del", "filter signature list"} <= seen
+    assert complete(root, "filter", "signature", "") == {"add", "del", "list"}
+    assert complete(root, "filter", "signature", "add", "--dev", "eth0", "") == set()
+
+
+def nested_levels(root, path, seen):
+    """Every level under PATH that PATH's usage lines name ('peak filter signature add'):
+    bash offers its word after PATH and, after it, every option of its own --help."""
+    usage = helptext(*path).split("\n\n", 1)[0]
+    below = set(re.findall(rf"^(?:usage:|      ) peak {re.escape(' '.join(path))} "
+                           r"([a-z][a-z0-9-]*)\b", usage, re.M))
+    if not below:
+        return
+    assert below <= complete(root, *path, ""), (path, below)
+    for w in below:
+        seen.add(" ".join(path + [w]))
+        opts = set(OPT_RE.findall(helptext(*path, w)))
+        assert opts <= complete(root, *path, w, "--"), (path, w)
+        nested_levels(root, path + [w], seen)
 
 
 def test_man_pages_render_clean_and_name_every_option(root):
