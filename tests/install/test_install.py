@@ -1,7 +1,8 @@
 """'make install' into a temporary DESTDIR (README "Installing"), then what it installed:
 
 - the file list, exactly; an operator's /etc/peak/peak.yaml is never overwritten;
-- the systemd units pass 'systemd-analyze verify' with nothing to say;
+- the systemd units pass 'systemd-analyze verify' with nothing to say, and each one's
+  'systemd-analyze security --offline' figure is the one README "Installing" gives;
 - each daemon started exactly as its unit's ExecStart line says (its variables expanded as
   systemd would with no /etc/default file, the paths under the DESTDIR, /run and /var/lib
   directories made as RuntimeDirectory/StateDirectory would), as the unit's user and with only
@@ -159,6 +160,25 @@ def test_units_verify(root, tmp_path):
     r = subprocess.run(["systemd-analyze", "verify", *names], capture_output=True, text=True,
                        cwd=tmp_path, timeout=60, env=env)
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+
+
+def test_readme_gives_each_units_security_exposure(root, tmp_path):
+    """README "Installing" states each unit's 'systemd-analyze security --offline=yes' figure:
+    it must be the one the installed unit gets."""
+    readme = open(os.path.join(SRC, "README.md")).read()
+    for u in UNITS:
+        text = open(os.path.join(root, UNITDIR, u)).read()
+        name = u.replace("@.service", "@node1.service")
+        (tmp_path / name).write_text(text.replace(f"{PREFIX}/bin/peak",
+                                                  os.path.join(root, "usr/local/bin/peak")))
+        r = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(tmp_path / name)],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        m = re.search(r"Overall exposure level for \S+: (\d+\.\d) (\w+)", r.stdout)
+        assert m, r.stdout + r.stderr
+        row = re.search(rf"^\| `{re.escape(u.split('.')[0].replace('@', '@NODE'))}` \|.*\| "
+                        r"(\d+\.\d) (\w+) \|$", readme, re.M)
+        assert row, u
+        assert row.groups() == m.groups(), (u, row.groups(), m.groups())
 
 
 @pytest.fixture(scope="module")
