@@ -663,15 +663,18 @@ int controller_run(const struct controller_opts *o)
 			if (si.ssi_signo != SIGHUP)
 				break;
 			notify_reloading();
-			if (ctlr_reload(c, err, sizeof(err)))
+			if (ctlr_reload(c, err, sizeof(err))) {
 				log_msg(LOG_ERR,
 				        "controller: reload refused, keeping the running "
 				        "configuration: %s",
 				        err);
-			else
+				notify_ready("reload refused, %u services as before: %s",
+				             c->cfg->nsvc, err);
+			} else {
 				log_msg(LOG_INFO, "controller: configuration reloaded from %s",
 				        o->config);
-			notify_ready("%u services from %s", c->cfg->nsvc, o->config);
+				notify_ready("%u services from %s", c->cfg->nsvc, o->config);
+			}
 		}
 		if (pf[1].revents && c->lfd >= 0)
 			agent_accept(c, c->lfd);

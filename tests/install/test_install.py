@@ -9,8 +9,9 @@
   the unit's capabilities (setpriv), in a network namespace of its own, with NOTIFY_SOCKET at a
   datagram socket of the test's (what Type=notify gives it): it sends READY=1 from its main
   process (NotifyAccess=main) once it answers its ready condition, RELOADING=1 with a current
-  MONOTONIC_USEC then READY=1 around each SIGHUP (ExecReload) with a reload logged, and
-  STOPPING=1 on SIGTERM, then exits 0;
+  MONOTONIC_USEC then READY=1 around each SIGHUP (ExecReload) with a reload logged, the same
+  with a STATUS= that says so around a SIGHUP whose configuration is refused (still serving),
+  and STOPPING=1 on SIGTERM, then exits 0;
 - the bash completion offers every command, sub-command and nested sub-command ('peak filter
   signature add') and every option of the --help at each level (bash itself runs it).
 
@@ -364,6 +365,23 @@ def test_daemon_as_its_unit_says(root, peak_user, unit, tmp_path):
             assert msg and msg[0] == proc.pid and msg[1].get("READY") == "1", (msg, text())
             assert text().count(reloaded) >= i, text()
             assert proc.poll() is None, text()
+        assert ready(ns, root, rundir), text()
+        # a refused reload ends too (READY=1, or 'systemctl reload' would wait for its
+        # timeout), and says so in STATUS=
+        conf = os.path.join(root, "etc/peak/peak.yaml")
+        good = open(conf).read()
+        try:
+            with open(conf, "w") as f:
+                f.write("services: [\n")
+            proc.send_signal(signal.SIGHUP)
+            msg = notify.next(proc)
+            assert msg and msg[1].get("RELOADING") == "1", (msg, text())
+            msg = notify.next(proc)
+            assert msg and msg[0] == proc.pid and msg[1].get("READY") == "1", (msg, text())
+            assert re.search(r"refused|error", msg[1].get("STATUS", "")), msg
+        finally:
+            with open(conf, "w") as f:
+                f.write(good)
         assert ready(ns, root, rundir), text()
         proc.send_signal(signal.SIGTERM)
         msg = notify.next(proc)
