@@ -11,8 +11,8 @@
 #   make bench-ssa  SSA address computation throughput
 #   make install  build, then install under DESTDIR/PREFIX (default /usr/local): the peak
 #                 binary, libnss_peak.so.2, libpeak with headers and peak.pc, systemd units,
-#                 the sysusers.d entry, bash completion, man pages, /etc/peak/peak.yaml (kept
-#                 if present)
+#                 the sysusers.d entry, bash completion, man pages, the Grafana dashboard
+#                 (share/peak/grafana/peak.json), /etc/peak/peak.yaml (kept if present)
 #   make completion  build/peak.bash, the bash completion generated from peak's --help
 #   make man     build/man/*.1, the man pages generated from peak's --help
 #   make install-only BUILD=DIR  the same as install, from a build made already (no build)
@@ -31,6 +31,7 @@ UNITDIR ?= $(PREFIX)/lib/systemd/system
 SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
 MANDIR ?= $(PREFIX)/share/man
+DASHBOARDDIR ?= $(PREFIX)/share/peak/grafana
 UNITS = peak-dns.service peak-controller.service peak-agent@.service
 # meson wants an absolute staging directory
 MESON_DESTDIR = $(if $(DESTDIR),--destdir "$(abspath $(DESTDIR))")
@@ -105,6 +106,8 @@ install-only: completion-only man-only
 	install -m 0644 $(BUILD)/peak.bash "$(DESTDIR)$(COMPLETIONDIR)/peak"
 	install -d "$(DESTDIR)$(MANDIR)/man1"
 	install -m 0644 $(BUILD)/man/*.1 "$(DESTDIR)$(MANDIR)/man1/"
+	install -d "$(DESTDIR)$(DASHBOARDDIR)"
+	install -m 0644 deploy/grafana/peak.json "$(DESTDIR)$(DASHBOARDDIR)/peak.json"
 	@# an operator's configuration is never overwritten
 	[ -e "$(DESTDIR)$(SYSCONFDIR)/peak/peak.yaml" ] || \
 		install -m 0644 examples/peak.yaml "$(DESTDIR)$(SYSCONFDIR)/peak/peak.yaml"

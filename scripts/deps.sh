@@ -6,7 +6,7 @@ PKGS="meson ninja-build pkg-config gcc clang libclang-rt-14-dev libcmocka-dev li
 python3 python3-pytest python3-dnspython libmicrohttpd-dev knot-dnsutils bind9-dnsutils
 dnsperf libmnl-dev nettle-dev etcd-server libcurl4-openssl-dev libjansson-dev
 bird2 iproute2 iputils-ping ethtool curl procps util-linux
-libbpf-dev bpftool
+libbpf-dev bpftool libsystemd-dev
 nginx-light haproxy nftables gnuplot-nox iperf3
 libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev nettle-dev gnutls-bin
 golang-go golang-github-lucas-clemente-quic-go-dev"

@@ -8,7 +8,9 @@ What it reads: 'peak --help' lists the commands (lines '  NAME  what' under 'Com
 'peak CMD --help' gives CMD's options (every '--word' in the text) and its sub-commands (the
 word after 'peak CMD' in a usage line, the names under a 'Commands' heading, or the first word
 of each '|' alternative of an inline 'Commands:' list). A command whose help says "Run 'peak
-CMD COMMAND --help'" has options per sub-command, read from each one's --help.
+CMD COMMAND --help'" has options per sub-command, read from each one's --help. Deeper levels
+('peak filter signature add|del|list') are the words after 'peak CMD SUB' in the usage lines
+of 'peak CMD SUB --help', and so on; each such path's options are those of its --help.
 """
 import re
 import subprocess
@@ -65,17 +67,58 @@ def subwords(cmd, text):
     return out
 
 
+def usage(text):
+    """The usage lines of a help text: from 'usage:' to the first empty line."""
+    out = []
+    for line in text.splitlines():
+        if out and not line.strip():
+            break
+        if out or line.startswith("usage:"):
+            out.append(line)
+    return "\n".join(out)
+
+
+def nested(path, text):
+    """The words after 'peak PATH' in the usage lines of PATH's help, in order."""
+    out = []
+    for m in re.finditer(rf"peak {re.escape(' '.join(path))} ({WORD_RE})\b", usage(text)):
+        if m.group(1) not in out:
+            out.append(m.group(1))
+    return out
+
+
+MAX_DEPTH = 4  # peak CMD SUB SUBSUB
+
+
+def deeper(peak, path, words, per_path):
+    """Fills per_path[PATH W] for each word W of PATH and the levels under it: (its words,
+    its options)."""
+    for w in words:
+        sub = path + [w]
+        text = help_text(peak, *sub)
+        below = nested(sub, text) if len(sub) < MAX_DEPTH else []
+        per_path[" ".join(sub)] = (below, options(text))
+        deeper(peak, sub, below, per_path)
+
+
 def model(peak):
-    """{cmd: (words, options, {word: options})} for every command of the binary."""
+    """{cmd: (words, options, {"SUB ...": (words, options)})} for every command of the
+    binary; the third part holds the sub-commands that have options or words of their own
+    (every one of a "Run 'peak CMD COMMAND --help'" command, and each nested path)."""
     cmds = {}
     for cmd in commands(help_text(peak)):
         text = help_text(peak, cmd)
         words = subwords(cmd, text)
-        per_word = {}
-        if f"Run 'peak {cmd} COMMAND --help'" in text:
-            for w in words:
-                per_word[w] = options(help_text(peak, cmd, w))
-        cmds[cmd] = (words, options(text), per_word)
+        own = f"Run 'peak {cmd} COMMAND --help'" in text
+        per_path = {}
+        for w in words:
+            sub_text = help_text(peak, cmd, w)
+            below = nested([cmd, w], sub_text)
+            if own or below:
+                per_path[w] = (below, options(sub_text))
+                deeper(peak, [cmd, w], below, per_path)
+        cmds[cmd] = (words, options(text), {k[len(cmd) + 1:] if k.startswith(cmd + " ")
+                                            else k: v for k, v in per_path.items()})
     return cmds
 
 
@@ -90,13 +133,16 @@ def render(cmds):
         "{",
         '\tcase "$1" in',
     ]
-    for cmd, (words, _, _) in cmds.items():
+    for cmd, (words, _, per_path) in cmds.items():
         if words:
-            lines.append(f'\t{cmd}) echo "{q(words)}" ;;')
+            lines.append(f'\t"{cmd}") echo "{q(words)}" ;;')
+        for path, (below, _) in per_path.items():
+            if below:
+                lines.append(f'\t"{cmd} {path}") echo "{q(below)}" ;;')
     lines += ["\tesac", "}", "", "_peak_options()", "{", '\tcase "$1" in']
-    for cmd, (_, opts, per_word) in cmds.items():
-        for w, wopts in per_word.items():
-            lines.append(f'\t"{cmd} {w}") echo "{q(wopts)}" ;;')
+    for cmd, (_, opts, per_path) in cmds.items():
+        for path, (_, popts) in per_path.items():
+            lines.append(f'\t"{cmd} {path}") echo "{q(popts)}" ;;')
         lines.append(f'\t"{cmd}"|"{cmd} "*) echo "{q(opts)}" ;;')
     lines += [
         "\tesac",
@@ -105,26 +151,30 @@ def render(cmds):
         "_peak()",
         "{",
         "\tlocal cur=${COMP_WORDS[COMP_CWORD]} prev=${COMP_WORDS[COMP_CWORD-1]}",
-        "\tlocal cmd=${COMP_WORDS[1]} words key sub='' i w",
+        "\tlocal cmd=${COMP_WORDS[1]} words key i w",
         "\tCOMPREPLY=()",
         "\tif [ \"$COMP_CWORD\" -eq 1 ]; then",
         f'\t\tCOMPREPLY=($(compgen -W "{q(cmds)} --help --version" -- "$cur"))',
         "\t\treturn",
         "\tfi",
-        '\twords=$(_peak_words "$cmd")',
-        "\t# the sub-command given so far, wherever it stands ('dns-ctl --control P status')",
+        '\tkey=$cmd',
+        '\twords=$(_peak_words "$key")',
+        "\t# the sub-commands given so far, level by level, wherever they stand ('dns-ctl",
+        "\t# --control P status', 'filter signature add'): each one found goes one level down",
         '\tfor ((i = 2; i < COMP_CWORD; i++)); do',
         '\t\tfor w in $words; do',
-        '\t\t\t[ "${COMP_WORDS[i]}" = "$w" ] && [ -z "$sub" ] && sub=$w',
+        '\t\t\tif [ "${COMP_WORDS[i]}" = "$w" ]; then',
+        '\t\t\t\tkey="$key $w"',
+        '\t\t\t\twords=$(_peak_words "$key")',
+        '\t\t\t\tbreak',
+        '\t\t\tfi',
         '\t\tdone',
         '\tdone',
-        '\tkey="$cmd${sub:+ $sub}"',
         "\tcase \"$cur\" in",
         '\t-*) COMPREPLY=($(compgen -W "$(_peak_options "$key") --help" -- "$cur")) ;;',
         "\t*)",
-        "\t\t# a sub-command, unless one was given or this is an option's argument",
-        '\t\tif [ -n "$words" ] && [ -z "$sub" ] &&',
-        '\t\t   { [ "$COMP_CWORD" -eq 2 ] || [ "${prev#-}" = "$prev" ]; }; then',
+        "\t\t# a sub-command of the level reached, unless this is an option's argument",
+        '\t\tif [ -n "$words" ] && [ "${prev#-}" = "$prev" ]; then',
         '\t\t\tCOMPREPLY=($(compgen -W "$words" -- "$cur"))',
         "\t\tfi",
         "\t\t;;",

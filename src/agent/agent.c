@@ -11,6 +11,7 @@
 
 #include "../filter/loader.h"
 #include "../sys/log.h"
+#include "../sys/notify.h"
 
 int agent_config_check(const struct peak_config *cfg, const char *path, const char *node, char *err,
                        size_t errlen)
@@ -204,6 +205,7 @@ int agent_run(const struct agent_opts *o)
 	}
 	if (filter_sync(&a))
 		goto out;
+	notify_ready("node %s: %u services from %s", o->node, a.cfg->nsvc, o->config);
 	uint64_t next_sync = peak_mono_ms() + o->interval_ms, next_hc = peak_mono_ms();
 	for (bool run = true; run;) {
 		uint64_t now = peak_mono_ms();
@@ -253,17 +255,24 @@ int agent_run(const struct agent_opts *o)
 				continue;
 			if (si.ssi_signo != SIGHUP) {
 				log_msg(LOG_INFO, "agent: stopping; routes stay as they are");
+				notify_stopping();
 				run = false;
 				continue;
 			}
-			if (reload(&a))
+			notify_reloading();
+			if (reload(&a)) {
+				notify_ready("node %s: reload refused, serving %s as before",
+				             o->node, o->config);
 				continue;
+			}
 			if (a.ctl >= 0) /* the controller sends the maps again after a hello */
 				ctl_drop(&a, 0);
 			next_hc = 0; /* the new endpoints' checks start now */
 			a.dirty = true;
 			filter_sync(&a);
 			log_msg(LOG_INFO, "agent: reloaded %s", o->config);
+			notify_ready("node %s: %u services from %s", o->node, a.cfg->nsvc,
+			             o->config);
 		}
 	}
 	ret = AGENT_EXIT_OK;

@@ -18,6 +18,7 @@
 #include "../sys/log.h"
 #include "../sys/metrics.h"
 #include "../sys/net.h"
+#include "../sys/notify.h"
 #include "ctl.h"
 
 /* Sends a service's whole map to every agent that said hello (or only to one). */
@@ -699,6 +700,8 @@ int controller_run(const struct controller_opts *o)
 	log_msg(LOG_INFO, "controller: %u services from %s, agents on %s%s%s", c->cfg->nsvc,
 	        o->config, o->listen, c->auth ? " (key file)" : "",
 	        c->leader ? "" : " (a standby: listening once it leads)");
+	notify_ready("%u services from %s%s", c->cfg->nsvc, o->config,
+	             c->leader ? "" : " (standby)");
 	for (;;) {
 		struct pollfd pf[4 + MAX_AGENTS + MAX_CLIENTS];
 		uint64_t now = ctlr_now_ms();
@@ -730,14 +733,19 @@ int controller_run(const struct controller_opts *o)
 				continue;
 			if (si.ssi_signo != SIGHUP)
 				break;
-			if (ctlr_reload(c, err, sizeof(err)))
+			notify_reloading();
+			if (ctlr_reload(c, err, sizeof(err))) {
 				log_msg(LOG_ERR,
 				        "controller: reload refused, keeping the running "
 				        "configuration: %s",
 				        err);
-			else
+				notify_ready("reload refused, %u services as before: %s",
+				             c->cfg->nsvc, err);
+			} else {
 				log_msg(LOG_INFO, "controller: configuration reloaded from %s",
 				        o->config);
+				notify_ready("%u services from %s", c->cfg->nsvc, o->config);
+			}
 		}
 		if (pf[1].revents && c->lfd >= 0)
 			agent_accept(c, c->lfd);
@@ -790,6 +798,7 @@ int controller_run(const struct controller_opts *o)
 		}
 	}
 	log_msg(LOG_INFO, "controller: stopping");
+	notify_stopping();
 	ret = 0;
 out:
 	metrics_stop(ms);

@@ -24,6 +24,7 @@
 #include "../sys/log.h"
 #include "../sys/metrics.h"
 #include "../sys/net.h"
+#include "../sys/notify.h"
 #include "answer.h"
 #include "follow.h"
 #include "peak/ctlproto.h"
@@ -1169,6 +1170,7 @@ int dnsd_run(const struct dnsd_opts *o)
 		log_msg(LOG_INFO, "dns: serving %s on %s (udp: %u workers, tcp)", o->config,
 		        sockaddr_print((const struct sockaddr *)&o->listen[l], a, sizeof(a)),
 		        o->threads);
+	notify_ready("serving %s on %u addresses", o->config, o->nlisten);
 	ret = 0;
 	for (bool run = true; run;) {
 		struct pollfd pf[2 + CTL_MAX_CLIENTS];
@@ -1216,9 +1218,13 @@ int dnsd_run(const struct dnsd_opts *o)
 				continue;
 			if (si.ssi_signo == SIGHUP) {
 				char reply[CFG_ERRLEN + 16];
+				notify_reloading();
 				reload(s, reply, sizeof(reply));
+				notify_ready("serving %s; reload: %.*s", o->config,
+				             (int)strcspn(reply, "\n"), reply);
 			} else {
 				log_msg(LOG_INFO, "dns: stopping on signal %u", si.ssi_signo);
+				notify_stopping();
 				run = false;
 			}
 		}

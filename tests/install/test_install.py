@@ -1,13 +1,19 @@
 """'make install' into a temporary DESTDIR (README "Installing"), then what it installed:
 
 - the file list, exactly; an operator's /etc/peak/peak.yaml is never overwritten;
-- the systemd units pass 'systemd-analyze verify' with nothing to say;
+- the systemd units pass 'systemd-analyze verify' with nothing to say, and each one's
+  'systemd-analyze security --offline' figure is the one README "Installing" gives;
 - each daemon started exactly as its unit's ExecStart line says (its variables expanded as
   systemd would with no /etc/default file, the paths under the DESTDIR, /run and /var/lib
   directories made as RuntimeDirectory/StateDirectory would), as the unit's user and with only
-  the unit's capabilities (setpriv), in a network namespace of its own: it answers its ready
-  condition, survives SIGHUP (ExecReload) with a reload logged, and exits 0 on SIGTERM;
-- the bash completion offers every option of every command's --help (bash itself runs it).
+  the unit's capabilities (setpriv), in a network namespace of its own, with NOTIFY_SOCKET at a
+  datagram socket of the test's (what Type=notify gives it): it sends READY=1 from its main
+  process (NotifyAccess=main) once it answers its ready condition, RELOADING=1 with a current
+  MONOTONIC_USEC then READY=1 around each SIGHUP (ExecReload) with a reload logged, the same
+  with a STATUS= that says so around a SIGHUP whose configuration is refused (still serving),
+  and STOPPING=1 on SIGTERM, then exits 0;
+- the bash completion offers every command, sub-command and nested sub-command ('peak filter
+  signature add') and every option of the --help at each level (bash itself runs it).
 
 Root: network namespaces, setpriv. A 'peak' system user is made for the test when the machine
 has none (what the sysusers.d entry makes at install), and removed after."""
@@ -17,6 +23,8 @@ import re
 import shlex
 import shutil
 import signal
+import socket
+import struct
 import subprocess
 import tempfile
 import time
@@ -95,6 +103,7 @@ def test_file_list(root):
         f"{lib}/pkgconfig/peak.pc",
         "usr/local/lib/sysusers.d/peak.conf",
         "usr/local/share/bash-completion/completions/peak",
+        "usr/local/share/peak/grafana/peak.json",
         *(f"{UNITDIR}/{u}" for u in UNITS),
         *(f"usr/local/include/peak/{h}" for h in headers),
         *(f"usr/local/share/man/man1/{m}.1" for m in man_pages()),
@@ -115,6 +124,7 @@ def test_file_list(root):
         assert "@BINDIR@" not in text, u
         assert re.search(r"^ExecStart=/usr/local/bin/peak ", text, re.M), u
         assert re.search(r"^ExecReload=kill -HUP \$MAINPID$", text, re.M), u
+        assert re.search(r"^Type=notify\nNotifyAccess=main$", text, re.M), u
 
 
 def test_config_is_never_overwritten(root):
@@ -151,6 +161,25 @@ def test_units_verify(root, tmp_path):
     r = subprocess.run(["systemd-analyze", "verify", *names], capture_output=True, text=True,
                        cwd=tmp_path, timeout=60, env=env)
     assert r.returncode == 0 and r.stdout + r.stderr == "", r.stdout + r.stderr
+
+
+def test_readme_gives_each_units_security_exposure(root, tmp_path):
+    """README "Installing" states each unit's 'systemd-analyze security --offline=yes' figure:
+    it must be the one the installed unit gets."""
+    readme = open(os.path.join(SRC, "README.md")).read()
+    for u in UNITS:
+        text = open(os.path.join(root, UNITDIR, u)).read()
+        name = u.replace("@.service", "@node1.service")
+        (tmp_path / name).write_text(text.replace(f"{PREFIX}/bin/peak",
+                                                  os.path.join(root, "usr/local/bin/peak")))
+        r = subprocess.run(["systemd-analyze", "security", "--offline=yes", str(tmp_path / name)],
+                           capture_output=True, text=True, cwd=tmp_path, timeout=60)
+        m = re.search(r"Overall exposure level for \S+: (\d+\.\d) (\w+)", r.stdout)
+        assert m, r.stdout + r.stderr
+        row = re.search(rf"^\| `{re.escape(u.split('.')[0].replace('@', '@NODE'))}` \|.*\| "
+                        r"(\d+\.\d) (\w+) \|$", readme, re.M)
+        assert row, u
+        assert row.groups() == m.groups(), (u, row.groups(), m.groups())
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +276,41 @@ def agent_ready(ns, root, rundir):
                                                    "165"]).stdout
 
 
+class Notify:
+    """The service manager's end of sd_notify: a unix datagram socket at path (writable by the
+    daemon's user) that tells each datagram's sender (SO_PASSCRED), as systemd's does."""
+
+    def __init__(self, path):
+        self.path = path
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
+        self.sock.bind(path)
+        os.chmod(path, 0o666)
+
+    def next(self, proc, timeout=10.0):
+        """(sender pid, {VAR: value}) of the next datagram; None if the daemon exits or
+        sends nothing in time."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            exited = proc.poll() is not None  # what it sent before exiting is still read
+            self.sock.settimeout(0.1)
+            try:
+                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            except socket.timeout:
+                if exited:
+                    return None
+                continue
+            pid = None
+            for level, kind, cdata in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("iII", cdata[:12])[0]
+            return pid, dict(line.split("=", 1) for line in data.decode().split("\n") if line)
+        return None
+
+    def close(self):
+        self.sock.close()
+
+
 DAEMONS = {
     # unit: (instance, ready condition, what a reload logs)
     "peak-dns.service": ("", dns_ready, "dns: reloaded"),
@@ -262,8 +326,9 @@ def test_daemon_as_its_unit_says(root, peak_user, unit, tmp_path):
     rundir = tempfile.mkdtemp(prefix="peak-unit-")
     os.chmod(rundir, 0o755)
     log = open(tmp_path / "daemon.log", "w+")
-    proc = None
+    proc = notify = None
     try:
+        notify = Notify(os.path.join(rundir, "notify"))
         subprocess.run(["ip", "netns", "add", ns], check=True)
         ns_run(ns, ["ip", "link", "set", "lo", "up"], check=True)
         for c in DUMMY:
@@ -275,23 +340,56 @@ def test_daemon_as_its_unit_says(root, peak_user, unit, tmp_path):
                        command_line(root, unit, "ExecStartPre", instance, rundir))
             assert r.returncode == 0, r.stdout + r.stderr
         cmd = setpriv(root, unit) + command_line(root, unit, "ExecStart", instance, rundir)
+        # 'ip netns exec' and setpriv exec the next program: proc.pid is the daemon's
         proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=log,
-                                stderr=subprocess.STDOUT)
+                                stderr=subprocess.STDOUT,
+                                env=dict(os.environ, NOTIFY_SOCKET=notify.path))
 
         def text():
             log.flush()
             return (tmp_path / "daemon.log").read_text()
 
-        assert wait_until(lambda: proc.poll() is not None or ready(ns, root, rundir)), text()
-        assert proc.poll() is None, text()
+        # Type=notify: READY=1 from the main process, and then it serves
+        msg = notify.next(proc)
+        assert msg and msg[0] == proc.pid and msg[1].get("READY") == "1", (msg, text())
+        assert msg[1].get("STATUS"), msg
+        assert ready(ns, root, rundir), text()
         for i in range(1, 3):
+            before = time.monotonic_ns() // 1000
             proc.send_signal(signal.SIGHUP)  # ExecReload=kill -HUP $MAINPID
-            assert wait_until(lambda: proc.poll() is not None or text().count(reloaded) >= i)
+            msg = notify.next(proc)
+            after = time.monotonic_ns() // 1000
+            assert msg and msg[0] == proc.pid and msg[1].get("RELOADING") == "1", (msg, text())
+            assert before <= int(msg[1]["MONOTONIC_USEC"]) <= after, (before, msg, after)
+            msg = notify.next(proc)
+            assert msg and msg[0] == proc.pid and msg[1].get("READY") == "1", (msg, text())
+            assert text().count(reloaded) >= i, text()
             assert proc.poll() is None, text()
         assert ready(ns, root, rundir), text()
+        # a refused reload ends too (READY=1, or 'systemctl reload' would wait for its
+        # timeout), and says so in STATUS=
+        conf = os.path.join(root, "etc/peak/peak.yaml")
+        good = open(conf).read()
+        try:
+            with open(conf, "w") as f:
+                f.write("services: [\n")
+            proc.send_signal(signal.SIGHUP)
+            msg = notify.next(proc)
+            assert msg and msg[1].get("RELOADING") == "1", (msg, text())
+            msg = notify.next(proc)
+            assert msg and msg[0] == proc.pid and msg[1].get("READY") == "1", (msg, text())
+            assert re.search(r"refused|error", msg[1].get("STATUS", "")), msg
+        finally:
+            with open(conf, "w") as f:
+                f.write(good)
+        assert ready(ns, root, rundir), text()
         proc.send_signal(signal.SIGTERM)
+        msg = notify.next(proc)
+        assert msg and msg[0] == proc.pid and msg[1].get("STOPPING") == "1", (msg, text())
         assert proc.wait(timeout=10) == 0, text()
     finally:
+        if notify:
+            notify.close()
         if proc and proc.poll() is None:
             proc.kill()
             proc.wait()
@@ -333,6 +431,7 @@ def test_completion_offers_every_option_of_every_help(root):
     assert {"status", "health", "weight", "reload"} <= complete(root, "dns-ctl", "--control",
                                                                  "/run/x.sock", "")
     assert complete(root, "dns-ctl", "--control", "") == set()
+    seen = set()
     for cmd in cmds:
         text = helptext(cmd)
         assert text.startswith("usage: peak "), cmd
@@ -349,6 +448,28 @@ def test_completion_offers_every_option_of_every_help(root):
         else:
             for w in words:
                 assert set(OPT_RE.findall(text)) <= complete(root, cmd, w, "--"), (cmd, w)
+        for w in words | set(commands(text) if "Commands:" in text else []):
+            nested_levels(root, [cmd, w], seen)
+    # the walk below reached the third level where it exists
+    assert {"filter signature add", "filter signature del", "filter signature list"} <= seen
+    assert complete(root, "filter", "signature", "") == {"add", "del", "list"}
+    assert complete(root, "filter", "signature", "add", "--dev", "eth0", "") == set()
+
+
+def nested_levels(root, path, seen):
+    """Every level under PATH that PATH's usage lines name ('peak filter signature add'):
+    bash offers its word after PATH and, after it, every option of its own --help."""
+    usage = helptext(*path).split("\n\n", 1)[0]
+    below = set(re.findall(rf"^(?:usage:|      ) peak {re.escape(' '.join(path))} "
+                           r"([a-z][a-z0-9-]*)\b", usage, re.M))
+    if not below:
+        return
+    assert below <= complete(root, *path, ""), (path, below)
+    for w in below:
+        seen.add(" ".join(path + [w]))
+        opts = set(OPT_RE.findall(helptext(*path, w)))
+        assert opts <= complete(root, *path, w, "--"), (path, w)
+        nested_levels(root, path + [w], seen)
 
 
 def test_man_pages_render_clean_and_name_every_option(root):
