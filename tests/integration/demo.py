@@ -55,7 +55,7 @@ def connect(tb, k):
     req = "GET / HTTP/1.1\r\nHost: api\r\nConnection: close\r\n\r\n"
     p = subprocess.run(["ip", "netns", "exec", f"{tb.tag}-c", PEAK, "connect", testbed.SERVICE,
                         str(testbed.PORT), "--server", f"[{testbed.DNS_ADDR}]:53", "--source",
-                        source(k)], input=req, capture_output=True, text=True, timeout=10)
+                        source(k)], input=req, capture_output=True, text=True, timeout=30)
     m = re.search(r"X-Peak-Endpoint: (\S+)", p.stdout)
     d = re.search(r"X-Peak-Destination: (\S+)", p.stdout)
     return (m.group(1), d.group(1)) if m and d else (None, None)
