@@ -315,7 +315,7 @@ static int http_new(struct h3_conn *c)
 
 static void render(struct mbuf *b, void *arg)
 {
-	const struct h3_endpoint_stats *st = &((const struct h3_endpoint *)arg)->stats;
+	const struct h3_endpoint *st = arg;
 	char id[METRICS_LABEL_MAX];
 	metrics_label(id, sizeof(id), be->id);
 	mbuf_printf(b,
@@ -336,52 +336,7 @@ static void render(struct mbuf *b, void *arg)
 	            "# TYPE peak_h3_body_bytes_total counter\n"
 	            "peak_h3_body_bytes_total{backend=\"%s\"} %llu\n",
 	            id, (unsigned long long)h3_stat_get(be_stats.body_bytes));
-	const struct {
-		const char *name, *help;
-		const uint64_t *v;
-	} ctr[] = {
-	    {"connections_total", "QUIC connections accepted.", &st->accepted},
-	    {"datagrams_dropped_total", "Datagrams for no connection that started none.",
-	     &st->dropped},
-	    {"initials_refused_total", "Initials refused at the connection limit.", &st->refused},
-	    {"retries_total", "Retry packets sent (address validation).", &st->retries},
-	    {"bad_tokens_total", "Initials with a Retry token that did not verify.",
-	     &st->bad_tokens},
-	    {"stateless_resets_total", "Stateless resets sent.", &st->resets},
-	    {"version_negotiations_total", "Version Negotiation packets sent.",
-	     &st->version_negotiations},
-	};
-	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++)
-		mbuf_printf(b,
-		            "# HELP peak_h3_%s %s\n# TYPE peak_h3_%s counter\n"
-		            "peak_h3_%s{backend=\"%s\"} %llu\n",
-		            ctr[i].name, ctr[i].help, ctr[i].name, ctr[i].name, id,
-		            (unsigned long long)__atomic_load_n(ctr[i].v, __ATOMIC_RELAXED));
-	mbuf_printf(b,
-	            "# HELP peak_h3_connections Open QUIC connections.\n"
-	            "# TYPE peak_h3_connections gauge\npeak_h3_connections{backend=\"%s\"} %llu\n",
-	            id, (unsigned long long)h3_stat_get(st->open));
-	mbuf_printf(b, "# HELP peak_h3_handshake_seconds QUIC handshake time, first Initial to "
-	               "the client's Finished.\n# TYPE peak_h3_handshake_seconds histogram\n");
-	uint64_t cum = 0;
-	for (size_t i = 0; i <= H3_HS_BUCKETS; i++) {
-		cum += h3_stat_get(st->hs_bucket[i]);
-		if (i < H3_HS_BUCKETS)
-			mbuf_printf(b,
-			            "peak_h3_handshake_seconds_bucket{backend=\"%s\",le=\"%g\"} "
-			            "%llu\n",
-			            id, (double)h3_hs_bucket_us[i] / 1e6, (unsigned long long)cum);
-		else
-			mbuf_printf(b,
-			            "peak_h3_handshake_seconds_bucket{backend=\"%s\",le=\"+Inf\"} "
-			            "%llu\n",
-			            id, (unsigned long long)cum);
-	}
-	mbuf_printf(b,
-	            "peak_h3_handshake_seconds_sum{backend=\"%s\"} %.6f\n"
-	            "peak_h3_handshake_seconds_count{backend=\"%s\"} %llu\n",
-	            id, (double)h3_stat_get(st->hs_sum_us) / 1e6, id,
-	            (unsigned long long)h3_stat_get(st->hs_count));
+	h3_endpoint_render(b, st, "backend", be->id);
 }
 
 static const struct h3_conn_ops backend_ops = {.http_new = http_new, .conn_free = conn_free};
