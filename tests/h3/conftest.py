@@ -118,3 +118,61 @@ def upload(url, files, certs, extra=(), timeout=60):
     streams = [dict(kv.split("=", 1) for kv in line.split())
                for line in p.stdout.splitlines() if line.startswith("stream=")]
     return p.returncode, streams, p.stdout, p.stderr
+
+
+class Ingress:
+    """One 'peak h3 ingress' on [::1]:0 (.port, .url) in front of the given routes; started
+    once every upstream passed its first health check."""
+
+    def __init__(self, tmp, certs, routes, extra=(), ident="in", wait_up=True):
+        self.logpath = tmp / f"ingress-{ident}.log"
+        self.log = open(self.logpath, "w+")
+        argv = [PEAK, "h3", "ingress", "--listen", "[::1]:0", "--cert", str(certs / "srv.pem"),
+                "--key", str(certs / "srv.key"), "--upstream-ca", str(certs / "ca.pem")]
+        for r in routes:
+            argv += ["--route", r]
+        self.proc = subprocess.Popen([*argv, *extra], stdout=self.log,
+                                     stderr=subprocess.STDOUT)
+
+        def bound():
+            if self.proc.poll() is not None:
+                raise AssertionError("peak h3 ingress exited: " + self.logtext())
+            m = re.search(r"listening on \[::1\]:(\d+)", self.logtext())
+            return m and int(m.group(1))
+        self.port = wait_for(bound, 10, "the ingress to listen")
+        self.url = f"https://[::1]:{self.port}/upload"
+        if wait_up:
+            n = int(re.search(r"(\d+) upstreams", self.logtext()).group(1))
+            wait_for(lambda: len(set(re.findall(r"upstream (\S+) up\b", self.logtext()))) == n,
+                     20, "every upstream up")
+
+    def logtext(self):
+        if not self.log.closed:
+            self.log.flush()
+        return self.logpath.read_text()
+
+    def count(self, pattern):
+        return len(re.findall(pattern, self.logtext()))
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            return self.proc.wait(timeout=10)
+        finally:
+            self.log.close()
+
+
+@pytest.fixture
+def ingress_factory(tmp_path, certs):
+    started = []
+
+    def make(routes, **kw):
+        i = Ingress(tmp_path, certs, routes, **kw)
+        started.append(i)
+        return i
+    yield make
+    for i in started:
+        if i.proc.poll() is None:
+            i.proc.kill()
+            i.proc.wait()
