@@ -29,6 +29,7 @@ enum {
 	IN_WINDOW = 256 * 1024,       /* a client's per stream window: at most this is held */
 	IN_CONN_WINDOW = 16 * 1024 * 1024,
 	IN_UP_STREAMS_MAX = 4096,     /* streams waiting or open on one upstream */
+	IN_HC_MISSES = 3,             /* unanswered health check rounds before reconnecting */
 };
 
 /* One request stream: the client's side (on a connection of the endpoint) joined to the
@@ -67,6 +68,7 @@ struct upstream {
 	bool healthy;
 	bool check_now; /* send a health check as soon as the connection can */
 	struct istream *hc;
+	unsigned hc_misses; /* rounds the outstanding check went unanswered */
 	struct istream *streams; /* head of the list */
 	size_t nstreams;
 	uint64_t requests, errors, checks_failed; /* relaxed atomics for the metrics thread */
@@ -722,6 +724,7 @@ static int up_end_stream(nghttp3_conn *h, int64_t sid, void *cu, void *su)
 		mark(u, s->status == 200, s->status == 200 ? NULL : why);
 		if (u->hc == s)
 			u->hc = NULL;
+		u->hc_misses = 0;
 	}
 	resume_client(s);
 	return 0;
@@ -804,8 +807,11 @@ static void up_lost(struct upstream *u, const char *why)
 		up_unlink(s);
 		maybe_free(s);
 	}
-	if (why) /* NULL: at exit */
+	if (why) { /* NULL: at exit */
+		h3_stat_add(u->checks_failed, 1);
 		mark(u, false, why);
+	}
+	u->hc_misses = 0;
 	if (u->c) {
 		h3_conn_free(u->c);
 		u->c = NULL;
@@ -836,16 +842,20 @@ static void up_connect(struct upstream *u)
 	h3_conn_write(u->c);
 }
 
-/* One health check round for u: the last check unanswered is a failure; a connection that
- * did not come up is dropped and tried again. */
+/* One health check round for u. The last check still unanswered takes u out of the
+ * rotation but leaves its streams running (a busy upstream may answer late); after
+ * IN_HC_MISSES rounds without an answer the connection is given up. A connection that did
+ * not come up is dropped and tried again. */
 static void up_check(struct upstream *u)
 {
 	if (u->hc) {
 		h3_stat_add(u->checks_failed, 1);
-		up_lost(u, "no answer to /healthz in time");
+		mark(u, false, "no answer to /healthz in time");
+		if (++u->hc_misses < IN_HC_MISSES)
+			return; /* one check outstanding at a time */
+		up_lost(u, "no answer to /healthz in several rounds");
 	}
 	if (u->c && !u->c->h) {
-		h3_stat_add(u->checks_failed, 1);
 		up_lost(u, "no handshake in time");
 	}
 	if (!u->c) {
@@ -943,7 +953,8 @@ static void render(struct mbuf *b, void *arg)
 	    {"errors_total", "counter",
 	     "Streams that failed on the upstream's side (502 or reset to the client).",
 	     offsetof(struct upstream, errors)},
-	    {"health_checks_failed_total", "counter", "Failed health checks.",
+	    {"health_checks_failed_total", "counter",
+	     "Health checks unanswered, not 200, or on a lost connection.",
 	     offsetof(struct upstream, checks_failed)},
 	};
 	for (size_t k = 0; k < sizeof(ups) / sizeof(ups[0]); k++) {
