@@ -58,24 +58,6 @@ static void count_status(int status)
 	h3_stat_add(be_stats.streams[i], 1);
 }
 
-static void copy_field(char *dst, size_t cap, nghttp3_rcbuf *v, bool *too_long)
-{
-	nghttp3_vec b = nghttp3_rcbuf_get_buf(v);
-	if (b.len >= cap) {
-		if (too_long)
-			*too_long = true;
-		b.len = cap - 1;
-	}
-	memcpy(dst, b.base, b.len);
-	dst[b.len] = 0;
-}
-
-static bool name_is(nghttp3_rcbuf *name, const char *s)
-{
-	nghttp3_vec b = nghttp3_rcbuf_get_buf(name);
-	return b.len == strlen(s) && !memcmp(b.base, s, b.len);
-}
-
 static nghttp3_ssize read_body(nghttp3_conn *h, int64_t sid, nghttp3_vec *vec, size_t veccnt,
                                uint32_t *pflags, void *cu, void *su)
 {
@@ -179,18 +161,13 @@ static int recv_header(nghttp3_conn *h, int64_t sid, int32_t token, nghttp3_rcbu
 	(void)cu;
 	if (!s)
 		return 0;
-	if (name_is(name, ":method")) {
-		copy_field(s->method, sizeof(s->method), value, NULL);
-	} else if (name_is(name, ":path")) {
-		copy_field(s->path, sizeof(s->path), value, NULL);
-	} else if (name_is(name, "content-type")) {
+	if (h3_field_is(name, ":method")) {
+		h3_field_copy(s->method, sizeof(s->method), value, NULL);
+	} else if (h3_field_is(name, ":path")) {
+		h3_field_copy(s->path, sizeof(s->path), value, NULL);
+	} else if (h3_field_is(name, "content-type")) {
 		s->has_ctype = true;
-		copy_field(s->ctype, sizeof(s->ctype), value, &s->ctype_long);
-		/* control bytes and obs-text become '?': never a token character, so such a
-		 * type matches nothing, and logs and answers stay printable */
-		for (char *p = s->ctype; *p; p++)
-			if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-				*p = '?';
+		h3_field_copy(s->ctype, sizeof(s->ctype), value, &s->ctype_long);
 	}
 	return 0;
 }
@@ -306,10 +283,7 @@ static int http_new(struct h3_conn *c)
 	    .reset_stream = h3_cb_reset_stream,
 	};
 	nghttp3_settings st;
-	nghttp3_settings_default(&st);
-	st.max_field_section_size = 16 * 1024; /* larger header sections are a stream error */
-	st.qpack_max_dtable_capacity = 4096;
-	st.qpack_blocked_streams = 16;
+	h3_http_settings(&st);
 	return nghttp3_conn_server_new(&c->h, &cbs, &st, NULL, c) ? -ENOMEM : 0;
 }
 
@@ -358,14 +332,8 @@ int h3_backend_run(const struct h3_backend_opts *o)
 		return sfd;
 	be = o;
 	h3_qlog_set_dir(o->qlog_dir);
-	if (o->secret) {
-		/* the endpoint's 32-byte secret, from the operator's 16 bytes */
-		struct sha256_ctx sha;
-		sha256_init(&sha);
-		sha256_update(&sha, 15, (const uint8_t *)"peak h3 secret\n");
-		sha256_update(&sha, 16, o->secret);
-		sha256_digest(&sha, sizeof(secret), secret);
-	}
+	if (o->secret)
+		h3_secret_derive(secret, o->secret);
 	if ((ret = h3_endpoint_init(&ep, &o->listen, o->cert, o->key, &lim, o->max_conns,
 	                            o->secret ? secret : NULL, &retry, &backend_ops, NULL))) {
 		close(sfd);

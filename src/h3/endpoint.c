@@ -418,7 +418,8 @@ void h3_endpoint_render(struct mbuf *b, const struct h3_endpoint *ep, const char
 			mbuf_printf(b,
 			            "peak_h3_handshake_seconds_bucket{%s=\"%s\",le=\"%g\"} "
 			            "%llu\n",
-			            lname, id, (double)h3_hs_bucket_us[i] / 1e6, (unsigned long long)cum);
+			            lname, id, (double)h3_hs_bucket_us[i] / 1e6,
+			            (unsigned long long)cum);
 		else
 			mbuf_printf(b,
 			            "peak_h3_handshake_seconds_bucket{%s=\"%s\",le=\"+Inf\"} "
@@ -430,4 +431,13 @@ void h3_endpoint_render(struct mbuf *b, const struct h3_endpoint *ep, const char
 	            "peak_h3_handshake_seconds_count{%s=\"%s\"} %llu\n",
 	            lname, id, (double)h3_stat_get(st->hs_sum_us) / 1e6, lname, id,
 	            (unsigned long long)h3_stat_get(st->hs_count));
+}
+
+void h3_secret_derive(uint8_t out[static H3_SECRET_LEN], const uint8_t in[static 16])
+{
+	struct sha256_ctx sha;
+	sha256_init(&sha);
+	sha256_update(&sha, 15, (const uint8_t *)"peak h3 secret\n");
+	sha256_update(&sha, 16, in);
+	sha256_digest(&sha, H3_SECRET_LEN, out);
 }

@@ -87,3 +87,7 @@ struct mbuf;
  * text into b, each series labelled lname="lvalue" (for a metrics thread: relaxed loads). */
 void h3_endpoint_render(struct mbuf *b, const struct h3_endpoint *ep, const char *lname,
                         const char *lvalue);
+
+/* The endpoint's secret (h3_endpoint_init) from an operator's 16-byte one (--secret-file),
+ * so that every peak h3 server given the same file derives the same. */
+void h3_secret_derive(uint8_t out[static H3_SECRET_LEN], const uint8_t in[static 16]);

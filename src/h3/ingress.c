@@ -14,8 +14,6 @@
 #include <sys/signalfd.h>
 #include <unistd.h>
 
-#include <nettle/sha2.h>
-
 #include "../sys/log.h"
 #include "../sys/metrics.h"
 #include "endpoint.h"
@@ -24,12 +22,12 @@
 #include "tls.h"
 
 enum {
-	IN_FIELD_LEN = 256,           /* request header values kept and forwarded */
-	IN_TURN_BYTES = 32 * 1024,    /* request body bytes per turn on an upstream connection */
-	IN_WINDOW = 256 * 1024,       /* a client's per stream window: at most this is held */
+	IN_FIELD_LEN = 256,        /* request header values kept and forwarded */
+	IN_TURN_BYTES = 32 * 1024, /* request body bytes per turn on an upstream connection */
+	IN_WINDOW = 256 * 1024,    /* a client's per stream window: at most this is held */
 	IN_CONN_WINDOW = 16 * 1024 * 1024,
-	IN_UP_STREAMS_MAX = 4096,     /* streams waiting or open on one upstream */
-	IN_HC_MISSES = 3,             /* unanswered health check rounds before reconnecting */
+	IN_UP_STREAMS_MAX = 4096, /* streams waiting or open on one upstream */
+	IN_HC_MISSES = 3,         /* unanswered health check rounds before reconnecting */
 };
 
 /* One request stream: the client's side (on a connection of the endpoint) joined to the
@@ -68,7 +66,7 @@ struct upstream {
 	bool healthy;
 	bool check_now; /* send a health check as soon as the connection can */
 	struct istream *hc;
-	unsigned hc_misses; /* rounds the outstanding check went unanswered */
+	unsigned hc_misses;      /* rounds the outstanding check went unanswered */
 	struct istream *streams; /* head of the list */
 	size_t nstreams;
 	uint64_t requests, errors, checks_failed; /* relaxed atomics for the metrics thread */
@@ -104,28 +102,6 @@ static void count_status(struct istream *s, int status)
 	if (status == 0)
 		i = IN_NSTATUS - 1;
 	h3_stat_add(in.streams[route_row(s)][i], 1);
-}
-
-static void copy_field(char *dst, size_t cap, nghttp3_rcbuf *v, bool *too_long)
-{
-	nghttp3_vec b = nghttp3_rcbuf_get_buf(v);
-	if (b.len >= cap) {
-		if (too_long)
-			*too_long = true;
-		b.len = cap - 1;
-	}
-	memcpy(dst, b.base, b.len);
-	dst[b.len] = 0;
-	/* control bytes and obs-text become '?': forwarded and logged values stay printable */
-	for (char *p = dst; *p; p++)
-		if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-			*p = '?';
-}
-
-static bool name_is(nghttp3_rcbuf *name, const char *s)
-{
-	nghttp3_vec b = nghttp3_rcbuf_get_buf(name);
-	return b.len == strlen(s) && !memcmp(b.base, s, b.len);
 }
 
 static nghttp3_nv nv(const char *n, const char *v)
@@ -365,17 +341,17 @@ static int recv_header(nghttp3_conn *h, int64_t sid, int32_t token, nghttp3_rcbu
 	(void)cu;
 	if (!s)
 		return 0;
-	if (name_is(name, ":method")) {
-		copy_field(s->method, sizeof(s->method), value, NULL);
-	} else if (name_is(name, ":path")) {
-		copy_field(s->path, sizeof(s->path), value, NULL);
-	} else if (name_is(name, ":authority")) {
-		copy_field(s->authority, sizeof(s->authority), value, NULL);
-	} else if (name_is(name, "content-type")) {
+	if (h3_field_is(name, ":method")) {
+		h3_field_copy(s->method, sizeof(s->method), value, NULL);
+	} else if (h3_field_is(name, ":path")) {
+		h3_field_copy(s->path, sizeof(s->path), value, NULL);
+	} else if (h3_field_is(name, ":authority")) {
+		h3_field_copy(s->authority, sizeof(s->authority), value, NULL);
+	} else if (h3_field_is(name, "content-type")) {
 		s->has_ctype = true;
-		copy_field(s->ctype, sizeof(s->ctype), value, &s->ctype_long);
-	} else if (name_is(name, "content-length")) {
-		copy_field(s->clen, sizeof(s->clen), value, NULL);
+		h3_field_copy(s->ctype, sizeof(s->ctype), value, &s->ctype_long);
+	} else if (h3_field_is(name, "content-length")) {
+		h3_field_copy(s->clen, sizeof(s->clen), value, NULL);
 	}
 	return 0;
 }
@@ -396,9 +372,8 @@ static int end_headers(nghttp3_conn *h, int64_t sid, int fin, void *cu, void *su
 		snprintf(s->path, sizeof(s->path), "/");
 	if (!*s->method)
 		snprintf(s->method, sizeof(s->method), "POST");
-	s->route = s->has_ctype && !s->ctype_long
-	               ? h3_route_match(in.t, s->ctype, strlen(s->ctype))
-	               : NULL;
+	s->route = s->has_ctype && !s->ctype_long ? h3_route_match(in.t, s->ctype, strlen(s->ctype))
+	                                          : NULL;
 	int ui = s->route ? h3_route_pick(s->route, in.healthy) : -1;
 	if (c->qlog)
 		h3_qlog_event(c, "http:routing",
@@ -545,10 +520,7 @@ static int server_http_new(struct h3_conn *c)
 	    .reset_stream = h3_cb_reset_stream,
 	};
 	nghttp3_settings st;
-	nghttp3_settings_default(&st);
-	st.max_field_section_size = 16 * 1024;
-	st.qpack_max_dtable_capacity = 4096;
-	st.qpack_blocked_streams = 16;
+	h3_http_settings(&st);
 	return nghttp3_conn_server_new(&c->h, &cbs, &st, NULL, c) ? -ENOMEM : 0;
 }
 
@@ -650,18 +622,18 @@ static int up_recv_header(nghttp3_conn *h, int64_t sid, int32_t token, nghttp3_r
 	(void)cu;
 	if (!s)
 		return 0;
-	if (name_is(name, ":status")) {
+	if (h3_field_is(name, ":status")) {
 		nghttp3_vec v = nghttp3_rcbuf_get_buf(value);
 		int st = 0;
 		for (size_t i = 0; i < v.len && i < 3; i++)
 			st = st * 10 + (v.base[i] >= '0' && v.base[i] <= '9' ? v.base[i] - '0' : 0);
 		s->status = v.len == 3 ? st : 0;
-	} else if (name_is(name, "content-type")) {
-		copy_field(s->r_ctype, sizeof(s->r_ctype), value, NULL);
-	} else if (name_is(name, "content-length")) {
-		copy_field(s->r_clen, sizeof(s->r_clen), value, NULL);
-	} else if (name_is(name, "x-peak-backend")) {
-		copy_field(s->r_backend, sizeof(s->r_backend), value, NULL);
+	} else if (h3_field_is(name, "content-type")) {
+		h3_field_copy(s->r_ctype, sizeof(s->r_ctype), value, NULL);
+	} else if (h3_field_is(name, "content-length")) {
+		h3_field_copy(s->r_clen, sizeof(s->r_clen), value, NULL);
+	} else if (h3_field_is(name, "x-peak-backend")) {
+		h3_field_copy(s->r_backend, sizeof(s->r_backend), value, NULL);
 	}
 	return 0;
 }
@@ -676,7 +648,8 @@ static int up_end_headers(nghttp3_conn *h, int64_t sid, int fin, void *cu, void 
 		return 0;
 	if (s->status < 200) { /* interim (1xx): the final answer follows; garbage: 502 */
 		if (s->status < 100)
-			ngtcp2_conn_shutdown_stream(s->up->c->q, s->usid, NGHTTP3_H3_GENERAL_PROTOCOL_ERROR);
+			ngtcp2_conn_shutdown_stream(s->up->c->q, s->usid,
+			                            NGHTTP3_H3_GENERAL_PROTOCOL_ERROR);
 		return 0;
 	}
 	if (fin)
@@ -779,10 +752,7 @@ static int up_http_new(struct h3_conn *c)
 	    .reset_stream = h3_cb_reset_stream,
 	};
 	nghttp3_settings st;
-	nghttp3_settings_default(&st);
-	st.max_field_section_size = 16 * 1024;
-	st.qpack_max_dtable_capacity = 4096;
-	st.qpack_blocked_streams = 16;
+	h3_http_settings(&st);
 	return nghttp3_conn_client_new(&c->h, &cbs, &st, NULL, c) ? -ENOMEM : 0;
 }
 
@@ -927,7 +897,8 @@ static void render(struct mbuf *b, void *arg)
 			mbuf_printf(b,
 			            "peak_h3_ingress_streams_total{ingress=\"%s\",route=\"%s\","
 			            "status=\"%s\"} %llu\n",
-			            id, rt, st, (unsigned long long)h3_stat_get(in.streams[row][i]));
+			            id, rt, st,
+			            (unsigned long long)h3_stat_get(in.streams[row][i]));
 		}
 	}
 	mbuf_printf(b, "# HELP peak_h3_ingress_bytes_total Body bytes forwarded by route and "
@@ -1017,13 +988,8 @@ int h3_ingress_run(const struct h3_ingress_opts *o)
 	h3_qlog_set_dir(o->qlog_dir);
 	if ((ret = h3_tls_client_cred(&in.cred, o->upstream_insecure ? NULL : o->upstream_ca)))
 		goto out;
-	if (o->secret) {
-		struct sha256_ctx sha;
-		sha256_init(&sha);
-		sha256_update(&sha, 15, (const uint8_t *)"peak h3 secret\n");
-		sha256_update(&sha, 16, o->secret);
-		sha256_digest(&sha, sizeof(secret), secret);
-	}
+	if (o->secret)
+		h3_secret_derive(secret, o->secret);
 	if ((ret = h3_endpoint_init(&ep, &o->listen, o->cert, o->key, &lim, o->max_conns,
 	                            o->secret ? secret : NULL, &retry, &server_ops, NULL)))
 		goto out;

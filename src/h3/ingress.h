@@ -16,16 +16,16 @@ struct h3_ingress_opts {
 	struct h3_addr listen;
 	const char *cert, *key;
 	struct h3_route_table *routes;
-	const char *upstream_ca;        /* trust this CA for upstreams (NULL: the system's) */
-	bool upstream_insecure;         /* no certificate check of upstreams */
-	unsigned health_interval_ms;    /* GET /healthz on each upstream this often */
-	uint64_t max_streams;           /* concurrent request streams per client connection */
+	const char *upstream_ca;     /* trust this CA for upstreams (NULL: the system's) */
+	bool upstream_insecure;      /* no certificate check of upstreams */
+	unsigned health_interval_ms; /* GET /healthz on each upstream this often */
+	uint64_t max_streams;        /* concurrent request streams per client connection */
 	size_t max_conns;
-	const uint8_t *secret;          /* 16 bytes or NULL (as the backend's --secret-file) */
+	const uint8_t *secret; /* 16 bytes or NULL (as the backend's --secret-file) */
 	bool retry;
-	const char *metrics;            /* ADDR:PORT or NULL */
+	const char *metrics; /* ADDR:PORT or NULL */
 	const char *qlog_dir;
-	const char *id;                 /* metrics label */
+	const char *id; /* metrics label */
 };
 
 /* Serves until SIGINT or SIGTERM. Returns 0 on a clean stop, -errno if it could not start. */

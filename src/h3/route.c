@@ -73,8 +73,7 @@ static enum h3_route_rank rank_of(const char *pat)
 }
 
 /* Parses one RULE in s into t. */
-static int rule_parse(struct h3_route_table *t, struct cur s, size_t item, char *err,
-                      size_t errlen)
+static int rule_parse(struct h3_route_table *t, struct cur s, size_t item, char *err, size_t errlen)
 {
 	char pat[H3_CTYPE_LEN], q[ROUTE_ITEM_SHOW + 4], uq[ROUTE_ITEM_SHOW + 4];
 	struct cur whole = s;
@@ -109,8 +108,9 @@ static int rule_parse(struct h3_route_table *t, struct cur s, size_t item, char 
 			                 q, H3_ROUTE_UPS);
 		int idx = upstream_add(t, u);
 		if (idx == -ENOSPC)
-			return peak_errf(err, errlen, "rule %zu '%s': more than %d upstreams in all",
-			                 item, q, H3_ROUTE_UPS_ALL);
+			return peak_errf(err, errlen,
+			                 "rule %zu '%s': more than %d upstreams in all", item, q,
+			                 H3_ROUTE_UPS_ALL);
 		if (idx < 0)
 			return peak_errf(err, errlen,
 			                 "rule %zu '%s': upstream '%s' is not h3://[IPv6]:PORT or "

@@ -11,7 +11,8 @@
  * ',' separates rules and '|' the upstreams of one rule, since neither can appear in a media
  * type pattern or an address. Several specs (--route given again) add to one table; the
  * same address in several rules is one upstream. The most specific pattern that matches
- * wins: an exact type, then a type with any subtype, then the catch-all. Parameters and case are ignored. */
+ * wins: an exact type, then a type with any subtype, then the catch-all. Parameters and
+ * case are ignored. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -20,21 +21,21 @@
 #include "udp.h"
 
 enum {
-	H3_ROUTE_MAX = 32,      /* rules */
-	H3_ROUTE_UPS = 8,       /* upstreams of one rule */
-	H3_ROUTE_UPS_ALL = 64,  /* distinct upstreams of the table */
+	H3_ROUTE_MAX = 32,        /* rules */
+	H3_ROUTE_UPS = 8,         /* upstreams of one rule */
+	H3_ROUTE_UPS_ALL = 64,    /* distinct upstreams of the table */
 	H3_ROUTE_SPEC_MAX = 8192, /* bytes of one spec */
 };
 
 enum h3_route_rank { H3_ROUTE_EXACT, H3_ROUTE_TYPE, H3_ROUTE_ANY };
 
 struct h3_route {
-	struct h3_ctype_set pat;   /* one pattern */
-	const char *name;          /* pat.pat[0]: lower case, as metrics label it */
+	struct h3_ctype_set pat; /* one pattern */
+	const char *name;        /* pat.pat[0]: lower case, as metrics label it */
 	enum h3_route_rank rank;
-	size_t up[H3_ROUTE_UPS];   /* indexes into h3_route_table.up */
+	size_t up[H3_ROUTE_UPS]; /* indexes into h3_route_table.up */
 	size_t nup;
-	size_t rr;                 /* where the next round robin pick starts */
+	size_t rr; /* where the next round robin pick starts */
 };
 
 struct h3_route_table {

@@ -65,7 +65,8 @@ def test_routes_by_type_on_one_connection(tmp_path, certs, backend_factory, ingr
     assert m['peak_h3_ingress_bytes_total{ingress="ingress",route="video/mp4",'
              'direction="request"}'] == 3_300_000
     assert m[f'peak_h3_upstream_up{{ingress="ingress",upstream="[::1]:{audio.port}"}}'] == 1
-    assert m[f'peak_h3_upstream_requests_total{{ingress="ingress",upstream="[::1]:{video.port}"}}'] == 2
+    assert m['peak_h3_upstream_requests_total{ingress="ingress",'
+             f'upstream="[::1]:{video.port}"}}'] == 2
     assert m['peak_h3_connections_total{ingress="ingress"}'] == 1
     assert ing.stop() == 0
     # the backends each saw one connection: the ingress's, every stream multiplexed on it

@@ -31,9 +31,9 @@ static void test_parse_and_match(void **state)
 	                                "Video/MP4=h3://127.0.0.1:4003",
 	                                err, sizeof(err)),
 	                 0);
-	assert_int_equal(h3_route_parse(&t, "*/*=h3://[::1]:4002,audio/ogg=h3://[::1]:4001", err,
-	                                sizeof(err)),
-	                 0);
+	assert_int_equal(
+	    h3_route_parse(&t, "*/*=h3://[::1]:4002,audio/ogg=h3://[::1]:4001", err, sizeof(err)),
+	    0);
 	assert_int_equal(t.n, 4);
 	assert_int_equal(t.nup, 3); /* [::1]:4001 and :4002 are shared between rules */
 	assert_string_equal(t.up_name[0], "[::1]:4001");
