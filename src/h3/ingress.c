@@ -46,6 +46,7 @@ struct istream {
 	bool answered; /* answer headers submitted to the client */
 	bool discard;  /* the rest of the client's body is read and dropped */
 	bool up_paused, turn_used, cl_paused;
+	bool cancelled; /* the client's side went first: not the upstream's failure */
 	int status; /* the answer's, or the upstream's status seen */
 	char method[16], path[IN_FIELD_LEN], authority[IN_FIELD_LEN], ctype[IN_FIELD_LEN];
 	char clen[24];
@@ -477,6 +478,7 @@ static int stream_close(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, v
 		if (!s->answered)
 			count_status(s, 0);
 		cl_unlink(s);
+		s->cancelled = true;
 		if (s->up && s->up_open && s->up->c)
 			ngtcp2_conn_shutdown_stream(s->up->c->q, s->usid,
 			                            NGHTTP3_H3_REQUEST_CANCELLED);
@@ -496,6 +498,7 @@ static void client_conn_free(struct h3_conn *c)
 	while (c->app_conn) {
 		struct istream *s = c->app_conn;
 		cl_unlink(s);
+		s->cancelled = true;
 		if (s->up && s->up_open && s->up->c)
 			ngtcp2_conn_shutdown_stream(s->up->c->q, s->usid,
 			                            NGHTTP3_H3_REQUEST_CANCELLED);
@@ -545,7 +548,7 @@ static void mark(struct upstream *u, bool healthy, const char *why)
 static void up_fail_stream(struct istream *s, const char *why)
 {
 	struct upstream *u = s->up;
-	if (u && !s->health) {
+	if (u && !s->health && !s->cancelled) {
 		h3_stat_add(u->errors, 1);
 		log_rl(&in_rl, LOG_NOTICE, "h3 ingress: stream %" PRId64 " to %s: %s", s->csid,
 		       u->name, why);
