@@ -497,6 +497,8 @@ static void client_conn_free(struct h3_conn *c)
 {
 	while (c->app_conn) {
 		struct istream *s = c->app_conn;
+		if (!s->answered)
+			count_status(s, 0);
 		cl_unlink(s);
 		s->cancelled = true;
 		if (s->up && s->up_open && s->up->c)

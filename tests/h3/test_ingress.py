@@ -132,6 +132,32 @@ def test_backend_killed_mid_upload_fails_only_its_stream(tmp_path, certs, backen
     assert ing.stop() == 0
 
 
+def test_client_that_gives_up_cancels_its_upstream_stream(tmp_path, certs, backend_factory,
+                                                          ingress_factory):
+    """The client closes its connection in the middle of a 40 MB upload (--timeout): the
+    ingress cancels the upstream stream, so the backend frees it (counted 'reset'), and this
+    is not counted as the upstream's failure."""
+    bport, iport = free_tcp_port(), free_tcp_port()
+    b = backend_factory(types="video/*", ident="video", extra=("--metrics", f"127.0.0.1:{bport}"))
+    ing = ingress_factory([f"video/*=h3://[::1]:{b.port}"],
+                          extra=("--metrics", f"127.0.0.1:{iport}"))
+    write(tmp_path / "v.mp4", 40_000_000, "v")
+    rc, streams, out, err = upload(ing.url, [f"{tmp_path / 'v.mp4'}:video/mp4"], certs,
+                                   extra=("--timeout", "400"))
+    assert rc == 1 and streams[0]["status"] in ("unfinished", "unsent"), out + err
+    wait_for(lambda: scrape(bport)['peak_h3_streams_total{backend="video",status="reset"}'] == 1,
+             15, "the backend to see its stream cancelled")
+    m = scrape(iport)
+    assert m['peak_h3_upstream_errors_total{ingress="ingress",'
+             f'upstream="[::1]:{b.port}"}}'] == 0
+    assert m['peak_h3_ingress_streams_total{ingress="ingress",route="video/*",'
+             'status="reset"}'] == 1
+    write(tmp_path / "small.mp4", 10_000, "s")
+    rc, streams, out, err = upload(ing.url, [f"{tmp_path / 'small.mp4'}:video/mp4"], certs)
+    assert rc == 0, out + err
+    assert ing.stop() == 0
+
+
 def test_health_checks_take_a_backend_out_and_back(tmp_path, certs, backend_factory,
                                                    ingress_factory):
     b1 = backend_factory(types="audio/*", ident="b1")
