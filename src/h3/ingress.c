@@ -47,7 +47,7 @@ struct istream {
 	bool discard;  /* the rest of the client's body is read and dropped */
 	bool up_paused, turn_used, cl_paused;
 	bool cancelled; /* the client's side went first: not the upstream's failure */
-	int status; /* the answer's, or the upstream's status seen */
+	int status;     /* the answer's, or the upstream's status seen */
 	char method[16], path[IN_FIELD_LEN], authority[IN_FIELD_LEN], ctype[IN_FIELD_LEN];
 	char clen[24];
 	bool has_ctype, ctype_long;
