@@ -89,6 +89,20 @@ def test_round_robin_across_one_routes_backends(tmp_path, certs, backend_factory
     assert ing.stop() == 0
 
 
+def test_streams_wait_for_the_upstreams_stream_limit(tmp_path, certs, backend_factory,
+                                                    ingress_factory):
+    """A backend that allows 2 streams at a time: the ingress holds the others until the
+    backend gives more credit (RFC 9000 §4.6); all 7 arrive."""
+    b = backend_factory(types="audio/*", ident="b1", extra=("--max-streams", "2"))
+    ing = ingress_factory([f"audio/*=h3://[::1]:{b.port}"])
+    names = [f"f{i}" for i in range(7)]
+    sums = {n: write(tmp_path / n, 40_000 + i * 1000, n) for i, n in enumerate(names)}
+    rc, streams, out, err = upload(ing.url, [f"{tmp_path / n}:audio/ogg" for n in names], certs)
+    assert rc == 0, out + err
+    assert all(s["sha256"] == sums[s["file"]] and s["checksum"] == "ok" for s in streams)
+    assert ing.stop() == 0
+
+
 def test_backend_killed_mid_upload_fails_only_its_stream(tmp_path, certs, backend_factory,
                                                          ingress_factory):
     audio = backend_factory(types="audio/*", ident="audio")
