@@ -9,6 +9,7 @@ checks taking a backend out and back in, refused --route values, and an independ
                                                                      peak h3 backend audio
                                                                      peak h3 backend video
 """
+import json
 import os
 import re
 import subprocess
@@ -197,6 +198,28 @@ def test_health_checks_take_a_backend_out_and_back(tmp_path, certs, backend_fact
     assert scrape(mport)['peak_h3_upstream_health_checks_failed_total{ingress="ingress",'
                          f'upstream="[::1]:{port2}"}}'] >= 1
     assert ing.stop() == 0
+
+
+def test_qlog_has_the_routing_decisions(tmp_path, certs, backend_factory, ingress_factory):
+    qdir = tmp_path / "q"
+    qdir.mkdir()
+    b = backend_factory(types="audio/*", ident="b1")
+    ing = ingress_factory([f"audio/*=h3://[::1]:{b.port}"], extra=("--qlog", str(qdir)))
+    write(tmp_path / "a", 1000, "a")
+    rc, streams, out, err = upload(ing.url, [f"{tmp_path / 'a'}:Audio/OGG",
+                                             f"{tmp_path / 'a'}:video/mp4"], certs)
+    assert rc == 1, out + err
+    assert ing.stop() == 0
+    (server,) = [f for f in qdir.iterdir() if f.name.endswith("-server.sqlog")]
+    assert [f for f in qdir.iterdir() if f.name.endswith("-client.sqlog")]  # the upstream's
+    recs = [json.loads(r) for r in server.read_text().split("\x1e") if r.strip()]
+    routing = {r["data"]["content_type"]: r["data"] for r in recs
+               if r.get("name") == "http:routing"}
+    assert routing["Audio/OGG"]["route"] == "audio/*"
+    assert routing["Audio/OGG"]["upstream"] == f"[::1]:{b.port}"
+    assert routing["video/mp4"]["route"] is None and routing["video/mp4"]["upstream"] == "-"
+    answers = sorted(r["data"]["status"] for r in recs if r.get("name") == "http:response")
+    assert answers == [201, 400]
 
 
 def test_bad_routes_are_refused(tmp_path, certs):
