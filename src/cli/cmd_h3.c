@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include "../h3/backend.h"
+#include "../h3/ingress.h"
 #include "../h3/upload.h"
 #include "../sys/log.h"
 #include "cli.h"
@@ -17,6 +18,7 @@ static const char h3_help[] =
     "\n"
     "Commands:\n"
     "  backend   an HTTP/3 server that answers each upload with its SHA-256\n"
+    "  ingress   terminate HTTP/3 and route each request stream by content-type\n"
     "  upload    upload files on one connection, one request stream each; check checksums\n"
     "  get       GET one URL (e.g. a backend's /healthz) and print the status\n"
     "\n"
@@ -82,48 +84,102 @@ static const char upload_help[] =
     "                      refuses replays; refused early data is sent again after the\n"
     "                      handshake; the summary says which)\n";
 
+/* The options every peak h3 server takes (backend, ingress). */
+struct srv_opts {
+	struct h3_addr listen;
+	bool have_listen;
+	const char *cert, *key, *id, *metrics, *qlog_dir;
+	uint64_t max_streams;
+	size_t max_conns;
+	const uint8_t *secret;
+	bool retry;
+};
+
+#define SRV_LONG_OPTIONS                                                                           \
+	{"listen", required_argument, 0, 'l'}, {"cert", required_argument, 0, 'c'},                \
+	    {"key", required_argument, 0, 'k'}, {"id", required_argument, 0, 'i'},                 \
+	    {"max-streams", required_argument, 0, 's'}, {"max-conns", required_argument, 0, 'm'},  \
+	    {"verbose", no_argument, 0, 'v'}, {"secret-file", required_argument, 0, 'S'},          \
+	    {"retry", no_argument, 0, 'r'}, {"metrics", required_argument, 0, 'M'},                \
+	{                                                                                          \
+		"qlog", required_argument, 0, 'Q'                                                  \
+	}
+
+static void srv_defaults(struct srv_opts *s)
+{
+	memset(s, 0, sizeof(*s));
+	s->max_streams = 100;
+	s->max_conns = 1024;
+}
+
+/* Takes option c (from SRV_LONG_OPTIONS) with its argument into s; false if c is not one of
+ * them. Bad values exit through cli_usage_error. */
+static bool srv_opt(const char *cmd, int c, const char *arg, struct srv_opts *s)
+{
+	static uint8_t secret[16];
+	switch (c) {
+	case 'l':
+		if (h3_addr_parse(arg, &s->listen))
+			cli_usage_error(cmd, "--listen: '%s' is not ADDR:PORT", arg);
+		s->have_listen = true;
+		return true;
+	case 'c':
+		s->cert = arg;
+		return true;
+	case 'k':
+		s->key = arg;
+		return true;
+	case 'i':
+		if (!*arg || strlen(arg) > 64 || strpbrk(arg, " \"\\\r\n\t"))
+			cli_usage_error(cmd, "--id: 1 to 64 characters, no spaces or quotes");
+		s->id = arg;
+		return true;
+	case 's':
+		s->max_streams = cli_u64(cmd, "--max-streams", arg, 1, 10000);
+		return true;
+	case 'm':
+		s->max_conns = (size_t)cli_u64(cmd, "--max-conns", arg, 1, 100000);
+		return true;
+	case 'v':
+		log_set_level(LOG_DEBUG);
+		return true;
+	case 'S':
+		cli_secret_file(cmd, arg, secret);
+		s->secret = secret;
+		return true;
+	case 'r':
+		s->retry = true;
+		return true;
+	case 'M':
+		s->metrics = arg;
+		return true;
+	case 'Q':
+		s->qlog_dir = arg;
+		return true;
+	default:
+		return false;
+	}
+}
+
 static int cmd_h3_backend(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"listen", required_argument, 0, 'l'},
-	    {"cert", required_argument, 0, 'c'},
-	    {"key", required_argument, 0, 'k'},
+	    SRV_LONG_OPTIONS,
 	    {"type", required_argument, 0, 't'},
-	    {"id", required_argument, 0, 'i'},
-	    {"max-streams", required_argument, 0, 's'},
-	    {"max-conns", required_argument, 0, 'm'},
-	    {"verbose", no_argument, 0, 'v'},
-	    {"secret-file", required_argument, 0, 'S'},
-	    {"retry", no_argument, 0, 'r'},
-	    {"metrics", required_argument, 0, 'M'},
-	    {"qlog", required_argument, 0, 'Q'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
 	static char host[256];
-	static uint8_t secret[16];
 	static struct h3_backend_opts o;
-	bool have_listen = false, have_types = false;
+	struct srv_opts so;
+	bool have_types = false;
 	int c;
 	memset(&o, 0, sizeof(o));
-	o.max_streams = 100;
-	o.max_conns = 1024;
+	srv_defaults(&so);
 	opterr = 0;
 	optind = 1;
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
-		case 'l':
-			if (h3_addr_parse(optarg, &o.listen))
-				cli_usage_error("h3 backend", "--listen: '%s' is not ADDR:PORT",
-				                optarg);
-			have_listen = true;
-			break;
-		case 'c':
-			o.cert = optarg;
-			break;
-		case 'k':
-			o.key = optarg;
-			break;
 		case 't':
 			if (h3_ctype_set_parse(&o.types, optarg))
 				cli_usage_error(
@@ -133,55 +189,151 @@ static int cmd_h3_backend(int argc, char **argv)
 				    optarg, H3_CTYPE_MAX);
 			have_types = true;
 			break;
-		case 'i':
-			if (!*optarg || strlen(optarg) > 64 || strpbrk(optarg, " \"\\\r\n\t"))
-				cli_usage_error("h3 backend",
-				                "--id: 1 to 64 characters, no spaces or"
-				                " quotes");
-			o.id = optarg;
-			break;
-		case 's':
-			o.max_streams = cli_u64("h3 backend", "--max-streams", optarg, 1, 10000);
-			break;
-		case 'm':
-			o.max_conns =
-			    (size_t)cli_u64("h3 backend", "--max-conns", optarg, 1, 100000);
-			break;
-		case 'v':
-			log_set_level(LOG_DEBUG);
-			break;
-		case 'S':
-			cli_secret_file("h3 backend", optarg, secret);
-			o.secret = secret;
-			break;
-		case 'r':
-			o.retry = true;
-			break;
-		case 'M':
-			o.metrics = optarg;
-			break;
-		case 'Q':
-			o.qlog_dir = optarg;
-			break;
 		case 'h':
 			fputs(backend_help, stdout);
 			return 0;
 		default:
-			cli_usage_error("h3 backend",
-			                "unknown or incomplete option '%s' (see --help)",
-			                argv[optind - 1]);
+			if (!srv_opt("h3 backend", c, optarg, &so))
+				cli_usage_error("h3 backend",
+				                "unknown or incomplete option '%s' (see --help)",
+				                argv[optind - 1]);
 		}
 	}
 	if (optind < argc)
 		cli_usage_error("h3 backend", "unexpected argument '%s'", argv[optind]);
-	if (!have_listen || !o.cert || !o.key || !have_types)
+	if (!so.have_listen || !so.cert || !so.key || !have_types)
 		cli_usage_error("h3 backend", "--listen, --cert, --key and --type are required");
+	o.listen = so.listen;
+	o.cert = so.cert;
+	o.key = so.key;
+	o.id = so.id;
+	o.max_streams = so.max_streams;
+	o.max_conns = so.max_conns;
+	o.secret = so.secret;
+	o.retry = so.retry;
+	o.metrics = so.metrics;
+	o.qlog_dir = so.qlog_dir;
 	if (!o.id) {
 		if (gethostname(host, sizeof(host) - 1))
 			strcpy(host, "peak");
 		o.id = host;
 	}
 	return h3_backend_run(&o) ? EXIT_USAGE : 0;
+}
+
+static const char ingress_help[] =
+    "usage: peak h3 ingress --listen ADDR:PORT --cert FILE --key FILE --route SPEC\n"
+    "                       [--route SPEC ...] [--upstream-proto h3]\n"
+    "                       [--upstream-ca FILE | --upstream-insecure]\n"
+    "                       [--health-interval MS] [--id ID] [--max-streams N]\n"
+    "                       [--max-conns N] [--secret-file FILE] [--retry]\n"
+    "                       [--metrics ADDR:PORT] [--qlog DIR] [--verbose]\n"
+    "\n"
+    "An HTTP/3 ingress: terminates QUIC+TLS and forwards each request stream, by its\n"
+    "content-type, over one HTTP/3 connection per upstream (streams multiplexed on it), and\n"
+    "streams the answer back. No content-type, or a type no rule matches: 400 (the rest of\n"
+    "the body is read and dropped). No healthy upstream: 503. An upstream that fails\n"
+    "mid-stream: 502 on that stream (or a reset once its answer began), others go on.\n"
+    "Bodies are never held whole: the client gets flow-control credit only as the upstream\n"
+    "acknowledges its bytes. SIGTERM or SIGINT: exit 0.\n"
+    "\n"
+    "  --route SPEC        rules TYPE=UPSTREAM[|UPSTREAM...][,TYPE=...]; TYPE is\n"
+    "                      type/subtype, type/* or */* (case-insensitive, parameters\n"
+    "                      ignored; the most specific match wins); UPSTREAM is\n"
+    "                      h3://[IPv6]:PORT or h3://IPv4:PORT; '|' separates the upstreams\n"
+    "                      of a rule (round robin among the healthy ones). Repeatable.\n"
+    "  --upstream-proto P  h3 (the only one so far)\n"
+    "  --upstream-ca FILE  trust this PEM CA for upstreams (default: the system's)\n"
+    "  --upstream-insecure do not check upstreams' certificates\n"
+    "  --health-interval MS  GET /healthz on every upstream this often (default 1000); a\n"
+    "                      check unanswered by the next one, a non-200 answer or a lost\n"
+    "                      connection takes the upstream out; a 200 puts it back\n"
+    "  --id ID             label of the metrics (default: ingress)\n"
+    "  --max-streams N     concurrent request streams per client connection (default 100)\n"
+    "  --max-conns N       concurrent client connections (default 1024)\n"
+    "  --secret-file FILE  16-byte secret (32 hex digits) for stateless reset and Retry\n"
+    "  --retry             make every new client prove its address with a Retry first\n"
+    "  --metrics ADDR:PORT Prometheus metrics at http://ADDR:PORT/metrics: streams by route\n"
+    "                      and status, bytes by route, upstreams up, requests and errors,\n"
+    "                      and the endpoint's counters and handshake histogram\n"
+    "  --qlog DIR          a qlog file per connection (clients' and upstreams'), with the\n"
+    "                      routing decision of each request\n"
+    "  --verbose           log every routed request (debug level)\n";
+
+static int cmd_h3_ingress(int argc, char **argv)
+{
+	static const struct option opts[] = {
+	    SRV_LONG_OPTIONS,
+	    {"route", required_argument, 0, 'R'},
+	    {"upstream-proto", required_argument, 0, 'P'},
+	    {"upstream-ca", required_argument, 0, 'A'},
+	    {"upstream-insecure", no_argument, 0, 'I'},
+	    {"health-interval", required_argument, 0, 'H'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
+	};
+	static struct h3_route_table routes;
+	static struct h3_ingress_opts o;
+	struct srv_opts so;
+	char err[256];
+	int c;
+	memset(&o, 0, sizeof(o));
+	memset(&routes, 0, sizeof(routes));
+	srv_defaults(&so);
+	o.health_interval_ms = 1000;
+	opterr = 0;
+	optind = 1;
+	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+		switch (c) {
+		case 'R':
+			if (h3_route_parse(&routes, optarg, err, sizeof(err)))
+				cli_usage_error("h3 ingress", "--route: %s", err);
+			break;
+		case 'P':
+			if (strcmp(optarg, "h3"))
+				cli_usage_error("h3 ingress",
+				                "--upstream-proto: '%s': only h3 is supported",
+				                optarg);
+			break;
+		case 'A':
+			o.upstream_ca = optarg;
+			break;
+		case 'I':
+			o.upstream_insecure = true;
+			break;
+		case 'H':
+			o.health_interval_ms = (unsigned)cli_u64("h3 ingress", "--health-interval",
+			                                         optarg, 10, 3600000);
+			break;
+		case 'h':
+			fputs(ingress_help, stdout);
+			return 0;
+		default:
+			if (!srv_opt("h3 ingress", c, optarg, &so))
+				cli_usage_error("h3 ingress",
+				                "unknown or incomplete option '%s' (see --help)",
+				                argv[optind - 1]);
+		}
+	}
+	if (optind < argc)
+		cli_usage_error("h3 ingress", "unexpected argument '%s'", argv[optind]);
+	if (!so.have_listen || !so.cert || !so.key || !routes.n)
+		cli_usage_error("h3 ingress", "--listen, --cert, --key and --route are required");
+	if (o.upstream_ca && o.upstream_insecure)
+		cli_usage_error("h3 ingress",
+		                "--upstream-ca and --upstream-insecure exclude each other");
+	o.routes = &routes;
+	o.listen = so.listen;
+	o.cert = so.cert;
+	o.key = so.key;
+	o.id = so.id ? so.id : "ingress";
+	o.max_streams = so.max_streams;
+	o.max_conns = so.max_conns;
+	o.secret = so.secret;
+	o.retry = so.retry;
+	o.metrics = so.metrics;
+	o.qlog_dir = so.qlog_dir;
+	return h3_ingress_run(&o) ? EXIT_USAGE : 0;
 }
 
 static const char get_help[] =
@@ -312,6 +464,8 @@ int cmd_h3(int argc, char **argv)
 	}
 	if (!strcmp(argv[1], "backend"))
 		return cmd_h3_backend(argc - 1, argv + 1);
+	if (!strcmp(argv[1], "ingress"))
+		return cmd_h3_ingress(argc - 1, argv + 1);
 	if (!strcmp(argv[1], "upload"))
 		return cmd_h3_upload(argc - 1, argv + 1, false);
 	if (!strcmp(argv[1], "get"))

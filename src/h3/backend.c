@@ -58,24 +58,6 @@ static void count_status(int status)
 	h3_stat_add(be_stats.streams[i], 1);
 }
 
-static void copy_field(char *dst, size_t cap, nghttp3_rcbuf *v, bool *too_long)
-{
-	nghttp3_vec b = nghttp3_rcbuf_get_buf(v);
-	if (b.len >= cap) {
-		if (too_long)
-			*too_long = true;
-		b.len = cap - 1;
-	}
-	memcpy(dst, b.base, b.len);
-	dst[b.len] = 0;
-}
-
-static bool name_is(nghttp3_rcbuf *name, const char *s)
-{
-	nghttp3_vec b = nghttp3_rcbuf_get_buf(name);
-	return b.len == strlen(s) && !memcmp(b.base, s, b.len);
-}
-
 static nghttp3_ssize read_body(nghttp3_conn *h, int64_t sid, nghttp3_vec *vec, size_t veccnt,
                                uint32_t *pflags, void *cu, void *su)
 {
@@ -179,18 +161,13 @@ static int recv_header(nghttp3_conn *h, int64_t sid, int32_t token, nghttp3_rcbu
 	(void)cu;
 	if (!s)
 		return 0;
-	if (name_is(name, ":method")) {
-		copy_field(s->method, sizeof(s->method), value, NULL);
-	} else if (name_is(name, ":path")) {
-		copy_field(s->path, sizeof(s->path), value, NULL);
-	} else if (name_is(name, "content-type")) {
+	if (h3_field_is(name, ":method")) {
+		h3_field_copy(s->method, sizeof(s->method), value, NULL);
+	} else if (h3_field_is(name, ":path")) {
+		h3_field_copy(s->path, sizeof(s->path), value, NULL);
+	} else if (h3_field_is(name, "content-type")) {
 		s->has_ctype = true;
-		copy_field(s->ctype, sizeof(s->ctype), value, &s->ctype_long);
-		/* control bytes and obs-text become '?': never a token character, so such a
-		 * type matches nothing, and logs and answers stay printable */
-		for (char *p = s->ctype; *p; p++)
-			if ((unsigned char)*p < 0x20 || (unsigned char)*p > 0x7e)
-				*p = '?';
+		h3_field_copy(s->ctype, sizeof(s->ctype), value, &s->ctype_long);
 	}
 	return 0;
 }
@@ -306,16 +283,13 @@ static int http_new(struct h3_conn *c)
 	    .reset_stream = h3_cb_reset_stream,
 	};
 	nghttp3_settings st;
-	nghttp3_settings_default(&st);
-	st.max_field_section_size = 16 * 1024; /* larger header sections are a stream error */
-	st.qpack_max_dtable_capacity = 4096;
-	st.qpack_blocked_streams = 16;
+	h3_http_settings(&st);
 	return nghttp3_conn_server_new(&c->h, &cbs, &st, NULL, c) ? -ENOMEM : 0;
 }
 
 static void render(struct mbuf *b, void *arg)
 {
-	const struct h3_endpoint_stats *st = &((const struct h3_endpoint *)arg)->stats;
+	const struct h3_endpoint *st = arg;
 	char id[METRICS_LABEL_MAX];
 	metrics_label(id, sizeof(id), be->id);
 	mbuf_printf(b,
@@ -336,52 +310,7 @@ static void render(struct mbuf *b, void *arg)
 	            "# TYPE peak_h3_body_bytes_total counter\n"
 	            "peak_h3_body_bytes_total{backend=\"%s\"} %llu\n",
 	            id, (unsigned long long)h3_stat_get(be_stats.body_bytes));
-	const struct {
-		const char *name, *help;
-		const uint64_t *v;
-	} ctr[] = {
-	    {"connections_total", "QUIC connections accepted.", &st->accepted},
-	    {"datagrams_dropped_total", "Datagrams for no connection that started none.",
-	     &st->dropped},
-	    {"initials_refused_total", "Initials refused at the connection limit.", &st->refused},
-	    {"retries_total", "Retry packets sent (address validation).", &st->retries},
-	    {"bad_tokens_total", "Initials with a Retry token that did not verify.",
-	     &st->bad_tokens},
-	    {"stateless_resets_total", "Stateless resets sent.", &st->resets},
-	    {"version_negotiations_total", "Version Negotiation packets sent.",
-	     &st->version_negotiations},
-	};
-	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++)
-		mbuf_printf(b,
-		            "# HELP peak_h3_%s %s\n# TYPE peak_h3_%s counter\n"
-		            "peak_h3_%s{backend=\"%s\"} %llu\n",
-		            ctr[i].name, ctr[i].help, ctr[i].name, ctr[i].name, id,
-		            (unsigned long long)__atomic_load_n(ctr[i].v, __ATOMIC_RELAXED));
-	mbuf_printf(b,
-	            "# HELP peak_h3_connections Open QUIC connections.\n"
-	            "# TYPE peak_h3_connections gauge\npeak_h3_connections{backend=\"%s\"} %llu\n",
-	            id, (unsigned long long)h3_stat_get(st->open));
-	mbuf_printf(b, "# HELP peak_h3_handshake_seconds QUIC handshake time, first Initial to "
-	               "the client's Finished.\n# TYPE peak_h3_handshake_seconds histogram\n");
-	uint64_t cum = 0;
-	for (size_t i = 0; i <= H3_HS_BUCKETS; i++) {
-		cum += h3_stat_get(st->hs_bucket[i]);
-		if (i < H3_HS_BUCKETS)
-			mbuf_printf(b,
-			            "peak_h3_handshake_seconds_bucket{backend=\"%s\",le=\"%g\"} "
-			            "%llu\n",
-			            id, (double)h3_hs_bucket_us[i] / 1e6, (unsigned long long)cum);
-		else
-			mbuf_printf(b,
-			            "peak_h3_handshake_seconds_bucket{backend=\"%s\",le=\"+Inf\"} "
-			            "%llu\n",
-			            id, (unsigned long long)cum);
-	}
-	mbuf_printf(b,
-	            "peak_h3_handshake_seconds_sum{backend=\"%s\"} %.6f\n"
-	            "peak_h3_handshake_seconds_count{backend=\"%s\"} %llu\n",
-	            id, (double)h3_stat_get(st->hs_sum_us) / 1e6, id,
-	            (unsigned long long)h3_stat_get(st->hs_count));
+	h3_endpoint_render(b, st, "backend", be->id);
 }
 
 static const struct h3_conn_ops backend_ops = {.http_new = http_new, .conn_free = conn_free};
@@ -403,14 +332,8 @@ int h3_backend_run(const struct h3_backend_opts *o)
 		return sfd;
 	be = o;
 	h3_qlog_set_dir(o->qlog_dir);
-	if (o->secret) {
-		/* the endpoint's 32-byte secret, from the operator's 16 bytes */
-		struct sha256_ctx sha;
-		sha256_init(&sha);
-		sha256_update(&sha, 15, (const uint8_t *)"peak h3 secret\n");
-		sha256_update(&sha, 16, o->secret);
-		sha256_digest(&sha, sizeof(secret), secret);
-	}
+	if (o->secret)
+		h3_secret_derive(secret, o->secret);
 	if ((ret = h3_endpoint_init(&ep, &o->listen, o->cert, o->key, &lim, o->max_conns,
 	                            o->secret ? secret : NULL, &retry, &backend_ops, NULL))) {
 		close(sfd);

@@ -961,3 +961,30 @@ int h3_cb_reset_stream(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, vo
 	ngtcp2_conn_shutdown_stream_write(c->q, sid, code);
 	return 0;
 }
+
+void h3_http_settings(nghttp3_settings *st)
+{
+	nghttp3_settings_default(st);
+	st->max_field_section_size = 16 * 1024;
+	st->qpack_max_dtable_capacity = 4096;
+	st->qpack_blocked_streams = 16;
+}
+
+bool h3_field_is(nghttp3_rcbuf *name, const char *s)
+{
+	nghttp3_vec b = nghttp3_rcbuf_get_buf(name);
+	return b.len == strlen(s) && !memcmp(b.base, s, b.len);
+}
+
+void h3_field_copy(char *dst, size_t cap, nghttp3_rcbuf *v, bool *too_long)
+{
+	nghttp3_vec b = nghttp3_rcbuf_get_buf(v);
+	if (b.len >= cap) {
+		if (too_long)
+			*too_long = true;
+		b.len = cap - 1;
+	}
+	for (size_t i = 0; i < b.len; i++)
+		dst[i] = b.base[i] < 0x20 || b.base[i] > 0x7e ? '?' : (char)b.base[i];
+	dst[b.len] = 0;
+}

@@ -133,3 +133,15 @@ void h3_conn_consume(struct h3_conn *c, int64_t sid, size_t n);
 int h3_cb_deferred_consume(nghttp3_conn *h, int64_t sid, size_t n, void *cu, void *su);
 int h3_cb_stop_sending(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, void *su);
 int h3_cb_reset_stream(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, void *su);
+
+/* The HTTP/3 settings every peak h3 connection announces (RFC 9114 §7.2.4.1): header sections
+ * over 16 KiB are a stream error, a 4 KiB QPACK table, 16 blocked streams. */
+void h3_http_settings(nghttp3_settings *st);
+
+/* True if the field name is s (names arrive lower case, RFC 9114 §4.2). */
+bool h3_field_is(nghttp3_rcbuf *name, const char *s);
+
+/* Copies the field value v (untrusted) into dst[cap] as a string, cut to cap - 1 bytes
+ * (then *too_long is set when too_long is not NULL); control bytes and obs-text become '?':
+ * never a token character, so logs, forwarded values and answers stay printable. */
+void h3_field_copy(char *dst, size_t cap, nghttp3_rcbuf *v, bool *too_long);

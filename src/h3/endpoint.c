@@ -10,6 +10,7 @@
 #include <nettle/sha2.h>
 
 #include "../sys/log.h"
+#include "../sys/metrics.h"
 #include "tls.h"
 
 enum {
@@ -375,4 +376,68 @@ void h3_endpoint_close_all(struct h3_endpoint *ep)
 {
 	for (struct h3_conn *c = ep->conns; c; c = c->next)
 		h3_conn_close(c, NGHTTP3_H3_NO_ERROR);
+}
+
+void h3_endpoint_render(struct mbuf *b, const struct h3_endpoint *ep, const char *lname,
+                        const char *lvalue)
+{
+	const struct h3_endpoint_stats *st = &ep->stats;
+	char id[METRICS_LABEL_MAX];
+	metrics_label(id, sizeof(id), lvalue);
+	const struct {
+		const char *name, *help;
+		const uint64_t *v;
+	} ctr[] = {
+	    {"connections_total", "QUIC connections accepted.", &st->accepted},
+	    {"datagrams_dropped_total", "Datagrams for no connection that started none.",
+	     &st->dropped},
+	    {"initials_refused_total", "Initials refused at the connection limit.", &st->refused},
+	    {"retries_total", "Retry packets sent (address validation).", &st->retries},
+	    {"bad_tokens_total", "Initials with a Retry token that did not verify.",
+	     &st->bad_tokens},
+	    {"stateless_resets_total", "Stateless resets sent.", &st->resets},
+	    {"version_negotiations_total", "Version Negotiation packets sent.",
+	     &st->version_negotiations},
+	};
+	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++)
+		mbuf_printf(b,
+		            "# HELP peak_h3_%s %s\n# TYPE peak_h3_%s counter\n"
+		            "peak_h3_%s{%s=\"%s\"} %llu\n",
+		            ctr[i].name, ctr[i].help, ctr[i].name, ctr[i].name, lname, id,
+		            (unsigned long long)__atomic_load_n(ctr[i].v, __ATOMIC_RELAXED));
+	mbuf_printf(b,
+	            "# HELP peak_h3_connections Open QUIC connections.\n"
+	            "# TYPE peak_h3_connections gauge\npeak_h3_connections{%s=\"%s\"} %llu\n",
+	            lname, id, (unsigned long long)h3_stat_get(st->open));
+	mbuf_printf(b, "# HELP peak_h3_handshake_seconds QUIC handshake time, first Initial to "
+	               "the client's Finished.\n# TYPE peak_h3_handshake_seconds histogram\n");
+	uint64_t cum = 0;
+	for (size_t i = 0; i <= H3_HS_BUCKETS; i++) {
+		cum += h3_stat_get(st->hs_bucket[i]);
+		if (i < H3_HS_BUCKETS)
+			mbuf_printf(b,
+			            "peak_h3_handshake_seconds_bucket{%s=\"%s\",le=\"%g\"} "
+			            "%llu\n",
+			            lname, id, (double)h3_hs_bucket_us[i] / 1e6,
+			            (unsigned long long)cum);
+		else
+			mbuf_printf(b,
+			            "peak_h3_handshake_seconds_bucket{%s=\"%s\",le=\"+Inf\"} "
+			            "%llu\n",
+			            lname, id, (unsigned long long)cum);
+	}
+	mbuf_printf(b,
+	            "peak_h3_handshake_seconds_sum{%s=\"%s\"} %.6f\n"
+	            "peak_h3_handshake_seconds_count{%s=\"%s\"} %llu\n",
+	            lname, id, (double)h3_stat_get(st->hs_sum_us) / 1e6, lname, id,
+	            (unsigned long long)h3_stat_get(st->hs_count));
+}
+
+void h3_secret_derive(uint8_t out[static H3_SECRET_LEN], const uint8_t in[static 16])
+{
+	struct sha256_ctx sha;
+	sha256_init(&sha);
+	sha256_update(&sha, 15, (const uint8_t *)"peak h3 secret\n");
+	sha256_update(&sha, 16, in);
+	sha256_digest(&sha, H3_SECRET_LEN, out);
 }

@@ -80,3 +80,14 @@ int h3_endpoint_timeout_ms(struct h3_endpoint *ep);
 
 /* Closes every connection with H3_NO_ERROR (a CONNECTION_CLOSE each). */
 void h3_endpoint_close_all(struct h3_endpoint *ep);
+
+struct mbuf;
+
+/* Renders the endpoint's counters, open connections and handshake histogram as Prometheus
+ * text into b, each series labelled lname="lvalue" (for a metrics thread: relaxed loads). */
+void h3_endpoint_render(struct mbuf *b, const struct h3_endpoint *ep, const char *lname,
+                        const char *lvalue);
+
+/* The endpoint's secret (h3_endpoint_init) from an operator's 16-byte one (--secret-file),
+ * so that every peak h3 server given the same file derives the same. */
+void h3_secret_derive(uint8_t out[static H3_SECRET_LEN], const uint8_t in[static 16]);

@@ -322,10 +322,7 @@ static int http_new(struct h3_conn *c)
 	    .reset_stream = h3_cb_reset_stream,
 	};
 	nghttp3_settings st;
-	nghttp3_settings_default(&st);
-	st.max_field_section_size = 16 * 1024;
-	st.qpack_max_dtable_capacity = 4096;
-	st.qpack_blocked_streams = 16;
+	h3_http_settings(&st);
 	if (nghttp3_conn_client_new(&c->h, &cbs, &st, NULL, c))
 		return -ENOMEM;
 	return 0;

@@ -59,24 +59,20 @@ def wait_for(cond, timeout, what):
         time.sleep(0.02)
 
 
-class Backend:
-    """One 'peak h3 backend' on [::1]:0; .port is the port it bound."""
+class Server:
+    """A 'peak h3' server (argv) on [::1]; .port is the port it bound (read from its log)."""
 
-    def __init__(self, tmp, certs, types="audio/*,video/mp4", ident="b1", extra=()):
-        self.logpath = tmp / f"backend-{ident}.log"
+    def __init__(self, logpath, argv, what):
+        self.logpath = logpath
         self.log = open(self.logpath, "w+")
-        listen = [] if "--listen" in extra else ["--listen", "[::1]:0"]
-        self.proc = subprocess.Popen(
-            [PEAK, "h3", "backend", *listen, "--cert", str(certs / "srv.pem"),
-             "--key", str(certs / "srv.key"), "--type", types, "--id", ident, *extra],
-            stdout=self.log, stderr=subprocess.STDOUT)
+        self.proc = subprocess.Popen(argv, stdout=self.log, stderr=subprocess.STDOUT)
 
         def bound():
             if self.proc.poll() is not None:
-                raise AssertionError("peak h3 backend exited: " + self.logtext())
+                raise AssertionError(f"peak h3 {what} exited: " + self.logtext())
             m = re.search(r"listening on \[::1\]:(\d+)", self.logtext())
             return m and int(m.group(1))
-        self.port = wait_for(bound, 10, "the backend to listen")
+        self.port = wait_for(bound, 10, f"the {what} to listen")
         self.url = f"https://[::1]:{self.port}/upload"
 
     def logtext(self):
@@ -92,6 +88,17 @@ class Backend:
             return self.proc.wait(timeout=10)
         finally:
             self.log.close()
+
+
+class Backend(Server):
+    """One 'peak h3 backend' on [::1]:0 (or the --listen in extra)."""
+
+    def __init__(self, tmp, certs, types="audio/*,video/mp4", ident="b1", extra=()):
+        listen = [] if "--listen" in extra else ["--listen", "[::1]:0"]
+        super().__init__(tmp / f"backend-{ident}.log",
+                         [PEAK, "h3", "backend", *listen, "--cert", str(certs / "srv.pem"),
+                          "--key", str(certs / "srv.key"), "--type", types, "--id", ident,
+                          *extra], "backend")
 
 
 @pytest.fixture
@@ -118,3 +125,34 @@ def upload(url, files, certs, extra=(), timeout=60):
     streams = [dict(kv.split("=", 1) for kv in line.split())
                for line in p.stdout.splitlines() if line.startswith("stream=")]
     return p.returncode, streams, p.stdout, p.stderr
+
+
+class Ingress(Server):
+    """One 'peak h3 ingress' on [::1]:0 in front of the given routes; ready once every
+    upstream passed its first health check."""
+
+    def __init__(self, tmp, certs, routes, extra=(), ident="in", wait_up=True):
+        argv = [PEAK, "h3", "ingress", "--listen", "[::1]:0", "--cert", str(certs / "srv.pem"),
+                "--key", str(certs / "srv.key"), "--upstream-ca", str(certs / "ca.pem")]
+        for r in routes:
+            argv += ["--route", r]
+        super().__init__(tmp / f"ingress-{ident}.log", [*argv, *extra], "ingress")
+        if wait_up:
+            n = int(re.search(r"(\d+) upstreams", self.logtext()).group(1))
+            wait_for(lambda: len(set(re.findall(r"upstream (\S+) up\b", self.logtext()))) == n,
+                     20, "every upstream up")
+
+
+@pytest.fixture
+def ingress_factory(tmp_path, certs):
+    started = []
+
+    def make(routes, **kw):
+        i = Ingress(tmp_path, certs, routes, **kw)
+        started.append(i)
+        return i
+    yield make
+    for i in started:
+        if i.proc.poll() is None:
+            i.proc.kill()
+            i.proc.wait()

@@ -1,0 +1,1096 @@
+/* The content-type ingress on HTTP/3: client connections on the server endpoint, one client
+ * connection per upstream, and the streams joined across them. */
+#include "ingress.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include "../sys/log.h"
+#include "../sys/metrics.h"
+#include "endpoint.h"
+#include "pipe.h"
+#include "qlog.h"
+#include "tls.h"
+
+enum {
+	IN_FIELD_LEN = 256,        /* request header values kept and forwarded */
+	IN_TURN_BYTES = 32 * 1024, /* request body bytes per turn on an upstream connection */
+	IN_WINDOW = 256 * 1024,    /* a client's per stream window: at most this is held */
+	IN_CONN_WINDOW = 16 * 1024 * 1024,
+	IN_UP_STREAMS_MAX = 4096, /* streams waiting or open on one upstream */
+	IN_HC_MISSES = 3,         /* unanswered health check rounds before reconnecting */
+};
+
+/* One request stream: the client's side (on a connection of the endpoint) joined to the
+ * upstream's side. A health check has no client side. Freed when both sides are gone. */
+struct istream {
+	struct h3_conn *cc; /* the client's connection; NULL once its side closed */
+	int64_t csid;
+	struct upstream *up; /* NULL: answered here (no route, no upstream) */
+	int64_t usid;        /* -1 until the upstream stream is open */
+	bool up_open;        /* the upstream stream exists and has not closed */
+	bool health;         /* our GET /healthz */
+	struct h3_route *route;
+	struct h3_pipe req, resp;
+	bool req_fin;  /* the client's body ended */
+	bool resp_fin; /* the answer's body ended (from upstream or ours) */
+	bool answered; /* answer headers submitted to the client */
+	bool discard;  /* the rest of the client's body is read and dropped */
+	bool up_paused, turn_used, cl_paused;
+	bool cancelled; /* the client's side went first: not the upstream's failure */
+	int status;     /* the answer's, or the upstream's status seen */
+	char method[16], path[IN_FIELD_LEN], authority[IN_FIELD_LEN], ctype[IN_FIELD_LEN];
+	char clen[24];
+	bool has_ctype, ctype_long;
+	char r_ctype[IN_FIELD_LEN], r_clen[24], r_backend[80];
+	struct istream *cprev, *cnext; /* the client connection's streams (cc->app_conn) */
+	struct istream *uprev, *unext; /* the upstream's streams, open or waiting */
+};
+
+struct upstream {
+	size_t idx;
+	const char *name;
+	struct h3_addr addr;
+	char host[64]; /* the address alone, for the certificate check */
+	struct h3_conn *c;
+	int fd;
+	struct h3_addr local;
+	bool healthy;
+	bool check_now; /* send a health check as soon as the connection can */
+	struct istream *hc;
+	unsigned hc_misses;      /* rounds the outstanding check went unanswered */
+	struct istream *streams; /* head of the list */
+	size_t nstreams;
+	uint64_t requests, errors, checks_failed; /* relaxed atomics for the metrics thread */
+	int up_gauge;
+};
+
+/* Answers by route (the last row: none matched, or no content-type) and status. */
+static const int in_status[] = {200, 201, 400, 404, 405, 413, 415, 500, 502, 503, -1, 0};
+enum { IN_NSTATUS = sizeof(in_status) / sizeof(in_status[0]) }; /* -1: other, 0: reset */
+
+static struct {
+	const struct h3_ingress_opts *o;
+	struct h3_route_table *t;
+	struct upstream up[H3_ROUTE_UPS_ALL];
+	bool healthy[H3_ROUTE_UPS_ALL];
+	gnutls_certificate_credentials_t cred;
+	uint64_t streams[H3_ROUTE_MAX + 1][IN_NSTATUS];
+	uint64_t req_bytes[H3_ROUTE_MAX + 1], resp_bytes[H3_ROUTE_MAX + 1];
+} in;
+
+static struct log_limit in_rl;
+
+static size_t route_row(const struct istream *s)
+{
+	return s->route ? (size_t)(s->route - in.t->r) : H3_ROUTE_MAX;
+}
+
+static void count_status(struct istream *s, int status)
+{
+	size_t i = 0;
+	while (i < IN_NSTATUS - 2 && in_status[i] != status)
+		i++;
+	if (status == 0)
+		i = IN_NSTATUS - 1;
+	h3_stat_add(in.streams[route_row(s)][i], 1);
+}
+
+static nghttp3_nv nv(const char *n, const char *v)
+{
+	return (nghttp3_nv){(uint8_t *)n, (uint8_t *)v, strlen(n), strlen(v), NGHTTP3_NV_FLAG_NONE};
+}
+
+/* Frees s once neither side holds it. */
+static void maybe_free(struct istream *s)
+{
+	if (s->cc || s->up_open || s->up)
+		return;
+	h3_pipe_free(&s->req);
+	h3_pipe_free(&s->resp);
+	free(s);
+}
+
+static void up_unlink(struct istream *s)
+{
+	struct upstream *u = s->up;
+	if (!u)
+		return;
+	if (s->uprev)
+		s->uprev->unext = s->unext;
+	else
+		u->streams = s->unext;
+	if (s->unext)
+		s->unext->uprev = s->uprev;
+	s->uprev = s->unext = NULL;
+	u->nstreams--;
+	if (u->hc == s)
+		u->hc = NULL;
+	s->up = NULL;
+}
+
+static void cl_unlink(struct istream *s)
+{
+	if (!s->cc)
+		return;
+	if (s->cprev)
+		s->cprev->cnext = s->cnext;
+	else
+		s->cc->app_conn = s->cnext;
+	if (s->cnext)
+		s->cnext->cprev = s->cprev;
+	s->cprev = s->cnext = NULL;
+	s->cc = NULL;
+}
+
+/* ---- the client's side ---- */
+
+static nghttp3_ssize read_resp(nghttp3_conn *h, int64_t sid, nghttp3_vec *vec, size_t veccnt,
+                               uint32_t *pflags, void *cu, void *su)
+{
+	struct istream *s = su;
+	(void)h;
+	(void)sid;
+	(void)cu;
+	if (!s)
+		return 0;
+	size_t k = h3_pipe_peek(&s->resp, vec, veccnt, SIZE_MAX);
+	if (!h3_pipe_unsent(&s->resp) && s->resp_fin) {
+		*pflags |= NGHTTP3_DATA_FLAG_EOF;
+		return (nghttp3_ssize)k;
+	}
+	if (!k) {
+		s->cl_paused = true;
+		return NGHTTP3_ERR_WOULDBLOCK;
+	}
+	return (nghttp3_ssize)k;
+}
+
+static void resume_client(struct istream *s)
+{
+	if (s->cc && s->cc->h && s->answered && s->cl_paused) {
+		s->cl_paused = false;
+		nghttp3_conn_resume_stream(s->cc->h, s->csid);
+	}
+}
+
+/* Submits the answer's headers to the client; its body follows through s->resp. */
+static int answer(struct istream *s, int status, const char *ctype, const char *clen,
+                  const char *backend)
+{
+	char st[8];
+	nghttp3_nv nva[5];
+	size_t n = 0;
+	if (s->answered || !s->cc || !s->cc->h)
+		return 0;
+	s->answered = true;
+	s->status = status;
+	count_status(s, status);
+	snprintf(st, sizeof(st), "%d", status);
+	nva[n++] = nv(":status", st);
+	if (ctype && *ctype)
+		nva[n++] = nv("content-type", ctype);
+	if (clen && *clen)
+		nva[n++] = nv("content-length", clen);
+	if (backend && *backend)
+		nva[n++] = nv("x-peak-backend", backend);
+	if (s->up)
+		nva[n++] = nv("x-peak-upstream", s->up->name);
+	h3_qlog_event(s->cc, "http:response", "\"stream_id\":%" PRId64 ",\"status\":%d", s->csid,
+	              status);
+	nghttp3_data_reader dr = {read_resp};
+	int r = nghttp3_conn_submit_response(s->cc->h, s->csid, nva, n, &dr);
+	if (r) {
+		log_rl(&in_rl, LOG_WARNING, "h3 ingress: stream %" PRId64 ": response: %s", s->csid,
+		       nghttp3_strerror(r));
+		ngtcp2_conn_shutdown_stream(s->cc->q, s->csid, NGHTTP3_H3_INTERNAL_ERROR);
+	}
+	return 0;
+}
+
+/* Gives the client's held body bytes back as flow-control credit and drops whatever more it
+ * sends: the answer is ours (RFC 9114 §4.1.1 lets a server answer before the request ends;
+ * no STOP_SENDING, which stalls some clients). */
+static void discard_rest(struct istream *s)
+{
+	if (s->discard)
+		return;
+	s->discard = true;
+	uint64_t held = h3_pipe_held(&s->req);
+	if (s->cc && held)
+		h3_conn_consume(s->cc, s->csid, held);
+	h3_pipe_free(&s->req);
+}
+
+/* Answers here with a short text body, and drops the rest of the request. */
+static void answer_local(struct istream *s, int status, const char *text)
+{
+	char len[24];
+	discard_rest(s);
+	if (s->answered || !s->cc)
+		return;
+	h3_pipe_free(&s->resp);
+	h3_pipe_write(&s->resp, (const uint8_t *)text, strlen(text));
+	s->resp_fin = true;
+	snprintf(len, sizeof(len), "%zu", strlen(text));
+	answer(s, status, "text/plain", len, NULL);
+}
+
+static void up_fail_stream(struct istream *s, const char *why);
+static nghttp3_ssize in_read_req(nghttp3_conn *h, int64_t sid, nghttp3_vec *vec, size_t veccnt,
+                                 uint32_t *pflags, void *cu, void *su);
+
+/* Opens s's stream on its upstream, or leaves it waiting for stream credit (RFC 9000 §4.6).
+ * Returns true when it was opened. */
+static bool up_submit(struct istream *s)
+{
+	struct upstream *u = s->up;
+	int64_t sid;
+	nghttp3_nv nva[7];
+	size_t n = 0;
+	if (!u->c || !u->c->h || ngtcp2_conn_get_streams_bidi_left(u->c->q) == 0)
+		return false;
+	if (ngtcp2_conn_open_bidi_stream(u->c->q, &sid, NULL))
+		return false;
+	s->usid = sid;
+	s->up_open = true;
+	nva[n++] = nv(":method", s->health ? "GET" : s->method);
+	nva[n++] = nv(":scheme", "https");
+	nva[n++] = nv(":authority", s->health || !*s->authority ? u->name : s->authority);
+	nva[n++] = nv(":path", s->health ? "/healthz" : s->path);
+	if (s->has_ctype)
+		nva[n++] = nv("content-type", s->ctype);
+	if (*s->clen)
+		nva[n++] = nv("content-length", s->clen);
+	nva[n++] = nv("user-agent", "peak-h3-ingress/" PEAK_VERSION);
+	nghttp3_data_reader dr = {in_read_req};
+	bool body = !s->health && strcmp(s->method, "GET") && strcmp(s->method, "HEAD");
+	int r = nghttp3_conn_submit_request(u->c->h, sid, nva, n, body ? &dr : NULL, s);
+	if (r) {
+		log_rl(&in_rl, LOG_WARNING, "h3 ingress: upstream %s: request: %s", u->name,
+		       nghttp3_strerror(r));
+		ngtcp2_conn_shutdown_stream(u->c->q, sid, NGHTTP3_H3_INTERNAL_ERROR);
+		s->up_open = false; /* nghttp3 has no stream to close */
+		up_fail_stream(s, "request refused");
+		return false;
+	}
+	if (!s->health)
+		h3_stat_add(u->requests, 1);
+	return true;
+}
+
+/* Opens the waiting streams of u as far as its stream credit goes. */
+static void up_submit_waiting(struct upstream *u)
+{
+	for (struct istream *s = u->streams, *nx; s; s = nx) {
+		nx = s->unext;
+		if (s->usid == -1 && !up_submit(s))
+			break;
+	}
+}
+
+static void up_attach(struct istream *s, struct upstream *u)
+{
+	s->up = u;
+	s->usid = -1;
+	s->unext = u->streams;
+	if (u->streams)
+		u->streams->uprev = s;
+	u->streams = s;
+	u->nstreams++;
+}
+
+static int begin_headers(nghttp3_conn *h, int64_t sid, void *cu, void *su)
+{
+	struct h3_conn *c = cu;
+	if (su)
+		return 0;
+	struct istream *s = calloc(1, sizeof(*s));
+	if (!s)
+		return NGHTTP3_ERR_CALLBACK_FAILURE;
+	if (nghttp3_conn_set_stream_user_data(h, sid, s)) {
+		free(s);
+		return NGHTTP3_ERR_CALLBACK_FAILURE;
+	}
+	s->cc = c;
+	s->csid = sid;
+	s->usid = -1;
+	s->cnext = c->app_conn;
+	if (s->cnext)
+		s->cnext->cprev = s;
+	c->app_conn = s;
+	return 0;
+}
+
+static int recv_header(nghttp3_conn *h, int64_t sid, int32_t token, nghttp3_rcbuf *name,
+                       nghttp3_rcbuf *value, uint8_t flags, void *cu, void *su)
+{
+	struct istream *s = su;
+	(void)h;
+	(void)sid;
+	(void)token;
+	(void)flags;
+	(void)cu;
+	if (!s)
+		return 0;
+	if (h3_field_is(name, ":method")) {
+		h3_field_copy(s->method, sizeof(s->method), value, NULL);
+	} else if (h3_field_is(name, ":path")) {
+		h3_field_copy(s->path, sizeof(s->path), value, NULL);
+	} else if (h3_field_is(name, ":authority")) {
+		h3_field_copy(s->authority, sizeof(s->authority), value, NULL);
+	} else if (h3_field_is(name, "content-type")) {
+		s->has_ctype = true;
+		h3_field_copy(s->ctype, sizeof(s->ctype), value, &s->ctype_long);
+	} else if (h3_field_is(name, "content-length")) {
+		h3_field_copy(s->clen, sizeof(s->clen), value, NULL);
+	}
+	return 0;
+}
+
+/* Routes the request once its headers are in: to an upstream of its rule, or an answer of
+ * our own (400: no content-type or no rule; 503: no healthy upstream). */
+static int end_headers(nghttp3_conn *h, int64_t sid, int fin, void *cu, void *su)
+{
+	struct h3_conn *c = cu;
+	struct istream *s = su;
+	char t[2 * IN_FIELD_LEN];
+	(void)h;
+	if (!s)
+		return 0;
+	if (fin)
+		s->req_fin = true;
+	if (!*s->path)
+		snprintf(s->path, sizeof(s->path), "/");
+	if (!*s->method)
+		snprintf(s->method, sizeof(s->method), "POST");
+	s->route = s->has_ctype && !s->ctype_long ? h3_route_match(in.t, s->ctype, strlen(s->ctype))
+	                                          : NULL;
+	int ui = s->route ? h3_route_pick(s->route, in.healthy) : -1;
+	if (c->qlog)
+		h3_qlog_event(c, "http:routing",
+		              "\"stream_id\":%" PRId64 ",\"content_type\":%s%s%s,\"route\":%s%s%s,"
+		              "\"upstream\":\"%s\"",
+		              sid, s->has_ctype ? "\"" : "",
+		              s->has_ctype ? h3_qlog_str(t, sizeof(t), s->ctype, strlen(s->ctype))
+		                           : "null",
+		              s->has_ctype ? "\"" : "", s->route ? "\"" : "",
+		              s->route ? s->route->name : "null", s->route ? "\"" : "",
+		              ui >= 0 ? in.up[ui].name : "-");
+	if (!s->has_ctype) {
+		answer_local(s, 400, "no content-type\n");
+		return 0;
+	}
+	if (!s->route) {
+		answer_local(s, 400, "no route for this content-type\n");
+		return 0;
+	}
+	if (ui < 0) {
+		answer_local(s, 503, "no healthy upstream for this content-type\n");
+		return 0;
+	}
+	struct upstream *u = &in.up[ui];
+	if (u->nstreams >= IN_UP_STREAMS_MAX) {
+		answer_local(s, 503, "upstream busy\n");
+		return 0;
+	}
+	log_msg(LOG_DEBUG, "h3 ingress: stream %" PRId64 ": %s %s -> %s (%s)", sid, s->method,
+	        s->ctype, u->name, s->route->name);
+	up_attach(s, u);
+	up_submit(s);
+	return 0;
+}
+
+static void resume_upstream(struct istream *s)
+{
+	if (s->up && s->up_open && s->up_paused && !s->turn_used && s->up->c && s->up->c->h) {
+		s->up_paused = false;
+		nghttp3_conn_resume_stream(s->up->c->h, s->usid);
+	}
+}
+
+static int recv_data(nghttp3_conn *h, int64_t sid, const uint8_t *data, size_t n, void *cu,
+                     void *su)
+{
+	struct h3_conn *c = cu;
+	struct istream *s = su;
+	(void)h;
+	if (!s || s->discard || !s->up) {
+		h3_conn_consume(c, sid, n);
+		return 0;
+	}
+	/* credit is granted only as the upstream acknowledges: a client cannot have more
+	 * than its window here, whatever it sends */
+	if (h3_pipe_held(&s->req) + n > IN_WINDOW || h3_pipe_write(&s->req, data, n)) {
+		h3_conn_consume(c, sid, n);
+		up_fail_stream(s, "request body over the window");
+		return 0;
+	}
+	h3_stat_add(in.req_bytes[route_row(s)], n);
+	resume_upstream(s);
+	return 0;
+}
+
+static int end_stream(nghttp3_conn *h, int64_t sid, void *cu, void *su)
+{
+	struct istream *s = su;
+	(void)h;
+	(void)sid;
+	(void)cu;
+	if (!s)
+		return 0;
+	s->req_fin = true;
+	resume_upstream(s);
+	return 0;
+}
+
+/* The answer's bytes the client acknowledged: dropped, and credited to the upstream. */
+static int acked_resp(nghttp3_conn *h, int64_t sid, uint64_t n, void *cu, void *su)
+{
+	struct istream *s = su;
+	(void)h;
+	(void)sid;
+	(void)cu;
+	if (!s)
+		return 0;
+	h3_pipe_ack(&s->resp, n);
+	if (s->up && s->up_open && s->up->c)
+		h3_conn_consume(s->up->c, s->usid, n);
+	return 0;
+}
+
+static int stream_close(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, void *su)
+{
+	struct h3_conn *c = cu;
+	struct istream *s = su;
+	(void)h;
+	(void)code;
+	if (s) {
+		if (!s->answered)
+			count_status(s, 0);
+		cl_unlink(s);
+		s->cancelled = true;
+		if (s->up && s->up_open && s->up->c)
+			ngtcp2_conn_shutdown_stream(s->up->c->q, s->usid,
+			                            NGHTTP3_H3_REQUEST_CANCELLED);
+		else if (s->up && !s->up_open)
+			up_unlink(s); /* still waiting: forget it */
+		maybe_free(s);
+	}
+	/* a finished request stream makes room for one more (RFC 9000 §4.6) */
+	if (!ngtcp2_conn_is_local_stream(c->q, sid))
+		ngtcp2_conn_extend_max_streams_bidi(c->q, 1);
+	return 0;
+}
+
+/* A client connection goes: its streams lose their client side. */
+static void client_conn_free(struct h3_conn *c)
+{
+	while (c->app_conn) {
+		struct istream *s = c->app_conn;
+		if (!s->answered)
+			count_status(s, 0);
+		cl_unlink(s);
+		s->cancelled = true;
+		if (s->up && s->up_open && s->up->c)
+			ngtcp2_conn_shutdown_stream(s->up->c->q, s->usid,
+			                            NGHTTP3_H3_REQUEST_CANCELLED);
+		else if (s->up && !s->up_open)
+			up_unlink(s);
+		maybe_free(s);
+	}
+}
+
+static int server_http_new(struct h3_conn *c)
+{
+	static const nghttp3_callbacks cbs = {
+	    .acked_stream_data = acked_resp,
+	    .stream_close = stream_close,
+	    .recv_data = recv_data,
+	    .deferred_consume = h3_cb_deferred_consume,
+	    .begin_headers = begin_headers,
+	    .recv_header = recv_header,
+	    .end_headers = end_headers,
+	    .stop_sending = h3_cb_stop_sending,
+	    .end_stream = end_stream,
+	    .reset_stream = h3_cb_reset_stream,
+	};
+	nghttp3_settings st;
+	h3_http_settings(&st);
+	return nghttp3_conn_server_new(&c->h, &cbs, &st, NULL, c) ? -ENOMEM : 0;
+}
+
+static const struct h3_conn_ops server_ops = {.http_new = server_http_new,
+                                              .conn_free = client_conn_free};
+
+/* ---- the upstreams' side ---- */
+
+static void mark(struct upstream *u, bool healthy, const char *why)
+{
+	if (u->healthy == healthy && u->up_gauge != -1)
+		return;
+	u->healthy = healthy;
+	in.healthy[u->idx] = healthy;
+	__atomic_store_n(&u->up_gauge, healthy ? 1 : 0, __ATOMIC_RELAXED);
+	log_msg(healthy ? LOG_INFO : LOG_WARNING, "h3 ingress: upstream %s %s%s%s", u->name,
+	        healthy ? "up" : "down", why ? ": " : "", why ? why : "");
+}
+
+/* The upstream side of s failed before its answer ended: 502 when the client has no answer
+ * yet, else the client's stream is reset; only this stream. */
+static void up_fail_stream(struct istream *s, const char *why)
+{
+	struct upstream *u = s->up;
+	if (u && !s->health && !s->cancelled) {
+		h3_stat_add(u->errors, 1);
+		log_rl(&in_rl, LOG_NOTICE, "h3 ingress: stream %" PRId64 " to %s: %s", s->csid,
+		       u->name, why);
+	}
+	if (s->cc && !s->answered)
+		answer_local(s, 502, "upstream failed\n");
+	else if (s->cc && !s->resp_fin)
+		ngtcp2_conn_shutdown_stream(s->cc->q, s->csid, NGHTTP3_H3_INTERNAL_ERROR);
+	discard_rest(s);
+}
+
+static nghttp3_ssize in_read_req(nghttp3_conn *h, int64_t sid, nghttp3_vec *vec, size_t veccnt,
+                                 uint32_t *pflags, void *cu, void *su)
+{
+	struct istream *s = su;
+	(void)h;
+	(void)sid;
+	(void)cu;
+	if (!s)
+		return 0;
+	if (s->discard) { /* the client's side failed: end the upstream's request */
+		*pflags |= NGHTTP3_DATA_FLAG_EOF;
+		return 0;
+	}
+	/* nghttp3 0.8 sends a client's bodies one after the other; turns of IN_TURN_BYTES
+	 * interleave them (as peak h3 upload does) */
+	if (s->turn_used) {
+		s->up_paused = true;
+		return NGHTTP3_ERR_WOULDBLOCK;
+	}
+	size_t k = h3_pipe_peek(&s->req, vec, veccnt, IN_TURN_BYTES);
+	if (k)
+		s->turn_used = true;
+	if (!h3_pipe_unsent(&s->req) && s->req_fin) {
+		*pflags |= NGHTTP3_DATA_FLAG_EOF;
+		return (nghttp3_ssize)k;
+	}
+	if (!k) {
+		s->up_paused = true;
+		return NGHTTP3_ERR_WOULDBLOCK;
+	}
+	return (nghttp3_ssize)k;
+}
+
+static bool up_streams_idle(struct h3_conn *c)
+{
+	struct upstream *u = c->app;
+	bool any = false;
+	for (struct istream *s = u->streams; s; s = s->unext) {
+		s->turn_used = false;
+		if (s->up_open && s->up_paused &&
+		    (h3_pipe_unsent(&s->req) || s->req_fin || s->discard)) {
+			s->up_paused = false;
+			if (nghttp3_conn_resume_stream(c->h, s->usid) == 0)
+				any = true;
+		}
+	}
+	return any;
+}
+
+static void up_streams_more(struct h3_conn *c)
+{
+	up_submit_waiting(c->app);
+}
+
+static int up_recv_header(nghttp3_conn *h, int64_t sid, int32_t token, nghttp3_rcbuf *name,
+                          nghttp3_rcbuf *value, uint8_t flags, void *cu, void *su)
+{
+	struct istream *s = su;
+	(void)h;
+	(void)sid;
+	(void)token;
+	(void)flags;
+	(void)cu;
+	if (!s)
+		return 0;
+	if (h3_field_is(name, ":status")) {
+		nghttp3_vec v = nghttp3_rcbuf_get_buf(value);
+		int st = 0;
+		for (size_t i = 0; i < v.len && i < 3; i++)
+			st = st * 10 + (v.base[i] >= '0' && v.base[i] <= '9' ? v.base[i] - '0' : 0);
+		s->status = v.len == 3 ? st : 0;
+	} else if (h3_field_is(name, "content-type")) {
+		h3_field_copy(s->r_ctype, sizeof(s->r_ctype), value, NULL);
+	} else if (h3_field_is(name, "content-length")) {
+		h3_field_copy(s->r_clen, sizeof(s->r_clen), value, NULL);
+	} else if (h3_field_is(name, "x-peak-backend")) {
+		h3_field_copy(s->r_backend, sizeof(s->r_backend), value, NULL);
+	}
+	return 0;
+}
+
+static int up_end_headers(nghttp3_conn *h, int64_t sid, int fin, void *cu, void *su)
+{
+	struct istream *s = su;
+	(void)h;
+	(void)sid;
+	(void)cu;
+	if (!s)
+		return 0;
+	if (s->status < 200) { /* interim (1xx): the final answer follows; garbage: 502 */
+		if (s->status < 100)
+			ngtcp2_conn_shutdown_stream(s->up->c->q, s->usid,
+			                            NGHTTP3_H3_GENERAL_PROTOCOL_ERROR);
+		return 0;
+	}
+	if (fin)
+		s->resp_fin = true;
+	if (!s->health)
+		answer(s, s->status, s->r_ctype, s->r_clen, s->r_backend);
+	return 0;
+}
+
+static int up_recv_data(nghttp3_conn *h, int64_t sid, const uint8_t *data, size_t n, void *cu,
+                        void *su)
+{
+	struct h3_conn *c = cu;
+	struct istream *s = su;
+	(void)h;
+	if (!s || s->health || !s->cc || !s->answered) {
+		h3_conn_consume(c, sid, n);
+		return 0;
+	}
+	if (h3_pipe_held(&s->resp) + n > 2 * IN_WINDOW || h3_pipe_write(&s->resp, data, n)) {
+		h3_conn_consume(c, sid, n);
+		ngtcp2_conn_shutdown_stream(c->q, sid, NGHTTP3_H3_INTERNAL_ERROR);
+		return 0;
+	}
+	h3_stat_add(in.resp_bytes[route_row(s)], n);
+	resume_client(s);
+	return 0;
+}
+
+static int up_end_stream(nghttp3_conn *h, int64_t sid, void *cu, void *su)
+{
+	struct istream *s = su;
+	(void)h;
+	(void)sid;
+	(void)cu;
+	if (!s)
+		return 0;
+	s->resp_fin = true;
+	if (s->health && s->up) {
+		struct upstream *u = s->up;
+		char why[64];
+		snprintf(why, sizeof(why), "/healthz answered %d", s->status);
+		if (s->status != 200)
+			h3_stat_add(u->checks_failed, 1);
+		mark(u, s->status == 200, s->status == 200 ? NULL : why);
+		if (u->hc == s)
+			u->hc = NULL;
+		u->hc_misses = 0;
+	}
+	resume_client(s);
+	return 0;
+}
+
+/* The request bytes the upstream acknowledged: dropped, and only now credited to the
+ * client (the back-pressure of a slow upstream). */
+static int up_acked(nghttp3_conn *h, int64_t sid, uint64_t n, void *cu, void *su)
+{
+	struct istream *s = su;
+	(void)h;
+	(void)sid;
+	(void)cu;
+	if (!s || s->discard)
+		return 0;
+	h3_pipe_ack(&s->req, n);
+	if (s->cc)
+		h3_conn_consume(s->cc, s->csid, n);
+	return 0;
+}
+
+static int up_stream_close(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, void *su)
+{
+	struct istream *s = su;
+	(void)h;
+	(void)sid;
+	(void)cu;
+	if (!s)
+		return 0;
+	s->up_open = false;
+	if (!s->resp_fin)
+		up_fail_stream(s, code == NGHTTP3_H3_NO_ERROR ? "stream closed early"
+		                                              : "stream reset by the upstream");
+	else if (!s->req_fin || h3_pipe_unsent(&s->req))
+		discard_rest(s); /* answered before the whole body: drop the rest */
+	up_unlink(s);
+	maybe_free(s);
+	return 0;
+}
+
+static int up_http_new(struct h3_conn *c)
+{
+	static const nghttp3_callbacks cbs = {
+	    .acked_stream_data = up_acked,
+	    .stream_close = up_stream_close,
+	    .recv_data = up_recv_data,
+	    .deferred_consume = h3_cb_deferred_consume,
+	    .recv_header = up_recv_header,
+	    .end_headers = up_end_headers,
+	    .stop_sending = h3_cb_stop_sending,
+	    .end_stream = up_end_stream,
+	    .reset_stream = h3_cb_reset_stream,
+	};
+	nghttp3_settings st;
+	h3_http_settings(&st);
+	return nghttp3_conn_client_new(&c->h, &cbs, &st, NULL, c) ? -ENOMEM : 0;
+}
+
+static const struct h3_conn_ops up_ops = {
+    .http_new = up_http_new,
+    .streams_more = up_streams_more,
+    .streams_idle = up_streams_idle,
+};
+
+/* The connection to u is gone (closed, refused, timed out): every stream on it fails, the
+ * upstream is down until a health check passes on a new connection. */
+static void up_lost(struct upstream *u, const char *why)
+{
+	while (u->streams) {
+		struct istream *s = u->streams;
+		bool was_open = s->up_open;
+		s->up_open = false;
+		if (was_open && !s->resp_fin)
+			up_fail_stream(s, why);
+		else if (!was_open && s->cc && !s->answered)
+			up_fail_stream(s, why);
+		up_unlink(s);
+		maybe_free(s);
+	}
+	if (why) { /* NULL: at exit */
+		h3_stat_add(u->checks_failed, 1);
+		mark(u, false, why);
+	}
+	u->hc_misses = 0;
+	if (u->c) {
+		h3_conn_free(u->c);
+		u->c = NULL;
+	}
+	if (u->fd >= 0) {
+		close(u->fd);
+		u->fd = -1;
+	}
+}
+
+static void up_connect(struct upstream *u)
+{
+	if (u->c)
+		return;
+	int fd = h3_udp_connect(&u->addr, &u->local);
+	if (fd < 0) {
+		mark(u, false, strerror(-fd));
+		return;
+	}
+	if (h3_conn_client_new(&u->c, fd, &u->local, &u->addr, in.cred, u->host,
+	                       !in.o->upstream_insecure, &up_ops, u)) {
+		close(fd);
+		mark(u, false, "cannot start a connection");
+		return;
+	}
+	u->fd = fd;
+	u->check_now = true;
+	h3_conn_write(u->c);
+}
+
+/* One health check round for u. The last check still unanswered takes u out of the
+ * rotation but leaves its streams running (a busy upstream may answer late); after
+ * IN_HC_MISSES rounds without an answer the connection is given up. A connection that did
+ * not come up is dropped and tried again. */
+static void up_check(struct upstream *u)
+{
+	if (u->hc) {
+		h3_stat_add(u->checks_failed, 1);
+		mark(u, false, "no answer to /healthz in time");
+		if (++u->hc_misses < IN_HC_MISSES)
+			return; /* one check outstanding at a time */
+		up_lost(u, "no answer to /healthz in several rounds");
+	}
+	if (u->c && !u->c->h) {
+		up_lost(u, "no handshake in time");
+	}
+	if (!u->c) {
+		up_connect(u);
+		return;
+	}
+	u->check_now = true;
+}
+
+static void up_check_send(struct upstream *u)
+{
+	if (!u->check_now || !u->c || !u->c->h || u->hc)
+		return;
+	struct istream *s = calloc(1, sizeof(*s));
+	if (!s)
+		return;
+	u->check_now = false;
+	s->health = true;
+	s->req_fin = true;
+	snprintf(s->method, sizeof(s->method), "GET");
+	up_attach(s, u);
+	u->hc = s;
+	bool ok = up_submit(s);
+	log_msg(LOG_DEBUG, "h3 ingress: upstream %s: GET /healthz %s (stream %" PRId64 ")", u->name,
+	        ok ? "sent" : "not sent", s->usid);
+	if (!ok && s->up) {
+		up_unlink(s); /* no stream credit now: the next round tries again */
+		maybe_free(s);
+	}
+}
+
+static void up_on_readable(struct upstream *u)
+{
+	static uint8_t buf[65536];
+	struct h3_addr from, to;
+	for (int i = 0; i < 64 && u->c; i++) {
+		ssize_t n = h3_udp_recv(u->fd, buf, sizeof(buf), &from, &to, &u->local);
+		if (n == -EAGAIN)
+			break;
+		if (n < 0) {
+			/* ICMP unreachable on the connected socket: nobody listens any more */
+			up_lost(u, strerror((int)-n));
+			return;
+		}
+		if (h3_conn_read(u->c, &u->local, &u->addr, buf, (size_t)n))
+			break;
+	}
+}
+
+/* ---- metrics ---- */
+
+static void render(struct mbuf *b, void *arg)
+{
+	const struct h3_endpoint *ep = arg;
+	char id[METRICS_LABEL_MAX], rt[METRICS_LABEL_MAX];
+	metrics_label(id, sizeof(id), in.o->id);
+	mbuf_printf(b, "# HELP peak_h3_ingress_streams_total Request streams by route and the "
+	               "status answered (reset: closed without an answer; route none: no "
+	               "content-type or no rule).\n# TYPE peak_h3_ingress_streams_total counter\n");
+	for (size_t r = 0; r <= in.t->n; r++) {
+		size_t row = r < in.t->n ? r : H3_ROUTE_MAX;
+		metrics_label(rt, sizeof(rt), r < in.t->n ? in.t->r[r].name : "none");
+		for (size_t i = 0; i < IN_NSTATUS; i++) {
+			char st[16];
+			if (in_status[i] > 0)
+				snprintf(st, sizeof(st), "%d", in_status[i]);
+			else
+				snprintf(st, sizeof(st), "%s", in_status[i] ? "other" : "reset");
+			mbuf_printf(b,
+			            "peak_h3_ingress_streams_total{ingress=\"%s\",route=\"%s\","
+			            "status=\"%s\"} %llu\n",
+			            id, rt, st,
+			            (unsigned long long)h3_stat_get(in.streams[row][i]));
+		}
+	}
+	mbuf_printf(b, "# HELP peak_h3_ingress_bytes_total Body bytes forwarded by route and "
+	               "direction.\n# TYPE peak_h3_ingress_bytes_total counter\n");
+	for (size_t r = 0; r < in.t->n; r++) {
+		metrics_label(rt, sizeof(rt), in.t->r[r].name);
+		mbuf_printf(b,
+		            "peak_h3_ingress_bytes_total{ingress=\"%s\",route=\"%s\","
+		            "direction=\"request\"} %llu\n"
+		            "peak_h3_ingress_bytes_total{ingress=\"%s\",route=\"%s\","
+		            "direction=\"response\"} %llu\n",
+		            id, rt, (unsigned long long)h3_stat_get(in.req_bytes[r]), id, rt,
+		            (unsigned long long)h3_stat_get(in.resp_bytes[r]));
+	}
+	const struct {
+		const char *name, *type, *help;
+		size_t off;
+	} ups[] = {
+	    {"up", "gauge", "1 if the upstream passes its health checks.",
+	     offsetof(struct upstream, up_gauge)},
+	    {"requests_total", "counter", "Request streams forwarded to the upstream.",
+	     offsetof(struct upstream, requests)},
+	    {"errors_total", "counter",
+	     "Streams that failed on the upstream's side (502 or reset to the client).",
+	     offsetof(struct upstream, errors)},
+	    {"health_checks_failed_total", "counter",
+	     "Health checks unanswered, not 200, or on a lost connection.",
+	     offsetof(struct upstream, checks_failed)},
+	};
+	for (size_t k = 0; k < sizeof(ups) / sizeof(ups[0]); k++) {
+		mbuf_printf(b, "# HELP peak_h3_upstream_%s %s\n# TYPE peak_h3_upstream_%s %s\n",
+		            ups[k].name, ups[k].help, ups[k].name, ups[k].type);
+		for (size_t i = 0; i < in.t->nup; i++) {
+			const char *base = (const char *)&in.up[i];
+			unsigned long long v;
+			if (ups[k].off == offsetof(struct upstream, up_gauge)) {
+				int g = __atomic_load_n((const int *)(base + ups[k].off),
+				                        __ATOMIC_RELAXED);
+				v = g > 0 ? 1 : 0;
+			} else {
+				v = __atomic_load_n((const uint64_t *)(base + ups[k].off),
+				                    __ATOMIC_RELAXED);
+			}
+			mbuf_printf(b, "peak_h3_upstream_%s{ingress=\"%s\",upstream=\"%s\"} %llu\n",
+			            ups[k].name, id, in.t->up_name[i], v);
+		}
+	}
+	h3_endpoint_render(b, ep, "ingress", in.o->id);
+}
+
+/* ---- the loop ---- */
+
+int h3_ingress_run(const struct h3_ingress_opts *o)
+{
+	struct h3_endpoint ep;
+	struct h3_limits lim = {
+	    .max_streams_bidi = o->max_streams,
+	    .max_stream_data = IN_WINDOW,
+	    .max_data = IN_CONN_WINDOW,
+	};
+	struct h3_retry_policy retry = {.always = o->retry, .above = o->max_conns / 2};
+	struct metrics_srv *ms = NULL;
+	uint8_t secret[H3_SECRET_LEN];
+	char a[80];
+	int sfd = signals_fd(1), ret;
+	bool ep_up = false;
+	if (sfd < 0)
+		return sfd;
+	memset(&in, 0, sizeof(in));
+	in.o = o;
+	in.t = o->routes;
+	for (size_t i = 0; i < in.t->nup; i++) {
+		struct upstream *u = &in.up[i];
+		u->idx = i;
+		u->name = in.t->up_name[i];
+		u->addr = in.t->up[i];
+		u->fd = -1;
+		u->up_gauge = -1; /* the first verdict is logged either way */
+		const struct sockaddr *sa = (const struct sockaddr *)&u->addr.ss;
+		if (sa->sa_family == AF_INET6)
+			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, u->host,
+			          sizeof(u->host));
+		else
+			inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, u->host,
+			          sizeof(u->host));
+	}
+	h3_qlog_set_dir(o->qlog_dir);
+	if ((ret = h3_tls_client_cred(&in.cred, o->upstream_insecure ? NULL : o->upstream_ca)))
+		goto out;
+	if (o->secret)
+		h3_secret_derive(secret, o->secret);
+	if ((ret = h3_endpoint_init(&ep, &o->listen, o->cert, o->key, &lim, o->max_conns,
+	                            o->secret ? secret : NULL, &retry, &server_ops, NULL)))
+		goto out;
+	ep_up = true;
+	if (o->metrics && !(ms = metrics_start(o->metrics, render, &ep))) {
+		ret = -EINVAL;
+		goto out;
+	}
+	h3_addr_format(&ep.bound, a, sizeof(a));
+	log_msg(LOG_INFO, "h3 ingress %s: listening on %s (udp), %zu routes, %zu upstreams", o->id,
+	        a, in.t->n, in.t->nup);
+	uint64_t next_check = 0, interval = (uint64_t)o->health_interval_ms * 1000000;
+	for (;;) {
+		uint64_t now = h3_now();
+		if (now >= next_check) {
+			for (size_t i = 0; i < in.t->nup; i++)
+				up_check(&in.up[i]);
+			next_check = now + interval;
+		}
+		for (size_t i = 0; i < in.t->nup; i++) {
+			struct upstream *u = &in.up[i];
+			if (u->c && u->c->h)
+				up_submit_waiting(u);
+			up_check_send(u);
+		}
+		/* what one side's events gave the other to send */
+		for (struct h3_conn *c = ep.conns; c; c = c->next)
+			h3_conn_write(c);
+		for (size_t i = 0; i < in.t->nup; i++)
+			if (in.up[i].c)
+				h3_conn_write(in.up[i].c);
+		struct pollfd p[2 + H3_ROUTE_UPS_ALL];
+		size_t np = 0, upfd[H3_ROUTE_UPS_ALL];
+		p[np++] = (struct pollfd){ep.fd, POLLIN, 0};
+		p[np++] = (struct pollfd){sfd, POLLIN, 0};
+		uint64_t deadline = next_check;
+		for (size_t i = 0; i < in.t->nup; i++) {
+			struct upstream *u = &in.up[i];
+			if (!u->c)
+				continue;
+			upfd[np] = i;
+			p[np++] = (struct pollfd){u->fd, POLLIN, 0};
+			uint64_t d = h3_conn_deadline(u->c);
+			if (d && d < deadline)
+				deadline = d;
+		}
+		int ms_ep = h3_endpoint_timeout_ms(&ep);
+		now = h3_now();
+		int ms_up = deadline <= now ? 0 : (int)((deadline - now + 999999) / 1000000);
+		int timeout = ms_ep >= 0 && ms_ep < ms_up ? ms_ep : ms_up;
+		int n = poll(p, np, timeout);
+		if (n == -1 && errno != EINTR) {
+			ret = -errno;
+			break;
+		}
+		if (n > 0 && (p[1].revents & POLLIN)) {
+			struct signalfd_siginfo si;
+			if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
+			    si.ssi_signo != SIGHUP) {
+				log_msg(LOG_INFO, "h3 ingress %s: signal %u, stopping", o->id,
+				        si.ssi_signo);
+				ret = 0;
+				break;
+			}
+		}
+		if (n > 0 && (p[0].revents & POLLIN))
+			h3_endpoint_on_readable(&ep);
+		for (size_t k = 2; n > 0 && k < np; k++)
+			if (p[k].revents & (POLLIN | POLLERR))
+				up_on_readable(&in.up[upfd[k]]);
+		now = h3_now();
+		for (size_t i = 0; i < in.t->nup; i++) {
+			struct upstream *u = &in.up[i];
+			if (!u->c)
+				continue;
+			h3_conn_on_timer(u->c, now);
+			if (u->c->dead || u->c->close_at)
+				up_lost(u, "connection closed");
+		}
+		h3_endpoint_on_timer(&ep);
+	}
+	h3_endpoint_close_all(&ep);
+	for (size_t i = 0; i < in.t->nup; i++)
+		if (in.up[i].c)
+			h3_conn_close(in.up[i].c, NGHTTP3_H3_NO_ERROR);
+	log_msg(LOG_INFO, "h3 ingress %s: %" PRIu64 " connections", o->id, ep.stats.accepted);
+out:
+	if (ms)
+		metrics_stop(ms);
+	/* client connections first: their streams let go of the upstreams' */
+	if (ep_up)
+		h3_endpoint_fini(&ep);
+	for (size_t i = 0; i < in.t->nup; i++)
+		up_lost(&in.up[i], NULL);
+	if (in.cred)
+		gnutls_certificate_free_credentials(in.cred);
+	close(sfd);
+	return ret;
+}
