@@ -38,7 +38,14 @@ struct gw_peer {
 	int has_ep_pub;                  /* has_ep, for the metrics thread */
 };
 
+/* A peer the DHT slave found (gw_peer_learn): its configuration is ours to keep. */
+struct gw_learned {
+	struct ov_peer_conf conf;
+	struct prefix prefixes[OVC_DHT_PREFIXES];
+};
+
 enum {
+	GW_MAX_LEARNED = 256,
 	GW_BATCH = 64,
 	GW_SOCKBUF_BYTES = 4 << 20, /* absorbs a burst while the loop decrypts */
 	D_MALFORMED = 0,
@@ -59,13 +66,17 @@ struct gw {
 	const struct ov_conf *conf;
 	struct ov_master *m;
 	struct gw_peer *peers;
-	size_t npeers;
+	size_t npeers;  /* configured, then learned; published to the metrics thread (release) */
+	size_t npeers_conf, cap;
+	struct gw_learned *learned; /* GW_MAX_LEARNED, for peers[npeers_conf..] */
+	void (*resolve)(void *arg, const uint8_t id[OVW_ID_LEN]);
+	void *resolve_arg;
 	uint8_t pub[32];
 	uint64_t epoch;
 	int fd;
 	struct log_limit rl_send, rl_drop;
 	uint64_t drops[D_NREASONS];
-	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes;
+	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes, learned_n;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -158,6 +169,8 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	struct gw_peer *p = peer_by_id(g, h.id);
 	if (!p) {
 		drop(g, D_UNKNOWN_PEER, from);
+		if (g->resolve) /* the DHT slave may find the site (rate-limited there) */
+			g->resolve(g->resolve_arg, h.id);
 		return;
 	}
 	static struct ovw_aead fresh; /* a new epoch's key, kept only if it opens the packet */
@@ -318,22 +331,26 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 	for (int i = 0; i < D_NREASONS; i++)
 		mbuf_printf(b, "peak_overlay_gw_dropped_total{reason=\"%s\"} %llu\n", drop_names[i],
 		            (unsigned long long)CNT_GET(g, drops[i]));
+	size_t np = __atomic_load_n(&g->npeers, __ATOMIC_ACQUIRE);
+	mbuf_printf(b, "# TYPE peak_overlay_gw_learned_peers_total counter\n"
+	               "peak_overlay_gw_learned_peers_total %llu\n",
+	            (unsigned long long)CNT_GET(g, learned_n));
 	mbuf_printf(b, "# TYPE peak_overlay_peer_rx_packets_total counter\n");
-	for (size_t i = 0; i < g->npeers; i++) {
+	for (size_t i = 0; i < np; i++) {
 		char l[METRICS_LABEL_MAX];
 		mbuf_printf(b, "peak_overlay_peer_rx_packets_total{peer=\"%s\"} %llu\n",
 		            metrics_label(l, sizeof(l), g->peers[i].conf->name),
 		            (unsigned long long)CNT_GET(&g->peers[i], rx_packets));
 	}
 	mbuf_printf(b, "# TYPE peak_overlay_peer_tx_packets_total counter\n");
-	for (size_t i = 0; i < g->npeers; i++) {
+	for (size_t i = 0; i < np; i++) {
 		char l[METRICS_LABEL_MAX];
 		mbuf_printf(b, "peak_overlay_peer_tx_packets_total{peer=\"%s\"} %llu\n",
 		            metrics_label(l, sizeof(l), g->peers[i].conf->name),
 		            (unsigned long long)CNT_GET(&g->peers[i], tx_packets));
 	}
 	mbuf_printf(b, "# TYPE peak_overlay_peer_endpoint_known gauge\n");
-	for (size_t i = 0; i < g->npeers; i++) {
+	for (size_t i = 0; i < np; i++) {
 		char l[METRICS_LABEL_MAX];
 		mbuf_printf(b, "peak_overlay_peer_endpoint_known{peer=\"%s\"} %d\n",
 		            metrics_label(l, sizeof(l), g->peers[i].conf->name),
@@ -381,6 +398,81 @@ static void gw_show(struct ov_slave *s, struct mbuf *b)
 	}
 }
 
+/* The pair's prk and our sending key for p (p->conf set). 0, or -EINVAL for our own key or
+ * one of low order. */
+static int peer_keys(struct gw *g, struct gw_peer *p)
+{
+	if (!memcmp(p->conf->pub, g->pub, 32) || ovw_prk(g->conf->priv, p->conf->pub, p->prk))
+		return -EINVAL;
+	uint8_t key[OVW_KEY_LEN];
+	ovw_key(p->prk, g->pub, p->conf->pub, g->epoch, key);
+	ovw_aead_init(&p->tx, key);
+	memset(key, 0, sizeof(key));
+	return 0;
+}
+
+int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct sockaddr_in *ep,
+                  const struct prefix *sources, size_t nsources, uint32_t *cookie)
+{
+	struct gw *g = s->priv;
+	struct gw_peer *p = NULL;
+	if (nsources > OVC_DHT_PREFIXES || !memcmp(pub, g->pub, 32))
+		return -EINVAL;
+	for (size_t i = 0; i < g->npeers && !p; i++)
+		if (!memcmp(g->peers[i].conf->pub, pub, 32))
+			p = &g->peers[i];
+	if (!p) {
+		if (peer_by_id(g, pub))
+			return -EEXIST; /* another key with the same sender id */
+		if (g->npeers == g->cap)
+			return -ENOSPC;
+		struct gw_learned *l = &g->learned[g->npeers - g->npeers_conf];
+		memset(l, 0, sizeof(*l));
+		snprintf(l->conf.name, sizeof(l->conf.name), "dht-%02x%02x%02x%02x", pub[0], pub[1],
+		         pub[2], pub[3]);
+		memcpy(l->conf.pub, pub, 32);
+		l->conf.prefixes = l->prefixes;
+		p = &g->peers[g->npeers];
+		memset(p, 0, sizeof(*p));
+		p->conf = &l->conf;
+		if (peer_keys(g, p))
+			return -EINVAL;
+		__atomic_store_n(&g->npeers, g->npeers + 1, __ATOMIC_RELEASE);
+		CNT_ADD(g, learned_n, 1);
+		log_msg(LOG_INFO, "overlay: gateway: learned peer %s from the DHT", l->conf.name);
+	}
+	size_t idx = (size_t)(p - g->peers);
+	if (idx >= g->npeers_conf) { /* a learned peer's sources: what its certificate allows */
+		struct gw_learned *l = &g->learned[idx - g->npeers_conf];
+		memcpy(l->prefixes, sources, nsources * sizeof(*sources));
+		l->conf.nprefixes = nsources;
+	}
+	/* the DHT's locator only when the peer's own packets have not told us better lately */
+	uint64_t quiet_ms = 3ULL * g->conf->keepalive_s * 1000;
+	if (!p->has_ep || !p->last_rx_ms || mono_ms() - p->last_rx_ms > quiet_ms) {
+		if (!p->has_ep || p->ep.sin_addr.s_addr != ep->sin_addr.s_addr ||
+		    p->ep.sin_port != ep->sin_port) {
+			char a[INET_ADDRSTRLEN];
+			log_msg(LOG_INFO, "overlay: gateway: peer %s is at %s:%u (DHT)", p->conf->name,
+			        inet_ntop(AF_INET, &ep->sin_addr, a, sizeof(a)), ntohs(ep->sin_port));
+			CNT_ADD(g, ep_changes, 1);
+		}
+		p->ep = *ep;
+		p->ep.sin_family = AF_INET;
+		p->has_ep = true;
+		__atomic_store_n(&p->has_ep_pub, 1, __ATOMIC_RELAXED);
+	}
+	*cookie = (uint32_t)idx;
+	return 0;
+}
+
+void gw_set_resolver(struct ov_slave *s, void (*fn)(void *arg, const uint8_t id[8]), void *arg)
+{
+	struct gw *g = s->priv;
+	g->resolve = fn;
+	g->resolve_arg = arg;
+}
+
 static const struct ov_slave_ops gw_ops = {
     .name = "gateway",
     .attach = gw_attach,
@@ -398,10 +490,14 @@ struct ov_slave *gw_new(const struct ov_conf *conf, char *err, size_t errlen)
 {
 	struct gw *g = calloc(1, sizeof(*g));
 	struct timespec ts;
-	if (!g || (conf->npeers && !(g->peers = calloc(conf->npeers, sizeof(*g->peers))))) {
+	size_t cap = conf->npeers + (conf->dht.enabled ? GW_MAX_LEARNED : 0);
+	if (!g || (cap && !(g->peers = calloc(cap, sizeof(*g->peers)))) ||
+	    (conf->dht.enabled && !(g->learned = calloc(GW_MAX_LEARNED, sizeof(*g->learned))))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
+	g->cap = cap;
+	g->npeers_conf = conf->npeers;
 	g->slave.ops = &gw_ops;
 	g->slave.priv = g;
 	g->conf = conf;
@@ -414,17 +510,12 @@ struct ov_slave *gw_new(const struct ov_conf *conf, char *err, size_t errlen)
 	for (size_t i = 0; i < conf->npeers; i++) {
 		struct gw_peer *p = &g->peers[i];
 		p->conf = &conf->peers[i];
-		if (!memcmp(p->conf->pub, g->pub, 32) ||
-		    ovw_prk(conf->priv, p->conf->pub, p->prk)) {
+		if (peer_keys(g, p)) {
 			snprintf(err, errlen,
 			         "peer %s: unusable public key (our own, or of low order)",
 			         p->conf->name);
 			goto fail;
 		}
-		uint8_t key[OVW_KEY_LEN];
-		ovw_key(p->prk, g->pub, p->conf->pub, g->epoch, key);
-		ovw_aead_init(&p->tx, key);
-		memset(key, 0, sizeof(key));
 		if (p->conf->has_endpoint) {
 			p->ep = p->conf->endpoint;
 			p->has_ep = true;
@@ -446,9 +537,11 @@ void gw_free(struct ov_slave *s)
 	if (g->fd != -1)
 		close(g->fd);
 	if (g->peers) {
-		memset(g->peers, 0, g->npeers * sizeof(*g->peers)); /* keys */
+		memset(g->peers, 0, g->cap * sizeof(*g->peers)); /* keys */
 		free(g->peers);
 		g->peers = NULL;
 	}
+	free(g->learned);
+	g->learned = NULL;
 	free(g);
 }
