@@ -1,0 +1,292 @@
+"""The DHT slave end to end in network namespaces (root): three sites whose gateways know no
+peer at all; each publishes its prefix on OpenDHT (our own nodes in the gateways plus an
+independent `dhtnode` in the router, the nodes bootstrap through) and finds the others there.
+Hosts ping each other and exchange UDP over the overlay once the lookups end; site C uses
+the zero-the-last-set-bit walk, A and B the binary search. A rogue site certified by another
+authority claims B's prefix, and garbage is put under B's key: both are refused and counted,
+and the mapping still leads to B. A destination nobody registered gets ICMPv6 no route.
+
+    hA fd00:a::2       hB fd00:b::2       hC fd00:c::2
+      | lan              | lan              | lan
+    gA ov0             gB ov0             gC ov0 (walk)     gM (rogue: claims fd00:b::/64)
+      | 10.0.1.2         | 10.0.2.2         | 10.0.3.2         | 10.0.4.2
+      +---------------- r (dhtnode on 10.0.1.1:4222) ----------+
+"""
+import hashlib
+import ipaddress
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+PEAK = os.environ.get("PEAK_BIN", "build/peak")
+PORT = 51820
+DHT_PORT = 4222
+NETWORK = 4711
+SITES = ("a", "b", "c", "m")
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(args, check=check, capture_output=True, text=True, **kw)
+
+
+def nsx(ns, *args, check=True, **kw):
+    return sh("ip", "netns", "exec", ns, *args, check=check, **kw)
+
+
+def wait_for(what, fn, timeout=15.0, every=0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+def prefix_key(prefix):
+    """The DHT key (an InfoHash, hex) of a prefix, as src/overlay/dhtrec.h defines it."""
+    net = ipaddress.IPv6Network(prefix)
+    raw = b"peak-ov1" + b"p" + bytes([net.prefixlen]) + net.network_address.packed
+    return hashlib.sha1(raw).hexdigest()
+
+
+class Bed:
+    def __init__(self, tmp):
+        self.tmp = tmp
+        self.p = f"d{os.getpid() % 10000}"
+        self.ns = {}
+        self.procs = {}
+        self.logs = {}
+        self.dhtnode = None
+
+    def n(self, name):
+        return self.ns[name]
+
+    def add_ns(self, name):
+        full = self.p + name
+        sh("ip", "netns", "add", full)
+        self.ns[name] = full
+        nsx(full, "ip", "link", "set", "lo", "up")
+
+    def veth(self, a, ia, b, ib):
+        sh("ip", "-n", self.n(a), "link", "add", ia, "type", "veth", "peer", "name", ib,
+           "netns", self.n(b))
+        sh("ip", "-n", self.n(a), "link", "set", "dev", ia, "up")
+        sh("ip", "-n", self.n(b), "link", "set", "dev", ib, "up")
+
+    def peak(self, *args):
+        return sh(PEAK, "overlay", *args).stdout.strip()
+
+    def build(self):
+        for name in ["r"] + [f"h{s}" for s in SITES if s != "m"] + [f"g{s}" for s in SITES]:
+            self.add_ns(name)
+        nsx(self.n("r"), "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        for i, s in enumerate(SITES, 1):
+            g = f"g{s}"
+            if s != "m":
+                h = f"h{s}"
+                self.veth(h, "lan", g, "lan")
+                sh("ip", "-n", self.n(h), "addr", "add", f"fd00:{s}::2/64", "dev", "lan", "nodad")
+                sh("ip", "-n", self.n(h), "-6", "route", "add", "default", "via",
+                   f"fd00:{s}::1")
+                sh("ip", "-n", self.n(g), "addr", "add", f"fd00:{s}::1/64", "dev", "lan",
+                   "nodad")
+                nsx(self.n(g), "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            self.veth(g, "wan", "r", "r" + s)
+            sh("ip", "-n", self.n("r"), "addr", "add", f"10.0.{i}.1/24", "dev", "r" + s)
+            sh("ip", "-n", self.n(g), "addr", "add", f"10.0.{i}.2/24", "dev", "wan")
+            sh("ip", "-n", self.n(g), "route", "add", "default", "via", f"10.0.{i}.1")
+        auth, rogue = self.tmp / "auth.key", self.tmp / "rogue.key"
+        self.peak("--genkey", str(auth))
+        self.peak("--genkey", str(rogue))
+        self.auth_pub = self.peak("--authority-pub", str(auth))
+        rogue_pub = self.peak("--authority-pub", str(rogue))
+        self.pubs = {}
+        for i, s in enumerate(SITES, 1):
+            key = self.tmp / f"{s}.key"
+            self.peak("--genkey", str(key))
+            self.pubs[s] = self.peak("--pubkey", str(key))
+            site_id = self.peak("--site-id", str(key))
+            assert site_id.startswith(self.pubs[s]) and len(site_id) == 128
+            # the rogue claims B's prefix, certified by an authority nobody trusts
+            prefix = "fd00:b::/64" if s == "m" else f"fd00:{s}::/64"
+            cert = self.peak("--certify", str(rogue if s == "m" else auth), "--site", site_id,
+                             "--prefix", prefix)
+            lookup = "walk" if s == "c" else "bsearch"
+            cfg = self.tmp / f"{s}.yaml"
+            cfg.write_text(
+                f"tun: ov0\naddress: fd00:{'e' if s == 'm' else s}::1\nicmp-rate: 100\n"
+                f"gateway:\n  listen: 0.0.0.0:{PORT}\n  private-key-file: {key}\n"
+                f"  keepalive: 1\n"
+                f"dht:\n  port: {DHT_PORT}\n  network: {NETWORK}\n"
+                f"  bootstrap: [10.0.1.1:{DHT_PORT}]\n"
+                f"  authority: {rogue_pub if s == 'm' else self.auth_pub}\n"
+                f"  certificate: {cert}\n  prefixes: [{prefix}]\n"
+                f"  locator: 10.0.{i}.2:{PORT}\n  lookup: {lookup}\n  negative-ttl: 2\n")
+            assert sh(PEAK, "overlay", "--config", str(cfg), "--check").stdout == "ok\n"
+
+    def start_dhtnode(self):
+        """An independent OpenDHT node (Debian's dhtnode) in the router, driven through its
+        command line on stdin."""
+        self.dhtnode = subprocess.Popen(
+            ["ip", "netns", "exec", self.n("r"), "dhtnode", "-n", str(NETWORK), "-p",
+             str(DHT_PORT)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL, text=True)
+        wait_for("dhtnode bound", lambda: f":{DHT_PORT} " in nsx(
+            self.n("r"), "ss", "-uln").stdout)
+
+    def start(self, s):
+        log = self.tmp / f"g{s}.log"
+        self.logs[s] = log
+        self.procs[s] = subprocess.Popen(
+            ["ip", "netns", "exec", self.n(f"g{s}"), PEAK, "overlay", "--config",
+             str(self.tmp / f"{s}.yaml"), "--metrics", "127.0.0.1:9100", "--verbose",
+             "--control", str(self.tmp / f"{s}.sock")],
+            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+        wait_for(f"g{s} ready", lambda: "overlay: ready" in log.read_text()
+                 or self.procs[s].poll() is not None)
+        assert self.procs[s].poll() is None, log.read_text()
+        if s != "m":
+            sh("ip", "-n", self.n(f"g{s}"), "-6", "route", "add", "fd00::/16", "dev", "ov0")
+
+    def ctl(self, s, *args):
+        return sh(PEAK, "overlay-ctl", "--control", str(self.tmp / f"{s}.sock"), *args,
+                  check=False)
+
+    def metrics(self, s):
+        out = nsx(self.n(f"g{s}"), "curl", "-sf", "http://127.0.0.1:9100/metrics",
+                  check=False).stdout
+        m = {}
+        for line in out.splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                m[k] = float(v)
+        return m
+
+    def stop(self, s):
+        p = self.procs.pop(s)
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            return p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            return None
+
+    def cleanup(self):
+        for s in list(self.procs):
+            self.stop(s)
+        if self.dhtnode:
+            try:
+                self.dhtnode.communicate("x\n", timeout=5)
+            except (subprocess.TimeoutExpired, BrokenPipeError, ValueError):
+                self.dhtnode.kill()
+                self.dhtnode.wait()
+        for full in self.ns.values():
+            sh("ip", "netns", "del", full, check=False)
+
+
+@pytest.fixture
+def bed(tmp_path):
+    b = Bed(tmp_path)
+    try:
+        b.build()
+        b.start_dhtnode()
+        for s in SITES:
+            b.start(s)
+        yield b
+    finally:
+        b.cleanup()
+
+
+def ping_ok(b, src, dst):
+    return nsx(b.n(f"h{src}"), "ping", "-6", "-n", "-c", "1", "-W", "1", f"fd00:{dst}::2",
+               check=False).returncode == 0
+
+
+UDP_ECHO = r"""
+import socket
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(("::", 5002)); s.settimeout(20)
+print("listening", flush=True)
+d, a = s.recvfrom(2048); s.sendto(d[::-1], a)
+"""
+
+UDP_CLIENT = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(0.5)
+for _ in range(20):
+    s.sendto(b"over the dht", (sys.argv[1], 5002))
+    try:
+        print(s.recvfrom(2048)[0].decode()); break
+    except socket.timeout:
+        pass
+"""
+
+
+def test_sites_find_each_other_through_opendht(bed):
+    b = bed
+    # every site has published its record (puts acknowledged by some node)
+    for s in SITES:
+        wait_for(f"g{s} published",
+                 lambda: b.metrics(s).get('peak_overlay_dht_puts_total{result="ok"}', 0) > 0)
+    # garbage under B's prefix key, put through the independent node
+    b.dhtnode.stdin.write(f"p {prefix_key('fd00:b::/64')} this-is-not-a-record\n")
+    b.dhtnode.stdin.flush()
+
+    # A finds B (binary search) and B finds A back by A's sender id; then every pair
+    for src, dst in [("a", "b")] + [(x, y) for x in "abc" for y in "abc" if x != y]:
+        wait_for(f"ping h{src} -> h{dst}", lambda: ping_ok(b, src, dst), timeout=15)
+    ma, mb, mc = b.metrics("a"), b.metrics("b"), b.metrics("c")
+    assert ma['peak_overlay_dht_lookups_total{result="found"}'] >= 1
+    assert mb["peak_overlay_dht_id_lookups_total"] >= 1 or \
+        mb['peak_overlay_dht_lookups_total{result="found"}'] >= 1
+    assert mc['peak_overlay_dht_lookups_total{result="found"}'] >= 1  # the walk
+    # the rogue's record and the garbage were refused, and B's mapping is B's
+    assert ma['peak_overlay_dht_values_refused_total{reason="certificate"}'] >= 1
+    assert ma['peak_overlay_dht_values_refused_total{reason="malformed"}'] >= 1
+    assert "refused" in b.logs["a"].read_text()
+    r = b.ctl("a", "show", "routes")
+    assert r.returncode == 0, r
+    assert f"fd00:b::/64 gateway dht-{b.pubs['b'][:8]}\n" in r.stdout, r.stdout
+    assert "::/0 dht lookup\n" in r.stdout
+    assert re.search(r"^dht-route fd00:b::/64 ttl-s \d+$", b.ctl("a", "show", "peers").stdout,
+                     re.M)
+    assert b.metrics("m").get('peak_overlay_gw_rx_packets_total', 0) == 0  # never sent to
+
+    # a UDP exchange across the overlay, A to C
+    srv = subprocess.Popen(["ip", "netns", "exec", b.n("hc"), sys.executable, "-c", UDP_ECHO],
+                           stdout=subprocess.PIPE, text=True)
+    try:
+        assert srv.stdout.readline().strip() == "listening"
+        out = nsx(b.n("ha"), sys.executable, "-c", UDP_CLIENT, "fd00:c::2", timeout=30).stdout
+        assert out.strip() == "thd eht revo"
+        assert srv.wait(timeout=10) == 0
+    finally:
+        if srv.poll() is None:
+            srv.kill()
+            srv.wait()
+
+    # nobody registered fd00:d::/64: the lookup misses, ICMPv6 no route, remembered
+    r = nsx(b.n("ha"), "ping", "-6", "-n", "-c", "1", "-W", "3", "fd00:d::1", check=False)
+    assert r.returncode != 0 and "nreachable" in r.stdout, r.stdout
+    wait_for("miss counted",
+             lambda: b.metrics("a").get('peak_overlay_dht_lookups_total{result="miss"}', 0) >= 1)
+    r = nsx(b.n("ha"), "ping", "-6", "-n", "-c", "1", "-W", "2", "fd00:d::1", check=False)
+    assert "nreachable" in r.stdout, r.stdout
+    assert b.metrics("a")["peak_overlay_dht_negative_hits_total"] >= 1
+
+    for s in SITES:
+        assert b.stop(s) == 0, b.logs[s].read_text()
+        log = b.logs[s].read_text()
+        assert not re.search(r" (error|crit|alert|emerg) ", log), log
+        assert "AddressSanitizer" not in log and "runtime error" not in log, log
