@@ -281,7 +281,8 @@ static int get_hex(struct ctx *x, const yaml_node_t *n, const char *key, uint8_t
 	return 0;
 }
 
-static int parse_dht(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
+/* n: the dht: mapping; at: its key (where errors about the section as a whole point) */
+static int parse_dht(struct ctx *x, const yaml_node_t *n, const yaml_node_t *at, struct ov_conf *c)
 {
 	struct ov_dht_conf *d = &c->dht;
 	bool has_port = false, has_auth = false, has_cert = false, has_loc = false;
@@ -336,11 +337,11 @@ static int parse_dht(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 			return r;
 	}
 	if (!has_port || !has_auth || !has_cert || !d->nprefixes)
-		return fail(x, n, "dht: 'port', 'authority', 'certificate' and 'prefixes' are "
+		return fail(x, at, "dht: 'port', 'authority', 'certificate' and 'prefixes' are "
 		                  "required");
 	if (!has_loc) {
 		if (!c->listen.sin_addr.s_addr)
-			return fail(x, n, "dht: 'locator' is required when gateway.listen is "
+			return fail(x, at, "dht: 'locator' is required when gateway.listen is "
 			                  "0.0.0.0 (the address other sites reach this gateway at)");
 		d->locator = c->listen;
 	}
@@ -397,7 +398,7 @@ static int parse_top(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 	/* after the gateway: the locator defaults to its listen address */
 	if (dht_key && !dht)
 		return fail(x, dht_key, "dht: want a mapping");
-	return dht ? parse_dht(x, dht, c) : 0;
+	return dht ? parse_dht(x, dht, dht_key, c) : 0;
 }
 
 int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_conf *c, char *err,
