@@ -16,39 +16,18 @@ import hashlib
 import ipaddress
 import os
 import re
-import signal
 import subprocess
 import sys
-import time
 
 import pytest
+from ovbed import PEAK, Bed, nsx, sh, wait_for
 
-PEAK = os.environ.get("PEAK_BIN", "build/peak")
 PORT = 51820
 DHT_PORT = 4222
 NETWORK = 4711
 SITES = ("a", "b", "c", "m")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
-
-
-def sh(*args, check=True, **kw):
-    return subprocess.run(args, check=check, capture_output=True, text=True, **kw)
-
-
-def nsx(ns, *args, check=True, **kw):
-    return sh("ip", "netns", "exec", ns, *args, check=check, **kw)
-
-
-def wait_for(what, fn, timeout=15.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(every)
 
 
 def prefix_key(prefix):
@@ -58,29 +37,10 @@ def prefix_key(prefix):
     return hashlib.sha1(raw).hexdigest()
 
 
-class Bed:
+class DhtBed(Bed):
     def __init__(self, tmp):
-        self.tmp = tmp
-        self.p = f"d{os.getpid() % 10000}"
-        self.ns = {}
-        self.procs = {}
-        self.logs = {}
+        super().__init__(tmp, "d")
         self.dhtnode = None
-
-    def n(self, name):
-        return self.ns[name]
-
-    def add_ns(self, name):
-        full = self.p + name
-        sh("ip", "netns", "add", full)
-        self.ns[name] = full
-        nsx(full, "ip", "link", "set", "lo", "up")
-
-    def veth(self, a, ia, b, ib):
-        sh("ip", "-n", self.n(a), "link", "add", ia, "type", "veth", "peer", "name", ib,
-           "netns", self.n(b))
-        sh("ip", "-n", self.n(a), "link", "set", "dev", ia, "up")
-        sh("ip", "-n", self.n(b), "link", "set", "dev", ib, "up")
 
     def peak(self, *args):
         return sh(PEAK, "overlay", *args).stdout.strip()
@@ -143,45 +103,6 @@ class Bed:
         wait_for("dhtnode bound", lambda: f":{DHT_PORT} " in nsx(
             self.n("r"), "ss", "-uln").stdout)
 
-    def start(self, s):
-        log = self.tmp / f"g{s}.log"
-        self.logs[s] = log
-        self.procs[s] = subprocess.Popen(
-            ["ip", "netns", "exec", self.n(f"g{s}"), PEAK, "overlay", "--config",
-             str(self.tmp / f"{s}.yaml"), "--metrics", "127.0.0.1:9100", "--verbose",
-             "--control", str(self.tmp / f"{s}.sock")],
-            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
-        wait_for(f"g{s} ready", lambda: "overlay: ready" in log.read_text()
-                 or self.procs[s].poll() is not None)
-        assert self.procs[s].poll() is None, log.read_text()
-        if s != "m":
-            sh("ip", "-n", self.n(f"g{s}"), "-6", "route", "add", "fd00::/16", "dev", "ov0")
-
-    def ctl(self, s, *args):
-        return sh(PEAK, "overlay-ctl", "--control", str(self.tmp / f"{s}.sock"), *args,
-                  check=False)
-
-    def metrics(self, s):
-        out = nsx(self.n(f"g{s}"), "curl", "-sf", "http://127.0.0.1:9100/metrics",
-                  check=False).stdout
-        m = {}
-        for line in out.splitlines():
-            if line and not line.startswith("#"):
-                k, _, v = line.rpartition(" ")
-                m[k] = float(v)
-        return m
-
-    def stop(self, s):
-        p = self.procs.pop(s)
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-        try:
-            return p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            return None
-
     def cleanup(self):
         for s in list(self.procs):
             self.stop(s)
@@ -191,26 +112,20 @@ class Bed:
             except (subprocess.TimeoutExpired, BrokenPipeError, ValueError):
                 self.dhtnode.kill()
                 self.dhtnode.wait()
-        for full in self.ns.values():
-            sh("ip", "netns", "del", full, check=False)
+        super().cleanup()
 
 
 @pytest.fixture
 def bed(tmp_path):
-    b = Bed(tmp_path)
+    b = DhtBed(tmp_path)
     try:
         b.build()
         b.start_dhtnode()
         for s in SITES:
-            b.start(s)
+            b.start(s, route=s != "m")
         yield b
     finally:
         b.cleanup()
-
-
-def ping_ok(b, src, dst):
-    return nsx(b.n(f"h{src}"), "ping", "-6", "-n", "-c", "1", "-W", "1", f"fd00:{dst}::2",
-               check=False).returncode == 0
 
 
 UDP_ECHO = r"""
@@ -245,7 +160,7 @@ def test_sites_find_each_other_through_opendht(bed):
 
     # A finds B (binary search) and B finds A back by A's sender id; then every pair
     for src, dst in [("a", "b")] + [(x, y) for x in "abc" for y in "abc" if x != y]:
-        wait_for(f"ping h{src} -> h{dst}", lambda: ping_ok(b, src, dst), timeout=15)
+        wait_for(f"ping h{src} -> h{dst}", lambda: b.ping_ok(src, dst), timeout=15)
     ma, mb, mc = b.metrics("a"), b.metrics("b"), b.metrics("c")
     assert ma['peak_overlay_dht_lookups_total{result="found"}'] >= 1
     assert mb["peak_overlay_dht_id_lookups_total"] >= 1 or \
