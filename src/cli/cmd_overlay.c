@@ -113,7 +113,8 @@ static int certify(const char *auth_file, const char *site, char **prefixes, siz
 	for (size_t i = 0; i < n; i++) {
 		struct prefix *p = &c.prefixes[i];
 		if (prefix_parse(prefixes[i], false, p) || p->family != PEAK_AFI_IP6 || !p->len)
-			cli_usage_error("overlay", "--prefix %s: want an IPv6 prefix of length 1..128",
+			cli_usage_error("overlay",
+			                "--prefix %s: want an IPv6 prefix of length 1..128",
 			                prefixes[i]);
 	}
 	c.nprefixes = (uint8_t)n;
@@ -213,7 +214,8 @@ int cmd_overlay(int argc, char **argv)
 			break;
 		case 'P':
 			if (nprefixes > DHR_MAX_PREFIXES)
-				cli_usage_error("overlay", "--prefix: more than %d", DHR_MAX_PREFIXES);
+				cli_usage_error("overlay", "--prefix: more than %d",
+				                DHR_MAX_PREFIXES);
 			prefixes[nprefixes++] = optarg;
 			break;
 		case 'h':

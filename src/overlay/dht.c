@@ -25,14 +25,14 @@
 #include "wire.h"
 
 enum {
-	DHT_MAX_LOOKUPS = 64,       /* in flight at once: one bit each in done_mask */
-	DHT_MAX_VALUES = 16,        /* verified records kept per get; more are counted, ignored */
-	DHT_QUEUE_BYTES = 16384,    /* packets held per lookup */
-	DHT_MAX_ROUTES = 4096,      /* mappings cached (routes added to the master) */
-	DHT_NEG_MAX = 1024,         /* misses remembered */
-	DHT_REPUBLISH_S = 300,      /* OpenDHT keeps a value 10 minutes */
-	DHT_RETRY_MS = 1000,        /* a failed put (e.g. no node known yet) is retried */
-	DHT_ID_RATE = 20,           /* id lookups started per second at most (any sender id) */
+	DHT_MAX_LOOKUPS = 64,    /* in flight at once: one bit each in done_mask */
+	DHT_MAX_VALUES = 16,     /* verified records kept per get; more are counted, ignored */
+	DHT_QUEUE_BYTES = 16384, /* packets held per lookup */
+	DHT_MAX_ROUTES = 4096,   /* mappings cached (routes added to the master) */
+	DHT_NEG_MAX = 1024,      /* misses remembered */
+	DHT_REPUBLISH_S = 300,   /* OpenDHT keeps a value 10 minutes */
+	DHT_RETRY_MS = 1000,     /* a failed put (e.g. no node known yet) is retried */
+	DHT_ID_RATE = 20,        /* id lookups started per second at most (any sender id) */
 	R_MALFORMED = 0,
 	R_CERT,
 	R_SIG,
@@ -90,9 +90,9 @@ struct dhts {
 	uint64_t id_tokens_ms;
 	struct log_limit rl_refused, rl_learn;
 	/* counters (atomic: the metrics thread reads them) */
-	uint64_t lookups_found, lookups_missed, lookups_gave_up, gets, accepted, refused[R_NREASONS],
-	    puts_ok, puts_failed, queued, queue_drops, busy_drops, neg_hits, id_lookups,
-	    routes_learned, routes_expired, learn_errors;
+	uint64_t lookups_found, lookups_missed, lookups_gave_up, gets, accepted,
+	    refused[R_NREASONS], puts_ok, puts_failed, queued, queue_drops, busy_drops, neg_hits,
+	    id_lookups, routes_learned, routes_expired, learn_errors;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -128,9 +128,9 @@ static bool on_value(const dht_value *v, void *arg)
 	dht_data_view dv = dht_value_get_data(v);
 	struct dhr_rec r;
 	struct cur c = cur_make(dv.data, dv.size);
-	int e = dv.size > DHR_REC_MAX ? -EBADMSG
-	                              : dhr_rec_parse(&c, l->d->dc->authority,
-	                                              (uint64_t)time(NULL), &r);
+	int e = dv.size > DHR_REC_MAX
+	            ? -EBADMSG
+	            : dhr_rec_parse(&c, l->d->dc->authority, (uint64_t)time(NULL), &r);
 	if (e) {
 		l->refused[refuse_reason(e)]++;
 	} else if (l->nrec < DHT_MAX_VALUES) {
@@ -190,7 +190,8 @@ static void publish(struct dhts *d)
 		r.prefix = d->dc->prefixes[i];
 		long n = dhr_rec_write(&r, d->seed, buf, sizeof(buf));
 		if (n < 0) {
-			log_msg(LOG_ERR, "overlay: dht: cannot write a record: %s", strerror((int)-n));
+			log_msg(LOG_ERR, "overlay: dht: cannot write a record: %s",
+			        strerror((int)-n));
 			continue;
 		}
 		size_t nk = dhr_pub_keys(&r.prefix, d->x_pub, keys);
@@ -494,9 +495,9 @@ static int dht_attach(struct ov_slave *s, struct ov_master *m)
 	publish(d);
 	d->next_publish_ms = mono_ms() + DHT_REPUBLISH_S * 1000;
 	dht_infohash nid = dht_runner_get_node_id(d->runner);
-	log_msg(LOG_INFO, "overlay: dht: OpenDHT %s on port %u, network %u, node %s, %zu prefix(es)",
-	        dht_version(), d->dc->port, d->dc->network, dht_infohash_print(&nid),
-	        d->dc->nprefixes);
+	log_msg(
+	    LOG_INFO, "overlay: dht: OpenDHT %s on port %u, network %u, node %s, %zu prefix(es)",
+	    dht_version(), d->dc->port, d->dc->network, dht_infohash_print(&nid), d->dc->nprefixes);
 	return 0;
 }
 
@@ -517,47 +518,46 @@ static void dht_detach(struct ov_slave *s)
 static void dht_stats(struct ov_slave *s, struct mbuf *b)
 {
 	struct dhts *d = s->priv;
-	mbuf_printf(b,
-	            "# TYPE peak_overlay_dht_lookups_total counter\n"
-	            "peak_overlay_dht_lookups_total{result=\"found\"} %llu\n"
-	            "peak_overlay_dht_lookups_total{result=\"miss\"} %llu\n"
-	            "peak_overlay_dht_lookups_total{result=\"gave_up\"} %llu\n"
-	            "# TYPE peak_overlay_dht_id_lookups_total counter\n"
-	            "peak_overlay_dht_id_lookups_total %llu\n"
-	            "# TYPE peak_overlay_dht_gets_total counter\n"
-	            "peak_overlay_dht_gets_total %llu\n"
-	            "# TYPE peak_overlay_dht_values_accepted_total counter\n"
-	            "peak_overlay_dht_values_accepted_total %llu\n"
-	            "# TYPE peak_overlay_dht_puts_total counter\n"
-	            "peak_overlay_dht_puts_total{result=\"ok\"} %llu\n"
-	            "peak_overlay_dht_puts_total{result=\"failed\"} %llu\n"
-	            "# TYPE peak_overlay_dht_queued_packets_total counter\n"
-	            "peak_overlay_dht_queued_packets_total %llu\n"
-	            "# TYPE peak_overlay_dht_dropped_packets_total counter\n"
-	            "peak_overlay_dht_dropped_packets_total{reason=\"queue_full\"} %llu\n"
-	            "peak_overlay_dht_dropped_packets_total{reason=\"busy\"} %llu\n"
-	            "# TYPE peak_overlay_dht_negative_hits_total counter\n"
-	            "peak_overlay_dht_negative_hits_total %llu\n"
-	            "# TYPE peak_overlay_dht_routes_learned_total counter\n"
-	            "peak_overlay_dht_routes_learned_total %llu\n"
-	            "# TYPE peak_overlay_dht_routes_expired_total counter\n"
-	            "peak_overlay_dht_routes_expired_total %llu\n"
-	            "# TYPE peak_overlay_dht_learn_errors_total counter\n"
-	            "peak_overlay_dht_learn_errors_total %llu\n"
-	            "# TYPE peak_overlay_dht_values_refused_total counter\n",
-	            (unsigned long long)CNT_GET(d, lookups_found),
-	            (unsigned long long)CNT_GET(d, lookups_missed),
-	            (unsigned long long)CNT_GET(d, lookups_gave_up),
-	            (unsigned long long)CNT_GET(d, id_lookups), (unsigned long long)CNT_GET(d, gets),
-	            (unsigned long long)CNT_GET(d, accepted), (unsigned long long)CNT_GET(d, puts_ok),
-	            (unsigned long long)CNT_GET(d, puts_failed),
-	            (unsigned long long)CNT_GET(d, queued),
-	            (unsigned long long)CNT_GET(d, queue_drops),
-	            (unsigned long long)CNT_GET(d, busy_drops),
-	            (unsigned long long)CNT_GET(d, neg_hits),
-	            (unsigned long long)CNT_GET(d, routes_learned),
-	            (unsigned long long)CNT_GET(d, routes_expired),
-	            (unsigned long long)CNT_GET(d, learn_errors));
+	mbuf_printf(
+	    b,
+	    "# TYPE peak_overlay_dht_lookups_total counter\n"
+	    "peak_overlay_dht_lookups_total{result=\"found\"} %llu\n"
+	    "peak_overlay_dht_lookups_total{result=\"miss\"} %llu\n"
+	    "peak_overlay_dht_lookups_total{result=\"gave_up\"} %llu\n"
+	    "# TYPE peak_overlay_dht_id_lookups_total counter\n"
+	    "peak_overlay_dht_id_lookups_total %llu\n"
+	    "# TYPE peak_overlay_dht_gets_total counter\n"
+	    "peak_overlay_dht_gets_total %llu\n"
+	    "# TYPE peak_overlay_dht_values_accepted_total counter\n"
+	    "peak_overlay_dht_values_accepted_total %llu\n"
+	    "# TYPE peak_overlay_dht_puts_total counter\n"
+	    "peak_overlay_dht_puts_total{result=\"ok\"} %llu\n"
+	    "peak_overlay_dht_puts_total{result=\"failed\"} %llu\n"
+	    "# TYPE peak_overlay_dht_queued_packets_total counter\n"
+	    "peak_overlay_dht_queued_packets_total %llu\n"
+	    "# TYPE peak_overlay_dht_dropped_packets_total counter\n"
+	    "peak_overlay_dht_dropped_packets_total{reason=\"queue_full\"} %llu\n"
+	    "peak_overlay_dht_dropped_packets_total{reason=\"busy\"} %llu\n"
+	    "# TYPE peak_overlay_dht_negative_hits_total counter\n"
+	    "peak_overlay_dht_negative_hits_total %llu\n"
+	    "# TYPE peak_overlay_dht_routes_learned_total counter\n"
+	    "peak_overlay_dht_routes_learned_total %llu\n"
+	    "# TYPE peak_overlay_dht_routes_expired_total counter\n"
+	    "peak_overlay_dht_routes_expired_total %llu\n"
+	    "# TYPE peak_overlay_dht_learn_errors_total counter\n"
+	    "peak_overlay_dht_learn_errors_total %llu\n"
+	    "# TYPE peak_overlay_dht_values_refused_total counter\n",
+	    (unsigned long long)CNT_GET(d, lookups_found),
+	    (unsigned long long)CNT_GET(d, lookups_missed),
+	    (unsigned long long)CNT_GET(d, lookups_gave_up),
+	    (unsigned long long)CNT_GET(d, id_lookups), (unsigned long long)CNT_GET(d, gets),
+	    (unsigned long long)CNT_GET(d, accepted), (unsigned long long)CNT_GET(d, puts_ok),
+	    (unsigned long long)CNT_GET(d, puts_failed), (unsigned long long)CNT_GET(d, queued),
+	    (unsigned long long)CNT_GET(d, queue_drops), (unsigned long long)CNT_GET(d, busy_drops),
+	    (unsigned long long)CNT_GET(d, neg_hits),
+	    (unsigned long long)CNT_GET(d, routes_learned),
+	    (unsigned long long)CNT_GET(d, routes_expired),
+	    (unsigned long long)CNT_GET(d, learn_errors));
 	for (int i = 0; i < R_NREASONS; i++)
 		mbuf_printf(b, "peak_overlay_dht_values_refused_total{reason=\"%s\"} %llu\n",
 		            refuse_names[i], (unsigned long long)CNT_GET(d, refused[i]));
@@ -600,8 +600,7 @@ static const struct ov_slave_ops dht_ops = {
     .show = dht_show,
 };
 
-struct ov_slave *dht_new(const struct ov_conf *conf, struct ov_slave *gw, char *err,
-                         size_t errlen)
+struct ov_slave *dht_new(const struct ov_conf *conf, struct ov_slave *gw, char *err, size_t errlen)
 {
 	struct dhts *d = calloc(1, sizeof(*d));
 	if (!d || !(d->lookups = calloc(DHT_MAX_LOOKUPS, sizeof(*d->lookups))) ||

@@ -15,8 +15,7 @@
  * with gateway slave gw (borrowed). Checks the certificate against the authority, this
  * site's keys and its prefixes. Returns NULL with the reason in err. Nothing runs before
  * the master attaches it. */
-struct ov_slave *dht_new(const struct ov_conf *conf, struct ov_slave *gw, char *err,
-                         size_t errlen);
+struct ov_slave *dht_new(const struct ov_conf *conf, struct ov_slave *gw, char *err, size_t errlen);
 
 /* Frees a slave from dht_new (detached or never attached); NULL is allowed. */
 void dht_free(struct ov_slave *s);

@@ -67,8 +67,7 @@ static void put_prefix(struct wcur *w, const struct prefix *p)
 	wcur_bytes(w, p->addr, 16);
 }
 
-long dhr_rec_write(const struct dhr_rec *r, const uint8_t seed[static 32], uint8_t *out,
-                   size_t cap)
+long dhr_rec_write(const struct dhr_rec *r, const uint8_t seed[static 32], uint8_t *out, size_t cap)
 {
 	const struct dhr_cert *c = &r->cert;
 	if (!r->nloc || r->nloc > DHR_MAX_LOC || !c->nprefixes || c->nprefixes > DHR_MAX_PREFIXES ||

@@ -57,10 +57,10 @@ enum {
 	DHR_FIXED_LEN = 94,
 	DHR_REC_MAX = DHR_FIXED_LEN + 6 * DHR_MAX_LOC + 1 + 17 * DHR_MAX_PREFIXES + 2 * DHR_SIG_LEN,
 	DHR_KEY_LEN = 26,
-	DHR_MAX_AGE_S = 1200,   /* records older than this are refused (republished every 300) */
-	DHR_MAX_SKEW_S = 300,   /* nor are records signed this far in the future */
-	DHR_MAX_GETS = 64,      /* a lookup gives up after this many gets */
-	DHR_MAX_KEYS = 11,      /* keys one prefix is published under, id key included */
+	DHR_MAX_AGE_S = 1200, /* records older than this are refused (republished every 300) */
+	DHR_MAX_SKEW_S = 300, /* nor are records signed this far in the future */
+	DHR_MAX_GETS = 64,    /* a lookup gives up after this many gets */
+	DHR_MAX_KEYS = 11,    /* keys one prefix is published under, id key included */
 };
 
 enum dhr_mode { DHR_BSEARCH = 0, DHR_WALK = 1 };
@@ -121,10 +121,10 @@ size_t dhr_pub_keys(const struct prefix *p, const uint8_t x_pub[static 32],
 struct dhr_search {
 	uint8_t dst[16];
 	enum dhr_mode mode;
-	int lo, hi, probe;    /* bsearch: lengths left [lo, hi]; the length probed */
-	int stack[130][2];    /* bsearch: ranges left behind by markers, for backtracking */
+	int lo, hi, probe; /* bsearch: lengths left [lo, hi]; the length probed */
+	int stack[130][2]; /* bsearch: ranges left behind by markers, for backtracking */
 	int nstack;
-	uint8_t cur[16];      /* walk: the address probed */
+	uint8_t cur[16]; /* walk: the address probed */
 	unsigned gets;
 	bool done, found;
 	struct dhr_rec best;

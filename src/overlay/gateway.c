@@ -66,7 +66,7 @@ struct gw {
 	const struct ov_conf *conf;
 	struct ov_master *m;
 	struct gw_peer *peers;
-	size_t npeers;  /* configured, then learned; published to the metrics thread (release) */
+	size_t npeers; /* configured, then learned; published to the metrics thread (release) */
 	size_t npeers_conf, cap;
 	struct gw_learned *learned; /* GW_MAX_LEARNED, for peers[npeers_conf..] */
 	void (*resolve)(void *arg, const uint8_t id[OVW_ID_LEN]);
@@ -332,8 +332,9 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 		mbuf_printf(b, "peak_overlay_gw_dropped_total{reason=\"%s\"} %llu\n", drop_names[i],
 		            (unsigned long long)CNT_GET(g, drops[i]));
 	size_t np = __atomic_load_n(&g->npeers, __ATOMIC_ACQUIRE);
-	mbuf_printf(b, "# TYPE peak_overlay_gw_learned_peers_total counter\n"
-	               "peak_overlay_gw_learned_peers_total %llu\n",
+	mbuf_printf(b,
+	            "# TYPE peak_overlay_gw_learned_peers_total counter\n"
+	            "peak_overlay_gw_learned_peers_total %llu\n",
 	            (unsigned long long)CNT_GET(g, learned_n));
 	mbuf_printf(b, "# TYPE peak_overlay_peer_rx_packets_total counter\n");
 	for (size_t i = 0; i < np; i++) {
@@ -453,8 +454,9 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 		if (!p->has_ep || p->ep.sin_addr.s_addr != ep->sin_addr.s_addr ||
 		    p->ep.sin_port != ep->sin_port) {
 			char a[INET_ADDRSTRLEN];
-			log_msg(LOG_INFO, "overlay: gateway: peer %s is at %s:%u (DHT)", p->conf->name,
-			        inet_ntop(AF_INET, &ep->sin_addr, a, sizeof(a)), ntohs(ep->sin_port));
+			log_msg(LOG_INFO, "overlay: gateway: peer %s is at %s:%u (DHT)",
+			        p->conf->name, inet_ntop(AF_INET, &ep->sin_addr, a, sizeof(a)),
+			        ntohs(ep->sin_port));
 			CNT_ADD(g, ep_changes, 1);
 		}
 		p->ep = *ep;

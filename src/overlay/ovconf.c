@@ -337,12 +337,14 @@ static int parse_dht(struct ctx *x, const yaml_node_t *n, const yaml_node_t *at,
 			return r;
 	}
 	if (!has_port || !has_auth || !has_cert || !d->nprefixes)
-		return fail(x, at, "dht: 'port', 'authority', 'certificate' and 'prefixes' are "
-		                  "required");
+		return fail(x, at,
+		            "dht: 'port', 'authority', 'certificate' and 'prefixes' are "
+		            "required");
 	if (!has_loc) {
 		if (!c->listen.sin_addr.s_addr)
-			return fail(x, at, "dht: 'locator' is required when gateway.listen is "
-			                  "0.0.0.0 (the address other sites reach this gateway at)");
+			return fail(x, at,
+			            "dht: 'locator' is required when gateway.listen is "
+			            "0.0.0.0 (the address other sites reach this gateway at)");
 		d->locator = c->listen;
 	}
 	return 0;

@@ -196,8 +196,8 @@ static void test_lookups_match_oracle(void **state)
 					continue; /* a walk over many set bits gives up: bounded */
 				assert_int_equal(s.found, want >= 0);
 				if (want >= 0)
-					assert_int_equal(prefix_cmp(&s.best.prefix, &layout[want].prefix),
-					                 0);
+					assert_int_equal(
+					    prefix_cmp(&s.best.prefix, &layout[want].prefix), 0);
 				if (mode == DHR_BSEARCH && s.gets > max_gets)
 					max_gets = s.gets;
 				if (mode == DHR_WALK && s.gets > max_walk)
