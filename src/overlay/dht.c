@@ -444,7 +444,7 @@ static void dht_timer(struct ov_slave *s, uint64_t now)
 {
 	struct dhts *d = s->priv;
 	bool failed = __atomic_load_n(&d->put_failed, __ATOMIC_RELAXED);
-	if (failed && now + (DHT_REPUBLISH_S * 1000 - DHT_RETRY_MS) < d->next_publish_ms)
+	if (failed && d->next_publish_ms > now + DHT_RETRY_MS) /* publish() clears failed */
 		d->next_publish_ms = now + DHT_RETRY_MS;
 	if (now >= d->next_publish_ms) {
 		if (failed && now >= d->next_bootstrap_ms) { /* maybe no node answered yet */
