@@ -11,6 +11,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <opendht/opendht_c.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -33,6 +34,9 @@ enum {
 	DHT_REPUBLISH_S = 300,   /* OpenDHT keeps a value 10 minutes */
 	DHT_RETRY_MS = 1000,     /* a failed put (e.g. no node known yet) is retried */
 	DHT_ID_RATE = 20,        /* id lookups started per second at most (any sender id) */
+	DHT_INBOX = 32,          /* records heard on our id key, waiting for the loop */
+	DHT_ANSWER_MS = 3000,    /* a mapping whose site has not answered in this time plus two
+	                          * keepalive periods is dropped */
 	R_MALFORMED = 0,
 	R_CERT,
 	R_SIG,
@@ -60,6 +64,8 @@ struct dht_lookup {
 
 struct dht_route {
 	struct prefix p;
+	uint32_t cookie;     /* the gateway's peer */
+	uint64_t learned_ms; /* 0 once the peer answered */
 	uint64_t expires_ms; /* 0: a free slot */
 };
 
@@ -78,13 +84,21 @@ struct dhts {
 	dht_runner *runner;
 	int efd;
 	uint64_t done_mask; /* atomic: lookups whose get is done */
+	/* records put under our id key by sites that want to reach us (hole punching): filled
+	 * by OpenDHT's listen callback, emptied by the loop, under inbox_mu */
+	pthread_mutex_t inbox_mu;
+	struct dhr_rec inbox[DHT_INBOX];
+	unsigned ninbox, inbox_lost;
+	dht_op_token *listen;
+	bool mu_ready, has_mapping;
+	struct sockaddr_in mapping; /* our public address, as a peer sees it */
 	struct dht_lookup *lookups;
 	struct dht_route *routes;
 	struct dht_neg neg[DHT_NEG_MAX];
 	unsigned neg_next;
 	uint8_t seed[32], ed_pub[32], x_pub[32];
 	struct dhr_cert cert;
-	uint64_t next_publish_ms, next_bootstrap_ms;
+	uint64_t next_publish_ms, next_bootstrap_ms, last_pub_s;
 	int put_failed; /* atomic: a put of the last round failed */
 	double id_tokens;
 	uint64_t id_tokens_ms;
@@ -92,7 +106,8 @@ struct dhts {
 	/* counters (atomic: the metrics thread reads them) */
 	uint64_t lookups_found, lookups_missed, lookups_gave_up, gets, accepted,
 	    refused[R_NREASONS], puts_ok, puts_failed, queued, queue_drops, busy_drops, neg_hits,
-	    id_lookups, routes_learned, routes_expired, learn_errors;
+	    id_lookups, routes_learned, routes_expired, learn_errors, punch_puts, punch_heard,
+	    routes_silent, locators;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -164,6 +179,45 @@ static void on_put_done(bool ok, void *arg)
 	}
 }
 
+/* OpenDHT's thread: a value under our id key (our own records, and those of sites that
+ * want to reach us). Verified here, queued for the loop. */
+static bool on_listen(const dht_value *v, bool expired, void *arg)
+{
+	struct dhts *d = arg;
+	if (expired)
+		return true;
+	dht_data_view dv = dht_value_get_data(v);
+	struct dhr_rec r;
+	struct cur c = cur_make(dv.data, dv.size);
+	int e = dv.size > DHR_REC_MAX
+	            ? -EBADMSG
+	            : dhr_rec_parse(&c, d->dc->authority, (uint64_t)time(NULL), &r);
+	if (e) {
+		CNT_ADD(d, refused[refuse_reason(e)], 1);
+		return true;
+	}
+	pthread_mutex_lock(&d->inbox_mu);
+	if (d->ninbox < DHT_INBOX)
+		d->inbox[d->ninbox++] = r;
+	else
+		d->inbox_lost++;
+	pthread_mutex_unlock(&d->inbox_mu);
+	uint64_t one = 1;
+	if (write(d->efd, &one, sizeof(one)) != sizeof(one)) {
+		/* the counter is already non-zero: the loop wakes anyway */
+	}
+	return true;
+}
+
+/* The gateway learned our public mapping: publish it now. */
+static void on_mapping(void *arg, const struct sockaddr_in *m)
+{
+	struct dhts *d = arg;
+	d->mapping = *m;
+	d->has_mapping = true;
+	d->next_publish_ms = 0; /* the next tick republishes */
+}
+
 static void dht_get(struct dhts *d, struct dht_lookup *l, const uint8_t key[DHR_KEY_LEN])
 {
 	dht_infohash h;
@@ -172,6 +226,43 @@ static void dht_get(struct dhts *d, struct dht_lookup *l, const uint8_t key[DHR_
 	memset(l->refused, 0, sizeof(l->refused));
 	CNT_ADD(d, gets, 1);
 	dht_runner_get(d->runner, &h, on_value, on_get_done, l);
+}
+
+/* The locators published: the public mapping peers told us first, when it differs from the
+ * configured one (behind NAT, the configured one only works from the same side). */
+static void fill_locators(struct dhts *d, struct dhr_rec *r)
+{
+	r->nloc = 0;
+	if (d->has_mapping && (d->mapping.sin_addr.s_addr != d->dc->locator.sin_addr.s_addr ||
+	                       d->mapping.sin_port != d->dc->locator.sin_port))
+		r->loc[r->nloc++] = d->mapping;
+	r->loc[r->nloc++] = d->dc->locator;
+}
+
+/* Puts this site's record (its first prefix) under the id key of the site with X25519 key
+ * x_pub: that site listens there and, hearing it, sends to us too, so that two gateways
+ * behind NAT open their mappings toward each other at the same time. */
+static void punch(struct dhts *d, const uint8_t x_pub[static 32])
+{
+	struct dhr_rec r;
+	uint8_t buf[DHR_REC_MAX], key[DHR_KEY_LEN];
+	memset(&r, 0, sizeof(r));
+	r.cert = d->cert;
+	r.time_s = (uint64_t)time(NULL);
+	r.prefix = d->dc->prefixes[0];
+	fill_locators(d, &r);
+	long n = dhr_rec_write(&r, d->seed, buf, sizeof(buf));
+	if (n < 0)
+		return;
+	dhr_key_id(x_pub, key);
+	dht_infohash h;
+	dht_infohash_get(&h, key, DHR_KEY_LEN);
+	dht_value *v = dht_value_new(buf, (size_t)n);
+	if (!v)
+		return;
+	dht_runner_put(d->runner, &h, v, on_put_done, d, false);
+	dht_value_unref(v);
+	CNT_ADD(d, punch_puts, 1);
 }
 
 /* Signs and puts every record of this site under all its keys (non-permanent puts:
@@ -183,9 +274,14 @@ static void publish(struct dhts *d)
 	__atomic_store_n(&d->put_failed, 0, __ATOMIC_RELAXED);
 	memset(&r, 0, sizeof(r));
 	r.cert = d->cert;
+	/* each round newer than the last, even within one second: a lookup keeps the newest
+	 * record of a prefix, and a round after a new mapping must win */
 	r.time_s = (uint64_t)time(NULL);
-	r.nloc = 1;
-	r.loc[0] = d->dc->locator;
+	if (r.time_s <= d->last_pub_s)
+		r.time_s = d->last_pub_s + 1;
+	d->last_pub_s = r.time_s;
+	fill_locators(d, &r);
+	__atomic_store_n(&d->locators, r.nloc, __ATOMIC_RELAXED);
 	for (size_t i = 0; i < d->dc->nprefixes; i++) {
 		r.prefix = d->dc->prefixes[i];
 		long n = dhr_rec_write(&r, d->seed, buf, sizeof(buf));
@@ -249,15 +345,20 @@ static struct dht_lookup *lookup_new(struct dhts *d)
 	return NULL;
 }
 
-/* Remembers that p was routed from the DHT until the cache TTL runs out. */
-static void route_cache(struct dhts *d, const struct prefix *p)
+/* Remembers that p was routed from the DHT (to the gateway's peer cookie) until the cache
+ * TTL runs out, or sooner if the site does not answer (dht_timer) (a stale locator, or a NAT not
+ * punched yet): the next packet then looks it up again. */
+static void route_cache(struct dhts *d, const struct prefix *p, uint32_t cookie)
 {
+	uint64_t now = mono_ms();
 	struct dht_route *free_slot = NULL;
-	uint64_t exp = mono_ms() + (uint64_t)d->dc->cache_ttl_s * 1000;
+	uint64_t exp = now + (uint64_t)d->dc->cache_ttl_s * 1000;
 	for (unsigned i = 0; i < DHT_MAX_ROUTES; i++) {
 		struct dht_route *r = &d->routes[i];
 		if (r->expires_ms && !prefix_cmp(&r->p, p)) {
 			r->expires_ms = exp;
+			r->cookie = cookie;
+			r->learned_ms = now;
 			return;
 		}
 		if (!r->expires_ms && !free_slot)
@@ -272,18 +373,20 @@ static void route_cache(struct dhts *d, const struct prefix *p)
 	}
 	free_slot->p = *p;
 	free_slot->expires_ms = exp;
+	free_slot->cookie = cookie;
+	free_slot->learned_ms = now;
 }
 
 /* A verified record: the gateway learns the site, the prefix is routed to it. */
 static int learn(struct dhts *d, const struct dhr_rec *r)
 {
+	if (!memcmp(r->cert.x_pub, d->x_pub, 32))
+		return -ELOOP; /* ours (under our own id key, or our prefix): nothing to learn */
 	char ps[PREFIX_STRLEN];
 	uint32_t cookie;
 	int e;
 	if (!r->prefix.len) {
 		e = -EINVAL; /* ::/0 would replace the route to this slave */
-	} else if (!memcmp(r->cert.x_pub, d->x_pub, 32)) {
-		e = -ELOOP; /* our own prefix: the site's LAN holds it, not the overlay */
 	} else if (!(e = gw_peer_learn(d->gw, r->cert.x_pub, &r->loc[0], r->cert.prefixes,
 	                               r->cert.nprefixes, &cookie))) {
 		e = ov_route_add(d->m, &r->prefix, d->gw, cookie);
@@ -294,7 +397,7 @@ static int learn(struct dhts *d, const struct dhr_rec *r)
 		       prefix_print(&r->prefix, ps), strerror(-e));
 		return e;
 	}
-	route_cache(d, &r->prefix);
+	route_cache(d, &r->prefix, cookie);
 	CNT_ADD(d, routes_learned, 1);
 	log_msg(LOG_INFO, "overlay: dht: %s -> %s", prefix_print(&r->prefix, ps),
 	        inet_ntoa(r->loc[0].sin_addr));
@@ -352,6 +455,8 @@ static void lookup_step(struct dhts *d, struct dht_lookup *l)
 	if (l->s.found) {
 		CNT_ADD(d, lookups_found, 1);
 		routed = !learn(d, &l->s.best);
+		if (routed)
+			punch(d, l->s.best.cert.x_pub);
 	} else {
 		if (l->s.gets >= DHR_MAX_GETS)
 			CNT_ADD(d, lookups_gave_up, 1);
@@ -368,6 +473,24 @@ static void dht_readable(struct ov_slave *s, int fd)
 	uint64_t v;
 	if (read(fd, &v, sizeof(v)) != sizeof(v))
 		return;
+	struct dhr_rec in[DHT_INBOX];
+	unsigned nin, lost;
+	pthread_mutex_lock(&d->inbox_mu);
+	nin = d->ninbox;
+	memcpy(in, d->inbox, nin * sizeof(in[0]));
+	lost = d->inbox_lost;
+	d->ninbox = d->inbox_lost = 0;
+	pthread_mutex_unlock(&d->inbox_mu);
+	for (unsigned i = 0; i < nin; i++)
+		if (memcmp(in[i].cert.x_pub, d->x_pub, 32)) {
+			CNT_ADD(d, punch_heard, 1);
+			learn(d, &in[i]); /* the gateway's next keepalive goes out to it */
+		}
+	if (lost)
+		log_rl(&d->rl_refused, LOG_WARNING,
+		       "overlay: dht: %u record(s) on our id key "
+		       "dropped (inbox full)",
+		       lost);
 	uint64_t mask = __atomic_exchange_n(&d->done_mask, 0, __ATOMIC_ACQ_REL);
 	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++)
 		if (mask & (1ULL << i) && d->lookups[i].used)
@@ -454,12 +577,21 @@ static void dht_timer(struct ov_slave *s, uint64_t now)
 		publish(d);
 		d->next_publish_ms = now + DHT_REPUBLISH_S * 1000;
 	}
+	uint64_t answer_ms = DHT_ANSWER_MS + 2000ULL * d->conf->keepalive_s;
 	for (unsigned i = 0; i < DHT_MAX_ROUTES; i++) {
 		struct dht_route *r = &d->routes[i];
-		if (r->expires_ms && r->expires_ms <= now) {
+		if (!r->expires_ms)
+			continue;
+		if (r->learned_ms && gw_peer_answered(d->gw, r->cookie, r->learned_ms))
+			r->learned_ms = 0;
+		bool silent = r->learned_ms && now - r->learned_ms >= answer_ms;
+		if (r->expires_ms <= now || silent) {
 			ov_route_del(d->m, &r->p); /* looked up again on the next packet */
 			r->expires_ms = 0;
-			CNT_ADD(d, routes_expired, 1);
+			if (silent)
+				CNT_ADD(d, routes_silent, 1);
+			else
+				CNT_ADD(d, routes_expired, 1);
 		}
 	}
 }
@@ -490,6 +622,11 @@ static int dht_attach(struct ov_slave *s, struct ov_master *m)
 		return ret > 0 ? -ret : ret ? ret : -EIO;
 	}
 	bootstrap(d);
+	uint8_t idk[DHR_KEY_LEN];
+	dht_infohash ih;
+	dhr_key_id(d->x_pub, idk);
+	dht_infohash_get(&ih, idk, DHR_KEY_LEN);
+	d->listen = dht_runner_listen(d->runner, &ih, on_listen, NULL, d);
 	d->id_tokens = DHT_ID_RATE;
 	d->id_tokens_ms = mono_ms();
 	publish(d);
@@ -505,6 +642,9 @@ static void dht_detach(struct ov_slave *s)
 {
 	struct dhts *d = s->priv;
 	if (d->runner) { /* joins OpenDHT's threads: no callback runs after this */
+		if (d->listen)
+			dht_op_token_delete(d->listen);
+		d->listen = NULL;
 		dht_runner_delete(d->runner);
 		d->runner = NULL;
 	}
@@ -546,6 +686,14 @@ static void dht_stats(struct ov_slave *s, struct mbuf *b)
 	    "peak_overlay_dht_routes_expired_total %llu\n"
 	    "# TYPE peak_overlay_dht_learn_errors_total counter\n"
 	    "peak_overlay_dht_learn_errors_total %llu\n"
+	    "# TYPE peak_overlay_dht_locators gauge\n"
+	    "peak_overlay_dht_locators %llu\n"
+	    "# TYPE peak_overlay_dht_routes_silent_total counter\n"
+	    "peak_overlay_dht_routes_silent_total %llu\n"
+	    "# TYPE peak_overlay_dht_punch_puts_total counter\n"
+	    "peak_overlay_dht_punch_puts_total %llu\n"
+	    "# TYPE peak_overlay_dht_punch_heard_total counter\n"
+	    "peak_overlay_dht_punch_heard_total %llu\n"
 	    "# TYPE peak_overlay_dht_values_refused_total counter\n",
 	    (unsigned long long)CNT_GET(d, lookups_found),
 	    (unsigned long long)CNT_GET(d, lookups_missed),
@@ -557,7 +705,10 @@ static void dht_stats(struct ov_slave *s, struct mbuf *b)
 	    (unsigned long long)CNT_GET(d, neg_hits),
 	    (unsigned long long)CNT_GET(d, routes_learned),
 	    (unsigned long long)CNT_GET(d, routes_expired),
-	    (unsigned long long)CNT_GET(d, learn_errors));
+	    (unsigned long long)CNT_GET(d, learn_errors), (unsigned long long)CNT_GET(d, locators),
+	    (unsigned long long)CNT_GET(d, routes_silent),
+	    (unsigned long long)CNT_GET(d, punch_puts),
+	    (unsigned long long)CNT_GET(d, punch_heard));
 	for (int i = 0; i < R_NREASONS; i++)
 		mbuf_printf(b, "peak_overlay_dht_values_refused_total{reason=\"%s\"} %llu\n",
 		            refuse_names[i], (unsigned long long)CNT_GET(d, refused[i]));
@@ -633,6 +784,9 @@ struct ov_slave *dht_new(const struct ov_conf *conf, struct ov_slave *gw, char *
 		goto fail;
 	}
 	gw_set_resolver(gw, resolve_id, d);
+	gw_set_mapping_cb(gw, on_mapping, d);
+	pthread_mutex_init(&d->inbox_mu, NULL);
+	d->mu_ready = true;
 	return &d->slave;
 fail:
 	if (d)
@@ -645,11 +799,17 @@ void dht_free(struct ov_slave *s)
 	if (!s)
 		return;
 	struct dhts *d = s->priv;
-	if (d->runner)
+	if (d->runner) {
+		if (d->listen)
+			dht_op_token_delete(d->listen);
 		dht_runner_delete(d->runner);
+	}
 	d->runner = NULL;
+	d->listen = NULL;
 	if (d->efd != -1)
 		close(d->efd);
+	if (d->mu_ready)
+		pthread_mutex_destroy(&d->inbox_mu);
 	memset(d->seed, 0, sizeof(d->seed));
 	free(d->lookups);
 	d->lookups = NULL;

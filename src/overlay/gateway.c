@@ -27,7 +27,7 @@ struct gw_peer {
 	uint8_t prk[32];
 	struct ovw_aead tx;
 	uint64_t tx_counter;
-	bool has_ep;
+	bool has_ep, ep_seen; /* ep_seen: ep is where its authenticated packets come from */
 	struct sockaddr_in ep;
 	bool rx_any;
 	uint64_t rx_epoch;
@@ -71,12 +71,17 @@ struct gw {
 	struct gw_learned *learned; /* GW_MAX_LEARNED, for peers[npeers_conf..] */
 	void (*resolve)(void *arg, const uint8_t id[OVW_ID_LEN]);
 	void *resolve_arg;
+	void (*on_mapping)(void *arg, const struct sockaddr_in *mapping);
+	void *mapping_arg;
+	bool has_mapping;
+	struct sockaddr_in mapping; /* our address as the last peer to tell us sees it */
 	uint8_t pub[32];
 	uint64_t epoch;
 	int fd;
 	struct log_limit rl_send, rl_drop;
 	uint64_t drops[D_NREASONS];
-	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes, learned_n;
+	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes, learned_n, mapping_rx,
+	    mapping_changes;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -121,6 +126,38 @@ static int send_to(struct gw *g, struct gw_peer *p, uint8_t type, const uint8_t 
 	CNT_ADD(g, tx, 1);
 	CNT_ADD(p, tx_packets, 1);
 	return 0;
+}
+
+/* A keepalive; to a peer whose packets come from p->ep, one that tells it that address (its
+ * public mapping when it is behind NAT). */
+static int send_keepalive(struct gw *g, struct gw_peer *p)
+{
+	uint8_t m[OVW_MAPPING_LEN];
+	if (!p->ep_seen)
+		return send_to(g, p, OVW_KEEPALIVE, NULL, 0);
+	memcpy(m, &p->ep.sin_addr, 4);
+	memcpy(m + 4, &p->ep.sin_port, 2);
+	return send_to(g, p, OVW_MAPPING, m, sizeof(m));
+}
+
+/* A peer told us how it sees our address. */
+static void take_mapping(struct gw *g, const struct gw_peer *p, const uint8_t m[OVW_MAPPING_LEN])
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	memcpy(&a.sin_addr, m, 4);
+	memcpy(&a.sin_port, m + 4, 2);
+	CNT_ADD(g, mapping_rx, 1);
+	if (!a.sin_port || (g->has_mapping && a.sin_addr.s_addr == g->mapping.sin_addr.s_addr &&
+	                    a.sin_port == g->mapping.sin_port))
+		return;
+	char s[INET_ADDRSTRLEN];
+	log_msg(LOG_INFO, "overlay: gateway: peer %s sees us at %s:%u", p->conf->name,
+	        inet_ntop(AF_INET, &a.sin_addr, s, sizeof(s)), ntohs(a.sin_port));
+	g->mapping = a;
+	g->has_mapping = true;
+	CNT_ADD(g, mapping_changes, 1);
+	if (g->on_mapping)
+		g->on_mapping(g->mapping_arg, &a);
 }
 
 static int gw_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, size_t len)
@@ -216,13 +253,19 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 		        inet_ntop(AF_INET, &from->sin_addr, a, sizeof(a)), ntohs(from->sin_port));
 		p->ep = *from;
 		p->has_ep = true;
+		p->ep_seen = true;
 		__atomic_store_n(&p->has_ep_pub, 1, __ATOMIC_RELAXED);
 		CNT_ADD(g, ep_changes, 1);
+		send_keepalive(g, p); /* tell it at once where we see it */
+	} else if (newest) {
+		p->ep_seen = true;
 	}
 	CNT_ADD(p, rx_packets, 1);
 	p->last_rx_ms = mono_ms();
-	if (h.type == OVW_KEEPALIVE) {
+	if (h.type != OVW_DATA) {
 		CNT_ADD(g, ka_rx, 1);
+		if (h.type == OVW_MAPPING)
+			take_mapping(g, p, inner);
 		return;
 	}
 	ov_master_input(g->m, inner, (size_t)len);
@@ -259,7 +302,7 @@ static void gw_timer(struct ov_slave *s, uint64_t now)
 		struct gw_peer *p = &g->peers[i];
 		if (!p->has_ep || (p->last_tx_ms && now - p->last_tx_ms < every))
 			continue;
-		if (!send_to(g, p, OVW_KEEPALIVE, NULL, 0))
+		if (!send_keepalive(g, p))
 			CNT_ADD(g, ka_tx, 1);
 	}
 }
@@ -334,8 +377,14 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 	size_t np = __atomic_load_n(&g->npeers, __ATOMIC_ACQUIRE);
 	mbuf_printf(b,
 	            "# TYPE peak_overlay_gw_learned_peers_total counter\n"
-	            "peak_overlay_gw_learned_peers_total %llu\n",
-	            (unsigned long long)CNT_GET(g, learned_n));
+	            "peak_overlay_gw_learned_peers_total %llu\n"
+	            "# TYPE peak_overlay_gw_mappings_received_total counter\n"
+	            "peak_overlay_gw_mappings_received_total %llu\n"
+	            "# TYPE peak_overlay_gw_mapping_changes_total counter\n"
+	            "peak_overlay_gw_mapping_changes_total %llu\n",
+	            (unsigned long long)CNT_GET(g, learned_n),
+	            (unsigned long long)CNT_GET(g, mapping_rx),
+	            (unsigned long long)CNT_GET(g, mapping_changes));
 	mbuf_printf(b, "# TYPE peak_overlay_peer_rx_packets_total counter\n");
 	for (size_t i = 0; i < np; i++) {
 		char l[METRICS_LABEL_MAX];
@@ -462,10 +511,25 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 		p->ep = *ep;
 		p->ep.sin_family = AF_INET;
 		p->has_ep = true;
+		p->ep_seen = false;
 		__atomic_store_n(&p->has_ep_pub, 1, __ATOMIC_RELAXED);
 	}
 	*cookie = (uint32_t)idx;
 	return 0;
+}
+
+bool gw_peer_answered(struct ov_slave *s, uint32_t cookie, uint64_t since_ms)
+{
+	struct gw *g = s->priv;
+	return cookie < g->npeers && g->peers[cookie].last_rx_ms >= since_ms;
+}
+
+void gw_set_mapping_cb(struct ov_slave *s, void (*fn)(void *arg, const struct sockaddr_in *m),
+                       void *arg)
+{
+	struct gw *g = s->priv;
+	g->on_mapping = fn;
+	g->mapping_arg = arg;
 }
 
 void gw_set_resolver(struct ov_slave *s, void (*fn)(void *arg, const uint8_t id[8]), void *arg)

@@ -1,7 +1,9 @@
 #pragma once
 /* The gateway slave (gateway.c): IPv6 in authenticated, encrypted UDP/IPv4 to statically
  * configured peers. */
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "master.h"
 #include "ovconf.h"
@@ -23,6 +25,15 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 /* fn(arg, id) is called for each packet from an unknown sender id (before it is dropped),
  * so the DHT slave can look the site up. */
 void gw_set_resolver(struct ov_slave *s, void (*fn)(void *arg, const uint8_t id[8]), void *arg);
+
+/* True if the peer of cookie sent an authenticated packet at or after since_ms (monotonic). */
+bool gw_peer_answered(struct ov_slave *s, uint32_t cookie, uint64_t since_ms);
+
+/* fn(arg, mapping) is called when a peer tells us a new public address of ours (the
+ * mapping our NAT made; an authenticated OVW_MAPPING keepalive), so the DHT slave can
+ * publish it. The last peer to tell wins: a certified peer could lie about it. */
+void gw_set_mapping_cb(struct ov_slave *s, void (*fn)(void *arg, const struct sockaddr_in *m),
+                       void *arg);
 
 /* Frees a slave from gw_new (detached or never attached); NULL is allowed. */
 void gw_free(struct ov_slave *s);
