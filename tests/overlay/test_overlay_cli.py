@@ -100,10 +100,8 @@ def test_dht_section(tmp_path):
         (good.replace(cert, "00" * 64), "certificate: not the authority's signature"),
         (good.replace(f"  certificate: {cert}\n", ""), ":5: dht: 'port', 'authority'"),
         (good.replace(auth_pub, "xy" * 32), ":7: authority: want 64 hex digits"),
-        (good.replace("port: 4222", "port: 0"), ":6: port: 0 is outside 1..65535"),
         (good + "  lookup: linear\n", ":11: lookup: want 'bsearch' or 'walk'"),
         (good + "  bootstrap: [somewhere]\n", ":11: bootstrap: want IPV4:PORT"),
-        (good + "  bogus: 1\n", ":11: dht: unknown key 'bogus'"),
         (good.replace("locator: 10.0.1.2:51820", "locator: 0.0.0.0:51820"),
          ":10: locator: 0.0.0.0 cannot be reached"),
         (good.replace("fd00:a::/64, ", "'::/0', "), ":9: prefixes: '::/0'"),
@@ -114,4 +112,3 @@ def test_dht_section(tmp_path):
     # --certify's own errors
     assert run("--certify", str(auth), "--site", "00", "--prefix", "fd00::/8").returncode == 2
     assert run("--certify", str(auth), "--site", site).returncode == 2
-    assert run("--site", site).returncode == 2
