@@ -44,8 +44,19 @@ struct gw_learned {
 	struct prefix prefixes[OVC_DHT_PREFIXES];
 };
 
+/* A packet from an unknown sender, held while the DHT slave looks the sender up. */
+struct gw_held {
+	uint8_t id[OVW_ID_LEN];
+	struct sockaddr_in from;
+	uint64_t at_ms;
+	size_t len; /* 0: a free slot */
+	uint8_t pkt[OVW_PKT_MAX];
+};
+
 enum {
 	GW_MAX_LEARNED = 256,
+	GW_HELD = 8,       /* packets held from unknown senders (the oldest goes first) */
+	GW_HELD_MS = 3000, /* and for how long */
 	GW_BATCH = 64,
 	GW_SOCKBUF_BYTES = 4 << 20, /* absorbs a burst while the loop decrypts */
 	D_MALFORMED = 0,
@@ -71,6 +82,8 @@ struct gw {
 	struct gw_learned *learned; /* GW_MAX_LEARNED, for peers[npeers_conf..] */
 	void (*resolve)(void *arg, const uint8_t id[OVW_ID_LEN]);
 	void *resolve_arg;
+	struct gw_held *held; /* GW_HELD, with the DHT slave only */
+	unsigned held_next;
 	void (*on_mapping)(void *arg, const struct sockaddr_in *mapping);
 	void *mapping_arg;
 	bool has_mapping;
@@ -80,8 +93,8 @@ struct gw {
 	int fd;
 	struct log_limit rl_send, rl_drop;
 	uint64_t drops[D_NREASONS];
-	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes, learned_n, mapping_rx,
-	    mapping_changes;
+	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes, learned_n, held_n,
+	    mapping_rx, mapping_changes;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -206,8 +219,15 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	struct gw_peer *p = peer_by_id(g, h.id);
 	if (!p) {
 		drop(g, D_UNKNOWN_PEER, from);
-		if (g->resolve) /* the DHT slave may find the site (rate-limited there) */
+		if (g->resolve) { /* the DHT slave may find the site (rate-limited there) */
+			struct gw_held *k = &g->held[g->held_next++ % GW_HELD];
+			memcpy(k->id, h.id, OVW_ID_LEN);
+			k->from = *from;
+			k->at_ms = mono_ms();
+			k->len = n;
+			memcpy(k->pkt, pkt, n);
 			g->resolve(g->resolve_arg, h.id);
+		}
 		return;
 	}
 	static struct ovw_aead fresh; /* a new epoch's key, kept only if it opens the packet */
@@ -378,11 +398,14 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 	mbuf_printf(b,
 	            "# TYPE peak_overlay_gw_learned_peers_total counter\n"
 	            "peak_overlay_gw_learned_peers_total %llu\n"
+	            "# TYPE peak_overlay_gw_held_packets_total counter\n"
+	            "peak_overlay_gw_held_packets_total %llu\n"
 	            "# TYPE peak_overlay_gw_mappings_received_total counter\n"
 	            "peak_overlay_gw_mappings_received_total %llu\n"
 	            "# TYPE peak_overlay_gw_mapping_changes_total counter\n"
 	            "peak_overlay_gw_mapping_changes_total %llu\n",
 	            (unsigned long long)CNT_GET(g, learned_n),
+	            (unsigned long long)CNT_GET(g, held_n),
 	            (unsigned long long)CNT_GET(g, mapping_rx),
 	            (unsigned long long)CNT_GET(g, mapping_changes));
 	mbuf_printf(b, "# TYPE peak_overlay_peer_rx_packets_total counter\n");
@@ -466,6 +489,7 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 {
 	struct gw *g = s->priv;
 	struct gw_peer *p = NULL;
+	bool fresh = false;
 	if (nsources > OVC_DHT_PREFIXES || !memcmp(pub, g->pub, 32))
 		return -EINVAL;
 	for (size_t i = 0; i < g->npeers && !p; i++)
@@ -490,6 +514,7 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 		__atomic_store_n(&g->npeers, g->npeers + 1, __ATOMIC_RELEASE);
 		CNT_ADD(g, learned_n, 1);
 		log_msg(LOG_INFO, "overlay: gateway: learned peer %s from the DHT", l->conf.name);
+		fresh = true;
 	}
 	size_t idx = (size_t)(p - g->peers);
 	if (idx >= g->npeers_conf) { /* a learned peer's sources: what its certificate allows */
@@ -515,6 +540,21 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 		__atomic_store_n(&p->has_ep_pub, 1, __ATOMIC_RELAXED);
 	}
 	*cookie = (uint32_t)idx;
+	if (fresh) /* its packets that arrived while it was looked up: take them now */
+		for (unsigned i = 0; i < GW_HELD; i++) {
+			static uint8_t copy[OVW_PKT_MAX];
+			struct gw_held *k = &g->held[i];
+			if (!k->len || memcmp(k->id, pub, OVW_ID_LEN))
+				continue;
+			size_t n = k->len;
+			k->len = 0;
+			if (mono_ms() - k->at_ms > GW_HELD_MS)
+				continue;
+			memcpy(copy, k->pkt, n);
+			CNT_ADD(g, held_n, 1);
+			CNT_ADD(g, rx, (uint64_t)-1); /* counted when it arrived */
+			from_udp(g, copy, n, &k->from);
+		}
 	return 0;
 }
 
@@ -564,6 +604,10 @@ struct ov_slave *gw_new(const struct ov_conf *conf, char *err, size_t errlen)
 	}
 	g->cap = cap;
 	g->npeers_conf = conf->npeers;
+	if (conf->dht.enabled && !(g->held = calloc(GW_HELD, sizeof(*g->held)))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	g->slave.ops = &gw_ops;
 	g->slave.priv = g;
 	g->conf = conf;
@@ -609,5 +653,7 @@ void gw_free(struct ov_slave *s)
 	}
 	free(g->learned);
 	g->learned = NULL;
+	free(g->held);
+	g->held = NULL;
 	free(g);
 }

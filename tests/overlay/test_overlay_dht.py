@@ -5,7 +5,7 @@ public; A and C sit behind home-router NATs (port-preserving masquerade, unsolic
 from outside dropped) and know only their private addresses.
 
 - A and C reach B (A by the binary search, C by the zero-the-last-set-bit walk); B finds
-  them back by their sender ids; B's mapping keepalives tell each its public address, which
+  them back by their sender ids (holding their first packets meanwhile); B's mapping keepalives tell each its public address, which
   it republishes in the DHT.
 - A finds C's public mapping, sends to it and puts its record under C's id key; C, listening
   there, sends to A at the same time: both NATs open (hole punching), and the hosts behind
@@ -210,6 +210,7 @@ def test_sites_find_each_other_through_opendht(bed):
     assert ma['peak_overlay_dht_lookups_total{result="found"}'] >= 1  # binary search
     assert mc['peak_overlay_dht_lookups_total{result="found"}'] >= 1  # the walk
     assert mb["peak_overlay_dht_id_lookups_total"] >= 1
+    assert mb["peak_overlay_gw_held_packets_total"] >= 1  # first packets kept, not lost
     # the rogue's record and the garbage were refused, and B's prefix is B's
     assert ma['peak_overlay_dht_values_refused_total{reason="certificate"}'] >= 1
     assert ma['peak_overlay_dht_values_refused_total{reason="malformed"}'] >= 1
