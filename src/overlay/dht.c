@@ -502,6 +502,8 @@ static int dht_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, s
 	struct dhts *d = s->priv;
 	(void)cookie;
 	const uint8_t *dst = pkt + 24;
+	if (dst[0] == 0xff)
+		return -ENETUNREACH; /* multicast is nobody's prefix (RFC 4291 §2.7) */
 	if (neg_cached(d, false, dst, 16, mono_ms())) {
 		CNT_ADD(d, neg_hits, 1);
 		ov_master_unreach(d->m, pkt, len);
