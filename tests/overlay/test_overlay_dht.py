@@ -13,6 +13,7 @@ from outside dropped) and know only their private addresses.
 - A rogue site M certified by another authority claims B's prefix, and garbage is put under
   B's key through dhtnode: both are refused and counted, and B's prefix stays B's.
 - A destination nobody registered gets ICMPv6 no route, and the miss is remembered.
+- C's mappings expire after its cache-ttl (5 s) and are looked up again.
 
     hA fd00:a::2          hB fd00:b::2          hC fd00:c::2
       | lan                 | lan                 | lan
@@ -130,7 +131,8 @@ class DhtBed(Bed):
                 f"  authority: {rogue_pub if s == 'm' else auth_pub}\n"
                 f"  certificate: {cert}\n  prefixes: [{prefix}]\n"
                 f"  locator: {locator}:{PORT}\n"
-                f"  lookup: {'walk' if s == 'c' else 'bsearch'}\n  negative-ttl: 2\n")
+                f"  lookup: {'walk' if s == 'c' else 'bsearch'}\n  negative-ttl: 2\n"
+                + ("  cache-ttl: 5\n" if s == "c" else ""))
 
     def start_dhtnode(self):
         """An independent OpenDHT node (Debian's dhtnode), driven through its command line
@@ -254,6 +256,13 @@ def test_sites_find_each_other_through_opendht(bed):
     r = nsx(b.n("ha"), "ping", "-6", "-n", "-c", "1", "-W", "2", "fd00:d::1", check=False)
     assert "nreachable" in r.stdout, r.stdout
     assert b.metrics("a")["peak_overlay_dht_negative_hits_total"] >= 1
+
+    # C keeps what it found 5 s: then the route goes, and the next packet looks it up again
+    found = b.metrics("c")['peak_overlay_dht_lookups_total{result="found"}']
+    wait_for("a route of C expires",
+             lambda: b.metrics("c")["peak_overlay_dht_routes_expired_total"] >= 1, timeout=10)
+    wait_for("hc -> hb after the expiry", lambda: b.ping_ok("c", "b"), timeout=10)
+    assert b.metrics("c")['peak_overlay_dht_lookups_total{result="found"}'] > found
 
     for s in SITES:
         assert b.stop(s) == 0, b.logs[s].read_text()
