@@ -346,8 +346,8 @@ static struct dht_lookup *lookup_new(struct dhts *d)
 }
 
 /* Remembers that p was routed from the DHT (to the gateway's peer cookie) until the cache
- * TTL runs out, or sooner if the site does not answer (dht_timer) (a stale locator, or a NAT not
- * punched yet): the next packet then looks it up again. */
+ * TTL runs out, or sooner if the site does not answer (a stale locator, or a NAT not punched
+ * yet; dht_timer checks): the next packet then looks it up again. */
 static void route_cache(struct dhts *d, const struct prefix *p, uint32_t cookie)
 {
 	uint64_t now = mono_ms();

@@ -5,8 +5,8 @@ public; A and C sit behind home-router NATs (port-preserving masquerade, unsolic
 from outside dropped) and know only their private addresses.
 
 - A and C reach B (A by the binary search, C by the zero-the-last-set-bit walk); B finds
-  them back by their sender ids (holding their first packets meanwhile); B's mapping keepalives tell each its public address, which
-  it republishes in the DHT.
+  them back by their sender ids (holding their first packets meanwhile); B's mapping
+  keepalives tell each its public address, which it republishes in the DHT.
 - A finds C's public mapping, sends to it and puts its record under C's id key; C, listening
   there, sends to A at the same time: both NATs open (hole punching), and the hosts behind
   A and C ping and exchange UDP directly.
