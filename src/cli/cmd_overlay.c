@@ -10,6 +10,8 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include "../overlay/dht.h"
+#include "../overlay/dhtrec.h"
 #include "../overlay/gateway.h"
 #include "../overlay/master.h"
 #include "../overlay/mgmt.h"
@@ -17,6 +19,7 @@
 #include "../overlay/ovconf.h"
 #include "../overlay/wire.h"
 #include "cli.h"
+#include "peak/util.h"
 #include "../sys/log.h"
 #include "../sys/metrics.h"
 
@@ -25,12 +28,16 @@ static const char overlay_help[] =
     "                    [--verbose]\n"
     "       peak overlay --genkey FILE\n"
     "       peak overlay --pubkey FILE\n"
+    "       peak overlay --site-id FILE | --authority-pub FILE\n"
+    "       peak overlay --certify AUTHORITY_KEY_FILE --site SITE_ID --prefix P [--prefix P]...\n"
     "\n"
     "Runs one site's IPv6 overlay router: a TUN device for the site, the ON-master routing\n"
     "each IPv6 packet by longest prefix match to the slave owning the route, and the gateway\n"
     "slave carrying IPv6 in authenticated, encrypted UDP/IPv4 (AES-256-GCM, keys per\n"
     "pair of sites from X25519) to the peers the configuration names. Packets to no route get\n"
-    "ICMPv6 destination unreachable (rate-limited). SIGTERM or SIGINT: exit 0.\n"
+    "ICMPv6 destination unreachable (rate-limited). With a 'dht:' section, the DHT slave\n"
+    "publishes the site's prefixes (signed) on OpenDHT and finds other sites' gateways there\n"
+    "for destinations no route covers. SIGTERM or SIGINT: exit 0.\n"
     "\n"
     "  --config FILE        the YAML configuration (see README, 'IPv6 overlay')\n"
     "  --check              parse the configuration and the key, print 'ok', exit\n"
@@ -39,7 +46,14 @@ static const char overlay_help[] =
     "                       existing path is replaced only if it is a stale socket)\n"
     "  --verbose            log dropped packets (rate-limited) and other details\n"
     "  --genkey FILE        write a new private key (64 hex digits, mode 0600) to FILE\n"
-    "  --pubkey FILE        print the public key of the private key in FILE\n";
+    "  --pubkey FILE        print the public key of the private key in FILE\n"
+    "  --site-id FILE       print the site's id for --certify (its X25519 and Ed25519\n"
+    "                       public keys, 128 hex digits) from its private key in FILE\n"
+    "  --authority-pub FILE print the public key (dht.authority) of an authority key\n"
+    "                       (made with --genkey)\n"
+    "  --certify FILE       print the certificate (dht.certificate) the authority key in\n"
+    "                       FILE gives the site --site ID for the prefixes --prefix (in the\n"
+    "                       order of its dht.prefixes, 1..16)\n";
 
 static void hex_print(const uint8_t *k, size_t n)
 {
@@ -76,6 +90,43 @@ static int genkey(const char *path)
 	return 0;
 }
 
+static int read_key_or_usage(const char *path, uint8_t k[32])
+{
+	int r = ov_key_read(path, k);
+	if (r)
+		cli_usage_error("overlay", "%s: %s", path,
+		                r == -EINVAL ? "want 64 hex digits" : strerror(-r));
+	return 0;
+}
+
+/* --certify: the authority's signature over the site's keys and prefixes (dhtrec.h). */
+static int certify(const char *auth_file, const char *site, char **prefixes, size_t n)
+{
+	struct dhr_cert c;
+	uint8_t seed[32], ids[64];
+	char bad;
+	memset(&c, 0, sizeof(c));
+	if (!site || strlen(site) != 128 || peak_hex_decode(site, NULL, ids, 64, &bad) != 64)
+		cli_usage_error("overlay", "--site: want the 128 hex digits of --site-id");
+	if (!n || n > DHR_MAX_PREFIXES)
+		cli_usage_error("overlay", "--certify: want 1..%d --prefix", DHR_MAX_PREFIXES);
+	for (size_t i = 0; i < n; i++) {
+		struct prefix *p = &c.prefixes[i];
+		if (prefix_parse(prefixes[i], false, p) || p->family != PEAK_AFI_IP6 || !p->len)
+			cli_usage_error("overlay",
+			                "--prefix %s: want an IPv6 prefix of length 1..128",
+			                prefixes[i]);
+	}
+	c.nprefixes = (uint8_t)n;
+	memcpy(c.x_pub, ids, 32);
+	memcpy(c.ed_pub, ids + 32, 32);
+	read_key_or_usage(auth_file, seed);
+	dhr_cert_sign(&c, seed);
+	memset(seed, 0, sizeof(seed));
+	hex_print(c.sig, sizeof(c.sig));
+	return 0;
+}
+
 static void render(struct mbuf *b, void *arg)
 {
 	ov_master_stats(arg, b);
@@ -91,10 +142,18 @@ int cmd_overlay(int argc, char **argv)
 	    {"genkey", required_argument, 0, 'g'},
 	    {"pubkey", required_argument, 0, 'p'},
 	    {"control", required_argument, 0, 'C'},
+	    {"site-id", required_argument, 0, 'I'},
+	    {"authority-pub", required_argument, 0, 'A'},
+	    {"certify", required_argument, 0, 'Y'},
+	    {"site", required_argument, 0, 'S'},
+	    {"prefix", required_argument, 0, 'P'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
-	const char *config = NULL, *metrics = NULL, *control = NULL;
+	const char *config = NULL, *metrics = NULL, *control = NULL, *certify_key = NULL,
+	           *site = NULL;
+	char *prefixes[DHR_MAX_PREFIXES + 1];
+	size_t nprefixes = 0;
 	bool check = false;
 	int c;
 	opterr = 0;
@@ -129,6 +188,36 @@ int cmd_overlay(int argc, char **argv)
 			hex_print(pub, 32);
 			return 0;
 		}
+		case 'I':
+		case 'A': {
+			uint8_t k[32], seed[32], x[32], ed[32];
+			read_key_or_usage(optarg, k);
+			if (c == 'A') {
+				dhr_ed_pub(k, ed);
+				hex_print(ed, 32);
+			} else {
+				ovw_pubkey(k, x);
+				dhr_sign_key(k, seed, ed);
+				for (size_t i = 0; i < 32; i++)
+					printf("%02x", x[i]);
+				hex_print(ed, 32);
+			}
+			memset(k, 0, sizeof(k));
+			memset(seed, 0, sizeof(seed));
+			return 0;
+		}
+		case 'Y':
+			certify_key = optarg;
+			break;
+		case 'S':
+			site = optarg;
+			break;
+		case 'P':
+			if (nprefixes > DHR_MAX_PREFIXES)
+				cli_usage_error("overlay", "--prefix: more than %d",
+				                DHR_MAX_PREFIXES);
+			prefixes[nprefixes++] = optarg;
+			break;
 		case 'h':
 			fputs(overlay_help, stdout);
 			return 0;
@@ -139,6 +228,10 @@ int cmd_overlay(int argc, char **argv)
 	}
 	if (optind < argc)
 		cli_usage_error("overlay", "unexpected argument '%s'", argv[optind]);
+	if (certify_key)
+		return certify(certify_key, site, prefixes, nprefixes);
+	if (site || nprefixes)
+		cli_usage_error("overlay", "--site and --prefix go with --certify");
 	if (!config)
 		cli_usage_error("overlay", "--config FILE is required (see --help)");
 
@@ -146,7 +239,7 @@ int cmd_overlay(int argc, char **argv)
 	char err[OVC_ERRLEN];
 	int ret = 1, sigfd = -1;
 	struct ov_master *m = NULL;
-	struct ov_slave *gw = NULL, *mg = NULL;
+	struct ov_slave *gw = NULL, *mg = NULL, *dht = NULL;
 	struct metrics_srv *ms = NULL;
 	if (ov_conf_load(config, &conf, err, sizeof(err))) {
 		fprintf(stderr, "peak overlay: %s\n", err);
@@ -154,6 +247,11 @@ int cmd_overlay(int argc, char **argv)
 		goto out;
 	}
 	if (!(gw = gw_new(&conf, err, sizeof(err)))) {
+		fprintf(stderr, "peak overlay: %s: %s\n", config, err);
+		ret = EXIT_USAGE;
+		goto out;
+	}
+	if (conf.dht.enabled && !(dht = dht_new(&conf, gw, err, sizeof(err)))) {
 		fprintf(stderr, "peak overlay: %s: %s\n", config, err);
 		ret = EXIT_USAGE;
 		goto out;
@@ -170,7 +268,8 @@ int cmd_overlay(int argc, char **argv)
 	}
 	struct ov_master_conf mc = {.tun = conf.tun, .mtu = conf.mtu, .icmp_rate = conf.icmp_rate};
 	memcpy(mc.address, conf.address, 16);
-	if (!(m = ov_master_new(&mc)) || ov_master_add_slave(m, gw)) {
+	if (!(m = ov_master_new(&mc)) || ov_master_add_slave(m, gw) ||
+	    (dht && ov_master_add_slave(m, dht))) {
 		fprintf(stderr, "peak overlay: out of memory\n");
 		goto out;
 	}
@@ -187,6 +286,7 @@ int cmd_overlay(int argc, char **argv)
 out:
 	metrics_stop(ms);
 	ov_master_free(m);
+	dht_free(dht);
 	gw_free(gw);
 	mg_free(mg);
 	ov_conf_fini(&conf);

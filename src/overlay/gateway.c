@@ -27,7 +27,7 @@ struct gw_peer {
 	uint8_t prk[32];
 	struct ovw_aead tx;
 	uint64_t tx_counter;
-	bool has_ep;
+	bool has_ep, ep_seen; /* ep_seen: ep is where its authenticated packets come from */
 	struct sockaddr_in ep;
 	bool rx_any;
 	uint64_t rx_epoch;
@@ -38,7 +38,25 @@ struct gw_peer {
 	int has_ep_pub;                  /* has_ep, for the metrics thread */
 };
 
+/* A peer the DHT slave found (gw_peer_learn): its configuration is ours to keep. */
+struct gw_learned {
+	struct ov_peer_conf conf;
+	struct prefix prefixes[OVC_DHT_PREFIXES];
+};
+
+/* A packet from an unknown sender, held while the DHT slave looks the sender up. */
+struct gw_held {
+	uint8_t id[OVW_ID_LEN];
+	struct sockaddr_in from;
+	uint64_t at_ms;
+	size_t len; /* 0: a free slot */
+	uint8_t pkt[OVW_PKT_MAX];
+};
+
 enum {
+	GW_MAX_LEARNED = 256,
+	GW_HELD = 8,       /* packets held from unknown senders (the oldest goes first) */
+	GW_HELD_MS = 3000, /* and for how long */
 	GW_BATCH = 64,
 	GW_SOCKBUF_BYTES = 4 << 20, /* absorbs a burst while the loop decrypts */
 	D_MALFORMED = 0,
@@ -59,13 +77,24 @@ struct gw {
 	const struct ov_conf *conf;
 	struct ov_master *m;
 	struct gw_peer *peers;
-	size_t npeers;
+	size_t npeers; /* configured, then learned; published to the metrics thread (release) */
+	size_t npeers_conf, cap;
+	struct gw_learned *learned; /* GW_MAX_LEARNED, for peers[npeers_conf..] */
+	void (*resolve)(void *arg, const uint8_t id[OVW_ID_LEN]);
+	void *resolve_arg;
+	struct gw_held *held; /* GW_HELD, with the DHT slave only */
+	unsigned held_next;
+	void (*on_mapping)(void *arg, const struct sockaddr_in *mapping);
+	void *mapping_arg;
+	bool has_mapping;
+	struct sockaddr_in mapping; /* our address as the last peer to tell us sees it */
 	uint8_t pub[32];
 	uint64_t epoch;
 	int fd;
 	struct log_limit rl_send, rl_drop;
 	uint64_t drops[D_NREASONS];
-	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes;
+	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes, learned_n, held_n,
+	    mapping_rx, mapping_changes;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -110,6 +139,38 @@ static int send_to(struct gw *g, struct gw_peer *p, uint8_t type, const uint8_t 
 	CNT_ADD(g, tx, 1);
 	CNT_ADD(p, tx_packets, 1);
 	return 0;
+}
+
+/* A keepalive; to a peer whose packets come from p->ep, one that tells it that address (its
+ * public mapping when it is behind NAT). */
+static int send_keepalive(struct gw *g, struct gw_peer *p)
+{
+	uint8_t m[OVW_MAPPING_LEN];
+	if (!p->ep_seen)
+		return send_to(g, p, OVW_KEEPALIVE, NULL, 0);
+	memcpy(m, &p->ep.sin_addr, 4);
+	memcpy(m + 4, &p->ep.sin_port, 2);
+	return send_to(g, p, OVW_MAPPING, m, sizeof(m));
+}
+
+/* A peer told us how it sees our address. */
+static void take_mapping(struct gw *g, const struct gw_peer *p, const uint8_t m[OVW_MAPPING_LEN])
+{
+	struct sockaddr_in a = {.sin_family = AF_INET};
+	memcpy(&a.sin_addr, m, 4);
+	memcpy(&a.sin_port, m + 4, 2);
+	CNT_ADD(g, mapping_rx, 1);
+	if (!a.sin_port || (g->has_mapping && a.sin_addr.s_addr == g->mapping.sin_addr.s_addr &&
+	                    a.sin_port == g->mapping.sin_port))
+		return;
+	char s[INET_ADDRSTRLEN];
+	log_msg(LOG_INFO, "overlay: gateway: peer %s sees us at %s:%u", p->conf->name,
+	        inet_ntop(AF_INET, &a.sin_addr, s, sizeof(s)), ntohs(a.sin_port));
+	g->mapping = a;
+	g->has_mapping = true;
+	CNT_ADD(g, mapping_changes, 1);
+	if (g->on_mapping)
+		g->on_mapping(g->mapping_arg, &a);
 }
 
 static int gw_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, size_t len)
@@ -158,6 +219,15 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	struct gw_peer *p = peer_by_id(g, h.id);
 	if (!p) {
 		drop(g, D_UNKNOWN_PEER, from);
+		if (g->resolve) { /* the DHT slave may find the site (rate-limited there) */
+			struct gw_held *k = &g->held[g->held_next++ % GW_HELD];
+			memcpy(k->id, h.id, OVW_ID_LEN);
+			k->from = *from;
+			k->at_ms = mono_ms();
+			k->len = n;
+			memcpy(k->pkt, pkt, n);
+			g->resolve(g->resolve_arg, h.id);
+		}
 		return;
 	}
 	static struct ovw_aead fresh; /* a new epoch's key, kept only if it opens the packet */
@@ -203,13 +273,19 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 		        inet_ntop(AF_INET, &from->sin_addr, a, sizeof(a)), ntohs(from->sin_port));
 		p->ep = *from;
 		p->has_ep = true;
+		p->ep_seen = true;
 		__atomic_store_n(&p->has_ep_pub, 1, __ATOMIC_RELAXED);
 		CNT_ADD(g, ep_changes, 1);
+		send_keepalive(g, p); /* tell it at once where we see it */
+	} else if (newest) {
+		p->ep_seen = true;
 	}
 	CNT_ADD(p, rx_packets, 1);
 	p->last_rx_ms = mono_ms();
-	if (h.type == OVW_KEEPALIVE) {
+	if (h.type != OVW_DATA) {
 		CNT_ADD(g, ka_rx, 1);
+		if (h.type == OVW_MAPPING)
+			take_mapping(g, p, inner);
 		return;
 	}
 	ov_master_input(g->m, inner, (size_t)len);
@@ -246,7 +322,7 @@ static void gw_timer(struct ov_slave *s, uint64_t now)
 		struct gw_peer *p = &g->peers[i];
 		if (!p->has_ep || (p->last_tx_ms && now - p->last_tx_ms < every))
 			continue;
-		if (!send_to(g, p, OVW_KEEPALIVE, NULL, 0))
+		if (!send_keepalive(g, p))
 			CNT_ADD(g, ka_tx, 1);
 	}
 }
@@ -318,22 +394,36 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 	for (int i = 0; i < D_NREASONS; i++)
 		mbuf_printf(b, "peak_overlay_gw_dropped_total{reason=\"%s\"} %llu\n", drop_names[i],
 		            (unsigned long long)CNT_GET(g, drops[i]));
+	size_t np = __atomic_load_n(&g->npeers, __ATOMIC_ACQUIRE);
+	mbuf_printf(b,
+	            "# TYPE peak_overlay_gw_learned_peers_total counter\n"
+	            "peak_overlay_gw_learned_peers_total %llu\n"
+	            "# TYPE peak_overlay_gw_held_packets_total counter\n"
+	            "peak_overlay_gw_held_packets_total %llu\n"
+	            "# TYPE peak_overlay_gw_mappings_received_total counter\n"
+	            "peak_overlay_gw_mappings_received_total %llu\n"
+	            "# TYPE peak_overlay_gw_mapping_changes_total counter\n"
+	            "peak_overlay_gw_mapping_changes_total %llu\n",
+	            (unsigned long long)CNT_GET(g, learned_n),
+	            (unsigned long long)CNT_GET(g, held_n),
+	            (unsigned long long)CNT_GET(g, mapping_rx),
+	            (unsigned long long)CNT_GET(g, mapping_changes));
 	mbuf_printf(b, "# TYPE peak_overlay_peer_rx_packets_total counter\n");
-	for (size_t i = 0; i < g->npeers; i++) {
+	for (size_t i = 0; i < np; i++) {
 		char l[METRICS_LABEL_MAX];
 		mbuf_printf(b, "peak_overlay_peer_rx_packets_total{peer=\"%s\"} %llu\n",
 		            metrics_label(l, sizeof(l), g->peers[i].conf->name),
 		            (unsigned long long)CNT_GET(&g->peers[i], rx_packets));
 	}
 	mbuf_printf(b, "# TYPE peak_overlay_peer_tx_packets_total counter\n");
-	for (size_t i = 0; i < g->npeers; i++) {
+	for (size_t i = 0; i < np; i++) {
 		char l[METRICS_LABEL_MAX];
 		mbuf_printf(b, "peak_overlay_peer_tx_packets_total{peer=\"%s\"} %llu\n",
 		            metrics_label(l, sizeof(l), g->peers[i].conf->name),
 		            (unsigned long long)CNT_GET(&g->peers[i], tx_packets));
 	}
 	mbuf_printf(b, "# TYPE peak_overlay_peer_endpoint_known gauge\n");
-	for (size_t i = 0; i < g->npeers; i++) {
+	for (size_t i = 0; i < np; i++) {
 		char l[METRICS_LABEL_MAX];
 		mbuf_printf(b, "peak_overlay_peer_endpoint_known{peer=\"%s\"} %d\n",
 		            metrics_label(l, sizeof(l), g->peers[i].conf->name),
@@ -381,6 +471,114 @@ static void gw_show(struct ov_slave *s, struct mbuf *b)
 	}
 }
 
+/* The pair's prk and our sending key for p (p->conf set). 0, or -EINVAL for our own key or
+ * one of low order. */
+static int peer_keys(struct gw *g, struct gw_peer *p)
+{
+	if (!memcmp(p->conf->pub, g->pub, 32) || ovw_prk(g->conf->priv, p->conf->pub, p->prk))
+		return -EINVAL;
+	uint8_t key[OVW_KEY_LEN];
+	ovw_key(p->prk, g->pub, p->conf->pub, g->epoch, key);
+	ovw_aead_init(&p->tx, key);
+	memset(key, 0, sizeof(key));
+	return 0;
+}
+
+int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct sockaddr_in *ep,
+                  const struct prefix *sources, size_t nsources, uint32_t *cookie)
+{
+	struct gw *g = s->priv;
+	struct gw_peer *p = NULL;
+	bool fresh = false;
+	if (nsources > OVC_DHT_PREFIXES || !memcmp(pub, g->pub, 32))
+		return -EINVAL;
+	for (size_t i = 0; i < g->npeers && !p; i++)
+		if (!memcmp(g->peers[i].conf->pub, pub, 32))
+			p = &g->peers[i];
+	if (!p) {
+		if (peer_by_id(g, pub))
+			return -EEXIST; /* another key with the same sender id */
+		if (g->npeers == g->cap)
+			return -ENOSPC;
+		struct gw_learned *l = &g->learned[g->npeers - g->npeers_conf];
+		memset(l, 0, sizeof(*l));
+		snprintf(l->conf.name, sizeof(l->conf.name), "dht-%02x%02x%02x%02x", pub[0], pub[1],
+		         pub[2], pub[3]);
+		memcpy(l->conf.pub, pub, 32);
+		l->conf.prefixes = l->prefixes;
+		p = &g->peers[g->npeers];
+		memset(p, 0, sizeof(*p));
+		p->conf = &l->conf;
+		if (peer_keys(g, p))
+			return -EINVAL;
+		__atomic_store_n(&g->npeers, g->npeers + 1, __ATOMIC_RELEASE);
+		CNT_ADD(g, learned_n, 1);
+		log_msg(LOG_INFO, "overlay: gateway: learned peer %s from the DHT", l->conf.name);
+		fresh = true;
+	}
+	size_t idx = (size_t)(p - g->peers);
+	if (idx >= g->npeers_conf) { /* a learned peer's sources: what its certificate allows */
+		struct gw_learned *l = &g->learned[idx - g->npeers_conf];
+		memcpy(l->prefixes, sources, nsources * sizeof(*sources));
+		l->conf.nprefixes = nsources;
+	}
+	/* the DHT's locator only when the peer's own packets have not told us better lately */
+	uint64_t quiet_ms = 3ULL * g->conf->keepalive_s * 1000;
+	if (!p->has_ep || !p->last_rx_ms || mono_ms() - p->last_rx_ms > quiet_ms) {
+		if (!p->has_ep || p->ep.sin_addr.s_addr != ep->sin_addr.s_addr ||
+		    p->ep.sin_port != ep->sin_port) {
+			char a[INET_ADDRSTRLEN];
+			log_msg(LOG_INFO, "overlay: gateway: peer %s is at %s:%u (DHT)",
+			        p->conf->name, inet_ntop(AF_INET, &ep->sin_addr, a, sizeof(a)),
+			        ntohs(ep->sin_port));
+			CNT_ADD(g, ep_changes, 1);
+		}
+		p->ep = *ep;
+		p->ep.sin_family = AF_INET;
+		p->has_ep = true;
+		p->ep_seen = false;
+		__atomic_store_n(&p->has_ep_pub, 1, __ATOMIC_RELAXED);
+	}
+	*cookie = (uint32_t)idx;
+	if (fresh) /* its packets that arrived while it was looked up: take them now */
+		for (unsigned i = 0; i < GW_HELD; i++) {
+			static uint8_t copy[OVW_PKT_MAX];
+			struct gw_held *k = &g->held[i];
+			if (!k->len || memcmp(k->id, pub, OVW_ID_LEN))
+				continue;
+			size_t n = k->len;
+			k->len = 0;
+			if (mono_ms() - k->at_ms > GW_HELD_MS)
+				continue;
+			memcpy(copy, k->pkt, n);
+			CNT_ADD(g, held_n, 1);
+			CNT_ADD(g, rx, (uint64_t)-1); /* counted when it arrived */
+			from_udp(g, copy, n, &k->from);
+		}
+	return 0;
+}
+
+bool gw_peer_answered(struct ov_slave *s, uint32_t cookie, uint64_t since_ms)
+{
+	struct gw *g = s->priv;
+	return cookie < g->npeers && g->peers[cookie].last_rx_ms >= since_ms;
+}
+
+void gw_set_mapping_cb(struct ov_slave *s, void (*fn)(void *arg, const struct sockaddr_in *m),
+                       void *arg)
+{
+	struct gw *g = s->priv;
+	g->on_mapping = fn;
+	g->mapping_arg = arg;
+}
+
+void gw_set_resolver(struct ov_slave *s, void (*fn)(void *arg, const uint8_t id[8]), void *arg)
+{
+	struct gw *g = s->priv;
+	g->resolve = fn;
+	g->resolve_arg = arg;
+}
+
 static const struct ov_slave_ops gw_ops = {
     .name = "gateway",
     .attach = gw_attach,
@@ -398,7 +596,15 @@ struct ov_slave *gw_new(const struct ov_conf *conf, char *err, size_t errlen)
 {
 	struct gw *g = calloc(1, sizeof(*g));
 	struct timespec ts;
-	if (!g || (conf->npeers && !(g->peers = calloc(conf->npeers, sizeof(*g->peers))))) {
+	size_t cap = conf->npeers + (conf->dht.enabled ? GW_MAX_LEARNED : 0);
+	if (!g || (cap && !(g->peers = calloc(cap, sizeof(*g->peers)))) ||
+	    (conf->dht.enabled && !(g->learned = calloc(GW_MAX_LEARNED, sizeof(*g->learned))))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	g->cap = cap;
+	g->npeers_conf = conf->npeers;
+	if (conf->dht.enabled && !(g->held = calloc(GW_HELD, sizeof(*g->held)))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -414,17 +620,12 @@ struct ov_slave *gw_new(const struct ov_conf *conf, char *err, size_t errlen)
 	for (size_t i = 0; i < conf->npeers; i++) {
 		struct gw_peer *p = &g->peers[i];
 		p->conf = &conf->peers[i];
-		if (!memcmp(p->conf->pub, g->pub, 32) ||
-		    ovw_prk(conf->priv, p->conf->pub, p->prk)) {
+		if (peer_keys(g, p)) {
 			snprintf(err, errlen,
 			         "peer %s: unusable public key (our own, or of low order)",
 			         p->conf->name);
 			goto fail;
 		}
-		uint8_t key[OVW_KEY_LEN];
-		ovw_key(p->prk, g->pub, p->conf->pub, g->epoch, key);
-		ovw_aead_init(&p->tx, key);
-		memset(key, 0, sizeof(key));
 		if (p->conf->has_endpoint) {
 			p->ep = p->conf->endpoint;
 			p->has_ep = true;
@@ -446,9 +647,13 @@ void gw_free(struct ov_slave *s)
 	if (g->fd != -1)
 		close(g->fd);
 	if (g->peers) {
-		memset(g->peers, 0, g->npeers * sizeof(*g->peers)); /* keys */
+		memset(g->peers, 0, g->cap * sizeof(*g->peers)); /* keys */
 		free(g->peers);
 		g->peers = NULL;
 	}
+	free(g->learned);
+	g->learned = NULL;
+	free(g->held);
+	g->held = NULL;
 	free(g);
 }

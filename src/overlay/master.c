@@ -349,6 +349,19 @@ static void dispatch(struct ov_master *m, const uint8_t *pkt, size_t len, bool f
 	}
 }
 
+void ov_master_output(struct ov_master *m, const uint8_t *pkt, size_t len)
+{
+	uint32_t idx;
+	bool found = lpm6_lookup(m->lpm, pkt + 24, &idx, NULL);
+	dispatch(m, pkt, len, found, idx);
+}
+
+void ov_master_unreach(struct ov_master *m, const uint8_t *pkt, size_t len)
+{
+	CNT_ADD(m, no_route, 1);
+	icmp_unreach(m, pkt, len, ICMP6_NO_ROUTE);
+}
+
 static int tun_open(struct ov_master *m)
 {
 	struct ifreq ifr;

@@ -61,6 +61,14 @@ int ov_master_watch(struct ov_master *m, int fd, struct ov_slave *s);
  * Returns 0 or -errno (counted). */
 int ov_master_input(struct ov_master *m, const uint8_t *pkt, size_t len);
 
+/* Routes a checked IPv6 packet from the site as if it had just been read from the TUN device
+ * (e.g. one a slave held while it looked its destination up). Loop thread. */
+void ov_master_output(struct ov_master *m, const uint8_t *pkt, size_t len);
+
+/* Answers a checked IPv6 packet from the site with ICMPv6 no route to destination
+ * (rate-limited; counted as no route), e.g. when a lookup found nothing. Loop thread. */
+void ov_master_unreach(struct ov_master *m, const uint8_t *pkt, size_t len);
+
 /* Opens the TUN device, attaches the slaves, and runs until SIGTERM or SIGINT arrives on
  * sigfd (a signalfd; SIGHUP is logged and ignored). Returns 0 on a signal, -errno on a
  * failure (logged). */

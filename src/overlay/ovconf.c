@@ -233,9 +233,127 @@ static int parse_gateway(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 	return 0;
 }
 
+/* A list of at most max scalars, each through one(x, node, i). */
+static int get_list(struct ctx *x, const yaml_node_t *n, const char *key, size_t max, size_t *cnt,
+                    int (*one)(struct ctx *, const yaml_node_t *, size_t, void *), void *arg)
+{
+	if (!n || n->type != YAML_SEQUENCE_NODE)
+		return fail(x, n, "%s: want a list", key);
+	size_t k = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+	if (!k || k > max)
+		return fail(x, n, "%s: want 1..%zu items", key, max);
+	*cnt = 0;
+	for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+	     it++) {
+		int r = one(x, yaml_document_get_node(x->doc, *it), *cnt, arg);
+		if (r)
+			return r;
+		(*cnt)++;
+	}
+	return 0;
+}
+
+static int one_bootstrap(struct ctx *x, const yaml_node_t *n, size_t i, void *arg)
+{
+	struct ov_dht_conf *d = arg;
+	return get_sockaddr4(x, n, "bootstrap", &d->bootstrap[i]);
+}
+
+static int one_dht_prefix(struct ctx *x, const yaml_node_t *n, size_t i, void *arg)
+{
+	struct ov_dht_conf *d = arg;
+	const char *s = scalar(n);
+	struct prefix *p = &d->prefixes[i];
+	if (!s || prefix_parse(s, false, p) || p->family != PEAK_AFI_IP6 || !p->len)
+		return fail(x, n,
+		            "prefixes: '%s' is not an IPv6 prefix of length 1..128 (bits past the "
+		            "length must be zero)",
+		            s ? s : "?");
+	return 0;
+}
+
+static int get_hex(struct ctx *x, const yaml_node_t *n, const char *key, uint8_t *out, size_t len)
+{
+	const char *s = scalar(n);
+	char bad;
+	if (!s || strlen(s) != 2 * len || peak_hex_decode(s, NULL, out, len, &bad) != (long)len)
+		return fail(x, n, "%s: want %zu hex digits", key, 2 * len);
+	return 0;
+}
+
+/* n: the dht: mapping; at: its key (where errors about the section as a whole point) */
+static int parse_dht(struct ctx *x, const yaml_node_t *n, const yaml_node_t *at, struct ov_conf *c)
+{
+	struct ov_dht_conf *d = &c->dht;
+	bool has_port = false, has_auth = false, has_cert = false, has_loc = false;
+	if (!n || n->type != YAML_MAPPING_NODE)
+		return fail(x, n, "dht: want a mapping");
+	d->enabled = true;
+	for (yaml_node_pair_t *kv = n->data.mapping.pairs.start; kv < n->data.mapping.pairs.top;
+	     kv++) {
+		yaml_node_t *kn = yaml_document_get_node(x->doc, kv->key);
+		yaml_node_t *vn = yaml_document_get_node(x->doc, kv->value);
+		const char *k = scalar(kn);
+		int r;
+		if (!k) {
+			r = fail(x, kn, "dht: keys are strings");
+		} else if (!strcmp(k, "port")) {
+			r = get_uint(x, vn, k, 1, 65535, &d->port);
+			has_port = true;
+		} else if (!strcmp(k, "network")) {
+			r = get_uint(x, vn, k, 0, 999999999, &d->network);
+		} else if (!strcmp(k, "bootstrap")) {
+			r = get_list(x, vn, k, OVC_MAX_BOOTSTRAP, &d->nbootstrap, one_bootstrap, d);
+		} else if (!strcmp(k, "authority")) {
+			r = get_hex(x, vn, k, d->authority, 32);
+			has_auth = true;
+		} else if (!strcmp(k, "certificate")) {
+			r = get_hex(x, vn, k, d->certificate, 64);
+			has_cert = true;
+		} else if (!strcmp(k, "prefixes")) {
+			r = get_list(x, vn, k, OVC_DHT_PREFIXES, &d->nprefixes, one_dht_prefix, d);
+		} else if (!strcmp(k, "locator")) {
+			r = get_sockaddr4(x, vn, k, &d->locator);
+			if (!r && !d->locator.sin_addr.s_addr)
+				r = fail(x, vn, "locator: 0.0.0.0 cannot be reached");
+			has_loc = true;
+		} else if (!strcmp(k, "lookup")) {
+			const char *s = scalar(vn);
+			if (s && !strcmp(s, "bsearch"))
+				d->lookup = 0;
+			else if (s && !strcmp(s, "walk"))
+				d->lookup = 1;
+			else
+				return fail(x, vn, "lookup: want 'bsearch' or 'walk'");
+			r = 0;
+		} else if (!strcmp(k, "cache-ttl")) {
+			r = get_uint(x, vn, k, 5, 86400, &d->cache_ttl_s);
+		} else if (!strcmp(k, "negative-ttl")) {
+			r = get_uint(x, vn, k, 1, 3600, &d->negative_ttl_s);
+		} else {
+			r = fail(x, kn, "dht: unknown key '%s'", k);
+		}
+		if (r)
+			return r;
+	}
+	if (!has_port || !has_auth || !has_cert || !d->nprefixes)
+		return fail(x, at,
+		            "dht: 'port', 'authority', 'certificate' and 'prefixes' are "
+		            "required");
+	if (!has_loc) {
+		if (!c->listen.sin_addr.s_addr)
+			return fail(x, at,
+			            "dht: 'locator' is required when gateway.listen is "
+			            "0.0.0.0 (the address other sites reach this gateway at)");
+		d->locator = c->listen;
+	}
+	return 0;
+}
+
 static int parse_top(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 {
 	bool has_addr = false, has_gw = false;
+	const yaml_node_t *dht = NULL, *dht_key = NULL;
 	for (yaml_node_pair_t *kv = n->data.mapping.pairs.start; kv < n->data.mapping.pairs.top;
 	     kv++) {
 		yaml_node_t *kn = yaml_document_get_node(x->doc, kv->key);
@@ -265,6 +383,10 @@ static int parse_top(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 		} else if (!strcmp(k, "gateway")) {
 			r = has_gw ? fail(x, kn, "gateway: given twice") : parse_gateway(x, vn, c);
 			has_gw = true;
+		} else if (!strcmp(k, "dht")) {
+			r = dht ? fail(x, kn, "dht: given twice") : 0;
+			dht = vn;
+			dht_key = kn;
 		} else {
 			r = fail(x, kn, "unknown key '%s'", k);
 		}
@@ -275,7 +397,10 @@ static int parse_top(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 		return fail(x, n, "'address' is required");
 	if (!has_gw)
 		return fail(x, n, "'gateway' is required");
-	return 0;
+	/* after the gateway: the locator defaults to its listen address */
+	if (dht_key && !dht)
+		return fail(x, dht_key, "dht: want a mapping");
+	return dht ? parse_dht(x, dht, dht_key, c) : 0;
 }
 
 int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_conf *c, char *err,
@@ -291,6 +416,8 @@ int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_co
 	c->mtu = 1400;
 	c->icmp_rate = 10;
 	c->keepalive_s = 5;
+	c->dht.cache_ttl_s = 300;
+	c->dht.negative_ttl_s = 30;
 	if (err && errlen)
 		err[0] = '\0';
 	if (len > OVC_TEXT_MAX) {

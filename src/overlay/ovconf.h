@@ -17,6 +17,18 @@
  *	      public-key: 64 hex digits
  *	      endpoint: 192.0.2.2:51820   # optional: learned from the peer's packets if absent
  *	      prefixes: [fd00:b::/64]     # routed to the peer; the only sources it may use
+ *	dht:                         # optional: the DHT slave (dht.c) on OpenDHT
+ *	  port: 4222                 # OpenDHT's UDP port, IPv4 and IPv6 (required)
+ *	  network: 7                 # OpenDHT network id, 0..999999999 (default 0)
+ *	  bootstrap: [10.0.0.1:4222] # IPV4:PORT of nodes to join through, up to 16
+ *	  authority: 64 hex digits   # the overlay authority's Ed25519 public key (required)
+ *	  certificate: 128 hex       # its signature over this site (peak overlay --certify)
+ *	  prefixes: [fd00:a::/64]    # this site's prefixes, as certified (required, 1..16)
+ *	  locator: 192.0.2.1:51820   # the gateway's address published (default: listen,
+ *	                             # required when listen is 0.0.0.0)
+ *	  lookup: bsearch            # bsearch (markers) or walk (zero the last set bit)
+ *	  cache-ttl: 300             # seconds a mapping found is kept, 5..86400
+ *	  negative-ttl: 30           # seconds a miss is remembered, 1..3600
  */
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -32,6 +44,20 @@ enum {
 	OVC_MAX_PREFIXES = 256, /* per peer */
 	OVC_ERRLEN = 512,
 	OVC_TEXT_MAX = 1 << 20,
+	OVC_MAX_BOOTSTRAP = 16,
+	OVC_DHT_PREFIXES = 16, /* DHR_MAX_PREFIXES */
+};
+
+struct ov_dht_conf {
+	bool enabled;
+	unsigned port, network, lookup, cache_ttl_s, negative_ttl_s; /* lookup: enum dhr_mode */
+	struct sockaddr_in bootstrap[OVC_MAX_BOOTSTRAP];
+	size_t nbootstrap;
+	uint8_t authority[32];
+	uint8_t certificate[64];
+	struct prefix prefixes[OVC_DHT_PREFIXES];
+	size_t nprefixes;
+	struct sockaddr_in locator; /* the listen address when not given */
 };
 
 struct ov_peer_conf {
@@ -52,6 +78,7 @@ struct ov_conf {
 	uint8_t priv[32]; /* filled by ov_conf_load */
 	struct ov_peer_conf *peers;
 	size_t npeers;
+	struct ov_dht_conf dht;
 };
 
 /* Parses len bytes of YAML named name (for messages) into *c (zeroed first; release with

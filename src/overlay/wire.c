@@ -21,7 +21,8 @@ int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *bo
 	h->counter |= cur_u32(c);
 	if (c->err)
 		return c->err;
-	if (version || rsv || (h->type != OVW_DATA && h->type != OVW_KEEPALIVE))
+	if (version || rsv ||
+	    (h->type != OVW_DATA && h->type != OVW_KEEPALIVE && h->type != OVW_MAPPING))
 		return -EBADMSG;
 	size_t n = c->left;
 	if (n < OVW_TAG_LEN || n > OVW_INNER_MAX + OVW_TAG_LEN)
@@ -29,6 +30,8 @@ int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *bo
 	if (h->type == OVW_KEEPALIVE && n != OVW_TAG_LEN)
 		return -EBADMSG;
 	if (h->type == OVW_DATA && n == OVW_TAG_LEN)
+		return -EBADMSG;
+	if (h->type == OVW_MAPPING && n != OVW_TAG_LEN + OVW_MAPPING_LEN)
 		return -EBADMSG;
 	*body = cur_ptr(c, n);
 	*body_len = n;

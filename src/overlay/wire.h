@@ -4,7 +4,10 @@
  * and its replay window. Pure code: no I/O, so all of it is fuzzed and unit-tested.
  *
  * A packet (every multi-byte field big-endian):
- *	0  u8   type: OVW_DATA (an IPv6 packet follows) or OVW_KEEPALIVE (nothing follows)
+ *	0  u8   type: OVW_DATA (an IPv6 packet follows), OVW_KEEPALIVE (nothing follows) or
+ *	        OVW_MAPPING (a keepalive carrying the receiver's address as the sender sees it:
+ *	        IPv4 address and UDP port, 6 bytes, so a gateway behind NAT learns its public
+ *	        mapping, STUN-like (RFC 8489 §14.2's XOR-MAPPED-ADDRESS, sealed instead))
  *	1  u8   version, 0
  *	2  u16  reserved, 0
  *	4  8    sender id: the first 8 bytes of the sender's X25519 public key
@@ -31,6 +34,8 @@
 enum {
 	OVW_DATA = 1,
 	OVW_KEEPALIVE = 2,
+	OVW_MAPPING = 3,
+	OVW_MAPPING_LEN = 6,
 	OVW_HDR_LEN = 28,
 	OVW_TAG_LEN = 16,
 	OVW_KEY_LEN = 32,
@@ -50,7 +55,8 @@ struct ovw_hdr {
 /* Parses a packet's header through the cursor. On success *body and *body_len are the
  * ciphertext and tag (at least OVW_TAG_LEN bytes, at most OVW_INNER_MAX + OVW_TAG_LEN) and
  * the cursor is consumed. Returns 0 or -EBADMSG (truncated, unknown type or version,
- * reserved bits set, a keepalive with a body, a body out of bounds). */
+ * reserved bits set, a keepalive with a body, a mapping whose body is not OVW_MAPPING_LEN
+ * bytes, a body out of bounds). */
 int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *body_len);
 
 /* An AEAD key expanded once (AES round keys, GHASH table); a seal or open uses its

@@ -64,3 +64,51 @@ def test_check_good_and_bad(tmp_path):
     a2 = tmp_path / "a2.key"
     r = run("--config", str(config(tmp_path, a2, pa)), "--check")
     assert r.returncode == 2 and "unusable public key" in r.stderr
+
+
+def test_dht_section(tmp_path):
+    """The dht: section: a certificate from --certify passes --check; a wrong one, a
+    missing key, bad values and an unreachable locator are refused with FILE:LINE."""
+    a, pa = keys(tmp_path, "a")
+    auth, _ = keys(tmp_path, "auth")
+    auth_pub = run("--authority-pub", str(auth)).stdout.strip()
+    site = run("--site-id", str(a)).stdout.strip()
+    assert len(auth_pub) == 64 and len(site) == 128 and site.startswith(pa)
+    cert = run("--certify", str(auth), "--site", site, "--prefix", "fd00:a::/64",
+               "--prefix", "fd00:a:1::/48")
+    assert cert.returncode == 0 and len(cert.stdout.strip()) == 128, cert.stderr
+    cert = cert.stdout.strip()
+
+    def conf(body, listen="0.0.0.0:51820"):
+        path = tmp_path / f"d{len(list(tmp_path.glob('d*.yaml')))}.yaml"
+        path.write_text(f"address: fd00:a::1\ngateway:\n  listen: {listen}\n"
+                        f"  private-key-file: {a}\ndht:\n{body}")
+        return path
+
+    good = (f"  port: 4222\n  authority: {auth_pub}\n  certificate: {cert}\n"
+            f"  prefixes: [fd00:a::/64, fd00:a:1::/48]\n  locator: 10.0.1.2:51820\n")
+    r = run("--config", str(conf(good)), "--check")
+    assert (r.returncode, r.stdout) == (0, "ok\n"), r.stderr
+    # the locator defaults to a specific listen address
+    r = run("--config", str(conf(good.replace("  locator: 10.0.1.2:51820\n", ""),
+                                 listen="10.0.1.2:51820")), "--check")
+    assert r.returncode == 0, r.stderr
+    cases = [
+        (good.replace("  locator: 10.0.1.2:51820\n", ""), ":5: dht: 'locator' is required"),
+        (good.replace("fd00:a::/64, fd00:a:1::/48", "fd00:a:1::/48, fd00:a::/64"),
+         "certificate: not the authority's signature"),
+        (good.replace(cert, "00" * 64), "certificate: not the authority's signature"),
+        (good.replace(f"  certificate: {cert}\n", ""), ":5: dht: 'port', 'authority'"),
+        (good.replace(auth_pub, "xy" * 32), ":7: authority: want 64 hex digits"),
+        (good + "  lookup: linear\n", ":11: lookup: want 'bsearch' or 'walk'"),
+        (good + "  bootstrap: [somewhere]\n", ":11: bootstrap: want IPV4:PORT"),
+        (good.replace("locator: 10.0.1.2:51820", "locator: 0.0.0.0:51820"),
+         ":10: locator: 0.0.0.0 cannot be reached"),
+        (good.replace("fd00:a::/64, ", "'::/0', "), ":9: prefixes: '::/0'"),
+    ]
+    for body, want in cases:
+        r = run("--config", str(conf(body)), "--check")
+        assert r.returncode == 2 and want in r.stderr, (want, r.stderr)
+    # --certify's own errors
+    assert run("--certify", str(auth), "--site", "00", "--prefix", "fd00::/8").returncode == 2
+    assert run("--certify", str(auth), "--site", site).returncode == 2

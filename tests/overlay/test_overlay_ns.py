@@ -22,8 +22,8 @@ import sys
 import time
 
 import pytest
+from ovbed import PEAK, Bed, nsx, sh, wait_for
 
-PEAK = os.environ.get("PEAK_BIN", "build/peak")
 PORT = 51820
 SITES = ("a", "b", "c")
 UPLINK = {"a": ("10.0.1.2", "10.0.1.1"), "b": ("10.0.2.2", "10.0.2.1"),
@@ -32,48 +32,7 @@ UPLINK = {"a": ("10.0.1.2", "10.0.1.1"), "b": ("10.0.2.2", "10.0.2.1"),
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
 
-def sh(*args, check=True, **kw):
-    return subprocess.run(args, check=check, capture_output=True, text=True, **kw)
-
-
-def nsx(ns, *args, check=True, **kw):
-    return sh("ip", "netns", "exec", ns, *args, check=check, **kw)
-
-
-def wait_for(what, fn, timeout=15.0, every=0.1):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(every)
-
-
-class Bed:
-    def __init__(self, tmp):
-        self.tmp = tmp
-        self.p = f"o{os.getpid() % 10000}"
-        self.ns = {}
-        self.procs = {}
-        self.logs = {}
-
-    def n(self, name):
-        return self.ns[name]
-
-    def add_ns(self, name):
-        full = self.p + name
-        sh("ip", "netns", "add", full)
-        self.ns[name] = full
-        nsx(full, "ip", "link", "set", "lo", "up")
-
-    def veth(self, a, ia, b, ib):
-        sh("ip", "-n", self.n(a), "link", "add", ia, "type", "veth", "peer", "name", ib,
-           "netns", self.n(b))
-        sh("ip", "-n", self.n(a), "link", "set", "dev", ia, "up")
-        sh("ip", "-n", self.n(b), "link", "set", "dev", ib, "up")
-
+class NatBed(Bed):
     def build(self):
         for name in ["r", "nat"] + [f"h{s}" for s in SITES] + [f"g{s}" for s in SITES]:
             self.add_ns(name)
@@ -126,54 +85,10 @@ class Bed:
                            f"  keepalive: 1\n  peers:\n" + "".join(peers))
             assert sh(PEAK, "overlay", "--config", str(cfg), "--check").stdout == "ok\n"
 
-    def start(self, s):
-        log = self.tmp / f"g{s}.log"
-        self.logs[s] = log
-        self.procs[s] = subprocess.Popen(
-            ["ip", "netns", "exec", self.n(f"g{s}"), PEAK, "overlay", "--config",
-             str(self.tmp / f"{s}.yaml"), "--metrics", "127.0.0.1:9100", "--verbose",
-             "--control", str(self.tmp / f"{s}.sock")],
-            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
-        wait_for(f"g{s} ready", lambda: "overlay: ready" in log.read_text()
-                 or self.procs[s].poll() is not None)
-        assert self.procs[s].poll() is None, log.read_text()
-        sh("ip", "-n", self.n(f"g{s}"), "-6", "route", "add", "fd00::/16", "dev", "ov0")
-
-    def ctl(self, s, *args):
-        return sh(PEAK, "overlay-ctl", "--control", str(self.tmp / f"{s}.sock"), *args,
-                  check=False)
-
-    def metrics(self, s):
-        out = nsx(self.n(f"g{s}"), "curl", "-sf", "http://127.0.0.1:9100/metrics",
-                  check=False).stdout
-        m = {}
-        for line in out.splitlines():
-            if line and not line.startswith("#"):
-                k, _, v = line.rpartition(" ")
-                m[k] = float(v)
-        return m
-
-    def stop(self, s):
-        p = self.procs.pop(s)
-        if p.poll() is None:
-            p.send_signal(signal.SIGTERM)
-        try:
-            return p.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            p.kill()
-            p.wait()
-            return None
-
-    def cleanup(self):
-        for s in list(self.procs):
-            self.stop(s)
-        for full in self.ns.values():
-            sh("ip", "netns", "del", full, check=False)
-
 
 @pytest.fixture
 def bed(tmp_path):
-    b = Bed(tmp_path)
+    b = NatBed(tmp_path, "o")
     try:
         b.build()
         for s in SITES:
@@ -181,11 +96,6 @@ def bed(tmp_path):
         yield b
     finally:
         b.cleanup()
-
-
-def ping_ok(b, src, dst):
-    return nsx(b.n(f"h{src}"), "ping", "-6", "-n", "-c", "1", "-W", "1", f"fd00:{dst}::2",
-               check=False).returncode == 0
 
 
 TCP_SERVER = r"""
@@ -253,7 +163,7 @@ def test_three_sites_ping_tcp_and_rejects(bed):
     for src in SITES:
         for dst in SITES:
             if src != dst:
-                wait_for(f"ping h{src} -> h{dst}", lambda: ping_ok(b, src, dst), timeout=10)
+                wait_for(f"ping h{src} -> h{dst}", lambda: b.ping_ok(src, dst), timeout=10)
 
     # a TCP stream from A to C, through C's NAT
     srv = subprocess.Popen(["ip", "netns", "exec", b.n("hc"), sys.executable, "-c", TCP_SERVER],
@@ -306,7 +216,7 @@ def test_three_sites_ping_tcp_and_rejects(bed):
         assert cap.stdout.readline().strip() == "listening"
         deadline = time.monotonic() + 10
         while cap.poll() is None and time.monotonic() < deadline:
-            ping_ok(b, "b", "a")
+            b.ping_ok("b", "a")
         assert cap.wait(timeout=20) == 0
     finally:
         if cap.poll() is None:
@@ -317,7 +227,7 @@ def test_three_sites_ping_tcp_and_rejects(bed):
     after = b.metrics("a")
     assert after["peak_overlay_gw_endpoint_changes_total"] == \
         before["peak_overlay_gw_endpoint_changes_total"]
-    assert wait_for("ping b -> a after the replay", lambda: ping_ok(b, "b", "a"), timeout=10)
+    assert wait_for("ping b -> a after the replay", lambda: b.ping_ok("b", "a"), timeout=10)
     assert drops(after, "source") == 0 and drops(after, "inner") == 0
 
     # the management slave: routes, peers, counters; a route added and removed at run time
@@ -348,7 +258,7 @@ def test_three_sites_ping_tcp_and_rejects(bed):
     b.procs["a"].send_signal(signal.SIGHUP)
     wait_for("SIGHUP logged", lambda: "SIGHUP" in b.logs["a"].read_text())
     assert b.procs["a"].poll() is None
-    assert wait_for("ping a -> b after SIGHUP", lambda: ping_ok(b, "a", "b"), timeout=10)
+    assert wait_for("ping a -> b after SIGHUP", lambda: b.ping_ok("a", "b"), timeout=10)
 
     # clean exit on SIGTERM
     for s in SITES:

@@ -75,7 +75,8 @@ static void test_seal_open(void **state)
 			assert_int_equal(ovw_open(pkt, blen, key, out), -EBADMSG);
 		pkt[i] ^= 4;
 	}
-	/* malformed: truncated, version, reserved, keepalive with a body, no tag, too big */
+	/* malformed: truncated, version, reserved, keepalive with a body, mapping of the wrong
+	 * size, no tag, too big */
 	c = cur_make(pkt, OVW_HDR_LEN - 1);
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
 	pkt[1] = 1;
@@ -89,6 +90,14 @@ static void test_seal_open(void **state)
 	pkt[0] = OVW_KEEPALIVE;
 	c = cur_make(pkt, (size_t)n);
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
+	pkt[0] = OVW_MAPPING; /* a mapping is 6 bytes, no more, no fewer */
+	c = cur_make(pkt, (size_t)n);
+	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
+	c = cur_make(pkt, OVW_HDR_LEN + OVW_MAPPING_LEN + OVW_TAG_LEN - 1);
+	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
+	c = cur_make(pkt, OVW_HDR_LEN + OVW_MAPPING_LEN + OVW_TAG_LEN);
+	assert_int_equal(ovw_parse(&c, &g, &body, &blen), 0);
+	assert_int_equal(blen, OVW_MAPPING_LEN + OVW_TAG_LEN);
 	pkt[0] = OVW_DATA;
 	c = cur_make(pkt, OVW_HDR_LEN + OVW_TAG_LEN - 1);
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);

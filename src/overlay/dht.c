@@ -1,0 +1,821 @@
+/*
+ * The DHT slave on OpenDHT (its C API, opendht/opendht_c.h of 2.4.12). OpenDHT runs its
+ * own threads; its callbacks only fill the get buffer of the lookup that asked and set that
+ * lookup's bit in done_mask (then wake the loop through an eventfd), so everything else,
+ * records checked, routes, the gateway's peers, the queues, happens on the loop's thread.
+ * A get buffer is the callbacks' from dht_runner_get until its done bit is seen, the loop's
+ * otherwise; OpenDHT's threads are joined (dht_runner_delete) before anything is freed.
+ */
+#include "dht.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <opendht/opendht_c.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../sys/log.h"
+#include "../sys/metrics.h"
+#include "dhtrec.h"
+#include "gateway.h"
+#include "wire.h"
+
+enum {
+	DHT_MAX_LOOKUPS = 64,    /* in flight at once: one bit each in done_mask */
+	DHT_MAX_VALUES = 16,     /* verified records kept per get; more are counted, ignored */
+	DHT_QUEUE_BYTES = 16384, /* packets held per lookup */
+	DHT_MAX_ROUTES = 4096,   /* mappings cached (routes added to the master) */
+	DHT_NEG_MAX = 1024,      /* misses remembered */
+	DHT_REPUBLISH_S = 300,   /* OpenDHT keeps a value 10 minutes */
+	DHT_RETRY_MS = 1000,     /* a failed put (e.g. no node known yet) is retried */
+	DHT_ID_RATE = 20,        /* id lookups started per second at most (any sender id) */
+	DHT_INBOX = 32,          /* records heard on our id key, waiting for the loop */
+	DHT_ANSWER_MS = 3000,    /* a mapping whose site has not answered in this time plus two
+	                          * keepalive periods is dropped */
+	R_MALFORMED = 0,
+	R_CERT,
+	R_SIG,
+	R_UNCERTIFIED,
+	R_STALE,
+	R_NREASONS,
+};
+
+static const char *const refuse_names[R_NREASONS] = {
+    "malformed", "certificate", "signature", "uncertified", "stale",
+};
+
+struct dht_lookup {
+	bool used, is_id;
+	uint8_t id[8];
+	struct dhr_search s;
+	uint8_t queue[DHT_QUEUE_BYTES]; /* packets: u16 length, bytes */
+	size_t qlen;
+	/* the get buffer (see above) */
+	struct dhts *d;
+	unsigned slot;
+	struct dhr_rec recs[DHT_MAX_VALUES];
+	unsigned nrec, refused[R_NREASONS], extra;
+};
+
+struct dht_route {
+	struct prefix p;
+	uint32_t cookie;     /* the gateway's peer */
+	uint64_t learned_ms; /* 0 once the peer answered */
+	uint64_t expires_ms; /* 0: a free slot */
+};
+
+struct dht_neg {
+	bool is_id;
+	uint8_t addr[16];
+	uint64_t expires_ms;
+};
+
+struct dhts {
+	struct ov_slave slave;
+	const struct ov_conf *conf;
+	const struct ov_dht_conf *dc;
+	struct ov_master *m;
+	struct ov_slave *gw;
+	dht_runner *runner;
+	int efd;
+	uint64_t done_mask; /* atomic: lookups whose get is done */
+	/* records put under our id key by sites that want to reach us (hole punching): filled
+	 * by OpenDHT's listen callback, emptied by the loop, under inbox_mu */
+	pthread_mutex_t inbox_mu;
+	struct dhr_rec inbox[DHT_INBOX];
+	unsigned ninbox, inbox_lost;
+	dht_op_token *listen;
+	bool mu_ready, has_mapping;
+	struct sockaddr_in mapping; /* our public address, as a peer sees it */
+	struct dht_lookup *lookups;
+	struct dht_route *routes;
+	struct dht_neg neg[DHT_NEG_MAX];
+	unsigned neg_next;
+	uint8_t seed[32], ed_pub[32], x_pub[32];
+	struct dhr_cert cert;
+	uint64_t next_publish_ms, next_bootstrap_ms, last_pub_s;
+	int put_failed; /* atomic: a put of the last round failed */
+	double id_tokens;
+	uint64_t id_tokens_ms;
+	struct log_limit rl_refused, rl_learn;
+	/* counters (atomic: the metrics thread reads them) */
+	uint64_t lookups_found, lookups_missed, lookups_gave_up, gets, accepted,
+	    refused[R_NREASONS], puts_ok, puts_failed, queued, queue_drops, busy_drops, neg_hits,
+	    id_lookups, routes_learned, routes_expired, learn_errors, punch_puts, punch_heard,
+	    routes_silent, locators;
+};
+
+#define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
+#define CNT_GET(p, f) __atomic_load_n(&(p)->f, __ATOMIC_RELAXED)
+
+static uint64_t mono_ms(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
+static int refuse_reason(int e)
+{
+	switch (e) {
+	case -EPERM:
+		return R_CERT;
+	case -EACCES:
+		return R_SIG;
+	case -ERANGE:
+		return R_UNCERTIFIED;
+	case -ESTALE:
+		return R_STALE;
+	default:
+		return R_MALFORMED;
+	}
+}
+
+/* OpenDHT's thread: one value of a get. Checked here (pure code), kept if it verifies. */
+static bool on_value(const dht_value *v, void *arg)
+{
+	struct dht_lookup *l = arg;
+	dht_data_view dv = dht_value_get_data(v);
+	struct dhr_rec r;
+	struct cur c = cur_make(dv.data, dv.size);
+	int e = dv.size > DHR_REC_MAX
+	            ? -EBADMSG
+	            : dhr_rec_parse(&c, l->d->dc->authority, (uint64_t)time(NULL), &r);
+	if (e) {
+		l->refused[refuse_reason(e)]++;
+	} else if (l->nrec < DHT_MAX_VALUES) {
+		l->recs[l->nrec++] = r;
+	} else {
+		l->extra++;
+	}
+	return true;
+}
+
+/* OpenDHT's thread: the get is over; hand the buffer back to the loop. */
+static void on_get_done(bool ok, void *arg)
+{
+	(void)ok; /* a get that reached no node simply found nothing */
+	struct dht_lookup *l = arg;
+	__atomic_fetch_or(&l->d->done_mask, 1ULL << l->slot, __ATOMIC_ACQ_REL);
+	uint64_t one = 1;
+	if (write(l->d->efd, &one, sizeof(one)) != sizeof(one)) {
+		/* the counter is already non-zero: the loop wakes anyway */
+	}
+}
+
+static void on_put_done(bool ok, void *arg)
+{
+	struct dhts *d = arg;
+	if (ok) {
+		CNT_ADD(d, puts_ok, 1);
+	} else {
+		CNT_ADD(d, puts_failed, 1);
+		__atomic_store_n(&d->put_failed, 1, __ATOMIC_RELAXED);
+	}
+}
+
+/* OpenDHT's thread: a value under our id key (our own records, and those of sites that
+ * want to reach us). Verified here, queued for the loop. */
+static bool on_listen(const dht_value *v, bool expired, void *arg)
+{
+	struct dhts *d = arg;
+	if (expired)
+		return true;
+	dht_data_view dv = dht_value_get_data(v);
+	struct dhr_rec r;
+	struct cur c = cur_make(dv.data, dv.size);
+	int e = dv.size > DHR_REC_MAX
+	            ? -EBADMSG
+	            : dhr_rec_parse(&c, d->dc->authority, (uint64_t)time(NULL), &r);
+	if (e) {
+		CNT_ADD(d, refused[refuse_reason(e)], 1);
+		return true;
+	}
+	pthread_mutex_lock(&d->inbox_mu);
+	if (d->ninbox < DHT_INBOX)
+		d->inbox[d->ninbox++] = r;
+	else
+		d->inbox_lost++;
+	pthread_mutex_unlock(&d->inbox_mu);
+	uint64_t one = 1;
+	if (write(d->efd, &one, sizeof(one)) != sizeof(one)) {
+		/* the counter is already non-zero: the loop wakes anyway */
+	}
+	return true;
+}
+
+/* The gateway learned our public mapping: publish it now. */
+static void on_mapping(void *arg, const struct sockaddr_in *m)
+{
+	struct dhts *d = arg;
+	d->mapping = *m;
+	d->has_mapping = true;
+	d->next_publish_ms = 0; /* the next tick republishes */
+}
+
+static void dht_get(struct dhts *d, struct dht_lookup *l, const uint8_t key[DHR_KEY_LEN])
+{
+	dht_infohash h;
+	dht_infohash_get(&h, key, DHR_KEY_LEN);
+	l->nrec = l->extra = 0;
+	memset(l->refused, 0, sizeof(l->refused));
+	CNT_ADD(d, gets, 1);
+	dht_runner_get(d->runner, &h, on_value, on_get_done, l);
+}
+
+/* The locators published: the public mapping peers told us first, when it differs from the
+ * configured one (behind NAT, the configured one only works from the same side). */
+static void fill_locators(struct dhts *d, struct dhr_rec *r)
+{
+	r->nloc = 0;
+	if (d->has_mapping && (d->mapping.sin_addr.s_addr != d->dc->locator.sin_addr.s_addr ||
+	                       d->mapping.sin_port != d->dc->locator.sin_port))
+		r->loc[r->nloc++] = d->mapping;
+	r->loc[r->nloc++] = d->dc->locator;
+}
+
+/* Puts this site's record (its first prefix) under the id key of the site with X25519 key
+ * x_pub: that site listens there and, hearing it, sends to us too, so that two gateways
+ * behind NAT open their mappings toward each other at the same time. */
+static void punch(struct dhts *d, const uint8_t x_pub[static 32])
+{
+	struct dhr_rec r;
+	uint8_t buf[DHR_REC_MAX], key[DHR_KEY_LEN];
+	memset(&r, 0, sizeof(r));
+	r.cert = d->cert;
+	r.time_s = (uint64_t)time(NULL);
+	r.prefix = d->dc->prefixes[0];
+	fill_locators(d, &r);
+	long n = dhr_rec_write(&r, d->seed, buf, sizeof(buf));
+	if (n < 0)
+		return;
+	dhr_key_id(x_pub, key);
+	dht_infohash h;
+	dht_infohash_get(&h, key, DHR_KEY_LEN);
+	dht_value *v = dht_value_new(buf, (size_t)n);
+	if (!v)
+		return;
+	dht_runner_put(d->runner, &h, v, on_put_done, d, false);
+	dht_value_unref(v);
+	CNT_ADD(d, punch_puts, 1);
+}
+
+/* Signs and puts every record of this site under all its keys (non-permanent puts:
+ * republished every DHT_REPUBLISH_S, sooner after a failure). */
+static void publish(struct dhts *d)
+{
+	struct dhr_rec r;
+	uint8_t buf[DHR_REC_MAX], keys[DHR_MAX_KEYS][DHR_KEY_LEN];
+	__atomic_store_n(&d->put_failed, 0, __ATOMIC_RELAXED);
+	memset(&r, 0, sizeof(r));
+	r.cert = d->cert;
+	/* each round newer than the last, even within one second: a lookup keeps the newest
+	 * record of a prefix, and a round after a new mapping must win */
+	r.time_s = (uint64_t)time(NULL);
+	if (r.time_s <= d->last_pub_s)
+		r.time_s = d->last_pub_s + 1;
+	d->last_pub_s = r.time_s;
+	fill_locators(d, &r);
+	__atomic_store_n(&d->locators, r.nloc, __ATOMIC_RELAXED);
+	for (size_t i = 0; i < d->dc->nprefixes; i++) {
+		r.prefix = d->dc->prefixes[i];
+		long n = dhr_rec_write(&r, d->seed, buf, sizeof(buf));
+		if (n < 0) {
+			log_msg(LOG_ERR, "overlay: dht: cannot write a record: %s",
+			        strerror((int)-n));
+			continue;
+		}
+		size_t nk = dhr_pub_keys(&r.prefix, d->x_pub, keys);
+		for (size_t k = 0; k < nk; k++) {
+			dht_infohash h;
+			dht_infohash_get(&h, keys[k], DHR_KEY_LEN);
+			dht_value *v = dht_value_new(buf, (size_t)n);
+			if (!v)
+				continue;
+			dht_runner_put(d->runner, &h, v, on_put_done, d, false);
+			dht_value_unref(v);
+		}
+	}
+}
+
+static void bootstrap(struct dhts *d)
+{
+	for (size_t i = 0; i < d->dc->nbootstrap; i++) {
+		char host[INET_ADDRSTRLEN], port[8];
+		inet_ntop(AF_INET, &d->dc->bootstrap[i].sin_addr, host, sizeof(host));
+		snprintf(port, sizeof(port), "%u", ntohs(d->dc->bootstrap[i].sin_port));
+		dht_runner_bootstrap(d->runner, host, port);
+	}
+}
+
+static bool neg_cached(struct dhts *d, bool is_id, const uint8_t *addr, size_t n, uint64_t now)
+{
+	for (unsigned i = 0; i < DHT_NEG_MAX; i++) {
+		struct dht_neg *e = &d->neg[i];
+		if (e->expires_ms > now && e->is_id == is_id && !memcmp(e->addr, addr, n))
+			return true;
+	}
+	return false;
+}
+
+static void neg_add(struct dhts *d, bool is_id, const uint8_t *addr, size_t n)
+{
+	struct dht_neg *e = &d->neg[d->neg_next++ % DHT_NEG_MAX];
+	memset(e, 0, sizeof(*e));
+	e->is_id = is_id;
+	memcpy(e->addr, addr, n);
+	e->expires_ms = mono_ms() + (uint64_t)d->dc->negative_ttl_s * 1000;
+}
+
+static struct dht_lookup *lookup_new(struct dhts *d)
+{
+	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++)
+		if (!d->lookups[i].used) {
+			struct dht_lookup *l = &d->lookups[i];
+			l->used = true;
+			l->is_id = false;
+			l->qlen = 0;
+			return l;
+		}
+	return NULL;
+}
+
+/* Remembers that p was routed from the DHT (to the gateway's peer cookie) until the cache
+ * TTL runs out, or sooner if the site does not answer (a stale locator, or a NAT not punched
+ * yet; dht_timer checks): the next packet then looks it up again. */
+static void route_cache(struct dhts *d, const struct prefix *p, uint32_t cookie)
+{
+	uint64_t now = mono_ms();
+	struct dht_route *free_slot = NULL;
+	uint64_t exp = now + (uint64_t)d->dc->cache_ttl_s * 1000;
+	for (unsigned i = 0; i < DHT_MAX_ROUTES; i++) {
+		struct dht_route *r = &d->routes[i];
+		if (r->expires_ms && !prefix_cmp(&r->p, p)) {
+			r->expires_ms = exp;
+			r->cookie = cookie;
+			r->learned_ms = now;
+			return;
+		}
+		if (!r->expires_ms && !free_slot)
+			free_slot = r;
+	}
+	if (!free_slot) { /* full: the oldest mapping goes first */
+		free_slot = &d->routes[0];
+		for (unsigned i = 1; i < DHT_MAX_ROUTES; i++)
+			if (d->routes[i].expires_ms < free_slot->expires_ms)
+				free_slot = &d->routes[i];
+		ov_route_del(d->m, &free_slot->p);
+	}
+	free_slot->p = *p;
+	free_slot->expires_ms = exp;
+	free_slot->cookie = cookie;
+	free_slot->learned_ms = now;
+}
+
+/* A verified record: the gateway learns the site, the prefix is routed to it. */
+static int learn(struct dhts *d, const struct dhr_rec *r)
+{
+	if (!memcmp(r->cert.x_pub, d->x_pub, 32))
+		return -ELOOP; /* ours (under our own id key, or our prefix): nothing to learn */
+	char ps[PREFIX_STRLEN];
+	uint32_t cookie;
+	int e;
+	if (!r->prefix.len) {
+		e = -EINVAL; /* ::/0 would replace the route to this slave */
+	} else if (!(e = gw_peer_learn(d->gw, r->cert.x_pub, &r->loc[0], r->cert.prefixes,
+	                               r->cert.nprefixes, &cookie))) {
+		e = ov_route_add(d->m, &r->prefix, d->gw, cookie);
+	}
+	if (e) {
+		CNT_ADD(d, learn_errors, 1);
+		log_rl(&d->rl_learn, LOG_WARNING, "overlay: dht: cannot route %s: %s",
+		       prefix_print(&r->prefix, ps), strerror(-e));
+		return e;
+	}
+	route_cache(d, &r->prefix, cookie);
+	CNT_ADD(d, routes_learned, 1);
+	log_msg(LOG_INFO, "overlay: dht: %s -> %s", prefix_print(&r->prefix, ps),
+	        inet_ntoa(r->loc[0].sin_addr));
+	return 0;
+}
+
+/* The lookup is over: its packets go out (routed now) or get ICMPv6 no route. */
+static void lookup_end(struct dhts *d, struct dht_lookup *l, bool routed)
+{
+	for (size_t off = 0; off + 2 <= l->qlen;) {
+		size_t n = (size_t)(l->queue[off] << 8 | l->queue[off + 1]);
+		const uint8_t *p = l->queue + off + 2;
+		if (routed)
+			ov_master_output(d->m, p, n);
+		else
+			ov_master_unreach(d->m, p, n);
+		off += 2 + n;
+	}
+	l->qlen = 0;
+	l->used = false;
+}
+
+/* One lookup's get is done: take its records, then the next get or the end. */
+static void lookup_step(struct dhts *d, struct dht_lookup *l)
+{
+	for (int i = 0; i < R_NREASONS; i++)
+		if (l->refused[i]) {
+			CNT_ADD(d, refused[i], l->refused[i]);
+			log_rl(&d->rl_refused, LOG_WARNING,
+			       "overlay: dht: refused %u value(s) from the DHT: %s", l->refused[i],
+			       refuse_names[i]);
+		}
+	CNT_ADD(d, accepted, l->nrec);
+	if (l->is_id) {
+		bool any = false;
+		for (unsigned i = 0; i < l->nrec; i++)
+			if (!memcmp(l->recs[i].cert.x_pub, l->id, 8))
+				any |= !learn(d, &l->recs[i]);
+		if (any) {
+			CNT_ADD(d, lookups_found, 1);
+		} else {
+			CNT_ADD(d, lookups_missed, 1);
+			neg_add(d, true, l->id, 8);
+		}
+		lookup_end(d, l, any);
+		return;
+	}
+	dhr_search_feed(&l->s, l->recs, l->nrec);
+	uint8_t key[DHR_KEY_LEN];
+	if (dhr_search_next(&l->s, key)) {
+		dht_get(d, l, key);
+		return;
+	}
+	bool routed = false;
+	if (l->s.found) {
+		CNT_ADD(d, lookups_found, 1);
+		routed = !learn(d, &l->s.best);
+		if (routed)
+			punch(d, l->s.best.cert.x_pub);
+	} else {
+		if (l->s.gets >= DHR_MAX_GETS)
+			CNT_ADD(d, lookups_gave_up, 1);
+		else
+			CNT_ADD(d, lookups_missed, 1);
+		neg_add(d, false, l->s.dst, 16);
+	}
+	lookup_end(d, l, routed);
+}
+
+static void dht_readable(struct ov_slave *s, int fd)
+{
+	struct dhts *d = s->priv;
+	uint64_t v;
+	if (read(fd, &v, sizeof(v)) != sizeof(v))
+		return;
+	struct dhr_rec in[DHT_INBOX];
+	unsigned nin, lost;
+	pthread_mutex_lock(&d->inbox_mu);
+	nin = d->ninbox;
+	memcpy(in, d->inbox, nin * sizeof(in[0]));
+	lost = d->inbox_lost;
+	d->ninbox = d->inbox_lost = 0;
+	pthread_mutex_unlock(&d->inbox_mu);
+	for (unsigned i = 0; i < nin; i++)
+		if (memcmp(in[i].cert.x_pub, d->x_pub, 32)) {
+			CNT_ADD(d, punch_heard, 1);
+			learn(d, &in[i]); /* the gateway's next keepalive goes out to it */
+		}
+	if (lost)
+		log_rl(&d->rl_refused, LOG_WARNING,
+		       "overlay: dht: %u record(s) on our id key "
+		       "dropped (inbox full)",
+		       lost);
+	uint64_t mask = __atomic_exchange_n(&d->done_mask, 0, __ATOMIC_ACQ_REL);
+	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++)
+		if (mask & (1ULL << i) && d->lookups[i].used)
+			lookup_step(d, &d->lookups[i]);
+}
+
+static int dht_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, size_t len)
+{
+	struct dhts *d = s->priv;
+	(void)cookie;
+	const uint8_t *dst = pkt + 24;
+	if (dst[0] == 0xff)
+		return -ENETUNREACH; /* multicast is nobody's prefix (RFC 4291 §2.7) */
+	if (neg_cached(d, false, dst, 16, mono_ms())) {
+		CNT_ADD(d, neg_hits, 1);
+		ov_master_unreach(d->m, pkt, len);
+		return 0;
+	}
+	struct dht_lookup *l = NULL;
+	for (unsigned i = 0; i < DHT_MAX_LOOKUPS && !l; i++)
+		if (d->lookups[i].used && !d->lookups[i].is_id &&
+		    !memcmp(d->lookups[i].s.dst, dst, 16))
+			l = &d->lookups[i];
+	if (!l) {
+		uint8_t key[DHR_KEY_LEN];
+		if (!(l = lookup_new(d))) {
+			CNT_ADD(d, busy_drops, 1);
+			return -ENOBUFS;
+		}
+		dhr_search_init(&l->s, dst, (enum dhr_mode)d->dc->lookup);
+		dhr_search_next(&l->s, key); /* a new search always has a first key */
+		dht_get(d, l, key);
+	}
+	if (len > 0xffff || l->qlen + 2 + len > sizeof(l->queue)) {
+		CNT_ADD(d, queue_drops, 1);
+		return -ENOBUFS;
+	}
+	l->queue[l->qlen] = (uint8_t)(len >> 8);
+	l->queue[l->qlen + 1] = (uint8_t)len;
+	memcpy(l->queue + l->qlen + 2, pkt, len);
+	l->qlen += 2 + len;
+	CNT_ADD(d, queued, 1);
+	return 0;
+}
+
+/* The gateway got a packet from an unknown sender id: look the site up (rate-limited, one
+ * lookup per id at a time, misses remembered). */
+static void resolve_id(void *arg, const uint8_t id[8])
+{
+	struct dhts *d = arg;
+	uint64_t now = mono_ms();
+	if (neg_cached(d, true, id, 8, now))
+		return;
+	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++)
+		if (d->lookups[i].used && d->lookups[i].is_id && !memcmp(d->lookups[i].id, id, 8))
+			return;
+	d->id_tokens += (double)(now - d->id_tokens_ms) * DHT_ID_RATE / 1000.0;
+	d->id_tokens_ms = now;
+	if (d->id_tokens > DHT_ID_RATE)
+		d->id_tokens = DHT_ID_RATE;
+	if (d->id_tokens < 1.0)
+		return;
+	struct dht_lookup *l = lookup_new(d);
+	if (!l)
+		return;
+	d->id_tokens -= 1.0;
+	l->is_id = true;
+	memcpy(l->id, id, 8);
+	uint8_t key[DHR_KEY_LEN];
+	dhr_key_id(id, key);
+	CNT_ADD(d, id_lookups, 1);
+	dht_get(d, l, key);
+}
+
+static void dht_timer(struct ov_slave *s, uint64_t now)
+{
+	struct dhts *d = s->priv;
+	bool failed = __atomic_load_n(&d->put_failed, __ATOMIC_RELAXED);
+	if (failed && d->next_publish_ms > now + DHT_RETRY_MS) /* publish() clears failed */
+		d->next_publish_ms = now + DHT_RETRY_MS;
+	if (now >= d->next_publish_ms) {
+		if (failed && now >= d->next_bootstrap_ms) { /* maybe no node answered yet */
+			bootstrap(d);
+			d->next_bootstrap_ms = now + 2 * DHT_RETRY_MS;
+		}
+		publish(d);
+		d->next_publish_ms = now + DHT_REPUBLISH_S * 1000;
+	}
+	uint64_t answer_ms = DHT_ANSWER_MS + 2000ULL * d->conf->keepalive_s;
+	for (unsigned i = 0; i < DHT_MAX_ROUTES; i++) {
+		struct dht_route *r = &d->routes[i];
+		if (!r->expires_ms)
+			continue;
+		if (r->learned_ms && gw_peer_answered(d->gw, r->cookie, r->learned_ms))
+			r->learned_ms = 0;
+		bool silent = r->learned_ms && now - r->learned_ms >= answer_ms;
+		if (r->expires_ms <= now || silent) {
+			ov_route_del(d->m, &r->p); /* looked up again on the next packet */
+			r->expires_ms = 0;
+			if (silent)
+				CNT_ADD(d, routes_silent, 1);
+			else
+				CNT_ADD(d, routes_expired, 1);
+		}
+	}
+}
+
+static int dht_attach(struct ov_slave *s, struct ov_master *m)
+{
+	struct dhts *d = s->priv;
+	int ret;
+	d->m = m;
+	d->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	if (d->efd == -1)
+		return -errno;
+	if ((ret = ov_master_watch(m, d->efd, s)))
+		return ret;
+	struct prefix all = {.family = PEAK_AFI_IP6, .len = 0};
+	if ((ret = ov_route_add(m, &all, s, 0)))
+		return ret;
+	dht_runner_config cfg;
+	dht_runner_config_default(&cfg);
+	cfg.dht_config.node_config.network = d->dc->network;
+	cfg.threaded = true;
+	cfg.log = false;
+	if (!(d->runner = dht_runner_new()))
+		return -ENOMEM;
+	if ((ret = dht_runner_run_config(d->runner, (in_port_t)d->dc->port, &cfg))) {
+		log_msg(LOG_ERR, "overlay: dht: OpenDHT on port %u: %s", d->dc->port,
+		        strerror(ret > 0 ? ret : -ret));
+		return ret > 0 ? -ret : ret ? ret : -EIO;
+	}
+	bootstrap(d);
+	uint8_t idk[DHR_KEY_LEN];
+	dht_infohash ih;
+	dhr_key_id(d->x_pub, idk);
+	dht_infohash_get(&ih, idk, DHR_KEY_LEN);
+	d->listen = dht_runner_listen(d->runner, &ih, on_listen, NULL, d);
+	d->id_tokens = DHT_ID_RATE;
+	d->id_tokens_ms = mono_ms();
+	publish(d);
+	d->next_publish_ms = mono_ms() + DHT_REPUBLISH_S * 1000;
+	dht_infohash nid = dht_runner_get_node_id(d->runner);
+	log_msg(
+	    LOG_INFO, "overlay: dht: OpenDHT %s on port %u, network %u, node %s, %zu prefix(es)",
+	    dht_version(), d->dc->port, d->dc->network, dht_infohash_print(&nid), d->dc->nprefixes);
+	return 0;
+}
+
+static void dht_detach(struct ov_slave *s)
+{
+	struct dhts *d = s->priv;
+	if (d->runner) { /* joins OpenDHT's threads: no callback runs after this */
+		if (d->listen)
+			dht_op_token_delete(d->listen);
+		d->listen = NULL;
+		dht_runner_delete(d->runner);
+		d->runner = NULL;
+	}
+	if (d->efd != -1) {
+		ov_master_unwatch(d->m, d->efd);
+		close(d->efd);
+		d->efd = -1;
+	}
+}
+
+static void dht_stats(struct ov_slave *s, struct mbuf *b)
+{
+	struct dhts *d = s->priv;
+	mbuf_printf(
+	    b,
+	    "# TYPE peak_overlay_dht_lookups_total counter\n"
+	    "peak_overlay_dht_lookups_total{result=\"found\"} %llu\n"
+	    "peak_overlay_dht_lookups_total{result=\"miss\"} %llu\n"
+	    "peak_overlay_dht_lookups_total{result=\"gave_up\"} %llu\n"
+	    "# TYPE peak_overlay_dht_id_lookups_total counter\n"
+	    "peak_overlay_dht_id_lookups_total %llu\n"
+	    "# TYPE peak_overlay_dht_gets_total counter\n"
+	    "peak_overlay_dht_gets_total %llu\n"
+	    "# TYPE peak_overlay_dht_values_accepted_total counter\n"
+	    "peak_overlay_dht_values_accepted_total %llu\n"
+	    "# TYPE peak_overlay_dht_puts_total counter\n"
+	    "peak_overlay_dht_puts_total{result=\"ok\"} %llu\n"
+	    "peak_overlay_dht_puts_total{result=\"failed\"} %llu\n"
+	    "# TYPE peak_overlay_dht_queued_packets_total counter\n"
+	    "peak_overlay_dht_queued_packets_total %llu\n"
+	    "# TYPE peak_overlay_dht_dropped_packets_total counter\n"
+	    "peak_overlay_dht_dropped_packets_total{reason=\"queue_full\"} %llu\n"
+	    "peak_overlay_dht_dropped_packets_total{reason=\"busy\"} %llu\n"
+	    "# TYPE peak_overlay_dht_negative_hits_total counter\n"
+	    "peak_overlay_dht_negative_hits_total %llu\n"
+	    "# TYPE peak_overlay_dht_routes_learned_total counter\n"
+	    "peak_overlay_dht_routes_learned_total %llu\n"
+	    "# TYPE peak_overlay_dht_routes_expired_total counter\n"
+	    "peak_overlay_dht_routes_expired_total %llu\n"
+	    "# TYPE peak_overlay_dht_learn_errors_total counter\n"
+	    "peak_overlay_dht_learn_errors_total %llu\n"
+	    "# TYPE peak_overlay_dht_locators gauge\n"
+	    "peak_overlay_dht_locators %llu\n"
+	    "# TYPE peak_overlay_dht_routes_silent_total counter\n"
+	    "peak_overlay_dht_routes_silent_total %llu\n"
+	    "# TYPE peak_overlay_dht_punch_puts_total counter\n"
+	    "peak_overlay_dht_punch_puts_total %llu\n"
+	    "# TYPE peak_overlay_dht_punch_heard_total counter\n"
+	    "peak_overlay_dht_punch_heard_total %llu\n"
+	    "# TYPE peak_overlay_dht_values_refused_total counter\n",
+	    (unsigned long long)CNT_GET(d, lookups_found),
+	    (unsigned long long)CNT_GET(d, lookups_missed),
+	    (unsigned long long)CNT_GET(d, lookups_gave_up),
+	    (unsigned long long)CNT_GET(d, id_lookups), (unsigned long long)CNT_GET(d, gets),
+	    (unsigned long long)CNT_GET(d, accepted), (unsigned long long)CNT_GET(d, puts_ok),
+	    (unsigned long long)CNT_GET(d, puts_failed), (unsigned long long)CNT_GET(d, queued),
+	    (unsigned long long)CNT_GET(d, queue_drops), (unsigned long long)CNT_GET(d, busy_drops),
+	    (unsigned long long)CNT_GET(d, neg_hits),
+	    (unsigned long long)CNT_GET(d, routes_learned),
+	    (unsigned long long)CNT_GET(d, routes_expired),
+	    (unsigned long long)CNT_GET(d, learn_errors), (unsigned long long)CNT_GET(d, locators),
+	    (unsigned long long)CNT_GET(d, routes_silent),
+	    (unsigned long long)CNT_GET(d, punch_puts),
+	    (unsigned long long)CNT_GET(d, punch_heard));
+	for (int i = 0; i < R_NREASONS; i++)
+		mbuf_printf(b, "peak_overlay_dht_values_refused_total{reason=\"%s\"} %llu\n",
+		            refuse_names[i], (unsigned long long)CNT_GET(d, refused[i]));
+}
+
+/* "dht-route PREFIX ttl-s N" per cached mapping, then "dht lookups-in-flight N". */
+static void dht_show(struct ov_slave *s, struct mbuf *b)
+{
+	struct dhts *d = s->priv;
+	uint64_t now = mono_ms();
+	unsigned busy = 0;
+	for (unsigned i = 0; i < DHT_MAX_ROUTES; i++) {
+		struct dht_route *r = &d->routes[i];
+		char ps[PREFIX_STRLEN];
+		if (r->expires_ms > now)
+			mbuf_printf(b, "dht-route %s ttl-s %llu\n", prefix_print(&r->p, ps),
+			            (unsigned long long)((r->expires_ms - now) / 1000));
+	}
+	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++)
+		busy += d->lookups[i].used;
+	mbuf_printf(b, "dht lookups-in-flight %u\n", busy);
+}
+
+static void dht_describe(struct ov_slave *s, uint32_t cookie, char *out, size_t cap)
+{
+	(void)s;
+	(void)cookie;
+	snprintf(out, cap, "lookup");
+}
+
+static const struct ov_slave_ops dht_ops = {
+    .name = "dht",
+    .attach = dht_attach,
+    .detach = dht_detach,
+    .output = dht_output,
+    .readable = dht_readable,
+    .timer = dht_timer,
+    .stats = dht_stats,
+    .describe = dht_describe,
+    .show = dht_show,
+};
+
+struct ov_slave *dht_new(const struct ov_conf *conf, struct ov_slave *gw, char *err, size_t errlen)
+{
+	struct dhts *d = calloc(1, sizeof(*d));
+	if (!d || !(d->lookups = calloc(DHT_MAX_LOOKUPS, sizeof(*d->lookups))) ||
+	    !(d->routes = calloc(DHT_MAX_ROUTES, sizeof(*d->routes)))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
+	d->slave.ops = &dht_ops;
+	d->slave.priv = d;
+	d->conf = conf;
+	d->dc = &conf->dht;
+	d->gw = gw;
+	d->efd = -1;
+	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++) {
+		d->lookups[i].d = d;
+		d->lookups[i].slot = i;
+	}
+	ovw_pubkey(conf->priv, d->x_pub);
+	dhr_sign_key(conf->priv, d->seed, d->ed_pub);
+	memcpy(d->cert.x_pub, d->x_pub, 32);
+	memcpy(d->cert.ed_pub, d->ed_pub, 32);
+	for (size_t i = 0; i < d->dc->nprefixes; i++)
+		d->cert.prefixes[i] = d->dc->prefixes[i];
+	d->cert.nprefixes = (uint8_t)d->dc->nprefixes;
+	memcpy(d->cert.sig, d->dc->certificate, DHR_SIG_LEN);
+	if (!dhr_cert_verify(&d->cert, d->dc->authority)) {
+		snprintf(err, errlen,
+		         "dht: certificate: not the authority's signature over this site's keys "
+		         "and prefixes (in this order); make one with peak overlay --certify");
+		goto fail;
+	}
+	gw_set_resolver(gw, resolve_id, d);
+	gw_set_mapping_cb(gw, on_mapping, d);
+	pthread_mutex_init(&d->inbox_mu, NULL);
+	d->mu_ready = true;
+	return &d->slave;
+fail:
+	if (d)
+		dht_free(&d->slave);
+	return NULL;
+}
+
+void dht_free(struct ov_slave *s)
+{
+	if (!s)
+		return;
+	struct dhts *d = s->priv;
+	if (d->runner) {
+		if (d->listen)
+			dht_op_token_delete(d->listen);
+		dht_runner_delete(d->runner);
+	}
+	d->runner = NULL;
+	d->listen = NULL;
+	if (d->efd != -1)
+		close(d->efd);
+	if (d->mu_ready)
+		pthread_mutex_destroy(&d->inbox_mu);
+	memset(d->seed, 0, sizeof(d->seed));
+	free(d->lookups);
+	d->lookups = NULL;
+	free(d->routes);
+	d->routes = NULL;
+	free(d);
+}

@@ -1,0 +1,316 @@
+#include "dhtrec.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include <nettle/eddsa.h>
+#include <nettle/hmac.h>
+
+static const char cert_ctx[] = "peak-ov-cert-v1";
+static const uint8_t magic[4] = {'P', 'K', 'O', '1'};
+static const char key_ctx[8] = {'p', 'e', 'a', 'k', '-', 'o', 'v', '1'};
+
+void dhr_sign_key(const uint8_t priv[static 32], uint8_t seed[static 32], uint8_t pub[static 32])
+{
+	static const char label[] = "peak-overlay-sign-v1";
+	struct hmac_sha256_ctx h;
+	hmac_sha256_set_key(&h, 32, priv);
+	hmac_sha256_update(&h, sizeof(label) - 1, (const uint8_t *)label);
+	hmac_sha256_digest(&h, 32, seed);
+	memset(&h, 0, sizeof(h));
+	ed25519_sha512_public_key(pub, seed);
+}
+
+void dhr_ed_pub(const uint8_t seed[static 32], uint8_t pub[static 32])
+{
+	ed25519_sha512_public_key(pub, seed);
+}
+
+/* The bytes the authority signs (at most 15 + 64 + 1 + 17 * 16). */
+static size_t cert_msg(const struct dhr_cert *c, uint8_t *out)
+{
+	size_t n = 0;
+	memcpy(out, cert_ctx, sizeof(cert_ctx) - 1);
+	n += sizeof(cert_ctx) - 1;
+	memcpy(out + n, c->x_pub, 32);
+	memcpy(out + n + 32, c->ed_pub, 32);
+	n += 64;
+	out[n++] = c->nprefixes;
+	for (unsigned i = 0; i < c->nprefixes && i < DHR_MAX_PREFIXES; i++) {
+		out[n++] = c->prefixes[i].len;
+		memcpy(out + n, c->prefixes[i].addr, 16);
+		n += 16;
+	}
+	return n;
+}
+
+void dhr_cert_sign(struct dhr_cert *c, const uint8_t auth_seed[static 32])
+{
+	uint8_t msg[16 + 64 + 1 + 17 * DHR_MAX_PREFIXES], pub[32];
+	ed25519_sha512_public_key(pub, auth_seed);
+	size_t n = cert_msg(c, msg);
+	ed25519_sha512_sign(pub, auth_seed, n, msg, c->sig);
+}
+
+bool dhr_cert_verify(const struct dhr_cert *c, const uint8_t auth_pub[static 32])
+{
+	uint8_t msg[16 + 64 + 1 + 17 * DHR_MAX_PREFIXES];
+	if (!c->nprefixes || c->nprefixes > DHR_MAX_PREFIXES)
+		return false;
+	size_t n = cert_msg(c, msg);
+	return ed25519_sha512_verify(auth_pub, n, msg, c->sig) == 1;
+}
+
+static void put_prefix(struct wcur *w, const struct prefix *p)
+{
+	wcur_u8(w, p->len);
+	wcur_bytes(w, p->addr, 16);
+}
+
+long dhr_rec_write(const struct dhr_rec *r, const uint8_t seed[static 32], uint8_t *out, size_t cap)
+{
+	const struct dhr_cert *c = &r->cert;
+	if (!r->nloc || r->nloc > DHR_MAX_LOC || !c->nprefixes || c->nprefixes > DHR_MAX_PREFIXES ||
+	    r->prefix.len > 128)
+		return -EINVAL;
+	struct wcur w = wcur_make(out, cap);
+	wcur_bytes(&w, magic, 4);
+	put_prefix(&w, &r->prefix);
+	wcur_u32(&w, (uint32_t)(r->time_s >> 32));
+	wcur_u32(&w, (uint32_t)r->time_s);
+	wcur_bytes(&w, c->x_pub, 32);
+	wcur_bytes(&w, c->ed_pub, 32);
+	wcur_u8(&w, r->nloc);
+	for (unsigned i = 0; i < r->nloc; i++) {
+		wcur_bytes(&w, &r->loc[i].sin_addr, 4);
+		wcur_bytes(&w, &r->loc[i].sin_port, 2); /* already big-endian */
+	}
+	wcur_u8(&w, c->nprefixes);
+	for (unsigned i = 0; i < c->nprefixes; i++)
+		put_prefix(&w, &c->prefixes[i]);
+	wcur_bytes(&w, c->sig, DHR_SIG_LEN);
+	if (!wcur_room(&w, DHR_SIG_LEN))
+		return w.err;
+	ed25519_sha512_sign(c->ed_pub, seed, w.len, out, out + w.len);
+	return (long)(w.len + DHR_SIG_LEN);
+}
+
+/* A prefix (length, then 16 address bytes) with the bits past its length zero. */
+static void get_prefix(struct cur *c, struct prefix *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->family = PEAK_AFI_IP6;
+	p->len = cur_u8(c);
+	cur_bytes(c, p->addr, 16);
+	if (c->err)
+		return;
+	uint8_t m[16];
+	memcpy(m, p->addr, 16);
+	if (p->len > 128) {
+		c->err = -EBADMSG;
+		return;
+	}
+	prefix_mask_bits(m, p->len);
+	if (memcmp(m, p->addr, 16))
+		c->err = -EBADMSG;
+}
+
+int dhr_rec_parse(struct cur *c, const uint8_t auth_pub[static 32], uint64_t now_s,
+                  struct dhr_rec *r)
+{
+	const uint8_t *start = c->p;
+	memset(r, 0, sizeof(*r));
+	const uint8_t *mg = cur_ptr(c, 4);
+	if (mg && memcmp(mg, magic, 4))
+		return -EBADMSG;
+	get_prefix(c, &r->prefix);
+	r->time_s = (uint64_t)cur_u32(c) << 32;
+	r->time_s |= cur_u32(c);
+	cur_bytes(c, r->cert.x_pub, 32);
+	cur_bytes(c, r->cert.ed_pub, 32);
+	r->nloc = cur_u8(c);
+	if (!c->err && (!r->nloc || r->nloc > DHR_MAX_LOC))
+		return -EBADMSG;
+	for (unsigned i = 0; i < r->nloc && !c->err; i++) {
+		r->loc[i].sin_family = AF_INET;
+		cur_bytes(c, &r->loc[i].sin_addr, 4);
+		cur_bytes(c, &r->loc[i].sin_port, 2);
+		if (!c->err && !r->loc[i].sin_port)
+			return -EBADMSG;
+	}
+	r->cert.nprefixes = cur_u8(c);
+	if (!c->err && (!r->cert.nprefixes || r->cert.nprefixes > DHR_MAX_PREFIXES))
+		return -EBADMSG;
+	for (unsigned i = 0; i < r->cert.nprefixes && !c->err; i++)
+		get_prefix(c, &r->cert.prefixes[i]);
+	cur_bytes(c, r->cert.sig, DHR_SIG_LEN);
+	size_t signed_len = (size_t)(c->p - start);
+	const uint8_t *sig = cur_ptr(c, DHR_SIG_LEN);
+	if (c->err)
+		return c->err;
+	if (c->left)
+		return -EBADMSG; /* trailing bytes */
+	if (!dhr_cert_verify(&r->cert, auth_pub))
+		return -EPERM;
+	if (ed25519_sha512_verify(r->cert.ed_pub, signed_len, start, sig) != 1)
+		return -EACCES;
+	bool inside = false;
+	for (unsigned i = 0; i < r->cert.nprefixes; i++)
+		inside |= prefix_contains(&r->cert.prefixes[i], &r->prefix);
+	if (!inside)
+		return -ERANGE;
+	if (r->time_s + DHR_MAX_AGE_S < now_s || r->time_s > now_s + DHR_MAX_SKEW_S)
+		return -ESTALE;
+	return 0;
+}
+
+void dhr_key_prefix(const uint8_t addr[static 16], unsigned len, uint8_t key[static DHR_KEY_LEN])
+{
+	memcpy(key, key_ctx, 8);
+	key[8] = 'p';
+	key[9] = (uint8_t)len;
+	memcpy(key + 10, addr, 16);
+	prefix_mask_bits(key + 10, len);
+}
+
+void dhr_key_id(const uint8_t id[static 8], uint8_t key[static DHR_KEY_LEN])
+{
+	memset(key, 0, DHR_KEY_LEN);
+	memcpy(key, key_ctx, 8);
+	key[8] = 'i';
+	memcpy(key + 10, id, 8);
+}
+
+/* The length up to addr's last set bit (0 for ::): the walk's key length for addr. */
+static unsigned walk_len(const uint8_t addr[static 16])
+{
+	for (int i = 15; i >= 0; i--)
+		if (addr[i])
+			return (unsigned)(i * 8 + 8 - __builtin_ctz(addr[i]));
+	return 0;
+}
+
+static size_t add_key(uint8_t keys[][DHR_KEY_LEN], size_t n, const uint8_t key[DHR_KEY_LEN])
+{
+	for (size_t i = 0; i < n; i++)
+		if (!memcmp(keys[i], key, DHR_KEY_LEN))
+			return n;
+	memcpy(keys[n], key, DHR_KEY_LEN);
+	return n + 1;
+}
+
+size_t dhr_pub_keys(const struct prefix *p, const uint8_t x_pub[static 32],
+                    uint8_t keys[static DHR_MAX_KEYS][DHR_KEY_LEN])
+{
+	uint8_t k[DHR_KEY_LEN];
+	size_t n = 0;
+	dhr_key_prefix(p->addr, p->len, k);
+	n = add_key(keys, n, k);
+	dhr_key_prefix(p->addr, walk_len(p->addr), k);
+	n = add_key(keys, n, k);
+	/* the markers: every length the binary search probes below len on its way to len */
+	int lo = 0, hi = 128;
+	while (lo <= hi) {
+		int mid = (lo + hi) / 2;
+		if (mid == p->len)
+			break;
+		if (mid < p->len) {
+			dhr_key_prefix(p->addr, (unsigned)mid, k);
+			n = add_key(keys, n, k);
+			lo = mid + 1;
+		} else {
+			hi = mid - 1;
+		}
+	}
+	dhr_key_id(x_pub, k);
+	return add_key(keys, n, k);
+}
+
+void dhr_search_init(struct dhr_search *s, const uint8_t dst[static 16], enum dhr_mode mode)
+{
+	memset(s, 0, sizeof(*s));
+	memcpy(s->dst, dst, 16);
+	memcpy(s->cur, dst, 16);
+	s->mode = mode;
+	s->lo = 0;
+	s->hi = 128;
+	s->probe = -1;
+}
+
+bool dhr_search_next(struct dhr_search *s, uint8_t key[static DHR_KEY_LEN])
+{
+	if (s->done)
+		return false;
+	if (s->gets >= DHR_MAX_GETS) {
+		s->done = true;
+		return false;
+	}
+	if (s->mode == DHR_WALK) {
+		dhr_key_prefix(s->cur, walk_len(s->cur), key);
+	} else {
+		/* a range exhausted: backtrack into one a marker made us leave, if it may
+		 * still hold something longer than the best match so far */
+		while (s->lo > s->hi) {
+			if (!s->nstack) {
+				s->done = true;
+				return false;
+			}
+			s->nstack--;
+			s->lo = s->stack[s->nstack][0];
+			s->hi = s->stack[s->nstack][1];
+			if (s->found && s->hi <= s->best.prefix.len)
+				s->lo = s->hi + 1;
+		}
+		s->probe = (s->lo + s->hi) / 2;
+		dhr_key_prefix(s->dst, (unsigned)s->probe, key);
+	}
+	s->gets++;
+	return true;
+}
+
+/* Takes r as the best match if it holds dst and is longer (or as long and newer). */
+static void consider(struct dhr_search *s, const struct dhr_rec *r)
+{
+	if (!prefix_contains_addr(&r->prefix, s->dst))
+		return;
+	if (s->found && (r->prefix.len < s->best.prefix.len ||
+	                 (r->prefix.len == s->best.prefix.len && r->time_s <= s->best.time_s)))
+		return;
+	s->best = *r;
+	s->found = true;
+}
+
+void dhr_search_feed(struct dhr_search *s, const struct dhr_rec *recs, size_t n)
+{
+	if (s->done)
+		return;
+	bool hit = false;
+	for (size_t i = 0; i < n; i++) {
+		consider(s, &recs[i]);
+		if (s->mode == DHR_BSEARCH && recs[i].prefix.len >= s->probe) {
+			struct prefix at = {.family = PEAK_AFI_IP6, .len = (uint8_t)s->probe};
+			memcpy(at.addr, recs[i].prefix.addr, 16);
+			prefix_mask_bits(at.addr, (unsigned)s->probe);
+			hit |= prefix_contains_addr(&at, s->dst);
+		}
+	}
+	if (s->mode == DHR_WALK) {
+		unsigned l = walk_len(s->cur);
+		if (s->found || !l) {
+			s->done = true;
+			return;
+		}
+		s->cur[(l - 1) / 8] &= (uint8_t) ~(0x80u >> ((l - 1) % 8));
+		return;
+	}
+	if (hit) {
+		if (s->lo <= s->probe - 1) {
+			s->stack[s->nstack][0] = s->lo;
+			s->stack[s->nstack][1] = s->probe - 1;
+			s->nstack++;
+		}
+		s->lo = s->probe + 1;
+	} else {
+		s->hi = s->probe - 1;
+	}
+}

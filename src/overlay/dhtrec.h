@@ -1,0 +1,140 @@
+#pragma once
+/*
+ * The DHT slave's pure parts (dht.c runs them on OpenDHT): the signed mapping record a site
+ * publishes for each of its prefixes, the DHT keys it is published under, and the two
+ * lookups over those keys. No I/O: fuzzed (the record parser) and unit-tested against an
+ * oracle (the lookups).
+ *
+ * Trust. An overlay has one authority key (Ed25519, kept offline). It certifies a site:
+ * a signature over the site's X25519 public key (the gateway's), the site's Ed25519
+ * signing key (derived from the same private key file, see dhr_sign_key) and the prefixes
+ * the site may announce. A record carries that certificate and is signed by the site, so
+ * nobody but the site can publish a mapping for its prefixes (a copied record keeps its
+ * locators; an old one is refused past DHR_MAX_AGE_S).
+ *
+ * A record (every multi-byte field big-endian; at most DHR_REC_MAX bytes):
+ *	0   4   magic "PKO1"
+ *	4   1   prefix length, 0..128 (0 is refused by the daemon: it would replace its
+ *	        default route)
+ *	5   16  prefix address, bits past the length zero
+ *	21  8   time of signing, Unix seconds
+ *	29  32  the site's X25519 public key (its gateway's)
+ *	61  32  the site's Ed25519 public key
+ *	93  1   number of locators, 1..DHR_MAX_LOC
+ *	94  6n  locators: IPv4 address (4), UDP port (2, not 0)
+ *	..  1   number of certified prefixes, 1..DHR_MAX_PREFIXES
+ *	..  17n certified prefixes: length (1), address (16; bits past the length zero)
+ *	..  64  certificate: the authority's Ed25519 signature over
+ *	        "peak-ov-cert-v1" | X25519 key | Ed25519 key | n | the certified prefixes
+ *	..  64  the site's Ed25519 signature over every byte before it
+ * The record's prefix must lie inside one of the certified prefixes.
+ *
+ * Keys (OpenDHT hashes these bytes with SHA-1 into an InfoHash):
+ *	"peak-ov1" | 'p' | length | address masked to length    (26 bytes)
+ *	"peak-ov1" | 'i' | 0 | the site's X25519 key's first 8 bytes, zero padded
+ * A site puts each prefix's record under: its own key (P, len); the walk key
+ * (P, the length up to P's last set bit); the binary-search markers (P masked to L, L) for
+ * each length L < len the search passes on its way to len; and its id key (so a gateway
+ * receiving from an unknown site can find it). Records are self-describing, so one value
+ * serves every key, and a /48 and a /64 at the same address have different keys.
+ *
+ * Lookups (dhr_search): the binary search over prefix lengths (Waldvogel et al., markers;
+ * at most 8 gets when no marker misleads it, then backtracking) or the published walk:
+ * the destination, then with its last set bit zeroed, and so on, until a record matches.
+ */
+#include <netinet/in.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "peak/cur.h"
+#include "peak/prefix.h"
+
+enum {
+	DHR_MAX_LOC = 4,
+	DHR_MAX_PREFIXES = 16,
+	DHR_SIG_LEN = 64,
+	DHR_FIXED_LEN = 94,
+	DHR_REC_MAX = DHR_FIXED_LEN + 6 * DHR_MAX_LOC + 1 + 17 * DHR_MAX_PREFIXES + 2 * DHR_SIG_LEN,
+	DHR_KEY_LEN = 26,
+	DHR_MAX_AGE_S = 1200, /* records older than this are refused (republished every 300) */
+	DHR_MAX_SKEW_S = 300, /* nor are records signed this far in the future */
+	DHR_MAX_GETS = 64,    /* a lookup gives up after this many gets */
+	DHR_MAX_KEYS = 11,    /* keys one prefix is published under, id key included */
+};
+
+enum dhr_mode { DHR_BSEARCH = 0, DHR_WALK = 1 };
+
+struct dhr_cert {
+	uint8_t x_pub[32];
+	uint8_t ed_pub[32];
+	struct prefix prefixes[DHR_MAX_PREFIXES];
+	uint8_t nprefixes;
+	uint8_t sig[DHR_SIG_LEN];
+};
+
+struct dhr_rec {
+	struct prefix prefix;
+	uint64_t time_s;
+	struct sockaddr_in loc[DHR_MAX_LOC];
+	uint8_t nloc;
+	struct dhr_cert cert;
+};
+
+/* The Ed25519 key pair a site signs its records with, from its private key file's 32
+ * bytes: seed = HMAC-SHA256(key, "peak-overlay-sign-v1"). */
+void dhr_sign_key(const uint8_t priv[static 32], uint8_t seed[static 32], uint8_t pub[static 32]);
+
+/* The public key of an Ed25519 seed (an authority key file's 32 bytes). */
+void dhr_ed_pub(const uint8_t seed[static 32], uint8_t pub[static 32]);
+
+/* Signs c (its keys and prefixes filled) with the authority's seed: fills c->sig. */
+void dhr_cert_sign(struct dhr_cert *c, const uint8_t auth_seed[static 32]);
+
+/* True if c->sig is the authority's signature over c. */
+bool dhr_cert_verify(const struct dhr_cert *c, const uint8_t auth_pub[static 32]);
+
+/* Writes r, signed with the site's seed (r->cert.ed_pub must be its public key), into out.
+ * Returns the length or -EMSGSIZE / -EINVAL (counts out of range). */
+long dhr_rec_write(const struct dhr_rec *r, const uint8_t seed[static 32], uint8_t *out,
+                   size_t cap);
+
+/* Parses a record through the cursor (it must hold exactly one) and checks it: its shape,
+ * then the certificate against auth_pub, the site's signature, the prefix inside the
+ * certificate, the time against now_s. Returns 0, -EBADMSG (malformed), -EPERM (the
+ * certificate does not verify), -EACCES (the signature does not), -ERANGE (prefix not
+ * certified) or -ESTALE (too old or too far ahead). *r is only meaningful on 0. */
+int dhr_rec_parse(struct cur *c, const uint8_t auth_pub[static 32], uint64_t now_s,
+                  struct dhr_rec *r);
+
+/* The key of prefix addr/len (addr is masked here). */
+void dhr_key_prefix(const uint8_t addr[static 16], unsigned len, uint8_t key[static DHR_KEY_LEN]);
+
+/* The id key of a site with X25519 public key id (only its first 8 bytes are used). */
+void dhr_key_id(const uint8_t id[static 8], uint8_t key[static DHR_KEY_LEN]);
+
+/* The keys p's record is published under, distinct, id key last; returns their number. */
+size_t dhr_pub_keys(const struct prefix *p, const uint8_t x_pub[static 32],
+                    uint8_t keys[static DHR_MAX_KEYS][DHR_KEY_LEN]);
+
+/* One lookup of the longest registered prefix holding dst. */
+struct dhr_search {
+	uint8_t dst[16];
+	enum dhr_mode mode;
+	int lo, hi, probe; /* bsearch: lengths left [lo, hi]; the length probed */
+	int stack[130][2]; /* bsearch: ranges left behind by markers, for backtracking */
+	int nstack;
+	uint8_t cur[16]; /* walk: the address probed */
+	unsigned gets;
+	bool done, found;
+	struct dhr_rec best;
+};
+
+void dhr_search_init(struct dhr_search *s, const uint8_t dst[static 16], enum dhr_mode mode);
+
+/* The next key to get; false once the lookup is over (then s->found says if s->best is
+ * the answer). */
+bool dhr_search_next(struct dhr_search *s, uint8_t key[static DHR_KEY_LEN]);
+
+/* The verified records the last get returned (any number, any order). */
+void dhr_search_feed(struct dhr_search *s, const struct dhr_rec *recs, size_t n);

@@ -1,0 +1,108 @@
+"""What the overlay's namespace tests share: commands run in namespaces, waits bounded by a
+deadline, and the bed itself: namespaces (removed by name at the end), veth links, one
+`peak overlay` per gateway namespace g<site> with its metrics and management socket."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+PEAK = os.environ.get("PEAK_BIN", "build/peak")
+
+
+def sh(*args, check=True, **kw):
+    return subprocess.run(args, check=check, capture_output=True, text=True, **kw)
+
+
+def nsx(ns, *args, check=True, **kw):
+    return sh("ip", "netns", "exec", ns, *args, check=check, **kw)
+
+
+def wait_for(what, fn, timeout=15.0, every=0.1):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out waiting for {what}")
+        time.sleep(every)
+
+
+class Bed:
+    """Namespaces named tag + pid + name; site s's daemon runs in g<s> on tmp/<s>.yaml."""
+
+    def __init__(self, tmp, tag):
+        self.tmp = tmp
+        self.p = f"{tag}{os.getpid() % 10000}"
+        self.ns = {}
+        self.procs = {}
+        self.logs = {}
+
+    def n(self, name):
+        return self.ns[name]
+
+    def add_ns(self, name):
+        full = self.p + name
+        sh("ip", "netns", "add", full)
+        self.ns[name] = full
+        nsx(full, "ip", "link", "set", "lo", "up")
+
+    def veth(self, a, ia, b, ib):
+        sh("ip", "-n", self.n(a), "link", "add", ia, "type", "veth", "peer", "name", ib,
+           "netns", self.n(b))
+        sh("ip", "-n", self.n(a), "link", "set", "dev", ia, "up")
+        sh("ip", "-n", self.n(b), "link", "set", "dev", ib, "up")
+
+    def start(self, s, route=True):
+        """Starts site s's daemon, waits until it is ready, and (route) sends fd00::/16 from
+        its gateway namespace into the overlay."""
+        log = self.tmp / f"g{s}.log"
+        self.logs[s] = log
+        self.procs[s] = subprocess.Popen(
+            ["ip", "netns", "exec", self.n(f"g{s}"), PEAK, "overlay", "--config",
+             str(self.tmp / f"{s}.yaml"), "--metrics", "127.0.0.1:9100", "--verbose",
+             "--control", str(self.tmp / f"{s}.sock")],
+            stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+        wait_for(f"g{s} ready", lambda: "overlay: ready" in log.read_text()
+                 or self.procs[s].poll() is not None)
+        assert self.procs[s].poll() is None, log.read_text()
+        if route:
+            sh("ip", "-n", self.n(f"g{s}"), "-6", "route", "add", "fd00::/16", "dev", "ov0")
+
+    def ping_ok(self, src, dst):
+        """One ping from host h<src> to fd00:<dst>::2 answered within a second."""
+        return nsx(self.n(f"h{src}"), "ping", "-6", "-n", "-c", "1", "-W", "1",
+                   f"fd00:{dst}::2", check=False).returncode == 0
+
+    def ctl(self, s, *args):
+        return sh(PEAK, "overlay-ctl", "--control", str(self.tmp / f"{s}.sock"), *args,
+                  check=False)
+
+    def metrics(self, s):
+        out = nsx(self.n(f"g{s}"), "curl", "-sf", "http://127.0.0.1:9100/metrics",
+                  check=False).stdout
+        m = {}
+        for line in out.splitlines():
+            if line and not line.startswith("#"):
+                k, _, v = line.rpartition(" ")
+                m[k] = float(v)
+        return m
+
+    def stop(self, s):
+        p = self.procs.pop(s)
+        if p.poll() is None:
+            p.send_signal(signal.SIGTERM)
+        try:
+            return p.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
+            return None
+
+    def cleanup(self):
+        for s in list(self.procs):
+            self.stop(s)
+        for full in self.ns.values():
+            sh("ip", "netns", "del", full, check=False)

@@ -1,0 +1,252 @@
+/* The DHT slave's records, keys and lookups (src/overlay/dhtrec.h): a record written by a
+ * certified site parses back; every malformed or unauthorised variant is refused with its
+ * reason; both lookups (binary search with markers, and the zero-the-last-set-bit walk) find
+ * the longest registered prefix for random layouts, against a linear-scan oracle over an
+ * in-memory DHT (fixed seed), and the binary search needs at most 8 gets without markers
+ * that mislead it. */
+#include "../unit/test.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dhtrec.h"
+
+static uint8_t auth_seed[32], auth_pub[32], site_priv[32], site_seed[32];
+
+static void setup_keys(void)
+{
+	for (int i = 0; i < 32; i++) {
+		auth_seed[i] = (uint8_t)(i * 3 + 1);
+		site_priv[i] = (uint8_t)(i * 11 + 7);
+	}
+	dhr_ed_pub(auth_seed, auth_pub);
+}
+
+static void pfx(struct prefix *p, const char *s)
+{
+	assert_int_equal(prefix_parse(s, false, p), 0);
+}
+
+/* A certified site with prefixes fd00:b::/48 and fd00:c::/64, its record for prefix s. */
+static void make_rec(struct dhr_rec *r, const char *s)
+{
+	memset(r, 0, sizeof(*r));
+	for (int i = 0; i < 32; i++)
+		r->cert.x_pub[i] = (uint8_t)(0xa0 + i);
+	dhr_sign_key(site_priv, site_seed, r->cert.ed_pub);
+	pfx(&r->cert.prefixes[0], "fd00:b::/48");
+	pfx(&r->cert.prefixes[1], "fd00:c::/64");
+	r->cert.nprefixes = 2;
+	dhr_cert_sign(&r->cert, auth_seed);
+	pfx(&r->prefix, s);
+	r->time_s = 1000000;
+	r->nloc = 1;
+	r->loc[0].sin_family = AF_INET;
+	r->loc[0].sin_port = htons(51820);
+	inet_pton(AF_INET, "192.0.2.7", &r->loc[0].sin_addr);
+}
+
+static int parse(const uint8_t *b, size_t n, uint64_t now, struct dhr_rec *out)
+{
+	struct cur c = cur_make(b, n);
+	return dhr_rec_parse(&c, auth_pub, now, out);
+}
+
+static void test_record_round_trip(void **state)
+{
+	(void)state;
+	setup_keys();
+	struct dhr_rec r, back;
+	uint8_t buf[DHR_REC_MAX];
+	make_rec(&r, "fd00:b:0:1::/64");
+	long n = dhr_rec_write(&r, site_seed, buf, sizeof(buf));
+	assert_true(n > 0 && n <= DHR_REC_MAX);
+	assert_int_equal(parse(buf, (size_t)n, 1000100, &back), 0);
+	assert_int_equal(prefix_cmp(&back.prefix, &r.prefix), 0);
+	assert_int_equal(back.loc[0].sin_port, htons(51820));
+	assert_memory_equal(back.cert.x_pub, r.cert.x_pub, 32);
+	/* too old, too far ahead */
+	assert_int_equal(parse(buf, (size_t)n, 1000000 + DHR_MAX_AGE_S + 1, &back), -ESTALE);
+	assert_int_equal(parse(buf, (size_t)n, 1000000 - DHR_MAX_SKEW_S - 1, &back), -ESTALE);
+	/* every truncation and one extra byte: malformed */
+	for (long k = 0; k < n; k++)
+		assert_int_equal(parse(buf, (size_t)k, 1000100, &back), -EBADMSG);
+	assert_int_equal(parse(buf, (size_t)n + 1, 1000100, &back), -EBADMSG);
+	/* any flipped bit: refused (malformed, or a signature that does not verify) */
+	for (long k = 0; k < n; k++) {
+		buf[k] ^= 0x10;
+		assert_int_not_equal(parse(buf, (size_t)n, 1000100, &back), 0);
+		buf[k] ^= 0x10;
+	}
+	/* a prefix outside the certificate, signed by the site: not certified */
+	make_rec(&r, "fd00:d::/64");
+	n = dhr_rec_write(&r, site_seed, buf, sizeof(buf));
+	assert_int_equal(parse(buf, (size_t)n, 1000100, &back), -ERANGE);
+	/* a certificate from another authority */
+	make_rec(&r, "fd00:c::/64");
+	uint8_t rogue[32] = {5};
+	dhr_cert_sign(&r.cert, rogue);
+	n = dhr_rec_write(&r, site_seed, buf, sizeof(buf));
+	assert_int_equal(parse(buf, (size_t)n, 1000100, &back), -EPERM);
+	/* a valid certificate, the record signed by someone else (a copied certificate) */
+	make_rec(&r, "fd00:c::/64");
+	n = dhr_rec_write(&r, rogue, buf, sizeof(buf));
+	assert_int_equal(parse(buf, (size_t)n, 1000100, &back), -EACCES);
+	/* bits past the prefix length */
+	make_rec(&r, "fd00:c::/64");
+	r.prefix.addr[15] = 1;
+	n = dhr_rec_write(&r, site_seed, buf, sizeof(buf));
+	assert_int_equal(parse(buf, (size_t)n, 1000100, &back), -EBADMSG);
+	/* counts out of range are refused by the writer */
+	make_rec(&r, "fd00:c::/64");
+	r.nloc = 0;
+	assert_int_equal(dhr_rec_write(&r, site_seed, buf, sizeof(buf)), -EINVAL);
+	r.nloc = 1;
+	assert_int_equal(dhr_rec_write(&r, site_seed, buf, 100), -EMSGSIZE);
+}
+
+static void test_keys_distinct(void **state)
+{
+	(void)state;
+	struct prefix a, b;
+	uint8_t ka[DHR_KEY_LEN], kb[DHR_KEY_LEN], x[32] = {1};
+	pfx(&a, "fd00:b::/48");
+	pfx(&b, "fd00:b::/64");
+	dhr_key_prefix(a.addr, a.len, ka);
+	dhr_key_prefix(b.addr, b.len, kb);
+	assert_memory_not_equal(ka, kb, DHR_KEY_LEN); /* same address, other length */
+	uint8_t keys[DHR_MAX_KEYS][DHR_KEY_LEN];
+	size_t n = dhr_pub_keys(&b, x, keys);
+	assert_true(n >= 3 && n <= DHR_MAX_KEYS);
+	for (size_t i = 0; i < n; i++)
+		for (size_t j = i + 1; j < n; j++)
+			assert_memory_not_equal(keys[i], keys[j], DHR_KEY_LEN);
+}
+
+/* The in-memory DHT: key -> records (indices into the layout). */
+enum { NP = 40, NSLOT = NP * DHR_MAX_KEYS };
+static struct {
+	uint8_t key[DHR_KEY_LEN];
+	int rec;
+} dht[NSLOT];
+static int ndht;
+static struct dhr_rec layout[NP];
+
+static void rand_addr(uint8_t a[16], const uint8_t base[16], unsigned keep)
+{
+	for (int i = 0; i < 16; i++)
+		a[i] = (uint8_t)rand();
+	/* share the first keep bits with base, so prefixes nest and overlap */
+	for (unsigned b = 0; b < keep; b++) {
+		uint8_t m = (uint8_t)(0x80u >> (b % 8));
+		a[b / 8] = (uint8_t)((a[b / 8] & ~m) | (base[b / 8] & m));
+	}
+}
+
+static void test_lookups_match_oracle(void **state)
+{
+	(void)state;
+	srand(17);
+	unsigned max_gets = 0, max_walk = 0;
+	for (int round = 0; round < 300; round++) {
+		uint8_t base[16];
+		rand_addr(base, base, 0);
+		ndht = 0;
+		int np = 1 + rand() % NP;
+		for (int i = 0; i < np; i++) {
+			struct dhr_rec *r = &layout[i];
+			memset(r, 0, sizeof(*r));
+			r->prefix.family = PEAK_AFI_IP6;
+			static const int lens[] = {1, 8, 16, 32, 47, 48, 56, 63, 64, 96, 127, 128};
+			r->prefix.len = (uint8_t)(rand() % 3 ? lens[rand() % 12] : rand() % 129);
+			rand_addr(r->prefix.addr, base, (unsigned)(rand() % 129));
+			prefix_mask_bits(r->prefix.addr, r->prefix.len);
+			r->time_s = (uint64_t)i;
+			uint8_t keys[DHR_MAX_KEYS][DHR_KEY_LEN], x[32] = {(uint8_t)i};
+			size_t nk = dhr_pub_keys(&r->prefix, x, keys);
+			for (size_t k = 0; k < nk; k++) {
+				memcpy(dht[ndht].key, keys[k], DHR_KEY_LEN);
+				dht[ndht++].rec = i;
+			}
+		}
+		for (int q = 0; q < 40; q++) {
+			uint8_t dst[16];
+			rand_addr(dst, layout[rand() % np].prefix.addr, (unsigned)(rand() % 129));
+			int want = -1;
+			for (int i = 0; i < np; i++)
+				if (prefix_contains_addr(&layout[i].prefix, dst) &&
+				    (want < 0 || layout[i].prefix.len > layout[want].prefix.len ||
+				     (layout[i].prefix.len == layout[want].prefix.len && i > want)))
+					want = i;
+			for (int mode = DHR_BSEARCH; mode <= DHR_WALK; mode++) {
+				struct dhr_search s;
+				uint8_t key[DHR_KEY_LEN];
+				struct dhr_rec got[NSLOT];
+				dhr_search_init(&s, dst, (enum dhr_mode)mode);
+				while (dhr_search_next(&s, key)) {
+					size_t n = 0;
+					for (int k = 0; k < ndht; k++)
+						if (!memcmp(dht[k].key, key, DHR_KEY_LEN))
+							got[n++] = layout[dht[k].rec];
+					dhr_search_feed(&s, got, n);
+				}
+				if (mode == DHR_WALK && s.gets >= DHR_MAX_GETS)
+					continue; /* a walk over many set bits gives up: bounded */
+				assert_int_equal(s.found, want >= 0);
+				if (want >= 0)
+					assert_int_equal(
+					    prefix_cmp(&s.best.prefix, &layout[want].prefix), 0);
+				if (mode == DHR_BSEARCH && s.gets > max_gets)
+					max_gets = s.gets;
+				if (mode == DHR_WALK && s.gets > max_walk)
+					max_walk = s.gets;
+			}
+		}
+	}
+	print_message("# most gets: binary search %u, walk %u\n", max_gets, max_walk);
+	assert_true(max_gets < DHR_MAX_GETS);
+}
+
+/* One prefix: the binary search takes at most 8 gets (lengths 0..128). */
+static void test_bsearch_eight_gets(void **state)
+{
+	(void)state;
+	for (unsigned len = 0; len <= 128; len++) {
+		struct dhr_rec r;
+		memset(&r, 0, sizeof(r));
+		pfx(&r.prefix, "fd00:b:c:d:e:f:1:2/128");
+		prefix_mask_bits(r.prefix.addr, len);
+		r.prefix.len = (uint8_t)len;
+		uint8_t keys[DHR_MAX_KEYS][DHR_KEY_LEN], x[32] = {0}, key[DHR_KEY_LEN];
+		size_t nk = dhr_pub_keys(&r.prefix, x, keys);
+		struct dhr_search s;
+		uint8_t dst[16];
+		memcpy(dst, r.prefix.addr, 16);
+		dst[15] |= 1;
+		if (len == 128)
+			memcpy(dst, r.prefix.addr, 16);
+		dhr_search_init(&s, dst, DHR_BSEARCH);
+		while (dhr_search_next(&s, key)) {
+			bool hit = false;
+			for (size_t k = 0; k < nk; k++)
+				hit |= !memcmp(keys[k], key, DHR_KEY_LEN);
+			dhr_search_feed(&s, &r, hit ? 1 : 0);
+		}
+		assert_true(s.found);
+		assert_int_equal(s.best.prefix.len, len);
+		assert_true(s.gets <= 8);
+	}
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_record_round_trip),
+	    cmocka_unit_test(test_keys_distinct),
+	    cmocka_unit_test(test_lookups_match_oracle),
+	    cmocka_unit_test(test_bsearch_eight_gets),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
