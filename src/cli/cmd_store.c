@@ -17,6 +17,7 @@
 #include "../sys/net.h"
 #include "cli.h"
 #include "peak/peak.h"
+#include "peak/ssa.h"
 
 static const char store_help[] =
     "usage: peak store serve --config FILE --id ID [--data DIR] [--listen ADDR:PORT]\n"
@@ -39,19 +40,22 @@ static const char store_help[] =
     "  --id ID            this pod's endpoint id\n"
     "  --data DIR         data directory, created if missing (default ./store-ID)\n"
     "  --listen ADDR:PORT listen here instead ([IPV6]:PORT)\n"
-    "  --max-body BYTES   largest object (default 16777216, what peak store get takes);\n"
-    "                     larger PUTs get 413\n"
+    "  --max-body BYTES   largest object (default 1073741824); larger PUTs get 413\n"
     "  --max-conns N      simultaneous connections (default 1024; more get 503)\n"
     "  --timeout MS       a request's head must arrive within MS, a body or reply within\n"
     "                     MS plus its size at 64 KB/s (default 10000): else 408, closed\n"
     "\n"
-    "put/get/delete: resolve NAME for the key (APL and _ssa TXT), connect to the rule's\n"
-    "address (replica 0) and PUT FILE (default stdin), GET into FILE (default stdout) or\n"
-    "DELETE. Exit 0 done, 1 not found, misdirected or failed, 2 usage.\n"
+    "With replicas=R in the rule, a key lives on the first R distinct pods owning its\n"
+    "replica slices 0, 1, ...; other pods answer 421.\n"
+    "\n"
+    "put/get/delete: resolve NAME for the key (APL and _ssa TXT) and walk the key's replica\n"
+    "addresses: PUT FILE (default stdin) until R pods stored it (done at a majority),\n"
+    "GET into FILE (default stdout) from the first that has it, DELETE from all R. Bodies\n"
+    "stream, of any size. Exit 0 done, 1 not found, misdirected or failed, 2 usage.\n"
     "  --server ADDR[:PORT] name server (repeatable; default /etc/resolv.conf)\n"
     "  --port P           the service port (default 80)\n"
     "  --timeout MS       DNS per attempt, connect and each transfer step (default 5000)\n"
-    "  --verbose          say which address was used\n";
+    "  --verbose          say which addresses were tried and what each answered\n";
 
 static int store_serve_cmd(int argc, char **argv)
 {
@@ -119,23 +123,33 @@ static int store_serve_cmd(int argc, char **argv)
 	return store_serve(&o);
 }
 
-/* Connects to the candidate (bound to its source) with the socket timeouts set. */
-static int cand_connect(const struct peak_candidate *cd, unsigned timeout_ms)
+static void trace_line(void *arg, const char *line)
 {
-	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	bool bind_src = !IN6_IS_ADDR_UNSPECIFIED(&cd->src.sin6_addr);
-	if ((bind_src && bind(fd, (const struct sockaddr *)&cd->src, sizeof(cd->src)) == -1) ||
-	    connect(fd, (const struct sockaddr *)&cd->dst, sizeof(cd->dst)) == -1) {
-		int e = -errno;
-		close(fd);
-		return e;
+	fprintf(stderr, "peak store %s: %s\n", (const char *)arg, line);
+}
+
+/* The key's candidates for replica 0, 1, ... in that order (fanout index 0), and the
+ * rule's replicas=R; a name without SSA records gives its AAAA addresses, R = 1. */
+static unsigned replica_candidates(const struct peak_result *res, struct peak_candidate *out,
+                                   unsigned *replicas)
+{
+	struct ssa_desc d;
+	unsigned n = 0;
+	*replicas = 1;
+	if (!res->ssa) {
+		for (unsigned i = 0; i < res->n; i++)
+			out[n++] = res->cand[i];
+		return n;
 	}
-	return fd;
+	if (!ssa_desc_parse(res->descriptor, strlen(res->descriptor), &d, NULL, 0))
+		*replicas = d.replicas;
+	for (unsigned r = 0; r < STORE_WALK_MAX; r++)
+		for (unsigned i = 0; i < res->n; i++)
+			if (res->cand[i].index == 0 && res->cand[i].replica == r &&
+			    (res->cand[i].origin == PEAK_ORIGIN_RULE ||
+			     res->cand[i].origin == PEAK_ORIGIN_REPLICA))
+				out[n++] = res->cand[i];
+	return n;
 }
 
 /* put/get/delete NAME KEY [FILE]. */
@@ -150,7 +164,7 @@ static int store_client_cmd(enum store_method m, int argc, char **argv)
 	struct peak_resolver_opts ro = {0};
 	unsigned nserver = 0, timeout_ms = 5000, port = 80;
 	bool verbose = false;
-	int c, ret = 1, fd = -1, filefd = -1, err = 0;
+	int c, ret = 1, filefd = -1, err = 0;
 	struct peak_resolver *r = NULL;
 	char *tmpname = NULL;
 	signal(SIGPIPE, SIG_IGN); /* a refused PUT closes while we send: an error, not death */
@@ -188,7 +202,8 @@ static int store_client_cmd(enum store_method m, int argc, char **argv)
 	const char *file = argc - optind == 3 ? argv[optind + 2] : NULL;
 	if (store_key_check((const uint8_t *)key, strlen(key)))
 		cli_usage_error("store", "bad key: 1 to 255 bytes, no '/', not '.' or '..'");
-	struct store_call call = {.method = m, .key = key, .infd = -1, .outfd = 1};
+	int call_infd = -1, call_outfd = 1;
+	uint64_t call_in_len = 0;
 	if (m == STORE_PUT) {
 		struct stat st;
 		filefd = file ? open(file, O_RDONLY | O_CLOEXEC) : dup(0);
@@ -217,8 +232,8 @@ static int store_client_cmd(enum store_method m, int argc, char **argv)
 			if (filefd == -1 || fstat(filefd, &st) == -1)
 				goto out;
 		}
-		call.infd = filefd;
-		call.in_len = (uint64_t)st.st_size;
+		call_infd = filefd;
+		call_in_len = (uint64_t)st.st_size;
 	} else if (m == STORE_GET && file) {
 		size_t fl = strlen(file);
 		tmpname = malloc(fl + 16);
@@ -230,9 +245,10 @@ static int store_client_cmd(enum store_method m, int argc, char **argv)
 			fprintf(stderr, "peak store get: %s: %s\n", tmpname, strerror(errno));
 			goto out;
 		}
-		call.outfd = filefd;
+		call_outfd = filefd;
 	}
 	ro.timeout_ms = timeout_ms;
+	ro.replicas = STORE_WALK_MAX - 1; /* candidates for replica 0..15: the walk's */
 	r = peak_resolver_new(&ro, &err);
 	if (!r) {
 		fprintf(stderr, "peak store %s: %s\n", cmd, peak_strerror(err));
@@ -245,25 +261,29 @@ static int store_client_cmd(enum store_method m, int argc, char **argv)
 		        *peak_last_detail(r) ? ": " : "", peak_last_detail(r));
 		goto out;
 	}
-	char host[INET6_ADDRSTRLEN + 8], a[INET6_ADDRSTRLEN];
-	inet_ntop(AF_INET6, &res.cand[0].dst.sin6_addr, a, sizeof(a));
-	snprintf(host, sizeof(host), "[%s]:%u", a, port);
-	call.host = host;
+	struct peak_candidate cand[PEAK_MAX_CANDIDATES];
+	struct store_op op = {.method = m,
+	                      .key = key,
+	                      .cand = cand,
+	                      .timeout_ms = timeout_ms,
+	                      .infd = call_infd,
+	                      .in_len = call_in_len,
+	                      .outfd = call_outfd,
+	                      .trace = verbose ? trace_line : NULL,
+	                      .trace_arg = (void *)cmd};
+	op.ncand = replica_candidates(&res, cand, &op.replicas);
 	if (verbose)
-		fprintf(stderr, "peak store %s: %s at %s\n", cmd, key, host);
-	fd = cand_connect(&res.cand[0], timeout_ms);
-	if (fd < 0) {
-		fprintf(stderr, "peak store %s: connect %s: %s\n", cmd, host, strerror(-fd));
-		goto out;
-	}
-	err = store_call_run(fd, &call);
+		fprintf(stderr, "peak store %s: %s: %u candidate(s), replicas=%u\n", cmd, key,
+		        op.ncand, op.replicas);
+	err = store_op_run(&op);
 	if (err) {
-		fprintf(stderr, "peak store %s: %s: %s\n", cmd, host, call.detail);
+		fprintf(stderr, "peak store %s: %s: %s\n", cmd, key,
+		        *op.detail ? op.detail : strerror(-err));
 		goto out;
 	}
-	if (call.status >= 300) {
-		fprintf(stderr, "peak store %s: %s: %u %s%s%s\n", cmd, key, call.status,
-		        store_status_text(call.status), *call.detail ? ": " : "", call.detail);
+	if (op.status >= 300) {
+		fprintf(stderr, "peak store %s: %s: %u %s%s%s\n", cmd, key, op.status,
+		        store_status_text(op.status), *op.detail ? ": " : "", op.detail);
 		goto out;
 	}
 	if (tmpname && rename(tmpname, file) == -1) {
@@ -275,8 +295,6 @@ out:
 	if (tmpname && ret)
 		unlink(tmpname);
 	free(tmpname);
-	if (fd >= 0)
-		close(fd);
 	if (filefd != -1)
 		close(filefd);
 	peak_resolver_free(r);

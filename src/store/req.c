@@ -119,6 +119,13 @@ long store_req_parse(const uint8_t *buf, size_t len, uint64_t max_body, struct s
 			if (!http_token_is(v, vn, "100-continue"))
 				return -400; /* RFC 9110 10.1.1 says 417; 400 is as clear */
 			out->expect_100 = true;
+		} else if (http_token_is(s, nn, "X-Peak-Acked")) {
+			if (out->acked_len + 1 + vn > sizeof(out->acked))
+				return -431;
+			if (out->acked_len)
+				out->acked[out->acked_len++] = ',';
+			memcpy(out->acked + out->acked_len, v, vn);
+			out->acked_len += vn;
 		}
 	}
 	if (keep_alive)
@@ -144,6 +151,8 @@ const char *store_status_text(unsigned status)
 		return "Created";
 	case 204:
 		return "No Content";
+	case 208:
+		return "Already Reported";
 	case 400:
 		return "Bad Request";
 	case 404:

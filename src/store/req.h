@@ -12,6 +12,7 @@ enum {
 	STORE_HEAD_MAX = 8192, /* a longer request head gets 431 */
 	STORE_KEY_MAX = 255,   /* bytes of a decoded key */
 	STORE_HEADERS_MAX = 100,
+	STORE_ACKED_MAX = 512, /* bytes of an X-Peak-Acked value */
 };
 
 enum store_method { STORE_GET = 1, STORE_HEAD, STORE_PUT, STORE_DELETE };
@@ -24,7 +25,11 @@ struct store_req {
 	bool has_len;      /* a Content-Length header was present */
 	bool close;        /* the client asked to close after this request */
 	bool expect_100;   /* Expect: 100-continue */
-	size_t head_len;   /* bytes up to and including the blank line */
+	/* X-Peak-Acked: the comma-separated pod ids a replicated call counted already; a pod
+	 * named there answers 208 and does nothing. */
+	uint8_t acked[STORE_ACKED_MAX];
+	size_t acked_len;
+	size_t head_len; /* bytes up to and including the blank line */
 };
 
 /* Parses the request head at the start of buf[0..len). Returns the head length once the
@@ -32,7 +37,8 @@ struct store_req {
  * request the pod refuses (the caller answers it and closes): -400 malformed, or a key that
  * is empty, longer than STORE_KEY_MAX, holds '/' or NUL, is "." or "..", or has a bad
  * percent escape; -404 a path outside /o/; -405 another method; -411 PUT without
- * Content-Length; -413 Content-Length above max_body; -431 a head over STORE_HEAD_MAX; -501
+ * Content-Length; -413 Content-Length above max_body; -431 a head over STORE_HEAD_MAX or an
+ * X-Peak-Acked over STORE_ACKED_MAX; -501
  * Transfer-Encoding; -505 not HTTP/1.x. out is complete only when the return is positive. */
 long store_req_parse(const uint8_t *buf, size_t len, uint64_t max_body, struct store_req *out);
 

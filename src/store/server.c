@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "peak/config.h"
+#include "peak/http.h"
 #include "peak/util.h"
 #include "../sys/log.h"
 #include "../sys/net.h"
@@ -52,6 +53,7 @@ struct conn {
 	uint64_t deadline_ms;
 	bool close_after, dead;
 	unsigned timeout_ms;
+	const char *pod; /* this pod's id, in every reply's X-Peak-Pod */
 	uint8_t peer[16];
 	size_t inlen, outlen, outoff;
 	int tmpfd; /* C_BODY: the temp file, else -1 */
@@ -72,7 +74,8 @@ struct store {
 	struct ssa_space space; /* the service's, with no proof of work: only the slice counts */
 	struct assign a;
 	int *slot;
-	int me; /* this pod's assignment slot */
+	int me;            /* this pod's assignment slot */
+	unsigned replicas; /* the rule's replicas=R */
 	int dirfd, ep;
 	uint64_t tmp_seq;
 	struct conn **conns;
@@ -93,14 +96,34 @@ void store_object_name(uint64_t g, const uint8_t *key, size_t len, char out[stat
 		n += snprintf(out + n, 80 - (size_t)n, "%02x", d[i]);
 }
 
-/* The slice key lives in (replica 0) and, through a, its owner's slot. */
-static uint64_t key_slice(const struct store *s, const struct conn *c, uint8_t addr[static 16])
+/* The slice of the key's replica r (its address for the peer in addr), UINT64_MAX if none. */
+static uint64_t key_slice(const struct store *s, const struct conn *c, unsigned r,
+                          uint8_t addr[static 16])
 {
-	struct ssa_req r = {.src = c->peer, .object = c->req.key, .object_len = c->req.key_len};
-	if (ssa_compute(&s->space, &r, addr))
+	struct ssa_req q = {.src = c->peer,
+	                    .object = c->req.key,
+	                    .object_len = c->req.key_len,
+	                    .replica = (uint8_t)r};
+	if (ssa_compute(&s->space, &q, addr))
 		return UINT64_MAX;
 	int64_t g = ssa_slice_of(&s->space, addr);
 	return g < 0 ? UINT64_MAX : (uint64_t)g;
+}
+
+/* Whether this pod holds the request's key: it is in the key's replica set (store.h). */
+static bool key_mine(const struct store *s, const struct conn *c)
+{
+	int owner[STORE_WALK_MAX], set[STORE_WALK_MAX];
+	uint8_t addr[16];
+	for (unsigned r = 0; r < STORE_WALK_MAX; r++) {
+		uint64_t g = key_slice(s, c, r, addr);
+		owner[r] = g == UINT64_MAX ? ASSIGN_NONE : s->a.owner[g];
+	}
+	int n = store_replica_set(owner, STORE_WALK_MAX, s->replicas, set);
+	for (int j = 0; j < n; j++)
+		if (set[j] == s->me)
+			return true;
+	return false;
 }
 
 static void out_add(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -122,8 +145,9 @@ static void respond(struct conn *c, unsigned status, const char *extra, bool clo
 	const char *text = store_status_text(status);
 	size_t blen = status == 204 || status == 100 ? 0 : strlen(text) + 1;
 	c->close_after |= close;
-	out_add(c, "HTTP/1.1 %u %s\r\nContent-Length: %zu\r\n%s%s\r\n", status, text, blen,
-	        extra ? extra : "", c->close_after ? "Connection: close\r\n" : "");
+	out_add(c, "HTTP/1.1 %u %s\r\nContent-Length: %zu\r\nX-Peak-Pod: %s\r\n%s%s\r\n", status,
+	        text, blen, c->pod, extra ? extra : "",
+	        c->close_after ? "Connection: close\r\n" : "");
 	if (blen && c->req.method != STORE_HEAD)
 		out_add(c, "%s\n", text);
 	c->st = C_SEND;
@@ -195,15 +219,19 @@ static int object_open(struct store *s, struct conn *c, uint64_t *size)
 static void request_start(struct store *s, struct conn *c)
 {
 	uint8_t addr[16];
-	uint64_t g = key_slice(s, c, addr), size = 0;
+	uint64_t g = key_slice(s, c, 0, addr), size = 0;
 	bool put = c->req.method == STORE_PUT;
 	c->close_after = c->req.close;
 	if (g == UINT64_MAX) {
 		respond(c, 500, NULL, true);
 		return;
 	}
-	if (s->a.owner[g] != s->me) {
+	if (!key_mine(s, c)) {
 		misdirected(s, c, g, addr, put); /* a PUT's body is not read: close */
+		return;
+	}
+	if (c->req.acked_len && http_list_has(c->req.acked, c->req.acked_len, s->o->id)) {
+		respond(c, 208, NULL, put); /* the client counted this pod already */
 		return;
 	}
 	store_object_name(g, c->req.key, c->req.key_len, c->objname);
@@ -245,8 +273,8 @@ static void request_start(struct store *s, struct conn *c)
 	c->close_after = c->req.close;
 	out_add(c,
 	        "HTTP/1.1 200 OK\r\nContent-Length: %" PRIu64
-	        "\r\nContent-Type: application/octet-stream\r\n%s\r\n",
-	        size, c->close_after ? "Connection: close\r\n" : "");
+	        "\r\nContent-Type: application/octet-stream\r\nX-Peak-Pod: %s\r\n%s\r\n",
+	        size, c->pod, c->close_after ? "Connection: close\r\n" : "");
 	if (c->req.method == STORE_GET && size) {
 		c->objfd = fd;
 		c->objleft = size;
@@ -510,7 +538,23 @@ static int store_setup(struct store *s, const struct store_opts *o)
 		return 2;
 	}
 	s->me = s->slot[ep];
+	s->replicas = s->svc->space.d.replicas;
 	return 0;
+}
+
+/* Logs the prefixes of this pod's slices, one line each (what routes toward it). */
+static void log_blocks(const struct store *s)
+{
+	struct assign_block b[64];
+	size_t n = assign_blocks(&s->a, (unsigned)s->me, b, 64);
+	for (size_t i = 0; i < n && i < 64; i++) {
+		struct prefix p;
+		char text[PREFIX_STRLEN];
+		if (!assign_block_prefix(&s->space, &b[i], &p))
+			log_msg(LOG_INFO, "store: %s holds %s", s->o->id, prefix_print(&p, text));
+	}
+	if (n > 64)
+		log_msg(LOG_INFO, "store: %s holds %zu more block(s)", s->o->id, n - 64);
 }
 
 static void conn_accept(struct store *s, int ep, int lfd)
@@ -535,6 +579,7 @@ static void conn_accept(struct store *s, int ep, int lfd)
 		memset(c, 0, offsetof(struct conn, in));
 		c->fd = fd;
 		c->timeout_ms = s->o->timeout_ms;
+		c->pod = s->o->id;
 		c->tmpfd = c->objfd = -1;
 		sockaddr_to_in6((struct sockaddr *)&peer, c->peer);
 		c->deadline_ms = phase_deadline(s, 0);
@@ -600,8 +645,9 @@ int store_serve(const struct store_opts *o)
 	char name[1024];
 	if (dns_name_print(&s.svc->name, name, sizeof(name)) < 0)
 		strcpy(name, "?");
-	log_msg(LOG_INFO, "store: %s serving %s on %s, data %s, %zu slice block(s)", o->id, name,
-	        where, o->data, assign_routes(&s.a, (unsigned)s.me));
+	log_msg(LOG_INFO, "store: %s serving %s on %s, data %s, replicas %u, %zu slice block(s)",
+	        o->id, name, where, o->data, s.replicas, assign_routes(&s.a, (unsigned)s.me));
+	log_blocks(&s);
 	uint64_t last_sweep = peak_mono_ms();
 	for (bool run = true; run;) {
 		struct epoll_event evs[64];

@@ -1,10 +1,14 @@
 /* The object store's request heads (src/store/req.c): methods, keys and their rules,
- * percent-decoding, framing headers, and the status each refusal carries. */
+ * percent-decoding, framing headers, and the status each refusal carries; replica sets
+ * (src/store/replica.c); reply heads with bodies over 16 MiB (http_resp_head_parse). */
 #include <errno.h>
 
 #include "test.h"
 
+#include "peak/assign.h"
+#include "peak/http.h"
 #include "req.h"
+#include "store.h"
 
 static long parse(const char *s, struct store_req *r)
 {
@@ -108,12 +112,63 @@ static void test_key_check(void **state)
 	assert_int_equal(store_key_check((const uint8_t *)"", 0), -EINVAL);
 }
 
+static void test_acked_header(void **state)
+{
+	(void)state;
+	struct store_req r;
+	const char *h = "PUT /o/k HTTP/1.1\r\nContent-Length: 1\r\nX-Peak-Acked: s1, s2\r\n"
+	                "x-peak-acked: s3\r\n\r\n";
+	assert_true(parse(h, &r) > 0);
+	assert_int_equal(r.acked_len, strlen("s1, s2,s3"));
+	assert_memory_equal(r.acked, "s1, s2,s3", r.acked_len);
+	assert_true(http_list_has(r.acked, r.acked_len, "s2"));
+	assert_false(http_list_has(r.acked, r.acked_len, "s4"));
+	/* a value past STORE_ACKED_MAX: 431, never a write past the buffer */
+	char big[STORE_ACKED_MAX + 200];
+	int n = snprintf(big, sizeof(big), "GET /o/k HTTP/1.1\r\nX-Peak-Acked: ");
+	memset(big + n, 'a', STORE_ACKED_MAX);
+	strcpy(big + n + STORE_ACKED_MAX, "\r\n\r\n");
+	assert_int_equal(parse(big, &r), -431);
+}
+
+static void test_replica_set(void **state)
+{
+	(void)state;
+	int set[STORE_WALK_MAX];
+	/* distinct owners in replica order; repeats and unowned slices are skipped */
+	const int own[] = {2, 2, ASSIGN_NONE, 0, 2, 1, 3};
+	assert_int_equal(store_replica_set(own, 7, 3, set), 3);
+	assert_int_equal(set[0], 2);
+	assert_int_equal(set[1], 0);
+	assert_int_equal(set[2], 1);
+	assert_int_equal(store_replica_set(own, 7, 1, set), 1);
+	/* fewer pods than replicas: every pod once */
+	const int two[] = {1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0, 1, 0};
+	assert_int_equal(store_replica_set(two, 16, 3, set), 2);
+}
+
+static void test_big_reply_head(void **state)
+{
+	(void)state;
+	struct http_resp r;
+	const char *h = "HTTP/1.1 200 OK\r\nContent-Length: 68719476736\r\n\r\nabc";
+	size_t n = strlen(h);
+	/* the streaming entry takes 64 GiB, up to its caller's limit; the framing one still
+	 * refuses bodies over HTTP_BODY_MAX */
+	assert_int_equal(http_resp_head_parse((const uint8_t *)h, n, false, UINT64_MAX, &r),
+	                 (long)n - 3);
+	assert_true(r.body_len == (size_t)1 << 36);
+	assert_int_equal(http_resp_head_parse((const uint8_t *)h, n, false, 1 << 30, &r), -EBADMSG);
+	assert_int_equal(http_resp_parse((const uint8_t *)h, n, false, &r), -EBADMSG);
+	assert_int_equal(http_resp_head_parse((const uint8_t *)h, 10, false, UINT64_MAX, &r), 0);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_methods_and_keys),
-	    cmocka_unit_test(test_refusals),
-	    cmocka_unit_test(test_key_check),
+	    cmocka_unit_test(test_methods_and_keys), cmocka_unit_test(test_refusals),
+	    cmocka_unit_test(test_key_check),        cmocka_unit_test(test_acked_header),
+	    cmocka_unit_test(test_replica_set),      cmocka_unit_test(test_big_reply_head),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

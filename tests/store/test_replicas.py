@@ -1,0 +1,161 @@
+"""The object store's replicas and large objects (issue 20, second increment): with
+replicas=3 in the rule over four pods, peak store put writes each object to three distinct
+pods (the walk over replica numbers skips a pod counted already) and acknowledges on a
+majority; get reads on from the next replica while one is down; objects of 64 MiB stream
+both ways with the client's and the pods' memory bounded. Topology as in conftest.py, with
+four pod namespaces routed by the slice blocks each pod logs."""
+import hashlib
+import os
+import random
+import signal
+import subprocess
+
+import pytest
+
+from conftest import NAME, OBJECT_NAME, PEAK, PORT, Net
+
+REPLICAS = 3
+BIG = 64 << 20
+RSS_BOUND_KIB = 48 << 10  # well below the 64 MiB object: it is never held whole
+
+
+@pytest.fixture(scope="module")
+def net4(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    n = Net(tmp_path_factory.mktemp("store4"), npods=4, replicas=REPLICAS,
+            max_body=128 << 20)
+    try:
+        n.up()
+        yield n
+    finally:
+        n.down()
+
+
+def holders(net):
+    """object name -> the pods whose data dir holds it."""
+    out = {}
+    for pid, pod in net.pods.items():
+        for f in pod.files():
+            if OBJECT_NAME.match(f):
+                out.setdefault(f, set()).add(pid)
+    return out
+
+
+def run_measured(net, *args):
+    """Runs peak store in the client namespace; returns (exit code, stderr, peak RSS KiB)."""
+    p = subprocess.Popen(["ip", "netns", "exec", net.cl, PEAK, "store", *args, "--server",
+                          f"[::1]:{net.dns.port}", "--port", str(PORT)],
+                         stderr=subprocess.PIPE)
+    err = p.stderr.read()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    return p.returncode, err, usage.ru_maxrss
+
+
+def digest(path):
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def test_64mib_object_streams_both_ways_with_bounded_memory(net4, tmp_path):
+    src, dst = tmp_path / "big", tmp_path / "big.out"
+    with open(src, "wb") as f:
+        rng = random.Random(64)
+        for _ in range(BIG >> 20):
+            f.write(rng.randbytes(1 << 20))
+    code, err, rss = run_measured(net4, "put", NAME, "big-object", str(src))
+    assert code == 0, err
+    assert rss < RSS_BOUND_KIB, f"put: peak RSS {rss} KiB"
+    code, err, rss = run_measured(net4, "get", NAME, "big-object", str(dst))
+    assert code == 0, err
+    assert rss < RSS_BOUND_KIB, f"get: peak RSS {rss} KiB"
+    assert os.path.getsize(dst) == BIG and digest(dst) == digest(src)
+    for pid, pod in net4.pods.items():
+        assert pod.rss_peak_kib() < RSS_BOUND_KIB, (pid, pod.rss_peak_kib())
+    copies = [p for f, p in holders(net4).items()
+              if os.path.getsize(net4.pods[min(p)].data / f) > BIG]
+    assert len(copies) == 1 and len(copies[0]) == REPLICAS, copies
+
+
+def test_replicas_land_on_distinct_pods(net4, tmp_path):
+    before = holders(net4)
+    rng = random.Random(3)
+    bodies = {}
+    for i in range(16):
+        key = f"rep-{i}-{rng.randrange(1 << 30)}"
+        bodies[key] = rng.randbytes(rng.randrange(0, 3000))
+        r = net4.store("put", NAME, key, input=bodies[key])
+        assert r.returncode == 0, r.stderr
+    new = {f: p for f, p in holders(net4).items() if f not in before}
+    assert len(new) == len(bodies)
+    # each object is on three of the four pods: without the walk's distinct pods, a key
+    # whose replica slices 0..2 share an owner (most keys: 1 - 4*3*2/4^3 = 62.5%) would not
+    assert all(len(p) == REPLICAS for p in new.values()), new
+    for f, pods in new.items():
+        data = {(net4.pods[p].data / f).read_bytes() for p in pods}
+        assert len(data) == 1, f  # the copies are the same bytes
+    assert {p for pods in new.values() for p in pods} == set(net4.pods)
+
+
+def test_a_killed_pod_loses_no_read_and_no_acknowledged_write(net4, tmp_path):
+    rng = random.Random(9)
+    bodies = {}
+    for i in range(8):
+        key = f"before-kill-{i}"
+        bodies[key] = rng.randbytes(rng.randrange(1, 5000))
+        assert net4.store("put", NAME, key, input=bodies[key]).returncode == 0
+    victim = net4.pods["s2"]
+    victim.stop(signal.SIGKILL)  # by its PID
+    assert victim.proc.returncode == -signal.SIGKILL
+    try:
+        for key, body in bodies.items():
+            r = net4.store("get", NAME, key)
+            assert r.returncode == 0 and r.stdout == body, (key, r.stderr)
+        acked = {}
+        for i in range(8):
+            key = f"during-kill-{i}"
+            body = rng.randbytes(rng.randrange(1, 5000))
+            r = net4.store("put", NAME, key, input=body)
+            if r.returncode == 0:
+                acked[key] = body
+        # three replicas, a majority of two: with one pod of four down every write has one
+        assert len(acked) == 8
+        for key, body in acked.items():
+            r = net4.store("get", NAME, key)
+            assert r.returncode == 0 and r.stdout == body, (key, r.stderr)
+        # a delete needs every replica: one that is down fails it, visibly
+        victim_keys = [k for k in bodies if holds(net4, "s2", k)]
+        r = net4.store("delete", NAME, victim_keys[0])
+        assert r.returncode == 1, r.stderr
+    finally:
+        victim.start()
+    for key, body in acked.items():  # and after it is back, without them
+        r = net4.store("get", NAME, key)
+        assert r.returncode == 0 and r.stdout == body, (key, r.stderr)
+
+
+def holds(net, pid, key):
+    """Whether pod pid's data dir holds key's object (its header names the key)."""
+    for f in net.pods[pid].files():
+        if not OBJECT_NAME.match(f):
+            continue
+        with open(net.pods[pid].data / f, "rb") as fh:
+            data = fh.read(6 + 255)
+        if data[6:6 + (data[4] << 8 | data[5])] == key.encode():
+            return True
+    return False
+
+
+def test_delete_goes_to_every_replica(net4):
+    key = "deleted-everywhere"
+    assert net4.store("put", NAME, key, input=b"gone soon").returncode == 0
+    assert sum(holds(net4, p, key) for p in net4.pods) == REPLICAS
+    r = net4.store("delete", NAME, key)
+    assert r.returncode == 0, r.stderr
+    assert not any(holds(net4, p, key) for p in net4.pods)
+    r = net4.store("get", NAME, key)
+    assert r.returncode == 1 and b"404" in r.stderr
