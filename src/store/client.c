@@ -19,24 +19,6 @@
 
 static const char *const method_names[] = {"", "GET", "HEAD", "PUT", "DELETE"};
 
-/* Percent-encodes everything but RFC 3986 unreserved characters. */
-static void key_encode(const char *key, char *out, size_t cap)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = 0;
-	for (const unsigned char *p = (const unsigned char *)key; *p && n + 4 < cap; p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-			out[n++] = (char)*p;
-		} else {
-			out[n++] = '%';
-			out[n++] = hex[*p >> 4];
-			out[n++] = hex[*p & 15];
-		}
-	}
-	out[n] = 0;
-}
-
 static int send_all(int fd, const char *p, size_t n)
 {
 	while (n) {
@@ -135,7 +117,7 @@ int store_call_run(int fd, struct store_call *call)
 	call->status = 0;
 	call->body_len = call->body_out = 0;
 	call->pod[0] = call->detail[0] = 0;
-	key_encode(call->key, target, sizeof(target));
+	store_key_encode((const uint8_t *)call->key, strlen(call->key), target, sizeof(target));
 	int n = snprintf(head, sizeof(head), "%s /o/%s HTTP/1.1\r\nHost: %s\r\n",
 	                 method_names[call->method], target, call->host);
 	if (call->acked && *call->acked)

@@ -29,6 +29,7 @@
 #include "peak/util.h"
 #include "../sys/log.h"
 #include "../sys/net.h"
+#include "repair.h"
 #include "req.h"
 
 enum {
@@ -80,6 +81,7 @@ struct store {
 	uint64_t tmp_seq;
 	struct conn **conns;
 	struct log_limit rl;
+	struct store_repair repair;
 };
 
 static uint8_t iobuf[IO_CHUNK];
@@ -113,13 +115,8 @@ static uint64_t key_slice(const struct store *s, const struct conn *c, unsigned 
 /* Whether this pod holds the request's key: it is in the key's replica set (store.h). */
 static bool key_mine(const struct store *s, const struct conn *c)
 {
-	int owner[STORE_WALK_MAX], set[STORE_WALK_MAX];
-	uint8_t addr[16];
-	for (unsigned r = 0; r < STORE_WALK_MAX; r++) {
-		uint64_t g = key_slice(s, c, r, addr);
-		owner[r] = g == UINT64_MAX ? ASSIGN_NONE : s->a.owner[g];
-	}
-	int n = store_replica_set(owner, STORE_WALK_MAX, s->replicas, set);
+	int set[STORE_WALK_MAX];
+	int n = store_key_replicas(&s->space, &s->a, s->replicas, c->req.key, c->req.key_len, set);
 	for (int j = 0; j < n; j++)
 		if (set[j] == s->me)
 			return true;
@@ -215,13 +212,125 @@ static int object_open(struct store *s, struct conn *c, uint64_t *size)
 	return fd;
 }
 
+static bool object_name_ok(const char *n)
+{
+	if (strlen(n) != 73 || n[8] != '-')
+		return false;
+	for (int i = 0; i < 73; i++)
+		if (i != 8 && !((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'a' && n[i] <= 'f')))
+			return false;
+	return true;
+}
+
+static int name_cmp(const void *x, const void *y)
+{
+	return strcmp((const char *)x, (const char *)y);
+}
+
+/* Writes the listing page into an unnamed file: one line "NAME KEY" per object (KEY
+ * percent-encoded) for the first limit names after `after`, in name order. Returns the
+ * file (its size in *size, *more set if names remain) or -errno. */
+static int list_write(struct store *s, const char *after, unsigned limit, uint64_t *size,
+                      bool *more)
+{
+	char(*names)[STORE_NAME_MAX] = NULL;
+	size_t n = 0, cap = 0;
+	int ret = -ENOMEM, fd = -1, dfd = dup(s->dirfd);
+	DIR *d = dfd == -1 ? NULL : fdopendir(dfd);
+	FILE *f = NULL;
+	if (!d) {
+		ret = -errno;
+		if (dfd != -1)
+			close(dfd);
+		goto out;
+	}
+	rewinddir(d);
+	for (struct dirent *e; (e = readdir(d));) {
+		if (!object_name_ok(e->d_name) || strcmp(e->d_name, after) <= 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 256;
+			void *m = realloc(names, cap * sizeof(*names));
+			if (!m)
+				goto out;
+			names = m;
+		}
+		memcpy(names[n++], e->d_name, 74);
+	}
+	if (n)
+		qsort(names, n, sizeof(*names), name_cmp);
+	*more = n > limit;
+	fd = openat(s->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd == -1 || !(f = fdopen(dup(fd), "w"))) {
+		ret = -errno;
+		goto out;
+	}
+	for (size_t i = 0; i < n && i < limit; i++) {
+		uint8_t h[OBJ_HDR_MAX];
+		char enc[3 * STORE_KEY_MAX + 1];
+		int of = openat(s->dirfd, names[i], O_RDONLY | O_CLOEXEC);
+		ssize_t k = of == -1 ? -1 : pread(of, h, sizeof(h), 0);
+		if (of != -1)
+			close(of);
+		size_t kl = k >= 6 ? (size_t)(h[4] << 8 | h[5]) : 0;
+		if (k < 6 || memcmp(h, "PKS1", 4) || !kl || kl > STORE_KEY_MAX ||
+		    (size_t)k < 6 + kl)
+			continue; /* deleted meanwhile, or damaged */
+		store_key_encode(h + 6, kl, enc, sizeof(enc));
+		fprintf(f, "%s %s\n", names[i], enc);
+	}
+	if (fflush(f) || fsync(fd) == -1) {
+		ret = -EIO;
+		goto out;
+	}
+	*size = (uint64_t)lseek(fd, 0, SEEK_END);
+	ret = fd;
+	fd = -1;
+out:
+	if (f)
+		fclose(f);
+	if (fd != -1)
+		close(fd);
+	if (d)
+		closedir(d);
+	free(names);
+	return ret;
+}
+
+/* GET /s/: a page of the listing, sent from its unnamed file like an object. */
+static void list_start(struct store *s, struct conn *c)
+{
+	uint64_t size = 0;
+	bool more = false;
+	int fd = list_write(s, c->req.list_after, c->req.list_limit, &size, &more);
+	if (fd < 0) {
+		log_rl(&s->rl, LOG_ERR, "store: listing: %s", strerror(-fd));
+		respond(c, 500, NULL, false);
+		return;
+	}
+	out_add(c,
+	        "HTTP/1.1 200 OK\r\nContent-Length: %" PRIu64
+	        "\r\nContent-Type: text/plain\r\nX-Peak-Pod: %s\r\nX-Peak-More: %d\r\n%s\r\n",
+	        size, c->pod, more, c->close_after ? "Connection: close\r\n" : "");
+	c->objfd = fd;
+	c->objoff = 0;
+	c->objleft = size;
+	c->st = C_SEND;
+	c->deadline_ms = phase_deadline(s, size);
+}
+
 /* Starts serving the request just parsed. */
 static void request_start(struct store *s, struct conn *c)
 {
 	uint8_t addr[16];
-	uint64_t g = key_slice(s, c, 0, addr), size = 0;
+	uint64_t g, size = 0;
 	bool put = c->req.method == STORE_PUT;
 	c->close_after = c->req.close;
+	if (c->req.list) {
+		list_start(s, c);
+		return;
+	}
+	g = key_slice(s, c, 0, addr);
 	if (g == UINT64_MAX) {
 		respond(c, 500, NULL, true);
 		return;
@@ -648,6 +757,19 @@ int store_serve(const struct store_opts *o)
 	log_msg(LOG_INFO, "store: %s serving %s on %s, data %s, replicas %u, %zu slice block(s)",
 	        o->id, name, where, o->data, s.replicas, assign_routes(&s.a, (unsigned)s.me));
 	log_blocks(&s);
+	if (s.replicas > 1) {
+		s.repair = (struct store_repair){.svc = s.svc,
+		                                 .space = &s.space,
+		                                 .a = &s.a,
+		                                 .slot = s.slot,
+		                                 .me = s.me,
+		                                 .replicas = s.replicas,
+		                                 .dirfd = s.dirfd,
+		                                 .id = o->id,
+		                                 .timeout_ms = o->timeout_ms};
+		if ((r = store_repair_start(&s.repair)))
+			log_msg(LOG_ERR, "store: repair: %s", strerror(-r));
+	}
 	uint64_t last_sweep = peak_mono_ms();
 	for (bool run = true; run;) {
 		struct epoll_event evs[64];
@@ -686,6 +808,7 @@ int store_serve(const struct store_opts *o)
 	log_msg(LOG_INFO, "store: stopped");
 	ret = 0;
 out:
+	store_repair_stop(&s.repair);
 	if (s.conns)
 		for (unsigned k = 0; k < o->max_conns; k++)
 			if (s.conns[k])

@@ -43,6 +43,14 @@ int store_serve(const struct store_opts *o);
 int store_replica_set(const int *owner_of_replica, unsigned n, unsigned replicas,
                       int set[static STORE_WALK_MAX]);
 
+struct ssa_space;
+struct assign;
+
+/* The replica set of key[0..len) under the space's rule (its pow set to 0) and the
+ * assignment a, as store_replica_set. */
+int store_key_replicas(const struct ssa_space *sp, const struct assign *a, unsigned replicas,
+                       const uint8_t *key, size_t len, int set[static STORE_WALK_MAX]);
+
 /* The on-disk name of key's object in slice g: "SSSSSSSS-" and the SHA-256 of the key in
  * hex (so no key can name a path; the slice prefix lists a slice's objects). */
 void store_object_name(uint64_t g, const uint8_t *key, size_t len, char out[static 80]);

@@ -118,8 +118,9 @@ class Pod:
 
 class Net:
     """The client namespace and npods pod namespaces (pod i on veth v{i}, 2001:db8:aa:i::/64).
-    With two pods the client routes each half of the prefix to one; with more, each pod's
-    slice blocks as its log lists them."""
+    The client routes each pod's slice blocks, as its log lists them, to it; with more than
+    two pods it also forwards between the pods' endpoint addresses (2001:db8:104::i on their
+    lo), which repair uses."""
 
     def __init__(self, tmp, npods=2, replicas=1, max_body=MAX_BODY):
         tag = f"pks{os.getpid() % 10000}{random.randrange(1000)}"
@@ -145,6 +146,13 @@ class Net:
             ip("-n", pns, "link", "set", peer, "up")
             ip("-n", pns, "-6", "route", "add", "local", "2001:db8:8::/64", "dev", "lo")
             ip("-n", pns, "-6", "route", "add", "default", "via", f"2001:db8:aa:{net}::1")
+        if self.npods > 2:
+            # pods reach each other's endpoint address (repair) through the client namespace
+            ip("netns", "exec", self.cl, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            for i, pns in enumerate(self.ns):
+                ip("-n", pns, "addr", "add", f"2001:db8:104::{i + 1}/128", "dev", "lo")
+                ip("-n", self.cl, "-6", "route", "add", f"2001:db8:104::{i + 1}/128", "via",
+                   f"2001:db8:aa:{nets[i]}::2")
         text = CONFIG if (self.npods, self.replicas) == (2, 1) else config(self.npods,
                                                                            self.replicas)
         self.config = self.tmp / "store.yaml"

@@ -7,8 +7,10 @@ four pod namespaces routed by the slice blocks each pod logs."""
 import hashlib
 import os
 import random
+import re
 import signal
 import subprocess
+import time
 
 import pytest
 
@@ -136,6 +138,36 @@ def test_a_killed_pod_loses_no_read_and_no_acknowledged_write(net4, tmp_path):
     for key, body in acked.items():  # and after it is back, without them
         r = net4.store("get", NAME, key)
         assert r.returncode == 0 and r.stdout == body, (key, r.stderr)
+    # and repair brings it the writes it missed: those whose replica set holds it
+    wait_repaired(victim)
+    missed = [k for k in acked if holds(net4, "s2", k)]
+    assert missed and len(missed) >= len(acked) // 2, missed  # about 3/4 of the keys
+
+
+def wait_repaired(pod, timeout=30):
+    start = pod.logtext().rfind("serving")
+    deadline = time.time() + timeout
+    while "repair done" not in pod.logtext()[start:]:
+        assert time.time() < deadline and pod.proc.poll() is None, pod.logtext()[start:]
+        time.sleep(0.05)
+    return pod.logtext()[start:]
+
+
+def test_an_emptied_pod_pulls_back_its_objects(net4):
+    pod = net4.pods["s3"]
+    had = {f: (pod.data / f).stat().st_size for f in pod.files() if OBJECT_NAME.match(f)}
+    assert len(had) > 10
+    pod.stop()
+    for f in os.listdir(pod.data):
+        os.unlink(pod.data / f)
+    pod.start()
+    log = wait_repaired(pod)
+    assert "failure" in log and " 0 failure(s)" in log, log
+    assert re.search(r"repair: s1: page 1, listed \d+, pulled \d+", log), log
+    now = {f: (pod.data / f).stat().st_size for f in pod.files() if OBJECT_NAME.match(f)}
+    assert now == had  # every object of its replica sets, none other, whole
+    pulled = int(re.search(r"(\d+) object\(s\) pulled", log).group(1))
+    assert pulled == len(had), log
 
 
 def holds(net, pid, key):

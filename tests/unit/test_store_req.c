@@ -131,6 +131,46 @@ static void test_acked_header(void **state)
 	assert_int_equal(parse(big, &r), -431);
 }
 
+static void test_listing(void **state)
+{
+	(void)state;
+	struct store_req r;
+	assert_true(parse("GET /s/ HTTP/1.1\r\n\r\n", &r) > 0);
+	assert_true(r.list);
+	assert_int_equal(r.list_limit, STORE_LIST_DEF);
+	assert_string_equal(r.list_after, "");
+	assert_true(parse("GET /s/?limit=7&after=0000002a-ff HTTP/1.1\r\n\r\n", &r) > 0);
+	assert_int_equal(r.list_limit, 7);
+	assert_string_equal(r.list_after, "0000002a-ff");
+	assert_true(parse("GET /s/?after= HTTP/1.1\r\n\r\n", &r) > 0);
+	static const char *const bad[] = {
+	    "GET /s/?limit=0 HTTP/1.1\r\n\r\n",
+	    "GET /s/?limit=1001 HTTP/1.1\r\n\r\n",
+	    "GET /s/?limit=99999999999 HTTP/1.1\r\n\r\n",
+	    "GET /s/?after=../x HTTP/1.1\r\n\r\n",
+	    "GET /s/?after=a&after=b HTTP/1.1\r\n\r\n",
+	    "GET /s/?after=a&limit=1&x=1 HTTP/1.1\r\n\r\n",
+	    "GET /s/x HTTP/1.1\r\n\r\n",
+	    "GET /s/?after=" /* one past STORE_NAME_MAX - 1 */
+	    "0123456789012345678901234567890123456789012345678901234567890123456789012345678"
+	    "9 HTTP/1.1\r\n\r\n",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		assert_int_equal(parse(bad[i], &r), -400);
+	assert_int_equal(parse("PUT /s/ HTTP/1.1\r\nContent-Length: 0\r\n\r\n", &r), -405);
+	/* keys survive encoding and decoding, every byte value a key may hold */
+	uint8_t key[STORE_KEY_MAX], back[STORE_KEY_MAX];
+	char enc[3 * STORE_KEY_MAX + 1];
+	size_t n;
+	for (size_t i = 0; i < sizeof(key); i++)
+		key[i] = (uint8_t)(i % 255 + 1) == '/' ? 'x' : (uint8_t)(i % 255 + 1);
+	store_key_encode(key, sizeof(key), enc, sizeof(enc));
+	assert_int_equal(store_key_decode((uint8_t *)enc, strlen(enc), back, &n), 0);
+	assert_int_equal(n, sizeof(key));
+	assert_memory_equal(back, key, n);
+	assert_int_equal(store_key_decode((const uint8_t *)"a%2Fb", 5, back, &n), -EINVAL);
+}
+
 static void test_replica_set(void **state)
 {
 	(void)state;
@@ -169,6 +209,7 @@ int main(void)
 	    cmocka_unit_test(test_methods_and_keys), cmocka_unit_test(test_refusals),
 	    cmocka_unit_test(test_key_check),        cmocka_unit_test(test_acked_header),
 	    cmocka_unit_test(test_replica_set),      cmocka_unit_test(test_big_reply_head),
+	    cmocka_unit_test(test_listing),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
