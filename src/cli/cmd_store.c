@@ -22,6 +22,7 @@
 static const char store_help[] =
     "usage: peak store serve --config FILE --id ID [--data DIR] [--listen ADDR:PORT]\n"
     "                        [--max-body BYTES] [--max-conns N] [--timeout MS]\n"
+    "                        [--metrics ADDR:PORT]\n"
     "       peak store put NAME KEY [FILE] [client options]\n"
     "       peak store get NAME KEY [FILE] [client options]\n"
     "       peak store delete NAME KEY [client options]\n"
@@ -44,6 +45,8 @@ static const char store_help[] =
     "  --max-conns N      simultaneous connections (default 1024; more get 503)\n"
     "  --timeout MS       a request's head must arrive within MS, a body or reply within\n"
     "                     MS plus its size at 64 KB/s (default 10000): else 408, closed\n"
+    "  --metrics ADDR:PORT  Prometheus text at http://ADDR:PORT/metrics: requests by method\n"
+    "                     and status, body bytes in and out, objects, repair progress\n"
     "\n"
     "With replicas=R in the rule, a key lives on the first R distinct pods owning its\n"
     "replica slices 0, 1, ...; other pods answer 421. GET /s/?after=NAME&limit=N lists a\n"
@@ -63,15 +66,11 @@ static const char store_help[] =
 static int store_serve_cmd(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, 0, 'c'},
-	    {"id", required_argument, 0, 'i'},
-	    {"data", required_argument, 0, 'd'},
-	    {"listen", required_argument, 0, 'l'},
-	    {"max-body", required_argument, 0, 'b'},
-	    {"max-conns", required_argument, 0, 'm'},
-	    {"timeout", required_argument, 0, 't'},
-	    {"help", no_argument, 0, 'h'},
-	    {0, 0, 0, 0},
+	    {"config", required_argument, 0, 'c'},   {"id", required_argument, 0, 'i'},
+	    {"data", required_argument, 0, 'd'},     {"listen", required_argument, 0, 'l'},
+	    {"max-body", required_argument, 0, 'b'}, {"max-conns", required_argument, 0, 'm'},
+	    {"timeout", required_argument, 0, 't'},  {"metrics", required_argument, 0, 'M'},
+	    {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
 	};
 	static char data[256];
 	struct store_opts o = {.max_body = STORE_DEF_MAX_BODY,
@@ -107,6 +106,9 @@ static int store_serve_cmd(int argc, char **argv)
 		case 't':
 			o.timeout_ms = (unsigned)cli_u64("store", "--timeout", optarg, 1, 3600000);
 			break;
+		case 'M':
+			o.metrics = optarg;
+			break;
 		case 'h':
 			fputs(store_help, stdout);
 			return 0;
@@ -129,30 +131,6 @@ static int store_serve_cmd(int argc, char **argv)
 static void trace_line(void *arg, const char *line)
 {
 	fprintf(stderr, "peak store %s: %s\n", (const char *)arg, line);
-}
-
-/* The key's candidates for replica 0, 1, ... in that order (fanout index 0), and the
- * rule's replicas=R; a name without SSA records gives its AAAA addresses, R = 1. */
-static unsigned replica_candidates(const struct peak_result *res, struct peak_candidate *out,
-                                   unsigned *replicas)
-{
-	struct ssa_desc d;
-	unsigned n = 0;
-	*replicas = 1;
-	if (!res->ssa) {
-		for (unsigned i = 0; i < res->n; i++)
-			out[n++] = res->cand[i];
-		return n;
-	}
-	if (!ssa_desc_parse(res->descriptor, strlen(res->descriptor), &d, NULL, 0))
-		*replicas = d.replicas;
-	for (unsigned r = 0; r < STORE_WALK_MAX; r++)
-		for (unsigned i = 0; i < res->n; i++)
-			if (res->cand[i].index == 0 && res->cand[i].replica == r &&
-			    (res->cand[i].origin == PEAK_ORIGIN_RULE ||
-			     res->cand[i].origin == PEAK_ORIGIN_REPLICA))
-				out[n++] = res->cand[i];
-	return n;
 }
 
 /* put/get/delete NAME KEY [FILE]. */
@@ -205,38 +183,17 @@ static int store_client_cmd(enum store_method m, int argc, char **argv)
 	const char *file = argc - optind == 3 ? argv[optind + 2] : NULL;
 	if (store_key_check((const uint8_t *)key, strlen(key)))
 		cli_usage_error("store", "bad key: 1 to 255 bytes, no '/', not '.' or '..'");
-	int call_infd = -1, call_outfd = 1;
-	uint64_t call_in_len = 0;
+	struct peak_store_opts so = {.port = (uint16_t)port,
+	                             .timeout_ms = timeout_ms,
+	                             .trace = verbose ? trace_line : NULL,
+	                             .trace_arg = (void *)cmd};
 	if (m == STORE_PUT) {
-		struct stat st;
 		filefd = file ? open(file, O_RDONLY | O_CLOEXEC) : dup(0);
-		if (filefd == -1 || fstat(filefd, &st) == -1) {
+		if (filefd == -1) {
 			fprintf(stderr, "peak store put: %s: %s\n", file ? file : "stdin",
 			        strerror(errno));
 			goto out;
 		}
-		if (!S_ISREG(st.st_mode)) {
-			/* a pipe: spool it to an unnamed temp file, so its length is known */
-			FILE *t = tmpfile();
-			uint8_t b[65536];
-			ssize_t k;
-			if (!t)
-				goto out;
-			while ((k = read(filefd, b, sizeof(b))) > 0)
-				if (fwrite(b, 1, (size_t)k, t) != (size_t)k)
-					k = -1;
-			if (k < 0 || fflush(t)) {
-				fclose(t);
-				goto out;
-			}
-			close(filefd);
-			filefd = dup(fileno(t));
-			fclose(t);
-			if (filefd == -1 || fstat(filefd, &st) == -1)
-				goto out;
-		}
-		call_infd = filefd;
-		call_in_len = (uint64_t)st.st_size;
 	} else if (m == STORE_GET && file) {
 		size_t fl = strlen(file);
 		tmpname = malloc(fl + 16);
@@ -248,45 +205,25 @@ static int store_client_cmd(enum store_method m, int argc, char **argv)
 			fprintf(stderr, "peak store get: %s: %s\n", tmpname, strerror(errno));
 			goto out;
 		}
-		call_outfd = filefd;
 	}
 	ro.timeout_ms = timeout_ms;
-	ro.replicas = STORE_WALK_MAX - 1; /* candidates for replica 0..15: the walk's */
 	r = peak_resolver_new(&ro, &err);
 	if (!r) {
 		fprintf(stderr, "peak store %s: %s\n", cmd, peak_strerror(err));
 		goto out;
 	}
-	struct peak_result res;
-	err = peak_resolve(r, name, key, (uint16_t)port, &res);
-	if (err || !res.n) {
-		fprintf(stderr, "peak store %s: %s: %s%s%s\n", cmd, name, peak_strerror(err),
-		        *peak_last_detail(r) ? ": " : "", peak_last_detail(r));
-		goto out;
-	}
-	struct peak_candidate cand[PEAK_MAX_CANDIDATES];
-	struct store_op op = {.method = m,
-	                      .key = key,
-	                      .cand = cand,
-	                      .timeout_ms = timeout_ms,
-	                      .infd = call_infd,
-	                      .in_len = call_in_len,
-	                      .outfd = call_outfd,
-	                      .trace = verbose ? trace_line : NULL,
-	                      .trace_arg = (void *)cmd};
-	op.ncand = replica_candidates(&res, cand, &op.replicas);
-	if (verbose)
-		fprintf(stderr, "peak store %s: %s: %u candidate(s), replicas=%u\n", cmd, key,
-		        op.ncand, op.replicas);
-	err = store_op_run(&op);
+	if (m == STORE_PUT)
+		err = peak_store_put(r, name, key, filefd, &so);
+	else if (m == STORE_GET)
+		err = peak_store_get(r, name, key, file ? filefd : 1, &so);
+	else
+		err = peak_store_delete(r, name, key, &so);
 	if (err) {
-		fprintf(stderr, "peak store %s: %s: %s\n", cmd, key,
-		        *op.detail ? op.detail : strerror(-err));
-		goto out;
-	}
-	if (op.status >= 300) {
-		fprintf(stderr, "peak store %s: %s: %u %s%s%s\n", cmd, key, op.status,
-		        store_status_text(op.status), *op.detail ? ": " : "", op.detail);
+		const char *d = peak_last_detail(r);
+		fprintf(stderr, "peak store %s: %s: %s%s%s\n", cmd, key,
+		        err == PEAK_E_NOTFOUND ? "404 Not Found: no replica has the object"
+		                               : peak_strerror(err),
+		        *d && err != PEAK_E_NOTFOUND ? ": " : "", err == PEAK_E_NOTFOUND ? "" : d);
 		goto out;
 	}
 	if (tmpname && rename(tmpname, file) == -1) {

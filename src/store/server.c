@@ -14,6 +14,7 @@
 #include <nettle/sha2.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,6 +29,7 @@
 #include "peak/http.h"
 #include "peak/util.h"
 #include "../sys/log.h"
+#include "../sys/metrics.h"
 #include "../sys/net.h"
 #include "repair.h"
 #include "req.h"
@@ -86,6 +88,80 @@ struct store {
 
 static uint8_t iobuf[IO_CHUNK];
 
+/* Counters for --metrics, read by the endpoint's thread: so atomic. */
+static const unsigned stat_codes[] = {100, 200, 201, 204, 208, 400, 404, 405, 408,
+                                      411, 413, 421, 431, 500, 501, 503, 505};
+static const char *const stat_methods[] = {"other", "GET", "HEAD", "PUT", "DELETE", "LIST"};
+enum {
+	NCODES = sizeof(stat_codes) / sizeof(stat_codes[0]) + 1, /* the last: any other */
+	NMETHODS = sizeof(stat_methods) / sizeof(stat_methods[0]),
+};
+struct store_stats {
+	atomic_uint_fast64_t req[NMETHODS][NCODES];
+	atomic_uint_fast64_t bytes_in, bytes_out; /* bodies received and sent */
+	atomic_int_fast64_t objects;              /* on disk, less what repair pulled */
+	const struct store_repair *repair;
+};
+static struct store_stats stats;
+
+static void count(const struct conn *c, unsigned status)
+{
+	unsigned m = c->req.list ? 5 : c->req.method < 5 ? (unsigned)c->req.method : 0, k = 0;
+	while (k < NCODES - 1 && stat_codes[k] != status)
+		k++;
+	atomic_fetch_add(&stats.req[m][k], 1);
+}
+
+static void stats_render(struct mbuf *b, void *arg)
+{
+	const struct store_stats *st = arg;
+	const struct store_repair *r = st->repair;
+	mbuf_printf(b, "# HELP peak_store_requests_total Requests answered, by method and "
+	               "status (LIST: GET /s/).\n# TYPE peak_store_requests_total counter\n");
+	for (unsigned m = 0; m < NMETHODS; m++)
+		for (unsigned k = 0; k < NCODES; k++) {
+			uint64_t v = atomic_load(&st->req[m][k]);
+			if (!v)
+				continue;
+			mbuf_printf(b, "peak_store_requests_total{method=\"%s\",status=\"",
+			            stat_methods[m]);
+			if (k < NCODES - 1)
+				mbuf_printf(b, "%u\"} %" PRIu64 "\n", stat_codes[k], v);
+			else
+				mbuf_printf(b, "other\"} %" PRIu64 "\n", v);
+		}
+	mbuf_printf(b,
+	            "# HELP peak_store_bytes_in_total Body bytes received (PUT).\n"
+	            "# TYPE peak_store_bytes_in_total counter\npeak_store_bytes_in_total %" PRIu64
+	            "\n# HELP peak_store_bytes_out_total Body bytes sent (GET, listings).\n"
+	            "# TYPE peak_store_bytes_out_total counter\npeak_store_bytes_out_total %" PRIu64
+	            "\n# HELP peak_store_objects Objects in the data directory.\n"
+	            "# TYPE peak_store_objects gauge\npeak_store_objects %" PRId64 "\n",
+	            (uint64_t)atomic_load(&st->bytes_in), (uint64_t)atomic_load(&st->bytes_out),
+	            (int64_t)atomic_load(&st->objects) +
+	                (int64_t)(r ? atomic_load(&r->pulled) : 0));
+	if (!r)
+		return;
+	mbuf_printf(
+	    b,
+	    "# HELP peak_store_repair_running 1 while the start-up repair runs.\n"
+	    "# TYPE peak_store_repair_running gauge\npeak_store_repair_running %d\n"
+	    "# HELP peak_store_repair_listed_total Objects seen in peers' listings.\n"
+	    "# TYPE peak_store_repair_listed_total counter\n"
+	    "peak_store_repair_listed_total %" PRIu64 "\n"
+	    "# HELP peak_store_repair_pulled_total Objects fetched from peers.\n"
+	    "# TYPE peak_store_repair_pulled_total counter\n"
+	    "peak_store_repair_pulled_total %" PRIu64 "\n"
+	    "# HELP peak_store_repair_failed_total Objects or listings that failed.\n"
+	    "# TYPE peak_store_repair_failed_total counter\n"
+	    "peak_store_repair_failed_total %" PRIu64 "\n"
+	    "# HELP peak_store_repair_peers_done Peers whose listing was walked.\n"
+	    "# TYPE peak_store_repair_peers_done gauge\npeak_store_repair_peers_done %" PRIu64 "\n",
+	    r->started && !atomic_load(&r->done), (uint64_t)atomic_load(&r->listed),
+	    (uint64_t)atomic_load(&r->pulled), (uint64_t)atomic_load(&r->failed),
+	    (uint64_t)atomic_load(&r->peers));
+}
+
 void store_object_name(uint64_t g, const uint8_t *key, size_t len, char out[static 80])
 {
 	struct sha256_ctx h;
@@ -141,6 +217,7 @@ static void respond(struct conn *c, unsigned status, const char *extra, bool clo
 {
 	const char *text = store_status_text(status);
 	size_t blen = status == 204 || status == 100 ? 0 : strlen(text) + 1;
+	count(c, status);
 	c->close_after |= close;
 	out_add(c, "HTTP/1.1 %u %s\r\nContent-Length: %zu\r\nX-Peak-Pod: %s\r\n%s%s\r\n", status,
 	        text, blen, c->pod, extra ? extra : "",
@@ -312,6 +389,7 @@ static void list_start(struct store *s, struct conn *c)
 	        "HTTP/1.1 200 OK\r\nContent-Length: %" PRIu64
 	        "\r\nContent-Type: text/plain\r\nX-Peak-Pod: %s\r\nX-Peak-More: %d\r\n%s\r\n",
 	        size, c->pod, more, c->close_after ? "Connection: close\r\n" : "");
+	count(c, 200);
 	c->objfd = fd;
 	c->objoff = 0;
 	c->objleft = size;
@@ -371,6 +449,7 @@ static void request_start(struct store *s, struct conn *c)
 			return;
 		}
 		fsync(s->dirfd);
+		atomic_fetch_sub(&stats.objects, 1);
 		respond(c, 204, NULL, false);
 		return;
 	}
@@ -380,6 +459,7 @@ static void request_start(struct store *s, struct conn *c)
 		return;
 	}
 	c->close_after = c->req.close;
+	count(c, 200);
 	out_add(c,
 	        "HTTP/1.1 200 OK\r\nContent-Length: %" PRIu64
 	        "\r\nContent-Type: application/octet-stream\r\nX-Peak-Pod: %s\r\n%s\r\n",
@@ -410,6 +490,8 @@ static void body_done(struct store *s, struct conn *c)
 		respond(c, 500, NULL, true);
 		return;
 	}
+	if (!existed)
+		atomic_fetch_add(&stats.objects, 1);
 	respond(c, existed ? 204 : 201, NULL, false);
 }
 
@@ -429,6 +511,7 @@ static bool body_write(struct store *s, struct conn *c, const uint8_t *p, size_t
 		p += k;
 		n -= (size_t)k;
 		c->body_left -= (uint64_t)k;
+		atomic_fetch_add(&stats.bytes_in, (uint64_t)k);
 	}
 	return true;
 }
@@ -452,6 +535,7 @@ static int send_some(struct conn *c)
 		if (k <= 0)
 			return -1; /* a broken peer, or the file shrank under us */
 		c->objleft -= (uint64_t)k;
+		atomic_fetch_add(&stats.bytes_out, (uint64_t)k);
 	}
 	if (c->objfd != -1) {
 		close(c->objfd);
@@ -596,9 +680,12 @@ static int data_clean(int dirfd)
 			close(fd);
 		return -errno;
 	}
-	for (struct dirent *e; (e = readdir(d));)
+	for (struct dirent *e; (e = readdir(d));) {
 		if (!strncmp(e->d_name, ".tmp-", 5) && !unlinkat(dirfd, e->d_name, 0))
 			n++;
+		else if (object_name_ok(e->d_name))
+			atomic_fetch_add(&stats.objects, 1);
+	}
 	closedir(d);
 	if (n)
 		fsync(dirfd);
@@ -703,6 +790,7 @@ int store_serve(const struct store_opts *o)
 {
 	struct store s = {.o = o, .dirfd = -1};
 	int ret = 1, lfd = -1, sfd = -1, ep = -1, one = 1, zero = 0;
+	struct metrics_srv *ms = NULL;
 	int r = store_setup(&s, o);
 	if (r) {
 		ret = r;
@@ -757,7 +845,10 @@ int store_serve(const struct store_opts *o)
 	log_msg(LOG_INFO, "store: %s serving %s on %s, data %s, replicas %u, %zu slice block(s)",
 	        o->id, name, where, o->data, s.replicas, assign_routes(&s.a, (unsigned)s.me));
 	log_blocks(&s);
+	if (o->metrics && !(ms = metrics_start(o->metrics, stats_render, &stats)))
+		goto out;
 	if (s.replicas > 1) {
+		stats.repair = &s.repair;
 		s.repair = (struct store_repair){.svc = s.svc,
 		                                 .space = &s.space,
 		                                 .a = &s.a,
@@ -808,6 +899,8 @@ int store_serve(const struct store_opts *o)
 	log_msg(LOG_INFO, "store: stopped");
 	ret = 0;
 out:
+	if (ms)
+		metrics_stop(ms);
 	store_repair_stop(&s.repair);
 	if (s.conns)
 		for (unsigned k = 0; k < o->max_conns; k++)

@@ -30,6 +30,7 @@ struct store_opts {
 	uint64_t max_body;
 	unsigned max_conns;
 	unsigned timeout_ms;
+	const char *metrics; /* "[ADDR]:PORT" of the Prometheus endpoint, or NULL */
 };
 
 /* Serves until SIGINT or SIGTERM (SIGHUP is logged and ignored). Returns 0, 1 if the pod

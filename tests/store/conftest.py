@@ -23,6 +23,7 @@ from peaktest import K, PEAK, Server  # noqa: E402
 
 PORT = 8080
 MAX_BODY = 4 << 20
+METRICS_PORT = 9100
 TIMEOUT_MS = 1500
 NAME = "store.svc.example."
 
@@ -65,9 +66,9 @@ def ip(*args):
 class Pod:
     """One 'peak store serve' in a namespace; started and stopped by its own PID."""
 
-    def __init__(self, ns, pid, config, data, logpath, max_body=MAX_BODY):
+    def __init__(self, ns, pid, config, data, logpath, max_body=MAX_BODY, extra=()):
         self.ns, self.id, self.config, self.data, self.logpath = ns, pid, config, data, logpath
-        self.max_body = max_body
+        self.max_body, self.extra = max_body, list(extra)
         self.proc = None
 
     def start(self):
@@ -76,7 +77,7 @@ class Pod:
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, PEAK, "store", "serve", "--config",
              str(self.config), "--id", self.id, "--data", str(self.data), "--max-body",
-             str(self.max_body), "--timeout", str(TIMEOUT_MS)],
+             str(self.max_body), "--timeout", str(TIMEOUT_MS), *self.extra],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 10
         while "serving" not in self.logtext()[start:]:
@@ -110,6 +111,16 @@ class Pod:
     def blocks(self):
         """The prefixes of this pod's slices, as its start-up log lists them."""
         return re.findall(rf"store: {self.id} holds (\S+)", self.logtext())
+
+    def metrics(self):
+        """The pod's --metrics page as {'name{labels}': value}."""
+        code = ("import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
+                f"'http://[::1]:{METRICS_PORT}/metrics',timeout=5).read().decode())")
+        r = subprocess.run(["ip", "netns", "exec", self.ns, "/usr/bin/python3", "-c", code],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in r.stdout.splitlines() if line and not line.startswith("#")}
 
     def rss_peak_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
@@ -161,7 +172,7 @@ class Net:
         for i, ns in enumerate(self.ns):
             pid = f"s{i + 1}"
             pod = Pod(ns, pid, self.config, self.tmp / f"data-{pid}", self.tmp / f"{pid}.log",
-                      self.max_body)
+                      self.max_body, ["--metrics", f"[::1]:{METRICS_PORT}"])
             pod.start()
             self.pods[pid] = pod
         for i, pod in enumerate(self.pods.values()):

@@ -168,6 +168,28 @@ def test_an_emptied_pod_pulls_back_its_objects(net4):
     assert now == had  # every object of its replica sets, none other, whole
     pulled = int(re.search(r"(\d+) object\(s\) pulled", log).group(1))
     assert pulled == len(had), log
+    m = pod.metrics()
+    assert m["peak_store_repair_pulled_total"] == pulled, m
+    assert m["peak_store_repair_running"] == 0 and m["peak_store_repair_failed_total"] == 0
+    assert m["peak_store_repair_peers_done"] == 3
+    assert m["peak_store_objects"] == len(had), m
+
+
+def test_metrics_count_requests_bytes_and_objects(net4):
+    pod = net4.pods["s1"]
+    before = pod.metrics()
+    key = next(f"metric-{i}" for i in range(100)
+               if net4.store("put", NAME, f"metric-{i}", input=b"12345").returncode == 0
+               and holds(net4, "s1", f"metric-{i}"))
+    assert net4.store("get", NAME, key).returncode == 0
+    after = pod.metrics()
+
+    def delta(name):
+        return after.get(name, 0) - before.get(name, 0)
+    assert delta('peak_store_requests_total{method="PUT",status="201"}') >= 1, after
+    assert delta('peak_store_objects') >= 1
+    assert delta("peak_store_bytes_in_total") >= 5
+    assert after['peak_store_requests_total{method="LIST",status="200"}'] >= 3  # peers' repair
 
 
 def holds(net, pid, key):
