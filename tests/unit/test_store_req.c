@@ -7,6 +7,7 @@
 
 #include "peak/assign.h"
 #include "peak/http.h"
+#include "peak/ssa.h"
 #include "req.h"
 #include "store.h"
 
@@ -187,6 +188,30 @@ static void test_replica_set(void **state)
 	assert_int_equal(store_replica_set(two, 16, 3, set), 2);
 }
 
+static void test_descriptor_replicas(void **state)
+{
+	(void)state;
+	struct ssa_desc d;
+	char text[SSA_DESC_STRLEN];
+	const char *k = "key=000102030405060708090a0b0c0d0e0f";
+	char in[200];
+	snprintf(in, sizeof(in), "v=ssa1; slice=72; select=obj; host=src; replicas=3; %s", k);
+	assert_int_equal(ssa_desc_parse(in, strlen(in), &d, NULL, 0), 0);
+	assert_int_equal(d.replicas, 3);
+	assert_true(ssa_desc_print(&d, text, sizeof(text)) > 0);
+	assert_non_null(strstr(text, "; replicas=3"));
+	snprintf(in, sizeof(in), "v=ssa1; slice=72; select=obj; host=src; %s", k);
+	assert_int_equal(ssa_desc_parse(in, strlen(in), &d, NULL, 0), 0);
+	assert_int_equal(d.replicas, 1); /* the default, and not printed */
+	assert_true(ssa_desc_print(&d, text, sizeof(text)) > 0);
+	assert_null(strstr(text, "replicas"));
+	for (int i = 0; i < 2; i++) {
+		snprintf(in, sizeof(in), "v=ssa1; slice=72; select=obj; replicas=%s; %s",
+		         i ? "0" : "9", k);
+		assert_int_equal(ssa_desc_parse(in, strlen(in), &d, NULL, 0), -EINVAL);
+	}
+}
+
 static void test_big_reply_head(void **state)
 {
 	(void)state;
@@ -209,7 +234,7 @@ int main(void)
 	    cmocka_unit_test(test_methods_and_keys), cmocka_unit_test(test_refusals),
 	    cmocka_unit_test(test_key_check),        cmocka_unit_test(test_acked_header),
 	    cmocka_unit_test(test_replica_set),      cmocka_unit_test(test_big_reply_head),
-	    cmocka_unit_test(test_listing),
+	    cmocka_unit_test(test_listing),          cmocka_unit_test(test_descriptor_replicas),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
