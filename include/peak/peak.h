@@ -143,8 +143,8 @@ int peak_store_put(struct peak_resolver *r, const char *name, const char *key, i
                    const struct peak_store_opts *o);
 
 /* Stores buf[0..len) as key's object; o may be NULL. */
-int peak_store_put_buf(struct peak_resolver *r, const char *name, const char *key,
-                       const void *buf, size_t len, const struct peak_store_opts *o);
+int peak_store_put_buf(struct peak_resolver *r, const char *name, const char *key, const void *buf,
+                       size_t len, const struct peak_store_opts *o);
 
 /* Writes key's object to fd as it arrives. A reply cut short is fetched again from the
  * next replica if fd is seekable (it is truncated back), else it fails. */
