@@ -278,7 +278,7 @@ int store_op_run(struct store_op *op)
 		trace(op, "replica %u at %s: %u %s%s%s", cd->replica, host, call.status,
 		      store_status_text(call.status), *call.pod ? " from " : "", call.pod);
 		unsigned st = call.status;
-		if (op->method == STORE_GET && st == 200) {
+		if ((op->method == STORE_GET || op->method == STORE_HEAD) && st == 200) {
 			op->status = 200;
 			op->acks = 1;
 			return 0;
@@ -299,7 +299,8 @@ int store_op_run(struct store_op *op)
 		}
 		if (st == 404 && op->method == STORE_PUT)
 			continue; /* not a status a PUT gets */
-		if (pod_add(acked, sizeof(acked), call.pod)) {
+		/* a server that does not name itself is counted each time it answers */
+		if (!*call.pod || pod_add(acked, sizeof(acked), call.pod)) {
 			op->acks++;
 			if (st != 404)
 				found++;
