@@ -27,6 +27,13 @@ struct http_resp {
  * pass head_req: the body is then empty whatever Content-Length says. */
 long http_resp_parse(const uint8_t *buf, size_t len, bool head_req, struct http_resp *out);
 
+/* As http_resp_parse, for a caller that streams the body itself (the object store's
+ * client): returns the head's length once the head is buffered, whatever of the body
+ * follows, 0 if more bytes are needed, or -EBADMSG as http_resp_parse does but with bodies
+ * up to max_body (out->body_len, 64 bits on the 64-bit targets this builds for). */
+long http_resp_head_parse(const uint8_t *buf, size_t len, bool head_req, uint64_t max_body,
+                          struct http_resp *out);
+
 /* Helpers for any HTTP/1.1 head (requests too), through the project's cursor. */
 struct cur;
 

@@ -9,6 +9,7 @@
  */
 #include <netinet/in.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum {
@@ -33,6 +34,9 @@ enum peak_error {
 	PEAK_E_POW = -2012,      /* the proof of work found no nonce */
 	PEAK_E_CONNECT = -2013,  /* every connection attempt failed or timed out */
 	PEAK_E_POW_TIME = -2014, /* the proof of work did not finish within the timeout */
+	PEAK_E_NOTFOUND = -2015, /* store: no replica has the object */
+	PEAK_E_REFUSED = -2016,  /* store: refused (too large, misdirected; see last_detail) */
+	PEAK_E_REPLICAS = -2017, /* store: too few replicas stored, or could be reached */
 };
 
 struct peak_resolver_opts {
@@ -116,3 +120,42 @@ const char *peak_strerror(int err);
 
 /* The name of an origin ("rule", "fanout", "replica", "random", "aaaa"). */
 const char *peak_origin_name(enum peak_origin o);
+
+/*
+ * Object store calls, for select=obj services served by `peak store serve` (README "Object
+ * store"): resolve name for the key, then walk the key's replica addresses (replicas=R in
+ * the rule: a put is acknowledged by a majority of R distinct pods, a get reads from the
+ * first that has the object, a delete reaches all R). Bodies stream, of any size. Each
+ * returns 0 or a negative error: the resolver's, PEAK_E_NOTFOUND, PEAK_E_REFUSED,
+ * PEAK_E_REPLICAS or -errno; peak_last_detail says more.
+ */
+struct peak_store_opts {
+	uint16_t port;       /* the service port (0: 80) */
+	unsigned timeout_ms; /* each connect, send and receive (0: 5000) */
+	/* called with a line per replica tried (what a CLI's --verbose shows), or NULL */
+	void (*trace)(void *arg, const char *line);
+	void *trace_arg;
+};
+
+/* Stores the contents of fd (a regular file, read from offset 0 with sendfile, or any
+ * readable fd, copied first to an unnamed temp file) as key's object; o may be NULL. */
+int peak_store_put(struct peak_resolver *r, const char *name, const char *key, int fd,
+                   const struct peak_store_opts *o);
+
+/* Stores buf[0..len) as key's object; o may be NULL. */
+int peak_store_put_buf(struct peak_resolver *r, const char *name, const char *key, const void *buf,
+                       size_t len, const struct peak_store_opts *o);
+
+/* Writes key's object to fd as it arrives. A reply cut short is fetched again from the
+ * next replica if fd is seekable (it is truncated back), else it fails. */
+int peak_store_get(struct peak_resolver *r, const char *name, const char *key, int fd,
+                   const struct peak_store_opts *o);
+
+/* Reads key's object into a new malloc'd buffer (*out, length *len; free it); an object
+ * over max bytes fails with -EFBIG. */
+int peak_store_get_buf(struct peak_resolver *r, const char *name, const char *key, void **out,
+                       size_t *len, size_t max, const struct peak_store_opts *o);
+
+/* Deletes key's object from every replica; PEAK_E_NOTFOUND if none had it. */
+int peak_store_delete(struct peak_resolver *r, const char *name, const char *key,
+                      const struct peak_store_opts *o);

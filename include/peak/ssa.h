@@ -20,6 +20,7 @@ enum {
 	SSA_DEF_PERIOD_S = 30,
 	SSA_DEF_NONCE_BITS = 32,
 	SSA_DEF_SKEW_EPOCHS = 1,
+	SSA_MAX_REPLICAS = 8,
 	/* The largest proof of work a descriptor may ask: about 2^28 hashes per address, about
 	 * a minute of one core here (bench_resolve pow 20: 0.16 s median). A larger one
 	 * (SPEC.md allows up to 64) would let one spoofed TXT record make every client search
@@ -38,6 +39,10 @@ struct ssa_desc {
 	uint8_t pow;    /* difficulty in bits, 0..SSA_MAX_POW_BITS */
 	uint8_t nonce;  /* nonce width in bits when pow > 0, 1..64 */
 	uint8_t skew;   /* epochs, 0..4 */
+	/* select=obj: copies of each object, 1..SSA_MAX_REPLICAS (default 1). Not in SPEC.md's
+	 * ssa1 table yet: clients that do not know it ignore it (forward compatibility) and
+	 * reach replica 0; the object store (src/store/) writes and reads the copies. */
+	uint8_t replicas;
 	bool has_key;
 	uint32_t period; /* seconds, 1..86400 */
 	uint8_t key[16];

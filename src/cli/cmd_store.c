@@ -17,10 +17,12 @@
 #include "../sys/net.h"
 #include "cli.h"
 #include "peak/peak.h"
+#include "peak/ssa.h"
 
 static const char store_help[] =
     "usage: peak store serve --config FILE --id ID [--data DIR] [--listen ADDR:PORT]\n"
     "                        [--max-body BYTES] [--max-conns N] [--timeout MS]\n"
+    "                        [--metrics ADDR:PORT]\n"
     "       peak store put NAME KEY [FILE] [client options]\n"
     "       peak store get NAME KEY [FILE] [client options]\n"
     "       peak store delete NAME KEY [client options]\n"
@@ -39,32 +41,36 @@ static const char store_help[] =
     "  --id ID            this pod's endpoint id\n"
     "  --data DIR         data directory, created if missing (default ./store-ID)\n"
     "  --listen ADDR:PORT listen here instead ([IPV6]:PORT)\n"
-    "  --max-body BYTES   largest object (default 16777216, what peak store get takes);\n"
-    "                     larger PUTs get 413\n"
+    "  --max-body BYTES   largest object (default 1073741824); larger PUTs get 413\n"
     "  --max-conns N      simultaneous connections (default 1024; more get 503)\n"
     "  --timeout MS       a request's head must arrive within MS, a body or reply within\n"
     "                     MS plus its size at 64 KB/s (default 10000): else 408, closed\n"
+    "  --metrics ADDR:PORT  Prometheus text at http://ADDR:PORT/metrics: requests by method\n"
+    "                     and status, body bytes in and out, objects, repair progress\n"
     "\n"
-    "put/get/delete: resolve NAME for the key (APL and _ssa TXT), connect to the rule's\n"
-    "address (replica 0) and PUT FILE (default stdin), GET into FILE (default stdout) or\n"
-    "DELETE. Exit 0 done, 1 not found, misdirected or failed, 2 usage.\n"
+    "With replicas=R in the rule, a key lives on the first R distinct pods owning its\n"
+    "replica slices 0, 1, ...; other pods answer 421. GET /s/?after=NAME&limit=N lists a\n"
+    "pod's objects (NAME KEY lines, X-Peak-More: 1 while more remain); with R > 1 a pod\n"
+    "starting pulls the objects of its replica sets it lacks from the other endpoints\n"
+    "(at their configured address), in the background, logging each page.\n"
+    "\n"
+    "put/get/delete: resolve NAME for the key (APL and _ssa TXT) and walk the key's replica\n"
+    "addresses: PUT FILE (default stdin) until R pods stored it (done at a majority),\n"
+    "GET into FILE (default stdout) from the first that has it, DELETE from all R. Bodies\n"
+    "stream, of any size. Exit 0 done, 1 not found, misdirected or failed, 2 usage.\n"
     "  --server ADDR[:PORT] name server (repeatable; default /etc/resolv.conf)\n"
     "  --port P           the service port (default 80)\n"
     "  --timeout MS       DNS per attempt, connect and each transfer step (default 5000)\n"
-    "  --verbose          say which address was used\n";
+    "  --verbose          say which addresses were tried and what each answered\n";
 
 static int store_serve_cmd(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, 0, 'c'},
-	    {"id", required_argument, 0, 'i'},
-	    {"data", required_argument, 0, 'd'},
-	    {"listen", required_argument, 0, 'l'},
-	    {"max-body", required_argument, 0, 'b'},
-	    {"max-conns", required_argument, 0, 'm'},
-	    {"timeout", required_argument, 0, 't'},
-	    {"help", no_argument, 0, 'h'},
-	    {0, 0, 0, 0},
+	    {"config", required_argument, 0, 'c'},   {"id", required_argument, 0, 'i'},
+	    {"data", required_argument, 0, 'd'},     {"listen", required_argument, 0, 'l'},
+	    {"max-body", required_argument, 0, 'b'}, {"max-conns", required_argument, 0, 'm'},
+	    {"timeout", required_argument, 0, 't'},  {"metrics", required_argument, 0, 'M'},
+	    {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
 	};
 	static char data[256];
 	struct store_opts o = {.max_body = STORE_DEF_MAX_BODY,
@@ -100,6 +106,9 @@ static int store_serve_cmd(int argc, char **argv)
 		case 't':
 			o.timeout_ms = (unsigned)cli_u64("store", "--timeout", optarg, 1, 3600000);
 			break;
+		case 'M':
+			o.metrics = optarg;
+			break;
 		case 'h':
 			fputs(store_help, stdout);
 			return 0;
@@ -119,23 +128,9 @@ static int store_serve_cmd(int argc, char **argv)
 	return store_serve(&o);
 }
 
-/* Connects to the candidate (bound to its source) with the socket timeouts set. */
-static int cand_connect(const struct peak_candidate *cd, unsigned timeout_ms)
+static void trace_line(void *arg, const char *line)
 {
-	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
-	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
-	if (fd == -1)
-		return -errno;
-	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
-	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-	bool bind_src = !IN6_IS_ADDR_UNSPECIFIED(&cd->src.sin6_addr);
-	if ((bind_src && bind(fd, (const struct sockaddr *)&cd->src, sizeof(cd->src)) == -1) ||
-	    connect(fd, (const struct sockaddr *)&cd->dst, sizeof(cd->dst)) == -1) {
-		int e = -errno;
-		close(fd);
-		return e;
-	}
-	return fd;
+	fprintf(stderr, "peak store %s: %s\n", (const char *)arg, line);
 }
 
 /* put/get/delete NAME KEY [FILE]. */
@@ -150,7 +145,7 @@ static int store_client_cmd(enum store_method m, int argc, char **argv)
 	struct peak_resolver_opts ro = {0};
 	unsigned nserver = 0, timeout_ms = 5000, port = 80;
 	bool verbose = false;
-	int c, ret = 1, fd = -1, filefd = -1, err = 0;
+	int c, ret = 1, filefd = -1, err = 0;
 	struct peak_resolver *r = NULL;
 	char *tmpname = NULL;
 	signal(SIGPIPE, SIG_IGN); /* a refused PUT closes while we send: an error, not death */
@@ -188,37 +183,17 @@ static int store_client_cmd(enum store_method m, int argc, char **argv)
 	const char *file = argc - optind == 3 ? argv[optind + 2] : NULL;
 	if (store_key_check((const uint8_t *)key, strlen(key)))
 		cli_usage_error("store", "bad key: 1 to 255 bytes, no '/', not '.' or '..'");
-	struct store_call call = {.method = m, .key = key, .infd = -1, .outfd = 1};
+	struct peak_store_opts so = {.port = (uint16_t)port,
+	                             .timeout_ms = timeout_ms,
+	                             .trace = verbose ? trace_line : NULL,
+	                             .trace_arg = (void *)cmd};
 	if (m == STORE_PUT) {
-		struct stat st;
 		filefd = file ? open(file, O_RDONLY | O_CLOEXEC) : dup(0);
-		if (filefd == -1 || fstat(filefd, &st) == -1) {
+		if (filefd == -1) {
 			fprintf(stderr, "peak store put: %s: %s\n", file ? file : "stdin",
 			        strerror(errno));
 			goto out;
 		}
-		if (!S_ISREG(st.st_mode)) {
-			/* a pipe: spool it to an unnamed temp file, so its length is known */
-			FILE *t = tmpfile();
-			uint8_t b[65536];
-			ssize_t k;
-			if (!t)
-				goto out;
-			while ((k = read(filefd, b, sizeof(b))) > 0)
-				if (fwrite(b, 1, (size_t)k, t) != (size_t)k)
-					k = -1;
-			if (k < 0 || fflush(t)) {
-				fclose(t);
-				goto out;
-			}
-			close(filefd);
-			filefd = dup(fileno(t));
-			fclose(t);
-			if (filefd == -1 || fstat(filefd, &st) == -1)
-				goto out;
-		}
-		call.infd = filefd;
-		call.in_len = (uint64_t)st.st_size;
 	} else if (m == STORE_GET && file) {
 		size_t fl = strlen(file);
 		tmpname = malloc(fl + 16);
@@ -230,7 +205,6 @@ static int store_client_cmd(enum store_method m, int argc, char **argv)
 			fprintf(stderr, "peak store get: %s: %s\n", tmpname, strerror(errno));
 			goto out;
 		}
-		call.outfd = filefd;
 	}
 	ro.timeout_ms = timeout_ms;
 	r = peak_resolver_new(&ro, &err);
@@ -238,32 +212,18 @@ static int store_client_cmd(enum store_method m, int argc, char **argv)
 		fprintf(stderr, "peak store %s: %s\n", cmd, peak_strerror(err));
 		goto out;
 	}
-	struct peak_result res;
-	err = peak_resolve(r, name, key, (uint16_t)port, &res);
-	if (err || !res.n) {
-		fprintf(stderr, "peak store %s: %s: %s%s%s\n", cmd, name, peak_strerror(err),
-		        *peak_last_detail(r) ? ": " : "", peak_last_detail(r));
-		goto out;
-	}
-	char host[INET6_ADDRSTRLEN + 8], a[INET6_ADDRSTRLEN];
-	inet_ntop(AF_INET6, &res.cand[0].dst.sin6_addr, a, sizeof(a));
-	snprintf(host, sizeof(host), "[%s]:%u", a, port);
-	call.host = host;
-	if (verbose)
-		fprintf(stderr, "peak store %s: %s at %s\n", cmd, key, host);
-	fd = cand_connect(&res.cand[0], timeout_ms);
-	if (fd < 0) {
-		fprintf(stderr, "peak store %s: connect %s: %s\n", cmd, host, strerror(-fd));
-		goto out;
-	}
-	err = store_call_run(fd, &call);
+	if (m == STORE_PUT)
+		err = peak_store_put(r, name, key, filefd, &so);
+	else if (m == STORE_GET)
+		err = peak_store_get(r, name, key, file ? filefd : 1, &so);
+	else
+		err = peak_store_delete(r, name, key, &so);
 	if (err) {
-		fprintf(stderr, "peak store %s: %s: %s\n", cmd, host, call.detail);
-		goto out;
-	}
-	if (call.status >= 300) {
-		fprintf(stderr, "peak store %s: %s: %u %s%s%s\n", cmd, key, call.status,
-		        store_status_text(call.status), *call.detail ? ": " : "", call.detail);
+		const char *d = peak_last_detail(r);
+		fprintf(stderr, "peak store %s: %s: %s%s%s\n", cmd, key,
+		        err == PEAK_E_NOTFOUND ? "404 Not Found: no replica has the object"
+		                               : peak_strerror(err),
+		        *d && err != PEAK_E_NOTFOUND ? ": " : "", err == PEAK_E_NOTFOUND ? "" : d);
 		goto out;
 	}
 	if (tmpname && rename(tmpname, file) == -1) {
@@ -275,8 +235,6 @@ out:
 	if (tmpname && ret)
 		unlink(tmpname);
 	free(tmpname);
-	if (fd >= 0)
-		close(fd);
 	if (filefd != -1)
 		close(filefd);
 	peak_resolver_free(r);

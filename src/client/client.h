@@ -74,3 +74,8 @@ int candidates_compute(const struct cand_req *q, struct peak_result *out);
 /* Candidates from AAAA records, in the order given, with no source. */
 void candidates_from_aaaa(const uint8_t (*aaaa)[16], unsigned n, uint16_t port,
                           struct peak_result *out);
+
+/* For the object store calls (src/client/store.c): sets how many further replicas
+ * peak_resolve computes, returning the previous count; sets peak_last_detail's text. */
+unsigned resolver_replicas_swap(struct peak_resolver *r, unsigned replicas);
+void resolver_detail_set(struct peak_resolver *r, const char *detail);

@@ -701,9 +701,27 @@ const char *peak_strerror(int err)
 		return "SSA: the proof of work did not finish in time";
 	case PEAK_E_CONNECT:
 		return "connect: every attempt failed or timed out";
+	case PEAK_E_NOTFOUND:
+		return "store: no replica has the object";
+	case PEAK_E_REFUSED:
+		return "store: the pods refused the request";
+	case PEAK_E_REPLICAS:
+		return "store: too few replicas could be reached";
 	default:
 		return err < 0 && err > -4096 ? strerror(-err) : "unknown error";
 	}
+}
+
+unsigned resolver_replicas_swap(struct peak_resolver *r, unsigned replicas)
+{
+	unsigned old = r->replicas;
+	r->replicas = replicas;
+	return old;
+}
+
+void resolver_detail_set(struct peak_resolver *r, const char *detail)
+{
+	snprintf(r->detail, sizeof(r->detail), "%s", detail);
 }
 
 const char *peak_origin_name(enum peak_origin o)

@@ -395,6 +395,7 @@ static const struct key svc_keys[] = {
     {.name = "nonce", .type = T_DESC},
     {.name = "period", .type = T_DESC},
     {.name = "skew", .type = T_DESC},
+    {.name = "replicas", .type = T_DESC},
     {.name = "key", .type = T_DESC},
     {"secret-file", T_STR, SB(s.secret_file), .size = CFG_PATH_MAX},
     {"port", T_U32, SB(s.port), .min = 1, .max = 65535, .def = 80},

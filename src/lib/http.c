@@ -60,7 +60,10 @@ bool http_list_has(const uint8_t *p, size_t n, const char *token)
 	return false;
 }
 
-long http_resp_parse(const uint8_t *buf, size_t len, bool head_req, struct http_resp *out)
+/* The head of the response in buf[0..len): its length, 0 if it is not all there, or -EBADMSG;
+ * a Content-Length of more than digits digits or above max_body is malformed. */
+static long resp_head(const uint8_t *buf, size_t len, bool head_req, uint64_t max_body,
+                      size_t digits, struct http_resp *out)
 {
 	size_t hl = http_head_end(buf, len, HTTP_HEAD_MAX);
 	if (!hl)
@@ -89,17 +92,17 @@ long http_resp_parse(const uint8_t *buf, size_t len, bool head_req, struct http_
 		size_t name_n = (size_t)(colon - s), vn;
 		const uint8_t *v = http_trim(colon + 1, n - name_n - 1, &vn);
 		if (http_token_is(s, name_n, "Content-Length")) {
-			if (have_len || !vn || vn > 9)
+			if (have_len || !vn || vn > digits)
 				return -EBADMSG;
-			size_t body = 0;
+			uint64_t body = 0;
 			for (size_t k = 0; k < vn; k++) {
 				if (v[k] < '0' || v[k] > '9')
 					return -EBADMSG;
-				body = body * 10 + (size_t)(v[k] - '0');
+				body = body * 10 + (uint64_t)(v[k] - '0');
 			}
-			if (body > HTTP_BODY_MAX)
+			if (body > max_body)
 				return -EBADMSG;
-			out->body_len = body;
+			out->body_len = (size_t)body;
 			have_len = true;
 		} else if (http_token_is(s, name_n, "Transfer-Encoding")) {
 			return -EBADMSG; /* chunked and other codings: unsupported */
@@ -115,7 +118,21 @@ long http_resp_parse(const uint8_t *buf, size_t len, bool head_req, struct http_
 		out->body_len = 0;
 	else if (!have_len)
 		return -EBADMSG; /* a body delimited by close: not for a load generator */
-	if (len - hl < out->body_len)
+	return (long)hl;
+}
+
+long http_resp_parse(const uint8_t *buf, size_t len, bool head_req, struct http_resp *out)
+{
+	long hl = resp_head(buf, len, head_req, HTTP_BODY_MAX, 9, out);
+	if (hl <= 0)
+		return hl;
+	if (len - (size_t)hl < out->body_len)
 		return 0;
-	return (long)(hl + out->body_len);
+	return (long)((size_t)hl + out->body_len);
+}
+
+long http_resp_head_parse(const uint8_t *buf, size_t len, bool head_req, uint64_t max_body,
+                          struct http_resp *out)
+{
+	return resp_head(buf, len, head_req, max_body, 19, out);
 }

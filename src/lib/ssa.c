@@ -28,7 +28,19 @@ int ssa_key_parse(const char *hex, size_t len, uint8_t key[static 16])
 }
 
 /* Descriptor fields: one row each, so parsing, ranges and defaults come from one table. */
-enum field { F_V, F_SLICE, F_SELECT, F_HOST, F_FANOUT, F_POW, F_NONCE, F_PERIOD, F_SKEW, F_KEY };
+enum field {
+	F_V,
+	F_SLICE,
+	F_SELECT,
+	F_HOST,
+	F_FANOUT,
+	F_POW,
+	F_NONCE,
+	F_PERIOD,
+	F_SKEW,
+	F_REPLICAS,
+	F_KEY
+};
 static const struct {
 	const char *name;
 	uint32_t min, max;
@@ -42,6 +54,7 @@ static const struct {
     [F_NONCE] = {"nonce", 1, 64},
     [F_PERIOD] = {"period", 1, 86400},
     [F_SKEW] = {"skew", 0, 4},
+    [F_REPLICAS] = {"replicas", 1, SSA_MAX_REPLICAS},
     [F_KEY] = {"key", 0, 0},
 };
 enum { NFIELDS = sizeof(fields) / sizeof(fields[0]) };
@@ -99,6 +112,7 @@ void ssa_desc_init(struct ssa_desc *d)
 	    .nonce = SSA_DEF_NONCE_BITS,
 	    .period = SSA_DEF_PERIOD_S,
 	    .skew = SSA_DEF_SKEW_EPOCHS,
+	    .replicas = 1,
 	};
 }
 
@@ -152,6 +166,8 @@ static int set_field(struct ssa_desc *d, int f, const char *vb, const char *ve, 
 		d->period = v;
 	else if (f == F_SKEW)
 		d->skew = (uint8_t)v;
+	else if (f == F_REPLICAS)
+		d->replicas = (uint8_t)v;
 	return 0;
 }
 
@@ -251,6 +267,8 @@ int ssa_desc_print(const struct ssa_desc *d, char *out, size_t cap)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "; period=%u", d->period);
 	if (d->skew != SSA_DEF_SKEW_EPOCHS)
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "; skew=%u", d->skew);
+	if (d->replicas != 1)
+		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "; replicas=%u", d->replicas);
 	if (d->has_key) {
 		n += snprintf(buf + n, sizeof(buf) - (size_t)n, "; key=");
 		for (int i = 0; i < 16; i++)

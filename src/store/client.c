@@ -1,37 +1,23 @@
-/* One object store request from the client side; see client.h. The reply's head is
- * framed by the project's HTTP response parser (src/lib/http.c). */
+/* The object store's client side; see client.h. A reply's head is framed by the project's
+ * HTTP response parser (src/lib/http.c, http_resp_head_parse); bodies stream through a
+ * 72 KiB buffer, so objects of any size cost the same memory. */
 #define _GNU_SOURCE /* memmem */
 #include "client.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
+#include <sys/time.h>
 #include <unistd.h>
 
 #include "peak/http.h"
 
 static const char *const method_names[] = {"", "GET", "HEAD", "PUT", "DELETE"};
-
-/* Percent-encodes everything but RFC 3986 unreserved characters. */
-static void key_encode(const char *key, char *out, size_t cap)
-{
-	static const char hex[] = "0123456789ABCDEF";
-	size_t n = 0;
-	for (const unsigned char *p = (const unsigned char *)key; *p && n + 4 < cap; p++) {
-		if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
-		    (*p >= '0' && *p <= '9') || *p == '-' || *p == '.' || *p == '_' || *p == '~') {
-			out[n++] = (char)*p;
-		} else {
-			out[n++] = '%';
-			out[n++] = hex[*p >> 4];
-			out[n++] = hex[*p & 15];
-		}
-	}
-	out[n] = 0;
-}
 
 static int send_all(int fd, const char *p, size_t n)
 {
@@ -80,67 +66,93 @@ static void header_value(const uint8_t *h, size_t hl, const char *name, char *ou
 	}
 }
 
-int store_call_run(int fd, struct store_call *call)
+/* Reads one response head into buf (len bytes held, some may be body); parses it. */
+static int head_read(int fd, struct store_call *call, uint8_t *buf, size_t *len,
+                     struct http_resp *resp)
 {
-	char target[3 * 255 + 1], head[1024 + sizeof(target)];
-	uint8_t buf[HTTP_HEAD_MAX + 65536];
-	size_t len = 0, hl = 0;
-	int r;
-	call->status = 0;
-	call->body_len = 0;
-	call->detail[0] = 0;
-	key_encode(call->key, target, sizeof(target));
-	int n = snprintf(head, sizeof(head), "%s /o/%s HTTP/1.1\r\nHost: %s\r\n",
-	                 method_names[call->method], target, call->host);
-	if (call->method == STORE_PUT)
-		n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Length: %llu\r\n",
-		              (unsigned long long)call->in_len);
-	n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: close\r\n\r\n");
-	int sent = send_all(fd, head, (size_t)n);
-	if (!sent && call->method == STORE_PUT) {
-		off_t off = 0;
-		for (uint64_t left = call->in_len; left && !sent;) {
-			ssize_t k =
-			    sendfile(fd, call->infd, &off, left < (1u << 30) ? left : (1u << 30));
-			if (k == -1 && errno == EINTR)
-				continue;
-			if (k <= 0)
-				sent = k ? -errno : -EIO; /* the file shrank */
-			else
-				left -= (uint64_t)k;
-		}
-	}
-	/* a refusal (421, 413) can come before the body is all sent: read the reply anyway */
 	for (;;) {
-		ssize_t k = recv(fd, buf + len, HTTP_HEAD_MAX - len, 0);
+		long hl =
+		    http_resp_head_parse(buf, *len, call->method == STORE_HEAD, UINT64_MAX, resp);
+		if (hl < 0) {
+			snprintf(call->detail, sizeof(call->detail), "a reply that does not parse");
+			return -EBADMSG;
+		}
+		if (hl > 0)
+			return 0;
+		ssize_t k = recv(fd, buf + *len, HTTP_HEAD_MAX - *len, 0);
 		if (k == -1 && errno == EINTR)
 			continue;
 		if (k <= 0) {
-			r = k ? -errno : -EBADMSG;
-			if (sent)
-				r = sent;
-			snprintf(call->detail, sizeof(call->detail), "no reply: %s", strerror(-r));
+			int r = k ? -errno : -EBADMSG;
+			snprintf(call->detail, sizeof(call->detail), "no reply: %s",
+			         k ? strerror(errno) : "closed");
 			return r;
 		}
-		len += (size_t)k;
-		uint8_t *e = memmem(buf, len, "\r\n\r\n", 4);
-		if (e) {
-			hl = (size_t)(e - buf) + 4;
-			break;
-		}
-		if (len == HTTP_HEAD_MAX) {
-			snprintf(call->detail, sizeof(call->detail), "reply head too long");
-			return -EBADMSG;
-		}
+		*len += (size_t)k;
 	}
-	/* only the head is given: a complete head with a body returns 0 with out filled */
+}
+
+/* Streams the body from infd (a regular file, from offset 0) to the socket. */
+static int body_send(int fd, const struct store_call *call)
+{
+	off_t off = 0;
+	for (uint64_t left = call->in_len; left;) {
+		ssize_t k = sendfile(fd, call->infd, &off, left < (1u << 30) ? left : (1u << 30));
+		if (k == -1 && errno == EINTR)
+			continue;
+		if (k <= 0)
+			return k ? -errno : -EIO; /* the file shrank */
+		left -= (uint64_t)k;
+	}
+	return 0;
+}
+
+int store_call_run(int fd, struct store_call *call)
+{
+	char target[3 * 255 + 1], head[1024 + sizeof(target) + STORE_ACKED_MAX];
+	uint8_t buf[HTTP_HEAD_MAX + 65536];
+	size_t len = 0;
 	struct http_resp resp;
-	if (http_resp_parse(buf, hl, call->method == STORE_HEAD, &resp) < 0) {
-		snprintf(call->detail, sizeof(call->detail), "a reply that does not parse");
-		return -EBADMSG;
+	int r;
+	call->status = 0;
+	call->body_len = call->body_out = 0;
+	call->pod[0] = call->detail[0] = 0;
+	store_key_encode((const uint8_t *)call->key, strlen(call->key), target, sizeof(target));
+	int n = snprintf(head, sizeof(head), "%s /o/%s HTTP/1.1\r\nHost: %s\r\n",
+	                 method_names[call->method], target, call->host);
+	if (call->acked && *call->acked)
+		n += snprintf(head + n, sizeof(head) - (size_t)n, "X-Peak-Acked: %s\r\n",
+		              call->acked);
+	if (call->method == STORE_PUT)
+		n += snprintf(head + n, sizeof(head) - (size_t)n,
+		              "Content-Length: %llu\r\nExpect: 100-continue\r\n",
+		              (unsigned long long)call->in_len);
+	n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: close\r\n\r\n");
+	if ((size_t)n >= sizeof(head)) {
+		snprintf(call->detail, sizeof(call->detail), "request head too long");
+		return -EMSGSIZE;
 	}
+	if ((r = send_all(fd, head, (size_t)n))) {
+		snprintf(call->detail, sizeof(call->detail), "send: %s", strerror(-r));
+		return r;
+	}
+	if ((r = head_read(fd, call, buf, &len, &resp)))
+		return r;
+	if (call->method == STORE_PUT && resp.status == 100) {
+		/* the pod takes the body (RFC 9110 10.1.1): send it, then read the final reply */
+		len -= resp.head_len;
+		memmove(buf, buf + resp.head_len, len);
+		if ((r = body_send(fd, call))) {
+			snprintf(call->detail, sizeof(call->detail), "send: %s", strerror(-r));
+			return r;
+		}
+		if ((r = head_read(fd, call, buf, &len, &resp)))
+			return r;
+	}
+	size_t hl = resp.head_len;
 	call->status = resp.status;
 	call->body_len = resp.body_len;
+	header_value(buf, hl, "X-Peak-Pod", call->pod, sizeof(call->pod));
 	if (resp.status == 421) {
 		char owner[80], addr[64];
 		header_value(buf, hl, "X-Peak-Owner", owner, sizeof(owner));
@@ -153,19 +165,175 @@ int store_call_run(int fd, struct store_call *call)
 	uint64_t left = resp.body_len;
 	size_t have = len - hl < left ? len - hl : (size_t)left;
 	if ((r = write_all(call->outfd, buf + hl, have)))
-		return r;
+		goto werr;
+	call->body_out += have;
 	left -= have;
 	while (left) {
 		ssize_t k = recv(fd, buf, left < sizeof(buf) ? left : sizeof(buf), 0);
 		if (k == -1 && errno == EINTR)
 			continue;
 		if (k <= 0) {
-			snprintf(call->detail, sizeof(call->detail), "reply cut short");
+			snprintf(call->detail, sizeof(call->detail), "reply cut short: %s",
+			         k ? strerror(errno) : "closed");
 			return k ? -errno : -EBADMSG;
 		}
 		if ((r = write_all(call->outfd, buf, (size_t)k)))
-			return r;
+			goto werr;
+		call->body_out += (uint64_t)k;
 		left -= (uint64_t)k;
 	}
 	return 0;
+werr:
+	snprintf(call->detail, sizeof(call->detail), "write: %s", strerror(-r));
+	return r;
+}
+
+/* Connects to the candidate (bound to its source) with the socket timeouts set. */
+static int cand_connect(const struct peak_candidate *cd, unsigned timeout_ms)
+{
+	struct timeval tv = {.tv_sec = timeout_ms / 1000, .tv_usec = (timeout_ms % 1000) * 1000};
+	int fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	if (fd == -1)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	bool bind_src = !IN6_IS_ADDR_UNSPECIFIED(&cd->src.sin6_addr);
+	if ((bind_src && bind(fd, (const struct sockaddr *)&cd->src, sizeof(cd->src)) == -1) ||
+	    connect(fd, (const struct sockaddr *)&cd->dst, sizeof(cd->dst)) == -1) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+static void trace(const struct store_op *op, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+static void trace(const struct store_op *op, const char *fmt, ...)
+{
+	char line[512];
+	va_list ap;
+	if (!op->trace)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(line, sizeof(line), fmt, ap);
+	va_end(ap);
+	op->trace(op->trace_arg, line);
+}
+
+/* Adds pod to the comma-separated list (if it fits and is not there); true if added. */
+static bool pod_add(char *list, size_t cap, const char *pod)
+{
+	size_t n = strlen(list), pl = strlen(pod);
+	if (!pl || http_list_has((const uint8_t *)list, n, pod) || n + pl + 2 > cap)
+		return false;
+	snprintf(list + n, cap - n, "%s%s", n ? "," : "", pod);
+	return true;
+}
+
+int store_op_run(struct store_op *op)
+{
+	char acked[STORE_ACKED_MAX] = "", host[INET6_ADDRSTRLEN + 8], a[INET6_ADDRSTRLEN];
+	unsigned need = op->method == STORE_PUT ? op->replicas / 2 + 1 : op->replicas;
+	unsigned failures = 0, found = 0;
+	int last_err = -EHOSTUNREACH;
+	off_t out_start = op->method == STORE_GET ? lseek(op->outfd, 0, SEEK_CUR) : -1;
+	op->status = op->acks = 0;
+	op->detail[0] = 0;
+	for (unsigned i = 0; i < op->ncand && op->acks < op->replicas; i++) {
+		const struct peak_candidate *cd = &op->cand[i];
+		inet_ntop(AF_INET6, &cd->dst.sin6_addr, a, sizeof(a));
+		snprintf(host, sizeof(host), "[%s]:%u", a, ntohs(cd->dst.sin6_port));
+		int fd = cand_connect(cd, op->timeout_ms);
+		if (fd < 0) {
+			failures++;
+			last_err = fd;
+			snprintf(op->detail, sizeof(op->detail), "connect %s: %s", host,
+			         strerror(-fd));
+			trace(op, "replica %u at %s: %s", cd->replica, host, op->detail);
+			continue;
+		}
+		struct store_call call = {.method = op->method,
+		                          .key = op->key,
+		                          .host = host,
+		                          .acked = acked,
+		                          .infd = op->infd,
+		                          .in_len = op->in_len,
+		                          .outfd = op->outfd};
+		int r = store_call_run(fd, &call);
+		close(fd);
+		if (r) {
+			failures++;
+			last_err = r;
+			snprintf(op->detail, sizeof(op->detail), "%s: %.190s", host, call.detail);
+			trace(op, "replica %u at %s: %s", cd->replica, host, call.detail);
+			if (call.body_out) {
+				/* part of a body went out: start again from where it began */
+				if (out_start == -1 || ftruncate(op->outfd, out_start) == -1 ||
+				    lseek(op->outfd, out_start, SEEK_SET) == -1)
+					return r;
+			}
+			continue;
+		}
+		trace(op, "replica %u at %s: %u %s%s%s", cd->replica, host, call.status,
+		      store_status_text(call.status), *call.pod ? " from " : "", call.pod);
+		unsigned st = call.status;
+		if ((op->method == STORE_GET || op->method == STORE_HEAD) && st == 200) {
+			op->status = 200;
+			op->acks = 1;
+			return 0;
+		}
+		if (st == 208 || st == 421)
+			continue;
+		if (st >= 500) {
+			failures++;
+			last_err = -EIO;
+			snprintf(op->detail, sizeof(op->detail), "%s: %u %s", host, st,
+			         store_status_text(st));
+			continue;
+		}
+		if (st >= 400 && st != 404) {
+			op->status = st; /* the request itself is refused (413, 400): final */
+			snprintf(op->detail, sizeof(op->detail), "%s", call.detail);
+			return 0;
+		}
+		if (st == 404 && op->method == STORE_PUT)
+			continue; /* not a status a PUT gets */
+		/* a server that does not name itself is counted each time it answers */
+		if (!*call.pod || pod_add(acked, sizeof(acked), call.pod)) {
+			op->acks++;
+			if (st != 404)
+				found++;
+			if (op->status != 201)
+				op->status = st;
+		}
+	}
+	switch (op->method) {
+	case STORE_PUT:
+		if (op->acks >= need)
+			return 0;
+		snprintf(op->detail + strlen(op->detail), sizeof(op->detail) - strlen(op->detail),
+		         "%sstored on %u of the %u replicas a write needs", *op->detail ? "; " : "",
+		         op->acks, need);
+		op->status = 0;
+		return failures ? last_err : -EIO;
+	case STORE_GET:
+	case STORE_HEAD:
+		if (!failures || op->acks >= op->replicas / 2 + 1) {
+			op->status = 404;
+			return 0;
+		}
+		op->status = 0;
+		return last_err;
+	case STORE_DELETE:
+		if (op->acks >= op->replicas || !failures) {
+			op->status = found ? 204 : 404;
+			return 0;
+		}
+		snprintf(op->detail + strlen(op->detail), sizeof(op->detail) - strlen(op->detail),
+		         "; deleted on %u of %u replicas", op->acks, op->replicas);
+		op->status = 0;
+		return last_err;
+	}
+	return -EINVAL;
 }

@@ -18,6 +18,24 @@ int store_key_check(const uint8_t *key, size_t len)
 	return 0;
 }
 
+void store_key_encode(const uint8_t *key, size_t len, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789ABCDEF";
+	size_t n = 0;
+	for (size_t i = 0; i < len && n + 4 < cap; i++) {
+		uint8_t b = key[i];
+		if ((b >= 'a' && b <= 'z') || (b >= 'A' && b <= 'Z') || (b >= '0' && b <= '9') ||
+		    b == '-' || b == '.' || b == '_' || b == '~') {
+			out[n++] = (char)b;
+		} else {
+			out[n++] = '%';
+			out[n++] = hex[b >> 4];
+			out[n++] = hex[b & 15];
+		}
+	}
+	out[n] = 0;
+}
+
 /* Percent-decodes the target's key (RFC 3986 2.1) into out. Returns 0 or -400. */
 static int key_decode(struct cur *c, struct store_req *out)
 {
@@ -37,6 +55,61 @@ static int key_decode(struct cur *c, struct store_req *out)
 		out->key[out->key_len++] = b;
 	}
 	return c->err || store_key_check(out->key, out->key_len) ? -400 : 0;
+}
+
+/* The listing's query (after=NAME&limit=N, either order, each at most once). -400 if bad. */
+static int list_query(struct cur *c, struct store_req *out)
+{
+	bool seen_after = false, seen_limit = false;
+	out->list = true;
+	out->list_limit = STORE_LIST_DEF;
+	if (!c->left)
+		return 0;
+	if (cur_u8(c) != '?')
+		return -400;
+	for (unsigned i = 0; i < 2 && c->left; i++) {
+		const uint8_t *p = c->p;
+		size_t n = 0;
+		while (n < c->left && p[n] != '&')
+			n++;
+		cur_skip(c, n);
+		if (c->left)
+			cur_skip(c, 1); /* the '&' */
+		if (n >= 6 && !memcmp(p, "after=", 6) && !seen_after && n - 6 < STORE_NAME_MAX) {
+			for (size_t k = 6; k < n; k++)
+				if (!((p[k] >= '0' && p[k] <= '9') ||
+				      (p[k] >= 'a' && p[k] <= 'f') || p[k] == '-'))
+					return -400;
+			memcpy(out->list_after, p + 6, n - 6);
+			out->list_after[n - 6] = 0;
+			seen_after = true;
+		} else if (n > 6 && n <= 10 && !memcmp(p, "limit=", 6) && !seen_limit) {
+			unsigned v = 0;
+			for (size_t k = 6; k < n; k++) {
+				if (p[k] < '0' || p[k] > '9')
+					return -400;
+				v = v * 10 + (unsigned)(p[k] - '0');
+			}
+			if (!v || v > STORE_LIST_MAX)
+				return -400;
+			out->list_limit = v;
+			seen_limit = true;
+		} else {
+			return -400;
+		}
+	}
+	return c->left || c->err ? -400 : 0;
+}
+
+int store_key_decode(const uint8_t *s, size_t n, uint8_t out[static STORE_KEY_MAX], size_t *len)
+{
+	struct store_req r;
+	struct cur c = cur_make(s, n);
+	if (key_decode(&c, &r))
+		return -EINVAL;
+	memcpy(out, r.key, r.key_len);
+	*len = r.key_len;
+	return 0;
 }
 
 static const struct {
@@ -64,12 +137,13 @@ static long request_line(const uint8_t *s, size_t n, struct store_req *out)
 	for (size_t i = 0; i < sizeof(methods) / sizeof(methods[0]); i++)
 		if (mn == strlen(methods[i].name) && !memcmp(s, methods[i].name, mn))
 			out->method = methods[i].m;
-	if (tn < 3 || memcmp(t, "/o/", 3))
+	bool list = tn >= 3 && !memcmp(t, "/s/", 3);
+	if (!list && (tn < 3 || memcmp(t, "/o/", 3)))
 		return out->method ? -404 : -405;
-	if (!out->method)
+	if (!out->method || (list && out->method != STORE_GET))
 		return -405;
 	struct cur k = cur_make(t + 3, tn - 3);
-	return key_decode(&k, out);
+	return list ? list_query(&k, out) : key_decode(&k, out);
 }
 
 long store_req_parse(const uint8_t *buf, size_t len, uint64_t max_body, struct store_req *out)
@@ -119,6 +193,13 @@ long store_req_parse(const uint8_t *buf, size_t len, uint64_t max_body, struct s
 			if (!http_token_is(v, vn, "100-continue"))
 				return -400; /* RFC 9110 10.1.1 says 417; 400 is as clear */
 			out->expect_100 = true;
+		} else if (http_token_is(s, nn, "X-Peak-Acked")) {
+			if (out->acked_len + 1 + vn > sizeof(out->acked))
+				return -431;
+			if (out->acked_len)
+				out->acked[out->acked_len++] = ',';
+			memcpy(out->acked + out->acked_len, v, vn);
+			out->acked_len += vn;
 		}
 	}
 	if (keep_alive)
@@ -144,6 +225,8 @@ const char *store_status_text(unsigned status)
 		return "Created";
 	case 204:
 		return "No Content";
+	case 208:
+		return "Already Reported";
 	case 400:
 		return "Bad Request";
 	case 404:

@@ -14,6 +14,7 @@
 #include <nettle/sha2.h>
 #include <signal.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -25,9 +26,12 @@
 #include <unistd.h>
 
 #include "peak/config.h"
+#include "peak/http.h"
 #include "peak/util.h"
 #include "../sys/log.h"
+#include "../sys/metrics.h"
 #include "../sys/net.h"
+#include "repair.h"
 #include "req.h"
 
 enum {
@@ -52,6 +56,7 @@ struct conn {
 	uint64_t deadline_ms;
 	bool close_after, dead;
 	unsigned timeout_ms;
+	const char *pod; /* this pod's id, in every reply's X-Peak-Pod */
 	uint8_t peer[16];
 	size_t inlen, outlen, outoff;
 	int tmpfd; /* C_BODY: the temp file, else -1 */
@@ -72,14 +77,90 @@ struct store {
 	struct ssa_space space; /* the service's, with no proof of work: only the slice counts */
 	struct assign a;
 	int *slot;
-	int me; /* this pod's assignment slot */
+	int me;            /* this pod's assignment slot */
+	unsigned replicas; /* the rule's replicas=R */
 	int dirfd, ep;
 	uint64_t tmp_seq;
 	struct conn **conns;
 	struct log_limit rl;
+	struct store_repair repair;
 };
 
 static uint8_t iobuf[IO_CHUNK];
+
+/* Counters for --metrics, read by the endpoint's thread: so atomic. */
+static const unsigned stat_codes[] = {100, 200, 201, 204, 208, 400, 404, 405, 408,
+                                      411, 413, 421, 431, 500, 501, 503, 505};
+static const char *const stat_methods[] = {"other", "GET", "HEAD", "PUT", "DELETE", "LIST"};
+enum {
+	NCODES = sizeof(stat_codes) / sizeof(stat_codes[0]) + 1, /* the last: any other */
+	NMETHODS = sizeof(stat_methods) / sizeof(stat_methods[0]),
+};
+struct store_stats {
+	atomic_uint_fast64_t req[NMETHODS][NCODES];
+	atomic_uint_fast64_t bytes_in, bytes_out; /* bodies received and sent */
+	atomic_int_fast64_t objects;              /* on disk, less what repair pulled */
+	const struct store_repair *repair;
+};
+static struct store_stats stats;
+
+static void count(const struct conn *c, unsigned status)
+{
+	unsigned m = c->req.list ? 5 : c->req.method < 5 ? (unsigned)c->req.method : 0, k = 0;
+	while (k < NCODES - 1 && stat_codes[k] != status)
+		k++;
+	atomic_fetch_add(&stats.req[m][k], 1);
+}
+
+static void stats_render(struct mbuf *b, void *arg)
+{
+	const struct store_stats *st = arg;
+	const struct store_repair *r = st->repair;
+	mbuf_printf(b, "# HELP peak_store_requests_total Requests answered, by method and "
+	               "status (LIST: GET /s/).\n# TYPE peak_store_requests_total counter\n");
+	for (unsigned m = 0; m < NMETHODS; m++)
+		for (unsigned k = 0; k < NCODES; k++) {
+			uint64_t v = atomic_load(&st->req[m][k]);
+			if (!v)
+				continue;
+			mbuf_printf(b, "peak_store_requests_total{method=\"%s\",status=\"",
+			            stat_methods[m]);
+			if (k < NCODES - 1)
+				mbuf_printf(b, "%u\"} %" PRIu64 "\n", stat_codes[k], v);
+			else
+				mbuf_printf(b, "other\"} %" PRIu64 "\n", v);
+		}
+	mbuf_printf(b,
+	            "# HELP peak_store_bytes_in_total Body bytes received (PUT).\n"
+	            "# TYPE peak_store_bytes_in_total counter\npeak_store_bytes_in_total %" PRIu64
+	            "\n# HELP peak_store_bytes_out_total Body bytes sent (GET, listings).\n"
+	            "# TYPE peak_store_bytes_out_total counter\npeak_store_bytes_out_total %" PRIu64
+	            "\n# HELP peak_store_objects Objects in the data directory.\n"
+	            "# TYPE peak_store_objects gauge\npeak_store_objects %" PRId64 "\n",
+	            (uint64_t)atomic_load(&st->bytes_in), (uint64_t)atomic_load(&st->bytes_out),
+	            (int64_t)atomic_load(&st->objects) +
+	                (int64_t)(r ? atomic_load(&r->pulled) : 0));
+	if (!r)
+		return;
+	mbuf_printf(
+	    b,
+	    "# HELP peak_store_repair_running 1 while the start-up repair runs.\n"
+	    "# TYPE peak_store_repair_running gauge\npeak_store_repair_running %d\n"
+	    "# HELP peak_store_repair_listed_total Objects seen in peers' listings.\n"
+	    "# TYPE peak_store_repair_listed_total counter\n"
+	    "peak_store_repair_listed_total %" PRIu64 "\n"
+	    "# HELP peak_store_repair_pulled_total Objects fetched from peers.\n"
+	    "# TYPE peak_store_repair_pulled_total counter\n"
+	    "peak_store_repair_pulled_total %" PRIu64 "\n"
+	    "# HELP peak_store_repair_failed_total Objects or listings that failed.\n"
+	    "# TYPE peak_store_repair_failed_total counter\n"
+	    "peak_store_repair_failed_total %" PRIu64 "\n"
+	    "# HELP peak_store_repair_peers_done Peers whose listing was walked.\n"
+	    "# TYPE peak_store_repair_peers_done gauge\npeak_store_repair_peers_done %" PRIu64 "\n",
+	    r->started && !atomic_load(&r->done), (uint64_t)atomic_load(&r->listed),
+	    (uint64_t)atomic_load(&r->pulled), (uint64_t)atomic_load(&r->failed),
+	    (uint64_t)atomic_load(&r->peers));
+}
 
 void store_object_name(uint64_t g, const uint8_t *key, size_t len, char out[static 80])
 {
@@ -93,14 +174,29 @@ void store_object_name(uint64_t g, const uint8_t *key, size_t len, char out[stat
 		n += snprintf(out + n, 80 - (size_t)n, "%02x", d[i]);
 }
 
-/* The slice key lives in (replica 0) and, through a, its owner's slot. */
-static uint64_t key_slice(const struct store *s, const struct conn *c, uint8_t addr[static 16])
+/* The slice of the key's replica r (its address for the peer in addr), UINT64_MAX if none. */
+static uint64_t key_slice(const struct store *s, const struct conn *c, unsigned r,
+                          uint8_t addr[static 16])
 {
-	struct ssa_req r = {.src = c->peer, .object = c->req.key, .object_len = c->req.key_len};
-	if (ssa_compute(&s->space, &r, addr))
+	struct ssa_req q = {.src = c->peer,
+	                    .object = c->req.key,
+	                    .object_len = c->req.key_len,
+	                    .replica = (uint8_t)r};
+	if (ssa_compute(&s->space, &q, addr))
 		return UINT64_MAX;
 	int64_t g = ssa_slice_of(&s->space, addr);
 	return g < 0 ? UINT64_MAX : (uint64_t)g;
+}
+
+/* Whether this pod holds the request's key: it is in the key's replica set (store.h). */
+static bool key_mine(const struct store *s, const struct conn *c)
+{
+	int set[STORE_WALK_MAX];
+	int n = store_key_replicas(&s->space, &s->a, s->replicas, c->req.key, c->req.key_len, set);
+	for (int j = 0; j < n; j++)
+		if (set[j] == s->me)
+			return true;
+	return false;
 }
 
 static void out_add(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -121,9 +217,11 @@ static void respond(struct conn *c, unsigned status, const char *extra, bool clo
 {
 	const char *text = store_status_text(status);
 	size_t blen = status == 204 || status == 100 ? 0 : strlen(text) + 1;
+	count(c, status);
 	c->close_after |= close;
-	out_add(c, "HTTP/1.1 %u %s\r\nContent-Length: %zu\r\n%s%s\r\n", status, text, blen,
-	        extra ? extra : "", c->close_after ? "Connection: close\r\n" : "");
+	out_add(c, "HTTP/1.1 %u %s\r\nContent-Length: %zu\r\nX-Peak-Pod: %s\r\n%s%s\r\n", status,
+	        text, blen, c->pod, extra ? extra : "",
+	        c->close_after ? "Connection: close\r\n" : "");
 	if (blen && c->req.method != STORE_HEAD)
 		out_add(c, "%s\n", text);
 	c->st = C_SEND;
@@ -191,19 +289,136 @@ static int object_open(struct store *s, struct conn *c, uint64_t *size)
 	return fd;
 }
 
+static bool object_name_ok(const char *n)
+{
+	if (strlen(n) != 73 || n[8] != '-')
+		return false;
+	for (int i = 0; i < 73; i++)
+		if (i != 8 && !((n[i] >= '0' && n[i] <= '9') || (n[i] >= 'a' && n[i] <= 'f')))
+			return false;
+	return true;
+}
+
+static int name_cmp(const void *x, const void *y)
+{
+	return strcmp((const char *)x, (const char *)y);
+}
+
+/* Writes the listing page into an unnamed file: one line "NAME KEY" per object (KEY
+ * percent-encoded) for the first limit names after `after`, in name order. Returns the
+ * file (its size in *size, *more set if names remain) or -errno. */
+static int list_write(struct store *s, const char *after, unsigned limit, uint64_t *size,
+                      bool *more)
+{
+	char(*names)[STORE_NAME_MAX] = NULL;
+	size_t n = 0, cap = 0;
+	int ret = -ENOMEM, fd = -1, dfd = dup(s->dirfd);
+	DIR *d = dfd == -1 ? NULL : fdopendir(dfd);
+	FILE *f = NULL;
+	if (!d) {
+		ret = -errno;
+		if (dfd != -1)
+			close(dfd);
+		goto out;
+	}
+	rewinddir(d);
+	for (struct dirent *e; (e = readdir(d));) {
+		if (!object_name_ok(e->d_name) || strcmp(e->d_name, after) <= 0)
+			continue;
+		if (n == cap) {
+			cap = cap ? 2 * cap : 256;
+			void *m = realloc(names, cap * sizeof(*names));
+			if (!m)
+				goto out;
+			names = m;
+		}
+		memcpy(names[n++], e->d_name, 74);
+	}
+	if (n)
+		qsort(names, n, sizeof(*names), name_cmp);
+	*more = n > limit;
+	fd = openat(s->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+	if (fd == -1 || !(f = fdopen(dup(fd), "w"))) {
+		ret = -errno;
+		goto out;
+	}
+	for (size_t i = 0; i < n && i < limit; i++) {
+		uint8_t h[OBJ_HDR_MAX];
+		char enc[3 * STORE_KEY_MAX + 1];
+		int of = openat(s->dirfd, names[i], O_RDONLY | O_CLOEXEC);
+		ssize_t k = of == -1 ? -1 : pread(of, h, sizeof(h), 0);
+		if (of != -1)
+			close(of);
+		size_t kl = k >= 6 ? (size_t)(h[4] << 8 | h[5]) : 0;
+		if (k < 6 || memcmp(h, "PKS1", 4) || !kl || kl > STORE_KEY_MAX ||
+		    (size_t)k < 6 + kl)
+			continue; /* deleted meanwhile, or damaged */
+		store_key_encode(h + 6, kl, enc, sizeof(enc));
+		fprintf(f, "%s %s\n", names[i], enc);
+	}
+	if (fflush(f) || fsync(fd) == -1) {
+		ret = -EIO;
+		goto out;
+	}
+	*size = (uint64_t)lseek(fd, 0, SEEK_END);
+	ret = fd;
+	fd = -1;
+out:
+	if (f)
+		fclose(f);
+	if (fd != -1)
+		close(fd);
+	if (d)
+		closedir(d);
+	free(names);
+	return ret;
+}
+
+/* GET /s/: a page of the listing, sent from its unnamed file like an object. */
+static void list_start(struct store *s, struct conn *c)
+{
+	uint64_t size = 0;
+	bool more = false;
+	int fd = list_write(s, c->req.list_after, c->req.list_limit, &size, &more);
+	if (fd < 0) {
+		log_rl(&s->rl, LOG_ERR, "store: listing: %s", strerror(-fd));
+		respond(c, 500, NULL, false);
+		return;
+	}
+	out_add(c,
+	        "HTTP/1.1 200 OK\r\nContent-Length: %" PRIu64
+	        "\r\nContent-Type: text/plain\r\nX-Peak-Pod: %s\r\nX-Peak-More: %d\r\n%s\r\n",
+	        size, c->pod, more, c->close_after ? "Connection: close\r\n" : "");
+	count(c, 200);
+	c->objfd = fd;
+	c->objoff = 0;
+	c->objleft = size;
+	c->st = C_SEND;
+	c->deadline_ms = phase_deadline(s, size);
+}
+
 /* Starts serving the request just parsed. */
 static void request_start(struct store *s, struct conn *c)
 {
 	uint8_t addr[16];
-	uint64_t g = key_slice(s, c, addr), size = 0;
+	uint64_t g, size = 0;
 	bool put = c->req.method == STORE_PUT;
 	c->close_after = c->req.close;
+	if (c->req.list) {
+		list_start(s, c);
+		return;
+	}
+	g = key_slice(s, c, 0, addr);
 	if (g == UINT64_MAX) {
 		respond(c, 500, NULL, true);
 		return;
 	}
-	if (s->a.owner[g] != s->me) {
+	if (!key_mine(s, c)) {
 		misdirected(s, c, g, addr, put); /* a PUT's body is not read: close */
+		return;
+	}
+	if (c->req.acked_len && http_list_has(c->req.acked, c->req.acked_len, s->o->id)) {
+		respond(c, 208, NULL, put); /* the client counted this pod already */
 		return;
 	}
 	store_object_name(g, c->req.key, c->req.key_len, c->objname);
@@ -234,6 +449,7 @@ static void request_start(struct store *s, struct conn *c)
 			return;
 		}
 		fsync(s->dirfd);
+		atomic_fetch_sub(&stats.objects, 1);
 		respond(c, 204, NULL, false);
 		return;
 	}
@@ -243,10 +459,11 @@ static void request_start(struct store *s, struct conn *c)
 		return;
 	}
 	c->close_after = c->req.close;
+	count(c, 200);
 	out_add(c,
 	        "HTTP/1.1 200 OK\r\nContent-Length: %" PRIu64
-	        "\r\nContent-Type: application/octet-stream\r\n%s\r\n",
-	        size, c->close_after ? "Connection: close\r\n" : "");
+	        "\r\nContent-Type: application/octet-stream\r\nX-Peak-Pod: %s\r\n%s\r\n",
+	        size, c->pod, c->close_after ? "Connection: close\r\n" : "");
 	if (c->req.method == STORE_GET && size) {
 		c->objfd = fd;
 		c->objleft = size;
@@ -273,6 +490,8 @@ static void body_done(struct store *s, struct conn *c)
 		respond(c, 500, NULL, true);
 		return;
 	}
+	if (!existed)
+		atomic_fetch_add(&stats.objects, 1);
 	respond(c, existed ? 204 : 201, NULL, false);
 }
 
@@ -292,6 +511,7 @@ static bool body_write(struct store *s, struct conn *c, const uint8_t *p, size_t
 		p += k;
 		n -= (size_t)k;
 		c->body_left -= (uint64_t)k;
+		atomic_fetch_add(&stats.bytes_in, (uint64_t)k);
 	}
 	return true;
 }
@@ -315,6 +535,7 @@ static int send_some(struct conn *c)
 		if (k <= 0)
 			return -1; /* a broken peer, or the file shrank under us */
 		c->objleft -= (uint64_t)k;
+		atomic_fetch_add(&stats.bytes_out, (uint64_t)k);
 	}
 	if (c->objfd != -1) {
 		close(c->objfd);
@@ -459,9 +680,12 @@ static int data_clean(int dirfd)
 			close(fd);
 		return -errno;
 	}
-	for (struct dirent *e; (e = readdir(d));)
+	for (struct dirent *e; (e = readdir(d));) {
 		if (!strncmp(e->d_name, ".tmp-", 5) && !unlinkat(dirfd, e->d_name, 0))
 			n++;
+		else if (object_name_ok(e->d_name))
+			atomic_fetch_add(&stats.objects, 1);
+	}
 	closedir(d);
 	if (n)
 		fsync(dirfd);
@@ -510,7 +734,23 @@ static int store_setup(struct store *s, const struct store_opts *o)
 		return 2;
 	}
 	s->me = s->slot[ep];
+	s->replicas = s->svc->space.d.replicas;
 	return 0;
+}
+
+/* Logs the prefixes of this pod's slices, one line each (what routes toward it). */
+static void log_blocks(const struct store *s)
+{
+	struct assign_block b[64];
+	size_t n = assign_blocks(&s->a, (unsigned)s->me, b, 64);
+	for (size_t i = 0; i < n && i < 64; i++) {
+		struct prefix p;
+		char text[PREFIX_STRLEN];
+		if (!assign_block_prefix(&s->space, &b[i], &p))
+			log_msg(LOG_INFO, "store: %s holds %s", s->o->id, prefix_print(&p, text));
+	}
+	if (n > 64)
+		log_msg(LOG_INFO, "store: %s holds %zu more block(s)", s->o->id, n - 64);
 }
 
 static void conn_accept(struct store *s, int ep, int lfd)
@@ -535,6 +775,7 @@ static void conn_accept(struct store *s, int ep, int lfd)
 		memset(c, 0, offsetof(struct conn, in));
 		c->fd = fd;
 		c->timeout_ms = s->o->timeout_ms;
+		c->pod = s->o->id;
 		c->tmpfd = c->objfd = -1;
 		sockaddr_to_in6((struct sockaddr *)&peer, c->peer);
 		c->deadline_ms = phase_deadline(s, 0);
@@ -549,6 +790,7 @@ int store_serve(const struct store_opts *o)
 {
 	struct store s = {.o = o, .dirfd = -1};
 	int ret = 1, lfd = -1, sfd = -1, ep = -1, one = 1, zero = 0;
+	struct metrics_srv *ms = NULL;
 	int r = store_setup(&s, o);
 	if (r) {
 		ret = r;
@@ -600,8 +842,25 @@ int store_serve(const struct store_opts *o)
 	char name[1024];
 	if (dns_name_print(&s.svc->name, name, sizeof(name)) < 0)
 		strcpy(name, "?");
-	log_msg(LOG_INFO, "store: %s serving %s on %s, data %s, %zu slice block(s)", o->id, name,
-	        where, o->data, assign_routes(&s.a, (unsigned)s.me));
+	log_msg(LOG_INFO, "store: %s serving %s on %s, data %s, replicas %u, %zu slice block(s)",
+	        o->id, name, where, o->data, s.replicas, assign_routes(&s.a, (unsigned)s.me));
+	log_blocks(&s);
+	if (o->metrics && !(ms = metrics_start(o->metrics, stats_render, &stats)))
+		goto out;
+	if (s.replicas > 1) {
+		stats.repair = &s.repair;
+		s.repair = (struct store_repair){.svc = s.svc,
+		                                 .space = &s.space,
+		                                 .a = &s.a,
+		                                 .slot = s.slot,
+		                                 .me = s.me,
+		                                 .replicas = s.replicas,
+		                                 .dirfd = s.dirfd,
+		                                 .id = o->id,
+		                                 .timeout_ms = o->timeout_ms};
+		if ((r = store_repair_start(&s.repair)))
+			log_msg(LOG_ERR, "store: repair: %s", strerror(-r));
+	}
 	uint64_t last_sweep = peak_mono_ms();
 	for (bool run = true; run;) {
 		struct epoll_event evs[64];
@@ -640,6 +899,9 @@ int store_serve(const struct store_opts *o)
 	log_msg(LOG_INFO, "store: stopped");
 	ret = 0;
 out:
+	if (ms)
+		metrics_stop(ms);
+	store_repair_stop(&s.repair);
 	if (s.conns)
 		for (unsigned k = 0; k < o->max_conns; k++)
 			if (s.conns[k])

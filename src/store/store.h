@@ -10,15 +10,15 @@
 #include <sys/socket.h>
 
 enum {
-	/* The client frames replies with src/lib/http.c, which refuses bodies over
-	 * HTTP_BODY_MAX (16 MiB): a larger default would store what peak store get cannot
-	 * fetch. */
-	STORE_DEF_MAX_BODY = 16 << 20,
+	/* Bodies stream to and from disk, never buffered whole: the limit is for disk space. */
+	STORE_DEF_MAX_BODY = 1 << 30,
 	STORE_DEF_MAX_CONNS = 1024,
 	STORE_DEF_TIMEOUT_MS = 10000,
 	/* A request or response may take its timeout plus its bytes at this rate (bytes per
 	 * millisecond, 64 KB/s), so a slow client is cut off however it trickles. */
 	STORE_MIN_RATE_BPMS = 64,
+	/* Replica numbers a key's replica set is drawn from (the client library's candidates). */
+	STORE_WALK_MAX = 16,
 };
 
 struct store_opts {
@@ -30,11 +30,27 @@ struct store_opts {
 	uint64_t max_body;
 	unsigned max_conns;
 	unsigned timeout_ms;
+	const char *metrics; /* "[ADDR]:PORT" of the Prometheus endpoint, or NULL */
 };
 
 /* Serves until SIGINT or SIGTERM (SIGHUP is logged and ignored). Returns 0, 1 if the pod
  * could not start (port, data directory), or 2 for a bad configuration or id. */
 int store_serve(const struct store_opts *o);
+
+/* A key's replica set: given the owner slot of the slice of each replica number 0..n-1
+ * (ASSIGN_NONE for none), the first `replicas` distinct owners in that order (Dynamo's
+ * preference list); so with fewer pods than replicas every pod holds a copy. Returns how
+ * many, into set. The client walks the same order and learns the owners from X-Peak-Pod. */
+int store_replica_set(const int *owner_of_replica, unsigned n, unsigned replicas,
+                      int set[static STORE_WALK_MAX]);
+
+struct ssa_space;
+struct assign;
+
+/* The replica set of key[0..len) under the space's rule (its pow set to 0) and the
+ * assignment a, as store_replica_set. */
+int store_key_replicas(const struct ssa_space *sp, const struct assign *a, unsigned replicas,
+                       const uint8_t *key, size_t len, int set[static STORE_WALK_MAX]);
 
 /* The on-disk name of key's object in slice g: "SSSSSSSS-" and the SHA-256 of the key in
  * hex (so no key can name a path; the slice prefix lists a slice's objects). */

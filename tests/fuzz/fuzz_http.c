@@ -1,5 +1,6 @@
 /* Fuzzes the HTTP/1.1 response framing: whatever the bytes, a parse either needs more,
- * fails, or reports a length within the input that parses again to the same result. */
+ * fails, or reports a length within the input that parses again to the same result; the
+ * streaming entry (http_resp_head_parse) agrees on the head. */
 #include "fuzz.h"
 #include "peak/http.h"
 
@@ -16,6 +17,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			    b.status != a.status || b.body_len != a.body_len || b.close != a.close)
 				__builtin_trap(); /* the message alone frames the same */
 		}
+		/* the streaming entry frames the same head, and never a head past the input */
+		long h = http_resp_head_parse(data, size, head, UINT64_MAX, &b);
+		if ((n > 0 && (h != (long)a.head_len || b.body_len != a.body_len)) ||
+		    (size_t)(h > 0 ? h : 0) > size)
+			__builtin_trap();
 	}
 	return 0;
 }

@@ -4,7 +4,7 @@ whole prefix. The client routes each pod's half of the slices (the configuration
 assignment: s1 holds slices 0-127, s2 128-255) to that pod. Namespaces are removed and pods
 killed (by PID) even when a test fails.
 
-  [pks*-c] v0 2001:db8:aa:bb::1/64 ---- a0 2001:db8:aa:bb::2/64 [pks*-a] store s1
+  [pks*-cl] v0 2001:db8:aa:bb::1/64 ---- a0 2001:db8:aa:bb::2/64 [pks*-a] store s1
            v1 2001:db8:aa:cc::1/64 ---- b0 2001:db8:aa:cc::2/64 [pks*-b] store s2
            lo ::1: peak dns              lo: local 2001:db8:8::/64 (AnyIP) in both pods
            2001:db8:8::/65 via bb::2, 2001:db8:8:0:8000::/65 via cc::2
@@ -23,8 +23,17 @@ from peaktest import K, PEAK, Server  # noqa: E402
 
 PORT = 8080
 MAX_BODY = 4 << 20
+METRICS_PORT = 9100
 TIMEOUT_MS = 1500
 NAME = "store.svc.example."
+
+def config(npods=2, replicas=1):
+    """The store service's configuration: npods endpoints s1.. and the rule's replicas."""
+    eps = "".join(f'      - {{id: s{i + 1}, address: "2001:db8:104::{i + 1}"}}\n'
+                  for i in range(npods))
+    rep = f"    replicas: {replicas}\n" if replicas != 1 else ""
+    return CONFIG.split("    endpoints:")[0] + rep + "    endpoints:\n" + eps
+
 
 CONFIG = f"""
 zone:
@@ -50,14 +59,16 @@ OBJECT_NAME = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{64}$")
 
 
 def ip(*args):
-    subprocess.run(["ip", *args], check=True, capture_output=True, text=True)
+    r = subprocess.run(["ip", *args], capture_output=True, text=True)
+    assert r.returncode == 0, f"ip {' '.join(args)}: {r.stderr}"
 
 
 class Pod:
     """One 'peak store serve' in a namespace; started and stopped by its own PID."""
 
-    def __init__(self, ns, pid, config, data, logpath):
+    def __init__(self, ns, pid, config, data, logpath, max_body=MAX_BODY, extra=()):
         self.ns, self.id, self.config, self.data, self.logpath = ns, pid, config, data, logpath
+        self.max_body, self.extra = max_body, list(extra)
         self.proc = None
 
     def start(self):
@@ -66,7 +77,7 @@ class Pod:
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", self.ns, PEAK, "store", "serve", "--config",
              str(self.config), "--id", self.id, "--data", str(self.data), "--max-body",
-             str(MAX_BODY), "--timeout", str(TIMEOUT_MS)],
+             str(self.max_body), "--timeout", str(TIMEOUT_MS), *self.extra],
             stdout=self.log, stderr=subprocess.STDOUT)
         deadline = time.time() + 10
         while "serving" not in self.logtext()[start:]:
@@ -97,20 +108,47 @@ class Pod:
     def files(self):
         return sorted(os.listdir(self.data))
 
+    def blocks(self):
+        """The prefixes of this pod's slices, as its start-up log lists them."""
+        return re.findall(rf"store: {self.id} holds (\S+)", self.logtext())
+
+    def metrics(self):
+        """The pod's --metrics page as {'name{labels}': value}."""
+        code = ("import urllib.request,sys;sys.stdout.write(urllib.request.urlopen("
+                f"'http://[::1]:{METRICS_PORT}/metrics',timeout=5).read().decode())")
+        r = subprocess.run(["ip", "netns", "exec", self.ns, "/usr/bin/python3", "-c", code],
+                           capture_output=True, text=True, timeout=30)
+        assert r.returncode == 0, r.stderr
+        return {line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+                for line in r.stdout.splitlines() if line and not line.startswith("#")}
+
+    def rss_peak_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            return int(re.search(r"VmHWM:\s+(\d+)", f.read()).group(1))
+
 
 class Net:
-    def __init__(self, tmp):
+    """The client namespace and npods pod namespaces (pod i on veth v{i}, 2001:db8:aa:i::/64).
+    The client routes each pod's slice blocks, as its log lists them, to it; with more than
+    two pods it also forwards between the pods' endpoint addresses (2001:db8:104::i on their
+    lo), which repair uses."""
+
+    def __init__(self, tmp, npods=2, replicas=1, max_body=MAX_BODY):
         tag = f"pks{os.getpid() % 10000}{random.randrange(1000)}"
-        self.cl, self.a, self.b = tag + "-c", tag + "-a", tag + "-b"
-        self.tmp = tmp
+        self.cl = tag + "-cl"
+        self.ns = [f"{tag}-{chr(ord('a') + i)}" for i in range(npods)]
+        self.a, self.b = self.ns[0], self.ns[1]
+        self.tmp, self.npods, self.replicas, self.max_body = tmp, npods, replicas, max_body
         self.pods = {}
         self.dns = None
 
     def up(self):
-        for ns in (self.cl, self.a, self.b):
+        for ns in [self.cl] + self.ns:
             ip("netns", "add", ns)
             ip("-n", ns, "link", "set", "lo", "up")
-        for dev, peer, pns, net in (("v0", "a0", self.a, "bb"), ("v1", "b0", self.b, "cc")):
+        nets = ["bb", "cc"] if self.npods == 2 else [f"{i + 1:x}" for i in range(self.npods)]
+        for i, pns in enumerate(self.ns):
+            dev, peer, net = f"v{i}", f"{chr(ord('a') + i)}0", nets[i]
             ip("-n", self.cl, "link", "add", dev, "type", "veth", "peer", "name", peer,
                "netns", pns)
             ip("-n", self.cl, "addr", "add", f"2001:db8:aa:{net}::1/64", "dev", dev, "nodad")
@@ -119,16 +157,28 @@ class Net:
             ip("-n", pns, "link", "set", peer, "up")
             ip("-n", pns, "-6", "route", "add", "local", "2001:db8:8::/64", "dev", "lo")
             ip("-n", pns, "-6", "route", "add", "default", "via", f"2001:db8:aa:{net}::1")
-        ip("-n", self.cl, "-6", "route", "add", "2001:db8:8::/65", "via", "2001:db8:aa:bb::2")
-        ip("-n", self.cl, "-6", "route", "add", "2001:db8:8:0:8000::/65", "via",
-           "2001:db8:aa:cc::2")
+        if self.npods > 2:
+            # pods reach each other's endpoint address (repair) through the client namespace
+            ip("netns", "exec", self.cl, "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            for i, pns in enumerate(self.ns):
+                ip("-n", pns, "addr", "add", f"2001:db8:104::{i + 1}/128", "dev", "lo")
+                ip("-n", self.cl, "-6", "route", "add", f"2001:db8:104::{i + 1}/128", "via",
+                   f"2001:db8:aa:{nets[i]}::2")
+        text = CONFIG if (self.npods, self.replicas) == (2, 1) else config(self.npods,
+                                                                           self.replicas)
         self.config = self.tmp / "store.yaml"
-        self.config.write_text(CONFIG)
-        self.dns = Server(self.tmp, config=CONFIG, netns=self.cl)
-        for pid, ns in (("s1", self.a), ("s2", self.b)):
-            pod = Pod(ns, pid, self.config, self.tmp / f"data-{pid}", self.tmp / f"{pid}.log")
+        self.config.write_text(text)
+        self.dns = Server(self.tmp, config=text, netns=self.cl)
+        for i, ns in enumerate(self.ns):
+            pid = f"s{i + 1}"
+            pod = Pod(ns, pid, self.config, self.tmp / f"data-{pid}", self.tmp / f"{pid}.log",
+                      self.max_body, ["--metrics", f"[::1]:{METRICS_PORT}"])
             pod.start()
             self.pods[pid] = pod
+        for i, pod in enumerate(self.pods.values()):
+            for block in pod.blocks():
+                ip("-n", self.cl, "-6", "route", "add", block, "via",
+                   f"2001:db8:aa:{nets[i]}::2")
 
     def store(self, *args, timeout=60, **kw):
         """Runs 'peak store ...' in the client namespace against our peak dns."""
@@ -148,7 +198,7 @@ class Net:
             pod.stop()
         if self.dns:
             self.dns.stop()
-        for ns in (self.cl, self.a, self.b):
+        for ns in [self.cl] + self.ns:
             subprocess.run(["ip", "netns", "del", ns], capture_output=True)
 
 
