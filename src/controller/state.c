@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../sys/log.h"
+#include "steer.h"
 
 /* Appends a service's whole map: "map", every endpoint holding slices with its blocks
  * (CTL_EP_BLOCKS_MAX per line), "end". */
@@ -64,7 +65,7 @@ void ctlr_svc_text(const struct csvc *v, struct text *t)
 	for (unsigned e = 0; e < v->s->nep; e++) {
 		ctlr_copy(m.id, sizeof(m.id), v->s->ep[e].id);
 		m.kind = CTL_WEIGHT;
-		m.weight = v->weight[e];
+		m.weight = v->weight[e]; /* while steering, the effective weight (steer.h) */
 		ctlr_text_msg(t, &m);
 		if (!v->healthy[e]) {
 			m.kind = CTL_HEALTH;
@@ -274,7 +275,8 @@ mismatch:
 out:
 	if (ret) {
 		for (unsigned e = 0; e < nep; e++) {
-			v->weight[e] = v->s->ep[e].weight;
+			uint32_t w = v->s->ep[e].weight;
+			v->weight[e] = v->steer ? steer_fine(w) : w;
 			v->healthy[e] = true;
 		}
 	}
@@ -297,13 +299,21 @@ void ctlr_svcs_free(struct csvc *svc, unsigned n)
 		free(svc[i].stale);
 		free(svc[i].conns);
 		free(svc[i].cpu_ns);
+		free(svc[i].ceil);
+		free(svc[i].load);
+		free(svc[i].reason);
+		free(svc[i].quiet);
 	}
 	free(svc);
 }
 
 /* Builds the services of cfg, each adopting its part of state (see adopt) or else the
- * initial assignment. Returns the array or NULL (out of memory). */
-struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, size_t len)
+ * initial assignment. With steer (--steer metrics) the weights are effective weights on
+ * the fine scale (steer.h): the state's weights are taken as such (a takeover moves
+ * nothing), an initial assignment gets the configured weights scaled, and the ceilings are
+ * the configured weights. Returns the array or NULL (out of memory). */
+struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, size_t len,
+                             bool steer)
 {
 	struct csvc *svc = calloc(cfg->nsvc ? cfg->nsvc : 1, sizeof(*svc));
 	for (unsigned i = 0; svc && i < cfg->nsvc; i++) {
@@ -317,13 +327,20 @@ struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, s
 		v->stale = calloc(n, sizeof(*v->stale));
 		v->conns = calloc(n, sizeof(*v->conns));
 		v->cpu_ns = calloc(n, sizeof(*v->cpu_ns));
-		if (!v->slot || !v->healthy || !v->weight || !v->stale || !v->conns || !v->cpu_ns) {
+		v->ceil = calloc(n, sizeof(*v->ceil));
+		v->load = calloc(n, sizeof(*v->load));
+		v->reason = calloc(n, sizeof(*v->reason));
+		v->quiet = calloc(n, sizeof(*v->quiet));
+		v->steer = steer;
+		if (!v->slot || !v->healthy || !v->weight || !v->stale || !v->conns || !v->cpu_ns ||
+		    !v->ceil || !v->load || !v->reason || !v->quiet) {
 			ctlr_svcs_free(svc, cfg->nsvc);
 			return NULL;
 		}
 		for (unsigned e = 0; e < v->s->nep; e++) {
 			v->healthy[e] = true;
-			v->weight[e] = v->s->ep[e].weight;
+			v->ceil[e] = v->s->ep[e].weight;
+			v->weight[e] = steer ? steer_fine(v->ceil[e]) : v->ceil[e];
 		}
 		int r = v->s->space.nslices <= ASSIGN_MAX_SLICES ? adopt(v, state, len) : -ENOENT;
 		if (r == -EBADMSG)
@@ -338,6 +355,11 @@ struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, s
 			continue;
 		}
 		v->have = config_service_assign(v->s, &v->a, v->slot) == 0;
+		/* The same shares on the fine scale (unless a weight over 1000 was capped, the
+		 * targets stay as they are: nothing moves until a weight changes). */
+		for (unsigned e = 0; steer && v->have && e < v->s->nep; e++)
+			if (v->slot[e] >= 0)
+				v->a.ep[v->slot[e]].weight = v->weight[e];
 	}
 	return svc;
 }

@@ -4,8 +4,8 @@
 #include "peak/assign.h"
 
 static const char *const reason_names[STEER_NREASONS] = {
-    [STEER_NONE] = "none",     [STEER_SHED] = "shed",     [STEER_REGAIN] = "regain",
-    [STEER_PROBE] = "probe",   [STEER_BOUNDS] = "bounds",
+    [STEER_NONE] = "none",   [STEER_SHED] = "shed",     [STEER_REGAIN] = "regain",
+    [STEER_PROBE] = "probe", [STEER_BOUNDS] = "bounds",
 };
 
 const char *steer_reason_name(enum steer_reason r)

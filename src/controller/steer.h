@@ -36,12 +36,12 @@
 #include <stdint.h>
 
 enum {
-	STEER_SCALE = 1000,      /* effective weight units per configured weight unit */
-	STEER_FLOOR_PM = 50,     /* the floor: 5% of the ceiling */
-	STEER_STEP_PM = 100,     /* the largest change per interval: 10% of the ceiling */
-	STEER_BAND_PM = 200,     /* the dead band: within 20% of the mean nothing changes */
-	STEER_PROBE_ROUNDS = 30, /* quiet intervals before a probe back towards the ceiling */
-	STEER_MIN_CONNS = 2,     /* per endpoint steered: fewer connections are noise */
+	STEER_SCALE = 1000,            /* effective weight units per configured weight unit */
+	STEER_FLOOR_PM = 50,           /* the floor: 5% of the ceiling */
+	STEER_STEP_PM = 100,           /* the largest change per round: 10% of the ceiling */
+	STEER_BAND_PM = 200,           /* the dead band: within 20% of the mean, no change */
+	STEER_PROBE_ROUNDS = 30,       /* quiet intervals before a probe towards the ceiling */
+	STEER_MIN_CONNS = 2,           /* per endpoint steered: fewer connections are noise */
 	STEER_MIN_CPU_NS_S = 10000000, /* per endpoint steered: 1% of a core */
 	STEER_INTERVAL_DEF_MS = 1000,  /* --steer-interval */
 };
@@ -57,16 +57,16 @@ enum steer_reason {
 
 /* One endpoint of a service as the step sees it. */
 struct steer_ep {
-	bool live;          /* up and in the assignment: steered (others are left alone) */
-	bool fresh;         /* its figures below are from a report of the last interval */
-	bool has_cpu;       /* cpu_ns_s is known (two reports seen) */
-	bool has_app;       /* app is known */
-	uint64_t conns;     /* open connections */
-	uint64_t cpu_ns_s;  /* CPU nanoseconds per second */
-	uint64_t app;       /* the application's load figure (any unit, the same for all) */
-	uint32_t ceiling;   /* the configured weight on the fine scale (steer_fine) */
-	uint32_t weight;    /* the effective weight now */
-	uint32_t quiet;     /* intervals since its weight last changed */
+	bool live;         /* up and in the assignment: steered (others are left alone) */
+	bool fresh;        /* reported since the last round, on the weights in force */
+	bool has_cpu;      /* cpu_ns_s is known (two reports seen) */
+	bool has_app;      /* app is known */
+	uint64_t conns;    /* open connections */
+	uint64_t cpu_ns_s; /* CPU nanoseconds per second */
+	uint64_t app;      /* the application's load figure (any unit, the same for all) */
+	uint32_t ceiling;  /* the configured weight on the fine scale (steer_fine) */
+	uint32_t weight;   /* the effective weight now */
+	uint32_t quiet;    /* intervals since its weight last changed */
 };
 
 /* The fine-scale weight of a configured one (STEER_SCALE times, capped). */
