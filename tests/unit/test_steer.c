@@ -14,8 +14,11 @@ enum { N = 3 };
 static void eps_make(struct steer_ep *ep, unsigned n, const uint64_t *c)
 {
 	for (unsigned e = 0; e < n; e++)
-		ep[e] = (struct steer_ep){.live = true, .fresh = true, .conns = c[e],
-		                          .ceiling = steer_fine(1), .weight = steer_fine(1)};
+		ep[e] = (struct steer_ep){.live = true,
+		                          .fresh = true,
+		                          .conns = c[e],
+		                          .ceiling = steer_fine(1),
+		                          .weight = steer_fine(1)};
 }
 
 static void test_scale(void **state)
@@ -188,7 +191,7 @@ static void test_regain_and_probe(void **state)
 	assert_int_equal(out[0], 300);
 	ep[0].weight = 950;
 	steer_step(ep, N, out, why);
-	assert_int_equal(out[0], 1000); /* not past the ceiling */
+	assert_int_equal(out[0], 1000);    /* not past the ceiling */
 	uint64_t even[N] = {20, 100, 100}; /* 20 for a fifth of the weight: at the mean */
 	eps_make(ep, N, even);
 	ep[0].weight = 200;
