@@ -10,6 +10,7 @@ change nothing; the configured weights stay the ceiling; peak dns answers follow
 restarted controller adopts the steered weights and moves nothing; static (the default)
 ignores the loads."""
 import re
+import signal
 import time
 
 import dns.message
@@ -184,3 +185,40 @@ def test_steer_option_checked(tmp_path):
         r = subprocess.run([ctlpeer.PEAK, "controller", "--config", str(cfg), "--listen",
                             "[::1]:1", *bad], capture_output=True, text=True, timeout=10)
         assert r.returncode == 2 and "--steer" in r.stderr, (bad, r.stderr)
+
+
+def test_etcd_takeover_keeps_the_steered_weights(tmp_path, etcd):
+    """The leader steers; it crashes; the standby adopts the stored effective weights: the
+    agent gets the same map and the same weights show on the new leader."""
+    from test_ha import TTL_S, connect_map
+    port, mport = peaktest.free_port(), peaktest.free_port()
+    common = ("--store", "etcd", "--etcd", etcd.url, "--listen", f"[::1]:{port}",
+              "--steer", "metrics", "--steer-interval", "100")
+    c1 = ctlpeer.Controller(str(tmp_path), ctlpeer.config(), common, name="c1")
+    c2 = None
+    try:
+        assert ctlpeer.wait_until(lambda: "leading (store etcd)" in c1.log(), 10), c1.log()
+        c2 = ctlpeer.Controller(str(tmp_path), None, (*common, "--metrics", f"[::1]:{mport}"),
+                                name="c2")
+        a = ctlpeer.Agent(port)
+        a.read_map()
+        pods = Pods(a, cap=[500, 1000, 1000])
+        pods.pump(2.0)
+        seen = steps(c1)
+        assert seen, c1.log()
+        pods.drain()
+        live, w0 = a.maps[SVC], seen[-1][2]
+        assert ctlpeer.wait_until(lambda: eff(mport, "pod-0") == w0, 5)  # c2 follows
+        c1.proc.send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        c1.proc.wait(5)
+        m, a2 = connect_map(port, t0 + TTL_S + 2.5)
+        assert m == live, "the new leader moved slices"
+        assert eff(mport, "pod-0") == w0
+        assert "stored state adopted" in c2.log()
+        a2.close()
+        a.close()
+    finally:
+        c1.stop()
+        if c2:
+            assert c2.stop() == 0
