@@ -160,10 +160,10 @@ int ctlr_ep_index(const struct cfg_service *s, const char *id)
  * Adopts a saved assignment for service v from state (control lines as state_text writes
  * them; NULL: none). It must match the configuration: every slice of the service held by
  * exactly one known endpoint that is up, and down endpoints holding nothing. The saved
- * weights and health come with it. An endpoint the state does not know (new in the
- * configuration) then joins as assign_add does, taking only its share. Returns 0
- * (adopted), -ENOENT (the state has no such service) or -EBADMSG (it does not match; the
- * caller builds a fresh assignment).
+ * weights (while steering, scaled if saved in configured units) and health come with it.
+ * An endpoint the state does not know (new in the configuration) then joins as assign_add
+ * does, taking only its share. Returns 0 (adopted), -ENOENT (the state has no such
+ * service) or -EBADMSG (it does not match; the caller builds a fresh assignment).
  */
 static int adopt(struct csvc *v, const char *state, size_t len)
 {
@@ -226,6 +226,11 @@ static int adopt(struct csvc *v, const char *state, size_t len)
 			goto mismatch;
 		if (m->kind == CTL_WEIGHT) {
 			v->weight[cur] = m->weight;
+			/* Steering: a weight under the floor of the fine scale was saved by a
+			 * controller without steering (weights in configured units): scaled, so
+			 * the shares stay and steering starts from the ceiling, not the floor. */
+			if (v->steer && m->weight < steer_floor(steer_fine(v->s->ep[cur].weight)))
+				v->weight[cur] = steer_fine(m->weight);
 			known[cur] = true;
 		} else
 			v->healthy[cur] = m->up;

@@ -157,6 +157,30 @@ def test_static_by_default_ignores_loads(tmp_path):
         assert ctl.stop() == 0
 
 
+def test_static_state_adopted_by_steering(tmp_path):
+    """A controller started with --steer metrics on the state a static one saved (weights
+    in configured units) scales the weights: the same map, every pod at its ceiling (not
+    at the floor, where it could not shed)."""
+    ctl, mport = start(tmp_path, steer=())
+    try:
+        a = ctlpeer.Agent(ctl.port)
+        _, m = a.read_map()
+        a.close()
+    finally:
+        assert ctl.stop() == 0
+    ctl, mport = start(tmp_path)
+    try:
+        a = ctlpeer.Agent(ctl.port)
+        assert a.read_map()[1] == m
+        Pods(a, cap=[1000, 1000, 1000]).pump(0.5)
+        for ep in ("pod-0", "pod-1", "pod-2"):
+            assert eff(mport, ep) == 1000
+        assert not steps(ctl), ctl.log()
+        a.close()
+    finally:
+        assert ctl.stop() == 0
+
+
 def test_bad_load_lines_change_nothing(tmp_path):
     ctl, mport = start(tmp_path)
     try:
