@@ -1,6 +1,8 @@
 /* Metrics-based steering: the pure step (steer.h says what it computes and why). */
 #include "steer.h"
 
+#include <math.h>
+
 #include "peak/assign.h"
 
 static const char *const reason_names[STEER_NREASONS] = {
@@ -66,9 +68,18 @@ static double util(const struct steer_ep *ep, uint32_t w, double wsum, unsigned 
 {
 	const double x[3] = {(double)ep->conns, (double)ep->cpu_ns_s, (double)ep->app};
 	double share = w / wsum, u = 0;
-	for (unsigned k = 0; k < 3; k++)
-		if (sig & 1u << k && x[k] / tot[k] / share > u)
-			u = x[k] / tot[k] / share;
+	for (unsigned k = 0; k < 3; k++) {
+		if (!(sig & 1u << k))
+			continue;
+		double q = x[k] / tot[k] / share, expect = tot[k] * share;
+		/* connections are a count sampled once per report: within STEER_CONNS_Z
+		 * standard deviations of a Poisson count of what the share expects, it is
+		 * noise, not load */
+		if (k == 0 && fabs(x[k] - expect) <= STEER_CONNS_Z * sqrt(expect))
+			q = 1;
+		if (q > u)
+			u = q;
+	}
 	return u;
 }
 

@@ -22,6 +22,9 @@
  * figure, that figure alone counts (the pod knows its capacity, the agent does not). A
  * figure is used only when every endpoint steered reports it and the service's total is
  * above a noise floor (STEER_MIN_CONNS per endpoint, STEER_MIN_CPU_NS_S per endpoint).
+ * Connections are a small count sampled at one instant: an endpoint's count within
+ * STEER_CONNS_Z standard deviations of what its share expects (a Poisson count: the
+ * square root of the expectation) counts as exactly its share.
  *
  * The step. The weighted mean of the utilisations is the target every endpoint should
  * reach. Inside the dead band (STEER_BAND_PM per mille around it) nothing changes. Above
@@ -42,6 +45,7 @@ enum {
 	STEER_BAND_PM = 200,           /* the dead band: within 20% of the mean, no change */
 	STEER_PROBE_ROUNDS = 30,       /* quiet intervals before a probe towards the ceiling */
 	STEER_MIN_CONNS = 2,           /* per endpoint steered: fewer connections are noise */
+	STEER_CONNS_Z = 3,             /* a count within 3 sd (Poisson) of its share: noise */
 	STEER_MIN_CPU_NS_S = 10000000, /* per endpoint steered: 1% of a core */
 	STEER_INTERVAL_DEF_MS = 1000,  /* --steer-interval */
 };

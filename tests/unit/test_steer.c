@@ -3,6 +3,7 @@
  * many rounds of noisy loads from a queueing model of pods of unequal capacity. */
 #include "test.h"
 
+#include <math.h>
 #include <stdlib.h>
 
 #include "../../src/controller/steer.h"
@@ -59,6 +60,34 @@ static void test_equal_loads_change_nothing(void **state)
 			assert_int_equal(why[e], STEER_NONE);
 		}
 	}
+}
+
+/* Small connection counts (a mean of 20 per endpoint) sampled as Poisson counts stay
+ * inside the noise gate: nothing changes in 1000 rounds, where without the gate a count of
+ * 30 against 20 (2.2 sd, one round in 70) would shed. */
+static void test_small_counts_are_noise(void **state)
+{
+	(void)state;
+	uint64_t seed = 11;
+	struct steer_ep ep[N];
+	uint32_t out[N];
+	enum steer_reason why[N];
+	unsigned changes = 0;
+	for (int round = 0; round < 1000; round++) {
+		uint64_t c[N];
+		for (unsigned e = 0; e < N; e++) { /* Poisson(20) by Knuth's product method */
+			double l = exp(-20.0), p = 1;
+			unsigned k = 0;
+			do {
+				k++;
+				p *= (double)(test_rand(&seed) >> 11) / 9007199254740992.0;
+			} while (p > l);
+			c[e] = k - 1;
+		}
+		eps_make(ep, N, c);
+		changes += steer_step(ep, N, out, why);
+	}
+	assert_int_equal(changes, 0);
 }
 
 /* The loaded endpoint sheds by at most one step per interval down to the floor; the
@@ -260,14 +289,16 @@ static void converge(const double cap[N], double total, uint32_t *w0)
 }
 
 /* A quarter of the capacity: even unloaded, the pod is slower than the others loaded; it
- * sheds down to the floor and stays there. */
+ * sheds down to the floor and stays within a probe of it (at the floor its few
+ * connections are within the noise gate, so it probes one step up every 30 rounds and
+ * sheds back). */
 static void test_convergence_floor(void **state)
 {
 	(void)state;
 	const double cap[N] = {250, 1000, 1000};
 	uint32_t w0;
 	converge(cap, 1500, &w0);
-	assert_int_equal(w0, 50);
+	assert_true(w0 <= 150);
 }
 
 /* Half the capacity: the latencies meet at an interior share (x = 266 of 1800 requests,
@@ -286,6 +317,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_scale),
 	    cmocka_unit_test(test_equal_loads_change_nothing),
+	    cmocka_unit_test(test_small_counts_are_noise),
 	    cmocka_unit_test(test_overloaded_sheds_bounded),
 	    cmocka_unit_test(test_bounds),
 	    cmocka_unit_test(test_bad_inputs),
