@@ -226,17 +226,23 @@ static int adopt(struct csvc *v, const char *state, size_t len)
 			goto mismatch;
 		if (m->kind == CTL_WEIGHT) {
 			v->weight[cur] = m->weight;
-			/* Steering: a weight under the floor of the fine scale was saved by a
-			 * controller without steering (weights in configured units): scaled, so
-			 * the shares stay and steering starts from the ceiling, not the floor. */
-			if (v->steer && m->weight < steer_floor(steer_fine(v->s->ep[cur].weight)))
-				v->weight[cur] = steer_fine(m->weight);
 			known[cur] = true;
 		} else
 			v->healthy[cur] = m->up;
 	}
 	if (!seen)
 		goto out;
+	/* Steering: when every weight is under its floor on the fine scale, the state was
+	 * saved by a controller without steering (weights in configured units): scaled, so
+	 * the shares stay and steering starts from the ceilings, not the floors. (One weight
+	 * under its floor alone is an endpoint that shed, under a ceiling a reload raised.) */
+	bool units = v->steer;
+	for (unsigned e = 0; e < nep; e++)
+		if (known[e] && v->weight[e] >= steer_floor(steer_fine(v->s->ep[e].weight)))
+			units = false;
+	for (unsigned e = 0; units && e < nep; e++)
+		if (known[e])
+			v->weight[e] = steer_fine(v->weight[e]);
 	for (uint32_t s = 0; s < ns; s++)
 		if (own[s] < 0 || !v->healthy[own[s]] || !known[own[s]])
 			goto mismatch;

@@ -181,6 +181,30 @@ def test_static_state_adopted_by_steering(tmp_path):
         assert ctl.stop() == 0
 
 
+def test_reload_raising_a_ceiling_keeps_the_fraction(tmp_path):
+    """A reload that raises a shed endpoint's configured weight tenfold raises its ceiling:
+    its effective weight keeps its fraction of it (not the new ceiling, nor the floor)."""
+    ctl, mport = start(tmp_path)
+    try:
+        a = ctlpeer.Agent(ctl.port)
+        a.read_map()
+        Pods(a, cap=[500, 1000, 1000]).pump(2.5)
+        w0 = eff(mport, "pod-0")
+        assert 50 < w0 < 1000, steps(ctl)
+        with open(ctl.cfg) as f:
+            text = f.read()
+        with open(ctl.cfg, "w") as f:
+            f.write(text.replace('"2001:db8:100::1"}', '"2001:db8:100::1", weight: 10}'))
+        ctl.proc.send_signal(signal.SIGHUP)
+        assert ctlpeer.wait_until(lambda: "configuration reloaded" in ctl.log())
+        assert eff(mport, "pod-0") == w0 * 10
+        assert ctlpeer.metric(mport, "peak_controller_endpoint_weight", "pod-0") == "10"
+        assert eff(mport, "pod-1") == 1000
+        a.close()
+    finally:
+        assert ctl.stop() == 0
+
+
 def test_bad_load_lines_change_nothing(tmp_path):
     ctl, mport = start(tmp_path)
     try:
