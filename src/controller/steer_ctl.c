@@ -75,6 +75,8 @@ static void apply(struct ctl *c, struct csvc *v, const uint32_t *out, const enum
 	if (last >= 0 &&
 	    assign_set_weight(&v->a, (unsigned)last, v->a.ep[last].weight, &moved) == -ENOMEM)
 		log_msg(LOG_ERR, "controller: %s: steering: out of memory", v->name);
+	if (ml >= sizeof(msg)) /* (snprintf counts what did not fit) */
+		ml = sizeof(msg) - 1;
 	log_msg(LOG_INFO, "controller: %s steering:%.*s: %u slices moved", v->name, (int)ml, msg,
 	        moved);
 	if (moved)
