@@ -115,8 +115,8 @@ int ctlr_weight(struct ctl *c, struct csvc *v, unsigned e, uint32_t w)
 	}
 	v->weight[e] = w;
 	v->ceil[e] = live;
-	log_msg(LOG_INFO, "controller: %s %s weight %u%s: %u slices moved", v->name,
-	        v->s->ep[e].id, live, v->steer ? " (the ceiling of steering)" : "", moved);
+	log_msg(LOG_INFO, "controller: %s %s weight %u%s: %u slices moved", v->name, v->s->ep[e].id,
+	        live, v->steer ? " (the ceiling of steering)" : "", moved);
 	if (moved)
 		send_map(c, v, NULL);
 	struct ctl_msg m = {.kind = CTL_WEIGHT, .weight = w};
@@ -603,7 +603,8 @@ static void render(struct mbuf *b, void *arg)
 				else if (k == 1)
 					mbuf_printf(b, "%d\n", v->healthy[e]);
 				else if (k == 2)
-					mbuf_printf(b, "%u\n", v->steer ? v->ceil[e] : v->weight[e]);
+					mbuf_printf(b, "%u\n",
+					            v->steer ? v->ceil[e] : v->weight[e]);
 				else if (k == 3)
 					mbuf_printf(b, "%llu\n", (unsigned long long)v->conns[e]);
 				else if (k == 4)

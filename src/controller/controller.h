@@ -33,8 +33,9 @@ struct controller_opts {
 	unsigned lease_ttl_s;    /* the leader's lease (0: 2 s) */
 	unsigned agent_ttl_s;    /* etcd: an agent's registration outlives its link this long
 	                          * (0: 2 s); then its node's endpoints go down */
-	bool steer_metrics;      /* --steer metrics: effective weights from the agents' load
-	                          * reports (steer.h); else the live weights alone (static) */
+
+	bool steer_metrics;         /* --steer metrics: effective weights from the agents' load
+	                             * reports (steer.h); else the live weights alone (static) */
 	unsigned steer_interval_ms; /* --steer-interval (0: STEER_INTERVAL_DEF_MS) */
 };
 

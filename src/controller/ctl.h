@@ -32,8 +32,9 @@ enum {
 	LOG_BURST = 10,       /* peer-caused log lines per second */
 	POLL_TICK_MS = 250,
 	AGENT_TTL_DEF_S = 2, /* --agent-ttl */
-	STEER_RATE_MIN_MS = 200, /* CPU rates are taken over at least this long */
 };
+
+enum { STEER_RATE_MIN_MS = 200 }; /* CPU rates are taken over at least this long */
 
 /* What the agents last reported of one endpoint, for steering (steer_ctl.c). */
 struct steer_load {
@@ -121,6 +122,7 @@ struct ctl {
 	uint64_t log_s;
 	unsigned log_n;
 	unsigned nagents; /* agents that said hello: written by the loop under lock */
+
 	bool steer;          /* --steer metrics */
 	uint64_t steer_next; /* when the next steering round is due */
 };
