@@ -10,7 +10,9 @@
  *   controller -> agent     welcome TAG                     (the controller's proof over
  *                                                            the agent's NONCE, ctlauth.h)
  *                           health SERVICE ENDPOINT up|down
- *                           load SERVICE ENDPOINT CONNECTIONS CPU_NANOSECONDS
+ *                           load SERVICE ENDPOINT CONNECTIONS CPU_NANOSECONDS [APP]
+ *                           (APP: the pod's own load figure, optional; steering uses it
+ *                           when every endpoint of the service reports one)
  *   controller -> agent     map SERVICE, ep ENDPOINT START/LOG2 ..., end
  *                           (several ep lines for one endpoint add up; at most
  *                           CTL_EP_BLOCKS_MAX blocks on one line)
@@ -49,7 +51,7 @@ enum ctl_kind {
 	CTL_HELLO,     /* id = node, has_tag, tag, has_nonce, nonce (the agent's) */
 	CTL_WELCOME,   /* tag (the controller's proof) */
 	CTL_HEALTH,    /* svc, id, up */
-	CTL_LOAD,      /* svc, id, conns, cpu_ns */
+	CTL_LOAD,      /* svc, id, conns, cpu_ns, has_app, app */
 	CTL_WEIGHT,    /* svc, id, weight */
 	CTL_MAP,       /* svc */
 	CTL_EP,        /* id, blocks[nblocks] */
@@ -65,11 +67,12 @@ struct ctl_msg {
 	bool up;
 	bool has_tag;
 	bool has_nonce; /* hello: the agent asks the controller to prove the key */
+	bool has_app;   /* load: the application's figure is there */
 	char svc[CTL_SVC_MAX];
 	char id[CTL_ID_MAX];
 	uint8_t nonce[CTL_NONCE_LEN];
 	uint8_t tag[CTL_TAG_LEN]; /* hello: the agent's tag; welcome: the controller's */
-	uint64_t conns, cpu_ns;
+	uint64_t conns, cpu_ns, app;
 	uint32_t weight;
 	unsigned nblocks;
 	struct assign_block blocks[CTL_EP_BLOCKS_MAX];

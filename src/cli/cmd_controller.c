@@ -16,7 +16,8 @@ static const char controller_help[] =
     "                       [--metrics ADDR:PORT] [--key-file FILE] [--control PATH]\n"
     "                       [--state FILE|none] [--store file|etcd] [--etcd URL]\n"
     "                       [--etcd-prefix PREFIX] [--lease-ttl SECONDS]\n"
-    "                       [--agent-ttl SECONDS] [--check] [--quiet]\n"
+    "                       [--agent-ttl SECONDS] [--steer metrics|static]\n"
+    "                       [--steer-interval MS] [--check] [--quiet]\n"
     "\n"
     "Holds each service's slice assignment (the one 'peak plan' shows, to begin with) and\n"
     "the endpoints' health as the agents report it. When an endpoint goes down its slices\n"
@@ -50,6 +51,13 @@ static const char controller_help[] =
     "                       outlives the agent's link (1..60, default 2, at least half of\n"
     "                       --lease-ttl); then the node's endpoints go down and their\n"
     "                       slices move\n"
+    "  --steer metrics|static\n"
+    "                       static (default): the configured or operator's weights alone;\n"
+    "                       metrics: effective weights from the agents' load reports\n"
+    "                       (connections, CPU, the pod's own figure): an overloaded\n"
+    "                       endpoint sheds slices and AAAA share by bounded steps until\n"
+    "                       the load evens out; the live weight is the ceiling\n"
+    "  --steer-interval MS  a steering round's period (100..60000, default 1000)\n"
     "  --check              check the configuration (and key file, and store options),\n"
     "                       print 'ok', exit 0, or print FILE:LINE: reason and exit 2\n"
     "  --quiet              log only warnings and errors\n"
@@ -81,6 +89,8 @@ int cmd_controller(int argc, char **argv)
 	    {"etcd-prefix", required_argument, 0, 'p'},
 	    {"lease-ttl", required_argument, 0, 't'},
 	    {"agent-ttl", required_argument, 0, 'a'},
+	    {"steer", required_argument, 0, 'w'},
+	    {"steer-interval", required_argument, 0, 'W'},
 	    {"check", no_argument, 0, 'K'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
@@ -128,6 +138,16 @@ int cmd_controller(int argc, char **argv)
 			break;
 		case 'a':
 			o.agent_ttl_s = (unsigned)cli_u64("controller", "--agent-ttl", optarg, 1, 60);
+			break;
+		case 'w':
+			if (strcmp(optarg, "metrics") && strcmp(optarg, "static"))
+				cli_usage_error("controller",
+				                "--steer: 'metrics' or 'static', not '%s'", optarg);
+			o.steer_metrics = !strcmp(optarg, "metrics");
+			break;
+		case 'W':
+			o.steer_interval_ms =
+			    (unsigned)cli_u64("controller", "--steer-interval", optarg, 100, 60000);
 			break;
 		case 'K':
 			check = true;

@@ -20,6 +20,7 @@
 #include "../sys/net.h"
 #include "../sys/notify.h"
 #include "ctl.h"
+#include "steer.h"
 
 /* Sends a service's whole map to every agent that said hello (or only to one). */
 static void send_map(struct ctl *c, struct csvc *v, struct peer *only)
@@ -38,6 +39,11 @@ static void send_map(struct ctl *c, struct csvc *v, struct peer *only)
 	}
 out:
 	free(t.p);
+}
+
+void ctlr_send_map(struct ctl *c, struct csvc *v, struct peer *only)
+{
+	send_map(c, v, only);
 }
 
 /* ---- health and weights ---- */
@@ -94,20 +100,24 @@ int ctlr_health(struct ctl *c, struct csvc *v, unsigned e, bool up)
 }
 
 /* Sets an endpoint's live weight: rebalances if it is up, tells agents and peak dns.
+ * While steering it is the ceiling, and the effective weight keeps its fraction of it.
  * Returns 0 or -EINVAL (every live weight would be 0). The caller holds the lock. */
 int ctlr_weight(struct ctl *c, struct csvc *v, unsigned e, uint32_t w)
 {
-	uint32_t moved = 0;
+	uint32_t moved = 0, live = w;
 	if (!v->have)
 		return -EINVAL;
+	if (v->steer)
+		w = ctlr_steer_rescale(v->weight[e], v->ceil[e], live);
 	if (v->slot[e] >= 0) {
 		int ret = assign_set_weight(&v->a, (unsigned)v->slot[e], w, &moved);
 		if (ret)
 			return ret;
 	}
 	v->weight[e] = w;
-	log_msg(LOG_INFO, "controller: %s %s weight %u: %u slices moved", v->name, v->s->ep[e].id,
-	        w, moved);
+	v->ceil[e] = live;
+	log_msg(LOG_INFO, "controller: %s %s weight %u%s: %u slices moved", v->name, v->s->ep[e].id,
+	        live, v->steer ? " (the ceiling of steering)" : "", moved);
 	if (moved)
 		send_map(c, v, NULL);
 	struct ctl_msg m = {.kind = CTL_WEIGHT, .weight = w};
@@ -214,7 +224,7 @@ int ctlr_reload(struct ctl *c, char *err, size_t errlen)
 		goto out;
 	if ((ret = ctlr_state_text(c, &t)) || (ctlr_text_add(&t, "", 1), ret = t.err))
 		goto out;
-	if (!(svc = ctlr_svcs_build(cfg, t.p, t.len - 1))) {
+	if (!(svc = ctlr_svcs_build(cfg, t.p, t.len - 1, c->steer))) {
 		ret = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
 		goto out;
@@ -222,14 +232,21 @@ int ctlr_reload(struct ctl *c, char *err, size_t errlen)
 	for (unsigned i = 0; i < cfg->nsvc; i++) { /* weights the file changes */
 		struct csvc *v = &svc[i];
 		const struct cfg_service *old = NULL;
+		const struct csvc *ov = NULL;
 		for (unsigned k = 0; k < c->cfg->nsvc && !old; k++)
-			if (dns_name_eq(&c->cfg->svc[k].name, &v->s->name))
+			if (dns_name_eq(&c->cfg->svc[k].name, &v->s->name)) {
 				old = &c->cfg->svc[k];
+				ov = &c->svc[k];
+			}
 		for (unsigned e = 0; old && v->have && e < v->s->nep; e++) {
 			int o = ctlr_ep_index(old, v->s->ep[e].id);
 			uint32_t w = v->s->ep[e].weight;
-			if (o < 0 || old->ep[o].weight == w || v->weight[e] == w)
+			if (o >= 0 && v->steer && old->ep[o].weight == w)
+				v->ceil[e] = ov->ceil[o]; /* the operator's ceiling stays */
+			if (o < 0 || old->ep[o].weight == w || (!v->steer && v->weight[e] == w))
 				continue;
+			if (v->steer) /* a new ceiling: the same fraction of it */
+				w = ctlr_steer_rescale(v->weight[e], ov->ceil[o], w);
 			if (v->slot[e] < 0 ||
 			    !assign_set_weight(&v->a, (unsigned)v->slot[e], w, NULL))
 				v->weight[e] = w;
@@ -314,8 +331,7 @@ static int agent_line(struct ctl *c, struct peer *a, const char *line, size_t le
 	}
 	pthread_mutex_lock(&c->lock);
 	if (m.kind == CTL_LOAD) {
-		v->conns[e] = m.conns;
-		v->cpu_ns[e] = m.cpu_ns;
+		ctlr_load_report(v, (unsigned)e, &m, ctlr_now_ms());
 	} else {
 		ctlr_health(c, v, (unsigned)e, m.up);
 	}
@@ -391,7 +407,7 @@ static int store_adopt(struct ctl *c)
 	int r = c->store->ops->load(c->store, &state, &len);
 	if (r)
 		return r;
-	svc = ctlr_svcs_build(c->cfg, state, len);
+	svc = ctlr_svcs_build(c->cfg, state, len, c->steer);
 	free(state);
 	if (!svc)
 		return -ENOMEM;
@@ -547,11 +563,16 @@ static void render(struct mbuf *b, void *arg)
 	} per_ep[] = {
 	    {"peak_controller_endpoint_slices", "Slices assigned to the endpoint."},
 	    {"peak_controller_endpoint_healthy", "1 if the endpoint is up."},
-	    {"peak_controller_endpoint_weight", "The endpoint's live weight."},
+	    {"peak_controller_endpoint_weight",
+	     "The endpoint's live weight (configured, or the operator's): the ceiling of "
+	     "steering."},
 	    {"peak_controller_endpoint_connections", "Connections the agent saw."},
 	    {"peak_controller_endpoint_cpu_seconds",
 	     "CPU time of the pod as its agent last reported it (a gauge: a restarted pod "
 	     "starts again from 0)."},
+	    {"peak_controller_endpoint_effective_weight",
+	     "The weight the assignment and peak dns hold, in thousandths of a configured "
+	     "unit: with --steer metrics from the load reports, else the live weight."},
 	};
 	struct ctl *c = arg;
 	char sv[2 * DNS_NAME_STRLEN], ep[2 * CFG_ID_MAX];
@@ -560,8 +581,11 @@ static void render(struct mbuf *b, void *arg)
 	            "# HELP peak_controller_agents Agents connected.\n"
 	            "# TYPE peak_controller_agents gauge\npeak_controller_agents %u\n"
 	            "# HELP peak_controller_leader 1 if this controller leads (0: a standby).\n"
-	            "# TYPE peak_controller_leader gauge\npeak_controller_leader %d\n",
-	            c->nagents, c->leader);
+	            "# TYPE peak_controller_leader gauge\npeak_controller_leader %d\n"
+	            "# HELP peak_controller_steer_metrics 1 with --steer metrics, 0 static.\n"
+	            "# TYPE peak_controller_steer_metrics gauge\npeak_controller_steer_metrics "
+	            "%d\n",
+	            c->nagents, c->leader, c->steer);
 	for (unsigned k = 0; k < sizeof(per_ep) / sizeof(per_ep[0]); k++) {
 		mbuf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", per_ep[k].name, per_ep[k].help,
 		            per_ep[k].name);
@@ -580,12 +604,35 @@ static void render(struct mbuf *b, void *arg)
 				else if (k == 1)
 					mbuf_printf(b, "%d\n", v->healthy[e]);
 				else if (k == 2)
-					mbuf_printf(b, "%u\n", v->weight[e]);
+					mbuf_printf(b, "%u\n",
+					            v->steer ? v->ceil[e] : v->weight[e]);
 				else if (k == 3)
 					mbuf_printf(b, "%llu\n", (unsigned long long)v->conns[e]);
-				else
+				else if (k == 4)
 					mbuf_printf(b, "%.3f\n", (double)v->cpu_ns[e] / 1e9);
+				else /* (static: the live weight on the same scale) */
+					mbuf_printf(b, "%u\n",
+					            v->steer ? v->weight[e]
+					                     : steer_fine(v->weight[e]));
 			}
+		}
+	}
+	/* (codes, not a reason label: every sample here has the service and endpoint labels
+	 * only, which the regress suite checks) */
+	mbuf_printf(b, "# HELP peak_controller_endpoint_steer_reason The reason of the last "
+	               "steering change of the endpoint's weight: 0 none, 1 shed (above the "
+	               "band), 2 regain (below it), 3 probe (quiet below the ceiling), 4 bounds "
+	               "(brought within floor and ceiling).\n"
+	               "# TYPE peak_controller_endpoint_steer_reason gauge\n");
+	for (unsigned i = 0; i < c->cfg->nsvc; i++) {
+		const struct csvc *v = &c->svc[i];
+		metrics_label(sv, sizeof(sv), v->name);
+		for (unsigned e = 0; e < v->s->nep; e++) {
+			metrics_label(ep, sizeof(ep), v->s->ep[e].id);
+			mbuf_printf(b,
+			            "peak_controller_endpoint_steer_reason{service=\"%s\",endpoint="
+			            "\"%s\"} %u\n",
+			            sv, ep, v->reason[e]);
 		}
 	}
 	pthread_mutex_unlock(&c->lock);
@@ -635,6 +682,7 @@ int controller_run(const struct controller_opts *o)
 		return 1;
 	c->o = o;
 	c->lfd = -1;
+	c->steer = o->steer_metrics;
 	pthread_mutex_init(&c->lock, NULL);
 	c->dns.fd = -1;
 	for (int i = 0; i < MAX_AGENTS; i++)
@@ -677,7 +725,7 @@ int controller_run(const struct controller_opts *o)
 		goto out;
 	}
 	ret = 1;
-	if (!(c->svc = ctlr_svcs_build(c->cfg, NULL, 0)))
+	if (!(c->svc = ctlr_svcs_build(c->cfg, NULL, 0, c->steer)))
 		goto out;
 	/* The file store is never refused: it leads at once and its listener must open. With
 	 * etcd the first keepalive decides, and the listener opens only while leading. */
@@ -697,8 +745,9 @@ int controller_run(const struct controller_opts *o)
 		goto out;
 	if (o->metrics && !(ms = metrics_start(o->metrics, render, c)))
 		goto out;
-	log_msg(LOG_INFO, "controller: %u services from %s, agents on %s%s%s", c->cfg->nsvc,
+	log_msg(LOG_INFO, "controller: %u services from %s, agents on %s%s%s%s", c->cfg->nsvc,
 	        o->config, o->listen, c->auth ? " (key file)" : "",
+	        c->steer ? " (steering by load)" : "",
 	        c->leader ? "" : " (a standby: listening once it leads)");
 	notify_ready("%u services from %s%s", c->cfg->nsvc, o->config,
 	             c->leader ? "" : " (standby)");
@@ -788,6 +837,7 @@ int controller_run(const struct controller_opts *o)
 		}
 		stale_expire(c, now);
 		store_tick(c, now);
+		ctlr_steer_tick(c, now);
 		unsigned n = 0;
 		for (int i = 0; i < MAX_AGENTS; i++)
 			n += c->agents[i].fd >= 0 && c->agents[i].hello;

@@ -17,6 +17,8 @@
  * Every peer's output is queued and sent without blocking; a peer that stops reading is
  * dropped, so it never delays the others, peak dns or a signal.
  */
+#include <stdbool.h>
+
 struct controller_opts {
 	const char *config;
 	const char *listen;      /* ADDR:PORT */
@@ -31,6 +33,10 @@ struct controller_opts {
 	unsigned lease_ttl_s;    /* the leader's lease (0: 2 s) */
 	unsigned agent_ttl_s;    /* etcd: an agent's registration outlives its link this long
 	                          * (0: 2 s); then its node's endpoints go down */
+
+	bool steer_metrics;         /* --steer metrics: effective weights from the agents' load
+	                             * reports (steer.h); else the live weights alone (static) */
+	unsigned steer_interval_ms; /* --steer-interval (0: STEER_INTERVAL_DEF_MS) */
 };
 
 /* Serves until SIGINT or SIGTERM; SIGHUP reloads the configuration. Returns 0 after a

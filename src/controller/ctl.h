@@ -34,6 +34,19 @@ enum {
 	AGENT_TTL_DEF_S = 2, /* --agent-ttl */
 };
 
+enum { STEER_RATE_MIN_MS = 200 }; /* CPU rates are taken over at least this long */
+
+/* What the agents last reported of one endpoint, for steering (steer_ctl.c). */
+struct steer_load {
+	uint64_t at_ms;            /* when the last report came (0: none yet) */
+	uint64_t rate_ms, rate_ns; /* the CPU counter at the start of the rate's window */
+	uint64_t cpu_ns_s;         /* CPU ns per second over the last window, */
+	uint64_t win_ms;           /* which began then */
+	bool has_cpu;
+	bool has_app;
+	uint64_t app;
+};
+
 struct csvc {
 	const struct cfg_service *s;
 	struct assign a;
@@ -41,7 +54,16 @@ struct csvc {
 	bool adopted; /* the assignment came from the store (else the initial one) */
 	int *slot;    /* per endpoint: assignment slot, -1 when out */
 	bool *healthy;
-	uint32_t *weight;         /* per endpoint: the live weight (config, or the operator's) */
+	uint32_t *weight;         /* per endpoint: the weight the assignment and peak dns hold:
+	                           * the live weight (config, or the operator's); while
+	                           * steering, the effective weight on the fine scale (steer.h) */
+	bool steer;               /* --steer metrics: weight is effective, ceil the live one */
+	uint32_t *ceil;           /* per endpoint, steering: the live weight (the ceiling) */
+	struct steer_load *load;  /* per endpoint: the agents' reports as steering reads them */
+	uint8_t *reason;          /* per endpoint: enum steer_reason of its last change */
+	uint32_t *quiet;          /* per endpoint: steering rounds since its weight changed */
+	uint64_t steer_ms;        /* the last steering round that read fresh reports */
+	uint64_t changed_ms;      /* the last steering change (what came before is stale) */
 	uint64_t *stale;          /* per endpoint: a saved "down" not yet confirmed: bring it up at
 	                           * this time (0: none, UINT64_MAX: its agent has not said hello) */
 	uint64_t *conns, *cpu_ns; /* per endpoint: the last load its agent reported */
@@ -100,6 +122,9 @@ struct ctl {
 	uint64_t log_s;
 	unsigned log_n;
 	unsigned nagents; /* agents that said hello: written by the loop under lock */
+
+	bool steer;          /* --steer metrics */
+	uint64_t steer_next; /* when the next steering round is due */
 };
 
 struct text {
@@ -133,7 +158,13 @@ void ctlr_state_save(struct ctl *c);
 int ctlr_file_read(const char *path, char **out, size_t *len);
 int ctlr_ep_index(const struct cfg_service *s, const char *id);
 void ctlr_svcs_free(struct csvc *svc, unsigned n);
-struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, size_t len);
+struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, size_t len,
+                             bool steer);
+
+/* steer_ctl.c: metrics-based steering in the controller (steer.h has the step) */
+void ctlr_load_report(struct csvc *v, unsigned e, const struct ctl_msg *m, uint64_t now);
+void ctlr_steer_tick(struct ctl *c, uint64_t now);
+uint32_t ctlr_steer_rescale(uint32_t eff, uint32_t old_ceil, uint32_t new_ceil);
 
 /* control.c: the operator's control socket */
 int ctlr_client_line(struct ctl *c, struct peer *p, const char *line, size_t len);
@@ -141,6 +172,7 @@ int ctlr_control_listen(const char *path);
 void ctlr_client_accept(struct ctl *c, int lfd);
 
 /* controller.c */
+void ctlr_send_map(struct ctl *c, struct csvc *v, struct peer *only);
 struct csvc *ctlr_svc_find(struct ctl *c, const char *name);
 int ctlr_health(struct ctl *c, struct csvc *v, unsigned e, bool up);
 int ctlr_weight(struct ctl *c, struct csvc *v, unsigned e, uint32_t w);

@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "../sys/log.h"
+#include "steer.h"
 
 /* Appends a service's whole map: "map", every endpoint holding slices with its blocks
  * (CTL_EP_BLOCKS_MAX per line), "end". */
@@ -64,7 +65,7 @@ void ctlr_svc_text(const struct csvc *v, struct text *t)
 	for (unsigned e = 0; e < v->s->nep; e++) {
 		ctlr_copy(m.id, sizeof(m.id), v->s->ep[e].id);
 		m.kind = CTL_WEIGHT;
-		m.weight = v->weight[e];
+		m.weight = v->weight[e]; /* while steering, the effective weight (steer.h) */
 		ctlr_text_msg(t, &m);
 		if (!v->healthy[e]) {
 			m.kind = CTL_HEALTH;
@@ -159,10 +160,10 @@ int ctlr_ep_index(const struct cfg_service *s, const char *id)
  * Adopts a saved assignment for service v from state (control lines as state_text writes
  * them; NULL: none). It must match the configuration: every slice of the service held by
  * exactly one known endpoint that is up, and down endpoints holding nothing. The saved
- * weights and health come with it. An endpoint the state does not know (new in the
- * configuration) then joins as assign_add does, taking only its share. Returns 0
- * (adopted), -ENOENT (the state has no such service) or -EBADMSG (it does not match; the
- * caller builds a fresh assignment).
+ * weights (while steering, scaled if saved in configured units) and health come with it.
+ * An endpoint the state does not know (new in the configuration) then joins as assign_add
+ * does, taking only its share. Returns 0 (adopted), -ENOENT (the state has no such
+ * service) or -EBADMSG (it does not match; the caller builds a fresh assignment).
  */
 static int adopt(struct csvc *v, const char *state, size_t len)
 {
@@ -231,6 +232,17 @@ static int adopt(struct csvc *v, const char *state, size_t len)
 	}
 	if (!seen)
 		goto out;
+	/* Steering: when every weight is under its floor on the fine scale, the state was
+	 * saved by a controller without steering (weights in configured units): scaled, so
+	 * the shares stay and steering starts from the ceilings, not the floors. (One weight
+	 * under its floor alone is an endpoint that shed, under a ceiling a reload raised.) */
+	bool units = v->steer;
+	for (unsigned e = 0; e < nep; e++)
+		if (known[e] && v->weight[e] >= steer_floor(steer_fine(v->s->ep[e].weight)))
+			units = false;
+	for (unsigned e = 0; units && e < nep; e++)
+		if (known[e])
+			v->weight[e] = steer_fine(v->weight[e]);
 	for (uint32_t s = 0; s < ns; s++)
 		if (own[s] < 0 || !v->healthy[own[s]] || !known[own[s]])
 			goto mismatch;
@@ -274,7 +286,8 @@ mismatch:
 out:
 	if (ret) {
 		for (unsigned e = 0; e < nep; e++) {
-			v->weight[e] = v->s->ep[e].weight;
+			uint32_t w = v->s->ep[e].weight;
+			v->weight[e] = v->steer ? steer_fine(w) : w;
 			v->healthy[e] = true;
 		}
 	}
@@ -297,13 +310,21 @@ void ctlr_svcs_free(struct csvc *svc, unsigned n)
 		free(svc[i].stale);
 		free(svc[i].conns);
 		free(svc[i].cpu_ns);
+		free(svc[i].ceil);
+		free(svc[i].load);
+		free(svc[i].reason);
+		free(svc[i].quiet);
 	}
 	free(svc);
 }
 
 /* Builds the services of cfg, each adopting its part of state (see adopt) or else the
- * initial assignment. Returns the array or NULL (out of memory). */
-struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, size_t len)
+ * initial assignment. With steer (--steer metrics) the weights are effective weights on
+ * the fine scale (steer.h): the state's weights are taken as such (a takeover moves
+ * nothing), an initial assignment gets the configured weights scaled, and the ceilings are
+ * the configured weights. Returns the array or NULL (out of memory). */
+struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, size_t len,
+                             bool steer)
 {
 	struct csvc *svc = calloc(cfg->nsvc ? cfg->nsvc : 1, sizeof(*svc));
 	for (unsigned i = 0; svc && i < cfg->nsvc; i++) {
@@ -317,13 +338,20 @@ struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, s
 		v->stale = calloc(n, sizeof(*v->stale));
 		v->conns = calloc(n, sizeof(*v->conns));
 		v->cpu_ns = calloc(n, sizeof(*v->cpu_ns));
-		if (!v->slot || !v->healthy || !v->weight || !v->stale || !v->conns || !v->cpu_ns) {
+		v->ceil = calloc(n, sizeof(*v->ceil));
+		v->load = calloc(n, sizeof(*v->load));
+		v->reason = calloc(n, sizeof(*v->reason));
+		v->quiet = calloc(n, sizeof(*v->quiet));
+		v->steer = steer;
+		if (!v->slot || !v->healthy || !v->weight || !v->stale || !v->conns || !v->cpu_ns ||
+		    !v->ceil || !v->load || !v->reason || !v->quiet) {
 			ctlr_svcs_free(svc, cfg->nsvc);
 			return NULL;
 		}
 		for (unsigned e = 0; e < v->s->nep; e++) {
 			v->healthy[e] = true;
-			v->weight[e] = v->s->ep[e].weight;
+			v->ceil[e] = v->s->ep[e].weight;
+			v->weight[e] = steer ? steer_fine(v->ceil[e]) : v->ceil[e];
 		}
 		int r = v->s->space.nslices <= ASSIGN_MAX_SLICES ? adopt(v, state, len) : -ENOENT;
 		if (r == -EBADMSG)
@@ -338,6 +366,11 @@ struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, s
 			continue;
 		}
 		v->have = config_service_assign(v->s, &v->a, v->slot) == 0;
+		/* The same shares on the fine scale (unless a weight over 1000 was capped, the
+		 * targets stay as they are: nothing moves until a weight changes). */
+		for (unsigned e = 0; steer && v->have && e < v->s->nep; e++)
+			if (v->slot[e] >= 0)
+				v->a.ep[v->slot[e]].weight = v->weight[e];
 	}
 	return svc;
 }

@@ -31,7 +31,7 @@ static const char *const usage[] = {
                   "digits)",
     [CTL_WELCOME] = "expected 'welcome TAG' (64 lowercase hex digits)",
     [CTL_HEALTH] = "expected 'health SERVICE ENDPOINT up|down'",
-    [CTL_LOAD] = "expected 'load SERVICE ENDPOINT CONNECTIONS CPU_NS' (decimal, no sign)",
+    [CTL_LOAD] = "expected 'load SERVICE ENDPOINT CONNECTIONS CPU_NS [APP]' (decimal, no sign)",
     [CTL_WEIGHT] = "expected 'weight SERVICE ENDPOINT N' (N a decimal in 0..1000000)",
     [CTL_MAP] = "expected 'map SERVICE'",
     [CTL_EP] = "expected 'ep ENDPOINT START/LOG2 ...' (aligned blocks, at most 64)",
@@ -260,6 +260,11 @@ int ctl_parse(const char *line, size_t len, struct ctl_msg *m)
 			m->conns = num(&c, UINT64_MAX);
 			sep(&c);
 			m->cpu_ns = num(&c, UINT64_MAX);
+			if (!c.err && c.left) {
+				sep(&c);
+				m->app = num(&c, UINT64_MAX);
+				m->has_app = true;
+			}
 		} else {
 			m->weight = (uint32_t)num(&c, CTL_WEIGHT_MAX);
 		}
@@ -378,6 +383,10 @@ int ctl_write(const struct ctl_msg *m, char *out, size_t cap)
 		put_u64(&w, m->conns);
 		wcur_u8(&w, ' ');
 		put_u64(&w, m->cpu_ns);
+		if (m->has_app) {
+			wcur_u8(&w, ' ');
+			put_u64(&w, m->app);
+		}
 		break;
 	case CTL_WEIGHT:
 		if (m->weight > CTL_WEIGHT_MAX)

@@ -41,6 +41,10 @@ static void test_good(void **state)
 	assert_false(m.up);
 	assert_int_equal(parse("load api.svc.example. pod-a 18446744073709551615 0", &m), 0);
 	assert_true(m.conns == UINT64_MAX);
+	assert_false(m.has_app);
+	assert_int_equal(parse("load api.svc.example. pod-a 1 2 3", &m), 0); /* the app figure */
+	assert_true(m.has_app);
+	assert_int_equal(m.app, 3);
 	assert_int_equal(parse("weight a.example p 1000000", &m), 0);
 	assert_int_equal(m.weight, 1000000);
 	assert_int_equal(parse("ep pod-a 0/6 64/4 16777215/0", &m), 0);
@@ -74,6 +78,8 @@ static void test_good(void **state)
 	    "welcome 00112233445566778899aabbccddeeff00112233445566778899aabbccddeeff",
 	    "health api.svc.example. pod-a up",
 	    "load api.svc.example. pod-a 0 123456789",
+	    "load api.svc.example. pod-a 0 123456789 0",
+	    "load api.svc.example. pod-a 7 1 18446744073709551615",
 	    "weight api.svc.example. pod-a 0",
 	    "map api.svc.example.",
 	    "ep pod-a",
@@ -113,7 +119,11 @@ static void test_bad(void **state)
 	    "load api.svc.example. pod-a 18446744073709551616 0",
 	    "load api.svc.example. pod-a 99999999999999999999 0",
 	    "load api.svc.example. pod-a 1",
-	    "load api.svc.example. pod-a 1 2 3",
+	    "load api.svc.example. pod-a 1 2 3 4",
+	    "load api.svc.example. pod-a 1 2 -3",
+	    "load api.svc.example. pod-a 1 2 03",
+	    "load api.svc.example. pod-a 1 2 ",
+	    "load api.svc.example. pod-a 1 2 18446744073709551616",
 	    "load api.svc.example. pod-a 0x10 2",
 	    "weight api.svc.example. pod-a 1000001",
 	    "weight api.svc.example. pod-a -0",

@@ -1,0 +1,272 @@
+"""Metrics-based steering (--steer metrics, src/controller/steer.h) with the controller, a
+fake agent (tests/lib/ctlpeer.py) whose pods behave as queues of unequal capacity, and a
+real peak dns taking the weights on its control socket:
+
+    fake agent --load lines--> peak controller --weight lines--> peak dns (dnspython)
+               <--maps--------                 --/metrics (effective weights, reasons)
+
+The loaded pod's effective weight and slices fall by bounded steps and settle; equal loads
+change nothing; the configured weights stay the ceiling; peak dns answers follow; a
+restarted controller adopts the steered weights and moves nothing; static (the default)
+ignores the loads."""
+import re
+import signal
+import time
+
+import dns.message
+import dns.query
+
+import ctlpeer
+import peaktest
+from ctlpeer import SVC
+
+STEP = re.compile(r"(pod-\d) (\d+)->(\d+) \((\w+)\)")
+
+
+class Pods:
+    """Three pods serving TOTAL requests per second shared by their slices, each an M/M/1
+    queue of capacity CAP[e]: in flight rate * latency (Little's law), CPU rate * 1 ms."""
+
+    def __init__(self, agent, cap, total=1800.0):
+        self.a, self.cap, self.total = agent, cap, total
+        self.share = {f"pod-{e}": 1 / len(cap) for e in range(len(cap))}
+        self.cpu = [0] * len(cap)
+        self.t = time.monotonic()
+
+    def pump(self, duration, period=0.05):
+        end = time.monotonic() + duration
+        while time.monotonic() < end:
+            self.drain()
+            now = time.monotonic()
+            dt, self.t = now - self.t, now
+            for e, c in enumerate(self.cap):
+                rate = self.total * self.share[f"pod-{e}"]
+                lat = 1 / (c - rate) if rate < 0.95 * c else 20 / c
+                self.cpu[e] += int(min(rate, c) * 1e6 * dt)
+                self.a.send(f"load {SVC} pod-{e} {int(rate * lat * 100)} {self.cpu[e]}\n")
+            time.sleep(period)
+
+    def drain(self):
+        try:
+            while True:
+                _, m = self.a.read_map(timeout=0.001)
+                n = ctlpeer.slices(m)
+                self.share = {ep: n.get(ep, 0) / 256 for ep in self.share}
+        except (TimeoutError, OSError):
+            pass
+
+
+def steps(ctl):
+    return [(ep, int(a), int(b), why) for ep, a, b, why in STEP.findall(ctl.log())]
+
+
+def eff(port, ep):
+    return int(ctlpeer.metric(port, "peak_controller_endpoint_effective_weight", ep))
+
+
+def start(tmp_path, steer=("--steer", "metrics"), dns_srv=None):
+    mport = peaktest.free_port()
+    args = ["--metrics", f"[::1]:{mport}", *steer]
+    if dns_srv:
+        args += ["--dns-control", dns_srv.control]
+    ctl = ctlpeer.Controller(str(tmp_path), ctlpeer.config(),
+                             args=args + ["--steer-interval", "100"])
+    return ctl, mport
+
+
+def test_loaded_pod_sheds_by_steps_and_settles(tmp_path):
+    srv = peaktest.Server(tmp_path, config=ctlpeer.config())
+    ctl, mport = start(tmp_path, dns_srv=srv)
+    try:
+        a = ctlpeer.Agent(ctl.port)
+        _, m = a.read_map()
+        assert ctlpeer.slices(m) == {"pod-0": 86, "pod-1": 85, "pod-2": 85}
+        pods = Pods(a, cap=[500, 1000, 1000])
+        pods.pump(2.5)
+        seen = steps(ctl)
+        assert seen, ctl.log()
+        for ep, old, new, why in seen:  # bounded steps, within [floor, ceiling]
+            assert abs(new - old) <= 100 and 50 <= new <= 1000, seen
+        assert {ep for ep, *_ in seen} == {"pod-0"}, seen  # the others stay at the ceiling
+        assert seen[0][3] == "shed"
+        # settled: 1.5 s more (15 rounds) move pod-0 by at most one step in all
+        before = eff(mport, "pod-0")
+        n = len(steps(ctl))
+        pods.pump(1.5)
+        after = eff(mport, "pod-0")
+        assert abs(after - before) <= 100 and len(steps(ctl)) - n <= 2, steps(ctl)[n:]
+        assert 150 < after < 700, after
+        assert eff(mport, "pod-1") == eff(mport, "pod-2") == 1000
+        assert ctlpeer.metric(mport, "peak_controller_endpoint_weight", "pod-0") == "1"
+        assert ctlpeer.metric(mport, "peak_controller_endpoint_steer_reason", "pod-0") == "1"
+        assert pods.share["pod-0"] < 0.3, pods.share
+        # peak dns holds the same weights, and its AAAA answers shift away from pod-0
+        st = srv.ctl("status").stdout
+        assert f"pod-0 up weight={after}" in st and "pod-1 up weight=1000" in st, st
+        before = srv.metrics()
+        for _ in range(300):
+            srv.query(SVC, "AAAA")
+        got = srv.metrics()
+        key = 'peak_dns_steered_answers_total{service="%s",endpoint="%s"}'
+        n = {ep: got[key % (SVC, ep)] - before.get(key % (SVC, ep), 0)
+             for ep in ("pod-0", "pod-1", "pod-2")}
+        share = n["pod-0"] / sum(n.values())
+        assert share < after / (after + 2000) + 0.08, (n, after)
+        a.close()
+        # a restarted controller adopts the steered weights: the same map, nothing moves
+        last = dict(a.maps[SVC])
+        assert ctl.stop() == 0
+        ctl, mport = start(tmp_path)
+        b = ctlpeer.Agent(ctl.port)
+        _, m = b.read_map()
+        assert m == last
+        assert eff(mport, "pod-0") == after
+        b.close()
+    finally:
+        ctl.stop()
+        srv.stop()
+
+
+def test_equal_loads_change_nothing(tmp_path):
+    ctl, mport = start(tmp_path)
+    try:
+        a = ctlpeer.Agent(ctl.port)
+        _, m = a.read_map()
+        Pods(a, cap=[1000, 1000, 1000]).pump(1.2)
+        assert not steps(ctl), ctl.log()
+        assert ctlpeer.slices(a.maps[SVC]) == {"pod-0": 86, "pod-1": 85, "pod-2": 85}
+        for ep in ("pod-0", "pod-1", "pod-2"):
+            assert eff(mport, ep) == 1000
+            assert ctlpeer.metric(mport, "peak_controller_endpoint_steer_reason", ep) == "0"
+        a.close()
+    finally:
+        assert ctl.stop() == 0
+
+
+def test_static_by_default_ignores_loads(tmp_path):
+    ctl, mport = start(tmp_path, steer=())
+    try:
+        a = ctlpeer.Agent(ctl.port)
+        a.read_map()
+        Pods(a, cap=[300, 1000, 1000]).pump(0.8)
+        assert not steps(ctl) and "steering by load" not in ctl.log()
+        assert eff(mport, "pod-0") == 1000
+        assert "\npeak_controller_steer_metrics 0\n" in ctlpeer.metrics(mport)
+        a.close()
+    finally:
+        assert ctl.stop() == 0
+
+
+def test_static_state_adopted_by_steering(tmp_path):
+    """A controller started with --steer metrics on the state a static one saved (weights
+    in configured units) scales the weights: the same map, every pod at its ceiling (not
+    at the floor, where it could not shed)."""
+    ctl, mport = start(tmp_path, steer=())
+    try:
+        a = ctlpeer.Agent(ctl.port)
+        _, m = a.read_map()
+        a.close()
+    finally:
+        assert ctl.stop() == 0
+    ctl, mport = start(tmp_path)
+    try:
+        a = ctlpeer.Agent(ctl.port)
+        assert a.read_map()[1] == m
+        Pods(a, cap=[1000, 1000, 1000]).pump(0.5)
+        for ep in ("pod-0", "pod-1", "pod-2"):
+            assert eff(mport, ep) == 1000
+        assert not steps(ctl), ctl.log()
+        a.close()
+    finally:
+        assert ctl.stop() == 0
+
+
+def test_reload_raising_a_ceiling_keeps_the_fraction(tmp_path):
+    """A reload that raises a shed endpoint's configured weight tenfold raises its ceiling:
+    its effective weight keeps its fraction of it (not the new ceiling, nor the floor)."""
+    ctl, mport = start(tmp_path)
+    try:
+        a = ctlpeer.Agent(ctl.port)
+        a.read_map()
+        Pods(a, cap=[500, 1000, 1000]).pump(2.5)
+        w0 = eff(mport, "pod-0")
+        assert 50 < w0 < 1000, steps(ctl)
+        with open(ctl.cfg) as f:
+            text = f.read()
+        with open(ctl.cfg, "w") as f:
+            f.write(text.replace('"2001:db8:100::1"}', '"2001:db8:100::1", weight: 10}'))
+        ctl.proc.send_signal(signal.SIGHUP)
+        assert ctlpeer.wait_until(lambda: "configuration reloaded" in ctl.log())
+        assert eff(mport, "pod-0") == w0 * 10
+        assert ctlpeer.metric(mport, "peak_controller_endpoint_weight", "pod-0") == "10"
+        assert eff(mport, "pod-1") == 1000
+        a.close()
+    finally:
+        assert ctl.stop() == 0
+
+
+def test_bad_load_lines_change_nothing(tmp_path):
+    ctl, mport = start(tmp_path)
+    try:
+        a = ctlpeer.Agent(ctl.port)
+        a.read_map()
+        for line in (f"load {SVC} pod-0 1 2 -3", f"load {SVC} pod-0 99 2 3 4",
+                     f"load {SVC} nope 500 1", f"load {SVC} pod-0 18446744073709551616 1"):
+            a.send(line + "\n")
+        a.send(f"load {SVC} pod-1 1 1\n")  # a valid one still lands after them
+        assert ctlpeer.wait_until(lambda: ctlpeer.metric(
+            mport, "peak_controller_endpoint_connections", "pod-1") == "1")
+        log = ctl.log()
+        assert log.count("malformed line") == 3 and "not an endpoint" in log, log
+        assert ctlpeer.metric(mport, "peak_controller_endpoint_connections", "pod-0") == "0"
+        assert not steps(ctl)
+        a.close()
+    finally:
+        assert ctl.stop() == 0
+
+
+def test_steer_option_checked(tmp_path):
+    import subprocess
+    cfg = tmp_path / "peak.yaml"
+    cfg.write_text(ctlpeer.config())
+    for bad in (["--steer", "dynamic"], ["--steer-interval", "10"], ["--steer-interval", "x"]):
+        r = subprocess.run([ctlpeer.PEAK, "controller", "--config", str(cfg), "--listen",
+                            "[::1]:1", *bad], capture_output=True, text=True, timeout=10)
+        assert r.returncode == 2 and "--steer" in r.stderr, (bad, r.stderr)
+
+
+def test_etcd_takeover_keeps_the_steered_weights(tmp_path, etcd):
+    """The leader steers; it crashes; the standby adopts the stored effective weights: the
+    agent gets the same map and the same weights show on the new leader."""
+    from test_ha import TTL_S, connect_map
+    port, mport = peaktest.free_port(), peaktest.free_port()
+    common = ("--store", "etcd", "--etcd", etcd.url, "--listen", f"[::1]:{port}",
+              "--steer", "metrics", "--steer-interval", "100")
+    c1 = ctlpeer.Controller(str(tmp_path), ctlpeer.config(), common, name="c1")
+    c2 = None
+    try:
+        assert ctlpeer.wait_until(lambda: "leading (store etcd)" in c1.log(), 10), c1.log()
+        c2 = ctlpeer.Controller(str(tmp_path), None, (*common, "--metrics", f"[::1]:{mport}"),
+                                name="c2")
+        a = ctlpeer.Agent(port)
+        a.read_map()
+        pods = Pods(a, cap=[500, 1000, 1000])
+        pods.pump(2.0)
+        seen = steps(c1)
+        assert seen, c1.log()
+        pods.drain()
+        live, w0 = a.maps[SVC], seen[-1][2]
+        assert ctlpeer.wait_until(lambda: eff(mport, "pod-0") == w0, 5)  # c2 follows
+        c1.proc.send_signal(signal.SIGKILL)
+        t0 = time.monotonic()
+        c1.proc.wait(5)
+        m, a2 = connect_map(port, t0 + TTL_S + 2.5)
+        assert m == live, "the new leader moved slices"
+        assert eff(mport, "pod-0") == w0
+        assert "stored state adopted" in c2.log()
+        a2.close()
+        a.close()
+    finally:
+        c1.stop()
+        if c2:
+            assert c2.stop() == 0
