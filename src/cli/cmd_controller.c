@@ -16,7 +16,9 @@ static const char controller_help[] =
     "                       [--metrics ADDR:PORT] [--key-file FILE] [--control PATH]\n"
     "                       [--state FILE|none] [--store file|etcd] [--etcd URL]\n"
     "                       [--etcd-prefix PREFIX] [--lease-ttl SECONDS]\n"
-    "                       [--agent-ttl SECONDS] [--check] [--quiet]\n"
+    "                       [--agent-ttl SECONDS] [--source file|kubernetes]\n"
+    "                       [--kube-api URL] [--kube-token-file FILE] [--kube-ca FILE]\n"
+    "                       [--kube-secret-dir DIR] [--check] [--quiet]\n"
     "\n"
     "Holds each service's slice assignment (the one 'peak plan' shows, to begin with) and\n"
     "the endpoints' health as the agents report it. When an endpoint goes down its slices\n"
@@ -50,6 +52,17 @@ static const char controller_help[] =
     "                       outlives the agent's link (1..60, default 2, at least half of\n"
     "                       --lease-ttl); then the node's endpoints go down and their\n"
     "                       slices move\n"
+    "  --source file|kubernetes  where services and endpoints come from: the config\n"
+    "                       (default), or the Kubernetes API: Services annotated\n"
+    "                       peak.dev/prefixes and their EndpointSlices (README\n"
+    "                       'Kubernetes'); the config then gives the zone and nodes\n"
+    "  --kube-api URL       the API server (default: in-cluster, https://\n"
+    "                       $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)\n"
+    "  --kube-token-file FILE  the bearer token, re-read when it changes or on a 401\n"
+    "                       (default the service account's)\n"
+    "  --kube-ca FILE       the API's CA (default the service account's ca.crt)\n"
+    "  --kube-secret-dir DIR  where hop secrets read from Secrets are written (mode\n"
+    "                       0600; default /run/peak/kube)\n"
     "  --check              check the configuration (and key file, and store options),\n"
     "                       print 'ok', exit 0, or print FILE:LINE: reason and exit 2\n"
     "  --quiet              log only warnings and errors\n"
@@ -81,6 +94,11 @@ int cmd_controller(int argc, char **argv)
 	    {"etcd-prefix", required_argument, 0, 'p'},
 	    {"lease-ttl", required_argument, 0, 't'},
 	    {"agent-ttl", required_argument, 0, 'a'},
+	    {"source", required_argument, 0, 'o'},
+	    {"kube-api", required_argument, 0, 'A'},
+	    {"kube-token-file", required_argument, 0, 'T'},
+	    {"kube-ca", required_argument, 0, 'R'},
+	    {"kube-secret-dir", required_argument, 0, 'D'},
 	    {"check", no_argument, 0, 'K'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
@@ -128,6 +146,24 @@ int cmd_controller(int argc, char **argv)
 			break;
 		case 'a':
 			o.agent_ttl_s = (unsigned)cli_u64("controller", "--agent-ttl", optarg, 1, 60);
+			break;
+		case 'o':
+			if (strcmp(optarg, "file") && strcmp(optarg, "kubernetes"))
+				cli_usage_error("controller",
+				                "--source: '%s' is not file or kubernetes", optarg);
+			o.source = optarg;
+			break;
+		case 'A':
+			o.kube_api = optarg;
+			break;
+		case 'T':
+			o.kube_token_file = optarg;
+			break;
+		case 'R':
+			o.kube_ca = optarg;
+			break;
+		case 'D':
+			o.kube_secret_dir = optarg;
 			break;
 		case 'K':
 			check = true;

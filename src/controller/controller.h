@@ -31,6 +31,10 @@ struct controller_opts {
 	unsigned lease_ttl_s;    /* the leader's lease (0: 2 s) */
 	unsigned agent_ttl_s;    /* etcd: an agent's registration outlives its link this long
 	                          * (0: 2 s); then its node's endpoints go down */
+	const char *source;      /* "file" (or NULL: services from the config) or "kubernetes"
+	                          * (src/k8s/kube.h: the config gives the zone and nodes) */
+	const char *kube_api;    /* kubernetes: the API's URL (NULL: in-cluster) */
+	const char *kube_token_file, *kube_ca, *kube_secret_dir; /* NULL: in-cluster defaults */
 };
 
 /* Serves until SIGINT or SIGTERM; SIGHUP reloads the configuration. Returns 0 after a

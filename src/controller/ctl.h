@@ -100,7 +100,10 @@ struct ctl {
 	uint64_t log_s;
 	unsigned log_n;
 	unsigned nagents; /* agents that said hello: written by the loop under lock */
+	struct kube *kube; /* --source kubernetes (src/k8s/kube.h), else NULL */
 };
+
+struct kube;
 
 struct text {
 	char *p;
