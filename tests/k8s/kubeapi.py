@@ -76,6 +76,9 @@ class Api:
             address_family = socket.AF_INET6
             daemon_threads = True
 
+            def handle_error(self, request, client_address):
+                pass  # a client that went away (the controller stopped, a broken watch)
+
         self.srv = S(("::1", 0), H)
         self.port = self.srv.server_address[1]
         self.url = f"http://[::1]:{self.port}"
@@ -116,6 +119,13 @@ class Api:
         with self.lock:
             self.rv += 1
             self.history.append((self.rv, res, "RAW", line))
+            self.lock.notify_all()
+
+    def break_next(self, res):
+        """Open watches of res send the first half of their next event's line, then the
+        connection drops (no last chunk): the client must resume from the version before."""
+        with self.lock:
+            self.history.append((self.rv, res, "BREAK", None))
             self.lock.notify_all()
 
     def expire(self):
@@ -223,8 +233,22 @@ class Api:
                             self.line(h, json.dumps(gone).encode())
                             self.chunk(h, b"")
                             return
-                        if r != res:
+                        if r != res or t == "DONE":
                             continue
+                        if t == "BREAK":  # once
+                            self.history[at - 1] = (rv, r, "DONE", None)
+                            nxt = next((e for e in self.history[at:] if e[1] == res), None)
+                            while nxt is None and not self.stop:
+                                self.lock.wait(0.1)
+                                nxt = next((e for e in self.history[at:] if e[1] == res),
+                                           None)
+                            if nxt is None:
+                                return
+                            data = json.dumps({"type": nxt[2], "object": nxt[3]}).encode()
+                            self.chunk(h, data[:len(data) // 2])
+                            h.close_connection = True
+                            h.connection.shutdown(socket.SHUT_RDWR)
+                            return
                         if t == "RAW":
                             self.line(h, o)
                         else:

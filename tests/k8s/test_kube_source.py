@@ -125,6 +125,14 @@ def test_services_endpoints_drain_relist(tmp_path, api):
         api.raw("endpointslices", b'{"type":"ADDED",')
         assert ctlpeer.wait_until(lambda: "'NOT A NAME' refused" in ctl.log()), ctl.log()
 
+        # the stream breaks in the middle of a line: resumed from the last version seen,
+        # the event comes whole
+        api.break_next("endpointslices")
+        api.put("endpointslices", endpointslice("api-x1", "api", pods(5)[:1] + pods(5)[2:]))
+        m25 = wait_map(a, lambda m: "pod-4" in m)
+        assert sum(ctlpeer.slices(m25).values()) == 256
+        assert "endpointslices watch broke" in ctl.log()
+
         # 410 Gone: the client lists again, and later changes still arrive
         api.expire()
         assert ctlpeer.wait_until(lambda: ctl.log().count("listed 4 services") >= 2 or
@@ -166,13 +174,17 @@ def test_token_rotation_and_401(tmp_path, api):
         api.put("endpointslices", endpointslice("api-x1", "api", pods(3)))
         wait_map(a, lambda m: len(m) == 3)
         assert "token %s read again" % ctl.token in ctl.log()
-        # refused once with the file unchanged: read again on the 401, then it works
-        api.token = "t2"
-        api.expire()
+        # a new token behind the same size and time stamp: only the 401 makes the client
+        # read the file again (it would otherwise keep the old token)
+        st = os.stat(ctl.token)
         with open(ctl.token, "w") as f:
             f.write("t2\n")
+        os.utime(ctl.token, ns=(st.st_atime_ns, st.st_mtime_ns))
+        api.token = "t2"
+        api.expire()
         api.put("endpointslices", endpointslice("api-x1", "api", pods(4)))
         wait_map(a, lambda m: len(m) == 4, timeout=10)
+        assert "401: reading the token again" in ctl.log()
     finally:
         assert ctl.stop() == 0
 
