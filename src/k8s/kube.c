@@ -231,6 +231,7 @@ struct kube {
 	unsigned ndrain, npdrain;
 	bool announced;  /* the first sync was logged */
 	json_t *refused; /* the Services left out by the last kube_config, and why */
+	json_t *secrets; /* "NAMESPACE/NAME" -> {data, at}: Secrets read lately */
 };
 
 /* Reads the token file again if it changed (or force). Returns 0 or -errno (logged). */
@@ -605,18 +606,30 @@ int kube_poll(struct kube *k)
 }
 
 /* Secret ns/name's data through the API (kube_secret_fn). */
+/* Secret ns/name's data through the API (kube_secret_fn), read again at most every
+ * KUBE_SECRET_MS (Secrets are not watched: RBAC grants only get); a failure is not kept. */
 static json_t *secret_get(void *arg, const char *ns, const char *name)
 {
 	struct kube *k = arg;
-	char path[256];
+	char path[256], key[160];
 	json_t *s = NULL;
+	uint64_t now = peak_mono_ms();
+	snprintf(key, sizeof(key), "%s/%s", ns, name);
+	json_t *c = json_object_get(k->secrets, key);
+	if (c && now - (uint64_t)json_integer_value(json_object_get(c, "at")) < KUBE_SECRET_MS)
+		return json_incref(json_object_get(c, "data"));
 	snprintf(path, sizeof(path), "/api/v1/namespaces/%s/secrets/%s", ns, name);
 	long code = get_json(k, path, &s);
+	json_object_del(k->secrets, key);
 	if (code != 200) { /* the Service's "left out" line says it, once */
 		json_decref(s);
 		return NULL;
 	}
-	json_t *d = json_incref(json_object_get(s, "data"));
+	json_t *d = json_object_get(s, "data");
+	if (json_is_object(d))
+		json_object_set_new(k->secrets, key,
+		                    json_pack("{s:O,s:I}", "data", d, "at", (json_int_t)now));
+	json_incref(d);
 	json_decref(s);
 	return d;
 }
@@ -676,6 +689,7 @@ void kube_free(struct kube *k)
 	free(k->drain);
 	free(k->pdrain);
 	json_decref(k->refused);
+	json_decref(k->secrets);
 	free(k);
 }
 
@@ -728,7 +742,8 @@ struct kube *kube_open(const struct kube_opts *o, char *err, size_t errlen)
 		                         .path = path[i],
 		                         .objs = json_object(),
 		                         .need_list = true};
-	if (!k->res[0].objs || !k->res[1].objs || !(k->refused = json_object())) {
+	if (!k->res[0].objs || !k->res[1].objs || !(k->refused = json_object()) ||
+	    !(k->secrets = json_object())) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}

@@ -53,6 +53,7 @@ enum {
 	KUBE_PAGE = 500,    /* limit of a list page */
 	KUBE_URL_MAX = 1024,
 	KUBE_TOKEN_MAX = 16384,
+	KUBE_SECRET_MS = 30000, /* a Secret read is used this long before it is read again */
 };
 
 struct kube_opts {

@@ -212,8 +212,11 @@ def test_key_secret_and_bad_secret(tmp_path, api):
         assert "service demo/nokey left out: its Secret cannot be read" in log
         assert "service demo/inann left out: peak.dev/rule" in log
         assert hop not in log and "0011" not in log and key not in log
+        # another change applies the view again: the Secret read is reused (30 s)
+        api.put("endpointslices", endpointslice("api-x1", "api", pods(3)))
+        wait_map(a, lambda m: len(m) == 3)
         secrets = [p for k, p, q in api.requests if "/secrets/" in p]
-        assert "/api/v1/namespaces/demo/secrets/api-keys" in secrets
+        assert secrets.count("/api/v1/namespaces/demo/secrets/api-keys") == 1, secrets
     finally:
         assert ctl.stop() == 0
 
