@@ -767,7 +767,7 @@ int controller_run(const struct controller_opts *o)
 	        o->config, o->listen, c->auth ? " (key file)" : "",
 	        c->leader ? "" : " (a standby: listening once it leads)");
 	for (;;) {
-		struct pollfd pf[4 + MAX_AGENTS + MAX_CLIENTS];
+		struct pollfd pf[4 + MAX_AGENTS + MAX_CLIENTS + KUBE_POLLFDS];
 		uint64_t now = ctlr_now_ms();
 		pf[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		pf[1] = (struct pollfd){.fd = c->lfd, .events = POLLIN};
@@ -785,7 +785,13 @@ int controller_run(const struct controller_opts *o)
 			                    .events = (p->closing ? 0 : POLLIN) |
 			                              (p->q.len > p->q.off ? POLLOUT : 0)};
 		}
-		if (poll(pf, 4 + MAX_AGENTS + MAX_CLIENTS, POLL_TICK_MS) == -1 && errno != EINTR) {
+		struct pollfd *kpf = &pf[4 + MAX_AGENTS + MAX_CLIENTS];
+		for (int i = 0; i < KUBE_POLLFDS; i++) /* a watch's event wakes the loop */
+			kpf[i] = (struct pollfd){.fd = -1};
+		if (c->kube)
+			kube_pollfds(c->kube, kpf);
+		if (poll(pf, 4 + MAX_AGENTS + MAX_CLIENTS + KUBE_POLLFDS, POLL_TICK_MS) == -1 &&
+		    errno != EINTR) {
 			log_msg(LOG_ERR, "controller: poll: %s", strerror(errno));
 			ret = 1;
 			goto out;

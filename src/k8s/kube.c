@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/select.h>
 #include <sys/stat.h>
 
 #include "../etcd/etcd.h" /* etcd_printable */
@@ -553,6 +554,22 @@ static void watch_done(struct res *r, CURLcode cc)
 	if (r->got)
 		r->backoff = 0;
 	backoff(r);
+}
+
+void kube_pollfds(struct kube *k, struct pollfd pf[static KUBE_POLLFDS])
+{
+	fd_set r, w, x;
+	int max = -1, n = 0;
+	FD_ZERO(&r);
+	FD_ZERO(&w);
+	FD_ZERO(&x);
+	for (int i = 0; i < KUBE_POLLFDS; i++)
+		pf[i] = (struct pollfd){.fd = -1, .events = POLLIN};
+	if (curl_multi_fdset(k->m, &r, &w, &x, &max) != CURLM_OK)
+		return;
+	for (int fd = 0; fd <= max && n < KUBE_POLLFDS; fd++)
+		if (FD_ISSET(fd, &r))
+			pf[n++].fd = fd;
 }
 
 void kube_touch(struct kube *k)

@@ -38,6 +38,7 @@
  * A Service whose annotations are invalid is left out with one log line; the others go on.
  */
 #include <jansson.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -133,6 +134,13 @@ void kube_free(struct kube *k);
 /* Drives the lists and watches without blocking longer than a list. Returns 1 when the
  * cluster's view changed since the last call (and both resources are listed), 0 if not. */
 int kube_poll(struct kube *k);
+
+enum { KUBE_POLLFDS = 2 };
+
+/* The watches' sockets for the caller's poll (POLLIN), so an event wakes it at once:
+ * fills pf[0..KUBE_POLLFDS-1], fd -1 where there is none (curl_multi_fdset: a socket
+ * past FD_SETSIZE is left out, and then waits for the caller's own tick). */
+void kube_pollfds(struct kube *k, struct pollfd pf[static KUBE_POLLFDS]);
 
 /* Makes the next kube_poll that finds both resources listed return 1. */
 void kube_touch(struct kube *k);
