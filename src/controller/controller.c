@@ -462,7 +462,7 @@ static bool node_connected(const struct ctl *c, const char *node)
 }
 
 /* Whether endpoint e of v is the last one up with weight (ctlr_health would refuse). */
-static bool last_up(const struct csvc *v, unsigned e)
+bool ctlr_last_up(const struct csvc *v, unsigned e)
 {
 	for (unsigned k = 0; k < v->s->nep; k++)
 		if (k != e && v->healthy[k] && v->slot[k] >= 0 && v->weight[k])
@@ -503,7 +503,7 @@ static void nodes_tick(struct ctl *c, uint64_t now)
 			const char *node = v->s->ep[e].node;
 			if (!node[0] || !v->healthy[e] || node_connected(c, node) ||
 			    !st->ops->node_known(st, node) || st->ops->node_alive(st, node) ||
-			    last_up(v, e))
+			    ctlr_last_up(v, e))
 				continue;
 			log_msg(LOG_WARNING,
 			        "controller: node %s gone (no agent, its registration lapsed): "

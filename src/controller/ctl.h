@@ -146,5 +146,6 @@ void ctlr_client_accept(struct ctl *c, int lfd);
 /* controller.c */
 struct csvc *ctlr_svc_find(struct ctl *c, const char *name);
 int ctlr_health(struct ctl *c, struct csvc *v, unsigned e, bool up);
+bool ctlr_last_up(const struct csvc *v, unsigned e);
 int ctlr_weight(struct ctl *c, struct csvc *v, unsigned e, uint32_t w);
 int ctlr_reload(struct ctl *c, char *err, size_t errlen);

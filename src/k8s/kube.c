@@ -478,8 +478,12 @@ static int on_line(void *arg, const char *line, size_t len)
 static size_t on_watch(char *p, size_t sz, size_t n, void *arg)
 {
 	struct res *r = arg;
+	long code = 0;
 	if (r->relist)
 		return 0; /* the stream is of no use any more: curl ends it */
+	curl_easy_getinfo(r->wh, CURLINFO_RESPONSE_CODE, &code);
+	if (code != 200)
+		return sz * n; /* a Status body (401, 403, 410...): watch_done reads the code */
 	if (kube_lines_feed(&r->lines, p, sz * n, KUBE_LINE_MAX, on_line, r))
 		return 0;
 	return sz * n;
@@ -541,8 +545,9 @@ static void watch_done(struct res *r, CURLcode cc)
 		r->need_list = true;
 		r->next = peak_mono_ms();
 		return;
-	} else if (cc == CURLE_OK && code == 200) {
-		/* the server ended the watch (timeoutSeconds): watch again at once */
+	} else if (cc == CURLE_OK && code == 200 && r->got) {
+		/* the server ended the watch (timeoutSeconds): watch again at once (one that
+		 * ends before sending anything backs off, so a server doing so is not hammered) */
 		r->backoff = 0;
 		r->next = peak_mono_ms();
 		return;
@@ -740,10 +745,12 @@ struct kube *kube_open(const struct kube_opts *o, char *err, size_t errlen)
 		goto fail;
 	}
 	k->https = !strncmp(k->api, "https://", 8);
+	/* the service account's files in a pod; with --kube-api only what is given (no
+	 * token: anonymous; no CA: the system's) */
 	snprintf(k->token_file, sizeof(k->token_file), "%s",
-	         o->token_file ? o->token_file : KUBE_SA_DIR "/token");
+	         o->token_file ? o->token_file : o->api ? "" : KUBE_SA_DIR "/token");
 	snprintf(k->ca_file, sizeof(k->ca_file), "%s",
-	         o->ca_file ? o->ca_file : k->https ? KUBE_SA_DIR "/ca.crt" : "");
+	         o->ca_file ? o->ca_file : o->api ? "" : KUBE_SA_DIR "/ca.crt");
 	const char *sd = o->secret_dir ? o->secret_dir : KUBE_SECRET_DIR;
 	if (strlen(sd) >= 256 || sd[0] != '/' || strpbrk(sd, " \"\\'\n#:")) {
 		snprintf(err, errlen, "--kube-secret-dir: '%.128s' is not an absolute path", sd);

@@ -75,7 +75,9 @@ void ksrc_after(struct ctl *c)
 			bool before = kube_draining(c->kube, v->name, id, true);
 			if (now == before && !(now && v->healthy[e]))
 				continue;
-			if (now && !v->healthy[e])
+			/* the last one up stays (ctlr_health would refuse, and log it at
+			 * every change: a Service whose pods all terminate) */
+			if (now && (!v->healthy[e] || ctlr_last_up(v, e)))
 				continue;
 			log_msg(LOG_INFO, "controller: kubernetes: %s %s %s", v->name, id,
 			        now ? "terminating: draining" : "no longer terminating");

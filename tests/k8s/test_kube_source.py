@@ -241,3 +241,26 @@ def test_bad_options(tmp_path):
                         "kubernetes", "--kube-api", "http://[::1]:1", "--check"],
                        capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
+
+
+def test_every_pod_terminating_keeps_the_last(tmp_path, api):
+    """All of a Service's pods terminating: all but the last drain; the last keeps every
+    slice (nothing could take them) and no refusal is logged at every change."""
+    api.put("services", service("api", annotations=ANN))
+    api.put("endpointslices", endpointslice("api-x1", "api", pods(2)))
+    ctl = start(tmp_path, api)
+    try:
+        a = ctlpeer.Agent(ctl.port)
+        wait_map(a, lambda m: len(m) == 2)
+        api.put("endpointslices", endpointslice("api-x1", "api", pods(2, ready=False,
+                                                                      serving=True,
+                                                                      terminating=True)))
+        m = wait_map(a, lambda m: len(m) == 1)
+        assert sum(ctlpeer.slices(m).values()) == 256
+        for i in range(3):  # more changes of the view
+            api.put("services", service("api", annotations={**ANN, "x": str(i)}))
+        assert ctlpeer.wait_until(lambda: ctl.log().count("services applied") >= 5)
+        assert "refused" not in ctl.log(), ctl.log()
+        assert len(a.maps[SVC]) == 1
+    finally:
+        assert ctl.stop() == 0
