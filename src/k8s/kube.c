@@ -112,7 +112,7 @@ static void rv_set(char rv[static KUBE_RV_MAX], json_t *o)
 }
 
 enum kube_ev kube_event_apply(json_t *objs, const char *what, char rv[static KUBE_RV_MAX],
-                              const char *line, size_t len)
+                              const char *line, size_t len, json_t *ch[2])
 {
 	json_error_t je;
 	json_t *ev = json_loadb(line, len, 0, &je);
@@ -157,10 +157,14 @@ enum kube_ev kube_event_apply(json_t *objs, const char *what, char rv[static KUB
 		goto out;
 	}
 	rv_set(rv, obj);
+	if (ch)
+		ch[0] = json_incref(json_object_get(objs, key));
 	if (del)
 		json_object_del(objs, key);
 	else
 		json_object_set(objs, key, obj);
+	if (ch)
+		ch[1] = del ? NULL : json_incref(obj);
 	ret = KUBE_EV_CHANGED;
 out:
 	json_decref(ev);
@@ -451,9 +455,25 @@ out:
 	return ret;
 }
 
-struct feed_ctx {
-	struct res *r;
-};
+/* Whether a change of object o (of r; NULL: none) can change the translation: a Service
+ * annotated peak.dev/prefixes, or an EndpointSlice of such a Service. The others (most of
+ * a cluster's) are kept but apply nothing. */
+static bool matters(struct res *r, json_t *o)
+{
+	json_t *md = json_object_get(o, "metadata");
+	if (!o)
+		return false;
+	if (r == &r->k->res[0])
+		return json_object_get(json_object_get(md, "annotations"), "peak.dev/prefixes");
+	const char *ns = json_string_value(json_object_get(md, "namespace"));
+	const char *svc = json_string_value(
+	    json_object_get(json_object_get(md, "labels"), "kubernetes.io/service-name"));
+	char key[160];
+	if (!ns || !svc || strlen(ns) > 63 || strlen(svc) > 63)
+		return false;
+	snprintf(key, sizeof(key), "%.63s/%.63s", ns, svc);
+	return matters(&r->k->res[0], json_object_get(r->k->res[0].objs, key));
+}
 
 static int on_line(void *arg, const char *line, size_t len)
 {
@@ -467,11 +487,14 @@ static int on_line(void *arg, const char *line, size_t len)
 		return 0;
 	}
 	r->got = true;
-	enum kube_ev e = kube_event_apply(r->objs, r->what, r->rv, line, len);
-	if (e == KUBE_EV_CHANGED)
+	json_t *ch[2] = {NULL, NULL};
+	enum kube_ev e = kube_event_apply(r->objs, r->what, r->rv, line, len, ch);
+	if (e == KUBE_EV_CHANGED && (matters(r, ch[0]) || matters(r, ch[1])))
 		r->changed = true;
 	else if (e == KUBE_EV_RELIST)
 		r->relist = true;
+	json_decref(ch[0]);
+	json_decref(ch[1]);
 	return 0;
 }
 

@@ -94,7 +94,9 @@ enum kube_ev { KUBE_EV_NONE, KUBE_EV_CHANGED, KUBE_EV_RELIST, KUBE_EV_BAD };
  * 410 Gone, or another ERROR: list again) or KUBE_EV_BAD (malformed: logged, ignored). */
 enum { KUBE_RV_MAX = 64 };
 enum kube_ev kube_event_apply(json_t *objs, const char *what, char rv[static KUBE_RV_MAX],
-                              const char *line, size_t len);
+                              const char *line, size_t len, json_t *ch[2]);
+/* (ch, when not NULL, gets for KUBE_EV_CHANGED the object before and after the event,
+ * NULL where there is none, each a reference for the caller.) */
 
 /* The key "NAMESPACE/NAME" of object o into out, or false (with why) if its metadata is
  * malformed: names must be 1..63 bytes of [a-z0-9.-] (RFC 1123, what the API allows). */

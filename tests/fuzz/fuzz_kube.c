@@ -27,7 +27,10 @@ static int on_line(void *arg, const char *line, size_t len)
 		return 0;
 	if (len > MAX || memchr(line, '\n', len))
 		__builtin_trap();
-	kube_event_apply(s->n++ % 2 ? s->slices : s->svcs, "fuzz", s->rv, line, len);
+	json_t *ch[2] = {NULL, NULL};
+	kube_event_apply(s->n++ % 2 ? s->slices : s->svcs, "fuzz", s->rv, line, len, ch);
+	json_decref(ch[0]);
+	json_decref(ch[1]);
 	return 0;
 }
 

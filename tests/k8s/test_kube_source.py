@@ -89,9 +89,17 @@ def test_services_endpoints_drain_relist(tmp_path, api):
         assert all(q["allowWatchBookmarks"] == "true" and q["resourceVersion"]
                          for q in w)
 
-        # an endpoint added takes only its share: the others lose, never swap
+        # an endpoint added takes only its share: the others lose, never swap; changes of
+        # Services that are not PEAK's (and of their slices) just before apply nothing
+        assert ctlpeer.wait_until(lambda: "services applied" in ctl.log())  # the first
+        applied = ctl.log().count("services applied")
+        api.put("services", service("plain", annotations={"other": "1"}))
+        api.put("endpointslices", endpointslice("plain-x", "plain", pods(2)))
         api.put("endpointslices", endpointslice("api-x1", "api", pods(4)))
         m1 = wait_map(a, lambda m: "pod-3" in m)
+        # (the log line follows the maps)
+        assert ctlpeer.wait_until(lambda: ctl.log().count("services applied") > applied)
+        assert ctl.log().count("services applied") == applied + 1, ctl.log()
         n1 = ctlpeer.slices(m1)
         assert sum(n1.values()) == 256 and n1["pod-3"] == 64
         for ep in ("pod-0", "pod-1", "pod-2"):

@@ -72,7 +72,15 @@ static void test_lines_overlong(void **state)
 
 static enum kube_ev apply(json_t *o, char *rv, const char *line)
 {
-	return kube_event_apply(o, "services", rv, line, strlen(line));
+	json_t *ch[2] = {NULL, NULL};
+	enum kube_ev e = kube_event_apply(o, "services", rv, line, strlen(line), ch);
+	if (e == KUBE_EV_CHANGED) /* the object before and after */
+		assert_true(ch[0] || ch[1]);
+	else
+		assert_true(!ch[0] && !ch[1]);
+	json_decref(ch[0]);
+	json_decref(ch[1]);
+	return e;
 }
 
 static void test_events(void **state)
