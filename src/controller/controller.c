@@ -629,8 +629,9 @@ static void kube_start(struct ctl *c)
 		poll(NULL, 0, 20);
 	}
 	if (!kube_synced(c->kube))
-		log_msg(LOG_WARNING, "controller: kubernetes: the API did not answer in %d s: "
-		                     "starting with no services",
+		log_msg(LOG_WARNING,
+		        "controller: kubernetes: the API did not answer in %d s: "
+		        "starting with no services",
 		        KUBE_SYNC_MS / 1000);
 	if (c->cfg->nsvc)
 		log_msg(LOG_WARNING, "controller: kubernetes: the %u services of %s are ignored",
@@ -855,8 +856,9 @@ int controller_run(const struct controller_opts *o)
 		store_tick(c, now);
 		if (c->kube && kube_poll(c->kube) == 1) {
 			if (ctlr_reload(c, err, sizeof(err)))
-				log_msg(LOG_ERR, "controller: kubernetes: the cluster's view not "
-				                 "applied: %s",
+				log_msg(LOG_ERR,
+				        "controller: kubernetes: the cluster's view not "
+				        "applied: %s",
 				        err);
 			else
 				log_msg(LOG_INFO, "controller: kubernetes: %u services applied",

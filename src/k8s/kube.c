@@ -136,8 +136,9 @@ enum kube_ev kube_event_apply(json_t *objs, const char *what, char rv[static KUB
 		json_int_t code = json_integer_value(json_object_get(obj, "code"));
 		const char *msg = json_string_value(json_object_get(obj, "message"));
 		etcd_printable(buf, sizeof(buf), msg ? msg : "?", msg ? strlen(msg) : 1);
-		log_msg(LOG_INFO, "controller: kubernetes: %s watch: ERROR %lld (%s): listing again",
-		        what, (long long)code, buf);
+		log_msg(LOG_INFO,
+		        "controller: kubernetes: %s watch: ERROR %lld (%s): listing again", what,
+		        (long long)code, buf);
 		ret = KUBE_EV_RELIST;
 		goto out;
 	}
@@ -209,9 +210,9 @@ struct res {
 	const char *path; /* "/api/v1/services" */
 	json_t *objs;     /* "NAMESPACE/NAME" -> object */
 	char rv[KUBE_RV_MAX];
-	bool listed;     /* listed at least once */
-	bool need_list;  /* list (again) before watching */
-	uint64_t next;   /* no request before this (backoff) */
+	bool listed;    /* listed at least once */
+	bool need_list; /* list (again) before watching */
+	uint64_t next;  /* no request before this (backoff) */
 	unsigned backoff;
 	CURL *wh; /* the watch, or NULL */
 	struct curl_slist *whdr;
@@ -231,7 +232,7 @@ struct kube {
 	bool token_read;
 	CURL *curl;
 	CURLM *m;
-	struct res res[2]; /* services, endpointslices */
+	struct res res[2];                 /* services, endpointslices */
 	struct kube_drain *drain, *pdrain; /* the last kube_config's, the one before */
 	unsigned ndrain, npdrain;
 	bool announced;  /* the first sync was logged */
@@ -343,8 +344,9 @@ static long get_json(struct kube *k, const char *path, json_t **out)
 		}
 		curl_easy_getinfo(k->curl, CURLINFO_RESPONSE_CODE, &code);
 		if (code == 401 && !attempt) {
-			log_msg(LOG_INFO, "controller: kubernetes: GET %s: 401: reading the token "
-			                  "again",
+			log_msg(LOG_INFO,
+			        "controller: kubernetes: GET %s: 401: reading the token "
+			        "again",
 			        path);
 			continue;
 		}
@@ -354,8 +356,8 @@ static long get_json(struct kube *k, const char *path, json_t **out)
 			if (!json_is_object(*out)) {
 				json_decref(*out);
 				*out = NULL;
-				log_msg(LOG_WARNING, "controller: kubernetes: GET %s: not a JSON object",
-				        path);
+				log_msg(LOG_WARNING,
+				        "controller: kubernetes: GET %s: not a JSON object", path);
 				code = -EBADMSG;
 			}
 		}
@@ -575,8 +577,9 @@ static void watch_done(struct res *r, CURLcode cc)
 		r->next = peak_mono_ms();
 		return;
 	} else {
-		log_msg(LOG_WARNING, "controller: kubernetes: %s watch broke (%s, HTTP %ld): "
-		                     "again from resourceVersion %s",
+		log_msg(LOG_WARNING,
+		        "controller: kubernetes: %s watch broke (%s, HTTP %ld): "
+		        "again from resourceVersion %s",
 		        r->what, curl_easy_strerror(cc), code, r->rv);
 	}
 	if (r->got)
@@ -771,9 +774,13 @@ struct kube *kube_open(const struct kube_opts *o, char *err, size_t errlen)
 	/* the service account's files in a pod; with --kube-api only what is given (no
 	 * token: anonymous; no CA: the system's) */
 	snprintf(k->token_file, sizeof(k->token_file), "%s",
-	         o->token_file ? o->token_file : o->api ? "" : KUBE_SA_DIR "/token");
+	         o->token_file ? o->token_file
+	         : o->api      ? ""
+	                       : KUBE_SA_DIR "/token");
 	snprintf(k->ca_file, sizeof(k->ca_file), "%s",
-	         o->ca_file ? o->ca_file : o->api ? "" : KUBE_SA_DIR "/ca.crt");
+	         o->ca_file ? o->ca_file
+	         : o->api   ? ""
+	                    : KUBE_SA_DIR "/ca.crt");
 	const char *sd = o->secret_dir ? o->secret_dir : KUBE_SECRET_DIR;
 	if (strlen(sd) >= 256 || sd[0] != '/' || strpbrk(sd, " \"\\'\n#:")) {
 		snprintf(err, errlen, "--kube-secret-dir: '%.128s' is not an absolute path", sd);

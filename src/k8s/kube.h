@@ -120,9 +120,9 @@ struct kube_drain {
  * malloc'ed list of the endpoints that drain (*ndrain of them). secret fetches keys
  * (NULL: a Service naming a Secret is refused); secret_dir is where hop secrets go.
  * Returns 0 or -ENOMEM. */
-int kube_translate(struct peak_config *cfg, json_t *services, json_t *slices,
-                   kube_secret_fn secret, void *arg, const char *secret_dir,
-                   json_t *refused, struct kube_drain **drain, unsigned *ndrain);
+int kube_translate(struct peak_config *cfg, json_t *services, json_t *slices, kube_secret_fn secret,
+                   void *arg, const char *secret_dir, json_t *refused, struct kube_drain **drain,
+                   unsigned *ndrain);
 
 /* ---- the client (kube.c) ---- */
 

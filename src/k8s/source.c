@@ -50,7 +50,8 @@ void ksrc_filter(const struct peak_config *next, struct text *t)
 			break;
 		bool keep = true;
 		struct dns_name n;
-		if (!ctl_parse(t->p + in, ll, m) && (m->kind == CTL_WEIGHT || m->kind == CTL_HEALTH) &&
+		if (!ctl_parse(t->p + in, ll, m) &&
+		    (m->kind == CTL_WEIGHT || m->kind == CTL_HEALTH) &&
 		    !dns_name_parse(m->svc, &n) && !has_ep(next, &n, m->id))
 			keep = false;
 		if (keep) {

@@ -43,8 +43,8 @@ static const char *ann(json_t *svc, const char *k)
 
 /* Writes a Service's hop secret (data "hop-secret": 32 hex digits) to DIR/NS.NAME.hop with
  * mode 0600, replacing it atomically if it changed. Returns 0 or -errno, why set. */
-static int hop_write(const char *dir, const char *ns, const char *name, const char *hex,
-                     char *path, size_t cap, const char **why)
+static int hop_write(const char *dir, const char *ns, const char *name, const char *hex, char *path,
+                     size_t cap, const char **why)
 {
 	char tmp[600];
 	uint8_t sec[16];
@@ -80,9 +80,8 @@ static int hop_write(const char *dir, const char *ns, const char *name, const ch
 
 /* One Service's keys from its Secret: the descriptor's key (hex) into key, the hop
  * secret's file path into hop (empty when none). Returns 0 or -EINVAL with why. */
-static int keys_get(json_t *svc, const char *ns, kube_secret_fn secret, void *arg,
-                    const char *dir, char *key, size_t kcap, char *hop, size_t hcap,
-                    const char **why)
+static int keys_get(json_t *svc, const char *ns, kube_secret_fn secret, void *arg, const char *dir,
+                    char *key, size_t kcap, char *hop, size_t hcap, const char **why)
 {
 	const char *ref = ann(svc, ANN "key-secret");
 	json_t *data = NULL;
@@ -102,8 +101,8 @@ static int keys_get(json_t *svc, const char *ns, kube_secret_fn secret, void *ar
 	}
 	const char *kb = json_string_value(json_object_get(data, "key"));
 	const char *hb = json_string_value(json_object_get(data, "hop-secret"));
-	if (kb && (!(k = store_b64_dec(kb, 256, &n)) || !n || strlen(k) != n ||
-	           !plain(k, kcap - 1))) {
+	if (kb &&
+	    (!(k = store_b64_dec(kb, 256, &n)) || !n || strlen(k) != n || !plain(k, kcap - 1))) {
 		*why = "its Secret's key is not hex digits";
 		goto out;
 	}
@@ -146,8 +145,8 @@ static int endpoints_write(FILE *f, json_t *slices, const char *ns, const char *
 	{
 		json_t *md = json_object_get(sl, "metadata");
 		const char *sns = json_string_value(json_object_get(md, "namespace"));
-		const char *owner = json_string_value(json_object_get(
-		    json_object_get(md, "labels"), "kubernetes.io/service-name"));
+		const char *owner = json_string_value(
+		    json_object_get(json_object_get(md, "labels"), "kubernetes.io/service-name"));
 		const char *type = json_string_value(json_object_get(sl, "addressType"));
 		json_t *eps = json_object_get(sl, "endpoints"), *ep;
 		size_t i;
@@ -246,11 +245,9 @@ static int service_yaml(json_t *svc, json_t *slices, const char *ns, const char 
 	else
 		snprintf(svcname, ncap, "%s.%s.%s", name, ns, zone);
 	if (!port) { /* the Service's first port */
-		json_int_t p = json_integer_value(
-		    json_object_get(json_array_get(json_object_get(json_object_get(svc, "spec"),
-		                                                   "ports"),
-		                                   0),
-		                    "port"));
+		json_int_t p = json_integer_value(json_object_get(
+		    json_array_get(json_object_get(json_object_get(svc, "spec"), "ports"), 0),
+		    "port"));
 		snprintf(hop, sizeof(hop), "%lld", (long long)(p > 0 && p < 65536 ? p : 80));
 	}
 	if (!(f = open_memstream(yaml, &sz)))
@@ -274,12 +271,14 @@ static int service_yaml(json_t *svc, json_t *slices, const char *ns, const char 
 			bool known = false;
 			if (eq) {
 				*eq = 0;
-				for (size_t k = 0; k < sizeof(rule_keys) / sizeof(rule_keys[0]); k++)
+				for (size_t k = 0; k < sizeof(rule_keys) / sizeof(rule_keys[0]);
+				     k++)
 					known |= !strcmp(p, rule_keys[k]);
 			}
 			if (!known || !plain(eq + 1, 64)) {
-				*why = "peak.dev/rule is not KEY=VALUE,... of select, host, fanout, "
-				       "pow, nonce, period, skew";
+				*why =
+				    "peak.dev/rule is not KEY=VALUE,... of select, host, fanout, "
+				    "pow, nonce, period, skew";
 				goto out;
 			}
 			fprintf(f, "    %s: \"%s\"\n", p, eq + 1);
@@ -308,9 +307,9 @@ out:
 	return ret;
 }
 
-int kube_translate(struct peak_config *cfg, json_t *services, json_t *slices,
-                   kube_secret_fn secret, void *arg, const char *secret_dir,
-                   json_t *refused, struct kube_drain **drain, unsigned *ndrain)
+int kube_translate(struct peak_config *cfg, json_t *services, json_t *slices, kube_secret_fn secret,
+                   void *arg, const char *secret_dir, json_t *refused, struct kube_drain **drain,
+                   unsigned *ndrain)
 {
 	json_t *was = json_deep_copy(refused);
 	json_object_clear(refused);
@@ -350,8 +349,9 @@ int kube_translate(struct peak_config *cfg, json_t *services, json_t *slices,
 			*ndrain = nd; /* its endpoints are not the controller's */
 			const char *before = json_string_value(json_object_get(was, key));
 			if (!before || strcmp(before, why))
-				log_msg(LOG_WARNING, "controller: kubernetes: service %s left out: %s",
-				        key, why);
+				log_msg(LOG_WARNING,
+				        "controller: kubernetes: service %s left out: %s", key,
+				        why);
 			json_object_set_new(refused, key, json_string(why));
 			config_free(one);
 			continue;

@@ -60,8 +60,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	for (size_t at = 1; at < size; at += step)
 		kube_lines_feed(&l, (const char *)data + at, size - at < step ? size - at : step,
 		                MAX, on_line, &s);
-	if (config_parse("base", (const uint8_t *)base, sizeof(base) - 1, &cfg, err,
-	                 sizeof(err)))
+	if (config_parse("base", (const uint8_t *)base, sizeof(base) - 1, &cfg, err, sizeof(err)))
 		__builtin_trap();
 	cfg->nsvc = 0;
 	kube_translate(cfg, s.svcs, s.slices, no_secret, NULL, "/nonexistent", refused, &drain,

@@ -61,8 +61,9 @@ static void test_lines_overlong(void **state)
 		struct kube_lines l = {0};
 		struct got g = {0};
 		for (size_t at = 0; at < sizeof(s) - 1; at += step)
-			kube_lines_feed(&l, s + at, sizeof(s) - 1 - at < step ? sizeof(s) - 1 - at : step,
-			                4, collect, &g);
+			kube_lines_feed(&l, s + at,
+			                sizeof(s) - 1 - at < step ? sizeof(s) - 1 - at : step, 4,
+			                collect, &g);
 		assert_int_equal(g.over, 2); /* the first line, and the unfinished last one */
 		assert_int_equal(g.n, 1);
 		assert_string_equal(g.lines[0], "xy");
@@ -88,34 +89,41 @@ static void test_events(void **state)
 	(void)state;
 	json_t *o = json_object();
 	char rv[KUBE_RV_MAX] = "1";
-	assert_int_equal(apply(o, rv, "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\","
-	                              "\"namespace\":\"ns\",\"resourceVersion\":\"7\"}}}"),
+	assert_int_equal(apply(o, rv,
+	                       "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":\"a\","
+	                       "\"namespace\":\"ns\",\"resourceVersion\":\"7\"}}}"),
 	                 KUBE_EV_CHANGED);
 	assert_string_equal(rv, "7");
 	assert_non_null(json_object_get(o, "ns/a"));
-	assert_int_equal(apply(o, rv, "{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":"
-	                              "{\"resourceVersion\":\"12\"}}}"),
+	assert_int_equal(apply(o, rv,
+	                       "{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":"
+	                       "{\"resourceVersion\":\"12\"}}}"),
 	                 KUBE_EV_NONE);
 	assert_string_equal(rv, "12");
 	/* a resourceVersion that would change the watch's query is not taken */
-	assert_int_equal(apply(o, rv, "{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":"
-	                              "{\"resourceVersion\":\"1&watch=0\"}}}"),
+	assert_int_equal(apply(o, rv,
+	                       "{\"type\":\"BOOKMARK\",\"object\":{\"metadata\":"
+	                       "{\"resourceVersion\":\"1&watch=0\"}}}"),
 	                 KUBE_EV_NONE);
 	assert_string_equal(rv, "12");
-	assert_int_equal(apply(o, rv, "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\","
-	                              "\"code\":410}}"),
+	assert_int_equal(apply(o, rv,
+	                       "{\"type\":\"ERROR\",\"object\":{\"kind\":\"Status\","
+	                       "\"code\":410}}"),
 	                 KUBE_EV_RELIST);
-	assert_int_equal(apply(o, rv, "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":"
-	                              "\"A B\",\"namespace\":\"ns\"}}}"),
+	assert_int_equal(apply(o, rv,
+	                       "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":"
+	                       "\"A B\",\"namespace\":\"ns\"}}}"),
 	                 KUBE_EV_BAD);
-	assert_int_equal(apply(o, rv, "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":"
-	                              "\"b\"}}}"),
+	assert_int_equal(apply(o, rv,
+	                       "{\"type\":\"ADDED\",\"object\":{\"metadata\":{\"name\":"
+	                       "\"b\"}}}"),
 	                 KUBE_EV_BAD);
 	assert_int_equal(apply(o, rv, "{\"type\":\"ADDED\""), KUBE_EV_BAD);
 	assert_int_equal(apply(o, rv, "{\"type\":\"PATCHED\",\"object\":{}}"), KUBE_EV_BAD);
 	assert_int_equal(json_object_size(o), 1);
-	assert_int_equal(apply(o, rv, "{\"type\":\"DELETED\",\"object\":{\"metadata\":{\"name\":"
-	                              "\"a\",\"namespace\":\"ns\",\"resourceVersion\":\"13\"}}}"),
+	assert_int_equal(apply(o, rv,
+	                       "{\"type\":\"DELETED\",\"object\":{\"metadata\":{\"name\":"
+	                       "\"a\",\"namespace\":\"ns\",\"resourceVersion\":\"13\"}}}"),
 	                 KUBE_EV_CHANGED);
 	assert_int_equal(json_object_size(o), 0);
 	assert_string_equal(rv, "13");
