@@ -53,7 +53,7 @@ def start(tmp, api, extra=()):
     return ctl
 
 
-def wait_map(agent, pred, timeout=5):
+def wait_map(agent, pred, timeout=15):
     """Reads maps until pred(map of SVC) holds; returns that map."""
     m = agent.maps.get(SVC)
     if m is not None and pred(m):
@@ -153,6 +153,7 @@ def test_services_endpoints_drain_relist(tmp_path, api):
         assert sum(ctlpeer.slices(m3).values()) == 256
         assert ctl.proc.poll() is None
     finally:
+        print(ctl.log()[-6000:])  # shown when the test fails
         assert ctl.stop() == 0
 
 
@@ -194,6 +195,7 @@ def test_token_rotation_and_401(tmp_path, api):
         wait_map(a, lambda m: len(m) == 4, timeout=10)
         assert "401: reading the token again" in ctl.log()
     finally:
+        print(ctl.log()[-6000:])  # shown when the test fails
         assert ctl.stop() == 0
 
 
@@ -226,6 +228,7 @@ def test_key_secret_and_bad_secret(tmp_path, api):
         secrets = [p for k, p, q in api.requests if "/secrets/" in p]
         assert secrets.count("/api/v1/namespaces/demo/secrets/api-keys") == 1, secrets
     finally:
+        print(ctl.log()[-6000:])  # shown when the test fails
         assert ctl.stop() == 0
 
 
@@ -271,4 +274,5 @@ def test_every_pod_terminating_keeps_the_last(tmp_path, api):
         assert "refused" not in ctl.log(), ctl.log()
         assert len(a.maps[SVC]) == 1
     finally:
+        print(ctl.log()[-6000:])  # shown when the test fails
         assert ctl.stop() == 0
