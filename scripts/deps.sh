@@ -13,6 +13,8 @@ golang-go golang-github-lucas-clemente-quic-go-dev
 libopendht-c-dev dhtnode"
 # 'make install' tests: systemd-analyze, the Debian package (tests/install)
 PKGS="$PKGS systemd passwd groff-base man-db debhelper lintian"
+# the Kubernetes manifests test (tests/k8s)
+PKGS="$PKGS python3-yaml"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -17,7 +17,9 @@ static const char controller_help[] =
     "                       [--state FILE|none] [--store file|etcd] [--etcd URL]\n"
     "                       [--etcd-prefix PREFIX] [--lease-ttl SECONDS]\n"
     "                       [--agent-ttl SECONDS] [--steer metrics|static]\n"
-    "                       [--steer-interval MS] [--check] [--quiet]\n"
+    "                       [--steer-interval MS] [--source file|kubernetes]\n"
+    "                       [--kube-api URL] [--kube-token-file FILE] [--kube-ca FILE]\n"
+    "                       [--kube-secret-dir DIR] [--check] [--quiet]\n"
     "\n"
     "Holds each service's slice assignment (the one 'peak plan' shows, to begin with) and\n"
     "the endpoints' health as the agents report it. When an endpoint goes down its slices\n"
@@ -58,6 +60,17 @@ static const char controller_help[] =
     "                       endpoint sheds slices and AAAA share by bounded steps until\n"
     "                       the load evens out; the live weight is the ceiling\n"
     "  --steer-interval MS  a steering round's period (100..60000, default 1000)\n"
+    "  --source file|kubernetes  where services and endpoints come from: the config\n"
+    "                       (default), or the Kubernetes API: Services annotated\n"
+    "                       peak.dev/prefixes and their EndpointSlices (README\n"
+    "                       'Kubernetes'); the config then gives the zone and nodes\n"
+    "  --kube-api URL       the API server (default: in-cluster, https://\n"
+    "                       $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)\n"
+    "  --kube-token-file FILE  the bearer token, re-read when it changes or on a 401\n"
+    "                       (default the service account's)\n"
+    "  --kube-ca FILE       the API's CA (default the service account's ca.crt)\n"
+    "  --kube-secret-dir DIR  where hop secrets read from Secrets are written (mode\n"
+    "                       0600; default /run/peak/kube)\n"
     "  --check              check the configuration (and key file, and store options),\n"
     "                       print 'ok', exit 0, or print FILE:LINE: reason and exit 2\n"
     "  --quiet              log only warnings and errors\n"
@@ -91,6 +104,11 @@ int cmd_controller(int argc, char **argv)
 	    {"agent-ttl", required_argument, 0, 'a'},
 	    {"steer", required_argument, 0, 'w'},
 	    {"steer-interval", required_argument, 0, 'W'},
+	    {"source", required_argument, 0, 'o'},
+	    {"kube-api", required_argument, 0, 'A'},
+	    {"kube-token-file", required_argument, 0, 'T'},
+	    {"kube-ca", required_argument, 0, 'R'},
+	    {"kube-secret-dir", required_argument, 0, 'D'},
 	    {"check", no_argument, 0, 'K'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
@@ -148,6 +166,24 @@ int cmd_controller(int argc, char **argv)
 		case 'W':
 			o.steer_interval_ms =
 			    (unsigned)cli_u64("controller", "--steer-interval", optarg, 100, 60000);
+			break;
+		case 'o':
+			if (strcmp(optarg, "file") && strcmp(optarg, "kubernetes"))
+				cli_usage_error("controller",
+				                "--source: '%s' is not file or kubernetes", optarg);
+			o.source = optarg;
+			break;
+		case 'A':
+			o.kube_api = optarg;
+			break;
+		case 'T':
+			o.kube_token_file = optarg;
+			break;
+		case 'R':
+			o.kube_ca = optarg;
+			break;
+		case 'D':
+			o.kube_secret_dir = optarg;
 			break;
 		case 'K':
 			check = true;

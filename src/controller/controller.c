@@ -17,6 +17,8 @@
 
 #include "../sys/log.h"
 #include "../sys/metrics.h"
+#include "../k8s/kube.h"
+#include "../k8s/source.h"
 #include "../sys/net.h"
 #include "../sys/notify.h"
 #include "ctl.h"
@@ -219,11 +221,16 @@ int ctlr_reload(struct ctl *c, char *err, size_t errlen)
 	struct peak_config *cfg = NULL;
 	struct text t = {0};
 	struct csvc *svc = NULL;
-	int ret = config_check(c->o->config, &cfg, err, errlen);
+	int ret = c->kube ? ksrc_config(c, &cfg, err, errlen)
+	                  : config_check(c->o->config, &cfg, err, errlen);
 	if (ret)
 		goto out;
+	if (c->kube)
+		ksrc_before(c, cfg); /* endpoints that left go down first: only theirs move */
 	if ((ret = ctlr_state_text(c, &t)) || (ctlr_text_add(&t, "", 1), ret = t.err))
 		goto out;
+	if (c->kube)
+		ksrc_filter(cfg, &t);
 	if (!(svc = ctlr_svcs_build(cfg, t.p, t.len - 1, c->steer))) {
 		ret = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
@@ -265,6 +272,8 @@ int ctlr_reload(struct ctl *c, char *err, size_t errlen)
 	for (unsigned i = 0; i < c->cfg->nsvc; i++)
 		send_map(c, &c->svc[i], NULL);
 	ctlr_state_save(c);
+	if (c->kube)
+		ksrc_after(c);
 	ret = 0;
 out:
 	if (svc)
@@ -470,7 +479,7 @@ static bool node_connected(const struct ctl *c, const char *node)
 }
 
 /* Whether endpoint e of v is the last one up with weight (ctlr_health would refuse). */
-static bool last_up(const struct csvc *v, unsigned e)
+bool ctlr_last_up(const struct csvc *v, unsigned e)
 {
 	for (unsigned k = 0; k < v->s->nep; k++)
 		if (k != e && v->healthy[k] && v->slot[k] >= 0 && v->weight[k])
@@ -511,7 +520,7 @@ static void nodes_tick(struct ctl *c, uint64_t now)
 			const char *node = v->s->ep[e].node;
 			if (!node[0] || !v->healthy[e] || node_connected(c, node) ||
 			    !st->ops->node_known(st, node) || st->ops->node_alive(st, node) ||
-			    last_up(v, e))
+			    ctlr_last_up(v, e))
 				continue;
 			log_msg(LOG_WARNING,
 			        "controller: node %s gone (no agent, its registration lapsed): "
@@ -638,6 +647,52 @@ static void render(struct mbuf *b, void *arg)
 	pthread_mutex_unlock(&c->lock);
 }
 
+/* ---- the Kubernetes source ---- */
+
+static bool kube_wanted(const struct controller_opts *o)
+{
+	return o->source && !strcmp(o->source, "kubernetes");
+}
+
+static struct kube *kube_from_opts(const struct controller_opts *o, char *err, size_t errlen)
+{
+	struct kube_opts ko = {.api = o->kube_api,
+	                       .token_file = o->kube_token_file,
+	                       .ca_file = o->kube_ca,
+	                       .secret_dir = o->kube_secret_dir};
+	return kube_open(&ko, err, errlen);
+}
+
+/* At start: waits up to KUBE_SYNC_MS for the first lists, so the services the store
+ * holds are adopted (not saved empty first); then the cluster's view replaces the file's
+ * services. A cluster that does not answer yet leaves no services: they come when it does. */
+static void kube_start(struct ctl *c)
+{
+	enum { KUBE_SYNC_MS = 10000 };
+	uint64_t end = ctlr_now_ms() + KUBE_SYNC_MS;
+	struct peak_config *cfg = NULL;
+	char err[CFG_ERRLEN];
+	while (!kube_synced(c->kube) && ctlr_now_ms() < end) {
+		kube_poll(c->kube);
+		poll(NULL, 0, 20);
+	}
+	if (!kube_synced(c->kube))
+		log_msg(LOG_WARNING,
+		        "controller: kubernetes: the API did not answer in %d s: "
+		        "starting with no services",
+		        KUBE_SYNC_MS / 1000);
+	if (c->cfg->nsvc)
+		log_msg(LOG_WARNING, "controller: kubernetes: the %u services of %s are ignored",
+		        c->cfg->nsvc, c->o->config);
+	if (kube_config(c->kube, c->o->config, &cfg, err, sizeof(err))) {
+		log_msg(LOG_ERR, "controller: %s", err);
+		return;
+	}
+	config_free(c->cfg);
+	c->cfg = cfg;
+	kube_touch(c->kube); /* the loop's first round applies the draining (ksrc_after) */
+}
+
 /* ---- the run loop ---- */
 
 int controller_check(const struct controller_opts *o)
@@ -659,6 +714,12 @@ int controller_check(const struct controller_opts *o)
 		ctlauth_key_wipe(key);
 		free(key);
 	}
+	struct kube *k = NULL;
+	if (!ret && kube_wanted(o) && !(k = kube_from_opts(o, err, sizeof(err)))) {
+		fprintf(stderr, "peak controller: %s\n", err);
+		ret = 2;
+	}
+	kube_free(k);
 	struct store *st = ret ? NULL : store_open(o, err, sizeof(err)); /* options only */
 	if (!ret && !st) {
 		fprintf(stderr, "peak controller: %s\n", err);
@@ -720,6 +781,13 @@ int controller_run(const struct controller_opts *o)
 		log_msg(LOG_ERR, "controller: %s", err);
 		goto out;
 	}
+	if (kube_wanted(o)) {
+		if (!(c->kube = kube_from_opts(o, err, sizeof(err)))) {
+			log_msg(LOG_ERR, "controller: %s", err);
+			goto out;
+		}
+		kube_start(c);
+	}
 	if (!(c->store = store_open(o, err, sizeof(err)))) {
 		log_msg(LOG_ERR, "controller: %s", err);
 		goto out;
@@ -752,7 +820,7 @@ int controller_run(const struct controller_opts *o)
 	notify_ready("%u services from %s%s", c->cfg->nsvc, o->config,
 	             c->leader ? "" : " (standby)");
 	for (;;) {
-		struct pollfd pf[4 + MAX_AGENTS + MAX_CLIENTS];
+		struct pollfd pf[4 + MAX_AGENTS + MAX_CLIENTS + KUBE_POLLFDS];
 		uint64_t now = ctlr_now_ms();
 		pf[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		pf[1] = (struct pollfd){.fd = c->lfd, .events = POLLIN};
@@ -770,7 +838,13 @@ int controller_run(const struct controller_opts *o)
 			                    .events = (p->closing ? 0 : POLLIN) |
 			                              (p->q.len > p->q.off ? POLLOUT : 0)};
 		}
-		if (poll(pf, 4 + MAX_AGENTS + MAX_CLIENTS, POLL_TICK_MS) == -1 && errno != EINTR) {
+		struct pollfd *kpf = &pf[4 + MAX_AGENTS + MAX_CLIENTS];
+		for (int i = 0; i < KUBE_POLLFDS; i++) /* a watch's event wakes the loop */
+			kpf[i] = (struct pollfd){.fd = -1};
+		if (c->kube)
+			kube_pollfds(c->kube, kpf);
+		if (poll(pf, 4 + MAX_AGENTS + MAX_CLIENTS + KUBE_POLLFDS, POLL_TICK_MS) == -1 &&
+		    errno != EINTR) {
 			log_msg(LOG_ERR, "controller: poll: %s", strerror(errno));
 			ret = 1;
 			goto out;
@@ -838,6 +912,16 @@ int controller_run(const struct controller_opts *o)
 		stale_expire(c, now);
 		store_tick(c, now);
 		ctlr_steer_tick(c, now);
+		if (c->kube && kube_poll(c->kube) == 1) {
+			if (ctlr_reload(c, err, sizeof(err)))
+				log_msg(LOG_ERR,
+				        "controller: kubernetes: the cluster's view not "
+				        "applied: %s",
+				        err);
+			else
+				log_msg(LOG_INFO, "controller: kubernetes: %u services applied",
+				        c->cfg->nsvc);
+		}
 		unsigned n = 0;
 		for (int i = 0; i < MAX_AGENTS; i++)
 			n += c->agents[i].fd >= 0 && c->agents[i].hello;
@@ -863,6 +947,7 @@ out:
 	ctlauth_key_wipe(&c->key);
 	if (c->store)
 		c->store->ops->free(c->store);
+	kube_free(c->kube);
 	if (c->lfd >= 0)
 		close(c->lfd);
 	if (cfd >= 0) {

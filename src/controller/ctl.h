@@ -125,7 +125,10 @@ struct ctl {
 
 	bool steer;          /* --steer metrics */
 	uint64_t steer_next; /* when the next steering round is due */
+	struct kube *kube; /* --source kubernetes (src/k8s/kube.h), else NULL */
 };
+
+struct kube;
 
 struct text {
 	char *p;
@@ -175,5 +178,6 @@ void ctlr_client_accept(struct ctl *c, int lfd);
 void ctlr_send_map(struct ctl *c, struct csvc *v, struct peer *only);
 struct csvc *ctlr_svc_find(struct ctl *c, const char *name);
 int ctlr_health(struct ctl *c, struct csvc *v, unsigned e, bool up);
+bool ctlr_last_up(const struct csvc *v, unsigned e);
 int ctlr_weight(struct ctl *c, struct csvc *v, unsigned e, uint32_t w);
 int ctlr_reload(struct ctl *c, char *err, size_t errlen);

@@ -1,0 +1,264 @@
+"""A fake Kubernetes API server on loopback for the controller's Kubernetes source: the
+documented wire format of the parts the client calls, nothing more.
+
+- GET /api/v1/services and /apis/discovery.k8s.io/v1/endpointslices: a List object
+  (kind ...List, metadata.resourceVersion, items), paged with limit and continue;
+- the same with watch=1&resourceVersion=RV: 200 with Transfer-Encoding: chunked, one JSON
+  event a line ({"type": ADDED|MODIFIED|DELETED|BOOKMARK|ERROR, "object": ...}), every line
+  sent in two chunks split in its middle (a short pause between them), a BOOKMARK every
+  bookmark_s; a resourceVersion older than the history kept answers one ERROR event with a
+  Status of code 410 (Expired), as the API does;
+- GET /api/v1/namespaces/NS/secrets/NAME: the Secret (data base64);
+- every request needs "Authorization: Bearer TOKEN"; a wrong one gets 401 with a Status.
+The server records every request line (self.requests) so tests can check what the client
+asked for (verbs and resources, for the RBAC check too)."""
+import base64
+import copy
+import http.server
+import json
+import socket
+import threading
+import time
+import urllib.parse
+
+RES = {"/api/v1/services": "services",
+       "/apis/discovery.k8s.io/v1/endpointslices": "endpointslices"}
+KIND = {"services": "ServiceList", "endpointslices": "EndpointSliceList"}
+
+
+def service(name, ns="demo", annotations=None, port=8080):
+    return {"kind": "Service", "apiVersion": "v1",
+            "metadata": {"name": name, "namespace": ns, "annotations": annotations or {}},
+            "spec": {"ports": [{"port": port, "protocol": "TCP"}]}}
+
+
+def endpoint(pod, addr, node="node1", ready=True, serving=None, terminating=False):
+    cond = {"ready": ready, "terminating": terminating}
+    cond["serving"] = ready if serving is None else serving
+    return {"addresses": [addr], "conditions": cond, "nodeName": node,
+            "targetRef": {"kind": "Pod", "name": pod, "namespace": "demo"}}
+
+
+def endpointslice(name, svc, endpoints, ns="demo", family="IPv6"):
+    return {"kind": "EndpointSlice", "apiVersion": "discovery.k8s.io/v1",
+            "metadata": {"name": name, "namespace": ns,
+                         "labels": {"kubernetes.io/service-name": svc}},
+            "addressType": family, "endpoints": endpoints,
+            "ports": [{"port": 8080, "protocol": "TCP"}]}
+
+
+class Api:
+    def __init__(self, token="t0", bookmark_s=0.5, page=2):
+        self.lock = threading.Condition()
+        self.rv = 100
+        self.objs = {"services": {}, "endpointslices": {}}
+        self.history = []  # (rv, resource, type, object)
+        self.oldest = 0  # a watch from before this is 410 Gone
+        self.secrets = {}
+        self.token = token
+        self.page = page
+        self.bookmark_s = bookmark_s
+        self.requests = []
+        self.watches = []  # open watch queues (list of pending lines)
+        self.stop = False
+        api = self
+
+        class H(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def do_GET(self):
+                api.handle(self)
+
+        class S(http.server.ThreadingHTTPServer):
+            address_family = socket.AF_INET6
+            daemon_threads = True
+
+            def handle_error(self, request, client_address):
+                pass  # a client that went away (the controller stopped, a broken watch)
+
+        self.srv = S(("::1", 0), H)
+        self.port = self.srv.server_address[1]
+        self.url = f"http://[::1]:{self.port}"
+        self.thread = threading.Thread(target=self.srv.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        with self.lock:
+            self.stop = True
+            self.lock.notify_all()
+        self.srv.shutdown()
+        self.srv.server_close()
+
+    # ---- changes ----
+
+    def put(self, res, obj, typ=None):
+        key = f'{obj["metadata"]["namespace"]}/{obj["metadata"]["name"]}'
+        with self.lock:
+            self.rv += 1
+            o = copy.deepcopy(obj)
+            o["metadata"]["resourceVersion"] = str(self.rv)
+            t = typ or ("MODIFIED" if key in self.objs[res] else "ADDED")
+            self.objs[res][key] = o
+            self.history.append((self.rv, res, t, o))
+            self.lock.notify_all()
+
+    def delete(self, res, ns, name):
+        with self.lock:
+            o = self.objs[res].pop(f"{ns}/{name}")
+            self.rv += 1
+            o = copy.deepcopy(o)
+            o["metadata"]["resourceVersion"] = str(self.rv)
+            self.history.append((self.rv, res, "DELETED", o))
+            self.lock.notify_all()
+
+    def raw(self, res, line):
+        """Sends line (bytes, no newline) as it is on every open watch of res."""
+        with self.lock:
+            self.rv += 1
+            self.history.append((self.rv, res, "RAW", line))
+            self.lock.notify_all()
+
+    def break_next(self, res):
+        """Open watches of res send the first half of their next event's line, then the
+        connection drops (no last chunk): the client must resume from the version before."""
+        with self.lock:
+            self.history.append((self.rv, res, "BREAK", None))
+            self.lock.notify_all()
+
+    def expire(self):
+        """Compacts the history: open watches get ERROR 410 and end; watches from an older
+        resourceVersion are refused with it."""
+        with self.lock:
+            self.oldest = self.rv
+            self.history.append((self.rv, "*", "EXPIRE", None))
+            self.lock.notify_all()
+
+    def secret(self, ns, name, data):
+        self.secrets[f"{ns}/{name}"] = {
+            k: base64.b64encode(v.encode()).decode() for k, v in data.items()}
+
+    # ---- serving ----
+
+    def status(self, h, code, reason, msg):
+        body = json.dumps({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                           "message": msg, "reason": reason, "code": code}).encode()
+        h.send_response(code)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def handle(self, h):
+        u = urllib.parse.urlsplit(h.path)
+        q = dict(urllib.parse.parse_qsl(u.query))
+        watch = q.get("watch") in ("1", "true")
+        self.requests.append(("watch" if watch else "get", u.path, q))
+        if h.headers.get("Authorization") != f"Bearer {self.token}":
+            return self.status(h, 401, "Unauthorized", "Unauthorized")
+        if u.path.startswith("/api/v1/namespaces/") and "/secrets/" in u.path:
+            parts = u.path.split("/")
+            s = self.secrets.get(f"{parts[4]}/{parts[6]}")
+            if s is None:
+                return self.status(h, 404, "NotFound", "secrets not found")
+            body = json.dumps({"kind": "Secret", "apiVersion": "v1",
+                               "metadata": {"name": parts[6], "namespace": parts[4]},
+                               "data": s}).encode()
+            h.send_response(200)
+            h.send_header("Content-Length", str(len(body)))
+            h.end_headers()
+            h.wfile.write(body)
+            return
+        res = RES.get(u.path)
+        if not res:
+            return self.status(h, 404, "NotFound", "the server could not find the resource")
+        if watch:
+            return self.watch(h, res, int(q.get("resourceVersion") or 0),
+                              q.get("allowWatchBookmarks") == "true")
+        with self.lock:
+            items = sorted(self.objs[res].items())
+            rv = self.rv
+        start = int(q.get("continue") or 0)
+        limit = int(q.get("limit") or 0) or len(items) or 1
+        limit = min(limit, self.page)
+        page = [copy.deepcopy(o) for _, o in items[start:start + limit]]
+        md = {"resourceVersion": str(rv)}
+        if start + limit < len(items):
+            md["continue"] = str(start + limit)
+        body = json.dumps({"kind": KIND[res], "apiVersion": "v1", "metadata": md,
+                           "items": page}).encode()
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def chunk(self, h, data):
+        h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
+        h.wfile.flush()
+
+    def line(self, h, data):
+        """One event line in two chunks split in its middle, a pause between them."""
+        data += b"\n"
+        mid = len(data) // 2
+        self.chunk(h, data[:mid])
+        time.sleep(0.01)
+        self.chunk(h, data[mid:])
+
+    def watch(self, h, res, since, bookmarks):
+        h.send_response(200)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Transfer-Encoding", "chunked")
+        h.end_headers()
+        gone = {"type": "ERROR", "object": {"kind": "Status", "apiVersion": "v1",
+                                            "status": "Failure", "reason": "Expired",
+                                            "message": "too old resource version",
+                                            "code": 410}}
+        try:
+            with self.lock:
+                if since < self.oldest:
+                    self.line(h, json.dumps(gone).encode())
+                    self.chunk(h, b"")
+                    return
+                at = next((i for i, e in enumerate(self.history) if e[0] > since),
+                          len(self.history))
+                last_bm = time.monotonic()
+                while not self.stop:
+                    while at < len(self.history):
+                        rv, r, t, o = self.history[at]
+                        at += 1
+                        if t == "EXPIRE":
+                            self.line(h, json.dumps(gone).encode())
+                            self.chunk(h, b"")
+                            return
+                        if r != res or t == "DONE":
+                            continue
+                        if t == "BREAK":  # once
+                            self.history[at - 1] = (rv, r, "DONE", None)
+                            nxt = next((e for e in self.history[at:] if e[1] == res), None)
+                            while nxt is None and not self.stop:
+                                self.lock.wait(0.1)
+                                nxt = next((e for e in self.history[at:] if e[1] == res),
+                                           None)
+                            if nxt is None:
+                                return
+                            data = json.dumps({"type": nxt[2], "object": nxt[3]}).encode()
+                            self.chunk(h, data[:len(data) // 2])
+                            h.close_connection = True
+                            h.connection.shutdown(socket.SHUT_RDWR)
+                            return
+                        if t == "RAW":
+                            self.line(h, o)
+                        else:
+                            self.line(h, json.dumps({"type": t, "object": o}).encode())
+                    if bookmarks and time.monotonic() - last_bm >= self.bookmark_s:
+                        bm = {"type": "BOOKMARK", "object": {
+                            "kind": KIND[res][:-4], "apiVersion": "v1",
+                            "metadata": {"resourceVersion": str(self.rv)}}}
+                        self.line(h, json.dumps(bm).encode())
+                        last_bm = time.monotonic()
+                    self.lock.wait(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
