@@ -11,6 +11,8 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include "peak/typemap.h"
+
 enum {
 	PEAK_MAX_SERVERS = 4,
 	PEAK_MAX_CANDIDATES = 16,
@@ -33,6 +35,7 @@ enum peak_error {
 	PEAK_E_POW = -2012,      /* the proof of work found no nonce */
 	PEAK_E_CONNECT = -2013,  /* every connection attempt failed or timed out */
 	PEAK_E_POW_TIME = -2014, /* the proof of work did not finish within the timeout */
+	PEAK_E_TYPES = -2015,    /* the content-type map (_types.NAME) is invalid */
 };
 
 struct peak_resolver_opts {
@@ -104,6 +107,12 @@ int peak_resolve(struct peak_resolver *r, const char *name, const char *object, 
  * negative error saying which step failed. */
 int peak_connect(struct peak_resolver *r, const char *name, const char *object, uint16_t port,
                  unsigned timeout_ms, struct peak_candidate *used);
+
+/* Reads the content-type map of name: the TXT record at _types.NAME (typemap.h; cached for
+ * its TTL like the other answers) into m. Entries naming "@" are left as they are (they mean
+ * name itself). Returns 0, PEAK_E_NODATA (no map published) or another negative error; for
+ * PEAK_E_TYPES peak_last_detail() says what is wrong with the map. */
+int peak_resolve_types(struct peak_resolver *r, const char *name, struct typemap *m);
 
 /* The system error behind the last PEAK_E_CONNECT or PEAK_E_NOROUTE (0 if none). */
 int peak_last_errno(const struct peak_resolver *r);
