@@ -482,9 +482,12 @@ static int udp_connect_from(const struct h3_addr *peer, const struct in6_addr *s
                             struct h3_addr *local)
 {
 	struct sockaddr_in6 me = {.sin6_family = AF_INET6, .sin6_addr = *src};
-	int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), err;
+	int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), err, one = 1;
 	if (fd == -1)
 		return -errno;
+	/* a source from an AnyIP range (one /64 per emulated client) is local without being
+	 * an interface address: as peak connect does */
+	setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
 	local->len = sizeof(local->ss);
 	if (peer->ss.ss_family != AF_INET6 ||
 	    bind(fd, (const struct sockaddr *)&me, sizeof(me)) == -1 ||
