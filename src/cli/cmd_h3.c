@@ -467,8 +467,8 @@ static int direct_run(const struct h3_upload_opts *base, const struct direct_opt
 		if (err || !res.n) {
 			const char *dt = peak_last_detail(r);
 			fprintf(stderr, "peak h3 upload: %s (for %s): %s%s%s\n", g[k].service,
-			        g[k].types, peak_strerror(err ? err : PEAK_E_NODATA), *dt ? ": " : "",
-			        dt);
+			        g[k].types, peak_strerror(err ? err : PEAK_E_NODATA),
+			        *dt ? ": " : "", dt);
 			bad += (unsigned)g[k].o.nfiles;
 			continue;
 		}

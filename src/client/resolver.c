@@ -581,8 +581,8 @@ int peak_resolve_types(struct peak_resolver *r, const char *name, struct typemap
 	struct question q = {&t, DNS_T_TXT};
 	if ((e = ask(r, &q, 1)))
 		return e;
-	if ((e = answer_parse(q.msg, q.len, q.id, &t, DNS_T_TXT, &a, NULL, NULL, text,
-	                      sizeof(text), NULL, NULL))) {
+	if ((e = answer_parse(q.msg, q.len, q.id, &t, DNS_T_TXT, &a, NULL, NULL, text, sizeof(text),
+	                      NULL, NULL))) {
 		if (e == PEAK_E_DESC) /* the text does not fit: the map's own limit */
 			return set_detail(r, PEAK_E_TYPES, "longer than a map may be", "");
 		return answer_error(r, e, &a, "TXT");

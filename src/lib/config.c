@@ -404,7 +404,8 @@ static int svc_types(struct ctx *x, yaml_node_t *v, void *obj)
 			return cfail(x, kn, "'types': '%s' is not a media type pattern", k);
 		int n = snprintf(text + at, sizeof(text) - at, "; %s=%s", k, t);
 		if (n < 0 || (size_t)n >= sizeof(text) - at)
-			return cfail(x, kn, "'types': more than %d characters", TYPEMAP_TEXT_MAX - 1);
+			return cfail(x, kn, "'types': more than %d characters",
+			             TYPEMAP_TEXT_MAX - 1);
 		at += (size_t)n;
 	}
 	if (typemap_parse(text, at, &m, why, sizeof(why)))

@@ -149,8 +149,7 @@ int typemap_parse(const char *text, size_t len, struct typemap *m, char *err, si
 	struct cur c = cur_make((const uint8_t *)text, len);
 	memset(m, 0, sizeof(*m));
 	if (len >= TYPEMAP_TEXT_MAX)
-		return fail(err, errlen, "%zu characters, more than %d", len,
-		            TYPEMAP_TEXT_MAX - 1);
+		return fail(err, errlen, "%zu characters, more than %d", len, TYPEMAP_TEXT_MAX - 1);
 	struct span v = next_item(&c);
 	if (v.n != 8 || memcmp(v.p, "v=types1", 8))
 		return fail(err, errlen, "does not start with 'v=types1'");
@@ -208,8 +207,8 @@ int typemap_print(const struct typemap *m, char *out, size_t cap)
 	at = (size_t)k;
 	for (unsigned i = 0; i < m->n; i++) {
 		const struct typemap_entry *e = &m->e[i];
-		k = snprintf(out + at, cap - at, "; %s=%s%s%s", e->pat, e->name, e->key[0] ? "#" : "",
-		             e->key);
+		k = snprintf(out + at, cap - at, "; %s=%s%s%s", e->pat, e->name,
+		             e->key[0] ? "#" : "", e->key);
 		if (k < 0 || (size_t)k >= cap - at)
 			return -ENOSPC;
 		at += (size_t)k;
@@ -255,7 +254,8 @@ const struct typemap_entry *typemap_lookup(const struct typemap *m, const char *
 		const char *p = m->e[k].pat, *slash = strchr(p, '/');
 		size_t ptl = (size_t)(slash - p), psl = strlen(slash + 1);
 		bool tany = ptl == 1 && p[0] == '*', sany = psl == 1 && slash[1] == '*';
-		if (!(tany || eq_lower(p, ptl, t, tl)) || !(sany || eq_lower(slash + 1, psl, s, sl)))
+		if (!(tany || eq_lower(p, ptl, t, tl)) ||
+		    !(sany || eq_lower(slash + 1, psl, s, sl)))
 			continue;
 		int rank = tany ? 2 : sany ? 1 : 0;
 		if (rank < best_rank) {
