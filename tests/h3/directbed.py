@@ -37,12 +37,12 @@ services:
     key: 000102030405060708090a0b0c0d0e0f
     types:
       audio/*: "@"
-      video/*: video.svc.example.
+      video/*: "video.svc.example.#video"
       text/plain: "video.svc.example.#notes"
   - name: video.svc.example.
     prefixes: ["2001:db8:a2::/64"]
     slice: 72
-    select: src
+    select: obj
     host: src
     key: 0f0e0d0c0b0a09080706050403020100
 """

@@ -36,7 +36,7 @@ def txt(server, name):
 def test_dns_publishes_the_type_map_beside_the_descriptor(dns_server):
     rc, recs = txt(dns_server, "_types.audio.svc.example.")
     assert rc == 0
-    assert recs == ["v=types1; audio/*=@; video/*=video.svc.example.; "
+    assert recs == ["v=types1; audio/*=@; video/*=video.svc.example.#video; "
                     "text/plain=video.svc.example.#notes"]
     # the descriptor is where it was, and a service with no map has no _types name
     rc, recs = txt(dns_server, "_ssa.audio.svc.example.")
@@ -91,7 +91,18 @@ def test_upload_reaches_each_types_pod_straight_with_no_ingress(tmp_path, pods):
         assert c["address"].startswith(pfx), out
         assert c["source"] == ("fd00:a1::1" if pfx.endswith("a1:") else "fd00:a2::1"), out
     assert {c["types"] for c in conns} == {"audio/ogg,Audio/Opus", "video/mp4", "text/plain"}
-    assert any(c.get("key") == "notes" for c in conns), out
+    # video.svc.example. is select=obj: each entry's #KEY picks its slice, as an object key
+    # picks it for 'peak resolve --object'
+    by_key = {c.get("key"): c["address"] for c in conns}
+    assert set(by_key) == {None, "video", "notes"}, out
+    assert by_key["video"] != by_key["notes"], out
+    for key in ("video", "notes"):
+        r = subprocess.run(["ip", "netns", "exec", pods.name("c"), PEAK, "resolve",
+                            "video.svc.example.", "--object", key, "--server",
+                            f"[::1]:{pods.dns.port}"], capture_output=True, text=True,
+                           timeout=30)
+        assert r.returncode == 0, r.stderr
+        assert by_key[key] == f"[{r.stdout.split()[0]}]:4433", (key, r.stdout, out)
 
 
 def test_a_type_with_no_entry_fails_and_the_others_go_through(tmp_path, pods):
