@@ -12,6 +12,7 @@
 #include "peak/dns.h"
 #include "peak/prefix.h"
 #include "peak/ssa.h"
+#include "peak/typemap.h"
 
 enum {
 	CFG_ID_MAX = 64,    /* endpoint ids and node names, with NUL */
@@ -41,6 +42,8 @@ struct cfg_service {
 	struct cfg_endpoint *ep;
 	unsigned nep;
 	unsigned line;
+	char types[TYPEMAP_TEXT_MAX]; /* the content-type map (typemap.h) in canonical text,
+	                               * published at _types.NAME; "" when none */
 };
 
 struct cfg_ns {

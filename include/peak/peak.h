@@ -12,6 +12,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "peak/typemap.h"
+
 enum {
 	PEAK_MAX_SERVERS = 4,
 	PEAK_MAX_CANDIDATES = 16,
@@ -37,6 +39,7 @@ enum peak_error {
 	PEAK_E_NOTFOUND = -2015, /* store: no replica has the object */
 	PEAK_E_REFUSED = -2016,  /* store: refused (too large, misdirected; see last_detail) */
 	PEAK_E_REPLICAS = -2017, /* store: too few replicas stored, or could be reached */
+	PEAK_E_TYPES = -2018,    /* the content-type map (_types.NAME) is invalid */
 };
 
 struct peak_resolver_opts {
@@ -108,6 +111,12 @@ int peak_resolve(struct peak_resolver *r, const char *name, const char *object, 
  * negative error saying which step failed. */
 int peak_connect(struct peak_resolver *r, const char *name, const char *object, uint16_t port,
                  unsigned timeout_ms, struct peak_candidate *used);
+
+/* Reads the content-type map of name: the TXT record at _types.NAME (typemap.h; cached for
+ * its TTL like the other answers) into m. Entries naming "@" are left as they are (they mean
+ * name itself). Returns 0, PEAK_E_NODATA (no map published) or another negative error; for
+ * PEAK_E_TYPES peak_last_detail() says what is wrong with the map. */
+int peak_resolve_types(struct peak_resolver *r, const char *name, struct typemap *m);
 
 /* The system error behind the last PEAK_E_CONNECT or PEAK_E_NOROUTE (0 if none). */
 int peak_last_errno(const struct peak_resolver *r);

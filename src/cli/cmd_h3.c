@@ -1,8 +1,11 @@
 /* peak h3: HTTP/3 stream routing (issue 16): the checksum backend and the upload client. */
+#include <errno.h>
 #include <getopt.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include "../h3/backend.h"
@@ -10,6 +13,9 @@
 #include "../h3/upload.h"
 #include "../sys/log.h"
 #include "cli.h"
+#include "peak/peak.h"
+#include "peak/prefix.h"
+#include "peak/typemap.h"
 
 static const char h3_help[] =
     "usage: peak h3 COMMAND [ARGS]\n"
@@ -59,6 +65,8 @@ static const char backend_help[] =
 
 static const char upload_help[] =
     "usage: peak h3 upload URL --file FILE[:TYPE] [--file ...] [--ca FILE | --insecure]\n"
+    "       peak h3 upload NAME --peak --file FILE:TYPE [--file ...] [--server ADDR[:PORT]]\n"
+    "                      [--source ADDR] [--port P] [--secret-file FILE] [options]\n"
     "                      [--timeout MS] [--migrate-after BYTES] [--qlog DIR]\n"
     "                      [--session-file FILE [--early-data]]\n"
     "\n"
@@ -82,7 +90,21 @@ static const char upload_help[] =
     "                      latest session ticket there (the summary says 'resumed')\n"
     "  --early-data        with --session-file, send the requests as 0-RTT (the backend\n"
     "                      refuses replays; refused early data is sent again after the\n"
-    "                      handshake; the summary says which)\n";
+    "                      handshake; the summary says which)\n"
+    "\n"
+    "PEAK-direct (--peak): no ingress. Reads NAME's content-type map (TXT _types.NAME:\n"
+    "'v=types1; audio/*=audio.svc.example.; video/*=@#video'), picks for each file the most\n"
+    "specific entry for its type, resolves the entry's service ('@': NAME) through the SSA\n"
+    "client library (APL + descriptor; the entry's #KEY is the object key of select=obj\n"
+    "services) and opens one connection per service and key straight to the address the\n"
+    "rule gives, from the source it was computed for, all at once. The certificate is\n"
+    "checked against the service name. Prints per connection a 'peak:' line (types,\n"
+    "service, address, source, rule), then its streams and summary as above.\n"
+    "  --peak              NAME is a service name; see above\n"
+    "  --server ADDR       name server (repeatable; default: /etc/resolv.conf)\n"
+    "  --source ADDR       compute for and send from this source (one of this host's)\n"
+    "  --port P            the services' UDP port (default 443)\n"
+    "  --secret-file FILE  hop services' secret, 32 hex digits\n";
 
 /* The options every peak h3 server takes (backend, ingress). */
 struct srv_opts {
@@ -356,6 +378,170 @@ static bool printable(const char *s)
 	return true;
 }
 
+/* ---- PEAK-direct: one connection per content-type target, no ingress ---- */
+
+struct direct_opts {
+	bool on;
+	struct peak_resolver_opts ro;
+	struct in6_addr source;
+	uint16_t port;
+	const char *secret_file;
+	uint8_t secret[16];
+};
+
+/* One connection: the files whose types map to the same service and object key. */
+struct direct_group {
+	const struct typemap_entry *e;
+	char service[TYPEMAP_NAME_LEN];
+	char types[256];
+	struct h3_upload_opts o;
+	struct peak_candidate cand;
+	bool resolved;
+	pid_t pid;
+	FILE *out; /* the child's stdout */
+};
+
+/* Resolves every group's service and runs one 'peak h3 upload' per group in a child
+ * process, all at once (each child its own QUIC connection and event loop); prints each
+ * group's 'peak:' line and output in order. Returns 0 if every stream of every group got
+ * 201 with the right checksum, EXIT_NO otherwise. */
+static int direct_run(const struct h3_upload_opts *base, const struct direct_opts *d)
+{
+	static struct direct_group g[TYPEMAP_MAX];
+	static struct typemap m;
+	static char url[TYPEMAP_MAX][96], sni[TYPEMAP_MAX][TYPEMAP_NAME_LEN];
+	const char *name = base->url;
+	unsigned ng = 0, bad = 0;
+	int err, ret = EXIT_NO;
+	struct peak_resolver *r = peak_resolver_new(&d->ro, &err);
+	if (!r) {
+		fprintf(stderr, "peak h3 upload: %s\n",
+		        err == PEAK_E_CONFIG ? "bad --server, or no name server in /etc/resolv.conf"
+		                             : peak_strerror(err));
+		return EXIT_NO;
+	}
+	if ((err = peak_resolve_types(r, name, &m))) {
+		const char *dt = peak_last_detail(r);
+		fprintf(stderr, "peak h3 upload: %s: content-type map: %s%s%s\n", name,
+		        peak_strerror(err), *dt ? ": " : "", dt);
+		goto out;
+	}
+	for (size_t i = 0; i < base->nfiles; i++) {
+		const char *t = base->files[i].type;
+		const struct typemap_entry *e = typemap_lookup(&m, t, strlen(t));
+		unsigned k;
+		if (!e) {
+			fprintf(stderr, "peak h3 upload: %s: no entry of %s's map for type %s\n",
+			        base->files[i].path, name, t);
+			bad++;
+			continue;
+		}
+		for (k = 0; k < ng && g[k].e != e; k++)
+			;
+		if (k == ng) {
+			memset(&g[k], 0, sizeof(g[k]));
+			g[k].e = e;
+			snprintf(g[k].service, sizeof(g[k].service), "%s",
+			         strcmp(e->name, "@") ? e->name : name);
+			g[k].o = *base;
+			g[k].o.nfiles = 0;
+			ng++;
+		}
+		g[k].o.files[g[k].o.nfiles++] = base->files[i];
+		/* the label: the types without parameters or white space, each once */
+		char lab[64];
+		size_t ll = 0, tl = strlen(g[k].types);
+		for (const char *q = t; *q && *q != ';' && ll < sizeof(lab) - 1; q++)
+			if (*q != ' ' && *q != '\t')
+				lab[ll++] = *q;
+		lab[ll] = 0;
+		if (!strstr(g[k].types, lab) && tl + ll + 2 < sizeof(g[k].types))
+			snprintf(g[k].types + tl, sizeof(g[k].types) - tl, "%s%s", tl ? "," : "",
+			         lab);
+	}
+	for (unsigned k = 0; k < ng; k++) {
+		struct peak_result res;
+		char a[ADDR_STRLEN];
+		err = peak_resolve(r, g[k].service, g[k].e->key[0] ? g[k].e->key : NULL, d->port,
+		                   &res);
+		if (err || !res.n) {
+			const char *dt = peak_last_detail(r);
+			fprintf(stderr, "peak h3 upload: %s (for %s): %s%s%s\n", g[k].service,
+			        g[k].types, peak_strerror(err ? err : PEAK_E_NODATA),
+			        *dt ? ": " : "", dt);
+			bad += (unsigned)g[k].o.nfiles;
+			continue;
+		}
+		g[k].cand = res.cand[0]; /* the rule's address (peak connect tries it first) */
+		g[k].resolved = true;
+		addr_print(PEAK_AFI_IP6, (const uint8_t *)&g[k].cand.dst.sin6_addr, a);
+		snprintf(url[k], sizeof(url[k]), "https://[%s]:%u/", a, d->port);
+		/* the certificate names the service (no trailing dot) */
+		snprintf(sni[k], sizeof(sni[k]), "%s", g[k].service);
+		size_t sl = strlen(sni[k]);
+		if (sl > 1 && sni[k][sl - 1] == '.')
+			sni[k][sl - 1] = 0;
+		g[k].o.url = url[k];
+		g[k].o.server_name = sni[k];
+		static const struct in6_addr any = IN6ADDR_ANY_INIT;
+		if (memcmp(&g[k].cand.src.sin6_addr, &any, sizeof(any)))
+			g[k].o.source = &g[k].cand.src.sin6_addr;
+	}
+	fflush(stdout);
+	fflush(stderr);
+	for (unsigned k = 0; k < ng; k++) {
+		if (!g[k].resolved)
+			continue;
+		if (!(g[k].out = tmpfile())) {
+			fprintf(stderr, "peak h3 upload: tmpfile: %s\n", strerror(errno));
+			bad += (unsigned)g[k].o.nfiles;
+			g[k].resolved = false;
+			continue;
+		}
+		g[k].pid = fork();
+		if (g[k].pid == 0) {
+			if (dup2(fileno(g[k].out), STDOUT_FILENO) == -1)
+				_exit(EXIT_NO);
+			int rc = h3_upload_run(&g[k].o);
+			fflush(stdout);
+			_exit(rc < 0 ? EXIT_USAGE : rc ? EXIT_NO : 0);
+		}
+		if (g[k].pid == -1) {
+			fprintf(stderr, "peak h3 upload: fork: %s\n", strerror(errno));
+			bad += (unsigned)g[k].o.nfiles;
+			g[k].resolved = false;
+		}
+	}
+	for (unsigned k = 0; k < ng; k++) {
+		char dst[ADDR_STRLEN], src[ADDR_STRLEN], line[512];
+		int st = 0;
+		if (!g[k].resolved)
+			continue;
+		while (waitpid(g[k].pid, &st, 0) == -1 && errno == EINTR)
+			;
+		if (!WIFEXITED(st) || WEXITSTATUS(st))
+			bad++;
+		addr_print(PEAK_AFI_IP6, (const uint8_t *)&g[k].cand.dst.sin6_addr, dst);
+		if (g[k].o.source)
+			addr_print(PEAK_AFI_IP6, (const uint8_t *)g[k].o.source, src);
+		else
+			snprintf(src, sizeof(src), "any");
+		printf("peak: types=%s service=%s%s%s address=[%s]:%u source=%s rule=%s\n",
+		       g[k].types, g[k].service, g[k].e->key[0] ? " key=" : "", g[k].e->key, dst,
+		       d->port, src, peak_origin_name(g[k].cand.origin));
+		rewind(g[k].out);
+		while (fgets(line, sizeof(line), g[k].out))
+			fputs(line, stdout);
+		fclose(g[k].out);
+		g[k].out = NULL;
+	}
+	printf("peak-direct: %u connections, %s\n", ng, bad ? "some failed" : "all ok");
+	ret = bad ? EXIT_NO : 0;
+out:
+	peak_resolver_free(r);
+	return ret;
+}
+
 static int cmd_h3_upload(int argc, char **argv, bool get)
 {
 	const char *cmd = get ? "h3 get" : "h3 upload";
@@ -368,11 +554,19 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	    {"qlog", required_argument, 0, 'Q'},
 	    {"session-file", required_argument, 0, 'T'},
 	    {"early-data", no_argument, 0, 'E'},
+	    {"peak", no_argument, 0, 'P'},
+	    {"server", required_argument, 0, 's'},
+	    {"source", required_argument, 0, 'S'},
+	    {"port", required_argument, 0, 'p'},
+	    {"secret-file", required_argument, 0, 'K'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
 	static struct h3_upload_opts o;
+	static struct direct_opts d;
 	int c;
+	memset(&d, 0, sizeof(d));
+	d.port = 443;
 	memset(&o, 0, sizeof(o));
 	o.timeout_ms = 30000;
 	opterr = 0;
@@ -430,6 +624,30 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 		case 'E':
 			o.early_data = true;
 			break;
+		case 'P':
+			if (get)
+				cli_usage_error(cmd, "takes no --peak");
+			d.on = true;
+			break;
+		case 's':
+			if (d.ro.servers[PEAK_MAX_SERVERS - 1])
+				cli_usage_error(cmd, "at most %d --server", PEAK_MAX_SERVERS);
+			for (int i = 0; i < PEAK_MAX_SERVERS; i++)
+				if (!d.ro.servers[i]) {
+					d.ro.servers[i] = optarg;
+					break;
+				}
+			break;
+		case 'S':
+			cli_addr6(cmd, "--source", optarg, d.source.s6_addr);
+			d.ro.source = &d.source;
+			break;
+		case 'p':
+			d.port = (uint16_t)cli_u64(cmd, "--port", optarg, 1, 65535);
+			break;
+		case 'K':
+			d.secret_file = optarg;
+			break;
 		case 'h':
 			fputs(get ? get_help : upload_help, stdout);
 			return 0;
@@ -448,6 +666,17 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	if (o.ca && o.insecure)
 		cli_usage_error(cmd, "--ca and --insecure exclude each other");
 	o.url = argv[optind];
+	if (!d.on && (d.ro.servers[0] || d.ro.source || d.secret_file || d.port != 443))
+		cli_usage_error(cmd, "--server, --source, --port and --secret-file go with --peak");
+	if (d.on) {
+		for (size_t i = 0; i < o.nfiles; i++)
+			if (!o.files[i].type)
+				cli_usage_error(cmd, "--peak: every --file needs its :TYPE");
+		if (o.migrate_after)
+			cli_usage_error(cmd, "--peak takes no --migrate-after");
+		d.ro.secret = cli_secret_option(cmd, d.secret_file, d.secret);
+		return direct_run(&o, &d);
+	}
 	int r = h3_upload_run(&o);
 	return r < 0 ? EXIT_USAGE : r ? EXIT_NO : 0;
 }

@@ -562,6 +562,40 @@ int peak_resolve(struct peak_resolver *r, const char *name, const char *object, 
 	return 0;
 }
 
+int peak_resolve_types(struct peak_resolver *r, const char *name, struct typemap *m)
+{
+	struct dns_name n, t;
+	struct answer a;
+	char text[TYPEMAP_TEXT_MAX];
+	int e;
+
+	memset(m, 0, sizeof(*m));
+	r->detail[0] = '\0';
+	r->last_errno = 0;
+	if (dns_name_parse(name, &n))
+		return set_detail(r, PEAK_E_CONFIG, "not a domain name: ", name);
+	if (dns_name_parse("_types", &t) || t.len - 1u + n.len > DNS_NAME_MAX)
+		return set_detail(r, PEAK_E_CONFIG, "too long for a _types leaf: ", name);
+	memcpy(t.wire + t.len - 1, n.wire, n.len);
+	t.len = (uint8_t)(t.len - 1 + n.len);
+	struct question q = {&t, DNS_T_TXT};
+	if ((e = ask(r, &q, 1)))
+		return e;
+	if ((e = answer_parse(q.msg, q.len, q.id, &t, DNS_T_TXT, &a, NULL, NULL, text, sizeof(text),
+	                      NULL, NULL))) {
+		if (e == PEAK_E_DESC) /* the text does not fit: the map's own limit */
+			return set_detail(r, PEAK_E_TYPES, "longer than a map may be", "");
+		return answer_error(r, e, &a, "TXT");
+	}
+	if (a.rcode == DNS_R_NXDOMAIN || (!a.rcode && !a.nrr))
+		return set_detail(r, PEAK_E_NODATA, "no content-type map at _types.", name);
+	if (a.rcode)
+		return rcode_error(a.rcode);
+	if (typemap_parse(text, strlen(text), m, r->detail, sizeof(r->detail)))
+		return PEAK_E_TYPES;
+	return 0;
+}
+
 /* ---- connecting: Happy Eyeballs over the candidates ---- */
 
 static int attempt_start(const struct peak_candidate *c, int *err)
@@ -707,6 +741,8 @@ const char *peak_strerror(int err)
 		return "store: the pods refused the request";
 	case PEAK_E_REPLICAS:
 		return "store: too few replicas could be reached";
+	case PEAK_E_TYPES:
+		return "the content-type map (_types) is invalid";
 	default:
 		return err < 0 && err > -4096 ? strerror(-err) : "unknown error";
 	}

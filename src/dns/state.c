@@ -389,6 +389,16 @@ static bool has_glue(const struct peak_config *c, const struct dns_name *host)
 	return false;
 }
 
+/* leaf.NAME into out; -ENAMETOOLONG when it does not fit a domain name. */
+static int svc_leaf(const struct dns_name *name, const char *leaf, struct dns_name *out)
+{
+	if (dns_name_parse(leaf, out) || out->len - 1u + name->len > DNS_NAME_MAX)
+		return -ENAMETOOLONG;
+	memcpy(out->wire + out->len - 1, name->wire, name->len);
+	out->len = (uint8_t)(out->len - 1 + name->len);
+	return 0;
+}
+
 static int encode_node(struct builder *b, struct dz_node *nd)
 {
 	struct dns_state *st = b->st;
@@ -457,6 +467,19 @@ static int encode_node(struct builder *b, struct dz_node *nd)
 		if (ssa.len - 1u + s->name.len <= DNS_NAME_MAX) {
 			memcpy(ssa.wire + ssa.len - 1, s->name.wire, s->name.len);
 			ssa.len = (uint8_t)(ssa.len - 1 + s->name.len);
+		}
+		/* the content-type map (typemap.h) beside the descriptor: TXT _types.NAME */
+		struct dns_name types;
+		if (s->types[0] && svc_leaf(&s->name, "_types", &types) == 0 &&
+		    dns_name_eq(&types, &nd->name)) {
+			tail_begin(b, &w, nd, DNS_T_TXT);
+			dns_writer_rr_begin(&w, DNS_S_ANSWER, &nd->name, DNS_T_TXT, DNS_C_IN,
+			                    c->ttl.txt);
+			dns_writer_txt_rdata(&w, s->types, strlen(s->types));
+			dns_writer_rr_end(&w);
+			if ((r = tail_save(b, &w, nd, &nd->tail[DZ_TXT])))
+				return r;
+			continue;
 		}
 		if (dns_name_eq(&ssa, &nd->name)) {
 			char text[SSA_DESC_STRLEN];
@@ -659,6 +682,9 @@ struct dns_state *dns_state_build(struct peak_config *cfg, struct dnsd_dyn *dyn,
 		memcpy(ssa.wire + ssa.len - 1, cfg->svc[i].name.wire, cfg->svc[i].name.len);
 		ssa.len = (uint8_t)(ssa.len - 1 + cfg->svc[i].name.len);
 		if ((r = node_get(b, &ssa)) < 0)
+			goto fail;
+		if (cfg->svc[i].types[0] && svc_leaf(&cfg->svc[i].name, "_types", &ssa) == 0 &&
+		    (r = node_get(b, &ssa)) < 0)
 			goto fail;
 	}
 	for (unsigned n = 0; n < st->nnodes; n++)

@@ -476,6 +476,30 @@ static size_t report(struct upload *u)
 	return bad;
 }
 
+/* A non-blocking UDP socket bound to src (any port) and connected to peer (IPv6): the source
+ * an SSA rule computed the destination for. Returns the descriptor or -errno. */
+static int udp_connect_from(const struct h3_addr *peer, const struct in6_addr *src,
+                            struct h3_addr *local)
+{
+	struct sockaddr_in6 me = {.sin6_family = AF_INET6, .sin6_addr = *src};
+	int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0), err, one = 1;
+	if (fd == -1)
+		return -errno;
+	/* a source from an AnyIP range (one /64 per emulated client) is local without being
+	 * an interface address: as peak connect does */
+	setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
+	local->len = sizeof(local->ss);
+	if (peer->ss.ss_family != AF_INET6 ||
+	    bind(fd, (const struct sockaddr *)&me, sizeof(me)) == -1 ||
+	    connect(fd, (const struct sockaddr *)&peer->ss, peer->len) == -1 ||
+	    getsockname(fd, (struct sockaddr *)&local->ss, &local->len) == -1) {
+		err = peer->ss.ss_family != AF_INET6 ? -EAFNOSUPPORT : -errno;
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
 int h3_upload_run(const struct h3_upload_opts *o)
 {
 	static struct upload u;
@@ -521,12 +545,14 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	remote.len = ai->ai_addrlen;
 	if ((ret = h3_tls_client_cred(&cred, o->insecure ? NULL : o->ca)))
 		goto out;
-	if ((fd = h3_udp_connect(&remote, &local)) < 0) {
+	if ((fd = o->source ? udp_connect_from(&remote, o->source, &local)
+	                    : h3_udp_connect(&remote, &local)) < 0) {
 		ret = fd;
 		fprintf(stderr, "peak h3 upload: %s: %s\n", o->url, strerror(-ret));
 		goto out;
 	}
-	if ((ret = h3_conn_client_new(&c, fd, &local, &remote, cred, host, !o->insecure,
+	if ((ret = h3_conn_client_new(&c, fd, &local, &remote, cred,
+	                              o->server_name ? o->server_name : host, !o->insecure,
 	                              &upload_ops, &u)))
 		goto out;
 	uint64_t t0 = h3_now(), end = t0 + (uint64_t)o->timeout_ms * 1000000;

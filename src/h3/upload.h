@@ -4,6 +4,7 @@
  * own SHA-256. */
 #include <stdbool.h>
 #include <stddef.h>
+#include <netinet/in.h>
 
 enum { H3_UPLOAD_MAX_FILES = 256 };
 
@@ -24,6 +25,9 @@ struct h3_upload_opts {
 	const char *session_file; /* TLS session store for resumption, or NULL */
 	bool early_data;          /* with a stored session, send the requests as 0-RTT */
 	unsigned timeout_ms;
+	/* PEAK-direct: the URL's host is the address a service's SSA rule gave. */
+	const struct in6_addr *source; /* send from this address (the rule's), or NULL */
+	const char *server_name;       /* TLS name (SNI, certificate check) if not the URL's host */
 };
 
 /* Runs the uploads (or the GET) and prints one line per stream on stdout. Returns 0 when every

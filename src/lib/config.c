@@ -383,6 +383,40 @@ static int svc_endpoints(struct ctx *x, yaml_node_t *v, void *obj)
 	return 0;
 }
 
+/* 'types': a mapping of media type patterns to target services (typemap.h), kept as the
+ * canonical text peak dns publishes at _types.NAME. */
+static int svc_types(struct ctx *x, yaml_node_t *v, void *obj)
+{
+	struct cfg_service *s = &((struct svc_build *)obj)->s;
+	char text[TYPEMAP_TEXT_MAX], why[TYPEMAP_ERRLEN];
+	struct typemap m;
+	size_t at = (size_t)snprintf(text, sizeof(text), "v=types1");
+	if (v->type != YAML_MAPPING_NODE)
+		return cfail(x, v, "'types' must map media type patterns to services");
+	for (yaml_node_pair_t *p = v->data.mapping.pairs.start; p < v->data.mapping.pairs.top;
+	     p++) {
+		yaml_node_t *kn = yaml_document_get_node(x->doc, p->key);
+		yaml_node_t *vn = yaml_document_get_node(x->doc, p->value);
+		const char *k = scalar(kn), *t = scalar(vn);
+		if (!k || !t || strchr(k, ';') || strchr(k, '=') || strchr(t, ';'))
+			return cfail(x, kn, "'types': want PATTERN: SERVICE[#KEY] items");
+		if (!strchr(k, '/')) /* the text would take it for a field of later versions */
+			return cfail(x, kn, "'types': '%s' is not a media type pattern", k);
+		int n = snprintf(text + at, sizeof(text) - at, "; %s=%s", k, t);
+		if (n < 0 || (size_t)n >= sizeof(text) - at)
+			return cfail(x, kn, "'types': more than %d characters",
+			             TYPEMAP_TEXT_MAX - 1);
+		at += (size_t)n;
+	}
+	if (typemap_parse(text, at, &m, why, sizeof(why)))
+		return cfail(x, v, "'types': %s", why);
+	if (!m.n)
+		return cfail(x, v, "'types' is empty");
+	if (typemap_print(&m, s->types, sizeof(s->types)) < 0)
+		return cfail(x, v, "'types': more than %d characters", TYPEMAP_TEXT_MAX - 1);
+	return 0;
+}
+
 #define SB(f) OFF(struct svc_build, f)
 static const struct key svc_keys[] = {
     {"name", T_NAME, SB(s.name), .required = true},
@@ -403,6 +437,7 @@ static const struct key svc_keys[] = {
     {"rate", T_U32, SB(s.rate), .min = 0, .max = 100000000, .def = 1000},
     {"burst", T_U32, SB(s.burst), .min = 0, .max = 100000000, .def = 0},
     {"endpoints", T_SUB, 0, .fn = svc_endpoints},
+    {"types", T_SUB, 0, .fn = svc_types},
     {0},
 };
 
