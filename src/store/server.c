@@ -28,6 +28,7 @@
 #include "peak/util.h"
 #include "../sys/log.h"
 #include "../sys/net.h"
+#include "../sys/notify.h"
 #include "req.h"
 
 enum {
@@ -602,6 +603,7 @@ int store_serve(const struct store_opts *o)
 		strcpy(name, "?");
 	log_msg(LOG_INFO, "store: %s serving %s on %s, data %s, %zu slice block(s)", o->id, name,
 	        where, o->data, assign_routes(&s.a, (unsigned)s.me));
+	notify_ready("%s serving %s on %s", o->id, name, where);
 	uint64_t last_sweep = peak_mono_ms();
 	for (bool run = true; run;) {
 		struct epoll_event evs[64];
@@ -615,6 +617,7 @@ int store_serve(const struct store_opts *o)
 					log_msg(LOG_INFO, "store: SIGHUP: nothing to reload");
 					continue;
 				}
+				notify_stopping();
 				run = false;
 				break;
 			}
