@@ -33,7 +33,8 @@ SYSUSERSDIR ?= $(PREFIX)/lib/sysusers.d
 COMPLETIONDIR ?= $(PREFIX)/share/bash-completion/completions
 MANDIR ?= $(PREFIX)/share/man
 DASHBOARDDIR ?= $(PREFIX)/share/peak/grafana
-UNITS = peak-dns.service peak-controller.service peak-agent@.service
+UNITS = peak-dns.service peak-controller.service peak-agent@.service peak-overlay@.service \
+	peak-h3-backend@.service peak-h3-ingress@.service peak-store@.service
 # meson wants an absolute staging directory
 MESON_DESTDIR = $(if $(DESTDIR),--destdir "$(abspath $(DESTDIR))")
 

@@ -17,6 +17,7 @@
 
 #include "../sys/log.h"
 #include "../sys/metrics.h"
+#include "../sys/notify.h"
 #include "endpoint.h"
 #include "qlog.h"
 
@@ -347,6 +348,7 @@ int h3_backend_run(const struct h3_backend_opts *o)
 	}
 	h3_addr_format(&ep.bound, a, sizeof(a));
 	log_msg(LOG_INFO, "h3 backend %s: listening on %s (udp)", o->id, a);
+	notify_ready("backend %s listening on %s (udp)", o->id, a);
 	for (;;) {
 		struct pollfd p[2] = {{ep.fd, POLLIN, 0}, {sfd, POLLIN, 0}};
 		int n = poll(p, 2, h3_endpoint_timeout_ms(&ep));
@@ -360,6 +362,7 @@ int h3_backend_run(const struct h3_backend_opts *o)
 			    si.ssi_signo != SIGHUP) {
 				log_msg(LOG_INFO, "h3 backend %s: signal %u, stopping", o->id,
 				        si.ssi_signo);
+				notify_stopping();
 				ret = 0;
 				break;
 			}

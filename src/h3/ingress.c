@@ -16,6 +16,7 @@
 
 #include "../sys/log.h"
 #include "../sys/metrics.h"
+#include "../sys/notify.h"
 #include "endpoint.h"
 #include "pipe.h"
 #include "qlog.h"
@@ -1006,6 +1007,7 @@ int h3_ingress_run(const struct h3_ingress_opts *o)
 	h3_addr_format(&ep.bound, a, sizeof(a));
 	log_msg(LOG_INFO, "h3 ingress %s: listening on %s (udp), %zu routes, %zu upstreams", o->id,
 	        a, in.t->n, in.t->nup);
+	notify_ready("ingress %s listening on %s (udp), %zu routes", o->id, a, in.t->n);
 	uint64_t next_check = 0, interval = (uint64_t)o->health_interval_ms * 1000000;
 	for (;;) {
 		uint64_t now = h3_now();
@@ -1056,6 +1058,7 @@ int h3_ingress_run(const struct h3_ingress_opts *o)
 			    si.ssi_signo != SIGHUP) {
 				log_msg(LOG_INFO, "h3 ingress %s: signal %u, stopping", o->id,
 				        si.ssi_signo);
+				notify_stopping();
 				ret = 0;
 				break;
 			}

@@ -18,6 +18,7 @@
 
 #include "../sys/log.h"
 #include "../sys/metrics.h"
+#include "../sys/notify.h"
 #include "peak/lpm6.h"
 #include "wire.h"
 
@@ -475,6 +476,7 @@ int ov_master_run(struct ov_master *m, int sigfd)
 	}
 	log_msg(LOG_INFO, "overlay: ready on %s (mtu %u), %u slave(s), %llu route(s)", m->conf.tun,
 	        m->conf.mtu, m->nslaves, (unsigned long long)CNT_GET(m, nroutes_live));
+	notify_ready("%s up (mtu %u), %u slave(s)", m->conf.tun, m->conf.mtu, m->nslaves);
 	for (;;) {
 		struct epoll_event evs[16];
 		int n = epoll_wait(m->ep, evs, 16, -1);
@@ -497,6 +499,7 @@ int ov_master_run(struct ov_master *m, int sigfd)
 					continue;
 				}
 				log_msg(LOG_INFO, "overlay: signal %u, exiting", si.ssi_signo);
+				notify_stopping();
 				return 0;
 			} else if (what == EV_TIMER) {
 				uint64_t ticks;

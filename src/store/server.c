@@ -32,6 +32,7 @@
 #include "../sys/metrics.h"
 #include "../sys/net.h"
 #include "repair.h"
+#include "../sys/notify.h"
 #include "req.h"
 
 enum {
@@ -861,6 +862,7 @@ int store_serve(const struct store_opts *o)
 		if ((r = store_repair_start(&s.repair)))
 			log_msg(LOG_ERR, "store: repair: %s", strerror(-r));
 	}
+	notify_ready("%s serving %s on %s", o->id, name, where);
 	uint64_t last_sweep = peak_mono_ms();
 	for (bool run = true; run;) {
 		struct epoll_event evs[64];
@@ -874,6 +876,7 @@ int store_serve(const struct store_opts *o)
 					log_msg(LOG_INFO, "store: SIGHUP: nothing to reload");
 					continue;
 				}
+				notify_stopping();
 				run = false;
 				break;
 			}

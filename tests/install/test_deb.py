@@ -17,7 +17,7 @@ import re
 
 import pytest
 
-from test_install import SRC, man_pages
+from test_install import SRC, UNITS, man_pages
 
 LIB = "usr/lib/x86_64-linux-gnu"
 
@@ -64,9 +64,7 @@ def listing(deb):
 def test_packages_hold_what_make_install_installs(debs):
     peak = {
         "etc/peak/peak.yaml", "usr/bin/peak",
-        "usr/lib/systemd/system/peak-dns.service",
-        "usr/lib/systemd/system/peak-controller.service",
-        "usr/lib/systemd/system/peak-agent@.service",
+        *(f"usr/lib/systemd/system/{u}" for u in UNITS),
         "usr/lib/sysusers.d/peak.conf", "usr/share/bash-completion/completions/peak",
         "usr/share/peak/grafana/peak.json",
         "usr/share/doc/peak/changelog.gz", "usr/share/doc/peak/copyright",

@@ -24,6 +24,7 @@ import shlex
 import shutil
 import signal
 import socket
+import stat
 import struct
 import subprocess
 import tempfile
@@ -36,7 +37,14 @@ BUILD = os.path.dirname(PEAK)
 SRC = os.environ.get("PEAK_SRC", os.path.join(os.path.dirname(__file__), "..", ".."))
 PREFIX = "/usr/local"
 UNITDIR = "usr/local/lib/systemd/system"
-UNITS = ["peak-dns.service", "peak-controller.service", "peak-agent@.service"]
+# the daemons that reload on SIGHUP (ExecReload=) first; the others ignore SIGHUP and have none
+RELOADING = ["peak-dns.service", "peak-controller.service", "peak-agent@.service"]
+UNITS = RELOADING + ["peak-overlay@.service", "peak-h3-backend@.service",
+                     "peak-h3-ingress@.service", "peak-store@.service"]
+# what README "Installing" calls each template's instance
+INSTANCE = {"peak-agent@.service": "NODE", "peak-overlay@.service": "SITE",
+            "peak-h3-backend@.service": "NAME", "peak-h3-ingress@.service": "NAME",
+            "peak-store@.service": "ID"}
 
 
 def wait_until(cond, timeout=10.0):
@@ -123,7 +131,10 @@ def test_file_list(root):
         text = open(os.path.join(root, UNITDIR, u)).read()
         assert "@BINDIR@" not in text, u
         assert re.search(r"^ExecStart=/usr/local/bin/peak ", text, re.M), u
-        assert re.search(r"^ExecReload=kill -HUP \$MAINPID$", text, re.M), u
+        if u in RELOADING:
+            assert re.search(r"^ExecReload=kill -HUP \$MAINPID$", text, re.M), u
+        else:
+            assert "ExecReload=" not in text, u
         assert re.search(r"^Type=notify\nNotifyAccess=main$", text, re.M), u
 
 
@@ -176,7 +187,8 @@ def test_readme_gives_each_units_security_exposure(root, tmp_path):
                            capture_output=True, text=True, cwd=tmp_path, timeout=60)
         m = re.search(r"Overall exposure level for \S+: (\d+\.\d) (\w+)", r.stdout)
         assert m, r.stdout + r.stderr
-        row = re.search(rf"^\| `{re.escape(u.split('.')[0].replace('@', '@NODE'))}` \|.*\| "
+        shown = u.split(".")[0].replace("@", "@" + INSTANCE.get(u, ""))
+        row = re.search(rf"^\| `{re.escape(shown)}` \|.*\| "
                         r"(\d+\.\d) (\w+) \|$", readme, re.M)
         assert row, u
         assert row.groups() == m.groups(), (u, row.groups(), m.groups())
@@ -201,9 +213,15 @@ def peak_user():
 def command_line(root, unit, key, instance, rundir):
     """The unit's KEY= command as systemd would run it here: Environment= defaults, no
     EnvironmentFile (all optional), '$X' split into words, '${X}' one word, %i the instance;
-    installed paths mapped into the DESTDIR and /run, /var/lib into rundir."""
+    installed paths mapped into the DESTDIR and /run, /var/lib into rundir. An EnvironmentFile
+    (optional or not) is read from the DESTDIR when the test wrote one there."""
     f = unit_fields(root, unit)
     env = dict(e.split("=", 1) for e in f.get("Environment", []))
+    for path in f.get("EnvironmentFile", []):
+        path = os.path.join(root, path.lstrip("-").replace("%i", instance).lstrip("/"))
+        if os.path.exists(path):
+            env.update(ln.split("=", 1) for ln in open(path).read().splitlines()
+                       if "=" in ln and not ln.startswith("#"))
     words = []
     for w in shlex.split(f[key][0]):
         w = w.replace("%i", instance)
@@ -319,50 +337,96 @@ DAEMONS = {
 }
 
 
+def tun_as_udev_makes_it(rundir, cmd):
+    """cmd in a mount namespace of its own whose /dev/net/tun has the mode udev gives it on
+    Debian (0666, 50-udev-default.rules), whatever the mode on this machine (0600 in some
+    containers): a device node made in rundir, bound over it."""
+    node = os.path.join(rundir, "tun")
+    os.mknod(node, 0o666 | stat.S_IFCHR, os.makedev(10, 200))
+    os.chmod(node, 0o666)
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c",
+            'mount --bind "$0" /dev/net/tun && exec "$@"', node, *cmd]
+
+
+class Started:
+    """A daemon started as its unit says (module docstring), in namespace ns, its output in
+    log; stopped, and the namespace and directories removed, by stop()."""
+
+    def __init__(self, root, unit, instance, tmp_path):
+        self.ns = f"in{os.getpid() % 10000}u{UNITS.index(unit)}"
+        self.rundir = tempfile.mkdtemp(prefix="peak-unit-")
+        os.chmod(self.rundir, 0o755)
+        self.logpath = tmp_path / "daemon.log"
+        self.log = open(self.logpath, "w+")
+        self.proc = self.notify = None
+        try:
+            self.notify = Notify(os.path.join(self.rundir, "notify"))
+            subprocess.run(["ip", "netns", "add", self.ns], check=True)
+            ns_run(self.ns, ["ip", "link", "set", "lo", "up"], check=True)
+            for c in DUMMY:
+                ns_run(self.ns, c.split(), check=True)
+            make_dirs(root, unit, instance, self.rundir)
+            if unit_fields(root, unit).get("ExecStartPre"):
+                r = ns_run(self.ns, setpriv(root, unit) +
+                           command_line(root, unit, "ExecStartPre", instance, self.rundir))
+                assert r.returncode == 0, r.stdout + r.stderr
+            cmd = setpriv(root, unit) + command_line(root, unit, "ExecStart", instance,
+                                                     self.rundir)
+            cmd = ["ip", "netns", "exec", self.ns, *cmd]
+            if "/dev/net/tun rw" in unit_fields(root, unit).get("DeviceAllow", []):
+                cmd = tun_as_udev_makes_it(self.rundir, cmd)
+            # unshare, 'ip netns exec' and setpriv exec the next program: proc.pid is the
+            # daemon's
+            self.proc = subprocess.Popen(cmd,
+                                         stdout=self.log, stderr=subprocess.STDOUT,
+                                         env=dict(os.environ, NOTIFY_SOCKET=self.notify.path))
+        except BaseException:
+            self.stop()
+            raise
+
+    def text(self):
+        self.log.flush()
+        return self.logpath.read_text()
+
+    def expect(self, var):
+        """The next datagram, from the daemon's main process, which sets var=1."""
+        msg = self.notify.next(self.proc)
+        assert msg and msg[0] == self.proc.pid and msg[1].get(var) == "1", (msg, self.text())
+        return msg[1]
+
+    def sigterm_exits_0(self):
+        """systemctl stop: STOPPING=1, then exit 0."""
+        self.proc.send_signal(signal.SIGTERM)
+        self.expect("STOPPING")
+        assert self.proc.wait(timeout=10) == 0, self.text()
+
+    def stop(self):
+        if self.notify:
+            self.notify.close()
+        if self.proc and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.log.close()
+        subprocess.run(["ip", "netns", "del", self.ns], capture_output=True)
+        shutil.rmtree(self.rundir, ignore_errors=True)
+
+
 @pytest.mark.parametrize("unit", list(DAEMONS))
 def test_daemon_as_its_unit_says(root, peak_user, unit, tmp_path):
     instance, ready, reloaded = DAEMONS[unit]
-    ns = f"in{os.getpid() % 10000}{unit[5]}"
-    rundir = tempfile.mkdtemp(prefix="peak-unit-")
-    os.chmod(rundir, 0o755)
-    log = open(tmp_path / "daemon.log", "w+")
-    proc = notify = None
+    d = Started(root, unit, instance, tmp_path)
+    ns, rundir, proc, text = d.ns, d.rundir, d.proc, d.text
     try:
-        notify = Notify(os.path.join(rundir, "notify"))
-        subprocess.run(["ip", "netns", "add", ns], check=True)
-        ns_run(ns, ["ip", "link", "set", "lo", "up"], check=True)
-        for c in DUMMY:
-            ns_run(ns, c.split(), check=True)
-        make_dirs(root, unit, instance, rundir)
-        pre = unit_fields(root, unit).get("ExecStartPre")
-        if pre:
-            r = ns_run(ns, setpriv(root, unit) +
-                       command_line(root, unit, "ExecStartPre", instance, rundir))
-            assert r.returncode == 0, r.stdout + r.stderr
-        cmd = setpriv(root, unit) + command_line(root, unit, "ExecStart", instance, rundir)
-        # 'ip netns exec' and setpriv exec the next program: proc.pid is the daemon's
-        proc = subprocess.Popen(["ip", "netns", "exec", ns, *cmd], stdout=log,
-                                stderr=subprocess.STDOUT,
-                                env=dict(os.environ, NOTIFY_SOCKET=notify.path))
-
-        def text():
-            log.flush()
-            return (tmp_path / "daemon.log").read_text()
-
         # Type=notify: READY=1 from the main process, and then it serves
-        msg = notify.next(proc)
-        assert msg and msg[0] == proc.pid and msg[1].get("READY") == "1", (msg, text())
-        assert msg[1].get("STATUS"), msg
+        assert d.expect("READY").get("STATUS")
         assert ready(ns, root, rundir), text()
         for i in range(1, 3):
             before = time.monotonic_ns() // 1000
             proc.send_signal(signal.SIGHUP)  # ExecReload=kill -HUP $MAINPID
-            msg = notify.next(proc)
+            msg = d.expect("RELOADING")
             after = time.monotonic_ns() // 1000
-            assert msg and msg[0] == proc.pid and msg[1].get("RELOADING") == "1", (msg, text())
-            assert before <= int(msg[1]["MONOTONIC_USEC"]) <= after, (before, msg, after)
-            msg = notify.next(proc)
-            assert msg and msg[0] == proc.pid and msg[1].get("READY") == "1", (msg, text())
+            assert before <= int(msg["MONOTONIC_USEC"]) <= after, (before, msg, after)
+            d.expect("READY")
             assert text().count(reloaded) >= i, text()
             assert proc.poll() is None, text()
         assert ready(ns, root, rundir), text()
@@ -374,28 +438,159 @@ def test_daemon_as_its_unit_says(root, peak_user, unit, tmp_path):
             with open(conf, "w") as f:
                 f.write("services: [\n")
             proc.send_signal(signal.SIGHUP)
-            msg = notify.next(proc)
-            assert msg and msg[1].get("RELOADING") == "1", (msg, text())
-            msg = notify.next(proc)
-            assert msg and msg[0] == proc.pid and msg[1].get("READY") == "1", (msg, text())
-            assert re.search(r"refused|error", msg[1].get("STATUS", "")), msg
+            d.expect("RELOADING")
+            assert re.search(r"refused|error", d.expect("READY").get("STATUS", "")), text()
         finally:
             with open(conf, "w") as f:
                 f.write(good)
         assert ready(ns, root, rundir), text()
-        proc.send_signal(signal.SIGTERM)
-        msg = notify.next(proc)
-        assert msg and msg[0] == proc.pid and msg[1].get("STOPPING") == "1", (msg, text())
-        assert proc.wait(timeout=10) == 0, text()
+        d.sigterm_exits_0()
     finally:
-        if notify:
-            notify.close()
-        if proc and proc.poll() is None:
-            proc.kill()
-            proc.wait()
-        log.close()
-        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
-        shutil.rmtree(rundir, ignore_errors=True)
+        d.stop()
+
+
+def put_file(root, path, text, group=None, mode=0o644):
+    """A file the operator puts into the installed tree (path under /), removed by the
+    caller; group-readable by 'group' (chgrp, 0640) for the unit's user when given."""
+    path = os.path.join(root, path.lstrip("/"))
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
+    with open(path, "w") as f:
+        f.write(text)
+    if group:
+        shutil.chown(path, "root", group)
+        mode = 0o640
+    os.chmod(path, mode)
+    return path
+
+
+def tls_files(root, name, made):
+    """/etc/peak/h3/NAME.pem and NAME.key, a self-signed ECDSA certificate for localhost."""
+    key = os.path.join(root, f"etc/peak/h3/{name}.key")
+    os.makedirs(os.path.dirname(key), mode=0o755, exist_ok=True)
+    made.append(key)
+    subprocess.run(["certtool", "--generate-privkey", "--key-type", "ecdsa", "--outfile", key],
+                   check=True, capture_output=True, timeout=30)
+    shutil.chown(key, "root", "peak")
+    os.chmod(key, 0o640)
+    tmpl = put_file(root, f"/etc/peak/h3/{name}.tmpl",
+                    'cn = "localhost"\nip_address = "::1"\nexpiration_days = 2\ntls_www_server\n')
+    made.append(tmpl)
+    pem = os.path.join(root, f"etc/peak/h3/{name}.pem")
+    made.append(pem)
+    subprocess.run(["certtool", "--generate-self-signed", "--load-privkey", key, "--template",
+                    tmpl, "--outfile", pem], check=True, capture_output=True, timeout=30)
+    os.chmod(pem, 0o644)
+
+
+def setup_overlay(root, made):
+    """/etc/peak/overlay/site1.yaml and its key (genkey's mode 0600, then group peak)."""
+    key = os.path.join(root, "etc/peak/overlay/site1.key")
+    os.makedirs(os.path.dirname(key), mode=0o755, exist_ok=True)
+    made.append(key)
+    subprocess.run([PEAK, "overlay", "--genkey", key], check=True, capture_output=True)
+    shutil.chown(key, "root", "peak")
+    os.chmod(key, 0o640)
+    made.append(put_file(root, "/etc/peak/overlay/site1.yaml",
+                         "tun: ov0\naddress: fd00:a::1\ngateway:\n  listen: 0.0.0.0:51820\n"
+                         f"  private-key-file: {key}\n"))
+
+
+def overlay_ready(ns, root, rundir):
+    link = ns_run(ns, ["ip", "link", "show", "ov0"]).stdout
+    ctl = os.path.join(rundir, "run/peak-overlay-site1/control.sock")
+    return ",UP" in link and ns_run(ns, [PEAK, "overlay-ctl", "--control", ctl, "show",
+                                         "counters"]).returncode == 0
+
+
+def h3_get(ns, path="/healthz"):
+    return ns_run(ns, [PEAK, "h3", "get", f"https://[::1]{path}", "--insecure", "--timeout",
+                       "3000"])
+
+
+def setup_backend(root, made):
+    tls_files(root, "b1", made)
+
+
+def backend_ready(ns, root, rundir):
+    r = h3_get(ns)
+    return r.returncode == 0 and "200" in r.stdout
+
+
+def setup_ingress(root, made):
+    tls_files(root, "i1", made)
+    # an upstream nobody serves: the ingress answers on its own (400, 503)
+    made.append(put_file(root, "/etc/default/peak-h3-ingress-i1",
+                         "PEAK_H3_ROUTE=*/*=h3://[::1]:8443\nPEAK_H3_OPTS=--upstream-insecure\n"))
+
+
+def ingress_ready(ns, root, rundir):
+    return re.search(r"\b[45]\d\d\b", h3_get(ns, "/").stdout) is not None
+
+
+STORE_CONFIG = """zone:
+  name: svc.example.
+  ns:
+    - {name: ns1.svc.example., address: "2001:db8:53::1"}
+  soa: {primary: ns1.svc.example., contact: hostmaster.svc.example., serial: 1}
+services:
+  - name: store.svc.example.
+    prefixes: [2001:db8:8::/64]
+    slice: 72
+    select: obj
+    host: src
+    port: 80
+    key: 000102030405060708090a0b0c0d0e0f
+    endpoints:
+      - {id: s1, address: "2001:db8:100:1::1"}
+      - {id: s2, address: "2001:db8:100:1::2"}
+"""
+
+
+def setup_store(root, made):
+    """/etc/peak/peak.yaml with a select=obj service on port 80 (the example restored after)."""
+    put_file(root, "/etc/peak/peak.yaml", STORE_CONFIG)
+
+
+def store_ready(ns, root, rundir):
+    # port 80 as the user peak; every key is s1's (404) or s2's (421)
+    code = ns_run(ns, ["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time",
+                       "3", "http://[::1]:80/o/cat"]).stdout
+    return code in ("404", "421") and os.path.isdir(
+        os.path.join(rundir, "var/lib/peak-store/s1"))
+
+
+LATER_DAEMONS = {
+    # unit: (instance, what the operator puts in place, ready condition)
+    "peak-overlay@.service": ("site1", setup_overlay, overlay_ready),
+    "peak-h3-backend@.service": ("b1", setup_backend, backend_ready),
+    "peak-h3-ingress@.service": ("i1", setup_ingress, ingress_ready),
+    "peak-store@.service": ("s1", setup_store, store_ready),
+}
+
+
+@pytest.mark.parametrize("unit", list(LATER_DAEMONS))
+def test_later_daemon_as_its_unit_says(root, peak_user, unit, tmp_path):
+    """The daemons with no reload: READY=1 from the main process once it serves as the unit's
+    user with only the unit's capabilities (TUN, port 443 or 80), then STOPPING=1 and exit 0
+    at SIGTERM."""
+    instance, setup, ready = LATER_DAEMONS[unit]
+    made, d = [], None
+    conf = os.path.join(root, "etc/peak/peak.yaml")
+    example = open(conf).read()
+    try:
+        setup(root, made)
+        d = Started(root, unit, instance, tmp_path)
+        assert d.expect("READY").get("STATUS")
+        assert wait_until(lambda: ready(d.ns, root, d.rundir), 5), d.text()
+        d.sigterm_exits_0()
+    finally:
+        if d:
+            d.stop()
+        for f in made:
+            if os.path.exists(f):
+                os.unlink(f)
+        with open(conf, "w") as f:
+            f.write(example)
 
 
 OPT_RE = re.compile(r"(?<![\w-])--[a-z0-9][a-z0-9-]*")
