@@ -37,6 +37,8 @@ enum {
 	ICMP6_ERR_MAX = 1280,
 	ICMP6_NO_ROUTE = 0,     /* destination unreachable codes, RFC 4443 §3.1 */
 	ICMP6_ADDR_UNREACH = 3, /* an ICMPv6 error never exceeds the minimum MTU (RFC 4443 §2.4) */
+	ICMP6_UNREACH = 1,
+	ICMP6_TOO_BIG = 2,
 	EV_TUN = 0,
 	EV_SIG = 1,
 	EV_TIMER = 2,
@@ -60,7 +62,7 @@ struct ov_master {
 	struct log_limit rl_write, rl_out;
 	/* counters: written by the loop, read by the metrics thread (__atomic) */
 	uint64_t tun_rx, tun_rx_bad, tun_tx, tun_tx_err, no_route, icmp_sent, icmp_limited,
-	    slave_err, nroutes_live;
+	    icmp_too_big, slave_err, nroutes_live;
 };
 
 #define CNT_ADD(m, f, v) __atomic_fetch_add(&(m)->f, (v), __ATOMIC_RELAXED)
@@ -290,21 +292,24 @@ static bool icmp_token(struct ov_master *m)
 	return true;
 }
 
-/* Sends ICMPv6 destination unreachable with code (RFC 4443 §3.1: 0 no route to destination,
- * 3 address unreachable) to the source of pkt, unless RFC 4443 §2.4 (e) forbids it (the packet is
- * an ICMPv6 error, went to a multicast address, or its source is unspecified or multicast) or the
- * rate limit is reached. */
-static void icmp_unreach(struct ov_master *m, const uint8_t *pkt, size_t len, uint8_t code)
+/* Sends the ICMPv6 error type/code with the 4-byte field param (RFC 4443 §3.1 destination
+ * unreachable: unused, 0; §3.2 packet too big: the MTU) to the source of pkt, quoting as much
+ * of it as fits in the minimum MTU, unless RFC 4443 §2.4 (e) forbids it (the packet is an
+ * ICMPv6 error, went to a multicast address (except packet too big, §2.4 (e.3)), or its
+ * source is unspecified or multicast) or the rate limit is reached. Returns true if sent. */
+static bool icmp_error(struct ov_master *m, const uint8_t *pkt, size_t len, uint8_t type,
+                       uint8_t code, uint32_t param)
 {
 	const uint8_t *src = pkt + 8;
 	static const uint8_t unspec[16];
-	if (src[0] == 0xff || pkt[24] == 0xff || !memcmp(src, unspec, 16))
-		return;
+	if (src[0] == 0xff || (pkt[24] == 0xff && type != ICMP6_TOO_BIG) ||
+	    !memcmp(src, unspec, 16))
+		return false;
 	if (pkt[6] == 58 && len > 40 && pkt[40] < 128)
-		return; /* an ICMPv6 error message (no extension headers looked through) */
+		return false; /* an ICMPv6 error message (no extension headers looked through) */
 	if (!icmp_token(m)) {
 		CNT_ADD(m, icmp_limited, 1);
-		return;
+		return false;
 	}
 	uint8_t out[ICMP6_ERR_MAX];
 	size_t quote = len;
@@ -319,14 +324,27 @@ static void icmp_unreach(struct ov_master *m, const uint8_t *pkt, size_t len, ui
 	out[7] = 64;
 	memcpy(out + 8, m->conf.address, 16);
 	memcpy(out + 24, src, 16);
-	out[40] = 1; /* destination unreachable */
+	out[40] = type;
 	out[41] = code;
+	for (int i = 0; i < 4; i++)
+		out[44 + i] = (uint8_t)(param >> (24 - 8 * i));
 	memcpy(out + 48, pkt, quote);
 	uint16_t c = icmp6_csum(out + 8, out + 24, out + 40, plen);
 	out[42] = (uint8_t)(c >> 8);
 	out[43] = (uint8_t)c;
-	if (!ov_master_input(m, out, 40 + plen))
+	return !ov_master_input(m, out, 40 + plen);
+}
+
+static void icmp_unreach(struct ov_master *m, const uint8_t *pkt, size_t len, uint8_t code)
+{
+	if (icmp_error(m, pkt, len, ICMP6_UNREACH, code, 0))
 		CNT_ADD(m, icmp_sent, 1);
+}
+
+void ov_master_too_big(struct ov_master *m, const uint8_t *pkt, size_t len, unsigned mtu)
+{
+	if (icmp_error(m, pkt, len, ICMP6_TOO_BIG, 0, mtu < 1280 ? 1280 : mtu))
+		CNT_ADD(m, icmp_too_big, 1);
 }
 
 /* Hands a packet from the site to the owner of the route lookup found (or answers
@@ -511,6 +529,9 @@ int ov_master_run(struct ov_master *m, int sigfd)
 				w->s->ops->readable(w->s, w->fd);
 			}
 		}
+		for (unsigned k = 0; k < m->attached; k++)
+			if (m->slaves[k]->ops->flush)
+				m->slaves[k]->ops->flush(m->slaves[k]);
 	}
 }
 
@@ -532,6 +553,8 @@ void ov_master_stats(struct ov_master *m, struct mbuf *b)
 	    "peak_overlay_icmp_unreach_sent_total %llu\n"
 	    "# TYPE peak_overlay_icmp_unreach_limited_total counter\n"
 	    "peak_overlay_icmp_unreach_limited_total %llu\n"
+	    "# TYPE peak_overlay_icmp_too_big_sent_total counter\n"
+	    "peak_overlay_icmp_too_big_sent_total %llu\n"
 	    "# TYPE peak_overlay_slave_output_errors_total counter\n"
 	    "peak_overlay_slave_output_errors_total %llu\n"
 	    "# TYPE peak_overlay_routes gauge\n"
@@ -539,7 +562,8 @@ void ov_master_stats(struct ov_master *m, struct mbuf *b)
 	    (unsigned long long)CNT_GET(m, tun_rx), (unsigned long long)CNT_GET(m, tun_rx_bad),
 	    (unsigned long long)CNT_GET(m, tun_tx), (unsigned long long)CNT_GET(m, tun_tx_err),
 	    (unsigned long long)CNT_GET(m, no_route), (unsigned long long)CNT_GET(m, icmp_sent),
-	    (unsigned long long)CNT_GET(m, icmp_limited), (unsigned long long)CNT_GET(m, slave_err),
+	    (unsigned long long)CNT_GET(m, icmp_limited),
+	    (unsigned long long)CNT_GET(m, icmp_too_big), (unsigned long long)CNT_GET(m, slave_err),
 	    (unsigned long long)CNT_GET(m, nroutes_live));
 	for (unsigned i = 0; i < m->nslaves; i++)
 		if (m->slaves[i]->ops->stats)
