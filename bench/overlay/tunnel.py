@@ -29,7 +29,7 @@ def rtt(ns, addr, fam):
 
 def main():
     secs = int(sys.argv[1]) if len(sys.argv) > 1 else 5
-    b = t.Bed(pathlib.Path(tempfile.mkdtemp()))
+    b = t.NatBed(pathlib.Path(tempfile.mkdtemp()), "tb")
     try:
         b.build()
         for s in t.SITES:
@@ -37,7 +37,7 @@ def main():
         t.wait_for("c's mapping", lambda: b.metrics("a").get(
             'peak_overlay_peer_endpoint_known{peer="c"}') == 1)
         for dst in "bc":
-            t.wait_for("ping", lambda: t.ping_ok(b, "a", dst))
+            t.wait_for("ping", lambda: b.ping_ok("a", dst))
         base = rtt(b.n("ga"), "10.0.2.2", "-4")
         over = rtt(b.n("ha"), "fd00:b::2", "-6")
         print(f"| path | result |\n|---|---|\n| RTT IPv4 gA->gB | {base:.0f} us |\n"
