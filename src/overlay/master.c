@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <linux/virtio_net.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,6 +63,8 @@ struct ov_master {
 	uint64_t tokens_ms;
 	struct log_limit rl_write, rl_out;
 	/* counters: written by the loop, read by the metrics thread (__atomic) */
+	bool tso; /* the TUN device hands us TCP super-packets (TUN_F_TSO6) */
+	uint64_t tun_reads, tun_gso;
 	uint64_t tun_rx, tun_rx_bad, tun_tx, tun_tx_err, no_route, icmp_sent, icmp_limited,
 	    icmp_too_big, slave_err, nroutes_live;
 };
@@ -248,8 +252,10 @@ void ov_master_show_slaves(struct ov_master *m, struct mbuf *b)
 
 int ov_master_input(struct ov_master *m, const uint8_t *pkt, size_t len)
 {
-	ssize_t w = write(m->tun, pkt, len);
-	if (w == (ssize_t)len) {
+	static const struct virtio_net_hdr none; /* whole, checksummed, one packet */
+	struct iovec iov[2] = {{(void *)&none, sizeof(none)}, {(void *)pkt, len}};
+	ssize_t w = writev(m->tun, iov, 2);
+	if (w == (ssize_t)(sizeof(none) + len)) {
 		CNT_ADD(m, tun_tx, 1);
 		return 0;
 	}
@@ -259,22 +265,37 @@ int ov_master_input(struct ov_master *m, const uint8_t *pkt, size_t len)
 	return ret;
 }
 
+/* Adds n bytes at p to a one's complement sum (RFC 1071), as big-endian 16-bit words; n is
+ * even but for the last call. */
+static uint64_t csum_add(uint64_t sum, const uint8_t *p, size_t n)
+{
+	for (; n >= 2; p += 2, n -= 2)
+		sum += (uint32_t)(p[0] << 8 | p[1]);
+	if (n)
+		sum += (uint32_t)p[0] << 8;
+	return sum;
+}
+
+static uint16_t csum_fold(uint64_t sum)
+{
+	while (sum >> 16)
+		sum = (sum & 0xffff) + (sum >> 16);
+	return (uint16_t)~sum;
+}
+
+/* The IPv6 pseudo-header's sum (RFC 8200 §8.1) for an upper-layer message of n bytes. */
+static uint64_t csum_pseudo(const uint8_t src[16], const uint8_t dst[16], size_t n, uint8_t nh)
+{
+	uint64_t sum = csum_add(csum_add(0, src, 16), dst, 16);
+	return sum + (n >> 16) + (n & 0xffff) + nh;
+}
+
 /* The Internet checksum over the IPv6 pseudo-header and an ICMPv6 message (RFC 4443 §2.3,
  * RFC 8200 §8.1). */
 static uint16_t icmp6_csum(const uint8_t src[16], const uint8_t dst[16], const uint8_t *msg,
                            size_t n)
 {
-	uint32_t sum = 0;
-	for (int i = 0; i < 16; i += 2)
-		sum += (uint32_t)(src[i] << 8 | src[i + 1]) + (uint32_t)(dst[i] << 8 | dst[i + 1]);
-	sum += (uint32_t)(n >> 16) + (uint32_t)(n & 0xffff) + 58;
-	for (size_t i = 0; i + 1 < n; i += 2)
-		sum += (uint32_t)(msg[i] << 8 | msg[i + 1]);
-	if (n & 1)
-		sum += (uint32_t)msg[n - 1] << 8;
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
+	return csum_fold(csum_add(csum_pseudo(src, dst, n, 58), msg, n));
 }
 
 /* Takes one token of the ICMPv6 error budget if there is one. */
@@ -390,13 +411,25 @@ static int tun_open(struct ov_master *m)
 		goto out;
 	}
 	memset(&ifr, 0, sizeof(ifr));
-	ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+	ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_VNET_HDR;
 	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", m->conf.tun);
 	if (ioctl(fd, TUNSETIFF, &ifr) == -1) {
 		ret = -errno;
 		log_msg(LOG_ERR, "overlay: TUNSETIFF %s: %s", m->conf.tun, strerror(-ret));
 		goto out;
 	}
+	/* TCP super-packets of up to 64 KiB in one read, cut here (tun_drain), and checksums
+	 * left to us; without the offloads (an older kernel), one packet a read as before */
+	int hsz = (int)sizeof(struct virtio_net_hdr);
+	if (ioctl(fd, TUNSETVNETHDRSZ, &hsz) == -1) {
+		ret = -errno;
+		log_msg(LOG_ERR, "overlay: TUNSETVNETHDRSZ %s: %s", m->conf.tun, strerror(-ret));
+		goto out;
+	}
+	m->tso = ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO6 | TUN_F_TSO_ECN) == 0;
+	if (!m->tso)
+		log_msg(LOG_WARNING, "overlay: %s: no TSO offload: %s", m->conf.tun,
+		        strerror(errno));
 	sock = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (sock == -1) {
 		ret = -errno;
@@ -426,36 +459,134 @@ out:
 	return ret;
 }
 
-/* Reads up to OV_BATCH packets, looks their destinations up in one batch (the walks
- * overlap their cache misses), then hands them on in order. The TUN MTU is at most
- * OVW_INNER_MAX, so a packet never exceeds a slot; a longer read is refused as malformed. */
+enum { SLOT = 2048, TUN_READ_MAX = sizeof(struct virtio_net_hdr) + 65536 };
+
+/* Packets read from the TUN device, waiting for one batched route lookup. */
+struct tun_batch {
+	uint8_t buf[OV_BATCH][SLOT], dst[OV_BATCH][16];
+	size_t len[OV_BATCH];
+	uint32_t idx[OV_BATCH];
+	bool found[OV_BATCH];
+	size_t n;
+};
+
+/* Looks the batch's destinations up at once (the walks overlap their cache misses), then
+ * hands the packets on in order. */
+static void batch_run(struct ov_master *m, struct tun_batch *b)
+{
+	lpm6_lookup_batch(m->lpm, (const uint8_t(*)[16])b->dst, b->n, b->idx, b->found);
+	for (size_t i = 0; i < b->n; i++)
+		dispatch(m, b->buf[i], b->len[i], b->found[i], b->idx[i]);
+	b->n = 0;
+}
+
+/* The next free slot, the batch run first if it is full. */
+static uint8_t *batch_slot(struct ov_master *m, struct tun_batch *b)
+{
+	if (b->n == OV_BATCH)
+		batch_run(m, b);
+	return b->buf[b->n];
+}
+
+/* Takes the packet in the next slot (len bytes) if it is a well-formed IPv6 packet. */
+static void batch_take(struct ov_master *m, struct tun_batch *b, size_t len)
+{
+	uint8_t *p = b->buf[b->n];
+	if (ovw_inner_check(p, len)) {
+		CNT_ADD(m, tun_rx_bad, 1);
+		return;
+	}
+	CNT_ADD(m, tun_rx, 1);
+	memcpy(b->dst[b->n], p + 24, 16);
+	b->len[b->n++] = len;
+}
+
+/* Cuts a TCP/IPv6 super-packet (pkt, n bytes: an IPv6 header with TCP next, the TCP header
+ * at 40, then payload) into segments of mss payload bytes, as the NIC would have (RFC 9293
+ * sequence numbers; FIN and PSH on the last segment only, CWR on the first only), each with
+ * its payload length and a full TCP checksum, into the batch. Returns 0 or -EBADMSG. */
+static int tso_cut(struct ov_master *m, struct tun_batch *b, const uint8_t *pkt, size_t n,
+                   size_t mss)
+{
+	if (n < 60 || pkt[0] >> 4 != 6 || pkt[6] != 6)
+		return -EBADMSG;
+	size_t thl = (size_t)(pkt[52] >> 4) * 4, hl = 40 + thl;
+	if (thl < 20 || hl > n || !mss || hl + mss > SLOT)
+		return -EBADMSG;
+	uint32_t seq =
+	    (uint32_t)pkt[44] << 24 | (uint32_t)pkt[45] << 16 | (uint32_t)pkt[46] << 8 | pkt[47];
+	for (size_t off = hl; off < n || off == hl; off += mss) {
+		size_t chunk = n - off < mss ? n - off : mss;
+		bool last = off + chunk >= n;
+		uint8_t *o = batch_slot(m, b);
+		memcpy(o, pkt, hl);
+		memcpy(o + hl, pkt + off, chunk);
+		size_t plen = thl + chunk;
+		o[4] = (uint8_t)(plen >> 8);
+		o[5] = (uint8_t)plen;
+		uint32_t s = seq + (uint32_t)(off - hl);
+		for (int i = 0; i < 4; i++)
+			o[44 + i] = (uint8_t)(s >> (24 - 8 * i));
+		if (!last)
+			o[53] &= (uint8_t)~0x09; /* FIN, PSH */
+		if (off != hl)
+			o[53] &= (uint8_t)~0x80; /* CWR */
+		o[56] = o[57] = 0;
+		uint16_t c = csum_fold(csum_add(csum_pseudo(o + 8, o + 24, plen, 6), o + 40, plen));
+		o[56] = (uint8_t)(c >> 8);
+		o[57] = (uint8_t)c;
+		batch_take(m, b, 40 + plen);
+		if (last)
+			break;
+	}
+	return 0;
+}
+
+/* Reads up to OV_BATCH times from the TUN device. Each read is a virtio-net header and a
+ * packet: a TCP super-packet (TSO) is cut into segments; a packet whose checksum the kernel
+ * left to us (NEEDS_CSUM: the field holds the pseudo-header's sum) gets it. The TUN MTU is
+ * at most OVW_INNER_MAX, so a packet never exceeds a slot; a longer one is malformed. */
 static void tun_drain(struct ov_master *m)
 {
-	enum { SLOT = 2048 };
-	static uint8_t buf[OV_BATCH][SLOT], dst[OV_BATCH][16];
-	static size_t len[OV_BATCH];
-	static uint32_t idx[OV_BATCH];
-	static bool found[OV_BATCH], ok[OV_BATCH];
-	size_t n = 0;
-	while (n < OV_BATCH) {
-		ssize_t r = read(m->tun, buf[n], SLOT);
+	static struct tun_batch b;
+	static uint8_t raw[TUN_READ_MAX];
+	const size_t vh = sizeof(struct virtio_net_hdr);
+	for (int k = 0; k < OV_BATCH; k++) {
+		ssize_t r = read(m->tun, raw, sizeof(raw));
 		if (r <= 0)
 			break;
-		CNT_ADD(m, tun_rx, 1);
-		len[n] = (size_t)r;
-		ok[n] = r < SLOT && !ovw_inner_check(buf[n], (size_t)r);
-		if (!ok[n]) {
-			CNT_ADD(m, tun_rx_bad, 1);
-			memset(dst[n], 0, 16);
-		} else {
-			memcpy(dst[n], buf[n] + 24, 16);
+		CNT_ADD(m, tun_reads, 1);
+		struct virtio_net_hdr h;
+		memcpy(&h, raw, sizeof(h));
+		const uint8_t *pkt = raw + vh;
+		size_t n = (size_t)r < vh ? 0 : (size_t)r - vh;
+		uint8_t gso = h.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+		if (gso == VIRTIO_NET_HDR_GSO_TCPV6) {
+			CNT_ADD(m, tun_gso, 1);
+			if (h.csum_start != 40 || tso_cut(m, &b, pkt, n, h.gso_size))
+				CNT_ADD(m, tun_rx_bad, 1);
+			continue;
 		}
-		n++;
+		if (gso != VIRTIO_NET_HDR_GSO_NONE || n >= SLOT || n < 40) {
+			CNT_ADD(m, tun_rx_bad, 1);
+			continue;
+		}
+		uint8_t *o = batch_slot(m, &b);
+		memcpy(o, pkt, n);
+		if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+			size_t at = (size_t)h.csum_start + h.csum_offset;
+			if (h.csum_start < 40 || at + 2 > n) {
+				CNT_ADD(m, tun_rx_bad, 1);
+				continue;
+			}
+			uint16_t c = csum_fold(csum_add(0, o + h.csum_start, n - h.csum_start));
+			o[at] = (uint8_t)(c >> 8);
+			o[at + 1] = (uint8_t)c;
+		}
+		batch_take(m, &b, n);
 	}
-	lpm6_lookup_batch(m->lpm, (const uint8_t(*)[16])dst, n, idx, found);
-	for (size_t i = 0; i < n; i++)
-		if (ok[i])
-			dispatch(m, buf[i], len[i], found[i], idx[i]);
+	if (b.n)
+		batch_run(m, &b);
 }
 
 int ov_master_run(struct ov_master *m, int sigfd)
@@ -541,6 +672,10 @@ void ov_master_stats(struct ov_master *m, struct mbuf *b)
 	    b,
 	    "# TYPE peak_overlay_tun_rx_packets_total counter\n"
 	    "peak_overlay_tun_rx_packets_total %llu\n"
+	    "# TYPE peak_overlay_tun_reads_total counter\n"
+	    "peak_overlay_tun_reads_total %llu\n"
+	    "# TYPE peak_overlay_tun_rx_gso_total counter\n"
+	    "peak_overlay_tun_rx_gso_total %llu\n"
 	    "# TYPE peak_overlay_tun_rx_malformed_total counter\n"
 	    "peak_overlay_tun_rx_malformed_total %llu\n"
 	    "# TYPE peak_overlay_tun_tx_packets_total counter\n"
@@ -559,7 +694,8 @@ void ov_master_stats(struct ov_master *m, struct mbuf *b)
 	    "peak_overlay_slave_output_errors_total %llu\n"
 	    "# TYPE peak_overlay_routes gauge\n"
 	    "peak_overlay_routes %llu\n",
-	    (unsigned long long)CNT_GET(m, tun_rx), (unsigned long long)CNT_GET(m, tun_rx_bad),
+	    (unsigned long long)CNT_GET(m, tun_rx), (unsigned long long)CNT_GET(m, tun_reads),
+	    (unsigned long long)CNT_GET(m, tun_gso), (unsigned long long)CNT_GET(m, tun_rx_bad),
 	    (unsigned long long)CNT_GET(m, tun_tx), (unsigned long long)CNT_GET(m, tun_tx_err),
 	    (unsigned long long)CNT_GET(m, no_route), (unsigned long long)CNT_GET(m, icmp_sent),
 	    (unsigned long long)CNT_GET(m, icmp_limited),

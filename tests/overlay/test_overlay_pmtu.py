@@ -1,6 +1,7 @@
 """The gateway's batched sending and path MTU, on the 3-site namespace bed of
 test_overlay_ns.py (root). A TCP stream A->B leaves gA in far fewer send calls than packets
-(sendmmsg, UDP GSO). Then the IPv4 path gA->gB is narrowed to 1400 bytes: an inner packet
+(sendmmsg, UDP GSO) and far fewer reads from the TUN device (TSO super-packets cut by the
+gateway; the stream's checksum shows the cuts are right). Then the IPv4 path gA->gB is narrowed to 1400 bytes: an inner packet
 that no longer fits gets ICMPv6 packet too big from gA with the tunnel's MTU (1400 - 72 =
 1328: IPv4, UDP, our header and tag), hA's kernel takes it, smaller packets still pass, and a
 TCP stream A->B adapts and arrives whole."""
@@ -61,6 +62,10 @@ def test_batched_sends_and_path_mtu(bed):
     calls = (m1["peak_overlay_gw_send_calls_total"]
              - m0["peak_overlay_gw_send_calls_total"])
     assert pkts > 1400 and calls * 2 <= pkts, (pkts, calls)
+    # and TCP left hA as super-packets (TSO), read whole from the TUN device and cut there
+    reads = m1["peak_overlay_tun_reads_total"] - m0["peak_overlay_tun_reads_total"]
+    assert m1["peak_overlay_tun_rx_gso_total"] > m0["peak_overlay_tun_rx_gso_total"]
+    assert reads * 2 <= pkts, (reads, pkts)
 
     # the IPv4 path to gB narrows to 1400 bytes: 1300 bytes of ping (1348 inner) no longer
     # fit, and gA says so with the tunnel's MTU
