@@ -47,6 +47,20 @@ enum {
 	EV_WATCH = 3,
 };
 
+enum { SLOT = 2048, TUN_READ_MAX = sizeof(struct virtio_net_hdr) + 65536 };
+
+/* What ov_master_input queued for the TUN device: consecutive TCP segments of one flow,
+ * merged into one super-packet the kernel cuts again (GSO; the reverse of tso_cut), or one
+ * packet. Written when something else comes or at the end of the loop pass. */
+struct tun_out {
+	uint8_t pkt[65536 + 40]; /* the first segment's headers, then every payload */
+	size_t len;              /* 0: nothing queued */
+	size_t seg;              /* the first segment's payload length: the GSO size */
+	unsigned nseg;
+	bool closed; /* a shorter or a PSH segment came: nothing more is appended */
+	uint32_t next_seq;
+};
+
 struct ov_master {
 	struct ov_master_conf conf;
 	struct lpm6 *lpm;
@@ -64,6 +78,8 @@ struct ov_master {
 	struct log_limit rl_write, rl_out;
 	/* counters: written by the loop, read by the metrics thread (__atomic) */
 	bool tso; /* the TUN device hands us TCP super-packets (TUN_F_TSO6) */
+	struct tun_out *out;
+	uint64_t tun_writes;
 	uint64_t tun_reads, tun_gso;
 	uint64_t tun_rx, tun_rx_bad, tun_tx, tun_tx_err, no_route, icmp_sent, icmp_limited,
 	    icmp_too_big, slave_err, nroutes_live;
@@ -88,10 +104,14 @@ struct ov_master *ov_master_new(const struct ov_master_conf *conf)
 	m->tun = m->ep = m->tfd = -1;
 	m->tokens = conf->icmp_rate;
 	m->lpm = lpm6_new();
-	if (!m->lpm) {
+	m->out = malloc(sizeof(*m->out));
+	if (!m->lpm || !m->out) {
+		lpm6_free(m->lpm);
+		free(m->out);
 		free(m);
 		return NULL;
 	}
+	m->out->len = 0;
 	return m;
 }
 
@@ -114,6 +134,8 @@ void ov_master_free(struct ov_master *m)
 	m->routes = NULL;
 	free(m->freer);
 	m->freer = NULL;
+	free(m->out);
+	m->out = NULL;
 	free(m);
 }
 
@@ -250,19 +272,94 @@ void ov_master_show_slaves(struct ov_master *m, struct mbuf *b)
 			m->slaves[i]->ops->show(m->slaves[i], b);
 }
 
+static uint64_t csum_add(uint64_t sum, const uint8_t *p, size_t n);
+static uint16_t csum_fold(uint64_t sum);
+static uint64_t csum_pseudo(const uint8_t src[16], const uint8_t dst[16], size_t n, uint8_t nh);
+
+static uint32_t be32(const uint8_t *p)
+{
+	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* Writes what is queued: one packet as it is, several segments as one TCP GSO packet whose
+ * checksum the kernel completes (the field holds the pseudo-header's sum). Counts. */
+static void tun_out_flush(struct ov_master *m)
+{
+	struct tun_out *o = m->out;
+	struct virtio_net_hdr h = {0};
+	if (!o->len)
+		return;
+	if (o->nseg > 1) {
+		size_t plen = o->len - 40, thl = (size_t)(o->pkt[52] >> 4) * 4;
+		o->pkt[4] = (uint8_t)(plen >> 8);
+		o->pkt[5] = (uint8_t)plen;
+		uint16_t c = (uint16_t)~csum_fold(csum_pseudo(o->pkt + 8, o->pkt + 24, plen, 6));
+		o->pkt[56] = (uint8_t)(c >> 8);
+		o->pkt[57] = (uint8_t)c;
+		h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
+		h.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
+		h.hdr_len = (uint16_t)(40 + thl);
+		h.gso_size = (uint16_t)o->seg;
+		h.csum_start = 40;
+		h.csum_offset = 16;
+	}
+	struct iovec iov[2] = {{&h, sizeof(h)}, {o->pkt, o->len}};
+	ssize_t w = writev(m->tun, iov, 2);
+	CNT_ADD(m, tun_writes, 1);
+	if (w == (ssize_t)(sizeof(h) + o->len)) {
+		CNT_ADD(m, tun_tx, o->nseg);
+	} else {
+		int e = w == -1 ? errno : EIO;
+		CNT_ADD(m, tun_tx_err, o->nseg);
+		log_rl(&m->rl_write, LOG_WARNING, "overlay: write to %s: %s", m->conf.tun,
+		       strerror(e));
+	}
+	o->len = 0;
+}
+
+/* The TCP payload's offset in pkt if it is a TCP/IPv6 segment (no extension headers, no
+ * urgent data) with payload and flags ACK or ACK PSH: one that may be merged; else 0. */
+static size_t tcp_mergeable(const uint8_t *pkt, size_t len)
+{
+	if (len < 60 || pkt[6] != 6)
+		return 0;
+	size_t hl = 40 + (size_t)(pkt[52] >> 4) * 4;
+	if (hl < 60 || hl >= len || (pkt[53] & (uint8_t)~0x08) != 0x10 || pkt[58] || pkt[59])
+		return 0;
+	return hl;
+}
+
 int ov_master_input(struct ov_master *m, const uint8_t *pkt, size_t len)
 {
-	static const struct virtio_net_hdr none; /* whole, checksummed, one packet */
-	struct iovec iov[2] = {{(void *)&none, sizeof(none)}, {(void *)pkt, len}};
-	ssize_t w = writev(m->tun, iov, 2);
-	if (w == (ssize_t)(sizeof(none) + len)) {
-		CNT_ADD(m, tun_tx, 1);
+	struct tun_out *o = m->out;
+	size_t hl = tcp_mergeable(pkt, len), pay = len - hl;
+	/* the next segment of the queued one's flow: same addresses, ports, ack, window and
+	 * options, the sequence number that follows, no longer than the first */
+	if (hl && o->len && !o->closed && (size_t)(o->pkt[52] >> 4) * 4 + 40 == hl &&
+	    !memcmp(o->pkt, pkt, 4) && o->pkt[7] == pkt[7] && !memcmp(o->pkt + 8, pkt + 8, 32) &&
+	    !memcmp(o->pkt + 40, pkt + 40, 4) && !memcmp(o->pkt + 48, pkt + 48, 4) &&
+	    !memcmp(o->pkt + 54, pkt + 54, 2) && !memcmp(o->pkt + 60, pkt + 60, hl - 60) &&
+	    be32(pkt + 44) == o->next_seq && pay <= o->seg && o->len + pay <= sizeof(o->pkt)) {
+		memcpy(o->pkt + o->len, pkt + hl, pay);
+		o->len += pay;
+		o->nseg++;
+		o->next_seq += (uint32_t)pay;
+		if (pay < o->seg || pkt[53] & 0x08) {
+			o->pkt[53] |= pkt[53] & 0x08;
+			o->closed = true;
+		}
 		return 0;
 	}
-	int ret = w == -1 ? -errno : -EIO;
-	CNT_ADD(m, tun_tx_err, 1);
-	log_rl(&m->rl_write, LOG_WARNING, "overlay: write to %s: %s", m->conf.tun, strerror(-ret));
-	return ret;
+	tun_out_flush(m);
+	if (len > sizeof(o->pkt))
+		return -EMSGSIZE;
+	memcpy(o->pkt, pkt, len);
+	o->len = len;
+	o->nseg = 1;
+	o->closed = !hl || pkt[53] & 0x08;
+	o->seg = pay;
+	o->next_seq = hl ? be32(pkt + 44) + (uint32_t)pay : 0;
+	return 0;
 }
 
 /* Adds n bytes at p to a one's complement sum (RFC 1071), as big-endian 16-bit words; n is
@@ -458,8 +555,6 @@ out:
 		close(sock);
 	return ret;
 }
-
-enum { SLOT = 2048, TUN_READ_MAX = sizeof(struct virtio_net_hdr) + 65536 };
 
 /* Packets read from the TUN device, waiting for one batched route lookup. */
 struct tun_batch {
@@ -663,6 +758,7 @@ int ov_master_run(struct ov_master *m, int sigfd)
 		for (unsigned k = 0; k < m->attached; k++)
 			if (m->slaves[k]->ops->flush)
 				m->slaves[k]->ops->flush(m->slaves[k]);
+		tun_out_flush(m);
 	}
 }
 
@@ -680,6 +776,8 @@ void ov_master_stats(struct ov_master *m, struct mbuf *b)
 	    "peak_overlay_tun_rx_malformed_total %llu\n"
 	    "# TYPE peak_overlay_tun_tx_packets_total counter\n"
 	    "peak_overlay_tun_tx_packets_total %llu\n"
+	    "# TYPE peak_overlay_tun_writes_total counter\n"
+	    "peak_overlay_tun_writes_total %llu\n"
 	    "# TYPE peak_overlay_tun_tx_errors_total counter\n"
 	    "peak_overlay_tun_tx_errors_total %llu\n"
 	    "# TYPE peak_overlay_no_route_total counter\n"
@@ -696,9 +794,9 @@ void ov_master_stats(struct ov_master *m, struct mbuf *b)
 	    "peak_overlay_routes %llu\n",
 	    (unsigned long long)CNT_GET(m, tun_rx), (unsigned long long)CNT_GET(m, tun_reads),
 	    (unsigned long long)CNT_GET(m, tun_gso), (unsigned long long)CNT_GET(m, tun_rx_bad),
-	    (unsigned long long)CNT_GET(m, tun_tx), (unsigned long long)CNT_GET(m, tun_tx_err),
-	    (unsigned long long)CNT_GET(m, no_route), (unsigned long long)CNT_GET(m, icmp_sent),
-	    (unsigned long long)CNT_GET(m, icmp_limited),
+	    (unsigned long long)CNT_GET(m, tun_tx), (unsigned long long)CNT_GET(m, tun_writes),
+	    (unsigned long long)CNT_GET(m, tun_tx_err), (unsigned long long)CNT_GET(m, no_route),
+	    (unsigned long long)CNT_GET(m, icmp_sent), (unsigned long long)CNT_GET(m, icmp_limited),
 	    (unsigned long long)CNT_GET(m, icmp_too_big), (unsigned long long)CNT_GET(m, slave_err),
 	    (unsigned long long)CNT_GET(m, nroutes_live));
 	for (unsigned i = 0; i < m->nslaves; i++)

@@ -1,7 +1,8 @@
 """The gateway's batched sending and path MTU, on the 3-site namespace bed of
 test_overlay_ns.py (root). A TCP stream A->B leaves gA in far fewer send calls than packets
 (sendmmsg, UDP GSO) and far fewer reads from the TUN device (TSO super-packets cut by the
-gateway; the stream's checksum shows the cuts are right). Then the IPv4 path gA->gB is narrowed to 1400 bytes: an inner packet
+gateway), and gB writes it into its TUN device in far fewer writes (segments of one flow
+merged into GSO super-packets); the stream's hash shows both are right. Then the IPv4 path gA->gB is narrowed to 1400 bytes: an inner packet
 that no longer fits gets ICMPv6 packet too big from gA with the tunnel's MTU (1400 - 72 =
 1328: IPv4, UDP, our header and tag), hA's kernel takes it, smaller packets still pass, and a
 TCP stream A->B adapts and arrives whole."""
@@ -55,9 +56,9 @@ def test_batched_sends_and_path_mtu(bed):
     wait_for("ping a -> b", lambda: b.ping_ok("a", "b"))
 
     # batching: a 2 MiB stream goes out in several packets per send call
-    m0 = b.metrics("a")
+    m0, r0 = b.metrics("a"), b.metrics("b")
     tcp_stream(b, "b")
-    m1 = b.metrics("a")
+    m1, r1 = b.metrics("a"), b.metrics("b")
     pkts = m1["peak_overlay_gw_tx_packets_total"] - m0["peak_overlay_gw_tx_packets_total"]
     calls = (m1["peak_overlay_gw_send_calls_total"]
              - m0["peak_overlay_gw_send_calls_total"])
@@ -66,6 +67,10 @@ def test_batched_sends_and_path_mtu(bed):
     reads = m1["peak_overlay_tun_reads_total"] - m0["peak_overlay_tun_reads_total"]
     assert m1["peak_overlay_tun_rx_gso_total"] > m0["peak_overlay_tun_rx_gso_total"]
     assert reads * 2 <= pkts, (reads, pkts)
+    # and gB writes the stream's segments into its TUN device merged (GSO), not one by one
+    got = r1["peak_overlay_tun_tx_packets_total"] - r0["peak_overlay_tun_tx_packets_total"]
+    writes = r1["peak_overlay_tun_writes_total"] - r0["peak_overlay_tun_writes_total"]
+    assert got > 1400 and writes * 2 <= got, (writes, got)
 
     # the IPv4 path to gB narrows to 1400 bytes: 1300 bytes of ping (1348 inner) no longer
     # fit, and gA says so with the tunnel's MTU
