@@ -92,3 +92,8 @@ def test_batched_sends_and_path_mtu(bed):
 
     # TCP follows the smaller MTU and the stream arrives whole
     tcp_stream(b, "b")
+
+    for s in SITES:  # a clean exit, and nothing the sanitizers saw
+        assert b.stop(s) == 0, b.logs[s].read_text()
+        log = b.logs[s].read_text()
+        assert "AddressSanitizer" not in log and "runtime error" not in log, log
