@@ -70,7 +70,9 @@ enum {
 	GW_MAX_LEARNED = 256,
 	GW_HELD = 8,          /* packets held from unknown senders (the oldest goes first) */
 	GW_HELD_MS = 3000,    /* and for how long */
-	GW_BATCH = 64,        /* datagrams per recvmmsg, packets queued before a flush */
+	GW_BATCH = 64,        /* packets queued before a flush */
+	GW_RX_BATCH = 16,     /* datagrams per recvmmsg */
+	GW_RX_BUF = 65536,    /* one datagram: with UDP GRO, up to 64 KiB of glued packets */
 	GW_GSO_BYTES = 65000, /* payload of one UDP GSO datagram at most (IPv4's 64 KiB) */
 	GW_OUTER = 20 + 8 + OVW_HDR_LEN + OVW_TAG_LEN, /* IPv4, UDP and our header and tag */
 	GW_MTU_MS = 600000, /* a learned path MTU is tried higher again after 10 min (RFC 8201) */
@@ -115,7 +117,7 @@ struct gw {
 	uint32_t txpeer[GW_BATCH];
 	unsigned ntx;
 	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes, learned_n, held_n,
-	    mapping_rx, mapping_changes, too_big, pmtu_changes, tx_calls;
+	    mapping_rx, mapping_changes, too_big, pmtu_changes, tx_calls, rx_calls;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -471,38 +473,60 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	ov_master_input(g->m, inner, (size_t)len);
 }
 
-/* Reads up to GW_BATCH datagrams with one recvmmsg (epoll is level-triggered: more are read
- * on its next pass), then takes them in order; an error pending on the socket (IP_RECVERR)
- * empties the error queue. */
+/* Reads up to GW_RX_BATCH datagrams with one recvmmsg (epoll is level-triggered: more are
+ * read on its next pass), then takes them in order. With UDP GRO a datagram may be several
+ * of a peer's packets glued (all as long as the first, the last maybe shorter; the cmsg gives
+ * the length): each is taken alone. An error pending on the socket (IP_RECVERR) empties the
+ * error queue. */
 static void gw_readable(struct ov_slave *s, int fd)
 {
 	struct gw *g = s->priv;
-	static uint8_t buf[GW_BATCH][OVW_PKT_MAX + 1];
-	static struct sockaddr_in from[GW_BATCH];
-	struct mmsghdr mm[GW_BATCH];
-	struct iovec iov[GW_BATCH];
-	for (int i = 0; i < GW_BATCH; i++) {
+	static uint8_t buf[GW_RX_BATCH][GW_RX_BUF];
+	static struct sockaddr_in from[GW_RX_BATCH];
+	static union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl[GW_RX_BATCH];
+	struct mmsghdr mm[GW_RX_BATCH];
+	struct iovec iov[GW_RX_BATCH];
+	for (int i = 0; i < GW_RX_BATCH; i++) {
 		iov[i] = (struct iovec){buf[i], sizeof(buf[i])};
 		mm[i].msg_hdr = (struct msghdr){.msg_name = &from[i],
 		                                .msg_namelen = sizeof(from[i]),
 		                                .msg_iov = &iov[i],
-		                                .msg_iovlen = 1};
+		                                .msg_iovlen = 1,
+		                                .msg_control = ctl[i].buf,
+		                                .msg_controllen = sizeof(ctl[i].buf)};
 	}
-	int n = recvmmsg(fd, mm, GW_BATCH, MSG_DONTWAIT, NULL);
+	int n = recvmmsg(fd, mm, GW_RX_BATCH, MSG_DONTWAIT, NULL);
+	CNT_ADD(g, rx_calls, 1);
 	if (n == -1) { /* an error returned or nothing to read: EPOLLERR may be why we woke */
 		read_errqueue(g);
 		return;
 	}
 	for (int i = 0; i < n; i++) {
-		size_t len = mm[i].msg_len;
-		if (mm[i].msg_hdr.msg_namelen != sizeof(from[i]) || from[i].sin_family != AF_INET)
+		struct msghdr *mh = &mm[i].msg_hdr;
+		size_t len = mm[i].msg_len, seg = len;
+		if (mh->msg_namelen != sizeof(from[i]) || from[i].sin_family != AF_INET)
 			continue;
-		if ((mm[i].msg_hdr.msg_flags & MSG_TRUNC) || len > OVW_PKT_MAX) {
-			CNT_ADD(g, rx, 1); /* truncated by the buffer: too big to be ours */
-			drop(g, D_MALFORMED, &from[i]);
-			continue;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c))
+			if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+				int v;
+				memcpy(&v, CMSG_DATA(c), sizeof(v));
+				if (v > 0)
+					seg = (size_t)v;
+			}
+		if (mh->msg_flags & MSG_TRUNC)
+			seg = len = OVW_PKT_MAX + 1; /* too big to be ours: one malformed */
+		for (size_t off = 0; off < len; off += seg) {
+			size_t k = len - off < seg ? len - off : seg;
+			if (k > OVW_PKT_MAX) {
+				CNT_ADD(g, rx, 1);
+				drop(g, D_MALFORMED, &from[i]);
+				continue;
+			}
+			from_udp(g, buf[i] + off, k, &from[i]);
 		}
-		from_udp(g, buf[i], len, &from[i]);
 	}
 }
 
@@ -547,6 +571,9 @@ static int gw_attach(struct ov_slave *s, struct ov_master *m)
 	if (setsockopt(g->fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtud, sizeof(pmtud)) == -1 ||
 	    setsockopt(g->fd, IPPROTO_IP, IP_RECVERR, &on, sizeof(on)) == -1)
 		return -errno;
+	/* a peer's UDP GSO datagrams may arrive whole (no per-packet work in the kernel); an
+	 * older kernel without UDP GRO hands them one by one */
+	(void)setsockopt(g->fd, SOL_UDP, UDP_GRO, &on, sizeof(on));
 	if ((ret = ov_master_watch(m, g->fd, s)))
 		return ret;
 	for (size_t i = 0; i < g->npeers; i++) {
@@ -610,12 +637,14 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 	    "# TYPE peak_overlay_gw_pmtu_changes_total counter\n"
 	    "peak_overlay_gw_pmtu_changes_total %llu\n"
 	    "# TYPE peak_overlay_gw_send_calls_total counter\n"
-	    "peak_overlay_gw_send_calls_total %llu\n",
+	    "peak_overlay_gw_send_calls_total %llu\n"
+	    "# TYPE peak_overlay_gw_receive_calls_total counter\n"
+	    "peak_overlay_gw_receive_calls_total %llu\n",
 	    (unsigned long long)CNT_GET(g, learned_n), (unsigned long long)CNT_GET(g, held_n),
 	    (unsigned long long)CNT_GET(g, mapping_rx),
 	    (unsigned long long)CNT_GET(g, mapping_changes),
 	    (unsigned long long)CNT_GET(g, too_big), (unsigned long long)CNT_GET(g, pmtu_changes),
-	    (unsigned long long)CNT_GET(g, tx_calls));
+	    (unsigned long long)CNT_GET(g, tx_calls), (unsigned long long)CNT_GET(g, rx_calls));
 	mbuf_printf(b, "# TYPE peak_overlay_peer_rx_packets_total counter\n");
 	for (size_t i = 0; i < np; i++) {
 		char l[METRICS_LABEL_MAX];

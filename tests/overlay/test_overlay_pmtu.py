@@ -1,11 +1,12 @@
 """The gateway's batched sending and path MTU, on the 3-site namespace bed of
 test_overlay_ns.py (root). A TCP stream A->B leaves gA in far fewer send calls than packets
 (sendmmsg, UDP GSO) and far fewer reads from the TUN device (TSO super-packets cut by the
-gateway), and gB writes it into its TUN device in far fewer writes (segments of one flow
-merged into GSO super-packets); the stream's hash shows both are right. Then the IPv4 path gA->gB is narrowed to 1400 bytes: an inner packet
-that no longer fits gets ICMPv6 packet too big from gA with the tunnel's MTU (1400 - 72 =
-1328: IPv4, UDP, our header and tag), hA's kernel takes it, smaller packets still pass, and a
-TCP stream A->B adapts and arrives whole."""
+gateway); gB takes it in far fewer receive calls (recvmmsg, UDP GRO) and writes it into its
+TUN device in far fewer writes (segments of one flow merged into GSO super-packets); the
+stream's hash shows all of it is right. Then the IPv4 path gA->gB is narrowed to 1400
+bytes: an inner packet that no longer fits gets ICMPv6 packet too big from gA with the
+tunnel's MTU (1400 - 72 = 1328: IPv4, UDP, our header and tag), hA's kernel takes it, smaller
+packets still pass, and a TCP stream A->B adapts and arrives whole."""
 import hashlib
 import os
 import subprocess
@@ -71,6 +72,9 @@ def test_batched_sends_and_path_mtu(bed):
     got = r1["peak_overlay_tun_tx_packets_total"] - r0["peak_overlay_tun_tx_packets_total"]
     writes = r1["peak_overlay_tun_writes_total"] - r0["peak_overlay_tun_writes_total"]
     assert got > 1400 and writes * 2 <= got, (writes, got)
+    recvs = (r1["peak_overlay_gw_receive_calls_total"]
+             - r0["peak_overlay_gw_receive_calls_total"])
+    assert recvs * 2 <= got, (recvs, got)  # recvmmsg, UDP GRO
 
     # the IPv4 path to gB narrows to 1400 bytes: 1300 bytes of ping (1348 inner) no longer
     # fit, and gA says so with the tunnel's MTU
