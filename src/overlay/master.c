@@ -21,6 +21,7 @@
 #include "../sys/log.h"
 #include "../sys/metrics.h"
 #include "peak/lpm6.h"
+#include "io.h"
 #include "wire.h"
 
 struct ov_route {
@@ -49,18 +50,6 @@ enum {
 
 enum { SLOT = 2048, TUN_READ_MAX = sizeof(struct virtio_net_hdr) + 65536 };
 
-/* What ov_master_input queued for the TUN device: consecutive TCP segments of one flow,
- * merged into one super-packet the kernel cuts again (GSO; the reverse of tso_cut), or one
- * packet. Written when something else comes or at the end of the loop pass. */
-struct tun_out {
-	uint8_t pkt[65536 + 40]; /* the first segment's headers, then every payload */
-	size_t len;              /* 0: nothing queued */
-	size_t seg;              /* the first segment's payload length: the GSO size */
-	unsigned nseg;
-	bool closed; /* a shorter or a PSH segment came: nothing more is appended */
-	uint32_t next_seq;
-};
-
 struct ov_master {
 	struct ov_master_conf conf;
 	struct lpm6 *lpm;
@@ -77,8 +66,8 @@ struct ov_master {
 	uint64_t tokens_ms;
 	struct log_limit rl_write, rl_out;
 	/* counters: written by the loop, read by the metrics thread (__atomic) */
-	bool tso; /* the TUN device hands us TCP super-packets (TUN_F_TSO6) */
-	struct tun_out *out;
+	bool tso;               /* the TUN device hands us TCP super-packets (TUN_F_TSO6) */
+	struct ovio_merge *out; /* what ov_master_input queued for the TUN device */
 	uint64_t tun_writes;
 	uint64_t tun_reads, tun_gso;
 	uint64_t tun_rx, tun_rx_bad, tun_tx, tun_tx_err, no_route, icmp_sent, icmp_limited,
@@ -272,37 +261,15 @@ void ov_master_show_slaves(struct ov_master *m, struct mbuf *b)
 			m->slaves[i]->ops->show(m->slaves[i], b);
 }
 
-static uint64_t csum_add(uint64_t sum, const uint8_t *p, size_t n);
-static uint16_t csum_fold(uint64_t sum);
-static uint64_t csum_pseudo(const uint8_t src[16], const uint8_t dst[16], size_t n, uint8_t nh);
-
-static uint32_t be32(const uint8_t *p)
-{
-	return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
-}
-
 /* Writes what is queued: one packet as it is, several segments as one TCP GSO packet whose
  * checksum the kernel completes (the field holds the pseudo-header's sum). Counts. */
 static void tun_out_flush(struct ov_master *m)
 {
-	struct tun_out *o = m->out;
-	struct virtio_net_hdr h = {0};
+	struct ovio_merge *o = m->out;
+	struct virtio_net_hdr h;
 	if (!o->len)
 		return;
-	if (o->nseg > 1) {
-		size_t plen = o->len - 40, thl = (size_t)(o->pkt[52] >> 4) * 4;
-		o->pkt[4] = (uint8_t)(plen >> 8);
-		o->pkt[5] = (uint8_t)plen;
-		uint16_t c = (uint16_t)~csum_fold(csum_pseudo(o->pkt + 8, o->pkt + 24, plen, 6));
-		o->pkt[56] = (uint8_t)(c >> 8);
-		o->pkt[57] = (uint8_t)c;
-		h.flags = VIRTIO_NET_HDR_F_NEEDS_CSUM;
-		h.gso_type = VIRTIO_NET_HDR_GSO_TCPV6;
-		h.hdr_len = (uint16_t)(40 + thl);
-		h.gso_size = (uint16_t)o->seg;
-		h.csum_start = 40;
-		h.csum_offset = 16;
-	}
+	ovio_merge_finish(o, &h);
 	struct iovec iov[2] = {{&h, sizeof(h)}, {o->pkt, o->len}};
 	ssize_t w = writev(m->tun, iov, 2);
 	CNT_ADD(m, tun_writes, 1);
@@ -317,74 +284,17 @@ static void tun_out_flush(struct ov_master *m)
 	o->len = 0;
 }
 
-/* The TCP payload's offset in pkt if it is a TCP/IPv6 segment (no extension headers, no
- * urgent data) with payload and flags ACK or ACK PSH: one that may be merged; else 0. */
-static size_t tcp_mergeable(const uint8_t *pkt, size_t len)
-{
-	if (len < 60 || pkt[6] != 6)
-		return 0;
-	size_t hl = 40 + (size_t)(pkt[52] >> 4) * 4;
-	if (hl < 60 || hl >= len || (pkt[53] & (uint8_t)~0x08) != 0x10 || pkt[58] || pkt[59])
-		return 0;
-	return hl;
-}
-
+/* Queues pkt for the TUN device: merged with the queued segments of its flow if it is their
+ * next, else after writing them (io.h). */
 int ov_master_input(struct ov_master *m, const uint8_t *pkt, size_t len)
 {
-	struct tun_out *o = m->out;
-	size_t hl = tcp_mergeable(pkt, len), pay = len - hl;
-	/* the next segment of the queued one's flow: same addresses, ports, ack, window and
-	 * options, the sequence number that follows, no longer than the first */
-	if (hl && o->len && !o->closed && (size_t)(o->pkt[52] >> 4) * 4 + 40 == hl &&
-	    !memcmp(o->pkt, pkt, 4) && o->pkt[7] == pkt[7] && !memcmp(o->pkt + 8, pkt + 8, 32) &&
-	    !memcmp(o->pkt + 40, pkt + 40, 4) && !memcmp(o->pkt + 48, pkt + 48, 4) &&
-	    !memcmp(o->pkt + 54, pkt + 54, 2) && !memcmp(o->pkt + 60, pkt + 60, hl - 60) &&
-	    be32(pkt + 44) == o->next_seq && pay <= o->seg && o->len + pay <= sizeof(o->pkt)) {
-		memcpy(o->pkt + o->len, pkt + hl, pay);
-		o->len += pay;
-		o->nseg++;
-		o->next_seq += (uint32_t)pay;
-		if (pay < o->seg || pkt[53] & 0x08) {
-			o->pkt[53] |= pkt[53] & 0x08;
-			o->closed = true;
-		}
+	if (ovio_merge_add(m->out, pkt, len))
 		return 0;
-	}
 	tun_out_flush(m);
-	if (len > sizeof(o->pkt))
+	if (len > sizeof(m->out->pkt))
 		return -EMSGSIZE;
-	memcpy(o->pkt, pkt, len);
-	o->len = len;
-	o->nseg = 1;
-	o->closed = !hl || pkt[53] & 0x08;
-	o->seg = pay;
-	o->next_seq = hl ? be32(pkt + 44) + (uint32_t)pay : 0;
+	ovio_merge_start(m->out, pkt, len);
 	return 0;
-}
-
-/* Adds n bytes at p to a one's complement sum (RFC 1071), as big-endian 16-bit words; n is
- * even but for the last call. */
-static uint64_t csum_add(uint64_t sum, const uint8_t *p, size_t n)
-{
-	for (; n >= 2; p += 2, n -= 2)
-		sum += (uint32_t)(p[0] << 8 | p[1]);
-	if (n)
-		sum += (uint32_t)p[0] << 8;
-	return sum;
-}
-
-static uint16_t csum_fold(uint64_t sum)
-{
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
-}
-
-/* The IPv6 pseudo-header's sum (RFC 8200 §8.1) for an upper-layer message of n bytes. */
-static uint64_t csum_pseudo(const uint8_t src[16], const uint8_t dst[16], size_t n, uint8_t nh)
-{
-	uint64_t sum = csum_add(csum_add(0, src, 16), dst, 16);
-	return sum + (n >> 16) + (n & 0xffff) + nh;
 }
 
 /* The Internet checksum over the IPv6 pseudo-header and an ICMPv6 message (RFC 4443 §2.3,
@@ -392,7 +302,7 @@ static uint64_t csum_pseudo(const uint8_t src[16], const uint8_t dst[16], size_t
 static uint16_t icmp6_csum(const uint8_t src[16], const uint8_t dst[16], const uint8_t *msg,
                            size_t n)
 {
-	return csum_fold(csum_add(csum_pseudo(src, dst, n, 58), msg, n));
+	return ovio_csum_fold(ovio_csum_add(ovio_csum_pseudo(src, dst, n, 58), msg, n));
 }
 
 /* Takes one token of the ICMPv6 error budget if there is one. */
@@ -596,49 +506,8 @@ static void batch_take(struct ov_master *m, struct tun_batch *b, size_t len)
 	b->len[b->n++] = len;
 }
 
-/* Cuts a TCP/IPv6 super-packet (pkt, n bytes: an IPv6 header with TCP next, the TCP header
- * at 40, then payload) into segments of mss payload bytes, as the NIC would have (RFC 9293
- * sequence numbers; FIN and PSH on the last segment only, CWR on the first only), each with
- * its payload length and a full TCP checksum, into the batch. Returns 0 or -EBADMSG. */
-static int tso_cut(struct ov_master *m, struct tun_batch *b, const uint8_t *pkt, size_t n,
-                   size_t mss)
-{
-	if (n < 60 || pkt[0] >> 4 != 6 || pkt[6] != 6)
-		return -EBADMSG;
-	size_t thl = (size_t)(pkt[52] >> 4) * 4, hl = 40 + thl;
-	if (thl < 20 || hl > n || !mss || hl + mss > SLOT)
-		return -EBADMSG;
-	uint32_t seq =
-	    (uint32_t)pkt[44] << 24 | (uint32_t)pkt[45] << 16 | (uint32_t)pkt[46] << 8 | pkt[47];
-	for (size_t off = hl; off < n || off == hl; off += mss) {
-		size_t chunk = n - off < mss ? n - off : mss;
-		bool last = off + chunk >= n;
-		uint8_t *o = batch_slot(m, b);
-		memcpy(o, pkt, hl);
-		memcpy(o + hl, pkt + off, chunk);
-		size_t plen = thl + chunk;
-		o[4] = (uint8_t)(plen >> 8);
-		o[5] = (uint8_t)plen;
-		uint32_t s = seq + (uint32_t)(off - hl);
-		for (int i = 0; i < 4; i++)
-			o[44 + i] = (uint8_t)(s >> (24 - 8 * i));
-		if (!last)
-			o[53] &= (uint8_t)~0x09; /* FIN, PSH */
-		if (off != hl)
-			o[53] &= (uint8_t)~0x80; /* CWR */
-		o[56] = o[57] = 0;
-		uint16_t c = csum_fold(csum_add(csum_pseudo(o + 8, o + 24, plen, 6), o + 40, plen));
-		o[56] = (uint8_t)(c >> 8);
-		o[57] = (uint8_t)c;
-		batch_take(m, b, 40 + plen);
-		if (last)
-			break;
-	}
-	return 0;
-}
-
 /* Reads up to OV_BATCH times from the TUN device. Each read is a virtio-net header and a
- * packet: a TCP super-packet (TSO) is cut into segments; a packet whose checksum the kernel
+ * packet: a TCP super-packet (TSO) is cut into segments (io.h); a packet whose checksum the kernel
  * left to us (NEEDS_CSUM: the field holds the pseudo-header's sum) gets it. The TUN MTU is
  * at most OVW_INNER_MAX, so a packet never exceeds a slot; a longer one is malformed. */
 static void tun_drain(struct ov_master *m)
@@ -658,7 +527,12 @@ static void tun_drain(struct ov_master *m)
 		uint8_t gso = h.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
 		if (gso == VIRTIO_NET_HDR_GSO_TCPV6) {
 			CNT_ADD(m, tun_gso, 1);
-			if (h.csum_start != 40 || tso_cut(m, &b, pkt, n, h.gso_size))
+			size_t off = 0;
+			long sk = h.csum_start == 40 ? 1 : -EBADMSG;
+			while (sk > 0 && (sk = ovio_tso_next(pkt, n, h.gso_size, &off,
+			                                     batch_slot(m, &b), SLOT)) > 0)
+				batch_take(m, &b, (size_t)sk);
+			if (sk < 0)
 				CNT_ADD(m, tun_rx_bad, 1);
 			continue;
 		}
@@ -674,7 +548,8 @@ static void tun_drain(struct ov_master *m)
 				CNT_ADD(m, tun_rx_bad, 1);
 				continue;
 			}
-			uint16_t c = csum_fold(csum_add(0, o + h.csum_start, n - h.csum_start));
+			uint16_t c =
+			    ovio_csum_fold(ovio_csum_add(0, o + h.csum_start, n - h.csum_start));
 			o[at] = (uint8_t)(c >> 8);
 			o[at + 1] = (uint8_t)c;
 		}
