@@ -5,11 +5,22 @@
  * endpoint. A peer behind NAT needs none: its authenticated packets (keepalives at least)
  * teach us the mapping, and only a packet newer than any seen may move it, so a replay
  * cannot redirect a site. Forged, replayed and malformed packets are dropped and counted.
+ *
+ * I/O is batched: packets from the site are sealed as the master hands them over and queued;
+ * at the end of the master's loop pass (gw_flush) one sendmmsg sends the queue, each run of
+ * equal-sized packets to one peer as one UDP GSO datagram (UDP_SEGMENT, the kernel cuts it);
+ * the IPv4 side is read with recvmmsg. Outer packets carry DF: a send the path MTU refuses
+ * (EMSGSIZE, its MTU from the socket's error queue) lowers the peer's tunnel MTU, and a later
+ * packet bigger than that is answered with ICMPv6 packet too big (ov_master_too_big).
  */
+#define _GNU_SOURCE /* sendmmsg, recvmmsg */
 #include "gateway.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <linux/errqueue.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -34,6 +45,8 @@ struct gw_peer {
 	struct ovw_aead rx;
 	struct ovw_replay replay;
 	uint64_t last_tx_ms, last_rx_ms;
+	unsigned mtu;       /* largest inner packet the path carries; 0: OVW_INNER_MAX */
+	uint64_t mtu_at_ms; /* when mtu was learned: it is forgotten GW_MTU_MS later */
 	uint64_t rx_packets, tx_packets; /* atomic: read by the metrics thread */
 	int has_ep_pub;                  /* has_ep, for the metrics thread */
 };
@@ -55,9 +68,14 @@ struct gw_held {
 
 enum {
 	GW_MAX_LEARNED = 256,
-	GW_HELD = 8,       /* packets held from unknown senders (the oldest goes first) */
-	GW_HELD_MS = 3000, /* and for how long */
-	GW_BATCH = 64,
+	GW_HELD = 8,          /* packets held from unknown senders (the oldest goes first) */
+	GW_HELD_MS = 3000,    /* and for how long */
+	GW_BATCH = 64,        /* packets queued before a flush */
+	GW_RX_BATCH = 16,     /* datagrams per recvmmsg */
+	GW_RX_BUF = 65536,    /* one datagram: with UDP GRO, up to 64 KiB of glued packets */
+	GW_GSO_BYTES = 65000, /* payload of one UDP GSO datagram at most (IPv4's 64 KiB) */
+	GW_OUTER = 20 + 8 + OVW_HDR_LEN + OVW_TAG_LEN, /* IPv4, UDP and our header and tag */
+	GW_MTU_MS = 600000, /* a learned path MTU is tried higher again after 10 min (RFC 8201) */
 	GW_SOCKBUF_BYTES = 4 << 20, /* absorbs a burst while the loop decrypts */
 	D_MALFORMED = 0,
 	D_UNKNOWN_PEER,
@@ -93,8 +111,13 @@ struct gw {
 	int fd;
 	struct log_limit rl_send, rl_drop;
 	uint64_t drops[D_NREASONS];
+	/* sealed packets waiting for gw_flush, to peers[txpeer[i]] */
+	uint8_t (*txbuf)[OVW_PKT_MAX];
+	uint16_t txlen[GW_BATCH];
+	uint32_t txpeer[GW_BATCH];
+	unsigned ntx;
 	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes, learned_n, held_n,
-	    mapping_rx, mapping_changes;
+	    mapping_rx, mapping_changes, too_big, pmtu_changes, tx_calls, rx_calls;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -173,6 +196,8 @@ static void take_mapping(struct gw *g, const struct gw_peer *p, const uint8_t m[
 		g->on_mapping(g->mapping_arg, &a);
 }
 
+static void gw_flush(struct ov_slave *s);
+
 static int gw_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, size_t len)
 {
 	struct gw *g = s->priv;
@@ -183,7 +208,164 @@ static int gw_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, si
 		CNT_ADD(g, no_endpoint, 1);
 		return -EHOSTUNREACH;
 	}
-	return send_to(g, p, OVW_DATA, pkt, len);
+	if (p->mtu && len > p->mtu) {
+		CNT_ADD(g, too_big, 1);
+		ov_master_too_big(g->m, pkt, len, p->mtu);
+		return -EMSGSIZE;
+	}
+	if (g->ntx == GW_BATCH)
+		gw_flush(s);
+	struct ovw_hdr h = {.type = OVW_DATA, .epoch = g->epoch, .counter = p->tx_counter};
+	memcpy(h.id, g->pub, OVW_ID_LEN);
+	long n = ovw_seal(&h, &p->tx, pkt, len, g->txbuf[g->ntx], OVW_PKT_MAX);
+	if (n < 0)
+		return (int)n;
+	p->tx_counter++;
+	g->txlen[g->ntx] = (uint16_t)n;
+	g->txpeer[g->ntx] = cookie;
+	g->ntx++;
+	return 0;
+}
+
+/* The path MTU to addr (an outer packet's whole size) is mtu: the peers there carry inner
+ * packets of at most mtu - GW_OUTER from now on (never less than IPv6's 1280). */
+static void learn_pmtu(struct gw *g, const struct sockaddr_in *addr, uint32_t mtu)
+{
+	unsigned inner = mtu > GW_OUTER + 1280 ? mtu - GW_OUTER : 1280;
+	if (inner > OVW_INNER_MAX)
+		inner = OVW_INNER_MAX;
+	for (size_t i = 0; i < g->npeers; i++) {
+		struct gw_peer *p = &g->peers[i];
+		if (!p->has_ep || p->ep.sin_addr.s_addr != addr->sin_addr.s_addr || p->mtu == inner)
+			continue;
+		char a[INET_ADDRSTRLEN];
+		log_msg(LOG_INFO, "overlay: gateway: path MTU to peer %s (%s) is %u: tunnel MTU %u",
+		        p->conf->name, inet_ntop(AF_INET, &addr->sin_addr, a, sizeof(a)), mtu,
+		        inner);
+		p->mtu = inner;
+		p->mtu_at_ms = mono_ms();
+		CNT_ADD(g, pmtu_changes, 1);
+	}
+}
+
+/* Reads the socket's error queue (IP_RECVERR): path MTUs that refused a send, locally or
+ * by an ICMP fragmentation needed; other errors (e.g. port unreachable) only empty it. */
+static void read_errqueue(struct gw *g)
+{
+	for (int i = 0; i < GW_BATCH; i++) {
+		uint8_t data[64];
+		union {
+			char buf[CMSG_SPACE(sizeof(struct sock_extended_err) +
+			                    sizeof(struct sockaddr_in))];
+			struct cmsghdr align;
+		} ctl;
+		struct sockaddr_in to;
+		struct iovec iov = {data, sizeof(data)};
+		struct msghdr mh = {.msg_name = &to,
+		                    .msg_namelen = sizeof(to),
+		                    .msg_iov = &iov,
+		                    .msg_iovlen = 1,
+		                    .msg_control = ctl.buf,
+		                    .msg_controllen = sizeof(ctl.buf)};
+		if (recvmsg(g->fd, &mh, MSG_ERRQUEUE | MSG_DONTWAIT) == -1)
+			return;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+			if (c->cmsg_level != IPPROTO_IP || c->cmsg_type != IP_RECVERR)
+				continue;
+			struct sock_extended_err ee;
+			memcpy(&ee, CMSG_DATA(c), sizeof(ee));
+			if (ee.ee_errno == EMSGSIZE && ee.ee_info && mh.msg_namelen >= sizeof(to) &&
+			    to.sin_family == AF_INET)
+				learn_pmtu(g, &to, ee.ee_info);
+		}
+	}
+}
+
+/* Sends the queued packets i..j (one peer), one datagram each; counts. */
+static void send_each(struct gw *g, unsigned i, unsigned j)
+{
+	struct gw_peer *p = &g->peers[g->txpeer[i]];
+	for (unsigned k = i; k < j; k++) {
+		ssize_t w = sendto(g->fd, g->txbuf[k], g->txlen[k], 0,
+		                   (const struct sockaddr *)&p->ep, sizeof(p->ep));
+		CNT_ADD(g, tx_calls, 1);
+		if (w == g->txlen[k]) {
+			CNT_ADD(g, tx, 1);
+			CNT_ADD(p, tx_packets, 1);
+			continue;
+		}
+		int e = w == -1 ? errno : EIO;
+		CNT_ADD(g, tx_err, 1);
+		if (e == EMSGSIZE)
+			read_errqueue(g);
+		log_rl(&g->rl_send, LOG_WARNING, "overlay: gateway: send to %s: %s", p->conf->name,
+		       strerror(e));
+	}
+}
+
+static void gw_flush(struct ov_slave *s)
+{
+	struct gw *g = s->priv;
+	struct mmsghdr mm[GW_BATCH];
+	struct iovec iov[GW_BATCH];
+	unsigned first[GW_BATCH + 1], nm = 0;
+	union {
+		char buf[CMSG_SPACE(sizeof(uint16_t))];
+		struct cmsghdr align;
+	} ctl[GW_BATCH];
+	if (!g->ntx)
+		return;
+	/* runs: one peer, every packet as long as the first but the last maybe shorter */
+	for (unsigned i = 0, j; i < g->ntx; i = j) {
+		size_t seg = g->txlen[i], bytes = seg;
+		for (j = i + 1;
+		     j < g->ntx && g->txpeer[j] == g->txpeer[i] && g->txlen[j - 1] == seg &&
+		     g->txlen[j] <= seg && bytes + g->txlen[j] <= GW_GSO_BYTES;
+		     j++)
+			bytes += g->txlen[j];
+		struct gw_peer *p = &g->peers[g->txpeer[i]];
+		struct msghdr *mh = &mm[nm].msg_hdr;
+		memset(mh, 0, sizeof(*mh));
+		for (unsigned k = i; k < j; k++)
+			iov[k] = (struct iovec){g->txbuf[k], g->txlen[k]};
+		mh->msg_name = &p->ep;
+		mh->msg_namelen = sizeof(p->ep);
+		mh->msg_iov = &iov[i];
+		mh->msg_iovlen = j - i;
+		if (j - i > 1) {
+			mh->msg_control = ctl[nm].buf;
+			mh->msg_controllen = sizeof(ctl[nm].buf);
+			struct cmsghdr *c = CMSG_FIRSTHDR(mh);
+			c->cmsg_level = SOL_UDP;
+			c->cmsg_type = UDP_SEGMENT;
+			c->cmsg_len = CMSG_LEN(sizeof(uint16_t));
+			uint16_t gso = (uint16_t)seg;
+			memcpy(CMSG_DATA(c), &gso, sizeof(gso));
+		}
+		first[nm++] = i;
+	}
+	first[nm] = g->ntx;
+	for (unsigned done = 0; done < nm;) {
+		int r = sendmmsg(g->fd, mm + done, nm - done, 0);
+		CNT_ADD(g, tx_calls, 1);
+		if (r > 0) {
+			for (unsigned k = done; k < done + (unsigned)r; k++) {
+				struct gw_peer *p = &g->peers[g->txpeer[first[k]]];
+				CNT_ADD(g, tx, first[k + 1] - first[k]);
+				CNT_ADD(p, tx_packets, first[k + 1] - first[k]);
+			}
+			done += (unsigned)r;
+			continue;
+		}
+		/* the first unsent datagram failed: one by one, to learn a path MTU (GSO
+		 * refuses a segment over it with EINVAL) or count what is lost */
+		send_each(g, first[done], first[done + 1]);
+		done++;
+	}
+	uint64_t now = mono_ms();
+	for (unsigned i = 0; i < g->ntx; i++)
+		g->peers[g->txpeer[i]].last_tx_ms = now;
+	g->ntx = 0;
 }
 
 static struct gw_peer *peer_by_id(struct gw *g, const uint8_t id[OVW_ID_LEN])
@@ -291,26 +473,60 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	ov_master_input(g->m, inner, (size_t)len);
 }
 
+/* Reads up to GW_RX_BATCH datagrams with one recvmmsg (epoll is level-triggered: more are
+ * read on its next pass), then takes them in order. With UDP GRO a datagram may be several
+ * of a peer's packets glued (all as long as the first, the last maybe shorter; the cmsg gives
+ * the length): each is taken alone. An error pending on the socket (IP_RECVERR) empties the
+ * error queue. */
 static void gw_readable(struct ov_slave *s, int fd)
 {
 	struct gw *g = s->priv;
-	static uint8_t buf[OVW_PKT_MAX + 1];
-	for (int i = 0; i < GW_BATCH; i++) {
-		struct sockaddr_in from;
-		socklen_t fl = sizeof(from);
-		ssize_t n =
-		    recvfrom(fd, buf, sizeof(buf), MSG_TRUNC, (struct sockaddr *)&from, &fl);
-		if (n == -1)
-			return;
-		if (fl != sizeof(from) || from.sin_family != AF_INET) {
+	static uint8_t buf[GW_RX_BATCH][GW_RX_BUF];
+	static struct sockaddr_in from[GW_RX_BATCH];
+	static union {
+		char buf[CMSG_SPACE(sizeof(int))];
+		struct cmsghdr align;
+	} ctl[GW_RX_BATCH];
+	struct mmsghdr mm[GW_RX_BATCH];
+	struct iovec iov[GW_RX_BATCH];
+	for (int i = 0; i < GW_RX_BATCH; i++) {
+		iov[i] = (struct iovec){buf[i], sizeof(buf[i])};
+		mm[i].msg_hdr = (struct msghdr){.msg_name = &from[i],
+		                                .msg_namelen = sizeof(from[i]),
+		                                .msg_iov = &iov[i],
+		                                .msg_iovlen = 1,
+		                                .msg_control = ctl[i].buf,
+		                                .msg_controllen = sizeof(ctl[i].buf)};
+	}
+	int n = recvmmsg(fd, mm, GW_RX_BATCH, MSG_DONTWAIT, NULL);
+	CNT_ADD(g, rx_calls, 1);
+	if (n == -1) { /* an error returned or nothing to read: EPOLLERR may be why we woke */
+		read_errqueue(g);
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		struct msghdr *mh = &mm[i].msg_hdr;
+		size_t len = mm[i].msg_len, seg = len;
+		if (mh->msg_namelen != sizeof(from[i]) || from[i].sin_family != AF_INET)
 			continue;
+		for (struct cmsghdr *c = CMSG_FIRSTHDR(mh); c; c = CMSG_NXTHDR(mh, c))
+			if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+				int v;
+				memcpy(&v, CMSG_DATA(c), sizeof(v));
+				if (v > 0)
+					seg = (size_t)v;
+			}
+		if (mh->msg_flags & MSG_TRUNC)
+			seg = len = OVW_PKT_MAX + 1; /* too big to be ours: one malformed */
+		for (size_t off = 0; off < len; off += seg) {
+			size_t k = len - off < seg ? len - off : seg;
+			if (k > OVW_PKT_MAX) {
+				CNT_ADD(g, rx, 1);
+				drop(g, D_MALFORMED, &from[i]);
+				continue;
+			}
+			from_udp(g, buf[i] + off, k, &from[i]);
 		}
-		if ((size_t)n > OVW_PKT_MAX) { /* truncated by the buffer: too big to be ours */
-			CNT_ADD(g, rx, 1);
-			drop(g, D_MALFORMED, &from);
-			continue;
-		}
-		from_udp(g, buf, (size_t)n, &from);
 	}
 }
 
@@ -320,6 +536,8 @@ static void gw_timer(struct ov_slave *s, uint64_t now)
 	uint64_t every = (uint64_t)g->conf->keepalive_s * 1000;
 	for (size_t i = 0; i < g->npeers; i++) {
 		struct gw_peer *p = &g->peers[i];
+		if (p->mtu && now - p->mtu_at_ms > GW_MTU_MS)
+			p->mtu = 0;
 		if (!p->has_ep || (p->last_tx_ms && now - p->last_tx_ms < every))
 			continue;
 		if (!send_keepalive(g, p))
@@ -347,6 +565,15 @@ static int gw_attach(struct ov_slave *s, struct ov_master *m)
 		(void)setsockopt(g->fd, SOL_SOCKET, SO_RCVBUF, &sz, sizeof(sz));
 	if (setsockopt(g->fd, SOL_SOCKET, SO_SNDBUFFORCE, &sz, sizeof(sz)) == -1)
 		(void)setsockopt(g->fd, SOL_SOCKET, SO_SNDBUF, &sz, sizeof(sz));
+	/* DF on every outer packet, and the path MTU a send exceeds in the error queue:
+	 * the tunnel's MTU follows the path's instead of the kernel fragmenting */
+	int on = 1, pmtud = IP_PMTUDISC_DO;
+	if (setsockopt(g->fd, IPPROTO_IP, IP_MTU_DISCOVER, &pmtud, sizeof(pmtud)) == -1 ||
+	    setsockopt(g->fd, IPPROTO_IP, IP_RECVERR, &on, sizeof(on)) == -1)
+		return -errno;
+	/* a peer's UDP GSO datagrams may arrive whole (no per-packet work in the kernel); an
+	 * older kernel without UDP GRO hands them one by one */
+	(void)setsockopt(g->fd, SOL_UDP, UDP_GRO, &on, sizeof(on));
 	if ((ret = ov_master_watch(m, g->fd, s)))
 		return ret;
 	for (size_t i = 0; i < g->npeers; i++) {
@@ -395,19 +622,29 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 		mbuf_printf(b, "peak_overlay_gw_dropped_total{reason=\"%s\"} %llu\n", drop_names[i],
 		            (unsigned long long)CNT_GET(g, drops[i]));
 	size_t np = __atomic_load_n(&g->npeers, __ATOMIC_ACQUIRE);
-	mbuf_printf(b,
-	            "# TYPE peak_overlay_gw_learned_peers_total counter\n"
-	            "peak_overlay_gw_learned_peers_total %llu\n"
-	            "# TYPE peak_overlay_gw_held_packets_total counter\n"
-	            "peak_overlay_gw_held_packets_total %llu\n"
-	            "# TYPE peak_overlay_gw_mappings_received_total counter\n"
-	            "peak_overlay_gw_mappings_received_total %llu\n"
-	            "# TYPE peak_overlay_gw_mapping_changes_total counter\n"
-	            "peak_overlay_gw_mapping_changes_total %llu\n",
-	            (unsigned long long)CNT_GET(g, learned_n),
-	            (unsigned long long)CNT_GET(g, held_n),
-	            (unsigned long long)CNT_GET(g, mapping_rx),
-	            (unsigned long long)CNT_GET(g, mapping_changes));
+	mbuf_printf(
+	    b,
+	    "# TYPE peak_overlay_gw_learned_peers_total counter\n"
+	    "peak_overlay_gw_learned_peers_total %llu\n"
+	    "# TYPE peak_overlay_gw_held_packets_total counter\n"
+	    "peak_overlay_gw_held_packets_total %llu\n"
+	    "# TYPE peak_overlay_gw_mappings_received_total counter\n"
+	    "peak_overlay_gw_mappings_received_total %llu\n"
+	    "# TYPE peak_overlay_gw_mapping_changes_total counter\n"
+	    "peak_overlay_gw_mapping_changes_total %llu\n"
+	    "# TYPE peak_overlay_gw_too_big_total counter\n"
+	    "peak_overlay_gw_too_big_total %llu\n"
+	    "# TYPE peak_overlay_gw_pmtu_changes_total counter\n"
+	    "peak_overlay_gw_pmtu_changes_total %llu\n"
+	    "# TYPE peak_overlay_gw_send_calls_total counter\n"
+	    "peak_overlay_gw_send_calls_total %llu\n"
+	    "# TYPE peak_overlay_gw_receive_calls_total counter\n"
+	    "peak_overlay_gw_receive_calls_total %llu\n",
+	    (unsigned long long)CNT_GET(g, learned_n), (unsigned long long)CNT_GET(g, held_n),
+	    (unsigned long long)CNT_GET(g, mapping_rx),
+	    (unsigned long long)CNT_GET(g, mapping_changes),
+	    (unsigned long long)CNT_GET(g, too_big), (unsigned long long)CNT_GET(g, pmtu_changes),
+	    (unsigned long long)CNT_GET(g, tx_calls), (unsigned long long)CNT_GET(g, rx_calls));
 	mbuf_printf(b, "# TYPE peak_overlay_peer_rx_packets_total counter\n");
 	for (size_t i = 0; i < np; i++) {
 		char l[METRICS_LABEL_MAX];
@@ -585,6 +822,7 @@ static const struct ov_slave_ops gw_ops = {
     .detach = gw_detach,
     .output = gw_output,
     .readable = gw_readable,
+    .flush = gw_flush,
     .timer = gw_timer,
     .stats = gw_stats,
     .cookie_of = gw_cookie_of,
@@ -604,6 +842,10 @@ struct ov_slave *gw_new(const struct ov_conf *conf, char *err, size_t errlen)
 	}
 	g->cap = cap;
 	g->npeers_conf = conf->npeers;
+	if (!(g->txbuf = calloc(GW_BATCH, sizeof(*g->txbuf)))) {
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	if (conf->dht.enabled && !(g->held = calloc(GW_HELD, sizeof(*g->held)))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -655,5 +897,7 @@ void gw_free(struct ov_slave *s)
 	g->learned = NULL;
 	free(g->held);
 	g->held = NULL;
+	free(g->txbuf);
+	g->txbuf = NULL;
 	free(g);
 }

@@ -4,6 +4,7 @@
 #include <fcntl.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
+#include <linux/virtio_net.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -13,6 +14,7 @@
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/timerfd.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -20,6 +22,7 @@
 #include "../sys/metrics.h"
 #include "../sys/notify.h"
 #include "peak/lpm6.h"
+#include "io.h"
 #include "wire.h"
 
 struct ov_route {
@@ -38,11 +41,15 @@ enum {
 	ICMP6_ERR_MAX = 1280,
 	ICMP6_NO_ROUTE = 0,     /* destination unreachable codes, RFC 4443 §3.1 */
 	ICMP6_ADDR_UNREACH = 3, /* an ICMPv6 error never exceeds the minimum MTU (RFC 4443 §2.4) */
+	ICMP6_UNREACH = 1,
+	ICMP6_TOO_BIG = 2,
 	EV_TUN = 0,
 	EV_SIG = 1,
 	EV_TIMER = 2,
 	EV_WATCH = 3,
 };
+
+enum { SLOT = 2048, TUN_READ_MAX = sizeof(struct virtio_net_hdr) + 65536 };
 
 struct ov_master {
 	struct ov_master_conf conf;
@@ -60,8 +67,12 @@ struct ov_master {
 	uint64_t tokens_ms;
 	struct log_limit rl_write, rl_out;
 	/* counters: written by the loop, read by the metrics thread (__atomic) */
+	bool tso;               /* the TUN device hands us TCP super-packets (TUN_F_TSO6) */
+	struct ovio_merge *out; /* what ov_master_input queued for the TUN device */
+	uint64_t tun_writes;
+	uint64_t tun_reads, tun_gso;
 	uint64_t tun_rx, tun_rx_bad, tun_tx, tun_tx_err, no_route, icmp_sent, icmp_limited,
-	    slave_err, nroutes_live;
+	    icmp_too_big, slave_err, nroutes_live;
 };
 
 #define CNT_ADD(m, f, v) __atomic_fetch_add(&(m)->f, (v), __ATOMIC_RELAXED)
@@ -83,10 +94,14 @@ struct ov_master *ov_master_new(const struct ov_master_conf *conf)
 	m->tun = m->ep = m->tfd = -1;
 	m->tokens = conf->icmp_rate;
 	m->lpm = lpm6_new();
-	if (!m->lpm) {
+	m->out = malloc(sizeof(*m->out));
+	if (!m->lpm || !m->out) {
+		lpm6_free(m->lpm);
+		free(m->out);
 		free(m);
 		return NULL;
 	}
+	m->out->len = 0;
 	return m;
 }
 
@@ -109,6 +124,8 @@ void ov_master_free(struct ov_master *m)
 	m->routes = NULL;
 	free(m->freer);
 	m->freer = NULL;
+	free(m->out);
+	m->out = NULL;
 	free(m);
 }
 
@@ -245,17 +262,40 @@ void ov_master_show_slaves(struct ov_master *m, struct mbuf *b)
 			m->slaves[i]->ops->show(m->slaves[i], b);
 }
 
+/* Writes what is queued: one packet as it is, several segments as one TCP GSO packet whose
+ * checksum the kernel completes (the field holds the pseudo-header's sum). Counts. */
+static void tun_out_flush(struct ov_master *m)
+{
+	struct ovio_merge *o = m->out;
+	struct virtio_net_hdr h;
+	if (!o->len)
+		return;
+	ovio_merge_finish(o, &h);
+	struct iovec iov[2] = {{&h, sizeof(h)}, {o->pkt, o->len}};
+	ssize_t w = writev(m->tun, iov, 2);
+	CNT_ADD(m, tun_writes, 1);
+	if (w == (ssize_t)(sizeof(h) + o->len)) {
+		CNT_ADD(m, tun_tx, o->nseg);
+	} else {
+		int e = w == -1 ? errno : EIO;
+		CNT_ADD(m, tun_tx_err, o->nseg);
+		log_rl(&m->rl_write, LOG_WARNING, "overlay: write to %s: %s", m->conf.tun,
+		       strerror(e));
+	}
+	o->len = 0;
+}
+
+/* Queues pkt for the TUN device: merged with the queued segments of its flow if it is their
+ * next, else after writing them (io.h). */
 int ov_master_input(struct ov_master *m, const uint8_t *pkt, size_t len)
 {
-	ssize_t w = write(m->tun, pkt, len);
-	if (w == (ssize_t)len) {
-		CNT_ADD(m, tun_tx, 1);
+	if (ovio_merge_add(m->out, pkt, len))
 		return 0;
-	}
-	int ret = w == -1 ? -errno : -EIO;
-	CNT_ADD(m, tun_tx_err, 1);
-	log_rl(&m->rl_write, LOG_WARNING, "overlay: write to %s: %s", m->conf.tun, strerror(-ret));
-	return ret;
+	tun_out_flush(m);
+	if (len > sizeof(m->out->pkt))
+		return -EMSGSIZE;
+	ovio_merge_start(m->out, pkt, len);
+	return 0;
 }
 
 /* The Internet checksum over the IPv6 pseudo-header and an ICMPv6 message (RFC 4443 §2.3,
@@ -263,17 +303,7 @@ int ov_master_input(struct ov_master *m, const uint8_t *pkt, size_t len)
 static uint16_t icmp6_csum(const uint8_t src[16], const uint8_t dst[16], const uint8_t *msg,
                            size_t n)
 {
-	uint32_t sum = 0;
-	for (int i = 0; i < 16; i += 2)
-		sum += (uint32_t)(src[i] << 8 | src[i + 1]) + (uint32_t)(dst[i] << 8 | dst[i + 1]);
-	sum += (uint32_t)(n >> 16) + (uint32_t)(n & 0xffff) + 58;
-	for (size_t i = 0; i + 1 < n; i += 2)
-		sum += (uint32_t)(msg[i] << 8 | msg[i + 1]);
-	if (n & 1)
-		sum += (uint32_t)msg[n - 1] << 8;
-	while (sum >> 16)
-		sum = (sum & 0xffff) + (sum >> 16);
-	return (uint16_t)~sum;
+	return ovio_csum_fold(ovio_csum_add(ovio_csum_pseudo(src, dst, n, 58), msg, n));
 }
 
 /* Takes one token of the ICMPv6 error budget if there is one. */
@@ -291,21 +321,24 @@ static bool icmp_token(struct ov_master *m)
 	return true;
 }
 
-/* Sends ICMPv6 destination unreachable with code (RFC 4443 §3.1: 0 no route to destination,
- * 3 address unreachable) to the source of pkt, unless RFC 4443 §2.4 (e) forbids it (the packet is
- * an ICMPv6 error, went to a multicast address, or its source is unspecified or multicast) or the
- * rate limit is reached. */
-static void icmp_unreach(struct ov_master *m, const uint8_t *pkt, size_t len, uint8_t code)
+/* Sends the ICMPv6 error type/code with the 4-byte field param (RFC 4443 §3.1 destination
+ * unreachable: unused, 0; §3.2 packet too big: the MTU) to the source of pkt, quoting as much
+ * of it as fits in the minimum MTU, unless RFC 4443 §2.4 (e) forbids it (the packet is an
+ * ICMPv6 error, went to a multicast address (except packet too big, §2.4 (e.3)), or its
+ * source is unspecified or multicast) or the rate limit is reached. Returns true if sent. */
+static bool icmp_error(struct ov_master *m, const uint8_t *pkt, size_t len, uint8_t type,
+                       uint8_t code, uint32_t param)
 {
 	const uint8_t *src = pkt + 8;
 	static const uint8_t unspec[16];
-	if (src[0] == 0xff || pkt[24] == 0xff || !memcmp(src, unspec, 16))
-		return;
+	if (src[0] == 0xff || (pkt[24] == 0xff && type != ICMP6_TOO_BIG) ||
+	    !memcmp(src, unspec, 16))
+		return false;
 	if (pkt[6] == 58 && len > 40 && pkt[40] < 128)
-		return; /* an ICMPv6 error message (no extension headers looked through) */
+		return false; /* an ICMPv6 error message (no extension headers looked through) */
 	if (!icmp_token(m)) {
 		CNT_ADD(m, icmp_limited, 1);
-		return;
+		return false;
 	}
 	uint8_t out[ICMP6_ERR_MAX];
 	size_t quote = len;
@@ -320,14 +353,27 @@ static void icmp_unreach(struct ov_master *m, const uint8_t *pkt, size_t len, ui
 	out[7] = 64;
 	memcpy(out + 8, m->conf.address, 16);
 	memcpy(out + 24, src, 16);
-	out[40] = 1; /* destination unreachable */
+	out[40] = type;
 	out[41] = code;
+	for (int i = 0; i < 4; i++)
+		out[44 + i] = (uint8_t)(param >> (24 - 8 * i));
 	memcpy(out + 48, pkt, quote);
 	uint16_t c = icmp6_csum(out + 8, out + 24, out + 40, plen);
 	out[42] = (uint8_t)(c >> 8);
 	out[43] = (uint8_t)c;
-	if (!ov_master_input(m, out, 40 + plen))
+	return !ov_master_input(m, out, 40 + plen);
+}
+
+static void icmp_unreach(struct ov_master *m, const uint8_t *pkt, size_t len, uint8_t code)
+{
+	if (icmp_error(m, pkt, len, ICMP6_UNREACH, code, 0))
 		CNT_ADD(m, icmp_sent, 1);
+}
+
+void ov_master_too_big(struct ov_master *m, const uint8_t *pkt, size_t len, unsigned mtu)
+{
+	if (icmp_error(m, pkt, len, ICMP6_TOO_BIG, 0, mtu < 1280 ? 1280 : mtu))
+		CNT_ADD(m, icmp_too_big, 1);
 }
 
 /* Hands a packet from the site to the owner of the route lookup found (or answers
@@ -373,13 +419,25 @@ static int tun_open(struct ov_master *m)
 		goto out;
 	}
 	memset(&ifr, 0, sizeof(ifr));
-	ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+	ifr.ifr_flags = IFF_TUN | IFF_NO_PI | IFF_VNET_HDR;
 	snprintf(ifr.ifr_name, IFNAMSIZ, "%s", m->conf.tun);
 	if (ioctl(fd, TUNSETIFF, &ifr) == -1) {
 		ret = -errno;
 		log_msg(LOG_ERR, "overlay: TUNSETIFF %s: %s", m->conf.tun, strerror(-ret));
 		goto out;
 	}
+	/* TCP super-packets of up to 64 KiB in one read, cut here (tun_drain), and checksums
+	 * left to us; without the offloads (an older kernel), one packet a read as before */
+	int hsz = (int)sizeof(struct virtio_net_hdr);
+	if (ioctl(fd, TUNSETVNETHDRSZ, &hsz) == -1) {
+		ret = -errno;
+		log_msg(LOG_ERR, "overlay: TUNSETVNETHDRSZ %s: %s", m->conf.tun, strerror(-ret));
+		goto out;
+	}
+	m->tso = ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO6 | TUN_F_TSO_ECN) == 0;
+	if (!m->tso)
+		log_msg(LOG_WARNING, "overlay: %s: no TSO offload: %s", m->conf.tun,
+		        strerror(errno));
 	sock = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (sock == -1) {
 		ret = -errno;
@@ -409,36 +467,97 @@ out:
 	return ret;
 }
 
-/* Reads up to OV_BATCH packets, looks their destinations up in one batch (the walks
- * overlap their cache misses), then hands them on in order. The TUN MTU is at most
- * OVW_INNER_MAX, so a packet never exceeds a slot; a longer read is refused as malformed. */
+/* Packets read from the TUN device, waiting for one batched route lookup. */
+struct tun_batch {
+	uint8_t buf[OV_BATCH][SLOT], dst[OV_BATCH][16];
+	size_t len[OV_BATCH];
+	uint32_t idx[OV_BATCH];
+	bool found[OV_BATCH];
+	size_t n;
+};
+
+/* Looks the batch's destinations up at once (the walks overlap their cache misses), then
+ * hands the packets on in order. */
+static void batch_run(struct ov_master *m, struct tun_batch *b)
+{
+	lpm6_lookup_batch(m->lpm, (const uint8_t(*)[16])b->dst, b->n, b->idx, b->found);
+	for (size_t i = 0; i < b->n; i++)
+		dispatch(m, b->buf[i], b->len[i], b->found[i], b->idx[i]);
+	b->n = 0;
+}
+
+/* The next free slot, the batch run first if it is full. */
+static uint8_t *batch_slot(struct ov_master *m, struct tun_batch *b)
+{
+	if (b->n == OV_BATCH)
+		batch_run(m, b);
+	return b->buf[b->n];
+}
+
+/* Takes the packet in the next slot (len bytes) if it is a well-formed IPv6 packet. */
+static void batch_take(struct ov_master *m, struct tun_batch *b, size_t len)
+{
+	uint8_t *p = b->buf[b->n];
+	if (ovw_inner_check(p, len)) {
+		CNT_ADD(m, tun_rx_bad, 1);
+		return;
+	}
+	CNT_ADD(m, tun_rx, 1);
+	memcpy(b->dst[b->n], p + 24, 16);
+	b->len[b->n++] = len;
+}
+
+/* Reads up to OV_BATCH times from the TUN device. Each read is a virtio-net header and a
+ * packet: a TCP super-packet (TSO) is cut into segments (io.h); a packet whose checksum the kernel
+ * left to us (NEEDS_CSUM: the field holds the pseudo-header's sum) gets it. The TUN MTU is
+ * at most OVW_INNER_MAX, so a packet never exceeds a slot; a longer one is malformed. */
 static void tun_drain(struct ov_master *m)
 {
-	enum { SLOT = 2048 };
-	static uint8_t buf[OV_BATCH][SLOT], dst[OV_BATCH][16];
-	static size_t len[OV_BATCH];
-	static uint32_t idx[OV_BATCH];
-	static bool found[OV_BATCH], ok[OV_BATCH];
-	size_t n = 0;
-	while (n < OV_BATCH) {
-		ssize_t r = read(m->tun, buf[n], SLOT);
+	static struct tun_batch b;
+	static uint8_t raw[TUN_READ_MAX];
+	const size_t vh = sizeof(struct virtio_net_hdr);
+	for (int k = 0; k < OV_BATCH; k++) {
+		ssize_t r = read(m->tun, raw, sizeof(raw));
 		if (r <= 0)
 			break;
-		CNT_ADD(m, tun_rx, 1);
-		len[n] = (size_t)r;
-		ok[n] = r < SLOT && !ovw_inner_check(buf[n], (size_t)r);
-		if (!ok[n]) {
-			CNT_ADD(m, tun_rx_bad, 1);
-			memset(dst[n], 0, 16);
-		} else {
-			memcpy(dst[n], buf[n] + 24, 16);
+		CNT_ADD(m, tun_reads, 1);
+		struct virtio_net_hdr h;
+		memcpy(&h, raw, sizeof(h));
+		const uint8_t *pkt = raw + vh;
+		size_t n = (size_t)r < vh ? 0 : (size_t)r - vh;
+		uint8_t gso = h.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
+		if (gso == VIRTIO_NET_HDR_GSO_TCPV6) {
+			CNT_ADD(m, tun_gso, 1);
+			size_t off = 0;
+			long sk = h.csum_start == 40 ? 1 : -EBADMSG;
+			while (sk > 0 && (sk = ovio_tso_next(pkt, n, h.gso_size, &off,
+			                                     batch_slot(m, &b), SLOT)) > 0)
+				batch_take(m, &b, (size_t)sk);
+			if (sk < 0)
+				CNT_ADD(m, tun_rx_bad, 1);
+			continue;
 		}
-		n++;
+		if (gso != VIRTIO_NET_HDR_GSO_NONE || n >= SLOT || n < 40) {
+			CNT_ADD(m, tun_rx_bad, 1);
+			continue;
+		}
+		uint8_t *o = batch_slot(m, &b);
+		memcpy(o, pkt, n);
+		if (h.flags & VIRTIO_NET_HDR_F_NEEDS_CSUM) {
+			size_t at = (size_t)h.csum_start + h.csum_offset;
+			if (h.csum_start < 40 || at + 2 > n) {
+				CNT_ADD(m, tun_rx_bad, 1);
+				continue;
+			}
+			uint16_t c =
+			    ovio_csum_fold(ovio_csum_add(0, o + h.csum_start, n - h.csum_start));
+			o[at] = (uint8_t)(c >> 8);
+			o[at + 1] = (uint8_t)c;
+		}
+		batch_take(m, &b, n);
 	}
-	lpm6_lookup_batch(m->lpm, (const uint8_t(*)[16])dst, n, idx, found);
-	for (size_t i = 0; i < n; i++)
-		if (ok[i])
-			dispatch(m, buf[i], len[i], found[i], idx[i]);
+	if (b.n)
+		batch_run(m, &b);
 }
 
 int ov_master_run(struct ov_master *m, int sigfd)
@@ -514,6 +633,10 @@ int ov_master_run(struct ov_master *m, int sigfd)
 				w->s->ops->readable(w->s, w->fd);
 			}
 		}
+		for (unsigned k = 0; k < m->attached; k++)
+			if (m->slaves[k]->ops->flush)
+				m->slaves[k]->ops->flush(m->slaves[k]);
+		tun_out_flush(m);
 	}
 }
 
@@ -523,10 +646,16 @@ void ov_master_stats(struct ov_master *m, struct mbuf *b)
 	    b,
 	    "# TYPE peak_overlay_tun_rx_packets_total counter\n"
 	    "peak_overlay_tun_rx_packets_total %llu\n"
+	    "# TYPE peak_overlay_tun_reads_total counter\n"
+	    "peak_overlay_tun_reads_total %llu\n"
+	    "# TYPE peak_overlay_tun_rx_gso_total counter\n"
+	    "peak_overlay_tun_rx_gso_total %llu\n"
 	    "# TYPE peak_overlay_tun_rx_malformed_total counter\n"
 	    "peak_overlay_tun_rx_malformed_total %llu\n"
 	    "# TYPE peak_overlay_tun_tx_packets_total counter\n"
 	    "peak_overlay_tun_tx_packets_total %llu\n"
+	    "# TYPE peak_overlay_tun_writes_total counter\n"
+	    "peak_overlay_tun_writes_total %llu\n"
 	    "# TYPE peak_overlay_tun_tx_errors_total counter\n"
 	    "peak_overlay_tun_tx_errors_total %llu\n"
 	    "# TYPE peak_overlay_no_route_total counter\n"
@@ -535,14 +664,18 @@ void ov_master_stats(struct ov_master *m, struct mbuf *b)
 	    "peak_overlay_icmp_unreach_sent_total %llu\n"
 	    "# TYPE peak_overlay_icmp_unreach_limited_total counter\n"
 	    "peak_overlay_icmp_unreach_limited_total %llu\n"
+	    "# TYPE peak_overlay_icmp_too_big_sent_total counter\n"
+	    "peak_overlay_icmp_too_big_sent_total %llu\n"
 	    "# TYPE peak_overlay_slave_output_errors_total counter\n"
 	    "peak_overlay_slave_output_errors_total %llu\n"
 	    "# TYPE peak_overlay_routes gauge\n"
 	    "peak_overlay_routes %llu\n",
-	    (unsigned long long)CNT_GET(m, tun_rx), (unsigned long long)CNT_GET(m, tun_rx_bad),
-	    (unsigned long long)CNT_GET(m, tun_tx), (unsigned long long)CNT_GET(m, tun_tx_err),
-	    (unsigned long long)CNT_GET(m, no_route), (unsigned long long)CNT_GET(m, icmp_sent),
-	    (unsigned long long)CNT_GET(m, icmp_limited), (unsigned long long)CNT_GET(m, slave_err),
+	    (unsigned long long)CNT_GET(m, tun_rx), (unsigned long long)CNT_GET(m, tun_reads),
+	    (unsigned long long)CNT_GET(m, tun_gso), (unsigned long long)CNT_GET(m, tun_rx_bad),
+	    (unsigned long long)CNT_GET(m, tun_tx), (unsigned long long)CNT_GET(m, tun_writes),
+	    (unsigned long long)CNT_GET(m, tun_tx_err), (unsigned long long)CNT_GET(m, no_route),
+	    (unsigned long long)CNT_GET(m, icmp_sent), (unsigned long long)CNT_GET(m, icmp_limited),
+	    (unsigned long long)CNT_GET(m, icmp_too_big), (unsigned long long)CNT_GET(m, slave_err),
 	    (unsigned long long)CNT_GET(m, nroutes_live));
 	for (unsigned i = 0; i < m->nslaves; i++)
 		if (m->slaves[i]->ops->stats)

@@ -69,6 +69,11 @@ void ov_master_output(struct ov_master *m, const uint8_t *pkt, size_t len);
  * (rate-limited; counted as no route), e.g. when a lookup found nothing. Loop thread. */
 void ov_master_unreach(struct ov_master *m, const uint8_t *pkt, size_t len);
 
+/* Answers a checked IPv6 packet from the site with ICMPv6 packet too big (RFC 4443 §3.2)
+ * giving mtu (at least 1280 is announced), rate-limited like the unreachables, when a slave
+ * cannot carry it whole (e.g. the tunnel's path MTU is smaller). Loop thread. */
+void ov_master_too_big(struct ov_master *m, const uint8_t *pkt, size_t len, unsigned mtu);
+
 /* Opens the TUN device, attaches the slaves, and runs until SIGTERM or SIGINT arrives on
  * sigfd (a signalfd; SIGHUP is logged and ignored). Returns 0 on a signal, -errno on a
  * failure (logged). */

@@ -22,10 +22,14 @@ struct ov_slave_ops {
 	/* A packet from the site (len bytes, a checked IPv6 packet) whose destination's longest
 	 * match is a route this slave added with cookie. The slave owns nothing past the call.
 	 * Returns 0 or -errno (the master counts the failure; the packet is gone); -EHOSTUNREACH
-	 * makes the master answer ICMPv6 address unreachable. */
+	 * makes the master answer ICMPv6 address unreachable. 0 may mean queued until flush. */
 	int (*output)(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, size_t len);
 	/* A descriptor the slave registered with ov_master_watch is readable. */
 	void (*readable)(struct ov_slave *s, int fd);
+	/* Optional: sends what output queued (e.g. several packets in one system call). The
+	 * master calls it at the end of every pass of its loop, after all the calls to output,
+	 * readable and timer of that pass. */
+	void (*flush)(struct ov_slave *s);
 	/* Called about every OV_TICK_MS with a monotonic time in ms. */
 	void (*timer)(struct ov_slave *s, uint64_t now_ms);
 	/* Appends the slave's counters in the Prometheus text format. Runs on the metrics
