@@ -133,7 +133,8 @@ static void random_addr(uint64_t *s, const struct naive *v, size_t n, uint8_t a[
 	memcpy(a + 8, &y, 8);
 	if (n && r % 4) { /* mostly inside some prefix, with random bits past it */
 		const struct naive *e = &v[r / 4 % n];
-		unsigned full = e->plen / 8, rest = e->plen % 8;
+		unsigned plen = e->plen > 128 ? 128 : e->plen; /* 129 marks an unused entry */
+		unsigned full = plen / 8, rest = plen % 8;
 		memcpy(a, e->p, full);
 		if (rest) {
 			uint8_t m = (uint8_t)(0xff << (8 - rest));
