@@ -148,6 +148,26 @@ int main(int argc, char **argv)
 			}
 		}
 	}
+	/* run-time changes on the full table: remove and re-add random prefixes, then ::/0 */
+	enum { CHURN = 10000 };
+	t0 = now();
+	for (unsigned i = 0; np && i < CHURN; i++) {
+		size_t k = rnd(&s) % np;
+		if (lpm6_del(t, pf[k], pl[k]) == 0 && lpm6_add(t, pf[k], pl[k], (uint32_t)k) < 0) {
+			fprintf(stderr, "bench_lpm6: add failed\n");
+			return 1;
+		}
+	}
+	double tch = now() - t0;
+	uint8_t zero[16] = {0};
+	t0 = now();
+	if (lpm6_add(t, zero, 0, 0) < 0 || lpm6_del(t, zero, 0)) {
+		fprintf(stderr, "bench_lpm6: ::/0 failed\n");
+		return 1;
+	}
+	double tdef = now() - t0;
+	printf("changes %.1f us per remove+add (%u random prefixes), %.1f ms to add and remove ::/0\n",
+	       np ? tch / CHURN * 1e6 : 0.0, CHURN, tdef * 1e3);
 	uint64_t hits;
 	double r = run(t, (const uint8_t(*)[16])a, secs, &hits);
 	printf("hit     %.2f M lookups/s (%llu matched)\n", r / 1e6, (unsigned long long)hits);
