@@ -1,6 +1,7 @@
 /* Measures the overlay's LPM table (include/peak/lpm6.h) on one core: N IPv6 prefixes in one
  * of two layouts, then lookups per second for addresses inside random prefixes of the table
- * ("hit") and for uniformly random addresses in 2000::/3 ("random"), one at a time and batched.
+ * ("hit") and for uniformly random addresses in 2000::/3 ("random"), one at a time and batched,
+ * and the cost of changes on the full table (remove+add of random prefixes, ::/0 added and gone).
  * Layout "uniform": random prefixes of lengths 16..64 plus 10% /128 hosts, the worst case for
  * caches. Layout "bgp": like the global IPv6 table, N/16 /32 allocations in the RIR blocks
  * (2001::/16, 2400::/12, 2600::/12, 2800::/12, 2a00::/12, 2c00::/12) and more-specifics inside
