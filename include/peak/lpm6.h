@@ -1,10 +1,15 @@
 #pragma once
 /*
- * Longest-prefix match over IPv6 prefixes /0 to /128: a path-compressed binary trie (the
- * shape of WireGuard's allowedips and BIRD's trie) whose nodes live in one array indexed by
- * 32-bit numbers, so 1M prefixes take about 2M nodes of 32 bytes and no pointer per node.
- * Each prefix carries a 32-bit value (the overlay stores a route number). Pure code, no I/O.
- * Not thread-safe: one writer, and no reader while it writes.
+ * Longest-prefix match over IPv6 prefixes /0 to /128. The table of record is a path-compressed
+ * binary trie (the shape of WireGuard's allowedips and BIRD's trie) whose nodes live in one
+ * array indexed by 32-bit numbers (about 2 nodes of 32 bytes a prefix). Lookups go through a
+ * poptrie built from it (a 14-bit direct table, then stride-6 nodes of 24 bytes with popcount
+ * bitmaps and compressed leaves; sparse regions end in a short walk of the trie), patched on
+ * every add and del: one node is rebuilt, or leaves are rewritten in place when a short
+ * prefix's value changes under many longer ones (a change of ::/0 rewrites every leaf). About
+ * 100 to 160 bytes a prefix in all, as lpm6_bytes reports. Each prefix carries a 32-bit value
+ * (the overlay stores a route number). Pure code, no I/O. Not thread-safe: one writer, and no
+ * reader while it writes.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -23,10 +28,14 @@ void lpm6_free(struct lpm6 *t);
 int lpm6_reserve(struct lpm6 *t, size_t n);
 
 /* Adds prefix/plen (bits past plen are ignored) with value val, or replaces the value of
- * the same prefix. Returns 0 if added, 1 if replaced, -EINVAL if plen > 128, -ENOMEM. */
+ * the same prefix. Returns 0 if added, 1 if replaced, -EINVAL if plen > 128, -ENOMEM (then
+ * the table is unchanged). If memory runs out while patching the lookup structure, the
+ * change is still made and lookups stay exact but walk the trie (slower) until a later add
+ * or del manages to rebuild it. */
 int lpm6_add(struct lpm6 *t, const uint8_t prefix[static 16], unsigned plen, uint32_t val);
 
-/* Removes exactly prefix/plen. Returns 0, -ENOENT if absent, -EINVAL if plen > 128. */
+/* Removes exactly prefix/plen. Returns 0, -ENOENT if absent, -EINVAL if plen > 128. What
+ * lpm6_add says of memory running out while patching applies here too. */
 int lpm6_del(struct lpm6 *t, const uint8_t prefix[static 16], unsigned plen);
 
 /* The longest prefix holding addr: true with its value in *val and its length in *plen
@@ -46,7 +55,7 @@ bool lpm6_get(const struct lpm6 *t, const uint8_t prefix[static 16], unsigned pl
 /* Number of prefixes in the table. */
 size_t lpm6_count(const struct lpm6 *t);
 
-/* Bytes the table holds (nodes allocated, used or free). */
+/* Bytes the table holds: the trie's and the poptrie's arrays as allocated, used or free. */
 size_t lpm6_bytes(const struct lpm6 *t);
 
 /* Calls fn for every prefix in address order (shorter first at the same address); stops

@@ -1,6 +1,7 @@
-/* The IPv6 LPM table (include/peak/lpm6.h): fixed cases, then a randomized differential
- * test against a linear scan (fixed seed): overlapping prefixes around a few bases, /0,
- * /128, replaced values and removed routes, checked after every phase. */
+/* The IPv6 LPM table (include/peak/lpm6.h): fixed cases, then randomized differential tests
+ * against a linear scan (fixed seeds): overlapping prefixes around a few bases, /0, /128,
+ * replaced values and removed routes, checked after every phase; every length along one
+ * address in random orders; random add/remove churn checked after every change. */
 #include "test.h"
 
 #include <errno.h>
@@ -132,7 +133,8 @@ static void random_addr(uint64_t *s, const struct naive *v, size_t n, uint8_t a[
 	memcpy(a + 8, &y, 8);
 	if (n && r % 4) { /* mostly inside some prefix, with random bits past it */
 		const struct naive *e = &v[r / 4 % n];
-		unsigned full = e->plen / 8, rest = e->plen % 8;
+		unsigned plen = e->plen > 128 ? 128 : e->plen; /* 129 marks an unused entry */
+		unsigned full = plen / 8, rest = plen % 8;
 		memcpy(a, e->p, full);
 		if (rest) {
 			uint8_t m = (uint8_t)(0xff << (8 - rest));
@@ -272,11 +274,145 @@ static void test_differential(void **state)
 	free(v);
 }
 
+/* Every length from /0 to /128 along one address, added and removed in random orders: each
+ * change lands in a different node's stride or below it, and every lookup along the chain and
+ * just off it must see the longest one left. */
+static void test_nested(void **state)
+{
+	(void)state;
+	uint64_t s = 0xc4a1bULL;
+	struct lpm6 *t = lpm6_new();
+	assert_non_null(t);
+	uint8_t base[16];
+	for (int j = 0; j < 16; j++)
+		base[j] = (uint8_t)test_rand(&s);
+	int live[129] = {0};
+	unsigned order[129];
+	for (unsigned round = 0; round < 4; round++) {
+		for (unsigned i = 0; i <= 128; i++)
+			order[i] = i;
+		for (unsigned i = 128; i > 0; i--) {
+			unsigned j = (unsigned)(test_rand(&s) % (i + 1)), x = order[i];
+			order[i] = order[j];
+			order[j] = x;
+		}
+		for (unsigned n = 0; n <= 128; n++) {
+			unsigned pl = order[n];
+			uint8_t p[16];
+			memcpy(p, base, 16);
+			prefix_mask_bits(p, pl);
+			if (live[pl]) {
+				assert_int_equal(lpm6_del(t, p, pl), 0);
+				live[pl] = 0;
+			} else {
+				assert_int_equal(lpm6_add(t, p, pl, 1000 * round + pl), 0);
+				live[pl] = 1 + (int)round;
+			}
+			/* the address itself, then one that leaves the chain after bit b */
+			for (unsigned b = 0; b <= 128; b += (n % 7) + 1) {
+				uint8_t a[16];
+				memcpy(a, base, 16);
+				if (b < 128)
+					a[b / 8] ^= (uint8_t)(0x80 >> (b % 8));
+				int want = -1;
+				for (unsigned l = 0; l <= (b < 128 ? b : 128); l++)
+					if (live[l])
+						want = (int)l;
+				uint32_t v = 0;
+				unsigned got = 0;
+				assert_int_equal(lpm6_lookup(t, a, &v, &got), want >= 0);
+				if (want >= 0) {
+					assert_int_equal(got, (unsigned)want);
+					assert_int_equal(v % 1000, (unsigned)want);
+				}
+			}
+		}
+	}
+	lpm6_free(t);
+}
+
+/* Random adds and removes one at a time in a dense cluster (nodes several levels deep, tails,
+ * folds after removal) and elsewhere, each followed by lookups against the linear scan; then
+ * two fill-and-empty cycles must end at the same size (freed blocks are reused). */
+static void test_churn(void **state)
+{
+	(void)state;
+	enum { N = 1500, OPS = 6000 };
+	uint64_t s = 0xc0ffeeULL;
+	struct naive *v = calloc(N, sizeof(*v));
+	struct lpm6 *t = lpm6_new();
+	assert_non_null(v);
+	assert_non_null(t);
+	uint8_t base[16];
+	for (int j = 0; j < 16; j++)
+		base[j] = (uint8_t)test_rand(&s);
+	for (size_t i = 0; i < N; i++) {
+		uint64_t r = test_rand(&s);
+		if (r % 4 == 0) { /* anywhere, any length */
+			for (int j = 0; j < 16; j++)
+				v[i].p[j] = (uint8_t)test_rand(&s);
+			v[i].plen = (unsigned)(test_rand(&s) % 129);
+		} else { /* inside base/24, lengths 24..128, random bits below */
+			memcpy(v[i].p, base, 3);
+			for (int j = 3; j < 16; j++)
+				v[i].p[j] = (uint8_t)(test_rand(&s) & (r % 3 ? 0x01 : 0xff));
+			v[i].plen = 24 + (unsigned)(test_rand(&s) % 105);
+		}
+		prefix_mask_bits(v[i].p, v[i].plen);
+		v[i].val = (uint32_t)i;
+		for (size_t k = 0; k < i; k++)
+			if (v[k].plen == v[i].plen && !memcmp(v[k].p, v[i].p, 16))
+				v[i].plen = 129; /* a duplicate: never used */
+	}
+	size_t bytes[2] = {0};
+	for (unsigned cycle = 0; cycle < 3; cycle++) {
+		for (unsigned op = 0; op < OPS; op++) {
+			size_t i = test_rand(&s) % N;
+			if (v[i].plen > 128)
+				continue;
+			if (v[i].live) {
+				assert_int_equal(lpm6_del(t, v[i].p, v[i].plen), 0);
+				v[i].live = 0;
+			} else {
+				v[i].val += N;
+				assert_int_equal(lpm6_add(t, v[i].p, v[i].plen, v[i].val), 0);
+				v[i].live = 1;
+			}
+			for (unsigned q = 0; q < 4; q++) {
+				uint8_t a[16];
+				random_addr(&s, v, N, a);
+				const struct naive *e = naive_lookup(v, N, a);
+				uint32_t val = 0;
+				unsigned pl = 0;
+				assert_int_equal(lpm6_lookup(t, a, &val, &pl), e != NULL);
+				if (e) {
+					assert_int_equal(pl, e->plen);
+					assert_int_equal(val, e->val);
+				}
+			}
+		}
+		check_all(t, v, N, &s, 3000);
+		for (size_t i = 0; i < N; i++)
+			if (v[i].live) {
+				assert_int_equal(lpm6_del(t, v[i].p, v[i].plen), 0);
+				v[i].live = 0;
+			}
+		check_all(t, v, N, &s, 500);
+		if (cycle)
+			bytes[cycle - 1] = lpm6_bytes(t);
+	}
+	assert_int_equal(bytes[0], bytes[1]);
+	lpm6_free(t);
+	free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_fixed),
 	    cmocka_unit_test(test_differential),
+	    cmocka_unit_test(test_nested),
+	    cmocka_unit_test(test_churn),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
