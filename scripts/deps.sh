@@ -9,7 +9,7 @@ bird2 iproute2 iputils-ping ethtool curl procps util-linux
 libbpf-dev bpftool libsystemd-dev
 nginx-light haproxy nftables gnuplot-nox iperf3
 libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev nettle-dev gnutls-bin
-golang-go golang-github-lucas-clemente-quic-go-dev
+golang-go golang-github-lucas-clemente-quic-go-dev ngtcp2-client caddy
 libopendht-c-dev dhtnode"
 # 'make install' tests: systemd-analyze, the Debian package (tests/install)
 PKGS="$PKGS systemd passwd groff-base man-db debhelper lintian"

@@ -2,6 +2,7 @@
 kernel picks (read back from its log), stopped by its own PID."""
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
@@ -39,6 +40,24 @@ def certs(tmp_path_factory):
     certtool("--generate-self-signed", "--load-privkey", str(d / "other.key"), "--template",
              str(d / "ca.tmpl"), "--outfile", str(d / "other.pem"))
     return d
+
+
+GOPATH = "/usr/share/gocode"
+QUICGO = os.path.join(GOPATH, "src/github.com/lucas-clemente/quic-go/http3")
+
+
+def go_build(tmp_path_factory, name):
+    """Builds tests/h3/interop/NAME.go against Debian's quic-go, offline (GOPATH mode, no
+    module proxy); skips when golang-go or the quic-go package is missing. Returns the binary."""
+    if not shutil.which("go") or not os.path.isdir(QUICGO):
+        pytest.skip("golang-go and golang-github-lucas-clemente-quic-go-dev are not installed")
+    out = tmp_path_factory.mktemp(name) / name
+    src = os.path.join(os.path.dirname(__file__), "interop", name + ".go")
+    env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH, GOPROXY="off")
+    p = subprocess.run(["go", "build", "-o", str(out), src], env=env, capture_output=True,
+                       text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    return out
 
 
 def free_tcp_port():

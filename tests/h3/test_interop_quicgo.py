@@ -6,7 +6,6 @@ checks every checksum; a type the backend does not serve gets 415 through it too
 """
 import os
 import re
-import shutil
 import subprocess
 import sys
 
@@ -14,23 +13,12 @@ import pytest
 
 sys.path.insert(0, os.path.dirname(__file__))
 from test_h3 import write  # noqa: E402
-
-GOPATH = "/usr/share/gocode"
-QUICGO = os.path.join(GOPATH, "src/github.com/lucas-clemente/quic-go/http3")
+from conftest import go_build  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def quicgo_client(tmp_path_factory):
-    if not shutil.which("go") or not os.path.isdir(QUICGO):
-        pytest.skip("golang-go and golang-github-lucas-clemente-quic-go-dev are not installed")
-    out = tmp_path_factory.mktemp("quicgo") / "quicgo_upload"
-    src = os.path.join(os.path.dirname(__file__), "interop", "quicgo_upload.go")
-    # offline, from the Debian packages only (GOPATH mode, no module proxy)
-    env = dict(os.environ, GO111MODULE="off", GOPATH=GOPATH, GOPROXY="off")
-    p = subprocess.run(["go", "build", "-o", str(out), src], env=env, capture_output=True,
-                       text=True, timeout=600)
-    assert p.returncode == 0, p.stderr
-    return out
+    return go_build(tmp_path_factory, "quicgo_upload")
 
 
 def test_quicgo_uploads_to_backend(tmp_path, certs, backend_factory, quicgo_client):
