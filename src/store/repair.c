@@ -149,13 +149,14 @@ int store_repair_pull(struct store_repair *r, unsigned e, const uint8_t *key, si
 	fsync(r->dirfd);
 	atomic_fetch_add(&r->pulled, 1);
 	atomic_fetch_add(&r->bytes, call.body_out);
-	return 1;
+	ret = 1;
 out:
 	if (sock >= 0)
 		close(sock);
 	if (fd != -1)
 		close(fd);
-	unlinkat(r->dirfd, tmp, 0);
+	if (ret != 1)
+		unlinkat(r->dirfd, tmp, 0);
 	return ret;
 }
 
