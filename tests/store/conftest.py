@@ -9,6 +9,8 @@ killed (by PID) even when a test fails.
            lo ::1: peak dns              lo: local 2001:db8:8::/64 (AnyIP) in both pods
            2001:db8:8::/65 via bb::2, 2001:db8:8:0:8000::/65 via cc::2
 """
+import ipaddress
+import json
 import os
 import random
 import re
@@ -202,9 +204,24 @@ class Net:
             self.pods[pid] = pod
             new.append(pod)
             for block in pod.blocks():
-                ip("-n", self.cl, "-6", "route", "replace", block, "via",
-                   f"2001:db8:aa:{self.nets[i]}::2")
+                self.route_move(block, f"2001:db8:aa:{self.nets[i]}::2")
         return new
+
+    def route_move(self, block, via):
+        """Routes block via a new pod, as its agent would: the old owners' routes inside it
+        (more specific, so they would win) are withdrawn."""
+        net = ipaddress.ip_network(block)
+        routes = json.loads(subprocess.run(["ip", "-j", "-n", self.cl, "-6", "route"],
+                                           capture_output=True, text=True, check=True).stdout)
+        for rt in routes:
+            dst = rt.get("dst", "default")
+            if dst == "default" or ":" not in dst:
+                continue
+            if "/" not in dst:
+                dst += "/128"
+            if ipaddress.ip_network(dst).subnet_of(net):
+                ip("-n", self.cl, "-6", "route", "del", dst)
+        ip("-n", self.cl, "-6", "route", "replace", block, "via", via)
 
     def store(self, *args, timeout=60, **kw):
         """Runs 'peak store ...' in the client namespace against our peak dns."""

@@ -1,7 +1,7 @@
 /* Many small objects through the library calls of peak.h, for the migration test and the
  * demo (make demo-store), run in the testbed's client namespace as
- *	store_bulk DNS-SERVER PORT NAME put|get COUNT [STOP-FILE]
- * put stores keys "obj-0" .. "obj-(COUNT-1)", each a body derived from its number (16 to
+ *	store_bulk DNS-SERVER PORT NAME put|get [FIRST:]END [STOP-FILE]
+ * put stores keys "obj-FIRST" .. "obj-(END-1)" (FIRST 0 if not given), each a body derived from its number (16 to
  * 527 bytes); get reads them all back and checks the bytes, round after round until
  * STOP-FILE exists (once without one). Progress goes to stderr every 1000 objects; the last
  * line on stdout is "done OPS failed FAILS seconds S". Exits 0 if nothing failed. */
@@ -37,14 +37,16 @@ int main(int argc, char **argv)
 {
 	if (argc < 6 || argc > 7 || (strcmp(argv[4], "put") && strcmp(argv[4], "get"))) {
 		fprintf(stderr,
-		        "usage: store_bulk DNS-SERVER PORT NAME put|get COUNT [STOP-FILE]\n");
+		        "usage: store_bulk DNS-SERVER PORT NAME put|get [FIRST:]END [STOP-FILE]\n");
 		return 2;
 	}
 	struct peak_resolver_opts ro = {.servers = {argv[1]}, .timeout_ms = 2000};
 	struct peak_store_opts so = {.port = (uint16_t)atoi(argv[2]), .timeout_ms = 2000};
 	const char *name = argv[3], *stop = argc == 7 ? argv[6] : NULL;
 	bool put = !strcmp(argv[4], "put");
-	unsigned count = (unsigned)strtoul(argv[5], NULL, 10);
+	char *colon = strchr(argv[5], ':');
+	unsigned first = colon ? (unsigned)strtoul(argv[5], NULL, 10) : 0;
+	unsigned count = (unsigned)strtoul(colon ? colon + 1 : argv[5], NULL, 10);
 	uint64_t ops = 0, fails = 0;
 	int err;
 	struct peak_resolver *r = peak_resolver_new(&ro, &err);
@@ -54,7 +56,7 @@ int main(int argc, char **argv)
 	}
 	double t0 = now_s();
 	do {
-		for (unsigned i = 0; i < count; i++) {
+		for (unsigned i = first; i < count; i++) {
 			uint8_t want[BODY_MAX];
 			char key[32];
 			void *got = NULL;
