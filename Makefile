@@ -1,6 +1,7 @@
 # PEAK: every command a newcomer needs. The build itself is meson + ninja.
 #   make demo     build, then run the demo cluster in network namespaces (root)
 #   make demo-h3  build, then uploads through the HTTP/3 ingress and PEAK-direct (root)
+#   make demo-store  build, then the object store demo: 10,000 objects, a pod killed, one added
 #   make          install missing build dependencies (as root), configure, build build/peak
 #   make test     the same, then every test suite; ends with 'N passed, N failed'
 #   make bench    the benchmark suite: PEAK vs direct, nginx, HAProxy; DNS vs NSD, Knot;
@@ -19,7 +20,8 @@
 #   make install-only BUILD=DIR  the same as install, from a build made already (no build)
 #   make clean
 
-.PHONY: all deps test demo demo-h3 bench bench-quick bench-filter bench-ssa clean install completion \
+.PHONY: all deps test demo demo-h3 demo-store bench bench-quick bench-filter bench-ssa \
+	clean install completion \
 	install-only completion-only man man-only
 
 # Where 'make install' puts things (README "Installing"). DESTDIR is a staging root for
@@ -53,6 +55,10 @@ demo: all
 
 demo-h3: all
 	@PEAK_BIN=$(CURDIR)/build/peak /usr/bin/python3 tests/h3/demo_h3.py
+
+demo-store: all
+	@PEAK_BIN=$(CURDIR)/build/peak STORE_BULK=$(CURDIR)/build/tests/store_bulk \
+		/usr/bin/python3 tests/store/demo.py
 
 bench: all
 	/usr/bin/python3 bench/ingress/run.py

@@ -22,7 +22,7 @@
 static const char store_help[] =
     "usage: peak store serve --config FILE --id ID [--data DIR] [--listen ADDR:PORT]\n"
     "                        [--max-body BYTES] [--max-conns N] [--timeout MS]\n"
-    "                        [--metrics ADDR:PORT]\n"
+    "                        [--metrics ADDR:PORT] [--joined ID]... [--pull-rate N]\n"
     "       peak store put NAME KEY [FILE] [client options]\n"
     "       peak store get NAME KEY [FILE] [client options]\n"
     "       peak store delete NAME KEY [client options]\n"
@@ -47,6 +47,14 @@ static const char store_help[] =
     "                     MS plus its size at 64 KB/s (default 10000): else 408, closed\n"
     "  --metrics ADDR:PORT  Prometheus text at http://ADDR:PORT/metrics: requests by method\n"
     "                     and status, body bytes in and out, objects, repair progress\n"
+    "  --joined ID        endpoint ID of the configuration joined after the initial\n"
+    "                     assignment (repeatable, in the order they joined): the slices\n"
+    "                     are those of the others, then each joined one added with minimal\n"
+    "                     movement. The last join is a migration: a pod that gained slices\n"
+    "                     by it pulls their objects from the old owners in the background\n"
+    "                     and, until done, fetches a key it misses from its old owner\n"
+    "  --pull-rate N      pull at most N objects a second in the background (default 0:\n"
+    "                     no limit), to spare the old owners; reads still go through\n"
     "\n"
     "With replicas=R in the rule, a key lives on the first R distinct pods owning its\n"
     "replica slices 0, 1, ...; other pods answer 421. GET /s/?after=NAME&limit=N lists a\n"
@@ -70,6 +78,7 @@ static int store_serve_cmd(int argc, char **argv)
 	    {"data", required_argument, 0, 'd'},     {"listen", required_argument, 0, 'l'},
 	    {"max-body", required_argument, 0, 'b'}, {"max-conns", required_argument, 0, 'm'},
 	    {"timeout", required_argument, 0, 't'},  {"metrics", required_argument, 0, 'M'},
+	    {"joined", required_argument, 0, 'J'},   {"pull-rate", required_argument, 0, 'R'},
 	    {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
 	};
 	static char data[256];
@@ -108,6 +117,14 @@ static int store_serve_cmd(int argc, char **argv)
 			break;
 		case 'M':
 			o.metrics = optarg;
+			break;
+		case 'J':
+			if (o.njoined == STORE_JOINED_MAX)
+				cli_usage_error("store", "at most %d --joined", STORE_JOINED_MAX);
+			o.joined[o.njoined++] = optarg;
+			break;
+		case 'R':
+			o.pull_rate = (unsigned)cli_u64("store", "--pull-rate", optarg, 0, 1000000);
 			break;
 		case 'h':
 			fputs(store_help, stdout);

@@ -108,18 +108,17 @@ out:
 	return ret;
 }
 
-/* Fetches key's object from endpoint e into name. Returns 1 stored, 0 present already, or
- * -errno. */
-static int pull(struct store_repair *r, unsigned e, const uint8_t *key, size_t kl, const char *name)
+int store_repair_pull(struct store_repair *r, unsigned e, const uint8_t *key, size_t kl,
+                      const char *name)
 {
-	static unsigned seq;
+	static atomic_uint seq; /* the walk and the pod's read-through both pull */
 	char tmp[40], host[INET6_ADDRSTRLEN + 8], ckey[STORE_KEY_MAX + 1];
 	uint8_t h[6 + STORE_KEY_MAX] = {'P', 'K', 'S', '1', (uint8_t)(kl >> 8), (uint8_t)kl};
 	int ret, fd = -1, sock = -1;
 	memcpy(h + 6, key, kl);
 	memcpy(ckey, key, kl);
 	ckey[kl] = 0;
-	snprintf(tmp, sizeof(tmp), ".tmp-repair-%u", ++seq);
+	snprintf(tmp, sizeof(tmp), ".tmp-repair-%u", atomic_fetch_add(&seq, 1) + 1);
 	fd = openat(r->dirfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
 	if (fd == -1 || write(fd, h, 6 + kl) != (ssize_t)(6 + kl)) {
 		ret = -errno;
@@ -148,13 +147,16 @@ static int pull(struct store_repair *r, unsigned e, const uint8_t *key, size_t k
 		goto out;
 	}
 	fsync(r->dirfd);
-	return 1;
+	atomic_fetch_add(&r->pulled, 1);
+	atomic_fetch_add(&r->bytes, call.body_out);
+	ret = 1;
 out:
 	if (sock >= 0)
 		close(sock);
 	if (fd != -1)
 		close(fd);
-	unlinkat(r->dirfd, tmp, 0);
+	if (ret != 1)
+		unlinkat(r->dirfd, tmp, 0);
 	return ret;
 }
 
@@ -186,7 +188,8 @@ static bool peer_repair(struct store_repair *r, unsigned e, char *buf, bool last
 				atomic_fetch_add(&r->failed, 1);
 			return false;
 		}
-		for (char *line = buf, *nl; (nl = strchr(line, '\n')); line = nl + 1) {
+		for (char *line = buf, *nl; (nl = strchr(line, '\n')) && !atomic_load(&r->stop);
+		     line = nl + 1) {
 			*nl = 0;
 			char *sp = strchr(line, ' ');
 			uint8_t key[STORE_KEY_MAX];
@@ -200,25 +203,27 @@ static bool peer_repair(struct store_repair *r, unsigned e, char *buf, bool last
 			if (store_key_decode((uint8_t *)sp + 1, strlen(sp + 1), key, &kl) ||
 			    !in_set(r, key, kl) || !faccessat(r->dirfd, line, F_OK, 0))
 				continue;
+			atomic_fetch_add(&r->wanted, 1);
 			char name[STORE_NAME_MAX];
 			store_object_name(0, key, kl, name); /* check the name is the key's */
-			if (strcmp(name + 9, line + 9)) {
-				failed++;
-				continue;
-			}
-			int k = pull(r, e, key, kl, line);
+			int k = strcmp(name + 9, line + 9) ? -EBADMSG
+			                                   : store_repair_pull(r, e, key, kl, line);
 			if (k < 0) {
 				failed++;
 				atomic_fetch_add(&r->failed, 1);
 			} else if (k > 0) {
 				pulled++;
-				atomic_fetch_add(&r->pulled, 1);
 			}
+			atomic_fetch_add(&r->handled, 1);
+			if (r->pull_rate)
+				usleep(1000000 / r->pull_rate);
 		}
 		log_msg(LOG_INFO,
-		        "store: repair: %s: page %u, listed %" PRIu64 ", pulled %" PRIu64
-		        ", failed %" PRIu64,
-		        peer, page + 1, listed, pulled, failed);
+		        "store: %s: %s: page %u, listed %" PRIu64 ", pulled %" PRIu64
+		        ", failed %" PRIu64 "; in all %" PRIu64 " object(s), %" PRIu64
+		        " byte(s) pulled",
+		        r->old ? "migration" : "repair", peer, page + 1, listed, pulled, failed,
+		        (uint64_t)atomic_load(&r->pulled), (uint64_t)atomic_load(&r->bytes));
 	}
 	if (!more)
 		atomic_fetch_add(&r->peers, 1);
@@ -255,10 +260,13 @@ static void *repair_main(void *arg)
 	free(buf);
 	free(todo);
 	log_msg(LOG_INFO,
-	        "store: repair done: %" PRIu64 " object(s) pulled, %" PRIu64 " listed, %" PRIu64
-	        " failure(s), %" PRIu64 " of %u peer(s) walked",
-	        (uint64_t)atomic_load(&r->pulled), (uint64_t)atomic_load(&r->listed),
-	        (uint64_t)atomic_load(&r->failed), (uint64_t)atomic_load(&r->peers), npeers);
+	        "store: %s done: %" PRIu64 " object(s) pulled (%" PRIu64 " byte(s), %" PRIu64
+	        " read through), %" PRIu64 " listed, %" PRIu64 " failure(s), %" PRIu64
+	        " of %u peer(s) walked",
+	        r->old ? "migration" : "repair", (uint64_t)atomic_load(&r->pulled),
+	        (uint64_t)atomic_load(&r->bytes), (uint64_t)atomic_load(&r->readthrough),
+	        (uint64_t)atomic_load(&r->listed), (uint64_t)atomic_load(&r->failed),
+	        (uint64_t)atomic_load(&r->peers), npeers);
 	atomic_store(&r->done, true);
 	return NULL;
 }

@@ -77,6 +77,8 @@ struct store {
 	const struct cfg_service *svc;
 	struct ssa_space space; /* the service's, with no proof of work: only the slice counts */
 	struct assign a;
+	struct assign old; /* before the last --joined, if has_old */
+	bool has_old;
 	int *slot;
 	int me;            /* this pod's assignment slot */
 	unsigned replicas; /* the rule's replicas=R */
@@ -157,10 +159,21 @@ static void stats_render(struct mbuf *b, void *arg)
 	    "# TYPE peak_store_repair_failed_total counter\n"
 	    "peak_store_repair_failed_total %" PRIu64 "\n"
 	    "# HELP peak_store_repair_peers_done Peers whose listing was walked.\n"
-	    "# TYPE peak_store_repair_peers_done gauge\npeak_store_repair_peers_done %" PRIu64 "\n",
+	    "# TYPE peak_store_repair_peers_done gauge\npeak_store_repair_peers_done %" PRIu64 "\n"
+	    "# HELP peak_store_repair_bytes_total Body bytes of the objects pulled.\n"
+	    "# TYPE peak_store_repair_bytes_total counter\n"
+	    "peak_store_repair_bytes_total %" PRIu64 "\n"
+	    "# HELP peak_store_repair_pending Listed objects to pull not yet handled.\n"
+	    "# TYPE peak_store_repair_pending gauge\npeak_store_repair_pending %" PRIu64 "\n"
+	    "# HELP peak_store_migrate_readthrough_total Reads that missed during a migration "
+	    "and were fetched from the key's old holder.\n"
+	    "# TYPE peak_store_migrate_readthrough_total counter\n"
+	    "peak_store_migrate_readthrough_total %" PRIu64 "\n",
 	    r->started && !atomic_load(&r->done), (uint64_t)atomic_load(&r->listed),
 	    (uint64_t)atomic_load(&r->pulled), (uint64_t)atomic_load(&r->failed),
-	    (uint64_t)atomic_load(&r->peers));
+	    (uint64_t)atomic_load(&r->peers), (uint64_t)atomic_load(&r->bytes),
+	    (uint64_t)(atomic_load(&r->wanted) - atomic_load(&r->handled)),
+	    (uint64_t)atomic_load(&r->readthrough));
 }
 
 void store_object_name(uint64_t g, const uint8_t *key, size_t len, char out[static 80])
@@ -398,6 +411,33 @@ static void list_start(struct store *s, struct conn *c)
 	c->deadline_ms = phase_deadline(s, size);
 }
 
+/* A GET or HEAD missed while a migration runs: fetches the object from the key's holders
+ * before the last join, so a read never fails during the move. Blocks the loop for that
+ * fetch (bounded by the pod's timeout per step). Returns whether it was stored. */
+static bool read_through(struct store *s, struct conn *c)
+{
+	int set[STORE_WALK_MAX];
+	if (!s->has_old || !s->repair.started || atomic_load(&s->repair.done))
+		return false;
+	int n =
+	    store_key_replicas(&s->space, &s->old, s->replicas, c->req.key, c->req.key_len, set);
+	for (int j = 0; j < n; j++)
+		for (unsigned e = 0; e < s->svc->nep; e++) {
+			if (set[j] == s->me || s->slot[e] != set[j])
+				continue;
+			int r = store_repair_pull(&s->repair, e, c->req.key, c->req.key_len,
+			                          c->objname);
+			if (r >= 0) {
+				atomic_fetch_add(&s->repair.readthrough, 1);
+				return true;
+			}
+			if (r != -ENOENT)
+				log_rl(&s->rl, LOG_WARNING, "store: read-through from %s: %s",
+				       s->svc->ep[e].id, strerror(-r));
+		}
+	return false;
+}
+
 /* Starts serving the request just parsed. */
 static void request_start(struct store *s, struct conn *c)
 {
@@ -455,6 +495,8 @@ static void request_start(struct store *s, struct conn *c)
 		return;
 	}
 	int fd = object_open(s, c, &size);
+	if (fd == -ENOENT && read_through(s, c))
+		fd = object_open(s, c, &size);
 	if (fd < 0) {
 		respond(c, fd == -ENOENT ? 404 : 500, NULL, false);
 		return;
@@ -693,6 +735,65 @@ static int data_clean(int dirfd)
 	return n;
 }
 
+/* The index of endpoint id in the service, or -1. */
+static int ep_index(const struct cfg_service *svc, const char *id)
+{
+	for (unsigned e = 0; e < svc->nep; e++)
+		if (!strcmp(svc->ep[e].id, id))
+			return (int)e;
+	return -1;
+}
+
+/* The slices (store.h, --joined): the initial assignment of the endpoints that did not
+ * join, then each joined one added in order; s->old keeps the map before the last. Fills
+ * s->a, s->slot. Returns 0, -ENOENT (a joined id unknown, repeated, or every endpoint
+ * joined) or -ENOMEM. */
+static int store_assign(struct store *s, const struct store_opts *o)
+{
+	struct cfg_service base = *s->svc;
+	int *bslot = NULL, ret = -ENOMEM;
+	bool *joined = calloc(s->svc->nep, sizeof(*joined));
+	base.ep = calloc(s->svc->nep, sizeof(*base.ep));
+	bslot = calloc(s->svc->nep, sizeof(*bslot));
+	if (!joined || !base.ep || !bslot)
+		goto out;
+	ret = -ENOENT;
+	for (unsigned k = 0; k < o->njoined; k++) {
+		int e = ep_index(s->svc, o->joined[k]);
+		if (e < 0 || joined[e])
+			goto out;
+		joined[e] = true;
+	}
+	base.nep = 0;
+	for (unsigned e = 0; e < s->svc->nep; e++)
+		if (!joined[e])
+			base.ep[base.nep++] = s->svc->ep[e];
+	if (!base.nep || (ret = config_service_assign(&base, &s->a, bslot)))
+		goto out;
+	for (unsigned e = 0, b = 0; e < s->svc->nep; e++)
+		s->slot[e] = joined[e] ? ASSIGN_NONE : bslot[b++];
+	for (unsigned k = 0; k < o->njoined; k++) {
+		int e = ep_index(s->svc, o->joined[k]);
+		if (k + 1 == o->njoined) {
+			if ((ret = assign_copy(&s->old, &s->a)))
+				goto out;
+			s->has_old = true;
+		}
+		int slot = assign_add(&s->a, s->svc->ep[e].weight, NULL);
+		if (slot < 0) {
+			ret = slot;
+			goto out;
+		}
+		s->slot[e] = slot;
+	}
+	ret = 0;
+out:
+	free(joined);
+	free(base.ep);
+	free(bslot);
+	return ret;
+}
+
 /* Finds the service holding endpoint id; 0, or 2 with a message logged. */
 static int store_setup(struct store *s, const struct store_opts *o)
 {
@@ -730,8 +831,11 @@ static int store_setup(struct store *s, const struct store_opts *o)
 	s->space = s->svc->space;
 	s->space.d.pow = 0; /* the slice is all a pod needs: no proof-of-work search */
 	s->slot = calloc(s->svc->nep, sizeof(*s->slot));
-	if (!s->slot || config_service_assign(s->svc, &s->a, s->slot)) {
-		log_msg(LOG_ERR, "store: cannot assign the slices of '%s'", o->id);
+	if (!s->slot || (r = store_assign(s, o))) {
+		log_msg(LOG_ERR, "store: cannot assign the slices of '%s'%s", o->id,
+		        r == -ENOENT
+		            ? ": a --joined id is not an endpoint of its service, or all are"
+		            : "");
 		return 2;
 	}
 	s->me = s->slot[ep];
@@ -848,17 +952,19 @@ int store_serve(const struct store_opts *o)
 	log_blocks(&s);
 	if (o->metrics && !(ms = metrics_start(o->metrics, stats_render, &stats)))
 		goto out;
-	if (s.replicas > 1) {
+	if (s.replicas > 1 || s.has_old) {
 		stats.repair = &s.repair;
 		s.repair = (struct store_repair){.svc = s.svc,
 		                                 .space = &s.space,
 		                                 .a = &s.a,
+		                                 .old = s.has_old ? &s.old : NULL,
 		                                 .slot = s.slot,
 		                                 .me = s.me,
 		                                 .replicas = s.replicas,
 		                                 .dirfd = s.dirfd,
 		                                 .id = o->id,
-		                                 .timeout_ms = o->timeout_ms};
+		                                 .timeout_ms = o->timeout_ms,
+		                                 .pull_rate = o->pull_rate};
 		if ((r = store_repair_start(&s.repair)))
 			log_msg(LOG_ERR, "store: repair: %s", strerror(-r));
 	}
@@ -920,6 +1026,8 @@ out:
 		close(s.dirfd);
 	if (s.slot)
 		assign_fini(&s.a);
+	if (s.has_old)
+		assign_fini(&s.old);
 	free(s.slot);
 	config_free(s.cfg);
 	return ret;

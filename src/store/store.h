@@ -19,6 +19,7 @@ enum {
 	STORE_MIN_RATE_BPMS = 64,
 	/* Replica numbers a key's replica set is drawn from (the client library's candidates). */
 	STORE_WALK_MAX = 16,
+	STORE_JOINED_MAX = 16, /* --joined endpoints */
 };
 
 struct store_opts {
@@ -31,6 +32,14 @@ struct store_opts {
 	unsigned max_conns;
 	unsigned timeout_ms;
 	const char *metrics; /* "[ADDR]:PORT" of the Prometheus endpoint, or NULL */
+	/* Endpoints of the configuration that joined after its initial assignment, in the
+	 * order they joined: the slices are the initial assignment of the others, then
+	 * assign_add of each (so each join moves only the newcomer's share, as the controller
+	 * moves them). The last join is the move under way: a pod that gained slices by it
+	 * pulls their objects from the owners before it (migration, repair.h). */
+	const char *joined[STORE_JOINED_MAX];
+	unsigned njoined;
+	unsigned pull_rate; /* objects per second the walk pulls at most; 0: no limit */
 };
 
 /* Serves until SIGINT or SIGTERM (SIGHUP is logged and ignored). Returns 0, 1 if the pod

@@ -9,6 +9,8 @@ killed (by PID) even when a test fails.
            lo ::1: peak dns              lo: local 2001:db8:8::/64 (AnyIP) in both pods
            2001:db8:8::/65 via bb::2, 2001:db8:8:0:8000::/65 via cc::2
 """
+import ipaddress
+import json
 import os
 import random
 import re
@@ -131,14 +133,16 @@ class Net:
     """The client namespace and npods pod namespaces (pod i on veth v{i}, 2001:db8:aa:i::/64).
     The client routes each pod's slice blocks, as its log lists them, to it; with more than
     two pods it also forwards between the pods' endpoint addresses (2001:db8:104::i on their
-    lo), which repair uses."""
+    lo), which repair uses. The last `late` pods are left out of the configuration and not
+    started until join() adds them."""
 
-    def __init__(self, tmp, npods=2, replicas=1, max_body=MAX_BODY):
+    def __init__(self, tmp, npods=2, replicas=1, max_body=MAX_BODY, late=0):
         tag = f"pks{os.getpid() % 10000}{random.randrange(1000)}"
         self.cl = tag + "-cl"
         self.ns = [f"{tag}-{chr(ord('a') + i)}" for i in range(npods)]
         self.a, self.b = self.ns[0], self.ns[1]
         self.tmp, self.npods, self.replicas, self.max_body = tmp, npods, replicas, max_body
+        self.late = late
         self.pods = {}
         self.dns = None
 
@@ -146,7 +150,8 @@ class Net:
         for ns in [self.cl] + self.ns:
             ip("netns", "add", ns)
             ip("-n", ns, "link", "set", "lo", "up")
-        nets = ["bb", "cc"] if self.npods == 2 else [f"{i + 1:x}" for i in range(self.npods)]
+        nets = self.nets = (["bb", "cc"] if self.npods == 2
+                            else [f"{i + 1:x}" for i in range(self.npods)])
         for i, pns in enumerate(self.ns):
             dev, peer, net = f"v{i}", f"{chr(ord('a') + i)}0", nets[i]
             ip("-n", self.cl, "link", "add", dev, "type", "veth", "peer", "name", peer,
@@ -164,12 +169,12 @@ class Net:
                 ip("-n", pns, "addr", "add", f"2001:db8:104::{i + 1}/128", "dev", "lo")
                 ip("-n", self.cl, "-6", "route", "add", f"2001:db8:104::{i + 1}/128", "via",
                    f"2001:db8:aa:{nets[i]}::2")
-        text = CONFIG if (self.npods, self.replicas) == (2, 1) else config(self.npods,
-                                                                           self.replicas)
+        text = CONFIG if (self.npods, self.replicas) == (2, 1) else config(
+            self.npods - self.late, self.replicas)
         self.config = self.tmp / "store.yaml"
         self.config.write_text(text)
         self.dns = Server(self.tmp, config=text, netns=self.cl)
-        for i, ns in enumerate(self.ns):
+        for i, ns in enumerate(self.ns[:self.npods - self.late]):
             pid = f"s{i + 1}"
             pod = Pod(ns, pid, self.config, self.tmp / f"data-{pid}", self.tmp / f"{pid}.log",
                       self.max_body, ["--metrics", f"[::1]:{METRICS_PORT}"])
@@ -179,6 +184,44 @@ class Net:
             for block in pod.blocks():
                 ip("-n", self.cl, "-6", "route", "add", block, "via",
                    f"2001:db8:aa:{nets[i]}::2")
+
+    def join(self, extra=()):
+        """Starts the late pods with a configuration that lists them all (--joined, in
+        order), then routes their slice blocks to them: more specific than, or replacing,
+        the routes of the blocks they came from. Returns the new pods."""
+        text = config(self.npods, self.replicas)
+        self.config = self.tmp / "store-joined.yaml"
+        self.config.write_text(text)
+        late = [f"s{i + 1}" for i in range(self.npods - self.late, self.npods)]
+        joined = [a for pid in late for a in ("--joined", pid)]
+        new = []
+        for i in range(self.npods - self.late, self.npods):
+            pid = f"s{i + 1}"
+            pod = Pod(self.ns[i], pid, self.config, self.tmp / f"data-{pid}",
+                      self.tmp / f"{pid}.log", self.max_body,
+                      ["--metrics", f"[::1]:{METRICS_PORT}", *joined, *extra])
+            pod.start()
+            self.pods[pid] = pod
+            new.append(pod)
+            for block in pod.blocks():
+                self.route_move(block, f"2001:db8:aa:{self.nets[i]}::2")
+        return new
+
+    def route_move(self, block, via):
+        """Routes block via a new pod, as its agent would: the old owners' routes inside it
+        (more specific, so they would win) are withdrawn."""
+        net = ipaddress.ip_network(block)
+        routes = json.loads(subprocess.run(["ip", "-j", "-n", self.cl, "-6", "route"],
+                                           capture_output=True, text=True, check=True).stdout)
+        for rt in routes:
+            dst = rt.get("dst", "default")
+            if dst == "default" or ":" not in dst:
+                continue
+            if "/" not in dst:
+                dst += "/128"
+            if ipaddress.ip_network(dst).subnet_of(net):
+                ip("-n", self.cl, "-6", "route", "del", dst)
+        ip("-n", self.cl, "-6", "route", "replace", block, "via", via)
 
     def store(self, *args, timeout=60, **kw):
         """Runs 'peak store ...' in the client namespace against our peak dns."""

@@ -1,0 +1,126 @@
+"""Migration with slices (issue 20): a third pod joins a two-pod store; the new pod's
+slices (assign_add on the initial assignment: minimal movement) move to it. It pulls their
+objects from the old owners in the background (held back to 150 objects a second here, so
+the move takes a while) and, until done, fetches a key it misses from the key's old owner.
+Checked: the new pod's data dir ends with exactly the objects whose slices its logged blocks
+hold (the files of the old pods counted before and after), no object is lost, reads issued
+all through the move by a separate reader all succeed, some of them through the
+read-through, and the progress shows in the log and the metrics. Topology as in
+conftest.py, with three pod namespaces, the third started by join()."""
+import ipaddress
+import os
+import subprocess
+import time
+
+import pytest
+
+from conftest import NAME, OBJECT_NAME, PORT, Net
+
+N = 300
+PULL_RATE = 150  # objects a second: about a second of move for the new pod's ~100
+BULK = os.environ.get("STORE_BULK", os.path.join(os.path.dirname(os.environ.get(
+    "PEAK_BIN", "build/peak")), "tests", "store_bulk"))
+SERVICE = ipaddress.ip_network("2001:db8:8::/64")
+
+
+@pytest.fixture(scope="module")
+def net3(tmp_path_factory):
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    n = Net(tmp_path_factory.mktemp("storemig"), npods=3, late=1)
+    try:
+        n.up()
+        yield n
+    finally:
+        n.down()
+    for pod in n.pods.values():
+        assert pod.proc.returncode == 0, pod.logtext()
+
+
+def bulk(net, *args, stdout=None):
+    return subprocess.Popen(["ip", "netns", "exec", net.cl, BULK, f"[::1]:{net.dns.port}",
+                             str(PORT), NAME, *args], stdout=stdout or subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+
+
+def objects(pod):
+    return {f for f in pod.files() if OBJECT_NAME.match(f)}
+
+
+def slice_held(name, blocks):
+    """Whether the object file's slice (its first 8 hex digits) lies in one of the blocks."""
+    addr = SERVICE.network_address + (int(name[:8], 16) << 56)
+    return any(addr in ipaddress.ip_network(b) for b in blocks)
+
+
+def wait_for(cond, what, timeout=30):
+    deadline = time.time() + timeout
+    while not cond():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
+def test_join_moves_exactly_the_new_slices_and_reads_never_fail(net3, tmp_path):
+    p = bulk(net3, "put", str(N))
+    out, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    before = {pid: objects(pod) for pid, pod in net3.pods.items()}
+    assert sum(len(v) for v in before.values()) == N
+    assert not (before["s1"] & before["s2"])
+
+    stop = tmp_path / "stop"
+    reader = bulk(net3, "get", str(N), str(stop))
+    try:
+        # the reader is under way (it has resolved and read) before the pod joins
+        wait_for(lambda: reader.poll() is not None or net3.pods["s1"].metrics().get(
+            'peak_store_requests_total{method="GET",status="200"}', 0) > 10, "first reads")
+        (new,) = net3.join(["--pull-rate", str(PULL_RATE)])
+        wait_for(lambda: "store: migration done" in new.logtext(), "the migration", 60)
+        # and a little after, a whole round of reads against the final routes
+        rounds = new.metrics().get('peak_store_requests_total{method="GET",status="200"}', 0)
+        wait_for(lambda: new.metrics().get(
+            'peak_store_requests_total{method="GET",status="200"}', 0) > rounds + 50,
+            "reads after the move")
+    finally:
+        stop.write_text("")
+        out, err = reader.communicate(timeout=60)
+    assert reader.returncode == 0, err[-3000:]
+    ops = int(out.split()[1])
+    assert ops > N, out
+
+    blocks = new.blocks()
+    assert blocks
+    want = {f for f in before["s1"] | before["s2"] if slice_held(f, blocks)}
+    got = objects(new)
+    assert got == want, (len(got), len(want))
+    # the new pod's share of three: at least a fifth, at most half of the objects
+    assert N // 5 <= len(want) <= N // 2, len(want)
+    # the old pods kept what they had (nothing lost), and took nothing from the new one
+    assert objects(net3.pods["s1"]) == before["s1"]
+    assert objects(net3.pods["s2"]) == before["s2"]
+
+    m = new.metrics()
+    log = new.logtext()
+    print(f"moved {len(got)} of {N} (share {N / 3:.0f}); reader: {ops} reads, 0 failed; "
+          f"read through {m['peak_store_migrate_readthrough_total']:.0f}")
+    assert m["peak_store_repair_pulled_total"] == len(want), m
+    assert m["peak_store_repair_pending"] == 0, m
+    assert m["peak_store_repair_failed_total"] == 0, m
+    assert m["peak_store_repair_bytes_total"] > 16 * len(want)
+    assert m["peak_store_migrate_readthrough_total"] > 0, "no read went through: " + log
+    assert "store: migration: s1: page 1" in log
+    assert f"store: migration done: {len(want)} object(s) pulled" in log
+
+    # every object reads back after the move, the moved ones from the new pod
+    p = bulk(net3, "get", str(N))
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+
+
+def test_joined_must_name_an_endpoint(net3, tmp_path):
+    r = subprocess.run(["ip", "netns", "exec", net3.ns[0], os.environ.get("PEAK_BIN", "peak"),
+                        "store", "serve", "--config", str(net3.config), "--id", "s1",
+                        "--data", str(tmp_path / "d"), "--joined", "nope"],
+                       capture_output=True, text=True, timeout=10)
+    assert r.returncode == 2, r.stderr
+    assert "--joined id is not an endpoint" in r.stderr
