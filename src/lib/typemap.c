@@ -7,13 +7,7 @@
 #include <string.h>
 
 #include "peak/cur.h"
-
-/* RFC 9110 §5.6.2 tchar */
-static bool tchar(uint8_t c)
-{
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-	       (c && strchr("!#$%&'*+-.^_`|~", c));
-}
+#include "peak/mediatype.h"
 
 static char lower(uint8_t c)
 {
@@ -63,31 +57,13 @@ static struct span next_item(struct cur *c)
 	return s;
 }
 
-/* Checks and copies the pattern p[n] lower case into out (TYPEMAP_PAT_LEN). */
+/* Checks and copies the pattern p[n] lower case into out (TYPEMAP_PAT_LEN): the whole item
+ * is the pattern, with no white space or parameters in it. */
 static bool pattern_take(const uint8_t *p, size_t n, char out[static TYPEMAP_PAT_LEN])
 {
-	size_t slash = 0, i;
-	if (!n || n >= TYPEMAP_PAT_LEN)
-		return false;
-	for (i = 0; i < n && p[i] != '/'; i++)
-		if (!tchar(p[i]))
-			return false;
-	slash = i;
-	if (!slash || slash + 1 >= n)
-		return false;
-	for (i = slash + 1; i < n; i++)
-		if (!tchar(p[i]))
-			return false;
-	const uint8_t *t = p, *s = p + slash + 1;
-	size_t tl = slash, sl = n - slash - 1;
-	/* '*' is a whole type or subtype, never part of one; a '*' type needs a '*' subtype */
-	if ((memchr(t, '*', tl) && (tl != 1 || sl != 1 || *s != '*')) ||
-	    (memchr(s, '*', sl) && sl != 1))
-		return false;
-	for (i = 0; i < n; i++)
-		out[i] = lower(p[i]);
-	out[n] = 0;
-	return true;
+	struct media_type m;
+	return media_type_split((const char *)p, n, &m) && m.t == (const char *)p &&
+	       m.s + m.sl == (const char *)p + n && media_pattern_make(&m, out, TYPEMAP_PAT_LEN);
 }
 
 static bool name_char(uint8_t c)
@@ -216,49 +192,16 @@ int typemap_print(const struct typemap *m, char *out, size_t cap)
 	return (int)at;
 }
 
-static bool eq_lower(const char *pat, size_t pl, const char *v, size_t vl)
-{
-	if (pl != vl)
-		return false;
-	for (size_t i = 0; i < pl; i++)
-		if (pat[i] != lower((uint8_t)v[i]))
-			return false;
-	return true;
-}
-
 const struct typemap_entry *typemap_lookup(const struct typemap *m, const char *v, size_t n)
 {
-	struct cur c = cur_make((const uint8_t *)v, n);
-	while (c.left && ws(c.p[0]))
-		cur_u8(&c);
-	const char *t = (const char *)c.p;
-	size_t tl = 0, sl = 0;
-	while (c.left && tchar(c.p[0])) {
-		cur_u8(&c);
-		tl++;
-	}
-	if (!tl || cur_u8(&c) != '/' || c.err)
-		return NULL;
-	const char *s = (const char *)c.p;
-	while (c.left && tchar(c.p[0])) {
-		cur_u8(&c);
-		sl++;
-	}
-	while (c.left && ws(c.p[0]))
-		cur_u8(&c);
-	if (!sl || (c.left && c.p[0] != ';'))
+	struct media_type mt;
+	if (!media_type_split(v, n, &mt))
 		return NULL;
 	const struct typemap_entry *best = NULL;
 	int best_rank = 3;
 	for (unsigned k = 0; k < m->n; k++) {
-		const char *p = m->e[k].pat, *slash = strchr(p, '/');
-		size_t ptl = (size_t)(slash - p), psl = strlen(slash + 1);
-		bool tany = ptl == 1 && p[0] == '*', sany = psl == 1 && slash[1] == '*';
-		if (!(tany || eq_lower(p, ptl, t, tl)) ||
-		    !(sany || eq_lower(slash + 1, psl, s, sl)))
-			continue;
-		int rank = tany ? 2 : sany ? 1 : 0;
-		if (rank < best_rank) {
+		int rank = media_pattern_rank(m->e[k].pat, &mt);
+		if (rank >= 0 && rank < best_rank) {
 			best = &m->e[k];
 			best_rank = rank;
 		}
