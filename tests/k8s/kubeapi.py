@@ -57,6 +57,7 @@ class Api:
         self.secrets = {}
         self.token = token
         self.page = page
+        self.snapshots = {}  # a paged list's continue token -> (items, rv) at its first page
         self.bookmark_s = bookmark_s
         self.requests = []
         self.watches = []  # open watch queues (list of pending lines)
@@ -177,16 +178,24 @@ class Api:
         if watch:
             return self.watch(h, res, int(q.get("resourceVersion") or 0),
                               q.get("allowWatchBookmarks") == "true")
+        # a paged list is one snapshot, as the API's continue tokens are: every page shows
+        # the objects and resourceVersion of the first, whatever changed in between
+        tok = q.get("continue") or ""
         with self.lock:
-            items = sorted(self.objs[res].items())
-            rv = self.rv
-        start = int(q.get("continue") or 0)
+            if tok:
+                sid, _, at = tok.partition(":")
+                items, rv = self.snapshots[sid]
+                start = int(at)
+            else:
+                items, rv, start = sorted(self.objs[res].items()), self.rv, 0
+                sid = str(len(self.snapshots))
+                self.snapshots[sid] = (items, rv)
         limit = int(q.get("limit") or 0) or len(items) or 1
         limit = min(limit, self.page)
         page = [copy.deepcopy(o) for _, o in items[start:start + limit]]
         md = {"resourceVersion": str(rv)}
         if start + limit < len(items):
-            md["continue"] = str(start + limit)
+            md["continue"] = f"{sid}:{start + limit}"
         body = json.dumps({"kind": KIND[res], "apiVersion": "v1", "metadata": md,
                            "items": page}).encode()
         h.send_response(200)
