@@ -105,6 +105,9 @@ static int parse_rule(const char *b, const char *e, bool host)
 
 void ssa_desc_init(struct ssa_desc *d)
 {
+	/* padding too: descriptors are compared with memcmp (a compound literal leaves the
+	 * bytes after 'replicas' undefined, and clang does leave them) */
+	memset(d, 0, sizeof(*d));
 	*d = (struct ssa_desc){
 	    .select = SSA_RAND,
 	    .host = SSA_RAND,
