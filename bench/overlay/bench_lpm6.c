@@ -54,7 +54,11 @@ static void bgp_prefix(uint64_t *s, uint8_t (*pf)[16], unsigned *pl, size_t i, s
 	}
 	memcpy(pf[i], pf[rnd(s) % nalloc], 4);
 	unsigned r = (unsigned)(rnd(s) % 100);
-	pl[i] = r < 60 ? 48 : r < 78 ? 33 + (unsigned)(rnd(s) % 15) : r < 90 ? 56 : r < 98 ? 64 : 128;
+	pl[i] = r < 60   ? 48
+	        : r < 78 ? 33 + (unsigned)(rnd(s) % 15)
+	        : r < 90 ? 56
+	        : r < 98 ? 64
+	                 : 128;
 }
 
 static double run(const struct lpm6 *t, const uint8_t (*a)[16], double secs, uint64_t *hits)
@@ -167,8 +171,9 @@ int main(int argc, char **argv)
 		return 1;
 	}
 	double tdef = now() - t0;
-	printf("changes %.1f us per remove+add (%u random prefixes), %.1f ms to add and remove ::/0\n",
-	       np ? tch / CHURN * 1e6 : 0.0, CHURN, tdef * 1e3);
+	printf(
+	    "changes %.1f us per remove+add (%u random prefixes), %.1f ms to add and remove ::/0\n",
+	    np ? tch / CHURN * 1e6 : 0.0, CHURN, tdef * 1e3);
 	uint64_t hits;
 	double r = run(t, (const uint8_t(*)[16])a, secs, &hits);
 	printf("hit     %.2f M lookups/s (%llu matched)\n", r / 1e6, (unsigned long long)hits);

@@ -152,10 +152,12 @@ int cmd_controller(int argc, char **argv)
 			o.etcd_prefix = optarg;
 			break;
 		case 't':
-			o.lease_ttl_s = (unsigned)cli_u64("controller", "--lease-ttl", optarg, 1, 60);
+			o.lease_ttl_s =
+			    (unsigned)cli_u64("controller", "--lease-ttl", optarg, 1, 60);
 			break;
 		case 'a':
-			o.agent_ttl_s = (unsigned)cli_u64("controller", "--agent-ttl", optarg, 1, 60);
+			o.agent_ttl_s =
+			    (unsigned)cli_u64("controller", "--agent-ttl", optarg, 1, 60);
 			break;
 		case 'w':
 			if (strcmp(optarg, "metrics") && strcmp(optarg, "static"))

@@ -37,9 +37,9 @@ struct controller_opts {
 	bool steer_metrics;         /* --steer metrics: effective weights from the agents' load
 	                             * reports (steer.h); else the live weights alone (static) */
 	unsigned steer_interval_ms; /* --steer-interval (0: STEER_INTERVAL_DEF_MS) */
-	const char *source;      /* "file" (or NULL: services from the config) or "kubernetes"
-	                          * (src/k8s/kube.h: the config gives the zone and nodes) */
-	const char *kube_api;    /* kubernetes: the API's URL (NULL: in-cluster) */
+	const char *source;         /* "file" (or NULL: services from the config) or "kubernetes"
+	                             * (src/k8s/kube.h: the config gives the zone and nodes) */
+	const char *kube_api;       /* kubernetes: the API's URL (NULL: in-cluster) */
 	const char *kube_token_file, *kube_ca, *kube_secret_dir; /* NULL: in-cluster defaults */
 };
 

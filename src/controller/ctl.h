@@ -125,7 +125,7 @@ struct ctl {
 
 	bool steer;          /* --steer metrics */
 	uint64_t steer_next; /* when the next steering round is due */
-	struct kube *kube; /* --source kubernetes (src/k8s/kube.h), else NULL */
+	struct kube *kube;   /* --source kubernetes (src/k8s/kube.h), else NULL */
 };
 
 struct kube;

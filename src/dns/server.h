@@ -10,14 +10,14 @@ struct dnsd_opts {
 	struct sockaddr_storage listen[DNSD_MAX_LISTEN];
 	socklen_t listen_len[DNSD_MAX_LISTEN];
 	unsigned nlisten;
-	unsigned threads;      /* UDP workers */
-	const char *control;   /* Unix socket path, or NULL */
-	unsigned control_mode; /* its permission bits (default 0660) */
-	long control_group;    /* its group id, or -1 to keep ours */
-	const char *metrics;   /* ADDR:PORT, or NULL */
-	unsigned tcp_idle_ms;  /* close TCP connections idle this long, or whose query (or
-	                        * answer) has not gone through whole this long after it began */
-	unsigned tcp_max;      /* simultaneous TCP connections */
+	unsigned threads;        /* UDP workers */
+	const char *control;     /* Unix socket path, or NULL */
+	unsigned control_mode;   /* its permission bits (default 0660) */
+	long control_group;      /* its group id, or -1 to keep ours */
+	const char *metrics;     /* ADDR:PORT, or NULL */
+	unsigned tcp_idle_ms;    /* close TCP connections idle this long, or whose query (or
+	                          * answer) has not gone through whole this long after it began */
+	unsigned tcp_max;        /* simultaneous TCP connections */
 	const char *etcd;        /* --store etcd: follow the stored state there (follow.h) */
 	const char *etcd_prefix; /* its keys' prefix (NULL: "/peak/") */
 };

@@ -191,7 +191,8 @@ static inline unsigned chunk(const uint64_t a[2], unsigned pos)
 		return (unsigned)(a[0] >> (64 - LPM6_STRIDE - pos)) & 63;
 	if (pos >= 64)
 		return (unsigned)(a[1] >> (128 - LPM6_STRIDE - pos)) & 63;
-	return (unsigned)((a[0] << (pos + LPM6_STRIDE - 64)) | (a[1] >> (128 - LPM6_STRIDE - pos))) &
+	return (unsigned)((a[0] << (pos + LPM6_STRIDE - 64)) |
+	                  (a[1] >> (128 - LPM6_STRIDE - pos))) &
 	       63;
 }
 
@@ -299,8 +300,8 @@ static bool fits_tail(const struct lpm6 *t, uint32_t sub)
  * Builds node at (an element of the node pool) for the region at pos whose trie subtree is root
  * and whose longest shorter prefix is def. With old (the node's previous content), the child
  * nodes of old other than entry vdeep are kept as they are (a change below vdeep alone cannot
- * touch them; LPM6_KEEP_ALL keeps them all); the rest is built anew. Returns 0 or -ENOMEM (the poptrie is then inconsistent,
- * and the caller drops it).
+ * touch them; LPM6_KEEP_ALL keeps them all); the rest is built anew. Returns 0 or -ENOMEM (the
+ * poptrie is then inconsistent, and the caller drops it).
  */
 static int build_node(struct lpm6 *t, uint32_t at, unsigned pos, uint32_t root, uint32_t def,
                       const struct lpm6_pnode *old, unsigned vdeep)
@@ -855,7 +856,8 @@ void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n
 				__builtin_prefetch(pnode(t, e));
 			}
 		}
-		/* one step of every live lane per round: what it reads was prefetched a round ago */
+		/* one step of every live lane per round: what it reads was prefetched a round ago
+		 */
 		while (live) {
 			live = 0;
 			for (size_t j = 0; j < k; j++) {
@@ -896,7 +898,8 @@ void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n
 						found[base + j] = true;
 						val[base + j] = nd->val;
 					}
-					if (nd->plen == 128 || !(at[j] = nd->child[bit_at(a[j], nd->plen)]))
+					if (nd->plen == 128 ||
+					    !(at[j] = nd->child[bit_at(a[j], nd->plen)]))
 						break;
 					st[j] = LANE_TAIL;
 					__builtin_prefetch(&t->n[at[j]]);
@@ -939,8 +942,8 @@ size_t lpm6_count(const struct lpm6 *t)
 
 size_t lpm6_bytes(const struct lpm6 *t)
 {
-	return sizeof(*t) + (size_t)t->cap * sizeof(struct lpm6_node) + (size_t)t->pn.cap * t->pn.esz +
-	       (size_t)t->lf.cap * t->lf.esz;
+	return sizeof(*t) + (size_t)t->cap * sizeof(struct lpm6_node) +
+	       (size_t)t->pn.cap * t->pn.esz + (size_t)t->lf.cap * t->lf.esz;
 }
 
 /* Depth-first in bit order; the depth is at most 129 nodes, so recursion is bounded. */

@@ -1,8 +1,8 @@
 /* Many small objects through the library calls of peak.h, for the migration test and the
  * demo (make demo-store), run in the testbed's client namespace as
  *	store_bulk DNS-SERVER PORT NAME put|get [FIRST:]END [STOP-FILE]
- * put stores keys "obj-FIRST" .. "obj-(END-1)" (FIRST 0 if not given), each a body derived from its number (16 to
- * 527 bytes); get reads them all back and checks the bytes, round after round until
+ * put stores keys "obj-FIRST" .. "obj-(END-1)" (FIRST 0 if not given), each a body derived from its
+ *number (16 to 527 bytes); get reads them all back and checks the bytes, round after round until
  * STOP-FILE exists (once without one). Progress goes to stderr every 1000 objects; the last
  * line on stdout is "done OPS failed FAILS seconds S". Exits 0 if nothing failed. */
 #include <errno.h>
