@@ -235,30 +235,30 @@ static void *repair_main(void *arg)
 	struct store_repair *r = arg;
 	char *buf = malloc(PAGE_BODY_MAX + 4096);
 	unsigned npeers = 0;
-	bool *todo = calloc(r->svc->nep ? r->svc->nep : 1, sizeof(*todo));
-	if (!todo) {
+	bool *unrepaired = calloc(r->svc->nep ? r->svc->nep : 1, sizeof(*unrepaired));
+	if (!unrepaired) {
 		free(buf);
 		buf = NULL;
 	}
-	for (unsigned e = 0; todo && e < r->svc->nep; e++)
+	for (unsigned e = 0; unrepaired && e < r->svc->nep; e++)
 		if (r->slot[e] != r->me)
-			todo[e] = true, npeers++;
+			unrepaired[e] = true, npeers++;
 	/* a peer that cannot be listed (down, or starting with this pod) is tried again */
 	for (unsigned round = 0; buf && round < ROUNDS && !atomic_load(&r->stop); round++) {
 		bool left = false;
 		for (unsigned e = 0; e < r->svc->nep; e++)
-			left |= todo[e];
+			left |= unrepaired[e];
 		if (!left)
 			break;
 		if (round)
 			for (unsigned t = 0; t < RETRY_MS / 50 && !atomic_load(&r->stop); t++)
 				usleep(50 * 1000);
 		for (unsigned e = 0; e < r->svc->nep; e++)
-			if (todo[e] && !atomic_load(&r->stop))
-				todo[e] = !peer_repair(r, e, buf, round + 1 == ROUNDS);
+			if (unrepaired[e] && !atomic_load(&r->stop))
+				unrepaired[e] = !peer_repair(r, e, buf, round + 1 == ROUNDS);
 	}
 	free(buf);
-	free(todo);
+	free(unrepaired);
 	log_msg(LOG_INFO,
 	        "store: %s done: %" PRIu64 " object(s) pulled (%" PRIu64 " byte(s), %" PRIu64
 	        " read through), %" PRIu64 " listed, %" PRIu64 " failure(s), %" PRIu64
