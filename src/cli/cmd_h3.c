@@ -34,9 +34,10 @@ static const char backend_help[] =
     "usage: peak h3 backend --listen ADDR:PORT --cert FILE --key FILE --type TYPES\n"
     "                       [--id ID] [--max-streams N] [--max-conns N] [--verbose]\n"
     "                       [--secret-file FILE] [--retry] [--metrics ADDR:PORT]\n"
-    "                       [--qlog DIR]\n"
+    "                       [--qlog DIR] [--proto h3|h2]\n"
     "\n"
-    "An HTTP/3 server (UDP). POST with a body: the body is hashed with SHA-256 as it\n"
+    "An HTTP/3 server (UDP), or with --proto h2 an HTTP/2 server on TLS/TCP. POST with a body: the "
+    "body is hashed with SHA-256 as it\n"
     "streams in and answered 201 with\n"
     "  {\"checksum\":\"<hex>\",\"bytes\":N,\"type\":\"<content-type>\",\"backend\":\"<id>\"}\n"
     "A content type not in TYPES gets 415, a POST without content-type 400 (the rest of its\n"
@@ -61,14 +62,18 @@ static const char backend_help[] =
     "                      status, body bytes, connections, drops, retries, resets,\n"
     "                      handshake time histogram\n"
     "  --qlog DIR          write a qlog file per connection into DIR (JSON-SEQ: ngtcp2's\n"
-    "                      transport events, and the request heads and answers)\n";
+    "                      transport events, and the request heads and answers); h3 only\n"
+    "  --proto P           h3 (default): HTTP/3 over QUIC on UDP; h2: HTTP/2 over TLS 1.2/1.3\n"
+    "                      on TCP (ALPN h2), the same answers; --max-streams is then\n"
+    "                      SETTINGS_MAX_CONCURRENT_STREAMS; header sections over 16 KiB get\n"
+    "                      431; --secret-file and --retry do not apply\n";
 
 static const char upload_help[] =
     "usage: peak h3 upload URL --file FILE[:TYPE] [--file ...] [--ca FILE | --insecure]\n"
     "       peak h3 upload NAME --peak --file FILE:TYPE [--file ...] [--server ADDR[:PORT]]\n"
     "                      [--source ADDR] [--port P] [--secret-file FILE] [options]\n"
     "                      [--timeout MS] [--migrate-after BYTES] [--qlog DIR]\n"
-    "                      [--session-file FILE [--early-data]]\n"
+    "                      [--session-file FILE [--early-data]] [--proto h3|h2]\n"
     "\n"
     "Opens one HTTP/3 connection to URL (https://HOST[:PORT][/PATH]) and POSTs every file on\n"
     "its own request stream, concurrently, opening streams as the server's limit allows.\n"
@@ -91,6 +96,11 @@ static const char upload_help[] =
     "  --early-data        with --session-file, send the requests as 0-RTT (the backend\n"
     "                      refuses replays; refused early data is sent again after the\n"
     "                      handshake; the summary says which)\n"
+    "  --proto P           h3 (default), or h2: one HTTP/2 connection over TLS/TCP (ALPN h2)\n"
+    "                      with every file a stream of it (streams past the server's\n"
+    "                      SETTINGS_MAX_CONCURRENT_STREAMS wait); the same lines, summary\n"
+    "                      and exit codes; no --peak, --migrate-after, --qlog,\n"
+    "                      --session-file\n"
     "\n"
     "PEAK-direct (--peak): no ingress. Reads NAME's content-type map (TXT _types.NAME:\n"
     "'v=types1; audio/*=audio.svc.example.; video/*=@#video'), picks for each file the most\n"
@@ -188,6 +198,7 @@ static int cmd_h3_backend(int argc, char **argv)
 	static const struct option opts[] = {
 	    SRV_LONG_OPTIONS,
 	    {"type", required_argument, 0, 't'},
+	    {"proto", required_argument, 0, 'p'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -211,6 +222,12 @@ static int cmd_h3_backend(int argc, char **argv)
 				    optarg, H3_CTYPE_MAX);
 			have_types = true;
 			break;
+		case 'p':
+			if (strcmp(optarg, "h3") && strcmp(optarg, "h2"))
+				cli_usage_error("h3 backend", "--proto: '%s': want h3 or h2",
+				                optarg);
+			o.h2 = !strcmp(optarg, "h2");
+			break;
 		case 'h':
 			fputs(backend_help, stdout);
 			return 0;
@@ -225,6 +242,9 @@ static int cmd_h3_backend(int argc, char **argv)
 		cli_usage_error("h3 backend", "unexpected argument '%s'", argv[optind]);
 	if (!so.have_listen || !so.cert || !so.key || !have_types)
 		cli_usage_error("h3 backend", "--listen, --cert, --key and --type are required");
+	if (o.h2 && (so.secret || so.retry || so.qlog_dir))
+		cli_usage_error("h3 backend",
+		                "--proto h2 takes no --secret-file, --retry or --qlog");
 	o.listen = so.listen;
 	o.cert = so.cert;
 	o.key = so.key;
@@ -245,26 +265,32 @@ static int cmd_h3_backend(int argc, char **argv)
 
 static const char ingress_help[] =
     "usage: peak h3 ingress --listen ADDR:PORT --cert FILE --key FILE --route SPEC\n"
-    "                       [--route SPEC ...] [--upstream-proto h3]\n"
+    "                       [--route SPEC ...] [--upstream-proto h3|h2]\n"
     "                       [--upstream-ca FILE | --upstream-insecure]\n"
     "                       [--health-interval MS] [--id ID] [--max-streams N]\n"
     "                       [--max-conns N] [--secret-file FILE] [--retry]\n"
-    "                       [--metrics ADDR:PORT] [--qlog DIR] [--verbose]\n"
+    "                       [--metrics ADDR:PORT] [--qlog DIR] [--verbose] [--sniff]\n"
+    "                       [--page]\n"
     "\n"
     "An HTTP/3 ingress: terminates QUIC+TLS and forwards each request stream, by its\n"
-    "content-type, over one HTTP/3 connection per upstream (streams multiplexed on it), and\n"
-    "streams the answer back. No content-type, or a type no rule matches: 400 (the rest of\n"
+    "content-type, over one connection per upstream (HTTP/3, or HTTP/2 over TLS/TCP; the\n"
+    "streams multiplexed on it), and streams the answer back. No content-type, or a type no rule "
+    "matches: 400 (the rest of\n"
     "the body is read and dropped). No healthy upstream: 503. An upstream that fails\n"
     "mid-stream: 502 on that stream (or a reset once its answer began), others go on.\n"
-    "Bodies are never held whole: the client gets flow-control credit only as the upstream\n"
-    "acknowledges its bytes. SIGTERM or SIGINT: exit 0.\n"
+    "Bodies are never held whole: the client's flow-control credit runs at most one\n"
+    "window (256 KiB) ahead of what the upstream acknowledged. SIGTERM or SIGINT: exit 0.\n"
     "\n"
     "  --route SPEC        rules TYPE=UPSTREAM[|UPSTREAM...][,TYPE=...]; TYPE is\n"
     "                      type/subtype, type/* or */* (case-insensitive, parameters\n"
     "                      ignored; the most specific match wins); UPSTREAM is\n"
-    "                      h3://[IPv6]:PORT or h3://IPv4:PORT; '|' separates the upstreams\n"
-    "                      of a rule (round robin among the healthy ones). Repeatable.\n"
-    "  --upstream-proto P  h3 (the only one so far)\n"
+    "                      h3://[IPv6]:PORT or h3://IPv4:PORT (HTTP/3), h2://[IPv6]:PORT or\n"
+    "                      h2://IPv4:PORT (HTTP/2 over TLS/TCP, ALPN h2), or [IPv6]:PORT\n"
+    "                      with the --upstream-proto; '|' separates the upstreams of a rule\n"
+    "                      (round robin among the healthy ones); h3 and h2 upstreams mix.\n"
+    "                      Repeatable.\n"
+    "  --upstream-proto P  h3 (default) or h2: the protocol of upstreams written without\n"
+    "                      a scheme\n"
     "  --upstream-ca FILE  trust this PEM CA for upstreams (default: the system's)\n"
     "  --upstream-insecure do not check upstreams' certificates\n"
     "  --health-interval MS  GET /healthz on every upstream this often (default 1000); a\n"
@@ -280,7 +306,15 @@ static const char ingress_help[] =
     "                      and the endpoint's counters and handshake histogram\n"
     "  --qlog DIR          a qlog file per connection (clients' and upstreams'), with the\n"
     "                      routing decision of each request\n"
-    "  --verbose           log every routed request (debug level)\n";
+    "  --verbose           log every routed request (debug level)\n"
+    "  --sniff             a request with no content-type or application/octet-stream is\n"
+    "                      routed by its body's first bytes (magic numbers of Ogg, FLAC,\n"
+    "                      MP3, AAC, WAV, AIFF, MP4/M4A/QuickTime, WebM/Matroska, MPEG-PS/TS,\n"
+    "                      AVI, FLV...) and forwarded with the type found; the qlog's\n"
+    "                      routing event says what was sniffed and why, the metrics count\n"
+    "                      sniffed streams by route\n"
+    "  --page              GET / answers a test page whose script uploads three typed\n"
+    "                      bodies with fetch() and shows each answer (browser interop)\n";
 
 static int cmd_h3_ingress(int argc, char **argv)
 {
@@ -291,11 +325,15 @@ static int cmd_h3_ingress(int argc, char **argv)
 	    {"upstream-ca", required_argument, 0, 'A'},
 	    {"upstream-insecure", no_argument, 0, 'I'},
 	    {"health-interval", required_argument, 0, 'H'},
+	    {"sniff", no_argument, 0, 'F'},
+	    {"page", no_argument, 0, 'G'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
 	static struct h3_route_table routes;
 	static struct h3_ingress_opts o;
+	static const char *specs[H3_ROUTE_MAX];
+	size_t nspecs = 0;
 	struct srv_opts so;
 	char err[256];
 	int c;
@@ -308,20 +346,29 @@ static int cmd_h3_ingress(int argc, char **argv)
 	while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
 		switch (c) {
 		case 'R':
-			if (h3_route_parse(&routes, optarg, err, sizeof(err)))
-				cli_usage_error("h3 ingress", "--route: %s", err);
+			/* parsed once --upstream-proto, wherever it is, is known */
+			if (nspecs == H3_ROUTE_MAX)
+				cli_usage_error("h3 ingress", "--route: more than %d",
+				                H3_ROUTE_MAX);
+			specs[nspecs++] = optarg;
 			break;
 		case 'P':
-			if (strcmp(optarg, "h3"))
+			if (strcmp(optarg, "h3") && strcmp(optarg, "h2"))
 				cli_usage_error("h3 ingress",
-				                "--upstream-proto: '%s': only h3 is supported",
-				                optarg);
+				                "--upstream-proto: '%s': want h3 or h2", optarg);
+			routes.default_h2 = !strcmp(optarg, "h2");
 			break;
 		case 'A':
 			o.upstream_ca = optarg;
 			break;
 		case 'I':
 			o.upstream_insecure = true;
+			break;
+		case 'F':
+			o.sniff = true;
+			break;
+		case 'G':
+			o.page = true;
 			break;
 		case 'H':
 			o.health_interval_ms = (unsigned)cli_u64("h3 ingress", "--health-interval",
@@ -339,6 +386,9 @@ static int cmd_h3_ingress(int argc, char **argv)
 	}
 	if (optind < argc)
 		cli_usage_error("h3 ingress", "unexpected argument '%s'", argv[optind]);
+	for (size_t i = 0; i < nspecs; i++)
+		if (h3_route_parse(&routes, specs[i], err, sizeof(err)))
+			cli_usage_error("h3 ingress", "--route: %s", err);
 	if (!so.have_listen || !so.cert || !so.key || !routes.n)
 		cli_usage_error("h3 ingress", "--listen, --cert, --key and --route are required");
 	if (o.upstream_ca && o.upstream_insecure)
@@ -360,15 +410,18 @@ static int cmd_h3_ingress(int argc, char **argv)
 
 static const char get_help[] =
     "usage: peak h3 get URL [--ca FILE | --insecure] [--timeout MS] [--qlog DIR]\n"
+    "                   [--proto h3|h2]\n"
     "\n"
-    "GETs URL (https://HOST[:PORT][/PATH]) over HTTP/3 and prints the status, the backend\n"
-    "(x-peak-backend) and the first line of the body. Exit 0 for a 2xx answer, 1 otherwise,\n"
+    "GETs URL (https://HOST[:PORT][/PATH]) over HTTP/3 (or HTTP/2 on TLS/TCP with --proto h2)\n"
+    "and prints the status, the backend (x-peak-backend) and the first line of the body.\n"
+    "Exit 0 for a 2xx answer, 1 otherwise,\n"
     "2 for bad usage.\n"
     "\n"
     "  --ca FILE           trust this PEM CA (default: the system's trust store)\n"
     "  --insecure          do not check the server's certificate\n"
     "  --timeout MS        give up after MS milliseconds (default 30000)\n"
-    "  --qlog DIR          write the connection's qlog into DIR (JSON-SEQ)\n";
+    "  --qlog DIR          write the connection's qlog into DIR (JSON-SEQ); h3 only\n"
+    "  --proto P           h3 (default) or h2\n";
 
 static bool printable(const char *s)
 {
@@ -559,6 +612,7 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	    {"source", required_argument, 0, 'S'},
 	    {"port", required_argument, 0, 'p'},
 	    {"secret-file", required_argument, 0, 'K'},
+	    {"proto", required_argument, 0, 'o'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -648,6 +702,11 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 		case 'K':
 			d.secret_file = optarg;
 			break;
+		case 'o':
+			if (strcmp(optarg, "h3") && strcmp(optarg, "h2"))
+				cli_usage_error(cmd, "--proto: '%s': want h3 or h2", optarg);
+			o.h2 = !strcmp(optarg, "h2");
+			break;
 		case 'h':
 			fputs(get ? get_help : upload_help, stdout);
 			return 0;
@@ -666,6 +725,9 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	if (o.ca && o.insecure)
 		cli_usage_error(cmd, "--ca and --insecure exclude each other");
 	o.url = argv[optind];
+	if (o.h2 && (d.on || o.migrate_after || o.qlog_dir || o.session_file))
+		cli_usage_error(cmd, "--proto h2 takes no --peak, --migrate-after, --qlog, "
+		                     "--session-file or --early-data");
 	if (!d.on && (d.ro.servers[0] || d.ro.source || d.secret_file || d.port != 443))
 		cli_usage_error(cmd, "--server, --source, --port and --secret-file go with --peak");
 	if (d.on) {

@@ -20,6 +20,7 @@ struct h3_backend_opts {
 	bool retry;            /* Retry every new connection, not only past max_conns / 2 */
 	const char *metrics;   /* ADDR:PORT for GET /metrics (Prometheus), or NULL */
 	const char *qlog_dir;  /* a qlog file per connection there, or NULL */
+	bool h2;               /* HTTP/2 over TLS/TCP on listen instead of HTTP/3 */
 };
 
 /* Serves until SIGINT or SIGTERM. Returns 0 on a clean stop, -errno if it could not start. */

@@ -44,6 +44,44 @@ static ngtcp2_printf trace_fn(void)
 	return t && *t ? trace_printf : NULL;
 }
 
+int h3_cc_parse(const char *name)
+{
+	static const struct {
+		const char *name;
+		int algo;
+	} t[] = {{"reno", NGTCP2_CC_ALGO_RENO},
+	         {"cubic", NGTCP2_CC_ALGO_CUBIC},
+	         {"bbr", NGTCP2_CC_ALGO_BBR},
+	         {"bbr2", NGTCP2_CC_ALGO_BBR2}};
+	size_t n = name ? strcspn(name, " \t\n") : 0;
+	for (size_t i = 0; n && i < sizeof(t) / sizeof(t[0]); i++)
+		if (strlen(t[i].name) == n && !strncmp(name, t[i].name, n))
+			return t[i].algo;
+	return -1;
+}
+
+int h3_cc_algo(void)
+{
+	static int algo = -2;
+	if (algo != -2)
+		return algo;
+	const char *e = getenv("PEAK_H3_CC");
+	algo = e && *e ? h3_cc_parse(e) : -1;
+	if (algo < 0) {
+		char buf[32] = "";
+		FILE *f = fopen("/proc/sys/net/ipv4/tcp_congestion_control", "re");
+		if (f) {
+			if (!fgets(buf, sizeof(buf), f))
+				buf[0] = 0;
+			fclose(f);
+		}
+		algo = h3_cc_parse(buf);
+	}
+	if (algo < 0)
+		algo = NGTCP2_CC_ALGO_CUBIC;
+	return algo;
+}
+
 static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref)
 {
 	return ((struct h3_conn *)ref->user_data)->q;
@@ -505,6 +543,7 @@ int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local
 	settings.initial_ts = c->t_start;
 	settings.log_printf = trace_fn();
 	settings.max_tx_udp_payload_size = H3_MAX_UDP_PAYLOAD;
+	settings.cc_algo = (ngtcp2_cc_algo)h3_cc_algo();
 	ngtcp2_transport_params_default(&params);
 	params.initial_max_streams_bidi = lim->max_streams_bidi;
 	params.initial_max_streams_uni = 3;
@@ -582,6 +621,7 @@ int h3_conn_client_new(struct h3_conn **out, int fd, const struct h3_addr *local
 	settings.initial_ts = c->t_start;
 	settings.log_printf = trace_fn();
 	settings.max_tx_udp_payload_size = H3_MAX_UDP_PAYLOAD;
+	settings.cc_algo = (ngtcp2_cc_algo)h3_cc_algo();
 	/* a resumed connection may start from the last one's smoothed RTT (RFC 9002 §6.2.2);
 	 * ngtcp2 paces the first flight by it, and with the default 333 ms a 0-RTT flight held
 	 * back our TLS Finished for a quarter of a second (20 ms after a plain Initial) */
@@ -814,8 +854,11 @@ int h3_conn_write(struct h3_conn *c)
 	bool idle_tried = false, quantum_used = false;
 	ngtcp2_path_storage_zero(&ps);
 	b.len = b.segs = 0;
-	ngtcp2_path_storage_zero(&b.ps);        /* points its addresses at its own storage */
-	if (gso_ok && getenv("PEAK_H3_NO_GSO")) /* for comparisons */
+	ngtcp2_path_storage_zero(&b.ps); /* points its addresses at its own storage */
+	static int no_gso = -1; /* PEAK_H3_NO_GSO, for comparisons: read once, not per write */
+	if (no_gso < 0)
+		no_gso = getenv("PEAK_H3_NO_GSO") != NULL;
+	if (no_gso)
 		gso_ok = false;
 	/* each pass yields one packet or moves one stream along; the bound is the send
 	 * quantum plus the streams that can block in between */
@@ -970,21 +1013,31 @@ void h3_http_settings(nghttp3_settings *st)
 	st->qpack_blocked_streams = 16;
 }
 
+bool h3_field_is_raw(const uint8_t *name, size_t n, const char *s)
+{
+	return n == strlen(s) && !memcmp(name, s, n);
+}
+
 bool h3_field_is(nghttp3_rcbuf *name, const char *s)
 {
 	nghttp3_vec b = nghttp3_rcbuf_get_buf(name);
-	return b.len == strlen(s) && !memcmp(b.base, s, b.len);
+	return h3_field_is_raw(b.base, b.len, s);
+}
+
+void h3_field_copy_raw(char *dst, size_t cap, const uint8_t *v, size_t n, bool *too_long)
+{
+	if (n >= cap) {
+		if (too_long)
+			*too_long = true;
+		n = cap - 1;
+	}
+	for (size_t i = 0; i < n; i++)
+		dst[i] = v[i] < 0x20 || v[i] > 0x7e ? '?' : (char)v[i];
+	dst[n] = 0;
 }
 
 void h3_field_copy(char *dst, size_t cap, nghttp3_rcbuf *v, bool *too_long)
 {
 	nghttp3_vec b = nghttp3_rcbuf_get_buf(v);
-	if (b.len >= cap) {
-		if (too_long)
-			*too_long = true;
-		b.len = cap - 1;
-	}
-	for (size_t i = 0; i < b.len; i++)
-		dst[i] = b.base[i] < 0x20 || b.base[i] > 0x7e ? '?' : (char)b.base[i];
-	dst[b.len] = 0;
+	h3_field_copy_raw(dst, cap, b.base, b.len, too_long);
 }

@@ -79,6 +79,14 @@ struct h3_conn {
 /* Monotonic time in ns, the clock ngtcp2 is driven by. */
 uint64_t h3_now(void);
 
+/* The ngtcp2_cc_algo a congestion-control name stands for ("reno", "cubic", "bbr", "bbr2";
+ * white space after it ignored), or -1. */
+int h3_cc_parse(const char *name);
+
+/* The congestion control of every QUIC connection: PEAK_H3_CC if set and known, else the
+ * host's TCP choice (net.ipv4.tcp_congestion_control), else CUBIC. Read once. */
+int h3_cc_algo(void);
+
 /* Accepts the client Initial described by hd, which came from remote to local over fd:
  * makes the connection, maps its connection IDs (our first ID and the client's current
  * destination ID) in map. ocid is the client's original destination ID when hd carried a
@@ -145,3 +153,7 @@ bool h3_field_is(nghttp3_rcbuf *name, const char *s);
  * (then *too_long is set when too_long is not NULL); control bytes and obs-text become '?':
  * never a token character, so logs, forwarded values and answers stay printable. */
 void h3_field_copy(char *dst, size_t cap, nghttp3_rcbuf *v, bool *too_long);
+
+/* The same for a name or value as bytes (HTTP/2's nghttp2 hands them so). */
+bool h3_field_is_raw(const uint8_t *name, size_t n, const char *s);
+void h3_field_copy_raw(char *dst, size_t cap, const uint8_t *v, size_t n, bool *too_long);

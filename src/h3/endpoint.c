@@ -37,13 +37,18 @@ static void observe_handshake(struct h3_endpoint *ep, struct h3_conn *c)
 	if (!c->t_handshake || c->hs_counted)
 		return;
 	c->hs_counted = true;
-	uint64_t us = (c->t_handshake - c->t_start) / 1000;
+	h3_stats_handshake(&ep->stats, c->t_handshake - c->t_start);
+}
+
+void h3_stats_handshake(struct h3_endpoint_stats *st, uint64_t ns)
+{
+	uint64_t us = ns / 1000;
 	size_t b = 0;
 	while (b < H3_HS_BUCKETS && us > h3_hs_bucket_us[b])
 		b++;
-	h3_stat_add(ep->stats.hs_bucket[b], 1);
-	h3_stat_add(ep->stats.hs_sum_us, us);
-	h3_stat_add(ep->stats.hs_count, 1);
+	h3_stat_add(st->hs_bucket[b], 1);
+	h3_stat_add(st->hs_sum_us, us);
+	h3_stat_add(st->hs_count, 1);
 }
 
 /* The session ticket key: from the static secret when there is one, so that tickets survive
@@ -307,38 +312,74 @@ static void accept_new(struct h3_endpoint *ep, const struct h3_addr *local,
 		h3_conn_write(c);
 }
 
+/* The connection's answer to what it just read (acknowledgements, stream data): once per
+ * run of datagrams for it, not once per datagram. */
+static void conn_flush(struct h3_endpoint *ep, struct h3_conn *c, bool ok)
+{
+	if (!c)
+		return;
+	if (ok)
+		h3_conn_write(c);
+	observe_handshake(ep, c);
+}
+
+/* One datagram of n bytes; *last and *last_ok are the connection that read the datagrams
+ * before it and whether all went well (its write is held until another connection or the
+ * end of the batch). */
+static void on_datagram(struct h3_endpoint *ep, const struct h3_addr *to,
+                        const struct h3_addr *from, uint8_t *pkt, size_t n, struct h3_conn **last,
+                        bool *last_ok)
+{
+	ngtcp2_version_cid vc;
+	int r = ngtcp2_pkt_decode_version_cid(&vc, pkt, n, H3_SCID_LEN);
+	if (r == NGTCP2_ERR_VERSION_NEGOTIATION) {
+		send_version_negotiation(ep, to, from, &vc, n);
+		return;
+	}
+	if (r) {
+		h3_stat_add(ep->stats.dropped, 1);
+		return;
+	}
+	struct h3_conn *c = h3_cidmap_lookup(&ep->map, vc.dcid, vc.dcidlen);
+	if (c != *last) {
+		conn_flush(ep, *last, *last_ok);
+		*last = NULL;
+	}
+	if (!c) {
+		accept_new(ep, to, from, &vc, pkt, n);
+		return;
+	}
+	if (*last != c) {
+		*last = c;
+		*last_ok = true;
+	}
+	if (h3_conn_read(c, to, from, pkt, n))
+		*last_ok = false;
+}
+
 void h3_endpoint_on_readable(struct h3_endpoint *ep)
 {
-	/* 64 KiB: a GRO-less socket still gets at most one datagram per read */
+	/* 64 KiB: one datagram, or with UDP GRO several of one flow back to back */
 	static uint8_t buf[65536];
 	struct h3_addr from, to;
-	for (int i = 0; i < EP_BATCH; i++) {
-		ssize_t n = h3_udp_recv(ep->fd, buf, sizeof(buf), &from, &to, &ep->bound);
+	struct h3_conn *last = NULL;
+	bool last_ok = false;
+	for (size_t i = 0; i < EP_BATCH;) {
+		size_t seg = 0;
+		ssize_t n = h3_udp_recv(ep->fd, buf, sizeof(buf), &from, &to, &ep->bound, &seg);
 		if (n == -EAGAIN)
 			break;
 		if (n < 0) {
 			log_rl(&ep_rl, LOG_WARNING, "h3: recv: %s", strerror((int)-n));
 			break;
 		}
-		ngtcp2_version_cid vc;
-		int r = ngtcp2_pkt_decode_version_cid(&vc, buf, (size_t)n, H3_SCID_LEN);
-		if (r == NGTCP2_ERR_VERSION_NEGOTIATION) {
-			send_version_negotiation(ep, &to, &from, &vc, (size_t)n);
-			continue;
-		}
-		if (r) {
-			h3_stat_add(ep->stats.dropped, 1);
-			continue;
-		}
-		struct h3_conn *c = h3_cidmap_lookup(&ep->map, vc.dcid, vc.dcidlen);
-		if (!c) {
-			accept_new(ep, &to, &from, &vc, buf, (size_t)n);
-			continue;
-		}
-		if (h3_conn_read(c, &to, &from, buf, (size_t)n) == 0)
-			h3_conn_write(c);
-		observe_handshake(ep, c);
+		if (!seg)
+			seg = (size_t)n;
+		for (size_t off = 0; off < (size_t)n; off += seg, i++)
+			on_datagram(ep, &to, &from, buf + off,
+			            (size_t)n - off < seg ? (size_t)n - off : seg, &last, &last_ok);
 	}
+	conn_flush(ep, last, last_ok);
 }
 
 void h3_endpoint_on_timer(struct h3_endpoint *ep)

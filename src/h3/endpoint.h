@@ -31,6 +31,10 @@ struct h3_endpoint_stats {
 	uint64_t version_negotiations; /* answers to unknown versions (§6.1) */
 };
 
+/* Counts one handshake that took ns nanoseconds into st's histogram (the h2 server's
+ * handshakes too, which have no endpoint). */
+void h3_stats_handshake(struct h3_endpoint_stats *st, uint64_t ns);
+
 /* When a new connection must first prove its address with a Retry round trip. */
 struct h3_retry_policy {
 	bool always;

@@ -18,8 +18,11 @@
 #include "../sys/metrics.h"
 #include "../sys/notify.h"
 #include "endpoint.h"
+#include "h2conn.h"
+#include "head.h"
 #include "pipe.h"
 #include "qlog.h"
+#include "sniff.h"
 #include "tls.h"
 
 enum {
@@ -27,8 +30,9 @@ enum {
 	IN_TURN_BYTES = 32 * 1024, /* request body bytes per turn on an upstream connection */
 	IN_WINDOW = 256 * 1024,    /* a client's per stream window: at most this is held */
 	IN_CONN_WINDOW = 16 * 1024 * 1024,
-	IN_UP_STREAMS_MAX = 4096, /* streams waiting or open on one upstream */
-	IN_HC_MISSES = 3,         /* unanswered health check rounds before reconnecting */
+	IN_UP_STREAMS_MAX = 4096,  /* streams waiting or open on one upstream */
+	IN_HC_MISSES = 3,          /* unanswered health check rounds before reconnecting */
+	IN_ROUNDS_BEFORE_POLL = 4, /* loop rounds an HTTP/2 upstream's reads may take in a row */
 };
 
 /* One request stream: the client's side (on a connection of the endpoint) joined to the
@@ -42,16 +46,16 @@ struct istream {
 	bool health;         /* our GET /healthz */
 	struct h3_route *route;
 	struct h3_pipe req, resp;
-	bool req_fin;  /* the client's body ended */
-	bool resp_fin; /* the answer's body ended (from upstream or ours) */
-	bool answered; /* answer headers submitted to the client */
-	bool discard;  /* the rest of the client's body is read and dropped */
+	uint64_t credited; /* of the client's body: flow-control credit given back (req_credit) */
+	bool req_fin;      /* the client's body ended */
+	bool resp_fin;     /* the answer's body ended (from upstream or ours) */
+	bool answered;     /* answer headers submitted to the client */
+	bool discard;      /* the rest of the client's body is read and dropped */
 	bool up_paused, turn_used, cl_paused;
-	bool cancelled; /* the client's side went first: not the upstream's failure */
-	int status;     /* the answer's, or the upstream's status seen */
-	char method[16], path[IN_FIELD_LEN], authority[IN_FIELD_LEN], ctype[IN_FIELD_LEN];
-	char clen[24];
-	bool has_ctype, ctype_long;
+	bool cancelled;       /* the client's side went first: not the upstream's failure */
+	bool sniffing;        /* --sniff: waiting for the body's first bytes to route by */
+	int status;           /* the answer's, or the upstream's status seen */
+	struct h3_req_head q; /* the request's head (a health check's: GET only) */
 	char r_ctype[IN_FIELD_LEN], r_clen[24], r_backend[80];
 	struct istream *cprev, *cnext; /* the client connection's streams (cc->app_conn) */
 	struct istream *uprev, *unext; /* the upstream's streams, open or waiting */
@@ -61,8 +65,10 @@ struct upstream {
 	size_t idx;
 	const char *name;
 	struct h3_addr addr;
-	char host[64]; /* the address alone, for the certificate check */
-	struct h3_conn *c;
+	char host[64];       /* the address alone, for the certificate check */
+	struct h3_conn *c;   /* HTTP/3 upstream */
+	bool h2;             /* an HTTP/2 over TLS/TCP upstream (h2://) instead */
+	struct h2_conn *h2c; /* its connection (owns the socket; fd is -1) */
 	int fd;
 	struct h3_addr local;
 	bool healthy;
@@ -87,6 +93,8 @@ static struct {
 	gnutls_certificate_credentials_t cred;
 	uint64_t streams[H3_ROUTE_MAX + 1][IN_NSTATUS];
 	uint64_t req_bytes[H3_ROUTE_MAX + 1], resp_bytes[H3_ROUTE_MAX + 1];
+	uint64_t sniffed[H3_ROUTE_MAX + 1]; /* streams routed by sniffing, by route */
+	struct h3_ctype_set octet;          /* application/octet-stream */
 } in;
 
 static struct log_limit in_rl;
@@ -151,6 +159,43 @@ static void cl_unlink(struct istream *s)
 		s->cnext->cprev = s->cprev;
 	s->cprev = s->cnext = NULL;
 	s->cc = NULL;
+}
+
+/* The upstream's connection exists (it may still be in its handshake). */
+static bool up_has_conn(const struct upstream *u)
+{
+	return u->h2 ? u->h2c != NULL : u->c != NULL;
+}
+
+/* The upstream's connection can carry requests now. */
+static bool up_ready(const struct upstream *u)
+{
+	return u->h2 ? u->h2c && u->h2c->settings && !u->h2c->dead : u->c && u->c->h;
+}
+
+/* Resets s's upstream stream (HTTP/3 error code, or the HTTP/2 one). */
+static void up_reset(struct istream *s, uint64_t h3code, uint32_t h2code)
+{
+	struct upstream *u = s->up;
+	if (!u || !s->up_open)
+		return;
+	if (u->h2 && u->h2c)
+		nghttp2_submit_rst_stream(u->h2c->s, NGHTTP2_FLAG_NONE, (int32_t)s->usid, h2code);
+	else if (!u->h2 && u->c)
+		ngtcp2_conn_shutdown_stream(u->c->q, s->usid, h3code);
+}
+
+/* n bytes of the upstream's answer on s left the ingress: the upstream may send as many more
+ * (its stream window). */
+static void up_consume(struct istream *s, size_t n)
+{
+	struct upstream *u = s->up;
+	if (!u || !s->up_open)
+		return;
+	if (u->h2 && u->h2c)
+		nghttp2_session_consume(u->h2c->s, (int32_t)s->usid, n);
+	else if (!u->h2 && u->c)
+		h3_conn_consume(u->c, s->usid, n);
 }
 
 /* ---- the client's side ---- */
@@ -218,22 +263,42 @@ static int answer(struct istream *s, int status, const char *ctype, const char *
 	return 0;
 }
 
-/* Gives the client's held body bytes back as flow-control credit and drops whatever more it
- * sends: the answer is ours (RFC 9114 §4.1.1 lets a server answer before the request ends;
- * no STOP_SENDING, which stalls some clients). */
+/* Gives the client flow-control credit for its body as the bytes arrive, up to IN_WINDOW
+ * ahead of what the upstream acknowledged, instead of only once the upstream acknowledges
+ * them: a packet lost on the upstream leg holds its acknowledgement back, and credit that
+ * waited for it left the client with nothing to send, the ingress with nothing new to put in
+ * flight upstream, and the loss to be found by a probe timeout (seconds on a loaded machine:
+ * issue 16, 1% loss). Bytes stay held until acknowledged (the upstream's stack points into
+ * them), so a stream holds at most 2 x IN_WINDOW (the credit's lead plus the client's window),
+ * and a slow upstream still slows its own client stream. */
+static void req_credit(struct istream *s)
+{
+	uint64_t lim = s->req.acked + IN_WINDOW;
+	uint64_t to = s->req.written < lim ? s->req.written : lim;
+	if (to <= s->credited)
+		return;
+	if (s->cc)
+		h3_conn_consume(s->cc, s->csid, (size_t)(to - s->credited));
+	s->credited = to;
+}
+
+/* Gives the client the credit for every body byte it sent that is not credited yet and drops
+ * whatever more it sends: the answer is ours (RFC 9114 §4.1.1 lets a server answer before the
+ * request ends; no STOP_SENDING, which stalls some clients). */
 static void discard_rest(struct istream *s)
 {
 	if (s->discard)
 		return;
 	s->discard = true;
-	uint64_t held = h3_pipe_held(&s->req);
-	if (s->cc && held)
-		h3_conn_consume(s->cc, s->csid, held);
+	uint64_t owed = s->req.written - s->credited;
+	if (s->cc && owed)
+		h3_conn_consume(s->cc, s->csid, (size_t)owed);
+	s->credited = s->req.written;
 	h3_pipe_free(&s->req);
 }
 
-/* Answers here with a short text body, and drops the rest of the request. */
-static void answer_local(struct istream *s, int status, const char *text)
+/* Answers here with a short body of type ctype, and drops the rest of the request. */
+static void answer_body(struct istream *s, int status, const char *ctype, const char *text)
 {
 	char len[24];
 	discard_rest(s);
@@ -243,49 +308,131 @@ static void answer_local(struct istream *s, int status, const char *text)
 	h3_pipe_write(&s->resp, (const uint8_t *)text, strlen(text));
 	s->resp_fin = true;
 	snprintf(len, sizeof(len), "%zu", strlen(text));
-	answer(s, status, "text/plain", len, NULL);
+	answer(s, status, ctype, len, NULL);
 }
+
+static void answer_local(struct istream *s, int status, const char *text)
+{
+	answer_body(s, status, "text/plain", text);
+}
+
+/* --page: what GET / gets, for a browser to load from the ingress and upload through it. Its
+ * script POSTs three bodies to /upload with fetch(), each typed, all at once, and writes one
+ * line per answer into #out: TYPE STATUS BODY (the body as received, trimmed; "error ..."
+ * when fetch failed), then sets the title to "done". Body i of n bytes is
+ * byte[k] = (31 k + 7 seed) mod 256, so a test can compute the checksums it must get. */
+static const char page_html[] =
+    "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>peak h3 upload</title>"
+    "</head><body>\n<pre id=\"out\"></pre>\n<script>\n"
+    "const bodies = [[\"audio/ogg\", 300000, 1], [\"video/mp4\", 1000000, 2],\n"
+    "                [\"text/plain\", 1500000, 3]];\n"
+    "function bytes(n, seed) {\n"
+    "  const b = new Uint8Array(n);\n"
+    "  for (let k = 0; k < n; k++) b[k] = (31 * k + 7 * seed) & 255;\n"
+    "  return b;\n"
+    "}\n"
+    "Promise.all(bodies.map(([t, n, seed]) =>\n"
+    "  fetch(\"/upload\", {method: \"POST\", headers: {\"content-type\": t},\n"
+    "                      body: bytes(n, seed)})\n"
+    "    .then(async r => t + \" \" + r.status + \" \" + (await r.text()).trim(),\n"
+    "          e => t + \" error \" + e))).then(lines => {\n"
+    "  document.getElementById(\"out\").textContent = lines.join(\"\\n\");\n"
+    "  document.title = \"done\";\n"
+    "});\n"
+    "</script>\n</body></html>\n";
 
 static void up_fail_stream(struct istream *s, const char *why);
 static nghttp3_ssize in_read_req(nghttp3_conn *h, int64_t sid, nghttp3_vec *vec, size_t veccnt,
                                  uint32_t *pflags, void *cu, void *su);
+static bool up_submit_h2(struct istream *s, const char *f[][2], size_t n);
 
-/* Opens s's stream on its upstream, or leaves it waiting for stream credit (RFC 9000 §4.6).
+/* ---- a request's way to its upstream, whatever the protocol (HTTP/3 or HTTP/2) ---- */
+
+enum { UP_FIELDS_MAX = 7 };
+
+static void field(const char *f[UP_FIELDS_MAX][2], size_t *n, const char *name, const char *val)
+{
+	f[*n][0] = name;
+	f[*n][1] = val;
+	(*n)++;
+}
+
+/* The header fields s is forwarded with, as name/value strings into f; returns how many. A
+ * health check is GET /healthz. */
+static size_t up_fields(const struct istream *s, const char *f[UP_FIELDS_MAX][2])
+{
+	const struct upstream *u = s->up;
+	size_t n = 0;
+	field(f, &n, ":method", s->health ? "GET" : s->q.method);
+	field(f, &n, ":scheme", "https");
+	field(f, &n, ":authority", s->health || !*s->q.authority ? u->name : s->q.authority);
+	field(f, &n, ":path", s->health ? "/healthz" : s->q.path);
+	if (s->q.has_ctype)
+		field(f, &n, "content-type", s->q.ctype);
+	if (*s->q.clen)
+		field(f, &n, "content-length", s->q.clen);
+	field(f, &n, "user-agent", "peak-h3-ingress/" PEAK_VERSION);
+	return n;
+}
+
+/* Whether s's request carries a body (a data reader) upstream. */
+static bool up_has_body(const struct istream *s)
+{
+	return !s->health && strcmp(s->q.method, "GET") && strcmp(s->q.method, "HEAD");
+}
+
+/* s's stream sid on its upstream was submitted. */
+static void up_opened(struct istream *s, int64_t sid)
+{
+	s->usid = sid;
+	s->up_open = true;
+	if (!s->health)
+		h3_stat_add(s->up->requests, 1);
+}
+
+/* The next bytes of s's request body for its upstream, at most max, as vectors into v[nv]:
+ * *k of them, and *eof once the body ended and every byte is handed out. Returns false when
+ * there is nothing to hand out yet: the stream is then marked paused (resume_upstream). */
+static bool req_next(struct istream *s, nghttp3_vec *v, size_t nv, size_t max, size_t *k, bool *eof)
+{
+	*k = h3_pipe_peek(&s->req, v, nv, max);
+	*eof = !h3_pipe_unsent(&s->req) && s->req_fin;
+	if (!*k && !*eof) {
+		s->up_paused = true;
+		return false;
+	}
+	return true;
+}
+
+/* Opens s's stream on its upstream, or leaves it waiting for stream credit (RFC 9000 §4.6;
+ * an HTTP/2 upstream's nghttp2 holds it past SETTINGS_MAX_CONCURRENT_STREAMS instead).
  * Returns true when it was opened. */
 static bool up_submit(struct istream *s)
 {
 	struct upstream *u = s->up;
+	const char *f[UP_FIELDS_MAX][2];
+	size_t n = up_fields(s, f);
 	int64_t sid;
-	nghttp3_nv nva[7];
-	size_t n = 0;
+	if (u->h2)
+		return up_submit_h2(s, f, n);
 	if (!u->c || !u->c->h || ngtcp2_conn_get_streams_bidi_left(u->c->q) == 0)
 		return false;
 	if (ngtcp2_conn_open_bidi_stream(u->c->q, &sid, NULL))
 		return false;
-	s->usid = sid;
-	s->up_open = true;
-	nva[n++] = nv(":method", s->health ? "GET" : s->method);
-	nva[n++] = nv(":scheme", "https");
-	nva[n++] = nv(":authority", s->health || !*s->authority ? u->name : s->authority);
-	nva[n++] = nv(":path", s->health ? "/healthz" : s->path);
-	if (s->has_ctype)
-		nva[n++] = nv("content-type", s->ctype);
-	if (*s->clen)
-		nva[n++] = nv("content-length", s->clen);
-	nva[n++] = nv("user-agent", "peak-h3-ingress/" PEAK_VERSION);
+	nghttp3_nv nva[UP_FIELDS_MAX];
+	for (size_t i = 0; i < n; i++)
+		nva[i] = nv(f[i][0], f[i][1]);
 	nghttp3_data_reader dr = {in_read_req};
-	bool body = !s->health && strcmp(s->method, "GET") && strcmp(s->method, "HEAD");
-	int r = nghttp3_conn_submit_request(u->c->h, sid, nva, n, body ? &dr : NULL, s);
+	int r = nghttp3_conn_submit_request(u->c->h, sid, nva, n, up_has_body(s) ? &dr : NULL, s);
 	if (r) {
 		log_rl(&in_rl, LOG_WARNING, "h3 ingress: upstream %s: request: %s", u->name,
 		       nghttp3_strerror(r));
 		ngtcp2_conn_shutdown_stream(u->c->q, sid, NGHTTP3_H3_INTERNAL_ERROR);
-		s->up_open = false; /* nghttp3 has no stream to close */
+		s->usid = sid; /* not open (nghttp3 has no stream to close), not to submit again */
 		up_fail_stream(s, "request refused");
 		return false;
 	}
-	if (!s->health)
-		h3_stat_add(u->requests, 1);
+	up_opened(s, sid);
 	return true;
 }
 
@@ -341,78 +488,130 @@ static int recv_header(nghttp3_conn *h, int64_t sid, int32_t token, nghttp3_rcbu
 	(void)token;
 	(void)flags;
 	(void)cu;
-	if (!s)
-		return 0;
-	if (h3_field_is(name, ":method")) {
-		h3_field_copy(s->method, sizeof(s->method), value, NULL);
-	} else if (h3_field_is(name, ":path")) {
-		h3_field_copy(s->path, sizeof(s->path), value, NULL);
-	} else if (h3_field_is(name, ":authority")) {
-		h3_field_copy(s->authority, sizeof(s->authority), value, NULL);
-	} else if (h3_field_is(name, "content-type")) {
-		s->has_ctype = true;
-		h3_field_copy(s->ctype, sizeof(s->ctype), value, &s->ctype_long);
-	} else if (h3_field_is(name, "content-length")) {
-		h3_field_copy(s->clen, sizeof(s->clen), value, NULL);
+	if (s) {
+		nghttp3_vec n = nghttp3_rcbuf_get_buf(name), v = nghttp3_rcbuf_get_buf(value);
+		h3_req_head_field(&s->q, n.base, n.len, v.base, v.len);
 	}
 	return 0;
 }
 
-/* Routes the request once its headers are in: to an upstream of its rule, or an answer of
- * our own (400: no content-type or no rule; 503: no healthy upstream). */
-static int end_headers(nghttp3_conn *h, int64_t sid, int fin, void *cu, void *su)
+/* Routes the request: to an upstream of its rule, or an answer of our own (400: no
+ * content-type or no rule; 503: no healthy upstream). With sn.type set, the type was sniffed
+ * from the body's first bytes (--sniff): it is routed by, and forwarded as, that type. */
+static void route_stream(struct istream *s, bool sniffed, struct h3_sniff sn)
 {
-	struct h3_conn *c = cu;
-	struct istream *s = su;
-	char t[2 * IN_FIELD_LEN];
-	(void)h;
-	if (!s)
-		return 0;
-	if (fin)
-		s->req_fin = true;
-	if (!*s->path)
-		snprintf(s->path, sizeof(s->path), "/");
-	if (!*s->method)
-		snprintf(s->method, sizeof(s->method), "POST");
-	s->route = s->has_ctype && !s->ctype_long ? h3_route_match(in.t, s->ctype, strlen(s->ctype))
-	                                          : NULL;
+	struct h3_conn *c = s->cc;
+	char t[2 * IN_FIELD_LEN], w[160];
+	bool had = s->q.has_ctype;
+	if (!c)
+		return;
+	if (c->qlog)
+		h3_qlog_str(t, sizeof(t), s->q.ctype, strlen(s->q.ctype));
+	if (sn.type) {
+		snprintf(s->q.ctype, sizeof(s->q.ctype), "%s", sn.type);
+		s->q.has_ctype = true;
+		s->q.ctype_long = false;
+	}
+	s->route = s->q.has_ctype && !s->q.ctype_long
+	               ? h3_route_match(in.t, s->q.ctype, strlen(s->q.ctype))
+	               : NULL;
 	int ui = s->route ? h3_route_pick(s->route, in.healthy) : -1;
+	if (sniffed)
+		h3_stat_add(in.sniffed[route_row(s)], 1);
+	w[0] = 0;
+	if (sniffed)
+		snprintf(w, sizeof(w), ",\"sniffed\":%s%s%s,\"why\":\"%s\"", sn.type ? "\"" : "",
+		         sn.type ? sn.type : "null", sn.type ? "\"" : "",
+		         sn.why ? sn.why : "no known signature");
 	if (c->qlog)
 		h3_qlog_event(c, "http:routing",
 		              "\"stream_id\":%" PRId64 ",\"content_type\":%s%s%s,\"route\":%s%s%s,"
-		              "\"upstream\":\"%s\"",
-		              sid, s->has_ctype ? "\"" : "",
-		              s->has_ctype ? h3_qlog_str(t, sizeof(t), s->ctype, strlen(s->ctype))
-		                           : "null",
-		              s->has_ctype ? "\"" : "", s->route ? "\"" : "",
-		              s->route ? s->route->name : "null", s->route ? "\"" : "",
-		              ui >= 0 ? in.up[ui].name : "-");
-	if (!s->has_ctype) {
+		              "\"upstream\":\"%s\"%s",
+		              s->csid, had ? "\"" : "", had ? t : "null", had ? "\"" : "",
+		              s->route ? "\"" : "", s->route ? s->route->name : "null",
+		              s->route ? "\"" : "", ui >= 0 ? in.up[ui].name : "-", w);
+	if (in.o->page && !s->q.has_ctype && !strcmp(s->q.method, "GET") &&
+	    (!strcmp(s->q.path, "/") || !strncmp(s->q.path, "/?", 2))) {
+		answer_body(s, 200, "text/html; charset=utf-8", page_html);
+		return;
+	}
+	if (!s->q.has_ctype) {
 		answer_local(s, 400, "no content-type\n");
-		return 0;
+		return;
 	}
 	if (!s->route) {
 		answer_local(s, 400, "no route for this content-type\n");
-		return 0;
+		return;
 	}
 	if (ui < 0) {
 		answer_local(s, 503, "no healthy upstream for this content-type\n");
-		return 0;
+		return;
 	}
 	struct upstream *u = &in.up[ui];
 	if (u->nstreams >= IN_UP_STREAMS_MAX) {
 		answer_local(s, 503, "upstream busy\n");
-		return 0;
+		return;
 	}
-	log_msg(LOG_DEBUG, "h3 ingress: stream %" PRId64 ": %s %s -> %s (%s)", sid, s->method,
-	        s->ctype, u->name, s->route->name);
+	log_msg(LOG_DEBUG, "h3 ingress: stream %" PRId64 ": %s %s -> %s (%s)%s%s", s->csid,
+	        s->q.method, s->q.ctype, u->name, s->route->name, sniffed ? ", sniffed: " : "",
+	        sniffed && sn.why ? sn.why : "");
 	up_attach(s, u);
 	up_submit(s);
+}
+
+/* --sniff: the body's first bytes are in (H3_SNIFF_LEN of them, or the whole body): route
+ * by what they are. They wait in s->req, within the client's stream window. */
+static void sniff_route(struct istream *s)
+{
+	uint8_t first[H3_SNIFF_LEN];
+	size_t k = 0;
+	s->sniffing = false;
+	for (struct h3_pipe_chunk *ch = s->req.head; ch && k < sizeof(first); ch = ch->next) {
+		size_t m = ch->len < sizeof(first) - k ? ch->len : sizeof(first) - k;
+		memcpy(first + k, ch->d, m);
+		k += m;
+	}
+	route_stream(s, true, h3_sniff_type(first, k));
+	/* the bytes held while sniffing count for the route chosen, if forwarded */
+	if (!s->discard)
+		h3_stat_add(in.req_bytes[route_row(s)], h3_pipe_held(&s->req));
+}
+
+/* Routes the request once its headers are in; with --sniff, one with no content-type or
+ * application/octet-stream waits for its first body bytes. */
+static int end_headers(nghttp3_conn *h, int64_t sid, int fin, void *cu, void *su)
+{
+	struct istream *s = su;
+	(void)h;
+	(void)sid;
+	(void)cu;
+	if (!s)
+		return 0;
+	if (fin)
+		s->req_fin = true;
+	if (!*s->q.path)
+		snprintf(s->q.path, sizeof(s->q.path), "/");
+	if (!*s->q.method)
+		snprintf(s->q.method, sizeof(s->q.method), "POST");
+	bool octet = s->q.has_ctype && !s->q.ctype_long &&
+	             h3_ctype_set_match(&in.octet, s->q.ctype, strlen(s->q.ctype));
+	if (in.o->sniff && (!s->q.has_ctype || octet)) {
+		s->sniffing = true;
+		if (fin)
+			sniff_route(s);
+		return 0;
+	}
+	route_stream(s, false, (struct h3_sniff){NULL, NULL});
 	return 0;
 }
 
 static void resume_upstream(struct istream *s)
 {
+	if (s->up && s->up_open && s->up_paused && s->up->h2 && s->up->h2c) {
+		s->up_paused = false;
+		nghttp2_session_resume_data(s->up->h2c->s, (int32_t)s->usid);
+		return;
+	}
 	if (s->up && s->up_open && s->up_paused && !s->turn_used && s->up->c && s->up->c->h) {
 		s->up_paused = false;
 		nghttp3_conn_resume_stream(s->up->c->h, s->usid);
@@ -425,18 +624,22 @@ static int recv_data(nghttp3_conn *h, int64_t sid, const uint8_t *data, size_t n
 	struct h3_conn *c = cu;
 	struct istream *s = su;
 	(void)h;
-	if (!s || s->discard || !s->up) {
+	if (!s || s->discard || (!s->up && !s->sniffing)) {
 		h3_conn_consume(c, sid, n);
 		return 0;
 	}
-	/* credit is granted only as the upstream acknowledges: a client cannot have more
-	 * than its window here, whatever it sends */
-	if (h3_pipe_held(&s->req) + n > IN_WINDOW || h3_pipe_write(&s->req, data, n)) {
-		h3_conn_consume(c, sid, n);
+	/* credit runs at most IN_WINDOW ahead of the upstream's acknowledgements (req_credit):
+	 * a client cannot have more than twice its window here, whatever it sends */
+	if (h3_pipe_held(&s->req) + n > 2 * IN_WINDOW || h3_pipe_write(&s->req, data, n)) {
+		h3_conn_consume(c, sid, n); /* never written: outside the pipe's count */
 		up_fail_stream(s, "request body over the window");
 		return 0;
 	}
-	h3_stat_add(in.req_bytes[route_row(s)], n);
+	req_credit(s);
+	if (!s->sniffing)
+		h3_stat_add(in.req_bytes[route_row(s)], n);
+	else if (h3_pipe_held(&s->req) >= H3_SNIFF_LEN)
+		sniff_route(s);
 	resume_upstream(s);
 	return 0;
 }
@@ -450,6 +653,8 @@ static int end_stream(nghttp3_conn *h, int64_t sid, void *cu, void *su)
 	if (!s)
 		return 0;
 	s->req_fin = true;
+	if (s->sniffing)
+		sniff_route(s);
 	resume_upstream(s);
 	return 0;
 }
@@ -464,8 +669,7 @@ static int acked_resp(nghttp3_conn *h, int64_t sid, uint64_t n, void *cu, void *
 	if (!s)
 		return 0;
 	h3_pipe_ack(&s->resp, n);
-	if (s->up && s->up_open && s->up->c)
-		h3_conn_consume(s->up->c, s->usid, n);
+	up_consume(s, n);
 	return 0;
 }
 
@@ -480,9 +684,8 @@ static int stream_close(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, v
 			count_status(s, 0);
 		cl_unlink(s);
 		s->cancelled = true;
-		if (s->up && s->up_open && s->up->c)
-			ngtcp2_conn_shutdown_stream(s->up->c->q, s->usid,
-			                            NGHTTP3_H3_REQUEST_CANCELLED);
+		if (s->up && s->up_open)
+			up_reset(s, NGHTTP3_H3_REQUEST_CANCELLED, NGHTTP2_CANCEL);
 		else if (s->up && !s->up_open)
 			up_unlink(s); /* still waiting: forget it */
 		maybe_free(s);
@@ -502,9 +705,8 @@ static void client_conn_free(struct h3_conn *c)
 			count_status(s, 0);
 		cl_unlink(s);
 		s->cancelled = true;
-		if (s->up && s->up_open && s->up->c)
-			ngtcp2_conn_shutdown_stream(s->up->c->q, s->usid,
-			                            NGHTTP3_H3_REQUEST_CANCELLED);
+		if (s->up && s->up_open)
+			up_reset(s, NGHTTP3_H3_REQUEST_CANCELLED, NGHTTP2_CANCEL);
 		else if (s->up && !s->up_open)
 			up_unlink(s);
 		maybe_free(s);
@@ -582,17 +784,14 @@ static nghttp3_ssize in_read_req(nghttp3_conn *h, int64_t sid, nghttp3_vec *vec,
 		s->up_paused = true;
 		return NGHTTP3_ERR_WOULDBLOCK;
 	}
-	size_t k = h3_pipe_peek(&s->req, vec, veccnt, IN_TURN_BYTES);
+	size_t k;
+	bool eof;
+	if (!req_next(s, vec, veccnt, IN_TURN_BYTES, &k, &eof))
+		return NGHTTP3_ERR_WOULDBLOCK;
 	if (k)
 		s->turn_used = true;
-	if (!h3_pipe_unsent(&s->req) && s->req_fin) {
+	if (eof)
 		*pflags |= NGHTTP3_DATA_FLAG_EOF;
-		return (nghttp3_ssize)k;
-	}
-	if (!k) {
-		s->up_paused = true;
-		return NGHTTP3_ERR_WOULDBLOCK;
-	}
 	return (nghttp3_ssize)k;
 }
 
@@ -617,6 +816,23 @@ static void up_streams_more(struct h3_conn *c)
 	up_submit_waiting(c->app);
 }
 
+/* Keeps the upstream's answer fields that are forwarded (untrusted: cut, made printable). */
+static void up_field(struct istream *s, const uint8_t *n, size_t nl, const uint8_t *v, size_t vl)
+{
+	if (h3_field_is_raw(n, nl, ":status")) {
+		int st = 0;
+		for (size_t i = 0; i < vl && i < 3; i++)
+			st = st * 10 + (v[i] >= '0' && v[i] <= '9' ? v[i] - '0' : 0);
+		s->status = vl == 3 ? st : 0;
+	} else if (h3_field_is_raw(n, nl, "content-type")) {
+		h3_field_copy_raw(s->r_ctype, sizeof(s->r_ctype), v, vl, NULL);
+	} else if (h3_field_is_raw(n, nl, "content-length")) {
+		h3_field_copy_raw(s->r_clen, sizeof(s->r_clen), v, vl, NULL);
+	} else if (h3_field_is_raw(n, nl, "x-peak-backend")) {
+		h3_field_copy_raw(s->r_backend, sizeof(s->r_backend), v, vl, NULL);
+	}
+}
+
 static int up_recv_header(nghttp3_conn *h, int64_t sid, int32_t token, nghttp3_rcbuf *name,
                           nghttp3_rcbuf *value, uint8_t flags, void *cu, void *su)
 {
@@ -626,73 +842,69 @@ static int up_recv_header(nghttp3_conn *h, int64_t sid, int32_t token, nghttp3_r
 	(void)token;
 	(void)flags;
 	(void)cu;
-	if (!s)
-		return 0;
-	if (h3_field_is(name, ":status")) {
-		nghttp3_vec v = nghttp3_rcbuf_get_buf(value);
-		int st = 0;
-		for (size_t i = 0; i < v.len && i < 3; i++)
-			st = st * 10 + (v.base[i] >= '0' && v.base[i] <= '9' ? v.base[i] - '0' : 0);
-		s->status = v.len == 3 ? st : 0;
-	} else if (h3_field_is(name, "content-type")) {
-		h3_field_copy(s->r_ctype, sizeof(s->r_ctype), value, NULL);
-	} else if (h3_field_is(name, "content-length")) {
-		h3_field_copy(s->r_clen, sizeof(s->r_clen), value, NULL);
-	} else if (h3_field_is(name, "x-peak-backend")) {
-		h3_field_copy(s->r_backend, sizeof(s->r_backend), value, NULL);
+	if (s) {
+		nghttp3_vec n = nghttp3_rcbuf_get_buf(name), v = nghttp3_rcbuf_get_buf(value);
+		up_field(s, n.base, n.len, v.base, v.len);
 	}
 	return 0;
 }
 
-static int up_end_headers(nghttp3_conn *h, int64_t sid, int fin, void *cu, void *su)
+/* The upstream's answer head is in: forwarded to the client, unless it is interim (1xx: the
+ * final answer follows) or garbage (the stream is reset: a 502). */
+static void up_head(struct istream *s, bool fin)
 {
-	struct istream *s = su;
-	(void)h;
-	(void)sid;
-	(void)cu;
-	if (!s)
-		return 0;
-	if (s->status < 200) { /* interim (1xx): the final answer follows; garbage: 502 */
+	if (s->status < 200) {
 		if (s->status < 100)
-			ngtcp2_conn_shutdown_stream(s->up->c->q, s->usid,
-			                            NGHTTP3_H3_GENERAL_PROTOCOL_ERROR);
-		return 0;
+			up_reset(s, NGHTTP3_H3_GENERAL_PROTOCOL_ERROR, NGHTTP2_PROTOCOL_ERROR);
+		return;
 	}
 	if (fin)
 		s->resp_fin = true;
 	if (!s->health)
 		answer(s, s->status, s->r_ctype, s->r_clen, s->r_backend);
+}
+
+static int up_end_headers(nghttp3_conn *h, int64_t sid, int fin, void *cu, void *su)
+{
+	(void)h;
+	(void)sid;
+	(void)cu;
+	if (su)
+		up_head(su, fin);
 	return 0;
+}
+
+/* n bytes of the upstream's answer body: into the client's answer, or dropped and consumed
+ * at once (a health check, a client gone). Over the window the upstream was granted: reset. */
+static void up_body(struct istream *s, const uint8_t *data, size_t n)
+{
+	if (s->health || !s->cc || !s->answered) {
+		up_consume(s, n);
+		return;
+	}
+	if (h3_pipe_held(&s->resp) + n > 2 * IN_WINDOW || h3_pipe_write(&s->resp, data, n)) {
+		up_consume(s, n);
+		up_reset(s, NGHTTP3_H3_INTERNAL_ERROR, NGHTTP2_INTERNAL_ERROR);
+		return;
+	}
+	h3_stat_add(in.resp_bytes[route_row(s)], n);
+	resume_client(s);
 }
 
 static int up_recv_data(nghttp3_conn *h, int64_t sid, const uint8_t *data, size_t n, void *cu,
                         void *su)
 {
-	struct h3_conn *c = cu;
-	struct istream *s = su;
 	(void)h;
-	if (!s || s->health || !s->cc || !s->answered) {
-		h3_conn_consume(c, sid, n);
-		return 0;
-	}
-	if (h3_pipe_held(&s->resp) + n > 2 * IN_WINDOW || h3_pipe_write(&s->resp, data, n)) {
-		h3_conn_consume(c, sid, n);
-		ngtcp2_conn_shutdown_stream(c->q, sid, NGHTTP3_H3_INTERNAL_ERROR);
-		return 0;
-	}
-	h3_stat_add(in.resp_bytes[route_row(s)], n);
-	resume_client(s);
+	if (su)
+		up_body(su, data, n);
+	else
+		h3_conn_consume(cu, sid, n);
 	return 0;
 }
 
-static int up_end_stream(nghttp3_conn *h, int64_t sid, void *cu, void *su)
+/* The upstream's answer ended: a health check's verdict, or the end of the client's answer. */
+static void up_resp_end(struct istream *s)
 {
-	struct istream *s = su;
-	(void)h;
-	(void)sid;
-	(void)cu;
-	if (!s)
-		return 0;
 	s->resp_fin = true;
 	if (s->health && s->up) {
 		struct upstream *u = s->up;
@@ -706,11 +918,20 @@ static int up_end_stream(nghttp3_conn *h, int64_t sid, void *cu, void *su)
 		u->hc_misses = 0;
 	}
 	resume_client(s);
+}
+
+static int up_end_stream(nghttp3_conn *h, int64_t sid, void *cu, void *su)
+{
+	(void)h;
+	(void)sid;
+	(void)cu;
+	if (su)
+		up_resp_end(su);
 	return 0;
 }
 
-/* The request bytes the upstream acknowledged: dropped, and only now credited to the
- * client (the back-pressure of a slow upstream). */
+/* The request bytes the upstream acknowledged: dropped, which lets the credit run further
+ * (req_credit; the back-pressure of a slow upstream). */
 static int up_acked(nghttp3_conn *h, int64_t sid, uint64_t n, void *cu, void *su)
 {
 	struct istream *s = su;
@@ -720,27 +941,29 @@ static int up_acked(nghttp3_conn *h, int64_t sid, uint64_t n, void *cu, void *su
 	if (!s || s->discard)
 		return 0;
 	h3_pipe_ack(&s->req, n);
-	if (s->cc)
-		h3_conn_consume(s->cc, s->csid, n);
+	req_credit(s);
 	return 0;
 }
 
-static int up_stream_close(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, void *su)
+/* s's upstream stream closed: a failure unless its answer ended (clean says how it closed). */
+static void up_closed(struct istream *s, bool clean)
 {
-	struct istream *s = su;
-	(void)h;
-	(void)sid;
-	(void)cu;
-	if (!s)
-		return 0;
 	s->up_open = false;
 	if (!s->resp_fin)
-		up_fail_stream(s, code == NGHTTP3_H3_NO_ERROR ? "stream closed early"
-		                                              : "stream reset by the upstream");
+		up_fail_stream(s, clean ? "stream closed early" : "stream reset by the upstream");
 	else if (!s->req_fin || h3_pipe_unsent(&s->req))
 		discard_rest(s); /* answered before the whole body: drop the rest */
 	up_unlink(s);
 	maybe_free(s);
+}
+
+static int up_stream_close(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, void *su)
+{
+	(void)h;
+	(void)sid;
+	(void)cu;
+	if (su)
+		up_closed(su, code == NGHTTP3_H3_NO_ERROR);
 	return 0;
 }
 
@@ -768,6 +991,139 @@ static const struct h3_conn_ops up_ops = {
     .streams_idle = up_streams_idle,
 };
 
+/* ---- HTTP/2 upstreams (h2://): the same streams over one TLS/TCP connection ---- */
+
+static nghttp2_nv nv2(const char *n, const char *v)
+{
+	return (nghttp2_nv){(uint8_t *)n, (uint8_t *)v, strlen(n), strlen(v), NGHTTP2_NV_FLAG_NONE};
+}
+
+/* The client's body bytes for the upstream: copied into the frame nghttp2 is writing (it asks
+ * only within the upstream's flow-control window, and only while the connection's output
+ * buffer has room), dropped from the pipe, and only then credited to the client. */
+static ssize_t h2_read_req(nghttp2_session *h, int32_t sid, uint8_t *buf, size_t len,
+                           uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+	struct istream *s = src->ptr;
+	nghttp3_vec v[8];
+	size_t nv, k = 0;
+	bool eof;
+	(void)h;
+	(void)sid;
+	(void)ud;
+	if (s->discard) /* the client's side failed: reset the upstream's request */
+		return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+	if (!req_next(s, v, sizeof(v) / sizeof(v[0]), len, &nv, &eof))
+		return NGHTTP2_ERR_DEFERRED; /* resume_upstream when the client sends more */
+	for (size_t i = 0; i < nv; i++) {
+		memcpy(buf + k, v[i].base, v[i].len);
+		k += v[i].len;
+	}
+	if (k) {
+		h3_pipe_ack(&s->req, k);
+		req_credit(s);
+	}
+	if (eof)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)k;
+}
+
+/* Opens s's stream on its HTTP/2 upstream; nghttp2 holds it while the upstream's
+ * SETTINGS_MAX_CONCURRENT_STREAMS are in use. Returns true when it was submitted. */
+static bool up_submit_h2(struct istream *s, const char *f[][2], size_t n)
+{
+	struct upstream *u = s->up;
+	nghttp2_nv nva[UP_FIELDS_MAX];
+	if (!up_ready(u))
+		return false;
+	for (size_t i = 0; i < n; i++)
+		nva[i] = nv2(f[i][0], f[i][1]);
+	nghttp2_data_provider dp = {.source.ptr = s, .read_callback = h2_read_req};
+	int32_t sid =
+	    nghttp2_submit_request(u->h2c->s, NULL, nva, n, up_has_body(s) ? &dp : NULL, s);
+	if (sid < 0) {
+		log_rl(&in_rl, LOG_WARNING, "h3 ingress: upstream %s: request: %s", u->name,
+		       nghttp2_strerror(sid));
+		up_fail_stream(s, "request refused");
+		return false;
+	}
+	up_opened(s, sid);
+	return true;
+}
+
+static int h2_up_header(nghttp2_session *h, const nghttp2_frame *f, const uint8_t *n, size_t nl,
+                        const uint8_t *v, size_t vl, uint8_t flags, void *ud)
+{
+	(void)flags;
+	(void)ud;
+	struct istream *s = nghttp2_session_get_stream_user_data(h, f->hd.stream_id);
+	if (s && f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_RESPONSE)
+		up_field(s, n, nl, v, vl);
+	return 0;
+}
+
+static int h2_up_frame_recv(nghttp2_session *h, const nghttp2_frame *f, void *ud)
+{
+	(void)ud;
+	if (f->hd.type != NGHTTP2_HEADERS && f->hd.type != NGHTTP2_DATA)
+		return 0;
+	struct istream *s = nghttp2_session_get_stream_user_data(h, f->hd.stream_id);
+	if (!s)
+		return 0;
+	bool fin = f->hd.flags & NGHTTP2_FLAG_END_STREAM;
+	if (f->hd.type == NGHTTP2_HEADERS && f->headers.cat == NGHTTP2_HCAT_RESPONSE) {
+		up_head(s, fin);
+		if (s->status < 200)
+			return 0;
+	}
+	if (fin)
+		up_resp_end(s);
+	return 0;
+}
+
+static int h2_up_data(nghttp2_session *h, uint8_t flags, int32_t sid, const uint8_t *d, size_t n,
+                      void *ud)
+{
+	(void)flags;
+	(void)ud;
+	struct istream *s = nghttp2_session_get_stream_user_data(h, sid);
+	if (s)
+		up_body(s, d, n);
+	else
+		nghttp2_session_consume(h, sid, n);
+	return 0;
+}
+
+static int h2_up_stream_close(nghttp2_session *h, int32_t sid, uint32_t code, void *ud)
+{
+	(void)ud;
+	struct istream *s = nghttp2_session_get_stream_user_data(h, sid);
+	if (s) {
+		nghttp2_session_set_stream_user_data(h, sid, NULL);
+		up_closed(s, code == NGHTTP2_NO_ERROR);
+	}
+	return 0;
+}
+
+static void h2_up_callbacks(nghttp2_session_callbacks *cbs)
+{
+	nghttp2_session_callbacks_set_on_header_callback(cbs, h2_up_header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_up_data);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_up_stream_close);
+}
+
+static int up_connect_h2(struct upstream *u)
+{
+	/* the upstream's window per stream is the client's: what one answer can hold here */
+	static const struct h2_conn_cfg cfg = {.callbacks = h2_up_callbacks,
+	                                       .frame_recv = h2_up_frame_recv,
+	                                       .stream_window = IN_WINDOW};
+	int fd = h2_tcp_connect(&u->addr);
+	if (fd < 0)
+		return fd;
+	return h2_conn_client_new(&u->h2c, fd, in.cred, u->host, !in.o->upstream_insecure, &cfg, u);
+}
+
 /* The connection to u is gone (closed, refused, timed out): every stream on it fails, the
  * upstream is down until a health check passes on a new connection. */
 static void up_lost(struct upstream *u, const char *why)
@@ -792,6 +1148,10 @@ static void up_lost(struct upstream *u, const char *why)
 		h3_conn_free(u->c);
 		u->c = NULL;
 	}
+	if (u->h2c) {
+		h2_conn_free(u->h2c); /* no stream callbacks: u->streams is empty already */
+		u->h2c = NULL;
+	}
 	if (u->fd >= 0) {
 		close(u->fd);
 		u->fd = -1;
@@ -800,8 +1160,17 @@ static void up_lost(struct upstream *u, const char *why)
 
 static void up_connect(struct upstream *u)
 {
-	if (u->c)
+	if (up_has_conn(u))
 		return;
+	if (u->h2) {
+		int r = up_connect_h2(u);
+		if (r) {
+			mark(u, false, strerror(-r));
+			return;
+		}
+		u->check_now = true;
+		return;
+	}
 	int fd = h3_udp_connect(&u->addr, &u->local);
 	if (fd < 0) {
 		mark(u, false, strerror(-fd));
@@ -831,10 +1200,10 @@ static void up_check(struct upstream *u)
 			return; /* one check outstanding at a time */
 		up_lost(u, "no answer to /healthz in several rounds");
 	}
-	if (u->c && !u->c->h) {
-		up_lost(u, "no handshake in time");
+	if (up_has_conn(u) && !up_ready(u)) {
+		up_lost(u, "no handshake (or no SETTINGS) in time");
 	}
-	if (!u->c) {
+	if (!up_has_conn(u)) {
 		up_connect(u);
 		return;
 	}
@@ -843,7 +1212,7 @@ static void up_check(struct upstream *u)
 
 static void up_check_send(struct upstream *u)
 {
-	if (!u->check_now || !u->c || !u->c->h || u->hc)
+	if (!u->check_now || !up_ready(u) || u->hc)
 		return;
 	struct istream *s = calloc(1, sizeof(*s));
 	if (!s)
@@ -851,7 +1220,7 @@ static void up_check_send(struct upstream *u)
 	u->check_now = false;
 	s->health = true;
 	s->req_fin = true;
-	snprintf(s->method, sizeof(s->method), "GET");
+	snprintf(s->q.method, sizeof(s->q.method), "GET");
 	up_attach(s, u);
 	u->hc = s;
 	bool ok = up_submit(s);
@@ -868,7 +1237,7 @@ static void up_on_readable(struct upstream *u)
 	static uint8_t buf[65536];
 	struct h3_addr from, to;
 	for (int i = 0; i < 64 && u->c; i++) {
-		ssize_t n = h3_udp_recv(u->fd, buf, sizeof(buf), &from, &to, &u->local);
+		ssize_t n = h3_udp_recv(u->fd, buf, sizeof(buf), &from, &to, &u->local, NULL);
 		if (n == -EAGAIN)
 			break;
 		if (n < 0) {
@@ -918,6 +1287,20 @@ static void render(struct mbuf *b, void *arg)
 		            "direction=\"response\"} %llu\n",
 		            id, rt, (unsigned long long)h3_stat_get(in.req_bytes[r]), id, rt,
 		            (unsigned long long)h3_stat_get(in.resp_bytes[r]));
+	}
+	if (in.o->sniff) {
+		mbuf_printf(b, "# HELP peak_h3_ingress_sniffed_total Request streams routed by the "
+		               "magic numbers of their body (--sniff), by the route chosen (none: "
+		               "no known signature or no rule).\n"
+		               "# TYPE peak_h3_ingress_sniffed_total counter\n");
+		for (size_t r = 0; r <= in.t->n; r++) {
+			size_t row = r < in.t->n ? r : H3_ROUTE_MAX;
+			metrics_label(rt, sizeof(rt), r < in.t->n ? in.t->r[r].name : "none");
+			mbuf_printf(b,
+			            "peak_h3_ingress_sniffed_total{ingress=\"%s\",route=\"%s\"} "
+			            "%llu\n",
+			            id, rt, (unsigned long long)h3_stat_get(in.sniffed[row]));
+		}
 	}
 	const struct {
 		const char *name, *type, *help;
@@ -975,12 +1358,14 @@ int h3_ingress_run(const struct h3_ingress_opts *o)
 		return sfd;
 	memset(&in, 0, sizeof(in));
 	in.o = o;
+	h3_ctype_set_parse(&in.octet, "application/octet-stream");
 	in.t = o->routes;
 	for (size_t i = 0; i < in.t->nup; i++) {
 		struct upstream *u = &in.up[i];
 		u->idx = i;
 		u->name = in.t->up_name[i];
 		u->addr = in.t->up[i];
+		u->h2 = in.t->up_h2[i];
 		u->fd = -1;
 		u->up_gauge = -1; /* the first verdict is logged either way */
 		const struct sockaddr *sa = (const struct sockaddr *)&u->addr.ss;
@@ -1009,6 +1394,7 @@ int h3_ingress_run(const struct h3_ingress_opts *o)
 	        a, in.t->n, in.t->nup);
 	notify_ready("ingress %s listening on %s (udp), %zu routes", o->id, a, in.t->n);
 	uint64_t next_check = 0, interval = (uint64_t)o->health_interval_ms * 1000000;
+	unsigned rounds = 0; /* loop rounds since the last poll() */
 	for (;;) {
 		uint64_t now = h3_now();
 		if (now >= next_check) {
@@ -1018,16 +1404,35 @@ int h3_ingress_run(const struct h3_ingress_opts *o)
 		}
 		for (size_t i = 0; i < in.t->nup; i++) {
 			struct upstream *u = &in.up[i];
-			if (u->c && u->c->h)
+			if (up_ready(u))
 				up_submit_waiting(u);
 			up_check_send(u);
 		}
 		/* what one side's events gave the other to send */
 		for (struct h3_conn *c = ep.conns; c; c = c->next)
 			h3_conn_write(c);
-		for (size_t i = 0; i < in.t->nup; i++)
-			if (in.up[i].c)
-				h3_conn_write(in.up[i].c);
+		bool again = false;
+		for (size_t i = 0; i < in.t->nup; i++) {
+			struct upstream *u = &in.up[i];
+			if (u->c)
+				h3_conn_write(u->c);
+			if (!u->h2c)
+				continue;
+			uint64_t seen = u->h2c->records_in;
+			if (h2_conn_io(u->h2c))
+				up_lost(u, u->h2c->why[0] ? u->h2c->why : "connection closed");
+			else if (u->h2c->records_in != seen)
+				again = true;
+		}
+		/* That read may have brought what the loop acts on above: the upstream's
+		 * SETTINGS (its waiting requests and health check may go now, and the upstream
+		 * sends nothing more until they come), an answer for a client. GnuTLS returns
+		 * after a TLS 1.3 session ticket, leaving a record behind it for this read, and
+		 * poll() would not wake for it. Go round again first (a few times at most, so
+		 * that a busy upstream does not keep the clients' socket unread). */
+		if (again && rounds++ < IN_ROUNDS_BEFORE_POLL)
+			continue;
+		rounds = 0;
 		struct pollfd p[2 + H3_ROUTE_UPS_ALL];
 		size_t np = 0, upfd[H3_ROUTE_UPS_ALL];
 		p[np++] = (struct pollfd){ep.fd, POLLIN, 0};
@@ -1035,6 +1440,11 @@ int h3_ingress_run(const struct h3_ingress_opts *o)
 		uint64_t deadline = next_check;
 		for (size_t i = 0; i < in.t->nup; i++) {
 			struct upstream *u = &in.up[i];
+			if (u->h2c) {
+				upfd[np] = i;
+				p[np++] = (struct pollfd){u->h2c->fd, h2_conn_events(u->h2c), 0};
+				continue;
+			}
 			if (!u->c)
 				continue;
 			upfd[np] = i;
@@ -1065,13 +1475,17 @@ int h3_ingress_run(const struct h3_ingress_opts *o)
 		}
 		if (n > 0 && (p[0].revents & POLLIN))
 			h3_endpoint_on_readable(&ep);
-		for (size_t k = 2; n > 0 && k < np; k++)
-			if (p[k].revents & (POLLIN | POLLERR))
-				up_on_readable(&in.up[upfd[k]]);
+		for (size_t k = 2; n > 0 && k < np; k++) {
+			struct upstream *u = &in.up[upfd[k]];
+			if (u->h2c && p[k].revents && h2_conn_io(u->h2c))
+				up_lost(u, u->h2c->why[0] ? u->h2c->why : "connection closed");
+			else if (!u->h2 && (p[k].revents & (POLLIN | POLLERR)))
+				up_on_readable(u);
+		}
 		now = h3_now();
 		for (size_t i = 0; i < in.t->nup; i++) {
 			struct upstream *u = &in.up[i];
-			if (!u->c)
+			if (u->h2 || !u->c)
 				continue;
 			h3_conn_on_timer(u->c, now);
 			if (u->c->dead || u->c->close_at)
@@ -1080,9 +1494,14 @@ int h3_ingress_run(const struct h3_ingress_opts *o)
 		h3_endpoint_on_timer(&ep);
 	}
 	h3_endpoint_close_all(&ep);
-	for (size_t i = 0; i < in.t->nup; i++)
+	for (size_t i = 0; i < in.t->nup; i++) {
 		if (in.up[i].c)
 			h3_conn_close(in.up[i].c, NGHTTP3_H3_NO_ERROR);
+		if (in.up[i].h2c) { /* a GOAWAY, as far as the socket takes it now */
+			nghttp2_session_terminate_session(in.up[i].h2c->s, NGHTTP2_NO_ERROR);
+			h2_conn_io(in.up[i].h2c);
+		}
+	}
 	log_msg(LOG_INFO, "h3 ingress %s: %" PRIu64 " connections", o->id, ep.stats.accepted);
 out:
 	if (ms)

@@ -2,9 +2,11 @@
 /* peak h3 ingress: terminates QUIC+TLS for clients and forwards each request stream, by its
  * content-type (route.h), over one HTTP/3 connection per upstream, streaming the answer
  * back. Bodies are never held whole: the bytes of a stream in flight are held only until the
- * other side acknowledges them, and the client is granted flow-control credit for its body
- * only as the upstream acknowledges what it was sent (and the upstream as the client
- * acknowledges the answer), so a slow upstream slows only its own client stream. */
+ * other side acknowledges them, and the client is granted flow-control credit for its body as
+ * it arrives but at most one window ahead of what the upstream acknowledged (and the upstream
+ * as the client acknowledges the answer), so a slow upstream slows only its own client stream
+ * and a stream holds at most two windows, while a packet lost upstream does not stop the
+ * client until it is recovered. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -26,6 +28,8 @@ struct h3_ingress_opts {
 	const char *metrics; /* ADDR:PORT or NULL */
 	const char *qlog_dir;
 	const char *id; /* metrics label */
+	bool sniff;     /* route untyped and octet-stream bodies by their magic numbers */
+	bool page;      /* GET / answers the upload test page (h3_ingress_page) */
 };
 
 /* Serves until SIGINT or SIGTERM. Returns 0 on a clean stop, -errno if it could not start. */

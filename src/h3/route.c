@@ -43,23 +43,27 @@ static void quote(char out[static ROUTE_ITEM_SHOW + 4], struct cur s)
 	strcpy(out + k, s.left > k ? "..." : "");
 }
 
-/* Adds the upstream in s ("h3://[ADDR]:PORT" or "h3://IPv4:PORT") to t, or finds it there.
- * Returns its index or -EINVAL. */
+/* Adds the upstream in s ("h3://" or "h2://", then "[ADDR]:PORT" or "IPv4:PORT"; no scheme:
+ * t->default_h2 says) to t, or finds it there. Returns its index or -EINVAL. */
 static int upstream_add(struct h3_route_table *t, struct cur s)
 {
 	char a[80];
 	struct h3_addr addr;
-	if (s.left < 5 || memcmp(s.p, "h3://", 5))
-		return -EINVAL;
-	cur_skip(&s, 5);
+	bool h2 = t->default_h2;
+	if (s.left >= 5 && (!memcmp(s.p, "h3://", 5) || !memcmp(s.p, "h2://", 5))) {
+		h2 = s.p[1] == '2';
+		cur_skip(&s, 5);
+	} /* another scheme does not parse as an address below */
 	if (!span_str(s, a, sizeof(a)) || sockaddr_parse(a, &addr.ss, &addr.len))
 		return -EINVAL;
 	for (size_t i = 0; i < t->nup; i++)
-		if (t->up[i].len == addr.len && !memcmp(&t->up[i].ss, &addr.ss, addr.len))
+		if (t->up[i].len == addr.len && !memcmp(&t->up[i].ss, &addr.ss, addr.len) &&
+		    t->up_h2[i] == h2)
 			return (int)i;
 	if (t->nup == H3_ROUTE_UPS_ALL)
 		return -ENOSPC;
 	t->up[t->nup] = addr;
+	t->up_h2[t->nup] = h2;
 	sockaddr_print((struct sockaddr *)&addr.ss, t->up_name[t->nup], sizeof(t->up_name[0]));
 	return (int)t->nup++;
 }
@@ -80,8 +84,9 @@ static int rule_parse(struct h3_route_table *t, struct cur s, size_t item, char 
 	quote(q, whole);
 	struct cur p = span(&s, "=");
 	if (!s.left)
-		return peak_errf(err, errlen, "rule %zu '%s': want TYPE=h3://[ADDR]:PORT[|...]",
-		                 item, q);
+		return peak_errf(err, errlen,
+		                 "rule %zu '%s': want TYPE=h3://[ADDR]:PORT[|...] (or h2://)", item,
+		                 q);
 	cur_skip(&s, 1); /* '=' */
 	if (t->n == H3_ROUTE_MAX)
 		return peak_errf(err, errlen, "rule %zu '%s': more than %d rules", item, q,
@@ -113,8 +118,8 @@ static int rule_parse(struct h3_route_table *t, struct cur s, size_t item, char 
 			                 H3_ROUTE_UPS_ALL);
 		if (idx < 0)
 			return peak_errf(err, errlen,
-			                 "rule %zu '%s': upstream '%s' is not h3://[IPv6]:PORT or "
-			                 "h3://IPv4:PORT",
+			                 "rule %zu '%s': upstream '%s' is not h3://[IPv6]:PORT, "
+			                 "h3://IPv4:PORT or the same with h2://",
 			                 item, q, uq);
 		for (size_t i = 0; i < r->nup; i++)
 			if (r->up[i] == (size_t)idx)

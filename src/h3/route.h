@@ -5,14 +5,16 @@
  *	SPEC     = RULE *("," RULE)
  *	RULE     = PATTERN "=" UPSTREAM *("|" UPSTREAM)
  *	PATTERN  = type "/" subtype | type "/" "*" | "*" "/" "*"      (ctype.h)
- *	UPSTREAM = "h3://" "[" IPv6 "]" ":" PORT | "h3://" IPv4 ":" PORT
+ *	UPSTREAM = [SCHEME] "[" IPv6 "]" ":" PORT | [SCHEME] IPv4 ":" PORT
+ *	SCHEME   = "h3://" | "h2://"      (HTTP/3 over QUIC, HTTP/2 over TLS/TCP)
  *
- * e.g. "video/mp4=h3://[2001:db8::1]:443|h3://[2001:db8::2]:443,text/plain=h3://[::1]:4433".
+ * e.g. "video/mp4=h3://[2001:db8::1]:443|h3://[2001:db8::2]:443,text/plain=h2://[::1]:4433".
+ * An upstream without a scheme takes the table's default (default_h2, --upstream-proto).
  * ',' separates rules and '|' the upstreams of one rule, since neither can appear in a media
  * type pattern or an address. Several specs (--route given again) add to one table; the
- * same address in several rules is one upstream. The most specific pattern that matches
- * wins: an exact type, then a type with any subtype, then the catch-all. Parameters and
- * case are ignored. */
+ * same address and scheme in several rules is one upstream. The most specific pattern that
+ * matches wins: an exact type, then a type with any subtype, then the catch-all. Parameters
+ * and case are ignored. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -43,7 +45,9 @@ struct h3_route_table {
 	size_t n;
 	struct h3_addr up[H3_ROUTE_UPS_ALL];
 	char up_name[H3_ROUTE_UPS_ALL][64]; /* "[ADDR]:PORT" */
+	bool up_h2[H3_ROUTE_UPS_ALL];       /* HTTP/2 over TLS/TCP, not HTTP/3 */
 	size_t nup;
+	bool default_h2; /* set before parsing: the scheme of upstreams written without one */
 };
 
 /* Parses spec (NUL-terminated, untrusted: read through a bounded cursor) and adds its rules

@@ -30,6 +30,9 @@ int h3_udp_bind(const struct h3_addr *addr)
 		goto fail;
 	if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) == -1)
 		goto fail;
+	/* many datagrams per read on a busy server; a kernel without it gives one each */
+	if (!getenv("PEAK_H3_NO_GRO"))
+		setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
 	return fd;
 fail:;
 	int err = -errno;
@@ -53,13 +56,15 @@ int h3_udp_connect(const struct h3_addr *peer, struct h3_addr *local)
 }
 
 ssize_t h3_udp_recv(int fd, uint8_t *buf, size_t n, struct h3_addr *from, struct h3_addr *to,
-                    const struct h3_addr *bound)
+                    const struct h3_addr *bound, size_t *seg)
 {
 	union {
-		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo))];
+		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int))];
 		struct cmsghdr align;
 	} cm;
 	struct iovec iov = {buf, n};
+	if (seg)
+		*seg = 0;
 	struct msghdr msg = {
 	    .msg_name = &from->ss,
 	    .msg_namelen = sizeof(from->ss),
@@ -77,6 +82,13 @@ ssize_t h3_udp_recv(int fd, uint8_t *buf, size_t n, struct h3_addr *from, struct
 	from->len = msg.msg_namelen;
 	*to = *bound;
 	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+		if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
+			int g;
+			memcpy(&g, CMSG_DATA(c), sizeof(g));
+			if (seg && g > 0 && (size_t)g < (size_t)r)
+				*seg = (size_t)g;
+			continue;
+		}
 		if (c->cmsg_level != IPPROTO_IPV6 || c->cmsg_type != IPV6_PKTINFO ||
 		    to->ss.ss_family != AF_INET6)
 			continue;

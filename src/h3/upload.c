@@ -19,43 +19,7 @@
 #include "conn.h"
 #include "qlog.h"
 #include "tls.h"
-
-enum {
-	UP_RESP_MAX = 2048,
-	UP_HOST_MAX = 256,
-	UP_PATH_MAX = 1024,
-	UP_TURN_BYTES = 32 * 1024, /* body bytes a stream sends per turn of the round robin */
-	UP_EARLY_BYTES = 8 * 1024, /* body bytes sent as 0-RTT, all streams together */
-};
-
-struct ufile {
-	const char *path, *type;
-	int fd;
-	uint8_t *map;
-	size_t size;
-	char hex[2 * SHA256_DIGEST_SIZE + 1];
-	int64_t sid;
-	int status;
-	size_t sent;    /* body bytes handed to nghttp3 */
-	bool turn_used; /* this round's bytes are handed over */
-	bool paused;    /* read_data said WOULDBLOCK: resume at the next round */
-	bool started, ended, closed;
-	uint64_t close_code;
-	char backend[80]; /* x-peak-backend, when the answer is not our JSON */
-	char resp[UP_RESP_MAX + 1];
-	size_t resp_len;
-	uint64_t t0, t1;
-};
-
-struct upload {
-	struct ufile f[H3_UPLOAD_MAX_FILES];
-	size_t n, next, nclosed;
-	bool get;
-	bool resubmit;     /* 0-RTT refused: submit again once the handshake is done */
-	size_t early_sent; /* body bytes handed over in 0-RTT */
-	char authority[UP_HOST_MAX + 8];
-	char path[UP_PATH_MAX];
-};
+#include "uploadint.h"
 
 /* Splits https://HOST[:PORT][/PATH]; HOST is a name, an IPv4 address or [IPv6]. */
 static int url_parse(const char *url, char *host, size_t hcap, char *port, size_t pcap, char *path,
@@ -236,29 +200,43 @@ static void submit_more(struct h3_conn *c)
 	}
 }
 
+void h3_upload_field(struct ufile *f, const uint8_t *n, size_t nl, const uint8_t *v, size_t vl)
+{
+	if (h3_field_is_raw(n, nl, ":status") && vl == 3) {
+		int st = 0;
+		for (size_t i = 0; i < 3; i++)
+			st = st * 10 + (v[i] >= '0' && v[i] <= '9' ? v[i] - '0' : 0);
+		/* interim answers (1xx) are followed by the final one */
+		if (st >= 200)
+			f->status = st;
+	} else if (h3_field_is_raw(n, nl, "x-peak-backend")) {
+		h3_field_copy_raw(f->backend, sizeof(f->backend), v, vl, NULL);
+		/* one word in the stream line: key=value pairs are split at spaces */
+		for (char *p = f->backend; *p; p++)
+			if (*p == ' ')
+				*p = '?';
+	}
+}
+
+void h3_upload_body(struct ufile *f, const uint8_t *d, size_t n)
+{
+	size_t room = UP_RESP_MAX - f->resp_len, k = n < room ? n : room;
+	memcpy(f->resp + f->resp_len, d, k);
+	f->resp_len += k;
+	f->resp[f->resp_len] = 0;
+}
+
 static int recv_header(nghttp3_conn *h, int64_t sid, int32_t token, nghttp3_rcbuf *name,
                        nghttp3_rcbuf *value, uint8_t flags, void *cu, void *su)
 {
-	struct ufile *f = su;
 	(void)h;
 	(void)sid;
 	(void)token;
 	(void)flags;
 	(void)cu;
-	nghttp3_vec n = nghttp3_rcbuf_get_buf(name), v = nghttp3_rcbuf_get_buf(value);
-	if (f && n.len == 7 && !memcmp(n.base, ":status", 7) && v.len == 3) {
-		int st = 0;
-		for (size_t i = 0; i < 3; i++)
-			st = st * 10 + (v.base[i] >= '0' && v.base[i] <= '9' ? v.base[i] - '0' : 0);
-		/* interim answers (1xx) are followed by the final one */
-		if (st >= 200)
-			f->status = st;
-	} else if (f && n.len == 14 && !memcmp(n.base, "x-peak-backend", 14)) {
-		size_t k = v.len < sizeof(f->backend) - 1 ? v.len : sizeof(f->backend) - 1;
-		for (size_t i = 0; i < k; i++)
-			f->backend[i] =
-			    v.base[i] > 0x20 && v.base[i] < 0x7f ? (char)v.base[i] : '?';
-		f->backend[k] = 0;
+	if (su) {
+		nghttp3_vec n = nghttp3_rcbuf_get_buf(name), v = nghttp3_rcbuf_get_buf(value);
+		h3_upload_field(su, n.base, n.len, v.base, v.len);
 	}
 	return 0;
 }
@@ -266,14 +244,9 @@ static int recv_header(nghttp3_conn *h, int64_t sid, int32_t token, nghttp3_rcbu
 static int recv_data(nghttp3_conn *h, int64_t sid, const uint8_t *data, size_t n, void *cu,
                      void *su)
 {
-	struct ufile *f = su;
 	(void)h;
-	if (f) {
-		size_t room = UP_RESP_MAX - f->resp_len, k = n < room ? n : room;
-		memcpy(f->resp + f->resp_len, data, k);
-		f->resp_len += k;
-		f->resp[f->resp_len] = 0;
-	}
+	if (su)
+		h3_upload_body(su, data, n);
 	h3_conn_consume(cu, sid, n);
 	return 0;
 }
@@ -428,8 +401,7 @@ static const char *base(const char *p)
 	return s ? s + 1 : p;
 }
 
-/* Prints one line per file; returns how many failed. */
-static size_t report(struct upload *u)
+size_t h3_upload_report(struct upload *u)
 {
 	size_t bad = 0;
 	for (size_t i = 0; i < u->n; i++) {
@@ -504,7 +476,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 {
 	static struct upload u;
 	char host[UP_HOST_MAX], port[8];
-	struct addrinfo hints = {.ai_socktype = SOCK_DGRAM}, *ai = NULL;
+	struct addrinfo hints = {.ai_socktype = o->h2 ? SOCK_STREAM : SOCK_DGRAM}, *ai = NULL;
 	struct h3_addr remote, local;
 	gnutls_certificate_credentials_t cred = NULL;
 	struct h3_conn *c = NULL;
@@ -545,6 +517,10 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	remote.len = ai->ai_addrlen;
 	if ((ret = h3_tls_client_cred(&cred, o->insecure ? NULL : o->ca)))
 		goto out;
+	if (o->h2) {
+		ret = h2_upload_run(o, &u, &remote, cred, o->server_name ? o->server_name : host);
+		goto out;
+	}
 	if ((fd = o->source ? udp_connect_from(&remote, o->source, &local)
 	                    : h3_udp_connect(&remote, &local)) < 0) {
 		ret = fd;
@@ -576,7 +552,8 @@ int h3_upload_run(const struct h3_upload_opts *o)
 			static uint8_t buf[65536];
 			struct h3_addr from, to;
 			for (int i = 0; i < 64; i++) {
-				ssize_t n = h3_udp_recv(fd, buf, sizeof(buf), &from, &to, &local);
+				ssize_t n =
+				    h3_udp_recv(fd, buf, sizeof(buf), &from, &to, &local, NULL);
 				if (n < 0)
 					break;
 				if (h3_conn_read(c, &local, &remote, buf, (size_t)n))
@@ -619,7 +596,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 		        ce.reason ? (int)(ce.reasonlen > 200 ? 200 : ce.reasonlen) : 0,
 		        ce.reason ? (const char *)ce.reason : "");
 	}
-	size_t bad = report(&u);
+	size_t bad = h3_upload_report(&u);
 	uint64_t total = 0;
 	for (size_t i = 0; i < u.n; i++)
 		total += u.f[i].size;

@@ -156,7 +156,10 @@ def test_client_that_gives_up_cancels_its_upstream_stream(tmp_path, certs, backe
     b = backend_factory(types="video/*", ident="video", extra=("--metrics", f"127.0.0.1:{bport}"))
     ing = ingress_factory([f"video/*=h3://[::1]:{b.port}"],
                           extra=("--metrics", f"127.0.0.1:{iport}"))
-    write(tmp_path / "v.mp4", 40_000_000, "v")
+    # 400 MB, sparse: far more than a client sends in 400 ms (a quiet CI machine finished
+    # 40 MB in 354 ms once the servers read with UDP GRO)
+    with open(tmp_path / "v.mp4", "wb") as f:
+        f.truncate(400_000_000)
     rc, streams, out, err = upload(ing.url, [f"{tmp_path / 'v.mp4'}:video/mp4"], certs,
                                    extra=("--timeout", "400"))
     assert rc == 1 and streams[0]["status"] in ("unfinished", "unsent"), out + err
@@ -240,9 +243,9 @@ def test_bad_routes_are_refused(tmp_path, certs):
         assert p.returncode == 2 and msg in p.stderr, (spec, p.stderr)
     p = subprocess.run(base, capture_output=True, text=True, timeout=10)
     assert p.returncode == 2 and "--route" in p.stderr
-    p = subprocess.run([*base, "--route", "a/b=h3://[::1]:1", "--upstream-proto", "h2"],
+    p = subprocess.run([*base, "--route", "a/b=h3://[::1]:1", "--upstream-proto", "h1"],
                        capture_output=True, text=True, timeout=10)
-    assert p.returncode == 2 and "only h3" in p.stderr
+    assert p.returncode == 2 and "want h3 or h2" in p.stderr
 
 
 def rss_kib(pid):

@@ -1,0 +1,237 @@
+/* The upload client over HTTP/2 on TLS/TCP (peak h3 upload --proto h2): one connection, every
+ * file its own request stream, all submitted at once. nghttp2 keeps the streams past the
+ * server's SETTINGS_MAX_CONCURRENT_STREAMS queued until others close (RFC 9113 §5.1.2), and
+ * interleaves the bodies' DATA frames. */
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "../sys/log.h"
+#include "conn.h"
+#include "h2conn.h"
+#include "uploadint.h"
+
+enum { UP_H2_RETRIES = 3 }; /* times a refused stream is sent again */
+
+static ssize_t read_file(nghttp2_session *h, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
+                         nghttp2_data_source *src, void *ud)
+{
+	struct ufile *f = src->ptr;
+	(void)h;
+	(void)sid;
+	(void)ud;
+	size_t k = f->size - f->sent < len ? f->size - f->sent : len;
+	if (k)
+		memcpy(buf, f->map + f->sent, k);
+	f->sent += k;
+	if (f->sent == f->size)
+		*flags |= NGHTTP2_DATA_FLAG_EOF;
+	return (ssize_t)k;
+}
+
+static struct ufile *file_of(nghttp2_session *h, int32_t sid)
+{
+	return nghttp2_session_get_stream_user_data(h, sid);
+}
+
+/* The request goes out now (it may have waited for the server's stream limit). */
+static int frame_send(nghttp2_session *h, const nghttp2_frame *fr, void *ud)
+{
+	(void)ud;
+	struct ufile *f = file_of(h, fr->hd.stream_id);
+	if (f && fr->hd.type == NGHTTP2_HEADERS && !f->started) {
+		f->started = true;
+		f->t0 = h3_now();
+	}
+	return 0;
+}
+
+static int header(nghttp2_session *h, const nghttp2_frame *fr, const uint8_t *n, size_t nl,
+                  const uint8_t *v, size_t vl, uint8_t flags, void *ud)
+{
+	(void)flags;
+	(void)ud;
+	struct ufile *f = file_of(h, fr->hd.stream_id);
+	if (!f || fr->hd.type != NGHTTP2_HEADERS)
+		return 0;
+	h3_upload_field(f, n, nl, v, vl);
+	return 0;
+}
+
+static int data(nghttp2_session *h, uint8_t flags, int32_t sid, const uint8_t *d, size_t n,
+                void *ud)
+{
+	(void)flags;
+	(void)ud;
+	struct ufile *f = file_of(h, sid);
+	if (f)
+		h3_upload_body(f, d, n);
+	nghttp2_session_consume(h, sid, n);
+	return 0;
+}
+
+static int frame_recv(nghttp2_session *h, const nghttp2_frame *fr, void *ud)
+{
+	(void)ud;
+	struct ufile *f = file_of(h, fr->hd.stream_id);
+	if (f && (fr->hd.type == NGHTTP2_HEADERS || fr->hd.type == NGHTTP2_DATA) &&
+	    (fr->hd.flags & NGHTTP2_FLAG_END_STREAM) && f->status) {
+		f->ended = true;
+		f->t1 = h3_now();
+	}
+	return 0;
+}
+
+static int stream_close(nghttp2_session *h, int32_t sid, uint32_t code, void *ud)
+{
+	struct h2_conn *c = ud;
+	struct upload *u = c->app;
+	struct ufile *f = file_of(h, sid);
+	/* refused streams were not processed (RFC 9113 §8.7): send them again */
+	if (f && !f->closed && code == NGHTTP2_REFUSED_STREAM && !f->status &&
+	    f->retries < UP_H2_RETRIES) {
+		f->refused = true;
+		return 0;
+	}
+	if (f && !f->closed) {
+		f->closed = true;
+		f->close_code = code;
+		if (!f->t1)
+			f->t1 = h3_now();
+		u->nclosed++;
+	}
+	return 0;
+}
+
+static void callbacks(nghttp2_session_callbacks *cbs)
+{
+	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, frame_send);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, header);
+	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, data);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, stream_close);
+}
+
+/* Submits f's request; nghttp2 holds it while the server's streams are all in use. */
+static void submit(struct h2_conn *c, struct upload *u, struct ufile *f)
+{
+	char len[24];
+	snprintf(len, sizeof(len), "%zu", f->size);
+	nghttp2_nv nva[7] = {
+	    {(uint8_t *)":method", (uint8_t *)"POST", 7, 4, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":scheme", (uint8_t *)"https", 7, 5, NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":authority", (uint8_t *)u->authority, 10, strlen(u->authority),
+	     NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)":path", (uint8_t *)u->path, 5, strlen(u->path), NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)"user-agent", (uint8_t *)"peak-h3/" PEAK_VERSION, 10,
+	     strlen("peak-h3/" PEAK_VERSION), NGHTTP2_NV_FLAG_NONE},
+	    {(uint8_t *)"content-length", (uint8_t *)len, 14, strlen(len), NGHTTP2_NV_FLAG_NONE},
+	};
+	size_t nv = 6;
+	if (f->type)
+		nva[nv++] = (nghttp2_nv){(uint8_t *)"content-type", (uint8_t *)f->type, 12,
+		                         strlen(f->type), NGHTTP2_NV_FLAG_NONE};
+	nghttp2_data_provider dp = {.source.ptr = f, .read_callback = read_file};
+	if (u->get) {
+		nva[0].value = (uint8_t *)"GET";
+		nva[0].valuelen = 3;
+		nv = 5;
+	}
+	int32_t sid = nghttp2_submit_request(c->s, NULL, nva, nv, u->get ? NULL : &dp, f);
+	if (sid < 0) {
+		/* counted as closed: it never existed */
+		f->closed = true;
+		u->nclosed++;
+		return;
+	}
+	f->sid = sid;
+}
+
+/* Sends the refused requests again, from their first byte. */
+static void resubmit(struct h2_conn *c, struct upload *u)
+{
+	for (size_t i = 0; i < u->n; i++) {
+		struct ufile *f = &u->f[i];
+		if (!f->refused)
+			continue;
+		f->refused = f->started = false;
+		f->retries++;
+		f->sent = f->resp_len = 0;
+		f->backend[0] = f->resp[0] = 0;
+		submit(c, u, f);
+	}
+}
+
+/* Whether a request the server refused waits to be sent again (resubmit). */
+static bool any_refused(const struct upload *u)
+{
+	for (size_t i = 0; i < u->n; i++)
+		if (u->f[i].refused)
+			return true;
+	return false;
+}
+
+int h2_upload_run(const struct h3_upload_opts *o, struct upload *u, const struct h3_addr *remote,
+                  gnutls_certificate_credentials_t cred, const char *host)
+{
+	static const struct h2_conn_cfg cfg = {.callbacks = callbacks, .frame_recv = frame_recv};
+	struct h2_conn *c = NULL;
+	int fd = h2_tcp_connect(remote), r;
+	uint64_t t0 = h3_now(), end = t0 + (uint64_t)o->timeout_ms * 1000000;
+	if (fd < 0) {
+		fprintf(stderr, "peak h3 upload: %s: %s\n", o->url, strerror(-fd));
+		return 1;
+	}
+	if ((r = h2_conn_client_new(&c, fd, cred, host, !o->insecure, &cfg, u))) {
+		fprintf(stderr, "peak h3 upload: %s: %s\n", o->url, strerror(-r));
+		return 1;
+	}
+	bool submitted = false;
+	r = h2_conn_io(c);
+	while (!r && u->nclosed < u->n) {
+		/* after the server's SETTINGS: streams past its limit would be refused */
+		if (c->settings && !submitted) {
+			submitted = true;
+			for (size_t i = 0; i < u->n; i++)
+				submit(c, u, &u->f[i]);
+		}
+		resubmit(c, u);
+		if ((r = h2_conn_io(c)))
+			break;
+		/* That read may have brought the server's SETTINGS or refused a stream: the
+		 * requests they let out go before any wait, as the server may send nothing more
+		 * until it has them (a SETTINGS record behind a TLS 1.3 session ticket is read
+		 * here, GnuTLS returning after the ticket) */
+		if ((c->settings && !submitted) || any_refused(u))
+			continue;
+		uint64_t now = h3_now();
+		if (now >= end)
+			break;
+		struct pollfd p = {c->fd, h2_conn_events(c), 0};
+		int ms = (int)((end - now + 999999) / 1000000);
+		if (poll(&p, 1, ms) == -1 && errno != EINTR)
+			break;
+		r = h2_conn_io(c);
+	}
+	if (r || u->nclosed < u->n) {
+		fprintf(stderr, "peak h3 upload: %s: %s%s%s%s\n", o->url,
+		        !c->hs_done ? "handshake failed" : "connection ended early",
+		        !r ? ": timed out" : "", c->why[0] ? ": " : "", c->why);
+	}
+	size_t bad = h3_upload_report(u);
+	uint64_t total = 0;
+	for (size_t i = 0; i < u->n; i++)
+		total += u->f[i].size;
+	double s = (double)(h3_now() - t0) / 1e9;
+	printf("upload: %zu streams, %zu ok, %zu failed, %" PRIu64 " bytes in %.3f s, "
+	       "handshake %.1f ms (h2)\n",
+	       u->n, u->n - bad, bad, total, s,
+	       c->hs_done ? (double)(c->t_handshake - c->t_start) / 1e6 : 0.0);
+	if (!c->dead) {
+		nghttp2_session_terminate_session(c->s, NGHTTP2_NO_ERROR);
+		h2_conn_io(c);
+	}
+	h2_conn_free(c);
+	return bad ? 1 : 0;
+}

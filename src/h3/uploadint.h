@@ -1,0 +1,67 @@
+#pragma once
+/* What the HTTP/3 and HTTP/2 upload clients share (upload.c, h2upload.c): the files, their
+ * answers, and the report printed from them. Internal to src/h3. */
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include <gnutls/gnutls.h>
+#include <nettle/sha2.h>
+
+#include "udp.h"
+#include "upload.h"
+
+enum {
+	UP_RESP_MAX = 2048,
+	UP_HOST_MAX = 256,
+	UP_PATH_MAX = 1024,
+	UP_TURN_BYTES = 32 * 1024, /* body bytes a stream sends per turn of the round robin */
+	UP_EARLY_BYTES = 8 * 1024, /* body bytes sent as 0-RTT, all streams together */
+};
+
+struct ufile {
+	const char *path, *type;
+	int fd;
+	uint8_t *map;
+	size_t size;
+	char hex[2 * SHA256_DIGEST_SIZE + 1];
+	int64_t sid;
+	int status;
+	size_t sent;    /* body bytes handed to nghttp3 or nghttp2 */
+	bool turn_used; /* this round's bytes are handed over */
+	bool paused;    /* read_data said WOULDBLOCK: resume at the next round */
+	bool started, ended, closed;
+	bool refused;     /* HTTP/2: REFUSED_STREAM, never processed: to be sent again */
+	unsigned retries; /* times sent again */
+	uint64_t close_code;
+	char backend[80]; /* x-peak-backend, when the answer is not our JSON */
+	char resp[UP_RESP_MAX + 1];
+	size_t resp_len;
+	uint64_t t0, t1;
+};
+
+struct upload {
+	struct ufile f[H3_UPLOAD_MAX_FILES];
+	size_t n, next, nclosed;
+	bool get;
+	bool resubmit;     /* 0-RTT refused: submit again once the handshake is done */
+	size_t early_sent; /* body bytes handed over in 0-RTT */
+	char authority[UP_HOST_MAX + 8];
+	char path[UP_PATH_MAX];
+};
+
+/* Takes an answer header field (untrusted): the final :status, x-peak-backend. */
+void h3_upload_field(struct ufile *f, const uint8_t *n, size_t nl, const uint8_t *v, size_t vl);
+
+/* Keeps the first UP_RESP_MAX bytes of the answer body (the JSON). */
+void h3_upload_body(struct ufile *f, const uint8_t *d, size_t n);
+
+/* Prints one line per file (stream, file, type, status, backend, checksum check, bytes,
+ * sha256, time; a GET: status, backend, body) on stdout; returns how many failed. */
+size_t h3_upload_report(struct upload *u);
+
+/* Runs u's requests (files open, authority and path set) over one HTTP/2 connection on TLS/TCP
+ * to remote, the certificate checked against host unless o->insecure, prints the report and
+ * the summary. Returns 0 if every stream succeeded, 1 otherwise. */
+int h2_upload_run(const struct h3_upload_opts *o, struct upload *u, const struct h3_addr *remote,
+                  gnutls_certificate_credentials_t cred, const char *host);

@@ -1,0 +1,325 @@
+"""peak h3 over HTTP/2 on TLS/TCP (--proto h2): the backend checked with independent clients
+(curl --http2, nghttp from nghttp2-client), and with raw bad input over TLS (a broken
+preface, garbage frames, oversized header sections), none of which may hurt it; the upload
+client against our backend and against Caddy's HTTP/2 server.
+
+    curl --http2 / nghttp / python ssl --(TLS 1.3, ALPN h2, TCP)--> peak h3 backend --proto h2
+    peak h3 upload --proto h2 ----------------------------------->  [::1]:port (kernel's)
+                              ----------------------------------->  caddy (h2 on TLS)
+"""
+import hashlib
+import json
+import os
+import re
+import shutil
+import socket
+import ssl
+import struct
+import subprocess
+import sys
+import urllib.request
+
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import PEAK, free_tcp_port, upload, wait_for  # noqa: E402
+from test_interop_caddy import caddy, requests  # noqa: E402,F401
+
+H2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def write(path, n, seed):
+    data = hashlib.sha256(seed.encode()).digest() * (n // 32) + b"x" * (n % 32)
+    path.write_bytes(data)
+    return hashlib.sha256(data).hexdigest()
+
+
+def h2_backend(backend_factory, **kw):
+    extra = ("--proto", "h2", *kw.pop("extra", ()))
+    return backend_factory(extra=extra, **kw)
+
+
+def curl(*args, timeout=60):
+    return subprocess.run(["curl", "-sS", "--http2", *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def test_curl_typed_uploads_refusals_and_healthz(tmp_path, certs, backend_factory):
+    mport = free_tcp_port()
+    b = h2_backend(backend_factory, types="audio/*,video/mp4",
+                   extra=("--metrics", f"127.0.0.1:{mport}"))
+    base = f"https://[::1]:{b.port}"
+    ca = ["--cacert", str(certs / "ca.pem")]
+    sums = {n: write(tmp_path / n, size, n) for n, size in
+            (("a.ogg", 3_000_000), ("v.mp4", 70_001), ("e.wav", 0))}
+    # three uploads in parallel: curl -Z multiplexes them on one HTTP/2 connection
+    argv = ["-Z"]
+    for i, (n, t) in enumerate((("a.ogg", "audio/ogg"), ("v.mp4", "video/mp4"),
+                                ("e.wav", "Audio/WAV; x=1"))):
+        argv += (["--next"] if i else []) + [
+            *ca, "-w", "%{http_version} %{http_code}\n", "-H", f"content-type: {t}",
+            "--data-binary", f"@{tmp_path / n}", "-o", str(tmp_path / (n + ".json")),
+            f"{base}/up/{n}"]
+    p = curl(*argv)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.split("\n")[:3] == ["2 201"] * 3, p.stdout
+    with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5) as r:
+        m = r.read().decode()
+    assert 'peak_h3_connections_total{backend="b1"} 1\n' in m, m
+    assert 'peak_h3_streams_total{backend="b1",status="201"} 3\n' in m, m
+    for n, t in (("a.ogg", "audio/ogg"), ("v.mp4", "video/mp4"), ("e.wav", "Audio/WAV; x=1")):
+        j = json.loads((tmp_path / (n + ".json")).read_text())
+        assert j == {"checksum": sums[n], "bytes": (tmp_path / n).stat().st_size, "type": t,
+                     "backend": "b1"}
+    p = curl(*ca, "-H", "content-type: text/plain", "--data-binary", "x", "-w",
+             " %{http_version} %{http_code}", f"{base}/up")
+    assert p.stdout.endswith(" 2 415"), p.stdout
+    p = curl(*ca, "-H", "content-type:", "--data-binary", f"@{tmp_path / 'v.mp4'}", "-w",
+             " %{http_version} %{http_code}", f"{base}/up")
+    assert p.stdout.endswith(" 2 400"), p.stdout
+    p = curl(*ca, "-w", " %{http_version} %{http_code}", f"{base}/healthz")
+    assert p.stdout == "ok\n 2 200", p.stdout
+    p = curl(*ca, "-w", " %{http_version} %{http_code}", f"{base}/nothing")
+    assert p.stdout.endswith(" 2 404"), p.stdout
+    # a client that does not offer h2 fails the handshake (ALPN is mandatory)
+    p = subprocess.run(["curl", "-sS", "--http1.1", *ca, f"{base}/healthz"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode != 0
+    assert b.proc.poll() is None
+    assert b.stop() == 0, b.logtext()
+
+
+@pytest.mark.skipif(not shutil.which("nghttp"), reason="nghttp2-client is not installed")
+def test_nghttp_concurrent_streams_on_one_connection(tmp_path, certs, backend_factory):
+    b = h2_backend(backend_factory, types="audio/*")
+    s = write(tmp_path / "a", 300_000, "a")
+    p = subprocess.run(["nghttp", "-v", "-n", "-m", "4", "-d", str(tmp_path / "a"), "-H",
+                        "content-type: audio/mpeg", f"https://[::1]:{b.port}/x"],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count(":status: 201") == 4, p.stdout
+    # the four went as four streams of the one connection, each answered
+    sids = re.findall(r"recv \(stream_id=(\d+)\) :status: 201", p.stdout)
+    assert len(set(sids)) == 4, p.stdout
+    assert "SETTINGS_MAX_CONCURRENT_STREAMS(0x03):100" in p.stdout
+    p = subprocess.run(["nghttp", "-d", str(tmp_path / "a"), "-H", "content-type: audio/mpeg",
+                        f"https://[::1]:{b.port}/x"], capture_output=True, text=True,
+                       timeout=60)
+    assert json.loads(p.stdout)["checksum"] == s
+    assert b.stop() == 0, b.logtext()
+
+
+def tls_h2(port, certs):
+    ctx = ssl.create_default_context(cafile=str(certs / "ca.pem"))
+    ctx.set_alpn_protocols(["h2"])
+    s = ctx.wrap_socket(socket.create_connection(("::1", port), timeout=10),
+                        server_hostname="localhost")
+    assert s.selected_alpn_protocol() == "h2"
+    return s
+
+
+def frame(ftype, flags, sid, payload):
+    return struct.pack(">I", len(payload))[1:] + bytes([ftype, flags]) + \
+        struct.pack(">I", sid) + payload
+
+
+def read_until_closed(s):
+    """Everything the server sends until it closes (a connection error ends in GOAWAY)."""
+    data = b""
+    try:
+        while True:
+            d = s.recv(65536)
+            if not d:
+                return data
+            data += d
+    except (ssl.SSLError, OSError):
+        return data
+
+
+def frames(data):
+    out = []
+    while len(data) >= 9:
+        n = int.from_bytes(data[:3], "big")
+        out.append((data[3], int.from_bytes(data[5:9], "big") & 0x7fffffff, data[9:9 + n]))
+        data = data[9 + n:]
+    return out
+
+
+def test_bad_preface_and_garbage_frames(tmp_path, certs, backend_factory):
+    b = h2_backend(backend_factory)
+    rnd = __import__("random").Random(16)
+    # not the connection preface: a connection error (RFC 9113 §3.4), GOAWAY or a close
+    s = tls_h2(b.port, certs)
+    s.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = frames(read_until_closed(s))
+    assert all(t != 1 for t, _, _ in got)  # no HEADERS answer
+    s.close()
+    # the preface, then garbage frames: a malformed HEADERS block (bad HPACK), a DATA frame
+    # on an idle stream, a frame longer than SETTINGS_MAX_FRAME_SIZE, random bytes
+    bad = [frame(1, 0x5, 1, b"\xff\xff\xff\xff\xff"), frame(0, 0x1, 3, b"xyz"),
+           b"\xff\xff\xff\x00\x00\x00\x00\x00\x01" + b"x" * 100,
+           frame(4, 0, 0, b"\x00")]  # SETTINGS with a length not a multiple of 6
+    for junk in bad:
+        # each is a connection error the server must see by itself: it closes at once
+        s = tls_h2(b.port, certs)
+        s.sendall(H2_PREFACE + frame(4, 0, 0, b"") + junk)
+        got = frames(read_until_closed(s))
+        s.close()
+        assert all(t != 1 for t, _, _ in got), junk
+        assert any(t == 7 for t, _, _ in got), (junk, got)  # GOAWAY
+    for i in range(20):
+        # random bytes, perhaps a partial frame: the client then half-closes
+        s = tls_h2(b.port, certs)
+        s.sendall(H2_PREFACE + frame(4, 0, 0, b"") + rnd.randbytes(rnd.randrange(1, 300)))
+        s.shutdown(socket.SHUT_WR)
+        read_until_closed(s)
+        s.close()
+    assert b.proc.poll() is None
+    # still serving
+    p = curl("--cacert", str(certs / "ca.pem"), "-w", " %{http_code}",
+             f"https://[::1]:{b.port}/healthz")
+    assert p.stdout.endswith(" 200"), p.stdout + p.stderr
+    assert b.stop() == 0, b.logtext()
+
+
+def test_oversized_header_section_gets_431(tmp_path, certs, backend_factory):
+    b = h2_backend(backend_factory)
+    p = curl("--cacert", str(certs / "ca.pem"), "-H", "x-big: " + "a" * 20000, "-H",
+             "content-type: audio/ogg", "--data-binary", "body", "-w", " %{http_code}",
+             f"https://[::1]:{b.port}/up")
+    assert p.stdout.endswith(" 431"), p.stdout + p.stderr
+    # a section that fits is fine
+    p = curl("--cacert", str(certs / "ca.pem"), "-H", "x-big: " + "a" * 8000, "-w",
+             " %{http_code}", f"https://[::1]:{b.port}/healthz")
+    assert p.stdout.endswith(" 200"), p.stdout + p.stderr
+    assert b.stop() == 0, b.logtext()
+
+
+def test_client_gone_mid_upload_and_metrics(tmp_path, certs, backend_factory):
+    mport = free_tcp_port()
+    b = h2_backend(backend_factory, extra=("--metrics", f"127.0.0.1:{mport}"))
+    # a request whose body never ends, then the client vanishes: the stream is freed
+    s = tls_h2(b.port, certs)
+    hdrs = b"\x83\x87" + b"\x41\x09localhost" + b"\x04\x03/up" + \
+        b"\x5f\x09audio/ogg"  # :method POST, :scheme https, :authority, :path, content-type
+    s.sendall(H2_PREFACE + frame(4, 0, 0, b"") + frame(1, 0x4, 1, hdrs) +
+              frame(0, 0, 1, b"x" * 1000))
+
+    def scrape():
+        with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5) as r:
+            return r.read().decode()
+    wait_for(lambda: 'peak_h3_body_bytes_total{backend="b1"} 1000' in scrape(), 10,
+             "the body bytes to be hashed")
+    s.close()
+    wait_for(lambda: 'status="reset"} 1' in scrape(), 10, "the stream to be counted reset")
+    # the connection is counted gone just after its stream (a scrape between the two saw 1)
+    wait_for(lambda: 'peak_h3_connections{backend="b1"} 0' in scrape(), 10,
+             "the connection to be counted gone")
+    m = scrape()
+    assert 'peak_h3_handshake_seconds_count{backend="b1"} 1' in m
+    assert b.stop() == 0, b.logtext()
+
+
+@pytest.mark.parametrize("argv", [
+    ["--proto", "h1"],
+    ["--proto", "h2", "--retry"],
+])
+def test_backend_usage_errors(argv):
+    p = subprocess.run([PEAK, "h3", "backend", "--listen", "[::1]:0", "--cert", "c", "--key",
+                        "k", "--type", "a/b", *argv], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 2, p
+
+
+# ---- peak h3 upload --proto h2 ----
+
+def h2_upload(url, files, certs, extra=(), timeout=60):
+    return upload(url, files, certs, extra=("--proto", "h2", *extra), timeout=timeout)
+
+
+def test_upload_h2_all_files_on_one_connection_past_the_stream_limit(tmp_path, certs,
+                                                                     backend_factory):
+    mport = free_tcp_port()
+    b = h2_backend(backend_factory, types="audio/*,video/mp4",
+                   extra=("--max-streams", "2", "--metrics", f"127.0.0.1:{mport}"))
+    files = {"a1.ogg": ("audio/ogg", 70_000), "a2.mp3": ("audio/mpeg; rate=44100", 1),
+             "a3.wav": ("Audio/WAV", 0), "v1.mp4": ("video/mp4", 2_500_000),
+             "v2.mp4": ("video/mp4", 300_000), "a4.ogg": ("audio/ogg", 100_000)}
+    sums = {name: write(tmp_path / name, n, name) for name, (_, n) in files.items()}
+    rc, streams, out, err = h2_upload(f"https://[::1]:{b.port}/up",
+                                      [f"{tmp_path / n}:{t}" for n, (t, _) in files.items()],
+                                      certs)
+    assert rc == 0, out + err
+    assert len(streams) == len(files)
+    # client streams of one HTTP/2 connection: distinct odd IDs
+    ids = {int(s["stream"]) for s in streams}
+    assert len(ids) == len(files) and all(i % 2 == 1 for i in ids)
+    for s in streams:
+        assert s["status"] == "201" and s["checksum"] == "ok", s
+        assert s["backend"] == "b1" and s["sha256"] == sums[s["file"]]
+        assert int(s["bytes"]) == files[s["file"]][1]
+    assert "6 ok, 0 failed" in out and "(h2)" in out
+    with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5) as r:
+        m = r.read().decode()
+    assert 'peak_h3_connections_total{backend="b1"} 1\n' in m, m
+    assert b.stop() == 0, b.logtext()
+
+
+def test_upload_h2_refusals_get_and_bad_certificate(tmp_path, certs, backend_factory):
+    b = h2_backend(backend_factory, types="audio/*")
+    url = f"https://[::1]:{b.port}/up"
+    write(tmp_path / "a.ogg", 5000, "a")
+    write(tmp_path / "v.mp4", 200_000, "v")
+    rc, streams, out, err = h2_upload(
+        url, [f"{tmp_path / 'a.ogg'}:audio/ogg", f"{tmp_path / 'v.mp4'}:video/mp4",
+              str(tmp_path / "v.mp4")], certs)
+    assert rc == 1, out + err
+    by = {(s["file"], s["type"]): s for s in streams}
+    assert by[("a.ogg", "audio/ogg")]["status"] == "201"
+    assert by[("a.ogg", "audio/ogg")]["checksum"] == "ok"
+    assert by[("v.mp4", "video/mp4")]["status"] == "415"
+    assert by[("v.mp4", "-")]["status"] == "400"
+    p = subprocess.run([PEAK, "h3", "get", "--proto", "h2", f"https://[::1]:{b.port}/healthz",
+                        "--ca", str(certs / "ca.pem")], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 0 and "status=200" in p.stdout and "body=ok" in p.stdout, p
+    # a CA that did not sign the backend's certificate: the handshake fails, exit 1
+    p = subprocess.run([PEAK, "h3", "upload", "--proto", "h2", url, "--ca",
+                        str(certs / "other.pem"), "--file", f"{tmp_path / 'a.ogg'}:audio/ogg"],
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 1 and "handshake failed" in p.stderr, p
+    # nothing listening: exit 1 with the reason
+    b.stop()
+    p = subprocess.run([PEAK, "h3", "get", "--proto", "h2", f"https://[::1]:{b.port}/healthz",
+                        "--ca", str(certs / "ca.pem")], capture_output=True, text=True,
+                       timeout=30)
+    assert p.returncode == 1 and "refused" in p.stderr, p
+
+
+def test_upload_h2_against_caddy(tmp_path, certs, caddy):
+    """Caddy (Go's net/http HTTP/2 server, independent of nghttp2) answers every stream."""
+    port, access, proc = caddy
+    files = {"a.ogg": ("audio/ogg", 300_000), "v.mp4": ("video/mp4", 1_000_000)}
+    for n, (_, size) in files.items():
+        write(tmp_path / n, size, n)
+    rc, streams, out, err = h2_upload(f"https://[::1]:{port}/upload",
+                                      [f"{tmp_path / n}:{t}" for n, (t, _) in files.items()],
+                                      certs)
+    # Caddy answers 200 "stored": no checksum to check, hence exit 1, but every stream done
+    assert rc == 1 and len(streams) == 2, out + err
+    assert all(s["status"] == "200" for s in streams), out + err
+    wait_for(lambda: len(requests(access)) == 2, 10, "caddy's access log")
+    reqs = requests(access)
+    assert all(r["proto"] == "HTTP/2.0" for r in reqs), reqs
+    assert sorted(r["headers"]["Content-Type"][0] for r in reqs) == ["audio/ogg", "video/mp4"]
+
+
+@pytest.mark.parametrize("argv", [
+    ["--proto", "h1"],
+    ["--proto", "h2", "--migrate-after", "10"],
+    ["--proto", "h2", "--session-file", "x"],
+])
+def test_upload_usage_errors(argv):
+    p = subprocess.run([PEAK, "h3", "upload", "https://[::1]:1/", "--file", "x:audio/ogg",
+                        *argv], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 2, p
