@@ -1,14 +1,20 @@
-/* Measures the overlay's LPM table (include/peak/lpm6.h) on one core: N IPv6 prefixes in one
- * of two layouts, then lookups per second for addresses inside random prefixes of the table
- * ("hit") and for uniformly random addresses in 2000::/3 ("random"), one at a time and batched,
- * and the cost of changes on the full table (remove+add of random prefixes, ::/0 added and gone).
+/* Measures the overlay's LPM table (include/peak/lpm6.h) on one core against its previous
+ * version (bench/overlay/lpm6_v1.c, the peer) in the same run, on the same prefixes and
+ * addresses: N IPv6 prefixes in one of two layouts, then lookups per second for addresses inside
+ * random prefixes of the table ("hit") and for uniformly random addresses in 2000::/3
+ * ("random"), one at a time and batched, and the cost of changes on the full table (remove+add
+ * of random prefixes, ::/0 added and gone). Both tables are built first; then each lookup
+ * figure is taken in 3 rounds alternating between them and the best round is printed
+ * (other load only slows a round down), with the ratio current/v1; a smoke run (SECONDS under
+ * 0.1, as the unit suite runs it) takes 1 round.
  * Layout "uniform": random prefixes of lengths 16..64 plus 10% /128 hosts, the worst case for
  * caches. Layout "bgp": like the global IPv6 table, N/16 /32 allocations in the RIR blocks
  * (2001::/16, 2400::/12, 2600::/12, 2800::/12, 2a00::/12, 2c00::/12) and more-specifics inside
  * them: mostly /48, some /33-/47, /56 and /64, 2% /128.
- * Usage: bench_lpm6 [PREFIXES [SECONDS [LAYOUT]]] (default 1000000 1 uniform). Rates are per
- * second of this process's CPU time, so other load on the machine does not count against it
- * (its cache and memory-bus use still does). Fixed seed, so runs repeat. */
+ * Usage: bench_lpm6 [PREFIXES [SECONDS [LAYOUT [WHICH]]]] (default 1000000 1 uniform both;
+ * WHICH is both, current or v1). SECONDS is per round. Rates are per second of this process's
+ * CPU time, so other load on the machine does not count against it (its cache and memory-bus
+ * use still does). Fixed seed, so runs repeat. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +22,50 @@
 #include <time.h>
 
 #include "peak/lpm6.h"
+
+/* The peer: lpm6_v1.c under the names lpm6v1_* (same signatures). */
+struct lpm6v1;
+struct lpm6v1 *lpm6v1_new(void);
+void lpm6v1_free(struct lpm6v1 *t);
+int lpm6v1_reserve(struct lpm6v1 *t, size_t n);
+int lpm6v1_add(struct lpm6v1 *t, const uint8_t prefix[static 16], unsigned plen, uint32_t val);
+int lpm6v1_del(struct lpm6v1 *t, const uint8_t prefix[static 16], unsigned plen);
+bool lpm6v1_lookup(const struct lpm6v1 *t, const uint8_t addr[static 16], uint32_t *val,
+                   unsigned *plen);
+void lpm6v1_lookup_batch(const struct lpm6v1 *t, const uint8_t (*addr)[16], size_t n, uint32_t *val,
+                         bool *found);
+size_t lpm6v1_count(const struct lpm6v1 *t);
+size_t lpm6v1_bytes(const struct lpm6v1 *t);
+
+struct impl {
+	const char *name;
+	void *(*create)(void);
+	void (*destroy)(void *t);
+	int (*reserve)(void *t, size_t n);
+	int (*add)(void *t, const uint8_t p[16], unsigned plen, uint32_t val);
+	int (*del)(void *t, const uint8_t p[16], unsigned plen);
+	bool (*lookup)(const void *t, const uint8_t a[16], uint32_t *val, unsigned *plen);
+	void (*batch)(const void *t, const uint8_t (*a)[16], size_t n, uint32_t *val, bool *found);
+	size_t (*count)(const void *t);
+	size_t (*bytes)(const void *t);
+	void *t;
+	double best[4]; /* hit, hit batched, random, random batched */
+};
+
+#define IMPL(NAME, P, T)                                                                           \
+	{                                                                                          \
+		NAME, (void *(*)(void))P##_new, (void (*)(void *))P##_free,                        \
+		    (int (*)(void *, size_t))P##_reserve,                                          \
+		    (int (*)(void *, const uint8_t *, unsigned, uint32_t))P##_add,                 \
+		    (int (*)(void *, const uint8_t *, unsigned))P##_del,                           \
+		    (bool (*)(const void *, const uint8_t *, uint32_t *, unsigned *))P##_lookup,   \
+		    (void (*)(const void *, const uint8_t(*)[16], size_t, uint32_t *,              \
+		              bool *))P##_lookup_batch,                                            \
+		    (size_t(*)(const void *))P##_count, (size_t(*)(const void *))P##_bytes, NULL,  \
+		{                                                                                  \
+			0                                                                          \
+		}                                                                                  \
+	}
 
 static double now(void)
 {
@@ -61,24 +111,10 @@ static void bgp_prefix(uint64_t *s, uint8_t (*pf)[16], unsigned *pl, size_t i, s
 	                 : 128;
 }
 
-static double run(const struct lpm6 *t, const uint8_t (*a)[16], double secs, uint64_t *hits)
-{
-	uint64_t n = 0, h = 0;
-	double t0 = now(), t1;
-	do {
-		for (unsigned i = 0; i < NADDR; i++) {
-			uint32_t v;
-			h += lpm6_lookup(t, a[i], &v, NULL);
-		}
-		n += NADDR;
-		t1 = now();
-	} while (t1 - t0 < secs);
-	*hits = h;
-	return (double)n / (t1 - t0);
-}
-
-/* The same through lpm6_lookup_batch, 64 addresses a call (as the master reads them). */
-static double run_batch(const struct lpm6 *t, const uint8_t (*a)[16], double secs, uint64_t *hits)
+/* Lookups per CPU second over the addresses, one at a time or 64 a call (as the master reads
+ * them); *hits counts the matches of the last pass. */
+static double run(const struct impl *im, const uint8_t (*a)[16], double secs, bool batched,
+                  uint64_t *hits)
 {
 	enum { B = 64 };
 	uint64_t n = 0, h = 0;
@@ -86,10 +122,16 @@ static double run_batch(const struct lpm6 *t, const uint8_t (*a)[16], double sec
 	bool f[B];
 	double t0 = now(), t1;
 	do {
-		for (unsigned i = 0; i < NADDR; i += B) {
-			lpm6_lookup_batch(t, a + i, B, v, f);
-			for (unsigned j = 0; j < B; j++)
-				h += f[j];
+		h = 0;
+		if (batched) {
+			for (unsigned i = 0; i < NADDR; i += B) {
+				im->batch(im->t, a + i, B, v, f);
+				for (unsigned j = 0; j < B; j++)
+					h += f[j];
+			}
+		} else {
+			for (unsigned i = 0; i < NADDR; i++)
+				h += im->lookup(im->t, a[i], v, NULL);
 		}
 		n += NADDR;
 		t1 = now();
@@ -98,26 +140,50 @@ static double run_batch(const struct lpm6 *t, const uint8_t (*a)[16], double sec
 	return (double)n / (t1 - t0);
 }
 
+/* Huge pages this process holds (kB), or -1 if the kernel does not say. */
+static long huge_kb(void)
+{
+	FILE *f = fopen("/proc/self/smaps_rollup", "r");
+	char line[256];
+	long kb = -1;
+	while (f && fgets(line, sizeof(line), f))
+		if (sscanf(line, "AnonHugePages: %ld kB", &kb) == 1)
+			break;
+	if (f)
+		fclose(f);
+	return kb;
+}
+
 int main(int argc, char **argv)
 {
 	size_t np = argc > 1 ? strtoul(argv[1], NULL, 10) : 1000000;
 	double secs = argc > 2 ? atof(argv[2]) : 1.0;
 	const char *layout = argc > 3 ? argv[3] : "uniform";
+	const char *which = argc > 4 ? argv[4] : "both";
 	bool bgp = !strcmp(layout, "bgp");
 	if (!bgp && strcmp(layout, "uniform")) {
 		fprintf(stderr, "bench_lpm6: LAYOUT is uniform or bgp\n");
 		return 2;
 	}
+	struct impl all[] = {IMPL("v1", lpm6v1, struct lpm6v1), IMPL("current", lpm6, struct lpm6)};
+	struct impl *im[2];
+	unsigned ni = 0;
+	for (unsigned i = 0; i < 2; i++)
+		if (!strcmp(which, "both") || !strcmp(which, all[i].name))
+			im[ni++] = &all[i];
+	if (!ni) {
+		fprintf(stderr, "bench_lpm6: WHICH is both, current or v1\n");
+		return 2;
+	}
 	uint64_t s = 0x0ddba11ULL;
-	struct lpm6 *t = lpm6_new();
 	uint8_t(*pf)[16] = malloc(np ? np * 16 : 16);
 	unsigned *pl = malloc(np ? np * sizeof(unsigned) : 1);
-	uint8_t(*a)[16] = malloc((size_t)NADDR * 16);
-	if (!t || !pf || !pl || !a || lpm6_reserve(t, np)) {
+	uint8_t(*hit)[16] = malloc((size_t)NADDR * 16);
+	uint8_t(*any)[16] = malloc((size_t)NADDR * 16);
+	if (!pf || !pl || !hit || !any) {
 		fprintf(stderr, "bench_lpm6: out of memory\n");
 		return 1;
 	}
-	double t0 = now();
 	size_t nalloc = np / 16 ? np / 16 : 1;
 	for (size_t i = 0; i < np; i++) {
 		uint64_t x = rnd(&s), y = rnd(&s);
@@ -129,71 +195,104 @@ int main(int argc, char **argv)
 			memcpy(pf[i] + 8, &y, 8);
 			pl[i] = rnd(&s) % 10 == 0 ? 128 : 16 + (unsigned)(rnd(&s) % 49);
 		}
-		if (lpm6_add(t, pf[i], pl[i], (uint32_t)i) < 0) {
-			fprintf(stderr, "bench_lpm6: add failed\n");
-			return 1;
-		}
 	}
-	double tadd = now() - t0;
-	printf("layout %s: prefixes %zu (unique %zu) added in %.2f s (%.0f adds/s), %.1f MB "
-	       "(%.0f bytes/prefix)\n",
-	       layout, np, lpm6_count(t), tadd, np / (tadd > 0 ? tadd : 1e-9), lpm6_bytes(t) / 1e6,
-	       lpm6_count(t) ? (double)lpm6_bytes(t) / (double)lpm6_count(t) : 0.0);
 	for (unsigned i = 0; i < NADDR; i++) {
 		size_t k = np ? rnd(&s) % np : 0;
 		uint64_t x = rnd(&s), y = rnd(&s);
-		memcpy(a[i], &x, 8);
-		memcpy(a[i] + 8, &y, 8);
+		memcpy(hit[i], &x, 8);
+		memcpy(hit[i] + 8, &y, 8);
 		if (np) { /* keep the first pl bits of prefix k */
 			unsigned full = pl[k] / 8, rest = pl[k] % 8;
-			memcpy(a[i], pf[k], full);
+			memcpy(hit[i], pf[k], full);
 			if (rest) {
 				uint8_t m = (uint8_t)(0xff << (8 - rest));
-				a[i][full] = (uint8_t)((pf[k][full] & m) | (a[i][full] & ~m));
+				hit[i][full] = (uint8_t)((pf[k][full] & m) | (hit[i][full] & ~m));
+			}
+		}
+		x = rnd(&s);
+		y = rnd(&s);
+		memcpy(any[i], &x, 8);
+		memcpy(any[i] + 8, &y, 8);
+		any[i][0] = (uint8_t)(0x20 | (any[i][0] & 0x1f));
+	}
+	enum { CHURN = 10000 };
+	for (unsigned m = 0; m < ni; m++) {
+		struct impl *p = im[m];
+		long huge0 = huge_kb();
+		p->t = p->create();
+		if (!p->t || p->reserve(p->t, np)) {
+			fprintf(stderr, "bench_lpm6: out of memory\n");
+			return 1;
+		}
+		double t0 = now();
+		for (size_t i = 0; i < np; i++)
+			if (p->add(p->t, pf[i], pl[i], (uint32_t)i) < 0) {
+				fprintf(stderr, "bench_lpm6: add failed\n");
+				return 1;
+			}
+		double tadd = now() - t0;
+		long huge1 = huge_kb();
+		/* run-time changes on the full table: remove and re-add random prefixes, then ::/0
+		 */
+		uint64_t cs = 0xc4a26eULL;
+		t0 = now();
+		for (unsigned i = 0; np && i < CHURN; i++) {
+			size_t k = rnd(&cs) % np;
+			if (p->del(p->t, pf[k], pl[k]) == 0 &&
+			    p->add(p->t, pf[k], pl[k], (uint32_t)k) < 0) {
+				fprintf(stderr, "bench_lpm6: add failed\n");
+				return 1;
+			}
+		}
+		double tch = now() - t0;
+		uint8_t zero[16] = {0};
+		t0 = now();
+		if (p->add(p->t, zero, 0, 0) < 0 || p->del(p->t, zero, 0)) {
+			fprintf(stderr, "bench_lpm6: ::/0 failed\n");
+			return 1;
+		}
+		double tdef = now() - t0;
+		size_t cnt = p->count(p->t);
+		printf("%-7s layout %s: prefixes %zu (unique %zu) added in %.2f s (%.0f adds/s), "
+		       "%.1f MB (%.0f bytes/prefix), huge pages %ld MB\n",
+		       p->name, layout, np, cnt, tadd, np / (tadd > 0 ? tadd : 1e-9),
+		       p->bytes(p->t) / 1e6, cnt ? (double)p->bytes(p->t) / (double)cnt : 0.0,
+		       huge0 >= 0 && huge1 >= 0 ? (huge1 - huge0) / 1024 : -1);
+		printf(
+		    "%-7s changes %.1f us per remove+add (%u random prefixes), %.1f ms to add and "
+		    "remove ::/0\n",
+		    p->name, np ? tch / CHURN * 1e6 : 0.0, CHURN, tdef * 1e3);
+	}
+	static const char *const what[4] = {"hit    ", "hit    ", "random ", "random "};
+	uint64_t hits[2][4] = {{0}};
+	unsigned rounds = secs < 0.1 ? 1 : 3;
+	for (unsigned r = 0; r < rounds; r++)
+		for (unsigned k = 0; k < 4; k++)
+			for (unsigned m = 0; m < ni; m++) {
+				double x = run(im[m], (const uint8_t(*)[16])(k < 2 ? hit : any),
+				               secs, k & 1, &hits[m][k]);
+				if (x > im[m]->best[k])
+					im[m]->best[k] = x;
+			}
+	for (unsigned k = 0; k < 4; k++) {
+		for (unsigned m = 0; m < ni; m++)
+			printf("%-7s %s %6.2f M lookups/s%s (%llu of %u matched)\n", im[m]->name,
+			       what[k], im[m]->best[k] / 1e6, k & 1 ? " batched" : "",
+			       (unsigned long long)hits[m][k], NADDR);
+		if (ni == 2) {
+			printf("ratio   %s %6.2fx current/v1%s\n", what[k],
+			       im[1]->best[k] / im[0]->best[k], k & 1 ? " batched" : "");
+			if (hits[0][k] != hits[1][k]) {
+				fprintf(stderr, "bench_lpm6: the two tables disagree\n");
+				return 1;
 			}
 		}
 	}
-	/* run-time changes on the full table: remove and re-add random prefixes, then ::/0 */
-	enum { CHURN = 10000 };
-	t0 = now();
-	for (unsigned i = 0; np && i < CHURN; i++) {
-		size_t k = rnd(&s) % np;
-		if (lpm6_del(t, pf[k], pl[k]) == 0 && lpm6_add(t, pf[k], pl[k], (uint32_t)k) < 0) {
-			fprintf(stderr, "bench_lpm6: add failed\n");
-			return 1;
-		}
-	}
-	double tch = now() - t0;
-	uint8_t zero[16] = {0};
-	t0 = now();
-	if (lpm6_add(t, zero, 0, 0) < 0 || lpm6_del(t, zero, 0)) {
-		fprintf(stderr, "bench_lpm6: ::/0 failed\n");
-		return 1;
-	}
-	double tdef = now() - t0;
-	printf(
-	    "changes %.1f us per remove+add (%u random prefixes), %.1f ms to add and remove ::/0\n",
-	    np ? tch / CHURN * 1e6 : 0.0, CHURN, tdef * 1e3);
-	uint64_t hits;
-	double r = run(t, (const uint8_t(*)[16])a, secs, &hits);
-	printf("hit     %.2f M lookups/s (%llu matched)\n", r / 1e6, (unsigned long long)hits);
-	r = run_batch(t, (const uint8_t(*)[16])a, secs, &hits);
-	printf("hit     %.2f M lookups/s batched (%llu matched)\n", r / 1e6,
-	       (unsigned long long)hits);
-	for (unsigned i = 0; i < NADDR; i++) {
-		uint64_t x = rnd(&s), y = rnd(&s);
-		memcpy(a[i], &x, 8);
-		memcpy(a[i] + 8, &y, 8);
-		a[i][0] = (uint8_t)(0x20 | (a[i][0] & 0x1f));
-	}
-	r = run(t, (const uint8_t(*)[16])a, secs, &hits);
-	printf("random  %.2f M lookups/s (%llu matched)\n", r / 1e6, (unsigned long long)hits);
-	r = run_batch(t, (const uint8_t(*)[16])a, secs, &hits);
-	printf("random  %.2f M lookups/s batched (%llu matched)\n", r / 1e6,
-	       (unsigned long long)hits);
-	lpm6_free(t);
+	for (unsigned m = 0; m < ni; m++)
+		im[m]->destroy(im[m]->t);
 	free(pf);
 	free(pl);
-	free(a);
+	free(hit);
+	free(any);
 	return 0;
 }

@@ -17,6 +17,8 @@
 #include "../overlay/mgmt.h"
 #include "../overlay/mgmtproto.h"
 #include "../overlay/ovconf.h"
+#include "../overlay/slave_anycast.h"
+#include "../overlay/slave_resil.h"
 #include "../overlay/wire.h"
 #include "cli.h"
 #include "peak/util.h"
@@ -239,7 +241,7 @@ int cmd_overlay(int argc, char **argv)
 	char err[OVC_ERRLEN];
 	int ret = 1, sigfd = -1;
 	struct ov_master *m = NULL;
-	struct ov_slave *gw = NULL, *mg = NULL, *dht = NULL;
+	struct ov_slave *gw = NULL, *mg = NULL, *dht = NULL, *rs = NULL, *ac = NULL;
 	struct metrics_srv *ms = NULL;
 	if (ov_conf_load(config, &conf, err, sizeof(err))) {
 		fprintf(stderr, "peak overlay: %s\n", err);
@@ -252,6 +254,15 @@ int cmd_overlay(int argc, char **argv)
 		goto out;
 	}
 	if (conf.dht.enabled && !(dht = dht_new(&conf, gw, err, sizeof(err)))) {
+		fprintf(stderr, "peak overlay: %s: %s\n", config, err);
+		ret = EXIT_USAGE;
+		goto out;
+	}
+	if (conf.resil.enabled && !(rs = resil_new(&conf, gw, err, sizeof(err)))) {
+		fprintf(stderr, "peak overlay: %s: %s\n", config, err);
+		goto out;
+	}
+	if (conf.nanycast && !(ac = anycast_new(&conf, gw, rs, err, sizeof(err)))) {
 		fprintf(stderr, "peak overlay: %s: %s\n", config, err);
 		ret = EXIT_USAGE;
 		goto out;
@@ -269,7 +280,8 @@ int cmd_overlay(int argc, char **argv)
 	struct ov_master_conf mc = {.tun = conf.tun, .mtu = conf.mtu, .icmp_rate = conf.icmp_rate};
 	memcpy(mc.address, conf.address, 16);
 	if (!(m = ov_master_new(&mc)) || ov_master_add_slave(m, gw) ||
-	    (dht && ov_master_add_slave(m, dht))) {
+	    (dht && ov_master_add_slave(m, dht)) || (rs && ov_master_add_slave(m, rs)) ||
+	    (ac && ov_master_add_slave(m, ac))) {
 		fprintf(stderr, "peak overlay: out of memory\n");
 		goto out;
 	}
@@ -286,6 +298,8 @@ int cmd_overlay(int argc, char **argv)
 out:
 	metrics_stop(ms);
 	ov_master_free(m);
+	anycast_free(ac);
+	resil_free(rs);
 	dht_free(dht);
 	gw_free(gw);
 	mg_free(mg);

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 /*
  * A node is a prefix (key, plen). Its children extend it: child[b] holds only prefixes
@@ -36,12 +37,24 @@ struct lpm6_pnode {
 	uint32_t base1;   /* first child of the block */
 };
 
+/*
+ * A leaf with a tail carries a copy of the tail's first trie node (key, length, value, whether
+ * it has children): in a sparse region that node is most often the only one, and the lookup
+ * ends in the leaf's cache line instead of reading the trie (one memory access fewer, the one
+ * that misses the cache). Every change that alters that node rebuilds the leaf (fast_patch).
+ */
 struct lpm6_leaf {
+	uint64_t tk[2]; /* the tail's first node: key */
 	uint32_t val;
 	uint32_t tail; /* 0, or the trie node whose subtree holds the longer prefixes */
+	uint32_t tval; /* the tail's first node: value */
 	uint8_t plen;
 	uint8_t has_val;
+	uint8_t tplen;  /* the tail's first node: length */
+	uint8_t tflags; /* LPM6_T_VAL: it has a value; LPM6_T_KIDS: it has children */
 };
+
+enum { LPM6_T_VAL = 1, LPM6_T_KIDS = 2 };
 
 /* A growable array of fixed-size elements handed out in blocks of 1..64, with one free list
  * per block size, so a patched node reuses the blocks freed by the last one. */
@@ -124,6 +137,63 @@ static void key_make(const uint8_t p[16], unsigned plen, uint64_t k[2])
 	k[1] = load_be64(p + 8) & mask_word(plen, 1);
 }
 
+/* ---- memory ---- */
+
+/*
+ * An array of LPM6_HUGE bytes or more (the trie's nodes, the poptrie's pools) gets a mapping of
+ * its own, aligned to 2 MiB and marked MADV_HUGEPAGE: a lookup in a large table touches a few
+ * random places in 100 MB or more, and with 4 KiB pages each of them also missed the TLB (its
+ * 1536 or so entries cover 6 MiB); with 2 MiB pages the whole table fits in it. Where
+ * transparent huge pages are off, the advice is ignored and the pages stay small. Smaller arrays
+ * stay on the heap.
+ */
+enum { LPM6_HUGE = 2 << 20 };
+
+static size_t map_len(size_t sz)
+{
+	return (sz + LPM6_HUGE - 1) & ~(size_t)(LPM6_HUGE - 1);
+}
+
+static void *map_huge(size_t sz)
+{
+	size_t len = map_len(sz);
+	char *m =
+	    mmap(NULL, len + LPM6_HUGE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (m == MAP_FAILED)
+		return NULL;
+	uintptr_t at = ((uintptr_t)m + LPM6_HUGE - 1) & ~(uintptr_t)(LPM6_HUGE - 1);
+	size_t head = at - (uintptr_t)m;
+	if (head)
+		munmap(m, head);
+	munmap((char *)at + len, LPM6_HUGE - head);
+	(void)madvise((void *)at, len, MADV_HUGEPAGE); /* advice: refused is fine */
+	return (void *)at;
+}
+
+static void mem_free(void *p, size_t sz)
+{
+	if (sz >= LPM6_HUGE)
+		munmap(p, map_len(sz));
+	else
+		free(p);
+}
+
+/* p (oldsz bytes) grown to newsz bytes, its content kept; NULL (p untouched) if out of memory. */
+static void *mem_grow(void *p, size_t oldsz, size_t newsz)
+{
+	if (newsz < LPM6_HUGE)
+		return realloc(p, newsz);
+	if (oldsz >= LPM6_HUGE && map_len(newsz) == map_len(oldsz))
+		return p;
+	void *q = map_huge(newsz);
+	if (!q)
+		return NULL;
+	if (oldsz)
+		memcpy(q, p, oldsz);
+	mem_free(p, oldsz);
+	return q;
+}
+
 /* ---- the poptrie: the read path ---- */
 
 static int pool_init(struct lpm6_pool *p, size_t esz)
@@ -155,7 +225,7 @@ static uint32_t pool_alloc(struct lpm6_pool *p, unsigned n)
 		size_t cap = (size_t)p->cap * 2;
 		if (cap > LPM6_MAX_NODES)
 			return UINT32_MAX;
-		void *a = realloc(p->a, cap * p->esz);
+		void *a = mem_grow(p->a, (size_t)p->cap * p->esz, cap * p->esz);
 		if (!a)
 			return UINT32_MAX;
 		p->a = a;
@@ -278,6 +348,15 @@ static void leaf_make(const struct lpm6 *t, struct lpm6_leaf *l, uint32_t best, 
 {
 	memset(l, 0, sizeof(*l));
 	l->tail = tail;
+	if (tail) {
+		const struct lpm6_node *nd = &t->n[tail];
+		l->tk[0] = nd->k[0];
+		l->tk[1] = nd->k[1];
+		l->tval = nd->val;
+		l->tplen = nd->plen;
+		l->tflags = (uint8_t)((nd->has_val ? LPM6_T_VAL : 0) |
+		                      (nd->child[0] | nd->child[1] ? LPM6_T_KIDS : 0));
+	}
 	if (best) {
 		l->val = t->n[best].val;
 		l->plen = t->n[best].plen;
@@ -427,9 +506,9 @@ static int rebuild_slot(struct lpm6 *t, unsigned j)
 /* Drops the poptrie: lookups walk the trie until fast_rebuild succeeds. */
 static void fast_drop(struct lpm6 *t)
 {
-	free(t->pn.a);
+	mem_free(t->pn.a, (size_t)t->pn.cap * t->pn.esz);
 	t->pn.a = NULL;
-	free(t->lf.a);
+	mem_free(t->lf.a, (size_t)t->lf.cap * t->lf.esz);
 	t->lf.a = NULL;
 	memset(&t->pn, 0, sizeof(t->pn));
 	memset(&t->lf, 0, sizeof(t->lf));
@@ -577,7 +656,7 @@ struct lpm6 *lpm6_new(void)
 		return NULL;
 	t->used = 1;
 	if (lpm6_reserve(t, 8) || fast_rebuild(t)) {
-		free(t->n);
+		mem_free(t->n, (size_t)t->cap * sizeof(*t->n));
 		fast_drop(t);
 		free(t);
 		return NULL;
@@ -589,7 +668,7 @@ void lpm6_free(struct lpm6 *t)
 {
 	if (!t)
 		return;
-	free(t->n);
+	mem_free(t->n, (size_t)t->cap * sizeof(*t->n));
 	t->n = NULL;
 	fast_drop(t);
 	free(t);
@@ -607,7 +686,7 @@ static int grow(struct lpm6 *t, size_t want)
 		cap *= 2;
 	if (cap > LPM6_MAX_NODES)
 		cap = LPM6_MAX_NODES;
-	struct lpm6_node *n = realloc(t->n, cap * sizeof(*n));
+	struct lpm6_node *n = mem_grow(t->n, (size_t)t->cap * sizeof(*n), cap * sizeof(*n));
 	if (!n)
 		return -ENOMEM;
 	t->n = n;
@@ -801,30 +880,49 @@ static inline const struct lpm6_leaf *fast_leaf(const struct lpm6 *t, const uint
 	}
 }
 
+/* Whether the first plen bits of a and k agree (k has no bits set past plen). */
+static inline bool key_holds(const uint64_t k[2], unsigned plen, const uint64_t a[2])
+{
+	return !((a[0] ^ k[0]) & mask_word(plen, 0)) && !((a[1] ^ k[1]) & mask_word(plen, 1));
+}
+
 bool lpm6_lookup(const struct lpm6 *t, const uint8_t addr[static 16], uint32_t *val, unsigned *plen)
 {
 	uint64_t a[2] = {load_be64(addr), load_be64(addr + 8)};
 	if (!t->fast)
 		return answer(trie_walk(t, t->root, a, NULL), val, plen);
 	const struct lpm6_leaf *l = fast_leaf(t, a);
-	if (l->tail) {
-		const struct lpm6_node *nd = trie_walk(t, l->tail, a, NULL);
-		if (nd)
-			return answer(nd, val, plen);
+	uint32_t v = l->val;
+	unsigned pl = l->plen;
+	bool has = l->has_val;
+	if (l->tail && key_holds(l->tk, l->tplen, a)) {
+		/* the tail's first node, from the leaf's copy; the trie only below it */
+		if (l->tflags & LPM6_T_VAL) {
+			v = l->tval;
+			pl = l->tplen;
+			has = true;
+		}
+		if (l->tflags & LPM6_T_KIDS) {
+			const struct lpm6_node *nd = &t->n[l->tail];
+			nd = trie_walk(t, nd->child[bit_at(a, nd->plen)], a, NULL);
+			if (nd)
+				return answer(nd, val, plen);
+		}
 	}
-	if (!l->has_val)
+	if (!has)
 		return false;
 	if (val)
-		*val = l->val;
+		*val = v;
 	if (plen)
-		*plen = l->plen;
+		*plen = pl;
 	return true;
 }
 
 enum { LPM6_LANES = 32 };
 
-/* Where one lane of lpm6_lookup_batch is: in a poptrie node, at a leaf, in a tail, or done. */
-enum { LANE_NODE, LANE_LEAF, LANE_TAIL, LANE_DONE };
+/* Where one lane of lpm6_lookup_batch is: in a poptrie node, at a leaf, at the tail's first
+ * node (to take its child), in the tail below it, or done. */
+enum { LANE_NODE, LANE_LEAF, LANE_KIDS, LANE_TAIL, LANE_DONE };
 
 void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n, uint32_t *val,
                        bool *found)
@@ -881,7 +979,25 @@ void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n
 					const struct lpm6_leaf *l = pleaf(t, at[j]);
 					found[base + j] = l->has_val;
 					val[base + j] = l->val;
+					st[j] = LANE_DONE;
+					if (!l->tail || !key_holds(l->tk, l->tplen, a[j]))
+						break;
+					if (l->tflags & LPM6_T_VAL) {
+						found[base + j] = true;
+						val[base + j] = l->tval;
+					}
+					/* below the copied node: on in the trie from its child */
+					if (!(l->tflags & LPM6_T_KIDS))
+						break;
 					at[j] = l->tail;
+					st[j] = LANE_KIDS;
+					__builtin_prefetch(&t->n[at[j]]);
+					live++;
+					break;
+				}
+				case LANE_KIDS: {
+					const struct lpm6_node *nd = &t->n[at[j]];
+					at[j] = nd->child[bit_at(a[j], nd->plen)];
 					st[j] = at[j] ? LANE_TAIL : LANE_DONE;
 					if (at[j]) {
 						__builtin_prefetch(&t->n[at[j]]);

@@ -35,6 +35,7 @@ enum {
 	DHT_RETRY_MS = 1000,     /* a failed put (e.g. no node known yet) is retried */
 	DHT_ID_RATE = 20,        /* id lookups started per second at most (any sender id) */
 	DHT_INBOX = 32,          /* records heard on our id key, waiting for the loop */
+	DHT_MOVE_PUNCHES = 256,  /* sites told our new address when it changes, at most */
 	DHT_ANSWER_MS = 3000,    /* a mapping whose site has not answered in this time plus two
 	                          * keepalive periods is dropped */
 	R_MALFORMED = 0,
@@ -107,7 +108,7 @@ struct dhts {
 	uint64_t lookups_found, lookups_missed, lookups_gave_up, gets, accepted,
 	    refused[R_NREASONS], puts_ok, puts_failed, queued, queue_drops, busy_drops, neg_hits,
 	    id_lookups, routes_learned, routes_expired, learn_errors, punch_puts, punch_heard,
-	    routes_silent, locators;
+	    routes_silent, locators, move_punches;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -209,13 +210,35 @@ static bool on_listen(const dht_value *v, bool expired, void *arg)
 	return true;
 }
 
-/* The gateway learned our public mapping: publish it now. */
+static void punch(struct dhts *d, const uint8_t x_pub[static 32]);
+
+/* The gateway learned our public mapping: publish it now. When its address changed (we
+ * moved, or our NAT did), every site we route to also gets our new record under its id key:
+ * one behind a NAT that filters by address hears it and sends to our new address, which
+ * lets our packets in again (and the gateway's roaming does the rest). */
 static void on_mapping(void *arg, const struct sockaddr_in *m)
 {
 	struct dhts *d = arg;
+	bool moved = d->has_mapping && d->mapping.sin_addr.s_addr != m->sin_addr.s_addr;
 	d->mapping = *m;
 	d->has_mapping = true;
 	d->next_publish_ms = 0; /* the next tick republishes */
+	if (!moved)
+		return;
+	uint32_t done[DHT_MOVE_PUNCHES];
+	unsigned ndone = 0;
+	for (unsigned i = 0; i < DHT_MAX_ROUTES && ndone < DHT_MOVE_PUNCHES; i++) {
+		const struct dht_route *r = &d->routes[i];
+		uint8_t pub[32];
+		bool seen = false;
+		for (unsigned k = 0; k < ndone && !seen; k++)
+			seen = done[k] == r->cookie;
+		if (!r->expires_ms || seen || gw_peer_pub(d->gw, r->cookie, pub))
+			continue;
+		done[ndone++] = r->cookie;
+		punch(d, pub);
+		CNT_ADD(d, move_punches, 1);
+	}
 }
 
 static void dht_get(struct dhts *d, struct dht_lookup *l, const uint8_t key[DHR_KEY_LEN])
@@ -233,6 +256,7 @@ static void dht_get(struct dhts *d, struct dht_lookup *l, const uint8_t key[DHR_
 static void fill_locators(struct dhts *d, struct dhr_rec *r)
 {
 	r->nloc = 0;
+	r->flags = gw_nat_edm(d->gw) ? DHR_F_EDM : 0;
 	if (d->has_mapping && (d->mapping.sin_addr.s_addr != d->dc->locator.sin_addr.s_addr ||
 	                       d->mapping.sin_port != d->dc->locator.sin_port))
 		r->loc[r->nloc++] = d->mapping;
@@ -387,8 +411,8 @@ static int learn(struct dhts *d, const struct dhr_rec *r)
 	int e;
 	if (!r->prefix.len) {
 		e = -EINVAL; /* ::/0 would replace the route to this slave */
-	} else if (!(e = gw_peer_learn(d->gw, r->cert.x_pub, &r->loc[0], r->cert.prefixes,
-	                               r->cert.nprefixes, &cookie))) {
+	} else if (!(e = gw_peer_learn(d->gw, r->cert.x_pub, &r->loc[0], r->flags & DHR_F_EDM,
+	                               r->cert.prefixes, r->cert.nprefixes, &cookie))) {
 		e = ov_route_add(d->m, &r->prefix, d->gw, cookie);
 	}
 	if (e) {
@@ -696,6 +720,8 @@ static void dht_stats(struct ov_slave *s, struct mbuf *b)
 	    "peak_overlay_dht_punch_puts_total %llu\n"
 	    "# TYPE peak_overlay_dht_punch_heard_total counter\n"
 	    "peak_overlay_dht_punch_heard_total %llu\n"
+	    "# TYPE peak_overlay_dht_move_punches_total counter\n"
+	    "peak_overlay_dht_move_punches_total %llu\n"
 	    "# TYPE peak_overlay_dht_values_refused_total counter\n",
 	    (unsigned long long)CNT_GET(d, lookups_found),
 	    (unsigned long long)CNT_GET(d, lookups_missed),
@@ -709,8 +735,8 @@ static void dht_stats(struct ov_slave *s, struct mbuf *b)
 	    (unsigned long long)CNT_GET(d, routes_expired),
 	    (unsigned long long)CNT_GET(d, learn_errors), (unsigned long long)CNT_GET(d, locators),
 	    (unsigned long long)CNT_GET(d, routes_silent),
-	    (unsigned long long)CNT_GET(d, punch_puts),
-	    (unsigned long long)CNT_GET(d, punch_heard));
+	    (unsigned long long)CNT_GET(d, punch_puts), (unsigned long long)CNT_GET(d, punch_heard),
+	    (unsigned long long)CNT_GET(d, move_punches));
 	for (int i = 0; i < R_NREASONS; i++)
 		mbuf_printf(b, "peak_overlay_dht_values_refused_total{reason=\"%s\"} %llu\n",
 		            refuse_names[i], (unsigned long long)CNT_GET(d, refused[i]));

@@ -71,7 +71,7 @@ long dhr_rec_write(const struct dhr_rec *r, const uint8_t seed[static 32], uint8
 {
 	const struct dhr_cert *c = &r->cert;
 	if (!r->nloc || r->nloc > DHR_MAX_LOC || !c->nprefixes || c->nprefixes > DHR_MAX_PREFIXES ||
-	    r->prefix.len > 128)
+	    r->prefix.len > 128 || (r->flags & ~DHR_F_KNOWN))
 		return -EINVAL;
 	struct wcur w = wcur_make(out, cap);
 	wcur_bytes(&w, magic, 4);
@@ -80,7 +80,7 @@ long dhr_rec_write(const struct dhr_rec *r, const uint8_t seed[static 32], uint8
 	wcur_u32(&w, (uint32_t)r->time_s);
 	wcur_bytes(&w, c->x_pub, 32);
 	wcur_bytes(&w, c->ed_pub, 32);
-	wcur_u8(&w, r->nloc);
+	wcur_u8(&w, (uint8_t)(r->flags | r->nloc));
 	for (unsigned i = 0; i < r->nloc; i++) {
 		wcur_bytes(&w, &r->loc[i].sin_addr, 4);
 		wcur_bytes(&w, &r->loc[i].sin_port, 2); /* already big-endian */
@@ -128,8 +128,10 @@ int dhr_rec_parse(struct cur *c, const uint8_t auth_pub[static 32], uint64_t now
 	r->time_s |= cur_u32(c);
 	cur_bytes(c, r->cert.x_pub, 32);
 	cur_bytes(c, r->cert.ed_pub, 32);
-	r->nloc = cur_u8(c);
-	if (!c->err && (!r->nloc || r->nloc > DHR_MAX_LOC))
+	uint8_t fl = cur_u8(c);
+	r->nloc = fl & 0x0f;
+	r->flags = fl & 0xf0;
+	if (!c->err && (!r->nloc || r->nloc > DHR_MAX_LOC || (r->flags & ~DHR_F_KNOWN)))
 		return -EBADMSG;
 	for (unsigned i = 0; i < r->nloc && !c->err; i++) {
 		r->loc[i].sin_family = AF_INET;

@@ -20,7 +20,8 @@
  *	21  8   time of signing, Unix seconds
  *	29  32  the site's X25519 public key (its gateway's)
  *	61  32  the site's Ed25519 public key
- *	93  1   number of locators, 1..DHR_MAX_LOC
+ *	93  1   flags (high 4 bits: DHR_F_EDM; the others must be 0) | number of locators
+ *	        (low 4 bits, 1..DHR_MAX_LOC)
  *	94  6n  locators: IPv4 address (4), UDP port (2, not 0)
  *	..  1   number of certified prefixes, 1..DHR_MAX_PREFIXES
  *	..  17n certified prefixes: length (1), address (16; bits past the length zero)
@@ -61,6 +62,11 @@ enum {
 	DHR_MAX_SKEW_S = 300, /* nor are records signed this far in the future */
 	DHR_MAX_GETS = 64,    /* a lookup gives up after this many gets */
 	DHR_MAX_KEYS = 11,    /* keys one prefix is published under, id key included */
+	/* the site's NAT maps ports per destination (endpoint-dependent, "symmetric"): its
+	 * locators only show its address, their ports are good only to the peer that saw them.
+	 * Two such sites cannot punch to each other (without a relay). */
+	DHR_F_EDM = 0x80,
+	DHR_F_KNOWN = DHR_F_EDM,
 };
 
 enum dhr_mode { DHR_BSEARCH = 0, DHR_WALK = 1 };
@@ -78,6 +84,7 @@ struct dhr_rec {
 	uint64_t time_s;
 	struct sockaddr_in loc[DHR_MAX_LOC];
 	uint8_t nloc;
+	uint8_t flags; /* DHR_F_* */
 	struct dhr_cert cert;
 };
 

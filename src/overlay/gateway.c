@@ -49,6 +49,16 @@ struct gw_peer {
 	uint64_t mtu_at_ms; /* when mtu was learned: it is forgotten GW_MTU_MS later */
 	uint64_t rx_packets, tx_packets; /* atomic: read by the metrics thread */
 	int has_ep_pub;                  /* has_ep, for the metrics thread */
+	struct sockaddr_in told;         /* our address as this peer last told it (OVW_MAPPING) */
+	uint64_t told_ms;                /* when; 0: never */
+	bool peer_edm;                   /* its NAT maps per endpoint (its DHT record says) */
+	bool unpunchable;                /* both NATs do and it never answered: told once */
+	int unpunchable_pub;             /* unpunchable and no relay: for the metrics thread */
+	uint32_t nat_via;       /* unpunchable: the peer relaying to it (GW_DIRECT: none found) */
+	bool no_relay_told;     /* unpunchable and no relay: warned once */
+	uint64_t relayed_rx_ms; /* its last packet relayed to us by another peer (OVW_RELAYED) */
+	uint32_t via;           /* GW_DIRECT, or the peer that relays our packets to this one */
+	uint64_t out_packets;   /* packets from the site to this peer, relayed or not */
 };
 
 /* A peer the DHT slave found (gw_peer_learn): its configuration is ours to keep. */
@@ -83,11 +93,12 @@ enum {
 	D_REPLAY,
 	D_INNER,
 	D_SOURCE,
+	D_RELAY,
 	D_NREASONS,
 };
 
 static const char *const drop_names[D_NREASONS] = {
-    "malformed", "unknown_peer", "auth", "replay", "inner", "source",
+    "malformed", "unknown_peer", "auth", "replay", "inner", "source", "relay",
 };
 
 struct gw {
@@ -105,9 +116,17 @@ struct gw {
 	void (*on_mapping)(void *arg, const struct sockaddr_in *mapping);
 	void *mapping_arg;
 	bool has_mapping;
+	/* the resiliency slave: probes and their echoes go to it; relays are served */
+	void (*on_probe)(void *arg, uint32_t cookie, uint8_t type,
+	                 const uint8_t body[OVW_PROBE_LEN], uint64_t now_ms);
+	void *probe_arg;
 	struct sockaddr_in mapping; /* our address as the last peer to tell us sees it */
+	bool edm;    /* our NAT maps per endpoint: two peers see one address, other ports */
+	int edm_pub; /* edm, for the metrics thread */
 	uint8_t pub[32];
 	uint64_t epoch;
+	struct ovw_aead fresh; /* a new epoch's key, kept only if it opens the packet (a new
+	                        * handle per new epoch: one allocation per peer restart) */
 	int fd;
 	struct log_limit rl_send, rl_drop;
 	uint64_t drops[D_NREASONS];
@@ -117,7 +136,8 @@ struct gw {
 	uint32_t txpeer[GW_BATCH];
 	unsigned ntx;
 	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes, learned_n, held_n,
-	    mapping_rx, mapping_changes, too_big, pmtu_changes, tx_calls, rx_calls;
+	    mapping_rx, mapping_changes, too_big, pmtu_changes, tx_calls, rx_calls, unpunchable_n,
+	    probes, relay_tx, relay_fwd, relay_rx, probe_tx, probe_rx, nat_relay_tx;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -176,16 +196,66 @@ static int send_keepalive(struct gw *g, struct gw_peer *p)
 	return send_to(g, p, OVW_MAPPING, m, sizeof(m));
 }
 
-/* A peer told us how it sees our address. */
-static void take_mapping(struct gw *g, const struct gw_peer *p, const uint8_t m[OVW_MAPPING_LEN])
+/* What the peers that told us our address lately (within three keepalive periods) say of
+ * our NAT: 1 if two see the same address with different ports (it gives each destination
+ * its own mapping: endpoint-dependent, RFC 4787 §4.1, so a mapping one peer saw is no use to
+ * another), else 0 if two see the same address and port (endpoint-independent), -1 if no
+ * two peers tell (the last verdict stands: a peer we send data to sends no keepalives). */
+static int nat_edm(const struct gw *g, uint64_t now)
+{
+	uint64_t fresh_ms = 3ULL * g->conf->keepalive_s * 1000;
+	int v = -1;
+	for (size_t i = 0; i < g->npeers; i++) {
+		const struct gw_peer *p = &g->peers[i];
+		if (!p->told_ms || now - p->told_ms > fresh_ms)
+			continue;
+		for (size_t j = i + 1; j < g->npeers; j++) {
+			const struct gw_peer *q = &g->peers[j];
+			if (!q->told_ms || now - q->told_ms > fresh_ms ||
+			    q->told.sin_addr.s_addr != p->told.sin_addr.s_addr)
+				continue;
+			if (q->told.sin_port != p->told.sin_port)
+				return 1;
+			v = 0;
+		}
+	}
+	return v;
+}
+
+/* A peer told us how it sees our address. Behind an endpoint-dependent NAT every peer sees
+ * another port: the DHT slave is told only when the address or that kind changes (a new
+ * port per peer and keepalive would republish every second). */
+static void take_mapping(struct gw *g, struct gw_peer *p, const uint8_t m[OVW_MAPPING_LEN])
 {
 	struct sockaddr_in a = {.sin_family = AF_INET};
 	memcpy(&a.sin_addr, m, 4);
 	memcpy(&a.sin_port, m + 4, 2);
 	CNT_ADD(g, mapping_rx, 1);
-	if (!a.sin_port || (g->has_mapping && a.sin_addr.s_addr == g->mapping.sin_addr.s_addr &&
-	                    a.sin_port == g->mapping.sin_port))
+	if (!a.sin_port)
 		return;
+	uint64_t now = mono_ms();
+	p->told = a;
+	p->told_ms = now;
+	bool was_edm = g->edm;
+	int v = nat_edm(g, now);
+	if (v >= 0)
+		g->edm = v;
+	__atomic_store_n(&g->edm_pub, g->edm, __ATOMIC_RELAXED);
+	if (g->edm != was_edm)
+		log_msg(LOG_INFO, "overlay: gateway: our NAT %s",
+		        g->edm ? "maps ports per destination (endpoint-dependent): sites behind "
+		                 "such a NAT too are out of reach without a relay"
+		               : "keeps one mapping for every destination again");
+	bool same_addr = g->has_mapping && a.sin_addr.s_addr == g->mapping.sin_addr.s_addr;
+	if (same_addr && g->edm == was_edm && (g->edm || a.sin_port == g->mapping.sin_port))
+		return;
+	if (g->has_mapping && !same_addr) { /* we moved: every peer hears from the new address
+		                             * now, not at its next keepalive (it roams on it) */
+		for (size_t i = 0; i < g->npeers; i++)
+			if (&g->peers[i] != p && g->peers[i].has_ep &&
+			    !send_keepalive(g, &g->peers[i]))
+				CNT_ADD(g, ka_tx, 1);
+	}
 	char s[INET_ADDRSTRLEN];
 	log_msg(LOG_INFO, "overlay: gateway: peer %s sees us at %s:%u", p->conf->name,
 	        inet_ntop(AF_INET, &a.sin_addr, s, sizeof(s)), ntohs(a.sin_port));
@@ -196,13 +266,95 @@ static void take_mapping(struct gw *g, const struct gw_peer *p, const uint8_t m[
 		g->on_mapping(g->mapping_arg, &a);
 }
 
+/* True if the gateway forwards OVW_RELAY packets and accepts OVW_RELAYED ones: with the
+ * resiliency slave, or with the DHT slave (every peer certified by the authority), which
+ * relays for pairs of sites whose NATs cannot be punched (see nat_relay). */
+static bool relays(const struct gw *g)
+{
+	return g->on_probe || g->conf->dht.enabled;
+}
+
+/* True if a packet relayed from origin (OVW_RELAYED) is taken: with the resiliency slave
+ * from any known site (a RON relay is trusted with the source); with the DHT slave alone
+ * only from a site no hole can be punched to (unpunchable), so a certified site cannot speak
+ * for one that reaches us directly. */
+static bool relayed_ok(const struct gw *g, const struct gw_peer *origin)
+{
+	return g->on_probe || (g->conf->dht.enabled && origin->unpunchable);
+}
+
+/* True if q can relay to a peer that both NATs keep us from: its DHT record says its NAT
+ * keeps one mapping for every destination (DHR_F_EDM clear, so the far site's packets get
+ * through to it too), and it answered within three keepalive periods, as the resiliency
+ * slave's relay_usable asks (a silent relay is replaced). */
+static bool nat_relay_usable(const struct gw *g, const struct gw_peer *q, uint64_t now)
+{
+	uint64_t quiet_ms = 3ULL * g->conf->keepalive_s * 1000;
+	return !q->peer_edm && q->has_ep && q->last_rx_ms &&
+	       (q->last_rx_ms >= now || now - q->last_rx_ms <= quiet_ms);
+}
+
+/* The relay for p (unpunchable): the usable peer (not p) with the lowest sender id, so that
+ * both sites of the pair pick the same one without talking once they know the same relays
+ * (till then each end relays its own packets through its own). On the packet path (!rescan)
+ * the current one is kept while usable; the timer rescans, so a lower id that became
+ * usable is taken there. GW_DIRECT if none. */
+static uint32_t nat_relay(struct gw *g, const struct gw_peer *p, uint64_t now, bool rescan)
+{
+	if (!rescan && p->nat_via < g->npeers && nat_relay_usable(g, &g->peers[p->nat_via], now))
+		return p->nat_via;
+	uint32_t best = GW_DIRECT;
+	for (size_t j = 0; j < g->npeers; j++) {
+		const struct gw_peer *q = &g->peers[j];
+		if (q == p || !nat_relay_usable(g, q, now))
+			continue;
+		if (best == GW_DIRECT || memcmp(q->conf->pub, g->peers[best].conf->pub, 32) < 0)
+			best = (uint32_t)j;
+	}
+	return best;
+}
+
+/* True if p cannot be reached directly: both NATs map per endpoint (no port of ours it
+ * knows works, nor one of its that we know) and it has not answered lately. Keepalives still
+ * go out, so a path that opens anyway (a NAT misjudged) is taken. Then p->nat_via is the
+ * peer that relays to it (nat_relay), or GW_DIRECT if none is usable: p is unreachable.
+ * Logs the first time, each change of relay, and once when there is none. rescan: as for
+ * nat_relay. */
+static bool unpunchable(struct gw *g, struct gw_peer *p, uint64_t now, bool rescan)
+{
+	uint64_t quiet_ms = 3ULL * g->conf->keepalive_s * 1000;
+	bool u = g->edm && p->peer_edm && (!p->last_rx_ms || now - p->last_rx_ms > quiet_ms);
+	if (u && !p->unpunchable)
+		log_msg(LOG_INFO,
+		        "overlay: gateway: peer %s: its NAT and ours both map ports per "
+		        "destination (endpoint-dependent), so no hole can be punched",
+		        p->conf->name);
+	p->unpunchable = u;
+	uint32_t via = u ? nat_relay(g, p, now, rescan) : GW_DIRECT;
+	if (via != p->nat_via && via != GW_DIRECT) {
+		log_msg(LOG_INFO, "overlay: gateway: peer %s is relayed via %s", p->conf->name,
+		        g->peers[via].conf->name);
+		p->no_relay_told = false;
+	} else if (u && via == GW_DIRECT && !p->no_relay_told) {
+		log_msg(LOG_WARNING,
+		        "overlay: gateway: peer %s is unreachable: no hole can be punched and no "
+		        "relay is usable (a peer whose NAT is not endpoint-dependent, heard from "
+		        "lately)",
+		        p->conf->name);
+		p->no_relay_told = true;
+	}
+	p->nat_via = via;
+	__atomic_store_n(&p->unpunchable_pub, u && via == GW_DIRECT, __ATOMIC_RELAXED);
+	return u;
+}
+
 static void gw_flush(struct ov_slave *s);
 
-static int gw_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, size_t len)
+/* Seals pkt (an IPv6 packet, len bytes) as a packet of type to peers[cookie] (a valid
+ * cookie) and queues it for gw_flush. Returns 0, -EHOSTUNREACH (no endpoint), -EMSGSIZE
+ * (over the path MTU: ICMPv6 packet too big sent) or -EINVAL. */
+static int queue_packet(struct gw *g, uint32_t cookie, uint8_t type, const uint8_t *pkt, size_t len)
 {
-	struct gw *g = s->priv;
-	if (cookie >= g->npeers)
-		return -EINVAL;
 	struct gw_peer *p = &g->peers[cookie];
 	if (!p->has_ep) {
 		CNT_ADD(g, no_endpoint, 1);
@@ -214,8 +366,8 @@ static int gw_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, si
 		return -EMSGSIZE;
 	}
 	if (g->ntx == GW_BATCH)
-		gw_flush(s);
-	struct ovw_hdr h = {.type = OVW_DATA, .epoch = g->epoch, .counter = p->tx_counter};
+		gw_flush(&g->slave);
+	struct ovw_hdr h = {.type = type, .epoch = g->epoch, .counter = p->tx_counter};
 	memcpy(h.id, g->pub, OVW_ID_LEN);
 	long n = ovw_seal(&h, &p->tx, pkt, len, g->txbuf[g->ntx], OVW_PKT_MAX);
 	if (n < 0)
@@ -225,6 +377,28 @@ static int gw_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, si
 	g->txpeer[g->ntx] = cookie;
 	g->ntx++;
 	return 0;
+}
+
+static int gw_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, size_t len)
+{
+	struct gw *g = s->priv;
+	if (cookie >= g->npeers)
+		return -EINVAL;
+	struct gw_peer *p = &g->peers[cookie];
+	p->out_packets++;
+	if (p->via != GW_DIRECT && p->via < g->npeers) { /* its direct path is down */
+		CNT_ADD(g, relay_tx, 1);
+		return queue_packet(g, p->via, OVW_RELAY, pkt, len);
+	}
+	if (g->edm && p->peer_edm && unpunchable(g, p, mono_ms(), false)) {
+		if (p->nat_via != GW_DIRECT) { /* the relay forwards it as OVW_RELAYED */
+			CNT_ADD(g, nat_relay_tx, 1);
+			return queue_packet(g, p->nat_via, OVW_RELAY, pkt, len);
+		}
+		CNT_ADD(g, unpunchable_n, 1);
+		return -EHOSTUNREACH; /* ICMPv6 address unreachable to the sender */
+	}
+	return queue_packet(g, cookie, OVW_DATA, pkt, len);
 }
 
 /* The path MTU to addr (an outer packet's whole size) is mtu: the peers there carry inner
@@ -376,12 +550,28 @@ static struct gw_peer *peer_by_id(struct gw *g, const uint8_t id[OVW_ID_LEN])
 	return NULL;
 }
 
-static bool source_allowed(const struct gw_peer *p, const uint8_t *inner)
+static bool serves(const struct gw_peer *p, const uint8_t addr[16])
 {
 	for (size_t i = 0; i < p->conf->nprefixes; i++)
-		if (prefix_contains_addr(&p->conf->prefixes[i], inner + 8))
+		if (prefix_contains_addr(&p->conf->prefixes[i], addr))
 			return true;
 	return false;
+}
+
+static bool source_allowed(const struct gw_peer *p, const uint8_t *inner)
+{
+	return serves(p, inner + 8);
+}
+
+/* The first peer other than except whose prefixes hold addr (a linear scan: only relayed
+ * packets look), or NULL. */
+static struct gw_peer *peer_serving(struct gw *g, const uint8_t addr[16],
+                                    const struct gw_peer *except)
+{
+	for (size_t i = 0; i < g->npeers; i++)
+		if (&g->peers[i] != except && serves(&g->peers[i], addr))
+			return &g->peers[i];
+	return NULL;
 }
 
 /* One datagram from the IPv4 side. The decoder reads it through the cursor; nothing of the
@@ -412,7 +602,6 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 		}
 		return;
 	}
-	static struct ovw_aead fresh; /* a new epoch's key, kept only if it opens the packet */
 	struct ovw_aead *aead = &p->rx;
 	bool new_epoch = !p->rx_any || h.epoch > p->rx_epoch;
 	if (!new_epoch && (h.epoch < p->rx_epoch || !ovw_replay_fresh(&p->replay, h.counter))) {
@@ -422,26 +611,44 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	if (new_epoch) {
 		uint8_t key[OVW_KEY_LEN];
 		ovw_key(p->prk, p->conf->pub, g->pub, h.epoch, key);
-		ovw_aead_init(&fresh, key);
+		int r = ovw_aead_rekey(&g->fresh, key);
 		memset(key, 0, sizeof(key));
-		aead = &fresh;
+		if (r) {
+			drop(g, D_AUTH, from);
+			return;
+		}
+		aead = &g->fresh;
 	}
 	long len = ovw_open(pkt, body_len, aead, inner);
 	if (len < 0) {
 		drop(g, D_AUTH, from);
 		return;
 	}
-	if (h.type == OVW_DATA && ovw_inner_check(inner, (size_t)len)) {
+	bool carries_ip = h.type == OVW_DATA || h.type == OVW_RELAY || h.type == OVW_RELAYED;
+	if (carries_ip && ovw_inner_check(inner, (size_t)len)) {
 		drop(g, D_INNER, from);
 		return;
 	}
-	if (h.type == OVW_DATA && !source_allowed(p, inner)) {
+	/* relayed: from a third site, through p, when that site's direct path to us is down;
+	 * we trust p (a certified peer) to have checked the source, as a RON relay is trusted.
+	 * Served only with the resiliency or DHT slave, like relay requests (relayed_ok). */
+	struct gw_peer *origin = NULL; /* a relayed packet's source site */
+	if (h.type == OVW_RELAYED
+	        ? !(origin = peer_serving(g, inner + 8, p)) || !relayed_ok(g, origin)
+	        : carries_ip && !source_allowed(p, inner)) {
 		drop(g, D_SOURCE, from);
 		return;
 	}
+	struct gw_peer *next = NULL; /* a relay request's next hop: direct, never relayed again */
+	if (h.type == OVW_RELAY && (!relays(g) || !(next = peer_serving(g, inner + 24, p)))) {
+		drop(g, D_RELAY, from);
+		return;
+	}
 	/* authentic and new: now the peer's state may change */
-	if (new_epoch) {
-		p->rx = fresh;
+	if (new_epoch) { /* the fresh key becomes the peer's, its old one the next fresh */
+		struct ovw_aead old = p->rx;
+		p->rx = g->fresh;
+		g->fresh = old;
 		p->rx_epoch = h.epoch;
 		p->rx_any = true;
 		memset(&p->replay, 0, sizeof(p->replay));
@@ -464,11 +671,27 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	}
 	CNT_ADD(p, rx_packets, 1);
 	p->last_rx_ms = mono_ms();
-	if (h.type != OVW_DATA) {
+	if (h.type == OVW_PROBE || h.type == OVW_PROBE_ACK) {
+		CNT_ADD(g, probe_rx, 1);
+		if (g->on_probe)
+			g->on_probe(g->probe_arg, (uint32_t)(p - g->peers), h.type, inner,
+			            p->last_rx_ms);
+		return;
+	}
+	if (!carries_ip) {
 		CNT_ADD(g, ka_rx, 1);
 		if (h.type == OVW_MAPPING)
 			take_mapping(g, p, inner);
 		return;
+	}
+	if (h.type == OVW_RELAY) {
+		CNT_ADD(g, relay_fwd, 1);
+		queue_packet(g, (uint32_t)(next - g->peers), OVW_RELAYED, inner, (size_t)len);
+		return;
+	}
+	if (h.type == OVW_RELAYED) {
+		CNT_ADD(g, relay_rx, 1);
+		origin->relayed_rx_ms = p->last_rx_ms; /* it answers, if not directly */
 	}
 	ov_master_input(g->m, inner, (size_t)len);
 }
@@ -538,6 +761,7 @@ static void gw_timer(struct ov_slave *s, uint64_t now)
 		struct gw_peer *p = &g->peers[i];
 		if (p->mtu && now - p->mtu_at_ms > GW_MTU_MS)
 			p->mtu = 0;
+		(void)unpunchable(g, p, now, true);
 		if (!p->has_ep || (p->last_tx_ms && now - p->last_tx_ms < every))
 			continue;
 		if (!send_keepalive(g, p))
@@ -639,12 +863,35 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 	    "# TYPE peak_overlay_gw_send_calls_total counter\n"
 	    "peak_overlay_gw_send_calls_total %llu\n"
 	    "# TYPE peak_overlay_gw_receive_calls_total counter\n"
-	    "peak_overlay_gw_receive_calls_total %llu\n",
+	    "peak_overlay_gw_receive_calls_total %llu\n"
+	    "# TYPE peak_overlay_gw_unpunchable_total counter\n"
+	    "peak_overlay_gw_unpunchable_total %llu\n"
+	    "# TYPE peak_overlay_gw_nat_endpoint_dependent gauge\n"
+	    "peak_overlay_gw_nat_endpoint_dependent %d\n"
+	    "# TYPE peak_overlay_gw_locator_probes_total counter\n"
+	    "peak_overlay_gw_locator_probes_total %llu\n"
+	    "# TYPE peak_overlay_gw_relay_sent_total counter\n"
+	    "peak_overlay_gw_relay_sent_total %llu\n"
+	    "# TYPE peak_overlay_gw_relay_forwarded_total counter\n"
+	    "peak_overlay_gw_relay_forwarded_total %llu\n"
+	    "# TYPE peak_overlay_gw_relay_received_total counter\n"
+	    "peak_overlay_gw_relay_received_total %llu\n"
+	    "# TYPE peak_overlay_gw_nat_relayed_total counter\n"
+	    "peak_overlay_gw_nat_relayed_total %llu\n"
+	    "# TYPE peak_overlay_gw_probes_sent_total counter\n"
+	    "peak_overlay_gw_probes_sent_total %llu\n"
+	    "# TYPE peak_overlay_gw_probes_received_total counter\n"
+	    "peak_overlay_gw_probes_received_total %llu\n",
 	    (unsigned long long)CNT_GET(g, learned_n), (unsigned long long)CNT_GET(g, held_n),
 	    (unsigned long long)CNT_GET(g, mapping_rx),
 	    (unsigned long long)CNT_GET(g, mapping_changes),
 	    (unsigned long long)CNT_GET(g, too_big), (unsigned long long)CNT_GET(g, pmtu_changes),
-	    (unsigned long long)CNT_GET(g, tx_calls), (unsigned long long)CNT_GET(g, rx_calls));
+	    (unsigned long long)CNT_GET(g, tx_calls), (unsigned long long)CNT_GET(g, rx_calls),
+	    (unsigned long long)CNT_GET(g, unpunchable_n),
+	    __atomic_load_n(&g->edm_pub, __ATOMIC_RELAXED), (unsigned long long)CNT_GET(g, probes),
+	    (unsigned long long)CNT_GET(g, relay_tx), (unsigned long long)CNT_GET(g, relay_fwd),
+	    (unsigned long long)CNT_GET(g, relay_rx), (unsigned long long)CNT_GET(g, nat_relay_tx),
+	    (unsigned long long)CNT_GET(g, probe_tx), (unsigned long long)CNT_GET(g, probe_rx));
 	mbuf_printf(b, "# TYPE peak_overlay_peer_rx_packets_total counter\n");
 	for (size_t i = 0; i < np; i++) {
 		char l[METRICS_LABEL_MAX];
@@ -658,6 +905,15 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 		mbuf_printf(b, "peak_overlay_peer_tx_packets_total{peer=\"%s\"} %llu\n",
 		            metrics_label(l, sizeof(l), g->peers[i].conf->name),
 		            (unsigned long long)CNT_GET(&g->peers[i], tx_packets));
+	}
+	mbuf_printf(b, "# TYPE peak_overlay_peer_unreachable gauge\n");
+	for (size_t i = 0; i < np; i++) {
+		char l[METRICS_LABEL_MAX];
+		mbuf_printf(b,
+		            "peak_overlay_peer_unreachable{peer=\"%s\",reason=\"both-nats-endpoint-"
+		            "dependent\"} %d\n",
+		            metrics_label(l, sizeof(l), g->peers[i].conf->name),
+		            __atomic_load_n(&g->peers[i].unpunchable_pub, __ATOMIC_RELAXED));
 	}
 	mbuf_printf(b, "# TYPE peak_overlay_peer_endpoint_known gauge\n");
 	for (size_t i = 0; i < np; i++) {
@@ -685,7 +941,11 @@ static void gw_describe(struct ov_slave *s, uint32_t cookie, char *out, size_t c
 	snprintf(out, cap, "%s", cookie < g->npeers ? g->peers[cookie].conf->name : "?");
 }
 
-/* One line per peer: "peer NAME ENDPOINT|- rx N tx N last-rx-ms N|-". */
+/* One line per peer: "peer NAME ENDPOINT|- rx N tx N last-rx-ms N|- state STATE", STATE one
+ * of answering (an authenticated packet in the last three keepalive periods), waiting (not
+ * yet, or not lately), "relayed via NAME" (both NATs endpoint-dependent: see unpunchable) or
+ * unreachable:both-nats-endpoint-dependent (so, and no relay is usable); then
+ * "nat endpoint-dependent|endpoint-independent|unknown" for our own NAT, as peers see it. */
 static void gw_show(struct ov_slave *s, struct mbuf *b)
 {
 	struct gw *g = s->priv;
@@ -702,27 +962,45 @@ static void gw_show(struct ov_slave *s, struct mbuf *b)
 		if (p->last_rx_ms)
 			snprintf(age, sizeof(age), "%llu",
 			         (unsigned long long)(now - p->last_rx_ms));
-		mbuf_printf(b, "peer %s %s rx %llu tx %llu last-rx-ms %s\n", p->conf->name, a,
-		            (unsigned long long)p->rx_packets, (unsigned long long)p->tx_packets,
-		            age);
+		const char *state = "waiting", *via = "";
+		if (unpunchable(g, p, now, false)) {
+			if (p->nat_via == GW_DIRECT)
+				state = "unreachable:both-nats-endpoint-dependent";
+			else {
+				state = "relayed via ";
+				via = g->peers[p->nat_via].conf->name;
+			}
+		} else if (p->last_rx_ms && now - p->last_rx_ms <= 3000ULL * g->conf->keepalive_s)
+			state = "answering";
+		mbuf_printf(b, "peer %s %s rx %llu tx %llu last-rx-ms %s state %s%s\n",
+		            p->conf->name, a, (unsigned long long)p->rx_packets,
+		            (unsigned long long)p->tx_packets, age, state, via);
 	}
+	mbuf_printf(b, "nat %s\n",
+	            g->edm           ? "endpoint-dependent"
+	            : g->has_mapping ? "endpoint-independent"
+	                             : "unknown");
 }
 
-/* The pair's prk and our sending key for p (p->conf set). 0, or -EINVAL for our own key or
- * one of low order. */
+/* The pair's prk, our sending key for p and its receiving context (keyed with the sending
+ * key until its first packet brings an epoch: allocated here, so that the packet path
+ * allocates nothing). p->conf set, p->tx and p->rx empty. 0, -EINVAL for our own key or one
+ * of low order, or -ENOMEM (p's contexts then empty). */
 static int peer_keys(struct gw *g, struct gw_peer *p)
 {
 	if (!memcmp(p->conf->pub, g->pub, 32) || ovw_prk(g->conf->priv, p->conf->pub, p->prk))
 		return -EINVAL;
 	uint8_t key[OVW_KEY_LEN];
 	ovw_key(p->prk, g->pub, p->conf->pub, g->epoch, key);
-	ovw_aead_init(&p->tx, key);
+	int ret = ovw_aead_init(&p->tx, key);
+	if (!ret && (ret = ovw_aead_init(&p->rx, key)))
+		ovw_aead_fini(&p->tx);
 	memset(key, 0, sizeof(key));
-	return 0;
+	return ret;
 }
 
 int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct sockaddr_in *ep,
-                  const struct prefix *sources, size_t nsources, uint32_t *cookie)
+                  bool ep_edm, const struct prefix *sources, size_t nsources, uint32_t *cookie)
 {
 	struct gw *g = s->priv;
 	struct gw_peer *p = NULL;
@@ -746,22 +1024,38 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 		p = &g->peers[g->npeers];
 		memset(p, 0, sizeof(*p));
 		p->conf = &l->conf;
-		if (peer_keys(g, p))
-			return -EINVAL;
+		p->via = GW_DIRECT;
+		p->nat_via = GW_DIRECT;
+		int ret = peer_keys(g, p);
+		if (ret)
+			return ret;
 		__atomic_store_n(&g->npeers, g->npeers + 1, __ATOMIC_RELEASE);
 		CNT_ADD(g, learned_n, 1);
 		log_msg(LOG_INFO, "overlay: gateway: learned peer %s from the DHT", l->conf.name);
 		fresh = true;
 	}
 	size_t idx = (size_t)(p - g->peers);
+	p->peer_edm = ep_edm;
 	if (idx >= g->npeers_conf) { /* a learned peer's sources: what its certificate allows */
 		struct gw_learned *l = &g->learned[idx - g->npeers_conf];
 		memcpy(l->prefixes, sources, nsources * sizeof(*sources));
 		l->conf.nprefixes = nsources;
 	}
-	/* the DHT's locator only when the peer's own packets have not told us better lately */
+	/* the DHT's locator only when the peer's own packets have not told us better lately;
+	 * else, if it differs, one keepalive goes there: if the site moved, our NAT (one that
+	 * filters by address) now lets its packets from there in, and it roams on them */
 	uint64_t quiet_ms = 3ULL * g->conf->keepalive_s * 1000;
-	if (!p->has_ep || !p->last_rx_ms || mono_ms() - p->last_rx_ms > quiet_ms) {
+	if (p->has_ep && p->last_rx_ms && mono_ms() - p->last_rx_ms <= quiet_ms &&
+	    (p->ep.sin_addr.s_addr != ep->sin_addr.s_addr || p->ep.sin_port != ep->sin_port)) {
+		struct sockaddr_in cur = p->ep;
+		p->ep = *ep;
+		p->ep.sin_family = AF_INET;
+		if (!send_to(g, p, OVW_KEEPALIVE, NULL, 0)) {
+			CNT_ADD(g, ka_tx, 1);
+			CNT_ADD(g, probes, 1);
+		}
+		p->ep = cur;
+	} else if (!p->has_ep || !p->last_rx_ms || mono_ms() - p->last_rx_ms > quiet_ms) {
 		if (!p->has_ep || p->ep.sin_addr.s_addr != ep->sin_addr.s_addr ||
 		    p->ep.sin_port != ep->sin_port) {
 			char a[INET_ADDRSTRLEN];
@@ -795,10 +1089,26 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 	return 0;
 }
 
+int gw_peer_pub(struct ov_slave *s, uint32_t cookie, uint8_t pub[static 32])
+{
+	struct gw *g = s->priv;
+	if (cookie >= g->npeers)
+		return -ENOENT;
+	memcpy(pub, g->peers[cookie].conf->pub, 32);
+	return 0;
+}
+
+bool gw_nat_edm(struct ov_slave *s)
+{
+	struct gw *g = s->priv;
+	return g->edm;
+}
+
 bool gw_peer_answered(struct ov_slave *s, uint32_t cookie, uint64_t since_ms)
 {
 	struct gw *g = s->priv;
-	return cookie < g->npeers && g->peers[cookie].last_rx_ms >= since_ms;
+	return cookie < g->npeers && (g->peers[cookie].last_rx_ms >= since_ms ||
+	                              g->peers[cookie].relayed_rx_ms >= since_ms);
 }
 
 void gw_set_mapping_cb(struct ov_slave *s, void (*fn)(void *arg, const struct sockaddr_in *m),
@@ -807,6 +1117,60 @@ void gw_set_mapping_cb(struct ov_slave *s, void (*fn)(void *arg, const struct so
 	struct gw *g = s->priv;
 	g->on_mapping = fn;
 	g->mapping_arg = arg;
+}
+
+int gw_peer_info(struct ov_slave *s, uint32_t cookie, struct gw_peer_info *info)
+{
+	struct gw *g = s->priv;
+	if (cookie >= g->npeers)
+		return -ENOENT;
+	const struct gw_peer *p = &g->peers[cookie];
+	info->name = p->conf->name;
+	info->has_ep = p->has_ep;
+	info->last_rx_ms = p->last_rx_ms;
+	info->out_packets = p->out_packets;
+	info->via = p->via;
+	return 0;
+}
+
+size_t gw_peer_count(struct ov_slave *s)
+{
+	struct gw *g = s->priv;
+	return g->npeers;
+}
+
+int gw_set_via(struct ov_slave *s, uint32_t cookie, uint32_t via)
+{
+	struct gw *g = s->priv;
+	if (cookie >= g->npeers || via == cookie || (via != GW_DIRECT && via >= g->npeers))
+		return -EINVAL;
+	g->peers[cookie].via = via;
+	return 0;
+}
+
+int gw_probe_send(struct ov_slave *s, uint32_t cookie, uint8_t type,
+                  const uint8_t body[static OVW_PROBE_LEN])
+{
+	struct gw *g = s->priv;
+	if (cookie >= g->npeers || (type != OVW_PROBE && type != OVW_PROBE_ACK))
+		return -EINVAL;
+	struct gw_peer *p = &g->peers[cookie];
+	if (!p->has_ep)
+		return -EHOSTUNREACH;
+	int r = send_to(g, p, type, body, OVW_PROBE_LEN);
+	if (!r)
+		CNT_ADD(g, probe_tx, 1);
+	return r;
+}
+
+void gw_set_probe_cb(struct ov_slave *s,
+                     void (*fn)(void *arg, uint32_t cookie, uint8_t type,
+                                const uint8_t body[OVW_PROBE_LEN], uint64_t now_ms),
+                     void *arg)
+{
+	struct gw *g = s->priv;
+	g->on_probe = fn;
+	g->probe_arg = arg;
 }
 
 void gw_set_resolver(struct ov_slave *s, void (*fn)(void *arg, const uint8_t id[8]), void *arg)
@@ -854,18 +1218,25 @@ struct ov_slave *gw_new(const struct ov_conf *conf, char *err, size_t errlen)
 	g->slave.priv = g;
 	g->conf = conf;
 	g->fd = -1;
-	g->npeers = conf->npeers;
 	ovw_pubkey(conf->priv, g->pub);
+	if (ovw_aead_init(&g->fresh, g->pub)) { /* any key: rekeyed before each use */
+		snprintf(err, errlen, "out of memory");
+		goto fail;
+	}
 	/* the epoch: the start time in ns, so it grows across restarts (see wire.h) */
 	clock_gettime(CLOCK_REALTIME, &ts);
 	g->epoch = (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
 	for (size_t i = 0; i < conf->npeers; i++) {
 		struct gw_peer *p = &g->peers[i];
 		p->conf = &conf->peers[i];
-		if (peer_keys(g, p)) {
-			snprintf(err, errlen,
-			         "peer %s: unusable public key (our own, or of low order)",
-			         p->conf->name);
+		p->via = GW_DIRECT;
+		p->nat_via = GW_DIRECT;
+		g->npeers = i; /* the peers keyed so far: what gw_free releases */
+		int r = peer_keys(g, p);
+		if (r) {
+			snprintf(err, errlen, "peer %s: %s", p->conf->name,
+			         r == -ENOMEM ? "out of memory"
+			                      : "unusable public key (our own, or of low order)");
 			goto fail;
 		}
 		if (p->conf->has_endpoint) {
@@ -874,6 +1245,7 @@ struct ov_slave *gw_new(const struct ov_conf *conf, char *err, size_t errlen)
 			p->has_ep_pub = 1;
 		}
 	}
+	g->npeers = conf->npeers;
 	return &g->slave;
 fail:
 	if (g)
@@ -888,7 +1260,12 @@ void gw_free(struct ov_slave *s)
 	struct gw *g = s->priv;
 	if (g->fd != -1)
 		close(g->fd);
+	ovw_aead_fini(&g->fresh);
 	if (g->peers) {
+		for (size_t i = 0; i < g->npeers; i++) {
+			ovw_aead_fini(&g->peers[i].tx);
+			ovw_aead_fini(&g->peers[i].rx);
+		}
 		memset(g->peers, 0, g->cap * sizeof(*g->peers)); /* keys */
 		free(g->peers);
 		g->peers = NULL;

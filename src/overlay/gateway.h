@@ -7,6 +7,7 @@
 
 #include "master.h"
 #include "ovconf.h"
+#include "wire.h"
 
 /* A gateway slave for conf (borrowed: it must outlive the slave; conf->priv filled). Its
  * routes (each peer's prefixes) are added when the master attaches it. Returns NULL with
@@ -14,19 +15,32 @@
 struct ov_slave *gw_new(const struct ov_conf *conf, char *err, size_t errlen);
 
 /* A peer found through the DHT (a verified record): its X25519 key, the locator to send
- * to, and the inner sources it may use (its certified prefixes). A configured peer keeps
- * its prefixes; any peer takes the locator unless its own authenticated packets told us an
- * endpoint lately (they know its NAT mapping better). Sets *cookie for ov_route_add with
+ * to (ep_edm: its record says its NAT maps per endpoint, DHR_F_EDM; if ours does too, no
+ * hole can be punched: its packets go through a relay, a peer whose record has the flag
+ * clear and that answered lately, or without one get ICMPv6 address unreachable), the inner
+ * sources it may use (its certified prefixes). A configured peer keeps its prefixes; any
+ * peer takes the locator unless its own authenticated packets told us an endpoint lately
+ * (they know its NAT mapping better): then one keepalive goes to a locator that differs (the
+ * site may have moved there; our NAT may need to see us send there to let it in, and the
+ * site's packets then move the endpoint). Sets *cookie for ov_route_add with
  * this slave. Returns 0, -EINVAL (our own key, a low-order key, too many sources),
  * -EEXIST (another known key has the same 8-byte sender id) or -ENOSPC. Loop thread. */
 int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct sockaddr_in *ep,
-                  const struct prefix *sources, size_t nsources, uint32_t *cookie);
+                  bool ep_edm, const struct prefix *sources, size_t nsources, uint32_t *cookie);
+
+/* The X25519 public key of the peer of cookie into pub. 0 or -ENOENT. */
+int gw_peer_pub(struct ov_slave *s, uint32_t cookie, uint8_t pub[static 32]);
+
+/* True if our NAT maps ports per destination (endpoint-dependent, "symmetric"): two peers
+ * lately told us the same address with different ports. Loop thread. */
+bool gw_nat_edm(struct ov_slave *s);
 
 /* fn(arg, id) is called for each packet from an unknown sender id (before it is dropped),
  * so the DHT slave can look the site up. */
 void gw_set_resolver(struct ov_slave *s, void (*fn)(void *arg, const uint8_t id[8]), void *arg);
 
-/* True if the peer of cookie sent an authenticated packet at or after since_ms (monotonic). */
+/* True if the peer of cookie sent an authenticated packet at or after since_ms (monotonic),
+ * directly or relayed by another peer (OVW_RELAYED). */
 bool gw_peer_answered(struct ov_slave *s, uint32_t cookie, uint64_t since_ms);
 
 /* fn(arg, mapping) is called when a peer tells us a new public address of ours (the
@@ -34,6 +48,43 @@ bool gw_peer_answered(struct ov_slave *s, uint32_t cookie, uint64_t since_ms);
  * publish it. The last peer to tell wins: a certified peer could lie about it. */
 void gw_set_mapping_cb(struct ov_slave *s, void (*fn)(void *arg, const struct sockaddr_in *m),
                        void *arg);
+
+/* For the resiliency slave (slave_resil.c). */
+#define GW_DIRECT UINT32_MAX /* gw_set_via: no relay */
+
+struct gw_peer_info {
+	const char *name;
+	bool has_ep;
+	uint64_t last_rx_ms;  /* its last authenticated packet (monotonic; 0: none yet) */
+	uint64_t out_packets; /* packets from the site routed to it so far, relayed or not */
+	uint32_t via;         /* GW_DIRECT or the peer relaying to it */
+};
+
+/* The number of peers (cookies 0..n-1; learned peers are added at the end). Loop thread. */
+size_t gw_peer_count(struct ov_slave *s);
+
+/* Fills info for the peer of cookie. Returns 0 or -ENOENT. Loop thread. */
+int gw_peer_info(struct ov_slave *s, uint32_t cookie, struct gw_peer_info *info);
+
+/* Sends the site's packets for the peer of cookie through peer via (OVW_RELAY: via forwards
+ * them as OVW_RELAYED), or directly again with GW_DIRECT. Returns 0 or -EINVAL (a cookie
+ * out of range, via the peer itself). Loop thread. */
+int gw_set_via(struct ov_slave *s, uint32_t cookie, uint32_t via);
+
+/* Sends an OVW_PROBE or OVW_PROBE_ACK with body to the peer of cookie at once. Returns 0,
+ * -EINVAL, -EHOSTUNREACH (no endpoint) or a send's -errno. Loop thread. */
+int gw_probe_send(struct ov_slave *s, uint32_t cookie, uint8_t type,
+                  const uint8_t body[static OVW_PROBE_LEN]);
+
+/* fn(arg, cookie, type, body, now_ms) is called for each authenticated probe or probe ack
+ * (after it refreshed the peer's last_rx_ms). Setting fn also makes the gateway a relay: it
+ * forwards OVW_RELAY packets and accepts OVW_RELAYED ones (without fn both are dropped,
+ * unless the DHT slave is on: then the gateway relays for sites whose NATs cannot be
+ * punched, and relays them itself through a peer whose NAT is not endpoint-dependent). */
+void gw_set_probe_cb(struct ov_slave *s,
+                     void (*fn)(void *arg, uint32_t cookie, uint8_t type,
+                                const uint8_t body[OVW_PROBE_LEN], uint64_t now_ms),
+                     void *arg);
 
 /* Frees a slave from gw_new (detached or never attached); NULL is allowed. */
 void gw_free(struct ov_slave *s);

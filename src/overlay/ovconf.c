@@ -350,6 +350,93 @@ static int parse_dht(struct ctx *x, const yaml_node_t *n, const yaml_node_t *at,
 	return 0;
 }
 
+static int parse_resil(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
+{
+	struct ov_resil_conf *r = &c->resil;
+	if (!n || n->type != YAML_MAPPING_NODE)
+		return fail(x, n, "resiliency: want a mapping ({} for the defaults)");
+	r->enabled = true;
+	for (yaml_node_pair_t *kv = n->data.mapping.pairs.start; kv < n->data.mapping.pairs.top;
+	     kv++) {
+		yaml_node_t *kn = yaml_document_get_node(x->doc, kv->key);
+		yaml_node_t *vn = yaml_document_get_node(x->doc, kv->value);
+		const char *k = scalar(kn);
+		int ret;
+		if (!k)
+			ret = fail(x, kn, "resiliency: keys are strings");
+		else if (!strcmp(k, "dead-ms"))
+			ret = get_uint(x, vn, k, 300, 10000, &r->dead_ms);
+		else if (!strcmp(k, "budget"))
+			ret = get_uint(x, vn, k, 400, 100000, &r->budget_bps);
+		else if (!strcmp(k, "degraded-pct")) {
+			ret = get_uint(x, vn, k, 0, 100, &r->degraded_pct);
+			if (!ret && r->degraded_pct && r->degraded_pct < 5)
+				ret = fail(x, vn, "degraded-pct: want 0 (off) or 5..100");
+		} else if (!strcmp(k, "late-ms"))
+			ret = get_uint(x, vn, k, 10, 10000, &r->late_ms);
+		else
+			ret = fail(x, kn, "resiliency: unknown key '%s'", k);
+		if (ret)
+			return ret;
+	}
+	return 0;
+}
+
+static int one_site(struct ctx *x, const yaml_node_t *n, size_t i, void *arg)
+{
+	struct ov_anycast_conf *a = arg;
+	const char *s = scalar(n);
+	if (!s || !*s || strlen(s) > OVC_NAME_MAX)
+		return fail(x, n, "sites: want peer names");
+	for (size_t k = 0; k < i; k++)
+		if (!strcmp(a->sites[k], s))
+			return fail(x, n, "sites: '%s' given twice", s);
+	strcpy(a->sites[i], s);
+	return 0;
+}
+
+static int one_anycast(struct ctx *x, const yaml_node_t *n, size_t i, void *arg)
+{
+	struct ov_conf *c = arg;
+	struct ov_anycast_conf *a = &c->anycast[i];
+	bool has_prefix = false;
+	if (!n || n->type != YAML_MAPPING_NODE)
+		return fail(x, n, "anycast: each item is a mapping of 'prefix' and 'sites'");
+	for (yaml_node_pair_t *kv = n->data.mapping.pairs.start; kv < n->data.mapping.pairs.top;
+	     kv++) {
+		yaml_node_t *kn = yaml_document_get_node(x->doc, kv->key);
+		yaml_node_t *vn = yaml_document_get_node(x->doc, kv->value);
+		const char *k = scalar(kn), *v = scalar(vn);
+		int r;
+		if (!k) {
+			r = fail(x, kn, "anycast: keys are strings");
+		} else if (!strcmp(k, "prefix")) {
+			if (!v || prefix_parse(v, false, &a->prefix) ||
+			    a->prefix.family != PEAK_AFI_IP6 || !a->prefix.len)
+				return fail(x, vn,
+				            "prefix: '%s' is not an IPv6 prefix of length 1..128",
+				            v ? v : "?");
+			for (size_t k2 = 0; k2 < i; k2++)
+				if (c->anycast[k2].prefix.len == a->prefix.len &&
+				    !memcmp(c->anycast[k2].prefix.addr, a->prefix.addr, 16))
+					return fail(x, vn, "prefix: '%s' given twice", v);
+			has_prefix = true;
+			r = 0;
+		} else if (!strcmp(k, "sites")) {
+			r = get_list(x, vn, k, OVC_ANYCAST_SITES, &a->nsites, one_site, a);
+			if (!r && a->nsites < 2)
+				r = fail(x, vn, "sites: want 2..%d peers", OVC_ANYCAST_SITES);
+		} else {
+			r = fail(x, kn, "anycast: unknown key '%s'", k);
+		}
+		if (r)
+			return r;
+	}
+	if (!has_prefix || !a->nsites)
+		return fail(x, n, "anycast: 'prefix' and 'sites' are required");
+	return 0;
+}
+
 static int parse_top(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 {
 	bool has_addr = false, has_gw = false;
@@ -383,6 +470,13 @@ static int parse_top(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 		} else if (!strcmp(k, "gateway")) {
 			r = has_gw ? fail(x, kn, "gateway: given twice") : parse_gateway(x, vn, c);
 			has_gw = true;
+		} else if (!strcmp(k, "resiliency")) {
+			r = c->resil.enabled ? fail(x, kn, "resiliency: given twice")
+			                     : parse_resil(x, vn, c);
+		} else if (!strcmp(k, "anycast")) {
+			r = c->nanycast
+			        ? fail(x, kn, "anycast: given twice")
+			        : get_list(x, vn, k, OVC_MAX_ANYCAST, &c->nanycast, one_anycast, c);
 		} else if (!strcmp(k, "dht")) {
 			r = dht ? fail(x, kn, "dht: given twice") : 0;
 			dht = vn;
@@ -397,6 +491,9 @@ static int parse_top(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 		return fail(x, n, "'address' is required");
 	if (!has_gw)
 		return fail(x, n, "'gateway' is required");
+	if (c->nanycast && !c->resil.enabled)
+		return fail(x, n,
+		            "anycast: needs 'resiliency' (its probes measure the sites' RTT)");
 	/* after the gateway: the locator defaults to its listen address */
 	if (dht_key && !dht)
 		return fail(x, dht_key, "dht: want a mapping");
@@ -418,6 +515,10 @@ int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_co
 	c->keepalive_s = 5;
 	c->dht.cache_ttl_s = 300;
 	c->dht.negative_ttl_s = 30;
+	c->resil.dead_ms = 600;
+	c->resil.budget_bps = 1000;
+	c->resil.degraded_pct = 25;
+	c->resil.late_ms = 250;
 	if (err && errlen)
 		err[0] = '\0';
 	if (len > OVC_TEXT_MAX) {

@@ -29,6 +29,18 @@
  *	  lookup: bsearch            # bsearch (markers) or walk (zero the last set bit)
  *	  cache-ttl: 300             # seconds a mapping found is kept, 5..86400
  *	  negative-ttl: 30           # seconds a miss is remembered, 1..3600
+ *	resiliency:                  # optional: the resiliency slave (slave_resil.c); {} for
+ *	  dead-ms: 600               # the defaults: a peer in use silent this long, 300..10000,
+ *	                             # is reached through another gateway until it answers
+ *	  budget: 1000               # probe bits/s per pair of gateways at most, 400..100000
+ *	  degraded-pct: 25           # a path in use whose last probes were lost or late this
+ *	                             # often (percent, 5..100; 0: off) is relayed too
+ *	  late-ms: 250               # a probe answered this much above the path's lowest
+ *	                             # RTT is late, 10..10000
+ *	anycast:                     # optional: the anycast slave (slave_anycast.c); needs
+ *	  - prefix: fd00:ac::/64     # resiliency (its probes measure the members' RTT)
+ *	    sites: [b, c]            # peers serving it, 2..16, each listing it in its prefixes
+ *	                             # (up to 16 anycast prefixes)
  */
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -46,6 +58,8 @@ enum {
 	OVC_TEXT_MAX = 1 << 20,
 	OVC_MAX_BOOTSTRAP = 16,
 	OVC_DHT_PREFIXES = 16, /* DHR_MAX_PREFIXES */
+	OVC_MAX_ANYCAST = 16,
+	OVC_ANYCAST_SITES = 16,
 };
 
 struct ov_dht_conf {
@@ -58,6 +72,18 @@ struct ov_dht_conf {
 	struct prefix prefixes[OVC_DHT_PREFIXES];
 	size_t nprefixes;
 	struct sockaddr_in locator; /* the listen address when not given */
+};
+
+struct ov_resil_conf {
+	bool enabled;
+	unsigned dead_ms, budget_bps;
+	unsigned degraded_pct, late_ms; /* degraded_pct 0: loss and delay not judged */
+};
+
+struct ov_anycast_conf {
+	struct prefix prefix;
+	char sites[OVC_ANYCAST_SITES][OVC_NAME_MAX + 1];
+	size_t nsites;
 };
 
 struct ov_peer_conf {
@@ -79,6 +105,9 @@ struct ov_conf {
 	struct ov_peer_conf *peers;
 	size_t npeers;
 	struct ov_dht_conf dht;
+	struct ov_resil_conf resil;
+	struct ov_anycast_conf anycast[OVC_MAX_ANYCAST];
+	size_t nanycast;
 };
 
 /* Parses len bytes of YAML named name (for messages) into *c (zeroed first; release with

@@ -21,15 +21,17 @@ int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *bo
 	h->counter |= cur_u32(c);
 	if (c->err)
 		return c->err;
-	if (version || rsv ||
-	    (h->type != OVW_DATA && h->type != OVW_KEEPALIVE && h->type != OVW_MAPPING))
+	if (version || rsv || h->type < OVW_DATA || h->type > OVW_RELAYED)
 		return -EBADMSG;
 	size_t n = c->left;
 	if (n < OVW_TAG_LEN || n > OVW_INNER_MAX + OVW_TAG_LEN)
 		return -EBADMSG;
 	if (h->type == OVW_KEEPALIVE && n != OVW_TAG_LEN)
 		return -EBADMSG;
-	if (h->type == OVW_DATA && n == OVW_TAG_LEN)
+	bool carries_ip = h->type == OVW_DATA || h->type == OVW_RELAY || h->type == OVW_RELAYED;
+	if (carries_ip && n == OVW_TAG_LEN)
+		return -EBADMSG;
+	if ((h->type == OVW_PROBE || h->type == OVW_PROBE_ACK) && n != OVW_TAG_LEN + OVW_PROBE_LEN)
 		return -EBADMSG;
 	if (h->type == OVW_MAPPING && n != OVW_TAG_LEN + OVW_MAPPING_LEN)
 		return -EBADMSG;
@@ -38,12 +40,36 @@ int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *bo
 	return c->err;
 }
 
-void ovw_aead_init(struct ovw_aead *a, const uint8_t key[static OVW_KEY_LEN])
+int ovw_aead_init(struct ovw_aead *a, const uint8_t key[static OVW_KEY_LEN])
 {
-	gcm_aes256_set_key(&a->gcm, key);
+	gnutls_datum_t k = {(unsigned char *)key, OVW_KEY_LEN};
+	a->h = NULL;
+	if (gnutls_aead_cipher_init(&a->h, GNUTLS_CIPHER_AES_256_GCM, &k) < 0) {
+		a->h = NULL;
+		return -ENOMEM;
+	}
+	return 0;
 }
 
-static void nonce_of(uint64_t counter, uint8_t nonce[static GCM_IV_SIZE])
+int ovw_aead_rekey(struct ovw_aead *a, const uint8_t key[static OVW_KEY_LEN])
+{
+	struct ovw_aead n;
+	int ret = ovw_aead_init(&n, key);
+	if (ret)
+		return ret;
+	ovw_aead_fini(a);
+	*a = n;
+	return 0;
+}
+
+void ovw_aead_fini(struct ovw_aead *a)
+{
+	if (a->h)
+		gnutls_aead_cipher_deinit(a->h);
+	a->h = NULL;
+}
+
+static void nonce_of(uint64_t counter, uint8_t nonce[static OVW_NONCE_LEN])
 {
 	memset(nonce, 0, 4);
 	for (int i = 0; i < 8; i++)
@@ -66,12 +92,13 @@ long ovw_seal(const struct ovw_hdr *h, struct ovw_aead *a, const uint8_t *inner,
 	wcur_u32(&w, (uint32_t)h->counter);
 	if (w.err || !wcur_room(&w, n + OVW_TAG_LEN))
 		return -EMSGSIZE;
-	uint8_t nonce[GCM_IV_SIZE];
+	uint8_t nonce[OVW_NONCE_LEN];
 	nonce_of(h->counter, nonce);
-	gcm_aes256_set_iv(&a->gcm, GCM_IV_SIZE, nonce);
-	gcm_aes256_update(&a->gcm, OVW_HDR_LEN, out);
-	gcm_aes256_encrypt(&a->gcm, n, out + OVW_HDR_LEN, inner);
-	gcm_aes256_digest(&a->gcm, OVW_TAG_LEN, out + OVW_HDR_LEN + n);
+	size_t clen = n + OVW_TAG_LEN;
+	if (gnutls_aead_cipher_encrypt(a->h, nonce, sizeof(nonce), out, OVW_HDR_LEN, OVW_TAG_LEN,
+	                               inner, n, out + OVW_HDR_LEN, &clen) < 0 ||
+	    clen != n + OVW_TAG_LEN)
+		return -EINVAL;
 	return (long)(OVW_HDR_LEN + n + OVW_TAG_LEN);
 }
 
@@ -83,13 +110,13 @@ long ovw_open(const uint8_t *pkt, size_t body_len, struct ovw_aead *a, uint8_t *
 	uint64_t counter = 0;
 	for (int i = 0; i < 8; i++)
 		counter = counter << 8 | pkt[20 + i];
-	uint8_t nonce[GCM_IV_SIZE], tag[OVW_TAG_LEN];
+	uint8_t nonce[OVW_NONCE_LEN];
 	nonce_of(counter, nonce);
-	gcm_aes256_set_iv(&a->gcm, GCM_IV_SIZE, nonce);
-	gcm_aes256_update(&a->gcm, OVW_HDR_LEN, pkt);
-	gcm_aes256_decrypt(&a->gcm, n, out, pkt + OVW_HDR_LEN);
-	gcm_aes256_digest(&a->gcm, OVW_TAG_LEN, tag);
-	if (!memeql_sec(tag, pkt + OVW_HDR_LEN + n, OVW_TAG_LEN))
+	size_t plen = OVW_INNER_MAX;
+	/* GnuTLS compares the tag in constant time and writes no plaintext if it differs */
+	if (gnutls_aead_cipher_decrypt(a->h, nonce, sizeof(nonce), pkt, OVW_HDR_LEN, OVW_TAG_LEN,
+	                               pkt + OVW_HDR_LEN, body_len, out, &plen) < 0 ||
+	    plen != n)
 		return -EBADMSG;
 	return (long)n;
 }

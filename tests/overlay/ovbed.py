@@ -55,9 +55,8 @@ class Bed:
         sh("ip", "-n", self.n(a), "link", "set", "dev", ia, "up")
         sh("ip", "-n", self.n(b), "link", "set", "dev", ib, "up")
 
-    def start(self, s, route=True):
-        """Starts site s's daemon, waits until it is ready, and (route) sends fd00::/16 from
-        its gateway namespace into the overlay."""
+    def spawn(self, s):
+        """Starts site s's daemon (see ready)."""
         log = self.tmp / f"g{s}.log"
         self.logs[s] = log
         self.procs[s] = subprocess.Popen(
@@ -65,11 +64,21 @@ class Bed:
              str(self.tmp / f"{s}.yaml"), "--metrics", "127.0.0.1:9100", "--verbose",
              "--control", str(self.tmp / f"{s}.sock")],
             stdout=subprocess.DEVNULL, stderr=open(log, "w"))
+
+    def ready(self, s, route=True, timeout=15.0):
+        """Waits until site s's daemon is ready and (route) sends fd00::/16 from its gateway
+        namespace into the overlay."""
+        log = self.logs[s]
         wait_for(f"g{s} ready", lambda: "overlay: ready" in log.read_text()
-                 or self.procs[s].poll() is not None)
+                 or self.procs[s].poll() is not None, timeout=timeout)
         assert self.procs[s].poll() is None, log.read_text()
         if route:
             sh("ip", "-n", self.n(f"g{s}"), "-6", "route", "add", "fd00::/16", "dev", "ov0")
+
+    def start(self, s, route=True):
+        """Starts site s's daemon and waits until it is ready (spawn, then ready)."""
+        self.spawn(s)
+        self.ready(s, route)
 
     def ping_ok(self, src, dst):
         """One ping from host h<src> to fd00:<dst>::2 answered within a second."""
@@ -104,5 +113,7 @@ class Bed:
     def cleanup(self):
         for s in list(self.procs):
             self.stop(s)
-        for full in self.ns.values():
-            sh("ip", "netns", "del", full, check=False)
+        # every namespace in one ip process (one each takes seconds on a loaded machine);
+        # -force goes on past one already gone
+        sh("ip", "-force", "-batch", "-", check=False,
+           input="".join(f"netns del {full}\n" for full in self.ns.values()))

@@ -105,6 +105,25 @@ static void test_record_round_trip(void **state)
 	assert_int_equal(dhr_rec_write(&r, site_seed, buf, sizeof(buf)), -EINVAL);
 	r.nloc = 1;
 	assert_int_equal(dhr_rec_write(&r, site_seed, buf, 100), -EMSGSIZE);
+	r.flags = 0x40; /* a flag nobody defined */
+	assert_int_equal(dhr_rec_write(&r, site_seed, buf, sizeof(buf)), -EINVAL);
+	/* the endpoint-dependent NAT flag shares a byte with the locator count: both kept */
+	make_rec(&r, "fd00:c::/64");
+	r.flags = DHR_F_EDM;
+	r.loc[1] = r.loc[0];
+	r.nloc = 2;
+	n = dhr_rec_write(&r, site_seed, buf, sizeof(buf));
+	assert_int_equal(buf[93], DHR_F_EDM | 2);
+	assert_int_equal(parse(buf, (size_t)n, 1000100, &back), 0);
+	assert_int_equal(back.flags, DHR_F_EDM);
+	assert_int_equal(back.nloc, 2);
+	r.flags = 0;
+	n = dhr_rec_write(&r, site_seed, buf, sizeof(buf));
+	assert_int_equal(parse(buf, (size_t)n, 1000100, &back), 0);
+	assert_int_equal(back.flags, 0);
+	/* an unknown flag on the wire: malformed, before any signature is checked */
+	buf[93] |= 0x40;
+	assert_int_equal(parse(buf, (size_t)n, 1000100, &back), -EBADMSG);
 }
 
 static void test_keys_distinct(void **state)

@@ -211,7 +211,10 @@ def test_sites_find_each_other_through_opendht(bed):
     ma, mb, mc = b.metrics("a"), b.metrics("b"), b.metrics("c")
     assert ma['peak_overlay_dht_lookups_total{result="found"}'] >= 1  # binary search
     assert mc['peak_overlay_dht_lookups_total{result="found"}'] >= 1  # the walk
-    assert mb["peak_overlay_dht_id_lookups_total"] >= 1
+    # B learns the NATed sites by looking their ids up when their first packet comes, or
+    # from the punch record each puts on B's id key, whichever is first (a run saw no id
+    # lookup: the records came first)
+    assert mb["peak_overlay_dht_id_lookups_total"] + mb["peak_overlay_dht_punch_heard_total"] >= 1
     assert mb["peak_overlay_gw_held_packets_total"] >= 1  # first packets kept, not lost
     # the rogue's record and the garbage were refused, and B's prefix is B's
     assert ma['peak_overlay_dht_values_refused_total{reason="certificate"}'] >= 1

@@ -406,13 +406,160 @@ static void test_churn(void **state)
 	free(v);
 }
 
+/* Value changes where the poptrie's leaves hold copies of trie nodes: families of nested and
+ * sibling prefixes (so tails of one node, tails with children and glue nodes that later get a
+ * value) spread thinly over 2000::/3; random replaces, adds and removes, each followed by
+ * lookups inside the prefix just changed and elsewhere, against the linear scan. A leaf that
+ * kept a stale copy of its tail's first node answers the old value here. */
+static void test_replace_tails(void **state)
+{
+	(void)state;
+	enum { NFAM = 250, PER = 6, N = NFAM * PER, OPS = 8000 };
+	uint64_t s = 0x7a115ULL;
+	struct naive *v = calloc(N, sizeof(*v));
+	struct lpm6 *t = lpm6_new();
+	assert_non_null(v);
+	assert_non_null(t);
+	for (size_t f = 0; f < NFAM; f++) {
+		uint8_t base[16];
+		for (int j = 0; j < 16; j++)
+			base[j] = (uint8_t)test_rand(&s);
+		base[0] = (uint8_t)(0x20 | (base[0] & 0x1f));
+		unsigned fork = 24 + (unsigned)(test_rand(&s) % 100); /* where siblings part */
+		for (size_t m = 0; m < PER; m++) {
+			struct naive *e = &v[f * PER + m];
+			memcpy(e->p, base, 16);
+			unsigned r = (unsigned)(test_rand(&s) % 4);
+			if (r == 0) { /* exactly the fork: a glue node until it is added */
+				e->plen = fork;
+			} else {
+				if (r == 1) /* the sibling branch */
+					e->p[fork / 8] ^= (uint8_t)(0x80 >> (fork % 8));
+				e->plen = fork + 1 + (unsigned)(test_rand(&s) % (128 - fork));
+				if (r == 3) /* or above the fork */
+					e->plen = 20 + (unsigned)(test_rand(&s) % (fork - 19));
+			}
+			prefix_mask_bits(e->p, e->plen);
+			e->val = (uint32_t)(f * PER + m);
+			for (size_t k = 0; k < f * PER + m; k++)
+				if (v[k].plen == e->plen && !memcmp(v[k].p, e->p, 16))
+					e->plen = 129; /* a duplicate: never used */
+		}
+	}
+	for (unsigned op = 0; op < OPS; op++) {
+		size_t i = test_rand(&s) % N;
+		if (v[i].plen > 128)
+			continue;
+		unsigned r = (unsigned)(test_rand(&s) % 3);
+		if (v[i].live && r) {
+			v[i].val = (uint32_t)test_rand(&s);
+			assert_int_equal(lpm6_add(t, v[i].p, v[i].plen, v[i].val), 1);
+		} else if (v[i].live) {
+			assert_int_equal(lpm6_del(t, v[i].p, v[i].plen), 0);
+			v[i].live = 0;
+		} else {
+			assert_int_equal(lpm6_add(t, v[i].p, v[i].plen, v[i].val), 0);
+			v[i].live = 1;
+		}
+		for (unsigned q = 0; q < 4; q++) {
+			uint8_t a[16];
+			if (q < 2) { /* inside the prefix just changed, random bits below it */
+				uint64_t x = test_rand(&s), y = test_rand(&s);
+				memcpy(a, &x, 8);
+				memcpy(a + 8, &y, 8);
+				for (unsigned b = 0; b < v[i].plen; b++) {
+					uint8_t m = (uint8_t)(0x80 >> (b % 8));
+					a[b / 8] = (uint8_t)((a[b / 8] & ~m) | (v[i].p[b / 8] & m));
+				}
+			} else {
+				random_addr(&s, v, N, a);
+			}
+			const struct naive *e = naive_lookup(v, N, a);
+			uint32_t val = 0;
+			unsigned pl = 0;
+			assert_int_equal(lpm6_lookup(t, a, &val, &pl), e != NULL);
+			if (e) {
+				assert_int_equal(pl, e->plen);
+				assert_int_equal(val, e->val);
+			}
+		}
+	}
+	check_all(t, v, N, &s, 5000);
+	lpm6_free(t);
+	free(v);
+}
+
+/* A table large enough that its arrays leave the heap for huge-page mappings (2 MiB and more)
+ * and are copied into bigger ones as they grow: 70,000 prefixes, unique by construction (an
+ * index in bits 16..39, lengths 40..128), looked up one at a time and batched against the
+ * linear scan, then again after two thirds are removed. */
+static void test_large(void **state)
+{
+	(void)state;
+	enum { N = 70000, LOOKUPS = 640, B = 64 };
+	uint64_t s = 0x1a26eULL;
+	struct naive *v = calloc(N, sizeof(*v));
+	struct lpm6 *t = lpm6_new();
+	assert_non_null(v);
+	assert_non_null(t);
+	for (size_t i = 0; i < N; i++) {
+		uint64_t x = test_rand(&s), y = test_rand(&s);
+		memcpy(v[i].p, &x, 8);
+		memcpy(v[i].p + 8, &y, 8);
+		v[i].p[0] = 0x20;
+		v[i].p[1] = 0x01;
+		v[i].p[2] = (uint8_t)(i >> 16);
+		v[i].p[3] = (uint8_t)(i >> 8);
+		v[i].p[4] = (uint8_t)i;
+		v[i].plen = 40 + (unsigned)(test_rand(&s) % 89);
+		prefix_mask_bits(v[i].p, v[i].plen);
+		v[i].val = (uint32_t)test_rand(&s);
+		assert_int_equal(lpm6_add(t, v[i].p, v[i].plen, v[i].val), 0);
+		v[i].live = 1;
+	}
+	assert_true(lpm6_bytes(t) > (4u << 20));
+	for (unsigned round = 0; round < 2; round++) {
+		uint8_t a[B][16];
+		uint32_t bv[B];
+		bool bf[B];
+		for (unsigned q = 0; q < LOOKUPS; q++) {
+			random_addr(&s, v, N, a[q % B]);
+			a[q % B][0] = 0x20; /* mostly near the table, so misses and hits both */
+			const struct naive *e = naive_lookup(v, N, a[q % B]);
+			uint32_t val = 0;
+			unsigned pl = 0;
+			assert_int_equal(lpm6_lookup(t, a[q % B], &val, &pl), e != NULL);
+			if (e) {
+				assert_int_equal(pl, e->plen);
+				assert_int_equal(val, e->val);
+			}
+			if (q % B == B - 1) {
+				lpm6_lookup_batch(t, (const uint8_t(*)[16])a, B, bv, bf);
+				for (unsigned j = 0; j < B; j++) {
+					e = naive_lookup(v, N, a[j]);
+					assert_int_equal(bf[j], e != NULL);
+					if (e)
+						assert_int_equal(bv[j], e->val);
+				}
+			}
+		}
+		for (size_t i = 0; i < N && round == 0; i++)
+			if (i % 3) {
+				assert_int_equal(lpm6_del(t, v[i].p, v[i].plen), 0);
+				v[i].live = 0;
+			}
+		assert_int_equal(lpm6_count(t), N / 3 + 1); /* the i divisible by 3 */
+	}
+	lpm6_free(t);
+	free(v);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_fixed),
-	    cmocka_unit_test(test_differential),
-	    cmocka_unit_test(test_nested),
-	    cmocka_unit_test(test_churn),
+	    cmocka_unit_test(test_fixed),         cmocka_unit_test(test_differential),
+	    cmocka_unit_test(test_nested),        cmocka_unit_test(test_churn),
+	    cmocka_unit_test(test_replace_tails), cmocka_unit_test(test_large),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,990 @@
+/* The overlay's LPM table as it was before the leaves carried their tail's first trie node
+ * (git 3b14bc5, src/lib/lpm6.c), kept verbatim below under other names as bench_lpm6's peer:
+ * the bench measures it and the current table on the same prefixes and addresses in one run.
+ * Not linked into anything but the bench. */
+#define lpm6 lpm6v1
+#define lpm6_new lpm6v1_new
+#define lpm6_free lpm6v1_free
+#define lpm6_reserve lpm6v1_reserve
+#define lpm6_add lpm6v1_add
+#define lpm6_del lpm6v1_del
+#define lpm6_lookup lpm6v1_lookup
+#define lpm6_lookup_batch lpm6v1_lookup_batch
+#define lpm6_get lpm6v1_get
+#define lpm6_count lpm6v1_count
+#define lpm6_bytes lpm6v1_bytes
+#define lpm6_walk lpm6v1_walk
+#include "peak/lpm6.h" /* declares the lpm6v1_ names above */
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+/*
+ * A node is a prefix (key, plen). Its children extend it: child[b] holds only prefixes
+ * whose bit plen is b. A node with no value is a glue node and always has two children
+ * (a lone child is spliced into its grandparent). Keys are kept as two host-order 64-bit
+ * words with the bits past plen cleared, so a match is two masked compares.
+ * Node 0 is never used: index 0 means "no node", and free nodes chain through child[0].
+ */
+struct lpm6_node {
+	uint64_t k[2];
+	uint32_t child[2];
+	uint32_t val;
+	uint8_t plen;
+	uint8_t has_val;
+};
+
+/*
+ * The read path is a poptrie (Asai and Ohara, SIGCOMM 2015) built from the trie and patched on
+ * every change: a direct table indexed by the first LPM6_DIRECT_BITS bits, then multibit nodes
+ * of stride 6 whose 64 entries are either a child node or a leaf. A node keeps its children and
+ * its leaves in two contiguous blocks and finds entry v by counting the bits set below v
+ * (popcount), so a node is 24 bytes whatever its fan-out. Runs of equal leaves are stored once
+ * (leafvec marks where a run starts). A region whose trie subtree holds at most
+ * LPM6_TAIL_NODES nodes gets no node: its leaf names the trie node to finish the walk from (the
+ * tail), which keeps sparse regions (most of a large table) at a few bytes each.
+ */
+struct lpm6_pnode {
+	uint64_t vector;  /* bit v: entry v is a child node */
+	uint64_t leafvec; /* bit v: entry v is a leaf that starts a run of equal leaves */
+	uint32_t base0;   /* first leaf of the block */
+	uint32_t base1;   /* first child of the block */
+};
+
+struct lpm6_leaf {
+	uint32_t val;
+	uint32_t tail; /* 0, or the trie node whose subtree holds the longer prefixes */
+	uint8_t plen;
+	uint8_t has_val;
+};
+
+/* A growable array of fixed-size elements handed out in blocks of 1..64, with one free list
+ * per block size, so a patched node reuses the blocks freed by the last one. */
+struct lpm6_pool {
+	void *a;
+	size_t esz;
+	uint32_t cap, used;
+	uint32_t freel[65];
+};
+
+enum { LPM6_DIRECT_BITS = 14, LPM6_STRIDE = 6, LPM6_TAIL_NODES = 3, LPM6_LEAF_FLAG = 1U << 31 };
+
+struct lpm6 {
+	struct lpm6_node *n;
+	uint32_t cap;   /* nodes allocated, node 0 included */
+	uint32_t used;  /* nodes ever handed out, node 0 included */
+	uint32_t freel; /* head of the free list */
+	uint32_t nfree;
+	uint32_t root;
+	size_t count;
+	bool fast; /* false after an allocation failed: lookups walk the trie until rebuilt */
+	uint32_t direct[1 << LPM6_DIRECT_BITS]; /* node index, or LPM6_LEAF_FLAG | leaf index */
+	struct lpm6_pool pn;                    /* struct lpm6_pnode */
+	struct lpm6_pool lf;                    /* struct lpm6_leaf; leaf 0 is "no route" */
+};
+
+enum { LPM6_MAX_NODES = UINT32_MAX / 2 };
+
+static inline uint64_t load_be64(const uint8_t *p)
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | p[i];
+	return v;
+}
+
+static inline void store_be64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--) {
+		p[i] = (uint8_t)v;
+		v >>= 8;
+	}
+}
+
+/* The mask of the first plen bits within word w (0 or 1). */
+static inline uint64_t mask_word(unsigned plen, unsigned w)
+{
+	unsigned bits = plen > 64 * w ? plen - 64 * w : 0;
+	if (bits >= 64)
+		return ~0ULL;
+	return bits ? ~0ULL << (64 - bits) : 0;
+}
+
+static inline unsigned bit_at(const uint64_t k[2], unsigned i)
+{
+	return (unsigned)(k[i >> 6] >> (63 - (i & 63))) & 1;
+}
+
+/* Number of leading bits a and b share (0..128). */
+static inline unsigned common_bits(const uint64_t a[2], const uint64_t b[2])
+{
+	uint64_t x = a[0] ^ b[0];
+	if (x)
+		return (unsigned)__builtin_clzll(x);
+	x = a[1] ^ b[1];
+	if (x)
+		return 64 + (unsigned)__builtin_clzll(x);
+	return 128;
+}
+
+static inline bool node_holds(const struct lpm6_node *nd, const uint64_t a[2])
+{
+	return !((a[0] ^ nd->k[0]) & mask_word(nd->plen, 0)) &&
+	       !((a[1] ^ nd->k[1]) & mask_word(nd->plen, 1));
+}
+
+static void key_make(const uint8_t p[16], unsigned plen, uint64_t k[2])
+{
+	k[0] = load_be64(p) & mask_word(plen, 0);
+	k[1] = load_be64(p + 8) & mask_word(plen, 1);
+}
+
+/* ---- the poptrie: the read path ---- */
+
+static int pool_init(struct lpm6_pool *p, size_t esz)
+{
+	memset(p, 0, sizeof(*p));
+	p->esz = esz;
+	p->a = calloc(64, esz);
+	if (!p->a)
+		return -ENOMEM;
+	p->cap = 64;
+	p->used = 1; /* element 0 stays zero: the "no route" leaf */
+	return 0;
+}
+
+static inline void *pool_at(const struct lpm6_pool *p, uint32_t i)
+{
+	return (char *)p->a + (size_t)i * p->esz;
+}
+
+/* n (1..64) contiguous elements, or UINT32_MAX if out of memory. */
+static uint32_t pool_alloc(struct lpm6_pool *p, unsigned n)
+{
+	uint32_t i = p->freel[n];
+	if (i) {
+		memcpy(&p->freel[n], pool_at(p, i), sizeof(uint32_t));
+		return i;
+	}
+	if ((size_t)p->used + n > p->cap) {
+		size_t cap = (size_t)p->cap * 2;
+		if (cap > LPM6_MAX_NODES)
+			return UINT32_MAX;
+		void *a = realloc(p->a, cap * p->esz);
+		if (!a)
+			return UINT32_MAX;
+		p->a = a;
+		p->cap = (uint32_t)cap;
+	}
+	i = p->used;
+	p->used += n;
+	return i;
+}
+
+static void pool_free(struct lpm6_pool *p, uint32_t i, unsigned n)
+{
+	if (!n || !i)
+		return;
+	memcpy(pool_at(p, i), &p->freel[n], sizeof(uint32_t));
+	p->freel[n] = i;
+}
+
+static inline struct lpm6_pnode *pnode(const struct lpm6 *t, uint32_t i)
+{
+	return (struct lpm6_pnode *)t->pn.a + i;
+}
+
+static inline struct lpm6_leaf *pleaf(const struct lpm6 *t, uint32_t i)
+{
+	return (struct lpm6_leaf *)t->lf.a + i;
+}
+
+/* The LPM6_STRIDE bits of a starting at bit pos (pos <= 122). */
+static inline unsigned chunk(const uint64_t a[2], unsigned pos)
+{
+	if (pos + LPM6_STRIDE <= 64)
+		return (unsigned)(a[0] >> (64 - LPM6_STRIDE - pos)) & 63;
+	if (pos >= 64)
+		return (unsigned)(a[1] >> (128 - LPM6_STRIDE - pos)) & 63;
+	return (unsigned)((a[0] << (pos + LPM6_STRIDE - 64)) |
+	                  (a[1] >> (128 - LPM6_STRIDE - pos))) &
+	       63;
+}
+
+static inline unsigned slot_of(const uint64_t a[2])
+{
+	return (unsigned)(a[0] >> (64 - LPM6_DIRECT_BITS));
+}
+
+/* Bits of v below bit b, counted: where entry b sits in its block. */
+static inline unsigned rank(uint64_t v, unsigned b)
+{
+	return (unsigned)__builtin_popcountll(v & ((2ULL << b) - 1));
+}
+
+/* The region of pos bits holding key k: *root is the topmost trie node with plen >= pos inside
+ * it (0 if none), *def the longest prefix shorter than pos that holds it (0 if none). */
+static void trie_region(const struct lpm6 *t, const uint64_t k[2], unsigned pos, uint32_t *root,
+                        uint32_t *def)
+{
+	uint64_t r[2] = {k[0] & mask_word(pos, 0), k[1] & mask_word(pos, 1)};
+	uint32_t i = t->root, best = 0;
+	while (i) {
+		const struct lpm6_node *nd = &t->n[i];
+		if (nd->plen >= pos) {
+			if (common_bits(nd->k, r) < pos)
+				i = 0;
+			break;
+		}
+		if (!node_holds(nd, r)) {
+			i = 0;
+			break;
+		}
+		if (nd->has_val)
+			best = i;
+		i = nd->child[bit_at(r, nd->plen)];
+	}
+	*root = i;
+	*def = best;
+}
+
+/* The nodes of the trie subtree at i, counted up to lim + 1. */
+static unsigned subtree_nodes(const struct lpm6 *t, uint32_t i, unsigned lim)
+{
+	if (!i)
+		return 0;
+	unsigned c = 1;
+	for (int b = 0; b < 2 && c <= lim; b++)
+		c += subtree_nodes(t, t->n[i].child[b], lim - c);
+	return c;
+}
+
+struct lpm6_scan {
+	uint32_t best[64]; /* the longest prefix of at most pos + 6 bits holding entry v */
+	uint32_t sub[64];  /* the topmost trie node below entry v with longer prefixes */
+};
+
+/* Fills s for the node at pos from the trie subtree at i (all of it at or below pos): prefixes
+ * ending in the stride fill the entries they cover, parents before children so the longer wins;
+ * deeper ones mark their entry's subtree. Recursion depth is at most the stride. */
+static void scan(const struct lpm6 *t, uint32_t i, unsigned pos, struct lpm6_scan *s)
+{
+	unsigned end = pos + LPM6_STRIDE;
+	while (i) {
+		const struct lpm6_node *nd = &t->n[i];
+		if (nd->plen > end || (nd->plen == end && (nd->child[0] | nd->child[1]))) {
+			unsigned v = chunk(nd->k, pos);
+			s->sub[v] = i;
+			if (nd->plen == end && nd->has_val)
+				s->best[v] = i;
+			return;
+		}
+		if (nd->has_val) {
+			unsigned lo = chunk(nd->k, pos), cnt = 1U << (end - nd->plen);
+			for (unsigned v = lo; v < lo + cnt; v++)
+				s->best[v] = i;
+		}
+		scan(t, nd->child[0], pos, s);
+		i = nd->child[1];
+	}
+}
+
+static void leaf_make(const struct lpm6 *t, struct lpm6_leaf *l, uint32_t best, uint32_t tail)
+{
+	memset(l, 0, sizeof(*l));
+	l->tail = tail;
+	if (best) {
+		l->val = t->n[best].val;
+		l->plen = t->n[best].plen;
+		l->has_val = 1;
+	}
+}
+
+static bool leaf_same(const struct lpm6_leaf *a, const struct lpm6_leaf *b)
+{
+	return a->val == b->val && a->tail == b->tail && a->plen == b->plen &&
+	       a->has_val == b->has_val;
+}
+
+static bool fits_tail(const struct lpm6 *t, uint32_t sub)
+{
+	return subtree_nodes(t, sub, LPM6_TAIL_NODES) <= LPM6_TAIL_NODES;
+}
+
+/*
+ * Builds node at (an element of the node pool) for the region at pos whose trie subtree is root
+ * and whose longest shorter prefix is def. With old (the node's previous content), the child
+ * nodes of old other than entry vdeep are kept as they are (a change below vdeep alone cannot
+ * touch them; LPM6_KEEP_ALL keeps them all); the rest is built anew. Returns 0 or -ENOMEM (the
+ * poptrie is then inconsistent, and the caller drops it).
+ */
+static int build_node(struct lpm6 *t, uint32_t at, unsigned pos, uint32_t root, uint32_t def,
+                      const struct lpm6_pnode *old, unsigned vdeep)
+{
+	struct lpm6_scan s;
+	struct lpm6_leaf lv[64];
+	uint64_t vec = 0, leafvec = 0;
+	unsigned nl = 0;
+	for (unsigned v = 0; v < 64; v++) {
+		s.best[v] = def;
+		s.sub[v] = 0;
+	}
+	scan(t, root, pos, &s);
+	for (unsigned v = 0; v < 64; v++) {
+		if (s.sub[v] && !fits_tail(t, s.sub[v])) {
+			vec |= 1ULL << v;
+			continue;
+		}
+		struct lpm6_leaf l;
+		leaf_make(t, &l, s.best[v], s.sub[v]);
+		if (!nl || !leaf_same(&l, &lv[nl - 1])) {
+			lv[nl++] = l;
+			leafvec |= 1ULL << v;
+		}
+	}
+	unsigned nk = (unsigned)__builtin_popcountll(vec);
+	uint32_t base0 = 0, base1 = 0;
+	if (nl && (base0 = pool_alloc(&t->lf, nl)) == UINT32_MAX)
+		return -ENOMEM;
+	if (nk && (base1 = pool_alloc(&t->pn, nk)) == UINT32_MAX)
+		return -ENOMEM;
+	memcpy(pleaf(t, base0), lv, nl * sizeof(lv[0]));
+	unsigned k = 0;
+	for (unsigned v = 0; v < 64; v++) {
+		if (!(vec >> v & 1))
+			continue;
+		uint32_t ci = base1 + k++;
+		if (old && v != vdeep && (old->vector >> v & 1)) {
+			*pnode(t, ci) = *pnode(t, old->base1 + rank(old->vector, v) - 1);
+			continue;
+		}
+		int r = build_node(t, ci, pos + LPM6_STRIDE, s.sub[v], s.best[v], NULL, 0);
+		if (r)
+			return r;
+	}
+	struct lpm6_pnode *nd = pnode(t, at);
+	nd->vector = vec;
+	nd->leafvec = leafvec;
+	nd->base0 = base0;
+	nd->base1 = base1;
+	return 0;
+}
+
+/* Returns the blocks below node i to the pools (i itself belongs to its parent's block). */
+static void free_subtree(struct lpm6 *t, uint32_t i)
+{
+	struct lpm6_pnode nd = *pnode(t, i);
+	unsigned nk = (unsigned)__builtin_popcountll(nd.vector);
+	for (unsigned k = 0; k < nk; k++)
+		free_subtree(t, nd.base1 + k);
+	pool_free(&t->pn, nd.base1, nk);
+	pool_free(&t->lf, nd.base0, (unsigned)__builtin_popcountll(nd.leafvec));
+}
+
+/* Rebuilds node at (region of pos bits holding k) after a change below its entry vdeep: the
+ * entry is built anew, the other children are kept. */
+static int rebuild_shallow(struct lpm6 *t, uint32_t at, unsigned pos, const uint64_t k[2],
+                           unsigned vdeep)
+{
+	struct lpm6_pnode old = *pnode(t, at);
+	uint32_t root, def;
+	trie_region(t, k, pos, &root, &def);
+	int r = build_node(t, at, pos, root, def, &old, vdeep);
+	if (r)
+		return r;
+	uint64_t kept = pnode(t, at)->vector;
+	if (vdeep < 64)
+		kept &= ~(1ULL << vdeep);
+	unsigned nk = (unsigned)__builtin_popcountll(old.vector);
+	for (unsigned v = 0, c = 0; v < 64; v++)
+		if (old.vector >> v & 1) {
+			if (!(kept >> v & 1))
+				free_subtree(t, old.base1 + c);
+			c++;
+		}
+	pool_free(&t->pn, old.base1, nk);
+	pool_free(&t->lf, old.base0, (unsigned)__builtin_popcountll(old.leafvec));
+	return 0;
+}
+
+/* Rebuilds direct entry j from the trie. */
+static int rebuild_slot(struct lpm6 *t, unsigned j)
+{
+	uint64_t k[2] = {(uint64_t)j << (64 - LPM6_DIRECT_BITS), 0};
+	uint32_t root, def, e, old = t->direct[j];
+	trie_region(t, k, LPM6_DIRECT_BITS, &root, &def);
+	if (!root && !def) {
+		e = LPM6_LEAF_FLAG;
+	} else if (fits_tail(t, root)) {
+		uint32_t i = pool_alloc(&t->lf, 1);
+		if (i == UINT32_MAX)
+			return -ENOMEM;
+		leaf_make(t, pleaf(t, i), def, root);
+		e = LPM6_LEAF_FLAG | i;
+	} else {
+		e = pool_alloc(&t->pn, 1);
+		if (e == UINT32_MAX)
+			return -ENOMEM;
+		int r = build_node(t, e, LPM6_DIRECT_BITS, root, def, NULL, 0);
+		if (r)
+			return r;
+	}
+	if (old & LPM6_LEAF_FLAG) {
+		pool_free(&t->lf, old & ~LPM6_LEAF_FLAG, 1);
+	} else {
+		free_subtree(t, old);
+		pool_free(&t->pn, old, 1);
+	}
+	t->direct[j] = e;
+	return 0;
+}
+
+/* Drops the poptrie: lookups walk the trie until fast_rebuild succeeds. */
+static void fast_drop(struct lpm6 *t)
+{
+	free(t->pn.a);
+	t->pn.a = NULL;
+	free(t->lf.a);
+	t->lf.a = NULL;
+	memset(&t->pn, 0, sizeof(t->pn));
+	memset(&t->lf, 0, sizeof(t->lf));
+	t->fast = false;
+}
+
+/* Builds the whole poptrie from the trie. Returns 0 or -ENOMEM (then dropped). */
+static int fast_rebuild(struct lpm6 *t)
+{
+	fast_drop(t);
+	if (pool_init(&t->pn, sizeof(struct lpm6_pnode)) ||
+	    pool_init(&t->lf, sizeof(struct lpm6_leaf))) {
+		fast_drop(t);
+		return -ENOMEM;
+	}
+	for (unsigned j = 0; j < 1U << LPM6_DIRECT_BITS; j++)
+		t->direct[j] = LPM6_LEAF_FLAG;
+	for (unsigned j = 0; j < 1U << LPM6_DIRECT_BITS; j++)
+		if (rebuild_slot(t, j)) {
+			fast_drop(t);
+			return -ENOMEM;
+		}
+	t->fast = true;
+	return 0;
+}
+
+enum { LPM6_MAX_DEPTH = (128 - LPM6_DIRECT_BITS) / LPM6_STRIDE + 1, LPM6_KEEP_ALL = 64 };
+
+/* The longest prefix of at most plen bits holding k, or 0. */
+static uint32_t best_upto(const struct lpm6 *t, const uint64_t k[2], unsigned plen)
+{
+	uint32_t i = t->root, best = 0;
+	while (i) {
+		const struct lpm6_node *nd = &t->n[i];
+		if (nd->plen > plen || !node_holds(nd, k))
+			break;
+		if (nd->has_val)
+			best = i;
+		if (nd->plen == plen)
+			break;
+		i = nd->child[bit_at(k, nd->plen)];
+	}
+	return best;
+}
+
+/* Below node i, all inside the region of a changed prefix of plen bits whose best match is
+ * now b: every leaf that took its value from a prefix of at most plen bits takes b's. The shape
+ * cannot change (only prefixes longer than a node's stride shape it), so no node is rebuilt;
+ * runs of leaves that become equal stay apart, which costs a few bytes and no correctness. */
+static void patch_subtree(struct lpm6 *t, uint32_t i, unsigned plen, const struct lpm6_leaf *b)
+{
+	struct lpm6_pnode nd = *pnode(t, i);
+	unsigned nl = (unsigned)__builtin_popcountll(nd.leafvec);
+	for (unsigned c = 0; c < nl; c++) {
+		struct lpm6_leaf *l = pleaf(t, nd.base0 + c);
+		if (!l->has_val || l->plen <= plen) {
+			l->val = b->val;
+			l->plen = b->plen;
+			l->has_val = b->has_val;
+		}
+	}
+	unsigned nk = (unsigned)__builtin_popcountll(nd.vector);
+	for (unsigned c = 0; c < nk; c++)
+		patch_subtree(t, nd.base1 + c, plen, b);
+}
+
+/*
+ * Patches the poptrie after prefix k/plen was added, replaced or removed in the trie. A prefix
+ * longer than a node's stride can change the node's shape: the deepest node it falls below is
+ * rebuilt, with its one entry holding the prefix built anew and its other children kept. A
+ * prefix within a node's stride (or shorter than the direct table's) changes only values: that
+ * node's leaves are recomputed and the leaves below the prefix rewritten in place. After a
+ * removal, nodes whose region now fits a tail are folded into their parent, so the poptrie's
+ * size follows the table's.
+ */
+static int fast_patch(struct lpm6 *t, const uint64_t k[2], unsigned plen, bool removed)
+{
+	if (!t->fast)
+		return fast_rebuild(t);
+	struct lpm6_leaf b;
+	leaf_make(t, &b, best_upto(t, k, plen), 0);
+	unsigned j = slot_of(k);
+	if (plen < LPM6_DIRECT_BITS) {
+		for (unsigned c = 0; c < 1U << (LPM6_DIRECT_BITS - plen); c++) {
+			uint32_t e = t->direct[j + c];
+			if (!(e & LPM6_LEAF_FLAG))
+				patch_subtree(t, e, plen, &b);
+			else if (rebuild_slot(t, j + c))
+				return -ENOMEM;
+		}
+		return 0;
+	}
+	uint32_t at = t->direct[j];
+	if (at & LPM6_LEAF_FLAG)
+		return rebuild_slot(t, j);
+	uint32_t path[LPM6_MAX_DEPTH];
+	unsigned d = 0, pos = LPM6_DIRECT_BITS, v;
+	for (;;) {
+		const struct lpm6_pnode *nd = pnode(t, at);
+		path[d++] = at;
+		v = chunk(k, pos);
+		if (plen < pos + LPM6_STRIDE || !(nd->vector >> v & 1))
+			break;
+		at = nd->base1 + rank(nd->vector, v) - 1;
+		pos += LPM6_STRIDE;
+	}
+	if (plen < pos + LPM6_STRIDE) {
+		if (rebuild_shallow(t, at, pos, k, LPM6_KEEP_ALL))
+			return -ENOMEM;
+		const struct lpm6_pnode *nd = pnode(t, at);
+		for (unsigned c = v; c < v + (1U << (pos + LPM6_STRIDE - plen)); c++)
+			if (nd->vector >> c & 1)
+				patch_subtree(t, nd->base1 + rank(nd->vector, c) - 1, plen, &b);
+		return 0;
+	}
+	if (rebuild_shallow(t, at, pos, k, v))
+		return -ENOMEM;
+	while (removed && d) {
+		uint32_t root, def;
+		pos = LPM6_DIRECT_BITS + LPM6_STRIDE * (d - 1);
+		trie_region(t, k, pos, &root, &def);
+		if (!fits_tail(t, root))
+			break;
+		if (d == 1)
+			return rebuild_slot(t, j);
+		pos -= LPM6_STRIDE;
+		if (rebuild_shallow(t, path[d - 2], pos, k, chunk(k, pos)))
+			return -ENOMEM;
+		d--;
+	}
+	return 0;
+}
+
+/* After a change to the trie: patches the poptrie, or drops it if memory ran out. */
+static void fast_changed(struct lpm6 *t, const uint64_t k[2], unsigned plen, bool removed)
+{
+	if (fast_patch(t, k, plen, removed))
+		fast_drop(t);
+}
+
+struct lpm6 *lpm6_new(void)
+{
+	struct lpm6 *t = calloc(1, sizeof(*t));
+	if (!t)
+		return NULL;
+	t->used = 1;
+	if (lpm6_reserve(t, 8) || fast_rebuild(t)) {
+		free(t->n);
+		fast_drop(t);
+		free(t);
+		return NULL;
+	}
+	return t;
+}
+
+void lpm6_free(struct lpm6 *t)
+{
+	if (!t)
+		return;
+	free(t->n);
+	t->n = NULL;
+	fast_drop(t);
+	free(t);
+}
+
+/* Grows the node array to hold at least want nodes. */
+static int grow(struct lpm6 *t, size_t want)
+{
+	if (want <= t->cap)
+		return 0;
+	if (want > LPM6_MAX_NODES)
+		return -ENOMEM;
+	size_t cap = t->cap ? t->cap : 16;
+	while (cap < want)
+		cap *= 2;
+	if (cap > LPM6_MAX_NODES)
+		cap = LPM6_MAX_NODES;
+	struct lpm6_node *n = realloc(t->n, cap * sizeof(*n));
+	if (!n)
+		return -ENOMEM;
+	t->n = n;
+	t->cap = (uint32_t)cap;
+	return 0;
+}
+
+int lpm6_reserve(struct lpm6 *t, size_t n)
+{
+	if (n > LPM6_MAX_NODES / 2)
+		return -ENOMEM;
+	return grow(t, (size_t)t->used + 2 * n);
+}
+
+/* A node from the free list or the unused tail; the caller has made room for it. */
+static uint32_t node_take(struct lpm6 *t, const uint64_t k[2], unsigned plen)
+{
+	uint32_t i;
+	if (t->freel) {
+		i = t->freel;
+		t->freel = t->n[i].child[0];
+		t->nfree--;
+	} else {
+		i = t->used++;
+	}
+	struct lpm6_node *nd = &t->n[i];
+	memset(nd, 0, sizeof(*nd));
+	nd->k[0] = k[0] & mask_word(plen, 0);
+	nd->k[1] = k[1] & mask_word(plen, 1);
+	nd->plen = (uint8_t)plen;
+	return i;
+}
+
+static void node_put(struct lpm6 *t, uint32_t i)
+{
+	t->n[i].has_val = 0;
+	t->n[i].child[1] = 0;
+	t->n[i].child[0] = t->freel;
+	t->freel = i;
+	t->nfree++;
+}
+
+int lpm6_add(struct lpm6 *t, const uint8_t prefix[static 16], unsigned plen, uint32_t val)
+{
+	if (plen > 128)
+		return -EINVAL;
+	/* at most two new nodes; room first, since growing moves the array under link */
+	if (t->nfree < 2) {
+		int r = grow(t, (size_t)t->used + 2);
+		if (r)
+			return r;
+	}
+	uint64_t k[2];
+	key_make(prefix, plen, k);
+	uint32_t *link = &t->root;
+	while (*link) {
+		uint32_t cur = *link;
+		struct lpm6_node *nd = &t->n[cur];
+		unsigned common = common_bits(nd->k, k);
+		if (common > nd->plen)
+			common = nd->plen;
+		if (common > plen)
+			common = plen;
+		if (common == nd->plen && nd->plen == plen) {
+			int replaced = nd->has_val;
+			nd->val = val;
+			nd->has_val = 1;
+			if (!replaced)
+				t->count++;
+			fast_changed(t, k, plen, false);
+			return replaced;
+		}
+		if (common == nd->plen) { /* nd is a strict ancestor of the new prefix */
+			link = &nd->child[bit_at(k, nd->plen)];
+			continue;
+		}
+		uint32_t fresh = node_take(t, k, plen);
+		t->n[fresh].val = val;
+		t->n[fresh].has_val = 1;
+		t->count++;
+		nd = &t->n[cur];
+		if (common == plen) { /* the new prefix is a strict ancestor of nd */
+			t->n[fresh].child[bit_at(nd->k, plen)] = cur;
+			*link = fresh;
+			fast_changed(t, k, plen, false);
+			return 0;
+		}
+		/* they part at bit common: a glue node there holds both */
+		uint32_t glue = node_take(t, k, common);
+		t->n[glue].child[bit_at(k, common)] = fresh;
+		t->n[glue].child[bit_at(t->n[cur].k, common)] = cur;
+		*link = glue;
+		fast_changed(t, k, plen, false);
+		return 0;
+	}
+	uint32_t fresh = node_take(t, k, plen);
+	t->n[fresh].val = val;
+	t->n[fresh].has_val = 1;
+	*link = fresh;
+	t->count++;
+	fast_changed(t, k, plen, false);
+	return 0;
+}
+
+/* Clears the value of the node at *link (its parent's link at *plink, NULL at the root) and
+ * splices out what is left with fewer than two children. */
+static void trie_unlink(struct lpm6 *t, uint32_t *plink, uint32_t *link)
+{
+	uint32_t cur = *link;
+	struct lpm6_node *nd = &t->n[cur];
+	nd->has_val = 0;
+	t->count--;
+	if (nd->child[0] && nd->child[1])
+		return; /* stays as glue */
+	*link = nd->child[0] ? nd->child[0] : nd->child[1];
+	node_put(t, cur);
+	if (*link || !plink)
+		return;
+	/* cur was a leaf: its parent may now be a glue node with one child */
+	uint32_t par = *plink;
+	struct lpm6_node *pn = &t->n[par];
+	if (pn->has_val)
+		return;
+	*plink = pn->child[0] ? pn->child[0] : pn->child[1];
+	node_put(t, par);
+}
+
+int lpm6_del(struct lpm6 *t, const uint8_t prefix[static 16], unsigned plen)
+{
+	if (plen > 128)
+		return -EINVAL;
+	uint64_t k[2];
+	key_make(prefix, plen, k);
+	uint32_t *plink = NULL, *link = &t->root;
+	while (*link) {
+		struct lpm6_node *nd = &t->n[*link];
+		if (nd->plen > plen || !node_holds(nd, k))
+			return -ENOENT;
+		if (nd->plen == plen)
+			break;
+		plink = link;
+		link = &nd->child[bit_at(k, nd->plen)];
+	}
+	if (!*link || !t->n[*link].has_val)
+		return -ENOENT;
+	trie_unlink(t, plink, link);
+	fast_changed(t, k, plen, true);
+	return 0;
+}
+
+/* The longest prefix holding a found by walking the trie from node i, or best if none. */
+static inline const struct lpm6_node *trie_walk(const struct lpm6 *t, uint32_t i,
+                                                const uint64_t a[2], const struct lpm6_node *best)
+{
+	while (i) {
+		const struct lpm6_node *nd = &t->n[i];
+		if (!node_holds(nd, a))
+			break;
+		if (nd->has_val)
+			best = nd;
+		if (nd->plen == 128)
+			break;
+		i = nd->child[bit_at(a, nd->plen)];
+	}
+	return best;
+}
+
+static bool answer(const struct lpm6_node *nd, uint32_t *val, unsigned *plen)
+{
+	if (!nd)
+		return false;
+	if (val)
+		*val = nd->val;
+	if (plen)
+		*plen = nd->plen;
+	return true;
+}
+
+/* The poptrie's leaf for a. */
+static inline const struct lpm6_leaf *fast_leaf(const struct lpm6 *t, const uint64_t a[2])
+{
+	uint32_t e = t->direct[slot_of(a)];
+	if (e & LPM6_LEAF_FLAG)
+		return pleaf(t, e & ~LPM6_LEAF_FLAG);
+	const struct lpm6_pnode *nd = pnode(t, e);
+	for (unsigned pos = LPM6_DIRECT_BITS;; pos += LPM6_STRIDE) {
+		unsigned v = chunk(a, pos);
+		if (!(nd->vector >> v & 1))
+			return pleaf(t, nd->base0 + rank(nd->leafvec, v) - 1);
+		nd = pnode(t, nd->base1 + rank(nd->vector, v) - 1);
+	}
+}
+
+bool lpm6_lookup(const struct lpm6 *t, const uint8_t addr[static 16], uint32_t *val, unsigned *plen)
+{
+	uint64_t a[2] = {load_be64(addr), load_be64(addr + 8)};
+	if (!t->fast)
+		return answer(trie_walk(t, t->root, a, NULL), val, plen);
+	const struct lpm6_leaf *l = fast_leaf(t, a);
+	if (l->tail) {
+		const struct lpm6_node *nd = trie_walk(t, l->tail, a, NULL);
+		if (nd)
+			return answer(nd, val, plen);
+	}
+	if (!l->has_val)
+		return false;
+	if (val)
+		*val = l->val;
+	if (plen)
+		*plen = l->plen;
+	return true;
+}
+
+enum { LPM6_LANES = 32 };
+
+/* Where one lane of lpm6_lookup_batch is: in a poptrie node, at a leaf, in a tail, or done. */
+enum { LANE_NODE, LANE_LEAF, LANE_TAIL, LANE_DONE };
+
+void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n, uint32_t *val,
+                       bool *found)
+{
+	if (!t->fast) {
+		for (size_t j = 0; j < n; j++)
+			found[j] = lpm6_lookup(t, addr[j], &val[j], NULL);
+		return;
+	}
+	for (size_t base = 0; base < n; base += LPM6_LANES) {
+		size_t k = n - base < LPM6_LANES ? n - base : LPM6_LANES;
+		uint64_t a[LPM6_LANES][2];
+		uint32_t at[LPM6_LANES];
+		unsigned pos[LPM6_LANES], st[LPM6_LANES];
+		size_t live = k;
+		for (size_t j = 0; j < k; j++) {
+			a[j][0] = load_be64(addr[base + j]);
+			a[j][1] = load_be64(addr[base + j] + 8);
+			found[base + j] = false;
+			uint32_t e = t->direct[slot_of(a[j])];
+			pos[j] = LPM6_DIRECT_BITS;
+			if (e & LPM6_LEAF_FLAG) {
+				at[j] = e & ~LPM6_LEAF_FLAG;
+				st[j] = LANE_LEAF;
+				__builtin_prefetch(pleaf(t, at[j]));
+			} else {
+				at[j] = e;
+				st[j] = LANE_NODE;
+				__builtin_prefetch(pnode(t, e));
+			}
+		}
+		/* one step of every live lane per round: what it reads was prefetched a round ago
+		 */
+		while (live) {
+			live = 0;
+			for (size_t j = 0; j < k; j++) {
+				switch (st[j]) {
+				case LANE_NODE: {
+					const struct lpm6_pnode *nd = pnode(t, at[j]);
+					unsigned v = chunk(a[j], pos[j]);
+					if (nd->vector >> v & 1) {
+						at[j] = nd->base1 + rank(nd->vector, v) - 1;
+						pos[j] += LPM6_STRIDE;
+						__builtin_prefetch(pnode(t, at[j]));
+					} else {
+						at[j] = nd->base0 + rank(nd->leafvec, v) - 1;
+						st[j] = LANE_LEAF;
+						__builtin_prefetch(pleaf(t, at[j]));
+					}
+					live++;
+					break;
+				}
+				case LANE_LEAF: {
+					const struct lpm6_leaf *l = pleaf(t, at[j]);
+					found[base + j] = l->has_val;
+					val[base + j] = l->val;
+					at[j] = l->tail;
+					st[j] = at[j] ? LANE_TAIL : LANE_DONE;
+					if (at[j]) {
+						__builtin_prefetch(&t->n[at[j]]);
+						live++;
+					}
+					break;
+				}
+				case LANE_TAIL: {
+					const struct lpm6_node *nd = &t->n[at[j]];
+					st[j] = LANE_DONE;
+					if (!node_holds(nd, a[j]))
+						break;
+					if (nd->has_val) {
+						found[base + j] = true;
+						val[base + j] = nd->val;
+					}
+					if (nd->plen == 128 ||
+					    !(at[j] = nd->child[bit_at(a[j], nd->plen)]))
+						break;
+					st[j] = LANE_TAIL;
+					__builtin_prefetch(&t->n[at[j]]);
+					live++;
+					break;
+				}
+				default:
+					break;
+				}
+			}
+		}
+	}
+}
+
+bool lpm6_get(const struct lpm6 *t, const uint8_t prefix[static 16], unsigned plen, uint32_t *val)
+{
+	if (plen > 128)
+		return false;
+	uint64_t k[2];
+	key_make(prefix, plen, k);
+	uint32_t i = t->root;
+	while (i) {
+		const struct lpm6_node *nd = &t->n[i];
+		if (nd->plen > plen || !node_holds(nd, k))
+			return false;
+		if (nd->plen == plen) {
+			if (nd->has_val && val)
+				*val = nd->val;
+			return nd->has_val;
+		}
+		i = nd->child[bit_at(k, nd->plen)];
+	}
+	return false;
+}
+
+size_t lpm6_count(const struct lpm6 *t)
+{
+	return t->count;
+}
+
+size_t lpm6_bytes(const struct lpm6 *t)
+{
+	return sizeof(*t) + (size_t)t->cap * sizeof(struct lpm6_node) +
+	       (size_t)t->pn.cap * t->pn.esz + (size_t)t->lf.cap * t->lf.esz;
+}
+
+/* Depth-first in bit order; the depth is at most 129 nodes, so recursion is bounded. */
+static int walk(const struct lpm6 *t, uint32_t i,
+                int (*fn)(const uint8_t prefix[16], unsigned plen, uint32_t val, void *arg),
+                void *arg)
+{
+	if (!i)
+		return 0;
+	const struct lpm6_node *nd = &t->n[i];
+	if (nd->has_val) {
+		uint8_t p[16];
+		store_be64(p, nd->k[0]);
+		store_be64(p + 8, nd->k[1]);
+		int r = fn(p, nd->plen, nd->val, arg);
+		if (r)
+			return r;
+	}
+	int r = walk(t, nd->child[0], fn, arg);
+	return r ? r : walk(t, nd->child[1], fn, arg);
+}
+
+int lpm6_walk(const struct lpm6 *t,
+              int (*fn)(const uint8_t prefix[16], unsigned plen, uint32_t val, void *arg),
+              void *arg)
+{
+	return walk(t, t->root, fn, arg);
+}

@@ -1,0 +1,553 @@
+/*
+ * The resiliency slave: RON-style path probing between gateways (Andersen et al., "Resilient
+ * Overlay Networks", SOSP 2001), with one intermediate gateway when a direct path dies.
+ *
+ * A peer is judged only while the site uses it (it sent the peer packets in the last
+ * RS_IN_USE_MS): then its authenticated packets, whatever their kind, show that the path from
+ * it works, and when it has been silent for half of dead-ms the slave probes it (OVW_PROBE,
+ * echoed as OVW_PROBE_ACK). Silent for dead-ms with two probes unanswered (or for twice dead-ms
+ * when the probe budget ran out), the path is down: the gateway sends the site's packets for
+ * that peer through the live peer of lowest probe RTT (OVW_RELAY; the relay forwards them as
+ * OVW_RELAYED), and the slave probes the direct path every RS_DOWN_PROBE_MS until a probe comes
+ * back, then sends directly again. A probe's 8 bytes are the prober's clock in us (the echo
+ * gives the RTT) and a flag saying the prober has the receiver's path down and hears nothing
+ * from it: a path that fails one way only is then given up by both ends. Idle peers are probed
+ * every RS_IDLE_PROBE_MS for their RTT (every second until it is first measured).
+ *
+ * A down path comes back when a probe of ours is echoed, or when the peer probes us without the
+ * flag while we have it down (its probe came, and it hears us).
+ *
+ * Probes and echoes a gateway sends to a peer are paid from two token buckets of that peer,
+ * each a quarter of the configured budget (so at most budget bits/s for the pair, each packet
+ * counted at its IPv4 size, RS_PROBE_WIRE bytes), RS_BURST_PROBES of burst each: echoes have
+ * their own bucket so that a peer's probes, within its budget, are always answered. Data and
+ * the gateway's own keepalives are not probes and are not counted.
+ *
+ * A path that still answers but loses or delays a share of its packets is degraded: while the
+ * site uses a peer, the slave also probes it whenever the probe bucket holds more than
+ * RS_RESERVE_PROBES (so silence can still be probed at once), and keeps the outcome of the
+ * last probes (pathstat.h: the newest PS_MIN resolved are judged): lost (no echo within RS_LOST_MS)
+ * or late (an RTT more than late-ms above the window's lowest; probes to an idle peer are not
+ * counted, and a peer coming into use starts afresh). With PS_MIN of them resolved and degraded-pct
+ * percent or more lost or late, the peer's packets go through the live, undegraded peer of
+ * lowest RTT; the direct path is probed on, and once fewer than half of degraded-pct percent
+ * of the window are bad the packets go direct again (the gap between the two shares keeps a
+ * path near the threshold from flapping). With no such relay the packets stay direct. How fast
+ * a share is seen depends on the budget: at the default 1000 bit/s a gateway sends a peer one
+ * probe per 2.56 s once its burst is spent (about 40 s for a window), at 16000 bit/s six a
+ * second.
+ *
+ * Not done: the relay is chosen by our RTT to it alone (its path to the destination is not
+ * known here: a relay that cannot reach the destination either loses the packets).
+ */
+#include "slave_resil.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/timerfd.h>
+#include <unistd.h>
+
+#include "../sys/log.h"
+#include "../sys/metrics.h"
+#include "peak/util.h"
+#include "gateway.h"
+#include "pathstat.h"
+
+enum {
+	RS_TICK_MS = 50,
+	RS_IN_USE_MS = 3000,      /* a peer sent packets this recently is judged */
+	RS_DOWN_PROBE_MS = 250,   /* a down path is probed this often (tokens allowing) */
+	RS_IDLE_PROBE_MS = 10000, /* an idle peer, for its RTT */
+	RS_PROBE_WIRE = 20 + 8 + OVW_HDR_LEN + OVW_PROBE_LEN + OVW_TAG_LEN, /* 80 bytes */
+	RS_BURST_PROBES = 8,
+	RS_RESERVE_PROBES = 5, /* kept in the bucket by the quality probes, for silence */
+	RS_USE_PROBE_MS = 100, /* quality probes of a peer in use at most this often */
+	RS_LOST_MS = 1000,     /* a probe not echoed within this is lost */
+	RS_MAX_PEERS = OVC_MAX_PEERS + 256, /* configured and learned (GW_MAX_LEARNED) */
+};
+
+#define RS_FLAG_DOWN (1ULL << 63)
+
+struct rs_peer {
+	bool down;
+	bool degraded;      /* not down, but relayed for its losses or delays (p->relay) */
+	bool no_relay_said; /* degraded with no relay: said once */
+	uint32_t relay;     /* while down or degraded: the relay in use, or GW_DIRECT (none live) */
+	uint64_t out_seen;  /* gw_peer_info's out_packets at the last tick */
+	uint64_t in_use_until, last_probe_ms, down_at_ms, last_ack_ms, last_heard_ms;
+	unsigned unanswered; /* probes sent since the peer was last heard */
+	bool peer_has_us_down;
+	uint64_t up_probe_ms; /* when the peer last probed us without the flag */
+	double tokens[2];     /* bytes: probes, echoes */
+	uint64_t tokens_ms[2];
+	uint32_t srtt_us;   /* 0: not measured */
+	struct pathstat ps; /* the last probes' outcomes */
+};
+
+struct rs {
+	struct ov_slave slave;
+	struct ov_slave *gw;
+	struct ov_master *m;
+	struct ov_resil_conf conf;
+	uint64_t quiet_ms;     /* a peer silent this long (3 keepalives) is no relay */
+	struct rs_peer *peers; /* RS_MAX_PEERS */
+	int tfd;
+	uint64_t attach_ms;
+	/* counters: the loop writes, the metrics thread reads (__atomic) */
+	uint64_t downs, ups, probes, acks, limited, no_relay, relayed_now, degrades, recovers;
+};
+
+#define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
+#define CNT_GET(p, f) __atomic_load_n(&(p)->f, __ATOMIC_RELAXED)
+
+enum { B_PROBE = 0, B_ECHO = 1 };
+
+/* Refills p's bucket k up to now. */
+static void refill(struct rs *r, struct rs_peer *p, int k, uint64_t now)
+{
+	double rate = (double)r->conf.budget_bps / 4 / 8 / 1000; /* bytes per ms */
+	double cap = (double)RS_BURST_PROBES * RS_PROBE_WIRE;
+	if (now > p->tokens_ms[k])
+		p->tokens[k] += (double)(now - p->tokens_ms[k]) * rate;
+	p->tokens_ms[k] = now;
+	if (p->tokens[k] > cap)
+		p->tokens[k] = cap;
+}
+
+/* Takes one packet's worth of p's bucket k if it has it. */
+static bool take_token(struct rs *r, struct rs_peer *p, int k, uint64_t now)
+{
+	refill(r, p, k, now);
+	if (p->tokens[k] < RS_PROBE_WIRE) {
+		CNT_ADD(r, limited, 1);
+		return false;
+	}
+	p->tokens[k] -= RS_PROBE_WIRE;
+	return true;
+}
+
+static void put_u64(uint8_t b[8], uint64_t v)
+{
+	for (int i = 0; i < 8; i++)
+		b[i] = (uint8_t)(v >> (56 - 8 * i));
+}
+
+static uint64_t get_u64(const uint8_t b[8])
+{
+	uint64_t v = 0;
+	for (int i = 0; i < 8; i++)
+		v = v << 8 | b[i];
+	return v;
+}
+
+static void probe(struct rs *r, uint32_t i, uint64_t now)
+{
+	struct rs_peer *p = &r->peers[i];
+	uint8_t body[OVW_PROBE_LEN];
+	if (!take_token(r, p, B_PROBE, now))
+		return;
+	/* the flag: we have the path down and still hear nothing from the peer directly (once
+	 * its packets arrive again the flag goes, even before a round trip brings the path up:
+	 * a flag kept until then made a peer that was already up give the path up again) */
+	bool deaf = p->down && now - p->last_heard_ms >= r->conf.dead_ms;
+	uint64_t sent_us = (peak_mono_ns() / 1000) & ~RS_FLAG_DOWN;
+	put_u64(body, sent_us | (deaf ? RS_FLAG_DOWN : 0));
+	p->last_probe_ms = now;
+	if (!gw_probe_send(r->gw, i, OVW_PROBE, body)) {
+		p->unanswered++;
+		/* the window judges a path in use (or relayed): an idle peer's probes may go to a
+		 * gateway not started yet, and would count as losses of the path */
+		if (now < p->in_use_until || p->down || p->degraded)
+			ps_sent(&p->ps, sent_us);
+		CNT_ADD(r, probes, 1);
+	}
+}
+
+/* True if peer j can relay: not down or degraded, and heard from within three keepalive
+ * periods (a peer the site does not send to is never judged down: a dead one is only silent,
+ * and was chosen as a relay by its RTT from before it died). */
+static bool relay_usable(struct rs *r, uint32_t j, size_t n, uint64_t now)
+{
+	struct gw_peer_info in;
+	if (j >= n || r->peers[j].down || r->peers[j].degraded || gw_peer_info(r->gw, j, &in) ||
+	    !in.has_ep || !in.last_rx_ms)
+		return false;
+	return in.last_rx_ms >= now || now - in.last_rx_ms <= r->quiet_ms;
+}
+
+/* The usable relay (relay_usable, not i) of lowest RTT, or GW_DIRECT. */
+static uint32_t pick_relay(struct rs *r, uint32_t i, size_t n)
+{
+	uint32_t best = GW_DIRECT;
+	uint64_t best_rtt = UINT64_MAX;
+	uint64_t now = peak_mono_ms();
+	for (uint32_t j = 0; j < n; j++) {
+		struct rs_peer *q = &r->peers[j];
+		if (j == i || !relay_usable(r, j, n, now))
+			continue;
+		uint64_t rtt = q->srtt_us ? q->srtt_us : UINT32_MAX; /* unmeasured: last */
+		if (rtt < best_rtt) {
+			best = j;
+			best_rtt = rtt;
+		}
+	}
+	return best;
+}
+
+static void set_relay(struct rs *r, uint32_t i, size_t n, const char *name)
+{
+	struct rs_peer *p = &r->peers[i];
+	uint32_t relay = pick_relay(r, i, n);
+	if (relay == p->relay)
+		return;
+	struct gw_peer_info rin;
+	if (relay == GW_DIRECT || gw_peer_info(r->gw, relay, &rin)) {
+		CNT_ADD(r, no_relay, 1);
+		log_msg(LOG_WARNING,
+		        "overlay: resiliency: path to %s is down and no peer can relay", name);
+	} else {
+		log_msg(LOG_INFO, "overlay: resiliency: path to %s is down: relaying through %s",
+		        name, rin.name);
+	}
+	p->relay = relay;
+	gw_set_via(r->gw, i, relay);
+}
+
+static void go_down(struct rs *r, uint32_t i, size_t n, const char *name, uint64_t now)
+{
+	struct rs_peer *p = &r->peers[i];
+	if (p->degraded) /* down now: counted as relayed already */
+		CNT_ADD(r, relayed_now, (uint64_t)-1);
+	p->degraded = false;
+	p->down = true;
+	p->down_at_ms = now;
+	p->relay = UINT32_MAX - 1; /* none chosen yet */
+	CNT_ADD(r, downs, 1);
+	CNT_ADD(r, relayed_now, 1);
+	set_relay(r, i, n, name);
+	probe(r, i, now); /* tells the peer at once, if the path works its way */
+}
+
+static void probe(struct rs *r, uint32_t i, uint64_t now);
+
+static void go_up(struct rs *r, uint32_t i, const char *name, uint64_t now)
+{
+	struct rs_peer *p = &r->peers[i];
+	p->down = false;
+	p->relay = GW_DIRECT;
+	p->unanswered = 0;
+	p->peer_has_us_down = false;
+	ps_reset(&p->ps); /* the probes lost while down say nothing about the path now */
+	gw_set_via(r->gw, i, GW_DIRECT);
+	probe(r, i, now); /* unflagged: tells the peer, if it still has us down */
+	CNT_ADD(r, ups, 1);
+	CNT_ADD(r, relayed_now, (uint64_t)-1);
+	log_msg(LOG_INFO, "overlay: resiliency: path to %s is back: direct", name);
+}
+
+/* The degraded verdict on peer i (in use, not down) from its last probes: relays it when a
+ * share of them was lost or late, sends direct again when few were. */
+static void judge(struct rs *r, uint32_t i, size_t n, const char *name, uint64_t now)
+{
+	struct rs_peer *p = &r->peers[i];
+	struct ps_summary sm;
+	ps_summary(&p->ps, r->conf.late_ms * 1000, &sm);
+	if (!p->degraded) {
+		if (!ps_bad_share_at_least(&sm, r->conf.degraded_pct))
+			return;
+		uint32_t relay = pick_relay(r, i, n);
+		struct gw_peer_info rin;
+		if (relay == GW_DIRECT || gw_peer_info(r->gw, relay, &rin)) {
+			if (!p->no_relay_said) {
+				CNT_ADD(r, no_relay, 1);
+				log_msg(
+				    LOG_WARNING,
+				    "overlay: resiliency: path to %s is degraded (%u of %u probes "
+				    "lost, %u late) and no peer can relay",
+				    name, sm.lost, sm.resolved, sm.late);
+			}
+			p->no_relay_said = true;
+			return;
+		}
+		p->degraded = true;
+		p->no_relay_said = false;
+		p->relay = relay;
+		gw_set_via(r->gw, i, relay);
+		CNT_ADD(r, degrades, 1);
+		CNT_ADD(r, relayed_now, 1);
+		log_msg(
+		    LOG_INFO,
+		    "overlay: resiliency: path to %s is degraded (%u of %u probes lost, %u late): "
+		    "relaying through %s",
+		    name, sm.lost, sm.resolved, sm.late, rin.name);
+		return;
+	}
+	bool relay_bad = !relay_usable(r, p->relay, n, now);
+	if ((sm.resolved >= PS_MIN &&
+	     !ps_bad_share_at_least(&sm, (r->conf.degraded_pct + 1) / 2)) ||
+	    relay_bad) {
+		/* good again, or its relay went bad: direct (judged afresh from here) */
+		p->degraded = false;
+		p->relay = GW_DIRECT;
+		gw_set_via(r->gw, i, GW_DIRECT);
+		CNT_ADD(r, relayed_now, (uint64_t)-1);
+		if (!relay_bad)
+			CNT_ADD(r, recovers, 1);
+		log_msg(LOG_INFO, "overlay: resiliency: path to %s is %s: direct", name,
+		        relay_bad ? "degraded and its relay is not usable" : "good again");
+	}
+}
+
+static void tick(struct rs *r, uint64_t now)
+{
+	size_t n = gw_peer_count(r->gw);
+	if (n > RS_MAX_PEERS)
+		n = RS_MAX_PEERS;
+	uint64_t dead = r->conf.dead_ms;
+	uint64_t now_us = peak_mono_ns() / 1000;
+	for (uint32_t i = 0; i < n; i++) {
+		struct rs_peer *p = &r->peers[i];
+		struct gw_peer_info in;
+		if (gw_peer_info(r->gw, i, &in) || !in.has_ep)
+			continue;
+		if (in.out_packets != p->out_seen) {
+			if (now >= p->in_use_until && !p->degraded && !p->down)
+				ps_reset(&p->ps); /* in use again: judged afresh */
+			p->out_seen = in.out_packets;
+			p->in_use_until = now + RS_IN_USE_MS;
+		}
+		if (in.last_rx_ms > p->last_heard_ms) {
+			p->last_heard_ms = in.last_rx_ms;
+			p->unanswered = 0;
+		}
+		uint64_t since = p->last_heard_ms > r->attach_ms ? p->last_heard_ms : r->attach_ms;
+		uint64_t silent = now - since;
+		ps_expire(&p->ps, now_us, (uint64_t)RS_LOST_MS * 1000);
+		if (p->down) {
+			if (p->last_ack_ms > p->down_at_ms || p->up_probe_ms > p->down_at_ms) {
+				go_up(r, i, in.name, now);
+				continue;
+			}
+			if (now - p->last_probe_ms >= RS_DOWN_PROBE_MS)
+				probe(r, i, now);
+			if (p->relay == GW_DIRECT || !relay_usable(r, p->relay, n, now))
+				set_relay(r, i, n, in.name); /* its relay died, or a relay came */
+			continue;
+		}
+		if (p->peer_has_us_down) { /* our packets do not reach it: its probes said so */
+			go_down(r, i, n, in.name, now);
+			continue;
+		}
+		if (now < p->in_use_until) {
+			/* the probes are the budget's: when it ran out (stalls on a loaded host
+			 * look like silence and spend it), twice dead-ms of silence does */
+			if (silent >= dead && (p->unanswered >= 2 || silent >= 2 * dead))
+				go_down(r, i, n, in.name, now);
+			else if (silent >= dead / 2 && now - p->last_probe_ms >= dead / 5)
+				probe(r, i, now);
+			else if (r->conf.degraded_pct &&
+			         now - p->last_probe_ms >= RS_USE_PROBE_MS &&
+			         (refill(r, p, B_PROBE, now),
+			          p->tokens[B_PROBE] >= (RS_RESERVE_PROBES + 1) * RS_PROBE_WIRE))
+				probe(r, i, now); /* the quality probes: spare tokens only */
+			if (r->conf.degraded_pct && !p->down)
+				judge(r, i, n, in.name, now);
+		} else if (now - p->last_probe_ms >= (p->srtt_us ? RS_IDLE_PROBE_MS : 1000)) {
+			probe(r, i, now);
+		}
+	}
+}
+
+static void on_probe(void *arg, uint32_t cookie, uint8_t type, const uint8_t body[OVW_PROBE_LEN],
+                     uint64_t now)
+{
+	struct rs *r = arg;
+	if (cookie >= RS_MAX_PEERS)
+		return;
+	struct rs_peer *p = &r->peers[cookie];
+	uint64_t v = get_u64(body);
+	if (type == OVW_PROBE) {
+		/* the flag is stale if our probes came back lately (the flagged probe was sent
+		 * before its sender saw one of our echoes): both ways work */
+		if ((v & RS_FLAG_DOWN) && now - p->last_ack_ms > 2 * RS_DOWN_PROBE_MS)
+			p->peer_has_us_down = true;
+		if (!(v & RS_FLAG_DOWN))
+			p->up_probe_ms = now;
+		if (take_token(r, p, B_ECHO, now) &&
+		    !gw_probe_send(r->gw, cookie, OVW_PROBE_ACK, body))
+			CNT_ADD(r, acks, 1);
+		return;
+	}
+	uint64_t sent = v & ~RS_FLAG_DOWN, t = (peak_mono_ns() / 1000);
+	p->last_ack_ms = now;
+	p->unanswered = 0;
+	p->peer_has_us_down = false;
+	ps_answered(&p->ps, sent, t);
+	if (sent <= t && t - sent < 10000000) { /* one of ours, within 10 s */
+		uint32_t rtt = (uint32_t)(t - sent);
+		p->srtt_us = p->srtt_us ? (7 * p->srtt_us + rtt) / 8 : rtt;
+	}
+}
+
+static void rs_readable(struct ov_slave *s, int fd)
+{
+	struct rs *r = s->priv;
+	uint64_t ticks;
+	if (read(fd, &ticks, sizeof(ticks)) != sizeof(ticks))
+		return;
+	tick(r, peak_mono_ms());
+}
+
+static int rs_attach(struct ov_slave *s, struct ov_master *m)
+{
+	struct rs *r = s->priv;
+	int ret;
+	r->m = m;
+	r->attach_ms = peak_mono_ms();
+	for (size_t i = 0; i < RS_MAX_PEERS; i++) {
+		r->peers[i].relay = GW_DIRECT;
+		for (int k = 0; k < 2; k++) {
+			r->peers[i].tokens[k] = (double)RS_BURST_PROBES * RS_PROBE_WIRE;
+			r->peers[i].tokens_ms[k] = r->attach_ms;
+		}
+	}
+	r->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (r->tfd == -1)
+		return -errno;
+	struct itimerspec its = {.it_interval = {0, RS_TICK_MS * 1000000L},
+	                         .it_value = {0, RS_TICK_MS * 1000000L}};
+	if (timerfd_settime(r->tfd, 0, &its, NULL) == -1)
+		return -errno;
+	if ((ret = ov_master_watch(m, r->tfd, s)))
+		return ret;
+	gw_set_probe_cb(r->gw, on_probe, r);
+	log_msg(LOG_INFO, "overlay: resiliency: dead after %u ms, probes at most %u bit/s a pair",
+	        r->conf.dead_ms, r->conf.budget_bps);
+	return 0;
+}
+
+static void rs_detach(struct ov_slave *s)
+{
+	struct rs *r = s->priv;
+	gw_set_probe_cb(r->gw, NULL, NULL);
+	if (r->tfd != -1) {
+		ov_master_unwatch(r->m, r->tfd);
+		close(r->tfd);
+	}
+	r->tfd = -1;
+}
+
+static int rs_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, size_t len)
+{
+	(void)s, (void)cookie, (void)pkt, (void)len;
+	return -EINVAL; /* it owns no route */
+}
+
+static void rs_stats(struct ov_slave *s, struct mbuf *b)
+{
+	struct rs *r = s->priv;
+	mbuf_printf(
+	    b,
+	    "# TYPE peak_overlay_resil_paths_down_total counter\n"
+	    "peak_overlay_resil_paths_down_total %llu\n"
+	    "# TYPE peak_overlay_resil_paths_up_total counter\n"
+	    "peak_overlay_resil_paths_up_total %llu\n"
+	    "# TYPE peak_overlay_resil_paths_relayed gauge\n"
+	    "peak_overlay_resil_paths_relayed %llu\n"
+	    "# TYPE peak_overlay_resil_probes_sent_total counter\n"
+	    "peak_overlay_resil_probes_sent_total %llu\n"
+	    "# TYPE peak_overlay_resil_acks_sent_total counter\n"
+	    "peak_overlay_resil_acks_sent_total %llu\n"
+	    "# TYPE peak_overlay_resil_budget_limited_total counter\n"
+	    "peak_overlay_resil_budget_limited_total %llu\n"
+	    "# TYPE peak_overlay_resil_no_relay_total counter\n"
+	    "peak_overlay_resil_no_relay_total %llu\n"
+	    "# TYPE peak_overlay_resil_paths_degraded_total counter\n"
+	    "peak_overlay_resil_paths_degraded_total %llu\n"
+	    "# TYPE peak_overlay_resil_paths_recovered_total counter\n"
+	    "peak_overlay_resil_paths_recovered_total %llu\n",
+	    (unsigned long long)CNT_GET(r, downs), (unsigned long long)CNT_GET(r, ups),
+	    (unsigned long long)CNT_GET(r, relayed_now), (unsigned long long)CNT_GET(r, probes),
+	    (unsigned long long)CNT_GET(r, acks), (unsigned long long)CNT_GET(r, limited),
+	    (unsigned long long)CNT_GET(r, no_relay), (unsigned long long)CNT_GET(r, degrades),
+	    (unsigned long long)CNT_GET(r, recovers));
+}
+
+/* One line per peer with an endpoint: "path NAME direct|down|degraded via RELAY|- rtt-us N|-
+ * probes N lost N late N" (the window of the last probes, resolved ones). */
+static void rs_show(struct ov_slave *s, struct mbuf *b)
+{
+	struct rs *r = s->priv;
+	size_t n = gw_peer_count(r->gw);
+	for (uint32_t i = 0; i < n && i < RS_MAX_PEERS; i++) {
+		struct gw_peer_info in, rin;
+		struct rs_peer *p = &r->peers[i];
+		char rtt[24] = "-";
+		if (gw_peer_info(r->gw, i, &in) || !in.has_ep)
+			continue;
+		if (p->srtt_us)
+			snprintf(rtt, sizeof(rtt), "%u", p->srtt_us);
+		const char *via = (p->down || p->degraded) && p->relay != GW_DIRECT &&
+		                          !gw_peer_info(r->gw, p->relay, &rin)
+		                      ? rin.name
+		                      : "-";
+		struct ps_summary sm;
+		ps_summary(&p->ps, r->conf.late_ms * 1000, &sm);
+		mbuf_printf(b, "path %s %s via %s rtt-us %s probes %u lost %u late %u\n", in.name,
+		            p->down       ? "down"
+		            : p->degraded ? "degraded"
+		                          : "direct",
+		            via, rtt, sm.resolved, sm.lost, sm.late);
+	}
+}
+
+int resil_peer(struct ov_slave *s, uint32_t cookie, bool *down, uint32_t *srtt_us)
+{
+	struct rs *r = s->priv;
+	if (cookie >= RS_MAX_PEERS || cookie >= gw_peer_count(r->gw))
+		return -ENOENT;
+	*down = r->peers[cookie].down;
+	*srtt_us = r->peers[cookie].srtt_us;
+	return 0;
+}
+
+static const struct ov_slave_ops rs_ops = {
+    .name = "resiliency",
+    .attach = rs_attach,
+    .detach = rs_detach,
+    .output = rs_output,
+    .readable = rs_readable,
+    .stats = rs_stats,
+    .show = rs_show,
+};
+
+struct ov_slave *resil_new(const struct ov_conf *conf, struct ov_slave *gw, char *err,
+                           size_t errlen)
+{
+	struct rs *r = calloc(1, sizeof(*r));
+	if (!r || !(r->peers = calloc(RS_MAX_PEERS, sizeof(*r->peers)))) {
+		free(r);
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	r->slave.ops = &rs_ops;
+	r->slave.priv = r;
+	r->gw = gw;
+	r->conf = conf->resil;
+	r->quiet_ms = 3000ULL * conf->keepalive_s + 500;
+	r->tfd = -1;
+	return &r->slave;
+}
+
+void resil_free(struct ov_slave *s)
+{
+	if (!s)
+		return;
+	struct rs *r = s->priv;
+	if (r->tfd != -1)
+		close(r->tfd);
+	free(r->peers);
+	free(r);
+}

@@ -1,0 +1,280 @@
+#!/usr/bin/python3
+"""make demo-overlay: four IPv6 sites over IPv4, two of them behind NAT, find each other
+through OpenDHT and talk directly (root). Each gateway runs `peak overlay` (the ON-master,
+its gateway slave and its DHT slave) and knows no peer at all: only the DHT's bootstrap node
+(an independent `dhtnode`), its certificate and its prefix. The demo pings every host from
+every other, says how each pair's packets go (direct to a public gateway, to a NAT's public
+mapping, or hole-punched through both NATs), prints RTTs and one TCP flow's throughput
+through both NATs, then stops everything and removes its namespaces.
+
+    hA fd00:a::2      hB fd00:b::2      hC fd00:c::2      hD fd00:d::2
+      |                 |                 |                 |
+    gA 192.168.1.2    gB 10.0.2.2       gC 192.168.3.2    gD 10.0.4.2
+      |                 |                 |                 |
+    natA 10.0.1.2       |               natC 10.0.3.2       |      (nftables masquerade)
+      +----------------------------- r -----------------------+
+                                     | 10.0.9.1
+                                    dn 10.0.9.2 dhtnode :4222
+Usage: tests/overlay/demo_overlay.py [--secs S] [--pings N] (TCP flow length, default 3;
+echo requests per pair for the RTTs, default 10)"""
+import argparse
+import json
+import os
+import pathlib
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+from ovbed import PEAK, nsx, sh  # noqa: E402
+from test_overlay_dht import DHT_PORT, NETWORK, PORT, DhtBed  # noqa: E402  (dhtnode, cleanup)
+
+SITES = ("a", "b", "c", "d")
+NATED = ("a", "c")
+
+
+def until(fn, timeout, every=0.1):
+    """fn() until true or timeout seconds; its last value."""
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v or time.monotonic() > deadline:
+            return v
+        time.sleep(every)
+
+
+class DemoBed(DhtBed):
+    """test_overlay_dht.py's bed (its dhtnode and cleanup) with the topology above. A
+    subclass may change the sites (SITES, NATED, idx), the NATs' rules (nat_rules) and the
+    DHT settings (DHT_EXTRA, lines of its dht: section)."""
+
+    SITES = SITES
+    NATED = NATED
+    DHT_EXTRA = ""
+
+    def __init__(self, tmp):
+        super().__init__(tmp)
+        self.p = f"dm{os.getpid() % 10000}"
+
+    def idx(self, s):
+        return self.SITES.index(s) + 1
+
+    def nat_rules(self, s):
+        """Site s's NAT: a home router, masquerade out, nothing unsolicited in (see
+        test_overlay_dht.py for why the drop is before conntrack confirms)."""
+        return ("table ip nat {\n chain post {\n"
+                "  type nat hook postrouting priority 100;\n"
+                '  oifname "nout" masquerade\n }\n}\n'
+                "table ip filter {\n chain input {\n"
+                "  type filter hook input priority 0;\n"
+                '  iifname "nout" ct state new drop\n }\n}\n')
+
+    def public(self, s):
+        """The address the other sites see s's packets come from."""
+        return f"10.0.{self.idx(s)}.2"
+
+    def ipb(self, ns, lines):
+        """Runs ip commands in namespace ns, all in one process (ip -batch)."""
+        if lines:
+            sh("ip", "-n", self.n(ns), "-batch", "-", input="\n".join(lines) + "\n")
+
+    def build(self):
+        """The topology above, with a few ip processes per namespace (one each would
+        take seconds on a loaded machine): links first, then addresses and routes."""
+        SITES, NATED = self.SITES, self.NATED
+        names = (["r", "dn"] + [f"h{s}" for s in SITES] + [f"g{s}" for s in SITES]
+                 + [f"nat{s}" for s in NATED])
+        sh("ip", "-batch", "-", input="".join(f"netns add {self.p + n}\n" for n in names))
+        for n in names:
+            self.ns[n] = self.p + n
+        links = {n: [] for n in names}
+        cmds = {n: ["link set lo up"] for n in names}
+        shell = {n: [] for n in names}
+
+        def veth(a, ia, b, ib):
+            links[a].append(f"link add {ia} type veth peer name {ib} netns {self.n(b)}")
+            cmds[a].append(f"link set {ia} up")
+            cmds[b].append(f"link set {ib} up")
+
+        shell["r"].append("sysctl -qw net.ipv4.ip_forward=1")
+        veth("dn", "eth0", "r", "rdn")
+        cmds["r"].append("addr add 10.0.9.1/24 dev rdn")
+        cmds["dn"] += ["addr add 10.0.9.2/24 dev eth0", "route add default via 10.0.9.1"]
+        for s in SITES:
+            i, g, h = self.idx(s), f"g{s}", f"h{s}"
+            veth(h, "lan", g, "lan")
+            cmds[h] += [f"addr add fd00:{s}::2/64 dev lan nodad",
+                        f"route add default via fd00:{s}::1"]
+            cmds[g].append(f"addr add fd00:{s}::1/64 dev lan nodad")
+            shell[g].append("sysctl -qw net.ipv6.conf.all.forwarding=1")
+            if s in NATED:
+                nat = f"nat{s}"
+                shell[nat].append("sysctl -qw net.ipv4.ip_forward=1")
+                veth(g, "wan", nat, "nin")
+                veth(nat, "nout", "r", "r" + s)
+                cmds[nat] += [f"addr add 192.168.{i}.1/24 dev nin",
+                              f"addr add 10.0.{i}.2/24 dev nout",
+                              f"route add default via 10.0.{i}.1"]
+                cmds[g] += [f"addr add 192.168.{i}.2/24 dev wan",
+                            f"route add default via 192.168.{i}.1"]
+                rules = self.tmp / f"{nat}.nft"
+                rules.write_text(self.nat_rules(s))
+                shell[nat].append(f"nft -f {rules}")
+            else:
+                veth(g, "wan", "r", "r" + s)
+                cmds[g] += [f"addr add 10.0.{i}.2/24 dev wan",
+                            f"route add default via 10.0.{i}.1"]
+            cmds["r"].append(f"addr add 10.0.{i}.1/24 dev r{s}")
+        for n in names:
+            self.ipb(n, links[n])
+        for n in names:
+            self.ipb(n, cmds[n])
+            if shell[n]:
+                nsx(self.n(n), "sh", "-ec", "; ".join(shell[n]))
+        auth = self.tmp / "auth.key"
+        sh(PEAK, "overlay", "--genkey", str(auth))
+        auth_pub = sh(PEAK, "overlay", "--authority-pub", str(auth)).stdout.strip()
+        self.ids = {}
+        for s in SITES:
+            i, key = self.idx(s), self.tmp / f"{s}.key"
+            sh(PEAK, "overlay", "--genkey", str(key))
+            site_id = sh(PEAK, "overlay", "--site-id", str(key)).stdout.strip()
+            self.ids[s] = site_id[:8]  # the start of the X25519 key names it at the others
+            cert = sh(PEAK, "overlay", "--certify", str(auth), "--site", site_id, "--prefix",
+                      f"fd00:{s}::/64").stdout.strip()
+            locator = f"192.168.{i}.2" if s in NATED else f"10.0.{i}.2"
+            (self.tmp / f"{s}.yaml").write_text(
+                f"tun: ov0\naddress: fd00:{s}::1\nicmp-rate: 100\n"
+                f"gateway:\n  listen: 0.0.0.0:{PORT}\n  private-key-file: {key}\n"
+                f"  keepalive: 1\n"
+                f"dht:\n  port: {DHT_PORT}\n  network: {NETWORK}\n"
+                f"  bootstrap: [10.0.9.2:{DHT_PORT}]\n  authority: {auth_pub}\n"
+                f"  certificate: {cert}\n  prefixes: [fd00:{s}::/64]\n"
+                f"  locator: {locator}:{PORT}\n  lookup: bsearch\n" + self.DHT_EXTRA)
+
+    def ping(self, src, dst, count=1, interval="0.2", wait_s="1"):
+        return nsx(self.n(f"h{src}"), "ping", "-6", "-n", "-c", str(count), "-i", interval,
+                   "-W", wait_s, f"fd00:{dst}::2", check=False)
+
+    def endpoint(self, s, o):
+        """Where gateway s sends to site o: 'ADDR:PORT' from `show peers`, or None."""
+        out = self.ctl(s, "show", "peers").stdout
+        m = re.search(rf"^peer dht-{self.ids[o]} (\S+) ", out, re.M)
+        return m.group(1) if m and m.group(1) != "-" else None
+
+
+def how(b, s, o, ep):
+    """How s's packets reach o, from the endpoint s uses."""
+    if ep is None:
+        return "?"
+    ip = ep.split(":")[0]
+    if o not in NATED:
+        return f"direct to public gateway {ep}" if ip == b.public(o) else f"via {ep}"
+    if ip != b.public(o):
+        return f"via {ep} (not {o}'s NAT)"
+    if s in NATED:
+        return f"hole punched through both NATs, to {ep}"
+    return f"to {o}'s NAT mapping {ep} (opened by {o}'s packets)"
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--secs", type=int, default=3)
+    ap.add_argument("--pings", type=int, default=10, help="echoes per pair for the RTTs")
+    a = ap.parse_args()
+    if os.geteuid() != 0:
+        print("demo-overlay: needs root (network namespaces)", file=sys.stderr)
+        return 2
+    t0 = time.monotonic()
+    b = DemoBed(pathlib.Path(tempfile.mkdtemp(prefix="ovdemo")))
+    failed = unreached = 0
+    try:
+        print(f"overlay demo: sites {', '.join(SITES)}; {' and '.join(NATED)} behind NAT "
+              f"(nftables masquerade); OpenDHT: dhtnode 10.0.9.2:{DHT_PORT} and one node in "
+              f"each gateway; namespaces {b.p}*")
+        b.build()
+        print(f"testbed built ({time.monotonic() - t0:.1f} s)")
+        b.start_dhtnode()
+        for s in SITES:
+            b.start(s)
+        print(f"daemons ready ({time.monotonic() - t0:.1f} s)")
+        for s in SITES:
+            kind = (f"behind NAT {b.public(s)} (gateway 192.168.{b.idx(s)}.2)" if s in NATED
+                    else f"public {b.public(s)}")
+            print(f"  site {s}: fd00:{s}::/64, {kind}, id {b.ids[s]}")
+        ok = until(lambda: all(b.metrics(s).get('peak_overlay_dht_puts_total{result="ok"}', 0)
+                               > 0 for s in SITES), 20)
+        print(f"published: every site's signed record in the DHT: {'yes' if ok else 'NO'} "
+              f"({time.monotonic() - t0:.1f} s after the start)")
+        # NATed sites first reach the public ones: they learn their public mappings (the
+        # public gateways' keepalives say them) and republish them, which the punch needs
+        order = ([(s, o) for s in NATED for o in SITES if o not in NATED]
+                 + [(s, o) for s in SITES for o in SITES if s != o])
+        reached = {}
+        for s, o in order:
+            if (s, o) not in reached:
+                t = time.monotonic()
+                ok = bool(until(lambda: b.ping(s, o).returncode == 0, 25, every=0))
+                reached[(s, o)] = (ok, time.monotonic() - t)
+        print(f"who reaches whom ({time.monotonic() - t0:.1f} s; ping hX -> hY over IPv6; "
+              f"time to the first answer, which includes the DHT lookup; RTT min/avg of "
+              f"{a.pings} echoes):")
+        for s in SITES:
+            for o in SITES:
+                if s == o:
+                    continue
+                ok, first = reached[(s, o)]
+                if not ok:
+                    unreached += 1
+                    print(f"  {s} -> {o}: FAILED (no answer in 25 s)")
+                    continue
+                out = b.ping(s, o, count=a.pings, interval="0.02").stdout
+                m = re.search(r"= ([\d.]+)/([\d.]+)/", out)
+                rtt = f"{float(m.group(1)):.2f}/{float(m.group(2)):.2f} ms" if m else "?"
+                print(f"  {s} -> {o}: ok, first answer {first:.1f} s, rtt {rtt}, "
+                      f"{how(b, s, o, b.endpoint(s, o))}")
+        found = 'peak_overlay_dht_lookups_total{result="found"}'
+        for s in SITES:
+            m = b.metrics(s)
+            print(f"  gateway {s}: dht lookups found {m.get(found, 0):.0f}, "
+                  f"peers learned {m.get('peak_overlay_gw_learned_peers_total', 0):.0f}, "
+                  f"punch records put {m.get('peak_overlay_dht_punch_puts_total', 0):.0f} / "
+                  f"heard {m.get('peak_overlay_dht_punch_heard_total', 0):.0f}, "
+                  f"own public mapping learned "
+                  f"{m.get('peak_overlay_gw_mapping_changes_total', 0):.0f} time(s)")
+        print(f"throughput ({time.monotonic() - t0:.1f} s):")
+        if reached.get(("a", "c"), (False,))[0]:
+            srv = subprocess.Popen(["ip", "netns", "exec", b.n("hc"), "iperf3", "-s", "-1"],
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                until(lambda: ":5201" in nsx(b.n("hc"), "ss", "-ltn").stdout, 10)
+                r = nsx(b.n("ha"), "iperf3", "-J", "-t", str(a.secs), "-c", "fd00:c::2",
+                        check=False, timeout=a.secs + 30)
+                gbit = json.loads(r.stdout)["end"]["sum_received"]["bits_per_second"] / 1e9
+                print(f"  one TCP flow ha -> hc through both NATs (hole punched, "
+                      f"AES-256-GCM), {a.secs} s: {gbit:.2f} Gbit/s (iperf3)")
+            except (ValueError, KeyError, subprocess.TimeoutExpired) as e:
+                failed += 1
+                print(f"  FAILED ({e})")
+            finally:
+                if srv.poll() is None:
+                    srv.kill()
+                srv.wait()
+        else:
+            failed += 1
+            print("  not measured (ha cannot reach hc)")
+    finally:
+        b.cleanup()
+        shutil.rmtree(b.tmp, ignore_errors=True)
+    n = len(SITES) * (len(SITES) - 1)
+    print(f"demo done in {time.monotonic() - t0:.0f} s: {n - unreached}/{n} pairs reached"
+          f"{', with failures' if failed or unreached else ''}; daemons stopped, namespaces "
+          "removed")
+    return 1 if failed or unreached else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,199 @@
+"""The anycast slave in network namespaces (root): fd00:ac::1 is served by hosts at sites B
+and C; sites A and C reach each other only through a UDP forwarder in the router that holds
+every packet 20 ms (this kernel has no netem), so B is the nearer by measured RTT. New flows
+from hA go to B; when gB's daemon is killed under a stream the stream's flow moves to C (the
+gap is measured and printed, not asserted: the machine is shared); when gB is back, a new
+flow goes to B again while the moved flow stays on C.
+
+    hA fd00:a::2      hB fd00:b::2 fd00:ac::1      hC fd00:c::2 fd00:ac::1
+    gA 10.0.1.2       gB 10.0.2.2                  gC 10.0.3.2
+      +--------------- r (10.0.9.1: gA's way to gC, +20 ms) ---+
+"""
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from ovbed import nsx, sh, wait_for
+from pubbed import ADDR, SITES, PubBed
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+
+# A UDP forwarder: datagrams to 10.0.9.1:PORT go to gC after DELAY, each client through its
+# own socket; gC's answers go back to that client after DELAY.
+SLOW = r"""
+import heapq, select, socket, sys, time
+DELAY = 0.02
+lst = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); lst.bind(("10.0.9.1", 51820))
+dst = ("10.0.3.2", 51820); up = {}; back = {}; q = []; n = 0
+print("ready", flush=True)
+while True:
+    t = max(0.0, q[0][0] - time.monotonic()) if q else None
+    for s in select.select([lst] + list(up.values()), [], [], t)[0]:
+        d, a = s.recvfrom(65536)
+        if s is lst:
+            if a not in up:
+                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("10.0.3.1", 0))
+                up[a] = u; back[u] = a
+            heapq.heappush(q, (time.monotonic() + DELAY, n, up[a], dst, d))
+        else:
+            heapq.heappush(q, (time.monotonic() + DELAY, n, lst, back[s], d))
+        n += 1
+    while q and q[0][0] <= time.monotonic():
+        _, _, s, to, d = heapq.heappop(q)
+        s.sendto(d, to)
+"""
+
+SERVE = r"""
+import socket, sys
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.bind(("fd00:ac::1", 7000))
+print("ready", flush=True)
+while True:
+    d, a = s.recvfrom(64)
+    s.sendto(sys.argv[1].encode() + b" " + d, a)
+"""
+
+# One socket (one flow) sending every 10 ms for argv[1] seconds; prints (time, site) of
+# each answer (CLOCK_MONOTONIC: the same in every namespace).
+STREAM = r"""
+import json, select, socket, sys, time
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.setblocking(False)
+end = time.monotonic() + float(sys.argv[1]); nxt = time.monotonic(); got = []
+print("started", flush=True)
+while time.monotonic() < end:
+    if time.monotonic() >= nxt:
+        s.sendto(b"x", ("fd00:ac::1", 7000)); nxt += 0.01
+    if select.select([s], [], [], max(0.0, nxt - time.monotonic()))[0]:
+        try:
+            got.append((time.monotonic(), s.recv(64).split()[0].decode()))
+        except BlockingIOError:
+            pass
+print(json.dumps(got))
+"""
+
+# argv[1] new flows (sockets), one datagram each (retried): which site answered each
+FLOWS = r"""
+import socket, sys
+out = []
+for i in range(int(sys.argv[1])):
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.settimeout(0.3)
+    for _ in range(10):
+        s.sendto(b"x", ("fd00:ac::1", 7000))
+        try:
+            out.append(s.recv(64).split()[0].decode()); break
+        except socket.timeout:
+            pass
+    else:
+        out.append("none")
+print(" ".join(out))
+"""
+
+
+class AnyBed(PubBed):
+    def build(self):
+        super().build(
+            resil="resiliency:\n  dead-ms: 600\n",
+            endpoint=lambda s, o: "10.0.9.1" if (s, o) == ("a", "c") else ADDR[o],
+            prefixes=lambda o: f"fd00:{o}::/64" + (", fd00:ac::/64" if o != "a" else ""),
+            extra=lambda s: ("anycast:\n  - prefix: fd00:ac::/64\n    sites: [b, c]\n"
+                             if s == "a" else ""))
+        sh("ip", "-n", self.n("r"), "addr", "add", "10.0.9.1/32", "dev", "lo")
+        # gA and gC only through the forwarder: gC's own packets to gA are dropped, so gC
+        # learns gA's endpoint from gA's packets (the forwarder's socket) and answers there
+        nsx(self.n("r"), "nft", "-f", "-", input=(
+            "table ip slow {\n chain slowfw {\n  type filter hook forward priority 0;\n"
+            f"  ip saddr {ADDR['a']} ip daddr {ADDR['c']} drop\n"
+            f"  ip saddr {ADDR['c']} ip daddr {ADDR['a']} drop\n" " }\n}\n"))
+        for s in ("b", "c"):  # the anycast servers, routed to by their gateways
+            sh("ip", "-n", self.n(f"h{s}"), "addr", "add", "fd00:ac::1/64", "dev", "lan",
+               "nodad")
+            sh("ip", "-n", self.n(f"g{s}"), "-6", "route", "add", "fd00:ac::/64", "via",
+               f"fd00:{s}::2", "dev", "lan")
+
+    def members(self):
+        """{site: (healthy, rtt_us or None)} from gA's anycast show lines."""
+        out = self.ctl("a", "show", "peers").stdout
+        rows = re.findall(r"^anycast fd00:ac::/64 (\S+) (\S+) rtt-us (\S+)", out, re.M)
+        return {site: (state == "healthy", None if rtt == "-" else int(rtt))
+                for site, state, rtt in rows}
+
+
+@pytest.fixture
+def bed(tmp_path):
+    b = AnyBed(tmp_path, "ac")
+    procs = []
+    try:
+        b.build()
+        slow = subprocess.Popen(["ip", "netns", "exec", b.n("r"), sys.executable, "-c", SLOW],
+                                stdout=subprocess.PIPE, text=True)
+        procs.append(slow)
+        assert slow.stdout.readline().strip() == "ready"
+        for s in ("b", "c"):
+            p = subprocess.Popen(["ip", "netns", "exec", b.n(f"h{s}"), sys.executable, "-c",
+                                  SERVE, s], stdout=subprocess.PIPE, text=True)
+            procs.append(p)
+            assert p.stdout.readline().strip() == "ready"
+        for s in SITES:
+            b.start(s)
+        yield b
+    finally:
+        for p in procs:
+            p.kill()
+            p.wait()
+        b.cleanup()
+
+
+def test_anycast_nearest_sticky_failover(bed):
+    b = bed
+    # both members healthy and measured; B is the nearer (C is 40 ms further away)
+    wait_for("both members measured", lambda: (lambda m: len(m) == 2 and all(
+        h and r for h, r in m.values()))(b.members()), timeout=15)
+    m = b.members()
+    assert m["b"][1] < m["c"][1], m
+    flows = nsx(b.n("ha"), sys.executable, "-c", FLOWS, "6", timeout=60).stdout.split()
+    assert flows == ["b"] * 6, flows
+
+    stream = subprocess.Popen(["ip", "netns", "exec", b.n("ha"), sys.executable, "-c", STREAM,
+                               "7"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert stream.stdout.readline().strip() == "started"
+        time.sleep(1.0)  # the stream runs on B first (nothing waits on it)
+        killed_at = time.monotonic()
+        b.stop("b")  # gB's daemon dies: its TUN and routes go with it
+        wait_for("b unhealthy", lambda: not b.members()["b"][0], timeout=10)
+        b.start("b")
+        wait_for("b healthy again", lambda: b.members()["b"][0], timeout=15)
+        back_at = time.monotonic()
+        # a new flow goes to the nearest again: B
+        flows = nsx(b.n("ha"), sys.executable, "-c", FLOWS, "2", timeout=60).stdout.split()
+        assert flows == ["b", "b"], flows
+        out, _ = stream.communicate(timeout=60)
+    finally:
+        if stream.poll() is None:
+            stream.kill()
+            stream.wait()
+    got = json.loads(out.strip().splitlines()[-1])
+    before = [s for t, s in got if t < killed_at]
+    after = [(t, s) for t, s in got if t > killed_at]
+    assert before and set(before) == {"b"}, before
+    first_c = next(t for t, s in after if s == "c")
+    last_b = max([t for t, s in got if s == "b" and t < first_c])
+    gap = first_c - last_b
+    print(f"\nanycast: failover gap {gap * 1000:.0f} ms (last answer from B to first from C); "
+          f"{len(got)} answers")
+    # the gap is a figure (target 1 s), printed, not asserted: the machine is shared
+    # the moved flow stays on C though B is back
+    late = [s for t, s in got if t > back_at]
+    assert late and set(late) == {"c"}, late
+    ma = b.metrics("a")
+    assert ma["peak_overlay_anycast_flows_moved_total"] >= 1
+    assert ma['peak_overlay_anycast_packets_total{prefix="fd00:ac::/64",site="c"}'] > 0
+    assert ma["peak_overlay_anycast_flows_evicted_total"] == 0
+    for s in SITES:
+        assert b.stop(s) == 0, b.logs[s].read_text()
+        log = b.logs[s].read_text()
+        assert "AddressSanitizer" not in log and "runtime error" not in log, log

@@ -1,0 +1,243 @@
+"""The overlay across the three NAT kinds (root; tests/overlay/nat_matrix.py draws the
+eight-site bed: two public sites, two each behind full-cone, address-restricted and
+symmetric NATs built with nftables, OpenDHT in every gateway).
+
+- The NAT matrix: every ordered pair of sites pings and opens a TCP connection; public sites
+  are reached directly, NATed ones at their NAT's mapping, NATed pairs punch (a symmetric NAT
+  on one side included: the other side learns its per-destination port from its first
+  authenticated packet), and the two symmetric sites, which no hole can be punched for, reach
+  each other (ping and the TCP echo) through a relay, a site whose NAT is not
+  endpoint-dependent, that `show peers` names. The matrix is printed (pytest -s shows it).
+- No relay (test_no_relay_unreachable, last: it cuts site 7 off from every relay): the old
+  behaviour stands, the reason said (ICMPv6 address unreachable to the host, `show peers`
+  state unreachable:both-nats-endpoint-dependent, the gauge, a warning), never a silent loss.
+- Mobility (test_locator_moves): a site's public address changes under traffic; its peers
+  behind every kind of NAT follow it (the gaps are printed), a TCP connection survives.
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+
+import pytest
+from nat_matrix import (KIND, RELAYED, SITES, TCP_SERVER, UNPUNCHABLE, MatrixBed, check,
+                        expect_relayed, print_matrix, run_matrix)
+from ovbed import nsx, sh, wait_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+
+
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory):
+    b = MatrixBed(tmp_path_factory.mktemp("nat"))
+    t0 = time.monotonic()
+    try:
+        b.build()
+        print(f"bed built ({time.monotonic() - t0:.1f} s)")
+        b.start_dhtnode()
+        b.start_all()
+        print(f"daemons ready ({time.monotonic() - t0:.1f} s)")
+        yield b
+    finally:
+        b.cleanup()
+
+
+def test_nat_matrix(bed):
+    b = bed
+    m = run_matrix(b, deadline_s=25)
+    print_matrix(b, m)
+    assert not check(m), "\n".join(check(m))
+    relays = {b.ids[r]: r for r in SITES if KIND[r] != "symmetric"}
+    for (s, o), c in m.items():
+        if expect_relayed(s, o):  # through a site whose NAT is not endpoint-dependent
+            r = RELAYED.search(c["line"])
+            assert r and r.group(1).removeprefix("dht-") in relays, c
+
+    def same_relay():  # both ends pick the lowest id they both can use, without talking
+        r7, r8 = (RELAYED.search(b.peer_line(s, o)) for s, o in (("7", "8"), ("8", "7")))
+        return r7 and r8 and r7.group(1) == r8.group(1)
+    assert wait_for("7 and 8 relay through the same site", same_relay, timeout=10)
+    for s in SITES:
+        mt = b.metrics(s)
+        sym = KIND[s] == "symmetric"
+        assert mt["peak_overlay_gw_nat_endpoint_dependent"] == (1 if sym else 0), s
+        assert b.nat_seen(s) == ("endpoint-dependent" if sym else "endpoint-independent")
+        unreach = sum(v for k, v in mt.items()
+                      if k.startswith("peak_overlay_peer_unreachable{"))
+        assert unreach == 0, (s, unreach)
+        if sym:
+            assert mt["peak_overlay_gw_nat_relayed_total"] >= 1, s
+            log = b.logs[s].read_text()
+            assert "no hole can be punched" in log and " is relayed via dht-" in log
+    assert sum(b.metrics(r)["peak_overlay_gw_relay_forwarded_total"]
+               for r in relays.values()) >= 2
+    # a relayed site answers, if not directly: its route is kept, not dropped as silent and
+    # looked up again every 5 s (3 s plus two keepalive periods) while pings go through
+    silent = {s: b.metrics(s)["peak_overlay_dht_routes_silent_total"] for s in ("7", "8")}
+    r = nsx(b.n("h7"), "ping", "-6", "-n", "-c", "30", "-i", "0.2", "fd00:8::2", check=False)
+    assert int(re.search(r"(\d+) received", r.stdout).group(1)) >= 27, r.stdout
+    for s in ("7", "8"):
+        assert b.metrics(s)["peak_overlay_dht_routes_silent_total"] == silent[s], s
+    # a symmetric site published its NAT's kind once, not a new port per peer and keepalive
+    for s in ("7", "8"):
+        assert b.metrics(s)["peak_overlay_gw_mapping_changes_total"] <= 3, s
+    for s in SITES:
+        log = b.logs[s].read_text()
+        assert not re.search(r" (error|crit|alert|emerg) ", log), log
+        assert "AddressSanitizer" not in log and "runtime error" not in log, log
+
+
+TICKER = r"""
+import socket, sys, time
+c = socket.create_connection((sys.argv[1], 5003), timeout=10)
+msg = b"x" * 1024; worst = 0.0; n = 0; end = time.monotonic() + float(sys.argv[2])
+while time.monotonic() < end:
+    t = time.monotonic(); c.sendall(msg); got = b""
+    while len(got) < len(msg):
+        d = c.recv(65536)
+        if not d: raise SystemExit("closed")
+        got += d
+    worst = max(worst, time.monotonic() - t); n += 1
+    time.sleep(0.05)
+print(n, f"{worst:.3f}", flush=True)
+"""
+
+
+def reply_times(out):
+    """The Unix times of a `ping -D` run's replies."""
+    return [float(t) for t in re.findall(r"^\[([\d.]+)\] \d+ bytes from", out, re.M)]
+
+
+def largest_gap(times, start, end):
+    """The largest time between replies around [start, end] (the end of the run counts)."""
+    around = sorted([t for t in times if t >= start - 1] + [end])
+    return max(b - a for a, b in zip(around, around[1:])) if len(around) > 1 else end - start
+
+
+# who moves: (namespace, device, old address, new address, link bounced): site 3's NAT gets
+# another public address (its link goes down and up, as a router reconnecting does: the
+# kernel forgets its masquerade mappings), site 2's public gateway gets another address
+MOVES = {"3": ("nat3", "nout", "10.0.3.2", "10.0.3.3", True),
+         "2": ("g2", "wan", "10.0.2.2", "10.0.2.3", False)}
+
+
+@pytest.mark.parametrize("mover", ["3", "2"])
+def test_locator_moves(bed, mover):
+    """A site's public IPv4 address changes while its host pings sites 1 (public), 4 (full
+    cone), 5 (restricted) and 7 (symmetric), site 1 pings it, and a TCP connection to site 5
+    ticks every 50 ms. The site keeps its prefix; the public and full-cone peers roam on its
+    first authenticated packet from the new address; the restricted and symmetric ones,
+    whose NATs drop that packet, hear its new record on their id keys (it republishes at
+    once and puts it there when a peer tells it its new address) and send to the new
+    address, which opens their NATs."""
+    b = bed
+    ns, dev, old, new, bounce = MOVES[mover]
+    peers = ("1", "4", "5", "7")
+    for o in peers:
+        assert wait_for(f"h{mover} -> h{o}", lambda: b.ping_ok(mover, o), timeout=20)
+    assert wait_for(f"h1 -> h{mover}", lambda: b.ping_ok("1", mover), timeout=20)
+    run_s = 5
+    probes = sum(b.metrics(s).get("peak_overlay_gw_locator_probes_total", 0) for s in ("5", "7"))
+    srv = subprocess.Popen(["ip", "netns", "exec", b.n("h5"), sys.executable, "-c", TCP_SERVER],
+                           stdout=subprocess.PIPE, text=True)
+    procs = []
+    try:
+        assert srv.stdout.readline().strip() == "listening"
+        tick = subprocess.Popen(["ip", "netns", "exec", b.n(f"h{mover}"), sys.executable, "-c",
+                                 TICKER, "fd00:5::2", str(run_s)], stdout=subprocess.PIPE,
+                                stderr=subprocess.PIPE, text=True)
+        procs.append(tick)
+        pings = {}
+        for s, o in [(mover, o) for o in peers] + [("1", mover)]:
+            pings[(s, o)] = subprocess.Popen(
+                ["ip", "netns", "exec", b.n(f"h{s}"), "ping", "-6", "-n", "-D", "-i", "0.1",
+                 "-w", str(run_s), f"fd00:{o}::2"], stdout=subprocess.PIPE, text=True)
+            procs.append(pings[(s, o)])
+        # the ticker and the pings are running (the ticker's connection answered once)
+        assert wait_for("traffic flowing", lambda: b.metrics(mover).get(
+            'peak_overlay_peer_rx_packets_total{peer="dht-%s"}' % b.ids["5"], 0) > 0
+            and all(p.poll() is None for p in procs), timeout=10)
+        start = time.monotonic()
+        while time.monotonic() < start + 1.5:  # a second and a half of traffic before
+            assert tick.poll() is None
+            time.sleep(0.1)
+        moved_at = time.time()
+        via = new.rsplit(".", 1)[0] + ".1"
+        cmds = [f"addr del {old}/24 dev {dev}", f"addr add {new}/24 dev {dev}",
+                f"route add default via {via}"]
+        if bounce:
+            cmds = [f"link set {dev} down"] + cmds[:2] + [f"link set {dev} up"] + cmds[2:]
+        sh("ip", "-n", b.n(ns), "-batch", "-", input="\n".join(cmds) + "\n")
+        b.addr[mover] = new
+        out, err = tick.communicate(timeout=run_s + 30)
+        assert tick.returncode == 0, err
+        n, worst = out.split()
+        gaps = {}
+        for k, p in pings.items():
+            text, _ = p.communicate(timeout=run_s + 10)
+            gaps[k] = largest_gap(reply_times(text), moved_at, moved_at + run_s - 2)
+        print(f"site {mover} moved ({old} -> {new}): TCP to h5 kept, {n} echoes, worst "
+              f"{float(worst):.2f} s; largest gap between ping replies: "
+              + ", ".join(f"h{s}->h{o} {g:.2f} s" for (s, o), g in gaps.items()))
+    finally:
+        for p in procs + [srv]:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    # public and full-cone peers roam at once; the others through the DHT, within 1 s
+    # (bounds with room for a loaded machine: the figures are printed above)
+    for k in ((mover, "1"), (mover, "4"), ("1", mover)):
+        assert gaps[k] <= 1.5, gaps
+    for k in ((mover, "5"), (mover, "7")):
+        assert gaps[k] <= 3.0, gaps
+    # the TCP echo waits for TCP's next retransmission once the path is back: with the
+    # timer doubling, up to about twice the path's gap (a CI run: gap 2.51 s, echo 3.34 s)
+    assert float(worst) <= 2 * 3.0 + 0.5, (worst, gaps)
+    assert b.metrics(mover)["peak_overlay_dht_move_punches_total"] >= 4
+    assert f"sees us at {new}:51820" in b.logs[mover].read_text()
+    assert sum(b.metrics(s).get("peak_overlay_gw_locator_probes_total", 0)
+               for s in ("5", "7")) > probes
+    # the record moved too: site 6 (restricted), idle meanwhile, follows, and the site keeps
+    # its prefix
+    assert wait_for(f"g6 follows site {mover}",
+                    lambda: f" {new}:51820 " in b.peer_line("6", mover), timeout=10)
+    assert b.ping_ok("6", mover)
+
+
+CUT_RELAYS = """table ip relaycut {
+ chain cut {
+  type filter hook forward priority -10;
+  ip daddr 10.0.1.0-10.0.6.255 udp dport 51820 drop
+  ip saddr 10.0.1.0-10.0.6.255 udp sport 51820 drop
+ }
+}
+"""
+
+
+def test_no_relay_unreachable(bed):
+    """Regression check of the behaviour without a relay: site 7's NAT drops every gateway
+    packet to and from the sites that could relay (1 to 6); once they have been silent for
+    three keepalive periods none is usable, and site 8 is unreachable again with the reason
+    said (the host gets ICMPv6 address unreachable at once, `show peers` and the gauge say
+    why, a warning is logged once). The cut is then undone and the relay comes back."""
+    b = bed
+    nat7 = b.n("nat7")
+    sh("ip", "netns", "exec", nat7, "nft", "-f", "-", input=CUT_RELAYS)
+    try:
+        assert wait_for("g7 has no relay for site 8",
+                        lambda: UNPUNCHABLE in b.peer_line("7", "8"), timeout=20)
+        # the host is told at once (the route may be looked up again first: 8 is silent)
+        assert wait_for("h7 told site 8 is unreachable", lambda: "Address unreachable" in nsx(
+            b.n("h7"), "ping", "-6", "-n", "-c", "1", "-W", "1", "fd00:8::2",
+            check=False).stdout, timeout=20)
+        mt = b.metrics("7")
+        assert mt['peak_overlay_peer_unreachable{peer="dht-%s",'
+                  'reason="both-nats-endpoint-dependent"}' % b.ids["8"]] == 1
+        assert mt["peak_overlay_gw_unpunchable_total"] >= 1
+        assert "no relay is usable" in b.logs["7"].read_text()
+    finally:
+        sh("ip", "netns", "exec", nat7, "nft", "delete", "table", "ip", "relaycut")
+    assert wait_for("g7 relays to site 8 again",
+                    lambda: RELAYED.search(b.peer_line("7", "8")), timeout=20)
+    assert wait_for("h7 -> h8 relayed", lambda: b.ping_ok("7", "8"), timeout=20)
