@@ -23,6 +23,8 @@ static const char store_help[] =
     "usage: peak store serve --config FILE --id ID [--data DIR] [--listen ADDR:PORT]\n"
     "                        [--max-body BYTES] [--max-conns N] [--timeout MS]\n"
     "                        [--metrics ADDR:PORT] [--joined ID]... [--pull-rate N]\n"
+    "                        [--tombstone-ttl S] [--controller ADDR:PORT [--key-file FILE]\n"
+    "                        [--node NAME]]\n"
     "       peak store put NAME KEY [FILE] [client options]\n"
     "       peak store get NAME KEY [FILE] [client options]\n"
     "       peak store delete NAME KEY [client options]\n"
@@ -55,16 +57,30 @@ static const char store_help[] =
     "                     and, until done, fetches a key it misses from its old owner\n"
     "  --pull-rate N      pull at most N objects a second in the background (default 0:\n"
     "                     no limit), to spare the old owners; reads still go through\n"
+    "  --tombstone-ttl S  keep a delete's tombstone S seconds (default 604800, a week):\n"
+    "                     longer than a replica may stay down, or it may bring back what\n"
+    "                     was deleted while it was away\n"
+    "  --controller ADDR:PORT  learn the slices from the controller, as an agent does:\n"
+    "                     each map it sends moves the pod to it, and the slices the pod\n"
+    "                     gained are migrated from their old owners as after --joined (no\n"
+    "                     operator step); until the first map, the initial assignment.\n"
+    "                     Not with --joined\n"
+    "  --key-file FILE    the key the controller checks hellos with (peak agent's)\n"
+    "  --node NAME        the node name of the hello (default store-ID)\n"
     "\n"
     "With replicas=R in the rule, a key lives on the first R distinct pods owning its\n"
     "replica slices 0, 1, ...; other pods answer 421. GET /s/?after=NAME&limit=N lists a\n"
-    "pod's objects (NAME KEY lines, X-Peak-More: 1 while more remain); with R > 1 a pod\n"
-    "starting pulls the objects of its replica sets it lacks from the other endpoints\n"
-    "(at their configured address), in the background, logging each page.\n"
+    "pod's objects and tombstones (NAME KEY VERSION lines, NAME KEY TIME D for a delete;\n"
+    "X-Peak-More: 1 while more remain); with R > 1 a pod starting pulls the objects of its\n"
+    "replica sets it lacks from the other endpoints (at their configured address), in the\n"
+    "background, logging each page. A DELETE leaves a tombstone in DIR/tomb: a copy older\n"
+    "than a peer's tombstone is removed by this walk, and neither the walk nor a read\n"
+    "during a migration brings back an object deleted since.\n"
     "\n"
     "put/get/delete: resolve NAME for the key (APL and _ssa TXT) and walk the key's replica\n"
     "addresses: PUT FILE (default stdin) until R pods stored it (done at a majority),\n"
-    "GET into FILE (default stdout) from the first that has it, DELETE from all R. Bodies\n"
+    "GET into FILE (default stdout) from the first that has it, DELETE from all R (done at\n"
+    "a majority: the tombstones reach the rest by their repair). Bodies\n"
     "stream, of any size. Exit 0 done, 1 not found, misdirected or failed, 2 usage.\n"
     "  --server ADDR[:PORT] name server (repeatable; default /etc/resolv.conf)\n"
     "  --port P           the service port (default 80)\n"
@@ -74,12 +90,22 @@ static const char store_help[] =
 static int store_serve_cmd(int argc, char **argv)
 {
 	static const struct option opts[] = {
-	    {"config", required_argument, 0, 'c'},   {"id", required_argument, 0, 'i'},
-	    {"data", required_argument, 0, 'd'},     {"listen", required_argument, 0, 'l'},
-	    {"max-body", required_argument, 0, 'b'}, {"max-conns", required_argument, 0, 'm'},
-	    {"timeout", required_argument, 0, 't'},  {"metrics", required_argument, 0, 'M'},
-	    {"joined", required_argument, 0, 'J'},   {"pull-rate", required_argument, 0, 'R'},
-	    {"help", no_argument, 0, 'h'},           {0, 0, 0, 0},
+	    {"config", required_argument, 0, 'c'},
+	    {"id", required_argument, 0, 'i'},
+	    {"data", required_argument, 0, 'd'},
+	    {"listen", required_argument, 0, 'l'},
+	    {"max-body", required_argument, 0, 'b'},
+	    {"max-conns", required_argument, 0, 'm'},
+	    {"timeout", required_argument, 0, 't'},
+	    {"metrics", required_argument, 0, 'M'},
+	    {"joined", required_argument, 0, 'J'},
+	    {"pull-rate", required_argument, 0, 'R'},
+	    {"tombstone-ttl", required_argument, 0, 'T'},
+	    {"controller", required_argument, 0, 'C'},
+	    {"key-file", required_argument, 0, 'K'},
+	    {"node", required_argument, 0, 'N'},
+	    {"help", no_argument, 0, 'h'},
+	    {0, 0, 0, 0},
 	};
 	static char data[256];
 	struct store_opts o = {.max_body = STORE_DEF_MAX_BODY,
@@ -126,6 +152,28 @@ static int store_serve_cmd(int argc, char **argv)
 		case 'R':
 			o.pull_rate = (unsigned)cli_u64("store", "--pull-rate", optarg, 0, 1000000);
 			break;
+		case 'T':
+			o.tomb_ttl_s = (unsigned)cli_u64("store", "--tombstone-ttl", optarg, 1,
+			                                 10 * 365 * 86400);
+			break;
+		case 'C': {
+			struct sockaddr_storage ss;
+			socklen_t sl = sizeof(ss);
+			if (sockaddr_parse(optarg, &ss, &sl))
+				cli_usage_error("store", "--controller: '%s' is not ADDR:PORT",
+				                optarg);
+			o.controller = optarg;
+			break;
+		}
+		case 'K':
+			o.key_file = optarg;
+			break;
+		case 'N':
+			if (!*optarg || strlen(optarg) >= 64 || strpbrk(optarg, " \"\\"))
+				cli_usage_error("store", "--node: 1 to 63 characters, no space, "
+				                         "'\"' or '\\'");
+			o.node = optarg;
+			break;
 		case 'h':
 			fputs(store_help, stdout);
 			return 0;
@@ -138,6 +186,11 @@ static int store_serve_cmd(int argc, char **argv)
 		cli_usage_error("store", "unexpected argument '%s'", argv[optind]);
 	if (!o.config || !o.id)
 		cli_usage_error("store", "serve needs --config and --id");
+	if (o.controller && o.njoined)
+		cli_usage_error("store",
+		                "--joined and --controller: the controller says who joined");
+	if ((o.key_file || o.node) && !o.controller)
+		cli_usage_error("store", "--key-file and --node go with --controller");
 	if (!o.data) {
 		snprintf(data, sizeof(data), "store-%s", o.id);
 		o.data = data;

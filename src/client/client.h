@@ -78,4 +78,8 @@ void candidates_from_aaaa(const uint8_t (*aaaa)[16], unsigned n, uint16_t port,
 /* For the object store calls (src/client/store.c): sets how many further replicas
  * peak_resolve computes, returning the previous count; sets peak_last_detail's text. */
 unsigned resolver_replicas_swap(struct peak_resolver *r, unsigned replicas);
+
+/* The resolver's pool of kept store connections (src/store/client.h), made on first use;
+ * NULL if out of memory (the calls then open a connection per request). */
+struct store_pool *resolver_store_pool(struct peak_resolver *r);
 void resolver_detail_set(struct peak_resolver *r, const char *detail);

@@ -62,6 +62,7 @@ static int store_run(struct peak_resolver *r, const char *name, const char *key,
 	op->cand = cand;
 	op->ncand = replica_candidates(&res, cand, &op->replicas);
 	op->timeout_ms = o && o->timeout_ms ? o->timeout_ms : DEF_TIMEOUT_MS;
+	op->pool = o && o->no_keepalive ? NULL : resolver_store_pool(r);
 	op->trace = o ? o->trace : NULL;
 	op->trace_arg = o ? o->trace_arg : NULL;
 	err = store_op_run(op);

@@ -8,6 +8,7 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 #include <sys/sendfile.h>
@@ -16,6 +17,7 @@
 #include <unistd.h>
 
 #include "peak/http.h"
+#include "peak/util.h"
 
 static const char *const method_names[] = {"", "GET", "HEAD", "PUT", "DELETE"};
 
@@ -47,8 +49,7 @@ static int write_all(int fd, const uint8_t *p, size_t n)
 	return 0;
 }
 
-/* Copies a header's value (the first line named name) into out; "" if absent. */
-static void header_value(const uint8_t *h, size_t hl, const char *name, char *out, size_t cap)
+void store_header_value(const uint8_t *h, size_t hl, const char *name, char *out, size_t cap)
 {
 	size_t nl = strlen(name);
 	out[0] = 0;
@@ -89,6 +90,7 @@ static int head_read(int fd, struct store_call *call, uint8_t *buf, size_t *len,
 			return r;
 		}
 		*len += (size_t)k;
+		call->replied = true;
 	}
 }
 
@@ -107,30 +109,63 @@ static int body_send(int fd, const struct store_call *call)
 	return 0;
 }
 
+unsigned store_routes_parse(const uint8_t *h, size_t hl, struct prefix *routes, unsigned max)
+{
+	char v[640], *save = NULL;
+	unsigned n = 0;
+	store_header_value(h, hl, "X-Peak-Routes", v, sizeof(v));
+	if (strlen(v) + 1 == sizeof(v)) {
+		char *sp = strrchr(v, ' '); /* cut: its last prefix may be part of one */
+		*(sp ? sp : v) = 0;
+	}
+	for (char *t = strtok_r(v, " ", &save); t && n < max; t = strtok_r(NULL, " ", &save)) {
+		struct prefix p;
+		if (!prefix_parse(t, true, &p) && p.family == PEAK_AFI_IP6)
+			routes[n++] = p;
+	}
+	return n;
+}
+
 int store_call_run(int fd, struct store_call *call)
 {
-	char target[3 * 255 + 1], head[1024 + sizeof(target) + STORE_ACKED_MAX];
+	char target[3 * 255 + 1], head[1024 + sizeof(target) + STORE_ACKED_MAX + STORE_EAGER_BODY];
 	uint8_t buf[HTTP_HEAD_MAX + 65536];
 	size_t len = 0;
 	struct http_resp resp;
 	int r;
 	call->status = 0;
-	call->body_len = call->body_out = 0;
+	call->body_len = call->body_out = call->version = 0;
 	call->pod[0] = call->detail[0] = 0;
+	call->replied = call->reusable = false;
+	call->nroutes = 0;
 	store_key_encode((const uint8_t *)call->key, strlen(call->key), target, sizeof(target));
 	int n = snprintf(head, sizeof(head), "%s /o/%s HTTP/1.1\r\nHost: %s\r\n",
 	                 method_names[call->method], target, call->host);
 	if (call->acked && *call->acked)
 		n += snprintf(head + n, sizeof(head) - (size_t)n, "X-Peak-Acked: %s\r\n",
 		              call->acked);
+	/* a small body goes with the head: waiting for 100 Continue would cost a round trip
+	 * (and a wake-up at each end) to spare a few KiB that a refusal's lingering close
+	 * reads and drops */
+	bool eager = call->method == STORE_PUT && call->in_len <= STORE_EAGER_BODY;
 	if (call->method == STORE_PUT)
-		n += snprintf(head + n, sizeof(head) - (size_t)n,
-		              "Content-Length: %llu\r\nExpect: 100-continue\r\n",
-		              (unsigned long long)call->in_len);
-	n += snprintf(head + n, sizeof(head) - (size_t)n, "Connection: close\r\n\r\n");
-	if ((size_t)n >= sizeof(head)) {
+		n += snprintf(head + n, sizeof(head) - (size_t)n, "Content-Length: %llu\r\n%s",
+		              (unsigned long long)call->in_len,
+		              eager ? "" : "Expect: 100-continue\r\n");
+	n += snprintf(head + n, sizeof(head) - (size_t)n, "%s\r\n",
+	              call->keep ? "" : "Connection: close\r\n");
+	if ((size_t)n >= sizeof(head) || (eager && (size_t)n + call->in_len > sizeof(head))) {
 		snprintf(call->detail, sizeof(call->detail), "request head too long");
 		return -EMSGSIZE;
+	}
+	if (eager && call->in_len) {
+		ssize_t k = pread(call->infd, head + n, call->in_len, 0);
+		if (k != (ssize_t)call->in_len) {
+			snprintf(call->detail, sizeof(call->detail), "read: %s",
+			         k < 0 ? strerror(errno) : "the file shrank");
+			return k < 0 ? -errno : -EIO;
+		}
+		n += (int)call->in_len;
 	}
 	if ((r = send_all(fd, head, (size_t)n))) {
 		snprintf(call->detail, sizeof(call->detail), "send: %s", strerror(-r));
@@ -138,6 +173,7 @@ int store_call_run(int fd, struct store_call *call)
 	}
 	if ((r = head_read(fd, call, buf, &len, &resp)))
 		return r;
+	bool body_sent = call->method != STORE_PUT || eager;
 	if (call->method == STORE_PUT && resp.status == 100) {
 		/* the pod takes the body (RFC 9110 10.1.1): send it, then read the final reply */
 		len -= resp.head_len;
@@ -146,22 +182,35 @@ int store_call_run(int fd, struct store_call *call)
 			snprintf(call->detail, sizeof(call->detail), "send: %s", strerror(-r));
 			return r;
 		}
+		body_sent = true;
 		if ((r = head_read(fd, call, buf, &len, &resp)))
 			return r;
 	}
 	size_t hl = resp.head_len;
 	call->status = resp.status;
 	call->body_len = resp.body_len;
-	header_value(buf, hl, "X-Peak-Pod", call->pod, sizeof(call->pod));
+	store_header_value(buf, hl, "X-Peak-Pod", call->pod, sizeof(call->pod));
+	char ver[24];
+	store_header_value(buf, hl, "X-Peak-Version", ver, sizeof(ver));
+	call->version = strtoull(ver, NULL, 10);
 	if (resp.status == 421) {
 		char owner[80], addr[64];
-		header_value(buf, hl, "X-Peak-Owner", owner, sizeof(owner));
-		header_value(buf, hl, "X-Peak-Address", addr, sizeof(addr));
+		store_header_value(buf, hl, "X-Peak-Owner", owner, sizeof(owner));
+		store_header_value(buf, hl, "X-Peak-Address", addr, sizeof(addr));
 		snprintf(call->detail, sizeof(call->detail), "owner %s at %s", *owner ? owner : "?",
 		         *addr ? addr : "?");
 	}
-	if (call->method != STORE_GET || resp.status != 200)
+	if (call->keep)
+		call->nroutes = store_routes_parse(buf, hl, call->routes, STORE_ROUTES_MAX);
+	/* the connection can carry another request if the pod keeps it, the request went
+	 * whole and the reply is read to its end, with nothing after it */
+	bool keep = call->keep && !resp.close && body_sent;
+	if (call->method != STORE_GET || resp.status != 200) {
+		call->reusable = keep && len - hl == resp.body_len;
 		return 0;
+	}
+	if (len - hl > resp.body_len)
+		keep = false;
 	uint64_t left = resp.body_len;
 	size_t have = len - hl < left ? len - hl : (size_t)left;
 	if ((r = write_all(call->outfd, buf + hl, have)))
@@ -182,6 +231,7 @@ int store_call_run(int fd, struct store_call *call)
 		call->body_out += (uint64_t)k;
 		left -= (uint64_t)k;
 	}
+	call->reusable = keep;
 	return 0;
 werr:
 	snprintf(call->detail, sizeof(call->detail), "write: %s", strerror(-r));
@@ -205,6 +255,106 @@ static int cand_connect(const struct peak_candidate *cd, unsigned timeout_ms)
 		return e;
 	}
 	return fd;
+}
+
+struct pool_conn {
+	int fd;
+	struct in6_addr src;     /* the bound source (:: if none) */
+	struct sockaddr_in6 dst; /* the address it was opened to */
+	uint64_t idle_ms;        /* when it was put back */
+	char pod[STORE_POD_MAX];
+	struct prefix routes[STORE_ROUTES_MAX]; /* routed to its pod (X-Peak-Routes) */
+	unsigned nroutes;
+};
+
+struct store_pool {
+	struct pool_conn c[STORE_POOL_MAX];
+	unsigned n;
+};
+
+struct store_pool *store_pool_new(void)
+{
+	return calloc(1, sizeof(struct store_pool));
+}
+
+void store_pool_free(struct store_pool *p)
+{
+	if (!p)
+		return;
+	for (unsigned i = 0; i < p->n; i++)
+		close(p->c[i].fd);
+	free(p);
+}
+
+static void pool_drop(struct store_pool *p, unsigned i)
+{
+	close(p->c[i].fd);
+	p->c[i] = p->c[--p->n];
+}
+
+/* True if the connection leads where cd's address does: opened to it from cd's source,
+ * or to a pod whose routes hold it. */
+static bool pool_fits(const struct pool_conn *pc, const struct peak_candidate *cd)
+{
+	if (memcmp(&pc->src, &cd->src.sin6_addr, 16) || pc->dst.sin6_port != cd->dst.sin6_port)
+		return false;
+	if (!memcmp(&pc->dst.sin6_addr, &cd->dst.sin6_addr, 16))
+		return true;
+	for (unsigned k = 0; k < pc->nroutes; k++)
+		if (prefix_contains_addr(&pc->routes[k], cd->dst.sin6_addr.s6_addr))
+			return true;
+	return false;
+}
+
+/* Takes an idle connection that fits cd (moved out of the pool into *out), or returns
+ * -1. One idle too long, or closed or written to by the pod meanwhile, is closed. */
+static int pool_take(struct store_pool *p, const struct peak_candidate *cd, struct pool_conn *out)
+{
+	uint64_t now = peak_mono_ms();
+	for (unsigned i = 0; i < p->n;) {
+		struct pool_conn *pc = &p->c[i];
+		char b;
+		if (now - pc->idle_ms > STORE_POOL_IDLE_MS) {
+			pool_drop(p, i);
+			continue;
+		}
+		if (!pool_fits(pc, cd)) {
+			i++;
+			continue;
+		}
+		/* an idle connection has nothing to read: EOF or bytes mean it is done */
+		ssize_t k = recv(pc->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+		if (!(k == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+			pool_drop(p, i);
+			continue;
+		}
+		*out = *pc;
+		p->c[i] = p->c[--p->n];
+		return out->fd;
+	}
+	return -1;
+}
+
+/* Keeps fd for reuse (the oldest idle one goes if the pool is full). */
+static void pool_put(struct store_pool *p, const struct pool_conn *pc)
+{
+	if (p->n == STORE_POOL_MAX) {
+		unsigned old = 0;
+		for (unsigned i = 1; i < p->n; i++)
+			if (p->c[i].idle_ms < p->c[old].idle_ms)
+				old = i;
+		pool_drop(p, old);
+	}
+	p->c[p->n] = *pc;
+	p->c[p->n++].idle_ms = peak_mono_ms();
+}
+
+/* Forgets the routes learned from pod (a stale one sent a key elsewhere). */
+static void pool_forget(struct store_pool *p, const char *pod)
+{
+	for (unsigned i = 0; i < p->n; i++)
+		if (!strcmp(p->c[i].pod, pod))
+			p->c[i].nroutes = 0;
 }
 
 static void trace(const struct store_op *op, const char *fmt, ...)
@@ -234,8 +384,9 @@ static bool pod_add(char *list, size_t cap, const char *pod)
 int store_op_run(struct store_op *op)
 {
 	char acked[STORE_ACKED_MAX] = "", host[INET6_ADDRSTRLEN + 8], a[INET6_ADDRSTRLEN];
-	unsigned need = op->method == STORE_PUT ? op->replicas / 2 + 1 : op->replicas;
+	unsigned need = op->method == STORE_GET ? op->replicas : op->replicas / 2 + 1;
 	unsigned failures = 0, found = 0;
+	bool fresh = false; /* the next attempt opens a new connection */
 	int last_err = -EHOSTUNREACH;
 	off_t out_start = op->method == STORE_GET ? lseek(op->outfd, 0, SEEK_CUR) : -1;
 	op->status = op->acks = 0;
@@ -244,8 +395,12 @@ int store_op_run(struct store_op *op)
 		const struct peak_candidate *cd = &op->cand[i];
 		inet_ntop(AF_INET6, &cd->dst.sin6_addr, a, sizeof(a));
 		snprintf(host, sizeof(host), "[%s]:%u", a, ntohs(cd->dst.sin6_port));
-		int fd = cand_connect(cd, op->timeout_ms);
-		if (fd < 0) {
+		struct pool_conn pc;
+		int fd = op->pool && !fresh ? pool_take(op->pool, cd, &pc) : -1;
+		bool reused = fd != -1,
+		     routed = reused && memcmp(&pc.dst.sin6_addr, &cd->dst.sin6_addr, 16);
+		fresh = false;
+		if (!reused && (fd = cand_connect(cd, op->timeout_ms)) < 0) {
 			failures++;
 			last_err = fd;
 			snprintf(op->detail, sizeof(op->detail), "connect %s: %s", host,
@@ -253,15 +408,39 @@ int store_op_run(struct store_op *op)
 			trace(op, "replica %u at %s: %s", cd->replica, host, op->detail);
 			continue;
 		}
+		if (!reused)
+			pc = (struct pool_conn){.fd = fd, .src = cd->src.sin6_addr, .dst = cd->dst};
 		struct store_call call = {.method = op->method,
 		                          .key = op->key,
 		                          .host = host,
 		                          .acked = acked,
 		                          .infd = op->infd,
 		                          .in_len = op->in_len,
-		                          .outfd = op->outfd};
+		                          .outfd = op->outfd,
+		                          .keep = op->pool != NULL};
 		int r = store_call_run(fd, &call);
-		close(fd);
+		/* a kept connection the pod closed before it read the request (its idle
+		 * timeout), or a stale route's 421: this replica again, on a new connection */
+		bool closed = !call.replied && !call.body_out &&
+		              (r == -EBADMSG || r == -ECONNRESET || r == -EPIPE);
+		if (reused && ((r && closed) || (!r && routed && call.status == 421))) {
+			close(fd);
+			if (!r)
+				pool_forget(op->pool, pc.pod);
+			fresh = true;
+			i--;
+			continue;
+		}
+		if (!r && call.reusable) {
+			snprintf(pc.pod, sizeof(pc.pod), "%s", call.pod);
+			if (call.nroutes) {
+				memcpy(pc.routes, call.routes, sizeof(call.routes));
+				pc.nroutes = call.nroutes;
+			}
+			pool_put(op->pool, &pc);
+		} else {
+			close(fd);
+		}
 		if (r) {
 			failures++;
 			last_err = r;
@@ -326,12 +505,13 @@ int store_op_run(struct store_op *op)
 		op->status = 0;
 		return last_err;
 	case STORE_DELETE:
-		if (op->acks >= op->replicas || !failures) {
+		/* a majority holds the tombstone; repair spreads it to the rest */
+		if (op->acks >= need || !failures) {
 			op->status = found ? 204 : 404;
 			return 0;
 		}
 		snprintf(op->detail + strlen(op->detail), sizeof(op->detail) - strlen(op->detail),
-		         "; deleted on %u of %u replicas", op->acks, op->replicas);
+		         "; deleted on %u of the %u replicas a delete needs", op->acks, need);
 		op->status = 0;
 		return last_err;
 	}

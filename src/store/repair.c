@@ -3,6 +3,7 @@
 #include "repair.h"
 
 #include <arpa/inet.h>
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -10,7 +11,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "peak/http.h"
@@ -115,6 +118,7 @@ int store_repair_pull(struct store_repair *r, unsigned e, const uint8_t *key, si
 	char tmp[40], host[INET6_ADDRSTRLEN + 8], ckey[STORE_KEY_MAX + 1];
 	uint8_t h[6 + STORE_KEY_MAX] = {'P', 'K', 'S', '1', (uint8_t)(kl >> 8), (uint8_t)kl};
 	int ret, fd = -1, sock = -1;
+	uint64_t t0 = store_now_ms();
 	memcpy(h + 6, key, kl);
 	memcpy(ckey, key, kl);
 	ckey[kl] = 0;
@@ -136,6 +140,14 @@ int store_repair_pull(struct store_repair *r, unsigned e, const uint8_t *key, si
 		ret = call.status == 404 ? -ENOENT : -EPROTO;
 	if (ret)
 		goto out;
+	/* the copy keeps the original's version, so tombstones compare with that */
+	struct timespec ts[2] = {{.tv_nsec = UTIME_OMIT},
+	                         {.tv_sec = (time_t)(call.version / 1000),
+	                          .tv_nsec = (long)(call.version % 1000) * 1000000}};
+	if (call.version && futimens(fd, ts) == -1) {
+		ret = -errno;
+		goto out;
+	}
 	if (fsync(fd) == -1 || close(fd) == -1) {
 		fd = -1;
 		ret = -errno;
@@ -147,6 +159,13 @@ int store_repair_pull(struct store_repair *r, unsigned e, const uint8_t *key, si
 		goto out;
 	}
 	fsync(r->dirfd);
+	if (store_tomb_get(r->tombfd, name, NULL, NULL) >= t0) {
+		/* a DELETE came while the object travelled: it wins */
+		unlinkat(r->dirfd, name, 0);
+		fsync(r->dirfd);
+		ret = -ENOENT;
+		goto out;
+	}
 	atomic_fetch_add(&r->pulled, 1);
 	atomic_fetch_add(&r->bytes, call.body_out);
 	ret = 1;
@@ -168,6 +187,26 @@ static bool in_set(const struct store_repair *r, const uint8_t *key, size_t kl)
 		if (set[j] == r->me)
 			return true;
 	return false;
+}
+
+/* A peer listed name's tombstone of time t: a copy here older than it goes (this pod
+ * missed the delete), and the tombstone is kept here too, so it spreads and expires with
+ * the others. A copy put again after it stays. */
+static void tomb_apply(struct store_repair *r, const char *name, const uint8_t *key, size_t kl,
+                       uint64_t t)
+{
+	uint64_t v = store_object_version(r->dirfd, name);
+	if (v >= t)
+		return;
+	int err = store_tomb_put(r->tombfd, name, key, kl, t);
+	if (err) {
+		log_msg(LOG_WARNING, "store: repair: tombstone %s: %s", name, strerror(-err));
+		return;
+	}
+	if (v && !unlinkat(r->dirfd, name, 0)) {
+		fsync(r->dirfd);
+		atomic_fetch_add(&r->tombstoned, 1);
+	}
 }
 
 /* Walks endpoint e's listing to its end, pulling what this pod lacks. Returns true when
@@ -200,19 +239,38 @@ static bool peer_repair(struct store_repair *r, unsigned e, char *buf, bool last
 			snprintf(after, sizeof(after), "%s", line);
 			listed++;
 			atomic_fetch_add(&r->listed, 1);
-			if (store_key_decode((uint8_t *)sp + 1, strlen(sp + 1), key, &kl) ||
-			    !in_set(r, key, kl) || !faccessat(r->dirfd, line, F_OK, 0))
-				continue;
-			atomic_fetch_add(&r->wanted, 1);
+			/* "NAME KEY VERSION", or "NAME KEY TIME D" for a tombstone */
+			char *ks = sp + 1, *vs = strchr(ks, ' '), *end = NULL;
+			uint64_t v = 0;
+			bool tomb = false;
+			if (vs) {
+				*vs = 0;
+				v = strtoull(vs + 1, &end, 10);
+				tomb = !strcmp(end, " D");
+			}
 			char name[STORE_NAME_MAX];
+			if (store_key_decode((uint8_t *)ks, strlen(ks), key, &kl) ||
+			    !in_set(r, key, kl))
+				continue;
 			store_object_name(0, key, kl, name); /* check the name is the key's */
-			int k = strcmp(name + 9, line + 9) ? -EBADMSG
-			                                   : store_repair_pull(r, e, key, kl, line);
-			if (k < 0) {
+			if (strcmp(name + 9, line + 9))
+				continue;
+			if (tomb) {
+				tomb_apply(r, line, key, kl, v);
+				continue;
+			}
+			uint64_t t;
+			if (!faccessat(r->dirfd, line, F_OK, 0) ||
+			    ((t = store_tomb_get(r->tombfd, line, NULL, NULL)) && t >= v))
+				continue; /* held, or deleted after that copy was written */
+			atomic_fetch_add(&r->wanted, 1);
+			int k = store_repair_pull(r, e, key, kl, line);
+			if (k < 0 && k != -ENOENT) {
 				failed++;
 				atomic_fetch_add(&r->failed, 1);
 			} else if (k > 0) {
 				pulled++;
+				unlinkat(r->tombfd, line, 0); /* the copy is newer than it */
 			}
 			atomic_fetch_add(&r->handled, 1);
 			if (r->pull_rate)
@@ -261,12 +319,12 @@ static void *repair_main(void *arg)
 	free(unrepaired);
 	log_msg(LOG_INFO,
 	        "store: %s done: %" PRIu64 " object(s) pulled (%" PRIu64 " byte(s), %" PRIu64
-	        " read through), %" PRIu64 " listed, %" PRIu64 " failure(s), %" PRIu64
-	        " of %u peer(s) walked",
+	        " read through), %" PRIu64 " removed by tombstones, %" PRIu64 " listed, %" PRIu64
+	        " failure(s), %" PRIu64 " of %u peer(s) walked",
 	        r->old ? "migration" : "repair", (uint64_t)atomic_load(&r->pulled),
 	        (uint64_t)atomic_load(&r->bytes), (uint64_t)atomic_load(&r->readthrough),
-	        (uint64_t)atomic_load(&r->listed), (uint64_t)atomic_load(&r->failed),
-	        (uint64_t)atomic_load(&r->peers), npeers);
+	        (uint64_t)atomic_load(&r->tombstoned), (uint64_t)atomic_load(&r->listed),
+	        (uint64_t)atomic_load(&r->failed), (uint64_t)atomic_load(&r->peers), npeers);
 	atomic_store(&r->done, true);
 	return NULL;
 }
@@ -287,4 +345,111 @@ void store_repair_stop(struct store_repair *r)
 	atomic_store(&r->stop, true);
 	pthread_join(r->thread, NULL);
 	r->started = false;
+}
+
+/* -- tombstones (repair.h) -- */
+
+enum { TOMB_HDR = 4 + 8 + 2 };
+
+uint64_t store_now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_REALTIME, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+uint64_t store_object_version(int dirfd, const char *name)
+{
+	struct stat st;
+	if (fstatat(dirfd, name, &st, 0) == -1)
+		return 0;
+	return (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
+}
+
+uint64_t store_tomb_get(int tombfd, const char *name, uint8_t *key, size_t *kl)
+{
+	uint8_t b[TOMB_HDR + STORE_KEY_MAX];
+	uint64_t ms = 0;
+	int fd = openat(tombfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return 0;
+	ssize_t n = pread(fd, b, sizeof(b), 0);
+	close(fd);
+	if (n < TOMB_HDR || memcmp(b, "PKT1", 4))
+		return 0;
+	size_t len = (size_t)(b[12] << 8 | b[13]);
+	if (!len || len > STORE_KEY_MAX || (size_t)n != TOMB_HDR + len)
+		return 0; /* damaged: as if absent */
+	for (int i = 0; i < 8; i++)
+		ms = ms << 8 | b[4 + i];
+	if (key) {
+		memcpy(key, b + TOMB_HDR, len);
+		*kl = len;
+	}
+	return ms;
+}
+
+int store_tomb_put(int tombfd, const char *name, const uint8_t *key, size_t kl, uint64_t ms)
+{
+	static atomic_uint seq; /* the pod's loop and the repair thread both write */
+	uint8_t b[TOMB_HDR + STORE_KEY_MAX] = {'P', 'K', 'T', '1'};
+	char tmp[40];
+	int ret = 0, fd;
+	if (!kl || kl > STORE_KEY_MAX)
+		return -EINVAL;
+	if (store_tomb_get(tombfd, name, NULL, NULL) >= ms)
+		return 0; /* one as new is there */
+	for (int i = 0; i < 8; i++)
+		b[4 + i] = (uint8_t)(ms >> (56 - 8 * i));
+	b[12] = (uint8_t)(kl >> 8);
+	b[13] = (uint8_t)kl;
+	memcpy(b + TOMB_HDR, key, kl);
+	snprintf(tmp, sizeof(tmp), ".tmp-%u", atomic_fetch_add(&seq, 1) + 1);
+	fd = openat(tombfd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd == -1)
+		return -errno;
+	if (write(fd, b, TOMB_HDR + kl) != (ssize_t)(TOMB_HDR + kl) || fsync(fd) == -1)
+		ret = errno ? -errno : -EIO;
+	if (close(fd) == -1 && !ret)
+		ret = -errno;
+	if (!ret && (renameat(tombfd, tmp, tombfd, name) == -1 || fsync(tombfd) == -1))
+		ret = -errno;
+	if (ret)
+		unlinkat(tombfd, tmp, 0);
+	return ret;
+}
+
+int store_tomb_expire(int dirfd, int tombfd, uint64_t now_ms, uint64_t ttl_ms)
+{
+	int fd = dup(tombfd), n = 0;
+	DIR *d = fd == -1 ? NULL : fdopendir(fd);
+	bool synced = true;
+	if (!d) {
+		if (fd != -1)
+			close(fd);
+		return -errno;
+	}
+	rewinddir(d); /* the dup shares tombfd's position: a scan before left it at the end */
+	for (struct dirent *e; (e = readdir(d));) {
+		if (e->d_name[0] == '.') {
+			if (!strncmp(e->d_name, ".tmp-", 5) && !unlinkat(tombfd, e->d_name, 0))
+				synced = false;
+			continue;
+		}
+		uint64_t t = store_tomb_get(tombfd, e->d_name, NULL, NULL);
+		uint64_t v = store_object_version(dirfd, e->d_name);
+		bool put_again = v && v > t; /* a crash between a PUT's rename and its unlink */
+		if (!t || t + ttl_ms < now_ms || put_again) {
+			if (!unlinkat(tombfd, e->d_name, 0)) {
+				synced = false;
+				n += t && !put_again; /* expired (a damaged one is not counted) */
+			}
+		} else if (v && v < t && !unlinkat(dirfd, e->d_name, 0)) {
+			fsync(dirfd); /* a crash between a DELETE's tombstone and its unlink */
+		}
+	}
+	closedir(d);
+	if (!synced)
+		fsync(tombfd);
+	return n;
 }

@@ -12,6 +12,16 @@
  * object travels only if this pod now holds its key and lacks it). Until the walk is done a
  * read that misses asks the key's old holders (store_repair_pull): reads never fail during
  * the move.
+ *
+ * Tombstones: a DELETE leaves, in the data directory's "tomb" subdirectory, a file of the
+ * object's name holding "PKT1", the delete's wall-clock time in milliseconds (u64, big
+ * endian), the key's length (u16) and the key. An object's version is its file's mtime. A
+ * tombstone newer than a copy wins over it (a pulled copy keeps the version its source
+ * sent as X-Peak-Version): a read that misses does not read through past
+ * it, the walk does not pull an older copy, and a pod whose copy is older than a peer's
+ * listed tombstone removes it (a replica that missed the delete). Listings carry
+ * tombstones, so the walk spreads them to the key's other holders. A PUT removes its
+ * name's tombstone; tombstones expire after the pod's --tombstone-ttl.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -44,6 +54,8 @@ struct store_repair {
 	atomic_uint_fast64_t wanted;      /* listed objects this pod holds the key of and lacked */
 	atomic_uint_fast64_t handled;     /* of those, pulled, found stored meanwhile, or failed */
 	atomic_uint_fast64_t readthrough; /* reads that missed and were fetched from old holders */
+	atomic_uint_fast64_t tombstoned;  /* local copies removed by a peer's newer tombstone */
+	int tombfd;                       /* the tombstone directory */
 	atomic_bool done, stop;
 	pthread_t thread;
 	bool started;
@@ -58,6 +70,27 @@ int store_repair_start(struct store_repair *r);
  * already (kept), -ENOENT if e has none, or -errno. */
 int store_repair_pull(struct store_repair *r, unsigned e, const uint8_t *key, size_t kl,
                       const char *name);
+
+enum { STORE_TOMB_DEF_TTL_S = 7 * 86400 };
+
+/* The wall-clock time in milliseconds (tombstone and object versions). */
+uint64_t store_now_ms(void);
+
+/* An object file's version: its mtime in milliseconds, or 0 if it is absent. */
+uint64_t store_object_version(int dirfd, const char *name);
+
+/* Writes name's tombstone (time ms, key[0..kl)) durably: temp file, fsync, rename, fsync
+ * the directory; replaces an older one. Returns 0 or -errno. */
+int store_tomb_put(int tombfd, const char *name, const uint8_t *key, size_t kl, uint64_t ms);
+
+/* The time of name's tombstone in ms, 0 if there is none (or it is damaged). If key is not
+ * NULL, the key (up to STORE_KEY_MAX bytes) goes there and its length to *kl. */
+uint64_t store_tomb_get(int tombfd, const char *name, uint8_t *key, size_t *kl);
+
+/* Removes tombstones older than ttl_ms at now_ms, and temp files a crash left; settles what
+ * a crash left half done in dirfd: an object older than its tombstone goes, a tombstone
+ * older than its object goes. Returns how many tombstones expired, or -errno. */
+int store_tomb_expire(int dirfd, int tombfd, uint64_t now_ms, uint64_t ttl_ms);
 
 /* Asks the thread to stop after the request under way and joins it. */
 void store_repair_stop(struct store_repair *r);

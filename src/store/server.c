@@ -11,6 +11,7 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <nettle/sha2.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -33,11 +34,19 @@
 #include "../sys/net.h"
 #include "repair.h"
 #include "../sys/notify.h"
+#include "ctlsub.h"
 #include "req.h"
+#include "work.h"
 
 enum {
 	IN_CAP = STORE_HEAD_MAX + 8192,
-	OUT_CAP = 1024,
+	/* a reply's head, and the body of an object up to SMALL_BODY bytes, which goes out
+	 * with its head in one send (no sendfile, one segment) */
+	HEAD_CAP = 1536,
+	/* the X-Peak-Routes line of a connection's first keep-alive reply (at most) */
+	ROUTES_HDR_MAX = 512,
+	SMALL_BODY = 4096,
+	OUT_CAP = HEAD_CAP + SMALL_BODY,
 	IO_CHUNK = 64 << 10,
 	OBJ_HDR_MAX = 6 + STORE_KEY_MAX,
 	SWEEP_MS = 200,
@@ -46,19 +55,41 @@ enum {
 /* C_DRAIN: the reply to a refused request went out and writing is shut down; what the
  * client still sends is read and dropped for a moment, so closing does not reset the
  * connection before the client has read the reply (a lingering close). */
-enum conn_state { C_HEAD, C_BODY, C_SEND, C_DRAIN };
+/* C_WAIT: a job of the connection's is with a thread (work.h): the commit of its PUT, or
+ * a read-through's fetch; the connection is left alone (no reads, no deadline) until the
+ * loop takes the job back. */
+enum conn_state { C_HEAD, C_BODY, C_SEND, C_DRAIN, C_WAIT };
 
-enum { DRAIN_MS = 1000 };
+enum {
+	DRAIN_MS = 1000,
+	/* PUTs one group commit takes at most, and connections kept for reuse */
+	COMMIT_BATCH = 256,
+	POOL_MAX = 64,
+	FETCH_THREADS = 4, /* read-throughs at once: a large one does not hold up the others */
+};
+
+enum job_kind { JOB_COMMIT = 1, JOB_FETCH };
 
 struct conn {
 	int fd;
+	unsigned slot; /* its index in struct store's conns */
 	enum conn_state st;
 	struct store_req req;
 	uint64_t deadline_ms;
 	bool close_after, dead;
+	/* the reply refused the request (its body may be unread): close with a linger */
+	bool linger;
+	enum job_kind kind; /* C_WAIT: what job is out */
+	bool existed;       /* JOB_COMMIT: the object was there before this PUT */
+	struct work_job job;
+	unsigned fetch_ep[STORE_WALK_MAX], nfetch; /* JOB_FETCH: whom to ask (fetch_plan) */
 	unsigned timeout_ms;
 	const char *pod; /* this pod's id, in every reply's X-Peak-Pod */
+	/* the X-Peak-Routes line (struct store's routes_hdr) until a keep-alive reply took
+	 * it, then "" */
+	const char *routes;
 	uint8_t peer[16];
+	int64_t local_slice; /* the slice of the address it was opened to, or -1 */
 	size_t inlen, outlen, outoff;
 	int tmpfd; /* C_BODY: the temp file, else -1 */
 	uint64_t body_left;
@@ -67,6 +98,7 @@ struct conn {
 	int objfd; /* C_SEND: the object to send, else -1 */
 	off_t objoff;
 	uint64_t objleft;
+	struct conn *pool_next;
 	uint8_t in[IN_CAP];
 	char out[OUT_CAP];
 };
@@ -82,9 +114,24 @@ struct store {
 	int *slot;
 	int me;            /* this pod's assignment slot */
 	unsigned replicas; /* the rule's replicas=R */
-	int dirfd, ep;
+	int dirfd, tombfd, ep;
+	uint64_t tomb_sweep_ms; /* when tombstones were last expired */
 	uint64_t tmp_seq;
 	struct conn **conns;
+	struct conn *pool; /* freed connections for reuse, through pool_next */
+	unsigned npool;
+	struct work_queue commit, fetch;
+	struct store_ctl ctl;
+	struct ctlauth_key key;
+	char node[CTL_ID_MAX]; /* the default node name of the controller link */
+	/* "X-Peak-Routes: PREFIX ...\r\n": the prefixes of this pod's slices (as many as
+	 * fit), sent once per keep-alive connection so a client can send it the requests of
+	 * other keys in them (README); rebuilt in place when the map changes */
+	char routes_hdr[ROUTES_HDR_MAX];
+	/* a controller's map is in force: the pod's map is the one the routes follow, so it
+	 * may offer X-Peak-Routes (a static map may be stale: pods that --joined later are
+	 * not told to the others) */
+	bool map_live;
 	struct log_limit rl;
 	struct store_repair repair;
 };
@@ -102,6 +149,7 @@ enum {
 struct store_stats {
 	atomic_uint_fast64_t req[NMETHODS][NCODES];
 	atomic_uint_fast64_t bytes_in, bytes_out; /* bodies received and sent */
+	atomic_uint_fast64_t conns;               /* connections accepted */
 	atomic_int_fast64_t objects;              /* on disk, less what repair pulled */
 	const struct store_repair *repair;
 };
@@ -139,10 +187,14 @@ static void stats_render(struct mbuf *b, void *arg)
 	            "\n# HELP peak_store_bytes_out_total Body bytes sent (GET, listings).\n"
 	            "# TYPE peak_store_bytes_out_total counter\npeak_store_bytes_out_total %" PRIu64
 	            "\n# HELP peak_store_objects Objects in the data directory.\n"
-	            "# TYPE peak_store_objects gauge\npeak_store_objects %" PRId64 "\n",
+	            "# TYPE peak_store_objects gauge\npeak_store_objects %" PRId64 "\n"
+	            "# HELP peak_store_connections_total Connections accepted.\n"
+	            "# TYPE peak_store_connections_total counter\n"
+	            "peak_store_connections_total %" PRIu64 "\n",
 	            (uint64_t)atomic_load(&st->bytes_in), (uint64_t)atomic_load(&st->bytes_out),
 	            (int64_t)atomic_load(&st->objects) +
-	                (int64_t)(r ? atomic_load(&r->pulled) : 0));
+	                (int64_t)(r ? atomic_load(&r->pulled) - atomic_load(&r->tombstoned) : 0),
+	            (uint64_t)atomic_load(&st->conns));
 	if (!r)
 		return;
 	mbuf_printf(
@@ -165,6 +217,10 @@ static void stats_render(struct mbuf *b, void *arg)
 	    "peak_store_repair_bytes_total %" PRIu64 "\n"
 	    "# HELP peak_store_repair_pending Listed objects to pull not yet handled.\n"
 	    "# TYPE peak_store_repair_pending gauge\npeak_store_repair_pending %" PRIu64 "\n"
+	    "# HELP peak_store_repair_tombstoned_total Copies removed because a peer listed a "
+	    "newer tombstone (a delete this pod missed).\n"
+	    "# TYPE peak_store_repair_tombstoned_total counter\n"
+	    "peak_store_repair_tombstoned_total %" PRIu64 "\n"
 	    "# HELP peak_store_migrate_readthrough_total Reads that missed during a migration "
 	    "and were fetched from the key's old holder.\n"
 	    "# TYPE peak_store_migrate_readthrough_total counter\n"
@@ -173,7 +229,7 @@ static void stats_render(struct mbuf *b, void *arg)
 	    (uint64_t)atomic_load(&r->pulled), (uint64_t)atomic_load(&r->failed),
 	    (uint64_t)atomic_load(&r->peers), (uint64_t)atomic_load(&r->bytes),
 	    (uint64_t)(atomic_load(&r->wanted) - atomic_load(&r->handled)),
-	    (uint64_t)atomic_load(&r->readthrough));
+	    (uint64_t)atomic_load(&r->tombstoned), (uint64_t)atomic_load(&r->readthrough));
 }
 
 void store_object_name(uint64_t g, const uint8_t *key, size_t len, char out[static 80])
@@ -203,14 +259,19 @@ static uint64_t key_slice(const struct store *s, const struct conn *c, unsigned 
 }
 
 /* Whether this pod holds the request's key: it is in the key's replica set (store.h). */
-static bool key_mine(const struct store *s, const struct conn *c)
+static bool key_mine_in(const struct store *s, const struct assign *a, const struct conn *c)
 {
 	int set[STORE_WALK_MAX];
-	int n = store_key_replicas(&s->space, &s->a, s->replicas, c->req.key, c->req.key_len, set);
+	int n = store_key_replicas(&s->space, a, s->replicas, c->req.key, c->req.key_len, set);
 	for (int j = 0; j < n; j++)
 		if (set[j] == s->me)
 			return true;
 	return false;
+}
+
+static bool key_mine(const struct store *s, const struct conn *c)
+{
+	return key_mine_in(s, &s->a, c);
 }
 
 static void out_add(struct conn *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -226,6 +287,16 @@ static void out_add(struct conn *c, const char *fmt, ...)
 		                 : sizeof(c->out) - c->outlen - 1;
 }
 
+/* The X-Peak-Routes line for this reply: the connection's first that keeps it open. */
+static const char *routes_take(struct conn *c)
+{
+	const char *r = c->routes;
+	if (c->close_after || !r)
+		return "";
+	c->routes = "";
+	return r;
+}
+
 /* Queues a response with a short text body (none for HEAD); extra is more header lines. */
 static void respond(struct conn *c, unsigned status, const char *extra, bool close)
 {
@@ -233,8 +304,9 @@ static void respond(struct conn *c, unsigned status, const char *extra, bool clo
 	size_t blen = status == 204 || status == 100 ? 0 : strlen(text) + 1;
 	count(c, status);
 	c->close_after |= close;
-	out_add(c, "HTTP/1.1 %u %s\r\nContent-Length: %zu\r\nX-Peak-Pod: %s\r\n%s%s\r\n", status,
-	        text, blen, c->pod, extra ? extra : "",
+	c->linger |= close;
+	out_add(c, "HTTP/1.1 %u %s\r\nContent-Length: %zu\r\nX-Peak-Pod: %s\r\n%s%s%s\r\n", status,
+	        text, blen, c->pod, extra ? extra : "", status == 100 ? "" : routes_take(c),
 	        c->close_after ? "Connection: close\r\n" : "");
 	if (blen && c->req.method != STORE_HEAD)
 		out_add(c, "%s\n", text);
@@ -251,13 +323,25 @@ static void temp_drop(struct store *s, struct conn *c)
 	unlinkat(s->dirfd, c->tmpname, 0);
 }
 
+/* Closes the connection; its memory is kept for the next (up to POOL_MAX) or freed. */
 static void conn_free(struct store *s, struct conn *c)
 {
 	temp_drop(s, c);
 	if (c->objfd != -1)
 		close(c->objfd);
 	close(c->fd);
+	if (s->npool < POOL_MAX) {
+		c->pool_next = s->pool;
+		s->pool = c;
+		s->npool++;
+		return;
+	}
 	free(c);
+}
+
+static struct conn *conn_of(struct work_job *j)
+{
+	return (struct conn *)(void *)((char *)j - offsetof(struct conn, job));
 }
 
 static uint64_t phase_deadline(const struct store *s, uint64_t bytes)
@@ -282,23 +366,30 @@ static void misdirected(struct store *s, struct conn *c, uint64_t g, const uint8
 	respond(c, 421, extra, close);
 }
 
-/* Opens the object and checks its header names this key; returns the fd or -errno. */
-static int object_open(struct store *s, struct conn *c, uint64_t *size)
+/* Opens the object and checks its header names this key; returns the fd or -errno, with
+ * the body's size and the object's version (mtime in ms, repair.h). A body of at most
+ * SMALL_BODY bytes is read with the header, into iobuf from *body (else *body is NULL). */
+static int object_open(struct store *s, struct conn *c, uint64_t *size, uint64_t *version,
+                       const uint8_t **body)
 {
-	uint8_t h[OBJ_HDR_MAX];
+	uint8_t *h = iobuf;
 	struct stat st;
+	*body = NULL;
 	int fd = openat(s->dirfd, c->objname, O_RDONLY | O_CLOEXEC);
 	if (fd == -1)
 		return -errno;
 	size_t hl = 6 + c->req.key_len;
-	ssize_t k = pread(fd, h, hl, 0);
-	if (fstat(fd, &st) == -1 || k != (ssize_t)hl || memcmp(h, "PKS1", 4) ||
+	ssize_t k = pread(fd, h, hl + SMALL_BODY, 0);
+	if (fstat(fd, &st) == -1 || k < (ssize_t)hl || memcmp(h, "PKS1", 4) ||
 	    (size_t)(h[4] << 8 | h[5]) != c->req.key_len ||
 	    memcmp(h + 6, c->req.key, c->req.key_len)) {
 		close(fd);
 		return -EIO; /* not this key's object: a damaged file */
 	}
 	*size = (uint64_t)st.st_size - hl;
+	if ((uint64_t)k == (uint64_t)st.st_size)
+		*body = h + hl; /* the whole body came with the header */
+	*version = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
 	c->objoff = (off_t)hl;
 	return fd;
 }
@@ -313,43 +404,80 @@ static bool object_name_ok(const char *n)
 	return true;
 }
 
-static int name_cmp(const void *x, const void *y)
+struct list_ent {
+	char name[STORE_NAME_MAX];
+	bool tomb; /* a tombstone's name (repair.h), else an object's */
+};
+
+static int ent_cmp(const void *x, const void *y)
 {
-	return strcmp((const char *)x, (const char *)y);
+	const struct list_ent *a = x, *b = y;
+	int c = strcmp(a->name, b->name);
+	return c ? c : (int)a->tomb - (int)b->tomb;
 }
 
-/* Writes the listing page into an unnamed file: one line "NAME KEY" per object (KEY
- * percent-encoded) for the first limit names after `after`, in name order. Returns the
- * file (its size in *size, *more set if names remain) or -errno. */
-static int list_write(struct store *s, const char *after, unsigned limit, uint64_t *size,
-                      bool *more)
+/* Adds the names after `after` in directory fd (closed here) to *ents. Returns 0 or -errno. */
+static int list_scan(int fd, bool tomb, const char *after, struct list_ent **ents, size_t *n,
+                     size_t *cap)
 {
-	char(*names)[STORE_NAME_MAX] = NULL;
-	size_t n = 0, cap = 0;
-	int ret = -ENOMEM, fd = -1, dfd = dup(s->dirfd);
-	DIR *d = dfd == -1 ? NULL : fdopendir(dfd);
-	FILE *f = NULL;
+	DIR *d = fd == -1 ? NULL : fdopendir(fd);
+	int ret = 0;
 	if (!d) {
 		ret = -errno;
-		if (dfd != -1)
-			close(dfd);
-		goto out;
+		if (fd != -1)
+			close(fd);
+		return ret;
 	}
 	rewinddir(d);
 	for (struct dirent *e; (e = readdir(d));) {
 		if (!object_name_ok(e->d_name) || strcmp(e->d_name, after) <= 0)
 			continue;
-		if (n == cap) {
-			cap = cap ? 2 * cap : 256;
-			void *m = realloc(names, cap * sizeof(*names));
-			if (!m)
-				goto out;
-			names = m;
+		if (*n == *cap) {
+			size_t c = *cap ? 2 * *cap : 256;
+			void *m = realloc(*ents, c * sizeof(**ents));
+			if (!m) {
+				ret = -ENOMEM;
+				break;
+			}
+			*ents = m;
+			*cap = c;
 		}
-		memcpy(names[n++], e->d_name, 74);
+		memcpy((*ents)[*n].name, e->d_name, 74);
+		(*ents)[(*n)++].tomb = tomb;
 	}
+	closedir(d);
+	return ret;
+}
+
+/* Writes the listing page into an unnamed file, in name order, for the first limit names
+ * after `after`: "NAME KEY VERSION" per object (VERSION its mtime in ms) and "NAME KEY
+ * TIME D" per tombstone (KEY percent-encoded); a name with both shows the newer. Returns
+ * the file (its size in *size, *more set if names remain) or -errno. */
+static int list_write(struct store *s, const char *after, unsigned limit, uint64_t *size,
+                      bool *more)
+{
+	struct list_ent *ents = NULL;
+	size_t n = 0, cap = 0, k = 0;
+	int ret, fd = -1;
+	FILE *f = NULL;
+	if ((ret = list_scan(dup(s->dirfd), false, after, &ents, &n, &cap)) ||
+	    (ret = list_scan(dup(s->tombfd), true, after, &ents, &n, &cap)))
+		goto out;
 	if (n)
-		qsort(names, n, sizeof(*names), name_cmp);
+		qsort(ents, n, sizeof(*ents), ent_cmp);
+	/* one entry a name: an object and its tombstone (a crash, or a race with the
+	 * repair thread) show as the newer of the two */
+	for (size_t i = 0; i < n; i++) {
+		if (i + 1 < n && !strcmp(ents[i].name, ents[i + 1].name)) {
+			uint64_t v = store_object_version(s->dirfd, ents[i].name);
+			uint64_t t = store_tomb_get(s->tombfd, ents[i].name, NULL, NULL);
+			ents[k++] = ents[v > t ? i : i + 1];
+			i++;
+			continue;
+		}
+		ents[k++] = ents[i];
+	}
+	n = k;
 	*more = n > limit;
 	fd = openat(s->dirfd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
 	if (fd == -1 || !(f = fdopen(dup(fd), "w"))) {
@@ -359,16 +487,28 @@ static int list_write(struct store *s, const char *after, unsigned limit, uint64
 	for (size_t i = 0; i < n && i < limit; i++) {
 		uint8_t h[OBJ_HDR_MAX];
 		char enc[3 * STORE_KEY_MAX + 1];
-		int of = openat(s->dirfd, names[i], O_RDONLY | O_CLOEXEC);
-		ssize_t k = of == -1 ? -1 : pread(of, h, sizeof(h), 0);
+		size_t kl = 0;
+		if (ents[i].tomb) {
+			uint64_t t = store_tomb_get(s->tombfd, ents[i].name, h, &kl);
+			if (!t)
+				continue; /* expired meanwhile, or damaged */
+			store_key_encode(h, kl, enc, sizeof(enc));
+			fprintf(f, "%s %s %" PRIu64 " D\n", ents[i].name, enc, t);
+			continue;
+		}
+		struct stat st;
+		int of = openat(s->dirfd, ents[i].name, O_RDONLY | O_CLOEXEC);
+		ssize_t got = of == -1 || fstat(of, &st) == -1 ? -1 : pread(of, h, sizeof(h), 0);
 		if (of != -1)
 			close(of);
-		size_t kl = k >= 6 ? (size_t)(h[4] << 8 | h[5]) : 0;
-		if (k < 6 || memcmp(h, "PKS1", 4) || !kl || kl > STORE_KEY_MAX ||
-		    (size_t)k < 6 + kl)
+		kl = got >= 6 ? (size_t)(h[4] << 8 | h[5]) : 0;
+		if (got < 6 || memcmp(h, "PKS1", 4) || !kl || kl > STORE_KEY_MAX ||
+		    (size_t)got < 6 + kl)
 			continue; /* deleted meanwhile, or damaged */
 		store_key_encode(h + 6, kl, enc, sizeof(enc));
-		fprintf(f, "%s %s\n", names[i], enc);
+		fprintf(f, "%s %s %" PRIu64 "\n", ents[i].name, enc,
+		        (uint64_t)st.st_mtim.tv_sec * 1000 +
+		            (uint64_t)st.st_mtim.tv_nsec / 1000000);
 	}
 	if (fflush(f) || fsync(fd) == -1) {
 		ret = -EIO;
@@ -382,9 +522,7 @@ out:
 		fclose(f);
 	if (fd != -1)
 		close(fd);
-	if (d)
-		closedir(d);
-	free(names);
+	free(ents);
 	return ret;
 }
 
@@ -411,38 +549,105 @@ static void list_start(struct store *s, struct conn *c)
 	c->deadline_ms = phase_deadline(s, size);
 }
 
+/* Whether a migration runs: a miss reads through from the key's old holders. */
+static bool migrating(const struct store *s)
+{
+	return s->has_old && s->repair.started && !atomic_load(&s->repair.done);
+}
+
 /* A GET or HEAD missed while a migration runs: fetches the object from the key's holders
- * before the last join, so a read never fails during the move. Blocks the loop for that
- * fetch (bounded by the pod's timeout per step). Returns whether it was stored. */
-static bool read_through(struct store *s, struct conn *c)
+ * before the last join, so a read never fails during the move. Runs on a fetch thread
+ * (fetch_run), so a slow or large fetch holds up no other request. Returns 0 if it was
+ * stored, -ENOENT if no old holder has it, or the last other error. */
+static int read_through(struct store *s, struct conn *c)
+{
+	int ret = -ENOENT;
+	for (unsigned i = 0; i < c->nfetch; i++) {
+		int r = store_repair_pull(&s->repair, c->fetch_ep[i], c->req.key, c->req.key_len,
+		                          c->objname);
+		if (r >= 0) {
+			atomic_fetch_add(&s->repair.readthrough, 1);
+			return 0;
+		}
+		if (r != -ENOENT)
+			ret = r;
+	}
+	return ret;
+}
+
+/* The endpoints a read-through asks, in order: the key's holders before the last change
+ * of the map, but this pod. Made on the loop, so a fetch thread never reads a map that a
+ * controller's next one may replace. */
+static void fetch_plan(struct store *s, struct conn *c)
 {
 	int set[STORE_WALK_MAX];
-	if (!s->has_old || !s->repair.started || atomic_load(&s->repair.done))
-		return false;
 	int n =
 	    store_key_replicas(&s->space, &s->old, s->replicas, c->req.key, c->req.key_len, set);
+	c->nfetch = 0;
 	for (int j = 0; j < n; j++)
-		for (unsigned e = 0; e < s->svc->nep; e++) {
-			if (set[j] == s->me || s->slot[e] != set[j])
-				continue;
-			int r = store_repair_pull(&s->repair, e, c->req.key, c->req.key_len,
-			                          c->objname);
-			if (r >= 0) {
-				atomic_fetch_add(&s->repair.readthrough, 1);
-				return true;
-			}
-			if (r != -ENOENT)
-				log_rl(&s->rl, LOG_WARNING, "store: read-through from %s: %s",
-				       s->svc->ep[e].id, strerror(-r));
-		}
-	return false;
+		for (unsigned e = 0; e < s->svc->nep && c->nfetch < STORE_WALK_MAX; e++)
+			if (set[j] != s->me && s->slot[e] == set[j])
+				c->fetch_ep[c->nfetch++] = e;
+}
+
+static void fetch_run(struct work_queue *q, struct work_job *batch, void *arg)
+{
+	(void)q;
+	for (struct work_job *j = batch; j; j = j->next)
+		j->result = read_through(arg, conn_of(j));
+}
+
+/* Hands the connection's job to queue q; the loop takes it back in job_finish. */
+static void job_add(struct store *s, struct conn *c, enum job_kind kind)
+{
+	struct work_queue *q = kind == JOB_COMMIT ? &s->commit : &s->fetch;
+	c->kind = kind;
+	c->st = C_WAIT;
+	work_add(q, &c->job);
+}
+
+/* DELETE: the tombstone first (repair.h), then the object, so a crash between leaves a
+ * tombstone newer than the object, which start-up settles. 204 if a copy went, or while a
+ * migration runs (the old owner may hold it: the tombstone keeps the move and a read from
+ * bringing it back); else 404. */
+static void object_delete(struct store *s, struct conn *c)
+{
+	int err = store_tomb_put(s->tombfd, c->objname, c->req.key, c->req.key_len, store_now_ms());
+	if (err) {
+		log_rl(&s->rl, LOG_ERR, "store: tombstone: %s", strerror(-err));
+		respond(c, 500, NULL, false);
+		return;
+	}
+	bool had = unlinkat(s->dirfd, c->objname, 0) == 0;
+	if (!had && errno != ENOENT) {
+		respond(c, 500, NULL, false);
+		return;
+	}
+	if (had) {
+		fsync(s->dirfd);
+		atomic_fetch_sub(&stats.objects, 1);
+	}
+	bool moving = s->has_old && s->repair.started && !atomic_load(&s->repair.done);
+	respond(c, had || moving ? 204 : 404, NULL, false);
+}
+
+static void object_reply(struct store *s, struct conn *c, int fd, uint64_t size, uint64_t version,
+                         const uint8_t *body);
+
+/* Whether the connection came to a slice this pod holds under its map: then a key it does
+ * not hold was sent by a route hint (X-Peak-Routes), not by a route that has yet to move,
+ * and gets 421 rather than a copy the map took away from this pod. */
+static bool route_current(const struct store *s, const struct conn *c)
+{
+	return c->local_slice >= 0 && (uint64_t)c->local_slice < s->a.nslices &&
+	       s->a.owner[c->local_slice] == s->me;
 }
 
 /* Starts serving the request just parsed. */
 static void request_start(struct store *s, struct conn *c)
 {
 	uint8_t addr[16];
-	uint64_t g, size = 0;
+	uint64_t g, size = 0, version = 0;
 	bool put = c->req.method == STORE_PUT;
 	c->close_after = c->req.close;
 	if (c->req.list) {
@@ -455,6 +660,19 @@ static void request_start(struct store *s, struct conn *c)
 		return;
 	}
 	if (!key_mine(s, c)) {
+		/* a read of a key this pod held before the map changed, while the routes
+		 * still bring it here (they move after the map): answered from what is here */
+		const uint8_t *body;
+		int fd = -ENOENT;
+		if (!put && c->req.method != STORE_DELETE && s->has_old && !route_current(s, c) &&
+		    key_mine_in(s, &s->old, c)) {
+			store_object_name(g, c->req.key, c->req.key_len, c->objname);
+			fd = object_open(s, c, &size, &version, &body);
+		}
+		if (fd >= 0) {
+			object_reply(s, c, fd, size, version, body);
+			return;
+		}
 		misdirected(s, c, g, addr, put); /* a PUT's body is not read: close */
 		return;
 	}
@@ -485,18 +703,24 @@ static void request_start(struct store *s, struct conn *c)
 		return;
 	}
 	if (c->req.method == STORE_DELETE) {
-		if (unlinkat(s->dirfd, c->objname, 0) == -1) {
-			respond(c, errno == ENOENT ? 404 : 500, NULL, false);
-			return;
-		}
-		fsync(s->dirfd);
-		atomic_fetch_sub(&stats.objects, 1);
-		respond(c, 204, NULL, false);
+		object_delete(s, c);
 		return;
 	}
-	int fd = object_open(s, c, &size);
-	if (fd == -ENOENT && read_through(s, c))
-		fd = object_open(s, c, &size);
+	const uint8_t *body;
+	int fd = object_open(s, c, &size, &version, &body);
+	/* a miss reads through during a move, unless the key was deleted here since */
+	if (fd == -ENOENT && migrating(s) && !store_tomb_get(s->tombfd, c->objname, NULL, NULL)) {
+		fetch_plan(s, c);
+		job_add(s, c, JOB_FETCH);
+		return;
+	}
+	object_reply(s, c, fd, size, version, body);
+}
+
+/* Answers a GET or HEAD from the object object_open gave (fd, or its error). */
+static void object_reply(struct store *s, struct conn *c, int fd, uint64_t size, uint64_t version,
+                         const uint8_t *body)
+{
 	if (fd < 0) {
 		respond(c, fd == -ENOENT ? 404 : 500, NULL, false);
 		return;
@@ -505,9 +729,16 @@ static void request_start(struct store *s, struct conn *c)
 	count(c, 200);
 	out_add(c,
 	        "HTTP/1.1 200 OK\r\nContent-Length: %" PRIu64
-	        "\r\nContent-Type: application/octet-stream\r\nX-Peak-Pod: %s\r\n%s\r\n",
-	        size, c->pod, c->close_after ? "Connection: close\r\n" : "");
-	if (c->req.method == STORE_GET && size) {
+	        "\r\nContent-Type: application/octet-stream\r\nX-Peak-Pod: %s\r\n"
+	        "X-Peak-Version: %" PRIu64 "\r\n%s%s\r\n",
+	        size, c->pod, version, routes_take(c),
+	        c->close_after ? "Connection: close\r\n" : "");
+	if (c->req.method == STORE_GET && size && body && c->outlen + size < sizeof(c->out)) {
+		memcpy(c->out + c->outlen, body, size); /* one send for head and body */
+		c->outlen += size;
+		atomic_fetch_add(&stats.bytes_out, size);
+		close(fd);
+	} else if (c->req.method == STORE_GET && size) {
 		c->objfd = fd;
 		c->objleft = size;
 	} else {
@@ -517,25 +748,76 @@ static void request_start(struct store *s, struct conn *c)
 	c->deadline_ms = phase_deadline(s, size);
 }
 
-/* The whole body is in the temp file: make it the object, durably. */
+/* The whole body is in the temp file: the commit thread makes it the object, durably
+ * (commit_run), and the reply waits for that (job_finish). */
 static void body_done(struct store *s, struct conn *c)
 {
-	bool existed = !faccessat(s->dirfd, c->objname, F_OK, 0);
-	if (fsync(c->tmpfd) == -1 || close(c->tmpfd) == -1) {
+	job_add(s, c, JOB_COMMIT);
+}
+
+/* Group commit, on the commit thread: the batch's temp files are flushed together (their
+ * writeback started at once, then each fsync waits for its own; on a journalling file
+ * system the first one's commit carries the others' inodes), renamed over their names, and
+ * the directory synced once for all the renames. So n PUTs that finished together cost n
+ * file flushes and one directory flush, not 2n flushes, and each is acknowledged only
+ * after both: after a crash an object is
+ * whole or absent, and an acknowledged one is there. Sets each job's result: 0, or -errno
+ * (the temp file gone). */
+static void commit_run(struct work_queue *q, struct work_job *batch, void *arg)
+{
+	struct store *s = arg;
+	bool renamed = false, tombs = false;
+	(void)q;
+	for (struct work_job *j = batch; j; j = j->next)
+		sync_file_range(conn_of(j)->tmpfd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	for (struct work_job *j = batch; j; j = j->next) {
+		struct conn *c = conn_of(j);
+		j->result = fsync(c->tmpfd) == -1 ? -errno : 0;
+		if (close(c->tmpfd) == -1 && !j->result)
+			j->result = -errno;
 		c->tmpfd = -1;
-		unlinkat(s->dirfd, c->tmpname, 0);
-		respond(c, 500, NULL, true);
+		c->existed = !faccessat(s->dirfd, c->objname, F_OK, 0);
+		if (!j->result && renameat(s->dirfd, c->tmpname, s->dirfd, c->objname) == -1)
+			j->result = -errno;
+		if (j->result)
+			unlinkat(s->dirfd, c->tmpname, 0);
+		renamed |= !j->result;
+	}
+	int err = renamed && fsync(s->dirfd) == -1 ? -errno : 0;
+	for (struct work_job *j = batch; j; j = j->next) {
+		if (!j->result)
+			j->result = err;
+		/* put again after a delete: the tombstone goes once the object is durable */
+		if (!j->result && !unlinkat(s->tombfd, conn_of(j)->objname, 0))
+			tombs = true;
+	}
+	if (tombs)
+		fsync(s->tombfd);
+}
+
+/* The loop takes back a connection whose job is done and goes on with its request. */
+static void job_finish(struct store *s, struct conn *c)
+{
+	c->st = C_HEAD; /* out of C_WAIT; the reply below sets the real state */
+	if (c->kind == JOB_COMMIT) {
+		if (c->job.result) {
+			log_rl(&s->rl, LOG_ERR, "store: commit: %s", strerror(-c->job.result));
+			respond(c, 500, NULL, true);
+			return;
+		}
+		if (!c->existed)
+			atomic_fetch_add(&stats.objects, 1);
+		respond(c, c->existed ? 204 : 201, NULL, false);
 		return;
 	}
-	c->tmpfd = -1;
-	if (renameat(s->dirfd, c->tmpname, s->dirfd, c->objname) == -1 || fsync(s->dirfd) == -1) {
-		unlinkat(s->dirfd, c->tmpname, 0);
-		respond(c, 500, NULL, true);
-		return;
-	}
-	if (!existed)
-		atomic_fetch_add(&stats.objects, 1);
-	respond(c, existed ? 204 : 201, NULL, false);
+	uint64_t size = 0, version = 0;
+	const uint8_t *body = NULL;
+	int fd = -ENOENT;
+	if (c->job.result && c->job.result != -ENOENT)
+		log_rl(&s->rl, LOG_WARNING, "store: read-through: %s", strerror(-c->job.result));
+	if (!c->job.result)
+		fd = object_open(s, c, &size, &version, &body);
+	object_reply(s, c, fd, size, version, body);
 }
 
 /* Writes n body bytes to the temp file; false (and a 500 queued) on a disk error. */
@@ -602,7 +884,7 @@ static ssize_t fill(struct conn *c)
 /* Runs the connection as far as its socket allows (edge-triggered: until EAGAIN). */
 static void conn_run(struct store *s, struct conn *c, uint64_t slot)
 {
-	for (unsigned turn = 0; !c->dead; turn++) {
+	for (unsigned turn = 0; !c->dead && c->st != C_WAIT; turn++) {
 		if (turn == 64) {
 			/* fair to the others: re-arming makes epoll report it again if ready */
 			struct epoll_event ev = {
@@ -619,6 +901,12 @@ static void conn_run(struct store *s, struct conn *c, uint64_t slot)
 			if (!r)
 				return;
 			if (c->st == C_SEND) {
+				if (c->close_after && !c->linger && !c->inlen) {
+					/* the request was read whole and nothing follows:
+					 * closing sends a FIN, not a reset */
+					c->dead = true;
+					return;
+				}
 				if (c->close_after) {
 					shutdown(c->fd, SHUT_WR);
 					c->st = C_DRAIN;
@@ -694,7 +982,7 @@ static void sweep(struct store *s, uint64_t now)
 {
 	for (unsigned i = 0; i < s->o->max_conns; i++) {
 		struct conn *c = s->conns[i];
-		if (!c || now < c->deadline_ms)
+		if (!c || c->st == C_WAIT || now < c->deadline_ms)
 			continue;
 		if ((c->st == C_HEAD && c->inlen) || c->st == C_BODY) {
 			temp_drop(s, c);
@@ -711,6 +999,18 @@ static void sweep(struct store *s, uint64_t now)
 			s->conns[i] = NULL;
 		}
 	}
+}
+
+static uint64_t tomb_ttl_ms(const struct store_opts *o)
+{
+	return (uint64_t)(o->tomb_ttl_s ? o->tomb_ttl_s : STORE_TOMB_DEF_TTL_S) * 1000;
+}
+
+/* How often tombstones are expired: half their lifetime, from SWEEP_MS to a minute. */
+static uint64_t tomb_sweep_every_ms(const struct store_opts *o)
+{
+	uint64_t h = tomb_ttl_ms(o) / 2;
+	return h < SWEEP_MS ? SWEEP_MS : h > 60000 ? 60000 : h;
 }
 
 /* Removes what a crash left: temp files of PUTs that never finished. */
@@ -843,17 +1143,30 @@ static int store_setup(struct store *s, const struct store_opts *o)
 	return 0;
 }
 
-/* Logs the prefixes of this pod's slices, one line each (what routes toward it). */
-static void log_blocks(const struct store *s)
+/* Logs the prefixes of this pod's slices, one line each (what routes toward it), and
+ * keeps the first that fit in s->routes_hdr. */
+static void log_blocks(struct store *s)
 {
 	struct assign_block b[64];
-	size_t n = assign_blocks(&s->a, (unsigned)s->me, b, 64);
+	size_t n = assign_blocks(&s->a, (unsigned)s->me, b, 64), hl;
+	hl = (size_t)snprintf(s->routes_hdr, sizeof(s->routes_hdr), "X-Peak-Routes:");
 	for (size_t i = 0; i < n && i < 64; i++) {
 		struct prefix p;
 		char text[PREFIX_STRLEN];
-		if (!assign_block_prefix(&s->space, &b[i], &p))
-			log_msg(LOG_INFO, "store: %s holds %s", s->o->id, prefix_print(&p, text));
+		if (assign_block_prefix(&s->space, &b[i], &p))
+			continue;
+		log_msg(LOG_INFO, "store: %s holds %s", s->o->id, prefix_print(&p, text));
+		size_t tl = strlen(text);
+		if (hl + 1 + tl + 3 <= sizeof(s->routes_hdr)) {
+			s->routes_hdr[hl++] = ' ';
+			memcpy(s->routes_hdr + hl, text, tl);
+			hl += tl;
+		}
 	}
+	if (hl == strlen("X-Peak-Routes:") || !s->map_live)
+		s->routes_hdr[0] = 0; /* no slices here, or a static map: no line */
+	else
+		memcpy(s->routes_hdr + hl, "\r\n", 3);
 	if (n > 64)
 		log_msg(LOG_INFO, "store: %s holds %zu more block(s)", s->o->id, n - 64);
 }
@@ -869,7 +1182,13 @@ static void conn_accept(struct store *s, int ep, int lfd)
 		unsigned i = 0;
 		while (i < s->o->max_conns && s->conns[i])
 			i++;
-		struct conn *c = i < s->o->max_conns ? malloc(sizeof(*c)) : NULL;
+		struct conn *c = i < s->o->max_conns ? s->pool : NULL;
+		if (c) {
+			s->pool = c->pool_next;
+			s->npool--;
+		} else if (i < s->o->max_conns) {
+			c = malloc(sizeof(*c));
+		}
 		if (!c) {
 			static const char busy[] = "HTTP/1.1 503 Service Unavailable\r\n"
 			                           "Content-Length: 0\r\nConnection: close\r\n\r\n";
@@ -878,22 +1197,111 @@ static void conn_accept(struct store *s, int ep, int lfd)
 			continue;
 		}
 		memset(c, 0, offsetof(struct conn, in));
+		/* a reply is a head then its body (sendfile): with Nagle the body waits for
+		 * the head's ACK, which a keep-alive peer (a proxy) delays by up to 40 ms */
+		int one = 1;
+		setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 		c->fd = fd;
+		c->slot = i;
 		c->timeout_ms = s->o->timeout_ms;
 		c->pod = s->o->id;
+		c->routes = s->routes_hdr;
+		atomic_fetch_add(&stats.conns, 1);
 		c->tmpfd = c->objfd = -1;
 		sockaddr_to_in6((struct sockaddr *)&peer, c->peer);
+		struct sockaddr_in6 local;
+		socklen_t ll = sizeof(local);
+		c->local_slice = -1;
+		if (!getsockname(fd, (struct sockaddr *)&local, &ll) &&
+		    local.sin6_family == AF_INET6)
+			c->local_slice = ssa_slice_of(&s->space, local.sin6_addr.s6_addr);
 		c->deadline_ms = phase_deadline(s, 0);
 		s->conns[i] = c;
 		struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLET | EPOLLRDHUP,
 		                         .data.u64 = i};
 		epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev);
+		/* the request is usually in already: no wait for epoll to say so */
+		conn_run(s, c, i);
+		if (c->dead) {
+			conn_free(s, c);
+			s->conns[i] = NULL;
+		}
+	}
+}
+
+/* Moves the pod to the controller's map own (per slice, the owner's index in the service's
+ * endpoints, or -1). The map before becomes the old one, and the walk starts again (it
+ * pulls what this pod now holds and lacks: the slices it gained, from their old owners),
+ * with misses read through from the old holders until it is done; so a slice the
+ * controller moves here migrates with no operator step. A map equal to the one in force
+ * changes nothing. Waits for the walk under way to stop (at most a request's timeout). */
+static void map_apply(struct store *s, const int32_t *own)
+{
+	struct assign next;
+	bool same = true;
+	uint32_t was = 0, now = 0;
+	if (assign_copy(&next, &s->a)) {
+		log_msg(LOG_ERR, "store: the controller's map: out of memory; kept the old one");
+		return;
+	}
+	for (unsigned k = 0; k < next.nep; k++)
+		next.ep[k].count = 0;
+	for (uint32_t g = 0; g < next.nslices; g++) {
+		int32_t o = own[g] < 0 ? ASSIGN_NONE : s->slot[own[g]];
+		same &= next.owner[g] == o;
+		was += s->a.owner[g] == s->me;
+		now += o == s->me;
+		next.owner[g] = o;
+		if (o != ASSIGN_NONE)
+			next.ep[o].count++;
+	}
+	if (!s->map_live) {
+		s->map_live = true;
+		if (same)
+			log_blocks(s); /* the routes line, now that the map is the controller's */
+	}
+	if (same) {
+		assign_fini(&next);
+		return;
+	}
+	store_repair_stop(&s->repair);
+	if (s->has_old)
+		assign_fini(&s->old);
+	s->old = s->a;
+	s->a = next;
+	s->has_old = true;
+	log_msg(LOG_INFO, "store: %s: new map from the controller: %u slice(s) here (were %u)",
+	        s->o->id, now, was);
+	log_blocks(s);
+	s->repair.a = &s->a;
+	s->repair.old = &s->old;
+	atomic_store(&s->repair.done, false);
+	atomic_store(&s->repair.stop, false);
+	atomic_store(&s->repair.peers, 0); /* of this walk */
+	int r = store_repair_start(&s->repair);
+	if (r)
+		log_msg(LOG_ERR, "store: migration: %s", strerror(-r));
+}
+
+/* Takes back the connections whose jobs q finished and runs them on. */
+static void jobs_finish(struct store *s, struct work_queue *q)
+{
+	for (struct work_job *j = work_done(q), *next; j; j = next) {
+		next = j->next;
+		struct conn *c = conn_of(j);
+		unsigned i = c->slot;
+		job_finish(s, c);
+		conn_run(s, c, i);
+		if (c->dead) {
+			conn_free(s, c);
+			s->conns[i] = NULL;
+		}
 	}
 }
 
 int store_serve(const struct store_opts *o)
 {
-	struct store s = {.o = o, .dirfd = -1};
+	struct store s = {.o = o, .dirfd = -1, .tombfd = -1};
 	int ret = 1, lfd = -1, sfd = -1, ep = -1, one = 1, zero = 0;
 	struct metrics_srv *ms = NULL;
 	int r = store_setup(&s, o);
@@ -906,7 +1314,16 @@ int store_serve(const struct store_opts *o)
 		goto out;
 	}
 	s.dirfd = open(o->data, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-	if (s.dirfd == -1 || (r = data_clean(s.dirfd)) < 0) {
+	if (s.dirfd != -1 && mkdirat(s.dirfd, "tomb", 0755) == -1 && errno != EEXIST) {
+		log_msg(LOG_ERR, "store: data directory %s/tomb: %s", o->data, strerror(errno));
+		goto out;
+	}
+	if (s.dirfd != -1)
+		s.tombfd = openat(s.dirfd, "tomb", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* what a crash left half done between a tombstone and its object is settled first */
+	if (s.tombfd == -1 ||
+	    store_tomb_expire(s.dirfd, s.tombfd, store_now_ms(), tomb_ttl_ms(o)) < 0 ||
+	    (r = data_clean(s.dirfd)) < 0) {
 		log_msg(LOG_ERR, "store: data directory %s: %s", o->data, strerror(errno));
 		goto out;
 	}
@@ -940,36 +1357,71 @@ int store_serve(const struct store_opts *o)
 		log_msg(LOG_ERR, "store: cannot set up the event loop");
 		goto out;
 	}
+	if ((r = work_start(&s.commit, 1, COMMIT_BATCH, commit_run, &s)) ||
+	    (r = work_start(&s.fetch, FETCH_THREADS, 1, fetch_run, &s))) {
+		log_msg(LOG_ERR, "store: cannot start the commit and fetch threads: %s",
+		        strerror(-r));
+		goto out;
+	}
 	struct epoll_event ev = {.events = EPOLLIN, .data.u64 = UINT64_MAX};
 	epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
 	ev.data.u64 = UINT64_MAX - 1;
 	epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev);
+	ev.data.u64 = UINT64_MAX - 2;
+	epoll_ctl(ep, EPOLL_CTL_ADD, s.commit.efd, &ev);
+	ev.data.u64 = UINT64_MAX - 3;
+	epoll_ctl(ep, EPOLL_CTL_ADD, s.fetch.efd, &ev);
 	char name[1024];
 	if (dns_name_print(&s.svc->name, name, sizeof(name)) < 0)
 		strcpy(name, "?");
+	/* the blocks first: whoever waits for "serving" finds them in the log */
+	log_blocks(&s);
 	log_msg(LOG_INFO, "store: %s serving %s on %s, data %s, replicas %u, %zu slice block(s)",
 	        o->id, name, where, o->data, s.replicas, assign_routes(&s.a, (unsigned)s.me));
-	log_blocks(&s);
 	if (o->metrics && !(ms = metrics_start(o->metrics, stats_render, &stats)))
 		goto out;
-	if (s.replicas > 1 || s.has_old) {
+	/* the repair's settings serve read-throughs too, and a controller's map may start a
+	 * walk later (map_apply) */
+	s.repair = (struct store_repair){.svc = s.svc,
+	                                 .space = &s.space,
+	                                 .a = &s.a,
+	                                 .old = s.has_old ? &s.old : NULL,
+	                                 .slot = s.slot,
+	                                 .me = s.me,
+	                                 .replicas = s.replicas,
+	                                 .dirfd = s.dirfd,
+	                                 .tombfd = s.tombfd,
+	                                 .id = o->id,
+	                                 .timeout_ms = o->timeout_ms,
+	                                 .pull_rate = o->pull_rate};
+	if (s.replicas > 1 || s.has_old || o->controller)
 		stats.repair = &s.repair;
-		s.repair = (struct store_repair){.svc = s.svc,
-		                                 .space = &s.space,
-		                                 .a = &s.a,
-		                                 .old = s.has_old ? &s.old : NULL,
-		                                 .slot = s.slot,
-		                                 .me = s.me,
-		                                 .replicas = s.replicas,
-		                                 .dirfd = s.dirfd,
-		                                 .id = o->id,
-		                                 .timeout_ms = o->timeout_ms,
-		                                 .pull_rate = o->pull_rate};
-		if ((r = store_repair_start(&s.repair)))
-			log_msg(LOG_ERR, "store: repair: %s", strerror(-r));
+	if ((s.replicas > 1 || s.has_old) && (r = store_repair_start(&s.repair)))
+		log_msg(LOG_ERR, "store: repair: %s", strerror(-r));
+	if (o->controller) {
+		char err[256];
+		if (o->key_file && ctlauth_key_load(o->key_file, &s.key, err, sizeof(err))) {
+			log_msg(LOG_ERR, "store: --key-file: %s", err);
+			ret = 2;
+			goto out;
+		}
+		snprintf(s.node, sizeof(s.node), "store-%s", o->id);
+		s.ctl = (struct store_ctl){.addr = o->controller,
+		                           .key = o->key_file ? &s.key : NULL,
+		                           .node = o->node ? o->node : s.node,
+		                           .svc = s.svc,
+		                           .nslices = s.a.nslices,
+		                           .efd = -1};
+		if ((r = store_ctl_start(&s.ctl))) {
+			log_msg(LOG_ERR, "store: controller link: %s", strerror(-r));
+			goto out;
+		}
+		ev.data.u64 = UINT64_MAX - 4;
+		epoll_ctl(ep, EPOLL_CTL_ADD, s.ctl.efd, &ev);
 	}
 	notify_ready("%s serving %s on %s", o->id, name, where);
 	uint64_t last_sweep = peak_mono_ms();
+	s.tomb_sweep_ms = last_sweep;
 	for (bool run = true; run;) {
 		struct epoll_event evs[64];
 		int n = epoll_wait(ep, evs, 64, SWEEP_MS);
@@ -990,6 +1442,17 @@ int store_serve(const struct store_opts *o)
 				conn_accept(&s, ep, lfd);
 				continue;
 			}
+			if (d == UINT64_MAX - 4) {
+				int32_t *own = store_ctl_take(&s.ctl);
+				if (own)
+					map_apply(&s, own);
+				free(own);
+				continue;
+			}
+			if (d == UINT64_MAX - 2 || d == UINT64_MAX - 3) {
+				jobs_finish(&s, d == UINT64_MAX - 2 ? &s.commit : &s.fetch);
+				continue;
+			}
 			struct conn *c = s.conns[d];
 			if (!c)
 				continue;
@@ -1004,24 +1467,42 @@ int store_serve(const struct store_opts *o)
 			last_sweep = now;
 			sweep(&s, now);
 		}
+		if (now - s.tomb_sweep_ms >= tomb_sweep_every_ms(o)) {
+			s.tomb_sweep_ms = now;
+			int k =
+			    store_tomb_expire(s.dirfd, s.tombfd, store_now_ms(), tomb_ttl_ms(o));
+			if (k > 0)
+				log_msg(LOG_INFO, "store: %d tombstone(s) expired", k);
+		}
 	}
 	log_msg(LOG_INFO, "store: stopped");
 	ret = 0;
 out:
 	if (ms)
 		metrics_stop(ms);
+	store_ctl_stop(&s.ctl);
+	ctlauth_key_wipe(&s.key);
+	work_stop(&s.commit); /* the PUTs under way are committed, not cut */
+	work_stop(&s.fetch);
 	store_repair_stop(&s.repair);
 	if (s.conns)
 		for (unsigned k = 0; k < o->max_conns; k++)
 			if (s.conns[k])
 				conn_free(&s, s.conns[k]);
 	free(s.conns);
+	while (s.pool) {
+		struct conn *c = s.pool;
+		s.pool = c->pool_next;
+		free(c);
+	}
 	if (ep != -1)
 		close(ep);
 	if (sfd >= 0)
 		close(sfd);
 	if (lfd != -1)
 		close(lfd);
+	if (s.tombfd != -1)
+		close(s.tombfd);
 	if (s.dirfd != -1)
 		close(s.dirfd);
 	if (s.slot)

@@ -39,7 +39,12 @@ struct store_opts {
 	 * pulls their objects from the owners before it (migration, repair.h). */
 	const char *joined[STORE_JOINED_MAX];
 	unsigned njoined;
-	unsigned pull_rate; /* objects per second the walk pulls at most; 0: no limit */
+	unsigned pull_rate;  /* objects per second the walk pulls at most; 0: no limit */
+	unsigned tomb_ttl_s; /* how long a delete's tombstone is kept (repair.h); 0: the default */
+	/* Live assignment (ctlsub.h): the controller's ADDR:PORT, or NULL (the configuration's
+	 * assignment and --joined); the key file its hellos are checked with, or NULL; the
+	 * hello's node name (NULL: "store-ID"). */
+	const char *controller, *key_file, *node;
 };
 
 /* Serves until SIGINT or SIGTERM (SIGHUP is logged and ignored). Returns 0, 1 if the pod

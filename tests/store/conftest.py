@@ -60,6 +60,14 @@ services:
 OBJECT_NAME = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{64}$")
 
 
+def wait_for(cond, what, timeout=30):
+    """Polls cond until it holds; fails the test after timeout seconds."""
+    deadline = time.time() + timeout
+    while not cond():
+        assert time.time() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.05)
+
+
 def ip(*args):
     r = subprocess.run(["ip", *args], capture_output=True, text=True)
     assert r.returncode == 0, f"ip {' '.join(args)}: {r.stderr}"
@@ -108,7 +116,13 @@ class Pod:
         return self.proc.returncode if self.proc else None
 
     def files(self):
-        return sorted(os.listdir(self.data))
+        """The data dir's files: objects and temps, not the tombstone directory."""
+        return sorted(f for f in os.listdir(self.data) if f != "tomb")
+
+    def tombs(self):
+        """The names of the pod's tombstones (deletes it keeps, data/tomb)."""
+        d = self.data / "tomb"
+        return sorted(f for f in os.listdir(d) if not f.startswith(".")) if d.exists() else []
 
     def blocks(self):
         """The prefixes of this pod's slices, as its start-up log lists them."""
@@ -134,15 +148,16 @@ class Net:
     The client routes each pod's slice blocks, as its log lists them, to it; with more than
     two pods it also forwards between the pods' endpoint addresses (2001:db8:104::i on their
     lo), which repair uses. The last `late` pods are left out of the configuration and not
-    started until join() adds them."""
+    started until join() adds them. pod_extra: more arguments for every pod."""
 
-    def __init__(self, tmp, npods=2, replicas=1, max_body=MAX_BODY, late=0):
+    def __init__(self, tmp, npods=2, replicas=1, max_body=MAX_BODY, late=0, pod_extra=()):
         tag = f"pks{os.getpid() % 10000}{random.randrange(1000)}"
         self.cl = tag + "-cl"
         self.ns = [f"{tag}-{chr(ord('a') + i)}" for i in range(npods)]
         self.a, self.b = self.ns[0], self.ns[1]
         self.tmp, self.npods, self.replicas, self.max_body = tmp, npods, replicas, max_body
         self.late = late
+        self.pod_extra = list(pod_extra)
         self.pods = {}
         self.dns = None
 
@@ -177,7 +192,7 @@ class Net:
         for i, ns in enumerate(self.ns[:self.npods - self.late]):
             pid = f"s{i + 1}"
             pod = Pod(ns, pid, self.config, self.tmp / f"data-{pid}", self.tmp / f"{pid}.log",
-                      self.max_body, ["--metrics", f"[::1]:{METRICS_PORT}"])
+                      self.max_body, ["--metrics", f"[::1]:{METRICS_PORT}", *self.pod_extra])
             pod.start()
             self.pods[pid] = pod
         for i, pod in enumerate(self.pods.values()):

@@ -5,19 +5,26 @@ the move takes a while) and, until done, fetches a key it misses from the key's 
 Checked: the new pod's data dir ends with exactly the objects whose slices its logged blocks
 hold (the files of the old pods counted before and after), no object is lost, reads issued
 all through the move by a separate reader all succeed, some of them through the
-read-through, and the progress shows in the log and the metrics. Topology as in
+read-through, and the progress shows in the log and the metrics.
+
+Tombstones: keys of the moving slices deleted at the new pod early in the move stay
+deleted, for a read during the move and after it. As seen before them: the new pod,
+lacking the object, answered the DELETE 404 and kept nothing, so the next read fetched the
+object back from its old owner (read-through) and the background pull restored it. Topology as in
 conftest.py, with three pod namespaces, the third started by join()."""
 import ipaddress
 import os
+import re
 import subprocess
-import time
+import threading
 
 import pytest
 
-from conftest import NAME, OBJECT_NAME, PORT, Net
+from conftest import NAME, OBJECT_NAME, PORT, Net, wait_for
 
 N = 300
-PULL_RATE = 150  # objects a second: about a second of move for the new pod's ~100
+EXTRA = 60  # objects obj-N.. the reader leaves alone: those of the new pod's get deleted
+PULL_RATE = 80  # objects a second: about a second and a half for the new pod's ~120
 BULK = os.environ.get("STORE_BULK", os.path.join(os.path.dirname(os.environ.get(
     "PEAK_BIN", "build/peak")), "tests", "store_bulk"))
 SERVICE = ipaddress.ip_network("2001:db8:8::/64")
@@ -53,28 +60,58 @@ def slice_held(name, blocks):
     return any(addr in ipaddress.ip_network(b) for b in blocks)
 
 
-def wait_for(cond, what, timeout=30):
-    deadline = time.time() + timeout
-    while not cond():
-        assert time.time() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
+HTTP_CODE = """
+import http.client, sys
+for arg in sys.argv[2:]:
+    method, key = arg.split(" ")
+    c = http.client.HTTPConnection(sys.argv[1], 8080, timeout=10)
+    c.request(method, "/o/" + key)
+    print(c.getresponse().status)
+"""
+
+
+def key_of(path):
+    with open(path, "rb") as f:
+        data = f.read(6 + 255)
+    return data[6:6 + (data[4] << 8 | data[5])].decode()
+
+
+def delete_early(net, before, out):
+    log = net.tmp / "s3.log"
+    wait_for(lambda: log.exists() and "serving" in log.read_text(), "s3 to serve")
+    blocks = re.findall(r"store: s3 holds (\S+)", log.read_text())
+    out["extra"] = sorted(f for f in before["s2"] if slice_held(f, blocks) and
+                          int(key_of(net.pods["s2"].data / f)[4:]) >= N)[-5:]
+    out["doomed"] = [key_of(net.pods["s2"].data / f) for f in out["extra"]]
+    out["codes"] = net.py(HTTP_CODE, "2001:db8:104::3", *[f"DELETE {k}" for k in out["doomed"]],
+                          f"GET {out['doomed'][0]}").split()
 
 
 def test_join_moves_exactly_the_new_slices_and_reads_never_fail(net3, tmp_path):
-    p = bulk(net3, "put", str(N))
+    p = bulk(net3, "put", str(N + EXTRA))
     out, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
     before = {pid: objects(pod) for pid, pod in net3.pods.items()}
-    assert sum(len(v) for v in before.values()) == N
+    assert sum(len(v) for v in before.values()) == N + EXTRA
     assert not (before["s1"] & before["s2"])
 
     stop = tmp_path / "stop"
+    deleted = {"extra": [], "doomed": [], "codes": []}
     reader = bulk(net3, "get", str(N), str(stop))
     try:
         # the reader is under way (it has resolved and read) before the pod joins
         wait_for(lambda: reader.poll() is not None or net3.pods["s1"].metrics().get(
             'peak_store_requests_total{method="GET",status="200"}', 0) > 10, "first reads")
+        # as soon as the new pod serves (before its slices' routes move, which takes a
+        # while), delete the extra keys of its slices that it pulls last (s2's, greatest
+        # names) at its own address, then read one: nothing comes back
+        deleter = threading.Thread(target=delete_early, args=(net3, before, deleted))
+        deleter.start()
         (new,) = net3.join(["--pull-rate", str(PULL_RATE)])
+        deleter.join(timeout=60)
+        extra, doomed, codes = deleted["extra"], deleted["doomed"], deleted["codes"]
+        assert len(doomed) >= 3, extra
+        assert codes == ["204"] * len(doomed) + ["404"], codes
         wait_for(lambda: "store: migration done" in new.logtext(), "the migration", 60)
         # and a little after, a whole round of reads against the final routes
         rounds = new.metrics().get('peak_store_requests_total{method="GET",status="200"}', 0)
@@ -90,11 +127,16 @@ def test_join_moves_exactly_the_new_slices_and_reads_never_fail(net3, tmp_path):
 
     blocks = new.blocks()
     assert blocks
-    want = {f for f in before["s1"] | before["s2"] if slice_held(f, blocks)}
+    want = {f for f in before["s1"] | before["s2"] if slice_held(f, blocks)} - set(extra)
     got = objects(new)
     assert got == want, (len(got), len(want))
+    assert set(new.tombs()) == set(extra)
+    codes = net3.py(HTTP_CODE, "2001:db8:104::3", *[f"GET {k}" for k in doomed]).split()
+    assert codes == ["404"] * len(doomed), codes
+    r = net3.store("get", NAME, doomed[-1])
+    assert r.returncode == 1 and b"404" in r.stderr, r.stderr
     # the new pod's share of three: at least a fifth, at most half of the objects
-    assert N // 5 <= len(want) <= N // 2, len(want)
+    assert N // 5 <= len(want) <= (N + EXTRA) // 2, len(want)
     # the old pods kept what they had (nothing lost), and took nothing from the new one
     assert objects(net3.pods["s1"]) == before["s1"]
     assert objects(net3.pods["s2"]) == before["s2"]

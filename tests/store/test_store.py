@@ -253,18 +253,30 @@ sys.stdin.read()
 """
 
 
+SERVED = r"""
+import http.client, sys, time
+t0 = time.time()
+c = http.client.HTTPConnection("2001:db8:8::1", 8080, timeout=10)
+c.request("PUT", "/o/" + sys.argv[1], body=b"served")
+put = c.getresponse().status
+c = http.client.HTTPConnection("2001:db8:8::1", 8080, timeout=10)
+c.request("GET", "/o/" + sys.argv[1])
+body = c.getresponse().read().decode()
+print(put, body, time.time() - t0)
+"""
+
+
 def test_trickling_clients_do_not_block_others(net):
     key = a_key_of(net, "s1", "busy")
     p = subprocess.Popen(["ip", "netns", "exec", net.cl, "/usr/bin/python3", "-c", TRICKLE,
                           "200"], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     try:
         assert p.stdout.readline().strip() == "open"
-        t0 = time.time()
-        r = net.store("put", "store.svc.example.", key, input=b"served")
-        assert r.returncode == 0, r.stderr
-        r = net.store("get", "store.svc.example.", key)
-        assert r.returncode == 0 and r.stdout == b"served"
-        assert time.time() - t0 < TIMEOUT_MS / 1000, "served while 200 heads trickle"
+        # timed inside one client process: a sanitized `peak store` takes ~0.6 s just to
+        # start on a busy machine, which is not what this checks
+        out = net.py(SERVED, key).split()
+        assert out[0] in ("201", "204") and out[1] == "served", out
+        assert float(out[2]) < TIMEOUT_MS / 1000, "served while 200 heads trickle"
     finally:
         p.stdin.close()
         p.wait(timeout=10)

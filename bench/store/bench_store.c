@@ -1,0 +1,293 @@
+/* The object store benchmark's client (bench/store/run.py): one closed-loop worker doing
+ * the same object workload against one of three systems, a connection per request in each
+ * by default, so only the path to the pod differs:
+ *
+ *	bench_store peak DNS-SERVER PORT NAME      put|get FIRST:END SIZE OUT
+ *	bench_store nginx ADDR PORT                put|get FIRST:END SIZE OUT
+ *	bench_store ketama PORT ADDR[,ADDR...]     put|get FIRST:END SIZE OUT
+ *	bench_store ketama-moved ADDRS-BEFORE ADDRS-AFTER COUNT
+ *
+ * peak: the peak_store_* calls of peak.h (resolve, compute the key's address, go there).
+ * nginx: every request to one proxy address (nginx with hash $request_uri consistent).
+ * ketama: libketama's continuum (160 points per server from MD5 of "ADDR-i", a key's point
+ * the first 4 bytes of MD5(key), little-endian), straight to the chosen pod's address.
+ * With BENCH_STORE_CONN=keepalive each worker keeps its connections instead, in all three:
+ * peak through the library's pool (X-Peak-Routes), nginx and ketama one per address.
+ * Keys are "obj-I" for I in [FIRST, END); PUT bodies are SIZE bytes; a GET checks the size.
+ * OUT gets one line per request, "I MICROSECONDS STATUS POD" (status 0: no answer, POD "-"
+ * when unknown); stdout's last line is "done OPS failed FAILS seconds S".
+ * ketama-moved prints how many of keys obj-0..COUNT-1 change server between the two rings. */
+#define _GNU_SOURCE /* memfd_create */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <nettle/md5.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "client.h"
+#include "peak/peak.h"
+
+enum {
+	KETAMA_POINTS = 160, /* per server of weight 1, as libketama */
+	SERVERS_MAX = 16,
+	TIMEOUT_MS = 5000,
+	ADDR_MAX = 64,
+};
+
+struct point {
+	uint32_t hash;
+	unsigned server;
+};
+
+struct ring {
+	struct point p[SERVERS_MAX * KETAMA_POINTS];
+	unsigned n, nservers;
+	char addr[SERVERS_MAX][ADDR_MAX];
+};
+
+static uint32_t md5_point(const char *s, size_t len, unsigned h)
+{
+	struct md5_ctx c;
+	uint8_t d[MD5_DIGEST_SIZE];
+	md5_init(&c);
+	md5_update(&c, len, (const uint8_t *)s);
+	md5_digest(&c, sizeof(d), d);
+	return (uint32_t)d[3 + h * 4] << 24 | (uint32_t)d[2 + h * 4] << 16 |
+	       (uint32_t)d[1 + h * 4] << 8 | d[h * 4];
+}
+
+static int point_cmp(const void *x, const void *y)
+{
+	const struct point *a = x, *b = y;
+	return a->hash < b->hash ? -1 : a->hash > b->hash;
+}
+
+/* Builds the continuum of the comma-separated addresses. Returns 0 or -EINVAL. */
+static int ring_init(struct ring *r, const char *list)
+{
+	char buf[SERVERS_MAX * ADDR_MAX], *save = NULL;
+	snprintf(buf, sizeof(buf), "%s", list);
+	r->n = r->nservers = 0;
+	for (char *t = strtok_r(buf, ",", &save); t; t = strtok_r(NULL, ",", &save)) {
+		if (r->nservers == SERVERS_MAX || strlen(t) >= ADDR_MAX)
+			return -EINVAL;
+		unsigned s = r->nservers++;
+		snprintf(r->addr[s], ADDR_MAX, "%s", t);
+		for (unsigned k = 0; k < KETAMA_POINTS / 4; k++) {
+			char name[ADDR_MAX + 16];
+			int n = snprintf(name, sizeof(name), "%s-%u", t, k);
+			for (unsigned h = 0; h < 4; h++)
+				r->p[r->n++] = (struct point){md5_point(name, (size_t)n, h), s};
+		}
+	}
+	qsort(r->p, r->n, sizeof(r->p[0]), point_cmp);
+	return r->nservers ? 0 : -EINVAL;
+}
+
+/* The server of key: the first point at or after the key's hash, wrapping round. */
+static unsigned ring_lookup(const struct ring *r, const char *key)
+{
+	uint32_t h = md5_point(key, strlen(key), 0);
+	unsigned lo = 0, hi = r->n;
+	while (lo < hi) {
+		unsigned mid = (lo + hi) / 2;
+		if (r->p[mid].hash < h)
+			lo = mid + 1;
+		else
+			hi = mid;
+	}
+	return r->p[lo == r->n ? 0 : lo].server;
+}
+
+static double now_s(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (double)t.tv_sec + (double)t.tv_nsec / 1e9;
+}
+
+static bool keepalive; /* BENCH_STORE_CONN=keepalive */
+
+/* Kept connections of nginx and ketama workers, one per address. */
+static struct {
+	char addr[ADDR_MAX];
+	int fd;
+} kept[SERVERS_MAX];
+
+static int direct_connect(const char *addr, unsigned port)
+{
+	struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)port)};
+	struct timeval tv = {.tv_sec = TIMEOUT_MS / 1000};
+	int fd;
+	if (inet_pton(AF_INET6, addr, &sa.sin6_addr) != 1)
+		return -EINVAL;
+	if ((fd = socket(AF_INET6, SOCK_STREAM | SOCK_CLOEXEC, 0)) == -1)
+		return -errno;
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
+		int e = -errno;
+		close(fd);
+		return e;
+	}
+	return fd;
+}
+
+/* One request to [addr]:port, on a new connection or (keepalive) the address's kept one,
+ * opened again if the server had closed it; the status in call (0: no answer). */
+static int direct_call(const char *addr, unsigned port, struct store_call *call)
+{
+	char host[ADDR_MAX + 10];
+	unsigned k = 0;
+	int fd = -1, ret;
+	snprintf(host, sizeof(host), "[%s]:%u", addr, port);
+	call->host = host;
+	call->keep = keepalive;
+	if (keepalive) {
+		unsigned empty = SERVERS_MAX;
+		for (k = 0; k < SERVERS_MAX && strcmp(kept[k].addr, addr); k++)
+			if (!kept[k].addr[0] && empty == SERVERS_MAX)
+				empty = k;
+		if (k == SERVERS_MAX && (k = empty) == SERVERS_MAX)
+			return -ENOSPC;
+		fd = kept[k].addr[0] ? kept[k].fd : -1;
+	}
+	for (int attempt = 0;; attempt++) {
+		bool reused = fd != -1;
+		if (!reused && (fd = direct_connect(addr, port)) < 0)
+			return fd;
+		ret = store_call_run(fd, call);
+		if (ret && reused && !call->replied && !attempt) {
+			close(fd); /* closed by the server while idle: once more */
+			fd = -1;
+			continue;
+		}
+		break;
+	}
+	if (keepalive && !ret && call->reusable) {
+		snprintf(kept[k].addr, ADDR_MAX, "%s", addr);
+		kept[k].fd = fd;
+	} else {
+		close(fd);
+		if (keepalive && kept[k].addr[0])
+			kept[k].addr[0] = 0;
+	}
+	return ret;
+}
+
+static int usage(void)
+{
+	fprintf(stderr, "usage: bench_store peak DNS-SERVER PORT NAME put|get FIRST:END SIZE OUT\n"
+	                "       bench_store nginx ADDR PORT put|get FIRST:END SIZE OUT\n"
+	                "       bench_store ketama PORT ADDR[,ADDR...] put|get FIRST:END SIZE "
+	                "OUT\n"
+	                "       bench_store ketama-moved ADDRS-BEFORE ADDRS-AFTER COUNT\n");
+	return 2;
+}
+
+static int ketama_moved(char **argv)
+{
+	static struct ring a, b;
+	unsigned n = (unsigned)strtoul(argv[4], NULL, 10), moved = 0;
+	if (ring_init(&a, argv[2]) || ring_init(&b, argv[3]))
+		return usage();
+	for (unsigned i = 0; i < n; i++) {
+		char key[32];
+		snprintf(key, sizeof(key), "obj-%u", i);
+		moved += strcmp(a.addr[ring_lookup(&a, key)], b.addr[ring_lookup(&b, key)]) != 0;
+	}
+	printf("%u\n", moved);
+	return 0;
+}
+
+int main(int argc, char **argv)
+{
+	static struct ring ring;
+	if (argc == 5 && !strcmp(argv[1], "ketama-moved"))
+		return ketama_moved(argv);
+	bool peak = argc == 9 && !strcmp(argv[1], "peak");
+	if (!peak && (argc != 8 || (strcmp(argv[1], "nginx") && strcmp(argv[1], "ketama"))))
+		return usage();
+	bool ketama = !strcmp(argv[1], "ketama");
+	char **w = argv + (peak ? 5 : 4); /* put|get FIRST:END SIZE OUT */
+	bool put = !strcmp(w[0], "put");
+	char *colon = strchr(w[1], ':');
+	unsigned first = (unsigned)strtoul(w[1], NULL, 10);
+	unsigned end = colon ? (unsigned)strtoul(colon + 1, NULL, 10) : 0;
+	uint64_t size = strtoull(w[2], NULL, 10), ops = 0, fails = 0;
+	if ((!put && strcmp(w[0], "get")) || !colon || (ketama && ring_init(&ring, argv[3])))
+		return usage();
+	FILE *out = fopen(w[3], "w");
+	int body = memfd_create("bench-store", MFD_CLOEXEC);
+	int sink = open("/dev/null", O_WRONLY | O_CLOEXEC);
+	if (!out || body == -1 || sink == -1 || ftruncate(body, (off_t)size) == -1) {
+		perror("bench_store");
+		return 1;
+	}
+	struct peak_resolver *r = NULL;
+	const char *conn = getenv("BENCH_STORE_CONN");
+	keepalive = conn && !strcmp(conn, "keepalive");
+	struct peak_store_opts so = {.timeout_ms = TIMEOUT_MS, .no_keepalive = !keepalive};
+	if (peak) {
+		struct peak_resolver_opts ro = {.servers = {argv[2]}, .timeout_ms = 2000};
+		int err;
+		so.port = (uint16_t)atoi(argv[3]);
+		if (!(r = peak_resolver_new(&ro, &err))) {
+			fprintf(stderr, "resolver: %s\n", peak_strerror(err));
+			return 1;
+		}
+	}
+	double t0 = now_s();
+	for (unsigned i = first; i < end; i++) {
+		char key[32];
+		struct store_call call = {.method = put ? STORE_PUT : STORE_GET,
+		                          .key = key,
+		                          .infd = body,
+		                          .in_len = size,
+		                          .outfd = sink};
+		snprintf(key, sizeof(key), "obj-%u", i);
+		double t = now_s();
+		int err;
+		if (peak) {
+			if (put)
+				err = peak_store_put(r, argv[4], key, body, &so);
+			else
+				err = peak_store_get(r, argv[4], key, sink, &so);
+			call.status = !err ? (put ? 201 : 200) : err == PEAK_E_NOTFOUND ? 404 : 0;
+			call.body_out = size;
+		} else if (ketama) {
+			err = direct_call(ring.addr[ring_lookup(&ring, key)],
+			                  (unsigned)atoi(argv[2]), &call);
+		} else {
+			err = direct_call(argv[2], (unsigned)atoi(argv[3]), &call);
+		}
+		double us = (now_s() - t) * 1e6;
+		bool ok = !err && (put ? call.status == 201 || call.status == 204
+		                       : call.status == 200 && call.body_out == size);
+		ops++;
+		if (!ok) {
+			if (fails++ < 5)
+				fprintf(stderr, "bench_store: %s %s: %s (status %u%s%s)\n", w[0],
+				        key,
+				        err ? (peak ? peak_strerror(err) : strerror(-err)) : "ok",
+				        call.status, r ? ": " : "", r ? peak_last_detail(r) : "");
+		}
+		fprintf(out, "%u %.0f %u %s\n", i, us, call.status, *call.pod ? call.pod : "-");
+	}
+	printf("done %llu failed %llu seconds %.3f\n", (unsigned long long)ops,
+	       (unsigned long long)fails, now_s() - t0);
+	fclose(out);
+	if (r)
+		peak_resolver_free(r);
+	return 0;
+}
