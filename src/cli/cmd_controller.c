@@ -14,12 +14,14 @@
 static const char controller_help[] =
     "usage: peak controller --config FILE --listen ADDR:PORT [--dns-control PATH]\n"
     "                       [--metrics ADDR:PORT] [--key-file FILE] [--control PATH]\n"
-    "                       [--state FILE|none] [--store file|etcd] [--etcd URL]\n"
+    "                       [--state FILE|none] [--store file|etcd|kubernetes] [--etcd URL]\n"
     "                       [--etcd-prefix PREFIX] [--lease-ttl SECONDS]\n"
     "                       [--agent-ttl SECONDS] [--steer metrics|static]\n"
     "                       [--steer-interval MS] [--source file|kubernetes]\n"
     "                       [--kube-api URL] [--kube-token-file FILE] [--kube-ca FILE]\n"
-    "                       [--kube-secret-dir DIR] [--check] [--quiet]\n"
+    "                       [--kube-secret-dir DIR] [--kube-namespace NS]\n"
+    "                       [--kube-lease NAME] [--handover-ms MS] [--no-handover]\n"
+    "                       [--check] [--quiet]\n"
     "\n"
     "Holds each service's slice assignment (the one 'peak plan' shows, to begin with) and\n"
     "the endpoints' health as the agents report it. When an endpoint goes down its slices\n"
@@ -41,18 +43,22 @@ static const char controller_help[] =
     "  --control PATH       Unix socket (mode 0600) for 'peak controller-ctl': status,\n"
     "                       weight, health, reload\n"
     "  --state FILE|none    where the live assignment is saved (default CONFIG.state)\n"
-    "  --store file|etcd    the datastore of the live state: the state file (default), or\n"
-    "                       etcd, where several controllers elect one leader; the others\n"
+    "  --store file|etcd|kubernetes\n"
+    "                       the datastore of the live state: the state file (default),\n"
+    "                       etcd, or the Kubernetes API (a Lease elects the leader, a\n"
+    "                       ConfigMap keeps the state; --kube-* options); with etcd or\n"
+    "                       kubernetes several controllers elect one leader; the others\n"
     "                       are hot standbys that listen for agents only once they lead\n"
     "  --etcd URL           etcd's client URL (its v3 JSON gateway), http://127.0.0.1:2379\n"
     "  --etcd-prefix PREFIX the keys' prefix in etcd (default /peak/)\n"
-    "  --lease-ttl SECONDS  the leader's lease in etcd (1..60, default 2): a leader that\n"
-    "                       dies is replaced within it\n"
+    "  --lease-ttl SECONDS  the leader's lease (1..60; default 2 in etcd, 15 in\n"
+    "                       Kubernetes): a leader that dies is replaced within it\n"
     "  --agent-ttl SECONDS  etcd: how long a node's registration (PREFIX nodes/NODE, under\n"
     "                       a lease the leader renews while the node's agent is connected)\n"
     "                       outlives the agent's link (1..60, default 2, at least half of\n"
     "                       --lease-ttl); then the node's endpoints go down and their\n"
-    "                       slices move\n"
+    "                       slices move; kubernetes: the same with a Lease per node\n"
+    "                       (NAME-node-NODE; default the --lease-ttl)\n"
     "  --steer metrics|static\n"
     "                       static (default): the configured or operator's weights alone;\n"
     "                       metrics: effective weights from the agents' load reports\n"
@@ -71,6 +77,14 @@ static const char controller_help[] =
     "  --kube-ca FILE       the API's CA (default the service account's ca.crt)\n"
     "  --kube-secret-dir DIR  where hop secrets read from Secrets are written (mode\n"
     "                       0600; default /run/peak/kube)\n"
+    "  --kube-namespace NS  --store kubernetes: the namespace of the Lease and the\n"
+    "                       ConfigMap (default the service account's, else 'default')\n"
+    "  --kube-lease NAME    --store kubernetes: the Lease's and the ConfigMap's name\n"
+    "                       (default peak-controller)\n"
+    "  --handover-ms MS     when slices move from a live endpoint (a pod added, a weight\n"
+    "                       changed, a drain), its node and the new owner's forward to\n"
+    "                       each other for at most this long (1..600000, default 5000)\n"
+    "  --no-handover        move slices without handovers (open connections on them break)\n"
     "  --check              check the configuration (and key file, and store options),\n"
     "                       print 'ok', exit 0, or print FILE:LINE: reason and exit 2\n"
     "  --quiet              log only warnings and errors\n"
@@ -83,7 +97,9 @@ static const char ctl_help[] =
     "  status                          each endpoint: health, weight, slices held\n"
     "  weight SERVICE ENDPOINT N       set an endpoint's weight (0..1000000): the slices\n"
     "                                  rebalance, the agents get the maps, peak dns the weight\n"
-    "  health SERVICE ENDPOINT up|down mark an endpoint (its slices move only if needed)\n"
+    "  health SERVICE ENDPOINT up|down mark an endpoint (its slices move only if needed);\n"
+    "                                  down here drains a live pod: its open connections\n"
+    "                                  are handed over, not cut\n"
     "  reload                          reload the configuration file, as SIGHUP does\n"
     "Exit status: 0 ok, 1 the controller refused the command, 2 it was not reached.\n";
 
@@ -109,6 +125,10 @@ int cmd_controller(int argc, char **argv)
 	    {"kube-token-file", required_argument, 0, 'T'},
 	    {"kube-ca", required_argument, 0, 'R'},
 	    {"kube-secret-dir", required_argument, 0, 'D'},
+	    {"kube-namespace", required_argument, 0, 'P'},
+	    {"kube-lease", required_argument, 0, 'L'},
+	    {"handover-ms", required_argument, 0, 'H'},
+	    {"no-handover", no_argument, 0, 'N'},
 	    {"check", no_argument, 0, 'K'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
@@ -186,6 +206,19 @@ int cmd_controller(int argc, char **argv)
 			break;
 		case 'D':
 			o.kube_secret_dir = optarg;
+			break;
+		case 'P':
+			o.kube_namespace = optarg;
+			break;
+		case 'L':
+			o.kube_lease = optarg;
+			break;
+		case 'H':
+			o.handover_ms = (unsigned)cli_u64("controller", "--handover-ms", optarg, 1,
+			                                  CTL_HANDOVER_MS_MAX);
+			break;
+		case 'N':
+			o.no_handover = true;
 			break;
 		case 'K':
 			check = true;

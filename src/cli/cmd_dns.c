@@ -10,6 +10,7 @@
 #include "../dns/follow.h"
 #include "../dns/server.h"
 #include "../dns/state.h"
+#include "../k8s/kube.h"
 #include "../sys/log.h"
 #include "../sys/net.h"
 #include "cli.h"
@@ -19,7 +20,9 @@ static const char dns_help[] =
     "usage: peak dns --config FILE [--listen ADDR:PORT ...] [--threads N] [--control PATH]\n"
     "                [--control-mode MODE] [--control-group G] [--metrics ADDR:PORT]\n"
     "                [--tcp-idle SECONDS] [--tcp-max N] [--store etcd --etcd URL\n"
-    "                [--etcd-prefix PREFIX]] [--check] [--quiet]\n"
+    "                [--etcd-prefix PREFIX]] [--store kubernetes [--kube-api URL]\n"
+    "                [--kube-token-file FILE] [--kube-ca FILE] [--kube-namespace NS]\n"
+    "                [--kube-lease NAME]] [--check] [--quiet]\n"
     "\n"
     "Serves the zone and services of the configuration as an authoritative server: SOA and\n"
     "NS at the apex, APL and steered AAAA at each service, the descriptor as TXT at\n"
@@ -45,6 +48,15 @@ static const char dns_help[] =
     "                       controller's --dns-control: several replicas answer alike\n"
     "  --etcd URL           etcd's client URL(s), http://ADDR:PORT[,...]\n"
     "  --etcd-prefix PREFIX the controllers' --etcd-prefix (default /peak/)\n"
+    "  --store kubernetes   the same from the ConfigMap the leading peak controller\n"
+    "                       --store kubernetes writes (listed, then watched)\n"
+    "  --kube-api URL       the API server (default: in-cluster, https://\n"
+    "                       $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)\n"
+    "  --kube-token-file FILE  the bearer token (default the service account's)\n"
+    "  --kube-ca FILE       the API's CA (default the service account's ca.crt)\n"
+    "  --kube-namespace NS  the ConfigMap's namespace (default the service account's)\n"
+    "  --kube-lease NAME    the controllers' --kube-lease: the ConfigMap's name\n"
+    "                       (default peak-controller)\n"
     "  --check              load and check the configuration, print 'ok', and exit\n"
     "  --quiet              log only warnings and errors\n"
     "\n"
@@ -78,6 +90,11 @@ int cmd_dns(int argc, char **argv)
 	    {"store", required_argument, 0, 'S'},
 	    {"etcd", required_argument, 0, 'e'},
 	    {"etcd-prefix", required_argument, 0, 'p'},
+	    {"kube-api", required_argument, 0, 'A'},
+	    {"kube-token-file", required_argument, 0, 'T'},
+	    {"kube-ca", required_argument, 0, 'R'},
+	    {"kube-namespace", required_argument, 0, 'P'},
+	    {"kube-lease", required_argument, 0, 'L'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
@@ -86,6 +103,8 @@ int cmd_dns(int argc, char **argv)
 	    .tcp_idle_ms = 10000, .tcp_max = 256, .control_mode = 0660, .control_group = -1};
 	bool check = false;
 	const char *store = NULL;
+	static struct kube_opts ko; /* (o.kube points at it) */
+	bool kube_opt = false;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	int c;
 
@@ -153,9 +172,30 @@ int cmd_dns(int argc, char **argv)
 			check = true;
 			break;
 		case 'S':
-			if (strcmp(optarg, "etcd"))
-				cli_usage_error("dns", "--store: '%s' is not etcd", optarg);
+			if (strcmp(optarg, "etcd") && strcmp(optarg, "kubernetes"))
+				cli_usage_error("dns", "--store: '%s' is not etcd or kubernetes",
+				                optarg);
 			store = optarg;
+			break;
+		case 'A':
+			ko.api = optarg;
+			kube_opt = true;
+			break;
+		case 'T':
+			ko.token_file = optarg;
+			kube_opt = true;
+			break;
+		case 'R':
+			ko.ca_file = optarg;
+			kube_opt = true;
+			break;
+		case 'P':
+			o.kube_namespace = optarg;
+			kube_opt = true;
+			break;
+		case 'L':
+			o.kube_cm = optarg;
+			kube_opt = true;
 			break;
 		case 'e':
 			o.etcd = optarg;
@@ -180,12 +220,19 @@ int cmd_dns(int argc, char **argv)
 		cli_usage_error("dns", "--config is required");
 	if (o.threads > DNSD_MAX_WORKERS - 1)
 		o.threads = DNSD_MAX_WORKERS - 1;
-	if (!store != !o.etcd || (o.etcd_prefix && !store))
+	bool kube = store && !strcmp(store, "kubernetes");
+	if ((store && !kube) != !!o.etcd || (o.etcd_prefix && !o.etcd))
 		cli_usage_error("dns",
 		                "--store etcd and --etcd URL go together (--etcd-prefix too)");
-	if (store) { /* the URLs and the prefix, before anything starts */
+	if (kube_opt && !kube)
+		cli_usage_error("dns", "the --kube-* options go with --store kubernetes");
+	if (kube)
+		o.kube = &ko;
+	if (store) { /* the URLs, the prefix, the names, before anything starts */
 		char err[256];
-		struct dns_follow *f = dns_follow_open(o.etcd, o.etcd_prefix, err, sizeof(err));
+		struct dns_follow *f =
+		    kube ? dns_follow_kube_open(&ko, o.kube_namespace, o.kube_cm, err, sizeof(err))
+		         : dns_follow_open(o.etcd, o.etcd_prefix, err, sizeof(err));
 		if (!f)
 			cli_usage_error("dns", "%s", err);
 		dns_follow_free(f);

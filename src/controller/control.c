@@ -97,7 +97,8 @@ int ctlr_client_line(struct ctl *c, struct peer *p, const char *line, size_t len
 	}
 	pthread_mutex_lock(&c->lock);
 	r = m.kind == CTL_WEIGHT ? ctlr_weight(c, v, (unsigned)e, m.weight)
-	                         : ctlr_health(c, v, (unsigned)e, m.up);
+	    : m.up               ? ctlr_health(c, v, (unsigned)e, true)
+	           : ctlr_drain(c, v, (unsigned)e); /* the operator's: the pod lives on */
 	pthread_mutex_unlock(&c->lock);
 	if (r)
 		reply_err(c, p, "%s: %s", m.id,

@@ -24,10 +24,13 @@
 #include "ctl.h"
 #include "steer.h"
 
-/* Sends a service's whole map to every agent that said hello (or only to one). */
+/* Sends a service's whole map to every agent that said hello (or only to one). Sent to
+ * every agent, it is a change: the service's saved record is written anew. */
 static void send_map(struct ctl *c, struct csvc *v, struct peer *only)
 {
 	struct text t = {0};
+	if (!only)
+		ctlr_svc_dirty(v);
 	ctlr_map_text(v, &t);
 	if (t.err) {
 		log_msg(LOG_ERR, "controller: %s: cannot write its map: %s", v->name,
@@ -53,25 +56,30 @@ void ctlr_send_map(struct ctl *c, struct csvc *v, struct peer *only)
 struct csvc *ctlr_svc_find(struct ctl *c, const char *name)
 {
 	struct dns_name n;
+	int i;
 	if (dns_name_parse(name, &n))
 		return NULL;
-	for (unsigned i = 0; i < c->cfg->nsvc; i++)
-		if (dns_name_eq(&c->svc[i].s->name, &n))
-			return &c->svc[i];
+	if (c->idx.cfg == c->cfg && c->idx.slot)
+		return (i = ctlr_index_find(&c->idx, &n)) >= 0 ? &c->svc[i] : NULL;
+	for (unsigned k = 0; k < c->cfg->nsvc; k++) /* (no index: out of memory) */
+		if (dns_name_eq(&c->svc[k].s->name, &n))
+			return &c->svc[k];
 	return NULL;
 }
 
 /* Marks an endpoint up or down, moving only the slices it must, and tells the agents and
  * peak dns. Returns 0, -ENOENT (no such endpoint) or -EINVAL (it was the last one with
  * weight: it stays). The caller holds the lock. */
-int ctlr_health(struct ctl *c, struct csvc *v, unsigned e, bool up)
+static int health_set(struct ctl *c, struct csvc *v, unsigned e, bool up, bool drain)
 {
 	const char *ep = v->s->ep[e].id;
 	uint32_t moved = 0;
 	int ret = 0;
+	struct ho_snap snap = {0};
 	v->stale[e] = 0;
 	if (!v->have || v->healthy[e] == up)
 		return 0;
+	(void)ctlr_handover_snap(v, &snap); /* no memory: the move goes out without one */
 	if (!up && v->slot[e] >= 0) {
 		ret = assign_del(&v->a, (unsigned)v->slot[e], &moved);
 		if (!ret)
@@ -87,11 +95,15 @@ int ctlr_health(struct ctl *c, struct csvc *v, unsigned e, bool up)
 		log_msg(LOG_WARNING, "controller: %s %s %s refused: %s", v->name, ep,
 		        up ? "up" : "down",
 		        ret == -EINVAL ? "it holds the last weight" : strerror(-ret));
+		ctlr_handover_free(&snap);
 		return ret;
 	}
 	v->healthy[e] = up;
-	log_msg(LOG_INFO, "controller: %s %s %s: %u slices moved", v->name, ep, up ? "up" : "down",
-	        moved);
+	ctlr_svc_dirty(v);
+	log_msg(LOG_INFO, "controller: %s %s %s%s: %u slices moved", v->name, ep,
+	        up ? "up" : "down", drain ? " (drained)" : "", moved);
+	ctlr_handover_send(c, v, &snap, drain ? (int)e : -1);
+	ctlr_handover_free(&snap);
 	send_map(c, v, NULL);
 	struct ctl_msg m = {.kind = CTL_HEALTH, .up = up};
 	ctlr_copy(m.svc, sizeof(m.svc), v->name);
@@ -101,27 +113,48 @@ int ctlr_health(struct ctl *c, struct csvc *v, unsigned e, bool up)
 	return 0;
 }
 
+int ctlr_health(struct ctl *c, struct csvc *v, unsigned e, bool up)
+{
+	return health_set(c, v, e, up, false);
+}
+
+/* An operator's "health ... down" of an endpoint whose pod lives on: its slices move as for
+ * a failure, but with handovers, so the connections it holds keep reaching it until they
+ * end or the handover's deadline. The caller holds the lock. */
+int ctlr_drain(struct ctl *c, struct csvc *v, unsigned e)
+{
+	return health_set(c, v, e, false, true);
+}
+
 /* Sets an endpoint's live weight: rebalances if it is up, tells agents and peak dns.
  * While steering it is the ceiling, and the effective weight keeps its fraction of it.
  * Returns 0 or -EINVAL (every live weight would be 0). The caller holds the lock. */
 int ctlr_weight(struct ctl *c, struct csvc *v, unsigned e, uint32_t w)
 {
 	uint32_t moved = 0, live = w;
+	struct ho_snap snap = {0};
 	if (!v->have)
 		return -EINVAL;
 	if (v->steer)
 		w = ctlr_steer_rescale(v->weight[e], v->ceil[e], live);
 	if (v->slot[e] >= 0) {
+		(void)ctlr_handover_snap(v, &snap); /* no memory: the move goes out without one */
 		int ret = assign_set_weight(&v->a, (unsigned)v->slot[e], w, &moved);
-		if (ret)
+		if (ret) {
+			ctlr_handover_free(&snap);
 			return ret;
+		}
 	}
 	v->weight[e] = w;
 	v->ceil[e] = live;
+	ctlr_svc_dirty(v);
 	log_msg(LOG_INFO, "controller: %s %s weight %u%s: %u slices moved", v->name, v->s->ep[e].id,
 	        live, v->steer ? " (the ceiling of steering)" : "", moved);
-	if (moved)
+	if (moved) {
+		ctlr_handover_send(c, v, &snap, -1);
 		send_map(c, v, NULL);
+	}
+	ctlr_handover_free(&snap);
 	struct ctl_msg m = {.kind = CTL_WEIGHT, .weight = w};
 	ctlr_copy(m.svc, sizeof(m.svc), v->name);
 	ctlr_copy(m.id, sizeof(m.id), v->s->ep[e].id);
@@ -221,6 +254,7 @@ int ctlr_reload(struct ctl *c, char *err, size_t errlen)
 	struct peak_config *cfg = NULL;
 	struct text t = {0};
 	struct csvc *svc = NULL;
+	struct name_index newidx = {0};
 	int ret = c->kube ? ksrc_config(c, &cfg, err, errlen)
 	                  : config_check(c->o->config, &cfg, err, errlen);
 	if (ret)
@@ -236,17 +270,18 @@ int ctlr_reload(struct ctl *c, char *err, size_t errlen)
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
+	struct name_index oldidx = {0};
+	if ((ret = ctlr_index_build(&oldidx, c->cfg))) {
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
 	for (unsigned i = 0; i < cfg->nsvc; i++) { /* weights the file changes */
 		struct csvc *v = &svc[i];
-		const struct cfg_service *old = NULL;
-		const struct csvc *ov = NULL;
-		for (unsigned k = 0; k < c->cfg->nsvc && !old; k++)
-			if (dns_name_eq(&c->cfg->svc[k].name, &v->s->name)) {
-				old = &c->cfg->svc[k];
-				ov = &c->svc[k];
-			}
+		int k = ctlr_index_find(&oldidx, &v->s->name);
+		const struct cfg_service *old = k >= 0 ? &c->cfg->svc[k] : NULL;
+		const struct csvc *ov = k >= 0 ? &c->svc[k] : NULL;
 		for (unsigned e = 0; old && v->have && e < v->s->nep; e++) {
-			int o = ctlr_ep_index(old, v->s->ep[e].id);
+			int o = ctlr_ep_index_at(old, v->s->ep[e].id, (int)e);
 			uint32_t w = v->s->ep[e].weight;
 			if (o >= 0 && v->steer && old->ep[o].weight == w)
 				v->ceil[e] = ov->ceil[o]; /* the operator's ceiling stays */
@@ -259,18 +294,68 @@ int ctlr_reload(struct ctl *c, char *err, size_t errlen)
 				v->weight[e] = w;
 		}
 	}
+	/* The agents get the maps of the services that changed (a new service, or a record
+	 * that differs from the one saved before): a scale-up of a few services sends those. */
+	bool *send = calloc(cfg->nsvc ? cfg->nsvc : 1, sizeof(*send));
+	if (!send || ctlr_index_build(&newidx, cfg)) {
+		free(send);
+		ctlr_index_fini(&oldidx);
+		ret = -ENOMEM;
+		snprintf(err, errlen, "out of memory");
+		goto out;
+	}
+	for (unsigned i = 0; i < cfg->nsvc; i++) {
+		struct csvc *v = &svc[i];
+		int k = ctlr_index_find(&oldidx, &v->s->name);
+		struct csvc *ov = k >= 0 ? &c->svc[k] : NULL;
+		struct text rt = {0};
+		send[i] = true;
+		if (!ov || !ov->have || !v->have)
+			continue;
+		if (!ov->rec_ok) { /* (the old record, as saved or as it would be) */
+			ctlr_svc_text(ov, &rt);
+			if (rt.err) {
+				free(rt.p);
+				continue;
+			}
+			free(ov->rec);
+			ov->rec = rt.p;
+			ov->reclen = rt.len;
+			ov->rec_ok = true;
+			rt = (struct text){0};
+		}
+		ctlr_svc_text(v, &rt);
+		if (!rt.err) {
+			send[i] = rt.len != ov->reclen || memcmp(rt.p, ov->rec, rt.len);
+			v->rec = rt.p; /* what the save below writes */
+			v->reclen = rt.len;
+			v->rec_ok = true;
+		} else {
+			free(rt.p);
+		}
+	}
+	ctlr_index_fini(&oldidx);
 	pthread_mutex_lock(&c->lock);
 	struct peak_config *oldcfg = c->cfg;
 	struct csvc *oldsvc = c->svc;
 	c->cfg = cfg;
 	c->svc = svc;
+	ctlr_index_fini(&c->idx);
+	c->idx = newidx;
+	newidx = (struct name_index){0};
 	pthread_mutex_unlock(&c->lock);
 	ctlr_svcs_free(oldsvc, oldcfg->nsvc);
 	config_free(oldcfg);
 	cfg = NULL;
 	svc = NULL;
+	unsigned nsent = 0;
 	for (unsigned i = 0; i < c->cfg->nsvc; i++)
-		send_map(c, &c->svc[i], NULL);
+		if (send[i]) {
+			send_map(c, &c->svc[i], NULL);
+			nsent++;
+		}
+	free(send);
+	log_msg(LOG_INFO, "controller: reload: %u of %u services changed", nsent, c->cfg->nsvc);
 	ctlr_state_save(c);
 	if (c->kube)
 		ksrc_after(c);
@@ -279,6 +364,7 @@ out:
 	if (svc)
 		ctlr_svcs_free(svc, cfg->nsvc);
 	config_free(cfg);
+	ctlr_index_fini(&newidx);
 	free(t.p);
 	return ret;
 }
@@ -582,6 +668,10 @@ static void render(struct mbuf *b, void *arg)
 	    {"peak_controller_endpoint_effective_weight",
 	     "The weight the assignment and peak dns hold, in thousandths of a configured "
 	     "unit: with --steer metrics from the load reports, else the live weight."},
+	    {"peak_controller_endpoint_saturation",
+	     "The pod's saturation as its agent last reported it, per mille: the larger of the "
+	     "share of time its cgroup was throttled and its accept queue's fill (steering "
+	     "sheds from 10 up while another endpoint is below 3)."},
 	};
 	struct ctl *c = arg;
 	char sv[2 * DNS_NAME_STRLEN], ep[2 * CFG_ID_MAX];
@@ -619,10 +709,12 @@ static void render(struct mbuf *b, void *arg)
 					mbuf_printf(b, "%llu\n", (unsigned long long)v->conns[e]);
 				else if (k == 4)
 					mbuf_printf(b, "%.3f\n", (double)v->cpu_ns[e] / 1e9);
-				else /* (static: the live weight on the same scale) */
+				else if (k == 5) /* (static: the live weight on the same scale) */
 					mbuf_printf(b, "%u\n",
 					            v->steer ? v->weight[e]
 					                     : steer_fine(v->weight[e]));
+				else
+					mbuf_printf(b, "%u\n", ctlr_saturation(&v->load[e]));
 			}
 		}
 	}
@@ -631,7 +723,8 @@ static void render(struct mbuf *b, void *arg)
 	mbuf_printf(b, "# HELP peak_controller_endpoint_steer_reason The reason of the last "
 	               "steering change of the endpoint's weight: 0 none, 1 shed (above the "
 	               "band), 2 regain (below it), 3 probe (quiet below the ceiling), 4 bounds "
-	               "(brought within floor and ceiling).\n"
+	               "(brought within floor and ceiling), 5 saturated (while another "
+	               "endpoint was not).\n"
 	               "# TYPE peak_controller_endpoint_steer_reason gauge\n");
 	for (unsigned i = 0; i < c->cfg->nsvc; i++) {
 		const struct csvc *v = &c->svc[i];
@@ -793,7 +886,8 @@ int controller_run(const struct controller_opts *o)
 		goto out;
 	}
 	ret = 1;
-	if (!(c->svc = ctlr_svcs_build(c->cfg, NULL, 0, c->steer)))
+	if (ctlr_index_build(&c->idx, c->cfg) ||
+	    !(c->svc = ctlr_svcs_build(c->cfg, NULL, 0, c->steer)))
 		goto out;
 	/* The file store is never refused: it leads at once and its listener must open. With
 	 * etcd the first keepalive decides, and the listener opens only while leading. */
@@ -943,6 +1037,7 @@ out:
 	while (c->dns.n || c->dns.fd >= 0)
 		ctlr_dns_pop(&c->dns);
 	ctlr_svcs_free(c->svc, c->cfg ? c->cfg->nsvc : 0);
+	ctlr_index_fini(&c->idx);
 	config_free(c->cfg);
 	ctlauth_key_wipe(&c->key);
 	if (c->store)

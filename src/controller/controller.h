@@ -27,10 +27,10 @@ struct controller_opts {
 	const char *key_file;    /* the agents' shared key, or NULL (no authentication) */
 	const char *control;     /* the operator's control socket, or NULL */
 	const char *state;       /* state file; NULL: CONFIG.state; "none": no state file */
-	const char *store;       /* "file" (or NULL) or "etcd" (store.h) */
+	const char *store;       /* "file" (or NULL), "etcd" or "kubernetes" (store.h) */
 	const char *etcd;        /* etcd's client URL, http://ADDR:PORT */
 	const char *etcd_prefix; /* the keys' prefix (NULL: "/peak/") */
-	unsigned lease_ttl_s;    /* the leader's lease (0: 2 s) */
+	unsigned lease_ttl_s;    /* the leader's lease (0: 2 s in etcd, 15 s in Kubernetes) */
 	unsigned agent_ttl_s;    /* etcd: an agent's registration outlives its link this long
 	                          * (0: 2 s); then its node's endpoints go down */
 
@@ -41,6 +41,11 @@ struct controller_opts {
 	                             * (src/k8s/kube.h: the config gives the zone and nodes) */
 	const char *kube_api;       /* kubernetes: the API's URL (NULL: in-cluster) */
 	const char *kube_token_file, *kube_ca, *kube_secret_dir; /* NULL: in-cluster defaults */
+	const char *kube_namespace; /* --store kubernetes: the Lease's and ConfigMap's (NULL:
+	                             * the service account's, else "default") */
+	const char *kube_lease;     /* their name (NULL: "peak-controller") */
+	unsigned handover_ms;       /* --handover-ms: how long two endpoints forward (0: 5000) */
+	bool no_handover; /* --no-handover: slices move without telling agents to forward */
 };
 
 /* Serves until SIGINT or SIGTERM; SIGHUP reloads the configuration. Returns 0 after a

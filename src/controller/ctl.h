@@ -45,6 +45,12 @@ struct steer_load {
 	bool has_cpu;
 	bool has_app;
 	uint64_t app;
+	uint64_t rate_thr; /* the throttled counter at the start of the rate's window */
+	bool has_thr;      /* thr_pm is known (the agent reports saturation; two reports) */
+	uint32_t thr_pm;   /* per mille of the last window's wall time the pod was throttled */
+	bool has_queue;    /* the last report had an accept queue figure (BACKLOG > 0) */
+	uint32_t queue_pm; /* its fill, per mille of the backlog */
+	uint8_t backoff;   /* steering: probes in a row that ended in a saturated shed */
 };
 
 struct csvc {
@@ -68,6 +74,20 @@ struct csvc {
 	                           * this time (0: none, UINT64_MAX: its agent has not said hello) */
 	uint64_t *conns, *cpu_ns; /* per endpoint: the last load its agent reported */
 	char name[DNS_NAME_STRLEN];
+	/* The service's record as saved (ctlr_svc_text), kept between saves so that a save
+	 * writes out only the services that changed; rec_ok false: it must be written anew
+	 * (ctlr_svc_dirty after any change of its map, weights or health). */
+	char *rec;
+	size_t reclen;
+	bool rec_ok;
+};
+
+/* The services of a configuration by name (lower-cased, hashed): lookups in O(1) where a
+ * scan of 10,000 services per line or per service made reloads quadratic. */
+struct name_index {
+	uint32_t *slot; /* service index + 1; 0: empty */
+	uint32_t mask;
+	const struct peak_config *cfg;
 };
 
 struct outq {
@@ -123,9 +143,10 @@ struct ctl {
 	unsigned log_n;
 	unsigned nagents; /* agents that said hello: written by the loop under lock */
 
-	bool steer;          /* --steer metrics */
-	uint64_t steer_next; /* when the next steering round is due */
-	struct kube *kube;   /* --source kubernetes (src/k8s/kube.h), else NULL */
+	bool steer;            /* --steer metrics */
+	uint64_t steer_next;   /* when the next steering round is due */
+	struct kube *kube;     /* --source kubernetes (src/k8s/kube.h), else NULL */
+	struct name_index idx; /* c->cfg's services by name (ctlr_svc_find) */
 };
 
 struct kube;
@@ -160,6 +181,16 @@ int ctlr_state_text(const struct ctl *c, struct text *t);
 void ctlr_state_save(struct ctl *c);
 int ctlr_file_read(const char *path, char **out, size_t *len);
 int ctlr_ep_index(const struct cfg_service *s, const char *id);
+/* ctlr_ep_index trying hint first (endpoints mostly keep their order): O(1) when it hits. */
+int ctlr_ep_index_at(const struct cfg_service *s, const char *id, int hint);
+/* Indexes cfg's services by name (x is rebuilt; cfg must outlive it). Returns 0 or
+ * -ENOMEM (x is then empty and ctlr_index_find finds nothing). */
+int ctlr_index_build(struct name_index *x, const struct peak_config *cfg);
+void ctlr_index_fini(struct name_index *x);
+/* The index in x->cfg of the service named n (any case), or -1. */
+int ctlr_index_find(const struct name_index *x, const struct dns_name *n);
+/* Marks v's saved record stale: the next save writes it anew. */
+void ctlr_svc_dirty(struct csvc *v);
 void ctlr_svcs_free(struct csvc *svc, unsigned n);
 struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, size_t len,
                              bool steer);
@@ -168,6 +199,28 @@ struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, s
 void ctlr_load_report(struct csvc *v, unsigned e, const struct ctl_msg *m, uint64_t now);
 void ctlr_steer_tick(struct ctl *c, uint64_t now);
 uint32_t ctlr_steer_rescale(uint32_t eff, uint32_t old_ceil, uint32_t new_ceil);
+/* An endpoint's saturation as steering reads it, per mille (steer.h): the larger of its
+ * last window's throttled time and its accept queue's fill; 0 when not reported. */
+uint32_t ctlr_saturation(const struct steer_load *l);
+
+/* handover.c: the slices that move between live endpoints, told to the agents before the
+ * map that moves them. A snapshot of the assignment before a change: */
+struct ho_snap {
+	int32_t *owner; /* slice -> slot, before */
+	int *ep_of;     /* slot -> endpoint index, before (-1: none) */
+	uint32_t nslices;
+	unsigned nslots;
+};
+enum { HANDOVER_DEF_MS = 5000 }; /* --handover-ms */
+/* Takes the snapshot (empty when v has no map yet). Returns 0 or -ENOMEM (then the change
+ * goes out without handovers). */
+int ctlr_handover_snap(const struct csvc *v, struct ho_snap *s);
+void ctlr_handover_free(struct ho_snap *s);
+/* Compares the snapshot with v's assignment now and sends every agent one handover per
+ * (old, new) pair of endpoints whose slices moved, unless --no-handover: only where the
+ * old owner is healthy, or is gone_ep (an endpoint being drained, -1: none), since a dead
+ * pod has no connections to hand over. Call it before sending the map. Returns the pairs. */
+unsigned ctlr_handover_send(struct ctl *c, struct csvc *v, const struct ho_snap *s, int gone_ep);
 
 /* control.c: the operator's control socket */
 int ctlr_client_line(struct ctl *c, struct peer *p, const char *line, size_t len);
@@ -178,6 +231,7 @@ void ctlr_client_accept(struct ctl *c, int lfd);
 void ctlr_send_map(struct ctl *c, struct csvc *v, struct peer *only);
 struct csvc *ctlr_svc_find(struct ctl *c, const char *name);
 int ctlr_health(struct ctl *c, struct csvc *v, unsigned e, bool up);
+int ctlr_drain(struct ctl *c, struct csvc *v, unsigned e);
 bool ctlr_last_up(const struct csvc *v, unsigned e);
 int ctlr_weight(struct ctl *c, struct csvc *v, unsigned e, uint32_t w);
 int ctlr_reload(struct ctl *c, char *err, size_t errlen);

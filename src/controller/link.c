@@ -278,6 +278,9 @@ void ctlr_dns_tell(struct ctl *c, const struct ctl_msg *m)
 {
 	struct dnsq *d = &c->dns;
 	char line[CTL_LINE_MAX + 1];
+	struct csvc *v = m->svc[0] ? ctlr_svc_find(c, m->svc) : NULL;
+	if (v) /* what peak dns is told changed the service's saved record too (steering) */
+		ctlr_svc_dirty(v);
 	if (!c->o->dns_control || ctl_write(m, line, sizeof(line)) < 0)
 		return;
 	if (d->n == DNS_QUEUE_MAX) {

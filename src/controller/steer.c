@@ -7,7 +7,7 @@
 
 static const char *const reason_names[STEER_NREASONS] = {
     [STEER_NONE] = "none",   [STEER_SHED] = "shed",     [STEER_REGAIN] = "regain",
-    [STEER_PROBE] = "probe", [STEER_BOUNDS] = "bounds",
+    [STEER_PROBE] = "probe", [STEER_BOUNDS] = "bounds", [STEER_SATURATED] = "saturated",
 };
 
 const char *steer_reason_name(enum steer_reason r)
@@ -83,6 +83,48 @@ static double util(const struct steer_ep *ep, uint32_t w, double wsum, unsigned 
 	return u;
 }
 
+/* Records endpoint e's new weight nw (w before this part of the step) and the reason rs;
+ * nothing when nw is w. Returns 1 when e had no change yet this step (the caller counts
+ * changed endpoints), else 0. */
+static unsigned steer_put(uint32_t *out, enum steer_reason *why, unsigned e, uint32_t w,
+                          uint32_t nw, enum steer_reason rs)
+{
+	if (nw == w)
+		return 0;
+	unsigned first = why[e] == STEER_NONE;
+	out[e] = nw;
+	why[e] = rs;
+	return first;
+}
+
+/* Saturation alone (steer.h): every live endpoint reports it. out[] holds the weights within
+ * bounds; cool says a live endpoint is clear. Returns the changes it adds. */
+static unsigned sat_step(const struct steer_ep *ep, unsigned n, bool cool, uint32_t *out,
+                         enum steer_reason *why)
+{
+	unsigned changed = 0;
+	for (unsigned e = 0; e < n; e++) {
+		if (!ep[e].live || !ep[e].ceiling)
+			continue;
+		uint32_t w = out[e], hi = ep[e].ceiling, lo = steer_floor(hi), st = step_of(hi);
+		uint32_t nw = w, wait = STEER_PROBE_ROUNDS;
+		enum steer_reason rs = STEER_NONE;
+		bool met =
+		    ep[e].sat_shed || ep[e].last == STEER_SATURATED || ep[e].last == STEER_PROBE;
+		wait <<= ep[e].backoff < STEER_BACKOFF_MAX ? ep[e].backoff : STEER_BACKOFF_MAX;
+		if (ep[e].sat_pm >= STEER_SAT_HI_PM && cool) {
+			nw = w - st > w || w - st < lo ? lo : w - st;
+			rs = STEER_SATURATED;
+		} else if (ep[e].sat_pm < STEER_SAT_LO_PM && w < hi &&
+		           (!met || ep[e].quiet >= wait)) {
+			nw = w + st > hi ? hi : w + st;
+			rs = met ? STEER_PROBE : STEER_REGAIN;
+		}
+		changed += steer_put(out, why, e, w, nw, rs);
+	}
+	return changed;
+}
+
 unsigned steer_step(const struct steer_ep *ep, unsigned n, uint32_t *out, enum steer_reason *why)
 {
 	unsigned changed = 0, nlive = 0, sig;
@@ -106,22 +148,38 @@ unsigned steer_step(const struct steer_ep *ep, unsigned n, uint32_t *out, enum s
 		fresh &= ep[e].fresh;
 		wsum += out[e];
 	}
-	if (nlive < 2 || !fresh || !(sig = signals(ep, n, nlive, tot)))
+	if (nlive < 2 || !fresh)
 		return changed;
-	for (unsigned e = 0; e < n; e++) /* the weighted mean of the utilisations */
+	bool cool = false; /* a live endpoint clear of saturation: shedding has somewhere to go */
+	bool all_sat = true;
+	for (unsigned e = 0; e < n; e++) {
+		cool |=
+		    ep[e].live && ep[e].ceiling && ep[e].has_sat && ep[e].sat_pm < STEER_SAT_LO_PM;
+		all_sat &= !ep[e].live || !ep[e].ceiling || ep[e].has_sat;
+	}
+	if (all_sat)
+		return changed + sat_step(ep, n, cool, out, why);
+	sig = signals(ep, n, nlive, tot);
+	for (unsigned e = 0; sig && e < n; e++) /* the weighted mean of the utilisations */
 		if (ep[e].live && ep[e].ceiling)
 			mean += out[e] / wsum * util(&ep[e], out[e], wsum, sig, tot);
-	if (!(mean > 0))
+	if (!(mean > 0) && !cool)
 		return changed;
 	const double band = STEER_BAND_PM / 1000.0;
 	for (unsigned e = 0; e < n; e++) {
 		if (!ep[e].live || !ep[e].ceiling)
 			continue;
 		uint32_t w = out[e], hi = ep[e].ceiling, lo = steer_floor(hi), st = step_of(hi);
-		double r = util(&ep[e], w, wsum, sig, tot) / mean, target;
+		/* (no usable utilisation: every endpoint at its share) */
+		double r = mean > 0 ? util(&ep[e], w, wsum, sig, tot) / mean : 1, target;
+		bool hot = ep[e].has_sat && ep[e].sat_pm >= STEER_SAT_HI_PM && cool;
+		bool warm = ep[e].has_sat && ep[e].sat_pm >= STEER_SAT_LO_PM;
 		uint32_t nw = w;
 		enum steer_reason rs = STEER_NONE;
-		if (r > 1 + band) {
+		if (hot) {
+			nw = w - st > w || w - st < lo ? lo : w - st;
+			rs = STEER_SATURATED;
+		} else if (r > 1 + band) {
 			target = w / r;
 			nw = w - st > w ? 0 : w - st; /* (no wrap below 0) */
 			if (target > nw)
@@ -129,7 +187,7 @@ unsigned steer_step(const struct steer_ep *ep, unsigned n, uint32_t *out, enum s
 			if (nw < lo)
 				nw = lo;
 			rs = STEER_SHED;
-		} else if (r < 1 - band && w < hi) {
+		} else if (r < 1 - band && w < hi && !warm && !ep[e].sat_shed) {
 			target = r > 0 ? w / r : (double)hi;
 			nw = w + st > hi ? hi : w + st;
 			if (target < nw)
@@ -137,16 +195,11 @@ unsigned steer_step(const struct steer_ep *ep, unsigned n, uint32_t *out, enum s
 			if (nw < w) /* (target rounds down to w: nothing to gain) */
 				nw = w;
 			rs = STEER_REGAIN;
-		} else if (r <= 1 && w < hi && ep[e].quiet >= STEER_PROBE_ROUNDS) {
+		} else if (r <= 1 && w < hi && !warm && ep[e].quiet >= STEER_PROBE_ROUNDS) {
 			nw = w + st > hi ? hi : w + st;
 			rs = STEER_PROBE;
 		}
-		if (nw == w)
-			continue;
-		if (why[e] == STEER_NONE)
-			changed++;
-		out[e] = nw;
-		why[e] = rs;
+		changed += steer_put(out, why, e, w, nw, rs);
 	}
 	return changed;
 }

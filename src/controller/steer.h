@@ -26,6 +26,30 @@
  * STEER_CONNS_Z standard deviations of what its share expects (a Poisson count: the
  * square root of the expectation) counts as exactly its share.
  *
+ * Saturation. None of those figures singles out a pod that cannot keep up because it is
+ * held back (a CPU quota, a slow disk): it does less work, not more, and holds no more
+ * connections than the others. Agents report a saturation figure per pod: the share of
+ * wall time its cgroup was throttled and the fill of its listener's accept queue (counted
+ * from STEER_SAT_QUEUE_PM: a single sample, which a busy host's momentary bursts reach
+ * a few percent of); the larger, in per mille, is sat_pm. An endpoint at or above STEER_SAT_HI_PM
+ * while another live endpoint of the service is below STEER_SAT_LO_PM (so shedding has somewhere to
+ * go: when all are saturated the service is overloaded, and moving share helps nothing) sheds one
+ * step per interval, whatever its utilisation. Hysteresis: an endpoint at or above STEER_SAT_LO_PM
+ * neither regains nor probes, and one whose last change was a saturated shed regains only by probes
+ * (its CPU, held down by the quota, would make it look underloaded in any window it happened not to
+ * be throttled): it settles just below the share where it saturates and probes again only
+ * STEER_PROBE_ROUNDS quiet intervals later.
+ *
+ * Saturation alone (when every live endpoint reports it). Then the figure is the whole signal:
+ * connections and CPU are not read, since on a loaded host their noise kept moving healthy pods
+ * (shed, then regain) around a throttled one at its floor, and shares never settled. A hot
+ * endpoint sheds one step per interval (as above); one in the band [LO, HI) holds; a clear one
+ * (below LO) under its ceiling climbs: one step per interval if it never met its saturation point
+ * (its last change was not a saturated shed or a probe), else by probes only, one step after
+ * STEER_PROBE_ROUNDS << backoff quiet intervals, where backoff counts the probes in a row that
+ * ended in a saturated shed (at most STEER_BACKOFF_MAX): a pod held at one share settles there,
+ * with a probe and its return ever more rarely. Configured weights stay the ceiling.
+ *
  * The step. The weighted mean of the utilisations is the target every endpoint should
  * reach. Inside the dead band (STEER_BAND_PM per mille around it) nothing changes. Above
  * it an endpoint sheds towards weight / (utilisation / mean), below it one that sheds
@@ -47,15 +71,20 @@ enum {
 	STEER_MIN_CONNS = 2,           /* per endpoint steered: fewer connections are noise */
 	STEER_CONNS_Z = 3,             /* a count within 3 sd (Poisson) of its share: noise */
 	STEER_MIN_CPU_NS_S = 10000000, /* per endpoint steered: 1% of a core */
+	STEER_SAT_HI_PM = 10,          /* saturated: throttled 1% of the time (or queue 1% full) */
+	STEER_SAT_LO_PM = 3,           /* clear of it: below 0.3% */
+	STEER_SAT_QUEUE_PM = 250,      /* an accept queue counts from a quarter full */
 	STEER_INTERVAL_DEF_MS = 1000,  /* --steer-interval */
+	STEER_BACKOFF_MAX = 3,         /* saturation alone: probes at most 8x as rare */
 };
 
 enum steer_reason {
-	STEER_NONE = 0, /* not changed since the controller started (or took the lead) */
-	STEER_SHED,     /* above the band: gave share away */
-	STEER_REGAIN,   /* below the band: took share back */
-	STEER_PROBE,    /* quiet below its ceiling: one step up */
-	STEER_BOUNDS,   /* brought within [floor, ceiling] (a new ceiling, an adopted weight) */
+	STEER_NONE = 0,  /* not changed since the controller started (or took the lead) */
+	STEER_SHED,      /* above the band: gave share away */
+	STEER_REGAIN,    /* below the band: took share back */
+	STEER_PROBE,     /* quiet below its ceiling: one step up */
+	STEER_BOUNDS,    /* brought within [floor, ceiling] (a new ceiling, an adopted weight) */
+	STEER_SATURATED, /* saturated while another endpoint is not: gave share away */
 	STEER_NREASONS,
 };
 
@@ -65,12 +94,17 @@ struct steer_ep {
 	bool fresh;        /* reported since the last round, on the weights in force */
 	bool has_cpu;      /* cpu_ns_s is known (two reports seen) */
 	bool has_app;      /* app is known */
+	bool has_sat;      /* sat_pm is known (measured on the weights in force) */
+	bool sat_shed;     /* its last change was a saturated shed: it regains by probes only */
 	uint64_t conns;    /* open connections */
 	uint64_t cpu_ns_s; /* CPU nanoseconds per second */
 	uint64_t app;      /* the application's load figure (any unit, the same for all) */
+	uint32_t sat_pm;   /* saturation, per mille (see above; 1000 at most) */
 	uint32_t ceiling;  /* the configured weight on the fine scale (steer_fine) */
 	uint32_t weight;   /* the effective weight now */
 	uint32_t quiet;    /* intervals since its weight last changed */
+	uint8_t last;      /* enum steer_reason of its last change (STEER_NONE: none known) */
+	uint8_t backoff;   /* probes in a row that ended in a saturated shed (saturation alone) */
 };
 
 /* The fine-scale weight of a configured one (STEER_SCALE times, capped). */
@@ -84,8 +118,11 @@ uint32_t steer_floor(uint32_t ceiling);
  * the reason of each change to why[] (STEER_NONE where it did not change). Endpoints
  * outside [floor, ceiling] are brought within it first. Load figures count only when
  * every live endpoint is fresh, at least two are live, and a figure is above its noise
- * floor. Returns the number of endpoints whose weight changed. */
+ * floor; saturation counts when every live endpoint is fresh and at least two are live,
+ * and alone when every live endpoint reports it.
+ * Returns the number of endpoints whose weight changed. */
 unsigned steer_step(const struct steer_ep *ep, unsigned n, uint32_t *out, enum steer_reason *why);
 
-/* The lowercase name of a reason ("none", "shed", "regain", "probe", "bounds"). */
+/* The lowercase name of a reason ("none", "shed", "regain", "probe", "bounds",
+ * "saturated"). */
 const char *steer_reason_name(enum steer_reason r);

@@ -13,29 +13,57 @@
 #include "../sys/log.h"
 #include "steer.h"
 
+/* Per mille of part in whole, at most 1000. */
+static uint32_t permille(double part, double whole)
+{
+	double v = whole > 0 ? part * 1000.0 / whole : 0;
+	return v >= 1000 ? 1000 : (uint32_t)v;
+}
+
 /* Records one load report of endpoint e (what the metrics show, and what steering reads):
- * the CPU counter becomes a rate over at least STEER_RATE_MIN_MS; a counter that went
- * back (a restarted pod) starts a new window. The caller holds the lock. */
+ * the CPU and throttled counters become rates over at least STEER_RATE_MIN_MS; a counter
+ * that went back (a restarted pod, another cgroup) starts a new window. The caller holds
+ * the lock. */
 void ctlr_load_report(struct csvc *v, unsigned e, const struct ctl_msg *m, uint64_t now)
 {
 	struct steer_load *l = &v->load[e];
-	if (!l->at_ms || m->cpu_ns < l->rate_ns) {
+	if (!l->at_ms || m->cpu_ns < l->rate_ns || m->throttled_ns < l->rate_thr) {
 		l->rate_ms = now;
 		l->rate_ns = m->cpu_ns;
-		l->has_cpu = false;
+		l->rate_thr = m->throttled_ns;
+		l->has_cpu = l->has_thr = false;
 	} else if (now - l->rate_ms >= STEER_RATE_MIN_MS) {
 		l->cpu_ns_s = (uint64_t)((double)(m->cpu_ns - l->rate_ns) * 1000.0 /
 		                         (double)(now - l->rate_ms));
 		l->has_cpu = true;
+		/* (throttled time summed over CPUs can pass the wall time: capped at 1000) */
+		l->thr_pm = permille((double)(m->throttled_ns - l->rate_thr),
+		                     (double)(now - l->rate_ms) * 1e6);
+		l->has_thr = m->has_sat;
 		l->win_ms = l->rate_ms;
 		l->rate_ms = now;
 		l->rate_ns = m->cpu_ns;
+		l->rate_thr = m->throttled_ns;
 	}
+	if (!m->has_sat)
+		l->has_thr = false; /* (an agent that stopped sending it) */
+	l->has_queue = m->has_sat && m->backlog > 0;
+	l->queue_pm = l->has_queue ? permille(m->queued, m->backlog) : 0;
+	/* (one sample per report: on a busy host a pod that keeps up still shows a few
+	 * percent now and then; a queue a quarter full is one that does not) */
+	if (l->queue_pm < STEER_SAT_QUEUE_PM)
+		l->queue_pm = 0;
 	l->has_app = m->has_app;
 	l->app = m->app;
 	l->at_ms = now;
 	v->conns[e] = m->conns;
 	v->cpu_ns[e] = m->cpu_ns;
+}
+
+uint32_t ctlr_saturation(const struct steer_load *l)
+{
+	uint32_t t = l->has_thr ? l->thr_pm : 0, q = l->has_queue ? l->queue_pm : 0;
+	return t > q ? t : q;
 }
 
 /* The effective weight of an endpoint whose ceiling changes from old_ceil to new_ceil
@@ -48,14 +76,17 @@ uint32_t ctlr_steer_rescale(uint32_t eff, uint32_t old_ceil, uint32_t new_ceil)
 }
 
 /* Applies one service's step: the changed weights enter the assignment at once and one
- * rebalance moves the slices; the agents get the map, peak dns the weights, the store the
- * state. The caller holds the lock. */
+ * rebalance moves the slices; the agents get the handovers of the moved slices (unless
+ * --no-handover), then the map, peak dns the weights, the store the state. The caller
+ * holds the lock. */
 static void apply(struct ctl *c, struct csvc *v, const uint32_t *out, const enum steer_reason *why)
 {
 	char msg[512];
 	size_t ml = 0;
 	int last = -1;
 	uint32_t moved = 0;
+	struct ho_snap snap = {0};
+	(void)ctlr_handover_snap(v, &snap); /* no memory: the move goes out without one */
 	for (unsigned e = 0; e < v->s->nep; e++) {
 		if (why[e] == STEER_NONE)
 			continue;
@@ -68,6 +99,13 @@ static void apply(struct ctl *c, struct csvc *v, const uint32_t *out, const enum
 			last = v->slot[e];
 		}
 		v->weight[e] = out[e];
+		/* (steer.h, saturation alone: a probe that ended in a saturated shed makes the
+		 * next one wait longer; one that held, not) */
+		struct steer_load *l = &v->load[e];
+		if (why[e] == STEER_SATURATED && v->reason[e] == STEER_PROBE)
+			l->backoff += l->backoff < STEER_BACKOFF_MAX;
+		else if (why[e] == STEER_PROBE && v->reason[e] == STEER_PROBE)
+			l->backoff = 0;
 		v->reason[e] = (uint8_t)why[e];
 		v->quiet[e] = 0;
 	}
@@ -79,8 +117,13 @@ static void apply(struct ctl *c, struct csvc *v, const uint32_t *out, const enum
 		ml = sizeof(msg) - 1;
 	log_msg(LOG_INFO, "controller: %s steering:%.*s: %u slices moved", v->name, (int)ml, msg,
 	        moved);
-	if (moved)
+	/* A steering move is a move between live endpoints like an operator's weight: the
+	 * old owners' connections are handed over, not cut (before the map that moves them). */
+	if (moved) {
+		ctlr_handover_send(c, v, &snap, -1);
 		ctlr_send_map(c, v, NULL);
+	}
+	ctlr_handover_free(&snap);
 	struct ctl_msg m = {.kind = CTL_WEIGHT};
 	ctlr_copy(m.svc, sizeof(m.svc), v->name);
 	for (unsigned e = 0; e < v->s->nep; e++) {
@@ -112,15 +155,23 @@ static bool steer_svc(struct ctl *c, struct csvc *v, uint64_t now, unsigned inte
 		const struct steer_load *l = &v->load[e];
 		ep[e] = (struct steer_ep){
 		    .live = v->healthy[e] && v->slot[e] >= 0,
-		    .fresh = l->at_ms > v->steer_ms && l->at_ms >= v->changed_ms + interval_ms,
+		    /* (an agent reporting saturation: only once a throttled window after the
+		     * change is in, since a saturated pod judged without it would regain) */
+		    .fresh = l->at_ms > v->steer_ms && l->at_ms >= v->changed_ms + interval_ms &&
+		             (!l->has_thr || l->win_ms >= v->changed_ms),
 		    .has_cpu = l->has_cpu && l->win_ms >= v->changed_ms,
 		    .has_app = l->has_app,
+		    .has_sat = l->has_thr,
+		    .sat_shed = v->reason[e] == STEER_SATURATED,
+		    .sat_pm = ctlr_saturation(l),
 		    .conns = v->conns[e],
 		    .cpu_ns_s = l->cpu_ns_s,
 		    .app = l->app,
 		    .ceiling = steer_fine(v->ceil[e]),
 		    .weight = v->weight[e],
 		    .quiet = v->quiet[e],
+		    .last = v->reason[e],
+		    .backoff = l->backoff,
 		};
 		fresh &= !ep[e].live || ep[e].fresh;
 	}

@@ -9,6 +9,9 @@
  *   etcd  an etcd v3 cluster through its JSON gateway (store_etcd.c): one key per service
  *         under the prefix, written in transactions guarded by revisions; a lease and a
  *         leader key elect one controller among several
+ *   kubernetes  the Kubernetes API (store_kube.c): a coordination.k8s.io/v1 Lease elects
+ *         the leader, a ConfigMap holds one key per service, both written with
+ *         resourceVersion-guarded updates
  * Every operation runs on the controller's loop thread and is bounded in time.
  */
 #include <stdbool.h>
@@ -68,13 +71,15 @@ struct store {
 	int64_t term; /* while leading: changes whenever the lead was lost and won again */
 };
 
-/* Opens the store that o names (o->store: "file" or NULL, or "etcd"). config is the
+/* Opens the store that o names (o->store: "file" or NULL, "etcd" or "kubernetes"). config is the
  * configuration path (the file store's default CONFIG.state). Returns the store, or NULL
  * with the reason in err (bad options: the caller exits 2). */
 struct store *store_open(const struct controller_opts *o, char *err, size_t errlen);
 
 struct store *store_file_open(const char *path);
 struct store *store_etcd_open(const struct controller_opts *o, char *err, size_t errlen);
+/* store_kube.c: a Lease elects the leader, a ConfigMap keeps the state (no network here). */
+struct store *store_kube_open(const struct controller_opts *o, char *err, size_t errlen);
 
 /* store_rec.c: what reads untrusted bytes. */
 

@@ -36,6 +36,11 @@
 
 enum {
 	ETCD_VALUE_MAX_B = 16 << 20, /* one service's value */
+	/* One transaction's share of a save, inside etcd's defaults (--max-txn-ops 128 compares
+	 * or puts; --max-request-bytes 1.5 MiB): a state of thousands of services is saved in
+	 * several transactions, each guarded by the lead and its keys' revisions. */
+	ETCD_TXN_PUTS = 100,
+	ETCD_TXN_BYTES = 1 << 20,
 	ETCD_TTL_DEF_S = 2,
 	ETCD_TICK_MS = 250, /* the controller's loop may call the store this late (POLL_TICK_MS) */
 };
@@ -64,6 +69,8 @@ struct store_etcd {
 	uint64_t renewed_ms; /* when the last keepalive that etcd answered was sent */
 	struct ekey *keys;   /* every key under PREFIX svc/ as last seen */
 	unsigned nkeys;
+	uint32_t *kidx; /* keys by hash (index + 1; 0: empty): a save finds 10,000 in O(1) */
+	uint32_t kmask;
 	int64_t rev; /* the store's revision at the last load: the watch resumes after it */
 	unsigned agent_ttl_s;
 	struct enode nodes[MAX_AGENTS]; /* the leases held for connected agents' nodes */
@@ -85,13 +92,55 @@ static void keys_clear(struct store_etcd *e)
 	free(e->keys);
 	e->keys = NULL;
 	e->nkeys = 0;
+	free(e->kidx);
+	e->kidx = NULL;
+	e->kmask = 0;
+}
+
+static uint32_t key_hash(const char *k)
+{
+	uint32_t h = 2166136261u; /* FNV-1a */
+	for (; *k; k++)
+		h = (h ^ (uint8_t)*k) * 16777619u;
+	return h;
+}
+
+/* Puts keys[i] in the index, growing it to twice the keys. Returns 0 or -ENOMEM. */
+static int key_index(struct store_etcd *e, unsigned i)
+{
+	if (2u * (e->nkeys + 1) > e->kmask) {
+		uint32_t cap = e->kmask ? 2 * (e->kmask + 1) : 64;
+		while (cap < 4u * (e->nkeys + 1))
+			cap *= 2;
+		uint32_t *nx = calloc(cap, sizeof(*nx));
+		if (!nx)
+			return -ENOMEM;
+		free(e->kidx);
+		e->kidx = nx;
+		e->kmask = cap - 1;
+		for (unsigned k = 0; k < e->nkeys; k++) {
+			uint32_t h = key_hash(e->keys[k].key) & e->kmask;
+			while (e->kidx[h])
+				h = (h + 1) & e->kmask;
+			e->kidx[h] = k + 1;
+		}
+		if (i < e->nkeys)
+			return 0; /* (it was among them) */
+	}
+	uint32_t h = key_hash(e->keys[i].key) & e->kmask;
+	while (e->kidx[h])
+		h = (h + 1) & e->kmask;
+	e->kidx[h] = i + 1;
+	return 0;
 }
 
 static struct ekey *key_find(struct store_etcd *e, const char *k)
 {
-	for (unsigned i = 0; i < e->nkeys; i++)
-		if (!strcmp(e->keys[i].key, k))
-			return &e->keys[i];
+	if (!e->kidx)
+		return NULL;
+	for (uint32_t h = key_hash(k) & e->kmask; e->kidx[h]; h = (h + 1) & e->kmask)
+		if (!strcmp(e->keys[e->kidx[h] - 1].key, k))
+			return &e->keys[e->kidx[h] - 1];
 	return NULL;
 }
 
@@ -105,8 +154,11 @@ static struct ekey *key_add(struct store_etcd *e, const char *k)
 	e->keys = nk;
 	x = &e->keys[e->nkeys];
 	*x = (struct ekey){.key = strdup(k)};
-	if (!x->key)
+	if (!x->key || key_index(e, e->nkeys)) {
+		free(x->key);
+		x->key = NULL;
 		return NULL;
+	}
 	e->nkeys++;
 	return x;
 }
@@ -193,14 +245,18 @@ static int etcd_load(struct store *st, char **text, size_t *len)
 	return 0;
 }
 
-/* One transaction writing the changed records, guarded by the revisions. Returns 1 (it
- * succeeded), 0 (a compare failed: *fail holds the failure branch's range replies), or
+/* One transaction writing the changed records of r[from..n), guarded by the revisions, as
+ * many as etcd's default limits take in one request (ETCD_TXN_PUTS records, ETCD_TXN_BYTES
+ * of values, at least one record): *end gets where the next transaction starts. Returns 1
+ * (it succeeded), 0 (a compare failed: *fail holds the failure branch's range replies), or
  * -errno. */
-static int txn_write(struct store_etcd *e, const struct store_rec *r, unsigned n, json_t **fail)
+static int txn_write(struct store_etcd *e, const struct store_rec *r, unsigned n, unsigned from,
+                     unsigned *end, json_t **fail)
 {
 	char k[ETCD_KEY_MAX], lk[ETCD_KEY_MAX], pre[ETCD_KEY_MAX];
 	json_t *req = json_object(), *cmp = json_array(), *ok = json_array(), *no = json_array();
 	bool *put = calloc(n ? n : 1, sizeof(*put));
+	*end = n;
 	unsigned nput = 0;
 	int ret = -ENOMEM;
 	if (!req || !cmp || !ok || !no || !put)
@@ -212,11 +268,16 @@ static int txn_write(struct store_etcd *e, const struct store_rec *r, unsigned n
 	json_array_append_new(cmp, json_pack("{s:o,s:s,s:s,s:s}", "key", etcd_jkey(lk, strlen(lk)),
 	                                     "target", "CREATE", "result", "EQUAL",
 	                                     "create_revision", rev));
-	for (unsigned i = 0; i < n; i++) {
+	size_t bytes = 0;
+	unsigned i = from;
+	for (; i < n; i++) {
 		snprintf(k, sizeof(k), "%s%s", pre, r[i].name);
 		struct ekey *x = key_find(e, k);
 		if (x && x->text && x->len == r[i].len && !memcmp(x->text, r[i].text, r[i].len))
 			continue;
+		if (nput && (nput == ETCD_TXN_PUTS || bytes + r[i].len * 4 / 3 > ETCD_TXN_BYTES))
+			break; /* the next transaction's */
+		bytes += r[i].len * 4 / 3;
 		char *v = store_b64_enc(r[i].text, r[i].len);
 		if (!v)
 			goto out;
@@ -230,6 +291,7 @@ static int txn_write(struct store_etcd *e, const struct store_rec *r, unsigned n
 		put[i] = true;
 		nput++;
 	}
+	*end = i;
 	if (!nput) {
 		ret = 1;
 		goto out;
@@ -255,7 +317,7 @@ static int txn_write(struct store_etcd *e, const struct store_rec *r, unsigned n
 	int64_t at = etcd_jint(json_object_get(res, "header"), "revision");
 	json_decref(res);
 	ret = 1;
-	for (unsigned i = 0; i < n; i++) {
+	for (i = from; i < *end; i++) {
 		struct ekey *x;
 		snprintf(k, sizeof(k), "%s%s", pre, r[i].name);
 		if (!put[i] || !(x = key_add(e, k)))
@@ -282,12 +344,18 @@ static int etcd_save(struct store *st, const struct store_rec *r, unsigned n)
 	int ret = -ESTALE;
 	if (!e->leader_rev)
 		return -ESTALE;
-	for (int attempt = 0; attempt < 2; attempt++) {
-		int k = txn_write(e, r, n, &fail);
+	for (unsigned from = 0, attempt = 0; attempt < 2;) {
+		unsigned end;
+		int k = txn_write(e, r, n, from, &end, &fail);
 		if (k < 0)
 			return k;
-		if (k == 1)
+		if (k == 1 && end >= n)
 			return 0;
+		if (k == 1) { /* that part is written; the rest in the next transaction */
+			from = end;
+			continue;
+		}
+		attempt++;
 		/* A compare failed: the lead lost, or a service key written by someone else
 		 * (a foreign or corrupt value). The live state wins over the latter: the known
 		 * revisions are refreshed and it is written once more. */

@@ -166,6 +166,14 @@ struct store *store_open(const struct controller_opts *o, char *err, size_t errl
 		}
 		return store_etcd_open(o, err, errlen);
 	}
-	snprintf(err, errlen, "--store: '%s' is not file or etcd", o->store);
+	if (!strcmp(o->store, "kubernetes")) {
+		if (o->state || o->etcd) {
+			snprintf(err, errlen, "%s is not for --store kubernetes",
+			         o->state ? "--state" : "--etcd");
+			return NULL;
+		}
+		return store_kube_open(o, err, errlen);
+	}
+	snprintf(err, errlen, "--store: '%s' is not file, etcd or kubernetes", o->store);
 	return NULL;
 }

@@ -269,7 +269,7 @@ static unsigned steer(const struct dns_state *st, const struct dz_svc *v, struct
 	if (pow) {
 		memset(&key, 0, sizeof(key));
 		key.serial = st->serial;
-		key.svc = (uint32_t)(v - st->svc);
+		key.svc = v->index;
 		key.epoch = v->space.d.select == SSA_HOP || v->space.d.host == SSA_HOP
 		                ? cx->now / v->space.d.period
 		                : 0;
@@ -291,8 +291,9 @@ static unsigned steer(const struct dns_state *st, const struct dz_svc *v, struct
 				}
 			}
 			int64_t g = ssa_slice_of(sp, out[n]);
-			if (g >= 0 && v->owner[g] >= 0)
-				DNSD_INC(v->counter[v->owner[g]]->cell[cx->worker][0]);
+			int32_t owner = g >= 0 ? dz_svc_owner(v, (uint32_t)g) : -1;
+			if (owner >= 0)
+				DNSD_INC(*steer_cell(cx->worker, v->counter[owner]));
 			n++;
 		}
 		return n;
@@ -314,7 +315,7 @@ static unsigned steer(const struct dns_state *st, const struct dz_svc *v, struct
 			dup |= chosen[k] == e;
 		if (dup)
 			continue;
-		uint32_t g = v->ep_slices[v->ep_first[e] + dnsd_rand(cx) % v->ep_nslice[e]];
+		uint32_t g = dz_svc_nth_slice(v, (unsigned)e, dnsd_rand(cx) % v->ep_nslice[e]);
 		r.index = (uint8_t)(v->space.d.fanout > 1 ? dnsd_rand(cx) % v->space.d.fanout : 0);
 		r.rand[1] = dnsd_rand(cx);
 		r.rand[2] = dnsd_rand(cx);
@@ -329,7 +330,7 @@ static unsigned steer(const struct dns_state *st, const struct dz_svc *v, struct
 				break;
 			}
 		}
-		DNSD_INC(v->counter[e]->cell[cx->worker][0]);
+		DNSD_INC(*steer_cell(cx->worker, v->counter[e]));
 		chosen[n++] = e;
 	}
 	return n;
@@ -411,7 +412,7 @@ size_t dnsd_answer(const struct dns_state *st, struct dnsd_ctx *cx, const uint8_
 		break;
 	case DNS_T_AAAA:
 		if (nd->svc >= 0) {
-			const struct dz_svc *v = &st->svc[nd->svc];
+			const struct dz_svc *v = st->svc[nd->svc];
 			uint8_t c[16], addrs[DNSD_ANSWER_MAX][16];
 			bool refused;
 			client_c64(&q, cl, v->binds_src, c, &r.ecs_scope);

@@ -10,11 +10,15 @@
 
 #include "../controller/store.h" /* store_rec_check, store_b64_dec: the records' checks */
 #include "../etcd/etcd.h"
+#include "../k8s/kube.h"
 #include "../sys/log.h"
 
 enum { FOLLOW_VALUE_MAX_B = 16 << 20 }; /* one service's value, as the controller's */
 
 struct dns_follow {
+	struct kube *kube;                     /* --store kubernetes (then cl is unused) */
+	char kpath[160], ksel[128], kkey[160]; /* the collection, selector, "NS/NAME" */
+	json_t *kseen; /* the ConfigMap's data as last applied (NULL: none yet) */
 	struct etcd cl;
 	char pre[ETCD_KEY_MAX]; /* PREFIX svc/ */
 	int64_t rev;            /* the revision of the last read: the watch resumes after it */
@@ -42,21 +46,99 @@ struct dns_follow *dns_follow_open(const char *urls, const char *prefix, char *e
 	return f;
 }
 
+struct dns_follow *dns_follow_kube_open(const struct kube_opts *o, const char *ns, const char *name,
+                                        char *err, size_t errlen)
+{
+	struct dns_follow *f;
+	char nsb[64];
+	const char *cm = name ? name : "peak-controller";
+	if (kube_names_check(ns, cm, err, errlen))
+		return NULL;
+	if (!(f = calloc(1, sizeof(*f)))) {
+		snprintf(err, errlen, "out of memory");
+		return NULL;
+	}
+	kube_namespace(ns, o->api != NULL, nsb);
+	snprintf(f->kpath, sizeof(f->kpath), "/api/v1/namespaces/%s/configmaps", nsb);
+	snprintf(f->ksel, sizeof(f->ksel), "fieldSelector=metadata.name%%3D%s&", cm);
+	snprintf(f->kkey, sizeof(f->kkey), "%s/%s", nsb, cm);
+	if (!(f->kube = kube_open_one(o, "configmaps", f->kpath, f->ksel, err, errlen))) {
+		free(f);
+		return NULL;
+	}
+	return f;
+}
+
 void dns_follow_free(struct dns_follow *f)
 {
 	if (!f)
 		return;
-	etcd_close(&f->cl);
+	if (f->kube) {
+		kube_free(f->kube);
+		json_decref(f->kseen);
+	} else {
+		etcd_close(&f->cl);
+	}
 	free(f);
 }
 
-/* Reads every record under PREFIX svc/, calling fn with each that passes the check.
- * Returns 0 or -EIO. */
+/* --store kubernetes: applies the ConfigMap's keys whose values changed since the last
+ * step (all of them at the first), each checked as the controller checks it; a refused
+ * one is logged once per value. A ConfigMap deleted leaves every service as it was, as a
+ * key deleted does (the controller never deletes a service's key while it serves it). */
+static int follow_kube_step(struct dns_follow *f, dns_follow_fn fn, void *arg)
+{
+	if (kube_poll(f->kube) != 1)
+		return 0;
+	json_t *cm = json_object_get(kube_objs(f->kube), f->kkey), *v;
+	json_t *data = json_object_get(cm, "data");
+	const char *key;
+	char why[128], shown[96];
+	if (data && !json_is_object(data) && !json_is_null(data)) {
+		log_msg(LOG_WARNING,
+		        "dns: kubernetes: ConfigMap %s: data is not an object: refused", f->kkey);
+		return 1;
+	}
+	json_object_foreach(json_is_object(data) ? data : NULL, key, v)
+	{
+		if (json_equal(v, json_object_get(f->kseen, key)))
+			continue;
+		const char *val = json_string_value(v);
+		size_t vl = val ? json_string_length(v) : 0;
+		etcd_printable(shown, sizeof(shown), key, strlen(key));
+		int err =
+		    !val ? (snprintf(why, sizeof(why), "not a string"), -1)
+		    : vl > FOLLOW_VALUE_MAX_B
+		        ? (snprintf(why, sizeof(why), "over %d bytes", FOLLOW_VALUE_MAX_B), -1)
+		        : store_rec_check(key, val, vl, why, sizeof(why));
+		if (err)
+			log_msg(LOG_WARNING, "dns: kubernetes: ConfigMap %s: %s: refused: %s",
+			        f->kkey, shown, why);
+		else
+			fn(arg, key, val, vl);
+	}
+	json_decref(f->kseen);
+	f->kseen = json_is_object(data) ? json_incref(data) : NULL;
+	return 1;
+}
+
+/* Reads the records under PREFIX svc/ written since the last read (every one at the
+ * first), calling fn with each that passes the check. Only those: at 10,000 services a read
+ * of them all took seconds for every change of one. Every record changed after the last
+ * read has a mod_revision past it (compacted or not), so none is missed. Returns 0 or
+ * -EIO (or -ENOMEM). */
 static int follow_read(struct dns_follow *f, dns_follow_fn fn, void *arg)
 {
-	json_t *r = etcd_call(&f->cl, "/v3/kv/range", etcd_range_req(f->pre, false)), *kv;
+	json_t *req = etcd_range_req(f->pre, false), *r, *kv;
 	size_t i, pl = strlen(f->pre);
-	if (!r)
+	char rev[32];
+	if (!req)
+		return -ENOMEM;
+	if (f->rev > 0) {
+		snprintf(rev, sizeof(rev), "%" PRId64, f->rev + 1);
+		json_object_set_new(req, "min_mod_revision", json_string(rev));
+	}
+	if (!(r = etcd_call(&f->cl, "/v3/kv/range", req)))
 		return -EIO;
 	json_t *kvs = json_object_get(r, "kvs");
 	json_array_foreach(kvs, i, kv)
@@ -86,8 +168,15 @@ static int follow_read(struct dns_follow *f, dns_follow_fn fn, void *arg)
 	return 0;
 }
 
+int dns_follow_fd(struct dns_follow *f)
+{
+	return f->kube || !f->have ? -1 : etcd_watch_fd(&f->cl);
+}
+
 int dns_follow_step(struct dns_follow *f, dns_follow_fn fn, void *arg)
 {
+	if (f->kube)
+		return follow_kube_step(f, fn, arg);
 	if (f->have) {
 		int w = etcd_watch(&f->cl, f->pre, f->rev);
 		if (w <= 0)

@@ -55,8 +55,6 @@ struct server {
 	/* control thread only, plus the metrics thread under dyn_lock */
 	pthread_mutex_t dyn_lock;
 	struct dnsd_dyn dyn;
-	uint8_t *cfg_bytes; /* the configuration the current state was built from */
-	size_t cfg_len;
 	/* written by the main thread, read by the metrics thread */
 	_Atomic uint64_t reloads_ok, reloads_failed;
 	uint64_t tcp_closed[TC_N]; /* written by the TCP thread (atomic builtins) */
@@ -643,27 +641,16 @@ static void metrics_render(struct mbuf *bp, void *arg)
 
 static int read_file(const char *path, uint8_t **out, size_t *len, char *err, size_t errlen)
 {
-	FILE *f = fopen(path, "rb");
-	if (!f) {
-		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-		return -1;
-	}
-	uint8_t *buf = malloc(CFG_MAX_FILE_BYTES + 1);
-	size_t n = buf ? fread(buf, 1, CFG_MAX_FILE_BYTES + 1, f) : 0;
-	fclose(f);
-	if (!buf || n > CFG_MAX_FILE_BYTES) {
-		free(buf);
-		snprintf(err, errlen, "%s: unreadable or larger than %d bytes", path,
-		         CFG_MAX_FILE_BYTES);
-		return -1;
-	}
-	*out = buf;
-	*len = n;
-	return 0;
+	int r = peak_read_file(path, CFG_MAX_FILE_BYTES, out, len);
+	if (r == -EFBIG)
+		snprintf(err, errlen, "%s: larger than %d bytes", path, CFG_MAX_FILE_BYTES);
+	else if (r)
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(-r));
+	return r ? -1 : 0;
 }
 
-/* Builds and publishes a state from configuration bytes. On success the server keeps the
- * bytes (it owns them then). Returns 0 or -1 with the reason in err. */
+/* Builds and publishes a state from configuration bytes, which it frees on success (the
+ * caller keeps them on failure). Returns 0 or -1 with the reason in err. */
 static int rebuild(struct server *s, uint8_t *bytes, size_t len, char *err, size_t errlen)
 {
 	struct peak_config *cfg;
@@ -676,7 +663,7 @@ static int rebuild(struct server *s, uint8_t *bytes, size_t len, char *err, size
 		config_free(cfg);
 		return -1;
 	}
-	for (unsigned i = 0; bytes != s->cfg_bytes && i < cfg->nsvc; i++) {
+	for (unsigned i = 0; i < cfg->nsvc; i++) {
 		char name[DNS_NAME_STRLEN];
 		unsigned pow = cfg->svc[i].space.d.pow;
 		if (pow <= DNSD_POW_WARN_BITS)
@@ -688,11 +675,21 @@ static int rebuild(struct server *s, uint8_t *bytes, size_t len, char *err, size
 		        name, pow, pow, DNSD_POW_MAX_TRIES_LOG2);
 	}
 	state_publish(s, st);
-	if (bytes != s->cfg_bytes) {
-		free(s->cfg_bytes);
-		s->cfg_bytes = bytes;
-		s->cfg_len = len;
-	}
+	free(bytes); /* the parsed configuration is what later changes start from */
+	return 0;
+}
+
+/* Publishes a state with the services whose live state changed rebuilt and the rest
+ * shared with the state in force: no parsing. Main thread. Returns 0 or -1 with the reason
+ * in err. */
+static int update(struct server *s, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&s->dyn_lock);
+	struct dns_state *st = dns_state_update(atomic_load(&s->state), &s->dyn, err, errlen);
+	pthread_mutex_unlock(&s->dyn_lock);
+	if (!st)
+		return -1;
+	state_publish(s, st);
 	return 0;
 }
 
@@ -740,8 +737,8 @@ static void control_command(struct server *s, char *line, char *reply, size_t ca
 			const struct dnsd_svc_dyn *sd = &s->dyn.svc[i];
 			dns_name_print(&sd->name, name, sizeof(name));
 			for (unsigned e = 0; e < sd->nep && n < cap; e++) {
-				uint32_t held = i < st->nsvc && st->svc[i].ep_nslice
-				                    ? st->svc[i].ep_nslice[e]
+				uint32_t held = i < st->nsvc && st->svc[i]->ep_nslice
+				                    ? st->svc[i]->ep_nslice[e]
 				                    : 0;
 				n += (size_t)snprintf(
 				    reply + n, cap - n, "%s %s %s weight=%u slices=%u\n", name,
@@ -768,7 +765,7 @@ static void control_command(struct server *s, char *line, char *reply, size_t ca
 		snprintf(reply, cap, "error: no endpoint '%s' in service %s\n", m.id, m.svc);
 		return;
 	}
-	if (r || rebuild(s, s->cfg_bytes, s->cfg_len, err, sizeof(err))) {
+	if (r || update(s, err, sizeof(err))) {
 		snprintf(reply, cap, "error: %s\n", r ? strerror(-r) : err);
 		return;
 	}
@@ -849,10 +846,12 @@ static void follow_tick(struct server *s, struct dns_follow *f)
 	char err[CFG_ERRLEN];
 	if (dns_follow_step(f, follow_apply, &fc) != 1 || !fc.changed)
 		return;
-	if (rebuild(s, s->cfg_bytes, s->cfg_len, err, sizeof(err)))
-		log_msg(LOG_ERR, "dns: etcd: the stored state cannot be served: %s", err);
+	if (update(s, err, sizeof(err)))
+		log_msg(LOG_ERR, "dns: %s: the stored state cannot be served: %s",
+		        s->o->kube ? "kubernetes" : "etcd", err);
 	else
-		log_msg(LOG_INFO, "dns: etcd: the stored state applied (%u changes)", fc.changed);
+		log_msg(LOG_INFO, "dns: %s: the stored state applied (%u changes)",
+		        s->o->kube ? "kubernetes" : "etcd", fc.changed);
 }
 
 /* ---- the control socket: served by the main thread between signals, never blocking ----
@@ -1098,6 +1097,7 @@ int dnsd_run(const struct dnsd_opts *o)
 		ret = 2;
 		goto out;
 	}
+	steer_counters_init(s->nreaders);
 	/* Before any thread starts, so that every thread has the signals blocked. */
 	if ((sfd = signals_fd(1)) < 0) {
 		log_msg(LOG_ERR, "dns: signalfd: %s", strerror(-sfd));
@@ -1142,6 +1142,12 @@ int dnsd_run(const struct dnsd_opts *o)
 	}
 	if (o->control && control_listen(o, &ctl))
 		goto out;
+	if (o->kube && !(fol = dns_follow_kube_open(o->kube, o->kube_namespace, o->kube_cm, err,
+	                                            sizeof(err)))) {
+		log_msg(LOG_ERR, "dns: %s", err);
+		ret = 2; /* bad input: the options */
+		goto out;
+	}
 	if (o->etcd && !(fol = dns_follow_open(o->etcd, o->etcd_prefix, err, sizeof(err)))) {
 		log_msg(LOG_ERR, "dns: %s", err);
 		ret = 2; /* bad input: the options */
@@ -1173,7 +1179,7 @@ int dnsd_run(const struct dnsd_opts *o)
 	notify_ready("serving %s on %u addresses", o->config, o->nlisten);
 	ret = 0;
 	for (bool run = true; run;) {
-		struct pollfd pf[2 + CTL_MAX_CLIENTS];
+		struct pollfd pf[3 + CTL_MAX_CLIENTS];
 		struct ctl_client *who[CTL_MAX_CLIENTS];
 		nfds_t n = 0;
 		uint64_t now = peak_mono_ms(), next = UINT64_MAX;
@@ -1200,6 +1206,10 @@ int dnsd_run(const struct dnsd_opts *o)
 		}
 		if (fol)
 			next = fol_next < next ? fol_next : next;
+		nfds_t nctl = n; /* the control clients end here: the watch's socket follows */
+		int wfd = fol ? dns_follow_fd(fol) : -1;
+		if (wfd != -1)
+			pf[n++] = (struct pollfd){.fd = wfd, .events = POLLIN};
 		int wait = next == UINT64_MAX ? -1 : (int)(next - now);
 		if (poll(pf, n, wait) == -1 && errno != EINTR) {
 			log_msg(LOG_ERR, "dns: poll: %s", strerror(errno));
@@ -1207,7 +1217,9 @@ int dnsd_run(const struct dnsd_opts *o)
 			break;
 		}
 		now = peak_mono_ms();
-		for (nfds_t i = first; i < n; i++)
+		if (wfd != -1 && pf[nctl].revents)
+			fol_next = 0; /* the watch has news: read it now, not at the next tick */
+		for (nfds_t i = first; i < nctl; i++)
 			if (pf[i].revents)
 				control_step(s, who[i - first]);
 		if (ctl.lfd != -1 && pf[1].revents)
@@ -1258,7 +1270,6 @@ out:
 	dns_state_free(atomic_load(&s->state));
 	dnsd_dyn_fini(&s->dyn);
 	steer_counters_free();
-	free(s->cfg_bytes);
 	free(wk);
 	if (s->stop_fd != -1)
 		close(s->stop_fd);

@@ -11,49 +11,162 @@
 #include "peak/siphash.h"
 #include "peak/util.h"
 
-/* ---- steering counters: a grow-only registry, so counters survive state swaps ---- */
+/* ---- steering counters: a grow-only registry, so counters survive state swaps ----
+ *
+ * A counter is an id. Each worker has its own cells, in chunks of STEER_CHUNK counters
+ * allocated before the id is handed out (so a worker never sees an id without its cell), and
+ * only for the workers that exist: no two workers write one cache line but at a chunk's
+ * edges, and a counter costs 8 bytes per worker. The names live in one grow-only text buffer
+ * (a service's name once for all its endpoints); a hash over (service, endpoint) finds an
+ * id in constant time. */
+
+enum { STEER_CHUNK = 1024, STEER_CHUNKS = 4096, STEER_MAX = STEER_CHUNK * STEER_CHUNKS };
+
+struct steer_entry {
+	uint32_t svc_off, ep_off; /* into names */
+	uint64_t hash;
+};
 
 static pthread_mutex_t reg_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct steer_counter **reg;
-static size_t nreg, capreg;
+static unsigned reg_workers = DNSD_MAX_WORKERS;
+static uint64_t *reg_cells[DNSD_MAX_WORKERS][STEER_CHUNKS];
+static struct steer_entry *reg;
+static uint32_t nreg, capreg;
+static uint32_t *reg_index; /* open addressing: id + 1, 0 empty */
+static uint32_t reg_imask;
+static char *reg_names;
+static size_t reg_names_len, reg_names_cap;
+static uint32_t reg_last_svc = UINT32_MAX; /* the service name added last */
 
-static struct steer_counter *steer_counter_get(const char *service, const char *endpoint)
+uint64_t *steer_cell(unsigned worker, uint32_t id)
 {
-	struct steer_counter *c = NULL;
+	return &reg_cells[worker][id / STEER_CHUNK][id % STEER_CHUNK];
+}
+
+void steer_counters_init(unsigned nworkers)
+{
 	pthread_mutex_lock(&reg_lock);
-	for (size_t i = 0; i < nreg; i++)
-		if (!strcmp(reg[i]->service, service) && !strcmp(reg[i]->endpoint, endpoint)) {
-			c = reg[i];
-			goto out;
+	if (!nreg && nworkers && nworkers <= DNSD_MAX_WORKERS)
+		reg_workers = nworkers;
+	pthread_mutex_unlock(&reg_lock);
+}
+
+static uint64_t steer_hash(const char *service, const char *endpoint)
+{
+	uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a over service NUL endpoint */
+	for (const char *p = service;; p++) {
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
+		if (!*p)
+			break;
+	}
+	for (const char *p = endpoint; *p; p++)
+		h = (h ^ (uint8_t)*p) * 0x100000001b3ULL;
+	return h ^ (h >> 29);
+}
+
+static int names_add(const char *str, uint32_t *off)
+{
+	size_t n = strlen(str) + 1;
+	if (reg_names_len + n > UINT32_MAX)
+		return -ENOMEM;
+	if (reg_names_len + n > reg_names_cap) {
+		size_t nc = reg_names_cap ? 2 * reg_names_cap : 4096;
+		while (nc < reg_names_len + n)
+			nc *= 2;
+		char *nv = realloc(reg_names, nc);
+		if (!nv)
+			return -ENOMEM;
+		reg_names = nv;
+		reg_names_cap = nc;
+	}
+	memcpy(reg_names + reg_names_len, str, n);
+	*off = (uint32_t)reg_names_len;
+	reg_names_len += n;
+	return 0;
+}
+
+static int index_grow(void)
+{
+	uint32_t size = reg_index ? 2 * (reg_imask + 1) : 1024;
+	uint32_t *ni = calloc(size, sizeof(*ni));
+	if (!ni)
+		return -ENOMEM;
+	for (uint32_t id = 0; id < nreg; id++) {
+		uint32_t i = (uint32_t)reg[id].hash & (size - 1);
+		while (ni[i])
+			i = (i + 1) & (size - 1);
+		ni[i] = id + 1;
+	}
+	free(reg_index);
+	reg_index = ni;
+	reg_imask = size - 1;
+	return 0;
+}
+
+/* The id of (service, endpoint)'s counter, made on first use. Returns 0 or -ENOMEM. */
+static int steer_counter_get(const char *service, const char *endpoint, uint32_t *out)
+{
+	int ret = -ENOMEM;
+	uint64_t h = steer_hash(service, endpoint);
+	pthread_mutex_lock(&reg_lock);
+	if (reg_index)
+		for (uint32_t i = (uint32_t)h & reg_imask; reg_index[i]; i = (i + 1) & reg_imask) {
+			const struct steer_entry *x = &reg[reg_index[i] - 1];
+			if (x->hash == h && !strcmp(reg_names + x->svc_off, service) &&
+			    !strcmp(reg_names + x->ep_off, endpoint)) {
+				*out = reg_index[i] - 1;
+				ret = 0;
+				goto out;
+			}
 		}
+	if (nreg == STEER_MAX)
+		goto out;
 	if (nreg == capreg) {
-		size_t nc = capreg ? 2 * capreg : 64;
-		struct steer_counter **nv = realloc(reg, nc * sizeof(*nv));
+		uint32_t nc = capreg ? 2 * capreg : 64;
+		struct steer_entry *nv = realloc(reg, nc * sizeof(*nv));
 		if (!nv)
 			goto out;
 		reg = nv;
 		capreg = nc;
 	}
-	if (!(c = aligned_alloc(64, sizeof(*c))))
+	if ((2 * (nreg + 1) > (reg_index ? reg_imask + 1 : 0)) && index_grow())
 		goto out;
-	memset(c, 0, sizeof(*c));
-	snprintf(c->service, sizeof(c->service), "%s", service);
-	snprintf(c->endpoint, sizeof(c->endpoint), "%s", endpoint);
-	reg[nreg++] = c;
+	if (nreg % STEER_CHUNK == 0)
+		for (unsigned w = 0; w < reg_workers; w++)
+			if (!reg_cells[w][nreg / STEER_CHUNK] &&
+			    !(reg_cells[w][nreg / STEER_CHUNK] =
+			          calloc(STEER_CHUNK, sizeof(uint64_t))))
+				goto out;
+	struct steer_entry *x = &reg[nreg];
+	x->hash = h;
+	if (reg_last_svc != UINT32_MAX && !strcmp(reg_names + reg_last_svc, service))
+		x->svc_off = reg_last_svc;
+	else if (names_add(service, &x->svc_off))
+		goto out;
+	reg_last_svc = x->svc_off;
+	if (names_add(endpoint, &x->ep_off))
+		goto out;
+	uint32_t i = (uint32_t)h & reg_imask;
+	while (reg_index[i])
+		i = (i + 1) & reg_imask;
+	reg_index[i] = nreg + 1;
+	*out = nreg++;
+	ret = 0;
 out:
 	pthread_mutex_unlock(&reg_lock);
-	return c;
+	return ret;
 }
 
 void steer_counters_each(void (*fn)(const struct steer_counter *c, uint64_t total, void *arg),
                          void *arg)
 {
 	pthread_mutex_lock(&reg_lock);
-	for (size_t i = 0; i < nreg; i++) {
+	for (uint32_t id = 0; id < nreg; id++) {
 		uint64_t t = 0;
-		for (int w = 0; w < DNSD_MAX_WORKERS; w++)
-			t += __atomic_load_n(&reg[i]->cell[w][0], __ATOMIC_RELAXED);
-		fn(reg[i], t, arg);
+		for (unsigned w = 0; w < reg_workers; w++)
+			t += __atomic_load_n(steer_cell(w, id), __ATOMIC_RELAXED);
+		struct steer_counter c = {reg_names + reg[id].svc_off, reg_names + reg[id].ep_off};
+		fn(&c, t, arg);
 	}
 	pthread_mutex_unlock(&reg_lock);
 }
@@ -61,18 +174,89 @@ void steer_counters_each(void (*fn)(const struct steer_counter *c, uint64_t tota
 void steer_counters_free(void)
 {
 	pthread_mutex_lock(&reg_lock);
-	for (size_t i = 0; i < nreg; i++)
-		free(reg[i]);
+	for (unsigned w = 0; w < DNSD_MAX_WORKERS; w++)
+		for (unsigned k = 0; k < STEER_CHUNKS && reg_cells[w][k]; k++) {
+			free(reg_cells[w][k]);
+			reg_cells[w][k] = NULL;
+		}
 	free(reg);
 	reg = NULL;
 	nreg = capreg = 0;
+	free(reg_index);
+	reg_index = NULL;
+	reg_imask = 0;
+	free(reg_names);
+	reg_names = NULL;
+	reg_names_len = reg_names_cap = 0;
+	reg_last_svc = UINT32_MAX;
 	pthread_mutex_unlock(&reg_lock);
 }
 
 /* ---- live state: health, weights and the slice assignment per service ---- */
 
+/* The assignment map of a packed sd, expanded (the caller's to free), or NULL. */
+static int32_t *runs_expand(const struct dnsd_svc_dyn *sd)
+{
+	int32_t *owner = malloc((sd->a.nslices ? sd->a.nslices : 1) * sizeof(*owner));
+	if (!owner)
+		return NULL;
+	for (uint32_t r = 0; r < sd->nruns; r++) {
+		uint32_t end = r + 1 < sd->nruns ? sd->run_start[r + 1] : sd->a.nslices;
+		for (uint32_t g = sd->run_start[r]; g < end; g++)
+			owner[g] = sd->run_slot[r];
+	}
+	return owner;
+}
+
+/* Expands the map for a change. Returns 0 or -ENOMEM (sd unchanged). */
+static int dyn_unpack(struct dnsd_svc_dyn *sd)
+{
+	if (!sd->have_assign || sd->a.owner)
+		return 0;
+	if (!(sd->a.owner = runs_expand(sd)))
+		return -ENOMEM;
+	free(sd->run_start);
+	free(sd->run_slot);
+	sd->run_start = NULL;
+	sd->run_slot = NULL;
+	sd->nruns = 0;
+	return 0;
+}
+
+/* Keeps the map as runs until the next change. Returns 0 or -ENOMEM (sd then stays
+ * expanded, which is as good, only larger). */
+static int dyn_pack(struct dnsd_svc_dyn *sd)
+{
+	if (!sd->have_assign || !sd->a.owner)
+		return 0;
+	uint32_t n = 0;
+	for (uint32_t g = 0; g < sd->a.nslices; g++)
+		n += !g || sd->a.owner[g] != sd->a.owner[g - 1];
+	uint32_t *start = malloc((n ? n : 1) * sizeof(*start));
+	int32_t *slot = malloc((n ? n : 1) * sizeof(*slot));
+	if (!start || !slot) {
+		free(start);
+		free(slot);
+		return -ENOMEM;
+	}
+	n = 0;
+	for (uint32_t g = 0; g < sd->a.nslices; g++)
+		if (!g || sd->a.owner[g] != sd->a.owner[g - 1]) {
+			start[n] = g;
+			slot[n++] = sd->a.owner[g];
+		}
+	free(sd->a.owner);
+	sd->a.owner = NULL;
+	sd->run_start = start;
+	sd->run_slot = slot;
+	sd->nruns = n;
+	return 0;
+}
+
 static void svc_dyn_free(struct dnsd_svc_dyn *sd)
 {
+	free(sd->run_start);
+	free(sd->run_slot);
 	if (sd->have_assign)
 		assign_fini(&sd->a);
 	free(sd->ep);
@@ -114,6 +298,8 @@ static int svc_dyn_settle(struct dnsd_svc_dyn *sd)
 {
 	if (!sd->have_assign)
 		return slot_map(sd);
+	if (dyn_unpack(sd))
+		return -ENOMEM;
 	for (unsigned e = 0; e < sd->nep; e++) {
 		struct dnsd_ep_dyn *d = &sd->ep[e];
 		if (d->healthy && d->slot < 0) {
@@ -133,7 +319,9 @@ static int svc_dyn_settle(struct dnsd_svc_dyn *sd)
 		if (!d->healthy && d->slot >= 0 && assign_del(&sd->a, (unsigned)d->slot, NULL) == 0)
 			d->slot = -1;
 	}
-	return slot_map(sd);
+	int r = slot_map(sd);
+	(void)dyn_pack(sd);
+	return r;
 }
 
 /* A fresh assignment (config_service_assign, as 'peak plan' shows it), then the unhealthy
@@ -182,21 +370,79 @@ static int svc_dyn_assign_fresh(struct dnsd_svc_dyn *sd, const struct cfg_servic
 	return svc_dyn_settle(sd);
 }
 
+static uint64_t svc_name_hash(const struct dns_name *n)
+{
+	struct dns_name l = *n;
+	dns_name_lower(&l);
+	uint64_t h = 0xcbf29ce484222325ULL;
+	for (unsigned i = 0; i < l.len; i++)
+		h = (h ^ l.wire[i]) * 0x100000001b3ULL;
+	return h ^ (h >> 29);
+}
+
+/* An index of dyn's services by name (open addressing: service index + 1, 0 empty), the
+ * caller's to free; NULL for -ENOMEM. */
+static uint32_t *dyn_index(const struct dnsd_dyn *dyn, uint32_t *mask)
+{
+	uint32_t size = 16;
+	while (size < 2 * dyn->nsvc)
+		size *= 2;
+	uint32_t *ix = calloc(size, sizeof(*ix));
+	if (!ix)
+		return NULL;
+	for (unsigned j = 0; j < dyn->nsvc; j++) {
+		uint32_t i = (uint32_t)svc_name_hash(&dyn->svc[j].name) & (size - 1);
+		while (ix[i])
+			i = (i + 1) & (size - 1);
+		ix[i] = j + 1;
+	}
+	*mask = size - 1;
+	return ix;
+}
+
+/* The last service of dyn named name (as a linear search from the start would pick), or
+ * NULL. */
+static const struct dnsd_svc_dyn *dyn_find(const struct dnsd_dyn *dyn, const uint32_t *ix,
+                                           uint32_t mask, const struct dns_name *name)
+{
+	const struct dnsd_svc_dyn *found = NULL;
+	for (uint32_t i = (uint32_t)svc_name_hash(name) & mask; ix[i]; i = (i + 1) & mask) {
+		const struct dnsd_svc_dyn *x = &dyn->svc[ix[i] - 1];
+		if (dns_name_eq(&x->name, name) && (!found || x > found))
+			found = x;
+	}
+	return found;
+}
+
+/* The index of endpoint id in sd, or -1; hint is where it usually is (the same place in the
+ * file as before), looked at first. Endpoint ids are unique within a service (config.c). */
+static int ep_find(const struct dnsd_svc_dyn *sd, const char *id, unsigned hint)
+{
+	if (hint < sd->nep && !strcmp(sd->ep[hint].id, id))
+		return (int)hint;
+	for (unsigned k = 0; k < sd->nep; k++)
+		if (!strcmp(sd->ep[k].id, id))
+			return (int)k;
+	return -1;
+}
+
 /* Matches dyn to cfg by service name and endpoint id into out, leaving dyn untouched.
  * Health marks and slices are kept; a weight set at run time stays until the file changes
  * that endpoint's weight. */
 static int dyn_sync(const struct dnsd_dyn *dyn, const struct peak_config *cfg, struct dnsd_dyn *out)
 {
+	uint32_t omask = 0;
+	uint32_t *oidx = dyn_index(dyn, &omask);
 	struct dnsd_svc_dyn *nsvc = calloc(cfg->nsvc ? cfg->nsvc : 1, sizeof(*nsvc));
-	if (!nsvc)
+	if (!nsvc || !oidx) {
+		free(nsvc);
+		free(oidx);
 		return -ENOMEM;
+	}
 	for (unsigned i = 0; i < cfg->nsvc; i++) {
 		const struct cfg_service *s = &cfg->svc[i];
 		struct dnsd_svc_dyn *sd = &nsvc[i];
-		const struct dnsd_svc_dyn *old = NULL;
-		for (unsigned j = 0; j < dyn->nsvc; j++)
-			if (dns_name_eq(&dyn->svc[j].name, &s->name))
-				old = &dyn->svc[j];
+		const struct dnsd_svc_dyn *old = dyn_find(dyn, oidx, omask, &s->name);
 		sd->name = s->name;
 		sd->ep = calloc(s->nep ? s->nep : 1, sizeof(*sd->ep));
 		if (!sd->ep)
@@ -208,13 +454,13 @@ static int dyn_sync(const struct dnsd_dyn *dyn, const struct peak_config *cfg, s
 			d->healthy = true;
 			d->weight = d->cfg_weight = s->ep[e].weight;
 			d->slot = -1;
-			for (unsigned k = 0; old && k < old->nep; k++)
-				if (!strcmp(old->ep[k].id, d->id)) {
-					d->healthy = old->ep[k].healthy;
-					d->slot = old->ep[k].slot;
-					if (old->ep[k].cfg_weight == d->cfg_weight)
-						d->weight = old->ep[k].weight;
-				}
+			int k = old ? ep_find(old, d->id, e) : -1;
+			if (k >= 0) {
+				d->healthy = old->ep[k].healthy;
+				d->slot = old->ep[k].slot;
+				if (old->ep[k].cfg_weight == d->cfg_weight)
+					d->weight = old->ep[k].weight;
+			}
 		}
 		bool same_space = old && old->have_assign && old->a.nslices == s->space.nslices &&
 		                  old->a.block_bits == s->space.s;
@@ -224,13 +470,17 @@ static int dyn_sync(const struct dnsd_dyn *dyn, const struct peak_config *cfg, s
 			continue;
 		}
 		/* Keep the slices: endpoints that left the file leave the assignment. */
-		if (assign_copy(&sd->a, &old->a))
+		struct assign from = old->a;
+		int32_t *owner = old->a.owner ? NULL : runs_expand(old);
+		if (owner)
+			from.owner = owner;
+		int r = from.owner ? assign_copy(&sd->a, &from) : -ENOMEM;
+		free(owner);
+		if (r)
 			goto nomem;
 		sd->have_assign = true;
 		for (unsigned k = 0; k < old->nep; k++) {
-			bool kept = false;
-			for (unsigned e = 0; e < sd->nep; e++)
-				kept |= !strcmp(sd->ep[e].id, old->ep[k].id);
+			bool kept = ep_find(sd, old->ep[k].id, k) >= 0;
 			if (!kept && old->ep[k].slot >= 0)
 				(void)assign_del(&sd->a, (unsigned)old->ep[k].slot, NULL);
 		}
@@ -239,8 +489,10 @@ static int dyn_sync(const struct dnsd_dyn *dyn, const struct peak_config *cfg, s
 	}
 	out->svc = nsvc;
 	out->nsvc = cfg->nsvc;
+	free(oidx);
 	return 0;
 nomem:
+	free(oidx);
 	for (unsigned i = 0; i < cfg->nsvc; i++)
 		svc_dyn_free(&nsvc[i]);
 	free(nsvc);
@@ -263,6 +515,7 @@ int dnsd_dyn_set(struct dnsd_dyn *dyn, const struct dns_name *svc, const char *e
 				sd->ep[e].healthy = health;
 			if (weight >= 0)
 				sd->ep[e].weight = (uint32_t)weight;
+			sd->changed = true;
 			return svc_dyn_settle(sd);
 		}
 	}
@@ -275,20 +528,51 @@ struct builder {
 	struct dns_state *st;
 	size_t arena_cap;
 	unsigned nodes_cap;
+	uint32_t *bidx; /* the nodes by name while they are made: node index + 1, 0 empty */
+	uint32_t bmask;
+	/* which services' records each node carries, in service order: svc * 4 + role */
+	int *mhead, *mtail; /* per node: first and last match, -1 none */
+	int *mnext;         /* per match */
+	uint32_t *mval;
 	uint8_t scratch[65535];
 	char *err;
 	size_t errlen;
 };
 
+static uint64_t name_hash(const struct dns_state *st, const struct dns_name *n);
+
+static int bidx_grow(struct builder *b)
+{
+	uint32_t size = b->bidx ? 2 * (b->bmask + 1) : 64;
+	uint32_t *ni = calloc(size, sizeof(*ni));
+	if (!ni)
+		return -ENOMEM;
+	for (unsigned n = 0; n < b->st->nnodes; n++) {
+		uint32_t i = (uint32_t)name_hash(b->st, &b->st->nodes[n].name) & (size - 1);
+		while (ni[i])
+			i = (i + 1) & (size - 1);
+		ni[i] = n + 1;
+	}
+	free(b->bidx);
+	b->bidx = ni;
+	b->bmask = size - 1;
+	return 0;
+}
+
+/* The index of the node for name (lower-cased), made if new; -ENOMEM. */
 static int node_get(struct builder *b, const struct dns_name *name)
 {
 	struct dns_state *st = b->st;
 	struct dns_name n = *name;
 	dns_name_lower(&n);
-	for (unsigned i = 0; i < st->nnodes; i++)
-		if (st->nodes[i].name.len == n.len &&
-		    !memcmp(st->nodes[i].name.wire, n.wire, n.len))
-			return (int)i;
+	if (2 * (st->nnodes + 1) > (b->bidx ? b->bmask + 1 : 0) && bidx_grow(b))
+		return -ENOMEM;
+	uint32_t i = (uint32_t)name_hash(st, &n) & b->bmask;
+	for (; b->bidx[i]; i = (i + 1) & b->bmask) {
+		const struct dz_node *x = &st->nodes[b->bidx[i] - 1];
+		if (x->name.len == n.len && !memcmp(x->name.wire, n.wire, n.len))
+			return (int)b->bidx[i] - 1;
+	}
 	if (st->nnodes == b->nodes_cap) {
 		unsigned nc = b->nodes_cap ? 2 * b->nodes_cap : 16;
 		struct dz_node *nv = realloc(st->nodes, nc * sizeof(*nv));
@@ -301,6 +585,7 @@ static int node_get(struct builder *b, const struct dns_name *name)
 	memset(nd, 0, sizeof(*nd));
 	nd->name = n;
 	nd->svc = -1;
+	b->bidx[i] = st->nnodes + 1;
 	return (int)st->nnodes++;
 }
 
@@ -435,7 +720,8 @@ static int encode_node(struct builder *b, struct dz_node *nd)
 		if ((r = tail_save(b, &w, nd, &nd->tail[DZ_AAAA])))
 			return r;
 	}
-	for (unsigned i = 0; i < c->nsvc; i++) {
+	for (int m = b->mhead[nd - st->nodes]; m >= 0; m = b->mnext[m]) {
+		unsigned i = b->mval[m];
 		const struct cfg_service *s = &c->svc[i];
 		struct dns_name ssa;
 		if (dns_name_eq(&s->name, &nd->name)) {
@@ -540,11 +826,51 @@ static int build_index(struct dns_state *st)
 	return 0;
 }
 
+static void svc_free(struct dz_svc *v);
+
+/* The endpoint (index into the service's endpoints) of assignment slot, or -1. */
+static int32_t slot_ep(const struct dnsd_svc_dyn *sd, int32_t slot)
+{
+	return slot >= 0 && (unsigned)slot < sd->nslot_ep ? sd->slot_ep[slot] : -1;
+}
+
+/* sd's map in segments of one holder: the runs when packed, else slice by slice. Segment i
+ * starts at slice *start and is held by endpoint (not slot) returned. i < seg_count(sd). */
+static uint32_t seg_count(const struct dnsd_svc_dyn *sd)
+{
+	return sd->a.owner ? sd->a.nslices : sd->nruns;
+}
+
+static int32_t seg_get(const struct dnsd_svc_dyn *sd, uint32_t i, uint32_t *start)
+{
+	*start = sd->a.owner ? i : sd->run_start[i];
+	return slot_ep(sd, sd->a.owner ? sd->a.owner[i] : sd->run_slot[i]);
+}
+
+static void builder_free(struct builder *b)
+{
+	if (!b)
+		return;
+	free(b->bidx);
+	free(b->mhead);
+	free(b->mtail);
+	free(b->mnext);
+	free(b->mval);
+	free(b);
+}
+
+/* Builds service i's tables from its live state sd into st->svc[i] (a reference held by
+ * st). Returns 0 or -errno with the reason in b->err. */
 static int build_service(struct builder *b, unsigned i, const struct dnsd_svc_dyn *sd)
 {
 	struct dns_state *st = b->st;
 	const struct cfg_service *s = &st->cfg->svc[i];
-	struct dz_svc *v = &st->svc[i];
+	struct dz_svc *v = calloc(1, sizeof(*v));
+	if (!v)
+		return -ENOMEM;
+	v->ref = 1;
+	v->index = i;
+	st->svc[i] = v;
 	char name[DNS_NAME_STRLEN];
 	dns_name_print(&s->name, name, sizeof(name));
 	v->cfg = s;
@@ -574,32 +900,56 @@ static int build_service(struct builder *b, unsigned i, const struct dnsd_svc_dy
 	if (!v->counter || !v->ep_first || !v->ep_nslice || !v->cand_ep || !v->cand_cum)
 		return -ENOMEM;
 	for (unsigned e = 0; e < nep; e++)
-		if (!(v->counter[e] = steer_counter_get(name, s->ep[e].id)))
+		if (steer_counter_get(name, s->ep[e].id, &v->counter[e]))
 			return -ENOMEM;
 	if (!sd->have_assign)
 		return 0;
 	v->nslices = sd->a.nslices;
-	v->owner = malloc(v->nslices * sizeof(*v->owner));
-	v->ep_slices = malloc(v->nslices * sizeof(*v->ep_slices));
-	if (!v->owner || !v->ep_slices)
-		return -ENOMEM;
-	for (uint32_t g = 0; g < v->nslices; g++) {
-		int32_t slot = sd->a.owner[g];
-		int e = slot >= 0 && (unsigned)slot < sd->nslot_ep ? sd->slot_ep[slot] : -1;
-		v->owner[g] = e;
-		if (e >= 0)
-			v->ep_nslice[e]++;
+	uint32_t nruns = 0, nseg = seg_count(sd), g;
+	int32_t prev = INT32_MIN;
+	for (uint32_t k = 0; k < nseg; k++) {
+		int32_t e = seg_get(sd, k, &g);
+		nruns += e != prev;
+		prev = e;
 	}
-	for (unsigned e = 0; e < nep; e++)
-		v->ep_first[e + 1] = v->ep_first[e] + v->ep_nslice[e];
+	v->run_start = malloc((nruns ? nruns : 1) * sizeof(*v->run_start));
+	v->run_ep = malloc((nruns ? nruns : 1) * sizeof(*v->run_ep));
+	v->ep_runs = malloc((nruns ? nruns : 1) * sizeof(*v->ep_runs));
+	v->ep_cum = malloc((nruns ? nruns : 1) * sizeof(*v->ep_cum));
 	uint32_t *fill = calloc(nep ? nep : 1, sizeof(*fill));
-	if (!fill)
+	if (!v->run_start || !v->run_ep || !v->ep_runs || !v->ep_cum || !fill) {
+		free(fill);
 		return -ENOMEM;
-	for (uint32_t g = 0; g < v->nslices; g++)
-		if (v->owner[g] >= 0) {
-			int32_t e = v->owner[g];
-			v->ep_slices[v->ep_first[e] + fill[e]++] = g;
+	}
+	prev = INT32_MIN;
+	for (uint32_t k = 0; k < nseg; k++) {
+		int32_t e = seg_get(sd, k, &g);
+		if (e != prev) {
+			v->run_start[v->nruns] = g;
+			v->run_ep[v->nruns++] = e;
+			if (e >= 0)
+				fill[e]++; /* runs per endpoint, for now */
 		}
+		prev = e;
+	}
+	for (uint32_t r = 0; r < v->nruns; r++) {
+		uint32_t end = r + 1 < v->nruns ? v->run_start[r + 1] : v->nslices;
+		if (v->run_ep[r] >= 0)
+			v->ep_nslice[v->run_ep[r]] += end - v->run_start[r];
+	}
+	for (unsigned e = 0; e < nep; e++) {
+		v->ep_first[e + 1] = v->ep_first[e] + fill[e];
+		fill[e] = 0;
+	}
+	for (uint32_t r = 0; r < v->nruns; r++) {
+		int32_t e = v->run_ep[r];
+		if (e < 0)
+			continue;
+		uint32_t end = r + 1 < v->nruns ? v->run_start[r + 1] : v->nslices;
+		uint32_t k = v->ep_first[e] + fill[e]++;
+		v->ep_runs[k] = r;
+		v->ep_cum[k] = (k > v->ep_first[e] ? v->ep_cum[k - 1] : 0) + end - v->run_start[r];
+	}
 	free(fill);
 	uint64_t cum = 0;
 	for (unsigned e = 0; e < nep; e++)
@@ -621,33 +971,94 @@ static int build_service(struct builder *b, unsigned i, const struct dnsd_svc_dy
 
 static void svc_free(struct dz_svc *v)
 {
-	free(v->owner);
-	free(v->ep_slices);
+	if (!v || __atomic_sub_fetch(&v->ref, 1, __ATOMIC_ACQ_REL))
+		return;
+	free(v->run_start);
+	free(v->run_ep);
+	free(v->ep_runs);
+	free(v->ep_cum);
 	free(v->ep_first);
 	free(v->ep_nslice);
 	free(v->cand_ep);
 	free(v->cand_cum);
 	free(v->counter);
+	free(v);
+}
+
+static void shared_free(struct dz_shared *sh)
+{
+	if (!sh || __atomic_sub_fetch(&sh->ref, 1, __ATOMIC_ACQ_REL))
+		return;
+	free(sh->nodes);
+	free(sh->index);
+	free(sh->arena);
+	config_free(sh->cfg);
+	free(sh);
 }
 
 void dns_state_free(struct dns_state *st)
 {
 	if (!st)
 		return;
-	for (unsigned i = 0; i < st->nsvc; i++)
-		svc_free(&st->svc[i]);
+	for (unsigned i = 0; st->svc && i < st->nsvc; i++)
+		svc_free(st->svc[i]);
 	free(st->svc);
-	free(st->nodes);
-	free(st->index);
-	free(st->arena);
-	config_free(st->cfg);
+	if (st->shared)
+		shared_free(st->shared);
+	else { /* a state that failed before it was complete */
+		free(st->nodes);
+		free(st->index);
+		free(st->arena);
+	}
 	free(st);
+}
+
+static uint64_t state_serial;
+
+struct dns_state *dns_state_update(const struct dns_state *old, struct dnsd_dyn *dyn, char *err,
+                                   size_t errlen)
+{
+	struct builder *b = calloc(1, sizeof(*b));
+	struct dns_state *st = NULL;
+	int r = -ENOMEM;
+	if (dyn->nsvc != old->nsvc) {
+		snprintf(err, errlen, "the live state does not match the serving state");
+		free(b);
+		return NULL;
+	}
+	if (!b || !(st = malloc(sizeof(*st))))
+		goto fail;
+	*st = *old;
+	__atomic_add_fetch(&st->shared->ref, 1, __ATOMIC_ACQ_REL);
+	if (!(st->svc = calloc(old->nsvc ? old->nsvc : 1, sizeof(*st->svc))))
+		goto fail;
+	for (unsigned i = 0; i < old->nsvc; i++)
+		if (!dyn->svc[i].changed) {
+			st->svc[i] = old->svc[i];
+			__atomic_add_fetch(&st->svc[i]->ref, 1, __ATOMIC_ACQ_REL);
+		}
+	b->st = st;
+	b->err = err;
+	b->errlen = errlen;
+	for (unsigned i = 0; i < old->nsvc; i++)
+		if (dyn->svc[i].changed && (r = build_service(b, i, &dyn->svc[i])))
+			goto fail;
+	for (unsigned i = 0; i < dyn->nsvc; i++)
+		dyn->svc[i].changed = false;
+	st->serial = ++state_serial;
+	builder_free(b);
+	return st;
+fail:
+	if (r == -ENOMEM && err && errlen)
+		snprintf(err, errlen, "out of memory building the serving state");
+	dns_state_free(st);
+	builder_free(b);
+	return NULL;
 }
 
 struct dns_state *dns_state_build(struct peak_config *cfg, struct dnsd_dyn *dyn, char *err,
                                   size_t errlen)
 {
-	static uint64_t serial;
 	struct builder *b = calloc(1, sizeof(*b));
 	struct dns_state *st = calloc(1, sizeof(*st));
 	struct dnsd_dyn nd = {0};
@@ -672,21 +1083,56 @@ struct dns_state *dns_state_build(struct peak_config *cfg, struct dnsd_dyn *dyn,
 		    dns_name_under(&cfg->ns[i].name, &st->zone) &&
 		    (r = node_with_parents(b, &cfg->ns[i].name)) < 0)
 			goto fail;
+	/* (node, service) pairs: the nodes that carry each service's records */
+	uint32_t *pair = malloc((3 * (size_t)cfg->nsvc + 1) * 2 * sizeof(*pair));
+	unsigned npair = 0;
+	r = -ENOMEM;
+	if (!pair)
+		goto fail;
 	for (unsigned i = 0; i < cfg->nsvc; i++) {
 		struct dns_name ssa;
 		dns_name_parse("_ssa", &ssa);
 		if ((r = node_with_parents(b, &cfg->svc[i].name)) < 0)
-			goto fail;
+			break;
+		pair[2 * npair] = (uint32_t)r;
+		pair[2 * npair++ + 1] = i;
 		if (ssa.len - 1u + cfg->svc[i].name.len > DNS_NAME_MAX)
 			continue; /* no room for the _ssa label: the service gets no TXT */
 		memcpy(ssa.wire + ssa.len - 1, cfg->svc[i].name.wire, cfg->svc[i].name.len);
 		ssa.len = (uint8_t)(ssa.len - 1 + cfg->svc[i].name.len);
 		if ((r = node_get(b, &ssa)) < 0)
-			goto fail;
-		if (cfg->svc[i].types[0] && svc_leaf(&cfg->svc[i].name, "_types", &ssa) == 0 &&
-		    (r = node_get(b, &ssa)) < 0)
-			goto fail;
+			break;
+		pair[2 * npair] = (uint32_t)r;
+		pair[2 * npair++ + 1] = i;
+		if (cfg->svc[i].types[0] && svc_leaf(&cfg->svc[i].name, "_types", &ssa) == 0) {
+			if ((r = node_get(b, &ssa)) < 0)
+				break;
+			pair[2 * npair] = (uint32_t)r;
+			pair[2 * npair++ + 1] = i;
+		}
 	}
+	b->mhead = malloc((st->nnodes + 1) * sizeof(*b->mhead));
+	b->mtail = malloc((st->nnodes + 1) * sizeof(*b->mtail));
+	b->mnext = malloc((npair + 1) * sizeof(*b->mnext));
+	b->mval = malloc((npair + 1) * sizeof(*b->mval));
+	if (r < 0 || !b->mhead || !b->mtail || !b->mnext || !b->mval) {
+		free(pair);
+		r = r < 0 ? r : -ENOMEM;
+		goto fail;
+	}
+	for (unsigned n = 0; n < st->nnodes; n++)
+		b->mhead[n] = b->mtail[n] = -1;
+	for (unsigned m = 0; m < npair; m++) { /* appended in service order */
+		uint32_t n = pair[2 * m];
+		b->mval[m] = pair[2 * m + 1];
+		b->mnext[m] = -1;
+		if (b->mtail[n] >= 0)
+			b->mnext[b->mtail[n]] = (int)m;
+		else
+			b->mhead[n] = (int)m;
+		b->mtail[n] = (int)m;
+	}
+	free(pair);
 	for (unsigned n = 0; n < st->nnodes; n++)
 		if ((r = encode_node(b, &st->nodes[n])))
 			goto fail;
@@ -699,18 +1145,19 @@ struct dns_state *dns_state_build(struct peak_config *cfg, struct dnsd_dyn *dyn,
 	for (unsigned i = 0; i < cfg->nsvc; i++)
 		if ((r = build_service(b, i, &nd.svc[i])))
 			goto fail;
-	st->serial = ++serial;
+	if (!(st->shared = calloc(1, sizeof(*st->shared))))
+		goto fail;
+	*st->shared = (struct dz_shared){1, cfg, st->arena, st->nodes, st->index};
+	st->serial = ++state_serial;
 	dnsd_dyn_fini(dyn);
 	*dyn = nd;
-	free(b);
+	builder_free(b);
 	return st;
 fail:
 	dnsd_dyn_fini(&nd);
 	if (r == -ENOMEM && err && errlen)
 		snprintf(err, errlen, "out of memory building the serving state");
-	if (st)
-		st->cfg = NULL; /* the caller still owns cfg on failure */
-	dns_state_free(st);
-	free(b);
+	dns_state_free(st); /* never with shared set: cfg stays the caller's */
+	builder_free(b);
 	return NULL;
 }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/select.h>
 
 #include "../controller/store.h" /* store_b64_enc: base64, with the records' checks */
 #include "../sys/log.h"
@@ -145,6 +146,22 @@ void etcd_watch_stop(struct etcd *e)
 	e->wbody = NULL;
 	e->wbuf.len = 0;
 	e->wbuf.err = 0;
+}
+
+int etcd_watch_fd(struct etcd *e)
+{
+	fd_set r, w, x;
+	int max = -1;
+	FD_ZERO(&r);
+	FD_ZERO(&w);
+	FD_ZERO(&x);
+	/* (CURLINFO_ACTIVESOCKET knows no socket of a transfer under way) */
+	if (!e->wh || curl_multi_fdset(e->wm, &r, &w, &x, &max) != CURLM_OK)
+		return -1;
+	for (int fd = 0; fd <= max; fd++)
+		if (FD_ISSET(fd, &r))
+			return fd;
+	return -1;
 }
 
 /* Starts a watch of the keys beginning with pre from the revision after after (/v3/watch:

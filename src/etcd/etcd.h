@@ -7,7 +7,8 @@
  *     in use and, if it does not answer (or answers 5xx, e.g. without quorum), on the next
  *     ones in turn;
  *   - one watch stream (etcd_watch) of a key range, driven without blocking: the caller
- *     polls it at its own interval and reads the range afresh when it says so.
+ *     polls it at its own interval, and as soon as its socket (etcd_watch_fd) is readable,
+ *     and reads the range afresh when it says so.
  * Everything runs on the caller's thread. Log lines begin with the caller's name (who).
  */
 #include <curl/curl.h>
@@ -73,6 +74,11 @@ json_t *etcd_range_req(const char *pre, bool keys_only);
  * starts after that read) or the stream ended cleanly; 0 when nothing changed; -EIO when
  * the stream broke (it restarts from after, so nothing is missed), -ENOMEM. */
 int etcd_watch(struct etcd *e, const char *pre, int64_t after);
+
+/* The watch stream's socket, for the caller's poll (readable: call etcd_watch now), or -1
+ * while there is none, it is not connected yet or its number is FD_SETSIZE or more (libcurl
+ * 7.88 names it through an fd_set): then only the caller's interval. */
+int etcd_watch_fd(struct etcd *e);
 
 /* Ends the watch stream (the next etcd_watch starts another). */
 void etcd_watch_stop(struct etcd *e);

@@ -208,6 +208,7 @@ struct res {
 	struct kube *k;
 	const char *what; /* "services" */
 	const char *path; /* "/api/v1/services" */
+	const char *sel;  /* a selector ending in '&' ("fieldSelector=...&"), or "" */
 	json_t *objs;     /* "NAMESPACE/NAME" -> object */
 	char rv[KUBE_RV_MAX];
 	bool listed;    /* listed at least once */
@@ -232,7 +233,8 @@ struct kube {
 	bool token_read;
 	CURL *curl;
 	CURLM *m;
-	struct res res[2];                 /* services, endpointslices */
+	struct res res[2]; /* services, endpointslices; or the one collection of kube_open_one */
+	unsigned nres;
 	struct kube_drain *drain, *pdrain; /* the last kube_config's, the one before */
 	unsigned ndrain, npdrain;
 	bool announced;  /* the first sync was logged */
@@ -312,32 +314,44 @@ static void easy_setup(struct kube *k, CURL *h, const char *url, struct curl_sli
 		curl_easy_setopt(h, CURLOPT_CAINFO, k->ca_file);
 }
 
-/* GETs path (with its query) synchronously. Returns the HTTP status (the body's JSON in
- * *out when 200, the caller's), or -errno (not reached, or a reply too large). A 401
- * re-reads the token and tries once more. */
-static long get_json(struct kube *k, const char *path, json_t **out)
+long kube_call(struct kube *k, const char *method, const char *path, json_t *body, long timeout_ms,
+               json_t **out)
 {
 	char url[KUBE_URL_MAX + 2048];
 	struct reply b = {0};
 	long code = -EIO;
+	char *text = NULL;
 	*out = NULL;
+	if (body && !(text = json_dumps(body, JSON_COMPACT))) {
+		json_decref(body);
+		return -ENOMEM;
+	}
+	json_decref(body);
 	snprintf(url, sizeof(url), "%s%s", k->api, path);
 	for (int attempt = 0; attempt < 2; attempt++) {
 		token_load(k, attempt > 0);
-		struct curl_slist *hdr = headers(k);
-		if (!hdr)
-			return -ENOMEM;
+		struct curl_slist *hdr = headers(k), *h2;
+		if (hdr && text && (h2 = curl_slist_append(hdr, "Content-Type: application/json")))
+			hdr = h2;
+		if (!hdr) {
+			code = -ENOMEM;
+			break;
+		}
 		b.len = 0;
 		b.big = false;
 		curl_easy_reset(k->curl);
 		easy_setup(k, k->curl, url, hdr);
-		curl_easy_setopt(k->curl, CURLOPT_TIMEOUT_MS, (long)KUBE_TIMEOUT_MS);
+		curl_easy_setopt(k->curl, CURLOPT_TIMEOUT_MS, timeout_ms);
 		curl_easy_setopt(k->curl, CURLOPT_WRITEFUNCTION, on_reply);
 		curl_easy_setopt(k->curl, CURLOPT_WRITEDATA, &b);
+		if (text)
+			curl_easy_setopt(k->curl, CURLOPT_POSTFIELDS, text);
+		if (strcmp(method, text ? "POST" : "GET"))
+			curl_easy_setopt(k->curl, CURLOPT_CUSTOMREQUEST, method);
 		CURLcode cc = curl_easy_perform(k->curl);
 		curl_slist_free_all(hdr);
 		if (cc != CURLE_OK) {
-			log_msg(LOG_WARNING, "controller: kubernetes: GET %s: %s", path,
+			log_msg(LOG_WARNING, "controller: kubernetes: %s %s: %s", method, path,
 			        b.big ? "reply too large" : curl_easy_strerror(cc));
 			code = b.big ? -E2BIG : -EIO;
 			break;
@@ -345,26 +359,34 @@ static long get_json(struct kube *k, const char *path, json_t **out)
 		curl_easy_getinfo(k->curl, CURLINFO_RESPONSE_CODE, &code);
 		if (code == 401 && !attempt) {
 			log_msg(LOG_INFO,
-			        "controller: kubernetes: GET %s: 401: reading the token "
+			        "controller: kubernetes: %s %s: 401: reading the token "
 			        "again",
-			        path);
+			        method, path);
 			continue;
 		}
-		if (code == 200) {
+		if (code >= 200 && code < 300) {
 			json_error_t je;
 			*out = json_loadb(b.p ? b.p : "", b.len, 0, &je);
 			if (!json_is_object(*out)) {
 				json_decref(*out);
 				*out = NULL;
 				log_msg(LOG_WARNING,
-				        "controller: kubernetes: GET %s: not a JSON object", path);
+				        "controller: kubernetes: %s %s: not a JSON object", method,
+				        path);
 				code = -EBADMSG;
 			}
 		}
 		break;
 	}
 	free(b.p);
+	free(text);
 	return code;
+}
+
+/* GETs path (kube_call) with the lists' timeout. */
+static long get_json(struct kube *k, const char *path, json_t **out)
+{
+	return kube_call(k, "GET", path, NULL, KUBE_TIMEOUT_MS, out);
 }
 
 static void watch_stop(struct res *r)
@@ -402,7 +424,7 @@ static int list(struct res *r)
 	for (unsigned page = 0; page < 100000; page++) {
 		json_t *l = NULL;
 		char *esc = cont[0] ? curl_easy_escape(k->curl, cont, 0) : NULL;
-		snprintf(path, sizeof(path), "%s?limit=%d%s%s", r->path, KUBE_PAGE,
+		snprintf(path, sizeof(path), "%s?%slimit=%d%s%s", r->path, r->sel, KUBE_PAGE,
 		         esc ? "&continue=" : "", esc ? esc : "");
 		curl_free(esc);
 		long code = get_json(k, path, &l);
@@ -465,6 +487,8 @@ static bool matters(struct res *r, json_t *o)
 	json_t *md = json_object_get(o, "metadata");
 	if (!o)
 		return false;
+	if (r->k->nres == 1)
+		return true; /* (kube_open_one: every object of the collection) */
 	if (r == &r->k->res[0])
 		return json_object_get(json_object_get(md, "annotations"), "peak.dev/prefixes");
 	const char *ns = json_string_value(json_object_get(md, "namespace"));
@@ -521,8 +545,8 @@ static int watch_start(struct res *r)
 	char url[KUBE_URL_MAX + 256];
 	token_load(k, false);
 	snprintf(url, sizeof(url),
-	         "%s%s?watch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d",
-	         k->api, r->path, r->rv, KUBE_WATCH_S);
+	         "%s%s?%swatch=1&allowWatchBookmarks=true&resourceVersion=%s&timeoutSeconds=%d",
+	         k->api, r->path, r->sel, r->rv, KUBE_WATCH_S);
 	if (!(r->whdr = headers(k)) || !(r->wh = curl_easy_init())) {
 		watch_stop(r);
 		return -ENOMEM;
@@ -610,14 +634,17 @@ void kube_touch(struct kube *k)
 
 bool kube_synced(const struct kube *k)
 {
-	return k->res[0].listed && k->res[1].listed;
+	for (unsigned i = 0; i < k->nres; i++)
+		if (!k->res[i].listed)
+			return false;
+	return true;
 }
 
 int kube_poll(struct kube *k)
 {
 	uint64_t now = peak_mono_ms();
 	int running = 0, msgs;
-	for (int i = 0; i < 2; i++) {
+	for (unsigned i = 0; i < k->nres; i++) {
 		struct res *r = &k->res[i];
 		if (r->wh || now < r->next)
 			continue;
@@ -635,7 +662,7 @@ int kube_poll(struct kube *k)
 		if (r && r->wh == cm->easy_handle)
 			watch_done(r, cm->data.result);
 	}
-	for (int i = 0; i < 2; i++) {
+	for (unsigned i = 0; i < k->nres; i++) {
 		struct res *r = &k->res[i];
 		if (r->wh && r->relist) { /* ERROR 410 inside the stream */
 			watch_stop(r);
@@ -646,7 +673,7 @@ int kube_poll(struct kube *k)
 	}
 	if (!kube_synced(k) || !(k->res[0].changed || k->res[1].changed))
 		return 0;
-	if (!k->announced)
+	if (!k->announced && k->nres == 2)
 		log_msg(LOG_INFO, "controller: kubernetes: services and endpointslices listed");
 	k->announced = true;
 	k->res[0].changed = k->res[1].changed = false;
@@ -723,7 +750,7 @@ void kube_free(struct kube *k)
 {
 	if (!k)
 		return;
-	for (int i = 0; i < 2; i++) {
+	for (unsigned i = 0; i < 2; i++) {
 		if (k->res[i].k)
 			watch_stop(&k->res[i]);
 		kube_lines_fini(&k->res[i].lines);
@@ -741,7 +768,10 @@ void kube_free(struct kube *k)
 	free(k);
 }
 
-struct kube *kube_open(const struct kube_opts *o, char *err, size_t errlen)
+/* kube_open and kube_open_one: the client of the nres collections of what, path, sel. */
+static struct kube *open_res(const struct kube_opts *o, unsigned nres, const char *const what[],
+                             const char *const path[], const char *const sel[], char *err,
+                             size_t errlen)
 {
 	struct kube *k = calloc(1, sizeof(*k));
 	const char *host = getenv("KUBERNETES_SERVICE_HOST");
@@ -787,16 +817,15 @@ struct kube *kube_open(const struct kube_opts *o, char *err, size_t errlen)
 		goto fail;
 	}
 	snprintf(k->secret_dir, sizeof(k->secret_dir), "%s", sd);
-	static const char *const what[2] = {"services", "endpointslices"};
-	static const char *const path[2] = {"/api/v1/services",
-	                                    "/apis/discovery.k8s.io/v1/endpointslices"};
-	for (int i = 0; i < 2; i++)
+	k->nres = nres;
+	for (unsigned i = 0; i < nres; i++)
 		k->res[i] = (struct res){.k = k,
 		                         .what = what[i],
 		                         .path = path[i],
+		                         .sel = sel[i],
 		                         .objs = json_object(),
 		                         .need_list = true};
-	if (!k->res[0].objs || !k->res[1].objs || !(k->refused = json_object()) ||
+	if (!k->res[0].objs || (nres > 1 && !k->res[1].objs) || !(k->refused = json_object()) ||
 	    !(k->secrets = json_object())) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -805,4 +834,64 @@ struct kube *kube_open(const struct kube_opts *o, char *err, size_t errlen)
 fail:
 	kube_free(k);
 	return NULL;
+}
+
+struct kube *kube_open(const struct kube_opts *o, char *err, size_t errlen)
+{
+	static const char *const what[2] = {"services", "endpointslices"};
+	static const char *const path[2] = {"/api/v1/services",
+	                                    "/apis/discovery.k8s.io/v1/endpointslices"};
+	static const char *const sel[2] = {"", ""};
+	return open_res(o, 2, what, path, sel, err, errlen);
+}
+
+struct kube *kube_open_one(const struct kube_opts *o, const char *what, const char *path,
+                           const char *sel, char *err, size_t errlen)
+{
+	return open_res(o, 1, &what, &path, &sel, err, errlen);
+}
+
+json_t *kube_objs(const struct kube *k)
+{
+	return k->res[0].objs;
+}
+
+bool kube_name_ok(const char *s)
+{
+	size_t n = strlen(s);
+	return n && n <= 63 && strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789-") == n &&
+	       s[0] != '-' && s[n - 1] != '-';
+}
+
+int kube_names_check(const char *ns, const char *name, char *err, size_t errlen)
+{
+	if (ns && !kube_name_ok(ns)) {
+		snprintf(err, errlen, "--kube-namespace: '%.64s' is not a namespace name", ns);
+		return -1;
+	}
+	if (!kube_name_ok(name)) {
+		snprintf(err, errlen, "--kube-lease: '%.64s' is not a name of 1..63 of [a-z0-9-]",
+		         name);
+		return -1;
+	}
+	return 0;
+}
+
+void kube_namespace(const char *given, bool api_given, char ns[static 64])
+{
+	FILE *f;
+	snprintf(ns, 64, "default");
+	if (given) {
+		snprintf(ns, 64, "%.63s", given);
+		return;
+	}
+	if (api_given || !(f = fopen(KUBE_SA_DIR "/namespace", "re")))
+		return;
+	char buf[80];
+	size_t n = fread(buf, 1, sizeof(buf) - 1, f);
+	fclose(f);
+	buf[n] = 0;
+	buf[strcspn(buf, "\r\n ")] = 0;
+	if (kube_name_ok(buf))
+		snprintf(ns, 64, "%.63s", buf);
 }

@@ -133,6 +133,26 @@ struct kube;
 struct kube *kube_open(const struct kube_opts *o, char *err, size_t errlen);
 void kube_free(struct kube *k);
 
+/* A client that lists and watches one collection only (peak dns follows the controller's
+ * ConfigMap with it): what names it in logs, path is the collection
+ * ("/api/v1/namespaces/NS/configmaps"), sel a query selector ending in '&'
+ * ("fieldSelector=metadata.name%3DNAME&") or "", all three kept by the caller for the
+ * client's life. kube_poll returns 1 when an object of it changed; kube_objs has them. */
+struct kube *kube_open_one(const struct kube_opts *o, const char *what, const char *path,
+                           const char *sel, char *err, size_t errlen);
+
+/* The copy of the first collection: "NAMESPACE/NAME" -> object (borrowed). */
+json_t *kube_objs(const struct kube *k);
+
+/* One synchronous request (the controller's Kubernetes store, store_kube.c): method (GET,
+ * PUT, POST) on path (with its query) with body (a JSON object sent as the request's body,
+ * taken over: freed here; NULL: none), bounded by timeout_ms. Returns the HTTP status, with
+ * the reply's JSON object in *out for a 2xx (the caller's; NULL otherwise), or -errno (not
+ * reached, -E2BIG a reply over KUBE_LINE_MAX, -EBADMSG a 2xx that is not a JSON object),
+ * logged. A 401 re-reads the token file and tries once more. */
+long kube_call(struct kube *k, const char *method, const char *path, json_t *body, long timeout_ms,
+               json_t **out);
+
 /* Drives the lists and watches without blocking longer than a list. Returns 1 when the
  * cluster's view changed since the last call (and both resources are listed), 0 if not. */
 int kube_poll(struct kube *k);
@@ -159,3 +179,15 @@ int kube_config(struct kube *k, const char *base, struct peak_config **out, char
 /* Whether endpoint ep of service svc drains in the last kube_config (prev: in the one
  * before it). */
 bool kube_draining(const struct kube *k, const char *svc, const char *ep, bool prev);
+
+/* Whether s names an object or a namespace for the Lease and ConfigMap: 1..63 of [a-z0-9-],
+ * not beginning or ending with '-' (RFC 1123 labels, what the API allows for both). */
+bool kube_name_ok(const char *s);
+
+/* Checks the --kube-namespace (may be NULL) and --kube-lease names given to a command: 0, or
+ * -1 with the option and the reason in err. */
+int kube_names_check(const char *ns, const char *name, char *err, size_t errlen);
+
+/* The namespace into ns: given (--kube-namespace; checked by the caller), else the service
+ * account's (in a pod, when no API URL was given), else "default". */
+void kube_namespace(const char *given, bool api_given, char ns[static 64]);

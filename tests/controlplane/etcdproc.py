@@ -51,9 +51,15 @@ class Etcd:
                 self.call("/v3/kv/range", {"key": b64("x")})
                 return self
             except (urllib.error.URLError, ConnectionError, OSError):
-                assert self.proc.poll() is None, "etcd exited"
+                assert self.proc.poll() is None, "etcd exited: " + self.log_tail()
                 assert time.monotonic() < deadline, f"etcd did not answer in {timeout} s"
                 time.sleep(0.05)
+
+    def log_tail(self, n=20):
+        """The last n lines of the member's log."""
+        self.logf.flush()
+        with open(self.logf.name, errors="replace") as f:
+            return "".join(f.readlines()[-n:])
 
     def call(self, path, body):
         if self.netns:

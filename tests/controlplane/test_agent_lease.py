@@ -40,33 +40,12 @@ def controller(tmp, etcd, name, port, cfg=None):
                                                str(tmp / f"{name}.sock")), name=name)
 
 
-def agents(port, n=3):
-    out = []
-    for i in range(n):
-        a = ctlpeer.Agent(port, node=f"n{i}")
-        a.read_map()
-        out.append(a)
-    return out
-
-
-def connect_map(port, node, deadline):
-    """A fake agent of node that reached the leader at port and got its first map."""
-    while True:
-        try:
-            a = ctlpeer.Agent(port, node=node)
-            _, m = a.read_map(timeout=max(0.1, deadline - time.monotonic()))
-            return m, a
-        except (ConnectionRefusedError, ConnectionResetError, EOFError, TimeoutError):
-            assert time.monotonic() < deadline, f"{node}: no leader gave a map in time"
-            time.sleep(0.05)
-
-
 def test_a_node_whose_agent_goes_loses_its_slices_after_the_ttl(tmp_path, etcd):
     port = peaktest.free_port()
     c = controller(tmp_path, etcd, "c1", port, config())
     try:
         assert ctlpeer.wait_until(lambda: "leading (store etcd)" in c.log(), 10), c.log()
-        a0, a1, a2 = agents(port)
+        a0, a1, a2 = ctlpeer.agents(port)
         assert ctlpeer.wait_until(
             lambda: {"/peak/nodes/n0", "/peak/nodes/n1", "/peak/nodes/n2"} <=
             set(etcd.keys()), 5), etcd.keys()
@@ -83,7 +62,7 @@ def test_a_node_whose_agent_goes_loses_its_slices_after_the_ttl(tmp_path, etcd):
         assert ctlpeer.wait_until(
             lambda: f"health {SVC} pod-1 down" in etcd.get("/peak/svc/" + SVC), 3)
         # the agent comes back: after its hello (and no report of pod-1 down) pod-1 is up
-        m, a1 = connect_map(port, "n1", time.monotonic() + 5)
+        m, a1 = ctlpeer.connect_map(port, time.monotonic() + 5, "n1")
         _, m = a0.read_map(timeout=5)
         assert ctlpeer.slices(m).get("pod-1", 0) > 0, m
         for a in (a0, a1, a2):
@@ -100,14 +79,14 @@ def test_a_takeover_moves_only_the_slices_of_agents_that_do_not_come_back(tmp_pa
         assert ctlpeer.wait_until(lambda: "leading (store etcd)" in c1.log(), 10), c1.log()
         c2 = controller(tmp_path, etcd, "c2", p2)
         assert "a standby" in c2.log(), c2.log()
-        a0, a1, a2 = agents(p1)
+        a0, a1, a2 = ctlpeer.agents(p1)
         live = a0.maps[SVC]
         assert ctlpeer.wait_until(lambda: "/peak/nodes/n2" in etcd.keys(), 5)
         c1.proc.send_signal(signal.SIGKILL)  # its agents' registrations run out with it
         c1.proc.wait(5)
         deadline = time.monotonic() + TTL_S + 5
-        m0, b0 = connect_map(p2, "n0", deadline)  # n0 and n1 come back; n2 does not
-        m1, b1 = connect_map(p2, "n1", deadline)
+        m0, b0 = ctlpeer.connect_map(p2, deadline, "n0")  # n0 and n1 come back; n2 does not
+        m1, b1 = ctlpeer.connect_map(p2, deadline, "n1")
         assert m0 == live and m1 == live, "the takeover moved slices"
         assert ctlpeer.wait_until(lambda: "agents connected" in c2.log(), TTL_S + 3), c2.log()
         _, m = b0.read_map(timeout=3)

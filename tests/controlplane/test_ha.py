@@ -6,48 +6,19 @@ that reconnects reaches whichever leads. Killing the leader hands over within th
 TTL, and the new leader adopts the stored assignment: the agent gets the same map."""
 import os
 import signal
-import socket
 import subprocess
 import time
 
 import ctlpeer
+import hapair
 import peaktest
-from ctlpeer import SVC
+from ctlpeer import SVC, agent_down_pod1, connect_map
 
 TTL_S = 2
 
 
 def pair(tmp, etcd):
-    port = peaktest.free_port()
-    common = ("--store", "etcd", "--etcd", etcd.url, "--listen", f"[::1]:{port}")
-    c1 = ctlpeer.Controller(str(tmp), ctlpeer.config(),
-                            (*common, "--control", str(tmp / "c1.sock")), name="c1")
-    assert ctlpeer.wait_until(lambda: "leading (store etcd)" in c1.log(), 10), c1.log()
-    c2 = ctlpeer.Controller(str(tmp), None, (*common, "--control", str(tmp / "c2.sock")),
-                            name="c2")
-    assert "a standby" in c2.log(), c2.log()
-    return port, c1, c2
-
-
-def connect_map(port, deadline):
-    """An agent that reached a leader and got its first map (the map, the agent)."""
-    while True:
-        try:
-            a = ctlpeer.Agent(port)
-            _, m = a.read_map(timeout=max(0.1, deadline - time.monotonic()))
-            return m, a
-        except (ConnectionRefusedError, ConnectionResetError, EOFError, socket.timeout,
-                TimeoutError):
-            assert time.monotonic() < deadline, "no leader gave a map in time"
-            time.sleep(0.05)
-
-
-def agent_down_pod1(port):
-    a = ctlpeer.Agent(port)
-    a.read_map()
-    a.send(f"health {SVC} pod-1 down\n")
-    _, live = a.read_map()
-    return live, a
+    return hapair.pair(tmp, "etcd", ("--store", "etcd", "--etcd", etcd.url))
 
 
 def test_standby_takes_over_within_the_ttl_and_moves_nothing(tmp_path, etcd):

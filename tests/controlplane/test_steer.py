@@ -27,11 +27,16 @@ class Pods:
     """Three pods serving TOTAL requests per second shared by their slices, each an M/M/1
     queue of capacity CAP[e]: in flight rate * latency (Little's law), CPU rate * 1 ms."""
 
-    def __init__(self, agent, cap, total=1800.0):
+    def __init__(self, agent, cap, total=1800.0, quota=None):
         self.a, self.cap, self.total = agent, cap, total
         self.share = {f"pod-{e}": 1 / len(cap) for e in range(len(cap))}
         self.cpu = [0] * len(cap)
         self.t = time.monotonic()
+        # quota: requests/s each pod's CPU quota allows (None: the load line has no sat);
+        # past 60% of it bursts use a period's quota up: throttled for (rho - 0.6) of the
+        # time, its CPU capped at the quota, its connections those of a fast pod (the
+        # signals that did not single a throttled pod out)
+        self.quota, self.thr = quota, [0] * len(cap)
 
     def pump(self, duration, period=0.05):
         end = time.monotonic() + duration
@@ -42,8 +47,15 @@ class Pods:
             for e, c in enumerate(self.cap):
                 rate = self.total * self.share[f"pod-{e}"]
                 lat = 1 / (c - rate) if rate < 0.95 * c else 20 / c
+                sat = ""
+                if self.quota:
+                    q = self.quota[e]
+                    rho = rate / q
+                    self.thr[e] += int(min(max(rho - 0.6, 0), 1) * 1e9 * dt)
+                    c = min(c, q)
+                    sat = f" sat {self.thr[e]} 0 128"
                 self.cpu[e] += int(min(rate, c) * 1e6 * dt)
-                self.a.send(f"load {SVC} pod-{e} {int(rate * lat * 100)} {self.cpu[e]}\n")
+                self.a.send(f"load {SVC} pod-{e} {int(rate * lat * 100)} {self.cpu[e]}{sat}\n")
             time.sleep(period)
 
     def drain(self):
@@ -125,6 +137,42 @@ def test_loaded_pod_sheds_by_steps_and_settles(tmp_path):
     finally:
         ctl.stop()
         srv.stop()
+
+
+def test_throttled_pod_sheds_on_saturation(tmp_path):
+    """Three pods of the same speed; pod-0's CPU quota allows 300 requests/s where its
+    share is 600: it is throttled, does less work and holds a fast pod's connections, so
+    only the saturation figure singles it out. It sheds by steps with reason "saturated"
+    until clear (about 180/s: a weight near 220), then holds; the others stay at their
+    ceilings."""
+    ctl, mport = start(tmp_path)
+    try:
+        a = ctlpeer.Agent(ctl.port)
+        a.read_map()
+        pods = Pods(a, cap=[1000, 1000, 1000], quota=[300, 5000, 5000])
+        pods.pump(0.6)
+        assert int(ctlpeer.metric(mport, "peak_controller_endpoint_saturation", "pod-0")) > 10
+        assert ctlpeer.metric(mport, "peak_controller_endpoint_saturation", "pod-1") == "0"
+        deadline = time.monotonic() + 8  # converged: pod-0 clear of saturation
+        while int(ctlpeer.metric(mport, "peak_controller_endpoint_saturation", "pod-0")) >= 3:
+            assert time.monotonic() < deadline, steps(ctl)
+            pods.pump(0.2)
+        pods.pump(0.5)
+        seen = steps(ctl)
+        assert seen and {ep for ep, *_ in seen} == {"pod-0"}, seen
+        assert seen[0][3] == "saturated", seen
+        for ep, old, new, why in seen:
+            assert abs(new - old) <= 100 and 50 <= new <= 1000, seen
+        before, n = eff(mport, "pod-0"), len(steps(ctl))
+        pods.pump(1.5)  # settled: 15 rounds move it by at most a step
+        after = eff(mport, "pod-0")
+        assert abs(after - before) <= 100 and len(steps(ctl)) - n <= 2, steps(ctl)[n:]
+        assert 120 < after < 400, (after, seen)
+        assert eff(mport, "pod-1") == eff(mport, "pod-2") == 1000
+        assert ctlpeer.metric(mport, "peak_controller_endpoint_steer_reason", "pod-0") == "5"
+        a.close()
+    finally:
+        assert ctl.stop() == 0
 
 
 def test_equal_loads_change_nothing(tmp_path):
@@ -211,13 +259,14 @@ def test_bad_load_lines_change_nothing(tmp_path):
         a = ctlpeer.Agent(ctl.port)
         a.read_map()
         for line in (f"load {SVC} pod-0 1 2 -3", f"load {SVC} pod-0 99 2 3 4",
-                     f"load {SVC} nope 500 1", f"load {SVC} pod-0 18446744073709551616 1"):
+                     f"load {SVC} nope 500 1", f"load {SVC} pod-0 18446744073709551616 1",
+                     f"load {SVC} pod-0 1 2 sat 1 2", f"load {SVC} pod-0 1 2 3 sat 1 2 3 4"):
             a.send(line + "\n")
         a.send(f"load {SVC} pod-1 1 1\n")  # a valid one still lands after them
         assert ctlpeer.wait_until(lambda: ctlpeer.metric(
             mport, "peak_controller_endpoint_connections", "pod-1") == "1")
         log = ctl.log()
-        assert log.count("malformed line") == 3 and "not an endpoint" in log, log
+        assert log.count("malformed line") == 5 and "not an endpoint" in log, log
         assert ctlpeer.metric(mport, "peak_controller_endpoint_connections", "pod-0") == "0"
         assert not steps(ctl)
         a.close()
@@ -270,3 +319,91 @@ def test_etcd_takeover_keeps_the_steered_weights(tmp_path, etcd):
         c1.stop()
         if c2:
             assert c2.stop() == 0
+
+
+POD = r"""
+import socket, sys, time
+# the service's listener, never accepting: three connections wait in its accept queue
+srv = socket.create_server(("::", 8080), family=socket.AF_INET6, backlog=8)
+cl = [socket.create_connection(("::1", 8080)) for _ in range(3)]
+print("ready", flush=True)
+sys.stdin.readline()  # (moved into the throttled cgroup meanwhile)
+while True:
+    pass
+"""
+
+
+class Quota:
+    """A CPU cgroup holding its processes to 5 ms per 100 ms (v2 cpu.max where the cpu
+    controller is on the unified hierarchy, else v1 cfs quota), removed by close."""
+
+    def __init__(self, name):
+        import os
+        sub = "/sys/fs/cgroup/cgroup.subtree_control"
+        if os.path.exists(sub) and "cpu" in open(sub).read().split():
+            self.path = f"/sys/fs/cgroup/{name}"
+            os.mkdir(self.path)
+            self.put("cpu.max", "5000 100000")
+        else:
+            self.path = f"/sys/fs/cgroup/cpu/{name}"
+            os.mkdir(self.path)
+            self.put("cpu.cfs_period_us", "100000")
+            self.put("cpu.cfs_quota_us", "5000")
+
+    def put(self, f, v):
+        with open(f"{self.path}/{f}", "w") as fh:
+            fh.write(v)
+
+    def close(self):
+        import os
+        os.rmdir(self.path)
+
+
+def test_agent_reports_throttling_and_accept_queue(tmp_path):
+    """A real agent and a pod whose process is held to 5% of a core while it spins, and
+    whose listener on the service port holds 3 connections it never accepts (backlog 8):
+    the agent's load line for it carries 'sat THROTTLED_NS 3 8' with the throttled time
+    rising, and its metrics show the same."""
+    import os
+    import subprocess
+    import sys
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "cluster"))
+    from agentns import CONFIG, agent_ns, ip, wait_until
+    with agent_ns(tmp_path, "stq") as ns:
+        pod, proc, quota = ns.name + "p", None, None
+        try:
+            ip("netns", "add", pod)
+            ip("-n", pod, "link", "set", "lo", "up")
+            ns.cfg.write_text(CONFIG.replace('node: node1}\n      - {id: b2',
+                                             f'node: node1, netns: {pod}}}\n      - {{id: b2'))
+            proc = subprocess.Popen(["ip", "netns", "exec", pod, "/usr/bin/python3", "-c", POD],
+                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+            assert proc.stdout.readline() == "ready\n"
+            quota = Quota(f"peak-test-{ns.name}")
+            quota.put("cgroup.procs", str(proc.pid))
+            proc.stdin.write("go\n")
+            proc.stdin.flush()
+            ns.start_agent("--metrics", "[::1]:9100")
+            c = ns.accept()
+            seen = []
+
+            def sat():
+                ln = c.line()
+                if ln.startswith("load b.svc.example. b1 "):
+                    seen.append(ln.split(" "))
+                return len(seen) >= 2 and int(seen[-1][-3]) > int(seen[0][-3]) > 0
+            assert wait_until(sat, 10), [" ".join(s) for s in seen[-2:]]
+            assert seen[-1][-4:] == ["sat", seen[-1][-3], "3", "8"], seen[-1]
+            key = '{service="b.svc.example.",endpoint="b1"}'
+            m = ns.metrics()
+            assert m["peak_agent_endpoint_throttled_seconds_total" + key] > 0
+            assert m["peak_agent_endpoint_accept_queue" + key] == 3
+            assert m["peak_agent_endpoint_accept_backlog" + key] == 8
+            c.close()
+        finally:
+            if proc:
+                proc.kill()
+                proc.wait()
+            if quota:
+                quota.close()
+            subprocess.run(["ip", "netns", "del", pod], capture_output=True)

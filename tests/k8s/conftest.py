@@ -5,3 +5,17 @@ import sys
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 sys.path.insert(0, os.path.dirname(__file__))
+
+import pytest  # noqa: E402 (after the path)
+
+import kubeapi  # noqa: E402
+
+
+@pytest.fixture
+def api():
+    """A fake Kubernetes API server on loopback (kubeapi.py), closed after the test."""
+    a = kubeapi.Api()
+    try:
+        yield a
+    finally:
+        a.close()

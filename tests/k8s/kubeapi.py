@@ -9,6 +9,21 @@ documented wire format of the parts the client calls, nothing more.
   bookmark_s; a resourceVersion older than the history kept answers one ERROR event with a
   Status of code 410 (Expired), as the API does;
 - GET /api/v1/namespaces/NS/secrets/NAME: the Secret (data base64);
+- Leases (coordination.k8s.io/v1) and ConfigMaps (v1) of a namespace, for --store
+  kubernetes: GET .../namespaces/NS/leases/NAME (404 NotFound with a Status when there is
+  none), POST .../namespaces/NS/leases (201 Created; 409 AlreadyExists), PUT
+  .../namespaces/NS/leases/NAME (200; 409 Conflict when metadata.resourceVersion is not the
+  stored one, 404 when there is none, 400 when the body's name is not the URL's, 422 Invalid
+  for a field of the wrong type), the same for configmaps (data values must be strings, keys
+  [-._a-zA-Z0-9]); every write gets a new resourceVersion from the one counter;
+- the ConfigMaps and Leases of a namespace as collections (peak dns --store kubernetes
+  follows the ConfigMap; the controller lists the nodes' Leases): GET
+  /api/v1/namespaces/NS/configmaps?fieldSelector=metadata.name=NAME lists those of that
+  name (a ConfigMapList), labelSelector=KEY=VALUE those with that label (equality only),
+  and with watch=1&resourceVersion=RV streams their ADDED and
+  MODIFIED events (written through PUT/POST or nsobj_set), bookmarks, RAW lines, a BREAK
+  and 410 as for services; a field selector other than metadata.name=... is refused with
+  400, as the API refuses a field it does not index for ConfigMaps;
 - every request needs "Authorization: Bearer TOKEN"; a wrong one gets 401 with a Status.
 The server records every request line (self.requests) so tests can check what the client
 asked for (verbs and resources, for the RBAC check too)."""
@@ -23,7 +38,8 @@ import urllib.parse
 
 RES = {"/api/v1/services": "services",
        "/apis/discovery.k8s.io/v1/endpointslices": "endpointslices"}
-KIND = {"services": "ServiceList", "endpointslices": "EndpointSliceList"}
+KIND = {"services": "ServiceList", "endpointslices": "EndpointSliceList",
+        "configmaps": "ConfigMapList", "leases": "LeaseList"}
 
 
 def service(name, ns="demo", annotations=None, port=8080):
@@ -55,6 +71,7 @@ class Api:
         self.history = []  # (rv, resource, type, object)
         self.oldest = 0  # a watch from before this is 410 Gone
         self.secrets = {}
+        self.nsobjs = {}  # (resource, namespace, name) -> a Lease or ConfigMap
         self.token = token
         self.page = page
         self.snapshots = {}  # a paged list's continue token -> (items, rv) at its first page
@@ -72,6 +89,12 @@ class Api:
 
             def do_GET(self):
                 api.handle(self)
+
+            def do_PUT(self):
+                api.write(self, "PUT")
+
+            def do_POST(self):
+                api.write(self, "POST")
 
         class S(http.server.ThreadingHTTPServer):
             address_family = socket.AF_INET6
@@ -159,6 +182,41 @@ class Api:
         self.requests.append(("watch" if watch else "get", u.path, q))
         if h.headers.get("Authorization") != f"Bearer {self.token}":
             return self.status(h, 401, "Unauthorized", "Unauthorized")
+        if self.nsobj_path(u.path) and self.nsobj_path(u.path)[2] == "":
+            res, ns, _ = self.nsobj_path(u.path)
+            sel = q.get("fieldSelector")
+            if sel is not None and not sel.startswith("metadata.name="):
+                return self.status(h, 400, "BadRequest",
+                                   f'field label not supported: {sel.split("=")[0]}')
+            name = sel.partition("=")[2] if sel else None
+            lsel = q.get("labelSelector")  # equality-based only: KEY=VALUE
+            if lsel is not None and (lsel.count("=") != 1 or "," in lsel):
+                return self.status(h, 400, "BadRequest", "unable to parse requirement")
+            lk, _, lv = (lsel or "").partition("=")
+
+            def match(o):
+                md = o.get("metadata", {}) if isinstance(o, dict) else {}
+                return md.get("namespace") == ns and name in (None, md.get("name")) and \
+                    (not lsel or (md.get("labels") or {}).get(lk) == lv)
+            if watch:
+                return self.watch(h, res, int(q.get("resourceVersion") or 0),
+                                  q.get("allowWatchBookmarks") == "true", match)
+            with self.lock:
+                items = [copy.deepcopy(o) for (r, _, _), o in sorted(self.nsobjs.items())
+                         if r == res and match(o)]
+                rv = self.rv
+            return self.reply(h, 200, {"kind": self.NSRES[res][1] + "List",
+                                       "apiVersion": self.NSRES[res][0],
+                                       "metadata": {"resourceVersion": str(rv)},
+                                       "items": items})
+        if self.nsobj_path(u.path):
+            res, ns, name = self.nsobj_path(u.path)
+            with self.lock:
+                o = self.nsobjs.get((res, ns, name))
+                o = copy.deepcopy(o) if o and name else None
+            if o is None:
+                return self.status(h, 404, "NotFound", f'{res} "{name}" not found')
+            return self.reply(h, 200, o)
         if u.path.startswith("/api/v1/namespaces/") and "/secrets/" in u.path:
             parts = u.path.split("/")
             s = self.secrets.get(f"{parts[4]}/{parts[6]}")
@@ -204,6 +262,117 @@ class Api:
         h.end_headers()
         h.wfile.write(body)
 
+    # ---- Leases and ConfigMaps ----
+
+    NSRES = {"leases": ("coordination.k8s.io/v1", "Lease"), "configmaps": ("v1", "ConfigMap")}
+
+    def nsobj_path(self, path):
+        """(resource, namespace, name or "") of a Lease or ConfigMap path, or None."""
+        p = path.split("/")
+        if p[1:3] == ["apis", "coordination.k8s.io"] and p[3:5] == ["v1", "namespaces"] \
+                and len(p) in (7, 8) and p[6] == "leases":
+            return "leases", p[5], p[7] if len(p) == 8 else ""
+        if p[1:4] == ["api", "v1", "namespaces"] and len(p) in (6, 7) and p[5] == "configmaps":
+            return "configmaps", p[4], p[6] if len(p) == 7 else ""
+        return None
+
+    def reply(self, h, code, obj):
+        body = json.dumps(obj).encode()
+        h.send_response(code)
+        h.send_header("Content-Type", "application/json")
+        h.send_header("Content-Length", str(len(body)))
+        h.end_headers()
+        h.wfile.write(body)
+
+    def nsobj(self, res, ns, name):
+        """A copy of the stored Lease or ConfigMap, or None."""
+        with self.lock:
+            o = self.nsobjs.get((res, ns, name))
+            return copy.deepcopy(o)
+
+    def nsobj_set(self, res, ns, name, obj):
+        """Stores obj as another writer would (a new resourceVersion); returns it."""
+        with self.lock:
+            self.rv += 1
+            o = copy.deepcopy(obj)
+            o.setdefault("metadata", {}).update(name=name, namespace=ns,
+                                                resourceVersion=str(self.rv))
+            o["apiVersion"], o["kind"] = self.NSRES[res]
+            self.nsobj_store(res, ns, name, o)
+            return copy.deepcopy(o)
+
+    def nsobj_store(self, res, ns, name, o):
+        """Keeps o (under the lock); a ConfigMap's change is an event of its collection."""
+        t = "MODIFIED" if (res, ns, name) in self.nsobjs else "ADDED"
+        self.nsobjs[(res, ns, name)] = o
+        if res in KIND:
+            self.history.append((self.rv, res, t, copy.deepcopy(o)))
+            self.lock.notify_all()
+
+    def invalid(self, res, o):
+        """Why o is not a valid object of res (422), or None."""
+        if res == "leases":
+            sp = o.get("spec", {})
+            if not isinstance(sp, dict):
+                return "spec: not an object"
+            for k, t in (("holderIdentity", (str, type(None))),
+                         ("leaseDurationSeconds", int), ("leaseTransitions", int),
+                         ("acquireTime", (str, type(None))), ("renewTime", (str, type(None)))):
+                if k in sp and not isinstance(sp[k], t):
+                    return f"spec.{k}: wrong type"
+            return None
+        data = o.get("data", {})
+        if not isinstance(data, dict):
+            return "data: not an object"
+        for k, v in data.items():
+            if not isinstance(v, str) or not k or \
+                    any(not (c.isascii() and (c.isalnum() or c in "-._")) for c in k):
+                return f"data[{k}]: invalid"
+        return None
+
+    def write(self, h, method):
+        u = urllib.parse.urlsplit(h.path)
+        n = int(h.headers.get("Content-Length") or 0)
+        raw = h.rfile.read(n) if n else b""
+        self.requests.append((method.lower(), u.path, {}))
+        if h.headers.get("Authorization") != f"Bearer {self.token}":
+            return self.status(h, 401, "Unauthorized", "Unauthorized")
+        where = self.nsobj_path(u.path)
+        if not where or (method == "POST") != (where[2] == ""):
+            return self.status(h, 405, "MethodNotAllowed", "method not allowed")
+        res, ns, name = where
+        try:
+            o = json.loads(raw)
+            assert isinstance(o, dict) and isinstance(o.get("metadata"), dict)
+        except (ValueError, AssertionError):
+            return self.status(h, 400, "BadRequest", "not a JSON object with metadata")
+        md = o["metadata"]
+        if method == "POST":
+            name = md.get("name")
+        if md.get("name") != name or md.get("namespace", ns) != ns or not name:
+            return self.status(h, 400, "BadRequest", "the name does not match the URL")
+        why = self.invalid(res, o)
+        if why:
+            return self.status(h, 422, "Invalid", why)
+        with self.lock:
+            cur = self.nsobjs.get((res, ns, name))
+            if method == "POST" and cur is not None:
+                return self.status(h, 409, "AlreadyExists", f'{res} "{name}" already exists')
+            if method == "PUT" and cur is None:
+                return self.status(h, 404, "NotFound", f'{res} "{name}" not found')
+            if method == "PUT" and md.get("resourceVersion") and \
+                    md["resourceVersion"] != cur["metadata"]["resourceVersion"]:
+                return self.status(h, 409, "Conflict",
+                                   f'Operation cannot be fulfilled on {res} "{name}": the '
+                                   "object has been modified; please apply your changes to "
+                                   "the latest version and try again")
+            self.rv += 1
+            md.update(namespace=ns, resourceVersion=str(self.rv))
+            o["apiVersion"], o["kind"] = self.NSRES[res]
+            self.nsobj_store(res, ns, name, o)
+            out = copy.deepcopy(o)
+        return self.reply(h, 201 if method == "POST" else 200, out)
+
     def chunk(self, h, data):
         h.wfile.write(b"%x\r\n%s\r\n" % (len(data), data))
         h.wfile.flush()
@@ -216,7 +385,7 @@ class Api:
         time.sleep(0.01)
         self.chunk(h, data[mid:])
 
-    def watch(self, h, res, since, bookmarks):
+    def watch(self, h, res, since, bookmarks, match=lambda o: True):
         h.send_response(200)
         h.send_header("Content-Type", "application/json")
         h.send_header("Transfer-Encoding", "chunked")
@@ -242,7 +411,8 @@ class Api:
                             self.line(h, json.dumps(gone).encode())
                             self.chunk(h, b"")
                             return
-                        if r != res or t == "DONE":
+                        if r != res or t == "DONE" or (t not in ("RAW", "BREAK") and
+                                                       not match(o)):
                             continue
                         if t == "BREAK":  # once
                             self.history[at - 1] = (rv, r, "DONE", None)

@@ -7,8 +7,6 @@ logged and skipped while the rest keeps working."""
 import os
 import re
 
-import pytest
-
 import ctlpeer
 import kubeapi
 from kubeapi import endpoint, endpointslice, service
@@ -27,15 +25,6 @@ services: []
 
 def pods(n, **kw):
     return [endpoint(f"pod-{i}", f"2001:db8:100::{i + 1:x}", **kw) for i in range(n)]
-
-
-@pytest.fixture
-def api():
-    a = kubeapi.Api()
-    try:
-        yield a
-    finally:
-        a.close()
 
 
 def start(tmp, api, extra=()):

@@ -44,7 +44,7 @@ def calls():
     for path in re.findall(r'"(/api[^"]*)"', src):
         m = re.fullmatch(r"/api/v1/(\w+)", path) or re.fullmatch(
             r"/apis/([\w.]+)/v1/(\w+)", path)
-        if m and "watch=1" in src and "?limit=" in src:  # listed, then watched
+        if m and "watch=1" in src and "limit=%d" in src:  # listed, then watched
             group, res = ("", m.group(1)) if len(m.groups()) == 1 else m.groups()
             need |= {(group, res, "list"), (group, res, "watch")}
         m = re.fullmatch(r"/api/v1/namespaces/%s/(\w+)/%s", path)

@@ -1,0 +1,340 @@
+#!/usr/bin/python3
+"""Control-plane scale (issue 18): the controller and peak dns at --services x --endpoints
+(default 10,000 x 100), against a real etcd (Debian etcd-server) on loopback.
+
+Measures, each bounded by --timeout seconds:
+  controller start   `peak controller --store etcd`: parse + assign + store, until it logs
+                     that it leads and serves its services; CPU seconds and VmHWM
+  scale-up           SIGHUP with a configuration holding 1000 more endpoints (10 more in each
+                     of the first 100 services): until "configuration reloaded"; CPU seconds
+  dns load           two `peak dns --store etcd` replicas: until each answers the apex SOA;
+                     CPU seconds and VmHWM of each
+  propagation        --changes weight changes through `peak controller-ctl` on the service
+                     probe.svc.example. (endpoint p1 toggled between weight 0 and 1, so the
+                     AAAA answer holds one address or two): from controller-ctl's start until
+                     both replicas answer the new state (polled with dnspython); p50/p99
+Wall times on a loaded machine are noisy: CPU seconds are reported beside them. One
+controller, with a 30 s lease: its work at this scale (or under ASan) outlasts the default
+2 s lease, and a lost lead restarts it (failover is measured elsewhere).
+Writes bench/results/controlplane.json (or --out). --quick: 200 x 10, 10 changes.
+Usage: bench/controlplane/scale.py [--quick] [--services N] [--endpoints N] [--changes N]"""
+import argparse
+import calendar
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(os.path.dirname(HERE))
+sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
+sys.path.insert(0, os.path.join(ROOT, "tests", "controlplane"))
+
+import dns.message  # noqa: E402
+import dns.query  # noqa: E402
+import dns.rdatatype  # noqa: E402
+
+import etcdproc  # noqa: E402
+import peaktest  # noqa: E402
+
+PEAK = os.environ.get("PEAK_BIN", os.path.join(ROOT, "build", "peak"))
+PROBE = "probe.svc.example."
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def progress(msg):
+    print(f"[scale] {msg}", file=sys.stderr, flush=True)
+
+
+def gen_config(nsvc, nep, extra=(0, 0)):
+    """The benchmark configuration: services s0..s{nsvc-1}, each a /64 in 2001:db8::/32 with
+    /78 slices and nep endpoints; extra = (services, endpoints) adds endpoints to the first
+    services (the scale-up); and the probe service the propagation toggles."""
+    out = ["zone:", "  name: svc.example.", "  ns:",
+           '    - {name: ns1.svc.example., address: "2001:db8:53::1"}',
+           "  soa: {primary: ns1.svc.example., contact: hostmaster.svc.example., serial: 1, "
+           "minimum: 20}", "services:",
+           f"  - name: {PROBE}", "    prefixes: [2001:db8:ffff::/64]", "    slice: 78",
+           "    answers: 2", "    endpoints:",
+           '      - {id: p0, address: "fd00:ffff::1"}',
+           '      - {id: p1, address: "fd00:ffff::2"}']
+    for x in range(nsvc):
+        out += [f"  - name: s{x}.svc.example.", f"    prefixes: [2001:db8:{x:x}::/64]",
+                "    slice: 78", "    endpoints:"]
+        n = nep + (extra[1] if x < extra[0] else 0)
+        out += [f'      - {{id: e{k}, address: "fd00:{x:x}::{k + 1:x}"}}' for k in range(n)]
+    return "\n".join(out) + "\n"
+
+
+class Etcd(etcdproc.Etcd):
+    """One etcd member on loopback (etcdproc's helpers) with room for the whole state: the
+    controller stores every service in one transaction, which etcd's defaults (128
+    operations, 1.5 MiB per request) refuse with HTTP 400 beyond 128 services."""
+
+    def __init__(self, datadir):
+        os.makedirs(datadir, exist_ok=True)
+        self.port, peer = peaktest.free_port(), peaktest.free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        purl = f"http://127.0.0.1:{peer}"
+        self.netns = None
+        self.logf = open(os.path.join(datadir, "etcd.log"), "w")
+        self.proc = subprocess.Popen(
+            [etcdproc.ETCD, "--name", "s", "--data-dir", os.path.join(datadir, "data"),
+             "--listen-client-urls", self.url, "--advertise-client-urls", self.url,
+             "--listen-peer-urls", purl, "--initial-advertise-peer-urls", purl,
+             "--initial-cluster", f"s={purl}", "--initial-cluster-token",
+             f"peak-scale-{os.getpid()}", "--log-level", "warn",
+             "--max-txn-ops", "1000000", "--max-request-bytes", str(512 * 2**20),
+             "--quota-backend-bytes", str(8 * 2**30)],
+            stdout=self.logf, stderr=subprocess.STDOUT)
+
+
+def cpu_s(pid):
+    with open(f"/proc/{pid}/stat") as f:
+        st = f.read().rsplit(")", 1)[1].split()
+    return (int(st[11]) + int(st[12])) / CLK
+
+
+def hwm_mb(pid):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    return 0.0
+
+
+def wait_for(fn, timeout, step=0.05, what="condition"):
+    deadline = time.monotonic() + timeout
+    while True:
+        v = fn()
+        if v:
+            return v
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what}: not within {timeout} s")
+        time.sleep(step)
+
+
+def readlog(path):
+    with open(path, errors="replace") as f:
+        return f.read()
+
+
+def soa_ok(port):
+    q = dns.message.make_query("svc.example.", "SOA")
+    try:
+        r = dns.query.udp(q, "::1", port=port, timeout=0.5)
+        return r.rcode() == 0 and bool(r.answer)
+    except Exception:
+        return False
+
+
+def probe_count(port):
+    """AAAA addresses the replica gives for the probe service (None if no answer)."""
+    q = dns.message.make_query(PROBE, "AAAA")
+    try:
+        r = dns.query.udp(q, "::1", port=port, timeout=0.5)
+    except Exception:
+        return None
+    return sum(len(rr) for rr in r.answer if rr.rdtype == dns.rdatatype.AAAA)
+
+
+def log_time(line):
+    """The wall time (s) of a log line ("2026-12-02T13:40:01.123Z info ..."), or None."""
+    try:
+        return calendar.timegm(time.strptime(line[:19], "%Y-%m-%dT%H:%M:%S")) + \
+            int(line[20:23]) / 1000
+    except (ValueError, IndexError):
+        return None
+
+
+def last_after(path, what, after):
+    """The time of the last line of path holding what, logged at or after wall time after."""
+    best = None
+    for line in readlog(path).splitlines():
+        t = log_time(line)
+        if what in line and t is not None and t >= after - 0.001:
+            best = t
+    return best
+
+
+def breakdown(w0, w1, clog, dlogs, cline):
+    """Where one change's time went, from the logs' millisecond stamps: controller-ctl's
+    start to the controller's log line of the weight (it then writes etcd), to the later
+    of the replicas' "stored state applied" lines, to both answering (the bench's poll)."""
+    tc = last_after(clog, cline, w0)
+    td = [last_after(lg, "the stored state applied", tc or w0) for lg in dlogs]
+    td = max(td) if all(x is not None for x in td) else None
+    def ms(a, b):
+        return round((b - a) * 1000, 1) if a is not None and b is not None else None
+    return {"to_controller_ms": ms(w0, tc), "to_replicas_ms": ms(tc, td),
+            "to_answer_ms": ms(td, w1)}
+
+
+def pct(v, p):
+    v = sorted(v)
+    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))] if v else None
+
+
+def run(a, tmp):
+    res = {"services": a.services, "endpoints": a.endpoints, "changes": a.changes}
+    cfg = os.path.join(tmp, "peak.yaml")
+    t = time.monotonic()
+    with open(cfg, "w") as f:
+        f.write(gen_config(a.services, a.endpoints))
+    res["config_mb"] = round(os.path.getsize(cfg) / 2**20, 1)
+    progress(f"config {a.services} x {a.endpoints}: {res['config_mb']} MB "
+             f"in {time.monotonic() - t:.1f} s")
+    procs = []
+    e = Etcd(os.path.join(tmp, "etcd"))
+    try:
+        e.wait()
+        progress(f"etcd at {e.url}")
+        # the controller: parse, assign, store every service in etcd, lead
+        csock = os.path.join(tmp, "c.sock")
+        clog = os.path.join(tmp, "controller.log")
+        t0 = time.monotonic()
+        c = subprocess.Popen([PEAK, "controller", "--config", cfg, "--listen",
+                              f"[::1]:{peaktest.free_port()}", "--store", "etcd", "--etcd",
+                              e.url, "--control", csock, "--lease-ttl", "30",
+                              "--agent-ttl", "15"],
+                             stdout=open(clog, "w"), stderr=subprocess.STDOUT)
+        procs.append(c)
+        # leading, and its services stored and served ("N services from FILE, agents on")
+        wait_for(lambda: ("leading" in readlog(clog) and " services from " in readlog(clog))
+                 or c.poll() is not None, a.timeout, what="controller start")
+        assert c.poll() is None, readlog(clog)[-2000:]
+        res["controller_start_s"] = round(time.monotonic() - t0, 2)
+        res["controller_start_cpu_s"] = round(cpu_s(c.pid), 2)
+        res["controller_hwm_mb"] = round(hwm_mb(c.pid))
+        progress(f"controller leading in {res['controller_start_s']} s "
+                 f"({res['controller_start_cpu_s']} s CPU, {res['controller_hwm_mb']} MB)")
+        # two peak dns replicas following etcd
+        reps = []
+        for i in range(2):
+            port = peaktest.free_port()
+            log = os.path.join(tmp, f"dns{i}.log")
+            t0 = time.monotonic()
+            p = subprocess.Popen([PEAK, "dns", "--config", cfg, "--listen", f"[::1]:{port}",
+                                  "--threads", "1", "--store", "etcd", "--etcd", e.url],
+                                 stdout=open(log, "w"), stderr=subprocess.STDOUT)
+            procs.append(p)
+            reps.append((p, port, log, t0))
+        for i, (p, port, log, t0) in enumerate(reps):
+            wait_for(lambda: soa_ok(port) or p.poll() is not None, a.timeout,
+                     what=f"dns replica {i} ready")
+            assert p.poll() is None, readlog(log)[-2000:]
+            res[f"dns{i}_load_s"] = round(time.monotonic() - t0, 2)
+            res[f"dns{i}_load_cpu_s"] = round(cpu_s(p.pid), 2)
+            res[f"dns{i}_hwm_mb"] = round(hwm_mb(p.pid))
+            progress(f"dns replica {i} serving in {res[f'dns{i}_load_s']} s "
+                     f"({res[f'dns{i}_load_cpu_s']} s CPU, {res[f'dns{i}_hwm_mb']} MB)")
+        # both replicas show the probe's stored state first
+        wait_for(lambda: all(probe_count(port) == 2 for _, port, _, _ in reps), a.timeout,
+                 what="replicas answer the probe")
+        lat, parts = [], []
+        for k in range(a.changes):
+            w = k % 2  # p1's new weight: 0 -> one address, 1 -> two
+            want = 1 if w == 0 else 2
+            t0, w0 = time.monotonic(), time.time()
+            r = subprocess.run([PEAK, "controller-ctl", "--control", csock, "weight", PROBE,
+                                "p1", str(w)], capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, r
+            wait_for(lambda: all(probe_count(port) == want for _, port, _, _ in reps),
+                     a.timeout, step=0.002, what=f"change {k} in both replicas")
+            lat.append((time.monotonic() - t0) * 1000)
+            parts.append(breakdown(w0, time.time(), clog, [lg for _, _, lg, _ in reps],
+                                   f"{PROBE} p1 weight {w}:"))
+        res["propagation_ms"] = [round(x, 1) for x in lat]
+        res["propagation_parts"] = parts
+        res["propagation_p50_ms"] = round(pct(lat, 50), 1) if lat else None
+        res["propagation_p99_ms"] = round(pct(lat, 99), 1) if lat else None
+        progress(f"{len(lat)} changes in both replicas: p50 {res['propagation_p50_ms']} ms, "
+                 f"p99 {res['propagation_p99_ms']} ms")
+        for key in ("to_controller_ms", "to_replicas_ms", "to_answer_ms"):
+            v = [x[key] for x in parts if x.get(key) is not None]
+            res[f"{key[:-3]}_p50_ms"] = round(pct(v, 50), 1) if v else None
+            res[f"{key[:-3]}_p99_ms"] = round(pct(v, 99), 1) if v else None
+        progress("where the time goes (p50): controller-ctl to the controller's log line "
+                 f"{res['to_controller_p50_ms']} ms, to both replicas' 'applied' line "
+                 f"{res['to_replicas_p50_ms']} ms, to both answering {res['to_answer_p50_ms']} ms")
+        # last, as it may hold the controller long: 1000 more endpoints by SIGHUP
+        ups, per = min(100, a.services), 10
+        with open(cfg + ".new", "w") as f:
+            f.write(gen_config(a.services, a.endpoints, (ups, per)))
+        os.replace(cfg + ".new", cfg)
+        n0 = readlog(clog).count("configuration reloaded")
+        cpu0 = cpu_s(c.pid)
+        t0 = time.monotonic()
+        c.send_signal(signal.SIGHUP)
+        try:
+            wait_for(lambda: readlog(clog).count("configuration reloaded") > n0 or
+                     "reload refused" in readlog(clog), a.timeout, step=0.01,
+                     what="scale-up")
+        except TimeoutError as ex:
+            res["scaleup_error"] = str(ex)
+        assert "reload refused" not in readlog(clog), readlog(clog)[-2000:]
+        res["scaleup_pods"] = ups * per
+        res["scaleup_how"] = "SIGHUP reload of the configuration with the pods added"
+        res["scaleup_s"] = round(time.monotonic() - t0, 3)
+        res["scaleup_cpu_s"] = round(cpu_s(c.pid) - cpu0, 3)
+        progress(f"scale-up of {ups * per} pods in {res['scaleup_s']} s "
+                 f"({res['scaleup_cpu_s']} s CPU)")
+        for i, (p, _, _, _) in enumerate(reps):
+            res[f"dns{i}_hwm_mb"] = round(hwm_mb(p.pid))
+            res[f"dns{i}_alive"] = p.poll() is None
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.terminate()
+                try:
+                    p.wait(10)
+                except subprocess.TimeoutExpired:
+                    p.kill()
+                    p.wait()
+        e.stop()
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--quick", action="store_true", help="200 x 10, 10 changes")
+    ap.add_argument("--services", type=int, default=10000)
+    ap.add_argument("--endpoints", type=int, default=100)
+    ap.add_argument("--changes", type=int, default=100)
+    ap.add_argument("--timeout", type=float, default=600, help="bound of each step, seconds")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results",
+                                                  "controlplane.json"))
+    a = ap.parse_args()
+    if a.quick:
+        a.services, a.endpoints, a.changes = 200, 10, 10
+    if not shutil.which(etcdproc.ETCD):
+        print(f"scale.py: {etcdproc.ETCD} missing (apt-get install etcd-server)",
+              file=sys.stderr)
+        return 2
+    tmp = tempfile.mkdtemp(prefix="peak-scale-")
+    try:
+        res = run(a, tmp)
+    except BaseException:
+        for name in sorted(os.listdir(tmp)):  # the logs say why
+            if name.endswith(".log"):
+                print(f"--- {name}\n{readlog(os.path.join(tmp, name))[-3000:]}",
+                      file=sys.stderr)
+        raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    res["command"] = " ".join(["bench/controlplane/scale.py", *sys.argv[1:]])
+    os.makedirs(os.path.dirname(a.out), exist_ok=True)
+    with open(a.out, "w") as f:
+        json.dump(res, f, indent=1)
+    print(json.dumps({k: v for k, v in res.items()
+                      if k not in ("propagation_ms", "propagation_parts")}, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,138 @@
+/* The etcd client's watch socket (src/etcd: etcd_watch_fd), which peak dns --store etcd
+ * polls beside its tick: -1 without a stream; once the stream is open, the very socket
+ * connected to the member, readable as soon as the member sends an event, after which
+ * etcd_watch reports the change. The member is a socket of this test on loopback speaking
+ * the gateway's wire format (a chunked stream of JSON lines). Every wait has a deadline. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../../src/etcd/etcd.h"
+
+enum { DEADLINE_MS = 10000 };
+
+static uint64_t now_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+static void send_all(int fd, const char *s)
+{
+	size_t n = strlen(s);
+	assert_int_equal(send(fd, s, n, MSG_NOSIGNAL), (ssize_t)n);
+}
+
+/* One HTTP/1.1 chunk holding line (with its newline). */
+static void send_chunk(int fd, const char *line)
+{
+	char b[512];
+	snprintf(b, sizeof(b), "%zx\r\n%s\n\r\n", strlen(line) + 1, line);
+	send_all(fd, b);
+}
+
+static void test_watch_fd(void **unused)
+{
+	(void)unused;
+	struct etcd e = {0};
+	struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+	socklen_t al = sizeof(a);
+	char url[64], err[128], req[4096] = "";
+	int l = socket(AF_INET6, SOCK_STREAM, 0), c = -1, fd, one = 1;
+	assert_true(l >= 0);
+	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(listen(l, 4), 0);
+	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
+	snprintf(url, sizeof(url), "http://[::1]:%u", ntohs(a.sin6_port));
+	assert_int_equal(etcd_open(&e, "test", url, 2000, err, sizeof(err)), 0);
+	assert_int_equal(etcd_watch_fd(&e), -1); /* no stream yet */
+
+	/* the stream starts: drive it until the member has the whole watch request */
+	size_t got = 0;
+	uint64_t end = now_ms() + DEADLINE_MS;
+	while (!strstr(req, "create_request")) {
+		assert_true(now_ms() < end);
+		assert_true(etcd_watch(&e, "/peak/svc/", 7) >= 0);
+		struct pollfd p = {.fd = c == -1 ? l : c, .events = POLLIN};
+		if (poll(&p, 1, 10) != 1)
+			continue;
+		if (c == -1) {
+			assert_true((c = accept(l, NULL, NULL)) >= 0);
+			continue;
+		}
+		ssize_t n = recv(c, req + got, sizeof(req) - 1 - got, 0);
+		assert_true(n > 0);
+		got += (size_t)n;
+		req[got] = 0;
+	}
+	assert_non_null(strstr(req, "POST /v3/watch "));
+	setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	send_all(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+	            "Transfer-Encoding: chunked\r\n\r\n");
+	send_chunk(c, "{\"result\":{\"header\":{\"revision\":\"7\"},\"created\":true}}");
+
+	/* the socket it gives is the one connected to this member */
+	end = now_ms() + DEADLINE_MS;
+	while ((fd = etcd_watch_fd(&e)) == -1) {
+		assert_true(now_ms() < end);
+		assert_int_equal(etcd_watch(&e, "/peak/svc/", 7), 0);
+		usleep(1000);
+	}
+	struct sockaddr_in6 peer, mine;
+	socklen_t pl = sizeof(peer), ml = sizeof(mine);
+	assert_int_equal(getpeername(fd, (struct sockaddr *)&peer, &pl), 0);
+	assert_int_equal(getpeername(c, (struct sockaddr *)&mine, &ml), 0);
+	assert_int_equal(peer.sin6_port, a.sin6_port);
+	struct sockaddr_in6 local;
+	socklen_t ll = sizeof(local);
+	assert_int_equal(getsockname(fd, (struct sockaddr *)&local, &ll), 0);
+	assert_int_equal(local.sin6_port, mine.sin6_port);
+
+	/* until the "created" line is read, a read gives no change; then the socket is quiet */
+	end = now_ms() + DEADLINE_MS;
+	for (;;) {
+		assert_true(now_ms() < end);
+		assert_int_equal(etcd_watch(&e, "/peak/svc/", 7), 0);
+		struct pollfd p = {.fd = fd, .events = POLLIN};
+		if (poll(&p, 1, 20) == 0 && e.wbuf.len == 0)
+			break;
+	}
+
+	/* an event: the socket wakes the caller, and etcd_watch says so */
+	send_chunk(c, "{\"result\":{\"header\":{\"revision\":\"8\"},\"events\":[{\"kv\":"
+	              "{\"key\":\"L3BlYWsvc3ZjL3g=\",\"mod_revision\":\"8\"}}]}}");
+	struct pollfd p = {.fd = fd, .events = POLLIN};
+	assert_int_equal(poll(&p, 1, DEADLINE_MS), 1);
+	int r = 0;
+	end = now_ms() + DEADLINE_MS;
+	while ((r = etcd_watch(&e, "/peak/svc/", 7)) == 0) {
+		assert_true(now_ms() < end); /* (a line split across reads: the rest follows) */
+		poll(&p, 1, 10);
+	}
+	assert_int_equal(r, 1);
+
+	etcd_close(&e);
+	close(c);
+	close(l);
+}
+
+int main(void)
+{
+	const struct CMUnitTest tests[] = {
+	    cmocka_unit_test(test_watch_fd),
+	};
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
