@@ -6,6 +6,10 @@ testbed.py: router with BIRD, two nodes with agents, BGP and the XDP filter on t
 two pods each, peak dns, an ingress host):
   direct      clients to pod addresses, dealt round robin (no PEAK part on the path)
   peak        clients resolve through peak dns and compute their address (fanout 2)
+  legacy      DNS-steered legacy clients: each asks peak dns for the service's plain AAAA
+              from its own address (as a stub resolver on its host does: 'peak load
+              --aaaa'), with no SSA computation, and connects to the answer's addresses
+              (a retry to the next one); resolved once at the start and kept (TTL 5 s)
   nginx       nginx as an L7 ingress on the ingress host, keep-alive upstreams
   haproxy-l4  HAProxy in TCP mode on the ingress host
   haproxy-l7  HAProxy in HTTP mode on the ingress host, keep-alive upstreams
@@ -17,7 +21,8 @@ rotated. CPU: per process from the scheduler's run times (/proc/PID/task/*/sched
 the cluster side (proxy, agents, BIRD, pods, peak dns; kernel work such as forwarding is
 charged to whichever process it ran in), and the whole machine from /proc/stat. Memory:
 resident set of the cluster processes. Scenarios under load: a pod killed (its port answers
-resets; the clients' one retry comes after --retry-delay ms, or at once in kill-now), a pod silently gone (nftables drops everything it receives), a pod added (the
+resets; the clients' one retry comes after --retry-delay ms, or at once in kill-now), a pod silently gone (nftables drops everything it receives), a pod stopped
+(SIGSTOP: its process lives, the kernel still completes handshakes for it), a pod added (the
 proxies reloaded with it), a SYN flood. Writes JSON (--out); bench/report.py makes the
 report.
 
@@ -25,6 +30,7 @@ Usage (root): bench/ingress/run.py [--quick] [--runs N] [--duration S] [--out FI
 import argparse
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
@@ -35,9 +41,14 @@ ROOT = os.path.join(HERE, "..", "..")
 sys.path.insert(0, os.path.join(ROOT, "tests", "integration"))
 import testbed  # noqa: E402
 
-SYSTEMS = ["direct", "peak", "nginx", "haproxy-l4", "haproxy-l7"]
+SYSTEMS = ["direct", "peak", "legacy", "nginx", "haproxy-l4", "haproxy-l7"]
 ING = "2001:db8:ff:e::2"
 SOURCES = "2001:db8:c0::/48"
+# A pod added: nothing fails, so an attempt counts as broken when it is reset or closed, or
+# unanswered for 1 s: a loaded machine (CI: two suites at once on 2 cores) stalls a request
+# past the failure scenarios' 250 ms now and then, which is not a broken connection (a
+# packet lost and sent again by TCP is not either; tests/cluster/test_handover.py waits 5 s)
+ADD_TIMEOUT_MS = 1000
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 
@@ -118,14 +129,20 @@ def target(tb, system):
     """The 'peak load' arguments that aim at a system."""
     if system == "direct":
         return [",".join(f"[{tb.pod_addr(i, j)}]:{testbed.PORT}" for i, j in serving(tb))]
-    if system == "peak":
+    if system in ("peak", "legacy"):
         return [testbed.SERVICE, "--server", f"[{testbed.DNS_ADDR}]:53", "--port",
-                str(testbed.PORT)]
+                str(testbed.PORT)] + (["--aaaa"] if system == "legacy" else [])
     port = {"nginx": 80, "haproxy-l4": 81, "haproxy-l7": 82}[system]
     return [f"[{ING}]:{port}"]
 
 
 # -- measuring ----------------------------------------------------------------------------
+
+def utc_now():
+    """The time as the daemons' log lines give it (UTC, ms)."""
+    import datetime
+    return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
 
 def descendants(pids):
     """The PIDs given and all their descendants (nginx workers and the like)."""
@@ -200,7 +217,7 @@ class Bench:
     def __init__(self, args, workdir):
         self.a, self.dir = args, workdir
         self.peak = os.path.abspath(args.peak)
-        self.tb = testbed.Testbed("pkb", workdir, self.peak, ingress=True,
+        self.tb = testbed.Testbed(f"pkb{os.getpid() % 10000}", workdir, self.peak, ingress=True,
                                   filter_obj=args.filter_obj, fanout=2, spare=(2, 3))
         self.proxies = {}
 
@@ -248,13 +265,13 @@ class Bench:
         return ["ip", "netns", "exec", f"{tb.tag}-c", self.peak, "load", *target(tb, system),
                 "--sources", SOURCES, "--clients", str(clients), "--json", *extra]
 
-    def scenario_load(self, system, retry_delay):
+    def scenario_load(self, system, retry_delay, timeout=250):
         """The scenarios' load, started in the background: 32 connections, one retry after
-        retry_delay ms."""
+        retry_delay ms, each attempt given timeout ms."""
         cmd = self.load_cmd(system, ["--concurrency", "32", "--duration",
                                      str(self.a.scenario_seconds), "--retries", "1",
                                      "--retry-delay", str(retry_delay),
-                                     "--timeout", "250", "--timeline", "50"], 32)
+                                     "--timeout", str(timeout), "--timeline", "50"], 32)
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def load(self, system, extra, clients=None):
@@ -268,9 +285,10 @@ class Bench:
         """One run with the CPU of the cluster and of the machine around it."""
         pids = self.cluster_pids()
         c0 = {p: proc_cpu(p) for p in pids}
-        m0 = machine_busy()
+        m0, t0 = machine_busy(), utc_now()
         r = self.load(system, extra, clients)
         m1 = machine_busy()
+        r["wall"] = [t0, utc_now()]  # to read its failures against the cluster's log lines
         roles = {}
         for p, c in c0.items():
             k = proc_role(p)
@@ -334,12 +352,13 @@ class Bench:
     def pod_added(self, system):
         """Load for D s; at 1/4 of it the spare pod starts serving (and, for the proxies, the
         ingress controller's part: new upstream list, reload). Connections broken are the
-        attempts that failed (reset, closed) and were retried; the new pod's share is read
-        from the pods' CPU time, sampled every 100 ms (see below); 'never' if it ends the
-        run with under a tenth of the other pods' mean rate."""
+        attempts that failed (reset, closed, refused, or not answered within ADD_TIMEOUT_MS)
+        and were retried; the new pod's share is read from the pods' CPU time, sampled every
+        100 ms (see below); 'never' if it ends the run with under a tenth of the other pods'
+        mean rate."""
         a, tb = self.a, self.tb
         dur = a.scenario_seconds
-        p = self.scenario_load(system, self.a.retry_delay)
+        p = self.scenario_load(system, self.a.retry_delay, ADD_TIMEOUT_MS)
         t0 = time.time()
         time.sleep(dur / 4)
         t_add = time.time() - t0
@@ -391,7 +410,7 @@ class Bench:
         half = a.scenario_seconds / 2
         legit = ["--rate", str(a.flood_rate), "--duration", str(half), "--timeout", "1000"]
         r0 = self.load(system, legit, 64)
-        if system == "peak":
+        if system in ("peak", "legacy"):
             aim = ["--prefix", testbed.PREFIX, "--port", str(testbed.PORT)]
         elif system == "direct":
             aim = ["--dst", ",".join(tb.pod_addr(i, j) for i, j in serving(tb)), "--port",
@@ -417,10 +436,74 @@ class Bench:
             f"{r0['failed']}/{r1['failed']}")
         return r
 
+    def on_pod(self, system, i, j, clients=32):
+        """For the name-resolving systems: how many of the scenarios' clients have their
+        first (cached) address in slices pod (i, j) serves now (node i's slice routes via
+        the pod), and how many clients there are."""
+        if system not in ("peak", "legacy"):
+            return None
+        import ipaddress
+        lst = subprocess.run(self.load_cmd(system, ["--list"], clients), capture_output=True,
+                             text=True, timeout=60).stdout.split("\n")
+        firsts = [ipaddress.ip_address(ln.split()[1].rsplit(":", 1)[0].strip("[]"))
+                  for ln in lst if len(ln.split()) > 1]
+        out = testbed.sh("ip", "-j", "-n", self.tb.node(i), "-6", "route", "show", "table",
+                         "100").stdout
+        via = [ipaddress.ip_network(r["dst"]) for r in json.loads(out)
+               if r.get("gateway") == self.tb.pod_addr(i, j)]
+        return sum(any(a in n for n in via) for a in firsts), len(firsts)
+
+    def pod_out_ms(self, i, j, t_wall):
+        """Milliseconds from t_wall (time.time() when the failure was in place) to the first
+        line of node i's agent log after the failure began that took pod (i, j) down (0 if
+        that came before t_wall); None if there is none."""
+        import datetime
+        try:
+            with open(os.path.join(self.dir, f"agent-n{i}.log")) as f:
+                lines = f.readlines()
+        except OSError:
+            return None
+        for line in lines:
+            if f"endpoint {self.tb.pod_id(i, j)} is down" not in line:
+                continue
+            t = datetime.datetime.strptime(line.split()[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+            t = t.replace(tzinfo=datetime.timezone.utc).timestamp()
+            if t >= t_wall - self.fail_cmd_s - 0.002:
+                return round(max(t - t_wall, 0) * 1000, 1)
+        return None
+
+    def agent_downs(self):
+        """The lines in the agents' logs that took an endpoint down."""
+        out = []
+        for i in range(1, self.tb.nodes + 1):
+            try:
+                with open(os.path.join(self.dir, f"agent-n{i}.log")) as f:
+                    out += [line.strip() for line in f if " is down" in line]
+            except OSError:
+                pass
+        return out
+
+    EVENTS = (" is down", " is up", "slice routes", "slices moved", "handover", "drain")
+
+    def cluster_events(self):
+        """The lines of the agents' and the controller's logs that tell of a route change
+        (an endpoint down or up, slice routes written, slices moved, a handover), each
+        prefixed with its log's name: what a measurement's failures are read against."""
+        out = []
+        for name in [f"agent-n{i}" for i in range(1, self.tb.nodes + 1)] + ["controller"]:
+            try:
+                with open(os.path.join(self.dir, name + ".log")) as f:
+                    out += [f"{name}: {line.strip()}" for line in f
+                            if any(e in line for e in self.EVENTS)]
+            except OSError:
+                pass
+        return out
+
     def scenario(self, system, kind):
         """Load for D s; at 1/4 of it pod (1,1) fails (kill: the process dies, its port
         answers resets; kill-now: the same with the retry at once rather than after
-        --retry-delay; silent: every packet to it is dropped); restored after the run."""
+        --retry-delay; silent: every packet to it is dropped; stop: its process is stopped by
+        SIGSTOP, alive but answering nothing); restored after the run."""
         if kind == "add":
             return self.pod_added(system)
         if kind == "flood":
@@ -429,32 +512,48 @@ class Bench:
         dur = a.scenario_seconds
         pod = tb.pod(1, 1)
         delay = 0 if kind == "kill-now" else a.retry_delay
+        on = self.on_pod(system, 1, 1)
         p = self.scenario_load(system, delay)
         time.sleep(dur / 4)
         t_fail = dur / 4
         killed = kind in ("kill", "kill-now")
+        t_wall = time.time()
+        self.fail_cmd_s = 0
         if killed:
             tb.kill_pod(1, 1)
+        elif kind == "stop":  # 'ip netns exec' execs peak serve: the same PID
+            os.kill(tb.serving[(1, 1)].pid, signal.SIGSTOP)
         else:
             testbed.sh("ip", "netns", "exec", pod, "nft", "add table inet pkdrop; "
                        "add chain inet pkdrop in { type filter hook input priority 0; "
                        "policy drop; }")
+        self.fail_cmd_s = time.time() - t_wall
+        # the failure is in place by now; the command took fail_cmd_ms to run (a loaded
+        # machine may take a good part of a second to start 'ip netns exec nft')
+        t_done = time.time()
         out, err = p.communicate(timeout=dur + 60)
         if p.returncode:
             raise RuntimeError(f"peak load failed: {err}")
         r = json.loads(out)
         if killed:
             tb.serve(1, 1)
+        elif kind == "stop":
+            os.kill(tb.serving[(1, 1)].pid, signal.SIGCONT)
         else:
             testbed.sh("ip", "netns", "exec", pod, "nft", "delete table inet pkdrop")
-        r.update(system=system, scenario=kind, fail_at_s=t_fail, retry_delay_ms=delay)
+        r.update(system=system, scenario=kind, fail_at_s=t_fail, retry_delay_ms=delay,
+                 pod_out_ms=self.pod_out_ms(1, 1, t_done),
+                 fail_cmd_ms=round((t_done - t_wall) * 1000, 1))
+        if on:
+            r["clients_on_failed_pod"], r["clients"] = on
         if not self.wait_serving(system):
             log(f"{system} did not heal after {kind}")
         time.sleep(a.heal_seconds)  # the proxies' checks and the agents settle
         g = r["outage"]
         log(f"{kind:6s} {system:10s}: failed {r['failed']} of {r['sent']}, retries "
-            f"{r['retried']}, gaps {g['gaps']} (max {g['gap_max_ms']:.0f} ms), still down at "
-            f"the end {g['still_down']}")
+            f"{r['retried']}, gaps {g['gaps']} (max {g['gap_max_ms']:.0f} ms), longest "
+            f"request {r['latency_us']['max'] / 1000:.0f} ms, still down at the end "
+            f"{g['still_down']}, pod out after {r['pod_out_ms']} ms")
         return r
 
     def scenarios(self):
@@ -495,7 +594,7 @@ def main():
     ap.add_argument("--rates", default="2000,8000", help="open-loop cells, requests/s")
     ap.add_argument("--new-conn", type=int, default=16,
                     help="concurrency of the connection-per-request cell (0: none)")
-    ap.add_argument("--scenarios", default="kill,kill-now,silent,add,flood",
+    ap.add_argument("--scenarios", default="kill,kill-now,silent,stop,add,flood",
                     help="comma-separated, '' for none")
     ap.add_argument("--retry-delay", type=int, default=25,
                     help="ms before a client's one retry in the failure scenarios (25; "
@@ -518,8 +617,8 @@ def main():
     a.rates = [int(x) for x in a.rates.split(",") if x]
     a.scenarios = [x for x in a.scenarios.split(",") if x]
     for x in a.scenarios:
-        if x not in ("kill", "kill-now", "silent", "add", "flood"):
-            ap.error(f"--scenarios: unknown '{x}' (kill, kill-now, silent, add, flood)")
+        if x not in ("kill", "kill-now", "silent", "stop", "add", "flood"):
+            ap.error(f"--scenarios: unknown '{x}' (kill, kill-now, silent, stop, add, flood)")
     if any(s not in SYSTEMS for s in a.systems.split(",")):
         ap.error(f"--systems: choose from {','.join(SYSTEMS)}")
     SYSTEMS[:] = a.systems.split(",")
@@ -534,8 +633,17 @@ def main():
         try:
             log("testbed up")
             b.up()
+            d0, e0 = len(b.agent_downs()), len(b.cluster_events())
+            steady = b.steady()
             res = {"versions": versions(), "runs": a.runs, "duration_s": a.duration,
-                   "systems": SYSTEMS, "steady": b.steady(), "scenarios": b.scenarios()}
+                   "systems": SYSTEMS, "steady": steady,
+                   # health checks that took a serving pod down under the steady load:
+                   # false failovers (every pod serves throughout)
+                   "steady_agent_downs": len(b.agent_downs()) - d0,
+                   "steady_agent_down_lines": b.agent_downs()[d0:],
+                   # every route change the cluster logged under the steady load
+                   "steady_route_lines": b.cluster_events()[e0:],
+                   "scenarios": b.scenarios()}
         except Exception:
             for name in sorted(os.listdir(d)):  # the daemons' last words
                 if name.endswith(".log"):

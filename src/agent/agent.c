@@ -234,19 +234,16 @@ int agent_run(const struct agent_opts *o)
 		struct pollfd *pf = a.pf;
 		pf[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		pf[1] = (struct pollfd){.fd = a.ctl, .events = POLLIN};
-		for (unsigned i = 0; i < a.nhc; i++) {
+		for (unsigned i = 0; i < a.nhc; i++)
 			pf[2 + i] = (struct pollfd){.fd = a.hc[i].pidfd, .events = POLLIN};
-			pf[2 + a.nhc + i] = (struct pollfd){.fd = a.hc[i].fd, .events = POLLOUT};
-		}
-		int k = poll(pf, 2 + 2 * a.nhc, until > now ? (int)(until - now) : 0);
+		hc_pollfds(&a, pf + 2 + a.nhc);
+		int k = poll(pf, 2 + (1 + HC_PROBES) * a.nhc, until > now ? (int)(until - now) : 0);
 		if (k <= 0)
 			continue;
-		for (unsigned i = 0; i < a.nhc; i++) {
-			if (pf[2 + a.nhc + i].revents)
-				hc_collect(&a.hc[i]); /* judged when due; the connection goes now */
+		hc_polled(&a, pf + 2 + a.nhc); /* answers count at once */
+		for (unsigned i = 0; i < a.nhc; i++)
 			if (pf[2 + i].revents && a.hc[i].pidfd >= 0)
 				watch_fired(&a, i);
-		}
 		if (pf[1].revents)
 			ctl_read(&a);
 		if (pf[0].revents) {
@@ -284,9 +281,9 @@ out:
 	pthread_mutex_unlock(&a.st.lock);
 	agent_stats_clear(&a.st);
 	for (unsigned i = 0; i < a.nhc; i++)
-		if (a.hc[i].fd >= 0)
-			hc_close(&a.hc[i]);
+		hc_close(&a.hc[i]);
 	watch_stop_all(&a);
+	ho_fini(&a); /* forwarding ends with the agent (routes stay, as they are) */
 	ctl_drop(&a, 0);
 	if (sfd >= 0)
 		close(sfd);

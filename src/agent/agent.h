@@ -15,11 +15,17 @@ struct agent_opts {
 	unsigned interval_ms;      /* resync period (repairs drift) */
 	const char *controller;    /* peak controllers: ADDR:PORT[,ADDR:PORT...], or NULL */
 	const char *key_file;      /* the key shared with the controller (ctlauth.h), or NULL */
-	unsigned hc_interval_ms;   /* health checks: period */
+	unsigned hc_interval_ms;   /* health checks: mean period (each jittered +-25%) */
 	unsigned hc_fast_ms;       /* their period while an endpoint's health is changing */
-	unsigned hc_down, hc_up;   /* consecutive failures / successes that change health */
+	unsigned hc_timeout_ms;    /* a check not answered within it is a miss */
+	unsigned hc_down, hc_up;   /* consecutive misses / answers that change health */
+	const char *hc_request;    /* sent on each check's connection; the first byte back
+	                            * answers it. NULL or "": the connect alone answers */
 	const char *metrics;       /* Prometheus endpoint ADDR:PORT, or NULL */
 	const char *filter_object; /* the XDP filter's BPF object, or NULL for the default */
+	bool no_handover;          /* ignore the controller's handovers (no forwarding) */
+	const char *handover_dev;  /* where the handover program goes (NULL: the device of the
+	                            * controller link's local address) */
 };
 
 enum {
@@ -79,7 +85,8 @@ struct agent_drain {
 /* Local failover (agent_failover) on the wanted routes *want (sorted), then the drain: a
  * failed-over route that the controller's new map takes off this node stays, via a live
  * local pod, until DRAIN_MS after now_ms, so that packets the router still sends here while
- * BGP moves the slices to another node are served rather than lost (make before break).
+ * BGP moves the slices to another node are served rather than lost (make before break; the
+ * agent keeps them in the main table, not in an announced --table: routes.c, drained_apart).
  * *want (malloc'ed) grows by the drained routes and stays sorted; *moved counts the routes
  * re-pointed; d carries the state to the next call. Pure: the clock and health come in as
  * now_ms and down(). Returns 0 or -ENOMEM. */

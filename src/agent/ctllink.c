@@ -214,9 +214,16 @@ void ctl_health(struct agent *a, const struct hc *h)
 	ctl_send(a, &m);
 }
 
-void ctl_load(struct agent *a, const struct hc *h, uint64_t conns, uint64_t cpu_ns)
+void ctl_load(struct agent *a, const struct hc *h, uint64_t conns, uint64_t cpu_ns,
+              const struct pod_sat *sat)
 {
-	struct ctl_msg m = {.kind = CTL_LOAD, .conns = conns, .cpu_ns = cpu_ns};
+	struct ctl_msg m = {.kind = CTL_LOAD,
+	                    .conns = conns,
+	                    .cpu_ns = cpu_ns,
+	                    .has_sat = sat->has,
+	                    .throttled_ns = sat->throttled_ns,
+	                    .queued = sat->queued,
+	                    .backlog = sat->backlog};
 	if (a->ctl < 0 || a->link < LINK_HELLO)
 		return;
 	msg_endpoint(a, h, &m);
@@ -330,6 +337,7 @@ fail:
 
 void ctl_tick(struct agent *a, uint64_t now)
 {
+	ho_tick(a, now); /* handovers outlive the link that brought them */
 	if (!a->o->controller)
 		return;
 	if (a->ctl < 0 && now >= a->retry_ms)
@@ -340,13 +348,19 @@ void ctl_tick(struct agent *a, uint64_t now)
 		ctl_unproven(a, "no welcome in time");
 }
 
-uint64_t ctl_due_ms(const struct agent *a)
+static uint64_t link_due_ms(const struct agent *a)
 {
 	if (!a->o->controller)
 		return UINT64_MAX;
 	if (a->ctl < 0)
 		return a->retry_ms;
 	return a->link == LINK_CHALLENGE || a->link == LINK_WELCOME ? a->challenge_ms : UINT64_MAX;
+}
+
+uint64_t ctl_due_ms(const struct agent *a)
+{
+	uint64_t l = link_due_ms(a), h = ho_due_ms(a);
+	return l < h ? l : h;
 }
 
 /* Logs a controller line the agent refuses, at most once a second (the rest are counted and
@@ -481,6 +495,10 @@ static void ctl_line(struct agent *a, const char *line, size_t len)
 		if (a->link == LINK_HELLO)
 			ctl_took(a);
 		ctl_map_line(a, &m, line, len);
+		break;
+	case CTL_HANDOVER:
+		/* before the map that moves the slices: forwarding is in place when routes move */
+		ho_line(a, &m);
 		break;
 	default:
 		ctl_refuse(a, "not a line a controller sends", line, len);

@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -17,29 +18,67 @@
 /* Ends a check's connection with a reset (SO_LINGER 0): the pod's side of it is gone at once,
  * so the pod's load (its namespace's TCP connections) never counts the agent's own checks, and
  * no TIME_WAIT socket is left per check in the node's namespace. */
-void hc_close(struct hc *h)
+static void probe_close(struct hc_probe *p)
 {
 	struct linger lg = {1, 0};
-	setsockopt(h->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
-	close(h->fd);
-	h->fd = -1;
+	if (p->fd < 0)
+		return;
+	setsockopt(p->fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	close(p->fd);
+	p->fd = -1;
+	p->sent = false;
 }
 
-/* Collects a check whose connect has completed (connected or failed): records the outcome in
- * h->ok and closes the connection. Returns whether it did; a connect still in flight is
- * left alone. */
-bool hc_collect(struct hc *h)
+static void probe_finish(struct hc_probe *p, bool ok)
 {
-	struct pollfd pf = {.fd = h->fd, .events = POLLOUT};
-	if (h->fd < 0 || poll(&pf, 1, 0) != 1)
-		return false;
-	int so = 1;
-	socklen_t sl = sizeof(so);
-	if (getsockopt(h->fd, SOL_SOCKET, SO_ERROR, &so, &sl) == -1)
-		so = 1;
-	h->ok = so == 0;
-	hc_close(h);
-	return true;
+	probe_close(p);
+	p->done = true;
+	p->ok = ok;
+}
+
+/* Advances a check as far as it goes without waiting: a completed connect sends the request
+ * (or answers the check when there is none); a reply's first byte, or an orderly close,
+ * answers it: the server process acted. A failed connect, a reset or a request that does
+ * not go out fails it. A connection the kernel completed for a server that never reads (a
+ * stopped process) is not an answer: that is why the request is sent. */
+static void probe_step(const char *req, struct hc_probe *p)
+{
+	if (p->fd < 0 || p->done)
+		return;
+	if (!p->sent) {
+		struct pollfd pf = {.fd = p->fd, .events = POLLOUT};
+		if (poll(&pf, 1, 0) != 1)
+			return;
+		int so = 1;
+		socklen_t sl = sizeof(so);
+		if (getsockopt(p->fd, SOL_SOCKET, SO_ERROR, &so, &sl) == -1 || so) {
+			probe_finish(p, false);
+			return;
+		}
+		if (!req || !*req) {
+			probe_finish(p, true);
+			return;
+		}
+		/* a fresh connection's send buffer takes a short request whole */
+		size_t n = strlen(req);
+		if (send(p->fd, req, n, MSG_NOSIGNAL | MSG_DONTWAIT) != (ssize_t)n) {
+			probe_finish(p, false);
+			return;
+		}
+		p->sent = true;
+	}
+	char buf[HC_REPLY_MAX];
+	ssize_t k = recv(p->fd, buf, sizeof(buf), MSG_DONTWAIT);
+	if (k >= 0)
+		probe_finish(p, true);
+	else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)
+		probe_finish(p, false);
+}
+
+void hc_close(struct hc *h)
+{
+	for (unsigned k = 0; k < HC_PROBES; k++)
+		probe_close(&h->pr[k]);
 }
 
 /* Records a local endpoint's new health, tells the controller and re-points its routes
@@ -55,6 +94,8 @@ static void hc_set(struct agent *a, unsigned i, bool up, const char *why)
 	pthread_mutex_unlock(&a->st.lock);
 	log_msg(LOG_INFO, "agent: %s: endpoint %s is %s%s", a->o->node, s->ep[h->ep].id,
 	        up ? "up" : "down", why);
+	if (!up)
+		ho_endpoint_down(a, s->ep[h->ep].id);
 	ctl_health(a, h);
 	a->dirty = true;
 }
@@ -98,6 +139,7 @@ void watch_start(struct agent *a, struct hc *h, uint64_t now)
 	pid_t pid = socket_owner(ino);
 	if (pid > 0)
 		h->pidfd = (int)syscall(SYS_pidfd_open, pid, 0);
+	h->pid = h->pidfd >= 0 ? pid : 0;
 }
 
 /* The watched process exited: the endpoint is down now, unless another process still
@@ -107,6 +149,7 @@ void watch_fired(struct agent *a, unsigned i)
 	struct hc *h = &a->hc[i];
 	close(h->pidfd);
 	h->pidfd = -1;
+	h->pid = 0;
 	h->find_ms = 0;
 	const struct cfg_service *s = &a->cfg->svc[h->svc];
 	if (!h->up || endpoint_listener(s, &s->ep[h->ep]))
@@ -125,57 +168,209 @@ void watch_stop_all(struct agent *a)
 		if (a->hc[i].pidfd >= 0) {
 			close(a->hc[i].pidfd);
 			a->hc[i].pidfd = -1;
+			a->hc[i].pid = 0;
 		}
 }
 
-/* For each local endpoint whose check is due: judges its last connect (completed by now
- * and connected, or not), then starts the next one, due after the fast interval while the
- * endpoint's health is changing (a failure while up, a success while down), else the interval.
- * Returns when the next check is due. */
+/* A period of mean ms, jittered uniformly over +-25% (xorshift32 on the endpoint's state),
+ * so that the checks of many endpoints and agents do not fall into step. */
+static uint64_t jittered(struct hc *h, unsigned ms)
+{
+	uint32_t x = h->rng ? h->rng : 0x9e3779b9u;
+	x ^= x << 13;
+	x ^= x >> 17;
+	x ^= x << 5;
+	h->rng = x;
+	uint64_t lo = ms - ms / 4, span = ms / 2 + 1;
+	return lo + x % span;
+}
+
+/* Starts a check of endpoint h in a free slot (none free: the check is skipped, the ones in
+ * flight decide). A connect refused or unreachable at once is a finished failure. */
+static void probe_start(const struct agent *a, struct hc *h, uint64_t now)
+{
+	const struct cfg_service *s = &a->cfg->svc[h->svc];
+	struct hc_probe *p = NULL;
+	for (unsigned k = 0; k < HC_PROBES && !p; k++)
+		if (!h->pr[k].start_ms)
+			p = &h->pr[k];
+	if (!p)
+		return;
+	*p = (struct hc_probe){.fd = -1, .start_ms = now, .due_ms = now + a->o->hc_timeout_ms};
+	struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)s->port)};
+	memcpy(&sa.sin6_addr, s->ep[h->ep].addr, 16);
+	p->fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (p->fd == -1)
+		probe_finish(p, false);
+	else if (connect(p->fd, (struct sockaddr *)&sa, sizeof(sa)) == -1 && errno != EINPROGRESS)
+		probe_finish(p, false); /* refused or unreachable at once */
+	else
+		probe_step(h->req, p); /* connected at once (loopback): send now */
+}
+
+/* ---- a busy pod is not a dead one ----
+ * Under load a pod's answers can come later than the timeout (its accept queue is long, its
+ * CPU share is taken), and three misses in a row took a serving pod out. A miss now also
+ * reads the CPU time of the process that holds the endpoint's listener (the watched one),
+ * and its state: if it ran for at least 1/HC_BUSY_SHARE of a CPU since the previous miss of
+ * the row, or is runnable now (woken by the checks, waiting for a CPU: a pod starved by a
+ * loaded host is as alive as one running flat out), the pod is busy, not unresponsive, and
+ * is taken out only after HC_BUSY_FACTOR times hc_down misses in a row. A stopped, hung or
+ * cut-off pod neither runs nor is runnable, so it goes after hc_down misses as before; so does one
+ * whose process is not known (not found yet, or gone). */
+enum {
+	HC_BUSY_SHARE = 20,  /* it ran: at least 5% of a CPU between two misses */
+	HC_BUSY_FACTOR = 4,  /* a pod that keeps running: out after hc_down * this misses */
+	HC_BUSY_MIN_MS = 10, /* a shorter interval is not read again (too coarse to judge) */
+};
+
+/* Called at each miss of endpoint h (h->fails counts it already): whether its server
+ * process ran since the previous miss of this row, by the rule above. */
+static bool pod_ran(struct hc *h, uint64_t now)
+{
+	if (h->fails > 1 && h->miss_ms && now < h->miss_ms + HC_BUSY_MIN_MS)
+		return h->miss_ran; /* misses judged together: the last reading holds */
+	bool runnable = false;
+	uint64_t cpu = h->pid > 0 ? pid_cpu_ns(h->pid, &runnable) : 0;
+	bool ran = false;
+	if (h->fails > 1 && h->miss_ms && cpu)
+		ran = runnable ||
+		      (cpu > h->miss_cpu_ns &&
+		       cpu - h->miss_cpu_ns >= (now - h->miss_ms) * 1000000 / HC_BUSY_SHARE);
+	h->miss_cpu_ns = cpu;
+	h->miss_ms = cpu ? now : 0;
+	h->miss_ran = ran;
+	return ran;
+}
+
+/* Judges one finished or overdue check of endpoint i: answers and misses in a row change
+ * its health (hc_down misses mark it down, or hc_down * HC_BUSY_FACTOR while its pod keeps
+ * running; hc_up answers mark it up). The slot is freed. */
+static void probe_judge(struct agent *a, unsigned i, struct hc_probe *p, uint64_t now)
+{
+	struct hc *h = &a->hc[i];
+	if (!p->done) { /* overdue: a miss */
+		probe_close(p);
+		p->ok = false;
+	}
+	bool ok = p->ok, was = h->up;
+	*p = (struct hc_probe){.fd = -1};
+	pthread_mutex_lock(&a->st.lock);
+	if (ok)
+		a->st.checks_ok++;
+	else
+		a->st.checks_failed++;
+	pthread_mutex_unlock(&a->st.lock);
+	h->oks = ok ? h->oks + 1 : 0;
+	h->fails = ok ? 0 : h->fails + 1;
+	bool busy = !ok && h->up && pod_ran(h, now);
+	if (ok)
+		h->busy_logged = false;
+	if (h->up && h->fails >= a->o->hc_down) {
+		if (!busy || h->fails >= a->o->hc_down * HC_BUSY_FACTOR) {
+			hc_set(a, i, false, busy ? " (busy, but answering nothing)" : "");
+		} else if (!h->busy_logged) { /* once per row of misses */
+			h->busy_logged = true;
+			log_msg(LOG_INFO,
+			        "agent: %s: endpoint %s missed %u checks while its pod runs: busy, "
+			        "kept in",
+			        a->o->node, a->cfg->svc[h->svc].ep[h->ep].id, h->fails);
+		}
+	}
+	if (!was && h->oks >= a->o->hc_up)
+		hc_set(a, i, true, "");
+}
+
+/* Judges endpoint i's finished and overdue checks, oldest first (the order of the answers
+ * and misses in a row). Only an overdue check costs a system call: the answer may wait in
+ * its socket unread (the agent was not scheduled), and then it counts. */
+static void hc_judge(struct agent *a, unsigned i, uint64_t now)
+{
+	struct hc *h = &a->hc[i];
+	for (;;) {
+		struct hc_probe *old = NULL;
+		for (unsigned k = 0; k < HC_PROBES; k++) {
+			struct hc_probe *p = &h->pr[k];
+			if (!p->start_ms)
+				continue;
+			if (!p->done && now >= p->due_ms)
+				probe_step(h->req, p);
+			if ((p->done || now >= p->due_ms) && (!old || p->start_ms < old->start_ms))
+				old = p;
+		}
+		if (!old)
+			break;
+		probe_judge(a, i, old, now);
+	}
+}
+
+/* For each local endpoint: starts a check when one is due (the next one after a jittered
+ * period: the fast period while its health is changing, a miss while up or an answer
+ * while down), then judges, oldest first, the checks that have finished or are overdue.
+ * Several checks are in flight when the timeout exceeds the period, so a silent pod is
+ * found after the timeout plus (hc_down - 1) periods, while a slow one has the whole
+ * timeout for each answer. Returns when the next check starts or is due. */
 uint64_t hc_round(struct agent *a, uint64_t now)
 {
 	uint64_t next = now + a->o->hc_interval_ms;
 	for (unsigned i = 0; i < a->nhc; i++) {
 		struct hc *h = &a->hc[i];
-		const struct cfg_service *s = &a->cfg->svc[h->svc];
-		if (h->next_ms > now) {
-			next = h->next_ms < next ? h->next_ms : next;
-			continue;
+		if (h->next_ms <= now) {
+			probe_start(a, h, now);
+			bool changing = h->up ? h->fails > 0 : h->oks > 0;
+			unsigned period = a->o->hc_interval_ms;
+			if (changing && a->o->hc_fast_ms < period)
+				period = a->o->hc_fast_ms;
+			h->next_ms = now + jittered(h, period);
 		}
-		if (h->started) {
-			hc_collect(h);
-			if (h->fd >= 0)
-				hc_close(h); /* not connected yet counts as a failure */
-			bool ok = h->ok, was = h->up;
-			pthread_mutex_lock(&a->st.lock);
-			if (ok)
-				a->st.checks_ok++;
-			else
-				a->st.checks_failed++;
-			pthread_mutex_unlock(&a->st.lock);
-			h->oks = ok ? h->oks + 1 : 0;
-			h->fails = ok ? 0 : h->fails + 1;
-			if (h->up && h->fails >= a->o->hc_down)
-				hc_set(a, i, false, "");
-			if (!was && h->oks >= a->o->hc_up)
-				hc_set(a, i, true, "");
-		}
-		struct sockaddr_in6 sa = {.sin6_family = AF_INET6,
-		                          .sin6_port = htons((uint16_t)s->port)};
-		memcpy(&sa.sin6_addr, s->ep[h->ep].addr, 16);
-		h->started = true;
-		h->ok = false;
-		h->fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (h->fd >= 0 && connect(h->fd, (struct sockaddr *)&sa, sizeof(sa)) == -1 &&
-		    errno != EINPROGRESS) {
-			close(h->fd); /* refused or unreachable at once: a failure */
-			h->fd = -1;
-		}
-		bool changing = h->up ? h->fails > 0 : h->oks > 0;
-		h->next_ms = now + (changing ? a->o->hc_fast_ms : a->o->hc_interval_ms);
+		hc_judge(a, i, now);
 		next = h->next_ms < next ? h->next_ms : next;
+		for (unsigned k = 0; k < HC_PROBES; k++)
+			if (h->pr[k].start_ms && h->pr[k].due_ms < next)
+				next = h->pr[k].due_ms;
 	}
 	return next;
+}
+
+void hc_pollfds(const struct agent *a, struct pollfd *pf)
+{
+	for (unsigned i = 0; i < a->nhc; i++)
+		for (unsigned k = 0; k < HC_PROBES; k++) {
+			const struct hc_probe *p = &a->hc[i].pr[k];
+			pf[i * HC_PROBES + k] = (struct pollfd){
+			    .fd = p->fd, .events = (short)(p->sent ? POLLIN : POLLOUT)};
+		}
+}
+
+bool hc_polled(struct agent *a, const struct pollfd *pf)
+{
+	bool any = false;
+	for (unsigned i = 0; i < a->nhc; i++)
+		for (unsigned k = 0; k < HC_PROBES; k++) {
+			struct hc_probe *p = &a->hc[i].pr[k];
+			if (!pf[i * HC_PROBES + k].revents || p->fd != pf[i * HC_PROBES + k].fd)
+				continue;
+			probe_step(a->hc[i].req, p);
+			if (p->done) {
+				hc_judge(a, i, peak_mono_ms()); /* an answer counts at once */
+				any = true;
+			}
+		}
+	return any;
+}
+
+/* A local endpoint's checks before the first: up, nothing in flight, the first check
+ * due at once; the jitter seeded per agent and endpoint (m: its index). */
+static struct hc hc_new(const struct agent *a, unsigned svc, unsigned ep, unsigned m)
+{
+	struct hc h = {.svc = (int)svc, .ep = (int)ep, .up = true, .pidfd = -1};
+	const char *req = a->o->hc_request;
+	h.req = req && *req ? req : NULL;
+	for (unsigned k = 0; k < HC_PROBES; k++)
+		h.pr[k].fd = -1;
+	h.rng =
+	    (uint32_t)(peak_mono_ms() * 2654435761u) ^ ((m + 1) * 0x85ebca6bu) ^ (uint32_t)getpid();
+	return h;
 }
 
 /* Sets up the health checks (and their metrics) of a->cfg's local endpoints. The new state
@@ -190,13 +385,14 @@ int hc_setup(struct agent *a, const struct peak_config *old)
 		for (unsigned e = 0; e < a->cfg->svc[i].nep; e++)
 			n += !strcmp(a->cfg->svc[i].ep[e].node, a->o->node);
 	struct hc *hc = calloc(n ? n : 1, sizeof(*hc));
-	struct pollfd *pf = calloc(2 * n + 2, sizeof(*pf));
+	struct pollfd *pf = calloc((1 + HC_PROBES) * n + 2, sizeof(*pf));
 	bool *healthy = calloc(n ? n : 1, sizeof(*healthy));
 	uint64_t *slices = calloc(n ? n : 1, sizeof(*slices));
 	int(*who)[2] = calloc(n ? n : 1, sizeof(*who));
 	uint64_t *conns = calloc(n ? n : 1, sizeof(*conns));
 	uint64_t *cpu_ns = calloc(n ? n : 1, sizeof(*cpu_ns));
-	if (!hc || !pf || !healthy || !slices || !who || !conns || !cpu_ns) {
+	struct pod_sat *sat = calloc(n ? n : 1, sizeof(*sat));
+	if (!hc || !pf || !healthy || !slices || !who || !conns || !cpu_ns || !sat) {
 		free(hc);
 		free(pf);
 		free(healthy);
@@ -204,13 +400,15 @@ int hc_setup(struct agent *a, const struct peak_config *old)
 		free(who);
 		free(conns);
 		free(cpu_ns);
+		free(sat);
 		return -ENOMEM;
 	}
 	for (unsigned i = 0; i < a->cfg->nsvc; i++)
 		for (unsigned e = 0; e < a->cfg->svc[i].nep; e++)
-			if (!strcmp(a->cfg->svc[i].ep[e].node, a->o->node))
-				hc[m++] = (struct hc){
-				    .svc = (int)i, .ep = (int)e, .fd = -1, .up = true, .pidfd = -1};
+			if (!strcmp(a->cfg->svc[i].ep[e].node, a->o->node)) {
+				hc[m] = hc_new(a, i, e, m);
+				m++;
+			}
 	for (unsigned k = 0; old && k < n; k++) {
 		const struct cfg_service *s = &a->cfg->svc[hc[k].svc];
 		for (unsigned j = 0; j < a->nhc; j++) {
@@ -225,9 +423,7 @@ int hc_setup(struct agent *a, const struct peak_config *old)
 	}
 	watch_stop_all(a);
 	for (unsigned i = 0; a->hc && i < a->nhc; i++)
-		if (a->hc[i].fd >= 0)
-			hc_close(
-			    &a->hc[i]); /* the check in flight: its socket went with the hc once */
+		hc_close(&a->hc[i]); /* the checks in flight: their sockets went with the hc once */
 	free(a->hc);
 	free(a->pf);
 	a->hc = hc;
@@ -239,11 +435,13 @@ int hc_setup(struct agent *a, const struct peak_config *old)
 	free(a->st.who);
 	free(a->st.conns);
 	free(a->st.cpu_ns);
+	free(a->st.sat);
 	a->st.healthy = healthy;
 	a->st.slices = slices;
 	a->st.who = who;
 	a->st.conns = conns;
 	a->st.cpu_ns = cpu_ns;
+	a->st.sat = sat;
 	a->st.n = n;
 	for (unsigned k = 0; k < n; k++) {
 		a->st.healthy[k] = true;

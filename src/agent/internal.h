@@ -5,12 +5,14 @@
  *   health.c   health checks and the watches on the pods' server processes (pidfds)
  *   ctllink.c  the controller link: connect, the challenge and hello (ctlauth), lines in
  *              and out through the control-line grammar (ctlproto), maps
- *   podload.c  the pods' load (connections, CPU) reported to the controller
+ *   podload.c  the pods' load (connections, CPU, saturation) reported to the controller
  *   stats.c    the metrics endpoint's view
  *   bird.c     the BIRD 2 configuration */
+#include <poll.h>
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/types.h>
 #include <time.h>
 
 #include "agent.h"
@@ -19,6 +21,14 @@
 #include "peak/util.h"
 #include "../sys/log.h"
 #include "../sys/metrics.h"
+#include "../filter/handover.h"
+
+/* A pod's saturation as podload.c measures it (has: the accept queue was read). */
+struct pod_sat {
+	bool has;
+	uint64_t throttled_ns;    /* CPU time its cgroup was throttled (a counter; 0: none) */
+	uint32_t queued, backlog; /* its listener's accept queue now, and the queue's limit */
+};
 
 /* What the metrics endpoint shows; written by the agent's loop, read by the endpoint's
  * thread, both under the lock. */
@@ -31,23 +41,49 @@ struct agent_stats {
 	struct filter_handle *filter; /* the node's XDP filter, when the config asks for one */
 	const struct peak_config *cfg;
 	const char *node;
-	bool *healthy;    /* per local endpoint (the agent's hc order) */
-	uint64_t *conns;  /* per local endpoint: established connections */
-	uint64_t *cpu_ns; /* per local endpoint: CPU time of the pod's processes */
-	uint64_t *slices; /* per local endpoint */
-	int (*who)[2];    /* per local endpoint: service, endpoint index */
+	bool *healthy;       /* per local endpoint (the agent's hc order) */
+	uint64_t *conns;     /* per local endpoint: established connections */
+	uint64_t *cpu_ns;    /* per local endpoint: CPU time of the pod's processes */
+	struct pod_sat *sat; /* per local endpoint: its saturation */
+	uint64_t *slices;    /* per local endpoint */
+	int (*who)[2];       /* per local endpoint: service, endpoint index */
 	unsigned n;
+	uint64_t ho_started, ho_completed, ho_active; /* handovers (handover.c) */
+	uint64_t ho_packets[HC_N];                    /* the tc program's counters */
+};
+
+enum {
+	HC_PROBES = 8,     /* checks in flight per endpoint at most (timeout over period) */
+	HC_REPLY_MAX = 64, /* bytes of a check's reply read at once (the first one is enough) */
+};
+
+/* One check: a connection to the endpoint's port and, with a request configured, the
+ * request sent on it; answered when the first byte of a reply (or an orderly close) comes
+ * back before due_ms. */
+struct hc_probe {
+	int fd;            /* the connection, or -1 (slot free, or finished) */
+	bool sent;         /* connected and the request sent: waiting for the reply */
+	bool done, ok;     /* finished (answered, or failed at once) and not judged yet */
+	uint64_t start_ms; /* 0: slot free */
+	uint64_t due_ms;   /* judged a miss if not answered by then */
 };
 
 struct hc {
-	int svc, ep; /* a local endpoint */
-	int fd;      /* the check in flight, or -1 */
-	unsigned fails, oks;
-	bool up, started;
-	bool ok;          /* the last check's connect completed (judged at next_ms) */
-	uint64_t next_ms; /* when the check in flight is judged and the next one starts */
+	int svc, ep;                   /* a local endpoint */
+	const char *req;               /* the check's request (NUL-terminated), or NULL */
+	struct hc_probe pr[HC_PROBES]; /* the checks in flight */
+	unsigned fails, oks;           /* misses / answers in a row */
+	bool up;
+	uint64_t next_ms; /* when the next check starts */
+	uint32_t rng;     /* xorshift state for the jitter of the period */
 	int pidfd;        /* the process holding the endpoint's listening socket, or -1 */
+	pid_t pid;        /* that process while pidfd watches it, else 0 */
 	uint64_t find_ms; /* when to look for that process (again) */
+	/* At the last miss: that process's CPU time and when it was read (0: not read), to tell
+	 * a busy pod (it runs, its answers are late) from an unresponsive one (health.c). */
+	uint64_t miss_cpu_ns, miss_ms;
+	bool miss_ran;    /* the verdict of that reading: the pod ran since the one before */
+	bool busy_logged; /* this row of misses was logged as a busy pod's */
 	/* The pod's CPU time as a counter: the sum over its live processes drops when one
 	 * exits, so only the rises of that sum are added up (an exited process's last
 	 * interval is lost; the counter never goes down). */
@@ -96,8 +132,10 @@ struct agent {
 	bool dirty;                  /* routes must be synced */
 	struct pollfd *pf;           /* signals, controller, per hc its pidfd, per hc its check */
 	struct agent_drain dr;       /* failover and drain, from sync to sync */
+	bool drain_main_clean;       /* the main table holds no drained route of ours (routes.c) */
 	struct agent_stats st;       /* shared with the metrics endpoint's thread */
 	struct log_limit rl_refused; /* refused controller lines: logged at most once a second */
+	struct agent_ho *ho;         /* handovers in progress (handover.c), NULL before the first */
 };
 
 static inline double ms_since(const struct timespec *t0)
@@ -115,10 +153,20 @@ void agent_stats_clear(struct agent_stats *st);
 /* routes.c: one full sync of the node and its pods. Returns 0 or -1 (logged). */
 int agent_sync_all(struct agent *a);
 
-/* health.c */
+/* podload.c: CPU nanoseconds process pid has run (all its threads), or 0 when it cannot be
+ * read; *runnable (if not NULL) says whether one of its threads is running or waiting for a
+ * CPU now (state R). */
+uint64_t pid_cpu_ns(pid_t pid, bool *runnable);
+
+/* health.c: hc_close ends every check in flight; hc_round judges finished
+ * and overdue checks, starts the ones due and returns when it must run next; hc_pollfds
+ * fills HC_PROBES entries per endpoint (a->nhc * HC_PROBES) for the checks in flight, and
+ * hc_polled advances the checks those entries report on and judges the ones that finished
+ * (an answer counts at once), returning whether any did. */
 void hc_close(struct hc *h);
-bool hc_collect(struct hc *h);
 uint64_t hc_round(struct agent *a, uint64_t now);
+void hc_pollfds(const struct agent *a, struct pollfd *pf);
+bool hc_polled(struct agent *a, const struct pollfd *pf);
 int hc_setup(struct agent *a, const struct peak_config *old);
 void watch_start(struct agent *a, struct hc *h, uint64_t now);
 void watch_fired(struct agent *a, unsigned i);
@@ -132,10 +180,24 @@ void maps_free(struct svc_map *v, unsigned n);
 void ctl_map_reset(struct agent *a);
 void ctl_drop(struct agent *a, uint64_t retry_ms);
 void ctl_health(struct agent *a, const struct hc *h);
-void ctl_load(struct agent *a, const struct hc *h, uint64_t conns, uint64_t cpu_ns);
+void ctl_load(struct agent *a, const struct hc *h, uint64_t conns, uint64_t cpu_ns,
+              const struct pod_sat *sat);
 void ctl_tick(struct agent *a, uint64_t now);
 uint64_t ctl_due_ms(const struct agent *a);
 void ctl_read(struct agent *a);
+
+/* handover.c: a controller's handover line (ctllink.c passes it on); ho_tick ends the
+ * windows that are over (the deadline, or the old owner's connections on the slices gone)
+ * and reads the program's counters; ho_due_ms says when it next needs to run; ho_fini
+ * takes the program off and frees everything. */
+void ho_line(struct agent *a, const struct ctl_msg *m);
+void ho_tick(struct agent *a, uint64_t now);
+uint64_t ho_due_ms(const struct agent *a);
+/* Ends every handover naming endpoint id as its old or new owner (the endpoint went down
+ * here: a dead new owner would refuse the connection starts sent to it until the deadline;
+ * a dead old owner has no connections left to keep). Ids are matched in every service. */
+void ho_endpoint_down(struct agent *a, const char *id);
+void ho_fini(struct agent *a);
 
 /* podload.c: measures every local pod's load, records it and reports it to the controller. */
 void pod_load_round(struct agent *a);

@@ -344,6 +344,47 @@ int agent_failover_drain(const struct peak_config *cfg, const char *node,
 	return 0;
 }
 
+/* Where drained routes go. When the slice routes have a table of their own (--table, the
+ * one BIRD learns and announces), the drained ones are kept in the node's main table
+ * instead: the node still delivers there what the router sends it while BGP moves the
+ * slices (its rule looks up the slice table first, then main), but they are not announced.
+ * Announced, a drained route competed with the new owner's node announcing the same
+ * prefix; the router kept the old path until the drain ended, so connections opened
+ * meanwhile went to the local pod and were reset by the new owner when the drain ended.
+ * Moves the drained routes of want (n of them, sorted) to out, keeping want sorted;
+ * returns how many moved. */
+static size_t drained_apart(const struct agent_drain *d, struct rt6 *want, size_t n,
+                            struct rt6 *out)
+{
+	size_t keep = 0, moved = 0;
+	for (size_t k = 0; k < n; k++) {
+		if (agent_drain_has(d, &want[k].dst))
+			out[moved++] = want[k];
+		else
+			want[keep++] = want[k];
+	}
+	return moved;
+}
+
+/* Syncs the drained routes (drained_apart) into the main table; logs a change. Returns 0 or
+ * -errno. */
+static int drain_sync(struct agent *a, const struct rt6 *dr, size_t ndr)
+{
+	size_t added, deleted;
+	if (!ndr && a->drain_main_clean)
+		return 0;
+	int r = agent_sync(RT_TABLE_PEAK_MAIN, dr, ndr, &added, &deleted);
+	if (r)
+		return r;
+	a->drain_main_clean = !ndr;
+	if (added || deleted)
+		log_msg(LOG_INFO,
+		        "agent: %s: %zu drained slice routes in the main table, not announced "
+		        "(+%zu -%zu)",
+		        a->o->node, ndr, added, deleted);
+	return 0;
+}
+
 /* One full sync of the node and its pods. Returns 0 or -1 (logged). */
 int agent_sync_all(struct agent *a)
 {
@@ -358,6 +399,14 @@ int agent_sync_all(struct agent *a)
 	if (!r)
 		r = agent_failover_drain(cfg, o->node, hc_down, a, &a->dr, peak_mono_ms(), &want,
 		                         &n, &moved);
+	if (!r && o->table != RT_TABLE_PEAK_MAIN && !o->once) {
+		/* into main first, then out of the slice table: the node routes them throughout */
+		struct rt6 *dr = malloc((n ? n : 1) * sizeof(*dr));
+		size_t ndr = dr ? drained_apart(&a->dr, want, n, dr) : 0;
+		r = dr ? drain_sync(a, dr, ndr) : -ENOMEM;
+		n -= ndr;
+		free(dr);
+	}
 	if (!r)
 		r = agent_sync(o->table, want, n, &added, &deleted);
 	pthread_mutex_lock(&a->st.lock);

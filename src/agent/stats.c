@@ -20,7 +20,7 @@ static void label_print(struct mbuf *b, const char *v)
 	mbuf_printf(b, "%s", out);
 }
 
-enum ep_metric { EP_HEALTHY, EP_CONNS, EP_CPU, EP_SLICES };
+enum ep_metric { EP_HEALTHY, EP_CONNS, EP_CPU, EP_SLICES, EP_THROTTLED, EP_QUEUED, EP_BACKLOG };
 
 /* One sample of metric per local endpoint, labelled by service and endpoint id. The caller
  * holds st->lock. */
@@ -47,6 +47,15 @@ static void per_endpoint(struct mbuf *b, const struct agent_stats *st, const cha
 			break;
 		case EP_SLICES:
 			mbuf_printf(b, "\"} %llu\n", (unsigned long long)st->slices[k]);
+			break;
+		case EP_THROTTLED:
+			mbuf_printf(b, "\"} %.6f\n", (double)st->sat[k].throttled_ns / 1e9);
+			break;
+		case EP_QUEUED:
+			mbuf_printf(b, "\"} %u\n", st->sat[k].queued);
+			break;
+		case EP_BACKLOG:
+			mbuf_printf(b, "\"} %u\n", st->sat[k].backlog);
 			break;
 		}
 	}
@@ -97,6 +106,18 @@ void agent_stats_render(struct mbuf *b, void *arg)
 	mbuf_printf(b, "# HELP peak_agent_endpoint_cpu_seconds_total CPU time of the pod's "
 	               "processes.\n# TYPE peak_agent_endpoint_cpu_seconds_total counter\n");
 	per_endpoint(b, st, "peak_agent_endpoint_cpu_seconds_total", EP_CPU);
+	mbuf_printf(b, "# HELP peak_agent_endpoint_throttled_seconds_total CPU time the pod's "
+	               "cgroup was throttled (its CPU quota used up).\n"
+	               "# TYPE peak_agent_endpoint_throttled_seconds_total counter\n");
+	per_endpoint(b, st, "peak_agent_endpoint_throttled_seconds_total", EP_THROTTLED);
+	mbuf_printf(b, "# HELP peak_agent_endpoint_accept_queue Connections waiting in the "
+	               "accept queue of the pod's listener.\n"
+	               "# TYPE peak_agent_endpoint_accept_queue gauge\n");
+	per_endpoint(b, st, "peak_agent_endpoint_accept_queue", EP_QUEUED);
+	mbuf_printf(b, "# HELP peak_agent_endpoint_accept_backlog The limit of that queue "
+	               "(listen()'s backlog; 0: no listener seen).\n"
+	               "# TYPE peak_agent_endpoint_accept_backlog gauge\n");
+	per_endpoint(b, st, "peak_agent_endpoint_accept_backlog", EP_BACKLOG);
 	uint64_t fp[FC_N], fb[FC_N];
 	if (st->filter && !filter_handle_stats(st->filter, fp, fb)) {
 		mbuf_printf(b, "# HELP peak_agent_filter_packets_total XDP filter classes and "
@@ -127,6 +148,25 @@ void agent_stats_render(struct mbuf *b, void *arg)
 	mbuf_printf(b, "# HELP peak_agent_endpoint_slices Slices routed to the local endpoint.\n"
 	               "# TYPE peak_agent_endpoint_slices gauge\n");
 	per_endpoint(b, st, "peak_agent_endpoint_slices", EP_SLICES);
+	static const char *const ways[HC_N] = {"to_old_local", "to_new_local", "to_old_node",
+	                                       "to_new_node",  "received",     "error"};
+	mbuf_printf(b,
+	            "# HELP peak_agent_handovers_total Slice handovers, started and completed "
+	            "(by the deadline or the old owner's last connection on the slices).\n"
+	            "# TYPE peak_agent_handovers_total counter\n"
+	            "peak_agent_handovers_total{event=\"started\"} %llu\n"
+	            "peak_agent_handovers_total{event=\"completed\"} %llu\n"
+	            "# HELP peak_agent_handovers_active Handover windows open now.\n"
+	            "# TYPE peak_agent_handovers_active gauge\npeak_agent_handovers_active %llu\n"
+	            "# HELP peak_agent_handover_packets_total Packets of moved slices the handover "
+	            "program steered: to a local pod, encapsulated to the other owner's node, "
+	            "received encapsulated.\n"
+	            "# TYPE peak_agent_handover_packets_total counter\n",
+	            (unsigned long long)st->ho_started, (unsigned long long)st->ho_completed,
+	            (unsigned long long)st->ho_active);
+	for (unsigned c = 0; c < HC_N; c++)
+		mbuf_printf(b, "peak_agent_handover_packets_total{way=\"%s\"} %llu\n", ways[c],
+		            (unsigned long long)st->ho_packets[c]);
 	pthread_mutex_unlock(&st->lock);
 }
 
@@ -141,6 +181,8 @@ void agent_stats_clear(struct agent_stats *st)
 	free(st->who);
 	free(st->conns);
 	free(st->cpu_ns);
+	free(st->sat);
+	st->sat = NULL;
 	st->healthy = NULL;
 	st->slices = NULL;
 	st->who = NULL;

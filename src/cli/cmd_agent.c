@@ -15,8 +15,10 @@
 static const char agent_help[] =
     "usage: peak agent --config FILE --node NAME [--controller ADDR:PORT[,...] [--key-file FILE]]\n"
     "                  [--table N] [--once] [--interval MS] [--hc-interval MS]\n"
-    "                  [--hc-fast-interval MS] [--hc-down N] [--hc-up N]\n"
+    "                  [--hc-fast-interval MS] [--hc-timeout MS] [--hc-check http|connect]\n"
+    "                  [--hc-down N] [--hc-up N]\n"
     "                  [--metrics ADDR:PORT] [--filter-object PATH] [--quiet]\n"
+    "                  [--handover-dev DEV] [--no-handover]\n"
     "       peak agent --check --config FILE --node NAME [--key-file FILE]\n"
     "\n"
     "Programs this node (run it in the node's network namespace). For each endpoint whose\n"
@@ -27,7 +29,7 @@ static const char agent_help[] =
     "batched netlink messages; routes that stay are never touched, and routes of others are\n"
     "never seen (PEAK's carry protocol 0xa5).\n"
     "The slices are the assignment 'peak plan' shows until the controller sends its maps.\n"
-    "Without --once it health-checks its endpoints (a TCP connect to the service port),\n"
+    "Without --once it health-checks its endpoints (an HTTP request to the service port),\n"
     "reports changes to the controller, routes the maps it sends, resyncs every --interval\n"
     "(which also repairs routes changed behind its back) and reloads the file on SIGHUP.\n"
     "While the controller is unreachable it keeps its routes and retries (backoff up to\n"
@@ -49,15 +51,26 @@ static const char agent_help[] =
     "  --table N          routing table for slice routes (default 254, main)\n"
     "  --once             sync once (from the file), print what changed, and exit\n"
     "  --interval MS      resync period (default 1000)\n"
-    "  --hc-interval MS   health check period (default 200)\n"
+    "  --hc-interval MS   health checks: mean period, each jittered +-25% (default 30)\n"
     "  --hc-fast-interval MS\n"
-    "                     the period while an endpoint's health is changing: after a failed\n"
-    "                     check of a healthy one, a good check of a down one (default 50)\n"
-    "  --hc-down N        failed checks in a row that mark an endpoint down (default 3)\n"
-    "  --hc-up N          good checks in a row that mark it up again (default 2)\n"
+    "                     the period while an endpoint's health is changing: after a missed\n"
+    "                     check of a healthy one, an answered one of a down one (default 30)\n"
+    "  --hc-timeout MS    a check not answered within MS is missed (default 100); checks\n"
+    "                     overlap when it exceeds the period (up to 8 in flight)\n"
+    "  --hc-check KIND    http (default): connect, send 'HEAD / HTTP/1.1' and take the first\n"
+    "                     byte back (or a close) as the answer, so a pod whose process stops\n"
+    "                     (SIGSTOP, a deadlock) while the kernel still completes handshakes\n"
+    "                     is found; connect: the TCP connect alone (for non-HTTP services)\n"
+    "  --hc-down N        missed checks in a row that mark an endpoint down (default 3): a\n"
+    "                     silent pod is down after the timeout plus N-1 periods\n"
+    "  --hc-up N          answered checks in a row that mark it up again (default 2)\n"
     "  --metrics A:P      Prometheus metrics at http://A:P/metrics (routes, syncs, health)\n"
     "  --filter-object P  the XDP filter object, when the node's 'filter-dev' asks for the\n"
     "                     filter (default: the one built into peak)\n"
+    "  --handover-dev DEV the uplink where slice handovers are forwarded (tc ingress;\n"
+    "                     default: the device of the controller link's local address)\n"
+    "  --no-handover      ignore the controller's handovers: no forwarding between the\n"
+    "                     old and new owners of moved slices\n"
     "  --quiet            log only warnings and errors\n"
     "  --check            load and check the configuration for this node (and the key\n"
     "                     file), print 'ok' and exit 0, or print FILE:LINE: what is wrong\n"
@@ -70,6 +83,9 @@ static const char agent_help[] =
     "  --bird-config FILE --bgp-neighbor ADDR --local-as N --peer-as N --router-id A.B.C.D\n"
     "                     write the BIRD 2 configuration that announces this node's\n"
     "                     slices to the router by BGP (learned from --table), then exit\n";
+
+/* The http check's request: the first byte of any reply answers it. */
+#define HC_HTTP_REQUEST "HEAD / HTTP/1.1\r\nHost: peak-agent\r\nUser-Agent: peak-agent\r\n\r\n"
 
 int cmd_agent(int argc, char **argv)
 {
@@ -85,6 +101,8 @@ int cmd_agent(int argc, char **argv)
 	    {"hc-fast-interval", required_argument, 0, 'f'},
 	    {"hc-down", required_argument, 0, 'D'},
 	    {"hc-up", required_argument, 0, 'U'},
+	    {"hc-timeout", required_argument, 0, 'T'},
+	    {"hc-check", required_argument, 0, 'X'},
 	    {"help", no_argument, 0, 'h'},
 	    {"bird-config", required_argument, 0, 'B'},
 	    {"bgp-neighbor", required_argument, 0, 'N'},
@@ -93,16 +111,20 @@ int cmd_agent(int argc, char **argv)
 	    {"router-id", required_argument, 0, 'R'},
 	    {"metrics", required_argument, 0, 'M'},
 	    {"filter-object", required_argument, 0, 'F'},
+	    {"handover-dev", required_argument, 0, 'V'},
+	    {"no-handover", no_argument, 0, 'W'},
 	    {"check", no_argument, 0, 'k'},
 	    {"key-file", required_argument, 0, 'K'},
 	    {0, 0, 0, 0},
 	};
 	struct agent_opts o = {.table = RT_TABLE_PEAK_MAIN,
 	                       .interval_ms = 1000,
-	                       .hc_interval_ms = 200,
-	                       .hc_fast_ms = 50,
+	                       .hc_interval_ms = 30,
+	                       .hc_fast_ms = 30,
+	                       .hc_timeout_ms = 100,
 	                       .hc_down = 3,
-	                       .hc_up = 2};
+	                       .hc_up = 2,
+	                       .hc_request = HC_HTTP_REQUEST};
 	struct bird_opts bird = {0};
 	const char *bird_path = NULL;
 	bool check = false;
@@ -154,6 +176,19 @@ int cmd_agent(int argc, char **argv)
 		case 'U':
 			o.hc_up = (unsigned)cli_u64("agent", "--hc-up", optarg, 1, 100);
 			break;
+		case 'T':
+			o.hc_timeout_ms =
+			    (unsigned)cli_u64("agent", "--hc-timeout", optarg, 10, 60000);
+			break;
+		case 'X':
+			if (!strcmp(optarg, "http"))
+				o.hc_request = HC_HTTP_REQUEST;
+			else if (!strcmp(optarg, "connect"))
+				o.hc_request = NULL;
+			else
+				cli_usage_error("agent", "--hc-check: '%s' is not http or connect",
+				                optarg);
+			break;
 		case 'B':
 			bird_path = optarg;
 			break;
@@ -176,6 +211,12 @@ int cmd_agent(int argc, char **argv)
 			break;
 		case 'F':
 			o.filter_object = optarg;
+			break;
+		case 'V':
+			o.handover_dev = optarg;
+			break;
+		case 'W':
+			o.no_handover = true;
 			break;
 		case 'k':
 			check = true;

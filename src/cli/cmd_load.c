@@ -1,5 +1,6 @@
 /* peak load: the SSA-aware HTTP/1.1 load generator of the benchmarks. */
 #include <arpa/inet.h>
+#include <errno.h>
 #include <getopt.h>
 #include <math.h>
 #include <stdio.h>
@@ -17,7 +18,7 @@ static const char load_help[] =
     "                 [--concurrency C | --rate R] [--duration S] [--threads T] [--new-conn]\n"
     "                 [--timeout MS] [--retries N] [--retry-delay MS] [--path PATH]\n"
     "                 [--host NAME] [--head] [--timeline MS] [--json] [--progress]\n"
-    "                 [--secret-file FILE] [--list]\n"
+    "                 [--secret-file FILE] [--aaaa] [--list]\n"
     "\n"
     "Sends HTTP/1.1 requests and measures them. TARGET is a service name, resolved through\n"
     "DNS and the service's SSA rule once for every emulated client (each computes its own\n"
@@ -57,6 +58,12 @@ static const char load_help[] =
     "                     timeline) instead of text\n"
     "  --progress         a progress line on stderr every second\n"
     "  --secret-file F    hop services' secret, 32 hex digits (or $PEAK_SECRET_FILE)\n"
+    "  --aaaa             a legacy client: resolve a name TARGET by its AAAA records alone\n"
+    "                     (no SSA computation), asked of the first --server from each\n"
+    "                     client's own source as a stub resolver on its host would; the\n"
+    "                     answer's addresses are the client's candidates, in order (a\n"
+    "                     retry goes to the next). Each client resolves once, at the start:\n"
+    "                     the least TTL seen is in --json (aaaa_ttl_s)\n"
     "  --list             print each client's source and destinations, and exit: no load\n"
     "Exit status: 0 the run completed (failed requests are counted, not fatal), 1 the\n"
     "target could not be resolved or the run could not start, 2 usage or bad input (a\n"
@@ -67,7 +74,8 @@ struct load_args {
 	struct peak_resolver_opts ro;
 	const char *target, *path, *host, *secret_file;
 	struct prefix sources;
-	bool have_sources, json, have_conc, have_clients, list;
+	bool have_sources, json, have_conc, have_clients, list, aaaa;
+	uint32_t aaaa_ttl; /* --aaaa: the least TTL of the answers */
 	unsigned nserver, port;
 	uint8_t secret[16];
 };
@@ -95,6 +103,7 @@ static void parse(int argc, char **argv, struct load_args *a)
 	    {"progress", no_argument, 0, 'g'},
 	    {"secret-file", required_argument, 0, 'K'},
 	    {"list", no_argument, 0, 'l'},
+	    {"aaaa", no_argument, 0, 'A'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -195,6 +204,9 @@ static void parse(int argc, char **argv, struct load_args *a)
 		case 'l':
 			a->list = true;
 			break;
+		case 'A':
+			a->aaaa = true;
+			break;
 		case 'h':
 			fputs(load_help, stdout);
 			exit(0);
@@ -223,6 +235,8 @@ static void parse(int argc, char **argv, struct load_args *a)
 			                a->o.nclients);
 	}
 	a->ro.secret = cli_secret_option("load", a->secret_file, a->secret);
+	if (a->aaaa && !a->nserver)
+		cli_usage_error("load", "--aaaa needs --server (the name server to ask)");
 }
 
 /* Client k's source address (--sources), see the help. */
@@ -291,6 +305,50 @@ static int targets_parse(const char *target, struct sockaddr_in6 *dst)
 	}
 }
 
+/* --aaaa: every client asks the first --server for TARGET's AAAA records from its own
+ * source; the answer is its candidate list. 0, or 1 after telling why on stderr (a bad
+ * --server exits 2, as usage). */
+static int clients_aaaa(struct load_args *a, struct load_client *cl)
+{
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	char buf[128];
+	const char *srv = a->ro.servers[0];
+	if (sockaddr_parse(srv, &ss, &sl)) { /* a bare address: port 53 */
+		snprintf(buf, sizeof(buf), strchr(srv, ':') ? "[%s]:53" : "%s:53", srv);
+		if (sockaddr_parse(buf, &ss, &sl) || ss.ss_family != AF_INET6)
+			cli_usage_error("load", "--server: '%s' is not an IPv6 ADDR or [IPV6]:PORT",
+			                srv);
+	}
+	if (ss.ss_family != AF_INET6)
+		cli_usage_error("load", "--server: '%s' is not an IPv6 ADDR or [IPV6]:PORT", srv);
+	a->aaaa_ttl = UINT32_MAX;
+	for (unsigned k = 0; k < a->o.nclients; k++) {
+		struct in6_addr src = IN6ADDR_ANY_INIT, got[LOAD_MAX_DST];
+		uint32_t ttl;
+		if (a->have_sources)
+			client_source(a, k, &src);
+		int n = load_aaaa_lookup((const struct sockaddr_in6 *)&ss, &src, a->target, 1000,
+		                         got, LOAD_MAX_DST, &ttl);
+		if (n < 0) {
+			fprintf(stderr, "peak load: %s: AAAA from %s: %s\n", a->target, srv,
+			        n == -ENOENT ? "no AAAA records" : strerror(-n));
+			return 1;
+		}
+		cl[k].src.sin6_family = AF_INET6;
+		cl[k].src.sin6_addr = src;
+		for (int i = 0; i < n; i++) {
+			struct sockaddr_in6 *d = &cl[k].dst[cl[k].ndst++];
+			*d = (struct sockaddr_in6){.sin6_family = AF_INET6,
+			                           .sin6_port = htons((uint16_t)a->port),
+			                           .sin6_addr = got[i]};
+		}
+		if (ttl < a->aaaa_ttl)
+			a->aaaa_ttl = ttl;
+	}
+	return 0;
+}
+
 /* Fills one load_client per emulated client; 0, or 1 after telling why on stderr (a bad
  * --server exits 2, as usage). */
 static int clients_make(struct load_args *a, struct load_client *cl)
@@ -300,6 +358,8 @@ static int clients_make(struct load_args *a, struct load_client *cl)
 	bool literal = ndst > 0;
 	int err = 0;
 	struct peak_resolver *r = NULL;
+	if (!literal && a->aaaa)
+		return clients_aaaa(a, cl);
 	if (!literal && !(r = peak_resolver_new(&a->ro, &err))) {
 		if (err == PEAK_E_CONFIG && a->nserver)
 			cli_usage_error("load", "--server: not ADDR, IPV4:PORT or [IPV6]:PORT");
@@ -397,6 +457,8 @@ static void print_json(const struct load_args *a, const struct load_result *r)
 	       (unsigned long long)g->count, r->outage.still_down,
 	       (double)hist_percentile(g, 50) / 1e6, (double)(g->count ? g->max : 0) / 1e6,
 	       r->outage.first_fail_s, r->outage.last_fail_s);
+	if (a->aaaa)
+		printf(" \"aaaa_ttl_s\": %u,\n", a->aaaa_ttl);
 	printf(" \"timeline_ms\": %u, \"timeline\": [", a->o.timeline_ms);
 	for (unsigned i = 0; i < r->timeline_n; i++)
 		printf("%s[%llu, %llu]", i ? ", " : "", (unsigned long long)r->timeline_ok[i],

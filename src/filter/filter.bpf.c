@@ -39,7 +39,8 @@ struct {
 } clock SEC(".maps");
 
 /* Flows the pods have answered. One hash shared by all CPUs, each CPU with its own LRU
- * list (no lock shared between CPUs on insert): value = when the pod last sent (ns). */
+ * list (no lock shared between CPUs on insert): value = when the pod last sent (ns, the
+ * coarse monotonic clock: bpf_ktime_get_coarse_ns). */
 struct {
 	__uint(type, BPF_MAP_TYPE_LRU_HASH);
 	__uint(max_entries, FILTER_MAX_FLOWS);
@@ -363,7 +364,10 @@ int peak_filter(struct xdp_md *ctx)
 		__builtin_memcpy(fl.client, &ip6->saddr, 16);
 		__builtin_memcpy(fl.service, &ip6->daddr, 16);
 		__u64 *seen = bpf_map_lookup_elem(&flows, &fl);
-		if (seen && bpf_ktime_get_ns() - *seen < FILTER_FLOW_IDLE_S * 1000000000ULL)
+		/* the coarse clock (the last tick's time): on a paravirtual clock (kvm-clock
+		 * here) a precise read costs as much as the rest of the program, and an idle
+		 * limit of minutes needs no better than a tick */
+		if (seen && bpf_ktime_get_coarse_ns() - *seen < FILTER_FLOW_IDLE_S * 1000000000ULL)
 			return pass_class(ctx, FCLASS_KNOWN_GOOD, bytes);
 	}
 	__u8 src[16], dst[16];
@@ -464,7 +468,7 @@ int peak_answered(struct __sk_buff *skb)
 	struct filter_flow fl = {.cport = t.dport, .sport = t.sport, .proto = t.proto};
 	__builtin_memcpy(fl.client, &ip6->daddr, 16);
 	__builtin_memcpy(fl.service, &ip6->saddr, 16);
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_coarse_ns(); /* as the XDP program reads it, and as cheap */
 	__u64 *seen = bpf_map_lookup_elem(&flows, &fl);
 	if (seen) {
 		if (now - *seen > 1000000000ULL) /* refresh at most once a second per flow */

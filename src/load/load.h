@@ -81,3 +81,13 @@ void load_result_fini(struct load_result *res);
 
 /* The short name of an error kind ("refused", "connect", ...). */
 const char *load_err_name(enum load_err e);
+
+/* A legacy client's lookup, as a stub resolver on the client's own host makes it: one AAAA
+ * query for name (RD set), sent from src (NULL or ::: the kernel's choice) to server over
+ * UDP, up to 3 tries of timeout_ms each. The answer's AAAA records of name, in order, go to
+ * out (at most max); *ttl gets their least TTL. No SSA computation: the addresses are what
+ * the server's steering chose. Returns how many were written (at least 1), -ENOENT (an error
+ * rcode, or no AAAA), -EMSGSIZE (truncated), -ETIMEDOUT, -EINVAL (not a name) or -errno. */
+int load_aaaa_lookup(const struct sockaddr_in6 *server, const struct in6_addr *src,
+                     const char *name, unsigned timeout_ms, struct in6_addr *out, unsigned max,
+                     uint32_t *ttl);

@@ -178,6 +178,45 @@ int tcp_listener_inode(uint16_t port, uint64_t *ino)
 	return 0;
 }
 
+struct want_queue {
+	uint16_t port; /* network order */
+	unsigned listeners;
+	uint64_t queued, backlog;
+};
+
+static int add_queue(const struct inet_diag_msg *m, void *data)
+{
+	struct want_queue *w = data;
+	if (m->id.idiag_sport == w->port) {
+		w->listeners++;
+		w->queued += m->idiag_rqueue;  /* of a listener: its accept queue now */
+		w->backlog += m->idiag_wqueue; /* of a listener: the queue's limit */
+	}
+	return 0;
+}
+
+/* One try of adding up the listeners' queues (nl_dump_retry: from zero each time). */
+static int sum_queues(void *arg)
+{
+	struct want_queue *w = arg;
+	w->listeners = 0;
+	w->queued = w->backlog = 0;
+	return diag_dump(TCPF_LISTEN_BIT, add_queue, w);
+}
+
+int tcp_accept_queue(uint16_t port, uint32_t *queued, uint32_t *backlog)
+{
+	struct want_queue w = {.port = htons(port)};
+	int r = nl_dump_retry(sum_queues, &w);
+	if (r)
+		return r;
+	if (!w.listeners)
+		return -ENOENT;
+	*queued = w.queued > UINT32_MAX ? UINT32_MAX : (uint32_t)w.queued;
+	*backlog = w.backlog > UINT32_MAX ? UINT32_MAX : (uint32_t)w.backlog;
+	return 0;
+}
+
 pid_t socket_owner(uint64_t ino)
 {
 	char want[48], path[300], link[48];
@@ -212,4 +251,88 @@ pid_t socket_owner(uint64_t ino)
 	}
 	closedir(proc);
 	return found;
+}
+
+struct local_count {
+	bool (*want)(const uint8_t addr[16], void *arg);
+	void *arg;
+	uint64_t n;
+};
+
+static int count_local(const struct inet_diag_msg *m, void *data)
+{
+	struct local_count *lc = data;
+	if (m->idiag_family == AF_INET6 && lc->want((const uint8_t *)m->id.idiag_src, lc->arg))
+		lc->n++;
+	return 0;
+}
+
+int tcp6_count_local(bool (*want)(const uint8_t addr[16], void *arg), void *arg, uint64_t *out)
+{
+	/* every state but LISTEN, TIME_WAIT and CLOSE: a connection someone still holds */
+	uint32_t states = ((1u << 12) - 1) & ~(TCPF_LISTEN_BIT | 1u << 6 | 1u << 7 | 1u);
+	struct local_count lc = {want, arg, 0};
+	int ret = diag_dump(states, count_local, &lc);
+	*out = lc.n;
+	return ret;
+}
+
+/* The answer to a lookup of one socket: its state, or the kernel's error. */
+struct one_state {
+	int state; /* -1 until a message about the socket came */
+};
+
+static int one_cb(const struct nlmsghdr *nlh, void *data)
+{
+	struct one_state *o = data;
+	if (nlh->nlmsg_len >= NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
+		o->state = ((const struct inet_diag_msg *)mnl_nlmsg_get_payload(nlh))->idiag_state;
+	return MNL_CB_STOP;
+}
+
+int tcp6_conn_state(const uint8_t local[16], uint16_t lport, const uint8_t remote[16],
+                    uint16_t rport, int *state)
+{
+	int ret = 0;
+	char buf[1024];
+	struct mnl_socket *nl = mnl_socket_open(NETLINK_SOCK_DIAG);
+	if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
+	nlh->nlmsg_flags = NLM_F_REQUEST; /* one socket, found by its hash: no table walk */
+	nlh->nlmsg_seq = (unsigned)time(NULL);
+	struct inet_diag_req_v2 *req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
+	req->sdiag_family = AF_INET6;
+	req->sdiag_protocol = IPPROTO_TCP;
+	req->idiag_states = ~0u;
+	req->id.idiag_sport = htons(lport);
+	req->id.idiag_dport = htons(rport);
+	memcpy(req->id.idiag_src, local, 16);
+	memcpy(req->id.idiag_dst, remote, 16);
+	req->id.idiag_cookie[0] = req->id.idiag_cookie[1] = INET_DIAG_NOCOOKIE;
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	ssize_t k = mnl_socket_recvfrom(nl, buf, sizeof(buf));
+	if (k < 0) {
+		ret = -errno;
+		goto out;
+	}
+	struct one_state o = {-1};
+	errno = 0;
+	int r = mnl_cb_run(buf, (size_t)k, nlh->nlmsg_seq, mnl_socket_get_portid(nl), one_cb, &o);
+	if (r < 0)
+		ret = errno ? -errno : -EPROTO; /* ENOENT: no such socket */
+	else if (o.state < 0)
+		ret = -ENOENT;
+	else
+		*state = o.state;
+out:
+	if (nl)
+		mnl_socket_close(nl);
+	return ret;
 }

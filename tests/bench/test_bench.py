@@ -12,7 +12,7 @@ SRC = os.environ.get("PEAK_SRC", os.path.join(os.path.dirname(__file__), "..", "
 PEAK = os.environ.get("PEAK_BIN", os.path.join(SRC, "build", "peak"))
 OBJ = os.environ.get("FILTER_OBJ", os.path.join(SRC, "build", "filter.bpf.o"))
 FLOOD = os.environ.get("FLOOD_BIN", os.path.join(SRC, "build", "bench", "flood"))
-SYSTEMS = ["direct", "PEAK", "nginx L7", "HAProxy L4", "HAProxy L7"]
+SYSTEMS = ["direct", "PEAK", "DNS-steered", "nginx L7", "HAProxy L4", "HAProxy L7"]
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, XDP)")
 
@@ -28,7 +28,7 @@ def test_drivers_and_report(tmp_path):
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     d = json.loads(out.read_text())
-    assert len(d["steady"]) == 2 * 5 and len(d["scenarios"]) == 3 * 5
+    assert len(d["steady"]) == 2 * 6 and len(d["scenarios"]) == 3 * 6
     for r in d["steady"]:
         assert r["ok"] > 0 and r["failed"] == 0, (r["system"], r["errors"])
         assert r["cluster_cpu_s"] > 0 and r["cluster_rss_kib"] > 0
@@ -50,14 +50,29 @@ def test_drivers_and_report(tmp_path):
     for svg in ("latency-cdf.svg", "rps.svg", "cpu.svg", "outage-kill.svg"):
         text = (tmp_path / svg).read_text()
         assert text.lstrip().startswith("<?xml") and "<svg" in text
-        assert "gnuplot_plot_5" in text  # five systems plotted
+        assert "gnuplot_plot_6" in text  # six systems plotted
     assert "peak dns" in report.split("## DNS")[1]
     if os.access("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", os.W_OK):  # the capped runs
         m = re.search(r"queries/s with each server capped: static ([0-9.]+)", report)
         assert m and float(m.group(1)) > 0, report.split("## DNS")[1]
     assert re.search(r"\| kill \| PEAK \| \d+ \|", report)
-    # a pod added: PEAK moves slices to it, the proxies reload; the flood table is complete
-    assert re.search(r"^\| PEAK \| \d+ \| \d+ \| \d+ \| [0-9.]+ s \|", report, re.M), report
+    # the legacy clients' cached addresses: some on the killed pod, failed over by routes
+    kill = {r["system"]: r for r in d["scenarios"] if r["scenario"] == "kill"}
+    assert kill["legacy"]["clients"] == 32 and kill["legacy"]["clients_on_failed_pod"] > 0
+    assert kill["legacy"]["outage"]["still_down"] == 0
+    assert re.search(r"\| kill \| DNS-steered \| \d+ \| .* \| \d+/32 \|$", report, re.M)
+    assert d["steady_agent_downs"] == 0  # no false failover under the steady load
+    # a pod added: PEAK moves slices to it with a handover, the proxies reload; PEAK's and
+    # the DNS-steered clients' connections all survive (1-2 of 32 broke in about 1 CI run in
+    # 3: this scenario starts within the drain of the spare killed after the previous
+    # system's, and connections opened then were reset when it ended, see
+    # tests/regress/test_drain_routes_not_announced.py; an attempt unanswered for 1 s, not
+    # 250 ms, counts as broken: a loaded machine's stall is no broken connection)
+    for s in ("PEAK", "DNS-steered"):
+        row = rf"^\| {s} \| [1-9]\d* \| 0 \| 0 \| ([0-9.]+ s|never \(in the run\)) \|"
+        add = {r["system"]: r for r in d["scenarios"] if r["scenario"] == "add"}
+        assert re.search(row, report, re.M), (report.split("## A pod added")[1][:2000],
+                                              {k: v["errors"] for k, v in add.items()})
     flood = report.split("## A flood")[1].split("\n## ")[0]
     for s in SYSTEMS:
         assert re.search(rf"^\| {re.escape(s)} \| [1-9]\d* \| \d+ \|", flood, re.M), flood

@@ -129,7 +129,7 @@ class AgentNS:
         self.agent = subprocess.Popen(
             ["ip", "netns", "exec", self.name, PEAK, "agent", "--config", str(self.cfg),
              "--node", "node1", "--controller", controller or f"[::1]:{self.port}",
-             "--interval", "100", "--hc-interval", "60000", *extra],
+             "--interval", "100", "--hc-interval", "60000", "--hc-timeout", "60000", *extra],
             stdout=subprocess.DEVNULL, stderr=open(self.log, "w"))
         return self.agent
 

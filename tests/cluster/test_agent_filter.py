@@ -49,8 +49,10 @@ def agent_filter(cl, tmp_path):
     cl.cfg.write_text(config(cl.tag).replace("{name: node1}", "{name: node1, filter-dev: n0}"))
     for pod, name in ((cl.a, "pod-a"), (cl.b, "pod-b")):
         p = subprocess.Popen(["ip", "netns", "exec", pod, PEAK, "serve", "--port", "8080", "--id",
-                              name], stderr=subprocess.DEVNULL)
+                              name], stderr=subprocess.PIPE, text=True)
         cl.procs.append(p)
+        # listening before the agent's first checks (a refused one would take it out a while)
+        assert "serve: " in p.stderr.readline()
     log = open(tmp_path / "agent.log", "w")
     # nsenter, not 'ip netns exec' (which hides /sys/fs/bpf): the agent pins its filter
     agent = subprocess.Popen(["nsenter", f"--net=/run/netns/{cl.n}", PEAK, "agent", "--config",

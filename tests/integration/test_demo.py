@@ -1,8 +1,10 @@
 """The demo as a test (root): every client reaches a pod at its own computed address through
 routes learned by BGP; a killed pod's clients are served again at the same addresses; an
-added pod takes exactly its share of slices, and only connections on moved slices break."""
+added pod takes exactly its share of slices, and no open connection breaks: the old and new
+owners of the moved slices forward to each other while routing converges (slice handover)."""
 import os
 import re
+import signal
 import subprocess
 
 import pytest
@@ -12,10 +14,20 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 def test_demo():
-    p = subprocess.run(["/usr/bin/python3", os.path.join(HERE, "demo.py")], capture_output=True,
-                       text=True, timeout=120, env=os.environ)
-    out = p.stdout
-    assert p.returncode == 0, out + p.stderr
+    p = subprocess.Popen(["/usr/bin/python3", os.path.join(HERE, "demo.py")],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=os.environ)
+    tag = f"pkd{p.pid % 10000}-"  # the demo's namespaces (demo.py names them by its PID)
+    try:
+        out, err = p.communicate(timeout=400)
+    except subprocess.TimeoutExpired:
+        p.send_signal(signal.SIGINT)  # the demo tears its testbed down on ^C
+        out, err = p.communicate(timeout=60)
+        pytest.fail(f"the demo did not finish in 400 s:\n{out}{err}")
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    assert p.returncode == 0, out + err
     print(out)
     assert "1. 200 of 200 clients reached a pod" in out and "(200 distinct)" in out
     m = re.search(r"its (\d+) clients were served again after ([\d.]+) s \(median\), ([\d.]+) s "
@@ -28,6 +40,6 @@ def test_demo():
     assert moved in (16384 // live, 16384 // live + 1)  # exactly the newcomer's share
     m = re.search(r"(\d+) of (\d+) open connections broke", out)
     broken, total = int(m.group(1)), int(m.group(2))
-    assert broken <= total * (moved / 16384) * 1.5 + 5  # only those on moved slices
+    assert total > 100 and broken == 0  # 35 of 143 broke before handovers (issue 19)
     ns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert "pkd" not in ns  # everything torn down
+    assert tag not in ns  # everything torn down

@@ -37,10 +37,12 @@ def sh(*args, check=True):
 
 class Testbed:
     def __init__(self, tag, workdir, peak, nodes=2, pods=2, spare=None, ingress=False,
-                 filter_obj=None, fanout=1):
+                 filter_obj=None, fanout=1, ctl_args=(), agent_args=()):
         """spare: (node, pod) of a pod that exists but does not serve at first; ingress: add
         the ingress host; filter_obj: the agents attach this XDP filter to their uplinks;
-        fanout: the service's fanout (addresses per client)."""
+        fanout: the service's fanout (addresses per client); ctl_args, agent_args: more
+        options for the controller and for every agent."""
+        self.ctl_args, self.agent_args = list(ctl_args), list(agent_args)
         self.tag, self.dir, self.peak = tag, workdir, os.path.abspath(peak)
         self.nodes, self.pods, self.spare = nodes, pods, spare
         self.ingress, self.fanout = ingress, fanout
@@ -176,8 +178,7 @@ services:
         self.run(f"{self.tag}-d", self.peak, "dns", "--config", cfg, "--listen",
                  f"[{DNS_ADDR}]:53", "--threads", "1", "--control", self.dns_ctl, log="dns.log")
         self.key = self.key_file()
-        self.run(r, self.peak, "controller", "--config", cfg, "--listen", "[::]:4000",
-                 "--dns-control", self.dns_ctl, "--key-file", self.key, log="controller.log")
+        self.start_controller(log="controller.log")
         for i in range(1, self.nodes + 1):
             n = self.node(i)
             bconf = os.path.join(self.dir, f"bird-n{i}.conf")
@@ -189,10 +190,19 @@ services:
             fobj = ["--filter-object", self.filter_obj] if self.filter_obj else []
             self.run(n, self.peak, "agent", "--config", cfg, "--node", f"node{i}", "--table",
                      "100", "--controller", f"[2001:db8:ff:{i}::1]:4000",
-                     "--key-file", self.key, *fobj, log=f"agent-n{i}.log")
+                     "--key-file", self.key, *fobj, *self.agent_args, log=f"agent-n{i}.log")
         for i, j in self.all_pods():
             if (i, j) != self.spare:
                 self.serve(i, j)
+
+    def start_controller(self, extra=(), log="controller.log"):
+        self.ctl_proc = self.run(self.r(), self.peak, "controller", "--config", self.cfg,
+                                 "--listen", "[::]:4000", "--dns-control", self.dns_ctl,
+                                 "--key-file", self.key, *self.ctl_args, *extra, log=log)
+
+    def stop_controller(self):
+        os.killpg(self.ctl_proc.pid, signal.SIGTERM)
+        self.ctl_proc.wait(timeout=10)
 
     def serve(self, i, j):
         self.serving[(i, j)] = self.run(self.pod(i, j), self.peak, "serve", "--port", str(PORT),
@@ -215,21 +225,53 @@ services:
                     if ipaddress.ip_network(d).subnet_of(ipaddress.ip_network(PREFIX)))
         return total == ipaddress.ip_network(PREFIX).num_addresses
 
-    def wait_converged(self, timeout=20):
+    def node_routes(self, i):
+        """The slice routes node i's agent installed (table 100): their destinations."""
+        import json
+        out = sh("ip", "-j", "-n", self.node(i), "-6", "route", "show", "table", "100").stdout
+        return {x["dst"] for x in json.loads(out) if x["dst"] != "default"}
+
+    def carried(self):
+        """The router routes exactly what the nodes' agents installed, each through its node:
+        BGP carried the agents' last change. (converged() holds before a move reaches the
+        router too: the old routes also cover the whole prefix.)"""
+        want = {(d, f"2001:db8:ff:{i}::2") for i in range(1, self.nodes + 1)
+                for d in self.node_routes(i)}
+        return bool(want) and set(self.router_routes()) == want
+
+    @staticmethod
+    def until(cond, timeout):
+        """Until cond() holds (polled every 100 ms); False on timeout."""
         deadline = time.time() + timeout
         while time.time() < deadline:
-            if self.converged():
+            if cond():
                 return True
             time.sleep(0.1)
         return False
 
-    def wait_log(self, log, text, timeout):
-        """Until a daemon's log (in the work directory) holds text; False on timeout."""
+    def wait_carried(self, timeout=20):
+        return self.until(self.carried, timeout)
+
+    def wait_converged(self, timeout=20):
+        return self.until(self.converged, timeout)
+
+    def log_size(self, log):
+        """How much a daemon's log holds now (0 before it exists): a since for wait_log."""
+        try:
+            return os.path.getsize(os.path.join(self.dir, log))
+        except OSError:
+            return 0
+
+    def wait_log(self, log, text, timeout, since=0):
+        """Until a daemon's log (in the work directory) holds text, written past byte since
+        (log_size before an action: a line an earlier change wrote does not count); False
+        on timeout."""
         deadline = time.time() + timeout
         while time.time() < deadline:
             try:
-                with open(os.path.join(self.dir, log)) as f:
-                    if text in f.read():
+                with open(os.path.join(self.dir, log), "rb") as f:
+                    f.seek(since)
+                    if text.encode() in f.read():
                         return True
             except OSError:
                 pass
