@@ -2,11 +2,14 @@
 #   make demo     build, then run the demo cluster in network namespaces (root)
 #   make demo-h3  build, then uploads through the HTTP/3 ingress and PEAK-direct (root)
 #   make demo-store  build, then the object store demo: 10,000 objects, a pod killed, one added
+#   make demo-overlay  build, then IPv6 overlay sites in namespaces, some behind NAT: who
+#                 reaches whom, how (direct, punched through NAT), RTTs, throughput (root)
 #   make          install missing build dependencies (as root), configure, build build/peak
 #   make test     the same, then every test suite; ends with 'N passed, N failed'
 #   make bench    the benchmark suite: PEAK vs direct, nginx, HAProxy; DNS vs NSD, Knot;
-#                 the XDP filter vs nftables; writes bench/results/REPORT.md with SVG plots
-#                 (root, ~23 min)
+#                 the XDP filter vs nftables; the overlay vs VXLAN, wireguard-go, Yggdrasil;
+#                 steering by load; writes bench/results/REPORT.md with SVG plots
+#                 (root, ~40 min)
 #   make bench-filter  the XDP filter vs nftables alone: bench/results/filter.md (root, ~6 min)
 #   make bench-quick  the same, one short run per cell, into bench/results/quick/ (root,
 #                 under 3 min)
@@ -20,7 +23,7 @@
 #   make install-only BUILD=DIR  the same as install, from a build made already (no build)
 #   make clean
 
-.PHONY: all deps test demo demo-h3 demo-store bench bench-quick bench-filter bench-ssa \
+.PHONY: all deps test demo demo-h3 demo-store demo-overlay bench bench-quick bench-filter bench-ssa \
 	clean install completion \
 	install-only completion-only man man-only
 
@@ -60,10 +63,19 @@ demo-store: all
 	@PEAK_BIN=$(CURDIR)/build/peak STORE_BULK=$(CURDIR)/build/tests/store_bulk \
 		/usr/bin/python3 tests/store/demo.py
 
+demo-overlay: all
+	@PEAK_BIN=$(CURDIR)/build/peak /usr/bin/python3 tests/overlay/demo_overlay.py
+
 bench: all
 	/usr/bin/python3 bench/ingress/run.py
+	/usr/bin/python3 bench/datapath/run.py
 	sh bench/dns/run.sh 10
 	/usr/bin/python3 bench/filter/run.py
+	/usr/bin/python3 bench/overlay/compare.py
+	/usr/bin/python3 bench/h3/run.py
+	/usr/bin/python3 bench/store/run.py
+	/usr/bin/python3 bench/steer/run.py
+	/usr/bin/python3 bench/controlplane/scale.py --timeout 600
 	/usr/bin/python3 bench/report.py
 
 bench-filter: all

@@ -1,8 +1,9 @@
 #!/usr/bin/python3
 """Writes bench/results/REPORT.md and its SVG plots (gnuplot) from the ingress benchmark's
-JSON (bench/ingress/run.py) and the DNS benchmark's table (bench/dns/run.sh).
+JSON (bench/ingress/run.py), the DNS benchmark's table (bench/dns/run.sh), the filter's
+(bench/filter/run.py) and the HTTP/3 benchmark's JSON (bench/h3/run.py).
 Every figure is the median over the runs of its cell; the tables say how many.
-Usage: bench/report.py [--in FILE] [--dns FILE] [--out DIR]"""
+Usage: bench/report.py [--in FILE] [--dns FILE] [--filter FILE] [--h3 FILE] [--out DIR]"""
 import argparse
 import json
 import os
@@ -11,8 +12,8 @@ import subprocess
 import sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-NAMES = {"direct": "direct", "peak": "PEAK", "nginx": "nginx L7", "haproxy-l4": "HAProxy L4",
-         "haproxy-l7": "HAProxy L7"}
+NAMES = {"direct": "direct", "peak": "PEAK", "legacy": "DNS-steered", "nginx": "nginx L7",
+         "haproxy-l4": "HAProxy L4", "haproxy-l7": "HAProxy L7"}
 
 
 def med(rows, f):
@@ -102,7 +103,8 @@ def plot_timeline(scen, kind, systems, out_dir):
                 f.write(f"{i * step:.3f} {failed / step:.1f} {ok / step:.1f}\n")
         plots.append(f"'{name}' using 1:2 with steps title '{NAMES[r['system']]}'")
     fail_at = rows[0]["fail_at_s"]
-    what = "killed (resets)" if kind == "kill" else "silently gone (drops)"
+    what = {"kill": "killed (resets)", "silent": "silently gone (drops)",
+            "stop": "stopped (SIGSTOP)"}[kind]
     fname = f"outage-{kind}.svg"
     gnuplot(f"""set terminal svg size 720,440 dynamic font 'sans,11'
 set output '{fname}'
@@ -119,11 +121,328 @@ plot {', '.join(plots)}
     return fname
 
 
+H3_NAMES = {"proposed": "Proposed", "peak-direct": "PEAK-direct",
+            "transitioning": "Transitioning", "legacy": "Legacy (HAProxy)", "caddy": "Caddy"}
+H3_WHAT = {"proposed": "peak h3 ingress, HTTP/3 in and out",
+           "peak-direct": "peak h3 upload --peak straight to the pods, no ingress",
+           "transitioning": "peak h3 ingress, HTTP/3 in, HTTP/2 over TLS out",
+           "legacy": "HAProxy, HTTP/2 over TLS in and out",
+           "caddy": "Caddy, HTTP/3 in, HTTP/2 over TLS out"}
+
+
+def plot_bars(fname, title, ylabel, labels, series, out_dir):
+    """A clustered bar chart: labels along x, series [(title, [value per label])]; a missing
+    value (None) draws no bar."""
+    with open(os.path.join(out_dir, "bars.dat"), "w") as f:
+        for i, lab in enumerate(labels):
+            f.write(f'"{lab}" ' + " ".join("NaN" if v[i] is None else f"{v[i]:.3f}"
+                                           for _, v in series) + "\n")
+    plots = ", ".join(f"'bars.dat' using {i + 2}:xtic(1) title '{t}'"
+                      for i, (t, _) in enumerate(series))
+    gnuplot(f"""set terminal svg size 720,440 dynamic font 'sans,11'
+set output '{fname}'
+set title '{title}'
+set ylabel '{ylabel}'
+set style data histograms
+set style histogram clustered gap 1
+set style fill solid 0.8 border -1
+set yrange [0:*]
+set key top left
+set grid ytics
+plot {plots}
+""", out_dir)
+    os.unlink(os.path.join(out_dir, "bars.dat"))
+
+
+def h3_section(path, out_dir):
+    """The HTTP/3 section from bench/h3/run.py's JSON: (markdown lines, [(svg, title)])."""
+    with open(path) as f:
+        d = json.load(f)
+    L, plots = [], []
+    w = L.append
+    systems, x, v = d["systems"], d["summary"], d["versions"]
+    fl = d["files"]
+    w("## HTTP/3: upload streams routed by content-type (bench/h3/run.py)\n")
+    w(f"`{d['command']}`, {d['wall_s']} s. Testbed: client, router, ingress host and two pods "
+      "(audio, video), network namespaces joined by veth with MTU 1500; the pods run `peak h3 "
+      "backend` (SHA-256 of each body, checked by the client). Per upload "
+      f"{fl['audio'][0]} audio files of {fl['audio'][1] // 1024} KiB and {fl['video'][0]} "
+      f"video files of {fl['video'][1] // 1024} KiB on one connection (PEAK-direct: one "
+      "connection per content type). Figures are medians of "
+      f"{d['runs']} runs, systems' order rotated; *goodput* is the bytes over the upload "
+      "command's wall time (PEAK-direct's name resolution included); *CPU/MB* is the "
+      "scheduler run time of the cluster's processes (ingress or proxy, pods, and peak dns "
+      "for PEAK-direct) per MB uploaded; *first byte* is one "
+      f"{fl['small']} B request on a new connection, from the first packet to the answer "
+      "(1-RTT: handshake, then the request; 0-RTT: resumed with a session ticket, the request "
+      "in the first flight). "
+      + "; ".join([v.get("peak", "peak ?")] + [v[k] for k in ("haproxy",) if k in v] +
+                  [f"Caddy {v['caddy']}" for k in ("caddy",) if k in v])
+      + f". Machine: {v['cpus']} CPUs "
+      f"({v['cpu']}), Linux {v['kernel']}, shared with other work: absolute figures are "
+      "noisy, ratios in the same run are the point.\n")
+    for s in systems:
+        w(f"- **{H3_NAMES[s]}**: {H3_WHAT[s]}")
+    for s, why in d.get("skipped", {}).items():
+        w(f"- {H3_NAMES.get(s, s)}: not measured: {why}")
+    w("")
+    p = x.get("proposed", {})
+    w("| system | conns | goodput MB/s | vs Proposed | cluster CPU ms/MB | vs Proposed | "
+      "first byte ms | 0-RTT first byte ms | handshake ms | checksums |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+
+    def f(val, spec=".1f"):
+        return "-" if val is None else format(val, spec)
+
+    def r(a, b):
+        return "-" if a is None or not b else f"{a / b:.2f}"
+    for s in systems:
+        y = x[s]
+        w(f"| {H3_NAMES[s]} | {f(y['connections'], '.0f')} | {f(y['goodput_mbps'])} | "
+          f"{r(y['goodput_mbps'], p.get('goodput_mbps'))} | {f(y['cpu_ms_per_mb'])} | "
+          f"{r(y['cpu_ms_per_mb'], p.get('cpu_ms_per_mb'))} | {f(y['ttfb_ms'], '.2f')} | "
+          f"{f(y['ttfb_0rtt_ms'], '.2f')} | {f(y['setup_1rtt_ms'], '.2f')} | "
+          f"{'all ok' if y['checksums_ok'] else 'FAILED'} |")
+    w("")
+    if d.get("loss_runs"):
+        delay = d.get("loss_delay_ms")
+        path = (f"bench/h3/lossy.py, a TUN device in the router: dropped at random and the rest "
+                f"delayed {delay} ms each way, once per crossing of the router (client-ingress "
+                f"ping {d.get('loss_path', {}).get('rtt_ms')} ms)" if delay is not None else
+                f"nftables `numgen random mod 100 < {d['loss_pct']}` on the router's forward "
+                "path, no delay")
+        cc = d.get("versions", {})
+        w(f"Under {d['loss_pct']}% random loss ({path}; both directions; "
+          f"{d.get('loss_dropped_packets', 0)} packets dropped in all): {d['loss_runs']} "
+          "mixed uploads per system, completion times of every audio stream pooled. Over "
+          "HTTP/2 one TCP connection carries every stream, so a loss on a video stream "
+          "stalls the audio ones behind it; over QUIC each stream is delivered on its own. "
+          f"Congestion control: TCP {cc.get('tcp_cc', '?')}, QUIC "
+          f"{cc.get('quic_cc') or 'cubic'}. Both clients send the bodies round robin, so the "
+          "audio streams of one upload finish close together: these figures follow each "
+          "connection's throughput under loss more than any one stream's stalls.\n")
+        w("| system | audio p50 ms, no loss | audio p99 ms, no loss | audio p50 ms, loss | "
+          "audio p99 ms, loss | samples | goodput MB/s, loss | uploads failed |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|")
+        for s in systems:
+            y = x[s]
+            w(f"| {H3_NAMES[s]} | {f(y['audio_p50_ms'])} | {f(y['audio_p99_ms'])} | "
+              f"{f(y['loss_audio_p50_ms'])} | {f(y['loss_audio_p99_ms'])} | "
+              f"{y['loss_audio_samples']} | {f(y['loss_goodput_mbps'])} | "
+              f"{y['loss_failed']} |")
+        w("")
+    # the issue's targets, as ratios measured in this run
+    t = []
+
+    def target(what, a, b, key, goal, higher=True):
+        if a in x and b in x and x[a][key] and x[b][key]:
+            q = x[a][key] / x[b][key]
+            met = q >= goal if higher else q <= goal
+            t.append(f"- {what}: {q:.2f}x (target {'at least' if higher else 'at most'} "
+                     f"{goal}x: {'met' if met else 'not met'})")
+    target("PEAK-direct goodput over Proposed's", "peak-direct", "proposed", "goodput_mbps", 1.5)
+    target("PEAK-direct cluster CPU per MB over Proposed's", "peak-direct", "proposed",
+           "cpu_ms_per_mb", 0.5, False)
+    target("Transitioning goodput over Caddy's", "transitioning", "caddy", "goodput_mbps", 1.5)
+    target("Transitioning cluster CPU per MB over Caddy's", "transitioning", "caddy",
+           "cpu_ms_per_mb", 1.0, False)
+    if d.get("loss_runs"):
+        for q in ("proposed", "peak-direct"):
+            target(f"{H3_NAMES[q]} audio p99 under loss over Legacy's (HTTP/2)", q, "legacy",
+                   "loss_audio_p99_ms", 0.5, False)
+        target("Proposed audio p99 under loss over Transitioning's (HTTP/2 behind the "
+               "ingress)", "proposed", "transitioning", "loss_audio_p99_ms", 0.5, False)
+    if t:
+        w("The issue's targets, as ratios in this run:\n")
+        L.extend(t)
+        w("")
+    labels = [H3_NAMES[s] for s in systems]
+    if systems:
+        plot_bars("h3-goodput.svg", f"Mixed upload: goodput and cluster CPU (median of "
+                  f"{d['runs']})", "MB/s; CPU ms per MB", labels,
+                  [("goodput MB/s", [x[s]["goodput_mbps"] for s in systems]),
+                   ("cluster CPU ms/MB", [x[s]["cpu_ms_per_mb"] for s in systems])], out_dir)
+        plots.append(("h3-goodput.svg", "HTTP/3 goodput and cluster CPU per MB"))
+    if systems and d.get("loss_runs"):
+        plot_bars("h3-loss.svg", f"Audio stream completion under {d['loss_pct']}% loss "
+                  f"({d['loss_runs']} uploads each)", "ms", labels,
+                  [("p50", [x[s]["loss_audio_p50_ms"] for s in systems]),
+                   ("p99", [x[s]["loss_audio_p99_ms"] for s in systems])], out_dir)
+        plots.append(("h3-loss.svg", "Audio stream completion under loss"))
+    for fn, title in plots:
+        w(f"![{title}]({fn})\n")
+    return L, plots
+
+
+def overlay_section(path, out_dir):
+    """The overlay comparison (bench/overlay/compare.py's JSON): its table of medians and two
+    bar plots (throughput; tunnel CPU per Gbit). Returns (lines, [(svg, title)])."""
+    if not os.path.exists(path):
+        return [], []
+    with open(path) as f:
+        d = json.load(f)
+    med, labels = d["median"], d["labels"]
+    base = med.get("ipv4", {}).get("rtt_min_us")
+    L = ["## The IPv6 overlay against VXLAN, wireguard-go and Yggdrasil "
+         "(bench/overlay/compare.py)\n",
+         f"One TCP flow (iperf3, {d['secs']} s) and {d['pings']} pings 10 ms apart between two "
+         "gateway namespaces over a routed veth path; every figure is the median of "
+         f"{d['runs']} run(s), the peers in rotated order (`{d['command']}`, {d['wall_s']} s, "
+         f"load {d['machine']['load_before']:.1f} on {d['machine']['cpus']} CPUs when it "
+         "started). CPU is the tunnel processes' user+system time (the kernel's paths have "
+         "none to charge). Added RTT is over the IPv4 path's minimum.\n",
+         "| path | TCP Gbit/s | CPU s per Gbit | RTT min / mean us | added RTT min us |",
+         "|---|---:|---:|---:|---:|"]
+    bars = []
+    for peer in d["peers"]:
+        m = med.get(peer)
+        if m is None:
+            continue
+        if "gbit" not in m:
+            L.append(f"| {labels[peer]} | {m.get('skipped') or 'error: ' + m.get('error', '')}"
+                     " | | | |")
+            continue
+        cpu = m.get("cpu_s_per_gbit")
+        add = f"{m['rtt_min_us'] - base:+.0f}" if base is not None else "-"
+        L.append(f"| {labels[peer]} | {m['gbit']:.2f} | "
+                 f"{'-' if cpu is None else f'{cpu:.2f}'} | {m['rtt_min_us']:.0f} / "
+                 f"{m['rtt_avg_us']:.0f} | {add} |")
+        bars.append((peer, m["gbit"], cpu))
+    L.append("")
+    plots = []
+    if bars:
+        with open(os.path.join(out_dir, "overlay.dat"), "w") as f:
+            for peer, g, cpu in bars:
+                f.write(f"{peer} {g:.4f} {'NaN' if cpu is None else f'{cpu:.4f}'}\n")
+        for col, svg, title, ylab in ((2, "overlay-gbit.svg", "One TCP flow through each path",
+                                       "Gbit/s"),
+                                      (3, "overlay-cpu.svg", "Tunnel CPU per Gbit",
+                                       "CPU s / Gbit")):
+            gnuplot(f"""set terminal svg size 720,400 dynamic font 'sans,11'
+set output '{svg}'
+set title '{title} (median of {d['runs']})'
+set ylabel '{ylab}'
+set style fill solid 0.6
+set boxwidth 0.6
+set yrange [0:*]
+set xtics rotate by -20
+plot 'overlay.dat' using {col}:xtic(1) with boxes notitle
+""", out_dir)
+            plots.append((svg, title))
+        os.unlink(os.path.join(out_dir, "overlay.dat"))
+    return L, plots
+
+
+def store_section(path, out_dir):
+    """The object store section (bench/store/run.py's JSON): a table per object size, the
+    pod-added movement, and a throughput plot (store-rps.svg). Returns its lines."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        d = json.load(f)
+    wl, sysd = d["workload"], d["systems"]
+    names = {"peak": "PEAK (computed address)", "nginx": "nginx hash consistent",
+             "ketama": "ketama client"}
+    # the connection mode and PEAK's map as the run recorded them (JSON written before
+    # either was recorded: a connection per request, a static map)
+    conn = wl.get("connection", "one per request (client side)")
+    pmap = {"controller": "PEAK's pods under `peak controller` (route hints)",
+            "static": "PEAK's pods on a static map (no route hints)"}.get(
+                wl.get("map", "static"), wl.get("map"))
+    L = ["## Object store: PEAK against nginx and ketama (bench/store/run.py)\n",
+         f"{wl['workers']} closed-loop clients, connections {conn}; {pmap}; "
+         "replicas=1, 3 pods; "
+         f"{wl['small']} objects of {wl['small_size']} B and {wl['large']} of "
+         f"{wl['large_size']} B; the median of {wl.get('runs', 1)} run(s), the systems' "
+         f"order rotated ({d.get('date', '?')}). CPU: the pods', nginx's and peak dns's run "
+         "time per request. Ratios: against nginx's median.\n"]
+    for cls in ("small", "large"):
+        if not any(cls in sysd[s] for s in sysd):
+            continue  # a run without this size (--large 0): no empty table
+        L += [f"| {cls} | op | req/s | p50 ms | p99 ms | cluster CPU us/req | failed | "
+              "req/s vs nginx |", "|---|---|---|---|---|---|---|---|"]
+        for s in sysd:
+            for op in ("put", "get"):
+                r = sysd[s].get(cls, {}).get(op)
+                ng = sysd.get("nginx", {}).get(cls, {}).get(op)
+                if not r:
+                    continue
+                L.append(f"| {names.get(s, s)} | {op.upper()} | {r['rps']:.0f} | "
+                         f"{r['p50_us'] / 1000:.2f} | {r['p99_us'] / 1000:.2f} | "
+                         f"{r['cpu_us_per_req']:.0f} | {r['failed']} | "
+                         f"{ratio(r['rps'], ng['rps']) if ng else float('nan'):.2f}x |")
+        L.append("")
+    L += ["| a fourth pod added | objects moved | minimum (its slices' objects) | ideal (1/4) "
+          "| reads during/after | failed reads |", "|---|---|---|---|---|---|"]
+    for s in sysd:
+        m = sysd[s]["move"]
+        L.append(f"| {names.get(s, s)} | {m['moved']} of {m['objects']} | "
+                 f"{m['minimum'] if m['minimum'] is not None else '-'} | {m['ideal']:.0f} | "
+                 f"{m['reads']} | {m['failed_reads']} |")
+    L.append("\nnginx and ketama have no migration: a moved object's read fails (404) until "
+             "something copies it; PEAK's new pod pulls exactly its slices' objects and reads "
+             "a miss through from the old owner.\n")
+    rows = [(f"{cls} {op}", [sysd[s].get(cls, {}).get(op, {}).get("rps", 0) for s in sysd])
+            for cls in ("small", "large") for op in ("put", "get")]
+    with open(os.path.join(out_dir, "store-rps.dat"), "w") as f:
+        for label, v in rows:
+            f.write(f'"{label}" ' + " ".join(str(x) for x in v) + "\n")
+    cols = ", ".join(f"'store-rps.dat' using {i + 2}:xtic(1) title '{names.get(s, s)}'"
+                     for i, s in enumerate(sysd))
+    try:
+        gnuplot("set terminal svg size 720,400\nset output 'store-rps.svg'\n"
+                "set style data histograms\nset style fill solid\nset logscale y\n"
+                "set ylabel 'requests/s'\nset title 'Object store throughput'\n"
+                f"plot {cols}\n", out_dir)
+        L.append("![Object store throughput](store-rps.svg)\n")
+    except (RuntimeError, OSError) as e:
+        L.append(f"(no plot: {e})\n")
+    return L
+
+
+
+def controlplane_section(path):
+    """Lines of the control-plane scale section from bench/controlplane/scale.py's JSON, or
+    none when it has not run."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        r = json.load(f)
+
+    def g(k, unit=""):
+        v = r.get(k)
+        return "-" if v is None else f"{v}{unit}"
+    L = ["## Control plane at scale (bench/controlplane/scale.py)\n",
+         f"{r['services']} services x {r['endpoints']} endpoints ({g('config_mb', ' MB')} of "
+         "YAML), a real etcd on loopback, the controller with `--store etcd` and two "
+         "`peak dns --store etcd` replicas; one run; wall times on a shared machine, CPU "
+         f"seconds beside them. Command: `{r.get('command', '')}`.\n",
+         "| step | wall | CPU | memory (VmHWM) | target |", "|---|---|---|---|---|",
+         f"| controller start (parse, assign, store, lead) | {g('controller_start_s', ' s')} | "
+         f"{g('controller_start_cpu_s', ' s')} | {g('controller_hwm_mb', ' MB')} | |",
+         f"| scale-up of {g('scaleup_pods')} pods ({r.get('scaleup_how', '')}) | "
+         f"{g('scaleup_s', ' s')} | {g('scaleup_cpu_s', ' s')} | | < 1 s |"]
+    for i in (0, 1):
+        L.append(f"| peak dns replica {i}: load until serving | {g(f'dns{i}_load_s', ' s')} | "
+                 f"{g(f'dns{i}_load_cpu_s', ' s')} | {g(f'dns{i}_hwm_mb', ' MB')} | "
+                 "< 1 GiB |")
+    L.append(f"| one weight change (controller-ctl) until both replicas answer it, "
+             f"{len(r.get('propagation_ms', []))} changes | p50 {g('propagation_p50_ms', ' ms')}"
+             f", p99 {g('propagation_p99_ms', ' ms')} | | | p99 < 100 ms |")
+    return L + [""]
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--in", dest="inp", default=os.path.join(HERE, "results", "ingress.json"))
     ap.add_argument("--dns", default=os.path.join(HERE, "results", "dns.md"))
     ap.add_argument("--filter", default=os.path.join(HERE, "results", "filter.md"))
+    ap.add_argument("--overlay", default=os.path.join(HERE, "results", "overlay.json"))
+    ap.add_argument("--h3", default=os.path.join(HERE, "results", "h3.json"))
+    ap.add_argument("--store", default=os.path.join(HERE, "results", "store.json"))
+    ap.add_argument("--steer", default=os.path.join(HERE, "results", "steer.md"))
+    ap.add_argument("--controlplane",
+                    default=os.path.join(HERE, "results", "controlplane.json"))
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
     a = ap.parse_args()
     with open(a.inp) as f:
@@ -147,7 +466,12 @@ def main():
       "agent, BIRD, the XDP filter on the uplink), two pods per node (peak serve), peak dns, "
       "and an ingress host for nginx and HAProxy, each a network namespace joined by veth "
       "links. The load generator is `peak load`, one event loop, each emulated client "
-      "sending from its own /64; every system serves the same four pods.\n")
+      "sending from its own /64; every system serves the same four pods. *PEAK* clients "
+      "compute their addresses from the service's rule (libpeak); *DNS-steered* clients are "
+      "legacy clients: each asks peak dns for the service's plain AAAA from its own address, "
+      "as a stub resolver on its host would (`peak load --aaaa`), and connects to the "
+      "answer's addresses with no SSA computation (resolved once at the start and kept: "
+      "the records' TTL is 5 s).\n")
     w("CPU: *cluster* is the CPU time of the cluster's processes (proxy, agents, BIRD, "
       "peak dns, controller, pods) from the scheduler's run times (/proc/PID/task/*/"
       "schedstat); this kernel has no separate IRQ time accounting, so packet forwarding "
@@ -235,41 +559,69 @@ def main():
         w("")
     # scenarios
     allscen = d.get("scenarios", [])
-    scen = [r for r in allscen if r["scenario"] in ("kill", "kill-now", "silent")]
+    scen = [r for r in allscen if r["scenario"] in ("kill", "kill-now", "silent", "stop")]
     if scen:
         delay = max((r.get("retry_delay_ms", 0) for r in scen), default=0)
+        cmd_ms = max((r.get("fail_cmd_ms", 0) for r in scen), default=0)
         w("## Failures under load (one run each)\n")
         w("32 connections, each its own client, one retry per request (to the client's next "
-          f"address for PEAK: the service has fanout 2) {delay} ms after the failure, 250 ms "
+          f"address for PEAK and the DNS-steered clients: the service has fanout 2, and peak dns answers both addresses) {delay} ms after the failure, 250 ms "
           "timeout per attempt. Pod n1p1 "
           "fails a quarter into the run: *kill* stops its process (its port answers resets), "
           "*kill-now* is the same with the retry at once, "
-          "*silent* drops every packet it receives (nftables). A *gap* is the time from a "
-          "connection's first failed request to the end of its next successful one; "
+          "*silent* drops every packet it receives (nftables), *stop* stops its process "
+          "(SIGSTOP: alive, the kernel still completes TCP handshakes for it, nothing "
+          "answers). A *gap* is the time from a "
+          "connection's first failed request to the end of its next successful one (so it "
+          "includes the 250 ms timeout of a request caught by the failure); "
           "*still down* counts connections with no success since their failure at the end "
-          "of the run.\n")
+          "of the run. *Longest ok* is the longest time a request took that succeeded "
+          "(its retry, after a timeout, included): a request caught by the failure and "
+          "served by its retry shows here, not as a gap; *served again* is the larger of "
+          "the two, the longest a client waited from the failure to a response. *Pod out* "
+          "is when the agent took the pod down (its log), counted from when the command "
+          f"that made the failure returned (it took up to {cmd_ms:.0f} ms here; 0 if the "
+          "pod was out before that): the pidfd "
+          "watch for *kill*, the health checks for *silent* (the agents run under every "
+          "system; only the PEAK and DNS-steered clients are served by the moved routes). "
+          "*On the failed pod*: for the clients that resolve the name, how many "
+          "of the 32 had their first (cached) address in a slice the failed pod served; "
+          "addresses stay and routes move, so those clients need no new DNS answer (the "
+          "DNS-steered clients never ask again during the run).\n")
         w("| scenario | system | requests | failed | retries | gaps | max gap ms | "
-          "still down | failures seen from..to s |")
-        w("|---|---|---:|---:|---:|---:|---:|---:|---|")
+          "longest ok ms | served again ms | still down | failures seen from..to s | "
+          "pod out ms | on the failed pod |")
+        w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|")
         for r in scen:
             o = r["outage"]
             span = f"{o['first_fail_s']:.2f}..{o['last_fail_s']:.2f}" if r["failed"] else "-"
+            onp = (f"{r['clients_on_failed_pod']}/{r['clients']}"
+                   if "clients_on_failed_pod" in r else "-")
+            lmax = r["latency_us"]["max"] / 1000
+            out_ms = r.get("pod_out_ms")
             w(f"| {r['scenario']} | {NAMES[r['system']]} | {r['sent']} | {r['failed']} | "
-              f"{r['retried']} | {o['gaps']} | {o['gap_max_ms']:.0f} | {o['still_down']} | "
-              f"{span} |")
+              f"{r['retried']} | {o['gaps']} | {o['gap_max_ms']:.0f} | {lmax:.0f} | "
+              f"{max(lmax, o['gap_max_ms']):.0f} | {o['still_down']} | {span} | "
+              f"{'-' if out_ms is None else f'{out_ms:.0f}'} | {onp} |")
         w("")
+        if "steady_agent_downs" in d:
+            w(f"False failovers: the agents' health checks (every 30 ms, 100 ms timeout, 3 "
+              f"misses) took a serving pod down {d['steady_agent_downs']} time(s) during "
+              f"all the steady-state runs above, under every load.\n")
     add = [r for r in allscen if r["scenario"] == "add"]
     if add:
         w("## A pod added under load (one run each)\n")
         w("Same load; pod n2p3 starts serving a quarter into the run. For the proxies the "
           "run also does what an ingress controller does: a new upstream list and a reload "
           "(nginx -s reload, HAProxy master-worker SIGUSR2). *Broken* counts attempts that "
-          "failed (reset, closed, refused, timeout) and were retried; *at its share* is the "
+          "failed (reset, closed, refused, or unanswered for 1 s) and were retried; *at its share* is the "
           "time until the new pod's CPU rate (pods' CPU time sampled every 100 ms, 300 ms "
           "windows) first reaches 80% of its rate over the run's last second; *never* when "
           "that final rate stays under a tenth of the other pods' mean (direct clients keep "
           "their address list; HAProxy in TCP mode keeps its clients' connections on their "
-          "old pods).\n")
+          "old pods; PEAK's and the DNS-steered clients' keep-alive connections stay on their "
+          "old pods through the slice handover, so only new connections reach the new pod "
+          "within a short run).\n")
         w("| system | requests | broken | failed | new pod at its share after |")
         w("|---|---:|---:|---:|---:|")
         for r in add:
@@ -309,7 +661,7 @@ def main():
                    f"Cluster CPU per 1000 requests (median of {runs})", "CPU ms / 1000 requests",
                    a.out)
         plots.append(("cpu.svg", "Cluster CPU per request"))
-    for kind in ("kill", "silent"):
+    for kind in ("kill", "silent", "stop"):
         f = plot_timeline(scen, kind, systems, a.out)
         if f:
             plots.append((f, f"Outage timeline, pod {kind}"))
@@ -332,6 +684,27 @@ def main():
         w("\n".join(line if not line.startswith("#") else "#" + line
                     for line in text.splitlines()[1:]))
         w("")
+    if os.path.exists(a.h3):
+        h3_lines, h3_plots = h3_section(a.h3, a.out)
+        L.extend(h3_lines)
+        plots.extend(h3_plots)
+    ov_lines, ov_plots = overlay_section(a.overlay, a.out)
+    L.extend(ov_lines)
+    for f, t in ov_plots:
+        w(f"![{t}]({f})\n")
+    plots.extend(ov_plots)
+    L += store_section(a.store, a.out)
+    # steering by load (bench/steer/run.py writes the table with its command line)
+    if os.path.exists(a.steer):
+        w("## Steering by load against static weights, one pod throttled (bench/steer/run.py)\n")
+        w("One pod of four held by a CPU cgroup quota (the command's --quota-us per 100 ms); "
+          "per row a fresh testbed, a warm-up, then a measured run with probes to each pod for its p99. "
+          "'slow / others': the throttled pod's p99 over the median of the others' (target "
+          "1.5x); 'settled': no pod's weight moved more than one step over the window.\n")
+        with open(a.steer) as f:
+            w(f.read())
+        w("")
+    L += controlplane_section(a.controlplane)
     out = os.path.join(a.out, "REPORT.md")
     with open(out, "w") as f:
         f.write("\n".join(L) + "\n")

@@ -9,10 +9,17 @@ bird2 iproute2 iputils-ping ethtool curl procps util-linux
 libbpf-dev bpftool libsystemd-dev
 nginx-light haproxy nftables gnuplot-nox iperf3
 libngtcp2-dev libngtcp2-crypto-gnutls-dev libnghttp3-dev libgnutls28-dev nettle-dev gnutls-bin
+libnghttp2-dev nghttp2-client
 golang-go golang-github-lucas-clemente-quic-go-dev ngtcp2-client caddy
 libopendht-c-dev dhtnode"
 # 'make install' tests: systemd-analyze, the Debian package (tests/install)
 PKGS="$PKGS systemd passwd groff-base man-db debhelper lintian"
+# the overlay's comparison bench (bench/overlay/compare.py): the tunnels users pick instead
+PKGS="$PKGS wireguard-go wireguard-tools yggdrasil"
+# HTTP/3 interop: headless Chromium as a client of peak h3 ingress (tests/h3)
+PKGS="$PKGS chromium"
+# the DNS bench's peers (bench/dns/run.sh; its smoke run is in tests/bench): NSD and Knot
+PKGS="$PKGS nsd knot"
 # the Kubernetes manifests test (tests/k8s)
 PKGS="$PKGS python3-yaml"
 missing=""

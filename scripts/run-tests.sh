@@ -3,11 +3,11 @@
 #   build/      gcc: unit, fuzz corpus replay, CLI and interop suites
 #   build-san/  gcc with ASan+UBSan (no recovery): the same suites but the install ones
 #               (packaging; 'make test' must stay within 25 minutes on 2 cores)
-#   build-fuzz/ clang libFuzzer + ASan+UBSan: each fuzz target for FUZZ_SECONDS (8)
+#   build-fuzz/ clang libFuzzer + ASan+UBSan: each fuzz target for FUZZ_SECONDS (5)
 # Exits non-zero if anything failed.
 set -u
 cd "$(dirname "$0")/.."
-FUZZ_SECONDS=${FUZZ_SECONDS:-8}
+FUZZ_SECONDS=${FUZZ_SECONDS:-5}
 export PEAK_FUZZ_SECONDS="$FUZZ_SECONDS"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}

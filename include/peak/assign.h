@@ -72,6 +72,13 @@ int assign_set_weight(struct assign *a, unsigned slot, uint32_t weight, uint32_t
  * order). Returns the number of blocks, which may exceed cap (then only cap are written). */
 size_t assign_blocks(const struct assign *a, unsigned slot, struct assign_block *out, size_t cap);
 
+/* Every slot's blocks (as assign_blocks gives them) in one pass over the map, where
+ * assign_blocks for each slot reads the whole map each time: *out (malloc'ed, the
+ * caller's) gets *n blocks in slice order and *slot_of (malloc'ed) the slot of each
+ * (ASSIGN_NONE for unowned slices). Returns 0 or -ENOMEM (nothing to free). */
+int assign_blocks_all(const struct assign *a, struct assign_block **out, int32_t **slot_of,
+                      size_t *n);
+
 /* Number of routes the slot's slices aggregate into (assign_blocks' count). */
 size_t assign_routes(const struct assign *a, unsigned slot);
 

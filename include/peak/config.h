@@ -19,7 +19,7 @@ enum {
 	CFG_PATH_MAX = 256, /* secret-file paths, with NUL */
 	CFG_MAX_NS = 16,
 	CFG_ERRLEN = 512,
-	CFG_MAX_FILE_BYTES = 16 << 20,
+	CFG_MAX_FILE_BYTES = 256 << 20, /* 10,000 services of 100 endpoints take ~45 MB */
 };
 
 struct cfg_endpoint {

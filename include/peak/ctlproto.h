@@ -11,11 +11,20 @@
  *                                                            the agent's NONCE, ctlauth.h)
  *                           health SERVICE ENDPOINT up|down
  *                           load SERVICE ENDPOINT CONNECTIONS CPU_NANOSECONDS [APP]
+ *                                [sat THROTTLED_NS QUEUED BACKLOG]
  *                           (APP: the pod's own load figure, optional; steering uses it
- *                           when every endpoint of the service reports one)
+ *                           when every endpoint of the service reports one. sat, optional
+ *                           (agents before it send none): the pod's saturation: the CPU
+ *                           time its cgroup was throttled (a counter, ns), and its
+ *                           listening socket's accept queue and that queue's limit now)
  *   controller -> agent     map SERVICE, ep ENDPOINT START/LOG2 ..., end
  *                           (several ep lines for one endpoint add up; at most
  *                           CTL_EP_BLOCKS_MAX blocks on one line)
+ *   controller -> agent     handover SERVICE OLD NEW MS START/LOG2 ...
+ *                           (the blocks move from endpoint OLD to NEW, which still
+ *                           forward to each other for MS milliseconds, 1..CTL_HANDOVER_MS_MAX;
+ *                           1 to CTL_EP_BLOCKS_MAX blocks; sent before the map that moves
+ *                           them; an agent that does not know the line ignores it)
  *   controller/operator -> peak dns or the controller's control socket
  *                           health ..., weight SERVICE ENDPOINT N, status, reload
  *   replies                 ok | error: TEXT
@@ -43,6 +52,7 @@ enum {
 	CTL_TEXT_MAX = 256,     /* bytes of an error reply's text, NUL included */
 	CTL_WEIGHT_MAX = ASSIGN_MAX_WEIGHT,
 	CTL_SLICES_MAX = ASSIGN_MAX_SLICES,
+	CTL_HANDOVER_MS_MAX = 600000, /* a handover window's longest deadline */
 };
 
 enum ctl_kind {
@@ -51,7 +61,8 @@ enum ctl_kind {
 	CTL_HELLO,     /* id = node, has_tag, tag, has_nonce, nonce (the agent's) */
 	CTL_WELCOME,   /* tag (the controller's proof) */
 	CTL_HEALTH,    /* svc, id, up */
-	CTL_LOAD,      /* svc, id, conns, cpu_ns, has_app, app */
+	CTL_LOAD,      /* svc, id, conns, cpu_ns, has_app, app, has_sat, throttled_ns, queued,
+	                * backlog */
 	CTL_WEIGHT,    /* svc, id, weight */
 	CTL_MAP,       /* svc */
 	CTL_EP,        /* id, blocks[nblocks] */
@@ -59,7 +70,8 @@ enum ctl_kind {
 	CTL_STATUS,
 	CTL_RELOAD,
 	CTL_OK,
-	CTL_ERROR, /* text */
+	CTL_ERROR,    /* text */
+	CTL_HANDOVER, /* svc, id = old owner, to = new owner, ms, blocks[nblocks] (>= 1) */
 };
 
 struct ctl_msg {
@@ -68,16 +80,21 @@ struct ctl_msg {
 	bool has_tag;
 	bool has_nonce; /* hello: the agent asks the controller to prove the key */
 	bool has_app;   /* load: the application's figure is there */
+	bool has_sat;   /* load: the saturation figures are there */
 	char svc[CTL_SVC_MAX];
 	char id[CTL_ID_MAX];
 	uint8_t nonce[CTL_NONCE_LEN];
 	uint8_t tag[CTL_TAG_LEN]; /* hello: the agent's tag; welcome: the controller's */
 	uint64_t conns, cpu_ns, app;
+	uint64_t throttled_ns;    /* load, sat: CPU time the pod's cgroup was throttled (counter) */
+	uint32_t queued, backlog; /* load, sat: its accept queue now, and the queue's limit */
 	uint32_t weight;
 	unsigned nblocks;
 	struct assign_block blocks[CTL_EP_BLOCKS_MAX];
 	char text[CTL_TEXT_MAX];
-	const char *why; /* after a failed ctl_parse: what the line should have been (static) */
+	char to[CTL_ID_MAX]; /* handover: the new owner */
+	uint32_t ms;         /* handover: the window's deadline, ms after the line */
+	const char *why;     /* after a failed ctl_parse: what the line should have been (static) */
 };
 
 /* Finds the first line of buf. Returns the bytes it takes with its '\n' (> 0) and its

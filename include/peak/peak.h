@@ -144,6 +144,10 @@ struct peak_store_opts {
 	/* called with a line per replica tried (what a CLI's --verbose shows), or NULL */
 	void (*trace)(void *arg, const char *line);
 	void *trace_arg;
+	/* a connection per request; by default the resolver keeps connections to the pods
+	 * and reuses them for later calls of the same source (to the pod the address leads
+	 * to, learned from its X-Peak-Routes), as long as the pod keeps them */
+	bool no_keepalive;
 };
 
 /* Stores the contents of fd (a regular file, read from offset 0 with sendfile, or any

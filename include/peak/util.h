@@ -22,3 +22,8 @@ long peak_hex_decode(const char *s, const char *skip, uint8_t *out, size_t cap, 
 /* Reads a 16-byte secret written as 32 hex digits (white space around it ignored) from a
  * file. Returns 0, -errno if the file cannot be read, or -EINVAL. Never logs the secret. */
 int peak_secret_read(const char *path, uint8_t out[static 16]);
+
+/* Reads a whole file into a fresh buffer (NUL-terminated; *len excludes the NUL), sized from
+ * the file rather than from max. Returns 0, -errno, or -EFBIG when it holds more than max
+ * bytes. The caller frees *out. */
+int peak_read_file(const char *path, size_t max, uint8_t **out, size_t *len);

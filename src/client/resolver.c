@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../store/client.h"
 #include "../sys/net.h"
 #include "client.h"
 #include "peak/util.h"
@@ -49,6 +50,7 @@ struct peak_resolver {
 	unsigned ncache;
 	struct pow_cache pow;
 	int last_errno;
+	struct store_pool *store_pool; /* the store calls' kept connections (lazily made) */
 	char detail[256];
 	uint8_t buf[3][MSG_MAX];
 };
@@ -145,6 +147,7 @@ void peak_resolver_free(struct peak_resolver *r)
 	for (unsigned i = 0; r->cache && i < r->ncache; i++)
 		free(r->cache[i].msg);
 	free(r->cache);
+	store_pool_free(r->store_pool);
 	memset(r->secret, 0, sizeof(r->secret));
 	free(r);
 }
@@ -753,6 +756,13 @@ unsigned resolver_replicas_swap(struct peak_resolver *r, unsigned replicas)
 	unsigned old = r->replicas;
 	r->replicas = replicas;
 	return old;
+}
+
+struct store_pool *resolver_store_pool(struct peak_resolver *r)
+{
+	if (!r->store_pool)
+		r->store_pool = store_pool_new();
+	return r->store_pool;
 }
 
 void resolver_detail_set(struct peak_resolver *r, const char *detail)

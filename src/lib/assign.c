@@ -183,30 +183,56 @@ static void set_owner(struct assign *a, const struct assign_block *b, int32_t sl
 		a->owner[b->start + k] = slot;
 }
 
+/* Moves the slices that must move, and only those. Every slot's blocks are read in one
+ * pass over the map (a pass per slot over the whole map made adding one endpoint to a
+ * service of 100 cost 100 passes): a slot's slices change only when its own turn comes. */
 static int rebalance(struct assign *a, uint32_t *moved)
 {
 	struct blist pool = {0}, mine = {0}, got = {0};
+	struct assign_block *all = NULL;
+	int32_t *slot_of = NULL;
+	size_t nall = 0, *first = NULL, *fill = NULL, *order = NULL;
 	uint32_t mv = 0;
 	int ret = compute_targets(a);
 	if (ret)
 		goto out;
-	/* Slices nobody holds (only before the first balance) are free. */
-	ret = slot_blocks(a, ASSIGN_NONE, &pool);
-	if (ret)
+	ret = -ENOMEM;
+	if (assign_blocks_all(a, &all, &slot_of, &nall) ||
+	    !(first = calloc(a->nep + 2, sizeof(*first))) ||
+	    !(fill = calloc(a->nep + 1, sizeof(*fill))) ||
+	    !(order = malloc((nall ? nall : 1) * sizeof(*order))))
 		goto out;
+	/* slot s holds the blocks all[order[first[s]]] .. all[order[first[s + 1] - 1]] */
+	for (size_t k = 0; k < nall; k++)
+		if (slot_of[k] >= 0)
+			first[slot_of[k] + 1]++;
+	for (unsigned s = 0; s < a->nep; s++)
+		first[s + 1] += first[s];
+	for (size_t k = 0; k < nall; k++)
+		if (slot_of[k] >= 0)
+			order[first[slot_of[k]] + fill[slot_of[k]]++] = k;
+	/* Slices nobody holds (only before the first balance) are free. */
+	for (size_t k = 0; k < nall; k++)
+		if (slot_of[k] == ASSIGN_NONE && blist_push(&pool, all[k].start, all[k].log2))
+			goto out;
 	for (unsigned i = 0; i < a->nep; i++) {
 		struct assign_ep *e = &a->ep[i];
 		if (e->count <= e->target)
 			continue;
 		size_t from = pool.n;
-		if ((ret = slot_blocks(a, (int32_t)i, &mine)) ||
-		    (ret = take(&mine, e->count - e->target, false, &pool)))
+		mine.n = 0;
+		for (size_t k = first[i]; k < first[i + 1]; k++)
+			if (blist_push(&mine, all[order[k]].start, all[order[k]].log2))
+				goto out;
+		if ((ret = take(&mine, e->count - e->target, false, &pool)))
 			goto out;
+		ret = -ENOMEM;
 		for (size_t k = from; k < pool.n; k++)
 			set_owner(a, &pool.v[k], ASSIGN_NONE);
 		mv += e->count - e->target;
 		e->count = e->target;
 	}
+	ret = 0;
 	pool_merge(&pool, a->block_bits);
 	for (unsigned i = 0; i < a->nep; i++) {
 		struct assign_ep *e = &a->ep[i];
@@ -222,6 +248,11 @@ static int rebalance(struct assign *a, uint32_t *moved)
 	if (moved)
 		*moved = mv;
 out:
+	free(all);
+	free(slot_of);
+	free(first);
+	free(fill);
+	free(order);
 	free(pool.v);
 	free(mine.v);
 	free(got.v);
@@ -355,6 +386,41 @@ size_t assign_blocks(const struct assign *a, unsigned slot, struct assign_block 
 		memcpy(out, l.v, (n < cap ? n : cap) * sizeof(*out));
 	free(l.v);
 	return n;
+}
+
+int assign_blocks_all(const struct assign *a, struct assign_block **out, int32_t **slot_of,
+                      size_t *n)
+{
+	struct blist l = {0};
+	int32_t *so = NULL;
+	size_t socap = 0;
+	*out = NULL;
+	*slot_of = NULL;
+	*n = 0;
+	for (uint32_t i = 0, j; i < a->nslices; i = j) {
+		size_t from = l.n;
+		for (j = i + 1; j < a->nslices && a->owner[j] == a->owner[i];)
+			j++;
+		if (cover_run(i, j, a->block_bits, &l))
+			goto fail;
+		if (l.n > socap) {
+			int32_t *ns = realloc(so, l.cap * sizeof(*ns));
+			if (!ns)
+				goto fail;
+			so = ns;
+			socap = l.cap;
+		}
+		for (size_t k = from; k < l.n; k++)
+			so[k] = a->owner[i];
+	}
+	*out = l.v;
+	*slot_of = so;
+	*n = l.n;
+	return 0;
+fail:
+	free(l.v);
+	free(so);
+	return -ENOMEM;
 }
 
 size_t assign_routes(const struct assign *a, unsigned slot)

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <yaml.h>
 
+#include "peak/util.h"
 #include "peak/yamldoc.h"
 
 /* Parsing context: the document, the file name for messages, the first error. */
@@ -530,10 +531,60 @@ static const struct key top_keys[] = {
     {0},
 };
 
+static int name_ptr_cmp(const void *a, const void *b)
+{
+	const struct dns_name *x = *(const struct dns_name *const *)a;
+	const struct dns_name *y = *(const struct dns_name *const *)b;
+	struct dns_name lx = *x, ly = *y;
+	dns_name_lower(&lx);
+	dns_name_lower(&ly);
+	if (lx.len != ly.len)
+		return lx.len < ly.len ? -1 : 1;
+	return memcmp(lx.wire, ly.wire, lx.len);
+}
+
+static int prefix_ptr_cmp(const void *a, const void *b)
+{
+	return prefix_cmp(*(const struct prefix *const *)a, *(const struct prefix *const *)b);
+}
+
+/* Whether two services may share a name or overlapping prefixes, found by sorting (the
+ * pairwise check below costs services squared: 5 * 10^7 pairs at 10,000). Sorted by
+ * prefix_cmp, a prefix holding another holds the one right after it. true also when out of
+ * memory: the pairwise check then decides, and says which services. */
+static bool may_clash(const struct peak_config *c)
+{
+	size_t np = 0, k = 0;
+	bool clash = true;
+	for (unsigned i = 0; i < c->nsvc; i++)
+		np += c->svc[i].space.n;
+	const struct dns_name **nv = malloc((c->nsvc ? c->nsvc : 1) * sizeof(*nv));
+	const struct prefix **pv = malloc((np ? np : 1) * sizeof(*pv));
+	if (!nv || !pv)
+		goto out;
+	for (unsigned i = 0; i < c->nsvc; i++) {
+		nv[i] = &c->svc[i].name;
+		for (unsigned p = 0; p < c->svc[i].space.n; p++)
+			pv[k++] = &c->svc[i].space.pfx[p];
+	}
+	qsort(nv, c->nsvc, sizeof(*nv), name_ptr_cmp);
+	qsort(pv, np, sizeof(*pv), prefix_ptr_cmp);
+	clash = false;
+	for (unsigned i = 1; i < c->nsvc && !clash; i++)
+		clash = dns_name_eq(nv[i - 1], nv[i]);
+	for (size_t i = 1; i < np && !clash; i++)
+		clash = prefix_contains(pv[i - 1], pv[i]);
+out:
+	free(nv);
+	free(pv);
+	return clash;
+}
+
 /* Checks across the parsed file (keys may come in any order): services inside the zone,
  * with distinct names and disjoint prefixes; endpoints on declared nodes. */
 static int check_config(struct ctx *x, struct peak_config *c)
 {
+	bool pairs = may_clash(c); /* else no pair of services needs a look */
 	char a[PREFIX_STRLEN], b[PREFIX_STRLEN], nm[DNS_NAME_STRLEN], zn[DNS_NAME_STRLEN];
 	for (unsigned i = 0; i < c->nsvc; i++) {
 		const struct cfg_service *s = &c->svc[i];
@@ -543,7 +594,7 @@ static int check_config(struct ctx *x, struct peak_config *c)
 			return cfail_line(x, s->line, "service '%s' is not inside zone '%s'", nm,
 			                  zn);
 		}
-		for (unsigned j = 0; j < i; j++) {
+		for (unsigned j = 0; pairs && j < i; j++) {
 			const struct cfg_service *t = &c->svc[j];
 			if (dns_name_eq(&s->name, &t->name))
 				return cfail_line(x, s->line,
@@ -604,34 +655,369 @@ int yaml_doc_load(const char *name, const uint8_t *buf, size_t len, yaml_documen
 	return 0;
 }
 
+/* ---- the file as a stream of libyaml events ----
+ *
+ * The configuration is read without the whole document's tree: each top-level entry is built
+ * as a small document of its own, handed to the schema above and freed, and the 'services'
+ * list one service at a time, so peak memory follows the result (10,000 services of 100
+ * endpoints: the tree of the whole document took about a gigabyte). Errors are what the
+ * tree-based reading gave: a YAML syntax error anywhere in the first document wins over an
+ * error of the schema (the rest of the document is read for it), then the first error of the
+ * schema in document order. Aliases work inside the entry or service holding their anchor. */
+
+enum { STREAM_DEPTH_MAX = 64 }; /* nesting within one entry; the schema needs 4 */
+
+struct anchor {
+	char *name;
+	int id;
+};
+
+struct anchors {
+	struct anchor *v;
+	size_t n, cap;
+};
+
+struct stream {
+	yaml_parser_t p;
+	struct ctx *x;
+	bool syntax;         /* a syntax error was recorded: nothing more is read */
+	struct anchors seen; /* every anchor's name so far (ids unused), for the message */
+};
+
+/* Appends (name, id) to an. Returns 0 or -ENOMEM. */
+static int anchors_add(struct anchors *an, const char *name, int id)
+{
+	if (an->n == an->cap) {
+		size_t nc = an->cap ? 2 * an->cap : 8;
+		struct anchor *nv = realloc(an->v, nc * sizeof(*nv));
+		if (!nv)
+			return -ENOMEM;
+		an->v = nv;
+		an->cap = nc;
+	}
+	if (!(an->v[an->n].name = strdup(name)))
+		return -ENOMEM;
+	an->v[an->n++].id = id;
+	return 0;
+}
+
+static void anchors_free(struct anchors *an)
+{
+	for (size_t i = 0; i < an->n; i++)
+		free(an->v[i].name);
+	free(an->v);
+	*an = (struct anchors){0};
+}
+
+/* Records a YAML syntax error in place of any error of the schema. Returns -EINVAL. */
+static int stream_syntax(struct stream *s, unsigned long line, const char *problem)
+{
+	s->syntax = true;
+	s->x->failed = 0;
+	return cfail_line(s->x, (unsigned)line, "YAML: %s", problem);
+}
+
+/* The next event into ev (the caller deletes it). Returns 0 or -EINVAL (syntax error). */
+static int stream_next(struct stream *s, yaml_event_t *ev)
+{
+	if (s->syntax)
+		return -EINVAL;
+	if (!yaml_parser_parse(&s->p, ev))
+		return stream_syntax(s, (unsigned long)s->p.problem_mark.line + 1,
+		                     s->p.problem ? s->p.problem : "syntax error");
+	return 0;
+}
+
+/* Adds the node that begins with ev (its first event, consumed) and all it holds to doc.
+ * Returns the node's id (> 0), or 0: a syntax error, or no memory (both recorded). */
+static int tree_add(struct stream *s, yaml_document_t *doc, yaml_event_t *ev, struct anchors *an,
+                    unsigned depth)
+{
+	yaml_event_t sub;
+	int id = 0;
+	const yaml_char_t *anchor = NULL;
+	unsigned long line = (unsigned long)ev->start_mark.line + 1;
+	switch (ev->type) {
+	case YAML_ALIAS_EVENT:
+		for (size_t i = 0; i < an->n && !id; i++)
+			if (!strcmp(an->v[i].name, (const char *)ev->data.alias.anchor))
+				id = an->v[i].id;
+		for (size_t i = 0; i < s->seen.n && !id; i++)
+			if (!strcmp(s->seen.v[i].name, (const char *)ev->data.alias.anchor)) {
+				stream_syntax(s, line,
+				              "found undefined alias (an alias must be in the "
+				              "top-level entry or the service of its anchor)");
+				return 0;
+			}
+		if (!id)
+			stream_syntax(s, line, "found undefined alias");
+		break;
+	case YAML_SCALAR_EVENT:
+		anchor = ev->data.scalar.anchor;
+		id = yaml_document_add_scalar(doc, NULL, ev->data.scalar.value,
+		                              (int)ev->data.scalar.length, ev->data.scalar.style);
+		break;
+	case YAML_SEQUENCE_START_EVENT:
+	case YAML_MAPPING_START_EVENT: {
+		bool seq = ev->type == YAML_SEQUENCE_START_EVENT;
+		anchor = seq ? ev->data.sequence_start.anchor : ev->data.mapping_start.anchor;
+		id = seq ? yaml_document_add_sequence(doc, NULL, ev->data.sequence_start.style)
+		         : yaml_document_add_mapping(doc, NULL, ev->data.mapping_start.style);
+		if (!id)
+			break;
+		if (depth >= STREAM_DEPTH_MAX) {
+			cfail_line(s->x, (unsigned)line, "nested deeper than %d levels",
+			           STREAM_DEPTH_MAX);
+			return 0;
+		}
+		yaml_document_get_node(doc, id)->start_mark = ev->start_mark;
+		for (int key = 0;;) {
+			if (stream_next(s, &sub))
+				return 0;
+			if (sub.type == YAML_SEQUENCE_END_EVENT ||
+			    sub.type == YAML_MAPPING_END_EVENT) {
+				yaml_event_delete(&sub);
+				break;
+			}
+			int item = tree_add(s, doc, &sub, an, depth + 1);
+			yaml_event_delete(&sub);
+			if (!item)
+				return 0;
+			if (seq ? !yaml_document_append_sequence_item(doc, id, item)
+			        : key && !yaml_document_append_mapping_pair(doc, id, key, item)) {
+				cfail_line(s->x, (unsigned)line, "out of memory");
+				return 0;
+			}
+			key = seq || key ? 0 : item;
+		}
+		break;
+	}
+	default:
+		stream_syntax(s, line, "unexpected event");
+		return 0;
+	}
+	if (!id) {
+		if (!s->syntax)
+			cfail_line(s->x, (unsigned)line, "out of memory");
+		return 0;
+	}
+	if (ev->type != YAML_SEQUENCE_START_EVENT && ev->type != YAML_MAPPING_START_EVENT)
+		yaml_document_get_node(doc, id)->start_mark = ev->start_mark;
+	if (anchor && (anchors_add(an, (const char *)anchor, id) ||
+	               anchors_add(&s->seen, (const char *)anchor, 0))) {
+		cfail_line(s->x, (unsigned)line, "out of memory");
+		return 0;
+	}
+	return id;
+}
+
+/* Builds the node beginning with ev (consumed) as a document of its own in *doc (the
+ * caller deletes it, even on failure). Returns its root, or NULL (recorded). */
+static yaml_node_t *tree_doc(struct stream *s, yaml_document_t *doc, yaml_event_t *ev)
+{
+	struct anchors an = {0};
+	memset(doc, 0, sizeof(*doc));
+	if (!yaml_document_initialize(doc, NULL, NULL, NULL, 1, 1)) {
+		cfail_line(s->x, (unsigned)ev->start_mark.line + 1, "out of memory");
+		return NULL;
+	}
+	int id = tree_add(s, doc, ev, &an, 0);
+	anchors_free(&an);
+	return id ? yaml_document_get_node(doc, id) : NULL;
+}
+
+/* Reads and drops events up to the end of the first document, for a syntax error there
+ * (it wins over the error of the schema already recorded). */
+static void stream_drain(struct stream *s)
+{
+	yaml_event_t ev;
+	while (!stream_next(s, &ev)) {
+		bool end = ev.type == YAML_DOCUMENT_END_EVENT || ev.type == YAML_STREAM_END_EVENT;
+		yaml_event_delete(&ev);
+		if (end)
+			return;
+	}
+}
+
+/* The 'services' list, one service at a time; ev (consumed) is its value's first event. */
+static int stream_services(struct stream *s, yaml_event_t *ev, struct peak_config *c)
+{
+	yaml_document_t doc;
+	yaml_event_t item;
+	size_t cap = 0;
+	if (ev->type != YAML_SEQUENCE_START_EVENT) { /* not a list: said at the value */
+		yaml_node_t *v = tree_doc(s, &doc, ev);
+		if (v)
+			cfail(s->x, v, "'services' must be a list");
+		yaml_document_delete(&doc);
+		return -EINVAL;
+	}
+	for (;;) {
+		if (stream_next(s, &item))
+			return -EINVAL;
+		if (item.type == YAML_SEQUENCE_END_EVENT) {
+			yaml_event_delete(&item);
+			break;
+		}
+		if (c->nsvc == cap) {
+			size_t nc = cap ? 2 * cap : 64;
+			struct cfg_service *nv = realloc(c->svc, nc * sizeof(*nv));
+			if (!nv) {
+				yaml_event_delete(&item);
+				return cfail_line(s->x, (unsigned)item.start_mark.line + 1,
+				                  "out of memory");
+			}
+			memset(nv + cap, 0, (nc - cap) * sizeof(*nv));
+			c->svc = nv;
+			cap = nc;
+		}
+		yaml_node_t *n = tree_doc(s, &doc, &item);
+		yaml_event_delete(&item);
+		s->x->doc = &doc;
+		int r = n ? parse_service(s->x, n, c) : -EINVAL;
+		s->x->doc = NULL;
+		yaml_document_delete(&doc);
+		if (r)
+			return r;
+	}
+	if (!c->svc && !(c->svc = calloc(1, sizeof(*c->svc)))) /* (never NULL, as before) */
+		return cfail_line(s->x, (unsigned)ev->start_mark.line + 1, "out of memory");
+	return 0;
+}
+
+/* The top-level mapping, entry by entry, through top_keys; ev (consumed) is its first
+ * event. */
+static int stream_top(struct stream *s, yaml_event_t *ev, struct peak_config *c)
+{
+	enum { MAX_KEYS = 32 };
+	bool seen[MAX_KEYS] = {0};
+	yaml_document_t doc;
+	yaml_event_t kev, vev;
+	unsigned line = (unsigned)ev->start_mark.line + 1;
+	if (ev->type != YAML_MAPPING_START_EVENT) {
+		yaml_node_t *root = tree_doc(s, &doc, ev);
+		if (root)
+			cfail(s->x, root,
+			      "the top level must be a mapping with 'zone' and 'services'");
+		yaml_document_delete(&doc);
+		return -EINVAL;
+	}
+	for (;;) {
+		if (stream_next(s, &kev))
+			return -EINVAL;
+		if (kev.type == YAML_MAPPING_END_EVENT) {
+			yaml_event_delete(&kev);
+			break;
+		}
+		unsigned kline = (unsigned)kev.start_mark.line + 1;
+		if (kev.type != YAML_SCALAR_EVENT) {
+			tree_doc(s, &doc, &kev); /* (its events read: a syntax error in it wins) */
+			yaml_document_delete(&doc);
+			yaml_event_delete(&kev);
+			return s->syntax ? -EINVAL
+			                 : cfail_line(s->x, kline, "keys must be plain words");
+		}
+		const char *ks = (const char *)kev.data.scalar.value;
+		int idx = -1;
+		for (int i = 0; top_keys[i].name; i++)
+			if (!strcmp(top_keys[i].name, ks))
+				idx = i;
+		if (idx < 0) {
+			char known[256] = "";
+			for (int i = 0; top_keys[i].name; i++)
+				snprintf(known + strlen(known), sizeof(known) - strlen(known),
+				         "%s%s", i ? ", " : "", top_keys[i].name);
+			cfail_line(s->x, kline, "unknown key '%s' (known here: %s)", ks, known);
+			yaml_event_delete(&kev);
+			return -EINVAL;
+		}
+		yaml_event_delete(&kev);
+		if (seen[idx])
+			return cfail_line(s->x, kline, "key '%s' given twice", top_keys[idx].name);
+		seen[idx] = true;
+		if (stream_next(s, &vev))
+			return -EINVAL;
+		int r;
+		if (top_keys[idx].fn == top_services) {
+			r = stream_services(s, &vev, c);
+		} else {
+			yaml_node_t *v = tree_doc(s, &doc, &vev);
+			s->x->doc = &doc;
+			r = v ? set_value(s->x, &top_keys[idx], v, c) : -EINVAL;
+			s->x->doc = NULL;
+			yaml_document_delete(&doc);
+		}
+		yaml_event_delete(&vev);
+		if (r)
+			return r;
+	}
+	for (int i = 0; top_keys[i].name; i++)
+		if (top_keys[i].required && !seen[i])
+			return cfail_line(s->x, line, "missing required key '%s'",
+			                  top_keys[i].name);
+	return 0;
+}
+
+/* Reads the first document of buf through top_keys into c. Returns 0 or -EINVAL
+ * (recorded in x). */
+static int stream_config(struct ctx *x, const uint8_t *buf, size_t len, struct peak_config *c)
+{
+	struct stream s = {.x = x};
+	yaml_event_t ev;
+	int ret = -EINVAL;
+	if (!yaml_parser_initialize(&s.p))
+		return cfail_line(x, 1, "out of memory");
+	yaml_parser_set_input_string(&s.p, buf, len);
+	do { /* STREAM-START, then DOCUMENT-START or STREAM-END (an empty file) */
+		if (stream_next(&s, &ev))
+			goto out;
+		yaml_event_type_t t = ev.type;
+		yaml_event_delete(&ev);
+		if (t == YAML_STREAM_END_EVENT) {
+			cfail_line(x, 1, "the file is empty");
+			goto out;
+		}
+		if (t == YAML_DOCUMENT_START_EVENT)
+			break;
+	} while (1);
+	if (stream_next(&s, &ev))
+		goto out;
+	ret = stream_top(&s, &ev, c);
+	yaml_event_delete(&ev);
+	if (ret) {
+		if (!s.syntax)
+			stream_drain(&s);
+		goto out;
+	}
+	if (stream_next(&s, &ev)) /* DOCUMENT-END */
+		goto out;
+	yaml_event_delete(&ev);
+	ret = 0;
+out:
+	if (s.syntax) /* (the message of the YAML error, not of the schema) */
+		ret = -EINVAL;
+	anchors_free(&s.seen);
+	yaml_parser_delete(&s.p);
+	return ret;
+}
+
 int config_parse(const char *name, const uint8_t *buf, size_t len, struct peak_config **out,
                  char *err, size_t errlen)
 {
-	yaml_document_t doc;
-	yaml_node_t *root;
-	struct ctx x = {&doc, name, err, errlen, 0};
+	struct ctx x = {NULL, name, err, errlen, 0};
 	struct peak_config *c = NULL;
 	int ret = -EINVAL;
-	bool have_doc = false;
 
 	*out = NULL;
 	if (err && errlen)
 		err[0] = '\0';
-	if ((ret = yaml_doc_load(name, buf, len, &doc, &root, err, errlen)))
-		return ret;
-	have_doc = true;
-	ret = -EINVAL;
 	if (!(c = calloc(1, sizeof(*c)))) {
 		ret = -ENOMEM;
 		goto out;
 	}
 	apply_defaults(soa_keys, &c->soa);
 	apply_defaults(ttl_keys, &c->ttl);
-	if (root->type != YAML_MAPPING_NODE) {
-		cfail(&x, root, "the top level must be a mapping with 'zone' and 'services'");
-		goto out;
-	}
-	if (parse_map(&x, root, top_keys, c) || check_config(&x, c))
+	if (stream_config(&x, buf, len, c) || check_config(&x, c))
 		goto out;
 	if (!c->soa.mname.len) {
 		/* No soa block: primary is the first name server, contact hostmaster.ZONE. */
@@ -651,45 +1037,23 @@ int config_parse(const char *name, const uint8_t *buf, size_t len, struct peak_c
 	c = NULL;
 out:
 	config_free(c);
-	if (have_doc)
-		yaml_document_delete(&doc);
 	return ret;
 }
 
 int config_load(const char *path, struct peak_config **out, char *err, size_t errlen)
 {
-	FILE *f = NULL;
 	uint8_t *buf = NULL;
 	size_t n = 0;
-	int ret;
 
 	*out = NULL;
-	if (!(f = fopen(path, "rb"))) {
-		ret = -errno;
-		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
-		goto out;
-	}
-	if (!(buf = malloc(CFG_MAX_FILE_BYTES + 1))) {
-		ret = -ENOMEM;
-		snprintf(err, errlen, "%s: out of memory", path);
-		goto out;
-	}
-	n = fread(buf, 1, CFG_MAX_FILE_BYTES + 1, f);
-	if (ferror(f)) {
-		ret = -EIO;
-		snprintf(err, errlen, "%s: read error", path);
-		goto out;
-	}
-	if (n > CFG_MAX_FILE_BYTES) {
-		ret = -EFBIG;
+	int ret = peak_read_file(path, CFG_MAX_FILE_BYTES, &buf, &n);
+	if (ret == -EFBIG)
 		snprintf(err, errlen, "%s: larger than %d bytes", path, CFG_MAX_FILE_BYTES);
-		goto out;
-	}
-	ret = config_parse(path, buf, n, out, err, errlen);
-out:
+	else if (ret)
+		snprintf(err, errlen, "%s: cannot open: %s", path, strerror(-ret));
+	else
+		ret = config_parse(path, buf, n, out, err, errlen);
 	free(buf);
-	if (f)
-		fclose(f);
 	return ret;
 }
 

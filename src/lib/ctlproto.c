@@ -12,13 +12,21 @@
 enum { U64_DIGITS_MAX = 20, HEX_NONCE = 2 * CTL_NONCE_LEN, HEX_TAG = 2 * CTL_TAG_LEN };
 
 static const char *const kind_names[] = {
-    [CTL_NONE] = "?",        [CTL_CHALLENGE] = "challenge",
-    [CTL_HELLO] = "hello",   [CTL_WELCOME] = "welcome",
-    [CTL_HEALTH] = "health", [CTL_LOAD] = "load",
-    [CTL_WEIGHT] = "weight", [CTL_MAP] = "map",
-    [CTL_EP] = "ep",         [CTL_END] = "end",
-    [CTL_STATUS] = "status", [CTL_RELOAD] = "reload",
-    [CTL_OK] = "ok",         [CTL_ERROR] = "error:",
+    [CTL_NONE] = "?",
+    [CTL_CHALLENGE] = "challenge",
+    [CTL_HELLO] = "hello",
+    [CTL_WELCOME] = "welcome",
+    [CTL_HEALTH] = "health",
+    [CTL_LOAD] = "load",
+    [CTL_WEIGHT] = "weight",
+    [CTL_MAP] = "map",
+    [CTL_EP] = "ep",
+    [CTL_END] = "end",
+    [CTL_STATUS] = "status",
+    [CTL_RELOAD] = "reload",
+    [CTL_OK] = "ok",
+    [CTL_ERROR] = "error:",
+    [CTL_HANDOVER] = "handover",
 };
 
 _Static_assert(CTL_WEIGHT_MAX == 1000000, "the weight's range in usage[] below");
@@ -31,7 +39,8 @@ static const char *const usage[] = {
                   "digits)",
     [CTL_WELCOME] = "expected 'welcome TAG' (64 lowercase hex digits)",
     [CTL_HEALTH] = "expected 'health SERVICE ENDPOINT up|down'",
-    [CTL_LOAD] = "expected 'load SERVICE ENDPOINT CONNECTIONS CPU_NS [APP]' (decimal, no sign)",
+    [CTL_LOAD] = "expected 'load SERVICE ENDPOINT CONNECTIONS CPU_NS [APP] [sat THROTTLED_NS "
+                 "QUEUED BACKLOG]' (decimal, no sign; QUEUED and BACKLOG 32-bit)",
     [CTL_WEIGHT] = "expected 'weight SERVICE ENDPOINT N' (N a decimal in 0..1000000)",
     [CTL_MAP] = "expected 'map SERVICE'",
     [CTL_EP] = "expected 'ep ENDPOINT START/LOG2 ...' (aligned blocks, at most 64)",
@@ -40,6 +49,8 @@ static const char *const usage[] = {
     [CTL_RELOAD] = "expected 'reload' alone",
     [CTL_OK] = "expected 'ok' alone",
     [CTL_ERROR] = "expected 'error: TEXT' (printable, at most 255 bytes)",
+    [CTL_HANDOVER] = "expected 'handover SERVICE OLD NEW MS START/LOG2 ...' (MS in 1..600000, "
+                     "1 to 64 aligned blocks, OLD and NEW differ)",
 };
 
 const char *ctl_kind_name(enum ctl_kind k)
@@ -90,6 +101,13 @@ static void sep(struct cur *c)
 static bool tok_is(const uint8_t *p, size_t n, const char *s)
 {
 	return p && n == strlen(s) && !memcmp(p, s, n);
+}
+
+/* Whether the next token is s (not consumed). */
+static bool peek_is(const struct cur *c, const char *s)
+{
+	size_t n = strlen(s);
+	return c->left >= n && !memcmp(c->p, s, n) && (c->left == n || c->p[n] == ' ');
 }
 
 /* A decimal number in [0, max]: digits only, no leading zero, no overflow. */
@@ -260,10 +278,28 @@ int ctl_parse(const char *line, size_t len, struct ctl_msg *m)
 			m->conns = num(&c, UINT64_MAX);
 			sep(&c);
 			m->cpu_ns = num(&c, UINT64_MAX);
-			if (!c.err && c.left) {
+			/* [APP] [sat THROTTLED_NS QUEUED BACKLOG]: APP is digits, never "sat" */
+			bool more = !c.err && c.left;
+			if (more)
 				sep(&c);
+			if (more && !peek_is(&c, "sat")) {
 				m->app = num(&c, UINT64_MAX);
 				m->has_app = true;
+				more = !c.err && c.left;
+				if (more)
+					sep(&c);
+			}
+			if (more && !c.err) {
+				const uint8_t *w = tok(&c, 3, &n);
+				if (!tok_is(w, n, "sat"))
+					goto bad;
+				sep(&c);
+				m->throttled_ns = num(&c, UINT64_MAX);
+				sep(&c);
+				m->queued = (uint32_t)num(&c, UINT32_MAX);
+				sep(&c);
+				m->backlog = (uint32_t)num(&c, UINT32_MAX);
+				m->has_sat = true;
 			}
 		} else {
 			m->weight = (uint32_t)num(&c, CTL_WEIGHT_MAX);
@@ -282,6 +318,26 @@ int ctl_parse(const char *line, size_t len, struct ctl_msg *m)
 			sep(&c);
 			block(&c, &m->blocks[m->nblocks++]);
 		}
+	} else if (tok_is(k, n, "handover")) {
+		m->kind = CTL_HANDOVER;
+		sep(&c);
+		svc(&c, m->svc);
+		sep(&c);
+		id(&c, m->id);
+		sep(&c);
+		id(&c, m->to);
+		sep(&c);
+		m->ms = (uint32_t)num(&c, CTL_HANDOVER_MS_MAX);
+		if (!c.err && (!m->ms || !strcmp(m->id, m->to)))
+			goto bad;
+		while (!c.err && c.left) {
+			if (m->nblocks == CTL_EP_BLOCKS_MAX)
+				goto bad;
+			sep(&c);
+			block(&c, &m->blocks[m->nblocks++]);
+		}
+		if (!c.err && !m->nblocks)
+			goto bad;
 	} else if (tok_is(k, n, "end")) {
 		m->kind = CTL_END;
 	} else if (tok_is(k, n, "status")) {
@@ -339,10 +395,10 @@ int ctl_write(const struct ctl_msg *m, char *out, size_t cap)
 	struct wcur w = wcur_make(line, sizeof(line));
 	size_t idn = strnlen(m->id, CTL_ID_MAX), svcn = strnlen(m->svc, CTL_SVC_MAX);
 	bool need_id = m->kind == CTL_HELLO || m->kind == CTL_HEALTH || m->kind == CTL_LOAD ||
-	               m->kind == CTL_WEIGHT || m->kind == CTL_EP;
+	               m->kind == CTL_WEIGHT || m->kind == CTL_EP || m->kind == CTL_HANDOVER;
 	bool need_svc = m->kind == CTL_HEALTH || m->kind == CTL_LOAD || m->kind == CTL_WEIGHT ||
-	                m->kind == CTL_MAP;
-	if (m->kind == CTL_NONE || (unsigned)m->kind > CTL_ERROR ||
+	                m->kind == CTL_MAP || m->kind == CTL_HANDOVER;
+	if (m->kind == CTL_NONE || (unsigned)m->kind > CTL_HANDOVER ||
 	    (need_id && !id_ok(m->id, idn)) || (need_svc && !svc_ok(m->svc, svcn)))
 		return -EINVAL;
 	put_str(&w, ctl_kind_name(m->kind));
@@ -387,6 +443,14 @@ int ctl_write(const struct ctl_msg *m, char *out, size_t cap)
 			wcur_u8(&w, ' ');
 			put_u64(&w, m->app);
 		}
+		if (m->has_sat) {
+			put_str(&w, " sat ");
+			put_u64(&w, m->throttled_ns);
+			wcur_u8(&w, ' ');
+			put_u64(&w, m->queued);
+			wcur_u8(&w, ' ');
+			put_u64(&w, m->backlog);
+		}
 		break;
 	case CTL_WEIGHT:
 		if (m->weight > CTL_WEIGHT_MAX)
@@ -394,6 +458,15 @@ int ctl_write(const struct ctl_msg *m, char *out, size_t cap)
 		wcur_u8(&w, ' ');
 		put_u64(&w, m->weight);
 		break;
+	case CTL_HANDOVER:
+		if (!id_ok(m->to, strnlen(m->to, CTL_ID_MAX)) || !strcmp(m->id, m->to) || !m->ms ||
+		    m->ms > CTL_HANDOVER_MS_MAX || !m->nblocks)
+			return -EINVAL;
+		wcur_u8(&w, ' ');
+		put_str(&w, m->to);
+		wcur_u8(&w, ' ');
+		put_u64(&w, m->ms);
+		__attribute__((fallthrough)); /* the blocks, as an ep line's */
 	case CTL_EP:
 		if (m->nblocks > CTL_EP_BLOCKS_MAX)
 			return -EINVAL;

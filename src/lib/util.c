@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <stdarg.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 
 uint64_t peak_mono_ns(void)
@@ -88,4 +90,60 @@ int peak_secret_read(const char *path, uint8_t out[static 16])
 	int r = ssa_key_parse(b, (size_t)(e - b), out);
 	memset(buf, 0, sizeof(buf));
 	return r;
+}
+
+int peak_read_file(const char *path, size_t max, uint8_t **out, size_t *len)
+{
+	int ret = 0;
+	size_t n = 0, cap = max < 4096 ? max : 4096;
+	FILE *f = fopen(path, "rb");
+	if (!f)
+		return -errno;
+	struct stat st;
+	if (fstat(fileno(f), &st) == 0 && S_ISREG(st.st_mode)) {
+		if ((uint64_t)st.st_size > max) {
+			fclose(f);
+			return -EFBIG;
+		}
+		cap = (size_t)st.st_size;
+	}
+	uint8_t *buf = malloc(cap + 1);
+	while (buf) {
+		n += fread(buf + n, 1, cap - n, f);
+		if (n < cap)
+			break; /* end of file or an error */
+		int c = fgetc(f);
+		if (c == EOF)
+			break;
+		if (n == max) {
+			ret = -EFBIG;
+			break;
+		}
+		/* The file is longer than it said (or not a regular file): grow up to max. */
+		size_t want = cap < 4096 ? 4096 : cap * 2;
+		if (want > max || want < cap)
+			want = max;
+		uint8_t *nb = realloc(buf, want + 1);
+		if (!nb) {
+			free(buf);
+			buf = NULL;
+			break;
+		}
+		buf = nb;
+		cap = want;
+		buf[n++] = (uint8_t)c;
+	}
+	if (!buf && !ret)
+		ret = -ENOMEM;
+	else if (!ret && ferror(f))
+		ret = -EIO;
+	fclose(f);
+	if (ret) {
+		free(buf);
+		return ret;
+	}
+	buf[n] = '\0';
+	*out = buf;
+	*len = n;
+	return 0;
 }

@@ -185,3 +185,35 @@ class Agent:
 def slices(m):
     """{endpoint: number of slices} of a map."""
     return {ep: sum(1 << l2 for _, l2 in blocks) for ep, blocks in m.items()}
+
+
+def connect_map(port, deadline, node="node1"):
+    """An agent of node that reached a leader and got its first map (the map, the agent)."""
+    while True:
+        try:
+            a = Agent(port, node=node)
+            _, m = a.read_map(timeout=max(0.1, deadline - time.monotonic()))
+            return m, a
+        except (ConnectionRefusedError, ConnectionResetError, EOFError, socket.timeout,
+                TimeoutError):
+            assert time.monotonic() < deadline, f"{node}: no leader gave a map in time"
+            time.sleep(0.05)
+
+
+def agents(port, n=3):
+    """n agents, of nodes n0..n(n-1), each connected and past its first map."""
+    out = []
+    for i in range(n):
+        a = Agent(port, node=f"n{i}")
+        a.read_map()
+        out.append(a)
+    return out
+
+
+def agent_down_pod1(port):
+    """An agent that reports pod-1 down: the map that follows, and the agent."""
+    a = Agent(port)
+    a.read_map()
+    a.send(f"health {SVC} pod-1 down\n")
+    _, live = a.read_map()
+    return live, a

@@ -1,6 +1,8 @@
 """Test helpers shared by the suites: run 'peak dns' on loopback (optionally inside a network
 namespace) on free ports with a control socket and metrics, stopped by its own PID."""
+import collections
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -56,19 +58,39 @@ services:
 """
 
 
+_given = collections.deque(maxlen=256)  # the ports free_port returned last
+
+
+def _below_ephemeral():
+    """The ports free_port draws from: those under the kernel's ephemeral range."""
+    try:
+        with open("/proc/sys/net/ipv4/ip_local_port_range") as f:
+            low = int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        low = 32768
+    return (10000, low) if low > 12000 else None
+
+
 def free_port():
-    """A port free for UDP and TCP on ::1 and 127.0.0.1 (the servers here listen on both).
-    No SO_REUSEADDR on the probes: a port held by a TIME_WAIT connection is not free."""
-    for _ in range(100):
+    """A port free for UDP and TCP on ::1 and 127.0.0.1 (the servers here listen on both),
+    drawn from below the ephemeral range: a port the kernel hands out for bind(0) can be
+    taken as the source port of an outgoing connection (an etcd member dialing its peers)
+    before the server meant to listen on it starts. No SO_REUSEADDR on the probes: a port
+    held by a TIME_WAIT connection is not free."""
+    span = _below_ephemeral()
+    for _ in range(200):
         socks = [socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)]
         try:
-            socks[0].bind(("::1", 0))
+            socks[0].bind(("::1", random.randrange(*span) if span else 0))
             port = socks[0].getsockname()[1]
+            if port in _given:  # handed out lately, maybe not listened on yet
+                continue
             for fam, kind, addr in ((socket.AF_INET6, socket.SOCK_STREAM, "::1"),
                                     (socket.AF_INET, socket.SOCK_STREAM, "127.0.0.1"),
                                     (socket.AF_INET, socket.SOCK_DGRAM, "127.0.0.1")):
                 socks.append(socket.socket(fam, kind))
                 socks[-1].bind((addr, port))
+            _given.append(port)
             return port
         except OSError:
             continue
@@ -159,3 +181,9 @@ class Server:
         self.log.close()
 
 
+def sanitized(binary=None):
+    """Whether binary (default PEAK_BIN) is an ASan/UBSan build: bench harness smoke runs
+    check the Python harness once, in the plain build, to keep make test in its budget."""
+    binary = binary or os.environ.get("PEAK_BIN", "build/peak")
+    r = subprocess.run(["ldd", binary], capture_output=True, text=True)
+    return "libasan" in r.stdout or "libubsan" in r.stdout

@@ -5,8 +5,9 @@ freed the checks without closing their sockets), so an agent reloaded often ran 
 descriptors; and the reload did not check its allocations.
 
 Here: five local endpoints whose checks never complete (nothing answers behind d0; a check
-is replaced every 100 ms), several reloads, and then as many checks in flight (SYN-SENT
-sockets to the service port) and open descriptors (/proc/PID/fd) as before them."""
+starts every 100 ms and none times out, so each endpoint soon has all HC_PROBES = 8 slots in
+flight), several reloads, and then as many checks in flight (SYN-SENT sockets to the service
+port) and open descriptors (/proc/PID/fd) as before them."""
 import os
 import signal
 import subprocess
@@ -18,7 +19,7 @@ from agentns import agent_ns, wait_until  # noqa: E402
 
 def test_reloads_leak_no_descriptors(tmp_path):
     with agent_ns(tmp_path, "rgfd") as ns:
-        agent = ns.start_agent("--hc-interval", "100")
+        agent = ns.start_agent("--hc-interval", "100", "--hc-timeout", "60000")
 
         def fds():
             return len(os.listdir(f"/proc/{agent.pid}/fd"))
@@ -29,7 +30,7 @@ def test_reloads_leak_no_descriptors(tmp_path):
                                       capture_output=True, text=True).stdout.splitlines())
 
         assert wait_until(lambda: "connected to controller" in ns.log.read_text())
-        assert wait_until(lambda: checks() == 5)
+        assert wait_until(lambda: checks() == 5 * 8)
         before = fds()
         for i in range(1, 5):
             agent.send_signal(signal.SIGHUP)
@@ -37,5 +38,5 @@ def test_reloads_leak_no_descriptors(tmp_path):
                               agent.poll() is not None)
             assert agent.poll() is None, ns.log.read_text()
             # once it has reconnected (a reload drops the link) and restarted its checks
-            assert wait_until(lambda: checks() == 5 and fds() == before, 3), \
+            assert wait_until(lambda: checks() == 5 * 8 and fds() == before, 15), \
                 (i, checks(), before, fds())

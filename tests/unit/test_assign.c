@@ -235,6 +235,49 @@ static void test_blocks_prefixes(void **state)
 	assign_fini(&a);
 }
 
+/* assign_blocks_all (one pass, used for the controller's maps) against assign_blocks per
+ * slot, on maps churned by random weight changes, removals and joins (fixed seed). */
+static void test_blocks_all(void **state)
+{
+	(void)state;
+	struct assign a;
+	uint32_t w[7] = {1, 2, 3, 1, 5, 1, 2};
+	unsigned seed = 18;
+	assert_int_equal(assign_init(&a, 4096, 10, w, 7), 0);
+	for (int round = 0; round < 40; round++) {
+		struct assign_block *all, one[4096];
+		int32_t *slot_of;
+		size_t n;
+		assert_int_equal(assign_blocks_all(&a, &all, &slot_of, &n), 0);
+		for (unsigned s = 0; s < a.nep; s++) {
+			size_t m = assign_blocks(&a, s, one, 4096), k = 0;
+			for (size_t i = 0; i < n; i++) {
+				if (slot_of[i] != (int32_t)s)
+					continue;
+				assert_true(k < m);
+				assert_int_equal(all[i].start, one[k].start);
+				assert_int_equal(all[i].log2, one[k].log2);
+				k++;
+			}
+			assert_int_equal(k, m);
+		}
+		uint64_t covered = 0;
+		for (size_t i = 0; i < n; i++)
+			covered += 1u << all[i].log2;
+		assert_int_equal(covered, 4096);
+		free(all);
+		free(slot_of);
+		unsigned s = (unsigned)rand_r(&seed) % a.nep;
+		if (round % 5 == 4)
+			assign_add(&a, 1 + (uint32_t)rand_r(&seed) % 4, NULL);
+		else if (round % 7 == 6 && a.ep[s].live)
+			assign_del(&a, s, NULL);
+		else if (a.ep[s].live)
+			assign_set_weight(&a, s, 1 + (uint32_t)rand_r(&seed) % 9, NULL);
+	}
+	assign_fini(&a);
+}
+
 /* Regression: removing an endpoint that holds no slices left the free pool empty, and
  * pool_merge passed its NULL array to qsort (undefined behaviour; UBSan flagged it). */
 static void test_regress_empty_pool_qsort(void **state)
@@ -374,6 +417,7 @@ int main(void)
 	    cmocka_unit_test(test_join_leave_minimal),
 	    cmocka_unit_test(test_random_recount),
 	    cmocka_unit_test(test_blocks_prefixes),
+	    cmocka_unit_test(test_blocks_all),
 	    cmocka_unit_test(test_against_hashing),
 	    cmocka_unit_test(test_regress_empty_pool_qsort),
 	};

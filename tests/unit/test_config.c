@@ -2,9 +2,13 @@
 #include "test.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "peak/config.h"
+#include "peak/util.h"
 
 static const char base[] = "zone:\n"                                     /* 1 */
                            "  name: svc.example.\n"                      /* 2 */
@@ -279,12 +283,44 @@ static void test_hop_service(void **state)
 	config_free(c);
 }
 
+/* peak_read_file: sized from the file, exact at the limit, -EFBIG past it, and files whose
+ * size stat does not tell (procfs) read whole. */
+static void test_read_file(void **state)
+{
+	(void)state;
+	char path[] = "/tmp/peak-test-readXXXXXX";
+	int fd = mkstemp(path);
+	assert_true(fd >= 0);
+	assert_int_equal(write(fd, "0123456789", 10), 10);
+	close(fd);
+	uint8_t *b = NULL;
+	size_t n = 0;
+	assert_int_equal(peak_read_file(path, 10, &b, &n), 0);
+	assert_int_equal(n, 10);
+	assert_memory_equal(b, "0123456789", 10);
+	assert_int_equal(b[10], 0);
+	free(b);
+	assert_int_equal(peak_read_file(path, 9, &b, &n), -EFBIG);
+	fd = open(path, O_WRONLY | O_TRUNC);
+	close(fd);
+	assert_int_equal(peak_read_file(path, 9, &b, &n), 0);
+	assert_int_equal(n, 0);
+	free(b);
+	unlink(path);
+	assert_int_equal(peak_read_file(path, 9, &b, &n), -ENOENT);
+	/* procfs says 0 bytes: the reader must grow past that */
+	assert_int_equal(peak_read_file("/proc/self/status", 1 << 20, &b, &n), 0);
+	assert_true(n > 100 && strstr((char *)b, "VmRSS") != NULL);
+	free(b);
+	assert_int_equal(peak_read_file("/proc/self/status", 50, &b, &n), -EFBIG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_base),         cmocka_unit_test(test_example_file),
 	    cmocka_unit_test(test_errors),       cmocka_unit_test(test_hop_service),
-	    cmocka_unit_test(test_later_stages),
+	    cmocka_unit_test(test_later_stages), cmocka_unit_test(test_read_file),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -45,6 +45,13 @@ static void test_good(void **state)
 	assert_int_equal(parse("load api.svc.example. pod-a 1 2 3", &m), 0); /* the app figure */
 	assert_true(m.has_app);
 	assert_int_equal(m.app, 3);
+	assert_false(m.has_sat);
+	/* the saturation figures, with and without the app figure */
+	assert_int_equal(parse("load api.svc.example. pod-a 1 2 sat 5 6 4294967295", &m), 0);
+	assert_true(m.has_sat && !m.has_app);
+	assert_true(m.throttled_ns == 5 && m.queued == 6 && m.backlog == UINT32_MAX);
+	assert_int_equal(parse("load api.svc.example. pod-a 1 2 3 sat 4 5 6", &m), 0);
+	assert_true(m.has_sat && m.has_app && m.app == 3 && m.throttled_ns == 4);
 	assert_int_equal(parse("weight a.example p 1000000", &m), 0);
 	assert_int_equal(m.weight, 1000000);
 	assert_int_equal(parse("ep pod-a 0/6 64/4 16777215/0", &m), 0);
@@ -80,6 +87,8 @@ static void test_good(void **state)
 	    "load api.svc.example. pod-a 0 123456789",
 	    "load api.svc.example. pod-a 0 123456789 0",
 	    "load api.svc.example. pod-a 7 1 18446744073709551615",
+	    "load api.svc.example. pod-a 7 1 sat 0 0 0",
+	    "load api.svc.example. pod-a 7 1 9 sat 18446744073709551615 4294967295 4096",
 	    "weight api.svc.example. pod-a 0",
 	    "map api.svc.example.",
 	    "ep pod-a",
@@ -89,9 +98,21 @@ static void test_good(void **state)
 	    "reload",
 	    "ok",
 	    "error: no endpoint x of service y",
+	    "handover api.svc.example. n1p1 n2p3 5000 0/6",
+	    "handover api.svc.example. n1p1 n2p3 600000 64/4 16777215/0",
 	};
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
 		round_trip(lines[i]);
+	/* a handover: the slices move from OLD to NEW, forwarding for MS */
+	assert_int_equal(parse("handover api.svc.example. n1p1 n2p3 2500 128/7 0/0", &m), 0);
+	assert_int_equal(m.kind, CTL_HANDOVER);
+	assert_string_equal(m.svc, "api.svc.example.");
+	assert_string_equal(m.id, "n1p1");
+	assert_string_equal(m.to, "n2p3");
+	assert_int_equal(m.ms, 2500);
+	assert_int_equal(m.nblocks, 2);
+	assert_int_equal(m.blocks[0].start, 128);
+	assert_int_equal(m.blocks[0].log2, 7);
 }
 
 static void test_bad(void **state)
@@ -125,6 +146,16 @@ static void test_bad(void **state)
 	    "load api.svc.example. pod-a 1 2 ",
 	    "load api.svc.example. pod-a 1 2 18446744073709551616",
 	    "load api.svc.example. pod-a 0x10 2",
+	    "load api.svc.example. pod-a 1 2 sat",
+	    "load api.svc.example. pod-a 1 2 sat 1 2",
+	    "load api.svc.example. pod-a 1 2 sat 1 2 3 4",
+	    "load api.svc.example. pod-a 1 2 sat 1 2 3 sat 1 2 3",
+	    "load api.svc.example. pod-a 1 2 sat 1 4294967296 3",
+	    "load api.svc.example. pod-a 1 2 sat 1 2 -3",
+	    "load api.svc.example. pod-a 1 2 satx 1 2 3",
+	    "load api.svc.example. pod-a 1 2 SAT 1 2 3",
+	    "load api.svc.example. pod-a 1 2 3 4 sat 1 2 3",
+	    "load api.svc.example. pod-a 1 2 sat 1 2 3 ",
 	    "weight api.svc.example. pod-a 1000001",
 	    "weight api.svc.example. pod-a -0",
 	    "ep pod-a 1/1",
@@ -169,6 +200,19 @@ static void test_bad(void **state)
 	    "error: ",
 	    "error:text",
 	    "unknown",
+	    /* handover: a deadline in 1..600000, two different endpoints, 1 to 64 blocks */
+	    "handover api.svc.example. a b 1000",
+	    "handover api.svc.example. a b 1000 ",
+	    "handover api.svc.example. a b 0 0/1",
+	    "handover api.svc.example. a b 600001 0/1",
+	    "handover api.svc.example. a b 01 0/1",
+	    "handover api.svc.example. a a 1000 0/1",
+	    "handover api.svc.example. a b 1000 1/1",
+	    "handover api.svc.example. a b 1000 0/25",
+	    "handover api.svc.example. a 1000 0/1",
+	    "handover api..example. a b 1000 0/1",
+	    "handover api.svc.example. a b  1000 0/1",
+	    "handover api.svc.example. a\\b c 1000 0/1",
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		if (parse(bad[i], &m) != -EBADMSG)
@@ -183,6 +227,10 @@ static void test_bad(void **state)
 	snprintf(line, sizeof(line), "hello %0*d", CTL_ID_MAX - 1, 0);
 	assert_int_equal(parse(line, &m), 0);
 	size_t n = (size_t)snprintf(line, sizeof(line), "ep a");
+	for (int i = 0; i <= CTL_EP_BLOCKS_MAX; i++)
+		n += (size_t)snprintf(line + n, sizeof(line) - n, " %d/0", i);
+	assert_int_equal(parse(line, &m), -EBADMSG);
+	n = (size_t)snprintf(line, sizeof(line), "handover s.example. a b 9");
 	for (int i = 0; i <= CTL_EP_BLOCKS_MAX; i++)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, " %d/0", i);
 	assert_int_equal(parse(line, &m), -EBADMSG);
@@ -236,6 +284,24 @@ static void test_write_refuses(void **state)
 	m.has_tag = true;
 	assert_true(ctl_write(&m, out, sizeof(out)) > 0);
 	m = (struct ctl_msg){.kind = (enum ctl_kind)99};
+	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL);
+	/* a handover the parser would refuse: no blocks, no deadline, the same two endpoints */
+	m = (struct ctl_msg){.kind = CTL_HANDOVER, .ms = 10, .nblocks = 1};
+	strcpy(m.svc, "a.example.");
+	strcpy(m.id, "p");
+	strcpy(m.to, "q");
+	assert_true(ctl_write(&m, out, sizeof(out)) > 0);
+	m.nblocks = 0;
+	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL);
+	m.nblocks = 1;
+	m.ms = 0;
+	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL);
+	m.ms = CTL_HANDOVER_MS_MAX + 1;
+	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL);
+	m.ms = 10;
+	strcpy(m.to, "p");
+	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL);
+	m.to[0] = '\0';
 	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL);
 }
 

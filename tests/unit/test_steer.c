@@ -6,10 +6,19 @@
 #include <math.h>
 #include <stdlib.h>
 
+#include <string.h>
+
 #include "../../src/controller/steer.h"
 #include "peak/assign.h"
 
 enum { N = 3 };
+
+/* The largest change of one interval for a ceiling (steer.c's step_of). */
+static uint32_t step_of_ceiling(uint32_t ceiling)
+{
+	uint32_t s = (uint32_t)((uint64_t)ceiling * STEER_STEP_PM / 1000);
+	return s ? s : 1;
+}
 
 /* n live, fresh endpoints of configured weight 1 at their ceiling, conns c[e]. */
 static void eps_make(struct steer_ep *ep, unsigned n, const uint64_t *c)
@@ -232,6 +241,326 @@ static void test_regain_and_probe(void **state)
 	assert_int_equal(out[0], 300);
 }
 
+/* n live endpoints reporting saturation: sat[e] per mille, CPU cpu[e], no connections
+ * (below their noise floor: the tests that want them set them). */
+static void eps_sat(struct steer_ep *ep, unsigned n, const uint32_t *sat, const uint64_t *cpu)
+{
+	for (unsigned e = 0; e < n; e++) {
+		ep[e] = (struct steer_ep){.live = true,
+		                          .fresh = true,
+		                          .has_cpu = true,
+		                          .has_sat = true,
+		                          .cpu_ns_s = cpu[e],
+		                          .sat_pm = sat[e],
+		                          .ceiling = steer_fine(1),
+		                          .weight = steer_fine(1)};
+	}
+}
+
+/* A pod held to a quarter core is throttled; its CPU is lower than the others' (it does
+ * less work, so by CPU alone it looks underloaded) and its connections the same: it sheds
+ * by one step per round because it is saturated, down to the floor, and never regains
+ * while saturated. The others, not saturated, stay at their ceilings. */
+static void test_saturated_sheds(void **state)
+{
+	(void)state;
+	struct steer_ep ep[4];
+	uint32_t out[4], w = 1000;
+	enum steer_reason why[4];
+	const uint32_t sat[4] = {300, 0, 1, 0};
+	const uint64_t cpu[4] = {250000000, 400000000, 400000000, 400000000};
+	for (int round = 0; round < 30; round++) {
+		eps_sat(ep, 4, sat, cpu);
+		ep[0].weight = w;
+		ep[0].quiet = STEER_PROBE_ROUNDS + 1;
+		unsigned k = steer_step(ep, 4, out, why);
+		if (w > steer_floor(1000)) {
+			assert_int_equal(k, 1);
+			assert_int_equal(why[0], STEER_SATURATED);
+			assert_int_equal(out[0], w - 100 < 50 ? 50 : w - 100);
+		} else {
+			assert_int_equal(k, 0); /* at the floor: holds (no regain, no probe) */
+		}
+		for (unsigned e = 1; e < 4; e++)
+			assert_int_equal(out[e], 1000);
+		w = out[0];
+	}
+	assert_int_equal(w, 50);
+	assert_string_equal(steer_reason_name(STEER_SATURATED), "saturated");
+	/* without the saturation figure, a throttled pod's low CPU makes it regain (the old
+	 * signals) */
+	const uint64_t low[4] = {100000000, 400000000, 400000000, 400000000};
+	eps_sat(ep, 4, sat, low);
+	for (unsigned e = 0; e < 4; e++)
+		ep[e].has_sat = false;
+	ep[0].weight = 500;
+	assert_int_equal(steer_step(ep, 4, out, why), 1);
+	assert_int_equal(why[0], STEER_REGAIN);
+}
+
+/* When every endpoint is saturated the service is overloaded: shedding has nowhere to go,
+ * nothing changes. Neither does a report that did not measure the weights in force. */
+static void test_all_saturated_change_nothing(void **state)
+{
+	(void)state;
+	struct steer_ep ep[3];
+	uint32_t out[3];
+	enum steer_reason why[3];
+	const uint32_t sat[3] = {500, 20, 30};
+	const uint64_t cpu[3] = {400000000, 400000000, 400000000};
+	eps_sat(ep, 3, sat, cpu);
+	assert_int_equal(steer_step(ep, 3, out, why), 0);
+	const uint32_t one[3] = {500, 0, 0};
+	eps_sat(ep, 3, one, cpu);
+	ep[1].fresh = false;
+	assert_int_equal(steer_step(ep, 3, out, why), 0);
+	ep[1].fresh = true;
+	ep[1].has_sat = false; /* the only cool one's figure unknown: none known cool */
+	ep[2].has_sat = false;
+	assert_int_equal(steer_step(ep, 3, out, why), 0);
+}
+
+/* Hysteresis: between STEER_SAT_LO_PM and STEER_SAT_HI_PM a shed endpoint holds, even
+ * when its CPU says underloaded and it was quiet long enough to probe; below LO it probes. */
+static void test_saturation_hysteresis(void **state)
+{
+	(void)state;
+	struct steer_ep ep[3];
+	uint32_t out[3];
+	enum steer_reason why[3];
+	uint32_t sat[3] = {STEER_SAT_HI_PM - 1, 0, 0};
+	const uint64_t cpu[3] = {100000000, 400000000, 400000000};
+	eps_sat(ep, 3, sat, cpu);
+	ep[0].weight = 400;
+	ep[0].quiet = STEER_PROBE_ROUNDS;
+	assert_int_equal(steer_step(ep, 3, out, why), 0);
+	sat[0] = STEER_SAT_LO_PM;
+	eps_sat(ep, 3, sat, cpu);
+	ep[0].weight = 400;
+	ep[0].quiet = STEER_PROBE_ROUNDS;
+	assert_int_equal(steer_step(ep, 3, out, why), 0);
+	sat[0] = STEER_SAT_LO_PM - 1; /* clear, and it never met its saturation point (its
+	                               * last change was none): regains a step */
+	const uint64_t even[3] = {160000000, 400000000, 400000000};
+	eps_sat(ep, 3, sat, even);
+	ep[0].weight = 400;
+	ep[0].quiet = STEER_PROBE_ROUNDS;
+	assert_int_equal(steer_step(ep, 3, out, why), 1);
+	assert_int_equal(why[0], STEER_REGAIN);
+	assert_int_equal(out[0], 500);
+	ep[0].last = STEER_PROBE; /* its last change a probe: only the next probe, later */
+	ep[0].quiet = STEER_PROBE_ROUNDS - 1;
+	assert_int_equal(steer_step(ep, 3, out, why), 0);
+	ep[0].quiet = STEER_PROBE_ROUNDS;
+	assert_int_equal(steer_step(ep, 3, out, why), 1);
+	assert_int_equal(why[0], STEER_PROBE);
+	ep[0].backoff = 2; /* two probes in a row ended in a saturated shed: 4x the wait */
+	assert_int_equal(steer_step(ep, 3, out, why), 0);
+	ep[0].quiet = STEER_PROBE_ROUNDS * 4;
+	assert_int_equal(steer_step(ep, 3, out, why), 1);
+	ep[0].backoff = 200; /* (capped at STEER_BACKOFF_MAX) */
+	ep[0].quiet = STEER_PROBE_ROUNDS << STEER_BACKOFF_MAX;
+	assert_int_equal(steer_step(ep, 3, out, why), 1);
+	ep[0].last = STEER_NONE;
+	ep[0].backoff = 0;
+	/* clear, but its last change was a saturated shed: its low CPU (the quota held it
+	 * down) does not make it regain; only a probe after quiet rounds brings it back */
+	sat[0] = 0;
+	eps_sat(ep, 3, sat, cpu);
+	ep[0].weight = 400;
+	ep[0].sat_shed = true;
+	assert_int_equal(steer_step(ep, 3, out, why), 0);
+	ep[0].sat_shed = false; /* (the same loads after any other change: regains) */
+	assert_int_equal(steer_step(ep, 3, out, why), 1);
+	assert_int_equal(why[0], STEER_REGAIN);
+	ep[0].sat_shed = true;
+	ep[0].quiet = STEER_PROBE_ROUNDS;
+	sat[0] = 0;
+	eps_sat(ep, 3, sat, even);
+	ep[0].weight = 400;
+	ep[0].sat_shed = true;
+	ep[0].quiet = STEER_PROBE_ROUNDS;
+	assert_int_equal(steer_step(ep, 3, out, why), 1);
+	assert_int_equal(why[0], STEER_PROBE);
+	sat[0] = STEER_SAT_HI_PM; /* at HI: sheds */
+	eps_sat(ep, 3, sat, even);
+	ep[0].weight = 500;
+	assert_int_equal(steer_step(ep, 3, out, why), 1);
+	assert_int_equal(why[0], STEER_SATURATED);
+	assert_int_equal(out[0], 400);
+}
+
+/* Equal pods whose saturation figures are noise below the band (0..LO-1, as a few
+ * scattered throttled periods or a queue briefly holding a connection give), with noisy
+ * CPU and connections: nothing changes in 1000 rounds. */
+static void test_noisy_saturation_changes_nothing(void **state)
+{
+	(void)state;
+	uint64_t seed = 3;
+	struct steer_ep ep[4];
+	uint32_t out[4];
+	enum steer_reason why[4];
+	for (int round = 0; round < 1000; round++) {
+		uint32_t sat[4];
+		uint64_t cpu[4];
+		for (unsigned e = 0; e < 4; e++) {
+			sat[e] = (uint32_t)(test_rand(&seed) % STEER_SAT_LO_PM);
+			cpu[e] = 300000000 + test_rand(&seed) % 50000000;
+		}
+		eps_sat(ep, 4, sat, cpu);
+		for (unsigned e = 0; e < 4; e++) {
+			ep[e].conns = 40 + test_rand(&seed) % 11;
+			ep[e].quiet = (uint32_t)round;
+		}
+		assert_int_equal(steer_step(ep, 4, out, why), 0);
+	}
+}
+
+/* One steering interval of the controller (steer_ctl.c) on a simulated cluster: the step,
+ * then the bookkeeping the controller keeps per endpoint (quiet rounds, the last change's
+ * reason, the probe backoff). Returns the number of weights that changed. */
+static unsigned sim_round(struct steer_ep *ep, unsigned n, uint32_t *w, uint32_t *quiet,
+                          uint8_t *last, uint8_t *backoff)
+{
+	uint32_t out[8];
+	enum steer_reason why[8];
+	unsigned k = 0;
+	for (unsigned e = 0; e < n; e++) {
+		ep[e].weight = w[e];
+		ep[e].quiet = quiet[e];
+		ep[e].last = last[e];
+		ep[e].backoff = backoff[e];
+		ep[e].sat_shed = last[e] == STEER_SATURATED;
+	}
+	steer_step(ep, n, out, why);
+	for (unsigned e = 0; e < n; e++) {
+		uint32_t d = out[e] > w[e] ? out[e] - w[e] : w[e] - out[e];
+		assert_true(d <= step_of_ceiling(ep[e].ceiling));
+		assert_true(out[e] <= ep[e].ceiling && out[e] >= steer_floor(ep[e].ceiling));
+		quiet[e] = d ? 0 : quiet[e] + 1;
+		if (why[e] == STEER_SATURATED && last[e] == STEER_PROBE && backoff[e] < 3)
+			backoff[e]++;
+		else if (why[e] == STEER_PROBE && last[e] == STEER_PROBE)
+			backoff[e] = 0;
+		if (why[e] != STEER_NONE)
+			last[e] = (uint8_t)why[e];
+		k += d != 0;
+		w[e] = out[e];
+	}
+	return k;
+}
+
+/* A pod of the simulated cluster as the agents see it: pods share total requests/s by
+ * weight; pod e can do cap[e]/s; a throttled pod's saturation rises with its utilisation
+ * of its quota past 60% (bursts use a period's quota up), with noise; connections and CPU
+ * carry noise of +-noise_pct% (a loaded host's), and stay at its share of what it can do
+ * (the signals that did not single a throttled pod out). */
+static void sim_loads(struct steer_ep *ep, unsigned n, const uint32_t *w, const double *cap,
+                      const uint32_t *ceil, double total, unsigned noise_pct, uint64_t *seed,
+                      double *rho0)
+{
+	double wsum = 0;
+	for (unsigned e = 0; e < n; e++)
+		wsum += w[e];
+	for (unsigned e = 0; e < n; e++) {
+		double rate = total * w[e] / wsum, rho = rate / cap[e];
+		double span = noise_pct / 50.0;
+		double noise = 1 - span / 2 + span * (double)(test_rand(seed) % 10001) / 10000.0;
+		double sn = 0.8 + (double)(test_rand(seed) % 4001) / 10000.0;
+		double sat = rho > 0.6 ? (rho - 0.6) * 1000 * sn : test_rand(seed) % 2;
+		if (!e)
+			*rho0 = rho;
+		ep[e] = (struct steer_ep){
+		    .live = true,
+		    .fresh = true,
+		    .has_cpu = true,
+		    .has_sat = true,
+		    .conns = (uint64_t)(rate / 10 * noise),
+		    .cpu_ns_s = (uint64_t)((rho < 1 ? rate : cap[e]) * 1e6 * noise),
+		    .sat_pm = sat > 1000 ? 1000 : (uint32_t)sat,
+		    .ceiling = ceil[e],
+		};
+	}
+}
+
+/* Convergence on saturation. Four pods share 1500 requests/s; pod 0 is held to a quarter
+ * of the CPU the others have. It sheds until clear, then holds: after 300 rounds, no change
+ * is larger than a step and at most a probe and its return every STEER_PROBE_ROUNDS rounds. */
+static void test_convergence_saturation(void **state)
+{
+	(void)state;
+	const double cap[4] = {250, 1000, 1000, 1000}; /* requests/s each can serve */
+	const uint32_t ceil[4] = {1000, 1000, 1000, 1000};
+	struct steer_ep ep[4];
+	uint32_t w[4] = {1000, 1000, 1000, 1000}, quiet[4] = {0};
+	uint8_t last[4] = {0}, backoff[4] = {0};
+	uint64_t seed = 5;
+	unsigned late = 0;
+	double rho0 = 0;
+	for (int round = 0; round < 600; round++) {
+		sim_loads(ep, 4, w, cap, ceil, 1500, 20, &seed, &rho0);
+		unsigned k = sim_round(ep, 4, w, quiet, last, backoff);
+		if (round >= 300)
+			late += k;
+	}
+	print_message("# saturation: weights %u %u %u %u, pod 0 at %.2f of its capacity, %u "
+	              "changes in the last 300 rounds\n",
+	              w[0], w[1], w[2], w[3], rho0, late);
+	assert_true(w[0] < 1000 && w[0] >= 50);
+	assert_true(w[1] == 1000 && w[2] == 1000 && w[3] == 1000);
+	assert_true(rho0 <= 0.62 || w[0] == 50); /* clear of saturation, or at the floor */
+	assert_true(late <= 2 * 300 / STEER_PROBE_ROUNDS + 2);
+}
+
+/* Shares settle under load (bench/steer saw them drift: the healthy pods moved by the
+ * connections/CPU rule on a loaded host's noise, shed then regain, around a throttled pod
+ * at its floor). A simulated cluster of five pods (ceilings 1000, 1000, 2000, 1000, 1000:
+ * configured weights 1 and 2), pod 0 held to a fifth of the others' CPU, every figure
+ * with +-40% noise, 2000 requests/s, for several seeds: with saturation reported by every
+ * pod, pod 0 is clear of saturation within 12 intervals (from its ceiling, a step of 100
+ * per interval), the others never move from their ceilings (no drift), no weight ever
+ * leaves [floor, ceiling] or moves by more than a step, and after convergence (round 50 of
+ * 1000) pod 0 moves only by probes and their returns, ever rarer (backoff): at most 2 per
+ * probe the backoff schedule allows. */
+static void test_saturation_alone_settles(void **state)
+{
+	(void)state;
+	const double cap[5] = {200, 1000, 2000, 1000, 1000};
+	const uint32_t ceil[5] = {1000, 1000, 2000, 1000, 1000};
+	for (uint64_t seed0 = 1; seed0 <= 5; seed0++) {
+		struct steer_ep ep[5];
+		uint32_t w[5], quiet[5] = {0}, conv = 0, ups = 0, wmin = 1000, wmax = 0;
+		uint8_t last[5] = {0}, backoff[5] = {0};
+		uint64_t seed = seed0;
+		unsigned late = 0;
+		double rho0 = 0;
+		memcpy(w, ceil, sizeof(w));
+		for (unsigned round = 0; round < 1000; round++) {
+			sim_loads(ep, 5, w, cap, ceil, 2000, 40, &seed, &rho0);
+			if (!conv && rho0 <= 0.6)
+				conv = round + 1;
+			uint32_t before = w[0];
+			unsigned k = sim_round(ep, 5, w, quiet, last, backoff);
+			for (unsigned e = 1; e < 5; e++)
+				assert_int_equal(w[e], ceil[e]);
+			if (round >= 50) {
+				late += k;
+				ups += w[0] > before;
+				wmin = w[0] < wmin ? w[0] : wmin;
+				wmax = w[0] > wmax ? w[0] : wmax;
+			}
+		}
+		print_message("# seed %llu: pod 0 clear after %u intervals, then at %u..%u, %u "
+		              "changes (%u probes) in 950 rounds\n",
+		              (unsigned long long)seed0, conv, wmin, wmax, late, ups);
+		assert_true(conv && conv <= 12);
+		assert_true(wmax - wmin <= 100); /* within one step of where it settled */
+		/* probes: the first after 30 quiet rounds, then 60, 120, 240, 240 ... */
+		assert_true(ups <= 1 + 950 / (STEER_PROBE_ROUNDS * 2));
+		assert_true(late <= 2 * ups + 1);
+	}
+}
+
 /*
  * Convergence. Three pods serve a fixed total of requests in proportion to their weights;
  * pod 0 has a quarter of the others' capacity (a quarter of a core). Each behaves as an
@@ -325,6 +654,12 @@ int main(void)
 	    cmocka_unit_test(test_regain_and_probe),
 	    cmocka_unit_test(test_convergence_floor),
 	    cmocka_unit_test(test_convergence_interior),
+	    cmocka_unit_test(test_saturated_sheds),
+	    cmocka_unit_test(test_all_saturated_change_nothing),
+	    cmocka_unit_test(test_saturation_hysteresis),
+	    cmocka_unit_test(test_noisy_saturation_changes_nothing),
+	    cmocka_unit_test(test_convergence_saturation),
+	    cmocka_unit_test(test_saturation_alone_settles),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
