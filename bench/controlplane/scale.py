@@ -9,15 +9,22 @@ Measures, each bounded by --timeout seconds:
                      of the first 100 services): until "configuration reloaded"; CPU seconds
   dns load           two `peak dns --store etcd` replicas: until each answers the apex SOA;
                      CPU seconds and VmHWM of each
-  propagation        --changes weight changes through `peak controller-ctl` on the service
-                     probe.svc.example. (endpoint p1 toggled between weight 0 and 1, so the
-                     AAAA answer holds one address or two): from controller-ctl's start until
-                     both replicas answer the new state (polled with dnspython); p50/p99
+  propagation        --changes weight changes on the service probe.svc.example. (endpoint
+                     p1 toggled between weight 0 and 1, so the AAAA answer holds one address
+                     or two), each sent as one line on the controller's control socket (what
+                     `peak controller-ctl` sends; --via cli runs controller-ctl instead, whose
+                     process start, about 57 shared libraries, is then in the figure): from
+                     the command's start until both replicas answer the new state (polled
+                     with dnspython); p50/p99, and the split into three legs from the logs'
+                     millisecond stamps. The replicas are measured once each logged that it
+                     follows the store (its first read done), not while they still answer
+                     from their configuration. `controller-ctl status` is timed alone too.
 Wall times on a loaded machine are noisy: CPU seconds are reported beside them. One
 controller, with a 30 s lease: its work at this scale (or under ASan) outlasts the default
 2 s lease, and a lost lead restarts it (failover is measured elsewhere).
 Writes bench/results/controlplane.json (or --out). --quick: 200 x 10, 10 changes.
-Usage: bench/controlplane/scale.py [--quick] [--services N] [--endpoints N] [--changes N]"""
+Usage: bench/controlplane/scale.py [--quick] [--services N] [--endpoints N] [--changes N]
+       [--via socket|cli] [--keep DIR]"""
 import argparse
 import calendar
 import json
@@ -175,6 +182,23 @@ def breakdown(w0, w1, clog, dlogs, cline):
             "to_answer_ms": ms(td, w1)}
 
 
+def ctl_command(path, line):
+    """Sends one command to the controller's control socket as controller-ctl does (one
+    line, then the reply until the connection closes); returns the reply."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(30)
+        s.connect(path)
+        s.sendall(line.encode() + b"\n")
+        s.shutdown(socket.SHUT_WR)
+        data = b""
+        while True:
+            d = s.recv(4096)
+            if not d:
+                break
+            data += d
+    return data.decode(errors="replace")
+
+
 def pct(v, p):
     v = sorted(v)
     return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))] if v else None
@@ -233,17 +257,39 @@ def run(a, tmp):
             res[f"dns{i}_hwm_mb"] = round(hwm_mb(p.pid))
             progress(f"dns replica {i} serving in {res[f'dns{i}_load_s']} s "
                      f"({res[f'dns{i}_load_cpu_s']} s CPU, {res[f'dns{i}_hwm_mb']} MB)")
-        # both replicas show the probe's stored state first
+        # both replicas follow the store (their first read done), and show the probe
+        wait_for(lambda: all("dns: etcd: following " in readlog(log) for _, _, log, _ in reps),
+                 a.timeout, what="replicas follow the store")
+        for i, (p, port, log, t0) in enumerate(reps):
+            res[f"dns{i}_following_s"] = round(time.monotonic() - t0, 2)
         wait_for(lambda: all(probe_count(port) == 2 for _, port, _, _ in reps), a.timeout,
                  what="replicas answer the probe")
+        # what a controller-ctl process costs before it sends anything (exec, libraries)
+        cli = []
+        for _ in range(min(a.changes, 10)):
+            t0 = time.monotonic()
+            r = subprocess.run([PEAK, "controller-ctl", "--control", csock, "status"],
+                               capture_output=True, text=True, timeout=30)
+            assert r.returncode == 0, r
+            cli.append((time.monotonic() - t0) * 1000)
+        res["cli_status_p50_ms"] = round(pct(cli, 50), 1)
+        res["cli_status_p99_ms"] = round(pct(cli, 99), 1)
+        progress(f"controller-ctl status: p50 {res['cli_status_p50_ms']} ms, "
+                 f"p99 {res['cli_status_p99_ms']} ms")
+        res["via"] = a.via
         lat, parts = [], []
         for k in range(a.changes):
             w = k % 2  # p1's new weight: 0 -> one address, 1 -> two
             want = 1 if w == 0 else 2
             t0, w0 = time.monotonic(), time.time()
-            r = subprocess.run([PEAK, "controller-ctl", "--control", csock, "weight", PROBE,
-                                "p1", str(w)], capture_output=True, text=True, timeout=30)
-            assert r.returncode == 0, r
+            if a.via == "cli":
+                r = subprocess.run([PEAK, "controller-ctl", "--control", csock, "weight",
+                                    PROBE, "p1", str(w)], capture_output=True, text=True,
+                                   timeout=30)
+                assert r.returncode == 0, r
+            else:
+                r = ctl_command(csock, f"weight {PROBE} p1 {w}")
+                assert r.endswith("ok\n"), r
             wait_for(lambda: all(probe_count(port) == want for _, port, _, _ in reps),
                      a.timeout, step=0.002, what=f"change {k} in both replicas")
             lat.append((time.monotonic() - t0) * 1000)
@@ -259,7 +305,7 @@ def run(a, tmp):
             v = [x[key] for x in parts if x.get(key) is not None]
             res[f"{key[:-3]}_p50_ms"] = round(pct(v, 50), 1) if v else None
             res[f"{key[:-3]}_p99_ms"] = round(pct(v, 99), 1) if v else None
-        progress("where the time goes (p50): controller-ctl to the controller's log line "
+        progress(f"where the time goes (p50): the command ({a.via}) to the controller's log line "
                  f"{res['to_controller_p50_ms']} ms, to both replicas' 'applied' line "
                  f"{res['to_replicas_p50_ms']} ms, to both answering {res['to_answer_p50_ms']} ms")
         # last, as it may hold the controller long: 1000 more endpoints by SIGHUP
@@ -307,6 +353,10 @@ def main():
     ap.add_argument("--endpoints", type=int, default=100)
     ap.add_argument("--changes", type=int, default=100)
     ap.add_argument("--timeout", type=float, default=600, help="bound of each step, seconds")
+    ap.add_argument("--via", choices=("socket", "cli"), default="socket",
+                    help="send the changes on the control socket, or by controller-ctl")
+    ap.add_argument("--keep", metavar="DIR", help="keep the logs (etcd, controller, replicas) "
+                    "in DIR")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results",
                                                   "controlplane.json"))
     a = ap.parse_args()
@@ -326,6 +376,11 @@ def main():
                       file=sys.stderr)
         raise
     finally:
+        if a.keep:
+            os.makedirs(a.keep, exist_ok=True)
+            for name in os.listdir(tmp):
+                if name.endswith(".log"):
+                    shutil.copy(os.path.join(tmp, name), a.keep)
         shutil.rmtree(tmp, ignore_errors=True)
     res["command"] = " ".join(["bench/controlplane/scale.py", *sys.argv[1:]])
     os.makedirs(os.path.dirname(a.out), exist_ok=True)

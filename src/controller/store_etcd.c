@@ -389,7 +389,8 @@ static int etcd_watch_svc(struct store *st)
 	struct store_etcd *e = (struct store_etcd *)st;
 	char pre[ETCD_KEY_MAX];
 	snprintf(pre, sizeof(pre), "%ssvc/", e->prefix);
-	return etcd_watch(&e->cl, pre, e->rev);
+	int r = etcd_watch(&e->cl, pre, e->rev, NULL, NULL);
+	return r > 0 ? 1 : r; /* a standby adopts the whole state at every change */
 }
 
 /* Grants a lease of ttl seconds. Returns its id, or 0 (etcd did not grant it). */

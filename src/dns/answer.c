@@ -249,9 +249,10 @@ static bool pow_finish(const struct dz_svc *v, struct dnsd_ctx *cx,
 }
 
 /* Steered AAAA answers (one per distinct endpoint): for rules that fix the slice, the rule's
- * address for each fanout index; otherwise endpoints drawn by weight, a random slice of each,
- * host bits by the rule. With pow, each address's nonce comes from pow_finish. Returns how
- * many addresses were written; *refused tells whether some were left out for the budget. */
+ * address for each fanout index; otherwise endpoints drawn by weight (as many as there are
+ * candidates, up to max), a random slice of each, host bits by the rule. With pow, each address's
+ * nonce comes from pow_finish. Returns how many addresses were written; *refused tells whether some
+ * were left out for the budget. */
 static unsigned steer(const struct dns_state *st, const struct dz_svc *v, struct dnsd_ctx *cx,
                       const uint8_t c[16], uint8_t out[][16], unsigned max, bool *refused)
 {
@@ -299,15 +300,22 @@ static unsigned steer(const struct dns_state *st, const struct dz_svc *v, struct
 		return n;
 	}
 	uint64_t total = v->cand_cum[v->ncand - 1];
-	for (unsigned attempt = 0; n < max && attempt < 4 * max; attempt++) {
-		uint64_t x = dnsd_rand(cx) % total;
+	/* Draws by weight, then (past the draws) the candidates not drawn, in order: with two
+	 * endpoints and two answers the draws alone left one out of 128 answers with one
+	 * address, and a legacy client with no second address to fail over to. */
+	for (unsigned attempt = 0; n < max && attempt < 4 * max + v->ncand; attempt++) {
 		unsigned lo = 0, hi = v->ncand - 1;
-		while (lo < hi) { /* first cumulative weight above x */
-			unsigned mid = (lo + hi) / 2;
-			if (v->cand_cum[mid] > x)
-				hi = mid;
-			else
-				lo = mid + 1;
+		if (attempt >= 4 * max) {
+			lo = attempt - 4 * max;
+		} else {
+			uint64_t x = dnsd_rand(cx) % total;
+			while (lo < hi) { /* first cumulative weight above x */
+				unsigned mid = (lo + hi) / 2;
+				if (v->cand_cum[mid] > x)
+					hi = mid;
+				else
+					lo = mid + 1;
+			}
 		}
 		int e = (int)v->cand_ep[lo];
 		bool dup = false;

@@ -196,7 +196,7 @@ static int watch_start(struct etcd *e, const char *pre, int64_t after)
 	return 0;
 }
 
-int etcd_watch(struct etcd *e, const char *pre, int64_t after)
+int etcd_watch(struct etcd *e, const char *pre, int64_t after, etcd_event_fn fn, void *arg)
 {
 	int running = 0, changed = 0, msgs;
 	bool restart = false;
@@ -210,7 +210,7 @@ int etcd_watch(struct etcd *e, const char *pre, int64_t after)
 		json_t *res = json_object_get(m, "result");
 		if (!json_is_object(res) || etcd_jint(res, "compact_revision") > 0 ||
 		    json_is_true(json_object_get(res, "canceled"))) {
-			changed = 1; /* an error, or compacted: read afresh, watch again */
+			changed = ETCD_WATCH_RESYNC; /* an error, or compacted: read afresh */
 			restart = true;
 			json_t *er = json_object_get(m, "error");
 			const char *why = json_string_value(
@@ -227,8 +227,18 @@ int etcd_watch(struct etcd *e, const char *pre, int64_t after)
 				        "%s: etcd: history compacted past revision %" PRId64
 				        ": reading the state afresh",
 				        e->who, after);
-		} else if (json_array_size(json_object_get(res, "events"))) {
-			changed = 1;
+		} else if (!restart && json_array_size(json_object_get(res, "events"))) {
+			size_t i;
+			json_t *ev;
+			if (changed < ETCD_WATCH_EVENTS)
+				changed = ETCD_WATCH_EVENTS;
+			json_array_foreach(json_object_get(res, "events"), i, ev)
+			{
+				json_t *kv = json_object_get(ev, "kv");
+				const char *ty = json_string_value(json_object_get(ev, "type"));
+				if (fn && json_is_object(kv))
+					fn(arg, kv, ty && !strcmp(ty, "DELETE"));
+			}
 		}
 		json_decref(m);
 		off += n + 1;
@@ -243,7 +253,7 @@ int etcd_watch(struct etcd *e, const char *pre, int64_t after)
 		if (!ok && !e->down)
 			log_msg(LOG_WARNING, "%s: etcd %s/v3/watch: the stream broke", e->who,
 			        e->url);
-		changed = ok ? 1 : -EIO;
+		changed = ok ? ETCD_WATCH_RESYNC : -EIO;
 		restart = true;
 	}
 	if (restart)

@@ -7,8 +7,9 @@
  *     in use and, if it does not answer (or answers 5xx, e.g. without quorum), on the next
  *     ones in turn;
  *   - one watch stream (etcd_watch) of a key range, driven without blocking: the caller
- *     polls it at its own interval, and as soon as its socket (etcd_watch_fd) is readable,
- *     and reads the range afresh when it says so.
+ *     polls it at its own interval, and as soon as its socket (etcd_watch_fd) is readable;
+ *     the events hand the caller the new values, and it reads the range afresh only when
+ *     the watch says so (compaction, cancel).
  * Everything runs on the caller's thread. Log lines begin with the caller's name (who).
  */
 #include <curl/curl.h>
@@ -68,12 +69,24 @@ json_t *etcd_jkey(const char *k, size_t n);
 /* A range request over every key beginning with pre (which ends in '/'). */
 json_t *etcd_range_req(const char *pre, bool keys_only);
 
+/* What etcd_watch found. */
+enum {
+	ETCD_WATCH_EVENTS = 1, /* events came, each passed to the caller's fn */
+	ETCD_WATCH_RESYNC = 2, /* cancelled (compacted past after) or ended: read afresh */
+};
+
+/* Called by etcd_watch with each event, in revision order: the gateway's kv object (key and
+ * value base64, mod_revision; untrusted) and whether it is a DELETE. */
+typedef void (*etcd_event_fn)(void *arg, json_t *kv, bool deleted);
+
 /* Reads what the watch stream of the keys beginning with pre has, never blocking, starting
- * the stream (after revision after) when there is none. Returns 1 when an event came, the
- * watch was cancelled (compacted past after: the caller reads afresh, and the next watch
- * starts after that read) or the stream ended cleanly; 0 when nothing changed; -EIO when
- * the stream broke (it restarts from after, so nothing is missed), -ENOMEM. */
-int etcd_watch(struct etcd *e, const char *pre, int64_t after);
+ * the stream (after revision after) when there is none, and passes each event to fn (if not
+ * NULL): the caller applies the values the events carry, with no read. Returns
+ * ETCD_WATCH_EVENTS, ETCD_WATCH_RESYNC (the caller reads afresh, and the next watch starts
+ * after that read; events before it in the stream were passed), 0 when nothing changed,
+ * -EIO when the stream broke (events before the break were passed; it restarts from after,
+ * which the caller moves past each event it applied, so nothing is missed), -ENOMEM. */
+int etcd_watch(struct etcd *e, const char *pre, int64_t after, etcd_event_fn fn, void *arg);
 
 /* The watch stream's socket, for the caller's poll (readable: call etcd_watch now), or -1
  * while there is none, it is not connected yet or its number is FD_SETSIZE or more (libcurl

@@ -1,8 +1,10 @@
 /* The etcd client's watch socket (src/etcd: etcd_watch_fd), which peak dns --store etcd
  * polls beside its tick: -1 without a stream; once the stream is open, the very socket
  * connected to the member, readable as soon as the member sends an event, after which
- * etcd_watch reports the change. The member is a socket of this test on loopback speaking
- * the gateway's wire format (a chunked stream of JSON lines). Every wait has a deadline. */
+ * etcd_watch hands the caller each event's record (the value it carries: no read per
+ * change), and a compaction says "read afresh". The member is a socket of this test on loopback
+ * speaking the gateway's wire format (a chunked stream of JSON lines). Every wait has a deadline.
+ */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -44,10 +46,31 @@ static void send_chunk(int fd, const char *line)
 	send_all(fd, b);
 }
 
+/* The events etcd_watch handed over: their keys and values (base64) and DELETE flags. */
+struct evs {
+	unsigned n;
+	char key[4][64], value[4][64];
+	bool deleted[4];
+};
+
+static void on_ev(void *arg, json_t *kv, bool deleted)
+{
+	struct evs *x = arg;
+	const char *k = json_string_value(json_object_get(kv, "key"));
+	const char *v = json_string_value(json_object_get(kv, "value"));
+	if (x->n < 4) {
+		snprintf(x->key[x->n], sizeof(x->key[0]), "%s", k ? k : "");
+		snprintf(x->value[x->n], sizeof(x->value[0]), "%s", v ? v : "");
+		x->deleted[x->n] = deleted;
+	}
+	x->n++;
+}
+
 static void test_watch_fd(void **unused)
 {
 	(void)unused;
 	struct etcd e = {0};
+	struct evs got_ev = {0};
 	struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
 	socklen_t al = sizeof(a);
 	char url[64], err[128], req[4096] = "";
@@ -65,7 +88,7 @@ static void test_watch_fd(void **unused)
 	uint64_t end = now_ms() + DEADLINE_MS;
 	while (!strstr(req, "create_request")) {
 		assert_true(now_ms() < end);
-		assert_true(etcd_watch(&e, "/peak/svc/", 7) >= 0);
+		assert_true(etcd_watch(&e, "/peak/svc/", 7, on_ev, &got_ev) >= 0);
 		struct pollfd p = {.fd = c == -1 ? l : c, .events = POLLIN};
 		if (poll(&p, 1, 10) != 1)
 			continue;
@@ -88,7 +111,7 @@ static void test_watch_fd(void **unused)
 	end = now_ms() + DEADLINE_MS;
 	while ((fd = etcd_watch_fd(&e)) == -1) {
 		assert_true(now_ms() < end);
-		assert_int_equal(etcd_watch(&e, "/peak/svc/", 7), 0);
+		assert_int_equal(etcd_watch(&e, "/peak/svc/", 7, on_ev, &got_ev), 0);
 		usleep(1000);
 	}
 	struct sockaddr_in6 peer, mine;
@@ -105,24 +128,44 @@ static void test_watch_fd(void **unused)
 	end = now_ms() + DEADLINE_MS;
 	for (;;) {
 		assert_true(now_ms() < end);
-		assert_int_equal(etcd_watch(&e, "/peak/svc/", 7), 0);
+		assert_int_equal(etcd_watch(&e, "/peak/svc/", 7, on_ev, &got_ev), 0);
 		struct pollfd p = {.fd = fd, .events = POLLIN};
 		if (poll(&p, 1, 20) == 0 && e.wbuf.len == 0)
 			break;
 	}
 
 	/* an event: the socket wakes the caller, and etcd_watch says so */
-	send_chunk(c, "{\"result\":{\"header\":{\"revision\":\"8\"},\"events\":[{\"kv\":"
-	              "{\"key\":\"L3BlYWsvc3ZjL3g=\",\"mod_revision\":\"8\"}}]}}");
+	send_chunk(c, "{\"result\":{\"header\":{\"revision\":\"9\"},\"events\":[{\"kv\":"
+	              "{\"key\":\"L3BlYWsvc3ZjL3g=\",\"mod_revision\":\"8\",\"value\":"
+	              "\"bWFwIHgK\"}},{\"type\":\"DELETE\",\"kv\":{\"key\":\"L3BlYWsvc3ZjL3k=\","
+	              "\"mod_revision\":\"9\"}}]}}");
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 	assert_int_equal(poll(&p, 1, DEADLINE_MS), 1);
 	int r = 0;
 	end = now_ms() + DEADLINE_MS;
-	while ((r = etcd_watch(&e, "/peak/svc/", 7)) == 0) {
+	while ((r = etcd_watch(&e, "/peak/svc/", 7, on_ev, &got_ev)) == 0) {
 		assert_true(now_ms() < end); /* (a line split across reads: the rest follows) */
 		poll(&p, 1, 10);
 	}
-	assert_int_equal(r, 1);
+	assert_int_equal(r, ETCD_WATCH_EVENTS);
+	/* both events, in order, with the value the first one carries */
+	assert_int_equal(got_ev.n, 2);
+	assert_string_equal(got_ev.key[0], "L3BlYWsvc3ZjL3g=");
+	assert_string_equal(got_ev.value[0], "bWFwIHgK");
+	assert_false(got_ev.deleted[0]);
+	assert_string_equal(got_ev.key[1], "L3BlYWsvc3ZjL3k=");
+	assert_true(got_ev.deleted[1]);
+
+	/* compacted past the revision asked: read afresh (the stream ends) */
+	send_chunk(c, "{\"result\":{\"header\":{\"revision\":\"20\"},\"compact_revision\":"
+	              "\"15\",\"canceled\":true}}");
+	end = now_ms() + DEADLINE_MS;
+	while ((r = etcd_watch(&e, "/peak/svc/", 7, on_ev, &got_ev)) == 0) {
+		assert_true(now_ms() < end);
+		poll(&p, 1, 10);
+	}
+	assert_int_equal(r, ETCD_WATCH_RESYNC);
+	assert_int_equal(got_ev.n, 2);
 
 	etcd_close(&e);
 	close(c);
