@@ -36,6 +36,7 @@
 enum {
 	GW_LOST_RELAYS = 4,    /* relays remembered per peer as not hearing it */
 	GW_LOST_TELL_MS = 100, /* one OVW_RELAY_LOST per requesting peer this often at most */
+	GW_LOST_MS = 10000,    /* a relay that said so is no relay to that peer this long */
 };
 
 struct gw_peer {
@@ -65,7 +66,7 @@ struct gw_peer {
 	uint32_t via;           /* GW_DIRECT, or the peer that relays our packets to this one */
 	uint64_t out_packets;   /* packets from the site to this peer, relayed or not */
 	/* relays that told us lately that they do not hear this peer (OVW_RELAY_LOST): none
-	 * of them relays to it while its mark is fresh (gw_peer_heard_within of lost_ms) */
+	 * of them relays to it for GW_LOST_MS after */
 	uint32_t lost_via[GW_LOST_RELAYS];
 	uint64_t lost_ms[GW_LOST_RELAYS]; /* 0: a free slot */
 	uint64_t lost_told_ms;            /* our last OVW_RELAY_LOST to this peer */
@@ -291,20 +292,20 @@ static bool relays(const struct gw *g)
  * DHT slave alone only through a peer that can relay (its NAT is not endpoint-dependent, as
  * nat_relay_usable asks: a site behind such a NAT is nobody's relay) and from a site no hole
  * can be punched to (unpunchable), so a certified site cannot speak for one that reaches us
- * directly. Others are dropped as D_RELAYED. */
+ * directly. Others are dropped as D_RELAYED (a source no peer serves as D_SOURCE). */
 static bool relayed_ok(const struct gw *g, const struct gw_peer *p, const struct gw_peer *origin)
 {
 	return g->on_probe || (g->conf->dht.enabled && !p->peer_edm && origin->unpunchable);
 }
 
-/* True if relay q told us lately (OVW_RELAY_LOST, a mark within gw_peer_heard_within) that
- * it does not hear p: no relay to p till the mark ages (then the next packet through it
- * probes it again) or a packet of p's comes through it. */
-static bool relay_lost(const struct gw *g, const struct gw_peer *p, uint32_t q, uint64_t now)
+/* True if relay q told us in the last GW_LOST_MS (OVW_RELAY_LOST) that it does not hear p:
+ * no relay to p till then (the next packet through it asks again) or till a packet of p's
+ * comes through it (then the far site, which takes the lowest usable id too, is back on it). */
+static bool relay_lost(const struct gw_peer *p, uint32_t q, uint64_t now)
 {
 	for (int i = 0; i < GW_LOST_RELAYS; i++)
 		if (p->lost_ms[i] && p->lost_via[i] == q &&
-		    gw_peer_heard_within(p->lost_ms[i], now, g->conf->keepalive_s))
+		    (p->lost_ms[i] >= now || now - p->lost_ms[i] < GW_LOST_MS))
 			return true;
 	return false;
 }
@@ -351,12 +352,12 @@ static bool nat_relay_usable(const struct gw *g, const struct gw_peer *q, uint64
 static uint32_t nat_relay(struct gw *g, const struct gw_peer *p, uint64_t now, bool rescan)
 {
 	if (!rescan && p->nat_via < g->npeers && nat_relay_usable(g, &g->peers[p->nat_via], now) &&
-	    !relay_lost(g, p, p->nat_via, now))
+	    !relay_lost(p, p->nat_via, now))
 		return p->nat_via;
 	uint32_t best = GW_DIRECT;
 	for (size_t j = 0; j < g->npeers; j++) {
 		const struct gw_peer *q = &g->peers[j];
-		if (q == p || !nat_relay_usable(g, q, now) || relay_lost(g, p, (uint32_t)j, now))
+		if (q == p || !nat_relay_usable(g, q, now) || relay_lost(p, (uint32_t)j, now))
 			continue;
 		if (best == GW_DIRECT || memcmp(q->conf->pub, g->peers[best].conf->pub, 32) < 0)
 			best = (uint32_t)j;
@@ -636,7 +637,7 @@ static void take_relay_lost(struct gw *g, struct gw_peer *q, const uint8_t id[OV
 	CNT_ADD(g, relay_lost_rx, 1);
 	if (!far || far == q)
 		return;
-	if (!relay_lost(g, far, qi, now))
+	if (!relay_lost(far, qi, now))
 		log_msg(LOG_INFO, "overlay: gateway: relay %s does not hear peer %s lately",
 		        q->conf->name, far->conf->name);
 	relay_lost_set(far, qi, now);
@@ -706,7 +707,7 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	if (h.type == OVW_RELAYED
 	        ? !(origin = peer_serving(g, inner + 8, p)) || !relayed_ok(g, p, origin)
 	        : carries_ip && !source_allowed(p, inner)) {
-		drop(g, h.type == OVW_RELAYED ? D_RELAYED : D_SOURCE, from);
+		drop(g, h.type == OVW_RELAYED && origin ? D_RELAYED : D_SOURCE, from);
 		return;
 	}
 	struct gw_peer *next = NULL; /* a relay request's next hop: direct, never relayed again */
@@ -1230,7 +1231,7 @@ int gw_peer_info(struct ov_slave *s, uint32_t cookie, struct gw_peer_info *info)
 bool gw_relay_reaches(struct ov_slave *s, uint32_t relay, uint32_t cookie, uint64_t now_ms)
 {
 	struct gw *g = s->priv;
-	return cookie >= g->npeers || !relay_lost(g, &g->peers[cookie], relay, now_ms);
+	return cookie >= g->npeers || !relay_lost(&g->peers[cookie], relay, now_ms);
 }
 
 size_t gw_peer_count(struct ov_slave *s)

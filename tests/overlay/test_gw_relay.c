@@ -269,10 +269,13 @@ static void test_forged_relayed_dropped(void **state)
 	assert_int_equal(last_input_src[3], 3);
 	/* R claims to carry B's, which G reaches directly: dropped */
 	send_g(&r, OVW_RELAYED, pkt, ip6(pkt, 4, 0xa));
-	/* and a source no peer serves */
+	assert_int_equal(input_calls, 1);
+	assert_int_equal(metric("peak_overlay_gw_dropped_total{reason=\"relayed\"}"), 2);
+	/* and a source no peer serves: counted as source */
 	send_g(&r, OVW_RELAYED, pkt, ip6(pkt, 9, 0xa));
 	assert_int_equal(input_calls, 1);
-	assert_int_equal(metric("peak_overlay_gw_dropped_total{reason=\"relayed\"}"), 3);
+	assert_int_equal(metric("peak_overlay_gw_dropped_total{reason=\"relayed\"}"), 2);
+	assert_int_equal(metric("peak_overlay_gw_dropped_total{reason=\"source\"}"), 1);
 	assert_int_equal(metric("peak_overlay_gw_relay_received_total"), 1);
 	for (struct site *x = &r; x; x = x == &r ? &s : x == &s ? &o : x == &o ? &b : NULL)
 		close(x->fd);
