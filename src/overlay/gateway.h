@@ -80,9 +80,8 @@ size_t gw_peer_count(struct ov_slave *s);
 /* Fills info for the peer of cookie. Returns 0 or -ENOENT. Loop thread. */
 int gw_peer_info(struct ov_slave *s, uint32_t cookie, struct gw_peer_info *info);
 
-/* False if peer relay told us lately (OVW_RELAY_LOST) that it does not hear the peer of
- * cookie: it is no relay to it till the mark ages (gw_peer_heard_within) or a packet of that
- * peer's comes through it. Loop thread. */
+/* False if peer relay told us in the last 10 s (OVW_RELAY_LOST) that it does not hear the
+ * peer of cookie, and no packet of that peer's came through it since. Loop thread. */
 bool gw_relay_reaches(struct ov_slave *s, uint32_t relay, uint32_t cookie, uint64_t now_ms);
 
 /* Sends the site's packets for the peer of cookie through peer via (OVW_RELAY: via forwards
