@@ -33,6 +33,12 @@
 #include "../sys/metrics.h"
 #include "wire.h"
 
+enum {
+	GW_LOST_RELAYS = 4,    /* relays remembered per peer as not hearing it */
+	GW_LOST_TELL_MS = 100, /* one OVW_RELAY_LOST per requesting peer this often at most */
+	GW_LOST_MS = 10000,    /* a relay that said so is no relay to that peer this long */
+};
+
 struct gw_peer {
 	const struct ov_peer_conf *conf;
 	uint8_t prk[32];
@@ -59,6 +65,11 @@ struct gw_peer {
 	uint64_t relayed_rx_ms; /* its last packet relayed to us by another peer (OVW_RELAYED) */
 	uint32_t via;           /* GW_DIRECT, or the peer that relays our packets to this one */
 	uint64_t out_packets;   /* packets from the site to this peer, relayed or not */
+	/* relays that told us lately that they do not hear this peer (OVW_RELAY_LOST): none
+	 * of them relays to it for GW_LOST_MS after */
+	uint32_t lost_via[GW_LOST_RELAYS];
+	uint64_t lost_ms[GW_LOST_RELAYS]; /* 0: a free slot */
+	uint64_t lost_told_ms;            /* our last OVW_RELAY_LOST to this peer */
 };
 
 /* A peer the DHT slave found (gw_peer_learn): its configuration is ours to keep. */
@@ -94,11 +105,12 @@ enum {
 	D_INNER,
 	D_SOURCE,
 	D_RELAY,
+	D_RELAYED,
 	D_NREASONS,
 };
 
 static const char *const drop_names[D_NREASONS] = {
-    "malformed", "unknown_peer", "auth", "replay", "inner", "source", "relay",
+    "malformed", "unknown_peer", "auth", "replay", "inner", "source", "relay", "relayed",
 };
 
 struct gw {
@@ -137,7 +149,8 @@ struct gw {
 	unsigned ntx;
 	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes, learned_n, held_n,
 	    mapping_rx, mapping_changes, too_big, pmtu_changes, tx_calls, rx_calls, unpunchable_n,
-	    probes, relay_tx, relay_fwd, relay_rx, probe_tx, probe_rx, nat_relay_tx;
+	    probes, relay_tx, relay_fwd, relay_rx, probe_tx, probe_rx, nat_relay_tx, relay_lost_tx,
+	    relay_lost_rx;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -274,39 +287,77 @@ static bool relays(const struct gw *g)
 	return g->on_probe || g->conf->dht.enabled;
 }
 
-/* True if a packet relayed from origin (OVW_RELAYED) is taken: with the resiliency slave
- * from any known site (a RON relay is trusted with the source); with the DHT slave alone
- * only from a site no hole can be punched to (unpunchable), so a certified site cannot speak
- * for one that reaches us directly. */
-static bool relayed_ok(const struct gw *g, const struct gw_peer *origin)
+/* True if a packet from origin relayed by p (OVW_RELAYED) is taken: with the resiliency
+ * slave from any known site through any (a RON relay is trusted with the source); with the
+ * DHT slave alone only through a peer that can relay (its NAT is not endpoint-dependent, as
+ * nat_relay_usable asks: a site behind such a NAT is nobody's relay) and from a site no hole
+ * can be punched to (unpunchable), so a certified site cannot speak for one that reaches us
+ * directly. Others are dropped as D_RELAYED (a source no peer serves as D_SOURCE). */
+static bool relayed_ok(const struct gw *g, const struct gw_peer *p, const struct gw_peer *origin)
 {
-	return g->on_probe || (g->conf->dht.enabled && origin->unpunchable);
+	return g->on_probe || (g->conf->dht.enabled && !p->peer_edm && origin->unpunchable);
+}
+
+/* True if relay q told us in the last GW_LOST_MS (OVW_RELAY_LOST) that it does not hear p:
+ * no relay to p till then (the next packet through it asks again) or till a packet of p's
+ * comes through it (then the far site, which takes the lowest usable id too, is back on it). */
+static bool relay_lost(const struct gw_peer *p, uint32_t q, uint64_t now)
+{
+	for (int i = 0; i < GW_LOST_RELAYS; i++)
+		if (p->lost_ms[i] && p->lost_via[i] == q &&
+		    (p->lost_ms[i] >= now || now - p->lost_ms[i] < GW_LOST_MS))
+			return true;
+	return false;
+}
+
+/* Marks relay q as not hearing p (its own slot, a free one, else the oldest). */
+static void relay_lost_set(struct gw_peer *p, uint32_t q, uint64_t now)
+{
+	int k = 0;
+	for (int i = 0; i < GW_LOST_RELAYS; i++) {
+		if (p->lost_ms[i] && p->lost_via[i] == q) {
+			k = i;
+			break;
+		}
+		if (p->lost_ms[i] < p->lost_ms[k])
+			k = i;
+	}
+	p->lost_via[k] = q;
+	p->lost_ms[k] = now;
+}
+
+static void relay_lost_clear(struct gw_peer *p, uint32_t q)
+{
+	for (int i = 0; i < GW_LOST_RELAYS; i++)
+		if (p->lost_via[i] == q)
+			p->lost_ms[i] = 0;
 }
 
 /* True if q can relay to a peer that both NATs keep us from: its DHT record says its NAT
  * keeps one mapping for every destination (DHR_F_EDM clear, so the far site's packets get
- * through to it too), and it answered within three keepalive periods, as the resiliency
- * slave's relay_usable asks (a silent relay is replaced). */
+ * through to it too), and it was heard lately (gw_peer_heard_within, the rule the
+ * resiliency slave's relay_usable applies too: a silent relay is replaced). */
 static bool nat_relay_usable(const struct gw *g, const struct gw_peer *q, uint64_t now)
 {
-	uint64_t quiet_ms = 3ULL * g->conf->keepalive_s * 1000;
-	return !q->peer_edm && q->has_ep && q->last_rx_ms &&
-	       (q->last_rx_ms >= now || now - q->last_rx_ms <= quiet_ms);
+	return !q->peer_edm && q->has_ep &&
+	       gw_peer_heard_within(q->last_rx_ms, now, g->conf->keepalive_s);
 }
 
-/* The relay for p (unpunchable): the usable peer (not p) with the lowest sender id, so that
+/* The relay for p (unpunchable): the usable peer (not p, and that did not tell us lately it
+ * does not hear p: relay_lost) with the lowest sender id, so that
  * both sites of the pair pick the same one without talking once they know the same relays
  * (till then each end relays its own packets through its own). On the packet path (!rescan)
  * the current one is kept while usable; the timer rescans, so a lower id that became
  * usable is taken there. GW_DIRECT if none. */
 static uint32_t nat_relay(struct gw *g, const struct gw_peer *p, uint64_t now, bool rescan)
 {
-	if (!rescan && p->nat_via < g->npeers && nat_relay_usable(g, &g->peers[p->nat_via], now))
+	if (!rescan && p->nat_via < g->npeers && nat_relay_usable(g, &g->peers[p->nat_via], now) &&
+	    !relay_lost(p, p->nat_via, now))
 		return p->nat_via;
 	uint32_t best = GW_DIRECT;
 	for (size_t j = 0; j < g->npeers; j++) {
 		const struct gw_peer *q = &g->peers[j];
-		if (q == p || !nat_relay_usable(g, q, now))
+		if (q == p || !nat_relay_usable(g, q, now) || relay_lost(p, (uint32_t)j, now))
 			continue;
 		if (best == GW_DIRECT || memcmp(q->conf->pub, g->peers[best].conf->pub, 32) < 0)
 			best = (uint32_t)j;
@@ -322,8 +373,8 @@ static uint32_t nat_relay(struct gw *g, const struct gw_peer *p, uint64_t now, b
  * nat_relay. */
 static bool unpunchable(struct gw *g, struct gw_peer *p, uint64_t now, bool rescan)
 {
-	uint64_t quiet_ms = 3ULL * g->conf->keepalive_s * 1000;
-	bool u = g->edm && p->peer_edm && (!p->last_rx_ms || now - p->last_rx_ms > quiet_ms);
+	bool u = g->edm && p->peer_edm &&
+	         !gw_peer_heard_within(p->last_rx_ms, now, g->conf->keepalive_s);
 	if (u && !p->unpunchable)
 		log_msg(LOG_INFO,
 		        "overlay: gateway: peer %s: its NAT and ours both map ports per "
@@ -574,6 +625,26 @@ static struct gw_peer *peer_serving(struct gw *g, const uint8_t addr[16],
 	return NULL;
 }
 
+/* Relay q (authenticated) told us it does not hear the site whose sender id is id (an
+ * OVW_RELAY_LOST): q relays nothing to that peer while the mark is fresh, and a peer q was
+ * relaying to (both NATs endpoint-dependent) gets another relay at once, or none: then it is
+ * unreachable, said as when no relay is usable. (The resiliency slave asks gw_relay_reaches.) */
+static void take_relay_lost(struct gw *g, struct gw_peer *q, const uint8_t id[OVW_ID_LEN],
+                            uint64_t now)
+{
+	struct gw_peer *far = peer_by_id(g, id);
+	uint32_t qi = (uint32_t)(q - g->peers);
+	CNT_ADD(g, relay_lost_rx, 1);
+	if (!far || far == q)
+		return;
+	if (!relay_lost(far, qi, now))
+		log_msg(LOG_INFO, "overlay: gateway: relay %s does not hear peer %s lately",
+		        q->conf->name, far->conf->name);
+	relay_lost_set(far, qi, now);
+	if (far->nat_via == qi)
+		(void)unpunchable(g, far, now, true);
+}
+
 /* One datagram from the IPv4 side. The decoder reads it through the cursor; nothing of the
  * peer's state changes before the packet authenticates. */
 static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct sockaddr_in *from)
@@ -634,9 +705,9 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	 * Served only with the resiliency or DHT slave, like relay requests (relayed_ok). */
 	struct gw_peer *origin = NULL; /* a relayed packet's source site */
 	if (h.type == OVW_RELAYED
-	        ? !(origin = peer_serving(g, inner + 8, p)) || !relayed_ok(g, origin)
+	        ? !(origin = peer_serving(g, inner + 8, p)) || !relayed_ok(g, p, origin)
 	        : carries_ip && !source_allowed(p, inner)) {
-		drop(g, D_SOURCE, from);
+		drop(g, h.type == OVW_RELAYED && origin ? D_RELAYED : D_SOURCE, from);
 		return;
 	}
 	struct gw_peer *next = NULL; /* a relay request's next hop: direct, never relayed again */
@@ -678,10 +749,26 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 			            p->last_rx_ms);
 		return;
 	}
+	if (h.type == OVW_RELAY_LOST) {
+		take_relay_lost(g, p, inner, p->last_rx_ms);
+		return;
+	}
 	if (!carries_ip) {
 		CNT_ADD(g, ka_rx, 1);
 		if (h.type == OVW_MAPPING)
 			take_mapping(g, p, inner);
+		return;
+	}
+	if (h.type == OVW_RELAY &&
+	    !gw_peer_heard_within(next->last_rx_ms, p->last_rx_ms, g->conf->keepalive_s)) {
+		/* we do not hear the site lately: the packet would be lost; the requester is told
+		 * (rate-limited), so that it takes another relay or says the site is unreachable */
+		drop(g, D_RELAY, from);
+		if (!p->lost_told_ms || p->last_rx_ms - p->lost_told_ms >= GW_LOST_TELL_MS) {
+			p->lost_told_ms = p->last_rx_ms;
+			if (!send_to(g, p, OVW_RELAY_LOST, next->conf->pub, OVW_ID_LEN))
+				CNT_ADD(g, relay_lost_tx, 1);
+		}
 		return;
 	}
 	if (h.type == OVW_RELAY) {
@@ -692,6 +779,7 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	if (h.type == OVW_RELAYED) {
 		CNT_ADD(g, relay_rx, 1);
 		origin->relayed_rx_ms = p->last_rx_ms; /* it answers, if not directly */
+		relay_lost_clear(origin, (uint32_t)(p - g->peers)); /* p hears it after all */
 	}
 	ov_master_input(g->m, inner, (size_t)len);
 }
@@ -878,6 +966,10 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 	    "peak_overlay_gw_relay_received_total %llu\n"
 	    "# TYPE peak_overlay_gw_nat_relayed_total counter\n"
 	    "peak_overlay_gw_nat_relayed_total %llu\n"
+	    "# TYPE peak_overlay_gw_relay_lost_sent_total counter\n"
+	    "peak_overlay_gw_relay_lost_sent_total %llu\n"
+	    "# TYPE peak_overlay_gw_relay_lost_received_total counter\n"
+	    "peak_overlay_gw_relay_lost_received_total %llu\n"
 	    "# TYPE peak_overlay_gw_probes_sent_total counter\n"
 	    "peak_overlay_gw_probes_sent_total %llu\n"
 	    "# TYPE peak_overlay_gw_probes_received_total counter\n"
@@ -891,7 +983,9 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 	    __atomic_load_n(&g->edm_pub, __ATOMIC_RELAXED), (unsigned long long)CNT_GET(g, probes),
 	    (unsigned long long)CNT_GET(g, relay_tx), (unsigned long long)CNT_GET(g, relay_fwd),
 	    (unsigned long long)CNT_GET(g, relay_rx), (unsigned long long)CNT_GET(g, nat_relay_tx),
-	    (unsigned long long)CNT_GET(g, probe_tx), (unsigned long long)CNT_GET(g, probe_rx));
+	    (unsigned long long)CNT_GET(g, relay_lost_tx),
+	    (unsigned long long)CNT_GET(g, relay_lost_rx), (unsigned long long)CNT_GET(g, probe_tx),
+	    (unsigned long long)CNT_GET(g, probe_rx));
 	mbuf_printf(b, "# TYPE peak_overlay_peer_rx_packets_total counter\n");
 	for (size_t i = 0; i < np; i++) {
 		char l[METRICS_LABEL_MAX];
@@ -970,7 +1064,7 @@ static void gw_show(struct ov_slave *s, struct mbuf *b)
 				state = "relayed via ";
 				via = g->peers[p->nat_via].conf->name;
 			}
-		} else if (p->last_rx_ms && now - p->last_rx_ms <= 3000ULL * g->conf->keepalive_s)
+		} else if (gw_peer_heard_within(p->last_rx_ms, now, g->conf->keepalive_s))
 			state = "answering";
 		mbuf_printf(b, "peer %s %s rx %llu tx %llu last-rx-ms %s state %s%s\n",
 		            p->conf->name, a, (unsigned long long)p->rx_packets,
@@ -1044,8 +1138,9 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 	/* the DHT's locator only when the peer's own packets have not told us better lately;
 	 * else, if it differs, one keepalive goes there: if the site moved, our NAT (one that
 	 * filters by address) now lets its packets from there in, and it roams on them */
-	uint64_t quiet_ms = 3ULL * g->conf->keepalive_s * 1000;
-	if (p->has_ep && p->last_rx_ms && mono_ms() - p->last_rx_ms <= quiet_ms &&
+	uint64_t now = mono_ms();
+	bool heard = gw_peer_heard_within(p->last_rx_ms, now, g->conf->keepalive_s);
+	if (p->has_ep && heard &&
 	    (p->ep.sin_addr.s_addr != ep->sin_addr.s_addr || p->ep.sin_port != ep->sin_port)) {
 		struct sockaddr_in cur = p->ep;
 		p->ep = *ep;
@@ -1055,7 +1150,7 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 			CNT_ADD(g, probes, 1);
 		}
 		p->ep = cur;
-	} else if (!p->has_ep || !p->last_rx_ms || mono_ms() - p->last_rx_ms > quiet_ms) {
+	} else if (!p->has_ep || !heard) {
 		if (!p->has_ep || p->ep.sin_addr.s_addr != ep->sin_addr.s_addr ||
 		    p->ep.sin_port != ep->sin_port) {
 			char a[INET_ADDRSTRLEN];
@@ -1131,6 +1226,12 @@ int gw_peer_info(struct ov_slave *s, uint32_t cookie, struct gw_peer_info *info)
 	info->out_packets = p->out_packets;
 	info->via = p->via;
 	return 0;
+}
+
+bool gw_relay_reaches(struct ov_slave *s, uint32_t relay, uint32_t cookie, uint64_t now_ms)
+{
+	struct gw *g = s->priv;
+	return cookie >= g->npeers || !relay_lost(&g->peers[cookie], relay, now_ms);
 }
 
 size_t gw_peer_count(struct ov_slave *s)

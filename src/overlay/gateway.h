@@ -49,6 +49,20 @@ bool gw_peer_answered(struct ov_slave *s, uint32_t cookie, uint64_t since_ms);
 void gw_set_mapping_cb(struct ov_slave *s, void (*fn)(void *arg, const struct sockaddr_in *m),
                        void *arg);
 
+enum { GW_HEARD_KEEPALIVES = 3, GW_HEARD_SLACK_MS = 500 };
+
+/* True if a peer whose last authenticated packet came at last_rx_ms (monotonic ms; 0: never)
+ * was heard lately at now_ms: within GW_HEARD_KEEPALIVES keepalive periods of keepalive_s
+ * seconds, plus GW_HEARD_SLACK_MS for a keepalive a little late. A stamp later than now_ms
+ * (now_ms read before the packet came) is heard, never an unsigned wrap to "silent for
+ * 2^64 ms". The one rule of the relay choices (gateway.c, slave_resil.c) and of anycast
+ * health (slave_anycast.c). */
+static inline bool gw_peer_heard_within(uint64_t last_rx_ms, uint64_t now_ms, unsigned keepalive_s)
+{
+	uint64_t window_ms = 1000ULL * GW_HEARD_KEEPALIVES * keepalive_s + GW_HEARD_SLACK_MS;
+	return last_rx_ms && (last_rx_ms >= now_ms || now_ms - last_rx_ms <= window_ms);
+}
+
 /* For the resiliency slave (slave_resil.c). */
 #define GW_DIRECT UINT32_MAX /* gw_set_via: no relay */
 
@@ -65,6 +79,10 @@ size_t gw_peer_count(struct ov_slave *s);
 
 /* Fills info for the peer of cookie. Returns 0 or -ENOENT. Loop thread. */
 int gw_peer_info(struct ov_slave *s, uint32_t cookie, struct gw_peer_info *info);
+
+/* False if peer relay told us in the last 10 s (OVW_RELAY_LOST) that it does not hear the
+ * peer of cookie, and no packet of that peer's came through it since. Loop thread. */
+bool gw_relay_reaches(struct ov_slave *s, uint32_t relay, uint32_t cookie, uint64_t now_ms);
 
 /* Sends the site's packets for the peer of cookie through peer via (OVW_RELAY: via forwards
  * them as OVW_RELAYED), or directly again with GW_DIRECT. Returns 0 or -EINVAL (a cookie

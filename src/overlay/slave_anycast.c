@@ -58,7 +58,7 @@ struct ac {
 	size_t ngroups;
 	struct ac_flow *flows; /* AC_FLOWS */
 	uint64_t seed[2];
-	uint64_t quiet_ms; /* a member silent this long (3 keepalives) is unhealthy */
+	unsigned keepalive_s; /* a member not heard within 3 of these is unhealthy */
 	uint64_t new_flows, moved, evicted, unreachable; /* atomic */
 };
 
@@ -90,12 +90,17 @@ static uint64_t flow_hash(const struct ac *a, const uint8_t key[AC_KEY])
 	return siphash24(k, key, AC_KEY);
 }
 
+/* True if member cookie can take flows: an endpoint, heard lately (gw_peer_heard_within: a
+ * stamp after now, e.g. now read before the member's packet came, is heard: the copy of the
+ * rule here once read it as silent for 2^64 ms and moved the flows off a live member), and
+ * its direct path not down. *rtt: its probe RTT (0: unmeasured). */
 static bool healthy(struct ac *a, uint32_t cookie, uint64_t now, uint32_t *rtt)
 {
 	struct gw_peer_info in;
 	bool down;
-	if (gw_peer_info(a->gw, cookie, &in) || !in.has_ep || !in.last_rx_ms ||
-	    now - in.last_rx_ms > a->quiet_ms || resil_peer(a->rs, cookie, &down, rtt) || down)
+	if (gw_peer_info(a->gw, cookie, &in) || !in.has_ep ||
+	    !gw_peer_heard_within(in.last_rx_ms, now, a->keepalive_s) ||
+	    resil_peer(a->rs, cookie, &down, rtt) || down)
 		return false;
 	return true;
 }
@@ -269,7 +274,7 @@ struct ov_slave *anycast_new(const struct ov_conf *conf, struct ov_slave *gw, st
 	a->slave.ops = &ac_ops;
 	a->gw = gw;
 	a->rs = rs;
-	a->quiet_ms = 3000ULL * conf->keepalive_s + 500;
+	a->keepalive_s = conf->keepalive_s;
 	a->ngroups = conf->nanycast;
 	for (size_t i = 0; i < conf->nanycast; i++) {
 		const struct ov_anycast_conf *ac = &conf->anycast[i];

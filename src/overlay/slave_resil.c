@@ -37,8 +37,9 @@
  * probe per 2.56 s once its burst is spent (about 40 s for a window), at 16000 bit/s six a
  * second.
  *
- * Not done: the relay is chosen by our RTT to it alone (its path to the destination is not
- * known here: a relay that cannot reach the destination either loses the packets).
+ * A relay that does not hear the destination lately answers our relayed packets with
+ * OVW_RELAY_LOST instead of forwarding them (gateway.c): it is then no relay to that peer
+ * (gw_relay_reaches) and the next usable one is taken, or none.
  */
 #include "slave_resil.h"
 
@@ -91,7 +92,7 @@ struct rs {
 	struct ov_slave *gw;
 	struct ov_master *m;
 	struct ov_resil_conf conf;
-	uint64_t quiet_ms;     /* a peer silent this long (3 keepalives) is no relay */
+	unsigned keepalive_s;  /* a peer not heard within 3 of these is no relay */
 	struct rs_peer *peers; /* RS_MAX_PEERS */
 	int tfd;
 	uint64_t attach_ms;
@@ -165,16 +166,17 @@ static void probe(struct rs *r, uint32_t i, uint64_t now)
 	}
 }
 
-/* True if peer j can relay: not down or degraded, and heard from within three keepalive
- * periods (a peer the site does not send to is never judged down: a dead one is only silent,
- * and was chosen as a relay by its RTT from before it died). */
-static bool relay_usable(struct rs *r, uint32_t j, size_t n, uint64_t now)
+/* True if peer j can relay to peer i: not down or degraded, heard lately (gw_peer_heard_within;
+ * a peer the site does not send to is never judged down: a dead one is only silent, and was
+ * chosen as a relay by its RTT from before it died), and it did not tell us lately that it
+ * does not hear i (gw_relay_reaches: our packets through it would be lost). */
+static bool relay_usable(struct rs *r, uint32_t j, uint32_t i, size_t n, uint64_t now)
 {
 	struct gw_peer_info in;
 	if (j >= n || r->peers[j].down || r->peers[j].degraded || gw_peer_info(r->gw, j, &in) ||
-	    !in.has_ep || !in.last_rx_ms)
+	    !in.has_ep || !gw_relay_reaches(r->gw, j, i, now))
 		return false;
-	return in.last_rx_ms >= now || now - in.last_rx_ms <= r->quiet_ms;
+	return gw_peer_heard_within(in.last_rx_ms, now, r->keepalive_s);
 }
 
 /* The usable relay (relay_usable, not i) of lowest RTT, or GW_DIRECT. */
@@ -185,7 +187,7 @@ static uint32_t pick_relay(struct rs *r, uint32_t i, size_t n)
 	uint64_t now = peak_mono_ms();
 	for (uint32_t j = 0; j < n; j++) {
 		struct rs_peer *q = &r->peers[j];
-		if (j == i || !relay_usable(r, j, n, now))
+		if (j == i || !relay_usable(r, j, i, n, now))
 			continue;
 		uint64_t rtt = q->srtt_us ? q->srtt_us : UINT32_MAX; /* unmeasured: last */
 		if (rtt < best_rtt) {
@@ -284,7 +286,7 @@ static void judge(struct rs *r, uint32_t i, size_t n, const char *name, uint64_t
 		    name, sm.lost, sm.resolved, sm.late, rin.name);
 		return;
 	}
-	bool relay_bad = !relay_usable(r, p->relay, n, now);
+	bool relay_bad = !relay_usable(r, p->relay, i, n, now);
 	if ((sm.resolved >= PS_MIN &&
 	     !ps_bad_share_at_least(&sm, (r->conf.degraded_pct + 1) / 2)) ||
 	    relay_bad) {
@@ -332,7 +334,7 @@ static void tick(struct rs *r, uint64_t now)
 			}
 			if (now - p->last_probe_ms >= RS_DOWN_PROBE_MS)
 				probe(r, i, now);
-			if (p->relay == GW_DIRECT || !relay_usable(r, p->relay, n, now))
+			if (p->relay == GW_DIRECT || !relay_usable(r, p->relay, i, n, now))
 				set_relay(r, i, n, in.name); /* its relay died, or a relay came */
 			continue;
 		}
@@ -536,7 +538,7 @@ struct ov_slave *resil_new(const struct ov_conf *conf, struct ov_slave *gw, char
 	r->slave.priv = r;
 	r->gw = gw;
 	r->conf = conf->resil;
-	r->quiet_ms = 3000ULL * conf->keepalive_s + 500;
+	r->keepalive_s = conf->keepalive_s;
 	r->tfd = -1;
 	return &r->slave;
 }

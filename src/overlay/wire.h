@@ -12,7 +12,9 @@
  *	        opaque bytes, the prober's send time, echoed unchanged), OVW_RELAY (an IPv6
  *	        packet the receiver forwards to the site its destination belongs to: the
  *	        sender's direct path there is down) or OVW_RELAYED (an IPv6 packet forwarded so:
- *	        its source is a third site's, whose direct path to the receiver is down)
+ *	        its source is a third site's, whose direct path to the receiver is down) or
+ *	        OVW_RELAY_LOST (a relay's answer to an OVW_RELAY it did not forward: it has not
+ *	        heard the site the packet was for lately; 8 bytes, that site's sender id)
  *	1  u8   version, 0
  *	2  u16  reserved, 0
  *	4  8    sender id: the first 8 bytes of the sender's X25519 public key
@@ -46,6 +48,7 @@ enum {
 	OVW_PROBE_ACK = 5,
 	OVW_RELAY = 6,
 	OVW_RELAYED = 7,
+	OVW_RELAY_LOST = 8,
 	OVW_PROBE_LEN = 8,
 	OVW_MAPPING_LEN = 6,
 	OVW_HDR_LEN = 28,
@@ -69,7 +72,8 @@ struct ovw_hdr {
  * ciphertext and tag (at least OVW_TAG_LEN bytes, at most OVW_INNER_MAX + OVW_TAG_LEN) and
  * the cursor is consumed. Returns 0 or -EBADMSG (truncated, unknown type or version,
  * reserved bits set, a keepalive with a body, a mapping whose body is not OVW_MAPPING_LEN
- * bytes, a probe or probe ack whose body is not OVW_PROBE_LEN bytes, a data, relay or
+ * bytes, a probe or probe ack whose body is not OVW_PROBE_LEN bytes, a relay-lost whose body
+ * is not OVW_ID_LEN bytes, a data, relay or
  * relayed packet with an empty body, a body out of bounds). */
 int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *body_len);
 

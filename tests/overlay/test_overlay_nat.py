@@ -241,3 +241,49 @@ def test_no_relay_unreachable(bed):
     assert wait_for("g7 relays to site 8 again",
                     lambda: RELAYED.search(b.peer_line("7", "8")), timeout=20)
     assert wait_for("h7 -> h8 relayed", lambda: b.ping_ok("7", "8"), timeout=20)
+
+
+def test_relay_loses_far_site(bed):
+    """Relay reachability: the two symmetric sites are relayed through R (the lowest id both
+    can use); then site 8's NAT drops every UDP packet to and from R, so R stops hearing 8
+    while 7 still hears R. R refuses 7's relay requests for 8 (it has not heard 8 lately) and
+    tells 7 (OVW_RELAY_LOST); 7 takes the next relay at once, the one 8 takes too (it no longer
+    hears R), and h7 reaches h8 again. (Before: 7 kept R, which forwarded into the cut.)"""
+    b = bed
+    relays = {b.ids[r]: r for r in SITES if KIND[r] != "symmetric"}
+    assert wait_for("h7 -> h8 relayed", lambda: b.ping_ok("7", "8"), timeout=20)
+    # settled: both ends on the lowest id of all (after the test above, relays come back
+    # one by one, and a lower id taken later would look like a move)
+    low = "dht-" + min(relays)
+
+    def settled():
+        m7, m8 = (RELAYED.search(b.peer_line(s, o)) for s, o in (("7", "8"), ("8", "7")))
+        return m7 and m8 and m7.group(1) == m8.group(1) == low
+    assert wait_for(f"7 and 8 relay through {low}", settled, timeout=30)
+    m = RELAYED.search(b.peer_line("7", "8"))
+    r = relays[m.group(1).removeprefix("dht-")]
+    cut = (f"table ip farcut {{\n chain cut {{\n  type filter hook forward priority -10;\n"
+           f"  ip daddr {b.addr[r]} meta l4proto udp drop\n"
+           f"  ip saddr {b.addr[r]} meta l4proto udp drop\n }}\n}}\n")
+    lost = b.metrics("7").get("peak_overlay_gw_relay_lost_received_total", 0)
+    sh("ip", "netns", "exec", b.n("nat8"), "nft", "-f", "-", input=cut)
+    # 7 learns that R lost 8 from its packets through R: a ping stream meanwhile
+    ping = subprocess.Popen(["ip", "netns", "exec", b.n("h7"), "ping", "-6", "-n", "-q", "-i",
+                             "0.2", "-w", "30", "fd00:8::2"], stdout=subprocess.DEVNULL)
+    try:
+        def moved():
+            m2 = RELAYED.search(b.peer_line("7", "8"))
+            return m2 and m2.group(1) != m.group(1)
+        assert wait_for(f"7 leaves relay {r} for another", moved, timeout=20)
+        out = nsx(b.n("h7"), "ping", "-6", "-n", "-c", "20", "-i", "0.2", "fd00:8::2",
+                  check=False).stdout
+        assert int(re.search(r"(\d+) received", out).group(1)) >= 15, out
+        assert b.metrics(r)["peak_overlay_gw_relay_lost_sent_total"] >= 1
+        assert b.metrics("7")["peak_overlay_gw_relay_lost_received_total"] > lost
+        assert f"relay dht-{b.ids[r]} does not hear peer dht-{b.ids['8']}" in \
+            b.logs["7"].read_text()
+    finally:
+        ping.kill()
+        ping.wait()
+        sh("ip", "netns", "exec", b.n("nat8"), "nft", "delete", "table", "ip", "farcut")
+    assert wait_for("h7 -> h8 after the cut", lambda: b.ping_ok("7", "8"), timeout=20)
