@@ -65,6 +65,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import directbed  # noqa: E402
 import peaktest  # noqa: E402
 
+sys.path.insert(0, HERE)
+import stall  # noqa: E402
+
 
 def _load(name, path):
     spec = importlib.util.spec_from_file_location(name, path)
@@ -79,6 +82,7 @@ ingress_bench = _load("ingress_bench", os.path.join(ROOT, "bench", "ingress", "r
 
 SYSTEMS = ["proposed", "peak-direct", "transitioning", "legacy", "caddy"]
 ING = "fd00:e::2"
+CLIENT = "fd00:c::2"
 H3_PORT, H2_PORT, TRANS_PORT, HAPROXY_PORT, CADDY_PORT = 4433, 4434, 4435, 443, 8443
 POD = {"a": "2001:db8:a1::1", "v": "2001:db8:a2::1"}
 
@@ -367,7 +371,7 @@ class Bed(directbed.Bed):
         device the main table."""
         r, dev = self.ns["r"], f"{self.tag}t"
         argv = [sys.executable, os.path.join(HERE, "lossy.py"), "--dev", dev, "--loss",
-                str(pct), "--delay-ms", str(delay_ms)] + \
+                str(pct), "--delay-ms", str(delay_ms), "--drops", str(self.dir / "drops.txt")] + \
             (["--seed", str(seed)] if seed is not None else [])
         self.lossy = self.run("r", argv, "lossy.log")
         self.wait_log(self.lossy, "lossy.log", r"lossy: ready")
@@ -414,9 +418,10 @@ class Bench:
             f.write(os.urandom(size))
         return path
 
-    def client(self, system, files, extra=(), timeout_ms=None):
+    def client(self, system, files, extra=(), timeout_ms=None, env=None):
         """One 'peak h3 upload' from the client host against a system; returns what it
-        printed, parsed, with its exit status and wall time."""
+        printed, parsed, with its exit status, wall time and the monotonic clock's readings
+        (ns) around it."""
         b = self.bed
         if system == "peak-direct":
             target = [directbed.NAME, "--peak", "--server", f"[::1]:{b.dns.port}", "--port",
@@ -432,24 +437,36 @@ class Bench:
                 "--ca", str(b.ca), "--timeout", str(tmo), *extra]
         for p, t in files:
             argv += ["--file", f"{p}:{t}"]
-        t0 = time.monotonic()
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=tmo / 1000 + 30)
-        wall = time.monotonic() - t0
+        t0 = time.monotonic_ns()
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=tmo / 1000 + 30,
+                           env=dict(os.environ, **env) if env else None)
+        t1 = time.monotonic_ns()
         streams, conns = parse_upload(p.stdout)
         ok = (p.returncode == 0 and len(streams) == len(files) and
               all(s["ok"] for s in streams))
-        return {"rc": p.returncode, "wall_s": wall, "streams": streams, "conns": conns,
-                "ok": ok, "err": (p.stderr.strip()[-400:] if not ok else "")}
+        return {"rc": p.returncode, "wall_s": (t1 - t0) / 1e9, "t0_ns": t0, "t1_ns": t1,
+                "streams": streams, "conns": conns, "ok": ok,
+                "err": (p.stderr.strip()[-400:] if not ok else "")}
 
     def cluster_cpu(self, system):
         pids = ingress_bench.descendants(self.bed.pids[system])
         return {p: ingress_bench.proc_cpu(p) for p in pids}
 
-    def mixed(self, system, loss=False):
+    def mixed(self, system, loss=False, run=0):
         """The mixed upload on one connection (two for PEAK-direct, one per type), with the
-        cluster CPU it cost."""
+        cluster CPU it cost. Under loss the client also keeps what the per-stream stall
+        measure needs (bench/h3/stall.py): its qlog over QUIC, its TCP progress file over
+        HTTP/2."""
+        extra, env, trace = (), None, None
+        if loss:
+            trace = self.bed.dir / f"trace-{system}-{run}"
+            trace.mkdir()
+            if system == "legacy":
+                env = {"PEAK_H3_PROGRESS": str(trace / "progress.txt")}
+            else:
+                extra = ("--qlog", str(trace))
         c0 = self.cluster_cpu(system)
-        r = self.client(system, self.files)
+        r = self.client(system, self.files, extra, env=env)
         c1 = self.cluster_cpu(system)
         cpu = sum(max(c1.get(p, v) - v, 0) for p, v in c0.items())
         mb = self.total / 1e6
@@ -461,6 +478,9 @@ class Bench:
                "client_s": max((c["s"] for c in r["conns"]), default=None),
                "cluster_cpu_s": cpu, "cpu_ms_per_mb": cpu * 1e3 / mb,
                "audio_ms": audio, "connections": len(r["conns"])}
+        if trace:
+            out.update(trace=str(trace), t0_ns=r["t0_ns"], t1_ns=r["t1_ns"],
+                       stream_types={s["stream"]: s.get("type") for s in r["streams"]})
         # the first answer on the connection: handshake, then the first stream to finish
         if r["conns"] and r["streams"]:
             out["first_answer_ms"] = (min(c["handshake_ms"] for c in r["conns"]) +
@@ -526,7 +546,7 @@ class Bench:
             f"0-RTT {u.get('early')}{'' if u['ok'] else ' FAILED: ' + u['err']}")
 
     def loss_run(self, s, run, res):
-        m = self.mixed(s, loss=True)
+        m = self.mixed(s, loss=True, run=run)
         m["run"] = run
         res[s]["loss"].append(m)
         log(f"loss {run} {s:13s}: audio p99 {percentile(m['audio_ms'], 99) or 0:.1f} ms, "
@@ -561,7 +581,58 @@ class Bench:
             finally:
                 self.lossy_counters = self.bed.lossless()
             log(f"lossy path: {self.lossy_counters}")
+            drops = stall.read_drops(self.bed.dir / "drops.txt")
+            for s in a.loss_systems:
+                for m in res[s]["loss"]:
+                    self.stalls(s, m, drops)
         return res
+
+    def window_ms(self):
+        """The stall measure's window after a drop: the path's round trip (ping's, through
+        the relay), at least 2 ms."""
+        return max(self.bed.path_rtt_ms or 0, 2.0)
+
+    def stalls(self, system, m, drops):
+        """The per-stream stalls after each drop of one loss run's client packets (see
+        bench/h3/stall.py), into m['stall']: the drops seen, the pieces the client sent and
+        had acknowledged, and one record per drop judged."""
+        trace = Path(m.pop("trace"))
+        port = {"proposed": H3_PORT, "peak-direct": H3_PORT, "transitioning": TRANS_PORT,
+                "legacy": HAPROXY_PORT, "caddy": CADDY_PORT}[system]
+        proto = "6" if system == "legacy" else "17"
+        dsts = ("2001:db8:a1:", "2001:db8:a2:") if system == "peak-direct" else (ING,)
+        td = stall.client_drops(drops, CLIENT, dsts, proto, port, m["t0_ns"], m["t1_ns"])
+        types = {int(k): v for k, v in m.pop("stream_types").items() if k.lstrip("-").isdigit()}
+        pieces, ptypes = [], {}
+        try:
+            if system == "legacy":
+                pieces, ptypes = stall.tcp_pieces(trace / "progress.txt", types)
+            else:
+                for i, q in enumerate(sorted(trace.glob("*.sqlog"))):
+                    p, t = stall.quic_pieces(q, f"c{i}")
+                    pieces += p
+                    ptypes.update(t)
+        except (OSError, ValueError) as e:
+            m["stall"] = {"error": str(e), "drops": len(td)}
+            return
+        w = self.window_ms()
+        recs = stall.stalls(pieces, ptypes, td, int(w * 1e6))
+        near = stall.touching(drops, CLIENT, proto, m["t0_ns"], m["t1_ns"])
+        ctl = stall.stalls(pieces, ptypes, stall.control_points(pieces, near, int(w * 1e6)),
+                           int(w * 1e6))
+        keep = ("victim", "victim_type", "others")
+        m["stall"] = {"drops": len(td), "pieces": len(pieces),
+                      "pieces_acked": sum(a is not None for _, _, a in pieces),
+                      "streams": len(ptypes), "window_ms": w,
+                      "records": [{k: r[k] for k in keep} for r in recs],
+                      "control": [{k: r[k] for k in keep} for r in ctl]}
+        x, c = stall.summary(recs, w / 2), stall.summary(ctl, w / 2)
+        log(f"stall {m['run']} {system:13s}: {len(td)} client drops, {x['drops']} judged, "
+            f"other streams stalled p50 {fmt(x['others_p50_ms'])} p90 "
+            f"{fmt(x['others_p90_ms'])} ms, share > {w / 2:.1f} ms "
+            f"{fmt(x['stalled_share'], '.2f')}; {c['drops']} control points: p50 "
+            f"{fmt(c['others_p50_ms'])} p90 {fmt(c['others_p90_ms'])} ms, share "
+            f"{fmt(c['stalled_share'], '.2f')}")
 
 
 def summarize(res):
@@ -570,6 +641,10 @@ def summarize(res):
     out = {}
     for s, r in res.items():
         mx, su, lo = r["mixed"], r["setup"], r["loss"]
+        st = [m["stall"] for m in lo if "stall" in m]
+        recs = [x for t in st for x in t.get("records", ())]
+        ctl = [x for t in st for x in t.get("control", ())]
+        w = max((t["window_ms"] for t in st if "window_ms" in t), default=None)
         audio = [t for m in lo for t in m["audio_ms"]]
         clean = [t for m in mx for t in m["audio_ms"]]
         out[s] = {
@@ -588,6 +663,12 @@ def summarize(res):
             "loss_audio_samples": len(audio),
             "loss_goodput_mbps": med([m["goodput_mbps"] for m in lo]),
             "loss_failed": sum(not m["ok"] for m in lo),
+            # per-stream stalls after the client's dropped packets (bench/h3/stall.py)
+            "loss_stall": dict(stall.summary(recs, w / 2 if w else None),
+                               client_drops=sum(t.get("drops", 0) for t in st),
+                               errors=[t["error"] for t in st if "error" in t]) if st else None,
+            # the same at times with no drop near: the path's own jitter
+            "loss_stall_control": stall.summary(ctl, w / 2 if w else None) if st else None,
             "checksums_ok": all(m["ok"] for m in mx) and all(u["ok"] for u in su),
         }
     return out
@@ -600,7 +681,8 @@ def fmt(v, spec=".1f"):
 def table(d):
     """The summary as a text table."""
     cols = ["system", "goodput MB/s", "CPU ms/MB", "1st byte ms", "0-RTT 1st byte",
-            "handshake ms", "loss audio p50", "loss audio p99", "loss MB/s", "ok"]
+            "handshake ms", "loss audio p50", "loss audio p99", "loss MB/s",
+            "HOL stall p50", "HOL stall p90", "stalled", "no drop: stalled", "ok"]
     rows = []
     for s in d["systems"]:
         x = d["summary"][s]
@@ -608,6 +690,7 @@ def table(d):
                      fmt(x["ttfb_ms"], ".2f"), fmt(x["ttfb_0rtt_ms"], ".2f"),
                      fmt(x["setup_1rtt_ms"], ".2f"), fmt(x["loss_audio_p50_ms"]),
                      fmt(x["loss_audio_p99_ms"]), fmt(x["loss_goodput_mbps"]),
+                     *hol_cells(x["loss_stall"]), hol_cells(x["loss_stall_control"])[2],
                      "yes" if x["checksums_ok"] else "NO"])
     w = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
     lines = ["  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(cols))]
@@ -615,7 +698,21 @@ def table(d):
         lines.append("  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(r)))
     for s, why in d["skipped"].items():
         lines.append(f"{s}: skipped: {why}")
+    lines.append("HOL stall: after each data packet of the client's dropped by the relay, how "
+                 "long the other streams' pieces waited for their in-order acknowledgement "
+                 "beyond the usual (ms, p50 and p90 over drops x streams); stalled: the share "
+                 "of those stalled longer than half the path's round trip; no drop: the "
+                 "same share at times with no drop near, the path's own jitter "
+                 "(bench/h3/stall.py)")
     return "\n".join(lines)
+
+
+def hol_cells(x):
+    """The table's cells for the per-stream stall summary (dashes without one)."""
+    if not x or not x.get("pairs"):
+        return ["-", "-", "-"]
+    return [fmt(x["others_p50_ms"]), fmt(x["others_p90_ms"]),
+            fmt(x["stalled_share"] * 100, ".0f") + "%"]
 
 
 def versions(peak, systems):
