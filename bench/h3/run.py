@@ -33,7 +33,8 @@ for peak-direct), time to the first response byte of one small request on a new
 connection (1-RTT), the same resumed with 0-RTT (--session-file/--early-data) where the
 system takes it, the handshake times, and the cluster's CPU per MB (scheduler run time of
 the ingress, proxy and backend processes, and peak dns for peak-direct). Then, with every
-packet the router forwards going through a lossy, delayed path (bench/h3/lossy.py, a TUN
+packet the router forwards going through a lossy, delayed path (bench/h3/lossy.c, built as
+build/bench/lossy, or its slower twin bench/h3/lossy.py with --relay py: a TUN
 device in the router: --loss percent dropped at random, the rest delayed --delay-ms once per
 crossing of the router; this kernel has no netem), --loss-runs mixed uploads per system: p50
 and p99 of the audio streams' completion times. The congestion control of both stacks is
@@ -363,16 +364,17 @@ class Bed(directbed.Bed):
             self.pids["peak-direct"].append(self.dns.proc.pid)
         return self
 
-    def loss(self, pct, delay_ms, seed=None):
-        """Sends every packet the router forwards through bench/h3/lossy.py (a TUN device in
-        the router: it drops pct% at random and delays the rest by delay_ms, once per crossing
-        of the router; this kernel has no netem). Policy routing steers it: what comes in on a
-        veth looks up a table whose default route is the device, what comes back out of the
-        device the main table."""
+    def loss(self, pct, delay_ms, seed=None, relay=None):
+        """Sends every packet the router forwards through a lossy relay (relay: its argv
+        before the options, bench/h3/lossy.py by default; a TUN device in the router: it
+        drops pct% at random and delays the rest by delay_ms, once per crossing of the router;
+        this kernel has no netem), which logs its drops into drops.txt. Policy routing steers
+        it: what comes in on a veth looks up a table whose default route is the device, what
+        comes back out of the device the main table."""
         r, dev = self.ns["r"], f"{self.tag}t"
-        argv = [sys.executable, os.path.join(HERE, "lossy.py"), "--dev", dev, "--loss",
-                str(pct), "--delay-ms", str(delay_ms), "--drops", str(self.dir / "drops.txt")] + \
-            (["--seed", str(seed)] if seed is not None else [])
+        argv = (relay or [sys.executable, os.path.join(HERE, "lossy.py")]) + \
+            ["--dev", dev, "--loss", str(pct), "--delay-ms", str(delay_ms), "--drops",
+             str(self.dir / "drops.txt")] + (["--seed", str(seed)] if seed is not None else [])
         self.lossy = self.run("r", argv, "lossy.log")
         self.wait_log(self.lossy, "lossy.log", r"lossy: ready")
         ip_batch(lossy_rules("add", dev, [f"{self.tag}{k}0" for k in "ciav"]), r, ("-6",))
@@ -574,7 +576,7 @@ class Bench:
         for run in range(a.runs):
             self.each(self.clean_runs, self.systems, run, res)
         if a.loss_runs and (a.loss or a.delay_ms):
-            self.bed.loss(a.loss, a.delay_ms, a.seed)
+            self.bed.loss(a.loss, a.delay_ms, a.seed, a.relay_argv)
             try:
                 for run in range(a.loss_runs):
                     self.each(self.loss_run, a.loss_systems, run, res)
@@ -750,6 +752,9 @@ def main():
     ap.add_argument("--delay-ms", type=float, default=5,
                     help="one-way delay the router adds in the loss runs, per crossing (5)")
     ap.add_argument("--seed", type=int, default=None, help="the drops' random seed")
+    ap.add_argument("--relay", choices=("c", "py"), default=None,
+                    help="the lossy path's relay: c (build/bench/lossy beside --peak's "
+                         "build, the default when built) or py (bench/h3/lossy.py)")
     ap.add_argument("--loss-systems", default=None,
                     help="the systems measured under loss (default: all)")
     ap.add_argument("--audio", type=int, default=8, help="audio files per upload (8)")
@@ -775,6 +780,12 @@ def main():
     if os.geteuid() != 0:
         ap.error("needs root (network namespaces)")
     a.peak = os.path.abspath(a.peak)
+    c_relay = os.path.join(os.path.dirname(a.peak), "bench", "lossy")
+    if a.relay == "c" and not os.access(c_relay, os.X_OK):
+        ap.error(f"--relay c: {c_relay} is not built")
+    if a.relay is None:
+        a.relay = "c" if os.access(c_relay, os.X_OK) else "py"
+    a.relay_argv = [c_relay] if a.relay == "c" else None
     directbed.PEAK = peaktest.PEAK = a.peak
     skipped = skip_reasons(a.peak, systems)
     for s, why in skipped.items():
@@ -791,7 +802,7 @@ def main():
             b = Bench(a, bed, systems)
             b.make_files()
             res = b.all()
-            lossy = dict(getattr(b, "lossy_counters", {}),
+            lossy = dict(getattr(b, "lossy_counters", {}), relay=a.relay,
                          rtt_ms=getattr(bed, "path_rtt_ms", None))
         except Exception:
             for path in sorted(Path(d).glob("*.log")):  # the daemons' last words

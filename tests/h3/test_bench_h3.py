@@ -23,6 +23,9 @@ PEAK = os.environ.get("PEAK_BIN", os.path.join(SRC, "build", "peak"))
 RUN = os.path.join(SRC, "bench", "h3", "run.py")
 LOSSY = os.path.join(SRC, "bench", "h3", "lossy.py")
 STALL = os.path.join(SRC, "bench", "h3", "stall.py")
+# the relay in C (bench/h3/lossy.c), built beside the peak under test
+LOSSY_C = os.path.join(os.path.dirname(os.path.abspath(PEAK)), "bench", "lossy")
+RELAYS = {"py": ["/usr/bin/python3", LOSSY], "c": [LOSSY_C]}
 
 
 def load(name, path):
@@ -158,17 +161,22 @@ def ping(ns, dst, count, wait_s=2):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
-def test_lossy_path_delays_and_drops(tmp_path):
-    """bench/h3/lossy.py on a router between two namespaces, steered by run.py's rules: every
-    crossing is delayed (a ping's round trip crosses twice), 100% loss drops everything and
-    counts it, and taking the rules out gives the plain path back."""
-    tag = f"h3lp{os.getpid() % 100000}"
+@pytest.mark.parametrize("relay", ["py", "c"])
+def test_lossy_path_delays_and_drops(tmp_path, relay):
+    """bench/h3/lossy.py, and its twin in C (bench/h3/lossy.c), on a router between two
+    namespaces, steered by run.py's rules: every crossing is delayed (a ping's round trip
+    crosses twice), 100% loss drops everything, counts it and logs each drop (the pings:
+    ICMPv6 from the client to the server), and taking the rules out gives the plain path
+    back."""
+    if relay == "c" and not os.access(LOSSY_C, os.X_OK):
+        pytest.skip(f"{LOSSY_C} is not built (bench/meson.build, not in a fuzz build)")
+    tag = f"h3lp{relay}{os.getpid() % 100000}"
     ns = {k: f"{tag}{k}" for k in "crs"}
     procs = []
 
     def lossy(*args):
         f = open(tmp_path / f"lossy{len(procs)}.log", "w+")
-        p = subprocess.Popen(["ip", "netns", "exec", ns["r"], "/usr/bin/python3", LOSSY,
+        p = subprocess.Popen(["ip", "netns", "exec", ns["r"], *RELAYS[relay],
                               "--dev", f"{tag}t", *args], stdout=f, stderr=subprocess.STDOUT)
         procs.append((p, f))
         deadline = time.monotonic() + 20
@@ -210,10 +218,19 @@ def test_lossy_path_delays_and_drops(tmp_path):
         assert got == 3 and rtt >= 50, rtt  # 25 ms on the way there and back
         assert n["received"] >= 6 and n["sent"] + n["queued"] == n["received"], n
         assert n["dropped"] == n["overflow"] == n["write_errors"] == 0, n
-        p, f = lossy("--loss", "100", "--delay-ms", "0")
+        p, f = lossy("--loss", "100", "--delay-ms", "0", "--drops", str(tmp_path / "drops"))
+        t0 = time.monotonic_ns()
         got, _ = ping(ns["c"], "fd00:d::2", 3, wait_s=1)
+        t1 = time.monotonic_ns()
         n = stop(p, f)
         assert got == 0 and n["dropped"] >= 3 and n["sent"] == 0, n
+        drops = stall.read_drops(tmp_path / "drops")
+        assert len(drops) == n["dropped"], drops
+        pings = [d for d in drops if d[1:4] == ("fd00:c::2", "fd00:d::2", "58")]
+        # the relay's clock is the benchmark's (CLOCK_MONOTONIC): the pings' drops fall
+        # within the pings' time
+        assert len(pings) >= 3 and all(t0 <= d[0] <= t1 for d in pings), (t0, t1, drops)
+        assert all(d[4] >= 48 and d[5] == "-" for d in pings), pings
         got, rtt = ping(ns["c"], "fd00:d::2", 3)
         assert got == 3 and rtt < 25, rtt  # the rules are out: the plain path again
     finally:
