@@ -618,18 +618,20 @@ class Bench:
             m["stall"] = {"error": str(e), "drops": len(td)}
             return
         w = self.window_ms()
-        recs = stall.stalls(pieces, ptypes, td, int(w * 1e6))
+        alone = stall.isolated(td, int(w * 1e6))
+        recs = stall.stalls(pieces, ptypes, alone, int(w * 1e6))
         near = stall.touching(drops, CLIENT, proto, m["t0_ns"], m["t1_ns"])
         ctl = stall.stalls(pieces, ptypes, stall.control_points(pieces, near, int(w * 1e6)),
                            int(w * 1e6))
         keep = ("victim", "victim_type", "others")
-        m["stall"] = {"drops": len(td), "pieces": len(pieces),
+        m["stall"] = {"drops": len(td), "isolated": len(alone), "pieces": len(pieces),
                       "pieces_acked": sum(a is not None for _, _, a in pieces),
                       "streams": len(ptypes), "window_ms": w,
                       "records": [{k: r[k] for k in keep} for r in recs],
                       "control": [{k: r[k] for k in keep} for r in ctl]}
         x, c = stall.summary(recs, w / 2), stall.summary(ctl, w / 2)
-        log(f"stall {m['run']} {system:13s}: {len(td)} client drops, {x['drops']} judged, "
+        log(f"stall {m['run']} {system:13s}: {len(td)} client drops, {len(alone)} isolated, "
+            f"{x['drops']} judged, "
             f"other streams stalled p50 {fmt(x['others_p50_ms'])} p90 "
             f"{fmt(x['others_p90_ms'])} ms, share > {w / 2:.1f} ms "
             f"{fmt(x['stalled_share'], '.2f')}; {c['drops']} control points: p50 "
@@ -668,6 +670,7 @@ def summarize(res):
             # per-stream stalls after the client's dropped packets (bench/h3/stall.py)
             "loss_stall": dict(stall.summary(recs, w / 2 if w else None),
                                client_drops=sum(t.get("drops", 0) for t in st),
+                               isolated=sum(t.get("isolated", 0) for t in st),
                                errors=[t["error"] for t in st if "error" in t]) if st else None,
             # the same at times with no drop near: the path's own jitter
             "loss_stall_control": stall.summary(ctl, w / 2 if w else None) if st else None,
@@ -700,7 +703,8 @@ def table(d):
         lines.append("  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(r)))
     for s, why in d["skipped"].items():
         lines.append(f"{s}: skipped: {why}")
-    lines.append("HOL stall: after each data packet of the client's dropped by the relay, how "
+    lines.append("HOL stall: after each data packet of the client's dropped by the relay "
+                 "(those with no other drop near), how "
                  "long the other streams' pieces waited for their in-order acknowledgement "
                  "beyond the usual (ms, p50 and p90 over drops x streams); stalled: the share "
                  "of those stalled longer than half the path's round trip; no drop: the "

@@ -15,11 +15,16 @@ PEAK-direct), from the sender's own records:
   the receiver can read it). Its delay is the difference.
 - drops: the relay's log of the packets it dropped (bench/h3/lossy.py --drops), those the
   client sent with data in them (>= 1000 bytes).
-- for each drop at time td, each stream with pieces sent in [td - 1 ms, td + window] (the
-  window: the path's round trip, what a repair takes at least): its stall is the largest
-  delay of those pieces beyond the upload's median delay. The stream stalled longest is
-  taken for the one that lost the packet (its stall is the price of any loss); the stalls of
-  the others are head-of-line blocking, which QUIC should not have.
+- for each drop at time td with no other drop within two windows of it (isolated: so that
+  the stream that lost is the only one with a loss of its own around it), each stream with
+  pieces sent in [td - 1 ms, td + window] (the window: the path's round trip, what a repair
+  takes at least): its stall is the largest delay of those pieces beyond the upload's median
+  delay. The stream stalled longest is taken for the one that lost the packet (its stall is
+  the price of any loss); the stalls of the others are head-of-line blocking, which QUIC
+  should not have.
+- control points: the same judged at times with no drop near (no packet to or from the
+  client dropped, acknowledgements included), which gives the path's own jitter (the
+  relay, the peers' scheduling on a shared machine, the acknowledgement pace).
 
 Inputs: the QUIC client's qlog (peak h3 upload --qlog DIR: ngtcp2's packet_sent and ACK
 frames, our http:request_headers for each stream's content-type and peak:clock for the
@@ -211,11 +216,21 @@ def control_points(pieces, avoid_ns, window_ns, step_ns=None):
     return out
 
 
+def isolated(drops_ns, window_ns):
+    """The drops with no other within two windows either side: at 1% loss a window holds
+    another drop about half the time, and a stream stalled by its own loss there is no
+    victim of the first one's head-of-line blocking."""
+    d = sorted(drops_ns)
+    return [t for i, t in enumerate(d)
+            if (i == 0 or t - d[i - 1] > 2 * window_ns) and
+            (i == len(d) - 1 or d[i + 1] - t > 2 * window_ns)]
+
+
 def stalls(pieces, types, drops_ns, window_ns, lead_ns=1_000_000):
     """For each drop: {'t': td, 'victim': stream, 'victim_type', 'others': [[stream, type,
     stall_ms]]}, drops with pieces of fewer than two streams around them left out (nothing
     to compare). Stall: the largest delay of the stream's pieces sent in [td - lead, td +
-    window] beyond the median delay of all pieces."""
+    window] beyond the median delay of all pieces. Pass isolated drops (isolated())."""
     done = sorted((s, a - s, k) for k, s, a in pieces if a is not None)
     if not done:
         return []
