@@ -674,9 +674,19 @@ def summarize(res):
                                errors=[t["error"] for t in st if "error" in t]) if st else None,
             # the same at times with no drop near: the path's own jitter
             "loss_stall_control": stall.summary(ctl, w / 2 if w else None) if st else None,
+            # what the drops add to it: head-of-line blocking, in points of share
+            "loss_hol_excess": excess(stall.summary(recs, w / 2 if w else None),
+                                      stall.summary(ctl, w / 2 if w else None)) if st else None,
             "checksums_ok": all(m["ok"] for m in mx) and all(u["ok"] for u in su),
         }
     return out
+
+
+def excess(after, control):
+    """The share of other streams stalled after a drop less the share stalled at the
+    control points (None without both)."""
+    a, c = after.get("stalled_share"), control.get("stalled_share")
+    return None if a is None or c is None else a - c
 
 
 def fmt(v, spec=".1f"):
@@ -687,7 +697,7 @@ def table(d):
     """The summary as a text table."""
     cols = ["system", "goodput MB/s", "CPU ms/MB", "1st byte ms", "0-RTT 1st byte",
             "handshake ms", "loss audio p50", "loss audio p99", "loss MB/s",
-            "HOL stall p50", "HOL stall p90", "stalled", "no drop: stalled", "ok"]
+            "HOL stall p50", "HOL stall p90", "stalled", "no drop: stalled", "excess", "ok"]
     rows = []
     for s in d["systems"]:
         x = d["summary"][s]
@@ -696,7 +706,8 @@ def table(d):
                      fmt(x["setup_1rtt_ms"], ".2f"), fmt(x["loss_audio_p50_ms"]),
                      fmt(x["loss_audio_p99_ms"]), fmt(x["loss_goodput_mbps"]),
                      *hol_cells(x["loss_stall"]), hol_cells(x["loss_stall_control"])[2],
-                     "yes" if x["checksums_ok"] else "NO"])
+                     fmt(x["loss_hol_excess"] * 100 if x["loss_hol_excess"] is not None
+                         else None, "+.0f"), "yes" if x["checksums_ok"] else "NO"])
     w = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
     lines = ["  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(cols))]
     for r in rows:
@@ -708,8 +719,8 @@ def table(d):
                  "long the other streams' pieces waited for their in-order acknowledgement "
                  "beyond the usual (ms, p50 and p90 over drops x streams); stalled: the share "
                  "of those stalled longer than half the path's round trip; no drop: the "
-                 "same share at times with no drop near, the path's own jitter "
-                 "(bench/h3/stall.py)")
+                 "same share at times with no drop near, the path's own jitter; excess: "
+                 "the first less the second, in points (bench/h3/stall.py)")
     return "\n".join(lines)
 
 

@@ -79,6 +79,9 @@ def test_quick_run_and_report(tmp_path):
             ls = x["loss_stall"]
             assert ls["client_drops"] == st["drops"] and ls["drops"] == len(st["records"])
             assert ls["stalled_ms"] == st["window_ms"] / 2 > 0
+            ex = x["loss_hol_excess"]  # None when no drop (or no control point) was judged
+            assert ex is None or ex == ls["stalled_share"] - \
+                x["loss_stall_control"]["stalled_share"], x
             for rec in st["records"] + st["control"]:
                 assert rec["victim_type"] in ("audio/ogg", "video/mp4"), rec
                 assert rec["others"] and all(v >= 0 for _, _, v in rec["others"]), rec
@@ -148,6 +151,8 @@ def test_failed_upload_is_not_a_figure():
     x = h3run.summarize({"proposed": {"mixed": [mixed], "setup": [setup], "loss": []}})
     assert not x["proposed"]["checksums_ok"] and x["proposed"]["goodput_mbps"] is None
     assert h3run.percentile([5, 1, 3, 2, 4], 99) == 5 and h3run.percentile([], 99) is None
+    assert h3run.excess({"stalled_share": 0.75}, {"stalled_share": 0.25}) == 0.5
+    assert h3run.excess({"stalled_share": None}, {"stalled_share": 0.25}) is None
     assert h3run.percentile(list(range(1, 101)), 50) == 50
 
 
