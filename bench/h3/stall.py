@@ -15,8 +15,9 @@ PEAK-direct), from the sender's own records:
   the receiver can read it). Its delay is the difference.
 - drops: the relay's log of the packets it dropped (bench/h3/lossy.py --drops), those the
   client sent with data in them (>= 1000 bytes).
-- for each drop at time td with no other drop within two windows of it (isolated: so that
-  the stream that lost is the only one with a loss of its own around it), each stream with
+- for each drop at time td with no other drop in the two windows before it nor in the
+  window after (isolated: so that the stream that lost is the only one with a loss of its
+  own around it), each stream with
   pieces sent in [td - 1 ms, td + window] (the window: the path's round trip, what a repair
   takes at least): its stall is the largest delay of those pieces beyond the upload's median
   delay. The stream stalled longest is taken for the one that lost the packet (its stall is
@@ -217,13 +218,15 @@ def control_points(pieces, avoid_ns, window_ns, step_ns=None):
 
 
 def isolated(drops_ns, window_ns):
-    """The drops with no other within two windows either side: at 1% loss a window holds
-    another drop about half the time, and a stream stalled by its own loss there is no
-    victim of the first one's head-of-line blocking."""
+    """The drops with no other in the two windows before (the repair of an earlier loss
+    takes about that long, its stream stalled meanwhile) nor in the window after (a stream
+    that loses a packet there stalls on its own): at 1% loss a window holds another drop
+    about half the time, and a stream stalled by its own loss is no victim of the judged
+    drop's head-of-line blocking."""
     d = sorted(drops_ns)
     return [t for i, t in enumerate(d)
             if (i == 0 or t - d[i - 1] > 2 * window_ns) and
-            (i == len(d) - 1 or d[i + 1] - t > 2 * window_ns)]
+            (i == len(d) - 1 or d[i + 1] - t > window_ns)]
 
 
 def stalls(pieces, types, drops_ns, window_ns, lead_ns=1_000_000):

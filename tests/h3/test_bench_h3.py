@@ -299,7 +299,8 @@ def test_stall_tells_head_of_line_blocking():
         assert ctl and stall.summary(ctl, 5)["stalled_share"] == 0.0
     # a drop with another near is not judged: the streams stalled there may have lost
     # their own packet
-    assert stall.isolated([td, td + 20 * MS, 300 * MS], 15 * MS) == [300 * MS]
+    assert stall.isolated([td, td + 10 * MS, 300 * MS], 15 * MS) == [300 * MS]
+    assert stall.isolated([td, td + 20 * MS, 300 * MS], 15 * MS) == [td, 300 * MS]
     assert stall.isolated([td, td + 31 * MS], 15 * MS) == [td, td + 31 * MS]
     # one stream alone around the drop: nothing to compare, not judged
     assert stall.stalls([("a", t, t + base) for t in range(0, 200 * MS, MS)], types, [td],
