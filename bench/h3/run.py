@@ -589,6 +589,12 @@ class Bench:
                     self.stalls(s, m, drops)
         return res
 
+    def stalled_ms(self):
+        """How long a stream must wait beyond the usual to count as stalled: the path's
+        one-way delay, half its round trip as configured (ping's varies with the machine's
+        load; a repair takes at least the round trip)."""
+        return max(float(self.a.delay_ms), 1.0)
+
     def window_ms(self):
         """The stall measure's window after a drop: the path's round trip (ping's, through
         the relay), at least 2 ms."""
@@ -617,7 +623,7 @@ class Bench:
         except (OSError, ValueError) as e:
             m["stall"] = {"error": str(e), "drops": len(td)}
             return
-        w = self.window_ms()
+        w, thr = self.window_ms(), self.stalled_ms()
         alone = stall.isolated(td, int(w * 1e6))
         recs = stall.stalls(pieces, ptypes, alone, int(w * 1e6))
         near = stall.touching(drops, CLIENT, proto, m["t0_ns"], m["t1_ns"])
@@ -626,14 +632,14 @@ class Bench:
         keep = ("victim", "victim_type", "others")
         m["stall"] = {"drops": len(td), "isolated": len(alone), "pieces": len(pieces),
                       "pieces_acked": sum(a is not None for _, _, a in pieces),
-                      "streams": len(ptypes), "window_ms": w,
+                      "streams": len(ptypes), "window_ms": w, "stalled_ms": thr,
                       "records": [{k: r[k] for k in keep} for r in recs],
                       "control": [{k: r[k] for k in keep} for r in ctl]}
-        x, c = stall.summary(recs, w / 2), stall.summary(ctl, w / 2)
+        x, c = stall.summary(recs, thr), stall.summary(ctl, thr)
         log(f"stall {m['run']} {system:13s}: {len(td)} client drops, {len(alone)} isolated, "
             f"{x['drops']} judged, "
             f"other streams stalled p50 {fmt(x['others_p50_ms'])} p90 "
-            f"{fmt(x['others_p90_ms'])} ms, share > {w / 2:.1f} ms "
+            f"{fmt(x['others_p90_ms'])} ms, share > {thr:.1f} ms "
             f"{fmt(x['stalled_share'], '.2f')}; {c['drops']} control points: p50 "
             f"{fmt(c['others_p50_ms'])} p90 {fmt(c['others_p90_ms'])} ms, share "
             f"{fmt(c['stalled_share'], '.2f')}")
@@ -648,7 +654,7 @@ def summarize(res):
         st = [m["stall"] for m in lo if "stall" in m]
         recs = [x for t in st for x in t.get("records", ())]
         ctl = [x for t in st for x in t.get("control", ())]
-        w = max((t["window_ms"] for t in st if "window_ms" in t), default=None)
+        w = max((t["stalled_ms"] for t in st if "stalled_ms" in t), default=None)
         audio = [t for m in lo for t in m["audio_ms"]]
         clean = [t for m in mx for t in m["audio_ms"]]
         out[s] = {
@@ -668,15 +674,15 @@ def summarize(res):
             "loss_goodput_mbps": med([m["goodput_mbps"] for m in lo]),
             "loss_failed": sum(not m["ok"] for m in lo),
             # per-stream stalls after the client's dropped packets (bench/h3/stall.py)
-            "loss_stall": dict(stall.summary(recs, w / 2 if w else None),
+            "loss_stall": dict(stall.summary(recs, w),
                                client_drops=sum(t.get("drops", 0) for t in st),
                                isolated=sum(t.get("isolated", 0) for t in st),
                                errors=[t["error"] for t in st if "error" in t]) if st else None,
             # the same at times with no drop near: the path's own jitter
-            "loss_stall_control": stall.summary(ctl, w / 2 if w else None) if st else None,
+            "loss_stall_control": stall.summary(ctl, w) if st else None,
             # what the drops add to it: head-of-line blocking, in points of share
-            "loss_hol_excess": excess(stall.summary(recs, w / 2 if w else None),
-                                      stall.summary(ctl, w / 2 if w else None)) if st else None,
+            "loss_hol_excess": excess(stall.summary(recs, w),
+                                      stall.summary(ctl, w)) if st else None,
             "checksums_ok": all(m["ok"] for m in mx) and all(u["ok"] for u in su),
         }
     return out
@@ -718,7 +724,7 @@ def table(d):
                  "(those with no other drop near), how "
                  "long the other streams' pieces waited for their in-order acknowledgement "
                  "beyond the usual (ms, p50 and p90 over drops x streams); stalled: the share "
-                 "of those stalled longer than half the path's round trip; no drop: the "
+                 "of those stalled longer than the path's one-way delay; no drop: the "
                  "same share at times with no drop near, the path's own jitter; excess: "
                  "the first less the second, in points (bench/h3/stall.py)")
     return "\n".join(lines)
