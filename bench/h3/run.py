@@ -37,13 +37,16 @@ packet the router forwards going through a lossy, delayed path (bench/h3/lossy.c
 build/bench/lossy, or its slower twin bench/h3/lossy.py with --relay py: a TUN
 device in the router: --loss percent dropped at random, the rest delayed --delay-ms once per
 crossing of the router; this kernel has no netem), --loss-runs mixed uploads per system: p50
-and p99 of the audio streams' completion times. The congestion control of both stacks is
+and p99 of the audio streams' completion times, and how long the other streams stalled after
+each isolated drop of the client's data packets, against control points with no drop near
+(bench/h3/stall.py: head-of-line blocking on the client's leg, from the client's qlog over
+QUIC and its PEAK_H3_PROGRESS file over HTTP/2). The congestion control of both stacks is
 recorded: the kernel's TCP (net.ipv4.tcp_congestion_control) and peak h3's QUIC (the same
 by default, PEAK_H3_CC to choose).
 Prints a table, writes JSON (--out); bench/report.py makes the HTTP/3 section of REPORT.md.
 
 Usage (root): bench/h3/run.py [--quick] [--runs N] [--loss-runs N] [--systems LIST]
-              [--out FILE]"""
+              [--relay c|py] [--out FILE]"""
 import argparse
 import concurrent.futures
 import importlib.util
