@@ -13,13 +13,19 @@ whole 64 KB aggregate. The delay is constant, so the order is kept.
 Bounded: at most --queue packets wait (beyond it a packet is dropped and counted apart).
 Prints 'lossy: ready DEV' once the device exists; on SIGTERM or SIGINT prints one line
 'lossy: {json}' with its counters (received, dropped, overflow, sent, write_errors, and
-queued: still waiting then) and exits 0.
+queued: still waiting then) and exits 0. With --drops FILE it also writes one line per packet
+dropped at random: 'T_NS SRC DST PROTO LEN DPORT' (T_NS: CLOCK_MONOTONIC nanoseconds when the
+packet was read, the clock peak h3's clients time their packets by; SRC, DST: the IPv6
+addresses; PROTO: the next header, 6 TCP, 17 UDP; LEN: the packet's bytes; DPORT: the TCP or
+UDP destination port, '-' for other protocols), so that the benchmark can ask which streams a
+drop stalled.
 
 Usage (root, in the router's namespace): lossy.py --dev NAME [--loss PCT] [--delay-ms MS]
-                                                  [--seed N] [--queue N]"""
+                                                  [--seed N] [--queue N] [--drops FILE]"""
 import argparse
 import collections
 import fcntl
+import ipaddress
 import json
 import os
 import random
@@ -39,6 +45,24 @@ def open_tun(name):
     return fd
 
 
+def drop_line(t_ns, head, length):
+    """'T_NS SRC DST PROTO LEN DPORT' for a dropped packet from its first 44 bytes (an IPv6
+    header, then TCP's or UDP's ports; '-' for what it lacks)."""
+    if len(head) >= 40 and head[0] >> 4 == 6:
+        src = ipaddress.IPv6Address(head[8:24]).compressed
+        dst = ipaddress.IPv6Address(head[24:40]).compressed
+        port = int.from_bytes(head[42:44], "big") if head[6] in (6, 17) and len(head) >= 44 \
+            else "-"
+        return f"{t_ns} {src} {dst} {head[6]} {length} {port}"
+    return f"{t_ns} - - - {length} -"
+
+
+def write_drops(path, drops):
+    with open(path, "w") as f:
+        for d in drops:
+            f.write(drop_line(*d) + "\n")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dev", required=True, help="the TUN device's name (15 characters)")
@@ -46,6 +70,7 @@ def main():
     ap.add_argument("--delay-ms", type=float, default=5.0, help="one-way delay added (5)")
     ap.add_argument("--seed", type=int, default=None, help="the drops' random seed")
     ap.add_argument("--queue", type=int, default=50000, help="packets waiting at most")
+    ap.add_argument("--drops", default=None, help="write the random drops here, one a line")
     a = ap.parse_args()
     if not 0 <= a.loss <= 100 or a.delay_ms < 0 or a.queue < 1 or len(a.dev) > 15:
         ap.error("--loss 0..100, --delay-ms >= 0, --queue >= 1, --dev up to 15 characters")
@@ -57,6 +82,7 @@ def main():
     signal.signal(signal.SIGTERM, lambda *_: stop.append(1))
     signal.signal(signal.SIGINT, lambda *_: stop.append(1))
     print(f"lossy: ready {a.dev} loss {a.loss}% delay {a.delay_ms} ms", flush=True)
+    drops = []  # (monotonic ns, packet head): formatted at the end, off the packet path
     q = collections.deque()  # (due, packet), due in order: the delay is constant
     po = select.poll()
     po.register(fd, select.POLLIN)
@@ -79,6 +105,8 @@ def main():
             n["received"] += 1
             if p and rand() < p:
                 n["dropped"] += 1
+                if a.drops is not None:
+                    drops.append((int(now * 1e9), pkt[:44], len(pkt)))
             elif len(q) >= a.queue:
                 n["overflow"] += 1
             else:
@@ -91,6 +119,8 @@ def main():
             except OSError:
                 n["write_errors"] += 1
     n["queued"] = len(q)  # still waiting when stopped: neither sent nor dropped
+    if a.drops is not None:
+        write_drops(a.drops, drops)
     print("lossy: " + json.dumps(n), flush=True)
     return 0
 

@@ -33,16 +33,20 @@ for peak-direct), time to the first response byte of one small request on a new
 connection (1-RTT), the same resumed with 0-RTT (--session-file/--early-data) where the
 system takes it, the handshake times, and the cluster's CPU per MB (scheduler run time of
 the ingress, proxy and backend processes, and peak dns for peak-direct). Then, with every
-packet the router forwards going through a lossy, delayed path (bench/h3/lossy.py, a TUN
+packet the router forwards going through a lossy, delayed path (bench/h3/lossy.c, built as
+build/bench/lossy, or its slower twin bench/h3/lossy.py with --relay py: a TUN
 device in the router: --loss percent dropped at random, the rest delayed --delay-ms once per
 crossing of the router; this kernel has no netem), --loss-runs mixed uploads per system: p50
-and p99 of the audio streams' completion times. The congestion control of both stacks is
+and p99 of the audio streams' completion times, and how long the other streams stalled after
+each isolated drop of the client's data packets, against control points with no drop near
+(bench/h3/stall.py: head-of-line blocking on the client's leg, from the client's qlog over
+QUIC and its PEAK_H3_PROGRESS file over HTTP/2). The congestion control of both stacks is
 recorded: the kernel's TCP (net.ipv4.tcp_congestion_control) and peak h3's QUIC (the same
 by default, PEAK_H3_CC to choose).
 Prints a table, writes JSON (--out); bench/report.py makes the HTTP/3 section of REPORT.md.
 
 Usage (root): bench/h3/run.py [--quick] [--runs N] [--loss-runs N] [--systems LIST]
-              [--out FILE]"""
+              [--relay c|py] [--out FILE]"""
 import argparse
 import concurrent.futures
 import importlib.util
@@ -65,6 +69,9 @@ sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
 import directbed  # noqa: E402
 import peaktest  # noqa: E402
 
+sys.path.insert(0, HERE)
+import stall  # noqa: E402
+
 
 def _load(name, path):
     spec = importlib.util.spec_from_file_location(name, path)
@@ -79,6 +86,7 @@ ingress_bench = _load("ingress_bench", os.path.join(ROOT, "bench", "ingress", "r
 
 SYSTEMS = ["proposed", "peak-direct", "transitioning", "legacy", "caddy"]
 ING = "fd00:e::2"
+CLIENT = "fd00:c::2"
 H3_PORT, H2_PORT, TRANS_PORT, HAPROXY_PORT, CADDY_PORT = 4433, 4434, 4435, 443, 8443
 POD = {"a": "2001:db8:a1::1", "v": "2001:db8:a2::1"}
 
@@ -359,16 +367,17 @@ class Bed(directbed.Bed):
             self.pids["peak-direct"].append(self.dns.proc.pid)
         return self
 
-    def loss(self, pct, delay_ms, seed=None):
-        """Sends every packet the router forwards through bench/h3/lossy.py (a TUN device in
-        the router: it drops pct% at random and delays the rest by delay_ms, once per crossing
-        of the router; this kernel has no netem). Policy routing steers it: what comes in on a
-        veth looks up a table whose default route is the device, what comes back out of the
-        device the main table."""
+    def loss(self, pct, delay_ms, seed=None, relay=None):
+        """Sends every packet the router forwards through a lossy relay (relay: its argv
+        before the options, bench/h3/lossy.py by default; a TUN device in the router: it
+        drops pct% at random and delays the rest by delay_ms, once per crossing of the router;
+        this kernel has no netem), which logs its drops into drops.txt. Policy routing steers
+        it: what comes in on a veth looks up a table whose default route is the device, what
+        comes back out of the device the main table."""
         r, dev = self.ns["r"], f"{self.tag}t"
-        argv = [sys.executable, os.path.join(HERE, "lossy.py"), "--dev", dev, "--loss",
-                str(pct), "--delay-ms", str(delay_ms)] + \
-            (["--seed", str(seed)] if seed is not None else [])
+        argv = (relay or [sys.executable, os.path.join(HERE, "lossy.py")]) + \
+            ["--dev", dev, "--loss", str(pct), "--delay-ms", str(delay_ms), "--drops",
+             str(self.dir / "drops.txt")] + (["--seed", str(seed)] if seed is not None else [])
         self.lossy = self.run("r", argv, "lossy.log")
         self.wait_log(self.lossy, "lossy.log", r"lossy: ready")
         ip_batch(lossy_rules("add", dev, [f"{self.tag}{k}0" for k in "ciav"]), r, ("-6",))
@@ -414,9 +423,10 @@ class Bench:
             f.write(os.urandom(size))
         return path
 
-    def client(self, system, files, extra=(), timeout_ms=None):
+    def client(self, system, files, extra=(), timeout_ms=None, env=None):
         """One 'peak h3 upload' from the client host against a system; returns what it
-        printed, parsed, with its exit status and wall time."""
+        printed, parsed, with its exit status, wall time and the monotonic clock's readings
+        (ns) around it."""
         b = self.bed
         if system == "peak-direct":
             target = [directbed.NAME, "--peak", "--server", f"[::1]:{b.dns.port}", "--port",
@@ -432,24 +442,36 @@ class Bench:
                 "--ca", str(b.ca), "--timeout", str(tmo), *extra]
         for p, t in files:
             argv += ["--file", f"{p}:{t}"]
-        t0 = time.monotonic()
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=tmo / 1000 + 30)
-        wall = time.monotonic() - t0
+        t0 = time.monotonic_ns()
+        p = subprocess.run(argv, capture_output=True, text=True, timeout=tmo / 1000 + 30,
+                           env=dict(os.environ, **env) if env else None)
+        t1 = time.monotonic_ns()
         streams, conns = parse_upload(p.stdout)
         ok = (p.returncode == 0 and len(streams) == len(files) and
               all(s["ok"] for s in streams))
-        return {"rc": p.returncode, "wall_s": wall, "streams": streams, "conns": conns,
-                "ok": ok, "err": (p.stderr.strip()[-400:] if not ok else "")}
+        return {"rc": p.returncode, "wall_s": (t1 - t0) / 1e9, "t0_ns": t0, "t1_ns": t1,
+                "streams": streams, "conns": conns, "ok": ok,
+                "err": (p.stderr.strip()[-400:] if not ok else "")}
 
     def cluster_cpu(self, system):
         pids = ingress_bench.descendants(self.bed.pids[system])
         return {p: ingress_bench.proc_cpu(p) for p in pids}
 
-    def mixed(self, system, loss=False):
+    def mixed(self, system, loss=False, run=0):
         """The mixed upload on one connection (two for PEAK-direct, one per type), with the
-        cluster CPU it cost."""
+        cluster CPU it cost. Under loss the client also keeps what the per-stream stall
+        measure needs (bench/h3/stall.py): its qlog over QUIC, its TCP progress file over
+        HTTP/2."""
+        extra, env, trace = (), None, None
+        if loss:
+            trace = self.bed.dir / f"trace-{system}-{run}"
+            trace.mkdir()
+            if system == "legacy":
+                env = {"PEAK_H3_PROGRESS": str(trace / "progress.txt")}
+            else:
+                extra = ("--qlog", str(trace))
         c0 = self.cluster_cpu(system)
-        r = self.client(system, self.files)
+        r = self.client(system, self.files, extra, env=env)
         c1 = self.cluster_cpu(system)
         cpu = sum(max(c1.get(p, v) - v, 0) for p, v in c0.items())
         mb = self.total / 1e6
@@ -461,6 +483,9 @@ class Bench:
                "client_s": max((c["s"] for c in r["conns"]), default=None),
                "cluster_cpu_s": cpu, "cpu_ms_per_mb": cpu * 1e3 / mb,
                "audio_ms": audio, "connections": len(r["conns"])}
+        if trace:
+            out.update(trace=str(trace), t0_ns=r["t0_ns"], t1_ns=r["t1_ns"],
+                       stream_types={s["stream"]: s.get("type") for s in r["streams"]})
         # the first answer on the connection: handshake, then the first stream to finish
         if r["conns"] and r["streams"]:
             out["first_answer_ms"] = (min(c["handshake_ms"] for c in r["conns"]) +
@@ -526,7 +551,7 @@ class Bench:
             f"0-RTT {u.get('early')}{'' if u['ok'] else ' FAILED: ' + u['err']}")
 
     def loss_run(self, s, run, res):
-        m = self.mixed(s, loss=True)
+        m = self.mixed(s, loss=True, run=run)
         m["run"] = run
         res[s]["loss"].append(m)
         log(f"loss {run} {s:13s}: audio p99 {percentile(m['audio_ms'], 99) or 0:.1f} ms, "
@@ -554,14 +579,73 @@ class Bench:
         for run in range(a.runs):
             self.each(self.clean_runs, self.systems, run, res)
         if a.loss_runs and (a.loss or a.delay_ms):
-            self.bed.loss(a.loss, a.delay_ms, a.seed)
+            self.bed.loss(a.loss, a.delay_ms, a.seed, a.relay_argv)
             try:
                 for run in range(a.loss_runs):
                     self.each(self.loss_run, a.loss_systems, run, res)
             finally:
                 self.lossy_counters = self.bed.lossless()
             log(f"lossy path: {self.lossy_counters}")
+            drops = stall.read_drops(self.bed.dir / "drops.txt")
+            for s in a.loss_systems:
+                for m in res[s]["loss"]:
+                    self.stalls(s, m, drops)
         return res
+
+    def stalled_ms(self):
+        """How long a stream must wait beyond the usual to count as stalled: the path's
+        one-way delay, half its round trip as configured (ping's varies with the machine's
+        load; a repair takes at least the round trip)."""
+        return max(float(self.a.delay_ms), 1.0)
+
+    def window_ms(self):
+        """The stall measure's window after a drop: the path's round trip (ping's, through
+        the relay), at least 2 ms."""
+        return max(self.bed.path_rtt_ms or 0, 2.0)
+
+    def stalls(self, system, m, drops):
+        """The per-stream stalls after each drop of one loss run's client packets (see
+        bench/h3/stall.py), into m['stall']: the drops seen, the pieces the client sent and
+        had acknowledged, and one record per drop judged."""
+        trace = Path(m.pop("trace"))
+        port = {"proposed": H3_PORT, "peak-direct": H3_PORT, "transitioning": TRANS_PORT,
+                "legacy": HAPROXY_PORT, "caddy": CADDY_PORT}[system]
+        proto = "6" if system == "legacy" else "17"
+        dsts = ("2001:db8:a1:", "2001:db8:a2:") if system == "peak-direct" else (ING,)
+        td = stall.client_drops(drops, CLIENT, dsts, proto, port, m["t0_ns"], m["t1_ns"])
+        types = {int(k): v for k, v in m.pop("stream_types").items() if k.lstrip("-").isdigit()}
+        pieces, ptypes = [], {}
+        try:
+            if system == "legacy":
+                pieces, ptypes = stall.tcp_pieces(trace / "progress.txt", types)
+            else:
+                for i, q in enumerate(sorted(trace.glob("*.sqlog"))):
+                    p, t = stall.quic_pieces(q, f"c{i}")
+                    pieces += p
+                    ptypes.update(t)
+        except (OSError, ValueError) as e:
+            m["stall"] = {"error": str(e), "drops": len(td)}
+            return
+        w, thr = self.window_ms(), self.stalled_ms()
+        alone = stall.isolated(td, int(w * 1e6))
+        recs = stall.stalls(pieces, ptypes, alone, int(w * 1e6))
+        near = stall.touching(drops, CLIENT, proto, m["t0_ns"], m["t1_ns"])
+        ctl = stall.stalls(pieces, ptypes, stall.control_points(pieces, near, int(w * 1e6)),
+                           int(w * 1e6))
+        keep = ("victim", "victim_type", "others")
+        m["stall"] = {"drops": len(td), "isolated": len(alone), "pieces": len(pieces),
+                      "pieces_acked": sum(a is not None for _, _, a in pieces),
+                      "streams": len(ptypes), "window_ms": w, "stalled_ms": thr,
+                      "records": [{k: r[k] for k in keep} for r in recs],
+                      "control": [{k: r[k] for k in keep} for r in ctl]}
+        x, c = stall.summary(recs, thr), stall.summary(ctl, thr)
+        log(f"stall {m['run']} {system:13s}: {len(td)} client drops, {len(alone)} isolated, "
+            f"{x['drops']} judged, "
+            f"other streams stalled p50 {fmt(x['others_p50_ms'])} p90 "
+            f"{fmt(x['others_p90_ms'])} ms, share > {thr:.1f} ms "
+            f"{fmt(x['stalled_share'], '.2f')}; {c['drops']} control points: p50 "
+            f"{fmt(c['others_p50_ms'])} p90 {fmt(c['others_p90_ms'])} ms, share "
+            f"{fmt(c['stalled_share'], '.2f')}")
 
 
 def summarize(res):
@@ -570,6 +654,10 @@ def summarize(res):
     out = {}
     for s, r in res.items():
         mx, su, lo = r["mixed"], r["setup"], r["loss"]
+        st = [m["stall"] for m in lo if "stall" in m]
+        recs = [x for t in st for x in t.get("records", ())]
+        ctl = [x for t in st for x in t.get("control", ())]
+        w = max((t["stalled_ms"] for t in st if "stalled_ms" in t), default=None)
         audio = [t for m in lo for t in m["audio_ms"]]
         clean = [t for m in mx for t in m["audio_ms"]]
         out[s] = {
@@ -588,9 +676,26 @@ def summarize(res):
             "loss_audio_samples": len(audio),
             "loss_goodput_mbps": med([m["goodput_mbps"] for m in lo]),
             "loss_failed": sum(not m["ok"] for m in lo),
+            # per-stream stalls after the client's dropped packets (bench/h3/stall.py)
+            "loss_stall": dict(stall.summary(recs, w),
+                               client_drops=sum(t.get("drops", 0) for t in st),
+                               isolated=sum(t.get("isolated", 0) for t in st),
+                               errors=[t["error"] for t in st if "error" in t]) if st else None,
+            # the same at times with no drop near: the path's own jitter
+            "loss_stall_control": stall.summary(ctl, w) if st else None,
+            # what the drops add to it: head-of-line blocking, in points of share
+            "loss_hol_excess": excess(stall.summary(recs, w),
+                                      stall.summary(ctl, w)) if st else None,
             "checksums_ok": all(m["ok"] for m in mx) and all(u["ok"] for u in su),
         }
     return out
+
+
+def excess(after, control):
+    """The share of other streams stalled after a drop less the share stalled at the
+    control points (None without both)."""
+    a, c = after.get("stalled_share"), control.get("stalled_share")
+    return None if a is None or c is None else a - c
 
 
 def fmt(v, spec=".1f"):
@@ -600,7 +705,8 @@ def fmt(v, spec=".1f"):
 def table(d):
     """The summary as a text table."""
     cols = ["system", "goodput MB/s", "CPU ms/MB", "1st byte ms", "0-RTT 1st byte",
-            "handshake ms", "loss audio p50", "loss audio p99", "loss MB/s", "ok"]
+            "handshake ms", "loss audio p50", "loss audio p99", "loss MB/s",
+            "HOL stall p50", "HOL stall p90", "stalled", "no drop: stalled", "excess", "ok"]
     rows = []
     for s in d["systems"]:
         x = d["summary"][s]
@@ -608,14 +714,31 @@ def table(d):
                      fmt(x["ttfb_ms"], ".2f"), fmt(x["ttfb_0rtt_ms"], ".2f"),
                      fmt(x["setup_1rtt_ms"], ".2f"), fmt(x["loss_audio_p50_ms"]),
                      fmt(x["loss_audio_p99_ms"]), fmt(x["loss_goodput_mbps"]),
-                     "yes" if x["checksums_ok"] else "NO"])
+                     *hol_cells(x["loss_stall"]), hol_cells(x["loss_stall_control"])[2],
+                     fmt(x["loss_hol_excess"] * 100 if x["loss_hol_excess"] is not None
+                         else None, "+.0f"), "yes" if x["checksums_ok"] else "NO"])
     w = [max(len(c), *(len(r[i]) for r in rows)) if rows else len(c) for i, c in enumerate(cols)]
     lines = ["  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(cols))]
     for r in rows:
         lines.append("  ".join(c.rjust(w[i]) if i else c.ljust(w[i]) for i, c in enumerate(r)))
     for s, why in d["skipped"].items():
         lines.append(f"{s}: skipped: {why}")
+    lines.append("HOL stall: after each data packet of the client's dropped by the relay "
+                 "(those with no other drop near), how "
+                 "long the other streams' pieces waited for their in-order acknowledgement "
+                 "beyond the usual (ms, p50 and p90 over drops x streams); stalled: the share "
+                 "of those stalled longer than the path's one-way delay; no drop: the "
+                 "same share at times with no drop near, the path's own jitter; excess: "
+                 "the first less the second, in points (bench/h3/stall.py)")
     return "\n".join(lines)
+
+
+def hol_cells(x):
+    """The table's cells for the per-stream stall summary (dashes without one)."""
+    if not x or not x.get("pairs"):
+        return ["-", "-", "-"]
+    return [fmt(x["others_p50_ms"]), fmt(x["others_p90_ms"]),
+            fmt(x["stalled_share"] * 100, ".0f") + "%"]
 
 
 def versions(peak, systems):
@@ -653,6 +776,9 @@ def main():
     ap.add_argument("--delay-ms", type=float, default=5,
                     help="one-way delay the router adds in the loss runs, per crossing (5)")
     ap.add_argument("--seed", type=int, default=None, help="the drops' random seed")
+    ap.add_argument("--relay", choices=("c", "py"), default=None,
+                    help="the lossy path's relay: c (build/bench/lossy beside --peak's "
+                         "build, the default when built) or py (bench/h3/lossy.py)")
     ap.add_argument("--loss-systems", default=None,
                     help="the systems measured under loss (default: all)")
     ap.add_argument("--audio", type=int, default=8, help="audio files per upload (8)")
@@ -678,6 +804,12 @@ def main():
     if os.geteuid() != 0:
         ap.error("needs root (network namespaces)")
     a.peak = os.path.abspath(a.peak)
+    c_relay = os.path.join(os.path.dirname(a.peak), "bench", "lossy")
+    if a.relay == "c" and not os.access(c_relay, os.X_OK):
+        ap.error(f"--relay c: {c_relay} is not built")
+    if a.relay is None:
+        a.relay = "c" if os.access(c_relay, os.X_OK) else "py"
+    a.relay_argv = [c_relay] if a.relay == "c" else None
     directbed.PEAK = peaktest.PEAK = a.peak
     skipped = skip_reasons(a.peak, systems)
     for s, why in skipped.items():
@@ -694,7 +826,7 @@ def main():
             b = Bench(a, bed, systems)
             b.make_files()
             res = b.all()
-            lossy = dict(getattr(b, "lossy_counters", {}),
+            lossy = dict(getattr(b, "lossy_counters", {}), relay=a.relay,
                          rtt_ms=getattr(bed, "path_rtt_ms", None))
         except Exception:
             for path in sorted(Path(d).glob("*.log")):  # the daemons' last words

@@ -5,15 +5,76 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <stddef.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
+
+#include <linux/sockios.h>
+#include <linux/tcp.h>
 
 #include "../sys/log.h"
 #include "conn.h"
 #include "h2conn.h"
 #include "uploadint.h"
 
-enum { UP_H2_RETRIES = 3 }; /* times a refused stream is sent again */
+enum {
+	UP_H2_RETRIES = 3,    /* times a refused stream is sent again */
+	UP_TLS13_RECORD = 22, /* bytes a TLS 1.3 record adds to its plaintext (AEAD tag 16,
+	                       * header 5, content type 1) */
+};
+
+/* PEAK_H3_PROGRESS=FILE (opt-in, for bench/h3's per-stream stall measure): where each DATA
+ * frame lies in the TCP byte stream, and the socket's written, sent and acknowledged byte
+ * counters every millisecond, so that the benchmark can tell when each stream's bytes were
+ * sent and when TCP acknowledged them in order (HTTP/2's head-of-line blocking). Lines:
+ * 'D T_NS STREAM END LEN' (the frame's last byte's offset in the socket's stream, estimated
+ * from what is written and what waits in our buffer, and its length) and
+ * 'T T_NS WRITTEN SENT ACKED'; T_NS on h3_now's clock (CLOCK_MONOTONIC). */
+static FILE *progress;
+static uint64_t prog_last[3];
+
+/* The socket's bytes written (acknowledged plus queued), sent at least once and acknowledged;
+ * false if the kernel does not say. */
+static bool tcp_counters(int fd, uint64_t v[3])
+{
+	struct tcp_info ti;
+	socklen_t len = sizeof(ti);
+	int outq = 0;
+	memset(&ti, 0, sizeof(ti));
+	if (ioctl(fd, SIOCOUTQ, &outq) || getsockopt(fd, IPPROTO_TCP, TCP_INFO, &ti, &len) ||
+	    len < offsetof(struct tcp_info, tcpi_notsent_bytes) + sizeof(ti.tcpi_notsent_bytes))
+		return false;
+	v[0] = ti.tcpi_bytes_acked + (uint64_t)outq;
+	v[1] = v[0] - ti.tcpi_notsent_bytes;
+	v[2] = ti.tcpi_bytes_acked;
+	return true;
+}
+
+/* Logs the counters when they changed since the last line. */
+static void progress_sample(struct h2_conn *c)
+{
+	uint64_t v[3];
+	if (!progress || !c->hs_done || !tcp_counters(c->fd, v) || !memcmp(v, prog_last, sizeof(v)))
+		return;
+	memcpy(prog_last, v, sizeof(v));
+	fprintf(progress, "T %" PRIu64 " %" PRIu64 " %" PRIu64 " %" PRIu64 "\n", h3_now(), v[0],
+	        v[1], v[2]);
+}
+
+/* A DATA frame left nghttp2: it ends after what the socket took and what waits in our
+ * buffer, each record of that adding its overhead. */
+static void progress_frame(struct h2_conn *c, const nghttp2_frame *fr)
+{
+	uint64_t v[3];
+	if (!progress || !tcp_counters(c->fd, v))
+		return;
+	uint64_t wait = c->out_len - c->out_off;
+	uint64_t end = v[0] + wait + (wait + H2_RECORD_LEN - 1) / H2_RECORD_LEN * UP_TLS13_RECORD;
+	fprintf(progress, "D %" PRIu64 " %" PRId32 " %" PRIu64 " %zu\n", h3_now(), fr->hd.stream_id,
+	        end, fr->hd.length + 9);
+}
 
 static ssize_t read_file(nghttp2_session *h, int32_t sid, uint8_t *buf, size_t len, uint32_t *flags,
                          nghttp2_data_source *src, void *ud)
@@ -39,12 +100,13 @@ static struct ufile *file_of(nghttp2_session *h, int32_t sid)
 /* The request goes out now (it may have waited for the server's stream limit). */
 static int frame_send(nghttp2_session *h, const nghttp2_frame *fr, void *ud)
 {
-	(void)ud;
 	struct ufile *f = file_of(h, fr->hd.stream_id);
 	if (f && fr->hd.type == NGHTTP2_HEADERS && !f->started) {
 		f->started = true;
 		f->t0 = h3_now();
 	}
+	if (f && fr->hd.type == NGHTTP2_DATA)
+		progress_frame(ud, fr);
 	return 0;
 }
 
@@ -187,6 +249,9 @@ int h2_upload_run(const struct h3_upload_opts *o, struct upload *u, const struct
 		fprintf(stderr, "peak h3 upload: %s: %s\n", o->url, strerror(-r));
 		return 1;
 	}
+	const char *pf = getenv("PEAK_H3_PROGRESS");
+	if (pf && *pf && !(progress = fopen(pf, "we")))
+		fprintf(stderr, "peak h3 upload: %s: %s\n", pf, strerror(errno));
 	bool submitted = false;
 	r = h2_conn_io(c);
 	while (!r && u->nclosed < u->n) {
@@ -210,9 +275,12 @@ int h2_upload_run(const struct h3_upload_opts *o, struct upload *u, const struct
 			break;
 		struct pollfd p = {c->fd, h2_conn_events(c), 0};
 		int ms = (int)((end - now + 999999) / 1000000);
+		if (progress && ms > 1)
+			ms = 1; /* the acknowledgements wake nobody: look every millisecond */
 		if (poll(&p, 1, ms) == -1 && errno != EINTR)
 			break;
 		r = h2_conn_io(c);
+		progress_sample(c);
 	}
 	if (r || u->nclosed < u->n) {
 		fprintf(stderr, "peak h3 upload: %s: %s%s%s%s\n", o->url,
@@ -233,5 +301,8 @@ int h2_upload_run(const struct h3_upload_opts *o, struct upload *u, const struct
 		h2_conn_io(c);
 	}
 	h2_conn_free(c);
+	if (progress && fclose(progress))
+		fprintf(stderr, "peak h3 upload: %s: %s\n", pf, strerror(errno));
+	progress = NULL;
 	return bad ? 1 : 0;
 }

@@ -531,6 +531,9 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	                              o->server_name ? o->server_name : host, !o->insecure,
 	                              &upload_ops, &u)))
 		goto out;
+	/* qlog times count from the connection's start; its CLOCK_MONOTONIC reading lets
+	 * bench/h3 line them up with the lossy relay's drops (per-stream stalls) */
+	h3_qlog_event(c, "peak:clock", "\"start_monotonic_ns\":%" PRIu64, c->t_start);
 	uint64_t t0 = h3_now(), end = t0 + (uint64_t)o->timeout_ms * 1000000;
 	bool submitted = false, migrated = false;
 	if (c->h) { /* resuming: the requests go out as 0-RTT */

@@ -1,9 +1,10 @@
 """The HTTP/3 benchmark's harness (bench/h3/run.py --quick: tiny files, one run; here with one
-upload of Proposed under 5% loss and 5 ms delay, so that the lossy path is exercised too) and
-its section of the report (bench/report.py): the JSON is complete for every system this
-build can run, every checksum passed, the router dropped packets, and the tables and plots
-are made from it. No speed is asserted. A system whose uploads fail must show as failed, not as a
-figure."""
+upload of Proposed and of Legacy under 5% loss and 5 ms delay, so that the lossy path and the
+per-stream stall measure are exercised too) and its section of the report (bench/report.py):
+the JSON is complete for every system this build can run, every checksum passed, the router
+dropped packets, and the tables and plots are made from it. No speed is asserted. A system
+whose uploads fail must show as failed, not as a figure. The stall measure
+(bench/h3/stall.py) is checked on made-up traces where the answer is known."""
 import importlib.util
 import json
 import os
@@ -21,6 +22,10 @@ SRC = os.path.normpath(os.path.join(os.path.dirname(__file__), "..", ".."))
 PEAK = os.environ.get("PEAK_BIN", os.path.join(SRC, "build", "peak"))
 RUN = os.path.join(SRC, "bench", "h3", "run.py")
 LOSSY = os.path.join(SRC, "bench", "h3", "lossy.py")
+STALL = os.path.join(SRC, "bench", "h3", "stall.py")
+# the relay in C (bench/h3/lossy.c), built beside the peak under test
+LOSSY_C = os.path.join(os.path.dirname(os.path.abspath(PEAK)), "bench", "lossy")
+RELAYS = {"py": ["/usr/bin/python3", LOSSY], "c": [LOSSY_C]}
 
 
 def load(name, path):
@@ -31,6 +36,8 @@ def load(name, path):
 
 
 h3run = load("h3run", RUN)
+stall = load("stall", STALL)
+lossy_mod = load("lossy", LOSSY)
 report = load("report", os.path.join(SRC, "bench", "report.py"))
 
 
@@ -39,13 +46,14 @@ def test_quick_run_and_report(tmp_path):
     if sanitized():
         pytest.skip("the harness is checked in the plain build (make test's time budget)")
     out = tmp_path / "h3.json"
+    skipped = h3run.skip_reasons(PEAK, h3run.SYSTEMS)
+    lossy = ["proposed"] + ([] if "legacy" in skipped else ["legacy"])
     p = subprocess.run(["/usr/bin/python3", RUN, "--quick", "--loss-runs", "1", "--loss", "5",
-                        "--loss-systems", "proposed",
+                        "--loss-systems", ",".join(lossy),
                         "--peak", PEAK, "--out", str(out)],
                        capture_output=True, text=True, timeout=240)
     assert p.returncode == 0, p.stdout + p.stderr[-3000:]
     d = json.loads(out.read_text())
-    skipped = h3run.skip_reasons(PEAK, h3run.SYSTEMS)
     # every system runs unless this build lacks what it needs, and then says why
     assert sorted(d["systems"]) == sorted(s for s in h3run.SYSTEMS if s not in skipped)
     assert {"proposed", "peak-direct"} <= set(d["systems"])
@@ -56,11 +64,30 @@ def test_quick_run_and_report(tmp_path):
     for s in d["systems"]:
         r, x = d["results"][s], d["summary"][s]
         assert len(r["mixed"]) == len(r["setup"]) == 1, s
-        if s == "proposed":
+        if s in lossy:
             assert len(r["loss"]) == 1 and r["loss"][0]["ok"], r["loss"]
             assert x["loss_audio_samples"] == d["files"]["audio"][0]
+            # the per-stream stall measure had what it needs: the client's qlog (QUIC) or
+            # its TCP progress file (HTTP/2, PEAK_H3_PROGRESS), every stream's pieces, most
+            # acknowledged by the end, and the relay's drops of the client's data packets
+            # (5% of about 190: none at all has odds under 1e-4)
+            st = r["loss"][0]["stall"]
+            assert "error" not in st and st["streams"] == n, st
+            assert st["pieces"] >= d["files"]["total_bytes"] // 1500, st
+            assert st["pieces_acked"] >= 0.9 * st["pieces"], st
+            assert st["drops"] > 0 and len(st["records"]) <= st["isolated"] <= st["drops"], st
+            ls = x["loss_stall"]
+            assert ls["client_drops"] == st["drops"] and ls["drops"] == len(st["records"])
+            assert ls["stalled_ms"] == st["stalled_ms"] == 5 and st["window_ms"] >= 2
+            ex = x["loss_hol_excess"]  # None when no drop (or no control point) was judged
+            assert ex is None or ex == ls["stalled_share"] - \
+                x["loss_stall_control"]["stalled_share"], x
+            for rec in st["records"] + st["control"]:
+                assert rec["victim_type"] in ("audio/ogg", "video/mp4"), rec
+                assert rec["others"] and all(v >= 0 for _, _, v in rec["others"]), rec
         else:
             assert r["loss"] == [] and x["loss_audio_p99_ms"] is None
+            assert x["loss_stall"] is None
         m = r["mixed"][0]
         assert m["ok"] and m["streams"] == m["streams_ok"] == n, (s, m)
         assert len(m["audio_ms"]) == d["files"]["audio"][0]
@@ -124,6 +151,8 @@ def test_failed_upload_is_not_a_figure():
     x = h3run.summarize({"proposed": {"mixed": [mixed], "setup": [setup], "loss": []}})
     assert not x["proposed"]["checksums_ok"] and x["proposed"]["goodput_mbps"] is None
     assert h3run.percentile([5, 1, 3, 2, 4], 99) == 5 and h3run.percentile([], 99) is None
+    assert h3run.excess({"stalled_share": 0.75}, {"stalled_share": 0.25}) == 0.5
+    assert h3run.excess({"stalled_share": None}, {"stalled_share": 0.25}) is None
     assert h3run.percentile(list(range(1, 101)), 50) == 50
 
 
@@ -137,17 +166,22 @@ def ping(ns, dst, count, wait_s=2):
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
-def test_lossy_path_delays_and_drops(tmp_path):
-    """bench/h3/lossy.py on a router between two namespaces, steered by run.py's rules: every
-    crossing is delayed (a ping's round trip crosses twice), 100% loss drops everything and
-    counts it, and taking the rules out gives the plain path back."""
-    tag = f"h3lp{os.getpid() % 100000}"
+@pytest.mark.parametrize("relay", ["py", "c"])
+def test_lossy_path_delays_and_drops(tmp_path, relay):
+    """bench/h3/lossy.py, and its twin in C (bench/h3/lossy.c), on a router between two
+    namespaces, steered by run.py's rules: every crossing is delayed (a ping's round trip
+    crosses twice), 100% loss drops everything, counts it and logs each drop (the pings:
+    ICMPv6 from the client to the server), and taking the rules out gives the plain path
+    back."""
+    if relay == "c" and not os.access(LOSSY_C, os.X_OK):
+        pytest.skip(f"{LOSSY_C} is not built (bench/meson.build, not in a fuzz build)")
+    tag = f"h3lp{relay}{os.getpid() % 100000}"
     ns = {k: f"{tag}{k}" for k in "crs"}
     procs = []
 
     def lossy(*args):
         f = open(tmp_path / f"lossy{len(procs)}.log", "w+")
-        p = subprocess.Popen(["ip", "netns", "exec", ns["r"], "/usr/bin/python3", LOSSY,
+        p = subprocess.Popen(["ip", "netns", "exec", ns["r"], *RELAYS[relay],
                               "--dev", f"{tag}t", *args], stdout=f, stderr=subprocess.STDOUT)
         procs.append((p, f))
         deadline = time.monotonic() + 20
@@ -189,10 +223,19 @@ def test_lossy_path_delays_and_drops(tmp_path):
         assert got == 3 and rtt >= 50, rtt  # 25 ms on the way there and back
         assert n["received"] >= 6 and n["sent"] + n["queued"] == n["received"], n
         assert n["dropped"] == n["overflow"] == n["write_errors"] == 0, n
-        p, f = lossy("--loss", "100", "--delay-ms", "0")
+        p, f = lossy("--loss", "100", "--delay-ms", "0", "--drops", str(tmp_path / "drops"))
+        t0 = time.monotonic_ns()
         got, _ = ping(ns["c"], "fd00:d::2", 3, wait_s=1)
+        t1 = time.monotonic_ns()
         n = stop(p, f)
         assert got == 0 and n["dropped"] >= 3 and n["sent"] == 0, n
+        drops = stall.read_drops(tmp_path / "drops")
+        assert len(drops) == n["dropped"], drops
+        pings = [d for d in drops if d[1:4] == ("fd00:c::2", "fd00:d::2", "58")]
+        # the relay's clock is the benchmark's (CLOCK_MONOTONIC): the pings' drops fall
+        # within the pings' time
+        assert len(pings) >= 3 and all(t0 <= d[0] <= t1 for d in pings), (t0, t1, drops)
+        assert all(d[4] >= 48 and d[5] == "-" for d in pings), pings
         got, rtt = ping(ns["c"], "fd00:d::2", 3)
         assert got == 3 and rtt < 25, rtt  # the rules are out: the plain path again
     finally:
@@ -203,3 +246,132 @@ def test_lossy_path_delays_and_drops(tmp_path):
             f.close()
         for n in ns.values():
             subprocess.run(["ip", "netns", "del", n], capture_output=True, timeout=30)
+
+
+MS = 1_000_000
+
+
+def rr_pieces(streams, t0, t1, step, delay):
+    """Pieces sent round robin over streams every step ns from t0 to t1, each acknowledged
+    delay(stream, t_sent) ns after it left."""
+    out, t, i = [], t0, 0
+    while t < t1:
+        k = streams[i % len(streams)]
+        out.append((k, t, t + delay(k, t)))
+        t += step
+        i += 1
+    return out
+
+
+def test_stall_tells_head_of_line_blocking():
+    """On made-up traces with a known answer: one loss at td repaired 30 ms later. Over one
+    byte stream (TCP) every stream's pieces sent after it wait for the repair; over QUIC only
+    the stream that lost does. The measure finds the others stalled in the first case, not
+    in the second, names the stream that lost, and finds no stall away from the drop."""
+    types = {"a": "audio/ogg", "b": "audio/ogg", "v": "video/mp4"}
+    td, repair, base = 100 * MS, 130 * MS, 10 * MS
+
+    def tcp(k, t):  # sent from td until the repair: acknowledged with it
+        return max(base, repair + base - t) if td <= t < repair else base
+
+    def quic(k, t):
+        return tcp(k, t) if k == "v" else base
+
+    for delay, hol in ((tcp, True), (quic, False)):
+        pieces = rr_pieces(["a", "b", "v"], 0, 300 * MS, MS // 10, delay)
+        recs = stall.stalls(pieces, types, [td], 15 * MS)
+        assert len(recs) == 1
+        others = {k: v for k, _, v in recs[0]["others"]}
+        assert len(others) == 2
+        if hol:
+            assert all(v >= 15 for v in others.values()), recs
+        else:
+            assert recs[0]["victim"] == "v" and recs[0]["victim_type"] == "video/mp4"
+            assert others == {"a": 0, "b": 0}, recs
+        x = stall.summary(recs, 5)
+        assert x["drops"] == 1 and x["pairs"] == 2
+        assert x["audio_pairs"] == sum(types[k] == "audio/ogg" for k in others)
+        assert x["stalled_share"] == (1.0 if hol else 0.0)
+        # control points keep away from the drop: nothing stalls there
+        pts = stall.control_points(pieces, [td], 15 * MS)
+        assert pts and all(not td - 15 * MS <= t <= td + 45 * MS for t in pts), pts
+        ctl = stall.stalls(pieces, types, pts, 15 * MS)
+        assert ctl and stall.summary(ctl, 5)["stalled_share"] == 0.0
+    # a drop with another near is not judged: the streams stalled there may have lost
+    # their own packet
+    assert stall.isolated([td, td + 10 * MS, 300 * MS], 15 * MS) == [300 * MS]
+    assert stall.isolated([td, td + 20 * MS, 300 * MS], 15 * MS) == [td, 300 * MS]
+    assert stall.isolated([td, td + 31 * MS], 15 * MS) == [td, td + 31 * MS]
+    # one stream alone around the drop: nothing to compare, not judged
+    assert stall.stalls([("a", t, t + base) for t in range(0, 200 * MS, MS)], types, [td],
+                        15 * MS) == []
+    assert stall.summary([], 5)["stalled_share"] is None
+
+
+def test_stall_reads_qlog_and_tcp_progress(tmp_path):
+    """The pieces and their in-order acknowledgement times from a client's qlog (a lost
+    packet of stream 0 holds stream 0's later piece until its retransmission is
+    acknowledged, not stream 4's) and from the HTTP/2 client's TCP progress lines (a piece
+    is acknowledged when the cumulative counter passes its end)."""
+    def rec(name, data, t=None):
+        r = {"name": name, "data": data}
+        if t is not None:
+            r["time"] = t
+        return "\x1e" + json.dumps(r) + "\n"
+
+    def sent(t, pn, frames):
+        return rec("transport:packet_sent", {"header": {"packet_type": "1RTT",
+                   "packet_number": pn}, "frames": [
+            {"frame_type": "stream", "stream_id": s, "offset": o, "length": n}
+            for s, o, n in frames]}, t)
+
+    def ack(t, ranges):
+        return rec("transport:packet_received", {"header": {"packet_type": "1RTT"},
+                   "frames": [{"frame_type": "ack", "acked_ranges": ranges}]}, t)
+
+    q = tmp_path / "x-client.sqlog"
+    q.write_text(rec("peak:clock", {"start_monotonic_ns": 1000 * MS}, 0.5) +
+                 rec("http:request_headers", {"stream_id": 0, "content_type": "audio/ogg"},
+                     1.0) +
+                 rec("http:request_headers", {"stream_id": 4, "content_type": "video/mp4"},
+                     1.0) +
+                 sent(2, 0, [(0, 0, 1000)]) + sent(3, 1, [(0, 1000, 1000)]) +
+                 sent(4, 2, [(4, 0, 1000)]) + sent(5, 3, [(0, 2000, 500), (4, 1000, 500)]) +
+                 ack(12, [[2, 3], [0]]) +  # 1 lost: stream 0's 1000..2000
+                 sent(20, 4, [(0, 1000, 1000)]) +  # its retransmission: not a new piece
+                 ack(30, [[4]]) + '{"cut short')
+    pieces, types = stall.quic_pieces(q, "c0")
+    assert types == {"c0:0": "audio/ogg", "c0:4": "video/mp4"}
+    got = sorted((k, (s - 1000 * MS) // MS, (a - 1000 * MS) // MS) for k, s, a in pieces)
+    assert got == [("c0:0", 2, 12), ("c0:0", 3, 30), ("c0:0", 5, 30),
+                   ("c0:4", 4, 12), ("c0:4", 5, 12)], got
+    q.write_text(sent(2, 0, [(0, 0, 1000)]))
+    with pytest.raises(ValueError):
+        stall.quic_pieces(q)  # no peak:clock: its times cannot be lined up
+    p = tmp_path / "progress.txt"
+    p.write_text("T 10 100 100 100\nD 11 1 3000 2800\nD 12 3 5800 2800\n"
+                 "T 13 5800 3000 100\nT 20 5800 5800 1600\nT 40 5800 5800 5800\n")
+    pieces, types = stall.tcp_pieces(p, {1: "audio/ogg", 3: "video/mp4"})
+    assert types == {"h2:1": "audio/ogg", "h2:3": "video/mp4"}
+    assert sorted(pieces) == [("h2:1", 13, 20), ("h2:1", 13, 40), ("h2:3", 20, 40),
+                              ("h2:3", 20, 40)], pieces
+
+
+def test_lossy_drop_lines(tmp_path):
+    """What the relay writes of a dropped packet: its addresses, protocol, length and
+    destination port, read back with the benchmark's filter (the client's data packets to
+    one port, in the upload's time span)."""
+    import ipaddress
+    head = (bytes([0x60, 0, 0, 0, 0x05, 0x00, 17, 64]) +
+            ipaddress.IPv6Address("fd00:c::2").packed +
+            ipaddress.IPv6Address("fd00:e::2").packed + (50000).to_bytes(2, "big") +
+            (4433).to_bytes(2, "big"))
+    assert lossy_mod.drop_line(5, head, 1280) == "5 fd00:c::2 fd00:e::2 17 1280 4433"
+    assert lossy_mod.drop_line(6, b"\x45" + bytes(43), 60) == "6 - - - 60 -"
+    lossy_mod.write_drops(tmp_path / "d", [(5, head, 1280), (7, head, 1280), (8, head, 80),
+                                          (9, head[:40], 1280)])
+    drops = stall.read_drops(tmp_path / "d")
+    assert len(drops) == 4
+    assert stall.client_drops(drops, "fd00:c::2", ("fd00:e::2",), "17", 4433, 0, 7) == [5, 7]
+    assert stall.client_drops(drops, "fd00:c::2", ("fd00:e::2",), "6", 4433, 0, 99) == []
+    assert stall.touching(drops, "fd00:c::2", "17", 0, 99) == [5, 7, 8, 9]
