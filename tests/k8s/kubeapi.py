@@ -32,6 +32,7 @@ import copy
 import http.server
 import json
 import socket
+import socketserver
 import threading
 import time
 import urllib.parse
@@ -102,6 +103,13 @@ class Api:
 
             def handle_error(self, request, client_address):
                 pass  # a client that went away (the controller stopped, a broken watch)
+
+            def server_bind(self):
+                # HTTPServer's own server_bind asks socket.getfqdn() for the server's name:
+                # a reverse DNS lookup, which in a test namespace with no resolver took 6 s
+                # per server (tests/regress/test_kubeapi_starts_without_dns.py)
+                socketserver.TCPServer.server_bind(self)
+                self.server_name, self.server_port = "localhost", self.server_address[1]
 
         self.srv = S(("::1", 0), H)
         self.port = self.srv.server_address[1]
