@@ -77,3 +77,13 @@ bool ps_bad_share_at_least(const struct ps_summary *s, unsigned pct)
 	return s->resolved >= PS_MIN &&
 	       (uint64_t)(s->lost + s->late) * 100 >= (uint64_t)pct * s->resolved;
 }
+
+void ps_minrtt_sample(struct ps_minrtt *m, uint32_t rtt_us, uint64_t now_ms, uint64_t win_ms)
+{
+	if (!rtt_us)
+		rtt_us = 1; /* (0 means none) */
+	if (!m->us || rtt_us <= m->us || now_ms - m->at_ms >= win_ms) {
+		m->us = rtt_us;
+		m->at_ms = now_ms;
+	}
+}

@@ -49,3 +49,14 @@ void ps_summary(const struct pathstat *ps, uint32_t late_us, struct ps_summary *
 /* True if out has at least PS_MIN resolved probes and at least pct percent of them lost or
  * late (bad * 100 >= pct * resolved). */
 bool ps_bad_share_at_least(const struct ps_summary *s, unsigned pct);
+
+/* A path's RTT as the lowest sample of a window (its propagation delay): a sample stalled by a
+ * busy host raises a smoothed RTT for seconds, not this. */
+struct ps_minrtt {
+	uint32_t us;    /* 0: no sample yet */
+	uint64_t at_ms; /* when us was taken */
+};
+
+/* Takes a sample of rtt_us at now_ms: it becomes the minimum if lower, or if the minimum is
+ * win_ms old or older (so a path that got longer shows within win_ms). */
+void ps_minrtt_sample(struct ps_minrtt *m, uint32_t rtt_us, uint64_t now_ms, uint64_t win_ms);

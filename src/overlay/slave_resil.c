@@ -66,6 +66,7 @@ enum {
 	RS_RESERVE_PROBES = 5, /* kept in the bucket by the quality probes, for silence */
 	RS_USE_PROBE_MS = 100, /* quality probes of a peer in use at most this often */
 	RS_LOST_MS = 1000,     /* a probe not echoed within this is lost */
+	RS_MIN_RTT_WIN_MS = 30000, /* the path RTT: the lowest sample this recent (3 idle probes) */
 	RS_MAX_PEERS = OVC_MAX_PEERS + 256, /* configured and learned (GW_MAX_LEARNED) */
 };
 
@@ -84,6 +85,7 @@ struct rs_peer {
 	double tokens[2];     /* bytes: probes, echoes */
 	uint64_t tokens_ms[2];
 	uint32_t srtt_us;   /* 0: not measured */
+	struct ps_minrtt min_rtt; /* the path's RTT, for anycast's nearest member */
 	struct pathstat ps; /* the last probes' outcomes */
 };
 
@@ -390,6 +392,7 @@ static void on_probe(void *arg, uint32_t cookie, uint8_t type, const uint8_t bod
 	if (sent <= t && t - sent < 10000000) { /* one of ours, within 10 s */
 		uint32_t rtt = (uint32_t)(t - sent);
 		p->srtt_us = p->srtt_us ? (7 * p->srtt_us + rtt) / 8 : rtt;
+		ps_minrtt_sample(&p->min_rtt, rtt, now, RS_MIN_RTT_WIN_MS);
 	}
 }
 
@@ -505,13 +508,13 @@ static void rs_show(struct ov_slave *s, struct mbuf *b)
 	}
 }
 
-int resil_peer(struct ov_slave *s, uint32_t cookie, bool *down, uint32_t *srtt_us)
+int resil_peer(struct ov_slave *s, uint32_t cookie, bool *down, uint32_t *rtt_us)
 {
 	struct rs *r = s->priv;
 	if (cookie >= RS_MAX_PEERS || cookie >= gw_peer_count(r->gw))
 		return -ENOENT;
 	*down = r->peers[cookie].down;
-	*srtt_us = r->peers[cookie].srtt_us;
+	*rtt_us = r->peers[cookie].min_rtt.us;
 	return 0;
 }
 

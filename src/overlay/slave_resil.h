@@ -17,6 +17,6 @@ struct ov_slave *resil_new(const struct ov_conf *conf, struct ov_slave *gw, char
 void resil_free(struct ov_slave *s);
 
 /* The resiliency slave's view of the gateway peer of cookie: its direct path is down (being
- * relayed), and its smoothed probe RTT in us (0: not measured yet). Returns 0 or -ENOENT.
- * Loop thread. */
-int resil_peer(struct ov_slave *s, uint32_t cookie, bool *down, uint32_t *srtt_us);
+ * relayed), and the path's RTT in us: the lowest probe RTT of the last 30 s, which a busy
+ * host's stalls do not raise (0: not measured yet). Returns 0 or -ENOENT. Loop thread. */
+int resil_peer(struct ov_slave *s, uint32_t cookie, bool *down, uint32_t *rtt_us);

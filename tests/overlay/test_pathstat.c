@@ -185,6 +185,39 @@ static void naive_summary(const struct naive *v, uint32_t late_us, struct ps_sum
 	}
 }
 
+/* Regression (an anycast flow sent to the farther member on a loaded CI machine): one echo
+ * stalled 400 ms by a busy host must not make a 1 ms path look farther than a 41 ms one, as the
+ * smoothed RTT did (1 + 400/8 ms); a path that really got longer shows once the window ends. */
+static void test_minrtt_ignores_a_stall(void **state)
+{
+	(void)state;
+	struct ps_minrtt near = {0}, far = {0};
+	uint32_t srtt = 0;
+	uint64_t t = 1000;
+	for (int i = 0; i < 20; i++, t += 100) {
+		uint32_t s = i == 10 ? 400000 : 1000; /* the stalled echo */
+		ps_minrtt_sample(&near, s, t, 30000);
+		ps_minrtt_sample(&far, 41000, t, 30000);
+		srtt = srtt ? (7 * srtt + s) / 8 : s;
+		if (i == 10)
+			assert_true(srtt > far.us); /* what the smoothed RTT said */
+		assert_int_equal(near.us, 1000);
+	}
+	assert_int_equal(far.us, 41000);
+	/* longer for good: the old minimum holds until the window ends, then the new one */
+	uint64_t t0 = t;
+	for (; t < t0 + 40000; t += 100) {
+		ps_minrtt_sample(&near, 50000, t, 30000);
+		if (t - 1000 < t0 + 28000)
+			assert_int_equal(near.us, 1000);
+	}
+	assert_int_equal(near.us, 50000);
+	/* 0 is kept apart from "no sample" */
+	struct ps_minrtt z = {0};
+	ps_minrtt_sample(&z, 0, 5, 30000);
+	assert_int_equal(z.us, 1);
+}
+
 static void test_random_against_naive(void **state)
 {
 	(void)state;
@@ -243,6 +276,7 @@ int main(void)
 	    cmocka_unit_test(test_pending_skipped),
 	    cmocka_unit_test(test_window_forgets_and_stray_echoes),
 	    cmocka_unit_test(test_random_against_naive),
+	    cmocka_unit_test(test_minrtt_ignores_a_stall),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
