@@ -56,6 +56,10 @@ struct peak_resolver_opts {
 	/* Compute for and send from this source (NULL: what the kernel picks toward the
 	 * service); copied. */
 	const struct in6_addr *source;
+	/* peak_connect: the next candidate's attempt starts this long after the last one
+	 * unless that failed first (0: 250; RFC 8305 section 5 bounds it to 100..2000).
+	 * Added last: programs built against an older header must be rebuilt. */
+	unsigned attempt_delay_ms;
 };
 
 /* Which rule produced a candidate. */

@@ -39,13 +39,14 @@ static const char resolve_help[] =
 
 static const char connect_help[] =
     "usage: peak connect NAME PORT [--object KEY] [--server ADDR[:PORT] ...] [--timeout MS]\n"
-    "                    [--verbose] [resolve options]\n"
+    "                    [--attempt-delay MS] [--verbose] [resolve options]\n"
     "\n"
     "Resolves NAME as 'peak resolve' does, connects over TCP with Happy Eyeballs timing\n"
-    "(RFC 8305: the next candidate after 250 ms or at once when one fails), each attempt\n"
+    "(RFC 8305: the next candidate after 250 ms, or at once when one fails), each attempt\n"
     "from its candidate's source address, then relays standard input to the connection and\n"
     "the connection to standard output, like netcat. --verbose tells on stderr where it\n"
-    "connected. --timeout bounds the connect (default 5000 ms).\n"
+    "connected. --timeout bounds the connect (default 5000 ms). --attempt-delay MS sets the\n"
+    "wait before the next candidate (100 to 2000, RFC 8305's bounds; default 250).\n"
     "Exit status: 0 the connection ended, 1 resolution or connection failed, 2 usage or\n"
     "bad input.\n";
 
@@ -74,6 +75,7 @@ static void parse(const char *cmd, int argc, char **argv, struct client_args *a,
 	    {"no-tcp", no_argument, 0, 'n'},
 	    {"verbose", no_argument, 0, 'v'},
 	    {"source", required_argument, 0, 'S'},
+	    {"attempt-delay", required_argument, 0, 'D'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -123,6 +125,12 @@ static void parse(const char *cmd, int argc, char **argv, struct client_args *a,
 		case 'S':
 			cli_addr6(cmd, "--source", optarg, a->source.s6_addr);
 			a->ro.source = &a->source;
+			break;
+		case 'D':
+			if (!conn)
+				cli_usage_error(cmd, "--attempt-delay is an option of 'peak connect'");
+			a->ro.attempt_delay_ms =
+			    (unsigned)cli_u64(cmd, "--attempt-delay", optarg, 100, 2000);
 			break;
 		case 'h':
 			fputs(conn ? connect_help : resolve_help, stdout);

@@ -25,6 +25,8 @@ enum {
 	DEF_CACHE = 256,
 	DEF_CONNECT_MS = 5000,
 	HE_DELAY_MS = 250, /* RFC 8305 section 5: Connection Attempt Delay */
+	HE_DELAY_MIN_MS = 100,
+	HE_DELAY_MAX_MS = 2000,
 	MAX_TTL_S = 86400,
 	MSG_MAX = 65535,
 };
@@ -41,7 +43,7 @@ struct peak_resolver {
 	struct sockaddr_storage srv[PEAK_MAX_SERVERS];
 	socklen_t srvlen[PEAK_MAX_SERVERS];
 	unsigned nsrv;
-	unsigned timeout_ms, attempts, replicas;
+	unsigned timeout_ms, attempts, replicas, attempt_delay_ms;
 	bool no_tcp, has_secret, has_source;
 	uint8_t source[16];
 	uint16_t udp_size;
@@ -107,6 +109,11 @@ struct peak_resolver *peak_resolver_new(const struct peak_resolver_opts *o, int 
 	r->timeout_ms = o->timeout_ms ? o->timeout_ms : DEF_TIMEOUT_MS;
 	r->attempts = o->attempts ? o->attempts : DEF_ATTEMPTS;
 	r->replicas = o->replicas ? o->replicas : DEF_REPLICAS;
+	r->attempt_delay_ms = o->attempt_delay_ms ? o->attempt_delay_ms : HE_DELAY_MS;
+	if (r->attempt_delay_ms < HE_DELAY_MIN_MS)
+		r->attempt_delay_ms = HE_DELAY_MIN_MS;
+	if (r->attempt_delay_ms > HE_DELAY_MAX_MS)
+		r->attempt_delay_ms = HE_DELAY_MAX_MS;
 	r->no_tcp = o->no_tcp;
 	r->udp_size = o->udp_size ? o->udp_size : DEF_UDP_SIZE;
 	r->ncache = o->cache_entries ? o->cache_entries : DEF_CACHE;
@@ -654,7 +661,7 @@ int peak_connect(struct peak_resolver *r, const char *name, const char *object, 
 		if (started < res.n && (t >= next || !active)) {
 			fds[started] = attempt_start(&res.cand[started], &err);
 			started++;
-			next = t + HE_DELAY_MS;
+			next = t + r->attempt_delay_ms;
 			if (fds[started - 1] < 0)
 				next = t; /* failed at once: the next one now */
 			continue;
