@@ -11,6 +11,9 @@ FUZZ_SECONDS=${FUZZ_SECONDS:-5}
 export PEAK_FUZZ_SECONDS="$FUZZ_SECONDS"
 export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-halt_on_error=1:print_stacktrace=1}
+# each Python suite's slowest tests in its log (build*/meson-logs/testlog.txt), to keep the
+# 25-minute budget in view
+export PYTEST_ADDOPTS="${PYTEST_ADDOPTS:-} --durations=12 --durations-min=2"
 status=0
 
 setup() { # dir, then meson options
