@@ -12,6 +12,8 @@ its slice says. The routes follow each pod's logged blocks, as an agent moves th
     |  v0 -- [a] s1    v1 -- [b] s2    v2 -- [c] s3      (pods: --controller, routes via cl)
 """
 import os
+import shutil
+import signal
 import subprocess
 
 import pytest
@@ -160,3 +162,41 @@ def test_a_flap_loses_nothing(live, tmp_path):
     p = bulk(net, "get", str(N))
     out, err = p.communicate(timeout=60)
     assert p.returncode == 0, err
+
+
+def test_no_drop_without_the_holders_confirmation(live, tmp_path):
+    """The last copy never goes: s3 gets its slices back but is killed (SIGKILL) before it
+    pulled anything, so it cannot confirm; s1 and s2 keep every object (their drop passes
+    count them unconfirmed). s3 starts again, pulls its slices' objects from them, and
+    their next pass (1 s, 2 s, ... after) drops the copies it confirms."""
+    net, ctl = live
+    pods = net.pods
+    for pod in pods.values():
+        wait_for(lambda: "connected to controller" in pod.logtext(), f"{pod.id} linked")
+    wait_for(lambda: ctl.log_path.read_text().count("(authenticated)") >= 3, "3 hellos")
+    health(net, ctl, "s3", "down", ("s1", "s2"))
+    p = bulk(net, "put", str(N))
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    before = {pid: objects(pod) for pid, pod in pods.items()}
+    pods["s3"].stop(signal.SIGKILL)
+    shutil.rmtree(pods["s3"].data)  # not even an old copy there
+    mapped = {p: maps(pods[p]) for p in ("s1", "s2")}
+    ctl.ctl("health", NAME, "s3", "up")
+    for p in ("s1", "s2"):
+        wait_for(lambda: maps(pods[p]) > mapped[p], f"{p}'s map", 60)
+        wait_for(lambda: "kept until their holders confirm" in pods[p].logtext(),
+                 f"{p}'s first drop pass", 60)
+    assert {p: objects(pods[p]) for p in ("s1", "s2")} == {p: before[p] for p in ("s1", "s2")}
+    unconfirmed = sum(metric(pods[p], "peak_store_drop_unconfirmed") for p in ("s1", "s2"))
+    assert unconfirmed > 0
+    assert sum(metric(pods[p], "peak_store_dropped_total") for p in ("s1", "s2")) == 0
+    pods["s3"].start()
+    wait_for(lambda: "store: migration done" in pods["s3"].logtext(), "s3's walk", 60)
+    wait_for(lambda: all(metric(pods[p], "peak_store_drop_unconfirmed") == 0
+                         for p in ("s1", "s2")), "the drops after s3 came back", 60)
+    moved = objects(pods["s3"])
+    assert len(moved) == unconfirmed
+    for p in ("s1", "s2"):
+        assert objects(pods[p]) == before[p] - moved, p
+    assert sum(len(objects(pod)) for pod in pods.values()) == N
