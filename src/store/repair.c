@@ -142,9 +142,8 @@ out:
 	return ret;
 }
 
-/* store_repair_pull on the kept connection *sock to e (peer_call). */
-static int pull(struct store_repair *r, unsigned e, const uint8_t *key, size_t kl, const char *name,
-                int *sock)
+int store_repair_pull_on(struct store_repair *r, unsigned e, const uint8_t *key, size_t kl,
+                         const char *name, int *sock)
 {
 	static atomic_uint seq; /* the walk and the pod's read-through both pull */
 	char tmp[40], ckey[STORE_KEY_MAX + 1];
@@ -206,7 +205,7 @@ out:
 int store_repair_pull(struct store_repair *r, unsigned e, const uint8_t *key, size_t kl,
                       const char *name)
 {
-	int sock = -1, ret = pull(r, e, key, kl, name, &sock);
+	int sock = -1, ret = store_repair_pull_on(r, e, key, kl, name, &sock);
 	if (sock != -1)
 		close(sock);
 	return ret;
@@ -300,7 +299,7 @@ static bool peer_repair(struct store_repair *r, unsigned e, char *buf, bool last
 			    ((t = store_tomb_get(r->tombfd, line, NULL, NULL)) && t >= v))
 				continue; /* held, or deleted after that copy was written */
 			atomic_fetch_add(&r->wanted, 1);
-			int k = pull(r, e, key, kl, line, &sock);
+			int k = store_repair_pull_on(r, e, key, kl, line, &sock);
 			if (k < 0 && k != -ENOENT) {
 				failed++;
 				atomic_fetch_add(&r->failed, 1);

@@ -89,6 +89,12 @@ int store_repair_start(struct store_repair *r);
 int store_repair_pull(struct store_repair *r, unsigned e, const uint8_t *key, size_t kl,
                       const char *name);
 
+/* store_repair_pull on the kept connection *sock to e (-1: none yet): opened if needed,
+ * replaced once if e closed it before answering, and left in *sock if e keeps it (else
+ * closed, -1); so many pulls from one peer cost one connection. */
+int store_repair_pull_on(struct store_repair *r, unsigned e, const uint8_t *key, size_t kl,
+                         const char *name, int *sock);
+
 enum { STORE_TOMB_DEF_TTL_S = 7 * 86400 };
 
 /* The wall-clock time in milliseconds (tombstone and object versions). */

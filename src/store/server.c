@@ -65,7 +65,8 @@ enum {
 	/* PUTs one group commit takes at most, and connections kept for reuse */
 	COMMIT_BATCH = 256,
 	POOL_MAX = 64,
-	FETCH_THREADS = 4, /* read-throughs at once: a large one does not hold up the others */
+	FETCH_THREADS = 4,  /* read-throughs at once: a large one does not hold up the others */
+	FETCH_KEEP_EP = 64, /* old holders a fetch thread keeps a connection to (the first) */
 };
 
 enum job_kind { JOB_COMMIT = 1, JOB_FETCH };
@@ -580,10 +581,19 @@ static bool migrating(const struct store *s)
  * stored, -ENOENT if no old holder has it, or the last other error. */
 static int read_through(struct store *s, struct conn *c)
 {
+	/* each fetch thread keeps a connection per old holder (fd + 1; 0: none), so the
+	 * read-throughs of a move do not open one each */
+	static _Thread_local int kept[FETCH_KEEP_EP];
 	int ret = -ENOENT;
 	for (unsigned i = 0; i < c->nfetch; i++) {
-		int r = store_repair_pull(&s->repair, c->fetch_ep[i], c->req.key, c->req.key_len,
-		                          c->objname);
+		unsigned e = c->fetch_ep[i];
+		int sock = e < FETCH_KEEP_EP ? kept[e] - 1 : -1;
+		int r = store_repair_pull_on(&s->repair, e, c->req.key, c->req.key_len, c->objname,
+		                             &sock);
+		if (e < FETCH_KEEP_EP)
+			kept[e] = sock + 1;
+		else if (sock != -1)
+			close(sock);
 		if (r >= 0) {
 			atomic_fetch_add(&s->repair.readthrough, 1);
 			return 0;
