@@ -134,7 +134,7 @@ int store_call_run(int fd, struct store_call *call)
 	struct http_resp resp;
 	int r;
 	call->status = 0;
-	call->body_len = call->body_out = call->version = call->head_size = 0;
+	call->body_len = call->body_out = call->version = call->head_size = call->deleted = 0;
 	call->pod[0] = call->detail[0] = 0;
 	call->replied = call->reusable = call->former = false;
 	call->nroutes = 0;
@@ -195,6 +195,8 @@ int store_call_run(int fd, struct store_call *call)
 	call->version = strtoull(ver, NULL, 10);
 	store_header_value(buf, hl, "X-Peak-Former", ver, sizeof(ver));
 	call->former = *ver == '1';
+	store_header_value(buf, hl, "X-Peak-Deleted", ver, sizeof(ver));
+	call->deleted = resp.status == 404 ? strtoull(ver, NULL, 10) : 0;
 	if (call->method == STORE_HEAD) {
 		char cl[24];
 		store_header_value(buf, hl, "Content-Length", cl, sizeof(cl));

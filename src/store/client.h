@@ -40,6 +40,7 @@ struct store_call {
 	/* 200 from a former holder of the key (X-Peak-Former: a copy the map took away from the
 	 * pod, kept until it is dropped), not from a pod that holds it under its map */
 	bool former;
+	uint64_t deleted; /* 404: the time of the pod's tombstone (X-Peak-Deleted, ms), or 0 */
 	char detail[STORE_DETAIL_MAX]; /* 421: "owner ID at ADDR (use ADDR)"; errors: reason */
 	/* X-Peak-Routes: the prefixes routed to the answering pod (its first keep-alive reply
 	 * on a connection names them) */

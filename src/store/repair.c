@@ -390,12 +390,17 @@ static char (*obj_names(int dirfd, size_t *n))[STORE_NAME_MAX]
 /* Whether endpoint e holds key's object as new as this pod's copy (size bytes, version
  * ver): its HEAD answers 200 with a version above, or the same version and size, and not
  * as a former holder (X-Peak-Former): so two pods whose maps disagree never drop a key
- * each on the other's word. */
+ * each on the other's word. A 404 with a tombstone at least as new as the copy
+ * (X-Peak-Deleted) counts too: the key was deleted since, and the copy is superseded (it
+ * would otherwise stay here, asked about every minute, since the tombstone does not
+ * spread to a pod outside the key's replica set). */
 static bool held_by(struct store_repair *r, unsigned e, int *sock, const char *ckey, uint64_t size,
                     uint64_t ver)
 {
 	struct store_call call = {.method = STORE_HEAD, .key = ckey, .infd = -1, .outfd = -1};
 	int ret = peer_call(r, e, sock, &call);
+	if (!ret && call.status == 404 && call.deleted && call.deleted >= ver)
+		return true;
 	return !ret && call.status == 200 && !call.former &&
 	       (call.version > ver || (call.version == ver && call.head_size == size));
 }

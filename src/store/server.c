@@ -762,7 +762,14 @@ static void object_reply(struct store *s, struct conn *c, int fd, uint64_t size,
                          const uint8_t *body)
 {
 	if (fd < 0) {
-		respond(c, fd == -ENOENT ? 404 : 500, NULL, false);
+		/* a miss deleted here says when (X-Peak-Deleted): a former holder of the key
+		 * asking before it drops its copy (repair.h) learns that an older copy is
+		 * superseded, not lacking */
+		char extra[48] = "";
+		uint64_t t = fd == -ENOENT ? store_tomb_get(s->tombfd, c->objname, NULL, NULL) : 0;
+		if (t)
+			snprintf(extra, sizeof(extra), "X-Peak-Deleted: %" PRIu64 "\r\n", t);
+		respond(c, fd == -ENOENT ? 404 : 500, extra, false);
 		return;
 	}
 	c->close_after = c->req.close || route_lost(s, c);
