@@ -39,7 +39,12 @@ going on meanwhile:
           assignment; it pulls its slices'
           objects and reads a miss through from the old owner; moved = objects in s4's
           data directory after the migration, minimum = objects s4 answers for (HEAD not
-          421), failed = reads that failed during the move
+          421), failed = reads that failed during the move; under the controller the old
+          owners then drop what moved (--drop-delay 2, once s4 confirms each copy): dropped,
+          drop_seconds, and one more round of reads after (its failures counted too);
+          round_connections = the connections the pods accepted in each read round,
+          peer_connections = those the pods opened to each other (walk, read-throughs,
+          drop confirmations)
   nginx   reloaded with s4 as a fourth server; moved = objects another pod answers for
           than before; with no migration each moved object's read fails (404)
   ketama  the same with the client's ring of four (moved from bench_store ketama-moved)
@@ -150,7 +155,8 @@ class Bench:
             key.write_text("0123456789abcdef0123456789abcdef\n")
             key.chmod(0o600)
             self.net = Net(tmp, npods=4, replicas=1, pod_extra=[
-                "--controller", f"[{CTL}]:{CTL_PORT}", "--key-file", str(key)])
+                "--controller", f"[{CTL}]:{CTL_PORT}", "--key-file", str(key),
+                "--drop-delay", "2"])
         else:
             self.net = Net(tmp, npods=4, replicas=1, late=1)
         self.ctl = None
@@ -224,6 +230,17 @@ class Bench:
         if system != "peak":
             return None
         return sum(p.metrics().get("peak_store_connections_total", 0)
+                   for p in self.net.pods.values() if p.proc.poll() is None)
+
+    def dropped(self):
+        """The objects PEAK's running pods dropped after a move (their metrics)."""
+        return sum(p.metrics().get("peak_store_dropped_total", 0)
+                   for p in self.net.pods.values() if p.proc.poll() is None)
+
+    def peer_conns(self):
+        """The connections PEAK's running pods opened to each other (walks, read-throughs,
+        drop confirmations), from their metrics."""
+        return sum(p.metrics().get("peak_store_peer_connections_total", 0)
                    for p in self.net.pods.values() if p.proc.poll() is None)
 
     # -- nginx and the solo pods ---------------------------------------------------------
@@ -353,6 +370,8 @@ class Bench:
         """s4 joins while reads of every small object go on; returns the move's figures."""
         a, net = self.args, self.net
         failed = reads = rounds = 0
+        round_conns = []
+        peer0 = self.peer_conns()
         t0 = time.time()
         if a.map == "controller":
             s4 = net.pods["s4"]
@@ -369,6 +388,7 @@ class Bench:
             done = s4.logtext().count("store: migration done") > done0
             res, _ = self.phase("peak", "get", 0, a.small, a.small_size, tag=f"move-{rounds}")
             reads, failed, rounds = reads + res["ops"], failed + res["failed"], rounds + 1
+            round_conns.append(res.get("connections"))
             if done:
                 break
             if time.time() - t0 > 600:
@@ -377,9 +397,25 @@ class Bench:
         moved = len([f for f in os.listdir(s4.data) if OBJECT_NAME.match(f)])
         held = int(net.py(HEAD_CODE, str(a.small + a.large), ep_addr(4), str(PORT),
                           timeout=600))
-        return {"moved": moved, "minimum": held, "ideal": (a.small + a.large) / 4,
-                "objects": a.small + a.large, "reads": reads, "failed_reads": failed,
-                "seconds": round(secs, 2), "read_rounds": rounds}
+        out = {"moved": moved, "minimum": held, "ideal": (a.small + a.large) / 4,
+               "objects": a.small + a.large, "reads": reads, "failed_reads": failed,
+               "seconds": round(secs, 2), "read_rounds": rounds,
+               # accepted by the pods in each read round (clients' and the pods' own to
+               # each other), and those the pods opened to each other during the move
+               "round_connections": round_conns,
+               "peer_connections": int(self.peer_conns() - peer0)}
+        if a.map == "controller":
+            # the old owners drop what moved (--drop-delay 2 here) once s4 confirms each
+            # copy; then one more round of reads, which must not fail either
+            t1 = time.time()
+            wait_for(lambda: self.dropped() >= moved, "the old owners' drops", 300)
+            out["dropped"] = int(self.dropped())
+            out["drop_seconds"] = round(time.time() - t1, 2)
+            res, _ = self.phase("peak", "get", 0, a.small, a.small_size, tag="after-drop")
+            out["reads"] += res["ops"]
+            out["failed_reads"] += res["failed"]
+            out["round_connections"].append(res.get("connections"))
+        return out
 
     def proxy_move(self, system, before):
         """The fourth pod added to nginx's servers or the client's ring; every small object

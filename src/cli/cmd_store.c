@@ -23,8 +23,8 @@ static const char store_help[] =
     "usage: peak store serve --config FILE --id ID [--data DIR] [--listen ADDR:PORT]\n"
     "                        [--max-body BYTES] [--max-conns N] [--timeout MS]\n"
     "                        [--metrics ADDR:PORT] [--joined ID]... [--pull-rate N]\n"
-    "                        [--tombstone-ttl S] [--controller ADDR:PORT [--key-file FILE]\n"
-    "                        [--node NAME]]\n"
+    "                        [--tombstone-ttl S] [--drop-delay S|never]\n"
+    "                        [--controller ADDR:PORT [--key-file FILE] [--node NAME]]\n"
     "       peak store put NAME KEY [FILE] [client options]\n"
     "       peak store get NAME KEY [FILE] [client options]\n"
     "       peak store delete NAME KEY [client options]\n"
@@ -65,6 +65,10 @@ static const char store_help[] =
     "                     gained are migrated from their old owners as after --joined (no\n"
     "                     operator step); until the first map, the initial assignment.\n"
     "                     Not with --joined\n"
+    "  --drop-delay S     under --controller, S seconds (default 30) after a new map's walk,\n"
+    "                     delete the objects the map took away from this pod once every\n"
+    "                     pod now holding them confirms a copy as new (HEAD); a map change\n"
+    "                     before then drops nothing. 'never' keeps them\n"
     "  --key-file FILE    the key the controller checks hellos with (peak agent's)\n"
     "  --node NAME        the node name of the hello (default store-ID)\n"
     "\n"
@@ -104,13 +108,15 @@ static int store_serve_cmd(int argc, char **argv)
 	    {"controller", required_argument, 0, 'C'},
 	    {"key-file", required_argument, 0, 'K'},
 	    {"node", required_argument, 0, 'N'},
+	    {"drop-delay", required_argument, 0, 'D'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
 	static char data[256];
 	struct store_opts o = {.max_body = STORE_DEF_MAX_BODY,
 	                       .max_conns = STORE_DEF_MAX_CONNS,
-	                       .timeout_ms = STORE_DEF_TIMEOUT_MS};
+	                       .timeout_ms = STORE_DEF_TIMEOUT_MS,
+	                       .drop_delay_s = STORE_DEF_DROP_DELAY_S};
 	int c;
 	opterr = 0;
 	optind = 1;
@@ -165,6 +171,12 @@ static int store_serve_cmd(int argc, char **argv)
 			o.controller = optarg;
 			break;
 		}
+		case 'D':
+			o.drop_delay_s =
+			    !strcmp(optarg, "never")
+			        ? -1
+			        : (int)cli_u64("store", "--drop-delay", optarg, 0, 86400);
+			break;
 		case 'K':
 			o.key_file = optarg;
 			break;

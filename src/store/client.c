@@ -134,9 +134,9 @@ int store_call_run(int fd, struct store_call *call)
 	struct http_resp resp;
 	int r;
 	call->status = 0;
-	call->body_len = call->body_out = call->version = 0;
+	call->body_len = call->body_out = call->version = call->head_size = call->deleted = 0;
 	call->pod[0] = call->detail[0] = 0;
-	call->replied = call->reusable = false;
+	call->replied = call->reusable = call->former = false;
 	call->nroutes = 0;
 	store_key_encode((const uint8_t *)call->key, strlen(call->key), target, sizeof(target));
 	int n = snprintf(head, sizeof(head), "%s /o/%s HTTP/1.1\r\nHost: %s\r\n",
@@ -193,6 +193,15 @@ int store_call_run(int fd, struct store_call *call)
 	char ver[24];
 	store_header_value(buf, hl, "X-Peak-Version", ver, sizeof(ver));
 	call->version = strtoull(ver, NULL, 10);
+	store_header_value(buf, hl, "X-Peak-Former", ver, sizeof(ver));
+	call->former = *ver == '1';
+	store_header_value(buf, hl, "X-Peak-Deleted", ver, sizeof(ver));
+	call->deleted = resp.status == 404 ? strtoull(ver, NULL, 10) : 0;
+	if (call->method == STORE_HEAD) {
+		char cl[24];
+		store_header_value(buf, hl, "Content-Length", cl, sizeof(cl));
+		call->head_size = strtoull(cl, NULL, 10);
+	}
 	if (resp.status == 421) {
 		char owner[80], addr[64];
 		store_header_value(buf, hl, "X-Peak-Owner", owner, sizeof(owner));
@@ -397,8 +406,7 @@ int store_op_run(struct store_op *op)
 		snprintf(host, sizeof(host), "[%s]:%u", a, ntohs(cd->dst.sin6_port));
 		struct pool_conn pc;
 		int fd = op->pool && !fresh ? pool_take(op->pool, cd, &pc) : -1;
-		bool reused = fd != -1,
-		     routed = reused && memcmp(&pc.dst.sin6_addr, &cd->dst.sin6_addr, 16);
+		bool reused = fd != -1;
 		fresh = false;
 		if (!reused && (fd = cand_connect(cd, op->timeout_ms)) < 0) {
 			failures++;
@@ -420,10 +428,12 @@ int store_op_run(struct store_op *op)
 		                          .keep = op->pool != NULL};
 		int r = store_call_run(fd, &call);
 		/* a kept connection the pod closed before it read the request (its idle
-		 * timeout), or a stale route's 421: this replica again, on a new connection */
+		 * timeout), or a 421 on a kept one (a stale route hint, or a connection opened
+		 * before the key's slice moved away from that pod): this replica again, on a
+		 * new connection, which follows the routes as they are now */
 		bool closed = !call.replied && !call.body_out &&
 		              (r == -EBADMSG || r == -ECONNRESET || r == -EPIPE);
-		if (reused && ((r && closed) || (!r && routed && call.status == 421))) {
+		if (reused && ((r && closed) || (!r && call.status == 421))) {
 			close(fd);
 			if (!r)
 				pool_forget(op->pool, pc.pod);

@@ -33,9 +33,14 @@ struct store_call {
 	bool reusable; /* keep: the exchange ended cleanly and the pod keeps the connection */
 	unsigned status;
 	uint64_t body_len;
-	uint64_t body_out;             /* GET: bytes written to outfd (also on an error) */
-	char pod[STORE_POD_MAX];       /* the answering pod's X-Peak-Pod, "" if none */
-	uint64_t version;              /* GET 200: X-Peak-Version (mtime in ms), 0 if none */
+	uint64_t body_out;       /* GET: bytes written to outfd (also on an error) */
+	char pod[STORE_POD_MAX]; /* the answering pod's X-Peak-Pod, "" if none */
+	uint64_t version;        /* GET 200: X-Peak-Version (mtime in ms), 0 if none */
+	uint64_t head_size;      /* HEAD: the Content-Length (the object's size), or 0 */
+	/* 200 from a former holder of the key (X-Peak-Former: a copy the map took away from the
+	 * pod, kept until it is dropped), not from a pod that holds it under its map */
+	bool former;
+	uint64_t deleted; /* 404: the time of the pod's tombstone (X-Peak-Deleted, ms), or 0 */
 	char detail[STORE_DETAIL_MAX]; /* 421: "owner ID at ADDR (use ADDR)"; errors: reason */
 	/* X-Peak-Routes: the prefixes routed to the answering pod (its first keep-alive reply
 	 * on a connection names them) */

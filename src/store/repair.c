@@ -29,7 +29,14 @@ enum {
 	RETRY_MS = 1000,
 };
 
-static int peer_connect(const struct store_repair *r, unsigned e)
+static void peer_host(const struct store_repair *r, unsigned e, char *out, size_t cap)
+{
+	char a[INET6_ADDRSTRLEN];
+	inet_ntop(AF_INET6, r->svc->ep[e].addr, a, sizeof(a));
+	snprintf(out, cap, "[%s]:%u", a, r->svc->port);
+}
+
+static int peer_connect(struct store_repair *r, unsigned e)
 {
 	struct sockaddr_in6 sa = {.sin6_family = AF_INET6,
 	                          .sin6_port = htons((uint16_t)r->svc->port)};
@@ -41,6 +48,7 @@ static int peer_connect(const struct store_repair *r, unsigned e)
 		return -errno;
 	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
 	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	atomic_fetch_add(&r->conns, 1);
 	if (connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == -1) {
 		int err = -errno;
 		close(fd);
@@ -49,17 +57,40 @@ static int peer_connect(const struct store_repair *r, unsigned e)
 	return fd;
 }
 
-static void peer_host(const struct store_repair *r, unsigned e, char *out, size_t cap)
+/* One request to endpoint e on the kept connection *sock (-1: none yet), opened here if
+ * needed and kept there if the pod keeps it (else closed, *sock -1). A kept connection the
+ * pod closed before answering (its idle timeout) is replaced once. Returns as
+ * store_call_run, or a connect's -errno. */
+static int peer_call(struct store_repair *r, unsigned e, int *sock, struct store_call *call)
 {
-	char a[INET6_ADDRSTRLEN];
-	inet_ntop(AF_INET6, r->svc->ep[e].addr, a, sizeof(a));
-	snprintf(out, cap, "[%s]:%u", a, r->svc->port);
+	char host[INET6_ADDRSTRLEN + 8];
+	int ret = -EIO;
+	peer_host(r, e, host, sizeof(host));
+	call->host = host;
+	call->keep = true;
+	for (int attempt = 0; attempt < 2; attempt++) {
+		bool reused = *sock >= 0;
+		if (!reused && (*sock = peer_connect(r, e)) < 0) {
+			ret = *sock;
+			*sock = -1;
+			break;
+		}
+		ret = store_call_run(*sock, call);
+		if (ret || !call->reusable) {
+			close(*sock);
+			*sock = -1;
+		}
+		if (!(reused && ret && !call->replied && !call->body_out))
+			break;
+	}
+	call->host = NULL;
+	return ret;
 }
 
 /* Fetches one listing page into buf (its body, NUL-terminated, length in *n). Returns 0,
  * or -errno / -EBADMSG. */
-static int page_get(const struct store_repair *r, unsigned e, const char *after, char *buf,
-                    size_t cap, size_t *n, bool *more)
+static int page_get(struct store_repair *r, unsigned e, const char *after, char *buf, size_t cap,
+                    size_t *n, bool *more)
 {
 	char head[512], host[INET6_ADDRSTRLEN + 8];
 	struct http_resp resp;
@@ -111,13 +142,13 @@ out:
 	return ret;
 }
 
-int store_repair_pull(struct store_repair *r, unsigned e, const uint8_t *key, size_t kl,
-                      const char *name)
+int store_repair_pull_on(struct store_repair *r, unsigned e, const uint8_t *key, size_t kl,
+                         const char *name, int *sock)
 {
 	static atomic_uint seq; /* the walk and the pod's read-through both pull */
-	char tmp[40], host[INET6_ADDRSTRLEN + 8], ckey[STORE_KEY_MAX + 1];
+	char tmp[40], ckey[STORE_KEY_MAX + 1];
 	uint8_t h[6 + STORE_KEY_MAX] = {'P', 'K', 'S', '1', (uint8_t)(kl >> 8), (uint8_t)kl};
-	int ret, fd = -1, sock = -1;
+	int ret, fd = -1;
 	uint64_t t0 = store_now_ms();
 	memcpy(h + 6, key, kl);
 	memcpy(ckey, key, kl);
@@ -128,14 +159,8 @@ int store_repair_pull(struct store_repair *r, unsigned e, const uint8_t *key, si
 		ret = -errno;
 		goto out;
 	}
-	if ((sock = peer_connect(r, e)) < 0) {
-		ret = sock;
-		goto out;
-	}
-	peer_host(r, e, host, sizeof(host));
-	struct store_call call = {
-	    .method = STORE_GET, .key = ckey, .host = host, .infd = -1, .outfd = fd};
-	ret = store_call_run(sock, &call);
+	struct store_call call = {.method = STORE_GET, .key = ckey, .infd = -1, .outfd = fd};
+	ret = peer_call(r, e, sock, &call);
 	if (!ret && (call.status != 200 || call.body_out != call.body_len))
 		ret = call.status == 404 ? -ENOENT : -EPROTO;
 	if (ret)
@@ -170,12 +195,19 @@ int store_repair_pull(struct store_repair *r, unsigned e, const uint8_t *key, si
 	atomic_fetch_add(&r->bytes, call.body_out);
 	ret = 1;
 out:
-	if (sock >= 0)
-		close(sock);
 	if (fd != -1)
 		close(fd);
 	if (ret != 1)
 		unlinkat(r->dirfd, tmp, 0);
+	return ret;
+}
+
+int store_repair_pull(struct store_repair *r, unsigned e, const uint8_t *key, size_t kl,
+                      const char *name)
+{
+	int sock = -1, ret = store_repair_pull_on(r, e, key, kl, name, &sock);
+	if (sock != -1)
+		close(sock);
 	return ret;
 }
 
@@ -217,6 +249,7 @@ static bool peer_repair(struct store_repair *r, unsigned e, char *buf, bool last
 	uint64_t listed = 0, pulled = 0, failed = 0;
 	bool more = true;
 	const char *peer = r->svc->ep[e].id;
+	int sock = -1; /* the pulls' kept connection to e: not one per object */
 	for (unsigned page = 0; more && !atomic_load(&r->stop); page++) {
 		size_t n;
 		int err = page_get(r, e, after, buf, PAGE_BODY_MAX + 4096, &n, &more);
@@ -225,6 +258,8 @@ static bool peer_repair(struct store_repair *r, unsigned e, char *buf, bool last
 			        after, strerror(-err), last ? "" : " (will retry)");
 			if (last)
 				atomic_fetch_add(&r->failed, 1);
+			if (sock != -1)
+				close(sock);
 			return false;
 		}
 		for (char *line = buf, *nl; (nl = strchr(line, '\n')) && !atomic_load(&r->stop);
@@ -264,7 +299,7 @@ static bool peer_repair(struct store_repair *r, unsigned e, char *buf, bool last
 			    ((t = store_tomb_get(r->tombfd, line, NULL, NULL)) && t >= v))
 				continue; /* held, or deleted after that copy was written */
 			atomic_fetch_add(&r->wanted, 1);
-			int k = store_repair_pull(r, e, key, kl, line);
+			int k = store_repair_pull_on(r, e, key, kl, line, &sock);
 			if (k < 0 && k != -ENOENT) {
 				failed++;
 				atomic_fetch_add(&r->failed, 1);
@@ -283,9 +318,165 @@ static bool peer_repair(struct store_repair *r, unsigned e, char *buf, bool last
 		        r->old ? "migration" : "repair", peer, page + 1, listed, pulled, failed,
 		        (uint64_t)atomic_load(&r->pulled), (uint64_t)atomic_load(&r->bytes));
 	}
+	if (sock != -1)
+		close(sock);
 	if (!more)
 		atomic_fetch_add(&r->peers, 1);
 	return !more;
+}
+
+/* Sleeps ms, waking every 50 ms to see whether the thread is asked to stop; false if so. */
+static bool nap(struct store_repair *r, uint64_t ms)
+{
+	for (uint64_t t = 0; t < ms && !atomic_load(&r->stop); t += 50)
+		usleep(50 * 1000);
+	return !atomic_load(&r->stop);
+}
+
+/* The key, body size and version of the object file name; false if it is not one. */
+static bool obj_read(int dirfd, const char *name, uint8_t key[static STORE_KEY_MAX], size_t *kl,
+                     uint64_t *size, uint64_t *version)
+{
+	uint8_t h[6 + STORE_KEY_MAX];
+	struct stat st;
+	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return false;
+	ssize_t n = fstat(fd, &st) == -1 ? -1 : pread(fd, h, sizeof(h), 0);
+	close(fd);
+	if (n < 6 || memcmp(h, "PKS1", 4))
+		return false;
+	*kl = (size_t)(h[4] << 8 | h[5]);
+	if (!*kl || *kl > STORE_KEY_MAX || (size_t)n < 6 + *kl || (uint64_t)st.st_size < 6 + *kl)
+		return false;
+	memcpy(key, h + 6, *kl);
+	*size = (uint64_t)st.st_size - 6 - *kl;
+	*version = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
+	return true;
+}
+
+/* The object files' names in the data directory (malloc'ed, STORE_NAME_MAX each), their
+ * count in *n; NULL with *n 0 if there are none or on an error. */
+static char (*obj_names(int dirfd, size_t *n))[STORE_NAME_MAX]
+{
+	char(*v)[STORE_NAME_MAX] = NULL;
+	size_t cap = 0;
+	int fd = dup(dirfd);
+	DIR *d = fd == -1 ? NULL : fdopendir(fd);
+	*n = 0;
+	if (!d) {
+		if (fd != -1)
+			close(fd);
+		return NULL;
+	}
+	rewinddir(d);
+	for (struct dirent *e; (e = readdir(d));) {
+		if (strlen(e->d_name) != 73 || e->d_name[8] != '-')
+			continue; /* not an object: temps, the tombstone directory */
+		if (*n == cap) {
+			size_t c = cap ? 2 * cap : 256;
+			void *m = realloc(v, c * sizeof(*v));
+			if (!m)
+				break;
+			v = m;
+			cap = c;
+		}
+		memcpy(v[(*n)++], e->d_name, 74);
+	}
+	closedir(d);
+	return v;
+}
+
+/* Whether endpoint e holds key's object as new as this pod's copy (size bytes, version
+ * ver): its HEAD answers 200 with a version above, or the same version and size, and not
+ * as a former holder (X-Peak-Former): so two pods whose maps disagree never drop a key
+ * each on the other's word. A 404 with a tombstone at least as new as the copy
+ * (X-Peak-Deleted) counts too: the key was deleted since, and the copy is superseded (it
+ * would otherwise stay here, asked about every minute, since the tombstone does not
+ * spread to a pod outside the key's replica set). */
+static bool held_by(struct store_repair *r, unsigned e, int *sock, const char *ckey, uint64_t size,
+                    uint64_t ver)
+{
+	struct store_call call = {.method = STORE_HEAD, .key = ckey, .infd = -1, .outfd = -1};
+	int ret = peer_call(r, e, sock, &call);
+	if (!ret && call.status == 404 && call.deleted && call.deleted >= ver)
+		return true;
+	return !ret && call.status == 200 && !call.former &&
+	       (call.version > ver || (call.version == ver && call.head_size == size));
+}
+
+/* One drop pass (repair.h): deletes each object here whose replica set under r->a has left
+ * this pod and whose every holder confirms a copy. Returns how many it kept unconfirmed. */
+static uint64_t drop_pass(struct store_repair *r, int *socks)
+{
+	size_t n = 0;
+	uint64_t kept = 0, dropped = 0, bytes = 0;
+	char(*names)[STORE_NAME_MAX] = obj_names(r->dirfd, &n);
+	for (size_t i = 0; i < n && !atomic_load(&r->stop); i++) {
+		uint8_t key[STORE_KEY_MAX];
+		char ckey[STORE_KEY_MAX + 1];
+		size_t kl;
+		uint64_t size, ver;
+		int set[STORE_WALK_MAX];
+		if (!obj_read(r->dirfd, names[i], key, &kl, &size, &ver) || memchr(key, 0, kl))
+			continue;
+		int k = store_key_replicas(r->space, r->a, r->replicas, key, kl, set);
+		bool mine = false, confirmed = k > 0;
+		for (int j = 0; j < k; j++)
+			mine |= set[j] == r->me;
+		if (mine)
+			continue;
+		memcpy(ckey, key, kl);
+		ckey[kl] = 0;
+		for (int j = 0; j < k && confirmed; j++) {
+			unsigned e = 0;
+			while (e < r->svc->nep && r->slot[e] != set[j])
+				e++;
+			confirmed = e < r->svc->nep && held_by(r, e, &socks[e], ckey, size, ver);
+		}
+		/* the copy the holders confirmed, not one written since */
+		if (!confirmed || store_object_version(r->dirfd, names[i]) != ver) {
+			kept++;
+			continue;
+		}
+		if (!unlinkat(r->dirfd, names[i], 0)) {
+			dropped++;
+			bytes += size;
+			atomic_fetch_add(&r->dropped, 1);
+			atomic_fetch_add(&r->dropped_bytes, size);
+		}
+	}
+	free(names);
+	if (dropped)
+		fsync(r->dirfd);
+	atomic_store(&r->unconfirmed, kept);
+	if (dropped || kept)
+		log_msg(LOG_INFO,
+		        "store: drop: %" PRIu64 " object(s) no longer here dropped (%" PRIu64
+		        " byte(s)), %" PRIu64 " kept until their holders confirm them",
+		        dropped, bytes, kept);
+	return kept;
+}
+
+/* After a walk under a new map: drop_delay_ms, then drop passes until nothing is left
+ * unconfirmed, 1 s, 2 s, ... up to a minute apart, or the thread is stopped (a new map). */
+static void drop_run(struct store_repair *r)
+{
+	int *socks = malloc((r->svc->nep ? r->svc->nep : 1) * sizeof(*socks));
+	if (!socks) {
+		log_msg(LOG_ERR, "store: drop: out of memory; moved objects kept");
+		return;
+	}
+	for (unsigned e = 0; e < r->svc->nep; e++)
+		socks[e] = -1;
+	uint64_t wait_ms = 1000;
+	if (nap(r, r->drop_delay_ms))
+		while (drop_pass(r, socks) && nap(r, wait_ms))
+			wait_ms = wait_ms < 60000 / 2 ? 2 * wait_ms : 60000;
+	for (unsigned e = 0; e < r->svc->nep; e++)
+		if (socks[e] != -1)
+			close(socks[e]);
+	free(socks);
 }
 
 static void *repair_main(void *arg)
@@ -326,6 +517,8 @@ static void *repair_main(void *arg)
 	        (uint64_t)atomic_load(&r->tombstoned), (uint64_t)atomic_load(&r->listed),
 	        (uint64_t)atomic_load(&r->failed), (uint64_t)atomic_load(&r->peers), npeers);
 	atomic_store(&r->done, true);
+	if (r->drop && !atomic_load(&r->stop))
+		drop_run(r);
 	return NULL;
 }
 

@@ -22,6 +22,17 @@
  * listed tombstone removes it (a replica that missed the delete). Listings carry
  * tombstones, so the walk spreads them to the key's other holders. A PUT removes its
  * name's tombstone; tombstones expire after the pod's --tombstone-ttl.
+ *
+ * Dropping (a walk started by a controller's map, drop set): after the pull walk and then
+ * drop_delay_ms more (a new map stops the thread first, so a flap inside the delay drops
+ * nothing), the thread scans the pod's own objects for keys whose replica set under the
+ * new map no longer holds this pod, and asks every pod of that set for the object (HEAD
+ * /o/KEY at its configured address). The local copy is deleted (no tombstone: the object
+ * lives on) only when each of them answers 200 with a version at least the copy's (equal:
+ * the same size too), so the last copy never goes, and a holder that lacks it, is down or
+ * slow keeps it here; such objects are asked about again, 1 s, 2 s, ... up to a minute
+ * apart, until they go or the next map. A holder still migrating reads a miss through
+ * from this pod's copy, so asking it also hands the object over.
  */
 #include <pthread.h>
 #include <stdatomic.h>
@@ -55,7 +66,14 @@ struct store_repair {
 	atomic_uint_fast64_t handled;     /* of those, pulled, found stored meanwhile, or failed */
 	atomic_uint_fast64_t readthrough; /* reads that missed and were fetched from old holders */
 	atomic_uint_fast64_t tombstoned;  /* local copies removed by a peer's newer tombstone */
-	int tombfd;                       /* the tombstone directory */
+	/* dropping: run the drop pass after the walk, drop_delay_ms after it */
+	bool drop;
+	uint64_t drop_delay_ms;
+	atomic_uint_fast64_t dropped;       /* objects deleted here once their holders confirmed */
+	atomic_uint_fast64_t dropped_bytes; /* their body bytes */
+	atomic_uint_fast64_t unconfirmed;   /* the last pass: objects not ours kept (unconfirmed) */
+	atomic_uint_fast64_t conns; /* connections opened to peers (listings, pulls, asks) */
+	int tombfd;                 /* the tombstone directory */
 	atomic_bool done, stop;
 	pthread_t thread;
 	bool started;
@@ -70,6 +88,12 @@ int store_repair_start(struct store_repair *r);
  * already (kept), -ENOENT if e has none, or -errno. */
 int store_repair_pull(struct store_repair *r, unsigned e, const uint8_t *key, size_t kl,
                       const char *name);
+
+/* store_repair_pull on the kept connection *sock to e (-1: none yet): opened if needed,
+ * replaced once if e closed it before answering, and left in *sock if e keeps it (else
+ * closed, -1); so many pulls from one peer cost one connection. */
+int store_repair_pull_on(struct store_repair *r, unsigned e, const uint8_t *key, size_t kl,
+                         const char *name, int *sock);
 
 enum { STORE_TOMB_DEF_TTL_S = 7 * 86400 };
 

@@ -65,7 +65,8 @@ enum {
 	/* PUTs one group commit takes at most, and connections kept for reuse */
 	COMMIT_BATCH = 256,
 	POOL_MAX = 64,
-	FETCH_THREADS = 4, /* read-throughs at once: a large one does not hold up the others */
+	FETCH_THREADS = 4,  /* read-throughs at once: a large one does not hold up the others */
+	FETCH_KEEP_EP = 64, /* old holders a fetch thread keeps a connection to (the first) */
 };
 
 enum job_kind { JOB_COMMIT = 1, JOB_FETCH };
@@ -81,6 +82,8 @@ struct conn {
 	bool linger;
 	enum job_kind kind; /* C_WAIT: what job is out */
 	bool existed;       /* JOB_COMMIT: the object was there before this PUT */
+	/* the reply is a former holder's copy (a key the map took away): X-Peak-Former */
+	bool former;
 	struct work_job job;
 	unsigned fetch_ep[STORE_WALK_MAX], nfetch; /* JOB_FETCH: whom to ask (fetch_plan) */
 	unsigned timeout_ms;
@@ -193,7 +196,9 @@ static void stats_render(struct mbuf *b, void *arg)
 	            "peak_store_connections_total %" PRIu64 "\n",
 	            (uint64_t)atomic_load(&st->bytes_in), (uint64_t)atomic_load(&st->bytes_out),
 	            (int64_t)atomic_load(&st->objects) +
-	                (int64_t)(r ? atomic_load(&r->pulled) - atomic_load(&r->tombstoned) : 0),
+	                (int64_t)(r ? atomic_load(&r->pulled) - atomic_load(&r->tombstoned) -
+	                                  atomic_load(&r->dropped)
+	                            : 0),
 	            (uint64_t)atomic_load(&st->conns));
 	if (!r)
 		return;
@@ -224,12 +229,27 @@ static void stats_render(struct mbuf *b, void *arg)
 	    "# HELP peak_store_migrate_readthrough_total Reads that missed during a migration "
 	    "and were fetched from the key's old holder.\n"
 	    "# TYPE peak_store_migrate_readthrough_total counter\n"
-	    "peak_store_migrate_readthrough_total %" PRIu64 "\n",
+	    "peak_store_migrate_readthrough_total %" PRIu64 "\n"
+	    "# HELP peak_store_dropped_total Objects deleted here after a map moved them away "
+	    "and every pod now holding them confirmed a copy.\n"
+	    "# TYPE peak_store_dropped_total counter\npeak_store_dropped_total %" PRIu64 "\n"
+	    "# HELP peak_store_dropped_bytes_total Body bytes of the objects dropped.\n"
+	    "# TYPE peak_store_dropped_bytes_total counter\n"
+	    "peak_store_dropped_bytes_total %" PRIu64 "\n"
+	    "# HELP peak_store_drop_unconfirmed Objects moved away kept by the last drop pass "
+	    "(a holder did not confirm them yet).\n"
+	    "# TYPE peak_store_drop_unconfirmed gauge\npeak_store_drop_unconfirmed %" PRIu64 "\n"
+	    "# HELP peak_store_peer_connections_total Connections this pod opened to its peers "
+	    "(listings, pulls, read-throughs, drop confirmations).\n"
+	    "# TYPE peak_store_peer_connections_total counter\n"
+	    "peak_store_peer_connections_total %" PRIu64 "\n",
 	    r->started && !atomic_load(&r->done), (uint64_t)atomic_load(&r->listed),
 	    (uint64_t)atomic_load(&r->pulled), (uint64_t)atomic_load(&r->failed),
 	    (uint64_t)atomic_load(&r->peers), (uint64_t)atomic_load(&r->bytes),
 	    (uint64_t)(atomic_load(&r->wanted) - atomic_load(&r->handled)),
-	    (uint64_t)atomic_load(&r->tombstoned), (uint64_t)atomic_load(&r->readthrough));
+	    (uint64_t)atomic_load(&r->tombstoned), (uint64_t)atomic_load(&r->readthrough),
+	    (uint64_t)atomic_load(&r->dropped), (uint64_t)atomic_load(&r->dropped_bytes),
+	    (uint64_t)atomic_load(&r->unconfirmed), (uint64_t)atomic_load(&r->conns));
 }
 
 void store_object_name(uint64_t g, const uint8_t *key, size_t len, char out[static 80])
@@ -561,10 +581,19 @@ static bool migrating(const struct store *s)
  * stored, -ENOENT if no old holder has it, or the last other error. */
 static int read_through(struct store *s, struct conn *c)
 {
+	/* each fetch thread keeps a connection per old holder (fd + 1; 0: none), so the
+	 * read-throughs of a move do not open one each */
+	static _Thread_local int kept[FETCH_KEEP_EP];
 	int ret = -ENOENT;
 	for (unsigned i = 0; i < c->nfetch; i++) {
-		int r = store_repair_pull(&s->repair, c->fetch_ep[i], c->req.key, c->req.key_len,
-		                          c->objname);
+		unsigned e = c->fetch_ep[i];
+		int sock = e < FETCH_KEEP_EP ? kept[e] - 1 : -1;
+		int r = store_repair_pull_on(&s->repair, e, c->req.key, c->req.key_len, c->objname,
+		                             &sock);
+		if (e < FETCH_KEEP_EP)
+			kept[e] = sock + 1;
+		else if (sock != -1)
+			close(sock);
 		if (r >= 0) {
 			atomic_fetch_add(&s->repair.readthrough, 1);
 			return 0;
@@ -643,13 +672,23 @@ static bool route_current(const struct store *s, const struct conn *c)
 	       s->a.owner[c->local_slice] == s->me;
 }
 
+/* Whether the connection came, under a controller's map, to a slice this pod no longer
+ * holds: opened before the slice moved, or by a route that has yet to move. It is closed
+ * after its reply, so no kept connection stays pinned to this pod once the routes moved
+ * (there it would read a stale copy, or miss one dropped since). */
+static bool route_lost(const struct store *s, const struct conn *c)
+{
+	return s->map_live && c->local_slice >= 0 && !route_current(s, c);
+}
+
 /* Starts serving the request just parsed. */
 static void request_start(struct store *s, struct conn *c)
 {
 	uint8_t addr[16];
 	uint64_t g, size = 0, version = 0;
 	bool put = c->req.method == STORE_PUT;
-	c->close_after = c->req.close;
+	c->close_after = c->req.close || route_lost(s, c);
+	c->former = false;
 	if (c->req.list) {
 		list_start(s, c);
 		return;
@@ -668,6 +707,7 @@ static void request_start(struct store *s, struct conn *c)
 		    key_mine_in(s, &s->old, c)) {
 			store_object_name(g, c->req.key, c->req.key_len, c->objname);
 			fd = object_open(s, c, &size, &version, &body);
+			c->former = true;
 		}
 		if (fd >= 0) {
 			object_reply(s, c, fd, size, version, body);
@@ -722,16 +762,23 @@ static void object_reply(struct store *s, struct conn *c, int fd, uint64_t size,
                          const uint8_t *body)
 {
 	if (fd < 0) {
-		respond(c, fd == -ENOENT ? 404 : 500, NULL, false);
+		/* a miss deleted here says when (X-Peak-Deleted): a former holder of the key
+		 * asking before it drops its copy (repair.h) learns that an older copy is
+		 * superseded, not lacking */
+		char extra[48] = "";
+		uint64_t t = fd == -ENOENT ? store_tomb_get(s->tombfd, c->objname, NULL, NULL) : 0;
+		if (t)
+			snprintf(extra, sizeof(extra), "X-Peak-Deleted: %" PRIu64 "\r\n", t);
+		respond(c, fd == -ENOENT ? 404 : 500, extra, false);
 		return;
 	}
-	c->close_after = c->req.close;
+	c->close_after = c->req.close || route_lost(s, c);
 	count(c, 200);
 	out_add(c,
 	        "HTTP/1.1 200 OK\r\nContent-Length: %" PRIu64
 	        "\r\nContent-Type: application/octet-stream\r\nX-Peak-Pod: %s\r\n"
-	        "X-Peak-Version: %" PRIu64 "\r\n%s%s\r\n",
-	        size, c->pod, version, routes_take(c),
+	        "X-Peak-Version: %" PRIu64 "\r\n%s%s%s\r\n",
+	        size, c->pod, version, c->former ? "X-Peak-Former: 1\r\n" : "", routes_take(c),
 	        c->close_after ? "Connection: close\r\n" : "");
 	if (c->req.method == STORE_GET && size && body && c->outlen + size < sizeof(c->out)) {
 		memcpy(c->out + c->outlen, body, size); /* one send for head and body */
@@ -1273,8 +1320,20 @@ static void map_apply(struct store *s, const int32_t *own)
 	log_msg(LOG_INFO, "store: %s: new map from the controller: %u slice(s) here (were %u)",
 	        s->o->id, now, was);
 	log_blocks(s);
+	/* kept connections to the slices lost go now (their next request would come here by a
+	 * route that moves); a busy one closes after its reply (route_lost) */
+	for (unsigned i = 0; i < s->o->max_conns; i++) {
+		struct conn *c = s->conns[i];
+		if (c && c->st == C_HEAD && !c->inlen && route_lost(s, c)) {
+			conn_free(s, c);
+			s->conns[i] = NULL;
+		}
+	}
 	s->repair.a = &s->a;
 	s->repair.old = &s->old;
+	/* the objects this map took away are dropped after the walk, once confirmed */
+	s->repair.drop = s->o->drop_delay_s >= 0;
+	s->repair.drop_delay_ms = s->o->drop_delay_s >= 0 ? (uint64_t)s->o->drop_delay_s * 1000 : 0;
 	atomic_store(&s->repair.done, false);
 	atomic_store(&s->repair.stop, false);
 	atomic_store(&s->repair.peers, 0); /* of this walk */

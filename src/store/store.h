@@ -20,6 +20,9 @@ enum {
 	/* Replica numbers a key's replica set is drawn from (the client library's candidates). */
 	STORE_WALK_MAX = 16,
 	STORE_JOINED_MAX = 16, /* --joined endpoints */
+	/* how long after a new map's walk the objects it took away from a pod are dropped
+	 * (repair.h): longer than the routes take to follow the map, and than a flap */
+	STORE_DEF_DROP_DELAY_S = 30,
 };
 
 struct store_opts {
@@ -45,6 +48,9 @@ struct store_opts {
 	 * assignment and --joined); the key file its hellos are checked with, or NULL; the
 	 * hello's node name (NULL: "store-ID"). */
 	const char *controller, *key_file, *node;
+	/* under a controller's maps: seconds after a walk before the objects the map took away
+	 * are dropped (once their holders confirm them, repair.h); -1: never */
+	int drop_delay_s;
 };
 
 /* Serves until SIGINT or SIGTERM (SIGHUP is logged and ignored). Returns 0, 1 if the pod

@@ -224,19 +224,21 @@ class Net:
 
     def route_move(self, block, via):
         """Routes block via a new pod, as its agent would: the old owners' routes inside it
-        (more specific, so they would win) are withdrawn."""
+        (more specific, so they would win) are withdrawn, after the block's own route is
+        in place, so no address of the block is ever without a route (a read then would
+        fail with 'Network is unreachable', which is the test's doing, not the store's)."""
         net = ipaddress.ip_network(block)
         routes = json.loads(subprocess.run(["ip", "-j", "-n", self.cl, "-6", "route"],
                                            capture_output=True, text=True, check=True).stdout)
+        ip("-n", self.cl, "-6", "route", "replace", block, "via", via)
         for rt in routes:
             dst = rt.get("dst", "default")
             if dst == "default" or ":" not in dst:
                 continue
             if "/" not in dst:
                 dst += "/128"
-            if ipaddress.ip_network(dst).subnet_of(net):
+            if ipaddress.ip_network(dst) != net and ipaddress.ip_network(dst).subnet_of(net):
                 ip("-n", self.cl, "-6", "route", "del", dst)
-        ip("-n", self.cl, "-6", "route", "replace", block, "via", via)
 
     def store(self, *args, timeout=60, **kw):
         """Runs 'peak store ...' in the client namespace against our peak dns."""

@@ -4,8 +4,9 @@ well-formed results, and what it reports is what happened: every phase counted i
 requests, PEAK's added pod took exactly its share, and the systems without migration lost
 the reads of the objects that moved. PEAK's pods run under peak controller (the default
 --map), so they send route hints: a worker keeps one connection per pod, not one per
-slice, which the pods' accepted connections show. No speed figure is checked (make bench
-measures).
+slice, which the pods' accepted connections show. After the move the old owners drop the
+copies that moved (exactly those), and a read round after that fails nothing. No speed
+figure is checked (make bench measures).
 It runs in the plain build only: what it checks is the harness (Python and bench_store),
 and the pods' code under the sanitizers is what the other store tests run."""
 import json
@@ -53,6 +54,10 @@ def test_bench_store_quick(tmp_path):
         assert 0 < r["connections"] <= 3 * r["workers"] + 2, (op, r)
     pk = d["systems"]["peak"]["move"]
     assert pk["moved"] == pk["minimum"] and pk["failed_reads"] == 0, pk
+    # the old owners dropped exactly the copies that moved, and the round of reads after
+    # the drops (counted in failed_reads) lost nothing
+    assert pk["dropped"] == pk["moved"], pk
+    assert len(pk["round_connections"]) == pk["read_rounds"] + 1, pk
     # no migration behind a proxy or a ring: each moved small object's read fails
     for name in ("nginx", "ketama"):
         m = d["systems"][name]["move"]

@@ -1,0 +1,248 @@
+"""Old owners drop the objects a move took away (issue 20). Three pods under peak controller
+(--drop-delay 1: a second after a new map's walk), R=1; s3 is drained while 200 objects are
+written to s1 and s2, then comes back while a reader reads every object round after round.
+s3 pulls its slices' objects; s1 and s2 then delete their copies of them, each only after
+s3 answered a HEAD for it with a copy as new (so the space returns and no copy is left
+twice), and no read fails meanwhile. A flap (s3 up, then down again as soon as the first
+copies were dropped, mid-move) loses nothing: s1 and s2 pull back from s3 what they had
+dropped, s3 drops its copies once they confirm, and every object ends on exactly the pod
+its slice says. The routes follow each pod's logged blocks, as an agent moves them.
+
+  [cl] client, peak dns, peak controller [2001:db8:aa:ff::1]:7000 (lo)
+    |  v0 -- [a] s1    v1 -- [b] s2    v2 -- [c] s3      (pods: --controller, routes via cl)
+"""
+import os
+import shutil
+import signal
+import subprocess
+
+import pytest
+
+from conftest import NAME, Net, wait_for
+from test_live import CTL, CTL_PORT, Controller, blocks_now, maps, reroute
+from test_migrate import bulk, key_of, objects, slice_held
+
+N = 200
+GETS = 'peak_store_requests_total{method="GET",status="200"}'
+
+
+def make_testbed(tmp_path, drop_delay):
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    key = tmp_path / "ctl.key"
+    key.write_text("0123456789abcdef0123456789abcdef\n")
+    key.chmod(0o600)
+    n = Net(tmp_path, npods=3,
+            pod_extra=["--controller", f"[{CTL}]:{CTL_PORT}", "--key-file", str(key),
+                       "--timeout", "3000", "--drop-delay", str(drop_delay)])
+    c = None
+    try:
+        n.up()
+        subprocess.run(["ip", "-n", n.cl, "addr", "add", f"{CTL}/128", "dev", "lo"],
+                       check=True)
+        c = Controller(n)
+        yield n, c
+    finally:
+        if c:
+            c.stop()
+        n.down()
+
+
+@pytest.fixture()
+def live(tmp_path):
+    yield from make_testbed(tmp_path, 1)
+
+
+@pytest.fixture()
+def live_slow(tmp_path):
+    """The drops 6 s after the walk: time to delete some moved keys at their new owner."""
+    yield from make_testbed(tmp_path, 6)
+
+
+def body_bytes(pod):
+    """The bodies' bytes of the pod's objects (file size less the 'PKS1' header and key)."""
+    total = 0
+    for f in objects(pod):
+        with open(pod.data / f, "rb") as fh:
+            h = fh.read(6)
+        total += os.path.getsize(pod.data / f) - 6 - (h[4] << 8 | h[5])
+    return total
+
+
+def metric(pod, name):
+    return pod.metrics().get(name, 0)
+
+
+def health(net, ctl, pid, state, movers):
+    """Sets pid's health and waits until every pod applied the map; reroutes movers."""
+    before = {p: maps(pod) for p, pod in net.pods.items()}
+    ctl.ctl("health", NAME, pid, state)
+    for p, pod in net.pods.items():
+        wait_for(lambda: maps(pod) > before[p], f"{p}'s map after {pid} {state}", 60)
+    reroute(net, movers)
+
+
+def start(net, ctl, tmp_path):
+    """Drains s3, writes N objects to s1 and s2, starts a reader; returns (objects by
+    pod, the reader, its stop file)."""
+    pods = net.pods
+    for pod in pods.values():
+        wait_for(lambda: "connected to controller" in pod.logtext(), f"{pod.id} linked")
+    wait_for(lambda: ctl.log_path.read_text().count("(authenticated)") >= 3, "3 hellos")
+    health(net, ctl, "s3", "down", ("s1", "s2"))
+    assert "0 slice(s) here" in pods["s3"].logtext()
+    p = bulk(net, "put", str(N))
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    before = {pid: objects(pod) for pid, pod in pods.items()}
+    assert not before["s3"] and len(before["s1"] | before["s2"]) == N
+    stop = tmp_path / "stop"
+    reader = bulk(net, "get", str(N), str(stop))
+    wait_for(lambda: reader.poll() is not None or metric(pods["s1"], GETS) > 10,
+             "first reads")
+    return before, reader, stop
+
+
+def test_old_owners_drop_what_moved_once_confirmed(live, tmp_path):
+    net, ctl = live
+    pods = net.pods
+    before, reader, stop = start(net, ctl, tmp_path)
+    bytes0 = {pid: body_bytes(pods[pid]) for pid in ("s1", "s2")}
+    try:
+        health(net, ctl, "s3", "up", ("s3",))
+        held = blocks_now(pods["s3"])
+        moved = {f for f in before["s1"] | before["s2"] if slice_held(f, held)}
+        assert 0 < len(moved) < N
+        wait_for(lambda: sum(metric(pods[p], "peak_store_dropped_total")
+                             for p in ("s1", "s2")) >= len(moved), "the drops", 60)
+        got = metric(pods["s3"], GETS)
+        wait_for(lambda: reader.poll() is not None or metric(pods["s3"], GETS) > got + 30,
+                 "reads after the drops")
+    finally:
+        stop.write_text("")
+        out, err = reader.communicate(timeout=120)
+    assert reader.returncode == 0, out + err
+    assert " failed 0 " in out, out
+    assert objects(pods["s3"]) == moved
+    for pid in ("s1", "s2"):
+        m = pods[pid].metrics()
+        gone = before[pid] & moved
+        assert objects(pods[pid]) == before[pid] - moved, pid
+        assert m["peak_store_dropped_total"] == len(gone), (pid, m)
+        assert m["peak_store_drop_unconfirmed"] == 0, (pid, m)
+        # the disk space came back: the bodies left are the old less the dropped
+        assert body_bytes(pods[pid]) == bytes0[pid] - m["peak_store_dropped_bytes_total"]
+        assert m["peak_store_objects"] == len(before[pid]) - len(gone), (pid, m)
+        assert "store: drop: " in pods[pid].logtext()
+        assert not pods[pid].tombs(), "a drop is not a delete: no tombstone"
+    print(f"moved {len(moved)} of {N}; dropped by s1 "
+          f"{len(before['s1'] & moved)}, s2 {len(before['s2'] & moved)}; reader: {out.strip()}")
+
+
+def test_a_flap_loses_nothing(live, tmp_path):
+    net, ctl = live
+    pods = net.pods
+    before, reader, stop = start(net, ctl, tmp_path)
+    try:
+        health(net, ctl, "s3", "up", ("s3",))
+        # the flap: s3 leaves again as soon as the old owners began dropping its slices'
+        # copies (mid-move: some dropped, the rest still being confirmed)
+        wait_for(lambda: any(metric(pods[p], "peak_store_dropped_total") > 0
+                             for p in ("s1", "s2")), "the first drop", 60)
+        health(net, ctl, "s3", "down", ("s1", "s2"))
+        assert "0 slice(s) here" in pods["s3"].logtext().rsplit("new map", 1)[1]
+        # s1 and s2 pull back what they dropped, then s3 drops all it held
+        wait_for(lambda: not objects(pods["s3"]), "s3 to drop its copies", 60)
+        got = metric(pods["s1"], GETS)
+        wait_for(lambda: reader.poll() is not None or metric(pods["s1"], GETS) > got + 30,
+                 "reads after the flap")
+    finally:
+        stop.write_text("")
+        out, err = reader.communicate(timeout=120)
+    assert reader.returncode == 0, out + err
+    assert " failed 0 " in out, out
+    after = {pid: objects(pod) for pid, pod in pods.items()}
+    assert after["s1"] | after["s2"] == before["s1"] | before["s2"], "objects lost"
+    assert not after["s1"] & after["s2"]
+    for pid in ("s1", "s2"):
+        assert after[pid] == {f for f in after[pid] if slice_held(f, blocks_now(pods[pid]))}
+    m3 = pods["s3"].metrics()
+    assert m3["peak_store_dropped_total"] > 0 and m3["peak_store_drop_unconfirmed"] == 0, m3
+    # every object reads back
+    p = bulk(net, "get", str(N))
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 0, err
+
+
+def test_no_drop_without_the_holders_confirmation(live, tmp_path):
+    """The last copy never goes: s3 gets its slices back but is killed (SIGKILL) before it
+    pulled anything, so it cannot confirm; s1 and s2 keep every object (their drop passes
+    count them unconfirmed). s3 starts again, pulls its slices' objects from them, and
+    their next pass (1 s, 2 s, ... after) drops the copies it confirms."""
+    net, ctl = live
+    pods = net.pods
+    for pod in pods.values():
+        wait_for(lambda: "connected to controller" in pod.logtext(), f"{pod.id} linked")
+    wait_for(lambda: ctl.log_path.read_text().count("(authenticated)") >= 3, "3 hellos")
+    health(net, ctl, "s3", "down", ("s1", "s2"))
+    p = bulk(net, "put", str(N))
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    before = {pid: objects(pod) for pid, pod in pods.items()}
+    pods["s3"].stop(signal.SIGKILL)
+    shutil.rmtree(pods["s3"].data)  # not even an old copy there
+    mapped = {p: maps(pods[p]) for p in ("s1", "s2")}
+    ctl.ctl("health", NAME, "s3", "up")
+    for p in ("s1", "s2"):
+        wait_for(lambda: maps(pods[p]) > mapped[p], f"{p}'s map", 60)
+        wait_for(lambda: "kept until their holders confirm" in pods[p].logtext(),
+                 f"{p}'s first drop pass", 60)
+    assert {p: objects(pods[p]) for p in ("s1", "s2")} == {p: before[p] for p in ("s1", "s2")}
+    unconfirmed = sum(metric(pods[p], "peak_store_drop_unconfirmed") for p in ("s1", "s2"))
+    assert unconfirmed > 0
+    assert sum(metric(pods[p], "peak_store_dropped_total") for p in ("s1", "s2")) == 0
+    pods["s3"].start()
+    wait_for(lambda: "store: migration done" in pods["s3"].logtext(), "s3's walk", 60)
+    wait_for(lambda: all(metric(pods[p], "peak_store_drop_unconfirmed") == 0
+                         for p in ("s1", "s2")), "the drops after s3 came back", 60)
+    moved = objects(pods["s3"])
+    assert len(moved) == unconfirmed
+    for p in ("s1", "s2"):
+        assert objects(pods[p]) == before[p] - moved, p
+    assert sum(len(objects(pod)) for pod in pods.values()) == N
+
+
+def test_a_copy_deleted_at_its_new_owner_is_dropped_too(live_slow, tmp_path):
+    """Keys deleted at their new owner after the move, before the old owners' drop pass:
+    the new owner answers their HEAD 404 with its tombstone's time (X-Peak-Deleted), newer
+    than the old copy, so the old owners drop those copies as well (the tombstone itself
+    never reaches them: they are outside the key's replica set). Before, such a copy stayed,
+    asked about every minute."""
+    net, ctl = live_slow
+    pods = net.pods
+    for pod in pods.values():
+        wait_for(lambda: "connected to controller" in pod.logtext(), f"{pod.id} linked")
+    wait_for(lambda: ctl.log_path.read_text().count("(authenticated)") >= 3, "3 hellos")
+    health(net, ctl, "s3", "down", ("s1", "s2"))
+    p = bulk(net, "put", str(N))
+    _, err = p.communicate(timeout=120)
+    assert p.returncode == 0, err
+    before = {pid: objects(pod) for pid, pod in pods.items()}
+    done0 = pods["s3"].logtext().count("store: migration done")
+    health(net, ctl, "s3", "up", ("s3",))
+    wait_for(lambda: pods["s3"].logtext().count("store: migration done") > done0,
+             "s3's walk", 60)
+    moved = objects(pods["s3"])
+    doomed = sorted(moved)[:5]
+    for f in doomed:
+        r = net.store("delete", NAME, key_of(pods["s3"].data / f))
+        assert r.returncode == 0, r.stderr
+    assert all(metric(pods[p], "peak_store_dropped_total") == 0 for p in ("s1", "s2")), \
+        "dropped before the deletes: the test's delay is too short for this machine"
+    wait_for(lambda: sum(metric(pods[p], "peak_store_dropped_total")
+                         for p in ("s1", "s2")) >= len(moved), "the drops", 60)
+    for p in ("s1", "s2"):
+        assert metric(pods[p], "peak_store_drop_unconfirmed") == 0, p
+        assert objects(pods[p]) == before[p] - moved, p
+    assert objects(pods["s3"]) == moved - set(doomed)
+    assert set(pods["s3"].tombs()) == set(doomed)
