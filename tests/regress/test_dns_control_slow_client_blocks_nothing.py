@@ -3,8 +3,12 @@
 Seen: the control socket was served on the main thread, one client at a time, with a
 blocking read of up to 1 s per byte; a client trickling a byte every 0.9 s delayed
 `dns-ctl status` and a SIGHUP reload by 10.5 s. Now clients are served without blocking,
-each with a deadline for its whole exchange: while a client trickles, `status` answers and
-SIGHUP reloads at once, and the trickling client is dropped."""
+each with a deadline for its whole exchange (2 s): while a client trickles, `status` answers and
+SIGHUP reloads at once, and the trickling client is dropped.
+
+Here the client would trickle for 32 s (108 bytes, one per 0.3 s), which the old code waited
+out; the bounds are a few seconds, far from that, so a loaded machine does not fail them (a CI
+run with ASan took 1.46 s for the status that once had to take under 1 s)."""
 import os
 import signal
 import socket
@@ -49,18 +53,18 @@ def test_trickling_control_client_delays_neither_status_nor_sighup(tmp_path):
         r = s.ctl("status")
         took = time.monotonic() - t0
         assert r.returncode == 0 and "pod-a up" in r.stdout, r
-        assert took < 1.0, f"status took {took:.2f} s behind a slow client"
+        assert took < 5.0, f"status took {took:.2f} s behind a slow client"
         t0 = time.monotonic()
         s.signal(signal.SIGHUP)
-        deadline = t0 + 1.0
+        deadline = t0 + 5.0
         while "dns: reloaded" not in s.logtext():
-            assert time.monotonic() < deadline, "SIGHUP not handled within 1 s"
+            assert time.monotonic() < deadline, "SIGHUP not handled within 5 s"
             time.sleep(0.01)
-        deadline = time.monotonic() + 5
+        deadline = time.monotonic() + 10
         while not dropped:
             assert time.monotonic() < deadline, "the trickling client was never dropped"
             time.sleep(0.02)
-        assert dropped[0] < 3.5
+        assert dropped[0] < 10.0  # its 2 s deadline, long before its 32 s of trickling
     finally:
         stop.set()
         th.join(timeout=5)
