@@ -206,7 +206,9 @@ def h3_section(path, out_dir):
     w("")
     if d.get("loss_runs"):
         delay = d.get("loss_delay_ms")
-        path = (f"bench/h3/lossy.py, a TUN device in the router: dropped at random and the rest "
+        relay = d.get("loss_path", {}).get("relay")
+        relay = "bench/h3/lossy.c" if relay == "c" else "bench/h3/lossy.py"
+        path = (f"{relay}, a TUN device in the router: dropped at random and the rest "
                 f"delayed {delay} ms each way, once per crossing of the router (client-ingress "
                 f"ping {d.get('loss_path', {}).get('rtt_ms')} ms)" if delay is not None else
                 f"nftables `numgen random mod 100 < {d['loss_pct']}` on the router's forward "
@@ -231,6 +233,29 @@ def h3_section(path, out_dir):
               f"{y['loss_audio_samples']} | {f(y['loss_goodput_mbps'])} | "
               f"{y['loss_failed']} |")
         w("")
+        stalls = [s for s in systems if x[s].get("loss_stall")]
+        if stalls:
+            w("Head-of-line blocking, measured per stream (bench/h3/stall.py): for each drop "
+              "with no other drop near it (two round trips before, one after), how long each "
+              "other stream of the connection made no progress (bytes acknowledged in order "
+              "on its stream: the client's qlog over QUIC, its TCP progress log over HTTP/2). "
+              "A stream counts as stalled past the path's one-way delay. The same at points "
+              "with no drop near gives the path's own stalls; the excess is what the drops "
+              "add. Client leg only; times to 1 ms.\n")
+            w("| system | isolated drops judged | stream pairs | others stalled after a drop | "
+              "with no drop near | excess | others' stall p50 / p90 ms |")
+            w("|---|---:|---:|---:|---:|---:|---|")
+            for s in stalls:
+                st, ctl = x[s]["loss_stall"], x[s].get("loss_stall_control") or {}
+                share = st.get("stalled_share")
+                cshare = ctl.get("stalled_share")
+                exc = x[s].get("loss_hol_excess")
+                w(f"| {H3_NAMES[s]} | {st.get('drops', 0)} | {st.get('pairs', 0)} | "
+                  f"{'-' if share is None else f'{share:.0%}'} | "
+                  f"{'-' if cshare is None else f'{cshare:.0%}'} | "
+                  f"{'-' if exc is None else f'{exc * 100:+.0f} points'} | "
+                  f"{f(st.get('others_p50_ms'), '.0f')} / {f(st.get('others_p90_ms'), '.0f')} |")
+            w("")
     # the issue's targets, as ratios measured in this run
     t = []
 
