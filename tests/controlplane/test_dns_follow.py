@@ -3,7 +3,6 @@ state the leading controller stores under /peak/svc/ and follow it through /v3/w
 no --dns-control link to the controller. A change made on the controller shows in both
 replicas' state and AAAA answers within a bound; values under the prefix that are not a
 service's lines are refused with a log line and change nothing."""
-import socket
 import subprocess
 import time
 
@@ -12,22 +11,6 @@ import peaktest
 from ctlpeer import SVC
 
 BOUND_S = 0.5  # the issue's target is 100 ms: the measured figure is printed
-
-
-def status(dns):
-    """The replica's endpoint lines ('SVC ID up|down weight=W slices=N'), straight from its
-    control socket (faster than a dns-ctl process)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(2)
-        s.connect(dns.control)
-        s.sendall(b"status\n")
-        data = b""
-        while not data.endswith(b"ok\n"):
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
-    return data.decode()
 
 
 def replicas(tmp_path, etcd, n=2):
@@ -69,8 +52,8 @@ def test_two_replicas_follow_the_controller(tmp_path, etcd):
                                capture_output=True, text=True, timeout=10)
             assert r.returncode == 0, r
             t1 = time.monotonic()  # the controller stored the change before its reply
-            assert ctlpeer.wait_until(lambda: all(want in status(d) for d in ds),
-                                      BOUND_S, step=0.005), [status(d) for d in ds]
+            assert ctlpeer.wait_until(lambda: all(want in d.status() for d in ds),
+                                      BOUND_S, step=0.005), [d.status() for d in ds]
             t2 = time.monotonic()
             print(f"change {step + 1} ({' '.join(cmd)}) in both replicas "
                   f"{(t2 - t1) * 1000:.0f} ms after controller-ctl returned "
@@ -81,7 +64,7 @@ def test_two_replicas_follow_the_controller(tmp_path, etcd):
                     for _ in range(20):
                         assert d.query(SVC, "AAAA").answer
                     assert steered(d, "pod-1") == before
-        assert status(ds[0]) == status(ds[1])
+        assert ds[0].status() == ds[1].status()
         a.close()
     finally:
         for d in ds:
@@ -93,13 +76,13 @@ def test_a_foreign_value_is_refused_and_the_rest_kept(tmp_path, etcd):
     etcd.put("/peak/svc/" + SVC, f"map {SVC}\nep pod-0 0/8\nend\nhealth {SVC} pod-1 down\n")
     (d,) = replicas(tmp_path, etcd, 1)
     try:
-        assert ctlpeer.wait_until(lambda: f"{SVC} pod-1 down" in status(d), 3), status(d)
+        assert ctlpeer.wait_until(lambda: f"{SVC} pod-1 down" in d.status(), 3), d.status()
         # garbage, then lines of another service: both refused, pod-1 stays down
         for bad in ("\x00\xffgarbage", f"map other.example.\nend\n"):
             etcd.put("/peak/svc/" + SVC, bad)
             assert ctlpeer.wait_until(
                 lambda: d.logtext().count("refused") >= 1 + (bad[0] == "m"), 3), d.logtext()
-            assert f"{SVC} pod-1 down" in status(d)
+            assert f"{SVC} pod-1 down" in d.status()
         assert d.query(SVC, "AAAA").answer
         assert d.proc.poll() is None
     finally:

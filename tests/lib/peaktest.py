@@ -152,6 +152,21 @@ class Server:
         return subprocess.run([*self.exec, PEAK, "dns-ctl", "--control", self.control, *args],
                               capture_output=True, text=True, timeout=10)
 
+    def status(self):
+        """The control socket's 'status' reply, read straight from the socket (no dns-ctl
+        process: faster where a test polls it). Not for a server in another namespace."""
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(2)
+            s.connect(self.control)
+            s.sendall(b"status\n")
+            data = b""
+            while not data.endswith(b"ok\n"):
+                d = s.recv(65536)
+                if not d:
+                    break
+                data += d
+        return data.decode()
+
     def metrics(self):
         url = f"http://127.0.0.1:{self.mport}/metrics"
         if self.netns:

@@ -8,7 +8,6 @@ written straight into etcd (no controller, whose own requests would blur the cou
 etcd's own count of Range requests must not move while the replica follows five changes."""
 import os
 import shutil
-import socket
 import sys
 import urllib.request
 
@@ -38,20 +37,6 @@ def ranges(e):
     raise AssertionError("etcd has no Range counter")
 
 
-def status(dns):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(2)
-        s.connect(dns.control)
-        s.sendall(b"status\n")
-        data = b""
-        while not data.endswith(b"ok\n"):
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
-    return data.decode()
-
-
 @pytest.mark.skipif(not shutil.which(etcdproc.ETCD), reason="etcd is not installed")
 def test_changes_applied_from_the_events(tmp_path):
     e = etcdproc.Etcd(str(tmp_path / "etcd"))
@@ -61,22 +46,22 @@ def test_changes_applied_from_the_events(tmp_path):
         e.put(KEY, record(1))
         d = peaktest.Server(tmp_path, ctlpeer.config(neps=2),
                             extra=("--store", "etcd", "--etcd", e.url))
-        assert ctlpeer.wait_until(lambda: f"{SVC} pod-0 up weight=1" in status(d), 20), \
-            (status(d), d.logtext())
+        assert ctlpeer.wait_until(lambda: f"{SVC} pod-0 up weight=1" in d.status(), 20), \
+            (d.status(), d.logtext())
         # the watch is up once a first change came through it
         e.put(KEY, record(2))
-        assert ctlpeer.wait_until(lambda: f"{SVC} pod-0 up weight=2" in status(d), 20), \
-            (status(d), d.logtext())
+        assert ctlpeer.wait_until(lambda: f"{SVC} pod-0 up weight=2" in d.status(), 20), \
+            (d.status(), d.logtext())
         before = ranges(e)
         for w in (3, 4, 5, 6, 7):
             e.put(KEY, record(w))
-            assert ctlpeer.wait_until(lambda: f"{SVC} pod-0 up weight={w}" in status(d), 20), \
-                (status(d), d.logtext())
+            assert ctlpeer.wait_until(lambda: f"{SVC} pod-0 up weight={w}" in d.status(), 20), \
+                (d.status(), d.logtext())
         assert ranges(e) == before, "the replica read the store for a change the watch held"
         # a value that is not a service's lines is refused, as from a read
         e.put(KEY, "garbage\n")
         e.put(KEY, record(8))
-        assert ctlpeer.wait_until(lambda: f"{SVC} pod-0 up weight=8" in status(d), 20)
+        assert ctlpeer.wait_until(lambda: f"{SVC} pod-0 up weight=8" in d.status(), 20)
         assert "refused" in d.logtext()
         assert d.proc.poll() is None
     finally:

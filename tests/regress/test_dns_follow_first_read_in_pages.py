@@ -7,7 +7,6 @@ first page's revision, and logs that it follows the store once the read is whole
 records sort before the service's own, so its record comes in the third page."""
 import os
 import shutil
-import socket
 import sys
 
 import pytest
@@ -26,20 +25,6 @@ def record(name, w):
             f"weight {name} pod-0 {w}\nweight {name} pod-1 1\n")
 
 
-def status(dns):
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(2)
-        s.connect(dns.control)
-        s.sendall(b"status\n")
-        data = b""
-        while not data.endswith(b"ok\n"):
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
-    return data.decode()
-
-
 @pytest.mark.skipif(not shutil.which(etcdproc.ETCD), reason="etcd is not installed")
 def test_first_read_in_pages(tmp_path):
     e = etcdproc.Etcd(str(tmp_path / "etcd"))
@@ -55,12 +40,12 @@ def test_first_read_in_pages(tmp_path):
         assert ctlpeer.wait_until(lambda: "dns: etcd: following /peak/svc/" in d.logtext(),
                                   20), d.logtext()
         assert f"({N + 1} records read in 3 requests)" in d.logtext(), d.logtext()
-        assert ctlpeer.wait_until(lambda: f"{SVC} pod-0 up weight=5" in status(d), 10), \
-            (status(d), d.logtext())
+        assert ctlpeer.wait_until(lambda: f"{SVC} pod-0 up weight=5" in d.status(), 10), \
+            (d.status(), d.logtext())
         # and the watch follows from the revision of that read
         e.put(f"/peak/svc/{SVC}", record(SVC, 6))
-        assert ctlpeer.wait_until(lambda: f"{SVC} pod-0 up weight=6" in status(d), 20), \
-            (status(d), d.logtext())
+        assert ctlpeer.wait_until(lambda: f"{SVC} pod-0 up weight=6" in d.status(), 20), \
+            (d.status(), d.logtext())
     finally:
         if d:
             d.stop()
