@@ -14,49 +14,26 @@ its slice says. The routes follow each pod's logged blocks, as an agent moves th
 import os
 import shutil
 import signal
-import subprocess
 
 import pytest
 
-from conftest import NAME, Net, wait_for
-from test_live import CTL, CTL_PORT, Controller, blocks_now, maps, reroute
+from conftest import NAME, wait_for
+from test_live import blocks_now, controlled_testbed, maps, reroute
 from test_migrate import bulk, key_of, objects, slice_held
 
 N = 200
 GETS = 'peak_store_requests_total{method="GET",status="200"}'
 
 
-def make_testbed(tmp_path, drop_delay):
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    key = tmp_path / "ctl.key"
-    key.write_text("0123456789abcdef0123456789abcdef\n")
-    key.chmod(0o600)
-    n = Net(tmp_path, npods=3,
-            pod_extra=["--controller", f"[{CTL}]:{CTL_PORT}", "--key-file", str(key),
-                       "--timeout", "3000", "--drop-delay", str(drop_delay)])
-    c = None
-    try:
-        n.up()
-        subprocess.run(["ip", "-n", n.cl, "addr", "add", f"{CTL}/128", "dev", "lo"],
-                       check=True)
-        c = Controller(n)
-        yield n, c
-    finally:
-        if c:
-            c.stop()
-        n.down()
-
-
 @pytest.fixture()
 def live(tmp_path):
-    yield from make_testbed(tmp_path, 1)
+    yield from controlled_testbed(tmp_path, "--drop-delay", "1")
 
 
 @pytest.fixture()
 def live_slow(tmp_path):
     """The drops 6 s after the walk: time to delete some moved keys at their new owner."""
-    yield from make_testbed(tmp_path, 6)
+    yield from controlled_testbed(tmp_path, "--drop-delay", "6")
 
 
 def body_bytes(pod):

@@ -53,8 +53,9 @@ class Controller:
         self.logf.close()
 
 
-@pytest.fixture()
-def live(tmp_path):
+def controlled_testbed(tmp_path, *pod_extra):
+    """Yields (Net of 3 pods under a controller, Controller), torn down after; pod_extra: more
+    options for every pod. For fixtures (yield from)."""
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root")
     key = tmp_path / "ctl.key"
@@ -62,7 +63,7 @@ def live(tmp_path):
     key.chmod(0o600)
     n = Net(tmp_path, npods=3,
             pod_extra=["--controller", f"[{CTL}]:{CTL_PORT}", "--key-file", str(key),
-                       "--timeout", "3000"])
+                       "--timeout", "3000", *pod_extra])
     c = None
     try:
         n.up()
@@ -74,6 +75,11 @@ def live(tmp_path):
         if c:
             c.stop()
         n.down()
+
+
+@pytest.fixture()
+def live(tmp_path):
+    yield from controlled_testbed(tmp_path)
 
 
 def maps(pod):
