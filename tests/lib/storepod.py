@@ -1,6 +1,9 @@
 """What the object store's regression tests (tests/regress/test_store_*) share: the store
 service's configuration and one 'peak store serve' pod, started (and waited for) and
 stopped by its own PID, optionally in a network namespace."""
+import contextlib
+import os
+import random
 import subprocess
 import time
 
@@ -82,3 +85,44 @@ class StorePod:
 
     def __exit__(self, *exc):
         self.stop()
+
+
+PUT = """
+import http.client, sys
+c = http.client.HTTPConnection("2001:db8:104::1", 8080, timeout=10)
+for i in range(int(sys.argv[1])):
+    c.request("PUT", f"/o/k{i}", body=b"x" * 100)
+    r = c.getresponse(); r.read()
+    assert r.status == 201, r.status
+"""
+
+
+@contextlib.contextmanager
+def repair_pair(tmp_path, tag, nobjects, extra=None):
+    """Two pods with replicas: 2 in a namespace of their own (named tag, the PID and a random
+    number), s1 on 2001:db8:104::1 and s2 on ::2 (port 8080, loopback); s1 started and given
+    nobjects objects of 100 bytes over one connection, s2 made but not started (its start is
+    a repair from s1). extra: {pod id: more options}. Yields (namespace, {id: StorePod});
+    stops both and deletes the namespace after, then checks both exited 0."""
+    ns = f"{tag}{os.getpid() % 10000}{random.randrange(1000)}"
+    cfg = tmp_path / "store.yaml"
+    cfg.write_text(store_config(2, replicas=2))
+    pods = {pid: StorePod(cfg, pid, tmp_path / pid, f"[2001:db8:104::{pid[1]}]:8080",
+                          tmp_path / f"{pid}.log", (extra or {}).get(pid, ()), netns=ns)
+            for pid in ("s1", "s2")}
+    subprocess.run(["ip", "netns", "add", ns], check=True)
+    try:
+        subprocess.run(["ip", "-n", ns, "link", "set", "lo", "up"], check=True)
+        for a in ("1", "2"):
+            subprocess.run(["ip", "-n", ns, "addr", "add", f"2001:db8:104::{a}/128", "dev",
+                            "lo", "nodad"], check=True)
+        pods["s1"].start()
+        subprocess.run(["ip", "netns", "exec", ns, "/usr/bin/python3", "-c", PUT,
+                        str(nobjects)], check=True, timeout=120)
+        yield ns, pods
+    finally:
+        for pod in pods.values():
+            pod.stop()
+        subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+    for pod in pods.values():
+        assert pod.proc is None or pod.proc.returncode == 0, pod.logtext()
