@@ -22,8 +22,9 @@
  * service's control lines as the file store keeps them; the annotations peak.dev/leader and
  * peak.dev/term say who wrote it last, in which term. A save PUTs the whole ConfigMap with
  * the resourceVersion last read or written: a 409 means another writer; if the stored term
- * is a later one, the lead was lost (nothing written, -ESTALE), else (an operator's edit)
- * the live state is written over it once. The first save of a term is written even when the
+ * is a later one and the Lease no longer names this controller in its term, the lead was
+ * lost (nothing written, -ESTALE), else (an operator's edit, even of the term annotation:
+ * terms come from the Lease) the live state is written over it once. The first save of a term is written even when the
  * data did not change, so an old leader's late write fails on the resourceVersion. Values
  * that are not one service's lines (store_rec_check) are refused with a log line, never
  * adopted. A ConfigMap holds at most 1 MiB (the API's limit): the state of some thousands
@@ -257,6 +258,20 @@ static void lead_won(struct store_kube *s, uint64_t sent, const char *how)
 }
 
 static unsigned kube_interval_ms(const struct store *st);
+
+/* True if the Lease, read now, still names this controller in its term: terms come only
+ * from Lease takeovers (resourceVersion-guarded), so a ConfigMap claiming a later term while
+ * this holds was not written by a leader (an operator's edit). */
+static bool lease_still_ours(struct store_kube *s)
+{
+	char holder[160];
+	uint64_t dur;
+	int64_t trans;
+	if (lease_get(s, ctlr_now_ms()) != 200)
+		return false;
+	lease_spec(s, holder, &dur, &trans);
+	return !strcmp(holder, s->id) && trans + 1 == s->st.term;
+}
 
 /* Renews the lead, or campaigns (see the top of the file). */
 static int kube_keepalive(struct store *st)
@@ -528,7 +543,7 @@ static int kube_save(struct store *st, const struct store_rec *r, unsigned n)
 			ret = -EIO;
 			goto out;
 		}
-		if (s->cm_term > s->st.term) {
+		if (s->cm_term > s->st.term && !lease_still_ours(s)) {
 			log_msg(LOG_WARNING,
 			        "controller: kubernetes: ConfigMap %s/%s written in a later term "
 			        "(%" PRId64 ", this one %" PRId64 "): the lead was lost, nothing "
@@ -538,10 +553,17 @@ static int kube_save(struct store *st, const struct store_rec *r, unsigned n)
 			ret = -ESTALE;
 			goto out;
 		}
-		log_msg(LOG_WARNING,
-		        "controller: kubernetes: ConfigMap %s/%s was written by another writer "
-		        "(409 Conflict): writing the live state over it",
-		        s->ns, s->name);
+		if (s->cm_term > s->st.term)
+			log_msg(LOG_WARNING,
+			        "controller: kubernetes: ConfigMap %s/%s says term %" PRId64
+			        ", but the Lease still names this controller in term %" PRId64
+			        ": no leader wrote it; writing the live state over it",
+			        s->ns, s->name, s->cm_term, s->st.term);
+		else
+			log_msg(LOG_WARNING,
+			        "controller: kubernetes: ConfigMap %s/%s was written by another "
+			        "writer (409 Conflict): writing the live state over it",
+			        s->ns, s->name);
 	}
 	ret = -ESTALE;
 out:

@@ -106,8 +106,9 @@ def test_stopped_leader_releases_the_lease(tmp_path, api):
 def test_conflicts(tmp_path, api):
     """409s: a Lease taken by another writer (the leader steps down; nobody renews it, so a
     controller takes it over after the lease time); a ConfigMap an operator wrote (the
-    leader writes the live state over it); one written in a later term (the leader steps
-    down and writes nothing)."""
+    leader writes the live state over it), even its term annotation while the Lease is the
+    leader's; one written in a later term by the Lease's new holder (the leader steps down
+    and writes nothing)."""
     port = peaktest.free_port()
     c1 = controller(tmp_path, api, port, "c1", ctlpeer.config())
     try:
@@ -136,12 +137,31 @@ def test_conflicts(tmp_path, api):
         a2.send(f"health {SVC} pod-1 down\nhealth {SVC} pod-2 down\n")
         assert m == live
         assert lease(api)["spec"]["leaseTransitions"] == 8
-        # the ConfigMap written in a later term: the leader steps down, writes nothing
+        # an operator's edit of the term annotation, while the Lease still names c1 in its
+        # term: no leader wrote it (terms come from the Lease), so c1 writes over it and
+        # keeps the lead
         cm = api.nsobj("configmaps", NS, NAME)
         cm["metadata"]["annotations"]["peak.dev/term"] = "99"
-        before = api.nsobj_set("configmaps", NS, NAME, cm)
+        api.nsobj_set("configmaps", NS, NAME, cm)
         a2.send(f"health {SVC} pod-1 up\n")
-        assert ctlpeer.wait_until(lambda: "written in a later term" in c1.log(), 3), c1.log()
+        assert ctlpeer.wait_until(lambda: "no leader wrote it" in c1.log(), 3), c1.log()
+        assert ctlpeer.wait_until(lambda: api.nsobj("configmaps", NS, NAME)["metadata"][
+            "annotations"]["peak.dev/term"] == "9", 3)
+        log = c1.log()
+        assert "written in a later term" not in log and log.count("lead is lost") == 1, log
+        # a later term for real: another controller took the Lease (leaseTransitions 20)
+        # and wrote the ConfigMap in its term 21: c1 steps down and writes nothing
+        ls = lease(api)
+        ls["spec"].update(holderIdentity="other", leaseTransitions=20)
+        api.nsobj_set("leases", NS, NAME, ls)
+        cm = api.nsobj("configmaps", NS, NAME)
+        cm["metadata"]["annotations"].update({"peak.dev/term": "21",
+                                              "peak.dev/leader": "other"})
+        before = api.nsobj_set("configmaps", NS, NAME, cm)
+        a2.send(f"health {SVC} pod-1 down\n")
+        assert a2.closed_by_peer(timeout=TTL_S)
+        tail = c1.log().split("no leader wrote it")[-1]
+        assert "written in a later term" in tail or "the lead is lost" in tail, tail
         assert api.nsobj("configmaps", NS, NAME) == before
         a2.close()
         a.close()
