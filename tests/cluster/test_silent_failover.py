@@ -260,3 +260,52 @@ def test_stopped_pod_detected_after_n_misses_at_the_interval(cl, tmp_path, down,
         assert span <= 100 + (down - 1) * (lo + interval // 2) + 60, span
     finally:
         os.kill(pid, signal.SIGCONT)
+
+
+def busy_pod(cl, burn_s):
+    """pod-a: a server that burns the CPU for burn_s once (1 s after it listens), answering
+    nothing meanwhile, and answers every check before and after (the regression test's
+    server); pod-b: peak serve; the agent checking both. Returns the busy server and the
+    agent."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "regress"))
+    from test_health_busy_pod_not_failed import BUSY
+    c = cl
+    c.cfg.write_text(config(c.tag))
+    busy = start(c, c.a, "/usr/bin/python3", "-c", BUSY, str(burn_s), "0", "1")
+    serve = start(c, c.b, PEAK, "serve", "--port", "8080", "--id", "pod-b")
+    assert wait_until(lambda: "listening" in busy.log.read_text() and
+                      "serve: pod-b on port 8080" in serve.log.read_text())
+    agent = start(c, c.n, PEAK, "agent", "--config", str(c.cfg), "--node", "node1",
+                  "--metrics", "[::1]:9100")
+    assert wait_until(lambda: all(owners(c).values()))
+    assert wait_until(lambda: watches(agent) == 2)
+    return busy, agent
+
+
+def test_pod_busy_for_most_of_a_second_stays(cl, tmp_path):
+    """A pod that runs flat out and answers nothing for 0.7 s (a saturated machine: the
+    ingress bench's steady state took a serving pod out after 0.48 s without an answer)
+    stays in: a running pod goes only after 4 x --hc-down misses and at least 1 s. It missed
+    more than 12 checks meanwhile (4 x 3: enough to take it out before)."""
+    busy, agent = busy_pod(cl, 0.7)
+    before = owners(cl)
+    assert wait_until(lambda: "burst 1" in busy.log.read_text(), 15)
+    ok = 'peak_agent_health_checks_total{result="ok"}'
+    n = metrics(cl)[ok]
+    assert wait_until(lambda: metrics(cl)[ok] >= n + 6)  # answering again, judged
+    log = agent.log.read_text()
+    assert "endpoint pod-a is down" not in log, log
+    assert "busy, kept in" in log, log
+    assert metrics(cl)['peak_agent_health_checks_total{result="fail"}'] >= 13
+    assert owners(cl) == before
+
+
+def test_pod_running_but_answering_nothing_goes_after_a_second(cl, tmp_path):
+    """A pod that runs and answers nothing for longer (livelocked) is taken out, by the
+    agent's account after at least 12 misses and 1 s since the first was sent."""
+    busy, agent = busy_pod(cl, 4)
+    assert wait_until(lambda: "endpoint pod-a is down" in agent.log.read_text(), 15)
+    m = re.search(r"endpoint pod-a is down after (\d+) missed checks, the first sent (\d+) ms "
+                  r"before \(busy, but answering nothing\)", agent.log.read_text())
+    assert m, agent.log.read_text()
+    assert int(m.group(1)) >= 12 and int(m.group(2)) >= 1000, m.group(0)
