@@ -127,7 +127,9 @@ enum {
 };
 
 struct reset_job {
-	uint16_t port; /* network order */
+	uint16_t port;                                   /* network order; 0: any */
+	bool (*want)(const uint8_t addr[16], void *arg); /* NULL: any local address */
+	void *arg;
 	struct inet_diag_sockid *ids;
 	uint8_t *fam;
 	size_t n;
@@ -143,7 +145,9 @@ static int reset_collect(const struct nlmsghdr *nlh, void *data)
 	if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
 		return MNL_CB_OK;
 	const struct inet_diag_msg *m = mnl_nlmsg_get_payload(nlh);
-	if (m->id.idiag_sport == j->port && j->n < RESET_MAX) {
+	if ((!j->port || m->id.idiag_sport == j->port) && j->n < RESET_MAX &&
+	    (!j->want ||
+	     (m->idiag_family == AF_INET6 && j->want((const uint8_t *)m->id.idiag_src, j->arg)))) {
 		j->ids[j->n] = m->id;
 		j->fam[j->n++] = m->idiag_family;
 	}
@@ -251,6 +255,30 @@ static int reset_run(void *arg)
 	return ret;
 }
 
+int conns_reset(uint16_t port, bool (*want)(const uint8_t addr[16], void *arg), void *arg,
+                unsigned *done)
+{
+	struct reset_job j = {.port = htons(port), .want = want, .arg = arg};
+	j.ids = malloc(RESET_MAX * sizeof(*j.ids));
+	j.fam = malloc(RESET_MAX);
+	int r = j.ids && j.fam ? reset_run(&j) : -ENOMEM;
+	free(j.ids);
+	free(j.fam);
+	*done = j.done;
+	return r;
+}
+
+struct moved_job {
+	uint16_t port;
+	unsigned done;
+};
+
+static int moved_run(void *arg)
+{
+	struct moved_job *m = arg;
+	return conns_reset(m->port, NULL, NULL, &m->done);
+}
+
 void hc_reset_moved(struct agent *a)
 {
 	for (unsigned i = 0; i < a->nhc; i++) {
@@ -267,12 +295,8 @@ void hc_reset_moved(struct agent *a)
 		const struct cfg_endpoint *ep = &s->ep[h->ep];
 		if (!ep->netns[0])
 			continue;
-		struct reset_job j = {.port = htons((uint16_t)s->port)};
-		j.ids = malloc(RESET_MAX * sizeof(*j.ids));
-		j.fam = malloc(RESET_MAX);
-		int r = j.ids && j.fam ? netns_run(ep->netns, reset_run, &j) : -ENOMEM;
-		free(j.ids);
-		free(j.fam);
+		struct moved_job j = {(uint16_t)s->port, 0};
+		int r = netns_run(ep->netns, moved_run, &j);
 		pthread_mutex_lock(&a->st.lock);
 		a->st.conns_reset += j.done;
 		pthread_mutex_unlock(&a->st.lock);
