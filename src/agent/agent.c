@@ -218,6 +218,7 @@ int agent_run(const struct agent_opts *o)
 		if (a.dirty || now >= next_sync) {
 			/* a full sync also repairs routes changed behind our back */
 			agent_sync_all(&a);
+			hc_reset_moved(&a); /* after the routes moved: clients reconnect to them */
 			if (now >= next_sync)
 				pod_load_round(&a);
 			a.dirty = false;

@@ -482,6 +482,42 @@ static const char *linger_over(struct agent_ho *h, const struct ho_entry *e, uin
 	return NULL;
 }
 
+/* ---- the old owner's idle connections at the window's end ----
+ * Past the deadline the window lasts while the old owner's connections carry packets; once
+ * they are idle for its time it ends, and a connection still open on the old pod (an idle
+ * keep-alive client) would hear nothing until its client sends again: that packet goes to
+ * the new owner, which resets it, and the client's request fails. So at that end the
+ * old owner's node resets the old pod's connections on the moved slices at once (sock_diag
+ * SOCK_DESTROY in its namespace): the idle client's keep-alive connection closes while it
+ * is idle, and its next request opens a new one, to the new owner. */
+struct idle_job {
+	const struct ho_entry *e;
+	unsigned done;
+};
+
+static int idle_run(void *arg)
+{
+	struct idle_job *j = arg;
+	return conns_reset(0, in_slices, (void *)j->e, &j->done);
+}
+
+static void idle_reset(struct agent *a, const struct ho_entry *e)
+{
+	struct idle_job j = {e, 0};
+	int r = netns_run(e->netns, idle_run, &j);
+	pthread_mutex_lock(&a->st.lock);
+	a->st.conns_reset += j.done;
+	pthread_mutex_unlock(&a->st.lock);
+	if (r)
+		log_msg(LOG_WARNING, "agent: %s: handover %s -> %s: resetting idle connections: %s",
+		        a->o->node, e->old_id, e->new_id, strerror(-r));
+	if (j.done)
+		log_msg(LOG_INFO,
+		        "agent: %s: handover %s -> %s: %u idle connections of the old owner on the "
+		        "moved slices reset (their clients reconnect to the new owner)",
+		        a->o->node, e->old_id, e->new_id, j.done);
+}
+
 void ho_tick(struct agent *a, uint64_t now)
 {
 	struct agent_ho *h = a->ho;
@@ -509,6 +545,8 @@ void ho_tick(struct agent *a, uint64_t now)
 			if (!r && !j.n)
 				why = "the old owner's connections on the slices ended";
 		}
+		if (why && past && e->old_local)
+			idle_reset(a, e);
 		if (why) {
 			entry_end(a, h, i, why);
 			ended++;

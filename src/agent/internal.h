@@ -35,6 +35,7 @@ struct pod_sat {
 struct agent_stats {
 	pthread_mutex_t lock;
 	uint64_t syncs, sync_errors, added, deleted, checks_ok, checks_failed, fast_downs;
+	uint64_t conns_reset; /* connections of down pods reset once their slices moved */
 	size_t routes, failover;
 	double last_sync_ms;
 	bool controller_up;
@@ -83,6 +84,9 @@ struct hc {
 	 * a busy pod (it runs, its answers are late) from an unresponsive one (health.c). */
 	uint64_t miss_cpu_ns, miss_ms;
 	bool miss_ran;    /* the verdict of that reading: the pod ran since the one before */
+	uint64_t row_ms;  /* when the first check of the current row of misses started */
+	bool reset_due;   /* down: its connections are reset once its slices are routed
+	                   * elsewhere (hc_reset_moved) */
 	bool busy_logged; /* this row of misses was logged as a busy pod's */
 	/* The pod's CPU time as a counter: the sum over its live processes drops when one
 	 * exits, so only the rises of that sum are added up (an exited process's last
@@ -168,6 +172,16 @@ uint64_t hc_round(struct agent *a, uint64_t now);
 void hc_pollfds(const struct agent *a, struct pollfd *pf);
 bool hc_polled(struct agent *a, const struct pollfd *pf);
 int hc_setup(struct agent *a, const struct peak_config *old);
+/* After a sync: resets the TCP connections (on its service's port, in its namespace) of
+ * every local endpoint that went down and no longer has a slice routed to it, so that their
+ * clients reconnect at once to the slices' new owners instead of waiting for a reply from a
+ * stopped or hung pod until their own timeout. */
+void hc_reset_moved(struct agent *a);
+/* In the current namespace (run it through netns_run): destroys the TCP connections on port
+ * (0: any) whose local address want() accepts (NULL: any; with want, IPv6 ones only), in the
+ * states that send the peer a reset; *done counts them. Returns 0 or -errno. */
+int conns_reset(uint16_t port, bool (*want)(const uint8_t addr[16], void *arg), void *arg,
+                unsigned *done);
 void watch_start(struct agent *a, struct hc *h, uint64_t now);
 void watch_fired(struct agent *a, unsigned i);
 void watch_stop_all(struct agent *a);

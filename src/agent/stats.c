@@ -75,6 +75,10 @@ void agent_stats_render(struct mbuf *b, void *arg)
 	    "# HELP peak_agent_fast_downs_total Endpoints marked down at once because the "
 	    "process holding their listening socket exited.\n"
 	    "# TYPE peak_agent_fast_downs_total counter\npeak_agent_fast_downs_total %llu\n"
+	    "# HELP peak_agent_connections_reset_total Connections of down endpoints reset once "
+	    "their slices were routed elsewhere (their clients reconnect to the new owners).\n"
+	    "# TYPE peak_agent_connections_reset_total counter\n"
+	    "peak_agent_connections_reset_total %llu\n"
 	    "# HELP peak_agent_syncs_total Route syncs, by result.\n"
 	    "# TYPE peak_agent_syncs_total counter\n"
 	    "peak_agent_syncs_total{result=\"ok\"} %llu\n"
@@ -95,8 +99,9 @@ void agent_stats_render(struct mbuf *b, void *arg)
 	    "# HELP peak_agent_endpoint_healthy 1 if the local endpoint passes its checks.\n"
 	    "# TYPE peak_agent_endpoint_healthy gauge\n",
 	    st->routes, st->failover, (unsigned long long)st->fast_downs,
-	    (unsigned long long)(st->syncs - st->sync_errors), (unsigned long long)st->sync_errors,
-	    (unsigned long long)st->added, (unsigned long long)st->deleted, st->last_sync_ms / 1e3,
+	    (unsigned long long)st->conns_reset, (unsigned long long)(st->syncs - st->sync_errors),
+	    (unsigned long long)st->sync_errors, (unsigned long long)st->added,
+	    (unsigned long long)st->deleted, st->last_sync_ms / 1e3,
 	    (unsigned long long)st->checks_ok, (unsigned long long)st->checks_failed,
 	    st->controller_up);
 	per_endpoint(b, st, "peak_agent_endpoint_healthy", EP_HEALTHY);
