@@ -24,11 +24,11 @@
  * the resourceVersion last read or written: a 409 means another writer; if the stored term
  * is a later one and the Lease no longer names this controller in its term, the lead was
  * lost (nothing written, -ESTALE), else (an operator's edit, even of the term annotation:
- * terms come from the Lease) the live state is written over it once. The first save of a term is written even when the
- * data did not change, so an old leader's late write fails on the resourceVersion. Values
- * that are not one service's lines (store_rec_check) are refused with a log line, never
- * adopted. A ConfigMap holds at most 1 MiB (the API's limit): the state of some thousands
- * of services; a larger one is refused by the API server and logged at every save.
+ * terms come from the Lease) the live state is written over it once. The first save of a term is
+ * written even when the data did not change, so an old leader's late write fails on the
+ * resourceVersion. Values that are not one service's lines (store_rec_check) are refused with a log
+ * line, never adopted. A ConfigMap holds at most 1 MiB (the API's limit): the state of some
+ * thousands of services; a larger one is refused by the API server and logged at every save.
  * Agents' liveness: a Lease per node (as the kubelet's node heartbeats in kube-node-lease),
  * named NAME-node-NODE in the namespace, labelled peak.dev/node-of=NAME, holderIdentity the
  * node's name, leaseDurationSeconds the --agent-ttl (default the --lease-ttl). The leader
