@@ -85,9 +85,11 @@ enum { LPM6_MAX_NODES = UINT32_MAX / 2 };
 
 static inline uint64_t load_be64(const uint8_t *p)
 {
-	uint64_t v = 0;
-	for (int i = 0; i < 8; i++)
-		v = v << 8 | p[i];
+	uint64_t v;
+	memcpy(&v, p, 8); /* one load: the byte loop cost a tenth of a batched lookup */
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	v = __builtin_bswap64(v);
+#endif
 	return v;
 }
 
@@ -254,6 +256,15 @@ static inline struct lpm6_leaf *pleaf(const struct lpm6 *t, uint32_t i)
 	return (struct lpm6_leaf *)t->lf.a + i;
 }
 
+/* Prefetches poptrie node i: a 24-byte node may straddle two cache lines, and a read of the
+ * second one, not prefetched, stalled the batched lookup for a whole memory latency. */
+static inline void pnode_prefetch(const struct lpm6 *t, uint32_t i)
+{
+	const char *p = (const char *)pnode(t, i);
+	__builtin_prefetch(p);
+	__builtin_prefetch(p + sizeof(struct lpm6_pnode) - 1);
+}
+
 /* The LPM6_STRIDE bits of a starting at bit pos (pos <= 122). */
 static inline unsigned chunk(const uint64_t a[2], unsigned pos)
 {
@@ -271,10 +282,24 @@ static inline unsigned slot_of(const uint64_t a[2])
 	return (unsigned)(a[0] >> (64 - LPM6_DIRECT_BITS));
 }
 
+/* The bits set in v. The build targets baseline x86-64, where __builtin_popcountll is a call into
+ * libgcc, and the batched lookup spilled its registers around it: the same arithmetic, inline. */
+static inline unsigned popcount64(uint64_t v)
+{
+#ifdef __POPCNT__
+	return (unsigned)__builtin_popcountll(v);
+#else
+	v = v - ((v >> 1) & 0x5555555555555555ULL);
+	v = (v & 0x3333333333333333ULL) + ((v >> 2) & 0x3333333333333333ULL);
+	v = (v + (v >> 4)) & 0x0f0f0f0f0f0f0f0fULL;
+	return (unsigned)((v * 0x0101010101010101ULL) >> 56);
+#endif
+}
+
 /* Bits of v below bit b, counted: where entry b sits in its block. */
 static inline unsigned rank(uint64_t v, unsigned b)
 {
-	return (unsigned)__builtin_popcountll(v & ((2ULL << b) - 1));
+	return popcount64(v & ((2ULL << b) - 1));
 }
 
 /* The region of pos bits holding key k: *root is the topmost trie node with plen >= pos inside
@@ -406,7 +431,7 @@ static int build_node(struct lpm6 *t, uint32_t at, unsigned pos, uint32_t root, 
 			leafvec |= 1ULL << v;
 		}
 	}
-	unsigned nk = (unsigned)__builtin_popcountll(vec);
+	unsigned nk = popcount64(vec);
 	uint32_t base0 = 0, base1 = 0;
 	if (nl && (base0 = pool_alloc(&t->lf, nl)) == UINT32_MAX)
 		return -ENOMEM;
@@ -438,11 +463,11 @@ static int build_node(struct lpm6 *t, uint32_t at, unsigned pos, uint32_t root, 
 static void free_subtree(struct lpm6 *t, uint32_t i)
 {
 	struct lpm6_pnode nd = *pnode(t, i);
-	unsigned nk = (unsigned)__builtin_popcountll(nd.vector);
+	unsigned nk = popcount64(nd.vector);
 	for (unsigned k = 0; k < nk; k++)
 		free_subtree(t, nd.base1 + k);
 	pool_free(&t->pn, nd.base1, nk);
-	pool_free(&t->lf, nd.base0, (unsigned)__builtin_popcountll(nd.leafvec));
+	pool_free(&t->lf, nd.base0, popcount64(nd.leafvec));
 }
 
 /* Rebuilds node at (region of pos bits holding k) after a change below its entry vdeep: the
@@ -459,7 +484,7 @@ static int rebuild_shallow(struct lpm6 *t, uint32_t at, unsigned pos, const uint
 	uint64_t kept = pnode(t, at)->vector;
 	if (vdeep < 64)
 		kept &= ~(1ULL << vdeep);
-	unsigned nk = (unsigned)__builtin_popcountll(old.vector);
+	unsigned nk = popcount64(old.vector);
 	for (unsigned v = 0, c = 0; v < 64; v++)
 		if (old.vector >> v & 1) {
 			if (!(kept >> v & 1))
@@ -467,7 +492,7 @@ static int rebuild_shallow(struct lpm6 *t, uint32_t at, unsigned pos, const uint
 			c++;
 		}
 	pool_free(&t->pn, old.base1, nk);
-	pool_free(&t->lf, old.base0, (unsigned)__builtin_popcountll(old.leafvec));
+	pool_free(&t->lf, old.base0, popcount64(old.leafvec));
 	return 0;
 }
 
@@ -561,7 +586,7 @@ static uint32_t best_upto(const struct lpm6 *t, const uint64_t k[2], unsigned pl
 static void patch_subtree(struct lpm6 *t, uint32_t i, unsigned plen, const struct lpm6_leaf *b)
 {
 	struct lpm6_pnode nd = *pnode(t, i);
-	unsigned nl = (unsigned)__builtin_popcountll(nd.leafvec);
+	unsigned nl = popcount64(nd.leafvec);
 	for (unsigned c = 0; c < nl; c++) {
 		struct lpm6_leaf *l = pleaf(t, nd.base0 + c);
 		if (!l->has_val || l->plen <= plen) {
@@ -570,7 +595,7 @@ static void patch_subtree(struct lpm6 *t, uint32_t i, unsigned plen, const struc
 			l->has_val = b->has_val;
 		}
 	}
-	unsigned nk = (unsigned)__builtin_popcountll(nd.vector);
+	unsigned nk = popcount64(nd.vector);
 	for (unsigned c = 0; c < nk; c++)
 		patch_subtree(t, nd.base1 + c, plen, b);
 }
@@ -918,12 +943,65 @@ bool lpm6_lookup(const struct lpm6 *t, const uint8_t addr[static 16], uint32_t *
 	return true;
 }
 
-enum { LPM6_LANES = 32 };
+enum { LPM6_LANES = 64 };
 
 /* Where one lane of lpm6_lookup_batch is: in a poptrie node, at a leaf, at the tail's first
- * node (to take its child), in the tail below it, or done. */
-enum { LANE_NODE, LANE_LEAF, LANE_KIDS, LANE_TAIL, LANE_DONE };
+ * node (to take its child), in the tail below it, or idle. */
+enum { LANE_NODE, LANE_LEAF, LANE_KIDS, LANE_TAIL, LANE_IDLE };
 
+struct lpm6_lanes {
+	uint64_t a[LPM6_LANES][2];
+	uint32_t at[LPM6_LANES];
+	size_t who[LPM6_LANES]; /* the address this lane looks up */
+	uint8_t pos[LPM6_LANES], st[LPM6_LANES];
+};
+
+/*
+ * Starts lane j on address i. The direct table and the two node levels below it are few and
+ * read by every lookup, so they stay cached: the lane walks them at once and yields (after a
+ * prefetch) only at the first deeper node or leaf, whose read is likely to miss. Where a level
+ * is larger than the cache, this only means the miss is waited for here.
+ */
+enum { LPM6_HOT_POS = LPM6_DIRECT_BITS + 2 * LPM6_STRIDE };
+
+static inline void lane_start(const struct lpm6 *t, struct lpm6_lanes *L, unsigned j,
+                              const uint8_t addr[16], size_t i, bool *found)
+{
+	uint64_t *a = L->a[j];
+	a[0] = load_be64(addr);
+	a[1] = load_be64(addr + 8);
+	L->who[j] = i;
+	found[i] = false;
+	uint32_t e = t->direct[slot_of(a)];
+	unsigned pos = LPM6_DIRECT_BITS;
+	while (!(e & LPM6_LEAF_FLAG) && pos < LPM6_HOT_POS) {
+		const struct lpm6_pnode *nd = pnode(t, e);
+		unsigned v = chunk(a, pos);
+		if (nd->vector >> v & 1) {
+			e = nd->base1 + rank(nd->vector, v) - 1;
+			pos += LPM6_STRIDE;
+		} else {
+			e = LPM6_LEAF_FLAG | (nd->base0 + rank(nd->leafvec, v) - 1);
+		}
+	}
+	L->pos[j] = (uint8_t)pos;
+	if (e & LPM6_LEAF_FLAG) {
+		L->at[j] = e & ~LPM6_LEAF_FLAG;
+		L->st[j] = LANE_LEAF;
+		__builtin_prefetch(pleaf(t, L->at[j]));
+	} else {
+		L->at[j] = e;
+		L->st[j] = LANE_NODE;
+		pnode_prefetch(t, e);
+	}
+}
+
+/*
+ * The lanes run as a pipeline: each round takes one step of every busy lane, reading what the
+ * previous round prefetched for it, and a lane whose lookup ends takes the next address at once.
+ * So up to LPM6_LANES cache misses stay in flight whatever the lengths of the walks, where
+ * lanes moving in lockstep waited for the longest walk of their group.
+ */
 void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n, uint32_t *val,
                        bool *found)
 {
@@ -932,99 +1010,80 @@ void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n
 			found[j] = lpm6_lookup(t, addr[j], &val[j], NULL);
 		return;
 	}
-	for (size_t base = 0; base < n; base += LPM6_LANES) {
-		size_t k = n - base < LPM6_LANES ? n - base : LPM6_LANES;
-		uint64_t a[LPM6_LANES][2];
-		uint32_t at[LPM6_LANES];
-		unsigned pos[LPM6_LANES], st[LPM6_LANES];
-		size_t live = k;
-		for (size_t j = 0; j < k; j++) {
-			a[j][0] = load_be64(addr[base + j]);
-			a[j][1] = load_be64(addr[base + j] + 8);
-			found[base + j] = false;
-			uint32_t e = t->direct[slot_of(a[j])];
-			pos[j] = LPM6_DIRECT_BITS;
-			if (e & LPM6_LEAF_FLAG) {
-				at[j] = e & ~LPM6_LEAF_FLAG;
-				st[j] = LANE_LEAF;
-				__builtin_prefetch(pleaf(t, at[j]));
-			} else {
-				at[j] = e;
-				st[j] = LANE_NODE;
-				__builtin_prefetch(pnode(t, e));
+	struct lpm6_lanes L;
+	unsigned k = n < LPM6_LANES ? (unsigned)n : LPM6_LANES, busy = k;
+	size_t next = 0;
+	for (unsigned j = 0; j < k; j++, next++)
+		lane_start(t, &L, j, addr[next], next, found);
+	while (busy) {
+		for (unsigned j = 0; j < k; j++) {
+			size_t i = L.who[j];
+			switch (L.st[j]) {
+			case LANE_NODE: {
+				const struct lpm6_pnode *nd = pnode(t, L.at[j]);
+				unsigned v = chunk(L.a[j], L.pos[j]);
+				if (nd->vector >> v & 1) {
+					L.at[j] = nd->base1 + rank(nd->vector, v) - 1;
+					L.pos[j] += LPM6_STRIDE;
+					pnode_prefetch(t, L.at[j]);
+				} else {
+					L.at[j] = nd->base0 + rank(nd->leafvec, v) - 1;
+					L.st[j] = LANE_LEAF;
+					__builtin_prefetch(pleaf(t, L.at[j]));
+				}
+				continue;
 			}
-		}
-		/* one step of every live lane per round: what it reads was prefetched a round ago
-		 */
-		while (live) {
-			live = 0;
-			for (size_t j = 0; j < k; j++) {
-				switch (st[j]) {
-				case LANE_NODE: {
-					const struct lpm6_pnode *nd = pnode(t, at[j]);
-					unsigned v = chunk(a[j], pos[j]);
-					if (nd->vector >> v & 1) {
-						at[j] = nd->base1 + rank(nd->vector, v) - 1;
-						pos[j] += LPM6_STRIDE;
-						__builtin_prefetch(pnode(t, at[j]));
-					} else {
-						at[j] = nd->base0 + rank(nd->leafvec, v) - 1;
-						st[j] = LANE_LEAF;
-						__builtin_prefetch(pleaf(t, at[j]));
-					}
-					live++;
+			case LANE_LEAF: {
+				const struct lpm6_leaf *l = pleaf(t, L.at[j]);
+				found[i] = l->has_val;
+				val[i] = l->val;
+				if (!l->tail || !key_holds(l->tk, l->tplen, L.a[j]))
 					break;
+				if (l->tflags & LPM6_T_VAL) {
+					found[i] = true;
+					val[i] = l->tval;
 				}
-				case LANE_LEAF: {
-					const struct lpm6_leaf *l = pleaf(t, at[j]);
-					found[base + j] = l->has_val;
-					val[base + j] = l->val;
-					st[j] = LANE_DONE;
-					if (!l->tail || !key_holds(l->tk, l->tplen, a[j]))
-						break;
-					if (l->tflags & LPM6_T_VAL) {
-						found[base + j] = true;
-						val[base + j] = l->tval;
-					}
-					/* below the copied node: on in the trie from its child */
-					if (!(l->tflags & LPM6_T_KIDS))
-						break;
-					at[j] = l->tail;
-					st[j] = LANE_KIDS;
-					__builtin_prefetch(&t->n[at[j]]);
-					live++;
+				/* below the copied node: on in the trie from its child */
+				if (!(l->tflags & LPM6_T_KIDS))
 					break;
-				}
-				case LANE_KIDS: {
-					const struct lpm6_node *nd = &t->n[at[j]];
-					at[j] = nd->child[bit_at(a[j], nd->plen)];
-					st[j] = at[j] ? LANE_TAIL : LANE_DONE;
-					if (at[j]) {
-						__builtin_prefetch(&t->n[at[j]]);
-						live++;
-					}
+				L.at[j] = l->tail;
+				L.st[j] = LANE_KIDS;
+				__builtin_prefetch(&t->n[L.at[j]]);
+				continue;
+			}
+			case LANE_KIDS: {
+				const struct lpm6_node *nd = &t->n[L.at[j]];
+				L.at[j] = nd->child[bit_at(L.a[j], nd->plen)];
+				if (!L.at[j])
 					break;
-				}
-				case LANE_TAIL: {
-					const struct lpm6_node *nd = &t->n[at[j]];
-					st[j] = LANE_DONE;
-					if (!node_holds(nd, a[j]))
-						break;
-					if (nd->has_val) {
-						found[base + j] = true;
-						val[base + j] = nd->val;
-					}
-					if (nd->plen == 128 ||
-					    !(at[j] = nd->child[bit_at(a[j], nd->plen)]))
-						break;
-					st[j] = LANE_TAIL;
-					__builtin_prefetch(&t->n[at[j]]);
-					live++;
+				L.st[j] = LANE_TAIL;
+				__builtin_prefetch(&t->n[L.at[j]]);
+				continue;
+			}
+			case LANE_TAIL: {
+				const struct lpm6_node *nd = &t->n[L.at[j]];
+				if (!node_holds(nd, L.a[j]))
 					break;
+				if (nd->has_val) {
+					found[i] = true;
+					val[i] = nd->val;
 				}
-				default:
+				if (nd->plen == 128 ||
+				    !(L.at[j] = nd->child[bit_at(L.a[j], nd->plen)]))
 					break;
-				}
+				__builtin_prefetch(&t->n[L.at[j]]);
+				continue;
+			}
+			default:
+				continue;
+			}
+			/* lane j is done: on to the next address, or idle */
+			if (next < n) {
+				lane_start(t, &L, j, addr[next], next, found);
+				next++;
+			} else {
+				L.st[j] = LANE_IDLE;
+				busy--;
 			}
 		}
 	}

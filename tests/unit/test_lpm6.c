@@ -554,12 +554,104 @@ static void test_large(void **state)
 	free(v);
 }
 
+/* lpm6_lookup_batch with more addresses than it has lanes (64), so lanes that finish take the
+ * next address while the others are still walking: walks of very different lengths (misses in
+ * the direct table, leaves, tails with children several trie nodes deep, /0 and /128) in one
+ * call, for batch sizes around the lane count, each answer checked against the linear scan at
+ * its own index. A lane that wrote its answer to another lane's address fails here. */
+static void test_batch_lanes(void **state)
+{
+	(void)state;
+	enum { N = 2000, NA = 1500 };
+	uint64_t s = 0xba7c4ULL;
+	struct naive *v = calloc(N, sizeof(*v));
+	uint8_t(*a)[16] = calloc(NA, 16);
+	uint32_t *bv = calloc(NA, sizeof(*bv));
+	bool *bf = calloc(NA, sizeof(*bf));
+	struct lpm6 *t = lpm6_new();
+	assert_non_null(v);
+	assert_non_null(a);
+	assert_non_null(bv);
+	assert_non_null(bf);
+	assert_non_null(t);
+	uint8_t base[16];
+	for (int j = 0; j < 16; j++)
+		base[j] = (uint8_t)test_rand(&s);
+	size_t n = 0;
+	while (n < N) {
+		struct naive e = {0};
+		uint64_t r = test_rand(&s);
+		if (r % 3 == 0) { /* anywhere in 2000::/3: short walks */
+			for (int j = 0; j < 16; j++)
+				e.p[j] = (uint8_t)test_rand(&s);
+			e.p[0] = (uint8_t)(0x20 | (e.p[0] & 0x1f));
+			e.plen = 16 + (unsigned)(test_rand(&s) % 113);
+		} else { /* a chain below base/40: tails with children, long trie walks */
+			memcpy(e.p, base, 16);
+			unsigned flip = 40 + (unsigned)(test_rand(&s) % 88);
+			e.p[flip / 8] ^= (uint8_t)(0x80 >> (flip % 8));
+			e.plen = 40 + (unsigned)(test_rand(&s) % 89);
+		}
+		prefix_mask_bits(e.p, e.plen);
+		e.val = (uint32_t)test_rand(&s);
+		bool dup = false;
+		for (size_t i = 0; i < n && !dup; i++)
+			dup = v[i].plen == e.plen && !memcmp(v[i].p, e.p, 16);
+		if (dup)
+			continue;
+		assert_int_equal(lpm6_add(t, e.p, e.plen, e.val), 0);
+		e.live = 1;
+		v[n++] = e;
+	}
+	for (unsigned round = 0; round < 2; round++) {
+		if (round) { /* then with a default route and a host route at the base */
+			uint8_t zero[16] = {0};
+			for (int k = 0; k < 2; k++)
+				assert_int_equal(lpm6_del(t, v[k].p, v[k].plen), 0);
+			memcpy(v[0].p, zero, 16);
+			v[0].plen = 0;
+			v[0].val = 77;
+			memcpy(v[1].p, base, 16);
+			v[1].plen = 128;
+			v[1].val = 78;
+			for (int k = 0; k < 2; k++)
+				assert_true(lpm6_add(t, v[k].p, v[k].plen, v[k].val) >= 0);
+			assert_int_equal(lpm6_count(t), N);
+		}
+		for (size_t q = 0; q < NA; q++) {
+			random_addr(&s, v, N, a[q]);
+			if (q % 5 == 0)
+				memcpy(a[q], base, 16);
+		}
+		static const size_t sizes[] = {0, 1, 63, 64, 65, 200, NA};
+		for (size_t z = 0; z < sizeof(sizes) / sizeof(sizes[0]); z++) {
+			size_t m = sizes[z];
+			memset(bf, 0xff, NA * sizeof(*bf));
+			lpm6_lookup_batch(t, (const uint8_t(*)[16])a, m, bv, bf);
+			for (size_t q = 0; q < m; q++) {
+				const struct naive *e = naive_lookup(v, N, a[q]);
+				assert_int_equal(bf[q], e != NULL);
+				if (e)
+					assert_int_equal(bv[q], e->val);
+			}
+			for (size_t q = m; q < NA; q++) /* nothing past n written */
+				assert_int_equal(((uint8_t *)bf)[q], 0xff);
+		}
+	}
+	lpm6_free(t);
+	free(v);
+	free(a);
+	free(bv);
+	free(bf);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_fixed),         cmocka_unit_test(test_differential),
 	    cmocka_unit_test(test_nested),        cmocka_unit_test(test_churn),
 	    cmocka_unit_test(test_replace_tails), cmocka_unit_test(test_large),
+	    cmocka_unit_test(test_batch_lanes),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
