@@ -498,7 +498,7 @@ struct idle_job {
 static int idle_run(void *arg)
 {
 	struct idle_job *j = arg;
-	return conns_reset(0, in_slices, (void *)j->e, &j->done);
+	return tcp_destroy(0, in_slices, (void *)j->e, &j->done);
 }
 
 static void idle_reset(struct agent *a, const struct ho_entry *e)

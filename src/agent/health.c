@@ -2,9 +2,6 @@
 #include "internal.h"
 
 #include <errno.h>
-#include <libmnl/libmnl.h>
-#include <linux/inet_diag.h>
-#include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <stdio.h>
@@ -12,7 +9,6 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../sys/log.h"
@@ -114,159 +110,10 @@ static void hc_set(struct agent *a, unsigned i, bool up, const char *why)
  * sends none while it waits. So once none of the pod's slices is routed to it any more
  * (after the sync that moved them), the agent destroys the pod's TCP connections on the
  * service's port in its namespace (sock_diag SOCK_DESTROY: the kernel sends each client a
- * reset), and the clients reconnect at once, to the new owners. Routes first, then the
- * resets: a client that reconnects finds the new route. Only pods with a namespace of
- * their own: in the node's namespace a port's connections are not one pod's. */
-
-enum {
-	RESET_MAX = 16384, /* connections reset per endpoint and pass at most */
-	RESET_PASSES = 3,  /* dumps again while the kernel flags one interrupted */
-	/* the states a reset is sent in (tcp_abort): established, SYN-RECV, FIN-WAIT-1/2,
-	 * CLOSE-WAIT */
-	RESET_STATES = 1u << 1 | 1u << 3 | 1u << 4 | 1u << 5 | 1u << 8,
-};
-
-struct reset_job {
-	uint16_t port;                                   /* network order; 0: any */
-	bool (*want)(const uint8_t addr[16], void *arg); /* NULL: any local address */
-	void *arg;
-	struct inet_diag_sockid *ids;
-	uint8_t *fam;
-	size_t n;
-	bool intr;     /* the last dump was interrupted */
-	unsigned done; /* connections destroyed */
-};
-
-static int reset_collect(const struct nlmsghdr *nlh, void *data)
-{
-	struct reset_job *j = data;
-	if (nlh->nlmsg_flags & NLM_F_DUMP_INTR)
-		j->intr = true;
-	if (nlh->nlmsg_len < NLMSG_LENGTH(sizeof(struct inet_diag_msg)))
-		return MNL_CB_OK;
-	const struct inet_diag_msg *m = mnl_nlmsg_get_payload(nlh);
-	if ((!j->port || m->id.idiag_sport == j->port) && j->n < RESET_MAX &&
-	    (!j->want ||
-	     (m->idiag_family == AF_INET6 && j->want((const uint8_t *)m->id.idiag_src, j->arg)))) {
-		j->ids[j->n] = m->id;
-		j->fam[j->n++] = m->idiag_family;
-	}
-	return MNL_CB_OK;
-}
-
-/* One request on nl (seq set here) and its answers through cb until the end of a dump or
- * the kernel's acknowledgement. Returns 0 or -errno (the kernel's error for a request). */
-static int diag_talk(struct mnl_socket *nl, char *buf, size_t size, struct nlmsghdr *nlh,
-                     mnl_cb_t cb, void *data)
-{
-	static unsigned seq;
-	nlh->nlmsg_seq = ++seq + (unsigned)time(NULL);
-	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
-		return -errno;
-	unsigned portid = mnl_socket_get_portid(nl), want = nlh->nlmsg_seq;
-	for (;;) {
-		ssize_t k = mnl_socket_recvfrom(nl, buf, size);
-		if (k < 0)
-			return -errno;
-		errno = 0;
-		int r = mnl_cb_run(buf, (size_t)k, want, portid, cb, data);
-		if (r == MNL_CB_STOP)
-			return 0;
-		if (r < 0)
-			return errno ? -errno : -EPROTO;
-	}
-}
-
-/* One pass of reset_run: the connections collected by a dump (j->intr: the kernel flagged
- * it interrupted, so some may be missing), then destroyed, on a fresh socket (an interrupted
- * dump leaves its rest unread on the first). Returns 0 or -errno. */
-static int reset_pass(struct reset_job *j, char *buf, size_t size)
-{
-	static const uint8_t families[] = {AF_INET6, AF_INET};
-	int ret = 0;
-	j->n = 0;
-	j->intr = false;
-	struct mnl_socket *nl = mnl_socket_open(NETLINK_SOCK_DIAG);
-	if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		ret = -errno;
-		goto out;
-	}
-	for (size_t f = 0; f < sizeof(families) && !ret && !j->intr; f++) {
-		struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-		nlh->nlmsg_type = SOCK_DIAG_BY_FAMILY;
-		nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_DUMP;
-		struct inet_diag_req_v2 *req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
-		req->sdiag_family = families[f];
-		req->sdiag_protocol = IPPROTO_TCP;
-		req->idiag_states = RESET_STATES;
-		ret = diag_talk(nl, buf, size, nlh, reset_collect, j);
-		if (ret == -EINTR) { /* (libmnl 1.0.4 checks the flag before the callback) */
-			j->intr = true;
-			ret = 0;
-		}
-	}
-	mnl_socket_close(nl);
-	nl = NULL;
-	if (ret || !j->n)
-		goto out;
-	nl = mnl_socket_open(NETLINK_SOCK_DIAG);
-	if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
-		ret = -errno;
-		goto out;
-	}
-	for (size_t k = 0; k < j->n && !ret; k++) {
-		struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
-		nlh->nlmsg_type = SOCK_DESTROY;
-		nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
-		struct inet_diag_req_v2 *req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
-		req->sdiag_family = j->fam[k];
-		req->sdiag_protocol = IPPROTO_TCP;
-		req->idiag_states = ~0u;
-		req->id = j->ids[k];
-		int r = diag_talk(nl, buf, size, nlh, NULL, NULL);
-		if (!r)
-			j->done++;
-		else if (r != -ENOENT) /* closed meanwhile: nothing to tell */
-			ret = r;
-	}
-out:
-	if (nl)
-		mnl_socket_close(nl);
-	return ret;
-}
-
-/* In the pod's namespace (netns_run): every TCP connection on the port in a state that
- * answers a reset, IPv6 and IPv4, destroyed; again while a dump was interrupted or filled
- * the job. */
-static int reset_run(void *arg)
-{
-	struct reset_job *j = arg;
-	enum { BUF = 32768 };
-	char *buf = malloc(BUF);
-	if (!buf)
-		return -ENOMEM;
-	int ret = 0;
-	for (unsigned pass = 0; pass < RESET_PASSES && !ret; pass++) {
-		ret = reset_pass(j, buf, BUF);
-		if (!j->intr && j->n < RESET_MAX)
-			break;
-	}
-	free(buf);
-	return ret;
-}
-
-int conns_reset(uint16_t port, bool (*want)(const uint8_t addr[16], void *arg), void *arg,
-                unsigned *done)
-{
-	struct reset_job j = {.port = htons(port), .want = want, .arg = arg};
-	j.ids = malloc(RESET_MAX * sizeof(*j.ids));
-	j.fam = malloc(RESET_MAX);
-	int r = j.ids && j.fam ? reset_run(&j) : -ENOMEM;
-	free(j.ids);
-	free(j.fam);
-	*done = j.done;
-	return r;
-}
+ * reset: tcp_destroy in sockdiag.c), and the clients reconnect at once, to the new owners.
+ * Routes first, then the resets: a client that reconnects finds the new route. Only pods
+ * with a namespace of their own: in the node's namespace a port's connections are not one
+ * pod's. */
 
 struct moved_job {
 	uint16_t port;
@@ -276,7 +123,7 @@ struct moved_job {
 static int moved_run(void *arg)
 {
 	struct moved_job *m = arg;
-	return conns_reset(m->port, NULL, NULL, &m->done);
+	return tcp_destroy(m->port, NULL, NULL, &m->done);
 }
 
 void hc_reset_moved(struct agent *a)

@@ -177,11 +177,6 @@ int hc_setup(struct agent *a, const struct peak_config *old);
  * clients reconnect at once to the slices' new owners instead of waiting for a reply from a
  * stopped or hung pod until their own timeout. */
 void hc_reset_moved(struct agent *a);
-/* In the current namespace (run it through netns_run): destroys the TCP connections on port
- * (0: any) whose local address want() accepts (NULL: any; with want, IPv6 ones only), in the
- * states that send the peer a reset; *done counts them. Returns 0 or -errno. */
-int conns_reset(uint16_t port, bool (*want)(const uint8_t addr[16], void *arg), void *arg,
-                unsigned *done);
 void watch_start(struct agent *a, struct hc *h, uint64_t now);
 void watch_fired(struct agent *a, unsigned i);
 void watch_stop_all(struct agent *a);

@@ -336,3 +336,110 @@ out:
 		mnl_socket_close(nl);
 	return ret;
 }
+
+enum {
+	DESTROY_BATCH = 16384, /* connections collected per dump */
+	DESTROY_DUMPS = 3,     /* dumps while one was interrupted or filled the batch */
+	/* the states tcp_abort sends a reset in: established, SYN-RECV, FIN-WAIT-1/2, CLOSE-WAIT */
+	TCPF_ABORTABLE = 1u << 1 | 1u << 3 | 1u << 4 | 1u << 5 | 1u << 8,
+};
+
+struct destroy_batch {
+	uint16_t port; /* network order; 0: any */
+	bool (*want)(const uint8_t addr[16], void *arg);
+	void *arg;
+	struct inet_diag_sockid *ids;
+	uint8_t *fam;
+	size_t n;
+};
+
+static int destroy_collect(const struct inet_diag_msg *m, void *data)
+{
+	struct destroy_batch *b = data;
+	if (b->n == DESTROY_BATCH)
+		return 1; /* full: these first, then another dump */
+	if ((!b->port || m->id.idiag_sport == b->port) &&
+	    (!b->want ||
+	     (m->idiag_family == AF_INET6 && b->want((const uint8_t *)m->id.idiag_src, b->arg)))) {
+		b->ids[b->n] = m->id;
+		b->fam[b->n++] = m->idiag_family;
+	}
+	return 0;
+}
+
+/* One SOCK_DESTROY on nl, and the kernel's acknowledgement. Returns 0 or -errno (-ENOENT:
+ * the connection was gone already). */
+static int destroy_one(struct mnl_socket *nl, char *buf, uint8_t fam,
+                       const struct inet_diag_sockid *id)
+{
+	static unsigned seq;
+	struct nlmsghdr *nlh = mnl_nlmsg_put_header(buf);
+	nlh->nlmsg_type = SOCK_DESTROY;
+	nlh->nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+	nlh->nlmsg_seq = ++seq + (unsigned)time(NULL);
+	struct inet_diag_req_v2 *req = mnl_nlmsg_put_extra_header(nlh, sizeof(*req));
+	req->sdiag_family = fam;
+	req->sdiag_protocol = IPPROTO_TCP;
+	req->idiag_states = ~0u;
+	req->id = *id;
+	if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0)
+		return -errno;
+	for (;;) {
+		ssize_t k = mnl_socket_recvfrom(nl, buf, NL_BUF);
+		if (k < 0)
+			return -errno;
+		errno = 0;
+		int r = mnl_cb_run(buf, (size_t)k, nlh->nlmsg_seq, mnl_socket_get_portid(nl), NULL,
+		                   NULL);
+		if (r == MNL_CB_STOP)
+			return 0;
+		if (r < 0)
+			return errno ? -errno : -EPROTO;
+	}
+}
+
+int tcp_destroy(uint16_t port, bool (*want)(const uint8_t addr[16], void *arg), void *arg,
+                unsigned *done)
+{
+	struct destroy_batch b = {htons(port), want, arg, NULL, NULL, 0};
+	struct mnl_socket *nl = NULL;
+	char *buf = malloc(NL_BUF);
+	int ret = -ENOMEM;
+	*done = 0;
+	b.ids = malloc(DESTROY_BATCH * sizeof(*b.ids));
+	b.fam = malloc(DESTROY_BATCH);
+	if (!buf || !b.ids || !b.fam)
+		goto out;
+	nl = mnl_socket_open(NETLINK_SOCK_DIAG);
+	if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
+		ret = -errno;
+		goto out;
+	}
+	for (unsigned d = 0; d < DESTROY_DUMPS; d++) {
+		b.n = 0;
+		int dumped = diag_dump(TCPF_ABORTABLE, destroy_collect, &b);
+		if (dumped && dumped != -EINTR) {
+			ret = dumped;
+			goto out;
+		}
+		for (size_t k = 0; k < b.n; k++) {
+			int r = destroy_one(nl, buf, b.fam[k], &b.ids[k]);
+			if (!r)
+				++*done;
+			else if (r != -ENOENT) {
+				ret = r;
+				goto out;
+			}
+		}
+		if (dumped != -EINTR && b.n < DESTROY_BATCH)
+			break;
+	}
+	ret = 0;
+out:
+	if (nl)
+		mnl_socket_close(nl);
+	free(b.ids);
+	free(b.fam);
+	free(buf);
+	return ret;
+}

@@ -42,3 +42,11 @@ int tcp6_count_local(bool (*want)(const uint8_t addr[16], void *arg), void *arg,
  * connection hash (no walk of the table). Returns 0, -ENOENT if there is none, or -errno. */
 int tcp6_conn_state(const uint8_t local[16], uint16_t lport, const uint8_t remote[16],
                     uint16_t rport, int *state);
+
+/* Destroys the TCP connections of the current namespace on local port (host order; 0: any)
+ * whose local address want() accepts (NULL: any; with want, IPv6 ones only), in the states
+ * in which the kernel then sends the peer a reset (SOCK_DESTROY; needs CONFIG_INET_DIAG_DESTROY
+ * and CAP_NET_ADMIN). Dumps again while a dump was interrupted or filled the batch (at most
+ * three times). *done counts the connections destroyed. Returns 0 or -errno. */
+int tcp_destroy(uint16_t port, bool (*want)(const uint8_t addr[16], void *arg), void *arg,
+                unsigned *done);
