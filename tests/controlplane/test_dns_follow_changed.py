@@ -5,7 +5,6 @@ stay as they were."""
 import ctlpeer
 import peaktest
 from ctlpeer import SVC
-from test_dns_follow import status
 
 WEB = "web.svc.example."
 
@@ -30,15 +29,15 @@ def test_only_the_changed_service_is_applied(tmp_path, etcd):
     etcd.put("/peak/svc/" + WEB, rec(WEB, f"weight {WEB} pod-0 5", f"health {WEB} pod-1 down"))
     d = peaktest.Server(tmp_path, cfg, extra=("--store", "etcd", "--etcd", etcd.url))
     try:
-        assert ctlpeer.wait_until(lambda: f"{SVC} pod-1 down" in status(d) and
-                                  f"{WEB} pod-0 up weight=5" in status(d), 10), status(d)
-        web = lines_of(status(d), WEB)
+        assert ctlpeer.wait_until(lambda: f"{SVC} pod-1 down" in d.status() and
+                                  f"{WEB} pod-0 up weight=5" in d.status(), 10), d.status()
+        web = lines_of(d.status(), WEB)
         assert len(web) == 2 and f"{WEB} pod-1 down weight=1 slices=0" in web, web
         n = d.logtext().count("the stored state applied")
         etcd.put("/peak/svc/" + SVC, rec(SVC, f"weight {SVC} pod-0 3"))
-        assert ctlpeer.wait_until(lambda: f"{SVC} pod-0 up weight=3" in status(d) and
-                                  f"{SVC} pod-1 up" in status(d), 10), status(d)
-        assert lines_of(status(d), WEB) == web
+        assert ctlpeer.wait_until(lambda: f"{SVC} pod-0 up weight=3" in d.status() and
+                                  f"{SVC} pod-1 up" in d.status(), 10), d.status()
+        assert lines_of(d.status(), WEB) == web
         applied = [x for x in d.logtext().splitlines() if "the stored state applied" in x]
         assert len(applied) == n + 1 and "(2 changes)" in applied[-1], applied
         assert d.query(SVC, "AAAA").answer and d.query(WEB, "AAAA").answer
