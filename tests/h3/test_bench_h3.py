@@ -126,7 +126,10 @@ def test_quick_run_and_report(tmp_path):
     for f, _ in plots:
         svg = (tmp_path / f).read_text()
         assert "<svg" in svg and "gnuplot_plot_2" in svg
-    assert "Under 5% random loss (bench/h3/lossy.py" in text and "delayed 5 ms each way" in text
+    relay = "lossy.c" if d["loss_path"].get("relay") == "c" else "lossy.py"
+    assert f"Under 5% random loss (bench/h3/{relay}" in text and "delayed 5 ms each way" in text
+    if any(d["summary"][s].get("loss_stall") for s in d["systems"]):  # the per-stream table
+        assert "Head-of-line blocking, measured per stream" in text
 
 
 def test_failed_upload_is_not_a_figure():
