@@ -128,7 +128,8 @@ static void parse(const char *cmd, int argc, char **argv, struct client_args *a,
 			break;
 		case 'D':
 			if (!conn)
-				cli_usage_error(cmd, "--attempt-delay is an option of 'peak connect'");
+				cli_usage_error(cmd,
+				                "--attempt-delay is an option of 'peak connect'");
 			a->ro.attempt_delay_ms =
 			    (unsigned)cli_u64(cmd, "--attempt-delay", optarg, 100, 2000);
 			break;

@@ -63,9 +63,9 @@ enum {
 	RS_IDLE_PROBE_MS = 10000, /* an idle peer, for its RTT */
 	RS_PROBE_WIRE = 20 + 8 + OVW_HDR_LEN + OVW_PROBE_LEN + OVW_TAG_LEN, /* 80 bytes */
 	RS_BURST_PROBES = 8,
-	RS_RESERVE_PROBES = 5, /* kept in the bucket by the quality probes, for silence */
-	RS_USE_PROBE_MS = 100, /* quality probes of a peer in use at most this often */
-	RS_LOST_MS = 1000,     /* a probe not echoed within this is lost */
+	RS_RESERVE_PROBES = 5,     /* kept in the bucket by the quality probes, for silence */
+	RS_USE_PROBE_MS = 100,     /* quality probes of a peer in use at most this often */
+	RS_LOST_MS = 1000,         /* a probe not echoed within this is lost */
 	RS_MIN_RTT_WIN_MS = 30000, /* the path RTT: the lowest sample this recent (3 idle probes) */
 	RS_MAX_PEERS = OVC_MAX_PEERS + 256, /* configured and learned (GW_MAX_LEARNED) */
 };
@@ -84,9 +84,9 @@ struct rs_peer {
 	uint64_t up_probe_ms; /* when the peer last probed us without the flag */
 	double tokens[2];     /* bytes: probes, echoes */
 	uint64_t tokens_ms[2];
-	uint32_t srtt_us;   /* 0: not measured */
+	uint32_t srtt_us;         /* 0: not measured */
 	struct ps_minrtt min_rtt; /* the path's RTT, for anycast's nearest member */
-	struct pathstat ps; /* the last probes' outcomes */
+	struct pathstat ps;       /* the last probes' outcomes */
 };
 
 struct rs {
