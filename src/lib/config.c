@@ -801,7 +801,8 @@ static int tree_add(struct stream *s, yaml_document_t *doc, yaml_event_t *ev, st
 			cfail_line(s->x, (unsigned)line, "out of memory");
 		return 0;
 	}
-	if (ev->type != YAML_SEQUENCE_START_EVENT && ev->type != YAML_MAPPING_START_EVENT)
+	/* (an alias names a node made at its anchor: that node keeps the anchor's line) */
+	if (ev->type == YAML_SCALAR_EVENT)
 		yaml_document_get_node(doc, id)->start_mark = ev->start_mark;
 	if (anchor && (anchors_add(an, (const char *)anchor, id) ||
 	               anchors_add(&s->seen, (const char *)anchor, 0))) {

@@ -285,6 +285,34 @@ static void test_hop_service(void **state)
 
 /* peak_read_file: sized from the file, exact at the limit, -EFBIG past it, and files whose
  * size stat does not tell (procfs) read whole. */
+/* Regression: an alias moved the line of the value it names to its own, so an error in an
+ * anchored value was reported at the alias's line, not where the value is written. */
+static void test_alias_keeps_its_values_line(void **state)
+{
+	(void)state;
+	static const char text[] = "zone:\n"
+	                           "  name: svc.example.\n"
+	                           "  ns:\n"
+	                           "    - name: ns1.svc.example.\n"
+	                           "      address: 2001:db8:53::1\n"
+	                           "services:\n"
+	                           "  - name: api.svc.example.\n"
+	                           "    prefixes: [2001:db8:5::/64]\n"
+	                           "    slice: 78\n"
+	                           "    select: src\n"
+	                           "    host: src\n"
+	                           "    key: 000102030405060708090a0b0c0d0e0f\n"
+	                           "    endpoints:\n"
+	                           "      - id: a\n"
+	                           "        address: &x not-an-address\n" /* 15 */
+	                           "      - id: b\n"
+	                           "        address: *x\n"; /* 17 */
+	char err[CFG_ERRLEN] = "";
+	assert_null(parse(text, err));
+	if (!strstr(err, "t.yaml:15:") || !strstr(err, "not-an-address"))
+		fail_msg("error: %s", err);
+}
+
 static void test_read_file(void **state)
 {
 	(void)state;
@@ -321,6 +349,7 @@ int main(void)
 	    cmocka_unit_test(test_base),         cmocka_unit_test(test_example_file),
 	    cmocka_unit_test(test_errors),       cmocka_unit_test(test_hop_service),
 	    cmocka_unit_test(test_later_stages), cmocka_unit_test(test_read_file),
+	    cmocka_unit_test(test_alias_keeps_its_values_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
