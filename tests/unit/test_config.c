@@ -346,9 +346,12 @@ static void test_read_file(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_base),         cmocka_unit_test(test_example_file),
-	    cmocka_unit_test(test_errors),       cmocka_unit_test(test_hop_service),
-	    cmocka_unit_test(test_later_stages), cmocka_unit_test(test_read_file),
+	    cmocka_unit_test(test_base),
+	    cmocka_unit_test(test_example_file),
+	    cmocka_unit_test(test_errors),
+	    cmocka_unit_test(test_hop_service),
+	    cmocka_unit_test(test_later_stages),
+	    cmocka_unit_test(test_read_file),
 	    cmocka_unit_test(test_alias_keeps_its_values_line),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
