@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -60,13 +61,15 @@ int h3_cc_parse(const char *name)
 	return -1;
 }
 
-int h3_cc_algo(void)
+static int cc_algo = -1;
+
+/* Sets cc_algo once, for every thread (pthread_once: connections are made on several). */
+static void cc_algo_read(void)
 {
-	static int algo = -2;
-	if (algo != -2)
-		return algo;
+	int algo = -1;
 	const char *e = getenv("PEAK_H3_CC");
-	algo = e && *e ? h3_cc_parse(e) : -1;
+	if (e && *e)
+		algo = h3_cc_parse(e);
 	if (algo < 0) {
 		char buf[32] = "";
 		FILE *f = fopen("/proc/sys/net/ipv4/tcp_congestion_control", "re");
@@ -77,9 +80,14 @@ int h3_cc_algo(void)
 		}
 		algo = h3_cc_parse(buf);
 	}
-	if (algo < 0)
-		algo = NGTCP2_CC_ALGO_CUBIC;
-	return algo;
+	cc_algo = algo < 0 ? NGTCP2_CC_ALGO_CUBIC : algo;
+}
+
+int h3_cc_algo(void)
+{
+	static pthread_once_t once = PTHREAD_ONCE_INIT;
+	pthread_once(&once, cc_algo_read);
+	return cc_algo;
 }
 
 static ngtcp2_conn *get_conn(ngtcp2_crypto_conn_ref *ref)
