@@ -39,6 +39,13 @@ bool ps_answered(struct pathstat *ps, uint64_t sent_us, uint64_t now_us)
 	return false;
 }
 
+void ps_forget_pending(struct pathstat *ps)
+{
+	for (unsigned i = 0; i < PS_WIN; i++)
+		if (ps->slot[i].state == PS_PENDING)
+			ps->slot[i].state = PS_EMPTY;
+}
+
 void ps_expire(struct pathstat *ps, uint64_t now_us, uint64_t lost_us)
 {
 	for (unsigned i = 0; i < PS_WIN; i++)

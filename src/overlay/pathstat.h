@@ -39,6 +39,10 @@ void ps_sent(struct pathstat *ps, uint64_t sent_us);
  * the window's (pending, or given up as lost: a very late echo counts as answered, late). */
 bool ps_answered(struct pathstat *ps, uint64_t sent_us, uint64_t now_us);
 
+/* Forgets the pending probes (their flight spans a stall of the prober's own: neither their
+ * loss nor their RTT says anything about the path); resolved ones stay. */
+void ps_forget_pending(struct pathstat *ps);
+
 /* Takes every pending probe sent more than lost_us before now_us as lost. */
 void ps_expire(struct pathstat *ps, uint64_t now_us, uint64_t lost_us);
 

@@ -15,7 +15,9 @@
  * every RS_IDLE_PROBE_MS for their RTT (every second until it is first measured).
  *
  * A down path comes back when a probe of ours is echoed, or when the peer probes us without the
- * flag while we have it down (its probe came, and it hears us).
+ * flag while we have it down (its probe came, and it hears us). A path that was degraded when
+ * it went down (a lossy path is silent for dead-ms now and then) comes back degraded, still
+ * relayed: only its probe window sends it direct again.
  *
  * Probes and echoes a gateway sends to a peer are paid from two token buckets of that peer,
  * each a quarter of the configured budget (so at most budget bits/s for the pair, each packet
@@ -36,6 +38,13 @@
  * a share is seen depends on the budget: at the default 1000 bit/s a gateway sends a peer one
  * probe per 2.56 s once its burst is spent (about 40 s for a window), at 16000 bit/s six a
  * second.
+ *
+ * A stall of the slave's own (the daemon not scheduled, its ticks more than RS_STALL_MS apart,
+ * as on a loaded host) says nothing of the paths: their packets waited in the socket, unread.
+ * Silence is then counted from the end of the stall, the probes in flight across it are
+ * forgotten (their loss or RTT is ours), and for dead-ms a peer's flag saying it hears nothing
+ * from us is not taken (it was true while we slept, and the peer hears us again once our
+ * packets go out).
  *
  * A relay that does not hear the destination lately answers our relayed packets with
  * OVW_RELAY_LOST instead of forwarding them (gateway.c): it is then no relay to that peer
@@ -58,9 +67,10 @@
 
 enum {
 	RS_TICK_MS = 50,
-	RS_IN_USE_MS = 3000,      /* a peer sent packets this recently is judged */
-	RS_DOWN_PROBE_MS = 250,   /* a down path is probed this often (tokens allowing) */
-	RS_IDLE_PROBE_MS = 10000, /* an idle peer, for its RTT */
+	RS_STALL_MS = 4 * RS_TICK_MS, /* ticks this far apart: the slave itself was stalled */
+	RS_IN_USE_MS = 3000,          /* a peer sent packets this recently is judged */
+	RS_DOWN_PROBE_MS = 250,       /* a down path is probed this often (tokens allowing) */
+	RS_IDLE_PROBE_MS = 10000,     /* an idle peer, for its RTT */
 	RS_PROBE_WIRE = 20 + 8 + OVW_HDR_LEN + OVW_PROBE_LEN + OVW_TAG_LEN, /* 80 bytes */
 	RS_BURST_PROBES = 8,
 	RS_RESERVE_PROBES = 5,     /* kept in the bucket by the quality probes, for silence */
@@ -75,6 +85,7 @@ enum {
 struct rs_peer {
 	bool down;
 	bool degraded;      /* not down, but relayed for its losses or delays (p->relay) */
+	bool down_degraded; /* down, and degraded when it went down: comes back degraded */
 	bool no_relay_said; /* degraded with no relay: said once */
 	uint32_t relay;     /* while down or degraded: the relay in use, or GW_DIRECT (none live) */
 	uint64_t out_seen;  /* gw_peer_info's out_packets at the last tick */
@@ -97,9 +108,11 @@ struct rs {
 	unsigned keepalive_s;  /* a peer not heard within 3 of these is no relay */
 	struct rs_peer *peers; /* RS_MAX_PEERS */
 	int tfd;
-	uint64_t attach_ms;
+	uint64_t listen_ms;    /* attached, or the end of the last stall of our own */
+	uint64_t last_tick_ms; /* the last tick, or the end of a stall (own_stall) */
 	/* counters: the loop writes, the metrics thread reads (__atomic) */
-	uint64_t downs, ups, probes, acks, limited, no_relay, relayed_now, degrades, recovers;
+	uint64_t downs, ups, probes, acks, limited, no_relay, relayed_now, degrades, recovers,
+	    stalls;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -168,6 +181,27 @@ static void probe(struct rs *r, uint32_t i, uint64_t now)
 	}
 }
 
+/* Called at each tick and each probe packet: if the last tick is more than RS_STALL_MS ago,
+ * we were stalled (see the top comment): silence counts from now, the probes in flight are
+ * forgotten and the peers' "we hear nothing from you" flags dropped. */
+static void own_stall(struct rs *r, uint64_t now)
+{
+	if (!r->last_tick_ms || now <= r->last_tick_ms + RS_STALL_MS) {
+		if (!r->last_tick_ms)
+			r->last_tick_ms = now;
+		return;
+	}
+	log_msg(LOG_INFO, "overlay: resiliency: stalled for %llu ms: the paths are judged from now",
+	        (unsigned long long)(now - r->last_tick_ms));
+	CNT_ADD(r, stalls, 1);
+	r->listen_ms = now;
+	r->last_tick_ms = now;
+	for (size_t i = 0; i < RS_MAX_PEERS; i++) {
+		ps_forget_pending(&r->peers[i].ps);
+		r->peers[i].peer_has_us_down = false;
+	}
+}
+
 /* True if peer j can relay to peer i: not down or degraded, heard lately (gw_peer_heard_within;
  * a peer the site does not send to is never judged down: a dead one is only silent, and was
  * chosen as a relay by its RTT from before it died), and it did not tell us lately that it
@@ -224,6 +258,7 @@ static void go_down(struct rs *r, uint32_t i, size_t n, const char *name, uint64
 	struct rs_peer *p = &r->peers[i];
 	if (p->degraded) /* down now: counted as relayed already */
 		CNT_ADD(r, relayed_now, (uint64_t)-1);
+	p->down_degraded = p->degraded;
 	p->degraded = false;
 	p->down = true;
 	p->down_at_ms = now;
@@ -240,13 +275,24 @@ static void go_up(struct rs *r, uint32_t i, const char *name, uint64_t now)
 {
 	struct rs_peer *p = &r->peers[i];
 	p->down = false;
-	p->relay = GW_DIRECT;
 	p->unanswered = 0;
 	p->peer_has_us_down = false;
+	CNT_ADD(r, ups, 1);
+	if (p->down_degraded) {
+		/* a lossy path falls silent for dead-ms now and then: it answers again, still
+		 * lossy, and stays relayed; its window (the probes lost while down included)
+		 * says when it is good again */
+		p->down_degraded = false;
+		p->degraded = true;
+		probe(r, i, now);
+		log_msg(LOG_INFO, "overlay: resiliency: path to %s answers again: still degraded",
+		        name);
+		return;
+	}
+	p->relay = GW_DIRECT;
 	ps_reset(&p->ps); /* the probes lost while down say nothing about the path now */
 	gw_set_via(r->gw, i, GW_DIRECT);
 	probe(r, i, now); /* unflagged: tells the peer, if it still has us down */
-	CNT_ADD(r, ups, 1);
 	CNT_ADD(r, relayed_now, (uint64_t)-1);
 	log_msg(LOG_INFO, "overlay: resiliency: path to %s is back: direct", name);
 }
@@ -311,6 +357,8 @@ static void tick(struct rs *r, uint64_t now)
 		n = RS_MAX_PEERS;
 	uint64_t dead = r->conf.dead_ms;
 	uint64_t now_us = peak_mono_ns() / 1000;
+	own_stall(r, now);
+	r->last_tick_ms = now;
 	for (uint32_t i = 0; i < n; i++) {
 		struct rs_peer *p = &r->peers[i];
 		struct gw_peer_info in;
@@ -326,7 +374,7 @@ static void tick(struct rs *r, uint64_t now)
 			p->last_heard_ms = in.last_rx_ms;
 			p->unanswered = 0;
 		}
-		uint64_t since = p->last_heard_ms > r->attach_ms ? p->last_heard_ms : r->attach_ms;
+		uint64_t since = p->last_heard_ms > r->listen_ms ? p->last_heard_ms : r->listen_ms;
 		uint64_t silent = now - since;
 		ps_expire(&p->ps, now_us, (uint64_t)RS_LOST_MS * 1000);
 		if (p->down) {
@@ -372,10 +420,13 @@ static void on_probe(void *arg, uint32_t cookie, uint8_t type, const uint8_t bod
 		return;
 	struct rs_peer *p = &r->peers[cookie];
 	uint64_t v = get_u64(body);
+	own_stall(r, now);
 	if (type == OVW_PROBE) {
 		/* the flag is stale if our probes came back lately (the flagged probe was sent
-		 * before its sender saw one of our echoes): both ways work */
-		if ((v & RS_FLAG_DOWN) && now - p->last_ack_ms > 2 * RS_DOWN_PROBE_MS)
+		 * before its sender saw one of our echoes): both ways work; or if it may have been
+		 * sent while we were stalled (or not started) */
+		if ((v & RS_FLAG_DOWN) && now - p->last_ack_ms > 2 * RS_DOWN_PROBE_MS &&
+		    now - r->listen_ms >= r->conf.dead_ms)
 			p->peer_has_us_down = true;
 		if (!(v & RS_FLAG_DOWN))
 			p->up_probe_ms = now;
@@ -410,12 +461,12 @@ static int rs_attach(struct ov_slave *s, struct ov_master *m)
 	struct rs *r = s->priv;
 	int ret;
 	r->m = m;
-	r->attach_ms = peak_mono_ms();
+	r->listen_ms = peak_mono_ms();
 	for (size_t i = 0; i < RS_MAX_PEERS; i++) {
 		r->peers[i].relay = GW_DIRECT;
 		for (int k = 0; k < 2; k++) {
 			r->peers[i].tokens[k] = (double)RS_BURST_PROBES * RS_PROBE_WIRE;
-			r->peers[i].tokens_ms[k] = r->attach_ms;
+			r->peers[i].tokens_ms[k] = r->listen_ms;
 		}
 	}
 	r->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -472,12 +523,16 @@ static void rs_stats(struct ov_slave *s, struct mbuf *b)
 	    "# TYPE peak_overlay_resil_paths_degraded_total counter\n"
 	    "peak_overlay_resil_paths_degraded_total %llu\n"
 	    "# TYPE peak_overlay_resil_paths_recovered_total counter\n"
-	    "peak_overlay_resil_paths_recovered_total %llu\n",
+	    "peak_overlay_resil_paths_recovered_total %llu\n"
+	    "# HELP peak_overlay_resil_own_stalls_total Times this daemon was not scheduled for "
+	    "over 200 ms (paths then judged afresh).\n"
+	    "# TYPE peak_overlay_resil_own_stalls_total counter\n"
+	    "peak_overlay_resil_own_stalls_total %llu\n",
 	    (unsigned long long)CNT_GET(r, downs), (unsigned long long)CNT_GET(r, ups),
 	    (unsigned long long)CNT_GET(r, relayed_now), (unsigned long long)CNT_GET(r, probes),
 	    (unsigned long long)CNT_GET(r, acks), (unsigned long long)CNT_GET(r, limited),
 	    (unsigned long long)CNT_GET(r, no_relay), (unsigned long long)CNT_GET(r, degrades),
-	    (unsigned long long)CNT_GET(r, recovers));
+	    (unsigned long long)CNT_GET(r, recovers), (unsigned long long)CNT_GET(r, stalls));
 }
 
 /* One line per peer with an endpoint: "path NAME direct|down|degraded via RELAY|- rtt-us N|-

@@ -1,7 +1,8 @@
 /* The resiliency slave's probe window (src/overlay/pathstat.h): losses and late echoes are
  * counted, the window forgets the oldest probe, a healthy path with jitter is not bad, a path
  * losing or delaying a quarter of its probes is, no verdict before PS_MIN probes resolved,
- * stray or repeated echoes change nothing, and random sequences of sends, echoes and expiries
+ * stray or repeated echoes change nothing, probes in flight across the prober's own stall are
+ * forgotten, and random sequences of sends, echoes and expiries
  * agree with a naive list of every probe (fixed seed). */
 #include "../unit/test.h"
 
@@ -130,6 +131,26 @@ static void test_pending_skipped(void **state)
 	assert_int_equal(s.resolved, PS_MIN);
 	assert_int_equal(s.lost, PS_MIN / 2);
 	assert_true(ps_bad_share_at_least(&s, 50));
+}
+
+/* A stall of the prober's own: the probes in flight are forgotten (neither lost at the next
+ * expiry nor answered late), the resolved ones stay judged. */
+static void test_forget_pending(void **state)
+{
+	(void)state;
+	struct pathstat ps;
+	struct ps_summary s;
+	ps_reset(&ps);
+	uint64_t t = run(&ps, 1000000, PS_MIN, 20 * MS, 0, 0); /* all answered */
+	uint64_t first = t;
+	for (int i = 0; i < 4; i++, t += 100 * MS)
+		ps_sent(&ps, t);
+	ps_forget_pending(&ps);
+	assert_false(ps_answered(&ps, first, t + 5000 * MS)); /* its echo after the stall */
+	ps_expire(&ps, t + 5000 * MS, 1000 * MS);
+	ps_summary(&ps, 250 * MS, &s);
+	assert_int_equal(s.resolved, PS_MIN);
+	assert_int_equal(s.lost + s.late, 0);
 }
 
 static void test_window_forgets_and_stray_echoes(void **state)
@@ -274,6 +295,7 @@ int main(void)
 	    cmocka_unit_test(test_quarter_delayed_is_bad),
 	    cmocka_unit_test(test_pending_and_few_give_no_verdict),
 	    cmocka_unit_test(test_pending_skipped),
+	    cmocka_unit_test(test_forget_pending),
 	    cmocka_unit_test(test_window_forgets_and_stray_echoes),
 	    cmocka_unit_test(test_random_against_naive),
 	    cmocka_unit_test(test_minrtt_ignores_a_stall),

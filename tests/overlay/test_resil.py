@@ -74,23 +74,24 @@ while True:
 """
 
 # Sends a numbered datagram every 10 ms until the file argv[2] exists; prints the monotonic
-# times the echoes came back at (CLOCK_MONOTONIC is the machine's, the same in every
-# namespace).
+# times the echoes came back at and those the datagrams were sent at (CLOCK_MONOTONIC is the
+# machine's, the same in every namespace).
 PROBE = r"""
 import json, os, select, socket, struct, sys, time
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
 s.setblocking(False)
-nxt = time.monotonic(); seq = 0; got = []
+nxt = time.monotonic(); seq = 0; got = []; sent_t = []
 print("started", flush=True)
 while not os.path.exists(sys.argv[2]):
     if time.monotonic() >= nxt:
         s.sendto(struct.pack("!I", seq), (sys.argv[1], 7000)); seq += 1; nxt += 0.01
+        sent_t.append(time.monotonic())
     if select.select([s], [], [], max(0.0, nxt - time.monotonic()))[0]:
         try:
             s.recv(64); got.append(time.monotonic())
         except BlockingIOError:
             pass
-print(json.dumps({"sent": seq, "got": got}))
+print(json.dumps({"sent": seq, "got": got, "sent_t": sent_t}))
 """
 
 # 16 KiB every 20 ms until the file argv[2] exists: a stream in flight during the cut

@@ -1,7 +1,8 @@
 """A degraded path in network namespaces (root): three public sites on one IPv4 router; the
 router drops 40% of the A-B underlay packets each way (nftables `numgen random`: this kernel
-has no netem) while hA sends hB a UDP echo stream. The path still answers (never silent), so
-only the probe statistics can see it: A and B both take it as degraded and relay through C,
+has no netem) while hA sends hB a UDP echo stream. The path still answers (silent for dead-ms
+only now and then: it then goes down, and comes back degraded, never direct), so only the probe
+statistics can see it: A and B both take it as degraded and relay through C,
 and the echoes that were lost direct (about 64% of round trips) come back through C. Without
 the loss rule the path goes direct again and both ends count it recovered. Probe traffic stays
 within the budget. The seconds to detect and recover are printed, not asserted (a shared
@@ -28,23 +29,30 @@ LOSS = 40
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
 
-def lossy(b, on):
+def lossy(b, on, loss=LOSS):
+    """Drops loss% of the A-B underlay packets each way in the router (on), or none; on again
+    replaces the share."""
+    drop = "" if loss >= 100 else f"numgen random mod 100 < {loss} "
     if on:
         nsx(b.n("r"), "nft", "-f", "-", input=(
+            "table ip lossy\ndelete table ip lossy\n"
             "table ip lossy {\n chain fw {\n  type filter hook forward priority 0;\n"
-            f"  ip saddr {ADDR['a']} ip daddr {ADDR['b']} numgen random mod 100 < {LOSS} drop\n"
-            f"  ip saddr {ADDR['b']} ip daddr {ADDR['a']} numgen random mod 100 < {LOSS} drop\n"
+            f"  ip saddr {ADDR['a']} ip daddr {ADDR['b']} {drop}drop\n"
+            f"  ip saddr {ADDR['b']} ip daddr {ADDR['a']} {drop}drop\n"
             " }\n}\n"))
     else:
         nsx(b.n("r"), "nft", "delete", "table", "ip", "lossy")
+
+
+RESIL = (f"resiliency:\n  dead-ms: 600\n  budget: {BUDGET}\n"
+         "  degraded-pct: 25\n  late-ms: 250\n")
 
 
 @pytest.fixture
 def bed(tmp_path):
     b = ResilBed(tmp_path, "rd")
     try:
-        b.build(resil=f"resiliency:\n  dead-ms: 600\n  budget: {BUDGET}\n"
-                      "  degraded-pct: 25\n  late-ms: 250\n")
+        b.build(resil=RESIL)
         for s in SITES:
             b.start(s)
         yield b
@@ -54,6 +62,39 @@ def bed(tmp_path):
 
 def echoed(got, t0, t1):
     return len([t for t in got if t0 < t < t1])
+
+
+def degraded_count(b):
+    return (b.metrics("a")["peak_overlay_resil_paths_degraded_total"],
+            b.metrics("b")["peak_overlay_resil_paths_degraded_total"])
+
+
+def relayed(b, s, peer):
+    """s sends peer's packets through C: the path degraded, or down a while (a path losing 64%
+    of its round trips is silent for dead-ms now and then; it comes back degraded)."""
+    return b.path(s, peer) in ("degraded via c", "down via c")
+
+
+def relayed_window(b, secs, tries=4):
+    """Waits until both A and B relay through C, then lets secs of traffic flow and checks it
+    stayed so all along: both still relayed and neither entered the degraded state again (the
+    counter). A flap (the relay itself judged down for a while, as when its daemon is not
+    scheduled on a loaded host) starts a new window; the flaps are counted and printed.
+    Returns (first relayed, window start, window end, flaps)."""
+    first = None
+    for flaps in range(tries):
+        wait_for("a relays to b through c", lambda: b.path("a", "b") == "degraded via c",
+                 timeout=20)
+        wait_for("b relays to a through c", lambda: b.path("b", "a") == "degraded via c",
+                 timeout=20)
+        before = degraded_count(b)
+        start = time.monotonic()
+        first = first or start
+        time.sleep(secs)  # relayed under traffic; judged afterwards by the counters
+        end = time.monotonic()
+        if relayed(b, "a", "b") and relayed(b, "b", "a") and degraded_count(b) == before:
+            return first, start, end, flaps
+    pytest.fail(f"no {secs} s window with both ends relayed in {tries} tries")
 
 
 def test_lossy_path_is_relayed_and_comes_back(bed):
@@ -75,13 +116,7 @@ def test_lossy_path_is_relayed_and_comes_back(bed):
         assert b.path("a", "b") == "direct" and b.path("b", "a") == "direct"
         lossy_at = time.monotonic()
         lossy(b, True)
-        wait_for("a relays to b through c", lambda: b.path("a", "b") == "degraded via c",
-                 timeout=20)
-        wait_for("b relays to a through c", lambda: b.path("b", "a") == "degraded via c",
-                 timeout=20)
-        relayed_at = time.monotonic()
-        time.sleep(1.5)  # relayed under traffic (nothing waits on it)
-        fixed_at = time.monotonic()
+        relayed_at, win_at, fixed_at, flaps = relayed_window(b, 1.5)
         lossy(b, False)
         wait_for("a direct again", lambda: b.path("a", "b") == "direct", timeout=30)
         wait_for("b direct again", lambda: b.path("b", "a") == "direct", timeout=30)
@@ -96,21 +131,21 @@ def test_lossy_path_is_relayed_and_comes_back(bed):
                 p.wait()
 
     got = res["got"]
-    # 100 echoes/s: through C, nearly all of the 1.5 s come back (direct, 0.6 * 0.6 of them)
-    # from half a second after both ends relay (the echoes lost before it are not resent)
-    through_c = echoed(got, relayed_at + 0.5, fixed_at)
+    # through C nearly every echo comes back (direct, 0.6 * 0.6 of them), counted against
+    # those sent from half a second into the window (the echoes lost before it are not resent)
+    through_c = echoed(got, win_at + 0.5, fixed_at)
+    sent_c = echoed(res["sent_t"], win_at + 0.5, fixed_at - 0.05)  # the last ones' echoes lag
     lossy_direct = echoed(got, lossy_at, lossy_at + 1.0) if relayed_at - lossy_at > 1.0 else None
     print(f"\nresil degraded: {LOSS}% loss each way seen by both ends in "
           f"{relayed_at - lossy_at:.2f} s; echoes in the first second of loss: {lossy_direct}; "
-          f"through C: {through_c} in {fixed_at - relayed_at - 0.5:.1f} s; "
-          f"direct again {back:.2f} s after the loss stopped")
-    assert through_c >= 0.85 * 100 * (fixed_at - relayed_at - 0.5), res
+          f"through C: {through_c} of {sent_c} sent in {fixed_at - win_at - 0.5:.1f} s "
+          f"({flaps} flaps before); direct again {back:.2f} s after the loss stopped")
+    assert sent_c > 0 and through_c >= 0.85 * sent_c, res
 
     ma, mb, mc = b.metrics("a"), b.metrics("b"), b.metrics("c")
     for m in (ma, mb):
         assert m["peak_overlay_resil_paths_degraded_total"] >= 1
         assert m["peak_overlay_resil_paths_recovered_total"] >= 1
-        assert m["peak_overlay_resil_paths_down_total"] == 0  # never silent: not a cut
         assert m["peak_overlay_resil_paths_relayed"] == 0
         assert m["peak_overlay_gw_relay_sent_total"] > 0
     assert mc["peak_overlay_gw_relay_forwarded_total"] > 0
