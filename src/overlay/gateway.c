@@ -48,6 +48,7 @@ struct gw_peer {
 	struct sockaddr_in ep;
 	bool rx_any;
 	uint64_t rx_epoch;
+	uint64_t rx_taken, rx_top; /* in rx_epoch: packets taken, highest counter + 1 */
 	struct ovw_aead rx;
 	struct ovw_replay replay;
 	uint64_t last_tx_ms, last_rx_ms;
@@ -722,10 +723,14 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 		g->fresh = old;
 		p->rx_epoch = h.epoch;
 		p->rx_any = true;
+		p->rx_taken = p->rx_top = 0;
 		memset(&p->replay, 0, sizeof(p->replay));
 	}
 	bool newest = !p->replay.any || h.counter > p->replay.top;
 	ovw_replay_accept(&p->replay, h.counter);
+	p->rx_taken++;
+	if (h.counter >= p->rx_top)
+		p->rx_top = h.counter + 1;
 	if (newest && (!p->has_ep || p->ep.sin_addr.s_addr != from->sin_addr.s_addr ||
 	               p->ep.sin_port != from->sin_port)) {
 		char a[INET_ADDRSTRLEN];
@@ -742,7 +747,7 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	}
 	CNT_ADD(p, rx_packets, 1);
 	p->last_rx_ms = mono_ms();
-	if (h.type == OVW_PROBE || h.type == OVW_PROBE_ACK) {
+	if (h.type == OVW_PROBE || h.type == OVW_PROBE_ACK || h.type == OVW_LOSS) {
 		CNT_ADD(g, probe_rx, 1);
 		if (g->on_probe)
 			g->on_probe(g->probe_arg, (uint32_t)(p - g->peers), h.type, inner,
@@ -1225,6 +1230,9 @@ int gw_peer_info(struct ov_slave *s, uint32_t cookie, struct gw_peer_info *info)
 	info->last_rx_ms = p->last_rx_ms;
 	info->out_packets = p->out_packets;
 	info->via = p->via;
+	info->rx_epoch = p->rx_epoch;
+	info->rx_taken = p->rx_taken;
+	info->rx_top = p->rx_top;
 	return 0;
 }
 
@@ -1253,7 +1261,7 @@ int gw_probe_send(struct ov_slave *s, uint32_t cookie, uint8_t type,
                   const uint8_t body[static OVW_PROBE_LEN])
 {
 	struct gw *g = s->priv;
-	if (cookie >= g->npeers || (type != OVW_PROBE && type != OVW_PROBE_ACK))
+	if (cookie >= g->npeers || (type != OVW_PROBE && type != OVW_PROBE_ACK && type != OVW_LOSS))
 		return -EINVAL;
 	struct gw_peer *p = &g->peers[cookie];
 	if (!p->has_ep)

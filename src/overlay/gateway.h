@@ -72,6 +72,10 @@ struct gw_peer_info {
 	uint64_t last_rx_ms;  /* its last authenticated packet (monotonic; 0: none yet) */
 	uint64_t out_packets; /* packets from the site routed to it so far, relayed or not */
 	uint32_t via;         /* GW_DIRECT or the peer relaying to it */
+	/* its packets to us directly, in its current epoch (rx_epoch): how many were taken, and
+	 * one past the highest counter among them (so rx_top minus a count taken before is how
+	 * many it sent since, by their counters) */
+	uint64_t rx_epoch, rx_taken, rx_top;
 };
 
 /* The number of peers (cookies 0..n-1; learned peers are added at the end). Loop thread. */
@@ -89,14 +93,14 @@ bool gw_relay_reaches(struct ov_slave *s, uint32_t relay, uint32_t cookie, uint6
  * out of range, via the peer itself). Loop thread. */
 int gw_set_via(struct ov_slave *s, uint32_t cookie, uint32_t via);
 
-/* Sends an OVW_PROBE or OVW_PROBE_ACK with body to the peer of cookie at once. Returns 0,
+/* Sends an OVW_PROBE, OVW_PROBE_ACK or OVW_LOSS with body to the peer of cookie at once. Returns 0,
  * -EINVAL, -EHOSTUNREACH (no endpoint) or a send's -errno. Loop thread. */
 int gw_probe_send(struct ov_slave *s, uint32_t cookie, uint8_t type,
                   const uint8_t body[static OVW_PROBE_LEN]);
 
-/* fn(arg, cookie, type, body, now_ms) is called for each authenticated probe or probe ack
- * (after it refreshed the peer's last_rx_ms). Setting fn also makes the gateway a relay: it
- * forwards OVW_RELAY packets and accepts OVW_RELAYED ones (without fn both are dropped,
+/* fn(arg, cookie, type, body, now_ms) is called for each authenticated probe, probe ack or
+ * loss report (after it refreshed the peer's last_rx_ms). Setting fn also makes the gateway a
+ * relay: it forwards OVW_RELAY packets and accepts OVW_RELAYED ones (without fn both are dropped,
  * unless the DHT slave is on: then the gateway relays for sites whose NATs cannot be
  * punched, and relays them itself through a peer whose NAT is not endpoint-dependent). */
 void gw_set_probe_cb(struct ov_slave *s,

@@ -39,6 +39,17 @@
  * probe per 2.56 s once its burst is spent (about 40 s for a window), at 16000 bit/s six a
  * second.
  *
+ * Loss reports see a lossy path within a second at any budget, from the data itself: each
+ * gateway counts, per peer, the packets that peer sent it directly (their counters say how
+ * many were sent, the replay window which arrived). Once RS_LOSS_MIN were sent since its last
+ * count, if degraded-pct percent or more of them were lost it tells the sender (OVW_LOSS,
+ * RS_REPORT_COPIES times RS_REPORT_MS apart, as the report crosses the lossy path too; paid
+ * from the echo bucket, whose burst is full on a path that was quiet); else it counts afresh
+ * (also after RS_LOSS_SPAN_MS with fewer, and after a silence of dead-ms / 2: the packets
+ * sent during a cut show at its end, and are no loss of the path then). A sender told so of a
+ * peer it uses relays it at once, as for a bad probe window, with that window emptied: only
+ * probes sent since can send it direct again. Each direction is judged by its own losses.
+ *
  * A stall of the slave's own (the daemon not scheduled, its ticks more than RS_STALL_MS apart,
  * as on a loaded host) says nothing of the paths: their packets waited in the socket, unread.
  * Silence is then counted from the end of the stall, the probes in flight across it are
@@ -77,6 +88,10 @@ enum {
 	RS_USE_PROBE_MS = 100,     /* quality probes of a peer in use at most this often */
 	RS_LOST_MS = 1000,         /* a probe not echoed within this is lost */
 	RS_MIN_RTT_WIN_MS = 30000, /* the path RTT: the lowest sample this recent (3 idle probes) */
+	RS_LOSS_MIN = 50,          /* packets sent to us counted before a loss verdict */
+	RS_LOSS_SPAN_MS = 2000,    /* fewer in this long: counted afresh */
+	RS_REPORT_MS = 100,        /* loss reports to a peer at most this often */
+	RS_REPORT_COPIES = 3,      /* a bad count is reported this many times (the path loses) */
 	RS_MAX_PEERS = OVC_MAX_PEERS + 256, /* configured and learned (GW_MAX_LEARNED) */
 };
 
@@ -98,6 +113,13 @@ struct rs_peer {
 	uint32_t srtt_us;         /* 0: not measured */
 	struct ps_minrtt min_rtt; /* the path's RTT, for anycast's nearest member */
 	struct pathstat ps;       /* the last probes' outcomes */
+	/* the peer's packets to us since the count began (gw_peer_info's rx_*): epoch, taken,
+	 * counter top, when; our last report to it; its last report to us (lost, sent, when) */
+	uint64_t lc_epoch, lc_taken, lc_top, lc_ms, lc_heard_ms, report_tx_ms;
+	uint32_t report_got, report_sent; /* its last report to us */
+	uint8_t body_tx[OVW_PROBE_LEN];   /* our last report to it */
+	unsigned copies_left;             /* of it, still to send */
+	uint64_t report_rx_ms;
 };
 
 struct rs {
@@ -112,7 +134,7 @@ struct rs {
 	uint64_t last_tick_ms; /* the last tick, or the end of a stall (own_stall) */
 	/* counters: the loop writes, the metrics thread reads (__atomic) */
 	uint64_t downs, ups, probes, acks, limited, no_relay, relayed_now, degrades, recovers,
-	    stalls;
+	    stalls, reports_tx, reports_rx;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -305,8 +327,16 @@ static void judge(struct rs *r, uint32_t i, size_t n, const char *name, uint64_t
 	struct ps_summary sm;
 	ps_summary(&p->ps, r->conf.late_ms * 1000, &sm);
 	if (!p->degraded) {
-		if (!ps_bad_share_at_least(&sm, r->conf.degraded_pct))
+		/* its report of our packets, if fresh */
+		bool reported = p->report_rx_ms && p->report_rx_ms + RS_LOST_MS >= now;
+		p->report_rx_ms = 0;
+		if (reported) {
+			sm.lost = p->report_sent - p->report_got; /* for the log */
+			sm.resolved = p->report_sent;
+			sm.late = 0;
+		} else if (!ps_bad_share_at_least(&sm, r->conf.degraded_pct)) {
 			return;
+		}
 		uint32_t relay = pick_relay(r, i, n);
 		struct gw_peer_info rin;
 		if (relay == GW_DIRECT || gw_peer_info(r->gw, relay, &rin)) {
@@ -327,11 +357,13 @@ static void judge(struct rs *r, uint32_t i, size_t n, const char *name, uint64_t
 		gw_set_via(r->gw, i, relay);
 		CNT_ADD(r, degrades, 1);
 		CNT_ADD(r, relayed_now, 1);
-		log_msg(
-		    LOG_INFO,
-		    "overlay: resiliency: path to %s is degraded (%u of %u probes lost, %u late): "
-		    "relaying through %s",
-		    name, sm.lost, sm.resolved, sm.late, rin.name);
+		if (reported) /* the window may hold good probes from before the losses */
+			ps_reset(&p->ps);
+		log_msg(LOG_INFO,
+		        "overlay: resiliency: path to %s is degraded (%u of %u %s lost, %u late): "
+		        "relaying through %s",
+		        name, sm.lost, sm.resolved,
+		        reported ? "packets to it, it reports," : "probes", sm.late, rin.name);
 		return;
 	}
 	bool relay_bad = !relay_usable(r, p->relay, i, n, now);
@@ -348,6 +380,66 @@ static void judge(struct rs *r, uint32_t i, size_t n, const char *name, uint64_t
 		log_msg(LOG_INFO, "overlay: resiliency: path to %s is %s: direct", name,
 		        relay_bad ? "degraded and its relay is not usable" : "good again");
 	}
+}
+
+static void put_u32(uint8_t b[4], uint32_t v)
+{
+	for (int i = 0; i < 4; i++)
+		b[i] = (uint8_t)(v >> (24 - 8 * i));
+}
+
+static uint32_t get_u32(const uint8_t b[4])
+{
+	return (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 | (uint32_t)b[2] << 8 | b[3];
+}
+
+/* Counts peer i's packets to us since the last count (in: its gw_peer_info) and tells it
+ * (OVW_LOSS) when degraded-pct percent or more of RS_LOSS_MIN or more were lost. */
+static void count_loss(struct rs *r, uint32_t i, const struct gw_peer_info *in, uint64_t now)
+{
+	struct rs_peer *p = &r->peers[i];
+	/* a silence of dead-ms / 2 in the count: the path was cut (or the peer sent nothing
+	 * directly); the packets sent meanwhile show at the first one after it, and are not
+	 * this path's losses now */
+	bool silence = in->last_rx_ms > p->lc_heard_ms + r->conf.dead_ms / 2;
+	p->lc_heard_ms = in->last_rx_ms;
+	if (in->rx_epoch != p->lc_epoch || in->rx_top < p->lc_top || in->rx_taken < p->lc_taken ||
+	    now - p->lc_ms >= RS_LOSS_SPAN_MS || silence) {
+		p->lc_epoch = in->rx_epoch; /* a new epoch (counters from 0), or too few: afresh */
+		p->lc_taken = in->rx_taken;
+		p->lc_top = in->rx_top;
+		p->lc_ms = now;
+		return;
+	}
+	bool due = now - p->report_tx_ms >= RS_REPORT_MS;
+	if (p->copies_left && due && take_token(r, p, B_ECHO, now)) {
+		p->copies_left--; /* a copy of the last report: it crosses the lossy path too */
+		p->report_tx_ms = now;
+		if (!gw_probe_send(r->gw, i, OVW_LOSS, p->body_tx))
+			CNT_ADD(r, reports_tx, 1);
+		due = false;
+	}
+	uint64_t sent = in->rx_top - p->lc_top, taken = in->rx_taken - p->lc_taken;
+	if (sent < RS_LOSS_MIN)
+		return;
+	uint64_t lost = taken < sent ? sent - taken : 0; /* (reordered across the count: none) */
+	if (lost * 100 >= (uint64_t)r->conf.degraded_pct * sent) {
+		if (!due)
+			return; /* counted on till the next report is due */
+		put_u32(p->body_tx,
+		        (uint32_t)(sent - lost > UINT32_MAX ? UINT32_MAX : sent - lost));
+		put_u32(p->body_tx + 4, (uint32_t)(sent > UINT32_MAX ? UINT32_MAX : sent));
+		p->copies_left = RS_REPORT_COPIES;
+		if (take_token(r, p, B_ECHO, now)) {
+			p->copies_left--;
+			p->report_tx_ms = now;
+			if (!gw_probe_send(r->gw, i, OVW_LOSS, p->body_tx))
+				CNT_ADD(r, reports_tx, 1);
+		}
+	}
+	p->lc_taken = in->rx_taken;
+	p->lc_top = in->rx_top;
+	p->lc_ms = now;
 }
 
 static void tick(struct rs *r, uint64_t now)
@@ -377,6 +469,8 @@ static void tick(struct rs *r, uint64_t now)
 		uint64_t since = p->last_heard_ms > r->listen_ms ? p->last_heard_ms : r->listen_ms;
 		uint64_t silent = now - since;
 		ps_expire(&p->ps, now_us, (uint64_t)RS_LOST_MS * 1000);
+		if (r->conf.degraded_pct)
+			count_loss(r, i, &in, now);
 		if (p->down) {
 			if (p->last_ack_ms > p->down_at_ms || p->up_probe_ms > p->down_at_ms) {
 				go_up(r, i, in.name, now);
@@ -433,6 +527,17 @@ static void on_probe(void *arg, uint32_t cookie, uint8_t type, const uint8_t bod
 		if (take_token(r, p, B_ECHO, now) &&
 		    !gw_probe_send(r->gw, cookie, OVW_PROBE_ACK, body))
 			CNT_ADD(r, acks, 1);
+		return;
+	}
+	if (type == OVW_LOSS) {
+		uint32_t got = get_u32(body), sent = get_u32(body + 4);
+		CNT_ADD(r, reports_rx, 1);
+		if (sent >= RS_LOSS_MIN && got <= sent &&
+		    (uint64_t)(sent - got) * 100 >= (uint64_t)r->conf.degraded_pct * sent) {
+			p->report_got = got;
+			p->report_sent = sent;
+			p->report_rx_ms = now;
+		}
 		return;
 	}
 	uint64_t sent = v & ~RS_FLAG_DOWN, t = (peak_mono_ns() / 1000);
@@ -527,12 +632,17 @@ static void rs_stats(struct ov_slave *s, struct mbuf *b)
 	    "# HELP peak_overlay_resil_own_stalls_total Times this daemon was not scheduled for "
 	    "over 200 ms (paths then judged afresh).\n"
 	    "# TYPE peak_overlay_resil_own_stalls_total counter\n"
-	    "peak_overlay_resil_own_stalls_total %llu\n",
+	    "peak_overlay_resil_own_stalls_total %llu\n"
+	    "# TYPE peak_overlay_resil_loss_reports_sent_total counter\n"
+	    "peak_overlay_resil_loss_reports_sent_total %llu\n"
+	    "# TYPE peak_overlay_resil_loss_reports_received_total counter\n"
+	    "peak_overlay_resil_loss_reports_received_total %llu\n",
 	    (unsigned long long)CNT_GET(r, downs), (unsigned long long)CNT_GET(r, ups),
 	    (unsigned long long)CNT_GET(r, relayed_now), (unsigned long long)CNT_GET(r, probes),
 	    (unsigned long long)CNT_GET(r, acks), (unsigned long long)CNT_GET(r, limited),
 	    (unsigned long long)CNT_GET(r, no_relay), (unsigned long long)CNT_GET(r, degrades),
-	    (unsigned long long)CNT_GET(r, recovers), (unsigned long long)CNT_GET(r, stalls));
+	    (unsigned long long)CNT_GET(r, recovers), (unsigned long long)CNT_GET(r, stalls),
+	    (unsigned long long)CNT_GET(r, reports_tx), (unsigned long long)CNT_GET(r, reports_rx));
 }
 
 /* One line per peer with an endpoint: "path NAME direct|down|degraded via RELAY|- rtt-us N|-

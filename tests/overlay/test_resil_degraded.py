@@ -12,6 +12,7 @@ machine).
     gA 10.0.1.2       gB 10.0.2.2       gC 10.0.3.2
       +--------------- r ---------------+      (r drops 40% of 10.0.1.2 <-> 10.0.2.2)
 """
+import datetime
 import json
 import os
 import subprocess
@@ -64,6 +65,16 @@ def echoed(got, t0, t1):
     return len([t for t in got if t0 < t < t1])
 
 
+def logged_at(b, s, what):
+    """The wall-clock time of the first resiliency log line of site s saying what."""
+    for line in b.logs[s].read_text().splitlines():
+        if "resiliency:" in line and what in line:
+            stamp = line.split()[0].rstrip("Z")
+            return datetime.datetime.fromisoformat(stamp).replace(
+                tzinfo=datetime.timezone.utc).timestamp()
+    raise AssertionError(f"{s} never logged {what!r}")
+
+
 def degraded_count(b):
     return (b.metrics("a")["peak_overlay_resil_paths_degraded_total"],
             b.metrics("b")["peak_overlay_resil_paths_degraded_total"])
@@ -114,7 +125,7 @@ def test_lossy_path_is_relayed_and_comes_back(bed):
         # in use and probed, the healthy path stays direct
         wait_for("a probes b", lambda: "probes 16 " in b.ctl("a", "show", "peers").stdout)
         assert b.path("a", "b") == "direct" and b.path("b", "a") == "direct"
-        lossy_at = time.monotonic()
+        lossy_at, lossy_wall = time.monotonic(), time.time()
         lossy(b, True)
         relayed_at, win_at, fixed_at, flaps = relayed_window(b, 1.5)
         lossy(b, False)
@@ -130,13 +141,15 @@ def test_lossy_path_is_relayed_and_comes_back(bed):
                 p.kill()
                 p.wait()
 
+    seen = {s: logged_at(b, s, "is degraded") - lossy_wall for s in ("a", "b")}
     got = res["got"]
     # through C nearly every echo comes back (direct, 0.6 * 0.6 of them), counted against
     # those sent from half a second into the window (the echoes lost before it are not resent)
     through_c = echoed(got, win_at + 0.5, fixed_at)
     sent_c = echoed(res["sent_t"], win_at + 0.5, fixed_at - 0.05)  # the last ones' echoes lag
     lossy_direct = echoed(got, lossy_at, lossy_at + 1.0) if relayed_at - lossy_at > 1.0 else None
-    print(f"\nresil degraded: {LOSS}% loss each way seen by both ends in "
+    print(f"\nresil degraded: {LOSS}% loss each way seen by A in {seen['a']:.2f} s, by B in "
+          f"{seen['b']:.2f} s (their logs), both relaying by polling in "
           f"{relayed_at - lossy_at:.2f} s; echoes in the first second of loss: {lossy_direct}; "
           f"through C: {through_c} of {sent_c} sent in {fixed_at - win_at - 0.5:.1f} s "
           f"({flaps} flaps before); direct again {back:.2f} s after the loss stopped")
@@ -145,6 +158,7 @@ def test_lossy_path_is_relayed_and_comes_back(bed):
     ma, mb, mc = b.metrics("a"), b.metrics("b"), b.metrics("c")
     for m in (ma, mb):
         assert m["peak_overlay_resil_paths_degraded_total"] >= 1
+        assert m["peak_overlay_resil_loss_reports_received_total"] >= 1  # seen from the data
         assert m["peak_overlay_resil_paths_recovered_total"] >= 1
         assert m["peak_overlay_resil_paths_relayed"] == 0
         assert m["peak_overlay_gw_relay_sent_total"] > 0

@@ -123,7 +123,15 @@ static void test_seal_open(void **state)
 	c = cur_make(pkt, OVW_HDR_LEN + OVW_ID_LEN + OVW_TAG_LEN);
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), 0);
 	assert_int_equal(g.type, OVW_RELAY_LOST);
-	pkt[0] = OVW_RELAY_LOST + 1; /* unknown types */
+	pkt[0] = OVW_LOSS; /* a loss report is 8 bytes exactly, like a probe */
+	c = cur_make(pkt, (size_t)n);
+	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
+	c = cur_make(pkt, OVW_HDR_LEN + OVW_PROBE_LEN + OVW_TAG_LEN);
+	assert_int_equal(ovw_parse(&c, &g, &body, &blen), 0);
+	assert_int_equal(g.type, OVW_LOSS);
+	pkt[0] = OVW_LOSS + 1; /* unknown types */
+	c = cur_make(pkt, OVW_HDR_LEN + OVW_PROBE_LEN + OVW_TAG_LEN);
+	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
 	c = cur_make(pkt, (size_t)n);
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
 	pkt[0] = 0;
