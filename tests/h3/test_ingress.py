@@ -1,8 +1,8 @@
 """peak h3 ingress on loopback: request streams of one client connection routed by
 content-type to two backends, the refusals answered by the ingress (400) while the other
-streams go on, a backend killed mid-upload (502 on its stream only), round robin, health
-checks taking a backend out and back in, refused --route values, and an independent client
-(quic-go) through the ingress.
+streams go on, a backend killed mid-upload (502 on its stream only; HTTP/3 and HTTP/2
+upstreams), round robin, health checks taking a backend out and back in, refused --route
+values, and an independent client (quic-go) through the ingress.
 
     peak h3 upload / quic-go --(one QUIC connection)--> peak h3 ingress --(one QUIC connection
                                                           [::1]:port       per upstream)-->
@@ -104,13 +104,18 @@ def test_streams_wait_for_the_upstreams_stream_limit(tmp_path, certs, backend_fa
     assert ing.stop() == 0
 
 
-def test_backend_killed_mid_upload_fails_only_its_stream(tmp_path, certs, backend_factory,
-                                                         ingress_factory):
-    audio = backend_factory(types="audio/*", ident="audio")
-    video = backend_factory(types="video/*", ident="video", extra=("--verbose",))
-    ing = ingress_factory([f"audio/*=h3://[::1]:{audio.port}",
-                           f"video/*=h3://[::1]:{video.port}"])
-    write(tmp_path / "v.mp4", 40_000_000, "v")
+# the video body: large enough to be still streaming when its backend is killed
+@pytest.mark.parametrize("proto, video_size", [("h3", 40_000_000), ("h2", 20_000_000)],
+                         ids=["h3", "h2"])
+def test_backend_killed_mid_upload_fails_only_its_stream(proto, video_size, tmp_path, certs,
+                                                         backend_factory, ingress_factory):
+    """Over either upstream protocol (h2: HTTP/2 over TLS/TCP to backends run --proto h2)."""
+    proto_args = ("--proto", "h2") if proto == "h2" else ()
+    audio = backend_factory(types="audio/*", ident="audio", extra=proto_args)
+    video = backend_factory(types="video/*", ident="video", extra=(*proto_args, "--verbose"))
+    ing = ingress_factory([f"audio/*={proto}://[::1]:{audio.port}",
+                           f"video/*={proto}://[::1]:{video.port}"])
+    write(tmp_path / "v.mp4", video_size, "v")
     for i in range(3):
         write(tmp_path / f"a{i}.ogg", 200_000, f"a{i}")
     argv = [PEAK, "h3", "upload", ing.url, "--ca", str(certs / "ca.pem"), "--file",
