@@ -281,6 +281,16 @@ static void test_list_limits(void **state)
 	check(big, "t: larger than 1048576 bytes");
 }
 
+static void check_resil(const struct ov_resil_conf *r, bool enabled, unsigned dead_ms,
+                        unsigned budget_bps, unsigned degraded_pct, unsigned late_ms)
+{
+	assert_int_equal(r->enabled, enabled);
+	assert_int_equal(r->dead_ms, dead_ms);
+	assert_int_equal(r->budget_bps, budget_bps);
+	assert_int_equal(r->degraded_pct, degraded_pct);
+	assert_int_equal(r->late_ms, late_ms);
+}
+
 static void test_defaults(void **state)
 {
 	(void)state;
@@ -301,11 +311,7 @@ static void test_defaults(void **state)
 	assert_int_equal(c.peers[1].nprefixes, 2);
 	assert_int_equal(c.peers[1].prefixes[1].len, 64);
 	assert_false(c.dht.enabled);
-	assert_false(c.resil.enabled);
-	assert_int_equal(c.resil.dead_ms, 600);
-	assert_int_equal(c.resil.budget_bps, 1000);
-	assert_int_equal(c.resil.degraded_pct, 25);
-	assert_int_equal(c.resil.late_ms, 250);
+	check_resil(&c.resil, false, 600, 1000, 25, 250);
 	assert_int_equal(c.nanycast, 0);
 	ov_conf_fini(&c);
 }
@@ -347,11 +353,7 @@ static void test_every_key(void **state)
 	assert_int_equal(c.dht.negative_ttl_s, 3600);
 	/* no locator: the listen address */
 	assert_memory_equal(&c.dht.locator, &c.listen, sizeof(c.listen));
-	assert_true(c.resil.enabled);
-	assert_int_equal(c.resil.dead_ms, 300);
-	assert_int_equal(c.resil.budget_bps, 100000);
-	assert_int_equal(c.resil.degraded_pct, 0);
-	assert_int_equal(c.resil.late_ms, 10000);
+	check_resil(&c.resil, true, 300, 100000, 0, 10000);
 	assert_int_equal(c.nanycast, 1);
 	assert_int_equal(c.anycast[0].prefix.len, 64);
 	assert_int_equal(c.anycast[0].nsites, 2);
