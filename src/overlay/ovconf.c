@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,6 +18,8 @@ struct ctx {
 	char *err;
 	size_t errlen;
 	bool failed;
+	struct ov_conf *c;
+	const yaml_node_t *dht, *dht_key; /* the dht: section, read after the rest */
 };
 
 static int fail(struct ctx *x, const yaml_node_t *n, const char *fmt, ...)
@@ -92,12 +95,12 @@ static int get_sockaddr4(struct ctx *x, const yaml_node_t *n, const char *key,
 	return 0;
 }
 
-static int get_key32(struct ctx *x, const yaml_node_t *n, const char *key, uint8_t out[32])
+static int get_hex(struct ctx *x, const yaml_node_t *n, const char *key, uint8_t *out, size_t len)
 {
 	const char *s = scalar(n);
 	char bad;
-	if (!s || strlen(s) != 64 || peak_hex_decode(s, NULL, out, 32, &bad) != 32)
-		return fail(x, n, "%s: want 64 hex digits", key);
+	if (!s || strlen(s) != 2 * len || peak_hex_decode(s, NULL, out, len, &bad) != (long)len)
+		return fail(x, n, "%s: want %zu hex digits", key, 2 * len);
 	return 0;
 }
 
@@ -127,112 +130,6 @@ static int get_prefixes(struct ctx *x, const yaml_node_t *n, struct ov_peer_conf
 	return 0;
 }
 
-static int parse_peer(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
-{
-	if (!n || n->type != YAML_MAPPING_NODE)
-		return fail(x, n, "peers: each peer is a mapping");
-	struct ov_peer_conf *p = &c->peers[c->npeers++];
-	bool has_name = false, has_key = false;
-	for (yaml_node_pair_t *kv = n->data.mapping.pairs.start; kv < n->data.mapping.pairs.top;
-	     kv++) {
-		yaml_node_t *kn = yaml_document_get_node(x->doc, kv->key);
-		yaml_node_t *vn = yaml_document_get_node(x->doc, kv->value);
-		const char *k = scalar(kn);
-		int r;
-		if (!k) {
-			r = fail(x, kn, "peers: keys are strings");
-		} else if (!strcmp(k, "name")) {
-			const char *s = scalar(vn);
-			if (!s || !*s || strlen(s) > OVC_NAME_MAX)
-				return fail(x, vn, "name: want 1..%d characters", OVC_NAME_MAX);
-			for (const char *q = s; *q; q++)
-				if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
-				      (*q >= '0' && *q <= '9') || *q == '-' || *q == '_' ||
-				      *q == '.'))
-					return fail(x, vn, "name: letters, digits, '-', '_', '.'");
-			strcpy(p->name, s);
-			has_name = true;
-			r = 0;
-		} else if (!strcmp(k, "public-key")) {
-			r = get_key32(x, vn, k, p->pub);
-			has_key = true;
-		} else if (!strcmp(k, "endpoint")) {
-			r = get_sockaddr4(x, vn, k, &p->endpoint);
-			p->has_endpoint = true;
-		} else if (!strcmp(k, "prefixes")) {
-			r = p->prefixes ? fail(x, kn, "prefixes: given twice")
-			                : get_prefixes(x, vn, p);
-		} else {
-			r = fail(x, kn, "peers: unknown key '%s'", k);
-		}
-		if (r)
-			return r;
-	}
-	if (!has_name || !has_key)
-		return fail(x, n, "peers: each peer needs 'name' and 'public-key'");
-	for (size_t i = 0; i + 1 < c->npeers; i++) {
-		if (!strcmp(c->peers[i].name, p->name))
-			return fail(x, n, "peers: name '%s' given twice", p->name);
-		if (!memcmp(c->peers[i].pub, p->pub, 8))
-			return fail(x, n,
-			            "peers: '%s' and '%s' share their key's first 8 bytes "
-			            "(the sender id)",
-			            c->peers[i].name, p->name);
-	}
-	return 0;
-}
-
-static int parse_gateway(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
-{
-	if (!n || n->type != YAML_MAPPING_NODE)
-		return fail(x, n, "gateway: want a mapping");
-	bool has_listen = false, has_key = false;
-	for (yaml_node_pair_t *kv = n->data.mapping.pairs.start; kv < n->data.mapping.pairs.top;
-	     kv++) {
-		yaml_node_t *kn = yaml_document_get_node(x->doc, kv->key);
-		yaml_node_t *vn = yaml_document_get_node(x->doc, kv->value);
-		const char *k = scalar(kn);
-		int r;
-		if (!k) {
-			r = fail(x, kn, "gateway: keys are strings");
-		} else if (!strcmp(k, "listen")) {
-			r = get_sockaddr4(x, vn, k, &c->listen);
-			has_listen = true;
-		} else if (!strcmp(k, "private-key-file")) {
-			const char *s = scalar(vn);
-			if (!s || !*s || strlen(s) > OVC_PATH_MAX)
-				return fail(x, vn, "private-key-file: want a path");
-			strcpy(c->key_file, s);
-			has_key = true;
-			r = 0;
-		} else if (!strcmp(k, "keepalive")) {
-			r = get_uint(x, vn, k, 1, 600, &c->keepalive_s);
-		} else if (!strcmp(k, "peers")) {
-			if (!vn || vn->type != YAML_SEQUENCE_NODE)
-				return fail(x, vn, "peers: want a list");
-			if (c->peers)
-				return fail(x, kn, "peers: given twice");
-			size_t cnt =
-			    (size_t)(vn->data.sequence.items.top - vn->data.sequence.items.start);
-			if (cnt > OVC_MAX_PEERS)
-				return fail(x, vn, "peers: more than %d", OVC_MAX_PEERS);
-			if (cnt && !(c->peers = calloc(cnt, sizeof(*c->peers))))
-				return -ENOMEM;
-			r = 0;
-			for (yaml_node_item_t *it = vn->data.sequence.items.start;
-			     !r && it < vn->data.sequence.items.top; it++)
-				r = parse_peer(x, yaml_document_get_node(x->doc, *it), c);
-		} else {
-			r = fail(x, kn, "gateway: unknown key '%s'", k);
-		}
-		if (r)
-			return r;
-	}
-	if (!has_listen || !has_key)
-		return fail(x, n, "gateway: 'listen' and 'private-key-file' are required");
-	return 0;
-}
-
 /* A list of at most max scalars, each through one(x, node, i). */
 static int get_list(struct ctx *x, const yaml_node_t *n, const char *key, size_t max, size_t *cnt,
                     int (*one)(struct ctx *, const yaml_node_t *, size_t, void *), void *arg)
@@ -253,6 +150,186 @@ static int get_list(struct ctx *x, const yaml_node_t *n, const char *key, size_t
 	return 0;
 }
 
+/* How a key of a section is read: a row of the section's table (get_keys). */
+enum key_type {
+	K_UINT,  /* get_uint: the unsigned at off, in min..max */
+	K_ADDR4, /* get_sockaddr4: the struct sockaddr_in at off */
+	K_HEX,   /* get_hex: max bytes at off */
+	K_LIST,  /* get_list: 1..max items through one(.., object), their count (size_t) at off */
+	K_FN,    /* fn(x, key node, value node, object) */
+};
+
+struct key {
+	const char *name;
+	enum key_type type;
+	size_t off; /* in the section's object */
+	unsigned min, max;
+	int (*one)(struct ctx *x, const yaml_node_t *n, size_t i, void *obj);
+	int (*fn)(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj);
+	const char *need; /* a required key: the error (at the section) when it is missing */
+	bool once;        /* "KEY: given twice" (at the second key) rather than the last kept */
+};
+
+enum { KEYS_MAX = 16 }; /* rows in a table at most (dht_keys, the longest, has 10) */
+
+static int get_value(struct ctx *x, const struct key *row, const yaml_node_t *kn,
+                     const yaml_node_t *vn, void *obj)
+{
+	void *field = (char *)obj + row->off;
+	switch (row->type) {
+	case K_UINT:
+		return get_uint(x, vn, row->name, row->min, row->max, field);
+	case K_ADDR4:
+		return get_sockaddr4(x, vn, row->name, field);
+	case K_HEX:
+		return get_hex(x, vn, row->name, field, row->max);
+	case K_LIST:
+		return get_list(x, vn, row->name, row->max, field, row->one, obj);
+	case K_FN:
+		return row->fn(x, kn, vn, obj);
+	}
+	return fail(x, kn, "%s: no reader", row->name);
+}
+
+/* Reads the mapping n (the caller checked it is one) through the table keys (ended by a
+ * row with no name) into obj, in the order the keys are written; then a required key
+ * missing is an error at at. sect names the section in errors about its keys (NULL: the
+ * top level). Returns 0, -EINVAL (reason in x) or -ENOMEM. */
+static int get_keys(struct ctx *x, const yaml_node_t *n, const yaml_node_t *at, const char *sect,
+                    const struct key *keys, void *obj)
+{
+	bool seen[KEYS_MAX] = {false};
+	const char *pre = sect ? sect : "", *sep = sect ? ": " : "";
+	for (yaml_node_pair_t *kv = n->data.mapping.pairs.start; kv < n->data.mapping.pairs.top;
+	     kv++) {
+		yaml_node_t *kn = yaml_document_get_node(x->doc, kv->key);
+		yaml_node_t *vn = yaml_document_get_node(x->doc, kv->value);
+		const char *k = scalar(kn);
+		size_t i = 0;
+		if (!k)
+			return fail(x, kn, "%s%skeys are strings", pre, sep);
+		while (keys[i].name && strcmp(keys[i].name, k))
+			i++;
+		if (!keys[i].name)
+			return fail(x, kn, "%s%sunknown key '%s'", pre, sep, k);
+		if (keys[i].once && seen[i])
+			return fail(x, kn, "%s: given twice", k);
+		seen[i] = true;
+		int r = get_value(x, &keys[i], kn, vn, obj);
+		if (r)
+			return r;
+	}
+	for (size_t i = 0; keys[i].name; i++)
+		if (keys[i].need && !seen[i])
+			return fail(x, at, "%s", keys[i].need);
+	return 0;
+}
+
+#define OFF(type, field) offsetof(struct type, field)
+
+/* ---- gateway: and its peers ---- */
+
+static int peer_name(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_peer_conf *p = obj;
+	const char *s = scalar(vn);
+	(void)kn;
+	if (!s || !*s || strlen(s) > OVC_NAME_MAX)
+		return fail(x, vn, "name: want 1..%d characters", OVC_NAME_MAX);
+	for (const char *q = s; *q; q++)
+		if (!((*q >= 'a' && *q <= 'z') || (*q >= 'A' && *q <= 'Z') ||
+		      (*q >= '0' && *q <= '9') || *q == '-' || *q == '_' || *q == '.'))
+			return fail(x, vn, "name: letters, digits, '-', '_', '.'");
+	strcpy(p->name, s);
+	return 0;
+}
+
+static int peer_endpoint(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_peer_conf *p = obj;
+	(void)kn;
+	p->has_endpoint = true;
+	return get_sockaddr4(x, vn, "endpoint", &p->endpoint);
+}
+
+/* an empty list leaves no prefixes: given again, it is not "given twice" */
+static int peer_prefixes(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_peer_conf *p = obj;
+	return p->prefixes ? fail(x, kn, "prefixes: given twice") : get_prefixes(x, vn, p);
+}
+
+static const char peer_need[] = "peers: each peer needs 'name' and 'public-key'";
+static const struct key peer_keys[] = {
+    {"name", K_FN, .fn = peer_name, .need = peer_need},
+    {"public-key", K_HEX, OFF(ov_peer_conf, pub), .max = 32, .need = peer_need},
+    {"endpoint", K_FN, .fn = peer_endpoint},
+    {"prefixes", K_FN, .fn = peer_prefixes},
+    {NULL},
+};
+
+static int parse_peer(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
+{
+	if (!n || n->type != YAML_MAPPING_NODE)
+		return fail(x, n, "peers: each peer is a mapping");
+	struct ov_peer_conf *p = &c->peers[c->npeers++];
+	int r = get_keys(x, n, n, "peers", peer_keys, p);
+	if (r)
+		return r;
+	for (size_t i = 0; i + 1 < c->npeers; i++) {
+		if (!strcmp(c->peers[i].name, p->name))
+			return fail(x, n, "peers: name '%s' given twice", p->name);
+		if (!memcmp(c->peers[i].pub, p->pub, 8))
+			return fail(x, n,
+			            "peers: '%s' and '%s' share their key's first 8 bytes "
+			            "(the sender id)",
+			            c->peers[i].name, p->name);
+	}
+	return 0;
+}
+
+static int gw_key_file(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_conf *c = obj;
+	const char *s = scalar(vn);
+	(void)kn;
+	if (!s || !*s || strlen(s) > OVC_PATH_MAX)
+		return fail(x, vn, "private-key-file: want a path");
+	strcpy(c->key_file, s);
+	return 0;
+}
+
+/* an empty list allocates nothing: given again, it is not "given twice" */
+static int gw_peers(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_conf *c = obj;
+	if (!vn || vn->type != YAML_SEQUENCE_NODE)
+		return fail(x, vn, "peers: want a list");
+	if (c->peers)
+		return fail(x, kn, "peers: given twice");
+	size_t cnt = (size_t)(vn->data.sequence.items.top - vn->data.sequence.items.start);
+	if (cnt > OVC_MAX_PEERS)
+		return fail(x, vn, "peers: more than %d", OVC_MAX_PEERS);
+	if (cnt && !(c->peers = calloc(cnt, sizeof(*c->peers))))
+		return -ENOMEM;
+	int r = 0;
+	for (yaml_node_item_t *it = vn->data.sequence.items.start;
+	     !r && it < vn->data.sequence.items.top; it++)
+		r = parse_peer(x, yaml_document_get_node(x->doc, *it), c);
+	return r;
+}
+
+static const char gw_need[] = "gateway: 'listen' and 'private-key-file' are required";
+static const struct key gw_keys[] = {
+    {"listen", K_ADDR4, OFF(ov_conf, listen), .need = gw_need},
+    {"private-key-file", K_FN, .fn = gw_key_file, .need = gw_need},
+    {"keepalive", K_UINT, OFF(ov_conf, keepalive_s), 1, 600},
+    {"peers", K_FN, .fn = gw_peers},
+    {NULL},
+};
+
+/* ---- dht: ---- */
+
 static int one_bootstrap(struct ctx *x, const yaml_node_t *n, size_t i, void *arg)
 {
 	struct ov_dht_conf *d = arg;
@@ -272,75 +349,60 @@ static int one_dht_prefix(struct ctx *x, const yaml_node_t *n, size_t i, void *a
 	return 0;
 }
 
-static int get_hex(struct ctx *x, const yaml_node_t *n, const char *key, uint8_t *out, size_t len)
+static int dht_locator(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
 {
-	const char *s = scalar(n);
-	char bad;
-	if (!s || strlen(s) != 2 * len || peak_hex_decode(s, NULL, out, len, &bad) != (long)len)
-		return fail(x, n, "%s: want %zu hex digits", key, 2 * len);
+	struct ov_dht_conf *d = obj;
+	(void)kn;
+	int r = get_sockaddr4(x, vn, "locator", &d->locator);
+	if (!r && !d->locator.sin_addr.s_addr)
+		r = fail(x, vn, "locator: 0.0.0.0 cannot be reached");
+	return r;
+}
+
+static int dht_lookup(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_dht_conf *d = obj;
+	const char *s = scalar(vn);
+	(void)kn;
+	if (s && !strcmp(s, "bsearch"))
+		d->lookup = 0;
+	else if (s && !strcmp(s, "walk"))
+		d->lookup = 1;
+	else
+		return fail(x, vn, "lookup: want 'bsearch' or 'walk'");
 	return 0;
 }
 
-/* n: the dht: mapping; at: its key (where errors about the section as a whole point) */
+static const char dht_need[] = "dht: 'port', 'authority', 'certificate' and 'prefixes' are "
+                               "required";
+static const struct key dht_keys[] = {
+    {"port", K_UINT, OFF(ov_dht_conf, port), 1, 65535, .need = dht_need},
+    {"network", K_UINT, OFF(ov_dht_conf, network), 0, 999999999},
+    {"bootstrap", K_LIST, OFF(ov_dht_conf, nbootstrap), .max = OVC_MAX_BOOTSTRAP,
+     .one = one_bootstrap},
+    {"authority", K_HEX, OFF(ov_dht_conf, authority), .max = 32, .need = dht_need},
+    {"certificate", K_HEX, OFF(ov_dht_conf, certificate), .max = 64, .need = dht_need},
+    {"prefixes", K_LIST, OFF(ov_dht_conf, nprefixes), .max = OVC_DHT_PREFIXES,
+     .one = one_dht_prefix, .need = dht_need},
+    {"locator", K_FN, .fn = dht_locator},
+    {"lookup", K_FN, .fn = dht_lookup},
+    {"cache-ttl", K_UINT, OFF(ov_dht_conf, cache_ttl_s), 5, 86400},
+    {"negative-ttl", K_UINT, OFF(ov_dht_conf, negative_ttl_s), 1, 3600},
+    {NULL},
+};
+
+/* n: the dht: mapping; at: its key (where errors about the section as a whole point).
+ * Read after the rest: the locator defaults to the gateway's listen address. */
 static int parse_dht(struct ctx *x, const yaml_node_t *n, const yaml_node_t *at, struct ov_conf *c)
 {
 	struct ov_dht_conf *d = &c->dht;
-	bool has_port = false, has_auth = false, has_cert = false, has_loc = false;
 	if (!n || n->type != YAML_MAPPING_NODE)
 		return fail(x, n, "dht: want a mapping");
 	d->enabled = true;
-	for (yaml_node_pair_t *kv = n->data.mapping.pairs.start; kv < n->data.mapping.pairs.top;
-	     kv++) {
-		yaml_node_t *kn = yaml_document_get_node(x->doc, kv->key);
-		yaml_node_t *vn = yaml_document_get_node(x->doc, kv->value);
-		const char *k = scalar(kn);
-		int r;
-		if (!k) {
-			r = fail(x, kn, "dht: keys are strings");
-		} else if (!strcmp(k, "port")) {
-			r = get_uint(x, vn, k, 1, 65535, &d->port);
-			has_port = true;
-		} else if (!strcmp(k, "network")) {
-			r = get_uint(x, vn, k, 0, 999999999, &d->network);
-		} else if (!strcmp(k, "bootstrap")) {
-			r = get_list(x, vn, k, OVC_MAX_BOOTSTRAP, &d->nbootstrap, one_bootstrap, d);
-		} else if (!strcmp(k, "authority")) {
-			r = get_hex(x, vn, k, d->authority, 32);
-			has_auth = true;
-		} else if (!strcmp(k, "certificate")) {
-			r = get_hex(x, vn, k, d->certificate, 64);
-			has_cert = true;
-		} else if (!strcmp(k, "prefixes")) {
-			r = get_list(x, vn, k, OVC_DHT_PREFIXES, &d->nprefixes, one_dht_prefix, d);
-		} else if (!strcmp(k, "locator")) {
-			r = get_sockaddr4(x, vn, k, &d->locator);
-			if (!r && !d->locator.sin_addr.s_addr)
-				r = fail(x, vn, "locator: 0.0.0.0 cannot be reached");
-			has_loc = true;
-		} else if (!strcmp(k, "lookup")) {
-			const char *s = scalar(vn);
-			if (s && !strcmp(s, "bsearch"))
-				d->lookup = 0;
-			else if (s && !strcmp(s, "walk"))
-				d->lookup = 1;
-			else
-				return fail(x, vn, "lookup: want 'bsearch' or 'walk'");
-			r = 0;
-		} else if (!strcmp(k, "cache-ttl")) {
-			r = get_uint(x, vn, k, 5, 86400, &d->cache_ttl_s);
-		} else if (!strcmp(k, "negative-ttl")) {
-			r = get_uint(x, vn, k, 1, 3600, &d->negative_ttl_s);
-		} else {
-			r = fail(x, kn, "dht: unknown key '%s'", k);
-		}
-		if (r)
-			return r;
-	}
-	if (!has_port || !has_auth || !has_cert || !d->nprefixes)
-		return fail(x, at,
-		            "dht: 'port', 'authority', 'certificate' and 'prefixes' are "
-		            "required");
-	if (!has_loc) {
+	int r = get_keys(x, n, at, "dht", dht_keys, d);
+	if (r)
+		return r;
+	if (!d->locator.sin_family) { /* not given: get_sockaddr4 sets the family */
 		if (!c->listen.sin_addr.s_addr)
 			return fail(x, at,
 			            "dht: 'locator' is required when gateway.listen is "
@@ -350,37 +412,27 @@ static int parse_dht(struct ctx *x, const yaml_node_t *n, const yaml_node_t *at,
 	return 0;
 }
 
-static int parse_resil(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
+/* ---- resiliency: ---- */
+
+static int resil_degraded(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
 {
-	struct ov_resil_conf *r = &c->resil;
-	if (!n || n->type != YAML_MAPPING_NODE)
-		return fail(x, n, "resiliency: want a mapping ({} for the defaults)");
-	r->enabled = true;
-	for (yaml_node_pair_t *kv = n->data.mapping.pairs.start; kv < n->data.mapping.pairs.top;
-	     kv++) {
-		yaml_node_t *kn = yaml_document_get_node(x->doc, kv->key);
-		yaml_node_t *vn = yaml_document_get_node(x->doc, kv->value);
-		const char *k = scalar(kn);
-		int ret;
-		if (!k)
-			ret = fail(x, kn, "resiliency: keys are strings");
-		else if (!strcmp(k, "dead-ms"))
-			ret = get_uint(x, vn, k, 300, 10000, &r->dead_ms);
-		else if (!strcmp(k, "budget"))
-			ret = get_uint(x, vn, k, 400, 100000, &r->budget_bps);
-		else if (!strcmp(k, "degraded-pct")) {
-			ret = get_uint(x, vn, k, 0, 100, &r->degraded_pct);
-			if (!ret && r->degraded_pct && r->degraded_pct < 5)
-				ret = fail(x, vn, "degraded-pct: want 0 (off) or 5..100");
-		} else if (!strcmp(k, "late-ms"))
-			ret = get_uint(x, vn, k, 10, 10000, &r->late_ms);
-		else
-			ret = fail(x, kn, "resiliency: unknown key '%s'", k);
-		if (ret)
-			return ret;
-	}
-	return 0;
+	struct ov_resil_conf *r = obj;
+	(void)kn;
+	int ret = get_uint(x, vn, "degraded-pct", 0, 100, &r->degraded_pct);
+	if (!ret && r->degraded_pct && r->degraded_pct < 5)
+		ret = fail(x, vn, "degraded-pct: want 0 (off) or 5..100");
+	return ret;
 }
+
+static const struct key resil_keys[] = {
+    {"dead-ms", K_UINT, OFF(ov_resil_conf, dead_ms), 300, 10000},
+    {"budget", K_UINT, OFF(ov_resil_conf, budget_bps), 400, 100000},
+    {"degraded-pct", K_FN, .fn = resil_degraded},
+    {"late-ms", K_UINT, OFF(ov_resil_conf, late_ms), 10, 10000},
+    {NULL},
+};
+
+/* ---- anycast: ---- */
 
 static int one_site(struct ctx *x, const yaml_node_t *n, size_t i, void *arg)
 {
@@ -395,109 +447,121 @@ static int one_site(struct ctx *x, const yaml_node_t *n, size_t i, void *arg)
 	return 0;
 }
 
-static int one_anycast(struct ctx *x, const yaml_node_t *n, size_t i, void *arg)
+/* refused as soon as read: before the keys after it */
+static int anycast_prefix(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
 {
-	struct ov_conf *c = arg;
-	struct ov_anycast_conf *a = &c->anycast[i];
-	bool has_prefix = false;
-	if (!n || n->type != YAML_MAPPING_NODE)
-		return fail(x, n, "anycast: each item is a mapping of 'prefix' and 'sites'");
-	for (yaml_node_pair_t *kv = n->data.mapping.pairs.start; kv < n->data.mapping.pairs.top;
-	     kv++) {
-		yaml_node_t *kn = yaml_document_get_node(x->doc, kv->key);
-		yaml_node_t *vn = yaml_document_get_node(x->doc, kv->value);
-		const char *k = scalar(kn), *v = scalar(vn);
-		int r;
-		if (!k) {
-			r = fail(x, kn, "anycast: keys are strings");
-		} else if (!strcmp(k, "prefix")) {
-			if (!v || prefix_parse(v, false, &a->prefix) ||
-			    a->prefix.family != PEAK_AFI_IP6 || !a->prefix.len)
-				return fail(x, vn,
-				            "prefix: '%s' is not an IPv6 prefix of length 1..128",
-				            v ? v : "?");
-			for (size_t k2 = 0; k2 < i; k2++)
-				if (c->anycast[k2].prefix.len == a->prefix.len &&
-				    !memcmp(c->anycast[k2].prefix.addr, a->prefix.addr, 16))
-					return fail(x, vn, "prefix: '%s' given twice", v);
-			has_prefix = true;
-			r = 0;
-		} else if (!strcmp(k, "sites")) {
-			r = get_list(x, vn, k, OVC_ANYCAST_SITES, &a->nsites, one_site, a);
-			if (!r && a->nsites < 2)
-				r = fail(x, vn, "sites: want 2..%d peers", OVC_ANYCAST_SITES);
-		} else {
-			r = fail(x, kn, "anycast: unknown key '%s'", k);
-		}
-		if (r)
-			return r;
-	}
-	if (!has_prefix || !a->nsites)
-		return fail(x, n, "anycast: 'prefix' and 'sites' are required");
+	struct ov_anycast_conf *a = obj;
+	const char *v = scalar(vn);
+	size_t i = (size_t)(a - x->c->anycast);
+	(void)kn;
+	if (!v || prefix_parse(v, false, &a->prefix) || a->prefix.family != PEAK_AFI_IP6 ||
+	    !a->prefix.len)
+		return fail(x, vn, "prefix: '%s' is not an IPv6 prefix of length 1..128",
+		            v ? v : "?");
+	for (size_t k = 0; k < i; k++)
+		if (x->c->anycast[k].prefix.len == a->prefix.len &&
+		    !memcmp(x->c->anycast[k].prefix.addr, a->prefix.addr, 16))
+			return fail(x, vn, "prefix: '%s' given twice", v);
 	return 0;
 }
 
+static int anycast_sites(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_anycast_conf *a = obj;
+	(void)kn;
+	int r = get_list(x, vn, "sites", OVC_ANYCAST_SITES, &a->nsites, one_site, a);
+	if (!r && a->nsites < 2)
+		r = fail(x, vn, "sites: want 2..%d peers", OVC_ANYCAST_SITES);
+	return r;
+}
+
+static const char anycast_need[] = "anycast: 'prefix' and 'sites' are required";
+static const struct key anycast_keys[] = {
+    {"prefix", K_FN, .fn = anycast_prefix, .need = anycast_need},
+    {"sites", K_FN, .fn = anycast_sites, .need = anycast_need},
+    {NULL},
+};
+
+static int one_anycast(struct ctx *x, const yaml_node_t *n, size_t i, void *arg)
+{
+	struct ov_conf *c = arg;
+	if (!n || n->type != YAML_MAPPING_NODE)
+		return fail(x, n, "anycast: each item is a mapping of 'prefix' and 'sites'");
+	return get_keys(x, n, n, "anycast", anycast_keys, &c->anycast[i]);
+}
+
+/* ---- the top level ---- */
+
+static int top_tun(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_conf *c = obj;
+	const char *s = scalar(vn);
+	(void)kn;
+	if (!s || !*s || strlen(s) >= sizeof(c->tun) || strchr(s, '/'))
+		return fail(x, vn, "tun: want an interface name of 1..15 characters");
+	strcpy(c->tun, s);
+	return 0;
+}
+
+static int top_address(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_conf *c = obj;
+	const char *s = scalar(vn);
+	uint8_t fam;
+	(void)kn;
+	if (!s || addr_parse(s, &fam, c->address) || fam != PEAK_AFI_IP6)
+		return fail(x, vn, "address: want an IPv6 address");
+	return 0;
+}
+
+static int top_gateway(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	(void)kn;
+	if (!vn || vn->type != YAML_MAPPING_NODE)
+		return fail(x, vn, "gateway: want a mapping");
+	return get_keys(x, vn, vn, "gateway", gw_keys, obj);
+}
+
+static int top_resil(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_conf *c = obj;
+	(void)kn;
+	if (!vn || vn->type != YAML_MAPPING_NODE)
+		return fail(x, vn, "resiliency: want a mapping ({} for the defaults)");
+	c->resil.enabled = true;
+	return get_keys(x, vn, vn, "resiliency", resil_keys, &c->resil);
+}
+
+static int top_dht(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	(void)obj;
+	x->dht = vn;
+	x->dht_key = kn;
+	return 0;
+}
+
+static const struct key top_keys[] = {
+    {"tun", K_FN, .fn = top_tun},
+    {"mtu", K_UINT, OFF(ov_conf, mtu), 1280, 1500},
+    {"icmp-rate", K_UINT, OFF(ov_conf, icmp_rate), 1, 10000},
+    {"address", K_FN, .fn = top_address, .need = "'address' is required"},
+    {"gateway", K_FN, .fn = top_gateway, .need = "'gateway' is required", .once = true},
+    {"resiliency", K_FN, .fn = top_resil, .once = true},
+    {"anycast", K_LIST, OFF(ov_conf, nanycast), .max = OVC_MAX_ANYCAST, .one = one_anycast,
+     .once = true},
+    {"dht", K_FN, .fn = top_dht, .once = true},
+    {NULL},
+};
+
 static int parse_top(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 {
-	bool has_addr = false, has_gw = false;
-	const yaml_node_t *dht = NULL, *dht_key = NULL;
-	for (yaml_node_pair_t *kv = n->data.mapping.pairs.start; kv < n->data.mapping.pairs.top;
-	     kv++) {
-		yaml_node_t *kn = yaml_document_get_node(x->doc, kv->key);
-		yaml_node_t *vn = yaml_document_get_node(x->doc, kv->value);
-		const char *k = scalar(kn);
-		int r;
-		if (!k) {
-			r = fail(x, kn, "keys are strings");
-		} else if (!strcmp(k, "tun")) {
-			const char *s = scalar(vn);
-			if (!s || !*s || strlen(s) >= sizeof(c->tun) || strchr(s, '/'))
-				return fail(x, vn,
-				            "tun: want an interface name of 1..15 characters");
-			strcpy(c->tun, s);
-			r = 0;
-		} else if (!strcmp(k, "mtu")) {
-			r = get_uint(x, vn, k, 1280, 1500, &c->mtu);
-		} else if (!strcmp(k, "icmp-rate")) {
-			r = get_uint(x, vn, k, 1, 10000, &c->icmp_rate);
-		} else if (!strcmp(k, "address")) {
-			const char *s = scalar(vn);
-			uint8_t fam;
-			if (!s || addr_parse(s, &fam, c->address) || fam != PEAK_AFI_IP6)
-				return fail(x, vn, "address: want an IPv6 address");
-			has_addr = true;
-			r = 0;
-		} else if (!strcmp(k, "gateway")) {
-			r = has_gw ? fail(x, kn, "gateway: given twice") : parse_gateway(x, vn, c);
-			has_gw = true;
-		} else if (!strcmp(k, "resiliency")) {
-			r = c->resil.enabled ? fail(x, kn, "resiliency: given twice")
-			                     : parse_resil(x, vn, c);
-		} else if (!strcmp(k, "anycast")) {
-			r = c->nanycast
-			        ? fail(x, kn, "anycast: given twice")
-			        : get_list(x, vn, k, OVC_MAX_ANYCAST, &c->nanycast, one_anycast, c);
-		} else if (!strcmp(k, "dht")) {
-			r = dht ? fail(x, kn, "dht: given twice") : 0;
-			dht = vn;
-			dht_key = kn;
-		} else {
-			r = fail(x, kn, "unknown key '%s'", k);
-		}
-		if (r)
-			return r;
-	}
-	if (!has_addr)
-		return fail(x, n, "'address' is required");
-	if (!has_gw)
-		return fail(x, n, "'gateway' is required");
+	int r = get_keys(x, n, n, NULL, top_keys, c);
+	if (r)
+		return r;
 	if (c->nanycast && !c->resil.enabled)
 		return fail(x, n,
 		            "anycast: needs 'resiliency' (its probes measure the sites' RTT)");
-	/* after the gateway: the locator defaults to its listen address */
-	if (dht_key && !dht)
-		return fail(x, dht_key, "dht: want a mapping");
-	return dht ? parse_dht(x, dht, dht_key, c) : 0;
+	return x->dht ? parse_dht(x, x->dht, x->dht_key, c) : 0;
 }
 
 int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_conf *c, char *err,
@@ -505,7 +569,7 @@ int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_co
 {
 	yaml_document_t doc;
 	yaml_node_t *root;
-	struct ctx x = {&doc, name, err, errlen, false};
+	struct ctx x = {&doc, name, err, errlen, false, c, NULL, NULL};
 	int ret;
 
 	memset(c, 0, sizeof(*c));

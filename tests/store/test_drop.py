@@ -14,6 +14,8 @@ its slice says. The routes follow each pod's logged blocks, as an agent moves th
 import os
 import shutil
 import signal
+from contextlib import contextmanager
+from types import SimpleNamespace
 
 import pytest
 
@@ -59,49 +61,75 @@ def health(net, ctl, pid, state, movers):
     reroute(net, movers)
 
 
-def start(net, ctl, tmp_path):
-    """Drains s3, writes N objects to s1 and s2, starts a reader; returns (objects by
-    pod, the reader, its stop file)."""
+OLD = ("s1", "s2")  # the old owners: they hold every object while s3 is drained
+
+
+def old_total(pods, name):
+    """A metric summed over the old owners."""
+    return sum(metric(pods[p], name) for p in OLD)
+
+
+def drain_and_write(net, ctl):
+    """Waits for the three pods to link, drains s3, writes N objects to s1 and s2; returns
+    the objects by pod."""
     pods = net.pods
     for pod in pods.values():
         wait_for(lambda: "connected to controller" in pod.logtext(), f"{pod.id} linked")
     wait_for(lambda: ctl.log_path.read_text().count("(authenticated)") >= 3, "3 hellos")
-    health(net, ctl, "s3", "down", ("s1", "s2"))
-    assert "0 slice(s) here" in pods["s3"].logtext()
+    health(net, ctl, "s3", "down", OLD)
     p = bulk(net, "put", str(N))
     _, err = p.communicate(timeout=120)
     assert p.returncode == 0, err
-    before = {pid: objects(pod) for pid, pod in pods.items()}
+    return {pid: objects(pod) for pid, pod in pods.items()}
+
+
+def start(net, ctl):
+    """drain_and_write, checking that s3 holds nothing and s1 and s2 all N objects."""
+    before = drain_and_write(net, ctl)
+    assert "0 slice(s) here" in net.pods["s3"].logtext()
     assert not before["s3"] and len(before["s1"] | before["s2"]) == N
+    return before
+
+
+def reads_past(reader, pod, count, what):
+    """Waits until pod answered more than count GETs, or the reader ended."""
+    wait_for(lambda: reader.poll() is not None or metric(pod, GETS) > count, what)
+
+
+@contextmanager
+def reading(net, tmp_path):
+    """Reads the N objects round after round while the with block runs (once the first
+    reads came through); then checks that none failed. Yields the reader (.proc), whose
+    summary line is in .out afterwards."""
     stop = tmp_path / "stop"
-    reader = bulk(net, "get", str(N), str(stop))
-    wait_for(lambda: reader.poll() is not None or metric(pods["s1"], GETS) > 10,
-             "first reads")
-    return before, reader, stop
+    reader = SimpleNamespace(proc=bulk(net, "get", str(N), str(stop)), out=None)
+    try:
+        reads_past(reader.proc, net.pods["s1"], 10, "first reads")
+        yield reader
+    finally:
+        stop.write_text("")
+        out, err = reader.proc.communicate(timeout=120)
+    assert reader.proc.returncode == 0, out + err
+    assert " failed 0 " in out, out
+    reader.out = out
 
 
 def test_old_owners_drop_what_moved_once_confirmed(live, tmp_path):
     net, ctl = live
     pods = net.pods
-    before, reader, stop = start(net, ctl, tmp_path)
-    bytes0 = {pid: body_bytes(pods[pid]) for pid in ("s1", "s2")}
-    try:
+    before = start(net, ctl)
+    with reading(net, tmp_path) as reader:
+        bytes0 = {pid: body_bytes(pods[pid]) for pid in OLD}
         health(net, ctl, "s3", "up", ("s3",))
         held = blocks_now(pods["s3"])
         moved = {f for f in before["s1"] | before["s2"] if slice_held(f, held)}
         assert 0 < len(moved) < N
-        wait_for(lambda: sum(metric(pods[p], "peak_store_dropped_total")
-                             for p in ("s1", "s2")) >= len(moved), "the drops", 60)
-        got = metric(pods["s3"], GETS)
-        wait_for(lambda: reader.poll() is not None or metric(pods["s3"], GETS) > got + 30,
-                 "reads after the drops")
-    finally:
-        stop.write_text("")
-        out, err = reader.communicate(timeout=120)
-    assert reader.returncode == 0, out + err
-    assert " failed 0 " in out, out
+        wait_for(lambda: old_total(pods, "peak_store_dropped_total") >= len(moved),
+                 "the drops", 60)
+        reads_past(reader.proc, pods["s3"], metric(pods["s3"], GETS) + 30,
+                   "reads after the drops")
     assert objects(pods["s3"]) == moved
-    for pid in ("s1", "s2"):
+    for pid in OLD:
         m = pods[pid].metrics()
         gone = before[pid] & moved
         assert objects(pods[pid]) == before[pid] - moved, pid
@@ -113,35 +141,29 @@ def test_old_owners_drop_what_moved_once_confirmed(live, tmp_path):
         assert "store: drop: " in pods[pid].logtext()
         assert not pods[pid].tombs(), "a drop is not a delete: no tombstone"
     print(f"moved {len(moved)} of {N}; dropped by s1 "
-          f"{len(before['s1'] & moved)}, s2 {len(before['s2'] & moved)}; reader: {out.strip()}")
+          f"{len(before['s1'] & moved)}, s2 {len(before['s2'] & moved)}; "
+          f"reader: {reader.out.strip()}")
 
 
 def test_a_flap_loses_nothing(live, tmp_path):
     net, ctl = live
     pods = net.pods
-    before, reader, stop = start(net, ctl, tmp_path)
-    try:
+    before = start(net, ctl)
+    with reading(net, tmp_path) as reader:
         health(net, ctl, "s3", "up", ("s3",))
         # the flap: s3 leaves again as soon as the old owners began dropping its slices'
         # copies (mid-move: some dropped, the rest still being confirmed)
-        wait_for(lambda: any(metric(pods[p], "peak_store_dropped_total") > 0
-                             for p in ("s1", "s2")), "the first drop", 60)
-        health(net, ctl, "s3", "down", ("s1", "s2"))
+        wait_for(lambda: old_total(pods, "peak_store_dropped_total") > 0, "the first drop", 60)
+        health(net, ctl, "s3", "down", OLD)
         assert "0 slice(s) here" in pods["s3"].logtext().rsplit("new map", 1)[1]
         # s1 and s2 pull back what they dropped, then s3 drops all it held
         wait_for(lambda: not objects(pods["s3"]), "s3 to drop its copies", 60)
-        got = metric(pods["s1"], GETS)
-        wait_for(lambda: reader.poll() is not None or metric(pods["s1"], GETS) > got + 30,
-                 "reads after the flap")
-    finally:
-        stop.write_text("")
-        out, err = reader.communicate(timeout=120)
-    assert reader.returncode == 0, out + err
-    assert " failed 0 " in out, out
+        reads_past(reader.proc, pods["s1"], metric(pods["s1"], GETS) + 30,
+                   "reads after the flap")
     after = {pid: objects(pod) for pid, pod in pods.items()}
     assert after["s1"] | after["s2"] == before["s1"] | before["s2"], "objects lost"
     assert not after["s1"] & after["s2"]
-    for pid in ("s1", "s2"):
+    for pid in OLD:
         assert after[pid] == {f for f in after[pid] if slice_held(f, blocks_now(pods[pid]))}
     m3 = pods["s3"].metrics()
     assert m3["peak_store_dropped_total"] > 0 and m3["peak_store_drop_unconfirmed"] == 0, m3
@@ -158,33 +180,26 @@ def test_no_drop_without_the_holders_confirmation(live, tmp_path):
     their next pass (1 s, 2 s, ... after) drops the copies it confirms."""
     net, ctl = live
     pods = net.pods
-    for pod in pods.values():
-        wait_for(lambda: "connected to controller" in pod.logtext(), f"{pod.id} linked")
-    wait_for(lambda: ctl.log_path.read_text().count("(authenticated)") >= 3, "3 hellos")
-    health(net, ctl, "s3", "down", ("s1", "s2"))
-    p = bulk(net, "put", str(N))
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 0, err
-    before = {pid: objects(pod) for pid, pod in pods.items()}
+    before = drain_and_write(net, ctl)
     pods["s3"].stop(signal.SIGKILL)
     shutil.rmtree(pods["s3"].data)  # not even an old copy there
-    mapped = {p: maps(pods[p]) for p in ("s1", "s2")}
+    mapped = {p: maps(pods[p]) for p in OLD}
     ctl.ctl("health", NAME, "s3", "up")
-    for p in ("s1", "s2"):
+    for p in OLD:
         wait_for(lambda: maps(pods[p]) > mapped[p], f"{p}'s map", 60)
         wait_for(lambda: "kept until their holders confirm" in pods[p].logtext(),
                  f"{p}'s first drop pass", 60)
-    assert {p: objects(pods[p]) for p in ("s1", "s2")} == {p: before[p] for p in ("s1", "s2")}
-    unconfirmed = sum(metric(pods[p], "peak_store_drop_unconfirmed") for p in ("s1", "s2"))
+    assert {p: objects(pods[p]) for p in OLD} == {p: before[p] for p in OLD}
+    unconfirmed = old_total(pods, "peak_store_drop_unconfirmed")
     assert unconfirmed > 0
-    assert sum(metric(pods[p], "peak_store_dropped_total") for p in ("s1", "s2")) == 0
+    assert old_total(pods, "peak_store_dropped_total") == 0
     pods["s3"].start()
     wait_for(lambda: "store: migration done" in pods["s3"].logtext(), "s3's walk", 60)
-    wait_for(lambda: all(metric(pods[p], "peak_store_drop_unconfirmed") == 0
-                         for p in ("s1", "s2")), "the drops after s3 came back", 60)
+    wait_for(lambda: all(metric(pods[p], "peak_store_drop_unconfirmed") == 0 for p in OLD),
+             "the drops after s3 came back", 60)
     moved = objects(pods["s3"])
     assert len(moved) == unconfirmed
-    for p in ("s1", "s2"):
+    for p in OLD:
         assert objects(pods[p]) == before[p] - moved, p
     assert sum(len(objects(pod)) for pod in pods.values()) == N
 
@@ -197,14 +212,7 @@ def test_a_copy_deleted_at_its_new_owner_is_dropped_too(live_slow, tmp_path):
     asked about every minute."""
     net, ctl = live_slow
     pods = net.pods
-    for pod in pods.values():
-        wait_for(lambda: "connected to controller" in pod.logtext(), f"{pod.id} linked")
-    wait_for(lambda: ctl.log_path.read_text().count("(authenticated)") >= 3, "3 hellos")
-    health(net, ctl, "s3", "down", ("s1", "s2"))
-    p = bulk(net, "put", str(N))
-    _, err = p.communicate(timeout=120)
-    assert p.returncode == 0, err
-    before = {pid: objects(pod) for pid, pod in pods.items()}
+    before = drain_and_write(net, ctl)
     done0 = pods["s3"].logtext().count("store: migration done")
     health(net, ctl, "s3", "up", ("s3",))
     wait_for(lambda: pods["s3"].logtext().count("store: migration done") > done0,
@@ -214,11 +222,10 @@ def test_a_copy_deleted_at_its_new_owner_is_dropped_too(live_slow, tmp_path):
     for f in doomed:
         r = net.store("delete", NAME, key_of(pods["s3"].data / f))
         assert r.returncode == 0, r.stderr
-    assert all(metric(pods[p], "peak_store_dropped_total") == 0 for p in ("s1", "s2")), \
+    assert all(metric(pods[p], "peak_store_dropped_total") == 0 for p in OLD), \
         "dropped before the deletes: the test's delay is too short for this machine"
-    wait_for(lambda: sum(metric(pods[p], "peak_store_dropped_total")
-                         for p in ("s1", "s2")) >= len(moved), "the drops", 60)
-    for p in ("s1", "s2"):
+    wait_for(lambda: old_total(pods, "peak_store_dropped_total") >= len(moved), "the drops", 60)
+    for p in OLD:
         assert metric(pods[p], "peak_store_drop_unconfirmed") == 0, p
         assert objects(pods[p]) == before[p] - moved, p
     assert objects(pods["s3"]) == moved - set(doomed)
