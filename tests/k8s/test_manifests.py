@@ -1,5 +1,7 @@
 """deploy/kubernetes checked against what the code calls and needs (python3-yaml):
-the RBAC rules are exactly the API calls src/k8s makes (verbs and resources, no more);
+the RBAC rules are exactly the API calls src/k8s makes (verbs and resources, no more), and
+the namespaced Roles exactly those of the controller's Kubernetes store
+(src/controller/store_kube.c) and of peak dns following its ConfigMap (src/dns/follow.c);
 every command's options exist in its --help; ports, the Services' targets, the agent's
 host network, capabilities and bpffs mount, the config mount, the service account; the
 Containerfile's run-time packages hold every library peak links. No cluster runs here:
@@ -60,17 +62,74 @@ def test_rbac_is_what_the_client_calls():
                     ("discovery.k8s.io", "endpointslices", "watch"),
                     ("", "secrets", "get")}, need
     role = find("ClusterRole", "peak-controller")
-    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
-               for r in rule["resources"] for v in rule["verbs"]}
-    assert granted == need
+    assert granted(role) == need
     b = find("ClusterRoleBinding", "peak-controller")
     assert b["roleRef"]["name"] == "peak-controller"
     sa = b["subjects"][0]
     assert find("ServiceAccount", sa["name"])["metadata"]["namespace"] == sa["namespace"]
     spec, _ = containers("Deployment", "peak-controller")
     assert spec["serviceAccountName"] == sa["name"]
-    for kind, name in (("Deployment", "peak-dns"), ("DaemonSet", "peak-agent")):
-        assert containers(kind, name)[0]["automountServiceAccountToken"] is False
+    assert containers("DaemonSet", "peak-agent")[0]["automountServiceAccountToken"] is False
+
+
+def store_calls():
+    """The (apiGroup, resource, verb) of the controller's Kubernetes store, read from
+    store_kube.c function by function (each touches one resource): GET of the nodes' Lease
+    list is list, any other GET get, PUT update, POST create."""
+    src = open(os.path.join(SRC, "src", "controller", "store_kube.c")).read()
+    need = set()
+    for f in re.split(r"\n(?=[a-z][^\n]*\)\n\{)", src):
+        calls = re.findall(r'kube_call\(s->k, "(\w+)", ([\w>-]+)', f)
+        if not calls:
+            continue
+        res = {r for key, r in (("lease", "leases"), ("nodes_path", "leases"),
+                                ("cm_", "configmaps"), ("configmaps", "configmaps")) if key in f}
+        assert len(res) == 1, (f.split("\n", 1)[0], res)  # one resource a function
+        res = res.pop()
+        group = "coordination.k8s.io" if res == "leases" else ""
+        for method, path in calls:
+            verb = {"PUT": "update", "POST": "create"}.get(method) or (
+                "list" if path == "s->nodes_path" else "get")
+            need.add((group, res, verb))
+    return need
+
+
+def follow_calls():
+    """peak dns --store kubernetes: one collection listed, then watched (kube_open_one)."""
+    src = open(os.path.join(SRC, "src", "dns", "follow.c")).read()
+    paths = re.findall(r'"/api/v1/namespaces/%s/(\w+)"', src)
+    assert "kube_open_one" in src and paths
+    return {("", r, v) for r in paths for v in ("list", "watch")}
+
+
+def granted(role):
+    return {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"]
+            for r in rule["resources"] for v in rule["verbs"]}
+
+
+@pytest.mark.parametrize("deploy,role,calls", [("peak-controller", "peak-controller-store",
+                                                store_calls),
+                                               ("peak-dns", "peak-dns", follow_calls)])
+def test_store_roles_are_what_the_stores_call(deploy, role, calls):
+    need = calls()
+    if deploy == "peak-controller":
+        assert need == {("coordination.k8s.io", "leases", v)
+                        for v in ("get", "list", "create", "update")} | {
+            ("", "configmaps", v) for v in ("get", "create", "update")}, need
+    r = find("Role", role)
+    assert r["metadata"]["namespace"] == "peak-system"
+    assert granted(r) == need
+    b = find("RoleBinding", role)
+    assert b["roleRef"] == {"apiGroup": "rbac.authorization.k8s.io", "kind": "Role",
+                            "name": role}
+    sa = b["subjects"][0]
+    assert sa["namespace"] == "peak-system"
+    find("ServiceAccount", sa["name"])
+    spec, cs = containers("Deployment", deploy)
+    assert spec["serviceAccountName"] == sa["name"]
+    assert spec.get("automountServiceAccountToken", True) is True  # the token it calls with
+    cmd = next(c["command"] for c in cs.values() if c["command"][0] == "peak")
+    assert cmd[cmd.index("--store") + 1] == "kubernetes"
 
 
 def opts(cmd):
@@ -134,8 +193,8 @@ def test_controller_and_dns_two_replicas_and_port_53():
     _, cs = containers("Deployment", "peak-controller")
     cmd = cs["controller"]["command"]
     assert cmd[cmd.index("--source") + 1] == "kubernetes"
-    # two controllers need the store that elects one leader
-    assert cmd[cmd.index("--store") + 1] == "etcd"
+    # two controllers need a store that elects one leader: the Lease, nothing to run beside
+    assert cmd[cmd.index("--store") + 1] == "kubernetes"
     assert cs["controller"]["readinessProbe"]["tcpSocket"]["port"] == 4000
     _, ds = containers("Deployment", "peak-dns")
     dns = ds["dns"]
