@@ -52,10 +52,12 @@
  *
  * A stall of the slave's own (the daemon not scheduled, its ticks more than RS_STALL_MS apart,
  * as on a loaded host) says nothing of the paths: their packets waited in the socket, unread.
- * Silence is then counted from the end of the stall, the probes in flight across it are
- * forgotten (their loss or RTT is ours), and for dead-ms a peer's flag saying it hears nothing
- * from us is not taken (it was true while we slept, and the peer hears us again once our
- * packets go out).
+ * Nothing is judged for a tick after it (the queue is read first); a stall of dead-ms / 2 or
+ * more also starts the silence afresh (the peers may have had nothing to send us, as we sent
+ * nothing); the probes in flight across it are forgotten (their loss or RTT is ours); and a
+ * peer's flag saying it hears nothing from us is not taken for two down-probe periods (it was
+ * true while we slept, and the peer hears us again once our packets go out). The peers' flags
+ * are not taken for dead-ms after start either (a restart's stale flags).
  *
  * A relay that does not hear the destination lately answers our relayed packets with
  * OVW_RELAY_LOST instead of forwarding them (gateway.c): it is then no relay to that peer
@@ -130,8 +132,10 @@ struct rs {
 	unsigned keepalive_s;  /* a peer not heard within 3 of these is no relay */
 	struct rs_peer *peers; /* RS_MAX_PEERS */
 	int tfd;
-	uint64_t listen_ms;    /* attached, or the end of the last stall of our own */
-	uint64_t last_tick_ms; /* the last tick, or the end of a stall (own_stall) */
+	uint64_t listen_ms;     /* attached, or the end of our last long stall (own_stall) */
+	uint64_t last_tick_ms;  /* the last tick, or the end of a stall (own_stall) */
+	uint64_t judge_from_ms; /* after a stall: what it queued is read first */
+	uint64_t flags_from_ms; /* peers' "we hear nothing from you" flags are taken from then */
 	/* counters: the loop writes, the metrics thread reads (__atomic) */
 	uint64_t downs, ups, probes, acks, limited, no_relay, relayed_now, degrades, recovers,
 	    stalls, reports_tx, reports_rx;
@@ -204,8 +208,10 @@ static void probe(struct rs *r, uint32_t i, uint64_t now)
 }
 
 /* Called at each tick and each probe packet: if the last tick is more than RS_STALL_MS ago,
- * we were stalled (see the top comment): silence counts from now, the probes in flight are
- * forgotten and the peers' "we hear nothing from you" flags dropped. */
+ * we were stalled (see the top comment): nothing is judged for a tick (the packets the stall
+ * queued are read first), silence counts from now if it was dead-ms / 2 or longer, the probes
+ * in flight are forgotten and the peers' "we hear nothing from you" flags dropped and not
+ * taken for two down-probe periods (those sent while we slept arrive first). */
 static void own_stall(struct rs *r, uint64_t now)
 {
 	if (!r->last_tick_ms || now <= r->last_tick_ms + RS_STALL_MS) {
@@ -213,10 +219,14 @@ static void own_stall(struct rs *r, uint64_t now)
 			r->last_tick_ms = now;
 		return;
 	}
-	log_msg(LOG_INFO, "overlay: resiliency: stalled for %llu ms: the paths are judged from now",
-	        (unsigned long long)(now - r->last_tick_ms));
+	uint64_t gap = now - r->last_tick_ms;
+	log_msg(LOG_INFO, "overlay: resiliency: stalled for %llu ms: the paths are judged afresh",
+	        (unsigned long long)gap);
 	CNT_ADD(r, stalls, 1);
-	r->listen_ms = now;
+	if (gap >= r->conf.dead_ms / 2)
+		r->listen_ms = now; /* long: the peers may have had nothing to send */
+	r->judge_from_ms = now + RS_TICK_MS;
+	r->flags_from_ms = now + 2 * RS_DOWN_PROBE_MS;
 	r->last_tick_ms = now;
 	for (size_t i = 0; i < RS_MAX_PEERS; i++) {
 		ps_forget_pending(&r->peers[i].ps);
@@ -451,6 +461,7 @@ static void tick(struct rs *r, uint64_t now)
 	uint64_t now_us = peak_mono_ns() / 1000;
 	own_stall(r, now);
 	r->last_tick_ms = now;
+	bool judging = now >= r->judge_from_ms;
 	for (uint32_t i = 0; i < n; i++) {
 		struct rs_peer *p = &r->peers[i];
 		struct gw_peer_info in;
@@ -466,6 +477,8 @@ static void tick(struct rs *r, uint64_t now)
 			p->last_heard_ms = in.last_rx_ms;
 			p->unanswered = 0;
 		}
+		if (!judging)
+			continue;
 		uint64_t since = p->last_heard_ms > r->listen_ms ? p->last_heard_ms : r->listen_ms;
 		uint64_t silent = now - since;
 		ps_expire(&p->ps, now_us, (uint64_t)RS_LOST_MS * 1000);
@@ -520,7 +533,7 @@ static void on_probe(void *arg, uint32_t cookie, uint8_t type, const uint8_t bod
 		 * before its sender saw one of our echoes): both ways work; or if it may have been
 		 * sent while we were stalled (or not started) */
 		if ((v & RS_FLAG_DOWN) && now - p->last_ack_ms > 2 * RS_DOWN_PROBE_MS &&
-		    now - r->listen_ms >= r->conf.dead_ms)
+		    now >= r->flags_from_ms)
 			p->peer_has_us_down = true;
 		if (!(v & RS_FLAG_DOWN))
 			p->up_probe_ms = now;
@@ -567,6 +580,7 @@ static int rs_attach(struct ov_slave *s, struct ov_master *m)
 	int ret;
 	r->m = m;
 	r->listen_ms = peak_mono_ms();
+	r->flags_from_ms = r->listen_ms + r->conf.dead_ms; /* a restart's stale flags */
 	for (size_t i = 0; i < RS_MAX_PEERS; i++) {
 		r->peers[i].relay = GW_DIRECT;
 		for (int k = 0; k < 2; k++) {
