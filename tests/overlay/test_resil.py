@@ -12,6 +12,7 @@ counted at C, beside a good one C forwards.
     gA 10.0.1.2       gB 10.0.2.2       gC 10.0.3.2
       +--------------- r ---------------+      (r drops 10.0.1.2 <-> 10.0.2.2 when cut)
 """
+import contextlib
 import hashlib
 import json
 import os
@@ -42,6 +43,13 @@ class ResilBed(PubBed):
         else:
             nsx(self.n("r"), "nft", "delete", "table", "ip", "cut")
 
+    def stop_all_clean(self):
+        """Stops every site's daemon: each exits 0 with no sanitizer report in its log."""
+        for s in SITES:
+            assert self.stop(s) == 0, self.logs[s].read_text()
+            log = self.logs[s].read_text()
+            assert "AddressSanitizer" not in log and "runtime error" not in log, log
+
     def path(self, s, peer):
         """'direct', 'down via X' or None, from the resiliency slave's show lines."""
         m = re.search(rf"^path {peer} (\S+) via (\S+) ", self.ctl(s, "show", "peers").stdout,
@@ -51,16 +59,25 @@ class ResilBed(PubBed):
         return m.group(1) if m.group(1) == "direct" else f"{m.group(1)} via {m.group(2)}"
 
 
-@pytest.fixture
-def bed(tmp_path):
-    b = ResilBed(tmp_path, "rs")
+@contextlib.contextmanager
+def running_bed(tmp_path, prefix, resil):
+    """A ResilBed (namespaces named from prefix) with the resiliency section resil and every
+    site's daemon started; its namespaces removed however the test ends."""
+    b = ResilBed(tmp_path, prefix)
     try:
-        b.build(resil=f"resiliency:\n  dead-ms: {DEAD_MS}\n  budget: {BUDGET}\n")
+        b.build(resil=resil)
         for s in SITES:
             b.start(s)
         yield b
     finally:
         b.cleanup()
+
+
+@pytest.fixture
+def bed(tmp_path):
+    with running_bed(tmp_path, "rs",
+                     f"resiliency:\n  dead-ms: {DEAD_MS}\n  budget: {BUDGET}\n") as b:
+        yield b
 
 
 ECHO = r"""
@@ -242,7 +259,4 @@ def test_cut_link_relays_through_c_and_returns(bed):
     wait_for("bad relays counted", lambda: (lambda m: (
         m[fwd] - before[fwd], drops(m, "relay") - drops(before, "relay"),
         drops(m, "source") - drops(before, "source")) == (1, 1, 1))(b.metrics("c")))
-    for s in SITES:
-        assert b.stop(s) == 0, b.logs[s].read_text()
-        log = b.logs[s].read_text()
-        assert "AddressSanitizer" not in log and "runtime error" not in log, log
+    b.stop_all_clean()

@@ -22,7 +22,7 @@ import time
 import pytest
 from ovbed import nsx, wait_for
 from pubbed import ADDR, SITES
-from test_resil import ECHO, PROBE, ResilBed
+from test_resil import ECHO, PROBE, running_bed
 
 BUDGET = 16000  # 6 probes/s a peer: a share is seen in about 2 s (1000: about 20 s)
 LOSS = 40
@@ -51,14 +51,8 @@ RESIL = (f"resiliency:\n  dead-ms: 600\n  budget: {BUDGET}\n"
 
 @pytest.fixture
 def bed(tmp_path):
-    b = ResilBed(tmp_path, "rd")
-    try:
-        b.build(resil=RESIL)
-        for s in SITES:
-            b.start(s)
+    with running_bed(tmp_path, "rd", RESIL) as b:
         yield b
-    finally:
-        b.cleanup()
 
 
 def echoed(got, t0, t1):
@@ -171,7 +165,4 @@ def test_lossy_path_is_relayed_and_comes_back(bed):
     for s in SITES:
         sent = b.metrics(s)["peak_overlay_gw_probes_sent_total"]
         assert sent * 80 <= 2 * (BUDGET / 16 * elapsed + 16 * 80), (s, sent, elapsed)
-    for s in SITES:
-        assert b.stop(s) == 0, b.logs[s].read_text()
-        log = b.logs[s].read_text()
-        assert "AddressSanitizer" not in log and "runtime error" not in log, log
+    b.stop_all_clean()

@@ -18,8 +18,7 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "overlay"))
 from ovbed import wait_for  # noqa: E402
-from pubbed import SITES  # noqa: E402
-from test_resil import ResilBed  # noqa: E402
+from test_resil import running_bed  # noqa: E402
 from test_resil_degraded import RESIL, lossy  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
@@ -27,14 +26,8 @@ pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network n
 
 @pytest.fixture
 def bed(tmp_path):
-    b = ResilBed(tmp_path, "rdd")
-    try:
-        b.build(resil=RESIL)
-        for s in SITES:
-            b.start(s)
+    with running_bed(tmp_path, "rdd", RESIL) as b:
         yield b
-    finally:
-        b.cleanup()
 
 
 def ups(b, s):
@@ -64,7 +57,4 @@ def test_lossy_path_back_from_down_stays_relayed(bed):
     finally:
         ping.kill()
         ping.wait()
-    for s in SITES:
-        assert b.stop(s) == 0, b.logs[s].read_text()
-        log = b.logs[s].read_text()
-        assert "AddressSanitizer" not in log and "runtime error" not in log, log
+    b.stop_all_clean()

@@ -23,21 +23,15 @@ import pytest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "overlay"))
 from ovbed import wait_for  # noqa: E402
-from test_resil import ResilBed  # noqa: E402
+from test_resil import running_bed  # noqa: E402
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
 
 @pytest.fixture
 def bed(tmp_path):
-    b = ResilBed(tmp_path, "rst")
-    try:
-        b.build(resil="resiliency:\n  dead-ms: 600\n")
-        for s in ("a", "b", "c"):
-            b.start(s)
+    with running_bed(tmp_path, "rst", "resiliency:\n  dead-ms: 600\n") as b:
         yield b
-    finally:
-        b.cleanup()
 
 
 def test_own_stall_is_not_peer_silence(bed):
@@ -65,7 +59,4 @@ def test_own_stall_is_not_peer_silence(bed):
     finally:
         ping.kill()
         ping.wait()
-    for s in ("a", "b", "c"):
-        assert b.stop(s) == 0, b.logs[s].read_text()
-        log = b.logs[s].read_text()
-        assert "AddressSanitizer" not in log and "runtime error" not in log, log
+    b.stop_all_clean()
