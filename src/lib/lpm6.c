@@ -6,6 +6,34 @@
 #include <sys/mman.h>
 
 /*
+ * Layout. Two structures hold the same prefixes:
+ *  - the trie of record: a path-compressed binary trie (struct lpm6_node, 32 bytes, in one
+ *    array indexed by 32-bit numbers, about 2 nodes a prefix). Adds, removes, gets and walks
+ *    use it; lookups reach it only in the deep regions below (past 68 bits).
+ *  - the read path: a poptrie patched on every change. A direct table of 2^14 entries (the
+ *    first 14 bits) names a node or a leaf. A node (struct lpm6_pnode, 24 bytes) covers 6 more
+ *    bits: 64 entries, each a child node or a leaf; its children sit in one block (base1), its
+ *    leaves in another (base0), and entry v is found by counting the bits set below v in
+ *    vector (children) or leafvec (runs of equal leaves, stored once). A leaf (struct
+ *    lpm6_leaf, 32 bytes, never straddling a cache line) holds the longest prefix covering its
+ *    whole region and a copy of the region's topmost longer prefix (the tail's first trie node):
+ *    the lookup compares the address against that copy and is done.
+ *  - where nodes stop: a region (the span of one entry) whose trie subtree is one node ends in a
+ *    leaf with that node copied, so a lookup in a region of fewer than 68 bits reads only the
+ *    direct table, the nodes on its path and one leaf, never the trie: a region there holding
+ *    two or more trie nodes gets a node of its own. Regions of 68 bits or more (inside a /64,
+ *    where hosts crowd) end in a leaf when their subtree has up to 3 nodes, and a lookup that
+ *    matches a copied node with children walks the trie from it (at most a few nodes), which
+ *    keeps a dense /64 from costing a chain of nodes per host pair. The direct table (64 KB)
+ *    and the first levels of nodes are read by every lookup and stay in the cache; at 1M
+ *    prefixes a lookup that hits a prefix misses it on one or two deeper nodes and its leaf.
+ *  - lookups come in two builds from one body: one for the POPCNT instruction, taken where the
+ *    CPU has it, and one with arithmetic popcount (the build targets baseline x86-64).
+ *  - lpm6_lookup_batch interleaves up to 64 lookups with prefetches (see there).
+ * Arrays of 2 MiB or more are mapped on transparent huge pages (mem_grow).
+ */
+
+/*
  * A node is a prefix (key, plen). Its children extend it: child[b] holds only prefixes
  * whose bit plen is b. A node with no value is a glue node and always has two children
  * (a lone child is spliced into its grandparent). Keys are kept as two host-order 64-bit
@@ -26,9 +54,10 @@ struct lpm6_node {
  * of stride 6 whose 64 entries are either a child node or a leaf. A node keeps its children and
  * its leaves in two contiguous blocks and finds entry v by counting the bits set below v
  * (popcount), so a node is 24 bytes whatever its fan-out. Runs of equal leaves are stored once
- * (leafvec marks where a run starts). A region whose trie subtree holds at most
- * LPM6_TAIL_NODES nodes gets no node: its leaf names the trie node to finish the walk from (the
- * tail), which keeps sparse regions (most of a large table) at a few bytes each.
+ * (leafvec marks where a run starts). A region whose trie subtree is small enough (fits_tail:
+ * one node, or up to LPM6_TAIL_NODES past LPM6_DEEP_BITS) gets no node: its leaf names the trie
+ * node to finish the walk from (the tail), which keeps sparse regions (most of a large table) at
+ * a few bytes each.
  */
 struct lpm6_pnode {
 	uint64_t vector;  /* bit v: entry v is a child node */
@@ -39,9 +68,10 @@ struct lpm6_pnode {
 
 /*
  * A leaf with a tail carries a copy of the tail's first trie node (key, length, value, whether
- * it has children): in a sparse region that node is most often the only one, and the lookup
- * ends in the leaf's cache line instead of reading the trie (one memory access fewer, the one
- * that misses the cache). Every change that alters that node rebuilds the leaf (fast_patch).
+ * it has children): above LPM6_DEEP_BITS that node is the only one, and below it most often,
+ * so the lookup ends in the leaf's cache line instead of reading the trie (one memory access
+ * fewer, the one that misses the cache). Every change that alters that node rebuilds the leaf
+ * (fast_patch).
  */
 struct lpm6_leaf {
 	uint64_t tk[2]; /* the tail's first node: key */
@@ -65,7 +95,13 @@ struct lpm6_pool {
 	uint32_t freel[65];
 };
 
-enum { LPM6_DIRECT_BITS = 14, LPM6_STRIDE = 6, LPM6_TAIL_NODES = 3, LPM6_LEAF_FLAG = 1U << 31 };
+enum {
+	LPM6_DIRECT_BITS = 14,
+	LPM6_STRIDE = 6,
+	LPM6_DEEP_BITS = 68, /* regions this long or longer take tails of more than one node */
+	LPM6_TAIL_NODES = 3, /* the most nodes a tail holds there; shorter regions take 1 */
+	LPM6_LEAF_FLAG = 1U << 31
+};
 
 struct lpm6 {
 	struct lpm6_node *n;
@@ -412,9 +448,11 @@ static bool leaf_same(const struct lpm6_leaf *a, const struct lpm6_leaf *b)
 	       a->has_val == b->has_val;
 }
 
-static bool fits_tail(const struct lpm6 *t, uint32_t sub)
+/* Whether the trie subtree sub, the whole of a region of rlen bits, can be its leaf's tail. */
+static bool fits_tail(const struct lpm6 *t, uint32_t sub, unsigned rlen)
 {
-	return subtree_nodes(t, sub, LPM6_TAIL_NODES) <= LPM6_TAIL_NODES;
+	unsigned lim = rlen >= LPM6_DEEP_BITS ? LPM6_TAIL_NODES : 1;
+	return subtree_nodes(t, sub, lim) <= lim;
 }
 
 /*
@@ -437,7 +475,7 @@ static int build_node(struct lpm6 *t, uint32_t at, unsigned pos, uint32_t root, 
 	}
 	scan(t, root, pos, &s);
 	for (unsigned v = 0; v < 64; v++) {
-		if (s.sub[v] && !fits_tail(t, s.sub[v])) {
+		if (s.sub[v] && !fits_tail(t, s.sub[v], pos + LPM6_STRIDE)) {
 			vec |= 1ULL << v;
 			continue;
 		}
@@ -521,7 +559,7 @@ static int rebuild_slot(struct lpm6 *t, unsigned j)
 	trie_region(t, k, LPM6_DIRECT_BITS, &root, &def);
 	if (!root && !def) {
 		e = LPM6_LEAF_FLAG;
-	} else if (fits_tail(t, root)) {
+	} else if (fits_tail(t, root, LPM6_DIRECT_BITS)) {
 		uint32_t i = pool_alloc(&t->lf, 1);
 		if (i == UINT32_MAX)
 			return -ENOMEM;
@@ -672,7 +710,7 @@ static int fast_patch(struct lpm6 *t, const uint64_t k[2], unsigned plen, bool r
 		uint32_t root, def;
 		pos = LPM6_DIRECT_BITS + LPM6_STRIDE * (d - 1);
 		trie_region(t, k, pos, &root, &def);
-		if (!fits_tail(t, root))
+		if (!fits_tail(t, root, pos))
 			break;
 		if (d == 1)
 			return rebuild_slot(t, j);
