@@ -1,8 +1,8 @@
 /* Measures the overlay's LPM table (include/peak/lpm6.h) on one core against its previous
  * versions (bench/overlay/lpm6_v2.c "before", the one just before it, and lpm6_v1.c "v1", the
- * first poptrie; the peers) in the same run, on the same prefixes and
- * addresses: N IPv6 prefixes in one of two layouts, then lookups per second for addresses inside
- * random prefixes of the table ("hit") and for uniformly random addresses in 2000::/3
+ * poptrie before its leaves copied trie nodes; the peers) in the same run, on the same prefixes
+ * and addresses: N IPv6 prefixes in one of two layouts, then lookups per second for addresses
+ * inside random prefixes of the table ("hit") and for uniformly random addresses in 2000::/3
  * ("random"), one at a time and batched, and the cost of changes on the full table (remove+add
  * of random prefixes, ::/0 added and gone). The tables are built first; then each lookup
  * figure is taken in 3 rounds alternating between them and the best round is printed
