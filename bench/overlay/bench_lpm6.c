@@ -1,20 +1,21 @@
 /* Measures the overlay's LPM table (include/peak/lpm6.h) on one core against its previous
- * version (bench/overlay/lpm6_v1.c, the peer) in the same run, on the same prefixes and
- * addresses: N IPv6 prefixes in one of two layouts, then lookups per second for addresses inside
- * random prefixes of the table ("hit") and for uniformly random addresses in 2000::/3
+ * versions (bench/overlay/lpm6_v2.c "before", the one just before it, and lpm6_v1.c "v1", the
+ * poptrie before its leaves copied trie nodes; the peers) in the same run, on the same prefixes
+ * and addresses: N IPv6 prefixes in one of two layouts, then lookups per second for addresses
+ * inside random prefixes of the table ("hit") and for uniformly random addresses in 2000::/3
  * ("random"), one at a time and batched, and the cost of changes on the full table (remove+add
- * of random prefixes, ::/0 added and gone). Both tables are built first; then each lookup
+ * of random prefixes, ::/0 added and gone). The tables are built first; then each lookup
  * figure is taken in 3 rounds alternating between them and the best round is printed
- * (other load only slows a round down), with the ratio current/v1; a smoke run (SECONDS under
+ * (other load only slows a round down), with the ratio current/peer; a smoke run (SECONDS under
  * 0.1, as the unit suite runs it) takes 1 round.
  * Layout "uniform": random prefixes of lengths 16..64 plus 10% /128 hosts, the worst case for
  * caches. Layout "bgp": like the global IPv6 table, N/16 /32 allocations in the RIR blocks
  * (2001::/16, 2400::/12, 2600::/12, 2800::/12, 2a00::/12, 2c00::/12) and more-specifics inside
  * them: mostly /48, some /33-/47, /56 and /64, 2% /128.
  * Usage: bench_lpm6 [PREFIXES [SECONDS [LAYOUT [WHICH]]]] (default 1000000 1 uniform both;
- * WHICH is both, current or v1). SECONDS is per round. Rates are per second of this process's
- * CPU time, so other load on the machine does not count against it (its cache and memory-bus
- * use still does). Fixed seed, so runs repeat. */
+ * WHICH is both (before and current), all (v1 too), current, before or v1). SECONDS is per round.
+ * Rates are per second of this process's CPU time, so other load on the machine does not count
+ * against it (its cache and memory-bus use still does). Fixed seed, so runs repeat. */
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,7 +24,7 @@
 
 #include "peak/lpm6.h"
 
-/* The peer: lpm6_v1.c under the names lpm6v1_* (same signatures). */
+/* The peer "v1": lpm6_v1.c under the names lpm6v1_* (same signatures). */
 struct lpm6v1;
 struct lpm6v1 *lpm6v1_new(void);
 void lpm6v1_free(struct lpm6v1 *t);
@@ -36,6 +37,20 @@ void lpm6v1_lookup_batch(const struct lpm6v1 *t, const uint8_t (*addr)[16], size
                          bool *found);
 size_t lpm6v1_count(const struct lpm6v1 *t);
 size_t lpm6v1_bytes(const struct lpm6v1 *t);
+
+/* The peer "before": lpm6_v2.c under the names lpm6v2_*, the table before this one. */
+struct lpm6v2;
+struct lpm6v2 *lpm6v2_new(void);
+void lpm6v2_free(struct lpm6v2 *t);
+int lpm6v2_reserve(struct lpm6v2 *t, size_t n);
+int lpm6v2_add(struct lpm6v2 *t, const uint8_t prefix[static 16], unsigned plen, uint32_t val);
+int lpm6v2_del(struct lpm6v2 *t, const uint8_t prefix[static 16], unsigned plen);
+bool lpm6v2_lookup(const struct lpm6v2 *t, const uint8_t addr[static 16], uint32_t *val,
+                   unsigned *plen);
+void lpm6v2_lookup_batch(const struct lpm6v2 *t, const uint8_t (*addr)[16], size_t n, uint32_t *val,
+                         bool *found);
+size_t lpm6v2_count(const struct lpm6v2 *t);
+size_t lpm6v2_bytes(const struct lpm6v2 *t);
 
 struct impl {
 	const char *name;
@@ -165,14 +180,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_lpm6: LAYOUT is uniform or bgp\n");
 		return 2;
 	}
-	struct impl all[] = {IMPL("v1", lpm6v1, struct lpm6v1), IMPL("current", lpm6, struct lpm6)};
-	struct impl *im[2];
+	struct impl all[] = {IMPL("v1", lpm6v1, struct lpm6v1),
+	                     IMPL("before", lpm6v2, struct lpm6v2),
+	                     IMPL("current", lpm6, struct lpm6)};
+	struct impl *im[3];
 	unsigned ni = 0;
-	for (unsigned i = 0; i < 2; i++)
-		if (!strcmp(which, "both") || !strcmp(which, all[i].name))
+	for (unsigned i = 0; i < 3; i++)
+		if (!strcmp(which, "all") || (!strcmp(which, "both") && i > 0) ||
+		    !strcmp(which, all[i].name))
 			im[ni++] = &all[i];
 	if (!ni) {
-		fprintf(stderr, "bench_lpm6: WHICH is both, current or v1\n");
+		fprintf(stderr, "bench_lpm6: WHICH is both, all, current, before or v1\n");
 		return 2;
 	}
 	uint64_t s = 0x0ddba11ULL;
@@ -264,7 +282,7 @@ int main(int argc, char **argv)
 		    p->name, np ? tch / CHURN * 1e6 : 0.0, CHURN, tdef * 1e3);
 	}
 	static const char *const what[4] = {"hit    ", "hit    ", "random ", "random "};
-	uint64_t hits[2][4] = {{0}};
+	uint64_t hits[3][4] = {{0}};
 	unsigned rounds = secs < 0.1 ? 1 : 3;
 	for (unsigned r = 0; r < rounds; r++)
 		for (unsigned k = 0; k < 4; k++)
@@ -279,11 +297,13 @@ int main(int argc, char **argv)
 			printf("%-7s %s %6.2f M lookups/s%s (%llu of %u matched)\n", im[m]->name,
 			       what[k], im[m]->best[k] / 1e6, k & 1 ? " batched" : "",
 			       (unsigned long long)hits[m][k], NADDR);
-		if (ni == 2) {
-			printf("ratio   %s %6.2fx current/v1%s\n", what[k],
-			       im[1]->best[k] / im[0]->best[k], k & 1 ? " batched" : "");
-			if (hits[0][k] != hits[1][k]) {
-				fprintf(stderr, "bench_lpm6: the two tables disagree\n");
+		/* the last one measured is the current table when more than one is */
+		for (unsigned m = 0; ni > 1 && m + 1 < ni; m++) {
+			printf("ratio   %s %6.2fx current/%s%s\n", what[k],
+			       im[ni - 1]->best[k] / im[m]->best[k], im[m]->name,
+			       k & 1 ? " batched" : "");
+			if (hits[m][k] != hits[ni - 1][k]) {
+				fprintf(stderr, "bench_lpm6: the tables disagree\n");
 				return 1;
 			}
 		}

@@ -4,14 +4,17 @@
  * binary trie (the shape of WireGuard's allowedips and BIRD's trie) whose nodes live in one
  * array indexed by 32-bit numbers (about 2 nodes of 32 bytes a prefix). Lookups go through a
  * poptrie built from it (a 14-bit direct table, then stride-6 nodes of 24 bytes with popcount
- * bitmaps and compressed leaves of 32 bytes; a sparse region's leaf holds a copy of its first
- * trie node, so most lookups end there, and only deeper prefixes take a short walk of the trie),
- * patched on every add and del: one node is rebuilt, or leaves are rewritten in place when a
- * short prefix's value changes under many longer ones (a change of ::/0 rewrites every leaf).
- * Arrays of 2 MiB or more are mapped with MADV_HUGEPAGE (fewer TLB misses in a large table).
- * About 150 to 200 bytes a prefix in all, as lpm6_bytes reports. Each prefix carries a 32-bit value
+ * bitmaps and compressed leaves of 32 bytes; a region's leaf holds a copy of its only trie
+ * node, so lookups end there without reading the trie, except inside a /64 or so, where a leaf
+ * may stand for up to 3 nodes and a lookup may take a short walk of the trie; layout at the top
+ * of src/lib/lpm6.c), patched on every add and del: one node is rebuilt, or leaves are
+ * rewritten in place when a short prefix's value changes under many longer ones (a change of
+ * ::/0 rewrites every leaf). Lookups use the POPCNT instruction where the CPU has it. Arrays
+ * of 2 MiB or more are mapped with MADV_HUGEPAGE (fewer TLB misses in a large table). About
+ * 150 to 210 bytes a prefix in all, as lpm6_bytes reports. Each prefix carries a 32-bit value
  * (the overlay stores a route number). Pure code, no I/O. Not thread-safe: one writer, and no
- * reader while it writes.
+ * reader while it writes. The environment variable PEAK_LPM6_NO_POPCNT, set when a table is
+ * made, makes its lookups count bits without POPCNT (for tests).
  */
 #include <stdbool.h>
 #include <stddef.h>

@@ -6,6 +6,34 @@
 #include <sys/mman.h>
 
 /*
+ * Layout. Two structures hold the same prefixes:
+ *  - the trie of record: a path-compressed binary trie (struct lpm6_node, 32 bytes, in one
+ *    array indexed by 32-bit numbers, about 2 nodes a prefix). Adds, removes, gets and walks
+ *    use it; lookups reach it only in the deep regions below (past 68 bits).
+ *  - the read path: a poptrie patched on every change. A direct table of 2^14 entries (the
+ *    first 14 bits) names a node or a leaf. A node (struct lpm6_pnode, 24 bytes) covers 6 more
+ *    bits: 64 entries, each a child node or a leaf; its children sit in one block (base1), its
+ *    leaves in another (base0), and entry v is found by counting the bits set below v in
+ *    vector (children) or leafvec (runs of equal leaves, stored once). A leaf (struct
+ *    lpm6_leaf, 32 bytes, never straddling a cache line) holds the longest prefix covering its
+ *    whole region and a copy of the region's topmost longer prefix (the tail's first trie node):
+ *    the lookup compares the address against that copy and is done.
+ *  - where nodes stop: a region (the span of one entry) whose trie subtree is one node ends in a
+ *    leaf with that node copied, so a lookup in a region of fewer than 68 bits reads only the
+ *    direct table, the nodes on its path and one leaf, never the trie: a region there holding
+ *    two or more trie nodes gets a node of its own. Regions of 68 bits or more (inside a /64,
+ *    where hosts crowd) end in a leaf when their subtree has up to 3 nodes, and a lookup that
+ *    matches a copied node with children walks the trie from it (at most a few nodes), which
+ *    keeps a dense /64 from costing a chain of nodes per host pair. The direct table (64 KB)
+ *    and the first levels of nodes are read by every lookup and stay in the cache; at 1M
+ *    prefixes a lookup that hits a prefix misses it on one or two deeper nodes and its leaf.
+ *  - lookups come in two builds from one body: one for the POPCNT instruction, taken where the
+ *    CPU has it, and one with arithmetic popcount (the build targets baseline x86-64).
+ *  - lpm6_lookup_batch interleaves up to 64 lookups with prefetches (see there).
+ * Arrays of 2 MiB or more are mapped on transparent huge pages (mem_grow).
+ */
+
+/*
  * A node is a prefix (key, plen). Its children extend it: child[b] holds only prefixes
  * whose bit plen is b. A node with no value is a glue node and always has two children
  * (a lone child is spliced into its grandparent). Keys are kept as two host-order 64-bit
@@ -26,9 +54,10 @@ struct lpm6_node {
  * of stride 6 whose 64 entries are either a child node or a leaf. A node keeps its children and
  * its leaves in two contiguous blocks and finds entry v by counting the bits set below v
  * (popcount), so a node is 24 bytes whatever its fan-out. Runs of equal leaves are stored once
- * (leafvec marks where a run starts). A region whose trie subtree holds at most
- * LPM6_TAIL_NODES nodes gets no node: its leaf names the trie node to finish the walk from (the
- * tail), which keeps sparse regions (most of a large table) at a few bytes each.
+ * (leafvec marks where a run starts). A region whose trie subtree is small enough (fits_tail:
+ * one node, or up to LPM6_TAIL_NODES past LPM6_DEEP_BITS) gets no node: its leaf names the trie
+ * node to finish the walk from (the tail), which keeps sparse regions (most of a large table) at
+ * a few bytes each.
  */
 struct lpm6_pnode {
 	uint64_t vector;  /* bit v: entry v is a child node */
@@ -39,9 +68,10 @@ struct lpm6_pnode {
 
 /*
  * A leaf with a tail carries a copy of the tail's first trie node (key, length, value, whether
- * it has children): in a sparse region that node is most often the only one, and the lookup
- * ends in the leaf's cache line instead of reading the trie (one memory access fewer, the one
- * that misses the cache). Every change that alters that node rebuilds the leaf (fast_patch).
+ * it has children): above LPM6_DEEP_BITS that node is the only one, and below it most often,
+ * so the lookup ends in the leaf's cache line instead of reading the trie (one memory access
+ * fewer, the one that misses the cache). Every change that alters that node rebuilds the leaf
+ * (fast_patch).
  */
 struct lpm6_leaf {
 	uint64_t tk[2]; /* the tail's first node: key */
@@ -65,7 +95,13 @@ struct lpm6_pool {
 	uint32_t freel[65];
 };
 
-enum { LPM6_DIRECT_BITS = 14, LPM6_STRIDE = 6, LPM6_TAIL_NODES = 3, LPM6_LEAF_FLAG = 1U << 31 };
+enum {
+	LPM6_DIRECT_BITS = 14,
+	LPM6_STRIDE = 6,
+	LPM6_DEEP_BITS = 68, /* regions this long or longer take tails of more than one node */
+	LPM6_TAIL_NODES = 3, /* the most nodes a tail holds there; shorter regions take 1 */
+	LPM6_LEAF_FLAG = 1U << 31
+};
 
 struct lpm6 {
 	struct lpm6_node *n;
@@ -76,6 +112,7 @@ struct lpm6 {
 	uint32_t root;
 	size_t count;
 	bool fast; /* false after an allocation failed: lookups walk the trie until rebuilt */
+	bool hw;   /* the CPU has POPCNT: lookups take the builds that use it */
 	uint32_t direct[1 << LPM6_DIRECT_BITS]; /* node index, or LPM6_LEAF_FLAG | leaf index */
 	struct lpm6_pool pn;                    /* struct lpm6_pnode */
 	struct lpm6_pool lf;                    /* struct lpm6_leaf; leaf 0 is "no route" */
@@ -302,6 +339,22 @@ static inline unsigned rank(uint64_t v, unsigned b)
 	return popcount64(v & ((2ULL << b) - 1));
 }
 
+/*
+ * The lookups come in two builds from one body (always inlined with hw constant): hw true is
+ * compiled for the POPCNT instruction and taken where the CPU has it (lpm6_new asks once), hw
+ * false counts bits with the arithmetic above. With the instruction a level of the walk takes a
+ * dozen instructions fewer, and the lookups at 1M prefixes are bound by how many of them the
+ * CPU keeps in flight, not by the instructions alone (see the bench).
+ */
+#define LPM6_FLAT static inline __attribute__((always_inline))
+#define LPM6_HW __attribute__((target("popcnt"), noinline))
+
+LPM6_FLAT unsigned rank_x(uint64_t v, unsigned b, bool hw)
+{
+	v &= (2ULL << b) - 1;
+	return hw ? (unsigned)__builtin_popcountll(v) : popcount64(v);
+}
+
 /* The region of pos bits holding key k: *root is the topmost trie node with plen >= pos inside
  * it (0 if none), *def the longest prefix shorter than pos that holds it (0 if none). */
 static void trie_region(const struct lpm6 *t, const uint64_t k[2], unsigned pos, uint32_t *root,
@@ -395,9 +448,11 @@ static bool leaf_same(const struct lpm6_leaf *a, const struct lpm6_leaf *b)
 	       a->has_val == b->has_val;
 }
 
-static bool fits_tail(const struct lpm6 *t, uint32_t sub)
+/* Whether the trie subtree sub, the whole of a region of rlen bits, can be its leaf's tail. */
+static bool fits_tail(const struct lpm6 *t, uint32_t sub, unsigned rlen)
 {
-	return subtree_nodes(t, sub, LPM6_TAIL_NODES) <= LPM6_TAIL_NODES;
+	unsigned lim = rlen >= LPM6_DEEP_BITS ? LPM6_TAIL_NODES : 1;
+	return subtree_nodes(t, sub, lim) <= lim;
 }
 
 /*
@@ -420,7 +475,7 @@ static int build_node(struct lpm6 *t, uint32_t at, unsigned pos, uint32_t root, 
 	}
 	scan(t, root, pos, &s);
 	for (unsigned v = 0; v < 64; v++) {
-		if (s.sub[v] && !fits_tail(t, s.sub[v])) {
+		if (s.sub[v] && !fits_tail(t, s.sub[v], pos + LPM6_STRIDE)) {
 			vec |= 1ULL << v;
 			continue;
 		}
@@ -504,7 +559,7 @@ static int rebuild_slot(struct lpm6 *t, unsigned j)
 	trie_region(t, k, LPM6_DIRECT_BITS, &root, &def);
 	if (!root && !def) {
 		e = LPM6_LEAF_FLAG;
-	} else if (fits_tail(t, root)) {
+	} else if (fits_tail(t, root, LPM6_DIRECT_BITS)) {
 		uint32_t i = pool_alloc(&t->lf, 1);
 		if (i == UINT32_MAX)
 			return -ENOMEM;
@@ -655,7 +710,7 @@ static int fast_patch(struct lpm6 *t, const uint64_t k[2], unsigned plen, bool r
 		uint32_t root, def;
 		pos = LPM6_DIRECT_BITS + LPM6_STRIDE * (d - 1);
 		trie_region(t, k, pos, &root, &def);
-		if (!fits_tail(t, root))
+		if (!fits_tail(t, root, pos))
 			break;
 		if (d == 1)
 			return rebuild_slot(t, j);
@@ -680,6 +735,8 @@ struct lpm6 *lpm6_new(void)
 	if (!t)
 		return NULL;
 	t->used = 1;
+	__builtin_cpu_init();
+	t->hw = __builtin_cpu_supports("popcnt") && !getenv("PEAK_LPM6_NO_POPCNT");
 	if (lpm6_reserve(t, 8) || fast_rebuild(t)) {
 		mem_free(t->n, (size_t)t->cap * sizeof(*t->n));
 		fast_drop(t);
@@ -891,7 +948,7 @@ static bool answer(const struct lpm6_node *nd, uint32_t *val, unsigned *plen)
 }
 
 /* The poptrie's leaf for a. */
-static inline const struct lpm6_leaf *fast_leaf(const struct lpm6 *t, const uint64_t a[2])
+LPM6_FLAT const struct lpm6_leaf *fast_leaf(const struct lpm6 *t, const uint64_t a[2], bool hw)
 {
 	uint32_t e = t->direct[slot_of(a)];
 	if (e & LPM6_LEAF_FLAG)
@@ -900,8 +957,8 @@ static inline const struct lpm6_leaf *fast_leaf(const struct lpm6 *t, const uint
 	for (unsigned pos = LPM6_DIRECT_BITS;; pos += LPM6_STRIDE) {
 		unsigned v = chunk(a, pos);
 		if (!(nd->vector >> v & 1))
-			return pleaf(t, nd->base0 + rank(nd->leafvec, v) - 1);
-		nd = pnode(t, nd->base1 + rank(nd->vector, v) - 1);
+			return pleaf(t, nd->base0 + rank_x(nd->leafvec, v, hw) - 1);
+		nd = pnode(t, nd->base1 + rank_x(nd->vector, v, hw) - 1);
 	}
 }
 
@@ -911,12 +968,10 @@ static inline bool key_holds(const uint64_t k[2], unsigned plen, const uint64_t 
 	return !((a[0] ^ k[0]) & mask_word(plen, 0)) && !((a[1] ^ k[1]) & mask_word(plen, 1));
 }
 
-bool lpm6_lookup(const struct lpm6 *t, const uint8_t addr[static 16], uint32_t *val, unsigned *plen)
+LPM6_FLAT bool lookup_x(const struct lpm6 *t, const uint64_t a[2], uint32_t *val, unsigned *plen,
+                        bool hw)
 {
-	uint64_t a[2] = {load_be64(addr), load_be64(addr + 8)};
-	if (!t->fast)
-		return answer(trie_walk(t, t->root, a, NULL), val, plen);
-	const struct lpm6_leaf *l = fast_leaf(t, a);
+	const struct lpm6_leaf *l = fast_leaf(t, a, hw);
 	uint32_t v = l->val;
 	unsigned pl = l->plen;
 	bool has = l->has_val;
@@ -943,6 +998,30 @@ bool lpm6_lookup(const struct lpm6 *t, const uint8_t addr[static 16], uint32_t *
 	return true;
 }
 
+LPM6_HW static bool lookup_hw(const struct lpm6 *t, const uint8_t addr[16], uint32_t *val,
+                              unsigned *plen)
+{
+	uint64_t a[2] = {load_be64(addr), load_be64(addr + 8)};
+	return lookup_x(t, a, val, plen, true);
+}
+
+__attribute__((noinline)) static bool lookup_sw(const struct lpm6 *t, const uint8_t addr[16],
+                                                uint32_t *val, unsigned *plen)
+{
+	uint64_t a[2] = {load_be64(addr), load_be64(addr + 8)};
+	if (!t->fast)
+		return answer(trie_walk(t, t->root, a, NULL), val, plen);
+	return lookup_x(t, a, val, plen, false);
+}
+
+/* Only picks the build, so the call is a jump and saves no registers. */
+bool lpm6_lookup(const struct lpm6 *t, const uint8_t addr[static 16], uint32_t *val, unsigned *plen)
+{
+	if (t->hw && t->fast)
+		return lookup_hw(t, addr, val, plen);
+	return lookup_sw(t, addr, val, plen);
+}
+
 enum { LPM6_LANES = 64 };
 
 /* Where one lane of lpm6_lookup_batch is: in a poptrie node, at a leaf, at the tail's first
@@ -964,8 +1043,8 @@ struct lpm6_lanes {
  */
 enum { LPM6_HOT_POS = LPM6_DIRECT_BITS + 2 * LPM6_STRIDE };
 
-static inline void lane_start(const struct lpm6 *t, struct lpm6_lanes *L, unsigned j,
-                              const uint8_t addr[16], size_t i, bool *found)
+LPM6_FLAT void lane_start(const struct lpm6 *t, struct lpm6_lanes *L, unsigned j,
+                          const uint8_t addr[16], size_t i, bool *found, bool hw)
 {
 	uint64_t *a = L->a[j];
 	a[0] = load_be64(addr);
@@ -978,10 +1057,10 @@ static inline void lane_start(const struct lpm6 *t, struct lpm6_lanes *L, unsign
 		const struct lpm6_pnode *nd = pnode(t, e);
 		unsigned v = chunk(a, pos);
 		if (nd->vector >> v & 1) {
-			e = nd->base1 + rank(nd->vector, v) - 1;
+			e = nd->base1 + rank_x(nd->vector, v, hw) - 1;
 			pos += LPM6_STRIDE;
 		} else {
-			e = LPM6_LEAF_FLAG | (nd->base0 + rank(nd->leafvec, v) - 1);
+			e = LPM6_LEAF_FLAG | (nd->base0 + rank_x(nd->leafvec, v, hw) - 1);
 		}
 	}
 	L->pos[j] = (uint8_t)pos;
@@ -1002,19 +1081,14 @@ static inline void lane_start(const struct lpm6 *t, struct lpm6_lanes *L, unsign
  * So up to LPM6_LANES cache misses stay in flight whatever the lengths of the walks, where
  * lanes moving in lockstep waited for the longest walk of their group.
  */
-void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n, uint32_t *val,
-                       bool *found)
+LPM6_FLAT void batch_x(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n, uint32_t *val,
+                       bool *found, bool hw)
 {
-	if (!t->fast) {
-		for (size_t j = 0; j < n; j++)
-			found[j] = lpm6_lookup(t, addr[j], &val[j], NULL);
-		return;
-	}
 	struct lpm6_lanes L;
 	unsigned k = n < LPM6_LANES ? (unsigned)n : LPM6_LANES, busy = k;
 	size_t next = 0;
 	for (unsigned j = 0; j < k; j++, next++)
-		lane_start(t, &L, j, addr[next], next, found);
+		lane_start(t, &L, j, addr[next], next, found, hw);
 	while (busy) {
 		for (unsigned j = 0; j < k; j++) {
 			size_t i = L.who[j];
@@ -1023,11 +1097,11 @@ void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n
 				const struct lpm6_pnode *nd = pnode(t, L.at[j]);
 				unsigned v = chunk(L.a[j], L.pos[j]);
 				if (nd->vector >> v & 1) {
-					L.at[j] = nd->base1 + rank(nd->vector, v) - 1;
+					L.at[j] = nd->base1 + rank_x(nd->vector, v, hw) - 1;
 					L.pos[j] += LPM6_STRIDE;
 					pnode_prefetch(t, L.at[j]);
 				} else {
-					L.at[j] = nd->base0 + rank(nd->leafvec, v) - 1;
+					L.at[j] = nd->base0 + rank_x(nd->leafvec, v, hw) - 1;
 					L.st[j] = LANE_LEAF;
 					__builtin_prefetch(pleaf(t, L.at[j]));
 				}
@@ -1079,7 +1153,7 @@ void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n
 			}
 			/* lane j is done: on to the next address, or idle */
 			if (next < n) {
-				lane_start(t, &L, j, addr[next], next, found);
+				lane_start(t, &L, j, addr[next], next, found, hw);
 				next++;
 			} else {
 				L.st[j] = LANE_IDLE;
@@ -1087,6 +1161,26 @@ void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n
 			}
 		}
 	}
+}
+
+LPM6_HW static void batch_hw(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n,
+                             uint32_t *val, bool *found)
+{
+	batch_x(t, addr, n, val, found, true);
+}
+
+void lpm6_lookup_batch(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n, uint32_t *val,
+                       bool *found)
+{
+	if (!t->fast) {
+		for (size_t j = 0; j < n; j++)
+			found[j] = lpm6_lookup(t, addr[j], &val[j], NULL);
+		return;
+	}
+	if (t->hw)
+		batch_hw(t, addr, n, val, found);
+	else
+		batch_x(t, addr, n, val, found, false);
 }
 
 bool lpm6_get(const struct lpm6 *t, const uint8_t prefix[static 16], unsigned plen, uint32_t *val)

@@ -1,7 +1,8 @@
 /* The IPv6 LPM table (include/peak/lpm6.h): fixed cases, then randomized differential tests
  * against a linear scan (fixed seeds): overlapping prefixes around a few bases, /0, /128,
  * replaced values and removed routes, checked after every phase; every length along one
- * address in random orders; random add/remove churn checked after every change. */
+ * address in random orders; random add/remove churn checked after every change; clusters on
+ * both sides of the depth where tails may hold several trie nodes, in both popcount builds. */
 #include "test.h"
 
 #include <errno.h>
@@ -645,13 +646,107 @@ static void test_batch_lanes(void **state)
 	free(bf);
 }
 
+/*
+ * Regions on both sides of the depth where tails may hold more than one trie node (68 bits:
+ * shallower regions get a poptrie node as soon as two prefixes share them, so a lookup there
+ * never walks the trie; deeper ones keep tails of up to 3 nodes): clusters of prefixes of
+ * lengths 56..128 that differ only in bytes 6..15, and ::/0 and a /128 at the edges, churned by
+ * random adds and removes with lookups after each change, in both builds of the lookups (the
+ * POPCNT one and the arithmetic one, picked when the table is made). Removing everything must
+ * give back what the first cycle took, so folding nodes into tails follows the same depth rule.
+ */
+static void deep_tails(const char *nopop)
+{
+	enum { N = 1200, OPS = 5000 };
+	if (nopop)
+		assert_int_equal(setenv("PEAK_LPM6_NO_POPCNT", nopop, 1), 0);
+	uint64_t s = 0xdee9ULL;
+	struct naive *v = calloc(N, sizeof(*v));
+	struct lpm6 *t = lpm6_new();
+	unsetenv("PEAK_LPM6_NO_POPCNT");
+	assert_non_null(v);
+	assert_non_null(t);
+	uint8_t base[16];
+	for (int j = 0; j < 16; j++)
+		base[j] = (uint8_t)test_rand(&s);
+	static const unsigned lens[] = {56, 60, 62, 63, 64, 66, 67, 68, 69, 72, 80, 96, 127, 128};
+	for (size_t i = 0; i < N; i++) {
+		memcpy(v[i].p, base, 16);
+		if (i == 0) {
+			v[i].plen = 0;
+		} else if (i == 1) {
+			v[i].plen = 128;
+		} else {
+			/* one or two flipped bits in bytes 6..15, so neighbours share long prefixes
+			 */
+			for (unsigned f = 0; f < 1 + test_rand(&s) % 2; f++) {
+				unsigned b = 48 + (unsigned)(test_rand(&s) % 80);
+				v[i].p[b / 8] ^= (uint8_t)(0x80 >> (b % 8));
+			}
+			v[i].plen = lens[test_rand(&s) % (sizeof(lens) / sizeof(lens[0]))];
+		}
+		prefix_mask_bits(v[i].p, v[i].plen);
+		v[i].val = (uint32_t)i;
+		for (size_t k = 0; k < i; k++)
+			if (v[k].plen == v[i].plen && !memcmp(v[k].p, v[i].p, 16))
+				v[i].plen = 129; /* a duplicate: never used */
+	}
+	size_t bytes[2] = {0};
+	for (unsigned cycle = 0; cycle < 3; cycle++) {
+		for (unsigned op = 0; op < OPS; op++) {
+			size_t i = test_rand(&s) % N;
+			if (v[i].plen > 128)
+				continue;
+			if (v[i].live) {
+				assert_int_equal(lpm6_del(t, v[i].p, v[i].plen), 0);
+				v[i].live = 0;
+			} else {
+				v[i].val += N;
+				assert_int_equal(lpm6_add(t, v[i].p, v[i].plen, v[i].val), 0);
+				v[i].live = 1;
+			}
+			for (unsigned q = 0; q < 3; q++) {
+				uint8_t a[16];
+				random_addr(&s, v, N, a);
+				const struct naive *e = naive_lookup(v, N, a);
+				uint32_t val = 0;
+				unsigned pl = 0;
+				assert_int_equal(lpm6_lookup(t, a, &val, &pl), e != NULL);
+				if (e) {
+					assert_int_equal(pl, e->plen);
+					assert_int_equal(val, e->val);
+				}
+			}
+		}
+		check_all(t, v, N, &s, 3000);
+		for (size_t i = 0; i < N; i++)
+			if (v[i].live) {
+				assert_int_equal(lpm6_del(t, v[i].p, v[i].plen), 0);
+				v[i].live = 0;
+			}
+		check_all(t, v, N, &s, 300);
+		if (cycle)
+			bytes[cycle - 1] = lpm6_bytes(t);
+	}
+	assert_int_equal(bytes[0], bytes[1]);
+	lpm6_free(t);
+	free(v);
+}
+
+static void test_deep_tails(void **state)
+{
+	(void)state;
+	deep_tails(NULL);
+	deep_tails("1");
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_fixed),         cmocka_unit_test(test_differential),
 	    cmocka_unit_test(test_nested),        cmocka_unit_test(test_churn),
 	    cmocka_unit_test(test_replace_tails), cmocka_unit_test(test_large),
-	    cmocka_unit_test(test_batch_lanes),
+	    cmocka_unit_test(test_batch_lanes),   cmocka_unit_test(test_deep_tails),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
