@@ -123,29 +123,14 @@ static int follow_kube_step(struct dns_follow *f, dns_follow_fn fn, void *arg)
 	return 1;
 }
 
-/* One record from etcd (a range's kv, or a watch event's): decoded, checked as the
- * controller checks it, passed to fn (or refused with a log line). */
+/* One record from etcd (a range's kv, or a watch event's): decoded and checked as the
+ * controller checks it (etcd_rec_decode), passed to fn, or refused with a log line. */
 static void kv_apply(struct dns_follow *f, json_t *kv, dns_follow_fn fn, void *arg)
 {
-	size_t kl = 0, vl = 0, pl = strlen(f->pre);
-	char why[128], shown[96];
-	const char *k64 = json_string_value(json_object_get(kv, "key"));
-	const char *v64 = json_string_value(json_object_get(kv, "value"));
-	char *k = k64 ? store_b64_dec(k64, ETCD_KEY_MAX, &kl) : NULL;
-	char *v = store_b64_dec(v64 ? v64 : "", FOLLOW_VALUE_MAX_B, &vl);
-	bool key_ok = k && strlen(k) == kl && kl > pl && !strncmp(k, f->pre, pl);
-	etcd_printable(shown, sizeof(shown), k ? k : "?", k ? kl : 1);
-	int err =
-	    !key_ok ? (snprintf(why, sizeof(why), "not a key of this prefix"), -1)
-	    : !v ? (snprintf(why, sizeof(why), "not base64, or over %d bytes", FOLLOW_VALUE_MAX_B),
-	            -1)
-	         : store_rec_check(k + pl, v, vl, why, sizeof(why));
-	if (err)
-		log_msg(LOG_WARNING, "dns: etcd: %s: refused: %s", shown, why);
-	else
-		fn(arg, k + pl, v, vl);
-	free(k);
-	free(v);
+	struct etcd_rec r;
+	if (!etcd_rec_decode("dns", kv, f->pre, FOLLOW_VALUE_MAX_B, false, &r))
+		fn(arg, r.name, r.val, r.vlen);
+	etcd_rec_free(&r);
 }
 
 /* Reads the records under PREFIX svc/ written since the last read (every one at the
