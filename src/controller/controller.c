@@ -990,7 +990,7 @@ int controller_run(const struct controller_opts *o)
 	notify_ready("%u services from %s%s", c->cfg->nsvc, o->config,
 	             c->leader ? "" : " (standby)");
 	for (;;) {
-		struct pollfd pf[4 + MAX_AGENTS + MAX_CLIENTS + KUBE_POLLFDS];
+		struct pollfd pf[4 + MAX_AGENTS + MAX_CLIENTS + KUBE_POLLFDS + 1];
 		uint64_t now = ctlr_now_ms();
 		pf[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		pf[1] = (struct pollfd){.fd = c->lfd, .events = POLLIN};
@@ -1013,7 +1013,13 @@ int controller_run(const struct controller_opts *o)
 			kpf[i] = (struct pollfd){.fd = -1};
 		if (c->kube)
 			kube_pollfds(c->kube, kpf);
-		if (poll(pf, 4 + MAX_AGENTS + MAX_CLIENTS + KUBE_POLLFDS, POLL_TICK_MS) == -1 &&
+		/* a standby wakes when the store's watch has news, not only at its interval */
+		struct pollfd *wpf = &kpf[KUBE_POLLFDS];
+		*wpf = (struct pollfd){.fd = !c->leader && c->copy_exact && c->store->ops->watch_fd
+		                                 ? c->store->ops->watch_fd(c->store)
+		                                 : -1,
+		                       .events = POLLIN};
+		if (poll(pf, 4 + MAX_AGENTS + MAX_CLIENTS + KUBE_POLLFDS + 1, POLL_TICK_MS) == -1 &&
 		    errno != EINTR) {
 			log_msg(LOG_ERR, "controller: poll: %s", strerror(errno));
 			ret = 1;
@@ -1080,6 +1086,8 @@ int controller_run(const struct controller_opts *o)
 				ctlr_peer_close(p);
 		}
 		stale_expire(c, now);
+		if (wpf->fd >= 0 && wpf->revents && !c->leader)
+			standby_follow(c);
 		store_tick(c, now);
 		ctlr_steer_tick(c, now);
 		if (c->kube && kube_poll(c->kube) == 1) {

@@ -65,6 +65,9 @@ struct store_ops {
 	 * again until a load succeeds), 0 (nothing changed) or -errno (the store did not
 	 * answer: the watch resumes after the last change passed). */
 	int (*follow)(struct store *st, store_change_fn fn, void *arg);
+	/* The socket whose readability means follow has changes to pass now (the watch
+	 * stream's), or -1: a standby polls it beside its interval. NULL: none. */
+	int (*watch_fd)(struct store *st);
 	/* Whether the state last loaded, with the changes follow passed since, is the stored
 	 * state now (one small request): a standby taking the lead adopts its copy with no
 	 * read. Returns 1, 0 (not, or not known) or -errno. NULL: always 0. */

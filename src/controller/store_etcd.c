@@ -502,6 +502,12 @@ static int etcd_follow(struct store *st, store_change_fn fn, void *arg)
 	return w < 0 ? w : 0;
 }
 
+static int etcd_follow_fd(struct store *st)
+{
+	struct store_etcd *e = (struct store_etcd *)st;
+	return e->need_load || e->led ? -1 : etcd_watch_fd(&e->cl);
+}
+
 /* One transaction of two ranges of PREFIX svc/ at one revision: the keys written past the
  * copy's revision (none if it is current), and how many keys there are (as many as the
  * copy holds: none deleted past it). */
@@ -801,6 +807,7 @@ static const struct store_ops etcd_ops = {
     .save = etcd_save,
     .watch = etcd_watch_svc,
     .follow = etcd_follow,
+    .watch_fd = etcd_follow_fd,
     .current = etcd_current,
     .keepalive = etcd_keepalive,
     .nodes_renew = etcd_nodes_renew,
