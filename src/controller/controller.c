@@ -660,10 +660,11 @@ static void nodes_tick(struct ctl *c, uint64_t now)
 	}
 }
 
-/* A standby, at every store interval: follows the stored state. With a store that hands
- * over its changes (follow), each changed record is applied to its service alone, and the
- * state is read afresh only when the store says so (or the copy is not the stored state:
- * a read failed, the lead was lost, a reload); else (watch) read afresh at every change. */
+/* A standby, at every store interval and when the store's watch socket is readable:
+ * follows the stored state. With a store that hands over its changes (follow), each
+ * changed record is applied to its service alone, and the state is read afresh only when
+ * the store says so or the copy is not the stored state (a read failed, the lead was
+ * lost, a reload); else (watch) it is read afresh at every change. */
 static void standby_follow(struct ctl *c)
 {
 	struct store *st = c->store;
