@@ -312,12 +312,14 @@ def run(a, tmp):
             t0 = time.monotonic()
             r = subprocess.run([PEAK, "controller-ctl", "--control", csock, "status"],
                                capture_output=True, text=True, timeout=30)
-            assert r.returncode == 0, r
+            if r.returncode:  # (at 10,000 x 100 the controller drops the reader: noted)
+                res["cli_status_error"] = f"exit {r.returncode}: {r.stderr.strip()[:200]}"
+                break
             cli.append((time.monotonic() - t0) * 1000)
-        res["cli_status_p50_ms"] = round(pct(cli, 50), 1)
-        res["cli_status_p99_ms"] = round(pct(cli, 99), 1)
+        res["cli_status_p50_ms"] = round(pct(cli, 50), 1) if cli else None
+        res["cli_status_p99_ms"] = round(pct(cli, 99), 1) if cli else None
         progress(f"controller-ctl status: p50 {res['cli_status_p50_ms']} ms, "
-                 f"p99 {res['cli_status_p99_ms']} ms")
+                 f"p99 {res['cli_status_p99_ms']} ms {res.get('cli_status_error', '')}")
         res["via"] = a.via
         lat, parts, sblag = [], [], []
         if sb:

@@ -130,18 +130,20 @@ struct ctl {
 	struct dnsq dns;
 	struct ctlauth_key key;
 	bool auth;
-	struct store *store;    /* where the live state is kept (store.h) */
-	bool leader;            /* this controller leads: it listens for agents, pushes, saves */
-	int64_t term;           /* the store's term when this controller took the lead */
-	bool stale_store;       /* a save was refused (another writer): check the lead at once */
-	bool unsaved;           /* the last save did not reach the store: try again */
-	uint64_t store_next;    /* when the next keepalive and watch are due */
-	uint64_t lead_ms;       /* when this controller took the lead */
-	bool nodes_judged;      /* since then, nodes whose registration lapsed were looked for */
+	struct store *store; /* where the live state is kept (store.h) */
+	bool leader;         /* this controller leads: it listens for agents, pushes, saves */
+	int64_t term;        /* the store's term when this controller took the lead */
+	bool stale_store;    /* a save was refused (another writer): check the lead at once */
+	bool unsaved;        /* the last save did not reach the store: try again */
+	uint64_t store_next; /* when the next keepalive and watch are due */
+	uint64_t lead_ms;    /* when this controller took the lead */
+	bool nodes_judged;   /* since then, nodes whose registration lapsed were looked for */
+	int lfd;             /* the agents' listener while leading, else -1 */
+
 	bool copy_exact;        /* a standby: the services are what a load of the store gives */
 	uint64_t store_reads;   /* loads of the whole stored state (metrics; under lock) */
 	uint64_t store_changes; /* records a standby applied from the store's changes (idem) */
-	int lfd;                /* the agents' listener while leading, else -1 */
+
 	uint64_t log_s;
 	unsigned log_n;
 	unsigned nagents; /* agents that said hello: written by the loop under lock */

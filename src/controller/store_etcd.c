@@ -50,6 +50,7 @@ enum {
 	ETCD_TXN_BYTES = 1 << 20,
 	ETCD_TTL_DEF_S = 2,
 	ETCD_TICK_MS = 250, /* the controller's loop may call the store this late (POLL_TICK_MS) */
+	ETCD_LOAD_PAGE = 100, /* keys in one read request of a load */
 };
 
 struct ekey {
@@ -209,52 +210,67 @@ static int keys_from(struct store_etcd *e, json_t *kvs)
 	return 0;
 }
 
+/* A load's records (etcd_range_pages): each key known with its revision, each record that
+ * passes the check added to the text and kept as the key's value. */
+struct eload {
+	struct store_etcd *e;
+	const char *pre;
+	struct text t;
+};
+
+static void on_load_kv(void *arg, json_t *kv)
+{
+	struct eload *x = arg;
+	struct etcd_rec rec;
+	struct ekey *k;
+	int err = etcd_rec_decode(x->e->cl.who, kv, x->pre, ETCD_VALUE_MAX_B, false, &rec);
+	if (!rec.key || !(k = key_add(x->e, rec.key))) {
+		if (rec.key) /* (a key with a NUL or too long: not ours, never written) */
+			x->t.err = -ENOMEM;
+		etcd_rec_free(&rec);
+		return;
+	}
+	k->rev = rec.mod_rev;
+	if (!err) {
+		ctlr_text_add(&x->t, rec.val, rec.vlen);
+		free(k->text); /* (NULL: keys_clear before the first page) */
+		k->text = rec.val;
+		k->len = rec.vlen;
+		rec.val = NULL;
+	}
+	etcd_rec_free(&rec);
+}
+
+/* Reads PREFIX svc/ in pages of ETCD_LOAD_PAGE keys at one revision (etcd_range_pages: one
+ * request for 10,000 services of 100 endpoints outgrew ETCD_RESP_MAX_B). */
 static int etcd_load(struct store *st, char **text, size_t *len)
 {
 	struct store_etcd *e = (struct store_etcd *)st;
 	char pre[ETCD_KEY_MAX];
-	struct text t = {0};
-	json_t *r, *kv;
-	size_t i;
+	struct eload x = {.e = e, .pre = pre};
+	unsigned pages;
+	int64_t rev;
 	*text = NULL;
 	*len = 0;
 	snprintf(pre, sizeof(pre), "%ssvc/", e->prefix);
-	if (!(r = etcd_call(&e->cl, "/v3/kv/range", etcd_range_req(pre, false))))
-		return -EIO;
+	e->need_load = true; /* (until this load is whole) */
+	keys_clear(e);
+	long n = etcd_range_pages(&e->cl, pre, 0, ETCD_LOAD_PAGE, on_load_kv, &x, &rev, &pages);
+	if (n < 0 || x.t.err) {
+		free(x.t.p);
+		return n < 0 ? (int)n : x.t.err;
+	}
 	etcd_watch_stop(&e->cl); /* a stream from before: the next starts after this read */
-	json_t *kvs = json_object_get(r, "kvs");
-	keys_from(e, kvs);
-	e->rev = etcd_jint(json_object_get(r, "header"), "revision");
+	e->rev = rev;
 	e->rev_event = false;
-	json_array_foreach(kvs, i, kv)
-	{
-		struct etcd_rec rec;
-		struct ekey *x;
-		if (etcd_rec_decode(e->cl.who, kv, pre, ETCD_VALUE_MAX_B, false, &rec)) {
-			etcd_rec_free(&rec);
-			continue;
+	if (x.t.len) {
+		ctlr_text_add(&x.t, "", 1);
+		if (x.t.err) {
+			free(x.t.p);
+			return x.t.err;
 		}
-		ctlr_text_add(&t, rec.val, rec.vlen);
-		if ((x = key_find(e, rec.key)) && !x->text) { /* a save leaves it as it is */
-			x->text = rec.val;
-			x->len = rec.vlen;
-			rec.val = NULL;
-		}
-		etcd_rec_free(&rec);
-	}
-	json_decref(r);
-	if (t.err) {
-		free(t.p);
-		return t.err;
-	}
-	if (t.len) {
-		ctlr_text_add(&t, "", 1);
-		if (t.err) {
-			free(t.p);
-			return t.err;
-		}
-		*text = t.p;
-		*len = t.len - 1;
+		*text = x.t.p;
+		*len = x.t.len - 1;
 	}
 	e->need_load = false;
 	e->led = e->leader_rev != 0;

@@ -135,6 +135,68 @@ json_t *etcd_call(struct etcd *e, const char *path, json_t *req)
 	return r;
 }
 
+long etcd_range_pages(struct etcd *e, const char *pre, int64_t min_rev, unsigned page,
+                      etcd_kv_fn fn, void *arg, int64_t *rev, unsigned *pages)
+{
+	char mr[32], at[32] = "";
+	char *from = NULL; /* the next page's first key (NULL: the prefix) */
+	size_t fromlen = 0;
+	long n = 0;
+	*rev = 0;
+	*pages = 0;
+	for (bool more = true; more; (*pages)++) {
+		json_t *req = etcd_range_req(pre, false), *r, *kv;
+		size_t i;
+		if (!req) {
+			n = -ENOMEM;
+			break;
+		}
+		if (from)
+			json_object_set_new(req, "key", etcd_jkey(from, fromlen));
+		if (min_rev > 0) {
+			snprintf(mr, sizeof(mr), "%" PRId64, min_rev);
+			json_object_set_new(req, "min_mod_revision", json_string(mr));
+		}
+		if (at[0]) /* the later pages: the first page's revision */
+			json_object_set_new(req, "revision", json_string(at));
+		json_object_set_new(req, "limit", json_integer(page));
+		if (!(r = etcd_call(e, "/v3/kv/range", req))) {
+			n = -EIO; /* (compacted past the first page's revision too) */
+			break;
+		}
+		json_t *kvs = json_object_get(r, "kvs");
+		json_array_foreach(kvs, i, kv)
+		{
+			fn(arg, kv);
+			n++;
+		}
+		if (!at[0]) {
+			*rev = etcd_jint(json_object_get(r, "header"), "revision");
+			snprintf(at, sizeof(at), "%" PRId64, *rev);
+		}
+		more = json_is_true(json_object_get(r, "more")) && json_array_size(kvs);
+		if (more) { /* the next page starts just after the last key */
+			const char *k64 = json_string_value(
+			    json_object_get(json_array_get(kvs, json_array_size(kvs) - 1), "key"));
+			size_t kl = 0;
+			char *k = k64 ? store_b64_dec(k64, ETCD_KEY_MAX - 1, &kl) : NULL;
+			free(from);
+			from = k ? realloc(k, kl + 1) : NULL;
+			if (!from) {
+				free(k);
+				json_decref(r);
+				n = k ? -ENOMEM : -EIO;
+				break;
+			}
+			from[kl] = '\0'; /* (the key's successor: the key and a NUL byte) */
+			fromlen = kl + 1;
+		}
+		json_decref(r);
+	}
+	free(from);
+	return n;
+}
+
 void etcd_watch_stop(struct etcd *e)
 {
 	if (e->wh) {

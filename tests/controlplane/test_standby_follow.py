@@ -275,3 +275,38 @@ def test_standby_past_a_compaction_reads_afresh_once(tmp_path, etcd):
         if c3:
             assert c3.stop() == 0
         relay.close()
+
+
+def many(n):
+    """n services of two endpoints each (more than one page of a load: 100 keys)."""
+    out = [ctlpeer.config().split("services:")[0] + "services:"]
+    for i in range(n):
+        out += [f"  - name: s{i}.svc.example.", f"    prefixes: [2001:db8:{i + 16:x}::/64]",
+                "    slice: 72", "    endpoints:",
+                f'      - {{id: a, address: "2001:db8:100::{2 * i + 1:x}"}}',
+                f'      - {{id: b, address: "2001:db8:100::{2 * i + 2:x}"}}']
+    return "\n".join(out) + "\n"
+
+
+def test_standby_reads_a_state_of_many_pages(tmp_path, etcd):
+    """250 services: the standby's one read at start comes in pages (100 keys a request,
+    at one revision) and holds every service as the leader does; a change to a service of
+    the last page is followed with no read."""
+    mp = {}
+    port, c1, c2 = hapair.pair(tmp_path, "etcd", (), start(tmp_path, etcd.url, mp, many(250)))
+    try:
+        assert ctlpeer.wait_until(lambda: len(etcd.keys("/peak/svc/")) == 250, 10)
+        assert counter(mp["c2"], "reads") == 1
+        st = status(tmp_path, "c2")
+        assert st == status(tmp_path, "c1")
+        assert st.count(" up weight 1 slices 128") == 500, st
+        p = subprocess.run([ctlpeer.PEAK, "controller-ctl", "--control",
+                            str(tmp_path / "c1.sock"), "weight", "s249.svc.example.", "a",
+                            "3"], capture_output=True, text=True, timeout=10)
+        assert p.returncode == 0, p
+        assert ctlpeer.wait_until(lambda: counter(mp["c2"], "changes") >= 1, 5)
+        assert ctlpeer.wait_until(lambda: status(tmp_path, "c2") == status(tmp_path, "c1"), 5)
+        assert counter(mp["c2"], "reads") == 1
+    finally:
+        c1.stop()
+        assert c2.stop() == 0
