@@ -4,6 +4,7 @@
 #include "controller.h"
 
 #include <errno.h>
+#include <inttypes.h>
 #include <poll.h>
 #include <pthread.h>
 #include <signal.h>
@@ -261,6 +262,7 @@ int ctlr_reload(struct ctl *c, char *err, size_t errlen)
 		goto out;
 	if (c->kube)
 		ksrc_before(c, cfg); /* endpoints that left go down first: only theirs move */
+	c->copy_exact = false;       /* a standby's services no longer those a load gives */
 	if ((ret = ctlr_state_text(c, &t)) || (ctlr_text_add(&t, "", 1), ret = t.err))
 		goto out;
 	if (c->kube)
@@ -499,6 +501,7 @@ static int store_adopt(struct ctl *c)
 	char *state = NULL;
 	size_t len = 0;
 	struct csvc *svc, *old;
+	c->copy_exact = false;
 	int r = c->store->ops->load(c->store, &state, &len);
 	if (r)
 		return r;
@@ -509,16 +512,51 @@ static int store_adopt(struct ctl *c)
 	pthread_mutex_lock(&c->lock);
 	old = c->svc;
 	c->svc = svc;
+	c->store_reads++;
 	pthread_mutex_unlock(&c->lock);
 	ctlr_svcs_free(old, c->cfg->nsvc);
+	c->copy_exact = true;
 	return 0;
 }
 
-/* Takes the lead: adopts the stored state (a standby's copy may be a watch behind), then
- * listens for agents, saves what adoption added, and brings peak dns in step. */
+/* A standby applies one service's record as the store's watch hands it (store_change_fn):
+ * the service is built again from that record alone, as a full load's adoption builds it
+ * (ctlr_svcs_build over a configuration of this one service: the record of a service
+ * holds its lines only), and replaces the one held. A change costs its service, not the
+ * whole state. */
+static int standby_apply(void *arg, const char *name, const char *text, size_t len)
+{
+	struct ctl *c = arg;
+	struct csvc *v = ctlr_svc_find(c, name), *nv, tmp;
+	if (!v)
+		return 0; /* not in the configuration: a load leaves it out too */
+	struct peak_config *one = calloc(1, sizeof(*one));
+	if (!one)
+		return -ENOMEM;
+	one->svc = c->cfg->svc + (v - c->svc);
+	one->nsvc = 1;
+	nv = ctlr_svcs_build(one, text, text ? len : 0, c->steer);
+	free(one);
+	if (!nv)
+		return -ENOMEM;
+	pthread_mutex_lock(&c->lock);
+	tmp = *v;
+	*v = nv[0];
+	nv[0] = tmp;
+	c->store_changes++;
+	pthread_mutex_unlock(&c->lock);
+	ctlr_svcs_free(nv, 1);
+	return 0;
+}
+
+/* Takes the lead: adopts the stored state (a standby's copy may be a watch behind: it is
+ * kept only when the store says it is current, else read afresh), then listens for
+ * agents, saves what adoption added, and brings peak dns in step. */
 static void lead(struct ctl *c)
 {
-	int r = store_adopt(c);
+	struct store *st = c->store;
+	bool kept = !c->leader && c->copy_exact && st->ops->current && st->ops->current(st) == 1;
+	int r = kept ? 0 : store_adopt(c);
 	if (r)
 		log_msg(LOG_WARNING,
 		        "controller: the store did not answer (%s): leading with the "
@@ -530,8 +568,9 @@ static void lead(struct ctl *c)
 	c->lead_ms = ctlr_now_ms();
 	c->nodes_judged = false;
 	pthread_mutex_unlock(&c->lock);
-	log_msg(LOG_INFO, "controller: leading (store %s)%s", c->store->ops->name,
-	        r ? "" : ": the stored state adopted");
+	log_msg(LOG_INFO, "controller: leading (store %s)%s%s", c->store->ops->name,
+	        r ? "" : ": the stored state adopted",
+	        kept ? " (the standby's copy, current)" : "");
 	listen_open(c);
 	for (unsigned i = 0; i < c->cfg->nsvc; i++) /* agents still here after a lost term */
 		send_map(c, &c->svc[i], NULL);
@@ -547,6 +586,7 @@ static void follow(struct ctl *c, const char *why)
 	pthread_mutex_lock(&c->lock);
 	c->leader = false;
 	pthread_mutex_unlock(&c->lock);
+	c->copy_exact = false; /* the live state, not the stored one: read it at the next tick */
 	if (c->lfd >= 0)
 		close(c->lfd);
 	c->lfd = -1;
@@ -620,8 +660,36 @@ static void nodes_tick(struct ctl *c, uint64_t now)
 	}
 }
 
+/* A standby, at every store interval and when the store's watch socket is readable:
+ * follows the stored state. With a store that hands over its changes (follow), each
+ * changed record is applied to its service alone, and the state is read afresh only when
+ * the store says so or the copy is not the stored state (a read failed, the lead was
+ * lost, a reload); else (watch) it is read afresh at every change. */
+static void standby_follow(struct ctl *c)
+{
+	struct store *st = c->store;
+	uint64_t n0 = c->store_changes;
+	int r;
+	if (!st->ops->follow) {
+		if (st->ops->watch(st) == 1 && !store_adopt(c))
+			log_msg(LOG_INFO, "controller: standby: the stored state changed: adopted");
+		return;
+	}
+	if (!c->copy_exact)
+		r = STORE_RELOAD;
+	else if ((r = st->ops->follow(st, standby_apply, c)) == STORE_CHANGED &&
+	         c->store_changes > n0) /* (else of services not configured here) */
+		log_msg(LOG_INFO,
+		        "controller: standby: the stored state changed: adopted (%" PRIu64
+		        " records from the watch)",
+		        c->store_changes - n0);
+	if (r == STORE_RELOAD && !store_adopt(c))
+		log_msg(LOG_INFO, "controller: standby: the stored state changed: adopted (read "
+		                  "afresh)");
+}
+
 /* Every store interval: keeps the lease, takes or gives up the lead, keeps the agents'
- * registrations, and on a standby follows the stored state (watch). */
+ * registrations, and on a standby follows the stored state. */
 static void store_tick(struct ctl *c, uint64_t now)
 {
 	struct store *st = c->store;
@@ -645,8 +713,8 @@ static void store_tick(struct ctl *c, uint64_t now)
 		nodes_tick(c, now);
 	else if (st->ops->nodes_renew && k >= 0)   /* a standby: which nodes are registered */
 		st->ops->nodes_renew(st, NULL, 0); /* (not when etcd just failed: no 2nd wait) */
-	if (!c->leader && st->ops->watch(st) == 1 && !store_adopt(c))
-		log_msg(LOG_INFO, "controller: standby: the stored state changed: adopted");
+	if (!c->leader)
+		standby_follow(c);
 }
 
 /* ---- metrics ---- */
@@ -683,8 +751,17 @@ static void render(struct mbuf *b, void *arg)
 	            "# TYPE peak_controller_leader gauge\npeak_controller_leader %d\n"
 	            "# HELP peak_controller_steer_metrics 1 with --steer metrics, 0 static.\n"
 	            "# TYPE peak_controller_steer_metrics gauge\npeak_controller_steer_metrics "
-	            "%d\n",
-	            c->nagents, c->leader, c->steer);
+	            "%d\n"
+	            "# HELP peak_controller_store_reads_total Reads of the whole stored state "
+	            "(at start, taking the lead, and when a standby cannot follow the store's "
+	            "changes).\n"
+	            "# TYPE peak_controller_store_reads_total counter\n"
+	            "peak_controller_store_reads_total %" PRIu64 "\n"
+	            "# HELP peak_controller_store_changes_total Service records a standby applied "
+	            "from the store's watch, each alone.\n"
+	            "# TYPE peak_controller_store_changes_total counter\n"
+	            "peak_controller_store_changes_total %" PRIu64 "\n",
+	            c->nagents, c->leader, c->steer, c->store_reads, c->store_changes);
 	for (unsigned k = 0; k < sizeof(per_ep) / sizeof(per_ep[0]); k++) {
 		mbuf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", per_ep[k].name, per_ep[k].help,
 		            per_ep[k].name);
@@ -914,7 +991,7 @@ int controller_run(const struct controller_opts *o)
 	notify_ready("%u services from %s%s", c->cfg->nsvc, o->config,
 	             c->leader ? "" : " (standby)");
 	for (;;) {
-		struct pollfd pf[4 + MAX_AGENTS + MAX_CLIENTS + KUBE_POLLFDS];
+		struct pollfd pf[4 + MAX_AGENTS + MAX_CLIENTS + KUBE_POLLFDS + 1];
 		uint64_t now = ctlr_now_ms();
 		pf[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		pf[1] = (struct pollfd){.fd = c->lfd, .events = POLLIN};
@@ -937,7 +1014,13 @@ int controller_run(const struct controller_opts *o)
 			kpf[i] = (struct pollfd){.fd = -1};
 		if (c->kube)
 			kube_pollfds(c->kube, kpf);
-		if (poll(pf, 4 + MAX_AGENTS + MAX_CLIENTS + KUBE_POLLFDS, POLL_TICK_MS) == -1 &&
+		/* a standby wakes when the store's watch has news, not only at its interval */
+		struct pollfd *wpf = &kpf[KUBE_POLLFDS];
+		*wpf = (struct pollfd){.fd = !c->leader && c->copy_exact && c->store->ops->watch_fd
+		                                 ? c->store->ops->watch_fd(c->store)
+		                                 : -1,
+		                       .events = POLLIN};
+		if (poll(pf, 4 + MAX_AGENTS + MAX_CLIENTS + KUBE_POLLFDS + 1, POLL_TICK_MS) == -1 &&
 		    errno != EINTR) {
 			log_msg(LOG_ERR, "controller: poll: %s", strerror(errno));
 			ret = 1;
@@ -1004,6 +1087,8 @@ int controller_run(const struct controller_opts *o)
 				ctlr_peer_close(p);
 		}
 		stale_expire(c, now);
+		if (wpf->fd >= 0 && wpf->revents && !c->leader)
+			standby_follow(c);
 		store_tick(c, now);
 		ctlr_steer_tick(c, now);
 		if (c->kube && kube_poll(c->kube) == 1) {

@@ -139,6 +139,11 @@ struct ctl {
 	uint64_t lead_ms;    /* when this controller took the lead */
 	bool nodes_judged;   /* since then, nodes whose registration lapsed were looked for */
 	int lfd;             /* the agents' listener while leading, else -1 */
+
+	bool copy_exact;        /* a standby: the services are what a load of the store gives */
+	uint64_t store_reads;   /* loads of the whole stored state (metrics; under lock) */
+	uint64_t store_changes; /* records a standby applied from the store's changes (idem) */
+
 	uint64_t log_s;
 	unsigned log_n;
 	unsigned nagents; /* agents that said hello: written by the loop under lock */

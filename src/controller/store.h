@@ -30,6 +30,18 @@ struct store_rec {
 
 struct store;
 
+/* What follow passes for one changed service record: the name its key holds and its lines
+ * as they are stored now, or text NULL when no record of that name is (deleted, or refused
+ * with a log line): the service then has no stored state, as a full load would find. A
+ * load's text holds exactly the records follow would pass. Returns 0 or -errno (the
+ * caller's copy is then unknown: follow asks for a load). */
+typedef int (*store_change_fn)(void *arg, const char *name, const char *text, size_t len);
+
+enum {
+	STORE_CHANGED = 1,
+	STORE_RELOAD = 2,
+};
+
 struct store_ops {
 	const char *name;
 	/* Loads the stored state: every service's lines concatenated into *text (malloc'ed,
@@ -45,6 +57,21 @@ struct store_ops {
 	/* Returns 1 if the stored state changed since the last load or save (the caller then
 	 * loads it again), 0 if not, -errno if the store did not answer. */
 	int (*watch)(struct store *st);
+	/* A standby's incremental watch, in place of watch when not NULL (etcd): passes each
+	 * service record changed since the last load or follow to fn, in revision order, so
+	 * the caller updates its copy with no read. Returns STORE_CHANGED (fn was called),
+	 * STORE_RELOAD (the changes cannot be followed: a compaction, a gap, a parse error,
+	 * fn failed, or this controller led since the last load: the caller loads afresh; so
+	 * again until a load succeeds), 0 (nothing changed) or -errno (the store did not
+	 * answer: the watch resumes after the last change passed). */
+	int (*follow)(struct store *st, store_change_fn fn, void *arg);
+	/* The socket whose readability means follow has changes to pass now (the watch
+	 * stream's), or -1: a standby polls it beside its interval. NULL: none. */
+	int (*watch_fd)(struct store *st);
+	/* Whether the state last loaded, with the changes follow passed since, is the stored
+	 * state now (one small request): a standby taking the lead adopts its copy with no
+	 * read. Returns 1, 0 (not, or not known) or -errno. NULL: always 0. */
+	int (*current)(struct store *st);
 	/* Keeps this controller's lease alive and campaigns for leadership. Returns 1 (this
 	 * controller leads), 0 (a standby) or -errno (the store did not answer: not leading). */
 	int (*keepalive)(struct store *st);

@@ -18,6 +18,12 @@
  * of the lease, except the watch stream (/v3/watch), which a standby reads without
  * blocking at every interval. The requests and the stream are src/etcd's (etcd.h), shared
  * with peak dns's follower.
+ * A standby follows the state as peak dns does: one read at start, then the watch's events
+ * (put and delete, in revision order) update its copy of the keys and are handed to the
+ * controller one record each (follow), with no read; it reads afresh only when the watch
+ * cannot resume (a compaction, a cancel, an event out of order or not parsed). Taking the
+ * lead, it checks in one small request that nothing under the prefix changed past the
+ * revision its copy holds (current) before it adopts that copy instead of reading it.
  */
 #include "store.h"
 
@@ -31,6 +37,7 @@
 
 #include "../etcd/etcd.h"
 #include "../sys/log.h"
+#include "peak/dns.h"
 #include "controller.h"
 #include "ctl.h"
 
@@ -43,13 +50,15 @@ enum {
 	ETCD_TXN_BYTES = 1 << 20,
 	ETCD_TTL_DEF_S = 2,
 	ETCD_TICK_MS = 250, /* the controller's loop may call the store this late (POLL_TICK_MS) */
+	ETCD_LOAD_PAGE = 100, /* keys in one read request of a load */
 };
 
 struct ekey {
 	char *key;   /* the whole key (PREFIX svc/NAME) */
 	int64_t rev; /* its mod_revision as last loaded or written */
-	char *text;  /* the value we wrote last (NULL: not ours, or not known) */
+	char *text;  /* the value we wrote or followed last (NULL: not ours, refused, not known) */
 	size_t len;
+	uint32_t fold; /* a hash of its service name, any case (0: no name): see key_aliased */
 };
 
 /* A lease this leader holds for a connected agent's node. */
@@ -71,7 +80,10 @@ struct store_etcd {
 	unsigned nkeys;
 	uint32_t *kidx; /* keys by hash (index + 1; 0: empty): a save finds 10,000 in O(1) */
 	uint32_t kmask;
-	int64_t rev; /* the store's revision at the last load: the watch resumes after it */
+	int64_t rev;    /* the revision the copy of the keys is at: the watch resumes after it */
+	bool rev_event; /* rev is an event's (another of the same transaction may follow) */
+	bool need_load; /* the copy is not known to follow the store (follow: STORE_RELOAD) */
+	bool led;       /* this controller led since the last load (its writes are in the copy) */
 	unsigned agent_ttl_s;
 	struct enode nodes[MAX_AGENTS]; /* the leases held for connected agents' nodes */
 	unsigned nnodes;
@@ -144,6 +156,21 @@ static struct ekey *key_find(struct store_etcd *e, const char *k)
 	return NULL;
 }
 
+/* A hash of the service name that key k names, folded to lower case; 0: none. */
+static uint32_t key_fold(const struct store_etcd *e, const char *k)
+{
+	size_t pl = strlen(e->prefix);
+	struct dns_name n;
+	if (strncmp(k, e->prefix, pl) || strncmp(k + pl, "svc/", 4) ||
+	    dns_name_parse(k + pl + 4, &n))
+		return 0;
+	dns_name_lower(&n);
+	uint32_t h = 2166136261u;
+	for (unsigned i = 0; i < n.len; i++)
+		h = (h ^ n.wire[i]) * 16777619u;
+	return h | 1;
+}
+
 static struct ekey *key_add(struct store_etcd *e, const char *k)
 {
 	struct ekey *x = key_find(e, k), *nk;
@@ -153,7 +180,7 @@ static struct ekey *key_add(struct store_etcd *e, const char *k)
 		return NULL;
 	e->keys = nk;
 	x = &e->keys[e->nkeys];
-	*x = (struct ekey){.key = strdup(k)};
+	*x = (struct ekey){.key = strdup(k), .fold = key_fold(e, k)};
 	if (!x->key || key_index(e, e->nkeys)) {
 		free(x->key);
 		x->key = NULL;
@@ -183,65 +210,70 @@ static int keys_from(struct store_etcd *e, json_t *kvs)
 	return 0;
 }
 
+/* A load's records (etcd_range_pages): each key known with its revision, each record that
+ * passes the check added to the text and kept as the key's value. */
+struct eload {
+	struct store_etcd *e;
+	const char *pre;
+	struct text t;
+};
+
+static void on_load_kv(void *arg, json_t *kv)
+{
+	struct eload *x = arg;
+	struct etcd_rec rec;
+	struct ekey *k;
+	int err = etcd_rec_decode(x->e->cl.who, kv, x->pre, ETCD_VALUE_MAX_B, false, &rec);
+	if (!rec.key || !(k = key_add(x->e, rec.key))) {
+		if (rec.key) /* (a key with a NUL or too long: not ours, never written) */
+			x->t.err = -ENOMEM;
+		etcd_rec_free(&rec);
+		return;
+	}
+	k->rev = rec.mod_rev;
+	if (!err) {
+		ctlr_text_add(&x->t, rec.val, rec.vlen);
+		free(k->text); /* (NULL: keys_clear before the first page) */
+		k->text = rec.val;
+		k->len = rec.vlen;
+		rec.val = NULL;
+	}
+	etcd_rec_free(&rec);
+}
+
+/* Reads PREFIX svc/ in pages of ETCD_LOAD_PAGE keys at one revision (etcd_range_pages: one
+ * request for 10,000 services of 100 endpoints outgrew ETCD_RESP_MAX_B). */
 static int etcd_load(struct store *st, char **text, size_t *len)
 {
 	struct store_etcd *e = (struct store_etcd *)st;
-	char pre[ETCD_KEY_MAX], why[128];
-	struct text t = {0};
-	json_t *r, *kv;
-	size_t i;
+	char pre[ETCD_KEY_MAX];
+	struct eload x = {.e = e, .pre = pre};
+	unsigned pages;
+	int64_t rev;
 	*text = NULL;
 	*len = 0;
 	snprintf(pre, sizeof(pre), "%ssvc/", e->prefix);
-	if (!(r = etcd_call(&e->cl, "/v3/kv/range", etcd_range_req(pre, false))))
-		return -EIO;
-	json_t *kvs = json_object_get(r, "kvs");
-	keys_from(e, kvs);
-	e->rev = etcd_jint(json_object_get(r, "header"), "revision");
-	json_array_foreach(kvs, i, kv)
-	{
-		size_t kl = 0, vl = 0;
-		const char *k64 = json_string_value(json_object_get(kv, "key"));
-		const char *v64 = json_string_value(json_object_get(kv, "value"));
-		char *k = k64 ? store_b64_dec(k64, ETCD_KEY_MAX, &kl) : NULL;
-		char *v = store_b64_dec(v64 ? v64 : "", ETCD_VALUE_MAX_B, &vl);
-		char shown[96];
-		etcd_printable(shown, sizeof(shown), k ? k : "?", k ? kl : 1);
-		bool key_ok =
-		    k && strlen(k) == kl && kl > strlen(pre) && !strncmp(k, pre, strlen(pre));
-		int err = !key_ok ? (snprintf(why, sizeof(why), "not a key of this prefix"), -1)
-		          : !v    ? (snprintf(why, sizeof(why), "not base64, or over %d bytes",
-		                              ETCD_VALUE_MAX_B),
-                                  -1)
-		                  : store_rec_check(k + strlen(pre), v, vl, why, sizeof(why));
-		struct ekey *x;
-		if (err) {
-			log_msg(LOG_WARNING, "controller: etcd: %s: refused: %s", shown, why);
-		} else {
-			ctlr_text_add(&t, v, vl);
-			if ((x = key_find(e, k)) && !x->text) { /* a save leaves it as it is */
-				x->text = v;
-				x->len = vl;
-				v = NULL;
-			}
+	e->need_load = true; /* (until this load is whole) */
+	keys_clear(e);
+	long n = etcd_range_pages(&e->cl, pre, 0, ETCD_LOAD_PAGE, on_load_kv, &x, &rev, &pages);
+	if (n < 0 || x.t.err) {
+		free(x.t.p);
+		return n < 0 ? (int)n : x.t.err;
+	}
+	etcd_watch_stop(&e->cl); /* a stream from before: the next starts after this read */
+	e->rev = rev;
+	e->rev_event = false;
+	if (x.t.len) {
+		ctlr_text_add(&x.t, "", 1);
+		if (x.t.err) {
+			free(x.t.p);
+			return x.t.err;
 		}
-		free(k);
-		free(v);
+		*text = x.t.p;
+		*len = x.t.len - 1;
 	}
-	json_decref(r);
-	if (t.err) {
-		free(t.p);
-		return t.err;
-	}
-	if (t.len) {
-		ctlr_text_add(&t, "", 1);
-		if (t.err) {
-			free(t.p);
-			return t.err;
-		}
-		*text = t.p;
-		*len = t.len - 1;
-	}
+	e->need_load = false;
+	e->led = e->leader_rev != 0;
 	return 0;
 }
 
@@ -390,7 +422,138 @@ static int etcd_watch_svc(struct store *st)
 	char pre[ETCD_KEY_MAX];
 	snprintf(pre, sizeof(pre), "%ssvc/", e->prefix);
 	int r = etcd_watch(&e->cl, pre, e->rev, NULL, NULL);
-	return r > 0 ? 1 : r; /* a standby adopts the whole state at every change */
+	return r > 0 ? 1 : r; /* (the standby follows the events instead: etcd_follow) */
+}
+
+/* Whether another key's record names x's service too (in another case, say): a load
+ * hands the caller both, so neither's change is one record's. */
+static bool key_aliased(const struct store_etcd *e, const struct ekey *x)
+{
+	size_t pl = strlen(e->prefix) + 4;
+	struct dns_name a, b;
+	if (!x->fold || dns_name_parse(x->key + pl, &a))
+		return false;
+	for (unsigned i = 0; i < e->nkeys; i++) {
+		const struct ekey *y = &e->keys[i];
+		if (y != x && y->text && y->fold == x->fold && !dns_name_parse(y->key + pl, &b) &&
+		    dns_name_eq(&a, &b))
+			return true;
+	}
+	return false;
+}
+
+struct efollow {
+	struct store_etcd *e;
+	store_change_fn fn;
+	void *arg;
+	const char *pre;
+	unsigned n;
+	const char *lost; /* why the changes cannot be followed (NULL: they can) */
+};
+
+/* One watch event: the copy of its key updated, then its record (or none) handed to the
+ * caller; past one that cannot be followed, nothing more (the caller reads afresh). */
+static void on_event(void *arg, json_t *kv, bool deleted)
+{
+	struct efollow *x = arg;
+	struct store_etcd *e = x->e;
+	struct etcd_rec r;
+	struct ekey *k = NULL;
+	if (x->lost)
+		return;
+	int err = etcd_rec_decode(e->cl.who, kv, x->pre, ETCD_VALUE_MAX_B, deleted, &r);
+	if (err == -ENOMEM)
+		x->lost = "out of memory";
+	else if (!r.key)
+		x->lost = "an event without a key of ours";
+	else if (r.mod_rev <= 0 || r.mod_rev < e->rev || (r.mod_rev == e->rev && !e->rev_event))
+		x->lost = "an event out of revision order";
+	else if (!(k = deleted ? key_find(e, r.key) : key_add(e, r.key)) && !deleted)
+		x->lost = "out of memory";
+	if (x->lost) {
+		etcd_rec_free(&r);
+		return;
+	}
+	e->rev = r.mod_rev;
+	e->rev_event = true;
+	x->n++;
+	if (!k) { /* a delete of a key the copy does not hold: nothing changes */
+		etcd_rec_free(&r);
+		return;
+	}
+	free(k->text);
+	k->text = r.val; /* (NULL: deleted or refused) */
+	k->len = r.vlen;
+	k->rev = deleted ? 0 : r.mod_rev; /* (0 as for a key never written: save's compare) */
+	r.val = NULL;
+	if (r.name && k->fold && key_aliased(e, k))
+		x->lost = "two keys name one service";
+	else if (r.name && x->fn(x->arg, r.name, k->text, k->len))
+		x->lost = "a change not applied";
+	etcd_rec_free(&r);
+}
+
+static int etcd_follow(struct store *st, store_change_fn fn, void *arg)
+{
+	struct store_etcd *e = (struct store_etcd *)st;
+	char pre[ETCD_KEY_MAX];
+	struct efollow x = {.e = e, .fn = fn, .arg = arg, .pre = pre};
+	if (e->need_load || e->led)
+		return STORE_RELOAD;
+	snprintf(pre, sizeof(pre), "%ssvc/", e->prefix);
+	int w = etcd_watch(&e->cl, pre, e->rev, on_event, &x);
+	if (x.lost) {
+		log_msg(LOG_INFO,
+		        "controller: etcd: the changes past revision %" PRId64
+		        " cannot be followed (%s): reading the state afresh",
+		        e->rev, x.lost);
+		etcd_watch_stop(&e->cl);
+	}
+	if (x.lost || w == ETCD_WATCH_RESYNC) {
+		e->need_load = true;
+		return STORE_RELOAD;
+	}
+	if (x.n)
+		return STORE_CHANGED; /* (a broken stream resumes after the last event) */
+	return w < 0 ? w : 0;
+}
+
+static int etcd_follow_fd(struct store *st)
+{
+	struct store_etcd *e = (struct store_etcd *)st;
+	return e->need_load || e->led ? -1 : etcd_watch_fd(&e->cl);
+}
+
+/* One transaction of two ranges of PREFIX svc/ at one revision: the keys written past the
+ * copy's revision (none if it is current), and how many keys there are (as many as the
+ * copy holds: none deleted past it). */
+static int etcd_current(struct store *st)
+{
+	struct store_etcd *e = (struct store_etcd *)st;
+	char pre[ETCD_KEY_MAX], rev[32];
+	unsigned live = 0;
+	if (e->need_load || !e->rev)
+		return 0;
+	snprintf(pre, sizeof(pre), "%ssvc/", e->prefix);
+	snprintf(rev, sizeof(rev), "%" PRId64, e->rev + 1);
+	json_t *newer = etcd_range_req(pre, true), *all = etcd_range_req(pre, false);
+	json_object_set_new(newer, "min_mod_revision", json_string(rev));
+	json_object_set_new(all, "count_only", json_true());
+	json_t *r = etcd_call(&e->cl, "/v3/kv/txn",
+	                      json_pack("{s:[{s:o},{s:o}]}", "success", "request_range", newer,
+	                                "request_range", all));
+	if (!r)
+		return -EIO;
+	json_t *res = json_object_get(r, "responses");
+	json_t *r0 = json_object_get(json_array_get(res, 0), "response_range");
+	json_t *r1 = json_object_get(json_array_get(res, 1), "response_range");
+	int64_t n = etcd_jint(r1, "count");
+	bool ok = json_is_object(r0) && json_is_object(r1) &&
+	          !json_array_size(json_object_get(r0, "kvs"));
+	json_decref(r);
+	for (unsigned i = 0; i < e->nkeys; i++)
+		live += e->keys[i].rev > 0;
+	return ok && n == (int64_t)live;
 }
 
 /* Grants a lease of ttl seconds. Returns its id, or 0 (etcd did not grant it). */
@@ -618,6 +781,7 @@ static int etcd_keepalive(struct store *st)
 	json_decref(r);
 	if (!e->leader_rev)
 		return 0;
+	e->led = true;           /* from now its copy holds its writes: a load before following */
 	etcd_watch_stop(&e->cl); /* a leader is the writer: it watches nothing */
 	e->st.term = e->leader_rev;
 	log_msg(LOG_INFO, "controller: etcd: %s leads (%sleader, lease %" PRIx64 ")", e->id,
@@ -658,6 +822,9 @@ static const struct store_ops etcd_ops = {
     .load = etcd_load,
     .save = etcd_save,
     .watch = etcd_watch_svc,
+    .follow = etcd_follow,
+    .watch_fd = etcd_follow_fd,
+    .current = etcd_current,
     .keepalive = etcd_keepalive,
     .nodes_renew = etcd_nodes_renew,
     .node_alive = etcd_node_alive,
@@ -689,6 +856,7 @@ struct store *store_etcd_open(const struct controller_opts *o, char *err, size_t
 		return NULL;
 	}
 	e->st.ops = &etcd_ops;
+	e->need_load = true; /* (nothing read yet) */
 	e->ttl_s = o->lease_ttl_s ? o->lease_ttl_s : ETCD_TTL_DEF_S;
 	if (etcd_open(&e->cl, "controller", o->etcd, (long)e->ttl_s * 1000 / 4, err, errlen)) {
 		etcd_free(&e->st);

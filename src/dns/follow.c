@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "../controller/store.h" /* store_rec_check, store_b64_dec: the records' checks */
+#include "../controller/store.h" /* store_rec_check: the records' checks */
 #include "../etcd/etcd.h"
 #include "../k8s/kube.h"
 #include "../sys/log.h"
@@ -123,103 +123,50 @@ static int follow_kube_step(struct dns_follow *f, dns_follow_fn fn, void *arg)
 	return 1;
 }
 
-/* One record from etcd (a range's kv, or a watch event's): decoded, checked as the
- * controller checks it, passed to fn (or refused with a log line). */
+/* One record from etcd (a range's kv, or a watch event's): decoded and checked as the
+ * controller checks it (etcd_rec_decode), passed to fn, or refused with a log line. */
 static void kv_apply(struct dns_follow *f, json_t *kv, dns_follow_fn fn, void *arg)
 {
-	size_t kl = 0, vl = 0, pl = strlen(f->pre);
-	char why[128], shown[96];
-	const char *k64 = json_string_value(json_object_get(kv, "key"));
-	const char *v64 = json_string_value(json_object_get(kv, "value"));
-	char *k = k64 ? store_b64_dec(k64, ETCD_KEY_MAX, &kl) : NULL;
-	char *v = store_b64_dec(v64 ? v64 : "", FOLLOW_VALUE_MAX_B, &vl);
-	bool key_ok = k && strlen(k) == kl && kl > pl && !strncmp(k, f->pre, pl);
-	etcd_printable(shown, sizeof(shown), k ? k : "?", k ? kl : 1);
-	int err =
-	    !key_ok ? (snprintf(why, sizeof(why), "not a key of this prefix"), -1)
-	    : !v ? (snprintf(why, sizeof(why), "not base64, or over %d bytes", FOLLOW_VALUE_MAX_B),
-	            -1)
-	         : store_rec_check(k + pl, v, vl, why, sizeof(why));
-	if (err)
-		log_msg(LOG_WARNING, "dns: etcd: %s: refused: %s", shown, why);
-	else
-		fn(arg, k + pl, v, vl);
-	free(k);
-	free(v);
+	struct etcd_rec r;
+	if (!etcd_rec_decode("dns", kv, f->pre, FOLLOW_VALUE_MAX_B, false, &r))
+		fn(arg, r.name, r.val, r.vlen);
+	etcd_rec_free(&r);
+}
+
+/* A read's records (etcd_range_pages): each applied as kv_apply does. */
+struct follow_rd {
+	struct dns_follow *f;
+	dns_follow_fn fn;
+	void *arg;
+};
+
+static void on_kv(void *arg, json_t *kv)
+{
+	struct follow_rd *x = arg;
+	kv_apply(x->f, kv, x->fn, x->arg);
 }
 
 /* Reads the records under PREFIX svc/ written since the last read (every one at the
  * first), calling fn with each that passes the check, in pages of FOLLOW_PAGE records all
- * read at the revision of the first page (a consistent view), so each request stays small
- * and within FOLLOW_TIMEOUT_MS however many services there are: one read of 1000 services
- * of 100 endpoints (about 10 MB of JSON) outlasted the bound on a loaded machine, and was
- * tried again and again while the replica answered from its configuration. Only the
- * records changed since the last read: every one changed after it has a mod_revision past
- * it (compacted or not), so none is missed. Returns 0 or -EIO (or -ENOMEM). */
+ * read at the revision of the first page (etcd_range_pages), so each request stays small
+ * and within FOLLOW_TIMEOUT_MS however many services there are: one read of 1000
+ * services of 100 endpoints (about 10 MB of JSON) outlasted the bound on a loaded machine,
+ * and was tried again and again while the replica answered from its configuration. Only
+ * the records changed since the last read: every one changed after it has a mod_revision
+ * past it (compacted or not), so none is missed. Returns 0 or -EIO (or -ENOMEM). */
 static int follow_read(struct dns_follow *f, dns_follow_fn fn, void *arg)
 {
-	char rev[32], at[32] = "";
-	char *from = NULL; /* the next page's first key (NULL: the prefix) */
-	size_t fromlen = 0;
-	unsigned n = 0, pages = 0;
-	int64_t top = 0;
-	int ret = 0;
-	for (bool more = true; more; pages++) {
-		json_t *req = etcd_range_req(f->pre, false), *r, *kv;
-		size_t i;
-		if (!req) {
-			ret = -ENOMEM;
-			break;
-		}
-		if (from)
-			json_object_set_new(req, "key", etcd_jkey(from, fromlen));
-		if (f->rev > 0) {
-			snprintf(rev, sizeof(rev), "%" PRId64, f->rev + 1);
-			json_object_set_new(req, "min_mod_revision", json_string(rev));
-		}
-		if (at[0]) /* the later pages: the first page's revision */
-			json_object_set_new(req, "revision", json_string(at));
-		json_object_set_new(req, "limit", json_integer(FOLLOW_PAGE));
-		if (!(r = etcd_call(&f->cl, "/v3/kv/range", req))) {
-			ret = -EIO; /* (compacted past the first page's revision too) */
-			break;
-		}
-		json_t *kvs = json_object_get(r, "kvs");
-		json_array_foreach(kvs, i, kv)
-		{
-			kv_apply(f, kv, fn, arg);
-			n++;
-		}
-		if (!at[0]) {
-			top = etcd_jint(json_object_get(r, "header"), "revision");
-			snprintf(at, sizeof(at), "%" PRId64, top);
-		}
-		more = json_is_true(json_object_get(r, "more")) && json_array_size(kvs);
-		if (more) { /* the next page starts just after the last key */
-			const char *k64 = json_string_value(
-			    json_object_get(json_array_get(kvs, json_array_size(kvs) - 1), "key"));
-			size_t kl = 0;
-			char *k = k64 ? store_b64_dec(k64, ETCD_KEY_MAX - 1, &kl) : NULL;
-			free(from);
-			from = k ? realloc(k, kl + 1) : NULL;
-			if (!from) {
-				free(k);
-				json_decref(r);
-				ret = k ? -ENOMEM : -EIO;
-				break;
-			}
-			from[kl] = '\0'; /* (the key's successor: the key and a NUL byte) */
-			fromlen = kl + 1;
-		}
-		json_decref(r);
-	}
-	free(from);
-	if (ret)
-		return ret;
+	struct follow_rd x = {.f = f, .fn = fn, .arg = arg};
+	int64_t top;
+	unsigned pages;
+	long n = etcd_range_pages(&f->cl, f->pre, f->rev > 0 ? f->rev + 1 : 0, FOLLOW_PAGE, on_kv,
+	                          &x, &top, &pages);
+	if (n < 0)
+		return (int)n;
 	if (!f->rev || f->resync)
 		log_msg(LOG_INFO,
 		        "dns: etcd: following %s from revision %" PRId64
-		        " (%u records read in %u requests)",
+		        " (%ld records read in %u requests)",
 		        f->pre, top, n, pages);
 	f->resync = false;
 	f->rev = top;

@@ -135,6 +135,68 @@ json_t *etcd_call(struct etcd *e, const char *path, json_t *req)
 	return r;
 }
 
+long etcd_range_pages(struct etcd *e, const char *pre, int64_t min_rev, unsigned page,
+                      etcd_kv_fn fn, void *arg, int64_t *rev, unsigned *pages)
+{
+	char mr[32], at[32] = "";
+	char *from = NULL; /* the next page's first key (NULL: the prefix) */
+	size_t fromlen = 0;
+	long n = 0;
+	*rev = 0;
+	*pages = 0;
+	for (bool more = true; more; (*pages)++) {
+		json_t *req = etcd_range_req(pre, false), *r, *kv;
+		size_t i;
+		if (!req) {
+			n = -ENOMEM;
+			break;
+		}
+		if (from)
+			json_object_set_new(req, "key", etcd_jkey(from, fromlen));
+		if (min_rev > 0) {
+			snprintf(mr, sizeof(mr), "%" PRId64, min_rev);
+			json_object_set_new(req, "min_mod_revision", json_string(mr));
+		}
+		if (at[0]) /* the later pages: the first page's revision */
+			json_object_set_new(req, "revision", json_string(at));
+		json_object_set_new(req, "limit", json_integer(page));
+		if (!(r = etcd_call(e, "/v3/kv/range", req))) {
+			n = -EIO; /* (compacted past the first page's revision too) */
+			break;
+		}
+		json_t *kvs = json_object_get(r, "kvs");
+		json_array_foreach(kvs, i, kv)
+		{
+			fn(arg, kv);
+			n++;
+		}
+		if (!at[0]) {
+			*rev = etcd_jint(json_object_get(r, "header"), "revision");
+			snprintf(at, sizeof(at), "%" PRId64, *rev);
+		}
+		more = json_is_true(json_object_get(r, "more")) && json_array_size(kvs);
+		if (more) { /* the next page starts just after the last key */
+			const char *k64 = json_string_value(
+			    json_object_get(json_array_get(kvs, json_array_size(kvs) - 1), "key"));
+			size_t kl = 0;
+			char *k = k64 ? store_b64_dec(k64, ETCD_KEY_MAX - 1, &kl) : NULL;
+			free(from);
+			from = k ? realloc(k, kl + 1) : NULL;
+			if (!from) {
+				free(k);
+				json_decref(r);
+				n = k ? -ENOMEM : -EIO;
+				break;
+			}
+			from[kl] = '\0'; /* (the key's successor: the key and a NUL byte) */
+			fromlen = kl + 1;
+		}
+		json_decref(r);
+	}
+	free(from);
+	return n;
+}
+
 void etcd_watch_stop(struct etcd *e)
 {
 	if (e->wh) {
@@ -196,58 +258,93 @@ static int watch_start(struct etcd *e, const char *pre, int64_t after)
 	return 0;
 }
 
+/* Whether line m (one JSON object of the stream) ends the watch: a compaction, a cancel,
+ * an error, or not a result; logged. */
+static bool watch_ended(const char *who, json_t *m, int64_t after)
+{
+	json_t *res = json_object_get(m, "result");
+	if (json_is_object(res) && etcd_jint(res, "compact_revision") <= 0 &&
+	    !json_is_true(json_object_get(res, "canceled")))
+		return false;
+	json_t *er = json_object_get(m, "error");
+	const char *why =
+	    json_string_value(json_is_object(er) ? json_object_get(er, "message") : er);
+	char shown[96];
+	etcd_printable(shown, sizeof(shown), why ? why : "?", why ? strlen(why) : 1);
+	if (!json_is_object(res))
+		log_msg(LOG_INFO, "%s: etcd: the watch ended: %s: reading the state afresh", who,
+		        shown);
+	else if (etcd_jint(res, "compact_revision") > 0)
+		log_msg(LOG_INFO,
+		        "%s: etcd: history compacted past revision %" PRId64
+		        ": reading the state afresh",
+		        who, after);
+	else
+		log_msg(LOG_INFO, "%s: etcd: the watch was cancelled: reading the state afresh",
+		        who);
+	return true;
+}
+
+int etcd_watch_split(const char *who, const char *p, size_t n, int64_t after, etcd_event_fn fn,
+                     void *arg, size_t *used)
+{
+	int changed = 0;
+	size_t off = 0;
+	for (const char *nl; off < n && (nl = memchr(p + off, '\n', n - off));) {
+		size_t len = (size_t)(nl - (p + off));
+		json_t *m = json_loadb(p + off, len, 0, NULL), *evs, *ev;
+		off += len + 1;
+		if (watch_ended(who, m, after)) {
+			json_decref(m);
+			changed = ETCD_WATCH_RESYNC;
+			break;
+		}
+		evs = json_object_get(json_object_get(m, "result"), "events");
+		size_t i, bad = json_array_size(evs);
+		json_array_foreach(evs, i, ev) /* every event whole, or the line is not used */
+		{
+			if (!json_is_object(json_object_get(ev, "kv"))) {
+				bad = i;
+				break;
+			}
+		}
+		if (bad < json_array_size(evs) || (evs && !json_is_array(evs))) {
+			log_msg(LOG_INFO,
+			        "%s: etcd: a watch event without its kv: reading the state "
+			        "afresh",
+			        who);
+			json_decref(m);
+			changed = ETCD_WATCH_RESYNC;
+			break;
+		}
+		json_array_foreach(evs, i, ev)
+		{
+			const char *ty = json_string_value(json_object_get(ev, "type"));
+			changed = ETCD_WATCH_EVENTS;
+			if (fn)
+				fn(arg, json_object_get(ev, "kv"), ty && !strcmp(ty, "DELETE"));
+		}
+		json_decref(m);
+	}
+	*used = off;
+	return changed;
+}
+
 int etcd_watch(struct etcd *e, const char *pre, int64_t after, etcd_event_fn fn, void *arg)
 {
-	int running = 0, changed = 0, msgs;
-	bool restart = false;
-	size_t off = 0;
+	int running = 0, changed, msgs;
+	size_t used = 0;
 	if (!e->wh && watch_start(e, pre, after))
 		return -ENOMEM;
 	curl_multi_perform(e->wm, &running);
-	for (char *nl; e->wbuf.p && (nl = memchr(e->wbuf.p + off, '\n', e->wbuf.len - off));) {
-		size_t n = (size_t)(nl - (e->wbuf.p + off));
-		json_t *m = json_loadb(e->wbuf.p + off, n, 0, NULL);
-		json_t *res = json_object_get(m, "result");
-		if (!json_is_object(res) || etcd_jint(res, "compact_revision") > 0 ||
-		    json_is_true(json_object_get(res, "canceled"))) {
-			changed = ETCD_WATCH_RESYNC; /* an error, or compacted: read afresh */
-			restart = true;
-			json_t *er = json_object_get(m, "error");
-			const char *why = json_string_value(
-			    json_is_object(er) ? json_object_get(er, "message") : er);
-			char shown[96];
-			etcd_printable(shown, sizeof(shown), why ? why : "?",
-			               why ? strlen(why) : 1);
-			if (!json_is_object(res))
-				log_msg(LOG_INFO,
-				        "%s: etcd: the watch ended: %s: reading the state afresh",
-				        e->who, shown);
-			else if (etcd_jint(res, "compact_revision") > 0)
-				log_msg(LOG_INFO,
-				        "%s: etcd: history compacted past revision %" PRId64
-				        ": reading the state afresh",
-				        e->who, after);
-		} else if (!restart && json_array_size(json_object_get(res, "events"))) {
-			size_t i;
-			json_t *ev;
-			if (changed < ETCD_WATCH_EVENTS)
-				changed = ETCD_WATCH_EVENTS;
-			json_array_foreach(json_object_get(res, "events"), i, ev)
-			{
-				json_t *kv = json_object_get(ev, "kv");
-				const char *ty = json_string_value(json_object_get(ev, "type"));
-				if (fn && json_is_object(kv))
-					fn(arg, kv, ty && !strcmp(ty, "DELETE"));
-			}
-		}
-		json_decref(m);
-		off += n + 1;
+	changed = etcd_watch_split(e->who, e->wbuf.p ? e->wbuf.p : "", e->wbuf.len, after, fn, arg,
+	                           &used);
+	bool restart = changed == ETCD_WATCH_RESYNC;
+	if (used) {
+		memmove(e->wbuf.p, e->wbuf.p + used, e->wbuf.len - used);
+		e->wbuf.len -= used;
 	}
-	if (off) {
-		memmove(e->wbuf.p, e->wbuf.p + off, e->wbuf.len - off);
-		e->wbuf.len -= off;
-	}
-	if (!running) {
+	if (!running && !restart) {
 		CURLMsg *cm = curl_multi_info_read(e->wm, &msgs);
 		bool ok = cm && cm->msg == CURLMSG_DONE && cm->data.result == CURLE_OK;
 		if (!ok && !e->down)
@@ -259,6 +356,47 @@ int etcd_watch(struct etcd *e, const char *pre, int64_t after, etcd_event_fn fn,
 	if (restart)
 		etcd_watch_stop(e);
 	return changed;
+}
+
+int etcd_rec_decode(const char *who, json_t *kv, const char *pre, size_t max, bool deleted,
+                    struct etcd_rec *r)
+{
+	size_t pl = strlen(pre);
+	char why[128], shown[96];
+	const char *k64 = json_string_value(json_object_get(kv, "key"));
+	const char *v64 = json_string_value(json_object_get(kv, "value"));
+	int err = 0;
+	*r = (struct etcd_rec){.mod_rev = etcd_jint(kv, "mod_revision")};
+	r->key = k64 ? store_b64_dec(k64, ETCD_KEY_MAX, &r->klen) : NULL;
+	if (r->key && strlen(r->key) != r->klen) { /* a NUL in it: no key of ours */
+		free(r->key);
+		r->key = NULL;
+	}
+	if (r->key && r->klen >= pl && !strncmp(r->key, pre, pl))
+		r->name = r->key + pl;
+	if (!r->name || !r->name[0])
+		err = (snprintf(why, sizeof(why), "not a key of this prefix"), -EBADMSG);
+	else if (deleted)
+		return 0;
+	else if (!(r->val = store_b64_dec(v64 ? v64 : "", max, &r->vlen)))
+		err = (snprintf(why, sizeof(why), "not base64, or over %zu bytes", max), -EBADMSG);
+	else
+		err = store_rec_check(r->name, r->val, r->vlen, why, sizeof(why));
+	if (!err)
+		return 0;
+	etcd_printable(shown, sizeof(shown), r->key ? r->key : "?", r->key ? r->klen : 1);
+	log_msg(LOG_WARNING, "%s: etcd: %s: refused: %s", who, shown, why);
+	free(r->val);
+	r->val = NULL;
+	r->vlen = 0;
+	return err == -ENOMEM ? -ENOMEM : -EBADMSG;
+}
+
+void etcd_rec_free(struct etcd_rec *r)
+{
+	free(r->key);
+	free(r->val);
+	*r = (struct etcd_rec){0};
 }
 
 void etcd_close(struct etcd *e)

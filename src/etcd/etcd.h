@@ -69,6 +69,20 @@ json_t *etcd_jkey(const char *k, size_t n);
 /* A range request over every key beginning with pre (which ends in '/'). */
 json_t *etcd_range_req(const char *pre, bool keys_only);
 
+/* Called by etcd_range_pages with each kv of a page (untrusted), in key order. */
+typedef void (*etcd_kv_fn)(void *arg, json_t *kv);
+
+/* Reads the keys beginning with pre (with min_rev > 0, only those whose mod_revision is
+ * min_rev or later: every key changed since a read at min_rev - 1, compacted or not) in
+ * pages of page keys, every page at the revision of the first (one consistent view), so
+ * each request stays small and within the timeout however many keys there are (one read
+ * of 1000 services of 100 endpoints, about 10 MB of JSON, outlasted a 1 s bound on a
+ * loaded machine; 10,000 outgrow ETCD_RESP_MAX_B). Passes each kv to fn. *rev gets that
+ * revision, *pages the requests made. Returns the kvs passed, or -EIO (a request failed,
+ * or the view was compacted meanwhile: fn saw the pages before) or -ENOMEM. */
+long etcd_range_pages(struct etcd *e, const char *pre, int64_t min_rev, unsigned page,
+                      etcd_kv_fn fn, void *arg, int64_t *rev, unsigned *pages);
+
 /* What etcd_watch found. */
 enum {
 	ETCD_WATCH_EVENTS = 1, /* events came, each passed to the caller's fn */
@@ -78,6 +92,35 @@ enum {
 /* Called by etcd_watch with each event, in revision order: the gateway's kv object (key and
  * value base64, mod_revision; untrusted) and whether it is a DELETE. */
 typedef void (*etcd_event_fn)(void *arg, json_t *kv, bool deleted);
+
+/* Splits p (n bytes the watch stream sent; untrusted) into its whole lines, each one JSON
+ * object of the gateway, and passes each event to fn (if not NULL) in order, up to a line
+ * that ends the watch (a compaction past after, a cancel, an error, not a watch result, or
+ * an event without its kv: its events are not passed, nor any after it; logged as who).
+ * *used gets the bytes of the lines read. Returns ETCD_WATCH_RESYNC (such a line came),
+ * ETCD_WATCH_EVENTS (events were passed) or 0. No I/O: tests/fuzz/fuzz_etcdwatch.c. */
+int etcd_watch_split(const char *who, const char *p, size_t n, int64_t after, etcd_event_fn fn,
+                     void *arg, size_t *used);
+
+/* One record of a key range, as a range's kv or a watch event's carries it, decoded. */
+struct etcd_rec {
+	char *key;        /* the whole key, NUL-terminated (NULL: not base64, a NUL, too long) */
+	size_t klen;      /* its bytes */
+	const char *name; /* the key past pre (NULL: the key is not under pre) */
+	char *val;        /* the value, checked, NUL-terminated (NULL: refused, or a DELETE) */
+	size_t vlen;      /* its bytes */
+	int64_t mod_rev;  /* its mod_revision (a DELETE's: the revision of the delete) */
+};
+
+/* Decodes kv (untrusted) into r: the key, which must be pre followed by a service's name,
+ * and (unless deleted) the value, at most max bytes, checked as that service's lines
+ * (store_rec_check, as the controller writes them). A refused record is logged as "WHO:
+ * etcd: KEY: refused: WHY". Returns 0 (r->val is the record, or NULL for a DELETE),
+ * -EBADMSG (refused: r->val NULL) or -ENOMEM; r is then to free with etcd_rec_free.
+ * Shared by the controller's store and peak dns's follower, so both refuse alike. */
+int etcd_rec_decode(const char *who, json_t *kv, const char *pre, size_t max, bool deleted,
+                    struct etcd_rec *r);
+void etcd_rec_free(struct etcd_rec *r);
 
 /* Reads what the watch stream of the keys beginning with pre has, never blocking, starting
  * the stream (after revision after) when there is none, and passes each event to fn (if not

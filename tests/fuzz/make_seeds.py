@@ -134,6 +134,52 @@ def reply_seeds():
     write("reply", "truncated", reply("api.svc.example.", "APL", ["2:2001:db8:5::/64"])[:-3])
 
 
+def etcdwatch_seeds():
+    """etcd's /v3/watch stream as its JSON gateway sends it (keys and values base64, int64
+    fields as strings, PUT's type left out), each seed's first byte the chunk size."""
+    import base64
+    import json
+
+    def b64(s):
+        return base64.b64encode(s.encode()).decode()
+
+    svc = "api.svc.example."
+    rec = (f"map {svc}\nep pod-0 0/7\nend\nweight {svc} pod-0 1\n"
+           f"health {svc} pod-1 down\n")
+    hdr = {"cluster_id": "14841639068965178418", "member_id": "10276657743932975437",
+           "revision": "9", "raft_term": "2"}
+    created = {"result": {"header": hdr, "created": True}}
+
+    def put(key, value, rev):
+        return {"kv": {"key": b64(key), "create_revision": "5", "mod_revision": str(rev),
+                       "version": "2", "value": b64(value)}}
+
+    def line(o):
+        return json.dumps(o, separators=(",", ":")) + "\n"
+
+    def events(*evs):
+        return line({"result": {"header": hdr, "events": list(evs)}})
+
+    write("etcdwatch", "put", "\x07" + line(created) +
+          events(put("/peak/svc/" + svc, rec, 8)))
+    write("etcdwatch", "put-delete", "\x20" + line(created) +
+          events(put("/peak/svc/" + svc, rec, 8),
+                 {"type": "DELETE", "kv": {"key": b64("/peak/svc/" + svc),
+                                           "mod_revision": "9"}}))
+    write("etcdwatch", "refused", "\x01" + events(put("/peak/svc/" + svc, "map x.\n", 8),
+                                                    put("/peak/nodes/n1", "c1", 8),
+                                                    put("/peak/svc/", rec, 8)))
+    write("etcdwatch", "compacted", "\x30" + line(created) + line(
+        {"result": {"header": hdr, "compact_revision": "8", "canceled": True}}) +
+        events(put("/peak/svc/" + svc, rec, 9)))
+    write("etcdwatch", "error", "\x05" + line(
+        {"error": {"grpc_code": 11, "http_code": 400,
+                   "message": "etcdserver: mvcc: required revision has been compacted"}}))
+    write("etcdwatch", "no-kv", "\x11" + events({"type": "DELETE"}, "x"))
+    write("etcdwatch", "partial", "\x03" + events(put("/peak/svc/" + svc, rec, 8))[:-9])
+    write("etcdwatch", "not-json", "\x02{\"result\":\n[1,2]\n\n")
+
+
 if __name__ == "__main__":
     # With names, only those corpora (query ids are random: rewriting all churns them).
     for f in sys.argv[1:] or ["dns", "apl", "desc", "config", "http", "reply"]:
