@@ -72,6 +72,21 @@ def steps(ctl):
     return [(ep, int(a), int(b), why) for ep, a, b, why in STEP.findall(ctl.log())]
 
 
+def settled(ctl, quiet=1.0, timeout=15.0):
+    """Waits until ctl logged no step for quiet seconds (after the loads stop it may take
+    one more on the last ones); returns its steps."""
+    deadline = time.monotonic() + timeout
+    seen, since = steps(ctl), time.monotonic()
+    while time.monotonic() < deadline:
+        time.sleep(0.05)
+        now = steps(ctl)
+        if now != seen:
+            seen, since = now, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return seen
+    raise AssertionError(f"steps still coming after {timeout} s: {seen[-3:]}")
+
+
 def last_weight(log, ep, upto=None):
     """ep's effective weight after the last step logged (in log[:upto])."""
     return [int(b) for e, _, b, _ in STEP.findall(log[:upto]) if e == ep][-1]
@@ -319,7 +334,7 @@ def test_etcd_takeover_keeps_the_steered_weights(tmp_path, etcd):
         a.read_map()
         pods = Pods(a, cap=[500, 1000, 1000])
         pods.pump(2.0)
-        seen = steps(c1)
+        seen = settled(c1)
         assert seen, c1.log()
         pods.drain()
         live, w0 = a.maps[SVC], seen[-1][2]
