@@ -4,8 +4,10 @@ Seen: 256 connections each sending one byte every 4 s locked every new TCP clien
 as long as they kept trickling, well past the 10 s idle timeout: each byte reset the idle
 clock, and at the connection limit a new client was closed at once.
 
-Here, scaled down (--tcp-max 8, --tcp-idle 1): 8 clients keep a connection each, sending one
-byte every 0.25 s and reconnecting whenever the server drops them. Once every slot holds such
+Here, scaled down (--tcp-max 8, --tcp-idle 4): 8 clients keep a connection each, sending one
+byte every 0.25 s and reconnecting whenever the server drops them. (--tcp-idle 1 made the
+grace a new client has against evictions by reconnecting tricklers 125 ms, which an ASan
+server on a loaded machine can take to read its query: closed, it failed the test.) Once every slot holds such
 a query, a new client's query must be answered (at the limit the server evicts a trickler
 for it or refuses it at once: there is no waiting, so being answered is the mechanism; a
 trickler reconnecting at once must not push it out in turn), and every trickling connection
@@ -26,7 +28,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "lib"))
 from peaktest import Server  # noqa: E402
 
 SLOTS = 8
-IDLE_S = 1
+IDLE_S = 4
 ATTACK_S = 5.0
 
 
@@ -87,8 +89,10 @@ def test_trickling_clients_neither_lock_out_new_ones_nor_keep_their_slots(tmp_pa
         for t in ts:
             t.start()
         deadline = time.monotonic() + 30
-        # every slot taken, each by a query that has been trickling for a while
-        while sockets_of(s.proc.pid) < base + SLOTS or min(t.sent for t in ts) < 2:
+        # every slot taken, each by a query that has been trickling for longer than the grace
+        # a new connection has against eviction (--tcp-idle / 8: a byte every 0.25 s)
+        while sockets_of(s.proc.pid) < base + SLOTS or \
+                min(t.sent for t in ts) < IDLE_S / 8 / 0.25 + 2:
             assert time.monotonic() < deadline, "the trickling clients were never served"
             time.sleep(0.01)
         # A new client is served while every slot is held by a trickler.
