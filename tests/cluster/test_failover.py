@@ -151,16 +151,15 @@ def test_pod_death_moves_its_slices_and_clients_recover(cl, tmp_path):
     ep, secs = probe(cl, src, dst, {"pod-b"}, t0)
     assert ep == "pod-b"  # same address, served by the slice's new owner
     print(f"failover: clients served again {secs:.3f} s after the pod died")
-    # the agent watches the pod's server process: down at once, not after 3 checks 200 ms
-    # apart (0.6-0.8 s). Which of the two happened is asserted by the log line and the
-    # counter below; the bound here is only a sanity check, loose enough for a loaded
-    # machine and an ASan build (how fast it is, is measured by make demo and bench/).
-    assert secs < 2.0, secs
-    # Either way it is fast: the pidfd watch when the process exits, or checks 30 ms apart
-    # refused three times (an ASan build's exit, its leak check, closes the listener well
-    # before the process ends; test_local_failover_without_a_controller asserts the watch)
+    # The agent watches the pod's server process: down at once, or after refused checks
+    # 30 ms apart (an ASan build's exit, its leak check, closes the listener well before the
+    # process ends, and runs meanwhile: 12 misses then; test_local_failover_without_a_controller
+    # asserts the watch). Which of the two happened is asserted by the log line and the
+    # counter below, not by the seconds (a wall-clock bound fails on a loaded machine;
+    # make demo and bench/ measure them).
     log = agent.log.read_text()
-    assert "endpoint pod-a is down" in log
+    assert re.search(r"endpoint pod-a is down( \(its server process exited\)| after \d+ "
+                     r"missed checks)", log), log
     assert metrics(cl)["peak_agent_fast_downs_total"] == \
         (1 if "pod-a is down (its server process exited)" in log else 0)
     assert wait_until(lambda: owners(cl)["2001:db8:100:1::a"] == [], 5)
@@ -196,18 +195,25 @@ def test_controller_away_keeps_routes_then_nothing_moves(cl, tmp_path):
                for e in ("pod-a", "pod-b")]
     assert wait_until(lambda: all(metrics(cl).get(k) == 1 for k in healthy) and
                       all(len(v) == 1 for v in owners(cl).values()))
+    # the controller took the hello (it sends the maps right after saying so)
+    assert wait_until(lambda: "agent of node node1 connected" in ctl.log.read_text())
     before = cl.routes()
     stop(cl, ctl)
-    time.sleep(0.5)
-    assert cl.routes() == before  # fail static
+    # fail static: the routes are the same once the agent has seen the controller go (its
+    # log line), not after a fixed sleep that a loaded machine may not fill; the controller
+    # may go before its maps reached the agent (the agent then says it ended the link after
+    # the hello): the routes are kept all the same
+    assert wait_until(lambda: "keeping the routes" in agent.log.read_text()), \
+        agent.log.read_text()
+    assert cl.routes() == before
     start(cl, cl.n, PEAK, "controller", "--config", str(cl.cfg), "--listen", "[::1]:4000")
-    # the agent reconnects (backoff) and gets the maps again
+    # the agent reconnects (backoff) and gets the maps again: the controller's two halves
+    # installed again, then the routes are those from before
     assert wait_until(lambda: agent.log.read_text().count("connected to controller") >= 2)
-    time.sleep(0.3)
+    assert wait_until(lambda: metrics(cl).get("peak_agent_controller_connected") == 1)
     # rebuilt from the file and the reports: nothing moved (after a missed check's detour)
-    assert wait_until(lambda: cl.routes() == before, 5), (cl.routes(), before)
+    assert wait_until(lambda: cl.routes() == before, 10), (cl.routes(), before)
     assert agent.poll() is None
-    assert "controller gone; keeping the routes" in agent.log.read_text()
 
 
 def test_local_failover_without_a_controller(cl, tmp_path):
@@ -228,9 +234,10 @@ def test_local_failover_without_a_controller(cl, tmp_path):
     t0 = time.time()
     pods.pop("pod-a").kill()  # SIGKILL: no goodbye from the pod
     ep, secs = probe(cl, src, dst, {"pod-b"}, t0)
-    # at once through the pidfd watch (the counter below says which way it went); the bound
-    # is a sanity check loose enough for a loaded machine
-    assert ep == "pod-b" and secs < 2.0, (ep, secs)
+    # at once through the pidfd watch (the counter below says which way it went; the seconds
+    # are printed, not bounded: a loaded machine stretches them)
+    print(f"local failover: clients served again {secs:.3f} s after the kill")
+    assert ep == "pod-b", (ep, secs)
     after = owners(cl)
     assert after["2001:db8:100:1::a"] == []
     # the same prefixes, now all via pod-b: nothing was recomputed, only gateways changed
@@ -253,9 +260,10 @@ def test_local_failover_without_a_controller(cl, tmp_path):
 def test_silent_pod_is_down_fast(cl, tmp_path):
     """A pod that stops answering (its packets dropped; the process lives on, so only the
     checks can tell): checks every 30 ms (jittered), each missed when not answered within
-    100 ms, 3 misses in a row: down 0.16-0.22 s after it went silent. The bound asserted is
-    loose for a loaded machine (a bound of 0.62 s failed at 0.621 s under load once);
-    bench/ingress/run.py measures the real figure."""
+    100 ms, 3 misses in a row: down 0.16-0.22 s after it went silent. Asserted is the
+    mechanism (the agent's log: down after 3 missed checks); the seconds are printed only
+    (a bound of 0.62 s failed at 0.621 s under load once); bench/ingress/run.py measures
+    them."""
     cl.cfg.write_text(config(cl.tag))
     start_pods(cl)
     agent = start(cl, cl.n, PEAK, "agent", "--config", str(cl.cfg), "--node", "node1")
@@ -267,8 +275,7 @@ def test_silent_pod_is_down_fast(cl, tmp_path):
     assert wait_until(lambda: owners(cl)["2001:db8:100:1::a"] == [], 10)
     secs = time.time() - t0
     print(f"silent pod down after {secs:.3f} s")
-    assert secs < 3.0, secs  # polled with 'ip' processes: slow on a loaded machine
-    assert "endpoint pod-a is down" in agent.log.read_text()
+    assert "endpoint pod-a is down after 3 missed checks" in agent.log.read_text()
     assert "server process exited" not in agent.log.read_text()  # the checks found it
     subprocess.run(["ip", "netns", "exec", cl.a, "nft", "delete table inet pksilent"], check=True)
     assert wait_until(lambda: owners(cl)["2001:db8:100:1::a"] != [], 3)  # two good checks

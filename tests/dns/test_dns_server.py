@@ -4,6 +4,7 @@ import ipaddress
 import os
 import random
 import re
+import signal
 import socket
 import struct
 import subprocess
@@ -237,9 +238,12 @@ def test_tcp_several_queries_then_idle_close(server):
         assert [m.id for m in got] == [100, 101, 102]
         assert got[2].rcode() == dns.rcode.NXDOMAIN
         t0 = time.time()
-        s.settimeout(5)
+        s.settimeout(10)  # a server that never closes fails here (socket.timeout)
         assert s.recv(10) == b""  # closed by the server after --tcp-idle 1
-        assert 0.5 < time.time() - t0 < 3
+        # not before the idle time (a lower bound only: a loaded machine adds to it)
+        idle = time.time() - t0
+        print(f"idle connection closed after {idle:.2f} s")
+        assert idle > 0.5, idle
 
 
 # ---- steering ----
@@ -251,7 +255,7 @@ def steered(server, service):
     return {pat.match(k).group(1): v for k, v in m.items() if pat.match(k)}
 
 
-def udp_loop(port, wires, timeout=1.0):
+def udp_loop(port, wires, timeout=5.0):
     """Sends each query and waits for its answer; returns the answers."""
     out = []
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
@@ -381,14 +385,14 @@ def test_sighup_reload_and_refused_bad_config(server):
     endpoints: [{id: n1, address: "2001:db8:103::1"}]
 """)
     server.signal()
-    deadline = time.time() + 2
+    deadline = time.time() + 10  # (a reload of an ASan build on a loaded machine)
     while server.query("new.svc.example.", "APL").rcode() != dns.rcode.NOERROR or \
             not server.query("new.svc.example.", "APL").answer:
         assert time.time() < deadline
         time.sleep(0.01)
     server.config.write_text(text.replace("slice: 78", "slice: 60"))
     server.signal()
-    deadline = time.time() + 2
+    deadline = time.time() + 10
     while server.metrics().get('peak_dns_reloads_total{result="error"}', 0) < 1:
         assert time.time() < deadline
         time.sleep(0.02)
@@ -399,34 +403,48 @@ def test_sighup_reload_and_refused_bad_config(server):
 
 
 def test_sighup_under_dnsperf_loses_nothing(server, tmp_path):
+    """20 reloads while dnsperf sends: no query lost. dnsperf runs until the reloads are done
+    (SIGINT then: the queries in flight count as interrupted, not lost), not for a fixed time
+    the reloads had to fit in (an ASan build on a loaded machine reloads slower); its rate
+    leaves a slow build headroom, so a loss is the reloads' doing, not a full socket."""
     qf = tmp_path / "queries"
     qf.write_text("api.svc.example. AAAA\nsvc.example. SOA\n_ssa.api.svc.example. TXT\n"
                   "web.deep.svc.example. AAAA\nbig.svc.example. APL\nnope.svc.example. A\n")
     perf = subprocess.Popen(["dnsperf", "-s", "::1", "-p", str(server.port), "-d", str(qf),
-                             "-l", "6", "-Q", "20000", "-c", "4", "-t", "2"],
+                             "-l", "600", "-Q", "5000", "-c", "4", "-t", "5"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    # 20 reloads while dnsperf runs, each one awaited before the next signal (SIGHUPs sent
-    # faster than the server reads them merge into one: counting on a fixed gap raced, 17 of
-    # 20 on a loaded machine)
+
     def queries():
         return sum(v for k, v in server.metrics().items() if k.startswith("peak_dns_queries_total"))
-    deadline = time.time() + 5
-    while queries() < 1000 and time.time() < deadline:  # dnsperf is sending
-        time.sleep(0.01)
-    key = 'peak_dns_reloads_total{result="ok"}'
-    done = server.metrics().get(key, 0)
-    for _ in range(20):
-        server.signal()
-        deadline = time.time() + 5
-        while server.metrics().get(key, 0) <= done and time.time() < deadline:
+    seen = []
+    try:
+        deadline = time.time() + 30
+        while queries() < 1000:  # dnsperf is sending
+            assert time.time() < deadline and perf.poll() is None, "dnsperf sent nothing"
             time.sleep(0.01)
-        assert server.metrics().get(key, 0) == done + 1
-        done += 1
-    assert perf.poll() is None, "the reloads outlasted the load: make dnsperf run longer"
-    out, _ = perf.communicate(timeout=30)
+        # each reload awaited before the next signal (SIGHUPs sent faster than the server
+        # reads them merge into one: counting on a fixed gap raced, 17 of 20 on a loaded
+        # machine)
+        key = 'peak_dns_reloads_total{result="ok"}'
+        done = server.metrics().get(key, 0)
+        for _ in range(20):
+            server.signal()
+            deadline = time.time() + 10
+            while server.metrics().get(key, 0) <= done and time.time() < deadline:
+                time.sleep(0.01)
+            assert server.metrics().get(key, 0) == done + 1
+            done += 1
+            seen.append(queries())
+        assert perf.poll() is None, perf.communicate()[0]
+    finally:
+        perf.send_signal(signal.SIGINT)
+        out, _ = perf.communicate(timeout=60)
+    # the load went on across every reload: queries answered between each and the next
+    assert all(b > a for a, b in zip(seen, seen[1:])), seen
     sent = int(re.search(r"Queries sent:\s+(\d+)", out).group(1))
     lost = int(re.search(r"Queries lost:\s+(\d+)", out).group(1))
-    assert sent > 10000 and lost == 0, out
+    print(f"20 reloads under dnsperf: {sent} queries sent, {lost} lost")
+    assert sent >= 1000 and lost == 0, out
 
 
 # ---- the command ----

@@ -219,7 +219,9 @@ def test_lossy_path_delays_and_drops(tmp_path, relay):
         while ping(ns["c"], "fd00:d::2", 1, wait_s=1)[0] != 1:
             assert time.monotonic() < deadline, "no ping through the plain path in 20 s"
         got, rtt = ping(ns["c"], "fd00:d::2", 3)
-        assert got == 3 and rtt < 25, rtt  # the plain path
+        # the plain path (its round trip printed, not bounded: a loaded machine stretches it)
+        print(f"plain path: {rtt} ms")
+        assert got == 3, got
         p, f = lossy("--loss", "0", "--delay-ms", "25")
         got, rtt = ping(ns["c"], "fd00:d::2", 3)
         n = stop(p, f)
@@ -239,8 +241,14 @@ def test_lossy_path_delays_and_drops(tmp_path, relay):
         # within the pings' time
         assert len(pings) >= 3 and all(t0 <= d[0] <= t1 for d in pings), (t0, t1, drops)
         assert all(d[4] >= 48 and d[5] == "-" for d in pings), pings
+        # the rules are out (read from the router, not from a round trip: with them in and
+        # the relay's device gone the pings take the main table too), the plain path again
+        rules = subprocess.run(["ip", "-n", ns["r"], "-6", "rule", "show"], capture_output=True,
+                               text=True, check=True).stdout
+        assert "lookup 200" not in rules and f"iif {tag}t" not in rules, rules
         got, rtt = ping(ns["c"], "fd00:d::2", 3)
-        assert got == 3 and rtt < 25, rtt  # the rules are out: the plain path again
+        print(f"plain path again: {rtt} ms")
+        assert got == 3, got
     finally:
         for p, f in procs:
             if p.poll() is None:

@@ -219,15 +219,18 @@ def test_restarted_backend_resets_old_connections(tmp_path, certs, backend_facto
         b = backend_factory(ident="b", extra=("--listen", f"[::1]:{a.port}", "--secret-file",
                                               str(secret)))
         assert b.port == a.port
-        out, err = client.communicate(timeout=25)
+        # a client not reset gives up at its 30 s idle timeout, with another error
+        out, err = client.communicate(timeout=60)
         elapsed = time.monotonic() - t0
     finally:
         if client.poll() is None:
             client.kill()
             client.wait()
     assert client.returncode == 1, (out, err)
+    # the mechanism, not the seconds (printed: a loaded machine stretches the client's
+    # probe timeouts while the backend restarts)
+    print(f"client gave up {elapsed:.1f} s after the backend died")
     assert "stateless reset received" in err, err
-    assert elapsed < 15, elapsed
     assert b.stop() == 0
     assert not re.search(r" 0 stateless resets", b.logtext()), b.logtext()
 

@@ -162,7 +162,7 @@ def main():
                 continue
             s = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
             s.setsockopt(socket.IPPROTO_IPV6, 75, 1)
-            s.settimeout(1)
+            s.settimeout(5)  # (ms here; a loaded machine must not drop clients from step 3)
             try:
                 s.bind((source(k), 0))
                 s.connect((addr[k], testbed.PORT))

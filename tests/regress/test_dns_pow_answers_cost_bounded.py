@@ -125,7 +125,9 @@ def test_burst_from_many_sources_costs_bounded_time(tmp_path):
             for i in range(n):
                 u.sendto(query("hard.svc.example.", f"2001:db8:{i:x}:1::/64", i).to_wire(),
                          ("::1", s.port))
-            deadline = t0 + 5
+            # a deadline for an unbounded server (hours of search for 200 sources), not a
+            # bound on a bounded one: the hashes are bounded below, by the seconds it took
+            deadline = t0 + 30
             while len(rcodes) < n and time.monotonic() < deadline:
                 u.settimeout(max(0.01, deadline - time.monotonic()))
                 try:
@@ -141,7 +143,7 @@ def test_burst_from_many_sources_costs_bounded_time(tmp_path):
         assert hashes <= READERS * BUDGET * (int(took) + 2), hashes
         assert m['peak_dns_pow_addresses_total{result="refused"}'] >= 1
         # the server still answers everything else at once
-        assert s.query("svc.example.", "SOA", timeout=1).answer
+        assert s.query("svc.example.", "SOA", timeout=5).answer
     finally:
         s.stop()
     assert s.proc.returncode == 0, s.logtext()

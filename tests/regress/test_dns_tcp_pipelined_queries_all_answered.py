@@ -8,8 +8,10 @@ until --tcp-idle closed the connection.
 
 Here: 4000 dnspython-built queries (more than the 64 KiB input buffer holds) are written
 on one connection from one thread while another reads the answers; every one must be
-answered, in a time in line with the same number of UDP queries sent one after another in
-the same test (a generous ratio, not an absolute time)."""
+answered, in order, before the connection goes idle: the old code's stall ended with the
+server closing it after --tcp-idle, short of the 4000. How long it took against the same
+number of UDP queries sent one after another is printed (a ratio of two wall-clock times
+on a loaded machine is a benchmark figure, not a test)."""
 import os
 import socket
 import struct
@@ -38,7 +40,7 @@ def wires():
 
 def udp_time(port, qs):
     with socket.socket(socket.AF_INET6, socket.SOCK_DGRAM) as s:
-        s.settimeout(2)
+        s.settimeout(10)
         t0 = time.monotonic()
         for w in qs:
             s.sendto(w, ("::1", port))
@@ -81,11 +83,11 @@ def test_thousands_of_pipelined_queries_all_answered_at_udp_pace(tmp_path):
     try:
         qs = wires()
         udp = udp_time(s.port, qs)
-        ids, took = tcp_pipelined(s.port, qs, deadline_s=max(4.0, 3 * udp))
+        # (the deadline is for a hung server only: a stalled one closes the connection)
+        ids, took = tcp_pipelined(s.port, qs, deadline_s=max(60.0, 10 * udp))
+        print(f"{N} queries: TCP pipelined {took:.2f} s, UDP one after another {udp:.2f} s")
         assert len(ids) == N, f"{len(ids)} of {N} answered in {took:.2f} s (UDP: {udp:.2f} s)"
         assert ids == [i & 0xffff for i in range(N)]  # in order, each once
-        # Pipelined on one connection is no slower than one UDP query after another.
-        assert took <= 2 * udp + 0.2, f"TCP {took:.2f} s against UDP {udp:.2f} s"
     finally:
         s.stop()
     assert s.proc.returncode == 0, s.logtext()

@@ -36,6 +36,10 @@ def test_kill_inside_a_handover_window(tmp_path):
     assert p.returncode == 0, p.stderr[-3000:]
     kills = [r for r in json.loads(out.read_text())["scenarios"] if r["scenario"] == "kill"]
     assert len(kills) == 2
-    for r in kills:  # resets until the agent sees the death (ms), not to the window's end
-        assert r["outage"]["still_down"] == 0 and r["outage"]["gap_max_ms"] < 1000, \
+    # resets until the agent sees the death (ms), not to the window's end (5 s): the bound
+    # is half the window, which a loaded machine does not reach (1 s was closer to the
+    # figure than to the bug); the gap itself is printed
+    for r in kills:
+        print(f"kill inside a handover window: longest gap {r['outage']['gap_max_ms']} ms")
+        assert r["outage"]["still_down"] == 0 and r["outage"]["gap_max_ms"] < 2500, \
             (r["outage"], r["errors"], p.stderr[-2000:])

@@ -49,7 +49,7 @@ def test_connection_held_past_the_window_survives():
         tb.up()
         assert tb.wait_converged(), "the router did not learn the slices"
         # the pods' coming up moved slices too: those windows end first
-        deadline = time.time() + 10
+        deadline = time.time() + 30
         while (windows_open(tb) or " started: " not in agent_logs(tb)) and \
                 time.time() < deadline:
             time.sleep(0.05)
@@ -60,11 +60,14 @@ def test_connection_held_past_the_window_survives():
         moved = {k for k in c.first if c.first[k] != "n1p2"}
         ctl(tb, "weight", testbed.SERVICE, "n1p2", "3")
         assert tb.wait_log("controller.log", "n1p2 weight 3: ", 10)
-        deadline = time.time() + 5
-        while agent_logs(tb).count(" started: ") == n_started and time.time() < deadline:
+        # the window starts when an agent says so (the hold below counts from there: a
+        # loaded machine's late start must not shorten it)
+        deadline = time.time() + 30
+        while agent_logs(tb).count(" started: ") == n_started:
+            assert time.time() < deadline, "no handover started"
             time.sleep(0.01)
         t_start = time.time()
-        assert tb.wait_converged(5)
+        assert tb.wait_converged(30)
         # well past the deadline on every node, the connections still going
         while time.time() < t_start + WINDOW_MS / 1000 + 2.5:
             assert not c.broken, f"a connection broke: {c.why} ({time.time() - t_start:.2f} s)"
@@ -73,7 +76,7 @@ def test_connection_held_past_the_window_survives():
         assert moved and broken == set(), f"{len(broken)} of {CLIENTS} connections broke"
         # once the connections are gone, the windows close and each node takes the program
         # off its uplink
-        deadline = time.time() + 3 * WINDOW_MS / 1000 + 3
+        deadline = time.time() + 3 * WINDOW_MS / 1000 + 30  # (for a hung agent only)
         while agent_logs(tb).count("handover program off") < n_off + 2 and \
                 time.time() < deadline:
             time.sleep(0.05)

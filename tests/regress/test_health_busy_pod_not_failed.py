@@ -11,7 +11,8 @@ Topology (tests/cluster/test_agent.py): one node, pod-a and pod-b, no controller
               \\-- pod-b: peak serve
 
 Here: four bursts keep pod-a in (the checks miss, the log says it is busy), then pod-a is
-stopped (SIGSTOP) and is taken out within a second."""
+stopped (SIGSTOP) and is taken out as fast as before: after 3 missed checks, not 12 (the
+seconds are printed: a wall-clock bound fails on a loaded machine)."""
 import datetime
 import os
 import signal
@@ -95,7 +96,7 @@ def test_busy_pod_stays_and_a_stopped_one_goes_fast(cl, tmp_path):
                     if "endpoint pod-a is down" in ln)
         secs = log_time(line) - t0
         print(f"stopped pod taken out after {secs * 1000:.0f} ms")
-        assert secs < 1.0, secs
+        assert "is down after 3 missed checks" in line, line
         assert "busy" not in line
     finally:
         os.kill(busy.pid, signal.SIGCONT)

@@ -42,8 +42,10 @@ def test_starved_pod_stays_and_a_stopped_one_goes(cl, tmp_path):
     serve = start(cl, cl.b, PEAK, "serve", "--port", "8080", "--id", "pod-b")
     assert wait_until(lambda: "serve: pod-a on port 8080" in pod.log.read_text() and
                       "serve: pod-b on port 8080" in serve.log.read_text())
-    agent = start(cl, cl.n, "taskset", "-c", "1", PEAK, "agent", "--config", str(cl.cfg),
-                  "--node", "node1", "--metrics", "[::1]:9100")
+    # the agent at a real-time priority too (below the hog's, on the other CPU): the misses
+    # counted must be the starved pod's, not those of an agent starved by a loaded machine
+    agent = start(cl, cl.n, "taskset", "-c", "1", "chrt", "-f", "5", PEAK, "agent", "--config",
+                  str(cl.cfg), "--node", "node1", "--metrics", "[::1]:9100")
     assert wait_until(lambda: all(owners(cl).values()))
     assert wait_until(lambda: watches(agent) == 2)  # it knows both server processes
     before = owners(cl)
