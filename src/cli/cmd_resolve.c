@@ -270,7 +270,7 @@ int cmd_connect(int argc, char **argv)
 	struct peak_resolver *r = resolver("connect", &a);
 	if (!r)
 		return EXIT_NO;
-	int fd = peak_connect(r, a.name, a.object, (uint16_t)a.port, 0, &used);
+	int fd = peak_connect(r, a.name, a.object, (uint16_t)a.port, a.timeout_ms, &used);
 	if (fd < 0)
 		return fail("connect", r, fd);
 	if (a.verbose) {
