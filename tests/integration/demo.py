@@ -58,7 +58,10 @@ def connect(tb, k):
                         source(k)], input=req, capture_output=True, text=True, timeout=30)
     m = re.search(r"X-Peak-Endpoint: (\S+)", p.stdout)
     d = re.search(r"X-Peak-Destination: (\S+)", p.stdout)
-    return (m.group(1), d.group(1)) if m and d else (None, None)
+    if m and d:
+        return m.group(1), d.group(1)
+    why = p.stderr.strip().splitlines()[-1:] or [f"exit {p.returncode}, no answer"]
+    return None, why[0]
 
 
 def get(src, dst, timeout=0.2):
@@ -119,6 +122,12 @@ def main():
         addr = {k: dst for k, _, dst in ok}
         print(f"1. {len(ok)} of {CLIENTS} clients reached a pod, each at its own computed "
               f"address ({len(set(addr.values()))} distinct), no proxy on the path:")
+        whys = {}
+        for ep, why in res:
+            if not ep:
+                whys[why] = whys.get(why, 0) + 1
+        for why, n in sorted(whys.items(), key=lambda x: -x[1]):
+            print(f"  {n} failed: {why}")
         counts = {}
         for _, ep, _ in ok:
             counts[ep] = counts.get(ep, 0) + 1
