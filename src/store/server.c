@@ -870,12 +870,11 @@ static void job_finish(struct store *s, struct conn *c)
 	}
 	uint64_t size = 0, version = 0;
 	const uint8_t *body = NULL;
-	int fd = -ENOENT;
 	/* the object may be here whatever the fetch gave: the walk, another read-through or
 	 * a former holder's drop (whose HEAD here reads it through, repair.h) can store it
 	 * while the fetch runs, and that holder then drops its copy and answers the fetch
 	 * 404; so the disk decides, not the fetch's result */
-	fd = object_open(s, c, &size, &version, &body);
+	int fd = object_open(s, c, &size, &version, &body);
 	if (fd < 0 && c->job.result && c->job.result != -ENOENT)
 		log_rl(&s->rl, LOG_WARNING, "store: read-through: %s", strerror(-c->job.result));
 	object_reply(s, c, fd, size, version, body);
