@@ -58,7 +58,11 @@ after another, their order rotated from run to run.
 Usage: bench/store/run.py [--quick] [--runs N] [--small N] [--large N] [--small-size B]
                           [--large-size B] [--workers N] [--systems LIST]
                           [--conn keepalive|close] [--map controller|static]
-                          [--out FILE]"""
+                          [--client-source each|once] [--out FILE]
+
+--client-source once: each PEAK worker gives the library its source address once
+(peak_resolver_set_source) instead of the library finding it at each call (a UDP socket's
+connect and getsockname: half a small GET's system calls on the client side)."""
 import argparse
 import importlib.util
 import json
@@ -318,7 +322,8 @@ class Bench:
                 ["ip", "netns", "exec", self.net.cl, BENCH, *self.target(system, pods), op,
                  f"{a}:{b}", str(size), str(self.tmp / f"{tag}-{k}.out")],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                env=dict(os.environ, BENCH_STORE_CONN=self.args.conn))))
+                env=dict(os.environ, BENCH_STORE_CONN=self.args.conn,
+                         BENCH_STORE_SOURCE=self.args.client_source))))
         errs = []
         for _, p in procs:
             _, err = p.communicate(timeout=3600)
@@ -348,6 +353,8 @@ class Bench:
             f"{res['p50_us']:.0f} us, p99 {res['p99_us']:.0f} us, cpu "
             f"{res['cpu_us_per_req']} us/req, {failed} failed"
             + (f", {conns} connections" if conns is not None else ""))
+        for e in errs[:3]:  # why requests failed, also in a move's read rounds
+            log(f"  {e}")
         return res, keys
 
     def workload(self, system):
@@ -521,6 +528,9 @@ def main():
                     help="client connections: kept by each worker, or one per request")
     ap.add_argument("--map", choices=("controller", "static"), default="controller",
                     help="PEAK's pods under peak controller (route hints) or on a static map")
+    ap.add_argument("--client-source", choices=("each", "once"), default="each",
+                    help="PEAK's clients: the library finds the source address at each "
+                    "call (its default), or is given it once (peak_resolver_set_source)")
     ap.add_argument("--runs", type=int, default=3,
                     help="testbeds, one after another, the systems' order rotated")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "store.json"))
@@ -535,7 +545,7 @@ def main():
     result = {"workload": {"small": args.small, "small_size": args.small_size,
                            "large": args.large, "large_size": args.large_size,
                            "workers": args.workers, "quick": args.quick, "runs": args.runs,
-                           "map": args.map,
+                           "map": args.map, "client_source": args.client_source,
                            "connection": ("kept by each worker" if args.conn == "keepalive"
                                           else "one per request (client side)")},
               "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),

@@ -24,11 +24,16 @@ int store_key_replicas(const struct ssa_space *sp, const struct assign *a, unsig
 	static const uint8_t src[16] = {0}; /* the slice does not depend on the source */
 	int owner[STORE_WALK_MAX];
 	uint8_t addr[16];
-	for (unsigned r = 0; r < STORE_WALK_MAX; r++) {
+	unsigned r = 0;
+	/* the set is the first distinct owners in replica order, so the walk stops once it
+	 * has them: with replicas=1 one address is computed, not STORE_WALK_MAX (every
+	 * request asks, on the pod's loop) */
+	for (int k = 0; r < STORE_WALK_MAX && (unsigned)k < replicas; r++) {
 		struct ssa_req q = {
 		    .src = src, .object = key, .object_len = len, .replica = (uint8_t)r};
 		int64_t g = ssa_compute(sp, &q, addr) ? -1 : ssa_slice_of(sp, addr);
 		owner[r] = g < 0 ? ASSIGN_NONE : a->owner[g];
+		k = store_replica_set(owner, r + 1, replicas, set);
 	}
-	return store_replica_set(owner, STORE_WALK_MAX, replicas, set);
+	return store_replica_set(owner, r, replicas, set);
 }
