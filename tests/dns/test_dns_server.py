@@ -439,8 +439,9 @@ def test_sighup_under_dnsperf_loses_nothing(server, tmp_path):
     finally:
         perf.send_signal(signal.SIGINT)
         out, _ = perf.communicate(timeout=60)
-    # the load went on across every reload: queries answered between each and the next
-    assert all(b > a for a, b in zip(seen, seen[1:])), seen
+    # the load went on across the reloads: the answered count never fell and rose over them
+    # (two reloads may come closer together than two queries on a loaded machine)
+    assert all(b >= a for a, b in zip(seen, seen[1:])) and seen[-1] > seen[0], seen
     sent = int(re.search(r"Queries sent:\s+(\d+)", out).group(1))
     lost = int(re.search(r"Queries lost:\s+(\d+)", out).group(1))
     print(f"20 reloads under dnsperf: {sent} queries sent, {lost} lost")
