@@ -34,7 +34,7 @@ static const char backend_help[] =
     "usage: peak h3 backend --listen ADDR:PORT --cert FILE --key FILE --type TYPES\n"
     "                       [--id ID] [--max-streams N] [--max-conns N] [--verbose]\n"
     "                       [--secret-file FILE] [--retry] [--metrics ADDR:PORT]\n"
-    "                       [--qlog DIR] [--proto h3|h2]\n"
+    "                       [--qlog DIR] [--proto h3|h2] [--page FILE]\n"
     "\n"
     "An HTTP/3 server (UDP), or with --proto h2 an HTTP/2 server on TLS/TCP. POST with a body: the "
     "body is hashed with SHA-256 as it\n"
@@ -66,7 +66,10 @@ static const char backend_help[] =
     "  --proto P           h3 (default): HTTP/3 over QUIC on UDP; h2: HTTP/2 over TLS 1.2/1.3\n"
     "                      on TCP (ALPN h2), the same answers; --max-streams is then\n"
     "                      SETTINGS_MAX_CONCURRENT_STREAMS; header sections over 16 KiB get\n"
-    "                      431; --secret-file and --retry do not apply\n";
+    "                      431; --secret-file and --retry do not apply\n"
+    "  --page FILE         GET / (no content-type) gets FILE as text/html, read once at\n"
+    "                      start (a regular file of at most 1 MiB), so that a browser loads a\n"
+    "                      page from the backend and its script uploads straight to it\n";
 
 static const char upload_help[] =
     "usage: peak h3 upload URL --file FILE[:TYPE] [--file ...] [--ca FILE | --insecure]\n"
@@ -199,11 +202,15 @@ static int cmd_h3_backend(int argc, char **argv)
 	    SRV_LONG_OPTIONS,
 	    {"type", required_argument, 0, 't'},
 	    {"proto", required_argument, 0, 'p'},
+	    {"page", required_argument, 0, 'G'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
 	static char host[256];
 	static struct h3_backend_opts o;
+	static struct h3_page page;
+	const char *page_file = NULL;
+	char why[128];
 	struct srv_opts so;
 	bool have_types = false;
 	int c;
@@ -228,6 +235,9 @@ static int cmd_h3_backend(int argc, char **argv)
 				                optarg);
 			o.h2 = !strcmp(optarg, "h2");
 			break;
+		case 'G':
+			page_file = optarg;
+			break;
 		case 'h':
 			fputs(backend_help, stdout);
 			return 0;
@@ -245,6 +255,11 @@ static int cmd_h3_backend(int argc, char **argv)
 	if (o.h2 && (so.secret || so.retry || so.qlog_dir))
 		cli_usage_error("h3 backend",
 		                "--proto h2 takes no --secret-file, --retry or --qlog");
+	if (page_file) {
+		if (h3_page_load(&page, page_file, why, sizeof(why)))
+			cli_usage_error("h3 backend", "--page %s: %s", page_file, why);
+		o.page = &page;
+	}
 	o.listen = so.listen;
 	o.cert = so.cert;
 	o.key = so.key;
@@ -260,7 +275,9 @@ static int cmd_h3_backend(int argc, char **argv)
 			strcpy(host, "peak");
 		o.id = host;
 	}
-	return h3_backend_run(&o) ? EXIT_USAGE : 0;
+	int ret = h3_backend_run(&o) ? EXIT_USAGE : 0;
+	h3_page_free(&page);
+	return ret;
 }
 
 static const char ingress_help[] =
@@ -332,6 +349,7 @@ static int cmd_h3_ingress(int argc, char **argv)
 	};
 	static struct h3_route_table routes;
 	static struct h3_ingress_opts o;
+	static struct h3_page page;
 	static const char *specs[H3_ROUTE_MAX];
 	size_t nspecs = 0;
 	struct srv_opts so;
@@ -368,7 +386,8 @@ static int cmd_h3_ingress(int argc, char **argv)
 			o.sniff = true;
 			break;
 		case 'G':
-			o.page = true;
+			h3_page_builtin(&page);
+			o.page = &page;
 			break;
 		case 'H':
 			o.health_interval_ms = (unsigned)cli_u64("h3 ingress", "--health-interval",

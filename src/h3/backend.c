@@ -42,6 +42,7 @@ struct bstream {
 	int status;          /* the answer's, once answered */
 	const char *r_ctype; /* the answer's content-type (a constant) */
 	char body[BE_BODY_LEN];
+	const char *rbody; /* the answer's body: body, or the page (--page) */
 	size_t body_len;
 	/* HTTP/2 only */
 	size_t body_off;   /* answer bytes handed to nghttp2 */
@@ -78,7 +79,7 @@ static nghttp3_ssize read_body(nghttp3_conn *h, int64_t sid, nghttp3_vec *vec, s
 	*pflags |= NGHTTP3_DATA_FLAG_EOF;
 	if (!s || !s->body_len || !veccnt)
 		return 0;
-	vec[0].base = (uint8_t *)s->body;
+	vec[0].base = (uint8_t *)s->rbody;
 	vec[0].len = s->body_len;
 	return 1;
 }
@@ -101,6 +102,18 @@ static bool bs_answer(struct bstream *s, int status, const char *ctype, const ch
 	int n = vsnprintf(s->body, sizeof(s->body), fmt, ap);
 	va_end(ap);
 	s->body_len = n < 0 ? 0 : (size_t)n >= sizeof(s->body) ? sizeof(s->body) - 1 : (size_t)n;
+	s->rbody = s->body;
+	return true;
+}
+
+/* Makes s's answer 200 with the page (--page), sent from the page itself (it lives as long
+ * as the process). */
+static bool bs_answer_page(struct bstream *s)
+{
+	if (!bs_answer(s, 200, "text/html; charset=utf-8", "%s", ""))
+		return false;
+	s->rbody = be->page->html;
+	s->body_len = be->page->len;
 	return true;
 }
 
@@ -158,6 +171,8 @@ static bool bs_end(struct bstream *s, int64_t sid)
 	if (!strcmp(s->q.method, "GET") || !strcmp(s->q.method, "HEAD")) {
 		if (!strcmp(s->q.path, "/healthz"))
 			return bs_answer(s, 200, "text/plain", "ok\n");
+		if (be->page && h3_page_wanted(&s->q))
+			return bs_answer_page(s);
 		return bs_answer(s, 404, "text/plain", "not found\n");
 	}
 	return bs_answer(s, 405, "text/plain", "method not allowed\n");
@@ -375,7 +390,7 @@ static ssize_t h2_read_body(nghttp2_session *h, int32_t sid, uint8_t *buf, size_
 	(void)sid;
 	(void)ud;
 	size_t k = s->body_len - s->body_off < len ? s->body_len - s->body_off : len;
-	memcpy(buf, s->body + s->body_off, k);
+	memcpy(buf, s->rbody + s->body_off, k);
 	s->body_off += k;
 	if (s->body_off == s->body_len)
 		*flags |= NGHTTP2_DATA_FLAG_EOF;

@@ -2,11 +2,13 @@
 /* peak h3 backend: an HTTP/3 server that hashes uploads. POST bodies are hashed with SHA-256
  * as they stream in (never held whole) and answered 201 with JSON
  * {"checksum":"<hex>","bytes":N,"type":"<content-type>","backend":"<id>"}; GET /healthz is
- * 200; a content type outside --type is 415, none at all 400. */
+ * 200, and with a page (--page) GET / gets it; a content type outside --type is 415, none at
+ * all 400. */
 #include <stddef.h>
 #include <stdint.h>
 
 #include "ctype.h"
+#include "page.h"
 #include "udp.h"
 
 struct h3_backend_opts {
@@ -16,11 +18,12 @@ struct h3_backend_opts {
 	const char *id;
 	uint64_t max_streams; /* concurrent request streams per connection */
 	size_t max_conns;
-	const uint8_t *secret; /* 16 bytes (--secret-file) or NULL: random per process */
-	bool retry;            /* Retry every new connection, not only past max_conns / 2 */
-	const char *metrics;   /* ADDR:PORT for GET /metrics (Prometheus), or NULL */
-	const char *qlog_dir;  /* a qlog file per connection there, or NULL */
-	bool h2;               /* HTTP/2 over TLS/TCP on listen instead of HTTP/3 */
+	const uint8_t *secret;      /* 16 bytes (--secret-file) or NULL: random per process */
+	bool retry;                 /* Retry every new connection, not only past max_conns / 2 */
+	const char *metrics;        /* ADDR:PORT for GET /metrics (Prometheus), or NULL */
+	const char *qlog_dir;       /* a qlog file per connection there, or NULL */
+	bool h2;                    /* HTTP/2 over TLS/TCP on listen instead of HTTP/3 */
+	const struct h3_page *page; /* what GET / answers (h3_page_wanted), or NULL: 404 */
 };
 
 /* Serves until SIGINT or SIGTERM. Returns 0 on a clean stop, -errno if it could not start. */

@@ -297,49 +297,25 @@ static void discard_rest(struct istream *s)
 	h3_pipe_free(&s->req);
 }
 
-/* Answers here with a short body of type ctype, and drops the rest of the request. */
-static void answer_body(struct istream *s, int status, const char *ctype, const char *text)
+/* Answers here with the n bytes at body, of type ctype, and drops the rest of the request. */
+static void answer_body(struct istream *s, int status, const char *ctype, const char *body,
+                        size_t n)
 {
 	char len[24];
 	discard_rest(s);
 	if (s->answered || !s->cc)
 		return;
 	h3_pipe_free(&s->resp);
-	h3_pipe_write(&s->resp, (const uint8_t *)text, strlen(text));
+	h3_pipe_write(&s->resp, (const uint8_t *)body, n);
 	s->resp_fin = true;
-	snprintf(len, sizeof(len), "%zu", strlen(text));
+	snprintf(len, sizeof(len), "%zu", n);
 	answer(s, status, ctype, len, NULL);
 }
 
 static void answer_local(struct istream *s, int status, const char *text)
 {
-	answer_body(s, status, "text/plain", text);
+	answer_body(s, status, "text/plain", text, strlen(text));
 }
-
-/* --page: what GET / gets, for a browser to load from the ingress and upload through it. Its
- * script POSTs three bodies to /upload with fetch(), each typed, all at once, and writes one
- * line per answer into #out: TYPE STATUS BODY (the body as received, trimmed; "error ..."
- * when fetch failed), then sets the title to "done". Body i of n bytes is
- * byte[k] = (31 k + 7 seed) mod 256, so a test can compute the checksums it must get. */
-static const char page_html[] =
-    "<!doctype html>\n<html><head><meta charset=\"utf-8\"><title>peak h3 upload</title>"
-    "</head><body>\n<pre id=\"out\"></pre>\n<script>\n"
-    "const bodies = [[\"audio/ogg\", 300000, 1], [\"video/mp4\", 1000000, 2],\n"
-    "                [\"text/plain\", 1500000, 3]];\n"
-    "function bytes(n, seed) {\n"
-    "  const b = new Uint8Array(n);\n"
-    "  for (let k = 0; k < n; k++) b[k] = (31 * k + 7 * seed) & 255;\n"
-    "  return b;\n"
-    "}\n"
-    "Promise.all(bodies.map(([t, n, seed]) =>\n"
-    "  fetch(\"/upload\", {method: \"POST\", headers: {\"content-type\": t},\n"
-    "                      body: bytes(n, seed)})\n"
-    "    .then(async r => t + \" \" + r.status + \" \" + (await r.text()).trim(),\n"
-    "          e => t + \" error \" + e))).then(lines => {\n"
-    "  document.getElementById(\"out\").textContent = lines.join(\"\\n\");\n"
-    "  document.title = \"done\";\n"
-    "});\n"
-    "</script>\n</body></html>\n";
 
 static void up_fail_stream(struct istream *s, const char *why);
 static nghttp3_ssize in_read_req(nghttp3_conn *h, int64_t sid, nghttp3_vec *vec, size_t veccnt,
@@ -530,9 +506,8 @@ static void route_stream(struct istream *s, bool sniffed, struct h3_sniff sn)
 		              s->csid, had ? "\"" : "", had ? t : "null", had ? "\"" : "",
 		              s->route ? "\"" : "", s->route ? s->route->name : "null",
 		              s->route ? "\"" : "", ui >= 0 ? in.up[ui].name : "-", w);
-	if (in.o->page && !s->q.has_ctype && !strcmp(s->q.method, "GET") &&
-	    (!strcmp(s->q.path, "/") || !strncmp(s->q.path, "/?", 2))) {
-		answer_body(s, 200, "text/html; charset=utf-8", page_html);
+	if (in.o->page && h3_page_wanted(&s->q)) {
+		answer_body(s, 200, "text/html; charset=utf-8", in.o->page->html, in.o->page->len);
 		return;
 	}
 	if (!s->q.has_ctype) {

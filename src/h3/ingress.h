@@ -11,6 +11,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "page.h"
 #include "route.h"
 #include "udp.h"
 
@@ -29,7 +30,7 @@ struct h3_ingress_opts {
 	const char *qlog_dir;
 	const char *id; /* metrics label */
 	bool sniff;     /* route untyped and octet-stream bodies by their magic numbers */
-	bool page;      /* GET / answers the upload test page (h3_ingress_page) */
+	const struct h3_page *page; /* what GET / answers (h3_page_wanted), or NULL */
 };
 
 /* Serves until SIGINT or SIGTERM. Returns 0 on a clean stop, -errno if it could not start. */
