@@ -13,8 +13,7 @@
  * of 2 MiB or more are mapped with MADV_HUGEPAGE (fewer TLB misses in a large table). About
  * 150 to 210 bytes a prefix in all, as lpm6_bytes reports. Each prefix carries a 32-bit value
  * (the overlay stores a route number). Pure code, no I/O. Not thread-safe: one writer, and no
- * reader while it writes. The environment variable PEAK_LPM6_NO_POPCNT, set when a table is
- * made, makes its lookups count bits without POPCNT (for tests).
+ * reader while it writes.
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -24,6 +23,9 @@ struct lpm6;
 
 /* An empty table, or NULL if out of memory. */
 struct lpm6 *lpm6_new(void);
+
+/* As lpm6_new, but lookups count bits without POPCNT even where the CPU has it (tests). */
+struct lpm6 *lpm6_new_soft(void);
 
 /* Frees the table and everything in it; NULL is allowed. */
 void lpm6_free(struct lpm6 *t);

@@ -729,14 +729,15 @@ static void fast_changed(struct lpm6 *t, const uint64_t k[2], unsigned plen, boo
 		fast_drop(t);
 }
 
-struct lpm6 *lpm6_new(void)
+/* A table whose lookups take the POPCNT builds if hw_ok and the CPU has the instruction. */
+static struct lpm6 *table_new(bool hw_ok)
 {
 	struct lpm6 *t = calloc(1, sizeof(*t));
 	if (!t)
 		return NULL;
 	t->used = 1;
 	__builtin_cpu_init();
-	t->hw = __builtin_cpu_supports("popcnt") && !getenv("PEAK_LPM6_NO_POPCNT");
+	t->hw = hw_ok && __builtin_cpu_supports("popcnt");
 	if (lpm6_reserve(t, 8) || fast_rebuild(t)) {
 		mem_free(t->n, (size_t)t->cap * sizeof(*t->n));
 		fast_drop(t);
@@ -744,6 +745,16 @@ struct lpm6 *lpm6_new(void)
 		return NULL;
 	}
 	return t;
+}
+
+struct lpm6 *lpm6_new(void)
+{
+	return table_new(true);
+}
+
+struct lpm6 *lpm6_new_soft(void)
+{
+	return table_new(false);
 }
 
 void lpm6_free(struct lpm6 *t)

@@ -49,11 +49,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
 	if (size < 16)
 		return 0;
-	if (data[0] & 1)
-		setenv("PEAK_LPM6_NO_POPCNT", "1", 1);
-	else
-		unsetenv("PEAK_LPM6_NO_POPCNT");
-	struct lpm6 *t = lpm6_new();
+	struct lpm6 *t = (data[0] & 1) ? lpm6_new_soft() : lpm6_new();
 	if (!t)
 		return 0;
 	static struct ent v[MAXP];
