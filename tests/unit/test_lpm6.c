@@ -332,6 +332,52 @@ static void test_nested(void **state)
 	lpm6_free(t);
 }
 
+/* Three cycles of random adds and removes (ops per cycle, looks lookups checked after each),
+ * then a full check, everything removed and checked again (after lookups): the table must
+ * give back the same bytes in the second and third cycles. */
+static void churn_cycles(struct lpm6 *t, struct naive *v, size_t n, uint64_t *s, unsigned ops,
+                         unsigned looks, unsigned after)
+{
+	size_t bytes[2] = {0};
+	for (unsigned cycle = 0; cycle < 3; cycle++) {
+		for (unsigned op = 0; op < ops; op++) {
+			size_t i = test_rand(s) % n;
+			if (v[i].plen > 128)
+				continue;
+			if (v[i].live) {
+				assert_int_equal(lpm6_del(t, v[i].p, v[i].plen), 0);
+				v[i].live = 0;
+			} else {
+				v[i].val += (uint32_t)n;
+				assert_int_equal(lpm6_add(t, v[i].p, v[i].plen, v[i].val), 0);
+				v[i].live = 1;
+			}
+			for (unsigned q = 0; q < looks; q++) {
+				uint8_t a[16];
+				random_addr(s, v, n, a);
+				const struct naive *e = naive_lookup(v, n, a);
+				uint32_t val = 0;
+				unsigned pl = 0;
+				assert_int_equal(lpm6_lookup(t, a, &val, &pl), e != NULL);
+				if (e) {
+					assert_int_equal(pl, e->plen);
+					assert_int_equal(val, e->val);
+				}
+			}
+		}
+		check_all(t, v, n, s, 3000);
+		for (size_t i = 0; i < n; i++)
+			if (v[i].live) {
+				assert_int_equal(lpm6_del(t, v[i].p, v[i].plen), 0);
+				v[i].live = 0;
+			}
+		check_all(t, v, n, s, after);
+		if (cycle)
+			bytes[cycle - 1] = lpm6_bytes(t);
+	}
+	assert_int_equal(bytes[0], bytes[1]);
+}
+
 /* Random adds and removes one at a time in a dense cluster (nodes several levels deep, tails,
  * folds after removal) and elsewhere, each followed by lookups against the linear scan; then
  * two fill-and-empty cycles must end at the same size (freed blocks are reused). */
@@ -365,44 +411,7 @@ static void test_churn(void **state)
 			if (v[k].plen == v[i].plen && !memcmp(v[k].p, v[i].p, 16))
 				v[i].plen = 129; /* a duplicate: never used */
 	}
-	size_t bytes[2] = {0};
-	for (unsigned cycle = 0; cycle < 3; cycle++) {
-		for (unsigned op = 0; op < OPS; op++) {
-			size_t i = test_rand(&s) % N;
-			if (v[i].plen > 128)
-				continue;
-			if (v[i].live) {
-				assert_int_equal(lpm6_del(t, v[i].p, v[i].plen), 0);
-				v[i].live = 0;
-			} else {
-				v[i].val += N;
-				assert_int_equal(lpm6_add(t, v[i].p, v[i].plen, v[i].val), 0);
-				v[i].live = 1;
-			}
-			for (unsigned q = 0; q < 4; q++) {
-				uint8_t a[16];
-				random_addr(&s, v, N, a);
-				const struct naive *e = naive_lookup(v, N, a);
-				uint32_t val = 0;
-				unsigned pl = 0;
-				assert_int_equal(lpm6_lookup(t, a, &val, &pl), e != NULL);
-				if (e) {
-					assert_int_equal(pl, e->plen);
-					assert_int_equal(val, e->val);
-				}
-			}
-		}
-		check_all(t, v, N, &s, 3000);
-		for (size_t i = 0; i < N; i++)
-			if (v[i].live) {
-				assert_int_equal(lpm6_del(t, v[i].p, v[i].plen), 0);
-				v[i].live = 0;
-			}
-		check_all(t, v, N, &s, 500);
-		if (cycle)
-			bytes[cycle - 1] = lpm6_bytes(t);
-	}
-	assert_int_equal(bytes[0], bytes[1]);
+	churn_cycles(t, v, N, &s, OPS, 4, 500);
 	lpm6_free(t);
 	free(v);
 }
@@ -688,44 +697,7 @@ static void deep_tails(bool soft)
 			if (v[k].plen == v[i].plen && !memcmp(v[k].p, v[i].p, 16))
 				v[i].plen = 129; /* a duplicate: never used */
 	}
-	size_t bytes[2] = {0};
-	for (unsigned cycle = 0; cycle < 3; cycle++) {
-		for (unsigned op = 0; op < OPS; op++) {
-			size_t i = test_rand(&s) % N;
-			if (v[i].plen > 128)
-				continue;
-			if (v[i].live) {
-				assert_int_equal(lpm6_del(t, v[i].p, v[i].plen), 0);
-				v[i].live = 0;
-			} else {
-				v[i].val += N;
-				assert_int_equal(lpm6_add(t, v[i].p, v[i].plen, v[i].val), 0);
-				v[i].live = 1;
-			}
-			for (unsigned q = 0; q < 3; q++) {
-				uint8_t a[16];
-				random_addr(&s, v, N, a);
-				const struct naive *e = naive_lookup(v, N, a);
-				uint32_t val = 0;
-				unsigned pl = 0;
-				assert_int_equal(lpm6_lookup(t, a, &val, &pl), e != NULL);
-				if (e) {
-					assert_int_equal(pl, e->plen);
-					assert_int_equal(val, e->val);
-				}
-			}
-		}
-		check_all(t, v, N, &s, 3000);
-		for (size_t i = 0; i < N; i++)
-			if (v[i].live) {
-				assert_int_equal(lpm6_del(t, v[i].p, v[i].plen), 0);
-				v[i].live = 0;
-			}
-		check_all(t, v, N, &s, 300);
-		if (cycle)
-			bytes[cycle - 1] = lpm6_bytes(t);
-	}
-	assert_int_equal(bytes[0], bytes[1]);
+	churn_cycles(t, v, N, &s, OPS, 3, 300);
 	lpm6_free(t);
 	free(v);
 }
