@@ -10,41 +10,11 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <arpa/inet.h>
-#include <errno.h>
-#include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <poll.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../../src/etcd/etcd.h"
-
-enum { DEADLINE_MS = 10000 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
-static void send_all(int fd, const char *s)
-{
-	size_t n = strlen(s);
-	assert_int_equal(send(fd, s, n, MSG_NOSIGNAL), (ssize_t)n);
-}
-
-/* One HTTP/1.1 chunk holding line (with its newline). */
-static void send_chunk(int fd, const char *line)
-{
-	char b[512];
-	snprintf(b, sizeof(b), "%zx\r\n%s\n\r\n", strlen(line) + 1, line);
-	send_all(fd, b);
-}
+#include "fake_member.h"
 
 /* The events etcd_watch handed over: their keys and values (base64) and DELETE flags. */
 struct evs {
@@ -71,44 +41,23 @@ static void test_watch_fd(void **unused)
 	(void)unused;
 	struct etcd e = {0};
 	struct evs got_ev = {0};
-	struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-	socklen_t al = sizeof(a);
-	char url[64], err[128], req[4096] = "";
-	int l = socket(AF_INET6, SOCK_STREAM, 0), c = -1, fd, one = 1;
-	assert_true(l >= 0);
-	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(l, 4), 0);
-	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
-	snprintf(url, sizeof(url), "http://[::1]:%u", ntohs(a.sin6_port));
-	assert_int_equal(etcd_open(&e, "test", url, 2000, err, sizeof(err)), 0);
+	struct fake_member m;
+	char err[128], req[4096];
+	int fd, one = 1;
+	member_listen(&m);
+	assert_int_equal(etcd_open(&e, "test", m.url, 2000, err, sizeof(err)), 0);
 	assert_int_equal(etcd_watch_fd(&e), -1); /* no stream yet */
 
 	/* the stream starts: drive it until the member has the whole watch request */
-	size_t got = 0;
-	uint64_t end = now_ms() + DEADLINE_MS;
-	while (!strstr(req, "create_request")) {
-		assert_true(now_ms() < end);
-		assert_true(etcd_watch(&e, "/peak/svc/", 7, on_ev, &got_ev) >= 0);
-		struct pollfd p = {.fd = c == -1 ? l : c, .events = POLLIN};
-		if (poll(&p, 1, 10) != 1)
-			continue;
-		if (c == -1) {
-			assert_true((c = accept(l, NULL, NULL)) >= 0);
-			continue;
-		}
-		ssize_t n = recv(c, req + got, sizeof(req) - 1 - got, 0);
-		assert_true(n > 0);
-		got += (size_t)n;
-		req[got] = 0;
-	}
+	member_take_watch(&m, &e, on_ev, &got_ev, req, sizeof(req));
 	assert_non_null(strstr(req, "POST /v3/watch "));
-	setsockopt(c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	send_all(c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
-	            "Transfer-Encoding: chunked\r\n\r\n");
-	send_chunk(c, "{\"result\":{\"header\":{\"revision\":\"7\"},\"created\":true}}");
+	setsockopt(m.c, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	send_all(m.c, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+	              "Transfer-Encoding: chunked\r\n\r\n");
+	send_chunk(m.c, "{\"result\":{\"header\":{\"revision\":\"7\"},\"created\":true}}");
 
 	/* the socket it gives is the one connected to this member */
-	end = now_ms() + DEADLINE_MS;
+	uint64_t end = now_ms() + DEADLINE_MS;
 	while ((fd = etcd_watch_fd(&e)) == -1) {
 		assert_true(now_ms() < end);
 		assert_int_equal(etcd_watch(&e, "/peak/svc/", 7, on_ev, &got_ev), 0);
@@ -117,8 +66,8 @@ static void test_watch_fd(void **unused)
 	struct sockaddr_in6 peer, mine;
 	socklen_t pl = sizeof(peer), ml = sizeof(mine);
 	assert_int_equal(getpeername(fd, (struct sockaddr *)&peer, &pl), 0);
-	assert_int_equal(getpeername(c, (struct sockaddr *)&mine, &ml), 0);
-	assert_int_equal(peer.sin6_port, a.sin6_port);
+	assert_int_equal(getpeername(m.c, (struct sockaddr *)&mine, &ml), 0);
+	assert_int_equal(peer.sin6_port, m.addr.sin6_port);
 	struct sockaddr_in6 local;
 	socklen_t ll = sizeof(local);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&local, &ll), 0);
@@ -135,10 +84,10 @@ static void test_watch_fd(void **unused)
 	}
 
 	/* an event: the socket wakes the caller, and etcd_watch says so */
-	send_chunk(c, "{\"result\":{\"header\":{\"revision\":\"9\"},\"events\":[{\"kv\":"
-	              "{\"key\":\"L3BlYWsvc3ZjL3g=\",\"mod_revision\":\"8\",\"value\":"
-	              "\"bWFwIHgK\"}},{\"type\":\"DELETE\",\"kv\":{\"key\":\"L3BlYWsvc3ZjL3k=\","
-	              "\"mod_revision\":\"9\"}}]}}");
+	send_chunk(m.c, "{\"result\":{\"header\":{\"revision\":\"9\"},\"events\":[{\"kv\":"
+	                "{\"key\":\"L3BlYWsvc3ZjL3g=\",\"mod_revision\":\"8\",\"value\":"
+	                "\"bWFwIHgK\"}},{\"type\":\"DELETE\",\"kv\":{\"key\":\"L3BlYWsvc3ZjL3k=\","
+	                "\"mod_revision\":\"9\"}}]}}");
 	struct pollfd p = {.fd = fd, .events = POLLIN};
 	assert_int_equal(poll(&p, 1, DEADLINE_MS), 1);
 	int r = 0;
@@ -157,8 +106,8 @@ static void test_watch_fd(void **unused)
 	assert_true(got_ev.deleted[1]);
 
 	/* compacted past the revision asked: read afresh (the stream ends) */
-	send_chunk(c, "{\"result\":{\"header\":{\"revision\":\"20\"},\"compact_revision\":"
-	              "\"15\",\"canceled\":true}}");
+	send_chunk(m.c, "{\"result\":{\"header\":{\"revision\":\"20\"},\"compact_revision\":"
+	                "\"15\",\"canceled\":true}}");
 	end = now_ms() + DEADLINE_MS;
 	while ((r = etcd_watch(&e, "/peak/svc/", 7, on_ev, &got_ev)) == 0) {
 		assert_true(now_ms() < end);
@@ -168,8 +117,7 @@ static void test_watch_fd(void **unused)
 	assert_int_equal(got_ev.n, 2);
 
 	etcd_close(&e);
-	close(c);
-	close(l);
+	member_close(&m);
 }
 
 int main(void)

@@ -10,31 +10,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <cmocka.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <poll.h>
-#include <stdio.h>
-#include <string.h>
-#include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "../../src/etcd/etcd.h"
-
-enum { DEADLINE_MS = 10000 };
-
-static uint64_t now_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
-static void send_all(int fd, const char *s)
-{
-	size_t n = strlen(s);
-	assert_int_equal(send(fd, s, n, MSG_NOSIGNAL), (ssize_t)n);
-}
+#include "../controlplane/fake_member.h"
 
 static void on_ev(void *arg, json_t *kv, bool deleted)
 {
@@ -47,34 +26,13 @@ static void test_event_without_kv(void **unused)
 {
 	(void)unused;
 	struct etcd e = {0};
-	struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
-	socklen_t al = sizeof(a);
-	char url[64], err[128], req[4096] = "", b[512];
-	int l = socket(AF_INET6, SOCK_STREAM, 0), c = -1, r;
+	struct fake_member m;
+	char err[128], req[4096], b[512];
+	int r;
 	unsigned n = 0;
-	size_t got = 0;
-	assert_true(l >= 0);
-	assert_int_equal(bind(l, (struct sockaddr *)&a, sizeof(a)), 0);
-	assert_int_equal(listen(l, 4), 0);
-	assert_int_equal(getsockname(l, (struct sockaddr *)&a, &al), 0);
-	snprintf(url, sizeof(url), "http://[::1]:%u", ntohs(a.sin6_port));
-	assert_int_equal(etcd_open(&e, "test", url, 2000, err, sizeof(err)), 0);
-	uint64_t end = now_ms() + DEADLINE_MS;
-	while (!strstr(req, "create_request")) { /* the whole watch request */
-		assert_true(now_ms() < end);
-		assert_true(etcd_watch(&e, "/peak/svc/", 7, on_ev, &n) >= 0);
-		struct pollfd p = {.fd = c == -1 ? l : c, .events = POLLIN};
-		if (poll(&p, 1, 10) != 1)
-			continue;
-		if (c == -1) {
-			assert_true((c = accept(l, NULL, NULL)) >= 0);
-			continue;
-		}
-		ssize_t k = recv(c, req + got, sizeof(req) - 1 - got, 0);
-		assert_true(k > 0);
-		got += (size_t)k;
-		req[got] = 0;
-	}
+	member_listen(&m);
+	assert_int_equal(etcd_open(&e, "test", m.url, 2000, err, sizeof(err)), 0);
+	member_take_watch(&m, &e, on_ev, &n, req, sizeof(req));
 	const char *line = "{\"result\":{\"header\":{\"revision\":\"9\"},\"events\":[{\"kv\":"
 	                   "{\"key\":\"L3BlYWsvc3ZjL3g=\",\"mod_revision\":\"8\",\"value\":"
 	                   "\"bWFwIHgK\"}},{\"type\":\"DELETE\"}]}}";
@@ -82,18 +40,17 @@ static void test_event_without_kv(void **unused)
 	         "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
 	         "Transfer-Encoding: chunked\r\n\r\n%zx\r\n%s\n\r\n",
 	         strlen(line) + 1, line);
-	send_all(c, b);
-	end = now_ms() + DEADLINE_MS;
+	send_all(m.c, b);
+	uint64_t end = now_ms() + DEADLINE_MS;
 	while ((r = etcd_watch(&e, "/peak/svc/", 7, on_ev, &n)) == 0) {
-		struct pollfd p = {.fd = c, .events = 0};
+		struct pollfd p = {.fd = m.c, .events = 0};
 		assert_true(now_ms() < end);
 		poll(&p, 1, 10);
 	}
 	assert_int_equal(r, ETCD_WATCH_RESYNC);
 	assert_int_equal(n, 0);
 	etcd_close(&e);
-	close(c);
-	close(l);
+	member_close(&m);
 }
 
 int main(void)
