@@ -342,7 +342,10 @@ def test_etcd_takeover_keeps_the_steered_weights(tmp_path, etcd):
         c1.proc.send_signal(signal.SIGKILL)
         t0 = time.monotonic()
         c1.proc.wait(5)
-        m, a2 = connect_map(port, t0 + TTL_S + 2.5)
+        # what this test checks is the weights adopted, not the takeover's time (test_ha's):
+        # a generous deadline, so an etcd stall on a loaded machine that costs the standby its
+        # lease too (it campaigns again a TTL later) does not fail it
+        m, a2 = connect_map(port, t0 + TTL_S + 15)
         assert m == live, "the new leader moved slices"
         assert eff(mport, "pod-0") == w0
         assert "stored state adopted" in c2.log()
