@@ -217,5 +217,12 @@ int dns_follow_step(struct dns_follow *f, dns_follow_fn fn, void *arg)
 	if (r)
 		return r;
 	f->have = true;
+	/* The stream from the read's revision at once, not at the next tick: a change stored
+	 * before etcd registers the watch comes only at etcd's next pass over late watchers. */
+	struct follow_ev x = {.f = f, .fn = fn, .arg = arg};
+	if (etcd_watch(&f->cl, f->pre, f->rev, on_event, &x) == ETCD_WATCH_RESYNC) {
+		f->have = false; /* (compacted at once: read afresh at the next tick) */
+		f->resync = true;
+	}
 	return 1;
 }

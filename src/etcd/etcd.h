@@ -23,6 +23,7 @@ enum {
 	ETCD_KEY_MAX = 512,
 	ETCD_URLS_MAX = 8,
 	ETCD_URL_MAX = 256,
+	ETCD_WATCH_SEND_MS = 100, /* etcd_watch's bound on sending a new stream's request */
 };
 
 struct etcd_buf {
@@ -123,8 +124,9 @@ int etcd_rec_decode(const char *who, json_t *kv, const char *pre, size_t max, bo
 void etcd_rec_free(struct etcd_rec *r);
 
 /* Reads what the watch stream of the keys beginning with pre has, never blocking, starting
- * the stream (after revision after) when there is none, and passes each event to fn (if not
- * NULL): the caller applies the values the events carry, with no read. Returns
+ * the stream (after revision after) when there is none (then waiting until its request is
+ * sent, at most ETCD_WATCH_SEND_MS), and passes each event to fn (if not NULL): the caller
+ * applies the values the events carry, with no read. Returns
  * ETCD_WATCH_EVENTS, ETCD_WATCH_RESYNC (the caller reads afresh, and the next watch starts
  * after that read; events before it in the stream were passed), 0 when nothing changed,
  * -EIO when the stream broke (events before the break were passed; it restarts from after,
