@@ -356,16 +356,25 @@ static void watch_send(struct etcd *e, int *running)
 	}
 }
 
+int etcd_watch_open(struct etcd *e, const char *pre, int64_t after)
+{
+	int running = 0;
+	if (e->wh)
+		return 0;
+	if (watch_start(e, pre, after))
+		return -ENOMEM;
+	curl_multi_perform(e->wm, &running);
+	watch_send(e, &running);
+	return 0;
+}
+
 int etcd_watch(struct etcd *e, const char *pre, int64_t after, etcd_event_fn fn, void *arg)
 {
 	int running = 0, changed, msgs;
 	size_t used = 0;
-	bool fresh = !e->wh;
-	if (fresh && watch_start(e, pre, after))
+	if (etcd_watch_open(e, pre, after))
 		return -ENOMEM;
 	curl_multi_perform(e->wm, &running);
-	if (fresh)
-		watch_send(e, &running);
 	changed = etcd_watch_split(e->who, e->wbuf.p ? e->wbuf.p : "", e->wbuf.len, after, fn, arg,
 	                           &used);
 	bool restart = changed == ETCD_WATCH_RESYNC;

@@ -133,6 +133,12 @@ void etcd_rec_free(struct etcd_rec *r);
  * which the caller moves past each event it applied, so nothing is missed), -ENOMEM. */
 int etcd_watch(struct etcd *e, const char *pre, int64_t after, etcd_event_fn fn, void *arg);
 
+/* Starts the watch stream as etcd_watch does, if there is none, and returns once its request
+ * is sent (at most ETCD_WATCH_SEND_MS), reading nothing: a follower calls it right after its
+ * read, since etcd registers the watch when the request arrives and sends a change stored
+ * before then only at its next pass over such late watchers (every 100 ms). 0 or -ENOMEM. */
+int etcd_watch_open(struct etcd *e, const char *pre, int64_t after);
+
 /* The watch stream's socket, for the caller's poll (readable: call etcd_watch now), or -1
  * while there is none, it is not connected yet or its number is FD_SETSIZE or more (libcurl
  * 7.88 names it through an fd_set): then only the caller's interval. */

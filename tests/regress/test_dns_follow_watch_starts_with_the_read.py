@@ -4,10 +4,11 @@ request arrives; a change stored between the replica's read and then makes the w
 one, which etcd serves only at its next pass over late watchers (every 100 ms). So the
 first change after a replica started reached it ~200 ms after the controller stored it
 (bench/controlplane/replicas.py: 186-197 ms for the first change, about 1 ms for the others).
-The replica now starts the stream in the same step as the read.
+The replica now opens the stream right after the read, its request sent (etcd.h:
+etcd_watch_open), before it logs that it follows the store.
 
-Here: a replica starts; as soon as it logs that it follows the store (its read done), the
-test stops it (SIGSTOP). Stopped, it can send nothing more: its watch must already be
+Here: a replica starts; as soon as it logs that it follows the store, the test stops it
+(SIGSTOP). Stopped, it can send nothing more: its watch must already be
 registered in etcd (etcd's own gauge of watchers), and a change stored while it is stopped
 is applied once it runs again. Before the fix, etcd had no watcher from it while it was
 stopped (its next tick never came)."""
