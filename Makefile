@@ -76,6 +76,7 @@ bench: all
 	/usr/bin/python3 bench/store/run.py
 	/usr/bin/python3 bench/steer/run.py
 	/usr/bin/python3 bench/controlplane/scale.py --timeout 600
+	/usr/bin/python3 bench/controlplane/replicas.py
 	/usr/bin/python3 bench/report.py
 
 bench-filter: all

@@ -20,9 +20,13 @@
 
 enum {
 	LOG_LINE_MAX = 80, /* bytes of a refused line quoted in the log */
-	/* The backoff's ceiling with several controllers: a takeover is expected (the lease TTL,
-	 * 2 s by default), and a refused connect costs a standby nothing. */
+	/* The backoff's ceiling with several controllers, and with one for a while after a
+	 * link that was up is lost: a takeover is expected (the lease TTL, 2 s by default; an
+	 * address every controller shares is bound by whichever leads), and a refused connect
+	 * costs a standby nothing. */
 	CTL_BACKOFF_SEVERAL_MAX_MS = 500,
+	/* How long after a lost link a takeover is expected: the longest lease TTL (60 s). */
+	CTL_TAKEOVER_WINDOW_MS = 60000,
 };
 
 int agent_ctl_addr(const char *list, unsigned i, char out[static AGENT_CTL_ADDR_MAX])
@@ -62,11 +66,15 @@ static const char *ctl_at(const struct agent *a, char out[static AGENT_CTL_ADDR_
 /* After a failure at the address in use: moves to the next one and returns how long to wait
  * before trying it: nothing while the round (every address once since a link was last up)
  * is not over, else the backoff, which then doubles up to CTL_BACKOFF_MAX_MS (with several
- * addresses CTL_BACKOFF_SEVERAL_MAX_MS). With one address every failure ends a round. */
+ * addresses, or within CTL_TAKEOVER_WINDOW_MS of losing a link that was up,
+ * CTL_BACKOFF_SEVERAL_MAX_MS: a controller that died is replaced by a standby once its
+ * lease expires, and with 5 s an agent could find the new leader seconds after it leads).
+ * With one address every failure ends a round. */
 static unsigned ctl_next(struct agent *a)
 {
 	unsigned n = ctl_naddr(a), wait = 0;
-	unsigned max = n > 1 ? CTL_BACKOFF_SEVERAL_MAX_MS : CTL_BACKOFF_MAX_MS;
+	bool takeover = a->ctl_lost_ms && peak_mono_ms() - a->ctl_lost_ms < CTL_TAKEOVER_WINDOW_MS;
+	unsigned max = n > 1 || takeover ? CTL_BACKOFF_SEVERAL_MAX_MS : CTL_BACKOFF_MAX_MS;
 	a->ctl_cur = (a->ctl_cur + 1) % n;
 	if (++a->ctl_failed < n)
 		return 0;
@@ -138,6 +146,8 @@ static void ctl_lost(struct agent *a, const char *why, bool said)
 	                          : "a controller with --key-file wants one here too";
 	char at[AGENT_CTL_ADDR_MAX], nx[AGENT_CTL_ADDR_MAX], next[AGENT_CTL_ADDR_MAX + 8] = "";
 	ctl_at(a, at);
+	if (a->link == LINK_UP)
+		a->ctl_lost_ms = peak_mono_ms();
 	unsigned wait = ctl_next(a);
 	if (ctl_naddr(a) > 1)
 		snprintf(next, sizeof(next), " at %s", ctl_at(a, nx));

@@ -126,6 +126,8 @@ struct agent {
 	unsigned backoff_ms;   /* the next retry's delay: doubles on each failure, up to 5 s */
 	unsigned ctl_cur;      /* the --controller address in use (ctllink.c: ctl_addr) */
 	unsigned ctl_failed;   /* addresses that failed since a link was last up (a round) */
+	uint64_t ctl_lost_ms;  /* when a link that was up was last lost (0: never): a takeover
+	                        * window follows (ctllink.c: ctl_next) */
 	const struct ctlauth_key *key; /* --key-file's key, or NULL: plain hello */
 	uint8_t cnonce[CTL_NONCE_LEN]; /* with a key: this connection's challenge */
 	uint8_t anonce[CTL_NONCE_LEN]; /* with a key: our nonce the controller must prove on */

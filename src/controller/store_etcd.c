@@ -274,6 +274,8 @@ static int etcd_load(struct store *st, char **text, size_t *len)
 	}
 	e->need_load = false;
 	e->led = e->leader_rev != 0;
+	if (!e->led) /* a standby follows from this read: its stream at once (etcd.h) */
+		etcd_watch_open(&e->cl, pre, e->rev);
 	return 0;
 }
 

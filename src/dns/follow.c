@@ -163,13 +163,18 @@ static int follow_read(struct dns_follow *f, dns_follow_fn fn, void *arg)
 	                          &x, &top, &pages);
 	if (n < 0)
 		return (int)n;
-	if (!f->rev || f->resync)
+	bool first = !f->rev || f->resync;
+	f->resync = false;
+	f->rev = top;
+	/* The stream from the read's revision at once, not at the next tick: a change stored
+	 * before etcd registers the watch comes only at etcd's next pass over late watchers
+	 * (if it cannot start here, the next tick's etcd_watch starts it). */
+	etcd_watch_open(&f->cl, f->pre, f->rev);
+	if (first)
 		log_msg(LOG_INFO,
 		        "dns: etcd: following %s from revision %" PRId64
 		        " (%ld records read in %u requests)",
 		        f->pre, top, n, pages);
-	f->resync = false;
-	f->rev = top;
 	return 0;
 }
 

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
+#include <time.h>
 
 #include "../controller/store.h" /* store_b64_enc: base64, with the records' checks */
 #include "../sys/log.h"
@@ -330,11 +331,48 @@ int etcd_watch_split(const char *who, const char *p, size_t n, int64_t after, et
 	return changed;
 }
 
+static uint64_t mono_ms(void)
+{
+	struct timespec t;
+	clock_gettime(CLOCK_MONOTONIC, &t);
+	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
+}
+
+/* Drives a stream just started until its request is sent (curl then waits for the reply:
+ * etcd_watch_fd gives its socket), for at most ETCD_WATCH_SEND_MS. etcd registers the watch
+ * when the request arrives; a change made between the caller's read and then is sent only
+ * at etcd's next pass over such late watchers (every 100 ms). Left to the caller's
+ * interval, connect and request took one or two ticks (50 ms each for peak dns): the first
+ * change after a replica's start reached it ~200 ms late. */
+static void watch_send(struct etcd *e, int *running)
+{
+	uint64_t end = mono_ms() + ETCD_WATCH_SEND_MS;
+	while (*running && etcd_watch_fd(e) == -1) {
+		uint64_t now = mono_ms();
+		if (now >= end)
+			break;
+		curl_multi_wait(e->wm, NULL, 0, (int)(end - now), NULL);
+		curl_multi_perform(e->wm, running);
+	}
+}
+
+int etcd_watch_open(struct etcd *e, const char *pre, int64_t after)
+{
+	int running = 0;
+	if (e->wh)
+		return 0;
+	if (watch_start(e, pre, after))
+		return -ENOMEM;
+	curl_multi_perform(e->wm, &running);
+	watch_send(e, &running);
+	return 0;
+}
+
 int etcd_watch(struct etcd *e, const char *pre, int64_t after, etcd_event_fn fn, void *arg)
 {
 	int running = 0, changed, msgs;
 	size_t used = 0;
-	if (!e->wh && watch_start(e, pre, after))
+	if (etcd_watch_open(e, pre, after))
 		return -ENOMEM;
 	curl_multi_perform(e->wm, &running);
 	changed = etcd_watch_split(e->who, e->wbuf.p ? e->wbuf.p : "", e->wbuf.len, after, fn, arg,

@@ -23,6 +23,7 @@ enum {
 	ETCD_KEY_MAX = 512,
 	ETCD_URLS_MAX = 8,
 	ETCD_URL_MAX = 256,
+	ETCD_WATCH_SEND_MS = 100, /* etcd_watch's bound on sending a new stream's request */
 };
 
 struct etcd_buf {
@@ -123,13 +124,20 @@ int etcd_rec_decode(const char *who, json_t *kv, const char *pre, size_t max, bo
 void etcd_rec_free(struct etcd_rec *r);
 
 /* Reads what the watch stream of the keys beginning with pre has, never blocking, starting
- * the stream (after revision after) when there is none, and passes each event to fn (if not
- * NULL): the caller applies the values the events carry, with no read. Returns
+ * the stream (after revision after) when there is none (then waiting until its request is
+ * sent, at most ETCD_WATCH_SEND_MS), and passes each event to fn (if not NULL): the caller
+ * applies the values the events carry, with no read. Returns
  * ETCD_WATCH_EVENTS, ETCD_WATCH_RESYNC (the caller reads afresh, and the next watch starts
  * after that read; events before it in the stream were passed), 0 when nothing changed,
  * -EIO when the stream broke (events before the break were passed; it restarts from after,
  * which the caller moves past each event it applied, so nothing is missed), -ENOMEM. */
 int etcd_watch(struct etcd *e, const char *pre, int64_t after, etcd_event_fn fn, void *arg);
+
+/* Starts the watch stream as etcd_watch does, if there is none, and returns once its request
+ * is sent (at most ETCD_WATCH_SEND_MS), reading nothing: a follower calls it right after its
+ * read, since etcd registers the watch when the request arrives and sends a change stored
+ * before then only at its next pass over such late watchers (every 100 ms). 0 or -ENOMEM. */
+int etcd_watch_open(struct etcd *e, const char *pre, int64_t after);
 
 /* The watch stream's socket, for the caller's poll (readable: call etcd_watch now), or -1
  * while there is none, it is not connected yet or its number is FD_SETSIZE or more (libcurl
