@@ -89,7 +89,6 @@ struct gw_held {
 };
 
 enum {
-	GW_MAX_LEARNED = 256,
 	GW_HELD = 8,          /* packets held from unknown senders (the oldest goes first) */
 	GW_HELD_MS = 3000,    /* and for how long */
 	GW_BATCH = 64,        /* packets queued before a flush */
@@ -1145,6 +1144,14 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 	 * filters by address) now lets its packets from there in, and it roams on them */
 	uint64_t now = mono_ms();
 	bool heard = gw_peer_heard_within(p->last_rx_ms, now, g->conf->keepalive_s);
+	struct sockaddr_in rec = *ep;
+	/* a record's port is where its NAT mapped the packets of the peer that told the site
+	 * its mapping; an endpoint-dependent NAT maps ours elsewhere: the port its packets came
+	 * from stays ours while its address is the record's (else a re-resolved record would
+	 * point us at another peer's mapping, and our NAT would drop the site's packets) */
+	if (ep_edm && p->has_ep && p->ep_seen && p->ep.sin_addr.s_addr == rec.sin_addr.s_addr)
+		rec.sin_port = p->ep.sin_port;
+	ep = &rec;
 	if (p->has_ep && heard &&
 	    (p->ep.sin_addr.s_addr != ep->sin_addr.s_addr || p->ep.sin_port != ep->sin_port)) {
 		struct sockaddr_in cur = p->ep;
