@@ -22,7 +22,8 @@ struct ov_slave *gw_new(const struct ov_conf *conf, char *err, size_t errlen);
  * peer takes the locator unless its own authenticated packets told us an endpoint lately
  * (they know its NAT mapping better): then one keepalive goes to a locator that differs (the
  * site may have moved there; our NAT may need to see us send there to let it in, and the
- * site's packets then move the endpoint). For a peer whose NAT is endpoint-dependent (ep_edm)
+ * site's packets then move the endpoint); a new locator taken for a peer heard before gets a
+ * keepalive at once. For a peer whose NAT is endpoint-dependent (ep_edm)
  * and whose packets came from ep's address, the port they came from is kept: the record's is
  * the mapping toward another peer. Sets *cookie for ov_route_add with
  * this slave. Returns 0, -EINVAL (our own key, a low-order key, too many sources),

@@ -16,6 +16,8 @@
  *   the DHT slave when it fell silent) at the address its packets come from keeps the port
  *   they come from (the record's is its mapping toward another peer), heard lately or not;
  *   a record at another address (the site moved) gives the endpoint, port and all.
+ * - After a peer told G a new address of G's (G moved), each peer's first packet is answered
+ *   at once (it may just have opened its NAT toward G's new address), later ones are not.
  */
 #include "../unit/test.h"
 
@@ -423,6 +425,29 @@ static void test_edm_peer_keeps_its_port(void **state)
 	close(x.fd), close(decoy.fd);
 }
 
+static void test_first_packet_since_move_answered(void **state)
+{
+	(void)state;
+	struct site a, x;
+	uint8_t body[OVW_INNER_MAX];
+	site_init(&a, 1), site_init(&x, 2);
+	learn(&a, false), learn(&x, false);
+	send_g(&x, OVW_KEEPALIVE, NULL, 0);
+	uint64_t t = peak_mono_ms();
+	while (peak_mono_ms() <= t) /* the move comes a millisecond later at least */
+		poll(NULL, 0, 1);
+	uint8_t m[OVW_MAPPING_LEN] = {198, 51, 100, 1, 0x03, 0xe8};
+	send_g(&a, OVW_MAPPING, m, sizeof(m));
+	m[3] = 2; /* A sees G at another address: G moved */
+	send_g(&a, OVW_MAPPING, m, sizeof(m));
+	drain(&x); /* the keepalives G sends every peer on a move */
+	send_g(&x, OVW_KEEPALIVE, NULL, 0);
+	assert_int_equal(recv_wait(&x, OVW_MAPPING, body, 1000), OVW_MAPPING_LEN);
+	send_g(&x, OVW_KEEPALIVE, NULL, 0);
+	assert_int_equal(recv_wait(&x, OVW_MAPPING, body, 200), -1);
+	close(a.fd), close(x.fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -430,6 +455,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_relay_tells_it_lost_the_site, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_chooser_moves_then_unreachable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_edm_peer_keeps_its_port, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_first_packet_since_move_answered, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

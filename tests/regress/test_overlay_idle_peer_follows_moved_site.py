@@ -113,10 +113,20 @@ def test_idle_peer_follows_moved_site(bed):
     assert wait_for("hC -> hB after the move", lambda: b.ping_ok("c", "b"), timeout=20)
     assert wait_for("hB -> hC after the move", lambda: b.ping_ok("b", "c"), timeout=20)
     mc = b.metrics("c")
-    print(f"C (idle, behind NAT) followed B {log_time(first.group(0)) - moved_at:.2f} s after "
-          f"the move ({first.group(0).split('overlay: ', 1)[1]}); C's re-resolves "
-          f"{mc.get('peak_overlay_dht_reresolves_total', 0):.0f}, newer records taken "
-          f"{mc.get('peak_overlay_dht_reresolved_newer_total', 0):.0f}, punches heard "
+    # the figures, from the daemons' logs: B told its new address (by A), C's first packet to
+    # the new locator (it goes out as C takes B's record: the punch's or a re-resolve's),
+    # and C's endpoint for B moved (B's packets let in)
+    told = re.search(rf"^\S+ \S+ overlay: gateway: peer \S+ sees us at {re.escape(NEW)}:",
+                     b.logs["b"].read_text(), re.M)
+    sent = re.search(rf"^\S+ \S+ overlay: dht: (fd00:b::/64 -> {re.escape(NEW)}|silent peer "
+                     rf"dht-{b.ids['b']} re-resolved: {re.escape(NEW)}:).*$", log_c, re.M)
+    assert told and sent, (told, sent)
+    print(f"after the move: B told its address {log_time(told.group(0)) - moved_at:.2f} s, "
+          f"C's first packet to it {log_time(sent.group(0)) - moved_at:.2f} s "
+          f"({'punch' if '->' in sent.group(0) else 're-resolve'}), C's endpoint moved "
+          f"{log_time(first.group(0)) - moved_at:.2f} s; C's re-resolves "
+          f"{mc.get('peak_overlay_dht_reresolves_total', 0):.0f} (newer records taken "
+          f"{mc.get('peak_overlay_dht_reresolved_newer_total', 0):.0f}), punches heard "
           f"{mc.get('peak_overlay_dht_punch_heard_total', 0):.0f}")
     for s in b.SITES:
         log = b.logs[s].read_text()
