@@ -30,6 +30,7 @@ enum {
 	 * id (re-resolved), then again after twice as long each time, up to DHT_RERESOLVE_MAX_MS */
 	DHT_SILENT_SLACK_MS = 500,
 	DHT_RERESOLVE_MAX_MS = 60000,
+	DHT_RERESOLVE_SLOTS = 16, /* lookups they may hold at once: the others stay for packets */
 };
 
 enum {
@@ -115,6 +116,7 @@ struct dhts {
 	struct dht_route *routes;
 	struct dht_peer *peers; /* npeers: the gateway's configured and learned peers */
 	size_t npeers;
+	unsigned reresolving; /* re-resolves in flight */
 	struct dht_neg neg[DHT_NEG_MAX];
 	unsigned neg_next;
 	uint8_t seed[32], ed_pub[32], x_pub[32];
@@ -475,6 +477,7 @@ static void reresolved(struct dhts *d, struct dht_lookup *l)
 	struct dht_peer *q = l->cookie < d->npeers ? &d->peers[l->cookie] : NULL;
 	const struct dhr_rec *best = NULL;
 	uint8_t pub[32];
+	d->reresolving--;
 	if (q)
 		q->busy = false;
 	if (!q || gw_peer_pub(d->gw, l->cookie, pub))
@@ -661,7 +664,8 @@ static void resolve_id(void *arg, const uint8_t id[8])
  * keepalive periods and DHT_SILENT_SLACK_MS, up again by its id: an idle peer that moved,
  * whose packets our NAT drops, is found at its new locator (reresolved). Again after twice
  * the wait each time, up to DHT_RERESOLVE_MAX_MS, while it stays silent; a packet of its
- * (authenticated, direct or relayed) starts over. Shares the id lookups' rate limit. */
+ * (authenticated, direct or relayed) starts over. Shares the id lookups' rate limit, and
+ * holds at most DHT_RERESOLVE_SLOTS lookups at once. */
 static void reresolve_silent(struct dhts *d, uint64_t now)
 {
 	uint64_t silent_ms = 2000ULL * d->conf->keepalive_s + DHT_SILENT_SLACK_MS;
@@ -683,11 +687,14 @@ static void reresolve_silent(struct dhts *d, uint64_t now)
 		if (now < q->next_ms)
 			continue;
 		uint8_t pub[32];
+		if (d->reresolving >= DHT_RERESOLVE_SLOTS)
+			return;
 		if (gw_peer_pub(d->gw, (uint32_t)i, pub) || !id_token(d, now))
 			continue;
 		struct dht_lookup *l = lookup_new(d);
 		if (!l)
 			return;
+		d->reresolving++;
 		d->id_tokens -= 1.0;
 		l->is_id = l->reresolve = true;
 		l->cookie = (uint32_t)i;
