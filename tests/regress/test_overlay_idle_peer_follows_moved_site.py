@@ -4,9 +4,10 @@ idle long enough for their DHT routes to expire (cache-ttl) while their keepaliv
 B learned its new address from site A and put its new record under the id key only of the
 sites in its route cache: none. C's NAT dropped B's packets from the new address, C kept
 sending to the old one and never looked B up again: C's `show peers` kept the old endpoint
-for good (the fix's first figure: followed in about 1.5 s, the old code never within 30 s).
-Now a site that moved punches every peer it has an endpoint for, and a peer silent for two
-keepalive periods and 0.5 s is looked up again by its id (backing off up to 60 s).
+for good (the old code never followed within 30 s; the fixed one in 0.05 to 1.09 s, printed).
+Now a site that moved punches every peer it has an endpoint for, answers each peer's first
+packet since at once, and a peer silent for two keepalive periods and 0.5 s is looked up
+again by its id, backing off up to 60 s (the second test: it never did).
 
     hA fd00:a::2   hB fd00:b::2   hC fd00:c::2
     gA 10.0.1.2    gB 10.0.2.2    gC 192.168.3.2 -- natC 10.0.3.2 (masquerade, nothing
