@@ -22,6 +22,8 @@ PKGS="$PKGS chromium"
 PKGS="$PKGS nsd knot"
 # the Kubernetes manifests test (tests/k8s)
 PKGS="$PKGS python3-yaml"
+# the overlay's mobility tests flush a NAT namespace's connection tracking (conntrack -F)
+PKGS="$PKGS conntrack"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

@@ -26,6 +26,14 @@
 #include "wire.h"
 
 enum {
+	/* a peer silent two keepalive periods and DHT_SILENT_SLACK_MS is looked up again by its
+	 * id (re-resolved), then again after twice as long each time, up to DHT_RERESOLVE_MAX_MS */
+	DHT_SILENT_SLACK_MS = 500,
+	DHT_RERESOLVE_MAX_MS = 60000,
+	DHT_RERESOLVE_SLOTS = 16, /* lookups they may hold at once: the others stay for packets */
+};
+
+enum {
 	DHT_MAX_LOOKUPS = 64,    /* in flight at once: one bit each in done_mask */
 	DHT_MAX_VALUES = 16,     /* verified records kept per get; more are counted, ignored */
 	DHT_QUEUE_BYTES = 16384, /* packets held per lookup */
@@ -52,6 +60,8 @@ static const char *const refuse_names[R_NREASONS] = {
 
 struct dht_lookup {
 	bool used, is_id;
+	bool reresolve;  /* is_id, for a known silent peer: only a newer record is taken */
+	uint32_t cookie; /* reresolve: the gateway's peer */
 	uint8_t id[8];
 	struct dhr_search s;
 	uint8_t queue[DHT_QUEUE_BYTES]; /* packets: u16 length, bytes */
@@ -68,6 +78,15 @@ struct dht_route {
 	uint32_t cookie;     /* the gateway's peer */
 	uint64_t learned_ms; /* 0 once the peer answered */
 	uint64_t expires_ms; /* 0: a free slot */
+};
+
+/* What the slave knows of each of the gateway's peers (by cookie) to look a silent one up
+ * again: the newest record of its taken, and when to re-resolve it next. */
+struct dht_peer {
+	uint64_t rec_s;      /* the newest record's time (0: none) */
+	uint64_t next_ms;    /* the next re-resolve (0: not silent) */
+	uint64_t backoff_ms; /* the wait after that one */
+	bool busy;           /* a re-resolve in flight */
 };
 
 struct dht_neg {
@@ -95,6 +114,9 @@ struct dhts {
 	struct sockaddr_in mapping; /* our public address, as a peer sees it */
 	struct dht_lookup *lookups;
 	struct dht_route *routes;
+	struct dht_peer *peers; /* npeers: the gateway's configured and learned peers */
+	size_t npeers;
+	unsigned reresolving; /* re-resolves in flight */
 	struct dht_neg neg[DHT_NEG_MAX];
 	unsigned neg_next;
 	uint8_t seed[32], ed_pub[32], x_pub[32];
@@ -108,7 +130,7 @@ struct dhts {
 	uint64_t lookups_found, lookups_missed, lookups_gave_up, gets, accepted,
 	    refused[R_NREASONS], puts_ok, puts_failed, queued, queue_drops, busy_drops, neg_hits,
 	    id_lookups, routes_learned, routes_expired, learn_errors, punch_puts, punch_heard,
-	    routes_silent, locators, move_punches;
+	    routes_silent, locators, move_punches, reresolves, reresolved;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -213,9 +235,11 @@ static bool on_listen(const dht_value *v, bool expired, void *arg)
 static void punch(struct dhts *d, const uint8_t x_pub[static 32]);
 
 /* The gateway learned our public mapping: publish it now. When its address changed (we
- * moved, or our NAT did), every site we route to also gets our new record under its id key:
- * one behind a NAT that filters by address hears it and sends to our new address, which
- * lets our packets in again (and the gateway's roaming does the rest). */
+ * moved, or our NAT did), every peer the gateway has an endpoint for (not only the sites we
+ * route to: an idle pair's routes expire after cache-ttl while its keepalives go on) gets
+ * our new record under its id key: one behind a NAT that filters by address hears it and
+ * sends to our new address, which lets our packets in again (and the gateway's roaming does
+ * the rest). */
 static void on_mapping(void *arg, const struct sockaddr_in *m)
 {
 	struct dhts *d = arg;
@@ -225,17 +249,15 @@ static void on_mapping(void *arg, const struct sockaddr_in *m)
 	d->next_publish_ms = 0; /* the next tick republishes */
 	if (!moved)
 		return;
-	uint32_t done[DHT_MOVE_PUNCHES];
+	size_t n = gw_peer_count(d->gw);
 	unsigned ndone = 0;
-	for (unsigned i = 0; i < DHT_MAX_ROUTES && ndone < DHT_MOVE_PUNCHES; i++) {
-		const struct dht_route *r = &d->routes[i];
+	for (size_t i = 0; i < n && ndone < DHT_MOVE_PUNCHES; i++) {
+		struct gw_peer_info info;
 		uint8_t pub[32];
-		bool seen = false;
-		for (unsigned k = 0; k < ndone && !seen; k++)
-			seen = done[k] == r->cookie;
-		if (!r->expires_ms || seen || gw_peer_pub(d->gw, r->cookie, pub))
+		if (gw_peer_info(d->gw, (uint32_t)i, &info) || !info.has_ep ||
+		    gw_peer_pub(d->gw, (uint32_t)i, pub))
 			continue;
-		done[ndone++] = r->cookie;
+		ndone++;
 		punch(d, pub);
 		CNT_ADD(d, move_punches, 1);
 	}
@@ -363,6 +385,7 @@ static struct dht_lookup *lookup_new(struct dhts *d)
 			struct dht_lookup *l = &d->lookups[i];
 			l->used = true;
 			l->is_id = false;
+			l->reresolve = false;
 			l->qlen = 0;
 			return l;
 		}
@@ -421,6 +444,8 @@ static int learn(struct dhts *d, const struct dhr_rec *r)
 		       prefix_print(&r->prefix, ps), strerror(-e));
 		return e;
 	}
+	if (cookie < d->npeers && r->time_s > d->peers[cookie].rec_s)
+		d->peers[cookie].rec_s = r->time_s;
 	route_cache(d, &r->prefix, cookie);
 	CNT_ADD(d, routes_learned, 1);
 	log_msg(LOG_INFO, "overlay: dht: %s -> %s", prefix_print(&r->prefix, ps),
@@ -444,6 +469,41 @@ static void lookup_end(struct dhts *d, struct dht_lookup *l, bool routed)
 	l->used = false;
 }
 
+/* A re-resolve's get is done: the silent peer's newest record, if newer than the one we
+ * hold, gives the gateway its locator (gw_peer_learn: an old record never moves a peer
+ * back, and a peer heard lately gets one keepalive there instead). */
+static void reresolved(struct dhts *d, struct dht_lookup *l)
+{
+	struct dht_peer *q = l->cookie < d->npeers ? &d->peers[l->cookie] : NULL;
+	const struct dhr_rec *best = NULL;
+	uint8_t pub[32];
+	d->reresolving--;
+	if (q)
+		q->busy = false;
+	if (!q || gw_peer_pub(d->gw, l->cookie, pub))
+		return;
+	for (unsigned i = 0; i < l->nrec; i++)
+		if (!memcmp(l->recs[i].cert.x_pub, pub, 32) && l->recs[i].time_s > q->rec_s &&
+		    (!best || l->recs[i].time_s > best->time_s))
+			best = &l->recs[i];
+	if (!best)
+		return;
+	uint32_t cookie;
+	int e = gw_peer_learn(d->gw, pub, &best->loc[0], best->flags & DHR_F_EDM,
+	                      best->cert.prefixes, best->cert.nprefixes, &cookie);
+	if (e) {
+		CNT_ADD(d, learn_errors, 1);
+		return;
+	}
+	q->rec_s = best->time_s;
+	CNT_ADD(d, reresolved, 1);
+	char a[INET_ADDRSTRLEN];
+	log_msg(LOG_INFO, "overlay: dht: silent peer dht-%02x%02x%02x%02x re-resolved: %s:%u",
+	        pub[0], pub[1], pub[2], pub[3],
+	        inet_ntop(AF_INET, &best->loc[0].sin_addr, a, sizeof(a)),
+	        ntohs(best->loc[0].sin_port));
+}
+
 /* One lookup's get is done: take its records, then the next get or the end. */
 static void lookup_step(struct dhts *d, struct dht_lookup *l)
 {
@@ -455,6 +515,11 @@ static void lookup_step(struct dhts *d, struct dht_lookup *l)
 			       refuse_names[i]);
 		}
 	CNT_ADD(d, accepted, l->nrec);
+	if (l->reresolve) {
+		reresolved(d, l);
+		lookup_end(d, l, false);
+		return;
+	}
 	if (l->is_id) {
 		bool any = false;
 		for (unsigned i = 0; i < l->nrec; i++)
@@ -560,6 +625,16 @@ static int dht_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, s
 	return 0;
 }
 
+/* True if an id lookup may start now (DHT_ID_RATE a second; the caller takes the token). */
+static bool id_token(struct dhts *d, uint64_t now)
+{
+	d->id_tokens += (double)(now - d->id_tokens_ms) * DHT_ID_RATE / 1000.0;
+	d->id_tokens_ms = now;
+	if (d->id_tokens > DHT_ID_RATE)
+		d->id_tokens = DHT_ID_RATE;
+	return d->id_tokens >= 1.0;
+}
+
 /* The gateway got a packet from an unknown sender id: look the site up (rate-limited, one
  * lookup per id at a time, misses remembered). */
 static void resolve_id(void *arg, const uint8_t id[8])
@@ -571,11 +646,7 @@ static void resolve_id(void *arg, const uint8_t id[8])
 	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++)
 		if (d->lookups[i].used && d->lookups[i].is_id && !memcmp(d->lookups[i].id, id, 8))
 			return;
-	d->id_tokens += (double)(now - d->id_tokens_ms) * DHT_ID_RATE / 1000.0;
-	d->id_tokens_ms = now;
-	if (d->id_tokens > DHT_ID_RATE)
-		d->id_tokens = DHT_ID_RATE;
-	if (d->id_tokens < 1.0)
+	if (!id_token(d, now))
 		return;
 	struct dht_lookup *l = lookup_new(d);
 	if (!l)
@@ -587,6 +658,56 @@ static void resolve_id(void *arg, const uint8_t id[8])
 	dhr_key_id(id, key);
 	CNT_ADD(d, id_lookups, 1);
 	dht_get(d, l, key);
+}
+
+/* Looks each peer the gateway has an endpoint for and heard from once, but not for two
+ * keepalive periods and DHT_SILENT_SLACK_MS, up again by its id: an idle peer that moved,
+ * whose packets our NAT drops, is found at its new locator (reresolved). Again after twice
+ * the wait each time, up to DHT_RERESOLVE_MAX_MS, while it stays silent; a packet of its
+ * (authenticated, direct or relayed) starts over. Shares the id lookups' rate limit, and
+ * holds at most DHT_RERESOLVE_SLOTS lookups at once. */
+static void reresolve_silent(struct dhts *d, uint64_t now)
+{
+	uint64_t silent_ms = 2000ULL * d->conf->keepalive_s + DHT_SILENT_SLACK_MS;
+	size_t n = gw_peer_count(d->gw);
+	for (size_t i = 0; i < n && i < d->npeers; i++) {
+		struct dht_peer *q = &d->peers[i];
+		struct gw_peer_info info;
+		if (gw_peer_info(d->gw, (uint32_t)i, &info) || !info.has_ep || !info.last_rx_ms ||
+		    q->busy)
+			continue;
+		if (now < silent_ms || gw_peer_answered(d->gw, (uint32_t)i, now - silent_ms)) {
+			q->next_ms = 0; /* heard lately */
+			continue;
+		}
+		if (!q->next_ms) { /* silent from now on: the first look-up at once */
+			q->next_ms = now;
+			q->backoff_ms = silent_ms;
+		}
+		if (now < q->next_ms)
+			continue;
+		uint8_t pub[32];
+		if (d->reresolving >= DHT_RERESOLVE_SLOTS)
+			return;
+		if (gw_peer_pub(d->gw, (uint32_t)i, pub) || !id_token(d, now))
+			continue;
+		struct dht_lookup *l = lookup_new(d);
+		if (!l)
+			return;
+		d->reresolving++;
+		d->id_tokens -= 1.0;
+		l->is_id = l->reresolve = true;
+		l->cookie = (uint32_t)i;
+		memcpy(l->id, pub, 8);
+		q->busy = true;
+		q->next_ms = now + q->backoff_ms;
+		q->backoff_ms = q->backoff_ms * 2 > DHT_RERESOLVE_MAX_MS ? DHT_RERESOLVE_MAX_MS
+		                                                         : q->backoff_ms * 2;
+		uint8_t key[DHR_KEY_LEN];
+		dhr_key_id(pub, key);
+		CNT_ADD(d, reresolves, 1);
+		dht_get(d, l, key);
+	}
 }
 
 static void dht_timer(struct ov_slave *s, uint64_t now)
@@ -603,6 +724,7 @@ static void dht_timer(struct ov_slave *s, uint64_t now)
 		publish(d);
 		d->next_publish_ms = now + DHT_REPUBLISH_S * 1000;
 	}
+	reresolve_silent(d, now);
 	uint64_t answer_ms = DHT_ANSWER_MS + 2000ULL * d->conf->keepalive_s;
 	for (unsigned i = 0; i < DHT_MAX_ROUTES; i++) {
 		struct dht_route *r = &d->routes[i];
@@ -722,6 +844,10 @@ static void dht_stats(struct ov_slave *s, struct mbuf *b)
 	    "peak_overlay_dht_punch_heard_total %llu\n"
 	    "# TYPE peak_overlay_dht_move_punches_total counter\n"
 	    "peak_overlay_dht_move_punches_total %llu\n"
+	    "# TYPE peak_overlay_dht_reresolves_total counter\n"
+	    "peak_overlay_dht_reresolves_total %llu\n"
+	    "# TYPE peak_overlay_dht_reresolved_newer_total counter\n"
+	    "peak_overlay_dht_reresolved_newer_total %llu\n"
 	    "# TYPE peak_overlay_dht_values_refused_total counter\n",
 	    (unsigned long long)CNT_GET(d, lookups_found),
 	    (unsigned long long)CNT_GET(d, lookups_missed),
@@ -736,7 +862,8 @@ static void dht_stats(struct ov_slave *s, struct mbuf *b)
 	    (unsigned long long)CNT_GET(d, learn_errors), (unsigned long long)CNT_GET(d, locators),
 	    (unsigned long long)CNT_GET(d, routes_silent),
 	    (unsigned long long)CNT_GET(d, punch_puts), (unsigned long long)CNT_GET(d, punch_heard),
-	    (unsigned long long)CNT_GET(d, move_punches));
+	    (unsigned long long)CNT_GET(d, move_punches),
+	    (unsigned long long)CNT_GET(d, reresolves), (unsigned long long)CNT_GET(d, reresolved));
 	for (int i = 0; i < R_NREASONS; i++)
 		mbuf_printf(b, "peak_overlay_dht_values_refused_total{reason=\"%s\"} %llu\n",
 		            refuse_names[i], (unsigned long long)CNT_GET(d, refused[i]));
@@ -783,7 +910,8 @@ struct ov_slave *dht_new(const struct ov_conf *conf, struct ov_slave *gw, char *
 {
 	struct dhts *d = calloc(1, sizeof(*d));
 	if (!d || !(d->lookups = calloc(DHT_MAX_LOOKUPS, sizeof(*d->lookups))) ||
-	    !(d->routes = calloc(DHT_MAX_ROUTES, sizeof(*d->routes)))) {
+	    !(d->routes = calloc(DHT_MAX_ROUTES, sizeof(*d->routes))) ||
+	    !(d->peers = calloc(conf->npeers + GW_MAX_LEARNED, sizeof(*d->peers)))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
 	}
@@ -792,6 +920,7 @@ struct ov_slave *dht_new(const struct ov_conf *conf, struct ov_slave *gw, char *
 	d->conf = conf;
 	d->dc = &conf->dht;
 	d->gw = gw;
+	d->npeers = conf->npeers + GW_MAX_LEARNED;
 	d->efd = -1;
 	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++) {
 		d->lookups[i].d = d;
@@ -843,5 +972,7 @@ void dht_free(struct ov_slave *s)
 	d->lookups = NULL;
 	free(d->routes);
 	d->routes = NULL;
+	free(d->peers);
+	d->peers = NULL;
 	free(d);
 }

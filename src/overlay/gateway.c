@@ -89,7 +89,6 @@ struct gw_held {
 };
 
 enum {
-	GW_MAX_LEARNED = 256,
 	GW_HELD = 8,          /* packets held from unknown senders (the oldest goes first) */
 	GW_HELD_MS = 3000,    /* and for how long */
 	GW_BATCH = 64,        /* packets queued before a flush */
@@ -134,6 +133,7 @@ struct gw {
 	                 const uint8_t body[OVW_PROBE_LEN], uint64_t now_ms);
 	void *probe_arg;
 	struct sockaddr_in mapping; /* our address as the last peer to tell us sees it */
+	uint64_t moved_ms;          /* when a peer told us a new address of ours (0: never) */
 	bool edm;    /* our NAT maps per endpoint: two peers see one address, other ports */
 	int edm_pub; /* edm, for the metrics thread */
 	uint8_t pub[32];
@@ -265,6 +265,7 @@ static void take_mapping(struct gw *g, struct gw_peer *p, const uint8_t m[OVW_MA
 		return;
 	if (g->has_mapping && !same_addr) { /* we moved: every peer hears from the new address
 		                             * now, not at its next keepalive (it roams on it) */
+		g->moved_ms = now;
 		for (size_t i = 0; i < g->npeers; i++)
 			if (&g->peers[i] != p && g->peers[i].has_ep &&
 			    !send_keepalive(g, &g->peers[i]))
@@ -731,6 +732,10 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	p->rx_taken++;
 	if (h.counter >= p->rx_top)
 		p->rx_top = h.counter + 1;
+	/* its first packet since we moved: it may just have opened its NAT toward our new
+	 * address (a punch or a re-resolve told it), so it hears us now, not at our next
+	 * keepalive; later ones need no answer */
+	bool first_since_move = g->moved_ms && p->last_rx_ms < g->moved_ms;
 	if (newest && (!p->has_ep || p->ep.sin_addr.s_addr != from->sin_addr.s_addr ||
 	               p->ep.sin_port != from->sin_port)) {
 		char a[INET_ADDRSTRLEN];
@@ -744,6 +749,8 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 		send_keepalive(g, p); /* tell it at once where we see it */
 	} else if (newest) {
 		p->ep_seen = true;
+		if (first_since_move && !send_keepalive(g, p))
+			CNT_ADD(g, ka_tx, 1);
 	}
 	CNT_ADD(p, rx_packets, 1);
 	p->last_rx_ms = mono_ms();
@@ -1144,7 +1151,15 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 	 * else, if it differs, one keepalive goes there: if the site moved, our NAT (one that
 	 * filters by address) now lets its packets from there in, and it roams on them */
 	uint64_t now = mono_ms();
-	bool heard = gw_peer_heard_within(p->last_rx_ms, now, g->conf->keepalive_s);
+	bool heard = gw_peer_heard_within(p->last_rx_ms, now, g->conf->keepalive_s), moved = false;
+	struct sockaddr_in rec = *ep;
+	/* a record's port is where its NAT mapped the packets of the peer that told the site
+	 * its mapping; an endpoint-dependent NAT maps ours elsewhere: the port its packets came
+	 * from stays ours while its address is the record's (else a re-resolved record would
+	 * point us at another peer's mapping, and our NAT would drop the site's packets) */
+	if (ep_edm && p->has_ep && p->ep_seen && p->ep.sin_addr.s_addr == rec.sin_addr.s_addr)
+		rec.sin_port = p->ep.sin_port;
+	ep = &rec;
 	if (p->has_ep && heard &&
 	    (p->ep.sin_addr.s_addr != ep->sin_addr.s_addr || p->ep.sin_port != ep->sin_port)) {
 		struct sockaddr_in cur = p->ep;
@@ -1163,12 +1178,17 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 			        p->conf->name, inet_ntop(AF_INET, &ep->sin_addr, a, sizeof(a)),
 			        ntohs(ep->sin_port));
 			CNT_ADD(g, ep_changes, 1);
+			moved = p->last_rx_ms != 0;
 		}
 		p->ep = *ep;
 		p->ep.sin_family = AF_INET;
 		p->has_ep = true;
 		p->ep_seen = false;
 		__atomic_store_n(&p->has_ep_pub, 1, __ATOMIC_RELAXED);
+		/* a peer we talked to moved: a keepalive there now opens our NAT toward it (the
+		 * timer's would come up to a keepalive period later) */
+		if (moved && !send_to(g, p, OVW_KEEPALIVE, NULL, 0))
+			CNT_ADD(g, ka_tx, 1);
 	}
 	*cookie = (uint32_t)idx;
 	if (fresh) /* its packets that arrived while it was looked up: take them now */

@@ -22,7 +22,10 @@ struct ov_slave *gw_new(const struct ov_conf *conf, char *err, size_t errlen);
  * peer takes the locator unless its own authenticated packets told us an endpoint lately
  * (they know its NAT mapping better): then one keepalive goes to a locator that differs (the
  * site may have moved there; our NAT may need to see us send there to let it in, and the
- * site's packets then move the endpoint). Sets *cookie for ov_route_add with
+ * site's packets then move the endpoint); a new locator taken for a peer heard before gets a
+ * keepalive at once. For a peer whose NAT is endpoint-dependent (ep_edm)
+ * and whose packets came from ep's address, the port they came from is kept: the record's is
+ * the mapping toward another peer. Sets *cookie for ov_route_add with
  * this slave. Returns 0, -EINVAL (our own key, a low-order key, too many sources),
  * -EEXIST (another known key has the same 8-byte sender id) or -ENOSPC. Loop thread. */
 int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct sockaddr_in *ep,
@@ -49,7 +52,11 @@ bool gw_peer_answered(struct ov_slave *s, uint32_t cookie, uint64_t since_ms);
 void gw_set_mapping_cb(struct ov_slave *s, void (*fn)(void *arg, const struct sockaddr_in *m),
                        void *arg);
 
-enum { GW_HEARD_KEEPALIVES = 3, GW_HEARD_SLACK_MS = 500 };
+enum {
+	GW_HEARD_KEEPALIVES = 3,
+	GW_HEARD_SLACK_MS = 500,
+	GW_MAX_LEARNED = 256, /* peers learned from the DHT, beyond the configured ones */
+};
 
 /* True if a peer whose last authenticated packet came at last_rx_ms (monotonic ms; 0: never)
  * was heard lately at now_ms: within GW_HEARD_KEEPALIVES keepalive periods of keepalive_s

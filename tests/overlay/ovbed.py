@@ -30,6 +30,22 @@ def wait_for(what, fn, timeout=15.0, every=0.1):
         time.sleep(every)
 
 
+def move_address(ns, dev, old, new, bounce=False):
+    """Moves namespace ns's IPv4 address on dev from old to new (both /24; the default route
+    through the new subnet's .1 put back), as a reconnecting router or a roaming host does;
+    bounce: the link goes down and up around it (the kernel forgets its masquerade mappings).
+    Then ns's connection tracking is flushed: entries a masquerade does not own (a
+    port-forward's, a filter's) would outlive the old address and hold tuples the site's new
+    packets need."""
+    via = new.rsplit(".", 1)[0] + ".1"
+    cmds = [f"addr del {old}/24 dev {dev}", f"addr add {new}/24 dev {dev}"]
+    if bounce:
+        cmds = [f"link set {dev} down"] + cmds + [f"link set {dev} up"]
+    cmds.append(f"route add default via {via}")
+    sh("ip", "-n", ns, "-batch", "-", input="\n".join(cmds) + "\n")
+    nsx(ns, "conntrack", "-F")
+
+
 class Bed:
     """Namespaces named tag + pid + name; site s's daemon runs in g<s> on tmp/<s>.yaml."""
 

@@ -12,6 +12,12 @@
  * - The chooser's side: told so, it takes the next usable relay at once, and with none left
  *   the site is unreachable (ICMPv6 address unreachable, `show peers` says why); a packet of
  *   the site's relayed through a relay clears that relay's mark.
+ * - A record of a peer behind an endpoint-dependent NAT (learned again, e.g. re-resolved by
+ *   the DHT slave when it fell silent) at the address its packets come from keeps the port
+ *   they come from (the record's is its mapping toward another peer), heard lately or not;
+ *   a record at another address (the site moved) gives the endpoint, port and all.
+ * - After a peer told G a new address of G's (G moved), each peer's first packet is answered
+ *   at once (it may just have opened its NAT toward G's new address), later ones are not.
  */
 #include "../unit/test.h"
 
@@ -357,12 +363,99 @@ static void test_chooser_moves_then_unreachable(void **state)
 	close(r1.fd), close(r2.fd), close(o.fd);
 }
 
+/* The endpoint G sends x to, as `show peers` says it: "ADDR:PORT" into out. */
+static void endpoint_of(struct site *x, char *out, size_t cap)
+{
+	struct mbuf b = {0};
+	char name[32], *p;
+	snprintf(name, sizeof(name), "peer dht-%02x%02x%02x%02x ", x->pub[0], x->pub[1], x->pub[2],
+	         x->pub[3]);
+	gw->ops->show(gw, &b);
+	assert_non_null(b.p);
+	assert_non_null(p = strstr(b.p, name));
+	p += strlen(name);
+	size_t n = strcspn(p, " ");
+	assert_true(n < cap);
+	memcpy(out, p, n);
+	out[n] = 0;
+	free(b.p);
+}
+
+static void test_edm_peer_keeps_its_port(void **state)
+{
+	(void)state;
+	struct site x, decoy;
+	char want[32], got[32];
+	site_init(&x, 1), site_init(&decoy, 2);
+	learn(&x, true);
+	send_g(&x, OVW_KEEPALIVE, NULL, 0); /* its packets come from x.addr */
+	snprintf(want, sizeof(want), "127.0.0.1:%u", ntohs(x.addr.sin_port));
+	endpoint_of(&x, got, sizeof(got));
+	assert_string_equal(got, want);
+	/* its record says its NAT's port toward another peer (the decoy's): heard lately, no
+	 * probe goes there (was: one per record) */
+	struct sockaddr_in rec = x.addr;
+	rec.sin_port = decoy.addr.sin_port;
+	unsigned long long probes = metric("peak_overlay_gw_locator_probes_total");
+	assert_int_equal(gw_peer_learn(gw, x.pub, &rec, true, &x.pfx, 1, &x.cookie), 0);
+	assert_int_equal(metric("peak_overlay_gw_locator_probes_total"), probes);
+	endpoint_of(&x, got, sizeof(got));
+	assert_string_equal(got, want);
+	/* silent (three keepalive periods and more: the state says so), the same record keeps
+	 * the port (was: the endpoint moved to the record's port, where its NAT drops us) */
+	uint64_t end = peak_mono_ms() + 10000;
+	while (!show_has("state waiting") && peak_mono_ms() < end)
+		poll(NULL, 0, 100);
+	assert_true(show_has("state waiting"));
+	assert_int_equal(gw_peer_learn(gw, x.pub, &rec, true, &x.pfx, 1, &x.cookie), 0);
+	endpoint_of(&x, got, sizeof(got));
+	assert_string_equal(got, want);
+	drain(&decoy);
+	uint8_t pkt[48], body[OVW_INNER_MAX];
+	assert_int_equal(gw->ops->output(gw, x.cookie, pkt, ip6(pkt, 0xa, 1)), 0);
+	gw->ops->flush(gw);
+	assert_int_equal(recv_type(&x, OVW_DATA, body), 48);
+	assert_int_equal(recv_wait(&decoy, OVW_DATA, body, 200), -1);
+	/* the site moved (another address): the record's endpoint is taken whole */
+	rec.sin_addr.s_addr = htonl(0x7f000002);
+	assert_int_equal(gw_peer_learn(gw, x.pub, &rec, true, &x.pfx, 1, &x.cookie), 0);
+	snprintf(want, sizeof(want), "127.0.0.2:%u", ntohs(decoy.addr.sin_port));
+	endpoint_of(&x, got, sizeof(got));
+	assert_string_equal(got, want);
+	close(x.fd), close(decoy.fd);
+}
+
+static void test_first_packet_since_move_answered(void **state)
+{
+	(void)state;
+	struct site a, x;
+	uint8_t body[OVW_INNER_MAX];
+	site_init(&a, 1), site_init(&x, 2);
+	learn(&a, false), learn(&x, false);
+	send_g(&x, OVW_KEEPALIVE, NULL, 0);
+	uint64_t t = peak_mono_ms();
+	while (peak_mono_ms() <= t) /* the move comes a millisecond later at least */
+		poll(NULL, 0, 1);
+	uint8_t m[OVW_MAPPING_LEN] = {198, 51, 100, 1, 0x03, 0xe8};
+	send_g(&a, OVW_MAPPING, m, sizeof(m));
+	m[3] = 2; /* A sees G at another address: G moved */
+	send_g(&a, OVW_MAPPING, m, sizeof(m));
+	drain(&x); /* the keepalives G sends every peer on a move */
+	send_g(&x, OVW_KEEPALIVE, NULL, 0);
+	assert_int_equal(recv_wait(&x, OVW_MAPPING, body, 1000), OVW_MAPPING_LEN);
+	send_g(&x, OVW_KEEPALIVE, NULL, 0);
+	assert_int_equal(recv_wait(&x, OVW_MAPPING, body, 200), -1);
+	close(a.fd), close(x.fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test_setup_teardown(test_forged_relayed_dropped, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_relay_tells_it_lost_the_site, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_chooser_moves_then_unreachable, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_edm_peer_keeps_its_port, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_first_packet_since_move_answered, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -25,7 +25,7 @@ import time
 import pytest
 from nat_matrix import (KIND, RELAYED, SITES, TCP_SERVER, UNPUNCHABLE, MatrixBed, check,
                         expect_relayed, print_matrix, run_matrix)
-from ovbed import nsx, sh, wait_for
+from ovbed import move_address, nsx, sh, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
@@ -197,12 +197,7 @@ def test_locator_moves(bed, mover):
                                                         for pg in pings.values()), timeout=30)
         assert tick.poll() is None
         moved_at = time.time()
-        via = new.rsplit(".", 1)[0] + ".1"
-        cmds = [f"addr del {old}/24 dev {dev}", f"addr add {new}/24 dev {dev}",
-                f"route add default via {via}"]
-        if bounce:
-            cmds = [f"link set {dev} down"] + cmds[:2] + [f"link set {dev} up"] + cmds[2:]
-        sh("ip", "-n", b.n(ns), "-batch", "-", input="\n".join(cmds) + "\n")
+        move_address(b.n(ns), dev, old, new, bounce)
         b.addr[mover] = new
         # every pair answered again, 10 replies each since the move (a second of traffic)
         assert wait_for("every ping answered again after the move", lambda: all(
