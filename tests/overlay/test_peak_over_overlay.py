@@ -4,7 +4,9 @@ through `peak dns` reached over the overlay, computes its select=src address fro
 overlay address and connects to a pod, which sees that overlay address as the source; the
 node's XDP filter passes those packets (its pass counter moves) and drops a packet from
 another overlay address of the same site sent to the address computed for the first.
-Topology: tests/overlay/peakbed.py."""
+Once with the sites' gateways configured as each other's peers, once with no peers, the
+sites finding each other through OpenDHT (the cluster site's record carries the service
+prefix). Topology: tests/overlay/peakbed.py."""
 import os
 import tempfile
 
@@ -16,9 +18,9 @@ from peakbed import CLIENT, OTHER, PeakOverlayBed
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
 
-@pytest.fixture
-def bed():
-    b = PeakOverlayBed(tempfile.mkdtemp(prefix="peakov-"), "pov")
+@pytest.fixture(params=["static", "dht"])
+def bed(request):
+    b = PeakOverlayBed(tempfile.mkdtemp(prefix="peakov-"), "pov", request.param)
     try:
         b.build()
         b.wait_ready()
@@ -32,7 +34,7 @@ def test_peak_service_from_ipv4_only_site(bed):
     # and the client host's only global addresses are from the overlay prefix
     assert "inet6" not in nsx(bed.n("gc"), "ip", "addr", "show", "dev", "wan").stdout
     assert "dev ov0" in nsx(bed.n("gc"), "ip", "-6", "route", "get", "2001:db8:5::1").stdout
-    rx0 = bed.metrics("k").get('peak_overlay_peer_rx_packets_total{peer="c"}', 0)
+    rx0 = bed.metrics("k").get('peak_overlay_peer_rx_packets_total{peer="%s"}' % bed.peer("c"), 0)
     passed0, rejected0 = bed.filter_counts()
 
     # resolved over the overlay, from the overlay address, as the rule computes it
@@ -48,7 +50,7 @@ def test_peak_service_from_ipv4_only_site(bed):
     assert h.get("Endpoint", "").startswith("n1p"), h
     passed1, rejected1 = bed.filter_counts()
     assert passed1 > passed0, (passed0, passed1)
-    assert bed.metrics("k").get('peak_overlay_peer_rx_packets_total{peer="c"}', 0) > rx0
+    assert bed.metrics("k").get('peak_overlay_peer_rx_packets_total{peer="%s"}' % bed.peer("c"), 0) > rx0
 
     # the same site's other address: its own address passes, the first one's is dropped
     bed.add_other()
