@@ -221,6 +221,9 @@ def peak_part():
              f"peak connect: pod {h.get('Endpoint', '-')} answered at "
              f"{h.get('Destination', '-')}, saw source {h.get('Source', '-')}"
              + (f" ({h['error']})" if "error" in h else ""))
+        n = b.echo(want, 100)
+        step(n == 100, f"100 lines to the pod in one write: {n} answered (about 4.8 KB back in "
+             "full-sized segments: gateway k clamps the MSS of SYNs from the overlay to 1340)")
         passed1, rejected1 = b.filter_counts()
         step(passed1 > passed0, f"XDP filter on node 1 passed {passed1 - passed0:.0f} packets "
              f"of it, rejected {rejected1 - rejected0:.0f}")

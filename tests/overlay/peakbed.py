@@ -5,12 +5,13 @@ with IPv4 only toward the outside, behind a NAT, whose hosts have IPv6 from the 
 fd00:c::/48 only. What test_peak_over_overlay.py and the demo (demo_overlay.py) share.
 
   hc fd00:c::2/64 (the client host; later also fd00:c:0:1::2, deprecated)
-   | lan (IPv6 from the overlay prefix only, default route mtu 1400)
+   | lan (IPv6 from the overlay prefix only; MTU 1500)
   gc fd00:c::1  `peak overlay` (site c), IPv6 default route into ov0
    | wan 192.0.2.2 (IPv4 only: IPv6 disabled on it)
   natc 192.0.2.1 | 198.51.100.2, 203.0.113.1 (nftables masquerade, nothing unsolicited in)
    |         \--- dn 203.0.113.2: dhtnode :4222 (dht mode)
-  gk 198.51.100.1:51820 `peak overlay` (site k), fd00:c::/48 dev ov0, IPv6 forwarding
+  gk 198.51.100.1:51820 `peak overlay` (site k), fd00:c::/48 dev ov0, IPv6 forwarding,
+   |                    TCP MSS of SYNs from ov0 clamped to 1340 (nftables)
    | clu 2001:db8:ff:a::2, default via R
   R 2001:db8:ff:a::1, fd00:c::/48 via gk  ---  node 1 (XDP filter on its uplink)  ---  pods
    \--- peak dns 2001:db8:ff:d::2
@@ -42,6 +43,10 @@ CLIENT = "fd00:c::2"       # the client host's overlay address, the one it uses
 OTHER = "fd00:c:0:1::2"    # another address of the client site (the wrong-source check)
 SERVICE_PREFIXES = [testbed.PREFIX, "2001:db8:ff:d::/64"]  # the service and its DNS server
 AGENT_METRICS = "[::1]:9110"
+MSS_CLAMP = ("table inet peak-overlay {\n chain forward {\n"
+             "  type filter hook forward priority mangle;\n"
+             '  iifname "ov0" tcp flags syn tcp option maxseg size > 1340 '
+             "tcp option maxseg size set 1340\n }\n}\n")
 DESCRIPTOR = (f"v=ssa1; slice=78; select=src; host=src; fanout=1; key={testbed.KEY}")
 
 
@@ -80,10 +85,7 @@ class PeakOverlayBed(Bed):
             "gc": ["addr add 192.0.2.2/24 dev wan", "route add default via 192.0.2.1",
                    "addr add fd00:c::1/64 dev lan nodad",
                    "addr add fd00:c:0:1::1/64 dev lan nodad"],
-            "hc": [f"addr add {CLIENT}/64 dev lan nodad",
-                   # the overlay's MTU, so that the pods' segments fit it (their MSS comes
-                   # from the client's SYN)
-                   "route add default via fd00:c::1 mtu 1400"],
+            "hc": [f"addr add {CLIENT}/64 dev lan nodad", "route add default via fd00:c::1"],
         }
         for n, lines in ipb.items():
             sh("ip", "-n", self.n(n), "-batch", "-", input="\n".join(lines) + "\n")
@@ -99,6 +101,11 @@ class PeakOverlayBed(Bed):
                          "  type filter hook input priority 0;\n"
                          '  iifname != "nin" ct state new drop\n }\n}\n')
         nsx(self.n("natc"), "nft", "-f", str(rules))
+        # the pods take their MSS from the client's SYN: clamped to what the overlay's MTU
+        # carries (1400 - 40 - 20), since the gateway host's ICMPv6 packet too big to a
+        # service address would meet the node's filter, which drops it (its source follows
+        # no rule), and path MTU discovery would fail
+        nsx(self.n("gk"), "nft", "-f", "-", input=MSS_CLAMP)
         pub, site = {}, {}
         for s in ("k", "c"):
             key = self.tmp / f"{s}.key"
@@ -149,11 +156,18 @@ class PeakOverlayBed(Bed):
         return s if self.mode == "static" else f"dht-{self.ids[s]}"
 
     def wait_ready(self, timeout=30):
-        """The router learned every slice by BGP and the agent attached the filter; static:
+        """The router learned every slice by BGP, peak dns serves the service (asked from the
+        cluster's client network) and the agent attached the filter; static:
         gk learned c's NAT mapping from c's keepalives; dht: both records are in the DHT and
         the client host's first packets to the DNS server got through (DHT lookups, k
         learning c's mapping). Returns the seconds that first answer took (dht) or 0."""
         wait_for("the router's slice routes", self.tb.converged, timeout)
+        # peak dns has the service's records once the controller gave them: asked natively
+        # from the cluster's own client network, not over the overlay
+        wait_for("peak dns serving the service", lambda: nsx(
+            f"{self.tb.tag}-c", PEAK, "resolve", testbed.SERVICE, "--server",
+            f"[{testbed.DNS_ADDR}]:53", "--timeout", "300", check=False).returncode == 0,
+            timeout)
         wait_for("the XDP filter", lambda: self.tb.wait_log(
             "agent-n1.log", "XDP filter attached to uplink", 0.1), timeout)
         if self.mode == "static":
@@ -223,6 +237,24 @@ class PeakOverlayBed(Bed):
         r = self.client("curl", "-si", "--max-time", str(wait), "--interface", src,
                         f"http://[{dst}]:{testbed.PORT}/")
         return dict(re.findall(r"X-Peak-(\w+): (\S+)", r.stdout)) if r.returncode == 0 else {}
+
+    def echo(self, dst, lines=100):
+        """Sends `lines` lines to peak serve at [dst]:8080 from the client host in one write
+        and counts the lines of its answer (each 'ID DESTINATION SOURCE'), which spans
+        several full-sized TCP segments; the answers naming CLIENT as the source."""
+        code = ("import socket, sys\n"
+                "s = socket.create_connection((sys.argv[1], 8080), timeout=5)\n"
+                "n = int(sys.argv[2]); s.sendall(b'x\\n' * n); got = b''\n"
+                "try:\n"
+                "    while got.count(b'\\n') < n:\n"
+                "        d = s.recv(65536)\n"
+                "        if not d: break\n"
+                "        got += d\n"
+                "except socket.timeout:\n"
+                "    pass\n"
+                "sys.stdout.write(got.decode())\n")
+        out = self.client("python3", "-c", code, dst, str(lines), timeout=30).stdout
+        return sum(1 for ln in out.splitlines() if ln.split()[-1:] == [CLIENT])
 
     def cleanup(self):
         try:

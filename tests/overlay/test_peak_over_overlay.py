@@ -3,7 +3,9 @@ behind a NAT, its host numbered from the overlay prefix only, resolves a PEAK SS
 through `peak dns` reached over the overlay, computes its select=src address from its
 overlay address and connects to a pod, which sees that overlay address as the source; the
 node's XDP filter passes those packets (its pass counter moves) and drops a packet from
-another overlay address of the same site sent to the address computed for the first.
+another overlay address of the same site sent to the address computed for the first; a
+pod's answer of several full-sized TCP segments arrives (the gateway host clamps the MSS of
+SYNs from the overlay: the filter drops ICMPv6 packet too big sent to service addresses).
 Once with the sites' gateways configured as each other's peers, once with no peers, the
 sites finding each other through OpenDHT (the cluster site's record carries the service
 prefix). Topology: tests/overlay/peakbed.py."""
@@ -51,6 +53,9 @@ def test_peak_service_from_ipv4_only_site(bed):
     assert h.get("Source") == CLIENT, h
     assert h.get("Destination") == dst, h
     assert h.get("Endpoint", "").startswith("n1p"), h
+    # an answer of several full-sized segments arrives: the gateway host clamps the MSS of
+    # the client's SYN to what the overlay carries
+    assert bed.echo(dst, 100) == 100
     passed1, rejected1 = bed.filter_counts()
     assert passed1 > passed0, (passed0, passed1)
     assert bed.metrics("k").get('peak_overlay_peer_rx_packets_total{peer="%s"}' % bed.peer("c"), 0) > rx0
