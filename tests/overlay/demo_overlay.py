@@ -5,7 +5,10 @@ its gateway slave and its DHT slave) and knows no peer at all: only the DHT's bo
 (an independent `dhtnode`), its certificate and its prefix. The demo pings every host from
 every other, says how each pair's packets go (direct to a public gateway, to a NAT's public
 mapping, or hole-punched through both NATs), prints RTTs and one TCP flow's throughput
-through both NATs, then stops everything and removes its namespaces.
+through both NATs, then stops everything and removes its namespaces. Then PEAK over the
+overlay (tests/overlay/peakbed.py, its topology there): a client site with IPv4 only
+resolves a PEAK service through peak dns over the overlay and reaches its pods from its
+overlay address, the XDP filter passing it and dropping another address's packets.
 
     hA fd00:a::2      hB fd00:b::2      hC fd00:c::2      hD fd00:d::2
       |                 |                 |                 |
@@ -15,8 +18,8 @@ through both NATs, then stops everything and removes its namespaces.
       +----------------------------- r -----------------------+
                                      | 10.0.9.1
                                     dn 10.0.9.2 dhtnode :4222
-Usage: tests/overlay/demo_overlay.py [--secs S] [--pings N] (TCP flow length, default 3;
-echo requests per pair for the RTTs, default 10)"""
+Usage: tests/overlay/demo_overlay.py [--secs S] [--pings N] [--peak-only] (TCP flow length,
+default 3; echo requests per pair for the RTTs, default 10; --peak-only: only the PEAK part)"""
 import argparse
 import json
 import os
@@ -28,8 +31,12 @@ import sys
 import tempfile
 import time
 
+import pytest  # (ovbed's waits end with pytest.fail)
+
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from ovbed import PEAK, nsx, sh  # noqa: E402
+from peakbed import CLIENT, OTHER, SERVICE_PREFIXES, PeakOverlayBed  # noqa: E402
+import testbed  # noqa: E402  (tests/integration, put on the path by peakbed)
 from test_overlay_dht import DHT_PORT, NETWORK, PORT, DhtBed  # noqa: E402  (dhtnode, cleanup)
 
 SITES = ("a", "b", "c", "d")
@@ -180,14 +187,87 @@ def how(b, s, o, ep):
     return f"to {o}'s NAT mapping {ep} (opened by {o}'s packets)"
 
 
+def peak_part():
+    """PEAK over the overlay (tests/overlay/peakbed.py, DHT mode): a client site with IPv4
+    only resolves the PEAK service and reaches its pods through the overlay, the XDP filter
+    on. Prints what happened; returns the number of failed steps."""
+    t0 = time.monotonic()
+    b = PeakOverlayBed(tempfile.mkdtemp(prefix="ovdemo-peak"), "pdm", "dht")
+    failed = 0
+
+    def step(ok, text):
+        nonlocal failed
+        failed += not ok
+        print(f"  {text}" if ok else f"  FAILED: {text}")
+
+    print(f"\nPEAK over the overlay: cluster site k (router, 1 node with the XDP filter on its "
+          f"uplink, 2 pods, peak dns) whose gateway publishes {' and '.join(SERVICE_PREFIXES)} "
+          f"in the DHT; client site c with IPv4 only, behind a NAT, host {CLIENT} from the "
+          f"overlay prefix fd00:c::/48; namespaces {b.p}*")
+    try:
+        b.build()
+        first = b.wait_ready()
+        print(f"  cluster up and both records in the DHT ({time.monotonic() - t0:.1f} s); "
+              f"first answer from peak dns's host over the overlay {first:.1f} s later "
+              "(DHT lookups, k learning c's NAT mapping)")
+        passed0, rejected0 = b.filter_counts()
+        res = b.resolve()
+        want = b.rule(CLIENT)
+        step(res and res == (want, CLIENT),
+             f"peak resolve {testbed.SERVICE} (APL and TXT from peak dns "
+             f"{testbed.DNS_ADDR} over the overlay): {res[0] if res else '-'} from "
+             f"{res[1] if res else '-'} (select=src on the overlay address; computed here: "
+             f"{want})")
+        h = b.connect()
+        step(h.get("Source") == CLIENT and h.get("Destination") == want,
+             f"peak connect: pod {h.get('Endpoint', '-')} answered at "
+             f"{h.get('Destination', '-')}, saw source {h.get('Source', '-')}"
+             + (f" ({h['error']})" if "error" in h else ""))
+        n = b.echo(want, 100)
+        step(n == 100, f"100 lines to the pod in one write: {n} answered (about 4.8 KB back in "
+             "full-sized segments: gateway k clamps the MSS of SYNs from the overlay to 1340)")
+        passed1, rejected1 = b.filter_counts()
+        step(passed1 > passed0, f"XDP filter on node 1 passed {passed1 - passed0:.0f} packets "
+             f"of it, rejected {rejected1 - rejected0:.0f}")
+        b.add_other()
+        other = b.rule(OTHER)
+        h = b.http(OTHER, other)
+        step(h.get("Source") == OTHER, f"the site's other address {OTHER} to its own address "
+             f"{other}: pod {h.get('Endpoint', '-')} answered")
+        h = b.http(OTHER, want, wait=2)
+        rejected2 = b.filter_counts()[1]
+        step(not h and rejected2 > rejected1,
+             f"{OTHER} to {CLIENT}'s address {want}: "
+             f"{'answered (WRONG)' if h else 'no answer'}, the filter rejected "
+             f"{rejected2 - rejected1:.0f} packets (the rule binds the address to the source)")
+        m = b.metrics("k")
+        rx = m.get('peak_overlay_peer_rx_packets_total{peer="%s"}' % b.peer("c"), 0)
+        found = m.get('peak_overlay_dht_lookups_total{result="found"}', 0)
+        print(f"  gateway k: {rx:.0f} packets in from site c (AES-256-GCM over UDP/IPv4 "
+              f"through c's NAT), dht lookups found {found:.0f}")
+    except (Exception, pytest.fail.Exception) as e:  # noqa: BLE001 (reported; cleaned up)
+        failed += 1
+        print(f"  FAILED: {e}")
+    finally:
+        b.cleanup()
+        shutil.rmtree(b.tmp, ignore_errors=True)
+    print(f"PEAK over the overlay: {'ok' if not failed else f'{failed} step(s) failed'} "
+          f"({time.monotonic() - t0:.0f} s); daemons stopped, namespaces removed")
+    return failed
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--secs", type=int, default=3)
     ap.add_argument("--pings", type=int, default=10, help="echoes per pair for the RTTs")
+    ap.add_argument("--peak-only", action="store_true",
+                    help="only the PEAK-over-the-overlay part")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("demo-overlay: needs root (network namespaces)", file=sys.stderr)
         return 2
+    if a.peak_only:
+        return 1 if peak_part() else 0
     t0 = time.monotonic()
     b = DemoBed(pathlib.Path(tempfile.mkdtemp(prefix="ovdemo")))
     failed = unreached = 0
@@ -269,6 +349,7 @@ def main():
     finally:
         b.cleanup()
         shutil.rmtree(b.tmp, ignore_errors=True)
+    failed += peak_part()
     n = len(SITES) * (len(SITES) - 1)
     print(f"demo done in {time.monotonic() - t0:.0f} s: {n - unreached}/{n} pairs reached"
           f"{', with failures' if failed or unreached else ''}; daemons stopped, namespaces "
