@@ -67,6 +67,8 @@ static int store_run(struct peak_resolver *r, const char *name, const char *key,
 	op->trace_arg = o ? o->trace_arg : NULL;
 	err = store_op_run(op);
 	resolver_detail_set(r, op->detail);
+	if (op->connect_failures)
+		resolver_sources_forget(r); /* the source may be gone, or the route moved */
 	if (err)
 		return op->method == STORE_PUT || op->method == STORE_DELETE ? PEAK_E_REPLICAS
 		                                                             : err;

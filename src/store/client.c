@@ -398,7 +398,7 @@ int store_op_run(struct store_op *op)
 	bool fresh = false; /* the next attempt opens a new connection */
 	int last_err = -EHOSTUNREACH;
 	off_t out_start = op->method == STORE_GET ? lseek(op->outfd, 0, SEEK_CUR) : -1;
-	op->status = op->acks = 0;
+	op->status = op->acks = op->connect_failures = 0;
 	op->detail[0] = 0;
 	for (unsigned i = 0; i < op->ncand && op->acks < op->replicas; i++) {
 		const struct peak_candidate *cd = &op->cand[i];
@@ -410,6 +410,7 @@ int store_op_run(struct store_op *op)
 		fresh = false;
 		if (!reused && (fd = cand_connect(cd, op->timeout_ms)) < 0) {
 			failures++;
+			op->connect_failures++;
 			last_err = fd;
 			snprintf(op->detail, sizeof(op->detail), "connect %s: %s", host,
 			         strerror(-fd));

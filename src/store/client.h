@@ -109,6 +109,7 @@ struct store_op {
 	/* results */
 	unsigned status; /* the outcome's status (0 if no pod answered) */
 	unsigned acks;   /* pods that stored (PUT), deleted or had not (DELETE), said 404 (GET) */
+	unsigned connect_failures; /* new connections that could not be opened */
 	char detail[STORE_DETAIL_MAX];
 };
 
