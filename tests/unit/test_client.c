@@ -497,11 +497,24 @@ static void test_source_remembered(void **state)
 	assert_int_equal(peak_resolve(r, "other.svc.example.", "k1", 80, &res), 0);
 	assert_int_equal(lookups, 2);
 	assert_memory_equal(&res.cand[0].src, &first.cand[0].src, sizeof(res.cand[0].src));
-	/* a failed connect forgets them */
-	resolver_sources_forget(r);
+	/* a failed connect forgets them: peak_connect from the made-up source to the
+	 * documentation prefix fails (no route, or no answer within 200 ms) */
+	assert_int_equal(peak_connect(r, "store.svc.example.", "k0", 80, 200, NULL),
+	                 PEAK_E_CONNECT);
+	assert_int_equal(lookups, 2); /* its own resolve was answered from memory */
 	assert_int_equal(peak_resolve(r, "store.svc.example.", "k0", 80, &res), 0);
 	assert_int_equal(lookups, 3);
 	assert_memory_equal(&res.cand[0].dst, &first.cand[0].dst, sizeof(res.cand[0].dst));
+	/* so does a store call's: its socket cannot be bound to the made-up source */
+	struct peak_store_opts so = {.timeout_ms = 200};
+	void *buf = NULL;
+	size_t len = 0;
+	assert_int_not_equal(
+	    peak_store_get_buf(r, "store.svc.example.", "k0", &buf, &len, 4096, &so), 0);
+	assert_null(buf);
+	assert_int_equal(lookups, 3);
+	assert_int_equal(peak_resolve(r, "store.svc.example.", "k0", 80, &res), 0);
+	assert_int_equal(lookups, 4);
 	peak_resolver_free(r);
 	atomic_store(&f.stop, true);
 	pthread_join(th, NULL);
