@@ -21,7 +21,8 @@ workload from --workers closed-loop client processes, each keeping its connectio
 for any key whose address the pod's X-Peak-Routes hold; nginx one connection, ketama one
 per pod) or opening one per request (--conn close): PUT then GET of --small objects of --small-size bytes, then of
 --large objects of --large-size bytes. Measured per phase: throughput, p50/p99 latency, and
-cluster CPU per request (scheduler run time of the pods, nginx's processes, peak dns).
+cluster CPU per request (scheduler run time of the pods, nginx's processes, peak dns), and
+the client workers' CPU per request (their user and system time, client_cpu_us_per_req).
 
 PEAK's pods run one of two ways (--map): under `peak controller` (the default, the
 realistic setup, as tests/store/test_live.py runs them: --controller, a shared key; the
@@ -75,6 +76,7 @@ import sys
 import tempfile
 import time
 import pathlib
+import resource
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
@@ -316,6 +318,7 @@ class Bench:
         tag = tag or f"{system}-{op}-{size}"
         conns0 = self.conns(system)
         cpu0, t0 = self.cpu(system), time.time()
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         procs = []
         for k in range(w):
             a, b = first + count * k // w, first + count * (k + 1) // w
@@ -330,6 +333,8 @@ class Bench:
         for _, p in procs:
             _, err = p.communicate(timeout=3600)
             errs += err.splitlines()[:3]
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, reaped above
+        client = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
         secs, cpu = time.time() - t0, self.cpu(system) - cpu0
         conns = None if conns0 is None else int(self.conns(system) - conns0)
         lat, keys, failed = [], {}, 0
@@ -346,6 +351,7 @@ class Bench:
                "p50_us": lat[n // 2] if n else None,
                "p99_us": lat[min(n - 1, n * 99 // 100)] if n else None,
                "cpu_us_per_req": round(cpu * 1e6 / n, 1) if n else None,
+               "client_cpu_us_per_req": round(client * 1e6 / n, 1) if n else None,
                "workers": w, "size": size}
         if conns is not None:  # accepted by the pods: with route hints about one a pod
             res["connections"] = conns
@@ -358,7 +364,8 @@ class Bench:
             res["errors"] = errs[:5]
         log(f"{system:6} {op} {count} x {size} B: {res['rps']:.0f}/s, p50 "
             f"{res['p50_us']:.0f} us, p99 {res['p99_us']:.0f} us, cpu "
-            f"{res['cpu_us_per_req']} us/req, {failed} failed"
+            f"{res['cpu_us_per_req']} us/req, client cpu {res['client_cpu_us_per_req']} "
+            f"us/req, {failed} failed"
             + (f", {conns} connections" if conns is not None else "")
             + (f", {res['syscalls_per_req']} syscalls/req {res['syscalls']}"
                if "syscalls_per_req" in res else ""))
@@ -524,7 +531,8 @@ def aggregate(runs, systems):
             for op in ("put", "get"):
                 ph = [r[cls][op] for r in rs]
                 a = dict(ph[0])
-                for f in ("rps", "p50_us", "p99_us", "cpu_us_per_req", "seconds"):
+                for f in ("rps", "p50_us", "p99_us", "cpu_us_per_req", "client_cpu_us_per_req",
+                          "seconds"):
                     a[f] = statistics.median(x[f] for x in ph)
                 for f in ("connections", "syscalls_per_req"):
                     if f in a:
