@@ -68,7 +68,8 @@ struct peak_resolver {
 	unsigned src_next;
 	source_lookup_fn source_lookup; /* NULL: source_toward */
 	void *source_lookup_arg;
-	uint64_t rnd; /* splitmix64 state for rand rules, drawn once from getrandom */
+	uint64_t rnd;            /* splitmix64 state for rand rules, drawn once from getrandom */
+	unsigned store_replicas; /* resolver_store_replicas */
 	char detail[256];
 	uint8_t buf[3][MSG_MAX];
 };
@@ -827,6 +828,11 @@ struct store_pool *resolver_store_pool(struct peak_resolver *r)
 	if (!r->store_pool)
 		r->store_pool = store_pool_new();
 	return r->store_pool;
+}
+
+unsigned *resolver_store_replicas(struct peak_resolver *r)
+{
+	return &r->store_replicas;
 }
 
 void resolver_sources_forget(struct peak_resolver *r)

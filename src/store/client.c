@@ -400,7 +400,13 @@ int store_op_run(struct store_op *op)
 	int last_err = -EHOSTUNREACH;
 	op->status = op->acks = op->connect_failures = 0;
 	op->detail[0] = 0;
-	for (unsigned i = 0; i < op->ncand && op->acks < op->replicas; i++) {
+	for (unsigned i = 0; op->acks < op->replicas; i++) {
+		if (i >= op->ncand) {
+			unsigned (*more)(struct store_op *) = op->more;
+			op->more = NULL; /* once */
+			if (!more || (op->ncand = more(op)) <= i)
+				break;
+		}
 		const struct peak_candidate *cd = &op->cand[i];
 		inet_ntop(AF_INET6, &cd->dst.sin6_addr, a, sizeof(a));
 		snprintf(host, sizeof(host), "[%s]:%u", a, ntohs(cd->dst.sin6_port));

@@ -106,6 +106,11 @@ struct store_op {
 	/* called per attempt with a line to show (--verbose), or NULL */
 	void (*trace)(void *arg, const char *line);
 	void *trace_arg;
+	/* called once if the walk has tried every candidate and needs more: appends the next
+	 * replica numbers' candidates (cand is the callback's array) and returns the new
+	 * ncand; or NULL */
+	unsigned (*more)(struct store_op *op);
+	void *more_arg;
 	/* results */
 	unsigned status; /* the outcome's status (0 if no pod answered) */
 	unsigned acks;   /* pods that stored (PUT), deleted or had not (DELETE), said 404 (GET) */

@@ -441,7 +441,18 @@ static void *fake_dns_main(void *arg)
 	return NULL;
 }
 
-static unsigned lookups;
+static unsigned lookups, traced;
+
+/* peak_store_opts.trace: notes which replica numbers were tried ("replica N at ...") */
+static void count_trace(void *arg, const char *line)
+{
+	unsigned n;
+	(void)arg;
+	if (sscanf(line, "replica %u", &n) == 1 && n < 16) {
+		assert_false(traced & 1u << n); /* each once */
+		traced |= 1u << n;
+	}
+}
 
 /* A source lookup that counts its calls and answers 2001:db8:aa::1 */
 static int count_lookup(void *arg, const uint8_t dst[16], uint8_t src[16])
@@ -505,13 +516,16 @@ static void test_source_remembered(void **state)
 	assert_int_equal(peak_resolve(r, "store.svc.example.", "k0", 80, &res), 0);
 	assert_int_equal(lookups, 3);
 	assert_memory_equal(&res.cand[0].dst, &first.cand[0].dst, sizeof(res.cand[0].dst));
-	/* so does a store call's: its socket cannot be bound to the made-up source */
-	struct peak_store_opts so = {.timeout_ms = 200};
+	/* so does a store call's: its socket cannot be bound to the made-up source; the walk
+	 * goes on from replica 0 (computed first) to 1..15 (computed then), each once */
+	struct peak_store_opts so = {.timeout_ms = 200, .trace = count_trace};
+	traced = 0;
 	void *buf = NULL;
 	size_t len = 0;
 	assert_int_not_equal(
 	    peak_store_get_buf(r, "store.svc.example.", "k0", &buf, &len, 4096, &so), 0);
 	assert_null(buf);
+	assert_int_equal(traced, (1u << 16) - 1);
 	assert_int_equal(lookups, 3);
 	assert_int_equal(peak_resolve(r, "store.svc.example.", "k0", 80, &res), 0);
 	assert_int_equal(lookups, 4);
