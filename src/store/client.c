@@ -316,14 +316,22 @@ static bool pool_fits(const struct pool_conn *pc, const struct peak_candidate *c
 	return false;
 }
 
+/* An idle connection has nothing to read: EOF or bytes mean the pod is done with it. */
+static bool idle_open(int fd)
+{
+	char b;
+	ssize_t k = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return k == -1 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 /* Takes an idle connection that fits cd (moved out of the pool into *out), or returns
- * -1. One idle too long, or closed or written to by the pod meanwhile, is closed. */
+ * -1. One idle too long, or closed or written to by the pod meanwhile (checked after
+ * STORE_POOL_CHECK_MS), is closed. */
 static int pool_take(struct store_pool *p, const struct peak_candidate *cd, struct pool_conn *out)
 {
 	uint64_t now = peak_mono_ms();
 	for (unsigned i = 0; i < p->n;) {
 		struct pool_conn *pc = &p->c[i];
-		char b;
 		if (now - pc->idle_ms > STORE_POOL_IDLE_MS) {
 			pool_drop(p, i);
 			continue;
@@ -332,9 +340,8 @@ static int pool_take(struct store_pool *p, const struct peak_candidate *cd, stru
 			i++;
 			continue;
 		}
-		/* an idle connection has nothing to read: EOF or bytes mean it is done */
-		ssize_t k = recv(pc->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (!(k == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+		/* checked only after STORE_POOL_CHECK_MS idle */
+		if (now - pc->idle_ms >= STORE_POOL_CHECK_MS && !idle_open(pc->fd)) {
 			pool_drop(p, i);
 			continue;
 		}
