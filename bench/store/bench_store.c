@@ -13,10 +13,8 @@
  * the first 4 bytes of MD5(key), little-endian), straight to the chosen pod's address.
  * With BENCH_STORE_CONN=keepalive each worker keeps its connections instead, in all three:
  * peak through the library's pool (X-Peak-Routes), nginx and ketama one per address.
- * With BENCH_STORE_SOURCE=once a peak worker learns its source address from its first
- * resolve and gives it to the resolver (peak_resolver_set_source, as an application that
- * knows its address would), so later resolves skip the route lookup (a UDP socket,
- * connect, getsockname, close) the library makes per call by default.
+ * A peak worker uses one resolver for all its requests, so the library's remembered source
+ * address (peak_resolve) is looked up about once a second, not per request.
  * Keys are "obj-I" for I in [FIRST, END); PUT bodies are SIZE bytes; a GET checks the size.
  * OUT gets one line per request, "I MICROSECONDS STATUS POD" (status 0: no answer, POD "-"
  * when unknown); stdout's last line is "done OPS failed FAILS seconds S".
@@ -250,16 +248,6 @@ int main(int argc, char **argv)
 			fprintf(stderr, "resolver: %s\n", peak_strerror(err));
 			return 1;
 		}
-	}
-	const char *src_mode = getenv("BENCH_STORE_SOURCE");
-	if (peak && src_mode && !strcmp(src_mode, "once")) {
-		struct peak_result res;
-		int err = peak_resolve(r, argv[4], "obj-0", so.port, &res);
-		if (err || !res.n) {
-			fprintf(stderr, "resolve: %s\n", err ? peak_strerror(err) : "no address");
-			return 1;
-		}
-		peak_resolver_set_source(r, &res.cand[0].src.sin6_addr);
 	}
 	double t0 = now_s();
 	for (unsigned i = first; i < end; i++) {

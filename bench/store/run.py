@@ -21,7 +21,8 @@ workload from --workers closed-loop client processes, each keeping its connectio
 for any key whose address the pod's X-Peak-Routes hold; nginx one connection, ketama one
 per pod) or opening one per request (--conn close): PUT then GET of --small objects of --small-size bytes, then of
 --large objects of --large-size bytes. Measured per phase: throughput, p50/p99 latency, and
-cluster CPU per request (scheduler run time of the pods, nginx's processes, peak dns).
+cluster CPU per request (scheduler run time of the pods, nginx's processes, peak dns), and
+the client workers' CPU per request (their user and system time, client_cpu_us_per_req).
 
 PEAK's pods run one of two ways (--map): under `peak controller` (the default, the
 realistic setup, as tests/store/test_live.py runs them: --controller, a shared key; the
@@ -58,11 +59,12 @@ after another, their order rotated from run to run.
 Usage: bench/store/run.py [--quick] [--runs N] [--small N] [--large N] [--small-size B]
                           [--large-size B] [--workers N] [--systems LIST]
                           [--conn keepalive|close] [--map controller|static]
-                          [--client-source each|once] [--out FILE]
+                          [--strace] [--out FILE]
 
---client-source once: each PEAK worker gives the library its source address once
-(peak_resolver_set_source) instead of the library finding it at each call (a UDP socket's
-connect and getsockname: half a small GET's system calls on the client side)."""
+--strace: every client worker runs under `strace -f -c`, and each phase adds the system
+calls its workers made per request (syscalls_per_req, and per call in syscalls; process
+start-up included, a few dozen calls a worker). strace slows the clients: its runs give
+the counts, not the rates."""
 import argparse
 import importlib.util
 import json
@@ -74,6 +76,7 @@ import sys
 import tempfile
 import time
 import pathlib
+import resource
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.join(HERE, "..", "..")
@@ -315,19 +318,23 @@ class Bench:
         tag = tag or f"{system}-{op}-{size}"
         conns0 = self.conns(system)
         cpu0, t0 = self.cpu(system), time.time()
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
         procs = []
         for k in range(w):
             a, b = first + count * k // w, first + count * (k + 1) // w
+            st = (["strace", "-f", "-c", "-o", str(self.tmp / f"{tag}-{k}.strace")]
+                  if self.args.strace else [])
             procs.append((self.tmp / f"{tag}-{k}.out", subprocess.Popen(
-                ["ip", "netns", "exec", self.net.cl, BENCH, *self.target(system, pods), op,
-                 f"{a}:{b}", str(size), str(self.tmp / f"{tag}-{k}.out")],
+                ["ip", "netns", "exec", self.net.cl, *st, BENCH, *self.target(system, pods),
+                 op, f"{a}:{b}", str(size), str(self.tmp / f"{tag}-{k}.out")],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                env=dict(os.environ, BENCH_STORE_CONN=self.args.conn,
-                         BENCH_STORE_SOURCE=self.args.client_source))))
+                env=dict(os.environ, BENCH_STORE_CONN=self.args.conn))))
         errs = []
         for _, p in procs:
             _, err = p.communicate(timeout=3600)
             errs += err.splitlines()[:3]
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # the workers, reaped above
+        client = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
         secs, cpu = time.time() - t0, self.cpu(system) - cpu0
         conns = None if conns0 is None else int(self.conns(system) - conns0)
         lat, keys, failed = [], {}, 0
@@ -344,15 +351,24 @@ class Bench:
                "p50_us": lat[n // 2] if n else None,
                "p99_us": lat[min(n - 1, n * 99 // 100)] if n else None,
                "cpu_us_per_req": round(cpu * 1e6 / n, 1) if n else None,
+               "client_cpu_us_per_req": round(client * 1e6 / n, 1) if n else None,
                "workers": w, "size": size}
         if conns is not None:  # accepted by the pods: with route hints about one a pod
             res["connections"] = conns
+        if self.args.strace and n:
+            calls = strace_calls(self.tmp / f"{tag}-{k}.strace" for k in range(w))
+            res["syscalls_per_req"] = round(sum(calls.values()) / n, 2)
+            res["syscalls"] = {c: round(v / n, 2) for c, v in
+                               sorted(calls.items(), key=lambda x: -x[1]) if v / n >= 0.05}
         if errs:
             res["errors"] = errs[:5]
         log(f"{system:6} {op} {count} x {size} B: {res['rps']:.0f}/s, p50 "
             f"{res['p50_us']:.0f} us, p99 {res['p99_us']:.0f} us, cpu "
-            f"{res['cpu_us_per_req']} us/req, {failed} failed"
-            + (f", {conns} connections" if conns is not None else ""))
+            f"{res['cpu_us_per_req']} us/req, client cpu {res['client_cpu_us_per_req']} "
+            f"us/req, {failed} failed"
+            + (f", {conns} connections" if conns is not None else "")
+            + (f", {res['syscalls_per_req']} syscalls/req {res['syscalls']}"
+               if "syscalls_per_req" in res else ""))
         for e in errs[:3]:  # why requests failed, also in a move's read rounds
             log(f"  {e}")
         return res, keys
@@ -489,6 +505,18 @@ def run_once(args, order):
     return out
 
 
+def strace_calls(paths):
+    """{syscall: calls} summed over `strace -c` summaries (their table rows)."""
+    calls = {}
+    for path in paths:
+        for line in pathlib.Path(path).read_text().splitlines():
+            f = line.split()
+            # % time, seconds, usecs/call, calls, [errors,] syscall
+            if len(f) >= 5 and f[-1] != "total" and f[3].isdigit() and f[0][0].isdigit():
+                calls[f[-1]] = calls.get(f[-1], 0) + int(f[3])
+    return calls
+
+
 def aggregate(runs, systems):
     """Per system, the median over the runs of each phase's figures (failures summed), and
     the first run's move (the same keys move each time)."""
@@ -503,10 +531,12 @@ def aggregate(runs, systems):
             for op in ("put", "get"):
                 ph = [r[cls][op] for r in rs]
                 a = dict(ph[0])
-                for f in ("rps", "p50_us", "p99_us", "cpu_us_per_req", "seconds"):
+                for f in ("rps", "p50_us", "p99_us", "cpu_us_per_req", "client_cpu_us_per_req",
+                          "seconds"):
                     a[f] = statistics.median(x[f] for x in ph)
-                if "connections" in a:
-                    a["connections"] = statistics.median(x["connections"] for x in ph)
+                for f in ("connections", "syscalls_per_req"):
+                    if f in a:
+                        a[f] = statistics.median(x[f] for x in ph)
                 a["failed"] = sum(x["failed"] for x in ph)
                 a["ops"] = sum(x["ops"] for x in ph) // len(ph)
                 a["rps_runs"] = [x["rps"] for x in ph]
@@ -528,9 +558,8 @@ def main():
                     help="client connections: kept by each worker, or one per request")
     ap.add_argument("--map", choices=("controller", "static"), default="controller",
                     help="PEAK's pods under peak controller (route hints) or on a static map")
-    ap.add_argument("--client-source", choices=("each", "once"), default="each",
-                    help="PEAK's clients: the library finds the source address at each "
-                    "call (its default), or is given it once (peak_resolver_set_source)")
+    ap.add_argument("--strace", action="store_true",
+                    help="count the client workers' system calls per request (strace -c)")
     ap.add_argument("--runs", type=int, default=3,
                     help="testbeds, one after another, the systems' order rotated")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "store.json"))
@@ -545,7 +574,7 @@ def main():
     result = {"workload": {"small": args.small, "small_size": args.small_size,
                            "large": args.large, "large_size": args.large_size,
                            "workers": args.workers, "quick": args.quick, "runs": args.runs,
-                           "map": args.map, "client_source": args.client_source,
+                           "map": args.map, "strace": args.strace,
                            "connection": ("kept by each worker" if args.conn == "keepalive"
                                           else "one per request (client side)")},
               "date": time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime()),

@@ -100,8 +100,9 @@ void peak_resolver_set_source(struct peak_resolver *r, const struct in6_addr *so
 /* Resolves name (an absolute or relative domain name) for an optional object key and a
  * port: queries APL NAME and TXT _ssa.NAME in parallel (answers cached for their TTL),
  * validates them (SPEC.md 2, 3), finds the source address the kernel uses toward the
- * service and computes the candidates for it: the rule's address first, then other fanout
- * indexes or replicas. With no APL or no descriptor it uses the name's AAAA records.
+ * service (remembered per prefix for a second, forgotten when a connect of peak_connect or
+ * the store calls fails) and computes the candidates for it: the rule's address first, then other
+ * fanout indexes or replicas. With no APL or no descriptor it uses the name's AAAA records.
  * Proof-of-work addresses are cached per source and epoch; the search for them gets
  * timeout_ms in all (the candidates found by then are kept; none: PEAK_E_POW_TIME). Returns
  * 0 or a negative error. */

@@ -83,3 +83,18 @@ unsigned resolver_replicas_swap(struct peak_resolver *r, unsigned replicas);
  * NULL if out of memory (the calls then open a connection per request). */
 struct store_pool *resolver_store_pool(struct peak_resolver *r);
 void resolver_detail_set(struct peak_resolver *r, const char *detail);
+
+/* The store calls' note of the rule's replicas=R as their last call found it (0: none
+ * yet), so a call computes the addresses of R replica numbers first, not all 16. */
+unsigned *resolver_store_replicas(struct peak_resolver *r);
+
+/* Finds the source the kernel uses toward dst (16 bytes each); 0 or -errno. */
+typedef int (*source_lookup_fn)(void *arg, const uint8_t dst[16], uint8_t src[16]);
+
+/* Replaces how peak_resolve finds its source (NULL: a connected UDP socket's name), for
+ * tests that count the lookups; forgets the remembered sources. */
+void resolver_source_lookup_set(struct peak_resolver *r, source_lookup_fn fn, void *arg);
+
+/* Forgets the sources remembered per destination prefix (each is kept for a second), so
+ * the next resolve asks the kernel again: after a connect failed. */
+void resolver_sources_forget(struct peak_resolver *r);

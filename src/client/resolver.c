@@ -29,6 +29,17 @@ enum {
 	HE_DELAY_MAX_MS = 2000,
 	MAX_TTL_S = 86400,
 	MSG_MAX = 65535,
+	SRC_CACHE_N = 8,         /* destination prefixes whose source is remembered */
+	SRC_CACHE_TTL_MS = 1000, /* how long a source found toward one is trusted */
+};
+
+/* The source the kernel picked toward a service's first prefix (source_toward), kept so a
+ * resolver reused for many requests asks once a second, not once per call. */
+struct src_ent {
+	uint8_t pfx[16]; /* the destination prefix, as the APL record gave it */
+	uint8_t len;
+	uint8_t src[16];
+	uint64_t expiry_ms; /* 0: unused */
 };
 
 struct cache_ent {
@@ -53,6 +64,12 @@ struct peak_resolver {
 	struct pow_cache pow;
 	int last_errno;
 	struct store_pool *store_pool; /* the store calls' kept connections (lazily made) */
+	struct src_ent srcs[SRC_CACHE_N];
+	unsigned src_next;
+	source_lookup_fn source_lookup; /* NULL: source_toward */
+	void *source_lookup_arg;
+	uint64_t rnd;            /* splitmix64 state for rand rules, drawn once from getrandom */
+	unsigned store_replicas; /* resolver_store_replicas */
 	char detail[256];
 	uint8_t buf[3][MSG_MAX];
 };
@@ -125,6 +142,8 @@ struct peak_resolver *peak_resolver_new(const struct peak_resolver_opts *o, int 
 		memcpy(r->source, o->source, 16);
 		r->has_source = true;
 	}
+	if (getrandom(&r->rnd, sizeof(r->rnd), 0) != sizeof(r->rnd))
+		r->rnd = peak_mono_ms() ^ (uint64_t)(uintptr_t)r;
 	if (!(r->cache = calloc(r->ncache, sizeof(*r->cache)))) {
 		peak_resolver_free(r);
 		return NULL;
@@ -448,27 +467,66 @@ static int rcode_error(int rcode)
 	return rcode == DNS_R_NXDOMAIN ? PEAK_E_NXDOMAIN : PEAK_E_SERVFAIL;
 }
 
-/* The source address the kernel picks toward an address of the prefix. */
-static int source_toward(struct peak_resolver *r, const struct prefix *p, uint8_t src[16])
+/* The source address the kernel picks toward dst: a connected UDP socket's name (no packet
+ * is sent). Returns 0 or -errno. */
+static int source_toward(void *arg, const uint8_t dst[16], uint8_t src[16])
 {
-	struct sockaddr_in6 dst = {.sin6_family = AF_INET6, .sin6_port = htons(9)};
+	struct sockaddr_in6 to = {.sin6_family = AF_INET6, .sin6_port = htons(9)};
 	struct sockaddr_in6 me;
 	socklen_t ml = sizeof(me);
-	memcpy(&dst.sin6_addr, p->addr, 16);
-	dst.sin6_addr.s6_addr[15] |= 1;
+	(void)arg;
+	memcpy(&to.sin6_addr, dst, 16);
 	int fd = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 	if (fd == -1)
 		return -errno;
 	int ret = 0;
-	if (connect(fd, (struct sockaddr *)&dst, sizeof(dst)) == -1 ||
-	    getsockname(fd, (struct sockaddr *)&me, &ml) == -1) {
-		r->last_errno = errno;
-		ret = PEAK_E_NOROUTE;
-	} else {
+	if (connect(fd, (struct sockaddr *)&to, sizeof(to)) == -1 ||
+	    getsockname(fd, (struct sockaddr *)&me, &ml) == -1)
+		ret = -errno;
+	else
 		memcpy(src, &me.sin6_addr, 16);
-	}
 	close(fd);
 	return ret;
+}
+
+/* The source toward an address of the prefix: remembered per prefix for SRC_CACHE_TTL_MS
+ * (a route or address change shows within that), forgotten earlier when a connect fails
+ * (resolver_sources_forget). */
+static int source_for(struct peak_resolver *r, const struct prefix *p, uint8_t src[16])
+{
+	const uint8_t *key = p->addr;
+	uint64_t t = peak_mono_ms();
+	for (unsigned i = 0; i < SRC_CACHE_N; i++) {
+		struct src_ent *c = &r->srcs[i];
+		if (c->expiry_ms > t && c->len == p->len && !memcmp(c->pfx, key, 16)) {
+			memcpy(src, c->src, 16);
+			return 0;
+		}
+	}
+	uint8_t dst[16];
+	memcpy(dst, p->addr, 16);
+	dst[15] |= 1;
+	int e = r->source_lookup ? r->source_lookup(r->source_lookup_arg, dst, src)
+	                         : source_toward(NULL, dst, src);
+	if (e) {
+		r->last_errno = -e;
+		return PEAK_E_NOROUTE;
+	}
+	struct src_ent *c = &r->srcs[r->src_next++ % SRC_CACHE_N];
+	memcpy(c->pfx, key, 16);
+	c->len = p->len;
+	memcpy(c->src, src, 16);
+	c->expiry_ms = t + SRC_CACHE_TTL_MS;
+	return 0;
+}
+
+/* splitmix64: the seed of a call's rand rules, with no system call per call */
+static uint64_t next_rnd(struct peak_resolver *r)
+{
+	uint64_t z = (r->rnd += 0x9e3779b97f4a7c15ULL);
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+	z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+	return z ^ (z >> 31);
 }
 
 /* cand_req.stop: the proof of work's deadline (ms, CLOCK_MONOTONIC) is past. */
@@ -525,7 +583,7 @@ int peak_resolve(struct peak_resolver *r, const char *name, const char *object, 
 			uint8_t src[16];
 			if (r->has_source)
 				memcpy(src, r->source, 16);
-			else if ((e = source_toward(r, &pfx[0], src)))
+			else if ((e = source_for(r, &pfx[0], src)))
 				return e;
 			struct cand_req cq = {
 			    .sp = &sp,
@@ -536,9 +594,8 @@ int peak_resolve(struct peak_resolver *r, const char *name, const char *object, 
 			    .replicas = r->replicas,
 			    .port = port,
 			    .pow = &r->pow,
+			    .rnd = next_rnd(r),
 			};
-			if (getrandom(&cq.rnd, sizeof(cq.rnd), 0) != sizeof(cq.rnd))
-				cq.rnd = peak_mono_ms();
 			uint64_t t0 = peak_mono_ms(), deadline = t0 + r->timeout_ms;
 			cq.stop = pow_deadline_past;
 			cq.stop_arg = &deadline;
@@ -703,6 +760,7 @@ int peak_connect(struct peak_resolver *r, const char *name, const char *object, 
 			close(fds[k]);
 	if (winner < 0) {
 		r->last_errno = err;
+		resolver_sources_forget(r); /* the source may be gone, or the route moved */
 		return PEAK_E_CONNECT;
 	}
 	int fd = fds[winner];
@@ -770,6 +828,23 @@ struct store_pool *resolver_store_pool(struct peak_resolver *r)
 	if (!r->store_pool)
 		r->store_pool = store_pool_new();
 	return r->store_pool;
+}
+
+unsigned *resolver_store_replicas(struct peak_resolver *r)
+{
+	return &r->store_replicas;
+}
+
+void resolver_sources_forget(struct peak_resolver *r)
+{
+	memset(r->srcs, 0, sizeof(r->srcs));
+}
+
+void resolver_source_lookup_set(struct peak_resolver *r, source_lookup_fn fn, void *arg)
+{
+	r->source_lookup = fn;
+	r->source_lookup_arg = arg;
+	resolver_sources_forget(r);
 }
 
 void resolver_detail_set(struct peak_resolver *r, const char *detail)

@@ -41,8 +41,40 @@ static unsigned replica_candidates(const struct peak_result *res, struct peak_ca
 	return n;
 }
 
+/* store_op.more: the walk went past the replica numbers computed first (a replica failed,
+ * was misdirected or shared a pod), so the rest up to STORE_WALK_MAX are computed now. */
+struct walk_more {
+	struct peak_resolver *r;
+	const char *name;
+	uint16_t port;
+	struct peak_candidate *cand;
+};
+
+static unsigned walk_more(struct store_op *op)
+{
+	struct walk_more *m = op->more_arg;
+	struct peak_result res;
+	struct peak_candidate all[PEAK_MAX_CANDIDATES];
+	unsigned n = op->ncand, replicas;
+	unsigned old = resolver_replicas_swap(m->r, STORE_WALK_MAX - 1);
+	int err = peak_resolve(m->r, m->name, op->key, m->port, &res);
+	resolver_replicas_swap(m->r, old);
+	if (err || !res.ssa)
+		return n;
+	unsigned k = replica_candidates(&res, all, &replicas);
+	/* after the last replica number given (a host=rand rule draws other addresses for
+	 * the ones before: they were tried already) */
+	unsigned last = n ? m->cand[n - 1].replica : 0;
+	for (unsigned i = 0; i < k && n < PEAK_MAX_CANDIDATES; i++)
+		if (all[i].replica > last)
+			m->cand[n++] = all[i];
+	return n;
+}
+
 /* Resolves and runs op (method, in/out set by the caller); maps the outcome to 0 or an
- * error with the detail left in r. */
+ * error with the detail left in r. The key's addresses are computed for the replica
+ * numbers the rule's replicas=R names (R as the last call found it: usually all the walk
+ * needs), the rest only if the walk goes past them (walk_more). */
 static int store_run(struct peak_resolver *r, const char *name, const char *key,
                      struct store_op *op, const struct peak_store_opts *o)
 {
@@ -53,20 +85,35 @@ static int store_run(struct peak_resolver *r, const char *name, const char *key,
 		resolver_detail_set(r, "bad key: 1 to 255 bytes, no '/', not '.' or '..'");
 		return -EINVAL;
 	}
-	unsigned old = resolver_replicas_swap(r, STORE_WALK_MAX - 1);
+	unsigned *hint = resolver_store_replicas(r);
+	unsigned first = *hint ? *hint - 1 : 0; /* further replicas computed at first */
+	unsigned old = resolver_replicas_swap(r, first);
 	int err = peak_resolve(r, name, key, port, &res);
 	resolver_replicas_swap(r, old);
 	if (err)
 		return err;
+	struct walk_more more = {.r = r, .name = name, .port = port, .cand = cand};
 	op->key = key;
 	op->cand = cand;
 	op->ncand = replica_candidates(&res, cand, &op->replicas);
+	op->more = NULL;
+	if (res.ssa && first < STORE_WALK_MAX - 1) {
+		*hint = op->replicas;
+		op->more = walk_more;
+		op->more_arg = &more;
+		if (op->replicas - 1 > first) { /* R went up since the last call */
+			op->ncand = walk_more(op);
+			op->more = NULL;
+		}
+	}
 	op->timeout_ms = o && o->timeout_ms ? o->timeout_ms : DEF_TIMEOUT_MS;
 	op->pool = o && o->no_keepalive ? NULL : resolver_store_pool(r);
 	op->trace = o ? o->trace : NULL;
 	op->trace_arg = o ? o->trace_arg : NULL;
 	err = store_op_run(op);
 	resolver_detail_set(r, op->detail);
+	if (op->connect_failures)
+		resolver_sources_forget(r); /* the source may be gone, or the route moved */
 	if (err)
 		return op->method == STORE_PUT || op->method == STORE_DELETE ? PEAK_E_REPLICAS
 		                                                             : err;

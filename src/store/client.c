@@ -35,14 +35,17 @@ static int send_all(int fd, const char *p, size_t n)
 	return 0;
 }
 
-static int write_all(int fd, const uint8_t *p, size_t n)
+/* Writes a GET's body bytes to call->outfd, counting each write in call->body_out (also
+ * when one fails: the retry truncates the output back by that count). */
+static int write_out(struct store_call *call, const uint8_t *p, size_t n)
 {
 	while (n) {
-		ssize_t k = write(fd, p, n);
+		ssize_t k = write(call->outfd, p, n);
 		if (k == -1 && errno == EINTR)
 			continue;
 		if (k <= 0)
-			return -errno;
+			return k ? -errno : -EIO;
+		call->body_out += (uint64_t)k;
 		p += k;
 		n -= (size_t)k;
 	}
@@ -222,9 +225,8 @@ int store_call_run(int fd, struct store_call *call)
 		keep = false;
 	uint64_t left = resp.body_len;
 	size_t have = len - hl < left ? len - hl : (size_t)left;
-	if ((r = write_all(call->outfd, buf + hl, have)))
+	if ((r = write_out(call, buf + hl, have)))
 		goto werr;
-	call->body_out += have;
 	left -= have;
 	while (left) {
 		ssize_t k = recv(fd, buf, left < sizeof(buf) ? left : sizeof(buf), 0);
@@ -235,9 +237,8 @@ int store_call_run(int fd, struct store_call *call)
 			         k ? strerror(errno) : "closed");
 			return k ? -errno : -EBADMSG;
 		}
-		if ((r = write_all(call->outfd, buf, (size_t)k)))
+		if ((r = write_out(call, buf, (size_t)k)))
 			goto werr;
-		call->body_out += (uint64_t)k;
 		left -= (uint64_t)k;
 	}
 	call->reusable = keep;
@@ -315,14 +316,22 @@ static bool pool_fits(const struct pool_conn *pc, const struct peak_candidate *c
 	return false;
 }
 
+/* An idle connection has nothing to read: EOF or bytes mean the pod is done with it. */
+static bool idle_open(int fd)
+{
+	char b;
+	ssize_t k = recv(fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
+	return k == -1 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
 /* Takes an idle connection that fits cd (moved out of the pool into *out), or returns
- * -1. One idle too long, or closed or written to by the pod meanwhile, is closed. */
+ * -1. One idle too long, or closed or written to by the pod meanwhile (checked after
+ * STORE_POOL_CHECK_MS), is closed. */
 static int pool_take(struct store_pool *p, const struct peak_candidate *cd, struct pool_conn *out)
 {
 	uint64_t now = peak_mono_ms();
 	for (unsigned i = 0; i < p->n;) {
 		struct pool_conn *pc = &p->c[i];
-		char b;
 		if (now - pc->idle_ms > STORE_POOL_IDLE_MS) {
 			pool_drop(p, i);
 			continue;
@@ -331,9 +340,8 @@ static int pool_take(struct store_pool *p, const struct peak_candidate *cd, stru
 			i++;
 			continue;
 		}
-		/* an idle connection has nothing to read: EOF or bytes mean it is done */
-		ssize_t k = recv(pc->fd, &b, 1, MSG_PEEK | MSG_DONTWAIT);
-		if (!(k == -1 && (errno == EAGAIN || errno == EWOULDBLOCK))) {
+		/* checked only after STORE_POOL_CHECK_MS idle */
+		if (now - pc->idle_ms >= STORE_POOL_CHECK_MS && !idle_open(pc->fd)) {
 			pool_drop(p, i);
 			continue;
 		}
@@ -397,10 +405,15 @@ int store_op_run(struct store_op *op)
 	unsigned failures = 0, found = 0;
 	bool fresh = false; /* the next attempt opens a new connection */
 	int last_err = -EHOSTUNREACH;
-	off_t out_start = op->method == STORE_GET ? lseek(op->outfd, 0, SEEK_CUR) : -1;
-	op->status = op->acks = 0;
+	op->status = op->acks = op->connect_failures = 0;
 	op->detail[0] = 0;
-	for (unsigned i = 0; i < op->ncand && op->acks < op->replicas; i++) {
+	for (unsigned i = 0; op->acks < op->replicas; i++) {
+		if (i >= op->ncand) {
+			unsigned (*more)(struct store_op *) = op->more;
+			op->more = NULL; /* once */
+			if (!more || (op->ncand = more(op)) <= i)
+				break;
+		}
 		const struct peak_candidate *cd = &op->cand[i];
 		inet_ntop(AF_INET6, &cd->dst.sin6_addr, a, sizeof(a));
 		snprintf(host, sizeof(host), "[%s]:%u", a, ntohs(cd->dst.sin6_port));
@@ -410,6 +423,7 @@ int store_op_run(struct store_op *op)
 		fresh = false;
 		if (!reused && (fd = cand_connect(cd, op->timeout_ms)) < 0) {
 			failures++;
+			op->connect_failures++;
 			last_err = fd;
 			snprintf(op->detail, sizeof(op->detail), "connect %s: %s", host,
 			         strerror(-fd));
@@ -457,8 +471,11 @@ int store_op_run(struct store_op *op)
 			snprintf(op->detail, sizeof(op->detail), "%s: %.190s", host, call.detail);
 			trace(op, "replica %u at %s: %s", cd->replica, host, call.detail);
 			if (call.body_out) {
-				/* part of a body went out: start again from where it began */
-				if (out_start == -1 || ftruncate(op->outfd, out_start) == -1 ||
+				/* part of a body went out: start again from where it began (the
+				 * offset less what this call wrote; no lseek per call) */
+				off_t cur = lseek(op->outfd, 0, SEEK_CUR);
+				off_t out_start = cur == -1 ? -1 : cur - (off_t)call.body_out;
+				if (out_start < 0 || ftruncate(op->outfd, out_start) == -1 ||
 				    lseek(op->outfd, out_start, SEEK_SET) == -1)
 					return r;
 			}

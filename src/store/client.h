@@ -17,6 +17,10 @@ enum {
 	/* an idle connection is not reused after this long: well inside a pod's idle timeout
 	 * (--timeout, 10 s by default), so it is rarely closed under a request */
 	STORE_POOL_IDLE_MS = 2000,
+	/* one idle for less is reused without asking the kernel whether the pod closed it (a
+	 * pod never writes to an idle connection, and one it closed under a request that it
+	 * did not read is retried on a new connection): saves a recv per request */
+	STORE_POOL_CHECK_MS = 100,
 };
 
 struct store_call {
@@ -106,9 +110,15 @@ struct store_op {
 	/* called per attempt with a line to show (--verbose), or NULL */
 	void (*trace)(void *arg, const char *line);
 	void *trace_arg;
+	/* called once if the walk has tried every candidate and needs more: appends the next
+	 * replica numbers' candidates (cand is the callback's array) and returns the new
+	 * ncand; or NULL */
+	unsigned (*more)(struct store_op *op);
+	void *more_arg;
 	/* results */
 	unsigned status; /* the outcome's status (0 if no pod answered) */
 	unsigned acks;   /* pods that stored (PUT), deleted or had not (DELETE), said 404 (GET) */
+	unsigned connect_failures; /* new connections that could not be opened */
 	char detail[STORE_DETAIL_MAX];
 };
 

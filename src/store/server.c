@@ -128,6 +128,9 @@ struct store {
 	struct conn *pool; /* freed connections for reuse, through pool_next */
 	unsigned npool;
 	struct work_queue commit, fetch;
+	/* PUTs whose bodies arrived in this pass of the loop, handed to the commit thread
+	 * together at its end (commit_flush): one group, one directory fsync */
+	struct work_job *commit_next, **commit_next_tail;
 	struct store_ctl ctl;
 	struct ctlauth_key key;
 	char node[CTL_ID_MAX]; /* the default node name of the controller link */
@@ -158,6 +161,7 @@ struct store_stats {
 	atomic_uint_fast64_t bytes_in, bytes_out; /* bodies received and sent */
 	atomic_uint_fast64_t conns;               /* connections accepted */
 	atomic_int_fast64_t objects;              /* on disk, less what repair pulled */
+	atomic_uint_fast64_t commits, dir_syncs;  /* PUTs committed, their groups' dir fsyncs */
 	const struct store_repair *repair;
 };
 static struct store_stats stats;
@@ -197,13 +201,20 @@ static void stats_render(struct mbuf *b, void *arg)
 	            "# TYPE peak_store_objects gauge\npeak_store_objects %" PRId64 "\n"
 	            "# HELP peak_store_connections_total Connections accepted.\n"
 	            "# TYPE peak_store_connections_total counter\n"
-	            "peak_store_connections_total %" PRIu64 "\n",
+	            "peak_store_connections_total %" PRIu64 "\n"
+	            "# HELP peak_store_commits_total PUTs made durable by the commit thread.\n"
+	            "# TYPE peak_store_commits_total counter\npeak_store_commits_total %" PRIu64
+	            "\n# HELP peak_store_dir_syncs_total Directory fsyncs of the commit thread, "
+	            "one per group of PUTs (group commit).\n"
+	            "# TYPE peak_store_dir_syncs_total counter\npeak_store_dir_syncs_total %" PRIu64
+	            "\n",
 	            (uint64_t)atomic_load(&st->bytes_in), (uint64_t)atomic_load(&st->bytes_out),
 	            (int64_t)atomic_load(&st->objects) +
 	                (int64_t)(r ? atomic_load(&r->pulled) - atomic_load(&r->tombstoned) -
 	                                  atomic_load(&r->dropped)
 	                            : 0),
-	            (uint64_t)atomic_load(&st->conns));
+	            (uint64_t)atomic_load(&st->conns), (uint64_t)atomic_load(&st->commits),
+	            (uint64_t)atomic_load(&st->dir_syncs));
 	if (!r)
 		return;
 	mbuf_printf(
@@ -640,10 +651,24 @@ static void fetch_run(struct work_queue *q, struct work_job *batch, void *arg)
 /* Hands the connection's job to queue q; the loop takes it back in job_finish. */
 static void job_add(struct store *s, struct conn *c, enum job_kind kind)
 {
-	struct work_queue *q = kind == JOB_COMMIT ? &s->commit : &s->fetch;
 	c->kind = kind;
 	c->st = C_WAIT;
-	work_add(q, &c->job);
+	if (kind == JOB_COMMIT) { /* with the others of this pass (commit_flush) */
+		c->job.next = NULL;
+		*s->commit_next_tail = &c->job;
+		s->commit_next_tail = &c->job.next;
+		return;
+	}
+	work_add(&s->fetch, &c->job);
+}
+
+/* At the end of a pass of the loop: the PUTs finished in it go to the commit thread as one
+ * list, so they are committed in one group (with any that queued while it was busy). */
+static void commit_flush(struct store *s)
+{
+	work_add_list(&s->commit, s->commit_next);
+	s->commit_next = NULL;
+	s->commit_next_tail = &s->commit_next;
 }
 
 /* DELETE: the tombstone first (repair.h), then the object, so a crash between leaves a
@@ -842,9 +867,13 @@ static void commit_run(struct work_queue *q, struct work_job *batch, void *arg)
 		renamed |= !j->result;
 	}
 	int err = renamed && fsync(s->dirfd) == -1 ? -errno : 0;
+	if (renamed)
+		atomic_fetch_add(&stats.dir_syncs, 1);
 	for (struct work_job *j = batch; j; j = j->next) {
 		if (!j->result)
 			j->result = err;
+		if (!j->result)
+			atomic_fetch_add(&stats.commits, 1);
 		/* put again after a delete: the tombstone goes once the object is durable */
 		if (!j->result && !unlinkat(s->tombfd, conn_of(j)->objname, 0))
 			tombs = true;
@@ -1381,6 +1410,7 @@ static void jobs_finish(struct store *s, struct work_queue *q)
 int store_serve(const struct store_opts *o)
 {
 	struct store s = {.o = o, .dirfd = -1, .tombfd = -1};
+	s.commit_next_tail = &s.commit_next;
 	int ret = 1, lfd = -1, sfd = -1, ep = -1, one = 1, zero = 0;
 	struct metrics_srv *ms = NULL;
 	int r = store_setup(&s, o);
@@ -1543,6 +1573,7 @@ int store_serve(const struct store_opts *o)
 				s.conns[d] = NULL;
 			}
 		}
+		commit_flush(&s);
 		uint64_t now = peak_mono_ms();
 		if (now - last_sweep >= SWEEP_MS) {
 			last_sweep = now;

@@ -72,6 +72,19 @@ void work_add(struct work_queue *q, struct work_job *job)
 	pthread_mutex_unlock(&q->mu);
 }
 
+void work_add_list(struct work_queue *q, struct work_job *list)
+{
+	if (!list)
+		return;
+	pthread_mutex_lock(&q->mu);
+	*q->todo_tail = list;
+	while (list->next)
+		list = list->next;
+	q->todo_tail = &list->next;
+	pthread_cond_signal(&q->cv);
+	pthread_mutex_unlock(&q->mu);
+}
+
 struct work_job *work_done(struct work_queue *q)
 {
 	uint64_t v;

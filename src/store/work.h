@@ -43,6 +43,10 @@ int work_start(struct work_queue *q, unsigned nthreads, unsigned batch_max, work
 /* Queues job; it comes back from work_done once run. */
 void work_add(struct work_queue *q, struct work_job *job);
 
+/* Queues the jobs of list (through next, NULL-terminated) together, in that order: a
+ * thread that wakes finds them all (one batch, up to batch_max). */
+void work_add_list(struct work_queue *q, struct work_job *list);
+
 /* Takes the finished jobs (the list through next, oldest first, or NULL) and clears the
  * eventfd. For the loop's thread. */
 struct work_job *work_done(struct work_queue *q);

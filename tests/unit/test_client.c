@@ -2,7 +2,14 @@
  * order and the proof-of-work cache, with DNS answers built by the project's codec. */
 #include "test.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdatomic.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include "client.h"
 
@@ -377,6 +384,157 @@ static void test_pow_deadline(void **state)
 	assert_string_not_equal(peak_strerror(PEAK_E_POW_TIME), "unknown error");
 }
 
+/* ---- the source lookup, remembered per destination prefix ---- */
+
+/* A DNS server on 127.0.0.1 for two services: NAME has APL 2001:db8:5::/64, "other." a
+ * prefix of its own, and each _ssa. leaf an obj descriptor. */
+struct fake_dns {
+	int fd;
+	atomic_bool stop;
+	unsigned port;
+};
+
+static void *fake_dns_main(void *arg)
+{
+	struct fake_dns *f = arg;
+	while (!atomic_load(&f->stop)) {
+		struct pollfd pf = {.fd = f->fd, .events = POLLIN};
+		if (poll(&pf, 1, 50) <= 0)
+			continue;
+		uint8_t q[512], out[4096], rd[64];
+		struct sockaddr_storage from;
+		socklen_t fl = sizeof(from);
+		ssize_t k = recvfrom(f->fd, q, sizeof(q), 0, (struct sockaddr *)&from, &fl);
+		if (k < 17)
+			continue;
+		char name[256] = "";
+		size_t i = 12, nl = 0;
+		while (i < (size_t)k && q[i] && nl + q[i] + 2 < sizeof(name)) {
+			memcpy(name + nl, q + i + 1, q[i]);
+			nl += q[i];
+			name[nl++] = '.';
+			i += q[i] + 1u;
+		}
+		name[nl] = 0;
+		if (i + 3 > (size_t)k)
+			continue;
+		uint16_t id = (uint16_t)(q[0] << 8 | q[1]),
+		         type = (uint16_t)(q[i + 1] << 8 | q[i + 2]);
+		bool other = strstr(name, "other.") != NULL;
+		size_t len = 0;
+		if (type == DNS_T_APL) {
+			struct apl_item it[1];
+			int n = apl_parse_text(other ? "2:2001:db8:6::/64" : "2:2001:db8:5::/64",
+			                       it, 1, NULL, 0);
+			int rl = apl_write(it, (size_t)n, rd, sizeof(rd));
+			len = reply(out, id, name, DNS_T_APL, 0, rd, (size_t)rl, 300, false);
+		} else if (type == DNS_T_TXT) {
+			static const char d[] = "v=ssa1; slice=78; select=obj; host=src; key=" K;
+			uint8_t t[sizeof(d)] = {sizeof(d) - 1};
+			memcpy(t + 1, d, sizeof(d) - 1);
+			len = reply(out, id, name, DNS_T_TXT, 0, t, sizeof(t), 300, false);
+		} else {
+			len = reply(out, id, name, type, DNS_R_NXDOMAIN, NULL, 0, 0, true);
+		}
+		sendto(f->fd, out, len, 0, (struct sockaddr *)&from, fl);
+	}
+	return NULL;
+}
+
+static unsigned lookups, traced;
+
+/* peak_store_opts.trace: notes which replica numbers were tried ("replica N at ...") */
+static void count_trace(void *arg, const char *line)
+{
+	unsigned n;
+	(void)arg;
+	if (sscanf(line, "replica %u", &n) == 1 && n < 16) {
+		assert_false(traced & 1u << n); /* each once */
+		traced |= 1u << n;
+	}
+}
+
+/* A source lookup that counts its calls and answers 2001:db8:aa::1 */
+static int count_lookup(void *arg, const uint8_t dst[16], uint8_t src[16])
+{
+	uint8_t fam;
+	(void)arg;
+	(void)dst;
+	lookups++;
+	addr_parse("2001:db8:aa::1", &fam, src);
+	return 0;
+}
+
+/* A resolver reused for many resolves asks the kernel for its source once per destination
+ * prefix (it was once per call: a UDP socket, connect, getsockname, close), and asks again
+ * after resolver_sources_forget (a failed connect). */
+static void test_source_remembered(void **state)
+{
+	(void)state;
+	struct fake_dns f = {.fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)};
+	struct sockaddr_in a = {.sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t al = sizeof(a);
+	assert_true(f.fd >= 0);
+	assert_int_equal(bind(f.fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	assert_int_equal(getsockname(f.fd, (struct sockaddr *)&a, &al), 0);
+	pthread_t th;
+	assert_int_equal(pthread_create(&th, NULL, fake_dns_main, &f), 0);
+	char srv[64];
+	snprintf(srv, sizeof(srv), "127.0.0.1:%u", ntohs(a.sin_port));
+	struct peak_resolver_opts o = {.servers = {srv}, .timeout_ms = 2000};
+	int err;
+	struct peak_resolver *r = peak_resolver_new(&o, &err);
+	assert_non_null(r);
+	resolver_source_lookup_set(r, count_lookup, NULL);
+	struct peak_result res, first;
+	char key[32], ad[ADDR_STRLEN];
+	lookups = 0;
+	for (unsigned i = 0; i < 100; i++) {
+		snprintf(key, sizeof(key), "k%u", i);
+		if ((err = peak_resolve(r, "store.svc.example.", key, 80, &res)))
+			fail_msg("%s: %s", peak_strerror(err), peak_last_detail(r));
+		assert_true(res.n >= 1);
+		assert_string_equal(
+		    addr_print(PEAK_AFI_IP6, (const uint8_t *)&res.cand[0].src.sin6_addr, ad),
+		    "2001:db8:aa::1");
+		if (!i)
+			first = res;
+	}
+	assert_int_equal(lookups, 1);
+	/* another service's prefix: a lookup of its own, and both stay remembered */
+	assert_int_equal(peak_resolve(r, "other.svc.example.", "k0", 80, &res), 0);
+	assert_int_equal(lookups, 2);
+	assert_int_equal(peak_resolve(r, "store.svc.example.", "k0", 80, &res), 0);
+	assert_int_equal(peak_resolve(r, "other.svc.example.", "k1", 80, &res), 0);
+	assert_int_equal(lookups, 2);
+	assert_memory_equal(&res.cand[0].src, &first.cand[0].src, sizeof(res.cand[0].src));
+	/* a failed connect forgets them: peak_connect from the made-up source to the
+	 * documentation prefix fails (no route, or no answer within 200 ms) */
+	assert_int_equal(peak_connect(r, "store.svc.example.", "k0", 80, 200, NULL),
+	                 PEAK_E_CONNECT);
+	assert_int_equal(lookups, 2); /* its own resolve was answered from memory */
+	assert_int_equal(peak_resolve(r, "store.svc.example.", "k0", 80, &res), 0);
+	assert_int_equal(lookups, 3);
+	assert_memory_equal(&res.cand[0].dst, &first.cand[0].dst, sizeof(res.cand[0].dst));
+	/* so does a store call's: its socket cannot be bound to the made-up source; the walk
+	 * goes on from replica 0 (computed first) to 1..15 (computed then), each once */
+	struct peak_store_opts so = {.timeout_ms = 200, .trace = count_trace};
+	traced = 0;
+	void *buf = NULL;
+	size_t len = 0;
+	assert_int_not_equal(
+	    peak_store_get_buf(r, "store.svc.example.", "k0", &buf, &len, 4096, &so), 0);
+	assert_null(buf);
+	assert_int_equal(traced, (1u << 16) - 1);
+	assert_int_equal(lookups, 3);
+	assert_int_equal(peak_resolve(r, "store.svc.example.", "k0", 80, &res), 0);
+	assert_int_equal(lookups, 4);
+	peak_resolver_free(r);
+	atomic_store(&f.stop, true);
+	pthread_join(th, NULL);
+	close(f.fd);
+}
+
 static void test_strerror(void **state)
 {
 	(void)state;
@@ -389,10 +547,11 @@ static void test_strerror(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_answer_parse),     cmocka_unit_test(test_answer_limits),
-	    cmocka_unit_test(test_answer_mutations), cmocka_unit_test(test_apl_validation),
-	    cmocka_unit_test(test_candidates),       cmocka_unit_test(test_pow_cache),
-	    cmocka_unit_test(test_strerror),         cmocka_unit_test(test_pow_deadline),
+	    cmocka_unit_test(test_answer_parse),      cmocka_unit_test(test_answer_limits),
+	    cmocka_unit_test(test_answer_mutations),  cmocka_unit_test(test_apl_validation),
+	    cmocka_unit_test(test_candidates),        cmocka_unit_test(test_pow_cache),
+	    cmocka_unit_test(test_strerror),          cmocka_unit_test(test_pow_deadline),
+	    cmocka_unit_test(test_source_remembered),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
