@@ -2,7 +2,7 @@
  * whatever the bytes, a header value stays within its buffer and its line, and X-Peak-Routes
  * yields at most max IPv6 prefixes, each of a valid length. */
 #include "fuzz.h"
-#include "client.h"
+#include "../../src/store/client.h"
 
 #include <string.h>
 
