@@ -8,7 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/select.h>
-#include <time.h>
+
+#include "peak/util.h"
 
 #include "../controller/store.h" /* store_b64_enc: base64, with the records' checks */
 #include "../sys/log.h"
@@ -331,13 +332,6 @@ int etcd_watch_split(const char *who, const char *p, size_t n, int64_t after, et
 	return changed;
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec t;
-	clock_gettime(CLOCK_MONOTONIC, &t);
-	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
-}
-
 /* Drives a stream just started until its request is sent (curl then waits for the reply:
  * etcd_watch_fd gives its socket), for at most ETCD_WATCH_SEND_MS. etcd registers the watch
  * when the request arrives; a change made between the caller's read and then is sent only
@@ -346,9 +340,9 @@ static uint64_t mono_ms(void)
  * change after a replica's start reached it ~200 ms late. */
 static void watch_send(struct etcd *e, int *running)
 {
-	uint64_t end = mono_ms() + ETCD_WATCH_SEND_MS;
+	uint64_t end = peak_mono_ms() + ETCD_WATCH_SEND_MS;
 	while (*running && etcd_watch_fd(e) == -1) {
-		uint64_t now = mono_ms();
+		uint64_t now = peak_mono_ms();
 		if (now >= end)
 			break;
 		curl_multi_wait(e->wm, NULL, 0, (int)(end - now), NULL);
