@@ -363,7 +363,8 @@ def flood_section(a, net, c, n, target):
         row = {"system": system, "flood_pps": sent / (a.seconds + 1),
                "p99_alone": alone["latency_us"]["p99"], "p99_flood": under["latency_us"]["p99"],
                "p99_flood_runs": sorted(p99s),
-               "ok": under["ok"], "sent": under["sent"], "failed": under["failed"]}
+               "ok": under["ok"], "sent": under["sent"], "failed": under["failed"],
+               "unfinished": under.get("unfinished", 0)}
         rows.append(row)
         log(f"flood {system:9s}: legit p99 {row['p99_alone']:.0f} us alone, "
             f"{row['p99_flood']:.0f} us under {row['flood_pps']:.0f} pkt/s; "
@@ -435,15 +436,16 @@ def report(a, testrun, native, pps, cost, fl):
             "filter, so nothing is classed and the flood shares the queue with the client. "
             f"Each p99 is the median of {a.runs} runs (3 s at 400 requests/s each: the p99 is "
             "about the 12th slowest request, so single runs swing); 'runs' lists the p99s "
-            "under the flood; ok/sent is from the median run.", "",
+            "under the flood; ok/sent and failed are from the median run (sent also counts the "
+            "requests still in flight when the run ended, neither ok nor failed).", "",
             "| system | flood pkt/s | p99 alone us | p99 under flood us | ratio | runs (us) | "
-            "ok/sent |",
-            "|---|---:|---:|---:|---:|---|---:|"]
+            "ok/sent | failed |",
+            "|---|---:|---:|---:|---:|---|---:|---:|"]
     for r in fl:
         runs = ", ".join(f"{x:.0f}" for x in r.get("p99_flood_runs", [r["p99_flood"]]))
         out.append(f"| {r['system']} | {r['flood_pps']:.0f} | {r['p99_alone']:.0f} | "
                    f"{r['p99_flood']:.0f} | {r['p99_flood'] / r['p99_alone']:.2f} | {runs} | "
-                   f"{r['ok']}/{r['sent']} |")
+                   f"{r['ok']}/{r['sent']} | {r['failed']} |")
     return "\n".join(out) + "\n"
 
 

@@ -99,9 +99,11 @@ def test_filter_bench(tmp_path):
     assert [s for s, _ in cost] == ["none", "peak", "peak-native", "nftables"], text
     assert all(int(r) > 0 for _, r in cost)
     flood = text.split("## Legitimate p99")[1]
-    m = re.search(r"^\| peak \| [1-9]\d* \| \d+ \| \d+ \| [0-9.]+ \| [0-9, ]+ \| (\d+)/(\d+) \|", flood,
-                  re.M)
-    assert m and int(m.group(1)) == int(m.group(2)) > 0, flood  # served through the flood
+    # served through the flood: no request failed (sent also counts those in flight when
+    # the run ended: a loaded machine's stall at the end leaves some, which is no failure)
+    m = re.search(r"^\| peak \| [1-9]\d* \| \d+ \| \d+ \| [0-9.]+ \| [0-9, ]+ \| (\d+)/(\d+) \| "
+                  r"(\d+) \|$", flood, re.M)
+    assert m and int(m.group(1)) > 0 and int(m.group(3)) == 0, flood
     p = subprocess.run(["/usr/bin/python3", os.path.join(SRC, "bench/report.py"), "--filter",
                         str(out), "--out", str(tmp_path), "--dns", str(tmp_path / "none.md")],
                        capture_output=True, text=True, timeout=120)
