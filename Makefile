@@ -73,6 +73,7 @@ bench: all
 	sh bench/dns/run.sh 10
 	/usr/bin/python3 bench/filter/run.py
 	/usr/bin/python3 bench/overlay/compare.py
+	/usr/bin/python3 bench/overlay/dht_churn.py
 	/usr/bin/python3 bench/h3/run.py
 	/usr/bin/python3 bench/store/run.py
 	/usr/bin/python3 bench/steer/run.py

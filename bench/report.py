@@ -358,6 +358,27 @@ plot 'overlay.dat' using {col}:xtic(1) with boxes notitle
     return L, plots
 
 
+def dht_churn_section(path):
+    """The DHT under churn (bench/overlay/dht_churn.py's JSON): its rounds as a table."""
+    if not os.path.exists(path):
+        return []
+    with open(path) as f:
+        d = json.load(f)
+    L = [f"## The overlay's DHT as a quarter of its nodes dies (bench/overlay/dht_churn.py)\n",
+         f"{d['nodes']} DHT nodes ({d['gateways']} `peak overlay` gateways, {d['dhtnodes']} "
+         f"dhtnodes), {d['killed']} dhtnodes killed with SIGKILL; in each round every site looks "
+         f"every other up at once, route caches cold (`{d['command']}`). Target: "
+         f"{d['target']}: {'met' if d['met'] else 'not met'}.\n",
+         "| round | lookups | within 2 s | p50 ms | p99 ms | max ms | gets per lookup |",
+         "|---|---:|---:|---:|---:|---:|---:|"]
+    for r in d["rounds"]:
+        L.append(f"| {r['round']} | {r['lookups']} | {r['within_2s']} "
+                 f"({r['share_within_2s']:.1%}) | {r['p50_ms']} | {r['p99_ms']} | "
+                 f"{r['max_ms']} | {r['gets_per_found']} |")
+    L.append("")
+    return L
+
+
 def store_section(path, out_dir):
     """The object store section (bench/store/run.py's JSON): a table per object size, the
     pod-added movement, and a throughput plot (store-rps.svg). Returns its lines."""
@@ -463,6 +484,8 @@ def main():
     ap.add_argument("--dns", default=os.path.join(HERE, "results", "dns.md"))
     ap.add_argument("--filter", default=os.path.join(HERE, "results", "filter.md"))
     ap.add_argument("--overlay", default=os.path.join(HERE, "results", "overlay.json"))
+    ap.add_argument("--dht-churn",
+                    default=os.path.join(HERE, "results", "overlay-dht-churn.json"))
     ap.add_argument("--h3", default=os.path.join(HERE, "results", "h3.json"))
     ap.add_argument("--store", default=os.path.join(HERE, "results", "store.json"))
     ap.add_argument("--steer", default=os.path.join(HERE, "results", "steer.md"))
@@ -718,6 +741,7 @@ def main():
     for f, t in ov_plots:
         w(f"![{t}]({f})\n")
     plots.extend(ov_plots)
+    L += dht_churn_section(a.dht_churn)
     L += store_section(a.store, a.out)
     # steering by load (bench/steer/run.py writes the table with its command line)
     if os.path.exists(a.steer):

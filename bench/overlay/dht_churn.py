@@ -1,0 +1,252 @@
+#!/usr/bin/python3
+"""DHT lookups while a quarter of the DHT's nodes die (root; issue 17's target: 64 DHT nodes
+with a quarter killed still answer 99% of lookups within 2 s).
+
+The DHT: SITES public sites, each a `peak overlay` gateway with its own OpenDHT node, and
+NODES - SITES independent OpenDHT nodes (Debian's `dhtnode`) in one namespace of their own,
+every node bootstrapping through the first. Each gateway publishes its prefix (signed,
+certified by one authority) and finds the others' there: a lookup starts when a packet goes
+to a destination no route covers, and the packet waits for it (the pending queue), so the
+round trip of a ping to a site not yet looked up (from and to the sites' host
+addresses fd00:N::2, on the gateways themselves) is the lookup's time plus the (veth) path.
+
+Rounds, each with the gateways' route caches cold (`cache-ttl` expired, checked through
+their `routes_expired` counters): every site pings every other site once, all sites at
+once. Round "before": no node killed. Round "killed": right after SIGKILL of a quarter of
+all nodes (taken at random among the dhtnodes: the gateways are the sites looked up), when
+the survivors' routing tables still hold the dead. Round "after": the next cold round. A
+lookup counts as answered within 2 s when its ping came back within 2 s; unanswered pings
+are counted apart (a ping waits at most --wait seconds).
+
+    g01 10.0.1.2 ... gNN 10.0.N.2            dn 10.0.250.2: dhtnode :4222, :4223, ...
+      +----------------- r -------------------+
+
+Writes JSON (default bench/results/overlay-dht-churn.json) and prints a Markdown table.
+Usage: bench/overlay/dht_churn.py [--nodes N] [--sites N] [--lookup bsearch|walk]
+                                  [--seed S] [--quick] [--out F]"""
+import argparse
+import concurrent.futures
+import json
+import os
+import pathlib
+import platform
+import random
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent / "tests" / "overlay"))
+os.environ.setdefault("PEAK_BIN", str(HERE.parent.parent / "build" / "peak"))
+from ovbed import PEAK, Bed, nsx, sh, wait_for  # noqa: E402
+
+PORT = 51820
+DHT_PORT = 4222
+NETWORK = 4712
+CACHE_TTL = 5  # s: each round starts once every gateway's routes have expired
+TARGET_S, TARGET_SHARE = 2.0, 0.99
+
+
+def progress(msg):
+    print(f"dht_churn: {msg}", file=sys.stderr, flush=True)
+
+
+class ChurnBed(Bed):
+    def __init__(self, tmp, sites, dhtnodes, lookup):
+        super().__init__(tmp, "dc")
+        self.sites = [f"{i:02x}" for i in range(1, sites + 1)]
+        self.ndht, self.lookup = dhtnodes, lookup
+        self.dht = {}  # port -> Popen
+
+    def peak(self, *args):
+        return sh(PEAK, "overlay", *args).stdout.strip()
+
+    def build(self):
+        for name in ["r", "dn"] + [f"g{s}" for s in self.sites]:
+            self.add_ns(name)
+        nsx(self.n("r"), "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        self.veth("dn", "eth0", "r", "rdn")
+        sh("ip", "-n", self.n("r"), "addr", "add", "10.0.250.1/24", "dev", "rdn")
+        sh("ip", "-n", self.n("dn"), "addr", "add", "10.0.250.2/24", "dev", "eth0")
+        sh("ip", "-n", self.n("dn"), "route", "add", "default", "via", "10.0.250.1")
+        auth = self.tmp / "auth.key"
+        self.peak("--genkey", str(auth))
+        auth_pub = self.peak("--authority-pub", str(auth))
+        for i, s in enumerate(self.sites, 1):
+            g = f"g{s}"
+            self.veth(g, "wan", "r", "r" + s)
+            sh("ip", "-n", self.n(g), "addr", "add", f"10.0.{i}.2/24", "dev", "wan")
+            sh("ip", "-n", self.n(g), "route", "add", "default", "via", f"10.0.{i}.1")
+            sh("ip", "-n", self.n("r"), "addr", "add", f"10.0.{i}.1/24", "dev", "r" + s)
+            # the site's host address, on the gateway itself (no host namespace)
+            sh("ip", "-n", self.n(g), "addr", "add", f"fd00:{s}::2/128", "dev", "lo", "nodad")
+            key = self.tmp / f"{s}.key"
+            self.peak("--genkey", str(key))
+            site_id = self.peak("--site-id", str(key))
+            cert = self.peak("--certify", str(auth), "--site", site_id, "--prefix",
+                             f"fd00:{s}::/64")
+            (self.tmp / f"{s}.yaml").write_text(
+                f"tun: ov0\naddress: fd00:{s}::1\nicmp-rate: 100\n"
+                f"gateway:\n  listen: 0.0.0.0:{PORT}\n  private-key-file: {key}\n"
+                f"  keepalive: 1\n"
+                f"dht:\n  port: {DHT_PORT}\n  network: {NETWORK}\n"
+                f"  bootstrap: [10.0.250.2:{DHT_PORT}]\n"
+                f"  authority: {auth_pub}\n  certificate: {cert}\n"
+                f"  prefixes: [fd00:{s}::/64]\n  locator: 10.0.{i}.2:{PORT}\n"
+                f"  lookup: {self.lookup}\n  negative-ttl: 1\n  cache-ttl: {CACHE_TTL}\n")
+
+    def start_dhtnodes(self):
+        """The independent nodes, one process each (bound in dn, the first the bootstrap)."""
+        for k in range(self.ndht):
+            port = DHT_PORT + k
+            args = ["ip", "netns", "exec", self.n("dn"), "dhtnode", "-n", str(NETWORK), "-p",
+                    str(port)]
+            if k:
+                args += ["-b", f"10.0.250.2:{DHT_PORT}"]
+            self.dht[port] = subprocess.Popen(args, stdin=subprocess.PIPE,
+                                              stdout=subprocess.DEVNULL,
+                                              stderr=subprocess.DEVNULL, text=True)
+            if k == 0:
+                wait_for("the bootstrap dhtnode bound",
+                         lambda: f":{DHT_PORT} " in nsx(self.n("dn"), "ss", "-uln").stdout)
+        want = {f":{p} " for p in self.dht}
+        wait_for(f"{self.ndht} dhtnodes bound", lambda: all(
+            w in nsx(self.n("dn"), "ss", "-uln").stdout for w in want), timeout=60)
+
+    def kill_dhtnodes(self, ports):
+        for p in ports:
+            proc = self.dht.pop(p)
+            proc.kill()  # SIGKILL: no goodbye to the DHT
+            proc.wait()
+        gone = [f":{p} " for p in ports]
+        wait_for("the killed nodes' ports unbound", lambda: not any(
+            g in nsx(self.n("dn"), "ss", "-uln").stdout for g in gone))
+
+    def cleanup(self):
+        for s in list(self.procs):
+            self.stop(s)
+        for proc in self.dht.values():
+            try:
+                proc.communicate("x\n", timeout=5)
+            except (subprocess.TimeoutExpired, BrokenPipeError, ValueError):
+                proc.kill()
+                proc.wait()
+        self.dht.clear()
+        super().cleanup()
+
+
+def ping_ms(b, src, dst, wait_s):
+    """One ping from site src's host address to site dst's: its round trip in ms, or None."""
+    r = nsx(b.n(f"g{src}"), "ping", "-6", "-n", "-c", "1", "-W", str(wait_s), "-I",
+            f"fd00:{src}::2", f"fd00:{dst}::2", check=False)
+    m = re.search(r"time=([\d.]+) ms", r.stdout)
+    return float(m.group(1)) if m else None
+
+
+def counter(b, s, name):
+    return b.metrics(s).get(name, 0)
+
+
+def cold(b):
+    """Waits until no gateway holds a route from the DHT (each expires after cache-ttl)."""
+    for s in b.sites:
+        wait_for(f"g{s}'s routes expire", lambda: "dht-route " not in b.ctl(
+            s, "show", "peers").stdout, timeout=CACHE_TTL * 5 + 30)
+
+
+def lookup_round(b, name, wait_s):
+    """Every site pings every other site once, all at once: the lookups' times."""
+    found0 = {s: counter(b, s, 'peak_overlay_dht_lookups_total{result="found"}')
+              for s in b.sites}
+    gets0 = {s: counter(b, s, "peak_overlay_dht_gets_total") for s in b.sites}
+    pairs = [(a, z) for a in b.sites for z in b.sites if a != z]
+    random.shuffle(pairs)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=32) as ex:
+        times = list(ex.map(lambda p: ping_ms(b, p[0], p[1], wait_s), pairs))
+    found = sum(counter(b, s, 'peak_overlay_dht_lookups_total{result="found"}') - found0[s]
+                for s in b.sites)
+    gets = sum(counter(b, s, "peak_overlay_dht_gets_total") - gets0[s] for s in b.sites)
+    got = sorted(t for t in times if t is not None)
+    within = sum(1 for t in got if t <= TARGET_S * 1000)
+    q = (lambda p: got[min(len(got) - 1, int(p * len(got)))] if got else None)
+    row = {"round": name, "lookups": len(pairs), "answered": len(got),
+           "within_2s": within, "share_within_2s": round(within / len(pairs), 4),
+           "p50_ms": q(0.5), "p99_ms": q(0.99), "max_ms": got[-1] if got else None,
+           "found_lookups": found, "gets_per_found": round(gets / found, 2) if found else None}
+    progress(f"round {name}: {within}/{len(pairs)} answered within 2 s, p50 {row['p50_ms']} ms,"
+             f" p99 {row['p99_ms']} ms, {row['gets_per_found']} gets per found lookup")
+    return row
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--nodes", type=int, default=64, help="DHT nodes in all (64)")
+    ap.add_argument("--sites", type=int, default=16, help="of them gateways (16)")
+    ap.add_argument("--lookup", choices=("bsearch", "walk"), default="bsearch",
+                    help="the gateways' lookup (bsearch, the default of peak overlay)")
+    ap.add_argument("--wait", type=int, default=10, help="longest wait for one ping, s (10)")
+    ap.add_argument("--seed", type=int, default=1, help="which nodes die (1)")
+    ap.add_argument("--quick", action="store_true",
+                    help="12 nodes, 4 sites: checks the harness, its figures mean nothing")
+    ap.add_argument("--out", default=str(HERE.parent / "results" / "overlay-dht-churn.json"))
+    a = ap.parse_args()
+    if a.quick:
+        a.nodes, a.sites = 12, 4
+    if os.geteuid() != 0:
+        sys.exit("dht_churn: needs root (network namespaces)")
+    if not 2 <= a.sites < a.nodes or a.sites > 200:
+        sys.exit("dht_churn: need 2 <= --sites < --nodes and --sites <= 200")
+    random.seed(a.seed)
+    kill = a.nodes // 4
+    if kill > a.nodes - a.sites:
+        sys.exit("dht_churn: a quarter of the nodes is more than the dhtnodes")
+    b = ChurnBed(pathlib.Path(tempfile.mkdtemp(prefix="dht-churn.")), a.sites,
+                 a.nodes - a.sites, a.lookup)
+    rows, t0 = [], time.monotonic()
+    try:
+        progress(f"{a.sites} gateways and {a.nodes - a.sites} dhtnodes in namespaces")
+        b.build()
+        b.start_dhtnodes()
+        for s in b.sites:
+            b.spawn(s)
+        for s in b.sites:
+            b.ready(s, route=False, timeout=60)
+            sh("ip", "-n", b.n(f"g{s}"), "-6", "route", "add", "fd00::/16", "dev", "ov0")
+        for s in b.sites:  # every site's record is out (acknowledged by some node)
+            wait_for(f"g{s} published", lambda: counter(
+                b, s, 'peak_overlay_dht_puts_total{result="ok"}') > 0, timeout=60)
+        progress("every gateway published its record")
+        rows.append(lookup_round(b, "before", a.wait))
+        cold(b)
+        dead = sorted(random.sample(sorted(b.dht), kill))
+        b.kill_dhtnodes(dead)
+        progress(f"killed {kill} of {a.nodes} nodes (dhtnodes on ports {dead})")
+        rows.append(lookup_round(b, "killed", a.wait))
+        cold(b)
+        rows.append(lookup_round(b, "after", a.wait))
+        for s in b.sites:
+            assert b.stop(s) == 0, b.logs[s].read_text()
+    finally:
+        b.cleanup()
+    res = {"nodes": a.nodes, "gateways": a.sites, "dhtnodes": a.nodes - a.sites,
+           "killed": kill, "lookup": a.lookup, "cache_ttl_s": CACHE_TTL, "rounds": rows,
+           "target": f"{TARGET_SHARE:.0%} of lookups answered within {TARGET_S:.0f} s",
+           "met": all(r["share_within_2s"] >= TARGET_SHARE for r in rows),
+           "seconds": round(time.monotonic() - t0, 1), "machine": platform.node(),
+           "command": " ".join(["bench/overlay/dht_churn.py"] + sys.argv[1:])}
+    pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)
+    pathlib.Path(a.out).write_text(json.dumps(res, indent=1) + "\n")
+    print(f"{a.nodes} DHT nodes ({a.sites} gateways), {kill} killed; lookup {a.lookup}\n")
+    print("| round | lookups | within 2 s | p50 ms | p99 ms | max ms | gets per lookup |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r['round']} | {r['lookups']} | {r['within_2s']} ({r['share_within_2s']:.1%})"
+              f" | {r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['gets_per_found']} |")
+    print(f"\ntarget {res['target']}: {'met' if res['met'] else 'not met'}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,33 @@
+"""The DHT churn bench (bench/overlay/dht_churn.py) in its bounded smoke variant (root):
+12 DHT nodes (4 gateways, 8 dhtnodes), 3 of the dhtnodes killed. It exits 0 and writes its
+JSON with the three rounds of every site looking every other up; before the kill and in the
+cold round after it every lookup is answered (the pings wait up to 30 s: a loaded machine's
+ASan daemons). The share within 2 s, the issue's target, is not checked here: the bench's
+own full run gives it (64 nodes, a quarter killed)."""
+import json
+import os
+import pathlib
+import subprocess
+import sys
+
+import pytest
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+CHURN = pathlib.Path(__file__).resolve().parents[2] / "bench" / "overlay" / "dht_churn.py"
+
+
+def test_dht_churn_bench_runs(tmp_path):
+    out = tmp_path / "churn.json"
+    p = subprocess.run([sys.executable, str(CHURN), "--quick", "--wait", "30", "--out",
+                        str(out)], capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr[-3000:]
+    d = json.loads(out.read_text())
+    assert (d["nodes"], d["gateways"], d["dhtnodes"], d["killed"]) == (12, 4, 8, 3)
+    rounds = {r["round"]: r for r in d["rounds"]}
+    assert list(rounds) == ["before", "killed", "after"]
+    for r in rounds.values():
+        assert r["lookups"] == 12 and 0 <= r["within_2s"] <= r["answered"] <= 12, r
+        assert r["found_lookups"] > 0, r  # the pings went through DHT lookups
+    assert rounds["before"]["answered"] == 12, rounds["before"]
+    assert rounds["after"]["answered"] == 12, rounds["after"]
+    assert "| killed | 12 |" in p.stdout and "target 99% of lookups" in p.stdout
