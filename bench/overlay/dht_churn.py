@@ -32,8 +32,6 @@ import pathlib
 import platform
 import random
 import re
-import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,6 +39,7 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "tests" / "overlay"))
 os.environ.setdefault("PEAK_BIN", str(HERE.parent.parent / "build" / "peak"))
+import dhtnodes  # noqa: E402
 from ovbed import PEAK, Bed, nsx, sh, wait_for  # noqa: E402
 
 PORT = 51820
@@ -102,26 +101,17 @@ class ChurnBed(Bed):
         """The independent nodes, one process each (bound in dn, the first the bootstrap)."""
         for k in range(self.ndht):
             port = DHT_PORT + k
-            args = ["ip", "netns", "exec", self.n("dn"), "dhtnode", "-n", str(NETWORK), "-p",
-                    str(port)]
-            if k:
-                args += ["-b", f"10.0.250.2:{DHT_PORT}"]
-            self.dht[port] = subprocess.Popen(args, stdin=subprocess.PIPE,
-                                              stdout=subprocess.DEVNULL,
-                                              stderr=subprocess.DEVNULL, text=True)
-            if k == 0:
-                wait_for("the bootstrap dhtnode bound",
-                         lambda: f":{DHT_PORT} " in nsx(self.n("dn"), "ss", "-uln").stdout)
-        want = {f":{p} " for p in self.dht}
-        wait_for(f"{self.ndht} dhtnodes bound", lambda: all(
-            w in nsx(self.n("dn"), "ss", "-uln").stdout for w in want), timeout=60)
+            self.dht[port] = dhtnodes.start(
+                self.n("dn"), port, NETWORK, bootstrap=f"10.0.250.2:{DHT_PORT}" if k else None,
+                wait=not k)
+        dhtnodes.wait_bound(self.n("dn"), list(self.dht))
 
     def kill_dhtnodes(self, ports):
         for p in ports:
             proc = self.dht.pop(p)
             proc.kill()  # SIGKILL: no goodbye to the DHT
             proc.wait()
-        gone = [f":{p} " for p in ports]
+        gone = [f":{p} " for p in ports]  # (the kernel unbinds them as the process dies)
         wait_for("the killed nodes' ports unbound", lambda: not any(
             g in nsx(self.n("dn"), "ss", "-uln").stdout for g in gone))
 
@@ -129,11 +119,7 @@ class ChurnBed(Bed):
         for s in list(self.procs):
             self.stop(s)
         for proc in self.dht.values():
-            try:
-                proc.communicate("x\n", timeout=5)
-            except (subprocess.TimeoutExpired, BrokenPipeError, ValueError):
-                proc.kill()
-                proc.wait()
+            dhtnodes.stop(proc)
         self.dht.clear()
         super().cleanup()
 

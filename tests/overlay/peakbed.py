@@ -27,12 +27,12 @@ started (by PID) and removes them all, also after a failure."""
 import os
 import pathlib
 import re
-import subprocess
 import sys
 import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "integration"))
+import dhtnodes  # noqa: E402
 import testbed  # noqa: E402
 from ovbed import PEAK, Bed, nsx, sh, wait_for  # noqa: E402
 from test_overlay_dht import DHT_PORT, NETWORK  # noqa: E402
@@ -139,12 +139,7 @@ class PeakOverlayBed(Bed):
                          f"  locator: {locator[s]}:{PORT}\n")
             (self.tmp / f"{s}.yaml").write_text(text)
         if self.mode == "dht":
-            self.dhtnode = subprocess.Popen(
-                ["ip", "netns", "exec", self.n("dn"), "dhtnode", "-n", str(NETWORK), "-p",
-                 str(DHT_PORT)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL, text=True)
-            wait_for("dhtnode bound", lambda: f":{DHT_PORT} " in nsx(
-                self.n("dn"), "ss", "-uln").stdout)
+            self.dhtnode = dhtnodes.start(self.n("dn"), DHT_PORT, NETWORK)
         for s in ("k", "c"):
             self.start(s, route=False)
         sh("ip", "-n", self.n("gk"), "-6", "route", "add", "fd00:c::/48", "dev", "ov0")
@@ -261,11 +256,7 @@ class PeakOverlayBed(Bed):
             for s in list(self.procs):
                 self.stop(s)
             if self.dhtnode:
-                try:
-                    self.dhtnode.communicate("x\n", timeout=5)
-                except (subprocess.TimeoutExpired, BrokenPipeError, ValueError):
-                    self.dhtnode.kill()
-                    self.dhtnode.wait()
+                dhtnodes.stop(self.dhtnode)
             super().cleanup()
         finally:
             self.tb.down()

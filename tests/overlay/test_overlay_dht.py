@@ -33,6 +33,7 @@ import re
 import subprocess
 import sys
 
+import dhtnodes
 import pytest
 from ovbed import PEAK, Bed, nsx, sh, wait_for
 
@@ -135,24 +136,14 @@ class DhtBed(Bed):
                 + ("  cache-ttl: 5\n" if s == "c" else ""))
 
     def start_dhtnode(self):
-        """An independent OpenDHT node (Debian's dhtnode), driven through its command line
-        on stdin."""
-        self.dhtnode = subprocess.Popen(
-            ["ip", "netns", "exec", self.n("dn"), "dhtnode", "-n", str(NETWORK), "-p",
-             str(DHT_PORT)], stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL, text=True)
-        wait_for("dhtnode bound", lambda: f":{DHT_PORT} " in nsx(
-            self.n("dn"), "ss", "-uln").stdout)
+        """An independent OpenDHT node (Debian's dhtnode) in dn."""
+        self.dhtnode = dhtnodes.start(self.n("dn"), DHT_PORT, NETWORK)
 
     def cleanup(self):
         for s in list(self.procs):
             self.stop(s)
         if self.dhtnode:
-            try:
-                self.dhtnode.communicate("x\n", timeout=5)
-            except (subprocess.TimeoutExpired, BrokenPipeError, ValueError):
-                self.dhtnode.kill()
-                self.dhtnode.wait()
+            dhtnodes.stop(self.dhtnode)
         super().cleanup()
 
 
