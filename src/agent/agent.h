@@ -33,10 +33,6 @@ enum {
 	AGENT_CTL_ADDR_MAX = 80, /* bytes of one, with its NUL */
 };
 
-/* The i-th ADDR:PORT of a --controller list (comma-separated) into out. Returns 0, -ENOENT
- * (the list has no i-th address) or -ENAMETOOLONG (it does not fit out). */
-int agent_ctl_addr(const char *list, unsigned i, char out[static AGENT_CTL_ADDR_MAX]);
-
 /* A slice map received from the controller: per endpoint of the service, its blocks. */
 struct svc_map {
 	bool have;

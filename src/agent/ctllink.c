@@ -29,23 +29,6 @@ enum {
 	CTL_TAKEOVER_WINDOW_MS = 60000,
 };
 
-int agent_ctl_addr(const char *list, unsigned i, char out[static AGENT_CTL_ADDR_MAX])
-{
-	const char *p = list, *end;
-	for (unsigned k = 0; k < i; k++) {
-		if (!(p = strchr(p, ',')))
-			return -ENOENT;
-		p++;
-	}
-	end = strchr(p, ',');
-	size_t n = end ? (size_t)(end - p) : strlen(p);
-	if (n >= AGENT_CTL_ADDR_MAX)
-		return -ENAMETOOLONG;
-	memcpy(out, p, n);
-	out[n] = '\0';
-	return 0;
-}
-
 /* How many addresses --controller gives (checked by the command line: 1 to AGENT_CTLS_MAX). */
 static unsigned ctl_naddr(const struct agent *a)
 {
@@ -58,7 +41,7 @@ static unsigned ctl_naddr(const struct agent *a)
 /* The address in use, for the log and connect. */
 static const char *ctl_at(const struct agent *a, char out[static AGENT_CTL_ADDR_MAX])
 {
-	if (agent_ctl_addr(a->o->controller, a->ctl_cur, out))
+	if (addr_list_at(a->o->controller, a->ctl_cur, out, AGENT_CTL_ADDR_MAX))
 		snprintf(out, AGENT_CTL_ADDR_MAX, "?");
 	return out;
 }

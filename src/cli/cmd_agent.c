@@ -257,17 +257,13 @@ int cmd_agent(int argc, char **argv)
 	if (!o.node)
 		cli_usage_error("agent", "--node is required");
 	if (o.controller) {
-		struct sockaddr_storage ss;
-		socklen_t sl;
 		struct ctl_msg m = {.kind = CTL_HELLO};
-		char line[CTL_LINE_MAX + 1], at[AGENT_CTL_ADDR_MAX];
-		unsigned n = 0;
-		for (int r; (r = agent_ctl_addr(o.controller, n, at)) != -ENOENT; n++)
-			if (r || n == AGENT_CTLS_MAX || sockaddr_parse(at, &ss, &sl))
-				cli_usage_error("agent",
-				                "--controller: '%s' is not up to %d ADDR:PORT "
-				                "separated by commas",
-				                o.controller, AGENT_CTLS_MAX);
+		char line[CTL_LINE_MAX + 1];
+		if (addr_list_check(o.controller, AGENT_CTLS_MAX, AGENT_CTL_ADDR_MAX) < 0)
+			cli_usage_error("agent",
+			                "--controller: '%s' is not up to %d ADDR:PORT "
+			                "separated by commas",
+			                o.controller, AGENT_CTLS_MAX);
 		bool fits = strlen(o.node) < sizeof(m.id);
 		if (fits)
 			memcpy(m.id, o.node, strlen(o.node) + 1);

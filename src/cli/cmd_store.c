@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "../store/client.h"
+#include "../store/ctlsub.h"
 #include "../store/store.h"
 #include "../sys/net.h"
 #include "cli.h"
@@ -24,7 +25,8 @@ static const char store_help[] =
     "                        [--max-body BYTES] [--max-conns N] [--timeout MS]\n"
     "                        [--metrics ADDR:PORT] [--joined ID]... [--pull-rate N]\n"
     "                        [--tombstone-ttl S] [--drop-delay S|never]\n"
-    "                        [--controller ADDR:PORT [--key-file FILE] [--node NAME]]\n"
+    "                        [--controller ADDR:PORT[,ADDR:PORT]... [--key-file FILE]\n"
+    "                        [--node NAME]]\n"
     "       peak store put NAME KEY [FILE] [client options]\n"
     "       peak store get NAME KEY [FILE] [client options]\n"
     "       peak store delete NAME KEY [client options]\n"
@@ -64,6 +66,9 @@ static const char store_help[] =
     "                     each map it sends moves the pod to it, and the slices the pod\n"
     "                     gained are migrated from their old owners as after --joined (no\n"
     "                     operator step); until the first map, the initial assignment.\n"
+    "                     Several (commas, or the option repeated; up to 8): the\n"
+    "                     controllers of one cluster, only the leader listening; the pod\n"
+    "                     keeps to the one that answers and tries the next when it goes.\n"
     "                     Not with --joined\n"
     "  --drop-delay S     under --controller, S seconds (default 30) after a new map's walk,\n"
     "                     delete the objects the map took away from this pod once every\n"
@@ -113,6 +118,7 @@ static int store_serve_cmd(int argc, char **argv)
 	    {0, 0, 0, 0},
 	};
 	static char data[256];
+	static char ctls[STORE_CTLS_MAX * STORE_CTL_ADDR_MAX];
 	struct store_opts o = {.max_body = STORE_DEF_MAX_BODY,
 	                       .max_conns = STORE_DEF_MAX_CONNS,
 	                       .timeout_ms = STORE_DEF_TIMEOUT_MS,
@@ -162,15 +168,20 @@ static int store_serve_cmd(int argc, char **argv)
 			o.tomb_ttl_s = (unsigned)cli_u64("store", "--tombstone-ttl", optarg, 1,
 			                                 10 * 365 * 86400);
 			break;
-		case 'C': {
-			struct sockaddr_storage ss;
-			socklen_t sl = sizeof(ss);
-			if (sockaddr_parse(optarg, &ss, &sl))
-				cli_usage_error("store", "--controller: '%s' is not ADDR:PORT",
-				                optarg);
-			o.controller = optarg;
+		case 'C': /* repeated: one list */
+			if (strlen(ctls) + strlen(optarg) + 2 > sizeof(ctls))
+				cli_usage_error("store", "--controller: more than %d addresses",
+				                STORE_CTLS_MAX);
+			if (ctls[0])
+				strcat(ctls, ",");
+			strcat(ctls, optarg);
+			if (addr_list_check(ctls, STORE_CTLS_MAX, STORE_CTL_ADDR_MAX) < 0)
+				cli_usage_error("store",
+				                "--controller: '%s' is not up to %d ADDR:PORT "
+				                "separated by commas",
+				                optarg, STORE_CTLS_MAX);
+			o.controller = ctls;
 			break;
-		}
 		case 'D':
 			o.drop_delay_s =
 			    !strcmp(optarg, "never")

@@ -19,6 +19,7 @@ enum { IN_CAP = 4 * CTL_LINE_MAX };
 
 struct link {
 	int fd;
+	char at[STORE_CTL_ADDR_MAX]; /* the controller's address in use */
 	uint8_t in[IN_CAP];
 	size_t inlen;
 	uint8_t anonce[CTL_NONCE_LEN], cnonce[CTL_NONCE_LEN];
@@ -49,7 +50,7 @@ static void link_up(struct store_ctl *c, struct link *l)
 {
 	l->up = true;
 	atomic_fetch_add(&c->links, 1);
-	log_msg(LOG_INFO, "store: connected to controller %s as node %s", c->addr, c->node);
+	log_msg(LOG_INFO, "store: connected to controller %s as node %s", l->at, c->node);
 }
 
 /* Handles one line. Returns 0, or -EPROTO when the link must go. */
@@ -81,7 +82,7 @@ static int on_line(struct store_ctl *c, struct link *l, const struct ctl_msg *m)
 		if (m->kind != CTL_WELCOME ||
 		    !ctlauth_proof_check(c->key, l->anonce, l->cnonce, c->node, m->tag)) {
 			log_rl(&c->rl, LOG_WARNING,
-			       "store: controller %s: no valid welcome (the key?)", c->addr);
+			       "store: controller %s: no valid welcome (the key?)", l->at);
 			return -EPROTO;
 		}
 		l->welcome_due = false;
@@ -125,7 +126,7 @@ static int on_line(struct store_ctl *c, struct link *l, const struct ctl_msg *m)
 			log_msg(LOG_WARNING,
 			        "store: controller %s: a map that does not fit the "
 			        "configuration: ignored",
-			        c->addr);
+			        l->at);
 			return 0;
 		}
 		int32_t *copy = malloc(c->nslices * sizeof(*copy));
@@ -151,7 +152,7 @@ static void link_run(struct store_ctl *c, struct link *l)
 	struct sockaddr_storage ss;
 	socklen_t sl;
 	struct timeval tv = {1, 0};
-	if (sockaddr_parse(c->addr, &ss, &sl))
+	if (sockaddr_parse(l->at, &ss, &sl))
 		return;
 	l->fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	if (l->fd == -1 || setsockopt(l->fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv)) == -1 ||
@@ -189,7 +190,7 @@ static void link_run(struct store_ctl *c, struct link *l)
 out:
 	if (l->up)
 		log_msg(LOG_INFO, "store: controller %s: link lost; the slices stay as they are",
-		        c->addr);
+		        l->at);
 }
 
 static void *ctl_main(void *arg)
@@ -198,12 +199,24 @@ static void *ctl_main(void *arg)
 	struct link *l = calloc(1, sizeof(*l));
 	if (l)
 		l->own = malloc(c->nslices * sizeof(*l->own));
+	/* cur: the address in use; failed: addresses failed since a link was last up */
+	unsigned cur = 0, failed = 0, n = 0;
+	char scratch[STORE_CTL_ADDR_MAX];
+	while (addr_list_at(c->addr, n, scratch, sizeof(scratch)) != -ENOENT)
+		n++;
 	while (l && l->own && !atomic_load(&c->stop)) {
 		int32_t *own = l->own;
 		*l = (struct link){.fd = -1, .own = own};
+		if (addr_list_at(c->addr, cur, l->at, sizeof(l->at)))
+			break; /* (checked on the command line) */
 		link_run(c, l);
 		if (l->fd != -1)
 			close(l->fd);
+		cur = (cur + 1) % n; /* a lost link or a failure: the next controller */
+		failed = l->up ? 1 : failed + 1;
+		if (failed < n)
+			continue;
+		failed = 0; /* every address failed in this round: wait before the next */
 		for (unsigned t = 0; t < STORE_CTL_RETRY_MS / 50 && !atomic_load(&c->stop); t++)
 			usleep(50 * 1000);
 	}

@@ -4,8 +4,9 @@
  * controller, as a node agent does (peak/ctlproto.h: challenge, hello NODE [TAG NONCE],
  * welcome with a key; then map SERVICE, ep ID START/LOG2 ..., end after every change). It
  * sends nothing after its hello: it reports no health and no load, so the controller counts
- * it as an agent of node NODE with no endpoints. A thread keeps the link (reconnecting every
- * STORE_CTL_RETRY_MS while the controller is away) and hands each complete map of the
+ * it as an agent of node NODE with no endpoints. A thread keeps the link (with several
+ * addresses, the next at once when one fails or its link is lost; STORE_CTL_RETRY_MS after
+ * a round where every one failed) and hands each complete map of the
  * pod's service to the event loop, which moves to it (server.c: a slice the pod gained is
  * pulled from its old owner, and read through until then).
  */
@@ -18,11 +19,15 @@
 #include "peak/ctlauth.h"
 #include "../sys/log.h"
 
-enum { STORE_CTL_RETRY_MS = 500 };
+enum {
+	STORE_CTL_RETRY_MS = 500, /* the wait after a round of every address failing */
+	STORE_CTLS_MAX = 8,       /* addresses in --controller */
+	STORE_CTL_ADDR_MAX = 80,  /* bytes of one, with its NUL */
+};
 
 struct store_ctl {
 	/* set before store_ctl_start; read-only while it runs */
-	const char *addr;              /* the controller's ADDR:PORT */
+	const char *addr; /* the controllers' ADDR:PORT, comma-separated (checked: 1..8) */
 	const struct ctlauth_key *key; /* the key shared with it, or NULL */
 	const char *node;              /* the node name the hello carries */
 	const struct cfg_service *svc; /* the pod's service */

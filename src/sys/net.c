@@ -52,6 +52,37 @@ int sockaddr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len)
 	return -EINVAL;
 }
 
+int addr_list_at(const char *list, unsigned i, char *out, size_t cap)
+{
+	const char *p = list, *end;
+	for (unsigned k = 0; k < i; k++) {
+		if (!(p = strchr(p, ',')))
+			return -ENOENT;
+		p++;
+	}
+	end = strchr(p, ',');
+	size_t n = end ? (size_t)(end - p) : strlen(p);
+	if (n >= cap)
+		return -ENAMETOOLONG;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return 0;
+}
+
+int addr_list_check(const char *list, unsigned max, size_t cap)
+{
+	char at[128];
+	struct sockaddr_storage ss;
+	socklen_t sl;
+	unsigned n = 0;
+	if (cap > sizeof(at))
+		cap = sizeof(at);
+	for (int r; (r = addr_list_at(list, n, at, cap)) != -ENOENT; n++)
+		if (r || n == max || sockaddr_parse(at, &ss, &sl))
+			return -EINVAL;
+	return (int)n;
+}
+
 char *sockaddr_print(const struct sockaddr *sa, char *out, size_t cap)
 {
 	char a[INET6_ADDRSTRLEN];

@@ -7,6 +7,14 @@
 /* Parses "ADDR:PORT" or "[IPV6]:PORT" (port 0..65535). Returns 0 or -EINVAL. */
 int sockaddr_parse(const char *s, struct sockaddr_storage *ss, socklen_t *len);
 
+/* The i-th element of a comma-separated list of ADDR:PORT (a --controller list) into out
+ * (cap bytes). Returns 0, -ENOENT (no i-th element) or -ENAMETOOLONG (it does not fit). */
+int addr_list_at(const char *list, unsigned i, char *out, size_t cap);
+
+/* Checks a comma-separated list of 1 to max ADDR:PORT (each sockaddr_parse's, under
+ * cap bytes). Returns how many it holds, or -EINVAL. */
+int addr_list_check(const char *list, unsigned max, size_t cap);
+
 /* Prints an address as "ADDR:PORT" / "[IPV6]:PORT" into out (at least 64 bytes). */
 char *sockaddr_print(const struct sockaddr *sa, char *out, size_t cap);
 

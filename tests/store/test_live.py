@@ -28,13 +28,13 @@ CTL_PORT = 7000
 
 
 class Controller:
-    def __init__(self, net):
-        self.net, self.sock = net, str(net.tmp / "ctl.sock")
-        self.log_path = net.tmp / "controller.log"
+    def __init__(self, net, port=CTL_PORT, name="controller"):
+        self.net, self.sock = net, str(net.tmp / f"{name}.sock")
+        self.log_path = net.tmp / f"{name}.log"
         self.logf = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             ["ip", "netns", "exec", net.cl, PEAK, "controller", "--config",
-             str(net.config), "--listen", f"[{CTL}]:{CTL_PORT}", "--control", self.sock,
+             str(net.config), "--listen", f"[{CTL}]:{port}", "--control", self.sock,
              "--state", "none", "--key-file", str(net.tmp / "ctl.key")], stdout=self.logf, stderr=subprocess.STDOUT)
 
     def ctl(self, *cmd):
@@ -53,16 +53,17 @@ class Controller:
         self.logf.close()
 
 
-def controlled_testbed(tmp_path, *pod_extra):
+def controlled_testbed(tmp_path, *pod_extra, controllers=f"[{CTL}]:{CTL_PORT}"):
     """Yields (Net of 3 pods under a controller, Controller), torn down after; pod_extra: more
-    options for every pod. For fixtures (yield from)."""
+    options for every pod; controllers: their --controller (the one started listens on
+    CTL_PORT). For fixtures (yield from)."""
     if os.geteuid() != 0:
         pytest.skip("network namespaces need root")
     key = tmp_path / "ctl.key"
     key.write_text("0123456789abcdef0123456789abcdef\n")
     key.chmod(0o600)
     n = Net(tmp_path, npods=3,
-            pod_extra=["--controller", f"[{CTL}]:{CTL_PORT}", "--key-file", str(key),
+            pod_extra=["--controller", controllers, "--key-file", str(key),
                        "--timeout", "3000", *pod_extra])
     c = None
     try:
