@@ -31,6 +31,7 @@
 
 #include "../sys/log.h"
 #include "../sys/metrics.h"
+#include "addrwatch.h"
 #include "wire.h"
 
 enum {
@@ -98,6 +99,8 @@ enum {
 	GW_OUTER = 20 + 8 + OVW_HDR_LEN + OVW_TAG_LEN, /* IPv4, UDP and our header and tag */
 	GW_MTU_MS = 600000, /* a learned path MTU is tried higher again after 10 min (RFC 8201) */
 	GW_SOCKBUF_BYTES = 4 << 20, /* absorbs a burst while the loop decrypts */
+	GW_ADDR_TELL_MS = 100,      /* address changes told to every peer at most this often */
+	GW_ADDR_RETRY_MS = 2000,    /* and tried again this long while no keepalive leaves */
 	D_MALFORMED = 0,
 	D_UNKNOWN_PEER,
 	D_AUTH,
@@ -141,6 +144,10 @@ struct gw {
 	struct ovw_aead fresh; /* a new epoch's key, kept only if it opens the packet (a new
 	                        * handle per new epoch: one allocation per peer restart) */
 	int fd;
+	int nlfd;                /* rtnetlink: our IPv4 addresses (addrwatch.h), or -1 */
+	uint64_t addr_told_ms;   /* the last time an address change was told to every peer */
+	uint64_t addr_change_ms; /* the last change read */
+	bool addr_pending;       /* a change came within GW_ADDR_TELL_MS of that: told at a tick */
 	struct log_limit rl_send, rl_drop;
 	uint64_t drops[D_NREASONS];
 	/* sealed packets waiting for gw_flush, to peers[txpeer[i]] */
@@ -151,7 +158,7 @@ struct gw {
 	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes, learned_n, held_n,
 	    mapping_rx, mapping_changes, too_big, pmtu_changes, tx_calls, rx_calls, unpunchable_n,
 	    probes, relay_tx, relay_fwd, relay_rx, probe_tx, probe_rx, nat_relay_tx, relay_lost_tx,
-	    relay_lost_rx;
+	    relay_lost_rx, addr_changes;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -796,6 +803,45 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	ov_master_input(g->m, inner, (size_t)len);
 }
 
+/* One of our IPv4 addresses or routes changed (a roaming host, a reconnecting router;
+ * event: a change was just read, else a tick retrying): a keepalive to every peer we have
+ * an endpoint for, at once, from wherever the kernel now sends. A peer that hears it from a
+ * new endpoint follows us and answers at once with our mapping (from_udp), so we learn our
+ * new address in a round trip instead of at a peer's next keepalive, and the DHT slave
+ * republishes it. Bursts are told once per GW_ADDR_TELL_MS (the rest at a tick), and while
+ * no keepalive can leave (the address came, its route not yet) it is tried again at the
+ * ticks for GW_ADDR_RETRY_MS. */
+static void addr_changed(struct gw *g, uint64_t now, bool event)
+{
+	if (event)
+		g->addr_change_ms = now;
+	if (g->addr_told_ms && now - g->addr_told_ms < GW_ADDR_TELL_MS) {
+		g->addr_pending = true;
+		return;
+	}
+	g->addr_told_ms = now;
+	g->addr_pending = false;
+	unsigned told = 0, tried = 0;
+	for (size_t i = 0; i < g->npeers; i++) {
+		if (!g->peers[i].has_ep)
+			continue;
+		tried++;
+		if (!send_keepalive(g, &g->peers[i])) {
+			CNT_ADD(g, ka_tx, 1);
+			told++;
+		}
+	}
+	if (tried && !told && now - g->addr_change_ms < GW_ADDR_RETRY_MS) {
+		g->addr_pending = true;
+		return;
+	}
+	if (tried)
+		log_msg(LOG_INFO,
+		        "overlay: gateway: an IPv4 address or route of ours changed: told %u of %u "
+		        "peer(s)",
+		        told, tried);
+}
+
 /* Reads up to GW_RX_BATCH datagrams with one recvmmsg (epoll is level-triggered: more are
  * read on its next pass), then takes them in order. With UDP GRO a datagram may be several
  * of a peer's packets glued (all as long as the first, the last maybe shorter; the cmsg gives
@@ -804,6 +850,21 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 static void gw_readable(struct ov_slave *s, int fd)
 {
 	struct gw *g = s->priv;
+	if (fd == g->nlfd) {
+		int n = addrwatch_read(fd);
+		if (n > 0) {
+			CNT_ADD(g, addr_changes, (uint64_t)n);
+			addr_changed(g, mono_ms(), true);
+		} else if (n < 0) {
+			log_msg(LOG_WARNING,
+			        "overlay: gateway: address watch: %s; no longer watched",
+			        strerror(-n));
+			ov_master_unwatch(g->m, fd);
+			close(g->nlfd);
+			g->nlfd = -1;
+		}
+		return;
+	}
 	static uint8_t buf[GW_RX_BATCH][GW_RX_BUF];
 	static struct sockaddr_in from[GW_RX_BATCH];
 	static union {
@@ -857,6 +918,8 @@ static void gw_timer(struct ov_slave *s, uint64_t now)
 {
 	struct gw *g = s->priv;
 	uint64_t every = (uint64_t)g->conf->keepalive_s * 1000;
+	if (g->addr_pending && now - g->addr_told_ms >= GW_ADDR_TELL_MS)
+		addr_changed(g, now, false);
 	for (size_t i = 0; i < g->npeers; i++) {
 		struct gw_peer *p = &g->peers[i];
 		if (p->mtu && now - p->mtu_at_ms > GW_MTU_MS)
@@ -900,6 +963,16 @@ static int gw_attach(struct ov_slave *s, struct ov_master *m)
 	(void)setsockopt(g->fd, SOL_UDP, UDP_GRO, &on, sizeof(on));
 	if ((ret = ov_master_watch(m, g->fd, s)))
 		return ret;
+	/* our own address changes, told to the peers at once (without: at the next keepalive) */
+	if ((g->nlfd = addrwatch_open()) < 0 || ov_master_watch(m, g->nlfd, s)) {
+		log_msg(LOG_WARNING,
+		        "overlay: gateway: cannot watch our IPv4 addresses (%s): peers learn a "
+		        "change at the next keepalive",
+		        strerror(g->nlfd < 0 ? -g->nlfd : EMFILE));
+		if (g->nlfd >= 0)
+			close(g->nlfd);
+		g->nlfd = -1;
+	}
 	for (size_t i = 0; i < g->npeers; i++) {
 		const struct ov_peer_conf *pc = g->peers[i].conf;
 		for (size_t k = 0; k < pc->nprefixes; k++)
@@ -916,6 +989,9 @@ static void gw_detach(struct ov_slave *s)
 	if (g->fd != -1)
 		close(g->fd);
 	g->fd = -1;
+	if (g->nlfd != -1)
+		close(g->nlfd);
+	g->nlfd = -1;
 }
 
 static void gw_stats(struct ov_slave *s, struct mbuf *b)
@@ -985,7 +1061,9 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 	    "# TYPE peak_overlay_gw_probes_sent_total counter\n"
 	    "peak_overlay_gw_probes_sent_total %llu\n"
 	    "# TYPE peak_overlay_gw_probes_received_total counter\n"
-	    "peak_overlay_gw_probes_received_total %llu\n",
+	    "peak_overlay_gw_probes_received_total %llu\n"
+	    "# TYPE peak_overlay_gw_address_changes_total counter\n"
+	    "peak_overlay_gw_address_changes_total %llu\n",
 	    (unsigned long long)CNT_GET(g, learned_n), (unsigned long long)CNT_GET(g, held_n),
 	    (unsigned long long)CNT_GET(g, mapping_rx),
 	    (unsigned long long)CNT_GET(g, mapping_changes),
@@ -997,7 +1075,7 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 	    (unsigned long long)CNT_GET(g, relay_rx), (unsigned long long)CNT_GET(g, nat_relay_tx),
 	    (unsigned long long)CNT_GET(g, relay_lost_tx),
 	    (unsigned long long)CNT_GET(g, relay_lost_rx), (unsigned long long)CNT_GET(g, probe_tx),
-	    (unsigned long long)CNT_GET(g, probe_rx));
+	    (unsigned long long)CNT_GET(g, probe_rx), (unsigned long long)CNT_GET(g, addr_changes));
 	mbuf_printf(b, "# TYPE peak_overlay_peer_rx_packets_total counter\n");
 	for (size_t i = 0; i < np; i++) {
 		char l[METRICS_LABEL_MAX];
@@ -1346,7 +1424,7 @@ struct ov_slave *gw_new(const struct ov_conf *conf, char *err, size_t errlen)
 	g->slave.ops = &gw_ops;
 	g->slave.priv = g;
 	g->conf = conf;
-	g->fd = -1;
+	g->fd = g->nlfd = -1;
 	ovw_pubkey(conf->priv, g->pub);
 	if (ovw_aead_init(&g->fresh, g->pub)) { /* any key: rekeyed before each use */
 		snprintf(err, errlen, "out of memory");

@@ -180,6 +180,21 @@ def etcdwatch_seeds():
     write("etcdwatch", "not-json", "\x02{\"result\":\n[1,2]\n\n")
 
 
+
+def ovaddr_seeds():
+    """rtnetlink datagrams for the overlay's address watch (host byte order, as the kernel
+    sends them): an IPv4 address added; a mix of counted and uncounted messages."""
+    import struct
+
+    def msg(mtype, family, extra=0):
+        body = struct.pack("=BBBBI", family, 24, 0, 0, 2) + b"\0" * extra
+        n = 16 + len(body)
+        return struct.pack("=IHHII", n, mtype, 0, 0, 0) + body + b"\0" * (-n % 4)
+    RTM_NEWLINK, RTM_NEWADDR, RTM_DELADDR = 16, 20, 21
+    write("ovaddr", "new4", msg(RTM_NEWADDR, 2, 8))
+    write("ovaddr", "mixed", msg(RTM_NEWADDR, 2, 3) + msg(RTM_DELADDR, 2) +
+          msg(RTM_NEWADDR, 10, 20) + msg(RTM_NEWLINK, 2))
+
 if __name__ == "__main__":
     # With names, only those corpora (query ids are random: rewriting all churns them).
     for f in sys.argv[1:] or ["dns", "apl", "desc", "config", "http", "reply"]:

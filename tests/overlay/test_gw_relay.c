@@ -52,8 +52,17 @@ int ov_master_input(struct ov_master *m, const uint8_t *pkt, size_t len)
 int ov_master_watch(struct ov_master *m, int fd, struct ov_slave *s)
 {
 	(void)m, (void)s;
-	gw_fd = fd;
+	int dom;
+	socklen_t l = sizeof(dom);
+	/* the gateway's UDP socket (not its rtnetlink one, which it watches too) */
+	if (!getsockopt(fd, SOL_SOCKET, SO_DOMAIN, &dom, &l) && dom == AF_INET)
+		gw_fd = fd;
 	return 0;
+}
+
+void ov_master_unwatch(struct ov_master *m, int fd)
+{
+	(void)m, (void)fd;
 }
 
 int ov_route_add(struct ov_master *m, const struct prefix *p, struct ov_slave *s, uint32_t cookie)
