@@ -164,8 +164,8 @@ int peak_fp_rx(struct __sk_buff *skb)
 	__u32 inner = skb->len - sizeof(struct ethhdr) - FP_OUTER;
 	if (bpf_skb_adjust_room(skb, -FP_OUTER, BPF_ADJ_ROOM_MAC,
 	                        BPF_F_ADJ_ROOM_FIXED_GSO | BPF_F_ADJ_ROOM_DECAP_L3_IPV6)) {
-		count(FC_RX_ERROR, 1);
-		return TC_ACT_SHOT;
+		count(FC_RX_ERROR, 1); /* e.g. a kernel before 6.3: the daemon takes it */
+		return TC_ACT_OK;
 	}
 	__be16 proto = bpf_htons(ETH_P_IPV6);
 	bpf_skb_store_bytes(skb, __builtin_offsetof(struct ethhdr, h_proto), &proto, sizeof(proto),

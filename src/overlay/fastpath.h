@@ -56,6 +56,6 @@ enum fp_counter {
 	FC_RX_BYTES,       /* their inner bytes */
 	FC_RX_PASS,        /* UDP to the daemon's port it left to the daemon */
 	FC_RX_SOURCE,      /* dropped: inner source not in the sender's prefixes */
-	FC_RX_ERROR,       /* the decapsulation failed: dropped */
+	FC_RX_ERROR,       /* the decapsulation failed: left to the daemon */
 	FC_N,
 };
