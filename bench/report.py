@@ -299,17 +299,18 @@ def h3_section(path, out_dir):
     return L, plots
 
 
-def overlay_section(path, out_dir):
+def overlay_section(path, out_dir, title="The IPv6 overlay against VXLAN, wireguard-go and "
+                    "Yggdrasil", svg_prefix="overlay"):
     """The overlay comparison (bench/overlay/compare.py's JSON): its table of medians and two
-    bar plots (throughput; tunnel CPU per Gbit). Returns (lines, [(svg, title)])."""
+    bar plots (throughput; tunnel CPU per Gbit) named svg_prefix-gbit.svg and -cpu.svg.
+    Returns (lines, [(svg, title)])."""
     if not os.path.exists(path):
         return [], []
     with open(path) as f:
         d = json.load(f)
     med, labels = d["median"], d["labels"]
     base = med.get("ipv4", {}).get("rtt_min_us")
-    L = ["## The IPv6 overlay against VXLAN, wireguard-go and Yggdrasil "
-         "(bench/overlay/compare.py)\n",
+    L = [f"## {title} (bench/overlay/compare.py)\n",
          f"One TCP flow (iperf3, {d['secs']} s) and {d['pings']} pings 10 ms apart between two "
          "gateway namespaces over a routed veth path; every figure is the median of "
          f"{d['runs']} run(s), the peers in rotated order (`{d['command']}`, {d['wall_s']} s, "
@@ -339,9 +340,9 @@ def overlay_section(path, out_dir):
         with open(os.path.join(out_dir, "overlay.dat"), "w") as f:
             for peer, g, cpu in bars:
                 f.write(f"{peer} {g:.4f} {'NaN' if cpu is None else f'{cpu:.4f}'}\n")
-        for col, svg, title, ylab in ((2, "overlay-gbit.svg", "One TCP flow through each path",
-                                       "Gbit/s"),
-                                      (3, "overlay-cpu.svg", "Tunnel CPU per Gbit",
+        for col, svg, title, ylab in ((2, f"{svg_prefix}-gbit.svg",
+                                       "One TCP flow through each path", "Gbit/s"),
+                                      (3, f"{svg_prefix}-cpu.svg", "Tunnel CPU per Gbit",
                                        "CPU s / Gbit")):
             gnuplot(f"""set terminal svg size 720,400 dynamic font 'sans,11'
 set output '{svg}'
@@ -486,6 +487,8 @@ def main():
     ap.add_argument("--overlay", default=os.path.join(HERE, "results", "overlay.json"))
     ap.add_argument("--dht-churn",
                     default=os.path.join(HERE, "results", "overlay-dht-churn.json"))
+    ap.add_argument("--overlay-fastpath",
+                    default=os.path.join(HERE, "results", "overlay-fastpath.json"))
     ap.add_argument("--h3", default=os.path.join(HERE, "results", "h3.json"))
     ap.add_argument("--store", default=os.path.join(HERE, "results", "store.json"))
     ap.add_argument("--steer", default=os.path.join(HERE, "results", "steer.md"))
@@ -737,6 +740,14 @@ def main():
         L.extend(h3_lines)
         plots.extend(h3_plots)
     ov_lines, ov_plots = overlay_section(a.overlay, a.out)
+    L.extend(ov_lines)
+    for f, t in ov_plots:
+        w(f"![{t}]({f})\n")
+    plots.extend(ov_plots)
+    # the kernel fast path for trusted peers against native IPv6 and VXLAN (issue 21)
+    ov_lines, ov_plots = overlay_section(a.overlay_fastpath, a.out,
+                                         "The overlay's BPF fast path against native IPv6 and "
+                                         "VXLAN", "overlay-fastpath")
     L.extend(ov_lines)
     for f, t in ov_plots:
         w(f"![{t}]({f})\n")

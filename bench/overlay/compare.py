@@ -8,6 +8,8 @@ seconds per Gbit, and ping RTT min/mean through each of
   wireguard  wireguard-go (user space, TUN; Debian wireguard-go + wireguard-tools)
   yggdrasil  Yggdrasil 0.4, two nodes peered over the IPv4 link (Debian yggdrasil)
   peak       peak overlay, AES-256-GCM
+  peak-fast  peak overlay between trusted peers: OVW_DATA_PLAIN through the kernel fast path
+             (BPF lwt encap, tc decap; unencrypted, like VXLAN)
 Each flow runs from gateway gA to gateway gB; the peers are set up, measured and torn down
 one after the other, in a rotated order each run, so they never share the CPU.
 
@@ -35,10 +37,11 @@ sys.path.insert(0, str(HERE.parent.parent / "tests" / "overlay"))
 os.environ.setdefault("PEAK_BIN", str(HERE.parent.parent / "build" / "peak"))
 from ovbed import PEAK, Bed, nsx, sh  # noqa: E402  (the namespace helpers)
 
-PEERS = ("ipv4", "ipv6", "vxlan", "wireguard", "yggdrasil", "peak")
+PEERS = ("ipv4", "ipv6", "vxlan", "wireguard", "yggdrasil", "peak", "peak-fast")
 LABELS = {"ipv4": "IPv4 path, no tunnel", "ipv6": "native IPv6, no tunnel",
           "vxlan": "kernel VXLAN (unencrypted)", "wireguard": "wireguard-go",
-          "yggdrasil": "Yggdrasil 0.4", "peak": "peak overlay (AES-256-GCM)"}
+          "yggdrasil": "Yggdrasil 0.4", "peak": "peak overlay (AES-256-GCM)",
+          "peak-fast": "peak overlay, trusted peers: BPF fast path (unencrypted)"}
 NEEDS = {"wireguard": ("wireguard-go", "wg"), "yggdrasil": ("yggdrasil",)}
 PACKAGES = {"wireguard": "wireguard-go wireguard-tools", "yggdrasil": "yggdrasil"}
 
@@ -188,7 +191,7 @@ def up_yggdrasil(b):
     return addr["b"], "-6", [p.pid for p in procs], down
 
 
-def up_peak(b):
+def up_peak(b, trusted=False):
     keys = {}
     for s in "ab":
         k = b.tmp / f"{s}.key"
@@ -200,9 +203,12 @@ def up_peak(b):
             f"tun: ov0\nmtu: 1400\naddress: fd00:{s}::1\n"
             f"gateway:\n  listen: 0.0.0.0:51820\n  private-key-file: {b.tmp / (s + '.key')}\n"
             f"  keepalive: 1\n  peers:\n    - name: {o}\n      public-key: {keys[o]}\n"
-            f"      endpoint: 10.0.{oi}.2:51820\n      prefixes: [fd00:{o}::/64]\n")
+            f"      endpoint: 10.0.{oi}.2:51820\n      prefixes: [fd00:{o}::/64]\n"
+            + ("      trusted: true\n" if trusted else ""))
     for s in "ab":
         b.start(s)
+        if trusted and "fast path on" not in b.logs[s].read_text():
+            raise SetupError(f"g{s}: no fast path: {b.logs[s].read_text()[-300:]}")
 
     def down():
         for s in "ab":
@@ -210,8 +216,12 @@ def up_peak(b):
     return "fd00:b::1", "-6", [b.procs[s].pid for s in "ab"], down
 
 
+def up_peak_fast(b):
+    return up_peak(b, trusted=True)
+
+
 UP = {"ipv4": up_ipv4, "ipv6": up_ipv6, "vxlan": up_vxlan, "wireguard": up_wireguard,
-      "yggdrasil": up_yggdrasil, "peak": up_peak}
+      "yggdrasil": up_yggdrasil, "peak": up_peak, "peak-fast": up_peak_fast}
 
 
 def ping(b, addr, fam, count, interval="0.01"):

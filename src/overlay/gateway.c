@@ -32,6 +32,7 @@
 #include "../sys/log.h"
 #include "../sys/metrics.h"
 #include "addrwatch.h"
+#include "fpload.h"
 #include "wire.h"
 
 enum {
@@ -109,11 +110,13 @@ enum {
 	D_SOURCE,
 	D_RELAY,
 	D_RELAYED,
+	D_PLAIN, /* an OVW_DATA_PLAIN from a peer we do not mark trusted */
 	D_NREASONS,
 };
 
 static const char *const drop_names[D_NREASONS] = {
-    "malformed", "unknown_peer", "auth", "replay", "inner", "source", "relay", "relayed",
+    "malformed", "unknown_peer", "auth",    "replay",          "inner",
+    "source",    "relay",        "relayed", "plain_untrusted",
 };
 
 struct gw {
@@ -155,10 +158,11 @@ struct gw {
 	uint16_t txlen[GW_BATCH];
 	uint32_t txpeer[GW_BATCH];
 	unsigned ntx;
+	struct ov_fp *fp; /* the kernel fast path (fpload.h), NULL: user space only */
 	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes, learned_n, held_n,
 	    mapping_rx, mapping_changes, too_big, pmtu_changes, tx_calls, rx_calls, unpunchable_n,
 	    probes, relay_tx, relay_fwd, relay_rx, probe_tx, probe_rx, nat_relay_tx, relay_lost_tx,
-	    relay_lost_rx, addr_changes;
+	    relay_lost_rx, addr_changes, plain_rx, plain_tx;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -410,6 +414,19 @@ static bool unpunchable(struct gw *g, struct gw_peer *p, uint64_t now, bool resc
 
 static void gw_flush(struct ov_slave *s);
 
+/* Tells the fast path where trusted peer p is now: encapsulated to its endpoint while it is
+ * reached directly, left to user space while relayed or without one. */
+static void fp_sync(struct gw *g, struct gw_peer *p)
+{
+	if (!g->fp || !p->conf->trusted)
+		return;
+	bool direct = p->has_ep && p->via == GW_DIRECT;
+	int r = fp_peer_endpoint(g->fp, (uint32_t)(p - g->peers), direct ? &p->ep : NULL);
+	if (r)
+		log_rl(&g->rl_send, LOG_WARNING, "overlay: gateway: fast path: peer %s: %s",
+		       p->conf->name, strerror(-r));
+}
+
 /* Seals pkt (an IPv6 packet, len bytes) as a packet of type to peers[cookie] (a valid
  * cookie) and queues it for gw_flush. Returns 0, -EHOSTUNREACH (no endpoint), -EMSGSIZE
  * (over the path MTU: ICMPv6 packet too big sent) or -EINVAL. */
@@ -429,9 +446,13 @@ static int queue_packet(struct gw *g, uint32_t cookie, uint8_t type, const uint8
 		gw_flush(&g->slave);
 	struct ovw_hdr h = {.type = type, .epoch = g->epoch, .counter = p->tx_counter};
 	memcpy(h.id, g->pub, OVW_ID_LEN);
-	long n = ovw_seal(&h, &p->tx, pkt, len, g->txbuf[g->ntx], OVW_PKT_MAX);
+	long n = type == OVW_DATA_PLAIN
+	             ? ovw_plain(&h, pkt, len, g->txbuf[g->ntx], OVW_PKT_MAX)
+	             : ovw_seal(&h, &p->tx, pkt, len, g->txbuf[g->ntx], OVW_PKT_MAX);
 	if (n < 0)
 		return (int)n;
+	if (type == OVW_DATA_PLAIN)
+		CNT_ADD(g, plain_tx, 1);
 	p->tx_counter++;
 	g->txlen[g->ntx] = (uint16_t)n;
 	g->txpeer[g->ntx] = cookie;
@@ -458,7 +479,8 @@ static int gw_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, si
 		CNT_ADD(g, unpunchable_n, 1);
 		return -EHOSTUNREACH; /* ICMPv6 address unreachable to the sender */
 	}
-	return queue_packet(g, cookie, OVW_DATA, pkt, len);
+	/* a trusted peer's data in the clear (the fast path, when on, sends most of it) */
+	return queue_packet(g, cookie, p->conf->trusted ? OVW_DATA_PLAIN : OVW_DATA, pkt, len);
 }
 
 /* The path MTU to addr (an outer packet's whole size) is mtu: the peers there carry inner
@@ -682,6 +704,20 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 		}
 		return;
 	}
+	if (h.type == OVW_DATA_PLAIN) { /* unauthenticated: it changes nothing of the peer's */
+		if (!p->conf->trusted)
+			drop(g, D_PLAIN, from);
+		else if (ovw_inner_check(body, body_len))
+			drop(g, D_INNER, from);
+		else if (!source_allowed(p, body))
+			drop(g, D_SOURCE, from);
+		else {
+			CNT_ADD(g, plain_rx, 1);
+			CNT_ADD(p, rx_packets, 1);
+			ov_master_input(g->m, body, body_len);
+		}
+		return;
+	}
 	struct ovw_aead *aead = &p->rx;
 	bool new_epoch = !p->rx_any || h.epoch > p->rx_epoch;
 	if (!new_epoch && (h.epoch < p->rx_epoch || !ovw_replay_fresh(&p->replay, h.counter))) {
@@ -753,6 +789,7 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 		p->ep_seen = true;
 		__atomic_store_n(&p->has_ep_pub, 1, __ATOMIC_RELAXED);
 		CNT_ADD(g, ep_changes, 1);
+		fp_sync(g, p);
 		send_keepalive(g, p); /* tell it at once where we see it */
 	} else if (newest) {
 		p->ep_seen = true;
@@ -932,6 +969,56 @@ static void gw_timer(struct ov_slave *s, uint64_t now)
 	}
 }
 
+/* Says which peers are trusted (their data is not encrypted) and, with fast-path: auto,
+ * loads the kernel fast path for them; if it does not load, user space carries them. */
+static void fp_start(struct gw *g)
+{
+	size_t ntrusted = 0;
+	char err[256];
+	for (size_t i = 0; i < g->npeers; i++)
+		if (g->peers[i].conf->trusted) {
+			ntrusted++;
+			log_msg(LOG_WARNING,
+			        "overlay: gateway: peer %s is trusted: data to and from it is NOT "
+			        "encrypted (OVW_DATA_PLAIN)",
+			        g->peers[i].conf->name);
+		}
+	if (!ntrusted || !g->conf->fast_path)
+		return;
+	struct ov_fp *fp =
+	    fp_open(g->conf->tun, &g->conf->listen, g->pub, g->epoch, err, sizeof(err));
+	if (!fp) {
+		log_msg(LOG_WARNING,
+		        "overlay: gateway: fast path off, user space carries trusted "
+		        "peers: %s",
+		        err);
+		return;
+	}
+	for (size_t i = 0; i < g->npeers; i++) {
+		struct gw_peer *p = &g->peers[i];
+		if (!p->conf->trusted)
+			continue;
+		int r = fp_peer_add(fp, (uint32_t)i, p->conf->pub, p->conf->prefixes,
+		                    p->conf->nprefixes);
+		if (r) {
+			log_msg(
+			    LOG_WARNING,
+			    "overlay: gateway: fast path off, user space carries trusted peers: "
+			    "peer %s: %s",
+			    p->conf->name, strerror(-r));
+			fp_close(fp);
+			return;
+		}
+	}
+	__atomic_store_n(&g->fp, fp, __ATOMIC_RELEASE); /* the metrics thread reads it */
+	for (size_t i = 0; i < g->npeers; i++)
+		fp_sync(g, &g->peers[i]);
+	log_msg(LOG_INFO,
+	        "overlay: gateway: fast path on for %zu trusted peer(s): BPF on %s and %u "
+	        "uplink(s)",
+	        ntrusted, g->conf->tun, fp_uplinks(g->fp));
+}
+
 static int gw_attach(struct ov_slave *s, struct ov_master *m)
 {
 	struct gw *g = s->priv;
@@ -979,6 +1066,7 @@ static int gw_attach(struct ov_slave *s, struct ov_master *m)
 			if ((ret = ov_route_add(m, &pc->prefixes[k], s, (uint32_t)i)))
 				return ret;
 	}
+	fp_start(g);
 	gw_timer(s, mono_ms()); /* first keepalives at once, to open NAT mappings */
 	return 0;
 }
@@ -986,6 +1074,7 @@ static int gw_attach(struct ov_slave *s, struct ov_master *m)
 static void gw_detach(struct ov_slave *s)
 {
 	struct gw *g = s->priv;
+	fp_detach(g->fp); /* unloaded in gw_free: the metrics thread may read its counters */
 	if (g->fd != -1)
 		close(g->fd);
 	g->fd = -1;
@@ -1076,6 +1165,25 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 	    (unsigned long long)CNT_GET(g, relay_lost_tx),
 	    (unsigned long long)CNT_GET(g, relay_lost_rx), (unsigned long long)CNT_GET(g, probe_tx),
 	    (unsigned long long)CNT_GET(g, probe_rx), (unsigned long long)CNT_GET(g, addr_changes));
+	mbuf_printf(b,
+	            "# TYPE peak_overlay_gw_plain_received_total counter\n"
+	            "peak_overlay_gw_plain_received_total %llu\n"
+	            "# TYPE peak_overlay_gw_plain_sent_total counter\n"
+	            "peak_overlay_gw_plain_sent_total %llu\n",
+	            (unsigned long long)CNT_GET(g, plain_rx),
+	            (unsigned long long)CNT_GET(g, plain_tx));
+	struct ov_fp *fp = __atomic_load_n(&g->fp, __ATOMIC_ACQUIRE);
+	if (fp) {
+		static const char *const fc_names[FC_N] = {
+		    "tx_packets", "tx_bytes", "tx_pass",           "tx_error", "rx_packets",
+		    "rx_bytes",   "rx_pass",  "rx_dropped_source", "rx_error"};
+		uint64_t v[FC_N];
+		fp_counters(fp, v);
+		mbuf_printf(b, "# TYPE peak_overlay_fastpath_total counter\n");
+		for (int i = 0; i < FC_N; i++)
+			mbuf_printf(b, "peak_overlay_fastpath_total{counter=\"%s\"} %llu\n",
+			            fc_names[i], (unsigned long long)v[i]);
+	}
 	mbuf_printf(b, "# TYPE peak_overlay_peer_rx_packets_total counter\n");
 	for (size_t i = 0; i < np; i++) {
 		char l[METRICS_LABEL_MAX];
@@ -1159,6 +1267,19 @@ static void gw_show(struct ov_slave *s, struct mbuf *b)
 		mbuf_printf(b, "peer %s %s rx %llu tx %llu last-rx-ms %s state %s%s\n",
 		            p->conf->name, a, (unsigned long long)p->rx_packets,
 		            (unsigned long long)p->tx_packets, age, state, via);
+	}
+	if (g->fp) {
+		uint64_t v[FC_N];
+		fp_counters(g->fp, v);
+		mbuf_printf(b,
+		            "fastpath on tx %llu tx-bytes %llu tx-pass %llu rx %llu rx-bytes %llu "
+		            "rx-pass %llu rx-dropped-source %llu errors %llu\n",
+		            (unsigned long long)v[FC_TX_PACKETS],
+		            (unsigned long long)v[FC_TX_BYTES], (unsigned long long)v[FC_TX_PASS],
+		            (unsigned long long)v[FC_RX_PACKETS],
+		            (unsigned long long)v[FC_RX_BYTES], (unsigned long long)v[FC_RX_PASS],
+		            (unsigned long long)v[FC_RX_SOURCE],
+		            (unsigned long long)(v[FC_TX_ERROR] + v[FC_RX_ERROR]));
 	}
 	mbuf_printf(b, "nat %s\n",
 	            g->edm           ? "endpoint-dependent"
@@ -1263,6 +1384,7 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 		p->has_ep = true;
 		p->ep_seen = false;
 		__atomic_store_n(&p->has_ep_pub, 1, __ATOMIC_RELAXED);
+		fp_sync(g, p);
 		/* a peer we talked to moved: a keepalive there now opens our NAT toward it (the
 		 * timer's would come up to a keepalive period later) */
 		if (moved && !send_to(g, p, OVW_KEEPALIVE, NULL, 0))
@@ -1352,6 +1474,7 @@ int gw_set_via(struct ov_slave *s, uint32_t cookie, uint32_t via)
 	if (cookie >= g->npeers || via == cookie || (via != GW_DIRECT && via >= g->npeers))
 		return -EINVAL;
 	g->peers[cookie].via = via;
+	fp_sync(g, &g->peers[cookie]);
 	return 0;
 }
 
@@ -1465,6 +1588,7 @@ void gw_free(struct ov_slave *s)
 	if (!s)
 		return;
 	struct gw *g = s->priv;
+	fp_close(g->fp);
 	if (g->fd != -1)
 		close(g->fd);
 	ovw_aead_fini(&g->fresh);

@@ -259,12 +259,33 @@ static int peer_prefixes(struct ctx *x, const yaml_node_t *kn, const yaml_node_t
 	return p->prefixes ? fail(x, kn, "prefixes: given twice") : get_prefixes(x, vn, p);
 }
 
+/* "true" or "false" into the bool at obj + off */
+static int get_bool(struct ctx *x, const yaml_node_t *vn, const char *what, bool *out)
+{
+	const char *s = scalar(vn);
+	if (s && !strcmp(s, "true"))
+		*out = true;
+	else if (s && !strcmp(s, "false"))
+		*out = false;
+	else
+		return fail(x, vn, "%s: want true or false", what);
+	return 0;
+}
+
+static int peer_trusted(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_peer_conf *p = obj;
+	(void)kn;
+	return get_bool(x, vn, "trusted", &p->trusted);
+}
+
 static const char peer_need[] = "peers: each peer needs 'name' and 'public-key'";
 static const struct key peer_keys[] = {
     {"name", K_FN, .fn = peer_name, .need = peer_need},
     {"public-key", K_HEX, OFF(ov_peer_conf, pub), .max = 32, .need = peer_need},
     {"endpoint", K_FN, .fn = peer_endpoint},
     {"prefixes", K_FN, .fn = peer_prefixes},
+    {"trusted", K_FN, .fn = peer_trusted},
     {NULL},
 };
 
@@ -319,12 +340,27 @@ static int gw_peers(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn,
 	return r;
 }
 
+static int gw_fast_path(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_conf *c = obj;
+	const char *s = scalar(vn);
+	(void)kn;
+	if (s && !strcmp(s, "auto"))
+		c->fast_path = true;
+	else if (s && !strcmp(s, "off"))
+		c->fast_path = false;
+	else
+		return fail(x, vn, "fast-path: want 'auto' or 'off'");
+	return 0;
+}
+
 static const char gw_need[] = "gateway: 'listen' and 'private-key-file' are required";
 static const struct key gw_keys[] = {
     {"listen", K_ADDR4, OFF(ov_conf, listen), .need = gw_need},
     {"private-key-file", K_FN, .fn = gw_key_file, .need = gw_need},
     {"keepalive", K_UINT, OFF(ov_conf, keepalive_s), 1, 600},
     {"peers", K_FN, .fn = gw_peers},
+    {"fast-path", K_FN, .fn = gw_fast_path},
     {NULL},
 };
 
@@ -577,6 +613,7 @@ int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_co
 	c->mtu = 1400;
 	c->icmp_rate = 10;
 	c->keepalive_s = 5;
+	c->fast_path = true;
 	c->dht.cache_ttl_s = 300;
 	c->dht.negative_ttl_s = 30;
 	c->resil.dead_ms = 600;

@@ -12,11 +12,16 @@
  *	  listen: 0.0.0.0:51820      # UDP/IPv4 (required)
  *	  private-key-file: a.key    # 64 hex digits (required)
  *	  keepalive: 2               # seconds between keepalives, 1..600 (default 5)
+ *	  fast-path: auto            # auto (default): trusted peers' packets go through the
+ *	                             # kernel (fastpath.h) when BPF loads; off: user space only
  *	  peers:
  *	    - name: b
  *	      public-key: 64 hex digits
  *	      endpoint: 192.0.2.2:51820   # optional: learned from the peer's packets if absent
  *	      prefixes: [fd00:b::/64]     # routed to the peer; the only sources it may use
+ *	      trusted: true               # an underlay the operator vouches for: data to and
+ *	                                  # from it is NOT encrypted (OVW_DATA_PLAIN; default
+ *	                                  # false); the peer must mark us trusted too
  *	dht:                         # optional: the DHT slave (dht.c) on OpenDHT
  *	  port: 4222                 # OpenDHT's UDP port, IPv4 and IPv6 (required)
  *	  network: 7                 # OpenDHT network id, 0..999999999 (default 0)
@@ -93,11 +98,13 @@ struct ov_peer_conf {
 	struct sockaddr_in endpoint;
 	struct prefix *prefixes;
 	size_t nprefixes;
+	bool trusted; /* OVW_DATA_PLAIN both ways */
 };
 
 struct ov_conf {
 	char tun[16];
 	unsigned mtu, icmp_rate, keepalive_s;
+	bool fast_path; /* fast-path: auto (the default) */
 	uint8_t address[16];
 	struct sockaddr_in listen;
 	char key_file[OVC_PATH_MAX + 1];

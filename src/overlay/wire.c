@@ -21,9 +21,16 @@ int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *bo
 	h->counter |= cur_u32(c);
 	if (c->err)
 		return c->err;
-	if (version || rsv || h->type < OVW_DATA || h->type > OVW_LOSS)
+	if (version || rsv || h->type < OVW_DATA || h->type > OVW_DATA_PLAIN)
 		return -EBADMSG;
 	size_t n = c->left;
+	if (h->type == OVW_DATA_PLAIN) {
+		if (!n || n > OVW_INNER_MAX)
+			return -EBADMSG;
+		*body = cur_ptr(c, n);
+		*body_len = n;
+		return c->err;
+	}
 	if (n < OVW_TAG_LEN || n > OVW_INNER_MAX + OVW_TAG_LEN)
 		return -EBADMSG;
 	if (h->type == OVW_KEEPALIVE && n != OVW_TAG_LEN)
@@ -79,20 +86,38 @@ static void nonce_of(uint64_t counter, uint8_t nonce[static OVW_NONCE_LEN])
 		nonce[4 + i] = (uint8_t)(counter >> (56 - 8 * i));
 }
 
+/* The 28 header bytes of h with type; the cursor is then at the body. */
+static void put_hdr(struct wcur *w, const struct ovw_hdr *h, uint8_t type)
+{
+	wcur_u8(w, type);
+	wcur_u8(w, 0);
+	wcur_u16(w, 0);
+	wcur_bytes(w, h->id, OVW_ID_LEN);
+	wcur_u32(w, (uint32_t)(h->epoch >> 32));
+	wcur_u32(w, (uint32_t)h->epoch);
+	wcur_u32(w, (uint32_t)(h->counter >> 32));
+	wcur_u32(w, (uint32_t)h->counter);
+}
+
+long ovw_plain(const struct ovw_hdr *h, const uint8_t *inner, size_t n, uint8_t *out, size_t cap)
+{
+	if (!n)
+		return -EINVAL;
+	if (n > OVW_INNER_MAX)
+		return -EMSGSIZE;
+	struct wcur w = wcur_make(out, cap);
+	put_hdr(&w, h, OVW_DATA_PLAIN);
+	wcur_bytes(&w, inner, n);
+	return w.err ? -EMSGSIZE : (long)(OVW_HDR_LEN + n);
+}
+
 long ovw_seal(const struct ovw_hdr *h, struct ovw_aead *a, const uint8_t *inner, size_t n,
               uint8_t *out, size_t cap)
 {
 	if (n > OVW_INNER_MAX)
 		return -EMSGSIZE;
 	struct wcur w = wcur_make(out, cap);
-	wcur_u8(&w, h->type);
-	wcur_u8(&w, 0);
-	wcur_u16(&w, 0);
-	wcur_bytes(&w, h->id, OVW_ID_LEN);
-	wcur_u32(&w, (uint32_t)(h->epoch >> 32));
-	wcur_u32(&w, (uint32_t)h->epoch);
-	wcur_u32(&w, (uint32_t)(h->counter >> 32));
-	wcur_u32(&w, (uint32_t)h->counter);
+	put_hdr(&w, h, h->type);
 	if (w.err || !wcur_room(&w, n + OVW_TAG_LEN))
 		return -EMSGSIZE;
 	uint8_t nonce[OVW_NONCE_LEN];

@@ -17,13 +17,19 @@
  *	        heard the site the packet was for lately; 8 bytes, that site's sender id) or
  *	        OVW_LOSS (the resiliency slave's loss report: of the last packets the receiver of
  *	        the report sent the reporter directly, by their counters, u32 how many arrived and
- *	        u32 how many were sent; 8 bytes)
+ *	        u32 how many were sent; 8 bytes) or OVW_DATA_PLAIN (an IPv6 packet in the
+ *	        clear, no tag: only between peers that both mark each other trusted, an
+ *	        underlay the operator vouches for; what the kernel fast path (fastpath.h)
+ *	        encapsulates and decapsulates in BPF. Nothing authenticates it: a receiver takes
+ *	        it only from a peer it marks trusted, from the sender id's prefixes, and it moves
+ *	        no state of the peer's (endpoint, epoch, replay window))
  *	1  u8   version, 0
  *	2  u16  reserved, 0
  *	4  8    sender id: the first 8 bytes of the sender's X25519 public key
  *	12 u64  epoch: the sender's start time in ns (grows across restarts)
  *	20 u64  counter: per sender, epoch and receiver, from 0
- *	28 ...  AES-256-GCM (NIST SP 800-38D, RFC 5116 AEAD_AES_256_GCM) ciphertext of the
+ *	28 ...  OVW_DATA_PLAIN: the inner packet as is, 1..OVW_INNER_MAX bytes. Any other type:
+ *	        AES-256-GCM (NIST SP 800-38D, RFC 5116 AEAD_AES_256_GCM) ciphertext of the
  *	        inner packet, 16-byte tag; the 28 header bytes are the associated data, the
  *	        96-bit nonce is 4 zero bytes and the counter. (AES-GCM, not ChaCha20-Poly1305:
  *	        with AES-NI and PCLMUL it seals 1400 bytes about 5 times faster here. Sealed
@@ -53,6 +59,7 @@ enum {
 	OVW_RELAYED = 7,
 	OVW_RELAY_LOST = 8,
 	OVW_LOSS = 9,
+	OVW_DATA_PLAIN = 10,
 	OVW_PROBE_LEN = 8,
 	OVW_MAPPING_LEN = 6,
 	OVW_HDR_LEN = 28,
@@ -78,7 +85,8 @@ struct ovw_hdr {
  * reserved bits set, a keepalive with a body, a mapping whose body is not OVW_MAPPING_LEN
  * bytes, a probe, probe ack or loss report whose body is not OVW_PROBE_LEN bytes, a relay-lost
  * whose body is not OVW_ID_LEN bytes, a data, relay or relayed packet with an empty body, a body
- * out of bounds). */
+ * out of bounds). An OVW_DATA_PLAIN's body is the inner packet itself: 1..OVW_INNER_MAX bytes,
+ * no tag. */
 int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *body_len);
 
 /* An AEAD key expanded once (AES round keys, GHASH table) in a GnuTLS handle; a seal or
@@ -103,6 +111,11 @@ void ovw_aead_fini(struct ovw_aead *a);
  * (cap bytes). Returns the packet length, -EMSGSIZE, or -EINVAL if the AEAD fails. */
 long ovw_seal(const struct ovw_hdr *h, struct ovw_aead *a, const uint8_t *inner, size_t n,
               uint8_t *out, size_t cap);
+
+/* Writes header h (its type is ignored: OVW_DATA_PLAIN) and inner (n bytes, at most
+ * OVW_INNER_MAX, at least 1) in the clear into out (cap bytes). Returns the packet length,
+ * -EMSGSIZE or -EINVAL (n is 0). */
+long ovw_plain(const struct ovw_hdr *h, const uint8_t *inner, size_t n, uint8_t *out, size_t cap);
 
 /* Opens a packet whose header pkt[0..OVW_HDR_LEN) was parsed and whose body follows it
  * (body_len bytes, from ovw_parse). Writes body_len - OVW_TAG_LEN bytes of plaintext to

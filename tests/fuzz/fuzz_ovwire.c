@@ -2,7 +2,9 @@
  * parse through the cursor, open under a fixed pair key, check the inner packet, and the
  * replay window with the packet's counter. Then the input as an inner packet: sealed and
  * opened again it must come back byte for byte, and opening it with one bit flipped must
- * fail. */
+ * fail; written as OVW_DATA_PLAIN it must parse back to the same bytes. An OVW_DATA_PLAIN input
+ * is the inner packet itself: checked in place, never opened. */
+#include <errno.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -27,9 +29,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	if (!ovw_parse(&c, &h, &body, &body_len)) {
 		if (body != data + OVW_HDR_LEN || body_len + OVW_HDR_LEN != size)
 			__builtin_trap();
-		long n = ovw_open(data, body_len, &a, inner);
-		if (n >= 0)
-			ovw_inner_check(inner, (size_t)n);
+		if (h.type == OVW_DATA_PLAIN) {
+			if (!body_len || body_len > OVW_INNER_MAX)
+				__builtin_trap();
+			ovw_inner_check(body, body_len);
+		} else {
+			long n = ovw_open(data, body_len, &a, inner);
+			if (n >= 0)
+				ovw_inner_check(inner, (size_t)n);
+		}
 		if (ovw_replay_fresh(&rp, h.counter)) {
 			if (!ovw_replay_accept(&rp, h.counter) || ovw_replay_fresh(&rp, h.counter))
 				__builtin_trap();
@@ -50,6 +58,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		__builtin_trap();
 	pkt[(size_t)len - 1 - size % (size_t)len] ^= 0x20;
 	if (ovw_open(pkt, body_len, &a, inner) >= 0)
+		__builtin_trap();
+	len = ovw_plain(&w, data, size, pkt, sizeof(pkt));
+	if (!size ? len != -EINVAL : len != (long)(OVW_HDR_LEN + size))
+		__builtin_trap();
+	if (len < 0)
+		return 0;
+	c = cur_make(pkt, (size_t)len);
+	if (ovw_parse(&c, &h, &body, &body_len) || h.type != OVW_DATA_PLAIN ||
+	    h.counter != w.counter || body_len != size || memcmp(body, data, size))
 		__builtin_trap();
 	return 0;
 }

@@ -89,6 +89,8 @@ static const struct bad bad[] = {
     {GW "  keepalive: 0\n", "t:5: keepalive: 0 is outside 1..600"},
     {GW "  keepalive: 601\n", "t:5: keepalive: 601 is outside 1..600"},
     {GW "  peers: 5\n", "t:5: peers: want a list"},
+    {GW "  fast-path: on\n", "t:5: fast-path: want 'auto' or 'off'"},
+    {GW PEER "name: b" NEXT "trusted: yes\n", "t:7: trusted: want true or false"},
     {BASE "  peers: []\n", "t:12: peers: given twice"},
     {BASE "  peers: 7\n", "t:12: peers: want a list"},
     /* a peer */
@@ -310,6 +312,8 @@ static void test_defaults(void **state)
 	assert_false(c.peers[1].has_endpoint);
 	assert_int_equal(c.peers[1].nprefixes, 2);
 	assert_int_equal(c.peers[1].prefixes[1].len, 64);
+	assert_false(c.peers[1].trusted);
+	assert_true(c.fast_path);
 	assert_false(c.dht.enabled);
 	check_resil(&c.resil, false, 600, 1000, 25, 250);
 	assert_int_equal(c.nanycast, 0);
@@ -321,15 +325,16 @@ static void test_every_key(void **state)
 	(void)state;
 	struct ov_conf c;
 	char err[OVC_ERRLEN];
-	const char *yaml = "tun: ov9\nmtu: 1280\nmtu: 1500\nicmp-rate: 10000\n" GW
-	                   "  keepalive: 600\n" PEER "name: aZ09-_." NEXT "public-key: " K1 NEXT
-	                   "endpoint: 192.0.2.2:51820" NEXT "prefixes: []\n"
-	                   "dht:\n  port: 4222\n  authority: " AUTH "\n  certificate: " CERT "\n"
-	                   "  prefixes: [fd00:a::/64]\n  network: 999999999\n"
-	                   "  bootstrap: [10.0.0.2:4222, 10.0.0.3:1]\n"
-	                   "  lookup: walk\n  cache-ttl: 5\n  negative-ttl: 3600\n"
-	                   "resiliency:\n  dead-ms: 300\n  budget: 100000\n  degraded-pct: 0\n"
-	                   "  late-ms: 10000\n" ANY;
+	const char *yaml =
+	    "tun: ov9\nmtu: 1280\nmtu: 1500\nicmp-rate: 10000\n" GW
+	    "  keepalive: 600\n  fast-path: off\n" PEER "name: aZ09-_." NEXT "public-key: " K1 NEXT
+	    "endpoint: 192.0.2.2:51820" NEXT "prefixes: []" NEXT "trusted: true\n"
+	    "dht:\n  port: 4222\n  authority: " AUTH "\n  certificate: " CERT "\n"
+	    "  prefixes: [fd00:a::/64]\n  network: 999999999\n"
+	    "  bootstrap: [10.0.0.2:4222, 10.0.0.3:1]\n"
+	    "  lookup: walk\n  cache-ttl: 5\n  negative-ttl: 3600\n"
+	    "resiliency:\n  dead-ms: 300\n  budget: 100000\n  degraded-pct: 0\n"
+	    "  late-ms: 10000\n" ANY;
 	assert_int_equal(parse(yaml, &c, err), 0);
 	assert_string_equal(c.tun, "ov9");
 	assert_int_equal(c.mtu, 1500); /* the last of a key given twice */
@@ -340,6 +345,8 @@ static void test_every_key(void **state)
 	assert_true(c.peers[0].has_endpoint);
 	assert_int_equal(ntohs(c.peers[0].endpoint.sin_port), 51820);
 	assert_int_equal(c.peers[0].nprefixes, 0);
+	assert_true(c.peers[0].trusted);
+	assert_false(c.fast_path);
 	assert_true(c.dht.enabled);
 	assert_int_equal(c.dht.port, 4222);
 	assert_int_equal(c.dht.network, 999999999);

@@ -129,7 +129,7 @@ static void test_seal_open(void **state)
 	c = cur_make(pkt, OVW_HDR_LEN + OVW_PROBE_LEN + OVW_TAG_LEN);
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), 0);
 	assert_int_equal(g.type, OVW_LOSS);
-	pkt[0] = OVW_LOSS + 1; /* unknown types */
+	pkt[0] = OVW_DATA_PLAIN + 1; /* unknown types */
 	c = cur_make(pkt, OVW_HDR_LEN + OVW_PROBE_LEN + OVW_TAG_LEN);
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
 	c = cur_make(pkt, (size_t)n);
@@ -231,13 +231,59 @@ static void test_replay_window(void **state)
 	free(seen);
 }
 
+/* OVW_DATA_PLAIN: the header and the inner packet as is; parse gives the inner bytes back;
+ * an empty or oversized body is malformed; types past it are unknown. */
+static void test_plain(void **state)
+{
+	(void)state;
+	uint8_t inner[OVW_INNER_MAX + 1], pkt[OVW_PKT_MAX + 64];
+	memset(inner, 0, sizeof(inner));
+	inner[0] = 0x60;
+	inner[5] = 20;
+	struct ovw_hdr h = {.type = OVW_DATA, .id = {7, 6, 5}, .epoch = 99, .counter = 3}, g;
+	long n = ovw_plain(&h, inner, 60, pkt, sizeof(pkt));
+	assert_int_equal(n, OVW_HDR_LEN + 60);
+	assert_int_equal(pkt[0], OVW_DATA_PLAIN); /* whatever h.type said */
+	struct cur c = cur_make(pkt, (size_t)n);
+	const uint8_t *body;
+	size_t blen;
+	assert_int_equal(ovw_parse(&c, &g, &body, &blen), 0);
+	assert_int_equal(g.type, OVW_DATA_PLAIN);
+	assert_memory_equal(g.id, h.id, OVW_ID_LEN);
+	assert_true(g.epoch == 99 && g.counter == 3);
+	assert_ptr_equal(body, pkt + OVW_HDR_LEN);
+	assert_int_equal(blen, 60);
+	assert_memory_equal(body, inner, 60);
+	assert_int_equal(ovw_inner_check(body, blen), 0);
+	/* no tag: a one-byte body parses (the inner check refuses it later) */
+	assert_int_equal(ovw_plain(&h, inner, 1, pkt, sizeof(pkt)), OVW_HDR_LEN + 1);
+	c = cur_make(pkt, OVW_HDR_LEN + 1);
+	assert_int_equal(ovw_parse(&c, &g, &body, &blen), 0);
+	assert_int_equal(ovw_inner_check(body, blen), -EBADMSG);
+	/* empty, too big, no room */
+	assert_int_equal(ovw_plain(&h, inner, 0, pkt, sizeof(pkt)), -EINVAL);
+	assert_int_equal(ovw_plain(&h, inner, OVW_INNER_MAX + 1, pkt, sizeof(pkt)), -EMSGSIZE);
+	assert_int_equal(ovw_plain(&h, inner, 60, pkt, OVW_HDR_LEN + 59), -EMSGSIZE);
+	c = cur_make(pkt, OVW_HDR_LEN);
+	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
+	assert_int_equal(ovw_plain(&h, inner, OVW_INNER_MAX, pkt, sizeof(pkt)),
+	                 OVW_HDR_LEN + OVW_INNER_MAX);
+	pkt[OVW_HDR_LEN + OVW_INNER_MAX] = 0;
+	c = cur_make(pkt, OVW_HDR_LEN + OVW_INNER_MAX + 1);
+	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
+	/* the next type number is unknown */
+	ovw_plain(&h, inner, 60, pkt, sizeof(pkt));
+	pkt[0] = OVW_DATA_PLAIN + 1;
+	c = cur_make(pkt, OVW_HDR_LEN + 60);
+	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_keys_agree),
-	    cmocka_unit_test(test_seal_open),
-	    cmocka_unit_test(test_seal_vector),
-	    cmocka_unit_test(test_replay_window),
+	    cmocka_unit_test(test_keys_agree),  cmocka_unit_test(test_seal_open),
+	    cmocka_unit_test(test_seal_vector), cmocka_unit_test(test_replay_window),
+	    cmocka_unit_test(test_plain),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
