@@ -847,7 +847,7 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
  * new address in a round trip instead of at a peer's next keepalive, and the DHT slave
  * republishes it. Bursts are told once per GW_ADDR_TELL_MS (the rest at a tick), and while
  * no keepalive can leave (the address came, its route not yet) it is tried again at the
- * ticks for GW_ADDR_RETRY_MS. */
+ * next change read or tick for GW_ADDR_RETRY_MS. */
 static void addr_changed(struct gw *g, uint64_t now, bool event)
 {
 	if (event)
@@ -856,7 +856,6 @@ static void addr_changed(struct gw *g, uint64_t now, bool event)
 		g->addr_pending = true;
 		return;
 	}
-	g->addr_told_ms = now;
 	g->addr_pending = false;
 	unsigned told = 0, tried = 0;
 	for (size_t i = 0; i < g->npeers; i++) {
@@ -869,9 +868,10 @@ static void addr_changed(struct gw *g, uint64_t now, bool event)
 		}
 	}
 	if (tried && !told && now - g->addr_change_ms < GW_ADDR_RETRY_MS) {
-		g->addr_pending = true;
+		g->addr_pending = true; /* the next change read (its route?) or a tick tries again */
 		return;
 	}
+	g->addr_told_ms = now;
 	if (tried)
 		log_msg(LOG_INFO,
 		        "overlay: gateway: an IPv4 address or route of ours changed: told %u of %u "
