@@ -868,7 +868,8 @@ static void addr_changed(struct gw *g, uint64_t now, bool event)
 		}
 	}
 	if (tried && !told && now - g->addr_change_ms < GW_ADDR_RETRY_MS) {
-		g->addr_pending = true; /* the next change read (its route?) or a tick tries again */
+		g->addr_pending =
+		    true; /* the next change read (its route?) or a tick tries again */
 		return;
 	}
 	g->addr_told_ms = now;
