@@ -10,9 +10,15 @@ Measures, each bounded by --timeout seconds:
                      leader's log line of the change to the standby's "the stored state
                      changed: adopted", its CPU per change, and its counts of whole reads and
                      of records applied from the watch (its metrics; absent before they were)
-  scale-up           SIGHUP with a configuration holding 1000 more endpoints (10 more in each
-                     of the first 100 services): until "configuration reloaded"; CPU seconds
-                     (--skip-scaleup: not run)
+  scale-up           1010 more endpoints (10 more in each of the first 100 services and in
+                     grow.svc.example., which had 1): the file rewritten, then SIGHUP to the
+                     controller and both replicas (as a new file or ConfigMap reaches all
+                     three; the replicas take the pods' addresses from their configuration);
+                     timed from the signals until the controller logged "configuration
+                     reloaded" (its changed records written to etcd: scaleup_stored_s) and
+                     both replicas answer grow.svc.example. with its 11 addresses
+                     (scaleup_answered_s); scaleup_s is the later. CPU seconds of each
+                     process, and the logs' stamps of each step (--skip-scaleup: not run)
   dns load           two `peak dns --store etcd` replicas: until each answers the apex SOA;
                      CPU seconds and VmHWM of each
   propagation        --changes weight changes on the service probe.svc.example. (endpoint
@@ -61,6 +67,7 @@ import peaktest  # noqa: E402
 
 PEAK = os.environ.get("PEAK_BIN", os.path.join(ROOT, "build", "peak"))
 PROBE = "probe.svc.example."
+GROW, GROW_PODS = "grow.svc.example.", 10
 CLK = os.sysconf("SC_CLK_TCK")
 ADOPTED = "the stored state changed: adopted"
 
@@ -80,7 +87,12 @@ def gen_config(nsvc, nep, extra=(0, 0)):
            f"  - name: {PROBE}", "    prefixes: [2001:db8:ffff::/64]", "    slice: 78",
            "    answers: 2", "    endpoints:",
            '      - {id: p0, address: "fd00:ffff::1"}',
-           '      - {id: p1, address: "fd00:ffff::2"}']
+           '      - {id: p1, address: "fd00:ffff::2"}',
+           f"  - name: {GROW}", "    prefixes: [2001:db8:fffe::/64]", "    slice: 78",
+           "    answers: 16", "    endpoints:"]
+    # the service the scale-up's answers are seen on: 1 endpoint, 11 after it
+    out += [f'      - {{id: g{k}, address: "fd00:fffe::{k + 1:x}"}}'
+            for k in range(1 + (GROW_PODS if extra[0] else 0))]
     for x in range(nsvc):
         out += [f"  - name: s{x}.svc.example.", f"    prefixes: [2001:db8:{x:x}::/64]",
                 "    slice: 78", "    endpoints:"]
@@ -151,9 +163,9 @@ def soa_ok(port):
         return False
 
 
-def probe_count(port):
+def probe_count(port, name=PROBE):
     """AAAA addresses the replica gives for the probe service (None if no answer)."""
-    q = dns.message.make_query(PROBE, "AAAA")
+    q = dns.message.make_query(name, "AAAA")
     try:
         r = dns.query.udp(q, "::1", port=port, timeout=0.5)
     except Exception:
@@ -178,6 +190,15 @@ def last_after(path, what, after):
         if what in line and t is not None and t >= after - 0.001:
             best = t
     return best
+
+
+def ms_after(path, what, after):
+    """Seconds from wall time after to the first line of path holding what at or after it."""
+    for line in readlog(path).splitlines():
+        t = log_time(line)
+        if what in line and t is not None and t >= after - 0.001:
+            return round(t - after, 3)
+    return None
 
 
 def breakdown(w0, w1, clog, dlogs, cline):
@@ -381,28 +402,63 @@ def run(a, tmp):
                      f"{res['standby_reads_in_changes']}")
         if a.skip_scaleup:
             return res
-        # last, as it may hold the controller long: 1000 more endpoints by SIGHUP
+        # last, as it may hold the controller long: 1000 more endpoints (10 more in each of
+        # the first 100 services) and 10 more in the grow service, by SIGHUP to the
+        # controller and both replicas (what a new file, a ConfigMap, brings to all three:
+        # the replicas take the pods' addresses from their configuration)
         ups, per = min(100, a.services), 10
         with open(cfg + ".new", "w") as f:
             f.write(gen_config(a.services, a.endpoints, (ups, per)))
         os.replace(cfg + ".new", cfg)
         n0 = readlog(clog).count("configuration reloaded")
-        cpu0 = cpu_s(c.pid)
-        t0 = time.monotonic()
+        cpu0 = [cpu_s(x.pid) for x in [c] + [p for p, _, _, _ in reps]]
+        want = 1 + GROW_PODS
+        t0, w0 = time.monotonic(), time.time()
         c.send_signal(signal.SIGHUP)
+        for p, _, _, _ in reps:
+            p.send_signal(signal.SIGHUP)
+        stored = answered = None
         try:
-            wait_for(lambda: readlog(clog).count("configuration reloaded") > n0 or
-                     "reload refused" in readlog(clog), a.timeout, step=0.01,
-                     what="scale-up")
+            deadline = time.monotonic() + a.timeout
+            while stored is None or answered is None:
+                lg = readlog(clog)
+                if "reload refused" in lg:
+                    break
+                if stored is None and lg.count("configuration reloaded") > n0:
+                    stored = time.monotonic() - t0
+                if answered is None and all(probe_count(port, GROW) == want
+                                            for _, port, _, _ in reps):
+                    answered = time.monotonic() - t0
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"scale-up: not within {a.timeout} s")
+                time.sleep(0.002)
         except TimeoutError as ex:
             res["scaleup_error"] = str(ex)
         assert "reload refused" not in readlog(clog), readlog(clog)[-2000:]
-        res["scaleup_pods"] = ups * per
-        res["scaleup_how"] = "SIGHUP reload of the configuration with the pods added"
-        res["scaleup_s"] = round(time.monotonic() - t0, 3)
-        res["scaleup_cpu_s"] = round(cpu_s(c.pid) - cpu0, 3)
-        progress(f"scale-up of {ups * per} pods in {res['scaleup_s']} s "
-                 f"({res['scaleup_cpu_s']} s CPU)")
+        cpu1 = [cpu_s(x.pid) for x in [c] + [p for p, _, _, _ in reps]]
+        res["scaleup_pods"] = ups * per + GROW_PODS
+        res["scaleup_how"] = ("SIGHUP to the controller and both replicas with a "
+                              "configuration holding the pods added; from the signals until "
+                              "the controller logged 'configuration reloaded' (its changed "
+                              "records written to etcd) and both replicas answer the new pods "
+                              f"({GROW} AAAA: {want} addresses), whichever is later")
+        res["scaleup_s"] = round(max(x or 0 for x in (stored, answered)), 3)
+        res["scaleup_stored_s"] = round(stored, 3) if stored is not None else None
+        res["scaleup_answered_s"] = round(answered, 3) if answered is not None else None
+        # from the logs' millisecond stamps (not the bench's polling)
+        res["scaleup_controller_log_s"] = ms_after(clog, "configuration reloaded", w0)
+        res["scaleup_changed_log_s"] = ms_after(clog, "services changed", w0)
+        for i, (_, _, lg, _) in enumerate(reps):
+            res[f"scaleup_dns{i}_log_s"] = ms_after(lg, "dns: reloaded", w0)
+        res["scaleup_cpu_s"] = round(cpu1[0] - cpu0[0], 3)
+        for i in range(len(reps)):
+            res[f"scaleup_dns{i}_cpu_s"] = round(cpu1[i + 1] - cpu0[i + 1], 3)
+        line = [x for x in readlog(clog).splitlines() if "services changed" in x]
+        res["scaleup_controller_line"] = line[-1].split(" ", 2)[2] if line else None
+        progress(f"scale-up of {res['scaleup_pods']} pods: stored in {res['scaleup_stored_s']} "
+                 f"s, answered by both replicas in {res['scaleup_answered_s']} s (CPU: "
+                 f"controller {res['scaleup_cpu_s']} s, replicas {res['scaleup_dns0_cpu_s']} "
+                 f"and {res['scaleup_dns1_cpu_s']} s); {res['scaleup_controller_line']}")
         for i, (p, _, _, _) in enumerate(reps):
             res[f"dns{i}_hwm_mb"] = round(hwm_mb(p.pid))
             res[f"dns{i}_alive"] = p.poll() is None
