@@ -445,7 +445,14 @@ def run(a, tmp):
         res["scaleup_s"] = round(max(x or 0 for x in (stored, answered)), 3)
         res["scaleup_stored_s"] = round(stored, 3) if stored is not None else None
         res["scaleup_answered_s"] = round(answered, 3) if answered is not None else None
-        # from the logs' millisecond stamps (not the bench's polling)
+        # from the logs' millisecond stamps (not the bench's polling; a replica logs its
+        # reload just after it serves it)
+        for _, _, lg, _ in reps:
+            try:
+                wait_for(lambda: ms_after(lg, "dns: reloaded", w0) is not None, 10,
+                         what="the replica's reload line")
+            except TimeoutError:
+                pass
         res["scaleup_controller_log_s"] = ms_after(clog, "configuration reloaded", w0)
         res["scaleup_changed_log_s"] = ms_after(clog, "services changed", w0)
         for i, (_, _, lg, _) in enumerate(reps):
