@@ -41,31 +41,22 @@ The standby's cost per change, bounded (about 2 minutes on 2 cores):
        bench/controlplane/scale.py --services 1000 --endpoints 100 --changes 20 --standby \
            --skip-scaleup --out bench/results/controlplane-standby.json"""
 import argparse
-import calendar
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "controlplane"))
+import dns.message
+import dns.query
+import dns.rdatatype
 
-import dns.message  # noqa: E402
-import dns.query  # noqa: E402
-import dns.rdatatype  # noqa: E402
-
-import etcdproc  # noqa: E402
-import peaktest  # noqa: E402
-
-PEAK = os.environ.get("PEAK_BIN", os.path.join(ROOT, "build", "peak"))
+import cplib
+from cplib import ROOT, PEAK, etcdproc, log_time, pct, peaktest, readlog, wait_for
 PROBE = "probe.svc.example."
 GROW, GROW_PODS = "grow.svc.example.", 10
 CLK = os.sysconf("SC_CLK_TCK")
@@ -138,22 +129,6 @@ def hwm_mb(pid):
     return 0.0
 
 
-def wait_for(fn, timeout, step=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout} s")
-        time.sleep(step)
-
-
-def readlog(path):
-    with open(path, errors="replace") as f:
-        return f.read()
-
-
 def soa_ok(port):
     q = dns.message.make_query("svc.example.", "SOA")
     try:
@@ -171,15 +146,6 @@ def probe_count(port, name=PROBE):
     except Exception:
         return None
     return sum(len(rr) for rr in r.answer if rr.rdtype == dns.rdatatype.AAAA)
-
-
-def log_time(line):
-    """The wall time (s) of a log line ("2026-12-02T13:40:01.123Z info ..."), or None."""
-    try:
-        return calendar.timegm(time.strptime(line[:19], "%Y-%m-%dT%H:%M:%S")) + \
-            int(line[20:23]) / 1000
-    except (ValueError, IndexError):
-        return None
 
 
 def last_after(path, what, after):
@@ -214,23 +180,6 @@ def breakdown(w0, w1, clog, dlogs, cline):
             "to_answer_ms": ms(td, w1)}
 
 
-def ctl_command(path, line):
-    """Sends one command to the controller's control socket as controller-ctl does (one
-    line, then the reply until the connection closes); returns the reply."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(path)
-        s.sendall(line.encode() + b"\n")
-        s.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            d = s.recv(4096)
-            if not d:
-                break
-            data += d
-    return data.decode(errors="replace")
-
-
 def store_counters(mport):
     """The standby's peak_controller_store_{reads,changes}_total (None: not exported)."""
     with urllib.request.urlopen(f"http://[::1]:{mport}/metrics", timeout=30) as r:
@@ -241,11 +190,6 @@ def store_counters(mport):
         line = [x for x in text.splitlines() if x.startswith(key)]
         out[name] = int(line[0].split()[1]) if line else None
     return out
-
-
-def pct(v, p):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))] if v else None
 
 
 def run(a, tmp):
@@ -266,11 +210,8 @@ def run(a, tmp):
         csock = os.path.join(tmp, "c.sock")
         clog = os.path.join(tmp, "controller.log")
         t0 = time.monotonic()
-        c = subprocess.Popen([PEAK, "controller", "--config", cfg, "--listen",
-                              f"[::1]:{peaktest.free_port()}", "--store", "etcd", "--etcd",
-                              e.url, "--control", csock, "--lease-ttl", "30",
-                              "--agent-ttl", "15"],
-                             stdout=open(clog, "w"), stderr=subprocess.STDOUT)
+        c = cplib.controller(cfg, e.url, clog, "--control", csock, "--lease-ttl", "30",
+                             "--agent-ttl", "15")
         procs.append(c)
         # leading, and its services stored and served ("N services from FILE, agents on")
         wait_for(lambda: ("leading" in readlog(clog) and " services from " in readlog(clog))
@@ -286,11 +227,8 @@ def run(a, tmp):
             slog = os.path.join(tmp, "standby.log")
             smport = peaktest.free_port()
             t0 = time.monotonic()
-            sb = subprocess.Popen([PEAK, "controller", "--config", cfg, "--listen",
-                                   f"[::1]:{peaktest.free_port()}", "--store", "etcd",
-                                   "--etcd", e.url, "--lease-ttl", "30", "--agent-ttl", "15",
-                                   "--metrics", f"[::1]:{smport}"],
-                                  stdout=open(slog, "w"), stderr=subprocess.STDOUT)
+            sb = cplib.controller(cfg, e.url, slog, "--lease-ttl", "30", "--agent-ttl", "15",
+                                  "--metrics", f"[::1]:{smport}")
             procs.append(sb)
             wait_for(lambda: " services from " in readlog(slog) or sb.poll() is not None,
                      a.timeout, what="standby start")
@@ -306,9 +244,7 @@ def run(a, tmp):
             port = peaktest.free_port()
             log = os.path.join(tmp, f"dns{i}.log")
             t0 = time.monotonic()
-            p = subprocess.Popen([PEAK, "dns", "--config", cfg, "--listen", f"[::1]:{port}",
-                                  "--threads", "1", "--store", "etcd", "--etcd", e.url],
-                                 stdout=open(log, "w"), stderr=subprocess.STDOUT)
+            p = cplib.replica(cfg, e.url, log, port)
             procs.append(p)
             reps.append((p, port, log, t0))
         for i, (p, port, log, t0) in enumerate(reps):
@@ -358,7 +294,7 @@ def run(a, tmp):
                                    timeout=30)
                 assert r.returncode == 0, r
             else:
-                r = ctl_command(csock, f"weight {PROBE} p1 {w}")
+                r = cplib.unix_command(csock, f"weight {PROBE} p1 {w}", timeout=30)
                 assert r.endswith("ok\n"), r
             wait_for(lambda: all(probe_count(port) == want for _, port, _, _ in reps),
                      a.timeout, step=0.002, what=f"change {k} in both replicas")
@@ -470,15 +406,7 @@ def run(a, tmp):
             res[f"dns{i}_hwm_mb"] = round(hwm_mb(p.pid))
             res[f"dns{i}_alive"] = p.poll() is None
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        e.stop()
+        cplib.stop(procs, e)
     return res
 
 
@@ -509,17 +437,10 @@ def main():
     try:
         res = run(a, tmp)
     except BaseException:
-        for name in sorted(os.listdir(tmp)):  # the logs say why
-            if name.endswith(".log"):
-                print(f"--- {name}\n{readlog(os.path.join(tmp, name))[-3000:]}",
-                      file=sys.stderr)
+        cplib.show_logs(tmp)  # the logs say why
         raise
     finally:
-        if a.keep:
-            os.makedirs(a.keep, exist_ok=True)
-            for name in os.listdir(tmp):
-                if name.endswith(".log"):
-                    shutil.copy(os.path.join(tmp, name), a.keep)
+        cplib.keep_logs(tmp, a.keep)
         shutil.rmtree(tmp, ignore_errors=True)
     res["command"] = " ".join(["bench/controlplane/scale.py", *sys.argv[1:]])
     os.makedirs(os.path.dirname(a.out), exist_ok=True)
