@@ -469,11 +469,18 @@ def controlplane_section(path):
          f"{g('controller_start_cpu_s', ' s')} | {g('controller_hwm_mb', ' MB')} | |",
          f"| scale-up of {g('scaleup_pods')} pods ({r.get('scaleup_how', '')}) | "
          f"{g('scaleup_s', ' s')} | {g('scaleup_cpu_s', ' s')} | | < 1 s |"]
+    if r.get("scaleup_stored_s") is not None:  # (the split, when the bench measured it)
+        L.append(f"| - of which: stored in etcd (controller's log line) | "
+                 f"{g('scaleup_stored_s', ' s')} | {g('scaleup_cpu_s', ' s')} | | |")
+        L.append(f"| - of which: both replicas answer the new pods | "
+                 f"{g('scaleup_answered_s', ' s')} | {g('scaleup_dns0_cpu_s', ' s')} and "
+                 f"{g('scaleup_dns1_cpu_s', ' s')} | | |")
     for i in (0, 1):
         L.append(f"| peak dns replica {i}: load until serving | {g(f'dns{i}_load_s', ' s')} | "
                  f"{g(f'dns{i}_load_cpu_s', ' s')} | {g(f'dns{i}_hwm_mb', ' MB')} | "
                  "< 1 GiB |")
-    L.append(f"| one weight change (controller-ctl) until both replicas answer it, "
+    L.append(f"| one weight change ({r.get('via', 'controller-ctl')}) until both replicas "
+             f"answer it, "
              f"{len(r.get('propagation_ms', []))} changes | p50 {g('propagation_p50_ms', ' ms')}"
              f", p99 {g('propagation_p99_ms', ' ms')} | | | p99 < 100 ms |")
     return L + [""]

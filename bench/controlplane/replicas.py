@@ -31,31 +31,21 @@ bench/results/dns-replicas.json). Exit 1 if a change did not reach both replicas
 --quick: 8 changes (tests/controlplane/test_dns_replicas.py runs it).
 Usage: bench/controlplane/replicas.py [--changes N] [--quick] [--poll-ms MS] [--out FILE]"""
 import argparse
-import calendar
 import ipaddress
 import json
 import os
 import shutil
-import socket
-import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "controlplane"))
+import dns.message
+import dns.query
+import dns.rdatatype
 
-import dns.message  # noqa: E402
-import dns.query  # noqa: E402
-import dns.rdatatype  # noqa: E402
-
-import etcdproc  # noqa: E402
-import peaktest  # noqa: E402
-
-PEAK = os.environ.get("PEAK_BIN", os.path.join(ROOT, "build", "peak"))
+import cplib
+from cplib import ROOT, etcdproc, log_time, pct, peaktest, readlog, unix_command, wait_for
 SVC = "probe.svc.example."
 NET = ipaddress.ip_network("2001:db8:ffff::/64")
 SLICE = 72  # 256 slices: the slice of an address is its byte 8
@@ -87,58 +77,13 @@ def progress(msg):
     print(f"[replicas] {msg}", file=sys.stderr, flush=True)
 
 
-def readlog(path):
-    with open(path, errors="replace") as f:
-        return f.read()
-
-
-def log_time(line):
-    """The wall time (s) of a log line ("2026-12-02T13:40:01.123Z info ..."), or None."""
-    try:
-        return calendar.timegm(time.strptime(line[:19], "%Y-%m-%dT%H:%M:%S")) + \
-            int(line[20:23]) / 1000
-    except (ValueError, IndexError):
-        return None
-
-
-def wait_for(fn, timeout, step=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout} s")
-        time.sleep(step)
-
-
-def unix_command(path, line, until=None):
-    """One command line on a control socket; the reply until the peer closes (or, with
-    until, until the reply ends with it)."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(10)
-        s.connect(path)
-        s.sendall(line.encode() + b"\n")
-        if until is None:
-            s.shutdown(socket.SHUT_WR)
-        data = b""
-        while not (until and data.endswith(until)):
-            d = s.recv(65536)
-            if not d:
-                break
-            data += d
-    return data.decode(errors="replace")
-
-
 class Replica:
     def __init__(self, tmp, name, etcd_url):
         self.port = peaktest.free_port()
         self.log = os.path.join(tmp, f"{name}.log")
         self.ctl = os.path.join(tmp, f"{name}.ctl")
-        self.proc = subprocess.Popen(
-            [PEAK, "dns", "--config", os.path.join(tmp, "peak.yaml"), "--listen",
-             f"[::1]:{self.port}", "--threads", "1", "--control", self.ctl, "--store", "etcd",
-             "--etcd", etcd_url], stdout=open(self.log, "w"), stderr=subprocess.STDOUT)
+        self.proc = cplib.replica(os.path.join(tmp, "peak.yaml"), etcd_url, self.log,
+                                  self.port, "--control", self.ctl)
 
     def aaaa(self):
         """The AAAA addresses of the probe service (None: no answer)."""
@@ -182,11 +127,6 @@ def endpoints_of(addrs, owners):
     return out
 
 
-def pct(v, p):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))] if v else None
-
-
 def run(a, tmp):
     Path(tmp, "peak.yaml").write_text(CONFIG)
     e = etcdproc.Etcd(os.path.join(tmp, "etcd"))
@@ -195,10 +135,7 @@ def run(a, tmp):
         e.wait()
         csock = os.path.join(tmp, "c.sock")
         clog = os.path.join(tmp, "controller.log")
-        c = subprocess.Popen([PEAK, "controller", "--config", os.path.join(tmp, "peak.yaml"),
-                              "--listen", f"[::1]:{peaktest.free_port()}", "--store", "etcd",
-                              "--etcd", e.url, "--control", csock],
-                             stdout=open(clog, "w"), stderr=subprocess.STDOUT)
+        c = cplib.controller(os.path.join(tmp, "peak.yaml"), e.url, clog, "--control", csock)
         procs.append(c)
         wait_for(lambda: "leading (store etcd)" in readlog(clog) or c.poll() is not None,
                  a.timeout, what="controller leading")
@@ -260,15 +197,7 @@ def run(a, tmp):
                  f"{res['applied_p99_ms']} ms; {res['within_100ms']} of {a.changes} "
                  f"answered within 100 ms of the acknowledgment")
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        e.stop()
+        cplib.stop(procs, e)
     return res
 
 
@@ -293,18 +222,11 @@ def main():
     try:
         res = run(a, tmp)
     except (TimeoutError, RuntimeError, AssertionError) as ex:
-        for name in sorted(os.listdir(tmp)):  # the logs say why
-            if name.endswith(".log"):
-                print(f"--- {name}\n{readlog(os.path.join(tmp, name))[-3000:]}",
-                      file=sys.stderr)
+        cplib.show_logs(tmp)  # the logs say why
         print(f"replicas.py: {ex}", file=sys.stderr)
         return 1
     finally:
-        if a.keep:
-            os.makedirs(a.keep, exist_ok=True)
-            for name in os.listdir(tmp):
-                if name.endswith(".log"):
-                    shutil.copy(os.path.join(tmp, name), a.keep)
+        cplib.keep_logs(tmp, a.keep)
         shutil.rmtree(tmp, ignore_errors=True)
     res["command"] = " ".join(["bench/controlplane/replicas.py", *sys.argv[1:]])
     os.makedirs(os.path.dirname(os.path.abspath(a.out)), exist_ok=True)

@@ -10,9 +10,15 @@ Measures, each bounded by --timeout seconds:
                      leader's log line of the change to the standby's "the stored state
                      changed: adopted", its CPU per change, and its counts of whole reads and
                      of records applied from the watch (its metrics; absent before they were)
-  scale-up           SIGHUP with a configuration holding 1000 more endpoints (10 more in each
-                     of the first 100 services): until "configuration reloaded"; CPU seconds
-                     (--skip-scaleup: not run)
+  scale-up           1010 more endpoints (10 more in each of the first 100 services and in
+                     grow.svc.example., which had 1): the file rewritten, then SIGHUP to the
+                     controller and both replicas (as a new file or ConfigMap reaches all
+                     three; the replicas take the pods' addresses from their configuration);
+                     timed from the signals until the controller logged "configuration
+                     reloaded" (its changed records written to etcd: scaleup_stored_s) and
+                     both replicas answer grow.svc.example. with its 11 addresses
+                     (scaleup_answered_s); scaleup_s is the later. CPU seconds of each
+                     process, and the logs' stamps of each step (--skip-scaleup: not run)
   dns load           two `peak dns --store etcd` replicas: until each answers the apex SOA;
                      CPU seconds and VmHWM of each
   propagation        --changes weight changes on the service probe.svc.example. (endpoint
@@ -35,32 +41,24 @@ The standby's cost per change, bounded (about 2 minutes on 2 cores):
        bench/controlplane/scale.py --services 1000 --endpoints 100 --changes 20 --standby \
            --skip-scaleup --out bench/results/controlplane-standby.json"""
 import argparse
-import calendar
 import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(os.path.dirname(HERE))
-sys.path.insert(0, os.path.join(ROOT, "tests", "lib"))
-sys.path.insert(0, os.path.join(ROOT, "tests", "controlplane"))
+import dns.message
+import dns.query
+import dns.rdatatype
 
-import dns.message  # noqa: E402
-import dns.query  # noqa: E402
-import dns.rdatatype  # noqa: E402
-
-import etcdproc  # noqa: E402
-import peaktest  # noqa: E402
-
-PEAK = os.environ.get("PEAK_BIN", os.path.join(ROOT, "build", "peak"))
+import cplib
+from cplib import ROOT, PEAK, etcdproc, log_time, pct, peaktest, readlog, wait_for
 PROBE = "probe.svc.example."
+GROW, GROW_PODS = "grow.svc.example.", 10
 CLK = os.sysconf("SC_CLK_TCK")
 ADOPTED = "the stored state changed: adopted"
 
@@ -80,7 +78,12 @@ def gen_config(nsvc, nep, extra=(0, 0)):
            f"  - name: {PROBE}", "    prefixes: [2001:db8:ffff::/64]", "    slice: 78",
            "    answers: 2", "    endpoints:",
            '      - {id: p0, address: "fd00:ffff::1"}',
-           '      - {id: p1, address: "fd00:ffff::2"}']
+           '      - {id: p1, address: "fd00:ffff::2"}',
+           f"  - name: {GROW}", "    prefixes: [2001:db8:fffe::/64]", "    slice: 78",
+           "    answers: 16", "    endpoints:"]
+    # the service the scale-up's answers are seen on: 1 endpoint, 11 after it
+    out += [f'      - {{id: g{k}, address: "fd00:fffe::{k + 1:x}"}}'
+            for k in range(1 + (GROW_PODS if extra[0] else 0))]
     for x in range(nsvc):
         out += [f"  - name: s{x}.svc.example.", f"    prefixes: [2001:db8:{x:x}::/64]",
                 "    slice: 78", "    endpoints:"]
@@ -126,22 +129,6 @@ def hwm_mb(pid):
     return 0.0
 
 
-def wait_for(fn, timeout, step=0.05, what="condition"):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = fn()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what}: not within {timeout} s")
-        time.sleep(step)
-
-
-def readlog(path):
-    with open(path, errors="replace") as f:
-        return f.read()
-
-
 def soa_ok(port):
     q = dns.message.make_query("svc.example.", "SOA")
     try:
@@ -151,23 +138,14 @@ def soa_ok(port):
         return False
 
 
-def probe_count(port):
+def probe_count(port, name=PROBE):
     """AAAA addresses the replica gives for the probe service (None if no answer)."""
-    q = dns.message.make_query(PROBE, "AAAA")
+    q = dns.message.make_query(name, "AAAA")
     try:
         r = dns.query.udp(q, "::1", port=port, timeout=0.5)
     except Exception:
         return None
     return sum(len(rr) for rr in r.answer if rr.rdtype == dns.rdatatype.AAAA)
-
-
-def log_time(line):
-    """The wall time (s) of a log line ("2026-12-02T13:40:01.123Z info ..."), or None."""
-    try:
-        return calendar.timegm(time.strptime(line[:19], "%Y-%m-%dT%H:%M:%S")) + \
-            int(line[20:23]) / 1000
-    except (ValueError, IndexError):
-        return None
 
 
 def last_after(path, what, after):
@@ -178,6 +156,15 @@ def last_after(path, what, after):
         if what in line and t is not None and t >= after - 0.001:
             best = t
     return best
+
+
+def ms_after(path, what, after):
+    """Seconds from wall time after to the first line of path holding what at or after it."""
+    for line in readlog(path).splitlines():
+        t = log_time(line)
+        if what in line and t is not None and t >= after - 0.001:
+            return round(t - after, 3)
+    return None
 
 
 def breakdown(w0, w1, clog, dlogs, cline):
@@ -193,23 +180,6 @@ def breakdown(w0, w1, clog, dlogs, cline):
             "to_answer_ms": ms(td, w1)}
 
 
-def ctl_command(path, line):
-    """Sends one command to the controller's control socket as controller-ctl does (one
-    line, then the reply until the connection closes); returns the reply."""
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
-        s.settimeout(30)
-        s.connect(path)
-        s.sendall(line.encode() + b"\n")
-        s.shutdown(socket.SHUT_WR)
-        data = b""
-        while True:
-            d = s.recv(4096)
-            if not d:
-                break
-            data += d
-    return data.decode(errors="replace")
-
-
 def store_counters(mport):
     """The standby's peak_controller_store_{reads,changes}_total (None: not exported)."""
     with urllib.request.urlopen(f"http://[::1]:{mport}/metrics", timeout=30) as r:
@@ -220,11 +190,6 @@ def store_counters(mport):
         line = [x for x in text.splitlines() if x.startswith(key)]
         out[name] = int(line[0].split()[1]) if line else None
     return out
-
-
-def pct(v, p):
-    v = sorted(v)
-    return v[min(len(v) - 1, int(round(p / 100 * (len(v) - 1))))] if v else None
 
 
 def run(a, tmp):
@@ -245,11 +210,8 @@ def run(a, tmp):
         csock = os.path.join(tmp, "c.sock")
         clog = os.path.join(tmp, "controller.log")
         t0 = time.monotonic()
-        c = subprocess.Popen([PEAK, "controller", "--config", cfg, "--listen",
-                              f"[::1]:{peaktest.free_port()}", "--store", "etcd", "--etcd",
-                              e.url, "--control", csock, "--lease-ttl", "30",
-                              "--agent-ttl", "15"],
-                             stdout=open(clog, "w"), stderr=subprocess.STDOUT)
+        c = cplib.controller(cfg, e.url, clog, "--control", csock, "--lease-ttl", "30",
+                             "--agent-ttl", "15")
         procs.append(c)
         # leading, and its services stored and served ("N services from FILE, agents on")
         wait_for(lambda: ("leading" in readlog(clog) and " services from " in readlog(clog))
@@ -265,11 +227,8 @@ def run(a, tmp):
             slog = os.path.join(tmp, "standby.log")
             smport = peaktest.free_port()
             t0 = time.monotonic()
-            sb = subprocess.Popen([PEAK, "controller", "--config", cfg, "--listen",
-                                   f"[::1]:{peaktest.free_port()}", "--store", "etcd",
-                                   "--etcd", e.url, "--lease-ttl", "30", "--agent-ttl", "15",
-                                   "--metrics", f"[::1]:{smport}"],
-                                  stdout=open(slog, "w"), stderr=subprocess.STDOUT)
+            sb = cplib.controller(cfg, e.url, slog, "--lease-ttl", "30", "--agent-ttl", "15",
+                                  "--metrics", f"[::1]:{smport}")
             procs.append(sb)
             wait_for(lambda: " services from " in readlog(slog) or sb.poll() is not None,
                      a.timeout, what="standby start")
@@ -285,9 +244,7 @@ def run(a, tmp):
             port = peaktest.free_port()
             log = os.path.join(tmp, f"dns{i}.log")
             t0 = time.monotonic()
-            p = subprocess.Popen([PEAK, "dns", "--config", cfg, "--listen", f"[::1]:{port}",
-                                  "--threads", "1", "--store", "etcd", "--etcd", e.url],
-                                 stdout=open(log, "w"), stderr=subprocess.STDOUT)
+            p = cplib.replica(cfg, e.url, log, port)
             procs.append(p)
             reps.append((p, port, log, t0))
         for i, (p, port, log, t0) in enumerate(reps):
@@ -337,7 +294,7 @@ def run(a, tmp):
                                    timeout=30)
                 assert r.returncode == 0, r
             else:
-                r = ctl_command(csock, f"weight {PROBE} p1 {w}")
+                r = cplib.unix_command(csock, f"weight {PROBE} p1 {w}", timeout=30)
                 assert r.endswith("ok\n"), r
             wait_for(lambda: all(probe_count(port) == want for _, port, _, _ in reps),
                      a.timeout, step=0.002, what=f"change {k} in both replicas")
@@ -381,41 +338,75 @@ def run(a, tmp):
                      f"{res['standby_reads_in_changes']}")
         if a.skip_scaleup:
             return res
-        # last, as it may hold the controller long: 1000 more endpoints by SIGHUP
+        # last, as it may hold the controller long: 1000 more endpoints (10 more in each of
+        # the first 100 services) and 10 more in the grow service, by SIGHUP to the
+        # controller and both replicas (what a new file, a ConfigMap, brings to all three:
+        # the replicas take the pods' addresses from their configuration)
         ups, per = min(100, a.services), 10
         with open(cfg + ".new", "w") as f:
             f.write(gen_config(a.services, a.endpoints, (ups, per)))
         os.replace(cfg + ".new", cfg)
         n0 = readlog(clog).count("configuration reloaded")
-        cpu0 = cpu_s(c.pid)
-        t0 = time.monotonic()
+        cpu0 = [cpu_s(x.pid) for x in [c] + [p for p, _, _, _ in reps]]
+        want = 1 + GROW_PODS
+        t0, w0 = time.monotonic(), time.time()
         c.send_signal(signal.SIGHUP)
+        for p, _, _, _ in reps:
+            p.send_signal(signal.SIGHUP)
+        stored = answered = None
         try:
-            wait_for(lambda: readlog(clog).count("configuration reloaded") > n0 or
-                     "reload refused" in readlog(clog), a.timeout, step=0.01,
-                     what="scale-up")
+            deadline = time.monotonic() + a.timeout
+            while stored is None or answered is None:
+                lg = readlog(clog)
+                if "reload refused" in lg:
+                    break
+                if stored is None and lg.count("configuration reloaded") > n0:
+                    stored = time.monotonic() - t0
+                if answered is None and all(probe_count(port, GROW) == want
+                                            for _, port, _, _ in reps):
+                    answered = time.monotonic() - t0
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"scale-up: not within {a.timeout} s")
+                time.sleep(0.002)
         except TimeoutError as ex:
             res["scaleup_error"] = str(ex)
         assert "reload refused" not in readlog(clog), readlog(clog)[-2000:]
-        res["scaleup_pods"] = ups * per
-        res["scaleup_how"] = "SIGHUP reload of the configuration with the pods added"
-        res["scaleup_s"] = round(time.monotonic() - t0, 3)
-        res["scaleup_cpu_s"] = round(cpu_s(c.pid) - cpu0, 3)
-        progress(f"scale-up of {ups * per} pods in {res['scaleup_s']} s "
-                 f"({res['scaleup_cpu_s']} s CPU)")
+        cpu1 = [cpu_s(x.pid) for x in [c] + [p for p, _, _, _ in reps]]
+        res["scaleup_pods"] = ups * per + GROW_PODS
+        res["scaleup_how"] = ("SIGHUP to the controller and both replicas with a "
+                              "configuration holding the pods added; from the signals until "
+                              "the controller logged 'configuration reloaded' (its changed "
+                              "records written to etcd) and both replicas answer the new pods "
+                              f"({GROW} AAAA: {want} addresses), whichever is later")
+        res["scaleup_s"] = round(max(x or 0 for x in (stored, answered)), 3)
+        res["scaleup_stored_s"] = round(stored, 3) if stored is not None else None
+        res["scaleup_answered_s"] = round(answered, 3) if answered is not None else None
+        # from the logs' millisecond stamps (not the bench's polling; a replica logs its
+        # reload just after it serves it)
+        for _, _, lg, _ in reps:
+            try:
+                wait_for(lambda: ms_after(lg, "dns: reloaded", w0) is not None, 10,
+                         what="the replica's reload line")
+            except TimeoutError:
+                pass
+        res["scaleup_controller_log_s"] = ms_after(clog, "configuration reloaded", w0)
+        res["scaleup_changed_log_s"] = ms_after(clog, "services changed", w0)
+        for i, (_, _, lg, _) in enumerate(reps):
+            res[f"scaleup_dns{i}_log_s"] = ms_after(lg, "dns: reloaded", w0)
+        res["scaleup_cpu_s"] = round(cpu1[0] - cpu0[0], 3)
+        for i in range(len(reps)):
+            res[f"scaleup_dns{i}_cpu_s"] = round(cpu1[i + 1] - cpu0[i + 1], 3)
+        line = [x for x in readlog(clog).splitlines() if "services changed" in x]
+        res["scaleup_controller_line"] = line[-1].split(" ", 2)[2] if line else None
+        progress(f"scale-up of {res['scaleup_pods']} pods: stored in {res['scaleup_stored_s']} "
+                 f"s, answered by both replicas in {res['scaleup_answered_s']} s (CPU: "
+                 f"controller {res['scaleup_cpu_s']} s, replicas {res['scaleup_dns0_cpu_s']} "
+                 f"and {res['scaleup_dns1_cpu_s']} s); {res['scaleup_controller_line']}")
         for i, (p, _, _, _) in enumerate(reps):
             res[f"dns{i}_hwm_mb"] = round(hwm_mb(p.pid))
             res[f"dns{i}_alive"] = p.poll() is None
     finally:
-        for p in procs:
-            if p.poll() is None:
-                p.terminate()
-                try:
-                    p.wait(10)
-                except subprocess.TimeoutExpired:
-                    p.kill()
-                    p.wait()
-        e.stop()
+        cplib.stop(procs, e)
     return res
 
 
@@ -446,17 +437,10 @@ def main():
     try:
         res = run(a, tmp)
     except BaseException:
-        for name in sorted(os.listdir(tmp)):  # the logs say why
-            if name.endswith(".log"):
-                print(f"--- {name}\n{readlog(os.path.join(tmp, name))[-3000:]}",
-                      file=sys.stderr)
+        cplib.show_logs(tmp)  # the logs say why
         raise
     finally:
-        if a.keep:
-            os.makedirs(a.keep, exist_ok=True)
-            for name in os.listdir(tmp):
-                if name.endswith(".log"):
-                    shutil.copy(os.path.join(tmp, name), a.keep)
+        cplib.keep_logs(tmp, a.keep)
         shutil.rmtree(tmp, ignore_errors=True)
     res["command"] = " ".join(["bench/controlplane/scale.py", *sys.argv[1:]])
     os.makedirs(os.path.dirname(a.out), exist_ok=True)

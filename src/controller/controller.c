@@ -215,6 +215,28 @@ static void dns_sync(struct ctl *c)
 
 /* ---- configuration ---- */
 
+/* Checks that service s of a configuration loaded from path has an assignment. Returns 0,
+ * or -EINVAL with "FILE:LINE: reason" in err. */
+static int svc_check(const char *path, const struct cfg_service *s, char *err, size_t errlen)
+{
+	struct assign a;
+	int *slot = calloc(s->nep ? s->nep : 1, sizeof(*slot));
+	int r = slot ? config_service_assign(s, &a, slot) : -ENOMEM;
+	free(slot);
+	if (!r) {
+		assign_fini(&a);
+		return 0;
+	}
+	char name[DNS_NAME_STRLEN];
+	dns_name_print(&s->name, name, sizeof(name));
+	snprintf(err, errlen, "%s:%u: service %.255s: %s", path, s->line, name,
+	         r == -E2BIG    ? "more slices than an assignment holds (2^24)"
+	         : r == -ENOENT ? "no endpoints"
+	         : r == -EINVAL ? "every endpoint's weight is 0"
+	                        : strerror(-r));
+	return -EINVAL;
+}
+
 /* Loads and checks the configuration: every service must have an assignment. Returns 0,
  * or -EINVAL with "FILE:LINE: reason" in err. */
 static int config_check(const char *path, struct peak_config **out, char *err, size_t errlen)
@@ -222,66 +244,80 @@ static int config_check(const char *path, struct peak_config **out, char *err, s
 	int ret = config_load(path, out, err, errlen);
 	if (ret)
 		return ret;
-	for (unsigned i = 0; i < (*out)->nsvc; i++) {
-		const struct cfg_service *s = &(*out)->svc[i];
-		struct assign a;
-		int *slot = calloc(s->nep ? s->nep : 1, sizeof(*slot));
-		int r = slot ? config_service_assign(s, &a, slot) : -ENOMEM;
-		free(slot);
-		if (!r) {
-			assign_fini(&a);
-			continue;
+	for (unsigned i = 0; i < (*out)->nsvc; i++)
+		if (svc_check(path, &(*out)->svc[i], err, errlen)) {
+			config_free(*out);
+			*out = NULL;
+			return -EINVAL;
 		}
-		char name[DNS_NAME_STRLEN];
-		dns_name_print(&s->name, name, sizeof(name));
-		snprintf(err, errlen, "%s:%u: service %.255s: %s", path, s->line, name,
-		         r == -E2BIG    ? "more slices than an assignment holds (2^24)"
-		         : r == -ENOENT ? "no endpoints"
-		         : r == -EINVAL ? "every endpoint's weight is 0"
-		                        : strerror(-r));
-		config_free(*out);
-		*out = NULL;
-		return -EINVAL;
-	}
 	return 0;
 }
 
 /* SIGHUP and the control socket's "reload": a configuration that does not load is
- * refused and the running one kept. Services keep their live assignment, weights and
- * health where they still match (adopt); a weight the new file changes applies. Every
- * agent gets the new maps. Returns 0 or -errno with the reason in err. */
+ * refused and the running one kept. A service whose configuration did not change
+ * (ctlr_svc_same) is kept as it lives, untouched (its assignment, weights, health, steering
+ * and saved record); only the others are checked and built anew, adopting their live
+ * assignment, weights and health where they still match (adopt); a weight the new file
+ * changes applies. So a reload costs the parse of the file plus the services it changed,
+ * not the whole state. Agents get the maps of the services whose record changed. Returns 0
+ * or -errno with the reason in err. */
 int ctlr_reload(struct ctl *c, char *err, size_t errlen)
 {
 	struct peak_config *cfg = NULL;
 	struct text t = {0};
 	struct csvc *svc = NULL;
-	struct name_index newidx = {0};
+	struct name_index newidx = {0}, oldidx = {0};
+	int *from = NULL; /* per new service: the old one of that name, -1: none */
+	bool *same = NULL, *taken = NULL, *send = NULL;
+	unsigned nsame = 0;
 	int ret = c->kube ? ksrc_config(c, &cfg, err, errlen)
-	                  : config_check(c->o->config, &cfg, err, errlen);
+	                  : config_load(c->o->config, &cfg, err, errlen);
 	if (ret)
 		goto out;
+	ret = -ENOMEM;
+	snprintf(err, errlen, "out of memory");
+	from = malloc((cfg->nsvc ? cfg->nsvc : 1) * sizeof(*from));
+	same = calloc(cfg->nsvc ? cfg->nsvc : 1, sizeof(*same));
+	send = calloc(cfg->nsvc ? cfg->nsvc : 1, sizeof(*send));
+	taken = calloc(c->cfg->nsvc ? c->cfg->nsvc : 1, sizeof(*taken));
+	if (!from || !same || !send || !taken || ctlr_index_build(&oldidx, c->cfg))
+		goto out;
+	for (unsigned i = 0; i < cfg->nsvc; i++) {
+		int k = from[i] = ctlr_index_find(&oldidx, &cfg->svc[i].name);
+		/* (the Kubernetes source marks endpoints that left down first: built anew) */
+		same[i] = !c->kube && k >= 0 && !taken[k] && c->svc[k].have &&
+		          ctlr_svc_same(c->cfg->svc + k, cfg->svc + i);
+		if (same[i]) {
+			taken[k] = true;
+			nsame++;
+		} else if (!c->kube && (ret = svc_check(c->o->config, cfg->svc + i, err, errlen))) {
+			goto out; /* (the ones kept were checked when they were loaded) */
+		}
+	}
 	if (c->kube)
 		ksrc_before(c, cfg); /* endpoints that left go down first: only theirs move */
 	c->copy_exact = false;       /* a standby's services no longer those a load gives */
-	if ((ret = ctlr_state_text(c, &t)) || (ctlr_text_add(&t, "", 1), ret = t.err))
-		goto out;
-	if (c->kube)
-		ksrc_filter(cfg, &t);
-	if (!(svc = ctlr_svcs_build(cfg, t.p, t.len - 1, c->steer))) {
-		ret = -ENOMEM;
+	/* the live state of the services built anew, which they adopt where it matches */
+	for (unsigned i = 0; i < cfg->nsvc; i++)
+		if (!same[i] && from[i] >= 0)
+			ctlr_svc_text(&c->svc[from[i]], &t);
+	ctlr_text_add(&t, "", 1);
+	if ((ret = t.err)) {
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
-	struct name_index oldidx = {0};
-	if ((ret = ctlr_index_build(&oldidx, c->cfg))) {
+	if (c->kube)
+		ksrc_filter(cfg, &t);
+	if (!(svc = ctlr_svcs_build_some(cfg, t.p, t.len - 1, c->steer, same))) {
+		ret = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
 	for (unsigned i = 0; i < cfg->nsvc; i++) { /* weights the file changes */
 		struct csvc *v = &svc[i];
-		int k = ctlr_index_find(&oldidx, &v->s->name);
-		const struct cfg_service *old = k >= 0 ? &c->cfg->svc[k] : NULL;
-		const struct csvc *ov = k >= 0 ? &c->svc[k] : NULL;
+		int k = from[i];
+		const struct cfg_service *old = k >= 0 && !same[i] ? &c->cfg->svc[k] : NULL;
+		const struct csvc *ov = old ? &c->svc[k] : NULL;
 		for (unsigned e = 0; old && v->have && e < v->s->nep; e++) {
 			int o = ctlr_ep_index_at(old, v->s->ep[e].id, (int)e);
 			uint32_t w = v->s->ep[e].weight;
@@ -298,19 +334,17 @@ int ctlr_reload(struct ctl *c, char *err, size_t errlen)
 	}
 	/* The agents get the maps of the services that changed (a new service, or a record
 	 * that differs from the one saved before): a scale-up of a few services sends those. */
-	bool *send = calloc(cfg->nsvc ? cfg->nsvc : 1, sizeof(*send));
-	if (!send || ctlr_index_build(&newidx, cfg)) {
-		free(send);
-		ctlr_index_fini(&oldidx);
+	if (ctlr_index_build(&newidx, cfg)) {
 		ret = -ENOMEM;
 		snprintf(err, errlen, "out of memory");
 		goto out;
 	}
 	for (unsigned i = 0; i < cfg->nsvc; i++) {
 		struct csvc *v = &svc[i];
-		int k = ctlr_index_find(&oldidx, &v->s->name);
-		struct csvc *ov = k >= 0 ? &c->svc[k] : NULL;
+		struct csvc *ov = from[i] >= 0 ? &c->svc[from[i]] : NULL;
 		struct text rt = {0};
+		if (same[i])
+			continue; /* kept as it is: nothing to send */
 		send[i] = true;
 		if (!ov || !ov->have || !v->have)
 			continue;
@@ -336,15 +370,23 @@ int ctlr_reload(struct ctl *c, char *err, size_t errlen)
 			free(rt.p);
 		}
 	}
-	ctlr_index_fini(&oldidx);
+	/* Nothing fails from here: the services kept move into the new array as they are
+	 * (their slots in the old one emptied, so freeing it leaves them). */
 	pthread_mutex_lock(&c->lock);
 	struct peak_config *oldcfg = c->cfg;
 	struct csvc *oldsvc = c->svc;
+	for (unsigned i = 0; i < cfg->nsvc; i++)
+		if (same[i]) {
+			svc[i] = oldsvc[from[i]];
+			svc[i].s = &cfg->svc[i];
+			oldsvc[from[i]] = (struct csvc){0};
+		}
 	c->cfg = cfg;
 	c->svc = svc;
 	ctlr_index_fini(&c->idx);
 	c->idx = newidx;
 	newidx = (struct name_index){0};
+	c->reload_rebuilt += cfg->nsvc - nsame;
 	pthread_mutex_unlock(&c->lock);
 	ctlr_svcs_free(oldsvc, oldcfg->nsvc);
 	config_free(oldcfg);
@@ -356,8 +398,8 @@ int ctlr_reload(struct ctl *c, char *err, size_t errlen)
 			send_map(c, &c->svc[i], NULL);
 			nsent++;
 		}
-	free(send);
-	log_msg(LOG_INFO, "controller: reload: %u of %u services changed", nsent, c->cfg->nsvc);
+	log_msg(LOG_INFO, "controller: reload: %u of %u services changed (%u built anew)", nsent,
+	        c->cfg->nsvc, c->cfg->nsvc - nsame);
 	ctlr_state_save(c);
 	if (c->kube)
 		ksrc_after(c);
@@ -367,7 +409,12 @@ out:
 		ctlr_svcs_free(svc, cfg->nsvc);
 	config_free(cfg);
 	ctlr_index_fini(&newidx);
+	ctlr_index_fini(&oldidx);
 	free(t.p);
+	free(from);
+	free(same);
+	free(taken);
+	free(send);
 	return ret;
 }
 
@@ -760,8 +807,13 @@ static void render(struct mbuf *b, void *arg)
 	            "# HELP peak_controller_store_changes_total Service records a standby applied "
 	            "from the store's watch, each alone.\n"
 	            "# TYPE peak_controller_store_changes_total counter\n"
-	            "peak_controller_store_changes_total %" PRIu64 "\n",
-	            c->nagents, c->leader, c->steer, c->store_reads, c->store_changes);
+	            "peak_controller_store_changes_total %" PRIu64 "\n"
+	            "# HELP peak_controller_reload_rebuilt_total Services reloads built anew "
+	            "(new, or changed in the configuration; the others are kept as they live).\n"
+	            "# TYPE peak_controller_reload_rebuilt_total counter\n"
+	            "peak_controller_reload_rebuilt_total %" PRIu64 "\n",
+	            c->nagents, c->leader, c->steer, c->store_reads, c->store_changes,
+	            c->reload_rebuilt);
 	for (unsigned k = 0; k < sizeof(per_ep) / sizeof(per_ep[0]); k++) {
 		mbuf_printf(b, "# HELP %s %s\n# TYPE %s gauge\n", per_ep[k].name, per_ep[k].help,
 		            per_ep[k].name);

@@ -140,9 +140,10 @@ struct ctl {
 	bool nodes_judged;   /* since then, nodes whose registration lapsed were looked for */
 	int lfd;             /* the agents' listener while leading, else -1 */
 
-	bool copy_exact;        /* a standby: the services are what a load of the store gives */
-	uint64_t store_reads;   /* loads of the whole stored state (metrics; under lock) */
-	uint64_t store_changes; /* records a standby applied from the store's changes (idem) */
+	bool copy_exact;         /* a standby: the services are what a load of the store gives */
+	uint64_t store_reads;    /* loads of the whole stored state (metrics; under lock) */
+	uint64_t store_changes;  /* records a standby applied from the store's changes (idem) */
+	uint64_t reload_rebuilt; /* services reloads built anew (idem; the others were kept) */
 
 	uint64_t log_s;
 	unsigned log_n;
@@ -197,8 +198,17 @@ int ctlr_index_find(const struct name_index *x, const struct dns_name *n);
 /* Marks v's saved record stale: the next save writes it anew. */
 void ctlr_svc_dirty(struct csvc *v);
 void ctlr_svcs_free(struct csvc *svc, unsigned n);
+/* Builds every service of cfg from the saved state (see state.c). Returns NULL when out
+ * of memory. */
 struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, size_t len,
                              bool steer);
+/* The same, leaving the services with skip[i] zeroed for the caller to fill (a reload
+ * moves the live ones it keeps there). */
+struct csvc *ctlr_svcs_build_some(const struct peak_config *cfg, const char *state, size_t len,
+                                  bool steer, const bool *skip);
+/* Whether a reload may keep the live service built for a as b (ctlr_svc_same in state.c):
+ * same name, slices, endpoint ids in order and weights. */
+bool ctlr_svc_same(const struct cfg_service *a, const struct cfg_service *b);
 
 /* steer_ctl.c: metrics-based steering in the controller (steer.h has the step) */
 void ctlr_load_report(struct csvc *v, unsigned e, const struct ctl_msg *m, uint64_t now);

@@ -517,13 +517,35 @@ void ctlr_svcs_free(struct csvc *svc, unsigned n)
 	free(svc);
 }
 
+/* Whether a reload can keep the live service built for a as the service b: the same name
+ * (same case: the record's key is printed from it), the same slices and the same endpoints
+ * (ids, in order, and weights). What else differs (addresses, nodes, prefixes of the same
+ * size) the controller reads through v->s, so it follows the new configuration. */
+bool ctlr_svc_same(const struct cfg_service *a, const struct cfg_service *b)
+{
+	if (a->name.len != b->name.len || memcmp(a->name.wire, b->name.wire, a->name.len) ||
+	    a->space.nslices != b->space.nslices || a->space.s != b->space.s || a->nep != b->nep)
+		return false;
+	for (unsigned e = 0; e < a->nep; e++)
+		if (a->ep[e].weight != b->ep[e].weight || strcmp(a->ep[e].id, b->ep[e].id))
+			return false;
+	return true;
+}
+
+struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, size_t len,
+                             bool steer)
+{
+	return ctlr_svcs_build_some(cfg, state, len, steer, NULL);
+}
+
 /* Builds the services of cfg, each adopting its part of state (see adopt) or else the
  * initial assignment. With steer (--steer metrics) the weights are effective weights on
  * the fine scale (steer.h): the state's weights are taken as such (a takeover moves
  * nothing), an initial assignment gets the configured weights scaled, and the ceilings are
- * the configured weights. Returns the array or NULL (out of memory). */
-struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, size_t len,
-                             bool steer)
+ * the configured weights. Services with skip[i] are left zeroed (the caller fills them).
+ * Returns the array or NULL (out of memory). */
+struct csvc *ctlr_svcs_build_some(const struct peak_config *cfg, const char *state, size_t len,
+                                  bool steer, const bool *skip)
 {
 	struct csvc *svc = calloc(cfg->nsvc ? cfg->nsvc : 1, sizeof(*svc));
 	struct name_index x = {0};
@@ -535,6 +557,8 @@ struct csvc *ctlr_svcs_build(const struct peak_config *cfg, const char *state, s
 	for (unsigned i = 0; svc && i < cfg->nsvc; i++) {
 		struct csvc *v = &svc[i];
 		unsigned n = cfg->svc[i].nep ? cfg->svc[i].nep : 1;
+		if (skip && skip[i])
+			continue;
 		v->s = &cfg->svc[i];
 		dns_name_print(&v->s->name, v->name, sizeof(v->name));
 		v->slot = calloc(n, sizeof(*v->slot));

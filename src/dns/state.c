@@ -426,6 +426,44 @@ static int ep_find(const struct dnsd_svc_dyn *sd, const char *id, unsigned hint)
 	return -1;
 }
 
+/* A reload's shortcut for a service whose endpoints did not change: when old (packed) has
+ * the same endpoints in the same order and sd (their health, slots and weights taken from
+ * old) would settle to nothing, sd takes a copy of old's runs as they are, which is what
+ * expanding, copying, settling and packing them again gives. Returns 0 (done), 1 (not
+ * such a service: the caller takes the long way) or -ENOMEM. */
+static int svc_dyn_copy_packed(struct dnsd_svc_dyn *sd, const struct dnsd_svc_dyn *old)
+{
+	if (!old->have_assign || old->a.owner || old->nep != sd->nep)
+		return 1;
+	for (unsigned e = 0; e < sd->nep; e++) {
+		const struct dnsd_ep_dyn *d = &sd->ep[e];
+		if (strcmp(old->ep[e].id, d->id) || (d->healthy != (d->slot >= 0)) ||
+		    (d->slot >= 0 &&
+		     ((unsigned)d->slot >= old->a.nep || old->a.ep[d->slot].weight != d->weight)))
+			return 1;
+	}
+	struct assign a = old->a;
+	a.cap = old->a.cap ? old->a.cap : 1;
+	a.ep = malloc(a.cap * sizeof(*a.ep));
+	uint32_t *start = malloc((old->nruns ? old->nruns : 1) * sizeof(*start));
+	int32_t *slot = malloc((old->nruns ? old->nruns : 1) * sizeof(*slot));
+	if (!a.ep || !start || !slot) {
+		free(a.ep);
+		free(start);
+		free(slot);
+		return -ENOMEM;
+	}
+	memcpy(a.ep, old->a.ep, old->a.nep * sizeof(*a.ep));
+	memcpy(start, old->run_start, old->nruns * sizeof(*start));
+	memcpy(slot, old->run_slot, old->nruns * sizeof(*slot));
+	sd->a = a;
+	sd->have_assign = true;
+	sd->run_start = start;
+	sd->run_slot = slot;
+	sd->nruns = old->nruns;
+	return slot_map(sd);
+}
+
 /* Matches dyn to cfg by service name and endpoint id into out, leaving dyn untouched.
  * Health marks and slices are kept; a weight set at run time stays until the file changes
  * that endpoint's weight. */
@@ -469,6 +507,11 @@ static int dyn_sync(const struct dnsd_dyn *dyn, const struct peak_config *cfg, s
 				goto nomem;
 			continue;
 		}
+		int cp = svc_dyn_copy_packed(sd, old);
+		if (cp < 0)
+			goto nomem;
+		if (!cp)
+			continue;
 		/* Keep the slices: endpoints that left the file leave the assignment. */
 		struct assign from = old->a;
 		int32_t *owner = old->a.owner ? NULL : runs_expand(old);

@@ -358,30 +358,72 @@ static int svc_prefixes(struct ctx *x, yaml_node_t *v, void *obj)
 	return 0;
 }
 
+/* FNV-1a over len bytes (the endpoints' duplicate check). */
+static uint32_t ep_hash(const void *p, size_t len)
+{
+	uint32_t h = 2166136261u;
+	for (size_t i = 0; i < len; i++)
+		h = (h ^ ((const uint8_t *)p)[i]) * 16777619u;
+	return h;
+}
+
+/* The earlier endpoint of s with e's id (by_id) or address, through tab (index + 1 per slot,
+ * mask + 1 slots), which gets e's index when none: -1, or the index. */
+static int ep_seen(const struct cfg_service *s, uint32_t *tab, uint32_t mask, unsigned e,
+                   bool by_id)
+{
+	const struct cfg_endpoint *x = &s->ep[e];
+	uint32_t h = by_id ? ep_hash(x->id, strlen(x->id)) : ep_hash(x->addr, 16);
+	for (h &= mask; tab[h]; h = (h + 1) & mask) {
+		const struct cfg_endpoint *y = &s->ep[tab[h] - 1];
+		if (by_id ? !strcmp(y->id, x->id) : !memcmp(y->addr, x->addr, 16))
+			return (int)tab[h] - 1;
+	}
+	tab[h] = e + 1;
+	return -1;
+}
+
 static int svc_endpoints(struct ctx *x, yaml_node_t *v, void *obj)
 {
 	struct cfg_service *s = &((struct svc_build *)obj)->s;
 	if (seq_alloc(x, v, sizeof(*s->ep), "endpoints", (void **)&s->ep))
 		return -EINVAL;
+	/* repeated ids and addresses through two hash tables (a scan of the earlier
+	 * endpoints per endpoint made 10,000 services of 100 endpoints cost 50M compares) */
+	size_t n = (size_t)(v->data.sequence.items.top - v->data.sequence.items.start);
+	uint32_t cap = 16;
+	while (cap < 2 * n)
+		cap *= 2;
+	uint32_t *ids = calloc(2 * (size_t)cap, sizeof(*ids)), *addrs = ids + cap;
+	if (!ids)
+		return cfail(x, v, "out of memory");
+	int ret = 0;
 	for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
 	     it++) {
 		yaml_node_t *en = yaml_document_get_node(x->doc, *it);
 		struct cfg_endpoint *e = &s->ep[s->nep];
-		if (parse_map(x, en, ep_keys, e))
-			return -EINVAL;
+		if (parse_map(x, en, ep_keys, e)) {
+			ret = -EINVAL;
+			break;
+		}
 		e->line = line_of(en);
-		for (unsigned j = 0; j < s->nep; j++) {
-			if (!strcmp(s->ep[j].id, e->id))
-				return cfail(x, en, "endpoint id '%s' repeated (first on line %u)",
-				             e->id, s->ep[j].line);
-			if (!memcmp(s->ep[j].addr, e->addr, 16))
-				return cfail(x, en,
-				             "endpoint '%s' repeats the address of '%s' (line %u)",
-				             e->id, s->ep[j].id, s->ep[j].line);
+		/* (the first earlier endpoint that repeats either, the id first: as a scan) */
+		int ji = ep_seen(s, ids, cap - 1, s->nep, true);
+		int ja = ep_seen(s, addrs, cap - 1, s->nep, false);
+		if (ji >= 0 && (ja < 0 || ji <= ja)) {
+			ret = cfail(x, en, "endpoint id '%s' repeated (first on line %u)", e->id,
+			            s->ep[ji].line);
+			break;
+		}
+		if (ja >= 0) {
+			ret = cfail(x, en, "endpoint '%s' repeats the address of '%s' (line %u)",
+			            e->id, s->ep[ja].id, s->ep[ja].line);
+			break;
 		}
 		s->nep++;
 	}
-	return 0;
+	free(ids);
+	return ret;
 }
 
 /* 'types': a mapping of media type patterns to target services (typemap.h), kept as the

@@ -375,9 +375,13 @@ static void put_str(struct wcur *w, const char *s)
 
 static void put_u64(struct wcur *w, uint64_t v)
 {
-	char b[U64_DIGITS_MAX + 1];
-	int n = snprintf(b, sizeof(b), "%llu", (unsigned long long)v);
-	wcur_bytes(w, b, (size_t)n);
+	char b[U64_DIGITS_MAX + 1]; /* (by hand: snprintf was most of a map's text) */
+	size_t n = sizeof(b);
+	do {
+		b[--n] = (char)('0' + v % 10);
+		v /= 10;
+	} while (v && n);
+	wcur_bytes(w, b + n, sizeof(b) - n);
 }
 
 static void put_hex(struct wcur *w, const uint8_t *p, size_t len)

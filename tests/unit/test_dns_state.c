@@ -191,9 +191,25 @@ static void test_update(void **state)
 	for (int s = 0; s < NSVC; s++)
 		assert_ptr_equal(b->svc[s], c->svc[s]);
 	dns_state_free(c);
-	/* a full build from the same live state answers the same */
+	/* a full build from the same live state (a reload of the same file) answers the same,
+	 * and keeps every service's slice runs as they were (copied as they are when its
+	 * endpoints did not change: no expand, settle and pack again) */
+	uint32_t nruns[NSVC], *starts[NSVC];
+	for (int s = 0; s < NSVC; s++) {
+		assert_null(dyn.svc[s].a.owner); /* (packed between changes) */
+		nruns[s] = dyn.svc[s].nruns;
+		starts[s] = malloc(nruns[s] * sizeof(**starts));
+		assert_non_null(starts[s]);
+		memcpy(starts[s], dyn.svc[s].run_start, nruns[s] * sizeof(**starts));
+	}
 	struct dns_state *full = dns_state_build(parse(text), &dyn, err, sizeof(err));
 	assert_non_null(full);
+	for (int s = 0; s < NSVC; s++) {
+		assert_int_equal(dyn.svc[s].nruns, nruns[s]);
+		assert_memory_equal(dyn.svc[s].run_start, starts[s], nruns[s] * sizeof(**starts));
+		free(starts[s]);
+	}
+	assert_int_equal(full->svc[5]->ep_nslice[2], 0);
 	assert_same_answers(b, full);
 	dns_state_free(a); /* b still whole */
 	assert_same_answers(b, full);
