@@ -254,7 +254,8 @@ int slog_open(struct slog *l, int dirfd, uint64_t seg_max)
 	closedir(d);
 	if (ret)
 		return ret;
-	qsort(l->segs, l->nsegs, sizeof(*l->segs), seg_cmp);
+	if (l->nsegs)
+		qsort(l->segs, l->nsegs, sizeof(*l->segs), seg_cmp);
 	for (size_t i = 0; i < l->nsegs; i++)
 		if ((ret = seg_scan(l, i)))
 			return ret;
