@@ -240,10 +240,20 @@ static void stats_render(struct mbuf *b, void *arg)
 		    "# HELP peak_store_log_torn_total Segment tails dropped at start-up (a torn or "
 		    "damaged record).\n"
 		    "# TYPE peak_store_log_torn_total counter\npeak_store_log_torn_total %" PRIu64
-		    "\n",
+		    "\n# HELP peak_store_log_segments Segment files of the small-object log.\n"
+		    "# TYPE peak_store_log_segments gauge\npeak_store_log_segments %zu\n"
+		    "# HELP peak_store_log_compactions_total Segments rewritten without their dead "
+		    "records and removed.\n"
+		    "# TYPE peak_store_log_compactions_total counter\n"
+		    "peak_store_log_compactions_total %" PRIu64 "\n"
+		    "# HELP peak_store_log_compacted_bytes_total Bytes of dead records compaction "
+		    "freed.\n# TYPE peak_store_log_compacted_bytes_total counter\n"
+		    "peak_store_log_compacted_bytes_total %" PRIu64 "\n",
 		    (uint64_t)atomic_load(&st->log->syncs),
 		    (uint64_t)atomic_load(&st->log->records), slog_count(st->log),
-		    (uint64_t)atomic_load(&st->log->torn));
+		    (uint64_t)atomic_load(&st->log->torn), slog_segments(st->log),
+		    (uint64_t)atomic_load(&st->log->compactions),
+		    (uint64_t)atomic_load(&st->log->compact_bytes));
 	if (!r)
 		return;
 	mbuf_printf(
@@ -1617,8 +1627,9 @@ int store_serve(const struct store_opts *o)
 		goto out;
 	}
 	if ((r = work_start(&s.commit, 1, COMMIT_BATCH, commit_run, &s)) ||
-	    (r = work_start(&s.fetch, FETCH_THREADS, 1, fetch_run, &s))) {
-		log_msg(LOG_ERR, "store: cannot start the commit and fetch threads: %s",
+	    (r = work_start(&s.fetch, FETCH_THREADS, 1, fetch_run, &s)) ||
+	    (r = slog_compact_start(&s.log))) {
+		log_msg(LOG_ERR, "store: cannot start the commit, fetch and compaction threads: %s",
 		        strerror(-r));
 		goto out;
 	}
@@ -1764,6 +1775,7 @@ out:
 	if (lfd != -1)
 		close(lfd);
 	stats.log = NULL;
+	slog_compact_stop(&s.log);
 	slog_close(&s.log);
 	if (s.tombfd != -1)
 		close(s.tombfd);

@@ -12,6 +12,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../sys/log.h"
@@ -26,7 +27,13 @@ struct slog_ent {
 	uint64_t seq, version;
 	uint32_t body_len;
 	uint16_t key_len;
+	bool del; /* only while start-up scans: a delete record seen, seq its */
 };
+
+static uint64_t ent_len(const struct slog_ent *e)
+{
+	return SLOG_HDR + (uint64_t)e->key_len + e->body_len + SLOG_TRAIL;
+}
 
 static size_t name_hash(const char *name, size_t tabsize)
 {
@@ -79,7 +86,7 @@ static int ent_set(struct slog *l, const char *name, size_t seg, uint64_t off, u
 	if (!tab_grow(l))
 		return -ENOMEM;
 	struct slog_ent **p = ent_slot(l, name), *e = *p;
-	int fresh = !e;
+	int fresh = !e || e->del;
 	if (e && e->seq > seq)
 		return 0;
 	if (!e) {
@@ -88,7 +95,10 @@ static int ent_set(struct slog *l, const char *name, size_t seg, uint64_t off, u
 		memcpy(e->name, name, SLOG_NAME_LEN + 1);
 		*p = e;
 		l->count++;
+	} else if (!e->del) {
+		l->segs[e->seg].live -= ent_len(e);
 	}
+	l->segs[seg].live += SLOG_HDR + kl + len + SLOG_TRAIL;
 	*e = (struct slog_ent){.next = e->next,
 	                       .seg = seg,
 	                       .off = off,
@@ -108,9 +118,50 @@ static void ent_del(struct slog *l, const char *name, uint64_t seq)
 	struct slog_ent **p = ent_slot(l, name), *e = *p;
 	if (!e || e->seq > seq)
 		return;
+	if (!e->del)
+		l->segs[e->seg].live -= ent_len(e);
 	*p = e->next;
 	free(e);
 	l->count--;
+}
+
+/* Start-up: a delete record of seq: name's older record goes, and a marker stays until
+ * the scan ends, so an older put found later (compaction moves records) stays hidden. */
+static int ent_mark_del(struct slog *l, const char *name, uint64_t seq)
+{
+	if (!tab_grow(l))
+		return -ENOMEM;
+	struct slog_ent **p = ent_slot(l, name), *e = *p;
+	if (e && e->seq > seq)
+		return 0;
+	if (!e) {
+		if (!(e = calloc(1, sizeof(*e))))
+			return -ENOMEM;
+		memcpy(e->name, name, SLOG_NAME_LEN + 1);
+		*p = e;
+		l->count++;
+	} else if (!e->del) {
+		l->segs[e->seg].live -= ent_len(e);
+	}
+	e->del = true;
+	e->seq = seq;
+	return 0;
+}
+
+/* Drops the delete markers of the scan. */
+static void purge_dels(struct slog *l)
+{
+	for (size_t i = 0; i < l->tabsize; i++)
+		for (struct slog_ent **p = &l->tab[i]; *p;) {
+			struct slog_ent *e = *p;
+			if (!e->del) {
+				p = &e->next;
+				continue;
+			}
+			*p = e->next;
+			free(e);
+			l->count--;
+		}
 }
 
 struct scan_ctx {
@@ -123,12 +174,17 @@ static void scan_rec(void *arg, const struct slog_rec *r)
 {
 	struct scan_ctx *x = arg;
 	char name[STORE_NAME_MAX];
+	struct slog_seg *g = &x->l->segs[x->seg];
 	if (r->seq >= x->l->seq)
 		x->l->seq = r->seq + 1;
+	if (r->seq < g->minseq)
+		g->minseq = r->seq;
 	if (r->type == SLOG_DEL) {
 		memcpy(name, r->key, SLOG_NAME_LEN);
 		name[SLOG_NAME_LEN] = 0;
-		ent_del(x->l, name, r->seq);
+		int k = ent_mark_del(x->l, name, r->seq);
+		if (k < 0)
+			x->err = k;
 		return;
 	}
 	store_object_name(r->slice, r->key, r->key_len, name);
@@ -162,7 +218,8 @@ static int seg_add(struct slog *l, uint32_t id, bool create)
 		return -ENOMEM;
 	}
 	l->segs = m;
-	l->segs[l->nsegs++] = (struct slog_seg){.id = id, .fd = fd, .size = (uint64_t)st.st_size};
+	l->segs[l->nsegs++] = (struct slog_seg){
+	    .id = id, .fd = fd, .size = (uint64_t)st.st_size, .minseq = UINT64_MAX};
 	if (create && fsync(l->logfd) == -1)
 		return -errno;
 	return 0;
@@ -213,6 +270,7 @@ static void settle_files(struct slog *l)
 			struct slog_ent *e = *p;
 			uint64_t fv = file_version(l->dirfd, e->name);
 			if (fv > e->version) {
+				l->segs[e->seg].live -= ent_len(e);
 				*p = e->next;
 				free(e);
 				l->count--;
@@ -259,6 +317,7 @@ int slog_open(struct slog *l, int dirfd, uint64_t seg_max)
 	for (size_t i = 0; i < l->nsegs; i++)
 		if ((ret = seg_scan(l, i)))
 			return ret;
+	purge_dels(l);
 	if (!l->nsegs && (ret = seg_add(l, 1, true)))
 		return ret;
 	settle_files(l);
@@ -276,7 +335,8 @@ void slog_close(struct slog *l)
 		}
 	free(l->tab);
 	for (size_t i = 0; i < l->nsegs; i++)
-		close(l->segs[i].fd);
+		if (l->segs[i].fd != -1)
+			close(l->segs[i].fd);
 	free(l->segs);
 	if (l->logfd != -1)
 		close(l->logfd);
@@ -304,7 +364,7 @@ static long seg_for(struct slog *l, uint64_t total)
 
 /* With amu held: writes buf[0..n) at the end of segment i and flushes it; on a failure
  * the segment is cut back. Returns 0 or -errno. */
-static int seg_write(struct slog *l, size_t i, const uint8_t *buf, size_t n)
+static int seg_write(struct slog *l, size_t i, const uint8_t *buf, size_t n, bool counted)
 {
 	int fd = l->segs[i].fd;
 	uint64_t at = l->segs[i].size;
@@ -319,7 +379,8 @@ static int seg_write(struct slog *l, size_t i, const uint8_t *buf, size_t n)
 		}
 		done += (size_t)k;
 	}
-	atomic_fetch_add(&l->syncs, 1);
+	if (counted)
+		atomic_fetch_add(&l->syncs, 1);
 	if (fdatasync(fd) == -1) {
 		int err = -errno;
 		(void)!ftruncate(fd, (off_t)at);
@@ -348,11 +409,13 @@ int slog_append(struct slog *l, struct slog_put *p, size_t n)
 		    slog_rec_write(buf + off, SLOG_PUT, (uint32_t)strtoul(p[i].name, NULL, 16),
 		                   l->seq++, now, p[i].key, p[i].key_len, p[i].body, p[i].body_len);
 	if (!ret)
-		ret = seg_write(l, (size_t)seg, buf, total);
+		ret = seg_write(l, (size_t)seg, buf, total, true);
 	if (!ret) {
 		/* durable: now visible */
 		pthread_mutex_lock(&l->mu);
 		l->segs[seg].size = at + total;
+		if (n && seq0 < l->segs[seg].minseq)
+			l->segs[seg].minseq = seq0;
 		off = at;
 		for (size_t i = 0; i < n; i++) {
 			int k = ent_set(l, p[i].name, (size_t)seg, off, seq0 + i, now, p[i].key_len,
@@ -388,10 +451,12 @@ int slog_del(struct slog *l, const char *name)
 		size_t n =
 		    slog_rec_write(rec, SLOG_DEL, (uint32_t)strtoul(name, NULL, 16), seq,
 		                   store_now_ms(), (const uint8_t *)name, SLOG_NAME_LEN, NULL, 0);
-		ret = seg_write(l, (size_t)seg, rec, n);
+		ret = seg_write(l, (size_t)seg, rec, n, true);
 		if (!ret) {
 			pthread_mutex_lock(&l->mu);
 			l->segs[seg].size += n;
+			if (seq < l->segs[seg].minseq)
+				l->segs[seg].minseq = seq;
 			ent_del(l, name, seq);
 			pthread_mutex_unlock(&l->mu);
 		}
@@ -493,4 +558,273 @@ int store_object_remove(struct slog *l, const char *name)
 		return -errno;
 	fsync(l->dirfd);
 	return 0;
+}
+
+size_t slog_segments(struct slog *l)
+{
+	size_t n = 0;
+	pthread_mutex_lock(&l->mu);
+	for (size_t i = 0; i < l->nsegs; i++)
+		n += l->segs[i].fd != -1;
+	pthread_mutex_unlock(&l->mu);
+	return n;
+}
+
+enum { COMPACT_CHUNK = 1 << 20, COMPACT_EVERY_MS = 500 };
+
+/* A record of the segment being compacted, and whether it is copied. */
+struct crec {
+	uint64_t off, len, seq;
+	unsigned type;
+	bool keep;
+	char name[STORE_NAME_MAX];
+};
+
+struct cscan {
+	struct crec *v;
+	size_t n, cap;
+	int err;
+};
+
+static void compact_rec(void *arg, const struct slog_rec *r)
+{
+	struct cscan *x = arg;
+	if (x->n == x->cap) {
+		size_t c = x->cap ? 2 * x->cap : 256;
+		void *m = realloc(x->v, c * sizeof(*x->v));
+		if (!m) {
+			x->err = -ENOMEM;
+			return;
+		}
+		x->v = m;
+		x->cap = c;
+	}
+	struct crec *c = &x->v[x->n++];
+	*c = (struct crec){.off = r->off, .len = r->len, .seq = r->seq, .type = r->type};
+	if (r->type == SLOG_DEL) {
+		memcpy(c->name, r->key, SLOG_NAME_LEN);
+		c->name[SLOG_NAME_LEN] = 0;
+	} else {
+		store_object_name(r->slice, r->key, r->key_len, c->name);
+	}
+}
+
+/* With mu held: which records of segment k to copy: the puts the index points at, and the
+ * deletes that may still hide an older put in another segment. */
+static void compact_plan(struct slog *l, size_t k, struct cscan *x)
+{
+	for (size_t i = 0; i < x->n; i++) {
+		struct crec *c = &x->v[i];
+		if (c->type == SLOG_PUT) {
+			struct slog_ent *e = ent_find(l, c->name);
+			c->keep = e && e->seg == k && e->off == c->off;
+			continue;
+		}
+		c->keep = false;
+		for (size_t j = 0; j < l->nsegs && !c->keep; j++)
+			c->keep = j != k && l->segs[j].fd != -1 && l->segs[j].minseq < c->seq;
+	}
+}
+
+/* Appends the kept records of x->v[from..to) (their bytes in m) to the current segment,
+ * flushed, then points the index at the copies of puts still pointing at k. */
+static int compact_copy(struct slog *l, size_t k, const uint8_t *m, struct cscan *x, size_t from,
+                        size_t to, uint64_t total)
+{
+	uint8_t *buf = malloc(total);
+	uint64_t at, off = 0, minseq = UINT64_MAX;
+	if (!buf)
+		return -ENOMEM;
+	for (size_t i = from; i < to; i++)
+		if (x->v[i].keep) {
+			memcpy(buf + off, m + x->v[i].off, x->v[i].len);
+			off += x->v[i].len;
+			if (x->v[i].seq < minseq)
+				minseq = x->v[i].seq;
+		}
+	pthread_mutex_lock(&l->amu);
+	long seg = seg_for(l, total);
+	int ret = seg < 0 ? (int)seg : 0;
+	if (!ret) {
+		at = l->segs[seg].size;
+		ret = seg_write(l, (size_t)seg, buf, total, false);
+	}
+	if (!ret) {
+		pthread_mutex_lock(&l->mu);
+		struct slog_seg *g = &l->segs[seg];
+		g->size = at + total;
+		if (minseq < g->minseq)
+			g->minseq = minseq;
+		for (size_t i = from; i < to; i++) {
+			struct crec *c = &x->v[i];
+			if (!c->keep)
+				continue;
+			struct slog_ent *e = c->type == SLOG_PUT ? ent_find(l, c->name) : NULL;
+			if (e && e->seg == k && e->off == c->off) {
+				l->segs[k].live -= c->len;
+				g->live += c->len;
+				e->seg = (size_t)seg;
+				e->off = at;
+			}
+			at += c->len;
+		}
+		pthread_mutex_unlock(&l->mu);
+	}
+	pthread_mutex_unlock(&l->amu);
+	free(buf);
+	return ret;
+}
+
+/* Rewrites read-only segment k (slog.h): its live records to the current segment, then
+ * the file goes. Returns 0 or -errno (the segment is then left as it is). */
+static int seg_compact(struct slog *l, size_t k)
+{
+	struct cscan x = {0};
+	uint64_t copied = 0, records = 0;
+	pthread_mutex_lock(&l->mu);
+	int fd = fcntl(l->segs[k].fd, F_DUPFD_CLOEXEC, 0);
+	uint64_t size = l->segs[k].size;
+	uint32_t id = l->segs[k].id;
+	pthread_mutex_unlock(&l->mu);
+	if (fd == -1)
+		return -errno;
+	void *m = mmap(NULL, size, PROT_READ, MAP_PRIVATE, fd, 0);
+	close(fd);
+	if (m == MAP_FAILED)
+		return -errno;
+	int ret = slog_scan(m, size, compact_rec, &x) == size ? x.err : -EIO;
+	if (!ret) {
+		pthread_mutex_lock(&l->mu);
+		compact_plan(l, k, &x);
+		pthread_mutex_unlock(&l->mu);
+	}
+	for (size_t i = 0; i < x.n && !ret;) {
+		size_t j = i;
+		uint64_t total = 0;
+		for (; j < x.n && (!total || total + x.v[j].len <= COMPACT_CHUNK); j++)
+			if (x.v[j].keep) {
+				total += x.v[j].len;
+				records++;
+			}
+		if (total)
+			ret = compact_copy(l, k, m, &x, i, j, total);
+		copied += total;
+		i = j;
+	}
+	munmap(m, size);
+	free(x.v);
+	bool gone = false;
+	if (!ret) {
+		char n[32];
+		snprintf(n, sizeof(n), "seg-%08" PRIu32, id);
+		pthread_mutex_lock(&l->amu);
+		pthread_mutex_lock(&l->mu);
+		if (!l->segs[k].live) { /* nothing points into it now */
+			close(l->segs[k].fd);
+			l->segs[k].fd = -1;
+			gone = true;
+		}
+		pthread_mutex_unlock(&l->mu);
+		if (gone && (unlinkat(l->logfd, n, 0) == -1 || fsync(l->logfd) == -1))
+			ret = -errno;
+		pthread_mutex_unlock(&l->amu);
+	}
+	if (ret || !gone) {
+		log_msg(LOG_WARNING, "store: log: compacting seg-%08" PRIu32 ": %s", id,
+		        ret ? strerror(-ret) : "records still point into it; kept");
+		return ret ? ret : -EAGAIN;
+	}
+	atomic_fetch_add(&l->compactions, 1);
+	atomic_fetch_add(&l->compact_bytes, size - copied);
+	log_msg(LOG_INFO,
+	        "store: log: seg-%08" PRIu32 " compacted: %" PRIu64 " live record(s) (%" PRIu64
+	        " byte(s)) copied, %" PRIu64 " byte(s) freed",
+	        id, records, copied, size - copied);
+	return 0;
+}
+
+/* The read-only segment with the smallest share of live bytes, below half; -1 if none. */
+static long compact_pick(struct slog *l, const bool *failed)
+{
+	long best = -1;
+	double share = 0.5;
+	pthread_mutex_lock(&l->mu);
+	for (size_t i = 0; i + 1 < l->nsegs; i++) {
+		const struct slog_seg *g = &l->segs[i];
+		if (g->fd == -1 || !g->size || (failed && failed[i]))
+			continue;
+		double s = (double)g->live / (double)g->size;
+		if (s < share) {
+			share = s;
+			best = (long)i;
+		}
+	}
+	pthread_mutex_unlock(&l->mu);
+	return best;
+}
+
+static void *compact_main(void *arg)
+{
+	struct slog *l = arg;
+	bool *failed = NULL; /* segments whose compaction failed: not tried again */
+	size_t nfailed = 0;
+	pthread_mutex_lock(&l->cmu);
+	while (!l->cstop) {
+		struct timespec ts;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_nsec += COMPACT_EVERY_MS * 1000000L;
+		ts.tv_sec += ts.tv_nsec / 1000000000L;
+		ts.tv_nsec %= 1000000000L;
+		pthread_cond_timedwait(&l->ccv, &l->cmu, &ts);
+		if (l->cstop)
+			break;
+		pthread_mutex_unlock(&l->cmu);
+		long k = compact_pick(l, failed);
+		if (k >= 0 && seg_compact(l, (size_t)k)) {
+			if ((size_t)k >= nfailed) {
+				bool *f = realloc(failed, ((size_t)k + 1) * sizeof(*f));
+				if (f) {
+					memset(f + nfailed, 0,
+					       ((size_t)k + 1 - nfailed) * sizeof(*f));
+					failed = f;
+					nfailed = (size_t)k + 1;
+				}
+			}
+			if ((size_t)k < nfailed)
+				failed[k] = true;
+		}
+		pthread_mutex_lock(&l->cmu);
+	}
+	pthread_mutex_unlock(&l->cmu);
+	free(failed);
+	return NULL;
+}
+
+int slog_compact_start(struct slog *l)
+{
+	pthread_mutex_init(&l->cmu, NULL);
+	pthread_cond_init(&l->ccv, NULL);
+	l->cstop = false;
+	int r = pthread_create(&l->th, NULL, compact_main, l);
+	if (r) {
+		pthread_mutex_destroy(&l->cmu);
+		pthread_cond_destroy(&l->ccv);
+		return -r;
+	}
+	l->cstarted = true;
+	return 0;
+}
+
+void slog_compact_stop(struct slog *l)
+{
+	if (!l->cstarted)
+		return;
+	pthread_mutex_lock(&l->cmu);
+	l->cstop = true;
+	pthread_cond_signal(&l->ccv);
+	pthread_mutex_unlock(&l->cmu);
+	pthread_join(l->th, NULL);
+	pthread_mutex_destroy(&l->cmu);
+	pthread_cond_destroy(&l->ccv);
+	l->cstarted = false;
 }

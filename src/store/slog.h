@@ -11,8 +11,16 @@
  *   "PKL1", type u8 (1 put, 2 delete), flags u8 (0), key length u16, body length u32,
  *   slice u32, seq u64, version u64 (wall-clock ms), the key (a delete: the object's
  *   name), the body, then the first 8 bytes of the SHA-256 of all before, and "PKC1" (the
- *   commit marker). The newest record of a name (highest seq) wins; a delete record hides
- *   older puts of its name. A segment rolls over at a size; older segments are read-only.
+ *   commit marker). The newest record of a name (highest seq) wins, wherever it lies; a
+ *   delete record hides older puts of its name. A segment rolls over at a size; older
+ *   segments are read-only.
+ *
+ * Compaction (a background thread, slog_compact_start): a read-only segment whose live
+ * records (those the index points at) fill less than half of it is rewritten: its live
+ * records are appended to the current segment with their seq (flushed, then the index
+ * points at the copies), then it is unlinked. A delete record in it is copied too while an
+ * older record may lie in another segment (one whose least seq is below it). A crash
+ * between leaves both copies, the same seq: either is the object.
  *
  * Objects live either in the log or as files (large ones, repair's pulls); the functions
  * named store_object_* below see both, so listings, repair, drops and tombstones treat a
@@ -64,8 +72,10 @@ struct slog_ent;
 
 struct slog_seg {
 	uint32_t id;
-	int fd;
+	int fd; /* -1 once compacted away */
 	uint64_t size;
+	uint64_t live;   /* bytes of the records the index points at */
+	uint64_t minseq; /* the least seq of its records (UINT64_MAX: none) */
 };
 
 struct slog {
@@ -81,15 +91,32 @@ struct slog {
 	struct slog_ent **tab; /* the index: chained hash table of names */
 	size_t tabsize, count;
 	uint64_t seq;
-	atomic_uint_fast64_t syncs;   /* fdatasyncs of appends */
-	atomic_uint_fast64_t records; /* put records appended */
-	atomic_uint_fast64_t torn;    /* segment tails dropped at start-up */
+	atomic_uint_fast64_t syncs;         /* fdatasyncs of appends */
+	atomic_uint_fast64_t records;       /* put records appended */
+	atomic_uint_fast64_t torn;          /* segment tails dropped at start-up */
+	atomic_uint_fast64_t compactions;   /* segments rewritten and removed */
+	atomic_uint_fast64_t compact_bytes; /* bytes of dead records they freed */
+	/* the compaction thread */
+	pthread_t th;
+	pthread_mutex_t cmu;
+	pthread_cond_t ccv;
+	bool cstarted, cstop;
 	bool open;
 };
 
 /* Opens (creates) dirfd's log and rebuilds the index, truncating a torn tail of any
  * segment (logged). seg_max: the roll-over size (0: the default). Returns 0 or -errno. */
 int slog_open(struct slog *l, int dirfd, uint64_t seg_max);
+
+/* Starts the compaction thread (signals must already be blocked: it inherits the mask).
+ * Returns 0 or -errno. */
+int slog_compact_start(struct slog *l);
+
+/* Stops the compaction thread after the segment under way. Safe if never started. */
+void slog_compact_stop(struct slog *l);
+
+/* Segments on disk. */
+size_t slog_segments(struct slog *l);
 
 /* Closes the segments and frees the index. Safe on a zeroed log. */
 void slog_close(struct slog *l);

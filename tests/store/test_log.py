@@ -272,3 +272,46 @@ def test_segments_roll_and_large_objects_replace_log_ones(solo):
     for k in keys:
         assert pod.request("GET", k)[::2] == (200, b"small again" if k == keys[0] else body(k))
     assert pod.metrics()["peak_store_objects"] == len(keys)
+
+
+def test_compaction_rewrites_mostly_dead_segments(solo):
+    # tombstones expire at once: only the log's delete record keeps gone-0 deleted
+    pod = solo("--log-segment", "4096", "--tombstone-ttl", "1")
+    pod.start()
+    # records of 1074 bytes (6-byte keys), three to a segment: seg 1 is keep-0, keep-1 and
+    # gone-0; seg 2 starts with churn-0, then the delete of gone-0, churn-1, churn-2
+    for k in ["keep-0", "keep-1", "gone-0", "churn-0"]:
+        assert pod.request("PUT", k, body(k))[0] == 201
+    assert pod.request("DELETE", "gone-0")[0] == 204
+    churn = [f"churn-{i}" for i in range(6)]
+    final = {}
+    for rnd in range(4):  # overwrites: every segment but the last ends up dead
+        for k in churn:
+            final[k] = body(f"{k}/{rnd}")
+            assert pod.request("PUT", k, final[k])[0] in (201, 204)
+    wait_for(lambda: pod.metrics()["peak_store_log_compactions_total"] >= 3, "compactions")
+    m = pod.metrics()
+    print(f"after the churn: {m['peak_store_log_segments']:.0f} segment(s), "
+          f"{m['peak_store_log_compactions_total']:.0f} compaction(s), "
+          f"{m['peak_store_log_compacted_bytes_total']:.0f} byte(s) freed")
+    assert "compacted:" in pod.text()
+    segs = sorted(os.listdir(pod.data / "log"))
+    # seg 1 stays (two of its three records live): gone-0's put is still in it, so the
+    # delete record had to be copied out of seg 2 when seg 2 was compacted away
+    assert "seg-00000001" in segs and "seg-00000002" not in segs, segs
+    assert body("gone-0") in (pod.data / "log" / "seg-00000001").read_bytes()
+
+    def check():
+        for k in ["keep-0", "keep-1"]:
+            assert pod.request("GET", k)[::2] == (200, body(k))
+        for k, v in final.items():
+            assert pod.request("GET", k)[::2] == (200, v)
+        assert pod.request("GET", "gone-0")[0] == 404
+        assert pod.metrics()["peak_store_objects"] == 2 + len(churn)
+    check()
+    wait_for(lambda: not os.listdir(pod.data / "tomb"), "the tombstone to expire")
+    assert pod.stop() == 0
+    pod.start()
+    check()  # the index rebuilt from the compacted segments: nothing lost, nothing back
+    objs = read_log(pod.data)[0]
+    assert sorted(v[0].decode() for v in objs.values()) == sorted(["keep-0", "keep-1", *churn])
