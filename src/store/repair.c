@@ -426,7 +426,7 @@ static uint64_t drop_pass(struct store_repair *r, int *socks)
 			kept++;
 			continue;
 		}
-		if (!store_object_remove(r->log, names[i])) {
+		if (!store_object_drop(r->log, names[i])) {
 			dropped++;
 			bytes += size;
 			atomic_fetch_add(&r->dropped, 1);
@@ -434,6 +434,8 @@ static uint64_t drop_pass(struct store_repair *r, int *socks)
 		}
 	}
 	free(names);
+	if (dropped)
+		store_objects_flush(r->log);
 	atomic_store(&r->unconfirmed, kept);
 	if (dropped || kept)
 		log_msg(LOG_INFO,

@@ -1010,7 +1010,7 @@ static void commit_run(struct work_queue *q, struct work_job *batch, void *arg)
 			j->result = err;
 		if (!j->result && !c->logput && c->log_over) {
 			/* a large PUT over a log object, durable now: the log's copy goes */
-			int k = slog_del(&s->log, c->objname);
+			int k = slog_del(&s->log, c->objname, true);
 			if (k && k != -ENOENT)
 				j->result = k;
 		}

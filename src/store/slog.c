@@ -353,6 +353,8 @@ static long seg_for(struct slog *l, uint64_t total)
 	if (!g->size || g->size + total <= l->seg_max)
 		return (long)l->nsegs - 1;
 	uint32_t id = g->id + 1;
+	if (fdatasync(g->fd) == -1) /* what was written unflushed (store_object_drop) */
+		return -errno;
 	pthread_mutex_lock(&l->mu);
 	int r = seg_add(l, id, true);
 	pthread_mutex_unlock(&l->mu);
@@ -364,7 +366,8 @@ static long seg_for(struct slog *l, uint64_t total)
 
 /* With amu held: writes buf[0..n) at the end of segment i and flushes it; on a failure
  * the segment is cut back. Returns 0 or -errno. */
-static int seg_write(struct slog *l, size_t i, const uint8_t *buf, size_t n, bool counted)
+static int seg_write(struct slog *l, size_t i, const uint8_t *buf, size_t n, bool counted,
+                     bool sync)
 {
 	int fd = l->segs[i].fd;
 	uint64_t at = l->segs[i].size;
@@ -381,7 +384,7 @@ static int seg_write(struct slog *l, size_t i, const uint8_t *buf, size_t n, boo
 	}
 	if (counted)
 		atomic_fetch_add(&l->syncs, 1);
-	if (fdatasync(fd) == -1) {
+	if (sync && fdatasync(fd) == -1) {
 		int err = -errno;
 		(void)!ftruncate(fd, (off_t)at);
 		return err;
@@ -409,7 +412,7 @@ int slog_append(struct slog *l, struct slog_put *p, size_t n)
 		    slog_rec_write(buf + off, SLOG_PUT, (uint32_t)strtoul(p[i].name, NULL, 16),
 		                   l->seq++, now, p[i].key, p[i].key_len, p[i].body, p[i].body_len);
 	if (!ret)
-		ret = seg_write(l, (size_t)seg, buf, total, true);
+		ret = seg_write(l, (size_t)seg, buf, total, true, true);
 	if (!ret) {
 		/* durable: now visible */
 		pthread_mutex_lock(&l->mu);
@@ -435,7 +438,7 @@ int slog_append(struct slog *l, struct slog_put *p, size_t n)
 	return ret;
 }
 
-int slog_del(struct slog *l, const char *name)
+int slog_del(struct slog *l, const char *name, bool sync)
 {
 	uint8_t rec[SLOG_HDR + SLOG_NAME_LEN + SLOG_TRAIL];
 	pthread_mutex_lock(&l->amu);
@@ -451,7 +454,7 @@ int slog_del(struct slog *l, const char *name)
 		size_t n =
 		    slog_rec_write(rec, SLOG_DEL, (uint32_t)strtoul(name, NULL, 16), seq,
 		                   store_now_ms(), (const uint8_t *)name, SLOG_NAME_LEN, NULL, 0);
-		ret = seg_write(l, (size_t)seg, rec, n, true);
+		ret = seg_write(l, (size_t)seg, rec, n, sync, sync);
 		if (!ret) {
 			pthread_mutex_lock(&l->mu);
 			l->segs[seg].size += n;
@@ -551,7 +554,7 @@ bool store_object_info(struct slog *l, const char *name, uint8_t key[static STOR
 
 int store_object_remove(struct slog *l, const char *name)
 {
-	int r = slog_del(l, name);
+	int r = slog_del(l, name, true);
 	if (r != -ENOENT)
 		return r;
 	if (unlinkat(l->dirfd, name, 0) == -1)
@@ -647,7 +650,7 @@ static int compact_copy(struct slog *l, size_t k, const uint8_t *m, struct cscan
 	int ret = seg < 0 ? (int)seg : 0;
 	if (!ret) {
 		at = l->segs[seg].size;
-		ret = seg_write(l, (size_t)seg, buf, total, false);
+		ret = seg_write(l, (size_t)seg, buf, total, false, true);
 	}
 	if (!ret) {
 		pthread_mutex_lock(&l->mu);
@@ -827,4 +830,20 @@ void slog_compact_stop(struct slog *l)
 	pthread_mutex_destroy(&l->cmu);
 	pthread_cond_destroy(&l->ccv);
 	l->cstarted = false;
+}
+
+int store_object_drop(struct slog *l, const char *name)
+{
+	int r = slog_del(l, name, false);
+	if (r != -ENOENT)
+		return r;
+	return unlinkat(l->dirfd, name, 0) == -1 ? -errno : 0;
+}
+
+int store_objects_flush(struct slog *l)
+{
+	pthread_mutex_lock(&l->amu);
+	int r = fdatasync(l->segs[l->nsegs - 1].fd) == -1 || fsync(l->dirfd) == -1 ? -errno : 0;
+	pthread_mutex_unlock(&l->amu);
+	return r;
 }

@@ -148,9 +148,9 @@ struct slog_obj {
 /* Looks name up in the log. Returns 0 with *o filled (o->fd open), -ENOENT, or -errno. */
 int slog_get(struct slog *l, const char *name, struct slog_obj *o);
 
-/* Appends a delete record for name if the log has it (flushed), and drops it from the
- * index. Returns 0, -ENOENT if the log has no such object, or -errno. */
-int slog_del(struct slog *l, const char *name);
+/* Appends a delete record for name if the log has it (flushed if sync), and drops it from
+ * the index. Returns 0, -ENOENT if the log has no such object, or -errno. */
+int slog_del(struct slog *l, const char *name, bool sync);
 
 /* Whether name is in the log. */
 bool slog_has(struct slog *l, const char *name);
@@ -171,3 +171,11 @@ bool store_object_info(struct slog *l, const char *name, uint8_t key[static STOR
 /* Removes the object name durably (a delete record, or the file's unlink and a directory
  * fsync). Returns 0 if it was there, -ENOENT if not, or -errno. */
 int store_object_remove(struct slog *l, const char *name);
+
+/* store_object_remove without the flush, for many removals that need not be durable one
+ * by one (a crash may bring such an object back: a drop of a copy that lives elsewhere);
+ * store_objects_flush makes those before it durable. */
+int store_object_drop(struct slog *l, const char *name);
+
+/* Flushes the log's current segment and the data directory. Returns 0 or -errno. */
+int store_objects_flush(struct slog *l);
