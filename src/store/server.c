@@ -549,21 +549,15 @@ static int list_scan(int fd, bool tomb, const char *after, struct list_ent **ent
 	return ret;
 }
 
-/* Adds the log's names after `after` to *ents (a name that is a file too, for a moment,
- * is listed once). Returns 0 or -ENOMEM. */
+/* Adds the log's names after `after` to *ents. Returns 0 or -ENOMEM. */
 static int list_log(struct slog *l, const char *after, struct list_ent **ents, size_t *n,
                     size_t *cap)
 {
-	size_t m = 0, files = *n;
+	size_t m = 0;
 	char(*names)[STORE_NAME_MAX] = slog_names(l, &m);
 	int ret = names ? 0 : -ENOMEM;
 	for (size_t i = 0; i < m && !ret; i++) {
 		if (strcmp(names[i], after) <= 0)
-			continue;
-		bool dup = false;
-		for (size_t j = 0; j < files && !dup; j++)
-			dup = !(*ents)[j].tomb && !strcmp((*ents)[j].name, names[i]);
-		if (dup)
 			continue;
 		if (*n == *cap) {
 			size_t c = *cap ? 2 * *cap : 256;
@@ -602,6 +596,10 @@ static int list_write(struct store *s, const char *after, unsigned limit, uint64
 	/* one entry a name: an object and its tombstone (a crash, or a race with the
 	 * repair thread) show as the newer of the two */
 	for (size_t i = 0; i < n; i++) {
+		/* a name both a file and in the log (for a moment: store_object_* pick one) */
+		if (i + 1 < n && !strcmp(ents[i].name, ents[i + 1].name) &&
+		    ents[i].tomb == ents[i + 1].tomb)
+			continue;
 		if (i + 1 < n && !strcmp(ents[i].name, ents[i + 1].name)) {
 			uint64_t v = store_object_version(&s->log, ents[i].name);
 			uint64_t t = store_tomb_get(s->tombfd, ents[i].name, NULL, NULL);
