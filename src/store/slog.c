@@ -552,15 +552,23 @@ bool store_object_info(struct slog *l, const char *name, uint8_t key[static STOR
 	return true;
 }
 
-int store_object_remove(struct slog *l, const char *name)
+/* Removes both forms of name (for a moment an object may be both: slog_append, the file
+ * PUT in commit_run). Returns 0 if either was there, -ENOENT, or -errno. */
+static int object_remove(struct slog *l, const char *name, bool sync)
 {
-	int r = slog_del(l, name, true);
-	if (r != -ENOENT)
+	int r = slog_del(l, name, sync);
+	if (r && r != -ENOENT)
 		return r;
 	if (unlinkat(l->dirfd, name, 0) == -1)
-		return -errno;
-	fsync(l->dirfd);
+		return errno == ENOENT ? r : -errno;
+	if (sync)
+		fsync(l->dirfd);
 	return 0;
+}
+
+int store_object_remove(struct slog *l, const char *name)
+{
+	return object_remove(l, name, true);
 }
 
 size_t slog_segments(struct slog *l)
@@ -834,10 +842,7 @@ void slog_compact_stop(struct slog *l)
 
 int store_object_drop(struct slog *l, const char *name)
 {
-	int r = slog_del(l, name, false);
-	if (r != -ENOENT)
-		return r;
-	return unlinkat(l->dirfd, name, 0) == -1 ? -errno : 0;
+	return object_remove(l, name, false);
 }
 
 int store_objects_flush(struct slog *l)
