@@ -417,7 +417,7 @@ class Bench:
             if time.time() - t0 > 600:
                 raise RuntimeError("the migration did not finish")
         secs = time.time() - t0
-        moved = len([f for f in os.listdir(s4.data) if OBJECT_NAME.match(f)])
+        moved = len([f for f in s4.files() if OBJECT_NAME.match(f)])  # files and log
         held = int(net.py(HEAD_CODE, str(a.small + a.large), ep_addr(4), str(PORT),
                           timeout=600))
         out = {"moved": moved, "minimum": held, "ideal": (a.small + a.large) / 4,

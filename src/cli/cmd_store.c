@@ -25,6 +25,7 @@ static const char store_help[] =
     "                        [--max-body BYTES] [--max-conns N] [--timeout MS]\n"
     "                        [--metrics ADDR:PORT] [--joined ID]... [--pull-rate N]\n"
     "                        [--tombstone-ttl S] [--drop-delay S|never]\n"
+    "                        [--log-max BYTES] [--log-segment BYTES]\n"
     "                        [--controller ADDR:PORT[,ADDR:PORT]... [--key-file FILE]\n"
     "                        [--node NAME]]\n"
     "       peak store put NAME KEY [FILE] [client options]\n"
@@ -39,8 +40,10 @@ static const char store_help[] =
     "address of its slices), PUT/GET/HEAD/DELETE /o/KEY (KEY percent-encoded, 1 to 255\n"
     "bytes, no '/' or NUL, not '.' or '..'). It keeps the keys whose slice the\n"
     "configuration's initial assignment gives endpoint ID; others get 421 with headers\n"
-    "X-Peak-Owner and X-Peak-Address. Objects are files in DIR, written to a temp file,\n"
-    "fsynced and renamed: whole or absent after a crash. SIGTERM/SIGINT stop it (exit 0).\n"
+    "X-Peak-Owner and X-Peak-Address. A small object is appended to a log in DIR/log\n"
+    "with the others of its group, one flush for them all; a large one is a file in DIR,\n"
+    "written to a temp file, fsynced and renamed: whole or absent after a crash.\n"
+    "SIGTERM/SIGINT stop it (exit 0).\n"
     "  --config FILE      the PEAK configuration (the service holding endpoint ID)\n"
     "  --id ID            this pod's endpoint id\n"
     "  --data DIR         data directory, created if missing (default ./store-ID)\n"
@@ -59,6 +62,9 @@ static const char store_help[] =
     "                     and, until done, fetches a key it misses from its old owner\n"
     "  --pull-rate N      pull at most N objects a second in the background (default 0:\n"
     "                     no limit), to spare the old owners; reads still go through\n"
+    "  --log-max BYTES    bodies up to BYTES (default 65536) go to the small-object log;\n"
+    "                     0: every object is a file\n"
+    "  --log-segment BYTES  a log segment rolls over at BYTES (default 67108864)\n"
     "  --tombstone-ttl S  keep a delete's tombstone S seconds (default 604800, a week):\n"
     "                     longer than a replica may stay down, or it may bring back what\n"
     "                     was deleted while it was away\n"
@@ -114,6 +120,8 @@ static int store_serve_cmd(int argc, char **argv)
 	    {"key-file", required_argument, 0, 'K'},
 	    {"node", required_argument, 0, 'N'},
 	    {"drop-delay", required_argument, 0, 'D'},
+	    {"log-max", required_argument, 0, 'L'},
+	    {"log-segment", required_argument, 0, 'S'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -122,7 +130,8 @@ static int store_serve_cmd(int argc, char **argv)
 	struct store_opts o = {.max_body = STORE_DEF_MAX_BODY,
 	                       .max_conns = STORE_DEF_MAX_CONNS,
 	                       .timeout_ms = STORE_DEF_TIMEOUT_MS,
-	                       .drop_delay_s = STORE_DEF_DROP_DELAY_S};
+	                       .drop_delay_s = STORE_DEF_DROP_DELAY_S,
+	                       .log_max = STORE_DEF_LOG_MAX};
 	int c;
 	opterr = 0;
 	optind = 1;
@@ -181,6 +190,13 @@ static int store_serve_cmd(int argc, char **argv)
 				                "separated by commas",
 				                optarg, STORE_CTLS_MAX);
 			o.controller = ctls;
+			break;
+		case 'L':
+			o.log_max = cli_u64("store", "--log-max", optarg, 0, 16 << 20);
+			break;
+		case 'S':
+			o.log_segment =
+			    cli_u64("store", "--log-segment", optarg, 4096, UINT64_C(1) << 40);
 			break;
 		case 'D':
 			o.drop_delay_s =

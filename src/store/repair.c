@@ -179,11 +179,21 @@ int store_repair_pull_on(struct store_repair *r, unsigned e, const uint8_t *key,
 		goto out;
 	}
 	fd = -1;
+	if (slog_has(r->log, name)) {
+		ret = 0; /* a small PUT stored it meanwhile (slog.h): keep that */
+		goto out;
+	}
 	if (renameat2(r->dirfd, tmp, r->dirfd, name, RENAME_NOREPLACE) == -1) {
 		ret = errno == EEXIST ? 0 : -errno; /* a PUT stored it meanwhile: keep that */
 		goto out;
 	}
 	fsync(r->dirfd);
+	if (slog_has(r->log, name)) {
+		/* a small PUT landed between the look and the rename: it is the newer */
+		unlinkat(r->dirfd, name, 0);
+		ret = 0;
+		goto out;
+	}
 	if (store_tomb_get(r->tombfd, name, NULL, NULL) >= t0) {
 		/* a DELETE came while the object travelled: it wins */
 		unlinkat(r->dirfd, name, 0);
@@ -227,7 +237,7 @@ static bool in_set(const struct store_repair *r, const uint8_t *key, size_t kl)
 static void tomb_apply(struct store_repair *r, const char *name, const uint8_t *key, size_t kl,
                        uint64_t t)
 {
-	uint64_t v = store_object_version(r->dirfd, name);
+	uint64_t v = store_object_version(r->log, name);
 	if (v >= t)
 		return;
 	int err = store_tomb_put(r->tombfd, name, key, kl, t);
@@ -235,10 +245,8 @@ static void tomb_apply(struct store_repair *r, const char *name, const uint8_t *
 		log_msg(LOG_WARNING, "store: repair: tombstone %s: %s", name, strerror(-err));
 		return;
 	}
-	if (v && !unlinkat(r->dirfd, name, 0)) {
-		fsync(r->dirfd);
+	if (v && !store_object_remove(r->log, name))
 		atomic_fetch_add(&r->tombstoned, 1);
-	}
 }
 
 /* Walks endpoint e's listing to its end, pulling what this pod lacks. Returns true when
@@ -295,7 +303,7 @@ static bool peer_repair(struct store_repair *r, unsigned e, char *buf, bool last
 				continue;
 			}
 			uint64_t t;
-			if (!faccessat(r->dirfd, line, F_OK, 0) ||
+			if (store_object_version(r->log, line) ||
 			    ((t = store_tomb_get(r->tombfd, line, NULL, NULL)) && t >= v))
 				continue; /* held, or deleted after that copy was written */
 			atomic_fetch_add(&r->wanted, 1);
@@ -333,41 +341,19 @@ static bool nap(struct store_repair *r, uint64_t ms)
 	return !atomic_load(&r->stop);
 }
 
-/* The key, body size and version of the object file name; false if it is not one. */
-static bool obj_read(int dirfd, const char *name, uint8_t key[static STORE_KEY_MAX], size_t *kl,
-                     uint64_t *size, uint64_t *version)
+/* The objects' names, the log's then the data directory's files (malloc'ed,
+ * STORE_NAME_MAX each), their count in *n; NULL with *n 0 if there are none or on an
+ * error. */
+static char (*obj_names(struct slog *l, size_t *n))[STORE_NAME_MAX]
 {
-	uint8_t h[6 + STORE_KEY_MAX];
-	struct stat st;
-	int fd = openat(dirfd, name, O_RDONLY | O_CLOEXEC);
-	if (fd == -1)
-		return false;
-	ssize_t n = fstat(fd, &st) == -1 ? -1 : pread(fd, h, sizeof(h), 0);
-	close(fd);
-	if (n < 6 || memcmp(h, "PKS1", 4))
-		return false;
-	*kl = (size_t)(h[4] << 8 | h[5]);
-	if (!*kl || *kl > STORE_KEY_MAX || (size_t)n < 6 + *kl || (uint64_t)st.st_size < 6 + *kl)
-		return false;
-	memcpy(key, h + 6, *kl);
-	*size = (uint64_t)st.st_size - 6 - *kl;
-	*version = (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
-	return true;
-}
-
-/* The object files' names in the data directory (malloc'ed, STORE_NAME_MAX each), their
- * count in *n; NULL with *n 0 if there are none or on an error. */
-static char (*obj_names(int dirfd, size_t *n))[STORE_NAME_MAX]
-{
-	char(*v)[STORE_NAME_MAX] = NULL;
-	size_t cap = 0;
-	int fd = dup(dirfd);
+	char(*v)[STORE_NAME_MAX] = slog_names(l, n);
+	size_t cap = *n;
+	int fd = dup(l->dirfd);
 	DIR *d = fd == -1 ? NULL : fdopendir(fd);
-	*n = 0;
 	if (!d) {
 		if (fd != -1)
 			close(fd);
-		return NULL;
+		return v;
 	}
 	rewinddir(d);
 	for (struct dirent *e; (e = readdir(d));) {
@@ -411,14 +397,15 @@ static uint64_t drop_pass(struct store_repair *r, int *socks)
 {
 	size_t n = 0;
 	uint64_t kept = 0, dropped = 0, bytes = 0;
-	char(*names)[STORE_NAME_MAX] = obj_names(r->dirfd, &n);
+	char(*names)[STORE_NAME_MAX] = obj_names(r->log, &n);
 	for (size_t i = 0; i < n && !atomic_load(&r->stop); i++) {
 		uint8_t key[STORE_KEY_MAX];
 		char ckey[STORE_KEY_MAX + 1];
 		size_t kl;
 		uint64_t size, ver;
 		int set[STORE_WALK_MAX];
-		if (!obj_read(r->dirfd, names[i], key, &kl, &size, &ver) || memchr(key, 0, kl))
+		if (!store_object_info(r->log, names[i], key, &kl, &size, &ver) ||
+		    memchr(key, 0, kl))
 			continue;
 		int k = store_key_replicas(r->space, r->a, r->replicas, key, kl, set);
 		bool mine = false, confirmed = k > 0;
@@ -435,11 +422,11 @@ static uint64_t drop_pass(struct store_repair *r, int *socks)
 			confirmed = e < r->svc->nep && held_by(r, e, &socks[e], ckey, size, ver);
 		}
 		/* the copy the holders confirmed, not one written since */
-		if (!confirmed || store_object_version(r->dirfd, names[i]) != ver) {
+		if (!confirmed || store_object_version(r->log, names[i]) != ver) {
 			kept++;
 			continue;
 		}
-		if (!unlinkat(r->dirfd, names[i], 0)) {
+		if (!store_object_drop(r->log, names[i])) {
 			dropped++;
 			bytes += size;
 			atomic_fetch_add(&r->dropped, 1);
@@ -448,7 +435,7 @@ static uint64_t drop_pass(struct store_repair *r, int *socks)
 	}
 	free(names);
 	if (dropped)
-		fsync(r->dirfd);
+		store_objects_flush(r->log);
 	atomic_store(&r->unconfirmed, kept);
 	if (dropped || kept)
 		log_msg(LOG_INFO,
@@ -551,14 +538,6 @@ uint64_t store_now_ms(void)
 	return (uint64_t)t.tv_sec * 1000 + (uint64_t)t.tv_nsec / 1000000;
 }
 
-uint64_t store_object_version(int dirfd, const char *name)
-{
-	struct stat st;
-	if (fstatat(dirfd, name, &st, 0) == -1)
-		return 0;
-	return (uint64_t)st.st_mtim.tv_sec * 1000 + (uint64_t)st.st_mtim.tv_nsec / 1000000;
-}
-
 uint64_t store_tomb_get(int tombfd, const char *name, uint8_t *key, size_t *kl)
 {
 	uint8_t b[TOMB_HDR + STORE_KEY_MAX];
@@ -612,7 +591,7 @@ int store_tomb_put(int tombfd, const char *name, const uint8_t *key, size_t kl, 
 	return ret;
 }
 
-int store_tomb_expire(int dirfd, int tombfd, uint64_t now_ms, uint64_t ttl_ms)
+int store_tomb_expire(struct slog *l, int tombfd, uint64_t now_ms, uint64_t ttl_ms)
 {
 	int fd = dup(tombfd), n = 0;
 	DIR *d = fd == -1 ? NULL : fdopendir(fd);
@@ -630,15 +609,16 @@ int store_tomb_expire(int dirfd, int tombfd, uint64_t now_ms, uint64_t ttl_ms)
 			continue;
 		}
 		uint64_t t = store_tomb_get(tombfd, e->d_name, NULL, NULL);
-		uint64_t v = store_object_version(dirfd, e->d_name);
+		uint64_t v = store_object_version(l, e->d_name);
 		bool put_again = v && v > t; /* a crash between a PUT's rename and its unlink */
 		if (!t || t + ttl_ms < now_ms || put_again) {
 			if (!unlinkat(tombfd, e->d_name, 0)) {
 				synced = false;
 				n += t && !put_again; /* expired (a damaged one is not counted) */
 			}
-		} else if (v && v < t && !unlinkat(dirfd, e->d_name, 0)) {
-			fsync(dirfd); /* a crash between a DELETE's tombstone and its unlink */
+		} else if (v && v < t) {
+			store_object_remove(l, e->d_name); /* a crash between a DELETE's
+			                                      tombstone and its removal */
 		}
 	}
 	closedir(d);

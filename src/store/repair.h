@@ -42,6 +42,7 @@
 #include "peak/assign.h"
 #include "peak/config.h"
 #include "peak/ssa.h"
+#include "slog.h"
 
 struct store_repair {
 	/* set before store_repair_start; read-only while it runs */
@@ -53,6 +54,7 @@ struct store_repair {
 	int me;
 	unsigned replicas;
 	int dirfd;
+	struct slog *log; /* the small-object log; objects are read and removed through it */
 	const char *id;
 	unsigned timeout_ms; /* connect and each send/receive to a peer */
 	unsigned pull_rate;  /* objects per second the walk pulls at most; 0: no limit */
@@ -100,9 +102,6 @@ enum { STORE_TOMB_DEF_TTL_S = 7 * 86400 };
 /* The wall-clock time in milliseconds (tombstone and object versions). */
 uint64_t store_now_ms(void);
 
-/* An object file's version: its mtime in milliseconds, or 0 if it is absent. */
-uint64_t store_object_version(int dirfd, const char *name);
-
 /* Writes name's tombstone (time ms, key[0..kl)) durably: temp file, fsync, rename, fsync
  * the directory; replaces an older one. Returns 0 or -errno. */
 int store_tomb_put(int tombfd, const char *name, const uint8_t *key, size_t kl, uint64_t ms);
@@ -112,9 +111,10 @@ int store_tomb_put(int tombfd, const char *name, const uint8_t *key, size_t kl, 
 uint64_t store_tomb_get(int tombfd, const char *name, uint8_t *key, size_t *kl);
 
 /* Removes tombstones older than ttl_ms at now_ms, and temp files a crash left; settles what
- * a crash left half done in dirfd: an object older than its tombstone goes, a tombstone
- * older than its object goes. Returns how many tombstones expired, or -errno. */
-int store_tomb_expire(int dirfd, int tombfd, uint64_t now_ms, uint64_t ttl_ms);
+ * a crash left half done among the objects (files and log, slog.h): an object older than
+ * its tombstone goes, a tombstone older than its object goes. Returns how many tombstones
+ * expired, or -errno. */
+int store_tomb_expire(struct slog *l, int tombfd, uint64_t now_ms, uint64_t ttl_ms);
 
 /* Asks the thread to stop after the request under way and joins it. */
 void store_repair_stop(struct store_repair *r);

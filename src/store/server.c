@@ -1,7 +1,9 @@
 /* The object store pod: one epoll loop, a state machine per connection; see store.h.
- * An object is a file "SLICE-SHA256(KEY)" holding "PKS1", u16 key length, the key, then the
- * body. A PUT streams into ".tmp-*", fsyncs it, renames it over the name and fsyncs the
- * directory, so after a crash an object is whole or absent; start-up removes stray temps. */
+ * A large object is a file "SLICE-SHA256(KEY)" holding "PKS1", u16 key length, the key,
+ * then the body. Its PUT streams into ".tmp-*", fsyncs it, renames it over the name and
+ * fsyncs the directory, so after a crash an object is whole or absent; start-up removes
+ * stray temps. A small one (up to --log-max bytes) is buffered and appended to the
+ * small-object log (slog.h) with the others of its group: one flush for all. */
 #define _GNU_SOURCE /* accept4 */
 #include "store.h"
 
@@ -36,6 +38,7 @@
 #include "../sys/notify.h"
 #include "ctlsub.h"
 #include "req.h"
+#include "slog.h"
 #include "work.h"
 
 enum {
@@ -99,6 +102,11 @@ struct conn {
 	int64_t local_slice; /* the slice of the address it was opened to, or -1 */
 	size_t inlen, outlen, outoff;
 	int tmpfd; /* C_BODY: the temp file, else -1 */
+	/* C_BODY of a small PUT: the body buffered for the log (slog.h), else NULL */
+	uint8_t *logbuf;
+	size_t loglen;
+	bool logput;   /* JOB_COMMIT: the PUT goes to the log */
+	bool log_over; /* JOB_COMMIT of a file: it replaces a log object */
 	uint64_t body_left;
 	char tmpname[32];
 	char objname[80];
@@ -122,6 +130,7 @@ struct store {
 	int me;            /* this pod's assignment slot */
 	unsigned replicas; /* the rule's replicas=R */
 	int dirfd, tombfd, ep;
+	struct slog log;        /* the small-object log */
 	uint64_t tomb_sweep_ms; /* when tombstones were last expired */
 	uint64_t tmp_seq;
 	struct conn **conns;
@@ -163,6 +172,7 @@ struct store_stats {
 	atomic_int_fast64_t objects;              /* on disk, less what repair pulled */
 	atomic_uint_fast64_t commits, dir_syncs;  /* PUTs committed, their groups' dir fsyncs */
 	const struct store_repair *repair;
+	struct slog *log;
 };
 static struct store_stats stats;
 
@@ -215,6 +225,35 @@ static void stats_render(struct mbuf *b, void *arg)
 	                            : 0),
 	            (uint64_t)atomic_load(&st->conns), (uint64_t)atomic_load(&st->commits),
 	            (uint64_t)atomic_load(&st->dir_syncs));
+	if (st->log)
+		mbuf_printf(
+		    b,
+		    "# HELP peak_store_log_syncs_total Flushes (fdatasync) of the small-object "
+		    "log, "
+		    "one per group of small PUTs and per delete of a log object.\n"
+		    "# TYPE peak_store_log_syncs_total counter\npeak_store_log_syncs_total %" PRIu64
+		    "\n# HELP peak_store_log_records_total PUTs appended to the small-object log.\n"
+		    "# TYPE peak_store_log_records_total counter\n"
+		    "peak_store_log_records_total %" PRIu64 "\n"
+		    "# HELP peak_store_log_objects Objects held in the small-object log.\n"
+		    "# TYPE peak_store_log_objects gauge\npeak_store_log_objects %zu\n"
+		    "# HELP peak_store_log_torn_total Segment tails dropped at start-up (a torn or "
+		    "damaged record).\n"
+		    "# TYPE peak_store_log_torn_total counter\npeak_store_log_torn_total %" PRIu64
+		    "\n# HELP peak_store_log_segments Segment files of the small-object log.\n"
+		    "# TYPE peak_store_log_segments gauge\npeak_store_log_segments %zu\n"
+		    "# HELP peak_store_log_compactions_total Segments rewritten without their dead "
+		    "records and removed.\n"
+		    "# TYPE peak_store_log_compactions_total counter\n"
+		    "peak_store_log_compactions_total %" PRIu64 "\n"
+		    "# HELP peak_store_log_compacted_bytes_total Bytes of dead records compaction "
+		    "freed.\n# TYPE peak_store_log_compacted_bytes_total counter\n"
+		    "peak_store_log_compacted_bytes_total %" PRIu64 "\n",
+		    (uint64_t)atomic_load(&st->log->syncs),
+		    (uint64_t)atomic_load(&st->log->records), slog_count(st->log),
+		    (uint64_t)atomic_load(&st->log->torn), slog_segments(st->log),
+		    (uint64_t)atomic_load(&st->log->compactions),
+		    (uint64_t)atomic_load(&st->log->compact_bytes));
 	if (!r)
 		return;
 	mbuf_printf(
@@ -358,6 +397,8 @@ static void respond(struct conn *c, unsigned status, const char *extra, bool clo
 
 static void temp_drop(struct store *s, struct conn *c)
 {
+	free(c->logbuf);
+	c->logbuf = NULL;
 	if (c->tmpfd == -1)
 		return;
 	close(c->tmpfd);
@@ -416,7 +457,24 @@ static int object_open(struct store *s, struct conn *c, uint64_t *size, uint64_t
 {
 	uint8_t *h = iobuf;
 	struct stat st;
+	struct slog_obj lo;
 	*body = NULL;
+	if (!slog_get(&s->log, c->objname, &lo)) {
+		/* a log object: its key, then its body if small, in one read */
+		size_t want = lo.key_len + (lo.body_len < SMALL_BODY ? lo.body_len : SMALL_BODY);
+		ssize_t k = pread(lo.fd, h, want, (off_t)lo.key_off);
+		if (k != (ssize_t)want || lo.key_len != c->req.key_len ||
+		    memcmp(h, c->req.key, lo.key_len)) {
+			close(lo.fd);
+			return -EIO;
+		}
+		*size = lo.body_len;
+		if (lo.body_len <= SMALL_BODY)
+			*body = h + lo.key_len;
+		*version = lo.version;
+		c->objoff = (off_t)(lo.key_off + lo.key_len);
+		return lo.fd;
+	}
 	int fd = openat(s->dirfd, c->objname, O_RDONLY | O_CLOEXEC);
 	if (fd == -1)
 		return -errno;
@@ -491,6 +549,33 @@ static int list_scan(int fd, bool tomb, const char *after, struct list_ent **ent
 	return ret;
 }
 
+/* Adds the log's names after `after` to *ents. Returns 0 or -ENOMEM. */
+static int list_log(struct slog *l, const char *after, struct list_ent **ents, size_t *n,
+                    size_t *cap)
+{
+	size_t m = 0;
+	char(*names)[STORE_NAME_MAX] = slog_names(l, &m);
+	int ret = names ? 0 : -ENOMEM;
+	for (size_t i = 0; i < m && !ret; i++) {
+		if (strcmp(names[i], after) <= 0)
+			continue;
+		if (*n == *cap) {
+			size_t c = *cap ? 2 * *cap : 256;
+			void *p = realloc(*ents, c * sizeof(**ents));
+			if (!p) {
+				ret = -ENOMEM;
+				break;
+			}
+			*ents = p;
+			*cap = c;
+		}
+		memcpy((*ents)[*n].name, names[i], SLOG_NAME_LEN + 1);
+		(*ents)[(*n)++].tomb = false;
+	}
+	free(names);
+	return ret;
+}
+
 /* Writes the listing page into an unnamed file, in name order, for the first limit names
  * after `after`: "NAME KEY VERSION" per object (VERSION its mtime in ms) and "NAME KEY
  * TIME D" per tombstone (KEY percent-encoded); a name with both shows the newer. Returns
@@ -503,15 +588,20 @@ static int list_write(struct store *s, const char *after, unsigned limit, uint64
 	int ret, fd = -1;
 	FILE *f = NULL;
 	if ((ret = list_scan(dup(s->dirfd), false, after, &ents, &n, &cap)) ||
-	    (ret = list_scan(dup(s->tombfd), true, after, &ents, &n, &cap)))
+	    (ret = list_scan(dup(s->tombfd), true, after, &ents, &n, &cap)) ||
+	    (ret = list_log(&s->log, after, &ents, &n, &cap)))
 		goto out;
 	if (n)
 		qsort(ents, n, sizeof(*ents), ent_cmp);
 	/* one entry a name: an object and its tombstone (a crash, or a race with the
 	 * repair thread) show as the newer of the two */
 	for (size_t i = 0; i < n; i++) {
+		/* a name both a file and in the log (for a moment: store_object_* pick one) */
+		if (i + 1 < n && !strcmp(ents[i].name, ents[i + 1].name) &&
+		    ents[i].tomb == ents[i + 1].tomb)
+			continue;
 		if (i + 1 < n && !strcmp(ents[i].name, ents[i + 1].name)) {
-			uint64_t v = store_object_version(s->dirfd, ents[i].name);
+			uint64_t v = store_object_version(&s->log, ents[i].name);
 			uint64_t t = store_tomb_get(s->tombfd, ents[i].name, NULL, NULL);
 			ents[k++] = ents[v > t ? i : i + 1];
 			i++;
@@ -538,19 +628,11 @@ static int list_write(struct store *s, const char *after, unsigned limit, uint64
 			fprintf(f, "%s %s %" PRIu64 " D\n", ents[i].name, enc, t);
 			continue;
 		}
-		struct stat st;
-		int of = openat(s->dirfd, ents[i].name, O_RDONLY | O_CLOEXEC);
-		ssize_t got = of == -1 || fstat(of, &st) == -1 ? -1 : pread(of, h, sizeof(h), 0);
-		if (of != -1)
-			close(of);
-		kl = got >= 6 ? (size_t)(h[4] << 8 | h[5]) : 0;
-		if (got < 6 || memcmp(h, "PKS1", 4) || !kl || kl > STORE_KEY_MAX ||
-		    (size_t)got < 6 + kl)
+		uint64_t osize, version;
+		if (!store_object_info(&s->log, ents[i].name, h, &kl, &osize, &version))
 			continue; /* deleted meanwhile, or damaged */
-		store_key_encode(h + 6, kl, enc, sizeof(enc));
-		fprintf(f, "%s %s %" PRIu64 "\n", ents[i].name, enc,
-		        (uint64_t)st.st_mtim.tv_sec * 1000 +
-		            (uint64_t)st.st_mtim.tv_nsec / 1000000);
+		store_key_encode(h, kl, enc, sizeof(enc));
+		fprintf(f, "%s %s %" PRIu64 "\n", ents[i].name, enc, version);
 	}
 	if (fflush(f) || fsync(fd) == -1) {
 		ret = -EIO;
@@ -683,15 +765,14 @@ static void object_delete(struct store *s, struct conn *c)
 		respond(c, 500, NULL, false);
 		return;
 	}
-	bool had = unlinkat(s->dirfd, c->objname, 0) == 0;
-	if (!had && errno != ENOENT) {
+	int r = store_object_remove(&s->log, c->objname);
+	bool had = r == 0;
+	if (r && r != -ENOENT) {
 		respond(c, 500, NULL, false);
 		return;
 	}
-	if (had) {
-		fsync(s->dirfd);
+	if (had)
 		atomic_fetch_sub(&stats.objects, 1);
-	}
 	bool moving = s->has_old && s->repair.started && !atomic_load(&s->repair.done);
 	respond(c, had || moving ? 204 : 404, NULL, false);
 }
@@ -725,6 +806,7 @@ static void request_start(struct store *s, struct conn *c)
 	bool put = c->req.method == STORE_PUT;
 	c->close_after = c->req.close || route_lost(s, c);
 	c->former = false;
+	c->logput = false;
 	if (c->req.list) {
 		list_start(s, c);
 		return;
@@ -757,6 +839,22 @@ static void request_start(struct store *s, struct conn *c)
 		return;
 	}
 	store_object_name(g, c->req.key, c->req.key_len, c->objname);
+	if (put && s->o->log_max && c->req.body_len <= s->o->log_max) {
+		/* small: buffered, then appended to the log with its group (commit_run) */
+		c->logbuf = malloc(c->req.body_len ? c->req.body_len : 1);
+		if (!c->logbuf) {
+			respond(c, 500, NULL, true);
+			return;
+		}
+		c->loglen = 0;
+		c->logput = true;
+		c->body_left = c->req.body_len;
+		c->st = C_BODY;
+		c->deadline_ms = phase_deadline(s, c->body_left);
+		if (c->req.expect_100)
+			out_add(c, "HTTP/1.1 100 Continue\r\n\r\n");
+		return;
+	}
 	if (put) {
 		snprintf(c->tmpname, sizeof(c->tmpname), ".tmp-%" PRIu64, ++s->tmp_seq);
 		c->tmpfd =
@@ -838,7 +936,37 @@ static void body_done(struct store *s, struct conn *c)
 	job_add(s, c, JOB_COMMIT);
 }
 
-/* Group commit, on the commit thread: the batch's temp files are flushed together (their
+/* The small PUTs of the batch (their bodies buffered) are appended to the log with one
+ * write and one fdatasync (slog_append); sets their results and existed. */
+static void commit_log(struct store *s, struct work_job *batch)
+{
+	struct slog_put p[COMMIT_BATCH];
+	struct conn *cs[COMMIT_BATCH];
+	size_t n = 0;
+	for (struct work_job *j = batch; j && n < COMMIT_BATCH; j = j->next) {
+		struct conn *c = conn_of(j);
+		if (!c->logput)
+			continue;
+		cs[n] = c;
+		p[n++] = (struct slog_put){.name = c->objname,
+		                           .key = c->req.key,
+		                           .key_len = c->req.key_len,
+		                           .body = c->logbuf,
+		                           .body_len = c->loglen};
+	}
+	if (!n)
+		return;
+	int err = slog_append(&s->log, p, n);
+	for (size_t i = 0; i < n; i++) {
+		cs[i]->job.result = err;
+		cs[i]->existed = p[i].existed;
+		free(cs[i]->logbuf);
+		cs[i]->logbuf = NULL;
+	}
+}
+
+/* Group commit, on the commit thread: the small PUTs go to the log (commit_log), one
+ * flush for them all. The large ones' temp files are flushed together (their
  * writeback started at once, then each fsync waits for its own; on a journalling file
  * system the first one's commit carries the others' inodes), renamed over their names, and
  * the directory synced once for all the renames. So n PUTs that finished together cost n
@@ -852,14 +980,19 @@ static void commit_run(struct work_queue *q, struct work_job *batch, void *arg)
 	bool renamed = false, tombs = false;
 	(void)q;
 	for (struct work_job *j = batch; j; j = j->next)
-		sync_file_range(conn_of(j)->tmpfd, 0, 0, SYNC_FILE_RANGE_WRITE);
+		if (!conn_of(j)->logput)
+			sync_file_range(conn_of(j)->tmpfd, 0, 0, SYNC_FILE_RANGE_WRITE);
+	commit_log(s, batch);
 	for (struct work_job *j = batch; j; j = j->next) {
 		struct conn *c = conn_of(j);
+		if (c->logput)
+			continue; /* done above */
 		j->result = fsync(c->tmpfd) == -1 ? -errno : 0;
 		if (close(c->tmpfd) == -1 && !j->result)
 			j->result = -errno;
 		c->tmpfd = -1;
-		c->existed = !faccessat(s->dirfd, c->objname, F_OK, 0);
+		c->log_over = slog_has(&s->log, c->objname);
+		c->existed = c->log_over || !faccessat(s->dirfd, c->objname, F_OK, 0);
 		if (!j->result && renameat(s->dirfd, c->tmpname, s->dirfd, c->objname) == -1)
 			j->result = -errno;
 		if (j->result)
@@ -870,8 +1003,15 @@ static void commit_run(struct work_queue *q, struct work_job *batch, void *arg)
 	if (renamed)
 		atomic_fetch_add(&stats.dir_syncs, 1);
 	for (struct work_job *j = batch; j; j = j->next) {
-		if (!j->result)
+		struct conn *c = conn_of(j);
+		if (!j->result && !c->logput)
 			j->result = err;
+		if (!j->result && !c->logput && c->log_over) {
+			/* a large PUT over a log object, durable now: the log's copy goes */
+			int k = slog_del(&s->log, c->objname, true);
+			if (k && k != -ENOENT)
+				j->result = k;
+		}
 		if (!j->result)
 			atomic_fetch_add(&stats.commits, 1);
 		/* put again after a delete: the tombstone goes once the object is durable */
@@ -912,6 +1052,13 @@ static void job_finish(struct store *s, struct conn *c)
 /* Writes n body bytes to the temp file; false (and a 500 queued) on a disk error. */
 static bool body_write(struct store *s, struct conn *c, const uint8_t *p, size_t n)
 {
+	if (c->logbuf) {
+		memcpy(c->logbuf + c->loglen, p, n); /* n <= body_left: the request's length */
+		c->loglen += n;
+		c->body_left -= n;
+		atomic_fetch_add(&stats.bytes_in, n);
+		return true;
+	}
 	while (n) {
 		ssize_t k = write(c->tmpfd, p, n);
 		if (k == -1 && errno == EINTR)
@@ -1429,15 +1576,26 @@ int store_serve(const struct store_opts *o)
 	}
 	if (s.dirfd != -1)
 		s.tombfd = openat(s.dirfd, "tomb", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+	/* the log's index first (its torn tail cut), so the rest sees its objects */
+	if (s.tombfd != -1 && (r = slog_open(&s.log, s.dirfd, o->log_segment))) {
+		log_msg(LOG_ERR, "store: data directory %s/log: %s", o->data, strerror(-r));
+		goto out;
+	}
 	/* what a crash left half done between a tombstone and its object is settled first */
 	if (s.tombfd == -1 ||
-	    store_tomb_expire(s.dirfd, s.tombfd, store_now_ms(), tomb_ttl_ms(o)) < 0 ||
+	    store_tomb_expire(&s.log, s.tombfd, store_now_ms(), tomb_ttl_ms(o)) < 0 ||
 	    (r = data_clean(s.dirfd)) < 0) {
 		log_msg(LOG_ERR, "store: data directory %s: %s", o->data, strerror(errno));
 		goto out;
 	}
 	if (r)
 		log_msg(LOG_INFO, "store: removed %d unfinished upload(s)", r);
+	atomic_fetch_add(&stats.objects, (int64_t)slog_count(&s.log));
+	stats.log = &s.log;
+	log_msg(LOG_INFO,
+	        "store: log: %zu object(s) in %zu segment(s), bodies up to %" PRIu64
+	        " byte(s) go to it",
+	        slog_count(&s.log), s.log.nsegs, o->log_max);
 	struct sockaddr_storage ls = o->listen;
 	socklen_t ll = o->listen_len;
 	if (!ll) {
@@ -1467,8 +1625,9 @@ int store_serve(const struct store_opts *o)
 		goto out;
 	}
 	if ((r = work_start(&s.commit, 1, COMMIT_BATCH, commit_run, &s)) ||
-	    (r = work_start(&s.fetch, FETCH_THREADS, 1, fetch_run, &s))) {
-		log_msg(LOG_ERR, "store: cannot start the commit and fetch threads: %s",
+	    (r = work_start(&s.fetch, FETCH_THREADS, 1, fetch_run, &s)) ||
+	    (r = slog_compact_start(&s.log))) {
+		log_msg(LOG_ERR, "store: cannot start the commit, fetch and compaction threads: %s",
 		        strerror(-r));
 		goto out;
 	}
@@ -1499,6 +1658,7 @@ int store_serve(const struct store_opts *o)
 	                                 .me = s.me,
 	                                 .replicas = s.replicas,
 	                                 .dirfd = s.dirfd,
+	                                 .log = &s.log,
 	                                 .tombfd = s.tombfd,
 	                                 .id = o->id,
 	                                 .timeout_ms = o->timeout_ms,
@@ -1581,8 +1741,7 @@ int store_serve(const struct store_opts *o)
 		}
 		if (now - s.tomb_sweep_ms >= tomb_sweep_every_ms(o)) {
 			s.tomb_sweep_ms = now;
-			int k =
-			    store_tomb_expire(s.dirfd, s.tombfd, store_now_ms(), tomb_ttl_ms(o));
+			int k = store_tomb_expire(&s.log, s.tombfd, store_now_ms(), tomb_ttl_ms(o));
 			if (k > 0)
 				log_msg(LOG_INFO, "store: %d tombstone(s) expired", k);
 		}
@@ -1613,6 +1772,9 @@ out:
 		close(sfd);
 	if (lfd != -1)
 		close(lfd);
+	stats.log = NULL;
+	slog_compact_stop(&s.log);
+	slog_close(&s.log);
 	if (s.tombfd != -1)
 		close(s.tombfd);
 	if (s.dirfd != -1)

@@ -23,6 +23,9 @@ enum {
 	/* how long after a new map's walk the objects it took away from a pod are dropped
 	 * (repair.h): longer than the routes take to follow the map, and than a flap */
 	STORE_DEF_DROP_DELAY_S = 30,
+	/* bodies up to this many bytes go to the small-object log (slog.h), larger ones to a
+	 * file each */
+	STORE_DEF_LOG_MAX = 64 << 10,
 };
 
 struct store_opts {
@@ -51,6 +54,9 @@ struct store_opts {
 	/* under a controller's maps: seconds after a walk before the objects the map took away
 	 * are dropped (once their holders confirm them, repair.h); -1: never */
 	int drop_delay_s;
+	/* PUT bodies up to log_max bytes are appended to the small-object log (slog.h); 0:
+	 * every object is a file. log_segment: the log's roll-over size (0: the default). */
+	uint64_t log_max, log_segment;
 };
 
 /* Serves until SIGINT or SIGTERM (SIGHUP is logged and ignored). Returns 0, 1 if the pod

@@ -180,7 +180,6 @@ def etcdwatch_seeds():
     write("etcdwatch", "not-json", "\x02{\"result\":\n[1,2]\n\n")
 
 
-
 def ovaddr_seeds():
     """rtnetlink datagrams for the overlay's address watch (host byte order, as the kernel
     sends them): an IPv4 address added; a mix of counted and uncounted messages."""
@@ -194,6 +193,27 @@ def ovaddr_seeds():
     write("ovaddr", "new4", msg(RTM_NEWADDR, 2, 8))
     write("ovaddr", "mixed", msg(RTM_NEWADDR, 2, 3) + msg(RTM_DELADDR, 2) +
           msg(RTM_NEWADDR, 10, 20) + msg(RTM_NEWLINK, 2))
+
+
+def slog_seeds():
+    """Small-object log segments (src/store/slog.h): whole records, a torn and a damaged
+    tail, a delete record, and bytes that are no record."""
+    import hashlib
+    import struct
+
+    def rec(typ, key, body=b"", seq=1, slice_=7, version=1700000000000):
+        head = struct.pack(">4sBBHIIQQ", b"PKL1", typ, 0, len(key), len(body), slice_, seq,
+                           version) + key + body
+        return head + hashlib.sha256(head).digest()[:8] + b"PKC1"
+    a, b = rec(1, b"alpha", b"x" * 100, 1), rec(1, b"beta", b"", 2)
+    name = (f"{7:08x}-" + hashlib.sha256(b"alpha").hexdigest()).encode()
+    write("slog", "two", a + b)
+    write("slog", "delete", a + rec(2, name, seq=3))
+    write("slog", "torn", a + b[:-5])
+    damaged = bytearray(a + b)
+    damaged[len(a) + 40] ^= 1
+    write("slog", "damaged", bytes(damaged))
+    write("slog", "junk", b"PKL1" + bytes(60))
 
 if __name__ == "__main__":
     # With names, only those corpora (query ids are random: rewriting all churns them).

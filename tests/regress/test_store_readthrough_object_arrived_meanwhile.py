@@ -92,8 +92,7 @@ def slice_held(name, blocks):
 
 
 def key_of(path):
-    with open(path, "rb") as f:
-        data = f.read(6 + 255)
+    data = store.obj_bytes(path.parent, path.name)  # a file, or in the small-object log
     return data[6:6 + (data[4] << 8 | data[5])].decode()
 
 

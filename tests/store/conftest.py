@@ -10,10 +10,13 @@ killed (by PID) even when a test fails.
            2001:db8:8::/65 via bb::2, 2001:db8:8:0:8000::/65 via cc::2
 """
 import ipaddress
+import hashlib
 import json
 import os
+import pathlib
 import random
 import re
+import struct
 import subprocess
 import sys
 import time
@@ -58,6 +61,55 @@ services:
 """
 
 OBJECT_NAME = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{64}$")
+LOG_REC = struct.Struct(">4sBBHIIQQ")  # a log record's header (src/store/slog.h)
+
+
+def read_log(data):
+    """The small-object log of data dir `data` as the pod's index sees it: {object name:
+    (key, body, version)}, the newest record of a name winning and a delete record hiding
+    it; each segment is read up to its first torn or damaged record. Also returns the
+    number of segments and whether any had such a tail: (objects, nsegs, torn)."""
+    recs, nsegs, torn = [], 0, False
+    d = pathlib.Path(data) / "log"
+    for seg in sorted(d.glob("seg-*")) if d.exists() else []:
+        nsegs += 1
+        b, off = seg.read_bytes(), 0
+        while off < len(b):
+            if off + LOG_REC.size > len(b):
+                torn = True
+                break
+            magic, typ, flags, kl, bl, sl, seq, ver = LOG_REC.unpack_from(b, off)
+            end = off + LOG_REC.size + kl + bl
+            if (magic != b"PKL1" or end + 12 > len(b) or b[end + 8:end + 12] != b"PKC1" or
+                    hashlib.sha256(b[off:end]).digest()[:8] != b[end:end + 8]):
+                torn = True
+                break
+            key = b[off + LOG_REC.size:off + LOG_REC.size + kl]
+            if typ == 1:
+                name = f"{sl:08x}-" + hashlib.sha256(key).hexdigest()
+                recs.append((seq, name, (key, b[off + LOG_REC.size + kl:end], ver)))
+            else:
+                recs.append((seq, key.decode(), None))
+            off = end + 12
+    objs = {}
+    for seq, name, obj in sorted(recs, key=lambda r: r[0]):
+        if obj is None:
+            objs.pop(name, None)
+        else:
+            objs[name] = obj
+    return objs, nsegs, torn
+
+
+def obj_bytes(data, name):
+    """Object `name` of data dir `data` as a file holds it ("PKS1", key length, key, body),
+    whether it is a file or in the small-object log; None if it is neither."""
+    path = pathlib.Path(data) / name
+    if path.exists():
+        return path.read_bytes()
+    obj = read_log(data)[0].get(name)
+    if obj is None:
+        return None
+    return b"PKS1" + len(obj[0]).to_bytes(2, "big") + obj[0] + obj[1]
 
 
 def wait_for(cond, what, timeout=30):
@@ -116,8 +168,10 @@ class Pod:
         return self.proc.returncode if self.proc else None
 
     def files(self):
-        """The data dir's files: objects and temps, not the tombstone directory."""
-        return sorted(f for f in os.listdir(self.data) if f != "tomb")
+        """The data dir's objects and temps: its files (not the tombstone and log
+        directories) and the objects in its small-object log (read them with obj_bytes)."""
+        return sorted({f for f in os.listdir(self.data) if f not in ("tomb", "log")} |
+                      set(read_log(self.data)[0]))
 
     def tombs(self):
         """The names of the pod's tombstones (deletes it keeps, data/tomb)."""

@@ -11,7 +11,6 @@ its slice says. The routes follow each pod's logged blocks, as an agent moves th
   [cl] client, peak dns, peak controller [2001:db8:aa:ff::1]:7000 (lo)
     |  v0 -- [a] s1    v1 -- [b] s2    v2 -- [c] s3      (pods: --controller, routes via cl)
 """
-import os
 import shutil
 import signal
 from contextlib import contextmanager
@@ -19,7 +18,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from conftest import NAME, wait_for
+from conftest import NAME, obj_bytes, wait_for
 from test_live import blocks_now, controlled_testbed, maps, reroute
 from test_migrate import bulk, key_of, objects, slice_held
 
@@ -39,12 +38,11 @@ def live_slow(tmp_path):
 
 
 def body_bytes(pod):
-    """The bodies' bytes of the pod's objects (file size less the 'PKS1' header and key)."""
+    """The bodies' bytes of the pod's objects (their size less the 'PKS1' header and key)."""
     total = 0
     for f in objects(pod):
-        with open(pod.data / f, "rb") as fh:
-            h = fh.read(6)
-        total += os.path.getsize(pod.data / f) - 6 - (h[4] << 8 | h[5])
+        h = obj_bytes(pod.data, f)
+        total += len(h) - 6 - (h[4] << 8 | h[5])
     return total
 
 

@@ -20,7 +20,7 @@ import threading
 
 import pytest
 
-from conftest import NAME, OBJECT_NAME, PORT, Net, wait_for
+from conftest import NAME, OBJECT_NAME, PORT, Net, obj_bytes, wait_for
 
 N = 300
 EXTRA = 60  # objects obj-N.. the reader leaves alone: those of the new pod's get deleted
@@ -71,8 +71,7 @@ for arg in sys.argv[2:]:
 
 
 def key_of(path):
-    with open(path, "rb") as f:
-        data = f.read(6 + 255)
+    data = obj_bytes(path.parent, path.name)
     return data[6:6 + (data[4] << 8 | data[5])].decode()
 
 

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from conftest import NAME, OBJECT_NAME, PEAK, PORT, Net
+from conftest import NAME, OBJECT_NAME, PEAK, PORT, Net, obj_bytes
 
 REPLICAS = 3
 BULK = os.environ.get("STORE_BULK", os.path.join(os.path.dirname(os.environ.get(
@@ -102,7 +102,7 @@ def test_64mib_object_streams_both_ways_with_bounded_memory(net4, tmp_path):
     for pid, pod in net4.pods.items():
         assert pod.rss_peak_kib() < RSS_BOUND_KIB, (pid, pod.rss_peak_kib())
     copies = [p for f, p in holders(net4).items()
-              if os.path.getsize(net4.pods[min(p)].data / f) > BIG]
+              if len(obj_bytes(net4.pods[min(p)].data, f)) > BIG]
     assert len(copies) == 1 and len(copies[0]) == REPLICAS, copies
 
 
@@ -121,7 +121,7 @@ def test_replicas_land_on_distinct_pods(net4, tmp_path):
     # whose replica slices 0..2 share an owner (most keys: 1 - 4*3*2/4^3 = 62.5%) would not
     assert all(len(p) == REPLICAS for p in new.values()), new
     for f, pods in new.items():
-        data = {(net4.pods[p].data / f).read_bytes() for p in pods}
+        data = {obj_bytes(net4.pods[p].data, f) for p in pods}
         assert len(data) == 1, f  # the copies are the same bytes
     assert {p for pods in new.values() for p in pods} == set(net4.pods)
 
@@ -178,7 +178,7 @@ def wait_repaired(pod, timeout=30):
 
 def test_an_emptied_pod_pulls_back_its_objects(net4):
     pod = net4.pods["s3"]
-    had = {f: (pod.data / f).stat().st_size for f in pod.files() if OBJECT_NAME.match(f)}
+    had = {f: len(obj_bytes(pod.data, f)) for f in pod.files() if OBJECT_NAME.match(f)}
     assert len(had) > 10
     pod.stop()
     shutil.rmtree(pod.data)
@@ -186,7 +186,7 @@ def test_an_emptied_pod_pulls_back_its_objects(net4):
     log = wait_repaired(pod)
     assert "failure" in log and " 0 failure(s)" in log, log
     assert re.search(r"repair: s1: page 1, listed \d+, pulled \d+", log), log
-    now = {f: (pod.data / f).stat().st_size for f in pod.files() if OBJECT_NAME.match(f)}
+    now = {f: len(obj_bytes(pod.data, f)) for f in pod.files() if OBJECT_NAME.match(f)}
     assert now == had  # every object of its replica sets, none other, whole
     pulled = int(re.search(r"(\d+) object\(s\) pulled", log).group(1))
     assert pulled == len(had), log
@@ -219,8 +219,7 @@ def holds(net, pid, key):
     for f in net.pods[pid].files():
         if not OBJECT_NAME.match(f):
             continue
-        with open(net.pods[pid].data / f, "rb") as fh:
-            data = fh.read(6 + 255)
+        data = obj_bytes(net.pods[pid].data, f)
         if data[6:6 + (data[4] << 8 | data[5])] == key.encode():
             return True
     return False

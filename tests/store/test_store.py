@@ -8,7 +8,7 @@ import signal
 import subprocess
 import time
 
-from conftest import MAX_BODY, OBJECT_NAME, PORT, TIMEOUT_MS
+from conftest import MAX_BODY, OBJECT_NAME, PORT, TIMEOUT_MS, obj_bytes
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 POD_A = "2001:db8:8::1"  # slice 0: s1's half
@@ -188,7 +188,7 @@ def test_sigkill_during_a_write_leaves_no_partial_object(net, tmp_path):
     files = pod.files()
     assert files and all(OBJECT_NAME.match(f) for f in files), files
     for f in files:  # each file is a whole object: header, key, the bytes stored
-        data = (pod.data / f).read_bytes()
+        data = obj_bytes(pod.data, f)
         assert data[:4] == b"PKS1"
     r = net.store("get", "store.svc.example.", key)
     assert r.returncode == 1 and b"404" in r.stderr
