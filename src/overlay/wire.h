@@ -17,7 +17,9 @@
  *	        heard the site the packet was for lately; 8 bytes, that site's sender id) or
  *	        OVW_LOSS (the resiliency slave's loss report: of the last packets the receiver of
  *	        the report sent the reporter directly, by their counters, u32 how many arrived and
- *	        u32 how many were sent; 8 bytes)
+ *	        u32 how many were sent; 8 bytes) or OVW_MEMBERS (the multicast slave's
+ *	        membership announcement: entries of the groups the sender's site listens to or
+ *	        left, mcast.h; not empty)
  *	1  u8   version, 0
  *	2  u16  reserved, 0
  *	4  8    sender id: the first 8 bytes of the sender's X25519 public key
@@ -53,6 +55,7 @@ enum {
 	OVW_RELAYED = 7,
 	OVW_RELAY_LOST = 8,
 	OVW_LOSS = 9,
+	OVW_MEMBERS = 10,
 	OVW_PROBE_LEN = 8,
 	OVW_MAPPING_LEN = 6,
 	OVW_HDR_LEN = 28,
@@ -77,8 +80,8 @@ struct ovw_hdr {
  * the cursor is consumed. Returns 0 or -EBADMSG (truncated, unknown type or version,
  * reserved bits set, a keepalive with a body, a mapping whose body is not OVW_MAPPING_LEN
  * bytes, a probe, probe ack or loss report whose body is not OVW_PROBE_LEN bytes, a relay-lost
- * whose body is not OVW_ID_LEN bytes, a data, relay or relayed packet with an empty body, a body
- * out of bounds). */
+ * whose body is not OVW_ID_LEN bytes, a data, relay, relayed or members packet with an empty
+ * body, a body out of bounds). */
 int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *body_len);
 
 /* An AEAD key expanded once (AES round keys, GHASH table) in a GnuTLS handle; a seal or

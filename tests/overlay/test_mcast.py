@@ -1,0 +1,81 @@
+"""The multicast slave in network namespaces (root): 16 member sites (MCAST_MEMBERS to change
+it) and 2 others behind their gateways (mcbed.py). Hosts join ff0e::db8:1 with a real socket
+(the kernel's MLD reports reach the gateways' queriers); the sender's gateway learns every
+member site from their announcements. A bounded stream from site 50 reaches every member
+host whole, and no packet reaches a site that did not join (its gateway gets none: no copy is
+sent there). Then member a0's listener leaves (its socket closes: the kernel's MLD leave;
+gateway a0's specific queries go unanswered, it announces the leave) and site c0 joins: a
+second stream reaches c0 whole and nothing of it reaches a0, the others all of it."""
+import os
+
+import pytest
+from mcbed import GROUP, McBed
+from ovbed import wait_for
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
+
+MEMBERS = int(os.environ.get("MCAST_MEMBERS", "16"))
+N = 300
+
+
+@pytest.fixture
+def bed(tmp_path):
+    b = McBed(tmp_path, "mc")
+    try:
+        b.build(MEMBERS, 2)
+        b.start_all()
+        yield b
+    finally:
+        b.cleanup()
+
+
+def delivered(b, s):
+    m = b.metrics(s)
+    return (m.get('peak_overlay_mcast_peer_packets_total{result="delivered"}', 0),
+            sum(v for k, v in m.items() if k.startswith("peak_overlay_mcast_peer_packets")))
+
+
+def test_mcast_members_join_leave(bed):
+    b = bed
+    paths = {s: b.join(s) for s in b.members}
+    want = set(b.members)
+    wait_for("the sender's gateway knows every member site",
+             lambda: b.members_of("50")[1] == want, timeout=60)
+    for s in b.members:
+        assert b.members_of(s)[0], s  # each member's gateway has its listener
+    b.send("one", N)
+    wait_for("every member got the first stream",
+             lambda: all(len(b.got(paths[s], "one")) >= N for s in b.members), timeout=60)
+    for s in b.members:
+        assert sorted(b.got(paths[s], "one")) == list(range(N)), s
+    m = b.metrics("50")
+    assert m['peak_overlay_mcast_lan_packets_total{result="forwarded"}'] == N
+    assert m['peak_overlay_mcast_copies_total{result="ok"}'] == N * MEMBERS
+    for s in b.others:  # no copy went to a site without listeners
+        assert delivered(b, s) == (0, 0), s
+
+    # a0 leaves, c0 joins
+    left, joined = b.members[0], b.others[0]
+    b.leave(left)
+    pc = b.join(joined)
+    want = (want - {left}) | {joined}
+    wait_for("the sender's gateway has a0 out and c0 in",
+             lambda: b.members_of("50")[1] == want, timeout=60)
+    assert not b.members_of(left)[0]
+    left_before = delivered(b, left)
+    b.send("two", N)
+    stay = [s for s in b.members if s != left]
+    wait_for("every member got the second stream",
+             lambda: all(len(b.got(p, "two")) >= N for p in [pc] + [paths[s] for s in stay]),
+             timeout=60)
+    assert sorted(b.got(pc, "two")) == list(range(N))
+    for s in stay:
+        assert sorted(b.got(paths[s], "two")) == list(range(N)), s
+    assert b.got(paths[left], "two") == []
+    assert delivered(b, left) == left_before  # no copy went there any more
+    assert delivered(b, b.others[1]) == (0, 0)
+    assert b.metrics(left)["peak_overlay_mcast_queries_total"] > 0
+    for s in list(b.procs):
+        assert b.stop(s) == 0, b.logs[s].read_text()
+        log = b.logs[s].read_text()
+        assert "AddressSanitizer" not in log and "runtime error" not in log, log
