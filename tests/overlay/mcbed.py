@@ -70,7 +70,7 @@ class McBed(Bed):
         super().__init__(tmp, tag)
         self.recv = {}
 
-    def build(self, members, others, announce=1, query=10):
+    def build(self, members, others, announce=1, query=10, response_ms=2000):
         self.sites = site_names(members, others)
         self.members = self.sites[1:1 + members]
         self.others = self.sites[1 + members:]
@@ -107,7 +107,7 @@ class McBed(Bed):
                            f"  private-key-file: {self.tmp / (s + '.key')}\n"
                            f"  keepalive: 2\n  peers:\n{peers}"
                            f"multicast:\n  interface: lan\n  query-interval: {query}\n"
-                           f"  response-ms: 2000\n  announce: {announce}\n")
+                           f"  response-ms: {response_ms}\n  announce: {announce}\n")
         assert sh(PEAK, "overlay", "--config", str(self.tmp / "50.yaml"),
                   "--check").stdout == "ok\n"
 

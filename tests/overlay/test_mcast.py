@@ -10,7 +10,7 @@ import os
 
 import pytest
 from mcbed import GROUP, McBed
-from ovbed import wait_for
+from ovbed import nsx, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
@@ -75,6 +75,52 @@ def test_mcast_members_join_leave(bed):
     assert delivered(b, left) == left_before  # no copy went there any more
     assert delivered(b, b.others[1]) == (0, 0)
     assert b.metrics(left)["peak_overlay_mcast_queries_total"] > 0
+    for s in list(b.procs):
+        assert b.stop(s) == 0, b.logs[s].read_text()
+        log = b.logs[s].read_text()
+        assert "AddressSanitizer" not in log and "runtime error" not in log, log
+
+
+@pytest.fixture
+def bed2(tmp_path):
+    b = McBed(tmp_path, "mq")
+    try:
+        # MALI = 2 * 2 s + 1 s = 5 s
+        b.build(2, 0, query=2, response_ms=1000)
+        b.start_all()
+        yield b
+    finally:
+        b.cleanup()
+
+
+def test_mcast_querier_mldv1_and_timeout(bed2):
+    """Site a1's host speaks MLDv1 only (its report joins, its done leaves after the
+    specific queries go unanswered). Site a0's host answers General Queries (MLDv2): its
+    group outlives the listening interval; then its reports are dropped by a filter on the
+    host (no leave is sent): the group expires there and the sender's gateway drops a0."""
+    b = bed2
+    a0, a1 = b.members
+    nsx(b.n(f"h{a1}"), "sysctl", "-qw", "net.ipv6.conf.lan.force_mld_version=1")
+    b.join(a0)
+    b.join(a1)
+    wait_for("both members known", lambda: b.members_of("50")[1] == {a0, a1}, timeout=30)
+    # a0's host answers the queries: more reports than its join's, past the 5 s interval
+    r0 = b.metrics(a0)["peak_overlay_mcast_reports_total"]
+    wait_for("a0 answered 4 queries", lambda: b.metrics(a0)[
+        "peak_overlay_mcast_reports_total"] >= r0 + 4, timeout=30)
+    assert b.members_of(a0)[0] and a0 in b.members_of("50")[1]
+    # MLDv1 done: a1 leaves
+    b.leave(a1)
+    wait_for("a1 gone at the sender", lambda: b.members_of("50")[1] == {a0}, timeout=30)
+    assert "no listener of ff0e::db8:1 left" in b.logs[a1].read_text()
+    # a0's host goes silent (no leave): the group expires after the listening interval
+    nsx(b.n(f"h{a0}"), "nft", "-f", "-", input=(
+        "table ip6 mute {\n chain out {\n  type filter hook output priority 0;\n"
+        "  icmpv6 type { mld-listener-report, mld2-listener-report, mld-listener-done }"
+        " drop\n }\n}\n"))
+    wait_for("a0 expired at the sender", lambda: b.members_of("50")[1] == set(), timeout=30)
+    assert not b.members_of(a0)[0]
+    assert b.metrics(a0)["peak_overlay_mcast_queries_total"] >= 4
     for s in list(b.procs):
         assert b.stop(s) == 0, b.logs[s].read_text()
         log = b.logs[s].read_text()
