@@ -101,7 +101,7 @@ def main():
         wait_for("every member known at the sender",
                  lambda: b.members_of("50")[1] == set(b.members), timeout=60)
         uni = ",".join(f"fd00:{s}::2" for s in b.members)
-        starts, sends = {}, {}
+        starts, sends, taken = {}, {}, {}
         # neighbours fixed: the kernel's neighbour discovery (its first solicitations go
         # unanswered here: a first packet waits 1 s per hop, and the held packets then come
         # all at once) is not what is measured
@@ -119,6 +119,7 @@ def main():
             for kind in (("mcast", "uni") if r % 2 == 0 else ("uni", "mcast")):
                 tag = f"{kind}{r}"
                 dst = GROUP if kind == "mcast" else uni
+                m0 = b.metrics("50")
                 out = subprocess.run(["ip", "netns", "exec", b.n("h50"), sys.executable, "-c",
                                       BSEND, tag, str(a.count), str(a.size), dst],
                                      capture_output=True, text=True, check=True, timeout=600)
@@ -138,6 +139,11 @@ def main():
                     last[0] = m
                     return same
                 wait_for("the run drained", settled, timeout=60, every=0.5)
+                m1 = b.metrics("50")
+                # what the sender's gateway took in (from its TUN, or its packet socket)
+                key = ("peak_overlay_tun_rx_packets_total" if kind == "uni" else
+                       'peak_overlay_mcast_lan_packets_total{result="forwarded"}')
+                taken[tag] = m1.get(key, 0) - m0.get(key, 0)
         res = {}
         for s, p in recv.items():
             p.send_signal(signal.SIGTERM)
@@ -153,6 +159,7 @@ def main():
                 row[kind] = {"received": n, "sent_per_site": a.count,
                              "seconds": end - starts[tag], "send_seconds": sends[tag][0],
                              "send_retries": sends[tag][1],
+                             "sender_gateway_took": taken[tag],
                              "pps": n / (end - starts[tag]) if n else 0.0}
             row["ratio"] = row["mcast"]["pps"] / row["uni"]["pps"] if row["uni"]["pps"] else 0
             rows.append(row)
