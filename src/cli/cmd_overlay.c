@@ -268,7 +268,7 @@ int cmd_overlay(int argc, char **argv)
 		ret = EXIT_USAGE;
 		goto out;
 	}
-	if (conf.mcast.enabled && !(mcs = mcast_new(&conf, gw, err, sizeof(err)))) {
+	if (conf.mcast.enabled && !(mcs = mcast_new(&conf, gw, dht, err, sizeof(err)))) {
 		fprintf(stderr, "peak overlay: %s: %s\n", config, err);
 		goto out;
 	}

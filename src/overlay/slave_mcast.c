@@ -43,16 +43,18 @@
 
 #include "../sys/log.h"
 #include "../sys/metrics.h"
+#include "dht.h"
 #include "gateway.h"
 #include "io.h"
 #include "mcast.h"
 #include "wire.h"
 
 enum {
-	MC_LLQI_MS = 1000,      /* Last Listener Query Interval (RFC 3810 §9.8) */
-	MC_RX_BATCH = 64,       /* packets read from the LAN per readable call */
-	MC_SOCKBUF = 4 << 20,   /* absorbs a burst while the loop seals copies */
-	MC_HOLD_SLACK_MS = 1000 /* a peer's group lives 3 announce periods and this */
+	MC_LLQI_MS = 1000,       /* Last Listener Query Interval (RFC 3810 §9.8) */
+	MC_RX_BATCH = 64,        /* packets read from the LAN per readable call */
+	MC_SOCKBUF = 4 << 20,    /* absorbs a burst while the loop seals copies */
+	MC_HOLD_SLACK_MS = 1000, /* a peer's group lives 3 announce periods and this */
+	MC_DHT_TTL_MS = 5000,    /* a group sent to is looked up in the DHT this often */
 };
 
 struct mc_member {
@@ -66,6 +68,8 @@ struct mc_group {
 	bool announced;          /* peers were told we listen */
 	unsigned llq_left;       /* specific queries still to send after a leave */
 	uint64_t next_llq_ms;
+	uint64_t published_ms; /* our group record last put in the DHT */
+	uint64_t lookup_ms;    /* the DHT lookup of its members is due again then */
 	struct mc_member *members;
 	size_t nmembers, cap;
 };
@@ -76,6 +80,7 @@ struct mcs {
 	const struct ov_mcast_conf *mc;
 	struct ov_master *m;
 	struct ov_slave *gw;
+	struct ov_slave *dht; /* NULL: membership through announcements only */
 	int fd, ifindex;
 	uint8_t ll[16]; /* the interface's link-local address: the queries' source */
 	bool has_ll;
@@ -89,7 +94,7 @@ struct mcs {
 	/* atomic: the metrics thread reads them */
 	uint64_t lan_bad, reports, mld_bad, queries, lan_rx, lan_no_members, hop_limit, copies,
 	    copy_err, peer_rx, delivered, not_listened, deliver_err, announce_tx, announce_rx,
-	    announce_bad, local_groups, member_entries;
+	    announce_bad, local_groups, member_entries, lookups, lookup_busy;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -247,6 +252,54 @@ static void query(struct mcs *c, const uint8_t *group)
 		       strerror(errno));
 }
 
+/* Puts our group record (a join or a leave) in the DHT, when there is one. */
+static void publish(struct mcs *c, struct mc_group *g, bool joined, uint64_t now)
+{
+	if (!c->dht)
+		return;
+	int e = dht_group_publish(c->dht, g->addr, joined);
+	if (e)
+		log_rl(&c->rl, LOG_WARNING, "overlay: multicast: group record not put: %s",
+		       strerror(-e));
+	g->published_ms = now;
+}
+
+/* Adds or refreshes the peer of cookie as a member of g until expires_ms (not sooner than
+ * it had). */
+static void member_set(struct mc_group *g, uint32_t cookie, uint64_t expires_ms)
+{
+	size_t i = 0;
+	while (i < g->nmembers && g->members[i].cookie != cookie)
+		i++;
+	if (i == g->nmembers) {
+		if (g->nmembers == g->cap) {
+			size_t cap = g->cap ? 2 * g->cap : 4;
+			struct mc_member *m = realloc(g->members, cap * sizeof(*m));
+			if (!m)
+				return;
+			g->members = m;
+			g->cap = cap;
+		}
+		g->members[g->nmembers].cookie = cookie;
+		g->members[g->nmembers++].expires_ms = 0;
+	}
+	if (g->members[i].expires_ms < expires_ms)
+		g->members[i].expires_ms = expires_ms;
+}
+
+/* The DHT slave's callback: the member sites of a group we send to. */
+static void on_group_members(void *arg, const uint8_t group[16], const uint32_t *cookies, size_t n)
+{
+	struct mcs *c = arg;
+	uint64_t now = mono_ms();
+	struct mc_group *g = group_get(c, group);
+	if (!g)
+		return;
+	for (size_t i = 0; i < n; i++)
+		member_set(g, cookies[i], now + 2 * MC_DHT_TTL_MS);
+	sync_gauges(c, now);
+}
+
 /* mc_mld_parse's callback: a listener on our LAN reported (joined) or left a group. */
 static void on_report(void *arg, const uint8_t group[16], bool joined)
 {
@@ -278,6 +331,9 @@ static void on_report(void *arg, const uint8_t group[16], bool joined)
 		        inet_ntop(AF_INET6, group, a, sizeof(a)), c->mc->interface);
 		g->announced = true;
 		announce_one(c, g->addr, true);
+		publish(c, g, true, now);
+		/* put again 5 s later, in case this put reached no DHT node yet */
+		g->published_ms = now - (DHT_GROUP_REPUBLISH_S - 5) * 1000ULL;
 	}
 	sync_gauges(c, now);
 }
@@ -311,6 +367,19 @@ static void from_lan(struct mcs *c, uint8_t *pkt, size_t n)
 	}
 	pkt[7]--;
 	struct mc_group *g = group_find(c, pkt + 24);
+	if (c->dht) { /* its members looked up now and then while we send to it */
+		uint64_t now = mono_ms();
+		if (!g)
+			g = group_get(c, pkt + 24);
+		if (g && now >= g->lookup_ms) {
+			g->lookup_ms = now + MC_DHT_TTL_MS;
+			int e = dht_group_lookup(c->dht, g->addr);
+			if (e && e != -EALREADY)
+				CNT_ADD(c, lookup_busy, 1);
+			else if (!e)
+				CNT_ADD(c, lookups, 1);
+		}
+	}
 	if (!g || !g->nmembers) {
 		CNT_ADD(c, lan_no_members, 1);
 		return;
@@ -389,26 +458,15 @@ static void on_member(void *arg, const uint8_t group[16], bool joined)
 	struct mc_group *g = joined ? group_get(c, group) : group_find(c, group);
 	if (!g)
 		return;
-	size_t i = 0;
-	while (i < g->nmembers && g->members[i].cookie != x->cookie)
-		i++;
 	if (!joined) {
-		if (i < g->nmembers)
-			g->members[i] = g->members[--g->nmembers];
+		for (size_t i = 0; i < g->nmembers; i++)
+			if (g->members[i].cookie == x->cookie) {
+				g->members[i] = g->members[--g->nmembers];
+				break;
+			}
 		return;
 	}
-	if (i == g->nmembers) {
-		if (g->nmembers == g->cap) {
-			size_t cap = g->cap ? 2 * g->cap : 4;
-			struct mc_member *m = realloc(g->members, cap * sizeof(*m));
-			if (!m)
-				return;
-			g->members = m;
-			g->cap = cap;
-		}
-		g->members[g->nmembers++].cookie = x->cookie;
-	}
-	g->members[i].expires_ms = x->now + 3ULL * c->mc->announce_s * 1000 + MC_HOLD_SLACK_MS;
+	member_set(g, x->cookie, x->now + 3ULL * c->mc->announce_s * 1000 + MC_HOLD_SLACK_MS);
 }
 
 /* The gateway's callback: an authenticated announcement of the peer of cookie. */
@@ -448,6 +506,10 @@ static void mc_timer(struct ov_slave *s, uint64_t now)
 			g->announced = false;
 			g->local_until_ms = 0;
 			announce_one(c, g->addr, false);
+			publish(c, g, false, now);
+		} else if (g->announced &&
+		           now - g->published_ms >= DHT_GROUP_REPUBLISH_S * 1000ULL) {
+			publish(c, g, true, now);
 		}
 		for (size_t k = 0; k < g->nmembers;) {
 			if (g->members[k].expires_ms <= now)
@@ -455,7 +517,7 @@ static void mc_timer(struct ov_slave *s, uint64_t now)
 			else
 				k++;
 		}
-		if (!g->nmembers && !g->local_until_ms) {
+		if (!g->nmembers && !g->local_until_ms && g->lookup_ms <= now) {
 			free(g->members);
 			c->groups[i] = c->groups[--c->ngroups];
 			continue;
@@ -512,6 +574,8 @@ static int mc_attach(struct ov_slave *s, struct ov_master *m)
 		goto fail;
 	}
 	gw_set_mcast_cb(c->gw, on_members, on_mcast, c);
+	if (c->dht)
+		dht_set_group_cb(c->dht, on_group_members, c);
 	c->startup_left = c->mc->robustness;
 	log_msg(LOG_INFO, "overlay: multicast: querier on %s", c->mc->interface);
 	return 0;
@@ -529,6 +593,8 @@ static void mc_detach(struct ov_slave *s)
 {
 	struct mcs *c = s->priv;
 	gw_set_mcast_cb(c->gw, NULL, NULL, NULL);
+	if (c->dht)
+		dht_set_group_cb(c->dht, NULL, NULL);
 	if (c->fd >= 0) {
 		ov_master_unwatch(c->m, c->fd);
 		close(c->fd);
@@ -579,6 +645,11 @@ static void mc_stats(struct ov_slave *s, struct mbuf *b)
 	    "peak_overlay_mcast_announcements_total{dir=\"tx\"} %llu\n"
 	    "peak_overlay_mcast_announcements_total{dir=\"rx\"} %llu\n"
 	    "peak_overlay_mcast_announcements_total{dir=\"refused\"} %llu\n"
+	    "# HELP peak_overlay_mcast_dht_lookups_total Member lookups of groups sent to "
+	    "(started, or refused: no lookup slot free).\n"
+	    "# TYPE peak_overlay_mcast_dht_lookups_total counter\n"
+	    "peak_overlay_mcast_dht_lookups_total{result=\"started\"} %llu\n"
+	    "peak_overlay_mcast_dht_lookups_total{result=\"busy\"} %llu\n"
 	    "# HELP peak_overlay_mcast_local_groups Groups with listeners on the LAN.\n"
 	    "# TYPE peak_overlay_mcast_local_groups gauge\n"
 	    "peak_overlay_mcast_local_groups %llu\n"
@@ -594,7 +665,8 @@ static void mc_stats(struct ov_slave *s, struct mbuf *b)
 	    (unsigned long long)CNT_GET(c, deliver_err),
 	    (unsigned long long)CNT_GET(c, announce_tx),
 	    (unsigned long long)CNT_GET(c, announce_rx),
-	    (unsigned long long)CNT_GET(c, announce_bad),
+	    (unsigned long long)CNT_GET(c, announce_bad), (unsigned long long)CNT_GET(c, lookups),
+	    (unsigned long long)CNT_GET(c, lookup_busy),
 	    (unsigned long long)CNT_GET(c, local_groups),
 	    (unsigned long long)CNT_GET(c, member_entries));
 }
@@ -631,8 +703,8 @@ static const struct ov_slave_ops mc_ops = {
     .show = mc_show,
 };
 
-struct ov_slave *mcast_new(const struct ov_conf *conf, struct ov_slave *gw, char *err,
-                           size_t errlen)
+struct ov_slave *mcast_new(const struct ov_conf *conf, struct ov_slave *gw, struct ov_slave *dht,
+                           char *err, size_t errlen)
 {
 	struct mcs *c = calloc(1, sizeof(*c));
 	if (!c) {
@@ -644,6 +716,7 @@ struct ov_slave *mcast_new(const struct ov_conf *conf, struct ov_slave *gw, char
 	c->conf = conf;
 	c->mc = &conf->mcast;
 	c->gw = gw;
+	c->dht = dht;
 	c->fd = -1;
 	return &c->slave;
 }

@@ -7,10 +7,11 @@
 #include "ovconf.h"
 
 /* A multicast slave for conf->mcast (borrowed: it must outlive the slave) over gateway slave
- * gw (borrowed). Its packet socket is opened when the master attaches it. Returns NULL with
- * the reason in err. */
-struct ov_slave *mcast_new(const struct ov_conf *conf, struct ov_slave *gw, char *err,
-                           size_t errlen);
+ * gw and DHT slave dht (borrowed; NULL: no DHT, membership through announcements only). Its
+ * packet socket is opened when the master attaches it (after both). Returns NULL with the
+ * reason in err. */
+struct ov_slave *mcast_new(const struct ov_conf *conf, struct ov_slave *gw, struct ov_slave *dht,
+                           char *err, size_t errlen);
 
 /* Frees a slave from mcast_new (detached or never attached); NULL is allowed. */
 void mcast_free(struct ov_slave *s);

@@ -11,6 +11,7 @@ import sys
 from ovbed import PEAK, Bed, nsx, sh
 
 PORT = 51820
+DHT_PORT = 4222
 GROUP = "ff0e::db8:1"
 UPORT = 7001
 
@@ -70,7 +71,11 @@ class McBed(Bed):
         super().__init__(tmp, tag)
         self.recv = {}
 
-    def build(self, members, others, announce=1, query=10, response_ms=2000):
+    def build(self, members, others, announce=1, query=10, response_ms=2000, dht=False):
+        """dht: no gateway knows any peer; each runs the DHT slave (OpenDHT, bootstrapping
+        through site 50's gateway, the overlay authority certifying every site), and member
+        sites are found through their group records."""
+        self.dht = dht
         self.sites = site_names(members, others)
         self.members = self.sites[1:1 + members]
         self.others = self.sites[1 + members:]
@@ -97,7 +102,26 @@ class McBed(Bed):
             key = self.tmp / f"{s}.key"
             sh(PEAK, "overlay", "--genkey", str(key))
             self.keys[s] = sh(PEAK, "overlay", "--pubkey", str(key)).stdout.strip()
+        if dht:
+            auth = self.tmp / "auth.key"
+            sh(PEAK, "overlay", "--genkey", str(auth))
+            auth_pub = sh(PEAK, "overlay", "--authority-pub", str(auth)).stdout.strip()
         for s in self.sites:
+            if dht:
+                site_id = sh(PEAK, "overlay", "--site-id", str(self.tmp / f"{s}.key")).stdout
+                cert = sh(PEAK, "overlay", "--certify", str(auth), "--site", site_id.strip(),
+                          "--prefix", f"fd00:{s}::/64").stdout.strip()
+                (self.tmp / f"{s}.yaml").write_text(
+                    f"address: fd00:{s}::1\n"
+                    f"gateway:\n  listen: 0.0.0.0:{PORT}\n"
+                    f"  private-key-file: {self.tmp / (s + '.key')}\n  keepalive: 2\n"
+                    f"dht:\n  port: {DHT_PORT}\n  network: 4712\n"
+                    f"  bootstrap: [{self.addr['50']}:{DHT_PORT}]\n  authority: {auth_pub}\n"
+                    f"  certificate: {cert}\n  prefixes: [fd00:{s}::/64]\n"
+                    f"  locator: {self.addr[s]}:{PORT}\n"
+                    f"multicast:\n  interface: lan\n  query-interval: {query}\n"
+                    f"  response-ms: {response_ms}\n  announce: {announce}\n")
+                continue
             peers = "".join(f"    - name: {o}\n      public-key: {self.keys[o]}\n"
                             f"      endpoint: {self.addr[o]}:{PORT}\n"
                             f"      prefixes: [fd00:{o}::/64]\n" for o in self.sites if o != s)
@@ -110,6 +134,11 @@ class McBed(Bed):
                            f"  response-ms: {response_ms}\n  announce: {announce}\n")
         assert sh(PEAK, "overlay", "--config", str(self.tmp / "50.yaml"),
                   "--check").stdout == "ok\n"
+
+    def name(self, s):
+        """Site s as other gateways name it: a peer learned from the DHT is dht-<its key's
+        first 4 bytes>."""
+        return f"dht-{self.keys[s][:8]}" if self.dht else s
 
     def start_all(self):
         for s in self.sites:  # all spawned first: their starts overlap

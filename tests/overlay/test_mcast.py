@@ -125,3 +125,58 @@ def test_mcast_querier_mldv1_and_timeout(bed2):
         assert b.stop(s) == 0, b.logs[s].read_text()
         log = b.logs[s].read_text()
         assert "AddressSanitizer" not in log and "runtime error" not in log, log
+
+
+@pytest.fixture
+def bed_dht(tmp_path):
+    b = McBed(tmp_path, "mh")
+    try:
+        b.build(3, 1, dht=True)
+        b.start_all()
+        yield b
+    finally:
+        b.cleanup()
+
+
+def test_mcast_members_through_dht(bed_dht):
+    """No gateway knows any peer: membership goes through the DHT only. Members a0..a2 put
+    their signed group records under the group's key; the sender's gateway, sending to the
+    group, looks its members up there (and learns them as peers), so a stream reaches them
+    all and not site c0; a0's listener leaves (its leave record, and its announcement to the
+    sender it now knows), and a second stream no longer reaches it."""
+    b = bed_dht
+    puts = "peak_overlay_dht_puts_total{result=\"ok\"}"
+    wait_for("every gateway in the DHT", lambda: all(
+        b.metrics(s).get(puts, 0) >= 1 for s in b.sites), timeout=60)
+    paths = {s: b.join(s) for s in b.members}
+    wait_for("the members' group records put", lambda: all(
+        b.metrics(s).get("peak_overlay_dht_group_puts_total", 0) >= 1 for s in b.members),
+        timeout=30)
+    want = {b.name(s) for s in b.members}
+
+    def found(want):
+        b.send("probe", 1, gap=0)  # traffic to the group: it is looked up (every 5 s)
+        return b.members_of("50")[1] == want
+    wait_for("the sender's gateway found every member in the DHT", lambda: found(want),
+             timeout=60, every=0.5)
+    assert b.metrics("50")["peak_overlay_dht_group_lookups_total"] >= 1
+    b.send("one", N)
+    wait_for("every member got the first stream",
+             lambda: all(len(b.got(paths[s], "one")) >= N for s in b.members), timeout=60)
+    for s in b.members:
+        assert sorted(b.got(paths[s], "one")) == list(range(N)), s
+    assert delivered(b, b.others[0]) == (0, 0)
+    left = b.members[0]
+    b.leave(left)
+    want.discard(b.name(left))
+    wait_for("a0 gone at the sender", lambda: found(want), timeout=60, every=0.5)
+    b.send("two", N)
+    stay = b.members[1:]
+    wait_for("the members left got the second stream",
+             lambda: all(len(b.got(paths[s], "two")) >= N for s in stay), timeout=60)
+    assert b.got(paths[left], "two") == []
+    assert b.metrics(left).get("peak_overlay_dht_group_puts_total", 0) >= 2  # join, leave
+    for s in list(b.procs):
+        assert b.stop(s) == 0, b.logs[s].read_text()
+        log = b.logs[s].read_text()
+        assert "AddressSanitizer" not in log and "runtime error" not in log, log
