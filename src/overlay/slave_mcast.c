@@ -13,7 +13,11 @@
  * cross sites, mcast.h) it has listeners of, in authenticated OVW_MEMBERS announcements: at
  * once on a join or leave, and all of them again every announce seconds; a peer's group not
  * announced again within three announce periods and a second is dropped (every site must use
- * the same announce period). Not the DHT: membership is not published there yet.
+ * the same announce period). With the DHT slave, membership is published there as well
+ * (dht.h): a site with listeners puts its signed group record under the group's key
+ * (republished, and a leave record when the last listener goes), and a gateway sending to a
+ * group looks its members up every MC_DHT_TTL_MS while it sends (a member found lives twice
+ * that), learning them as peers: sites that know no peer find each other's members.
  *
  * Forwarding: a packet a host sends to a group that crosses sites with hop limit above 1
  * leaves with its hop limit one less (the overlay is one hop), as one OVW_DATA copy to each
