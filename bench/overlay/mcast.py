@@ -175,7 +175,7 @@ def main():
            "loadavg": os.getloadavg()}
     pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)
     pathlib.Path(a.out).write_text(json.dumps(doc, indent=1) + "\n")
-    print(f"| run | multicast pkt/s delivered (lost) | unicast pkt/s delivered (lost) | ratio |")
+    print("| run | multicast pkt/s delivered (lost) | unicast pkt/s delivered (lost) | ratio |")
     print("|---|---|---|---|")
     for i, r in enumerate(rows):
         tot = a.count * a.members

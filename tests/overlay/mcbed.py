@@ -4,7 +4,6 @@ the LAN), all gateways on one IPv4 router r without NAT (10.77.<i>.2), each know
 other's key, endpoint and prefix and running the multicast slave on its LAN. Site names are
 hex (they make the prefixes): "50" sends, "a0".."af" are members, "c0".. the others. Hosts
 join groups with real sockets (IPV6_JOIN_GROUP: the kernel sends the MLD reports)."""
-import os
 import subprocess
 import sys
 

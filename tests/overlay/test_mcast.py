@@ -9,7 +9,7 @@ second stream reaches c0 whole and nothing of it reaches a0, the others all of i
 import os
 
 import pytest
-from mcbed import GROUP, McBed
+from mcbed import McBed
 from ovbed import nsx, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
