@@ -33,9 +33,10 @@ while True:
     out.flush()
 """
 
-# Sends argv[3] datagrams "RUN:SEQ pad" to argv[1] port argv[2] from the LAN with hop limit 8,
-# argv[4] seconds apart (pacing: the receivers' queues are not what is measured); with
-# argv[5] (a comma list of unicast addresses) each datagram goes to each of them instead.
+# Sends argv[3] datagrams "RUN:SEQ pad" (RUN is argv[5]) to argv[1] port argv[2] from the LAN
+# with hop limit 8, argv[4] seconds apart (pacing: the receivers' queues are not what is
+# measured); with argv[6] (a comma list of unicast addresses) each datagram goes to each of
+# them instead, argv[7] bytes long (default 64).
 SEND = r"""
 import socket, struct, sys, time
 dst, port, n, gap = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), float(sys.argv[4])
