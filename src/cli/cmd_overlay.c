@@ -18,6 +18,7 @@
 #include "../overlay/mgmtproto.h"
 #include "../overlay/ovconf.h"
 #include "../overlay/slave_anycast.h"
+#include "../overlay/slave_mcast.h"
 #include "../overlay/slave_resil.h"
 #include "../overlay/wire.h"
 #include "cli.h"
@@ -241,7 +242,7 @@ int cmd_overlay(int argc, char **argv)
 	char err[OVC_ERRLEN];
 	int ret = 1, sigfd = -1;
 	struct ov_master *m = NULL;
-	struct ov_slave *gw = NULL, *mg = NULL, *dht = NULL, *rs = NULL, *ac = NULL;
+	struct ov_slave *gw = NULL, *mg = NULL, *dht = NULL, *rs = NULL, *ac = NULL, *mcs = NULL;
 	struct metrics_srv *ms = NULL;
 	if (ov_conf_load(config, &conf, err, sizeof(err))) {
 		fprintf(stderr, "peak overlay: %s\n", err);
@@ -267,6 +268,10 @@ int cmd_overlay(int argc, char **argv)
 		ret = EXIT_USAGE;
 		goto out;
 	}
+	if (conf.mcast.enabled && !(mcs = mcast_new(&conf, gw, dht, err, sizeof(err)))) {
+		fprintf(stderr, "peak overlay: %s: %s\n", config, err);
+		goto out;
+	}
 	if (check) {
 		printf("ok\n");
 		ret = 0;
@@ -281,7 +286,7 @@ int cmd_overlay(int argc, char **argv)
 	memcpy(mc.address, conf.address, 16);
 	if (!(m = ov_master_new(&mc)) || ov_master_add_slave(m, gw) ||
 	    (dht && ov_master_add_slave(m, dht)) || (rs && ov_master_add_slave(m, rs)) ||
-	    (ac && ov_master_add_slave(m, ac))) {
+	    (ac && ov_master_add_slave(m, ac)) || (mcs && ov_master_add_slave(m, mcs))) {
 		fprintf(stderr, "peak overlay: out of memory\n");
 		goto out;
 	}
@@ -299,6 +304,7 @@ out:
 	metrics_stop(ms);
 	ov_master_free(m);
 	anycast_free(ac);
+	mcast_free(mcs);
 	resil_free(rs);
 	dht_free(dht);
 	gw_free(gw);

@@ -44,8 +44,9 @@ enum {
 	DHT_ID_RATE = 20,        /* id lookups started per second at most (any sender id) */
 	DHT_INBOX = 32,          /* records heard on our id key, waiting for the loop */
 	DHT_MOVE_PUNCHES = 256,  /* sites told our new address when it changes, at most */
-	DHT_ANSWER_MS = 3000,    /* a mapping whose site has not answered in this time plus two
-	                          * keepalive periods is dropped */
+	DHT_GROUP_MAX_AGE_S = 3 * DHT_GROUP_REPUBLISH_S, /* a member not republished is gone */
+	DHT_ANSWER_MS = 3000, /* a mapping whose site has not answered in this time plus two
+	                       * keepalive periods is dropped */
 	R_MALFORMED = 0,
 	R_CERT,
 	R_SIG,
@@ -60,6 +61,11 @@ static const char *const refuse_names[R_NREASONS] = {
 
 struct dht_lookup {
 	bool used, is_id;
+	bool is_group;         /* a multicast group's member sites (grecs, not recs) */
+	uint8_t group[16];     /* is_group */
+	struct dhr_rec *grecs; /* is_group: the newest verified record of each site */
+	size_t ngrecs, gcap;
+	bool gnomem;
 	bool reresolve;  /* is_id, for a known silent peer: only a newer record is taken */
 	uint32_t cookie; /* reresolve: the gateway's peer */
 	uint8_t id[8];
@@ -126,11 +132,14 @@ struct dhts {
 	double id_tokens;
 	uint64_t id_tokens_ms;
 	struct log_limit rl_refused, rl_learn;
+	dht_group_fn group_fn; /* the multicast slave's */
+	void *group_arg;
 	/* counters (atomic: the metrics thread reads them) */
 	uint64_t lookups_found, lookups_missed, lookups_gave_up, gets, accepted,
 	    refused[R_NREASONS], puts_ok, puts_failed, queued, queue_drops, busy_drops, neg_hits,
 	    id_lookups, routes_learned, routes_expired, learn_errors, punch_puts, punch_heard,
-	    routes_silent, locators, move_punches, reresolves, reresolved;
+	    routes_silent, locators, move_punches, reresolves, reresolved, group_puts,
+	    group_lookups, group_members;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -159,6 +168,30 @@ static int refuse_reason(int e)
 	}
 }
 
+/* OpenDHT's thread (the lookup's buffer is its own until done): a verified group record,
+ * kept if it is the newest of its site so far (a site puts one every DHT_GROUP_REPUBLISH_S:
+ * the get returns all those OpenDHT still holds). No fixed limit: one per member site. */
+static void group_keep(struct dht_lookup *l, const struct dhr_rec *r)
+{
+	for (size_t i = 0; i < l->ngrecs; i++)
+		if (!memcmp(l->grecs[i].cert.x_pub, r->cert.x_pub, 32)) {
+			if (r->time_s > l->grecs[i].time_s)
+				l->grecs[i] = *r;
+			return;
+		}
+	if (l->ngrecs == l->gcap) {
+		size_t cap = l->gcap ? 2 * l->gcap : 16;
+		struct dhr_rec *n = realloc(l->grecs, cap * sizeof(*n));
+		if (!n) {
+			l->gnomem = true;
+			return;
+		}
+		l->grecs = n;
+		l->gcap = cap;
+	}
+	l->grecs[l->ngrecs++] = *r;
+}
+
 /* OpenDHT's thread: one value of a get. Checked here (pure code), kept if it verifies. */
 static bool on_value(const dht_value *v, void *arg)
 {
@@ -169,6 +202,14 @@ static bool on_value(const dht_value *v, void *arg)
 	int e = dv.size > DHR_REC_MAX
 	            ? -EBADMSG
 	            : dhr_rec_parse(&c, l->d->dc->authority, (uint64_t)time(NULL), &r);
+	if (!e && l->is_group) {
+		if (!(r.flags & DHR_F_GROUP) || memcmp(r.group, l->group, 16))
+			return true; /* not this group's: ignored */
+		group_keep(l, &r);
+		return true;
+	}
+	if (!e && (r.flags & DHR_F_GROUP))
+		return true; /* a group record under a prefix or id key: ignored */
 	if (e) {
 		l->refused[refuse_reason(e)]++;
 	} else if (l->nrec < DHT_MAX_VALUES) {
@@ -385,6 +426,9 @@ static struct dht_lookup *lookup_new(struct dhts *d)
 			struct dht_lookup *l = &d->lookups[i];
 			l->used = true;
 			l->is_id = false;
+			l->is_group = false;
+			l->ngrecs = 0;
+			l->gnomem = false;
 			l->reresolve = false;
 			l->qlen = 0;
 			return l;
@@ -504,6 +548,36 @@ static void reresolved(struct dhts *d, struct dht_lookup *l)
 	        ntohs(best->loc[0].sin_port));
 }
 
+/* A group lookup's get is done: each site whose newest record is a join, signed within
+ * DHT_GROUP_MAX_AGE_S, is a member; the gateway learns it as a peer (its locator, its
+ * certified prefixes as sources); the multicast slave gets the members' cookies. */
+static void group_found(struct dhts *d, struct dht_lookup *l)
+{
+	uint64_t now_s = (uint64_t)time(NULL);
+	uint32_t *cookies = l->ngrecs ? malloc(l->ngrecs * sizeof(*cookies)) : NULL;
+	size_t n = 0;
+	if (l->gnomem)
+		log_rl(&d->rl_learn, LOG_ERR, "overlay: dht: group lookup: out of memory");
+	for (size_t i = 0; i < l->ngrecs && (cookies || !l->ngrecs); i++) {
+		const struct dhr_rec *r = &l->grecs[i];
+		uint32_t cookie;
+		if ((r->flags & DHR_F_LEFT) || r->time_s + DHT_GROUP_MAX_AGE_S < now_s ||
+		    !memcmp(r->cert.x_pub, d->x_pub, 32))
+			continue;
+		int e = gw_peer_learn(d->gw, r->cert.x_pub, &r->loc[0], r->flags & DHR_F_EDM,
+		                      r->cert.prefixes, r->cert.nprefixes, &cookie);
+		if (e) {
+			CNT_ADD(d, learn_errors, 1);
+			continue;
+		}
+		cookies[n++] = cookie;
+	}
+	CNT_ADD(d, group_members, n);
+	if (d->group_fn)
+		d->group_fn(d->group_arg, l->group, cookies, n);
+	free(cookies);
+}
+
 /* One lookup's get is done: take its records, then the next get or the end. */
 static void lookup_step(struct dhts *d, struct dht_lookup *l)
 {
@@ -515,6 +589,11 @@ static void lookup_step(struct dhts *d, struct dht_lookup *l)
 			       refuse_names[i]);
 		}
 	CNT_ADD(d, accepted, l->nrec);
+	if (l->is_group) {
+		group_found(d, l);
+		lookup_end(d, l, false);
+		return;
+	}
 	if (l->reresolve) {
 		reresolved(d, l);
 		lookup_end(d, l, false);
@@ -864,6 +943,21 @@ static void dht_stats(struct ov_slave *s, struct mbuf *b)
 	    (unsigned long long)CNT_GET(d, punch_puts), (unsigned long long)CNT_GET(d, punch_heard),
 	    (unsigned long long)CNT_GET(d, move_punches),
 	    (unsigned long long)CNT_GET(d, reresolves), (unsigned long long)CNT_GET(d, reresolved));
+	mbuf_printf(b,
+	            "# HELP peak_overlay_dht_group_puts_total Multicast group records put "
+	            "(joins and leaves).\n"
+	            "# TYPE peak_overlay_dht_group_puts_total counter\n"
+	            "peak_overlay_dht_group_puts_total %llu\n"
+	            "# HELP peak_overlay_dht_group_lookups_total Multicast group member lookups.\n"
+	            "# TYPE peak_overlay_dht_group_lookups_total counter\n"
+	            "peak_overlay_dht_group_lookups_total %llu\n"
+	            "# HELP peak_overlay_dht_group_members_total Member sites the group lookups "
+	            "found, summed.\n"
+	            "# TYPE peak_overlay_dht_group_members_total counter\n"
+	            "peak_overlay_dht_group_members_total %llu\n",
+	            (unsigned long long)CNT_GET(d, group_puts),
+	            (unsigned long long)CNT_GET(d, group_lookups),
+	            (unsigned long long)CNT_GET(d, group_members));
 	for (int i = 0; i < R_NREASONS; i++)
 		mbuf_printf(b, "peak_overlay_dht_values_refused_total{reason=\"%s\"} %llu\n",
 		            refuse_names[i], (unsigned long long)CNT_GET(d, refused[i]));
@@ -892,6 +986,66 @@ static void dht_describe(struct ov_slave *s, uint32_t cookie, char *out, size_t 
 	(void)s;
 	(void)cookie;
 	snprintf(out, cap, "lookup");
+}
+
+void dht_set_group_cb(struct ov_slave *s, dht_group_fn fn, void *arg)
+{
+	struct dhts *d = s->priv;
+	d->group_fn = fn;
+	d->group_arg = arg;
+}
+
+int dht_group_publish(struct ov_slave *s, const uint8_t group[static 16], bool joined)
+{
+	struct dhts *d = s->priv;
+	if (!d->runner)
+		return -EAGAIN;
+	struct dhr_rec r;
+	uint8_t buf[DHR_REC_MAX], key[DHR_KEY_LEN];
+	memset(&r, 0, sizeof(r));
+	r.cert = d->cert;
+	r.time_s = (uint64_t)time(NULL);
+	if (r.time_s <= d->last_pub_s) /* a leave must be newer than the join it follows */
+		r.time_s = d->last_pub_s + 1;
+	d->last_pub_s = r.time_s;
+	r.prefix = d->dc->prefixes[0];
+	fill_locators(d, &r);
+	r.flags |= DHR_F_GROUP | (joined ? 0 : DHR_F_LEFT);
+	memcpy(r.group, group, 16);
+	long n = dhr_rec_write(&r, d->seed, buf, sizeof(buf));
+	if (n < 0)
+		return (int)n;
+	dhr_key_group(group, key);
+	dht_infohash h;
+	dht_infohash_get(&h, key, DHR_KEY_LEN);
+	dht_value *v = dht_value_new(buf, (size_t)n);
+	if (!v)
+		return -ENOMEM;
+	dht_runner_put(d->runner, &h, v, on_put_done, d, false);
+	dht_value_unref(v);
+	CNT_ADD(d, group_puts, 1);
+	return 0;
+}
+
+int dht_group_lookup(struct ov_slave *s, const uint8_t group[static 16])
+{
+	struct dhts *d = s->priv;
+	if (!d->runner)
+		return -EAGAIN;
+	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++)
+		if (d->lookups[i].used && d->lookups[i].is_group &&
+		    !memcmp(d->lookups[i].group, group, 16))
+			return -EALREADY;
+	struct dht_lookup *l = lookup_new(d);
+	if (!l)
+		return -EBUSY;
+	l->is_group = true;
+	memcpy(l->group, group, 16);
+	uint8_t key[DHR_KEY_LEN];
+	dhr_key_group(group, key);
+	CNT_ADD(d, group_lookups, 1);
+	dht_get(d, l, key);
+	return 0;
 }
 
 static const struct ov_slave_ops dht_ops = {
@@ -968,6 +1122,8 @@ void dht_free(struct ov_slave *s)
 	if (d->mu_ready)
 		pthread_mutex_destroy(&d->inbox_mu);
 	memset(d->seed, 0, sizeof(d->seed));
+	for (unsigned i = 0; d->lookups && i < DHT_MAX_LOOKUPS; i++)
+		free(d->lookups[i].grecs);
 	free(d->lookups);
 	d->lookups = NULL;
 	free(d->routes);

@@ -6,7 +6,9 @@
  * for cache-ttl seconds; a miss is remembered for negative-ttl seconds and answered with
  * ICMPv6 no route. It publishes this site's prefixes, signed, and republishes them before
  * they expire; a packet from an unknown site makes it look that site up by its id. */
+#include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #include "master.h"
 #include "ovconf.h"
@@ -16,6 +18,27 @@
  * site's keys and its prefixes. Returns NULL with the reason in err. Nothing runs before
  * the master attaches it. */
 struct ov_slave *dht_new(const struct ov_conf *conf, struct ov_slave *gw, char *err, size_t errlen);
+
+/* For the multicast slave (slave_mcast.c). A site with listeners of a group republishes its
+ * signed group record (dhtrec.h) under the group's key every DHT_GROUP_REPUBLISH_S seconds,
+ * and a leave record when it has none left; a lookup takes the newest record of each site,
+ * joins signed within 3 republish periods. */
+enum { DHT_GROUP_REPUBLISH_S = 60 };
+
+/* Called (loop thread) when a group lookup is done: the gateway's cookies of the member
+ * sites found (learned as its peers), n of them (0 to any number). */
+typedef void (*dht_group_fn)(void *arg, const uint8_t group[16], const uint32_t *cookies, size_t n);
+
+/* Sets the function group lookups report to. */
+void dht_set_group_cb(struct ov_slave *s, dht_group_fn fn, void *arg);
+
+/* Puts this site's group record for group: joined, or a leave (newer than any record before
+ * it). Returns 0, -EAGAIN (not attached yet), -ENOMEM or dhr_rec_write's error. */
+int dht_group_publish(struct ov_slave *s, const uint8_t group[static 16], bool joined);
+
+/* Starts a lookup of group's member sites (reported through dht_set_group_cb's function).
+ * Returns 0, -EALREADY (one is in flight), -EBUSY (no lookup slot free) or -EAGAIN. */
+int dht_group_lookup(struct ov_slave *s, const uint8_t group[static 16]);
 
 /* Frees a slave from dht_new (detached or never attached); NULL is allowed. */
 void dht_free(struct ov_slave *s);

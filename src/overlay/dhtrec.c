@@ -71,7 +71,9 @@ long dhr_rec_write(const struct dhr_rec *r, const uint8_t seed[static 32], uint8
 {
 	const struct dhr_cert *c = &r->cert;
 	if (!r->nloc || r->nloc > DHR_MAX_LOC || !c->nprefixes || c->nprefixes > DHR_MAX_PREFIXES ||
-	    r->prefix.len > 128 || (r->flags & ~DHR_F_KNOWN))
+	    r->prefix.len > 128 || (r->flags & ~DHR_F_KNOWN) ||
+	    ((r->flags & DHR_F_LEFT) && !(r->flags & DHR_F_GROUP)) ||
+	    ((r->flags & DHR_F_GROUP) && r->group[0] != 0xff))
 		return -EINVAL;
 	struct wcur w = wcur_make(out, cap);
 	wcur_bytes(&w, magic, 4);
@@ -85,6 +87,8 @@ long dhr_rec_write(const struct dhr_rec *r, const uint8_t seed[static 32], uint8
 		wcur_bytes(&w, &r->loc[i].sin_addr, 4);
 		wcur_bytes(&w, &r->loc[i].sin_port, 2); /* already big-endian */
 	}
+	if (r->flags & DHR_F_GROUP)
+		wcur_bytes(&w, r->group, 16);
 	wcur_u8(&w, c->nprefixes);
 	for (unsigned i = 0; i < c->nprefixes; i++)
 		put_prefix(&w, &c->prefixes[i]);
@@ -140,6 +144,13 @@ int dhr_rec_parse(struct cur *c, const uint8_t auth_pub[static 32], uint64_t now
 		if (!c->err && !r->loc[i].sin_port)
 			return -EBADMSG;
 	}
+	if (r->flags & DHR_F_GROUP) {
+		cur_bytes(c, r->group, 16);
+		if (!c->err && r->group[0] != 0xff)
+			return -EBADMSG;
+	} else if (r->flags & DHR_F_LEFT) {
+		return -EBADMSG;
+	}
 	r->cert.nprefixes = cur_u8(c);
 	if (!c->err && (!r->cert.nprefixes || r->cert.nprefixes > DHR_MAX_PREFIXES))
 		return -EBADMSG;
@@ -173,6 +184,14 @@ void dhr_key_prefix(const uint8_t addr[static 16], unsigned len, uint8_t key[sta
 	key[9] = (uint8_t)len;
 	memcpy(key + 10, addr, 16);
 	prefix_mask_bits(key + 10, len);
+}
+
+void dhr_key_group(const uint8_t group[static 16], uint8_t key[static DHR_KEY_LEN])
+{
+	memcpy(key, key_ctx, 8);
+	key[8] = 'g';
+	key[9] = 0;
+	memcpy(key + 10, group, 16);
 }
 
 void dhr_key_id(const uint8_t id[static 8], uint8_t key[static DHR_KEY_LEN])

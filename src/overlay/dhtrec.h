@@ -20,9 +20,11 @@
  *	21  8   time of signing, Unix seconds
  *	29  32  the site's X25519 public key (its gateway's)
  *	61  32  the site's Ed25519 public key
- *	93  1   flags (high 4 bits: DHR_F_EDM; the others must be 0) | number of locators
- *	        (low 4 bits, 1..DHR_MAX_LOC)
+ *	93  1   flags (high 4 bits: DHR_F_EDM, DHR_F_GROUP, DHR_F_LEFT; the other must be 0) |
+ *	        number of locators (low 4 bits, 1..DHR_MAX_LOC)
  *	94  6n  locators: IPv4 address (4), UDP port (2, not 0)
+ *	..  16  with DHR_F_GROUP only: a multicast group (ff00::/8) the site has listeners of,
+ *	        or, with DHR_F_LEFT too, no longer has (a group record, slave_mcast.c)
  *	..  1   number of certified prefixes, 1..DHR_MAX_PREFIXES
  *	..  17n certified prefixes: length (1), address (16; bits past the length zero)
  *	..  64  certificate: the authority's Ed25519 signature over
@@ -33,6 +35,7 @@
  * Keys (OpenDHT hashes these bytes with SHA-1 into an InfoHash):
  *	"peak-ov1" | 'p' | length | address masked to length    (26 bytes)
  *	"peak-ov1" | 'i' | 0 | the site's X25519 key's first 8 bytes, zero padded
+ *	"peak-ov1" | 'g' | 0 | a multicast group: the group records of its member sites
  * A site puts each prefix's record under: its own key (P, len); the walk key
  * (P, the length up to P's last set bit); the binary-search markers (P masked to L, L) for
  * each length L < len the search passes on its way to len; and its id key (so a gateway
@@ -56,7 +59,8 @@ enum {
 	DHR_MAX_PREFIXES = 16,
 	DHR_SIG_LEN = 64,
 	DHR_FIXED_LEN = 94,
-	DHR_REC_MAX = DHR_FIXED_LEN + 6 * DHR_MAX_LOC + 1 + 17 * DHR_MAX_PREFIXES + 2 * DHR_SIG_LEN,
+	DHR_REC_MAX =
+	    DHR_FIXED_LEN + 6 * DHR_MAX_LOC + 16 + 1 + 17 * DHR_MAX_PREFIXES + 2 * DHR_SIG_LEN,
 	DHR_KEY_LEN = 26,
 	DHR_MAX_AGE_S = 1200, /* records older than this are refused (republished every 300) */
 	DHR_MAX_SKEW_S = 300, /* nor are records signed this far in the future */
@@ -66,7 +70,9 @@ enum {
 	 * locators only show its address, their ports are good only to the peer that saw them.
 	 * Two such sites cannot punch to each other (without a relay). */
 	DHR_F_EDM = 0x80,
-	DHR_F_KNOWN = DHR_F_EDM,
+	DHR_F_GROUP = 0x40, /* a group record: the group follows the locators */
+	DHR_F_LEFT = 0x20,  /* with DHR_F_GROUP: the site has no listener of it any more */
+	DHR_F_KNOWN = DHR_F_EDM | DHR_F_GROUP | DHR_F_LEFT,
 };
 
 enum dhr_mode { DHR_BSEARCH = 0, DHR_WALK = 1 };
@@ -84,7 +90,8 @@ struct dhr_rec {
 	uint64_t time_s;
 	struct sockaddr_in loc[DHR_MAX_LOC];
 	uint8_t nloc;
-	uint8_t flags; /* DHR_F_* */
+	uint8_t flags;     /* DHR_F_* */
+	uint8_t group[16]; /* with DHR_F_GROUP */
 	struct dhr_cert cert;
 };
 
@@ -116,6 +123,9 @@ int dhr_rec_parse(struct cur *c, const uint8_t auth_pub[static 32], uint64_t now
 
 /* The key of prefix addr/len (addr is masked here). */
 void dhr_key_prefix(const uint8_t addr[static 16], unsigned len, uint8_t key[static DHR_KEY_LEN]);
+
+/* The key a multicast group's member sites put their group records under. */
+void dhr_key_group(const uint8_t group[static 16], uint8_t key[static DHR_KEY_LEN]);
 
 /* The id key of a site with X25519 public key id (only its first 8 bytes are used). */
 void dhr_key_id(const uint8_t id[static 8], uint8_t key[static DHR_KEY_LEN]);

@@ -138,6 +138,10 @@ struct gw {
 	void (*on_probe)(void *arg, uint32_t cookie, uint8_t type,
 	                 const uint8_t body[OVW_PROBE_LEN], uint64_t now_ms);
 	void *probe_arg;
+	/* the multicast slave: membership announcements and packets to multicast groups */
+	void (*on_members)(void *arg, uint32_t cookie, const uint8_t *body, size_t n);
+	void (*on_mcast)(void *arg, uint32_t cookie, const uint8_t *pkt, size_t n);
+	void *mcast_arg;
 	struct sockaddr_in mapping; /* our address as the last peer to tell us sees it */
 	uint64_t moved_ms;          /* when a peer told us a new address of ours (0: never) */
 	bool edm;    /* our NAT maps per endpoint: two peers see one address, other ports */
@@ -809,6 +813,11 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 		take_relay_lost(g, p, inner, p->last_rx_ms);
 		return;
 	}
+	if (h.type == OVW_MEMBERS) {
+		if (g->on_members)
+			g->on_members(g->mcast_arg, (uint32_t)(p - g->peers), inner, (size_t)len);
+		return;
+	}
 	if (!carries_ip) {
 		CNT_ADD(g, ka_rx, 1);
 		if (h.type == OVW_MAPPING)
@@ -836,6 +845,11 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 		CNT_ADD(g, relay_rx, 1);
 		origin->relayed_rx_ms = p->last_rx_ms; /* it answers, if not directly */
 		relay_lost_clear(origin, (uint32_t)(p - g->peers)); /* p hears it after all */
+	}
+	if (inner[24] == 0xff && g->on_mcast) { /* to a group: the multicast slave's */
+		g->on_mcast(g->mcast_arg, (uint32_t)((origin ? origin : p) - g->peers), inner,
+		            (size_t)len);
+		return;
 	}
 	ov_master_input(g->m, inner, (size_t)len);
 }
@@ -1502,6 +1516,28 @@ void gw_set_probe_cb(struct ov_slave *s,
 	struct gw *g = s->priv;
 	g->on_probe = fn;
 	g->probe_arg = arg;
+}
+
+void gw_set_mcast_cb(struct ov_slave *s,
+                     void (*members)(void *arg, uint32_t cookie, const uint8_t *body, size_t n),
+                     void (*mcast)(void *arg, uint32_t cookie, const uint8_t *pkt, size_t n),
+                     void *arg)
+{
+	struct gw *g = s->priv;
+	g->on_members = members;
+	g->on_mcast = mcast;
+	g->mcast_arg = arg;
+}
+
+int gw_members_send(struct ov_slave *s, uint32_t cookie, const uint8_t *body, size_t n)
+{
+	struct gw *g = s->priv;
+	if (cookie >= g->npeers || !n || n > OVW_INNER_MAX)
+		return -EINVAL;
+	struct gw_peer *p = &g->peers[cookie];
+	if (!p->has_ep)
+		return -EHOSTUNREACH;
+	return send_to(g, p, OVW_MEMBERS, body, n);
 }
 
 void gw_set_resolver(struct ov_slave *s, void (*fn)(void *arg, const uint8_t id[8]), void *arg)

@@ -115,5 +115,18 @@ void gw_set_probe_cb(struct ov_slave *s,
                                 const uint8_t body[OVW_PROBE_LEN], uint64_t now_ms),
                      void *arg);
 
+/* For the multicast slave (slave_mcast.c): members(arg, cookie, body, n) is called for each
+ * authenticated OVW_MEMBERS announcement of the peer of cookie (its body, unchecked), and
+ * mcast(arg, cookie, pkt, n) for each checked inner packet to a multicast address (instead of
+ * the TUN device; cookie: the site it came from, a relayed packet's origin). Loop thread. */
+void gw_set_mcast_cb(struct ov_slave *s,
+                     void (*members)(void *arg, uint32_t cookie, const uint8_t *body, size_t n),
+                     void (*mcast)(void *arg, uint32_t cookie, const uint8_t *pkt, size_t n),
+                     void *arg);
+
+/* Sends an OVW_MEMBERS announcement (body, 1..OVW_INNER_MAX bytes) to the peer of cookie at
+ * once. Returns 0, -EINVAL, -EHOSTUNREACH (no endpoint) or a send's -errno. Loop thread. */
+int gw_members_send(struct ov_slave *s, uint32_t cookie, const uint8_t *body, size_t n);
+
 /* Frees a slave from gw_new (detached or never attached); NULL is allowed. */
 void gw_free(struct ov_slave *s);

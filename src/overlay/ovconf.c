@@ -468,6 +468,29 @@ static const struct key resil_keys[] = {
     {NULL},
 };
 
+/* ---- multicast: ---- */
+
+static int mc_interface(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_mcast_conf *m = obj;
+	const char *s = scalar(vn);
+	(void)kn;
+	if (!s || !*s || strlen(s) >= sizeof(m->interface) || strchr(s, '/'))
+		return fail(x, vn,
+		            "multicast: interface: want an interface name of 1..15 characters");
+	strcpy(m->interface, s);
+	return 0;
+}
+
+static const struct key mcast_keys[] = {
+    {"interface", K_FN, .fn = mc_interface, .need = "multicast: 'interface' is required"},
+    {"query-interval", K_UINT, OFF(ov_mcast_conf, query_s), 2, 31744},
+    {"response-ms", K_UINT, OFF(ov_mcast_conf, response_ms), 100, 32767},
+    {"robustness", K_UINT, OFF(ov_mcast_conf, robustness), 1, 7},
+    {"announce", K_UINT, OFF(ov_mcast_conf, announce_s), 1, 300},
+    {NULL},
+};
+
 /* ---- anycast: ---- */
 
 static int one_site(struct ctx *x, const yaml_node_t *n, size_t i, void *arg)
@@ -568,6 +591,19 @@ static int top_resil(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn
 	return get_keys(x, vn, vn, "resiliency", resil_keys, &c->resil);
 }
 
+static int top_mcast(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_conf *c = obj;
+	(void)kn;
+	if (vn->type != YAML_MAPPING_NODE)
+		return fail(x, vn, "multicast: want a mapping");
+	c->mcast.enabled = true;
+	int r = get_keys(x, vn, vn, "multicast", mcast_keys, &c->mcast);
+	if (!r && c->mcast.response_ms >= 1000ULL * c->mcast.query_s)
+		r = fail(x, vn, "multicast: response-ms must be shorter than query-interval");
+	return r;
+}
+
 static int top_dht(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
 {
 	(void)obj;
@@ -586,6 +622,7 @@ static const struct key top_keys[] = {
     {"anycast", K_LIST, OFF(ov_conf, nanycast), .max = OVC_MAX_ANYCAST, .one = one_anycast,
      .once = true},
     {"dht", K_FN, .fn = top_dht, .once = true},
+    {"multicast", K_FN, .fn = top_mcast, .once = true},
     {NULL},
 };
 
@@ -620,6 +657,10 @@ int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_co
 	c->resil.budget_bps = 1000;
 	c->resil.degraded_pct = 25;
 	c->resil.late_ms = 250;
+	c->mcast.query_s = 125;
+	c->mcast.response_ms = 10000;
+	c->mcast.robustness = 2;
+	c->mcast.announce_s = 10;
 	if (err && errlen)
 		err[0] = '\0';
 	if (len > OVC_TEXT_MAX) {

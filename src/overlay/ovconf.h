@@ -46,6 +46,12 @@
  *	  - prefix: fd00:ac::/64     # resiliency (its probes measure the members' RTT)
  *	    sites: [b, c]            # peers serving it, 2..16, each listing it in its prefixes
  *	                             # (up to 16 anycast prefixes)
+ *	multicast:                   # optional: the multicast slave (slave_mcast.c)
+ *	  interface: lan             # the site's LAN: MLD querier, groups' packets (required)
+ *	  query-interval: 125        # seconds between General Queries, 2..31744
+ *	  response-ms: 10000         # Query Response Interval, 100..32767, < query-interval
+ *	  robustness: 2              # MLD's Robustness Variable, 1..7
+ *	  announce: 10               # seconds between membership refreshes to peers, 1..300
  */
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -91,6 +97,12 @@ struct ov_anycast_conf {
 	size_t nsites;
 };
 
+struct ov_mcast_conf {
+	bool enabled;
+	char interface[16];
+	unsigned query_s, response_ms, robustness, announce_s;
+};
+
 struct ov_peer_conf {
 	char name[OVC_NAME_MAX + 1];
 	uint8_t pub[32];
@@ -115,6 +127,7 @@ struct ov_conf {
 	struct ov_resil_conf resil;
 	struct ov_anycast_conf anycast[OVC_MAX_ANYCAST];
 	size_t nanycast;
+	struct ov_mcast_conf mcast;
 };
 
 /* Parses len bytes of YAML named name (for messages) into *c (zeroed first; release with

@@ -22,7 +22,9 @@
  *	        underlay the operator vouches for; what the kernel fast path (fastpath.h)
  *	        encapsulates and decapsulates in BPF. Nothing authenticates it: a receiver takes
  *	        it only from a peer it marks trusted, from the sender id's prefixes, and it moves
- *	        no state of the peer's (endpoint, epoch, replay window))
+ *	        no state of the peer's (endpoint, epoch, replay window)) or OVW_MEMBERS (the
+ *	        multicast slave's membership announcement: entries of the groups the sender's
+ *	        site listens to or left, mcast.h; not empty)
  *	1  u8   version, 0
  *	2  u16  reserved, 0
  *	4  8    sender id: the first 8 bytes of the sender's X25519 public key
@@ -60,6 +62,7 @@ enum {
 	OVW_RELAY_LOST = 8,
 	OVW_LOSS = 9,
 	OVW_DATA_PLAIN = 10,
+	OVW_MEMBERS = 11,
 	OVW_PROBE_LEN = 8,
 	OVW_MAPPING_LEN = 6,
 	OVW_HDR_LEN = 28,
@@ -84,9 +87,9 @@ struct ovw_hdr {
  * the cursor is consumed. Returns 0 or -EBADMSG (truncated, unknown type or version,
  * reserved bits set, a keepalive with a body, a mapping whose body is not OVW_MAPPING_LEN
  * bytes, a probe, probe ack or loss report whose body is not OVW_PROBE_LEN bytes, a relay-lost
- * whose body is not OVW_ID_LEN bytes, a data, relay or relayed packet with an empty body, a body
- * out of bounds). An OVW_DATA_PLAIN's body is the inner packet itself: 1..OVW_INNER_MAX bytes,
- * no tag. */
+ * whose body is not OVW_ID_LEN bytes, a data, relay, relayed or members packet with an empty
+ * body, a body out of bounds). An OVW_DATA_PLAIN's body is the inner packet itself:
+ * 1..OVW_INNER_MAX bytes, no tag. */
 int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *body_len);
 
 /* An AEAD key expanded once (AES round keys, GHASH table) in a GnuTLS handle; a seal or

@@ -126,6 +126,48 @@ static void test_record_round_trip(void **state)
 	assert_int_equal(parse(buf, (size_t)n, 1000100, &back), -EBADMSG);
 }
 
+/* A group record (DHR_F_GROUP): the group is signed with the rest and comes back; a leave
+ * (DHR_F_LEFT) too; a leave without a group, or a group that is not multicast, is refused
+ * both ways; the group key is the group's. */
+static void test_group_record(void **state)
+{
+	(void)state;
+	setup_keys();
+	struct dhr_rec r, back;
+	uint8_t buf[DHR_REC_MAX];
+	static const uint8_t g[16] = {0xff, 0x0e, [14] = 0x0d, [15] = 1};
+	make_rec(&r, "fd00:b::/48");
+	r.flags = DHR_F_GROUP;
+	memcpy(r.group, g, 16);
+	long n = dhr_rec_write(&r, site_seed, buf, sizeof(buf));
+	assert_true(n > 0 && n <= DHR_REC_MAX);
+	assert_int_equal(parse(buf, (size_t)n, 1000000, &back), 0);
+	assert_int_equal(back.flags, DHR_F_GROUP);
+	assert_memory_equal(back.group, g, 16);
+	buf[DHR_FIXED_LEN + 6 + 15] ^= 1; /* the group's last byte: the signature breaks */
+	assert_int_equal(parse(buf, (size_t)n, 1000000, &back), -EACCES);
+	buf[DHR_FIXED_LEN + 6] = 0xfd; /* not multicast */
+	assert_int_equal(parse(buf, (size_t)n, 1000000, &back), -EBADMSG);
+	r.flags = DHR_F_GROUP | DHR_F_LEFT;
+	n = dhr_rec_write(&r, site_seed, buf, sizeof(buf));
+	assert_int_equal(parse(buf, (size_t)n, 1000000, &back), 0);
+	assert_int_equal(back.flags, DHR_F_GROUP | DHR_F_LEFT);
+	buf[93] &= (uint8_t)~DHR_F_GROUP; /* a leave without a group (the group's bytes now
+	                                   * read as the prefix count: refused either way) */
+	assert_int_equal(parse(buf, (size_t)n, 1000000, &back), -EBADMSG);
+	r.flags = DHR_F_LEFT;
+	assert_int_equal(dhr_rec_write(&r, site_seed, buf, sizeof(buf)), -EINVAL);
+	r.flags = DHR_F_GROUP;
+	r.group[0] = 0xfd;
+	assert_int_equal(dhr_rec_write(&r, site_seed, buf, sizeof(buf)), -EINVAL);
+	uint8_t k[DHR_KEY_LEN], kp[DHR_KEY_LEN];
+	dhr_key_group(g, k);
+	assert_int_equal(k[8], 'g');
+	assert_memory_equal(k + 10, g, 16);
+	dhr_key_prefix(g, 128, kp);
+	assert_memory_not_equal(k, kp, DHR_KEY_LEN);
+}
+
 static void test_keys_distinct(void **state)
 {
 	(void)state;
@@ -262,9 +304,8 @@ static void test_bsearch_eight_gets(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_record_round_trip),
-	    cmocka_unit_test(test_keys_distinct),
-	    cmocka_unit_test(test_lookups_match_oracle),
+	    cmocka_unit_test(test_record_round_trip),  cmocka_unit_test(test_group_record),
+	    cmocka_unit_test(test_keys_distinct),      cmocka_unit_test(test_lookups_match_oracle),
 	    cmocka_unit_test(test_bsearch_eight_gets),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);

@@ -200,6 +200,19 @@ static const struct bad bad[] = {
     {BASE RES "anycast:\n  - prefix: fd00:ac::/64\n    sites: [b, "
               "0123456789012345678901234567890123456789012345678901234567890123]\n",
      "t:15: sites: want peer names"},
+    /* multicast: */
+    {BASE "multicast: 5\n", "t:12: multicast: want a mapping"},
+    {BASE "multicast: {}\n", "t:12: multicast: 'interface' is required"},
+    {BASE "multicast:\n  interface: abcdefghijklmnop\n",
+     "t:13: multicast: interface: want an interface name of 1..15 characters"},
+    {BASE "multicast:\n  interface: lan\n  query-interval: 1\n",
+     "t:14: query-interval: 1 is outside 2..31744"},
+    {BASE "multicast:\n  interface: lan\n  robustness: 8\n", "t:14: robustness: 8 is outside 1..7"},
+    {BASE "multicast:\n  interface: lan\n  announce: 0\n", "t:14: announce: 0 is outside 1..300"},
+    {BASE "multicast:\n  interface: lan\n  query-interval: 2\n  response-ms: 2000\n",
+     "t:13: multicast: response-ms must be shorter than query-interval"},
+    {BASE "multicast:\n  interface: lan\nmulticast:\n  interface: lan\n",
+     "t:14: multicast: given twice"},
 };
 
 static int parse(const char *yaml, struct ov_conf *c, char err[static OVC_ERRLEN])
@@ -317,6 +330,11 @@ static void test_defaults(void **state)
 	assert_false(c.dht.enabled);
 	check_resil(&c.resil, false, 600, 1000, 25, 250);
 	assert_int_equal(c.nanycast, 0);
+	assert_false(c.mcast.enabled);
+	assert_int_equal(c.mcast.query_s, 125);
+	assert_int_equal(c.mcast.response_ms, 10000);
+	assert_int_equal(c.mcast.robustness, 2);
+	assert_int_equal(c.mcast.announce_s, 10);
 	ov_conf_fini(&c);
 }
 
@@ -334,7 +352,8 @@ static void test_every_key(void **state)
 	    "  bootstrap: [10.0.0.2:4222, 10.0.0.3:1]\n"
 	    "  lookup: walk\n  cache-ttl: 5\n  negative-ttl: 3600\n"
 	    "resiliency:\n  dead-ms: 300\n  budget: 100000\n  degraded-pct: 0\n"
-	    "  late-ms: 10000\n" ANY;
+	    "  late-ms: 10000\n" ANY "multicast:\n  interface: lan0\n  query-interval: 31744\n"
+	    "  response-ms: 32767\n  robustness: 7\n  announce: 300\n";
 	assert_int_equal(parse(yaml, &c, err), 0);
 	assert_string_equal(c.tun, "ov9");
 	assert_int_equal(c.mtu, 1500); /* the last of a key given twice */
@@ -365,6 +384,12 @@ static void test_every_key(void **state)
 	assert_int_equal(c.anycast[0].prefix.len, 64);
 	assert_int_equal(c.anycast[0].nsites, 2);
 	assert_string_equal(c.anycast[0].sites[1], "c");
+	assert_true(c.mcast.enabled);
+	assert_string_equal(c.mcast.interface, "lan0");
+	assert_int_equal(c.mcast.query_s, 31744);
+	assert_int_equal(c.mcast.response_ms, 32767);
+	assert_int_equal(c.mcast.robustness, 7);
+	assert_int_equal(c.mcast.announce_s, 300);
 	ov_conf_fini(&c);
 }
 

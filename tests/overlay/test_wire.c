@@ -129,7 +129,13 @@ static void test_seal_open(void **state)
 	c = cur_make(pkt, OVW_HDR_LEN + OVW_PROBE_LEN + OVW_TAG_LEN);
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), 0);
 	assert_int_equal(g.type, OVW_LOSS);
-	pkt[0] = OVW_DATA_PLAIN + 1; /* unknown types */
+	pkt[0] = OVW_MEMBERS; /* a membership announcement is not empty */
+	c = cur_make(pkt, OVW_HDR_LEN + OVW_TAG_LEN);
+	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
+	c = cur_make(pkt, OVW_HDR_LEN + 17 + OVW_TAG_LEN);
+	assert_int_equal(ovw_parse(&c, &g, &body, &blen), 0);
+	assert_int_equal(g.type, OVW_MEMBERS);
+	pkt[0] = OVW_MEMBERS + 1; /* unknown types */
 	c = cur_make(pkt, OVW_HDR_LEN + OVW_PROBE_LEN + OVW_TAG_LEN);
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
 	c = cur_make(pkt, (size_t)n);
