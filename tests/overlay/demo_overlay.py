@@ -55,8 +55,8 @@ def until(fn, timeout, every=0.1):
 
 class DemoBed(DhtBed):
     """test_overlay_dht.py's bed (its dhtnode and cleanup) with the topology above. A
-    subclass may change the sites (SITES, NATED, idx), the NATs' rules (nat_rules) and the
-    DHT settings (DHT_EXTRA, lines of its dht: section)."""
+    subclass may change the sites (SITES, NATED, idx), their uplinks (hops), the NATs' rules
+    (nat_rules, ns_rules) and the DHT settings (DHT_EXTRA, lines of its dht: section)."""
 
     SITES = SITES
     NATED = NATED
@@ -83,6 +83,20 @@ class DemoBed(DhtBed):
         """The address the other sites see s's packets come from."""
         return f"10.0.{self.idx(s)}.2"
 
+    def hops(self, s):
+        """Site s's IPv4 uplink, inside out: one (namespace, its address, the next hop's
+        address, prefix length) per link, from gateway g<s> to the router r; the namespaces
+        after the gateway are NATs (ns_rules). Here: g<s> on r, or behind one NAT nat<s>."""
+        i = self.idx(s)
+        if s not in self.NATED:
+            return [(f"g{s}", f"10.0.{i}.2", f"10.0.{i}.1", 24)]
+        return [(f"g{s}", f"192.168.{i}.2", f"192.168.{i}.1", 24),
+                (f"nat{s}", f"10.0.{i}.2", f"10.0.{i}.1", 24)]
+
+    def ns_rules(self, ns, s):
+        """The nftables ruleset of NAT namespace ns on site s's uplink (nat_rules(s))."""
+        return self.nat_rules(s)
+
     def ipb(self, ns, lines):
         """Runs ip commands in namespace ns, all in one process (ip -batch)."""
         if lines:
@@ -91,9 +105,9 @@ class DemoBed(DhtBed):
     def build(self):
         """The topology above, with a few ip processes per namespace (one each would
         take seconds on a loaded machine): links first, then addresses and routes."""
-        SITES, NATED = self.SITES, self.NATED
-        names = (["r", "dn"] + [f"h{s}" for s in SITES] + [f"g{s}" for s in SITES]
-                 + [f"nat{s}" for s in NATED])
+        SITES = self.SITES
+        nats = [ns for s in SITES for ns, *_ in self.hops(s)[1:]]
+        names = ["r", "dn"] + [f"h{s}" for s in SITES] + [f"g{s}" for s in SITES] + nats
         sh("ip", "-batch", "-", input="".join(f"netns add {self.p + n}\n" for n in names))
         for n in names:
             self.ns[n] = self.p + n
@@ -111,30 +125,24 @@ class DemoBed(DhtBed):
         cmds["r"].append("addr add 10.0.9.1/24 dev rdn")
         cmds["dn"] += ["addr add 10.0.9.2/24 dev eth0", "route add default via 10.0.9.1"]
         for s in SITES:
-            i, g, h = self.idx(s), f"g{s}", f"h{s}"
+            g, h = f"g{s}", f"h{s}"
             veth(h, "lan", g, "lan")
             cmds[h] += [f"addr add fd00:{s}::2/64 dev lan nodad",
                         f"route add default via fd00:{s}::1"]
             cmds[g].append(f"addr add fd00:{s}::1/64 dev lan nodad")
             shell[g].append("sysctl -qw net.ipv6.conf.all.forwarding=1")
-            if s in NATED:
-                nat = f"nat{s}"
-                shell[nat].append("sysctl -qw net.ipv4.ip_forward=1")
-                veth(g, "wan", nat, "nin")
-                veth(nat, "nout", "r", "r" + s)
-                cmds[nat] += [f"addr add 192.168.{i}.1/24 dev nin",
-                              f"addr add 10.0.{i}.2/24 dev nout",
-                              f"route add default via 10.0.{i}.1"]
-                cmds[g] += [f"addr add 192.168.{i}.2/24 dev wan",
-                            f"route add default via 192.168.{i}.1"]
-                rules = self.tmp / f"{nat}.nft"
-                rules.write_text(self.nat_rules(s))
-                shell[nat].append(f"nft -f {rules}")
-            else:
-                veth(g, "wan", "r", "r" + s)
-                cmds[g] += [f"addr add 10.0.{i}.2/24 dev wan",
-                            f"route add default via 10.0.{i}.1"]
-            cmds["r"].append(f"addr add 10.0.{i}.1/24 dev r{s}")
+            hops = self.hops(s)
+            for k, (ns, addr, nxt, plen) in enumerate(hops):
+                last = k == len(hops) - 1
+                up = "wan" if k == 0 else "nout"
+                peer, pif = ("r", "r" + s) if last else (hops[k + 1][0], "nin")
+                veth(ns, up, peer, pif)
+                cmds[ns] += [f"addr add {addr}/{plen} dev {up}", f"route add default via {nxt}"]
+                cmds[peer].append(f"addr add {nxt}/{plen} dev {pif}")
+                if k:  # a NAT
+                    rules = self.tmp / f"{ns}.nft"
+                    rules.write_text(self.ns_rules(ns, s))
+                    shell[ns] += ["sysctl -qw net.ipv4.ip_forward=1", f"nft -f {rules}"]
         for n in names:
             self.ipb(n, links[n])
         for n in names:
@@ -146,13 +154,13 @@ class DemoBed(DhtBed):
         auth_pub = sh(PEAK, "overlay", "--authority-pub", str(auth)).stdout.strip()
         self.ids = {}
         for s in SITES:
-            i, key = self.idx(s), self.tmp / f"{s}.key"
+            key = self.tmp / f"{s}.key"
             sh(PEAK, "overlay", "--genkey", str(key))
             site_id = sh(PEAK, "overlay", "--site-id", str(key)).stdout.strip()
             self.ids[s] = site_id[:8]  # the start of the X25519 key names it at the others
             cert = sh(PEAK, "overlay", "--certify", str(auth), "--site", site_id, "--prefix",
                       f"fd00:{s}::/64").stdout.strip()
-            locator = f"192.168.{i}.2" if s in NATED else f"10.0.{i}.2"
+            locator = self.hops(s)[0][1]
             (self.tmp / f"{s}.yaml").write_text(
                 f"tun: ov0\naddress: fd00:{s}::1\nicmp-rate: 100\n"
                 f"gateway:\n  listen: 0.0.0.0:{PORT}\n  private-key-file: {key}\n"

@@ -43,27 +43,44 @@ from ovbed import nsx  # noqa: E402
 from test_overlay_dht import PORT  # noqa: E402
 
 KIND = {"1": "public", "2": "public", "3": "full-cone", "4": "full-cone",
-        "5": "restricted", "6": "restricted", "7": "symmetric", "8": "symmetric"}
+        "5": "restricted", "6": "restricted", "7": "symmetric", "8": "symmetric",
+        "9": "double", "10": "double-random"}
 SITES = tuple(KIND)
 NATED = tuple(s for s in SITES if KIND[s] != "public")
-ABBR = {"public": "pub", "full-cone": "cone", "restricted": "rstr", "symmetric": "sym"}
+DOUBLE = tuple(s for s in SITES if KIND[s].startswith("double"))
+ABBR = {"public": "pub", "full-cone": "cone", "restricted": "rstr", "symmetric": "sym",
+        "double": "2nat", "double-random": "2nat-r"}
+# what the sites' NATs are, as seen from outside (RFC 4787): endpoint-dependent mapping (a
+# port per destination), and port-dependent filtering (only from the address and port sent to)
+EDM = {"symmetric", "double-random"}
+PORT_FILTER = {"double"}
 UNPUNCHABLE = "unreachable:both-nats-endpoint-dependent"
 RELAYED = re.compile(r"state relayed via (\S+)$")
 
 
+def edm(s):
+    """True if site s's NAT maps ports per destination (endpoint-dependent)."""
+    return KIND[s] in EDM
+
+
 def expect_relayed(s, o):
-    """The pairs no hole can be punched for (both NATs endpoint-dependent): relayed."""
-    return KIND[s] == KIND[o] == "symmetric"
+    """The pairs no hole can be punched for, relayed: both NATs endpoint-dependent, or one
+    endpoint-dependent and the other filtering by port (the port the first maps for the
+    second cannot be known, so the second's NAT never lets its packets in)."""
+    return (edm(s) and edm(o)) or (edm(s) and KIND[o] in PORT_FILTER) or (
+        edm(o) and KIND[s] in PORT_FILTER)
 
 
 def nat_rules(kind, i):
-    """The nftables ruleset of site i's NAT."""
+    """The nftables ruleset of site i's NAT (kind: full-cone, restricted, symmetric, or
+    masquerade: port-preserving, only replies in)."""
     gw = f"192.168.{i}.2"
     drop_new = ("table ip filter {\n chain input {\n  type filter hook input priority 0;\n"
                 '  iifname "nout" ct state new drop\n }\n}\n')
-    if kind == "symmetric":
+    if kind in ("symmetric", "masquerade"):
+        how = " fully-random" if kind == "symmetric" else ""
         return ("table ip nat {\n chain post {\n  type nat hook postrouting priority 100;\n"
-                '  oifname "nout" masquerade fully-random\n }\n}\n' + drop_new)
+                f'  oifname "nout" masquerade{how}\n }}\n}}\n' + drop_new)
     if kind == "full-cone":
         return ("table ip nat {\n chain pre {\n  type nat hook prerouting priority -100;\n"
                 f'  iifname "nout" udp dport {PORT} dnat to {gw}\n }}\n'
@@ -90,13 +107,35 @@ class MatrixBed(DemoBed):
     def __init__(self, tmp):
         super().__init__(tmp)
         self.p = f"nm{os.getpid() % 10000}"
-        self.addr = {s: f"10.0.{s}.2" for s in SITES}  # where s's packets come from
+        # where s's packets come from
+        self.addr = {s: self.hops(s)[-1][1] for s in SITES}
 
     def public(self, s):
         return self.addr[s]
 
+    def hops(self, s):
+        """A double-NATed site's uplink: gateway, home NAT hnat<s> (port-preserving
+        masquerade) into a carrier network, carrier NAT nat<s> to r, each link a /28 of its
+        documentation range (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24); the others'
+        as DemoBed's."""
+        if s not in DOUBLE:
+            return super().hops(s)
+        k = 16 * DOUBLE.index(s)
+        return [(f"g{s}", f"192.0.2.{k + 2}", f"192.0.2.{k + 1}", 28),
+                (f"hnat{s}", f"198.51.100.{k + 2}", f"198.51.100.{k + 1}", 28),
+                (f"nat{s}", f"203.0.113.{k + 2}", f"203.0.113.{k + 1}", 28)]
+
     def nat_rules(self, s):
         return nat_rules(KIND[s], s)
+
+    def ns_rules(self, ns, s):
+        """A double NAT's home NAT masquerades (port-preserving), its carrier NAT too, or
+        with fully-random ports (double-random); the other NATs as nat_rules."""
+        if s not in DOUBLE:
+            return self.nat_rules(s)
+        if ns.startswith("hnat") or KIND[s] == "double":
+            return nat_rules("masquerade", s)
+        return nat_rules("symmetric", s)
 
     def start_all(self):
         """Starts every site's daemon at once, then waits until each is ready (one by one
@@ -234,8 +273,8 @@ def run_matrix(b, deadline_s=15, log=print):
     def published_kind():
         for s in SITES:
             m = b.metrics(s)
-            edm = m.get("peak_overlay_gw_nat_endpoint_dependent", 0) == 1
-            if edm != (KIND[s] == "symmetric") or (s in NATED and m.get(
+            is_edm = m.get("peak_overlay_gw_nat_endpoint_dependent", 0) == 1
+            if is_edm != edm(s) or (s in NATED and m.get(
                     "peak_overlay_dht_locators", 0) < 2):
                 return False
         return True
@@ -275,7 +314,7 @@ def _until(fn, timeout, every=0.2):
 
 def print_matrix(b, m, log=print):
     """The matrix: a row per source, a column per destination."""
-    w = 16
+    w = 15
     log("NAT matrix (row: from, column: to; how the first packets went, seconds to the "
         "first answer, T: a TCP connection echoed 16 KiB):")
     log(" " * 10 + "".join(f"{s + ' ' + ABBR[KIND[s]]:<{w}}" for s in SITES))
@@ -297,7 +336,9 @@ def print_matrix(b, m, log=print):
         log(f"{s + ' ' + ABBR[KIND[s]]:<10}" + "".join(cells))
     for (s, o), c in sorted(m.items()):
         if c["how"].startswith("relayed"):
-            log(f"  {s} -> {o}: {c['how']} (both NATs endpoint-dependent)")
+            why = ("both NATs endpoint-dependent" if edm(s) and edm(o) else
+                   "one NAT endpoint-dependent, the other filtering by port")
+            log(f"  {s} -> {o}: {c['how']} ({why})")
         if not c["ok"]:
             log(f"  {s} -> {o}: {c['how']}"
                 f"{'; the host got ICMPv6 address unreachable' if c['icmp_unreach'] else ''}")
@@ -314,7 +355,7 @@ def check(m):
             continue
         if expect_relayed(s, o):
             if not c["how"].startswith("relayed via "):
-                bad.append(f"{s} -> {o}: expected relayed (both symmetric), got {c}")
+                bad.append(f"{s} -> {o}: expected relayed, got {c}")
             continue
         want = "direct" if o not in NATED else ("punched" if s in NATED else "mapping")
         if c["how"] != want:
@@ -329,7 +370,7 @@ def main():
     t0 = time.monotonic()
     b = MatrixBed(pathlib.Path(tempfile.mkdtemp(prefix="ovnat")))
     try:
-        print(f"NAT matrix: 8 sites, namespaces {b.p}*")
+        print(f"NAT matrix: {len(SITES)} sites, namespaces {b.p}*")
         b.build()
         b.start_dhtnode()
         b.start_all()
