@@ -232,7 +232,7 @@ def tcp_matrix(b, pairs):
     """A TCP connection with 16 KiB echoed for each (s, o) of pairs; {(s, o): 'ok' | why}."""
     servers = [subprocess.Popen(["ip", "netns", "exec", b.n(f"h{s}"), sys.executable, "-c",
                                  TCP_SERVER], stdout=subprocess.PIPE, text=True)
-               for s in SITES]
+               for s in b.SITES]
     res = {}
     try:
         for p in servers:
@@ -240,7 +240,7 @@ def tcp_matrix(b, pairs):
         clients = {s: subprocess.Popen(
             ["ip", "netns", "exec", b.n(f"h{s}"), sys.executable, "-c", TCP_CLIENT]
             + [f"fd00:{o}::2" for (x, o) in pairs if x == s],
-            stdout=subprocess.PIPE, text=True) for s in SITES}
+            stdout=subprocess.PIPE, text=True) for s in b.SITES}
         for s, c in clients.items():
             out, _ = c.communicate(timeout=60)
             for line in out.splitlines():
