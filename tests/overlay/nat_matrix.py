@@ -1,13 +1,16 @@
 #!/usr/bin/python3
-"""The overlay's NAT matrix (root): eight sites, two public and two behind each of three
-kinds of NAT built with nftables, find each other through OpenDHT and every host pings every
-other over IPv6 and opens a TCP connection to it. The matrix says, for each ordered pair, how
-the first packets went (direct to a public gateway, to a NAT's public mapping, or punched
-through both NATs), how long the first answer took (the DHT lookups included), or why the
-pair is relayed: two NATs that both map ports per destination cannot be punched, so the
-gateways send through a relay, a site whose NAT is not endpoint-dependent (`show peers` state
-`relayed via NAME`; without a usable relay the pair is unreachable, ICMPv6 address
-unreachable to the host and state unreachable:both-nats-endpoint-dependent).
+"""The overlay's NAT matrix (root): ten sites, two public, two behind each of three kinds
+of NAT built with nftables and two behind two NATs in series, find each other through
+OpenDHT and every host pings every other over IPv6 and opens a TCP connection to it. The
+matrix says, for each ordered pair, how the first packets went (direct to a public gateway,
+to a NAT's public mapping, or punched through both NATs), how long the first answer took
+(the DHT lookups included), or why the pair is relayed: no hole can be punched when both
+NATs map ports per destination (known from the sites' records), or when one does and the
+other filters by port (found by trying: nothing answers for three keepalive periods), so
+the gateways send through a relay, a site whose NAT is not endpoint-dependent (`show peers`
+state `relayed via NAME`; without a usable relay a pair of endpoint-dependent NATs is
+unreachable, ICMPv6 address unreachable to the host and state
+unreachable:both-nats-endpoint-dependent).
 
 NAT kinds (RFC 4787 terms), in the NAT namespace natN between gN (192.168.N.2) and r:
   full cone   endpoint-independent mapping (port-preserving masquerade) and filtering
@@ -16,14 +19,21 @@ NAT kinds (RFC 4787 terms), in the NAT namespace natN between gN (192.168.N.2) a
               forwarded only from addresses the gateway sent to lately (a dynamic nft set)
   symmetric   endpoint-dependent mapping (masquerade fully-random: a random port per
               destination), only replies come in (conntrack)
+  double      a home NAT hnatN (port-preserving masquerade) into a carrier network, then a
+              carrier NAT natN (port-preserving masquerade): endpoint-independent mapping,
+              address-and-port-dependent filtering (only replies come in)
+  double-random  the same, the carrier NAT with fully-random ports: endpoint-dependent
 Nothing unsolicited reaches a NAT itself (ct state new drop on its input).
 
-    h1..h8 fd00:N::2 (each on its own LAN behind gN fd00:N::1, `peak overlay` + OpenDHT)
+    h1..h10 fd00:N::2 (each on its own LAN behind gN fd00:N::1, `peak overlay` + OpenDHT)
     g1 10.0.1.2   g2 10.0.2.2                      public
     g3, g4   -> nat3, nat4 (10.0.N.2)              full cone
     g5, g6   -> nat5, nat6                         restricted
     g7, g8   -> nat7, nat8                         symmetric
-      all uplinks (10.0.N.1) on r; r 10.0.9.1 -- dn 10.0.9.2 dhtnode :4222
+    g9  192.0.2.2  -> hnat9  198.51.100.2  -> nat9  203.0.113.2    double
+    g10 192.0.2.18 -> hnat10 198.51.100.18 -> nat10 203.0.113.18   double-random
+      (each link a /28; the next hop is .1 or .17)
+      all uplinks (10.0.N.1, 203.0.113.1 and .17) on r; r 10.0.9.1 -- dn 10.0.9.2 dhtnode
 
 Usage: tests/overlay/nat_matrix.py [--keep] (prints the matrix; exit 0 if it is as expected;
 --keep: the daemons' logs and configurations are kept)"""
@@ -73,7 +83,10 @@ def expect_relayed(s, o):
 
 def nat_rules(kind, i):
     """The nftables ruleset of site i's NAT (kind: full-cone, restricted, symmetric, or
-    masquerade: port-preserving, only replies in)."""
+    masquerade: port-preserving, only replies in). A port forward takes only packets to the
+    NAT's own address (fib daddr type local): one to an address it had before a move is no
+    longer its (forwarded, the gateway answered from the old address through conntrack, and
+    a peer probing a stale DHT record kept two paths alive: see test_locator_moves)."""
     gw = f"192.168.{i}.2"
     drop_new = ("table ip filter {\n chain input {\n  type filter hook input priority 0;\n"
                 '  iifname "nout" ct state new drop\n }\n}\n')
@@ -83,7 +96,7 @@ def nat_rules(kind, i):
                 f'  oifname "nout" masquerade{how}\n }}\n}}\n' + drop_new)
     if kind == "full-cone":
         return ("table ip nat {\n chain pre {\n  type nat hook prerouting priority -100;\n"
-                f'  iifname "nout" udp dport {PORT} dnat to {gw}\n }}\n'
+                f'  iifname "nout" fib daddr type local udp dport {PORT} dnat to {gw}\n }}\n'
                 " chain post {\n  type nat hook postrouting priority 100;\n"
                 '  oifname "nout" masquerade\n }\n}\n' + drop_new)
     assert kind == "restricted"
@@ -92,7 +105,8 @@ def nat_rules(kind, i):
             " chain out {\n  type filter hook forward priority 0;\n"
             '  oifname "nout" update @seen { ip daddr }\n }\n'
             " chain pre {\n  type nat hook prerouting priority -100;\n"
-            f'  iifname "nout" udp dport {PORT} ip saddr @seen dnat to {gw}\n }}\n'
+            f'  iifname "nout" fib daddr type local udp dport {PORT} ip saddr @seen '
+            f'dnat to {gw}\n }}\n'
             " chain post {\n  type nat hook postrouting priority 100;\n"
             '  oifname "nout" masquerade\n }\n}\n' + drop_new)
 
