@@ -5,10 +5,13 @@ its gateway slave and its DHT slave) and knows no peer at all: only the DHT's bo
 (an independent `dhtnode`), its certificate and its prefix. The demo pings every host from
 every other, says how each pair's packets go (direct to a public gateway, to a NAT's public
 mapping, or hole-punched through both NATs), prints RTTs and one TCP flow's throughput
-through both NATs, then stops everything and removes its namespaces. Then PEAK over the
-overlay (tests/overlay/peakbed.py, its topology there): a client site with IPv4 only
-resolves a PEAK service through peak dns over the overlay and reaches its pods from its
-overlay address, the XDP filter passing it and dropping another address's packets.
+through both NATs, then stops everything and removes its namespaces. Then the NAT matrix
+(tests/overlay/nat_matrix.py, its topology there): ten sites behind every kind of NAT, two
+of them behind two NATs in series, how each pair's packets go (direct, punched or relayed)
+and how long the first answer took. Then PEAK over the overlay (tests/overlay/peakbed.py,
+its topology there): a client site with IPv4 only resolves a PEAK service through peak dns
+over the overlay and reaches its pods from its overlay address, the XDP filter passing it
+and dropping another address's packets.
 
     hA fd00:a::2      hB fd00:b::2      hC fd00:c::2      hD fd00:d::2
       |                 |                 |                 |
@@ -18,8 +21,9 @@ overlay address, the XDP filter passing it and dropping another address's packet
       +----------------------------- r -----------------------+
                                      | 10.0.9.1
                                     dn 10.0.9.2 dhtnode :4222
-Usage: tests/overlay/demo_overlay.py [--secs S] [--pings N] [--peak-only] (TCP flow length,
-default 3; echo requests per pair for the RTTs, default 10; --peak-only: only the PEAK part)"""
+Usage: tests/overlay/demo_overlay.py [--secs S] [--pings N] [--peak-only] [--no-matrix] (TCP
+flow length, default 3; echo requests per pair for the RTTs, default 10; --peak-only: only
+the PEAK part; --no-matrix: without the NAT matrix)"""
 import argparse
 import json
 import os
@@ -264,12 +268,46 @@ def peak_part():
     return failed
 
 
+def matrix_part():
+    """The NAT matrix (tests/overlay/nat_matrix.py, its topology there): ten sites, public or
+    behind full-cone, address-restricted, symmetric and double NATs; every host pings every
+    other and echoes 16 KiB over TCP; prints the matrix. Returns the number of pairs that
+    went otherwise than expected (or 1 if the bed failed)."""
+    from nat_matrix import KIND, MatrixBed, check, print_matrix, run_matrix
+    t0 = time.monotonic()
+    b = MatrixBed(pathlib.Path(tempfile.mkdtemp(prefix="ovdemo-nat")))
+    kinds = ", ".join(f"{s} {k}" for s, k in KIND.items())
+    print(f"\nNAT matrix: {len(KIND)} sites ({kinds}); namespaces {b.p}*")
+    failed = 0
+    try:
+        b.build()
+        b.start_dhtnode()
+        b.start_all()
+        print(f"daemons ready ({time.monotonic() - t0:.1f} s)")
+        m = run_matrix(b)
+        print_matrix(b, m)
+        for x in check(m):
+            failed += 1
+            print("  UNEXPECTED:", x)
+    except (Exception, pytest.fail.Exception) as e:  # noqa: BLE001 (reported; cleaned up)
+        failed += 1
+        print(f"  FAILED: {e}")
+    finally:
+        b.cleanup()
+        shutil.rmtree(b.tmp, ignore_errors=True)
+    print(f"NAT matrix: {'as expected' if not failed else f'{failed} unexpected'} "
+          f"({time.monotonic() - t0:.0f} s); daemons stopped, namespaces removed")
+    return failed
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--secs", type=int, default=3)
     ap.add_argument("--pings", type=int, default=10, help="echoes per pair for the RTTs")
     ap.add_argument("--peak-only", action="store_true",
                     help="only the PEAK-over-the-overlay part")
+    ap.add_argument("--no-matrix", action="store_true",
+                    help="without the NAT matrix (tests/overlay/nat_matrix.py runs it alone)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("demo-overlay: needs root (network namespaces)", file=sys.stderr)
@@ -357,6 +395,8 @@ def main():
     finally:
         b.cleanup()
         shutil.rmtree(b.tmp, ignore_errors=True)
+    if not a.no_matrix:
+        failed += matrix_part()
     failed += peak_part()
     n = len(SITES) * (len(SITES) - 1)
     print(f"demo done in {time.monotonic() - t0:.0f} s: {n - unreached}/{n} pairs reached"
