@@ -73,6 +73,12 @@ def edm(s):
     return KIND[s] in EDM
 
 
+def can_relay(r):
+    """True if site r can relay for the pairs that are relayed (each has an endpoint-dependent
+    site, which reaches r only if r's NAT neither maps per destination nor filters by port)."""
+    return KIND[r] not in EDM and KIND[r] not in PORT_FILTER
+
+
 def expect_relayed(s, o):
     """The pairs no hole can be punched for, relayed: both NATs endpoint-dependent, or one
     endpoint-dependent and the other filtering by port (the port the first maps for the
