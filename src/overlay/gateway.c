@@ -397,8 +397,9 @@ static bool unpunchable(struct gw *g, struct gw_peer *p, uint64_t now, bool resc
 {
 	unsigned ka = g->conf->keepalive_s;
 	bool both = g->edm && p->peer_edm;
-	bool tried =
-	    (g->edm || p->peer_edm) && p->try_ms && !gw_peer_heard_within(p->try_ms, now, ka);
+	/* (with the DHT slave only: without it no peer relays for NATs, see relayed_ok) */
+	bool tried = g->conf->dht.enabled && (g->edm || p->peer_edm) && p->try_ms &&
+	             !gw_peer_heard_within(p->try_ms, now, ka);
 	bool u = (both || tried) && !gw_peer_heard_within(p->last_rx_ms, now, ka);
 	if (u && !p->unpunchable && both)
 		log_msg(LOG_INFO,
