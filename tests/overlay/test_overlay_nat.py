@@ -191,6 +191,21 @@ def largest_gap(times, start, end):
     return max(b - a for a, b in zip(around, around[1:])) if len(around) > 1 else end - start
 
 
+def junk_to_old_address_dropped(b, s, old, new):
+    """A datagram from g1 to NATed site s's old address, then one to its new one (r still
+    knows the old address's link address for seconds): only the second reaches the gateway
+    (counted malformed). The bed's port forwards once took the first too, and the gateway
+    answered from the old address through the NAT's conntrack: a peer probing a stale
+    record then had two paths to the site alive, a roaming storm (see the commit)."""
+    mal = 'peak_overlay_gw_dropped_total{reason="malformed"}'
+    n = b.metrics(s)[mal]
+    for addr in (old, new):  # the old address first, on the same path: it would be first
+        nsx(b.n("g1"), sys.executable, "-c", "import socket, sys; socket.socket(socket.AF_INET, "
+            "socket.SOCK_DGRAM).sendto(b'junk', (sys.argv[1], 51820))", addr)
+    assert wait_for("the junk to the new address", lambda: b.metrics(s)[mal] > n, timeout=10)
+    assert b.metrics(s)[mal] == n + 1, "the NAT forwarded a packet to its old address"
+
+
 # who moves: (namespace, device, old address, new address, link bounced): site 3's NAT gets
 # another public address (its link goes down and up, as a router reconnecting does: the
 # kernel forgets its masquerade mappings), site 2's public gateway gets another address
@@ -244,6 +259,8 @@ def test_locator_moves(bed, mover):
         moved_at = time.time()
         move_address(b.n(ns), dev, old, new, bounce)
         b.addr[mover] = new
+        if bounce:  # the NAT forwards to its gateway only what comes to its new address now
+            junk_to_old_address_dropped(b, mover, old, new)
         # every pair answered again, 10 replies each since the move (a second of traffic)
         assert wait_for("every ping answered again after the move", lambda: all(
             pg.since(moved_at) >= 10 for pg in pings.values()), timeout=60), \
