@@ -54,6 +54,7 @@ struct gw_peer {
 	struct ovw_aead rx;
 	struct ovw_replay replay;
 	uint64_t last_tx_ms, last_rx_ms;
+	uint64_t try_ms;    /* our first packet sent to it directly since its last (0: none) */
 	unsigned mtu;       /* largest inner packet the path carries; 0: OVW_INNER_MAX */
 	uint64_t mtu_at_ms; /* when mtu was learned: it is forgotten GW_MTU_MS later */
 	uint64_t rx_packets, tx_packets; /* atomic: read by the metrics thread */
@@ -61,10 +62,11 @@ struct gw_peer {
 	struct sockaddr_in told;         /* our address as this peer last told it (OVW_MAPPING) */
 	uint64_t told_ms;                /* when; 0: never */
 	bool peer_edm;                   /* its NAT maps per endpoint (its DHT record says) */
-	bool unpunchable;                /* both NATs do and it never answered: told once */
-	int unpunchable_pub;             /* unpunchable and no relay: for the metrics thread */
-	uint32_t nat_via;       /* unpunchable: the peer relaying to it (GW_DIRECT: none found) */
-	bool no_relay_told;     /* unpunchable and no relay: warned once */
+	bool unpunchable;    /* no hole can be punched (see unpunchable): relayed, or unreachable */
+	bool one_sided_told; /* unpunchable with one NAT endpoint-dependent: logged once */
+	int unpunchable_pub; /* unpunchable and no relay: for the metrics thread */
+	uint32_t nat_via;    /* unpunchable: the peer relaying to it (GW_DIRECT: none found) */
+	bool no_relay_told;  /* unpunchable and no relay: warned once */
 	uint64_t relayed_rx_ms; /* its last packet relayed to us by another peer (OVW_RELAYED) */
 	uint32_t via;           /* GW_DIRECT, or the peer that relays our packets to this one */
 	uint64_t out_packets;   /* packets from the site to this peer, relayed or not */
@@ -172,6 +174,14 @@ struct gw {
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
 #define CNT_GET(p, f) __atomic_load_n(&(p)->f, __ATOMIC_RELAXED)
 
+/* A packet went to p directly at now: the first since p's last one starts the try (see
+ * unpunchable). */
+static void note_try(struct gw_peer *p, uint64_t now)
+{
+	if (!p->try_ms || p->try_ms <= p->last_rx_ms)
+		p->try_ms = now;
+}
+
 static uint64_t mono_ms(void)
 {
 	struct timespec ts;
@@ -199,6 +209,7 @@ static int send_to(struct gw *g, struct gw_peer *p, uint8_t type, const uint8_t 
 		return (int)len;
 	p->tx_counter++;
 	p->last_tx_ms = mono_ms();
+	note_try(p, p->last_tx_ms);
 	ssize_t w =
 	    sendto(g->fd, out, (size_t)len, 0, (const struct sockaddr *)&p->ep, sizeof(p->ep));
 	if (w != len) {
@@ -307,12 +318,18 @@ static bool relays(const struct gw *g)
 /* True if a packet from origin relayed by p (OVW_RELAYED) is taken: with the resiliency
  * slave from any known site through any (a RON relay is trusted with the source); with the
  * DHT slave alone only through a peer that can relay (its NAT is not endpoint-dependent, as
- * nat_relay_usable asks: a site behind such a NAT is nobody's relay) and from a site no hole
- * can be punched to (unpunchable), so a certified site cannot speak for one that reaches us
- * directly. Others are dropped as D_RELAYED (a source no peer serves as D_SOURCE). */
-static bool relayed_ok(const struct gw *g, const struct gw_peer *p, const struct gw_peer *origin)
+ * nat_relay_usable asks: a site behind such a NAT is nobody's relay) and from a site that may
+ * be out of direct reach (our NAT or its maps per endpoint, as unpunchable asks) and that we
+ * do not hear directly lately, so a certified site cannot speak for one that reaches us
+ * directly. (Not unpunchable itself: with one NAT endpoint-dependent, the far site may judge
+ * first that the hole cannot be punched.) Others are dropped as D_RELAYED (a source no peer
+ * serves as D_SOURCE). */
+static bool relayed_ok(const struct gw *g, const struct gw_peer *p, const struct gw_peer *origin,
+                       uint64_t now)
 {
-	return g->on_probe || (g->conf->dht.enabled && !p->peer_edm && origin->unpunchable);
+	return g->on_probe ||
+	       (g->conf->dht.enabled && !p->peer_edm && (g->edm || origin->peer_edm) &&
+	        !gw_peer_heard_within(origin->last_rx_ms, now, g->conf->keepalive_s));
 }
 
 /* True if relay q told us in the last GW_LOST_MS (OVW_RELAY_LOST) that it does not hear p:
@@ -382,28 +399,43 @@ static uint32_t nat_relay(struct gw *g, const struct gw_peer *p, uint64_t now, b
 	return best;
 }
 
-/* True if p cannot be reached directly: both NATs map per endpoint (no port of ours it
- * knows works, nor one of its that we know) and it has not answered lately. Keepalives still
- * go out, so a path that opens anyway (a NAT misjudged) is taken. Then p->nat_via is the
- * peer that relays to it (nat_relay), or GW_DIRECT if none is usable: p is unreachable.
- * Logs the first time, each change of relay, and once when there is none. rescan: as for
- * nat_relay. */
+/* True if p cannot be reached directly and it has not answered lately: both NATs map per
+ * endpoint (no port of ours it knows works, nor one of its that we know: known at once), or
+ * one does and our packets to it went unanswered for as long as a peer is heard (then the
+ * other NAT filters by port, RFC 4787 §5: the port the first maps toward the second cannot
+ * be known, so the second never lets its packets in; found by trying). Keepalives still go
+ * out, so a path that opens anyway (a NAT misjudged) is taken. Then p->nat_via is the peer
+ * that relays to it (nat_relay), or GW_DIRECT if none is usable: p is unreachable when both
+ * NATs map per endpoint, else tried directly. Logs the first time, each change of relay, and
+ * once when there is none. rescan: as for nat_relay. */
 static bool unpunchable(struct gw *g, struct gw_peer *p, uint64_t now, bool rescan)
 {
-	bool u = g->edm && p->peer_edm &&
-	         !gw_peer_heard_within(p->last_rx_ms, now, g->conf->keepalive_s);
-	if (u && !p->unpunchable)
+	unsigned ka = g->conf->keepalive_s;
+	bool both = g->edm && p->peer_edm;
+	/* (with the DHT slave only: without it no peer relays for NATs, see relayed_ok) */
+	bool tried = g->conf->dht.enabled && (g->edm || p->peer_edm) && p->try_ms &&
+	             !gw_peer_heard_within(p->try_ms, now, ka);
+	bool u = (both || tried) && !gw_peer_heard_within(p->last_rx_ms, now, ka);
+	if (u && !p->unpunchable && both)
 		log_msg(LOG_INFO,
 		        "overlay: gateway: peer %s: its NAT and ours both map ports per "
 		        "destination (endpoint-dependent), so no hole can be punched",
 		        p->conf->name);
+	else if (u && !p->unpunchable && !p->one_sided_told) {
+		log_msg(LOG_INFO,
+		        "overlay: gateway: peer %s: no answer to our packets, and %s NAT maps "
+		        "ports per destination (endpoint-dependent): the other filters by port, so "
+		        "no hole can be punched",
+		        p->conf->name, g->edm ? "our" : "its");
+		p->one_sided_told = true;
+	}
 	p->unpunchable = u;
 	uint32_t via = u ? nat_relay(g, p, now, rescan) : GW_DIRECT;
 	if (via != p->nat_via && via != GW_DIRECT) {
 		log_msg(LOG_INFO, "overlay: gateway: peer %s is relayed via %s", p->conf->name,
 		        g->peers[via].conf->name);
 		p->no_relay_told = false;
-	} else if (u && via == GW_DIRECT && !p->no_relay_told) {
+	} else if (u && both && via == GW_DIRECT && !p->no_relay_told) {
 		log_msg(LOG_WARNING,
 		        "overlay: gateway: peer %s is unreachable: no hole can be punched and no "
 		        "relay is usable (a peer whose NAT is not endpoint-dependent, heard from "
@@ -412,7 +444,7 @@ static bool unpunchable(struct gw *g, struct gw_peer *p, uint64_t now, bool resc
 		p->no_relay_told = true;
 	}
 	p->nat_via = via;
-	__atomic_store_n(&p->unpunchable_pub, u && via == GW_DIRECT, __ATOMIC_RELAXED);
+	__atomic_store_n(&p->unpunchable_pub, u && both && via == GW_DIRECT, __ATOMIC_RELAXED);
 	return u;
 }
 
@@ -475,13 +507,15 @@ static int gw_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, si
 		CNT_ADD(g, relay_tx, 1);
 		return queue_packet(g, p->via, OVW_RELAY, pkt, len);
 	}
-	if (g->edm && p->peer_edm && unpunchable(g, p, mono_ms(), false)) {
+	if ((g->edm || p->peer_edm) && unpunchable(g, p, mono_ms(), false)) {
 		if (p->nat_via != GW_DIRECT) { /* the relay forwards it as OVW_RELAYED */
 			CNT_ADD(g, nat_relay_tx, 1);
 			return queue_packet(g, p->nat_via, OVW_RELAY, pkt, len);
 		}
-		CNT_ADD(g, unpunchable_n, 1);
-		return -EHOSTUNREACH; /* ICMPv6 address unreachable to the sender */
+		if (g->edm && p->peer_edm) {
+			CNT_ADD(g, unpunchable_n, 1);
+			return -EHOSTUNREACH; /* ICMPv6 address unreachable to the sender */
+		}
 	}
 	/* a trusted peer's data in the clear (the fast path, when on, sends most of it) */
 	return queue_packet(g, cookie, p->conf->trusted ? OVW_DATA_PLAIN : OVW_DATA, pkt, len);
@@ -623,8 +657,10 @@ static void gw_flush(struct ov_slave *s)
 		done++;
 	}
 	uint64_t now = mono_ms();
-	for (unsigned i = 0; i < g->ntx; i++)
+	for (unsigned i = 0; i < g->ntx; i++) {
 		g->peers[g->txpeer[i]].last_tx_ms = now;
+		note_try(&g->peers[g->txpeer[i]], now);
+	}
 	g->ntx = 0;
 }
 
@@ -754,7 +790,7 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	 * Served only with the resiliency or DHT slave, like relay requests (relayed_ok). */
 	struct gw_peer *origin = NULL; /* a relayed packet's source site */
 	if (h.type == OVW_RELAYED
-	        ? !(origin = peer_serving(g, inner + 8, p)) || !relayed_ok(g, p, origin)
+	        ? !(origin = peer_serving(g, inner + 8, p)) || !relayed_ok(g, p, origin, mono_ms())
 	        : carries_ip && !source_allowed(p, inner)) {
 		drop(g, h.type == OVW_RELAYED && origin ? D_RELAYED : D_SOURCE, from);
 		return;
@@ -1250,7 +1286,7 @@ static void gw_describe(struct ov_slave *s, uint32_t cookie, char *out, size_t c
 
 /* One line per peer: "peer NAME ENDPOINT|- rx N tx N last-rx-ms N|- state STATE", STATE one
  * of answering (an authenticated packet in the last three keepalive periods), waiting (not
- * yet, or not lately), "relayed via NAME" (both NATs endpoint-dependent: see unpunchable) or
+ * yet, or not lately), "relayed via NAME" (no hole can be punched: see unpunchable) or
  * unreachable:both-nats-endpoint-dependent (so, and no relay is usable); then
  * "nat endpoint-dependent|endpoint-independent|unknown" for our own NAT, as peers see it. */
 static void gw_show(struct ov_slave *s, struct mbuf *b)
@@ -1270,14 +1306,13 @@ static void gw_show(struct ov_slave *s, struct mbuf *b)
 			snprintf(age, sizeof(age), "%llu",
 			         (unsigned long long)(now - p->last_rx_ms));
 		const char *state = "waiting", *via = "";
-		if (unpunchable(g, p, now, false)) {
-			if (p->nat_via == GW_DIRECT)
-				state = "unreachable:both-nats-endpoint-dependent";
-			else {
-				state = "relayed via ";
-				via = g->peers[p->nat_via].conf->name;
-			}
-		} else if (gw_peer_heard_within(p->last_rx_ms, now, g->conf->keepalive_s))
+		bool u = unpunchable(g, p, now, false);
+		if (u && p->nat_via != GW_DIRECT) {
+			state = "relayed via ";
+			via = g->peers[p->nat_via].conf->name;
+		} else if (u && g->edm && p->peer_edm)
+			state = "unreachable:both-nats-endpoint-dependent";
+		else if (gw_peer_heard_within(p->last_rx_ms, now, g->conf->keepalive_s))
 			state = "answering";
 		mbuf_printf(b, "peer %s %s rx %llu tx %llu last-rx-ms %s state %s%s\n",
 		            p->conf->name, a, (unsigned long long)p->rx_packets,

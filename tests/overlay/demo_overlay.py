@@ -5,10 +5,13 @@ its gateway slave and its DHT slave) and knows no peer at all: only the DHT's bo
 (an independent `dhtnode`), its certificate and its prefix. The demo pings every host from
 every other, says how each pair's packets go (direct to a public gateway, to a NAT's public
 mapping, or hole-punched through both NATs), prints RTTs and one TCP flow's throughput
-through both NATs, then stops everything and removes its namespaces. Then PEAK over the
-overlay (tests/overlay/peakbed.py, its topology there): a client site with IPv4 only
-resolves a PEAK service through peak dns over the overlay and reaches its pods from its
-overlay address, the XDP filter passing it and dropping another address's packets.
+through both NATs, then stops everything and removes its namespaces. Then the NAT matrix
+(tests/overlay/nat_matrix.py, its topology there): ten sites behind every kind of NAT, two
+of them behind two NATs in series, how each pair's packets go (direct, punched or relayed)
+and how long the first answer took. Then PEAK over the overlay (tests/overlay/peakbed.py,
+its topology there): a client site with IPv4 only resolves a PEAK service through peak dns
+over the overlay and reaches its pods from its overlay address, the XDP filter passing it
+and dropping another address's packets.
 
     hA fd00:a::2      hB fd00:b::2      hC fd00:c::2      hD fd00:d::2
       |                 |                 |                 |
@@ -18,8 +21,9 @@ overlay address, the XDP filter passing it and dropping another address's packet
       +----------------------------- r -----------------------+
                                      | 10.0.9.1
                                     dn 10.0.9.2 dhtnode :4222
-Usage: tests/overlay/demo_overlay.py [--secs S] [--pings N] [--peak-only] (TCP flow length,
-default 3; echo requests per pair for the RTTs, default 10; --peak-only: only the PEAK part)"""
+Usage: tests/overlay/demo_overlay.py [--secs S] [--pings N] [--peak-only] [--no-matrix] (TCP
+flow length, default 3; echo requests per pair for the RTTs, default 10; --peak-only: only
+the PEAK part; --no-matrix: without the NAT matrix)"""
 import argparse
 import json
 import os
@@ -55,8 +59,8 @@ def until(fn, timeout, every=0.1):
 
 class DemoBed(DhtBed):
     """test_overlay_dht.py's bed (its dhtnode and cleanup) with the topology above. A
-    subclass may change the sites (SITES, NATED, idx), the NATs' rules (nat_rules) and the
-    DHT settings (DHT_EXTRA, lines of its dht: section)."""
+    subclass may change the sites (SITES, NATED, idx), their uplinks (hops), the NATs' rules
+    (nat_rules, ns_rules) and the DHT settings (DHT_EXTRA, lines of its dht: section)."""
 
     SITES = SITES
     NATED = NATED
@@ -83,6 +87,20 @@ class DemoBed(DhtBed):
         """The address the other sites see s's packets come from."""
         return f"10.0.{self.idx(s)}.2"
 
+    def hops(self, s):
+        """Site s's IPv4 uplink, inside out: one (namespace, its address, the next hop's
+        address, prefix length) per link, from gateway g<s> to the router r; the namespaces
+        after the gateway are NATs (ns_rules). Here: g<s> on r, or behind one NAT nat<s>."""
+        i = self.idx(s)
+        if s not in self.NATED:
+            return [(f"g{s}", f"10.0.{i}.2", f"10.0.{i}.1", 24)]
+        return [(f"g{s}", f"192.168.{i}.2", f"192.168.{i}.1", 24),
+                (f"nat{s}", f"10.0.{i}.2", f"10.0.{i}.1", 24)]
+
+    def ns_rules(self, ns, s):
+        """The nftables ruleset of NAT namespace ns on site s's uplink (nat_rules(s))."""
+        return self.nat_rules(s)
+
     def ipb(self, ns, lines):
         """Runs ip commands in namespace ns, all in one process (ip -batch)."""
         if lines:
@@ -91,9 +109,9 @@ class DemoBed(DhtBed):
     def build(self):
         """The topology above, with a few ip processes per namespace (one each would
         take seconds on a loaded machine): links first, then addresses and routes."""
-        SITES, NATED = self.SITES, self.NATED
-        names = (["r", "dn"] + [f"h{s}" for s in SITES] + [f"g{s}" for s in SITES]
-                 + [f"nat{s}" for s in NATED])
+        SITES = self.SITES
+        nats = [ns for s in SITES for ns, *_ in self.hops(s)[1:]]
+        names = ["r", "dn"] + [f"h{s}" for s in SITES] + [f"g{s}" for s in SITES] + nats
         sh("ip", "-batch", "-", input="".join(f"netns add {self.p + n}\n" for n in names))
         for n in names:
             self.ns[n] = self.p + n
@@ -111,30 +129,24 @@ class DemoBed(DhtBed):
         cmds["r"].append("addr add 10.0.9.1/24 dev rdn")
         cmds["dn"] += ["addr add 10.0.9.2/24 dev eth0", "route add default via 10.0.9.1"]
         for s in SITES:
-            i, g, h = self.idx(s), f"g{s}", f"h{s}"
+            g, h = f"g{s}", f"h{s}"
             veth(h, "lan", g, "lan")
             cmds[h] += [f"addr add fd00:{s}::2/64 dev lan nodad",
                         f"route add default via fd00:{s}::1"]
             cmds[g].append(f"addr add fd00:{s}::1/64 dev lan nodad")
             shell[g].append("sysctl -qw net.ipv6.conf.all.forwarding=1")
-            if s in NATED:
-                nat = f"nat{s}"
-                shell[nat].append("sysctl -qw net.ipv4.ip_forward=1")
-                veth(g, "wan", nat, "nin")
-                veth(nat, "nout", "r", "r" + s)
-                cmds[nat] += [f"addr add 192.168.{i}.1/24 dev nin",
-                              f"addr add 10.0.{i}.2/24 dev nout",
-                              f"route add default via 10.0.{i}.1"]
-                cmds[g] += [f"addr add 192.168.{i}.2/24 dev wan",
-                            f"route add default via 192.168.{i}.1"]
-                rules = self.tmp / f"{nat}.nft"
-                rules.write_text(self.nat_rules(s))
-                shell[nat].append(f"nft -f {rules}")
-            else:
-                veth(g, "wan", "r", "r" + s)
-                cmds[g] += [f"addr add 10.0.{i}.2/24 dev wan",
-                            f"route add default via 10.0.{i}.1"]
-            cmds["r"].append(f"addr add 10.0.{i}.1/24 dev r{s}")
+            hops = self.hops(s)
+            for k, (ns, addr, nxt, plen) in enumerate(hops):
+                last = k == len(hops) - 1
+                up = "wan" if k == 0 else "nout"
+                peer, pif = ("r", "r" + s) if last else (hops[k + 1][0], "nin")
+                veth(ns, up, peer, pif)
+                cmds[ns] += [f"addr add {addr}/{plen} dev {up}", f"route add default via {nxt}"]
+                cmds[peer].append(f"addr add {nxt}/{plen} dev {pif}")
+                if k:  # a NAT
+                    rules = self.tmp / f"{ns}.nft"
+                    rules.write_text(self.ns_rules(ns, s))
+                    shell[ns] += ["sysctl -qw net.ipv4.ip_forward=1", f"nft -f {rules}"]
         for n in names:
             self.ipb(n, links[n])
         for n in names:
@@ -146,13 +158,13 @@ class DemoBed(DhtBed):
         auth_pub = sh(PEAK, "overlay", "--authority-pub", str(auth)).stdout.strip()
         self.ids = {}
         for s in SITES:
-            i, key = self.idx(s), self.tmp / f"{s}.key"
+            key = self.tmp / f"{s}.key"
             sh(PEAK, "overlay", "--genkey", str(key))
             site_id = sh(PEAK, "overlay", "--site-id", str(key)).stdout.strip()
             self.ids[s] = site_id[:8]  # the start of the X25519 key names it at the others
             cert = sh(PEAK, "overlay", "--certify", str(auth), "--site", site_id, "--prefix",
                       f"fd00:{s}::/64").stdout.strip()
-            locator = f"192.168.{i}.2" if s in NATED else f"10.0.{i}.2"
+            locator = self.hops(s)[0][1]
             (self.tmp / f"{s}.yaml").write_text(
                 f"tun: ov0\naddress: fd00:{s}::1\nicmp-rate: 100\n"
                 f"gateway:\n  listen: 0.0.0.0:{PORT}\n  private-key-file: {key}\n"
@@ -256,12 +268,46 @@ def peak_part():
     return failed
 
 
+def matrix_part():
+    """The NAT matrix (tests/overlay/nat_matrix.py, its topology there): ten sites, public or
+    behind full-cone, address-restricted, symmetric and double NATs; every host pings every
+    other and echoes 16 KiB over TCP; prints the matrix. Returns the number of pairs that
+    went otherwise than expected (or 1 if the bed failed)."""
+    from nat_matrix import KIND, MatrixBed, check, print_matrix, run_matrix
+    t0 = time.monotonic()
+    b = MatrixBed(pathlib.Path(tempfile.mkdtemp(prefix="ovdemo-nat")))
+    kinds = ", ".join(f"{s} {k}" for s, k in KIND.items())
+    print(f"\nNAT matrix: {len(KIND)} sites ({kinds}); namespaces {b.p}*")
+    failed = 0
+    try:
+        b.build()
+        b.start_dhtnode()
+        b.start_all()
+        print(f"daemons ready ({time.monotonic() - t0:.1f} s)")
+        m = run_matrix(b)
+        print_matrix(b, m)
+        for x in check(m):
+            failed += 1
+            print("  UNEXPECTED:", x)
+    except (Exception, pytest.fail.Exception) as e:  # noqa: BLE001 (reported; cleaned up)
+        failed += 1
+        print(f"  FAILED: {e}")
+    finally:
+        b.cleanup()
+        shutil.rmtree(b.tmp, ignore_errors=True)
+    print(f"NAT matrix: {'as expected' if not failed else f'{failed} unexpected'} "
+          f"({time.monotonic() - t0:.0f} s); daemons stopped, namespaces removed")
+    return failed
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--secs", type=int, default=3)
     ap.add_argument("--pings", type=int, default=10, help="echoes per pair for the RTTs")
     ap.add_argument("--peak-only", action="store_true",
                     help="only the PEAK-over-the-overlay part")
+    ap.add_argument("--no-matrix", action="store_true",
+                    help="without the NAT matrix (tests/overlay/nat_matrix.py runs it alone)")
     a = ap.parse_args()
     if os.geteuid() != 0:
         print("demo-overlay: needs root (network namespaces)", file=sys.stderr)
@@ -349,6 +395,8 @@ def main():
     finally:
         b.cleanup()
         shutil.rmtree(b.tmp, ignore_errors=True)
+    if not a.no_matrix:
+        failed += matrix_part()
     failed += peak_part()
     n = len(SITES) * (len(SITES) - 1)
     print(f"demo done in {time.monotonic() - t0:.0f} s: {n - unreached}/{n} pairs reached"

@@ -1,13 +1,16 @@
 #!/usr/bin/python3
-"""The overlay's NAT matrix (root): eight sites, two public and two behind each of three
-kinds of NAT built with nftables, find each other through OpenDHT and every host pings every
-other over IPv6 and opens a TCP connection to it. The matrix says, for each ordered pair, how
-the first packets went (direct to a public gateway, to a NAT's public mapping, or punched
-through both NATs), how long the first answer took (the DHT lookups included), or why the
-pair is relayed: two NATs that both map ports per destination cannot be punched, so the
-gateways send through a relay, a site whose NAT is not endpoint-dependent (`show peers` state
-`relayed via NAME`; without a usable relay the pair is unreachable, ICMPv6 address
-unreachable to the host and state unreachable:both-nats-endpoint-dependent).
+"""The overlay's NAT matrix (root): ten sites, two public, two behind each of three kinds
+of NAT built with nftables and two behind two NATs in series, find each other through
+OpenDHT and every host pings every other over IPv6 and opens a TCP connection to it. The
+matrix says, for each ordered pair, how the first packets went (direct to a public gateway,
+to a NAT's public mapping, or punched through both NATs), how long the first answer took
+(the DHT lookups included), or why the pair is relayed: no hole can be punched when both
+NATs map ports per destination (known from the sites' records), or when one does and the
+other filters by port (found by trying: nothing answers for three keepalive periods), so
+the gateways send through a relay, a site whose NAT is not endpoint-dependent (`show peers`
+state `relayed via NAME`; without a usable relay a pair of endpoint-dependent NATs is
+unreachable, ICMPv6 address unreachable to the host and state
+unreachable:both-nats-endpoint-dependent).
 
 NAT kinds (RFC 4787 terms), in the NAT namespace natN between gN (192.168.N.2) and r:
   full cone   endpoint-independent mapping (port-preserving masquerade) and filtering
@@ -16,14 +19,21 @@ NAT kinds (RFC 4787 terms), in the NAT namespace natN between gN (192.168.N.2) a
               forwarded only from addresses the gateway sent to lately (a dynamic nft set)
   symmetric   endpoint-dependent mapping (masquerade fully-random: a random port per
               destination), only replies come in (conntrack)
+  double      a home NAT hnatN (port-preserving masquerade) into a carrier network, then a
+              carrier NAT natN (port-preserving masquerade): endpoint-independent mapping,
+              address-and-port-dependent filtering (only replies come in)
+  double-random  the same, the carrier NAT with fully-random ports: endpoint-dependent
 Nothing unsolicited reaches a NAT itself (ct state new drop on its input).
 
-    h1..h8 fd00:N::2 (each on its own LAN behind gN fd00:N::1, `peak overlay` + OpenDHT)
+    h1..h10 fd00:N::2 (each on its own LAN behind gN fd00:N::1, `peak overlay` + OpenDHT)
     g1 10.0.1.2   g2 10.0.2.2                      public
     g3, g4   -> nat3, nat4 (10.0.N.2)              full cone
     g5, g6   -> nat5, nat6                         restricted
     g7, g8   -> nat7, nat8                         symmetric
-      all uplinks (10.0.N.1) on r; r 10.0.9.1 -- dn 10.0.9.2 dhtnode :4222
+    g9  192.0.2.2  -> hnat9  198.51.100.2  -> nat9  203.0.113.2    double
+    g10 192.0.2.18 -> hnat10 198.51.100.18 -> nat10 203.0.113.18   double-random
+      (each link a /28; the next hop is .1 or .17)
+      all uplinks (10.0.N.1, 203.0.113.1 and .17) on r; r 10.0.9.1 -- dn 10.0.9.2 dhtnode
 
 Usage: tests/overlay/nat_matrix.py [--keep] (prints the matrix; exit 0 if it is as expected;
 --keep: the daemons' logs and configurations are kept)"""
@@ -43,30 +53,56 @@ from ovbed import nsx  # noqa: E402
 from test_overlay_dht import PORT  # noqa: E402
 
 KIND = {"1": "public", "2": "public", "3": "full-cone", "4": "full-cone",
-        "5": "restricted", "6": "restricted", "7": "symmetric", "8": "symmetric"}
+        "5": "restricted", "6": "restricted", "7": "symmetric", "8": "symmetric",
+        "9": "double", "10": "double-random"}
 SITES = tuple(KIND)
 NATED = tuple(s for s in SITES if KIND[s] != "public")
-ABBR = {"public": "pub", "full-cone": "cone", "restricted": "rstr", "symmetric": "sym"}
+DOUBLE = tuple(s for s in SITES if KIND[s].startswith("double"))
+ABBR = {"public": "pub", "full-cone": "cone", "restricted": "rstr", "symmetric": "sym",
+        "double": "2nat", "double-random": "2nat-r"}
+# what the sites' NATs are, as seen from outside (RFC 4787): endpoint-dependent mapping (a
+# port per destination), and port-dependent filtering (only from the address and port sent to)
+EDM = {"symmetric", "double-random"}
+PORT_FILTER = {"double"}
 UNPUNCHABLE = "unreachable:both-nats-endpoint-dependent"
 RELAYED = re.compile(r"state relayed via (\S+)$")
 
 
+def edm(s):
+    """True if site s's NAT maps ports per destination (endpoint-dependent)."""
+    return KIND[s] in EDM
+
+
+def can_relay(r):
+    """True if site r can relay for the pairs that are relayed (each has an endpoint-dependent
+    site, which reaches r only if r's NAT neither maps per destination nor filters by port)."""
+    return KIND[r] not in EDM and KIND[r] not in PORT_FILTER
+
+
 def expect_relayed(s, o):
-    """The pairs no hole can be punched for (both NATs endpoint-dependent): relayed."""
-    return KIND[s] == KIND[o] == "symmetric"
+    """The pairs no hole can be punched for, relayed: both NATs endpoint-dependent, or one
+    endpoint-dependent and the other filtering by port (the port the first maps for the
+    second cannot be known, so the second's NAT never lets its packets in)."""
+    return (edm(s) and edm(o)) or (edm(s) and KIND[o] in PORT_FILTER) or (
+        edm(o) and KIND[s] in PORT_FILTER)
 
 
 def nat_rules(kind, i):
-    """The nftables ruleset of site i's NAT."""
+    """The nftables ruleset of site i's NAT (kind: full-cone, restricted, symmetric, or
+    masquerade: port-preserving, only replies in). A port forward takes only packets to the
+    NAT's own address (fib daddr type local): one to an address it had before a move is no
+    longer its (forwarded, the gateway answered from the old address through conntrack, and
+    a peer probing a stale DHT record kept two paths alive: see test_locator_moves)."""
     gw = f"192.168.{i}.2"
     drop_new = ("table ip filter {\n chain input {\n  type filter hook input priority 0;\n"
                 '  iifname "nout" ct state new drop\n }\n}\n')
-    if kind == "symmetric":
+    if kind in ("symmetric", "masquerade"):
+        how = " fully-random" if kind == "symmetric" else ""
         return ("table ip nat {\n chain post {\n  type nat hook postrouting priority 100;\n"
-                '  oifname "nout" masquerade fully-random\n }\n}\n' + drop_new)
+                f'  oifname "nout" masquerade{how}\n }}\n}}\n' + drop_new)
     if kind == "full-cone":
         return ("table ip nat {\n chain pre {\n  type nat hook prerouting priority -100;\n"
-                f'  iifname "nout" udp dport {PORT} dnat to {gw}\n }}\n'
+                f'  iifname "nout" fib daddr type local udp dport {PORT} dnat to {gw}\n }}\n'
                 " chain post {\n  type nat hook postrouting priority 100;\n"
                 '  oifname "nout" masquerade\n }\n}\n' + drop_new)
     assert kind == "restricted"
@@ -75,7 +111,8 @@ def nat_rules(kind, i):
             " chain out {\n  type filter hook forward priority 0;\n"
             '  oifname "nout" update @seen { ip daddr }\n }\n'
             " chain pre {\n  type nat hook prerouting priority -100;\n"
-            f'  iifname "nout" udp dport {PORT} ip saddr @seen dnat to {gw}\n }}\n'
+            f'  iifname "nout" fib daddr type local udp dport {PORT} ip saddr @seen '
+            f'dnat to {gw}\n }}\n'
             " chain post {\n  type nat hook postrouting priority 100;\n"
             '  oifname "nout" masquerade\n }\n}\n' + drop_new)
 
@@ -90,13 +127,35 @@ class MatrixBed(DemoBed):
     def __init__(self, tmp):
         super().__init__(tmp)
         self.p = f"nm{os.getpid() % 10000}"
-        self.addr = {s: f"10.0.{s}.2" for s in SITES}  # where s's packets come from
+        # where s's packets come from
+        self.addr = {s: self.hops(s)[-1][1] for s in SITES}
 
     def public(self, s):
         return self.addr[s]
 
+    def hops(self, s):
+        """A double-NATed site's uplink: gateway, home NAT hnat<s> (port-preserving
+        masquerade) into a carrier network, carrier NAT nat<s> to r, each link a /28 of its
+        documentation range (192.0.2.0/24, 198.51.100.0/24, 203.0.113.0/24); the others'
+        as DemoBed's."""
+        if s not in DOUBLE:
+            return super().hops(s)
+        k = 16 * DOUBLE.index(s)
+        return [(f"g{s}", f"192.0.2.{k + 2}", f"192.0.2.{k + 1}", 28),
+                (f"hnat{s}", f"198.51.100.{k + 2}", f"198.51.100.{k + 1}", 28),
+                (f"nat{s}", f"203.0.113.{k + 2}", f"203.0.113.{k + 1}", 28)]
+
     def nat_rules(self, s):
         return nat_rules(KIND[s], s)
+
+    def ns_rules(self, ns, s):
+        """A double NAT's home NAT masquerades (port-preserving), its carrier NAT too, or
+        with fully-random ports (double-random); the other NATs as nat_rules."""
+        if s not in DOUBLE:
+            return self.nat_rules(s)
+        if ns.startswith("hnat") or KIND[s] == "double":
+            return nat_rules("masquerade", s)
+        return nat_rules("symmetric", s)
 
     def start_all(self):
         """Starts every site's daemon at once, then waits until each is ready (one by one
@@ -193,7 +252,7 @@ def tcp_matrix(b, pairs):
     """A TCP connection with 16 KiB echoed for each (s, o) of pairs; {(s, o): 'ok' | why}."""
     servers = [subprocess.Popen(["ip", "netns", "exec", b.n(f"h{s}"), sys.executable, "-c",
                                  TCP_SERVER], stdout=subprocess.PIPE, text=True)
-               for s in SITES]
+               for s in b.SITES]
     res = {}
     try:
         for p in servers:
@@ -201,7 +260,7 @@ def tcp_matrix(b, pairs):
         clients = {s: subprocess.Popen(
             ["ip", "netns", "exec", b.n(f"h{s}"), sys.executable, "-c", TCP_CLIENT]
             + [f"fd00:{o}::2" for (x, o) in pairs if x == s],
-            stdout=subprocess.PIPE, text=True) for s in SITES}
+            stdout=subprocess.PIPE, text=True) for s in b.SITES}
         for s, c in clients.items():
             out, _ = c.communicate(timeout=60)
             for line in out.splitlines():
@@ -234,8 +293,8 @@ def run_matrix(b, deadline_s=15, log=print):
     def published_kind():
         for s in SITES:
             m = b.metrics(s)
-            edm = m.get("peak_overlay_gw_nat_endpoint_dependent", 0) == 1
-            if edm != (KIND[s] == "symmetric") or (s in NATED and m.get(
+            is_edm = m.get("peak_overlay_gw_nat_endpoint_dependent", 0) == 1
+            if is_edm != edm(s) or (s in NATED and m.get(
                     "peak_overlay_dht_locators", 0) < 2):
                 return False
         return True
@@ -275,7 +334,7 @@ def _until(fn, timeout, every=0.2):
 
 def print_matrix(b, m, log=print):
     """The matrix: a row per source, a column per destination."""
-    w = 16
+    w = 15
     log("NAT matrix (row: from, column: to; how the first packets went, seconds to the "
         "first answer, T: a TCP connection echoed 16 KiB):")
     log(" " * 10 + "".join(f"{s + ' ' + ABBR[KIND[s]]:<{w}}" for s in SITES))
@@ -297,7 +356,9 @@ def print_matrix(b, m, log=print):
         log(f"{s + ' ' + ABBR[KIND[s]]:<10}" + "".join(cells))
     for (s, o), c in sorted(m.items()):
         if c["how"].startswith("relayed"):
-            log(f"  {s} -> {o}: {c['how']} (both NATs endpoint-dependent)")
+            why = ("both NATs endpoint-dependent" if edm(s) and edm(o) else
+                   "one NAT endpoint-dependent, the other filtering by port")
+            log(f"  {s} -> {o}: {c['how']} ({why})")
         if not c["ok"]:
             log(f"  {s} -> {o}: {c['how']}"
                 f"{'; the host got ICMPv6 address unreachable' if c['icmp_unreach'] else ''}")
@@ -314,7 +375,7 @@ def check(m):
             continue
         if expect_relayed(s, o):
             if not c["how"].startswith("relayed via "):
-                bad.append(f"{s} -> {o}: expected relayed (both symmetric), got {c}")
+                bad.append(f"{s} -> {o}: expected relayed, got {c}")
             continue
         want = "direct" if o not in NATED else ("punched" if s in NATED else "mapping")
         if c["how"] != want:
@@ -329,7 +390,7 @@ def main():
     t0 = time.monotonic()
     b = MatrixBed(pathlib.Path(tempfile.mkdtemp(prefix="ovnat")))
     try:
-        print(f"NAT matrix: 8 sites, namespaces {b.p}*")
+        print(f"NAT matrix: {len(SITES)} sites, namespaces {b.p}*")
         b.build()
         b.start_dhtnode()
         b.start_all()

@@ -18,6 +18,11 @@
  *   a record at another address (the site moved) gives the endpoint, port and all.
  * - After a peer told G a new address of G's (G moved), each peer's first packet is answered
  *   at once (it may just have opened its NAT toward G's new address), later ones are not.
+ * - One NAT endpoint-dependent (the peer's) and G's packets unanswered: G sends directly
+ *   until a peer counts as silent, then through a relay (the other NAT filters by port, so no
+ *   hole can be punched); meanwhile it takes the peer's relayed packets (the far end may judge
+ *   first); a silent peer whose NAT is not endpoint-dependent either is never relayed; the
+ *   peer's own packet brings the direct path back.
  */
 #include "../unit/test.h"
 
@@ -457,6 +462,51 @@ static void test_first_packet_since_move_answered(void **state)
 	close(a.fd), close(x.fd);
 }
 
+static void test_one_sided_relayed_after_trying(void **state)
+{
+	(void)state;
+	struct site r, o, b;
+	uint8_t body[OVW_INNER_MAX], pkt[48];
+	site_init(&r, 1), site_init(&o, 2), site_init(&b, 3);
+	learn(&r, false); /* can relay */
+	learn(&o, true);  /* behind a symmetric NAT; G's NAT filters by port: O never hears G */
+	learn(&b, false); /* silent too, but no NAT of the pair maps per destination */
+	send_g(&r, OVW_KEEPALIVE, NULL, 0);
+	assert_false(gw_nat_edm(gw));
+	drain(&r), drain(&o);
+	assert_int_equal(output_to(&o), 0); /* tried directly first */
+	assert_int_equal(recv_type(&o, OVW_DATA, body), 48);
+	assert_int_equal(recv_wait(&r, OVW_RELAY, body, 200), -1);
+	/* O's packet relayed by R before G judges: taken (was: dropped, both NATs had to be
+	 * endpoint-dependent) */
+	send_g(&r, OVW_RELAYED, pkt, ip6(pkt, 2, 0xa));
+	assert_int_equal(input_calls, 1);
+	assert_int_equal(metric("peak_overlay_gw_dropped_total{reason=\"relayed\"}"), 0);
+	/* unanswered for three keepalive periods and the slack, R heard meanwhile: relayed */
+	uint64_t end = peak_mono_ms() + 10000;
+	while (!show_has("state relayed via ") && peak_mono_ms() < end) {
+		send_g(&r, OVW_KEEPALIVE, NULL, 0);
+		gw->ops->timer(gw, peak_mono_ms());
+		poll(NULL, 0, 200);
+	}
+	assert_true(show_has("state relayed via "));
+	drain(&r), drain(&o), drain(&b);
+	assert_int_equal(output_to(&o), 0);
+	assert_int_equal(recv_type(&r, OVW_RELAY, body), 48);
+	assert_int_equal(recv_wait(&o, OVW_DATA, body, 200), -1);
+	assert_int_equal(metric("peak_overlay_gw_nat_relayed_total"), 1);
+	/* B, as silent, goes direct: no NAT of that pair maps per destination */
+	assert_int_equal(output_to(&b), 0);
+	assert_int_equal(recv_type(&b, OVW_DATA, body), 48);
+	/* O is heard directly after all: direct again */
+	send_g(&o, OVW_KEEPALIVE, NULL, 0);
+	drain(&r), drain(&o);
+	assert_int_equal(output_to(&o), 0);
+	assert_int_equal(recv_type(&o, OVW_DATA, body), 48);
+	assert_int_equal(recv_wait(&r, OVW_RELAY, body, 200), -1);
+	close(r.fd), close(o.fd), close(b.fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -465,6 +515,7 @@ int main(void)
 	    cmocka_unit_test_setup_teardown(test_chooser_moves_then_unreachable, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_edm_peer_keeps_its_port, setup, teardown),
 	    cmocka_unit_test_setup_teardown(test_first_packet_since_move_answered, setup, teardown),
+	    cmocka_unit_test_setup_teardown(test_one_sided_relayed_after_trying, setup, teardown),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
