@@ -8,9 +8,9 @@
 #   make          install missing build dependencies (as root), configure, build build/peak
 #   make test     the same, then every test suite; ends with 'N passed, N failed'
 #   make bench    the benchmark suite: PEAK vs direct, nginx, HAProxy; DNS vs NSD, Knot;
-#                 the XDP filter vs nftables; the overlay vs VXLAN, wireguard-go, Yggdrasil;
-#                 steering by load; writes bench/results/REPORT.md with SVG plots
-#                 (root, ~40 min)
+#                 the XDP filter vs nftables; the overlay vs VXLAN, wireguard-go, Yggdrasil,
+#                 and its part-2 targets (multicast, relay, failover gaps); steering by load;
+#                 writes bench/results/REPORT.md with SVG plots (root, ~45 min)
 #   make bench-filter  the XDP filter vs nftables alone: bench/results/filter.md (root, ~6 min)
 #   make bench-quick  the same, one short run per cell, into bench/results/quick/ (root,
 #                 under 3 min)
@@ -74,6 +74,9 @@ bench: all
 	/usr/bin/python3 bench/filter/run.py
 	/usr/bin/python3 bench/overlay/compare.py
 	/usr/bin/python3 bench/overlay/dht_churn.py
+	/usr/bin/python3 bench/overlay/mcast.py --runs 5
+	/usr/bin/python3 bench/overlay/relay.py --secs 5 --runs 5
+	/usr/bin/python3 bench/overlay/gaps.py --runs 5
 	/usr/bin/python3 bench/h3/run.py
 	/usr/bin/python3 bench/store/run.py
 	/usr/bin/python3 bench/steer/run.py

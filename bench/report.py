@@ -1,9 +1,13 @@
 #!/usr/bin/python3
 """Writes bench/results/REPORT.md and its SVG plots (gnuplot) from the ingress benchmark's
 JSON (bench/ingress/run.py), the DNS benchmark's table (bench/dns/run.sh), the filter's
-(bench/filter/run.py) and the HTTP/3 benchmark's JSON (bench/h3/run.py).
+(bench/filter/run.py), the HTTP/3 benchmark's JSON (bench/h3/run.py), and those of the
+other benches under bench/results/ that exist (the overlay's: compare.py, its fast-path run,
+dht_churn.py, and part 2's mcast.py, relay.py and gaps.py; store, steering, control plane).
 Every figure is the median over the runs of its cell; the tables say how many.
-Usage: bench/report.py [--in FILE] [--dns FILE] [--filter FILE] [--h3 FILE] [--out DIR]"""
+Usage: bench/report.py [--in FILE] [--dns FILE] [--filter FILE] [--h3 FILE]
+       [--overlay-mcast FILE] [--overlay-relay FILE] [--overlay-gaps FILE] [--out DIR]
+(bench/report.py --help lists the rest)"""
 import argparse
 import json
 import os
@@ -130,9 +134,9 @@ H3_WHAT = {"proposed": "peak h3 ingress, HTTP/3 in and out",
            "caddy": "Caddy, HTTP/3 in, HTTP/2 over TLS out"}
 
 
-def plot_bars(fname, title, ylabel, labels, series, out_dir):
+def plot_bars(fname, title, ylabel, labels, series, out_dir, extra=""):
     """A clustered bar chart: labels along x, series [(title, [value per label])]; a missing
-    value (None) draws no bar."""
+    value (None) draws no bar; extra: gnuplot commands before the plot (lines, ranges)."""
     with open(os.path.join(out_dir, "bars.dat"), "w") as f:
         for i, lab in enumerate(labels):
             f.write(f'"{lab}" ' + " ".join("NaN" if v[i] is None else f"{v[i]:.3f}"
@@ -149,7 +153,7 @@ set style fill solid 0.8 border -1
 set yrange [0:*]
 set key top left
 set grid ytics
-plot {plots}
+{extra}plot {plots}
 """, out_dir)
     os.unlink(os.path.join(out_dir, "bars.dat"))
 
@@ -359,13 +363,149 @@ plot 'overlay.dat' using {col}:xtic(1) with boxes notitle
     return L, plots
 
 
+def load_json(path):
+    """The JSON document at path, or None when there is no such file."""
+    if not path or not os.path.exists(path):
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def overlay2_section(mcast, relay, gaps, fastpath, out_dir):
+    """The IPv6 overlay, part 2 (issue 21): each figure against its target with the command
+    that produced it, from the JSON of bench/overlay/mcast.py, relay.py and gaps.py (and the
+    fast path's run of compare.py, whose own section is above), and SVG plots per run
+    (overlay2-mcast.svg, overlay2-relay.svg, overlay2-gaps.svg). A JSON that does not exist
+    leaves its rows and plot out; none at all, the section. Returns (lines, [(svg, title)])."""
+    m, r, g, fp = (load_json(x) for x in (mcast, relay, gaps, fastpath))
+    fpm = (fp or {}).get("median", {}).get("peak-fast", {})
+    if not (m or r or g or "gbit" in fpm):
+        return [], []
+    rows, plots = [], []
+
+    def row(what, target, value, met, runs, cmd):
+        rows.append(f"| {what} | {target} | {value} | {'met' if met else 'not met'} | "
+                    f"{runs} | `{cmd}` |")
+    if m:
+        cmd = m.get("command") or (f"bench/overlay/mcast.py --members {m['members']} --count "
+                                   f"{m['count']} --runs {len(m['runs'])} --size {m['size']}")
+        row(f"multicast fan-out to {m['members']} sites over unicast to the same sites "
+            "(datagrams/s delivered)", f"at least {m['target']:.2f}",
+            f"{m['median_ratio']:.2f}", m["median_ratio"] >= m["target"],
+            " / ".join(f"{x['ratio']:.2f}" for x in m["runs"]), cmd)
+    if g and "resiliency" in g:
+        x = g["resiliency"]
+        row("resiliency: longest echo gap when the direct path is cut (ms)",
+            f"at most {x['target_ms']:.0f}", f"{x['median_ms']:.0f}", x["met"],
+            " / ".join(f"{e['gap_ms']:.0f}" for e in x["each"]), g["command"])
+    if g and "anycast" in g:
+        x = g["anycast"]
+        row("anycast: failover gap when the nearest gateway dies (ms)",
+            f"at most {x['target_ms']:.0f}", f"{x['median_ms']:.0f}", x["met"],
+            " / ".join(f"{e['gap_ms']:.0f}" for e in x["each"]), g["command"])
+    if "gbit" in fpm:
+        per = [e["peak-fast"]["gbit"] for e in fp.get("each", [])
+               if "gbit" in e.get("peak-fast", {})]
+        row("BPF fast path, one TCP flow (Gbit/s; its section above)", "at least 10",
+            f"{fpm['gbit']:.2f}", fpm["gbit"] >= 10, " / ".join(f"{v:.2f}" for v in per),
+            fp["command"])
+    if r:
+        x = r["median"]
+        cmd = r.get("command") or f"bench/overlay/relay.py --secs {r['secs']} --runs {r['runs']}"
+        row("relayed through a third gateway over direct, one TCP flow (throughput)",
+            f"at least {r['target_ratio']:.2f}", f"{x['ratio']:.2f}",
+            x["ratio"] >= r["target_ratio"], " / ".join(f"{e['ratio']:.2f}" for e in r["each"]),
+            cmd)
+    L = ["## The IPv6 overlay, part 2: the issue's targets (bench/overlay/)\n",
+         "Issue 21's figures, each the median of its bench's runs (per run beside it), "
+         "measured in network namespaces on this shared 2-CPU machine: the spread is its "
+         "load. Multicast (`mcast.py`): datagrams per second received at all member sites, "
+         "one sender sending to the group (its gateway replicates) against the same sender "
+         "sending to each member's own address, back to back. Gaps (`gaps.py`): on the "
+         "three public sites of the namespace tests, the longest time without an echo of a "
+         "10 ms UDP stream after the router starts dropping the direct path (the resiliency "
+         "slave relays through the third site); and from a flow's last answer from the "
+         "nearest anycast site to its first from the next when the nearest gateway's daemon "
+         "stops. Fast path: its run of `compare.py`, in the section above. Relay "
+         "(`relay.py`): one TCP flow (iperf3) direct, and with the router dropping the direct "
+         "path so that both ends relay through the third gateway, back to back. Commands run "
+         "as root from the source tree with `PEAK_BIN=$PWD/build/peak`.\n",
+         "| figure | target | median | verdict | runs | command |",
+         "|---|---|---:|---|---|---|"] + rows + [""]
+    if g and ("resiliency" in g or "anycast" in g):
+        def per(x, key, spec=".0f"):
+            return " / ".join(format(e.get(key, float("nan")), spec) for e in x)
+        t = [f"Gaps, per run (beds: {g.get('beds', 'one')}; load average "
+             f"{g['machine']['load_before']} when the bench started):"]
+        if "resiliency" in g:
+            x = g["resiliency"]["each"]
+            t.append(f"resiliency (`dead-ms: {g['resiliency']['dead_ms']}`): both ends "
+                     f"relaying (as polled) after {per(x, 'both_relayed_s', '.2f')} s; echoes "
+                     f"lost {per(x, 'lost_ms')} ms worth (10 ms each); direct again "
+                     f"{per(x, 'direct_again_s', '.2f')} s after the link came back;")
+        if "anycast" in g:
+            x = g["anycast"]["each"]
+            t.append(f"anycast: from the stop of gB's daemon to C's first answer "
+                     f"{per(x, 'stop_to_c_ms')} ms;")
+        t.append("sends the probe budget held back at gA during each run (probes and echoes, "
+                 "every peer): " + "; ".join(f"{k} {per(g[k]['each'], 'budget_limited')}"
+                                              for k in ("resiliency", "anycast") if k in g)
+                 + ". A silent peer is given up after `dead-ms` and two unanswered probes, or "
+                 "after twice `dead-ms` when the budget held the probes back.\n")
+        L.append(" ".join(t))
+    if m:
+        lost = [m["count"] * m["members"] - x["uni"]["received"] for x in m["runs"]]
+        L.append(f"Multicast, per run: {m['count']} datagrams of {m['size']} bytes per site; "
+                 "multicast lost " + " / ".join(str(m["count"] * m["members"] - x["mcast"][
+                     "received"]) for x in m["runs"]) + ", unicast " +
+                 " / ".join(str(v) for v in lost) + " (the unicast sender's datagrams its "
+                 "gateway could not take in: counted, not retried).\n")
+    if m:
+        plot_bars("overlay2-mcast.svg", f"Datagrams/s delivered to {m['members']} sites "
+                  f"(median ratio {m['median_ratio']:.2f})", "datagrams/s, all sites",
+                  [f"run {i + 1}" for i in range(len(m["runs"]))],
+                  [("multicast (gateway replicates)", [x["mcast"]["pps"] for x in m["runs"]]),
+                   ("unicast to each site", [x["uni"]["pps"] for x in m["runs"]])], out_dir,
+                  "set key below\n")
+        plots.append(("overlay2-mcast.svg", "Multicast against unicast fan-out, per run"))
+    if r:
+        plot_bars("overlay2-relay.svg", f"One TCP flow, direct and relayed (median ratio "
+                  f"{r['median']['ratio']:.2f})", "Gbit/s",
+                  [f"run {i + 1}" for i in range(len(r["each"]))],
+                  [("direct", [e["direct"]["gbit"] for e in r["each"]]),
+                   ("relayed through a third gateway", [e["relayed"]["gbit"] for e in r["each"]])],
+                  out_dir, "set key below\n")
+        plots.append(("overlay2-relay.svg", "Relayed against direct throughput, per run"))
+    if g and ("resiliency" in g or "anycast" in g):
+        kinds = [(k, t) for k, t in (("resiliency", "resiliency: path cut"),
+                                     ("anycast", "anycast: nearest gateway stops")) if k in g]
+        n = max(len(g[k]["each"]) for k, _ in kinds)
+        series = [(t, [e["gap_ms"] for e in g[k]["each"]] + [None] * (n - len(g[k]["each"])))
+                  for k, t in kinds]
+        top = max([g[k]["target_ms"] for k, _ in kinds] +
+                  [v for _, s in series for v in s if v is not None])
+        # the targets: dashed lines, named in the right margin (clear of the bars)
+        extra = "".join(f"set arrow from graph 0,first {g[k]['target_ms']} to graph 1,first "
+                        f"{g[k]['target_ms']} nohead dashtype 2\nset label '{k} target' at "
+                        f"graph 1.01,first {g[k]['target_ms']} left\n"
+                        for k, _ in kinds) + (f"set yrange [0:{top * 1.15:.0f}]\n"
+                                              "set key below\nset rmargin at screen 0.8\n")
+        plot_bars("overlay2-gaps.svg", "Failover gaps per run (dashed: targets)",
+                  "ms without an answer",
+                  [f"run {i + 1}" for i in range(n)], series, out_dir, extra)
+        plots.append(("overlay2-gaps.svg", "Resiliency and anycast gaps, per run"))
+    for fn, title in plots:
+        L.append(f"![{title}]({fn})\n")
+    return L, plots
+
+
 def dht_churn_section(path):
     """The DHT under churn (bench/overlay/dht_churn.py's JSON): its rounds as a table."""
     if not os.path.exists(path):
         return []
     with open(path) as f:
         d = json.load(f)
-    L = [f"## The overlay's DHT as a quarter of its nodes dies (bench/overlay/dht_churn.py)\n",
+    L = ["## The overlay's DHT as a quarter of its nodes dies (bench/overlay/dht_churn.py)\n",
          f"{d['nodes']} DHT nodes ({d['gateways']} `peak overlay` gateways, {d['dhtnodes']} "
          f"dhtnodes), {d['killed']} dhtnodes killed with SIGKILL; in each round every site looks "
          f"every other up at once, route caches cold (`{d['command']}`). Target: "
@@ -496,6 +636,12 @@ def main():
                     default=os.path.join(HERE, "results", "overlay-dht-churn.json"))
     ap.add_argument("--overlay-fastpath",
                     default=os.path.join(HERE, "results", "overlay-fastpath.json"))
+    ap.add_argument("--overlay-mcast",
+                    default=os.path.join(HERE, "results", "overlay-mcast.json"))
+    ap.add_argument("--overlay-relay",
+                    default=os.path.join(HERE, "results", "overlay-relay.json"))
+    ap.add_argument("--overlay-gaps",
+                    default=os.path.join(HERE, "results", "overlay-gaps.json"))
     ap.add_argument("--h3", default=os.path.join(HERE, "results", "h3.json"))
     ap.add_argument("--store", default=os.path.join(HERE, "results", "store.json"))
     ap.add_argument("--steer", default=os.path.join(HERE, "results", "steer.md"))
@@ -758,6 +904,11 @@ def main():
     L.extend(ov_lines)
     for f, t in ov_plots:
         w(f"![{t}]({f})\n")
+    plots.extend(ov_plots)
+    # the rest of the overlay's part 2 (issue 21): its targets, the fast path's included
+    ov_lines, ov_plots = overlay2_section(a.overlay_mcast, a.overlay_relay, a.overlay_gaps,
+                                          a.overlay_fastpath, a.out)
+    L.extend(ov_lines)
     plots.extend(ov_plots)
     L += dht_churn_section(a.dht_churn)
     L += store_section(a.store, a.out)

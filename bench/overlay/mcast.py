@@ -170,7 +170,8 @@ def main():
                 p.wait()
         b.cleanup()
     ratio = statistics.median(r["ratio"] for r in rows)
-    doc = {"members": a.members, "count": a.count, "size": a.size, "runs": rows,
+    doc = {"command": " ".join(["bench/overlay/mcast.py"] + sys.argv[1:]),
+           "members": a.members, "count": a.count, "size": a.size, "runs": rows,
            "median_ratio": ratio, "target": TARGET, "host": platform.node(),
            "loadavg": os.getloadavg()}
     pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)

@@ -142,7 +142,9 @@ def main():
     ratio = statistics.median(r["ratio"] for r in each)
     cpg = {m: statistics.median(r[m]["cpu_s_per_gbit"] for r in each)
            for m in ("direct", "relayed")}
-    res = {"bench": "overlay-relay", "secs": a.secs, "runs": a.runs, "target_ratio": TARGET,
+    res = {"bench": "overlay-relay",
+           "command": " ".join(["bench/overlay/relay.py"] + sys.argv[1:]), "secs": a.secs,
+           "runs": a.runs, "target_ratio": TARGET,
            "machine": {"nproc": os.cpu_count(), "kernel": platform.release()},
            "median": {"direct_gbit": med["direct"], "relayed_gbit": med["relayed"],
                       "ratio": ratio, "direct_cpu_s_per_gbit": cpg["direct"],
