@@ -7,7 +7,8 @@
  * flows. Past it, a handover lasts while the program delivered a packet to the old owner
  * within the last MS (both nodes see the same packets: the new owner's node forwards them
  * to the old one's), and at most HO_LINGER_MAX_MS, so a long-lived connection outlives the
- * window instead of being reset by the new owner once its node forgets it. The program is
+ * window instead of being reset by the new owner once its node forgets it; and on the new
+ * owner's node not before the routes lead there (HO_ROUTES_MAX_MS). The program is
  * attached to the node's uplink (the device of the controller link's local address, or
  * --handover-dev) while a handover is open, and taken off when none is, so that packets pay
  * nothing for it outside handovers. */
@@ -43,6 +44,8 @@ enum {
 	HO_COUNTERS_MS = 1000, /* how often the program's counters are read for the metrics */
 	HO_LINGER_MAX_MS = 3600 * 1000, /* the longest a handover lasts past its deadline while
 	                                 * the old owner's connections are active */
+	HO_ROUTES_MAX_MS = 30000, /* on the new owner's node, the longest a handover waits past
+	                           * its deadline for the routes to lead there */
 };
 
 /* One handover; it keeps what it needs of the configuration (a reload may replace it). */
@@ -53,6 +56,8 @@ struct ho_entry {
 	                         * counted to end the window early */
 	unsigned slice_len;
 	bool old_local;
+	bool new_only;    /* the new owner's pod is here and the old one's is not */
+	bool routes_told; /* the wait for the routes was logged */
 	uint64_t deadline_ms, check_ms;
 	uint64_t idle_ms;   /* past the deadline: how long the old owner's traffic may pause */
 	uint64_t stamp;     /* the program's old_seen_ns as last read */
@@ -272,6 +277,13 @@ static void entry_end(struct agent *a, struct agent_ho *h, unsigned i, const cha
 /* Reads handover i's stamp (the program's last delivery to the old owner) and returns when,
  * in the agent's clock, it was last seen to move: 0 if never. The stamp is only compared with
  * itself: the program's clock need not be the one peak_mono_ms reads. */
+/* Whether a packet for handover i's slices came to this node's program by the routes. */
+static bool routed_here(struct agent_ho *h, uint32_t i)
+{
+	struct ho_ep v;
+	return !bpf_map_lookup_elem(bpf_map__fd(h->skel->maps.ho_eps), &i, &v) && v.routed_ns;
+}
+
 static uint64_t old_active_ms(struct agent_ho *h, uint32_t i, uint64_t now)
 {
 	struct ho_entry *e = &h->ent[i];
@@ -393,6 +405,8 @@ void ho_line(struct agent *a, const struct ctl_msg *m)
 	snprintf(e->netns, sizeof(e->netns), "%s", ol ? s->ep[eo].netns : "");
 	e->slice_len = s->space.d.slice;
 	e->old_local = ol && s->ep[eo].netns[0];
+	e->new_only = nl && !ol;
+	e->routes_told = false;
 	e->deadline_ms = peak_mono_ms() + m->ms;
 	e->idle_ms = m->ms;
 	e->check_ms = peak_mono_ms() + HO_CHECK_MS;
@@ -468,13 +482,29 @@ static bool ho_any_open(const struct agent_ho *h)
 
 /* Whether handover e (slot i), past its deadline, is over: the old owner's connections
  * on the slices carried no packet for its idle time (or never did), or it lingered
- * HO_LINGER_MAX_MS. */
-static const char *linger_over(struct agent_ho *h, const struct ho_entry *e, uint32_t i,
-                               uint64_t now)
+ * HO_LINGER_MAX_MS; on the new owner's node not before a packet for the slices came by the
+ * routes (at most HO_ROUTES_MAX_MS past the deadline). Returns why, or NULL. */
+static const char *linger_over(struct agent *a, struct ho_entry *e, uint32_t i, uint64_t now)
 {
+	struct agent_ho *h = a->ho;
 	uint64_t seen = old_active_ms(h, i, now);
 	if (now >= e->deadline_ms + HO_LINGER_MAX_MS)
 		return "the old owner's connections outlived the longest linger";
+	/* the new owner's node, before any packet for the slices came by the routes: they
+	 * still lead to the old owner's node (BGP slower than the window), where the old
+	 * connections' packets still arrive; ending here now would leave them to be reset by
+	 * the new owner once the routes move */
+	if (e->new_only && !routed_here(h, i) && now < e->deadline_ms + HO_ROUTES_MAX_MS) {
+		if (!e->routes_told) {
+			e->routes_told = true;
+			log_msg(
+			    LOG_INFO,
+			    "agent: %s: handover %s -> %s: past its deadline, no packet for the "
+			    "slices came here by the routes yet: waiting for them (at most %u s)",
+			    a->o->node, e->old_id, e->new_id, HO_ROUTES_MAX_MS / 1000);
+		}
+		return NULL;
+	}
 	if (!seen || now - seen >= e->idle_ms)
 		return seen > e->deadline_ms
 		           ? "the old owner's connections went idle past the deadline"
@@ -536,7 +566,7 @@ void ho_tick(struct agent *a, uint64_t now)
 			continue;
 		e->check_ms = now + HO_CHECK_MS;
 		if (past)
-			why = linger_over(h, e, i, now);
+			why = linger_over(a, e, i, now);
 		if (!why && e->old_local) {
 			struct flows_job j = {e, 0};
 			int r = netns_run(e->netns, count_flows, &j);

@@ -105,6 +105,14 @@ static __always_inline void old_seen(struct ho_ep *e)
 		e->old_seen_ns = now;
 }
 
+/* Stamps e as reached by the routes now (the same once-a-millisecond rule). */
+static __always_inline void routed(struct ho_ep *e)
+{
+	__u64 now = bpf_ktime_get_coarse_ns();
+	if (now - e->routed_ns > 1000000)
+		e->routed_ns = now;
+}
+
 /* To a local pod: its link, its address as the next hop. */
 static __always_inline int to_pod(__u32 ifindex, const __u8 addr[16], __u32 c)
 {
@@ -182,6 +190,7 @@ int handover(struct __sk_buff *skb)
 	struct ho_ep *e = ho_find(&ip6->daddr);
 	if (!e)
 		return TC_ACT_OK;
+	routed(e);
 	int to_new;
 	if (tcp->syn && !tcp->ack)
 		to_new = 1; /* a connection start: the new owner's */

@@ -16,6 +16,8 @@
  * when the window ends. Every packet the program delivers to OLD (locally, encapsulated, or
  * unwrapped here) stamps the handover's old_seen_ns, so that the agent keeps forwarding past
  * the deadline while OLD's connections on the slices still carry packets (src/agent/handover.c).
+ * Every packet for the slices that reaches the program by the routes (not unwrapped) stamps
+ * routed_ns: on the new owner's node, the window does not end before the routes lead there.
  */
 #include <linux/types.h>
 
@@ -42,6 +44,9 @@ struct ho_ep {
 	__u32 live;
 	__u64 old_seen_ns; /* the program's: when it last delivered a packet to OLD
 	                    * (bpf_ktime_get_coarse_ns; 0: never); the agent writes 0 */
+	__u64 routed_ns;   /* the program's: when a packet for the slices last came here by
+	                    * the routes (not encapsulated by the other node; 0: never): the
+	                    * routes lead here; the agent writes 0 */
 };
 
 /* The node: the outer source of what it encapsulates. */
