@@ -277,9 +277,9 @@ static void test_plain(void **state)
 	pkt[OVW_HDR_LEN + OVW_INNER_MAX] = 0;
 	c = cur_make(pkt, OVW_HDR_LEN + OVW_INNER_MAX + 1);
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
-	/* the next type number is unknown */
+	/* the type number past the last is unknown */
 	ovw_plain(&h, inner, 60, pkt, sizeof(pkt));
-	pkt[0] = OVW_DATA_PLAIN + 1;
+	pkt[0] = OVW_MEMBERS + 1;
 	c = cur_make(pkt, OVW_HDR_LEN + 60);
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
 }
