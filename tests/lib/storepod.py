@@ -7,7 +7,7 @@ import random
 import subprocess
 import time
 
-from peaktest import K, PEAK
+from peaktest import K, PEAK, stop_process
 
 
 def store_config(npods=1, replicas=1):
@@ -71,14 +71,7 @@ class StorePod:
             return f.read()
 
     def stop(self):
-        if self.proc and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode if self.proc else None
+        return stop_process(self.proc) if self.proc else None
 
     def __enter__(self):
         return self.start()

@@ -7,7 +7,7 @@ has no controller, the second has one; that one stops and a controller comes up 
 first address: the pod links to each in turn (real `peak controller`s on loopback)."""
 import subprocess
 
-from peaktest import PEAK, free_port
+from peaktest import PEAK, free_port, stop_process
 from storepod import StorePod, store_config, wait_for
 
 
@@ -21,14 +21,7 @@ class Controller:
                 stderr=subprocess.STDOUT)
 
     def stop(self):
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        return self.proc.returncode
+        return stop_process(self.proc)
 
 
 def test_pod_follows_the_controller_that_answers(tmp_path):
