@@ -926,9 +926,8 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 		CNT_ADD(g, ep_changes, 1);
 		fp_sync(g, p);
 		ep_tell(g, p, now); /* tell it at once where we see it */
-	} else if (newest && !at_ep) {
-		/* from the endpoint it left, while the current one lives: taken, ep stays */
 	} else if (newest) {
+		/* at ep, or at the endpoint it left while ep lives (roam_damped): ep stays */
 		p->ep_seen = true;
 		if (first_since_move && !send_keepalive(g, p))
 			CNT_ADD(g, ka_tx, 1);
