@@ -36,9 +36,11 @@
 #include "wire.h"
 
 enum {
-	GW_LOST_RELAYS = 4,    /* relays remembered per peer as not hearing it */
-	GW_LOST_TELL_MS = 100, /* one OVW_RELAY_LOST per requesting peer this often at most */
-	GW_LOST_MS = 10000,    /* a relay that said so is no relay to that peer this long */
+	GW_LOST_RELAYS = 4,     /* relays remembered per peer as not hearing it */
+	GW_LOST_TELL_MS = 100,  /* one OVW_RELAY_LOST per requesting peer this often at most */
+	GW_LOST_MS = 10000,     /* a relay that said so is no relay to that peer this long */
+	GW_EP_TELL_MS = 100,    /* a keepalive on an endpoint change at most this often per peer */
+	GW_FLAP_LOG_MS = 10000, /* a flapping peer logged at most this often */
 };
 
 struct gw_peer {
@@ -75,6 +77,14 @@ struct gw_peer {
 	uint32_t lost_via[GW_LOST_RELAYS];
 	uint64_t lost_ms[GW_LOST_RELAYS]; /* 0: a free slot */
 	uint64_t lost_told_ms;            /* our last OVW_RELAY_LOST to this peer */
+	/* roaming (roam_damped): the endpoint it left last (seen; else zero) and when, its last
+	 * packet from ep, its last return to ep_prev, the last keepalive told of a change */
+	struct sockaddr_in ep_prev;
+	uint64_t ep_moved_ms, ep_heard_ms, flap_ms, ep_told_ms, flap_logged_ms;
+	uint64_t flaps;       /* returns to ep_prev while ep lived (each was a switch once) */
+	bool at_prev;         /* its last packet came from ep_prev: the next one there is no flap */
+	bool ep_tell_pending; /* a change not told yet (GW_EP_TELL_MS): told at a tick */
+	bool told_settled;    /* told is its first report lately, or as its last (take_mapping) */
 };
 
 /* A peer the DHT slave found (gw_peer_learn): its configuration is ours to keep. */
@@ -144,8 +154,10 @@ struct gw {
 	void (*on_members)(void *arg, uint32_t cookie, const uint8_t *body, size_t n);
 	void (*on_mcast)(void *arg, uint32_t cookie, const uint8_t *pkt, size_t n);
 	void *mcast_arg;
-	struct sockaddr_in mapping; /* our address as the last peer to tell us sees it */
-	uint64_t moved_ms;          /* when a peer told us a new address of ours (0: never) */
+	struct sockaddr_in mapping;      /* our address as the last peer to tell us sees it */
+	struct sockaddr_in mapping_prev; /* the one before (zero: none) */
+	uint64_t mapping_ms;             /* when mapping changed last */
+	uint64_t moved_ms;               /* when a peer told us a new address of ours (0: never) */
 	bool edm;    /* our NAT maps per endpoint: two peers see one address, other ports */
 	int edm_pub; /* edm, for the metrics thread */
 	uint8_t pub[32];
@@ -168,7 +180,7 @@ struct gw {
 	uint64_t rx, tx, tx_err, no_endpoint, ka_tx, ka_rx, ep_changes, learned_n, held_n,
 	    mapping_rx, mapping_changes, too_big, pmtu_changes, tx_calls, rx_calls, unpunchable_n,
 	    probes, relay_tx, relay_fwd, relay_rx, probe_tx, probe_rx, nat_relay_tx, relay_lost_tx,
-	    relay_lost_rx, addr_changes, plain_rx, plain_tx;
+	    relay_lost_rx, addr_changes, plain_rx, plain_tx, ep_flaps, mapping_flaps;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -224,6 +236,11 @@ static int send_to(struct gw *g, struct gw_peer *p, uint8_t type, const uint8_t 
 	return 0;
 }
 
+static bool same_ep(const struct sockaddr_in *a, const struct sockaddr_in *b)
+{
+	return a->sin_addr.s_addr == b->sin_addr.s_addr && a->sin_port == b->sin_port;
+}
+
 /* A keepalive; to a peer whose packets come from p->ep, one that tells it that address (its
  * public mapping when it is behind NAT). */
 static int send_keepalive(struct gw *g, struct gw_peer *p)
@@ -240,18 +257,21 @@ static int send_keepalive(struct gw *g, struct gw_peer *p)
  * our NAT: 1 if two see the same address with different ports (it gives each destination
  * its own mapping: endpoint-dependent, RFC 4787 §4.1, so a mapping one peer saw is no use to
  * another), else 0 if two see the same address and port (endpoint-independent), -1 if no
- * two peers tell (the last verdict stands: a peer we send data to sends no keepalives). */
+ * two peers tell (the last verdict stands: a peer we send data to sends no keepalives).
+ * Only settled reports count (told_settled): a peer whose reports alternate between two
+ * mappings (it hears us on two live paths, or it flaps between two endpoints of ours) would
+ * flip the verdict with each. */
 static int nat_edm(const struct gw *g, uint64_t now)
 {
 	uint64_t fresh_ms = 3ULL * g->conf->keepalive_s * 1000;
 	int v = -1;
 	for (size_t i = 0; i < g->npeers; i++) {
 		const struct gw_peer *p = &g->peers[i];
-		if (!p->told_ms || now - p->told_ms > fresh_ms)
+		if (!p->told_ms || now - p->told_ms > fresh_ms || !p->told_settled)
 			continue;
 		for (size_t j = i + 1; j < g->npeers; j++) {
 			const struct gw_peer *q = &g->peers[j];
-			if (!q->told_ms || now - q->told_ms > fresh_ms ||
+			if (!q->told_ms || now - q->told_ms > fresh_ms || !q->told_settled ||
 			    q->told.sin_addr.s_addr != p->told.sin_addr.s_addr)
 				continue;
 			if (q->told.sin_port != p->told.sin_port)
@@ -264,7 +284,11 @@ static int nat_edm(const struct gw *g, uint64_t now)
 
 /* A peer told us how it sees our address. Behind an endpoint-dependent NAT every peer sees
  * another port: the DHT slave is told only when the address or that kind changes (a new
- * port per peer and keepalive would republish every second). */
+ * port per peer and keepalive would republish every second). A report that differs from the
+ * peer's last fresh one is unsettled: it counts for no NAT verdict (nat_edm), and it moves
+ * our mapping only to a new address (we moved: at once), not to another port (taken at the
+ * peer's next report, if the same) nor back to the address we left within GW_FLAP_MS; such
+ * reports are counted as mapping flaps. */
 static void take_mapping(struct gw *g, struct gw_peer *p, const uint8_t m[OVW_MAPPING_LEN])
 {
 	struct sockaddr_in a = {.sin_family = AF_INET};
@@ -274,6 +298,8 @@ static void take_mapping(struct gw *g, struct gw_peer *p, const uint8_t m[OVW_MA
 	if (!a.sin_port)
 		return;
 	uint64_t now = mono_ms();
+	bool fresh = p->told_ms && now - p->told_ms <= 3ULL * g->conf->keepalive_s * 1000;
+	p->told_settled = !fresh || same_ep(&p->told, &a);
 	p->told = a;
 	p->told_ms = now;
 	bool was_edm = g->edm;
@@ -289,6 +315,12 @@ static void take_mapping(struct gw *g, struct gw_peer *p, const uint8_t m[OVW_MA
 	bool same_addr = g->has_mapping && a.sin_addr.s_addr == g->mapping.sin_addr.s_addr;
 	if (same_addr && g->edm == was_edm && (g->edm || a.sin_port == g->mapping.sin_port))
 		return;
+	if (!p->told_settled && g->edm == was_edm &&
+	    (same_addr || (a.sin_addr.s_addr == g->mapping_prev.sin_addr.s_addr &&
+	                   now - g->mapping_ms < GW_FLAP_MS))) {
+		CNT_ADD(g, mapping_flaps, 1);
+		return;
+	}
 	if (g->has_mapping && !same_addr) { /* we moved: every peer hears from the new address
 		                             * now, not at its next keepalive (it roams on it) */
 		g->moved_ms = now;
@@ -300,7 +332,10 @@ static void take_mapping(struct gw *g, struct gw_peer *p, const uint8_t m[OVW_MA
 	char s[INET_ADDRSTRLEN];
 	log_msg(LOG_INFO, "overlay: gateway: peer %s sees us at %s:%u", p->conf->name,
 	        inet_ntop(AF_INET, &a.sin_addr, s, sizeof(s)), ntohs(a.sin_port));
+	if (g->has_mapping)
+		g->mapping_prev = g->mapping;
 	g->mapping = a;
+	g->mapping_ms = now;
 	g->has_mapping = true;
 	CNT_ADD(g, mapping_changes, 1);
 	if (g->on_mapping)
@@ -716,6 +751,55 @@ static void take_relay_lost(struct gw *g, struct gw_peer *q, const uint8_t id[OV
 		(void)unpunchable(g, far, now, true);
 }
 
+/* Tells p where we see it now (an OVW_MAPPING) after its endpoint changed: at once, but
+ * at most once per GW_EP_TELL_MS (the rest at a tick: gw_timer), so that two endpoints
+ * that answer each keepalive from the other cannot make a storm of them. */
+static void ep_tell(struct gw *g, struct gw_peer *p, uint64_t now)
+{
+	if (p->ep_told_ms && now - p->ep_told_ms < GW_EP_TELL_MS) {
+		p->ep_tell_pending = true;
+		return;
+	}
+	p->ep_tell_pending = false;
+	p->ep_told_ms = now;
+	if (!send_keepalive(g, p))
+		CNT_ADD(g, ka_tx, 1);
+}
+
+/* True if p's newest packet, authenticated, from `from` (not p->ep) must leave p->ep as it
+ * is: `from` is the endpoint p left (ep_prev) within GW_FLAP_MS of that switch or of its
+ * last return there, and p->ep was heard within GW_EP_QUIET_MS. Then both are live paths
+ * (a NAT that still forwards the old mapping, conntrack that changed a port): switching on
+ * each packet, with a keepalive to each new endpoint, made the two gateways roam on every
+ * packet. Each return to ep_prev after a packet from p->ep is counted as a flap (taken or
+ * not); one left untaken is logged, at most once per GW_FLAP_LOG_MS per peer. A new endpoint (a
+ * move) is never damped; the endpoint left is taken again once p->ep falls silent. */
+static bool roam_damped(struct gw *g, struct gw_peer *p, const struct sockaddr_in *from,
+                        uint64_t now)
+{
+	if (!p->ep_seen || !same_ep(&p->ep_prev, from) ||
+	    (now - p->ep_moved_ms >= GW_FLAP_MS && now - p->flap_ms >= GW_FLAP_MS))
+		return false;
+	p->flap_ms = now;
+	bool damp = now - p->ep_heard_ms < GW_EP_QUIET_MS;
+	if (p->at_prev)
+		return damp;
+	p->at_prev = damp;
+	p->flaps++;
+	CNT_ADD(g, ep_flaps, 1);
+	if (!damp || (p->flap_logged_ms && now - p->flap_logged_ms < GW_FLAP_LOG_MS))
+		return damp;
+	p->flap_logged_ms = now;
+	char a[INET_ADDRSTRLEN], b[INET_ADDRSTRLEN];
+	log_msg(LOG_WARNING,
+	        "overlay: gateway: peer %s is heard at %s:%u and at %s:%u (two live paths?): "
+	        "it stays at %s:%u while that is heard (%llu flap(s) so far)",
+	        p->conf->name, inet_ntop(AF_INET, &from->sin_addr, a, sizeof(a)),
+	        ntohs(from->sin_port), inet_ntop(AF_INET, &p->ep.sin_addr, b, sizeof(b)),
+	        ntohs(p->ep.sin_port), b, ntohs(p->ep.sin_port), (unsigned long long)p->flaps);
+	return damp;
+}
+
 /* One datagram from the IPv4 side. The decoder reads it through the cursor; nothing of the
  * peer's state changes before the packet authenticates. */
 static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct sockaddr_in *from)
@@ -819,25 +903,37 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	 * address (a punch or a re-resolve told it), so it hears us now, not at our next
 	 * keepalive; later ones need no answer */
 	bool first_since_move = g->moved_ms && p->last_rx_ms < g->moved_ms;
-	if (newest && (!p->has_ep || p->ep.sin_addr.s_addr != from->sin_addr.s_addr ||
-	               p->ep.sin_port != from->sin_port)) {
+	uint64_t now = mono_ms();
+	bool at_ep = p->has_ep && same_ep(&p->ep, from);
+	if (at_ep) {
+		p->ep_heard_ms = now;
+		p->at_prev = false;
+	}
+	if (newest && !at_ep && !roam_damped(g, p, from, now)) {
 		char a[INET_ADDRSTRLEN];
 		log_msg(LOG_INFO, "overlay: gateway: peer %s is at %s:%u", p->conf->name,
 		        inet_ntop(AF_INET, &from->sin_addr, a, sizeof(a)), ntohs(from->sin_port));
+		if (p->has_ep && p->ep_seen)
+			p->ep_prev = p->ep;
+		else
+			memset(&p->ep_prev, 0, sizeof(p->ep_prev));
 		p->ep = *from;
 		p->has_ep = true;
 		p->ep_seen = true;
+		p->ep_moved_ms = p->ep_heard_ms = now;
+		p->at_prev = false;
 		__atomic_store_n(&p->has_ep_pub, 1, __ATOMIC_RELAXED);
 		CNT_ADD(g, ep_changes, 1);
 		fp_sync(g, p);
-		send_keepalive(g, p); /* tell it at once where we see it */
+		ep_tell(g, p, now); /* tell it at once where we see it */
 	} else if (newest) {
+		/* at ep, or at the endpoint it left while ep lives (roam_damped): ep stays */
 		p->ep_seen = true;
 		if (first_since_move && !send_keepalive(g, p))
 			CNT_ADD(g, ka_tx, 1);
 	}
 	CNT_ADD(p, rx_packets, 1);
-	p->last_rx_ms = mono_ms();
+	p->last_rx_ms = now;
 	if (h.type == OVW_PROBE || h.type == OVW_PROBE_ACK || h.type == OVW_LOSS) {
 		CNT_ADD(g, probe_rx, 1);
 		if (g->on_probe)
@@ -1012,6 +1108,8 @@ static void gw_timer(struct ov_slave *s, uint64_t now)
 		struct gw_peer *p = &g->peers[i];
 		if (p->mtu && now - p->mtu_at_ms > GW_MTU_MS)
 			p->mtu = 0;
+		if (p->ep_tell_pending && now - p->ep_told_ms >= GW_EP_TELL_MS)
+			ep_tell(g, p, now);
 		(void)unpunchable(g, p, now, true);
 		if (!p->has_ep || (p->last_tx_ms && now - p->last_tx_ms < every))
 			continue;
@@ -1220,9 +1318,15 @@ static void gw_stats(struct ov_slave *s, struct mbuf *b)
 	            "# TYPE peak_overlay_gw_plain_received_total counter\n"
 	            "peak_overlay_gw_plain_received_total %llu\n"
 	            "# TYPE peak_overlay_gw_plain_sent_total counter\n"
-	            "peak_overlay_gw_plain_sent_total %llu\n",
+	            "peak_overlay_gw_plain_sent_total %llu\n"
+	            "# TYPE peak_overlay_gw_endpoint_flaps_total counter\n"
+	            "peak_overlay_gw_endpoint_flaps_total %llu\n"
+	            "# TYPE peak_overlay_gw_mapping_flaps_total counter\n"
+	            "peak_overlay_gw_mapping_flaps_total %llu\n",
 	            (unsigned long long)CNT_GET(g, plain_rx),
-	            (unsigned long long)CNT_GET(g, plain_tx));
+	            (unsigned long long)CNT_GET(g, plain_tx),
+	            (unsigned long long)CNT_GET(g, ep_flaps),
+	            (unsigned long long)CNT_GET(g, mapping_flaps));
 	struct ov_fp *fp = __atomic_load_n(&g->fp, __ATOMIC_ACQUIRE);
 	if (fp) {
 		static const char *const fc_names[FC_N] = {

@@ -56,6 +56,10 @@ enum {
 	GW_HEARD_KEEPALIVES = 3,
 	GW_HEARD_SLACK_MS = 500,
 	GW_MAX_LEARNED = 256, /* peers learned from the DHT, beyond the configured ones */
+	/* a peer heard again at the endpoint it left within GW_FLAP_MS flaps: it is taken back
+	 * only once its current endpoint was silent GW_EP_QUIET_MS (gateway.c roam_damped) */
+	GW_FLAP_MS = 1000,
+	GW_EP_QUIET_MS = 250,
 };
 
 /* True if a peer whose last authenticated packet came at last_rx_ms (monotonic ms; 0: never)
