@@ -8,7 +8,7 @@
  * within the last MS (both nodes see the same packets: the new owner's node forwards them
  * to the old one's), and at most HO_LINGER_MAX_MS, so a long-lived connection outlives the
  * window instead of being reset by the new owner once its node forgets it; and on the new
- * owner's node not before the routes lead there (HO_ROUTES_MAX_MS). The program is
+ * owner's node not before the routes lead there (one more window at most). The program is
  * attached to the node's uplink (the device of the controller link's local address, or
  * --handover-dev) while a handover is open, and taken off when none is, so that packets pay
  * nothing for it outside handovers. */
@@ -44,8 +44,6 @@ enum {
 	HO_COUNTERS_MS = 1000, /* how often the program's counters are read for the metrics */
 	HO_LINGER_MAX_MS = 3600 * 1000, /* the longest a handover lasts past its deadline while
 	                                 * the old owner's connections are active */
-	HO_ROUTES_MAX_MS = 30000, /* on the new owner's node, the longest a handover waits past
-	                           * its deadline for the routes to lead there */
 };
 
 /* One handover; it keeps what it needs of the configuration (a reload may replace it). */
@@ -483,7 +481,8 @@ static bool ho_any_open(const struct agent_ho *h)
 /* Whether handover e (slot i), past its deadline, is over: the old owner's connections
  * on the slices carried no packet for its idle time (or never did), or it lingered
  * HO_LINGER_MAX_MS; on the new owner's node not before a packet for the slices came by the
- * routes (at most HO_ROUTES_MAX_MS past the deadline). Returns why, or NULL. */
+ * routes, for one more window at most (a slice nobody uses sees none). Returns why, or
+ * NULL. */
 static const char *linger_over(struct agent *a, struct ho_entry *e, uint32_t i, uint64_t now)
 {
 	struct agent_ho *h = a->ho;
@@ -494,14 +493,16 @@ static const char *linger_over(struct agent *a, struct ho_entry *e, uint32_t i, 
 	 * still lead to the old owner's node (BGP slower than the window), where the old
 	 * connections' packets still arrive; ending here now would leave them to be reset by
 	 * the new owner once the routes move */
-	if (e->new_only && !routed_here(h, i) && now < e->deadline_ms + HO_ROUTES_MAX_MS) {
+	if (e->new_only && !routed_here(h, i) && now < e->deadline_ms + e->idle_ms) {
 		if (!e->routes_told) {
 			e->routes_told = true;
 			log_msg(
 			    LOG_INFO,
 			    "agent: %s: handover %s -> %s: past its deadline, no packet for the "
-			    "slices came here by the routes yet: waiting for them (at most %u s)",
-			    a->o->node, e->old_id, e->new_id, HO_ROUTES_MAX_MS / 1000);
+			    "slices came here by the routes yet: waiting for them (one more window "
+			    "at "
+			    "most)",
+			    a->o->node, e->old_id, e->new_id);
 		}
 		return NULL;
 	}
