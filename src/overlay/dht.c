@@ -86,6 +86,7 @@ struct dht_lookup {
 	bool used, is_id;
 	uint32_t gen;          /* bumped at each start: tells its gets from an earlier one's */
 	bool slow;             /* a get of it went unanswered DHT_SPEC_MS: speculate */
+	uint64_t start_ms;
 	bool is_group;         /* a multicast group's member sites (grecs, not recs) */
 	uint8_t group[16];     /* is_group */
 	struct dhr_rec *grecs; /* is_group: the newest verified record of each site */
@@ -498,6 +499,7 @@ static struct dht_lookup *lookup_new(struct dhts *d)
 			l->used = true;
 			l->gen++;
 			l->slow = false;
+			l->start_ms = mono_ms();
 			l->is_id = false;
 			l->is_group = false;
 			l->ngrecs = 0;
@@ -666,6 +668,10 @@ static void group_found(struct dhts *d, struct dht_lookup *l)
 static void search_end(struct dhts *d, struct dht_lookup *l, const struct dhr_search *r)
 {
 	bool routed = false;
+	char a[INET6_ADDRSTRLEN];
+	log_msg(LOG_DEBUG, "overlay: dht: lookup %s: %s in %llu ms, %u gets (%u speculative)",
+	        inet_ntop(AF_INET6, l->dst, a, sizeof(a)), r->found ? "found" : "none",
+	        (unsigned long long)(mono_ms() - l->start_ms), l->par.issued, l->par.spec);
 	if (r->found) {
 		CNT_ADD(d, lookups_found, 1);
 		routed = !learn(d, &r->best);
@@ -748,6 +754,8 @@ static void get_event(struct dhts *d, struct dht_get *g, const struct dhr_rec *r
 		return;
 	}
 	bool any = false;
+	log_msg(LOG_DEBUG, "overlay: dht: id lookup dht-%02x%02x%02x%02x in %llu ms", l->id[0],
+	        l->id[1], l->id[2], l->id[3], (unsigned long long)(mono_ms() - l->start_ms));
 	for (unsigned i = 0; i < n; i++)
 		if (!memcmp(recs[i].cert.x_pub, l->id, 8))
 			any |= !learn(d, &recs[i]);
