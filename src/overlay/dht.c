@@ -41,7 +41,7 @@ enum {
 enum {
 	DHT_MAX_LOOKUPS = 64,               /* in flight at once */
 	DHT_GET_BUFS = 4 * DHT_MAX_LOOKUPS, /* gets in flight at once, all lookups */
-	DHT_SPEC_MS = 200,       /* a prefix lookup's get unanswered this long: it speculates */
+	DHT_SPEC_MS = 100,       /* a prefix lookup's get unanswered this long: it speculates */
 	DHT_MAX_VALUES = 16,     /* verified records kept per get; more are counted, ignored */
 	DHT_QUEUE_BYTES = 16384, /* packets held per lookup */
 	DHT_MAX_ROUTES = 4096,   /* mappings cached (routes added to the master) */
@@ -84,8 +84,8 @@ struct dht_get {
 
 struct dht_lookup {
 	bool used, is_id;
-	uint32_t gen;          /* bumped at each start: tells its gets from an earlier one's */
-	bool slow;             /* a get of it went unanswered DHT_SPEC_MS: speculate */
+	uint32_t gen; /* bumped at each start: tells its gets from an earlier one's */
+	bool slow;    /* a get of it went unanswered DHT_SPEC_MS: speculate */
 	uint64_t start_ms;
 	bool is_group;         /* a multicast group's member sites (grecs, not recs) */
 	uint8_t group[16];     /* is_group */
