@@ -242,6 +242,12 @@ def main():
         rows.append(lookup_round(b, "killed", a.wait))
         cold(b)
         rows.append(lookup_round(b, "after", a.wait))
+        superseded = sum(counter(b, s, "peak_overlay_dht_superseded_gets_total")
+                         for s in b.sites)
+        for s in b.sites:  # every get ends, superseded ones too: no buffer is lost
+            wait_for(f"g{s}'s gets end", lambda: "dht gets-in-flight 0" in b.ctl(
+                s, "show", "peers").stdout, timeout=60)
+        progress(f"every get ended ({superseded:.0f} superseded in all)")
         for s in b.sites:
             assert b.stop(s) == 0, b.logs[s].read_text()
     finally:
