@@ -1,10 +1,14 @@
 /*
  * The DHT slave on OpenDHT (its C API, opendht/opendht_c.h of 2.4.12). OpenDHT runs its
- * own threads; its callbacks only fill the get buffer of the lookup that asked and set that
- * lookup's bit in done_mask (then wake the loop through an eventfd), so everything else,
- * records checked, routes, the gateway's peers, the queues, happens on the loop's thread.
- * A get buffer is the callbacks' from dht_runner_get until its done bit is seen, the loop's
- * otherwise; OpenDHT's threads are joined (dht_runner_delete) before anything is freed.
+ * own threads; its callbacks only fill the get buffer of the get that asked (under get_mu)
+ * and mark it dirty (then wake the loop through an eventfd), so everything else, routes, the
+ * gateway's peers, the queues, the search, happens on the loop's thread. A get buffer is
+ * taken by the loop at dht_runner_get and given back once the loop has seen its end.
+ * A prefix lookup may have several gets in flight (dhr_par: a hit is taken at its first
+ * value, and once one of its gets has been unanswered DHT_SPEC_MS the steps that assume
+ * "absent" run beside it); a lookup that ends leaves its superseded gets running, ignored,
+ * and asks OpenDHT to stop them. OpenDHT's threads are joined (dht_runner_delete) before
+ * anything is freed.
  */
 #include "dht.h"
 
@@ -16,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -34,7 +39,9 @@ enum {
 };
 
 enum {
-	DHT_MAX_LOOKUPS = 64,    /* in flight at once: one bit each in done_mask */
+	DHT_MAX_LOOKUPS = 64,               /* in flight at once */
+	DHT_GET_BUFS = 4 * DHT_MAX_LOOKUPS, /* gets in flight at once, all lookups */
+	DHT_SPEC_MS = 100,       /* a prefix lookup's get unanswered this long: it speculates */
 	DHT_MAX_VALUES = 16,     /* verified records kept per get; more are counted, ignored */
 	DHT_QUEUE_BYTES = 16384, /* packets held per lookup */
 	DHT_MAX_ROUTES = 4096,   /* mappings cached (routes added to the master) */
@@ -59,8 +66,27 @@ static const char *const refuse_names[R_NREASONS] = {
     "malformed", "certificate", "signature", "uncertified", "stale",
 };
 
+/* One get in flight (see the top). */
+struct dht_get {
+	struct dhts *d;
+	/* the loop's */
+	struct dht_lookup *l; /* NULL: free */
+	uint32_t gen;         /* l->gen when asked: the lookup ended since if it differs */
+	uint32_t id;          /* the search step's (prefix lookups) */
+	uint64_t start_ms;
+	unsigned seen; /* recs handed to the search */
+	/* under d->get_mu */
+	bool dirty, done, stop;
+	bool is_group; /* is_group: group_keep fills l->grecs */
+	struct dhr_rec recs[DHT_MAX_VALUES];
+	unsigned nrec, refused[R_NREASONS], extra;
+};
+
 struct dht_lookup {
 	bool used, is_id;
+	uint32_t gen; /* bumped at each start: tells its gets from an earlier one's */
+	bool slow;    /* a get of it went unanswered DHT_SPEC_MS: speculate */
+	uint64_t start_ms;
 	bool is_group;         /* a multicast group's member sites (grecs, not recs) */
 	uint8_t group[16];     /* is_group */
 	struct dhr_rec *grecs; /* is_group: the newest verified record of each site */
@@ -69,14 +95,10 @@ struct dht_lookup {
 	bool reresolve;  /* is_id, for a known silent peer: only a newer record is taken */
 	uint32_t cookie; /* reresolve: the gateway's peer */
 	uint8_t id[8];
-	struct dhr_search s;
+	struct dhr_par par;             /* a prefix lookup's search */
+	uint8_t dst[16];                /* a prefix lookup's destination */
 	uint8_t queue[DHT_QUEUE_BYTES]; /* packets: u16 length, bytes */
 	size_t qlen;
-	/* the get buffer (see above) */
-	struct dhts *d;
-	unsigned slot;
-	struct dhr_rec recs[DHT_MAX_VALUES];
-	unsigned nrec, refused[R_NREASONS], extra;
 };
 
 struct dht_route {
@@ -108,15 +130,18 @@ struct dhts {
 	struct ov_master *m;
 	struct ov_slave *gw;
 	dht_runner *runner;
-	int efd;
-	uint64_t done_mask; /* atomic: lookups whose get is done */
+	int efd, tfd;           /* tfd: the next DHT_SPEC_MS deadline of a get */
+	uint64_t tfd_at_ms;     /* when tfd fires (0: disarmed) */
+	pthread_mutex_t get_mu; /* the get buffers' callback halves */
+	struct dht_get *getbufs;
+	unsigned gets_busy;
 	/* records put under our id key by sites that want to reach us (hole punching): filled
 	 * by OpenDHT's listen callback, emptied by the loop, under inbox_mu */
 	pthread_mutex_t inbox_mu;
 	struct dhr_rec inbox[DHT_INBOX];
 	unsigned ninbox, inbox_lost;
 	dht_op_token *listen;
-	bool mu_ready, has_mapping;
+	bool mu_ready, get_mu_ready, has_mapping;
 	struct sockaddr_in mapping; /* our public address, as a peer sees it */
 	struct dht_lookup *lookups;
 	struct dht_route *routes;
@@ -139,7 +164,7 @@ struct dhts {
 	    refused[R_NREASONS], puts_ok, puts_failed, queued, queue_drops, busy_drops, neg_hits,
 	    id_lookups, routes_learned, routes_expired, learn_errors, punch_puts, punch_heard,
 	    routes_silent, locators, move_punches, reresolves, reresolved, group_puts,
-	    group_lookups, group_members;
+	    group_lookups, group_members, spec_gets, superseded_gets;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -168,7 +193,8 @@ static int refuse_reason(int e)
 	}
 }
 
-/* OpenDHT's thread (the lookup's buffer is its own until done): a verified group record,
+/* OpenDHT's thread, under get_mu (the group lookup's grecs are its own until done): a
+ * verified group record,
  * kept if it is the newest of its site so far (a site puts one every DHT_GROUP_REPUBLISH_S:
  * the get returns all those OpenDHT still holds). No fixed limit: one per member site. */
 static void group_keep(struct dht_lookup *l, const struct dhr_rec *r)
@@ -192,42 +218,54 @@ static void group_keep(struct dht_lookup *l, const struct dhr_rec *r)
 	l->grecs[l->ngrecs++] = *r;
 }
 
-/* OpenDHT's thread: one value of a get. Checked here (pure code), kept if it verifies. */
+/* OpenDHT's thread: one value of a get. Checked here (pure code), kept if it verifies; the
+ * loop is woken for a prefix lookup's (a hit ends its step). False (stop the get) once the
+ * loop has no use for it. */
 static bool on_value(const dht_value *v, void *arg)
 {
-	struct dht_lookup *l = arg;
+	struct dht_get *g = arg;
+	struct dhts *d = g->d;
 	dht_data_view dv = dht_value_get_data(v);
 	struct dhr_rec r;
 	struct cur c = cur_make(dv.data, dv.size);
 	int e = dv.size > DHR_REC_MAX
 	            ? -EBADMSG
-	            : dhr_rec_parse(&c, l->d->dc->authority, (uint64_t)time(NULL), &r);
-	if (!e && l->is_group) {
-		if (!(r.flags & DHR_F_GROUP) || memcmp(r.group, l->group, 16))
-			return true; /* not this group's: ignored */
-		group_keep(l, &r);
-		return true;
-	}
-	if (!e && (r.flags & DHR_F_GROUP))
-		return true; /* a group record under a prefix or id key: ignored */
-	if (e) {
-		l->refused[refuse_reason(e)]++;
-	} else if (l->nrec < DHT_MAX_VALUES) {
-		l->recs[l->nrec++] = r;
+	            : dhr_rec_parse(&c, d->dc->authority, (uint64_t)time(NULL), &r);
+	bool wake = false, go_on;
+	pthread_mutex_lock(&d->get_mu);
+	go_on = !g->stop;
+	if (!e && g->is_group) {
+		if ((r.flags & DHR_F_GROUP) && !memcmp(r.group, g->l->group, 16))
+			group_keep(g->l, &r);
+	} else if (!e && (r.flags & DHR_F_GROUP)) {
+		/* a group record under a prefix or id key: ignored */
+	} else if (e) {
+		g->refused[refuse_reason(e)]++;
+	} else if (g->nrec < DHT_MAX_VALUES) {
+		g->recs[g->nrec++] = r;
+		wake = !g->dirty;
+		g->dirty = true;
 	} else {
-		l->extra++;
+		g->extra++;
 	}
-	return true;
+	pthread_mutex_unlock(&d->get_mu);
+	uint64_t one = 1;
+	if (wake && write(d->efd, &one, sizeof(one)) != sizeof(one)) {
+		/* the counter is already non-zero: the loop wakes anyway */
+	}
+	return go_on;
 }
 
 /* OpenDHT's thread: the get is over; hand the buffer back to the loop. */
 static void on_get_done(bool ok, void *arg)
 {
 	(void)ok; /* a get that reached no node simply found nothing */
-	struct dht_lookup *l = arg;
-	__atomic_fetch_or(&l->d->done_mask, 1ULL << l->slot, __ATOMIC_ACQ_REL);
+	struct dht_get *g = arg;
+	pthread_mutex_lock(&g->d->get_mu);
+	g->done = g->dirty = true;
+	pthread_mutex_unlock(&g->d->get_mu);
 	uint64_t one = 1;
-	if (write(l->d->efd, &one, sizeof(one)) != sizeof(one)) {
+	if (write(g->d->efd, &one, sizeof(one)) != sizeof(one)) {
 		/* the counter is already non-zero: the loop wakes anyway */
 	}
 }
@@ -304,14 +342,48 @@ static void on_mapping(void *arg, const struct sockaddr_in *m)
 	}
 }
 
-static void dht_get(struct dhts *d, struct dht_lookup *l, const uint8_t key[DHR_KEY_LEN])
+/* A free get buffer (NULL if none). */
+static struct dht_get *get_new(struct dhts *d)
+{
+	for (unsigned i = 0; i < DHT_GET_BUFS; i++)
+		if (!d->getbufs[i].l)
+			return &d->getbufs[i];
+	return NULL;
+}
+
+/* Arms tfd for at_ms if that is sooner than it fires now. */
+static void spec_arm(struct dhts *d, uint64_t at_ms)
+{
+	if (d->tfd == -1 || (d->tfd_at_ms && d->tfd_at_ms <= at_ms))
+		return;
+	struct itimerspec its = {
+	    .it_value = {(time_t)(at_ms / 1000), (long)(at_ms % 1000) * 1000000}};
+	if (timerfd_settime(d->tfd, TFD_TIMER_ABSTIME, &its, NULL) == 0)
+		d->tfd_at_ms = at_ms;
+}
+
+/* Starts a get of key for l in buffer g (from get_new); id: the search step's. */
+static void dht_get(struct dhts *d, struct dht_lookup *l, struct dht_get *g,
+                    const uint8_t key[DHR_KEY_LEN], uint32_t id)
 {
 	dht_infohash h;
 	dht_infohash_get(&h, key, DHR_KEY_LEN);
-	l->nrec = l->extra = 0;
-	memset(l->refused, 0, sizeof(l->refused));
+	g->l = l;
+	g->gen = l->gen;
+	g->id = id;
+	g->start_ms = mono_ms();
+	g->seen = 0;
+	pthread_mutex_lock(&d->get_mu); /* (no callback of this buffer runs: it was free) */
+	g->dirty = g->done = g->stop = false;
+	g->is_group = l->is_group;
+	g->nrec = g->extra = 0;
+	memset(g->refused, 0, sizeof(g->refused));
+	pthread_mutex_unlock(&d->get_mu);
+	d->gets_busy++;
 	CNT_ADD(d, gets, 1);
-	dht_runner_get(d->runner, &h, on_value, on_get_done, l);
+	if (!l->is_id && !l->is_group && !l->slow)
+		spec_arm(d, g->start_ms + DHT_SPEC_MS);
+	dht_runner_get(d->runner, &h, on_value, on_get_done, g);
 }
 
 /* The locators published: the public mapping peers told us first, when it differs from the
@@ -425,6 +497,9 @@ static struct dht_lookup *lookup_new(struct dhts *d)
 		if (!d->lookups[i].used) {
 			struct dht_lookup *l = &d->lookups[i];
 			l->used = true;
+			l->gen++;
+			l->slow = false;
+			l->start_ms = mono_ms();
 			l->is_id = false;
 			l->is_group = false;
 			l->ngrecs = 0;
@@ -511,12 +586,22 @@ static void lookup_end(struct dhts *d, struct dht_lookup *l, bool routed)
 	}
 	l->qlen = 0;
 	l->used = false;
+	if (l->is_id || l->is_group)
+		return;
+	CNT_ADD(d, spec_gets, l->par.spec);
+	CNT_ADD(d, superseded_gets, l->par.superseded);
+	pthread_mutex_lock(&d->get_mu); /* its superseded gets still running: stop them */
+	for (unsigned i = 0; i < DHT_GET_BUFS; i++)
+		if (d->getbufs[i].l == l && d->getbufs[i].gen == l->gen)
+			d->getbufs[i].stop = true;
+	pthread_mutex_unlock(&d->get_mu);
 }
 
 /* A re-resolve's get is done: the silent peer's newest record, if newer than the one we
  * hold, gives the gateway its locator (gw_peer_learn: an old record never moves a peer
  * back, and a peer heard lately gets one keepalive there instead). */
-static void reresolved(struct dhts *d, struct dht_lookup *l)
+static void reresolved(struct dhts *d, struct dht_lookup *l, const struct dhr_rec *recs,
+                       unsigned nrec)
 {
 	struct dht_peer *q = l->cookie < d->npeers ? &d->peers[l->cookie] : NULL;
 	const struct dhr_rec *best = NULL;
@@ -526,10 +611,10 @@ static void reresolved(struct dhts *d, struct dht_lookup *l)
 		q->busy = false;
 	if (!q || gw_peer_pub(d->gw, l->cookie, pub))
 		return;
-	for (unsigned i = 0; i < l->nrec; i++)
-		if (!memcmp(l->recs[i].cert.x_pub, pub, 32) && l->recs[i].time_s > q->rec_s &&
-		    (!best || l->recs[i].time_s > best->time_s))
-			best = &l->recs[i];
+	for (unsigned i = 0; i < nrec; i++)
+		if (!memcmp(recs[i].cert.x_pub, pub, 32) && recs[i].time_s > q->rec_s &&
+		    (!best || recs[i].time_s > best->time_s))
+			best = &recs[i];
 	if (!best)
 		return;
 	uint32_t cookie;
@@ -578,61 +663,130 @@ static void group_found(struct dhts *d, struct dht_lookup *l)
 	free(cookies);
 }
 
-/* One lookup's get is done: take its records, then the next get or the end. */
-static void lookup_step(struct dhts *d, struct dht_lookup *l)
+/* A prefix lookup's search is over: learn its answer (or remember the miss), then the
+ * packets go. */
+static void search_end(struct dhts *d, struct dht_lookup *l, const struct dhr_search *r)
 {
-	for (int i = 0; i < R_NREASONS; i++)
-		if (l->refused[i]) {
-			CNT_ADD(d, refused[i], l->refused[i]);
-			log_rl(&d->rl_refused, LOG_WARNING,
-			       "overlay: dht: refused %u value(s) from the DHT: %s", l->refused[i],
-			       refuse_names[i]);
+	bool routed = false;
+	char a[INET6_ADDRSTRLEN];
+	log_msg(LOG_DEBUG, "overlay: dht: lookup %s: %s in %llu ms, %u gets (%u speculative)",
+	        inet_ntop(AF_INET6, l->dst, a, sizeof(a)), r->found ? "found" : "none",
+	        (unsigned long long)(mono_ms() - l->start_ms), l->par.issued, l->par.spec);
+	if (r->found) {
+		CNT_ADD(d, lookups_found, 1);
+		routed = !learn(d, &r->best);
+		if (routed)
+			punch(d, r->best.cert.x_pub);
+	} else {
+		if (r->gets >= DHR_MAX_GETS)
+			CNT_ADD(d, lookups_gave_up, 1);
+		else
+			CNT_ADD(d, lookups_missed, 1);
+		neg_add(d, false, l->dst, 16);
+	}
+	lookup_end(d, l, routed);
+}
+
+/* Starts the gets l's search wants (speculative ones only while a quarter of the buffers
+ * stays free: one for each lookup's next step), then ends l if its search is over. */
+static void search_pump(struct dhts *d, struct dht_lookup *l)
+{
+	uint8_t key[DHR_KEY_LEN];
+	uint32_t id;
+	struct dht_get *g;
+	if (l->slow)
+		dhr_par_speculate(&l->par);
+	while ((g = get_new(d)) &&
+	       dhr_par_want(&l->par, DHT_GET_BUFS - d->gets_busy > DHT_MAX_LOOKUPS, key, &id))
+		dht_get(d, l, g, key, id);
+	const struct dhr_search *r = dhr_par_result(&l->par);
+	if (r)
+		search_end(d, l, r);
+}
+
+static bool is_search(const struct dht_lookup *l)
+{
+	return l->used && !l->is_id && !l->is_group;
+}
+
+/* New values (recs, n) of get g, and its end if done: the search takes them; an id,
+ * re-resolve or group lookup ends with its get. */
+static void get_event(struct dhts *d, struct dht_get *g, const struct dhr_rec *recs, unsigned n,
+                      bool done)
+{
+	struct dht_lookup *l = g->l;
+	bool mine = l->used && l->gen == g->gen;
+	if (done) {
+		for (int i = 0; i < R_NREASONS; i++)
+			if (g->refused[i]) {
+				CNT_ADD(d, refused[i], g->refused[i]);
+				log_rl(&d->rl_refused, LOG_WARNING,
+				       "overlay: dht: refused %u value(s) from the DHT: %s",
+				       g->refused[i], refuse_names[i]);
+			}
+		g->l = NULL;
+		d->gets_busy--;
+	}
+	if (!mine)
+		return; /* its lookup has ended: a superseded get */
+	CNT_ADD(d, accepted, n);
+	if (is_search(l)) {
+		bool known = (!n || dhr_par_value(&l->par, g->id, recs, n)) &&
+		             (!done || dhr_par_done(&l->par, g->id));
+		if (!known && !done) {
+			pthread_mutex_lock(&d->get_mu);
+			g->stop = true; /* superseded: OpenDHT may stop it */
+			pthread_mutex_unlock(&d->get_mu);
 		}
-	CNT_ADD(d, accepted, l->nrec);
+		search_pump(d, l);
+		return;
+	}
+	if (!done)
+		return;
 	if (l->is_group) {
 		group_found(d, l);
 		lookup_end(d, l, false);
 		return;
 	}
 	if (l->reresolve) {
-		reresolved(d, l);
+		reresolved(d, l, recs, n);
 		lookup_end(d, l, false);
 		return;
 	}
-	if (l->is_id) {
-		bool any = false;
-		for (unsigned i = 0; i < l->nrec; i++)
-			if (!memcmp(l->recs[i].cert.x_pub, l->id, 8))
-				any |= !learn(d, &l->recs[i]);
-		if (any) {
-			CNT_ADD(d, lookups_found, 1);
-		} else {
-			CNT_ADD(d, lookups_missed, 1);
-			neg_add(d, true, l->id, 8);
-		}
-		lookup_end(d, l, any);
-		return;
-	}
-	dhr_search_feed(&l->s, l->recs, l->nrec);
-	uint8_t key[DHR_KEY_LEN];
-	if (dhr_search_next(&l->s, key)) {
-		dht_get(d, l, key);
-		return;
-	}
-	bool routed = false;
-	if (l->s.found) {
+	bool any = false;
+	log_msg(LOG_DEBUG, "overlay: dht: id lookup dht-%02x%02x%02x%02x in %llu ms", l->id[0],
+	        l->id[1], l->id[2], l->id[3], (unsigned long long)(mono_ms() - l->start_ms));
+	for (unsigned i = 0; i < n; i++)
+		if (!memcmp(recs[i].cert.x_pub, l->id, 8))
+			any |= !learn(d, &recs[i]);
+	if (any) {
 		CNT_ADD(d, lookups_found, 1);
-		routed = !learn(d, &l->s.best);
-		if (routed)
-			punch(d, l->s.best.cert.x_pub);
 	} else {
-		if (l->s.gets >= DHR_MAX_GETS)
-			CNT_ADD(d, lookups_gave_up, 1);
-		else
-			CNT_ADD(d, lookups_missed, 1);
-		neg_add(d, false, l->s.dst, 16);
+		CNT_ADD(d, lookups_missed, 1);
+		neg_add(d, true, l->id, 8);
 	}
-	lookup_end(d, l, routed);
+	lookup_end(d, l, any);
+}
+
+/* tfd fired: each prefix lookup with a get unanswered DHT_SPEC_MS (no value yet) speculates
+ * from now on; tfd is armed again for the next such deadline. */
+static void spec_check(struct dhts *d)
+{
+	uint64_t now = mono_ms(), next = 0;
+	d->tfd_at_ms = 0;
+	for (unsigned i = 0; i < DHT_GET_BUFS; i++) {
+		struct dht_get *g = &d->getbufs[i];
+		if (!g->l || !is_search(g->l) || g->l->gen != g->gen || g->l->slow || g->seen)
+			continue;
+		if (now >= g->start_ms + DHT_SPEC_MS) {
+			g->l->slow = true;
+			search_pump(d, g->l);
+		} else if (!next || g->start_ms + DHT_SPEC_MS < next) {
+			next = g->start_ms + DHT_SPEC_MS;
+		}
+	}
+	if (next)
+		spec_arm(d, next);
 }
 
 static void dht_readable(struct ov_slave *s, int fd)
@@ -641,6 +795,10 @@ static void dht_readable(struct ov_slave *s, int fd)
 	uint64_t v;
 	if (read(fd, &v, sizeof(v)) != sizeof(v))
 		return;
+	if (fd == d->tfd) {
+		spec_check(d);
+		return;
+	}
 	struct dhr_rec in[DHT_INBOX];
 	unsigned nin, lost;
 	pthread_mutex_lock(&d->inbox_mu);
@@ -659,10 +817,33 @@ static void dht_readable(struct ov_slave *s, int fd)
 		       "overlay: dht: %u record(s) on our id key "
 		       "dropped (inbox full)",
 		       lost);
-	uint64_t mask = __atomic_exchange_n(&d->done_mask, 0, __ATOMIC_ACQ_REL);
-	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++)
-		if (mask & (1ULL << i) && d->lookups[i].used)
-			lookup_step(d, &d->lookups[i]);
+	unsigned busy = d->gets_busy;
+	for (unsigned i = 0; i < DHT_GET_BUFS; i++) {
+		struct dht_get *g = &d->getbufs[i];
+		static struct dhr_rec recs[DHT_MAX_VALUES]; /* the loop's thread only */
+		unsigned n = 0;
+		bool done;
+		if (!g->l)
+			continue;
+		pthread_mutex_lock(&d->get_mu);
+		if (!g->dirty) {
+			pthread_mutex_unlock(&d->get_mu);
+			continue;
+		}
+		g->dirty = false;
+		done = g->done;
+		if (done || is_search(g->l)) { /* the others take their values at the end */
+			n = g->nrec - g->seen;
+			memcpy(recs, g->recs + g->seen, n * sizeof(recs[0]));
+			g->seen = g->nrec;
+		}
+		pthread_mutex_unlock(&d->get_mu);
+		get_event(d, g, recs, n, done);
+	}
+	if (d->gets_busy < busy) /* buffers freed: steps that waited for one may start */
+		for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++)
+			if (is_search(&d->lookups[i]))
+				search_pump(d, &d->lookups[i]);
 }
 
 static int dht_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, size_t len)
@@ -679,18 +860,16 @@ static int dht_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, s
 	}
 	struct dht_lookup *l = NULL;
 	for (unsigned i = 0; i < DHT_MAX_LOOKUPS && !l; i++)
-		if (d->lookups[i].used && !d->lookups[i].is_id &&
-		    !memcmp(d->lookups[i].s.dst, dst, 16))
+		if (is_search(&d->lookups[i]) && !memcmp(d->lookups[i].dst, dst, 16))
 			l = &d->lookups[i];
 	if (!l) {
-		uint8_t key[DHR_KEY_LEN];
 		if (!(l = lookup_new(d))) {
 			CNT_ADD(d, busy_drops, 1);
 			return -ENOBUFS;
 		}
-		dhr_search_init(&l->s, dst, (enum dhr_mode)d->dc->lookup);
-		dhr_search_next(&l->s, key); /* a new search always has a first key */
-		dht_get(d, l, key);
+		memcpy(l->dst, dst, 16);
+		dhr_par_init(&l->par, dst, (enum dhr_mode)d->dc->lookup);
+		search_pump(d, l); /* (no free buffer: it starts when one is freed) */
 	}
 	if (len > 0xffff || l->qlen + 2 + len > sizeof(l->queue)) {
 		CNT_ADD(d, queue_drops, 1);
@@ -727,7 +906,8 @@ static void resolve_id(void *arg, const uint8_t id[8])
 			return;
 	if (!id_token(d, now))
 		return;
-	struct dht_lookup *l = lookup_new(d);
+	struct dht_get *g = get_new(d);
+	struct dht_lookup *l = g ? lookup_new(d) : NULL;
 	if (!l)
 		return;
 	d->id_tokens -= 1.0;
@@ -736,7 +916,7 @@ static void resolve_id(void *arg, const uint8_t id[8])
 	uint8_t key[DHR_KEY_LEN];
 	dhr_key_id(id, key);
 	CNT_ADD(d, id_lookups, 1);
-	dht_get(d, l, key);
+	dht_get(d, l, g, key, 0);
 }
 
 /* Looks each peer the gateway has an endpoint for and heard from once, but not for two
@@ -770,7 +950,8 @@ static void reresolve_silent(struct dhts *d, uint64_t now)
 			return;
 		if (gw_peer_pub(d->gw, (uint32_t)i, pub) || !id_token(d, now))
 			continue;
-		struct dht_lookup *l = lookup_new(d);
+		struct dht_get *g = get_new(d);
+		struct dht_lookup *l = g ? lookup_new(d) : NULL;
 		if (!l)
 			return;
 		d->reresolving++;
@@ -785,7 +966,7 @@ static void reresolve_silent(struct dhts *d, uint64_t now)
 		uint8_t key[DHR_KEY_LEN];
 		dhr_key_id(pub, key);
 		CNT_ADD(d, reresolves, 1);
-		dht_get(d, l, key);
+		dht_get(d, l, g, key, 0);
 	}
 }
 
@@ -833,6 +1014,11 @@ static int dht_attach(struct ov_slave *s, struct ov_master *m)
 		return -errno;
 	if ((ret = ov_master_watch(m, d->efd, s)))
 		return ret;
+	d->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (d->tfd == -1)
+		return -errno;
+	if ((ret = ov_master_watch(m, d->tfd, s)))
+		return ret;
 	struct prefix all = {.family = PEAK_AFI_IP6, .len = 0};
 	if ((ret = ov_route_add(m, &all, s, 0)))
 		return ret;
@@ -879,6 +1065,11 @@ static void dht_detach(struct ov_slave *s)
 		ov_master_unwatch(d->m, d->efd);
 		close(d->efd);
 		d->efd = -1;
+	}
+	if (d->tfd != -1) {
+		ov_master_unwatch(d->m, d->tfd);
+		close(d->tfd);
+		d->tfd = -1;
 	}
 }
 
@@ -954,16 +1145,27 @@ static void dht_stats(struct ov_slave *s, struct mbuf *b)
 	            "# HELP peak_overlay_dht_group_members_total Member sites the group lookups "
 	            "found, summed.\n"
 	            "# TYPE peak_overlay_dht_group_members_total counter\n"
-	            "peak_overlay_dht_group_members_total %llu\n",
+	            "peak_overlay_dht_group_members_total %llu\n"
+	            "# HELP peak_overlay_dht_speculative_gets_total Gets of prefix lookups started "
+	            "while an earlier get of the same search was unanswered.\n"
+	            "# TYPE peak_overlay_dht_speculative_gets_total counter\n"
+	            "peak_overlay_dht_speculative_gets_total %llu\n"
+	            "# HELP peak_overlay_dht_superseded_gets_total Gets whose answer a prefix "
+	            "lookup no longer needed when they were still running.\n"
+	            "# TYPE peak_overlay_dht_superseded_gets_total counter\n"
+	            "peak_overlay_dht_superseded_gets_total %llu\n",
 	            (unsigned long long)CNT_GET(d, group_puts),
 	            (unsigned long long)CNT_GET(d, group_lookups),
-	            (unsigned long long)CNT_GET(d, group_members));
+	            (unsigned long long)CNT_GET(d, group_members),
+	            (unsigned long long)CNT_GET(d, spec_gets),
+	            (unsigned long long)CNT_GET(d, superseded_gets));
 	for (int i = 0; i < R_NREASONS; i++)
 		mbuf_printf(b, "peak_overlay_dht_values_refused_total{reason=\"%s\"} %llu\n",
 		            refuse_names[i], (unsigned long long)CNT_GET(d, refused[i]));
 }
 
-/* "dht-route PREFIX ttl-s N" per cached mapping, then "dht lookups-in-flight N". */
+/* "dht-route PREFIX ttl-s N" per cached mapping, then "dht lookups-in-flight N" and
+ * "dht gets-in-flight N". */
 static void dht_show(struct ov_slave *s, struct mbuf *b)
 {
 	struct dhts *d = s->priv;
@@ -979,6 +1181,7 @@ static void dht_show(struct ov_slave *s, struct mbuf *b)
 	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++)
 		busy += d->lookups[i].used;
 	mbuf_printf(b, "dht lookups-in-flight %u\n", busy);
+	mbuf_printf(b, "dht gets-in-flight %u\n", d->gets_busy);
 }
 
 static void dht_describe(struct ov_slave *s, uint32_t cookie, char *out, size_t cap)
@@ -1036,7 +1239,8 @@ int dht_group_lookup(struct ov_slave *s, const uint8_t group[static 16])
 		if (d->lookups[i].used && d->lookups[i].is_group &&
 		    !memcmp(d->lookups[i].group, group, 16))
 			return -EALREADY;
-	struct dht_lookup *l = lookup_new(d);
+	struct dht_get *g = get_new(d);
+	struct dht_lookup *l = g ? lookup_new(d) : NULL;
 	if (!l)
 		return -EBUSY;
 	l->is_group = true;
@@ -1044,7 +1248,7 @@ int dht_group_lookup(struct ov_slave *s, const uint8_t group[static 16])
 	uint8_t key[DHR_KEY_LEN];
 	dhr_key_group(group, key);
 	CNT_ADD(d, group_lookups, 1);
-	dht_get(d, l, key);
+	dht_get(d, l, g, key, 0);
 	return 0;
 }
 
@@ -1065,6 +1269,7 @@ struct ov_slave *dht_new(const struct ov_conf *conf, struct ov_slave *gw, char *
 	struct dhts *d = calloc(1, sizeof(*d));
 	if (!d || !(d->lookups = calloc(DHT_MAX_LOOKUPS, sizeof(*d->lookups))) ||
 	    !(d->routes = calloc(DHT_MAX_ROUTES, sizeof(*d->routes))) ||
+	    !(d->getbufs = calloc(DHT_GET_BUFS, sizeof(*d->getbufs))) ||
 	    !(d->peers = calloc(conf->npeers + GW_MAX_LEARNED, sizeof(*d->peers)))) {
 		snprintf(err, errlen, "out of memory");
 		goto fail;
@@ -1075,11 +1280,9 @@ struct ov_slave *dht_new(const struct ov_conf *conf, struct ov_slave *gw, char *
 	d->dc = &conf->dht;
 	d->gw = gw;
 	d->npeers = conf->npeers + GW_MAX_LEARNED;
-	d->efd = -1;
-	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++) {
-		d->lookups[i].d = d;
-		d->lookups[i].slot = i;
-	}
+	d->efd = d->tfd = -1;
+	for (unsigned i = 0; i < DHT_GET_BUFS; i++)
+		d->getbufs[i].d = d;
 	ovw_pubkey(conf->priv, d->x_pub);
 	dhr_sign_key(conf->priv, d->seed, d->ed_pub);
 	memcpy(d->cert.x_pub, d->x_pub, 32);
@@ -1098,6 +1301,8 @@ struct ov_slave *dht_new(const struct ov_conf *conf, struct ov_slave *gw, char *
 	gw_set_mapping_cb(gw, on_mapping, d);
 	pthread_mutex_init(&d->inbox_mu, NULL);
 	d->mu_ready = true;
+	pthread_mutex_init(&d->get_mu, NULL);
+	d->get_mu_ready = true;
 	return &d->slave;
 fail:
 	if (d)
@@ -1119,6 +1324,10 @@ void dht_free(struct ov_slave *s)
 	d->listen = NULL;
 	if (d->efd != -1)
 		close(d->efd);
+	if (d->tfd != -1)
+		close(d->tfd);
+	if (d->get_mu_ready)
+		pthread_mutex_destroy(&d->get_mu);
 	if (d->mu_ready)
 		pthread_mutex_destroy(&d->inbox_mu);
 	memset(d->seed, 0, sizeof(d->seed));
@@ -1126,6 +1335,8 @@ void dht_free(struct ov_slave *s)
 		free(d->lookups[i].grecs);
 	free(d->lookups);
 	d->lookups = NULL;
+	free(d->getbufs);
+	d->getbufs = NULL;
 	free(d->routes);
 	d->routes = NULL;
 	free(d->peers);

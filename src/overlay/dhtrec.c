@@ -301,20 +301,21 @@ static void consider(struct dhr_search *s, const struct dhr_rec *r)
 	s->found = true;
 }
 
-void dhr_search_feed(struct dhr_search *s, const struct dhr_rec *recs, size_t n)
+/* True if r is a marker or record for the binary search's probe: dst's prefix at the
+ * probed length is under it. */
+static bool probe_hit(const struct dhr_search *s, const struct dhr_rec *r)
 {
-	if (s->done)
-		return;
-	bool hit = false;
-	for (size_t i = 0; i < n; i++) {
-		consider(s, &recs[i]);
-		if (s->mode == DHR_BSEARCH && recs[i].prefix.len >= s->probe) {
-			struct prefix at = {.family = PEAK_AFI_IP6, .len = (uint8_t)s->probe};
-			memcpy(at.addr, recs[i].prefix.addr, 16);
-			prefix_mask_bits(at.addr, (unsigned)s->probe);
-			hit |= prefix_contains_addr(&at, s->dst);
-		}
-	}
+	if (s->mode != DHR_BSEARCH || r->prefix.len < s->probe)
+		return false;
+	struct prefix at = {.family = PEAK_AFI_IP6, .len = (uint8_t)s->probe};
+	memcpy(at.addr, r->prefix.addr, 16);
+	prefix_mask_bits(at.addr, (unsigned)s->probe);
+	return prefix_contains_addr(&at, s->dst);
+}
+
+/* The search after its probe's answer (hit: bsearch only; the walk looks at s->found). */
+static void advance(struct dhr_search *s, bool hit)
+{
 	if (s->mode == DHR_WALK) {
 		unsigned l = walk_len(s->cur);
 		if (s->found || !l) {
@@ -326,12 +327,168 @@ void dhr_search_feed(struct dhr_search *s, const struct dhr_rec *recs, size_t n)
 	}
 	if (hit) {
 		if (s->lo <= s->probe - 1) {
-			s->stack[s->nstack][0] = s->lo;
-			s->stack[s->nstack][1] = s->probe - 1;
+			s->stack[s->nstack][0] = (uint8_t)s->lo;
+			s->stack[s->nstack][1] = (uint8_t)(s->probe - 1);
 			s->nstack++;
 		}
 		s->lo = s->probe + 1;
 	} else {
 		s->hi = s->probe - 1;
 	}
+}
+
+void dhr_search_feed(struct dhr_search *s, const struct dhr_rec *recs, size_t n)
+{
+	if (s->done)
+		return;
+	bool hit = false;
+	for (size_t i = 0; i < n; i++) {
+		consider(s, &recs[i]);
+		hit |= probe_hit(s, &recs[i]);
+	}
+	advance(s, hit);
+}
+
+void dhr_par_init(struct dhr_par *p, const uint8_t dst[static 16], enum dhr_mode mode)
+{
+	memset(p, 0, sizeof(*p));
+	struct dhr_step *t = &p->step[0];
+	dhr_search_init(&t->s, dst, mode);
+	dhr_search_next(&t->s, t->key); /* a new search always has a first key */
+	t->st = DHR_ST_WANT;
+	p->n = 1;
+}
+
+static bool answered(const struct dhr_step *t)
+{
+	return t->st == DHR_ST_ABSENT || t->st == DHR_ST_HIT;
+}
+
+/* Appends the successor of the last step, answered as it is or, unanswered, absent. */
+static void extend(struct dhr_par *p)
+{
+	struct dhr_step *t = &p->step[p->n - 1], *u = &p->step[p->n];
+	u->s = t->s;
+	u->open = false;
+	advance(&u->s, t->st == DHR_ST_HIT);
+	u->st = dhr_search_next(&u->s, u->key) ? DHR_ST_WANT : DHR_ST_END;
+	p->n++;
+}
+
+/* Drops the steps after i (a changed answer of step i: they assumed another). */
+static void cut(struct dhr_par *p, unsigned i)
+{
+	for (unsigned j = i + 1; j < p->n; j++)
+		if (p->step[j].open)
+			p->superseded++;
+	p->n = i + 1;
+}
+
+/* The first steps answered and ended leave; an answered last step gets its successor. */
+static void settle(struct dhr_par *p)
+{
+	for (;;) {
+		unsigned k = 0;
+		while (k + 1 < p->n && answered(&p->step[k]) && !p->step[k].open)
+			k++;
+		if (k) {
+			memmove(p->step, p->step + k, (p->n - k) * sizeof(p->step[0]));
+			p->n -= k;
+		}
+		if (p->n == DHR_PAR_MAX || !answered(&p->step[p->n - 1]))
+			return;
+		extend(p);
+	}
+}
+
+bool dhr_par_want(struct dhr_par *p, bool spec_ok, uint8_t key[static DHR_KEY_LEN], uint32_t *id)
+{
+	bool spec = false;
+	for (unsigned i = 0; i < p->n; i++) {
+		struct dhr_step *t = &p->step[i];
+		if (t->st == DHR_ST_WANT) {
+			if (spec && !spec_ok)
+				return false;
+			t->st = DHR_ST_WAIT;
+			t->open = true;
+			t->id = ++p->next_id;
+			memcpy(key, t->key, DHR_KEY_LEN);
+			*id = t->id;
+			p->issued++;
+			p->spec += spec;
+			return true;
+		}
+		spec |= t->st == DHR_ST_WAIT;
+	}
+	return false;
+}
+
+unsigned dhr_par_speculate(struct dhr_par *p)
+{
+	unsigned added = 0, wanted = 0;
+	for (unsigned i = 0; i < p->n; i++)
+		wanted += p->step[i].st == DHR_ST_WANT;
+	for (;;) {
+		uint8_t st = p->step[p->n - 1].st;
+		if (p->n == DHR_PAR_MAX || (st != DHR_ST_WAIT && st != DHR_ST_WANT) ||
+		    p->issued + wanted >= DHR_MAX_GETS)
+			return added;
+		extend(p);
+		added++;
+		wanted += p->step[p->n - 1].st == DHR_ST_WANT;
+	}
+}
+
+static int find_step(const struct dhr_par *p, uint32_t id)
+{
+	for (unsigned i = 0; i < p->n; i++)
+		if (p->step[i].open && p->step[i].id == id)
+			return (int)i;
+	return -1;
+}
+
+bool dhr_par_value(struct dhr_par *p, uint32_t id, const struct dhr_rec *recs, size_t n)
+{
+	int i = find_step(p, id);
+	if (i < 0)
+		return false;
+	struct dhr_step *t = &p->step[i];
+	bool found = t->s.found, hit = false;
+	unsigned len = t->s.best.prefix.len;
+	for (size_t k = 0; k < n; k++) {
+		consider(&t->s, &recs[k]);
+		hit |= probe_hit(&t->s, &recs[k]);
+	}
+	/* the steps after it hold if they assumed its answer and the best match's length
+	 * (backtracking prunes by it): then they only take the records too */
+	if ((hit && t->st == DHR_ST_WAIT) || t->s.found != found ||
+	    (found && t->s.best.prefix.len != len)) {
+		if (hit)
+			t->st = DHR_ST_HIT;
+		cut(p, (unsigned)i);
+		settle(p);
+		return true;
+	}
+	for (unsigned j = (unsigned)i + 1; j < p->n; j++)
+		for (size_t k = 0; k < n; k++)
+			consider(&p->step[j].s, &recs[k]);
+	return true;
+}
+
+bool dhr_par_done(struct dhr_par *p, uint32_t id)
+{
+	int i = find_step(p, id);
+	if (i < 0)
+		return false;
+	struct dhr_step *t = &p->step[i];
+	t->open = false;
+	if (t->st == DHR_ST_WAIT)
+		t->st = DHR_ST_ABSENT;
+	settle(p);
+	return true;
+}
+
+const struct dhr_search *dhr_par_result(const struct dhr_par *p)
+{
+	return p->step[0].st == DHR_ST_END ? &p->step[0].s : NULL;
 }

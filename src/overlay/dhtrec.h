@@ -138,8 +138,8 @@ size_t dhr_pub_keys(const struct prefix *p, const uint8_t x_pub[static 32],
 struct dhr_search {
 	uint8_t dst[16];
 	enum dhr_mode mode;
-	int lo, hi, probe; /* bsearch: lengths left [lo, hi]; the length probed */
-	int stack[130][2]; /* bsearch: ranges left behind by markers, for backtracking */
+	int lo, hi, probe;     /* bsearch: lengths left [lo, hi]; the length probed */
+	uint8_t stack[130][2]; /* bsearch: ranges left behind by markers, for backtracking */
 	int nstack;
 	uint8_t cur[16]; /* walk: the address probed */
 	unsigned gets;
@@ -155,3 +155,64 @@ bool dhr_search_next(struct dhr_search *s, uint8_t key[static DHR_KEY_LEN]);
 
 /* The verified records the last get returned (any number, any order). */
 void dhr_search_feed(struct dhr_search *s, const struct dhr_rec *recs, size_t n);
+
+/* The binary search (or walk) with several gets in flight: the same answer as one
+ * dhr_search fed get after get, in about the time of its slowest get instead of their sum.
+ * Its steps form a chain, each the search as it probes one key; a step's successor is the
+ * search after that key's answer. A get's first value that is a hit answers its step at
+ * once (records are signed: present is present); absent needs the get's end, so
+ * dhr_par_speculate may start the successors that assume "absent" before it. A step that
+ * turns out present (or whose values change the best match's length) drops the steps after
+ * it, whose gets are then superseded, and the branch starts again from it. The lookup ends
+ * when the first step is the search's end and every get before it has ended (their late
+ * values count: the best match is over all records seen). Pure code: the caller runs the
+ * gets, tells values and ends by the id dhr_par_want gave, in any order. */
+enum {
+	DHR_PAR_MAX = 10, /* steps held at once: a search's gets in flight, at most */
+};
+
+enum dhr_step_state {
+	DHR_ST_WANT = 1, /* its get is to start (dhr_par_want) */
+	DHR_ST_WAIT,     /* its get runs, no hit yet */
+	DHR_ST_ABSENT,   /* its get ended without a hit */
+	DHR_ST_HIT,      /* a hit (the get may still run: open) */
+	DHR_ST_END,      /* the search is over here (no get) */
+};
+
+struct dhr_step {
+	struct dhr_search s; /* probing key (after dhr_search_next), values considered */
+	uint8_t key[DHR_KEY_LEN];
+	uint8_t st;  /* enum dhr_step_state */
+	bool open;   /* its get runs */
+	uint32_t id; /* its get's */
+};
+
+struct dhr_par {
+	struct dhr_step step[DHR_PAR_MAX];
+	unsigned n;
+	uint32_t next_id;
+	unsigned issued;     /* gets started */
+	unsigned spec;       /* of them, started while an earlier step was unanswered */
+	unsigned superseded; /* of them, dropped while running (their answers unused) */
+};
+
+/* Starts a lookup of dst: its first step wants its get. */
+void dhr_par_init(struct dhr_par *p, const uint8_t dst[static 16], enum dhr_mode mode);
+
+/* The first step whose get is to start: its key and id (the get is then running); false if
+ * none, or if it is speculative and !spec_ok. */
+bool dhr_par_want(struct dhr_par *p, bool spec_ok, uint8_t key[static DHR_KEY_LEN], uint32_t *id);
+
+/* Adds steps that assume the last unanswered ones absent, up to DHR_PAR_MAX steps and
+ * DHR_MAX_GETS gets started in all; returns how many were added (their gets are wanted). */
+unsigned dhr_par_speculate(struct dhr_par *p);
+
+/* Verified values of get id (each once, any number at a time). False if id is no step's
+ * (superseded, or unknown): ignore them. */
+bool dhr_par_value(struct dhr_par *p, uint32_t id, const struct dhr_rec *recs, size_t n);
+
+/* Get id ended. False if it is no step's. */
+bool dhr_par_done(struct dhr_par *p, uint32_t id);
+
+/* The answer once the lookup is over (found, best, gets as dhr_search has them), else NULL. */
+const struct dhr_search *dhr_par_result(const struct dhr_par *p);

@@ -3,7 +3,8 @@
  * reason; both lookups (binary search with markers, and the zero-the-last-set-bit walk) find
  * the longest registered prefix for random layouts, against a linear-scan oracle over an
  * in-memory DHT (fixed seed), and the binary search needs at most 8 gets without markers
- * that mislead it. */
+ * that mislead it. The parallel driver (dhr_par_*) gives the sequential answer whatever
+ * the order its gets answer in. */
 #include "../unit/test.h"
 
 #include <arpa/inet.h>
@@ -270,6 +271,187 @@ static void test_lookups_match_oracle(void **state)
 	assert_true(max_gets < DHR_MAX_GETS);
 }
 
+/* The parallel driver (dhr_par_*) against the sequential search, in a deterministic
+ * simulation of gets answered out of order: random layouts as above, each get's values
+ * delivered in random chunks at random moments and its end later still, speculation at
+ * random moments, superseded gets answered anyway. The answer (found, prefix, record) must be
+ * the sequential one's, the lookup must never stall, and the gets stay bounded. */
+enum { SIM_GETS = 4 * DHR_MAX_GETS };
+
+struct sim_get {
+	uint32_t id;
+	struct dhr_rec recs[NSLOT];
+	size_t n, sent;
+	bool live;
+};
+
+static size_t dht_get_all(const uint8_t key[DHR_KEY_LEN], struct dhr_rec *out)
+{
+	size_t n = 0;
+	for (int k = 0; k < ndht; k++)
+		if (!memcmp(dht[k].key, key, DHR_KEY_LEN))
+			out[n++] = layout[dht[k].rec];
+	for (size_t i = n; i > 1; i--) { /* any order */
+		size_t j = (size_t)rand() % i;
+		struct dhr_rec t = out[i - 1];
+		out[i - 1] = out[j];
+		out[j] = t;
+	}
+	return n;
+}
+
+static struct dhr_par par;
+static struct sim_get sim[SIM_GETS];
+
+static void run_par(const uint8_t dst[16], enum dhr_mode mode, unsigned *max_issued)
+{
+	int nsim = 0;
+	const struct dhr_search *r;
+	dhr_par_init(&par, dst, mode);
+	while (!(r = dhr_par_result(&par))) {
+		uint8_t key[DHR_KEY_LEN];
+		uint32_t id;
+		if (rand() % 3 == 0)
+			dhr_par_speculate(&par);
+		while (dhr_par_want(&par, rand() % 4 != 0, key, &id)) {
+			assert_true(nsim < SIM_GETS);
+			struct sim_get *g = &sim[nsim++];
+			g->id = id;
+			g->n = dht_get_all(key, g->recs);
+			g->sent = 0;
+			g->live = true;
+		}
+		int live[SIM_GETS], nl = 0;
+		for (int i = 0; i < nsim; i++)
+			if (sim[i].live)
+				live[nl++] = i;
+		assert_true(nl > 0); /* else the lookup stalls */
+		struct sim_get *g = &sim[live[rand() % nl]];
+		if (g->sent < g->n && rand() % 4 != 0) {
+			size_t k = 1 + (size_t)rand() % (g->n - g->sent);
+			dhr_par_value(&par, g->id, g->recs + g->sent, k);
+			g->sent += k;
+		} else if (g->sent == g->n) {
+			dhr_par_done(&par, g->id);
+			g->live = false;
+		}
+	}
+	if (par.issued > *max_issued)
+		*max_issued = par.issued;
+}
+
+static void test_par_matches_sequential(void **state)
+{
+	(void)state;
+	srand(21);
+	unsigned max_issued = 0, spec = 0, superseded = 0, lookups = 0;
+	for (int round = 0; round < 150; round++) {
+		uint8_t base[16];
+		rand_addr(base, base, 0);
+		ndht = 0;
+		int np = 1 + rand() % NP;
+		for (int i = 0; i < np; i++) {
+			struct dhr_rec *r = &layout[i];
+			memset(r, 0, sizeof(*r));
+			r->prefix.family = PEAK_AFI_IP6;
+			static const int lens[] = {1, 8, 16, 32, 47, 48, 56, 63, 64, 96, 127, 128};
+			r->prefix.len = (uint8_t)(rand() % 3 ? lens[rand() % 12] : rand() % 129);
+			rand_addr(r->prefix.addr, base, (unsigned)(rand() % 129));
+			prefix_mask_bits(r->prefix.addr, r->prefix.len);
+			if (i && rand() % 4 == 0) /* the same prefix again, republished */
+				r->prefix = layout[rand() % i].prefix;
+			r->time_s = (uint64_t)i;
+			uint8_t keys[DHR_MAX_KEYS][DHR_KEY_LEN], x[32] = {(uint8_t)i};
+			size_t nk = dhr_pub_keys(&r->prefix, x, keys);
+			for (size_t k = 0; k < nk; k++) {
+				memcpy(dht[ndht].key, keys[k], DHR_KEY_LEN);
+				dht[ndht++].rec = i;
+			}
+		}
+		for (int q = 0; q < 30; q++) {
+			uint8_t dst[16];
+			rand_addr(dst, layout[rand() % np].prefix.addr, (unsigned)(rand() % 129));
+			for (int mode = DHR_BSEARCH; mode <= DHR_WALK; mode++) {
+				struct dhr_search s;
+				uint8_t key[DHR_KEY_LEN];
+				struct dhr_rec got[NSLOT];
+				dhr_search_init(&s, dst, (enum dhr_mode)mode);
+				while (dhr_search_next(&s, key))
+					dhr_search_feed(&s, got, dht_get_all(key, got));
+				for (int rep = 0; rep < 4; rep++) {
+					run_par(dst, (enum dhr_mode)mode, &max_issued);
+					const struct dhr_search *r = dhr_par_result(&par);
+					assert_int_equal(r->found, s.found);
+					assert_int_equal(r->gets >= DHR_MAX_GETS,
+					                 s.gets >= DHR_MAX_GETS);
+					if (s.found) {
+						assert_int_equal(
+						    prefix_cmp(&r->best.prefix, &s.best.prefix), 0);
+						assert_int_equal(r->best.time_s, s.best.time_s);
+					}
+					spec += par.spec;
+					superseded += par.superseded;
+					lookups++;
+				}
+			}
+		}
+	}
+	print_message("# %u parallel lookups: most gets %u, speculative %u, superseded %u\n",
+	              lookups, max_issued, spec, superseded);
+	assert_true(max_issued <= 2 * DHR_MAX_GETS);
+	assert_true(spec > 0 && superseded > 0); /* both paths ran */
+}
+
+/* Gets that answer in the order they were asked, absent ones ending 10 times later than
+ * present ones: with speculation, a lookup whose answers are absent after one hit costs
+ * about one get time (its gets run at once), not one per get. Counted in the simulation's time
+ * units. */
+static void test_par_speculation_time(void **state)
+{
+	(void)state;
+	struct dhr_rec r;
+	memset(&r, 0, sizeof(r));
+	pfx(&r.prefix, "fd00:b:c:d::/64");
+	uint8_t keys[DHR_MAX_KEYS][DHR_KEY_LEN], x[32] = {0}, key[DHR_KEY_LEN];
+	size_t nk = dhr_pub_keys(&r.prefix, x, keys);
+	uint8_t dst[16];
+	memcpy(dst, r.prefix.addr, 16);
+	dst[15] = 2;
+	struct {
+		uint32_t id;
+		bool hit;
+		unsigned t0;
+	} g[SIM_GETS];
+	int ng = 0;
+	unsigned now = 0;
+	dhr_par_init(&par, dst, DHR_BSEARCH);
+	while (!dhr_par_result(&par)) {
+		uint32_t id;
+		dhr_par_speculate(&par);
+		while (dhr_par_want(&par, true, key, &id)) {
+			bool hit = false;
+			for (size_t k = 0; k < nk; k++)
+				hit |= !memcmp(keys[k], key, DHR_KEY_LEN);
+			g[ng].id = id;
+			g[ng].hit = hit;
+			g[ng++].t0 = now;
+		}
+		now++;
+		for (int i = 0; i < ng; i++) {
+			if (g[i].hit && now == g[i].t0 + 1)
+				dhr_par_value(&par, g[i].id, &r, 1); /* a value comes soon */
+			if (now == g[i].t0 + 10)
+				dhr_par_done(&par, g[i].id); /* every end is slow */
+		}
+	}
+	const struct dhr_search *s = dhr_par_result(&par);
+	assert_true(s->found);
+	assert_int_equal(s->best.prefix.len, 64);
+	print_message("# /64 with slow ends: %u time units, %u gets (sequential: %u)\n", now,
+	              par.issued, s->gets * 10);
+	assert_true(now <= 10 + 2);
+}
+
 /* One prefix: the binary search takes at most 8 gets (lengths 0..128). */
 static void test_bsearch_eight_gets(void **state)
 {
@@ -304,9 +486,13 @@ static void test_bsearch_eight_gets(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_record_round_trip),  cmocka_unit_test(test_group_record),
-	    cmocka_unit_test(test_keys_distinct),      cmocka_unit_test(test_lookups_match_oracle),
+	    cmocka_unit_test(test_record_round_trip),
+	    cmocka_unit_test(test_group_record),
+	    cmocka_unit_test(test_keys_distinct),
+	    cmocka_unit_test(test_lookups_match_oracle),
 	    cmocka_unit_test(test_bsearch_eight_gets),
+	    cmocka_unit_test(test_par_matches_sequential),
+	    cmocka_unit_test(test_par_speculation_time),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
