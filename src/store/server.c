@@ -516,6 +516,23 @@ static int ent_cmp(const void *x, const void *y)
 	return c ? c : (int)a->tomb - (int)b->tomb;
 }
 
+/* Appends name (tomb: a tombstone's) to *ents (*n of *cap, grown by doubling). Returns 0
+ * or -ENOMEM. */
+static int ents_push(struct list_ent **ents, size_t *n, size_t *cap, const char *name, bool tomb)
+{
+	if (*n == *cap) {
+		size_t c = *cap ? 2 * *cap : 256;
+		void *m = realloc(*ents, c * sizeof(**ents));
+		if (!m)
+			return -ENOMEM;
+		*ents = m;
+		*cap = c;
+	}
+	snprintf((*ents)[*n].name, sizeof((*ents)[*n].name), "%s", name);
+	(*ents)[(*n)++].tomb = tomb;
+	return 0;
+}
+
 /* Adds the names after `after` in directory fd (closed here) to *ents. Returns 0 or -errno. */
 static int list_scan(int fd, bool tomb, const char *after, struct list_ent **ents, size_t *n,
                      size_t *cap)
@@ -532,18 +549,8 @@ static int list_scan(int fd, bool tomb, const char *after, struct list_ent **ent
 	for (struct dirent *e; (e = readdir(d));) {
 		if (!object_name_ok(e->d_name) || strcmp(e->d_name, after) <= 0)
 			continue;
-		if (*n == *cap) {
-			size_t c = *cap ? 2 * *cap : 256;
-			void *m = realloc(*ents, c * sizeof(**ents));
-			if (!m) {
-				ret = -ENOMEM;
-				break;
-			}
-			*ents = m;
-			*cap = c;
-		}
-		memcpy((*ents)[*n].name, e->d_name, 74);
-		(*ents)[(*n)++].tomb = tomb;
+		if ((ret = ents_push(ents, n, cap, e->d_name, tomb)))
+			break;
 	}
 	closedir(d);
 	return ret;
@@ -559,18 +566,7 @@ static int list_log(struct slog *l, const char *after, struct list_ent **ents, s
 	for (size_t i = 0; i < m && !ret; i++) {
 		if (strcmp(names[i], after) <= 0)
 			continue;
-		if (*n == *cap) {
-			size_t c = *cap ? 2 * *cap : 256;
-			void *p = realloc(*ents, c * sizeof(**ents));
-			if (!p) {
-				ret = -ENOMEM;
-				break;
-			}
-			*ents = p;
-			*cap = c;
-		}
-		memcpy((*ents)[*n].name, names[i], SLOG_NAME_LEN + 1);
-		(*ents)[(*n)++].tomb = false;
+		ret = ents_push(ents, n, cap, names[i], false);
 	}
 	free(names);
 	return ret;

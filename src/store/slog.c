@@ -79,14 +79,17 @@ static bool tab_grow(struct slog *l)
 	return true;
 }
 
-/* Points name at a record (newest seq wins). Returns 1 if it was new, 0, or -ENOMEM. */
-static int ent_set(struct slog *l, const char *name, size_t seg, uint64_t off, uint64_t seq,
-                   uint64_t version, size_t kl, size_t len)
+/* The entry of name for a record of seq: *ep is name's entry, made if it had none, its
+ * record no longer counted live (it is being replaced); or NULL when the entry holds a
+ * newer record. *fresh: name had no live record. Returns 0 or -ENOMEM. */
+static int ent_take(struct slog *l, const char *name, uint64_t seq, struct slog_ent **ep,
+                    int *fresh)
 {
+	*ep = NULL;
 	if (!tab_grow(l))
 		return -ENOMEM;
 	struct slog_ent **p = ent_slot(l, name), *e = *p;
-	int fresh = !e || e->del;
+	*fresh = !e || e->del;
 	if (e && e->seq > seq)
 		return 0;
 	if (!e) {
@@ -98,6 +101,18 @@ static int ent_set(struct slog *l, const char *name, size_t seg, uint64_t off, u
 	} else if (!e->del) {
 		l->segs[e->seg].live -= ent_len(e);
 	}
+	*ep = e;
+	return 0;
+}
+
+/* Points name at a record (newest seq wins). Returns 1 if it was new, 0, or -ENOMEM. */
+static int ent_set(struct slog *l, const char *name, size_t seg, uint64_t off, uint64_t seq,
+                   uint64_t version, size_t kl, size_t len)
+{
+	struct slog_ent *e;
+	int fresh, r = ent_take(l, name, seq, &e, &fresh);
+	if (r || !e)
+		return r;
 	l->segs[seg].live += SLOG_HDR + kl + len + SLOG_TRAIL;
 	*e = (struct slog_ent){.next = e->next,
 	                       .seg = seg,
@@ -129,20 +144,10 @@ static void ent_del(struct slog *l, const char *name, uint64_t seq)
  * the scan ends, so an older put found later (compaction moves records) stays hidden. */
 static int ent_mark_del(struct slog *l, const char *name, uint64_t seq)
 {
-	if (!tab_grow(l))
-		return -ENOMEM;
-	struct slog_ent **p = ent_slot(l, name), *e = *p;
-	if (e && e->seq > seq)
-		return 0;
-	if (!e) {
-		if (!(e = calloc(1, sizeof(*e))))
-			return -ENOMEM;
-		memcpy(e->name, name, SLOG_NAME_LEN + 1);
-		*p = e;
-		l->count++;
-	} else if (!e->del) {
-		l->segs[e->seg].live -= ent_len(e);
-	}
+	struct slog_ent *e;
+	int fresh, r = ent_take(l, name, seq, &e, &fresh);
+	if (r || !e)
+		return r;
 	e->del = true;
 	e->seq = seq;
 	return 0;

@@ -39,12 +39,13 @@ def windows_open(tb):
     return logs.count(" started: ") - logs.count(" ended (")
 
 
-@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
-def test_connection_held_past_the_window_survives():
-    work = tempfile.mkdtemp(prefix="peak-holong-")
-    tb = testbed.Testbed(f"hl{os.getpid() % 10000}", work, PEAK, nodes=2, pods=2,
+def settled(tag, window_ms):
+    """A testbed of two nodes of two pods (controller --handover-ms window_ms) up, its routes
+    converged and the handovers of its pods' coming up over. The caller downs it."""
+    work = tempfile.mkdtemp(prefix=f"peak-{tag}-")
+    tb = testbed.Testbed(f"{tag}{os.getpid() % 10000}", work, PEAK, nodes=2, pods=2,
                          ctl_args=["--control", os.path.join(work, "ctl.sock"),
-                                   "--handover-ms", str(WINDOW_MS)])
+                                   "--handover-ms", str(window_ms)])
     try:
         tb.up()
         assert tb.wait_converged(), "the router did not learn the slices"
@@ -54,6 +55,16 @@ def test_connection_held_past_the_window_survives():
                 time.time() < deadline:
             time.sleep(0.05)
         assert not windows_open(tb)
+    except BaseException:
+        tb.down()
+        raise
+    return tb
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
+def test_connection_held_past_the_window_survives():
+    tb = settled("hl", WINDOW_MS)
+    try:
         n_started = agent_logs(tb).count(" started: ")
         n_off, n_idle = (agent_logs(tb).count(x) for x in ("handover program off", "went idle"))
         c = Clients(tb, {k: address(k) for k in range(CLIENTS)})

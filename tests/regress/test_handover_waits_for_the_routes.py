@@ -16,7 +16,6 @@ and every connection survives.
 import os
 import signal
 import sys
-import tempfile
 import time
 
 import pytest
@@ -26,31 +25,20 @@ sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
 sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 import testbed  # noqa: E402
 from test_handover import CLIENTS, Clients, address, ctl  # noqa: E402
-from test_handover_keeps_long_connections import agent_logs, windows_open  # noqa: E402
+from test_handover_keeps_long_connections import agent_logs, settled, windows_open  # noqa: E402
 
-PEAK = os.environ.get("PEAK_BIN", os.path.join(HERE, "..", "..", "build", "peak"))
 WINDOW_MS = 3000  # the new owner's node waits one more window for the routes at most
 WAITING = "no packet for the slices came here by the routes yet: waiting for them"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="network namespaces need root")
 def test_new_owner_waits_for_the_routes():
-    work = tempfile.mkdtemp(prefix="peak-horoutes-")
-    tb = testbed.Testbed(f"hr{os.getpid() % 10000}", work, PEAK, nodes=2, pods=2,
-                         ctl_args=["--control", os.path.join(work, "ctl.sock"),
-                                   "--handover-ms", str(WINDOW_MS)])
+    tb = settled("hr", WINDOW_MS)
     bird = None
     try:
-        tb.up()
-        assert tb.wait_converged(), "the router did not learn the slices"
-        deadline = time.time() + 30
-        while (windows_open(tb) or " started: " not in agent_logs(tb)) and \
-                time.time() < deadline:
-            time.sleep(0.05)
-        assert not windows_open(tb)
         c = Clients(tb, {k: address(k) for k in range(CLIENTS)})
         moved = {k for k in c.first if c.first[k] != "n1p2"}
-        with open(os.path.join(work, "bird-r.pid")) as f:
+        with open(os.path.join(tb.dir, "bird-r.pid")) as f:
             bird = int(f.read().split()[0])
         os.kill(bird, signal.SIGSTOP)  # the routes stay where they are
         ctl(tb, "weight", testbed.SERVICE, "n1p2", "3")
