@@ -460,6 +460,7 @@ static int udp_connect_from(const struct h3_addr *peer, const struct in6_addr *s
 	/* a source from an AnyIP range (one /64 per emulated client) is local without being
 	 * an interface address: as peak connect does */
 	setsockopt(fd, IPPROTO_IPV6, IPV6_FREEBIND, &one, sizeof(one));
+	h3_udp_buffers(fd);
 	local->len = sizeof(local->ss);
 	if (peer->ss.ss_family != AF_INET6 ||
 	    bind(fd, (const struct sockaddr *)&me, sizeof(me)) == -1 ||
