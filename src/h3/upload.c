@@ -548,9 +548,8 @@ int h3_upload_run(const struct h3_upload_opts *o)
 			break;
 		if (d > end)
 			d = end;
-		int ms = d <= now ? 0 : (int)((d - now + 999999) / 1000000);
 		struct pollfd p = {fd, POLLIN, 0};
-		if (poll(&p, 1, ms) == -1 && errno != EINTR)
+		if (h3_poll(&p, 1, d) == -1 && errno != EINTR)
 			break;
 		if (p.revents & POLLIN) {
 			static uint8_t buf[65536];
