@@ -547,7 +547,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	/* qlog times count from the connection's start; its CLOCK_MONOTONIC reading lets
 	 * bench/h3 line them up with the lossy relay's drops (per-stream stalls) */
 	h3_qlog_event(c, "peak:clock", "\"start_monotonic_ns\":%" PRIu64, c->t_start);
-	uint64_t t0 = h3_now(), end = t0 + (uint64_t)o->timeout_ms * 1000000;
+	uint64_t t0 = h3_now(), end;
 	bool submitted = false, migrated = false;
 	if (c->h) { /* resuming: the requests go out as 0-RTT */
 		submitted = true;
@@ -555,6 +555,8 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	}
 	h3_conn_write(c);
 	files_hash(&u);
+	/* --timeout counts from here, as it did when the hashing came first */
+	end = h3_now() + (uint64_t)o->timeout_ms * 1000000;
 	while (u.nclosed < u.n && !c->dead && !c->close_at) {
 		uint64_t now = h3_now(), d = h3_conn_deadline(c);
 		if (now >= end)
