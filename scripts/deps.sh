@@ -24,6 +24,8 @@ PKGS="$PKGS nsd knot"
 PKGS="$PKGS python3-yaml"
 # the overlay's mobility tests flush a NAT namespace's connection tracking (conntrack -F)
 PKGS="$PKGS conntrack"
+# the h3 pacing regression test traces the upload client's waits
+PKGS="$PKGS strace"
 missing=""
 for p in $PKGS; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" ||

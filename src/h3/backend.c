@@ -720,7 +720,7 @@ int h3_backend_run(const struct h3_backend_opts *o)
 	notify_ready("backend %s listening on %s (udp)", o->id, a);
 	for (;;) {
 		struct pollfd p[2] = {{ep.fd, POLLIN, 0}, {sfd, POLLIN, 0}};
-		int n = poll(p, 2, h3_endpoint_timeout_ms(&ep));
+		int n = h3_poll(p, 2, h3_endpoint_deadline(&ep));
 		if (n == -1 && errno != EINTR) {
 			ret = -errno;
 			break;

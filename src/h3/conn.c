@@ -1,4 +1,5 @@
 /* A QUIC connection with HTTP/3 on top: the ngtcp2 callbacks, the read and write paths. */
+#define _GNU_SOURCE /* ppoll */
 #include "conn.h"
 
 #include <errno.h>
@@ -24,6 +25,19 @@ uint64_t h3_now(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * NGTCP2_SECONDS + (uint64_t)ts.tv_nsec;
+}
+
+int h3_poll(struct pollfd *p, nfds_t n, uint64_t deadline)
+{
+	struct timespec ts = {0, 0};
+	uint64_t now = h3_now();
+	if (deadline == UINT64_MAX)
+		return ppoll(p, n, NULL, NULL);
+	if (deadline > now) {
+		ts.tv_sec = (time_t)((deadline - now) / NGTCP2_SECONDS);
+		ts.tv_nsec = (long)((deadline - now) % NGTCP2_SECONDS);
+	}
+	return ppoll(p, n, &ts, NULL);
 }
 
 /* ngtcp2's own trace on stderr when PEAK_H3_TRACE is set (debugging aid). */

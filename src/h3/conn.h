@@ -2,6 +2,7 @@
 /* One QUIC connection carrying HTTP/3: ngtcp2 (transport), GnuTLS (handshake), nghttp3
  * (HTTP/3 and QPACK), glued so that the application only supplies nghttp3 callbacks.
  * Shared by the server endpoint and the client. */
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -78,6 +79,12 @@ struct h3_conn {
 
 /* Monotonic time in ns, the clock ngtcp2 is driven by. */
 uint64_t h3_now(void);
+
+/* Waits like poll(2) on p[n] until deadline (h3_now's clock; at or before now: no wait,
+ * UINT64_MAX: none), to the microsecond: a pacing gap of tens of microseconds rounded up to
+ * poll's millisecond held every connection to one send quantum (64 KiB) per millisecond.
+ * Returns what ppoll returns. */
+int h3_poll(struct pollfd *p, nfds_t n, uint64_t deadline);
 
 /* The ngtcp2_cc_algo a congestion-control name stands for ("reno", "cubic", "bbr", "bbr2";
  * white space after it ignored), or -1. */

@@ -397,20 +397,15 @@ void h3_endpoint_on_timer(struct h3_endpoint *ep)
 	}
 }
 
-int h3_endpoint_timeout_ms(struct h3_endpoint *ep)
+uint64_t h3_endpoint_deadline(struct h3_endpoint *ep)
 {
-	uint64_t next = UINT64_MAX, now = h3_now();
+	uint64_t next = UINT64_MAX;
 	for (struct h3_conn *c = ep->conns; c; c = c->next) {
 		uint64_t d = h3_conn_deadline(c);
 		if (d < next)
 			next = d;
 	}
-	if (next == UINT64_MAX)
-		return -1;
-	if (next <= now)
-		return 0;
-	uint64_t ms = (next - now + 999999) / 1000000;
-	return ms > 60000 ? 60000 : (int)ms;
+	return next;
 }
 
 void h3_endpoint_close_all(struct h3_endpoint *ep)

@@ -79,8 +79,8 @@ void h3_endpoint_on_readable(struct h3_endpoint *ep);
 /* Runs due timers and frees the connections that are done. */
 void h3_endpoint_on_timer(struct h3_endpoint *ep);
 
-/* Milliseconds until the next timer (poll's timeout), -1 if none. */
-int h3_endpoint_timeout_ms(struct h3_endpoint *ep);
+/* When the next timer is due (h3_now's clock, for h3_poll), UINT64_MAX if none. */
+uint64_t h3_endpoint_deadline(struct h3_endpoint *ep);
 
 /* Closes every connection with H3_NO_ERROR (a CONNECTION_CLOSE each). */
 void h3_endpoint_close_all(struct h3_endpoint *ep);

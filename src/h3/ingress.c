@@ -1428,11 +1428,8 @@ int h3_ingress_run(const struct h3_ingress_opts *o)
 			if (d && d < deadline)
 				deadline = d;
 		}
-		int ms_ep = h3_endpoint_timeout_ms(&ep);
-		now = h3_now();
-		int ms_up = deadline <= now ? 0 : (int)((deadline - now + 999999) / 1000000);
-		int timeout = ms_ep >= 0 && ms_ep < ms_up ? ms_ep : ms_up;
-		int n = poll(p, np, timeout);
+		uint64_t d_ep = h3_endpoint_deadline(&ep);
+		int n = h3_poll(p, np, d_ep < deadline ? d_ep : deadline);
 		if (n == -1 && errno != EINTR) {
 			ret = -errno;
 			break;

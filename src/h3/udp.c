@@ -15,6 +15,24 @@
 
 #include "../sys/net.h"
 
+/* Asks for a socket buffer of H3_UDP_BUF_BYTES: above net.core.[rw]mem_max only with
+ * CAP_NET_ADMIN (the FORCE option), else as much as that allows. */
+static void udp_buf(int fd, int opt, int force)
+{
+	int want = H3_UDP_BUF_BYTES, have = 0;
+	socklen_t len = sizeof(have);
+	setsockopt(fd, SOL_SOCKET, opt, &want, sizeof(want));
+	/* the kernel reports twice what it was asked (its bookkeeping overhead) */
+	if (getsockopt(fd, SOL_SOCKET, opt, &have, &len) == 0 && have < want)
+		setsockopt(fd, SOL_SOCKET, force, &want, sizeof(want));
+}
+
+void h3_udp_buffers(int fd)
+{
+	udp_buf(fd, SO_RCVBUF, SO_RCVBUFFORCE);
+	udp_buf(fd, SO_SNDBUF, SO_SNDBUFFORCE);
+}
+
 int h3_udp_bind(const struct h3_addr *addr)
 {
 	int one = 1;
@@ -30,6 +48,7 @@ int h3_udp_bind(const struct h3_addr *addr)
 		goto fail;
 	if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) == -1)
 		goto fail;
+	h3_udp_buffers(fd);
 	/* many datagrams per read on a busy server; a kernel without it gives one each */
 	if (!getenv("PEAK_H3_NO_GRO"))
 		setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
@@ -46,6 +65,7 @@ int h3_udp_connect(const struct h3_addr *peer, struct h3_addr *local)
 	if (fd == -1)
 		return -errno;
 	local->len = sizeof(local->ss);
+	h3_udp_buffers(fd);
 	if (connect(fd, (const struct sockaddr *)&peer->ss, peer->len) == -1 ||
 	    getsockname(fd, (struct sockaddr *)&local->ss, &local->len) == -1) {
 		int err = -errno;
