@@ -67,6 +67,24 @@ def free_tcp_port():
         return s.getsockname()[1]
 
 
+def scratch_ns(suffix):
+    """For a fixture (yield from): a network namespace named for the PID and suffix, lo up,
+    and a list for the processes the test starts in it; they are killed, then the namespace
+    deleted, at the end. Yields (name, procs)."""
+    name = f"rg{os.getpid() % 10000}{suffix}"
+    subprocess.run(["ip", "netns", "add", name], check=True, timeout=30)
+    procs = []
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True, timeout=30)
+        yield name, procs
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+        subprocess.run(["ip", "netns", "del", name], timeout=30)
+
+
 def wait_for(cond, timeout, what):
     deadline = time.time() + timeout
     while True:

@@ -42,18 +42,7 @@ def sh(*argv, check=True):
 
 @pytest.fixture
 def ns():
-    name = f"rg{os.getpid() % 10000}pw"
-    sh("ip", "netns", "add", name)
-    procs = []
-    try:
-        sh("ip", "-n", name, "link", "set", "lo", "up")
-        yield name, procs
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-        sh("ip", "netns", "del", name, check=False)
+    yield from h3.scratch_ns("pw")
 
 
 def test_h3_pacing_waits_below_a_millisecond(tmp_path, certs, ns):
