@@ -36,10 +36,6 @@ pytestmark = [
 ]
 
 
-def sh(*argv, check=True):
-    return subprocess.run(argv, capture_output=True, text=True, timeout=30, check=check)
-
-
 @pytest.fixture
 def ns():
     yield from h3.scratch_ns("pw")
