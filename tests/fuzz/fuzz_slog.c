@@ -23,8 +23,8 @@ static void check(void *arg, const struct slog_rec *r)
 	uint8_t *again = malloc(r->len);
 	if (!again)
 		return;
-	size_t k = slog_rec_write(again, r->type, r->slice, r->seq, r->version, r->key,
-	                          r->key_len, r->body, r->body_len);
+	size_t k = slog_rec_write(again, r->type, r->slice, r->seq, r->version, r->key, r->key_len,
+	                          r->body, r->body_len);
 	if (k != r->len || memcmp(again, x->base + r->off, r->len))
 		__builtin_trap();
 	free(again);
