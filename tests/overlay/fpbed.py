@@ -6,7 +6,7 @@ not as the test asks, the fast path on or off.
 """
 import struct
 
-from ovbed import PEAK, Bed, nsx, sh, wait_for
+from ovbed import PEAK, Bed, nsx, sh
 
 PORT = 51820
 SITES = ("a", "b")
@@ -19,12 +19,7 @@ class FpBed(Bed):
         for name in [f"h{s}" for s in SITES] + [f"g{s}" for s in SITES]:
             self.add_ns(name)
         for s in SITES:
-            h, g = f"h{s}", f"g{s}"
-            self.veth(h, "lan", g, "lan")
-            sh("ip", "-n", self.n(h), "addr", "add", f"fd00:{s}::2/64", "dev", "lan", "nodad")
-            sh("ip", "-n", self.n(h), "-6", "route", "add", "default", "via", f"fd00:{s}::1")
-            sh("ip", "-n", self.n(g), "addr", "add", f"fd00:{s}::1/64", "dev", "lan", "nodad")
-            nsx(self.n(g), "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            self.site_lan(s)
         self.veth("ga", "wan", "gb", "wan")
         for s in SITES:
             sh("ip", "-n", self.n(f"g{s}"), "addr", "add", f"{WAN[s]}/24", "dev", "wan")

@@ -71,6 +71,16 @@ class Bed:
         sh("ip", "-n", self.n(a), "link", "set", "dev", ia, "up")
         sh("ip", "-n", self.n(b), "link", "set", "dev", ib, "up")
 
+    def site_lan(self, s):
+        """Site s's LAN: host h<s> (fd00:<s>::2/64, default route via the gateway) linked to
+        gateway g<s> (fd00:<s>::1/64, forwarding IPv6), both namespaces made already."""
+        h, g = f"h{s}", f"g{s}"
+        self.veth(h, "lan", g, "lan")
+        sh("ip", "-n", self.n(h), "addr", "add", f"fd00:{s}::2/64", "dev", "lan", "nodad")
+        sh("ip", "-n", self.n(h), "-6", "route", "add", "default", "via", f"fd00:{s}::1")
+        sh("ip", "-n", self.n(g), "addr", "add", f"fd00:{s}::1/64", "dev", "lan", "nodad")
+        nsx(self.n(g), "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+
     def spawn(self, s):
         """Starts site s's daemon (see ready)."""
         log = self.tmp / f"g{s}.log"

@@ -21,12 +21,8 @@ class PubBed(Bed):
             self.add_ns(name)
         nsx(self.n("r"), "sysctl", "-qw", "net.ipv4.ip_forward=1")
         for s in SITES:
-            h, g = f"h{s}", f"g{s}"
-            self.veth(h, "lan", g, "lan")
-            sh("ip", "-n", self.n(h), "addr", "add", f"fd00:{s}::2/64", "dev", "lan", "nodad")
-            sh("ip", "-n", self.n(h), "-6", "route", "add", "default", "via", f"fd00:{s}::1")
-            sh("ip", "-n", self.n(g), "addr", "add", f"fd00:{s}::1/64", "dev", "lan", "nodad")
-            nsx(self.n(g), "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            g = f"g{s}"
+            self.site_lan(s)
             self.veth(g, "wan", "r", "r" + s)
             gw = ADDR[s].rsplit(".", 1)[0] + ".1"
             sh("ip", "-n", self.n("r"), "addr", "add", f"{gw}/24", "dev", "r" + s)

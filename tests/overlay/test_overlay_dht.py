@@ -74,14 +74,7 @@ class DhtBed(Bed):
         for i, s in enumerate(SITES, 1):
             g = f"g{s}"
             if s in HOSTS:
-                h = f"h{s}"
-                self.veth(h, "lan", g, "lan")
-                sh("ip", "-n", self.n(h), "addr", "add", f"fd00:{s}::2/64", "dev", "lan", "nodad")
-                sh("ip", "-n", self.n(h), "-6", "route", "add", "default", "via",
-                   f"fd00:{s}::1")
-                sh("ip", "-n", self.n(g), "addr", "add", f"fd00:{s}::1/64", "dev", "lan",
-                   "nodad")
-                nsx(self.n(g), "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+                self.site_lan(s)
             if s in NATED:
                 nat = f"nat{s}"
                 nsx(self.n(nat), "sysctl", "-qw", "net.ipv4.ip_forward=1")

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 from fpbed import FpBed, counter
-from ovbed import nsx, sh, wait_for
+from ovbed import nsx, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 

@@ -39,12 +39,8 @@ class NatBed(Bed):
         nsx(self.n("r"), "sysctl", "-qw", "net.ipv4.ip_forward=1")
         nsx(self.n("nat"), "sysctl", "-qw", "net.ipv4.ip_forward=1")
         for i, s in enumerate(SITES, 1):
-            h, g = f"h{s}", f"g{s}"
-            self.veth(h, "lan", g, "lan")
-            sh("ip", "-n", self.n(h), "addr", "add", f"fd00:{s}::2/64", "dev", "lan", "nodad")
-            sh("ip", "-n", self.n(h), "-6", "route", "add", "default", "via", f"fd00:{s}::1")
-            sh("ip", "-n", self.n(g), "addr", "add", f"fd00:{s}::1/64", "dev", "lan", "nodad")
-            nsx(self.n(g), "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+            g = f"g{s}"
+            self.site_lan(s)
             up, gw = UPLINK[s]
             if s == "c":
                 self.veth(g, "wan", "nat", "nin")
