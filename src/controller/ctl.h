@@ -22,7 +22,8 @@
 enum {
 	MAX_AGENTS = 64,
 	MAX_CLIENTS = 8,      /* operator connections on the control socket at once */
-	OUTQ_MAX_B = 8 << 20, /* bytes queued for one peer before it is dropped */
+	OUTQ_MAX_B = 8 << 20, /* bytes queued for one peer, some still waiting, before it is
+	                       * dropped (one message to an empty queue is taken whole) */
 	DRAIN_MS = 5000,      /* a peer whose queue made no progress this long is dropped */
 	HELLO_MS = 10000,     /* a peer must say a valid hello within this */
 	CLIENT_MS = 5000,     /* an operator client's whole exchange */

@@ -105,14 +105,17 @@ int ctlr_peer_flush(struct peer *p, uint64_t now)
 	return 0;
 }
 
-/* Queues bytes for a peer and sends what its socket takes. A peer whose queue would pass
- * OUTQ_MAX_B, or whose socket failed, is closed (an agent reconnects and gets whole maps
- * again). Returns 0 or -errno (the peer is closed). */
+/* Queues bytes for a peer and sends what its socket takes. A peer that has bytes still
+ * waiting and whose queue would pass OUTQ_MAX_B, or whose socket failed, is closed (an agent
+ * reconnects and gets whole maps again); a message to an empty queue is taken whole, however
+ * large (a status reply at 10,000 x 100 is about 60 MB). Returns 0 or -errno (the peer is
+ * closed). */
 int ctlr_peer_send(struct ctl *c, struct peer *p, const char *s, size_t n)
 {
 	uint64_t now = ctlr_now_ms();
 	int ret = 0;
-	if (p->q.len - p->q.off + n > OUTQ_MAX_B) {
+	size_t waiting = p->q.len - p->q.off;
+	if (waiting && waiting + n > OUTQ_MAX_B) {
 		if (ctlr_log_ok(c))
 			log_msg(LOG_WARNING,
 			        "controller: peer %s does not read (%zu bytes queued): "
