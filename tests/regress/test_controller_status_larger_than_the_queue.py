@@ -5,7 +5,6 @@ was larger than the output queue's bound (OUTQ_MAX_B), which is meant for peers 
 still waiting. Now a message to an empty queue is taken whole. Here 2,000 services x 100
 endpoints (about 9 MB of status) with a real controller: the reply comes whole, one line
 per endpoint and "ok"."""
-import os
 import subprocess
 
 import ctlpeer
@@ -20,7 +19,8 @@ def config():
            "  soa: {primary: ns1.svc.example., contact: hostmaster.svc.example., serial: 1, "
            "minimum: 20}", "services:"]
     for x in range(NSVC):
-        out += [f"  - name: service-number-{x}.svc.example.", f"    prefixes: [2001:db8:{x:x}::/64]",
+        out += [f"  - name: service-number-{x}.svc.example.",
+                f"    prefixes: [2001:db8:{x:x}::/64]",
                 "    slice: 78", "    endpoints:"]
         out += [f'      - {{id: endpoint-{k}, address: "fd00:{x:x}::{k + 1:x}"}}'
                 for k in range(NEP)]
@@ -29,7 +29,8 @@ def config():
 
 def test_status_larger_than_the_queue(tmp_path):
     sock = str(tmp_path / "ctl.sock")
-    ctl = ctlpeer.Controller(str(tmp_path), config(), args=["--state", "none", "--control", sock])
+    ctl = ctlpeer.Controller(str(tmp_path), config(),
+                             args=["--state", "none", "--control", sock])
     try:
         r = subprocess.run([PEAK, "controller-ctl", "--control", sock, "status"],
                            capture_output=True, text=True, timeout=120)
