@@ -163,21 +163,29 @@ def descendants(pids):
     return out
 
 
+_THREAD_NS = {}  # (pid, tid) -> the thread's run time when last read, ns
+
+
 def proc_cpu(pid):
     """CPU time of a process (all its threads), in seconds; 0 if it is gone. From the
-    scheduler's nanosecond run times (/proc/PID/task/*/schedstat): the tick-based utime and
-    stime are too coarse for a pod serving a few clients over 300 ms."""
-    total = 0
+    scheduler's nanosecond run times (/proc/PID/task/*/schedstat: the tick-based utime and
+    stime are too coarse for a pod serving a few clients over 300 ms). A thread that exited
+    counts with its time when last read here, so the figure never goes down between two
+    reads (a sum over the live threads alone did when one exited: a negative CPU per
+    request); a thread that lived only between two reads is missed."""
     try:
-        for t in os.listdir(f"/proc/{pid}/task"):
-            try:
-                with open(f"/proc/{pid}/task/{t}/schedstat") as f:
-                    total += int(f.read().split()[0])
-            except (OSError, ValueError, IndexError):
-                pass
+        tids = os.listdir(f"/proc/{pid}/task")
     except OSError:
+        for k in [k for k in _THREAD_NS if k[0] == pid]:
+            del _THREAD_NS[k]
         return 0.0
-    return total / 1e9
+    for t in tids:
+        try:
+            with open(f"/proc/{pid}/task/{t}/schedstat") as f:
+                _THREAD_NS[(pid, t)] = int(f.read().split()[0])
+        except (OSError, ValueError, IndexError):
+            pass
+    return sum(ns for (p, _), ns in _THREAD_NS.items() if p == pid) / 1e9
 
 
 def proc_role(pid):
