@@ -46,23 +46,28 @@ def wait_until(fn, timeout=10.0, step=0.02):
 
 
 class Controller:
-    """peak controller on [::1]:PORT with its log in tmp; extra args appended."""
+    """peak controller on [::1]:PORT (port, or a free one) with its log in tmp; its
+    configuration is cfg, or tmp/peak.yaml (written from cfg_text if given); extra args
+    appended. With wait, until it listens; a start that fails stops it and raises."""
 
-    def __init__(self, tmp, cfg_text=None, args=(), name="ctl", wait=True):
+    def __init__(self, tmp, cfg_text=None, args=(), name="ctl", wait=True, port=None,
+                 cfg=None):
         self.tmp = tmp
-        self.cfg = os.path.join(tmp, "peak.yaml")
+        self.cfg = str(cfg) if cfg is not None else os.path.join(tmp, "peak.yaml")
         if cfg_text is not None:
             with open(self.cfg, "w") as f:
                 f.write(cfg_text)
-        self.port = peaktest.free_port()
+        self.port = port or peaktest.free_port()
         self.log_path = os.path.join(tmp, f"{name}.log")
         self.logf = open(self.log_path, "w")
         self.proc = subprocess.Popen(
             [PEAK, "controller", "--config", self.cfg, "--listen", f"[::1]:{self.port}",
              *args], stdout=self.logf, stderr=subprocess.STDOUT)
         if wait:
-            assert wait_until(lambda: "agents on" in self.log() or self.proc.poll() is not None)
-            assert self.proc.poll() is None, self.log()
+            up = wait_until(lambda: "agents on" in self.log() or self.proc.poll() is not None)
+            if not up or self.proc.poll() is not None:
+                self.stop()
+                raise AssertionError(f"controller did not start: {self.log()}")
 
     def log(self):
         with open(self.log_path) as f:

@@ -174,6 +174,19 @@ class DemoBed(DhtBed):
                 f"  certificate: {cert}\n  prefixes: [fd00:{s}::/64]\n"
                 f"  locator: {locator}:{PORT}\n  lookup: bsearch\n" + self.DHT_EXTRA)
 
+    def start_all(self):
+        """Starts every site's daemon at once, then waits until each is ready (one by one
+        takes seconds on a loaded machine)."""
+        for s in self.SITES:
+            self.spawn(s)
+        for s in self.SITES:
+            self.ready(s, timeout=30)
+
+    def published(self):
+        """True once every site's records were acknowledged by some DHT node."""
+        return all(self.metrics(s).get('peak_overlay_dht_puts_total{result="ok"}', 0) > 0
+                   for s in self.SITES)
+
     def ping(self, src, dst, count=1, interval="0.2", wait_s="1"):
         return nsx(self.n(f"h{src}"), "ping", "-6", "-n", "-c", str(count), "-i", interval,
                    "-W", wait_s, f"fd00:{dst}::2", check=False)
@@ -324,15 +337,13 @@ def main():
         b.build()
         print(f"testbed built ({time.monotonic() - t0:.1f} s)")
         b.start_dhtnode()
-        for s in SITES:
-            b.start(s)
+        b.start_all()
         print(f"daemons ready ({time.monotonic() - t0:.1f} s)")
         for s in SITES:
             kind = (f"behind NAT {b.public(s)} (gateway 192.168.{b.idx(s)}.2)" if s in NATED
                     else f"public {b.public(s)}")
             print(f"  site {s}: fd00:{s}::/64, {kind}, id {b.ids[s]}")
-        ok = until(lambda: all(b.metrics(s).get('peak_overlay_dht_puts_total{result="ok"}', 0)
-                               > 0 for s in SITES), 20)
+        ok = until(b.published, 20)
         print(f"published: every site's signed record in the DHT: {'yes' if ok else 'NO'} "
               f"({time.monotonic() - t0:.1f} s after the start)")
         # NATed sites first reach the public ones: they learn their public mappings (the

@@ -157,19 +157,6 @@ class MatrixBed(DemoBed):
             return nat_rules("masquerade", s)
         return nat_rules("symmetric", s)
 
-    def start_all(self):
-        """Starts every site's daemon at once, then waits until each is ready (one by one
-        takes seconds on a loaded machine)."""
-        for s in SITES:
-            self.spawn(s)
-        for s in SITES:
-            self.ready(s, timeout=30)
-
-    def published(self):
-        """True once every site's records were acknowledged by some DHT node."""
-        return all(self.metrics(s).get('peak_overlay_dht_puts_total{result="ok"}', 0) > 0
-                   for s in SITES)
-
     def peer_lines(self, s):
         """Gateway s's `show peers` lines: {site: line}."""
         out = self.ctl(s, "show", "peers").stdout

@@ -7,21 +7,15 @@ has no controller, the second has one; that one stops and a controller comes up 
 first address: the pod links to each in turn (real `peak controller`s on loopback)."""
 import subprocess
 
-from peaktest import PEAK, free_port, stop_process
+from ctlpeer import Controller
+from peaktest import PEAK, free_port
 from storepod import StorePod, store_config, wait_for
 
 
-class Controller:
-    def __init__(self, cfg, key, port, log):
-        self.log = log
-        with open(log, "w") as f:
-            self.proc = subprocess.Popen(
-                [PEAK, "controller", "--config", str(cfg), "--listen", f"[::1]:{port}",
-                 "--state", "none", "--key-file", str(key)], stdout=f,
-                stderr=subprocess.STDOUT)
 
-    def stop(self):
-        return stop_process(self.proc)
+def ctl_args(key):
+    """A controller that keeps no state, with the pods' key."""
+    return ["--state", "none", "--key-file", str(key)]
 
 
 def test_pod_follows_the_controller_that_answers(tmp_path):
@@ -33,17 +27,17 @@ def test_pod_follows_the_controller_that_answers(tmp_path):
     first, second = free_port(), free_port()
     pod = StorePod(cfg, "s1", tmp_path / "data", f"[::1]:{free_port()}", tmp_path / "s1.log",
                    ["--controller", f"[::1]:{first},[::1]:{second}", "--key-file", str(key)])
-    ctls = [Controller(cfg, key, second, tmp_path / "c2.log")]
+    ctls = [Controller(tmp_path, cfg=cfg, port=second, name="c2", args=ctl_args(key))]
     try:
         pod.start()
         wait_for(lambda: f"connected to controller [::1]:{second} " in pod.logtext(),
                  "the link to the second controller")
         # its map, applied (the blocks logged again: the same as the configuration's)
         wait_for(lambda: pod.logtext().count("store: s1 holds ") >= 2, "its map")
-        assert ctls[0].stop() == 0, ctls[0].log.read_text()
+        assert ctls[0].stop() == 0, ctls[0].log()
         wait_for(lambda: f"controller [::1]:{second}: link lost" in pod.logtext(),
                  "the link lost")
-        ctls.append(Controller(cfg, key, first, tmp_path / "c1.log"))
+        ctls.append(Controller(tmp_path, cfg=cfg, port=first, name="c1", args=ctl_args(key)))
         wait_for(lambda: f"connected to controller [::1]:{first} " in pod.logtext(),
                  "the link to the first controller")
     finally:
