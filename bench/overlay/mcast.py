@@ -12,8 +12,15 @@ at all members over the time from the first send to the last receipt. The two ru
 to back, in alternating order, RUNS times; the median of the ratios is the figure. Losses
 (when a socket or the sending gateway falls behind) are counted, not retried.
 
-Writes JSON (default bench/results/overlay-mcast.json) and prints a Markdown table.
-Usage: bench/overlay/mcast.py [--members M] [--count K] [--runs N] [--size B] [--out F]"""
+With --tree-above T (and --fanout F, default 4) every gateway sends a group of more than T
+member sites through the distribution tree (slave_mcast.c): the sender's gateway sends F
+copies, the member gateways pass them on; the sending gateway's copies per packet are
+recorded beside the rates.
+
+Writes JSON (default bench/results/overlay-mcast.json, or overlay-mcast-tree.json with
+--tree-above) and prints a Markdown table.
+Usage: bench/overlay/mcast.py [--members M] [--count K] [--runs N] [--size B]
+       [--tree-above T [--fanout F]] [--out F]"""
 import argparse
 import json
 import os
@@ -84,14 +91,22 @@ def main():
     ap.add_argument("--count", type=int, default=2000)
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--size", type=int, default=256)
-    ap.add_argument("--out", default=str(HERE.parent / "results" / "overlay-mcast.json"))
+    ap.add_argument("--tree-above", type=int, default=None,
+                    help="member sites above which the distribution tree is used")
+    ap.add_argument("--fanout", type=int, default=4, help="the tree's fan-out (2..64)")
+    ap.add_argument("--out", default=None)
     a = ap.parse_args()
+    if a.out is None:
+        a.out = str(HERE.parent / "results" / ("overlay-mcast-tree.json" if a.tree_above is not
+                                               None else "overlay-mcast.json"))
+    extra = ("" if a.tree_above is None else
+             f"  tree-above: {a.tree_above}\n  tree-fanout: {a.fanout}\n")
     tmp = pathlib.Path(tempfile.mkdtemp(prefix="mcbench"))
     b = McBed(tmp, "mb")
     recv = {}
     rows = []
     try:
-        b.build(a.members, 0)
+        b.build(a.members, 0, mc_extra=extra)
         b.start_all()
         for s in b.members:
             p = subprocess.Popen(["ip", "netns", "exec", b.n(f"h{s}"), sys.executable, "-c",
@@ -101,7 +116,7 @@ def main():
         wait_for("every member known at the sender",
                  lambda: b.members_of("50")[1] == set(b.members), timeout=60)
         uni = ",".join(f"fd00:{s}::2" for s in b.members)
-        starts, sends, taken = {}, {}, {}
+        starts, sends, taken, copies = {}, {}, {}, {}
         # neighbours fixed: the kernel's neighbour discovery (its first solicitations go
         # unanswered here: a first packet waits 1 s per hop, and the held packets then come
         # all at once) is not what is measured
@@ -144,6 +159,9 @@ def main():
                 key = ("peak_overlay_tun_rx_packets_total" if kind == "uni" else
                        'peak_overlay_mcast_lan_packets_total{result="forwarded"}')
                 taken[tag] = m1.get(key, 0) - m0.get(key, 0)
+                out_keys = ('peak_overlay_mcast_copies_total{result="ok"}',
+                            'peak_overlay_mcast_tree_packets_total{result="sent"}')
+                copies[tag] = sum(m1.get(k, 0) - m0.get(k, 0) for k in out_keys)
         res = {}
         for s, p in recv.items():
             p.send_signal(signal.SIGTERM)
@@ -160,6 +178,7 @@ def main():
                              "seconds": end - starts[tag], "send_seconds": sends[tag][0],
                              "send_retries": sends[tag][1],
                              "sender_gateway_took": taken[tag],
+                             "sender_gateway_sent": copies[tag],
                              "pps": n / (end - starts[tag]) if n else 0.0}
             row["ratio"] = row["mcast"]["pps"] / row["uni"]["pps"] if row["uni"]["pps"] else 0
             rows.append(row)
@@ -172,6 +191,7 @@ def main():
     ratio = statistics.median(r["ratio"] for r in rows)
     doc = {"command": " ".join(["bench/overlay/mcast.py"] + sys.argv[1:]),
            "members": a.members, "count": a.count, "size": a.size, "runs": rows,
+           "tree_above": a.tree_above, "fanout": a.fanout if a.tree_above is not None else None,
            "median_ratio": ratio, "target": TARGET, "host": platform.node(),
            "loadavg": os.getloadavg()}
     pathlib.Path(a.out).parent.mkdir(parents=True, exist_ok=True)
@@ -182,8 +202,13 @@ def main():
         tot = a.count * a.members
         print(f"| {i} | {r['mcast']['pps']:.0f} ({tot - r['mcast']['received']}) | "
               f"{r['uni']['pps']:.0f} ({tot - r['uni']['received']}) | {r['ratio']:.2f} |")
+    sent = statistics.median(r["mcast"]["sender_gateway_sent"] / max(1, r["mcast"][
+        "sender_gateway_took"]) for r in rows)
     print(f"\nmedian multicast/unicast: {ratio:.2f} (target at least {TARGET}); "
-          f"{a.members} member sites, {a.count} datagrams of {a.size} bytes per site")
+          f"{a.members} member sites, {a.count} datagrams of {a.size} bytes per site; the "
+          f"sending gateway sent {sent:.1f} copies a packet"
+          + ("" if a.tree_above is None else
+             f" (distribution tree above {a.tree_above} members, fan-out {a.fanout})"))
     return 0
 
 

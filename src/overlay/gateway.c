@@ -153,6 +153,7 @@ struct gw {
 	/* the multicast slave: membership announcements and packets to multicast groups */
 	void (*on_members)(void *arg, uint32_t cookie, const uint8_t *body, size_t n);
 	void (*on_mcast)(void *arg, uint32_t cookie, const uint8_t *pkt, size_t n);
+	void (*on_tree)(void *arg, uint32_t cookie, const uint8_t *body, size_t n);
 	void *mcast_arg;
 	struct sockaddr_in mapping;      /* our address as the last peer to tell us sees it */
 	struct sockaddr_in mapping_prev; /* the one before (zero: none) */
@@ -950,6 +951,11 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 			g->on_members(g->mcast_arg, (uint32_t)(p - g->peers), inner, (size_t)len);
 		return;
 	}
+	if (h.type == OVW_MCAST_TREE) {
+		if (g->on_tree)
+			g->on_tree(g->mcast_arg, (uint32_t)(p - g->peers), inner, (size_t)len);
+		return;
+	}
 	if (!carries_ip) {
 		CNT_ADD(g, ka_rx, 1);
 		if (h.type == OVW_MAPPING)
@@ -1666,6 +1672,49 @@ void gw_set_mcast_cb(struct ov_slave *s,
 	g->on_members = members;
 	g->on_mcast = mcast;
 	g->mcast_arg = arg;
+}
+
+void gw_set_mcast_tree_cb(struct ov_slave *s,
+                          void (*tree)(void *arg, uint32_t cookie, const uint8_t *body, size_t n))
+{
+	struct gw *g = s->priv;
+	g->on_tree = tree;
+}
+
+int gw_tree_send(struct ov_slave *s, uint32_t cookie, const uint8_t *body, size_t n)
+{
+	struct gw *g = s->priv;
+	if (cookie >= g->npeers || !n || n > OVW_INNER_MAX)
+		return -EINVAL;
+	struct gw_peer *p = &g->peers[cookie];
+	if (!p->has_ep)
+		return -EHOSTUNREACH;
+	if (p->via != GW_DIRECT || ((g->edm || p->peer_edm) && unpunchable(g, p, mono_ms(), false)))
+		return -EAGAIN; /* relayed: the relay forwards data only */
+	if (p->mtu && n > p->mtu)
+		return -EMSGSIZE; /* checked here: queue_packet would answer the body as a packet */
+	return queue_packet(g, cookie, OVW_MCAST_TREE, body, n);
+}
+
+int gw_peer_by_source(struct ov_slave *s, const uint8_t addr[static 16], uint32_t *cookie)
+{
+	struct gw *g = s->priv;
+	for (size_t i = 0; i < g->npeers; i++)
+		if (serves(&g->peers[i], addr)) {
+			*cookie = (uint32_t)i;
+			return 0;
+		}
+	return -ENOENT;
+}
+
+int gw_peer_find(struct ov_slave *s, const uint8_t id[static OVW_ID_LEN], uint32_t *cookie)
+{
+	struct gw *g = s->priv;
+	struct gw_peer *p = peer_by_id(g, id);
+	if (!p)
+		return -ENOENT;
+	*cookie = (uint32_t)(p - g->peers);
+	return 0;
 }
 
 int gw_members_send(struct ov_slave *s, uint32_t cookie, const uint8_t *body, size_t n)

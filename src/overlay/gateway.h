@@ -128,6 +128,25 @@ void gw_set_mcast_cb(struct ov_slave *s,
                      void (*mcast)(void *arg, uint32_t cookie, const uint8_t *pkt, size_t n),
                      void *arg);
 
+/* tree(arg, cookie, body, n) is called for each authenticated OVW_MCAST_TREE packet of the
+ * peer of cookie (its body, unchecked: mcast.h); NULL stops it. Loop thread. */
+void gw_set_mcast_tree_cb(struct ov_slave *s,
+                          void (*tree)(void *arg, uint32_t cookie, const uint8_t *body, size_t n));
+
+/* Queues an OVW_MCAST_TREE packet (body, 1..OVW_INNER_MAX bytes) for the peer of cookie on
+ * its direct path. Returns 0, -EINVAL, -EHOSTUNREACH (no endpoint), -EAGAIN (its packets go
+ * through a relay now: send it a plain copy), -EMSGSIZE (over its tunnel MTU) or a seal's
+ * error. Loop thread. */
+int gw_tree_send(struct ov_slave *s, uint32_t cookie, const uint8_t *body, size_t n);
+
+/* Sets *cookie to the peer whose prefixes hold addr (the first one). Returns 0 or -ENOENT.
+ * Loop thread. */
+int gw_peer_by_source(struct ov_slave *s, const uint8_t addr[static 16], uint32_t *cookie);
+
+/* Sets *cookie to the peer whose sender id (the first OVW_ID_LEN bytes of its public key) is
+ * id. Returns 0 or -ENOENT. Loop thread. */
+int gw_peer_find(struct ov_slave *s, const uint8_t id[static OVW_ID_LEN], uint32_t *cookie);
+
 /* Sends an OVW_MEMBERS announcement (body, 1..OVW_INNER_MAX bytes) to the peer of cookie at
  * once. Returns 0, -EINVAL, -EHOSTUNREACH (no endpoint) or a send's -errno. Loop thread. */
 int gw_members_send(struct ov_slave *s, uint32_t cookie, const uint8_t *body, size_t n);

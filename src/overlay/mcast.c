@@ -193,3 +193,38 @@ bool mc_members_add(uint8_t *buf, size_t cap, size_t *len, const uint8_t group[s
 	*len += MC_ENTRY_LEN;
 	return true;
 }
+
+int mc_tree_parse(const uint8_t *b, size_t n, const uint8_t **ids, size_t *nids,
+                  const uint8_t **pkt, size_t *pktlen)
+{
+	struct cur c = cur_make(b, n);
+	size_t k = cur_u8(&c);
+	const uint8_t *list = cur_ptr(&c, k * MC_TREE_ID_LEN);
+	if (c.err || c.left < 40)
+		return -EBADMSG;
+	*ids = list;
+	*nids = k;
+	*pktlen = c.left;
+	*pkt = cur_ptr(&c, c.left);
+	return 0;
+}
+
+size_t mc_tree_build(uint8_t *out, size_t cap, const uint8_t *ids, size_t nids, const uint8_t *pkt,
+                     size_t len)
+{
+	size_t head = 1 + nids * MC_TREE_ID_LEN;
+	if (nids > MC_TREE_MAX_IDS || cap < head || cap - head < len)
+		return 0;
+	out[0] = (uint8_t)nids;
+	if (nids)
+		memcpy(out + 1, ids, nids * MC_TREE_ID_LEN);
+	memcpy(out + head, pkt, len);
+	return head + len;
+}
+
+void mc_tree_part(size_t n, size_t parts, size_t k, size_t *start, size_t *end)
+{
+	size_t q = n / parts, r = n % parts; /* the first r parts take one more */
+	*start = k * q + (k < r ? k : r);
+	*end = *start + q + (k < r);
+}

@@ -14,6 +14,12 @@
  * a site's groups take as many packets as they need) is a list of 17-byte entries:
  *	0  u8  MC_OP_JOIN (the site has listeners of the group) or MC_OP_LEAVE (none any more)
  *	1  16  the group, one that crosses sites (mc_crosses)
+ *
+ * A distribution tree packet (the body of an OVW_MCAST_TREE packet: a packet to a group of
+ * many member sites goes to a few of them, each passing it on to its share of the rest):
+ *	0  u8  n, the number of site ids that follow (0..MC_TREE_MAX_IDS)
+ *	1  8n  the sender ids (wire.h) of the member sites the receiver passes the packet on to
+ *	   ... the IPv6 packet to the group (at least its fixed header)
  */
 #include <stdbool.h>
 #include <stddef.h>
@@ -25,6 +31,8 @@ enum {
 	MC_ENTRY_LEN = 17,
 	MC_QUERY_LEN = 40 + 8 + 28, /* IPv6, hop-by-hop with router alert, MLDv2 query */
 	MC_MAX_RESP_MS = 32767,     /* the largest Maximum Response Code written as is */
+	MC_TREE_ID_LEN = 8,         /* a site's sender id (OVW_ID_LEN) */
+	MC_TREE_MAX_IDS = 255,
 };
 
 /* True if addr is a multicast group forwarded between sites: scope (RFC 4291 §2.7) larger
@@ -63,3 +71,19 @@ int mc_members_parse(const uint8_t *b, size_t n, mc_group_fn fn, void *arg);
  * Returns false (nothing written) if there is no room for it. */
 bool mc_members_add(uint8_t *buf, size_t cap, size_t *len, const uint8_t group[static 16],
                     bool joined);
+
+/* Parses a distribution tree packet's body (n bytes, through the cursor): *ids points at
+ * *nids ids of MC_TREE_ID_LEN bytes, *pkt at the packet (*pktlen bytes, at least 40; not
+ * checked further). Returns 0 or -EBADMSG (truncated, no packet). */
+int mc_tree_parse(const uint8_t *b, size_t n, const uint8_t **ids, size_t *nids,
+                  const uint8_t **pkt, size_t *pktlen);
+
+/* Writes a distribution tree packet's body into out (cap bytes): nids ids (at most
+ * MC_TREE_MAX_IDS, MC_TREE_ID_LEN bytes each, one after the other) and the packet (len
+ * bytes). Returns its length, or 0 if it does not fit or nids is too large. */
+size_t mc_tree_build(uint8_t *out, size_t cap, const uint8_t *ids, size_t nids, const uint8_t *pkt,
+                     size_t len);
+
+/* How a list of n sites is cut into parts (1..n) subtrees: part k (0..parts-1) is
+ * [*start, *end), the sizes differing by at most one, in list order. */
+void mc_tree_part(size_t n, size_t parts, size_t k, size_t *start, size_t *end);

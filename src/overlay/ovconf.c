@@ -488,6 +488,8 @@ static const struct key mcast_keys[] = {
     {"response-ms", K_UINT, OFF(ov_mcast_conf, response_ms), 100, 32767},
     {"robustness", K_UINT, OFF(ov_mcast_conf, robustness), 1, 7},
     {"announce", K_UINT, OFF(ov_mcast_conf, announce_s), 1, 300},
+    {"tree-above", K_UINT, OFF(ov_mcast_conf, tree_above), 0, 100000},
+    {"tree-fanout", K_UINT, OFF(ov_mcast_conf, tree_fanout), 2, 64},
     {NULL},
 };
 
@@ -661,6 +663,8 @@ int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_co
 	c->mcast.response_ms = 10000;
 	c->mcast.robustness = 2;
 	c->mcast.announce_s = 10;
+	c->mcast.tree_above = 16;
+	c->mcast.tree_fanout = 4;
 	if (err && errlen)
 		err[0] = '\0';
 	if (len > OVC_TEXT_MAX) {

@@ -52,6 +52,9 @@
  *	  response-ms: 10000         # Query Response Interval, 100..32767, < query-interval
  *	  robustness: 2              # MLD's Robustness Variable, 1..7
  *	  announce: 10               # seconds between membership refreshes to peers, 1..300
+ *	  tree-above: 16             # a group of more member sites than this gets a
+ *	                             # distribution tree (0: never; head-end replication)
+ *	  tree-fanout: 4             # copies a gateway sends in the tree, 2..64
  */
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -101,6 +104,7 @@ struct ov_mcast_conf {
 	bool enabled;
 	char interface[16];
 	unsigned query_s, response_ms, robustness, announce_s;
+	unsigned tree_above, tree_fanout;
 };
 
 struct ov_peer_conf {

@@ -22,9 +22,21 @@
  * Forwarding: a packet a host sends to a group that crosses sites with hop limit above 1
  * leaves with its hop limit one less (the overlay is one hop), as one OVW_DATA copy to each
  * member site's gateway (head-end replication through the gateway slave's batch: relays and
- * path MTU as for unicast); no distribution tree. A gateway hands a group's packet from a
- * peer to its LAN only if it has listeners of the group. Groups and members live in dynamic
- * arrays (no fixed limits; a linear scan of the groups per packet).
+ * path MTU as for unicast), or, for a group of more than tree-above member sites, through a
+ * distribution tree of member gateways: the member list is cut into tree-fanout parts
+ * (mc_tree_part), the first site of each part gets the packet with the rest of its part in an
+ * OVW_MCAST_TREE packet and does the same with it (a site with none left gets it alone), so
+ * each gateway sends at most tree-fanout copies and a packet reaches every member in about
+ * log_fanout(members) overlay hops. Its source must belong to a site the receiver knows. A
+ * site the sender cannot send a tree packet to (its packets are relayed, or the list does not
+ * fit its path MTU) gets a plain copy and the next site of its part is tried; a forwarder
+ * cannot send it a plain copy (the source is not the forwarder's: the peer would refuse it),
+ * so that site misses the packet (counted); a site a forwarder does not know (no peer for its
+ * id) is counted, and the forwarder looks the group's members up in the DHT so the next
+ * packets reach it. The tree is rebuilt per packet from the member list (no
+ * state). A gateway hands a group's packet from a peer to its LAN only if it has listeners of
+ * the group. Groups and members live in dynamic arrays (no fixed limits; a linear scan of the
+ * groups per packet).
  */
 #include "slave_mcast.h"
 
@@ -95,10 +107,14 @@ struct mcs {
 	struct log_limit rl;
 	uint8_t mac[6]; /* the interface's Ethernet address */
 	uint8_t buf[sizeof(struct virtio_net_hdr) + ETH_HLEN + OVW_INNER_MAX + 64];
+	uint8_t tree[OVW_INNER_MAX]; /* a tree packet's body being written */
+	uint8_t *ids;                /* a group's member ids, for its tree */
+	size_t ids_cap;
 	/* atomic: the metrics thread reads them */
 	uint64_t lan_bad, reports, mld_bad, queries, lan_rx, lan_no_members, hop_limit, copies,
 	    copy_err, peer_rx, delivered, not_listened, deliver_err, announce_tx, announce_rx,
-	    announce_bad, local_groups, member_entries, lookups, lookup_busy;
+	    announce_bad, local_groups, member_entries, lookups, lookup_busy, tree_tx, tree_err,
+	    tree_rx, tree_bad, tree_unknown;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -342,8 +358,103 @@ static void on_report(void *arg, const uint8_t group[16], bool joined)
 	sync_gauges(c, now);
 }
 
+/* With the DHT slave, the group of addr (made if new) whose members are looked up there now
+ * and then while we send to it (every MC_DHT_TTL_MS); else the group if known. */
+static struct mc_group *lookup_members(struct mcs *c, const uint8_t addr[16])
+{
+	struct mc_group *g = group_find(c, addr);
+	if (!c->dht)
+		return g;
+	uint64_t now = mono_ms();
+	if (!g)
+		g = group_get(c, addr);
+	if (g && now >= g->lookup_ms) {
+		g->lookup_ms = now + MC_DHT_TTL_MS;
+		int e = dht_group_lookup(c->dht, g->addr);
+		if (e && e != -EALREADY)
+			CNT_ADD(c, lookup_busy, 1);
+		else if (!e)
+			CNT_ADD(c, lookups, 1);
+	}
+	return g;
+}
+
+/* A plain copy of pkt to the site of cookie (relays and path MTU as for unicast). */
+static void copy(struct mcs *c, uint32_t cookie, const uint8_t *pkt, size_t n)
+{
+	if (c->gw->ops->output(c->gw, cookie, pkt, n))
+		CNT_ADD(c, copy_err, 1);
+	else
+		CNT_ADD(c, copies, 1);
+}
+
+/* g's member sites' ids into c->ids (in member order). False if out of memory. */
+static bool member_ids(struct mcs *c, const struct mc_group *g)
+{
+	if (g->nmembers * MC_TREE_ID_LEN > c->ids_cap) {
+		size_t cap = 2 * g->nmembers * MC_TREE_ID_LEN;
+		uint8_t *n = realloc(c->ids, cap);
+		if (!n)
+			return false;
+		c->ids = n;
+		c->ids_cap = cap;
+	}
+	for (size_t i = 0; i < g->nmembers; i++) {
+		uint8_t pub[32];
+		if (gw_peer_pub(c->gw, g->members[i].cookie, pub))
+			return false;
+		memcpy(c->ids + i * MC_TREE_ID_LEN, pub, MC_TREE_ID_LEN);
+	}
+	return true;
+}
+
+/* Passes pkt (n bytes, to a group) on to the sites of ids (nids ids) through the
+ * distribution tree: the list cut into tree-fanout parts (more if a part's list would not fit
+ * beside the packet), each part's first site we reach directly gets an OVW_MCAST_TREE packet
+ * with the rest of its part (a part of one: with none). A site that cannot take one (relayed,
+ * over its MTU) gets a plain copy if the packet is our site's (origin: a forwarded packet's
+ * source is not ours, and a peer takes plain packets only from the sites they belong to), and
+ * the next site of its part is tried. Returns how many sites were not known as peers. */
+static size_t tree_send(struct mcs *c, const uint8_t *ids, size_t nids, const uint8_t *pkt,
+                        size_t n, bool origin)
+{
+	size_t room = n < OVW_INNER_MAX ? (OVW_INNER_MAX - 1 - n) / MC_TREE_ID_LEN : 0;
+	size_t per = (room < MC_TREE_MAX_IDS ? room : MC_TREE_MAX_IDS) + 1; /* sites a part */
+	size_t parts = c->mc->tree_fanout < nids ? c->mc->tree_fanout : nids, unknown = 0;
+	if ((nids + per - 1) / per > parts)
+		parts = (nids + per - 1) / per;
+	for (size_t k = 0; k < parts; k++) {
+		size_t s, e;
+		mc_tree_part(nids, parts, k, &s, &e);
+		for (; s < e; s++) {
+			uint32_t cookie;
+			if (gw_peer_find(c->gw, ids + s * MC_TREE_ID_LEN, &cookie)) {
+				unknown++;
+				continue;
+			}
+			if (origin && s + 1 == e) { /* a leaf of ours: the plain path */
+				copy(c, cookie, pkt, n);
+				break;
+			}
+			size_t len =
+			    mc_tree_build(c->tree, sizeof(c->tree), ids + (s + 1) * MC_TREE_ID_LEN,
+			                  e - s - 1, pkt, n);
+			if (len && !gw_tree_send(c->gw, cookie, c->tree, len)) {
+				CNT_ADD(c, tree_tx, 1);
+				break;
+			}
+			CNT_ADD(c, tree_err, 1);
+			if (origin)
+				copy(c, cookie, pkt, n);
+		}
+	}
+	if (unknown)
+		CNT_ADD(c, tree_unknown, unknown);
+	return unknown;
+}
+
 /* A packet from the LAN to a multicast address (the socket's filter): MLD, or a packet to a
- * group that crosses sites: one copy to each member site. */
+ * group that crosses sites: one copy to each member site, or through the distribution tree. */
 static void from_lan(struct mcs *c, uint8_t *pkt, size_t n)
 {
 	if (n < 40 || pkt[0] >> 4 != 6)
@@ -370,30 +481,17 @@ static void from_lan(struct mcs *c, uint8_t *pkt, size_t n)
 		return;
 	}
 	pkt[7]--;
-	struct mc_group *g = group_find(c, pkt + 24);
-	if (c->dht) { /* its members looked up now and then while we send to it */
-		uint64_t now = mono_ms();
-		if (!g)
-			g = group_get(c, pkt + 24);
-		if (g && now >= g->lookup_ms) {
-			g->lookup_ms = now + MC_DHT_TTL_MS;
-			int e = dht_group_lookup(c->dht, g->addr);
-			if (e && e != -EALREADY)
-				CNT_ADD(c, lookup_busy, 1);
-			else if (!e)
-				CNT_ADD(c, lookups, 1);
-		}
-	}
+	struct mc_group *g = lookup_members(c, pkt + 24);
 	if (!g || !g->nmembers) {
 		CNT_ADD(c, lan_no_members, 1);
 		return;
 	}
-	for (size_t i = 0; i < g->nmembers; i++) {
-		if (c->gw->ops->output(c->gw, g->members[i].cookie, pkt, n))
-			CNT_ADD(c, copy_err, 1);
-		else
-			CNT_ADD(c, copies, 1);
+	if (c->mc->tree_above && g->nmembers > c->mc->tree_above && member_ids(c, g)) {
+		tree_send(c, c->ids, g->nmembers, pkt, n, true);
+		return;
 	}
+	for (size_t i = 0; i < g->nmembers; i++)
+		copy(c, g->members[i].cookie, pkt, n);
 }
 
 static void mc_readable(struct ov_slave *s, int fd)
@@ -447,6 +545,27 @@ static void on_mcast(void *arg, uint32_t cookie, const uint8_t *pkt, size_t n)
 		return;
 	}
 	send_lan(c, pkt, n, g->addr);
+}
+
+/* The gateway's callback: a peer's distribution tree packet: delivered here as a group's
+ * packet from the site its source belongs to (one of our peers: any other is refused), and
+ * passed on to the sites it lists. */
+static void on_tree(void *arg, uint32_t cookie, const uint8_t *body, size_t n)
+{
+	struct mcs *c = arg;
+	const uint8_t *ids, *pkt;
+	size_t nids, len;
+	(void)cookie; /* the forwarder: the packet is the site's of its source */
+	CNT_ADD(c, tree_rx, 1);
+	uint32_t origin;
+	if (mc_tree_parse(body, n, &ids, &nids, &pkt, &len) || ovw_inner_check(pkt, len) ||
+	    !mc_crosses(pkt + 24) || gw_peer_by_source(c->gw, pkt + 8, &origin)) {
+		CNT_ADD(c, tree_bad, 1); /* malformed, or not from a site we know */
+		return;
+	}
+	on_mcast(c, origin, pkt, len);
+	if (nids && tree_send(c, ids, nids, pkt, len, false))
+		(void)lookup_members(c, pkt + 24); /* the sites we do not know, for the next ones */
 }
 
 struct members_ctx {
@@ -578,6 +697,7 @@ static int mc_attach(struct ov_slave *s, struct ov_master *m)
 		goto fail;
 	}
 	gw_set_mcast_cb(c->gw, on_members, on_mcast, c);
+	gw_set_mcast_tree_cb(c->gw, on_tree);
 	if (c->dht)
 		dht_set_group_cb(c->dht, on_group_members, c);
 	c->startup_left = c->mc->robustness;
@@ -597,6 +717,7 @@ static void mc_detach(struct ov_slave *s)
 {
 	struct mcs *c = s->priv;
 	gw_set_mcast_cb(c->gw, NULL, NULL, NULL);
+	gw_set_mcast_tree_cb(c->gw, NULL);
 	if (c->dht)
 		dht_set_group_cb(c->dht, NULL, NULL);
 	if (c->fd >= 0) {
@@ -638,6 +759,17 @@ static void mc_stats(struct ov_slave *s, struct mbuf *b)
 	    "# TYPE peak_overlay_mcast_copies_total counter\n"
 	    "peak_overlay_mcast_copies_total{result=\"ok\"} %llu\n"
 	    "peak_overlay_mcast_copies_total{result=\"failed\"} %llu\n"
+	    "# HELP peak_overlay_mcast_tree_packets_total Distribution tree packets: sent, not "
+	    "sent (a plain copy instead), received, refused (malformed).\n"
+	    "# TYPE peak_overlay_mcast_tree_packets_total counter\n"
+	    "peak_overlay_mcast_tree_packets_total{result=\"sent\"} %llu\n"
+	    "peak_overlay_mcast_tree_packets_total{result=\"not_sent\"} %llu\n"
+	    "peak_overlay_mcast_tree_packets_total{result=\"received\"} %llu\n"
+	    "peak_overlay_mcast_tree_packets_total{result=\"refused\"} %llu\n"
+	    "# HELP peak_overlay_mcast_tree_unknown_total Sites a tree packet listed that this "
+	    "gateway knows no peer for (skipped).\n"
+	    "# TYPE peak_overlay_mcast_tree_unknown_total counter\n"
+	    "peak_overlay_mcast_tree_unknown_total %llu\n"
 	    "# HELP peak_overlay_mcast_peer_packets_total Group packets from peers, by what "
 	    "became of them.\n"
 	    "# TYPE peak_overlay_mcast_peer_packets_total counter\n"
@@ -665,7 +797,10 @@ static void mc_stats(struct ov_slave *s, struct mbuf *b)
 	    (unsigned long long)CNT_GET(c, lan_no_members),
 	    (unsigned long long)CNT_GET(c, hop_limit), (unsigned long long)CNT_GET(c, lan_bad),
 	    (unsigned long long)CNT_GET(c, copies), (unsigned long long)CNT_GET(c, copy_err),
-	    (unsigned long long)CNT_GET(c, delivered), (unsigned long long)CNT_GET(c, not_listened),
+	    (unsigned long long)CNT_GET(c, tree_tx), (unsigned long long)CNT_GET(c, tree_err),
+	    (unsigned long long)CNT_GET(c, tree_rx), (unsigned long long)CNT_GET(c, tree_bad),
+	    (unsigned long long)CNT_GET(c, tree_unknown), (unsigned long long)CNT_GET(c, delivered),
+	    (unsigned long long)CNT_GET(c, not_listened),
 	    (unsigned long long)CNT_GET(c, deliver_err),
 	    (unsigned long long)CNT_GET(c, announce_tx),
 	    (unsigned long long)CNT_GET(c, announce_rx),
@@ -735,5 +870,6 @@ void mcast_free(struct ov_slave *s)
 	for (size_t i = 0; i < c->ngroups; i++)
 		free(c->groups[i].members);
 	free(c->groups);
+	free(c->ids);
 	free(c);
 }

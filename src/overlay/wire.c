@@ -21,7 +21,8 @@ int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *bo
 	h->counter |= cur_u32(c);
 	if (c->err)
 		return c->err;
-	if (version || rsv || h->type < OVW_DATA || h->type > OVW_MEMBERS)
+	if (version || rsv || h->type < OVW_DATA ||
+	    (h->type > OVW_MEMBERS && h->type != OVW_MCAST_TREE))
 		return -EBADMSG;
 	size_t n = c->left;
 	if (h->type == OVW_DATA_PLAIN) {
@@ -36,7 +37,7 @@ int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *bo
 	if (h->type == OVW_KEEPALIVE && n != OVW_TAG_LEN)
 		return -EBADMSG;
 	bool carries_ip = h->type == OVW_DATA || h->type == OVW_RELAY || h->type == OVW_RELAYED;
-	if ((carries_ip || h->type == OVW_MEMBERS) && n == OVW_TAG_LEN)
+	if ((carries_ip || h->type == OVW_MEMBERS || h->type == OVW_MCAST_TREE) && n == OVW_TAG_LEN)
 		return -EBADMSG;
 	if ((h->type == OVW_PROBE || h->type == OVW_PROBE_ACK || h->type == OVW_LOSS) &&
 	    n != OVW_TAG_LEN + OVW_PROBE_LEN)

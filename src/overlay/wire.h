@@ -24,7 +24,9 @@
  *	        it only from a peer it marks trusted, from the sender id's prefixes, and it moves
  *	        no state of the peer's (endpoint, epoch, replay window)) or OVW_MEMBERS (the
  *	        multicast slave's membership announcement: entries of the groups the sender's
- *	        site listens to or left, mcast.h; not empty)
+ *	        site listens to or left, mcast.h; not empty) or OVW_MCAST_TREE (a packet to a
+ *	        multicast group and the member sites the receiver passes it on to: the multicast
+ *	        slave's distribution tree, mcast.h; not empty. Types 12 and 13 are not used)
  *	1  u8   version, 0
  *	2  u16  reserved, 0
  *	4  8    sender id: the first 8 bytes of the sender's X25519 public key
@@ -63,6 +65,7 @@ enum {
 	OVW_LOSS = 9,
 	OVW_DATA_PLAIN = 10,
 	OVW_MEMBERS = 11,
+	OVW_MCAST_TREE = 14,
 	OVW_PROBE_LEN = 8,
 	OVW_MAPPING_LEN = 6,
 	OVW_HDR_LEN = 28,
@@ -87,8 +90,8 @@ struct ovw_hdr {
  * the cursor is consumed. Returns 0 or -EBADMSG (truncated, unknown type or version,
  * reserved bits set, a keepalive with a body, a mapping whose body is not OVW_MAPPING_LEN
  * bytes, a probe, probe ack or loss report whose body is not OVW_PROBE_LEN bytes, a relay-lost
- * whose body is not OVW_ID_LEN bytes, a data, relay, relayed or members packet with an empty
- * body, a body out of bounds). An OVW_DATA_PLAIN's body is the inner packet itself:
+ * whose body is not OVW_ID_LEN bytes, a data, relay, relayed, members or tree packet with an
+ * empty body, a body out of bounds). An OVW_DATA_PLAIN's body is the inner packet itself:
  * 1..OVW_INNER_MAX bytes, no tag. */
 int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *body_len);
 

@@ -1,7 +1,8 @@
 /* Fuzzes the multicast slave's parsers (src/overlay/mcast.h): the input as an IPv6 packet
- * heard on the site's LAN (an MLD report or done) and as an OVW_MEMBERS announcement's body.
- * Every group reported must be a multicast address inside the input; an announcement that
- * parses is written again entry by entry and must come back byte for byte. */
+ * heard on the site's LAN (an MLD report or done), as an OVW_MEMBERS announcement's body and as
+ * an OVW_MCAST_TREE body. Every group reported must be a multicast address inside the input;
+ * an announcement or a tree body that parses is written again and must come back byte for
+ * byte. */
 #include <string.h>
 
 #include "fuzz.h"
@@ -40,5 +41,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	r = mc_members_parse(data, size, on_group, &x);
 	if (r >= 0 && ((unsigned)r != x.calls || x.len != size || memcmp(x.out, data, size)))
 		__builtin_trap();
+	const uint8_t *ids, *pkt;
+	size_t nids, plen;
+	if (!mc_tree_parse(data, size, &ids, &nids, &pkt, &plen)) {
+		if (plen < 40 || ids < data || pkt + plen != data + size ||
+		    mc_tree_build(x.out, sizeof(x.out), ids, nids, pkt, plen) != size ||
+		    memcmp(x.out, data, size))
+			__builtin_trap();
+	}
 	return 0;
 }

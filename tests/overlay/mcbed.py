@@ -71,10 +71,12 @@ class McBed(Bed):
         super().__init__(tmp, tag)
         self.recv = {}
 
-    def build(self, members, others, announce=1, query=10, response_ms=2000, dht=False):
+    def build(self, members, others, announce=1, query=10, response_ms=2000, dht=False,
+              mc_extra=""):
         """dht: no gateway knows any peer; each runs the DHT slave (OpenDHT, bootstrapping
         through site 50's gateway, the overlay authority certifying every site), and member
-        sites are found through their group records."""
+        sites are found through their group records. mc_extra: more lines of every
+        multicast: section."""
         self.dht = dht
         self.sites = site_names(members, others)
         self.members = self.sites[1:1 + members]
@@ -120,7 +122,7 @@ class McBed(Bed):
                     f"  certificate: {cert}\n  prefixes: [fd00:{s}::/64]\n"
                     f"  locator: {self.addr[s]}:{PORT}\n"
                     f"multicast:\n  interface: lan\n  query-interval: {query}\n"
-                    f"  response-ms: {response_ms}\n  announce: {announce}\n")
+                    f"  response-ms: {response_ms}\n  announce: {announce}\n" + mc_extra)
                 continue
             peers = "".join(f"    - name: {o}\n      public-key: {self.keys[o]}\n"
                             f"      endpoint: {self.addr[o]}:{PORT}\n"
@@ -131,7 +133,7 @@ class McBed(Bed):
                            f"  private-key-file: {self.tmp / (s + '.key')}\n"
                            f"  keepalive: 2\n  peers:\n{peers}"
                            f"multicast:\n  interface: lan\n  query-interval: {query}\n"
-                           f"  response-ms: {response_ms}\n  announce: {announce}\n")
+                           f"  response-ms: {response_ms}\n  announce: {announce}\n" + mc_extra)
         assert sh(PEAK, "overlay", "--config", str(self.tmp / "50.yaml"),
                   "--check").stdout == "ok\n"
 

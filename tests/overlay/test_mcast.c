@@ -228,6 +228,90 @@ static void test_scope_and_members(void **state)
 	assert_int_equal(s.n, 0);
 }
 
+/* Every site of a list of n reached once through the tree mc_tree_part cuts (fanout f at
+ * every level, as slave_mcast.c forwards): returns the depth, counts visits in hits. */
+static unsigned walk(const unsigned *list, size_t n, size_t f, unsigned *hits)
+{
+	unsigned depth = 0;
+	size_t parts = n < f ? n : f;
+	for (size_t k = 0; k < parts; k++) {
+		size_t s, e;
+		mc_tree_part(n, parts, k, &s, &e);
+		assert_true(s < e && e <= n);
+		hits[list[s]]++;
+		unsigned d = 1 + walk(list + s + 1, e - s - 1, f, hits);
+		if (d > depth)
+			depth = d;
+	}
+	return depth;
+}
+
+static void test_tree(void **state)
+{
+	(void)state;
+	uint8_t pkt[60] = {0x60}, ids[3 * MC_TREE_ID_LEN], b[256];
+	memcpy(pkt + 24, G1, 16);
+	for (size_t i = 0; i < sizeof(ids); i++)
+		ids[i] = (uint8_t)i;
+	size_t n = mc_tree_build(b, sizeof(b), ids, 3, pkt, sizeof(pkt));
+	assert_int_equal(n, 1 + sizeof(ids) + sizeof(pkt));
+	const uint8_t *gi, *gp;
+	size_t gn, gl;
+	assert_int_equal(mc_tree_parse(b, n, &gi, &gn, &gp, &gl), 0);
+	assert_int_equal(gn, 3);
+	assert_memory_equal(gi, ids, sizeof(ids));
+	assert_int_equal(gl, sizeof(pkt));
+	assert_memory_equal(gp, pkt, sizeof(pkt));
+	/* no ids: a leaf's packet */
+	n = mc_tree_build(b, sizeof(b), NULL, 0, pkt, sizeof(pkt));
+	assert_int_equal(mc_tree_parse(b, n, &gi, &gn, &gp, &gl), 0);
+	assert_int_equal(gn, 0);
+	assert_int_equal(gl, sizeof(pkt));
+	/* truncated ids, a packet shorter than its fixed header, nothing */
+	b[0] = 40;
+	assert_int_equal(mc_tree_parse(b, n, &gi, &gn, &gp, &gl), -EBADMSG);
+	b[0] = 3;
+	assert_int_equal(mc_tree_parse(b, 1 + 3 * MC_TREE_ID_LEN + 39, &gi, &gn, &gp, &gl),
+	                 -EBADMSG);
+	assert_int_equal(mc_tree_parse(b, 0, &gi, &gn, &gp, &gl), -EBADMSG);
+	/* no room, too many ids */
+	assert_int_equal(
+	    mc_tree_build(b, 1 + sizeof(ids) + sizeof(pkt) - 1, ids, 3, pkt, sizeof(pkt)), 0);
+	static uint8_t many[(MC_TREE_MAX_IDS + 1) * MC_TREE_ID_LEN], big[4096];
+	assert_int_equal(mc_tree_build(big, sizeof(big), many, MC_TREE_MAX_IDS + 1, pkt, 40), 0);
+	assert_int_equal(mc_tree_build(big, sizeof(big), many, MC_TREE_MAX_IDS, pkt, 40),
+	                 1 + MC_TREE_MAX_IDS * MC_TREE_ID_LEN + 40);
+	/* the parts cover a list once, in order, sizes within one; the tree reaches every site
+	 * once, in about log_f(n) levels */
+	static unsigned list[600], hits[600];
+	for (unsigned i = 0; i < 600; i++)
+		list[i] = i;
+	for (size_t len = 1; len <= 600; len += len < 40 ? 1 : 37) {
+		for (size_t parts = 1; parts <= len && parts <= 20; parts++) {
+			size_t next = 0, lo = len, hi = 0;
+			for (size_t k = 0; k < parts; k++) {
+				size_t s, e;
+				mc_tree_part(len, parts, k, &s, &e);
+				assert_int_equal(s, next);
+				next = e;
+				lo = e - s < lo ? e - s : lo;
+				hi = e - s > hi ? e - s : hi;
+			}
+			assert_int_equal(next, len);
+			assert_true(hi - lo <= 1);
+		}
+		for (size_t f = 2; f <= 8; f++) {
+			memset(hits, 0, sizeof(hits));
+			unsigned depth = walk(list, len, f, hits), want = 1;
+			for (size_t reach = f; reach < len; reach = reach * f + f)
+				want++;
+			for (size_t i = 0; i < len; i++)
+				assert_int_equal(hits[i], 1);
+			assert_true(depth <= want + 1);
+		}
+	}
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -236,6 +320,7 @@ int main(void)
 	    cmocka_unit_test(test_mld1),
 	    cmocka_unit_test(test_query),
 	    cmocka_unit_test(test_scope_and_members),
+	    cmocka_unit_test(test_tree),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -81,6 +81,66 @@ def test_mcast_members_join_leave(bed):
         assert "AddressSanitizer" not in log and "runtime error" not in log, log
 
 
+TREE_MEMBERS, FANOUT = 12, 3
+
+
+@pytest.fixture
+def bed_tree(tmp_path):
+    b = McBed(tmp_path, "mt")
+    try:
+        b.build(TREE_MEMBERS, 2, mc_extra=f"  tree-above: 4\n  tree-fanout: {FANOUT}\n")
+        b.start_all()
+        yield b
+    finally:
+        b.cleanup()
+
+
+def tree_counts(b, s):
+    """(tree packets sent, received, plain copies sent, sites unknown) of g<s>."""
+    m = b.metrics(s)
+    return (m.get('peak_overlay_mcast_tree_packets_total{result="sent"}', 0),
+            m.get('peak_overlay_mcast_tree_packets_total{result="received"}', 0),
+            m.get('peak_overlay_mcast_copies_total{result="ok"}', 0),
+            m.get("peak_overlay_mcast_tree_unknown_total", 0))
+
+
+def test_mcast_distribution_tree(bed_tree):
+    """12 member sites, tree-above 4, fanout 3: the sender's gateway sends each packet to 3
+    member gateways only (an OVW_MCAST_TREE packet each, with the 3 sites of its part to pass
+    it on to), they pass it on, and every member host gets every packet exactly once; the 2
+    other sites get nothing. Over all gateways: 12 tree packets a packet, one per member."""
+    b = bed_tree
+    paths = {s: b.join(s) for s in b.members}
+    wait_for("the sender's gateway knows every member site",
+             lambda: b.members_of("50")[1] == set(b.members), timeout=60)
+    # every member knows every other (the forwarders find the sites they pass it on to)
+    wait_for("every member gateway knows every member site", lambda: all(
+        b.members_of(s)[1] >= set(b.members) - {s} for s in b.members), timeout=60)
+    b.send("one", N)
+    try:
+        wait_for("every member got the stream",
+                 lambda: all(len(b.got(paths[s], "one")) >= N for s in b.members), timeout=60)
+    finally:
+        print({s: (len(b.got(paths[s], "one")) if s in paths else 0, tree_counts(b, s)) for s in b.sites})
+    for s in b.members:
+        assert sorted(b.got(paths[s], "one")) == list(range(N)), s  # each once
+    sent, _, copies, _ = tree_counts(b, "50")
+    assert (sent, copies) == (N * FANOUT, 0)
+    c = {s: tree_counts(b, s) for s in b.members}
+    # parts of 4: each of the 3 forwarders passes it on to its 3 sites (tree packets with no
+    # site left: a plain copy from them would not be taken, its source is not theirs)
+    assert sorted(x[0] for x in c.values()) == [0] * 9 + [N * 3] * 3, c
+    assert all(x[1] == N for x in c.values()), c  # each member's gateway got each packet once
+    assert all(x[2] == x[3] == 0 for x in c.values()), c
+    for s in b.others:
+        assert delivered(b, s) == (0, 0), s
+        assert tree_counts(b, s)[1] == 0, s
+    for s in list(b.procs):
+        assert b.stop(s) == 0, b.logs[s].read_text()
+        log = b.logs[s].read_text()
+        assert "AddressSanitizer" not in log and "runtime error" not in log, log
+
+
 @pytest.fixture
 def bed2(tmp_path):
     b = McBed(tmp_path, "mq")

@@ -209,6 +209,10 @@ static const struct bad bad[] = {
      "t:14: query-interval: 1 is outside 2..31744"},
     {BASE "multicast:\n  interface: lan\n  robustness: 8\n", "t:14: robustness: 8 is outside 1..7"},
     {BASE "multicast:\n  interface: lan\n  announce: 0\n", "t:14: announce: 0 is outside 1..300"},
+    {BASE "multicast:\n  interface: lan\n  tree-fanout: 1\n",
+     "t:14: tree-fanout: 1 is outside 2..64"},
+    {BASE "multicast:\n  interface: lan\n  tree-above: -1\n",
+     "t:14: tree-above: '-1' is not a number"},
     {BASE "multicast:\n  interface: lan\n  query-interval: 2\n  response-ms: 2000\n",
      "t:13: multicast: response-ms must be shorter than query-interval"},
     {BASE "multicast:\n  interface: lan\nmulticast:\n  interface: lan\n",
@@ -335,6 +339,8 @@ static void test_defaults(void **state)
 	assert_int_equal(c.mcast.response_ms, 10000);
 	assert_int_equal(c.mcast.robustness, 2);
 	assert_int_equal(c.mcast.announce_s, 10);
+	assert_int_equal(c.mcast.tree_above, 16);
+	assert_int_equal(c.mcast.tree_fanout, 4);
 	ov_conf_fini(&c);
 }
 
@@ -353,7 +359,8 @@ static void test_every_key(void **state)
 	    "  lookup: walk\n  cache-ttl: 5\n  negative-ttl: 3600\n"
 	    "resiliency:\n  dead-ms: 300\n  budget: 100000\n  degraded-pct: 0\n"
 	    "  late-ms: 10000\n" ANY "multicast:\n  interface: lan0\n  query-interval: 31744\n"
-	    "  response-ms: 32767\n  robustness: 7\n  announce: 300\n";
+	    "  response-ms: 32767\n  robustness: 7\n  announce: 300\n  tree-above: 0\n"
+	    "  tree-fanout: 64\n";
 	assert_int_equal(parse(yaml, &c, err), 0);
 	assert_string_equal(c.tun, "ov9");
 	assert_int_equal(c.mtu, 1500); /* the last of a key given twice */
@@ -390,6 +397,8 @@ static void test_every_key(void **state)
 	assert_int_equal(c.mcast.response_ms, 32767);
 	assert_int_equal(c.mcast.robustness, 7);
 	assert_int_equal(c.mcast.announce_s, 300);
+	assert_int_equal(c.mcast.tree_above, 0);
+	assert_int_equal(c.mcast.tree_fanout, 64);
 	ov_conf_fini(&c);
 }
 

@@ -135,11 +135,21 @@ static void test_seal_open(void **state)
 	c = cur_make(pkt, OVW_HDR_LEN + 17 + OVW_TAG_LEN);
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), 0);
 	assert_int_equal(g.type, OVW_MEMBERS);
-	pkt[0] = OVW_MEMBERS + 1; /* unknown types */
-	c = cur_make(pkt, OVW_HDR_LEN + OVW_PROBE_LEN + OVW_TAG_LEN);
+	pkt[0] = OVW_MCAST_TREE; /* a tree packet is not empty either */
+	c = cur_make(pkt, OVW_HDR_LEN + OVW_TAG_LEN);
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
-	c = cur_make(pkt, (size_t)n);
-	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
+	c = cur_make(pkt, OVW_HDR_LEN + 41 + OVW_TAG_LEN);
+	assert_int_equal(ovw_parse(&c, &g, &body, &blen), 0);
+	assert_int_equal(g.type, OVW_MCAST_TREE);
+	for (uint8_t t = OVW_MEMBERS + 1; t <= OVW_MCAST_TREE + 1; t++) { /* unknown types */
+		if (t == OVW_MCAST_TREE)
+			continue;
+		pkt[0] = t;
+		c = cur_make(pkt, OVW_HDR_LEN + OVW_PROBE_LEN + OVW_TAG_LEN);
+		assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
+		c = cur_make(pkt, (size_t)n);
+		assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
+	}
 	pkt[0] = 0;
 	c = cur_make(pkt, (size_t)n);
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
