@@ -1681,14 +1681,23 @@ void gw_set_mcast_tree_cb(struct ov_slave *s,
 	g->on_tree = tree;
 }
 
+/* The peer of cookie, for a body of n bytes (1..OVW_INNER_MAX) sent to it: 0 (*pp set),
+ * -EINVAL or -EHOSTUNREACH (no endpoint). */
+static int peer_to_send(struct gw *g, uint32_t cookie, size_t n, struct gw_peer **pp)
+{
+	if (cookie >= g->npeers || !n || n > OVW_INNER_MAX)
+		return -EINVAL;
+	*pp = &g->peers[cookie];
+	return (*pp)->has_ep ? 0 : -EHOSTUNREACH;
+}
+
 int gw_tree_send(struct ov_slave *s, uint32_t cookie, const uint8_t *body, size_t n)
 {
 	struct gw *g = s->priv;
-	if (cookie >= g->npeers || !n || n > OVW_INNER_MAX)
-		return -EINVAL;
-	struct gw_peer *p = &g->peers[cookie];
-	if (!p->has_ep)
-		return -EHOSTUNREACH;
+	struct gw_peer *p;
+	int e = peer_to_send(g, cookie, n, &p);
+	if (e)
+		return e;
 	if (p->via != GW_DIRECT || ((g->edm || p->peer_edm) && unpunchable(g, p, mono_ms(), false)))
 		return -EAGAIN; /* relayed: the relay forwards data only */
 	if (p->mtu && n > p->mtu)
@@ -1720,12 +1729,9 @@ int gw_peer_find(struct ov_slave *s, const uint8_t id[static OVW_ID_LEN], uint32
 int gw_members_send(struct ov_slave *s, uint32_t cookie, const uint8_t *body, size_t n)
 {
 	struct gw *g = s->priv;
-	if (cookie >= g->npeers || !n || n > OVW_INNER_MAX)
-		return -EINVAL;
-	struct gw_peer *p = &g->peers[cookie];
-	if (!p->has_ep)
-		return -EHOSTUNREACH;
-	return send_to(g, p, OVW_MEMBERS, body, n);
+	struct gw_peer *p;
+	int e = peer_to_send(g, cookie, n, &p);
+	return e ? e : send_to(g, p, OVW_MEMBERS, body, n);
 }
 
 void gw_set_resolver(struct ov_slave *s, void (*fn)(void *arg, const uint8_t id[8]), void *arg)

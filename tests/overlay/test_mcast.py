@@ -18,15 +18,20 @@ MEMBERS = int(os.environ.get("MCAST_MEMBERS", "16"))
 N = 300
 
 
-@pytest.fixture
-def bed(tmp_path):
-    b = McBed(tmp_path, "mc")
+def started(tmp_path, tag, *build, **kw):
+    """A McBed built with build/kw and every daemon started, cleaned up after (yield from)."""
+    b = McBed(tmp_path, tag)
     try:
-        b.build(MEMBERS, 2)
+        b.build(*build, **kw)
         b.start_all()
         yield b
     finally:
         b.cleanup()
+
+
+@pytest.fixture
+def bed(tmp_path):
+    yield from started(tmp_path, "mc", MEMBERS, 2)
 
 
 def delivered(b, s):
@@ -86,13 +91,8 @@ TREE_MEMBERS, FANOUT = 12, 3
 
 @pytest.fixture
 def bed_tree(tmp_path):
-    b = McBed(tmp_path, "mt")
-    try:
-        b.build(TREE_MEMBERS, 2, mc_extra=f"  tree-above: 4\n  tree-fanout: {FANOUT}\n")
-        b.start_all()
-        yield b
-    finally:
-        b.cleanup()
+    yield from started(tmp_path, "mt", TREE_MEMBERS, 2,
+                       mc_extra=f"  tree-above: 4\n  tree-fanout: {FANOUT}\n")
 
 
 def tree_counts(b, s):
@@ -117,11 +117,8 @@ def test_mcast_distribution_tree(bed_tree):
     wait_for("every member gateway knows every member site", lambda: all(
         b.members_of(s)[1] >= set(b.members) - {s} for s in b.members), timeout=60)
     b.send("one", N)
-    try:
-        wait_for("every member got the stream",
-                 lambda: all(len(b.got(paths[s], "one")) >= N for s in b.members), timeout=60)
-    finally:
-        print({s: (len(b.got(paths[s], "one")) if s in paths else 0, tree_counts(b, s)) for s in b.sites})
+    wait_for("every member got the stream",
+             lambda: all(len(b.got(paths[s], "one")) >= N for s in b.members), timeout=60)
     for s in b.members:
         assert sorted(b.got(paths[s], "one")) == list(range(N)), s  # each once
     sent, _, copies, _ = tree_counts(b, "50")
@@ -143,14 +140,8 @@ def test_mcast_distribution_tree(bed_tree):
 
 @pytest.fixture
 def bed2(tmp_path):
-    b = McBed(tmp_path, "mq")
-    try:
-        # MALI = 2 * 2 s + 1 s = 5 s
-        b.build(2, 0, query=2, response_ms=1000)
-        b.start_all()
-        yield b
-    finally:
-        b.cleanup()
+    # MALI = 2 * 2 s + 1 s = 5 s
+    yield from started(tmp_path, "mq", 2, 0, query=2, response_ms=1000)
 
 
 def test_mcast_querier_mldv1_and_timeout(bed2):
@@ -189,13 +180,7 @@ def test_mcast_querier_mldv1_and_timeout(bed2):
 
 @pytest.fixture
 def bed_dht(tmp_path):
-    b = McBed(tmp_path, "mh")
-    try:
-        b.build(3, 1, dht=True)
-        b.start_all()
-        yield b
-    finally:
-        b.cleanup()
+    yield from started(tmp_path, "mh", 3, 1, dht=True)
 
 
 def test_mcast_members_through_dht(bed_dht):
