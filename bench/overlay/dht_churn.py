@@ -24,7 +24,7 @@ counted apart (a ping waits at most --wait seconds). A lookup counts by its own 
       +----------------- r -------------------+
 
 Writes JSON (default bench/results/overlay-dht-churn.json) and prints Markdown tables.
-Usage: bench/overlay/dht_churn.py [--nodes N] [--sites N] [--lookup bsearch|walk]
+Usage: bench/overlay/dht_churn.py [--nodes N] [--sites N] [--lookup bsearch|walk|lengths]
                                   [--seed S] [--quick] [--out F]"""
 import argparse
 import concurrent.futures
@@ -97,7 +97,8 @@ class ChurnBed(Bed):
                 f"  bootstrap: [10.0.250.2:{DHT_PORT}]\n"
                 f"  authority: {auth_pub}\n  certificate: {cert}\n"
                 f"  prefixes: [fd00:{s}::/64]\n  locator: 10.0.{i}.2:{PORT}\n"
-                f"  lookup: {self.lookup}\n  negative-ttl: 1\n  cache-ttl: {CACHE_TTL}\n")
+                f"  lookup: {self.lookup}\n  negative-ttl: 1\n  cache-ttl: {CACHE_TTL}\n"
+                + ("  lengths: [64]\n" if self.lookup == "lengths" else ""))
 
     def start_dhtnodes(self):
         """The independent nodes, one process each (bound in dn, the first the bootstrap)."""
@@ -200,8 +201,9 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--nodes", type=int, default=64, help="DHT nodes in all (64)")
     ap.add_argument("--sites", type=int, default=16, help="of them gateways (16)")
-    ap.add_argument("--lookup", choices=("bsearch", "walk"), default="bsearch",
-                    help="the gateways' lookup (bsearch, the default of peak overlay)")
+    ap.add_argument("--lookup", choices=("bsearch", "walk", "lengths"), default="bsearch",
+                    help="the gateways' lookup (bsearch, the default of peak overlay; "
+                    "lengths: over the one length the sites publish, /64)")
     ap.add_argument("--wait", type=int, default=10, help="longest wait for one ping, s (10)")
     ap.add_argument("--seed", type=int, default=1, help="which nodes die (1)")
     ap.add_argument("--quick", action="store_true",

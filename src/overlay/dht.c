@@ -868,7 +868,13 @@ static int dht_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, s
 			return -ENOBUFS;
 		}
 		memcpy(l->dst, dst, 16);
-		dhr_par_init(&l->par, dst, (enum dhr_mode)d->dc->lookup);
+		if (d->dc->lookup == DHR_LENGTHS) {
+			struct dhr_lens lens;
+			memcpy(lens.m, d->dc->lengths, sizeof(lens.m));
+			dhr_par_init_lengths(&l->par, dst, &lens);
+		} else {
+			dhr_par_init(&l->par, dst, (enum dhr_mode)d->dc->lookup);
+		}
 		search_pump(d, l); /* (no free buffer: it starts when one is freed) */
 	}
 	if (len > 0xffff || l->qlen + 2 + len > sizeof(l->queue)) {

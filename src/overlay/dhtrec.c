@@ -258,6 +258,13 @@ void dhr_search_init(struct dhr_search *s, const uint8_t dst[static 16], enum dh
 	s->probe = -1;
 }
 
+void dhr_search_init_lengths(struct dhr_search *s, const uint8_t dst[static 16],
+                             const struct dhr_lens *lens)
+{
+	dhr_search_init(s, dst, DHR_LENGTHS);
+	s->lens = *lens;
+}
+
 bool dhr_search_next(struct dhr_search *s, uint8_t key[static DHR_KEY_LEN])
 {
 	if (s->done)
@@ -268,6 +275,15 @@ bool dhr_search_next(struct dhr_search *s, uint8_t key[static DHR_KEY_LEN])
 	}
 	if (s->mode == DHR_WALK) {
 		dhr_key_prefix(s->cur, walk_len(s->cur), key);
+	} else if (s->mode == DHR_LENGTHS) {
+		while (s->hi >= 0 && !dhr_lens_has(&s->lens, (unsigned)s->hi))
+			s->hi--;
+		if (s->hi < 0) {
+			s->done = true;
+			return false;
+		}
+		s->probe = s->hi;
+		dhr_key_prefix(s->dst, (unsigned)s->probe, key);
 	} else {
 		/* a range exhausted: backtrack into one a marker made us leave, if it may
 		 * still hold something longer than the best match so far */
@@ -316,6 +332,13 @@ static bool probe_hit(const struct dhr_search *s, const struct dhr_rec *r)
 /* The search after its probe's answer (hit: bsearch only; the walk looks at s->found). */
 static void advance(struct dhr_search *s, bool hit)
 {
+	if (s->mode == DHR_LENGTHS) { /* longest first: a match ends it */
+		if (s->found)
+			s->done = true;
+		else
+			s->hi = s->probe - 1;
+		return;
+	}
 	if (s->mode == DHR_WALK) {
 		unsigned l = walk_len(s->cur);
 		if (s->found || !l) {
@@ -349,14 +372,28 @@ void dhr_search_feed(struct dhr_search *s, const struct dhr_rec *recs, size_t n)
 	advance(s, hit);
 }
 
+/* Takes step 0's search (just initialized) as the lookup's first step. */
+static void par_start(struct dhr_par *p)
+{
+	struct dhr_step *t = &p->step[0];
+	/* a new search has a first key, but for lengths of which none is listed */
+	t->st = dhr_search_next(&t->s, t->key) ? DHR_ST_WANT : DHR_ST_END;
+	p->n = 1;
+}
+
 void dhr_par_init(struct dhr_par *p, const uint8_t dst[static 16], enum dhr_mode mode)
 {
 	memset(p, 0, sizeof(*p));
-	struct dhr_step *t = &p->step[0];
-	dhr_search_init(&t->s, dst, mode);
-	dhr_search_next(&t->s, t->key); /* a new search always has a first key */
-	t->st = DHR_ST_WANT;
-	p->n = 1;
+	dhr_search_init(&p->step[0].s, dst, mode);
+	par_start(p);
+}
+
+void dhr_par_init_lengths(struct dhr_par *p, const uint8_t dst[static 16],
+                          const struct dhr_lens *lens)
+{
+	memset(p, 0, sizeof(*p));
+	dhr_search_init_lengths(&p->step[0].s, dst, lens);
+	par_start(p);
 }
 
 static bool answered(const struct dhr_step *t)

@@ -44,7 +44,10 @@
  *
  * Lookups (dhr_search): the binary search over prefix lengths (Waldvogel et al., markers;
  * at most 8 gets when no marker misleads it, then backtracking) or the published walk:
- * the destination, then with its last set bit zeroed, and so on, until a record matches.
+ * the destination, then with its last set bit zeroed, and so on, until a record matches; or,
+ * where the overlay's operator lists the prefix lengths its sites publish (the same list on
+ * every site), only those lengths, longest first, until a record holds the destination: one
+ * get when all sites use one length.
  */
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -75,7 +78,24 @@ enum {
 	DHR_F_KNOWN = DHR_F_EDM | DHR_F_GROUP | DHR_F_LEFT,
 };
 
-enum dhr_mode { DHR_BSEARCH = 0, DHR_WALK = 1 };
+enum dhr_mode { DHR_BSEARCH = 0, DHR_WALK = 1, DHR_LENGTHS = 2 };
+
+/* A set of prefix lengths 0..128: length L is bit L % 64 of word L / 64. */
+struct dhr_lens {
+	uint64_t m[3];
+};
+
+/* Adds length len (0..128) to l. */
+static inline void dhr_lens_add(struct dhr_lens *l, unsigned len)
+{
+	l->m[len / 64] |= 1ULL << (len % 64);
+}
+
+/* True if l holds length len (0..128). */
+static inline bool dhr_lens_has(const struct dhr_lens *l, unsigned len)
+{
+	return l->m[len / 64] >> (len % 64) & 1;
+}
 
 struct dhr_cert {
 	uint8_t x_pub[32];
@@ -141,13 +161,18 @@ struct dhr_search {
 	int lo, hi, probe;     /* bsearch: lengths left [lo, hi]; the length probed */
 	uint8_t stack[130][2]; /* bsearch: ranges left behind by markers, for backtracking */
 	int nstack;
-	uint8_t cur[16]; /* walk: the address probed */
+	uint8_t cur[16];      /* walk: the address probed */
+	struct dhr_lens lens; /* lengths: the lengths published (hi: the longest left) */
 	unsigned gets;
 	bool done, found;
 	struct dhr_rec best;
 };
 
 void dhr_search_init(struct dhr_search *s, const uint8_t dst[static 16], enum dhr_mode mode);
+
+/* Starts a DHR_LENGTHS lookup of dst over the lengths in lens. */
+void dhr_search_init_lengths(struct dhr_search *s, const uint8_t dst[static 16],
+                             const struct dhr_lens *lens);
 
 /* The next key to get; false once the lookup is over (then s->found says if s->best is
  * the answer). */
@@ -198,6 +223,10 @@ struct dhr_par {
 
 /* Starts a lookup of dst: its first step wants its get. */
 void dhr_par_init(struct dhr_par *p, const uint8_t dst[static 16], enum dhr_mode mode);
+
+/* Starts a DHR_LENGTHS lookup of dst over the lengths in lens: its first step wants its get. */
+void dhr_par_init_lengths(struct dhr_par *p, const uint8_t dst[static 16],
+                          const struct dhr_lens *lens);
 
 /* The first step whose get is to start: its key and id (the get is then running); false if
  * none, or if it is speculative and !spec_ok. */

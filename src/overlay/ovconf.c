@@ -404,8 +404,30 @@ static int dht_lookup(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *v
 		d->lookup = 0;
 	else if (s && !strcmp(s, "walk"))
 		d->lookup = 1;
+	else if (s && !strcmp(s, "lengths"))
+		d->lookup = 2;
 	else
-		return fail(x, vn, "lookup: want 'bsearch' or 'walk'");
+		return fail(x, vn, "lookup: want 'bsearch', 'walk' or 'lengths'");
+	return 0;
+}
+
+static bool has_length(const struct ov_dht_conf *d, unsigned len)
+{
+	return d->lengths[len / 64] >> (len % 64) & 1;
+}
+
+static int one_dht_length(struct ctx *x, const yaml_node_t *n, size_t i, void *arg)
+{
+	struct ov_dht_conf *d = arg;
+	unsigned len;
+	if (!i) /* a list given again replaces the one before */
+		memset(d->lengths, 0, sizeof(d->lengths));
+	int r = get_uint(x, n, "lengths", 0, 128, &len);
+	if (r)
+		return r;
+	if (has_length(d, len))
+		return fail(x, n, "lengths: %u is listed twice", len);
+	d->lengths[len / 64] |= 1ULL << (len % 64);
 	return 0;
 }
 
@@ -422,6 +444,7 @@ static const struct key dht_keys[] = {
      .one = one_dht_prefix, .need = dht_need},
     {"locator", K_FN, .fn = dht_locator},
     {"lookup", K_FN, .fn = dht_lookup},
+    {"lengths", K_LIST, OFF(ov_dht_conf, nlengths), .max = 129, .one = one_dht_length},
     {"cache-ttl", K_UINT, OFF(ov_dht_conf, cache_ttl_s), 5, 86400},
     {"negative-ttl", K_UINT, OFF(ov_dht_conf, negative_ttl_s), 1, 3600},
     {NULL},
@@ -445,6 +468,19 @@ static int parse_dht(struct ctx *x, const yaml_node_t *n, const yaml_node_t *at,
 			            "0.0.0.0 (the address other sites reach this gateway at)");
 		d->locator = c->listen;
 	}
+	if ((d->lookup == 2) != (d->nlengths > 0))
+		return fail(x, at,
+		            d->nlengths ? "dht: 'lengths' is for 'lookup: lengths'"
+		                        : "dht: 'lookup: lengths' needs 'lengths' (the prefix "
+		                          "lengths this overlay's sites publish)");
+	for (size_t i = 0; d->nlengths && i < d->nprefixes; i++)
+		if (!has_length(d, d->prefixes[i].len)) {
+			char ps[PREFIX_STRLEN];
+			return fail(x, at,
+			            "dht: prefix %s: its length is not in 'lengths' (other sites "
+			            "would not look for it)",
+			            prefix_print(&d->prefixes[i], ps));
+		}
 	return 0;
 }
 

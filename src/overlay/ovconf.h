@@ -31,7 +31,11 @@
  *	  prefixes: [fd00:a::/64]    # this site's prefixes, as certified (required, 1..16)
  *	  locator: 192.0.2.1:51820   # the gateway's address published (default: listen,
  *	                             # required when listen is 0.0.0.0)
- *	  lookup: bsearch            # bsearch (markers) or walk (zero the last set bit)
+ *	  lookup: bsearch            # bsearch (markers), walk (zero the last set bit) or
+ *	                             # lengths (only the lengths listed, longest first)
+ *	  lengths: [48, 64]          # with lookup lengths: the prefix lengths the sites of
+ *	                             # this overlay publish (the same list everywhere; this
+ *	                             # site's prefixes must have listed lengths), 0..128
  *	  cache-ttl: 300             # seconds a mapping found is kept, 5..86400
  *	  negative-ttl: 30           # seconds a miss is remembered, 1..3600
  *	resiliency:                  # optional: the resiliency slave (slave_resil.c); {} for
@@ -79,6 +83,8 @@ enum {
 struct ov_dht_conf {
 	bool enabled;
 	unsigned port, network, lookup, cache_ttl_s, negative_ttl_s; /* lookup: enum dhr_mode */
+	uint64_t lengths[3]; /* lookup lengths: length L is bit L % 64 of word L / 64 */
+	size_t nlengths;
 	struct sockaddr_in bootstrap[OVC_MAX_BOOTSTRAP];
 	size_t nbootstrap;
 	uint8_t authority[32];

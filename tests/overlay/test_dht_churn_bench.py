@@ -1,5 +1,6 @@
 """The DHT churn bench (bench/overlay/dht_churn.py) in its bounded smoke variant (root):
-12 DHT nodes (4 gateways, 8 dhtnodes), 3 of the dhtnodes killed. It exits 0 and writes its
+12 DHT nodes (4 gateways, 8 dhtnodes), 3 of the dhtnodes killed, lookups over the listed
+prefix length (`lookup: lengths`, one get each before the kill). It exits 0 and writes its
 JSON with the three rounds of every site looking every other up, each prefix lookup timed
 from the gateways' logs; before the kill and in the cold round after it every lookup is
 answered (the pings wait up to 30 s: a loaded machine's
@@ -19,8 +20,11 @@ CHURN = pathlib.Path(__file__).resolve().parents[2] / "bench" / "overlay" / "dht
 
 def test_dht_churn_bench_runs(tmp_path):
     out = tmp_path / "churn.json"
-    p = subprocess.run([sys.executable, str(CHURN), "--quick", "--wait", "30", "--out",
-                        str(out)], capture_output=True, text=True, timeout=600)
+    # the gateways look up over the one length their sites publish (dht: lookup: lengths):
+    # the binary search runs in test_overlay_dht.py
+    p = subprocess.run([sys.executable, str(CHURN), "--quick", "--wait", "30", "--lookup",
+                        "lengths", "--out", str(out)], capture_output=True, text=True,
+                       timeout=600)
     assert p.returncode == 0, p.stderr[-3000:]
     d = json.loads(out.read_text())
     assert (d["nodes"], d["gateways"], d["dhtnodes"], d["killed"]) == (12, 4, 8, 3)
@@ -32,6 +36,8 @@ def test_dht_churn_bench_runs(tmp_path):
         # the lookups timed in the gateways' logs (a route also comes from an id lookup)
         assert 0 < r["prefix_lookups"] <= 24, r
         assert r["lookup_p50_ms"] is not None and r["lookup_max_ms"] >= r["lookup_p50_ms"], r
+    # one get a prefix lookup: the /64 (the binary search takes 4 or more here)
+    assert rounds["before"]["gets_per_found"] < 2, rounds["before"]
     assert rounds["before"]["answered"] == 12, rounds["before"]
     assert rounds["after"]["answered"] == 12, rounds["after"]
     assert "| killed | 12 |" in p.stdout and "target 99% of lookups" in p.stdout

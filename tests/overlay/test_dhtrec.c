@@ -195,6 +195,28 @@ static struct {
 } dht[NSLOT];
 static int ndht;
 static struct dhr_rec layout[NP];
+static struct dhr_lens lens; /* the lengths the layout uses (DHR_LENGTHS lookups) */
+
+/* Starts s as a lookup of dst in mode (DHR_LENGTHS: over lens). */
+static void search_init(struct dhr_search *s, const uint8_t dst[16], int mode)
+{
+	if (mode == DHR_LENGTHS)
+		dhr_search_init_lengths(s, dst, &lens);
+	else
+		dhr_search_init(s, dst, (enum dhr_mode)mode);
+}
+
+/* The lengths of the layout's first np prefixes into lens, and how many there are. */
+static unsigned layout_lens(int np)
+{
+	unsigned n = 0;
+	memset(&lens, 0, sizeof(lens));
+	for (int i = 0; i < np; i++) {
+		n += !dhr_lens_has(&lens, layout[i].prefix.len);
+		dhr_lens_add(&lens, layout[i].prefix.len);
+	}
+	return n;
+}
 
 static void rand_addr(uint8_t a[16], const uint8_t base[16], unsigned keep)
 {
@@ -221,8 +243,8 @@ static void test_lookups_match_oracle(void **state)
 			struct dhr_rec *r = &layout[i];
 			memset(r, 0, sizeof(*r));
 			r->prefix.family = PEAK_AFI_IP6;
-			static const int lens[] = {1, 8, 16, 32, 47, 48, 56, 63, 64, 96, 127, 128};
-			r->prefix.len = (uint8_t)(rand() % 3 ? lens[rand() % 12] : rand() % 129);
+			static const int plens[] = {1, 8, 16, 32, 47, 48, 56, 63, 64, 96, 127, 128};
+			r->prefix.len = (uint8_t)(rand() % 3 ? plens[rand() % 12] : rand() % 129);
 			rand_addr(r->prefix.addr, base, (unsigned)(rand() % 129));
 			prefix_mask_bits(r->prefix.addr, r->prefix.len);
 			r->time_s = (uint64_t)i;
@@ -233,6 +255,7 @@ static void test_lookups_match_oracle(void **state)
 				dht[ndht++].rec = i;
 			}
 		}
+		unsigned nlens = layout_lens(np);
 		for (int q = 0; q < 40; q++) {
 			uint8_t dst[16];
 			rand_addr(dst, layout[rand() % np].prefix.addr, (unsigned)(rand() % 129));
@@ -242,11 +265,11 @@ static void test_lookups_match_oracle(void **state)
 				    (want < 0 || layout[i].prefix.len > layout[want].prefix.len ||
 				     (layout[i].prefix.len == layout[want].prefix.len && i > want)))
 					want = i;
-			for (int mode = DHR_BSEARCH; mode <= DHR_WALK; mode++) {
+			for (int mode = DHR_BSEARCH; mode <= DHR_LENGTHS; mode++) {
 				struct dhr_search s;
 				uint8_t key[DHR_KEY_LEN];
 				struct dhr_rec got[NSLOT];
-				dhr_search_init(&s, dst, (enum dhr_mode)mode);
+				search_init(&s, dst, mode);
 				while (dhr_search_next(&s, key)) {
 					size_t n = 0;
 					for (int k = 0; k < ndht; k++)
@@ -264,6 +287,8 @@ static void test_lookups_match_oracle(void **state)
 					max_gets = s.gets;
 				if (mode == DHR_WALK && s.gets > max_walk)
 					max_walk = s.gets;
+				if (mode == DHR_LENGTHS) /* one get a length at most */
+					assert_true(s.gets <= nlens);
 			}
 		}
 	}
@@ -307,7 +332,10 @@ static void run_par(const uint8_t dst[16], enum dhr_mode mode, unsigned *max_iss
 {
 	int nsim = 0;
 	const struct dhr_search *r;
-	dhr_par_init(&par, dst, mode);
+	if (mode == DHR_LENGTHS)
+		dhr_par_init_lengths(&par, dst, &lens);
+	else
+		dhr_par_init(&par, dst, mode);
 	while (!(r = dhr_par_result(&par))) {
 		uint8_t key[DHR_KEY_LEN];
 		uint32_t id;
@@ -354,8 +382,8 @@ static void test_par_matches_sequential(void **state)
 			struct dhr_rec *r = &layout[i];
 			memset(r, 0, sizeof(*r));
 			r->prefix.family = PEAK_AFI_IP6;
-			static const int lens[] = {1, 8, 16, 32, 47, 48, 56, 63, 64, 96, 127, 128};
-			r->prefix.len = (uint8_t)(rand() % 3 ? lens[rand() % 12] : rand() % 129);
+			static const int plens[] = {1, 8, 16, 32, 47, 48, 56, 63, 64, 96, 127, 128};
+			r->prefix.len = (uint8_t)(rand() % 3 ? plens[rand() % 12] : rand() % 129);
 			rand_addr(r->prefix.addr, base, (unsigned)(rand() % 129));
 			prefix_mask_bits(r->prefix.addr, r->prefix.len);
 			if (i && rand() % 4 == 0) /* the same prefix again, republished */
@@ -368,14 +396,15 @@ static void test_par_matches_sequential(void **state)
 				dht[ndht++].rec = i;
 			}
 		}
+		layout_lens(np);
 		for (int q = 0; q < 30; q++) {
 			uint8_t dst[16];
 			rand_addr(dst, layout[rand() % np].prefix.addr, (unsigned)(rand() % 129));
-			for (int mode = DHR_BSEARCH; mode <= DHR_WALK; mode++) {
+			for (int mode = DHR_BSEARCH; mode <= DHR_LENGTHS; mode++) {
 				struct dhr_search s;
 				uint8_t key[DHR_KEY_LEN];
 				struct dhr_rec got[NSLOT];
-				dhr_search_init(&s, dst, (enum dhr_mode)mode);
+				search_init(&s, dst, mode);
 				while (dhr_search_next(&s, key))
 					dhr_search_feed(&s, got, dht_get_all(key, got));
 				for (int rep = 0; rep < 4; rep++) {
@@ -452,6 +481,89 @@ static void test_par_speculation_time(void **state)
 	assert_true(now <= 10 + 2);
 }
 
+/* DHR_LENGTHS over lengths that leave some of the layout's out: the longest prefix holding
+ * the destination among those of the listed lengths (what an operator's list publishes),
+ * longest first, so a destination under a listed length costs a single get. */
+static void test_lengths_listed_only(void **state)
+{
+	(void)state;
+	srand(5);
+	struct dhr_rec got[NSLOT];
+	for (int round = 0; round < 200; round++) {
+		uint8_t base[16];
+		rand_addr(base, base, 0);
+		ndht = 0;
+		int np = 1 + rand() % NP;
+		for (int i = 0; i < np; i++) {
+			struct dhr_rec *r = &layout[i];
+			memset(r, 0, sizeof(*r));
+			r->prefix.family = PEAK_AFI_IP6;
+			static const int ls[] = {32, 48, 56, 64};
+			r->prefix.len = (uint8_t)ls[rand() % 4];
+			rand_addr(r->prefix.addr, base, (unsigned)(rand() % 70));
+			prefix_mask_bits(r->prefix.addr, r->prefix.len);
+			r->time_s = (uint64_t)i;
+			uint8_t keys[DHR_MAX_KEYS][DHR_KEY_LEN], x[32] = {(uint8_t)i};
+			size_t nk = dhr_pub_keys(&r->prefix, x, keys);
+			for (size_t k = 0; k < nk; k++) {
+				memcpy(dht[ndht].key, keys[k], DHR_KEY_LEN);
+				dht[ndht++].rec = i;
+			}
+		}
+		memset(&lens, 0, sizeof(lens));
+		dhr_lens_add(&lens, 64);
+		if (round % 2)
+			dhr_lens_add(&lens, 48);
+		for (int q = 0; q < 20; q++) {
+			uint8_t dst[16];
+			rand_addr(dst, layout[rand() % np].prefix.addr, (unsigned)(rand() % 129));
+			int want = -1;
+			for (int i = 0; i < np; i++)
+				if (dhr_lens_has(&lens, layout[i].prefix.len) &&
+				    prefix_contains_addr(&layout[i].prefix, dst) &&
+				    (want < 0 || layout[i].prefix.len > layout[want].prefix.len ||
+				     (layout[i].prefix.len == layout[want].prefix.len && i > want)))
+					want = i;
+			struct dhr_search s;
+			uint8_t key[DHR_KEY_LEN];
+			dhr_search_init_lengths(&s, dst, &lens);
+			while (dhr_search_next(&s, key))
+				dhr_search_feed(&s, got, dht_get_all(key, got));
+			assert_int_equal(s.found, want >= 0);
+			if (want >= 0) {
+				assert_int_equal(prefix_cmp(&s.best.prefix, &layout[want].prefix),
+				                 0);
+				if (layout[want].prefix.len == 64)
+					assert_int_equal(s.gets, 1);
+			}
+			assert_true(s.gets <= (round % 2 ? 2u : 1u));
+		}
+	}
+	/* no length listed: over at once */
+	struct dhr_search s;
+	uint8_t key[DHR_KEY_LEN], dst[16] = {0x20};
+	memset(&lens, 0, sizeof(lens));
+	dhr_search_init_lengths(&s, dst, &lens);
+	assert_false(dhr_search_next(&s, key));
+	assert_false(s.found);
+	dhr_par_init_lengths(&par, dst, &lens);
+	assert_non_null(dhr_par_result(&par));
+	assert_false(dhr_par_result(&par)->found);
+	/* the extremes: /0 and /128 */
+	dhr_lens_add(&lens, 0);
+	dhr_lens_add(&lens, 128);
+	assert_true(dhr_lens_has(&lens, 0) && dhr_lens_has(&lens, 128));
+	assert_false(dhr_lens_has(&lens, 64));
+	dhr_search_init_lengths(&s, dst, &lens);
+	assert_true(dhr_search_next(&s, key));
+	assert_int_equal(s.probe, 128);
+	dhr_search_feed(&s, NULL, 0);
+	assert_true(dhr_search_next(&s, key));
+	assert_int_equal(s.probe, 0);
+	dhr_search_feed(&s, NULL, 0);
+	assert_false(dhr_search_next(&s, key));
+}
+
 /* One prefix: the binary search takes at most 8 gets (lengths 0..128). */
 static void test_bsearch_eight_gets(void **state)
 {
@@ -490,6 +602,7 @@ int main(void)
 	    cmocka_unit_test(test_group_record),
 	    cmocka_unit_test(test_keys_distinct),
 	    cmocka_unit_test(test_lookups_match_oracle),
+	    cmocka_unit_test(test_lengths_listed_only),
 	    cmocka_unit_test(test_bsearch_eight_gets),
 	    cmocka_unit_test(test_par_matches_sequential),
 	    cmocka_unit_test(test_par_speculation_time),

@@ -155,8 +155,19 @@ static const struct bad bad[] = {
     {ADDR "gateway:\n  listen: 0.0.0.0:51820\n" KEYF DHT,
      "t:5: dht: 'locator' is required when gateway.listen is 0.0.0.0 (the address other "
      "sites reach this gateway at)"},
-    {BASE DHT "  lookup: linear\n", "t:17: lookup: want 'bsearch' or 'walk'"},
-    {BASE DHT "  lookup: [walk]\n", "t:17: lookup: want 'bsearch' or 'walk'"},
+    {BASE DHT "  lookup: linear\n", "t:17: lookup: want 'bsearch', 'walk' or 'lengths'"},
+    {BASE DHT "  lookup: [walk]\n", "t:17: lookup: want 'bsearch', 'walk' or 'lengths'"},
+    {BASE DHT "  lookup: lengths\n",
+     "t:12: dht: 'lookup: lengths' needs 'lengths' (the prefix lengths this overlay's sites "
+     "publish)"},
+    {BASE DHT "  lengths: [64]\n", "t:12: dht: 'lengths' is for 'lookup: lengths'"},
+    {BASE DHT "  lookup: lengths\n  lengths: [48]\n",
+     "t:12: dht: prefix fd00:a::/64: its length is not in 'lengths' (other sites would not "
+     "look for it)"},
+    {BASE DHT "  lookup: lengths\n  lengths: [64, 129]\n", "t:18: lengths: 129 is outside 0..128"},
+    {BASE DHT "  lookup: lengths\n  lengths: [64, 48, 64]\n", "t:18: lengths: 64 is listed twice"},
+    {BASE DHT "  lookup: lengths\n  lengths: []\n", "t:18: lengths: want 1..129 items"},
+    {BASE DHT "  lookup: lengths\n  lengths: 64\n", "t:18: lengths: want a list"},
     {BASE DHT "  cache-ttl: 4\n", "t:17: cache-ttl: 4 is outside 5..86400"},
     {BASE DHT "  negative-ttl: 3601\n", "t:17: negative-ttl: 3601 is outside 1..3600"},
     /* resiliency: */
@@ -402,6 +413,26 @@ static void test_every_key(void **state)
 	ov_conf_fini(&c);
 }
 
+static void test_dht_lengths(void **state)
+{
+	(void)state;
+	struct ov_conf c;
+	char err[OVC_ERRLEN];
+	assert_int_equal(parse(BASE DHT
+	                       "  lookup: lengths\n  lengths: [64, 0, 128]\n  lengths: [64, 48]\n",
+	                       &c, err),
+	                 0);
+	assert_int_equal(c.dht.lookup, 2);
+	assert_int_equal(c.dht.nlengths, 2); /* the list given last */
+	assert_true(c.dht.lengths[1] == 1ULL && c.dht.lengths[0] == 1ULL << 48);
+	assert_int_equal(c.dht.lengths[2], 0);
+	ov_conf_fini(&c);
+	assert_int_equal(parse(BASE DHT "  lookup: lengths\n  lengths: [0, 64, 128]\n", &c, err),
+	                 0);
+	assert_true(c.dht.lengths[0] == 1 && c.dht.lengths[1] == 1 && c.dht.lengths[2] == 1);
+	ov_conf_fini(&c);
+}
+
 static void test_quirks_kept(void **state)
 {
 	(void)state;
@@ -429,6 +460,7 @@ int main(void)
 	    cmocka_unit_test(test_list_limits),
 	    cmocka_unit_test(test_defaults),
 	    cmocka_unit_test(test_every_key),
+	    cmocka_unit_test(test_dht_lengths),
 	    cmocka_unit_test(test_quirks_kept),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
