@@ -4,10 +4,38 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Sums 32-bit words in host order (a 64-bit sum of 32-bit words cannot overflow for any
+ * packet) and turns the folded 16-bit result into big-endian words' terms at the end: RFC
+ * 1071 §2(B), the sum is byte-order independent up to a swap. The one at a time loop of
+ * 16-bit words it replaces took 15% of a sending gateway's cycles (bench/overlay/profile.py). */
 uint64_t ovio_csum_add(uint64_t sum, const uint8_t *p, size_t n)
 {
-	for (; n >= 2; p += 2, n -= 2)
-		sum += (uint32_t)(p[0] << 8 | p[1]);
+	uint64_t acc = 0;
+	for (; n >= 32; p += 32, n -= 32) {
+		uint32_t w[8];
+		memcpy(w, p, sizeof(w));
+		acc += (uint64_t)w[0] + w[1] + w[2] + w[3] + w[4] + w[5] + w[6] + w[7];
+	}
+	for (; n >= 4; p += 4, n -= 4) {
+		uint32_t w;
+		memcpy(&w, p, sizeof(w));
+		acc += w;
+	}
+	if (n >= 2) {
+		uint16_t w;
+		memcpy(&w, p, sizeof(w));
+		acc += w;
+		p += 2;
+		n -= 2;
+	}
+	acc = (acc & 0xffffffff) + (acc >> 32);
+	acc = (acc & 0xffffffff) + (acc >> 32);
+	acc = (acc & 0xffff) + (acc >> 16);
+	acc = (acc & 0xffff) + (acc >> 16);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	acc = (uint16_t)(acc << 8 | acc >> 8);
+#endif
+	sum += acc;
 	if (n)
 		sum += (uint32_t)p[0] << 8;
 	return sum;

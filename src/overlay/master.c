@@ -75,7 +75,11 @@ struct ov_master {
 	    icmp_too_big, slave_err, nroutes_live;
 };
 
-#define CNT_ADD(m, f, v) __atomic_fetch_add(&(m)->f, (v), __ATOMIC_RELAXED)
+/* Counters have one writer, the loop's thread: a relaxed load and store (no locked
+ * read-modify-write on the packet path), whole 64-bit values for the metrics thread. */
+#define CNT_ADD(m, f, v)                                                                           \
+	__atomic_store_n(&(m)->f, __atomic_load_n(&(m)->f, __ATOMIC_RELAXED) + (v),                \
+	                 __ATOMIC_RELAXED)
 #define CNT_GET(m, f) __atomic_load_n(&(m)->f, __ATOMIC_RELAXED)
 
 static uint64_t now_ms(void)

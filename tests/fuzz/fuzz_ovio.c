@@ -2,15 +2,30 @@
  * MSS and a TCP/IPv6 super-packet. Every segment cut from it must carry a checksum that
  * verifies and its payload length; their payloads put together must be the original's; and
  * merged again they must give that payload back. Then the input itself goes through the
- * merger as if it were packets from peers. */
+ * merger as if it were packets from peers. The word-at-a-time checksum must agree with RFC
+ * 1071's 16 bits at a time on the input from each of its first 8 offsets. */
 #include <stdint.h>
 #include <string.h>
 
 #include "fuzz.h"
 #include "io.h"
 
+/* RFC 1071's sum, 16 bits at a time: the reference for ovio_csum_add. */
+static uint64_t csum_naive(uint64_t sum, const uint8_t *p, size_t n)
+{
+	for (; n >= 2; p += 2, n -= 2)
+		sum += (uint32_t)(p[0] << 8 | p[1]);
+	if (n)
+		sum += (uint32_t)p[0] << 8;
+	return sum;
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+	for (size_t at = 0; at < 8 && at <= size; at++)
+		if (ovio_csum_fold(ovio_csum_add(at, data + at, size - at)) !=
+		    ovio_csum_fold(csum_naive(at, data + at, size - at)))
+			__builtin_trap(); /* the checksums differ */
 	static uint8_t seg[OVIO_MERGE_MAX], payload[OVIO_MERGE_MAX];
 	static struct ovio_merge mg, raw;
 	if (size < 2)
