@@ -94,6 +94,32 @@ long ovio_tso_next(const uint8_t *pkt, size_t n, size_t mss, size_t *off, uint8_
 	return (long)(40 + plen);
 }
 
+long ovio_uso_next(const uint8_t *pkt, size_t n, size_t size, size_t *off, uint8_t *out, size_t cap)
+{
+	if (n < 48 || pkt[0] >> 4 != 6 || pkt[6] != 17 || !size)
+		return -EBADMSG;
+	if (*off == SIZE_MAX)
+		return 0; /* all written (a datagram without payload is one segment) */
+	size_t at = 48 + *off;
+	size_t chunk = n - at < size ? n - at : size;
+	if (48 + chunk > cap)
+		return -EBADMSG;
+	memcpy(out, pkt, 48);
+	memcpy(out + 48, pkt + at, chunk);
+	size_t ulen = 8 + chunk;
+	out[4] = out[44] = (uint8_t)(ulen >> 8);
+	out[5] = out[45] = (uint8_t)ulen;
+	out[46] = out[47] = 0;
+	uint16_t c = ovio_csum_fold(
+	    ovio_csum_add(ovio_csum_pseudo(out + 8, out + 24, ulen, 17), out + 40, ulen));
+	if (!c)
+		c = 0xffff; /* zero means none, which IPv6 forbids (RFC 8200 §8.1) */
+	out[46] = (uint8_t)(c >> 8);
+	out[47] = (uint8_t)c;
+	*off = at + chunk >= n ? SIZE_MAX : *off + chunk;
+	return (long)(40 + ulen);
+}
+
 /* The TCP payload's offset in pkt if it is a segment that may be merged, else 0. */
 static size_t mergeable(const uint8_t *pkt, size_t len)
 {

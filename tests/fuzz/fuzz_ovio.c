@@ -1,9 +1,11 @@
-/* Fuzzes the overlay's TSO cutting and GSO merging (src/overlay/io.h): the input is a 2-byte
- * MSS and a TCP/IPv6 super-packet. Every segment cut from it must carry a checksum that
- * verifies and its payload length; their payloads put together must be the original's; and
- * merged again they must give that payload back. Then the input itself goes through the
- * merger as if it were packets from peers. The word-at-a-time checksum must agree with RFC
- * 1071's 16 bits at a time on the input from each of its first 8 offsets. */
+/* Fuzzes the overlay's TSO and USO cutting and GSO merging (src/overlay/io.h): the input is a
+ * 2-byte MSS and a TCP/IPv6 or UDP/IPv6 super-packet. Every segment cut from a TCP one must
+ * carry a checksum that verifies and its payload length; their payloads put together must be
+ * the original's; and merged again they must give that payload back. Every datagram cut from
+ * a UDP one must carry a UDP checksum that verifies (never 0) and its payload and UDP lengths,
+ * and their payloads put together must be the original's. Then the input itself goes
+ * through the merger as if it were packets from peers. The word-at-a-time checksum must agree
+ * with RFC 1071's 16 bits at a time on the input from each of its first 8 offsets. */
 #include <stdint.h>
 #include <string.h>
 
@@ -63,6 +65,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 				__builtin_trap(); /* merged again, not what was cut */
 		}
 	}
+	/* the same bytes as a UDP super-packet */
+	off = got = 0;
+	while ((k = ovio_uso_next(pkt, n, mss, &off, seg, sizeof(seg))) > 0) {
+		size_t len = (size_t)k;
+		if (len < 48 || (size_t)(seg[4] << 8 | seg[5]) != len - 40 ||
+		    (size_t)(seg[44] << 8 | seg[45]) != len - 40 || len - 48 > mss ||
+		    (!seg[46] && !seg[47]))
+			__builtin_trap();
+		uint64_t sum = ovio_csum_add(ovio_csum_pseudo(seg + 8, seg + 24, len - 40, 17),
+		                             seg + 40, len - 40);
+		if (ovio_csum_fold(sum) != 0)
+			__builtin_trap(); /* a UDP checksum that does not verify */
+		memcpy(payload + got, seg + 48, len - 48);
+		got += len - 48;
+	}
+	if (k == 0 && (got != n - 48 || memcmp(payload, pkt + 48, got)))
+		__builtin_trap(); /* the payloads together are not the original's */
 	/* the input as packets: 2-byte length, then that many bytes, repeated */
 	raw.len = 0;
 	for (size_t i = 0; i + 2 <= size;) {
