@@ -77,6 +77,8 @@ struct ov_master {
 	struct ovio_merge *out; /* what ov_master_input queued for the TUN device */
 	uint64_t tun_writes;
 	uint64_t tun_reads, tun_gso, tun_uso;
+	uint64_t busy_polls,
+	    busy_hits; /* passes that polled without sleeping; of them found work */
 	uint64_t tun_rx, tun_rx_bad, tun_tx, tun_tx_err, no_route, icmp_sent, icmp_limited,
 	    icmp_too_big, slave_err, nroutes_live;
 };
@@ -87,6 +89,13 @@ struct ov_master {
 	__atomic_store_n(&(m)->f, __atomic_load_n(&(m)->f, __ATOMIC_RELAXED) + (v),                \
 	                 __ATOMIC_RELAXED)
 #define CNT_GET(m, f) __atomic_load_n(&(m)->f, __ATOMIC_RELAXED)
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
 
 static uint64_t now_ms(void)
 {
@@ -617,13 +626,26 @@ int ov_master_run(struct ov_master *m, int sigfd)
 	log_msg(LOG_INFO, "overlay: ready on %s (mtu %u), %u slave(s), %llu route(s)", m->conf.tun,
 	        m->conf.mtu, m->nslaves, (unsigned long long)CNT_GET(m, nroutes_live));
 	notify_ready("%s up (mtu %u), %u slave(s)", m->conf.tun, m->conf.mtu, m->nslaves);
+	/* busy-poll: after a pass that did something, poll without sleeping for busy_poll_us,
+	 * so that the next packet (a reply, most often) finds the loop awake instead of
+	 * waiting for a wake-up; then sleep as usual */
+	uint64_t spin_until = 0;
 	for (;;) {
 		struct epoll_event evs[16];
-		int n = epoll_wait(m->ep, evs, 16, -1);
+		int n = epoll_wait(m->ep, evs, 16, spin_until ? 0 : -1);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
+		}
+		if (spin_until) {
+			CNT_ADD(m, busy_polls, 1);
+			if (!n) {
+				if (now_us() >= spin_until)
+					spin_until = 0;
+				continue;
+			}
+			CNT_ADD(m, busy_hits, 1);
 		}
 		for (int i = 0; i < n; i++) {
 			uint32_t what = evs[i].data.u32;
@@ -658,6 +680,8 @@ int ov_master_run(struct ov_master *m, int sigfd)
 			if (m->slaves[k]->ops->flush)
 				m->slaves[k]->ops->flush(m->slaves[k]);
 		tun_out_flush(m);
+		if (m->conf.busy_poll_us)
+			spin_until = now_us() + m->conf.busy_poll_us;
 	}
 }
 
@@ -671,6 +695,10 @@ void ov_master_stats(struct ov_master *m, struct mbuf *b)
 	    "peak_overlay_tun_reads_total %llu\n"
 	    "# TYPE peak_overlay_tun_rx_gso_total counter\n"
 	    "peak_overlay_tun_rx_gso_total %llu\n"
+	    "# TYPE peak_overlay_busy_polls_total counter\n"
+	    "peak_overlay_busy_polls_total %llu\n"
+	    "# TYPE peak_overlay_busy_poll_hits_total counter\n"
+	    "peak_overlay_busy_poll_hits_total %llu\n"
 	    "# TYPE peak_overlay_tun_rx_uso_total counter\n"
 	    "peak_overlay_tun_rx_uso_total %llu\n"
 	    "# TYPE peak_overlay_tun_rx_malformed_total counter\n"
@@ -694,7 +722,8 @@ void ov_master_stats(struct ov_master *m, struct mbuf *b)
 	    "# TYPE peak_overlay_routes gauge\n"
 	    "peak_overlay_routes %llu\n",
 	    (unsigned long long)CNT_GET(m, tun_rx), (unsigned long long)CNT_GET(m, tun_reads),
-	    (unsigned long long)CNT_GET(m, tun_gso), (unsigned long long)CNT_GET(m, tun_uso),
+	    (unsigned long long)CNT_GET(m, tun_gso), (unsigned long long)CNT_GET(m, busy_polls),
+	    (unsigned long long)CNT_GET(m, busy_hits), (unsigned long long)CNT_GET(m, tun_uso),
 	    (unsigned long long)CNT_GET(m, tun_rx_bad), (unsigned long long)CNT_GET(m, tun_tx),
 	    (unsigned long long)CNT_GET(m, tun_writes), (unsigned long long)CNT_GET(m, tun_tx_err),
 	    (unsigned long long)CNT_GET(m, no_route), (unsigned long long)CNT_GET(m, icmp_sent),

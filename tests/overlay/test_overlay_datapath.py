@@ -1,10 +1,15 @@
-"""USO on the gateway's TUN device, on the 3-site namespace bed of test_overlay_ns.py (root):
-host hA sends 2000 UDP datagrams to hB with UDP_SEGMENT (40 datagrams of 1000 bytes per
+"""The gateway's data path on the 3-site namespace bed of test_overlay_ns.py (root), sites A
+(with busy-poll: 200) and B.
+
+USO on the TUN device: host hA sends 2000 UDP datagrams to hB with UDP_SEGMENT (40 datagrams of 1000 bytes per
 send call); the kernel hands gA each send whole as one UDP super-packet (TUN_F_USO6,
 VIRTIO_NET_HDR_GSO_UDP_L4), which gA cuts into the datagrams (io.h ovio_uso_next). So gA
 reads its TUN device far fewer times than datagrams pass (without USO the kernel cut them
 before the TUN device: one read each), counts the super-packets, and hB's kernel takes
-every datagram, its UDP checksum verified, each with its own number and payload."""
+every datagram, its UDP checksum verified, each with its own number and payload.
+
+busy-poll: pings through A make its loop poll without sleeping after each pass (counted);
+B, without the key, never does."""
 import os
 import subprocess
 import sys
@@ -56,11 +61,13 @@ for first in range(0, {N}, {PER_SEND}):
 """
 
 
-@pytest.fixture
-def bed(tmp_path):
-    b = NatBed(tmp_path, "u")
+@pytest.fixture(scope="module")
+def bed(tmp_path_factory):
+    b = NatBed(tmp_path_factory.mktemp("dp"), "u")
     try:
         b.build()
+        with open(b.tmp / "a.yaml", "a") as f:
+            f.write("busy-poll: 200\n")
         for s in ("a", "b"):
             b.start(s)
         yield b
@@ -92,3 +99,13 @@ def test_udp_super_packets_cut_by_the_gateway(bed):
     assert bad == 0 and good >= N * 9 // 10, (good, bad)
     assert reads < N // 5, f"{reads} TUN reads for {good} datagrams ({uso} super-packets)"
     assert uso >= 1
+
+
+def test_busy_poll_only_where_configured(bed):
+    b = bed
+    wait_for("ping a -> b", lambda: b.ping_ok("a", "b"))
+    a0 = b.metrics("a")["peak_overlay_busy_polls_total"]
+    for _ in range(5):
+        b.ping_ok("a", "b")
+    assert b.metrics("a")["peak_overlay_busy_polls_total"] > a0
+    assert b.metrics("b")["peak_overlay_busy_polls_total"] == 0
