@@ -77,8 +77,8 @@ struct ov_master {
 	struct ovio_merge *out; /* what ov_master_input queued for the TUN device */
 	uint64_t tun_writes;
 	uint64_t tun_reads, tun_gso, tun_uso;
-	uint64_t busy_polls,
-	    busy_hits; /* passes that polled without sleeping; of them found work */
+	/* busy-poll: passes that polled without sleeping; of them, those that found work */
+	uint64_t busy_polls, busy_hits;
 	uint64_t tun_rx, tun_rx_bad, tun_tx, tun_tx_err, no_route, icmp_sent, icmp_limited,
 	    icmp_too_big, slave_err, nroutes_live;
 };
