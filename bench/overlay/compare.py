@@ -10,6 +10,9 @@ seconds per Gbit, and ping RTT min/mean through each of
   peak       peak overlay, AES-256-GCM
   peak-fast  peak overlay between trusted peers: OVW_DATA_PLAIN through the kernel fast path
              (BPF lwt encap, tc decap; unencrypted, like VXLAN)
+  peak-busy  peak overlay, AES-256-GCM, with busy-poll: --busy-poll microseconds
+  peak-ref   peak overlay, AES-256-GCM, run from the binary --peak-ref names (another build,
+             e.g. the code before a change, measured in the same runs)
 Each flow runs from gateway gA to gateway gB; the peers are set up, measured and torn down
 one after the other, in a rotated order each run, so they never share the CPU.
 
@@ -19,7 +22,8 @@ one after the other, in a rotated order each run, so they never share the CPU.
 Writes JSON (default bench/results/overlay.json) and prints a Markdown table of the medians.
 A peer whose package is missing is skipped with the reason; any other failure of a peer's
 setup is an error in the JSON and makes the exit status 1.
-Usage: bench/overlay/compare.py [--secs S] [--runs N] [--pings N] [--only a,b] [--out F]"""
+Usage: bench/overlay/compare.py [--secs S] [--runs N] [--pings N] [--only a,b] [--out F]
+                               [--busy-poll US] [--peak-ref BIN]"""
 import argparse
 import json
 import os
@@ -35,13 +39,18 @@ import time
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent.parent / "tests" / "overlay"))
 os.environ.setdefault("PEAK_BIN", str(HERE.parent.parent / "build" / "peak"))
+import ovbed  # noqa: E402
 from ovbed import PEAK, Bed, nsx, sh  # noqa: E402  (the namespace helpers)
 
-PEERS = ("ipv4", "ipv6", "vxlan", "wireguard", "yggdrasil", "peak", "peak-fast")
+PEERS = ("ipv4", "ipv6", "vxlan", "wireguard", "yggdrasil", "peak", "peak-fast", "peak-busy",
+         "peak-ref")
 LABELS = {"ipv4": "IPv4 path, no tunnel", "ipv6": "native IPv6, no tunnel",
           "vxlan": "kernel VXLAN (unencrypted)", "wireguard": "wireguard-go",
           "yggdrasil": "Yggdrasil 0.4", "peak": "peak overlay (AES-256-GCM)",
-          "peak-fast": "peak overlay, trusted peers: BPF fast path (unencrypted)"}
+          "peak-fast": "peak overlay, trusted peers: BPF fast path (unencrypted)",
+          "peak-busy": "peak overlay (AES-256-GCM), busy-poll",
+          "peak-ref": "peak overlay (AES-256-GCM), reference binary"}
+OPTS = {"busy_poll": 50, "peak_ref": None}  # --busy-poll, --peak-ref
 NEEDS = {"wireguard": ("wireguard-go", "wg"), "yggdrasil": ("yggdrasil",)}
 PACKAGES = {"wireguard": "wireguard-go wireguard-tools", "yggdrasil": "yggdrasil"}
 
@@ -191,7 +200,16 @@ def up_yggdrasil(b):
     return addr["b"], "-6", [p.pid for p in procs], down
 
 
-def up_peak(b, trusted=False):
+def up_peak(b, trusted=False, busy_poll=0, binary=None):
+    if binary:  # ovbed starts the daemons from its PEAK
+        ovbed.PEAK = binary
+    try:
+        return start_peak(b, trusted, busy_poll)
+    finally:
+        ovbed.PEAK = PEAK
+
+
+def start_peak(b, trusted, busy_poll):
     keys = {}
     for s in "ab":
         k = b.tmp / f"{s}.key"
@@ -201,7 +219,8 @@ def up_peak(b, trusted=False):
     for i, s, o, oi in ((1, "a", "b", 2), (2, "b", "a", 1)):
         (b.tmp / f"{s}.yaml").write_text(
             f"tun: ov0\nmtu: 1400\naddress: fd00:{s}::1\n"
-            f"gateway:\n  listen: 0.0.0.0:51820\n  private-key-file: {b.tmp / (s + '.key')}\n"
+            + (f"busy-poll: {busy_poll}\n" if busy_poll else "")
+            + f"gateway:\n  listen: 0.0.0.0:51820\n  private-key-file: {b.tmp / (s + '.key')}\n"
             f"  keepalive: 1\n  peers:\n    - name: {o}\n      public-key: {keys[o]}\n"
             f"      endpoint: 10.0.{oi}.2:51820\n      prefixes: [fd00:{o}::/64]\n"
             + ("      trusted: true\n" if trusted else ""))
@@ -220,8 +239,19 @@ def up_peak_fast(b):
     return up_peak(b, trusted=True)
 
 
+def up_peak_busy(b):
+    return up_peak(b, busy_poll=OPTS["busy_poll"])
+
+
+def up_peak_ref(b):
+    if not OPTS["peak_ref"]:
+        raise SetupError("peak-ref needs --peak-ref BIN")
+    return up_peak(b, binary=OPTS["peak_ref"])
+
+
 UP = {"ipv4": up_ipv4, "ipv6": up_ipv6, "vxlan": up_vxlan, "wireguard": up_wireguard,
-      "yggdrasil": up_yggdrasil, "peak": up_peak, "peak-fast": up_peak_fast}
+      "yggdrasil": up_yggdrasil, "peak": up_peak, "peak-fast": up_peak_fast,
+      "peak-busy": up_peak_busy, "peak-ref": up_peak_ref}
 
 
 def ping(b, addr, fam, count, interval="0.01"):
@@ -319,9 +349,13 @@ def main():
     ap.add_argument("--secs", type=int, default=5, help="seconds per TCP flow")
     ap.add_argument("--runs", type=int, default=3)
     ap.add_argument("--pings", type=int, default=200, help="echoes 10 ms apart per path")
-    ap.add_argument("--only", default=",".join(PEERS))
+    ap.add_argument("--only", default=",".join(p for p in PEERS if p not in ("peak-busy",
+                                                                               "peak-ref")))
+    ap.add_argument("--busy-poll", type=int, default=50, help="peak-busy's busy-poll, us")
+    ap.add_argument("--peak-ref", help="peak-ref's binary")
     ap.add_argument("--out", default=str(HERE.parent / "results" / "overlay.json"))
     a = ap.parse_args()
+    OPTS.update(busy_poll=a.busy_poll, peak_ref=a.peak_ref)
     peers = [p for p in a.only.split(",") if p]
     unknown = set(peers) - set(PEERS)
     if unknown:

@@ -286,7 +286,10 @@ int cmd_overlay(int argc, char **argv)
 		fprintf(stderr, "peak overlay: signals: %s\n", strerror(-sigfd));
 		goto out;
 	}
-	struct ov_master_conf mc = {.tun = conf.tun, .mtu = conf.mtu, .icmp_rate = conf.icmp_rate};
+	struct ov_master_conf mc = {.tun = conf.tun,
+	                            .mtu = conf.mtu,
+	                            .icmp_rate = conf.icmp_rate,
+	                            .busy_poll_us = conf.busy_poll_us};
 	memcpy(mc.address, conf.address, 16);
 	if (!(m = ov_master_new(&mc)) || ov_master_add_slave(m, gw) ||
 	    (dht && ov_master_add_slave(m, dht)) || (rs && ov_master_add_slave(m, rs)) ||

@@ -184,7 +184,11 @@ struct gw {
 	    relay_lost_rx, addr_changes, plain_rx, plain_tx, ep_flaps, mapping_flaps;
 };
 
-#define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
+/* Counters have one writer, the loop's thread: a relaxed load and store (no locked
+ * read-modify-write on the packet path), whole 64-bit values for the metrics thread. */
+#define CNT_ADD(p, f, v)                                                                           \
+	__atomic_store_n(&(p)->f, __atomic_load_n(&(p)->f, __ATOMIC_RELAXED) + (v),                \
+	                 __ATOMIC_RELAXED)
 #define CNT_GET(p, f) __atomic_load_n(&(p)->f, __ATOMIC_RELAXED)
 
 /* A packet went to p directly at now: the first since p's last one starts the try (see
@@ -801,9 +805,10 @@ static bool roam_damped(struct gw *g, struct gw_peer *p, const struct sockaddr_i
 	return damp;
 }
 
-/* One datagram from the IPv4 side. The decoder reads it through the cursor; nothing of the
- * peer's state changes before the packet authenticates. */
-static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct sockaddr_in *from)
+/* One datagram from the IPv4 side, read at now (one clock read per batch). The decoder reads
+ * it through the cursor; nothing of the peer's state changes before the packet authenticates. */
+static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct sockaddr_in *from,
+                     uint64_t now)
 {
 	static uint8_t inner[OVW_INNER_MAX];
 	struct cur c = cur_make(pkt, n);
@@ -822,7 +827,7 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 			struct gw_held *k = &g->held[g->held_next++ % GW_HELD];
 			memcpy(k->id, h.id, OVW_ID_LEN);
 			k->from = *from;
-			k->at_ms = mono_ms();
+			k->at_ms = now;
 			k->len = n;
 			memcpy(k->pkt, pkt, n);
 			g->resolve(g->resolve_arg, h.id);
@@ -875,7 +880,7 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	 * Served only with the resiliency or DHT slave, like relay requests (relayed_ok). */
 	struct gw_peer *origin = NULL; /* a relayed packet's source site */
 	if (h.type == OVW_RELAYED
-	        ? !(origin = peer_serving(g, inner + 8, p)) || !relayed_ok(g, p, origin, mono_ms())
+	        ? !(origin = peer_serving(g, inner + 8, p)) || !relayed_ok(g, p, origin, now)
 	        : carries_ip && !source_allowed(p, inner)) {
 		drop(g, h.type == OVW_RELAYED && origin ? D_RELAYED : D_SOURCE, from);
 		return;
@@ -904,7 +909,6 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 	 * address (a punch or a re-resolve told it), so it hears us now, not at our next
 	 * keepalive; later ones need no answer */
 	bool first_since_move = g->moved_ms && p->last_rx_ms < g->moved_ms;
-	uint64_t now = mono_ms();
 	bool at_ep = p->has_ep && same_ep(&p->ep, from);
 	if (at_ep) {
 		p->ep_heard_ms = now;
@@ -1078,6 +1082,7 @@ static void gw_readable(struct ov_slave *s, int fd)
 		read_errqueue(g);
 		return;
 	}
+	uint64_t now = mono_ms();
 	for (int i = 0; i < n; i++) {
 		struct msghdr *mh = &mm[i].msg_hdr;
 		size_t len = mm[i].msg_len, seg = len;
@@ -1099,7 +1104,7 @@ static void gw_readable(struct ov_slave *s, int fd)
 				drop(g, D_MALFORMED, &from[i]);
 				continue;
 			}
-			from_udp(g, buf[i] + off, k, &from[i]);
+			from_udp(g, buf[i] + off, k, &from[i], now);
 		}
 	}
 }
@@ -1564,7 +1569,7 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 			memcpy(copy, k->pkt, n);
 			CNT_ADD(g, held_n, 1);
 			CNT_ADD(g, rx, (uint64_t)-1); /* counted when it arrived */
-			from_udp(g, copy, n, &k->from);
+			from_udp(g, copy, n, &k->from, mono_ms());
 		}
 	return 0;
 }

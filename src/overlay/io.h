@@ -3,13 +3,17 @@
  * Cutting and merging TCP/IPv6 packets for the overlay's batched TUN I/O (pure code: no I/O,
  * fuzzed). A TCP super-packet the kernel hands over (TSO, IFF_VNET_HDR) is cut into segments
  * as a NIC would; consecutive segments of one flow are merged into one super-packet the kernel
- * cuts again (GSO), the reverse.
+ * cuts again (GSO), the reverse. A UDP super-packet (USO) is cut the same way.
  */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include <linux/virtio_net.h>
+
+#ifndef VIRTIO_NET_HDR_GSO_UDP_L4 /* newer than Debian 12's headers (Linux 6.2's USO) */
+#define VIRTIO_NET_HDR_GSO_UDP_L4 5
+#endif
 
 /* Adds n bytes at p to a one's complement sum (RFC 1071) as big-endian 16-bit words; n is
  * even but for the last call. */
@@ -28,6 +32,13 @@ uint64_t ovio_csum_pseudo(const uint8_t src[16], const uint8_t dst[16], size_t n
  * CWR on the first only, and a full TCP checksum. Returns its length, 0 when all were written, or
  * -EBADMSG (not such a packet, mss 0, a segment over cap). */
 long ovio_tso_next(const uint8_t *pkt, size_t n, size_t mss, size_t *off, uint8_t *out, size_t cap);
+
+/* The same for a UDP/IPv6 super-packet (USO, VIRTIO_NET_HDR_GSO_UDP_L4: an IPv6 header with
+ * UDP next, the UDP header at 40, then payload): datagrams of size payload bytes (the last
+ * fewer), each with its payload and UDP lengths and a full UDP checksum (0xffff for a zero
+ * sum, RFC 8200 §8.1), as the kernel's UDP GSO cuts them (RFC 768). Returns as ovio_tso_next. */
+long ovio_uso_next(const uint8_t *pkt, size_t n, size_t size, size_t *off, uint8_t *out,
+                   size_t cap);
 
 enum { OVIO_MERGE_MAX = 65535 + 40 };
 

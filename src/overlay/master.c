@@ -25,6 +25,11 @@
 #include "io.h"
 #include "wire.h"
 
+#ifndef TUN_F_USO4 /* Linux 6.2's, newer than Debian 12's headers */
+#define TUN_F_USO4 0x20
+#define TUN_F_USO6 0x40
+#endif
+
 struct ov_route {
 	struct ov_slave *s; /* NULL: a free slot */
 	uint32_t cookie;
@@ -68,15 +73,29 @@ struct ov_master {
 	struct log_limit rl_write, rl_out;
 	/* counters: written by the loop, read by the metrics thread (__atomic) */
 	bool tso;               /* the TUN device hands us TCP super-packets (TUN_F_TSO6) */
+	bool uso;               /* and UDP ones (TUN_F_USO6) */
 	struct ovio_merge *out; /* what ov_master_input queued for the TUN device */
 	uint64_t tun_writes;
-	uint64_t tun_reads, tun_gso;
+	uint64_t tun_reads, tun_gso, tun_uso;
+	/* busy-poll: passes that polled without sleeping; of them, those that found work */
+	uint64_t busy_polls, busy_hits;
 	uint64_t tun_rx, tun_rx_bad, tun_tx, tun_tx_err, no_route, icmp_sent, icmp_limited,
 	    icmp_too_big, slave_err, nroutes_live;
 };
 
-#define CNT_ADD(m, f, v) __atomic_fetch_add(&(m)->f, (v), __ATOMIC_RELAXED)
+/* Counters have one writer, the loop's thread: a relaxed load and store (no locked
+ * read-modify-write on the packet path), whole 64-bit values for the metrics thread. */
+#define CNT_ADD(m, f, v)                                                                           \
+	__atomic_store_n(&(m)->f, __atomic_load_n(&(m)->f, __ATOMIC_RELAXED) + (v),                \
+	                 __ATOMIC_RELAXED)
 #define CNT_GET(m, f) __atomic_load_n(&(m)->f, __ATOMIC_RELAXED)
+
+static uint64_t now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
+}
 
 static uint64_t now_ms(void)
 {
@@ -434,7 +453,12 @@ static int tun_open(struct ov_master *m)
 		log_msg(LOG_ERR, "overlay: TUNSETVNETHDRSZ %s: %s", m->conf.tun, strerror(-ret));
 		goto out;
 	}
-	m->tso = ioctl(fd, TUNSETOFFLOAD, TUN_F_CSUM | TUN_F_TSO6 | TUN_F_TSO_ECN) == 0;
+	/* UDP super-packets too (USO, Linux 6.2; the kernel takes USO4 and USO6 only together) */
+	unsigned off = TUN_F_CSUM | TUN_F_TSO6 | TUN_F_TSO_ECN;
+	m->uso = ioctl(fd, TUNSETOFFLOAD, off | TUN_F_USO4 | TUN_F_USO6) == 0;
+	m->tso = m->uso || ioctl(fd, TUNSETOFFLOAD, off) == 0;
+	if (m->tso && !m->uso)
+		log_msg(LOG_INFO, "overlay: %s: no USO offload: %s", m->conf.tun, strerror(errno));
 	if (!m->tso)
 		log_msg(LOG_WARNING, "overlay: %s: no TSO offload: %s", m->conf.tun,
 		        strerror(errno));
@@ -508,9 +532,10 @@ static void batch_take(struct ov_master *m, struct tun_batch *b, size_t len)
 }
 
 /* Reads up to OV_BATCH times from the TUN device. Each read is a virtio-net header and a
- * packet: a TCP super-packet (TSO) is cut into segments (io.h); a packet whose checksum the kernel
- * left to us (NEEDS_CSUM: the field holds the pseudo-header's sum) gets it. The TUN MTU is
- * at most OVW_INNER_MAX, so a packet never exceeds a slot; a longer one is malformed. */
+ * packet: a TCP super-packet (TSO) is cut into segments, a UDP one (USO) into datagrams (io.h); a
+ * packet whose checksum the kernel left to us (NEEDS_CSUM: the field holds the pseudo-header's sum)
+ * gets it. The TUN MTU is at most OVW_INNER_MAX, so a packet never exceeds a slot; a longer one is
+ * malformed. */
 static void tun_drain(struct ov_master *m)
 {
 	static struct tun_batch b;
@@ -526,12 +551,17 @@ static void tun_drain(struct ov_master *m)
 		const uint8_t *pkt = raw + vh;
 		size_t n = (size_t)r < vh ? 0 : (size_t)r - vh;
 		uint8_t gso = h.gso_type & (uint8_t)~VIRTIO_NET_HDR_GSO_ECN;
-		if (gso == VIRTIO_NET_HDR_GSO_TCPV6) {
-			CNT_ADD(m, tun_gso, 1);
+		if (gso == VIRTIO_NET_HDR_GSO_TCPV6 || gso == VIRTIO_NET_HDR_GSO_UDP_L4) {
+			bool tcp = gso == VIRTIO_NET_HDR_GSO_TCPV6;
+			if (tcp)
+				CNT_ADD(m, tun_gso, 1);
+			else
+				CNT_ADD(m, tun_uso, 1);
 			size_t off = 0;
 			long sk = h.csum_start == 40 ? 1 : -EBADMSG;
-			while (sk > 0 && (sk = ovio_tso_next(pkt, n, h.gso_size, &off,
-			                                     batch_slot(m, &b), SLOT)) > 0)
+			while (sk > 0 &&
+			       (sk = (tcp ? ovio_tso_next : ovio_uso_next)(
+			            pkt, n, h.gso_size, &off, batch_slot(m, &b), SLOT)) > 0)
 				batch_take(m, &b, (size_t)sk);
 			if (sk < 0)
 				CNT_ADD(m, tun_rx_bad, 1);
@@ -596,13 +626,26 @@ int ov_master_run(struct ov_master *m, int sigfd)
 	log_msg(LOG_INFO, "overlay: ready on %s (mtu %u), %u slave(s), %llu route(s)", m->conf.tun,
 	        m->conf.mtu, m->nslaves, (unsigned long long)CNT_GET(m, nroutes_live));
 	notify_ready("%s up (mtu %u), %u slave(s)", m->conf.tun, m->conf.mtu, m->nslaves);
+	/* busy-poll: after a pass that did something, poll without sleeping for busy_poll_us,
+	 * so that the next packet (a reply, most often) finds the loop awake instead of
+	 * waiting for a wake-up; then sleep as usual */
+	uint64_t spin_until = 0;
 	for (;;) {
 		struct epoll_event evs[16];
-		int n = epoll_wait(m->ep, evs, 16, -1);
+		int n = epoll_wait(m->ep, evs, 16, spin_until ? 0 : -1);
 		if (n == -1) {
 			if (errno == EINTR)
 				continue;
 			return -errno;
+		}
+		if (spin_until) {
+			CNT_ADD(m, busy_polls, 1);
+			if (!n) {
+				if (now_us() >= spin_until)
+					spin_until = 0;
+				continue;
+			}
+			CNT_ADD(m, busy_hits, 1);
 		}
 		for (int i = 0; i < n; i++) {
 			uint32_t what = evs[i].data.u32;
@@ -637,6 +680,8 @@ int ov_master_run(struct ov_master *m, int sigfd)
 			if (m->slaves[k]->ops->flush)
 				m->slaves[k]->ops->flush(m->slaves[k]);
 		tun_out_flush(m);
+		if (m->conf.busy_poll_us)
+			spin_until = now_us() + m->conf.busy_poll_us;
 	}
 }
 
@@ -650,6 +695,12 @@ void ov_master_stats(struct ov_master *m, struct mbuf *b)
 	    "peak_overlay_tun_reads_total %llu\n"
 	    "# TYPE peak_overlay_tun_rx_gso_total counter\n"
 	    "peak_overlay_tun_rx_gso_total %llu\n"
+	    "# TYPE peak_overlay_busy_polls_total counter\n"
+	    "peak_overlay_busy_polls_total %llu\n"
+	    "# TYPE peak_overlay_busy_poll_hits_total counter\n"
+	    "peak_overlay_busy_poll_hits_total %llu\n"
+	    "# TYPE peak_overlay_tun_rx_uso_total counter\n"
+	    "peak_overlay_tun_rx_uso_total %llu\n"
 	    "# TYPE peak_overlay_tun_rx_malformed_total counter\n"
 	    "peak_overlay_tun_rx_malformed_total %llu\n"
 	    "# TYPE peak_overlay_tun_tx_packets_total counter\n"
@@ -671,10 +722,12 @@ void ov_master_stats(struct ov_master *m, struct mbuf *b)
 	    "# TYPE peak_overlay_routes gauge\n"
 	    "peak_overlay_routes %llu\n",
 	    (unsigned long long)CNT_GET(m, tun_rx), (unsigned long long)CNT_GET(m, tun_reads),
-	    (unsigned long long)CNT_GET(m, tun_gso), (unsigned long long)CNT_GET(m, tun_rx_bad),
-	    (unsigned long long)CNT_GET(m, tun_tx), (unsigned long long)CNT_GET(m, tun_writes),
-	    (unsigned long long)CNT_GET(m, tun_tx_err), (unsigned long long)CNT_GET(m, no_route),
-	    (unsigned long long)CNT_GET(m, icmp_sent), (unsigned long long)CNT_GET(m, icmp_limited),
+	    (unsigned long long)CNT_GET(m, tun_gso), (unsigned long long)CNT_GET(m, busy_polls),
+	    (unsigned long long)CNT_GET(m, busy_hits), (unsigned long long)CNT_GET(m, tun_uso),
+	    (unsigned long long)CNT_GET(m, tun_rx_bad), (unsigned long long)CNT_GET(m, tun_tx),
+	    (unsigned long long)CNT_GET(m, tun_writes), (unsigned long long)CNT_GET(m, tun_tx_err),
+	    (unsigned long long)CNT_GET(m, no_route), (unsigned long long)CNT_GET(m, icmp_sent),
+	    (unsigned long long)CNT_GET(m, icmp_limited),
 	    (unsigned long long)CNT_GET(m, icmp_too_big), (unsigned long long)CNT_GET(m, slave_err),
 	    (unsigned long long)CNT_GET(m, nroutes_live));
 	for (unsigned i = 0; i < m->nslaves; i++)

@@ -17,10 +17,11 @@ struct mbuf;
 struct ov_master;
 
 struct ov_master_conf {
-	const char *tun;     /* TUN device name, created if absent */
-	unsigned mtu;        /* its MTU, 1280..OVW_INNER_MAX */
-	uint8_t address[16]; /* source of the ICMPv6 errors the master sends */
-	unsigned icmp_rate;  /* ICMPv6 errors per second at most (burst as many) */
+	const char *tun;       /* TUN device name, created if absent */
+	unsigned mtu;          /* its MTU, 1280..OVW_INNER_MAX */
+	uint8_t address[16];   /* source of the ICMPv6 errors the master sends */
+	unsigned icmp_rate;    /* ICMPv6 errors per second at most (burst as many) */
+	unsigned busy_poll_us; /* after a loop pass, poll without sleeping this long (0: never) */
 };
 
 enum { OV_MAX_SLAVES = 8, OV_MAX_ROUTES = 1 << 20 };

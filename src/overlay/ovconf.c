@@ -654,6 +654,7 @@ static const struct key top_keys[] = {
     {"tun", K_FN, .fn = top_tun},
     {"mtu", K_UINT, OFF(ov_conf, mtu), 1280, 1500},
     {"icmp-rate", K_UINT, OFF(ov_conf, icmp_rate), 1, 10000},
+    {"busy-poll", K_UINT, OFF(ov_conf, busy_poll_us), 0, 1000},
     {"address", K_FN, .fn = top_address, .need = "'address' is required"},
     {"gateway", K_FN, .fn = top_gateway, .need = "'gateway' is required", .once = true},
     {"resiliency", K_FN, .fn = top_resil, .once = true},

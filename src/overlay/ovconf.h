@@ -8,6 +8,8 @@
  *	mtu: 1400                    # its MTU, 1280..1500 (default 1400)
  *	address: fd00:a::1           # source of ICMPv6 errors (required)
  *	icmp-rate: 10                # ICMPv6 errors per second at most, 1..10000 (default 10)
+ *	busy-poll: 0                 # microseconds the loop polls without sleeping after
+ *	                             # traffic, 0..1000 (default 0: off): less latency, more CPU
  *	gateway:
  *	  listen: 0.0.0.0:51820      # UDP/IPv4 (required)
  *	  private-key-file: a.key    # 64 hex digits (required)
@@ -126,7 +128,8 @@ struct ov_peer_conf {
 struct ov_conf {
 	char tun[16];
 	unsigned mtu, icmp_rate, keepalive_s;
-	bool fast_path; /* fast-path: auto (the default) */
+	unsigned busy_poll_us; /* busy-poll: the loop polls this long before sleeping (0: off) */
+	bool fast_path;        /* fast-path: auto (the default) */
 	uint8_t address[16];
 	struct sockaddr_in listen;
 	char key_file[OVC_PATH_MAX + 1];

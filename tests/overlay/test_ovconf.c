@@ -54,6 +54,7 @@ static const struct bad bad[] = {
     {"mtu: ''\n" BASE, "t:1: mtu: want a number in 1280..1500"},
     {"mtu: {a: 1}\n" BASE, "t:1: mtu: want a number in 1280..1500"},
     {"icmp-rate: 0\n" BASE, "t:1: icmp-rate: 0 is outside 1..10000"},
+    {"busy-poll: 1001\n" BASE, "t:1: busy-poll: 1001 is outside 0..1000"},
     {"address: 10.0.0.1\ngateway:\n" LISTEN KEYF, "t:1: address: want an IPv6 address"},
     {"address: zz\ngateway:\n" LISTEN KEYF, "t:1: address: want an IPv6 address"},
     {"gateway:\n" LISTEN KEYF, "t:1: 'address' is required"},
@@ -330,6 +331,7 @@ static void test_defaults(void **state)
 	assert_string_equal(c.tun, "ov0");
 	assert_int_equal(c.mtu, 1400);
 	assert_int_equal(c.icmp_rate, 10);
+	assert_int_equal(c.busy_poll_us, 0);
 	assert_int_equal(c.keepalive_s, 5);
 	assert_int_equal(ntohs(c.listen.sin_port), 51820);
 	assert_int_equal(ntohl(c.listen.sin_addr.s_addr), 0x0a000001);
@@ -361,7 +363,7 @@ static void test_every_key(void **state)
 	struct ov_conf c;
 	char err[OVC_ERRLEN];
 	const char *yaml =
-	    "tun: ov9\nmtu: 1280\nmtu: 1500\nicmp-rate: 10000\n" GW
+	    "tun: ov9\nmtu: 1280\nmtu: 1500\nicmp-rate: 10000\nbusy-poll: 1000\n" GW
 	    "  keepalive: 600\n  fast-path: off\n" PEER "name: aZ09-_." NEXT "public-key: " K1 NEXT
 	    "endpoint: 192.0.2.2:51820" NEXT "prefixes: []" NEXT "trusted: true\n"
 	    "dht:\n  port: 4222\n  authority: " AUTH "\n  certificate: " CERT "\n"
@@ -376,6 +378,7 @@ static void test_every_key(void **state)
 	assert_string_equal(c.tun, "ov9");
 	assert_int_equal(c.mtu, 1500); /* the last of a key given twice */
 	assert_int_equal(c.icmp_rate, 10000);
+	assert_int_equal(c.busy_poll_us, 1000);
 	assert_int_equal(c.keepalive_s, 600);
 	assert_int_equal(c.npeers, 1);
 	assert_string_equal(c.peers[0].name, "aZ09-_.");
