@@ -21,7 +21,7 @@ int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *bo
 	h->counter |= cur_u32(c);
 	if (c->err)
 		return c->err;
-	if (version || rsv || h->type < OVW_DATA || h->type > OVW_MEMBERS)
+	if (version || rsv || h->type < OVW_DATA || h->type > OVW_LINKSTATE)
 		return -EBADMSG;
 	size_t n = c->left;
 	if (h->type == OVW_DATA_PLAIN) {
@@ -45,9 +45,54 @@ int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *bo
 		return -EBADMSG;
 	if (h->type == OVW_RELAY_LOST && n != OVW_TAG_LEN + OVW_ID_LEN)
 		return -EBADMSG;
+	if (h->type == OVW_LINKSTATE && (n == OVW_TAG_LEN || n > OVW_TAG_LEN + OVW_LS_BODY_MAX))
+		return -EBADMSG;
 	*body = cur_ptr(c, n);
 	*body_len = n;
 	return c->err;
+}
+
+static bool ls_entry_ok(const struct ovw_ls_entry *e)
+{
+	return e->rtt_us && (e->loss_pct <= 100 || e->loss_pct == OVW_LS_LOSS_UNKNOWN);
+}
+
+long ovw_ls_encode(const struct ovw_ls_entry *e, size_t n, uint8_t *out, size_t cap)
+{
+	if (!n || n > OVW_LS_MAX)
+		return -EINVAL;
+	struct wcur w = wcur_make(out, cap);
+	wcur_u8(&w, (uint8_t)n);
+	for (size_t i = 0; i < n; i++) {
+		if (!ls_entry_ok(&e[i]))
+			return -EINVAL;
+		wcur_bytes(&w, e[i].id, OVW_ID_LEN);
+		wcur_u32(&w, e[i].rtt_us);
+		wcur_u8(&w, e[i].loss_pct);
+	}
+	return w.err ? -EMSGSIZE : (long)(1 + n * OVW_LS_ENTRY_LEN);
+}
+
+int ovw_ls_decode(const uint8_t *body, size_t len, struct ovw_ls_entry out[static OVW_LS_MAX],
+                  size_t *n)
+{
+	struct cur c = cur_make(body, len);
+	size_t cnt = cur_u8(&c);
+	*n = 0;
+	if (c.err || !cnt || cnt > OVW_LS_MAX || c.left != cnt * OVW_LS_ENTRY_LEN)
+		return -EBADMSG;
+	for (size_t i = 0; i < cnt; i++) {
+		cur_bytes(&c, out[i].id, OVW_ID_LEN);
+		out[i].rtt_us = cur_u32(&c);
+		out[i].loss_pct = cur_u8(&c);
+		if (c.err || !ls_entry_ok(&out[i]))
+			return -EBADMSG;
+		for (size_t j = 0; j < i; j++)
+			if (!memcmp(out[j].id, out[i].id, OVW_ID_LEN))
+				return -EBADMSG;
+	}
+	*n = cnt;
+	return c.err;
 }
 
 int ovw_aead_init(struct ovw_aead *a, const uint8_t key[static OVW_KEY_LEN])
