@@ -24,6 +24,16 @@
  * counted at its IPv4 size, RS_PROBE_WIRE bytes), RS_BURST_PROBES of burst each: echoes have
  * their own bucket so that a peer's probes, within its budget, are always answered. Data and
  * the gateway's own keepalives are not probes and are not counted.
+ * Every probe but the silence probes leaves RS_SILENCE_PROBES in the probe bucket: the two a
+ * peer in use that falls silent needs to be given up after dead-ms. (Without it, the probes
+ * that follow a failure, a down path's every 250 ms and the ones on going down and coming
+ * back, spent the bucket to its last token, and a peer that died again seconds later was given
+ * up only after twice dead-ms: tests/regress/test_overlay_resil_second_failure_in_dead_ms.c.)
+ * A down path is then probed on as the bucket refills; it also comes back on the peer's own
+ * unflagged probe (a restarted gateway probes its peers at once). A peer in use that is quiet
+ * now and then (it answers in bursts) still spends the reserve on its silence probes, one per
+ * quiet spell: when the budget then holds the second silence probe back, one unanswered for
+ * dead-ms / 5 gives the path up; with none sent at all, twice dead-ms of silence does.
  *
  * A path that still answers but loses or delays a share of its packets is degraded: while the
  * site uses a peer, the slave also probes it whenever the probe bucket holds more than
@@ -87,6 +97,8 @@ enum {
 	RS_PROBE_WIRE = 20 + 8 + OVW_HDR_LEN + OVW_PROBE_LEN + OVW_TAG_LEN, /* 80 bytes */
 	RS_BURST_PROBES = 8,
 	RS_RESERVE_PROBES = 5,     /* kept in the bucket by the quality probes, for silence */
+	RS_SILENCE_PROBES = 2,     /* kept by every probe but the silence probes (the two a
+	                            * silent peer needs to be given up after dead-ms) */
 	RS_USE_PROBE_MS = 100,     /* quality probes of a peer in use at most this often */
 	RS_LOST_MS = 1000,         /* a probe not echoed within this is lost */
 	RS_MIN_RTT_WIN_MS = 30000, /* the path RTT: the lowest sample this recent (3 idle probes) */
@@ -108,6 +120,7 @@ struct rs_peer {
 	uint64_t out_seen;  /* gw_peer_info's out_packets at the last tick */
 	uint64_t in_use_until, last_probe_ms, down_at_ms, last_ack_ms, last_heard_ms;
 	unsigned unanswered; /* probes sent since the peer was last heard */
+	bool silence_held;   /* the last silence probe was held by the budget */
 	bool peer_has_us_down;
 	uint64_t up_probe_ms; /* when the peer last probed us without the flag */
 	double tokens[2];     /* bytes: probes, echoes */
@@ -132,10 +145,11 @@ struct rs {
 	unsigned keepalive_s;  /* a peer not heard within 3 of these is no relay */
 	struct rs_peer *peers; /* RS_MAX_PEERS */
 	int tfd;
-	uint64_t listen_ms;     /* attached, or the end of our last long stall (own_stall) */
-	uint64_t last_tick_ms;  /* the last tick, or the end of a stall (own_stall) */
-	uint64_t judge_from_ms; /* after a stall: what it queued is read first */
-	uint64_t flags_from_ms; /* peers' "we hear nothing from you" flags are taken from then */
+	uint64_t (*now_ns)(void); /* the clock: peak_mono_ns, or a test's */
+	uint64_t listen_ms;       /* attached, or the end of our last long stall (own_stall) */
+	uint64_t last_tick_ms;    /* the last tick, or the end of a stall (own_stall) */
+	uint64_t judge_from_ms;   /* after a stall: what it queued is read first */
+	uint64_t flags_from_ms;   /* peers' "we hear nothing from you" flags are taken from then */
 	/* counters: the loop writes, the metrics thread reads (__atomic) */
 	uint64_t downs, ups, probes, acks, limited, no_relay, relayed_now, degrades, recovers,
 	    stalls, reports_tx, reports_rx;
@@ -158,11 +172,11 @@ static void refill(struct rs *r, struct rs_peer *p, int k, uint64_t now)
 		p->tokens[k] = cap;
 }
 
-/* Takes one packet's worth of p's bucket k if it has it. */
-static bool take_token(struct rs *r, struct rs_peer *p, int k, uint64_t now)
+/* Takes one packet's worth of p's bucket k if it has it and keep probes' worth besides. */
+static bool take_token(struct rs *r, struct rs_peer *p, int k, unsigned keep, uint64_t now)
 {
 	refill(r, p, k, now);
-	if (p->tokens[k] < RS_PROBE_WIRE) {
+	if (p->tokens[k] < (double)(keep + 1) * RS_PROBE_WIRE) {
 		CNT_ADD(r, limited, 1);
 		return false;
 	}
@@ -184,17 +198,19 @@ static uint64_t get_u64(const uint8_t b[8])
 	return v;
 }
 
-static void probe(struct rs *r, uint32_t i, uint64_t now)
+/* Probes peer i if its probe bucket holds keep probes' worth besides (RS_SILENCE_PROBES for all
+ * but the silence probes, which spend them). Returns false if the budget held it back. */
+static bool probe(struct rs *r, uint32_t i, uint64_t now, unsigned keep)
 {
 	struct rs_peer *p = &r->peers[i];
 	uint8_t body[OVW_PROBE_LEN];
-	if (!take_token(r, p, B_PROBE, now))
-		return;
+	if (!take_token(r, p, B_PROBE, keep, now))
+		return false;
 	/* the flag: we have the path down and still hear nothing from the peer directly (once
 	 * its packets arrive again the flag goes, even before a round trip brings the path up:
 	 * a flag kept until then made a peer that was already up give the path up again) */
 	bool deaf = p->down && now - p->last_heard_ms >= r->conf.dead_ms;
-	uint64_t sent_us = (peak_mono_ns() / 1000) & ~RS_FLAG_DOWN;
+	uint64_t sent_us = (r->now_ns() / 1000) & ~RS_FLAG_DOWN;
 	put_u64(body, sent_us | (deaf ? RS_FLAG_DOWN : 0));
 	p->last_probe_ms = now;
 	if (!gw_probe_send(r->gw, i, OVW_PROBE, body)) {
@@ -205,6 +221,7 @@ static void probe(struct rs *r, uint32_t i, uint64_t now)
 			ps_sent(&p->ps, sent_us);
 		CNT_ADD(r, probes, 1);
 	}
+	return true;
 }
 
 /* Called at each tick and each probe packet: if the last tick is more than RS_STALL_MS ago,
@@ -252,7 +269,7 @@ static uint32_t pick_relay(struct rs *r, uint32_t i, size_t n)
 {
 	uint32_t best = GW_DIRECT;
 	uint64_t best_rtt = UINT64_MAX;
-	uint64_t now = peak_mono_ms();
+	uint64_t now = r->now_ns() / 1000000;
 	for (uint32_t j = 0; j < n; j++) {
 		struct rs_peer *q = &r->peers[j];
 		if (j == i || !relay_usable(r, j, i, n, now))
@@ -298,16 +315,17 @@ static void go_down(struct rs *r, uint32_t i, size_t n, const char *name, uint64
 	CNT_ADD(r, downs, 1);
 	CNT_ADD(r, relayed_now, 1);
 	set_relay(r, i, n, name);
-	probe(r, i, now); /* tells the peer at once, if the path works its way */
+	probe(r, i, now, RS_SILENCE_PROBES); /* tells the peer at once, if the path works its way */
 }
 
-static void probe(struct rs *r, uint32_t i, uint64_t now);
+static bool probe(struct rs *r, uint32_t i, uint64_t now, unsigned keep);
 
 static void go_up(struct rs *r, uint32_t i, const char *name, uint64_t now)
 {
 	struct rs_peer *p = &r->peers[i];
 	p->down = false;
 	p->unanswered = 0;
+	p->silence_held = false;
 	p->peer_has_us_down = false;
 	CNT_ADD(r, ups, 1);
 	if (p->down_degraded) {
@@ -316,7 +334,7 @@ static void go_up(struct rs *r, uint32_t i, const char *name, uint64_t now)
 		 * says when it is good again */
 		p->down_degraded = false;
 		p->degraded = true;
-		probe(r, i, now);
+		probe(r, i, now, RS_SILENCE_PROBES);
 		log_msg(LOG_INFO, "overlay: resiliency: path to %s answers again: still degraded",
 		        name);
 		return;
@@ -324,7 +342,7 @@ static void go_up(struct rs *r, uint32_t i, const char *name, uint64_t now)
 	p->relay = GW_DIRECT;
 	ps_reset(&p->ps); /* the probes lost while down say nothing about the path now */
 	gw_set_via(r->gw, i, GW_DIRECT);
-	probe(r, i, now); /* unflagged: tells the peer, if it still has us down */
+	probe(r, i, now, RS_SILENCE_PROBES); /* unflagged: tells the peer, if it has us down */
 	CNT_ADD(r, relayed_now, (uint64_t)-1);
 	log_msg(LOG_INFO, "overlay: resiliency: path to %s is back: direct", name);
 }
@@ -422,7 +440,7 @@ static void count_loss(struct rs *r, uint32_t i, const struct gw_peer_info *in, 
 		return;
 	}
 	bool due = now - p->report_tx_ms >= RS_REPORT_MS;
-	if (p->copies_left && due && take_token(r, p, B_ECHO, now)) {
+	if (p->copies_left && due && take_token(r, p, B_ECHO, 0, now)) {
 		p->copies_left--; /* a copy of the last report: it crosses the lossy path too */
 		p->report_tx_ms = now;
 		if (!gw_probe_send(r->gw, i, OVW_LOSS, p->body_tx))
@@ -440,7 +458,7 @@ static void count_loss(struct rs *r, uint32_t i, const struct gw_peer_info *in, 
 		        (uint32_t)(sent - lost > UINT32_MAX ? UINT32_MAX : sent - lost));
 		put_u32(p->body_tx + 4, (uint32_t)(sent > UINT32_MAX ? UINT32_MAX : sent));
 		p->copies_left = RS_REPORT_COPIES;
-		if (take_token(r, p, B_ECHO, now)) {
+		if (take_token(r, p, B_ECHO, 0, now)) {
 			p->copies_left--;
 			p->report_tx_ms = now;
 			if (!gw_probe_send(r->gw, i, OVW_LOSS, p->body_tx))
@@ -458,7 +476,7 @@ static void tick(struct rs *r, uint64_t now)
 	if (n > RS_MAX_PEERS)
 		n = RS_MAX_PEERS;
 	uint64_t dead = r->conf.dead_ms;
-	uint64_t now_us = peak_mono_ns() / 1000;
+	uint64_t now_us = r->now_ns() / 1000;
 	own_stall(r, now);
 	r->last_tick_ms = now;
 	bool judging = now >= r->judge_from_ms;
@@ -476,6 +494,7 @@ static void tick(struct rs *r, uint64_t now)
 		if (in.last_rx_ms > p->last_heard_ms) {
 			p->last_heard_ms = in.last_rx_ms;
 			p->unanswered = 0;
+			p->silence_held = false;
 		}
 		if (!judging)
 			continue;
@@ -490,7 +509,7 @@ static void tick(struct rs *r, uint64_t now)
 				continue;
 			}
 			if (now - p->last_probe_ms >= RS_DOWN_PROBE_MS)
-				probe(r, i, now);
+				probe(r, i, now, RS_SILENCE_PROBES);
 			if (p->relay == GW_DIRECT || !relay_usable(r, p->relay, i, n, now))
 				set_relay(r, i, n, in.name); /* its relay died, or a relay came */
 			continue;
@@ -500,21 +519,25 @@ static void tick(struct rs *r, uint64_t now)
 			continue;
 		}
 		if (now < p->in_use_until) {
-			/* the probes are the budget's: when it ran out (stalls on a loaded host
-			 * look like silence and spend it), twice dead-ms of silence does */
-			if (silent >= dead && (p->unanswered >= 2 || silent >= 2 * dead))
+			/* the probes are the budget's: when it holds the second back (failures
+			 * seconds apart spend it), one unanswered for dead-ms / 5 does; with none
+			 * sent (stalls on a loaded host look like silence and spend it), twice
+			 * dead-ms of silence does */
+			bool held = p->silence_held && p->unanswered >= 1 &&
+			            now - p->last_probe_ms >= dead / 5;
+			if (silent >= dead && (p->unanswered >= 2 || held || silent >= 2 * dead))
 				go_down(r, i, n, in.name, now);
 			else if (silent >= dead / 2 && now - p->last_probe_ms >= dead / 5)
-				probe(r, i, now);
+				p->silence_held = !probe(r, i, now, 0); /* may spend the reserve */
 			else if (r->conf.degraded_pct &&
 			         now - p->last_probe_ms >= RS_USE_PROBE_MS &&
 			         (refill(r, p, B_PROBE, now),
 			          p->tokens[B_PROBE] >= (RS_RESERVE_PROBES + 1) * RS_PROBE_WIRE))
-				probe(r, i, now); /* the quality probes: spare tokens only */
+				probe(r, i, now, RS_RESERVE_PROBES); /* quality: spare tokens */
 			if (r->conf.degraded_pct && !p->down)
 				judge(r, i, n, in.name, now);
 		} else if (now - p->last_probe_ms >= (p->srtt_us ? RS_IDLE_PROBE_MS : 1000)) {
-			probe(r, i, now);
+			probe(r, i, now, RS_SILENCE_PROBES);
 		}
 	}
 }
@@ -537,7 +560,7 @@ static void on_probe(void *arg, uint32_t cookie, uint8_t type, const uint8_t bod
 			p->peer_has_us_down = true;
 		if (!(v & RS_FLAG_DOWN))
 			p->up_probe_ms = now;
-		if (take_token(r, p, B_ECHO, now) &&
+		if (take_token(r, p, B_ECHO, 0, now) &&
 		    !gw_probe_send(r->gw, cookie, OVW_PROBE_ACK, body))
 			CNT_ADD(r, acks, 1);
 		return;
@@ -553,9 +576,10 @@ static void on_probe(void *arg, uint32_t cookie, uint8_t type, const uint8_t bod
 		}
 		return;
 	}
-	uint64_t sent = v & ~RS_FLAG_DOWN, t = (peak_mono_ns() / 1000);
+	uint64_t sent = v & ~RS_FLAG_DOWN, t = r->now_ns() / 1000;
 	p->last_ack_ms = now;
 	p->unanswered = 0;
+	p->silence_held = false;
 	p->peer_has_us_down = false;
 	ps_answered(&p->ps, sent, t);
 	if (sent <= t && t - sent < 10000000) { /* one of ours, within 10 s */
@@ -571,7 +595,7 @@ static void rs_readable(struct ov_slave *s, int fd)
 	uint64_t ticks;
 	if (read(fd, &ticks, sizeof(ticks)) != sizeof(ticks))
 		return;
-	tick(r, peak_mono_ms());
+	tick(r, r->now_ns() / 1000000);
 }
 
 static int rs_attach(struct ov_slave *s, struct ov_master *m)
@@ -579,7 +603,7 @@ static int rs_attach(struct ov_slave *s, struct ov_master *m)
 	struct rs *r = s->priv;
 	int ret;
 	r->m = m;
-	r->listen_ms = peak_mono_ms();
+	r->listen_ms = r->now_ns() / 1000000;
 	r->flags_from_ms = r->listen_ms + r->conf.dead_ms; /* a restart's stale flags */
 	for (size_t i = 0; i < RS_MAX_PEERS; i++) {
 		r->peers[i].relay = GW_DIRECT;
@@ -697,6 +721,17 @@ int resil_peer(struct ov_slave *s, uint32_t cookie, bool *down, uint32_t *rtt_us
 	return 0;
 }
 
+void resil_set_clock(struct ov_slave *s, uint64_t (*now_ns)(void))
+{
+	((struct rs *)s->priv)->now_ns = now_ns;
+}
+
+void resil_tick(struct ov_slave *s)
+{
+	struct rs *r = s->priv;
+	tick(r, r->now_ns() / 1000000);
+}
+
 static const struct ov_slave_ops rs_ops = {
     .name = "resiliency",
     .attach = rs_attach,
@@ -722,6 +757,7 @@ struct ov_slave *resil_new(const struct ov_conf *conf, struct ov_slave *gw, char
 	r->conf = conf->resil;
 	r->keepalive_s = conf->keepalive_s;
 	r->tfd = -1;
+	r->now_ns = peak_mono_ns;
 	return &r->slave;
 }
 
