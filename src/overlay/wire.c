@@ -45,7 +45,7 @@ int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *bo
 		return -EBADMSG;
 	if (h->type == OVW_RELAY_LOST && n != OVW_TAG_LEN + OVW_ID_LEN)
 		return -EBADMSG;
-	if (h->type == OVW_LINKSTATE && (n == OVW_TAG_LEN || n > OVW_TAG_LEN + OVW_LS_BODY_MAX))
+	if (h->type == OVW_LINKSTATE && (n < OVW_TAG_LEN + 2 || n > OVW_TAG_LEN + OVW_LS_BODY_MAX))
 		return -EBADMSG;
 	*body = cur_ptr(c, n);
 	*body_len = n;
@@ -57,11 +57,12 @@ static bool ls_entry_ok(const struct ovw_ls_entry *e)
 	return e->rtt_us && (e->loss_pct <= 100 || e->loss_pct == OVW_LS_LOSS_UNKNOWN);
 }
 
-long ovw_ls_encode(const struct ovw_ls_entry *e, size_t n, uint8_t *out, size_t cap)
+long ovw_ls_encode(uint8_t flags, const struct ovw_ls_entry *e, size_t n, uint8_t *out, size_t cap)
 {
-	if (!n || n > OVW_LS_MAX)
+	if (n > OVW_LS_MAX || (flags & ~OVW_LS_COMPLETE) || (!n && !(flags & OVW_LS_COMPLETE)))
 		return -EINVAL;
 	struct wcur w = wcur_make(out, cap);
+	wcur_u8(&w, flags);
 	wcur_u8(&w, (uint8_t)n);
 	for (size_t i = 0; i < n; i++) {
 		if (!ls_entry_ok(&e[i]))
@@ -70,16 +71,18 @@ long ovw_ls_encode(const struct ovw_ls_entry *e, size_t n, uint8_t *out, size_t 
 		wcur_u32(&w, e[i].rtt_us);
 		wcur_u8(&w, e[i].loss_pct);
 	}
-	return w.err ? -EMSGSIZE : (long)(1 + n * OVW_LS_ENTRY_LEN);
+	return w.err ? -EMSGSIZE : (long)(2 + n * OVW_LS_ENTRY_LEN);
 }
 
-int ovw_ls_decode(const uint8_t *body, size_t len, struct ovw_ls_entry out[static OVW_LS_MAX],
-                  size_t *n)
+int ovw_ls_decode(const uint8_t *body, size_t len, uint8_t *flags,
+                  struct ovw_ls_entry out[static OVW_LS_MAX], size_t *n)
 {
 	struct cur c = cur_make(body, len);
+	*flags = cur_u8(&c);
 	size_t cnt = cur_u8(&c);
 	*n = 0;
-	if (c.err || !cnt || cnt > OVW_LS_MAX || c.left != cnt * OVW_LS_ENTRY_LEN)
+	if (c.err || (*flags & ~OVW_LS_COMPLETE) || (!cnt && !(*flags & OVW_LS_COMPLETE)) ||
+	    cnt > OVW_LS_MAX || c.left != cnt * OVW_LS_ENTRY_LEN)
 		return -EBADMSG;
 	for (size_t i = 0; i < cnt; i++) {
 		cur_bytes(&c, out[i].id, OVW_ID_LEN);

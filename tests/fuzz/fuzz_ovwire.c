@@ -48,10 +48,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	}
 	struct ovw_ls_entry ls[OVW_LS_MAX];
 	size_t nls;
-	if (!ovw_ls_decode(data, size, ls, &nls)) {
+	uint8_t lsf;
+	if (!ovw_ls_decode(data, size, &lsf, ls, &nls)) {
 		uint8_t enc[OVW_LS_BODY_MAX];
-		if (!nls || nls > OVW_LS_MAX ||
-		    ovw_ls_encode(ls, nls, enc, sizeof(enc)) != (long)size ||
+		if (nls > OVW_LS_MAX ||
+		    ovw_ls_encode(lsf, ls, nls, enc, sizeof(enc)) != (long)size ||
 		    memcmp(enc, data, size))
 			__builtin_trap();
 	}
