@@ -107,6 +107,23 @@ enum {
 	RS_REPORT_MS = 100,        /* loss reports to a peer at most this often */
 	RS_REPORT_COPIES = 3,      /* a bad count is reported this many times (the path loses) */
 	RS_MAX_PEERS = OVC_MAX_PEERS + 256, /* configured and learned (GW_MAX_LEARNED) */
+	RS_LS_MS = 10000,                   /* link-state reports to each live peer this often */
+	RS_LS_CHANGED_MS = 1000, /* sooner when the peers we hear changed, at most this often */
+	RS_LS_TTL_MS = 35000,    /* a peer's report this old is forgotten (3 periods and more) */
+	RS_LS_KEEP = 32,         /* entries kept per reporter (a big mesh reports in parts) */
+	RS_LS_WIRE = 20 + 8 + OVW_HDR_LEN + 2 + OVW_TAG_LEN, /* a report's bytes but its entries */
+	RS_SLOW_PCT = 25,       /* the direct RTT above the relayed estimate by this share */
+	RS_SLOW_US = 5000,      /* and this much is clearly slower; half of both is back */
+	RS_SLOW_VOTES = 3,      /* probes in a row saying so */
+	RS_SLOW_HOLD_MS = 1000, /* over this long at least, to move (either way) */
+};
+
+/* what a peer reported of its path to another (its link-state, OVW_LINKSTATE) */
+struct rs_ls {
+	uint32_t dest; /* the other peer's cookie */
+	uint32_t rtt_us;
+	uint8_t loss_pct;
+	uint64_t at_ms; /* 0: an empty slot */
 };
 
 #define RS_FLAG_DOWN (1ULL << 63)
@@ -135,6 +152,18 @@ struct rs_peer {
 	uint8_t body_tx[OVW_PROBE_LEN];   /* our last report to it */
 	unsigned copies_left;             /* of it, still to send */
 	uint64_t report_rx_ms;
+	/* link-state: its reports to us (RS_LS_KEEP, allocated at the first), when the last
+	 * came and the last complete one; our last report to it, what it listed, where the next
+	 * part starts (more live peers than a report holds) */
+	struct rs_ls *ls;
+	uint64_t ls_rx_ms, ls_complete_ms, ls_tx_ms, ls_sig;
+	uint32_t ls_cursor;
+	size_t ls_wanted; /* bytes of a report due to it, not paid yet (quality probes wait) */
+	/* the RTT verdict: relayed because the relay's path is clearly faster (with degraded
+	 * set), and the probes in a row that said the other state is better, since when */
+	bool slow;
+	unsigned slow_votes;
+	uint64_t slow_since_ms;
 };
 
 struct rs {
@@ -144,6 +173,11 @@ struct rs {
 	struct ov_resil_conf conf;
 	unsigned keepalive_s;  /* a peer not heard within 3 of these is no relay */
 	struct rs_peer *peers; /* RS_MAX_PEERS */
+	struct rs_listed {     /* RS_MAX_PEERS: the peers our link-state lists, this tick */
+		uint32_t k;
+		struct ovw_ls_entry e;
+	} * listed;
+	size_t nlisted;
 	int tfd;
 	uint64_t (*now_ns)(void); /* the clock: peak_mono_ns, or a test's */
 	uint64_t listen_ms;       /* attached, or the end of our last long stall (own_stall) */
@@ -152,7 +186,7 @@ struct rs {
 	uint64_t flags_from_ms;   /* peers' "we hear nothing from you" flags are taken from then */
 	/* counters: the loop writes, the metrics thread reads (__atomic) */
 	uint64_t downs, ups, probes, acks, limited, no_relay, relayed_now, degrades, recovers,
-	    stalls, reports_tx, reports_rx;
+	    stalls, reports_tx, reports_rx, ls_tx, ls_tx_bytes, ls_rx, ls_bad, slows, slow_backs;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -181,6 +215,17 @@ static bool take_token(struct rs *r, struct rs_peer *p, int k, unsigned keep, ui
 		return false;
 	}
 	p->tokens[k] -= RS_PROBE_WIRE;
+	return true;
+}
+
+/* Takes bytes from p's probe bucket if it holds keep probes' worth besides (not counted as
+ * limited when it does not: a link-state report waits for spare tokens). */
+static bool take_spare(struct rs *r, struct rs_peer *p, size_t bytes, unsigned keep, uint64_t now)
+{
+	refill(r, p, B_PROBE, now);
+	if (p->tokens[B_PROBE] < (double)keep * RS_PROBE_WIRE + (double)bytes)
+		return false;
+	p->tokens[B_PROBE] -= (double)bytes;
 	return true;
 }
 
@@ -264,23 +309,68 @@ static bool relay_usable(struct rs *r, uint32_t j, uint32_t i, size_t n, uint64_
 	return gw_peer_heard_within(in.last_rx_ms, now, r->keepalive_s);
 }
 
-/* The usable relay (relay_usable, not i) of lowest RTT, or GW_DIRECT. */
-static uint32_t pick_relay(struct rs *r, uint32_t i, size_t n)
+/* Our RTT to peer q in us for the link-state sums: its lowest of the last 30 s, else the
+ * smoothed one (0: not measured). The same kind of figure the peers report. */
+static uint32_t rtt_to(const struct rs_peer *q)
 {
-	uint32_t best = GW_DIRECT;
-	uint64_t best_rtt = UINT64_MAX;
+	return q->min_rtt.us ? q->min_rtt.us : q->srtt_us;
+}
+
+/* Peer j's fresh report of its path to peer i, or NULL (not listed lately). */
+static const struct rs_ls *ls_of(const struct rs *r, uint32_t j, uint32_t i, uint64_t now)
+{
+	const struct rs_peer *q = &r->peers[j];
+	for (unsigned k = 0; q->ls && k < RS_LS_KEEP; k++) {
+		const struct rs_ls *e = &q->ls[k];
+		if (e->at_ms && e->dest == i && (e->at_ms >= now || now - e->at_ms < RS_LS_TTL_MS))
+			return e;
+	}
+	return NULL;
+}
+
+/* The relay for peer i (relay_usable, not i), RON's way: among the relays whose link-state
+ * lists i (not lossy: under degraded-pct), the one of lowest (our RTT to it + its RTT to i);
+ * *est_us is that sum (0: no such relay). With none, a relay that did not report lately (a
+ * report in parts, an older version) of lowest smoothed RTT; a relay whose fresh complete
+ * report leaves i out does not hear it and is never taken. GW_DIRECT: none. */
+static uint32_t pick_relay_est(struct rs *r, uint32_t i, size_t n, uint64_t *est_us)
+{
+	uint32_t best = GW_DIRECT, best_ls = GW_DIRECT;
+	uint64_t best_rtt = UINT64_MAX, best_cost = UINT64_MAX;
 	uint64_t now = r->now_ns() / 1000000;
 	for (uint32_t j = 0; j < n; j++) {
 		struct rs_peer *q = &r->peers[j];
 		if (j == i || !relay_usable(r, j, i, n, now))
 			continue;
+		const struct rs_ls *e = ls_of(r, j, i, now);
+		if (e) {
+			if (r->conf.degraded_pct && e->loss_pct != OVW_LS_LOSS_UNKNOWN &&
+			    e->loss_pct >= r->conf.degraded_pct)
+				continue;
+			uint64_t cost = (uint64_t)(rtt_to(q) ? rtt_to(q) : UINT32_MAX) + e->rtt_us;
+			if (cost < best_cost) {
+				best_ls = j;
+				best_cost = cost;
+			}
+			continue;
+		}
+		if (q->ls_complete_ms &&
+		    (q->ls_complete_ms >= now || now - q->ls_complete_ms < RS_LS_TTL_MS))
+			continue; /* it told us all it hears, and i is not among them */
 		uint64_t rtt = q->srtt_us ? q->srtt_us : UINT32_MAX; /* unmeasured: last */
 		if (rtt < best_rtt) {
 			best = j;
 			best_rtt = rtt;
 		}
 	}
-	return best;
+	if (est_us)
+		*est_us = best_ls != GW_DIRECT && best_cost < UINT32_MAX ? best_cost : 0;
+	return best_ls != GW_DIRECT ? best_ls : best;
+}
+
+static uint32_t pick_relay(struct rs *r, uint32_t i, size_t n)
+{
+	return pick_relay_est(r, i, n, NULL);
 }
 
 static void set_relay(struct rs *r, uint32_t i, size_t n, const char *name)
@@ -307,8 +397,9 @@ static void go_down(struct rs *r, uint32_t i, size_t n, const char *name, uint64
 	struct rs_peer *p = &r->peers[i];
 	if (p->degraded) /* down now: counted as relayed already */
 		CNT_ADD(r, relayed_now, (uint64_t)-1);
-	p->down_degraded = p->degraded;
-	p->degraded = false;
+	p->down_degraded = p->degraded && !p->slow; /* a slow path comes back direct */
+	p->degraded = p->slow = false;
+	p->slow_votes = 0;
 	p->down = true;
 	p->down_at_ms = now;
 	p->relay = UINT32_MAX - 1; /* none chosen yet */
@@ -345,6 +436,70 @@ static void go_up(struct rs *r, uint32_t i, const char *name, uint64_t now)
 	probe(r, i, now, RS_SILENCE_PROBES); /* unflagged: tells the peer, if it has us down */
 	CNT_ADD(r, relayed_now, (uint64_t)-1);
 	log_msg(LOG_INFO, "overlay: resiliency: path to %s is back: direct", name);
+}
+
+/* Peer i, relayed for its RTT (slow), goes direct again (why: for the log). */
+static void slow_end(struct rs *r, uint32_t i, const char *name, const char *why)
+{
+	struct rs_peer *p = &r->peers[i];
+	p->slow = p->degraded = false;
+	p->slow_votes = 0;
+	p->relay = GW_DIRECT;
+	gw_set_via(r->gw, i, GW_DIRECT);
+	CNT_ADD(r, relayed_now, (uint64_t)-1);
+	log_msg(LOG_INFO, "overlay: resiliency: path to %s: %s: direct", name, why);
+}
+
+/* The RTT verdict on peer i (in use, not down, not relayed for its losses) from one answered
+ * probe of rtt us: RS_SLOW_VOTES probes in a row over RS_SLOW_HOLD_MS at least saying the
+ * best relayed estimate (pick_relay_est) is clearly faster (the direct RTT above it by
+ * RS_SLOW_PCT percent and RS_SLOW_US) relay it; as many saying the direct path is within
+ * half of both margins send it direct again. Between the two thresholds nothing moves. */
+static void judge_rtt(struct rs *r, uint32_t i, uint32_t rtt, uint64_t now)
+{
+	struct rs_peer *p = &r->peers[i];
+	if (!r->conf.degraded_pct || p->down || (p->degraded && !p->slow) ||
+	    now >= p->in_use_until || now < r->judge_from_ms)
+		return;
+	size_t n = gw_peer_count(r->gw);
+	if (n > RS_MAX_PEERS)
+		n = RS_MAX_PEERS;
+	uint64_t est;
+	uint32_t j = pick_relay_est(r, i, n, &est);
+	bool other = !p->slow ? est && rtt > est + est * RS_SLOW_PCT / 100 + RS_SLOW_US
+	                      : !est || rtt <= est + est * RS_SLOW_PCT / 200 + RS_SLOW_US / 2;
+	if (!other) {
+		p->slow_votes = 0;
+		return;
+	}
+	if (!p->slow_votes++)
+		p->slow_since_ms = now;
+	if (p->slow_votes < RS_SLOW_VOTES || now - p->slow_since_ms < RS_SLOW_HOLD_MS)
+		return;
+	struct gw_peer_info in, rin;
+	if (gw_peer_info(r->gw, i, &in))
+		return;
+	if (p->slow) {
+		char why[96];
+		snprintf(why, sizeof(why), "RTT %u us, about the relayed path's %llu us again", rtt,
+		         (unsigned long long)est);
+		slow_end(r, i, in.name, why);
+		CNT_ADD(r, slow_backs, 1);
+		return;
+	}
+	if (gw_peer_info(r->gw, j, &rin))
+		return;
+	p->slow = p->degraded = true;
+	p->slow_votes = 0;
+	p->no_relay_said = false;
+	p->relay = j;
+	gw_set_via(r->gw, i, j);
+	CNT_ADD(r, slows, 1);
+	CNT_ADD(r, relayed_now, 1);
+	log_msg(LOG_INFO,
+	        "overlay: resiliency: path to %s is slow (RTT %u us, through %s about %llu us): "
+	        "relaying through %s",
+	        in.name, rtt, rin.name, (unsigned long long)est, rin.name);
 }
 
 /* The degraded verdict on peer i (in use, not down) from its last probes: relays it when a
@@ -395,6 +550,11 @@ static void judge(struct rs *r, uint32_t i, size_t n, const char *name, uint64_t
 		return;
 	}
 	bool relay_bad = !relay_usable(r, p->relay, i, n, now);
+	if (p->slow) { /* relayed for its RTT: judge_rtt sends it back, or its relay's end */
+		if (relay_bad)
+			slow_end(r, i, name, "its relay is not usable");
+		return;
+	}
 	if ((sm.resolved >= PS_MIN &&
 	     !ps_bad_share_at_least(&sm, (r->conf.degraded_pct + 1) / 2)) ||
 	    relay_bad) {
@@ -470,6 +630,142 @@ static void count_loss(struct rs *r, uint32_t i, const struct gw_peer_info *in, 
 	p->lc_ms = now;
 }
 
+/* The peers our link-state lists now into r->listed: each with an endpoint, heard lately, its
+ * path neither down nor relayed, its RTT measured; with the share of our last probes to it that
+ * were lost. Returns an order-free digest of the set (a change is reported sooner). */
+static uint64_t ls_collect(struct rs *r, size_t n, uint64_t now)
+{
+	uint64_t sig = 0;
+	r->nlisted = 0;
+	for (uint32_t k = 0; k < n; k++) {
+		struct rs_peer *q = &r->peers[k];
+		struct gw_peer_info in;
+		if (q->down || q->degraded || !rtt_to(q) || gw_peer_info(r->gw, k, &in) ||
+		    !in.has_ep || !gw_peer_heard_within(in.last_rx_ms, now, r->keepalive_s))
+			continue;
+		struct ps_summary sm;
+		ps_summary(&q->ps, r->conf.late_ms * 1000, &sm);
+		struct rs_listed *l = &r->listed[r->nlisted++];
+		l->k = k;
+		memcpy(l->e.id, in.id, OVW_ID_LEN);
+		l->e.rtt_us = rtt_to(q);
+		l->e.loss_pct = sm.resolved ? (uint8_t)(sm.lost * 100 / sm.resolved)
+		                            : (uint8_t)OVW_LS_LOSS_UNKNOWN;
+		sig += (k + 1) * 0x9E3779B97F4A7C15ULL;
+	}
+	return sig;
+}
+
+/* Sends peer j (live, not down) our link-state (r->listed but j) when due: RS_LS_MS after the
+ * last, or RS_LS_CHANGED_MS when the set changed; paid from j's probe bucket's spare tokens
+ * (RS_RESERVE_PROBES kept), in parts of OVW_LS_MAX when more are listed. */
+static void ls_send(struct rs *r, uint32_t j, uint64_t sig, uint64_t now)
+{
+	struct rs_peer *q = &r->peers[j];
+	size_t live = r->nlisted;
+	for (size_t m = 0; m < r->nlisted; m++)
+		if (r->listed[m].k == j) {
+			sig -= (j + 1) * 0x9E3779B97F4A7C15ULL;
+			live--;
+		}
+	bool due = !q->ls_tx_ms || now - q->ls_tx_ms >= RS_LS_MS ||
+	           (sig != q->ls_sig && now - q->ls_tx_ms >= RS_LS_CHANGED_MS);
+	q->ls_wanted = 0;
+	if (!due)
+		return;
+	struct ovw_ls_entry e[OVW_LS_MAX];
+	size_t ne = 0, m0 = 0;
+	while (m0 < r->nlisted && r->listed[m0].k < q->ls_cursor)
+		m0++; /* the part after the last one sent */
+	uint32_t next = 0;
+	for (size_t s = 0; s < r->nlisted && ne < OVW_LS_MAX; s++) {
+		const struct rs_listed *l = &r->listed[(m0 + s) % r->nlisted];
+		if (l->k == j)
+			continue;
+		e[ne++] = l->e;
+		next = l->k + 1;
+	}
+	bool complete = live <= OVW_LS_MAX;
+	size_t bytes = RS_LS_WIRE + ne * OVW_LS_ENTRY_LEN;
+	if (!take_spare(r, q, bytes, RS_RESERVE_PROBES, now)) {
+		q->ls_wanted = bytes;
+		return;
+	}
+	uint8_t body[OVW_LS_BODY_MAX];
+	long len = ovw_ls_encode(complete ? OVW_LS_COMPLETE : 0, e, ne, body, sizeof(body));
+	q->ls_tx_ms = now;
+	q->ls_sig = sig;
+	q->ls_cursor = complete ? 0 : next;
+	if (len > 0 && !gw_linkstate_send(r->gw, j, body, (size_t)len)) {
+		CNT_ADD(r, ls_tx, 1);
+		CNT_ADD(r, ls_tx_bytes, bytes);
+	}
+}
+
+/* A peer's link-state report (body, len bytes, untrusted): decoded, its entries mapped to our
+ * peers by their ids and kept (a complete list replaces the reporter's entries); a malformed
+ * one is dropped and counted. */
+static void on_linkstate(void *arg, uint32_t cookie, const uint8_t *body, size_t len, uint64_t now)
+{
+	struct rs *r = arg;
+	struct ovw_ls_entry e[OVW_LS_MAX];
+	size_t ne;
+	uint8_t flags;
+	if (cookie >= RS_MAX_PEERS || ovw_ls_decode(body, len, &flags, e, &ne)) {
+		CNT_ADD(r, ls_bad, 1);
+		return;
+	}
+	struct rs_peer *p = &r->peers[cookie];
+	if (!p->ls && !(p->ls = calloc(RS_LS_KEEP, sizeof(*p->ls))))
+		return;
+	CNT_ADD(r, ls_rx, 1);
+	p->ls_rx_ms = now;
+	if (flags & OVW_LS_COMPLETE) {
+		memset(p->ls, 0, RS_LS_KEEP * sizeof(*p->ls));
+		p->ls_complete_ms = now;
+	}
+	size_t n = gw_peer_count(r->gw);
+	if (n > RS_MAX_PEERS)
+		n = RS_MAX_PEERS;
+	for (size_t x = 0; x < ne; x++) {
+		uint32_t k = 0;
+		struct gw_peer_info in;
+		for (; k < n; k++)
+			if (!gw_peer_info(r->gw, k, &in) && !memcmp(in.id, e[x].id, OVW_ID_LEN))
+				break;
+		if (k == n || k == cookie)
+			continue; /* not a peer of ours, or the reporter itself */
+		struct rs_ls *slot = NULL;
+		for (unsigned y = 0; y < RS_LS_KEEP; y++) { /* its entry, else the oldest */
+			struct rs_ls *c = &p->ls[y];
+			if (c->at_ms && c->dest == k) {
+				slot = c;
+				break;
+			}
+			if (!slot || c->at_ms < slot->at_ms)
+				slot = c;
+		}
+		slot->dest = k;
+		slot->rtt_us = e[x].rtt_us;
+		slot->loss_pct = e[x].loss_pct;
+		slot->at_ms = now;
+	}
+}
+
+/* Our link-state to every live peer whose report is due (ls_send). */
+static void ls_round(struct rs *r, size_t n, uint64_t now)
+{
+	uint64_t sig = ls_collect(r, n, now);
+	for (uint32_t j = 0; j < n; j++) {
+		struct rs_peer *q = &r->peers[j];
+		struct gw_peer_info in;
+		if (q->down || gw_peer_info(r->gw, j, &in) || !in.has_ep ||
+		    !gw_peer_heard_within(in.last_rx_ms, now, r->keepalive_s))
+			continue;
+		ls_send(r, j, sig, now);
+	}
+}
+
 static void tick(struct rs *r, uint64_t now)
 {
 	size_t n = gw_peer_count(r->gw);
@@ -480,6 +776,7 @@ static void tick(struct rs *r, uint64_t now)
 	own_stall(r, now);
 	r->last_tick_ms = now;
 	bool judging = now >= r->judge_from_ms;
+	ls_round(r, n, now);
 	for (uint32_t i = 0; i < n; i++) {
 		struct rs_peer *p = &r->peers[i];
 		struct gw_peer_info in;
@@ -532,7 +829,8 @@ static void tick(struct rs *r, uint64_t now)
 			else if (r->conf.degraded_pct &&
 			         now - p->last_probe_ms >= RS_USE_PROBE_MS &&
 			         (refill(r, p, B_PROBE, now),
-			          p->tokens[B_PROBE] >= (RS_RESERVE_PROBES + 1) * RS_PROBE_WIRE))
+			          p->tokens[B_PROBE] >= (RS_RESERVE_PROBES + 1) * RS_PROBE_WIRE +
+			                                    (double)p->ls_wanted))
 				probe(r, i, now, RS_RESERVE_PROBES); /* quality: spare tokens */
 			if (r->conf.degraded_pct && !p->down)
 				judge(r, i, n, in.name, now);
@@ -586,6 +884,7 @@ static void on_probe(void *arg, uint32_t cookie, uint8_t type, const uint8_t bod
 		uint32_t rtt = (uint32_t)(t - sent);
 		p->srtt_us = p->srtt_us ? (7 * p->srtt_us + rtt) / 8 : rtt;
 		ps_minrtt_sample(&p->min_rtt, rtt, now, RS_MIN_RTT_WIN_MS);
+		judge_rtt(r, cookie, rtt, now);
 	}
 }
 
@@ -622,6 +921,7 @@ static int rs_attach(struct ov_slave *s, struct ov_master *m)
 	if ((ret = ov_master_watch(m, r->tfd, s)))
 		return ret;
 	gw_set_probe_cb(r->gw, on_probe, r);
+	gw_set_linkstate_cb(r->gw, on_linkstate, r);
 	log_msg(LOG_INFO, "overlay: resiliency: dead after %u ms, probes at most %u bit/s a pair",
 	        r->conf.dead_ms, r->conf.budget_bps);
 	return 0;
@@ -631,6 +931,7 @@ static void rs_detach(struct ov_slave *s)
 {
 	struct rs *r = s->priv;
 	gw_set_probe_cb(r->gw, NULL, NULL);
+	gw_set_linkstate_cb(r->gw, NULL, NULL);
 	if (r->tfd != -1) {
 		ov_master_unwatch(r->m, r->tfd);
 		close(r->tfd);
@@ -674,13 +975,34 @@ static void rs_stats(struct ov_slave *s, struct mbuf *b)
 	    "# TYPE peak_overlay_resil_loss_reports_sent_total counter\n"
 	    "peak_overlay_resil_loss_reports_sent_total %llu\n"
 	    "# TYPE peak_overlay_resil_loss_reports_received_total counter\n"
-	    "peak_overlay_resil_loss_reports_received_total %llu\n",
+	    "peak_overlay_resil_loss_reports_received_total %llu\n"
+	    "# HELP peak_overlay_resil_linkstate_sent_total Link-state reports sent "
+	    "(OVW_LINKSTATE).\n"
+	    "# TYPE peak_overlay_resil_linkstate_sent_total counter\n"
+	    "peak_overlay_resil_linkstate_sent_total %llu\n"
+	    "# HELP peak_overlay_resil_linkstate_sent_bytes_total Their bytes at IPv4 size (probe "
+	    "budget).\n"
+	    "# TYPE peak_overlay_resil_linkstate_sent_bytes_total counter\n"
+	    "peak_overlay_resil_linkstate_sent_bytes_total %llu\n"
+	    "# TYPE peak_overlay_resil_linkstate_received_total counter\n"
+	    "peak_overlay_resil_linkstate_received_total %llu\n"
+	    "# HELP peak_overlay_resil_linkstate_dropped_total Malformed link-state reports.\n"
+	    "# TYPE peak_overlay_resil_linkstate_dropped_total counter\n"
+	    "peak_overlay_resil_linkstate_dropped_total %llu\n"
+	    "# HELP peak_overlay_resil_paths_slow_total Paths relayed for a clearly faster relay.\n"
+	    "# TYPE peak_overlay_resil_paths_slow_total counter\n"
+	    "peak_overlay_resil_paths_slow_total %llu\n"
+	    "# TYPE peak_overlay_resil_paths_fast_again_total counter\n"
+	    "peak_overlay_resil_paths_fast_again_total %llu\n",
 	    (unsigned long long)CNT_GET(r, downs), (unsigned long long)CNT_GET(r, ups),
 	    (unsigned long long)CNT_GET(r, relayed_now), (unsigned long long)CNT_GET(r, probes),
 	    (unsigned long long)CNT_GET(r, acks), (unsigned long long)CNT_GET(r, limited),
 	    (unsigned long long)CNT_GET(r, no_relay), (unsigned long long)CNT_GET(r, degrades),
 	    (unsigned long long)CNT_GET(r, recovers), (unsigned long long)CNT_GET(r, stalls),
-	    (unsigned long long)CNT_GET(r, reports_tx), (unsigned long long)CNT_GET(r, reports_rx));
+	    (unsigned long long)CNT_GET(r, reports_tx), (unsigned long long)CNT_GET(r, reports_rx),
+	    (unsigned long long)CNT_GET(r, ls_tx), (unsigned long long)CNT_GET(r, ls_tx_bytes),
+	    (unsigned long long)CNT_GET(r, ls_rx), (unsigned long long)CNT_GET(r, ls_bad),
+	    (unsigned long long)CNT_GET(r, slows), (unsigned long long)CNT_GET(r, slow_backs));
 }
 
 /* One line per peer with an endpoint: "path NAME direct|down|degraded via RELAY|- rtt-us N|-
@@ -705,6 +1027,7 @@ static void rs_show(struct ov_slave *s, struct mbuf *b)
 		ps_summary(&p->ps, r->conf.late_ms * 1000, &sm);
 		mbuf_printf(b, "path %s %s via %s rtt-us %s probes %u lost %u late %u\n", in.name,
 		            p->down       ? "down"
+		            : p->slow     ? "slow"
 		            : p->degraded ? "degraded"
 		                          : "direct",
 		            via, rtt, sm.resolved, sm.lost, sm.late);
@@ -746,7 +1069,10 @@ struct ov_slave *resil_new(const struct ov_conf *conf, struct ov_slave *gw, char
                            size_t errlen)
 {
 	struct rs *r = calloc(1, sizeof(*r));
-	if (!r || !(r->peers = calloc(RS_MAX_PEERS, sizeof(*r->peers)))) {
+	if (!r || !(r->peers = calloc(RS_MAX_PEERS, sizeof(*r->peers))) ||
+	    !(r->listed = calloc(RS_MAX_PEERS, sizeof(*r->listed)))) {
+		if (r)
+			free(r->peers);
 		free(r);
 		snprintf(err, errlen, "out of memory");
 		return NULL;
@@ -768,6 +1094,9 @@ void resil_free(struct ov_slave *s)
 	struct rs *r = s->priv;
 	if (r->tfd != -1)
 		close(r->tfd);
+	for (size_t i = 0; i < RS_MAX_PEERS; i++)
+		free(r->peers[i].ls);
 	free(r->peers);
+	free(r->listed);
 	free(r);
 }
