@@ -657,8 +657,9 @@ static uint64_t ls_collect(struct rs *r, size_t n, uint64_t now)
 }
 
 /* Sends peer j (live, not down) our link-state (r->listed but j) when due: RS_LS_MS after the
- * last, or RS_LS_CHANGED_MS when the set changed; paid from j's probe bucket's spare tokens
- * (RS_RESERVE_PROBES kept), in parts of OVW_LS_MAX when more are listed. */
+ * last, or RS_LS_CHANGED_MS when the set changed; paid from j's probe bucket, keeping the two
+ * silence probes (a due report goes before the quality probes, which wait for it), in parts
+ * of OVW_LS_MAX when more are listed. */
 static void ls_send(struct rs *r, uint32_t j, uint64_t sig, uint64_t now)
 {
 	struct rs_peer *q = &r->peers[j];
@@ -687,7 +688,7 @@ static void ls_send(struct rs *r, uint32_t j, uint64_t sig, uint64_t now)
 	}
 	bool complete = live <= OVW_LS_MAX;
 	size_t bytes = RS_LS_WIRE + ne * OVW_LS_ENTRY_LEN;
-	if (!take_spare(r, q, bytes, RS_RESERVE_PROBES, now)) {
+	if (!take_spare(r, q, bytes, RS_SILENCE_PROBES, now)) {
 		q->ls_wanted = bytes;
 		return;
 	}
