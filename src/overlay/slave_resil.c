@@ -789,6 +789,11 @@ static void tick(struct rs *r, uint64_t now)
 			p->out_seen = in.out_packets;
 			p->in_use_until = now + RS_IN_USE_MS;
 		}
+		/* a relay carrying a peer in use is in use too: its silence is judged (a dead relay
+		 * is then given up after dead-ms, and the peers it carried move on) */
+		if ((p->down || p->degraded) && p->relay < n && now < p->in_use_until &&
+		    r->peers[p->relay].in_use_until < p->in_use_until)
+			r->peers[p->relay].in_use_until = p->in_use_until;
 		if (in.last_rx_ms > p->last_heard_ms) {
 			p->last_heard_ms = in.last_rx_ms;
 			p->unanswered = 0;
@@ -816,6 +821,8 @@ static void tick(struct rs *r, uint64_t now)
 			go_down(r, i, n, in.name, now);
 			continue;
 		}
+		if (p->degraded && now >= p->in_use_until && !relay_usable(r, p->relay, i, n, now))
+			judge(r, i, n, in.name, now); /* not in use, its relay died: direct */
 		if (now < p->in_use_until) {
 			/* the probes are the budget's: when it holds the second back (failures
 			 * seconds apart spend it), one unanswered for dead-ms / 5 does; with none

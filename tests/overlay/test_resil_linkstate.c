@@ -219,6 +219,66 @@ static void test_slow_direct_path_relayed_with_hysteresis(void **state)
 	rh_free(s);
 }
 
+/* A path relayed for its RTT and no longer in use goes direct when its relay dies (was: it
+ * stayed relayed through the dead gateway, and an anycast flow moved to it was lost:
+ * gaps.py --only anycast --same-bed, A's path to the far member C relayed through B). */
+static void test_slow_path_not_in_use_direct_when_its_relay_dies(void **state)
+{
+	(void)state;
+	struct ov_slave *s = rh_make(2, 16000, 25);
+	rh_set_rtt(B, 10);
+	rh_set_rtt(C, 10);
+	unsigned all = BIT(B) | BIT(C);
+	rh_run(s, 3000, all, all);
+	rh_set_rtt(B, 80);
+	for (unsigned t = 0; t < 10000 && rh_peers[B].via == GW_DIRECT; t += 100) {
+		if (!(t % 2000))
+			report(C, true, 1, (uint32_t[]){B}, (unsigned[]){10}, (unsigned[]){0});
+		rh_run(s, 100, all, all);
+	}
+	assert_int_equal(rh_peers[B].via, C);
+	rh_run(s, 3100, all, BIT(C)); /* b's flows moved away: b not in use any more */
+	assert_int_equal(rh_peers[B].via, C);
+	unsigned t = 0;
+	for (; t < 3000 && rh_peers[B].via != GW_DIRECT; t += 10)
+		rh_run(s, 10, BIT(B), BIT(C)); /* c dies, and is given up */
+	print_message("# b direct %u ms after its relay c died\n", t);
+	assert_int_equal(rh_peers[B].via, GW_DIRECT); /* not through the dead c */
+	assert_true(t <= 800);                        /* c given up after dead-ms, then b */
+	assert_true(rh_show_has(s, "path c down"));
+	assert_true(rh_show_has(s, "path b direct"));
+	rh_free(s);
+}
+
+/* A relay that carries a peer in use is judged as in use: when it dies it is given up after
+ * dead-ms and the peer it carried goes direct (was: the relay, not sent to itself, was never
+ * judged down, and the peer's packets went into the dead relay until it had been silent for
+ * three keepalives: gaps.py --only anycast --same-bed, gC's answers to A through the dead gB). */
+static void test_dead_relay_of_a_peer_in_use_given_up(void **state)
+{
+	(void)state;
+	struct ov_slave *s = rh_make(2, 16000, 25);
+	rh_set_rtt(B, 10);
+	rh_set_rtt(C, 10);
+	unsigned all = BIT(B) | BIT(C);
+	rh_run(s, 3000, all, BIT(B));
+	rh_set_rtt(B, 80);
+	for (unsigned t = 0; t < 10000 && rh_peers[B].via == GW_DIRECT; t += 100) {
+		if (!(t % 2000))
+			report(C, true, 1, (uint32_t[]){B}, (unsigned[]){10}, (unsigned[]){0});
+		rh_run(s, 100, all, BIT(B));
+	}
+	assert_int_equal(rh_peers[B].via, C); /* b in use, slow, through c (not sent to) */
+	unsigned t = 0;
+	for (; t < 3000 && rh_peers[B].via != GW_DIRECT; t += 10)
+		rh_run(s, 10, BIT(B), BIT(B)); /* c dies */
+	print_message("# b direct %u ms after its relay c died\n", t);
+	assert_int_equal(rh_peers[B].via, GW_DIRECT);
+	assert_true(t <= 800); /* dead-ms and a tick or two; was 3.5 s (three keepalives) */
+	assert_true(rh_show_has(s, "path c down"));
+	rh_free(s);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
@@ -229,6 +289,8 @@ int main(void)
 	    cmocka_unit_test(test_malformed_linkstate_dropped_and_counted),
 	    cmocka_unit_test(test_own_reports_within_the_budget),
 	    cmocka_unit_test(test_slow_direct_path_relayed_with_hysteresis),
+	    cmocka_unit_test(test_slow_path_not_in_use_direct_when_its_relay_dies),
+	    cmocka_unit_test(test_dead_relay_of_a_peer_in_use_given_up),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
