@@ -72,6 +72,26 @@
  * A relay that does not hear the destination lately answers our relayed packets with
  * OVW_RELAY_LOST instead of forwarding them (gateway.c): it is then no relay to that peer
  * (gw_relay_reaches) and the next usable one is taken, or none.
+ *
+ * Link-state (RON's routing exchange): every RS_LS_MS, and RS_LS_CHANGED_MS after the set of
+ * peers it lists changed, the slave tells each live peer (OVW_LINKSTATE, wire.h) the RTT (the
+ * lowest of 30 s) and probe loss of its paths to its other live peers whose paths are neither
+ * down nor relayed: a complete list, or parts of OVW_LS_MAX when there are more. A report is
+ * paid from that peer's probe bucket (its bytes at IPv4 size) keeping the two silence probes,
+ * before the quality probes, so probes and reports together stay within the budget. Reports
+ * are kept RS_LS_TTL_MS per reporter (RS_LS_KEEP entries; a complete one replaces the last).
+ * The relay for a peer is the usable one of lowest (our RTT to it + its reported RTT to the
+ * peer) among those listing the peer without loss of degraded-pct; a relay whose fresh complete
+ * list leaves the peer out is never taken; with no listing relay at all, the old rule (the
+ * usable relay of lowest smoothed RTT, reports or not) stands.
+ *
+ * A path in use whose RTT grows as a whole (no share late, so not degraded) is "slow": when
+ * RS_SLOW_VOTES answered probes in a row, over RS_SLOW_HOLD_MS at least, find it above the
+ * best relayed estimate (that sum) by RS_SLOW_PCT percent and RS_SLOW_US, its packets go
+ * through that relay; as many finding it within half of both margins send them direct again
+ * (between the two nothing moves). A relay that carries a peer in use is in use itself (its
+ * silence is judged), and a peer relayed for its RTT or losses goes direct when its relay is
+ * no longer usable, in use or not.
  */
 #include "slave_resil.h"
 
@@ -1013,7 +1033,7 @@ static void rs_stats(struct ov_slave *s, struct mbuf *b)
 	    (unsigned long long)CNT_GET(r, slows), (unsigned long long)CNT_GET(r, slow_backs));
 }
 
-/* One line per peer with an endpoint: "path NAME direct|down|degraded via RELAY|- rtt-us N|-
+/* One line per peer with an endpoint: "path NAME direct|down|slow|degraded via RELAY|- rtt-us N|-
  * probes N lost N late N" (the window of the last probes, resolved ones). */
 static void rs_show(struct ov_slave *s, struct mbuf *b)
 {
