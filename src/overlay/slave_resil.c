@@ -1034,7 +1034,8 @@ static void rs_stats(struct ov_slave *s, struct mbuf *b)
 }
 
 /* One line per peer with an endpoint: "path NAME direct|down|slow|degraded via RELAY|- rtt-us N|-
- * probes N lost N late N" (the window of the last probes, resolved ones). */
+ * probes N lost N late N" (the window of the last probes, resolved ones); then one per fresh
+ * link-state entry: "linkstate REPORTER PEER rtt-us N loss-pct N|- age-ms N". */
 static void rs_show(struct ov_slave *s, struct mbuf *b)
 {
 	struct rs *r = s->priv;
@@ -1059,6 +1060,22 @@ static void rs_show(struct ov_slave *s, struct mbuf *b)
 		            : p->degraded ? "degraded"
 		                          : "direct",
 		            via, rtt, sm.resolved, sm.lost, sm.late);
+	}
+	uint64_t now = r->now_ns() / 1000000;
+	for (uint32_t j = 0; j < n && j < RS_MAX_PEERS; j++) {
+		struct gw_peer_info jn, kn;
+		for (unsigned x = 0; r->peers[j].ls && x < RS_LS_KEEP; x++) {
+			const struct rs_ls *e = &r->peers[j].ls[x];
+			if (!e->at_ms || ls_of(r, j, e->dest, now) != e ||
+			    gw_peer_info(r->gw, j, &jn) || gw_peer_info(r->gw, e->dest, &kn))
+				continue;
+			char loss[8] = "-";
+			if (e->loss_pct != OVW_LS_LOSS_UNKNOWN)
+				snprintf(loss, sizeof(loss), "%u", e->loss_pct);
+			mbuf_printf(b, "linkstate %s %s rtt-us %u loss-pct %s age-ms %llu\n",
+			            jn.name, kn.name, e->rtt_us, loss,
+			            (unsigned long long)(now > e->at_ms ? now - e->at_ms : 0));
+		}
 	}
 }
 

@@ -63,6 +63,8 @@ static void test_relay_that_reaches_the_destination_well(void **state)
 	/* c is nearer, but its path to b is slow and lossy-free; d's is quick: 5 + 200 > 20 + 10 */
 	report(C, true, 2, (uint32_t[]){B, D}, (unsigned[]){200, 30}, (unsigned[]){0, 0});
 	report(D, true, 2, (uint32_t[]){B, C}, (unsigned[]){10, 30}, (unsigned[]){0, 0});
+	assert_true(rh_show_has(s, "linkstate c b rtt-us 200000 loss-pct 0 age-ms 0"));
+	assert_true(rh_show_has(s, "linkstate d b rtt-us 10000 loss-pct 0 age-ms 0"));
 	assert_int_equal(relay_when_b_dies(s), D);
 	assert_true(rh_show_has(s, "path b down via d"));
 	assert_int_equal(rh_metric(s, "peak_overlay_resil_linkstate_received_total"), 2);
@@ -96,7 +98,8 @@ static void test_stale_reports_expire(void **state)
 	report(C, true, 2, (uint32_t[]){B, D}, (unsigned[]){200, 30}, (unsigned[]){0, 0});
 	report(D, true, 2, (uint32_t[]){B, C}, (unsigned[]){10, 30}, (unsigned[]){0, 0});
 	rh_run(s, 36000, BIT(B) | BIT(C) | BIT(D), BIT(B)); /* past RS_LS_TTL_MS (35 s) */
-	assert_int_equal(relay_when_b_dies(s), C);          /* forgotten: our RTT alone again */
+	assert_false(rh_show_has(s, "linkstate "));
+	assert_int_equal(relay_when_b_dies(s), C); /* forgotten: our RTT alone again */
 	rh_free(s);
 }
 
