@@ -22,10 +22,12 @@ namespace tests, RUNS times each on one bed:
 
 Each run is on a fresh bed by default: a failure on a pair that has been quiet. --same-bed
 runs them back to back on one bed, a failure seconds after the last (the probes that
-followed it spend the pair's probe budget, and when the budget holds a silence probe back a
-peer is given up after twice dead-ms: see README, resiliency). Each run records how much
+followed it spend the pair's probe budget: two probes' worth are kept for the next silence,
+and when the budget still holds the second silence probe back one unanswered probe gives
+the peer up; see README, resiliency). Each run records how much
 the budget held back at gA meanwhile (peak_overlay_resil_budget_limited_total: probes and
-echoes, to every peer).
+echoes, to every peer) and the link-state reports gA sent (peak_overlay_resil_linkstate_sent_
+bytes_total: bytes, and bit/s per peer against the 1000 bit/s pair budget).
 
 Writes JSON (default bench/results/overlay-gaps.json) and prints a Markdown table.
 Usage: bench/overlay/gaps.py [--runs N] [--only resiliency|anycast] [--same-bed] [--out F]"""
@@ -55,6 +57,7 @@ TARGET_ANYCAST_S = 1.0
 DEAD_MS = 600
 MOVED = "peak_overlay_anycast_flows_moved_total"
 LIMITED = "peak_overlay_resil_budget_limited_total"
+LS_BYTES = "peak_overlay_resil_linkstate_sent_bytes_total"
 
 
 def popen_ns(b, ns, script, *args):
@@ -71,7 +74,8 @@ def stop_procs(procs):
 
 def resil_run(b, stop_file):
     """One cut under the echo stream: the run's figures."""
-    limited = b.metrics("a").get(LIMITED, 0)
+    m0 = b.metrics("a")
+    limited, ls0, t0 = m0.get(LIMITED, 0), m0.get(LS_BYTES, 0), time.monotonic()
     probe = popen_ns(b, "ha", PROBE, "fd00:b::2", str(stop_file))
     try:
         assert probe.stdout.readline().strip() == "started"
@@ -110,7 +114,15 @@ def resil_run(b, stop_file):
     return {"gap_ms": round(gap * 1000, 1), "lost": max(0, sent - back),
             "lost_ms": max(0, sent - back) * 10, "both_relayed_s": round(relayed_at - cut_at, 3),
             "direct_again_s": round(back_at - restored_at, 3), "echoes_relayed": relayed,
-            "budget_limited": int(b.metrics("a").get(LIMITED, 0) - limited)}
+            "budget_limited": int(b.metrics("a").get(LIMITED, 0) - limited),
+            **linkstate(b, ls0, t0)}
+
+
+def linkstate(b, ls0, t0):
+    """gA's link-state reports since (ls0 bytes, at t0): bytes and bit/s, to its 2 peers."""
+    sent = b.metrics("a").get(LS_BYTES, 0) - ls0
+    return {"linkstate_bytes": int(sent),
+            "linkstate_bps_per_peer": round(sent * 8 / 2 / max(0.001, time.monotonic() - t0), 1)}
 
 
 @contextlib.contextmanager
@@ -145,7 +157,8 @@ def resiliency(runs, tmp, same_bed):
             print(f"resiliency run {i + 1}: gap {r['gap_ms']:.0f} ms, {r['lost']} echoes lost, "
                   f"both relayed after {r['both_relayed_s']:.2f} s, direct again "
                   f"{r['direct_again_s']:.2f} s after the link came back; "
-                  f"{r['budget_limited']} probes held by the budget", flush=True)
+                  f"{r['budget_limited']} probes held by the budget; link-state "
+                  f"{r['linkstate_bps_per_peer']} bit/s a peer", flush=True)
     return each
 
 
@@ -156,6 +169,7 @@ def anycast_run(b, to_b):
         b0 = b.metrics("a").get(to_b, 0)
         moved = b.metrics("a").get(MOVED, 0)
         limited = b.metrics("a").get(LIMITED, 0)
+        ls0, t0 = b.metrics("a").get(LS_BYTES, 0), time.monotonic()
         assert stream.stdout.readline().strip() == "started"
         wait_for("the stream on B", lambda: b.metrics("a").get(to_b, 0) >= b0 + 50, timeout=30)
         killed_at = time.monotonic()
@@ -179,7 +193,7 @@ def anycast_run(b, to_b):
     last_b = max(t for t, s in got if s == "b" and t < first_c)
     return {"gap_ms": round((first_c - last_b) * 1000, 1),
             "stop_to_c_ms": round((first_c - killed_at) * 1000, 1), "answers": len(got),
-            "budget_limited": int(limited)}
+            "budget_limited": int(limited), **linkstate(b, ls0, t0)}
 
 
 @contextlib.contextmanager
@@ -230,7 +244,8 @@ def anycast(runs, tmp, same_bed):
             each.append(r)
             print(f"anycast run {i + 1}: gap {r['gap_ms']:.0f} ms (last answer from B to "
                   f"first from C), {r['stop_to_c_ms']:.0f} ms from the stop; "
-                  f"{r['budget_limited']} probes held by the budget", flush=True)
+                  f"{r['budget_limited']} probes held by the budget; link-state "
+                  f"{r['linkstate_bps_per_peer']} bit/s a peer", flush=True)
     return each
 
 

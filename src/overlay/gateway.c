@@ -150,6 +150,9 @@ struct gw {
 	void (*on_probe)(void *arg, uint32_t cookie, uint8_t type,
 	                 const uint8_t body[OVW_PROBE_LEN], uint64_t now_ms);
 	void *probe_arg;
+	void (*on_linkstate)(void *arg, uint32_t cookie, const uint8_t *body, size_t n,
+	                     uint64_t now_ms);
+	void *linkstate_arg;
 	/* the multicast slave: membership announcements and packets to multicast groups */
 	void (*on_members)(void *arg, uint32_t cookie, const uint8_t *body, size_t n);
 	void (*on_mcast)(void *arg, uint32_t cookie, const uint8_t *pkt, size_t n);
@@ -950,6 +953,13 @@ static void from_udp(struct gw *g, const uint8_t *pkt, size_t n, const struct so
 		take_relay_lost(g, p, inner, p->last_rx_ms);
 		return;
 	}
+	if (h.type == OVW_LINKSTATE) {
+		CNT_ADD(g, probe_rx, 1);
+		if (g->on_linkstate)
+			g->on_linkstate(g->linkstate_arg, (uint32_t)(p - g->peers), inner,
+			                (size_t)len, p->last_rx_ms);
+		return;
+	}
 	if (h.type == OVW_MEMBERS) {
 		if (g->on_members)
 			g->on_members(g->mcast_arg, (uint32_t)(p - g->peers), inner, (size_t)len);
@@ -1611,6 +1621,7 @@ int gw_peer_info(struct ov_slave *s, uint32_t cookie, struct gw_peer_info *info)
 		return -ENOENT;
 	const struct gw_peer *p = &g->peers[cookie];
 	info->name = p->conf->name;
+	memcpy(info->id, p->conf->pub, OVW_ID_LEN);
 	info->has_ep = p->has_ep;
 	info->last_rx_ms = p->last_rx_ms;
 	info->out_packets = p->out_packets;
@@ -1666,6 +1677,30 @@ void gw_set_probe_cb(struct ov_slave *s,
 	struct gw *g = s->priv;
 	g->on_probe = fn;
 	g->probe_arg = arg;
+}
+
+int gw_linkstate_send(struct ov_slave *s, uint32_t cookie, const uint8_t *body, size_t n)
+{
+	struct gw *g = s->priv;
+	if (cookie >= g->npeers || !n || n > OVW_LS_BODY_MAX)
+		return -EINVAL;
+	struct gw_peer *p = &g->peers[cookie];
+	if (!p->has_ep)
+		return -EHOSTUNREACH;
+	int r = send_to(g, p, OVW_LINKSTATE, body, n);
+	if (!r)
+		CNT_ADD(g, probe_tx, 1);
+	return r;
+}
+
+void gw_set_linkstate_cb(struct ov_slave *s,
+                         void (*fn)(void *arg, uint32_t cookie, const uint8_t *body, size_t n,
+                                    uint64_t now_ms),
+                         void *arg)
+{
+	struct gw *g = s->priv;
+	g->on_linkstate = fn;
+	g->linkstate_arg = arg;
 }
 
 void gw_set_mcast_cb(struct ov_slave *s,

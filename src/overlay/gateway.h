@@ -79,6 +79,7 @@ static inline bool gw_peer_heard_within(uint64_t last_rx_ms, uint64_t now_ms, un
 
 struct gw_peer_info {
 	const char *name;
+	uint8_t id[OVW_ID_LEN]; /* its sender id: its public key's first bytes */
 	bool has_ep;
 	uint64_t last_rx_ms;  /* its last authenticated packet (monotonic; 0: none yet) */
 	uint64_t out_packets; /* packets from the site routed to it so far, relayed or not */
@@ -118,6 +119,17 @@ void gw_set_probe_cb(struct ov_slave *s,
                      void (*fn)(void *arg, uint32_t cookie, uint8_t type,
                                 const uint8_t body[OVW_PROBE_LEN], uint64_t now_ms),
                      void *arg);
+
+/* Sends an OVW_LINKSTATE report (body, 1..OVW_LS_BODY_MAX bytes, ovw_ls_encode) to the peer of
+ * cookie at once. Returns 0, -EINVAL, -EHOSTUNREACH (no endpoint) or a send's -errno. */
+int gw_linkstate_send(struct ov_slave *s, uint32_t cookie, const uint8_t *body, size_t n);
+
+/* fn(arg, cookie, body, n, now_ms) is called for each authenticated OVW_LINKSTATE report of the
+ * peer of cookie (its body, unchecked: the resiliency slave decodes it). Loop thread. */
+void gw_set_linkstate_cb(struct ov_slave *s,
+                         void (*fn)(void *arg, uint32_t cookie, const uint8_t *body, size_t n,
+                                    uint64_t now_ms),
+                         void *arg);
 
 /* For the multicast slave (slave_mcast.c): members(arg, cookie, body, n) is called for each
  * authenticated OVW_MEMBERS announcement of the peer of cookie (its body, unchecked), and

@@ -20,3 +20,10 @@ void resil_free(struct ov_slave *s);
  * relayed), and the path's RTT in us: the lowest probe RTT of the last 30 s, which a busy
  * host's stalls do not raise (0: not measured yet). Returns 0 or -ENOENT. Loop thread. */
 int resil_peer(struct ov_slave *s, uint32_t cookie, bool *down, uint32_t *rtt_us);
+
+/* Tests: the slave reads time from now_ns (a monotonic clock in ns) instead of peak_mono_ns.
+ * Call before attaching it. */
+void resil_set_clock(struct ov_slave *s, uint64_t (*now_ns)(void));
+
+/* Tests: runs one tick (the 50 ms timer's work) at the slave's clock now. */
+void resil_tick(struct ov_slave *s);

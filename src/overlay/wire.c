@@ -22,7 +22,7 @@ int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *bo
 	if (c->err)
 		return c->err;
 	if (version || rsv || h->type < OVW_DATA ||
-	    (h->type > OVW_MEMBERS && h->type != OVW_MCAST_TREE))
+	    (h->type > OVW_LINKSTATE && h->type != OVW_MCAST_TREE))
 		return -EBADMSG;
 	size_t n = c->left;
 	if (h->type == OVW_DATA_PLAIN) {
@@ -46,9 +46,57 @@ int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *bo
 		return -EBADMSG;
 	if (h->type == OVW_RELAY_LOST && n != OVW_TAG_LEN + OVW_ID_LEN)
 		return -EBADMSG;
+	if (h->type == OVW_LINKSTATE && (n < OVW_TAG_LEN + 2 || n > OVW_TAG_LEN + OVW_LS_BODY_MAX))
+		return -EBADMSG;
 	*body = cur_ptr(c, n);
 	*body_len = n;
 	return c->err;
+}
+
+static bool ls_entry_ok(const struct ovw_ls_entry *e)
+{
+	return e->rtt_us && (e->loss_pct <= 100 || e->loss_pct == OVW_LS_LOSS_UNKNOWN);
+}
+
+long ovw_ls_encode(uint8_t flags, const struct ovw_ls_entry *e, size_t n, uint8_t *out, size_t cap)
+{
+	if (n > OVW_LS_MAX || (flags & ~OVW_LS_COMPLETE) || (!n && !(flags & OVW_LS_COMPLETE)))
+		return -EINVAL;
+	struct wcur w = wcur_make(out, cap);
+	wcur_u8(&w, flags);
+	wcur_u8(&w, (uint8_t)n);
+	for (size_t i = 0; i < n; i++) {
+		if (!ls_entry_ok(&e[i]))
+			return -EINVAL;
+		wcur_bytes(&w, e[i].id, OVW_ID_LEN);
+		wcur_u32(&w, e[i].rtt_us);
+		wcur_u8(&w, e[i].loss_pct);
+	}
+	return w.err ? -EMSGSIZE : (long)(2 + n * OVW_LS_ENTRY_LEN);
+}
+
+int ovw_ls_decode(const uint8_t *body, size_t len, uint8_t *flags,
+                  struct ovw_ls_entry out[static OVW_LS_MAX], size_t *n)
+{
+	struct cur c = cur_make(body, len);
+	*flags = cur_u8(&c);
+	size_t cnt = cur_u8(&c);
+	*n = 0;
+	if (c.err || (*flags & ~OVW_LS_COMPLETE) || (!cnt && !(*flags & OVW_LS_COMPLETE)) ||
+	    cnt > OVW_LS_MAX || c.left != cnt * OVW_LS_ENTRY_LEN)
+		return -EBADMSG;
+	for (size_t i = 0; i < cnt; i++) {
+		cur_bytes(&c, out[i].id, OVW_ID_LEN);
+		out[i].rtt_us = cur_u32(&c);
+		out[i].loss_pct = cur_u8(&c);
+		if (c.err || !ls_entry_ok(&out[i]))
+			return -EBADMSG;
+		for (size_t j = 0; j < i; j++)
+			if (!memcmp(out[j].id, out[i].id, OVW_ID_LEN))
+				return -EBADMSG;
+	}
+	*n = cnt;
+	return c.err;
 }
 
 int ovw_aead_init(struct ovw_aead *a, const uint8_t key[static OVW_KEY_LEN])

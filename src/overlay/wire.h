@@ -24,9 +24,12 @@
  *	        it only from a peer it marks trusted, from the sender id's prefixes, and it moves
  *	        no state of the peer's (endpoint, epoch, replay window)) or OVW_MEMBERS (the
  *	        multicast slave's membership announcement: entries of the groups the sender's
- *	        site listens to or left, mcast.h; not empty) or OVW_MCAST_TREE (a packet to a
- *	        multicast group and the member sites the receiver passes it on to: the multicast
- *	        slave's distribution tree, mcast.h; not empty. Types 12 and 13 are not used)
+ *	        site listens to or left, mcast.h; not empty) or OVW_LINKSTATE (the resiliency
+ *	        slave's link-state report, RON's: the sender's measured paths to its other live
+ *	        peers, ovw_ls_decode below; 2 + 13 * n bytes, n <= OVW_LS_MAX) or
+ *	        OVW_MCAST_TREE (a packet to a multicast group and the member sites the receiver
+ *	        passes it on to: the multicast slave's distribution tree, mcast.h; not empty.
+ *	        Type 13 is not used)
  *	1  u8   version, 0
  *	2  u16  reserved, 0
  *	4  8    sender id: the first 8 bytes of the sender's X25519 public key
@@ -65,6 +68,7 @@ enum {
 	OVW_LOSS = 9,
 	OVW_DATA_PLAIN = 10,
 	OVW_MEMBERS = 11,
+	OVW_LINKSTATE = 12,
 	OVW_MCAST_TREE = 14,
 	OVW_PROBE_LEN = 8,
 	OVW_MAPPING_LEN = 6,
@@ -76,6 +80,12 @@ enum {
 	OVW_INNER_MAX = 1500, /* largest inner packet sent or accepted */
 	OVW_PKT_MAX = OVW_HDR_LEN + OVW_INNER_MAX + OVW_TAG_LEN,
 	OVW_REPLAY_WORDS = 32, /* a window of (32 - 1) * 64 = 1984 counters */
+	OVW_LS_ENTRY_LEN = OVW_ID_LEN + 4 + 1,
+	OVW_LS_MAX = 12, /* entries per report: one report is 230 bytes on the wire at most,
+	                  * which the probe bucket's spare tokens pay (slave_resil.c) */
+	OVW_LS_BODY_MAX = 2 + OVW_LS_MAX * OVW_LS_ENTRY_LEN,
+	OVW_LS_COMPLETE = 1, /* flags: every peer the sender hears is listed */
+	OVW_LS_LOSS_UNKNOWN = 255,
 };
 
 struct ovw_hdr {
@@ -91,9 +101,34 @@ struct ovw_hdr {
  * reserved bits set, a keepalive with a body, a mapping whose body is not OVW_MAPPING_LEN
  * bytes, a probe, probe ack or loss report whose body is not OVW_PROBE_LEN bytes, a relay-lost
  * whose body is not OVW_ID_LEN bytes, a data, relay, relayed, members or tree packet with an
- * empty body, a body out of bounds). An OVW_DATA_PLAIN's body is the inner packet itself:
- * 1..OVW_INNER_MAX bytes, no tag. */
+ * empty body, a link-state body below 2 or above OVW_LS_BODY_MAX bytes, a body out of
+ * bounds). An OVW_DATA_PLAIN's body is the inner packet itself: 1..OVW_INNER_MAX bytes, no
+ * tag. */
 int ovw_parse(struct cur *c, struct ovw_hdr *h, const uint8_t **body, size_t *body_len);
+
+/* One entry of a link-state report: the reporter's path to the peer whose sender id is id
+ * (its public key's first 8 bytes): the path's RTT in us (> 0) and the share of the
+ * reporter's last probes on it that were lost, in percent (0..100, or OVW_LS_LOSS_UNKNOWN).
+ * Wire: id, u32 rtt_us, u8 loss_pct. The body is u8 flags (OVW_LS_COMPLETE: the list is every
+ * peer the sender hears, so a peer missing is one it does not; else it is a part of them), u8
+ * n and n entries (n = 0 only in a complete list). */
+struct ovw_ls_entry {
+	uint8_t id[OVW_ID_LEN];
+	uint32_t rtt_us;
+	uint8_t loss_pct;
+};
+
+/* Writes a link-state body of flags and e[0..n) (n <= OVW_LS_MAX) into out (cap bytes).
+ * Returns its length, -EINVAL (n or flags out of range, an entry that would not decode) or
+ * -EMSGSIZE. */
+long ovw_ls_encode(uint8_t flags, const struct ovw_ls_entry *e, size_t n, uint8_t *out, size_t cap);
+
+/* Decodes a link-state body (len bytes, untrusted) through the cursor into *flags and out; *n is
+ * the entry count. Returns 0 or -EBADMSG (truncated or trailing bytes, unknown flags, a count
+ * above OVW_LS_MAX or of 0 in a partial list, an RTT of 0, a loss above 100 that is not
+ * OVW_LS_LOSS_UNKNOWN, an id twice). */
+int ovw_ls_decode(const uint8_t *body, size_t len, uint8_t *flags,
+                  struct ovw_ls_entry out[static OVW_LS_MAX], size_t *n);
 
 /* An AEAD key expanded once (AES round keys, GHASH table) in a GnuTLS handle; a seal or
  * open uses its per-message state, so one context serves one thread. */

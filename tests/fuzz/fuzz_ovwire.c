@@ -3,7 +3,8 @@
  * replay window with the packet's counter. Then the input as an inner packet: sealed and
  * opened again it must come back byte for byte, and opening it with one bit flipped must
  * fail; written as OVW_DATA_PLAIN it must parse back to the same bytes. An OVW_DATA_PLAIN input
- * is the inner packet itself: checked in place, never opened. */
+ * is the inner packet itself: checked in place, never opened. The input as a link-state body
+ * (OVW_LINKSTATE): if it decodes, it encodes back byte for byte. */
 #include <errno.h>
 #include <stdbool.h>
 #include <string.h>
@@ -44,6 +45,16 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		} else if (ovw_replay_accept(&rp, h.counter)) {
 			__builtin_trap();
 		}
+	}
+	struct ovw_ls_entry ls[OVW_LS_MAX];
+	size_t nls;
+	uint8_t lsf;
+	if (!ovw_ls_decode(data, size, &lsf, ls, &nls)) {
+		uint8_t enc[OVW_LS_BODY_MAX];
+		if (nls > OVW_LS_MAX ||
+		    ovw_ls_encode(lsf, ls, nls, enc, sizeof(enc)) != (long)size ||
+		    memcmp(enc, data, size))
+			__builtin_trap();
 	}
 	if (size > OVW_INNER_MAX)
 		return 0;

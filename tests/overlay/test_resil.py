@@ -4,7 +4,7 @@ stream and a paced TCP stream from hA to hB. A and B give up the direct path and
 through C (within about a second: the gap is measured and printed, not asserted, the
 machine is shared) and echoes flow while relayed, the TCP stream survives, and when the
 link is restored both ends go direct again (C relays nothing more). Probe traffic stays
-within the budget. Last, relay packets sealed with A's key and injected on the IPv4 path:
+within the budget, link-state reports (OVW_LINKSTATE) included. Last, relay packets sealed with A's key and injected on the IPv4 path:
 to a destination no site serves, or relayed from a source no site serves, are dropped and
 counted at C, beside a good one C forwards.
 
@@ -241,12 +241,19 @@ def test_cut_link_relays_through_c_and_returns(bed):
         assert b.ping_ok("a", "b") and b.ping_ok("b", "a")
     assert metric(b, "c", "peak_overlay_gw_relay_forwarded_total") == fwd
 
-    # the probe budget: each gateway's probes and echoes to a peer at most half the pair's
-    # bits/s (80 bytes each on the wire) plus two 8-packet bursts, summed over its 2 peers
+    # the probe budget: each gateway's probes, echoes and link-state reports to a peer at
+    # most half the pair's bits/s (80 bytes each probe on the wire, the reports counted by
+    # their bytes) plus two 8-packet bursts, summed over its 2 peers
     elapsed = time.monotonic() - t0
     for s in SITES:
-        sent = metric(b, s, "peak_overlay_gw_probes_sent_total")
-        assert sent * 80 <= 2 * (BUDGET / 16 * elapsed + 16 * 80), (s, sent, elapsed)
+        m = b.metrics(s)
+        ls = m["peak_overlay_resil_linkstate_sent_total"]
+        assert ls >= 2, (s, ls)  # every 10 s to each live peer, or when what it hears changed
+        sent = (m["peak_overlay_gw_probes_sent_total"] - ls) * 80 + m[
+            "peak_overlay_resil_linkstate_sent_bytes_total"]
+        assert sent <= 2 * (BUDGET / 16 * elapsed + 16 * 80), (s, sent, elapsed)
+        print(f"{s}: {sent} probe bytes in {elapsed:.1f} s to 2 peers, "
+              f"{m['peak_overlay_resil_linkstate_sent_bytes_total']} of them link-state")
     # bad relays, sealed with A's key to C on the IPv4 path: one to a destination no site
     # serves and one relayed from a source no site serves are dropped and counted, beside a
     # good one that C forwards (so the sealing is right); last: C now has A in a new epoch

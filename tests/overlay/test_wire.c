@@ -142,7 +142,7 @@ static void test_seal_open(void **state)
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), 0);
 	assert_int_equal(g.type, OVW_MCAST_TREE);
 	for (uint8_t t = OVW_MEMBERS + 1; t <= OVW_MCAST_TREE + 1; t++) { /* unknown types */
-		if (t == OVW_MCAST_TREE)
+		if (t == OVW_MCAST_TREE || t == OVW_LINKSTATE)
 			continue;
 		pkt[0] = t;
 		c = cur_make(pkt, OVW_HDR_LEN + OVW_PROBE_LEN + OVW_TAG_LEN);
@@ -289,9 +289,88 @@ static void test_plain(void **state)
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
 	/* the type number past the last is unknown */
 	ovw_plain(&h, inner, 60, pkt, sizeof(pkt));
-	pkt[0] = OVW_MEMBERS + 1;
+	pkt[0] = OVW_LINKSTATE + 1;
 	c = cur_make(pkt, OVW_HDR_LEN + 60);
 	assert_int_equal(ovw_parse(&c, &g, &body, &blen), -EBADMSG);
+}
+
+/* A link-state report: encoded and decoded back; every malformed class refused. */
+static void test_linkstate(void **state)
+{
+	(void)state;
+	struct ovw_ls_entry e[OVW_LS_MAX + 1], d[OVW_LS_MAX];
+	uint8_t b[OVW_LS_BODY_MAX + 32], fl;
+	size_t n;
+	const size_t two = 2 + 2 * OVW_LS_ENTRY_LEN;
+	for (int i = 0; i <= OVW_LS_MAX; i++) {
+		memset(e[i].id, 0x10 + i, OVW_ID_LEN);
+		e[i].rtt_us = 1000u * (unsigned)(i + 1);
+		e[i].loss_pct = (uint8_t)(i == 3 ? OVW_LS_LOSS_UNKNOWN : i * 5);
+	}
+	long len = ovw_ls_encode(OVW_LS_COMPLETE, e, OVW_LS_MAX, b, sizeof(b));
+	assert_int_equal(len, OVW_LS_BODY_MAX);
+	assert_int_equal(ovw_ls_decode(b, (size_t)len, &fl, d, &n), 0);
+	assert_int_equal(fl, OVW_LS_COMPLETE);
+	assert_int_equal(n, OVW_LS_MAX);
+	assert_memory_equal(d[5].id, e[5].id, OVW_ID_LEN);
+	assert_int_equal(d[5].rtt_us, 6000);
+	assert_int_equal(d[5].loss_pct, 25);
+	assert_int_equal(d[3].loss_pct, OVW_LS_LOSS_UNKNOWN);
+	/* a complete list may be empty (the sender hears nobody else), a partial one not */
+	assert_int_equal(ovw_ls_encode(OVW_LS_COMPLETE, e, 0, b, sizeof(b)), 2);
+	assert_int_equal(ovw_ls_decode(b, 2, &fl, d, &n), 0);
+	assert_int_equal(n, 0);
+	assert_int_equal(ovw_ls_encode(0, e, 0, b, sizeof(b)), -EINVAL);
+	b[0] = 0;
+	assert_int_equal(ovw_ls_decode(b, 2, &fl, d, &n), -EBADMSG);
+	/* the encoder refuses what the decoder would */
+	assert_int_equal(ovw_ls_encode(0, e, OVW_LS_MAX + 1, b, sizeof(b)), -EINVAL);
+	assert_int_equal(ovw_ls_encode(2, e, 1, b, sizeof(b)), -EINVAL);
+	assert_int_equal(ovw_ls_encode(0, e, 2, b, two - 1), -EMSGSIZE);
+	struct ovw_ls_entry z = e[0];
+	z.rtt_us = 0;
+	assert_int_equal(ovw_ls_encode(0, &z, 1, b, sizeof(b)), -EINVAL);
+	/* truncated, trailing bytes, unknown flags, a count above the limit */
+	assert_int_equal(ovw_ls_encode(0, e, 2, b, sizeof(b)), (long)two);
+	assert_int_equal(ovw_ls_decode(b, two, &fl, d, &n), 0);
+	assert_int_equal(fl, 0);
+	assert_int_equal(ovw_ls_decode(b, two - 1, &fl, d, &n), -EBADMSG);
+	assert_int_equal(n, 0);
+	b[two] = 0;
+	assert_int_equal(ovw_ls_decode(b, two + 1, &fl, d, &n), -EBADMSG);
+	assert_int_equal(ovw_ls_decode(b, 0, &fl, d, &n), -EBADMSG);
+	assert_int_equal(ovw_ls_decode(b, 1, &fl, d, &n), -EBADMSG);
+	b[0] = 0x80;
+	assert_int_equal(ovw_ls_decode(b, two, &fl, d, &n), -EBADMSG);
+	ovw_ls_encode(0, e, OVW_LS_MAX, b, sizeof(b));
+	b[1] = OVW_LS_MAX + 1;
+	memset(b + OVW_LS_BODY_MAX, 0x55, OVW_LS_ENTRY_LEN);
+	assert_int_equal(ovw_ls_decode(b, OVW_LS_BODY_MAX + OVW_LS_ENTRY_LEN, &fl, d, &n),
+	                 -EBADMSG);
+	/* an RTT of 0, a loss above 100, an id twice */
+	ovw_ls_encode(0, e, 2, b, sizeof(b));
+	memset(b + 2 + OVW_ID_LEN, 0, 4);
+	assert_int_equal(ovw_ls_decode(b, two, &fl, d, &n), -EBADMSG);
+	ovw_ls_encode(0, e, 2, b, sizeof(b));
+	b[1 + OVW_LS_ENTRY_LEN] = 101;
+	assert_int_equal(ovw_ls_decode(b, two, &fl, d, &n), -EBADMSG);
+	ovw_ls_encode(0, e, 2, b, sizeof(b));
+	memcpy(b + 2 + OVW_LS_ENTRY_LEN, b + 2, OVW_ID_LEN);
+	assert_int_equal(ovw_ls_decode(b, two, &fl, d, &n), -EBADMSG);
+	/* the packet: a body of 2..OVW_LS_BODY_MAX bytes and the tag */
+	uint8_t pkt[OVW_PKT_MAX];
+	memset(pkt, 0, sizeof(pkt));
+	pkt[0] = OVW_LINKSTATE;
+	struct ovw_hdr g;
+	const uint8_t *body;
+	size_t blen;
+	size_t sizes[] = {OVW_TAG_LEN + 1, OVW_TAG_LEN + 2, OVW_TAG_LEN + OVW_LS_BODY_MAX,
+	                  OVW_TAG_LEN + OVW_LS_BODY_MAX + 1};
+	int want[] = {-EBADMSG, 0, 0, -EBADMSG};
+	for (int i = 0; i < 4; i++) {
+		struct cur c = cur_make(pkt, OVW_HDR_LEN + sizes[i]);
+		assert_int_equal(ovw_parse(&c, &g, &body, &blen), want[i]);
+	}
 }
 
 int main(void)
@@ -299,7 +378,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_keys_agree),  cmocka_unit_test(test_seal_open),
 	    cmocka_unit_test(test_seal_vector), cmocka_unit_test(test_replay_window),
-	    cmocka_unit_test(test_plain),
+	    cmocka_unit_test(test_plain),       cmocka_unit_test(test_linkstate),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
