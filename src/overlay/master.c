@@ -69,6 +69,8 @@ struct ov_master {
 	/* counters: written by the loop, read by the metrics thread (__atomic) */
 	bool tso;               /* the TUN device hands us TCP super-packets (TUN_F_TSO6) */
 	struct ovio_merge *out; /* what ov_master_input queued for the TUN device */
+	void (*tap)(void *arg, bool to_site, const uint8_t *pkt, size_t len);
+	void *tap_arg;
 	uint64_t tun_writes;
 	uint64_t tun_reads, tun_gso;
 	uint64_t tun_rx, tun_rx_bad, tun_tx, tun_tx_err, no_route, icmp_sent, icmp_limited,
@@ -289,6 +291,8 @@ static void tun_out_flush(struct ov_master *m)
  * next, else after writing them (io.h). */
 int ov_master_input(struct ov_master *m, const uint8_t *pkt, size_t len)
 {
+	if (m->tap)
+		m->tap(m->tap_arg, true, pkt, len);
 	if (ovio_merge_add(m->out, pkt, len))
 		return 0;
 	tun_out_flush(m);
@@ -503,6 +507,8 @@ static void batch_take(struct ov_master *m, struct tun_batch *b, size_t len)
 		return;
 	}
 	CNT_ADD(m, tun_rx, 1);
+	if (m->tap)
+		m->tap(m->tap_arg, false, p, len);
 	memcpy(b->dst[b->n], p + 24, 16);
 	b->len[b->n++] = len;
 }
@@ -558,6 +564,14 @@ static void tun_drain(struct ov_master *m)
 	}
 	if (b.n)
 		batch_run(m, &b);
+}
+
+void ov_master_set_tap(struct ov_master *m,
+                       void (*fn)(void *arg, bool to_site, const uint8_t *pkt, size_t len),
+                       void *arg)
+{
+	m->tap = fn;
+	m->tap_arg = arg;
 }
 
 int ov_master_run(struct ov_master *m, int sigfd)
