@@ -1,15 +1,18 @@
-"""The bridge slave in network namespaces (root): site B's gateway host also has a native
-IPv6 network (namespace nat: 2001:db8:77::2, no overlay daemon, its default route via gB on
-interface `native`). B is certified for fd00:b::/64 and 2001:db8:77::/64 and bridges the
-latter; site A knows no peer, and nothing in its configuration names the native prefix: its
-host only sends 2001:db8::/32 into the overlay, and the DHT tells its gateway that B serves
-2001:db8:77::/64. The native host and hA ping each other and exchange a TCP stream both ways;
-gB installed the kernel routes (native prefix out of `native`, fd00::/16 into the TUN, in
-the main table and table 100) and removes them on SIGTERM; `show peers` and the metrics
-count what crossed.
+"""The bridge slave in network namespaces (root): site B's gateway host also sits on a
+native IPv6 network: its interface `native` reaches the native router nr (2001:db8:76::2),
+behind which the native host nat (2001:db8:77::2, no overlay daemon) lives. B is certified
+for fd00:b::/64 and 2001:db8:77::/64 and bridges the latter (via nr); site A knows no peer,
+and nothing in its configuration names the native prefix: its host only sends
+2001:db8::/32 into the overlay, and the DHT tells its gateway that B serves
+2001:db8:77::/64. The native router learns the overlay's prefix fd00::/16 only by BGP: gB's
+BIRD (configured by `peak agent --bird-config ... --table 100`, the agent's layout) takes
+it from kernel table 100, where the bridge slave puts it. The native host and hA ping each
+other and exchange a TCP stream both ways; gB's kernel routes (native prefix via nr,
+fd00::/16 into the TUN, in the main table and table 100) go on SIGTERM; `show peers` and
+the metrics count what crossed.
 
-    hA fd00:a::2 -- gA 10.0.1.2 --- r --- 10.0.2.2 gB -- native -- nat 2001:db8:77::2
-                                    |
+    hA fd00:a::2 -- gA 10.0.1.2 --- r --- 10.0.2.2 gB -- native -- nr -- nat 2001:db8:77::2
+                                    |             (BIRD)  BGP  (BIRD)
                               dn (dhtnode)
 """
 import os
@@ -19,7 +22,7 @@ import sys
 
 import pytest
 from dhtpubbed import DhtPubBed
-from ovbed import nsx, sh, wait_for
+from ovbed import PEAK, nsx, sh, wait_for
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
@@ -65,17 +68,45 @@ class BridgeBed(DhtPubBed):
             "ab", hosts="a",
             prefixes=lambda s: ["fd00:a::/64"] if s == "a" else ["fd00:b::/64", NATIVE],
             extra=lambda s: (f"bridge:\n  interface: native\n  prefixes: [{NATIVE}]\n"
-                             "  overlay: [fd00::/16]\n  table: 100\n" if s == "b" else ""))
+                             "  via: 2001:db8:76::2\n  overlay: [fd00::/16]\n  table: 100\n"
+                             if s == "b" else ""))
+        self.add_ns("nr")
         self.add_ns("nat")
-        self.veth("gb", "native", "nat", "eth0")
-        sh("ip", "-n", self.n("gb"), "addr", "add", "2001:db8:77::1/64", "dev", "native",
-           "nodad")
-        sh("ip", "-n", self.n("nat"), "addr", "add", f"{NHOST}/64", "dev", "eth0", "nodad")
+        self.veth("gb", "native", "nr", "tobr")
+        self.veth("nr", "lan", "nat", "eth0")
+        for ns, dev, a in (("gb", "native", "2001:db8:76::1"), ("nr", "tobr", "2001:db8:76::2"),
+                           ("nr", "lan", "2001:db8:77::1"), ("nat", "eth0", NHOST)):
+            sh("ip", "-n", self.n(ns), "addr", "add", f"{a}/64", "dev", dev, "nodad")
         sh("ip", "-n", self.n("nat"), "-6", "route", "add", "default", "via", "2001:db8:77::1")
-        nsx(self.n("gb"), "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
-        # the kernel's on-link route of gB's address goes: the route toward the native
-        # prefix is the slave's to install
-        sh("ip", "-n", self.n("gb"), "-6", "route", "del", NATIVE, "dev", "native")
+        for ns in ("gb", "nr"):
+            nsx(self.n(ns), "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
+        # BGP between gB and the native router, each with its own BIRD
+        gconf = self.tmp / "bird-gb.conf"
+        sh(PEAK, "agent", "--table", "100", "--bird-config", str(gconf), "--bgp-neighbor",
+           "2001:db8:76::2", "--local-as", "65001", "--peer-as", "65000", "--router-id",
+           "10.255.0.1")
+        rconf = self.tmp / "bird-nr.conf"
+        rconf.write_text("router id 10.255.0.254;\nprotocol device {}\n"
+                         "protocol kernel { ipv6 { import none; export all; }; }\n"
+                         "protocol bgp bridge { local as 65000; neighbor 2001:db8:76::1 as "
+                         "65001; connect delay time 1; connect retry time 2; hold time 9; "
+                         "keepalive time 3; ipv6 { import all; export none; }; }\n")
+        self.birds = []
+        for ns, conf in (("gb", gconf), ("nr", rconf)):
+            self.birds.append(subprocess.Popen(
+                ["ip", "netns", "exec", self.n(ns), "bird", "-f", "-c", str(conf), "-s",
+                 str(self.tmp / f"bird-{ns}.ctl"), "-P", str(self.tmp / f"bird-{ns}.pid")],
+                stdout=subprocess.DEVNULL, stderr=open(self.tmp / f"bird-{ns}.log", "w")))
+
+    def cleanup(self):
+        for p in getattr(self, "birds", []):
+            p.terminate()
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+        super().cleanup()
 
 
 def peak_routes(b, table="main"):
@@ -118,11 +149,15 @@ def test_bridge_native_network_reaches_overlay_site(bed):
     # the kernel routes of the bridge, PEAK's protocol number: native prefix out of its
     # interface, the overlay's prefixes into the TUN device, also in table 100 (for BIRD)
     main = peak_routes(b)
-    assert re.search(r"^2001:db8:77::/64 dev native", main, re.M), main
+    assert re.search(r"^2001:db8:77::/64 via 2001:db8:76::2 dev native", main, re.M), main
     assert re.search(r"^fd00::/16 dev ov0", main, re.M), main
     assert re.search(r"^fd00::/16 dev ov0", peak_routes(b, "100"), re.M)
     show = b.ctl("b", "show", "peers").stdout
-    assert f"bridge native {NATIVE} dev native via on-link\n" in show, show
+    assert f"bridge native {NATIVE} dev native via 2001:db8:76::2\n" in show, show
+    # the native router learns the overlay's prefix by BGP only (from table 100 at gB)
+    wait_for("fd00::/16 at the native router by BGP", lambda: re.search(
+        r"^fd00::/16 via 2001:db8:76::1 dev tobr proto bird", nsx(
+            b.n("nr"), "ip", "-6", "route", "show").stdout, re.M), timeout=30)
     assert "bridge overlay fd00::/16 dev ov0 table main,100\n" in show, show
 
     # hA -> the native host first: gA finds 2001:db8:77::/64 by a prefix lookup in the DHT
