@@ -4,12 +4,15 @@ list it under dht.anycast, so each puts a signed anycast record under the prefix
 key; A's anycast slave (the prefix configured without sites) looks the members up there,
 its gateway learns both sites, and it picks among them as among configured members: C, which
 publishes the router's delaying forwarder as its locator, is 40 ms further away, so new
-flows go to B; with gB's daemon stopped, new flows go to C.
+flows go to B; with gB's daemon stopped, new flows go to C. Garbage put under the anycast key
+through the independent DHT node is refused and counted.
 
     hA fd00:a::2      hB fd00:b::2 fd00:ac::1      hC fd00:c::2 fd00:ac::1
     gA 10.0.1.2       gB 10.0.2.2                  gC 10.0.3.2 (locator 10.0.9.1: +20 ms)
       +--------------------------- r ---------------------------+--- dn (dhtnode)
 """
+import hashlib
+import ipaddress
 import os
 import re
 import subprocess
@@ -23,6 +26,13 @@ from test_anycast import FLOWS, SERVE, SLOW
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
 AC = "fd00:ac::/64"
+
+
+def anycast_key(prefix):
+    """The DHT key (an InfoHash, hex) of an anycast prefix, as src/overlay/dhtrec.h says."""
+    net = ipaddress.IPv6Network(prefix)
+    raw = b"peak-ov1" + b"a" + bytes([net.prefixlen]) + net.network_address.packed
+    return hashlib.sha1(raw).hexdigest()
 
 
 class AnyDhtBed(DhtPubBed):
@@ -85,6 +95,8 @@ def test_anycast_members_from_the_dht(bed):
     b = bed
     nb, nc = b.peer_name("b"), b.peer_name("c")
     assert "sites" not in (b.tmp / "a.yaml").read_text()
+    b.dhtnode.stdin.write(f"p {anycast_key(AC)} this-is-not-a-record\n")
+    b.dhtnode.stdin.flush()
     # A learns both members from their anycast records, and measures them
     wait_for("both members found and measured", lambda: (lambda m: set(m) == {nb, nc} and all(
         h and r for h, r in m.values()))(b.members()), timeout=40)
@@ -94,6 +106,10 @@ def test_anycast_members_from_the_dht(bed):
     assert met["peak_overlay_dht_anycast_members_total"] >= 2, met
     assert b.metrics("b")["peak_overlay_dht_anycast_puts_total"] >= 1
     assert "members from the DHT" in b.logs["a"].read_text()
+    # the garbage: refused by A's next lookups (every 5 s), the members unchanged
+    wait_for("the garbage refused", lambda: b.metrics("a").get(
+        'peak_overlay_dht_values_refused_total{reason="malformed"}', 0) >= 1, timeout=20)
+    assert set(b.members()) == {nb, nc}
     flows = nsx(b.n("ha"), sys.executable, "-c", FLOWS, "6", timeout=60).stdout.split()
     assert flows == ["b"] * 6, flows
     # gB gone: it turns unhealthy, and new flows go to C
