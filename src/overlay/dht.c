@@ -585,6 +585,15 @@ static void route_cache(struct dhts *d, const struct prefix *p, uint32_t cookie)
 }
 
 /* A verified record: the gateway learns the site, the prefix is routed to it. */
+/* True if p is one of this site's anycast prefixes: the anycast slave owns its route. */
+static bool is_anycast(const struct dhts *d, const struct prefix *p)
+{
+	for (size_t i = 0; i < d->conf->nanycast; i++)
+		if (!prefix_cmp(&d->conf->anycast[i].prefix, p))
+			return true;
+	return false;
+}
+
 static int learn(struct dhts *d, const struct dhr_rec *r)
 {
 	if (!memcmp(r->cert.x_pub, d->x_pub, 32))
@@ -596,6 +605,10 @@ static int learn(struct dhts *d, const struct dhr_rec *r)
 		e = -EINVAL; /* ::/0 would replace the route to this slave */
 	} else if (!(e = gw_peer_learn(d->gw, r->cert.x_pub, &r->loc[0], r->flags & DHR_F_EDM,
 	                               r->cert.prefixes, r->cert.nprefixes, &cookie))) {
+		/* a member's own record of an anycast prefix (e.g. under its id key) must not
+		 * replace the anycast slave's route: the site is learned, the prefix not routed */
+		if (is_anycast(d, &r->prefix))
+			return 0;
 		e = ov_route_add(d->m, &r->prefix, d->gw, cookie);
 	}
 	if (e) {

@@ -112,6 +112,15 @@ def test_anycast_members_from_the_dht(bed):
     assert set(b.members()) == {nb, nc}
     flows = nsx(b.n("ha"), sys.executable, "-c", FLOWS, "6", timeout=60).stdout.split()
     assert flows == ["b"] * 6, flows
+    # gA restarted: B and C, which know it, send to it at once, so it looks them up by id,
+    # which hands it their records of fd00:ac::/64 too: learned as peers, but the route
+    # stays the anycast slave's (it was replaced by a route to one member)
+    b.stop("a")
+    b.start("a")
+    wait_for("both members found and measured again", lambda: (lambda m: set(m) == {nb, nc}
+             and all(h and r for h, r in m.values()))(b.members()), timeout=40)
+    routes = b.ctl("a", "show", "routes").stdout
+    assert re.search(r"^fd00:ac::/64 anycast anycast$", routes, re.M), routes
     # gB gone: it turns unhealthy, and new flows go to C
     b.stop("b")
     wait_for("b unhealthy", lambda: not b.members()[nb][0], timeout=15)
