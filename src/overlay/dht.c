@@ -585,11 +585,15 @@ static void route_cache(struct dhts *d, const struct prefix *p, uint32_t cookie)
 }
 
 /* A verified record: the gateway learns the site, the prefix is routed to it. */
-/* True if p is one of this site's anycast prefixes: the anycast slave owns its route. */
+/* True if p is one of this site's anycast prefixes: one the anycast slave routes, or one this
+ * site serves itself (its packets for it stay here, not at another member). */
 static bool is_anycast(const struct dhts *d, const struct prefix *p)
 {
 	for (size_t i = 0; i < d->conf->nanycast; i++)
 		if (!prefix_cmp(&d->conf->anycast[i].prefix, p))
+			return true;
+	for (size_t i = 0; i < d->dc->nanycast; i++)
+		if (!prefix_cmp(&d->dc->anycast[i], p))
 			return true;
 	return false;
 }
