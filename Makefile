@@ -4,7 +4,8 @@
 #   make demo-store  build, then the object store demo: 10,000 objects, a pod killed, one added
 #   make demo-overlay  build, then IPv6 overlay sites in namespaces, some behind NAT: who
 #                 reaches whom, how (direct, punched through NAT), RTTs, throughput; then a
-#                 PEAK service reached from an IPv4-only site through the overlay (root)
+#                 PEAK service reached from an IPv4-only site through the overlay, and a
+#                 native IPv6 network bridged into the overlay (root)
 #   make          install missing build dependencies (as root), configure, build build/peak
 #   make test     the same, then every test suite; ends with 'N passed, N failed'
 #   make bench    the benchmark suite: PEAK vs direct, nginx, HAProxy; DNS vs NSD, Knot;

@@ -18,6 +18,7 @@
 #include "../overlay/mgmtproto.h"
 #include "../overlay/ovconf.h"
 #include "../overlay/slave_anycast.h"
+#include "../overlay/slave_bridge.h"
 #include "../overlay/slave_mcast.h"
 #include "../overlay/slave_resil.h"
 #include "../overlay/wire.h"
@@ -42,7 +43,9 @@ static const char overlay_help[] =
     "publishes the site's prefixes (signed) on OpenDHT and finds other sites' gateways there\n"
     "for destinations no route covers. A 'multicast:' section makes the gateway its LAN's\n"
     "MLD querier and carries IPv6 multicast of groups beyond site scope to the member\n"
-    "sites. Data to and from a peer both sides mark 'trusted: true' goes unencrypted\n"
+    "sites. A 'bridge:' section joins a native IPv6 network on an interface of this host\n"
+    "to the overlay (kernel routes both ways; the native prefixes announced as the site's).\n"
+    "Data to and from a peer both sides mark 'trusted: true' goes unencrypted\n"
     "(OVW_DATA_PLAIN), carried by BPF in the kernel with 'fast-path: auto' (the default).\n"
     "SIGTERM or SIGINT: exit 0.\n"
     "\n"
@@ -246,7 +249,8 @@ int cmd_overlay(int argc, char **argv)
 	char err[OVC_ERRLEN];
 	int ret = 1, sigfd = -1;
 	struct ov_master *m = NULL;
-	struct ov_slave *gw = NULL, *mg = NULL, *dht = NULL, *rs = NULL, *ac = NULL, *mcs = NULL;
+	struct ov_slave *gw = NULL, *mg = NULL, *dht = NULL, *rs = NULL, *ac = NULL, *mcs = NULL,
+	                *br = NULL;
 	struct metrics_srv *ms = NULL;
 	if (ov_conf_load(config, &conf, err, sizeof(err))) {
 		fprintf(stderr, "peak overlay: %s\n", err);
@@ -267,12 +271,16 @@ int cmd_overlay(int argc, char **argv)
 		fprintf(stderr, "peak overlay: %s: %s\n", config, err);
 		goto out;
 	}
-	if (conf.nanycast && !(ac = anycast_new(&conf, gw, rs, err, sizeof(err)))) {
+	if (conf.nanycast && !(ac = anycast_new(&conf, gw, rs, dht, err, sizeof(err)))) {
 		fprintf(stderr, "peak overlay: %s: %s\n", config, err);
 		ret = EXIT_USAGE;
 		goto out;
 	}
 	if (conf.mcast.enabled && !(mcs = mcast_new(&conf, gw, dht, err, sizeof(err)))) {
+		fprintf(stderr, "peak overlay: %s: %s\n", config, err);
+		goto out;
+	}
+	if (conf.bridge.enabled && !(br = bridge_new(&conf, err, sizeof(err)))) {
 		fprintf(stderr, "peak overlay: %s: %s\n", config, err);
 		goto out;
 	}
@@ -293,7 +301,8 @@ int cmd_overlay(int argc, char **argv)
 	memcpy(mc.address, conf.address, 16);
 	if (!(m = ov_master_new(&mc)) || ov_master_add_slave(m, gw) ||
 	    (dht && ov_master_add_slave(m, dht)) || (rs && ov_master_add_slave(m, rs)) ||
-	    (ac && ov_master_add_slave(m, ac)) || (mcs && ov_master_add_slave(m, mcs))) {
+	    (ac && ov_master_add_slave(m, ac)) || (mcs && ov_master_add_slave(m, mcs)) ||
+	    (br && ov_master_add_slave(m, br))) {
 		fprintf(stderr, "peak overlay: out of memory\n");
 		goto out;
 	}
@@ -312,6 +321,7 @@ out:
 	ov_master_free(m);
 	anycast_free(ac);
 	mcast_free(mcs);
+	bridge_free(br);
 	resil_free(rs);
 	dht_free(dht);
 	gw_free(gw);

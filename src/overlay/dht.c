@@ -88,7 +88,9 @@ struct dht_lookup {
 	bool slow;    /* a get of it went unanswered DHT_SPEC_MS: speculate */
 	uint64_t start_ms;
 	bool is_group;         /* a multicast group's member sites (grecs, not recs) */
-	uint8_t group[16];     /* is_group */
+	uint8_t group[16];     /* is_group, not is_anycast */
+	bool is_anycast;       /* is_group too: an anycast prefix's member sites */
+	struct prefix aprefix; /* is_anycast */
 	struct dhr_rec *grecs; /* is_group: the newest verified record of each site */
 	size_t ngrecs, gcap;
 	bool gnomem;
@@ -159,12 +161,16 @@ struct dhts {
 	struct log_limit rl_refused, rl_learn;
 	dht_group_fn group_fn; /* the multicast slave's */
 	void *group_arg;
+	dht_anycast_fn anycast_fn; /* the anycast slave's */
+	void *anycast_arg;
+	uint64_t next_anycast_ms; /* the next put of the anycast records */
 	/* counters (atomic: the metrics thread reads them) */
 	uint64_t lookups_found, lookups_missed, lookups_gave_up, gets, accepted,
 	    refused[R_NREASONS], puts_ok, puts_failed, queued, queue_drops, busy_drops, neg_hits,
 	    id_lookups, routes_learned, routes_expired, learn_errors, punch_puts, punch_heard,
 	    routes_silent, locators, move_punches, reresolves, reresolved, group_puts,
-	    group_lookups, group_members, spec_gets, superseded_gets;
+	    group_lookups, group_members, spec_gets, superseded_gets, anycast_puts, anycast_lookups,
+	    anycast_members;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -235,10 +241,12 @@ static bool on_value(const dht_value *v, void *arg)
 	pthread_mutex_lock(&d->get_mu);
 	go_on = !g->stop;
 	if (!e && g->is_group) {
-		if ((r.flags & DHR_F_GROUP) && !memcmp(r.group, g->l->group, 16))
+		const struct dht_lookup *l = g->l;
+		if (l->is_anycast ? (r.flags & DHR_F_ANYCAST) && !prefix_cmp(&r.prefix, &l->aprefix)
+		                  : (r.flags & DHR_F_GROUP) && !memcmp(r.group, l->group, 16))
 			group_keep(g->l, &r);
-	} else if (!e && (r.flags & DHR_F_GROUP)) {
-		/* a group record under a prefix or id key: ignored */
+	} else if (!e && (r.flags & (DHR_F_GROUP | DHR_F_ANYCAST))) {
+		/* a group or anycast record under a prefix or id key: ignored */
 	} else if (e) {
 		g->refused[refuse_reason(e)]++;
 	} else if (g->nrec < DHT_MAX_VALUES) {
@@ -462,6 +470,38 @@ static void publish(struct dhts *d)
 	}
 }
 
+/* Puts this site's anycast record of each prefix it serves (dht.anycast) under the prefix's
+ * anycast key; again every DHT_GROUP_REPUBLISH_S (lookups take records of the last three
+ * periods, as for groups) and after a failed put. */
+static void anycast_publish(struct dhts *d)
+{
+	for (size_t i = 0; i < d->dc->nanycast; i++) {
+		struct dhr_rec r;
+		uint8_t buf[DHR_REC_MAX], key[DHR_KEY_LEN];
+		memset(&r, 0, sizeof(r));
+		r.cert = d->cert;
+		r.time_s = (uint64_t)time(NULL);
+		r.prefix = d->dc->anycast[i];
+		fill_locators(d, &r);
+		r.flags |= DHR_F_ANYCAST;
+		long n = dhr_rec_write(&r, d->seed, buf, sizeof(buf));
+		if (n < 0) {
+			log_msg(LOG_ERR, "overlay: dht: cannot write an anycast record: %s",
+			        strerror((int)-n));
+			continue;
+		}
+		dhr_key_anycast(&r.prefix, key);
+		dht_infohash h;
+		dht_infohash_get(&h, key, DHR_KEY_LEN);
+		dht_value *v = dht_value_new(buf, (size_t)n);
+		if (!v)
+			continue;
+		dht_runner_put(d->runner, &h, v, on_put_done, d, false);
+		dht_value_unref(v);
+		CNT_ADD(d, anycast_puts, 1);
+	}
+}
+
 static void bootstrap(struct dhts *d)
 {
 	for (size_t i = 0; i < d->dc->nbootstrap; i++) {
@@ -502,6 +542,7 @@ static struct dht_lookup *lookup_new(struct dhts *d)
 			l->start_ms = mono_ms();
 			l->is_id = false;
 			l->is_group = false;
+			l->is_anycast = false;
 			l->ngrecs = 0;
 			l->gnomem = false;
 			l->reresolve = false;
@@ -544,6 +585,19 @@ static void route_cache(struct dhts *d, const struct prefix *p, uint32_t cookie)
 }
 
 /* A verified record: the gateway learns the site, the prefix is routed to it. */
+/* True if p is one of this site's anycast prefixes: one the anycast slave routes, or one this
+ * site serves itself (its packets for it stay here, not at another member). */
+static bool is_anycast(const struct dhts *d, const struct prefix *p)
+{
+	for (size_t i = 0; i < d->conf->nanycast; i++)
+		if (!prefix_cmp(&d->conf->anycast[i].prefix, p))
+			return true;
+	for (size_t i = 0; i < d->dc->nanycast; i++)
+		if (!prefix_cmp(&d->dc->anycast[i], p))
+			return true;
+	return false;
+}
+
 static int learn(struct dhts *d, const struct dhr_rec *r)
 {
 	if (!memcmp(r->cert.x_pub, d->x_pub, 32))
@@ -555,6 +609,10 @@ static int learn(struct dhts *d, const struct dhr_rec *r)
 		e = -EINVAL; /* ::/0 would replace the route to this slave */
 	} else if (!(e = gw_peer_learn(d->gw, r->cert.x_pub, &r->loc[0], r->flags & DHR_F_EDM,
 	                               r->cert.prefixes, r->cert.nprefixes, &cookie))) {
+		/* a member's own record of an anycast prefix (e.g. under its id key) must not
+		 * replace the anycast slave's route: the site is learned, the prefix not routed */
+		if (is_anycast(d, &r->prefix))
+			return 0;
 		e = ov_route_add(d->m, &r->prefix, d->gw, cookie);
 	}
 	if (e) {
@@ -635,7 +693,8 @@ static void reresolved(struct dhts *d, struct dht_lookup *l, const struct dhr_re
 
 /* A group lookup's get is done: each site whose newest record is a join, signed within
  * DHT_GROUP_MAX_AGE_S, is a member; the gateway learns it as a peer (its locator, its
- * certified prefixes as sources); the multicast slave gets the members' cookies. */
+ * certified prefixes as sources); the multicast slave gets the members' cookies (the anycast
+ * slave, for an anycast prefix's lookup: its records are joins). */
 static void group_found(struct dhts *d, struct dht_lookup *l)
 {
 	uint64_t now_s = (uint64_t)time(NULL);
@@ -657,9 +716,15 @@ static void group_found(struct dhts *d, struct dht_lookup *l)
 		}
 		cookies[n++] = cookie;
 	}
-	CNT_ADD(d, group_members, n);
-	if (d->group_fn)
-		d->group_fn(d->group_arg, l->group, cookies, n);
+	if (l->is_anycast) {
+		CNT_ADD(d, anycast_members, n);
+		if (d->anycast_fn)
+			d->anycast_fn(d->anycast_arg, &l->aprefix, cookies, n);
+	} else {
+		CNT_ADD(d, group_members, n);
+		if (d->group_fn)
+			d->group_fn(d->group_arg, l->group, cookies, n);
+	}
 	free(cookies);
 }
 
@@ -989,6 +1054,11 @@ static void dht_timer(struct ov_slave *s, uint64_t now)
 		}
 		publish(d);
 		d->next_publish_ms = now + DHT_REPUBLISH_S * 1000;
+		d->next_anycast_ms = now; /* a retry or a new mapping: these too */
+	}
+	if (d->dc->nanycast && now >= d->next_anycast_ms) {
+		anycast_publish(d);
+		d->next_anycast_ms = now + DHT_GROUP_REPUBLISH_S * 1000;
 	}
 	reresolve_silent(d, now);
 	uint64_t answer_ms = DHT_ANSWER_MS + 2000ULL * d->conf->keepalive_s;
@@ -1159,12 +1229,26 @@ static void dht_stats(struct ov_slave *s, struct mbuf *b)
 	            "# HELP peak_overlay_dht_superseded_gets_total Gets whose answer a prefix "
 	            "lookup no longer needed when they were still running.\n"
 	            "# TYPE peak_overlay_dht_superseded_gets_total counter\n"
-	            "peak_overlay_dht_superseded_gets_total %llu\n",
+	            "peak_overlay_dht_superseded_gets_total %llu\n"
+	            "# HELP peak_overlay_dht_anycast_puts_total Anycast member records put "
+	            "(prefixes this site serves).\n"
+	            "# TYPE peak_overlay_dht_anycast_puts_total counter\n"
+	            "peak_overlay_dht_anycast_puts_total %llu\n"
+	            "# HELP peak_overlay_dht_anycast_lookups_total Anycast member lookups.\n"
+	            "# TYPE peak_overlay_dht_anycast_lookups_total counter\n"
+	            "peak_overlay_dht_anycast_lookups_total %llu\n"
+	            "# HELP peak_overlay_dht_anycast_members_total Member sites the anycast "
+	            "lookups found.\n"
+	            "# TYPE peak_overlay_dht_anycast_members_total counter\n"
+	            "peak_overlay_dht_anycast_members_total %llu\n",
 	            (unsigned long long)CNT_GET(d, group_puts),
 	            (unsigned long long)CNT_GET(d, group_lookups),
 	            (unsigned long long)CNT_GET(d, group_members),
 	            (unsigned long long)CNT_GET(d, spec_gets),
-	            (unsigned long long)CNT_GET(d, superseded_gets));
+	            (unsigned long long)CNT_GET(d, superseded_gets),
+	            (unsigned long long)CNT_GET(d, anycast_puts),
+	            (unsigned long long)CNT_GET(d, anycast_lookups),
+	            (unsigned long long)CNT_GET(d, anycast_members));
 	for (int i = 0; i < R_NREASONS; i++)
 		mbuf_printf(b, "peak_overlay_dht_values_refused_total{reason=\"%s\"} %llu\n",
 		            refuse_names[i], (unsigned long long)CNT_GET(d, refused[i]));
@@ -1236,13 +1320,42 @@ int dht_group_publish(struct ov_slave *s, const uint8_t group[static 16], bool j
 	return 0;
 }
 
+void dht_set_anycast_cb(struct ov_slave *s, dht_anycast_fn fn, void *arg)
+{
+	struct dhts *d = s->priv;
+	d->anycast_fn = fn;
+	d->anycast_arg = arg;
+}
+
+int dht_anycast_lookup(struct ov_slave *s, const struct prefix *p)
+{
+	struct dhts *d = s->priv;
+	if (!d->runner)
+		return -EAGAIN;
+	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++)
+		if (d->lookups[i].used && d->lookups[i].is_anycast &&
+		    !prefix_cmp(&d->lookups[i].aprefix, p))
+			return -EALREADY;
+	struct dht_get *g = get_new(d);
+	struct dht_lookup *l = g ? lookup_new(d) : NULL;
+	if (!l)
+		return -EBUSY;
+	l->is_group = l->is_anycast = true;
+	l->aprefix = *p;
+	uint8_t key[DHR_KEY_LEN];
+	dhr_key_anycast(p, key);
+	CNT_ADD(d, anycast_lookups, 1);
+	dht_get(d, l, g, key, 0);
+	return 0;
+}
+
 int dht_group_lookup(struct ov_slave *s, const uint8_t group[static 16])
 {
 	struct dhts *d = s->priv;
 	if (!d->runner)
 		return -EAGAIN;
 	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++)
-		if (d->lookups[i].used && d->lookups[i].is_group &&
+		if (d->lookups[i].used && d->lookups[i].is_group && !d->lookups[i].is_anycast &&
 		    !memcmp(d->lookups[i].group, group, 16))
 			return -EALREADY;
 	struct dht_get *g = get_new(d);

@@ -40,5 +40,19 @@ int dht_group_publish(struct ov_slave *s, const uint8_t group[static 16], bool j
  * Returns 0, -EALREADY (one is in flight), -EBUSY (no lookup slot free) or -EAGAIN. */
 int dht_group_lookup(struct ov_slave *s, const uint8_t group[static 16]);
 
+/* For the anycast slave (slave_anycast.c). A site serving anycast prefixes (dht.anycast)
+ * puts its signed anycast record of each (dhtrec.h, DHR_F_ANYCAST) under the prefix's anycast
+ * key every DHT_GROUP_REPUBLISH_S seconds; a lookup takes the sites whose newest record is
+ * younger than 3 of those periods, learned as the gateway's peers. */
+typedef void (*dht_anycast_fn)(void *arg, const struct prefix *p, const uint32_t *cookies,
+                               size_t n);
+
+/* Sets the function anycast lookups report to (the gateway's cookies of the members). */
+void dht_set_anycast_cb(struct ov_slave *s, dht_anycast_fn fn, void *arg);
+
+/* Starts a lookup of the sites serving anycast prefix p. Returns 0, -EALREADY (one is in
+ * flight), -EBUSY (no lookup slot free) or -EAGAIN (not attached yet). */
+int dht_anycast_lookup(struct ov_slave *s, const struct prefix *p);
+
 /* Frees a slave from dht_new (detached or never attached); NULL is allowed. */
 void dht_free(struct ov_slave *s);

@@ -73,7 +73,8 @@ long dhr_rec_write(const struct dhr_rec *r, const uint8_t seed[static 32], uint8
 	if (!r->nloc || r->nloc > DHR_MAX_LOC || !c->nprefixes || c->nprefixes > DHR_MAX_PREFIXES ||
 	    r->prefix.len > 128 || (r->flags & ~DHR_F_KNOWN) ||
 	    ((r->flags & DHR_F_LEFT) && !(r->flags & DHR_F_GROUP)) ||
-	    ((r->flags & DHR_F_GROUP) && r->group[0] != 0xff))
+	    ((r->flags & DHR_F_GROUP) && r->group[0] != 0xff) ||
+	    ((r->flags & DHR_F_ANYCAST) && (r->flags & (DHR_F_GROUP | DHR_F_LEFT))))
 		return -EINVAL;
 	struct wcur w = wcur_make(out, cap);
 	wcur_bytes(&w, magic, 4);
@@ -151,6 +152,8 @@ int dhr_rec_parse(struct cur *c, const uint8_t auth_pub[static 32], uint64_t now
 	} else if (r->flags & DHR_F_LEFT) {
 		return -EBADMSG;
 	}
+	if ((r->flags & DHR_F_ANYCAST) && (r->flags & DHR_F_GROUP))
+		return -EBADMSG;
 	r->cert.nprefixes = cur_u8(c);
 	if (!c->err && (!r->cert.nprefixes || r->cert.nprefixes > DHR_MAX_PREFIXES))
 		return -EBADMSG;
@@ -192,6 +195,12 @@ void dhr_key_group(const uint8_t group[static 16], uint8_t key[static DHR_KEY_LE
 	key[8] = 'g';
 	key[9] = 0;
 	memcpy(key + 10, group, 16);
+}
+
+void dhr_key_anycast(const struct prefix *p, uint8_t key[static DHR_KEY_LEN])
+{
+	dhr_key_prefix(p->addr, p->len, key);
+	key[8] = 'a';
 }
 
 void dhr_key_id(const uint8_t id[static 8], uint8_t key[static DHR_KEY_LEN])

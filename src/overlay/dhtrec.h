@@ -20,7 +20,7 @@
  *	21  8   time of signing, Unix seconds
  *	29  32  the site's X25519 public key (its gateway's)
  *	61  32  the site's Ed25519 public key
- *	93  1   flags (high 4 bits: DHR_F_EDM, DHR_F_GROUP, DHR_F_LEFT; the other must be 0) |
+ *	93  1   flags (high 4 bits: DHR_F_EDM, DHR_F_GROUP, DHR_F_LEFT, DHR_F_ANYCAST) |
  *	        number of locators (low 4 bits, 1..DHR_MAX_LOC)
  *	94  6n  locators: IPv4 address (4), UDP port (2, not 0)
  *	..  16  with DHR_F_GROUP only: a multicast group (ff00::/8) the site has listeners of,
@@ -30,12 +30,16 @@
  *	..  64  certificate: the authority's Ed25519 signature over
  *	        "peak-ov-cert-v1" | X25519 key | Ed25519 key | n | the certified prefixes
  *	..  64  the site's Ed25519 signature over every byte before it
- * The record's prefix must lie inside one of the certified prefixes.
+ * The record's prefix must lie inside one of the certified prefixes. With DHR_F_ANYCAST
+ * (never with DHR_F_GROUP or DHR_F_LEFT) the record says that the site serves its prefix as
+ * one member of an anycast prefix (slave_anycast.c); it is put under the anycast key only.
  *
  * Keys (OpenDHT hashes these bytes with SHA-1 into an InfoHash):
  *	"peak-ov1" | 'p' | length | address masked to length    (26 bytes)
  *	"peak-ov1" | 'i' | 0 | the site's X25519 key's first 8 bytes, zero padded
  *	"peak-ov1" | 'g' | 0 | a multicast group: the group records of its member sites
+ *	"peak-ov1" | 'a' | length | address masked to length: the anycast records of the sites
+ *	        serving that prefix
  * A site puts each prefix's record under: its own key (P, len); the walk key
  * (P, the length up to P's last set bit); the binary-search markers (P masked to L, L) for
  * each length L < len the search passes on its way to len; and its id key (so a gateway
@@ -73,9 +77,10 @@ enum {
 	 * locators only show its address, their ports are good only to the peer that saw them.
 	 * Two such sites cannot punch to each other (without a relay). */
 	DHR_F_EDM = 0x80,
-	DHR_F_GROUP = 0x40, /* a group record: the group follows the locators */
-	DHR_F_LEFT = 0x20,  /* with DHR_F_GROUP: the site has no listener of it any more */
-	DHR_F_KNOWN = DHR_F_EDM | DHR_F_GROUP | DHR_F_LEFT,
+	DHR_F_GROUP = 0x40,   /* a group record: the group follows the locators */
+	DHR_F_LEFT = 0x20,    /* with DHR_F_GROUP: the site has no listener of it any more */
+	DHR_F_ANYCAST = 0x10, /* the site is one member of an anycast prefix (the record's) */
+	DHR_F_KNOWN = DHR_F_EDM | DHR_F_GROUP | DHR_F_LEFT | DHR_F_ANYCAST,
 };
 
 enum dhr_mode { DHR_BSEARCH = 0, DHR_WALK = 1, DHR_LENGTHS = 2 };
@@ -146,6 +151,9 @@ void dhr_key_prefix(const uint8_t addr[static 16], unsigned len, uint8_t key[sta
 
 /* The key a multicast group's member sites put their group records under. */
 void dhr_key_group(const uint8_t group[static 16], uint8_t key[static DHR_KEY_LEN]);
+
+/* The key the member sites of anycast prefix p put their anycast records under. */
+void dhr_key_anycast(const struct prefix *p, uint8_t key[static DHR_KEY_LEN]);
 
 /* The id key of a site with X25519 public key id (only its first 8 bytes are used). */
 void dhr_key_id(const uint8_t id[static 8], uint8_t key[static DHR_KEY_LEN]);

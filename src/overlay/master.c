@@ -75,6 +75,8 @@ struct ov_master {
 	bool tso;               /* the TUN device hands us TCP super-packets (TUN_F_TSO6) */
 	bool uso;               /* and UDP ones (TUN_F_USO6) */
 	struct ovio_merge *out; /* what ov_master_input queued for the TUN device */
+	void (*tap)(void *arg, bool to_site, const uint8_t *pkt, size_t len);
+	void *tap_arg;
 	uint64_t tun_writes;
 	uint64_t tun_reads, tun_gso, tun_uso;
 	/* busy-poll: passes that polled without sleeping; of them, those that found work */
@@ -308,6 +310,8 @@ static void tun_out_flush(struct ov_master *m)
  * next, else after writing them (io.h). */
 int ov_master_input(struct ov_master *m, const uint8_t *pkt, size_t len)
 {
+	if (m->tap)
+		m->tap(m->tap_arg, true, pkt, len);
 	if (ovio_merge_add(m->out, pkt, len))
 		return 0;
 	tun_out_flush(m);
@@ -527,6 +531,8 @@ static void batch_take(struct ov_master *m, struct tun_batch *b, size_t len)
 		return;
 	}
 	CNT_ADD(m, tun_rx, 1);
+	if (m->tap)
+		m->tap(m->tap_arg, false, p, len);
 	memcpy(b->dst[b->n], p + 24, 16);
 	b->len[b->n++] = len;
 }
@@ -588,6 +594,14 @@ static void tun_drain(struct ov_master *m)
 	}
 	if (b.n)
 		batch_run(m, &b);
+}
+
+void ov_master_set_tap(struct ov_master *m,
+                       void (*fn)(void *arg, bool to_site, const uint8_t *pkt, size_t len),
+                       void *arg)
+{
+	m->tap = fn;
+	m->tap_arg = arg;
 }
 
 int ov_master_run(struct ov_master *m, int sigfd)

@@ -75,6 +75,13 @@ void ov_master_unreach(struct ov_master *m, const uint8_t *pkt, size_t len);
  * cannot carry it whole (e.g. the tunnel's path MTU is smaller). Loop thread. */
 void ov_master_too_big(struct ov_master *m, const uint8_t *pkt, size_t len, unsigned mtu);
 
+/* fn(arg, to_site, pkt, len) sees every checked IPv6 packet read from the TUN device
+ * (to_site false) before it is routed, and every one a slave hands in for the site (to_site
+ * true), e.g. for the bridge slave's counters; NULL stops it. Loop thread. */
+void ov_master_set_tap(struct ov_master *m,
+                       void (*fn)(void *arg, bool to_site, const uint8_t *pkt, size_t len),
+                       void *arg);
+
 /* Opens the TUN device, attaches the slaves, and runs until SIGTERM or SIGINT arrives on
  * sigfd (a signalfd; SIGHUP is logged and ignored). Returns 0 on a signal, -errno on a
  * failure (logged). */

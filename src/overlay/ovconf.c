@@ -20,6 +20,8 @@ struct ctx {
 	bool failed;
 	struct ov_conf *c;
 	const yaml_node_t *dht, *dht_key; /* the dht: section, read after the rest */
+	const yaml_node_t *ac_dht;        /* the first anycast item without sites */
+	const yaml_node_t *bridge;        /* the bridge: section's value */
 };
 
 static int fail(struct ctx *x, const yaml_node_t *n, const char *fmt, ...)
@@ -102,6 +104,15 @@ static int get_hex(struct ctx *x, const yaml_node_t *n, const char *key, uint8_t
 	if (!s || strlen(s) != 2 * len || peak_hex_decode(s, NULL, out, len, &bad) != (long)len)
 		return fail(x, n, "%s: want %zu hex digits", key, 2 * len);
 	return 0;
+}
+
+/* True if p is one of the n prefixes of v. */
+static bool prefix_listed(const struct prefix *v, size_t n, const struct prefix *p)
+{
+	for (size_t i = 0; i < n; i++)
+		if (v[i].len == p->len && !memcmp(v[i].addr, p->addr, 16))
+			return true;
+	return false;
 }
 
 static int get_prefixes(struct ctx *x, const yaml_node_t *n, struct ov_peer_conf *p)
@@ -385,6 +396,17 @@ static int one_dht_prefix(struct ctx *x, const yaml_node_t *n, size_t i, void *a
 	return 0;
 }
 
+static int one_dht_anycast(struct ctx *x, const yaml_node_t *n, size_t i, void *arg)
+{
+	struct ov_dht_conf *d = arg;
+	const char *s = scalar(n);
+	struct prefix *p = &d->anycast[i];
+	if (!s || prefix_parse(s, false, p) || p->family != PEAK_AFI_IP6 || !p->len)
+		return fail(x, n, "anycast: '%s' is not an IPv6 prefix of length 1..128",
+		            s ? s : "?");
+	return 0;
+}
+
 static int dht_locator(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
 {
 	struct ov_dht_conf *d = obj;
@@ -447,6 +469,7 @@ static const struct key dht_keys[] = {
     {"lengths", K_LIST, OFF(ov_dht_conf, nlengths), .max = 129, .one = one_dht_length},
     {"cache-ttl", K_UINT, OFF(ov_dht_conf, cache_ttl_s), 5, 86400},
     {"negative-ttl", K_UINT, OFF(ov_dht_conf, negative_ttl_s), 1, 3600},
+    {"anycast", K_LIST, OFF(ov_dht_conf, nanycast), .max = OVC_MAX_ANYCAST, .one = one_dht_anycast},
     {NULL},
 };
 
@@ -480,6 +503,16 @@ static int parse_dht(struct ctx *x, const yaml_node_t *n, const yaml_node_t *at,
 			            "dht: prefix %s: its length is not in 'lengths' (other sites "
 			            "would not look for it)",
 			            prefix_print(&d->prefixes[i], ps));
+		}
+	/* a served anycast prefix must be certified: among the site's prefixes */
+	for (size_t i = 0; i < d->nanycast; i++)
+		if (!prefix_listed(d->prefixes, d->nprefixes, &d->anycast[i])) {
+			char p[PREFIX_STRLEN];
+			prefix_print(&d->anycast[i], p);
+			return fail(x, at,
+			            "dht: anycast %s is not among dht.prefixes (certify it for "
+			            "this site)",
+			            p);
 		}
 	return 0;
 }
@@ -572,10 +605,9 @@ static int anycast_sites(struct ctx *x, const yaml_node_t *kn, const yaml_node_t
 	return r;
 }
 
-static const char anycast_need[] = "anycast: 'prefix' and 'sites' are required";
 static const struct key anycast_keys[] = {
-    {"prefix", K_FN, .fn = anycast_prefix, .need = anycast_need},
-    {"sites", K_FN, .fn = anycast_sites, .need = anycast_need},
+    {"prefix", K_FN, .fn = anycast_prefix, .need = "anycast: 'prefix' is required"},
+    {"sites", K_FN, .fn = anycast_sites},
     {NULL},
 };
 
@@ -584,7 +616,93 @@ static int one_anycast(struct ctx *x, const yaml_node_t *n, size_t i, void *arg)
 	struct ov_conf *c = arg;
 	if (!n || n->type != YAML_MAPPING_NODE)
 		return fail(x, n, "anycast: each item is a mapping of 'prefix' and 'sites'");
-	return get_keys(x, n, n, "anycast", anycast_keys, &c->anycast[i]);
+	int r = get_keys(x, n, n, "anycast", anycast_keys, &c->anycast[i]);
+	if (!r && !c->anycast[i].nsites && !x->ac_dht)
+		x->ac_dht = n;
+	return r;
+}
+
+/* ---- bridge: ---- */
+
+static int br_interface(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_bridge_conf *b = obj;
+	const char *s = scalar(vn);
+	(void)kn;
+	if (!s || !*s || strlen(s) >= sizeof(b->interface) || strchr(s, '/'))
+		return fail(x, vn, "bridge: interface: want an interface name of 1..15 characters");
+	strcpy(b->interface, s);
+	return 0;
+}
+
+/* prefixes of length 1..128, none twice */
+static int br_prefix(struct ctx *x, const yaml_node_t *n, const char *key, struct prefix *v,
+                     size_t i)
+{
+	const char *s = scalar(n);
+	if (!s || prefix_parse(s, false, &v[i]) || v[i].family != PEAK_AFI_IP6 || !v[i].len)
+		return fail(x, n,
+		            "bridge: %s: '%s' is not an IPv6 prefix of length 1..128 (bits past "
+		            "the length must be zero)",
+		            key, s ? s : "?");
+	if (prefix_listed(v, i, &v[i]))
+		return fail(x, n, "bridge: %s: '%s' given twice", key, s);
+	return 0;
+}
+
+static int one_br_native(struct ctx *x, const yaml_node_t *n, size_t i, void *arg)
+{
+	return br_prefix(x, n, "prefixes", ((struct ov_bridge_conf *)arg)->native, i);
+}
+
+static int one_br_overlay(struct ctx *x, const yaml_node_t *n, size_t i, void *arg)
+{
+	return br_prefix(x, n, "overlay", ((struct ov_bridge_conf *)arg)->overlay, i);
+}
+
+static int br_via(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_bridge_conf *b = obj;
+	const char *s = scalar(vn);
+	uint8_t fam;
+	(void)kn;
+	if (!s || addr_parse(s, &fam, b->via) || fam != PEAK_AFI_IP6)
+		return fail(x, vn, "bridge: via: want an IPv6 address");
+	b->has_via = true;
+	return 0;
+}
+
+static int br_table(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_bridge_conf *b = obj;
+	(void)kn;
+	int r = get_uint(x, vn, "table", 1, 0xffffffffu, &b->table);
+	if (!r && b->table >= 253 && b->table <= 255)
+		r = fail(x, vn, "bridge: table: 253..255 are the kernel's default, main and local");
+	return r;
+}
+
+static const char br_need[] = "bridge: 'interface', 'prefixes' and 'overlay' are required";
+static const struct key bridge_keys[] = {
+    {"interface", K_FN, .fn = br_interface, .need = br_need},
+    {"prefixes", K_LIST, OFF(ov_bridge_conf, nnative), .max = OVC_BRIDGE_PREFIXES,
+     .one = one_br_native, .need = br_need},
+    {"via", K_FN, .fn = br_via},
+    {"overlay", K_LIST, OFF(ov_bridge_conf, noverlay), .max = OVC_BRIDGE_PREFIXES,
+     .one = one_br_overlay, .need = br_need},
+    {"table", K_FN, .fn = br_table},
+    {NULL},
+};
+
+static int top_bridge(struct ctx *x, const yaml_node_t *kn, const yaml_node_t *vn, void *obj)
+{
+	struct ov_conf *c = obj;
+	(void)kn;
+	if (!vn || vn->type != YAML_MAPPING_NODE)
+		return fail(x, vn, "bridge: want a mapping");
+	c->bridge.enabled = true;
+	x->bridge = vn;
+	return get_keys(x, vn, vn, "bridge", bridge_keys, &c->bridge);
 }
 
 /* ---- the top level ---- */
@@ -662,6 +780,7 @@ static const struct key top_keys[] = {
      .once = true},
     {"dht", K_FN, .fn = top_dht, .once = true},
     {"multicast", K_FN, .fn = top_mcast, .once = true},
+    {"bridge", K_FN, .fn = top_bridge, .once = true},
     {NULL},
 };
 
@@ -673,7 +792,24 @@ static int parse_top(struct ctx *x, const yaml_node_t *n, struct ov_conf *c)
 	if (c->nanycast && !c->resil.enabled)
 		return fail(x, n,
 		            "anycast: needs 'resiliency' (its probes measure the sites' RTT)");
-	return x->dht ? parse_dht(x, x->dht, x->dht_key, c) : 0;
+	if (x->ac_dht && !x->dht)
+		return fail(x, x->ac_dht,
+		            "anycast: 'sites' is required without 'dht' (the members are looked "
+		            "up there)");
+	if (x->dht && (r = parse_dht(x, x->dht, x->dht_key, c)))
+		return r;
+	/* with the DHT, a native prefix is published like the site's own: it must be certified */
+	for (size_t i = 0; x->bridge && c->dht.enabled && i < c->bridge.nnative; i++)
+		if (!prefix_listed(c->dht.prefixes, c->dht.nprefixes, &c->bridge.native[i])) {
+			char p[PREFIX_STRLEN];
+			prefix_print(&c->bridge.native[i], p);
+			return fail(
+			    x, x->bridge,
+			    "bridge: prefix %s is not among dht.prefixes (certify it for this "
+			    "site: it is published like them)",
+			    p);
+		}
+	return 0;
 }
 
 int ov_conf_parse(const char *name, const uint8_t *buf, size_t len, struct ov_conf *c, char *err,

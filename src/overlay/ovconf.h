@@ -40,6 +40,8 @@
  *	                             # site's prefixes must have listed lengths), 0..128
  *	  cache-ttl: 300             # seconds a mapping found is kept, 5..86400
  *	  negative-ttl: 30           # seconds a miss is remembered, 1..3600
+ *	  anycast: [fd00:ac::/64]    # anycast prefixes this site serves, each among prefixes:
+ *	                             # a member record under the prefix's anycast key (1..16)
  *	resiliency:                  # optional: the resiliency slave (slave_resil.c); {} for
  *	  dead-ms: 600               # the defaults: a peer in use silent this long, 300..10000,
  *	                             # is reached through another gateway until it answers
@@ -51,7 +53,8 @@
  *	anycast:                     # optional: the anycast slave (slave_anycast.c); needs
  *	  - prefix: fd00:ac::/64     # resiliency (its probes measure the members' RTT)
  *	    sites: [b, c]            # peers serving it, 2..16, each listing it in its prefixes
- *	                             # (up to 16 anycast prefixes)
+ *	                             # (up to 16 anycast prefixes); without sites (needs dht:)
+ *	                             # the members are the sites the DHT names (dht.anycast)
  *	multicast:                   # optional: the multicast slave (slave_mcast.c)
  *	  interface: lan             # the site's LAN: MLD querier, groups' packets (required)
  *	  query-interval: 125        # seconds between General Queries, 2..31744
@@ -61,6 +64,16 @@
  *	  tree-above: 16             # a group of more member sites than this gets a
  *	                             # distribution tree (0: never; head-end replication)
  *	  tree-fanout: 4             # copies a gateway sends in the tree, 2..64
+ *	bridge:                      # optional: the bridge slave (slave_bridge.c)
+ *	  interface: eth1            # the native IPv6 network's interface (required)
+ *	  prefixes: [2001:db8::/48]  # native prefixes carried into the overlay, 1..16 (with
+ *	                             # dht: each among dht.prefixes, so certified; required)
+ *	  via: fe80::1               # next hop toward them on interface (default: on-link)
+ *	  overlay: [fd00::/16]       # overlay prefixes routed into the TUN on this host for
+ *	                             # the native side, 1..16 (required)
+ *	  table: 100                 # also install those in this kernel table (BIRD's kernel
+ *	                             # protocol learns them for BGP), 1..4294967295 but not
+ *	                             # 253..255 (default: none)
  */
 #include <netinet/in.h>
 #include <stdbool.h>
@@ -80,6 +93,7 @@ enum {
 	OVC_DHT_PREFIXES = 16, /* DHR_MAX_PREFIXES */
 	OVC_MAX_ANYCAST = 16,
 	OVC_ANYCAST_SITES = 16,
+	OVC_BRIDGE_PREFIXES = 16,
 };
 
 struct ov_dht_conf {
@@ -93,7 +107,9 @@ struct ov_dht_conf {
 	uint8_t certificate[64];
 	struct prefix prefixes[OVC_DHT_PREFIXES];
 	size_t nprefixes;
-	struct sockaddr_in locator; /* the listen address when not given */
+	struct sockaddr_in locator;             /* the listen address when not given */
+	struct prefix anycast[OVC_MAX_ANYCAST]; /* served here: published as members */
+	size_t nanycast;
 };
 
 struct ov_resil_conf {
@@ -105,7 +121,7 @@ struct ov_resil_conf {
 struct ov_anycast_conf {
 	struct prefix prefix;
 	char sites[OVC_ANYCAST_SITES][OVC_NAME_MAX + 1];
-	size_t nsites;
+	size_t nsites; /* 0: the members are looked up in the DHT */
 };
 
 struct ov_mcast_conf {
@@ -113,6 +129,18 @@ struct ov_mcast_conf {
 	char interface[16];
 	unsigned query_s, response_ms, robustness, announce_s;
 	unsigned tree_above, tree_fanout;
+};
+
+struct ov_bridge_conf {
+	bool enabled;
+	char interface[16];
+	struct prefix native[OVC_BRIDGE_PREFIXES];
+	size_t nnative;
+	bool has_via;
+	uint8_t via[16];
+	struct prefix overlay[OVC_BRIDGE_PREFIXES];
+	size_t noverlay;
+	unsigned table; /* 0: none */
 };
 
 struct ov_peer_conf {
@@ -141,6 +169,7 @@ struct ov_conf {
 	struct ov_anycast_conf anycast[OVC_MAX_ANYCAST];
 	size_t nanycast;
 	struct ov_mcast_conf mcast;
+	struct ov_bridge_conf bridge;
 };
 
 /* Parses len bytes of YAML named name (for messages) into *c (zeroed first; release with

@@ -14,7 +14,13 @@
  * neighbourhood evicts its least recently used flow (counted; that flow is placed again, on the
  * nearest member, at its next packet).
  *
- * Not done: the prefix is configured per site, not yet published by its sites in the DHT.
+ * Members are configured peers (sites:), or, for a prefix configured without sites, the sites
+ * that publish an anycast record of it in the DHT (dht.anycast on their side; dht.c): looked
+ * up when the slave starts, every AC_LOOKUP_MS, and at a packet while none is known; the
+ * gateway learns them as peers (their certified prefixes, which hold the anycast prefix, are
+ * the sources their answers may use). A member gets a slot the first time a lookup names it
+ * and keeps it (so the metrics thread reads stable names); one no longer named is no member
+ * and its flows move at their next packet.
  */
 #include "slave_anycast.h"
 
@@ -28,6 +34,7 @@
 #include "../sys/metrics.h"
 #include "peak/siphash.h"
 #include "peak/util.h"
+#include "dht.h"
 #include "gateway.h"
 #include "slave_resil.h"
 
@@ -36,6 +43,7 @@ enum {
 	AC_PROBE = 8,        /* slots looked at per packet */
 	AC_IDLE_MS = 120000, /* a flow idle this long is forgotten */
 	AC_KEY = 40,
+	AC_LOOKUP_MS = 5000, /* members looked up in the DHT again after this */
 };
 
 struct ac_flow {
@@ -46,13 +54,19 @@ struct ac_flow {
 
 struct ac_group {
 	const struct ov_anycast_conf *conf;
+	bool dht;                       /* members from the DHT (no sites configured) */
+	size_t nslots;                  /* atomic (release): slots filled */
+	bool active[OVC_ANYCAST_SITES]; /* the slot's site is a member now */
+	char name[OVC_ANYCAST_SITES][OVC_NAME_MAX + 1];
 	uint32_t cookie[OVC_ANYCAST_SITES];  /* the members' gateway cookies */
 	uint64_t packets[OVC_ANYCAST_SITES]; /* atomic: read by the metrics thread */
+	uint64_t next_lookup_ms;
+	uint64_t lookups, members_full; /* atomic */
 };
 
 struct ac {
 	struct ov_slave slave;
-	struct ov_slave *gw, *rs;
+	struct ov_slave *gw, *rs, *dht;
 	struct ov_master *m;
 	struct ac_group groups[OVC_MAX_ANYCAST];
 	size_t ngroups;
@@ -110,9 +124,9 @@ static int best_member(struct ac *a, const struct ac_group *g, uint64_t now)
 {
 	int best = -1;
 	uint64_t best_rtt = UINT64_MAX;
-	for (size_t i = 0; i < g->conf->nsites; i++) {
+	for (size_t i = 0; i < g->nslots; i++) {
 		uint32_t rtt;
-		if (!healthy(a, g->cookie[i], now, &rtt))
+		if (!g->active[i] || !healthy(a, g->cookie[i], now, &rtt))
 			continue;
 		uint64_t r = rtt ? rtt : UINT32_MAX;
 		if (r < best_rtt) {
@@ -153,9 +167,14 @@ static int ac_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, si
 		}
 	}
 	uint32_t rtt;
-	if (!f || !healthy(a, g->cookie[f->member], now, &rtt)) {
+	if (!f || !g->active[f->member] || !healthy(a, g->cookie[f->member], now, &rtt)) {
 		int m = best_member(a, g, now);
 		if (m < 0) {
+			if (g->dht && a->dht && now + AC_LOOKUP_MS >= g->next_lookup_ms + 1000 &&
+			    !dht_anycast_lookup(a->dht, &g->conf->prefix)) { /* at most 1/s */
+				CNT_ADD(g, lookups, 1);
+				g->next_lookup_ms = now + AC_LOOKUP_MS;
+			}
 			CNT_ADD(a, unreachable, 1);
 			return -EHOSTUNREACH;
 		}
@@ -188,6 +207,60 @@ static int ac_attach(struct ov_slave *s, struct ov_master *m)
 	return 0;
 }
 
+/* The DHT named the members of anycast prefix p (the gateway's cookies, n of them). */
+static void ac_members(void *arg, const struct prefix *p, const uint32_t *cookies, size_t n)
+{
+	struct ac *a = arg;
+	struct ac_group *g = NULL;
+	for (size_t i = 0; i < a->ngroups && !g; i++)
+		if (a->groups[i].dht && !prefix_cmp(&a->groups[i].conf->prefix, p))
+			g = &a->groups[i];
+	if (!g)
+		return;
+	bool was[OVC_ANYCAST_SITES];
+	memcpy(was, g->active, sizeof(was));
+	memset(g->active, 0, sizeof(g->active));
+	for (size_t k = 0; k < n; k++) {
+		size_t i = 0;
+		while (i < g->nslots && g->cookie[i] != cookies[k])
+			i++;
+		if (i == g->nslots) {
+			struct gw_peer_info in;
+			if (i == OVC_ANYCAST_SITES || gw_peer_info(a->gw, cookies[k], &in)) {
+				CNT_ADD(g, members_full, 1);
+				continue;
+			}
+			g->cookie[i] = cookies[k];
+			snprintf(g->name[i], sizeof(g->name[i]), "%s", in.name);
+			__atomic_store_n(&g->nslots, i + 1, __ATOMIC_RELEASE);
+		}
+		g->active[i] = true;
+	}
+	if (!memcmp(was, g->active, sizeof(was)))
+		return;
+	char pp[PREFIX_STRLEN], list[256] = "";
+	size_t at = 0;
+	for (size_t i = 0; i < g->nslots && at < sizeof(list); i++)
+		if (g->active[i])
+			at += (size_t)snprintf(list + at, sizeof(list) - at, "%s%s", at ? " " : "",
+			                       g->name[i]);
+	log_msg(LOG_INFO, "overlay: anycast %s: members from the DHT: %s", prefix_print(p, pp),
+	        at ? list : "none");
+}
+
+static void ac_timer(struct ov_slave *s, uint64_t now)
+{
+	struct ac *a = s->priv;
+	for (size_t i = 0; i < a->ngroups && a->dht; i++) {
+		struct ac_group *g = &a->groups[i];
+		if (!g->dht || now < g->next_lookup_ms)
+			continue;
+		if (!dht_anycast_lookup(a->dht, &g->conf->prefix))
+			CNT_ADD(g, lookups, 1);
+		g->next_lookup_ms = now + AC_LOOKUP_MS; /* busy: the next round */
+	}
+}
+
 static void ac_detach(struct ov_slave *s)
 {
 	(void)s; /* the master removes the routes; nothing else is held */
@@ -211,13 +284,29 @@ static void ac_stats(struct ov_slave *s, struct mbuf *b)
 	            (unsigned long long)CNT_GET(a, unreachable));
 	for (size_t i = 0; i < a->ngroups; i++) {
 		char p[PREFIX_STRLEN], l[METRICS_LABEL_MAX];
-		prefix_print(&a->groups[i].conf->prefix, p);
-		for (size_t k = 0; k < a->groups[i].conf->nsites; k++)
+		struct ac_group *g = &a->groups[i];
+		prefix_print(&g->conf->prefix, p);
+		size_t n = __atomic_load_n(&g->nslots, __ATOMIC_ACQUIRE);
+		for (size_t k = 0; k < n; k++)
 			mbuf_printf(
 			    b,
 			    "peak_overlay_anycast_packets_total{prefix=\"%s\",site=\"%s\"} %llu\n",
-			    p, metrics_label(l, sizeof(l), a->groups[i].conf->sites[k]),
-			    (unsigned long long)CNT_GET(&a->groups[i], packets[k]));
+			    p, metrics_label(l, sizeof(l), g->name[k]),
+			    (unsigned long long)CNT_GET(g, packets[k]));
+	}
+	mbuf_printf(b, "# TYPE peak_overlay_anycast_dht_lookups_total counter\n"
+	               "# TYPE peak_overlay_anycast_dht_members_dropped_total counter\n");
+	for (size_t i = 0; i < a->ngroups; i++) {
+		char p[PREFIX_STRLEN];
+		struct ac_group *g = &a->groups[i];
+		if (!g->dht)
+			continue;
+		prefix_print(&g->conf->prefix, p);
+		mbuf_printf(b,
+		            "peak_overlay_anycast_dht_lookups_total{prefix=\"%s\"} %llu\n"
+		            "peak_overlay_anycast_dht_members_dropped_total{prefix=\"%s\"} %llu\n",
+		            p, (unsigned long long)CNT_GET(g, lookups), p,
+		            (unsigned long long)CNT_GET(g, members_full));
 	}
 }
 
@@ -227,7 +316,9 @@ static void ac_describe(struct ov_slave *s, uint32_t cookie, char *out, size_t c
 	snprintf(out, cap, "%s", cookie < a->ngroups ? "anycast" : "?");
 }
 
-/* One line per anycast prefix and site: "anycast PREFIX SITE healthy|unhealthy rtt-us N|-". */
+/* One line per anycast prefix and member: "anycast PREFIX SITE healthy|unhealthy rtt-us N|-"
+ * (a site the DHT no longer names is left out); "anycast PREFIX - no-members" for a prefix
+ * whose DHT lookup found none yet. */
 static void ac_show(struct ov_slave *s, struct mbuf *b)
 {
 	struct ac *a = s->priv;
@@ -235,15 +326,21 @@ static void ac_show(struct ov_slave *s, struct mbuf *b)
 	for (size_t i = 0; i < a->ngroups; i++) {
 		char p[PREFIX_STRLEN];
 		prefix_print(&a->groups[i].conf->prefix, p);
-		for (size_t k = 0; k < a->groups[i].conf->nsites; k++) {
+		bool any = false;
+		for (size_t k = 0; k < a->groups[i].nslots; k++) {
 			uint32_t rtt = 0;
 			char r[24] = "-";
+			if (!a->groups[i].active[k])
+				continue;
+			any = true;
 			bool ok = healthy(a, a->groups[i].cookie[k], now, &rtt);
 			if (rtt)
 				snprintf(r, sizeof(r), "%u", rtt);
-			mbuf_printf(b, "anycast %s %s %s rtt-us %s\n", p,
-			            a->groups[i].conf->sites[k], ok ? "healthy" : "unhealthy", r);
+			mbuf_printf(b, "anycast %s %s %s rtt-us %s\n", p, a->groups[i].name[k],
+			            ok ? "healthy" : "unhealthy", r);
 		}
+		if (!any)
+			mbuf_printf(b, "anycast %s - no-members\n", p);
 	}
 }
 
@@ -252,13 +349,14 @@ static const struct ov_slave_ops ac_ops = {
     .attach = ac_attach,
     .detach = ac_detach,
     .output = ac_output,
+    .timer = ac_timer,
     .stats = ac_stats,
     .describe = ac_describe,
     .show = ac_show,
 };
 
 struct ov_slave *anycast_new(const struct ov_conf *conf, struct ov_slave *gw, struct ov_slave *rs,
-                             char *err, size_t errlen)
+                             struct ov_slave *dht, char *err, size_t errlen)
 {
 	struct ac *a = calloc(1, sizeof(*a));
 	if (a)
@@ -274,19 +372,32 @@ struct ov_slave *anycast_new(const struct ov_conf *conf, struct ov_slave *gw, st
 	a->slave.ops = &ac_ops;
 	a->gw = gw;
 	a->rs = rs;
+	a->dht = dht;
 	a->keepalive_s = conf->keepalive_s;
 	a->ngroups = conf->nanycast;
 	for (size_t i = 0; i < conf->nanycast; i++) {
 		const struct ov_anycast_conf *ac = &conf->anycast[i];
 		char p[PREFIX_STRLEN];
 		a->groups[i].conf = ac;
+		a->groups[i].nslots = ac->nsites;
 		prefix_print(&ac->prefix, p);
+		if (!ac->nsites) {
+			if (!dht) {
+				snprintf(err, errlen,
+				         "anycast %s: no sites and no DHT to find them", p);
+				goto fail;
+			}
+			a->groups[i].dht = true;
+		}
 		for (size_t k = 0; k < ac->nsites; k++) {
 			const struct ov_peer_conf *pc = NULL;
 			for (size_t j = 0; j < conf->npeers && !pc; j++)
 				if (!strcmp(conf->peers[j].name, ac->sites[k])) {
 					pc = &conf->peers[j];
 					a->groups[i].cookie[k] = (uint32_t)j; /* gw_new's order */
+					a->groups[i].active[k] = true;
+					snprintf(a->groups[i].name[k], sizeof(a->groups[i].name[k]),
+					         "%s", ac->sites[k]);
 				}
 			bool serves = false;
 			for (size_t j = 0; pc && j < pc->nprefixes && !serves; j++)
@@ -306,6 +417,8 @@ struct ov_slave *anycast_new(const struct ov_conf *conf, struct ov_slave *gw, st
 			}
 		}
 	}
+	if (dht)
+		dht_set_anycast_cb(dht, ac_members, a);
 	return &a->slave;
 fail:
 	if (a)

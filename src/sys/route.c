@@ -215,6 +215,8 @@ static void put_route(char *at, uint16_t type, uint16_t flags, uint32_t seq, uns
 		mnl_attr_put(nlh, RTA_GATEWAY, 16, r->via);
 	if (r->local)
 		mnl_attr_put_u32(nlh, RTA_OIF, lo_index);
+	else if (r->oif)
+		mnl_attr_put_u32(nlh, RTA_OIF, r->oif);
 }
 
 /* Sends a batch of count requests and reads their acks. Returns the first error. */

@@ -22,6 +22,7 @@ struct rt6 {
 	struct prefix dst;
 	uint8_t via[16]; /* gateway, or all zero */
 	bool local;      /* an AnyIP route: type local, on lo */
+	unsigned oif;    /* rt6_apply only: the output device's index, 0 for none (not dumped) */
 };
 
 /* Orders routes by destination, then gateway, then type. */

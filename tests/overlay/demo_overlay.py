@@ -11,7 +11,9 @@ of them behind two NATs in series, how each pair's packets go (direct, punched o
 and how long the first answer took. Then PEAK over the overlay (tests/overlay/peakbed.py,
 its topology there): a client site with IPv4 only resolves a PEAK service through peak dns
 over the overlay and reaches its pods from its overlay address, the XDP filter passing it
-and dropping another address's packets.
+and dropping another address's packets. Last the bridge (tests/overlay/test_bridge.py, its
+topology there): a native IPv6 network behind site B's gateway and an overlay site reach
+each other, the native router learning the overlay's prefix by BGP.
 
     hA fd00:a::2      hB fd00:b::2      hC fd00:c::2      hD fd00:d::2
       |                 |                 |                 |
@@ -21,9 +23,10 @@ and dropping another address's packets.
       +----------------------------- r -----------------------+
                                      | 10.0.9.1
                                     dn 10.0.9.2 dhtnode :4222
-Usage: tests/overlay/demo_overlay.py [--secs S] [--pings N] [--peak-only] [--no-matrix] (TCP
-flow length, default 3; echo requests per pair for the RTTs, default 10; --peak-only: only
-the PEAK part; --no-matrix: without the NAT matrix)"""
+Usage: tests/overlay/demo_overlay.py [--secs S] [--pings N] [--peak-only] [--bridge-only]
+[--no-matrix] (TCP flow length, default 3; echo requests per pair for the RTTs, default 10;
+--peak-only: only the PEAK part; --bridge-only: only the bridge part; --no-matrix: without
+the NAT matrix)"""
 import argparse
 import json
 import os
@@ -281,6 +284,62 @@ def peak_part():
     return failed
 
 
+def bridge_part():
+    """The bridge (tests/overlay/test_bridge.py, its topology there): a native IPv6 host
+    behind bridge site B and host hA of site A, which knows no peer, reach each other; prints
+    what happened; returns the number of failed steps."""
+    from test_bridge import NATIVE, NHOST, BridgeBed, peak_routes
+    t0 = time.monotonic()
+    b = BridgeBed(pathlib.Path(tempfile.mkdtemp(prefix="ovdemo-br")), "bdm")
+    failed = 0
+
+    def step(ok, text):
+        nonlocal failed
+        failed += not ok
+        print(f"  {text}" if ok else f"  FAILED: {text}")
+
+    print(f"\nbridge: site b's gateway bridges the native network {NATIVE} (native router "
+          f"nr, native host {NHOST}, no overlay daemon there) into the overlay; site a knows "
+          f"no peer and no native prefix; namespaces {b.p}*")
+    try:
+        b.build()
+        b.start_dhtnode()
+        b.start("b", route=False)
+        b.start("a")
+        sh("ip", "-n", b.n("ga"), "-6", "route", "add", "2001:db8::/32", "dev", "ov0")
+        routes = re.findall(r"^(\S+ (?:via \S+ )?dev \S+)", peak_routes(b), re.M)
+        print(f"  gB's kernel routes (proto 0xa5): {'; '.join(routes)}")
+        bgp = until(lambda: re.search(r"^fd00::/16 via 2001:db8:76::1 .*proto bird", nsx(
+            b.n("nr"), "ip", "-6", "route", "show").stdout, re.M), 30)
+        step(bool(bgp), "the native router learned fd00::/16 by BGP from gB's BIRD "
+             "(peak agent --bird-config, kernel table 100)")
+
+        def ping(ns, dst):
+            return nsx(b.n(ns), "ping", "-6", "-n", "-c", "1", "-W", "1", dst,
+                       check=False).returncode == 0
+
+        t = time.monotonic()
+        ok = until(lambda: ping("ha", NHOST), 20, every=0)
+        step(bool(ok), f"hA -> {NHOST}: answered after {time.monotonic() - t:.1f} s (gA "
+             f"found {NATIVE} in the DHT; the first packet waits for neighbour discovery)")
+        route = re.search(rf"^{re.escape(NATIVE)} .*$", b.ctl("a", "show", "routes").stdout,
+                          re.M)
+        print(f"  gA's route: {route.group(0) if route else '-'}")
+        ok = until(lambda: ping("nat", "fd00:a::2"), 10, every=0)
+        step(bool(ok), f"{NHOST} -> fd00:a::2: answered")
+        out = b.ctl("b", "show", "peers").stdout
+        print("  " + "\n  ".join(x for x in out.splitlines() if x.startswith("bridge")))
+    except (Exception, pytest.fail.Exception) as e:  # noqa: BLE001 (reported; cleaned up)
+        failed += 1
+        print(f"  FAILED: {e}")
+    finally:
+        b.cleanup()
+        shutil.rmtree(b.tmp, ignore_errors=True)
+    print(f"bridge: {'ok' if not failed else f'{failed} step(s) failed'} "
+          f"({time.monotonic() - t0:.0f} s); daemons stopped, namespaces removed")
+    return failed
+
+
 def matrix_part():
     """The NAT matrix (tests/overlay/nat_matrix.py, its topology there): ten sites, public or
     behind full-cone, address-restricted, symmetric and double NATs; every host pings every
@@ -319,6 +378,7 @@ def main():
     ap.add_argument("--pings", type=int, default=10, help="echoes per pair for the RTTs")
     ap.add_argument("--peak-only", action="store_true",
                     help="only the PEAK-over-the-overlay part")
+    ap.add_argument("--bridge-only", action="store_true", help="only the bridge part")
     ap.add_argument("--no-matrix", action="store_true",
                     help="without the NAT matrix (tests/overlay/nat_matrix.py runs it alone)")
     a = ap.parse_args()
@@ -327,6 +387,8 @@ def main():
         return 2
     if a.peak_only:
         return 1 if peak_part() else 0
+    if a.bridge_only:
+        return 1 if bridge_part() else 0
     t0 = time.monotonic()
     b = DemoBed(pathlib.Path(tempfile.mkdtemp(prefix="ovdemo")))
     failed = unreached = 0
@@ -409,6 +471,7 @@ def main():
     if not a.no_matrix:
         failed += matrix_part()
     failed += peak_part()
+    failed += bridge_part()
     n = len(SITES) * (len(SITES) - 1)
     print(f"demo done in {time.monotonic() - t0:.0f} s: {n - unreached}/{n} pairs reached"
           f"{', with failures' if failed or unreached else ''}; daemons stopped, namespaces "

@@ -169,6 +169,47 @@ static void test_group_record(void **state)
 	assert_memory_not_equal(k, kp, DHR_KEY_LEN);
 }
 
+/* An anycast record (DHR_F_ANYCAST): the flag is signed with the rest and comes back; with
+ * DHR_F_GROUP or DHR_F_LEFT it is refused both ways; a prefix outside the certificate is
+ * refused as any record's; the anycast key differs from the prefix's own key. */
+static void test_anycast_record(void **state)
+{
+	(void)state;
+	setup_keys();
+	struct dhr_rec r, back;
+	uint8_t buf[DHR_REC_MAX];
+	make_rec(&r, "fd00:c::/64");
+	r.flags = DHR_F_ANYCAST | DHR_F_EDM;
+	long n = dhr_rec_write(&r, site_seed, buf, sizeof(buf));
+	assert_true(n > 0 && n <= DHR_REC_MAX);
+	assert_int_equal(parse(buf, (size_t)n, 1000000, &back), 0);
+	assert_int_equal(back.flags, DHR_F_ANYCAST | DHR_F_EDM);
+	assert_int_equal(prefix_cmp(&back.prefix, &r.prefix), 0);
+	buf[93] &= (uint8_t)~DHR_F_ANYCAST; /* the flag is signed */
+	assert_int_equal(parse(buf, (size_t)n, 1000000, &back), -EACCES);
+	buf[93] |= DHR_F_ANYCAST | DHR_F_LEFT; /* a leave without a group */
+	assert_int_equal(parse(buf, (size_t)n, 1000000, &back), -EBADMSG);
+	r.flags = DHR_F_ANYCAST | DHR_F_GROUP;
+	r.group[0] = 0xff;
+	assert_int_equal(dhr_rec_write(&r, site_seed, buf, sizeof(buf)), -EINVAL);
+	r.flags = DHR_F_GROUP;
+	n = dhr_rec_write(&r, site_seed, buf, sizeof(buf));
+	assert_true(n > 0);
+	buf[93] |= DHR_F_ANYCAST; /* a group record marked anycast: refused before the signature */
+	assert_int_equal(parse(buf, (size_t)n, 1000000, &back), -EBADMSG);
+	make_rec(&r, "fd00:d::/64"); /* not certified */
+	r.flags = DHR_F_ANYCAST;
+	n = dhr_rec_write(&r, site_seed, buf, sizeof(buf));
+	assert_int_equal(parse(buf, (size_t)n, 1000000, &back), -ERANGE);
+	uint8_t ka[DHR_KEY_LEN], kp[DHR_KEY_LEN];
+	dhr_key_anycast(&r.prefix, ka);
+	dhr_key_prefix(r.prefix.addr, r.prefix.len, kp);
+	assert_int_equal(ka[8], 'a');
+	assert_int_equal(ka[9], 64);
+	assert_memory_equal(ka + 10, kp + 10, 16);
+	assert_memory_not_equal(ka, kp, DHR_KEY_LEN);
+}
+
 static void test_keys_distinct(void **state)
 {
 	(void)state;
@@ -600,6 +641,7 @@ int main(void)
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_record_round_trip),
 	    cmocka_unit_test(test_group_record),
+	    cmocka_unit_test(test_anycast_record),
 	    cmocka_unit_test(test_keys_distinct),
 	    cmocka_unit_test(test_lookups_match_oracle),
 	    cmocka_unit_test(test_lengths_listed_only),

@@ -4,7 +4,8 @@ NATed sites talk hole-punched through both NATs (not relayed), the public ones a
 directly, RTTs and a throughput line are printed, and none of its namespaces is left; then
 its PEAK-over-the-overlay part: the IPv4-only client site resolves over the overlay to the
 address the rule gives its overlay address, the pod sees that source, the XDP filter passed
-packets and rejected the other address's, and none of that part's namespaces is left."""
+packets and rejected the other address's, and none of that part's namespaces is left; then
+its bridge part: the native host and the overlay site reach each other."""
 import os
 import pathlib
 import re
@@ -48,5 +49,8 @@ def test_demo_overlay():
     assert re.search(r"^  fd00:c:0:1::2 to fd00:c::2's address \S+: no answer, the filter "
                      r"rejected [1-9]", out, re.M), out
     assert "PEAK over the overlay: ok" in out, out
+    bridge = re.search(r"^bridge: .*namespaces (\S+)\*$", out, re.M).group(1)
+    assert re.search(r"^  2001:db8:77::2 -> fd00:a::2: answered$", out, re.M), out
+    assert "bridge: ok" in out, out
     left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-    assert prefix not in left and peak not in left, left
+    assert prefix not in left and peak not in left and bridge not in left, left
