@@ -270,32 +270,46 @@ static void rand_addr(uint8_t a[16], const uint8_t base[16], unsigned keep)
 	}
 }
 
+/* A random layout around a random base in the in-memory DHT, each prefix under its keys:
+ * 1..NP prefixes of lengths from plens (np of them; with any_len, one in three of any
+ * length), sharing up to keep_max - 1 bits with the base; with repub, one in four (past the
+ * first) the same prefix as an earlier one, republished. Returns how many prefixes. */
+static int make_layout(const int *plens, int nplens, bool any_len, unsigned keep_max, bool repub)
+{
+	uint8_t base[16];
+	rand_addr(base, base, 0);
+	ndht = 0;
+	int np = 1 + rand() % NP;
+	for (int i = 0; i < np; i++) {
+		struct dhr_rec *r = &layout[i];
+		memset(r, 0, sizeof(*r));
+		r->prefix.family = PEAK_AFI_IP6;
+		r->prefix.len =
+		    (uint8_t)(!any_len || rand() % 3 ? plens[rand() % nplens] : rand() % 129);
+		rand_addr(r->prefix.addr, base, (unsigned)rand() % keep_max);
+		prefix_mask_bits(r->prefix.addr, r->prefix.len);
+		if (repub && i && rand() % 4 == 0)
+			r->prefix = layout[rand() % i].prefix;
+		r->time_s = (uint64_t)i;
+		uint8_t keys[DHR_MAX_KEYS][DHR_KEY_LEN], x[32] = {(uint8_t)i};
+		size_t nk = dhr_pub_keys(&r->prefix, x, keys);
+		for (size_t k = 0; k < nk; k++) {
+			memcpy(dht[ndht].key, keys[k], DHR_KEY_LEN);
+			dht[ndht++].rec = i;
+		}
+	}
+	return np;
+}
+
+static const int PLENS[] = {1, 8, 16, 32, 47, 48, 56, 63, 64, 96, 127, 128};
+
 static void test_lookups_match_oracle(void **state)
 {
 	(void)state;
 	srand(17);
 	unsigned max_gets = 0, max_walk = 0;
 	for (int round = 0; round < 300; round++) {
-		uint8_t base[16];
-		rand_addr(base, base, 0);
-		ndht = 0;
-		int np = 1 + rand() % NP;
-		for (int i = 0; i < np; i++) {
-			struct dhr_rec *r = &layout[i];
-			memset(r, 0, sizeof(*r));
-			r->prefix.family = PEAK_AFI_IP6;
-			static const int plens[] = {1, 8, 16, 32, 47, 48, 56, 63, 64, 96, 127, 128};
-			r->prefix.len = (uint8_t)(rand() % 3 ? plens[rand() % 12] : rand() % 129);
-			rand_addr(r->prefix.addr, base, (unsigned)(rand() % 129));
-			prefix_mask_bits(r->prefix.addr, r->prefix.len);
-			r->time_s = (uint64_t)i;
-			uint8_t keys[DHR_MAX_KEYS][DHR_KEY_LEN], x[32] = {(uint8_t)i};
-			size_t nk = dhr_pub_keys(&r->prefix, x, keys);
-			for (size_t k = 0; k < nk; k++) {
-				memcpy(dht[ndht].key, keys[k], DHR_KEY_LEN);
-				dht[ndht++].rec = i;
-			}
-		}
+		int np = make_layout(PLENS, 12, true, 129, false);
 		unsigned nlens = layout_lens(np);
 		for (int q = 0; q < 40; q++) {
 			uint8_t dst[16];
@@ -415,28 +429,7 @@ static void test_par_matches_sequential(void **state)
 	srand(21);
 	unsigned max_issued = 0, spec = 0, superseded = 0, lookups = 0;
 	for (int round = 0; round < 150; round++) {
-		uint8_t base[16];
-		rand_addr(base, base, 0);
-		ndht = 0;
-		int np = 1 + rand() % NP;
-		for (int i = 0; i < np; i++) {
-			struct dhr_rec *r = &layout[i];
-			memset(r, 0, sizeof(*r));
-			r->prefix.family = PEAK_AFI_IP6;
-			static const int plens[] = {1, 8, 16, 32, 47, 48, 56, 63, 64, 96, 127, 128};
-			r->prefix.len = (uint8_t)(rand() % 3 ? plens[rand() % 12] : rand() % 129);
-			rand_addr(r->prefix.addr, base, (unsigned)(rand() % 129));
-			prefix_mask_bits(r->prefix.addr, r->prefix.len);
-			if (i && rand() % 4 == 0) /* the same prefix again, republished */
-				r->prefix = layout[rand() % i].prefix;
-			r->time_s = (uint64_t)i;
-			uint8_t keys[DHR_MAX_KEYS][DHR_KEY_LEN], x[32] = {(uint8_t)i};
-			size_t nk = dhr_pub_keys(&r->prefix, x, keys);
-			for (size_t k = 0; k < nk; k++) {
-				memcpy(dht[ndht].key, keys[k], DHR_KEY_LEN);
-				dht[ndht++].rec = i;
-			}
-		}
+		int np = make_layout(PLENS, 12, true, 129, true);
 		layout_lens(np);
 		for (int q = 0; q < 30; q++) {
 			uint8_t dst[16];
@@ -531,26 +524,8 @@ static void test_lengths_listed_only(void **state)
 	srand(5);
 	struct dhr_rec got[NSLOT];
 	for (int round = 0; round < 200; round++) {
-		uint8_t base[16];
-		rand_addr(base, base, 0);
-		ndht = 0;
-		int np = 1 + rand() % NP;
-		for (int i = 0; i < np; i++) {
-			struct dhr_rec *r = &layout[i];
-			memset(r, 0, sizeof(*r));
-			r->prefix.family = PEAK_AFI_IP6;
-			static const int ls[] = {32, 48, 56, 64};
-			r->prefix.len = (uint8_t)ls[rand() % 4];
-			rand_addr(r->prefix.addr, base, (unsigned)(rand() % 70));
-			prefix_mask_bits(r->prefix.addr, r->prefix.len);
-			r->time_s = (uint64_t)i;
-			uint8_t keys[DHR_MAX_KEYS][DHR_KEY_LEN], x[32] = {(uint8_t)i};
-			size_t nk = dhr_pub_keys(&r->prefix, x, keys);
-			for (size_t k = 0; k < nk; k++) {
-				memcpy(dht[ndht].key, keys[k], DHR_KEY_LEN);
-				dht[ndht++].rec = i;
-			}
-		}
+		static const int ls[] = {32, 48, 56, 64};
+		int np = make_layout(ls, 4, false, 70, false);
 		memset(&lens, 0, sizeof(lens));
 		dhr_lens_add(&lens, 64);
 		if (round % 2)
