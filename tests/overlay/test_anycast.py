@@ -111,18 +111,26 @@ class AnyBed(PubBed):
             "table ip slow {\n chain slowfw {\n  type filter hook forward priority 0;\n"
             f"  ip saddr {ADDR['a']} ip daddr {ADDR['c']} drop\n"
             f"  ip saddr {ADDR['c']} ip daddr {ADDR['a']} drop\n" " }\n}\n"))
-        for s in ("b", "c"):  # the anycast servers, routed to by their gateways
-            sh("ip", "-n", self.n(f"h{s}"), "addr", "add", "fd00:ac::1/64", "dev", "lan",
-               "nodad")
-            sh("ip", "-n", self.n(f"g{s}"), "-6", "route", "add", "fd00:ac::/64", "via",
-               f"fd00:{s}::2", "dev", "lan")
+        serve_anycast(self)
 
     def members(self):
-        """{site: (healthy, rtt_us or None)} from gA's anycast show lines."""
-        out = self.ctl("a", "show", "peers").stdout
-        rows = re.findall(r"^anycast fd00:ac::/64 (\S+) (\S+) rtt-us (\S+)", out, re.M)
-        return {site: (state == "healthy", None if rtt == "-" else int(rtt))
-                for site, state, rtt in rows}
+        return anycast_members(self)
+
+
+def serve_anycast(b):
+    """hB and hC serve fd00:ac::1, their gateways routing fd00:ac::/64 to them."""
+    for s in ("b", "c"):
+        sh("ip", "-n", b.n(f"h{s}"), "addr", "add", "fd00:ac::1/64", "dev", "lan", "nodad")
+        sh("ip", "-n", b.n(f"g{s}"), "-6", "route", "add", "fd00:ac::/64", "via",
+           f"fd00:{s}::2", "dev", "lan")
+
+
+def anycast_members(b):
+    """{site name at A: (healthy, rtt_us or None)} from gA's anycast show lines."""
+    out = b.ctl("a", "show", "peers").stdout
+    rows = re.findall(r"^anycast fd00:ac::/64 (\S+) (\S+) rtt-us (\S+)", out, re.M)
+    return {site: (state == "healthy", None if rtt == "-" else int(rtt))
+            for site, state, rtt in rows}
 
 
 @pytest.fixture

@@ -21,7 +21,7 @@ import sys
 import pytest
 from dhtpubbed import PORT, DhtPubBed
 from ovbed import nsx, sh, wait_for
-from test_anycast import FLOWS, SERVE, SLOW
+from test_anycast import FLOWS, SERVE, SLOW, anycast_members, serve_anycast
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
@@ -51,18 +51,10 @@ class AnyDhtBed(DhtPubBed):
             "table ip slow {\n chain slowfw {\n  type filter hook forward priority 0;\n"
             f"  ip saddr 10.0.1.2 ip daddr 10.0.3.2 udp dport {PORT} drop\n"
             f"  ip saddr 10.0.3.2 ip daddr 10.0.1.2 udp sport {PORT} drop\n" " }\n}\n"))
-        for s in "bc":
-            sh("ip", "-n", self.n(f"h{s}"), "addr", "add", "fd00:ac::1/64", "dev", "lan",
-               "nodad")
-            sh("ip", "-n", self.n(f"g{s}"), "-6", "route", "add", AC, "via", f"fd00:{s}::2",
-               "dev", "lan")
+        serve_anycast(self)
 
     def members(self):
-        """{site name at A: (healthy, rtt_us or None)} from gA's anycast show lines."""
-        out = self.ctl("a", "show", "peers").stdout
-        rows = re.findall(r"^anycast fd00:ac::/64 (\S+) (\S+) rtt-us (\S+)", out, re.M)
-        return {site: (state == "healthy", None if rtt == "-" else int(rtt))
-                for site, state, rtt in rows}
+        return anycast_members(self)
 
 
 @pytest.fixture
