@@ -215,18 +215,31 @@ def how(b, s, o, ep):
     return f"to {o}'s NAT mapping {ep} (opened by {o}'s packets)"
 
 
+class Steps:
+    """A demo part's steps: step(ok, text) prints the step, FAILED: before it if not ok;
+    .failed counts those."""
+
+    def __init__(self):
+        self.failed = 0
+
+    def __call__(self, ok, text):
+        self.failed += not ok
+        print(f"  {text}" if ok else f"  FAILED: {text}")
+
+    def end(self, part, t0):
+        """Prints the part's verdict and time; returns the failed count."""
+        print(f"{part}: {'ok' if not self.failed else f'{self.failed} step(s) failed'} "
+              f"({time.monotonic() - t0:.0f} s); daemons stopped, namespaces removed")
+        return self.failed
+
+
 def peak_part():
     """PEAK over the overlay (tests/overlay/peakbed.py, DHT mode): a client site with IPv4
     only resolves the PEAK service and reaches its pods through the overlay, the XDP filter
     on. Prints what happened; returns the number of failed steps."""
     t0 = time.monotonic()
     b = PeakOverlayBed(tempfile.mkdtemp(prefix="ovdemo-peak"), "pdm", "dht")
-    failed = 0
-
-    def step(ok, text):
-        nonlocal failed
-        failed += not ok
-        print(f"  {text}" if ok else f"  FAILED: {text}")
+    step = Steps()
 
     print(f"\nPEAK over the overlay: cluster site k (router, 1 node with the XDP filter on its "
           f"uplink, 2 pods, peak dns) whose gateway publishes {' and '.join(SERVICE_PREFIXES)} "
@@ -274,14 +287,11 @@ def peak_part():
         print(f"  gateway k: {rx:.0f} packets in from site c (AES-256-GCM over UDP/IPv4 "
               f"through c's NAT), dht lookups found {found:.0f}")
     except (Exception, pytest.fail.Exception) as e:  # noqa: BLE001 (reported; cleaned up)
-        failed += 1
-        print(f"  FAILED: {e}")
+        step(False, str(e))
     finally:
         b.cleanup()
         shutil.rmtree(b.tmp, ignore_errors=True)
-    print(f"PEAK over the overlay: {'ok' if not failed else f'{failed} step(s) failed'} "
-          f"({time.monotonic() - t0:.0f} s); daemons stopped, namespaces removed")
-    return failed
+    return step.end("PEAK over the overlay", t0)
 
 
 def bridge_part():
@@ -291,12 +301,7 @@ def bridge_part():
     from test_bridge import NATIVE, NHOST, BridgeBed, peak_routes
     t0 = time.monotonic()
     b = BridgeBed(pathlib.Path(tempfile.mkdtemp(prefix="ovdemo-br")), "bdm")
-    failed = 0
-
-    def step(ok, text):
-        nonlocal failed
-        failed += not ok
-        print(f"  {text}" if ok else f"  FAILED: {text}")
+    step = Steps()
 
     print(f"\nbridge: site b's gateway bridges the native network {NATIVE} (native router "
           f"nr, native host {NHOST}, no overlay daemon there) into the overlay; site a knows "
@@ -330,14 +335,11 @@ def bridge_part():
         out = b.ctl("b", "show", "peers").stdout
         print("  " + "\n  ".join(x for x in out.splitlines() if x.startswith("bridge")))
     except (Exception, pytest.fail.Exception) as e:  # noqa: BLE001 (reported; cleaned up)
-        failed += 1
-        print(f"  FAILED: {e}")
+        step(False, str(e))
     finally:
         b.cleanup()
         shutil.rmtree(b.tmp, ignore_errors=True)
-    print(f"bridge: {'ok' if not failed else f'{failed} step(s) failed'} "
-          f"({time.monotonic() - t0:.0f} s); daemons stopped, namespaces removed")
-    return failed
+    return step.end("bridge", t0)
 
 
 def matrix_part():
