@@ -69,10 +69,7 @@ class ChurnBed(Bed):
         for name in ["r", "dn"] + [f"g{s}" for s in self.sites]:
             self.add_ns(name)
         nsx(self.n("r"), "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        self.veth("dn", "eth0", "r", "rdn")
-        sh("ip", "-n", self.n("r"), "addr", "add", "10.0.250.1/24", "dev", "rdn")
-        sh("ip", "-n", self.n("dn"), "addr", "add", "10.0.250.2/24", "dev", "eth0")
-        sh("ip", "-n", self.n("dn"), "route", "add", "default", "via", "10.0.250.1")
+        self.dn_uplink("10.0.250")
         auth = self.tmp / "auth.key"
         self.peak("--genkey", str(auth))
         auth_pub = self.peak("--authority-pub", str(auth))

@@ -29,10 +29,7 @@ class DhtPubBed(Bed):
         for name in ["r", "dn"] + [f"h{s}" for s in hosts] + [f"g{s}" for s in sites]:
             self.add_ns(name)
         nsx(self.n("r"), "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        self.veth("dn", "eth0", "r", "rdn")
-        sh("ip", "-n", self.n("r"), "addr", "add", "10.0.99.1/24", "dev", "rdn")
-        sh("ip", "-n", self.n("dn"), "addr", "add", "10.0.99.2/24", "dev", "eth0")
-        sh("ip", "-n", self.n("dn"), "route", "add", "default", "via", "10.0.99.1")
+        self.dn_uplink("10.0.99")
         for i, s in enumerate(sites, 1):
             g = f"g{s}"
             if s in hosts:

@@ -81,6 +81,14 @@ class Bed:
         sh("ip", "-n", self.n(g), "addr", "add", f"fd00:{s}::1/64", "dev", "lan", "nodad")
         nsx(self.n(g), "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
 
+    def dn_uplink(self, net):
+        """The DHT node's namespace dn (made already) on router r: net.2/24 (net: the first
+        three bytes of an IPv4 address), r at net.1, its default route."""
+        self.veth("dn", "eth0", "r", "rdn")
+        sh("ip", "-n", self.n("r"), "addr", "add", f"{net}.1/24", "dev", "rdn")
+        sh("ip", "-n", self.n("dn"), "addr", "add", f"{net}.2/24", "dev", "eth0")
+        sh("ip", "-n", self.n("dn"), "route", "add", "default", "via", f"{net}.1")
+
     def spawn(self, s):
         """Starts site s's daemon (see ready)."""
         log = self.tmp / f"g{s}.log"

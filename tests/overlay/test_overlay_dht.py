@@ -67,10 +67,7 @@ class DhtBed(Bed):
                      + [f"nat{s}" for s in NATED]):
             self.add_ns(name)
         nsx(self.n("r"), "sysctl", "-qw", "net.ipv4.ip_forward=1")
-        self.veth("dn", "eth0", "r", "rdn")
-        sh("ip", "-n", self.n("r"), "addr", "add", "10.0.9.1/24", "dev", "rdn")
-        sh("ip", "-n", self.n("dn"), "addr", "add", "10.0.9.2/24", "dev", "eth0")
-        sh("ip", "-n", self.n("dn"), "route", "add", "default", "via", "10.0.9.1")
+        self.dn_uplink("10.0.9")
         for i, s in enumerate(SITES, 1):
             g = f"g{s}"
             if s in HOSTS:
