@@ -43,10 +43,13 @@ each isolated drop of the client's data packets, against control points with no 
 QUIC and its PEAK_H3_PROGRESS file over HTTP/2). The congestion control of both stacks is
 recorded: the kernel's TCP (net.ipv4.tcp_congestion_control) and peak h3's QUIC (the same
 by default, PEAK_H3_CC to choose).
+With --connections N the clean mixed upload of every system spreads its files over up to N
+connections per target ('peak h3 upload --connections N': N per type for peak-direct, N to
+the ingress for the others); the lossy uploads keep one.
 Prints a table, writes JSON (--out); bench/report.py makes the HTTP/3 section of REPORT.md.
 
 Usage (root): bench/h3/run.py [--quick] [--runs N] [--loss-runs N] [--systems LIST]
-              [--relay c|py] [--out FILE]"""
+              [--relay c|py] [--connections N] [--out FILE]"""
 import argparse
 import concurrent.futures
 import importlib.util
@@ -463,6 +466,8 @@ class Bench:
         measure needs (bench/h3/stall.py): its qlog over QUIC, its TCP progress file over
         HTTP/2."""
         extra, env, trace = (), None, None
+        if self.a.connections > 1 and not loss:
+            extra = ("--connections", str(self.a.connections))
         if loss:
             trace = self.bed.dir / f"trace-{system}-{run}"
             trace.mkdir()
@@ -789,6 +794,10 @@ def main():
                     help="the connection-setup probe's body (1 KiB)")
     ap.add_argument("--timeout-ms", type=int, default=60000, help="per upload command")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument("--connections", type=int, default=1,
+                    help="the clean mixed upload's files spread over up to N connections "
+                         "per target, every system ('peak h3 upload --connections'; 1: the "
+                         "issue's one connection, one per type for PEAK-direct)")
     ap.add_argument("--peak", default=os.path.join(ROOT, "build", "peak"))
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results", "h3.json"))
     a = ap.parse_args()
@@ -837,6 +846,7 @@ def main():
             signal.signal(signal.SIGTERM, old)
             log("testbed down")
     out = {"versions": versions(a.peak, systems), "command": " ".join(sys.argv), "runs": a.runs,
+           "connections": a.connections,
            "loss_runs": a.loss_runs, "loss_pct": a.loss if a.loss_runs else 0,
            "loss_delay_ms": a.delay_ms if a.loss_runs else 0,
            "loss_dropped_packets": lossy.get("dropped", 0), "loss_path": lossy, "mtu": 1500,

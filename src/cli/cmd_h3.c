@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -77,6 +78,7 @@ static const char upload_help[] =
     "                      [--source ADDR] [--port P] [--secret-file FILE] [options]\n"
     "                      [--timeout MS] [--migrate-after BYTES] [--qlog DIR]\n"
     "                      [--session-file FILE [--early-data]] [--proto h3|h2]\n"
+    "                      [--connections N]\n"
     "\n"
     "Opens one HTTP/3 connection to URL (https://HOST[:PORT][/PATH]) and POSTs every file on\n"
     "its own request stream, concurrently, opening streams as the server's limit allows.\n"
@@ -104,6 +106,11 @@ static const char upload_help[] =
     "                      SETTINGS_MAX_CONCURRENT_STREAMS wait); the same lines, summary\n"
     "                      and exit codes; no --peak, --migrate-after, --qlog,\n"
     "                      --session-file\n"
+    "  --connections N     spread the files over up to N connections (1 to 16, default 1),\n"
+    "                      each in a process of its own: the largest file first, each to\n"
+    "                      the connection with the fewest bytes so far; with --peak, up to\n"
+    "                      N per service and key, all to the address its rule gives. Each\n"
+    "                      connection prints its streams and summary; no --session-file\n"
     "\n"
     "PEAK-direct (--peak): no ingress. Reads NAME's content-type map (TXT _types.NAME:\n"
     "'v=types1; audio/*=audio.svc.example.; video/*=@#video'), picks for each file the most\n"
@@ -459,9 +466,16 @@ struct direct_opts {
 	uint16_t port;
 	const char *secret_file;
 	uint8_t secret[16];
+	unsigned connections; /* per service and key (--connections) */
 };
 
-/* One connection: the files whose types map to the same service and object key. */
+enum {
+	UPLOAD_MAX_CONNS = 16,                              /* --connections */
+	DIRECT_MAX_GROUPS = TYPEMAP_MAX * UPLOAD_MAX_CONNS, /* connections of one PEAK-direct run */
+};
+
+/* One connection: the files whose types map to the same service and object key (or a part of
+ * them, --connections). */
 struct direct_group {
 	const struct typemap_entry *e;
 	char service[TYPEMAP_NAME_LEN];
@@ -473,13 +487,132 @@ struct direct_group {
 	FILE *out; /* the child's stdout */
 };
 
-/* Resolves every group's service and runs one 'peak h3 upload' per group in a child
- * process, all at once (each child its own QUIC connection and event loop); prints each
- * group's 'peak:' line and output in order. Returns 0 if every stream of every group got
+/* Spreads g[k]'s files over up to n connections (--connections): the largest file first, each
+ * to the connection with the fewest bytes so far. g[k] keeps the first part; the others are
+ * copies of it appended at g[*ng], up to max groups in all. */
+static void group_spread(struct direct_group *g, unsigned k, unsigned *ng, unsigned max, unsigned n)
+{
+	static struct h3_upload_file files[H3_UPLOAD_MAX_FILES];
+	static uint64_t size[H3_UPLOAD_MAX_FILES];
+	uint64_t load[UPLOAD_MAX_CONNS] = {0};
+	unsigned at[UPLOAD_MAX_CONNS], nf = (unsigned)g[k].o.nfiles;
+	if (n > nf)
+		n = nf;
+	if (n > max - *ng + 1)
+		n = max - *ng + 1;
+	if (n < 2)
+		return;
+	for (unsigned i = 0; i < nf; i++) {
+		struct stat st;
+		files[i] = g[k].o.files[i];
+		size[i] = stat(files[i].path, &st) == 0 ? (uint64_t)st.st_size : 0;
+	}
+	for (unsigned c = 0; c < n; c++) {
+		at[c] = c ? *ng + c - 1 : k;
+		if (c)
+			g[at[c]] = g[k];
+		g[at[c]].o.nfiles = 0;
+	}
+	for (unsigned done = 0; done < nf; done++) {
+		unsigned big = 0, least = 0; /* at most 256 files: the quadratic pick is cheap */
+		for (unsigned i = 1; i < nf; i++)
+			if (size[i] != UINT64_MAX &&
+			    (size[big] == UINT64_MAX || size[i] > size[big]))
+				big = i;
+		for (unsigned c = 1; c < n; c++)
+			if (load[c] < load[least])
+				least = c;
+		struct h3_upload_opts *o = &g[at[least]].o;
+		o->files[o->nfiles++] = files[big];
+		load[least] += size[big];
+		size[big] = UINT64_MAX;
+	}
+	*ng += n - 1;
+}
+
+/* Runs one 'peak h3 upload' per resolved group in a child process, all at once (each child
+ * its own QUIC connection and event loop), then prints each group's output in order, after
+ * its 'peak:' line when d is given (PEAK-direct). Returns how many groups failed. */
+static unsigned groups_run(struct direct_group *g, unsigned ng, const struct direct_opts *d)
+{
+	unsigned bad = 0;
+	fflush(stdout);
+	fflush(stderr);
+	for (unsigned k = 0; k < ng; k++) {
+		if (!g[k].resolved)
+			continue;
+		if (!(g[k].out = tmpfile())) {
+			fprintf(stderr, "peak h3 upload: tmpfile: %s\n", strerror(errno));
+			bad++;
+			g[k].resolved = false;
+			continue;
+		}
+		g[k].pid = fork();
+		if (g[k].pid == 0) {
+			if (dup2(fileno(g[k].out), STDOUT_FILENO) == -1)
+				_exit(EXIT_NO);
+			int rc = h3_upload_run(&g[k].o);
+			fflush(stdout);
+			_exit(rc < 0 ? EXIT_USAGE : rc ? EXIT_NO : 0);
+		}
+		if (g[k].pid == -1) {
+			fprintf(stderr, "peak h3 upload: fork: %s\n", strerror(errno));
+			bad++;
+			g[k].resolved = false;
+			fclose(g[k].out);
+			g[k].out = NULL;
+		}
+	}
+	for (unsigned k = 0; k < ng; k++) {
+		char dst[ADDR_STRLEN], src[ADDR_STRLEN], line[512];
+		int st = 0;
+		if (!g[k].resolved)
+			continue;
+		while (waitpid(g[k].pid, &st, 0) == -1 && errno == EINTR)
+			;
+		if (!WIFEXITED(st) || WEXITSTATUS(st))
+			bad++;
+		if (d) {
+			addr_print(PEAK_AFI_IP6, (const uint8_t *)&g[k].cand.dst.sin6_addr, dst);
+			if (g[k].o.source)
+				addr_print(PEAK_AFI_IP6, (const uint8_t *)g[k].o.source, src);
+			else
+				snprintf(src, sizeof(src), "any");
+			printf("peak: types=%s service=%s%s%s address=[%s]:%u source=%s rule=%s\n",
+			       g[k].types, g[k].service, g[k].e->key[0] ? " key=" : "", g[k].e->key,
+			       dst, d->port, src, peak_origin_name(g[k].cand.origin));
+		}
+		rewind(g[k].out);
+		while (fgets(line, sizeof(line), g[k].out))
+			fputs(line, stdout);
+		fclose(g[k].out);
+		g[k].out = NULL;
+	}
+	return bad;
+}
+
+/* --connections N without --peak: o's files spread over up to n connections to its URL. Returns
+ * 0 if every stream of every connection got 201 with the right checksum, EXIT_NO otherwise. */
+static int split_run(const struct h3_upload_opts *o, unsigned n)
+{
+	static struct direct_group g[UPLOAD_MAX_CONNS];
+	unsigned ng = 1;
+	memset(&g[0], 0, sizeof(g[0]));
+	g[0].o = *o;
+	g[0].resolved = true;
+	group_spread(g, 0, &ng, UPLOAD_MAX_CONNS, n);
+	unsigned bad = groups_run(g, ng, NULL);
+	printf("connections: %u, %s\n", ng, bad ? "some failed" : "all ok");
+	return bad ? EXIT_NO : 0;
+}
+
+/* Resolves every group's service and runs one 'peak h3 upload' per group (up to
+ * d->connections per group, group_spread) in a child process, all at once; prints each
+ * connection's 'peak:' line and output in order. Returns 0 if every stream of every group got
  * 201 with the right checksum, EXIT_NO otherwise. */
 static int direct_run(const struct h3_upload_opts *base, const struct direct_opts *d)
 {
-	static struct direct_group g[TYPEMAP_MAX];
+	static struct direct_group g[DIRECT_MAX_GROUPS];
 	static struct typemap m;
 	static char url[TYPEMAP_MAX][96], sni[TYPEMAP_MAX][TYPEMAP_NAME_LEN];
 	const char *name = base->url;
@@ -559,54 +692,10 @@ static int direct_run(const struct h3_upload_opts *base, const struct direct_opt
 		if (memcmp(&g[k].cand.src.sin6_addr, &any, sizeof(any)))
 			g[k].o.source = &g[k].cand.src.sin6_addr;
 	}
-	fflush(stdout);
-	fflush(stderr);
-	for (unsigned k = 0; k < ng; k++) {
-		if (!g[k].resolved)
-			continue;
-		if (!(g[k].out = tmpfile())) {
-			fprintf(stderr, "peak h3 upload: tmpfile: %s\n", strerror(errno));
-			bad += (unsigned)g[k].o.nfiles;
-			g[k].resolved = false;
-			continue;
-		}
-		g[k].pid = fork();
-		if (g[k].pid == 0) {
-			if (dup2(fileno(g[k].out), STDOUT_FILENO) == -1)
-				_exit(EXIT_NO);
-			int rc = h3_upload_run(&g[k].o);
-			fflush(stdout);
-			_exit(rc < 0 ? EXIT_USAGE : rc ? EXIT_NO : 0);
-		}
-		if (g[k].pid == -1) {
-			fprintf(stderr, "peak h3 upload: fork: %s\n", strerror(errno));
-			bad += (unsigned)g[k].o.nfiles;
-			g[k].resolved = false;
-		}
-	}
-	for (unsigned k = 0; k < ng; k++) {
-		char dst[ADDR_STRLEN], src[ADDR_STRLEN], line[512];
-		int st = 0;
-		if (!g[k].resolved)
-			continue;
-		while (waitpid(g[k].pid, &st, 0) == -1 && errno == EINTR)
-			;
-		if (!WIFEXITED(st) || WEXITSTATUS(st))
-			bad++;
-		addr_print(PEAK_AFI_IP6, (const uint8_t *)&g[k].cand.dst.sin6_addr, dst);
-		if (g[k].o.source)
-			addr_print(PEAK_AFI_IP6, (const uint8_t *)g[k].o.source, src);
-		else
-			snprintf(src, sizeof(src), "any");
-		printf("peak: types=%s service=%s%s%s address=[%s]:%u source=%s rule=%s\n",
-		       g[k].types, g[k].service, g[k].e->key[0] ? " key=" : "", g[k].e->key, dst,
-		       d->port, src, peak_origin_name(g[k].cand.origin));
-		rewind(g[k].out);
-		while (fgets(line, sizeof(line), g[k].out))
-			fputs(line, stdout);
-		fclose(g[k].out);
-		g[k].out = NULL;
-	}
+	for (unsigned k = 0, n = ng; k < n; k++)
+		if (g[k].resolved)
+			group_spread(g, k, &ng, DIRECT_MAX_GROUPS, d->connections);
+	bad += groups_run(g, ng, d);
 	printf("peak-direct: %u connections, %s\n", ng, bad ? "some failed" : "all ok");
 	ret = bad ? EXIT_NO : 0;
 out:
@@ -632,6 +721,7 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	    {"port", required_argument, 0, 'p'},
 	    {"secret-file", required_argument, 0, 'K'},
 	    {"proto", required_argument, 0, 'o'},
+	    {"connections", required_argument, 0, 'N'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -640,6 +730,7 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	int c;
 	memset(&d, 0, sizeof(d));
 	d.port = 443;
+	d.connections = 1;
 	memset(&o, 0, sizeof(o));
 	o.timeout_ms = 30000;
 	opterr = 0;
@@ -726,6 +817,12 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 				cli_usage_error(cmd, "--proto: '%s': want h3 or h2", optarg);
 			o.h2 = !strcmp(optarg, "h2");
 			break;
+		case 'N':
+			if (get)
+				cli_usage_error(cmd, "takes no --connections");
+			d.connections =
+			    (unsigned)cli_u64(cmd, "--connections", optarg, 1, UPLOAD_MAX_CONNS);
+			break;
 		case 'h':
 			fputs(get ? get_help : upload_help, stdout);
 			return 0;
@@ -747,6 +844,8 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	if (o.h2 && (d.on || o.migrate_after || o.qlog_dir || o.session_file))
 		cli_usage_error(cmd, "--proto h2 takes no --peak, --migrate-after, --qlog, "
 		                     "--session-file or --early-data");
+	if (d.connections > 1 && o.session_file)
+		cli_usage_error(cmd, "--connections takes no --session-file");
 	if (!d.on && (d.ro.servers[0] || d.ro.source || d.secret_file || d.port != 443))
 		cli_usage_error(cmd, "--server, --source, --port and --secret-file go with --peak");
 	if (d.on) {
@@ -758,6 +857,8 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 		d.ro.secret = cli_secret_option(cmd, d.secret_file, d.secret);
 		return direct_run(&o, &d);
 	}
+	if (d.connections > 1)
+		return split_run(&o, d.connections);
 	int r = h3_upload_run(&o);
 	return r < 0 ? EXIT_USAGE : r ? EXIT_NO : 0;
 }

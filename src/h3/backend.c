@@ -687,6 +687,8 @@ int h3_backend_run(const struct h3_backend_opts *o)
 	    .max_streams_bidi = o->max_streams,
 	    .max_stream_data = 1024 * 1024,
 	    .max_data = 8 * 1024 * 1024,
+	    .max_stream_window = 16 * 1024 * 1024,
+	    .max_window = 32 * 1024 * 1024,
 	};
 	struct h3_retry_policy retry = {.always = o->retry, .above = o->max_conns / 2};
 	struct metrics_srv *ms = NULL;

@@ -566,6 +566,8 @@ int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local
 	settings.log_printf = trace_fn();
 	settings.max_tx_udp_payload_size = H3_MAX_UDP_PAYLOAD;
 	settings.cc_algo = (ngtcp2_cc_algo)h3_cc_algo();
+	settings.max_stream_window = lim->max_stream_window;
+	settings.max_window = lim->max_window;
 	ngtcp2_transport_params_default(&params);
 	params.initial_max_streams_bidi = lim->max_streams_bidi;
 	params.initial_max_streams_uni = 3;

@@ -50,6 +50,9 @@ struct h3_limits {
 	uint64_t max_streams_bidi; /* concurrent request streams */
 	uint64_t max_stream_data;  /* per stream receive window, bytes */
 	uint64_t max_data;         /* per connection receive window, bytes */
+	/* nonzero: the windows above grow up to these when the peer is held back by them
+	 * within a round trip (ngtcp2's window auto-tuning) */
+	uint64_t max_stream_window, max_window;
 };
 
 struct h3_conn {

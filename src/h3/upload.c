@@ -83,9 +83,10 @@ static int file_open(struct ufile *f)
 	return 0;
 }
 
-/* Computes the SHA-256 of every mapped body (f->hex), the answers' reference. Over HTTP/3 it
- * runs once the first flight has left, while the handshake is under way: hashing 16 MiB
- * first (8 ms with SHA-NI, more on a busy host) delayed the connection by as much. */
+/* Computes the SHA-256 of every mapped body (f->hex), the answers' reference. It runs on a
+ * thread of its own (h3_upload_hash_start): hashing 16 MiB first (8 ms with SHA-NI, more on
+ * a busy host) delayed the connection by as much, and after the first flight, during the
+ * handshake, it still delayed the first bodies by what the handshake did not cover. */
 static void files_hash(struct upload *u)
 {
 	for (size_t i = 0; i < u->n && !u->get; i++) {
@@ -98,6 +99,31 @@ static void files_hash(struct upload *u)
 		for (size_t k = 0; k < sizeof(d); k++)
 			snprintf(f->hex + 2 * k, 3, "%02x", d[k]);
 	}
+}
+
+static void *hash_main(void *arg)
+{
+	files_hash(arg);
+	return NULL;
+}
+
+void h3_upload_hash_start(struct upload *u)
+{
+	if (u->hashing || u->get)
+		return;
+	if (pthread_create(&u->hasher, NULL, hash_main, u)) {
+		files_hash(u);
+		return;
+	}
+	u->hashing = true;
+}
+
+void h3_upload_hash_wait(struct upload *u)
+{
+	if (!u->hashing)
+		return;
+	pthread_join(u->hasher, NULL);
+	u->hashing = false;
 }
 
 static nghttp3_ssize read_file(nghttp3_conn *h, int64_t sid, nghttp3_vec *vec, size_t veccnt,
@@ -415,6 +441,7 @@ static const char *base(const char *p)
 size_t h3_upload_report(struct upload *u)
 {
 	size_t bad = 0;
+	h3_upload_hash_wait(u);
 	for (size_t i = 0; i < u->n; i++) {
 		struct ufile *f = &u->f[i];
 		char sum[80] = "", backend[80] = "-", status[16];
@@ -519,6 +546,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 			goto out;
 		}
 	}
+	h3_upload_hash_start(&u);
 	int gr = getaddrinfo(host, port, &hints, &ai);
 	if (gr || !ai) {
 		fprintf(stderr, "peak h3 upload: %s: %s\n", host, gai_strerror(gr));
@@ -530,7 +558,6 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	if ((ret = h3_tls_client_cred(&cred, o->insecure ? NULL : o->ca)))
 		goto out;
 	if (o->h2) {
-		files_hash(&u);
 		ret = h2_upload_run(o, &u, &remote, cred, o->server_name ? o->server_name : host);
 		goto out;
 	}
@@ -554,7 +581,6 @@ int h3_upload_run(const struct h3_upload_opts *o)
 		submit_more(c);
 	}
 	h3_conn_write(c);
-	files_hash(&u);
 	/* --timeout counts from here, as it did when the hashing came first */
 	end = h3_now() + (uint64_t)o->timeout_ms * 1000000;
 	while (u.nclosed < u.n && !c->dead && !c->close_at) {
@@ -630,6 +656,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	h3_conn_close(c, NGHTTP3_H3_NO_ERROR);
 	ret = bad ? 1 : 0;
 out:
+	h3_upload_hash_wait(&u); /* before the bodies are unmapped */
 	h3_conn_free(c);
 	if (fd >= 0)
 		close(fd);

@@ -133,3 +133,39 @@ def test_peak_options_need_peak_and_typed_files(tmp_path):
         p = subprocess.run([PEAK, "h3", "upload", *argv], capture_output=True, text=True,
                            timeout=30)
         assert p.returncode == 2, (argv, p.stderr)
+
+
+def test_connections_spread_a_types_files_over_several_connections(tmp_path, pods):
+    """--connections 2: the video entry's three files go over two connections (the largest
+    alone, the two others together), both to the one address its rule gives, from the one
+    source; the single audio file keeps its one connection. Without --peak, the same option
+    spreads the files over connections to the URL."""
+    write(tmp_path / "a1.ogg", 300_000, "a1")
+    for name, n in (("v1.mp4", 900_000), ("v2.mp4", 600_000), ("v3.mp4", 200_000)):
+        write(tmp_path / name, n, name)
+    files = [f"{tmp_path / 'a1.ogg'}:audio/ogg"] + [
+        f"{tmp_path / n}:video/mp4" for n in ("v3.mp4", "v1.mp4", "v2.mp4")]
+    rc, streams, conns, out = pods.upload(files, extra=("--connections", "2"))
+    assert rc == 0, out
+    assert sorted(s["file"] for s in streams) == ["a1.ogg", "v1.mp4", "v2.mp4", "v3.mp4"], out
+    assert all(s["status"] == "201" and s["checksum"] == "ok" for s in streams), out
+    assert "peak-direct: 3 connections, all ok" in out, out
+    video = [c for c in conns if c["types"] == "video/mp4"]
+    assert len(video) == 2 and len({(c["address"], c["source"]) for c in video}) == 1, out
+    # each connection's streams follow its 'peak:' line: v1 alone, then v2 and v3 together
+    parts, cur = [], None
+    for line in out.splitlines():
+        if line.startswith("peak: "):
+            cur = []
+            parts.append(cur)
+        elif line.startswith("stream=") and cur is not None:
+            cur.append(dict(kv.split("=", 1) for kv in line.split())["file"])
+    assert sorted(sorted(p) for p in parts) == [["a1.ogg"], ["v1.mp4"], ["v2.mp4", "v3.mp4"]]
+
+    argv = ["ip", "netns", "exec", pods.name("c"), PEAK, "h3", "upload",
+            "https://[2001:db8:a2::1]:4433/", "--ca", str(pods.ca), "--connections", "3",
+            "--timeout", "20000"] + [a for f in files[1:] for a in ("--file", f)]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=90)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.count("upload: 1 streams, 1 ok") == 3, p.stdout
+    assert "connections: 3, all ok" in p.stdout, p.stdout
