@@ -84,6 +84,7 @@ void ctlr_peer_close(struct peer *p)
 	if (p->fd >= 0)
 		close(p->fd);
 	free(p->q.p);
+	ctlr_batch_free(p->batch);
 	*p = (struct peer){.fd = -1};
 }
 
@@ -202,8 +203,16 @@ void ctlr_peer_read(struct ctl *c, struct peer *p,
 		return;
 	if (k <= 0) {
 		if (!p->agent && p->inlen && !p->closing) { /* a last line without '\n' */
-			fn(c, p, p->in, p->inlen);
-			shutdown(p->fd, SHUT_RD);
+			if (!fn(c, p, p->in, p->inlen) && p->batch)
+				ctlr_batch_finish(c, p); /* cut short */
+			p->inlen = 0;
+			if (p->fd >= 0)
+				shutdown(p->fd, SHUT_RD);
+			return;
+		}
+		if (!p->agent && p->batch && !p->closing) { /* a batch cut short */
+			if (!ctlr_batch_finish(c, p))
+				shutdown(p->fd, SHUT_RD);
 			return;
 		}
 		if (p->agent)
