@@ -716,12 +716,39 @@ static void control_command(struct server *s, char *line, char *reply, size_t ca
 	struct ctl_msg m;
 	char err[CFG_ERRLEN];
 	size_t len = strcspn(line, "\n");
-	if (ctl_parse(line, len, &m) || (m.kind != CTL_RELOAD && m.kind != CTL_STATUS &&
-	                                 m.kind != CTL_HEALTH && m.kind != CTL_WEIGHT)) {
+	if (ctl_parse(line, len, &m) ||
+	    (m.kind != CTL_RELOAD && m.kind != CTL_STATUS && m.kind != CTL_HEALTH &&
+	     m.kind != CTL_WEIGHT && m.kind != CTL_ADD && m.kind != CTL_DEL)) {
 		snprintf(reply, cap,
 		         "error: %s (commands: status | reload | health SERVICE ENDPOINT up|down "
-		         "| weight SERVICE ENDPOINT N)\n",
+		         "| weight SERVICE ENDPOINT N | add SERVICE ENDPOINT ADDRESS WEIGHT [NODE] "
+		         "| del SERVICE ENDPOINT)\n",
 		         m.kind == CTL_NONE ? m.why : "unknown command");
+		return;
+	}
+	if (m.kind == CTL_ADD || m.kind == CTL_DEL) { /* endpoints added at run time */
+		struct dns_name nm;
+		int r = -ENOENT;
+		pthread_mutex_lock(&s->dyn_lock);
+		struct dnsd_svc_dyn *sd =
+		    dns_name_parse(m.svc, &nm) ? NULL : dnsd_dyn_svc(&s->dyn, &nm);
+		if (sd)
+			r = m.kind == CTL_ADD ? dnsd_svc_ep_add(sd, m.id, m.weight)
+			                      : dnsd_svc_ep_del(sd, m.id);
+		pthread_mutex_unlock(&s->dyn_lock);
+		if (r || update(s, err, sizeof(err))) {
+			snprintf(reply, cap, "error: %s\n",
+			         !sd            ? "no such service"
+			         : r == -EPERM  ? "the endpoint is the file's: remove it there"
+			         : r == -EEXIST ? "the endpoint exists"
+			         : r == -ENOENT ? "no such endpoint"
+			         : r == -EINVAL ? "it holds the last weight"
+			         : r            ? strerror(-r)
+			                        : err);
+			return;
+		}
+		log_msg(LOG_INFO, "dns: %.*s", (int)len, line);
+		snprintf(reply, cap, "ok\n");
 		return;
 	}
 	if (m.kind == CTL_RELOAD) {
@@ -737,9 +764,10 @@ static void control_command(struct server *s, char *line, char *reply, size_t ca
 			const struct dnsd_svc_dyn *sd = &s->dyn.svc[i];
 			dns_name_print(&sd->name, name, sizeof(name));
 			for (unsigned e = 0; e < sd->nep && n < cap; e++) {
-				uint32_t held = i < st->nsvc && st->svc[i]->ep_nslice
-				                    ? st->svc[i]->ep_nslice[e]
-				                    : 0;
+				uint32_t held =
+				    i < st->nsvc && st->svc[i]->ep_nslice && e < st->svc[i]->nep
+				        ? st->svc[i]->ep_nslice[e]
+				        : 0;
 				n += (size_t)snprintf(
 				    reply + n, cap - n, "%s %s %s weight=%u slices=%u\n", name,
 				    sd->ep[e].id, sd->ep[e].healthy ? "up" : "down",
@@ -780,6 +808,59 @@ struct follow_ctx {
 	unsigned changed;
 };
 
+/* The endpoints added at run time that a service's record names ("add" lines) join sd,
+ * those it no longer names leave (the file's endpoints stay as they are): the pods of a
+ * scale-up through the controller's control socket reach this replica through the store,
+ * with no read of its configuration. Returns the changes made. */
+static unsigned follow_endpoints(struct dnsd_svc_dyn *sd, const char *text, size_t len)
+{
+	struct ctl_msg *m = malloc(sizeof(*m));
+	unsigned changed = 0, nadd = 0, cap = 0;
+	char(*ids)[CTL_ID_MAX] = NULL;
+	char name[DNS_NAME_STRLEN];
+	if (!m)
+		return 0;
+	dns_name_print(&sd->name, name, sizeof(name));
+	for (size_t at = 0, n; at < len; at += n + 1) {
+		const char *nl = memchr(text + at, '\n', len - at);
+		n = nl ? (size_t)(nl - (text + at)) : len - at;
+		if (n < 4 || memcmp(text + at, "add ", 4) || ctl_parse(text + at, n, m) ||
+		    m->kind != CTL_ADD)
+			continue;
+		if (nadd == cap) {
+			cap = cap ? 2 * cap : 16;
+			char(*g)[CTL_ID_MAX] = realloc(ids, cap * sizeof(*ids));
+			if (!g)
+				goto out;
+			ids = g;
+		}
+		memcpy(ids[nadd++], m->id, CTL_ID_MAX);
+		int r = dnsd_svc_ep_add(sd, m->id, m->weight);
+		if (!r)
+			changed++;
+		else if (r != -EEXIST)
+			log_msg(LOG_WARNING, "dns: %s %s: cannot add it: %s", name, m->id,
+			        strerror(-r));
+	}
+	for (unsigned e = sd->nep; e-- > 0;) {
+		bool named = !sd->ep[e].rt;
+		for (unsigned k = 0; k < nadd && !named; k++)
+			named = !strcmp(ids[k], sd->ep[e].id);
+		if (named)
+			continue;
+		int r = dnsd_svc_ep_del(sd, sd->ep[e].id);
+		if (!r)
+			changed++;
+		else
+			log_msg(LOG_WARNING, "dns: %s %s: cannot remove it: %s", name, sd->ep[e].id,
+			        strerror(-r));
+	}
+out:
+	free(ids);
+	free(m);
+	return changed;
+}
+
 /* One service's stored record (checked): each endpoint of the service is up unless the
  * record says "health ... down", and takes the record's weight. Ups and weights go first,
  * downs last, so the service is never left without an endpoint on the way. A service or
@@ -798,7 +879,10 @@ static void follow_apply(void *arg, const char *name, const char *text, size_t l
 	for (unsigned i = 0; i < dyn->nsvc && !sd; i++)
 		if (dns_name_eq(&dyn->svc[i].name, &svc))
 			sd = &dyn->svc[i];
-	if (!sd || !(down = calloc(sd->nep + 1, sizeof(*down))) ||
+	if (!sd)
+		goto out;
+	fc->changed += follow_endpoints(sd, text, len);
+	if (!(down = calloc(sd->nep + 1, sizeof(*down))) ||
 	    !(w = malloc((sd->nep + 1) * sizeof(*w))))
 		goto out;
 	for (unsigned e = 0; e < sd->nep; e++)
