@@ -30,8 +30,13 @@
 static void send_map(struct ctl *c, struct csvc *v, struct peer *only)
 {
 	struct text t = {0};
+	bool any = false;
 	if (!only)
 		ctlr_svc_dirty(v);
+	for (int i = 0; i < MAX_AGENTS && !any; i++)
+		any = c->agents[i].fd >= 0 && c->agents[i].hello;
+	if (!any)
+		return; /* nobody to send it to: no text */
 	ctlr_map_text(v, &t);
 	if (t.err) {
 		log_msg(LOG_ERR, "controller: %s: cannot write its map: %s", v->name,

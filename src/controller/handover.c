@@ -176,10 +176,15 @@ unsigned ctlr_handover_send(struct ctl *c, struct csvc *v, const struct ho_snap 
 		add_run(c, &m, run, run_len);
 		if (m.nblocks)
 			send_line(c, &m);
-		log_msg(LOG_INFO, "controller: %s handover %s -> %s: %u slices, %u ms", v->name,
-		        v->s->ep[x->eo].id, v->s->ep[x->en].id, pr[p].end - pr[p].at, ms);
+		if (!c->ho_quiet)
+			log_msg(LOG_INFO, "controller: %s handover %s -> %s: %u slices, %u ms",
+			        v->name, v->s->ep[x->eo].id, v->s->ep[x->en].id,
+			        pr[p].end - pr[p].at, ms);
 		pairs++;
 	}
+	if (c->ho_quiet && pairs)
+		log_msg(LOG_INFO, "controller: %s: %u handovers of %zu slices, %u ms", v->name,
+		        pairs, nmv, ms);
 out:
 	free(pr);
 	free(mv);

@@ -455,19 +455,19 @@ static uint32_t change_apply(struct ctl *c, struct rt_change *x, struct ho_snap 
 {
 	struct csvc *v = &c->svc[x->svc];
 	struct cfg_service *s = &c->cfg->svc[x->svc];
-	uint32_t moved = 0, mv;
-	for (unsigned e = 0; e < x->nep; e++) {
-		if (x->old_of[e] >= 0 || !x->healthy[e])
-			continue;
-		mv = 0;
-		int slot = assign_add(&v->a, x->weight[e], &mv);
-		if (slot >= 0)
-			x->slot[e] = slot;
-		else
-			log_msg(LOG_ERR, "controller: %s %s: cannot join the assignment: %s",
-			        v->name, x->ep[e].id, strerror(-slot));
-		moved += mv;
-	}
+	uint32_t moved = 0, mv = 0, *w = malloc((x->nep ? x->nep : 1) * sizeof(*w));
+	unsigned n = 0;
+	for (unsigned e = 0; w && e < x->nep; e++) /* the newcomers join in one rebalance */
+		if (x->old_of[e] < 0)
+			w[n++] = x->weight[e];
+	int first = !w ? -ENOMEM : n ? assign_add_many(&v->a, w, n, &moved) : 0;
+	free(w);
+	if (first < 0)
+		log_msg(LOG_ERR, "controller: %s: %u endpoints cannot join the assignment: %s",
+		        v->name, x->nadd, strerror(-first));
+	for (unsigned e = 0, k = 0; first >= 0 && e < x->nep; e++)
+		if (x->old_of[e] < 0)
+			x->slot[e] = first + (int)k++;
 	for (unsigned e = 0; e < s->nep; e++) {
 		if (x->new_of[e] >= 0 || v->slot[e] < 0)
 			continue;
@@ -598,7 +598,9 @@ static int batch_apply(struct ctl *c, struct rt_batch *b, unsigned *nsvc, unsign
 		        "controller: %s: %u endpoints added, %u removed at run time: %u slices "
 		        "moved",
 		        v->name, x[i].nadd, x[i].ndel, moved[i]);
+		c->ho_quiet = true;
 		ctlr_handover_send(c, v, &snap[i], -1);
+		c->ho_quiet = false;
 		ctlr_handover_free(&snap[i]);
 		ctlr_send_map(c, v, NULL);
 		change_tell(c, &x[i]);

@@ -815,8 +815,10 @@ struct follow_ctx {
 static unsigned follow_endpoints(struct dnsd_svc_dyn *sd, const char *text, size_t len)
 {
 	struct ctl_msg *m = malloc(sizeof(*m));
-	unsigned changed = 0, nadd = 0, cap = 0;
+	unsigned changed = 0, nadd = 0, nnew = 0, cap = 0;
 	char(*ids)[CTL_ID_MAX] = NULL;
+	uint32_t *w = NULL;
+	bool *isnew = NULL;
 	char name[DNS_NAME_STRLEN];
 	if (!m)
 		return 0;
@@ -824,39 +826,75 @@ static unsigned follow_endpoints(struct dnsd_svc_dyn *sd, const char *text, size
 	for (size_t at = 0, n; at < len; at += n + 1) {
 		const char *nl = memchr(text + at, '\n', len - at);
 		n = nl ? (size_t)(nl - (text + at)) : len - at;
-		if (n < 4 || memcmp(text + at, "add ", 4) || ctl_parse(text + at, n, m) ||
-		    m->kind != CTL_ADD)
+		bool add = n > 4 && !memcmp(text + at, "add ", 4);
+		bool wt = n > 7 && !memcmp(text + at, "weight ", 7);
+		if ((!add && !wt) || ctl_parse(text + at, n, m))
 			continue;
+		if (wt) { /* the live weight of one added (they come after the add lines) */
+			for (unsigned k = 0; k < nadd; k++)
+				if (!strcmp(ids[k], m->id))
+					w[k] = m->weight;
+			continue;
+		}
 		if (nadd == cap) {
 			cap = cap ? 2 * cap : 16;
 			char(*g)[CTL_ID_MAX] = realloc(ids, cap * sizeof(*ids));
-			if (!g)
+			uint32_t *gw = g ? realloc(w, cap * sizeof(*w)) : NULL;
+			bool *gn = gw ? realloc(isnew, cap * sizeof(*isnew)) : NULL;
+			ids = g ? g : ids;
+			w = gw ? gw : w;
+			isnew = gn ? gn : isnew;
+			if (!gn)
 				goto out;
-			ids = g;
 		}
-		memcpy(ids[nadd++], m->id, CTL_ID_MAX);
-		int r = dnsd_svc_ep_add(sd, m->id, m->weight);
-		if (!r)
-			changed++;
-		else if (r != -EEXIST)
-			log_msg(LOG_WARNING, "dns: %s %s: cannot add it: %s", name, m->id,
-			        strerror(-r));
+		memcpy(ids[nadd], m->id, CTL_ID_MAX);
+		w[nadd] = m->weight;
+		isnew[nadd] = true;
+		for (unsigned e = 0; e < sd->nep && isnew[nadd]; e++)
+			isnew[nadd] = strcmp(sd->ep[e].id, m->id) != 0;
+		nnew += isnew[nadd];
+		nadd++;
 	}
-	for (unsigned e = sd->nep; e-- > 0;) {
+	if (nnew) { /* the new ones in the record's order, in one rebalance */
+		char(*nid)[CFG_ID_MAX] = malloc(nnew * sizeof(*nid));
+		uint32_t *nw = malloc(nnew * sizeof(*nw));
+		unsigned k = 0;
+		for (unsigned j = 0; nid && nw && j < nadd; j++)
+			if (isnew[j]) {
+				memcpy(nid[k], ids[j], CFG_ID_MAX);
+				nw[k++] = w[j];
+			}
+		int r = nid && nw ? dnsd_svc_ep_add_many(sd, nid, nw, nnew) : -ENOMEM;
+		if (!r)
+			changed += nnew;
+		else
+			log_msg(LOG_WARNING, "dns: %s: cannot add %u endpoints: %s", name, nnew,
+			        strerror(-r));
+		free(nid);
+		free(nw);
+	}
+	for (unsigned e = 0; e < sd->nep;) { /* in order, as the controller removes them */
 		bool named = !sd->ep[e].rt;
 		for (unsigned k = 0; k < nadd && !named; k++)
 			named = !strcmp(ids[k], sd->ep[e].id);
-		if (named)
+		if (named) {
+			e++;
 			continue;
-		int r = dnsd_svc_ep_del(sd, sd->ep[e].id);
-		if (!r)
+		}
+		char id[CFG_ID_MAX];
+		memcpy(id, sd->ep[e].id, CFG_ID_MAX);
+		int r = dnsd_svc_ep_del(sd, id);
+		if (!r) {
 			changed++;
-		else
-			log_msg(LOG_WARNING, "dns: %s %s: cannot remove it: %s", name, sd->ep[e].id,
-			        strerror(-r));
+			continue;
+		}
+		log_msg(LOG_WARNING, "dns: %s %s: cannot remove it: %s", name, id, strerror(-r));
+		e++;
 	}
 out:
 	free(ids);
+	free(w);
+	free(isnew);
 	free(m);
 	return changed;
 }

@@ -548,22 +548,52 @@ nomem:
 	return -ENOMEM;
 }
 
-int dnsd_svc_ep_add(struct dnsd_svc_dyn *sd, const char *ep, uint32_t weight)
+int dnsd_svc_ep_add_many(struct dnsd_svc_dyn *sd, const char (*ep)[CFG_ID_MAX],
+                         const uint32_t *weight, unsigned n)
 {
-	if (weight > ASSIGN_MAX_WEIGHT || strlen(ep) >= CFG_ID_MAX)
-		return -EINVAL;
-	if (ep_find(sd, ep, 0) >= 0)
-		return -EEXIST;
-	struct dnsd_ep_dyn *n = realloc(sd->ep, (sd->nep + 1) * sizeof(*n));
+	for (unsigned k = 0; k < n; k++) {
+		if (weight[k] > ASSIGN_MAX_WEIGHT || !memchr(ep[k], 0, CFG_ID_MAX))
+			return -EINVAL;
+		if (ep_find(sd, ep[k], 0) >= 0)
+			return -EEXIST;
+		for (unsigned j = 0; j < k; j++)
+			if (!strcmp(ep[j], ep[k]))
+				return -EEXIST;
+	}
 	if (!n)
+		return 0;
+	struct dnsd_ep_dyn *g = realloc(sd->ep, (sd->nep + n) * sizeof(*g));
+	if (!g)
 		return -ENOMEM;
-	sd->ep = n;
-	n = &sd->ep[sd->nep++];
-	*n = (struct dnsd_ep_dyn){
-	    .healthy = true, .weight = weight, .cfg_weight = weight, .slot = -1, .rt = true};
-	snprintf(n->id, sizeof(n->id), "%s", ep);
+	sd->ep = g;
+	if (sd->have_assign && dyn_unpack(sd))
+		return -ENOMEM;
+	/* one rebalance for all of them, as the controller's batch makes it (runtime.c) */
+	int first = sd->have_assign ? assign_add_many(&sd->a, weight, n, NULL) : -1;
+	if (first < -1) {
+		(void)dyn_pack(sd);
+		return first;
+	}
+	for (unsigned k = 0; k < n; k++) {
+		struct dnsd_ep_dyn *d = &sd->ep[sd->nep++];
+		*d = (struct dnsd_ep_dyn){.healthy = true,
+		                          .weight = weight[k],
+		                          .cfg_weight = weight[k],
+		                          .slot = first >= 0 ? first + (int)k : -1,
+		                          .rt = true};
+		snprintf(d->id, sizeof(d->id), "%s", ep[k]);
+	}
 	sd->changed = true;
 	return svc_dyn_settle(sd);
+}
+
+int dnsd_svc_ep_add(struct dnsd_svc_dyn *sd, const char *ep, uint32_t weight)
+{
+	char id[1][CFG_ID_MAX] = {""};
+	if (strlen(ep) >= CFG_ID_MAX)
+		return -EINVAL;
+	memcpy(id[0], ep, strlen(ep) + 1);
+	return dnsd_svc_ep_add_many(sd, id, &weight, 1);
 }
 
 int dnsd_svc_ep_del(struct dnsd_svc_dyn *sd, const char *ep)

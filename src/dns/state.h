@@ -196,6 +196,11 @@ int dnsd_dyn_set(struct dnsd_dyn *dyn, const struct dns_name *svc, const char *e
  * Returns 0, -EEXIST (sd has that id) or -ENOMEM. */
 int dnsd_svc_ep_add(struct dnsd_svc_dyn *sd, const char *ep, uint32_t weight);
 
+/* Adds n endpoints at run time as dnsd_svc_ep_add does, in one rebalance (as a batch on
+ * the controller adds them). Returns 0, -EEXIST, -EINVAL or -ENOMEM (nothing added). */
+int dnsd_svc_ep_add_many(struct dnsd_svc_dyn *sd, const char (*ep)[CFG_ID_MAX],
+                         const uint32_t *weight, unsigned n);
+
 /* Removes endpoint ep, added at run time, from sd (its slices move to the others) and marks
  * sd changed. Returns 0, -ENOENT, -EPERM (it is the file's) or -EINVAL (it holds the last
  * weight). */
