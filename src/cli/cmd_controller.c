@@ -42,7 +42,7 @@ static const char controller_help[] =
     "                       must answer the challenge with its HMAC before anything else\n"
     "                       (without it any peer reaching --listen is trusted: a warning)\n"
     "  --control PATH       Unix socket (mode 0600) for 'peak controller-ctl': status,\n"
-    "                       weight, health, reload\n"
+    "                       weight, health, reload, add, del, batch\n"
     "  --state FILE|none    where the live assignment is saved (default CONFIG.state)\n"
     "  --store file|etcd|kubernetes\n"
     "                       the datastore of the live state: the state file (default),\n"

@@ -382,6 +382,11 @@ static int change_make(struct ctl *c, struct rt_batch *b, struct rt_line **ls, u
 			x->ndel++;
 		}
 	}
+	if (v->a.nep + x->nadd > ASSIGN_MAX_ENDPOINTS) { /* (slots of those gone stay) */
+		batch_err(b, x->first_line, "service %s would pass %u endpoints", v->name,
+		          (unsigned)ASSIGN_MAX_ENDPOINTS);
+		goto out;
+	}
 	/* someone with weight must be left to hold the slices */
 	bool left = false;
 	for (unsigned e = 0; e < s->nep && !left; e++)
