@@ -26,8 +26,8 @@ struct rt_line {
 };
 
 struct rt_batch {
-	uint32_t want, have;
-	struct rt_line *l;
+	uint32_t want, have, cap;
+	struct rt_line *l;      /* grown as lines come (a batch announces up to 1,000,000) */
 	char err[CTL_TEXT_MAX]; /* the first error, "" when none */
 };
 
@@ -254,11 +254,13 @@ static void batch_err(struct rt_batch *b, unsigned no, const char *fmt, ...)
 int ctlr_batch_start(struct peer *p, uint32_t n)
 {
 	struct rt_batch *b = calloc(1, sizeof(*b));
-	if (!b || !(b->l = calloc(n, sizeof(*b->l)))) {
+	uint32_t cap = n < 1024 ? n : 1024;
+	if (!b || !(b->l = calloc(cap, sizeof(*b->l)))) {
 		free(b);
 		return -ENOMEM;
 	}
 	b->want = n;
+	b->cap = cap;
 	p->batch = b;
 	return 0;
 }
@@ -268,7 +270,20 @@ bool ctlr_batch_line(struct ctl *c, struct peer *p, const char *line, size_t len
 	struct rt_batch *b = p->batch;
 	struct ctl_msg *m = malloc(sizeof(*m));
 	unsigned no = b->have + 1;
+	if (b->have == b->cap) {
+		uint32_t nc = b->cap > b->want / 2 ? b->want : 2 * b->cap;
+		struct rt_line *g = realloc(b->l, nc * sizeof(*g));
+		if (!g) { /* the line is counted, not kept: the batch is refused */
+			batch_err(b, no, "out of memory");
+			b->have++;
+			free(m);
+			return b->have == b->want;
+		}
+		b->l = g;
+		b->cap = nc;
+	}
 	struct rt_line *l = &b->l[b->have++];
+	*l = (struct rt_line){0};
 	l->svc = -1;
 	l->no = no;
 	if (!m) {
