@@ -157,3 +157,32 @@ def test_reload_and_restart_keep_runtime_endpoints(tmp_path, etcd):
         assert r.returncode == 2 and "in the configuration file" in r.stdout, r
     finally:
         c.stop()
+
+
+def test_standby_follows_and_takes_over_runtime_endpoints(tmp_path, etcd):
+    """A hot standby applies the leader's batch from the watch (its copy holds the pods
+    added, with their slices) and, leading after the leader stops, keeps them: its copy,
+    not a fresh read, and the same slices."""
+    lead = controller(tmp_path, etcd, cfg=ctlpeer.config())
+    sdir = tmp_path / "standby"
+    sdir.mkdir()
+    sb = ctlpeer.Controller(str(sdir), ctlpeer.config(),
+                            ("--store", "etcd", "--etcd", etcd.url,
+                             "--control", str(sdir / "c.sock")), name="standby")
+    try:
+        assert ctlpeer.wait_until(lambda: "a standby" in sb.log(), 10), sb.log()
+        n = sb.log().count("the stored state changed: adopted")
+        r = ctl(tmp_path, "batch", "-", stdin=f"add {SVC} pod-3 2001:db8:100::a 1\n"
+                                              f"add {SVC} pod-4 2001:db8:100::b 1 node1\n")
+        assert r.returncode == 0, r
+        want = ctl_slices(tmp_path)
+        assert ctlpeer.wait_until(
+            lambda: sb.log().count("the stored state changed: adopted") > n, 10), sb.log()
+        assert lead.stop() == 0  # revokes its lease: the standby leads at once
+        assert ctlpeer.wait_until(lambda: "leading (store etcd)" in sb.log(), 10), sb.log()
+        assert "(the standby's copy, current)" in sb.log(), sb.log()
+        assert ctl_slices(sdir) == want
+        assert f"add {SVC} pod-4 2001:db8:100::b 1 node1\n" in etcd.get(KEY)
+    finally:
+        lead.stop()
+        sb.stop()
