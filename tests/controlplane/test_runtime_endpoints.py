@@ -103,7 +103,7 @@ def test_bad_batch_refused_with_its_line_and_nothing_applied(tmp_path, etcd):
         cases = [  # (the batch, the line, what the reason says)
             (good + f"add {SVC} pod-4 2001:db8::zz 1\n", 2, "ADDRESS an IPv6 address"),
             (good + "\n" + good, 2, "an empty line"),
-            (good + f"add nope.svc.example. pod-4 2001:db8:100::b 1\n", 2, "no service"),
+            (good + "add nope.svc.example. pod-4 2001:db8:100::b 1\n", 2, "no service"),
             (good + good, 2, "named twice"),
             (good + f"add {SVC} pod-0 2001:db8:100::b 1\n", 2, "pod-0 of " + SVC + " exists"),
             (good + f"del {SVC} pod-1\n", 2, "in the configuration file"),
