@@ -610,7 +610,8 @@ def controlplane_section(path):
          f"| scale-up of {g('scaleup_pods')} pods ({r.get('scaleup_how', '')}) | "
          f"{g('scaleup_s', ' s')} | {g('scaleup_cpu_s', ' s')} | | < 1 s |"]
     if r.get("scaleup_stored_s") is not None:  # (the split, when the bench measured it)
-        L.append(f"| - of which: stored in etcd (controller's log line) | "
+        L.append(f"| - of which: stored in etcd (the controller's reply to the batch, or "
+                 f"its 'configuration reloaded' line) | "
                  f"{g('scaleup_stored_s', ' s')} | {g('scaleup_cpu_s', ' s')} | | |")
         L.append(f"| - of which: both replicas answer the new pods | "
                  f"{g('scaleup_answered_s', ' s')} | {g('scaleup_dns0_cpu_s', ' s')} and "

@@ -11,14 +11,19 @@ Measures, each bounded by --timeout seconds:
                      changed: adopted", its CPU per change, and its counts of whole reads and
                      of records applied from the watch (its metrics; absent before they were)
   scale-up           1010 more endpoints (10 more in each of the first 100 services and in
-                     grow.svc.example., which had 1): the file rewritten, then SIGHUP to the
-                     controller and both replicas (as a new file or ConfigMap reaches all
-                     three; the replicas take the pods' addresses from their configuration);
-                     timed from the signals until the controller logged "configuration
-                     reloaded" (its changed records written to etcd: scaleup_stored_s) and
-                     both replicas answer grow.svc.example. with its 11 addresses
-                     (scaleup_answered_s); scaleup_s is the later. CPU seconds of each
-                     process, and the logs' stamps of each step (--skip-scaleup: not run)
+                     grow.svc.example., which had 1). --scaleup-via socket (the default):
+                     one batch of add lines on the controller's control socket (what
+                     `peak controller-ctl batch FILE` sends), timed from its sending until
+                     the controller's reply (it follows the etcd transaction that stored
+                     the changed records, with the pods' addresses: scaleup_stored_s) and
+                     both replicas answer grow.svc.example. with its 11 addresses, taken
+                     from etcd's watch with no reload (scaleup_answered_s). --scaleup-via
+                     sighup: the file rewritten, then SIGHUP to the controller and both
+                     replicas (as a new file or ConfigMap reaches all three; each parses
+                     the whole file), timed from the signals until the controller logged
+                     "configuration reloaded" and both replicas answer. scaleup_s is the
+                     later of the two. CPU seconds of each process, and the logs' stamps of
+                     each step (--skip-scaleup: not run)
   dns load           two `peak dns --store etcd` replicas: until each answers the apex SOA;
                      CPU seconds and VmHWM of each
   propagation        --changes weight changes on the service probe.svc.example. (endpoint
@@ -36,7 +41,8 @@ controller, with a 30 s lease: its work at this scale (or under ASan) outlasts t
 2 s lease, and a lost lead restarts it (failover is measured elsewhere).
 Writes bench/results/controlplane.json (or --out). --quick: 200 x 10, 10 changes.
 Usage: bench/controlplane/scale.py [--quick] [--services N] [--endpoints N] [--changes N]
-       [--via socket|cli] [--standby] [--skip-scaleup] [--keep DIR]
+       [--via socket|cli] [--standby] [--skip-scaleup] [--scaleup-via socket|sighup]
+       [--keep DIR]
 The standby's cost per change, bounded (about 2 minutes on 2 cores):
        bench/controlplane/scale.py --services 1000 --endpoints 100 --changes 20 --standby \
            --skip-scaleup --out bench/results/controlplane-standby.json"""
@@ -48,6 +54,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 
@@ -339,29 +346,50 @@ def run(a, tmp):
         if a.skip_scaleup:
             return res
         # last, as it may hold the controller long: 1000 more endpoints (10 more in each of
-        # the first 100 services) and 10 more in the grow service, by SIGHUP to the
-        # controller and both replicas (what a new file, a ConfigMap, brings to all three:
-        # the replicas take the pods' addresses from their configuration)
+        # the first 100 services) and 10 more in the grow service. --scaleup-via socket:
+        # one batch on the controller's control socket (what `peak controller-ctl batch`
+        # sends); the controller stores the pods with their addresses and the replicas take
+        # them from etcd's watch, no file read anywhere. --scaleup-via sighup: the file
+        # rewritten, SIGHUP to the controller and both replicas (what a new file, a
+        # ConfigMap, brings to all three: each parses the whole file)
         ups, per = min(100, a.services), 10
-        with open(cfg + ".new", "w") as f:
-            f.write(gen_config(a.services, a.endpoints, (ups, per)))
-        os.replace(cfg + ".new", cfg)
+        res["scaleup_via"] = a.scaleup_via
+        batch = [f"add {GROW} g{k} fd00:fffe::{k + 1:x} 1" for k in range(1, 1 + GROW_PODS)]
+        for x in range(ups):
+            batch += [f"add s{x}.svc.example. e{k} fd00:{x:x}::{k + 1:x} 1"
+                      for k in range(a.endpoints, a.endpoints + per)]
+        if a.scaleup_via == "sighup":
+            with open(cfg + ".new", "w") as f:
+                f.write(gen_config(a.services, a.endpoints, (ups, per)))
+            os.replace(cfg + ".new", cfg)
         n0 = readlog(clog).count("configuration reloaded")
         cpu0 = [cpu_s(x.pid) for x in [c] + [p for p, _, _, _ in reps]]
         want = 1 + GROW_PODS
+        reply = {}
         t0, w0 = time.monotonic(), time.time()
-        c.send_signal(signal.SIGHUP)
-        for p, _, _, _ in reps:
-            p.send_signal(signal.SIGHUP)
+        if a.scaleup_via == "sighup":
+            c.send_signal(signal.SIGHUP)
+            for p, _, _, _ in reps:
+                p.send_signal(signal.SIGHUP)
+        else:
+            def send():
+                reply["text"] = cplib.unix_command(
+                    csock, f"batch {len(batch)}\n" + "\n".join(batch), timeout=a.timeout)
+                reply["t"] = time.monotonic()
+            th = threading.Thread(target=send, daemon=True)
+            th.start()
         stored = answered = None
         try:
             deadline = time.monotonic() + a.timeout
             while stored is None or answered is None:
-                lg = readlog(clog)
-                if "reload refused" in lg:
+                lg = readlog(clog) if a.scaleup_via == "sighup" else ""
+                if "reload refused" in lg or "error" in reply.get("text", ""):
                     break
-                if stored is None and lg.count("configuration reloaded") > n0:
+                if stored is None and a.scaleup_via == "sighup" and \
+                        lg.count("configuration reloaded") > n0:
                     stored = time.monotonic() - t0
+                if stored is None and "t" in reply:  # the reply follows the etcd write
+                    stored = reply["t"] - t0
                 if answered is None and all(probe_count(port, GROW) == want
                                             for _, port, _, _ in reps):
                     answered = time.monotonic() - t0
@@ -370,33 +398,49 @@ def run(a, tmp):
                 time.sleep(0.002)
         except TimeoutError as ex:
             res["scaleup_error"] = str(ex)
+        assert "error" not in reply.get("text", ""), reply
         assert "reload refused" not in readlog(clog), readlog(clog)[-2000:]
         cpu1 = [cpu_s(x.pid) for x in [c] + [p for p, _, _, _ in reps]]
         res["scaleup_pods"] = ups * per + GROW_PODS
-        res["scaleup_how"] = ("SIGHUP to the controller and both replicas with a "
-                              "configuration holding the pods added; from the signals until "
-                              "the controller logged 'configuration reloaded' (its changed "
-                              "records written to etcd) and both replicas answer the new pods "
-                              f"({GROW} AAAA: {want} addresses), whichever is later")
+        res["scaleup_how"] = (
+            ("one batch of add lines on the controller's control socket; from its sending "
+             "until the controller's reply (sent after its transaction wrote the changed "
+             "records, with the pods' addresses, to etcd) and both replicas answer the new "
+             "pods from etcd's watch" if a.scaleup_via == "socket" else
+             "SIGHUP to the controller and both replicas with a configuration holding the "
+             "pods added; from the signals until the controller logged 'configuration "
+             "reloaded' (its changed records written to etcd) and both replicas answer the "
+             "new pods") + f" ({GROW} AAAA: {want} addresses), whichever is later")
         res["scaleup_s"] = round(max(x or 0 for x in (stored, answered)), 3)
         res["scaleup_stored_s"] = round(stored, 3) if stored is not None else None
         res["scaleup_answered_s"] = round(answered, 3) if answered is not None else None
         # from the logs' millisecond stamps (not the bench's polling; a replica logs its
         # reload just after it serves it)
+        dline = "dns: reloaded" if a.scaleup_via == "sighup" else "the stored state applied"
         for _, _, lg, _ in reps:
             try:
-                wait_for(lambda: ms_after(lg, "dns: reloaded", w0) is not None, 10,
+                wait_for(lambda: ms_after(lg, dline, w0) is not None, 10,
                          what="the replica's reload line")
             except TimeoutError:
                 pass
-        res["scaleup_controller_log_s"] = ms_after(clog, "configuration reloaded", w0)
-        res["scaleup_changed_log_s"] = ms_after(clog, "services changed", w0)
+        if a.scaleup_via == "sighup":
+            res["scaleup_controller_log_s"] = ms_after(clog, "configuration reloaded", w0)
+            res["scaleup_changed_log_s"] = ms_after(clog, "services changed", w0)
+        else:  # the first and last service's "endpoints added" lines
+            res["scaleup_changed_log_s"] = ms_after(clog, "endpoints added", w0)
+            t = last_after(clog, "endpoints added", w0)
+            res["scaleup_controller_log_s"] = round(t - w0, 3) if t else None
         for i, (_, _, lg, _) in enumerate(reps):
-            res[f"scaleup_dns{i}_log_s"] = ms_after(lg, "dns: reloaded", w0)
+            res[f"scaleup_dns{i}_log_s"] = ms_after(lg, dline, w0)
+            t = last_after(lg, dline, w0)
+            res[f"scaleup_dns{i}_last_log_s"] = round(t - w0, 3) if t else None
         res["scaleup_cpu_s"] = round(cpu1[0] - cpu0[0], 3)
         for i in range(len(reps)):
             res[f"scaleup_dns{i}_cpu_s"] = round(cpu1[i + 1] - cpu0[i + 1], 3)
         line = [x for x in readlog(clog).splitlines() if "services changed" in x]
+        if a.scaleup_via == "socket":
+            line = [reply.get("text", "").splitlines()[0]] if reply.get("text") else []
+            line = [" ".join(["-", "-", *line])]
         res["scaleup_controller_line"] = line[-1].split(" ", 2)[2] if line else None
         progress(f"scale-up of {res['scaleup_pods']} pods: stored in {res['scaleup_stored_s']} "
                  f"s, answered by both replicas in {res['scaleup_answered_s']} s (CPU: "
@@ -422,6 +466,9 @@ def main():
     ap.add_argument("--standby", action="store_true",
                     help="run a hot standby controller too and measure what a change costs it")
     ap.add_argument("--skip-scaleup", action="store_true", help="leave out the scale-up")
+    ap.add_argument("--scaleup-via", choices=("socket", "sighup"), default="socket",
+                    help="add the scale-up's pods with one batch on the controller's control "
+                    "socket, or by a new file and SIGHUP to the controller and replicas")
     ap.add_argument("--keep", metavar="DIR", help="keep the logs (etcd, controller, replicas) "
                     "in DIR")
     ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results",

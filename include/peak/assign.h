@@ -61,6 +61,11 @@ void assign_fini(struct assign *a);
  * gets the number of slices that changed owner. */
 int assign_add(struct assign *a, uint32_t weight, uint32_t *moved);
 
+/* Adds n endpoints with these weights and rebalances once: the slices that move are only
+ * the newcomers' shares (n assign_add calls would also move slices between newcomers).
+ * Their slots are first, first + 1, ...; returns first (>= 0) or -errno (nothing added). */
+int assign_add_many(struct assign *a, const uint32_t *weight, unsigned n, uint32_t *moved);
+
 /* Removes an endpoint (its slot stays, dead) and rebalances. Returns 0, -EINVAL (no such
  * live slot, or it was the last with weight) or -ENOMEM. */
 int assign_del(struct assign *a, unsigned slot, uint32_t *moved);

@@ -27,6 +27,13 @@
  *                           them; an agent that does not know the line ignores it)
  *   controller/operator -> peak dns or the controller's control socket
  *                           health ..., weight SERVICE ENDPOINT N, status, reload
+ *                           add SERVICE ENDPOINT ADDRESS WEIGHT [NODE]
+ *                           (an endpoint added at run time: its pod's IPv6 address, its
+ *                           configured weight and node; also a line of the stored record
+ *                           that marks it as added at run time)
+ *                           del SERVICE ENDPOINT (an endpoint added at run time removed)
+ *                           batch N (the next N lines on the control socket, each add or
+ *                           del, applied all or nothing; 1..CTL_BATCH_MAX)
  *   replies                 ok | error: TEXT
  *
  * A line is at most CTL_LINE_MAX bytes with its '\n'. Tokens are separated by exactly one
@@ -53,6 +60,7 @@ enum {
 	CTL_WEIGHT_MAX = ASSIGN_MAX_WEIGHT,
 	CTL_SLICES_MAX = ASSIGN_MAX_SLICES,
 	CTL_HANDOVER_MS_MAX = 600000, /* a handover window's longest deadline */
+	CTL_BATCH_MAX = 1000000,      /* lines of one batch */
 };
 
 enum ctl_kind {
@@ -72,6 +80,9 @@ enum ctl_kind {
 	CTL_OK,
 	CTL_ERROR,    /* text */
 	CTL_HANDOVER, /* svc, id = old owner, to = new owner, ms, blocks[nblocks] (>= 1) */
+	CTL_ADD,      /* svc, id, addr, weight, node ("" when not given) */
+	CTL_DEL,      /* svc, id */
+	CTL_BATCH,    /* count */
 };
 
 struct ctl_msg {
@@ -92,9 +103,12 @@ struct ctl_msg {
 	unsigned nblocks;
 	struct assign_block blocks[CTL_EP_BLOCKS_MAX];
 	char text[CTL_TEXT_MAX];
-	char to[CTL_ID_MAX]; /* handover: the new owner */
-	uint32_t ms;         /* handover: the window's deadline, ms after the line */
-	const char *why;     /* after a failed ctl_parse: what the line should have been (static) */
+	char to[CTL_ID_MAX];   /* handover: the new owner */
+	uint32_t ms;           /* handover: the window's deadline, ms after the line */
+	uint8_t addr[16];      /* add: the pod's IPv6 address */
+	char node[CTL_ID_MAX]; /* add: its node, "" when not given */
+	uint32_t count;        /* batch: the lines that follow */
+	const char *why; /* after a failed ctl_parse: what the line should have been (static) */
 };
 
 /* Finds the first line of buf. Returns the bytes it takes with its '\n' (> 0) and its

@@ -10,6 +10,7 @@
 #include "../sys/net.h"
 #include "cli.h"
 #include "peak/ctlproto.h"
+#include "peak/util.h"
 
 static const char controller_help[] =
     "usage: peak controller --config FILE --listen ADDR:PORT [--dns-control PATH]\n"
@@ -41,7 +42,7 @@ static const char controller_help[] =
     "                       must answer the challenge with its HMAC before anything else\n"
     "                       (without it any peer reaching --listen is trusted: a warning)\n"
     "  --control PATH       Unix socket (mode 0600) for 'peak controller-ctl': status,\n"
-    "                       weight, health, reload\n"
+    "                       weight, health, reload, add, del, batch\n"
     "  --state FILE|none    where the live assignment is saved (default CONFIG.state)\n"
     "  --store file|etcd|kubernetes\n"
     "                       the datastore of the live state: the state file (default),\n"
@@ -101,7 +102,79 @@ static const char ctl_help[] =
     "                                  down here drains a live pod: its open connections\n"
     "                                  are handed over, not cut\n"
     "  reload                          reload the configuration file, as SIGHUP does\n"
-    "Exit status: 0 ok, 1 the controller refused the command, 2 it was not reached.\n";
+    "  add SERVICE ENDPOINT ADDRESS WEIGHT [NODE]\n"
+    "                                  add an endpoint (its pod's IPv6 address) at run\n"
+    "                                  time: only the slices of its share move; kept in\n"
+    "                                  the store across reloads and restarts until del\n"
+    "  del SERVICE ENDPOINT            remove an endpoint added at run time\n"
+    "  batch FILE|-                    add and del lines from FILE (- stdin), one a line,\n"
+    "                                  applied all or nothing; a bad line is refused as\n"
+    "                                  FILE:LINE: reason (checked here first, then by the\n"
+    "                                  controller: 'line N' is the file's line N)\n"
+    "Exit status: 0 ok, 1 the controller was not reached, 2 bad usage or a command it\n"
+    "refused (the reason is printed).\n";
+
+/* Reads a batch file (or stdin for "-") and checks every line here, so a typo is reported
+ * as FILE:LINE: reason before anything is sent. Returns the text to send ("batch N" and the
+ * lines), malloc'ed; exits 2 on a bad file. */
+static char *batch_text(const char *path)
+{
+	uint8_t *buf = NULL;
+	size_t len = 0, cap = 0;
+	const char *shown = strcmp(path, "-") ? path : "stdin";
+	if (strcmp(path, "-")) {
+		int r = peak_read_file(path, 256u << 20, &buf, &len);
+		if (r) {
+			fprintf(stderr, "peak controller-ctl: %s: %s\n", path, strerror(-r));
+			exit(2);
+		}
+	} else {
+		for (size_t k; (buf = realloc(buf, cap = cap ? 2 * cap : 65536)) &&
+		               (k = fread(buf + len, 1, cap - len, stdin)) > 0;)
+			len += k;
+		if (!buf) {
+			fputs("peak controller-ctl: out of memory\n", stderr);
+			exit(2);
+		}
+	}
+	if (len && buf[len - 1] == '\n')
+		len--; /* the last line's newline */
+	unsigned n = 0;
+	struct ctl_msg *m = malloc(sizeof(*m));
+	for (size_t at = 0; m && (at < len || (!len && !n));) {
+		const uint8_t *nl = memchr(buf + at, '\n', len - at);
+		size_t ll = nl ? (size_t)(nl - (buf + at)) : len - at;
+		n++;
+		if (ctl_parse((const char *)buf + at, ll, m) ||
+		    (m->kind != CTL_ADD && m->kind != CTL_DEL)) {
+			fprintf(stderr, "peak controller-ctl: %s:%u: %s\n", shown, n,
+			        m->kind == CTL_NONE ? (ll ? m->why : "an empty line")
+			                            : "only add and del lines in a batch");
+			exit(2);
+		}
+		at += ll + 1;
+		if (at > len)
+			break;
+	}
+	if (!m || n > CTL_BATCH_MAX) {
+		fprintf(stderr, "peak controller-ctl: %s: %s\n", shown,
+		        m ? "more lines than a batch holds (1000000)" : "out of memory");
+		exit(2);
+	}
+	free(m);
+	char head[32];
+	int hl = snprintf(head, sizeof(head), "batch %u\n", n);
+	char *t = malloc((size_t)hl + len + 1);
+	if (!t) {
+		fputs("peak controller-ctl: out of memory\n", stderr);
+		exit(2);
+	}
+	memcpy(t, head, (size_t)hl);
+	memcpy(t + hl, buf, len);
+	t[(size_t)hl + len] = '\0';
+	free(buf);
+	return t;
+}
 
 int cmd_controller(int argc, char **argv)
 {
@@ -261,7 +334,16 @@ int cmd_controller_ctl(int argc, char **argv)
 	if (argc < 3 || strcmp(argv[1], "--control"))
 		cli_usage_error("controller-ctl", "--control PATH is required (see --help)");
 	if (argc < 4)
-		cli_usage_error("controller-ctl", "no command (status, weight, health or reload)");
+		cli_usage_error("controller-ctl",
+		                "no command (status, weight, health, reload, add, del or batch)");
+	if (!strcmp(argv[3], "batch")) {
+		if (argc != 5)
+			cli_usage_error("controller-ctl", "batch takes one FILE (or - for stdin)");
+		char *t = batch_text(argv[4]);
+		int r = ctl_request("peak controller-ctl", argv[2], t);
+		free(t);
+		return r;
+	}
 	char line[CTL_LINE_MAX];
 	size_t n = 0;
 	for (int i = 3; i < argc; i++) {

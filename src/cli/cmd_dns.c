@@ -71,6 +71,9 @@ static const char ctl_help[] =
     "  health SERVICE ENDPOINT up|down mark an endpoint (its slices move only if needed)\n"
     "  weight SERVICE ENDPOINT N       set an endpoint's weight (0..1000000)\n"
     "  reload                          reload the configuration file, as SIGHUP does\n"
+    "  add SERVICE ENDPOINT ADDRESS WEIGHT [NODE]\n"
+    "                                  add an endpoint at run time (kept across reloads)\n"
+    "  del SERVICE ENDPOINT            remove an endpoint added at run time\n"
     "Exit status: 0 done, 1 the server was not reached (or its reply was cut short),\n"
     "2 a usage error or the server refused the command (the reason is printed).\n";
 
@@ -270,7 +273,8 @@ int cmd_dns_ctl(int argc, char **argv)
 	if (!path)
 		cli_usage_error("dns-ctl", "--control PATH is required (see --help)");
 	if (i >= argc)
-		cli_usage_error("dns-ctl", "no command (status, health, weight or reload)");
+		cli_usage_error("dns-ctl",
+		                "no command (status, health, weight, reload, add or del)");
 	char line[512];
 	size_t n = 0;
 	for (; i < argc; i++) {

@@ -1,5 +1,6 @@
 /* The controller's control socket for peak controller-ctl: status, weight, health,
- * reload; one command per connection, answered with "ok" or "error: ...". */
+ * reload, add, del; one command per connection (a batch: "batch N" and its N lines),
+ * answered with "ok" or "error: ...". */
 #define _GNU_SOURCE /* accept4 */
 #include "ctl.h"
 
@@ -42,10 +43,26 @@ int ctlr_client_line(struct ctl *c, struct peer *p, const char *line, size_t len
 	struct ctl_msg m;
 	char err[CFG_ERRLEN] = "";
 	struct text t = {0};
+	if (p->batch) { /* a line of a batch: its errors come with the reply at its end */
+		if (ctlr_batch_line(c, p, line, len))
+			return ctlr_batch_finish(c, p);
+		return 0;
+	}
 	p->closing = true;
 	if (ctl_parse(line, len, &m)) {
-		reply_err(c, p, "%s (commands: status, health, weight, reload)", m.why);
+		reply_err(c, p, "%s (commands: status, health, weight, reload, add, del, batch)",
+		          m.why);
 		return p->fd >= 0 ? 0 : -1;
+	}
+	if (m.kind == CTL_BATCH || m.kind == CTL_ADD || m.kind == CTL_DEL) {
+		if (ctlr_batch_start(p, m.kind == CTL_BATCH ? m.count : 1)) {
+			reply_err(c, p, "out of memory");
+			return p->fd >= 0 ? 0 : -1;
+		}
+		p->closing = false; /* the batch's lines follow (an add or del is its own) */
+		if (m.kind != CTL_BATCH && ctlr_batch_line(c, p, line, len))
+			return ctlr_batch_finish(c, p);
+		return 0;
 	}
 	if (m.kind == CTL_STATUS) {
 		pthread_mutex_lock(&c->lock);

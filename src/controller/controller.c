@@ -30,8 +30,13 @@
 static void send_map(struct ctl *c, struct csvc *v, struct peer *only)
 {
 	struct text t = {0};
+	bool any = false;
 	if (!only)
 		ctlr_svc_dirty(v);
+	for (int i = 0; i < MAX_AGENTS && !any; i++)
+		any = c->agents[i].fd >= 0 && c->agents[i].hello;
+	if (!any)
+		return; /* nobody to send it to: no text */
 	ctlr_map_text(v, &t);
 	if (t.err) {
 		log_msg(LOG_ERR, "controller: %s: cannot write its map: %s", v->name,
@@ -199,6 +204,14 @@ static void dns_sync(struct ctl *c)
 		ctlr_copy(m.svc, sizeof(m.svc), v->name);
 		for (unsigned e = 0; e < v->s->nep; e++) {
 			ctlr_copy(m.id, sizeof(m.id), v->s->ep[e].id);
+			if (!v->s->ep[e].line) { /* added at run time (runtime.c) */
+				m.kind = CTL_ADD;
+				memcpy(m.addr, v->s->ep[e].addr, 16);
+				ctlr_copy(m.node, sizeof(m.node), v->s->ep[e].node);
+				m.weight = v->s->ep[e].weight;
+				ctlr_dns_tell(c, &m);
+				m.node[0] = '\0';
+			}
 			if (v->weight[e] != v->s->ep[e].weight) {
 				m.kind = CTL_WEIGHT;
 				m.weight = v->weight[e];
@@ -282,8 +295,13 @@ int ctlr_reload(struct ctl *c, char *err, size_t errlen)
 	taken = calloc(c->cfg->nsvc ? c->cfg->nsvc : 1, sizeof(*taken));
 	if (!from || !same || !send || !taken || ctlr_index_build(&oldidx, c->cfg))
 		goto out;
+	for (unsigned i = 0; i < cfg->nsvc; i++)
+		from[i] = ctlr_index_find(&oldidx, &cfg->svc[i].name);
+	/* the endpoints added at run time stay (runtime.c) */
+	if (!c->kube && ctlr_rt_reload_merge(cfg, c->cfg, from))
+		goto out;
 	for (unsigned i = 0; i < cfg->nsvc; i++) {
-		int k = from[i] = ctlr_index_find(&oldidx, &cfg->svc[i].name);
+		int k = from[i];
 		/* (the Kubernetes source marks endpoints that left down first: built anew) */
 		same[i] = !c->kube && k >= 0 && !taken[k] && c->svc[k].have &&
 		          ctlr_svc_same(c->cfg->svc + k, cfg->svc + i);
@@ -549,18 +567,56 @@ static int store_adopt(struct ctl *c)
 	size_t len = 0;
 	struct csvc *svc, *old;
 	c->copy_exact = false;
+	struct cfg_endpoint **eps = NULL;
+	unsigned *neps = NULL;
+	struct peak_config tmp;
 	int r = c->store->ops->load(c->store, &state, &len);
 	if (r)
 		return r;
-	svc = ctlr_svcs_build(c->cfg, state, len, c->steer);
+	/* the endpoints added at run time that the records name, built into a copy of the
+	 * services and put in the configuration with the services built from it */
+	if (!c->kube && (r = ctlr_rt_adopt_eps(c, state, len, &eps, &neps))) {
+		free(state);
+		return r;
+	}
+	tmp = *c->cfg;
+	if (eps && !(tmp.svc = malloc((tmp.nsvc ? tmp.nsvc : 1) * sizeof(*tmp.svc))))
+		r = -ENOMEM;
+	for (unsigned i = 0; eps && !r && i < tmp.nsvc; i++) {
+		tmp.svc[i] = c->cfg->svc[i];
+		if (eps[i]) {
+			tmp.svc[i].ep = eps[i];
+			tmp.svc[i].nep = neps[i];
+		}
+	}
+	svc = r ? NULL : ctlr_svcs_build(&tmp, state, len, c->steer);
 	free(state);
-	if (!svc)
+	if (!svc) {
+		for (unsigned i = 0; eps && i < tmp.nsvc; i++)
+			free(eps[i]);
+		if (eps && tmp.svc != c->cfg->svc)
+			free(tmp.svc);
+		free(eps);
+		free(neps);
 		return -ENOMEM;
+	}
 	pthread_mutex_lock(&c->lock);
+	for (unsigned i = 0; eps && i < tmp.nsvc; i++) {
+		if (eps[i]) {
+			free(c->cfg->svc[i].ep);
+			c->cfg->svc[i].ep = eps[i];
+			c->cfg->svc[i].nep = neps[i];
+		}
+		svc[i].s = &c->cfg->svc[i];
+	}
 	old = c->svc;
 	c->svc = svc;
 	c->store_reads++;
 	pthread_mutex_unlock(&c->lock);
+	if (eps)
+		free(tmp.svc);
+	free(eps);
+	free(neps);
 	ctlr_svcs_free(old, c->cfg->nsvc);
 	c->copy_exact = true;
 	return 0;
@@ -577,16 +633,33 @@ static int standby_apply(void *arg, const char *name, const char *text, size_t l
 	struct csvc *v = ctlr_svc_find(c, name), *nv, tmp;
 	if (!v)
 		return 0; /* not in the configuration: a load leaves it out too */
+	unsigned i = (unsigned)(v - c->svc), nep = 0;
+	struct cfg_endpoint *eps = NULL; /* the endpoints added at run time, as it names them */
 	struct peak_config *one = calloc(1, sizeof(*one));
-	if (!one)
+	struct cfg_service s1 = c->cfg->svc[i];
+	if (!one || (!c->kube && ctlr_rt_record_eps(c, i, text, text ? len : 0, &eps, &nep))) {
+		free(one);
 		return -ENOMEM;
-	one->svc = c->cfg->svc + (v - c->svc);
+	}
+	if (eps) {
+		s1.ep = eps;
+		s1.nep = nep;
+	}
+	one->svc = &s1;
 	one->nsvc = 1;
 	nv = ctlr_svcs_build(one, text, text ? len : 0, c->steer);
 	free(one);
-	if (!nv)
+	if (!nv) {
+		free(eps);
 		return -ENOMEM;
+	}
 	pthread_mutex_lock(&c->lock);
+	if (eps) {
+		free(c->cfg->svc[i].ep);
+		c->cfg->svc[i].ep = eps;
+		c->cfg->svc[i].nep = nep;
+	}
+	nv[0].s = &c->cfg->svc[i];
 	tmp = *v;
 	*v = nv[0];
 	nv[0] = tmp;

@@ -97,6 +97,8 @@ struct outq {
 	uint64_t since_ms; /* when it last made progress or became non-empty */
 };
 
+struct rt_batch;
+
 struct peer {
 	int fd;
 	bool agent;   /* an agent (else an operator client) */
@@ -108,6 +110,7 @@ struct peer {
 	char in[CTL_LINE_MAX];
 	size_t inlen;
 	struct outq q;
+	struct rt_batch *batch; /* clients: a batch being received (runtime.c), or NULL */
 };
 
 struct dnsq {
@@ -154,6 +157,8 @@ struct ctl {
 	uint64_t steer_next;   /* when the next steering round is due */
 	struct kube *kube;     /* --source kubernetes (src/k8s/kube.h), else NULL */
 	struct name_index idx; /* c->cfg's services by name (ctlr_svc_find) */
+	bool ho_quiet;         /* handovers logged one line per service, not per pair (a
+	                        * batch: 1,000 lines of log were a third of its time) */
 };
 
 struct kube;
@@ -242,6 +247,28 @@ unsigned ctlr_handover_send(struct ctl *c, struct csvc *v, const struct ho_snap 
 int ctlr_client_line(struct ctl *c, struct peer *p, const char *line, size_t len);
 int ctlr_control_listen(const char *path);
 void ctlr_client_accept(struct ctl *c, int lfd);
+
+/* runtime.c: endpoints added and removed at run time (add, del, batch N) */
+/* Starts receiving a batch of n lines on p. Returns 0 or -ENOMEM. */
+int ctlr_batch_start(struct peer *p, uint32_t n);
+/* Takes one line of p's batch (its errors are kept for the reply). Returns true when the
+ * batch is whole: the caller then calls ctlr_batch_finish. */
+bool ctlr_batch_line(struct ctl *c, struct peer *p, const char *line, size_t len);
+/* Checks and applies p's batch all or nothing, replies, and ends it (also for a batch cut
+ * short). Returns 0, or -1 if p was closed. */
+int ctlr_batch_finish(struct ctl *c, struct peer *p);
+void ctlr_batch_free(struct rt_batch *b);
+/* A reload: appends to each service of cfg the endpoints its live namesake in old
+ * (from[i], -1: none) had added at run time, unless cfg lists their ids. 0 or -ENOMEM. */
+int ctlr_rt_reload_merge(struct peak_config *cfg, const struct peak_config *old, const int *from);
+/* An adoption of the stored state: per service of c->cfg, the endpoints it must have (the
+ * file's, then those the state's "add" lines name), or NULL where they are the ones it
+ * has; *out NULL when no service changes. Returns 0 or -ENOMEM. */
+int ctlr_rt_adopt_eps(const struct ctl *c, const char *state, size_t len,
+                      struct cfg_endpoint ***out, unsigned **nout);
+/* The same for service i alone from its record (text NULL: none). */
+int ctlr_rt_record_eps(const struct ctl *c, unsigned i, const char *text, size_t len,
+                       struct cfg_endpoint **out, unsigned *nout);
 
 /* controller.c */
 void ctlr_send_map(struct ctl *c, struct csvc *v, struct peer *only);

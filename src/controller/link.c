@@ -84,6 +84,7 @@ void ctlr_peer_close(struct peer *p)
 	if (p->fd >= 0)
 		close(p->fd);
 	free(p->q.p);
+	ctlr_batch_free(p->batch);
 	*p = (struct peer){.fd = -1};
 }
 
@@ -193,48 +194,72 @@ int ctlr_agent_welcome(struct ctl *c, struct peer *a, const struct ctl_msg *hell
 	return ret;
 }
 
-/* Reads what an agent or client sent and runs its complete lines through fn. */
+/* One read of what an agent or client sent, its complete lines run through fn. Returns
+ * true if the peer may have more to read now. */
+static bool peer_read_once(struct ctl *c, struct peer *p,
+                           int (*fn)(struct ctl *, struct peer *, const char *, size_t));
+
+/* Reads what an agent or client sent and runs its complete lines through fn. A client
+ * sending a batch is read until its socket is empty: a line buffer a loop turn made a batch
+ * of 1,000 lines take 50 turns of the loop, each a scan of every endpoint (0.28 s at
+ * 10,000 services x 100 endpoints). */
 void ctlr_peer_read(struct ctl *c, struct peer *p,
                     int (*fn)(struct ctl *, struct peer *, const char *, size_t))
 {
+	while (peer_read_once(c, p, fn) && p->fd >= 0 && !p->agent && p->batch && !p->closing)
+		;
+}
+
+static bool peer_read_once(struct ctl *c, struct peer *p,
+                           int (*fn)(struct ctl *, struct peer *, const char *, size_t))
+{
 	ssize_t k = recv(p->fd, p->in + p->inlen, sizeof(p->in) - p->inlen, MSG_DONTWAIT);
 	if (k == -1 && (errno == EAGAIN || errno == EINTR))
-		return;
+		return false;
 	if (k <= 0) {
 		if (!p->agent && p->inlen && !p->closing) { /* a last line without '\n' */
-			fn(c, p, p->in, p->inlen);
-			shutdown(p->fd, SHUT_RD);
-			return;
+			if (!fn(c, p, p->in, p->inlen) && p->batch)
+				ctlr_batch_finish(c, p); /* cut short */
+			p->inlen = 0;
+			if (p->fd >= 0)
+				shutdown(p->fd, SHUT_RD);
+			return false;
+		}
+		if (!p->agent && p->batch && !p->closing) { /* a batch cut short */
+			if (!ctlr_batch_finish(c, p))
+				shutdown(p->fd, SHUT_RD);
+			return false;
 		}
 		if (p->agent)
 			log_msg(LOG_INFO, "controller: agent of node %s left",
 			        p->node[0] ? p->node : "?");
 		ctlr_peer_close(p);
-		return;
+		return false;
 	}
 	p->inlen += (size_t)k;
 	size_t at = 0, ll;
 	long n;
 	while (p->fd >= 0 && (n = ctl_line_split((uint8_t *)p->in + at, p->inlen - at, &ll)) > 0) {
 		if (fn(c, p, p->in + at, ll))
-			return; /* p was closed */
+			return false; /* p was closed */
 		at += (size_t)n;
 		if (p->closing) { /* a client gets one command */
 			p->inlen = 0;
-			return;
+			return false;
 		}
 	}
 	if (p->fd < 0)
-		return;
+		return false;
 	if (n < 0) {
 		if (p->agent)
 			ctlr_agent_drop(c, p, "line too long");
 		else
 			ctlr_peer_close(p);
-		return;
+		return false;
 	}
 	memmove(p->in, p->in + at, p->inlen - at);
 	p->inlen -= at;
+	return true;
 }
 
 /* ---- peak dns notifications (a queue, one exchange at a time, each with a deadline) ---- */

@@ -66,7 +66,8 @@ out:
 	free(m);
 }
 
-/* One service's part of the live state as control lines: its map, then "weight" for every
+/* One service's part of the live state as control lines: its map, then "add ID ADDRESS
+ * WEIGHT [NODE]" for every endpoint added at run time (runtime.c), "weight" for every
  * endpoint and "health ... down" for the endpoints that are down. Nothing when the service
  * has no assignment. */
 void ctlr_svc_text(const struct csvc *v, struct text *t)
@@ -76,6 +77,18 @@ void ctlr_svc_text(const struct csvc *v, struct text *t)
 		return;
 	ctlr_map_text(v, t);
 	ctlr_copy(m.svc, sizeof(m.svc), v->name);
+	for (unsigned e = 0; e < v->s->nep; e++) { /* the marks of endpoints added at run time */
+		const struct cfg_endpoint *ep = &v->s->ep[e];
+		if (ep->line)
+			continue;
+		m.kind = CTL_ADD;
+		ctlr_copy(m.id, sizeof(m.id), ep->id);
+		memcpy(m.addr, ep->addr, 16);
+		ctlr_copy(m.node, sizeof(m.node), ep->node);
+		m.weight = ep->weight; /* the configured one (the ceiling); "weight" the live one */
+		ctlr_text_msg(t, &m);
+	}
+	m.node[0] = '\0';
 	for (unsigned e = 0; e < v->s->nep; e++) {
 		ctlr_copy(m.id, sizeof(m.id), v->s->ep[e].id);
 		m.kind = CTL_WEIGHT;
@@ -315,7 +328,8 @@ static int state_index_build(struct state_index *si, const struct name_index *x,
 			break;
 		}
 		int i = -1;
-		if (m->kind == CTL_MAP || m->kind == CTL_WEIGHT || m->kind == CTL_HEALTH) {
+		if (m->kind == CTL_MAP || m->kind == CTL_WEIGHT || m->kind == CTL_HEALTH ||
+		    m->kind == CTL_ADD) {
 			struct dns_name nm;
 			if (!m->svc[0])
 				i = -1;

@@ -112,9 +112,9 @@ struct store *store_kube_open(const struct controller_opts *o, char *err, size_t
 
 /* Checks that text (n bytes, from a store: untrusted) is one service's part of the state
  * as ctlr_svc_text writes it, for the service name: "map NAME", "ep" lines, "end", then
- * "weight" and "health" lines of NAME only, every line in the control grammar and ended
- * by '\n'. Whether it fits the configuration is adopt's business (state.c). Returns 0,
- * -ENOMEM, or -EBADMSG with the reason in why. */
+ * "weight", "health" and "add" (an endpoint added at run time) lines of NAME only, every
+ * line in the control grammar and ended by '\n'. Whether it fits the configuration is adopt's
+ * business (state.c). Returns 0, -ENOMEM, or -EBADMSG with the reason in why. */
 int store_rec_check(const char *name, const char *text, size_t n, char *why, size_t cap);
 
 /* base64 of s (n bytes), malloc'ed and NUL-terminated; NULL: no memory. */

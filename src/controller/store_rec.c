@@ -98,14 +98,16 @@ int store_rec_check(const char *name, const char *text, size_t n, char *why, siz
 			goto out;
 		}
 		off += (size_t)k;
-		bool named = m->kind == CTL_MAP || m->kind == CTL_WEIGHT || m->kind == CTL_HEALTH;
+		bool named = m->kind == CTL_MAP || m->kind == CTL_WEIGHT || m->kind == CTL_HEALTH ||
+		             m->kind == CTL_ADD;
 		if (named && (dns_name_parse(m->svc, &got) || !dns_name_eq(&got, &want))) {
 			snprintf(why, cap, "line %u: another service's line", line);
 			goto out;
 		}
 		bool ok = (at == MAP && m->kind == CTL_MAP) ||
 		          (at == EPS && (m->kind == CTL_EP || m->kind == CTL_END)) ||
-		          (at == TAIL && (m->kind == CTL_WEIGHT || m->kind == CTL_HEALTH));
+		          (at == TAIL &&
+		           (m->kind == CTL_WEIGHT || m->kind == CTL_HEALTH || m->kind == CTL_ADD));
 		if (!ok) {
 			snprintf(why, cap, "line %u: '%s' out of place", line,
 			         ctl_kind_name(m->kind));

@@ -716,12 +716,39 @@ static void control_command(struct server *s, char *line, char *reply, size_t ca
 	struct ctl_msg m;
 	char err[CFG_ERRLEN];
 	size_t len = strcspn(line, "\n");
-	if (ctl_parse(line, len, &m) || (m.kind != CTL_RELOAD && m.kind != CTL_STATUS &&
-	                                 m.kind != CTL_HEALTH && m.kind != CTL_WEIGHT)) {
+	if (ctl_parse(line, len, &m) ||
+	    (m.kind != CTL_RELOAD && m.kind != CTL_STATUS && m.kind != CTL_HEALTH &&
+	     m.kind != CTL_WEIGHT && m.kind != CTL_ADD && m.kind != CTL_DEL)) {
 		snprintf(reply, cap,
 		         "error: %s (commands: status | reload | health SERVICE ENDPOINT up|down "
-		         "| weight SERVICE ENDPOINT N)\n",
+		         "| weight SERVICE ENDPOINT N | add SERVICE ENDPOINT ADDRESS WEIGHT [NODE] "
+		         "| del SERVICE ENDPOINT)\n",
 		         m.kind == CTL_NONE ? m.why : "unknown command");
+		return;
+	}
+	if (m.kind == CTL_ADD || m.kind == CTL_DEL) { /* endpoints added at run time */
+		struct dns_name nm;
+		int r = -ENOENT;
+		pthread_mutex_lock(&s->dyn_lock);
+		struct dnsd_svc_dyn *sd =
+		    dns_name_parse(m.svc, &nm) ? NULL : dnsd_dyn_svc(&s->dyn, &nm);
+		if (sd)
+			r = m.kind == CTL_ADD ? dnsd_svc_ep_add(sd, m.id, m.weight)
+			                      : dnsd_svc_ep_del(sd, m.id);
+		pthread_mutex_unlock(&s->dyn_lock);
+		if (r || update(s, err, sizeof(err))) {
+			snprintf(reply, cap, "error: %s\n",
+			         !sd            ? "no such service"
+			         : r == -EPERM  ? "the endpoint is the file's: remove it there"
+			         : r == -EEXIST ? "the endpoint exists"
+			         : r == -ENOENT ? "no such endpoint"
+			         : r == -EINVAL ? "it holds the last weight"
+			         : r            ? strerror(-r)
+			                        : err);
+			return;
+		}
+		log_msg(LOG_INFO, "dns: %.*s", (int)len, line);
+		snprintf(reply, cap, "ok\n");
 		return;
 	}
 	if (m.kind == CTL_RELOAD) {
@@ -737,9 +764,10 @@ static void control_command(struct server *s, char *line, char *reply, size_t ca
 			const struct dnsd_svc_dyn *sd = &s->dyn.svc[i];
 			dns_name_print(&sd->name, name, sizeof(name));
 			for (unsigned e = 0; e < sd->nep && n < cap; e++) {
-				uint32_t held = i < st->nsvc && st->svc[i]->ep_nslice
-				                    ? st->svc[i]->ep_nslice[e]
-				                    : 0;
+				uint32_t held =
+				    i < st->nsvc && st->svc[i]->ep_nslice && e < st->svc[i]->nep
+				        ? st->svc[i]->ep_nslice[e]
+				        : 0;
 				n += (size_t)snprintf(
 				    reply + n, cap - n, "%s %s %s weight=%u slices=%u\n", name,
 				    sd->ep[e].id, sd->ep[e].healthy ? "up" : "down",
@@ -780,6 +808,97 @@ struct follow_ctx {
 	unsigned changed;
 };
 
+/* The endpoints added at run time that a service's record names ("add" lines) join sd,
+ * those it no longer names leave (the file's endpoints stay as they are): the pods of a
+ * scale-up through the controller's control socket reach this replica through the store,
+ * with no read of its configuration. Returns the changes made. */
+static unsigned follow_endpoints(struct dnsd_svc_dyn *sd, const char *text, size_t len)
+{
+	struct ctl_msg *m = malloc(sizeof(*m));
+	unsigned changed = 0, nadd = 0, nnew = 0, cap = 0;
+	char(*ids)[CTL_ID_MAX] = NULL;
+	uint32_t *w = NULL;
+	bool *isnew = NULL;
+	char name[DNS_NAME_STRLEN];
+	if (!m)
+		return 0;
+	dns_name_print(&sd->name, name, sizeof(name));
+	for (size_t at = 0, n; at < len; at += n + 1) {
+		const char *nl = memchr(text + at, '\n', len - at);
+		n = nl ? (size_t)(nl - (text + at)) : len - at;
+		bool add = n > 4 && !memcmp(text + at, "add ", 4);
+		bool wt = n > 7 && !memcmp(text + at, "weight ", 7);
+		if ((!add && !wt) || ctl_parse(text + at, n, m))
+			continue;
+		if (wt) { /* the live weight of one added (they come after the add lines) */
+			for (unsigned k = 0; k < nadd; k++)
+				if (!strcmp(ids[k], m->id))
+					w[k] = m->weight;
+			continue;
+		}
+		if (nadd == cap) {
+			cap = cap ? 2 * cap : 16;
+			char(*g)[CTL_ID_MAX] = realloc(ids, cap * sizeof(*ids));
+			uint32_t *gw = g ? realloc(w, cap * sizeof(*w)) : NULL;
+			bool *gn = gw ? realloc(isnew, cap * sizeof(*isnew)) : NULL;
+			ids = g ? g : ids;
+			w = gw ? gw : w;
+			isnew = gn ? gn : isnew;
+			if (!gn)
+				goto out;
+		}
+		memcpy(ids[nadd], m->id, CTL_ID_MAX);
+		w[nadd] = m->weight;
+		isnew[nadd] = true;
+		for (unsigned e = 0; e < sd->nep && isnew[nadd]; e++)
+			isnew[nadd] = strcmp(sd->ep[e].id, m->id) != 0;
+		nnew += isnew[nadd];
+		nadd++;
+	}
+	if (nnew) { /* the new ones in the record's order, in one rebalance */
+		char(*nid)[CFG_ID_MAX] = malloc(nnew * sizeof(*nid));
+		uint32_t *nw = malloc(nnew * sizeof(*nw));
+		unsigned k = 0;
+		for (unsigned j = 0; nid && nw && j < nadd; j++)
+			if (isnew[j]) {
+				memcpy(nid[k], ids[j], CFG_ID_MAX);
+				nw[k++] = w[j];
+			}
+		int r = nid && nw ? dnsd_svc_ep_add_many(sd, nid, nw, nnew) : -ENOMEM;
+		if (!r)
+			changed += nnew;
+		else
+			log_msg(LOG_WARNING, "dns: %s: cannot add %u endpoints: %s", name, nnew,
+			        strerror(-r));
+		free(nid);
+		free(nw);
+	}
+	for (unsigned e = 0; e < sd->nep;) { /* in order, as the controller removes them */
+		bool named = !sd->ep[e].rt;
+		for (unsigned k = 0; k < nadd && !named; k++)
+			named = !strcmp(ids[k], sd->ep[e].id);
+		if (named) {
+			e++;
+			continue;
+		}
+		char id[CFG_ID_MAX];
+		memcpy(id, sd->ep[e].id, CFG_ID_MAX);
+		int r = dnsd_svc_ep_del(sd, id);
+		if (!r) {
+			changed++;
+			continue;
+		}
+		log_msg(LOG_WARNING, "dns: %s %s: cannot remove it: %s", name, id, strerror(-r));
+		e++;
+	}
+out:
+	free(ids);
+	free(w);
+	free(isnew);
+	free(m);
+	return changed;
+}
+
 /* One service's stored record (checked): each endpoint of the service is up unless the
  * record says "health ... down", and takes the record's weight. Ups and weights go first,
  * downs last, so the service is never left without an endpoint on the way. A service or
@@ -798,7 +917,10 @@ static void follow_apply(void *arg, const char *name, const char *text, size_t l
 	for (unsigned i = 0; i < dyn->nsvc && !sd; i++)
 		if (dns_name_eq(&dyn->svc[i].name, &svc))
 			sd = &dyn->svc[i];
-	if (!sd || !(down = calloc(sd->nep + 1, sizeof(*down))) ||
+	if (!sd)
+		goto out;
+	fc->changed += follow_endpoints(sd, text, len);
+	if (!(down = calloc(sd->nep + 1, sizeof(*down))) ||
 	    !(w = malloc((sd->nep + 1) * sizeof(*w))))
 		goto out;
 	for (unsigned e = 0; e < sd->nep; e++)

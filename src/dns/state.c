@@ -481,8 +481,11 @@ static int dyn_sync(const struct dnsd_dyn *dyn, const struct peak_config *cfg, s
 		const struct cfg_service *s = &cfg->svc[i];
 		struct dnsd_svc_dyn *sd = &nsvc[i];
 		const struct dnsd_svc_dyn *old = dyn_find(dyn, oidx, omask, &s->name);
+		unsigned nrt = 0; /* endpoints added at run time the file does not list: kept */
+		for (unsigned k = 0; old && k < old->nep; k++)
+			nrt += old->ep[k].rt;
 		sd->name = s->name;
-		sd->ep = calloc(s->nep ? s->nep : 1, sizeof(*sd->ep));
+		sd->ep = calloc(s->nep + nrt ? s->nep + nrt : 1, sizeof(*sd->ep));
 		if (!sd->ep)
 			goto nomem;
 		sd->nep = s->nep;
@@ -500,6 +503,9 @@ static int dyn_sync(const struct dnsd_dyn *dyn, const struct peak_config *cfg, s
 					d->weight = old->ep[k].weight;
 			}
 		}
+		for (unsigned k = 0; nrt && k < old->nep; k++)
+			if (old->ep[k].rt && ep_find(sd, old->ep[k].id, k) < 0)
+				sd->ep[sd->nep++] = old->ep[k];
 		bool same_space = old && old->have_assign && old->a.nslices == s->space.nslices &&
 		                  old->a.block_bits == s->space.s;
 		if (!same_space) {
@@ -540,6 +546,84 @@ nomem:
 		svc_dyn_free(&nsvc[i]);
 	free(nsvc);
 	return -ENOMEM;
+}
+
+int dnsd_svc_ep_add_many(struct dnsd_svc_dyn *sd, const char (*ep)[CFG_ID_MAX],
+                         const uint32_t *weight, unsigned n)
+{
+	for (unsigned k = 0; k < n; k++) {
+		if (weight[k] > ASSIGN_MAX_WEIGHT || !memchr(ep[k], 0, CFG_ID_MAX))
+			return -EINVAL;
+		if (ep_find(sd, ep[k], 0) >= 0)
+			return -EEXIST;
+		for (unsigned j = 0; j < k; j++)
+			if (!strcmp(ep[j], ep[k]))
+				return -EEXIST;
+	}
+	if (!n)
+		return 0;
+	struct dnsd_ep_dyn *g = realloc(sd->ep, (sd->nep + n) * sizeof(*g));
+	if (!g)
+		return -ENOMEM;
+	sd->ep = g;
+	if (sd->have_assign && dyn_unpack(sd))
+		return -ENOMEM;
+	/* one rebalance for all of them, as the controller's batch makes it (runtime.c) */
+	int first = sd->have_assign ? assign_add_many(&sd->a, weight, n, NULL) : -1;
+	if (first < -1) {
+		(void)dyn_pack(sd);
+		return first;
+	}
+	for (unsigned k = 0; k < n; k++) {
+		struct dnsd_ep_dyn *d = &sd->ep[sd->nep++];
+		*d = (struct dnsd_ep_dyn){.healthy = true,
+		                          .weight = weight[k],
+		                          .cfg_weight = weight[k],
+		                          .slot = first >= 0 ? first + (int)k : -1,
+		                          .rt = true};
+		snprintf(d->id, sizeof(d->id), "%s", ep[k]);
+	}
+	sd->changed = true;
+	return svc_dyn_settle(sd);
+}
+
+int dnsd_svc_ep_add(struct dnsd_svc_dyn *sd, const char *ep, uint32_t weight)
+{
+	char id[1][CFG_ID_MAX] = {""};
+	if (strlen(ep) >= CFG_ID_MAX)
+		return -EINVAL;
+	memcpy(id[0], ep, strlen(ep) + 1);
+	return dnsd_svc_ep_add_many(sd, id, &weight, 1);
+}
+
+int dnsd_svc_ep_del(struct dnsd_svc_dyn *sd, const char *ep)
+{
+	int e = ep_find(sd, ep, 0);
+	if (e < 0)
+		return -ENOENT;
+	if (!sd->ep[e].rt)
+		return -EPERM;
+	if (sd->ep[e].slot >= 0) {
+		if (dyn_unpack(sd))
+			return -ENOMEM;
+		int r = assign_del(&sd->a, (unsigned)sd->ep[e].slot, NULL);
+		if (r) {
+			(void)dyn_pack(sd);
+			return r;
+		}
+	}
+	memmove(&sd->ep[e], &sd->ep[e + 1], (sd->nep - (unsigned)e - 1) * sizeof(*sd->ep));
+	sd->nep--;
+	sd->changed = true;
+	return svc_dyn_settle(sd);
+}
+
+struct dnsd_svc_dyn *dnsd_dyn_svc(struct dnsd_dyn *dyn, const struct dns_name *svc)
+{
+	for (unsigned i = 0; i < dyn->nsvc; i++)
+		if (dns_name_eq(&dyn->svc[i].name, svc))
+			return &dyn->svc[i];
+	return NULL;
 }
 
 int dnsd_dyn_set(struct dnsd_dyn *dyn, const struct dns_name *svc, const char *ep, int health,
@@ -934,7 +1018,7 @@ static int build_service(struct builder *b, unsigned i, const struct dnsd_svc_dy
 			    s->secret_file, r == -EINVAL ? "not 32 hex digits" : strerror(-r));
 		v->has_secret = true;
 	}
-	unsigned nep = s->nep;
+	unsigned nep = v->nep = sd->nep; /* the file's, then those added at run time */
 	v->counter = calloc(nep ? nep : 1, sizeof(*v->counter));
 	v->ep_first = calloc(nep + 1, sizeof(*v->ep_first));
 	v->ep_nslice = calloc(nep ? nep : 1, sizeof(*v->ep_nslice));
@@ -943,7 +1027,7 @@ static int build_service(struct builder *b, unsigned i, const struct dnsd_svc_dy
 	if (!v->counter || !v->ep_first || !v->ep_nslice || !v->cand_ep || !v->cand_cum)
 		return -ENOMEM;
 	for (unsigned e = 0; e < nep; e++)
-		if (steer_counter_get(name, s->ep[e].id, &v->counter[e]))
+		if (steer_counter_get(name, sd->ep[e].id, &v->counter[e]))
 			return -ENOMEM;
 	if (!sd->have_assign)
 		return 0;

@@ -56,6 +56,7 @@ struct dz_svc {
 	uint32_t ttl;
 	uint32_t answers;
 	uint32_t nslices;
+	unsigned nep; /* endpoints: the per-endpoint arrays' length */
 	/* The slice map as runs, in proportion to runs and not slices (an assignment is a few
 	 * runs per endpoint): run r covers slices [run_start[r], run_start[r + 1]) (the last
 	 * one up to nslices) and belongs to endpoint run_ep[r] (into cfg->ep), -1 for none. */
@@ -137,6 +138,8 @@ struct dnsd_ep_dyn {
 	uint32_t weight;     /* in force: the file's, or a runtime override */
 	uint32_t cfg_weight; /* what the file said when last loaded */
 	int slot;            /* in the service's assignment, -1 if not in it */
+	bool rt;             /* added at run time (the store's "add" line, or dns-ctl add),
+	                      * not in the file: kept across reloads until removed */
 };
 
 struct dnsd_svc_dyn {
@@ -187,6 +190,24 @@ void dnsd_dyn_fini(struct dnsd_dyn *dyn);
  * < 0 too. Returns 0, -ENOENT (no such service or endpoint) or -EINVAL. */
 int dnsd_dyn_set(struct dnsd_dyn *dyn, const struct dns_name *svc, const char *ep, int health,
                  long weight);
+
+/* Adds endpoint ep to sd at run time (healthy, with weight; the endpoints of the file come
+ * first, then these), rebalancing only the slices of its share, and marks sd changed.
+ * Returns 0, -EEXIST (sd has that id) or -ENOMEM. */
+int dnsd_svc_ep_add(struct dnsd_svc_dyn *sd, const char *ep, uint32_t weight);
+
+/* Adds n endpoints at run time as dnsd_svc_ep_add does, in one rebalance (as a batch on
+ * the controller adds them). Returns 0, -EEXIST, -EINVAL or -ENOMEM (nothing added). */
+int dnsd_svc_ep_add_many(struct dnsd_svc_dyn *sd, const char (*ep)[CFG_ID_MAX],
+                         const uint32_t *weight, unsigned n);
+
+/* Removes endpoint ep, added at run time, from sd (its slices move to the others) and marks
+ * sd changed. Returns 0, -ENOENT, -EPERM (it is the file's) or -EINVAL (it holds the last
+ * weight). */
+int dnsd_svc_ep_del(struct dnsd_svc_dyn *sd, const char *ep);
+
+/* The live service named svc, or NULL. */
+struct dnsd_svc_dyn *dnsd_dyn_svc(struct dnsd_dyn *dyn, const struct dns_name *svc);
 
 /* The node for a lower-case name, or NULL. */
 const struct dz_node *dns_state_lookup(const struct dns_state *st, const struct dns_name *n);

@@ -351,6 +351,26 @@ int assign_add(struct assign *a, uint32_t weight, uint32_t *moved)
 	return (int)a->nep - 1;
 }
 
+int assign_add_many(struct assign *a, const uint32_t *weight, unsigned n, uint32_t *moved)
+{
+	unsigned first = a->nep;
+	if (!n || n > ASSIGN_MAX_ENDPOINTS || a->nep > ASSIGN_MAX_ENDPOINTS - n)
+		return -EINVAL;
+	for (unsigned k = 0; k < n; k++)
+		if (weight[k] > ASSIGN_MAX_WEIGHT)
+			return -EINVAL;
+	if (ep_reserve(a, a->nep + n))
+		return -ENOMEM;
+	for (unsigned k = 0; k < n; k++)
+		a->ep[a->nep++] = (struct assign_ep){.weight = weight[k], .live = true};
+	int ret = rebalance(a, moved);
+	if (ret) {
+		a->nep = first;
+		return ret;
+	}
+	return (int)first;
+}
+
 int assign_del(struct assign *a, unsigned slot, uint32_t *moved)
 {
 	if (slot >= a->nep || !a->ep[slot].live)

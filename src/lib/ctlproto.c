@@ -2,6 +2,7 @@
  * line of the controller, agent and DNS control links. */
 #include "peak/ctlproto.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
@@ -27,6 +28,9 @@ static const char *const kind_names[] = {
     [CTL_OK] = "ok",
     [CTL_ERROR] = "error:",
     [CTL_HANDOVER] = "handover",
+    [CTL_ADD] = "add",
+    [CTL_DEL] = "del",
+    [CTL_BATCH] = "batch",
 };
 
 _Static_assert(CTL_WEIGHT_MAX == 1000000, "the weight's range in usage[] below");
@@ -51,7 +55,13 @@ static const char *const usage[] = {
     [CTL_ERROR] = "expected 'error: TEXT' (printable, at most 255 bytes)",
     [CTL_HANDOVER] = "expected 'handover SERVICE OLD NEW MS START/LOG2 ...' (MS in 1..600000, "
                      "1 to 64 aligned blocks, OLD and NEW differ)",
+    [CTL_ADD] = "expected 'add SERVICE ENDPOINT ADDRESS WEIGHT [NODE]' (ADDRESS an IPv6 "
+                "address, WEIGHT a decimal in 0..1000000)",
+    [CTL_DEL] = "expected 'del SERVICE ENDPOINT'",
+    [CTL_BATCH] = "expected 'batch N' (N a decimal in 1..1000000)",
 };
+
+_Static_assert(CTL_BATCH_MAX == 1000000, "the batch's range in usage[] above");
 
 const char *ctl_kind_name(enum ctl_kind k)
 {
@@ -207,6 +217,20 @@ static void svc(struct cur *c, char out[static CTL_SVC_MAX])
 		c->err = -EBADMSG;
 }
 
+/* An IPv6 address in presentation form (inet_pton's). */
+static void addr6(struct cur *c, uint8_t out[static 16])
+{
+	char a[INET6_ADDRSTRLEN];
+	size_t n = 0;
+	const uint8_t *p = tok(c, sizeof(a) - 1, &n);
+	if (!p)
+		return;
+	memcpy(a, p, n);
+	a[n] = '\0';
+	if (inet_pton(AF_INET6, a, out) != 1)
+		c->err = -EBADMSG;
+}
+
 /* START/LOG2: an aligned block inside the largest assignment. */
 static void block(struct cur *c, struct assign_block *b)
 {
@@ -338,6 +362,28 @@ int ctl_parse(const char *line, size_t len, struct ctl_msg *m)
 		}
 		if (!c.err && !m->nblocks)
 			goto bad;
+	} else if (tok_is(k, n, "add") || tok_is(k, n, "del")) {
+		m->kind = k[0] == 'a' ? CTL_ADD : CTL_DEL;
+		sep(&c);
+		svc(&c, m->svc);
+		sep(&c);
+		id(&c, m->id);
+		if (m->kind == CTL_ADD) {
+			sep(&c);
+			addr6(&c, m->addr);
+			sep(&c);
+			m->weight = (uint32_t)num(&c, CTL_WEIGHT_MAX);
+			if (!c.err && c.left) {
+				sep(&c);
+				id(&c, m->node);
+			}
+		}
+	} else if (tok_is(k, n, "batch")) {
+		m->kind = CTL_BATCH;
+		sep(&c);
+		m->count = (uint32_t)num(&c, CTL_BATCH_MAX);
+		if (!c.err && !m->count)
+			goto bad;
 	} else if (tok_is(k, n, "end")) {
 		m->kind = CTL_END;
 	} else if (tok_is(k, n, "status")) {
@@ -399,10 +445,12 @@ int ctl_write(const struct ctl_msg *m, char *out, size_t cap)
 	struct wcur w = wcur_make(line, sizeof(line));
 	size_t idn = strnlen(m->id, CTL_ID_MAX), svcn = strnlen(m->svc, CTL_SVC_MAX);
 	bool need_id = m->kind == CTL_HELLO || m->kind == CTL_HEALTH || m->kind == CTL_LOAD ||
-	               m->kind == CTL_WEIGHT || m->kind == CTL_EP || m->kind == CTL_HANDOVER;
+	               m->kind == CTL_WEIGHT || m->kind == CTL_EP || m->kind == CTL_HANDOVER ||
+	               m->kind == CTL_ADD || m->kind == CTL_DEL;
 	bool need_svc = m->kind == CTL_HEALTH || m->kind == CTL_LOAD || m->kind == CTL_WEIGHT ||
-	                m->kind == CTL_MAP || m->kind == CTL_HANDOVER;
-	if (m->kind == CTL_NONE || (unsigned)m->kind > CTL_HANDOVER ||
+	                m->kind == CTL_MAP || m->kind == CTL_HANDOVER || m->kind == CTL_ADD ||
+	                m->kind == CTL_DEL;
+	if (m->kind == CTL_NONE || (unsigned)m->kind > CTL_BATCH ||
 	    (need_id && !id_ok(m->id, idn)) || (need_svc && !svc_ok(m->svc, svcn)))
 		return -EINVAL;
 	put_str(&w, ctl_kind_name(m->kind));
@@ -461,6 +509,28 @@ int ctl_write(const struct ctl_msg *m, char *out, size_t cap)
 			return -EINVAL;
 		wcur_u8(&w, ' ');
 		put_u64(&w, m->weight);
+		break;
+	case CTL_ADD: {
+		char a[INET6_ADDRSTRLEN];
+		size_t nn = strnlen(m->node, CTL_ID_MAX);
+		if (m->weight > CTL_WEIGHT_MAX || (nn && !id_ok(m->node, nn)) ||
+		    !inet_ntop(AF_INET6, m->addr, a, sizeof(a)))
+			return -EINVAL;
+		wcur_u8(&w, ' ');
+		put_str(&w, a);
+		wcur_u8(&w, ' ');
+		put_u64(&w, m->weight);
+		if (nn) {
+			wcur_u8(&w, ' ');
+			put_str(&w, m->node);
+		}
+		break;
+	}
+	case CTL_BATCH:
+		if (!m->count || m->count > CTL_BATCH_MAX)
+			return -EINVAL;
+		wcur_u8(&w, ' ');
+		put_u64(&w, m->count);
 		break;
 	case CTL_HANDOVER:
 		if (!id_ok(m->to, strnlen(m->to, CTL_ID_MAX)) || !strcmp(m->id, m->to) || !m->ms ||

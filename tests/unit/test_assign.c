@@ -144,6 +144,37 @@ static void test_join_leave_minimal(void **state)
 	assign_fini(&a);
 }
 
+/* Several joins at once (a scale-up): balanced, and only the newcomers' shares move, each
+ * slice from its old owner straight to a newcomer. */
+static void test_join_many(void **state)
+{
+	(void)state;
+	struct assign a;
+	uint32_t w[100], nw[10];
+	for (int i = 0; i < 100; i++)
+		w[i] = 1;
+	for (int i = 0; i < 10; i++)
+		nw[i] = 1 + (i & 1);
+	assert_int_equal(assign_init(&a, 16384, 14, w, 100), 0);
+	int32_t *before = malloc(16384 * sizeof(*before));
+	memcpy(before, a.owner, 16384 * sizeof(*before));
+	uint32_t moved = 0, got = 0;
+	assert_int_equal(assign_add_many(&a, nw, 0, &moved), -EINVAL);
+	int first = assign_add_many(&a, nw, 10, &moved);
+	assert_int_equal(first, 100);
+	assert_int_equal(a.nep, 110);
+	check_invariants(&a);
+	for (unsigned k = 100; k < 110; k++)
+		got += a.ep[k].count;
+	assert_int_equal(moved, got);
+	assert_int_equal(diff(before, a.owner, 16384), moved);
+	for (uint32_t i = 0; i < 16384; i++)
+		if (before[i] != a.owner[i])
+			assert_true(a.owner[i] >= 100);
+	free(before);
+	assign_fini(&a);
+}
+
 /* Random joins, leaves and weight changes: after each, a recount matches, the balance holds
  * and the slices that moved are exactly the owners' losses. */
 static void test_random_recount(void **state)
@@ -415,6 +446,7 @@ int main(void)
 	    cmocka_unit_test(test_initial),
 	    cmocka_unit_test(test_bad_input),
 	    cmocka_unit_test(test_join_leave_minimal),
+	    cmocka_unit_test(test_join_many),
 	    cmocka_unit_test(test_random_recount),
 	    cmocka_unit_test(test_blocks_prefixes),
 	    cmocka_unit_test(test_blocks_all),

@@ -305,6 +305,53 @@ static void test_write_refuses(void **state)
 	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL);
 }
 
+/* Endpoints added at run time: add, del, batch. */
+static void test_runtime_lines(void **state)
+{
+	(void)state;
+	struct ctl_msg m;
+	round_trip("add api.svc.example. pod-e 2001:db8:100:2::e 1 node2");
+	round_trip("add api.svc.example. pod-e 2001:db8::1 0");
+	round_trip("del api.svc.example. pod-e");
+	round_trip("batch 1");
+	round_trip("batch 1000000");
+	assert_int_equal(parse("add api.svc.example. pod-e 2001:db8::1 7 n1", &m), 0);
+	assert_int_equal(m.kind, CTL_ADD);
+	assert_int_equal(m.weight, 7);
+	assert_string_equal(m.node, "n1");
+	assert_int_equal(m.addr[0], 0x20);
+	assert_int_equal(m.addr[15], 1);
+	assert_int_equal(parse("batch 12", &m), 0);
+	assert_int_equal(m.count, 12);
+	const char *bad[] = {
+	    "add api.svc.example. pod-e 2001:db8::zz 1",
+	    "add api.svc.example. pod-e 192.0.2.1 1",
+	    "add api.svc.example. pod-e 2001:db8::1",
+	    "add api.svc.example. pod-e 2001:db8::1 1000001",
+	    "add api.svc.example. pod-e 2001:db8::1 01",
+	    "add api.svc.example. pod-e 2001:db8::1 1 node1 extra",
+	    "add api.svc.example. pod-e 2001:db8::1 1 ",
+	    "del api.svc.example.",
+	    "del api.svc.example. pod-e x",
+	    "batch 0",
+	    "batch 1000001",
+	    "batch",
+	    "batch -1",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		assert_int_equal(parse(bad[i], &m), -EBADMSG);
+		assert_non_null(m.why);
+	}
+	assert_int_equal(parse("add api.svc.example. pod-e 2001:db8::zz 1", &m), -EBADMSG);
+	assert_non_null(strstr(m.why, "add SERVICE ENDPOINT ADDRESS WEIGHT"));
+	char out[CTL_LINE_MAX + 1];
+	m = (struct ctl_msg){.kind = CTL_BATCH, .count = 0};
+	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL);
+	m = (struct ctl_msg){.kind = CTL_ADD, .weight = 1, .svc = "a.example.", .id = "p"};
+	memcpy(m.node, "bad node", 9);
+	assert_int_equal(ctl_write(&m, out, sizeof(out)), -EINVAL);
+}
+
 static void test_split(void **state)
 {
 	(void)state;
@@ -418,6 +465,7 @@ int main(void)
 	    cmocka_unit_test(test_write_refuses), cmocka_unit_test(test_split),
 	    cmocka_unit_test(test_tag),           cmocka_unit_test(test_key_file),
 	    cmocka_unit_test(test_why),           cmocka_unit_test(test_proof),
+	    cmocka_unit_test(test_runtime_lines),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
