@@ -80,7 +80,7 @@ class Conn:
 
     def __init__(self, sock):
         self.s = sock
-        self.s.settimeout(10)
+        self.s.settimeout(30)  # a deadline: a loaded ASan run's agent may take seconds
         self.buf = b""
 
     def line(self):
@@ -119,7 +119,7 @@ class AgentNS:
         self.cfg.write_text(config)
         self.srv = in_netns(self.name, lambda: socket.create_server(
             ("::1", 0), family=socket.AF_INET6))
-        self.srv.settimeout(10)
+        self.srv.settimeout(30)  # a deadline for the agent's connect, not a wait
         self.port = self.srv.getsockname()[1]
 
     def start_agent(self, *extra, controller=None):
