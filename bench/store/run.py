@@ -19,18 +19,19 @@ pod is the only endpoint of its own configuration, so it takes any key) and the 
 workload from --workers closed-loop client processes, each keeping its connections
 (--conn keepalive, the default: PEAK through the library's pool, which reuses a connection
 for any key whose address the pod's X-Peak-Routes hold; nginx one connection, ketama one
-per pod) or opening one per request (--conn close): PUT then GET of --small objects of --small-size bytes, then of
---large objects of --large-size bytes. Small objects (up to 4 KiB) with kept connections go
---depth requests at a time per worker (default 16), pipelined (bench_store.c's
-BENCH_STORE_DEPTH), the same client behaviour toward each system's entry point: PEAK and
-ketama write each request on the connection of its pod (PEAK: the pod whose route hints
-hold the key's computed address), nginx on its one connection (--spread: --depth
-connections, one request on each, as nginx works on a connection's requests one at a
-time); --depth 1 is the library's calls, one request at a time. A small GET round reads its
-keys --get-passes times (default 4), so with the default 20,000 objects each round lasts
-seconds, not a tenth of one. Measured per phase: throughput, p50/p99 latency, and
-cluster CPU per request (scheduler run time of the pods, nginx's processes, peak dns), and
-the client workers' CPU per request (their user and system time, client_cpu_us_per_req).
+per pod) or opening one per request (--conn close): PUT then GET of --small objects of
+--small-size bytes, then of --large objects of --large-size bytes. Small objects (up to 4
+KiB) with kept connections go --depth requests at a time per worker (default 16),
+pipelined (bench_store.c's BENCH_STORE_DEPTH), the same client behaviour toward each
+system's entry point: PEAK and ketama write each request on the connection of its pod
+(PEAK: the pod whose route hints hold the key's computed address), nginx on its one
+connection (--spread: --depth connections, one request on each, as nginx works on a
+connection's requests one at a time); --depth 1 is the library's calls, one request at a
+time. A small GET round reads its keys --get-passes times (default 4), so with the default
+20,000 objects each round lasts seconds, not a tenth of one. Measured per phase:
+throughput, p50/p99 latency, and cluster CPU per request (scheduler run time of the pods,
+nginx's processes, peak dns), and the client workers' CPU per request (their user and
+system time, client_cpu_us_per_req).
 
 PEAK's pods run one of two ways (--map): under `peak controller` (the default, the
 realistic setup, as tests/store/test_live.py runs them: --controller, a shared key; the

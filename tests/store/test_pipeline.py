@@ -16,7 +16,8 @@ POD_A = "2001:db8:8::1"  # slice 0: s1's half
 # pipeline: sends every request in one write, then reads the replies in order.
 CLIENT = r"""
 import json, socket, sys
-addr, port, n, prefix, mode = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4], sys.argv[5]
+addr, port, n = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+prefix, mode = sys.argv[4], sys.argv[5]
 
 def read_reply(s, buf, head_req=False):
     while b"\r\n\r\n" not in buf:
