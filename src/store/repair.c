@@ -240,6 +240,7 @@ static void tomb_apply(struct store_repair *r, const char *name, const uint8_t *
 	uint64_t v = store_object_version(r->log, name);
 	if (v >= t)
 		return;
+	atomic_store(&r->tombs, true);
 	int err = store_tomb_put(r->tombfd, name, key, kl, t);
 	if (err) {
 		log_msg(LOG_WARNING, "store: repair: tombstone %s: %s", name, strerror(-err));

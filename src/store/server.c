@@ -786,6 +786,7 @@ static void commit_flush(struct store *s)
  * bringing it back); else 404. */
 static void object_delete(struct store *s, struct conn *c)
 {
+	atomic_store(&s->repair.tombs, true);
 	int err = store_tomb_put(s->tombfd, c->objname, c->req.key, c->req.key_len, store_now_ms());
 	if (err) {
 		log_rl(&s->rl, LOG_ERR, "store: tombstone: %s", strerror(-err));
@@ -1074,6 +1075,8 @@ static void commit_run(struct work_queue *q, struct work_job *batch, void *arg)
 {
 	struct store *s = arg;
 	bool renamed = false, tombs = false;
+	/* a DELETE's tombstone made after this read is newer than these PUTs: it stays */
+	bool tombs_maybe = atomic_load(&s->repair.tombs);
 	(void)q;
 	for (struct work_job *j = batch; j; j = j->next)
 		if (!conn_of(j)->logput)
@@ -1111,11 +1114,11 @@ static void commit_run(struct work_queue *q, struct work_job *batch, void *arg)
 		if (!j->result)
 			atomic_fetch_add(&stats.commits, 1);
 		/* put again after a delete: the tombstone goes once the object is durable */
-		if (!j->result && !unlinkat(s->tombfd, conn_of(j)->objname, 0))
+		if (!j->result && tombs_maybe && !unlinkat(s->tombfd, conn_of(j)->objname, 0))
 			tombs = true;
 		for (unsigned k = 0; !j->result && k < c->nmore; k++) {
 			atomic_fetch_add(&stats.commits, 1);
-			if (!unlinkat(s->tombfd, c->more[k].objname, 0))
+			if (tombs_maybe && !unlinkat(s->tombfd, c->more[k].objname, 0))
 				tombs = true;
 		}
 	}
@@ -1406,6 +1409,24 @@ static int data_clean(int dirfd)
 	if (n)
 		fsync(dirfd);
 	return n;
+}
+
+/* Whether the tombstone directory holds a tombstone (a name not starting with '.'); true
+ * when it cannot be read, so PUTs go on removing theirs. */
+static bool tombs_any(int tombfd)
+{
+	int fd = dup(tombfd);
+	DIR *d = fd == -1 ? NULL : fdopendir(fd);
+	bool any = !d;
+	if (fd != -1 && !d)
+		close(fd);
+	if (d) {
+		rewinddir(d); /* the dup shares tombfd's position */
+		for (struct dirent *e; !any && (e = readdir(d));)
+			any = e->d_name[0] != '.';
+		closedir(d);
+	}
+	return any;
 }
 
 /* The index of endpoint id in the service, or -1. */
@@ -1793,6 +1814,7 @@ int store_serve(const struct store_opts *o)
 	                                 .id = o->id,
 	                                 .timeout_ms = o->timeout_ms,
 	                                 .pull_rate = o->pull_rate};
+	atomic_store(&s.repair.tombs, tombs_any(s.tombfd));
 	if (s.replicas > 1 || s.has_old || o->controller)
 		stats.repair = &s.repair;
 	if ((s.replicas > 1 || s.has_old) && (r = store_repair_start(&s.repair)))

@@ -4,11 +4,16 @@ cannot (it works on a client connection's requests one at a time). A pod answers
 order; the small PUTs pipelined behind another, whole in its input, join that PUT's commit
 group (one flush of the small-object log for all, peak_store_pipelined_joined_total), and
 the replies of pipelined GETs go out together (peak_store_pipelined_held_total).
-Topology in conftest.py."""
+And a PUT's commit leaves the tombstone directory alone while it holds none (it tried to
+remove the name's tombstone at every PUT, an unlinkat of nothing). Topology in
+conftest.py."""
 import json
+import os
+import signal
 import subprocess
+import time
 
-from conftest import PORT
+from conftest import PORT, Pod
 
 POD_A = "2001:db8:8::1"  # slice 0: s1's half
 
@@ -149,3 +154,55 @@ def test_pipelined_mixed_requests_are_answered_in_order(net):
     assert delta(m0, m1, "peak_store_pipelined_joined_total") <= 2
     # the 421 to a PUT closes the connection: its body was not read
     assert r["replies"][10][1].get("connection") == "close" and r["closed"], r
+
+
+RAW = r"""
+import http.client, sys
+c = http.client.HTTPConnection(sys.argv[1], int(sys.argv[2]), timeout=10)
+out = []
+for m, body in (("DELETE", None), ("PUT", b"again"), ("GET", None)):
+    c.request(m, "/o/" + sys.argv[3], body=body)
+    r = c.getresponse()
+    out.append((r.status, r.read().decode()))
+print(out)
+"""
+
+
+def test_puts_leave_the_tombstone_directory_alone_until_a_delete(net, tmp_path):
+    """s1 again, on a fresh data directory (no tombstone), its PUTs' system calls traced:
+    no unlinkat (one per PUT before); after a DELETE the key's PUT removes its tombstone."""
+    old = net.pods["s1"]
+    old.stop()
+    pod = Pod(old.ns, "s1", old.config, tmp_path / "data", tmp_path / "s1.log",
+              old.max_body, old.extra)
+    trace, errs = tmp_path / "trace", tmp_path / "strace.err"
+    st = None
+    try:
+        pod.start()
+        with open(errs, "w") as ef:
+            st = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=unlinkat", "-o",
+                                   str(trace), "-p", str(pod.proc.pid)], stderr=ef)
+        # strace -p -f attaches every thread of the pod (the commit thread's calls count)
+        tasks = f"/proc/{pod.proc.pid}/task"
+        deadline = time.time() + 30
+        while any("TracerPid:\t0\n" in open(f"{tasks}/{t}/status").read()
+                  for t in os.listdir(tasks)):
+            assert time.time() < deadline, errs.read_text()
+            time.sleep(0.05)
+        r, m0, m1 = pipeline(net, "puts", 8, "tput")
+        assert [x[0] for x in r["replies"]] == [201] * 8, r
+        st.send_signal(signal.SIGINT)
+        st.wait(timeout=30)
+        calls = [x for x in trace.read_text().splitlines() if "unlinkat(" in x]
+        print(f"8 PUTs on a pod with no tombstone: {len(calls)} unlinkat call(s)")
+        assert calls == [], calls
+        key = r["keys"][0]
+        out = net.py(RAW, POD_A, str(PORT), key)
+        assert out.strip() == "[(204, ''), (201, 'Created\\n'), (200, 'again')]", out
+        assert os.listdir(tmp_path / "data" / "tomb") == []  # the PUT removed it
+    finally:
+        if st and st.poll() is None:
+            st.kill()
+            st.wait()
+        pod.stop()
+        old.start()
