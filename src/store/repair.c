@@ -183,6 +183,7 @@ int store_repair_pull_on(struct store_repair *r, unsigned e, const uint8_t *key,
 		ret = 0; /* a small PUT stored it meanwhile (slog.h): keep that */
 		goto out;
 	}
+	atomic_store(&r->log->files, true);
 	if (renameat2(r->dirfd, tmp, r->dirfd, name, RENAME_NOREPLACE) == -1) {
 		ret = errno == EEXIST ? 0 : -errno; /* a PUT stored it meanwhile: keep that */
 		goto out;

@@ -1092,6 +1092,8 @@ static void commit_run(struct work_queue *q, struct work_job *batch, void *arg)
 		c->tmpfd = -1;
 		c->log_over = slog_has(&s->log, c->objname);
 		c->existed = c->log_over || !faccessat(s->dirfd, c->objname, F_OK, 0);
+		if (!j->result)
+			atomic_store(&s->log.files, true);
 		if (!j->result && renameat(s->dirfd, c->tmpname, s->dirfd, c->objname) == -1)
 			j->result = -errno;
 		if (j->result)
@@ -1389,8 +1391,9 @@ static uint64_t tomb_sweep_every_ms(const struct store_opts *o)
 	return h < SWEEP_MS ? SWEEP_MS : h > 60000 ? 60000 : h;
 }
 
-/* Removes what a crash left: temp files of PUTs that never finished. */
-static int data_clean(int dirfd)
+/* Removes what a crash left: temp files of PUTs that never finished; sets *files if an
+ * object file is there. */
+static int data_clean(int dirfd, atomic_bool *files)
 {
 	int fd = dup(dirfd), n = 0;
 	DIR *d = fd == -1 ? NULL : fdopendir(fd);
@@ -1402,8 +1405,10 @@ static int data_clean(int dirfd)
 	for (struct dirent *e; (e = readdir(d));) {
 		if (!strncmp(e->d_name, ".tmp-", 5) && !unlinkat(dirfd, e->d_name, 0))
 			n++;
-		else if (object_name_ok(e->d_name))
+		else if (object_name_ok(e->d_name)) {
+			atomic_store(files, true);
 			atomic_fetch_add(&stats.objects, 1);
+		}
 	}
 	closedir(d);
 	if (n)
@@ -1735,7 +1740,7 @@ int store_serve(const struct store_opts *o)
 	/* what a crash left half done between a tombstone and its object is settled first */
 	if (s.tombfd == -1 ||
 	    store_tomb_expire(&s.log, s.tombfd, store_now_ms(), tomb_ttl_ms(o)) < 0 ||
-	    (r = data_clean(s.dirfd)) < 0) {
+	    (r = data_clean(s.dirfd, &s.log.files)) < 0) {
 		log_msg(LOG_ERR, "store: data directory %s: %s", o->data, strerror(errno));
 		goto out;
 	}

@@ -4,9 +4,9 @@ cannot (it works on a client connection's requests one at a time). A pod answers
 order; the small PUTs pipelined behind another, whole in its input, join that PUT's commit
 group (one flush of the small-object log for all, peak_store_pipelined_joined_total), and
 the replies of pipelined GETs go out together (peak_store_pipelined_held_total).
-And a PUT's commit leaves the tombstone directory alone while it holds none (it tried to
-remove the name's tombstone at every PUT, an unlinkat of nothing). Topology in
-conftest.py."""
+And a small PUT's commit looks for neither a tombstone nor an object file of its name
+while the pod has none (it called unlinkat and faccessat at every PUT, most often on
+nothing). Topology in conftest.py."""
 import json
 import os
 import signal
@@ -168,9 +168,10 @@ print(out)
 """
 
 
-def test_puts_leave_the_tombstone_directory_alone_until_a_delete(net, tmp_path):
-    """s1 again, on a fresh data directory (no tombstone), its PUTs' system calls traced:
-    no unlinkat (one per PUT before); after a DELETE the key's PUT removes its tombstone."""
+def test_puts_look_for_no_tombstone_or_file_until_there_are_some(net, tmp_path):
+    """s1 again, on a fresh data directory (no tombstone, no object file), its small PUTs'
+    system calls traced: no unlinkat or faccessat (one of each per PUT before); after a
+    DELETE the key's PUT removes its tombstone."""
     old = net.pods["s1"]
     old.stop()
     pod = Pod(old.ns, "s1", old.config, tmp_path / "data", tmp_path / "s1.log",
@@ -180,8 +181,9 @@ def test_puts_leave_the_tombstone_directory_alone_until_a_delete(net, tmp_path):
     try:
         pod.start()
         with open(errs, "w") as ef:
-            st = subprocess.Popen(["strace", "-f", "-qq", "-e", "trace=unlinkat", "-o",
-                                   str(trace), "-p", str(pod.proc.pid)], stderr=ef)
+            st = subprocess.Popen(["strace", "-f", "-qq", "-e",
+                                   "trace=unlinkat,faccessat,faccessat2", "-o", str(trace),
+                                   "-p", str(pod.proc.pid)], stderr=ef)
         # strace -p -f attaches every thread of the pod (the commit thread's calls count)
         tasks = f"/proc/{pod.proc.pid}/task"
         deadline = time.time() + 30
@@ -193,8 +195,8 @@ def test_puts_leave_the_tombstone_directory_alone_until_a_delete(net, tmp_path):
         assert [x[0] for x in r["replies"]] == [201] * 8, r
         st.send_signal(signal.SIGINT)
         st.wait(timeout=30)
-        calls = [x for x in trace.read_text().splitlines() if "unlinkat(" in x]
-        print(f"8 PUTs on a pod with no tombstone: {len(calls)} unlinkat call(s)")
+        calls = [x for x in trace.read_text().splitlines() if "at(" in x or "at2(" in x]
+        print(f"8 PUTs on a fresh pod: {len(calls)} unlinkat or faccessat call(s)")
         assert calls == [], calls
         key = r["keys"][0]
         out = net.py(RAW, POD_A, str(PORT), key)
