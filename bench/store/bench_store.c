@@ -63,6 +63,10 @@ enum {
 	PCONN_MAX = 128,
 	PIPE_BODY_MAX = 4096,
 	PIPE_IN = 1 << 17,
+	/* a pipelined connection idle for longer is opened again before it is used: the pods
+	 * of the testbed close an idle one after 1.5 s (conftest's --timeout), and one that a
+	 * worker keeps for a rare slice (a pod's routes did not cover it) goes idle */
+	PIPE_IDLE_MS = 1000,
 };
 
 struct point {
@@ -211,6 +215,8 @@ static int direct_call(const char *addr, unsigned port, struct store_call *call)
 struct pconn {
 	int fd;
 	uint8_t dst[16]; /* the address it was opened to */
+	unsigned port;
+	double used; /* when a request last went on it */
 	struct prefix routes[STORE_ROUTES_MAX];
 	unsigned nroutes;
 	bool routes_asked;             /* a reply came: its X-Peak-Routes, if any, are in routes */
@@ -246,8 +252,29 @@ static struct pconn *pconn_open(const uint8_t dst[16], unsigned port)
 	}
 	c->fd = fd;
 	memcpy(c->dst, dst, 16);
+	c->port = port;
+	c->used = now_s();
 	pconns[npconns++] = c;
 	return c;
+}
+
+/* c, opened again if it was idle for PIPE_IDLE_MS (the pod may have closed it). */
+static struct pconn *pconn_fresh(struct pconn *c)
+{
+	char a[INET6_ADDRSTRLEN];
+	if (!c || c->fd == -1 || c->qn || c->outlen || now_s() - c->used < PIPE_IDLE_MS / 1e3)
+		return c;
+	close(c->fd);
+	c->inlen = 0;
+	inet_ntop(AF_INET6, c->dst, a, sizeof(a));
+	c->fd = direct_connect(a, c->port);
+	c->used = now_s();
+	if (c->fd >= 0)
+		return c;
+	c->fd = -1; /* never chosen again, as pconn_drop leaves one */
+	memset(c->dst, 0, 16);
+	c->nroutes = 0;
+	return NULL;
 }
 
 /* The connection for a request to dst: the first opened to it, or to a pod whose routes
@@ -286,6 +313,7 @@ static void pconn_add(struct pconn *c, unsigned slot, bool put, const char *key,
 		c->outlen += size;
 	}
 	c->q[(c->qh + c->qn++) % DEPTH_MAX] = slot;
+	c->used = now_s();
 }
 
 /* Takes the complete replies in c's buffer; returns how many, or -1 (a bad reply). */
@@ -500,6 +528,7 @@ int main(int argc, char **argv)
 					else if (!(c = pconn_find(dst, false)))
 						c = pconn_open(dst, port);
 				}
+				c = pconn_fresh(c);
 				if (!c || c->fd == -1)
 					continue; /* status 0 */
 				if (!c->qn && !c->outlen)
