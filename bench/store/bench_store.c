@@ -18,13 +18,25 @@
  * Keys are "obj-I" for I in [FIRST, END); PUT bodies are SIZE bytes; a GET checks the size.
  * OUT gets one line per request, "I MICROSECONDS STATUS POD" (status 0: no answer, POD "-"
  * when unknown); stdout's last line is "done OPS failed FAILS seconds S".
- * ketama-moved prints how many of keys obj-0..COUNT-1 change server between the two rings. */
+ * ketama-moved prints how many of keys obj-0..COUNT-1 change server between the two rings.
+ *
+ * BENCH_STORE_PASSES=N: a GET worker reads its keys N times over (longer rounds).
+ * BENCH_STORE_DEPTH=D (2..64, with keepalive, bodies up to 4 KiB): each worker keeps D
+ * requests in flight, HTTP/1.1 pipelining: it takes its next D keys, writes each one's
+ * request to the connection of its entry point (all in one send per connection), then
+ * reads the replies (in order per connection) and starts the next D once all came; a
+ * request's latency runs from that send to its reply. The entry point: nginx one
+ * connection (BENCH_STORE_SPREAD=1: D connections, one request on each, as nginx cannot
+ * work on pipelined requests at once); ketama the key's pod's connection; peak the pod
+ * whose X-Peak-Routes hold the key's computed address (peak_resolve), else a connection
+ * to that address (the library's pool does the same, one request at a time). */
 #define _GNU_SOURCE /* memfd_create */
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <nettle/md5.h>
+#include <poll.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -36,14 +48,25 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../../src/client/client.h"
 #include "client.h"
+#include "peak/http.h"
 #include "peak/peak.h"
+#include "peak/prefix.h"
 
 enum {
 	KETAMA_POINTS = 160, /* per server of weight 1, as libketama */
 	SERVERS_MAX = 16,
 	TIMEOUT_MS = 5000,
 	ADDR_MAX = 64,
+	DEPTH_MAX = 64,
+	PCONN_MAX = 128,
+	PIPE_BODY_MAX = 4096,
+	PIPE_IN = 1 << 17,
+	/* a pipelined connection idle for longer is opened again before it is used: the pods
+	 * of the testbed close an idle one after 1.5 s (conftest's --timeout), and one that a
+	 * worker keeps for a rare slice (a pod's routes did not cover it) goes idle */
+	PIPE_IDLE_MS = 1000,
 };
 
 struct point {
@@ -187,6 +210,206 @@ static int direct_call(const char *addr, unsigned port, struct store_call *call)
 	return ret;
 }
 
+/* -- BENCH_STORE_DEPTH: pipelined requests (see the head of the file) ------------------ */
+
+struct pconn {
+	int fd;
+	uint8_t dst[16]; /* the address it was opened to */
+	unsigned port;
+	double used; /* when a request last went on it */
+	struct prefix routes[STORE_ROUTES_MAX];
+	unsigned nroutes;
+	bool routes_asked;             /* a reply came: its X-Peak-Routes, if any, are in routes */
+	unsigned q[DEPTH_MAX], qh, qn; /* the batch slots awaiting replies, in order */
+	size_t inlen, outlen;
+	uint8_t in[PIPE_IN];
+	char out[DEPTH_MAX * (PIPE_BODY_MAX + 512)];
+};
+
+struct slot {
+	unsigned key;
+	unsigned status;
+	double us;
+	char pod[STORE_POD_MAX];
+};
+
+static struct pconn *pconns[PCONN_MAX];
+static unsigned npconns;
+
+static struct pconn *pconn_open(const uint8_t dst[16], unsigned port)
+{
+	char a[INET6_ADDRSTRLEN];
+	if (npconns == PCONN_MAX)
+		return NULL;
+	inet_ntop(AF_INET6, dst, a, sizeof(a));
+	int fd = direct_connect(a, port);
+	if (fd < 0)
+		return NULL;
+	struct pconn *c = calloc(1, sizeof(*c));
+	if (!c) {
+		close(fd);
+		return NULL;
+	}
+	c->fd = fd;
+	memcpy(c->dst, dst, 16);
+	c->port = port;
+	c->used = now_s();
+	pconns[npconns++] = c;
+	return c;
+}
+
+/* c, opened again if it was idle for PIPE_IDLE_MS (the pod may have closed it). */
+static struct pconn *pconn_fresh(struct pconn *c)
+{
+	char a[INET6_ADDRSTRLEN];
+	if (!c || c->fd == -1 || c->qn || c->outlen || now_s() - c->used < PIPE_IDLE_MS / 1e3)
+		return c;
+	close(c->fd);
+	c->inlen = 0;
+	inet_ntop(AF_INET6, c->dst, a, sizeof(a));
+	c->fd = direct_connect(a, c->port);
+	c->used = now_s();
+	if (c->fd >= 0)
+		return c;
+	c->fd = -1; /* never chosen again, as pconn_drop leaves one */
+	memset(c->dst, 0, 16);
+	c->nroutes = 0;
+	return NULL;
+}
+
+/* The connection for a request to dst: the first opened to it, or to a pod whose routes
+ * hold it (route: true), else NULL. */
+static struct pconn *pconn_find(const uint8_t dst[16], bool route)
+{
+	for (unsigned i = 0; i < npconns; i++) {
+		struct pconn *c = pconns[i];
+		if (!memcmp(c->dst, dst, 16))
+			return c;
+		for (unsigned k = 0; route && k < c->nroutes; k++)
+			if (prefix_contains_addr(&c->routes[k], dst))
+				return c;
+	}
+	return NULL;
+}
+
+/* Whether a connection awaits its first reply (the pod's routes are not known yet). */
+static bool pconn_unrouted(void)
+{
+	for (unsigned i = 0; i < npconns; i++)
+		if (!pconns[i]->routes_asked && pconns[i]->fd != -1)
+			return true;
+	return false;
+}
+
+static void pconn_add(struct pconn *c, unsigned slot, bool put, const char *key, const char *body,
+                      size_t size)
+{
+	int n = snprintf(c->out + c->outlen, sizeof(c->out) - c->outlen,
+	                 "%s /o/%s HTTP/1.1\r\nHost: store\r\nContent-Length: %zu\r\n\r\n",
+	                 put ? "PUT" : "GET", key, put ? size : (size_t)0);
+	c->outlen += (size_t)n;
+	if (put) {
+		memcpy(c->out + c->outlen, body, size);
+		c->outlen += size;
+	}
+	c->q[(c->qh + c->qn++) % DEPTH_MAX] = slot;
+	c->used = now_s();
+}
+
+/* Takes the complete replies in c's buffer; returns how many, or -1 (a bad reply). */
+static int pconn_replies(struct pconn *c, struct slot *slots, double t0, bool put, uint64_t size)
+{
+	int got = 0;
+	size_t off = 0;
+	while (c->qn) {
+		struct http_resp r;
+		long n = http_resp_parse(c->in + off, c->inlen - off, false, &r);
+		if (n < 0)
+			return -1;
+		if (!n)
+			break;
+		struct slot *s = &slots[c->q[c->qh]];
+		c->qh = (c->qh + 1) % DEPTH_MAX;
+		c->qn--;
+		s->us = (now_s() - t0) * 1e6;
+		s->status = r.status;
+		if (!put && r.status == 200 && r.body_len != size)
+			s->status = 0;
+		store_header_value(c->in + off, r.head_len, "X-Peak-Pod", s->pod, sizeof(s->pod));
+		if (!c->routes_asked) {
+			c->nroutes = store_routes_parse(c->in + off, r.head_len, c->routes,
+			                                STORE_ROUTES_MAX);
+			c->routes_asked = true;
+		}
+		off += (size_t)n;
+		got++;
+	}
+	memmove(c->in, c->in + off, c->inlen - off);
+	c->inlen -= off;
+	return got;
+}
+
+static void pconn_drop(struct pconn *c, struct slot *slots)
+{
+	for (; c->qn; c->qn--, c->qh = (c->qh + 1) % DEPTH_MAX)
+		slots[c->q[c->qh]].status = 0;
+	close(c->fd);
+	c->fd = -1;
+	c->inlen = c->outlen = 0;
+	memset(c->dst, 0, 16); /* never chosen again */
+	c->nroutes = 0;
+}
+
+/* Sends the batch's requests, then reads every reply. */
+static void pipe_batch(struct pconn **used, unsigned nused, struct slot *slots, double t0, bool put,
+                       uint64_t size)
+{
+	struct pollfd pf[PCONN_MAX];
+	unsigned left = 0;
+	for (unsigned i = 0; i < nused; i++) {
+		struct pconn *c = used[i];
+		for (size_t off = 0; off < c->outlen;) {
+			ssize_t k = send(c->fd, c->out + off, c->outlen - off, MSG_NOSIGNAL);
+			if (k <= 0 && errno != EINTR) {
+				pconn_drop(c, slots); /* blocking, with SO_SNDTIMEO: it failed */
+				break;
+			}
+			off += k > 0 ? (size_t)k : 0;
+		}
+		c->outlen = 0;
+		left += c->qn;
+	}
+	while (left) {
+		unsigned n = 0;
+		for (unsigned i = 0; i < nused; i++)
+			if (used[i]->qn)
+				pf[n++] = (struct pollfd){.fd = used[i]->fd, .events = POLLIN};
+		if (poll(pf, n, TIMEOUT_MS) <= 0) {
+			for (unsigned i = 0; i < nused; i++)
+				if (used[i]->qn)
+					pconn_drop(used[i], slots);
+			return;
+		}
+		for (unsigned i = 0, k = 0; i < nused; i++) {
+			struct pconn *c = used[i];
+			if (!c->qn)
+				continue;
+			if (!(pf[k++].revents & (POLLIN | POLLHUP | POLLERR)))
+				continue;
+			ssize_t got = recv(c->fd, c->in + c->inlen, sizeof(c->in) - c->inlen, 0);
+			int r = got > 0 ? (c->inlen += (size_t)got,
+			                   pconn_replies(c, slots, t0, put, size))
+			                : -1;
+			if (r < 0) {
+				left -= c->qn;
+				pconn_drop(c, slots);
+			} else {
+				left -= (unsigned)r;
+			}
+		}
+	}
+}
+
 static int usage(void)
 {
 	fprintf(stderr, "usage: bench_store peak DNS-SERVER PORT NAME put|get FIRST:END SIZE OUT\n"
@@ -249,8 +472,87 @@ int main(int argc, char **argv)
 			return 1;
 		}
 	}
+	const char *ev = getenv("BENCH_STORE_DEPTH");
+	unsigned depth = ev ? (unsigned)atoi(ev) : 1, passes = 1;
+	if ((ev = getenv("BENCH_STORE_PASSES")) && !put && atoi(ev) > 1)
+		passes = (unsigned)atoi(ev);
+	if (depth > DEPTH_MAX)
+		depth = DEPTH_MAX;
 	double t0 = now_s();
-	for (unsigned i = first; i < end; i++) {
+	if (depth > 1 && keepalive && size <= PIPE_BODY_MAX) {
+		ev = getenv("BENCH_STORE_SPREAD");
+		bool spread = ev && atoi(ev) > 0;
+		static char pbody[PIPE_BODY_MAX];
+		memset(pbody, 'x', sizeof(pbody));
+		if (peak)
+			resolver_replicas_swap(r, 0); /* replica 0's address only: replicas=1 */
+		unsigned total = (end - first) * passes;
+		for (unsigned done = 0; done < total;) {
+			struct slot slots[DEPTH_MAX];
+			struct pconn *used[DEPTH_MAX];
+			unsigned nb = total - done < depth ? total - done : depth, nused = 0;
+			double tb = now_s();
+			for (unsigned j = 0; j < nb; j++) {
+				unsigned i = first + (done + j) % (end - first);
+				char key[32];
+				uint8_t dst[16];
+				struct pconn *c = NULL;
+				snprintf(key, sizeof(key), "obj-%u", i);
+				slots[j] = (struct slot){.key = i};
+				if (peak) {
+					struct peak_result res;
+					if (!peak_resolve(r, argv[4], key, so.port, &res) &&
+					    res.n) {
+						memcpy(dst, &res.cand[0].dst.sin6_addr, 16);
+						c = pconn_find(dst, true);
+						if (!c && pconn_unrouted()) {
+							/* the routes of a pod that has not answered
+							 * yet may hold dst: its first reply first,
+							 * as the library's pool has them before it
+							 * opens another connection */
+							pipe_batch(used, nused, slots, tb, put,
+							           size);
+							nused = 0;
+							c = pconn_find(dst, true);
+						}
+						if (!c)
+							c = pconn_open(dst, so.port);
+					}
+				} else {
+					const char *a =
+					    ketama ? ring.addr[ring_lookup(&ring, key)] : argv[2];
+					unsigned port = (unsigned)atoi(ketama ? argv[2] : argv[3]);
+					inet_pton(AF_INET6, a, dst);
+					if (spread && !ketama) /* connection j to the one address */
+						c = j < npconns ? pconns[j] : pconn_open(dst, port);
+					else if (!(c = pconn_find(dst, false)))
+						c = pconn_open(dst, port);
+				}
+				c = pconn_fresh(c);
+				if (!c || c->fd == -1)
+					continue; /* status 0 */
+				if (!c->qn && !c->outlen)
+					used[nused++] = c;
+				pconn_add(c, j, put, key, pbody, size);
+			}
+			pipe_batch(used, nused, slots, tb, put, size);
+			for (unsigned j = 0; j < nb; j++) {
+				struct slot *sl = &slots[j];
+				bool ok = put ? sl->status == 201 || sl->status == 204
+				              : sl->status == 200;
+				ops++;
+				if (!ok && fails++ < 5)
+					fprintf(stderr, "bench_store: %s obj-%u: status %u\n", w[0],
+					        sl->key, sl->status);
+				fprintf(out, "%u %.0f %u %s\n", sl->key, sl->us, sl->status,
+				        *sl->pod ? sl->pod : "-");
+			}
+			done += nb;
+		}
+		end = first; /* done: skip the loop below */
+	}
+	for (unsigned n = 0; n < (end - first) * passes; n++) {
+		unsigned i = first + n % (end - first);
 		char key[32];
 		struct store_call call = {.method = put ? STORE_PUT : STORE_GET,
 		                          .key = key,

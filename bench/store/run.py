@@ -19,10 +19,19 @@ pod is the only endpoint of its own configuration, so it takes any key) and the 
 workload from --workers closed-loop client processes, each keeping its connections
 (--conn keepalive, the default: PEAK through the library's pool, which reuses a connection
 for any key whose address the pod's X-Peak-Routes hold; nginx one connection, ketama one
-per pod) or opening one per request (--conn close): PUT then GET of --small objects of --small-size bytes, then of
---large objects of --large-size bytes. Measured per phase: throughput, p50/p99 latency, and
-cluster CPU per request (scheduler run time of the pods, nginx's processes, peak dns), and
-the client workers' CPU per request (their user and system time, client_cpu_us_per_req).
+per pod) or opening one per request (--conn close): PUT then GET of --small objects of
+--small-size bytes, then of --large objects of --large-size bytes. Small objects (up to 4
+KiB) with kept connections go --depth requests at a time per worker (default 16),
+pipelined (bench_store.c's BENCH_STORE_DEPTH), the same client behaviour toward each
+system's entry point: PEAK and ketama write each request on the connection of its pod
+(PEAK: the pod whose route hints hold the key's computed address), nginx on its one
+connection (--spread: --depth connections, one request on each, as nginx works on a
+connection's requests one at a time); --depth 1 is the library's calls, one request at a
+time. A small GET round reads its keys --get-passes times (default 4), so with the default
+20,000 objects each round lasts seconds, not a tenth of one. Measured per phase:
+throughput, p50/p99 latency, and cluster CPU per request (scheduler run time of the pods,
+nginx's processes, peak dns), and the client workers' CPU per request (their user and
+system time, client_cpu_us_per_req).
 
 PEAK's pods run one of two ways (--map): under `peak controller` (the default, the
 realistic setup, as tests/store/test_live.py runs them: --controller, a shared key; the
@@ -59,7 +68,7 @@ after another, their order rotated from run to run.
 Usage: bench/store/run.py [--quick] [--runs N] [--small N] [--large N] [--small-size B]
                           [--large-size B] [--workers N] [--systems LIST]
                           [--conn keepalive|close] [--map controller|static]
-                          [--strace] [--out FILE]
+                          [--depth D] [--spread] [--get-passes N] [--strace] [--out FILE]
 
 --strace: every client worker runs under `strace -f -c`, and each phase adds the system
 calls its workers made per request (syscalls_per_req, and per call in syscalls; process
@@ -135,10 +144,14 @@ http {{
   uwsgi_temp_path {d}/nginx-uwsgi;
   scgi_temp_path {d}/nginx-scgi;
   client_max_body_size 0;
+  # a kept client connection serves any number of requests (1000 by default, then
+  # nginx closes it under the client's pipelined requests), and so does an upstream one
+  keepalive_requests 1000000;
   upstream pods {{
     hash $request_uri consistent;
 {ups}    keepalive 256;
     keepalive_timeout 5s;
+    keepalive_requests 1000000;
   }}
   server {{
     listen [{PX}]:{NGINX_PORT} backlog=4096;
@@ -311,10 +324,16 @@ class Bench:
             return ["nginx", PX, str(NGINX_PORT)]
         return ["ketama", str(PORT), ",".join(ep_addr(i) for i in pods)]
 
-    def phase(self, system, op, first, count, size, pods=(1, 2, 3), tag=None):
+    def phase(self, system, op, first, count, size, pods=(1, 2, 3), tag=None, load=False):
         """W workers share keys [first, first+count); returns the phase's figures and
-        {key: (status, pod)}."""
+        {key: (status, pod)}. load: a workload phase, with --depth, --spread and (GET)
+        --get-passes; a move's read rounds read each key once, a request at a time."""
         w = max(1, min(self.args.workers, count))
+        env = dict(os.environ, BENCH_STORE_CONN=self.args.conn)
+        if load:
+            env.update(BENCH_STORE_DEPTH=str(self.args.depth),
+                       BENCH_STORE_SPREAD=str(int(self.args.spread)),
+                       BENCH_STORE_PASSES=str(self.args.get_passes))
         tag = tag or f"{system}-{op}-{size}"
         conns0 = self.conns(system)
         cpu0, t0 = self.cpu(system), time.time()
@@ -327,8 +346,7 @@ class Bench:
             procs.append((self.tmp / f"{tag}-{k}.out", subprocess.Popen(
                 ["ip", "netns", "exec", self.net.cl, *st, BENCH, *self.target(system, pods),
                  op, f"{a}:{b}", str(size), str(self.tmp / f"{tag}-{k}.out")],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                env=dict(os.environ, BENCH_STORE_CONN=self.args.conn))))
+                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)))
         errs = []
         for _, p in procs:
             _, err = p.communicate(timeout=3600)
@@ -380,8 +398,8 @@ class Bench:
                                         ("large", a.small, a.large, a.large_size)):
             if not count:
                 continue
-            put, _ = self.phase(system, "put", first, count, size)
-            get, keys = self.phase(system, "get", first, count, size)
+            put, _ = self.phase(system, "put", first, count, size, load=True)
+            get, keys = self.phase(system, "get", first, count, size, load=True)
             out[cls] = {"put": put, "get": get}
             if cls == "small":
                 self.small_keys = keys  # which pod answered each, before a pod is added
@@ -548,7 +566,7 @@ def aggregate(runs, systems):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true", help="a few seconds: the smoke test")
-    ap.add_argument("--small", type=int, default=3000)
+    ap.add_argument("--small", type=int, default=20000)
     ap.add_argument("--large", type=int, default=60)
     ap.add_argument("--small-size", type=int, default=1024)
     ap.add_argument("--large-size", type=int, default=1 << 20)
@@ -558,6 +576,14 @@ def main():
                     help="client connections: kept by each worker, or one per request")
     ap.add_argument("--map", choices=("controller", "static"), default="controller",
                     help="PEAK's pods under peak controller (route hints) or on a static map")
+    ap.add_argument("--depth", type=int, default=16,
+                    help="requests each worker keeps in flight, pipelined (objects up to "
+                    "4 KiB, kept connections; 1: one at a time through the library)")
+    ap.add_argument("--spread", action="store_true",
+                    help="nginx's client sends its --depth requests on as many connections "
+                    "instead of pipelining them on one")
+    ap.add_argument("--get-passes", type=int, default=4,
+                    help="a small GET round reads its keys this many times")
     ap.add_argument("--strace", action="store_true",
                     help="count the client workers' system calls per request (strace -c)")
     ap.add_argument("--runs", type=int, default=3,
@@ -566,7 +592,7 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.small, args.large, args.large_size, args.workers = 60, 2, 256 << 10, 2
-        args.runs = 1
+        args.runs, args.get_passes = 1, 1
     if os.geteuid() != 0:
         print("bench/store: needs root (network namespaces)", file=sys.stderr)
         return 2
@@ -574,6 +600,8 @@ def main():
     result = {"workload": {"small": args.small, "small_size": args.small_size,
                            "large": args.large, "large_size": args.large_size,
                            "workers": args.workers, "quick": args.quick, "runs": args.runs,
+                           "depth": args.depth, "spread": args.spread,
+                           "get_passes": args.get_passes,
                            "map": args.map, "strace": args.strace,
                            "connection": ("kept by each worker" if args.conn == "keepalive"
                                           else "one per request (client side)")},

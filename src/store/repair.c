@@ -183,6 +183,7 @@ int store_repair_pull_on(struct store_repair *r, unsigned e, const uint8_t *key,
 		ret = 0; /* a small PUT stored it meanwhile (slog.h): keep that */
 		goto out;
 	}
+	atomic_store(&r->log->files, true);
 	if (renameat2(r->dirfd, tmp, r->dirfd, name, RENAME_NOREPLACE) == -1) {
 		ret = errno == EEXIST ? 0 : -errno; /* a PUT stored it meanwhile: keep that */
 		goto out;
@@ -240,6 +241,7 @@ static void tomb_apply(struct store_repair *r, const char *name, const uint8_t *
 	uint64_t v = store_object_version(r->log, name);
 	if (v >= t)
 		return;
+	atomic_store(&r->tombs, true);
 	int err = store_tomb_put(r->tombfd, name, key, kl, t);
 	if (err) {
 		log_msg(LOG_WARNING, "store: repair: tombstone %s: %s", name, strerror(-err));

@@ -76,6 +76,10 @@ struct store_repair {
 	atomic_uint_fast64_t unconfirmed;   /* the last pass: objects not ours kept (unconfirmed) */
 	atomic_uint_fast64_t conns; /* connections opened to peers (listings, pulls, asks) */
 	int tombfd;                 /* the tombstone directory */
+	/* a tombstone may be in it: set at start-up if it holds any, and before one is
+	 * written (here or by a DELETE); while it is not, a PUT's commit does not try to
+	 * remove its name's tombstone (an unlinkat per PUT, most often of nothing) */
+	atomic_bool tombs;
 	atomic_bool done, stop;
 	pthread_t thread;
 	bool started;

@@ -49,7 +49,10 @@ enum {
 	/* the X-Peak-Routes line of a connection's first keep-alive reply (at most) */
 	ROUTES_HDR_MAX = 512,
 	SMALL_BODY = 4096,
-	OUT_CAP = HEAD_CAP + SMALL_BODY,
+	/* the replies of pipelined requests go out together (conn_run): room for a few */
+	OUT_CAP = 4 * (HEAD_CAP + SMALL_BODY),
+	/* small PUTs pipelined behind one on a connection that join its commit group */
+	MORE_MAX = 32,
 	IO_CHUNK = 64 << 10,
 	OBJ_HDR_MAX = 6 + STORE_KEY_MAX,
 	SWEEP_MS = 200,
@@ -87,6 +90,9 @@ struct conn {
 	bool rd_empty, rd_hup;
 	/* the reply refused the request (its body may be unread): close with a linger */
 	bool linger;
+	/* out holds replies kept back while pipelined requests behind them are answered, so
+	 * they all go in one send (conn_run) */
+	bool held;
 	enum job_kind kind; /* C_WAIT: what job is out */
 	bool existed;       /* JOB_COMMIT: the object was there before this PUT */
 	/* the reply is a former holder's copy (a key the map took away): X-Peak-Former */
@@ -108,6 +114,9 @@ struct conn {
 	bool logput;   /* JOB_COMMIT: the PUT goes to the log */
 	bool log_over; /* JOB_COMMIT of a file: it replaces a log object */
 	uint64_t body_left;
+	/* JOB_COMMIT of a log PUT: the small PUTs pipelined behind it, whole in the input
+	 * buffer, that go to the log in the same group (more_take) and are answered after it */
+	unsigned nmore;
 	char tmpname[32];
 	char objname[80];
 	int objfd; /* C_SEND: the object to send, else -1 */
@@ -116,6 +125,13 @@ struct conn {
 	struct conn *pool_next;
 	uint8_t in[IN_CAP];
 	char out[OUT_CAP];
+	struct more_put {
+		uint8_t key[STORE_KEY_MAX];
+		size_t key_len, body_len;
+		uint8_t *body; /* malloc'd, freed by commit_log */
+		char objname[STORE_NAME_MAX];
+		bool existed;
+	} more[MORE_MAX];
 };
 
 struct store {
@@ -171,6 +187,9 @@ struct store_stats {
 	atomic_uint_fast64_t conns;               /* connections accepted */
 	atomic_int_fast64_t objects;              /* on disk, less what repair pulled */
 	atomic_uint_fast64_t commits, dir_syncs;  /* PUTs committed, their groups' dir fsyncs */
+	/* pipelined requests: replies sent with the one before (held), small PUTs taken into
+	 * the group of the one before on their connection (joined) */
+	atomic_uint_fast64_t held, joined;
 	const struct store_repair *repair;
 	struct slog *log;
 };
@@ -217,14 +236,22 @@ static void stats_render(struct mbuf *b, void *arg)
 	            "\n# HELP peak_store_dir_syncs_total Directory fsyncs of the commit thread, "
 	            "one per group of PUTs (group commit).\n"
 	            "# TYPE peak_store_dir_syncs_total counter\npeak_store_dir_syncs_total %" PRIu64
-	            "\n",
+	            "\n# HELP peak_store_pipelined_held_total Replies held back to go out with "
+	            "those of the pipelined requests behind them.\n"
+	            "# TYPE peak_store_pipelined_held_total counter\n"
+	            "peak_store_pipelined_held_total %" PRIu64
+	            "\n# HELP peak_store_pipelined_joined_total Small PUTs pipelined behind "
+	            "another that joined its commit group.\n"
+	            "# TYPE peak_store_pipelined_joined_total counter\n"
+	            "peak_store_pipelined_joined_total %" PRIu64 "\n",
 	            (uint64_t)atomic_load(&st->bytes_in), (uint64_t)atomic_load(&st->bytes_out),
 	            (int64_t)atomic_load(&st->objects) +
 	                (int64_t)(r ? atomic_load(&r->pulled) - atomic_load(&r->tombstoned) -
 	                                  atomic_load(&r->dropped)
 	                            : 0),
 	            (uint64_t)atomic_load(&st->conns), (uint64_t)atomic_load(&st->commits),
-	            (uint64_t)atomic_load(&st->dir_syncs));
+	            (uint64_t)atomic_load(&st->dir_syncs), (uint64_t)atomic_load(&st->held),
+	            (uint64_t)atomic_load(&st->joined));
 	if (st->log)
 		mbuf_printf(
 		    b,
@@ -399,6 +426,10 @@ static void temp_drop(struct store *s, struct conn *c)
 {
 	free(c->logbuf);
 	c->logbuf = NULL;
+	for (; c->nmore; c->nmore--) {
+		free(c->more[c->nmore - 1].body);
+		c->more[c->nmore - 1].body = NULL;
+	}
 	if (c->tmpfd == -1)
 		return;
 	close(c->tmpfd);
@@ -755,6 +786,7 @@ static void commit_flush(struct store *s)
  * bringing it back); else 404. */
 static void object_delete(struct store *s, struct conn *c)
 {
+	atomic_store(&s->repair.tombs, true);
 	int err = store_tomb_put(s->tombfd, c->objname, c->req.key, c->req.key_len, store_now_ms());
 	if (err) {
 		log_rl(&s->rl, LOG_ERR, "store: tombstone: %s", strerror(-err));
@@ -925,10 +957,65 @@ static void object_reply(struct store *s, struct conn *c, int fd, uint64_t size,
 	c->deadline_ms = phase_deadline(s, size);
 }
 
+/* A log PUT's body is whole: the small PUTs pipelined behind it whose heads and bodies are
+ * in the input buffer already join it (up to MORE_MAX), so they go to the log in the same
+ * group, one flush, rather than one group each as the connection takes them in turn. Only
+ * PUTs this pod takes without a word (its key, no X-Peak-Acked, no Expect, not closing)
+ * join; the first that does not, and what follows it, wait for their turn. */
+static void more_take(struct store *s, struct conn *c)
+{
+	size_t off = 0;
+	if (c->close_after)
+		return;
+	while (c->nmore < MORE_MAX && off < c->inlen) {
+		struct store_req q;
+		long n = store_req_parse(c->in + off, c->inlen - off, s->o->max_body, &q);
+		if (n <= 0 || q.method != STORE_PUT || q.list || q.close || q.expect_100 ||
+		    q.acked_len || q.body_len > s->o->log_max ||
+		    q.body_len > c->inlen - off - (size_t)n)
+			break;
+		uint8_t addr[16];
+		int set[STORE_WALK_MAX];
+		struct ssa_req sq = {
+		    .src = c->peer, .object = q.key, .object_len = q.key_len, .replica = 0};
+		int64_t g = ssa_compute(&s->space, &sq, addr) ? -1 : ssa_slice_of(&s->space, addr);
+		if (g < 0)
+			break;
+		bool mine = false;
+		int k = store_key_replicas(&s->space, &s->a, s->replicas, q.key, q.key_len, set);
+		for (int i = 0; i < k; i++)
+			mine |= set[i] == s->me;
+		char name[STORE_NAME_MAX];
+		store_object_name((uint64_t)g, q.key, q.key_len, name);
+		/* a key twice in one group: the second is answered in its turn (204) */
+		bool again = !strcmp(name, c->objname);
+		for (unsigned i = 0; i < c->nmore && !again; i++)
+			again = !strcmp(name, c->more[i].objname);
+		uint8_t *body = mine && !again ? malloc(q.body_len ? q.body_len : 1) : NULL;
+		if (!body)
+			break;
+		struct more_put *m = &c->more[c->nmore++];
+		memcpy(m->objname, name, sizeof(name));
+		memcpy(m->key, q.key, q.key_len);
+		m->key_len = q.key_len;
+		memcpy(body, c->in + off + n, q.body_len);
+		m->body = body;
+		m->body_len = q.body_len;
+		m->existed = false;
+		atomic_fetch_add(&stats.bytes_in, q.body_len);
+		atomic_fetch_add(&stats.joined, 1);
+		off += (size_t)n + q.body_len;
+	}
+	memmove(c->in, c->in + off, c->inlen - off);
+	c->inlen -= off;
+}
+
 /* The whole body is in the temp file: the commit thread makes it the object, durably
  * (commit_run), and the reply waits for that (job_finish). */
 static void body_done(struct store *s, struct conn *c)
 {
+	if (c->logput)
+		more_take(s, c);
 	job_add(s, c, JOB_COMMIT);
 }
 
@@ -936,28 +1023,42 @@ static void body_done(struct store *s, struct conn *c)
  * write and one fdatasync (slog_append); sets their results and existed. */
 static void commit_log(struct store *s, struct work_job *batch)
 {
-	struct slog_put p[COMMIT_BATCH];
-	struct conn *cs[COMMIT_BATCH];
-	size_t n = 0;
-	for (struct work_job *j = batch; j && n < COMMIT_BATCH; j = j->next) {
+	/* the commit thread's alone (one thread): a batch and the PUTs pipelined behind each */
+	static struct slog_put p[COMMIT_BATCH * (1 + MORE_MAX)];
+	static struct conn *cs[COMMIT_BATCH];
+	size_t n = 0, nc = 0;
+	for (struct work_job *j = batch; j && nc < COMMIT_BATCH; j = j->next) {
 		struct conn *c = conn_of(j);
 		if (!c->logput)
 			continue;
-		cs[n] = c;
+		cs[nc++] = c;
 		p[n++] = (struct slog_put){.name = c->objname,
 		                           .key = c->req.key,
 		                           .key_len = c->req.key_len,
 		                           .body = c->logbuf,
 		                           .body_len = c->loglen};
+		for (unsigned i = 0; i < c->nmore; i++)
+			p[n++] = (struct slog_put){.name = c->more[i].objname,
+			                           .key = c->more[i].key,
+			                           .key_len = c->more[i].key_len,
+			                           .body = c->more[i].body,
+			                           .body_len = c->more[i].body_len};
 	}
 	if (!n)
 		return;
 	int err = slog_append(&s->log, p, n);
-	for (size_t i = 0; i < n; i++) {
-		cs[i]->job.result = err;
-		cs[i]->existed = p[i].existed;
-		free(cs[i]->logbuf);
-		cs[i]->logbuf = NULL;
+	n = 0;
+	for (size_t i = 0; i < nc; i++) {
+		struct conn *c = cs[i];
+		c->job.result = err;
+		c->existed = p[n++].existed;
+		free(c->logbuf);
+		c->logbuf = NULL;
+		for (unsigned k = 0; k < c->nmore; k++) {
+			c->more[k].existed = p[n++].existed;
+			free(c->more[k].body);
+			c->more[k].body = NULL;
+		}
 	}
 }
 
@@ -974,6 +1075,8 @@ static void commit_run(struct work_queue *q, struct work_job *batch, void *arg)
 {
 	struct store *s = arg;
 	bool renamed = false, tombs = false;
+	/* a DELETE's tombstone made after this read is newer than these PUTs: it stays */
+	bool tombs_maybe = atomic_load(&s->repair.tombs);
 	(void)q;
 	for (struct work_job *j = batch; j; j = j->next)
 		if (!conn_of(j)->logput)
@@ -989,6 +1092,8 @@ static void commit_run(struct work_queue *q, struct work_job *batch, void *arg)
 		c->tmpfd = -1;
 		c->log_over = slog_has(&s->log, c->objname);
 		c->existed = c->log_over || !faccessat(s->dirfd, c->objname, F_OK, 0);
+		if (!j->result)
+			atomic_store(&s->log.files, true);
 		if (!j->result && renameat(s->dirfd, c->tmpname, s->dirfd, c->objname) == -1)
 			j->result = -errno;
 		if (j->result)
@@ -1011,8 +1116,13 @@ static void commit_run(struct work_queue *q, struct work_job *batch, void *arg)
 		if (!j->result)
 			atomic_fetch_add(&stats.commits, 1);
 		/* put again after a delete: the tombstone goes once the object is durable */
-		if (!j->result && !unlinkat(s->tombfd, conn_of(j)->objname, 0))
+		if (!j->result && tombs_maybe && !unlinkat(s->tombfd, conn_of(j)->objname, 0))
 			tombs = true;
+		for (unsigned k = 0; !j->result && k < c->nmore; k++) {
+			atomic_fetch_add(&stats.commits, 1);
+			if (tombs_maybe && !unlinkat(s->tombfd, c->more[k].objname, 0))
+				tombs = true;
+		}
 	}
 	if (tombs)
 		fsync(s->tombfd);
@@ -1023,6 +1133,8 @@ static void job_finish(struct store *s, struct conn *c)
 {
 	c->st = C_HEAD; /* out of C_WAIT; the reply below sets the real state */
 	if (c->kind == JOB_COMMIT) {
+		unsigned more = c->nmore;
+		c->nmore = 0; /* their bodies went with the commit (commit_log) */
 		if (c->job.result) {
 			log_rl(&s->rl, LOG_ERR, "store: commit: %s", strerror(-c->job.result));
 			respond(c, 500, NULL, true);
@@ -1031,6 +1143,11 @@ static void job_finish(struct store *s, struct conn *c)
 		if (!c->existed)
 			atomic_fetch_add(&stats.objects, 1);
 		respond(c, c->existed ? 204 : 201, NULL, false);
+		for (unsigned k = 0; k < more; k++) { /* the pipelined ones, in order */
+			if (!c->more[k].existed)
+				atomic_fetch_add(&stats.objects, 1);
+			respond(c, c->more[k].existed ? 204 : 201, NULL, false);
+		}
 		return;
 	}
 	uint64_t size = 0, version = 0;
@@ -1128,7 +1245,16 @@ static void conn_run(struct store *s, struct conn *c, uint64_t slot)
 			epoll_ctl(s->ep, EPOLL_CTL_MOD, c->fd, &ev);
 			return;
 		}
-		if (c->st == C_SEND || c->outlen) {
+		if (c->st == C_SEND && !c->objleft && !c->close_after && c->inlen &&
+		    c->outlen + HEAD_CAP + SMALL_BODY <= sizeof(c->out)) {
+			/* a pipelined request follows: its reply goes out with this one */
+			c->held = true;
+			atomic_fetch_add(&stats.held, 1);
+			c->st = C_HEAD;
+			c->deadline_ms = phase_deadline(s, 0);
+		}
+		if (c->st == C_SEND || (c->outlen && !c->held)) {
+			c->held = false;
 			int r = send_some(c);
 			if (r < 0) {
 				c->dead = true;
@@ -1174,13 +1300,22 @@ static void conn_run(struct store *s, struct conn *c, uint64_t slot)
 				memmove(c->in, c->in + n, c->inlen - (size_t)n);
 				c->inlen -= (size_t)n;
 				request_start(s, c);
+				if (c->st != C_SEND || c->objleft)
+					c->held = false; /* no reply to join: send what waits */
 				continue;
 			}
 			ssize_t k = fill(c);
+			if (k == -EAGAIN && c->held) {
+				c->held = false; /* nothing more to answer now: send the replies */
+				continue;
+			}
 			if (k == -EAGAIN)
 				return;
-			if (k <= 0)
+			if (k <= 0) {
+				if (c->outlen) /* the replies to what came before the EOF */
+					(void)send_some(c);
 				c->dead = true; /* EOF or error between requests or mid-head */
+			}
 			continue;
 		}
 		/* C_BODY: buffered bytes first, then straight from the socket */
@@ -1214,6 +1349,10 @@ static void conn_run(struct store *s, struct conn *c, uint64_t slot)
 		if (c->st == C_BODY && !c->body_left)
 			body_done(s, c);
 	}
+	/* replies held for pipelined requests go before the wait (a broken connection shows
+	 * when the job's reply is sent: the job holds the connection till then) */
+	if (c->st == C_WAIT && c->outlen && !c->dead)
+		(void)send_some(c);
 }
 
 /* Cuts off connections past their phase's deadline: 408 to a request half read. */
@@ -1252,8 +1391,9 @@ static uint64_t tomb_sweep_every_ms(const struct store_opts *o)
 	return h < SWEEP_MS ? SWEEP_MS : h > 60000 ? 60000 : h;
 }
 
-/* Removes what a crash left: temp files of PUTs that never finished. */
-static int data_clean(int dirfd)
+/* Removes what a crash left: temp files of PUTs that never finished; sets *files if an
+ * object file is there. */
+static int data_clean(int dirfd, atomic_bool *files)
 {
 	int fd = dup(dirfd), n = 0;
 	DIR *d = fd == -1 ? NULL : fdopendir(fd);
@@ -1265,13 +1405,33 @@ static int data_clean(int dirfd)
 	for (struct dirent *e; (e = readdir(d));) {
 		if (!strncmp(e->d_name, ".tmp-", 5) && !unlinkat(dirfd, e->d_name, 0))
 			n++;
-		else if (object_name_ok(e->d_name))
+		else if (object_name_ok(e->d_name)) {
+			atomic_store(files, true);
 			atomic_fetch_add(&stats.objects, 1);
+		}
 	}
 	closedir(d);
 	if (n)
 		fsync(dirfd);
 	return n;
+}
+
+/* Whether the tombstone directory holds a tombstone (a name not starting with '.'); true
+ * when it cannot be read, so PUTs go on removing theirs. */
+static bool tombs_any(int tombfd)
+{
+	int fd = dup(tombfd);
+	DIR *d = fd == -1 ? NULL : fdopendir(fd);
+	bool any = !d;
+	if (fd != -1 && !d)
+		close(fd);
+	if (d) {
+		rewinddir(d); /* the dup shares tombfd's position */
+		for (struct dirent *e; !any && (e = readdir(d));)
+			any = e->d_name[0] != '.';
+		closedir(d);
+	}
+	return any;
 }
 
 /* The index of endpoint id in the service, or -1. */
@@ -1580,7 +1740,7 @@ int store_serve(const struct store_opts *o)
 	/* what a crash left half done between a tombstone and its object is settled first */
 	if (s.tombfd == -1 ||
 	    store_tomb_expire(&s.log, s.tombfd, store_now_ms(), tomb_ttl_ms(o)) < 0 ||
-	    (r = data_clean(s.dirfd)) < 0) {
+	    (r = data_clean(s.dirfd, &s.log.files)) < 0) {
 		log_msg(LOG_ERR, "store: data directory %s: %s", o->data, strerror(errno));
 		goto out;
 	}
@@ -1659,6 +1819,7 @@ int store_serve(const struct store_opts *o)
 	                                 .id = o->id,
 	                                 .timeout_ms = o->timeout_ms,
 	                                 .pull_rate = o->pull_rate};
+	atomic_store(&s.repair.tombs, tombs_any(s.tombfd));
 	if (s.replicas > 1 || s.has_old || o->controller)
 		stats.repair = &s.repair;
 	if ((s.replicas > 1 || s.has_old) && (r = store_repair_start(&s.repair)))

@@ -400,10 +400,11 @@ static int seg_write(struct slog *l, size_t i, const uint8_t *buf, size_t n, boo
 int slog_append(struct slog *l, struct slog_put *p, size_t n)
 {
 	uint64_t total = 0, now = store_now_ms();
+	bool files = atomic_load(&l->files);
 	for (size_t i = 0; i < n; i++) {
 		total += SLOG_HDR + p[i].key_len + p[i].body_len + SLOG_TRAIL;
 		p[i].version = now;
-		p[i].existed = !faccessat(l->dirfd, p[i].name, F_OK, 0);
+		p[i].existed = files && !faccessat(l->dirfd, p[i].name, F_OK, 0);
 	}
 	uint8_t *buf = malloc(total ? total : 1);
 	if (!buf)
@@ -437,7 +438,7 @@ int slog_append(struct slog *l, struct slog_put *p, size_t n)
 	}
 	pthread_mutex_unlock(&l->amu);
 	free(buf);
-	for (size_t i = 0; i < n && !ret; i++)
+	for (size_t i = 0; i < n && !ret && files; i++)
 		if (p[i].existed)
 			unlinkat(l->dirfd, p[i].name, 0); /* a file it replaces (if any) */
 	return ret;

@@ -96,6 +96,10 @@ struct slog {
 	atomic_uint_fast64_t torn;          /* segment tails dropped at start-up */
 	atomic_uint_fast64_t compactions;   /* segments rewritten and removed */
 	atomic_uint_fast64_t compact_bytes; /* bytes of dead records they freed */
+	/* an object file may be in dirfd: set by the pod at start-up if it holds any, and
+	 * before it renames one into place (a large PUT, a pull); while it is not, an append
+	 * does not look for a file of each name (a faccessat per PUT) */
+	atomic_bool files;
 	/* the compaction thread */
 	pthread_t th;
 	pthread_mutex_t cmu;
