@@ -536,8 +536,13 @@ def store_section(path, out_dir):
     pmap = {"controller": "PEAK's pods under `peak controller` (route hints)",
             "static": "PEAK's pods on a static map (no route hints)"}.get(
                 wl.get("map", "static"), wl.get("map"))
+    depth = wl.get("depth", 1)  # requests in flight per connection (pipelined), the same
+    # for every system; nginx forwards a connection's requests one at a time
+    pipe = (f", {depth} pipelined requests in flight on each (the same for every system"
+            + ("; nginx also gets a connection per request, --spread" if wl.get("spread")
+               else "") + ")" if depth > 1 else "")
     L = ["## Object store: PEAK against nginx and ketama (bench/store/run.py)\n",
-         f"{wl['workers']} closed-loop clients, connections {conn}; {pmap}; "
+         f"{wl['workers']} closed-loop clients, connections {conn}{pipe}; {pmap}; "
          "replicas=1, 3 pods; "
          f"{wl['small']} objects of {wl['small_size']} B and {wl['large']} of "
          f"{wl['large_size']} B; the median of {wl.get('runs', 1)} run(s), the systems' "
