@@ -100,7 +100,7 @@ def test_dht_section(tmp_path):
         (good.replace(cert, "00" * 64), "certificate: not the authority's signature"),
         (good.replace(f"  certificate: {cert}\n", ""), ":5: dht: 'port', 'authority'"),
         (good.replace(auth_pub, "xy" * 32), ":7: authority: want 64 hex digits"),
-        (good + "  lookup: linear\n", ":11: lookup: want 'bsearch' or 'walk'"),
+        (good + "  lookup: linear\n", ":11: lookup: want 'bsearch', 'walk' or 'lengths'"),
         (good + "  bootstrap: [somewhere]\n", ":11: bootstrap: want IPV4:PORT"),
         (good.replace("locator: 10.0.1.2:51820", "locator: 0.0.0.0:51820"),
          ":10: locator: 0.0.0.0 cannot be reached"),
