@@ -487,7 +487,11 @@ class Bench:
                "wall_s": r["wall_s"], "goodput_mbps": mb / r["wall_s"] if r["ok"] else None,
                "client_s": max((c["s"] for c in r["conns"]), default=None),
                "cluster_cpu_s": cpu, "cpu_ms_per_mb": cpu * 1e3 / mb,
-               "audio_ms": audio, "connections": len(r["conns"])}
+               "audio_ms": audio, "connections": len(r["conns"]),
+               # what went wrong, when something did: each failed stream's line fields
+               "failed_streams": [{k: s.get(k) for k in ("type", "status", "checksum",
+                                                          "backend")}
+                                  for s in r["streams"] if not s["ok"]]}
         if trace:
             out.update(trace=str(trace), t0_ns=r["t0_ns"], t1_ns=r["t1_ns"],
                        stream_types={s["stream"]: s.get("type") for s in r["streams"]})

@@ -65,7 +65,10 @@ def test_quick_run_and_report(tmp_path):
         r, x = d["results"][s], d["summary"][s]
         assert len(r["mixed"]) == len(r["setup"]) == 1, s
         if s in lossy:
-            assert len(r["loss"]) == 1 and r["loss"][0]["ok"], r["loss"]
+            lo = r["loss"][0] if r["loss"] else {}
+            assert len(r["loss"]) == 1 and lo["ok"], (s, lo.get("rc"), lo.get("err"),
+                                                      lo.get("failed_streams"),
+                                                      lo.get("streams_ok"))
             assert x["loss_audio_samples"] == d["files"]["audio"][0]
             # the per-stream stall measure had what it needs: the client's qlog (QUIC) or
             # its TCP progress file (HTTP/2, PEAK_H3_PROGRESS), every stream's pieces, most
