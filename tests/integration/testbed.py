@@ -35,6 +35,16 @@ def sh(*args, check=True):
     return subprocess.run(list(args), check=check, capture_output=True, text=True)
 
 
+
+def alive(pid):
+    """True while process pid exists and is not a zombie (a zombie holds no namespace)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
 class Testbed:
     def __init__(self, tag, workdir, peak, nodes=2, pods=2, spare=None, ingress=False,
                  filter_obj=None, fanout=1, ctl_args=(), agent_args=()):
@@ -292,5 +302,19 @@ services:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
         for name in reversed(self.ns):
+            # a process the bed started that it does not know: one whose start an interrupt
+            # (the demo's Ctrl-C) cut between its fork and its entry in self.procs; it keeps
+            # the namespace's mount busy, so it goes first (by its PID, found in the
+            # namespace)
+            left = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
+                                  text=True).stdout.split()
+            for pid in left:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, ValueError):
+                    pass
+            deadline = time.monotonic() + 5
+            while any(alive(pid) for pid in left) and time.monotonic() < deadline:
+                time.sleep(0.02)
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         self.ns = []
