@@ -301,20 +301,23 @@ services:
             except subprocess.TimeoutExpired:
                 os.killpg(p.pid, signal.SIGKILL)
                 p.wait()
+        # a process the bed started that it does not know (one whose start an interrupt,
+        # the demo's Ctrl-C, cut between its fork and its entry in self.procs) would outlive
+        # the bed and keep a namespace in use (an interrupted demo left its DNS namespace):
+        # whatever still runs in the bed's namespaces ends first (by its PID, found in the
+        # namespace), then the namespaces go
+        left = []
+        for name in self.ns:
+            left += subprocess.run(["ip", "netns", "pids", name], capture_output=True,
+                                   text=True).stdout.split()
+        for pid in left:
+            try:
+                os.kill(int(pid), signal.SIGKILL)
+            except (ProcessLookupError, ValueError):
+                pass
+        deadline = time.monotonic() + 5
+        while any(alive(pid) for pid in left) and time.monotonic() < deadline:
+            time.sleep(0.02)
         for name in reversed(self.ns):
-            # a process the bed started that it does not know: one whose start an interrupt
-            # (the demo's Ctrl-C) cut between its fork and its entry in self.procs; it keeps
-            # the namespace's mount busy, so it goes first (by its PID, found in the
-            # namespace)
-            left = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
-                                  text=True).stdout.split()
-            for pid in left:
-                try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, ValueError):
-                    pass
-            deadline = time.monotonic() + 5
-            while any(alive(pid) for pid in left) and time.monotonic() < deadline:
-                time.sleep(0.02)
             subprocess.run(["ip", "netns", "del", name], capture_output=True)
         self.ns = []

@@ -1,10 +1,11 @@
 """A fresh-clone CI run (ASan phase) found the demo's DNS namespace left after an
 interrupted demo (test_demo_interrupted_cleans_up): the Ctrl-C came while the testbed was
-starting `peak dns` in it, between the fork and the process's entry in the testbed's list,
-so down() neither ended that process nor could delete the namespace its mount held. down()
-now ends whatever still runs in each of its namespaces (by PID, found with `ip netns pids`)
-before deleting it. Here a process is started in a testbed namespace without the testbed
-knowing: down() ends it and the namespace goes."""
+starting its daemons, and a process started but not yet in the testbed's list is one
+down() neither ended nor waited for (the namespace was free, and deleted by hand, once it
+had gone). down() now ends whatever still runs in its namespaces (by PID, found with `ip
+netns pids`) before it deletes them. Here a process is started in the router's namespace
+without the testbed knowing: down() ends it and both namespaces go (on the old code the
+process lived on)."""
 import os
 import subprocess
 import sys
@@ -21,21 +22,23 @@ def test_down_ends_processes_it_did_not_record():
     tag = f"tdu{os.getpid() % 10000}"
     tb = testbed.Testbed(tag, tempfile.mkdtemp(prefix="tdu"), os.environ.get(
         "PEAK_BIN", "build/peak"))
-    name = f"{tag}-d"
+    names = [f"{tag}-r", f"{tag}-d"]
     p = None
     try:
-        tb.addns(name)
-        p = subprocess.Popen(["ip", "netns", "exec", name, "sleep", "60"])
+        for name in names:
+            tb.addns(name)
+        p = subprocess.Popen(["ip", "netns", "exec", names[0], "sleep", "60"])
         pids = []
-        while not pids:  # the sleep runs inside the namespace
-            pids = subprocess.run(["ip", "netns", "pids", name], capture_output=True,
+        while not pids:  # the sleep runs inside the router's namespace
+            pids = subprocess.run(["ip", "netns", "pids", names[0]], capture_output=True,
                                   text=True).stdout.split()
         tb.down()
         assert p.wait(timeout=10) != 0  # ended by a signal
         listed = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
-        assert name not in listed.split(), listed
+        assert not set(names) & set(listed.split()), listed
     finally:
         if p and p.poll() is None:
             p.kill()
             p.wait()
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+        for name in names:
+            subprocess.run(["ip", "netns", "del", name], capture_output=True)
