@@ -13,6 +13,7 @@
 
 #include "../../src/sys/metrics.h"
 #include "peak/util.h"
+#include "slave_probe.h"
 
 /* the stand-in master */
 int gw_fd = -1;
@@ -164,26 +165,12 @@ void drain(struct site *x)
 
 unsigned long long metric(const char *name)
 {
-	struct mbuf b = {0};
-	gw->ops->stats(gw, &b);
-	const char *p = b.p ? strstr(b.p, name) : NULL;
-	unsigned long long v = ~0ULL;
-	size_t nl = strlen(name);
-	while (p && (p[nl] != ' ' || (p != b.p && p[-1] != '\n')))
-		p = strstr(p + 1, name);
-	if (p)
-		v = strtoull(p + nl + 1, NULL, 10);
-	free(b.p);
-	return v;
+	return slave_metric(gw, name);
 }
 
 bool show_has(const char *text)
 {
-	struct mbuf b = {0};
-	gw->ops->show(gw, &b);
-	bool r = b.p && strstr(b.p, text);
-	free(b.p);
-	return r;
+	return slave_show_has(gw, text);
 }
 
 int setup(void **state)

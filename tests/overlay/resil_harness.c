@@ -4,7 +4,6 @@
 #include <errno.h>
 #include <stdlib.h>
 
-#include "../../src/sys/metrics.h"
 #include "master.h"
 #include "slave_resil.h"
 
@@ -237,28 +236,4 @@ size_t rh_count(size_t from, uint32_t i, uint8_t type)
 	for (size_t k = from; k < rh_nsent; k++)
 		c += rh_sent[k].cookie == i && rh_sent[k].type == type;
 	return c;
-}
-
-unsigned long long rh_metric(struct ov_slave *s, const char *name)
-{
-	struct mbuf b = {0};
-	s->ops->stats(s, &b);
-	const char *p = b.p ? strstr(b.p, name) : NULL;
-	unsigned long long v = ~0ULL;
-	size_t nl = strlen(name);
-	while (p && (p[nl] != ' ' || (p != b.p && p[-1] != '\n')))
-		p = strstr(p + 1, name);
-	if (p)
-		v = strtoull(p + nl + 1, NULL, 10);
-	free(b.p);
-	return v;
-}
-
-bool rh_show_has(struct ov_slave *s, const char *text)
-{
-	struct mbuf b = {0};
-	s->ops->show(s, &b);
-	bool r = b.p && strstr(b.p, text);
-	free(b.p);
-	return r;
 }

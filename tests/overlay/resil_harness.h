@@ -10,6 +10,7 @@
 
 #include "gateway.h"
 #include "ovconf.h"
+#include "slave_probe.h"
 #include "wire.h"
 
 enum { RH_PEERS = 4, RH_SENT = 8192 };
@@ -58,7 +59,3 @@ void rh_probe_from(uint32_t i, bool flag);
 void rh_linkstate(uint32_t i, const uint8_t *body, size_t n);
 /* How many packets of type the slave sent to peer i since sent index from. */
 size_t rh_count(size_t from, uint32_t i, uint8_t type);
-/* The slave's metric name as its stats say now (~0 if absent). */
-unsigned long long rh_metric(struct ov_slave *s, const char *name);
-/* True if the slave's `show` holds text. */
-bool rh_show_has(struct ov_slave *s, const char *text);

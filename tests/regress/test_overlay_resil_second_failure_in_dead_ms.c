@@ -53,7 +53,7 @@ static void test_failures_seconds_apart_given_up_after_dead_ms(void **state)
 	}
 	print_message("# given up after %u, %u and %u ms (dead-ms 600); %llu probes held\n",
 	              took[0], took[1], took[2],
-	              rh_metric(s, "peak_overlay_resil_budget_limited_total"));
+	              slave_metric(s, "peak_overlay_resil_budget_limited_total"));
 	/* each within the 1 s target: dead-ms, or dead-ms / 5 after a lone silence probe when
 	 * the budget held the second (was twice dead-ms from the second failure on) */
 	for (int k = 0; k < 3; k++)
