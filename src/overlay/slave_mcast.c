@@ -74,8 +74,9 @@ enum {
 };
 
 struct mc_member {
-	uint32_t cookie;     /* the gateway's peer */
-	uint64_t expires_ms; /* monotonic */
+	uint32_t cookie;            /* the gateway's peer */
+	uint8_t id[MC_TREE_ID_LEN]; /* its sender id, for distribution trees */
+	uint64_t expires_ms;        /* monotonic */
 };
 
 struct mc_group {
@@ -109,7 +110,8 @@ struct mcs {
 	uint8_t buf[sizeof(struct virtio_net_hdr) + ETH_HLEN + OVW_INNER_MAX + 64];
 	uint8_t tree[OVW_INNER_MAX]; /* a tree packet's body being written */
 	uint8_t *ids;                /* a group's member ids, for its tree */
-	size_t ids_cap;
+	uint32_t *cookies;           /* and their peers', in the same order */
+	size_t ids_cap;              /* members both have room for */
 	/* atomic: the metrics thread reads them */
 	uint64_t lan_bad, reports, mld_bad, queries, lan_rx, lan_no_members, hop_limit, copies,
 	    copy_err, peer_rx, delivered, not_listened, deliver_err, announce_tx, announce_rx,
@@ -285,8 +287,8 @@ static void publish(struct mcs *c, struct mc_group *g, bool joined, uint64_t now
 }
 
 /* Adds or refreshes the peer of cookie as a member of g until expires_ms (not sooner than
- * it had). */
-static void member_set(struct mc_group *g, uint32_t cookie, uint64_t expires_ms)
+ * it had); a new member's sender id is looked up once. */
+static void member_set(struct mcs *c, struct mc_group *g, uint32_t cookie, uint64_t expires_ms)
 {
 	size_t i = 0;
 	while (i < g->nmembers && g->members[i].cookie != cookie)
@@ -300,8 +302,12 @@ static void member_set(struct mc_group *g, uint32_t cookie, uint64_t expires_ms)
 			g->members = m;
 			g->cap = cap;
 		}
-		g->members[g->nmembers].cookie = cookie;
-		g->members[g->nmembers++].expires_ms = 0;
+		struct mc_member *m = &g->members[g->nmembers++];
+		uint8_t pub[32] = {0};
+		(void)gw_peer_pub(c->gw, cookie, pub); /* unknown: a zero id no forwarder knows */
+		m->cookie = cookie;
+		memcpy(m->id, pub, MC_TREE_ID_LEN);
+		m->expires_ms = 0;
 	}
 	if (g->members[i].expires_ms < expires_ms)
 		g->members[i].expires_ms = expires_ms;
@@ -316,7 +322,7 @@ static void on_group_members(void *arg, const uint8_t group[16], const uint32_t 
 	if (!g)
 		return;
 	for (size_t i = 0; i < n; i++)
-		member_set(g, cookies[i], now + 2 * MC_DHT_TTL_MS);
+		member_set(c, g, cookies[i], now + 2 * MC_DHT_TTL_MS);
 	sync_gauges(c, now);
 }
 
@@ -388,22 +394,24 @@ static void copy(struct mcs *c, uint32_t cookie, const uint8_t *pkt, size_t n)
 		CNT_ADD(c, copies, 1);
 }
 
-/* g's member sites' ids into c->ids (in member order). False if out of memory. */
+/* g's member sites' ids and peers into c->ids and c->cookies (in member order). False if
+ * out of memory. */
 static bool member_ids(struct mcs *c, const struct mc_group *g)
 {
-	if (g->nmembers * MC_TREE_ID_LEN > c->ids_cap) {
-		size_t cap = 2 * g->nmembers * MC_TREE_ID_LEN;
-		uint8_t *n = realloc(c->ids, cap);
-		if (!n)
+	if (g->nmembers > c->ids_cap) {
+		size_t cap = 2 * g->nmembers;
+		uint8_t *ids = realloc(c->ids, cap * MC_TREE_ID_LEN);
+		if (ids)
+			c->ids = ids;
+		uint32_t *cookies = ids ? realloc(c->cookies, cap * sizeof(*cookies)) : NULL;
+		if (!cookies)
 			return false;
-		c->ids = n;
+		c->cookies = cookies;
 		c->ids_cap = cap;
 	}
 	for (size_t i = 0; i < g->nmembers; i++) {
-		uint8_t pub[32];
-		if (gw_peer_pub(c->gw, g->members[i].cookie, pub))
-			return false;
-		memcpy(c->ids + i * MC_TREE_ID_LEN, pub, MC_TREE_ID_LEN);
+		memcpy(c->ids + i * MC_TREE_ID_LEN, g->members[i].id, MC_TREE_ID_LEN);
+		c->cookies[i] = g->members[i].cookie;
 	}
 	return true;
 }
@@ -414,9 +422,11 @@ static bool member_ids(struct mcs *c, const struct mc_group *g)
  * with the rest of its part (a part of one: with none). A site that cannot take one (relayed,
  * over its MTU) gets a plain copy if the packet is our site's (origin: a forwarded packet's
  * source is not ours, and a peer takes plain packets only from the sites they belong to), and
- * the next site of its part is tried. Returns how many sites were not known as peers. */
-static size_t tree_send(struct mcs *c, const uint8_t *ids, size_t nids, const uint8_t *pkt,
-                        size_t n, bool origin)
+ * the next site of its part is tried. cookies: the sites' peers in the same order (the
+ * sender's members), or NULL (a forwarder's list: looked up by id). Returns how many sites
+ * were not known as peers. */
+static size_t tree_send(struct mcs *c, const uint8_t *ids, const uint32_t *cookies, size_t nids,
+                        const uint8_t *pkt, size_t n, bool origin)
 {
 	size_t room = n < OVW_INNER_MAX ? (OVW_INNER_MAX - 1 - n) / MC_TREE_ID_LEN : 0;
 	size_t per = (room < MC_TREE_MAX_IDS ? room : MC_TREE_MAX_IDS) + 1; /* sites a part */
@@ -427,8 +437,8 @@ static size_t tree_send(struct mcs *c, const uint8_t *ids, size_t nids, const ui
 		size_t s, e;
 		mc_tree_part(nids, parts, k, &s, &e);
 		for (; s < e; s++) {
-			uint32_t cookie;
-			if (gw_peer_find(c->gw, ids + s * MC_TREE_ID_LEN, &cookie)) {
+			uint32_t cookie = cookies ? cookies[s] : 0;
+			if (!cookies && gw_peer_find(c->gw, ids + s * MC_TREE_ID_LEN, &cookie)) {
 				unknown++;
 				continue;
 			}
@@ -487,7 +497,7 @@ static void from_lan(struct mcs *c, uint8_t *pkt, size_t n)
 		return;
 	}
 	if (c->mc->tree_above && g->nmembers > c->mc->tree_above && member_ids(c, g)) {
-		tree_send(c, c->ids, g->nmembers, pkt, n, true);
+		tree_send(c, c->ids, c->cookies, g->nmembers, pkt, n, true);
 		return;
 	}
 	for (size_t i = 0; i < g->nmembers; i++)
@@ -564,7 +574,7 @@ static void on_tree(void *arg, uint32_t cookie, const uint8_t *body, size_t n)
 		return;
 	}
 	on_mcast(c, origin, pkt, len);
-	if (nids && tree_send(c, ids, nids, pkt, len, false))
+	if (nids && tree_send(c, ids, NULL, nids, pkt, len, false))
 		(void)lookup_members(c, pkt + 24); /* the sites we do not know, for the next ones */
 }
 
@@ -589,7 +599,7 @@ static void on_member(void *arg, const uint8_t group[16], bool joined)
 			}
 		return;
 	}
-	member_set(g, x->cookie, x->now + 3ULL * c->mc->announce_s * 1000 + MC_HOLD_SLACK_MS);
+	member_set(c, g, x->cookie, x->now + 3ULL * c->mc->announce_s * 1000 + MC_HOLD_SLACK_MS);
 }
 
 /* The gateway's callback: an authenticated announcement of the peer of cookie. */
@@ -871,5 +881,6 @@ void mcast_free(struct ov_slave *s)
 		free(c->groups[i].members);
 	free(c->groups);
 	free(c->ids);
+	free(c->cookies);
 	free(c);
 }
