@@ -29,6 +29,7 @@
 #include "dhtrec.h"
 #include "gateway.h"
 #include "wire.h"
+#include "peak/util.h"
 
 enum {
 	/* a peer silent two keepalive periods and DHT_SILENT_SLACK_MS is looked up again by its
@@ -175,13 +176,6 @@ struct dhts {
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
 #define CNT_GET(p, f) __atomic_load_n(&(p)->f, __ATOMIC_RELAXED)
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static int refuse_reason(int e)
 {
@@ -379,7 +373,7 @@ static void dht_get(struct dhts *d, struct dht_lookup *l, struct dht_get *g,
 	g->l = l;
 	g->gen = l->gen;
 	g->id = id;
-	g->start_ms = mono_ms();
+	g->start_ms = peak_mono_ms();
 	g->seen = 0;
 	pthread_mutex_lock(&d->get_mu); /* (no callback of this buffer runs: it was free) */
 	g->dirty = g->done = g->stop = false;
@@ -528,7 +522,7 @@ static void neg_add(struct dhts *d, bool is_id, const uint8_t *addr, size_t n)
 	memset(e, 0, sizeof(*e));
 	e->is_id = is_id;
 	memcpy(e->addr, addr, n);
-	e->expires_ms = mono_ms() + (uint64_t)d->dc->negative_ttl_s * 1000;
+	e->expires_ms = peak_mono_ms() + (uint64_t)d->dc->negative_ttl_s * 1000;
 }
 
 static struct dht_lookup *lookup_new(struct dhts *d)
@@ -539,7 +533,7 @@ static struct dht_lookup *lookup_new(struct dhts *d)
 			l->used = true;
 			l->gen++;
 			l->slow = false;
-			l->start_ms = mono_ms();
+			l->start_ms = peak_mono_ms();
 			l->is_id = false;
 			l->is_group = false;
 			l->is_anycast = false;
@@ -557,7 +551,7 @@ static struct dht_lookup *lookup_new(struct dhts *d)
  * yet; dht_timer checks): the next packet then looks it up again. */
 static void route_cache(struct dhts *d, const struct prefix *p, uint32_t cookie)
 {
-	uint64_t now = mono_ms();
+	uint64_t now = peak_mono_ms();
 	struct dht_route *free_slot = NULL;
 	uint64_t exp = now + (uint64_t)d->dc->cache_ttl_s * 1000;
 	for (unsigned i = 0; i < DHT_MAX_ROUTES; i++) {
@@ -736,7 +730,7 @@ static void search_end(struct dhts *d, struct dht_lookup *l, const struct dhr_se
 	char a[INET6_ADDRSTRLEN];
 	log_msg(LOG_DEBUG, "overlay: dht: lookup %s: %s in %llu ms, %u gets (%u speculative)",
 	        inet_ntop(AF_INET6, l->dst, a, sizeof(a)), r->found ? "found" : "none",
-	        (unsigned long long)(mono_ms() - l->start_ms), l->par.issued, l->par.spec);
+	        (unsigned long long)(peak_mono_ms() - l->start_ms), l->par.issued, l->par.spec);
 	if (r->found) {
 		CNT_ADD(d, lookups_found, 1);
 		routed = !learn(d, &r->best);
@@ -820,7 +814,7 @@ static void get_event(struct dhts *d, struct dht_get *g, const struct dhr_rec *r
 	}
 	bool any = false;
 	log_msg(LOG_DEBUG, "overlay: dht: id lookup dht-%02x%02x%02x%02x in %llu ms", l->id[0],
-	        l->id[1], l->id[2], l->id[3], (unsigned long long)(mono_ms() - l->start_ms));
+	        l->id[1], l->id[2], l->id[3], (unsigned long long)(peak_mono_ms() - l->start_ms));
 	for (unsigned i = 0; i < n; i++)
 		if (!memcmp(recs[i].cert.x_pub, l->id, 8))
 			any |= !learn(d, &recs[i]);
@@ -837,7 +831,7 @@ static void get_event(struct dhts *d, struct dht_get *g, const struct dhr_rec *r
  * from now on; tfd is armed again for the next such deadline. */
 static void spec_check(struct dhts *d)
 {
-	uint64_t now = mono_ms(), next = 0;
+	uint64_t now = peak_mono_ms(), next = 0;
 	d->tfd_at_ms = 0;
 	for (unsigned i = 0; i < DHT_GET_BUFS; i++) {
 		struct dht_get *g = &d->getbufs[i];
@@ -918,7 +912,7 @@ static int dht_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, s
 	const uint8_t *dst = pkt + 24;
 	if (dst[0] == 0xff)
 		return -ENETUNREACH; /* multicast is nobody's prefix (RFC 4291 §2.7) */
-	if (neg_cached(d, false, dst, 16, mono_ms())) {
+	if (neg_cached(d, false, dst, 16, peak_mono_ms())) {
 		CNT_ADD(d, neg_hits, 1);
 		ov_master_unreach(d->m, pkt, len);
 		return 0;
@@ -969,7 +963,7 @@ static bool id_token(struct dhts *d, uint64_t now)
 static void resolve_id(void *arg, const uint8_t id[8])
 {
 	struct dhts *d = arg;
-	uint64_t now = mono_ms();
+	uint64_t now = peak_mono_ms();
 	if (neg_cached(d, true, id, 8, now))
 		return;
 	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++)
@@ -1117,9 +1111,9 @@ static int dht_attach(struct ov_slave *s, struct ov_master *m)
 	dht_infohash_get(&ih, idk, DHR_KEY_LEN);
 	d->listen = dht_runner_listen(d->runner, &ih, on_listen, NULL, d);
 	d->id_tokens = DHT_ID_RATE;
-	d->id_tokens_ms = mono_ms();
+	d->id_tokens_ms = peak_mono_ms();
 	publish(d);
-	d->next_publish_ms = mono_ms() + DHT_REPUBLISH_S * 1000;
+	d->next_publish_ms = peak_mono_ms() + DHT_REPUBLISH_S * 1000;
 	dht_infohash nid = dht_runner_get_node_id(d->runner);
 	log_msg(
 	    LOG_INFO, "overlay: dht: OpenDHT %s on port %u, network %u, node %s, %zu prefix(es)",
@@ -1259,7 +1253,7 @@ static void dht_stats(struct ov_slave *s, struct mbuf *b)
 static void dht_show(struct ov_slave *s, struct mbuf *b)
 {
 	struct dhts *d = s->priv;
-	uint64_t now = mono_ms();
+	uint64_t now = peak_mono_ms();
 	unsigned busy = 0;
 	for (unsigned i = 0; i < DHT_MAX_ROUTES; i++) {
 		struct dht_route *r = &d->routes[i];

@@ -34,6 +34,7 @@
 #include "addrwatch.h"
 #include "fpload.h"
 #include "wire.h"
+#include "peak/util.h"
 
 enum {
 	GW_LOST_RELAYS = 4,     /* relays remembered per peer as not hearing it */
@@ -202,13 +203,6 @@ static void note_try(struct gw_peer *p, uint64_t now)
 		p->try_ms = now;
 }
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 static void drop(struct gw *g, int why, const struct sockaddr_in *from)
 {
 	char a[INET_ADDRSTRLEN];
@@ -228,7 +222,7 @@ static int send_to(struct gw *g, struct gw_peer *p, uint8_t type, const uint8_t 
 	if (len < 0)
 		return (int)len;
 	p->tx_counter++;
-	p->last_tx_ms = mono_ms();
+	p->last_tx_ms = peak_mono_ms();
 	note_try(p, p->last_tx_ms);
 	ssize_t w =
 	    sendto(g->fd, out, (size_t)len, 0, (const struct sockaddr *)&p->ep, sizeof(p->ep));
@@ -305,7 +299,7 @@ static void take_mapping(struct gw *g, struct gw_peer *p, const uint8_t m[OVW_MA
 	CNT_ADD(g, mapping_rx, 1);
 	if (!a.sin_port)
 		return;
-	uint64_t now = mono_ms();
+	uint64_t now = peak_mono_ms();
 	bool fresh = p->told_ms && now - p->told_ms <= 3ULL * g->conf->keepalive_s * 1000;
 	p->told_settled = !fresh || same_ep(&p->told, &a);
 	p->told = a;
@@ -550,7 +544,7 @@ static int gw_output(struct ov_slave *s, uint32_t cookie, const uint8_t *pkt, si
 		CNT_ADD(g, relay_tx, 1);
 		return queue_packet(g, p->via, OVW_RELAY, pkt, len);
 	}
-	if ((g->edm || p->peer_edm) && unpunchable(g, p, mono_ms(), false)) {
+	if ((g->edm || p->peer_edm) && unpunchable(g, p, peak_mono_ms(), false)) {
 		if (p->nat_via != GW_DIRECT) { /* the relay forwards it as OVW_RELAYED */
 			CNT_ADD(g, nat_relay_tx, 1);
 			return queue_packet(g, p->nat_via, OVW_RELAY, pkt, len);
@@ -580,7 +574,7 @@ static void learn_pmtu(struct gw *g, const struct sockaddr_in *addr, uint32_t mt
 		        p->conf->name, inet_ntop(AF_INET, &addr->sin_addr, a, sizeof(a)), mtu,
 		        inner);
 		p->mtu = inner;
-		p->mtu_at_ms = mono_ms();
+		p->mtu_at_ms = peak_mono_ms();
 		CNT_ADD(g, pmtu_changes, 1);
 	}
 }
@@ -699,7 +693,7 @@ static void gw_flush(struct ov_slave *s)
 		send_each(g, first[done], first[done + 1]);
 		done++;
 	}
-	uint64_t now = mono_ms();
+	uint64_t now = peak_mono_ms();
 	for (unsigned i = 0; i < g->ntx; i++) {
 		g->peers[g->txpeer[i]].last_tx_ms = now;
 		note_try(&g->peers[g->txpeer[i]], now);
@@ -1058,7 +1052,7 @@ static void gw_readable(struct ov_slave *s, int fd)
 		int n = addrwatch_read(fd);
 		if (n > 0) {
 			CNT_ADD(g, addr_changes, (uint64_t)n);
-			addr_changed(g, mono_ms(), true);
+			addr_changed(g, peak_mono_ms(), true);
 		} else if (n < 0) {
 			log_msg(LOG_WARNING,
 			        "overlay: gateway: address watch: %s; no longer watched",
@@ -1092,7 +1086,7 @@ static void gw_readable(struct ov_slave *s, int fd)
 		read_errqueue(g);
 		return;
 	}
-	uint64_t now = mono_ms();
+	uint64_t now = peak_mono_ms();
 	for (int i = 0; i < n; i++) {
 		struct msghdr *mh = &mm[i].msg_hdr;
 		size_t len = mm[i].msg_len, seg = len;
@@ -1237,7 +1231,7 @@ static int gw_attach(struct ov_slave *s, struct ov_master *m)
 				return ret;
 	}
 	fp_start(g);
-	gw_timer(s, mono_ms()); /* first keepalives at once, to open NAT mappings */
+	gw_timer(s, peak_mono_ms()); /* first keepalives at once, to open NAT mappings */
 	return 0;
 }
 
@@ -1417,7 +1411,7 @@ static void gw_describe(struct ov_slave *s, uint32_t cookie, char *out, size_t c
 static void gw_show(struct ov_slave *s, struct mbuf *b)
 {
 	struct gw *g = s->priv;
-	uint64_t now = mono_ms();
+	uint64_t now = peak_mono_ms();
 	for (size_t i = 0; i < g->npeers; i++) {
 		struct gw_peer *p = &g->peers[i];
 		char a[INET_ADDRSTRLEN + 8] = "-", age[24] = "-";
@@ -1524,7 +1518,7 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 	/* the DHT's locator only when the peer's own packets have not told us better lately;
 	 * else, if it differs, one keepalive goes there: if the site moved, our NAT (one that
 	 * filters by address) now lets its packets from there in, and it roams on them */
-	uint64_t now = mono_ms();
+	uint64_t now = peak_mono_ms();
 	bool heard = gw_peer_heard_within(p->last_rx_ms, now, g->conf->keepalive_s), moved = false;
 	struct sockaddr_in rec = *ep;
 	/* a record's port is where its NAT mapped the packets of the peer that told the site
@@ -1574,12 +1568,12 @@ int gw_peer_learn(struct ov_slave *s, const uint8_t pub[static 32], const struct
 				continue;
 			size_t n = k->len;
 			k->len = 0;
-			if (mono_ms() - k->at_ms > GW_HELD_MS)
+			if (peak_mono_ms() - k->at_ms > GW_HELD_MS)
 				continue;
 			memcpy(copy, k->pkt, n);
 			CNT_ADD(g, held_n, 1);
 			CNT_ADD(g, rx, (uint64_t)-1); /* counted when it arrived */
-			from_udp(g, copy, n, &k->from, mono_ms());
+			from_udp(g, copy, n, &k->from, peak_mono_ms());
 		}
 	return 0;
 }
@@ -1738,7 +1732,8 @@ int gw_tree_send(struct ov_slave *s, uint32_t cookie, const uint8_t *body, size_
 	int e = peer_to_send(g, cookie, n, &p);
 	if (e)
 		return e;
-	if (p->via != GW_DIRECT || ((g->edm || p->peer_edm) && unpunchable(g, p, mono_ms(), false)))
+	if (p->via != GW_DIRECT ||
+	    ((g->edm || p->peer_edm) && unpunchable(g, p, peak_mono_ms(), false)))
 		return -EAGAIN; /* relayed: the relay forwards data only */
 	if (p->mtu && n > p->mtu)
 		return -EMSGSIZE; /* checked here: queue_packet would answer the body as a packet */

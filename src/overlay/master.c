@@ -24,6 +24,7 @@
 #include "peak/lpm6.h"
 #include "io.h"
 #include "wire.h"
+#include "peak/util.h"
 
 #ifndef TUN_F_USO4 /* Linux 6.2's, newer than Debian 12's headers */
 #define TUN_F_USO4 0x20
@@ -91,13 +92,6 @@ struct ov_master {
 	__atomic_store_n(&(m)->f, __atomic_load_n(&(m)->f, __ATOMIC_RELAXED) + (v),                \
 	                 __ATOMIC_RELAXED)
 #define CNT_GET(m, f) __atomic_load_n(&(m)->f, __ATOMIC_RELAXED)
-
-static uint64_t now_us(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000000 + (uint64_t)ts.tv_nsec / 1000;
-}
 
 static uint64_t now_ms(void)
 {
@@ -655,7 +649,7 @@ int ov_master_run(struct ov_master *m, int sigfd)
 		if (spin_until) {
 			CNT_ADD(m, busy_polls, 1);
 			if (!n) {
-				if (now_us() >= spin_until)
+				if ((peak_mono_ns() / 1000) >= spin_until)
 					spin_until = 0;
 				continue;
 			}
@@ -695,7 +689,7 @@ int ov_master_run(struct ov_master *m, int sigfd)
 				m->slaves[k]->ops->flush(m->slaves[k]);
 		tun_out_flush(m);
 		if (m->conf.busy_poll_us)
-			spin_until = now_us() + m->conf.busy_poll_us;
+			spin_until = (peak_mono_ns() / 1000) + m->conf.busy_poll_us;
 	}
 }
 

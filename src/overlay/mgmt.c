@@ -21,6 +21,7 @@
 #include "../sys/log.h"
 #include "../sys/metrics.h"
 #include "mgmtproto.h"
+#include "peak/util.h"
 
 enum { MG_CLIENT_MS = 200, MG_ACCEPT_BATCH = 1 }; /* epoll comes back for the next */
 
@@ -33,17 +34,10 @@ struct mg {
 	uint64_t requests, refused; /* atomic: the metrics thread reads them */
 };
 
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
-
 /* Waits for ev on fd until the deadline; true if ready. */
 static bool wait_fd(int fd, short ev, uint64_t deadline)
 {
-	uint64_t now = mono_ms();
+	uint64_t now = peak_mono_ms();
 	if (now >= deadline)
 		return false;
 	struct pollfd p = {.fd = fd, .events = ev};
@@ -96,7 +90,7 @@ static void serve(struct mg *g, int fd)
 	uint8_t line[MG_LINE_MAX + 1];
 	size_t n = 0;
 	struct mbuf b = {0};
-	uint64_t deadline = mono_ms() + MG_CLIENT_MS;
+	uint64_t deadline = peak_mono_ms() + MG_CLIENT_MS;
 	while (n < sizeof(line) && (!n || line[n - 1] != '\n')) {
 		ssize_t r = recv(fd, line + n, sizeof(line) - n, MSG_DONTWAIT);
 		if (r > 0) {

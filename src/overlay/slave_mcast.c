@@ -64,6 +64,7 @@
 #include "io.h"
 #include "mcast.h"
 #include "wire.h"
+#include "peak/util.h"
 
 enum {
 	MC_LLQI_MS = 1000,       /* Last Listener Query Interval (RFC 3810 §9.8) */
@@ -122,13 +123,6 @@ struct mcs {
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
 #define CNT_GET(p, f) __atomic_load_n(&(p)->f, __ATOMIC_RELAXED)
 #define CNT_SET(p, f, v) __atomic_store_n(&(p)->f, (v), __ATOMIC_RELAXED)
-
-static uint64_t mono_ms(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
-}
 
 static uint64_t mali_ms(const struct mcs *c)
 {
@@ -317,7 +311,7 @@ static void member_set(struct mcs *c, struct mc_group *g, uint32_t cookie, uint6
 static void on_group_members(void *arg, const uint8_t group[16], const uint32_t *cookies, size_t n)
 {
 	struct mcs *c = arg;
-	uint64_t now = mono_ms();
+	uint64_t now = peak_mono_ms();
 	struct mc_group *g = group_get(c, group);
 	if (!g)
 		return;
@@ -332,7 +326,7 @@ static void on_report(void *arg, const uint8_t group[16], bool joined)
 	struct mcs *c = arg;
 	if (!mc_crosses(group))
 		return; /* link- and site-scope groups stay here: nothing to do */
-	uint64_t now = mono_ms();
+	uint64_t now = peak_mono_ms();
 	struct mc_group *g = joined ? group_get(c, group) : group_find(c, group);
 	if (!g || g->local_until_ms <= now) {
 		if (!g && joined)
@@ -371,7 +365,7 @@ static struct mc_group *lookup_members(struct mcs *c, const uint8_t addr[16])
 	struct mc_group *g = group_find(c, addr);
 	if (!c->dht)
 		return g;
-	uint64_t now = mono_ms();
+	uint64_t now = peak_mono_ms();
 	if (!g)
 		g = group_get(c, addr);
 	if (g && now >= g->lookup_ms) {
@@ -550,7 +544,7 @@ static void on_mcast(void *arg, uint32_t cookie, const uint8_t *pkt, size_t n)
 	(void)cookie;
 	CNT_ADD(c, peer_rx, 1);
 	struct mc_group *g = mc_crosses(pkt + 24) ? group_find(c, pkt + 24) : NULL;
-	if (!g || g->local_until_ms <= mono_ms() || !pkt[7]) {
+	if (!g || g->local_until_ms <= peak_mono_ms() || !pkt[7]) {
 		CNT_ADD(c, not_listened, 1);
 		return;
 	}
@@ -606,7 +600,7 @@ static void on_member(void *arg, const uint8_t group[16], bool joined)
 static void on_members(void *arg, uint32_t cookie, const uint8_t *body, size_t n)
 {
 	struct mcs *c = arg;
-	struct members_ctx x = {c, cookie, mono_ms()};
+	struct members_ctx x = {c, cookie, peak_mono_ms()};
 	if (mc_members_parse(body, n, on_member, &x) < 0) {
 		CNT_ADD(c, announce_bad, 1);
 		return;
@@ -824,7 +818,7 @@ static void mc_stats(struct ov_slave *s, struct mbuf *b)
 static void mc_show(struct ov_slave *s, struct mbuf *b)
 {
 	struct mcs *c = s->priv;
-	uint64_t now = mono_ms();
+	uint64_t now = peak_mono_ms();
 	for (size_t i = 0; i < c->ngroups; i++) {
 		const struct mc_group *g = &c->groups[i];
 		char a[INET6_ADDRSTRLEN];
