@@ -186,3 +186,25 @@ def test_standby_follows_and_takes_over_runtime_endpoints(tmp_path, etcd):
     finally:
         lead.stop()
         sb.stop()
+
+
+def test_damaged_stored_line_said_and_the_rest_kept(tmp_path, etcd):
+    """A run-time endpoint's line in the stored record that does not parse (a damaged or
+    foreign value): the controller that adopts the store refuses that record with the line
+    and the reason, leads on, and makes up no endpoint from it."""
+    c = controller(tmp_path, etcd, cfg=ctlpeer.config())
+    try:
+        r = ctl(tmp_path, "add", SVC, "pod-3", "2001:db8:100::a", "1")
+        assert r.returncode == 0, r
+    finally:
+        assert c.stop() == 0
+    rec = etcd.get(KEY)
+    assert f"add {SVC} pod-3 2001:db8:100::a" in rec, rec
+    etcd.put(KEY, rec.replace("2001:db8:100::a", "not-an-address"))
+    c = controller(tmp_path, etcd, name="ctl2")
+    try:
+        assert re.search(rf"{re.escape(KEY)}: refused: line \d+: ", c.log()), c.log()
+        got = ctl_slices(tmp_path)
+        assert "pod-3" not in got and sum(got.values()) > 0, got
+    finally:
+        assert c.stop() == 0
