@@ -8,6 +8,40 @@ PORT = 51820
 SITES = ("a", "b", "c")
 ADDR = {"a": "10.0.1.2", "b": "10.0.2.2", "c": "10.0.3.2"}
 
+# A UDP forwarder for the router r (this kernel has no netem): datagrams to 10.0.9.1:PORT go
+# to the gateway at argv[1] after a delay, each client through its own socket bound to
+# argv[2]; the gateway's answers go back to that client after the delay too. argv[3] is the
+# delay in seconds, or @FILE: read from FILE at each packet (empty or unreadable: none).
+# Prints "ready" once it listens.
+SLOW_FORWARDER = r"""
+import heapq, select, socket, sys, time
+def delay():
+    if not sys.argv[3].startswith("@"):
+        return float(sys.argv[3])
+    try:
+        return float(open(sys.argv[3][1:]).read() or 0)
+    except (OSError, ValueError):
+        return 0.0
+lst = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); lst.bind(("10.0.9.1", 51820))
+dst = (sys.argv[1], 51820); up = {}; back = {}; q = []; n = 0
+print("ready", flush=True)
+while True:
+    t = max(0.0, q[0][0] - time.monotonic()) if q else None
+    for s in select.select([lst] + list(up.values()), [], [], t)[0]:
+        d, a = s.recvfrom(65536)
+        if s is lst:
+            if a not in up:
+                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind((sys.argv[2], 0))
+                up[a] = u; back[u] = a
+            heapq.heappush(q, (time.monotonic() + delay(), n, up[a], dst, d))
+        else:
+            heapq.heappush(q, (time.monotonic() + delay(), n, lst, back[s], d))
+        n += 1
+    while q and q[0][0] <= time.monotonic():
+        _, _, s, to, d = heapq.heappop(q)
+        s.sendto(d, to)
+"""
+
 
 class PubBed(Bed):
     def build(self, resil="resiliency: {}\n", endpoint=None, prefixes=None, extra=None):

@@ -9,6 +9,7 @@ flow goes to B again while the moved flow stays on C.
     gA 10.0.1.2       gB 10.0.2.2                  gC 10.0.3.2
       +--------------- r (10.0.9.1: gA's way to gC, +20 ms) ---+
 """
+import contextlib
 import json
 import os
 import re
@@ -19,34 +20,10 @@ import time
 
 import pytest
 from ovbed import nsx, sh, wait_for
-from pubbed import ADDR, SITES, PubBed
+from pubbed import ADDR, SITES, SLOW_FORWARDER, PubBed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
-# A UDP forwarder: datagrams to 10.0.9.1:PORT go to gC after DELAY, each client through its
-# own socket; gC's answers go back to that client after DELAY.
-SLOW = r"""
-import heapq, select, socket, sys, time
-DELAY = 0.02
-lst = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); lst.bind(("10.0.9.1", 51820))
-dst = ("10.0.3.2", 51820); up = {}; back = {}; q = []; n = 0
-print("ready", flush=True)
-while True:
-    t = max(0.0, q[0][0] - time.monotonic()) if q else None
-    for s in select.select([lst] + list(up.values()), [], [], t)[0]:
-        d, a = s.recvfrom(65536)
-        if s is lst:
-            if a not in up:
-                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("10.0.3.1", 0))
-                up[a] = u; back[u] = a
-            heapq.heappush(q, (time.monotonic() + DELAY, n, up[a], dst, d))
-        else:
-            heapq.heappush(q, (time.monotonic() + DELAY, n, lst, back[s], d))
-        n += 1
-    while q and q[0][0] <= time.monotonic():
-        _, _, s, to, d = heapq.heappop(q)
-        s.sendto(d, to)
-"""
 
 SERVE = r"""
 import socket, sys
@@ -133,19 +110,20 @@ def anycast_members(b):
             for site, state, rtt in rows}
 
 
-@pytest.fixture
-def bed(tmp_path):
-    b = AnyBed(tmp_path, "ac")
+@contextlib.contextmanager
+def anycast_running(b, dht=False):
+    """Builds bed b, with its DHT node if dht, and runs the router's forwarder (gC 20 ms
+    further from gA), the anycast servers on hB and hC, and every site's gateway; all of
+    it ends, and b is cleaned up, when the block does."""
     procs = []
     try:
         b.build()
-        slow = subprocess.Popen(["ip", "netns", "exec", b.n("r"), sys.executable, "-c", SLOW],
-                                stdout=subprocess.PIPE, text=True)
-        procs.append(slow)
-        assert slow.stdout.readline().strip() == "ready"
-        for s in ("b", "c"):
-            p = subprocess.Popen(["ip", "netns", "exec", b.n(f"h{s}"), sys.executable, "-c",
-                                  SERVE, s], stdout=subprocess.PIPE, text=True)
+        if dht:
+            b.start_dhtnode()
+        for ns, *argv in (["r", SLOW_FORWARDER, ADDR["c"], "10.0.3.1", "0.02"],
+                          ["hb", SERVE, "b"], ["hc", SERVE, "c"]):
+            p = subprocess.Popen(["ip", "netns", "exec", b.n(ns), sys.executable, "-c", *argv],
+                                 stdout=subprocess.PIPE, text=True)
             procs.append(p)
             assert p.stdout.readline().strip() == "ready"
         for s in SITES:
@@ -156,6 +134,12 @@ def bed(tmp_path):
             p.kill()
             p.wait()
         b.cleanup()
+
+
+@pytest.fixture
+def bed(tmp_path):
+    with anycast_running(AnyBed(tmp_path, "ac")) as b:
+        yield b
 
 
 def test_anycast_nearest_sticky_failover(bed):

@@ -15,13 +15,12 @@ import hashlib
 import ipaddress
 import os
 import re
-import subprocess
 import sys
 
 import pytest
 from dhtpubbed import PORT, DhtPubBed
 from ovbed import nsx, sh, wait_for
-from test_anycast import FLOWS, SERVE, SLOW, anycast_members, serve_anycast
+from test_anycast import FLOWS, anycast_members, anycast_running, serve_anycast
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
@@ -59,28 +58,8 @@ class AnyDhtBed(DhtPubBed):
 
 @pytest.fixture
 def bed(tmp_path):
-    b = AnyDhtBed(tmp_path, "acd")
-    procs = []
-    try:
-        b.build()
-        b.start_dhtnode()
-        slow = subprocess.Popen(["ip", "netns", "exec", b.n("r"), sys.executable, "-c", SLOW],
-                                stdout=subprocess.PIPE, text=True)
-        procs.append(slow)
-        assert slow.stdout.readline().strip() == "ready"
-        for s in "bc":
-            p = subprocess.Popen(["ip", "netns", "exec", b.n(f"h{s}"), sys.executable, "-c",
-                                  SERVE, s], stdout=subprocess.PIPE, text=True)
-            procs.append(p)
-            assert p.stdout.readline().strip() == "ready"
-        for s in "abc":
-            b.start(s)
+    with anycast_running(AnyDhtBed(tmp_path, "acd"), dht=True) as b:
         yield b
-    finally:
-        for p in procs:
-            p.kill()
-            p.wait()
-        b.cleanup()
 
 
 def test_anycast_members_from_the_dht(bed):

@@ -19,41 +19,12 @@ import time
 
 import pytest
 from ovbed import nsx, sh, wait_for
-from pubbed import ADDR, SITES
+from pubbed import ADDR, SITES, SLOW_FORWARDER
 from test_resil import ECHO, PROBE, ResilBed
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (network namespaces)")
 
 BUDGET = 16000  # six probes a second: the verdict within seconds (README: the budget)
-
-# A UDP forwarder: datagrams to 10.0.9.1:51820 go to gB after the delay in the file argv[1]
-# (seconds), each client through its own socket; gB's answers go back after it too.
-SLOW = r"""
-import heapq, select, socket, sys, time
-def delay():
-    try:
-        return float(open(sys.argv[1]).read() or 0)
-    except (OSError, ValueError):
-        return 0.0
-lst = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); lst.bind(("10.0.9.1", 51820))
-dst = ("10.0.2.2", 51820); up = {}; back = {}; q = []; n = 0
-print("ready", flush=True)
-while True:
-    t = max(0.0, q[0][0] - time.monotonic()) if q else None
-    for s in select.select([lst] + list(up.values()), [], [], t)[0]:
-        d, a = s.recvfrom(65536)
-        if s is lst:
-            if a not in up:
-                u = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); u.bind(("10.0.2.1", 0))
-                up[a] = u; back[u] = a
-            heapq.heappush(q, (time.monotonic() + delay(), n, up[a], dst, d))
-        else:
-            heapq.heappush(q, (time.monotonic() + delay(), n, lst, back[s], d))
-        n += 1
-    while q and q[0][0] <= time.monotonic():
-        _, _, s, to, d = heapq.heappop(q)
-        s.sendto(d, to)
-"""
 
 
 class SlowBed(ResilBed):
@@ -76,7 +47,8 @@ def test_slow_direct_path_relayed_through_c_and_back(tmp_path):
     procs = []
     try:
         b.build()
-        for argv in (["r", SLOW, str(delay)], ["hb", ECHO]):
+        for argv in (["r", SLOW_FORWARDER, ADDR["b"], "10.0.2.1", f"@{delay}"],
+                     ["hb", ECHO]):
             p = subprocess.Popen(["ip", "netns", "exec", b.n(argv[0]), sys.executable, "-c",
                                   *argv[1:]], stdout=subprocess.PIPE, text=True)
             procs.append(p)
