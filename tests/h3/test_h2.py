@@ -422,3 +422,42 @@ def test_upload_h2_session_resumption(tmp_path, certs, backend_factory):
     (f,) = qdir.iterdir()
     (hs,) = events(read_qlog(f), "tls:handshake_done")
     assert hs["resumed"] is True
+
+
+def test_backend_h2_qlog_of_a_reset_stream(tmp_path, certs, backend_factory):
+    """A client that resets its stream mid-body (RST_STREAM CANCEL), then says GOAWAY: the
+    backend's qlog has the request head, the reset received, the stream closed with its code
+    and the body bytes that came, the GOAWAY received."""
+    mport = free_tcp_port()
+    qdir = tmp_path / "q"
+    qdir.mkdir()
+    b = h2_backend(backend_factory, extra=("--metrics", f"127.0.0.1:{mport}", "--qlog",
+                                           str(qdir)))
+    s = tls_h2(b.port, certs)
+    hdrs = b"\x83\x87" + b"\x41\x09localhost" + b"\x04\x03/up" + \
+        b"\x5f\x09audio/ogg"  # :method POST, :scheme https, :authority, :path, content-type
+    s.sendall(H2_PREFACE + frame(4, 0, 0, b"") + frame(1, 0x4, 1, hdrs) +
+              frame(0, 0, 1, b"x" * 1000))
+
+    def scrape():
+        with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5) as r:
+            return r.read().decode()
+    wait_for(lambda: 'peak_h3_body_bytes_total{backend="b1"} 1000' in scrape(), 10,
+             "the body bytes to be hashed")
+    s.sendall(frame(3, 0, 1, struct.pack(">I", 8)) +  # RST_STREAM CANCEL
+              frame(7, 0, 0, struct.pack(">II", 0, 0)))  # GOAWAY, NO_ERROR
+    wait_for(lambda: 'status="reset"} 1' in scrape(), 10, "the stream to be counted reset")
+    s.close()
+    assert b.stop() == 0, b.logtext()
+    (f,) = qdir.iterdir()
+    recs = read_qlog(f)
+    (head,) = events(recs, "http:request_headers")
+    assert head == {"stream_id": 1, "method": "POST", "path": "/up", "content_type": "audio/ogg"}
+    assert events(recs, "http:stream_reset") == [{"stream_id": 1, "direction": "received",
+                                                  "error_code": 8}]
+    assert events(recs, "http:stream_closed") == [{"stream_id": 1, "error_code": 8,
+                                                   "bytes_sent": 0, "bytes_received": 1000}]
+    assert {"direction": "received", "last_stream_id": 0, "error_code": 0} in \
+        events(recs, "http:goaway")
+    assert not events(recs, "http:response")
+    assert recs[-1]["name"] == "connectivity:connection_closed"
