@@ -55,19 +55,21 @@ static const char backend_help[] =
     "  --max-conns N       concurrent connections (default 1024)\n"
     "  --verbose           log every request (debug level)\n"
     "  --secret-file FILE  16-byte secret (32 hex digits) keying stateless reset and Retry\n"
-    "                      tokens: a backend restarted with the same secret resets its old\n"
-    "                      connections at once (default: random per process)\n"
+    "                      tokens and the TLS session tickets: a backend restarted with the\n"
+    "                      same secret resets its old connections at once and resumes its\n"
+    "                      clients' sessions (default: random per process)\n"
     "  --retry             make every new client prove its address with a Retry first\n"
     "                      (by default only once half of --max-conns are open)\n"
     "  --metrics ADDR:PORT serve Prometheus metrics at http://ADDR:PORT/metrics: streams by\n"
     "                      status, body bytes, connections, drops, retries, resets,\n"
-    "                      handshake time histogram\n"
+    "                      resumed sessions, handshake time histogram\n"
     "  --qlog DIR          write a qlog file per connection into DIR (JSON-SEQ: ngtcp2's\n"
-    "                      transport events, and the request heads and answers); h3 only\n"
+    "                      transport events, and the request heads and answers; over h2 the\n"
+    "                      connection, TLS and HTTP/2 stream events)\n"
     "  --proto P           h3 (default): HTTP/3 over QUIC on UDP; h2: HTTP/2 over TLS 1.2/1.3\n"
     "                      on TCP (ALPN h2), the same answers; --max-streams is then\n"
     "                      SETTINGS_MAX_CONCURRENT_STREAMS; header sections over 16 KiB get\n"
-    "                      431; --secret-file and --retry do not apply\n"
+    "                      431; --retry does not apply\n"
     "  --page FILE         GET / (no content-type) gets FILE as text/html, read once at\n"
     "                      start (a regular file of at most 1 MiB), so that a browser loads a\n"
     "                      page from the backend and its script uploads straight to it\n";
@@ -104,8 +106,8 @@ static const char upload_help[] =
     "  --proto P           h3 (default), or h2: one HTTP/2 connection over TLS/TCP (ALPN h2)\n"
     "                      with every file a stream of it (streams past the server's\n"
     "                      SETTINGS_MAX_CONCURRENT_STREAMS wait); the same lines, summary\n"
-    "                      and exit codes; no --peak, --migrate-after, --qlog,\n"
-    "                      --session-file\n"
+    "                      and exit codes (--qlog and --session-file too); no --peak,\n"
+    "                      --migrate-after, --early-data\n"
     "  --connections N     spread the files over up to N connections (1 to 16, default 1),\n"
     "                      each in a process of its own: the largest file first, each to\n"
     "                      the connection with the fewest bytes so far; with --peak, up to\n"
@@ -259,9 +261,8 @@ static int cmd_h3_backend(int argc, char **argv)
 		cli_usage_error("h3 backend", "unexpected argument '%s'", argv[optind]);
 	if (!so.have_listen || !so.cert || !so.key || !have_types)
 		cli_usage_error("h3 backend", "--listen, --cert, --key and --type are required");
-	if (o.h2 && (so.secret || so.retry || so.qlog_dir))
-		cli_usage_error("h3 backend",
-		                "--proto h2 takes no --secret-file, --retry or --qlog");
+	if (o.h2 && so.retry)
+		cli_usage_error("h3 backend", "--proto h2 takes no --retry");
 	if (page_file) {
 		if (h3_page_load(&page, page_file, why, sizeof(why)))
 			cli_usage_error("h3 backend", "--page %s: %s", page_file, why);
@@ -327,9 +328,10 @@ static const char ingress_help[] =
     "  --retry             make every new client prove its address with a Retry first\n"
     "  --metrics ADDR:PORT Prometheus metrics at http://ADDR:PORT/metrics: streams by route\n"
     "                      and status, bytes by route, upstreams up, requests and errors,\n"
-    "                      and the endpoint's counters and handshake histogram\n"
-    "  --qlog DIR          a qlog file per connection (clients' and upstreams'), with the\n"
-    "                      routing decision of each request\n"
+    "                      HTTP/2 upstreams' TLS handshakes and resumed sessions, and the\n"
+    "                      endpoint's counters and handshake histogram\n"
+    "  --qlog DIR          a qlog file per connection (clients' and upstreams', HTTP/2 ones\n"
+    "                      too), with the routing decision of each request\n"
     "  --verbose           log every routed request (debug level)\n"
     "  --sniff             a request with no content-type or application/octet-stream is\n"
     "                      routed by its body's first bytes (magic numbers of Ogg, FLAC,\n"
@@ -446,7 +448,7 @@ static const char get_help[] =
     "  --ca FILE           trust this PEM CA (default: the system's trust store)\n"
     "  --insecure          do not check the server's certificate\n"
     "  --timeout MS        give up after MS milliseconds (default 30000)\n"
-    "  --qlog DIR          write the connection's qlog into DIR (JSON-SEQ); h3 only\n"
+    "  --qlog DIR          write the connection's qlog into DIR (JSON-SEQ)\n"
     "  --proto P           h3 (default) or h2\n";
 
 static bool printable(const char *s)
@@ -841,9 +843,8 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	if (o.ca && o.insecure)
 		cli_usage_error(cmd, "--ca and --insecure exclude each other");
 	o.url = argv[optind];
-	if (o.h2 && (d.on || o.migrate_after || o.qlog_dir || o.session_file))
-		cli_usage_error(cmd, "--proto h2 takes no --peak, --migrate-after, --qlog, "
-		                     "--session-file or --early-data");
+	if (o.h2 && (d.on || o.migrate_after || o.early_data))
+		cli_usage_error(cmd, "--proto h2 takes no --peak, --migrate-after or --early-data");
 	if (d.connections > 1 && o.session_file)
 		cli_usage_error(cmd, "--connections takes no --session-file");
 	if (!d.on && (d.ro.servers[0] || d.ro.source || d.secret_file || d.port != 443))

@@ -13,6 +13,7 @@
 
 #include "../controller/store.h" /* store_b64_enc: base64, with the records' checks */
 #include "../sys/log.h"
+#include "curl_load.h"
 
 static void buf_add(struct etcd_buf *b, const char *s, size_t n)
 {
@@ -452,6 +453,11 @@ int etcd_open(struct etcd *e, const char *who, const char *urls, long timeout_ms
               size_t errlen)
 {
 	*e = (struct etcd){.who = who, .timeout_ms = timeout_ms};
+	if (curl_load()) {
+		snprintf(err, errlen,
+		         "etcd: cannot load libcurl (" CURL_SONAME "): install Debian's libcurl4");
+		return -ENOENT;
+	}
 	if (curl_global_init(CURL_GLOBAL_DEFAULT) || !(e->curl = curl_easy_init()) ||
 	    !(e->wm = curl_multi_init()) ||
 	    !(e->hdr = curl_slist_append(NULL, "Content-Type: application/json"))) {

@@ -506,9 +506,14 @@ static int h2_stream_close(nghttp2_session *h, int32_t sid, uint32_t code, void 
 static void h2_callbacks(nghttp2_session_callbacks *cbs)
 {
 	nghttp2_session_callbacks_set_on_begin_headers_callback(cbs, h2_begin_headers);
-	nghttp2_session_callbacks_set_on_header_callback(cbs, h2_header);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_data);
-	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_stream_close);
+}
+
+static void h2_handshake_done(struct h2_conn *c)
+{
+	h3_stats_handshake(&h2ep.stats, c->t_handshake - c->t_start);
+	if (c->resumed)
+		h3_stat_add(h2ep.stats.resumed, 1);
 }
 
 static void h2_conn_gone(int epfd, struct h2_conn *c)
@@ -534,14 +539,11 @@ static void h2_conn_gone(int epfd, struct h2_conn *c)
  * for. */
 static void h2_conn_step(int epfd, struct h2_conn *c)
 {
-	bool counted = c->hs_done;
 	c->t_last = h3_now();
 	if (h2_conn_io(c)) {
 		h2_conn_gone(epfd, c);
 		return;
 	}
-	if (!counted && c->hs_done)
-		h3_stats_handshake(&h2ep.stats, c->t_handshake - c->t_start);
 	uint32_t ev = (uint32_t)h2_conn_events(c);
 	if (ev != c->polled) {
 		struct epoll_event e = {.events = ev, .data.ptr = c};
@@ -550,9 +552,14 @@ static void h2_conn_step(int epfd, struct h2_conn *c)
 	}
 }
 
-static void h2_accept(int epfd, int lfd, gnutls_certificate_credentials_t cred)
+static void h2_accept(int epfd, int lfd, gnutls_certificate_credentials_t cred,
+                      const gnutls_datum_t *ticket_key)
 {
-	static struct h2_conn_cfg cf = {.callbacks = h2_callbacks, .frame_recv = h2_frame_recv};
+	static struct h2_conn_cfg cf = {.callbacks = h2_callbacks,
+	                                .frame_recv = h2_frame_recv,
+	                                .header = h2_header,
+	                                .stream_close = h2_stream_close,
+	                                .handshake_done = h2_handshake_done};
 	cf.max_streams = (uint32_t)be->max_streams;
 	for (int i = 0; i < BE_H2_EVENTS; i++) {
 		struct h2_conn *c = NULL;
@@ -564,7 +571,7 @@ static void h2_accept(int epfd, int lfd, gnutls_certificate_credentials_t cred)
 			close(fd);
 			continue;
 		}
-		if (h2_conn_server_new(&c, fd, cred, &cf, NULL))
+		if (h2_conn_server_new(&c, fd, cred, ticket_key, &cf, NULL))
 			continue;
 		struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
 		if (epoll_ctl(epfd, EPOLL_CTL_ADD, fd, &e) == -1) {
@@ -585,13 +592,22 @@ static void h2_accept(int epfd, int lfd, gnutls_certificate_credentials_t cred)
 static int run_h2(const struct h3_backend_opts *o, int sfd)
 {
 	gnutls_certificate_credentials_t cred = NULL;
+	gnutls_datum_t ticket_key = {NULL, 0};
+	uint8_t secret[H3_SECRET_LEN];
 	struct metrics_srv *ms = NULL;
 	struct h3_addr bound;
 	static int lfd_tag, sfd_tag;
 	int lfd = -1, epfd = -1, ret;
 	char a[80];
 	memset(&h2ep, 0, sizeof(h2ep));
+	h3_qlog_set_dir(o->qlog_dir);
 	if ((ret = h3_tls_server_cred(&cred, o->cert, o->key)))
+		goto out;
+	/* TLS 1.3 session tickets, their key from --secret-file as on QUIC (a restarted backend
+	 * still resumes its clients' sessions) or random */
+	if (o->secret)
+		h3_secret_derive(secret, o->secret);
+	if ((ret = h3_ticket_key_init(&ticket_key, o->secret ? secret : NULL)))
 		goto out;
 	if ((lfd = h2_tcp_listen(&o->listen, &bound)) < 0) {
 		ret = lfd;
@@ -628,7 +644,7 @@ static int run_h2(const struct h3_backend_opts *o, int sfd)
 		bool stop = false;
 		for (int i = 0; i < n; i++) {
 			if (ev[i].data.ptr == &lfd_tag) {
-				h2_accept(epfd, lfd, cred);
+				h2_accept(epfd, lfd, cred, &ticket_key);
 			} else if (ev[i].data.ptr == &sfd_tag) {
 				struct signalfd_siginfo si;
 				if (read(sfd, &si, sizeof(si)) == (ssize_t)sizeof(si) &&
@@ -677,6 +693,10 @@ out:
 		close(lfd);
 	if (cred)
 		gnutls_certificate_free_credentials(cred);
+	if (ticket_key.data) {
+		gnutls_memset(ticket_key.data, 0, ticket_key.size);
+		gnutls_free(ticket_key.data);
+	}
 	return ret;
 }
 

@@ -38,6 +38,8 @@ static void observe_handshake(struct h3_endpoint *ep, struct h3_conn *c)
 		return;
 	c->hs_counted = true;
 	h3_stats_handshake(&ep->stats, c->t_handshake - c->t_start);
+	if (gnutls_session_is_resumed(c->tls))
+		h3_stat_add(ep->stats.resumed, 1);
 }
 
 void h3_stats_handshake(struct h3_endpoint_stats *st, uint64_t ns)
@@ -51,9 +53,7 @@ void h3_stats_handshake(struct h3_endpoint_stats *st, uint64_t ns)
 	h3_stat_add(st->hs_count, 1);
 }
 
-/* The session ticket key: from the static secret when there is one, so that tickets survive
- * a restart (and work across backends sharing the secret), else random. */
-static int ticket_key_init(gnutls_datum_t *k, const uint8_t *secret)
+int h3_ticket_key_init(gnutls_datum_t *k, const uint8_t *secret)
 {
 	if (!secret)
 		return gnutls_session_ticket_key_generate(k) ? -EIO : 0;
@@ -97,7 +97,7 @@ int h3_endpoint_init(struct h3_endpoint *ep, const struct h3_addr *listen, const
 	}
 	if ((ret = h3_tls_server_cred(&ep->cred, cert, key)))
 		goto out;
-	if ((ret = ticket_key_init(&ep->ticket_key, secret ? ep->secret : NULL)))
+	if ((ret = h3_ticket_key_init(&ep->ticket_key, secret ? ep->secret : NULL)))
 		goto out;
 	ret = -ENOMEM;
 	if (!(ep->replay = h3_replay_new()))
@@ -434,6 +434,8 @@ void h3_endpoint_render(struct mbuf *b, const struct h3_endpoint *ep, const char
 	    {"stateless_resets_total", "Stateless resets sent.", &st->resets},
 	    {"version_negotiations_total", "Version Negotiation packets sent.",
 	     &st->version_negotiations},
+	    {"resumed_total", "Handshakes that resumed a TLS session (a session ticket).",
+	     &st->resumed},
 	};
 	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++)
 		mbuf_printf(b,

@@ -29,11 +29,17 @@ struct h3_endpoint_stats {
 	uint64_t bad_tokens; /* Initials with a Retry token that did not verify */
 	uint64_t resets;     /* stateless resets sent for unknown connections (§10.3) */
 	uint64_t version_negotiations; /* answers to unknown versions (§6.1) */
+	uint64_t resumed;              /* handshakes that resumed a session (a ticket) */
 };
 
 /* Counts one handshake that took ns nanoseconds into st's histogram (the h2 server's
  * handshakes too, which have no endpoint). */
 void h3_stats_handshake(struct h3_endpoint_stats *st, uint64_t ns);
+
+/* Makes the TLS session ticket key (GnuTLS rotates the keys it derives from it): from secret
+ * (H3_SECRET_LEN bytes) when there is one, so that tickets survive a restart and work across
+ * servers sharing it, else random. Returns 0 or -errno; free k->data with gnutls_free. */
+int h3_ticket_key_init(gnutls_datum_t *k, const uint8_t *secret);
 
 /* When a new connection must first prove its address with a Retry round trip. */
 struct h3_retry_policy {

@@ -3,9 +3,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +16,7 @@
 
 #include "../sys/log.h"
 #include "conn.h"
+#include "qlog.h"
 
 /* TLS 1.2 or 1.3; RFC 9113 §9.2.2's cipher suite blocklist is what GnuTLS's NORMAL leaves
  * out of TLS 1.2 anyway (AEAD suites with ephemeral key exchange come first). */
@@ -39,6 +42,136 @@ static ssize_t send_cb(nghttp2_session *s, const uint8_t *data, size_t n, int fl
 	return (ssize_t)n;
 }
 
+/* ---- qlog: the connection's events, and per stream its head, answer, resets and bytes ---- */
+
+void h2_qlog_event(struct h2_conn *c, const char *name, const char *fmt, ...)
+{
+	va_list ap;
+	if (!c->qlog)
+		return;
+	va_start(ap, fmt);
+	h3_qlog_vevent(c->qlog, c->t_start, name, fmt, ap);
+	va_end(ap);
+}
+
+/* The byte counts of stream sid, made if make (NULL: none, or no memory). A connection has
+ * at most its concurrent streams open: a linear search, and only with qlog on. */
+static struct h2_qstream *qstream(struct h2_conn *c, int32_t sid, bool make)
+{
+	for (size_t i = c->nqs; i-- > 0;)
+		if (c->qs[i].sid == sid)
+			return &c->qs[i];
+	if (!make)
+		return NULL;
+	if (c->nqs == c->qs_cap) {
+		size_t cap = c->qs_cap ? 2 * c->qs_cap : 16;
+		struct h2_qstream *n = realloc(c->qs, cap * sizeof(*n));
+		if (!n)
+			return NULL;
+		c->qs = n;
+		c->qs_cap = cap;
+	}
+	c->qs[c->nqs] = (struct h2_qstream){.sid = sid};
+	return &c->qs[c->nqs++];
+}
+
+static bool is_name(const uint8_t *n, size_t nl, const char *want)
+{
+	return nl == strlen(want) && !memcmp(n, want, nl);
+}
+
+/* Copies v[vl] into out[cap] (NUL-terminated, cut). */
+static void keep(char *out, size_t cap, const uint8_t *v, size_t vl)
+{
+	size_t k = vl < cap - 1 ? vl : cap - 1;
+	memcpy(out, v, k);
+	out[k] = 0;
+}
+
+/* Notes one field of the header block being received (untrusted: kept cut, escaped when
+ * written). */
+static void qhead_field(struct h2_conn *c, int32_t sid, const uint8_t *n, size_t nl,
+                        const uint8_t *v, size_t vl)
+{
+	struct h2_qhead *q = &c->qh;
+	if (q->sid != sid)
+		*q = (struct h2_qhead){.sid = sid};
+	if (is_name(n, nl, ":method"))
+		keep(q->method, sizeof(q->method), v, vl);
+	else if (is_name(n, nl, ":path"))
+		keep(q->path, sizeof(q->path), v, vl);
+	else if (is_name(n, nl, ":status"))
+		keep(q->status, sizeof(q->status), v, vl);
+	else if (is_name(n, nl, "content-type")) {
+		keep(q->ctype, sizeof(q->ctype), v, vl);
+		q->has_ctype = true;
+	}
+}
+
+/* The head in c->qh (a request's or an answer's, sent or received) as its event. */
+static void qlog_head(struct h2_conn *c, int32_t sid, bool request)
+{
+	char m[2 * sizeof(c->qh.method)], p[2 * sizeof(c->qh.path)], t[2 * sizeof(c->qh.ctype)];
+	struct h2_qhead *q = &c->qh;
+	if (q->sid != sid)
+		*q = (struct h2_qhead){.sid = sid};
+	qstream(c, sid, true);
+	if (!request) {
+		h2_qlog_event(c, "http:response", "\"stream_id\":%" PRId32 ",\"status\":%d", sid,
+		              atoi(q->status));
+		return;
+	}
+	h2_qlog_event(c, "http:request_headers",
+	              "\"stream_id\":%" PRId32 ",\"method\":\"%s\",\"path\":\"%s\","
+	              "\"content_type\":%s%s%s",
+	              sid, h3_qlog_str(m, sizeof(m), q->method, strlen(q->method)),
+	              h3_qlog_str(p, sizeof(p), q->path, strlen(q->path)), q->has_ctype ? "\"" : "",
+	              q->has_ctype ? h3_qlog_str(t, sizeof(t), q->ctype, strlen(q->ctype)) : "null",
+	              q->has_ctype ? "\"" : "");
+}
+
+/* A frame sent or received: its event (heads, resets, GOAWAY) and the stream's bytes. */
+static void qlog_frame(struct h2_conn *c, const nghttp2_frame *f, bool sent)
+{
+	const char *dir = sent ? "sent" : "received";
+	struct h2_qstream *q;
+	switch (f->hd.type) {
+	case NGHTTP2_HEADERS:
+		if (sent) { /* the fields are in the frame */
+			c->qh = (struct h2_qhead){.sid = f->hd.stream_id};
+			for (size_t i = 0; i < f->headers.nvlen; i++)
+				qhead_field(c, f->hd.stream_id, f->headers.nva[i].name,
+				            f->headers.nva[i].namelen, f->headers.nva[i].value,
+				            f->headers.nva[i].valuelen);
+		}
+		/* a client sends requests and receives answers; a server the other way */
+		qlog_head(c, f->hd.stream_id, sent != c->server);
+		break;
+	case NGHTTP2_DATA:
+		if ((q = qstream(c, f->hd.stream_id, true))) {
+			if (sent)
+				q->sent += f->hd.length;
+			else
+				q->received += f->hd.length;
+		}
+		break;
+	case NGHTTP2_RST_STREAM:
+		h2_qlog_event(c, "http:stream_reset",
+		              "\"stream_id\":%" PRId32
+		              ",\"direction\":\"%s\",\"error_code\":%" PRIu32,
+		              f->hd.stream_id, dir, f->rst_stream.error_code);
+		break;
+	case NGHTTP2_GOAWAY:
+		h2_qlog_event(c, "http:goaway",
+		              "\"direction\":\"%s\",\"last_stream_id\":%" PRId32
+		              ",\"error_code\":%" PRIu32,
+		              dir, f->goaway.last_stream_id, f->goaway.error_code);
+		break;
+	default:
+		break;
+	}
+}
+
 /* Notes the peer's first SETTINGS (a client must not count on a stream limit before it,
  * RFC 9113 §5.1.2: streams opened past it are refused), then the application's callback. */
 static int frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
@@ -46,7 +179,80 @@ static int frame_recv(nghttp2_session *s, const nghttp2_frame *f, void *ud)
 	struct h2_conn *c = ud;
 	if (f->hd.type == NGHTTP2_SETTINGS && !(f->hd.flags & NGHTTP2_FLAG_ACK))
 		c->settings = true;
+	if (c->qlog)
+		qlog_frame(c, f, false);
 	return c->cfg->frame_recv ? c->cfg->frame_recv(s, f, ud) : 0;
+}
+
+static int frame_send(nghttp2_session *s, const nghttp2_frame *f, void *ud)
+{
+	struct h2_conn *c = ud;
+	if (c->qlog)
+		qlog_frame(c, f, true);
+	return c->cfg->frame_send ? c->cfg->frame_send(s, f, ud) : 0;
+}
+
+static int header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *n, size_t nl,
+                  const uint8_t *v, size_t vl, uint8_t flags, void *ud)
+{
+	struct h2_conn *c = ud;
+	if (c->qlog && f->hd.type == NGHTTP2_HEADERS)
+		qhead_field(c, f->hd.stream_id, n, nl, v, vl);
+	return c->cfg->header ? c->cfg->header(s, f, n, nl, v, vl, flags, ud) : 0;
+}
+
+static int stream_close(nghttp2_session *s, int32_t sid, uint32_t code, void *ud)
+{
+	struct h2_conn *c = ud;
+	struct h2_qstream *q = c->qlog ? qstream(c, sid, false) : NULL;
+	if (c->qlog) {
+		h2_qlog_event(c, "http:stream_closed",
+		              "\"stream_id\":%" PRId32 ",\"error_code\":%" PRIu32
+		              ",\"bytes_sent\":%" PRIu64 ",\"bytes_received\":%" PRIu64,
+		              sid, code, q ? q->sent : 0, q ? q->received : 0);
+		if (q)
+			*q = c->qs[--c->nqs];
+	}
+	return c->cfg->stream_close ? c->cfg->stream_close(s, sid, code, ud) : 0;
+}
+
+/* The connection's end in its qlog, once: why, as the failure or the caller says. */
+static void qlog_closed(struct h2_conn *c, const char *why)
+{
+	char w[2 * sizeof(c->why)];
+	if (!c->qlog || c->qlog_closed)
+		return;
+	c->qlog_closed = true;
+	h2_qlog_event(c, "connectivity:connection_closed", "\"reason\":\"%s\"",
+	              h3_qlog_str(w, sizeof(w), why, strlen(why)));
+}
+
+/* ---- resumption ---- */
+
+/* Keeps the session a NewSessionTicket makes resumable (RFC 8446 §4.6.1): the latest one. */
+static int ticket_hook(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,
+                       const gnutls_datum_t *msg)
+{
+	struct h2_conn *c = gnutls_session_get_ptr(s);
+	gnutls_datum_t d = {NULL, 0};
+	(void)htype;
+	(void)when;
+	(void)incoming;
+	(void)msg;
+	if (!c || !c->ticket || gnutls_session_get_data2(s, &d))
+		return 0;
+	gnutls_free(c->ticket->data);
+	*c->ticket = d;
+	return 0;
+}
+
+void h2_conn_resume(struct h2_conn *c, gnutls_datum_t *store)
+{
+	c->ticket = store;
+	if (store->size && gnutls_session_set_data(c->tls, store->data, store->size))
+		log_rl(&h2_rl, LOG_DEBUG, "h2: the stored session is not usable");
+	gnutls_handshake_set_hook_function(c->tls, GNUTLS_HANDSHAKE_NEW_SESSION_TICKET,
+	                                   GNUTLS_HOOK_POST, ticket_hook);
 }
 
 static int session_new(struct h2_conn *c, const struct h2_conn_cfg *cfg)
@@ -59,6 +265,9 @@ static int session_new(struct h2_conn *c, const struct h2_conn_cfg *cfg)
 	cfg->callbacks(cbs);
 	nghttp2_session_callbacks_set_send_callback(cbs, send_cb);
 	nghttp2_session_callbacks_set_on_frame_recv_callback(cbs, frame_recv);
+	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, frame_send);
+	nghttp2_session_callbacks_set_on_header_callback(cbs, header);
+	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, stream_close);
 	/* window updates follow what the application used, not what arrived */
 	nghttp2_option_set_no_auto_window_update(opt, 1);
 	int r = c->server ? nghttp2_session_server_new2(&c->s, cbs, c, opt)
@@ -86,9 +295,9 @@ out:
 	return ret;
 }
 
-static int conn_new(struct h2_conn **out, int fd, bool server,
-                    gnutls_certificate_credentials_t cred, const char *host, bool verify,
-                    const struct h2_conn_cfg *cfg, void *app)
+static int conn_new(struct h2_conn **out, int fd, bool server, const struct h3_addr *peer,
+                    gnutls_certificate_credentials_t cred, const gnutls_datum_t *ticket_key,
+                    const char *host, bool verify, const struct h2_conn_cfg *cfg, void *app)
 {
 	struct h2_conn *c = calloc(1, sizeof(*c));
 	unsigned char buf[16];
@@ -104,8 +313,20 @@ static int conn_new(struct h2_conn **out, int fd, bool server,
 	c->app = app;
 	c->t_start = h3_now();
 	c->remote.len = sizeof(c->remote.ss);
-	if (getpeername(fd, (struct sockaddr *)&c->remote.ss, &c->remote.len) == -1)
-		c->remote.len = 0; /* a client still connecting */
+	if (peer)
+		c->remote = *peer; /* a client, still connecting */
+	else if (getpeername(fd, (struct sockaddr *)&c->remote.ss, &c->remote.len) == -1)
+		c->remote.len = 0;
+	if (h3_qlog_enabled() && (c->qlog = h3_qlog_open_tcp(server ? "server" : "client"))) {
+		struct h3_addr local = {.len = sizeof(local.ss)};
+		char l[80] = "", r[80] = "";
+		if (getsockname(fd, (struct sockaddr *)&local.ss, &local.len) == 0)
+			h3_addr_format(&local, l, sizeof(l));
+		if (c->remote.len)
+			h3_addr_format(&c->remote, r, sizeof(r));
+		h2_qlog_event(c, "connectivity:connection_started",
+		              "\"protocol\":\"TCP\",\"local\":\"%s\",\"remote\":\"%s\"", l, r);
+	}
 	/* frames are written whole into records: no Nagle delay on the last one */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	ret = -EINVAL;
@@ -113,6 +334,9 @@ static int conn_new(struct h2_conn **out, int fd, bool server,
 		c->tls = NULL;
 		goto out;
 	}
+	gnutls_session_set_ptr(c->tls, c);
+	if (server && ticket_key && gnutls_session_ticket_enable_server(c->tls, ticket_key))
+		goto out;
 	if (gnutls_priority_set_direct(c->tls, H2_PRIORITY, NULL) ||
 	    gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, cred) ||
 	    /* MANDATORY: a peer that does not offer h2 fails the handshake */
@@ -139,15 +363,16 @@ out:
 }
 
 int h2_conn_server_new(struct h2_conn **out, int fd, gnutls_certificate_credentials_t cred,
-                       const struct h2_conn_cfg *cfg, void *app)
+                       const gnutls_datum_t *ticket_key, const struct h2_conn_cfg *cfg, void *app)
 {
-	return conn_new(out, fd, true, cred, NULL, false, cfg, app);
+	return conn_new(out, fd, true, NULL, cred, ticket_key, NULL, false, cfg, app);
 }
 
-int h2_conn_client_new(struct h2_conn **out, int fd, gnutls_certificate_credentials_t cred,
-                       const char *host, bool verify, const struct h2_conn_cfg *cfg, void *app)
+int h2_conn_client_new(struct h2_conn **out, int fd, const struct h3_addr *peer,
+                       gnutls_certificate_credentials_t cred, const char *host, bool verify,
+                       const struct h2_conn_cfg *cfg, void *app)
 {
-	return conn_new(out, fd, false, cred, host, verify, cfg, app);
+	return conn_new(out, fd, false, peer, cred, NULL, host, verify, cfg, app);
 }
 
 static int fail(struct h2_conn *c, int err, const char *what, const char *why)
@@ -155,6 +380,7 @@ static int fail(struct h2_conn *c, int err, const char *what, const char *why)
 	log_rl(&h2_rl, LOG_DEBUG, "h2: connection %s: %s", what, why);
 	snprintf(c->why, sizeof(c->why), "%s: %s", what, why);
 	c->dead = true;
+	qlog_closed(c, c->why);
 	return err;
 }
 
@@ -172,11 +398,31 @@ static int handshake(struct h2_conn *c)
 		return fail(c, -EPROTO, "handshake", "no ALPN h2");
 	c->hs_done = true;
 	c->t_handshake = h3_now();
+	c->resumed = gnutls_session_is_resumed(c->tls);
+	gnutls_protocol_t v = gnutls_protocol_get_version(c->tls);
+	/* TLS 1.2 has no NewSessionTicket after the handshake: its session is resumable now */
+	gnutls_datum_t d = {NULL, 0};
+	if (!c->server && c->ticket && v != GNUTLS_TLS1_3 &&
+	    gnutls_session_get_data2(c->tls, &d) == 0) {
+		gnutls_free(c->ticket->data);
+		*c->ticket = d;
+	}
 	if (!c->remote.len) {
 		c->remote.len = sizeof(c->remote.ss);
 		if (getpeername(c->fd, (struct sockaddr *)&c->remote.ss, &c->remote.len) == -1)
 			c->remote.len = 0;
 	}
+	if (c->qlog) {
+		const char *vn = gnutls_protocol_get_name(v);
+		const char *cn = gnutls_cipher_get_name(gnutls_cipher_get(c->tls));
+		h2_qlog_event(c, "tls:handshake_done",
+		              "\"resumed\":%s,\"version\":\"%s\",\"alpn\":\"h2\",\"cipher\":\"%s\","
+		              "\"handshake_ms\":%.3f",
+		              c->resumed ? "true" : "false", vn ? vn : "?", cn ? cn : "?",
+		              (double)(c->t_handshake - c->t_start) / 1e6);
+	}
+	if (c->cfg->handshake_done)
+		c->cfg->handshake_done(c);
 	return 0;
 }
 
@@ -256,6 +502,11 @@ void h2_conn_free(struct h2_conn *c)
 {
 	if (!c)
 		return;
+	if (c->qlog) {
+		qlog_closed(c, "closed here");
+		fclose(c->qlog);
+	}
+	free(c->qs);
 	if (c->s)
 		nghttp2_session_del(c->s);
 	c->s = NULL;

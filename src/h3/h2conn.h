@@ -1,13 +1,17 @@
 #pragma once
 /* One HTTP/2 connection over TLS/TCP (RFC 9113 §3.2: ALPN "h2", TLS 1.2 or later): a
  * non-blocking TCP socket, a GnuTLS session and an nghttp2 session, glued so that the
- * application only supplies nghttp2 callbacks. Shared by the h2 backend (server) and the h2
- * upload client. Memory per connection is bounded: one output buffer of H2_OUT_LEN (nghttp2
+ * application only supplies nghttp2 callbacks. Shared by the h2 backend (server), the h2
+ * upload client and the ingress's h2 upstreams. With --qlog each connection writes its own
+ * qlog file (its start, TLS handshake, close, and per stream the heads, status, resets and
+ * bytes; qlog.h); a client can resume its last TLS session (h2_conn_resume), a server issues
+ * session tickets. Memory per connection is bounded: one output buffer of H2_OUT_LEN (nghttp2
  * is asked for frames only while it has room) and nghttp2's own state, which its settings
  * bound (streams, windows, header table). */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 
 #include <gnutls/gnutls.h>
 #include <nghttp2/nghttp2.h>
@@ -22,12 +26,32 @@ enum {
 	H2_CONN_WINDOW = 8 << 20,   /* receive window per connection */
 };
 
+/* qlog: the bytes of one open stream (h2_conn.qs), and the head of the header block being
+ * received (one at a time: RFC 9113 §4.3 lets no other frame come between its frames). */
+struct h2_qstream {
+	int32_t sid;
+	uint64_t sent, received; /* DATA payload bytes */
+};
+struct h2_qhead {
+	int32_t sid;
+	char method[16], path[128], ctype[128], status[4];
+	bool has_ctype;
+};
+
 struct h2_conn {
 	int fd;
 	gnutls_session_t tls;
 	nghttp2_session *s;
 	bool server;
-	bool hs_done;        /* TLS handshake finished and ALPN said h2 */
+	bool hs_done;           /* TLS handshake finished and ALPN said h2 */
+	bool resumed;           /* that handshake resumed a session (a ticket) */
+	gnutls_datum_t *ticket; /* client: the session offered, then the server's latest
+	                         * (h2_conn_resume); the application's */
+	FILE *qlog;             /* this connection's qlog (h3_qlog_set_dir), or NULL */
+	bool qlog_closed;       /* its connection_closed event is written */
+	struct h2_qstream *qs;  /* qlog: the open streams' bytes */
+	size_t nqs, qs_cap;
+	struct h2_qhead qh;
 	bool settings;       /* the peer's first SETTINGS arrived: its stream limit is known */
 	bool dead;           /* free it: closed by either side, or failed */
 	uint64_t records_in; /* TLS records read so far (the application sees that a read
@@ -47,11 +71,17 @@ struct h2_conn {
 
 /* What the application plugs in. */
 struct h2_conn_cfg {
-	/* Sets the application's nghttp2 callbacks (user_data is the h2_conn); the send
-	 * and frame receive callbacks are set here and must not be. */
+	/* Sets the application's nghttp2 callbacks (user_data is the h2_conn); the send, frame
+	 * send and receive, header and stream close callbacks are set here and must not be. */
 	void (*callbacks)(nghttp2_session_callbacks *cbs);
-	/* The application's frame receive callback, called after ours (may be NULL). */
+	/* The application's callbacks that the connection's own (the qlog's events) call after
+	 * theirs; each may be NULL. */
 	nghttp2_on_frame_recv_callback frame_recv;
+	nghttp2_on_frame_send_callback frame_send;
+	nghttp2_on_header_callback header;
+	nghttp2_on_stream_close_callback stream_close;
+	/* Called once the TLS handshake is done and ALPN said h2 (c->resumed is set). */
+	void (*handshake_done)(struct h2_conn *c);
 	uint32_t max_streams;   /* server: SETTINGS_MAX_CONCURRENT_STREAMS (0: 100) */
 	uint32_t stream_window; /* SETTINGS_INITIAL_WINDOW_SIZE (0: H2_STREAM_WINDOW) */
 };
@@ -60,17 +90,29 @@ struct h2_conn_cfg {
  * h3_tls_client_cred). */
 
 /* Takes over the accepted, non-blocking socket fd (closed by h2_conn_free, also on failure)
- * and starts the server side: TLS handshake, then the connection preface and our SETTINGS
- * (manual flow control: the application calls nghttp2_session_consume as it uses body
+ * and starts the server side (TLS 1.3 session tickets for resumption with ticket_key, a key
+ * as h3_ticket_key_init makes, or none with NULL): TLS handshake, then the connection preface and
+ * our SETTINGS (manual flow control: the application calls nghttp2_session_consume as it uses body
  * bytes). Returns 0 and *out or -errno. */
 int h2_conn_server_new(struct h2_conn **out, int fd, gnutls_certificate_credentials_t cred,
+                       const gnutls_datum_t *ticket_key, const struct h2_conn_cfg *cfg, void *app);
+
+/* Takes over the connecting, non-blocking socket fd to peer and starts the client side for host
+ * (SNI unless it is an address; the certificate is checked against host when verify). Requests may
+ * be submitted at once: they go out after the handshake. Returns 0 and *out or -errno. */
+int h2_conn_client_new(struct h2_conn **out, int fd, const struct h3_addr *peer,
+                       gnutls_certificate_credentials_t cred, const char *host, bool verify,
                        const struct h2_conn_cfg *cfg, void *app);
 
-/* Takes over the connecting, non-blocking socket fd and starts the client side for host (SNI
- * unless it is an address; the certificate is checked against host when verify). Requests
- * may be submitted at once: they go out after the handshake. Returns 0 and *out or -errno. */
-int h2_conn_client_new(struct h2_conn **out, int fd, gnutls_certificate_credentials_t cred,
-                       const char *host, bool verify, const struct h2_conn_cfg *cfg, void *app);
+/* Client, before the first h2_conn_io: offers the session in *store (if it holds one; a stale
+ * one costs a full handshake only) and keeps the server's latest session ticket there
+ * (gnutls_free'd and replaced as tickets come). store must outlive the connection. */
+void h2_conn_resume(struct h2_conn *c, gnutls_datum_t *store);
+
+/* Appends an event to c's qlog (h3_qlog_event's format, the time counted from c->t_start);
+ * no-op without qlog. */
+void h2_qlog_event(struct h2_conn *c, const char *name, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
 
 /* Drives the connection after fd polled ready (or the application submitted something):
  * the handshake, every TLS record readable now into nghttp2, and as many frames as the socket
@@ -81,8 +123,8 @@ int h2_conn_io(struct h2_conn *c);
 /* The poll events the connection waits for: POLLIN always, POLLOUT while bytes wait. */
 short h2_conn_events(const struct h2_conn *c);
 
-/* Frees the nghttp2 session (no stream close callbacks run), the TLS session and closes fd.
- * NULL is a no-op. */
+/* Frees the nghttp2 session (no stream close callbacks run), the TLS session, closes fd and
+ * the qlog (its last event connection_closed). NULL is a no-op. */
 void h2_conn_free(struct h2_conn *c);
 
 /* Opens a non-blocking TCP socket to peer; the connection completes in the background

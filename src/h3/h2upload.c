@@ -1,5 +1,6 @@
 /* The upload client over HTTP/2 on TLS/TCP (peak h3 upload --proto h2): one connection, every
- * file its own request stream, all submitted at once. nghttp2 keeps the streams past the
+ * file its own request stream, all submitted at once; the session of --session-file offered
+ * and the server's latest ticket stored there. nghttp2 keeps the streams past the
  * server's SETTINGS_MAX_CONCURRENT_STREAMS queued until others close (RFC 9113 §5.1.2), and
  * interleaves the bodies' DATA frames. */
 #include <errno.h>
@@ -17,6 +18,7 @@
 #include "../sys/log.h"
 #include "conn.h"
 #include "h2conn.h"
+#include "tls.h"
 #include "uploadint.h"
 
 enum {
@@ -169,10 +171,7 @@ static int stream_close(nghttp2_session *h, int32_t sid, uint32_t code, void *ud
 
 static void callbacks(nghttp2_session_callbacks *cbs)
 {
-	nghttp2_session_callbacks_set_on_frame_send_callback(cbs, frame_send);
-	nghttp2_session_callbacks_set_on_header_callback(cbs, header);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, data);
-	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, stream_close);
 }
 
 /* Submits f's request; nghttp2 holds it while the server's streams are all in use. */
@@ -237,17 +236,28 @@ static bool any_refused(const struct upload *u)
 int h2_upload_run(const struct h3_upload_opts *o, struct upload *u, const struct h3_addr *remote,
                   gnutls_certificate_credentials_t cred, const char *host)
 {
-	static const struct h2_conn_cfg cfg = {.callbacks = callbacks, .frame_recv = frame_recv};
+	static const struct h2_conn_cfg cfg = {.callbacks = callbacks,
+	                                       .frame_recv = frame_recv,
+	                                       .frame_send = frame_send,
+	                                       .header = header,
+	                                       .stream_close = stream_close};
 	struct h2_conn *c = NULL;
+	gnutls_datum_t ticket = {NULL, 0}, stored = {NULL, 0};
 	int fd = h2_tcp_connect(remote), r;
 	uint64_t t0 = h3_now(), end = t0 + (uint64_t)o->timeout_ms * 1000000;
 	if (fd < 0) {
 		fprintf(stderr, "peak h3 upload: %s: %s\n", o->url, strerror(-fd));
 		return 1;
 	}
-	if ((r = h2_conn_client_new(&c, fd, cred, host, !o->insecure, &cfg, u))) {
+	if ((r = h2_conn_client_new(&c, fd, remote, cred, host, !o->insecure, &cfg, u))) {
 		fprintf(stderr, "peak h3 upload: %s: %s\n", o->url, strerror(-r));
 		return 1;
+	}
+	/* --session-file: the session stored there is offered, the server's latest kept */
+	if (h3_tls_client_session_file()) {
+		h3_tls_session_file_read(&ticket);
+		stored = ticket;
+		h2_conn_resume(c, &ticket);
 	}
 	const char *pf = getenv("PEAK_H3_PROGRESS");
 	if (pf && *pf && !(progress = fopen(pf, "we")))
@@ -293,14 +303,18 @@ int h2_upload_run(const struct h3_upload_opts *o, struct upload *u, const struct
 		total += u->f[i].size;
 	double s = (double)(h3_now() - t0) / 1e9;
 	printf("upload: %zu streams, %zu ok, %zu failed, %" PRIu64 " bytes in %.3f s, "
-	       "handshake %.1f ms (h2)\n",
+	       "handshake %.1f ms (h2)%s\n",
 	       u->n, u->n - bad, bad, total, s,
-	       c->hs_done ? (double)(c->t_handshake - c->t_start) / 1e6 : 0.0);
+	       c->hs_done ? (double)(c->t_handshake - c->t_start) / 1e6 : 0.0,
+	       c->hs_done && c->resumed ? " (resumed)" : "");
 	if (!c->dead) {
 		nghttp2_session_terminate_session(c->s, NGHTTP2_NO_ERROR);
 		h2_conn_io(c);
 	}
 	h2_conn_free(c);
+	if (ticket.data != stored.data) /* a new ticket came */
+		h3_tls_session_file_write(&ticket);
+	gnutls_free(ticket.data);
 	if (progress && fclose(progress))
 		fprintf(stderr, "peak h3 upload: %s: %s\n", pf, strerror(errno));
 	progress = NULL;

@@ -77,7 +77,9 @@ struct upstream {
 	unsigned hc_misses;      /* rounds the outstanding check went unanswered */
 	struct istream *streams; /* head of the list */
 	size_t nstreams;
+	gnutls_datum_t ticket; /* h2: the TLS session to resume on the next connection */
 	uint64_t requests, errors, checks_failed; /* relaxed atomics for the metrics thread */
+	uint64_t handshakes, resumed;             /* h2: TLS handshakes, and those resumed */
 	int up_gauge;
 };
 
@@ -1023,6 +1025,15 @@ static bool up_submit_h2(struct istream *s, const char *f[][2], size_t n)
 		return false;
 	}
 	up_opened(s, sid);
+	if (u->h2c->qlog) { /* the client's stream it carries, and why it came here */
+		char t[2 * IN_FIELD_LEN];
+		h2_qlog_event(u->h2c, "http:routing",
+		              "\"stream_id\":%" PRId32 ",\"client_stream_id\":%" PRId64
+		              ",\"content_type\":\"%s\",\"route\":\"%s\",\"upstream\":\"%s\"",
+		              sid, s->health ? -1 : s->csid,
+		              h3_qlog_str(t, sizeof(t), s->q.ctype, strlen(s->q.ctype)),
+		              s->route ? s->route->name : "-", u->name);
+	}
 	return true;
 }
 
@@ -1082,21 +1093,35 @@ static int h2_up_stream_close(nghttp2_session *h, int32_t sid, uint32_t code, vo
 
 static void h2_up_callbacks(nghttp2_session_callbacks *cbs)
 {
-	nghttp2_session_callbacks_set_on_header_callback(cbs, h2_up_header);
 	nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cbs, h2_up_data);
-	nghttp2_session_callbacks_set_on_stream_close_callback(cbs, h2_up_stream_close);
 }
 
+static void h2_up_handshake(struct h2_conn *c)
+{
+	struct upstream *u = c->app;
+	h3_stat_add(u->handshakes, 1);
+	if (c->resumed)
+		h3_stat_add(u->resumed, 1);
+}
+
+/* Connects to u, offering the TLS session of its last connection (a reconnect resumes). */
 static int up_connect_h2(struct upstream *u)
 {
 	/* the upstream's window per stream is the client's: what one answer can hold here */
 	static const struct h2_conn_cfg cfg = {.callbacks = h2_up_callbacks,
 	                                       .frame_recv = h2_up_frame_recv,
+	                                       .header = h2_up_header,
+	                                       .stream_close = h2_up_stream_close,
+	                                       .handshake_done = h2_up_handshake,
 	                                       .stream_window = IN_WINDOW};
-	int fd = h2_tcp_connect(&u->addr);
+	int fd = h2_tcp_connect(&u->addr), r;
 	if (fd < 0)
 		return fd;
-	return h2_conn_client_new(&u->h2c, fd, in.cred, u->host, !in.o->upstream_insecure, &cfg, u);
+	if ((r = h2_conn_client_new(&u->h2c, fd, &u->addr, in.cred, u->host,
+	                            !in.o->upstream_insecure, &cfg, u)))
+		return r;
+	h2_conn_resume(u->h2c, &u->ticket);
+	return 0;
 }
 
 /* The connection to u is gone (closed, refused, timed out): every stream on it fails, the
@@ -1291,6 +1316,12 @@ static void render(struct mbuf *b, void *arg)
 	    {"health_checks_failed_total", "counter",
 	     "Health checks unanswered, not 200, or on a lost connection.",
 	     offsetof(struct upstream, checks_failed)},
+	    {"tls_handshakes_total", "counter",
+	     "TLS handshakes with an HTTP/2 upstream (one per connection).",
+	     offsetof(struct upstream, handshakes)},
+	    {"tls_resumed_total", "counter",
+	     "Of those, the handshakes that resumed the last connection's session (a ticket).",
+	     offsetof(struct upstream, resumed)},
 	};
 	for (size_t k = 0; k < sizeof(ups) / sizeof(ups[0]); k++) {
 		mbuf_printf(b, "# HELP peak_h3_upstream_%s %s\n# TYPE peak_h3_upstream_%s %s\n",
@@ -1481,8 +1512,10 @@ out:
 	/* client connections first: their streams let go of the upstreams' */
 	if (ep_up)
 		h3_endpoint_fini(&ep);
-	for (size_t i = 0; i < in.t->nup; i++)
+	for (size_t i = 0; i < in.t->nup; i++) {
 		up_lost(&in.up[i], NULL);
+		gnutls_free(in.up[i].ticket.data);
+	}
 	if (in.cred)
 		gnutls_certificate_free_credentials(in.cred);
 	close(sfd);

@@ -6,6 +6,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <gnutls/crypto.h>
+
 #include "../sys/log.h"
 #include "conn.h"
 
@@ -51,18 +53,52 @@ void h3_qlog_write(void *user_data, uint32_t flags, const void *data, size_t n)
 		fflush(c->qlog);
 }
 
+void h3_qlog_vevent(FILE *f, uint64_t t_start, const char *name, const char *fmt, va_list ap)
+{
+	if (!f)
+		return;
+	/* RS starts a JSON-SEQ record (RFC 7464) */
+	fprintf(f, "\x1e{\"time\":%.6f,\"name\":\"%s\",\"data\":{",
+	        (double)(h3_now() - t_start) / 1e6, name);
+	vfprintf(f, fmt, ap);
+	fputs("}}\n", f);
+}
+
 void h3_qlog_event(struct h3_conn *c, const char *name, const char *fmt, ...)
 {
 	va_list ap;
 	if (!c->qlog)
 		return;
-	/* RS starts a JSON-SEQ record (RFC 7464) */
-	fprintf(c->qlog, "\x1e{\"time\":%.6f,\"name\":\"%s\",\"data\":{",
-	        (double)(h3_now() - c->t_start) / 1e6, name);
 	va_start(ap, fmt);
-	vfprintf(c->qlog, fmt, ap);
+	h3_qlog_vevent(c->qlog, c->t_start, name, fmt, ap);
 	va_end(ap);
-	fputs("}}\n", c->qlog);
+}
+
+FILE *h3_qlog_open_tcp(const char *role)
+{
+	char path[4096], hex[2 * 8 + 1];
+	uint8_t id[8];
+	if (gnutls_rnd(GNUTLS_RND_NONCE, id, sizeof(id)))
+		return NULL;
+	for (size_t i = 0; i < sizeof(id); i++)
+		snprintf(hex + 2 * i, 3, "%02x", id[i]);
+	if (snprintf(path, sizeof(path), "%s/%s-h2-%s.sqlog", qlog_dir, hex, role) >=
+	    (int)sizeof(path))
+		return NULL;
+	FILE *f = fopen(path, "we");
+	if (!f) {
+		log_rl(&qlog_rl, LOG_WARNING, "h3: qlog %s: %s", path, strerror(errno));
+		return NULL;
+	}
+	setvbuf(f, NULL, _IOFBF, QLOG_BUF);
+	/* the header record ngtcp2 writes for QUIC, for this protocol stack */
+	fprintf(f,
+	        "\x1e{\"qlog_format\":\"JSON-SEQ\",\"qlog_version\":\"0.3\","
+	        "\"trace\":{\"vantage_point\":{\"name\":\"peak\",\"type\":\"%s\"},"
+	        "\"common_fields\":{\"protocol_type\":[\"TCP\",\"TLS\",\"HTTP2\"],"
+	        "\"time_format\":\"relative\",\"reference_time\":0,\"group_id\":\"%s\"}}}\n",
+	        role, hex);
+	return f;
 }
 
 const char *h3_qlog_str(char *out, size_t cap, const char *v, size_t n)

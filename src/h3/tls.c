@@ -118,19 +118,11 @@ const char *h3_tls_client_session_file(void)
 	return session_file;
 }
 
-/* Keeps the session a NewSessionTicket makes resumable (RFC 8446 §4.6.1): the latest one,
- * written to a temporary file and renamed over the store. */
-static int ticket_hook(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,
-                       const gnutls_datum_t *msg)
+void h3_tls_session_file_write(const gnutls_datum_t *d)
 {
-	gnutls_datum_t d = {NULL, 0};
 	char tmp[4096];
-	(void)htype;
-	(void)when;
-	(void)incoming;
-	(void)msg;
-	if (!session_file || gnutls_session_get_data2(s, &d) != 0)
-		return 0;
+	if (!session_file || !d->size)
+		return;
 	if (snprintf(tmp, sizeof(tmp), "%s.tmp", session_file) < (int)sizeof(tmp)) {
 		/* it holds the resumption secret: owner only */
 		int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
@@ -138,27 +130,59 @@ static int ticket_hook(gnutls_session_t s, unsigned htype, unsigned when, unsign
 		if (!f && fd != -1)
 			close(fd);
 		if (f) {
-			bool ok = fwrite(d.data, 1, d.size, f) == d.size;
+			bool ok = fwrite(d->data, 1, d->size, f) == d->size;
 			ok = !fclose(f) && ok;
 			if (!ok || rename(tmp, session_file) == -1)
 				unlink(tmp);
 		}
 	}
+}
+
+/* Keeps the session a NewSessionTicket makes resumable (RFC 8446 §4.6.1): the latest one,
+ * written to a temporary file and renamed over the store. */
+static int ticket_hook(gnutls_session_t s, unsigned htype, unsigned when, unsigned incoming,
+                       const gnutls_datum_t *msg)
+{
+	gnutls_datum_t d = {NULL, 0};
+	(void)htype;
+	(void)when;
+	(void)incoming;
+	(void)msg;
+	if (!session_file || gnutls_session_get_data2(s, &d) != 0)
+		return 0;
+	h3_tls_session_file_write(&d);
 	gnutls_free(d.data);
 	return 0;
+}
+
+void h3_tls_session_file_read(gnutls_datum_t *d)
+{
+	enum { SESSION_MAX = 16384 };
+	FILE *f = session_file ? fopen(session_file, "re") : NULL;
+	*d = (gnutls_datum_t){NULL, 0};
+	if (!f)
+		return;
+	if ((d->data = gnutls_malloc(SESSION_MAX))) {
+		size_t n = fread(d->data, 1, SESSION_MAX, f);
+		if (n && n < SESSION_MAX) {
+			d->size = (unsigned)n;
+		} else {
+			gnutls_free(d->data);
+			d->data = NULL;
+		}
+	}
+	fclose(f);
 }
 
 /* Offers the stored session, if any; a bad or stale one only costs a full handshake.
  * Returns true if one is offered. */
 static bool session_resume(gnutls_session_t s)
 {
-	static uint8_t buf[16384];
-	FILE *f = session_file ? fopen(session_file, "re") : NULL;
-	if (!f)
-		return false;
-	size_t n = fread(buf, 1, sizeof(buf), f);
-	fclose(f);
-	return n && n < sizeof(buf) && gnutls_session_set_data(s, buf, n) == 0;
+	gnutls_datum_t d;
+	h3_tls_session_file_read(&d);
+	bool ok = d.size && gnutls_session_set_data(s, d.data, d.size) == 0;
+	gnutls_free(d.data);
+	return ok;
 }
 
 bool h3_tls_early_data_accepted(gnutls_session_t s)

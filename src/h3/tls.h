@@ -30,6 +30,13 @@ void h3_tls_client_set_session_file(const char *path);
 /* The path given to h3_tls_client_set_session_file, or NULL. */
 const char *h3_tls_client_session_file(void);
 
+/* Reads the session file into *d (gnutls_malloc'd; {NULL, 0} without a file or session). */
+void h3_tls_session_file_read(gnutls_datum_t *d);
+
+/* Stores session d in the session file (a temporary file renamed over it, owner-only);
+ * no-op without a file or with an empty d. */
+void h3_tls_session_file_write(const gnutls_datum_t *d);
+
 /* Makes a client session for host (SNI unless it is an address; the certificate is checked
  * against host unless verify is false). *resuming says whether a stored session is offered
  * (early data can then be sent). Returns 0 or -EINVAL. */

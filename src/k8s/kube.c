@@ -10,6 +10,7 @@
 #include <sys/select.h>
 #include <sys/stat.h>
 
+#include "../etcd/curl_load.h"
 #include "../etcd/etcd.h" /* etcd_printable */
 #include "../sys/log.h"
 #include "peak/util.h"
@@ -776,6 +777,12 @@ static struct kube *open_res(const struct kube_opts *o, unsigned nres, const cha
 	struct kube *k = calloc(1, sizeof(*k));
 	const char *host = getenv("KUBERNETES_SERVICE_HOST");
 	const char *port = getenv("KUBERNETES_SERVICE_PORT");
+	if (k && curl_load()) {
+		snprintf(err, errlen,
+		         "kubernetes: cannot load libcurl (" CURL_SONAME
+		         "): install Debian's libcurl4");
+		goto fail;
+	}
 	if (!k || curl_global_init(CURL_GLOBAL_DEFAULT) || !(k->curl = curl_easy_init()) ||
 	    !(k->m = curl_multi_init())) {
 		snprintf(err, errlen, "kubernetes: cannot set up libcurl");
