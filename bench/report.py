@@ -314,15 +314,21 @@ def overlay_section(path, out_dir, title="The IPv6 overlay against VXLAN, wiregu
         d = json.load(f)
     med, labels = d["median"], d["labels"]
     base = med.get("ipv4", {}).get("rtt_min_us")
+    wbase = med.get("ipv4", {}).get("rtt_warm_min_us")
+    warm = "warm_interval_s" in d  # the series of echoes 1 ms apart (JSON since it was added)
     L = [f"## {title} (bench/overlay/compare.py)\n",
          f"One TCP flow (iperf3, {d['secs']} s) and {d['pings']} pings 10 ms apart between two "
          "gateway namespaces over a routed veth path; every figure is the median of "
          f"{d['runs']} run(s), the peers in rotated order (`{d['command']}`, {d['wall_s']} s, "
          f"load {d['machine']['load_before']:.1f} on {d['machine']['cpus']} CPUs when it "
          "started). CPU is the tunnel processes' user+system time (the kernel's paths have "
-         "none to charge). Added RTT is over the IPv4 path's minimum.\n",
-         "| path | TCP Gbit/s | CPU s per Gbit | RTT min / mean us | added RTT min us |",
-         "|---|---:|---:|---:|---:|"]
+         "none to charge). Added RTT is over the IPv4 path's minimum."
+         + (f" Warm RTT: as many pings {d['warm_interval_s'] * 1000:g} ms apart, so that the "
+            "CPUs do not idle between them (after an idle spell every step of a path runs "
+            "slower on this VM)." if warm else "") + "\n",
+         "| path | TCP Gbit/s | CPU s per Gbit | RTT min / mean us | added RTT min us |"
+         + (" warm RTT min / mean us | warm added RTT min us |" if warm else ""),
+         "|---|---:|---:|---:|---:|" + ("---:|---:|" if warm else "")]
     bars = []
     for peer in d["peers"]:
         m = med.get(peer)
@@ -330,13 +336,19 @@ def overlay_section(path, out_dir, title="The IPv6 overlay against VXLAN, wiregu
             continue
         if "gbit" not in m:
             L.append(f"| {labels[peer]} | {m.get('skipped') or 'error: ' + m.get('error', '')}"
-                     " | | | |")
+                     " | | | |" + (" | |" if warm else ""))
             continue
         cpu = m.get("cpu_s_per_gbit")
         add = f"{m['rtt_min_us'] - base:+.0f}" if base is not None else "-"
-        L.append(f"| {labels[peer]} | {m['gbit']:.2f} | "
-                 f"{'-' if cpu is None else f'{cpu:.2f}'} | {m['rtt_min_us']:.0f} / "
-                 f"{m['rtt_avg_us']:.0f} | {add} |")
+        row = (f"| {labels[peer]} | {m['gbit']:.2f} | "
+               f"{'-' if cpu is None else f'{cpu:.2f}'} | {m['rtt_min_us']:.0f} / "
+               f"{m['rtt_avg_us']:.0f} | {add} |")
+        if warm:
+            wmin = m.get("rtt_warm_min_us")
+            row += (f" {wmin:.0f} / {m['rtt_warm_avg_us']:.0f} | "
+                    f"{wmin - wbase:+.0f} |" if wmin is not None and wbase is not None
+                    else " - | - |")
+        L.append(row)
         bars.append((peer, m["gbit"], cpu))
     L.append("")
     plots = []

@@ -15,6 +15,10 @@ seconds per Gbit, and ping RTT min/mean through each of
              e.g. the code before a change, measured in the same runs)
 Each flow runs from gateway gA to gateway gB; the peers are set up, measured and torn down
 one after the other, in a rotated order each run, so they never share the CPU.
+The RTT is measured twice: --pings echoes 10 ms apart (the CPUs idle between them, and on
+this VM every step of a path that follows an idle spell runs 4 to 5 times slower: the IPv4
+path's minimum is about 35 us here against 7 us when the echoes are 1 ms apart), then as
+many --warm-interval apart (default 1 ms, the path warm: what the tunnel itself adds).
 
     gA  wan 10.0.1.2 fd01:1::2 ---- r (router) ---- 10.0.2.2 fd01:2::2 wan  gB
         lo fd00:a::1 (site A's prefix fd00:a::/64)    lo fd00:b::1 (site B's fd00:b::/64)
@@ -23,7 +27,7 @@ Writes JSON (default bench/results/overlay.json) and prints a Markdown table of 
 A peer whose package is missing is skipped with the reason; any other failure of a peer's
 setup is an error in the JSON and makes the exit status 1.
 Usage: bench/overlay/compare.py [--secs S] [--runs N] [--pings N] [--only a,b] [--out F]
-                               [--busy-poll US] [--peak-ref BIN]"""
+                               [--busy-poll US] [--peak-ref BIN] [--warm-interval S]"""
 import argparse
 import json
 import os
@@ -50,7 +54,8 @@ LABELS = {"ipv4": "IPv4 path, no tunnel", "ipv6": "native IPv6, no tunnel",
           "peak-fast": "peak overlay, trusted peers: BPF fast path (unencrypted)",
           "peak-busy": "peak overlay (AES-256-GCM), busy-poll",
           "peak-ref": "peak overlay (AES-256-GCM), reference binary"}
-OPTS = {"busy_poll": 50, "peak_ref": None}  # --busy-poll, --peak-ref
+OPTS = {"busy_poll": 50, "peak_ref": None, "warm": "0.001"}  # --busy-poll, --peak-ref,
+# --warm-interval
 NEEDS = {"wireguard": ("wireguard-go", "wg"), "yggdrasil": ("yggdrasil",)}
 PACKAGES = {"wireguard": "wireguard-go wireguard-tools", "yggdrasil": "yggdrasil"}
 
@@ -291,8 +296,10 @@ def measure(b, peer, secs, pings):
             b.n("ga"), "ping", fam, "-n", "-c", "1", "-W", "1", addr,
             check=False).returncode == 0, timeout=20)
         rmin, ravg = ping(b, addr, fam, pings)
+        wmin, wavg = ping(b, addr, fam, pings, OPTS["warm"])
         gbit, cpu = iperf(b, addr, secs, pids)
         return {"gbit": gbit, "rtt_min_us": rmin, "rtt_avg_us": ravg,
+                "rtt_warm_min_us": wmin, "rtt_warm_avg_us": wavg,
                 "cpu_s": cpu if pids else None,
                 "cpu_s_per_gbit": cpu / max(gbit * secs, 1e-9) if pids else None,
                 "processes": len(pids)}
@@ -318,7 +325,8 @@ def medians(runs):
             out[peer] = rows[0]
             continue
         m = {"runs": len(ok)}
-        for k in ("gbit", "rtt_min_us", "rtt_avg_us", "cpu_s_per_gbit"):
+        for k in ("gbit", "rtt_min_us", "rtt_avg_us", "rtt_warm_min_us", "rtt_warm_avg_us",
+                  "cpu_s_per_gbit"):
             v = [r[k] for r in ok if r.get(k) is not None]
             m[k] = statistics.median(v) if v else None
         out[peer] = m
@@ -327,20 +335,25 @@ def medians(runs):
 
 def table(med):
     base = med.get("ipv4", {}).get("rtt_min_us")
+    wbase = med.get("ipv4", {}).get("rtt_warm_min_us")
     L = ["| path | TCP Gbit/s | CPU s per Gbit (tunnel processes) | RTT min / mean us | "
-         "added RTT min us |", "|---|---:|---:|---:|---:|"]
+         "added RTT min us | warm RTT min / mean us | warm added RTT min us |",
+         "|---|---:|---:|---:|---:|---:|---:|"]
     for peer in PEERS:
         m = med.get(peer)
         if m is None:
             continue
         if "gbit" not in m:
             L.append(f"| {LABELS[peer]} | {m.get('skipped') or 'error: ' + m['error']} "
-                     "| | | |")
+                     "| | | | | |")
             continue
         cpu = f"{m['cpu_s_per_gbit']:.2f}" if m["cpu_s_per_gbit"] is not None else "-"
         add = f"{m['rtt_min_us'] - base:+.0f}" if base is not None else "-"
+        wmin = m.get("rtt_warm_min_us")  # None in JSON written before the warm series
+        warm = f"{wmin:.0f} / {m['rtt_warm_avg_us']:.0f}" if wmin is not None else "-"
+        wadd = f"{wmin - wbase:+.0f}" if wmin is not None and wbase is not None else "-"
         L.append(f"| {LABELS[peer]} | {m['gbit']:.2f} | {cpu} | {m['rtt_min_us']:.0f} / "
-                 f"{m['rtt_avg_us']:.0f} | {add} |")
+                 f"{m['rtt_avg_us']:.0f} | {add} | {warm} | {wadd} |")
     return "\n".join(L)
 
 
@@ -353,9 +366,12 @@ def main():
                                                                                "peak-ref")))
     ap.add_argument("--busy-poll", type=int, default=50, help="peak-busy's busy-poll, us")
     ap.add_argument("--peak-ref", help="peak-ref's binary")
+    ap.add_argument("--warm-interval", default="0.001",
+                    help="seconds between the warm series' echoes (ping -i; below 0.002 "
+                    "needs root)")
     ap.add_argument("--out", default=str(HERE.parent / "results" / "overlay.json"))
     a = ap.parse_args()
-    OPTS.update(busy_poll=a.busy_poll, peak_ref=a.peak_ref)
+    OPTS.update(busy_poll=a.busy_poll, peak_ref=a.peak_ref, warm=a.warm_interval)
     peers = [p for p in a.only.split(",") if p]
     unknown = set(peers) - set(PEERS)
     if unknown:
@@ -380,6 +396,7 @@ def main():
     med = medians(runs)
     doc = {"command": " ".join([os.path.relpath(sys.argv[0])] + sys.argv[1:]),
            "secs": a.secs, "runs": a.runs, "pings": a.pings, "peers": peers,
+           "warm_interval_s": float(a.warm_interval),
            "labels": LABELS, "machine": {"cpus": os.cpu_count(), "kernel": platform.release(),
                                          "load_before": os.getloadavg()[0]},
            "wall_s": round(time.monotonic() - t0, 1), "each": runs, "median": med}

@@ -2,7 +2,8 @@
 root, no bench run; gnuplot draws the plots): a row per figure with its median, its target's
 verdict, the runs and the command that produced it (rebuilt from the parameters when an
 older JSON lacks it); the plots per run; a missing JSON leaves its row and plot out, and
-with none of them the section is left out, without error."""
+with none of them the section is left out, without error. And the overlay comparison's table
+(part 1) with the warm RTT series (pings 1 ms apart) when its JSON has one, without it when not."""
 import json
 import os
 import re
@@ -137,3 +138,41 @@ def test_missing_json_left_out(tmp_path):
     out, report = run_report(tmp_path, {})
     assert "overlay, part 2" not in report and report.startswith("# PEAK benchmark report")
     assert not any(f.name.startswith("overlay2-") for f in out.iterdir())
+
+
+# compare.py's JSON with the warm series; OLD the same as written before it
+COMPARE = {"command": "bench/overlay/compare.py --only ipv4,peak", "secs": 5, "runs": 1,
+           "pings": 100, "wall_s": 40, "peers": ["ipv4", "peak"], "warm_interval_s": 0.001,
+           "labels": {"ipv4": "IPv4 path", "peak": "peak overlay"},
+           "machine": {"cpus": 2, "kernel": "6", "load_before": 1.0},
+           "median": {"ipv4": {"gbit": 4.5, "rtt_min_us": 35.0, "rtt_avg_us": 57.0,
+                               "rtt_warm_min_us": 8.0, "rtt_warm_avg_us": 17.0,
+                               "cpu_s_per_gbit": None},
+                      "peak": {"gbit": 2.0, "rtt_min_us": 175.0, "rtt_avg_us": 281.0,
+                               "rtt_warm_min_us": 50.0, "rtt_warm_avg_us": 309.0,
+                               "cpu_s_per_gbit": 0.29}}}
+OLD = {**COMPARE, "median": {p: {k: v for k, v in m.items() if "warm" not in k}
+                             for p, m in COMPARE["median"].items()}}
+del OLD["warm_interval_s"]
+
+
+def overlay_rows(report):
+    sec = report.split("## The IPv6 overlay against VXLAN")[1].split("\n## ")[0]
+    return [[c.strip() for c in line.strip("|").split("|")] for line in sec.splitlines()
+            if line.startswith("| ")]
+
+
+def test_overlay_warm_rtt(tmp_path):
+    _, report = run_report(tmp_path, {"overlay": COMPARE})
+    rows = overlay_rows(report)
+    assert rows[0][-2:] == ["warm RTT min / mean us", "warm added RTT min us"]
+    peak = [r for r in rows if r[0] == "peak overlay"][0]
+    assert peak[4:] == ["+140", "50 / 309", "+42"]
+    assert "1 ms apart" in report
+
+
+def test_overlay_without_warm_rtt(tmp_path):
+    _, report = run_report(tmp_path, {"overlay": OLD})
+    rows = overlay_rows(report)
+    assert rows[0][-1] == "added RTT min us"
+    assert [r for r in rows if r[0] == "peak overlay"][0][4:] == ["+140"]

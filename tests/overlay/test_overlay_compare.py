@@ -34,9 +34,12 @@ def test_every_peer_measured(tmp_path):
             assert "not installed" in m["skipped"], m
             continue
         assert m["gbit"] > 0 and m["rtt_min_us"] > 0 and m["rtt_avg_us"] >= m["rtt_min_us"], m
+        # the warm series (echoes 1 ms apart) beside the one 10 ms apart
+        assert 0 < m["rtt_warm_min_us"] <= m["rtt_warm_avg_us"], m
         if peer in ("wireguard", "yggdrasil", "peak", "peak-fast"):  # their processes' CPU
             assert m["cpu_s_per_gbit"] is not None and m["cpu_s_per_gbit"] >= 0, m
     assert "peak overlay" in p.stdout and "| path |" in p.stdout
+    assert "warm added RTT min us" in p.stdout and d["warm_interval_s"] == 0.001
 
 
 def test_broken_peer_is_an_error(tmp_path):
