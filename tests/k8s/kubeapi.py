@@ -78,7 +78,7 @@ class Api:
         self.snapshots = {}  # a paged list's continue token -> (items, rv) at its first page
         self.bookmark_s = bookmark_s
         self.requests = []
-        self.watches = []  # open watch queues (list of pending lines)
+        self.open = {}  # resource -> watches streaming (an EXPIRE from now on ends them)
         self.stop = False
         api = self
 
@@ -159,6 +159,12 @@ class Api:
         with self.lock:
             self.history.append((self.rv, res, "BREAK", None))
             self.lock.notify_all()
+
+    def watching(self, *resources):
+        """Whether a watch of each resource is streaming: an expire() from now on ends it
+        (one that starts after the expire, from the newest resourceVersion, never sees it)."""
+        with self.lock:
+            return all(self.open.get(r, 0) > 0 for r in resources)
 
     def expire(self):
         """Compacts the history: open watches get ERROR 410 and end; watches from an older
@@ -402,6 +408,7 @@ class Api:
                                             "status": "Failure", "reason": "Expired",
                                             "message": "too old resource version",
                                             "code": 410}}
+        opened = False
         try:
             with self.lock:
                 if since < self.oldest:
@@ -410,6 +417,8 @@ class Api:
                     return
                 at = next((i for i, e in enumerate(self.history) if e[0] > since),
                           len(self.history))
+                self.open[res] = self.open.get(res, 0) + 1
+                opened = True
                 last_bm = time.monotonic()
                 while not self.stop:
                     while at < len(self.history):
@@ -449,3 +458,7 @@ class Api:
                     self.lock.wait(0.1)
         except (BrokenPipeError, ConnectionResetError):
             pass
+        finally:
+            if opened:
+                with self.lock:
+                    self.open[res] -= 1

@@ -164,6 +164,9 @@ def test_token_rotation_and_401(tmp_path, api):
     try:
         a = ctlpeer.Agent(ctl.port)
         wait_map(a, lambda m: len(m) == 2)
+        # (a watch that starts after the expire below, from the newest version, would not
+        # end: the put after it would come through with the old token)
+        assert ctlpeer.wait_until(lambda: api.watching("services", "endpointslices"))
         # the token expires: the API refuses it (401), the kubelet writes the new one
         api.token = "t1"
         with open(ctl.token, "w") as f:
@@ -172,6 +175,7 @@ def test_token_rotation_and_401(tmp_path, api):
         api.put("endpointslices", endpointslice("api-x1", "api", pods(3)))
         wait_map(a, lambda m: len(m) == 3)
         assert "token %s read again" % ctl.token in ctl.log()
+        assert ctlpeer.wait_until(lambda: api.watching("services", "endpointslices"))
         # a new token behind the same size and time stamp: only the 401 makes the client
         # read the file again (it would otherwise keep the old token)
         st = os.stat(ctl.token)
