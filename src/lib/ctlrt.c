@@ -103,7 +103,8 @@ int ctlrt_compose(struct ctlrt *r, const struct cfg_endpoint *ep, unsigned nep,
 			v[k++] = ep[e];
 		}
 	qsort(ids, nfile, sizeof(*ids), id_cmp);
-	qsort(r->l, r->n, sizeof(*r->l), line_cmp);
+	if (r->n)
+		qsort(r->l, r->n, sizeof(*r->l), line_cmp);
 	for (uint32_t j = 0; j < r->n; j++) {
 		const struct ctlrt_line *l = &r->l[j];
 		const char *key = l->id;
