@@ -15,6 +15,7 @@ On the code before this, the agent refuses the map's "ep pod-e" line (unknown en
 no route points at pod-e: the first wait fails."""
 import ipaddress
 import os
+import re
 import subprocess
 import sys
 import time
@@ -89,6 +90,9 @@ def test_runtime_pod_routed_reached_and_removed(cl, tmp_path):
         assert f"{SVC} pod-e: added at run time ({POD_E}, weight 1, node node1): local, " \
             "routed here" in alog()
         assert "unknown endpoint" not in alog()
+        # the handovers of the slices pod-e takes from the live pods came before the map,
+        # and named a pod only the add line before them told the agent of
+        assert re.search(r"handover pod-[ab] -> pod-e (started|: cannot attach)", alog()), alog()
         assert covers_exactly(cl.routes(), "2001:db8:5::/64")
         # a client whose rule address lies in pod-e's slices reaches pod-e
         nets_e = [ipaddress.ip_network(d) for d, g, _ in cl.routes() if g == POD_E]
