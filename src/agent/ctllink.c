@@ -21,6 +21,7 @@
 
 enum {
 	LOG_LINE_MAX = 80, /* bytes of a refused line quoted in the log */
+	EP_IDX_MIN = 32,   /* endpoints of a map from which its ep lines are found by an index */
 	/* The backoff's ceiling with several controllers, and with one for a while after a
 	 * link that was up is lost: a takeover is expected (the lease TTL, 2 s by default; an
 	 * address every controller shares is bound by whichever leads), and a refused connect
@@ -102,6 +103,8 @@ void ctl_map_reset(struct agent *a)
 	free(a->pend_ep);
 	a->pend_ep = NULL;
 	a->pend_nep = 0;
+	free(a->pend_idx);
+	a->pend_idx = NULL;
 	a->cur_svc = -1;
 }
 
@@ -377,6 +380,11 @@ static void ctl_refuse(struct agent *a, const char *why, const char *line, size_
 	       len > n ? "..." : "");
 }
 
+static int ep_idx_cmp(const void *pa, const void *pb)
+{
+	return strcmp(((const struct ep_idx *)pa)->id, ((const struct ep_idx *)pb)->id);
+}
+
 /* An ep line of the map being received: its blocks are added to the endpoint's. A line
  * naming an endpoint the service does not have, or a block outside the service's space,
  * is refused whole. */
@@ -386,7 +394,12 @@ static void ctl_ep(struct agent *a, const struct ctl_msg *m, const char *line, s
 	const struct cfg_endpoint *ep = a->pend_ep ? a->pend_ep : s->ep;
 	unsigned nep = a->pend_ep ? a->pend_nep : s->nep;
 	int e = -1;
-	for (unsigned k = 0; k < nep && e < 0; k++)
+	if (a->pend_idx) {
+		struct ep_idx key = {m->id, 0},
+		              *f = bsearch(&key, a->pend_idx, nep, sizeof(key), ep_idx_cmp);
+		e = f ? (int)f->at : -1;
+	}
+	for (unsigned k = 0; !a->pend_idx && k < nep && e < 0; k++)
 		if (!strcmp(ep[k].id, m->id))
 			e = (int)k;
 	if (e < 0) {
@@ -519,23 +532,13 @@ static int map_endpoints(struct agent *a, unsigned i, const char *svc)
 	return 0;
 }
 
-struct id_at {
-	const char *id;
-	unsigned at;
-};
-
-static int id_at_cmp(const void *pa, const void *pb)
-{
-	return strcmp(((const struct id_at *)pa)->id, ((const struct id_at *)pb)->id);
-}
-
 /* At the end of a map that changes service i's endpoints: logs the run-time endpoints that
  * come and go, and puts the new list in force (hc_rebuild). Returns 0 or -ENOMEM (nothing
  * changed). */
 static int map_endpoints_apply(struct agent *a, unsigned i)
 {
 	const struct cfg_service *s = &a->cfg->svc[i];
-	struct id_at *old = malloc((s->nep ? s->nep : 1) * sizeof(*old));
+	struct ep_idx *old = malloc((s->nep ? s->nep : 1) * sizeof(*old));
 	int *old_of = malloc((a->pend_nep ? a->pend_nep : 1) * sizeof(*old_of));
 	bool *kept = calloc(s->nep ? s->nep : 1, sizeof(*kept));
 	char name[DNS_NAME_STRLEN], addr[INET6_ADDRSTRLEN];
@@ -543,13 +546,13 @@ static int map_endpoints_apply(struct agent *a, unsigned i)
 	if (!old || !old_of || !kept)
 		goto out;
 	for (unsigned e = 0; e < s->nep; e++)
-		old[e] = (struct id_at){s->ep[e].id, e};
-	qsort(old, s->nep, sizeof(*old), id_at_cmp);
+		old[e] = (struct ep_idx){s->ep[e].id, e};
+	qsort(old, s->nep, sizeof(*old), ep_idx_cmp);
 	dns_name_print(&s->name, name, sizeof(name));
 	for (unsigned e = 0; e < a->pend_nep; e++) {
 		const struct cfg_endpoint *n = &a->pend_ep[e];
-		struct id_at key = {n->id, 0},
-		             *f = bsearch(&key, old, s->nep, sizeof(*old), id_at_cmp);
+		struct ep_idx key = {n->id, 0},
+		              *f = bsearch(&key, old, s->nep, sizeof(*old), ep_idx_cmp);
 		const struct cfg_endpoint *o = f ? &s->ep[f->at] : NULL;
 		old_of[e] = -1;
 		if (o && !memcmp(o->addr, n->addr, 16) && !strcmp(o->node, n->node) &&
@@ -597,6 +600,13 @@ static void ctl_map_line(struct agent *a, const struct ctl_msg *m, const char *l
 			return;
 		}
 		unsigned nep = a->pend_ep ? a->pend_nep : cfg->svc[a->cur_svc].nep;
+		const struct cfg_endpoint *ep = a->pend_ep ? a->pend_ep : cfg->svc[a->cur_svc].ep;
+		/* many endpoints (a scale-up at run time): each ep line found in log time */
+		if (nep > EP_IDX_MIN && (a->pend_idx = malloc(nep * sizeof(*a->pend_idx)))) {
+			for (unsigned e = 0; e < nep; e++)
+				a->pend_idx[e] = (struct ep_idx){ep[e].id, e};
+			qsort(a->pend_idx, nep, sizeof(*a->pend_idx), ep_idx_cmp);
+		}
 		a->pending.blocks = calloc(nep ? nep : 1, sizeof(*a->pending.blocks));
 		a->pending.nblocks = calloc(nep ? nep : 1, sizeof(*a->pending.nblocks));
 		a->pending.nep = nep;
@@ -611,6 +621,8 @@ static void ctl_map_line(struct agent *a, const struct ctl_msg *m, const char *l
 		return;
 	}
 	/* CTL_END */
+	free(a->pend_idx); /* (it points into the lists map_endpoints_apply swaps) */
+	a->pend_idx = NULL;
 	if (a->pend_ep && map_endpoints_apply(a, (unsigned)a->cur_svc)) {
 		log_rl(&a->rl_refused, LOG_WARNING, "agent: %s: map refused: %s", a->o->node,
 		       strerror(ENOMEM));

@@ -103,6 +103,12 @@ enum {
 	CTL_BACKOFF_MAX_MS = 5000,
 };
 
+/* An endpoint's id and its index in its service's list. */
+struct ep_idx {
+	const char *id;
+	unsigned at;
+};
+
 /* Where the controller link is. */
 enum ctl_link {
 	LINK_DOWN = 0,  /* no connection */
@@ -141,6 +147,8 @@ struct agent {
 	 * change them (else NULL: its endpoints stay): put in force with the map, at its end. */
 	struct cfg_endpoint *pend_ep;
 	unsigned pend_nep;
+	struct ep_idx *pend_idx;     /* that map's endpoints sorted by id, when it has many (ctl_ep
+	                              * finds each ep line's in log time), else NULL */
 	bool dirty;                  /* routes must be synced */
 	struct pollfd *pf;           /* signals, controller, per hc its pidfd, per hc its check */
 	struct agent_drain dr;       /* failover and drain, from sync to sync */

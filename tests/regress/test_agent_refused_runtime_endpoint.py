@@ -85,3 +85,23 @@ def test_agent_routes_an_endpoint_added_at_run_time(tmp_path):
                       "map a.svc.example.", "ep a1 0/7", "ep a9 128/7", "end")
         assert agent.poll() is None
         c.close()
+
+
+def test_many_runtime_endpoints_in_one_map(tmp_path):
+    """40 endpoints added at run time on another node and one on this one: a map that large
+    finds its ep lines through an index, and routes only this node's."""
+    with agent_ns(tmp_path, "rgrm") as ns:
+        agent = ns.start_agent()
+        c = ns.accept()
+        adds = [f"add a.svc.example. m{k:02d} fd00:2::{k + 1:x} 1 node9" for k in range(40)]
+        c.send(*reversed(adds), "add a.svc.example. a9 fd00:1::a9 1 node1",
+               "map a.svc.example.", "ep a1 0/7", "ep m05 128/6", "ep m39 192/5",
+               "ep a9 224/5", "end")
+        want = {("fd00:a::/65", "fd00:1::a1"), ("fd00:a:0:0:e000::/67", "fd00:1::a9")}
+        assert wait_until(lambda: {r for r in ns.routes() if r[0].startswith("fd00:a:")}
+                          == want), ns.routes()
+        log = ns.log.read_text()
+        assert "a.svc.example. m39: added at run time (fd00:2::28, weight 1, node node9)" in log
+        assert "refused" not in log
+        assert agent.poll() is None
+        c.close()
