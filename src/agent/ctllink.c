@@ -532,9 +532,9 @@ static int map_endpoints(struct agent *a, unsigned i, const char *svc)
 	return 0;
 }
 
-/* At the end of a map that changes service i's endpoints: logs the run-time endpoints that
- * come and go, and puts the new list in force (hc_rebuild). Returns 0 or -ENOMEM (nothing
- * changed). */
+/* At the end of a map that changes service i's endpoints: logs the endpoints that come and
+ * go (this node's one by one, the others' counted: a scale-up may add thousands), and puts the new
+ * list in force (hc_rebuild). Returns 0 or -ENOMEM (nothing changed). */
 static int map_endpoints_apply(struct agent *a, unsigned i)
 {
 	const struct cfg_service *s = &a->cfg->svc[i];
@@ -542,6 +542,7 @@ static int map_endpoints_apply(struct agent *a, unsigned i)
 	int *old_of = malloc((a->pend_nep ? a->pend_nep : 1) * sizeof(*old_of));
 	bool *kept = calloc(s->nep ? s->nep : 1, sizeof(*kept));
 	char name[DNS_NAME_STRLEN], addr[INET6_ADDRSTRLEN];
+	unsigned far_added = 0, far_removed = 0;
 	int ret = -ENOMEM;
 	if (!old || !old_of || !kept)
 		goto out;
@@ -561,15 +562,29 @@ static int map_endpoints_apply(struct agent *a, unsigned i)
 			kept[f->at] = true;
 			continue;
 		}
+		if (strcmp(n->node, a->o->node)) { /* another node's: counted, not listed */
+			far_added++;
+			continue;
+		}
 		inet_ntop(AF_INET6, n->addr, addr, sizeof(addr));
-		log_msg(LOG_INFO, "agent: %s: %s %s: added at run time (%s, weight %u, node %s)%s",
-		        a->o->node, name, n->id, addr, n->weight, n->node[0] ? n->node : "-",
-		        !strcmp(n->node, a->o->node) ? ": local, routed here" : "");
+		log_msg(LOG_INFO,
+		        "agent: %s: %s %s: added at run time (%s, weight %u, node %s): local, "
+		        "routed here",
+		        a->o->node, name, n->id, addr, n->weight, n->node);
 	}
-	for (unsigned e = 0; e < s->nep; e++)
-		if (!kept[e])
+	for (unsigned e = 0; e < s->nep; e++) {
+		if (kept[e])
+			continue;
+		if (strcmp(s->ep[e].node, a->o->node))
+			far_removed++;
+		else
 			log_msg(LOG_INFO, "agent: %s: %s %s: removed%s", a->o->node, name,
 			        s->ep[e].id, s->ep[e].line ? "" : " (it was added at run time)");
+	}
+	if (far_added || far_removed)
+		log_msg(LOG_INFO,
+		        "agent: %s: %s: %u endpoints of other nodes added at run time, %u removed",
+		        a->o->node, name, far_added, far_removed);
 	if ((ret = hc_rebuild(a, i, a->pend_ep, a->pend_nep, old_of)) == 0) {
 		a->pend_ep = NULL; /* taken */
 		a->pend_nep = 0;
