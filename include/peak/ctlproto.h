@@ -20,6 +20,12 @@
  *   controller -> agent     map SERVICE, ep ENDPOINT START/LOG2 ..., end
  *                           (several ep lines for one endpoint add up; at most
  *                           CTL_EP_BLOCKS_MAX blocks on one line)
+ *   controller -> agent     add SERVICE ENDPOINT ADDRESS WEIGHT [NODE], del SERVICE ENDPOINT
+ *                           (before each map of a service: one add line per endpoint of it
+ *                           added at run time, the whole set, and a del per one removed
+ *                           since; they take effect with that map, at its end: ctlrt.h.
+ *                           After a change they also go before its handovers, which may
+ *                           name a pod they add)
  *   controller -> agent     handover SERVICE OLD NEW MS START/LOG2 ...
  *                           (the blocks move from endpoint OLD to NEW, which still
  *                           forward to each other for MS milliseconds, 1..CTL_HANDOVER_MS_MAX;

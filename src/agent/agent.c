@@ -245,9 +245,11 @@ int agent_run(const struct agent_opts *o)
 		for (unsigned i = 0; i < a.nhc; i++)
 			if (pf[2 + i].revents && a.hc[i].pidfd >= 0)
 				watch_fired(&a, i);
+		/* (a map that adds or removes a local endpoint replaces a.pf: read it first) */
+		short sig = pf[0].revents;
 		if (pf[1].revents)
 			ctl_read(&a);
-		if (pf[0].revents) {
+		if (sig) {
 			struct signalfd_siginfo si;
 			if (read(sfd, &si, sizeof(si)) != sizeof(si))
 				continue;
@@ -290,6 +292,7 @@ out:
 		close(sfd);
 	maps_free(a.maps, a.cfg ? a.cfg->nsvc : 0);
 	ctl_map_reset(&a);
+	ctlrt_free(&a.rt);
 	ctlauth_key_wipe(&key);
 	free(a.hc);
 	free(a.pf);

@@ -8,6 +8,7 @@
  * controller. */
 #include "internal.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -20,6 +21,7 @@
 
 enum {
 	LOG_LINE_MAX = 80, /* bytes of a refused line quoted in the log */
+	EP_IDX_MIN = 32,   /* endpoints of a map from which its ep lines are found by an index */
 	/* The backoff's ceiling with several controllers, and with one for a while after a
 	 * link that was up is lost: a takeover is expected (the lease TTL, 2 s by default; an
 	 * address every controller shares is bound by whichever leads), and a refused connect
@@ -98,6 +100,11 @@ void maps_free(struct svc_map *v, unsigned n)
 void ctl_map_reset(struct agent *a)
 {
 	map_free(&a->pending);
+	free(a->pend_ep);
+	a->pend_ep = NULL;
+	a->pend_nep = 0;
+	free(a->pend_idx);
+	a->pend_idx = NULL;
 	a->cur_svc = -1;
 }
 
@@ -112,6 +119,7 @@ void ctl_drop(struct agent *a, uint64_t retry_ms)
 	a->inlen = 0;
 	a->retry_ms = retry_ms;
 	ctl_map_reset(a);
+	ctlrt_reset(&a->rt); /* the next link sends them again, before each map */
 	pthread_mutex_lock(&a->st.lock);
 	a->st.controller_up = false;
 	pthread_mutex_unlock(&a->st.lock);
@@ -313,6 +321,7 @@ static void ctl_connect(struct agent *a, uint64_t now)
 	a->ctl = fd;
 	a->inlen = 0;
 	ctl_map_reset(a);
+	ctlrt_reset(&a->rt);
 	if (a->key) {
 		a->link = LINK_CHALLENGE;
 		a->challenge_ms = now + CTL_CHALLENGE_MS;
@@ -371,15 +380,27 @@ static void ctl_refuse(struct agent *a, const char *why, const char *line, size_
 	       len > n ? "..." : "");
 }
 
+static int ep_idx_cmp(const void *pa, const void *pb)
+{
+	return strcmp(((const struct ep_idx *)pa)->id, ((const struct ep_idx *)pb)->id);
+}
+
 /* An ep line of the map being received: its blocks are added to the endpoint's. A line
  * naming an endpoint the service does not have, or a block outside the service's space,
  * is refused whole. */
 static void ctl_ep(struct agent *a, const struct ctl_msg *m, const char *line, size_t len)
 {
 	const struct cfg_service *s = &a->cfg->svc[a->cur_svc];
+	const struct cfg_endpoint *ep = a->pend_ep ? a->pend_ep : s->ep;
+	unsigned nep = a->pend_ep ? a->pend_nep : s->nep;
 	int e = -1;
-	for (unsigned k = 0; k < s->nep && e < 0; k++)
-		if (!strcmp(s->ep[k].id, m->id))
+	if (a->pend_idx) {
+		struct ep_idx key = {m->id, 0},
+		              *f = bsearch(&key, a->pend_idx, nep, sizeof(key), ep_idx_cmp);
+		e = f ? (int)f->at : -1;
+	}
+	for (unsigned k = 0; !a->pend_idx && k < nep && e < 0; k++)
+		if (!strcmp(ep[k].id, m->id))
 			e = (int)k;
 	if (e < 0) {
 		ctl_refuse(a, "unknown endpoint", line, len);
@@ -405,23 +426,202 @@ static void ctl_ep(struct agent *a, const struct ctl_msg *m, const char *line, s
 	a->pending.nblocks[e] = have + m->nblocks;
 }
 
+/* The service index of the name svc in the agent's configuration, or -1. */
+static int svc_index(const struct agent *a, const char *svc)
+{
+	struct dns_name n;
+	if (dns_name_parse(svc, &n))
+		return -1;
+	for (unsigned i = 0; i < a->cfg->nsvc; i++)
+		if (dns_name_eq(&a->cfg->svc[i].name, &n))
+			return (int)i;
+	return -1;
+}
+
+const struct cfg_endpoint *ctl_ep_lookup(const struct agent *a, unsigned svc, const char *id,
+                                         struct cfg_endpoint *tmp)
+{
+	const struct cfg_service *s = &a->cfg->svc[svc];
+	char name[DNS_NAME_STRLEN];
+	for (unsigned e = 0; e < s->nep; e++)
+		if (!strcmp(s->ep[e].id, id))
+			return &s->ep[e];
+	dns_name_print(&s->name, name, sizeof(name));
+	if (!a->rt.n || !ctlrt_for(&a->rt, name))
+		return NULL;
+	for (uint32_t j = a->rt.n; j-- > 0;) { /* the last line naming it */
+		const struct ctlrt_line *l = &a->rt.l[j];
+		if (strcmp(l->id, id))
+			continue;
+		if (l->del)
+			return NULL;
+		*tmp = (struct cfg_endpoint){.weight = l->weight};
+		memcpy(tmp->id, l->id, sizeof(tmp->id));
+		memcpy(tmp->node, l->node, sizeof(tmp->node));
+		memcpy(tmp->addr, l->addr, 16);
+		return tmp;
+	}
+	return NULL;
+}
+
+/* An add or del line: collected for the next map of its service (ctlrt.h). A line naming a
+ * service this node's file does not have, or an address no pod has, is refused. */
+static void ctl_rt_line(struct agent *a, const struct ctl_msg *m, const char *line, size_t len)
+{
+	uint32_t dropped = 0;
+	const char *why = NULL;
+	if (svc_index(a, m->svc) < 0) {
+		ctl_refuse(a, "unknown service", line, len);
+		return;
+	}
+	int r = ctlrt_take(&a->rt, m, &dropped, &why);
+	if (dropped)
+		log_rl(&a->rl_refused, LOG_WARNING,
+		       "agent: %s: %u add/del lines came with no map of their service: dropped",
+		       a->o->node, dropped);
+	if (r)
+		ctl_refuse(a, why, line, len);
+}
+
+/* Whether two endpoint lists are the same (ids, addresses, weights, nodes, origin). */
+static bool eps_same(const struct cfg_endpoint *x, unsigned nx, const struct cfg_endpoint *y,
+                     unsigned ny)
+{
+	if (nx != ny)
+		return false;
+	for (unsigned e = 0; e < nx; e++)
+		if (strcmp(x[e].id, y[e].id) || memcmp(x[e].addr, y[e].addr, 16) ||
+		    x[e].weight != y[e].weight || strcmp(x[e].node, y[e].node) ||
+		    !x[e].line != !y[e].line)
+			return false;
+	return true;
+}
+
+/* At a map line for service index i: composes its endpoints from the file's and the add
+ * and del lines collected (ctlrt_compose); a change waits in a->pend_ep for the map's end.
+ * Returns 0, or -1 if the map must be refused (logged). */
+static int map_endpoints(struct agent *a, unsigned i, const char *svc)
+{
+	const struct cfg_service *s = &a->cfg->svc[i];
+	struct cfg_endpoint *ep = NULL;
+	unsigned nep = 0, shadowed = 0;
+	if (!ctlrt_for(&a->rt, svc)) {
+		log_rl(&a->rl_refused, LOG_WARNING,
+		       "agent: %s: %u add/del lines of %s came with no map of theirs: dropped",
+		       a->o->node, a->rt.n, a->rt.svc);
+		ctlrt_reset(&a->rt);
+	}
+	int r = ctlrt_compose(&a->rt, s->ep, s->nep, &ep, &nep, &shadowed);
+	if (r) {
+		log_rl(&a->rl_refused, LOG_WARNING,
+		       "agent: %s: map of %s refused: %s; keeping its routes", a->o->node, svc,
+		       r == -E2BIG ? "too many endpoints (run-time ones included)" : strerror(-r));
+		return -1;
+	}
+	if (shadowed)
+		log_rl(&a->rl_refused, LOG_INFO,
+		       "agent: %s: %s: %u endpoints added at run time are in the file too: the "
+		       "file's entries are kept",
+		       a->o->node, svc, shadowed);
+	if (eps_same(ep, nep, s->ep, s->nep)) {
+		free(ep);
+		return 0;
+	}
+	a->pend_ep = ep;
+	a->pend_nep = nep;
+	return 0;
+}
+
+/* At the end of a map that changes service i's endpoints: logs the endpoints that come and
+ * go (this node's one by one, the others' counted: a scale-up may add thousands), and puts the new
+ * list in force (hc_rebuild). Returns 0 or -ENOMEM (nothing changed). */
+static int map_endpoints_apply(struct agent *a, unsigned i)
+{
+	const struct cfg_service *s = &a->cfg->svc[i];
+	struct ep_idx *old = malloc((s->nep ? s->nep : 1) * sizeof(*old));
+	int *old_of = malloc((a->pend_nep ? a->pend_nep : 1) * sizeof(*old_of));
+	bool *kept = calloc(s->nep ? s->nep : 1, sizeof(*kept));
+	char name[DNS_NAME_STRLEN], addr[INET6_ADDRSTRLEN];
+	unsigned far_added = 0, far_removed = 0;
+	int ret = -ENOMEM;
+	if (!old || !old_of || !kept)
+		goto out;
+	for (unsigned e = 0; e < s->nep; e++)
+		old[e] = (struct ep_idx){s->ep[e].id, e};
+	qsort(old, s->nep, sizeof(*old), ep_idx_cmp);
+	dns_name_print(&s->name, name, sizeof(name));
+	for (unsigned e = 0; e < a->pend_nep; e++) {
+		const struct cfg_endpoint *n = &a->pend_ep[e];
+		struct ep_idx key = {n->id, 0},
+		              *f = bsearch(&key, old, s->nep, sizeof(*old), ep_idx_cmp);
+		const struct cfg_endpoint *o = f ? &s->ep[f->at] : NULL;
+		old_of[e] = -1;
+		if (o && !memcmp(o->addr, n->addr, 16) && !strcmp(o->node, n->node) &&
+		    !o->line == !n->line) {
+			old_of[e] = (int)f->at;
+			kept[f->at] = true;
+			continue;
+		}
+		if (strcmp(n->node, a->o->node)) { /* another node's: counted, not listed */
+			far_added++;
+			continue;
+		}
+		inet_ntop(AF_INET6, n->addr, addr, sizeof(addr));
+		log_msg(LOG_INFO,
+		        "agent: %s: %s %s: added at run time (%s, weight %u, node %s): local, "
+		        "routed here",
+		        a->o->node, name, n->id, addr, n->weight, n->node);
+	}
+	for (unsigned e = 0; e < s->nep; e++) {
+		if (kept[e])
+			continue;
+		if (strcmp(s->ep[e].node, a->o->node))
+			far_removed++;
+		else
+			log_msg(LOG_INFO, "agent: %s: %s %s: removed%s", a->o->node, name,
+			        s->ep[e].id, s->ep[e].line ? "" : " (it was added at run time)");
+	}
+	if (far_added || far_removed)
+		log_msg(LOG_INFO,
+		        "agent: %s: %s: %u endpoints of other nodes added at run time, %u removed",
+		        a->o->node, name, far_added, far_removed);
+	if ((ret = hc_rebuild(a, i, a->pend_ep, a->pend_nep, old_of)) == 0) {
+		a->pend_ep = NULL; /* taken */
+		a->pend_nep = 0;
+	}
+out:
+	free(old);
+	free(old_of);
+	free(kept);
+	return ret;
+}
+
 /* One line of a map message. A map line starts a new map and drops any unfinished one
- * (a map with no end, or one cut off when the link dropped). */
+ * (a map with no end, or one cut off when the link dropped). The add and del lines before
+ * it are its service's endpoints added at run time: they take effect with it, at its end. */
 static void ctl_map_line(struct agent *a, const struct ctl_msg *m, const char *line, size_t len)
 {
 	struct peak_config *cfg = a->cfg;
 	if (m->kind == CTL_MAP) {
-		struct dns_name n;
 		ctl_map_reset(a);
-		if (dns_name_parse(m->svc, &n))
-			return;
-		for (unsigned i = 0; i < cfg->nsvc; i++)
-			if (dns_name_eq(&cfg->svc[i].name, &n))
-				a->cur_svc = (int)i;
+		a->cur_svc = svc_index(a, m->svc);
 		/* a service this node's file does not have: its lines are skipped */
-		if (a->cur_svc < 0)
+		if (a->cur_svc < 0) {
+			ctlrt_reset(&a->rt);
 			return;
-		unsigned nep = cfg->svc[a->cur_svc].nep;
+		}
+		if (map_endpoints(a, (unsigned)a->cur_svc, m->svc)) {
+			a->cur_svc = -1;
+			return;
+		}
+		unsigned nep = a->pend_ep ? a->pend_nep : cfg->svc[a->cur_svc].nep;
+		const struct cfg_endpoint *ep = a->pend_ep ? a->pend_ep : cfg->svc[a->cur_svc].ep;
+		/* many endpoints (a scale-up at run time): each ep line found in log time */
+		if (nep > EP_IDX_MIN && (a->pend_idx = malloc(nep * sizeof(*a->pend_idx)))) {
+			for (unsigned e = 0; e < nep; e++)
+				a->pend_idx[e] = (struct ep_idx){ep[e].id, e};
+			qsort(a->pend_idx, nep, sizeof(*a->pend_idx), ep_idx_cmp);
+		}
 		a->pending.blocks = calloc(nep ? nep : 1, sizeof(*a->pending.blocks));
 		a->pending.nblocks = calloc(nep ? nep : 1, sizeof(*a->pending.nblocks));
 		a->pending.nep = nep;
@@ -435,7 +635,16 @@ static void ctl_map_line(struct agent *a, const struct ctl_msg *m, const char *l
 		ctl_ep(a, m, line, len);
 		return;
 	}
-	map_free(&a->maps[a->cur_svc]); /* CTL_END */
+	/* CTL_END */
+	free(a->pend_idx); /* (it points into the lists map_endpoints_apply swaps) */
+	a->pend_idx = NULL;
+	if (a->pend_ep && map_endpoints_apply(a, (unsigned)a->cur_svc)) {
+		log_rl(&a->rl_refused, LOG_WARNING, "agent: %s: map refused: %s", a->o->node,
+		       strerror(ENOMEM));
+		ctl_map_reset(a);
+		return;
+	}
+	map_free(&a->maps[a->cur_svc]);
 	a->maps[a->cur_svc] = a->pending;
 	a->maps[a->cur_svc].have = true;
 	memset(&a->pending, 0, sizeof(a->pending));
@@ -488,6 +697,12 @@ static void ctl_line(struct agent *a, const char *line, size_t len)
 		if (a->link == LINK_HELLO)
 			ctl_took(a);
 		ctl_map_line(a, &m, line, len);
+		break;
+	case CTL_ADD:
+	case CTL_DEL:
+		if (a->link == LINK_HELLO)
+			ctl_took(a);
+		ctl_rt_line(a, &m, line, len);
 		break;
 	case CTL_HANDOVER:
 		/* before the map that moves the slices: forwarding is in place when routes move */

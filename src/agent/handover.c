@@ -312,14 +312,6 @@ static unsigned ho_oldest_lingering(struct agent_ho *h)
 	return best;
 }
 
-static int ep_index(const struct cfg_service *s, const char *id)
-{
-	for (unsigned k = 0; k < s->nep; k++)
-		if (!strcmp(s->ep[k].id, id))
-			return (int)k;
-	return -1;
-}
-
 void ho_line(struct agent *a, const struct ctl_msg *m)
 {
 	struct dns_name n;
@@ -332,14 +324,16 @@ void ho_line(struct agent *a, const struct ctl_msg *m)
 	if (svc < 0)
 		return; /* a service this node's file does not have */
 	const struct cfg_service *s = &a->cfg->svc[svc];
-	int eo = ep_index(s, m->id), en = ep_index(s, m->to);
-	if (eo < 0 || en < 0 || !agent_blocks_fit(&s->space, m->blocks, m->nblocks)) {
+	struct cfg_endpoint to, tn; /* a pod the next map adds (the lines before it name it) */
+	const struct cfg_endpoint *po = ctl_ep_lookup(a, (unsigned)svc, m->id, &to),
+	                          *pn = ctl_ep_lookup(a, (unsigned)svc, m->to, &tn);
+	if (!po || !pn || !agent_blocks_fit(&s->space, m->blocks, m->nblocks)) {
 		log_rl(&a->rl_refused, LOG_WARNING,
 		       "agent: %s: handover %s -> %s of %s refused: unknown endpoint or bad block",
 		       a->o->node, m->id, m->to, m->svc);
 		return;
 	}
-	bool ol = !strcmp(s->ep[eo].node, a->o->node), nl = !strcmp(s->ep[en].node, a->o->node);
+	bool ol = !strcmp(po->node, a->o->node), nl = !strcmp(pn->node, a->o->node);
 	if (!ol && !nl)
 		return; /* the two other nodes forward; nothing passes here */
 	if (!a->ho && !(a->ho = calloc(1, sizeof(*a->ho))))
@@ -365,15 +359,15 @@ void ho_line(struct agent *a, const struct ctl_msg *m)
 	}
 	struct ho_entry *e = &h->ent[i];
 	struct ho_ep v = {.old_nsid = -1, .new_nsid = -1, .live = 1};
-	memcpy(v.old_addr, s->ep[eo].addr, 16);
-	memcpy(v.new_addr, s->ep[en].addr, 16);
+	memcpy(v.old_addr, po->addr, 16);
+	memcpy(v.new_addr, pn->addr, 16);
 	if (ol) {
 		v.old_ifindex = iface_of(v.old_addr, true);
-		v.old_nsid = s->ep[eo].netns[0] ? nsid_of(s->ep[eo].netns) : -1;
+		v.old_nsid = po->netns[0] ? nsid_of(po->netns) : -1;
 	}
 	if (nl) {
 		v.new_ifindex = iface_of(v.new_addr, true);
-		v.new_nsid = s->ep[en].netns[0] ? nsid_of(s->ep[en].netns) : -1;
+		v.new_nsid = pn->netns[0] ? nsid_of(pn->netns) : -1;
 	}
 	if ((ol && !v.old_ifindex) || (nl && !v.new_ifindex)) {
 		log_rl(&a->rl_refused, LOG_WARNING,
@@ -398,11 +392,11 @@ void ho_line(struct agent *a, const struct ctl_msg *m)
 		if (!assign_block_prefix(&s->space, &m->blocks[k], &e->pfx[e->npfx]))
 			e->npfx++;
 	e->used = true;
-	snprintf(e->old_id, sizeof(e->old_id), "%s", s->ep[eo].id);
-	snprintf(e->new_id, sizeof(e->new_id), "%s", s->ep[en].id);
-	snprintf(e->netns, sizeof(e->netns), "%s", ol ? s->ep[eo].netns : "");
+	snprintf(e->old_id, sizeof(e->old_id), "%s", po->id);
+	snprintf(e->new_id, sizeof(e->new_id), "%s", pn->id);
+	snprintf(e->netns, sizeof(e->netns), "%s", ol ? po->netns : "");
 	e->slice_len = s->space.d.slice;
-	e->old_local = ol && s->ep[eo].netns[0];
+	e->old_local = ol && po->netns[0];
 	e->new_only = nl && !ol;
 	e->routes_told = false;
 	e->deadline_ms = peak_mono_ms() + m->ms;

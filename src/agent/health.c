@@ -530,3 +530,98 @@ int hc_setup(struct agent *a, const struct peak_config *old)
 	pthread_mutex_unlock(&a->st.lock);
 	return 0;
 }
+
+int hc_rebuild(struct agent *a, unsigned svc, struct cfg_endpoint *ep, unsigned nep,
+               const int *old_of)
+{
+	struct cfg_service *s = &a->cfg->svc[svc];
+	unsigned n = 0, m = 0;
+	for (unsigned i = 0; i < a->cfg->nsvc; i++) {
+		const struct cfg_endpoint *v = i == svc ? ep : a->cfg->svc[i].ep;
+		unsigned vn = i == svc ? nep : a->cfg->svc[i].nep;
+		for (unsigned e = 0; e < vn; e++)
+			n += !strcmp(v[e].node, a->o->node);
+	}
+	struct hc *hc = calloc(n ? n : 1, sizeof(*hc));
+	struct pollfd *pf = calloc((1 + HC_PROBES) * n + 2, sizeof(*pf));
+	bool *healthy = calloc(n ? n : 1, sizeof(*healthy));
+	uint64_t *slices = calloc(n ? n : 1, sizeof(*slices));
+	int(*who)[2] = calloc(n ? n : 1, sizeof(*who));
+	uint64_t *conns = calloc(n ? n : 1, sizeof(*conns));
+	uint64_t *cpu_ns = calloc(n ? n : 1, sizeof(*cpu_ns));
+	struct pod_sat *sat = calloc(n ? n : 1, sizeof(*sat));
+	if (!hc || !pf || !healthy || !slices || !who || !conns || !cpu_ns || !sat) {
+		free(hc);
+		free(pf);
+		free(healthy);
+		free(slices);
+		free(who);
+		free(conns);
+		free(cpu_ns);
+		free(sat);
+		return -ENOMEM;
+	}
+	pthread_mutex_lock(&a->st.lock);
+	/* the old checks come in (service, endpoint) order, as the new ones: one walk */
+	unsigned j = 0;
+	for (unsigned i = 0; i < a->cfg->nsvc; i++) {
+		const struct cfg_endpoint *v = i == svc ? ep : a->cfg->svc[i].ep;
+		unsigned vn = i == svc ? nep : a->cfg->svc[i].nep;
+		for (unsigned e = 0; e < vn; e++) {
+			if (strcmp(v[e].node, a->o->node))
+				continue;
+			int oe = i == svc ? old_of[e] : (int)e;
+			while (j < a->nhc && (a->hc[j].svc < (int)i ||
+			                      (a->hc[j].svc == (int)i && a->hc[j].ep < oe)))
+				j++;
+			if (oe >= 0 && j < a->nhc && a->hc[j].svc == (int)i && a->hc[j].ep == oe) {
+				hc[m] =
+				    a->hc[j]; /* its checks in flight and its pidfd move with it */
+				for (unsigned k = 0; k < HC_PROBES; k++)
+					a->hc[j].pr[k].fd = -1;
+				a->hc[j].pidfd = -1;
+				healthy[m] = a->st.healthy[j];
+				slices[m] = a->st.slices[j];
+				conns[m] = a->st.conns[j];
+				cpu_ns[m] = a->st.cpu_ns[j];
+				sat[m] = a->st.sat[j];
+			} else {
+				hc[m] = hc_new(a, i, e, m);
+				healthy[m] = true;
+			}
+			hc[m].svc = (int)i;
+			hc[m].ep = (int)e;
+			who[m][0] = (int)i;
+			who[m][1] = (int)e;
+			m++;
+		}
+	}
+	for (unsigned i = 0; i < a->nhc; i++) { /* the endpoints that went */
+		hc_close(&a->hc[i]);
+		if (a->hc[i].pidfd >= 0)
+			close(a->hc[i].pidfd);
+	}
+	free(a->hc);
+	free(a->pf);
+	a->hc = hc;
+	a->pf = pf;
+	a->nhc = n;
+	free(a->st.healthy);
+	free(a->st.slices);
+	free(a->st.who);
+	free(a->st.conns);
+	free(a->st.cpu_ns);
+	free(a->st.sat);
+	a->st.healthy = healthy;
+	a->st.slices = slices;
+	a->st.who = who;
+	a->st.conns = conns;
+	a->st.cpu_ns = cpu_ns;
+	a->st.sat = sat;
+	a->st.n = n;
+	free(s->ep);
+	s->ep = ep;
+	s->nep = nep;
+	pthread_mutex_unlock(&a->st.lock);
+	return 0;
+}

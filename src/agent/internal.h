@@ -18,6 +18,7 @@
 #include "agent.h"
 #include "peak/ctlauth.h"
 #include "peak/ctlproto.h"
+#include "peak/ctlrt.h"
 #include "peak/util.h"
 #include "../sys/log.h"
 #include "../sys/metrics.h"
@@ -102,6 +103,12 @@ enum {
 	CTL_BACKOFF_MAX_MS = 5000,
 };
 
+/* An endpoint's id and its index in its service's list. */
+struct ep_idx {
+	const char *id;
+	unsigned at;
+};
+
 /* Where the controller link is. */
 enum ctl_link {
 	LINK_DOWN = 0,  /* no connection */
@@ -135,6 +142,13 @@ struct agent {
 	size_t inlen;
 	int cur_svc; /* the map being received, or -1 */
 	struct svc_map pending;
+	struct ctlrt rt; /* the add and del lines for the next map (ctllink.c) */
+	/* The endpoints of cur_svc the map being received is for, when the add lines before it
+	 * change them (else NULL: its endpoints stay): put in force with the map, at its end. */
+	struct cfg_endpoint *pend_ep;
+	unsigned pend_nep;
+	struct ep_idx *pend_idx;     /* that map's endpoints sorted by id, when it has many (ctl_ep
+	                              * finds each ep line's in log time), else NULL */
 	bool dirty;                  /* routes must be synced */
 	struct pollfd *pf;           /* signals, controller, per hc its pidfd, per hc its check */
 	struct agent_drain dr;       /* failover and drain, from sync to sync */
@@ -179,6 +193,14 @@ int hc_setup(struct agent *a, const struct peak_config *old);
  * clients reconnect at once to the slices' new owners instead of waiting for a reply from a
  * stopped or hung pod until their own timeout. */
 void hc_reset_moved(struct agent *a);
+/* Puts a service's new endpoint list in force (ep, nep entries, malloc'ed: taken over; the
+ * old list is freed): under the metrics lock, so the endpoint never sees the two halves.
+ * old_of[e] is new endpoint e's index in the old list, or -1 (it is new). The checks, their
+ * pidfd watches and metrics of the local endpoints that stay carry on as they were; those
+ * of new local endpoints start afresh (up, as at start); those that went end. Returns 0,
+ * or -ENOMEM with everything as it was (ep not taken). */
+int hc_rebuild(struct agent *a, unsigned svc, struct cfg_endpoint *ep, unsigned nep,
+               const int *old_of);
 void watch_start(struct agent *a, struct hc *h, uint64_t now);
 void watch_fired(struct agent *a, unsigned i);
 void watch_stop_all(struct agent *a);
@@ -196,6 +218,11 @@ void ctl_load(struct agent *a, const struct hc *h, uint64_t conns, uint64_t cpu_
 void ctl_tick(struct agent *a, uint64_t now);
 uint64_t ctl_due_ms(const struct agent *a);
 void ctl_read(struct agent *a);
+/* The endpoint id of service svc (index into a->cfg): one it has, else one the add lines
+ * collected for the next map name (so a handover sent before that map can name a pod that
+ * map adds). Returns it (tmp may be filled and returned), or NULL. */
+const struct cfg_endpoint *ctl_ep_lookup(const struct agent *a, unsigned svc, const char *id,
+                                         struct cfg_endpoint *tmp);
 
 /* handover.c: a controller's handover line (ctllink.c passes it on); ho_tick ends the
  * windows that are over (the deadline, or the old owner's connections on the slices gone)

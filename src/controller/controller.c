@@ -36,7 +36,8 @@ static void send_map(struct ctl *c, struct csvc *v, struct peer *only)
 	for (int i = 0; i < MAX_AGENTS && !any; i++)
 		any = c->agents[i].fd >= 0 && c->agents[i].hello;
 	if (!any)
-		return; /* nobody to send it to: no text */
+		return;               /* nobody to send it to: no text */
+	ctlr_rt_text(v, NULL, 0, &t); /* the endpoints added at run time, before their map */
 	ctlr_map_text(v, &t);
 	if (t.err) {
 		log_msg(LOG_ERR, "controller: %s: cannot write its map: %s", v->name,

@@ -270,6 +270,12 @@ int ctlr_rt_adopt_eps(const struct ctl *c, const char *state, size_t len,
 int ctlr_rt_record_eps(const struct ctl *c, unsigned i, const char *text, size_t len,
                        struct cfg_endpoint **out, unsigned *nout);
 
+/* The lines that go before service v's map on the agent links (ctlrt.h): a "del" for each
+ * of gone[0..ngone) added at run time, then an "add" for each endpoint of v added at run
+ * time (its configured weight, node and address: the whole set), appended to t. */
+void ctlr_rt_text(const struct csvc *v, const struct cfg_endpoint *gone, unsigned ngone,
+                  struct text *t);
+
 /* controller.c */
 void ctlr_send_map(struct ctl *c, struct csvc *v, struct peer *only);
 struct csvc *ctlr_svc_find(struct ctl *c, const char *name);

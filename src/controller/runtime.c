@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "peak/ctlrt.h"
 #include "../sys/log.h"
 #include "steer.h"
 
@@ -128,38 +129,30 @@ int ctlr_rt_reload_merge(struct peak_config *cfg, const struct peak_config *old,
 	return 0;
 }
 
-/* The "add" lines of text (len bytes) naming service index i of x (all services when
- * want < 0) appended to the per-service lists adds[i] / nadd[i] (grown with realloc).
- * Only lines that begin "add " are parsed: a map's lines are most of a state. */
+struct scan_want {
+	const struct name_index *x;
+	int want; /* a service index, or -1: every service */
+};
+
+/* ctlrt_scan's service: its index in x, or 0 for the wanted one alone (its list). */
+static int scan_svc(const struct dns_name *n, void *arg)
+{
+	const struct scan_want *w = arg;
+	int i = ctlr_index_find(w->x, n);
+	if (w->want < 0)
+		return i;
+	return i == w->want ? 0 : -1;
+}
+
+/* The "add" lines of text (len bytes) naming service index want of x (all services when
+ * want < 0) appended to the per-service lists adds[i] / nadd[i] (adds[0] for want >= 0),
+ * which must start empty. Linear in the lines (ctlrt_scan grows the lists geometrically:
+ * one realloc per add made 20,000 adds in one service quadratic). */
 static int scan_adds(const struct name_index *x, int want, const char *text, size_t len,
                      struct cfg_endpoint **adds, unsigned *nadd)
 {
-	struct ctl_msg *m = malloc(sizeof(*m));
-	if (!m)
-		return -ENOMEM;
-	for (size_t at = 0; text && at < len;) {
-		const char *nl = memchr(text + at, '\n', len - at);
-		size_t ll = nl ? (size_t)(nl - (text + at)) : len - at;
-		if (ll > 4 && !memcmp(text + at, "add ", 4) && !ctl_parse(text + at, ll, m) &&
-		    m->kind == CTL_ADD) {
-			struct dns_name nm;
-			int i = dns_name_parse(m->svc, &nm) ? -1 : ctlr_index_find(x, &nm);
-			unsigned k = want < 0 ? (unsigned)i : 0;
-			if (i >= 0 && (want < 0 || i == want)) {
-				struct cfg_endpoint *g =
-				    realloc(adds[k], (nadd[k] + 1) * sizeof(*g));
-				if (!g) {
-					free(m);
-					return -ENOMEM;
-				}
-				adds[k] = g;
-				ep_from_msg(&g[nadd[k]++], m);
-			}
-		}
-		at += ll + 1;
-	}
-	free(m);
-	return 0;
+	struct scan_want w = {x, want};
+	return ctlrt_scan(text, len, scan_svc, &w, adds, nadd);
 }
 
 int ctlr_rt_adopt_eps(const struct ctl *c, const char *state, size_t len,
@@ -231,6 +224,45 @@ int ctlr_rt_record_eps(const struct ctl *c, unsigned i, const char *text, size_t
 	}
 	free(adds);
 	return r;
+}
+
+/* ---- the agents: the lines before a map ---- */
+
+void ctlr_rt_text(const struct csvc *v, const struct cfg_endpoint *gone, unsigned ngone,
+                  struct text *t)
+{
+	struct ctl_msg *m = NULL;
+	bool any = false;
+	for (unsigned e = 0; e < v->s->nep && !any; e++)
+		any = !v->s->ep[e].line;
+	for (unsigned e = 0; e < ngone && !any; e++)
+		any = !gone[e].line;
+	if (!any)
+		return; /* (the common case: no allocation) */
+	if (!(m = calloc(1, sizeof(*m)))) {
+		t->err = -ENOMEM;
+		return;
+	}
+	ctlr_copy(m->svc, sizeof(m->svc), v->name);
+	m->kind = CTL_DEL;
+	for (unsigned e = 0; e < ngone && !t->err; e++) {
+		if (gone[e].line)
+			continue;
+		ctlr_copy(m->id, sizeof(m->id), gone[e].id);
+		ctlr_text_msg(t, m);
+	}
+	m->kind = CTL_ADD;
+	for (unsigned e = 0; e < v->s->nep && !t->err; e++) {
+		const struct cfg_endpoint *ep = &v->s->ep[e];
+		if (ep->line)
+			continue;
+		ctlr_copy(m->id, sizeof(m->id), ep->id);
+		ctlr_copy(m->node, sizeof(m->node), ep->node);
+		memcpy(m->addr, ep->addr, 16);
+		m->weight = ep->weight;
+		ctlr_text_msg(t, m);
+	}
+	free(m);
 }
 
 /* ---- the control socket: add, del and batch ---- */
@@ -555,6 +587,30 @@ static void change_tell(struct ctl *c, const struct rt_change *x)
 	free(m);
 }
 
+/* Tells the agents, before the handovers of a change, the endpoints it removed and the
+ * service's run-time endpoints now (the map after it says them again): a handover may
+ * name a pod the change added, and an agent knows it from these lines. */
+static void change_tell_agents(struct ctl *c, const struct rt_change *x)
+{
+	struct csvc *v = &c->svc[x->svc];
+	struct cfg_endpoint *gone = malloc((x->nep_old ? x->nep_old : 1) * sizeof(*gone));
+	struct text t = {0};
+	unsigned ngone = 0;
+	if (!gone)
+		return; /* the map says it all the same; only the handovers to newcomers fail */
+	for (unsigned e = 0; e < x->nep_old; e++) /* (x holds the old endpoints now) */
+		if (x->new_of[e] < 0)
+			gone[ngone++] = x->ep[e];
+	ctlr_rt_text(v, gone, ngone, &t);
+	for (int i = 0; i < MAX_AGENTS && !t.err && t.len; i++) {
+		struct peer *p = &c->agents[i];
+		if (p->fd >= 0 && p->hello)
+			ctlr_peer_send(c, p, t.p, t.len);
+	}
+	free(t.p);
+	free(gone);
+}
+
 /* Replies "error: TEXT" to an operator client. */
 static void reply_error(struct ctl *c, struct peer *p, const char *text)
 {
@@ -618,6 +674,7 @@ static int batch_apply(struct ctl *c, struct rt_batch *b, unsigned *nsvc, unsign
 		        "controller: %s: %u endpoints added, %u removed at run time: %u slices "
 		        "moved",
 		        v->name, x[i].nadd, x[i].ndel, moved[i]);
+		change_tell_agents(c, &x[i]);
 		c->ho_quiet = true;
 		ctlr_handover_send(c, v, &snap[i], -1);
 		c->ho_quiet = false;
