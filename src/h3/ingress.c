@@ -42,11 +42,13 @@ enum {
  * row taken with at most IN_RENEW_QUIET_BYTES in flight (more can queue up behind a busy
  * backend and look like a slower path: 64 KiB at 16 MB/s is 4 ms), or in one idle health
  * check's. At most once per IN_RENEW_GAP_NS: a renewal costs a slow start from the initial
- * window. */
+ * window, and a host starved of CPU inflates every sample for a while too; the gap is short,
+ * as a renewal measures the least RTT anew, so that one made by such a spell does not keep
+ * the one a slower path needs waiting. */
 #define IN_RENEW_FLOOR_NS (4 * NGTCP2_MILLISECONDS)
 #define IN_RENEW_QUIET_BYTES (64 * 1024)
 #define IN_RENEW_SAMPLES 8
-#define IN_RENEW_GAP_NS (10 * NGTCP2_SECONDS)
+#define IN_RENEW_GAP_NS (1 * NGTCP2_SECONDS)
 #define IN_RENEW_RETRY_NS (1 * NGTCP2_SECONDS)
 
 /* One request stream: the client's side (on a connection of the endpoint) joined to the
