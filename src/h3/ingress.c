@@ -51,6 +51,11 @@ enum {
 #define IN_RENEW_GAP_NS (1 * NGTCP2_SECONDS)
 #define IN_RENEW_RETRY_NS (1 * NGTCP2_SECONDS)
 
+/* The max_ack_delay announced to clients (ngtcp2's default is 25 ms): a client whose last
+ * packets of a burst were lost finds it out by its probe timeout, smoothed RTT + 4 x its
+ * variation + this; ngtcp2 delays an ACK by at most the smoothed RTT / 8 anyway. */
+#define IN_MAX_ACK_DELAY_NS (5 * NGTCP2_MILLISECONDS)
+
 /* One request stream: the client's side (on a connection of the endpoint) joined to the
  * upstream's side. A health check has no client side. Freed when both sides are gone. */
 struct istream {
@@ -1422,6 +1427,7 @@ int h3_ingress_run(const struct h3_ingress_opts *o)
 	    .max_streams_bidi = o->max_streams,
 	    .max_stream_data = IN_WINDOW,
 	    .max_data = IN_CONN_WINDOW,
+	    .max_ack_delay = IN_MAX_ACK_DELAY_NS,
 	};
 	struct h3_retry_policy retry = {.always = o->retry, .above = o->max_conns / 2};
 	struct metrics_srv *ms = NULL;
