@@ -574,6 +574,8 @@ int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local
 	params.initial_max_stream_data_bidi_remote = lim->max_stream_data;
 	params.initial_max_stream_data_uni = 64 * 1024;
 	params.initial_max_data = lim->max_data;
+	if (lim->max_ack_delay)
+		params.max_ack_delay = lim->max_ack_delay;
 	params.max_idle_timeout = H3_IDLE_TIMEOUT_S * NGTCP2_SECONDS;
 	params.active_connection_id_limit = 4;
 	if (ocid) {

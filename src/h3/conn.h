@@ -53,6 +53,10 @@ struct h3_limits {
 	/* nonzero: the windows above grow up to these when the peer is held back by them
 	 * within a round trip (ngtcp2's window auto-tuning) */
 	uint64_t max_stream_window, max_window;
+	/* nonzero: the max_ack_delay announced (ns; ngtcp2's default 25 ms otherwise). ngtcp2
+	 * delays an ACK by at most the smoothed RTT / 8 anyway, but the peer adds the announced
+	 * value to its probe timeout, which is what repairs a loss at the end of a burst */
+	uint64_t max_ack_delay;
 };
 
 struct h3_conn {

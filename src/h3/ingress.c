@@ -33,7 +33,28 @@ enum {
 	IN_UP_STREAMS_MAX = 4096,  /* streams waiting or open on one upstream */
 	IN_HC_MISSES = 3,          /* unanswered health check rounds before reconnecting */
 	IN_ROUNDS_BEFORE_POLL = 4, /* loop rounds an HTTP/2 upstream's reads may take in a row */
+	IN_RENEW_RATIO = 4,        /* smoothed RTT over the least seen that renews the path */
 };
+
+/* An HTTP/3 upstream's path estimate is renewed (up_renew_path) when the path's RTT is
+ * IN_RENEW_RATIO times the least the connection ever saw and at least IN_RENEW_FLOOR_NS above
+ * it (sub-ms jitter on a loaded host is not a slower path): in IN_RENEW_SAMPLES samples in a
+ * row taken with at most IN_RENEW_QUIET_BYTES in flight (more can queue up behind a busy
+ * backend and look like a slower path: 64 KiB at 16 MB/s is 4 ms), or in one idle health
+ * check's. At most once per IN_RENEW_GAP_NS: a renewal costs a slow start from the initial
+ * window, and a host starved of CPU inflates every sample for a while too; the gap is short,
+ * as a renewal measures the least RTT anew, so that one made by such a spell does not keep
+ * the one a slower path needs waiting. */
+#define IN_RENEW_FLOOR_NS (4 * NGTCP2_MILLISECONDS)
+#define IN_RENEW_QUIET_BYTES (64 * 1024)
+#define IN_RENEW_SAMPLES 8
+#define IN_RENEW_GAP_NS (1 * NGTCP2_SECONDS)
+#define IN_RENEW_RETRY_NS (1 * NGTCP2_SECONDS)
+
+/* The max_ack_delay announced to clients (ngtcp2's default is 25 ms): a client whose last
+ * packets of a burst were lost finds it out by its probe timeout, smoothed RTT + 4 x its
+ * variation + this; ngtcp2 delays an ACK by at most the smoothed RTT / 8 anyway. */
+#define IN_MAX_ACK_DELAY_NS (5 * NGTCP2_MILLISECONDS)
 
 /* One request stream: the client's side (on a connection of the endpoint) joined to the
  * upstream's side. A health check has no client side. Freed when both sides are gone. */
@@ -80,6 +101,11 @@ struct upstream {
 	gnutls_datum_t ticket; /* h2: the TLS session to resume on the next connection */
 	uint64_t requests, errors, checks_failed; /* relaxed atomics for the metrics thread */
 	uint64_t handshakes, resumed;             /* h2: TLS handshakes, and those resumed */
+	uint64_t renewals;                        /* path estimates renewed (up_renew_path) */
+	uint64_t renew_after;                     /* no renewal before then (ns) */
+	uint64_t last_rtt;                        /* the latest RTT sample seen (up_renew_path) */
+	unsigned rtt_risen;                       /* samples in a row far above the least RTT */
+	bool idle_rtt_risen; /* an idle health check's RTT says the path is slower */
 	int up_gauge;
 };
 
@@ -725,6 +751,13 @@ static void mark(struct upstream *u, bool healthy, const char *why)
 	        healthy ? "up" : "down", why ? ": " : "", why ? why : "");
 }
 
+/* Whether rtt is far above the least RTT the connection saw (IN_RENEW_RATIO, IN_RENEW_FLOOR_NS). */
+static bool up_rtt_risen(const ngtcp2_conn_stat *st, uint64_t rtt)
+{
+	return st->min_rtt != UINT64_MAX && rtt != UINT64_MAX &&
+	       rtt >= IN_RENEW_RATIO * st->min_rtt && rtt >= st->min_rtt + IN_RENEW_FLOOR_NS;
+}
+
 /* The upstream side of s failed before its answer ended: 502 when the client has no answer
  * yet, else the client's stream is reset; only this stream. */
 static void up_fail_stream(struct istream *s, const char *why)
@@ -893,6 +926,13 @@ static void up_resp_end(struct istream *s)
 		if (u->hc == s)
 			u->hc = NULL;
 		u->hc_misses = 0;
+		/* the check alone on the connection: its RTT is the path's, with no queue of
+		 * ours in it (acted on in the loop: no migration inside ngtcp2's callbacks) */
+		if (u->nstreams == 1 && !u->h2 && u->c) {
+			ngtcp2_conn_stat st;
+			ngtcp2_conn_get_conn_stat(u->c->q, &st);
+			u->idle_rtt_risen = up_rtt_risen(&st, st.latest_rtt);
+		}
 	}
 	resume_client(s);
 }
@@ -1232,6 +1272,67 @@ static void up_check_send(struct upstream *u)
 	}
 }
 
+/* A long-lived upstream connection whose path became slower than it was: ngtcp2 0.12's
+ * congestion controllers (CUBIC and Reno) stop growing the window beyond 2.89 x the best
+ * delivery rate x the least RTT the connection ever saw, with no sliding window over either.
+ * A connection made while the path took 50 us (the bench's, before its relay adds 5 ms each
+ * way; in a cluster, a route or a pod that moved) keeps a cap of ~46 KB, 4.5 MB/s at 10 ms,
+ * and every client stream routed to it crawls (issue 16: the audio streams' p99 under 1% loss
+ * 450 to 950 ms through the ingress, 140 ms straight to the pod). When the path's RTT (in
+ * IN_RENEW_SAMPLES samples in a row, or an idle health check's) is far above the least one,
+ * the connection moves to a new local port (RFC 9000 §9.4: a new path starts a new RTT estimate
+ * and congestion state; the streams go on, the backend follows by connection ID), so that
+ * the window is sized for the path as it is now. Called every loop round. */
+static void up_renew_path(struct upstream *u, uint64_t now)
+{
+	ngtcp2_conn_stat st;
+	struct h3_addr local;
+	if (u->h2 || !u->c || !u->c->h || u->c->dead || u->c->close_at)
+		return;
+	ngtcp2_conn_get_conn_stat(u->c->q, &st);
+	/* a new sample, most likely; one taken with much in flight says nothing */
+	if (st.latest_rtt && st.latest_rtt != u->last_rtt &&
+	    st.bytes_in_flight <= IN_RENEW_QUIET_BYTES) {
+		u->last_rtt = st.latest_rtt;
+		u->rtt_risen = up_rtt_risen(&st, st.latest_rtt) ? u->rtt_risen + 1 : 0;
+	}
+	bool risen = u->idle_rtt_risen || u->rtt_risen >= IN_RENEW_SAMPLES;
+	u->idle_rtt_risen = false;
+	if (!risen || now < u->renew_after)
+		return;
+	const ngtcp2_transport_params *tp = ngtcp2_conn_get_remote_transport_params(u->c->q);
+	if (!tp || tp->disable_active_migration)
+		return; /* the backend takes no migration: the connection stays as it is */
+	u->renew_after = now + IN_RENEW_RETRY_NS; /* no spare connection ID yet, no socket */
+	int fd = h3_udp_connect(&u->addr, &local);
+	if (fd < 0)
+		return;
+	ngtcp2_path path = {{(ngtcp2_sockaddr *)&local.ss, local.len},
+	                    {(ngtcp2_sockaddr *)&u->addr.ss, u->addr.len},
+	                    NULL};
+	int r = ngtcp2_conn_initiate_immediate_migration(u->c->q, &path, now);
+	if (r) {
+		close(fd);
+		log_rl(&in_rl, LOG_DEBUG, "h3 ingress: upstream %s: path not renewed: %s", u->name,
+		       ngtcp2_strerror(r));
+		return;
+	}
+	log_msg(LOG_INFO,
+	        "h3 ingress: upstream %s: RTT %.2f ms, least seen %.3f ms: moved to a new local "
+	        "port for a fresh RTT estimate and congestion window",
+	        u->name, (double)st.latest_rtt / 1e6, (double)st.min_rtt / 1e6);
+	h3_qlog_event(u->c, "peak:path_renewed",
+	              "\"latest_rtt_us\":%" PRIu64 ",\"min_rtt_us\":%" PRIu64, st.latest_rtt / 1000,
+	              st.min_rtt / 1000);
+	close(u->fd);
+	u->fd = u->c->fd = fd;
+	u->local = u->c->local = local;
+	u->renew_after = now + IN_RENEW_GAP_NS;
+	u->rtt_risen = 0;
+	h3_stat_add(u->renewals, 1);
+	h3_conn_write(u->c);
+}
+
 static void up_on_readable(struct upstream *u)
 {
 	static uint8_t buf[65536];
@@ -1322,6 +1423,10 @@ static void render(struct mbuf *b, void *arg)
 	    {"tls_resumed_total", "counter",
 	     "Of those, the handshakes that resumed the last connection's session (a ticket).",
 	     offsetof(struct upstream, resumed)},
+	    {"path_renewals_total", "counter",
+	     "Times the HTTP/3 upstream connection moved to a new local port because its RTT "
+	     "had grown far above the least it saw (a fresh RTT estimate and congestion window).",
+	     offsetof(struct upstream, renewals)},
 	};
 	for (size_t k = 0; k < sizeof(ups) / sizeof(ups[0]); k++) {
 		mbuf_printf(b, "# HELP peak_h3_upstream_%s %s\n# TYPE peak_h3_upstream_%s %s\n",
@@ -1353,6 +1458,7 @@ int h3_ingress_run(const struct h3_ingress_opts *o)
 	    .max_streams_bidi = o->max_streams,
 	    .max_stream_data = IN_WINDOW,
 	    .max_data = IN_CONN_WINDOW,
+	    .max_ack_delay = IN_MAX_ACK_DELAY_NS,
 	};
 	struct h3_retry_policy retry = {.always = o->retry, .above = o->max_conns / 2};
 	struct metrics_srv *ms = NULL;
@@ -1493,6 +1599,8 @@ int h3_ingress_run(const struct h3_ingress_opts *o)
 			h3_conn_on_timer(u->c, now);
 			if (u->c->dead || u->c->close_at)
 				up_lost(u, "connection closed");
+			else
+				up_renew_path(u, now);
 		}
 		h3_endpoint_on_timer(&ep);
 	}

@@ -236,6 +236,26 @@ def test_qlog_has_the_routing_decisions(tmp_path, certs, backend_factory, ingres
     assert answers == [201, 400]
 
 
+def test_clients_are_told_a_short_max_ack_delay(tmp_path, certs, backend_factory,
+                                                ingress_factory):
+    """The ingress announces max_ack_delay 5 ms (ngtcp2's default is 25): a client adds it
+    to the probe timeout that repairs a loss among a body's last packets (issue 16's small
+    streams under loss). Read from the client's own qlog: what it was told."""
+    qdir = tmp_path / "q"
+    qdir.mkdir()
+    b = backend_factory(types="audio/*", ident="b1")
+    ing = ingress_factory([f"audio/*=h3://[::1]:{b.port}"])
+    write(tmp_path / "a", 1000, "a")
+    rc, streams, out, err = upload(ing.url, [f"{tmp_path / 'a'}:audio/ogg"], certs,
+                                   extra=("--qlog", str(qdir)))
+    assert rc == 0, out + err
+    (client,) = list(qdir.glob("*.sqlog"))
+    recs = [json.loads(r) for r in client.read_text().split("\x1e") if r.strip()]
+    told = [r["data"] for r in recs if r.get("name") == "transport:parameters_set" and
+            r["data"].get("owner") == "remote"]
+    assert told and told[0]["max_ack_delay"] == 5, told
+
+
 def test_bad_routes_are_refused(tmp_path, certs):
     base = [PEAK, "h3", "ingress", "--listen", "[::1]:0", "--cert", str(certs / "srv.pem"),
             "--key", str(certs / "srv.key")]
