@@ -49,6 +49,21 @@ struct {
 	__type(value, __u64);
 } flows SEC(".maps");
 
+/* Asks: a bit per slot of flows (filter_ask_slot), set by the XDP program when it passes a
+ * packet of a flow it does not know, or of a known flow due for a refresh; cleared by the
+ * TC egress program once it has recorded the pod's answer. The egress program looks a pod's
+ * packet up in the flows table only when its slot's bit is set: nearly all of a pod's
+ * packets belong to flows known already, and they skip the table, whose lookup misses the
+ * cache on nearly every packet under load (bench/datapath). Updated without atomics: a bit
+ * lost to a race between CPUs is asked again by the flow's next packet, or costs one lookup
+ * more. */
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct filter_asks);
+} asks SEC(".maps");
+
 /* Token buckets per service and source /64. Updated without a lock: two CPUs racing on one
  * bucket can each spend the same token, so a source may get up to one extra packet per CPU
  * per refill; the limit stays a limit. */
@@ -316,6 +331,24 @@ static __always_inline int over_rate(const struct filter_svc *sv, __u64 src64)
 	return 0;
 }
 
+/* The word of the asks bitmap that holds flow f's bit (NULL: no map), and the bit. */
+static __always_inline __u64 *ask_word(const struct filter_flow *f, __u64 *bit)
+{
+	__u32 z = 0, slot = filter_ask_slot(f);
+	struct filter_asks *a = bpf_map_lookup_elem(&asks, &z);
+	*bit = 1ULL << (slot & 63);
+	return a ? &a->bits[(slot >> 6) & (FILTER_ASK_WORDS - 1)] : NULL;
+}
+
+/* Asks for the pod's answer on flow f (the bit written only when it changes, so that CPUs
+ * do not pull the line from each other). */
+static __always_inline void ask(const struct filter_flow *f)
+{
+	__u64 bit, *w = ask_word(f, &bit);
+	if (w && !(*w & bit))
+		*w |= bit;
+}
+
 /* Passes the packet with its class in the metadata (when the driver has room for it). */
 static __always_inline int pass_class(struct xdp_md *ctx, __u32 cls, __u64 bytes)
 {
@@ -359,16 +392,21 @@ int peak_filter(struct xdp_md *ctx)
 	struct l4 t;
 	l4_parse(ip6 + 1, end, ip6->nexthdr, &t);
 	/* a SYN opens a flow, so it cannot be one the pod answered: SYN floods skip the lookup */
-	if (t.proto != IPPROTO_TCP || !(t.flags & 0x02)) {
-		struct filter_flow fl = {.cport = t.sport, .sport = t.dport, .proto = t.proto};
+	struct filter_flow fl = {.cport = t.sport, .sport = t.dport, .proto = t.proto};
+	int not_syn = t.proto != IPPROTO_TCP || !(t.flags & 0x02);
+	if (not_syn) {
 		__builtin_memcpy(fl.client, &ip6->saddr, 16);
 		__builtin_memcpy(fl.service, &ip6->daddr, 16);
 		__u64 *seen = bpf_map_lookup_elem(&flows, &fl);
 		/* the coarse clock (the last tick's time): on a paravirtual clock (kvm-clock
 		 * here) a precise read costs as much as the rest of the program, and an idle
 		 * limit of minutes needs no better than a tick */
-		if (seen && bpf_ktime_get_coarse_ns() - *seen < FILTER_FLOW_IDLE_S * 1000000000ULL)
+		__u64 now = bpf_ktime_get_coarse_ns();
+		if (seen && now - *seen < FILTER_FLOW_IDLE_S * 1000000000ULL) {
+			if (now - *seen > FILTER_FLOW_REFRESH_S * 1000000000ULL)
+				ask(&fl); /* the pod's next answer refreshes it */
 			return pass_class(ctx, FCLASS_KNOWN_GOOD, bytes);
+		}
 	}
 	__u8 src[16], dst[16];
 	__builtin_memcpy(src, &ip6->saddr, 16);
@@ -407,6 +445,8 @@ int peak_filter(struct xdp_md *ctx)
 		count(FC_REJECT_SIGNATURE, bytes);
 		return XDP_DROP;
 	}
+	if (not_syn) /* passed, not known (yet): the pod's answer will record the flow */
+		ask(&fl);
 	if (sig >= 0 || (sv->rate && over_rate(sv, le64(src))))
 		return pass_class(ctx, FCLASS_POSSIBLY_BAD, bytes);
 	return pass_class(ctx, FCLASS_ASSUMED_GOOD, bytes);
@@ -439,7 +479,9 @@ int peak_classify(struct __sk_buff *skb)
 
 /* TC egress on the uplink: a packet a pod sends from a service address answers its flow;
  * the flow is recorded as known good. TCP counts once past the handshake (no SYN, no RST):
- * a SYN-ACK goes to any source, spoofed ones included. */
+ * a SYN-ACK goes to any source, spoofed ones included. Only flows the XDP program asked
+ * about (its slot's ask stands) are looked up: one it did not know, or one due for a
+ * refresh; the ask ends when the answer is recorded. */
 SEC("tc")
 int peak_answered(struct __sk_buff *skb)
 {
@@ -450,32 +492,34 @@ int peak_answered(struct __sk_buff *skb)
 	struct ipv6hdr *ip6 = (void *)(eth + 1);
 	if ((void *)(ip6 + 1) > end)
 		return TC_ACT_OK;
-	struct filter_key key = {.prefixlen = 128};
-	__builtin_memcpy(key.addr, &ip6->saddr, 16);
-	if (!bpf_map_lookup_elem(&services, &key))
-		return TC_ACT_OK;
 	struct l4 t;
 	l4_parse(ip6 + 1, end, ip6->nexthdr, &t);
 	if (t.proto == IPPROTO_TCP && (t.flags & 0x06)) /* SYN or RST */
 		return TC_ACT_OK;
-	if (t.proto == IPPROTO_TCP && (t.flags & 0x01)) { /* FIN: the flow is ending */
-		struct filter_flow fl = {.cport = t.dport, .sport = t.sport, .proto = t.proto};
-		__builtin_memcpy(fl.client, &ip6->daddr, 16);
-		__builtin_memcpy(fl.service, &ip6->saddr, 16);
-		bpf_map_delete_elem(&flows, &fl);
-		return TC_ACT_OK;
-	}
 	struct filter_flow fl = {.cport = t.dport, .sport = t.sport, .proto = t.proto};
 	__builtin_memcpy(fl.client, &ip6->daddr, 16);
 	__builtin_memcpy(fl.service, &ip6->saddr, 16);
+	int fin = t.proto == IPPROTO_TCP && (t.flags & 0x01); /* FIN: the flow is ending */
+	__u64 bit = 0, *w = NULL;
+	if (!fin && (!(w = ask_word(&fl, &bit)) || !(*w & bit)))
+		return TC_ACT_OK; /* nothing asked: known already, or not a client's flow */
+	struct filter_key key = {.prefixlen = 128};
+	__builtin_memcpy(key.addr, &ip6->saddr, 16);
+	if (!bpf_map_lookup_elem(&services, &key))
+		return TC_ACT_OK;
+	if (fin || !w) {
+		bpf_map_delete_elem(&flows, &fl);
+		return TC_ACT_OK;
+	}
 	__u64 now = bpf_ktime_get_coarse_ns(); /* as the XDP program reads it, and as cheap */
 	__u64 *seen = bpf_map_lookup_elem(&flows, &fl);
 	if (seen) {
 		if (now - *seen > 1000000000ULL) /* refresh at most once a second per flow */
 			*seen = now;
-		return TC_ACT_OK;
+	} else {
+		bpf_map_update_elem(&flows, &fl, &now, BPF_ANY);
 	}
-	bpf_map_update_elem(&flows, &fl, &now, BPF_ANY);
+	*w &= ~bit; /* answered (a flow sharing the slot asks again with its next packet) */
 	return TC_ACT_OK;
 }
 

@@ -8,7 +8,10 @@ enum {
 	FILTER_MAX_FLOWS = 262144,   /* known-good flows (LRU: the oldest go first) */
 	FILTER_MAX_SOURCES = 262144, /* token buckets, one per service and source /64 (LRU) */
 	FILTER_MAX_SIGNATURES = 16,  /* drop signatures installed at run time */
-	FILTER_FLOW_IDLE_S = 300, /* a flow the pod has not answered for this long is forgotten */
+	FILTER_FLOW_IDLE_S = 300,   /* a flow the pod has not answered for this long is forgotten */
+	FILTER_FLOW_REFRESH_S = 60, /* a known flow older than this asks for the pod's answer */
+	FILTER_ASK_BITS = 12,       /* the asks bitmap: 1 << FILTER_ASK_BITS slots */
+	FILTER_ASK_WORDS = (1 << FILTER_ASK_BITS) / 64,
 	FILTER_TOKEN_NS =
 	    1000000000, /* one packet's worth of a token bucket, in rate-nanoseconds */
 	FILTER_META_MAGIC =
@@ -81,14 +84,31 @@ enum filter_counter {
 };
 
 /* A flow as the filter sees it arriving: client and service address, ports, protocol. The
- * TC egress program stores the reverse of what the pod sends. */
+ * TC egress program stores the reverse of what the pod sends. (8-aligned: the programs
+ * hash it by words.) */
 struct filter_flow {
 	__u8 client[16];
 	__u8 service[16];
 	__u16 cport, sport; /* network order; 0 for protocols without ports */
 	__u8 proto;
 	__u8 pad[3];
+} __attribute__((aligned(8)));
+
+/* The asks (filter.bpf.c): one bit per slot, set while a flow of the slot waits for the
+ * pod's answer to be recorded. 512 bytes, so it stays in the cache. */
+struct filter_asks {
+	__u64 bits[FILTER_ASK_WORDS];
 };
+
+/* The slot of the asks bitmap a flow's asks go to (a hash of its addresses and ports). */
+static inline __u32 filter_ask_slot(const struct filter_flow *f)
+{
+	const __u64 *c = (const __u64 *)(const void *)f->client;
+	const __u64 *s = (const __u64 *)(const void *)f->service;
+	__u64 h = (c[0] ^ c[1]) * 0x9e3779b97f4a7c15ULL;
+	h = (h ^ s[0] ^ s[1] ^ ((__u64)f->cport << 16 | f->sport)) * 0xbf58476d1ce4e5b9ULL;
+	return (__u32)(h >> (64 - FILTER_ASK_BITS));
+}
 
 /* A token bucket: tokens in rate-nanoseconds, at the time last (ns, monotonic). */
 struct filter_bucket {

@@ -5,9 +5,11 @@
 
 #include <bpf/bpf.h>
 #include <bpf/libbpf.h>
+#include <arpa/inet.h>
 #include <errno.h>
 #include <linux/bpf.h>
 #include <stdlib.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "filter.h"
@@ -19,7 +21,7 @@
 #define S "f0e0d0c0b0a090807060504030201000"
 
 static struct bpf_object *obj;
-static int prog, prog_answered, map_svc, map_cnt, map_clock, map_sig, map_hits, map_flows;
+static int prog, prog_answered, map_svc, map_cnt, map_clock, map_sig, map_hits, map_flows, map_asks;
 
 static int setup(void **state)
 {
@@ -37,9 +39,10 @@ static int setup(void **state)
 	map_sig = bpf_object__find_map_fd_by_name(obj, "signatures");
 	map_hits = bpf_object__find_map_fd_by_name(obj, "sighits");
 	map_flows = bpf_object__find_map_fd_by_name(obj, "flows");
+	map_asks = bpf_object__find_map_fd_by_name(obj, "asks");
 	prog_answered = bpf_program__fd(bpf_object__find_program_by_name(obj, "peak_answered"));
 	return prog < 0 || map_svc < 0 || map_cnt < 0 || map_clock < 0 || map_sig < 0 ||
-	       map_hits < 0 || map_flows < 0 || prog_answered < 0;
+	       map_hits < 0 || map_flows < 0 || map_asks < 0 || prog_answered < 0;
 }
 
 static int teardown(void **state)
@@ -296,9 +299,19 @@ static void install_vector_service(uint32_t rate, uint32_t burst, uint8_t src[16
 	addr_parse("2001:db8:5:0:a94a:ac01:8d:78fe", &fam, dst);
 }
 
-/* Known good: once the pod has sent past the handshake, the flow's packets pass before any
- * rule check (even to an address the rule rejects); a SYN-ACK or RST from the pod does not
- * make a flow known, a FIN forgets it. */
+/* Clears every ask (the XDP program asks for each packet it passes of a flow it does not
+ * know, so the random cases leave many). */
+static void clear_asks(void)
+{
+	struct filter_asks none = {{0}};
+	__u32 z = 0;
+	assert_int_equal(bpf_map_update_elem(map_asks, &z, &none, BPF_ANY), 0);
+}
+
+/* Known good: once the filter has passed a packet of a flow and the pod has answered past
+ * the handshake, the flow's packets pass before any rule check (even when the rule changed
+ * and rejects the flow's address now); a SYN-ACK or RST from the pod does not make a flow
+ * known, nor an answer on a flow no packet of which the filter passed; a FIN forgets it. */
 static void test_known_good(void **state)
 {
 	(void)state;
@@ -306,20 +319,34 @@ static void test_known_good(void **state)
 	uint8_t src[16], dst[16], pkt[128], rep[128];
 	uint32_t meta;
 	install_vector_service(0, 0, src, dst);
-	dst[15] ^= 1; /* the rule rejects this destination */
+	clear_asks(); /* the earlier tests' passed packets asked */
 	size_t n = testpkt_tcp(pkt, src, dst, 40000, 80, 0x10);
 	uint64_t kg = counter(FC_KNOWN_GOOD), host = counter(FC_REJECT_HOST);
-	assert_int_equal(run_meta(pkt, n, &meta), XDP_DROP);
-	assert_int_equal(counter(FC_REJECT_HOST), host + 1);
+	assert_int_equal(run_meta(pkt, n, &meta), XDP_PASS); /* conforming: asks */
+	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_ASSUMED_GOOD);
 	egress(rep, testpkt_tcp(rep, dst, src, 80, 40000, 0x12)); /* SYN-ACK */
 	egress(rep, testpkt_tcp(rep, dst, src, 80, 40000, 0x14)); /* RST-ACK */
-	assert_int_equal(run_meta(pkt, n, &meta), XDP_DROP);
-	egress(rep, testpkt_tcp(rep, dst, src, 80, 40001, 0x10)); /* another flow */
-	assert_int_equal(run_meta(pkt, n, &meta), XDP_DROP);
+	assert_int_equal(run_meta(pkt, n, &meta), XDP_PASS);
+	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_ASSUMED_GOOD);
+	egress(rep, testpkt_tcp(rep, dst, src, 80, 40001, 0x10)); /* a flow nobody asked about */
 	egress(rep, testpkt_tcp(rep, dst, src, 80, 40000, 0x18)); /* data: the pod answered */
 	assert_int_equal(run_meta(pkt, n, &meta), XDP_PASS);
 	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_KNOWN_GOOD);
 	assert_int_equal(counter(FC_KNOWN_GOOD), kg + 1);
+	/* another key: the rule rejects the address now, but not the flow the pod answered */
+	struct filter_key key = {.prefixlen = 64};
+	struct filter_svc v;
+	memcpy(key.addr, dst, 8);
+	assert_int_equal(bpf_map_lookup_elem(map_svc, &key, &v), 0);
+	v.key[0] ^= 1;
+	filter_svc_derive(&v);
+	assert_int_equal(bpf_map_update_elem(map_svc, &key, &v, BPF_ANY), 0);
+	assert_int_equal(run_meta(pkt, n, &meta), XDP_PASS);
+	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_KNOWN_GOOD);
+	uint8_t other_flow[128];
+	size_t m = testpkt_tcp(other_flow, src, dst, 40002, 80, 0x10);
+	assert_int_equal(run_meta(other_flow, m, &meta), XDP_DROP);
+	assert_int_equal(counter(FC_REJECT_HOST) + counter(FC_REJECT_SLICE) > host, 1);
 	egress(rep, testpkt_tcp(rep, dst, src, 80, 40000, 0x11)); /* FIN */
 	assert_int_equal(run_meta(pkt, n, &meta), XDP_DROP);
 	/* a reply from outside every service prefix records nothing */
@@ -333,7 +360,82 @@ static void test_known_good(void **state)
 		k = next;
 		nflows++;
 	}
-	assert_int_equal(nflows, 1); /* only the port-40001 flow */
+	assert_int_equal(nflows, 0); /* not the port-40001 flow either */
+}
+
+/* The coarse monotonic clock the programs read (bpf_ktime_get_coarse_ns), in ns. */
+static uint64_t coarse_ns(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ULL + (uint64_t)ts.tv_nsec;
+}
+
+/* Whether flow f's bit is set in the asks bitmap. */
+static bool asked(const struct filter_flow *f)
+{
+	struct filter_asks a;
+	__u32 z = 0, slot = filter_ask_slot(f);
+	assert_int_equal(bpf_map_lookup_elem(map_asks, &z, &a), 0);
+	return (a.bits[slot >> 6] >> (slot & 63)) & 1;
+}
+
+/* The pod's packets skip the flows table unless the XDP program asked about their flow: an
+ * answer on a known flow leaves its entry alone (no refresh: a lookup would have done one),
+ * one on a flow nobody asked about records nothing; the XDP program asks when it passes a
+ * packet of a flow it does not know, or of a known one due for a refresh, and the answer
+ * that records or refreshes the flow ends the ask. */
+static void test_answers_skip_the_flows_table(void **state)
+{
+	(void)state;
+	NEED_BPF();
+	uint8_t src[16], dst[16], pkt[128], rep[128];
+	uint32_t meta;
+	install_vector_service(0, 0, src, dst);
+	clear_asks();
+	struct filter_flow fl = {.cport = htons(41000), .sport = htons(80), .proto = 6};
+	memcpy(fl.client, src, 16);
+	memcpy(fl.service, dst, 16);
+	__u64 old = coarse_ns() - 10 * 1000000000ULL, seen = 0;
+	/* known, seen 10 s ago: the answer does not touch it */
+	assert_int_equal(bpf_map_update_elem(map_flows, &fl, &old, BPF_ANY), 0);
+	egress(rep, testpkt_tcp(rep, dst, src, 80, 41000, 0x18));
+	assert_int_equal(bpf_map_lookup_elem(map_flows, &fl, &seen), 0);
+	assert_true(seen == old);
+	/* due for a refresh (seen more than FILTER_FLOW_REFRESH_S ago): known good, and asks */
+	old = coarse_ns() - (FILTER_FLOW_REFRESH_S + 1) * 1000000000ULL;
+	assert_int_equal(bpf_map_update_elem(map_flows, &fl, &old, BPF_ANY), 0);
+	size_t n = testpkt_tcp(pkt, src, dst, 41000, 80, 0x10);
+	assert_false(asked(&fl));
+	assert_int_equal(run_meta(pkt, n, &meta), XDP_PASS);
+	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_KNOWN_GOOD);
+	assert_true(asked(&fl));
+	egress(rep, testpkt_tcp(rep, dst, src, 80, 41000, 0x18));
+	assert_int_equal(bpf_map_lookup_elem(map_flows, &fl, &seen), 0);
+	assert_true(seen > old + FILTER_FLOW_REFRESH_S * 1000000000ULL);
+	assert_false(asked(&fl));
+	assert_int_equal(bpf_map_delete_elem(map_flows, &fl), 0);
+	/* unknown: an answer before any client packet records nothing; after one, it does */
+	egress(rep, testpkt_tcp(rep, dst, src, 80, 41000, 0x18));
+	assert_int_not_equal(bpf_map_lookup_elem(map_flows, &fl, &seen), 0);
+	assert_int_equal(run_meta(pkt, n, &meta), XDP_PASS);
+	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_ASSUMED_GOOD);
+	assert_true(asked(&fl));
+	egress(rep, testpkt_tcp(rep, dst, src, 80, 41000, 0x18));
+	assert_int_equal(bpf_map_lookup_elem(map_flows, &fl, &seen), 0);
+	assert_false(asked(&fl));
+	assert_int_equal(run_meta(pkt, n, &meta), XDP_PASS);
+	assert_int_equal(meta, FILTER_META_MAGIC | FCLASS_KNOWN_GOOD);
+	/* a packet the rule rejects asks for nothing */
+	uint8_t bad[16];
+	memcpy(bad, dst, 16);
+	bad[15] ^= 1;
+	struct filter_flow bf = fl;
+	memcpy(bf.service, bad, 16);
+	n = testpkt_tcp(pkt, src, bad, 41000, 80, 0x10);
+	assert_int_equal(run_meta(pkt, n, &meta), XDP_DROP);
+	assert_false(asked(&bf));
+	assert_int_equal(bpf_map_delete_elem(map_flows, &fl), 0);
 }
 
 /* Possibly bad by rate: a source /64 gets burst packets, then the rest are classed possibly
@@ -468,9 +570,13 @@ static void test_signatures(void **state)
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
-	    cmocka_unit_test(test_spec_vectors), cmocka_unit_test(test_src_rules),
-	    cmocka_unit_test(test_other_rules),  cmocka_unit_test(test_odd_packets),
-	    cmocka_unit_test(test_known_good),   cmocka_unit_test(test_rate),
+	    cmocka_unit_test(test_spec_vectors),
+	    cmocka_unit_test(test_src_rules),
+	    cmocka_unit_test(test_other_rules),
+	    cmocka_unit_test(test_odd_packets),
+	    cmocka_unit_test(test_known_good),
+	    cmocka_unit_test(test_answers_skip_the_flows_table),
+	    cmocka_unit_test(test_rate),
 	    cmocka_unit_test(test_signatures),
 	};
 	return cmocka_run_group_tests(tests, setup, teardown);
