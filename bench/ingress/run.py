@@ -44,6 +44,15 @@ import testbed  # noqa: E402
 SYSTEMS = ["direct", "peak", "legacy", "nginx", "haproxy-l4", "haproxy-l7"]
 ING = "2001:db8:ff:e::2"
 SOURCES = "2001:db8:c0::/48"
+
+
+def run_sources(run):
+    """The emulated clients of steady-state run `run` (unless --same-sources): their own /56
+    in SOURCES, so that each run draws anew how the clients' source /64s hash over the pods'
+    slices and the medians over runs sample that draw instead of repeating one (16 fixed
+    clients split 1:2 over the two nodes in every run). Client k sends from the k-th /64 of
+    it (peak load --sources), up to 256 clients."""
+    return f"2001:db8:c0:{run % 256 * 256:x}::/56"
 # A pod added: nothing fails, so an attempt counts as broken when it is reset or closed, or
 # unanswered for 1 s: a loaded machine (CI: two suites at once on 2 cores) stalls a request
 # past the failure scenarios' 250 ms now and then, which is not a broken connection (a
@@ -267,11 +276,11 @@ class Bench:
     def cluster_pids(self):
         return descendants([p.pid for p in self.tb.procs if p.poll() is None])
 
-    def load_cmd(self, system, extra, clients=64):
+    def load_cmd(self, system, extra, clients=64, sources=SOURCES):
         """'peak load' in the clients' namespace, aimed at a system, JSON out."""
         tb = self.tb
         return ["ip", "netns", "exec", f"{tb.tag}-c", self.peak, "load", *target(tb, system),
-                "--sources", SOURCES, "--clients", str(clients), "--json", *extra]
+                "--sources", sources, "--clients", str(clients), "--json", *extra]
 
     def scenario_load(self, system, retry_delay, timeout=250):
         """The scenarios' load, started in the background: 32 connections, one retry after
@@ -282,19 +291,19 @@ class Bench:
                                      "--timeout", str(timeout), "--timeline", "50"], 32)
         return subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
-    def load(self, system, extra, clients=None):
-        cmd = self.load_cmd(system, extra, clients or 64)
+    def load(self, system, extra, clients=None, sources=SOURCES):
+        cmd = self.load_cmd(system, extra, clients or 64, sources)
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
         if p.returncode:
             raise RuntimeError(f"peak load failed: {' '.join(cmd)}: {p.stderr}")
         return json.loads(p.stdout)
 
-    def measured(self, system, extra, clients=None):
+    def measured(self, system, extra, clients=None, sources=SOURCES):
         """One run with the CPU of the cluster and of the machine around it."""
         pids = self.cluster_pids()
         c0 = {p: proc_cpu(p) for p in pids}
         m0, t0 = machine_busy(), utc_now()
-        r = self.load(system, extra, clients)
+        r = self.load(system, extra, clients, sources)
         m1 = machine_busy()
         r["wall"] = [t0, utc_now()]  # to read its failures against the cluster's log lines
         roles = {}
@@ -335,8 +344,9 @@ class Bench:
                         extra, clients = ["--concurrency", str(v)], max(v, 1)
                         if kind == "new-conn":
                             extra.append("--new-conn")
-                    r = self.measured(s, extra + ["--duration", str(a.duration)], clients)
-                    r.update(kind=kind, value=v, run=run)
+                    src = SOURCES if a.same_sources or clients > 256 else run_sources(run)
+                    r = self.measured(s, extra + ["--duration", str(a.duration)], clients, src)
+                    r.update(kind=kind, value=v, run=run, sources=src)
                     out.append(r)
                     done += 1
                     log(f"[{done}/{total}] {s:10s} {kind} {v}: {r['rps']:.0f} req/s, "
@@ -598,6 +608,9 @@ def main():
                     help="one run of 2 s per cell, concurrencies 16 and 64, one rate")
     ap.add_argument("--runs", type=int, default=3, help="repetitions of every cell (3)")
     ap.add_argument("--duration", type=float, default=5, help="seconds per cell (5)")
+    ap.add_argument("--same-sources", action="store_true",
+                    help="every steady-state run from the same emulated clients (default: "
+                    "each run its own, see run_sources)")
     ap.add_argument("--concurrency", default="1,16,64,256", help="closed-loop cells")
     ap.add_argument("--rates", default="2000,8000", help="open-loop cells, requests/s")
     ap.add_argument("--new-conn", type=int, default=16,

@@ -1,6 +1,8 @@
 """The benchmark drivers on a tiny run: bench/ingress/run.py for 2 s per cell (every system,
 one closed-loop and one open-loop cell; a pod killed, a pod added, a small flood), bench/dns/run.sh for 2 s, then
 bench/report.py; the report must parse and every system must have non-zero figures."""
+import importlib.util
+import ipaddress
 import json
 import os
 import re
@@ -14,9 +16,29 @@ OBJ = os.environ.get("FILTER_OBJ", os.path.join(SRC, "build", "filter.bpf.o"))
 FLOOD = os.environ.get("FLOOD_BIN", os.path.join(SRC, "build", "bench", "flood"))
 SYSTEMS = ["direct", "PEAK", "DNS-steered", "nginx L7", "HAProxy L4", "HAProxy L7"]
 
-pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, XDP)")
+ROOT_ONLY = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (namespaces, XDP)")
 
 
+def ingress_bench():
+    spec = importlib.util.spec_from_file_location(
+        "ingress_run", os.path.join(SRC, "bench", "ingress", "run.py"))
+    m = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(m)
+    return m
+
+
+def test_each_run_draws_its_own_clients():
+    """Steady-state run r's emulated clients come from their own /56 of the clients' /48, so
+    the medians over runs sample how clients hash over the pods (not one draw, repeated)."""
+    m = ingress_bench()
+    all_src = ipaddress.IPv6Network(m.SOURCES)
+    nets = [ipaddress.IPv6Network(m.run_sources(r)) for r in range(5)]
+    assert len(set(nets)) == 5
+    for n in nets:
+        assert n.prefixlen == 56 and n.subnet_of(all_src)  # 256 clients' /64s each
+
+
+@ROOT_ONLY
 def test_drivers_and_report(tmp_path):
     out = tmp_path / "ingress.json"
     p = subprocess.run(["/usr/bin/python3", os.path.join(SRC, "bench/ingress/run.py"),
@@ -32,6 +54,7 @@ def test_drivers_and_report(tmp_path):
     for r in d["steady"]:
         assert r["ok"] > 0 and r["failed"] == 0, (r["system"], r["errors"])
         assert r["cluster_cpu_s"] > 0 and r["cluster_rss_kib"] > 0
+        assert r["sources"] == ingress_bench().run_sources(0)
     dns = tmp_path / "dns.md"
     p = subprocess.run(["sh", os.path.join(SRC, "bench/dns/run.sh"), "2"], cwd=SRC,
                        env={**os.environ, "OUT": str(dns), "PEAK": PEAK},
@@ -79,6 +102,7 @@ def test_drivers_and_report(tmp_path):
     assert (tmp_path / "outage-kill.svg").exists()
 
 
+@ROOT_ONLY
 def test_filter_bench(tmp_path):
     """bench/filter/run.py --quick: every table complete with non-zero figures, and the
     report folded into REPORT.md by bench/report.py."""
