@@ -485,6 +485,15 @@ static int recv_stateless_reset(ngtcp2_conn *q, const ngtcp2_pkt_stateless_reset
 	return 0;
 }
 
+/* The server asked us to prove our address (RFC 9000 §8.1.2): count it, then let ngtcp2 start
+ * over with the token. */
+static int recv_retry(ngtcp2_conn *q, const ngtcp2_pkt_hd *hd, void *ud)
+{
+	struct h3_conn *c = ud;
+	c->retries++;
+	return ngtcp2_crypto_recv_retry_cb(q, hd, ud);
+}
+
 static const ngtcp2_callbacks client_cbs = {
     .client_initial = ngtcp2_crypto_client_initial_cb,
     .recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
@@ -496,7 +505,7 @@ static const ngtcp2_callbacks client_cbs = {
     .acked_stream_data_offset = acked_stream_data_offset,
     .stream_close = stream_close,
     .recv_stateless_reset = recv_stateless_reset,
-    .recv_retry = ngtcp2_crypto_recv_retry_cb,
+    .recv_retry = recv_retry,
     .extend_max_local_streams_bidi = extend_max_local_streams_bidi,
     .rand = rand_cb,
     .get_new_connection_id = get_new_connection_id,

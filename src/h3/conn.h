@@ -74,7 +74,8 @@ struct h3_conn {
 	bool dead;         /* free it: closed, drained or timed out */
 	uint64_t close_at; /* nonzero: closing or draining until then (ns) */
 	uint64_t t_start, t_handshake;
-	bool hs_counted; /* the endpoint counted its handshake time */
+	bool hs_counted;  /* the endpoint counted its handshake time */
+	unsigned retries; /* client: Retry packets received (address validation) */
 	enum { H3_EARLY_NONE, H3_EARLY_SENT, H3_EARLY_ACCEPTED, H3_EARLY_REJECTED } early;
 	FILE *qlog;           /* this connection's qlog (h3_qlog_set_dir), or NULL */
 	struct h3_conn *next; /* the endpoint's list */

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -449,25 +450,26 @@ void h3_endpoint_render(struct mbuf *b, const struct h3_endpoint *ep, const char
 	            lname, id, (unsigned long long)h3_stat_get(st->open));
 	mbuf_printf(b, "# HELP peak_h3_handshake_seconds QUIC handshake time, first Initial to "
 	               "the client's Finished.\n# TYPE peak_h3_handshake_seconds histogram\n");
+	char labels[METRICS_LABEL_MAX + 64];
+	snprintf(labels, sizeof(labels), "%s=\"%s\"", lname, id);
+	h3_hs_render(b, "peak_h3_handshake_seconds", st, labels);
+}
+
+void h3_hs_render(struct mbuf *b, const char *name, const struct h3_endpoint_stats *st,
+                  const char *labels)
+{
 	uint64_t cum = 0;
 	for (size_t i = 0; i <= H3_HS_BUCKETS; i++) {
 		cum += h3_stat_get(st->hs_bucket[i]);
 		if (i < H3_HS_BUCKETS)
-			mbuf_printf(b,
-			            "peak_h3_handshake_seconds_bucket{%s=\"%s\",le=\"%g\"} "
-			            "%llu\n",
-			            lname, id, (double)h3_hs_bucket_us[i] / 1e6,
-			            (unsigned long long)cum);
+			mbuf_printf(b, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels,
+			            (double)h3_hs_bucket_us[i] / 1e6, (unsigned long long)cum);
 		else
-			mbuf_printf(b,
-			            "peak_h3_handshake_seconds_bucket{%s=\"%s\",le=\"+Inf\"} "
-			            "%llu\n",
-			            lname, id, (unsigned long long)cum);
+			mbuf_printf(b, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels,
+			            (unsigned long long)cum);
 	}
-	mbuf_printf(b,
-	            "peak_h3_handshake_seconds_sum{%s=\"%s\"} %.6f\n"
-	            "peak_h3_handshake_seconds_count{%s=\"%s\"} %llu\n",
-	            lname, id, (double)h3_stat_get(st->hs_sum_us) / 1e6, lname, id,
+	mbuf_printf(b, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels,
+	            (double)h3_stat_get(st->hs_sum_us) / 1e6, name, labels,
 	            (unsigned long long)h3_stat_get(st->hs_count));
 }
 

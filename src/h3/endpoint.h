@@ -98,6 +98,11 @@ struct mbuf;
 void h3_endpoint_render(struct mbuf *b, const struct h3_endpoint *ep, const char *lname,
                         const char *lvalue);
 
+/* Renders st's handshake histogram as the series NAME_bucket, NAME_sum and NAME_count, each
+ * labelled with labels (rendered label pairs, values escaped: k="v"); no HELP or TYPE line. */
+void h3_hs_render(struct mbuf *b, const char *name, const struct h3_endpoint_stats *st,
+                  const char *labels);
+
 /* The endpoint's secret (h3_endpoint_init) from an operator's 16-byte one (--secret-file),
  * so that every peak h3 server given the same file derives the same. */
 void h3_secret_derive(uint8_t out[static H3_SECRET_LEN], const uint8_t in[static 16]);

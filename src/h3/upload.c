@@ -258,6 +258,7 @@ void h3_upload_field(struct ufile *f, const uint8_t *n, size_t nl, const uint8_t
 void h3_upload_body(struct ufile *f, const uint8_t *d, size_t n)
 {
 	size_t room = UP_RESP_MAX - f->resp_len, k = n < room ? n : room;
+	f->down += n;
 	memcpy(f->resp + f->resp_len, d, k);
 	f->resp_len += k;
 	f->resp[f->resp_len] = 0;
@@ -303,6 +304,16 @@ static int end_stream(nghttp3_conn *h, int64_t sid, void *cu, void *su)
 	return 0;
 }
 
+/* Keeps the count of f's lost packets (ngtcp2 forgets it with the stream). */
+static void stream_lost(struct h3_conn *c, struct ufile *f)
+{
+	if (!f->started || f->sid < 0)
+		return;
+	uint64_t n = ngtcp2_conn_get_stream_loss_count(c->q, f->sid);
+	if (n > f->lost)
+		f->lost = n;
+}
+
 static int stream_close(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, void *su)
 {
 	struct h3_conn *c = cu;
@@ -310,6 +321,8 @@ static int stream_close(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, v
 	struct ufile *f = su;
 	(void)h;
 	(void)sid;
+	if (f)
+		stream_lost(c, f);
 	if (f && !f->closed) {
 		f->closed = true;
 		f->close_code = code;
@@ -461,6 +474,7 @@ size_t h3_upload_report(struct upload *u)
 				            json_u64(f->resp, "bytes", &bytes);
 				ok = have && !strcmp(sum, f->hex) && bytes == f->size;
 				check = ok ? "ok" : "MISMATCH";
+				f->mismatch = !ok;
 			}
 		} else if (f->closed) {
 			snprintf(status, sizeof(status), "reset:%" PRIu64, f->close_code);
@@ -576,6 +590,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	h3_qlog_event(c, "peak:clock", "\"start_monotonic_ns\":%" PRIu64, c->t_start);
 	uint64_t t0 = h3_now(), end;
 	bool submitted = false, migrated = false;
+	struct up_conninfo ci = {.proto = "h3"};
 	if (c->h) { /* resuming: the requests go out as 0-RTT */
 		submitted = true;
 		submit_more(c);
@@ -600,9 +615,15 @@ int h3_upload_run(const struct h3_upload_opts *o)
 				    h3_udp_recv(fd, buf, sizeof(buf), &from, &to, &local, NULL);
 				if (n < 0)
 					break;
+				ci.rx_calls++;
+				ci.rx_dgrams++;
+				ci.rx_bytes += (uint64_t)n;
 				if (h3_conn_read(c, &local, &remote, buf, (size_t)n))
 					break;
 			}
+			for (size_t i = 0; i < u.next; i++)
+				if (!u.f[i].closed)
+					stream_lost(c, &u.f[i]);
 		}
 		h3_conn_on_timer(c, h3_now());
 		if (c->h && (!submitted || u.resubmit)) {
@@ -653,6 +674,20 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	       c->early == H3_EARLY_ACCEPTED   ? " (0-RTT accepted)"
 	       : c->early == H3_EARLY_REJECTED ? " (0-RTT rejected)"
 	                                       : "");
+	if (o->metrics_file) {
+		ngtcp2_conn_stat cs;
+		ngtcp2_conn_get_conn_stat(c->q, &cs);
+		ci.handshaked = c->t_handshake != 0;
+		ci.hs_ns = ci.handshaked ? c->t_handshake - c->t_start : 0;
+		ci.resumed = ci.handshaked && gnutls_session_is_resumed(c->tls);
+		ci.early = (int)c->early;
+		ci.retries = c->retries;
+		ci.pto = cs.pto_count;
+		int mr = h3_upload_metrics_write(o->metrics_file, &u, &ci);
+		if (mr)
+			fprintf(stderr, "peak h3 upload: --metrics %s: %s\n", o->metrics_file,
+			        strerror(-mr));
+	}
 	h3_conn_close(c, NGHTTP3_H3_NO_ERROR);
 	ret = bad ? 1 : 0;
 out:

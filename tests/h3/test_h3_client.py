@@ -1,0 +1,90 @@
+"""peak h3 upload and get as a measured client (issue 16): --metrics FILE (the client's
+Prometheus text, written at exit), its sockets' batched receive (UDP GRO), and NEW_TOKEN
+tokens kept beside the session file so that a server doing Retry skips it the next time.
+
+    peak h3 upload|get --metrics FILE --(QUIC)--> peak h3 backend on [::1]:port
+"""
+import hashlib
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(__file__))
+from conftest import PEAK, upload  # noqa: E402
+import subprocess  # noqa: E402
+
+
+def write(path, n, seed):
+    data = hashlib.sha256(seed.encode()).digest() * (n // 32) + b"x" * (n % 32)
+    path.write_bytes(data)
+
+
+def parse_prom(path):
+    """The samples of a Prometheus text file, {'name{labels}': value}; every line is a
+    comment (# HELP or # TYPE) or a sample."""
+    out = {}
+    for line in path.read_text().splitlines():
+        if line.startswith("#"):
+            assert line.startswith(("# HELP ", "# TYPE ")), line
+            continue
+        key, v = line.rsplit(" ", 1)
+        assert key not in out, "duplicate series " + key
+        out[key] = float(v)
+    return out
+
+
+def test_upload_metrics_file(tmp_path, certs, backend_factory):
+    """Streams by type and status, body bytes, handshake histogram (not resumed, then
+    resumed), connections, UDP receive counters; the file is replaced whole."""
+    b = backend_factory()
+    write(tmp_path / "a", 123_456, "a")
+    write(tmp_path / "v", 1_000, "v")
+    prom, sess = tmp_path / "client.prom", tmp_path / "session"
+    files = [f"{tmp_path / 'a'}:audio/ogg", f"{tmp_path / 'a'}:audio/ogg",
+             f"{tmp_path / 'v'}:text/plain", str(tmp_path / "v")]
+    rc, streams, out, err = upload(b.url, files, certs,
+                                   extra=("--metrics", str(prom), "--session-file", str(sess)))
+    assert rc == 1 and [s["status"] for s in streams] == ["201", "201", "415", "400"], out
+    m = parse_prom(prom)
+    assert not (tmp_path / "client.prom.tmp").exists()
+    assert m['peak_h3_client_connections_total{proto="h3"}'] == 1
+    assert m['peak_h3_client_streams_total{type="audio/ogg",status="201"}'] == 2
+    assert m['peak_h3_client_streams_total{type="text/plain",status="415"}'] == 1
+    assert m['peak_h3_client_streams_total{type="",status="400"}'] == 1
+    assert m["peak_h3_client_body_bytes_sent_total"] == 2 * 123_456 + 2 * 1_000
+    assert m["peak_h3_client_body_bytes_received_total"] > 0
+    assert m["peak_h3_client_checksum_mismatches_total"] == 0
+    assert m['peak_h3_client_handshake_seconds_count{resumed="false"}'] == 1
+    assert m['peak_h3_client_handshake_seconds_bucket{resumed="false",le="+Inf"}'] == 1
+    assert m['peak_h3_client_handshake_seconds_count{resumed="true"}'] == 0
+    assert 0 < m['peak_h3_client_handshake_seconds_sum{resumed="false"}'] < 30
+    assert m["peak_h3_client_udp_receive_calls_total"] > 0
+    assert m["peak_h3_client_udp_datagrams_received_total"] >= \
+        m["peak_h3_client_udp_receive_calls_total"]
+    assert m["peak_h3_client_retries_total"] == 0
+    # the second run resumes its session; the file is replaced, not appended to
+    rc, streams, out, err = upload(b.url, files[:1], certs,
+                                   extra=("--metrics", str(prom), "--session-file", str(sess)))
+    assert rc == 0, out + err
+    m = parse_prom(prom)
+    assert m['peak_h3_client_handshake_seconds_count{resumed="true"}'] == 1
+    assert m['peak_h3_client_handshake_seconds_count{resumed="false"}'] == 0
+    assert m['peak_h3_client_streams_total{type="audio/ogg",status="201"}'] == 1
+    assert b.stop() == 0
+
+
+def test_get_and_h2_metrics_and_usage(tmp_path, certs, backend_factory):
+    b = backend_factory(extra=("--proto", "h2"))
+    write(tmp_path / "a", 10_000, "a")
+    prom = tmp_path / "h2.prom"
+    rc, streams, out, err = upload(b.url, [f"{tmp_path / 'a'}:audio/ogg"], certs,
+                                   extra=("--proto", "h2", "--metrics", str(prom)))
+    assert rc == 0, out + err
+    m = parse_prom(prom)
+    assert m['peak_h3_client_connections_total{proto="h2"}'] == 1
+    assert m['peak_h3_client_streams_total{type="audio/ogg",status="201"}'] == 1
+    assert m['peak_h3_client_handshake_seconds_count{resumed="false"}'] == 1
+    p = subprocess.run([PEAK, "h3", "upload", b.url, "--file", str(tmp_path / "a"),
+                        "--connections", "2", "--metrics", str(prom)], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 2 and "--metrics" in p.stderr
+    assert b.stop() == 0
