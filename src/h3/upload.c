@@ -424,6 +424,7 @@ static int migrate(struct h3_conn *c, const struct h3_addr *remote)
 	int fd = h3_udp_connect(remote, &local);
 	if (fd < 0)
 		return fd;
+	h3_udp_gro(fd);
 	ngtcp2_path path = {
 	    {(ngtcp2_sockaddr *)&local.ss, local.len},
 	    {(ngtcp2_sockaddr *)&remote->ss, remote->len},
@@ -581,6 +582,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 		fprintf(stderr, "peak h3 upload: %s: %s\n", o->url, strerror(-ret));
 		goto out;
 	}
+	h3_udp_gro(fd);
 	if ((ret = h3_conn_client_new(&c, fd, &local, &remote, cred,
 	                              o->server_name ? o->server_name : host, !o->insecure,
 	                              &upload_ops, &u)))
@@ -610,16 +612,27 @@ int h3_upload_run(const struct h3_upload_opts *o)
 		if (p.revents & POLLIN) {
 			static uint8_t buf[65536];
 			struct h3_addr from, to;
-			for (int i = 0; i < 64; i++) {
+			/* up to UP_RECV_BATCH datagrams, then the timers and our
+			 * acknowledgements get a turn; with UDP GRO one call returns
+			 * several back to back, split here as the servers do */
+			bool failed = false;
+			for (size_t i = 0; i < UP_RECV_BATCH && !failed;) {
+				size_t seg = 0;
 				ssize_t n =
-				    h3_udp_recv(fd, buf, sizeof(buf), &from, &to, &local, NULL);
+				    h3_udp_recv(fd, buf, sizeof(buf), &from, &to, &local, &seg);
 				if (n < 0)
 					break;
+				if (!seg)
+					seg = (size_t)n;
 				ci.rx_calls++;
-				ci.rx_dgrams++;
 				ci.rx_bytes += (uint64_t)n;
-				if (h3_conn_read(c, &local, &remote, buf, (size_t)n))
-					break;
+				for (size_t off = 0; off < (size_t)n; off += seg, i++) {
+					size_t k = (size_t)n - off < seg ? (size_t)n - off : seg;
+					ci.rx_dgrams++;
+					if ((failed = h3_conn_read(c, &local, &remote, buf + off,
+					                           k) != 0))
+						break;
+				}
 			}
 			for (size_t i = 0; i < u.next; i++)
 				if (!u.f[i].closed)

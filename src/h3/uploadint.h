@@ -18,6 +18,7 @@ enum {
 	UP_PATH_MAX = 1024,
 	UP_TURN_BYTES = 32 * 1024, /* body bytes a stream sends per turn of the round robin */
 	UP_EARLY_BYTES = 8 * 1024, /* body bytes sent as 0-RTT, all streams together */
+	UP_RECV_BATCH = 64,        /* datagrams read per wake-up before the timers and a write */
 };
 
 struct ufile {

@@ -88,3 +88,29 @@ def test_get_and_h2_metrics_and_usage(tmp_path, certs, backend_factory):
                        text=True, timeout=30)
     assert p.returncode == 2 and "--metrics" in p.stderr
     assert b.stop() == 0
+
+
+def test_client_receives_gro_batches(tmp_path, certs, backend_factory):
+    """A bulk answer (a 1 MiB page) arrives in fewer receive calls than datagrams: the
+    client's socket has UDP GRO and the reader splits the segments (the checksum-free GET
+    still gets every byte); with PEAK_H3_NO_GRO=1 it is one datagram per call."""
+    page = tmp_path / "page.html"
+    page.write_bytes(os.urandom(1 << 20))
+    b = backend_factory(extra=("--page", str(page)))
+
+    def get(prom, env):
+        p = subprocess.run([PEAK, "h3", "get", f"https://[::1]:{b.port}/", "--ca",
+                            str(certs / "ca.pem"), "--metrics", str(prom)],
+                           capture_output=True, text=True, errors="replace", timeout=60,
+                           env={**{k: v for k, v in os.environ.items()
+                                   if k != "PEAK_H3_NO_GRO"}, **env})
+        assert p.returncode == 0, p.stdout + p.stderr
+        m = parse_prom(prom)
+        assert m["peak_h3_client_body_bytes_received_total"] == 1 << 20
+        return m["peak_h3_client_udp_datagrams_received_total"], \
+            m["peak_h3_client_udp_receive_calls_total"]
+    dgrams, calls = get(tmp_path / "gro.prom", {})
+    assert dgrams >= 700 and dgrams > 2 * calls, (dgrams, calls)
+    dgrams, calls = get(tmp_path / "nogro.prom", {"PEAK_H3_NO_GRO": "1"})
+    assert dgrams >= 700 and dgrams == calls, (dgrams, calls)
+    assert b.stop() == 0
