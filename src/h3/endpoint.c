@@ -17,9 +17,10 @@
 enum {
 	EP_BATCH = 64,        /* datagrams per readable event before timers get a turn */
 	EP_CIDS_PER_CONN = 8, /* our IDs (active_connection_id_limit 4, spares) + the client's */
-	EP_RETRY_TOKEN_TIMEOUT_S = 10, /* a Retry token is good this long */
-	EP_RESETS_PER_S = 100,         /* stateless resets sent per second at most */
-	EP_VN_MIN_IN = 1200,           /* the smallest client Initial datagram (§14.1) */
+	EP_RETRY_TOKEN_TIMEOUT_S = 10,      /* a Retry token is good this long */
+	EP_NEW_TOKEN_TIMEOUT_S = 24 * 3600, /* and a NEW_TOKEN token this long */
+	EP_RESETS_PER_S = 100,              /* stateless resets sent per second at most */
+	EP_VN_MIN_IN = 1200,                /* the smallest client Initial datagram (§14.1) */
 	/* the shortest datagram answered with a reset: ours is one byte shorter and ngtcp2
 	 * needs 1 + 5 random + 16 token bytes; a client waiting for flow control credit sends
 	 * only small PING probes (about 40 bytes), which must get one too */
@@ -39,6 +40,8 @@ static void observe_handshake(struct h3_endpoint *ep, struct h3_conn *c)
 		return;
 	c->hs_counted = true;
 	h3_stats_handshake(&ep->stats, c->t_handshake - c->t_start);
+	if (c->new_token_sent)
+		h3_stat_add(ep->stats.new_tokens_sent, 1);
 	if (gnutls_session_is_resumed(c->tls))
 		h3_stat_add(ep->stats.resumed, 1);
 }
@@ -180,6 +183,23 @@ static void send_retry(struct h3_endpoint *ep, const struct h3_addr *local,
 		h3_stat_add(ep->stats.retries, 1);
 }
 
+/* Whether hd's token is a NEW_TOKEN token of ours for remote's address, not expired. */
+static bool new_token_ok(struct h3_endpoint *ep, const struct h3_addr *remote,
+                         const ngtcp2_pkt_hd *hd)
+{
+	struct h3_addr a;
+	h3_token_addr(remote, &a);
+	if (ngtcp2_crypto_verify_regular_token(hd->token.base, hd->token.len, ep->secret,
+	                                       sizeof(ep->secret), (const ngtcp2_sockaddr *)&a.ss,
+	                                       a.len, EP_NEW_TOKEN_TIMEOUT_S * NGTCP2_SECONDS,
+	                                       h3_token_now())) {
+		h3_stat_add(ep->stats.new_tokens_bad, 1);
+		return false;
+	}
+	h3_stat_add(ep->stats.new_tokens_ok, 1);
+	return true;
+}
+
 static bool retry_required(const struct h3_endpoint *ep)
 {
 	return ep->retry.always || (ep->retry.above && ep->nconns >= ep->retry.above);
@@ -289,11 +309,14 @@ static void accept_new(struct h3_endpoint *ep, const struct h3_addr *local,
 			return;
 		}
 		pocid = &ocid;
+	} else if (hd.token.len && hd.token.base[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_REGULAR &&
+	           new_token_ok(ep, remote, &hd)) {
+		/* the client proved this address on an earlier connection: no Retry */
 	} else if (retry_required(ep)) {
 		send_retry(ep, local, remote, &hd, n);
 		return;
 	} else {
-		hd.token.base = NULL; /* a NEW_TOKEN token we never issue: ignore it */
+		hd.token.base = NULL; /* no token, or one that did not verify: ignore it */
 		hd.token.len = 0;
 	}
 	int r =
@@ -437,6 +460,12 @@ void h3_endpoint_render(struct mbuf *b, const struct h3_endpoint *ep, const char
 	     &st->version_negotiations},
 	    {"resumed_total", "Handshakes that resumed a TLS session (a session ticket).",
 	     &st->resumed},
+	    {"new_tokens_sent_total", "NEW_TOKEN tokens given to clients.", &st->new_tokens_sent},
+	    {"new_tokens_accepted_total", "Initials whose NEW_TOKEN token verified (no Retry).",
+	     &st->new_tokens_ok},
+	    {"new_tokens_rejected_total",
+	     "Initials whose NEW_TOKEN token did not verify (treated as none).",
+	     &st->new_tokens_bad},
 	};
 	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++)
 		mbuf_printf(b,

@@ -30,6 +30,9 @@ struct h3_endpoint_stats {
 	uint64_t resets;     /* stateless resets sent for unknown connections (§10.3) */
 	uint64_t version_negotiations; /* answers to unknown versions (§6.1) */
 	uint64_t resumed;              /* handshakes that resumed a session (a ticket) */
+	uint64_t new_tokens_sent;      /* NEW_TOKEN frames queued for clients */
+	uint64_t new_tokens_ok;        /* Initials whose NEW_TOKEN token verified: no Retry */
+	uint64_t new_tokens_bad;       /* ... whose token did not (treated as no token) */
 };
 
 /* Counts one handshake that took ns nanoseconds into st's histogram (the h2 server's

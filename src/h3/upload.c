@@ -695,6 +695,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 		ci.resumed = ci.handshaked && gnutls_session_is_resumed(c->tls);
 		ci.early = (int)c->early;
 		ci.retries = c->retries;
+		ci.token = c->token_used;
 		ci.pto = cs.pto_count;
 		int mr = h3_upload_metrics_write(o->metrics_file, &u, &ci);
 		if (mr)

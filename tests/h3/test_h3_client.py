@@ -6,11 +6,12 @@ tokens kept beside the session file so that a server doing Retry skips it the ne
 """
 import hashlib
 import os
+import subprocess
 import sys
+import urllib.request
 
 sys.path.insert(0, os.path.dirname(__file__))
-from conftest import PEAK, upload  # noqa: E402
-import subprocess  # noqa: E402
+from conftest import PEAK, free_tcp_port, upload  # noqa: E402
 
 
 def write(path, n, seed):
@@ -113,4 +114,43 @@ def test_client_receives_gro_batches(tmp_path, certs, backend_factory):
     assert dgrams >= 700 and dgrams > 2 * calls, (dgrams, calls)
     dgrams, calls = get(tmp_path / "nogro.prom", {"PEAK_H3_NO_GRO": "1"})
     assert dgrams >= 700 and dgrams == calls, (dgrams, calls)
+    assert b.stop() == 0
+
+
+def test_new_token_skips_the_retry(tmp_path, certs, backend_factory):
+    """With --retry on the backend, the first connection is retried and gets a NEW_TOKEN
+    token, kept in SESSION.token; the next connection presents it in its Initial and is not
+    retried. A token that does not verify (altered) only costs the Retry again."""
+    port = free_tcp_port()
+    b = backend_factory(extra=("--retry", "--metrics", f"127.0.0.1:{port}"))
+    write(tmp_path / "a", 200_000, "a")
+    sess, prom = tmp_path / "session", tmp_path / "c.prom"
+    tok = tmp_path / "session.token"
+
+    def run():
+        rc, streams, out, err = upload(b.url, [f"{tmp_path / 'a'}:audio/ogg"] * 2, certs,
+                                       extra=("--session-file", str(sess), "--metrics",
+                                              str(prom)))
+        assert rc == 0 and all(s["checksum"] == "ok" for s in streams), out + err
+        m = parse_prom(prom)
+        return m["peak_h3_client_retries_total"], m["peak_h3_client_new_tokens_used_total"]
+
+    def server():
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as r:
+            text = r.read().decode()
+        return {ln.rsplit(" ", 1)[0].split("{")[0]: float(ln.rsplit(" ", 1)[1])
+                for ln in text.splitlines() if ln.startswith("peak_h3_")}
+    assert run() == (1, 0)
+    assert tok.exists() and tok.stat().st_mode & 0o777 == 0o600
+    assert tok.read_bytes()[0] == 0x36  # ngtcp2's regular (NEW_TOKEN) token
+    assert run() == (0, 1)
+    s = server()
+    assert s["peak_h3_retries_total"] == 1 and s["peak_h3_new_tokens_accepted_total"] == 1
+    assert s["peak_h3_new_tokens_sent_total"] == 2
+    t = bytearray(tok.read_bytes())
+    t[-1] ^= 1
+    tok.write_bytes(bytes(t))
+    assert run() == (1, 1)
+    s = server()
+    assert s["peak_h3_retries_total"] == 2 and s["peak_h3_new_tokens_rejected_total"] == 1
     assert b.stop() == 0
