@@ -154,3 +154,23 @@ def test_new_token_skips_the_retry(tmp_path, certs, backend_factory):
     s = server()
     assert s["peak_h3_retries_total"] == 2 and s["peak_h3_new_tokens_rejected_total"] == 1
     assert b.stop() == 0
+
+
+def test_ingress_new_token_skips_the_retry(tmp_path, certs, backend_factory,
+                                           ingress_factory):
+    """The ingress gives NEW_TOKEN tokens too (the same endpoint code): with --retry, the
+    client's second connection through it is not retried."""
+    audio = backend_factory(ident="audio", types="audio/*")
+    ing = ingress_factory([f"audio/*=h3://[::1]:{audio.port}"], extra=("--retry",))
+    write(tmp_path / "a", 50_000, "a")
+    sess, prom = tmp_path / "session", tmp_path / "c.prom"
+    seen = []
+    for _ in range(2):
+        rc, streams, out, err = upload(ing.url, [f"{tmp_path / 'a'}:audio/ogg"], certs,
+                                       extra=("--session-file", str(sess), "--metrics",
+                                              str(prom)))
+        assert rc == 0 and streams[0]["backend"] == "audio", out + err
+        m = parse_prom(prom)
+        seen.append((m["peak_h3_client_retries_total"],
+                     m["peak_h3_client_new_tokens_used_total"]))
+    assert seen == [(1, 0), (0, 1)]
