@@ -545,7 +545,9 @@ static int recv_new_token(ngtcp2_conn *q, const ngtcp2_vec *token, void *ud)
 	return 0;
 }
 
-/* Reads FILE.token into tok (H3_TOKEN_MAX bytes). Returns its length, 0 if none. */
+/* Reads FILE.token into tok (H3_TOKEN_MAX bytes) and removes the file: a token is used for one
+ * connection attempt only, which brings the next (RFC 9000 §8.1.3: a reused token links
+ * connections). Returns its length, 0 if none. */
 static size_t token_load(uint8_t *tok)
 {
 	char path[4096];
@@ -556,6 +558,7 @@ static size_t token_load(uint8_t *tok)
 		return 0;
 	ssize_t n = read(fd, tok, H3_TOKEN_MAX);
 	close(fd);
+	unlink(path);
 	return n > 0 ? (size_t)n : 0;
 }
 

@@ -142,8 +142,11 @@ def test_new_token_skips_the_retry(tmp_path, certs, backend_factory):
                 for ln in text.splitlines() if ln.startswith("peak_h3_")}
     assert run() == (1, 0)
     assert tok.exists() and tok.stat().st_mode & 0o777 == 0o600
-    assert tok.read_bytes()[0] == 0x36  # ngtcp2's regular (NEW_TOKEN) token
+    first = tok.read_bytes()
+    assert first[0] == 0x36  # ngtcp2's regular (NEW_TOKEN) token
     assert run() == (0, 1)
+    # used once: the connection it let in brought the next one
+    assert tok.exists() and tok.read_bytes() != first
     s = server()
     assert s["peak_h3_retries_total"] == 1 and s["peak_h3_new_tokens_accepted_total"] == 1
     assert s["peak_h3_new_tokens_sent_total"] == 2
