@@ -80,7 +80,7 @@ static const char upload_help[] =
     "                      [--source ADDR] [--port P] [--secret-file FILE] [options]\n"
     "                      [--timeout MS] [--migrate-after BYTES] [--qlog DIR]\n"
     "                      [--session-file FILE [--early-data]] [--proto h3|h2]\n"
-    "                      [--connections N]\n"
+    "                      [--connections N] [--metrics FILE]\n"
     "\n"
     "Opens one HTTP/3 connection to URL (https://HOST[:PORT][/PATH]) and POSTs every file on\n"
     "its own request stream, concurrently, opening streams as the server's limit allows.\n"
@@ -113,6 +113,12 @@ static const char upload_help[] =
     "                      the connection with the fewest bytes so far; with --peak, up to\n"
     "                      N per service and key, all to the address its rule gives. Each\n"
     "                      connection prints its streams and summary; no --session-file\n"
+    "  --metrics FILE      at exit, write the client's Prometheus text to FILE (the node\n"
+    "                      exporter's textfile format, written to FILE.tmp and renamed):\n"
+    "                      streams by content type and status, body bytes, checksum\n"
+    "                      mismatches, handshake time (resumed or not), 0-RTT, Retry,\n"
+    "                      losses, UDP receive calls and datagrams; not with --peak or\n"
+    "                      --connections\n"
     "\n"
     "PEAK-direct (--peak): no ingress. Reads NAME's content-type map (TXT _types.NAME:\n"
     "'v=types1; audio/*=audio.svc.example.; video/*=@#video'), picks for each file the most\n"
@@ -438,7 +444,7 @@ static int cmd_h3_ingress(int argc, char **argv)
 
 static const char get_help[] =
     "usage: peak h3 get URL [--ca FILE | --insecure] [--timeout MS] [--qlog DIR]\n"
-    "                   [--proto h3|h2]\n"
+    "                   [--proto h3|h2] [--metrics FILE]\n"
     "\n"
     "GETs URL (https://HOST[:PORT][/PATH]) over HTTP/3 (or HTTP/2 on TLS/TCP with --proto h2)\n"
     "and prints the status, the backend (x-peak-backend) and the first line of the body.\n"
@@ -449,7 +455,9 @@ static const char get_help[] =
     "  --insecure          do not check the server's certificate\n"
     "  --timeout MS        give up after MS milliseconds (default 30000)\n"
     "  --qlog DIR          write the connection's qlog into DIR (JSON-SEQ)\n"
-    "  --proto P           h3 (default) or h2\n";
+    "  --proto P           h3 (default) or h2\n"
+    "  --metrics FILE      at exit, write the client's Prometheus text to FILE (see\n"
+    "                      peak h3 upload --help)\n";
 
 static bool printable(const char *s)
 {
@@ -724,6 +732,7 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	    {"secret-file", required_argument, 0, 'K'},
 	    {"proto", required_argument, 0, 'o'},
 	    {"connections", required_argument, 0, 'N'},
+	    {"metrics", required_argument, 0, 'm'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -783,6 +792,9 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 			break;
 		case 'Q':
 			o.qlog_dir = optarg;
+			break;
+		case 'm':
+			o.metrics_file = optarg;
 			break;
 		case 'T':
 			o.session_file = optarg;
@@ -847,6 +859,8 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 		cli_usage_error(cmd, "--proto h2 takes no --peak, --migrate-after or --early-data");
 	if (d.connections > 1 && o.session_file)
 		cli_usage_error(cmd, "--connections takes no --session-file");
+	if ((d.connections > 1 || d.on) && o.metrics_file)
+		cli_usage_error(cmd, "--peak and --connections take no --metrics");
 	if (!d.on && (d.ro.servers[0] || d.ro.source || d.secret_file || d.port != 443))
 		cli_usage_error(cmd, "--server, --source, --port and --secret-file go with --peak");
 	if (d.on) {

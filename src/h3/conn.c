@@ -207,12 +207,45 @@ static bool tp_load(ngtcp2_transport_params *p, ngtcp2_duration *rtt)
 	return seen == want;
 }
 
+uint64_t h3_token_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+void h3_token_addr(const struct h3_addr *remote, struct h3_addr *out)
+{
+	*out = *remote;
+	if (out->ss.ss_family == AF_INET6)
+		((struct sockaddr_in6 *)&out->ss)->sin6_port = 0;
+	else if (out->ss.ss_family == AF_INET)
+		((struct sockaddr_in *)&out->ss)->sin_port = 0;
+}
+
+/* Gives the client a token for its next connection (a NEW_TOKEN frame, RFC 9000 §8.1.3),
+ * bound to its address (not its port, which a new connection changes) and sealed with the
+ * endpoint's secret, so that a server doing Retry lets it in without one. */
+static void send_new_token(struct h3_conn *c)
+{
+	uint8_t tok[NGTCP2_CRYPTO_MAX_REGULAR_TOKENLEN];
+	struct h3_addr a;
+	h3_token_addr(&c->remote, &a);
+	ngtcp2_ssize n = ngtcp2_crypto_generate_regular_token(
+	    tok, c->secret, H3_SECRET_LEN, (const ngtcp2_sockaddr *)&a.ss, a.len, h3_token_now());
+	if (n > 0 && ngtcp2_conn_submit_new_token(c->q, tok, (size_t)n) == 0)
+		c->new_token_sent = true;
+}
+
 static int handshake_completed(ngtcp2_conn *q, void *ud)
 {
 	struct h3_conn *c = ud;
 	c->t_handshake = h3_now();
-	if (c->server)
+	if (c->server) {
+		if (c->secret)
+			send_new_token(c);
 		return 0;
+	}
 	if (c->early == H3_EARLY_SENT) {
 		c->early =
 		    h3_tls_early_data_accepted(c->tls) ? H3_EARLY_ACCEPTED : H3_EARLY_REJECTED;
@@ -485,6 +518,57 @@ static int recv_stateless_reset(ngtcp2_conn *q, const ngtcp2_pkt_stateless_reset
 	return 0;
 }
 
+/* The server asked us to prove our address (RFC 9000 §8.1.2): count it, then let ngtcp2 start
+ * over with the token. */
+static int token_path(char *out, size_t cap)
+{
+	const char *f = h3_tls_client_session_file();
+	return f && snprintf(out, cap, "%s.token", f) < (int)cap ? 0 : -ENAMETOOLONG;
+}
+
+/* The server's NEW_TOKEN token: kept in FILE.token (mode 0600, replaced whole) beside the
+ * session ticket, for the next connection's Initial. */
+static int recv_new_token(ngtcp2_conn *q, const ngtcp2_vec *token, void *ud)
+{
+	char path[4096], tmp[4200];
+	(void)q;
+	(void)ud;
+	if (!token->len || token->len > H3_TOKEN_MAX || token_path(path, sizeof(path)) ||
+	    snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp))
+		return 0;
+	int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd == -1)
+		return 0;
+	bool ok = write(fd, token->base, token->len) == (ssize_t)token->len;
+	if (close(fd) == -1 || !ok || rename(tmp, path) == -1)
+		unlink(tmp);
+	return 0;
+}
+
+/* Reads FILE.token into tok (H3_TOKEN_MAX bytes) and removes the file: a token is used for one
+ * connection attempt only, which brings the next (RFC 9000 §8.1.3: a reused token links
+ * connections). Returns its length, 0 if none. */
+static size_t token_load(uint8_t *tok)
+{
+	char path[4096];
+	if (token_path(path, sizeof(path)))
+		return 0;
+	int fd = open(path, O_RDONLY | O_CLOEXEC);
+	if (fd == -1)
+		return 0;
+	ssize_t n = read(fd, tok, H3_TOKEN_MAX);
+	close(fd);
+	unlink(path);
+	return n > 0 ? (size_t)n : 0;
+}
+
+static int recv_retry(ngtcp2_conn *q, const ngtcp2_pkt_hd *hd, void *ud)
+{
+	struct h3_conn *c = ud;
+	c->retries++;
+	return ngtcp2_crypto_recv_retry_cb(q, hd, ud);
+}
+
 static const ngtcp2_callbacks client_cbs = {
     .client_initial = ngtcp2_crypto_client_initial_cb,
     .recv_crypto_data = ngtcp2_crypto_recv_crypto_data_cb,
@@ -496,7 +580,8 @@ static const ngtcp2_callbacks client_cbs = {
     .acked_stream_data_offset = acked_stream_data_offset,
     .stream_close = stream_close,
     .recv_stateless_reset = recv_stateless_reset,
-    .recv_retry = ngtcp2_crypto_recv_retry_cb,
+    .recv_retry = recv_retry,
+    .recv_new_token = recv_new_token,
     .extend_max_local_streams_bidi = extend_max_local_streams_bidi,
     .rand = rand_cb,
     .get_new_connection_id = get_new_connection_id,
@@ -587,6 +672,9 @@ int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local
 		settings.token = hd->token;
 	} else {
 		params.original_dcid = hd->dcid;
+		/* a NEW_TOKEN token the endpoint verified (else it cleared it): the address
+		 * counts as validated (no 3x amplification limit, RFC 9000 §8.1.3) */
+		settings.token = hd->token;
 	}
 	params.stateless_reset_token_present = 1;
 	if (ngtcp2_crypto_generate_stateless_reset_token(params.stateless_reset_token, secret,
@@ -662,6 +750,12 @@ int h3_conn_client_new(struct h3_conn **out, int fd, const struct h3_addr *local
 	params.active_connection_id_limit = 4;
 	if (h3_qlog_enabled() && (c->qlog = h3_qlog_open(&dcid, "client")))
 		settings.qlog.write = h3_qlog_write;
+	uint8_t tok[H3_TOKEN_MAX];
+	size_t toklen = h3_tls_client_session_file() ? token_load(tok) : 0;
+	if (toklen) { /* copied by ngtcp2_conn_client_new */
+		settings.token = (ngtcp2_vec){tok, toklen};
+		c->token_used = true;
+	}
 	ngtcp2_path path = path_of(local, remote);
 	if (ngtcp2_conn_client_new(&c->q, &dcid, &scid, &path, NGTCP2_PROTO_VER_V1, &client_cbs,
 	                           &settings, &params, NULL, c)) {

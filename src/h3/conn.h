@@ -21,6 +21,7 @@ enum {
 	H3_IDLE_TIMEOUT_S = 30,    /* max_idle_timeout (RFC 9000 §10.1) */
 	H3_MAX_UDP_PAYLOAD = 1472, /* the largest datagram we write */
 	H3_GSO_SEGS = 44,          /* datagrams per sendmsg: 44 x 1472 fits in 64 KiB */
+	H3_TOKEN_MAX = 256,        /* the longest NEW_TOKEN token a client keeps */
 };
 
 struct h3_conn;
@@ -78,7 +79,10 @@ struct h3_conn {
 	bool dead;         /* free it: closed, drained or timed out */
 	uint64_t close_at; /* nonzero: closing or draining until then (ns) */
 	uint64_t t_start, t_handshake;
-	bool hs_counted; /* the endpoint counted its handshake time */
+	bool hs_counted;     /* the endpoint counted its handshake time */
+	unsigned retries;    /* client: Retry packets received (address validation) */
+	bool token_used;     /* client: the Initial carried a stored NEW_TOKEN token */
+	bool new_token_sent; /* server: a NEW_TOKEN frame was queued for the client */
 	enum { H3_EARLY_NONE, H3_EARLY_SENT, H3_EARLY_ACCEPTED, H3_EARLY_REJECTED } early;
 	FILE *qlog;           /* this connection's qlog (h3_qlog_set_dir), or NULL */
 	struct h3_conn *next; /* the endpoint's list */
@@ -117,10 +121,19 @@ int h3_conn_server_new(struct h3_conn **out, int fd, const struct h3_addr *local
  * against the certificate when verify. With a stored session and the server's transport
  * parameters (h3_tls_client_set_session_file, FILE and FILE.tp) it resumes and makes c->h at
  * once, so requests submitted before the handshake ends go out as 0-RTT (c->early says what
- * became of them). Returns 0 and *out or -errno. */
+ * became of them). The server's NEW_TOKEN token is kept in FILE.token and sent in the next
+ * Initial (c->token_used). Returns 0 and *out or -errno. */
 int h3_conn_client_new(struct h3_conn **out, int fd, const struct h3_addr *local,
                        const struct h3_addr *remote, gnutls_certificate_credentials_t cred,
                        const char *host, bool verify, const struct h3_conn_ops *ops, void *app);
+
+/* The clock of NEW_TOKEN tokens (ns, CLOCK_REALTIME): unlike h3_now's, it means the same to
+ * every server sharing a secret, and across their restarts. */
+uint64_t h3_token_now(void);
+
+/* remote without its port: what a NEW_TOKEN token is bound to (a client's next connection
+ * comes from a new port). */
+void h3_token_addr(const struct h3_addr *remote, struct h3_addr *out);
 
 /* Whether h3_conn_client_new may send 0-RTT when it resumes (default off). */
 void h3_conn_client_early_data(bool on);

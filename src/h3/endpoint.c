@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -16,9 +17,10 @@
 enum {
 	EP_BATCH = 64,        /* datagrams per readable event before timers get a turn */
 	EP_CIDS_PER_CONN = 8, /* our IDs (active_connection_id_limit 4, spares) + the client's */
-	EP_RETRY_TOKEN_TIMEOUT_S = 10, /* a Retry token is good this long */
-	EP_RESETS_PER_S = 100,         /* stateless resets sent per second at most */
-	EP_VN_MIN_IN = 1200,           /* the smallest client Initial datagram (§14.1) */
+	EP_RETRY_TOKEN_TIMEOUT_S = 10,      /* a Retry token is good this long */
+	EP_NEW_TOKEN_TIMEOUT_S = 24 * 3600, /* and a NEW_TOKEN token this long */
+	EP_RESETS_PER_S = 100,              /* stateless resets sent per second at most */
+	EP_VN_MIN_IN = 1200,                /* the smallest client Initial datagram (§14.1) */
 	/* the shortest datagram answered with a reset: ours is one byte shorter and ngtcp2
 	 * needs 1 + 5 random + 16 token bytes; a client waiting for flow control credit sends
 	 * only small PING probes (about 40 bytes), which must get one too */
@@ -38,6 +40,8 @@ static void observe_handshake(struct h3_endpoint *ep, struct h3_conn *c)
 		return;
 	c->hs_counted = true;
 	h3_stats_handshake(&ep->stats, c->t_handshake - c->t_start);
+	if (c->new_token_sent)
+		h3_stat_add(ep->stats.new_tokens_sent, 1);
 	if (gnutls_session_is_resumed(c->tls))
 		h3_stat_add(ep->stats.resumed, 1);
 }
@@ -179,6 +183,23 @@ static void send_retry(struct h3_endpoint *ep, const struct h3_addr *local,
 		h3_stat_add(ep->stats.retries, 1);
 }
 
+/* Whether hd's token is a NEW_TOKEN token of ours for remote's address, not expired. */
+static bool new_token_ok(struct h3_endpoint *ep, const struct h3_addr *remote,
+                         const ngtcp2_pkt_hd *hd)
+{
+	struct h3_addr a;
+	h3_token_addr(remote, &a);
+	if (ngtcp2_crypto_verify_regular_token(hd->token.base, hd->token.len, ep->secret,
+	                                       sizeof(ep->secret), (const ngtcp2_sockaddr *)&a.ss,
+	                                       a.len, EP_NEW_TOKEN_TIMEOUT_S * NGTCP2_SECONDS,
+	                                       h3_token_now())) {
+		h3_stat_add(ep->stats.new_tokens_bad, 1);
+		return false;
+	}
+	h3_stat_add(ep->stats.new_tokens_ok, 1);
+	return true;
+}
+
 static bool retry_required(const struct h3_endpoint *ep)
 {
 	return ep->retry.always || (ep->retry.above && ep->nconns >= ep->retry.above);
@@ -288,11 +309,14 @@ static void accept_new(struct h3_endpoint *ep, const struct h3_addr *local,
 			return;
 		}
 		pocid = &ocid;
+	} else if (hd.token.len && hd.token.base[0] == NGTCP2_CRYPTO_TOKEN_MAGIC_REGULAR &&
+	           new_token_ok(ep, remote, &hd)) {
+		/* the client proved this address on an earlier connection: no Retry */
 	} else if (retry_required(ep)) {
 		send_retry(ep, local, remote, &hd, n);
 		return;
 	} else {
-		hd.token.base = NULL; /* a NEW_TOKEN token we never issue: ignore it */
+		hd.token.base = NULL; /* no token, or one that did not verify: ignore it */
 		hd.token.len = 0;
 	}
 	int r =
@@ -436,6 +460,12 @@ void h3_endpoint_render(struct mbuf *b, const struct h3_endpoint *ep, const char
 	     &st->version_negotiations},
 	    {"resumed_total", "Handshakes that resumed a TLS session (a session ticket).",
 	     &st->resumed},
+	    {"new_tokens_sent_total", "NEW_TOKEN tokens given to clients.", &st->new_tokens_sent},
+	    {"new_tokens_accepted_total", "Initials whose NEW_TOKEN token verified (no Retry).",
+	     &st->new_tokens_ok},
+	    {"new_tokens_rejected_total",
+	     "Initials whose NEW_TOKEN token did not verify (treated as none).",
+	     &st->new_tokens_bad},
 	};
 	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++)
 		mbuf_printf(b,
@@ -449,25 +479,26 @@ void h3_endpoint_render(struct mbuf *b, const struct h3_endpoint *ep, const char
 	            lname, id, (unsigned long long)h3_stat_get(st->open));
 	mbuf_printf(b, "# HELP peak_h3_handshake_seconds QUIC handshake time, first Initial to "
 	               "the client's Finished.\n# TYPE peak_h3_handshake_seconds histogram\n");
+	char labels[METRICS_LABEL_MAX + 64];
+	snprintf(labels, sizeof(labels), "%s=\"%s\"", lname, id);
+	h3_hs_render(b, "peak_h3_handshake_seconds", st, labels);
+}
+
+void h3_hs_render(struct mbuf *b, const char *name, const struct h3_endpoint_stats *st,
+                  const char *labels)
+{
 	uint64_t cum = 0;
 	for (size_t i = 0; i <= H3_HS_BUCKETS; i++) {
 		cum += h3_stat_get(st->hs_bucket[i]);
 		if (i < H3_HS_BUCKETS)
-			mbuf_printf(b,
-			            "peak_h3_handshake_seconds_bucket{%s=\"%s\",le=\"%g\"} "
-			            "%llu\n",
-			            lname, id, (double)h3_hs_bucket_us[i] / 1e6,
-			            (unsigned long long)cum);
+			mbuf_printf(b, "%s_bucket{%s,le=\"%g\"} %llu\n", name, labels,
+			            (double)h3_hs_bucket_us[i] / 1e6, (unsigned long long)cum);
 		else
-			mbuf_printf(b,
-			            "peak_h3_handshake_seconds_bucket{%s=\"%s\",le=\"+Inf\"} "
-			            "%llu\n",
-			            lname, id, (unsigned long long)cum);
+			mbuf_printf(b, "%s_bucket{%s,le=\"+Inf\"} %llu\n", name, labels,
+			            (unsigned long long)cum);
 	}
-	mbuf_printf(b,
-	            "peak_h3_handshake_seconds_sum{%s=\"%s\"} %.6f\n"
-	            "peak_h3_handshake_seconds_count{%s=\"%s\"} %llu\n",
-	            lname, id, (double)h3_stat_get(st->hs_sum_us) / 1e6, lname, id,
+	mbuf_printf(b, "%s_sum{%s} %.6f\n%s_count{%s} %llu\n", name, labels,
+	            (double)h3_stat_get(st->hs_sum_us) / 1e6, name, labels,
 	            (unsigned long long)h3_stat_get(st->hs_count));
 }
 

@@ -30,6 +30,9 @@ struct h3_endpoint_stats {
 	uint64_t resets;     /* stateless resets sent for unknown connections (§10.3) */
 	uint64_t version_negotiations; /* answers to unknown versions (§6.1) */
 	uint64_t resumed;              /* handshakes that resumed a session (a ticket) */
+	uint64_t new_tokens_sent;      /* NEW_TOKEN frames queued for clients */
+	uint64_t new_tokens_ok;        /* Initials whose NEW_TOKEN token verified: no Retry */
+	uint64_t new_tokens_bad;       /* ... whose token did not (treated as no token) */
 };
 
 /* Counts one handshake that took ns nanoseconds into st's histogram (the h2 server's
@@ -97,6 +100,11 @@ struct mbuf;
  * text into b, each series labelled lname="lvalue" (for a metrics thread: relaxed loads). */
 void h3_endpoint_render(struct mbuf *b, const struct h3_endpoint *ep, const char *lname,
                         const char *lvalue);
+
+/* Renders st's handshake histogram as the series NAME_bucket, NAME_sum and NAME_count, each
+ * labelled with labels (rendered label pairs, values escaped: k="v"); no HELP or TYPE line. */
+void h3_hs_render(struct mbuf *b, const char *name, const struct h3_endpoint_stats *st,
+                  const char *labels);
 
 /* The endpoint's secret (h3_endpoint_init) from an operator's 16-byte one (--secret-file),
  * so that every peak h3 server given the same file derives the same. */

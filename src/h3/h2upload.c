@@ -307,6 +307,18 @@ int h2_upload_run(const struct h3_upload_opts *o, struct upload *u, const struct
 	       u->n, u->n - bad, bad, total, s,
 	       c->hs_done ? (double)(c->t_handshake - c->t_start) / 1e6 : 0.0,
 	       c->hs_done && c->resumed ? " (resumed)" : "");
+	if (o->metrics_file) {
+		struct up_conninfo ci = {
+		    .proto = "h2",
+		    .handshaked = c->hs_done,
+		    .hs_ns = c->hs_done ? c->t_handshake - c->t_start : 0,
+		    .resumed = c->hs_done && c->resumed,
+		};
+		int mr = h3_upload_metrics_write(o->metrics_file, u, &ci);
+		if (mr)
+			fprintf(stderr, "peak h3 upload: --metrics %s: %s\n", o->metrics_file,
+			        strerror(-mr));
+	}
 	if (!c->dead) {
 		nghttp2_session_terminate_session(c->s, NGHTTP2_NO_ERROR);
 		h2_conn_io(c);

@@ -33,6 +33,14 @@ void h3_udp_buffers(int fd)
 	udp_buf(fd, SO_SNDBUF, SO_SNDBUFFORCE);
 }
 
+void h3_udp_gro(int fd)
+{
+	int one = 1;
+	/* many datagrams per read on a busy socket; a kernel without it gives one each */
+	if (!getenv("PEAK_H3_NO_GRO"))
+		setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
+}
+
 int h3_udp_bind(const struct h3_addr *addr)
 {
 	int one = 1;
@@ -49,9 +57,7 @@ int h3_udp_bind(const struct h3_addr *addr)
 	if (bind(fd, (const struct sockaddr *)&addr->ss, addr->len) == -1)
 		goto fail;
 	h3_udp_buffers(fd);
-	/* many datagrams per read on a busy server; a kernel without it gives one each */
-	if (!getenv("PEAK_H3_NO_GRO"))
-		setsockopt(fd, SOL_UDP, UDP_GRO, &one, sizeof(one));
+	h3_udp_gro(fd);
 	return fd;
 fail:;
 	int err = -errno;

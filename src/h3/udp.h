@@ -25,6 +25,10 @@ struct h3_addr {
  * h3_udp_bind and h3_udp_connect has it. */
 void h3_udp_buffers(int fd);
 
+/* Lets the kernel coalesce datagrams of one flow on fd (UDP GRO), unless PEAK_H3_NO_GRO is
+ * set: its reader must then pass seg to h3_udp_recv and split what it gets. */
+void h3_udp_gro(int fd);
+
 /* Opens a non-blocking UDP socket bound to addr (IPv6 sockets also learn each datagram's
  * destination; the kernel may coalesce datagrams of one flow, UDP GRO: see h3_udp_recv).
  * Returns the descriptor or -errno. */
@@ -34,11 +38,11 @@ int h3_udp_bind(const struct h3_addr *addr);
  * the kernel to local. Returns the descriptor or -errno. */
 int h3_udp_connect(const struct h3_addr *peer, struct h3_addr *local);
 
-/* Receives one datagram into buf[n], or on a socket of h3_udp_bind several of one flow
- * back to back (UDP GRO): then *seg (when seg is not NULL) gets their size, each but the
- * last being seg bytes, and 0 for a single datagram. from gets the sender; to gets the
- * destination address with the socket's port (bound, the socket's own address when the
- * kernel does not say). Returns the length, -EAGAIN when nothing is queued, or -errno. */
+/* Receives one datagram into buf[n], or on a socket of h3_udp_bind or h3_udp_gro several of one
+ * flow back to back (UDP GRO): then *seg (when seg is not NULL) gets their size, each but the last
+ * being seg bytes, and 0 for a single datagram. from gets the sender; to gets the destination
+ * address with the socket's port (bound, the socket's own address when the kernel does not say).
+ * Returns the length, -EAGAIN when nothing is queued, or -errno. */
 ssize_t h3_udp_recv(int fd, uint8_t *buf, size_t n, struct h3_addr *from, struct h3_addr *to,
                     const struct h3_addr *bound, size_t *seg);
 

@@ -258,6 +258,7 @@ void h3_upload_field(struct ufile *f, const uint8_t *n, size_t nl, const uint8_t
 void h3_upload_body(struct ufile *f, const uint8_t *d, size_t n)
 {
 	size_t room = UP_RESP_MAX - f->resp_len, k = n < room ? n : room;
+	f->down += n;
 	memcpy(f->resp + f->resp_len, d, k);
 	f->resp_len += k;
 	f->resp[f->resp_len] = 0;
@@ -303,6 +304,16 @@ static int end_stream(nghttp3_conn *h, int64_t sid, void *cu, void *su)
 	return 0;
 }
 
+/* Keeps the count of f's lost packets (ngtcp2 forgets it with the stream). */
+static void stream_lost(struct h3_conn *c, struct ufile *f)
+{
+	if (!f->started || f->sid < 0)
+		return;
+	uint64_t n = ngtcp2_conn_get_stream_loss_count(c->q, f->sid);
+	if (n > f->lost)
+		f->lost = n;
+}
+
 static int stream_close(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, void *su)
 {
 	struct h3_conn *c = cu;
@@ -310,6 +321,8 @@ static int stream_close(nghttp3_conn *h, int64_t sid, uint64_t code, void *cu, v
 	struct ufile *f = su;
 	(void)h;
 	(void)sid;
+	if (f)
+		stream_lost(c, f);
 	if (f && !f->closed) {
 		f->closed = true;
 		f->close_code = code;
@@ -411,6 +424,7 @@ static int migrate(struct h3_conn *c, const struct h3_addr *remote)
 	int fd = h3_udp_connect(remote, &local);
 	if (fd < 0)
 		return fd;
+	h3_udp_gro(fd);
 	ngtcp2_path path = {
 	    {(ngtcp2_sockaddr *)&local.ss, local.len},
 	    {(ngtcp2_sockaddr *)&remote->ss, remote->len},
@@ -461,6 +475,7 @@ size_t h3_upload_report(struct upload *u)
 				            json_u64(f->resp, "bytes", &bytes);
 				ok = have && !strcmp(sum, f->hex) && bytes == f->size;
 				check = ok ? "ok" : "MISMATCH";
+				f->mismatch = !ok;
 			}
 		} else if (f->closed) {
 			snprintf(status, sizeof(status), "reset:%" PRIu64, f->close_code);
@@ -567,6 +582,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 		fprintf(stderr, "peak h3 upload: %s: %s\n", o->url, strerror(-ret));
 		goto out;
 	}
+	h3_udp_gro(fd);
 	if ((ret = h3_conn_client_new(&c, fd, &local, &remote, cred,
 	                              o->server_name ? o->server_name : host, !o->insecure,
 	                              &upload_ops, &u)))
@@ -576,6 +592,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	h3_qlog_event(c, "peak:clock", "\"start_monotonic_ns\":%" PRIu64, c->t_start);
 	uint64_t t0 = h3_now(), end;
 	bool submitted = false, migrated = false;
+	struct up_conninfo ci = {.proto = "h3"};
 	if (c->h) { /* resuming: the requests go out as 0-RTT */
 		submitted = true;
 		submit_more(c);
@@ -595,14 +612,31 @@ int h3_upload_run(const struct h3_upload_opts *o)
 		if (p.revents & POLLIN) {
 			static uint8_t buf[65536];
 			struct h3_addr from, to;
-			for (int i = 0; i < 64; i++) {
+			/* up to UP_RECV_BATCH datagrams, then the timers and our
+			 * acknowledgements get a turn; with UDP GRO one call returns
+			 * several back to back, split here as the servers do */
+			bool failed = false;
+			for (size_t i = 0; i < UP_RECV_BATCH && !failed;) {
+				size_t seg = 0;
 				ssize_t n =
-				    h3_udp_recv(fd, buf, sizeof(buf), &from, &to, &local, NULL);
+				    h3_udp_recv(fd, buf, sizeof(buf), &from, &to, &local, &seg);
 				if (n < 0)
 					break;
-				if (h3_conn_read(c, &local, &remote, buf, (size_t)n))
-					break;
+				if (!seg)
+					seg = (size_t)n;
+				ci.rx_calls++;
+				ci.rx_bytes += (uint64_t)n;
+				for (size_t off = 0; off < (size_t)n; off += seg, i++) {
+					size_t k = (size_t)n - off < seg ? (size_t)n - off : seg;
+					ci.rx_dgrams++;
+					if ((failed = h3_conn_read(c, &local, &remote, buf + off,
+					                           k) != 0))
+						break;
+				}
 			}
+			for (size_t i = 0; i < u.next; i++)
+				if (!u.f[i].closed)
+					stream_lost(c, &u.f[i]);
 		}
 		h3_conn_on_timer(c, h3_now());
 		if (c->h && (!submitted || u.resubmit)) {
@@ -653,6 +687,21 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	       c->early == H3_EARLY_ACCEPTED   ? " (0-RTT accepted)"
 	       : c->early == H3_EARLY_REJECTED ? " (0-RTT rejected)"
 	                                       : "");
+	if (o->metrics_file) {
+		ngtcp2_conn_stat cs;
+		ngtcp2_conn_get_conn_stat(c->q, &cs);
+		ci.handshaked = c->t_handshake != 0;
+		ci.hs_ns = ci.handshaked ? c->t_handshake - c->t_start : 0;
+		ci.resumed = ci.handshaked && gnutls_session_is_resumed(c->tls);
+		ci.early = (int)c->early;
+		ci.retries = c->retries;
+		ci.token = c->token_used;
+		ci.pto = cs.pto_count;
+		int mr = h3_upload_metrics_write(o->metrics_file, &u, &ci);
+		if (mr)
+			fprintf(stderr, "peak h3 upload: --metrics %s: %s\n", o->metrics_file,
+			        strerror(-mr));
+	}
 	h3_conn_close(c, NGHTTP3_H3_NO_ERROR);
 	ret = bad ? 1 : 0;
 out:

@@ -28,6 +28,7 @@ struct h3_upload_opts {
 	/* PEAK-direct: the URL's host is the address a service's SSA rule gave. */
 	const struct in6_addr *source; /* send from this address (the rule's), or NULL */
 	const char *server_name;       /* TLS name (SNI, certificate check) if not the URL's host */
+	const char *metrics_file; /* the client's Prometheus text written there at exit, or NULL */
 	bool h2; /* HTTP/2 over TLS/TCP instead of HTTP/3 (no migration, 0-RTT, qlog) */
 };
 

@@ -18,6 +18,7 @@ enum {
 	UP_PATH_MAX = 1024,
 	UP_TURN_BYTES = 32 * 1024, /* body bytes a stream sends per turn of the round robin */
 	UP_EARLY_BYTES = 8 * 1024, /* body bytes sent as 0-RTT, all streams together */
+	UP_RECV_BATCH = 64,        /* datagrams read per wake-up before the timers and a write */
 };
 
 struct ufile {
@@ -38,6 +39,9 @@ struct ufile {
 	char backend[80]; /* x-peak-backend, when the answer is not our JSON */
 	char resp[UP_RESP_MAX + 1];
 	size_t resp_len;
+	uint64_t down; /* answer body bytes received (resp keeps the first UP_RESP_MAX) */
+	uint64_t lost; /* HTTP/3: packets with this stream's STREAM frames declared lost */
+	bool mismatch; /* h3_upload_report: a 201 whose checksum or size was wrong */
 	uint64_t t0, t1;
 };
 
@@ -52,6 +56,24 @@ struct upload {
 	pthread_t hasher; /* hashing the bodies (f->hex) beside the connection */
 	bool hashing;     /* hasher runs or is not joined yet */
 };
+
+/* What one connection of the client did, beside its streams (for --metrics). */
+struct up_conninfo {
+	const char *proto; /* "h3" or "h2" */
+	bool handshaked, resumed;
+	uint64_t hs_ns;     /* handshake time when handshaked */
+	int early;          /* H3_EARLY_* of conn.h (HTTP/3) */
+	uint64_t retries;   /* Retry packets received */
+	uint64_t token;     /* 1: the Initial carried a stored NEW_TOKEN token */
+	uint64_t pto;       /* probe timeouts (ngtcp2's pto_count, at the end) */
+	uint64_t rx_calls;  /* receive system calls that returned data */
+	uint64_t rx_dgrams; /* datagrams they returned (UDP GRO: several per call) */
+	uint64_t rx_bytes;  /* UDP payload bytes received */
+};
+
+/* Writes the client's Prometheus text (node-exporter textfile collector format) to path
+ * atomically (path.tmp, then renamed over path). Returns 0 or -errno. */
+int h3_upload_metrics_write(const char *path, const struct upload *u, const struct up_conninfo *ci);
 
 /* Starts hashing every body (f->hex) on a thread of its own, so the hashing of a large upload
  * (8 ms per 16 MiB with SHA-NI) runs beside the connection instead of delaying its first
