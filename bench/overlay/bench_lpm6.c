@@ -1,6 +1,5 @@
 /* Measures the overlay's LPM table (include/peak/lpm6.h) on one core against its previous
- * versions (bench/overlay/lpm6_v3.c "before", the one just before it, with nodes and leaves in
- * two pools; lpm6_v2.c "v2", before the leaf was resolved without branches; lpm6_v1.c "v1", the
+ * versions (bench/overlay/lpm6_v2.c "before", the one just before it, and lpm6_v1.c "v1", the
  * poptrie before its leaves copied trie nodes; the peers) in the same run, on the same prefixes
  * and addresses: N IPv6 prefixes in one of two layouts, then lookups per second for addresses
  * inside random prefixes of the table ("hit") and for uniformly random addresses in 2000::/3
@@ -14,8 +13,7 @@
  * (2001::/16, 2400::/12, 2600::/12, 2800::/12, 2a00::/12, 2c00::/12) and more-specifics inside
  * them: mostly /48, some /33-/47, /56 and /64, 2% /128.
  * Usage: bench_lpm6 [PREFIXES [SECONDS [LAYOUT [WHICH]]]] (default 1000000 1 uniform both;
- * WHICH is both (before and current), all (v1 and v2 too), current, before, v2 or v1). SECONDS
- * is per round.
+ * WHICH is both (before and current), all (v1 too), current, before or v1). SECONDS is per round.
  * Rates are per second of this process's CPU time, so other load on the machine does not count
  * against it (its cache and memory-bus use still does). Fixed seed, so runs repeat. */
 #include <stdbool.h>
@@ -40,7 +38,7 @@ void lpm6v1_lookup_batch(const struct lpm6v1 *t, const uint8_t (*addr)[16], size
 size_t lpm6v1_count(const struct lpm6v1 *t);
 size_t lpm6v1_bytes(const struct lpm6v1 *t);
 
-/* The peer "v2": lpm6_v2.c under the names lpm6v2_*. */
+/* The peer "before": lpm6_v2.c under the names lpm6v2_*, the table before this one. */
 struct lpm6v2;
 struct lpm6v2 *lpm6v2_new(void);
 void lpm6v2_free(struct lpm6v2 *t);
@@ -53,20 +51,6 @@ void lpm6v2_lookup_batch(const struct lpm6v2 *t, const uint8_t (*addr)[16], size
                          bool *found);
 size_t lpm6v2_count(const struct lpm6v2 *t);
 size_t lpm6v2_bytes(const struct lpm6v2 *t);
-
-/* The peer "before": lpm6_v3.c under the names lpm6v3_*, the table before this one. */
-struct lpm6v3;
-struct lpm6v3 *lpm6v3_new(void);
-void lpm6v3_free(struct lpm6v3 *t);
-int lpm6v3_reserve(struct lpm6v3 *t, size_t n);
-int lpm6v3_add(struct lpm6v3 *t, const uint8_t prefix[static 16], unsigned plen, uint32_t val);
-int lpm6v3_del(struct lpm6v3 *t, const uint8_t prefix[static 16], unsigned plen);
-bool lpm6v3_lookup(const struct lpm6v3 *t, const uint8_t addr[static 16], uint32_t *val,
-                   unsigned *plen);
-void lpm6v3_lookup_batch(const struct lpm6v3 *t, const uint8_t (*addr)[16], size_t n, uint32_t *val,
-                         bool *found);
-size_t lpm6v3_count(const struct lpm6v3 *t);
-size_t lpm6v3_bytes(const struct lpm6v3 *t);
 
 struct impl {
 	const char *name;
@@ -196,17 +180,17 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_lpm6: LAYOUT is uniform or bgp\n");
 		return 2;
 	}
-	struct impl all[] = {IMPL("v1", lpm6v1, struct lpm6v1), IMPL("v2", lpm6v2, struct lpm6v2),
-	                     IMPL("before", lpm6v3, struct lpm6v3),
+	struct impl all[] = {IMPL("v1", lpm6v1, struct lpm6v1),
+	                     IMPL("before", lpm6v2, struct lpm6v2),
 	                     IMPL("current", lpm6, struct lpm6)};
-	struct impl *im[4];
+	struct impl *im[3];
 	unsigned ni = 0;
-	for (unsigned i = 0; i < 4; i++)
-		if (!strcmp(which, "all") || (!strcmp(which, "both") && i > 1) ||
+	for (unsigned i = 0; i < 3; i++)
+		if (!strcmp(which, "all") || (!strcmp(which, "both") && i > 0) ||
 		    !strcmp(which, all[i].name))
 			im[ni++] = &all[i];
 	if (!ni) {
-		fprintf(stderr, "bench_lpm6: WHICH is both, all, current, before, v2 or v1\n");
+		fprintf(stderr, "bench_lpm6: WHICH is both, all, current, before or v1\n");
 		return 2;
 	}
 	uint64_t s = 0x0ddba11ULL;
@@ -298,7 +282,7 @@ int main(int argc, char **argv)
 		    p->name, np ? tch / CHURN * 1e6 : 0.0, CHURN, tdef * 1e3);
 	}
 	static const char *const what[4] = {"hit    ", "hit    ", "random ", "random "};
-	uint64_t hits[4][4] = {{0}};
+	uint64_t hits[3][4] = {{0}};
 	unsigned rounds = secs < 0.1 ? 1 : 3;
 	for (unsigned r = 0; r < rounds; r++)
 		for (unsigned k = 0; k < 4; k++)

@@ -51,20 +51,19 @@ struct lpm6_node {
 /*
  * The read path is a poptrie (Asai and Ohara, SIGCOMM 2015) built from the trie and patched on
  * every change: a direct table indexed by the first LPM6_DIRECT_BITS bits, then multibit nodes
- * of stride 6 whose 64 entries are either a child node or a leaf. A node is a block of 32-byte
- * units in one arena: a header (vector, leafvec), the unit numbers of its children, then its
- * leaves, so a node's leaves sit right after it in memory and a lookup prefetches them with the
- * node (its last node and its leaf were two dependent cache misses when leaves had a pool of
- * their own). Entry v is found by counting the bits set below v (popcount) in vector
- * (children) or leafvec (runs of equal leaves, stored once). A region whose trie subtree is
- * small enough (fits_tail: one node, or up to LPM6_TAIL_NODES past LPM6_DEEP_BITS) gets no
- * node: its leaf names the trie node to finish the walk from (the tail), which keeps sparse
- * regions (most of a large table) at a few bytes each.
+ * of stride 6 whose 64 entries are either a child node or a leaf. A node keeps its children and
+ * its leaves in two contiguous blocks and finds entry v by counting the bits set below v
+ * (popcount), so a node is 24 bytes whatever its fan-out. Runs of equal leaves are stored once
+ * (leafvec marks where a run starts). A region whose trie subtree is small enough (fits_tail:
+ * one node, or up to LPM6_TAIL_NODES past LPM6_DEEP_BITS) gets no node: its leaf names the trie
+ * node to finish the walk from (the tail), which keeps sparse regions (most of a large table) at
+ * a few bytes each.
  */
-struct lpm6_bhead {
+struct lpm6_pnode {
 	uint64_t vector;  /* bit v: entry v is a child node */
 	uint64_t leafvec; /* bit v: entry v is a leaf that starts a run of equal leaves */
-	uint32_t kid[];   /* the children's blocks, in entry order; then the leaves */
+	uint32_t base0;   /* first leaf of the block */
+	uint32_t base1;   /* first child of the block */
 };
 
 /*
@@ -72,7 +71,7 @@ struct lpm6_bhead {
  * it has children): above LPM6_DEEP_BITS that node is the only one, and below it most often,
  * so the lookup ends in the leaf's cache line instead of reading the trie (one memory access
  * fewer, the one that misses the cache). Every change that alters that node rebuilds the leaf
- * (fast_patch). A leaf is one unit of the arena, so it never straddles a cache line.
+ * (fast_patch).
  */
 struct lpm6_leaf {
 	uint64_t tk[2]; /* the tail's first node: key */
@@ -87,27 +86,21 @@ struct lpm6_leaf {
 
 enum { LPM6_T_VAL = 1, LPM6_T_KIDS = 2 };
 
-enum {
-	LPM6_UNIT = 32,      /* bytes of a unit of the arena: a leaf, or a block's header */
-	LPM6_MAX_UNITS = 73, /* of a block: header and 64 children in 9 units, 64 leaves */
-	LPM6_PREFETCH = 3,   /* lines of a block prefetched past its first (its leaves) */
-};
-
-/* The arena: units handed out in blocks of 1..LPM6_MAX_UNITS, with one free list per block
- * size, so a patched node reuses the blocks freed by the last one. Blocks 0 and 1 are the
- * "no route" node (a header whose 64 entries are one empty leaf) and never freed. */
+/* A growable array of fixed-size elements handed out in blocks of 1..64, with one free list
+ * per block size, so a patched node reuses the blocks freed by the last one. */
 struct lpm6_pool {
 	void *a;
+	size_t esz;
 	uint32_t cap, used;
-	uint32_t freel[LPM6_MAX_UNITS + 1];
+	uint32_t freel[65];
 };
 
 enum {
 	LPM6_DIRECT_BITS = 14,
 	LPM6_STRIDE = 6,
-	LPM6_DEEP_BITS = 68,      /* regions this long or longer take tails of more than one node */
-	LPM6_TAIL_NODES = 3,      /* the most nodes a tail holds there; shorter regions take 1 */
-	LPM6_LEAF_FLAG = 1U << 31 /* in the direct table: the block is a lone leaf (fits_tail) */
+	LPM6_DEEP_BITS = 68, /* regions this long or longer take tails of more than one node */
+	LPM6_TAIL_NODES = 3, /* the most nodes a tail holds there; shorter regions take 1 */
+	LPM6_LEAF_FLAG = 1U << 31
 };
 
 struct lpm6 {
@@ -120,8 +113,9 @@ struct lpm6 {
 	size_t count;
 	bool fast; /* false after an allocation failed: lookups walk the trie until rebuilt */
 	bool hw;   /* the CPU has POPCNT: lookups take the builds that use it */
-	uint32_t direct[1 << LPM6_DIRECT_BITS]; /* block, with LPM6_LEAF_FLAG if a lone leaf */
-	struct lpm6_pool bk;                    /* the blocks of nodes and leaves */
+	uint32_t direct[1 << LPM6_DIRECT_BITS]; /* node index, or LPM6_LEAF_FLAG | leaf index */
+	struct lpm6_pool pn;                    /* struct lpm6_pnode */
+	struct lpm6_pool lf;                    /* struct lpm6_leaf; leaf 0 is "no route" */
 };
 
 enum { LPM6_MAX_NODES = UINT32_MAX / 2 };
@@ -241,25 +235,24 @@ static void *mem_grow(void *p, size_t oldsz, size_t newsz)
 
 /* ---- the poptrie: the read path ---- */
 
-/* An arena holding only the "no route" node: a header whose entries all take leaf 0. */
-static int pool_init(struct lpm6_pool *p)
+static int pool_init(struct lpm6_pool *p, size_t esz)
 {
 	memset(p, 0, sizeof(*p));
-	p->a = calloc(128, LPM6_UNIT);
+	p->esz = esz;
+	p->a = calloc(64, esz);
 	if (!p->a)
 		return -ENOMEM;
-	p->cap = 128;
-	p->used = 2;
-	((struct lpm6_bhead *)p->a)->leafvec = 1;
+	p->cap = 64;
+	p->used = 1; /* element 0 stays zero: the "no route" leaf */
 	return 0;
 }
 
 static inline void *pool_at(const struct lpm6_pool *p, uint32_t i)
 {
-	return (char *)p->a + (size_t)i * LPM6_UNIT;
+	return (char *)p->a + (size_t)i * p->esz;
 }
 
-/* n (1..LPM6_MAX_UNITS) contiguous units, or UINT32_MAX if out of memory. */
+/* n (1..64) contiguous elements, or UINT32_MAX if out of memory. */
 static uint32_t pool_alloc(struct lpm6_pool *p, unsigned n)
 {
 	uint32_t i = p->freel[n];
@@ -271,7 +264,7 @@ static uint32_t pool_alloc(struct lpm6_pool *p, unsigned n)
 		size_t cap = (size_t)p->cap * 2;
 		if (cap > LPM6_MAX_NODES)
 			return UINT32_MAX;
-		void *a = mem_grow(p->a, (size_t)p->cap * LPM6_UNIT, cap * LPM6_UNIT);
+		void *a = mem_grow(p->a, (size_t)p->cap * p->esz, cap * p->esz);
 		if (!a)
 			return UINT32_MAX;
 		p->a = a;
@@ -284,36 +277,29 @@ static uint32_t pool_alloc(struct lpm6_pool *p, unsigned n)
 
 static void pool_free(struct lpm6_pool *p, uint32_t i, unsigned n)
 {
-	if (!n || i < 2)
+	if (!n || !i)
 		return;
 	memcpy(pool_at(p, i), &p->freel[n], sizeof(uint32_t));
 	p->freel[n] = i;
 }
 
-static inline struct lpm6_bhead *bhead(const struct lpm6 *t, uint32_t b)
+static inline struct lpm6_pnode *pnode(const struct lpm6 *t, uint32_t i)
 {
-	return (struct lpm6_bhead *)pool_at(&t->bk, b);
+	return (struct lpm6_pnode *)t->pn.a + i;
 }
 
-static inline struct lpm6_leaf *pleaf(const struct lpm6 *t, uint32_t u)
+static inline struct lpm6_leaf *pleaf(const struct lpm6 *t, uint32_t i)
 {
-	return (struct lpm6_leaf *)pool_at(&t->bk, u);
+	return (struct lpm6_leaf *)t->lf.a + i;
 }
 
-/* Units of a block's header and children (nk of them): its first leaf is that many units in. */
-static inline unsigned head_units(unsigned nk)
+/* Prefetches poptrie node i: a 24-byte node may straddle two cache lines, and a read of the
+ * second one, not prefetched, stalled the batched lookup for a whole memory latency. */
+static inline void pnode_prefetch(const struct lpm6 *t, uint32_t i)
 {
-	return (4 * nk + 16 + LPM6_UNIT - 1) / LPM6_UNIT;
-}
-
-/* Prefetches block b: its header's line and the LPM6_PREFETCH lines after it, where its leaves
- * are, so that the read of a leaf after the header does not wait for a second miss. */
-static inline void block_prefetch(const struct lpm6 *t, uint32_t b)
-{
-	const char *p = (const char *)bhead(t, b);
+	const char *p = (const char *)pnode(t, i);
 	__builtin_prefetch(p);
-	for (unsigned l = 1; l <= LPM6_PREFETCH; l++)
-		__builtin_prefetch(p + 64 * l);
+	__builtin_prefetch(p + sizeof(struct lpm6_pnode) - 1);
 }
 
 /* The LPM6_STRIDE bits of a starting at bit pos (pos <= 122). */
@@ -469,29 +455,15 @@ static bool fits_tail(const struct lpm6 *t, uint32_t sub, unsigned rlen)
 	return subtree_nodes(t, sub, lim) <= lim;
 }
 
-/* Units of block b (its header, children and leaves). */
-static unsigned block_units(const struct lpm6 *t, uint32_t b)
-{
-	const struct lpm6_bhead *h = bhead(t, b);
-	return head_units(popcount64(h->vector)) + popcount64(h->leafvec);
-}
-
-/* The child of block b at entry v (a child there). */
-static inline uint32_t *kid_at(const struct lpm6 *t, uint32_t b, unsigned v)
-{
-	struct lpm6_bhead *h = bhead(t, b);
-	return &h->kid[rank(h->vector, v) - 1];
-}
-
 /*
- * Builds the block for the region at pos whose trie subtree is root and whose longest shorter
- * prefix is def; *out is its first unit. With has_old, the children of block old other than
- * entry vdeep are kept as they are (a change below vdeep alone cannot touch them; LPM6_KEEP_ALL
- * keeps them all); the rest is built anew. Returns 0 or -ENOMEM (the poptrie is then
- * inconsistent, and the caller drops it).
+ * Builds node at (an element of the node pool) for the region at pos whose trie subtree is root
+ * and whose longest shorter prefix is def. With old (the node's previous content), the child
+ * nodes of old other than entry vdeep are kept as they are (a change below vdeep alone cannot
+ * touch them; LPM6_KEEP_ALL keeps them all); the rest is built anew. Returns 0 or -ENOMEM (the
+ * poptrie is then inconsistent, and the caller drops it).
  */
-static int build_block(struct lpm6 *t, unsigned pos, uint32_t root, uint32_t def, bool has_old,
-                       uint32_t old, unsigned vdeep, uint32_t *out)
+static int build_node(struct lpm6 *t, uint32_t at, unsigned pos, uint32_t root, uint32_t def,
+                      const struct lpm6_pnode *old, unsigned vdeep)
 {
 	struct lpm6_scan s;
 	struct lpm6_leaf lv[64];
@@ -514,66 +486,68 @@ static int build_block(struct lpm6 *t, unsigned pos, uint32_t root, uint32_t def
 			leafvec |= 1ULL << v;
 		}
 	}
-	unsigned nk = popcount64(vec), hu = head_units(nk);
-	uint32_t b = pool_alloc(&t->bk, hu + nl);
-	if (b == UINT32_MAX)
+	unsigned nk = popcount64(vec);
+	uint32_t base0 = 0, base1 = 0;
+	if (nl && (base0 = pool_alloc(&t->lf, nl)) == UINT32_MAX)
 		return -ENOMEM;
-	struct lpm6_bhead *h = bhead(t, b);
-	memset(h, 0, (size_t)hu * LPM6_UNIT);
-	h->vector = vec;
-	h->leafvec = leafvec;
-	memcpy(pleaf(t, b + hu), lv, nl * sizeof(lv[0]));
-	for (unsigned v = 0, k = 0; v < 64; v++) {
+	if (nk && (base1 = pool_alloc(&t->pn, nk)) == UINT32_MAX)
+		return -ENOMEM;
+	memcpy(pleaf(t, base0), lv, nl * sizeof(lv[0]));
+	unsigned k = 0;
+	for (unsigned v = 0; v < 64; v++) {
 		if (!(vec >> v & 1))
 			continue;
-		uint32_t kid;
-		if (has_old && v != vdeep && (bhead(t, old)->vector >> v & 1)) {
-			kid = *kid_at(t, old, v);
-		} else {
-			int r = build_block(t, pos + LPM6_STRIDE, s.sub[v], s.best[v], false, 0, 0,
-			                    &kid);
-			if (r)
-				return r;
+		uint32_t ci = base1 + k++;
+		if (old && v != vdeep && (old->vector >> v & 1)) {
+			*pnode(t, ci) = *pnode(t, old->base1 + rank(old->vector, v) - 1);
+			continue;
 		}
-		bhead(t, b)->kid[k++] = kid; /* the arena may have moved while building */
+		int r = build_node(t, ci, pos + LPM6_STRIDE, s.sub[v], s.best[v], NULL, 0);
+		if (r)
+			return r;
 	}
-	*out = b;
+	struct lpm6_pnode *nd = pnode(t, at);
+	nd->vector = vec;
+	nd->leafvec = leafvec;
+	nd->base0 = base0;
+	nd->base1 = base1;
 	return 0;
 }
 
-/* Returns block b and the blocks below it to the arena (the "no route" block stays). */
-static void free_subtree(struct lpm6 *t, uint32_t b)
+/* Returns the blocks below node i to the pools (i itself belongs to its parent's block). */
+static void free_subtree(struct lpm6 *t, uint32_t i)
 {
-	if (b < 2)
-		return;
-	unsigned nk = popcount64(bhead(t, b)->vector);
+	struct lpm6_pnode nd = *pnode(t, i);
+	unsigned nk = popcount64(nd.vector);
 	for (unsigned k = 0; k < nk; k++)
-		free_subtree(t, bhead(t, b)->kid[k]);
-	pool_free(&t->bk, b, block_units(t, b));
+		free_subtree(t, nd.base1 + k);
+	pool_free(&t->pn, nd.base1, nk);
+	pool_free(&t->lf, nd.base0, popcount64(nd.leafvec));
 }
 
-/* Rebuilds block at (region of pos bits holding k) after a change below its entry vdeep: the
- * entry is built anew, the other children are kept. *out is the new block, which replaces at
- * in its parent (at is freed). */
+/* Rebuilds node at (region of pos bits holding k) after a change below its entry vdeep: the
+ * entry is built anew, the other children are kept. */
 static int rebuild_shallow(struct lpm6 *t, uint32_t at, unsigned pos, const uint64_t k[2],
-                           unsigned vdeep, uint32_t *out)
+                           unsigned vdeep)
 {
-	uint32_t root, def, nb;
+	struct lpm6_pnode old = *pnode(t, at);
+	uint32_t root, def;
 	trie_region(t, k, pos, &root, &def);
-	int r = build_block(t, pos, root, def, true, at, vdeep, &nb);
+	int r = build_node(t, at, pos, root, def, &old, vdeep);
 	if (r)
 		return r;
-	uint64_t kept = bhead(t, nb)->vector, old = bhead(t, at)->vector;
+	uint64_t kept = pnode(t, at)->vector;
 	if (vdeep < 64)
 		kept &= ~(1ULL << vdeep);
+	unsigned nk = popcount64(old.vector);
 	for (unsigned v = 0, c = 0; v < 64; v++)
-		if (old >> v & 1) {
+		if (old.vector >> v & 1) {
 			if (!(kept >> v & 1))
-				free_subtree(t, bhead(t, at)->kid[c]);
+				free_subtree(t, old.base1 + c);
 			c++;
 		}
-	pool_free(&t->bk, at, block_units(t, at));
-	*out = nb;
+	pool_free(&t->pn, old.base1, nk);
+	pool_free(&t->lf, old.base0, popcount64(old.leafvec));
 	return 0;
 }
 
@@ -584,23 +558,27 @@ static int rebuild_slot(struct lpm6 *t, unsigned j)
 	uint32_t root, def, e, old = t->direct[j];
 	trie_region(t, k, LPM6_DIRECT_BITS, &root, &def);
 	if (!root && !def) {
-		e = LPM6_LEAF_FLAG; /* the "no route" block */
+		e = LPM6_LEAF_FLAG;
 	} else if (fits_tail(t, root, LPM6_DIRECT_BITS)) {
-		/* a lone leaf: a header whose 64 entries take it */
-		uint32_t i = pool_alloc(&t->bk, 2);
+		uint32_t i = pool_alloc(&t->lf, 1);
 		if (i == UINT32_MAX)
 			return -ENOMEM;
-		struct lpm6_bhead *h = bhead(t, i);
-		h->vector = 0;
-		h->leafvec = 1;
-		leaf_make(t, pleaf(t, i + 1), def, root);
+		leaf_make(t, pleaf(t, i), def, root);
 		e = LPM6_LEAF_FLAG | i;
 	} else {
-		int r = build_block(t, LPM6_DIRECT_BITS, root, def, false, 0, 0, &e);
+		e = pool_alloc(&t->pn, 1);
+		if (e == UINT32_MAX)
+			return -ENOMEM;
+		int r = build_node(t, e, LPM6_DIRECT_BITS, root, def, NULL, 0);
 		if (r)
 			return r;
 	}
-	free_subtree(t, old & ~LPM6_LEAF_FLAG);
+	if (old & LPM6_LEAF_FLAG) {
+		pool_free(&t->lf, old & ~LPM6_LEAF_FLAG, 1);
+	} else {
+		free_subtree(t, old);
+		pool_free(&t->pn, old, 1);
+	}
 	t->direct[j] = e;
 	return 0;
 }
@@ -608,8 +586,12 @@ static int rebuild_slot(struct lpm6 *t, unsigned j)
 /* Drops the poptrie: lookups walk the trie until fast_rebuild succeeds. */
 static void fast_drop(struct lpm6 *t)
 {
-	mem_free(t->bk.a, (size_t)t->bk.cap * LPM6_UNIT);
-	memset(&t->bk, 0, sizeof(t->bk));
+	mem_free(t->pn.a, (size_t)t->pn.cap * t->pn.esz);
+	t->pn.a = NULL;
+	mem_free(t->lf.a, (size_t)t->lf.cap * t->lf.esz);
+	t->lf.a = NULL;
+	memset(&t->pn, 0, sizeof(t->pn));
+	memset(&t->lf, 0, sizeof(t->lf));
 	t->fast = false;
 }
 
@@ -617,7 +599,8 @@ static void fast_drop(struct lpm6 *t)
 static int fast_rebuild(struct lpm6 *t)
 {
 	fast_drop(t);
-	if (pool_init(&t->bk)) {
+	if (pool_init(&t->pn, sizeof(struct lpm6_pnode)) ||
+	    pool_init(&t->lf, sizeof(struct lpm6_leaf))) {
 		fast_drop(t);
 		return -ENOMEM;
 	}
@@ -651,35 +634,25 @@ static uint32_t best_upto(const struct lpm6 *t, const uint64_t k[2], unsigned pl
 	return best;
 }
 
-/* Below block b, all inside the region of a changed prefix of plen bits whose best match is
- * now lb: every leaf that took its value from a prefix of at most plen bits takes lb's. The
- * shape cannot change (only prefixes longer than a node's stride shape it), so no block is
- * rebuilt; runs of leaves that become equal stay apart, which costs a few bytes and no
- * correctness. */
-static void patch_subtree(struct lpm6 *t, uint32_t b, unsigned plen, const struct lpm6_leaf *lb)
+/* Below node i, all inside the region of a changed prefix of plen bits whose best match is
+ * now b: every leaf that took its value from a prefix of at most plen bits takes b's. The shape
+ * cannot change (only prefixes longer than a node's stride shape it), so no node is rebuilt;
+ * runs of leaves that become equal stay apart, which costs a few bytes and no correctness. */
+static void patch_subtree(struct lpm6 *t, uint32_t i, unsigned plen, const struct lpm6_leaf *b)
 {
-	const struct lpm6_bhead *h = bhead(t, b);
-	unsigned nk = popcount64(h->vector), nl = popcount64(h->leafvec);
+	struct lpm6_pnode nd = *pnode(t, i);
+	unsigned nl = popcount64(nd.leafvec);
 	for (unsigned c = 0; c < nl; c++) {
-		struct lpm6_leaf *l = pleaf(t, b + head_units(nk) + c);
+		struct lpm6_leaf *l = pleaf(t, nd.base0 + c);
 		if (!l->has_val || l->plen <= plen) {
-			l->val = lb->val;
-			l->plen = lb->plen;
-			l->has_val = lb->has_val;
+			l->val = b->val;
+			l->plen = b->plen;
+			l->has_val = b->has_val;
 		}
 	}
+	unsigned nk = popcount64(nd.vector);
 	for (unsigned c = 0; c < nk; c++)
-		patch_subtree(t, h->kid[c], plen, lb);
-}
-
-/* Points the parent of the block at depth d of path (the direct table at depth 0) to nb. */
-static void set_parent(struct lpm6 *t, const uint32_t *path, unsigned d, const uint64_t k[2],
-                       uint32_t nb)
-{
-	if (!d)
-		t->direct[slot_of(k)] = nb;
-	else
-		*kid_at(t, path[d - 1], chunk(k, LPM6_DIRECT_BITS + LPM6_STRIDE * (d - 1))) = nb;
+		patch_subtree(t, nd.base1 + c, plen, b);
 }
 
 /*
@@ -695,45 +668,44 @@ static int fast_patch(struct lpm6 *t, const uint64_t k[2], unsigned plen, bool r
 {
 	if (!t->fast)
 		return fast_rebuild(t);
-	struct lpm6_leaf lb;
-	leaf_make(t, &lb, best_upto(t, k, plen), 0);
+	struct lpm6_leaf b;
+	leaf_make(t, &b, best_upto(t, k, plen), 0);
 	unsigned j = slot_of(k);
 	if (plen < LPM6_DIRECT_BITS) {
 		for (unsigned c = 0; c < 1U << (LPM6_DIRECT_BITS - plen); c++) {
 			uint32_t e = t->direct[j + c];
 			if (!(e & LPM6_LEAF_FLAG))
-				patch_subtree(t, e, plen, &lb);
+				patch_subtree(t, e, plen, &b);
 			else if (rebuild_slot(t, j + c))
 				return -ENOMEM;
 		}
 		return 0;
 	}
-	uint32_t at = t->direct[j], nb;
+	uint32_t at = t->direct[j];
 	if (at & LPM6_LEAF_FLAG)
 		return rebuild_slot(t, j);
 	uint32_t path[LPM6_MAX_DEPTH];
 	unsigned d = 0, pos = LPM6_DIRECT_BITS, v;
 	for (;;) {
+		const struct lpm6_pnode *nd = pnode(t, at);
 		path[d++] = at;
 		v = chunk(k, pos);
-		if (plen < pos + LPM6_STRIDE || !(bhead(t, at)->vector >> v & 1))
+		if (plen < pos + LPM6_STRIDE || !(nd->vector >> v & 1))
 			break;
-		at = *kid_at(t, at, v);
+		at = nd->base1 + rank(nd->vector, v) - 1;
 		pos += LPM6_STRIDE;
 	}
 	if (plen < pos + LPM6_STRIDE) {
-		if (rebuild_shallow(t, at, pos, k, LPM6_KEEP_ALL, &nb))
+		if (rebuild_shallow(t, at, pos, k, LPM6_KEEP_ALL))
 			return -ENOMEM;
-		set_parent(t, path, d - 1, k, nb);
-		uint64_t vec = bhead(t, nb)->vector;
+		const struct lpm6_pnode *nd = pnode(t, at);
 		for (unsigned c = v; c < v + (1U << (pos + LPM6_STRIDE - plen)); c++)
-			if (vec >> c & 1)
-				patch_subtree(t, *kid_at(t, nb, c), plen, &lb);
+			if (nd->vector >> c & 1)
+				patch_subtree(t, nd->base1 + rank(nd->vector, c) - 1, plen, &b);
 		return 0;
 	}
-	if (rebuild_shallow(t, at, pos, k, v, &nb))
+	if (rebuild_shallow(t, at, pos, k, v))
 		return -ENOMEM;
-	set_parent(t, path, d - 1, k, nb);
 	while (removed && d) {
 		uint32_t root, def;
 		pos = LPM6_DIRECT_BITS + LPM6_STRIDE * (d - 1);
@@ -743,10 +715,8 @@ static int fast_patch(struct lpm6 *t, const uint64_t k[2], unsigned plen, bool r
 		if (d == 1)
 			return rebuild_slot(t, j);
 		pos -= LPM6_STRIDE;
-		if (rebuild_shallow(t, path[d - 2], pos, k, chunk(k, pos), &nb))
+		if (rebuild_shallow(t, path[d - 2], pos, k, chunk(k, pos)))
 			return -ENOMEM;
-		set_parent(t, path, d - 2, k, nb);
-		path[d - 2] = nb;
 		d--;
 	}
 	return 0;
@@ -988,40 +958,18 @@ static bool answer(const struct lpm6_node *nd, uint32_t *val, unsigned *plen)
 	return true;
 }
 
-/*
- * The poptrie's leaf for a. The walk keeps the address from the current node's bits on in
- * (hi, lo), so a node's entry is always the top 6 bits of hi, and shifts the node's vector left
- * by 63 minus the entry: the sign bit then says whether the entry is a child and the bits set
- * give its rank, with no branch on the position and no mask. A lookup at 1M prefixes waits for
- * memory, and the CPU overlaps as many lookups as its window holds instructions of them: the
- * fewer a lookup takes, the more run at once. Each step prefetches the next block's first
- * lines, where its leaves are, along with its header.
- */
+/* The poptrie's leaf for a. */
 LPM6_FLAT const struct lpm6_leaf *fast_leaf(const struct lpm6 *t, const uint64_t a[2], bool hw)
 {
-	const char *base = t->bk.a;
-	uint32_t b = t->direct[slot_of(a)];
-	if (b & LPM6_LEAF_FLAG) /* a lone leaf: the unit after the header */
-		return (const void *)(base + (size_t)((b & ~LPM6_LEAF_FLAG) + 1) * LPM6_UNIT);
-	uint64_t hi = a[0] << LPM6_DIRECT_BITS | a[1] >> (64 - LPM6_DIRECT_BITS);
-	uint64_t lo = a[1] << LPM6_DIRECT_BITS;
-	for (;;) {
-		const struct lpm6_bhead *h = (const void *)(base + (size_t)b * LPM6_UNIT);
-		unsigned sh = (unsigned)(~hi >> (64 - LPM6_STRIDE)); /* 63 - entry */
-		uint64_t s = h->vector << sh;
-		if (!(s >> 63)) {
-			uint64_t lv = h->leafvec << sh;
-			unsigned nk =
-			    hw ? (unsigned)__builtin_popcountll(h->vector) : popcount64(h->vector);
-			unsigned r = hw ? (unsigned)__builtin_popcountll(lv) : popcount64(lv);
-			return (const void *)(base +
-			                      (size_t)(b + head_units(nk) + r - 1) * LPM6_UNIT);
-		}
-		b = h->kid[(hw ? (unsigned)__builtin_popcountll(s) : popcount64(s)) - 1];
-		for (unsigned l = 1; l <= LPM6_PREFETCH; l++)
-			__builtin_prefetch(base + (size_t)b * LPM6_UNIT + 64 * l);
-		hi = hi << LPM6_STRIDE | lo >> (64 - LPM6_STRIDE);
-		lo <<= LPM6_STRIDE;
+	uint32_t e = t->direct[slot_of(a)];
+	if (e & LPM6_LEAF_FLAG)
+		return pleaf(t, e & ~LPM6_LEAF_FLAG);
+	const struct lpm6_pnode *nd = pnode(t, e);
+	for (unsigned pos = LPM6_DIRECT_BITS;; pos += LPM6_STRIDE) {
+		unsigned v = chunk(a, pos);
+		if (!(nd->vector >> v & 1))
+			return pleaf(t, nd->base0 + rank_x(nd->leafvec, v, hw) - 1);
+		nd = pnode(t, nd->base1 + rank_x(nd->vector, v, hw) - 1);
 	}
 }
 
@@ -1031,47 +979,34 @@ static inline bool key_holds(const uint64_t k[2], unsigned plen, const uint64_t 
 	return !((a[0] ^ k[0]) & mask_word(plen, 0)) && !((a[1] ^ k[1]) & mask_word(plen, 1));
 }
 
-/* The longest prefix below leaf l's tail node (which holds a and has children), or the
- * tail node itself, or the leaf's prefix: the rare end of a lookup, kept out of line. */
-__attribute__((noinline)) static bool lookup_kids(const struct lpm6 *t, const struct lpm6_leaf *l,
-                                                  const uint64_t a[2], uint32_t *val,
-                                                  unsigned *plen)
-{
-	const struct lpm6_node *nd = &t->n[l->tail];
-	const struct lpm6_node *best = trie_walk(t, nd->child[bit_at(a, nd->plen)], a, NULL);
-	if (best)
-		return answer(best, val, plen);
-	bool tv = l->tflags & LPM6_T_VAL;
-	if (!tv && !l->has_val)
-		return false;
-	if (val)
-		*val = tv ? l->tval : l->val;
-	if (plen)
-		*plen = tv ? l->tplen : l->plen;
-	return true;
-}
-
-/* The leaf's answer without a branch on what it holds (a branch on data that missed the
- * cache stops the CPU from going on to the next lookup when it guesses wrong): the tail's
- * first node matches if a and its key agree on its tplen bits (a leaf without a tail has no
- * flags, so the shift of 128 - 0 taken as 0 matters not). */
 LPM6_FLAT bool lookup_x(const struct lpm6 *t, const uint64_t a[2], uint32_t *val, unsigned *plen,
                         bool hw)
 {
 	const struct lpm6_leaf *l = fast_leaf(t, a, hw);
-	unsigned __int128 x = (unsigned __int128)(a[0] ^ l->tk[0]) << 64 | (a[1] ^ l->tk[1]);
-	unsigned tf = l->tflags;
-	bool m = (x >> ((128 - l->tplen) & 127)) == 0;
-	if (__builtin_expect(m && (tf & LPM6_T_KIDS), 0))
-		return lookup_kids(t, l, a, val, plen);
-	bool tv = m & (tf & LPM6_T_VAL);
-	uint32_t v = tv ? l->tval : l->val;
-	unsigned pl = tv ? l->tplen : l->plen;
+	uint32_t v = l->val;
+	unsigned pl = l->plen;
+	bool has = l->has_val;
+	if (l->tail && key_holds(l->tk, l->tplen, a)) {
+		/* the tail's first node, from the leaf's copy; the trie only below it */
+		if (l->tflags & LPM6_T_VAL) {
+			v = l->tval;
+			pl = l->tplen;
+			has = true;
+		}
+		if (l->tflags & LPM6_T_KIDS) {
+			const struct lpm6_node *nd = &t->n[l->tail];
+			nd = trie_walk(t, nd->child[bit_at(a, nd->plen)], a, NULL);
+			if (nd)
+				return answer(nd, val, plen);
+		}
+	}
+	if (!has)
+		return false;
 	if (val)
 		*val = v;
 	if (plen)
 		*plen = pl;
-	return l->has_val | tv;
+	return true;
 }
 
 LPM6_HW static bool lookup_hw(const struct lpm6 *t, const uint8_t addr[16], uint32_t *val,
@@ -1127,37 +1062,36 @@ LPM6_FLAT void lane_start(const struct lpm6 *t, struct lpm6_lanes *L, unsigned j
 	a[1] = load_be64(addr + 8);
 	L->who[j] = i;
 	found[i] = false;
-	uint32_t b = t->direct[slot_of(a)];
+	uint32_t e = t->direct[slot_of(a)];
 	unsigned pos = LPM6_DIRECT_BITS;
-	if (b & LPM6_LEAF_FLAG) { /* a lone leaf: the unit after the header */
-		L->at[j] = (b & ~LPM6_LEAF_FLAG) + 1;
-		L->st[j] = LANE_LEAF;
-		__builtin_prefetch(pleaf(t, L->at[j]));
-		return;
-	}
-	for (;;) {
-		const struct lpm6_bhead *h = bhead(t, b);
+	while (!(e & LPM6_LEAF_FLAG) && pos < LPM6_HOT_POS) {
+		const struct lpm6_pnode *nd = pnode(t, e);
 		unsigned v = chunk(a, pos);
-		if (!(h->vector >> v & 1)) {
-			unsigned nk =
-			    hw ? (unsigned)__builtin_popcountll(h->vector) : popcount64(h->vector);
-			L->at[j] = b + head_units(nk) + rank_x(h->leafvec, v, hw) - 1;
-			L->st[j] = LANE_LEAF;
-			__builtin_prefetch(pleaf(t, L->at[j]));
-			break;
-		}
-		b = h->kid[rank_x(h->vector, v, hw) - 1];
-		pos += LPM6_STRIDE;
-		if (pos >= LPM6_HOT_POS) {
-			L->at[j] = b;
-			L->st[j] = LANE_NODE;
-			block_prefetch(t, b);
-			break;
+		if (nd->vector >> v & 1) {
+			e = nd->base1 + rank_x(nd->vector, v, hw) - 1;
+			pos += LPM6_STRIDE;
+		} else {
+			e = LPM6_LEAF_FLAG | (nd->base0 + rank_x(nd->leafvec, v, hw) - 1);
 		}
 	}
 	L->pos[j] = (uint8_t)pos;
+	if (e & LPM6_LEAF_FLAG) {
+		L->at[j] = e & ~LPM6_LEAF_FLAG;
+		L->st[j] = LANE_LEAF;
+		__builtin_prefetch(pleaf(t, L->at[j]));
+	} else {
+		L->at[j] = e;
+		L->st[j] = LANE_NODE;
+		pnode_prefetch(t, e);
+	}
 }
 
+/*
+ * The lanes run as a pipeline: each round takes one step of every busy lane, reading what the
+ * previous round prefetched for it, and a lane whose lookup ends takes the next address at once.
+ * So up to LPM6_LANES cache misses stay in flight whatever the lengths of the walks, where
+ * lanes moving in lockstep waited for the longest walk of their group.
+ */
 LPM6_FLAT void batch_x(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n, uint32_t *val,
                        bool *found, bool hw)
 {
@@ -1171,18 +1105,15 @@ LPM6_FLAT void batch_x(const struct lpm6 *t, const uint8_t (*addr)[16], size_t n
 			size_t i = L.who[j];
 			switch (L.st[j]) {
 			case LANE_NODE: {
-				const struct lpm6_bhead *h = bhead(t, L.at[j]);
+				const struct lpm6_pnode *nd = pnode(t, L.at[j]);
 				unsigned v = chunk(L.a[j], L.pos[j]);
-				if (h->vector >> v & 1) {
-					L.at[j] = h->kid[rank_x(h->vector, v, hw) - 1];
+				if (nd->vector >> v & 1) {
+					L.at[j] = nd->base1 + rank_x(nd->vector, v, hw) - 1;
 					L.pos[j] += LPM6_STRIDE;
-					block_prefetch(t, L.at[j]);
+					pnode_prefetch(t, L.at[j]);
 				} else {
-					unsigned nk = hw ? (unsigned)__builtin_popcountll(h->vector)
-					                 : popcount64(h->vector);
-					L.at[j] += head_units(nk) + rank_x(h->leafvec, v, hw) - 1;
+					L.at[j] = nd->base0 + rank_x(nd->leafvec, v, hw) - 1;
 					L.st[j] = LANE_LEAF;
-					/* most often prefetched with the block already */
 					__builtin_prefetch(pleaf(t, L.at[j]));
 				}
 				continue;
@@ -1292,7 +1223,7 @@ size_t lpm6_count(const struct lpm6 *t)
 size_t lpm6_bytes(const struct lpm6 *t)
 {
 	return sizeof(*t) + (size_t)t->cap * sizeof(struct lpm6_node) +
-	       (size_t)t->bk.cap * LPM6_UNIT;
+	       (size_t)t->pn.cap * t->pn.esz + (size_t)t->lf.cap * t->lf.esz;
 }
 
 /* Depth-first in bit order; the depth is at most 129 nodes, so recursion is bounded. */
