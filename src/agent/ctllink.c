@@ -376,9 +376,8 @@ static void ctl_refuse(struct agent *a, const char *why, const char *line, size_
 		q[i] = line[i] >= 0x20 && line[i] < 0x7f ? line[i] : '?';
 	q[n] = '\0';
 	a->refusals++;
-	log_rl(&a->rl_refused, LOG_WARNING,
-	       "agent: %s: controller line refused (%s): '%s'%s; line ignored", a->o->node, why, q,
-	       len > n ? "..." : "");
+	log_rl(&a->rl_refused, LOG_WARNING, "agent: %s: %s line refused (%s): '%s'%s; line ignored",
+	       a->o->node, a->from_store ? "stored" : "controller", why, q, len > n ? "..." : "");
 }
 
 static int ep_idx_cmp(const void *pa, const void *pb)
@@ -679,6 +678,7 @@ int ctl_record_apply(struct agent *a, const char *text, size_t len)
 		return -ENOMEM;
 	ctl_map_reset(a);
 	ctlrt_reset(&a->rt);
+	a->from_store = true;
 	/* the add lines first, as the link sends them before the map they go with */
 	for (size_t at = 0;
 	     at < len && (k = ctl_line_split((const uint8_t *)text + at, len - at, &ll)) > 0;
@@ -719,6 +719,7 @@ out:
 	free(m);
 	ctl_map_reset(a);
 	ctlrt_reset(&a->rt);
+	a->from_store = false;
 	return ret;
 }
 

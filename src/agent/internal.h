@@ -54,8 +54,8 @@ struct agent_stats {
 	uint64_t ho_started, ho_completed, ho_active; /* handovers (handover.c) */
 	uint64_t ho_packets[HC_N];                    /* the tc program's counters */
 	/* --store etcd (storewatch.c): records applied, the same as in force, refused (by the
-	 * check of their lines or by the agent), whole reads */
-	uint64_t st_applied, st_same, st_refused, st_reads;
+	 * check of their lines or by the agent), held while the link was up; whole reads */
+	uint64_t st_applied, st_same, st_refused, st_held, st_reads;
 	bool store; /* --store etcd: the metrics above are shown */
 };
 
@@ -162,7 +162,8 @@ struct agent {
 	struct log_limit rl_refused; /* refused controller lines: logged at most once a second */
 	struct agent_ho *ho;         /* handovers in progress (handover.c), NULL before the first */
 	uint64_t refusals;           /* lines and maps refused so far (ctl_refuse and the like) */
-	struct agent_store *store;   /* --store etcd (storewatch.c), or NULL */
+	bool from_store;           /* the lines handled are a stored record's (ctl_record_apply) */
+	struct agent_store *store; /* --store etcd (storewatch.c), or NULL */
 };
 
 /* a->pf: signals, the controller link, the etcd watch, then per hc its pidfd and its checks */

@@ -5,8 +5,8 @@
  * applies each changed record as the link's lines (ctl_record_apply), so that a change a
  * controller stores reaches the agent while its link is down, and an agent that starts
  * while no controller runs routes the stored maps at once.
- * The link wins: a record that comes while the link is up (a controller sent a map since
- * the hello) is held, the newest per service, and applied only once the link is down. The
+ * The link wins: a record that comes while the link is up (the hello sent; the controller
+ * answers it with every map) is held, the newest per service, and applied only once the link is down. The
  * leader stores a map before it sends it, so what the link sends is never older than what
  * the watch brings by then, and the watch would only replay it later, or reorder it with
  * the link's maps of the same moment; once the link is lost, the stored record is what the
@@ -39,9 +39,11 @@ struct agent_store {
 	unsigned long reads, refused; /* the follower's counts already added to the metrics */
 };
 
+/* Whether a controller's link is up: from the hello on (the controller answers it with
+ * every map; no map is half received before that). */
 static bool link_up(const struct agent *a)
 {
-	return a->ctl >= 0 && a->link == LINK_UP;
+	return a->ctl >= 0 && a->link >= LINK_HELLO;
 }
 
 static void held_clear(struct agent_store *s)
@@ -98,6 +100,9 @@ static void on_record(void *arg, const char *svc, const char *text, size_t len)
 	copy[len] = '\0';
 	if (!s->held[i].text)
 		s->nwaiting++;
+	pthread_mutex_lock(&a->st.lock);
+	a->st.st_held++;
+	pthread_mutex_unlock(&a->st.lock);
 	free(s->held[i].text);
 	s->held[i] = (struct held){copy, len};
 }

@@ -87,6 +87,7 @@ def test_agent_routes_stored_maps_refuses_bad_records_and_resumes(cl, tmp_path):
         assert wait_until(lambda: f"record of {SVC} refused" in alog()), alog()
         assert f"agent: etcd: {KEY}: refused: a map without its end" in alog()
         assert "agent: etcd: /peak/svc/other.svc.example.: refused" in alog()
+        assert "stored line refused (unknown endpoint): 'ep pod-zz 0/14'" in alog()
         m = metrics(cl)
         assert m['peak_agent_store_records_total{result="refused"}'] == 3, m
         assert m['peak_agent_store_records_total{result="applied"}'] == 2, m
@@ -162,3 +163,39 @@ def test_a_change_a_controller_stores_reaches_an_agent_without_its_link(cl, tmp_
         if etcd:
             etcd.stop()
         subprocess.run(["ip", "netns", "del", e_ns], capture_output=True)
+
+
+def test_the_link_wins_and_what_etcd_brought_meanwhile_is_applied_once_it_is_lost(cl, tmp_path):
+    """While the agent's link to the leader is up, a record stored behind the leader's back
+    is held (counted), not routed: the link's map stays. Once the leader is stopped and the
+    link lost, the held record is applied (it is what the next leader adopts)."""
+    need_etcd()
+    cl.cfg.write_text(config(cl.tag))
+    etcd = etcdproc.Etcd(str(tmp_path / "etcd"), netns=cl.n).wait()
+    try:
+        ctl = start(cl, cl.n, PEAK, "controller", "--config", str(cl.cfg), "--listen",
+                    "[::1]:4000", "--store", "etcd", "--etcd", etcd.url)
+        assert wait_until(lambda: "leading (store etcd)" in ctl.log.read_text()), \
+            ctl.log.read_text()
+        assert wait_until(lambda: etcd.get(KEY) is not None)
+        start_pods(cl)
+        agent = start(cl, cl.n, PEAK, "agent", "--config", str(cl.cfg), "--node", "node1",
+                      "--controller", "[::1]:4000", "--store", "etcd", "--etcd", etcd.url,
+                      "--metrics", "[::1]:9100")
+        alog = agent.log.read_text
+        assert wait_until(lambda: "connected to controller" in alog())
+        assert wait_until(lambda: covers_exactly(cl.routes(), "2001:db8:5::/64") and
+                          slices_via(cl, POD_A) > 0 and slices_via(cl, POD_B) > 0)
+        held = metrics(cl)['peak_agent_store_records_total{result="held"}']
+        etcd.put(KEY, all_to("pod-a"))
+        assert wait_until(lambda: metrics(cl).get(
+            'peak_agent_store_records_total{result="held"}') == held + 1), metrics(cl)
+        assert slices_via(cl, POD_B) > 0, cl.routes()
+        assert "applied from the store" not in alog()
+        ctl.terminate()
+        ctl.wait(timeout=10)
+        assert wait_until(lambda: routed_to(cl, POD_A)), (cl.routes(), alog())
+        assert f"etcd: map of {SVC} applied from the store" in alog()
+        assert agent.poll() is None
+    finally:
+        etcd.stop()
