@@ -6,12 +6,12 @@
  * controller stores reaches the agent while its link is down, and an agent that starts
  * while no controller runs routes the stored maps at once.
  * The link wins: a record that comes while the link is up (the hello sent; the controller
- * answers it with every map) is held, the newest per service, and applied only once the link is down. The
- * leader stores a map before it sends it, so what the link sends is never older than what
- * the watch brings by then, and the watch would only replay it later, or reorder it with
- * the link's maps of the same moment; once the link is lost, the stored record is what the
- * next leader adopts. A record the same as the map in force is applied once (counted as
- * the same, no sync). Handovers come only from the link (they are not stored). */
+ * answers it with every map) is held, the newest per service, and applied only once the
+ * link is down. The leader sends a change on its links and stores it after, so the link is
+ * ahead of the watch, which would only replay the link's maps or put an older one between
+ * two of them; once the link is lost, the stored record is what the next leader adopts.
+ * A record the same as the map in force is applied once (counted as the same, no sync).
+ * Handovers come only from the link (they are not stored). */
 #include "internal.h"
 
 #include <errno.h>
