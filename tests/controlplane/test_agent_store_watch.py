@@ -88,8 +88,9 @@ def test_agent_routes_stored_maps_refuses_bad_records_and_resumes(cl, tmp_path):
         assert f"agent: etcd: {KEY}: refused: a map without its end" in alog()
         assert "agent: etcd: /peak/svc/other.svc.example.: refused" in alog()
         assert "stored line refused (unknown endpoint): 'ep pod-zz 0/14'" in alog()
+        assert wait_until(lambda: metrics(cl).get(
+            'peak_agent_store_records_total{result="refused"}') == 3), metrics(cl)
         m = metrics(cl)
-        assert m['peak_agent_store_records_total{result="refused"}'] == 3, m
         assert m['peak_agent_store_records_total{result="applied"}'] == 2, m
         assert m["peak_agent_store_reads_total"] == 1, m
         assert routed_to(cl, POD_B), cl.routes()
