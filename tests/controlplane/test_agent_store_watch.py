@@ -13,6 +13,7 @@ On the code before this, `peak agent` refuses --store (a usage error): every tes
 its first wait."""
 import ipaddress
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -104,6 +105,12 @@ def test_agent_routes_stored_maps_refuses_bad_records_and_resumes(cl, tmp_path):
                              netns=cl.n).wait()
         etcd.put(KEY, all_to("pod-a"))
         assert wait_until(lambda: routed_to(cl, POD_A), 15), (cl.routes(), alog())
+        # a reload reads the records afresh for the new file (its maps start over)
+        reads = metrics(cl)["peak_agent_store_reads_total"]
+        agent.send_signal(signal.SIGHUP)
+        assert wait_until(lambda: "agent: reloaded" in alog())
+        assert wait_until(lambda: metrics(cl)["peak_agent_store_reads_total"] == reads + 1)
+        assert wait_until(lambda: routed_to(cl, POD_A)), (cl.routes(), alog())
         assert agent.poll() is None
     finally:
         etcd.stop()
