@@ -205,11 +205,14 @@ int agent_run(const struct agent_opts *o)
 	}
 	if (filter_sync(&a))
 		goto out;
+	if (o->etcd && !(a.store = agent_store_open(&a)))
+		goto out;
 	notify_ready("node %s: %u services from %s", o->node, a.cfg->nsvc, o->config);
 	uint64_t next_sync = peak_mono_ms() + o->interval_ms, next_hc = peak_mono_ms();
 	for (bool run = true; run;) {
 		uint64_t now = peak_mono_ms();
 		ctl_tick(&a, now);
+		agent_store_tick(&a, now, false);
 		if (now >= next_hc) {
 			next_hc = hc_round(&a, now);
 			for (unsigned i = 0; i < a.nhc; i++)
@@ -232,23 +235,30 @@ int agent_run(const struct agent_opts *o)
 			a.dirty = true; /* a drained route's time is up */
 		if (ctl_due_ms(&a) < until)
 			until = ctl_due_ms(&a);
+		if (agent_store_due_ms(&a) < until)
+			until = agent_store_due_ms(&a);
 		struct pollfd *pf = a.pf;
 		pf[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		pf[1] = (struct pollfd){.fd = a.ctl, .events = POLLIN};
+		pf[2] = (struct pollfd){.fd = agent_store_fd(&a), .events = POLLIN};
 		for (unsigned i = 0; i < a.nhc; i++)
-			pf[2 + i] = (struct pollfd){.fd = a.hc[i].pidfd, .events = POLLIN};
-		hc_pollfds(&a, pf + 2 + a.nhc);
-		int k = poll(pf, 2 + (1 + HC_PROBES) * a.nhc, until > now ? (int)(until - now) : 0);
+			pf[AGENT_PF_FIXED + i] =
+			    (struct pollfd){.fd = a.hc[i].pidfd, .events = POLLIN};
+		hc_pollfds(&a, pf + AGENT_PF_FIXED + a.nhc);
+		int k = poll(pf, AGENT_PF_FIXED + (1 + HC_PROBES) * a.nhc,
+		             until > now ? (int)(until - now) : 0);
 		if (k <= 0)
 			continue;
-		hc_polled(&a, pf + 2 + a.nhc); /* answers count at once */
+		hc_polled(&a, pf + AGENT_PF_FIXED + a.nhc); /* answers count at once */
 		for (unsigned i = 0; i < a.nhc; i++)
-			if (pf[2 + i].revents && a.hc[i].pidfd >= 0)
+			if (pf[AGENT_PF_FIXED + i].revents && a.hc[i].pidfd >= 0)
 				watch_fired(&a, i);
 		/* (a map that adds or removes a local endpoint replaces a.pf: read it first) */
-		short sig = pf[0].revents;
+		short sig = pf[0].revents, stored = pf[2].revents;
 		if (pf[1].revents)
 			ctl_read(&a);
+		if (stored)
+			agent_store_tick(&a, peak_mono_ms(), true);
 		if (sig) {
 			struct signalfd_siginfo si;
 			if (read(sfd, &si, sizeof(si)) != sizeof(si))
@@ -267,6 +277,8 @@ int agent_run(const struct agent_opts *o)
 			}
 			if (a.ctl >= 0) /* the controller sends the maps again after a hello */
 				ctl_drop(&a, 0);
+			agent_store_reset(
+			    &a);     /* the stored maps again, for the new file's services */
 			next_hc = 0; /* the new endpoints' checks start now */
 			a.dirty = true;
 			filter_sync(&a);
@@ -287,6 +299,7 @@ out:
 		hc_close(&a.hc[i]);
 	watch_stop_all(&a);
 	ho_fini(&a); /* forwarding ends with the agent (routes stay, as they are) */
+	agent_store_free(a.store);
 	ctl_drop(&a, 0);
 	if (sfd >= 0)
 		close(sfd);

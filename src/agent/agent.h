@@ -26,6 +26,8 @@ struct agent_opts {
 	bool no_handover;          /* ignore the controller's handovers (no forwarding) */
 	const char *handover_dev;  /* where the handover program goes (NULL: the device of the
 	                            * controller link's local address) */
+	const char *etcd;          /* --store etcd: etcd's client URLs, or NULL (storewatch.c) */
+	const char *etcd_prefix;   /* the controllers' --etcd-prefix (NULL: "/peak/") */
 };
 
 enum {

@@ -375,9 +375,9 @@ static void ctl_refuse(struct agent *a, const char *why, const char *line, size_
 	for (size_t i = 0; i < n; i++)
 		q[i] = line[i] >= 0x20 && line[i] < 0x7f ? line[i] : '?';
 	q[n] = '\0';
-	log_rl(&a->rl_refused, LOG_WARNING,
-	       "agent: %s: controller line refused (%s): '%s'%s; line ignored", a->o->node, why, q,
-	       len > n ? "..." : "");
+	a->refusals++;
+	log_rl(&a->rl_refused, LOG_WARNING, "agent: %s: %s line refused (%s): '%s'%s; line ignored",
+	       a->o->node, a->from_store ? "stored" : "controller", why, q, len > n ? "..." : "");
 }
 
 static int ep_idx_cmp(const void *pa, const void *pb)
@@ -426,8 +426,7 @@ static void ctl_ep(struct agent *a, const struct ctl_msg *m, const char *line, s
 	a->pending.nblocks[e] = have + m->nblocks;
 }
 
-/* The service index of the name svc in the agent's configuration, or -1. */
-static int svc_index(const struct agent *a, const char *svc)
+int ctl_svc_index(const struct agent *a, const char *svc)
 {
 	struct dns_name n;
 	if (dns_name_parse(svc, &n))
@@ -470,7 +469,7 @@ static void ctl_rt_line(struct agent *a, const struct ctl_msg *m, const char *li
 {
 	uint32_t dropped = 0;
 	const char *why = NULL;
-	if (svc_index(a, m->svc) < 0) {
+	if (ctl_svc_index(a, m->svc) < 0) {
 		ctl_refuse(a, "unknown service", line, len);
 		return;
 	}
@@ -513,6 +512,7 @@ static int map_endpoints(struct agent *a, unsigned i, const char *svc)
 	}
 	int r = ctlrt_compose(&a->rt, s->ep, s->nep, &ep, &nep, &shadowed);
 	if (r) {
+		a->refusals++;
 		log_rl(&a->rl_refused, LOG_WARNING,
 		       "agent: %s: map of %s refused: %s; keeping its routes", a->o->node, svc,
 		       r == -E2BIG ? "too many endpoints (run-time ones included)" : strerror(-r));
@@ -604,7 +604,7 @@ static void ctl_map_line(struct agent *a, const struct ctl_msg *m, const char *l
 	struct peak_config *cfg = a->cfg;
 	if (m->kind == CTL_MAP) {
 		ctl_map_reset(a);
-		a->cur_svc = svc_index(a, m->svc);
+		a->cur_svc = ctl_svc_index(a, m->svc);
 		/* a service this node's file does not have: its lines are skipped */
 		if (a->cur_svc < 0) {
 			ctlrt_reset(&a->rt);
@@ -639,6 +639,7 @@ static void ctl_map_line(struct agent *a, const struct ctl_msg *m, const char *l
 	free(a->pend_idx); /* (it points into the lists map_endpoints_apply swaps) */
 	a->pend_idx = NULL;
 	if (a->pend_ep && map_endpoints_apply(a, (unsigned)a->cur_svc)) {
+		a->refusals++;
 		log_rl(&a->rl_refused, LOG_WARNING, "agent: %s: map refused: %s", a->o->node,
 		       strerror(ENOMEM));
 		ctl_map_reset(a);
@@ -650,6 +651,76 @@ static void ctl_map_line(struct agent *a, const struct ctl_msg *m, const char *l
 	memset(&a->pending, 0, sizeof(a->pending));
 	a->cur_svc = -1;
 	a->dirty = true;
+}
+
+/* Whether the map being received (no endpoint change with it) is the one in force. */
+static bool map_pending_same(const struct agent *a)
+{
+	const struct svc_map *m = &a->maps[a->cur_svc], *p = &a->pending;
+	if (a->pend_ep || !m->have || m->nep != p->nep)
+		return false;
+	for (unsigned e = 0; e < p->nep; e++)
+		if (m->nblocks[e] != p->nblocks[e] ||
+		    (p->nblocks[e] &&
+		     memcmp(m->blocks[e], p->blocks[e], p->nblocks[e] * sizeof(*p->blocks[e]))))
+			return false;
+	return true;
+}
+
+int ctl_record_apply(struct agent *a, const char *text, size_t len)
+{
+	struct ctl_msg *m = malloc(sizeof(*m));
+	uint64_t refused = a->refusals;
+	int ret = -EBADMSG, svc = -1;
+	size_t ll;
+	long k;
+	if (!m)
+		return -ENOMEM;
+	ctl_map_reset(a);
+	ctlrt_reset(&a->rt);
+	a->from_store = true;
+	/* the add lines first, as the link sends them before the map they go with */
+	for (size_t at = 0;
+	     at < len && (k = ctl_line_split((const uint8_t *)text + at, len - at, &ll)) > 0;
+	     at += (size_t)k) {
+		if (ctl_parse(text + at, ll, m))
+			goto out; /* (store_rec_check took it: never) */
+		if (m->kind == CTL_MAP && (svc = ctl_svc_index(a, m->svc)) < 0) {
+			ret = 0; /* a service of other nodes' files: not ours */
+			goto out;
+		}
+		if (m->kind == CTL_ADD || m->kind == CTL_DEL)
+			ctl_rt_line(a, m, text + at, ll);
+	}
+	/* then the map, up to its end */
+	for (size_t at = 0; svc >= 0 && at < len && a->refusals == refused &&
+	                    (k = ctl_line_split((const uint8_t *)text + at, len - at, &ll)) > 0;
+	     at += (size_t)k) {
+		if (ctl_parse(text + at, ll, m))
+			goto out;
+		if (m->kind == CTL_END)
+			break;
+		if (m->kind == CTL_MAP || m->kind == CTL_EP) {
+			ctl_map_line(a, m, text + at, ll);
+			if (a->cur_svc < 0) /* (map_endpoints refused it: counted) */
+				break;
+		}
+	}
+	if (svc < 0 || a->cur_svc != svc || a->refusals != refused)
+		goto out;
+	if (map_pending_same(a)) {
+		ret = 0;
+		goto out;
+	}
+	m->kind = CTL_END;
+	ctl_map_line(a, m, "end", 3);
+	ret = a->refusals == refused ? 1 : -EBADMSG;
+out:
+	free(m);
+	ctl_map_reset(a);
+	ctlrt_reset(&a->rt);
+	a->from_store = false;
+	return ret;
 }
 
 /* One line from the controller (len bytes, without its '\n'). */

@@ -460,7 +460,7 @@ int hc_setup(struct agent *a, const struct peak_config *old)
 		for (unsigned e = 0; e < a->cfg->svc[i].nep; e++)
 			n += !strcmp(a->cfg->svc[i].ep[e].node, a->o->node);
 	struct hc *hc = calloc(n ? n : 1, sizeof(*hc));
-	struct pollfd *pf = calloc((1 + HC_PROBES) * n + 2, sizeof(*pf));
+	struct pollfd *pf = calloc((1 + HC_PROBES) * n + AGENT_PF_FIXED, sizeof(*pf));
 	bool *healthy = calloc(n ? n : 1, sizeof(*healthy));
 	uint64_t *slices = calloc(n ? n : 1, sizeof(*slices));
 	int(*who)[2] = calloc(n ? n : 1, sizeof(*who));
@@ -543,7 +543,7 @@ int hc_rebuild(struct agent *a, unsigned svc, struct cfg_endpoint *ep, unsigned 
 			n += !strcmp(v[e].node, a->o->node);
 	}
 	struct hc *hc = calloc(n ? n : 1, sizeof(*hc));
-	struct pollfd *pf = calloc((1 + HC_PROBES) * n + 2, sizeof(*pf));
+	struct pollfd *pf = calloc((1 + HC_PROBES) * n + AGENT_PF_FIXED, sizeof(*pf));
 	bool *healthy = calloc(n ? n : 1, sizeof(*healthy));
 	uint64_t *slices = calloc(n ? n : 1, sizeof(*slices));
 	int(*who)[2] = calloc(n ? n : 1, sizeof(*who));

@@ -6,6 +6,7 @@
  *   ctllink.c  the controller link: connect, the challenge and hello (ctlauth), lines in
  *              and out through the control-line grammar (ctlproto), maps
  *   podload.c  the pods' load (connections, CPU, saturation) reported to the controller
+ *   storewatch.c --store etcd: the service records the controllers store, followed
  *   stats.c    the metrics endpoint's view
  *   bird.c     the BIRD 2 configuration */
 #include <poll.h>
@@ -52,6 +53,10 @@ struct agent_stats {
 	unsigned n;
 	uint64_t ho_started, ho_completed, ho_active; /* handovers (handover.c) */
 	uint64_t ho_packets[HC_N];                    /* the tc program's counters */
+	/* --store etcd (storewatch.c): records applied, the same as in force, refused (by the
+	 * check of their lines or by the agent), held while the link was up; whole reads */
+	uint64_t st_applied, st_same, st_refused, st_held, st_reads;
+	bool store; /* --store etcd: the metrics above are shown */
 };
 
 enum {
@@ -156,7 +161,13 @@ struct agent {
 	struct agent_stats st;       /* shared with the metrics endpoint's thread */
 	struct log_limit rl_refused; /* refused controller lines: logged at most once a second */
 	struct agent_ho *ho;         /* handovers in progress (handover.c), NULL before the first */
+	uint64_t refusals;           /* lines and maps refused so far (ctl_refuse and the like) */
+	bool from_store;           /* the lines handled are a stored record's (ctl_record_apply) */
+	struct agent_store *store; /* --store etcd (storewatch.c), or NULL */
 };
+
+/* a->pf: signals, the controller link, the etcd watch, then per hc its pidfd and its checks */
+enum { AGENT_PF_FIXED = 3 };
 
 static inline double ms_since(const struct timespec *t0)
 {
@@ -224,6 +235,28 @@ void ctl_read(struct agent *a);
 const struct cfg_endpoint *ctl_ep_lookup(const struct agent *a, unsigned svc, const char *id,
                                          struct cfg_endpoint *tmp);
 
+/* The index of the service named svc in the agent's configuration, or -1. */
+int ctl_svc_index(const struct agent *a, const char *svc);
+/* Applies one service's stored record (text, len bytes: its map, ep and end lines, then its
+ * add, weight and health lines, as store_rec_check accepts them) through the link's own
+ * handlers, in the link's order: the add lines, then the map (weight and health lines are
+ * the controller's). Only while no map is being received on the link. Any line refused
+ * (an unknown endpoint, a block outside the space, ...) refuses the whole record (logged):
+ * the map in force stays. Returns 1 (applied), 0 (the same map and endpoints as in force,
+ * or a service this node's file does not have), -EBADMSG (refused). */
+int ctl_record_apply(struct agent *a, const char *text, size_t len);
+/* storewatch.c: --store etcd. agent_store_open starts following (nothing read yet; NULL
+ * with the reason logged); agent_store_fd is the watch's socket or -1; agent_store_tick
+ * reads or follows when due (or when the fd is readable) and applies what changed, holding
+ * back the records that come while the link is up until it is not (the link wins);
+ * agent_store_due_ms says when it must run next; agent_store_reset drops what is held and
+ * reads afresh (after a reload). */
+struct agent_store *agent_store_open(struct agent *a);
+void agent_store_free(struct agent_store *s);
+int agent_store_fd(const struct agent *a);
+void agent_store_tick(struct agent *a, uint64_t now, bool readable);
+uint64_t agent_store_due_ms(const struct agent *a);
+void agent_store_reset(struct agent *a);
 /* handover.c: a controller's handover line (ctllink.c passes it on); ho_tick ends the
  * windows that are over (the deadline, or the old owner's connections on the slices gone)
  * and reads the program's counters; ho_due_ms says when it next needs to run; ho_fini

@@ -105,6 +105,24 @@ void agent_stats_render(struct mbuf *b, void *arg)
 	    (unsigned long long)st->checks_ok, (unsigned long long)st->checks_failed,
 	    st->controller_up);
 	per_endpoint(b, st, "peak_agent_endpoint_healthy", EP_HEALTHY);
+	if (st->store)
+		mbuf_printf(
+		    b,
+		    "# HELP peak_agent_store_records_total Service records from etcd (--store "
+		    "etcd), by what became of them: applied, the same as the map in force, "
+		    "refused, held (they came while the link was up: applied once it is down).\n"
+		    "# TYPE peak_agent_store_records_total counter\n"
+		    "peak_agent_store_records_total{result=\"applied\"} %llu\n"
+		    "peak_agent_store_records_total{result=\"same\"} %llu\n"
+		    "peak_agent_store_records_total{result=\"refused\"} %llu\n"
+		    "peak_agent_store_records_total{result=\"held\"} %llu\n"
+		    "# HELP peak_agent_store_reads_total Whole reads of the records (the first, "
+		    "and one after each compaction or cancelled watch).\n"
+		    "# TYPE peak_agent_store_reads_total counter\n"
+		    "peak_agent_store_reads_total %llu\n",
+		    (unsigned long long)st->st_applied, (unsigned long long)st->st_same,
+		    (unsigned long long)st->st_refused, (unsigned long long)st->st_held,
+		    (unsigned long long)st->st_reads);
 	mbuf_printf(b, "# HELP peak_agent_endpoint_connections TCP connections in the pod's "
 	               "namespace.\n# TYPE peak_agent_endpoint_connections gauge\n");
 	per_endpoint(b, st, "peak_agent_endpoint_connections", EP_CONNS);

@@ -19,6 +19,7 @@ static const char agent_help[] =
     "                  [--hc-down N] [--hc-up N]\n"
     "                  [--metrics ADDR:PORT] [--filter-object PATH] [--quiet]\n"
     "                  [--handover-dev DEV] [--no-handover]\n"
+    "                  [--store etcd --etcd URL [--etcd-prefix PREFIX]]\n"
     "       peak agent --check --config FILE --node NAME [--key-file FILE]\n"
     "\n"
     "Programs this node (run it in the node's network namespace). For each endpoint whose\n"
@@ -71,6 +72,13 @@ static const char agent_help[] =
     "                     default: the device of the controller link's local address)\n"
     "  --no-handover      ignore the controller's handovers: no forwarding between the\n"
     "                     old and new owners of moved slices\n"
+    "  --store etcd       also follow the service records the leading peak controller\n"
+    "                     --store etcd stores (maps, endpoints added at run time): a\n"
+    "                     change stored while the link is down is routed from etcd, and\n"
+    "                     at start the stored maps are routed at once. While the link is\n"
+    "                     up its maps win; what etcd brings then waits until it is down\n"
+    "  --etcd URL         etcd's client URL(s), http://ADDR:PORT[,...]\n"
+    "  --etcd-prefix P    the controllers' --etcd-prefix (default /peak/)\n"
     "  --quiet            log only warnings and errors\n"
     "  --check            load and check the configuration for this node (and the key\n"
     "                     file), print 'ok' and exit 0, or print FILE:LINE: what is wrong\n"
@@ -115,6 +123,9 @@ int cmd_agent(int argc, char **argv)
 	    {"no-handover", no_argument, 0, 'W'},
 	    {"check", no_argument, 0, 'k'},
 	    {"key-file", required_argument, 0, 'K'},
+	    {"store", required_argument, 0, 'S'},
+	    {"etcd", required_argument, 0, 'E'},
+	    {"etcd-prefix", required_argument, 0, 'G'},
 	    {0, 0, 0, 0},
 	};
 	struct agent_opts o = {.table = RT_TABLE_PEAK_MAIN,
@@ -127,7 +138,7 @@ int cmd_agent(int argc, char **argv)
 	                       .hc_request = HC_HTTP_REQUEST};
 	struct bird_opts bird = {0};
 	const char *bird_path = NULL;
-	bool check = false;
+	bool check = false, store = false;
 	char ctls[AGENT_CTLS_MAX * AGENT_CTL_ADDR_MAX] = "";
 	int c;
 	opterr = 0;
@@ -224,6 +235,17 @@ int cmd_agent(int argc, char **argv)
 		case 'K':
 			o.key_file = optarg;
 			break;
+		case 'S':
+			if (strcmp(optarg, "etcd"))
+				cli_usage_error("agent", "--store: '%s' is not etcd", optarg);
+			store = true;
+			break;
+		case 'E':
+			o.etcd = optarg;
+			break;
+		case 'G':
+			o.etcd_prefix = optarg;
+			break;
 		case 'h':
 			fputs(agent_help, stdout);
 			return 0;
@@ -273,6 +295,15 @@ int cmd_agent(int argc, char **argv)
 			                "characters, no space, '\"' or '\\')",
 			                o.node, CTL_ID_MAX - 1);
 	}
+	if (store != !!o.etcd || (o.etcd_prefix && !o.etcd))
+		cli_usage_error("agent",
+		                "--store etcd and --etcd URL go together (--etcd-prefix too)");
+	if (o.etcd_prefix &&
+	    (o.etcd_prefix[0] != '/' || o.etcd_prefix[strlen(o.etcd_prefix) - 1] != '/'))
+		cli_usage_error("agent", "--etcd-prefix: '%s' must begin and end with '/'",
+		                o.etcd_prefix);
+	if (o.etcd && o.once)
+		cli_usage_error("agent", "--store etcd follows the store: not with --once");
 	if (o.key_file && !o.controller && !check)
 		cli_usage_error("agent", "--key-file is the key of the link to --controller");
 	if (check) {

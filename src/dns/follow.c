@@ -24,9 +24,18 @@ struct dns_follow {
 	int64_t rev;            /* the revision of the last read: the watch resumes after it */
 	bool have;              /* a read succeeded since the last change */
 	bool resync;            /* the read under way follows a compaction or cancel */
+	char who[16];           /* the log lines' source: "dns", or "agent" */
+	unsigned long reads;    /* whole reads (the first, and after a compaction or cancel) */
+	unsigned long refused;  /* records refused (etcd_rec_decode) */
 };
 
 struct dns_follow *dns_follow_open(const char *urls, const char *prefix, char *err, size_t errlen)
+{
+	return dns_follow_open_as("dns", urls, prefix, err, errlen);
+}
+
+struct dns_follow *dns_follow_open_as(const char *who, const char *urls, const char *prefix,
+                                      char *err, size_t errlen)
 {
 	struct dns_follow *f;
 	const char *pre = prefix ? prefix : "/peak/";
@@ -39,7 +48,8 @@ struct dns_follow *dns_follow_open(const char *urls, const char *prefix, char *e
 		snprintf(err, errlen, "out of memory");
 		return NULL;
 	}
-	if (etcd_open(&f->cl, "dns", urls, FOLLOW_TIMEOUT_MS, err, errlen)) {
+	snprintf(f->who, sizeof(f->who), "%s", who);
+	if (etcd_open(&f->cl, f->who, urls, FOLLOW_TIMEOUT_MS, err, errlen)) {
 		free(f);
 		return NULL;
 	}
@@ -128,8 +138,11 @@ static int follow_kube_step(struct dns_follow *f, dns_follow_fn fn, void *arg)
 static void kv_apply(struct dns_follow *f, json_t *kv, dns_follow_fn fn, void *arg)
 {
 	struct etcd_rec r;
-	if (!etcd_rec_decode("dns", kv, f->pre, FOLLOW_VALUE_MAX_B, false, &r))
+	int err = etcd_rec_decode(f->who, kv, f->pre, FOLLOW_VALUE_MAX_B, false, &r);
+	if (!err)
 		fn(arg, r.name, r.val, r.vlen);
+	else if (err == -EBADMSG)
+		f->refused++;
 	etcd_rec_free(&r);
 }
 
@@ -166,15 +179,17 @@ static int follow_read(struct dns_follow *f, dns_follow_fn fn, void *arg)
 	bool first = !f->rev || f->resync;
 	f->resync = false;
 	f->rev = top;
+	if (first)
+		f->reads++;
 	/* The stream from the read's revision at once, not at the next tick: a change stored
 	 * before etcd registers the watch comes only at etcd's next pass over late watchers
 	 * (if it cannot start here, the next tick's etcd_watch starts it). */
 	etcd_watch_open(&f->cl, f->pre, f->rev);
 	if (first)
 		log_msg(LOG_INFO,
-		        "dns: etcd: following %s from revision %" PRId64
+		        "%s: etcd: following %s from revision %" PRId64
 		        " (%ld records read in %u requests)",
-		        f->pre, top, n, pages);
+		        f->who, f->pre, top, n, pages);
 	return 0;
 }
 
@@ -223,4 +238,10 @@ int dns_follow_step(struct dns_follow *f, dns_follow_fn fn, void *arg)
 		return r;
 	f->have = true;
 	return 1;
+}
+
+void dns_follow_counts(const struct dns_follow *f, unsigned long *reads, unsigned long *refused)
+{
+	*reads = f->reads;
+	*refused = f->refused;
 }

@@ -34,6 +34,10 @@ struct dns_follow;
  * begin and end with '/'). Nothing is read yet. Returns NULL with the reason in err. */
 struct dns_follow *dns_follow_open(const char *urls, const char *prefix, char *err, size_t errlen);
 
+/* dns_follow_open for another part (peak agent --store etcd): who begins its log lines. */
+struct dns_follow *dns_follow_open_as(const char *who, const char *urls, const char *prefix,
+                                      char *err, size_t errlen);
+
 struct kube_opts;
 
 /* Follows ConfigMap name (NULL: "peak-controller", the controllers' --kube-lease) of
@@ -58,3 +62,7 @@ int dns_follow_fd(struct dns_follow *f);
  * nothing changed, -errno when etcd did not answer (tried again at the next tick; logged
  * once per streak). Kubernetes: never blocks longer than a list. */
 int dns_follow_step(struct dns_follow *f, dns_follow_fn fn, void *arg);
+
+/* etcd: the whole reads so far (the first, and one after each compaction or cancelled
+ * watch) and the records refused (corrupt, foreign, not one service's lines). */
+void dns_follow_counts(const struct dns_follow *f, unsigned long *reads, unsigned long *refused);
