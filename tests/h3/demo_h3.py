@@ -62,7 +62,8 @@ def cluster_state(bed):
                         "status"], capture_output=True, text=True, timeout=10)
     print("\nthe controller's assignment (peak controller-ctl status):")
     for line in (p.stdout + p.stderr).strip().splitlines():
-        print("  " + line)
+        if line != "ok":  # (controller-ctl's end of answer)
+            print("  " + line)
     nets = {k: ipaddress.ip_network(p) for k, p in h3bed.PREFIXES.items()}
     for i in (1, 2):
         routes = [ipaddress.ip_network(d) for d in bed.node_routes(i)]
