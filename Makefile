@@ -1,6 +1,7 @@
 # PEAK: every command a newcomer needs. The build itself is meson + ninja.
 #   make demo     build, then run the demo cluster in network namespaces (root)
-#   make demo-h3  build, then uploads through the HTTP/3 ingress and PEAK-direct (root)
+#   make demo-h3  build, then uploads through the HTTP/3 ingress and PEAK-direct on the
+#                 cluster testbed, then PEAK-direct with the ingress host removed (root)
 #   make demo-store  build, then the object store demo: 10,000 objects, a pod killed, one added
 #   make demo-overlay  build, then IPv6 overlay sites in namespaces, some behind NAT: who
 #                 reaches whom, how (direct, punched through NAT), RTTs, throughput; then a

@@ -1,4 +1,4 @@
-"""PEAK-direct's namespace testbed (tests/h3/test_peak_direct.py, make demo-h3):
+"""PEAK-direct's namespace testbed (tests/h3/test_peak_direct.py, bench/h3/run.py):
 
   [c] client, and the router: peak dns on ::1; forwards between its links
     | fd00:a1::1/64 ---- fd00:a1::2/64 [a] audio pod: AnyIP 2001:db8:a1::/64,
