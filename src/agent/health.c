@@ -448,6 +448,65 @@ static struct hc hc_new(const struct agent *a, unsigned svc, unsigned ep, unsign
 	return h;
 }
 
+/* The arrays of n local endpoints' checks: the agent's (hc, pf) and the metrics' (st). */
+struct hc_arrays {
+	struct hc *hc;
+	struct pollfd *pf;
+	bool *healthy;
+	uint64_t *slices, *conns, *cpu_ns;
+	int (*who)[2];
+	struct pod_sat *sat;
+};
+
+/* Allocates x for n endpoints, zeroed; -ENOMEM (nothing kept) if any allocation fails. */
+static int hc_arrays_new(struct hc_arrays *x, unsigned n)
+{
+	size_t k = n ? n : 1;
+	x->hc = calloc(k, sizeof(*x->hc));
+	x->pf = calloc((1 + HC_PROBES) * n + AGENT_PF_FIXED, sizeof(*x->pf));
+	x->healthy = calloc(k, sizeof(*x->healthy));
+	x->slices = calloc(k, sizeof(*x->slices));
+	x->who = calloc(k, sizeof(*x->who));
+	x->conns = calloc(k, sizeof(*x->conns));
+	x->cpu_ns = calloc(k, sizeof(*x->cpu_ns));
+	x->sat = calloc(k, sizeof(*x->sat));
+	if (x->hc && x->pf && x->healthy && x->slices && x->who && x->conns && x->cpu_ns && x->sat)
+		return 0;
+	free(x->hc);
+	free(x->pf);
+	free(x->healthy);
+	free(x->slices);
+	free(x->who);
+	free(x->conns);
+	free(x->cpu_ns);
+	free(x->sat);
+	return -ENOMEM;
+}
+
+/* Puts x (n endpoints) in force in place of the agent's arrays, which are freed (a->st.lock
+ * held: the metrics thread reads st). */
+static void hc_arrays_install(struct agent *a, const struct hc_arrays *x, unsigned n)
+{
+	free(a->hc);
+	free(a->pf);
+	a->hc = x->hc;
+	a->pf = x->pf;
+	a->nhc = n;
+	free(a->st.healthy);
+	free(a->st.slices);
+	free(a->st.who);
+	free(a->st.conns);
+	free(a->st.cpu_ns);
+	free(a->st.sat);
+	a->st.healthy = x->healthy;
+	a->st.slices = x->slices;
+	a->st.who = x->who;
+	a->st.conns = x->conns;
+	a->st.cpu_ns = x->cpu_ns;
+	a->st.sat = x->sat;
+	a->st.n = n;
+}
+
 /* Sets up the health checks (and their metrics) of a->cfg's local endpoints. The new state
  * is allocated first: on failure (-ENOMEM) the previous one is left as it was. On success
  * the previous checks' connections and pidfds are closed and st points into a->cfg. old,
@@ -459,25 +518,10 @@ int hc_setup(struct agent *a, const struct peak_config *old)
 	for (unsigned i = 0; i < a->cfg->nsvc; i++)
 		for (unsigned e = 0; e < a->cfg->svc[i].nep; e++)
 			n += !strcmp(a->cfg->svc[i].ep[e].node, a->o->node);
-	struct hc *hc = calloc(n ? n : 1, sizeof(*hc));
-	struct pollfd *pf = calloc((1 + HC_PROBES) * n + AGENT_PF_FIXED, sizeof(*pf));
-	bool *healthy = calloc(n ? n : 1, sizeof(*healthy));
-	uint64_t *slices = calloc(n ? n : 1, sizeof(*slices));
-	int(*who)[2] = calloc(n ? n : 1, sizeof(*who));
-	uint64_t *conns = calloc(n ? n : 1, sizeof(*conns));
-	uint64_t *cpu_ns = calloc(n ? n : 1, sizeof(*cpu_ns));
-	struct pod_sat *sat = calloc(n ? n : 1, sizeof(*sat));
-	if (!hc || !pf || !healthy || !slices || !who || !conns || !cpu_ns || !sat) {
-		free(hc);
-		free(pf);
-		free(healthy);
-		free(slices);
-		free(who);
-		free(conns);
-		free(cpu_ns);
-		free(sat);
+	struct hc_arrays x;
+	if (hc_arrays_new(&x, n))
 		return -ENOMEM;
-	}
+	struct hc *hc = x.hc;
 	for (unsigned i = 0; i < a->cfg->nsvc; i++)
 		for (unsigned e = 0; e < a->cfg->svc[i].nep; e++)
 			if (!strcmp(a->cfg->svc[i].ep[e].node, a->o->node)) {
@@ -499,25 +543,8 @@ int hc_setup(struct agent *a, const struct peak_config *old)
 	watch_stop_all(a);
 	for (unsigned i = 0; a->hc && i < a->nhc; i++)
 		hc_close(&a->hc[i]); /* the checks in flight: their sockets went with the hc once */
-	free(a->hc);
-	free(a->pf);
-	a->hc = hc;
-	a->pf = pf;
-	a->nhc = n;
 	pthread_mutex_lock(&a->st.lock);
-	free(a->st.healthy);
-	free(a->st.slices);
-	free(a->st.who);
-	free(a->st.conns);
-	free(a->st.cpu_ns);
-	free(a->st.sat);
-	a->st.healthy = healthy;
-	a->st.slices = slices;
-	a->st.who = who;
-	a->st.conns = conns;
-	a->st.cpu_ns = cpu_ns;
-	a->st.sat = sat;
-	a->st.n = n;
+	hc_arrays_install(a, &x, n);
 	for (unsigned k = 0; k < n; k++) {
 		a->st.healthy[k] = true;
 		a->st.cpu_ns[k] =
@@ -542,25 +569,14 @@ int hc_rebuild(struct agent *a, unsigned svc, struct cfg_endpoint *ep, unsigned 
 		for (unsigned e = 0; e < vn; e++)
 			n += !strcmp(v[e].node, a->o->node);
 	}
-	struct hc *hc = calloc(n ? n : 1, sizeof(*hc));
-	struct pollfd *pf = calloc((1 + HC_PROBES) * n + AGENT_PF_FIXED, sizeof(*pf));
-	bool *healthy = calloc(n ? n : 1, sizeof(*healthy));
-	uint64_t *slices = calloc(n ? n : 1, sizeof(*slices));
-	int(*who)[2] = calloc(n ? n : 1, sizeof(*who));
-	uint64_t *conns = calloc(n ? n : 1, sizeof(*conns));
-	uint64_t *cpu_ns = calloc(n ? n : 1, sizeof(*cpu_ns));
-	struct pod_sat *sat = calloc(n ? n : 1, sizeof(*sat));
-	if (!hc || !pf || !healthy || !slices || !who || !conns || !cpu_ns || !sat) {
-		free(hc);
-		free(pf);
-		free(healthy);
-		free(slices);
-		free(who);
-		free(conns);
-		free(cpu_ns);
-		free(sat);
+	struct hc_arrays x;
+	if (hc_arrays_new(&x, n))
 		return -ENOMEM;
-	}
+	struct hc *hc = x.hc;
+	bool *healthy = x.healthy;
+	uint64_t *slices = x.slices, *conns = x.conns, *cpu_ns = x.cpu_ns;
+	int(*who)[2] = x.who;
+	struct pod_sat *sat = x.sat;
 	pthread_mutex_lock(&a->st.lock);
 	/* the old checks come in (service, endpoint) order, as the new ones: one walk */
 	unsigned j = 0;
@@ -601,24 +617,7 @@ int hc_rebuild(struct agent *a, unsigned svc, struct cfg_endpoint *ep, unsigned 
 		if (a->hc[i].pidfd >= 0)
 			close(a->hc[i].pidfd);
 	}
-	free(a->hc);
-	free(a->pf);
-	a->hc = hc;
-	a->pf = pf;
-	a->nhc = n;
-	free(a->st.healthy);
-	free(a->st.slices);
-	free(a->st.who);
-	free(a->st.conns);
-	free(a->st.cpu_ns);
-	free(a->st.sat);
-	a->st.healthy = healthy;
-	a->st.slices = slices;
-	a->st.who = who;
-	a->st.conns = conns;
-	a->st.cpu_ns = cpu_ns;
-	a->st.sat = sat;
-	a->st.n = n;
+	hc_arrays_install(a, &x, n);
 	free(s->ep);
 	s->ep = ep;
 	s->nep = nep;
