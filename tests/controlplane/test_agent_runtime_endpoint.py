@@ -32,6 +32,29 @@ SVC = "api.svc.example."
 POD_E = "2001:db8:100:3::e"
 
 
+def pod_e_namespace(cl, e_ns):
+    """A namespace e_ns for pod-e, which no file lists: POD_E on a veth from node1's
+    namespace, the service's prefix local (AnyIP) in it."""
+    ip("netns", "add", e_ns)
+    ip("-n", e_ns, "link", "set", "lo", "up")
+    ip("-n", cl.n, "link", "add", "ve", "type", "veth", "peer", "name", "eth0", "netns", e_ns)
+    ip("-n", cl.n, "addr", "add", "2001:db8:100:3::1/64", "dev", "ve", "nodad")
+    ip("-n", cl.n, "link", "set", "ve", "up")
+    ip("-n", e_ns, "addr", "add", POD_E + "/64", "dev", "eth0", "nodad")
+    ip("-n", e_ns, "link", "set", "eth0", "up")
+    ip("-n", e_ns, "-6", "route", "add", "default", "via", "2001:db8:100:3::1")
+    ip("-n", e_ns, "-6", "route", "add", "local", "2001:db8:5::/64", "dev", "lo")
+
+
+def serve_pod_e(e_ns, tmp_path):
+    """pod-e's 'peak serve' on port 8080 in e_ns, once it listens (its log in tmp_path)."""
+    pod_e = subprocess.Popen(["ip", "netns", "exec", e_ns, PEAK, "serve", "--port", "8080",
+                              "--id", "pod-e"], stdout=subprocess.DEVNULL,
+                             stderr=open(tmp_path / "pod-e.log", "w"))
+    assert wait_until(lambda: "serve: pod-e on port 8080" in (tmp_path / "pod-e.log").read_text())
+    return pod_e
+
+
 def slices_via(c, gw):
     """Slices (/78) the node routes to gw."""
     return sum(1 << (78 - ipaddress.ip_network(d).prefixlen)
@@ -46,15 +69,7 @@ def test_runtime_pod_routed_reached_and_removed(cl, tmp_path):
     etcd = None
     pod_e = None
     try:
-        ip("netns", "add", e_ns)
-        ip("-n", e_ns, "link", "set", "lo", "up")
-        ip("-n", cl.n, "link", "add", "ve", "type", "veth", "peer", "name", "eth0", "netns", e_ns)
-        ip("-n", cl.n, "addr", "add", "2001:db8:100:3::1/64", "dev", "ve", "nodad")
-        ip("-n", cl.n, "link", "set", "ve", "up")
-        ip("-n", e_ns, "addr", "add", POD_E + "/64", "dev", "eth0", "nodad")
-        ip("-n", e_ns, "link", "set", "eth0", "up")
-        ip("-n", e_ns, "-6", "route", "add", "default", "via", "2001:db8:100:3::1")
-        ip("-n", e_ns, "-6", "route", "add", "local", "2001:db8:5::/64", "dev", "lo")
+        pod_e_namespace(cl, e_ns)
         etcd = etcdproc.Etcd(str(tmp_path / "etcd"), netns=cl.n).wait()
         sock = str(tmp_path / "c.sock")
         ctl = start(cl, cl.n, PEAK, "controller", "--config", str(cl.cfg), "--listen",
@@ -62,11 +77,7 @@ def test_runtime_pod_routed_reached_and_removed(cl, tmp_path):
         assert wait_until(lambda: "leading (store etcd)" in ctl.log.read_text()), \
             ctl.log.read_text()
         start_pods(cl)
-        pod_e = subprocess.Popen(["ip", "netns", "exec", e_ns, PEAK, "serve", "--port", "8080",
-                                  "--id", "pod-e"], stdout=subprocess.DEVNULL,
-                                 stderr=open(tmp_path / "pod-e.log", "w"))
-        assert wait_until(lambda: "serve: pod-e on port 8080" in
-                          (tmp_path / "pod-e.log").read_text())
+        pod_e = serve_pod_e(e_ns, tmp_path)
         agent = start(cl, cl.n, PEAK, "agent", "--config", str(cl.cfg), "--node", "node1",
                       "--controller", "[::1]:4000", "--metrics", "[::1]:9100")
         alog = agent.log.read_text

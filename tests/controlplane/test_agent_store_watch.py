@@ -25,6 +25,7 @@ import peaktest
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "cluster"))
 from test_agent import PEAK, cl, config, covers_exactly, ip  # noqa: E402,F401
+from test_agent_runtime_endpoint import pod_e_namespace, serve_pod_e  # noqa: E402
 from test_failover import start, start_pods, wait_until  # noqa: E402
 
 SVC = "api.svc.example."
@@ -125,15 +126,7 @@ def test_a_change_a_controller_stores_reaches_an_agent_without_its_link(cl, tmp_
     e_ns = cl.tag + "-e"
     etcd = pod_e = None
     try:
-        ip("netns", "add", e_ns)
-        ip("-n", e_ns, "link", "set", "lo", "up")
-        ip("-n", cl.n, "link", "add", "ve", "type", "veth", "peer", "name", "eth0", "netns", e_ns)
-        ip("-n", cl.n, "addr", "add", "2001:db8:100:3::1/64", "dev", "ve", "nodad")
-        ip("-n", cl.n, "link", "set", "ve", "up")
-        ip("-n", e_ns, "addr", "add", POD_E + "/64", "dev", "eth0", "nodad")
-        ip("-n", e_ns, "link", "set", "eth0", "up")
-        ip("-n", e_ns, "-6", "route", "add", "default", "via", "2001:db8:100:3::1")
-        ip("-n", e_ns, "-6", "route", "add", "local", "2001:db8:5::/64", "dev", "lo")
+        pod_e_namespace(cl, e_ns)
         etcd = etcdproc.Etcd(str(tmp_path / "etcd"), netns=cl.n).wait()
         sock = str(tmp_path / "c.sock")
         ctl = start(cl, cl.n, PEAK, "controller", "--config", str(cl.cfg), "--listen",
@@ -142,11 +135,7 @@ def test_a_change_a_controller_stores_reaches_an_agent_without_its_link(cl, tmp_
             ctl.log.read_text()
         assert wait_until(lambda: etcd.get(KEY) is not None)
         start_pods(cl)
-        pod_e = subprocess.Popen(["ip", "netns", "exec", e_ns, PEAK, "serve", "--port", "8080",
-                                  "--id", "pod-e"], stdout=subprocess.DEVNULL,
-                                 stderr=open(tmp_path / "pod-e.log", "w"))
-        assert wait_until(lambda: "serve: pod-e on port 8080" in
-                          (tmp_path / "pod-e.log").read_text())
+        pod_e = serve_pod_e(e_ns, tmp_path)
         agent = start(cl, cl.n, PEAK, "agent", "--config", str(cl.cfg), "--node", "node1",
                       "--controller", "[::1]:4999", "--store", "etcd", "--etcd", etcd.url)
         alog = agent.log.read_text
