@@ -62,6 +62,19 @@ def certtool(*args):
     subprocess.run(["certtool", *args], check=True, capture_output=True, timeout=60)
 
 
+def run_upload(argv, files, timeout):
+    """Runs the 'peak h3 upload' argv with a --file for each of files. Returns (exit status,
+    its stream lines as dicts, its 'peak:' lines as dicts, its output)."""
+    for f in files:
+        argv = [*argv, "--file", f]
+    p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+    streams = [dict(kv.split("=", 1) for kv in line.split())
+               for line in p.stdout.splitlines() if line.startswith("stream=")]
+    conns = [dict(kv.split("=", 1) for kv in line.split()[1:])
+             for line in p.stdout.splitlines() if line.startswith("peak: ")]
+    return p.returncode, streams, conns, p.stdout + p.stderr
+
+
 def wait_for(cond, timeout, what):
     deadline = time.time() + timeout
     while True:
@@ -161,14 +174,7 @@ class Bed:
                   if peak else [f"https://[fd00:e::2]:{PORT}/upload"])
         argv = ["ip", "netns", "exec", self.ns["c"], PEAK, "h3", "upload", *target, "--ca",
                 str(self.ca), "--timeout", "20000", *extra]
-        for f in files:
-            argv += ["--file", f]
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        streams = [dict(kv.split("=", 1) for kv in line.split())
-                   for line in p.stdout.splitlines() if line.startswith("stream=")]
-        conns = [dict(kv.split("=", 1) for kv in line.split()[1:])
-                 for line in p.stdout.splitlines() if line.startswith("peak: ")]
-        return p.returncode, streams, conns, p.stdout + p.stderr
+        return run_upload(argv, files, timeout)
 
     def down(self):
         if self.dns:

@@ -24,6 +24,7 @@ sys.path.insert(0, os.path.join(HERE, "..", "integration"))
 sys.path.insert(0, os.path.join(HERE, "..", "lib"))
 import ssaref  # noqa: E402
 import testbed  # noqa: E402
+from directbed import certtool, run_upload  # noqa: E402,F401
 
 PREFIXES = {"audio": "2001:db8:5::/64", "video": "2001:db8:6::/64"}
 SLICE = 68
@@ -33,10 +34,6 @@ PORT = 4433
 NAME = "audio.svc.example."
 
 CA_TMPL = 'cn = "peak h3 cluster CA"\nca\ncert_signing_key\nexpiration_days = 2\n'
-
-
-def certtool(*args):
-    subprocess.run(["certtool", *args], check=True, capture_output=True, timeout=60)
 
 
 def service_address(kind, source):
@@ -171,11 +168,4 @@ services:
                    "--port", str(PORT)] if peak else [f"https://[{INGRESS}]:{PORT}/upload"])
         argv = ["ip", "netns", "exec", f"{self.tag}-c", self.peak, "h3", "upload", *target,
                 "--ca", ca or os.path.join(self.dir, "ca.pem"), "--timeout", "20000", *extra]
-        for f in files:
-            argv += ["--file", f]
-        p = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        streams = [dict(kv.split("=", 1) for kv in line.split())
-                   for line in p.stdout.splitlines() if line.startswith("stream=")]
-        conns = [dict(kv.split("=", 1) for kv in line.split()[1:])
-                 for line in p.stdout.splitlines() if line.startswith("peak: ")]
-        return p.returncode, streams, conns, p.stdout + p.stderr
+        return run_upload(argv, files, timeout)
