@@ -69,7 +69,7 @@ class DhtPubBed(Bed):
         return "dht-" + self.pubs[s][:8]
 
     def start_dhtnode(self):
-        self.dhtnode = dhtnodes.start(self.n("dn"), DHT_PORT, NETWORK)
+        self.dhtnode = dhtnodes.start(self.n("dn"), DHT_PORT, NETWORK, answers=True)
 
     def cleanup(self):
         for s in list(self.procs):

@@ -17,6 +17,7 @@ import os
 import re
 import sys
 
+import dhtnodes
 import pytest
 from dhtpubbed import PORT, DhtPubBed
 from ovbed import nsx, sh, wait_for
@@ -66,8 +67,7 @@ def test_anycast_members_from_the_dht(bed):
     b = bed
     nb, nc = b.peer_name("b"), b.peer_name("c")
     assert "sites" not in (b.tmp / "a.yaml").read_text()
-    b.dhtnode.stdin.write(f"p {anycast_key(AC)} this-is-not-a-record\n")
-    b.dhtnode.stdin.flush()
+    dhtnodes.put(b.dhtnode, anycast_key(AC), "this-is-not-a-record")
     # A learns both members from their anycast records, and measures them
     wait_for("both members found and measured", lambda: (lambda m: set(m) == {nb, nc} and all(
         h and r for h, r in m.values()))(b.members()), timeout=40)

@@ -127,7 +127,7 @@ class DhtBed(Bed):
 
     def start_dhtnode(self):
         """An independent OpenDHT node (Debian's dhtnode) in dn."""
-        self.dhtnode = dhtnodes.start(self.n("dn"), DHT_PORT, NETWORK)
+        self.dhtnode = dhtnodes.start(self.n("dn"), DHT_PORT, NETWORK, answers=True)
 
     def cleanup(self):
         for s in list(self.procs):
@@ -176,8 +176,8 @@ def test_sites_find_each_other_through_opendht(bed):
         wait_for(f"g{s} published",
                  lambda: b.metrics(s).get('peak_overlay_dht_puts_total{result="ok"}', 0) > 0)
     # garbage under B's prefix key, put through the independent node
-    b.dhtnode.stdin.write(f"p {prefix_key('fd00:b::/64')} this-is-not-a-record\n")
-    b.dhtnode.stdin.flush()
+    # (stored before anyone looks B up: A's lookup, which ends at B's record, must meet it)
+    dhtnodes.put(b.dhtnode, prefix_key('fd00:b::/64'), "this-is-not-a-record")
 
     # A and C find B; B finds them back by id and tells each its public mapping
     for s in NATED:
