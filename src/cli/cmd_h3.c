@@ -70,9 +70,10 @@ static const char backend_help[] =
     "                      on TCP (ALPN h2), the same answers; --max-streams is then\n"
     "                      SETTINGS_MAX_CONCURRENT_STREAMS; header sections over 16 KiB get\n"
     "                      431; --retry does not apply\n"
-    "  --page FILE         GET / (no content-type) gets FILE as text/html, read once at\n"
-    "                      start (a regular file of at most 1 MiB), so that a browser loads a\n"
-    "                      page from the backend and its script uploads straight to it\n";
+    "  --page FILE         GET / (no content-type, or one of TYPES: a GET an ingress\n"
+    "                      routed) gets FILE as text/html, read once at start (a regular\n"
+    "                      file of at most 1 MiB), so that a browser loads a page from the\n"
+    "                      backend and its script uploads straight to it\n";
 
 static const char upload_help[] =
     "usage: peak h3 upload URL --file FILE[:TYPE] [--file ...] [--ca FILE | --insecure]\n"
