@@ -4,7 +4,8 @@ MB for a bulk response (issue 16).
 
 'peak h3 backend --page FILE' on [::1] answers GET / with FILE (1 MiB, the page limit);
 'peak h3 get --metrics' fetches it --runs times with UDP GRO on the client's socket, and as
-many times with PEAK_H3_NO_GRO=1 (one datagram per recvmsg), the two interleaved. The
+many times with PEAK_H3_NO_GRO=1 and PEAK_H3_NO_MMSG=1 (one datagram per receive call), the
+two interleaved. The
 client's CPU (user + system, getrusage of the finished child, the handshake included) and its
 receive calls (peak_h3_client_udp_receive_calls_total) are summed per mode and divided by the
 MB received. The fixed cost of a run (process start, handshake) dominates 1 MiB, so each mode
@@ -80,8 +81,9 @@ def main():
                                    ("no-gro", "healthz")):
                     env = dict(os.environ)
                     env.pop("PEAK_H3_NO_GRO", None)
+                    env.pop("PEAK_H3_NO_MMSG", None)
                     if mode == "no-gro":
-                        env["PEAK_H3_NO_GRO"] = "1"
+                        env["PEAK_H3_NO_GRO"] = env["PEAK_H3_NO_MMSG"] = "1"
                     mf = os.path.join(d, "m.prom")
                     r0 = resource.getrusage(resource.RUSAGE_CHILDREN)
                     p = subprocess.run([a.peak, "h3", "get", url + path, "--ca",

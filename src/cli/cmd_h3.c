@@ -70,9 +70,10 @@ static const char backend_help[] =
     "                      on TCP (ALPN h2), the same answers; --max-streams is then\n"
     "                      SETTINGS_MAX_CONCURRENT_STREAMS; header sections over 16 KiB get\n"
     "                      431; --retry does not apply\n"
-    "  --page FILE         GET / (no content-type) gets FILE as text/html, read once at\n"
-    "                      start (a regular file of at most 1 MiB), so that a browser loads a\n"
-    "                      page from the backend and its script uploads straight to it\n";
+    "  --page FILE         GET / (no content-type, or one of TYPES: a GET an ingress\n"
+    "                      routed) gets FILE as text/html, read once at start (a regular\n"
+    "                      file of at most 1 MiB), so that a browser loads a page from the\n"
+    "                      backend and its script uploads straight to it\n";
 
 static const char upload_help[] =
     "usage: peak h3 upload URL --file FILE[:TYPE] [--file ...] [--ca FILE | --insecure]\n"
@@ -444,7 +445,7 @@ static int cmd_h3_ingress(int argc, char **argv)
 
 static const char get_help[] =
     "usage: peak h3 get URL [--ca FILE | --insecure] [--timeout MS] [--qlog DIR]\n"
-    "                   [--proto h3|h2] [--metrics FILE]\n"
+    "                   [--proto h3|h2] [--metrics FILE] [--type TYPE]\n"
     "\n"
     "GETs URL (https://HOST[:PORT][/PATH]) over HTTP/3 (or HTTP/2 on TLS/TCP with --proto h2)\n"
     "and prints the status, the backend (x-peak-backend) and the first line of the body.\n"
@@ -457,7 +458,9 @@ static const char get_help[] =
     "  --qlog DIR          write the connection's qlog into DIR (JSON-SEQ)\n"
     "  --proto P           h3 (default) or h2\n"
     "  --metrics FILE      at exit, write the client's Prometheus text to FILE (see\n"
-    "                      peak h3 upload --help)\n";
+    "                      peak h3 upload --help)\n"
+    "  --type TYPE         send content-type TYPE with the GET, so that an ingress routes\n"
+    "                      it (a backend's --page through an ingress)\n";
 
 static bool printable(const char *s)
 {
@@ -733,6 +736,7 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	    {"proto", required_argument, 0, 'o'},
 	    {"connections", required_argument, 0, 'N'},
 	    {"metrics", required_argument, 0, 'm'},
+	    {"type", required_argument, 0, 'y'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -775,6 +779,13 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 			o.nfiles++;
 			break;
 		}
+		case 'y':
+			if (!get)
+				cli_usage_error(cmd, "takes no --type (see --file FILE:TYPE)");
+			if (!printable(optarg) || !strchr(optarg, '/') || strchr(optarg, '*'))
+				cli_usage_error(cmd, "--type: '%s' is not a media type", optarg);
+			o.get_type = optarg;
+			break;
 		case 'c':
 			o.ca = optarg;
 			break;

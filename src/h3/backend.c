@@ -171,7 +171,12 @@ static bool bs_end(struct bstream *s, int64_t sid)
 	if (!strcmp(s->q.method, "GET") || !strcmp(s->q.method, "HEAD")) {
 		if (!strcmp(s->q.path, "/healthz"))
 			return bs_answer(s, 200, "text/plain", "ok\n");
-		if (be->page && h3_page_wanted(&s->q))
+		/* a GET / with a type served here: an ingress routed it by that type */
+		if (be->page &&
+		    (h3_page_wanted(&s->q) ||
+		     (!strcmp(s->q.method, "GET") && s->q.has_ctype && !s->q.ctype_long &&
+		      h3_ctype_set_match(&be->types, s->q.ctype, strlen(s->q.ctype)) &&
+		      (!strcmp(s->q.path, "/") || !strncmp(s->q.path, "/?", 2)))))
 			return bs_answer_page(s);
 		return bs_answer(s, 404, "text/plain", "not found\n");
 	}

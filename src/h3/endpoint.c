@@ -16,6 +16,7 @@
 
 enum {
 	EP_BATCH = 64,        /* datagrams per readable event before timers get a turn */
+	EP_MMSG = 8,          /* messages per receive call (recvmmsg) */
 	EP_CIDS_PER_CONN = 8, /* our IDs (active_connection_id_limit 4, spares) + the client's */
 	EP_RETRY_TOKEN_TIMEOUT_S = 10,      /* a Retry token is good this long */
 	EP_NEW_TOKEN_TIMEOUT_S = 24 * 3600, /* and a NEW_TOKEN token this long */
@@ -115,6 +116,8 @@ int h3_endpoint_init(struct h3_endpoint *ep, const struct h3_addr *listen, const
 		goto out;
 	}
 	ep->fd = ret;
+	if ((ret = h3_udp_reader_init(&ep->rx, EP_MMSG)))
+		goto out;
 	/* learn the port the kernel chose when listen asked for 0 */
 	ep->bound.len = sizeof(ep->bound.ss);
 	if (getsockname(ep->fd, (struct sockaddr *)&ep->bound.ss, &ep->bound.len) == -1) {
@@ -155,6 +158,7 @@ void h3_endpoint_fini(struct h3_endpoint *ep)
 	if (ep->fd != -1)
 		close(ep->fd);
 	ep->fd = -1;
+	h3_udp_reader_fini(&ep->rx);
 }
 
 /* Answers a client Initial with a Retry carrying a token bound to the client's address
@@ -351,8 +355,8 @@ static void conn_flush(struct h3_endpoint *ep, struct h3_conn *c, bool ok)
  * before it and whether all went well (its write is held until another connection or the
  * end of the batch). */
 static void on_datagram(struct h3_endpoint *ep, const struct h3_addr *to,
-                        const struct h3_addr *from, uint8_t *pkt, size_t n, struct h3_conn **last,
-                        bool *last_ok)
+                        const struct h3_addr *from, const uint8_t *pkt, size_t n,
+                        struct h3_conn **last, bool *last_ok)
 {
 	ngtcp2_version_cid vc;
 	int r = ngtcp2_pkt_decode_version_cid(&vc, pkt, n, H3_SCID_LEN);
@@ -381,29 +385,31 @@ static void on_datagram(struct h3_endpoint *ep, const struct h3_addr *to,
 		*last_ok = false;
 }
 
+/* A read batch's state: the connection that read the datagrams before and whether all went
+ * well (its write is held until another connection or the end of the batch). */
+struct ep_batch {
+	struct h3_endpoint *ep;
+	struct h3_conn *last;
+	bool last_ok;
+};
+
+static int ep_datagram(void *arg, const struct h3_addr *to, const struct h3_addr *from,
+                       const uint8_t *p, size_t n)
+{
+	struct ep_batch *b = arg;
+	on_datagram(b->ep, to, from, p, n, &b->last, &b->last_ok);
+	return 0;
+}
+
 void h3_endpoint_on_readable(struct h3_endpoint *ep)
 {
-	/* 64 KiB: one datagram, or with UDP GRO several of one flow back to back */
-	static uint8_t buf[65536];
-	struct h3_addr from, to;
-	struct h3_conn *last = NULL;
-	bool last_ok = false;
-	for (size_t i = 0; i < EP_BATCH;) {
-		size_t seg = 0;
-		ssize_t n = h3_udp_recv(ep->fd, buf, sizeof(buf), &from, &to, &ep->bound, &seg);
-		if (n == -EAGAIN)
-			break;
-		if (n < 0) {
-			log_rl(&ep_rl, LOG_WARNING, "h3: recv: %s", strerror((int)-n));
-			break;
-		}
-		if (!seg)
-			seg = (size_t)n;
-		for (size_t off = 0; off < (size_t)n; off += seg, i++)
-			on_datagram(ep, &to, &from, buf + off,
-			            (size_t)n - off < seg ? (size_t)n - off : seg, &last, &last_ok);
-	}
-	conn_flush(ep, last, last_ok);
+	/* up to EP_MMSG messages a call (many clients' datagrams), each one datagram or with
+	 * UDP GRO several of one flow back to back */
+	struct ep_batch b = {ep, NULL, false};
+	ssize_t r = h3_udp_read(&ep->rx, ep->fd, &ep->bound, EP_BATCH, ep_datagram, &b);
+	if (r < 0)
+		log_rl(&ep_rl, LOG_WARNING, "h3: recv: %s", strerror((int)-r));
+	conn_flush(ep, b.last, b.last_ok);
 }
 
 void h3_endpoint_on_timer(struct h3_endpoint *ep)
@@ -466,6 +472,14 @@ void h3_endpoint_render(struct mbuf *b, const struct h3_endpoint *ep, const char
 	    {"new_tokens_rejected_total",
 	     "Initials whose NEW_TOKEN token did not verify (treated as none).",
 	     &st->new_tokens_bad},
+	    {"udp_receive_calls_total", "Receive system calls (recvmmsg) that returned data.",
+	     &ep->rx.st.calls},
+	    {"udp_messages_received_total",
+	     "Messages those calls returned (several per call with many clients).",
+	     &ep->rx.st.msgs},
+	    {"udp_datagrams_received_total",
+	     "Datagrams in those messages (UDP GRO: several of one flow per message).",
+	     &ep->rx.st.dgrams},
 	};
 	for (size_t i = 0; i < sizeof(ctr) / sizeof(ctr[0]); i++)
 		mbuf_printf(b,

@@ -67,6 +67,7 @@ struct h3_endpoint {
 	const struct h3_conn_ops *ops;
 	void *app;
 	struct h3_endpoint_stats stats;
+	struct h3_udp_reader rx; /* the socket's reader and its counters */
 };
 
 /* Binds listen, loads the certificate and key, allocates the map for max_conns

@@ -197,7 +197,9 @@ static void submit(struct h2_conn *c, struct upload *u, struct ufile *f)
 	if (u->get) {
 		nva[0].value = (uint8_t *)"GET";
 		nva[0].valuelen = 3;
-		nv = 5;
+		nv = 5; /* no content-length; a content-type when given (--type) */
+		if (f->type)
+			nva[nv++] = nva[6];
 	}
 	int32_t sid = nghttp2_submit_request(c->s, NULL, nva, nv, u->get ? NULL : &dp, f);
 	if (sid < 0) {

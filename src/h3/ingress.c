@@ -32,6 +32,8 @@ enum {
 	IN_CONN_WINDOW = 16 * 1024 * 1024,
 	IN_UP_STREAMS_MAX = 4096,  /* streams waiting or open on one upstream */
 	IN_HC_MISSES = 3,          /* unanswered health check rounds before reconnecting */
+	IN_UP_RECV_BATCH = 64,     /* datagrams per upstream read before the loop goes on */
+	IN_UP_MMSG = 4,            /* messages per upstream receive call (recvmmsg) */
 	IN_ROUNDS_BEFORE_POLL = 4, /* loop rounds an HTTP/2 upstream's reads may take in a row */
 	IN_RENEW_RATIO = 4,        /* smoothed RTT over the least seen that renews the path */
 };
@@ -107,6 +109,7 @@ struct upstream {
 	unsigned rtt_risen;                       /* samples in a row far above the least RTT */
 	bool idle_rtt_risen; /* an idle health check's RTT says the path is slower */
 	int up_gauge;
+	struct h3_udp_reader rx; /* HTTP/3: the socket's reader (GRO, recvmmsg) and counters */
 };
 
 /* Answers by route (the last row: none matched, or no content-type) and status. */
@@ -1216,6 +1219,7 @@ static void up_connect(struct upstream *u)
 		mark(u, false, strerror(-fd));
 		return;
 	}
+	h3_udp_gro(fd); /* a response-heavy upstream: many datagrams per read */
 	if (h3_conn_client_new(&u->c, fd, &u->local, &u->addr, in.cred, u->host,
 	                       !in.o->upstream_insecure, &up_ops, u)) {
 		close(fd);
@@ -1307,6 +1311,7 @@ static void up_renew_path(struct upstream *u, uint64_t now)
 	int fd = h3_udp_connect(&u->addr, &local);
 	if (fd < 0)
 		return;
+	h3_udp_gro(fd);
 	ngtcp2_path path = {{(ngtcp2_sockaddr *)&local.ss, local.len},
 	                    {(ngtcp2_sockaddr *)&u->addr.ss, u->addr.len},
 	                    NULL};
@@ -1333,22 +1338,20 @@ static void up_renew_path(struct upstream *u, uint64_t now)
 	h3_conn_write(u->c);
 }
 
+static int up_datagram(void *arg, const struct h3_addr *to, const struct h3_addr *from,
+                       const uint8_t *p, size_t n)
+{
+	struct upstream *u = arg;
+	(void)to, (void)from;
+	return !u->c || h3_conn_read(u->c, &u->local, &u->addr, p, n);
+}
+
 static void up_on_readable(struct upstream *u)
 {
-	static uint8_t buf[65536];
-	struct h3_addr from, to;
-	for (int i = 0; i < 64 && u->c; i++) {
-		ssize_t n = h3_udp_recv(u->fd, buf, sizeof(buf), &from, &to, &u->local, NULL);
-		if (n == -EAGAIN)
-			break;
-		if (n < 0) {
-			/* ICMP unreachable on the connected socket: nobody listens any more */
-			up_lost(u, strerror((int)-n));
-			return;
-		}
-		if (h3_conn_read(u->c, &u->local, &u->addr, buf, (size_t)n))
-			break;
-	}
+	ssize_t r = h3_udp_read(&u->rx, u->fd, &u->local, IN_UP_RECV_BATCH, up_datagram, u);
+	/* ICMP unreachable on the connected socket: nobody listens any more */
+	if (r < 0 && r != -EAGAIN && u->c)
+		up_lost(u, strerror((int)-r));
 }
 
 /* ---- metrics ---- */
@@ -1423,6 +1426,17 @@ static void render(struct mbuf *b, void *arg)
 	    {"tls_resumed_total", "counter",
 	     "Of those, the handshakes that resumed the last connection's session (a ticket).",
 	     offsetof(struct upstream, resumed)},
+	    {"udp_receive_calls_total", "counter",
+	     "HTTP/3: receive system calls (recvmmsg) on the upstream's socket that returned "
+	     "data.",
+	     offsetof(struct upstream, rx.st.calls)},
+	    {"udp_messages_received_total", "counter",
+	     "HTTP/3: messages those calls returned (several per call when more than a GRO "
+	     "message is queued).",
+	     offsetof(struct upstream, rx.st.msgs)},
+	    {"udp_datagrams_received_total", "counter",
+	     "HTTP/3: datagrams in those messages (UDP GRO: several per message).",
+	     offsetof(struct upstream, rx.st.dgrams)},
 	    {"path_renewals_total", "counter",
 	     "Times the HTTP/3 upstream connection moved to a new local port because its RTT "
 	     "had grown far above the least it saw (a fresh RTT estimate and congestion window).",
@@ -1480,6 +1494,8 @@ int h3_ingress_run(const struct h3_ingress_opts *o)
 		u->h2 = in.t->up_h2[i];
 		u->fd = -1;
 		u->up_gauge = -1; /* the first verdict is logged either way */
+		if (!u->h2 && (ret = h3_udp_reader_init(&u->rx, IN_UP_MMSG)))
+			goto out;
 		const struct sockaddr *sa = (const struct sockaddr *)&u->addr.ss;
 		if (sa->sa_family == AF_INET6)
 			inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, u->host,
@@ -1623,6 +1639,7 @@ out:
 	for (size_t i = 0; i < in.t->nup; i++) {
 		up_lost(&in.up[i], NULL);
 		gnutls_free(in.up[i].ticket.data);
+		h3_udp_reader_fini(&in.up[i].rx);
 	}
 	if (in.cred)
 		gnutls_certificate_free_credentials(in.cred);

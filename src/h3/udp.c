@@ -81,37 +81,19 @@ int h3_udp_connect(const struct h3_addr *peer, struct h3_addr *local)
 	return fd;
 }
 
-ssize_t h3_udp_recv(int fd, uint8_t *buf, size_t n, struct h3_addr *from, struct h3_addr *to,
-                    const struct h3_addr *bound, size_t *seg)
+/* Reads what the kernel says of a received message: the destination address into to (bound
+ * when it does not say) and, with UDP GRO, the size of its coalesced datagrams into *seg (0: a
+ * single datagram of r bytes). */
+static void rx_meta(struct msghdr *msg, size_t r, struct h3_addr *to, const struct h3_addr *bound,
+                    size_t *seg)
 {
-	union {
-		char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int))];
-		struct cmsghdr align;
-	} cm;
-	struct iovec iov = {buf, n};
-	if (seg)
-		*seg = 0;
-	struct msghdr msg = {
-	    .msg_name = &from->ss,
-	    .msg_namelen = sizeof(from->ss),
-	    .msg_iov = &iov,
-	    .msg_iovlen = 1,
-	    .msg_control = cm.buf,
-	    .msg_controllen = sizeof(cm.buf),
-	};
-	ssize_t r;
-	do
-		r = recvmsg(fd, &msg, MSG_DONTWAIT);
-	while (r == -1 && errno == EINTR);
-	if (r == -1)
-		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
-	from->len = msg.msg_namelen;
+	*seg = 0;
 	*to = *bound;
-	for (struct cmsghdr *c = CMSG_FIRSTHDR(&msg); c; c = CMSG_NXTHDR(&msg, c)) {
+	for (struct cmsghdr *c = CMSG_FIRSTHDR(msg); c; c = CMSG_NXTHDR(msg, c)) {
 		if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO) {
 			int g;
 			memcpy(&g, CMSG_DATA(c), sizeof(g));
-			if (seg && g > 0 && (size_t)g < (size_t)r)
+			if (g > 0 && (size_t)g < r)
 				*seg = (size_t)g;
 			continue;
 		}
@@ -125,7 +107,120 @@ ssize_t h3_udp_recv(int fd, uint8_t *buf, size_t n, struct h3_addr *from, struct
 		/* a link-local destination needs its interface to answer from it */
 		sin6->sin6_scope_id = IN6_IS_ADDR_LINKLOCAL(&pi.ipi6_addr) ? pi.ipi6_ifindex : 0;
 	}
+}
+
+/* room for IPV6_PKTINFO and UDP_GRO */
+union rx_cmsg {
+	char buf[CMSG_SPACE(sizeof(struct in6_pktinfo)) + CMSG_SPACE(sizeof(int))];
+	struct cmsghdr align;
+};
+
+ssize_t h3_udp_recv(int fd, uint8_t *buf, size_t n, struct h3_addr *from, struct h3_addr *to,
+                    const struct h3_addr *bound, size_t *seg)
+{
+	union rx_cmsg cm;
+	struct iovec iov = {buf, n};
+	struct msghdr msg = {
+	    .msg_name = &from->ss,
+	    .msg_namelen = sizeof(from->ss),
+	    .msg_iov = &iov,
+	    .msg_iovlen = 1,
+	    .msg_control = cm.buf,
+	    .msg_controllen = sizeof(cm.buf),
+	};
+	ssize_t r;
+	size_t g;
+	do
+		r = recvmsg(fd, &msg, MSG_DONTWAIT);
+	while (r == -1 && errno == EINTR);
+	if (r == -1) {
+		if (seg)
+			*seg = 0;
+		return errno == EWOULDBLOCK ? -EAGAIN : -errno;
+	}
+	from->len = msg.msg_namelen;
+	rx_meta(&msg, (size_t)r, to, bound, &g);
+	if (seg)
+		*seg = g;
 	return r;
+}
+
+int h3_udp_reader_init(struct h3_udp_reader *rd, size_t nmsg)
+{
+	memset(rd, 0, sizeof(*rd));
+	if (getenv("PEAK_H3_NO_MMSG"))
+		nmsg = 1;
+	if (nmsg < 1)
+		nmsg = 1;
+	if (nmsg > H3_UDP_MMSG_MAX)
+		nmsg = H3_UDP_MMSG_MAX;
+	if (!(rd->buf = malloc(nmsg * H3_UDP_RX_BYTES)))
+		return -ENOMEM;
+	rd->nmsg = nmsg;
+	return 0;
+}
+
+void h3_udp_reader_fini(struct h3_udp_reader *rd)
+{
+	free(rd->buf);
+	rd->buf = NULL;
+	rd->nmsg = 0;
+}
+
+ssize_t h3_udp_read(struct h3_udp_reader *rd, int fd, const struct h3_addr *bound, size_t max,
+                    h3_udp_dgram_fn fn, void *arg)
+{
+	struct mmsghdr mm[H3_UDP_MMSG_MAX];
+	struct iovec iov[H3_UDP_MMSG_MAX];
+	union rx_cmsg cm[H3_UDP_MMSG_MAX];
+	struct h3_addr from[H3_UDP_MMSG_MAX], to;
+	size_t done = 0;
+	while (done < max) {
+		for (size_t i = 0; i < rd->nmsg; i++) {
+			iov[i] = (struct iovec){rd->buf + i * H3_UDP_RX_BYTES, H3_UDP_RX_BYTES};
+			mm[i].msg_hdr = (struct msghdr){
+			    .msg_name = &from[i].ss,
+			    .msg_namelen = sizeof(from[i].ss),
+			    .msg_iov = &iov[i],
+			    .msg_iovlen = 1,
+			    .msg_control = cm[i].buf,
+			    .msg_controllen = sizeof(cm[i].buf),
+			};
+			mm[i].msg_len = 0;
+		}
+		int got;
+		do
+			got = recvmmsg(fd, mm, (unsigned)rd->nmsg, MSG_DONTWAIT, NULL);
+		while (got == -1 && errno == EINTR);
+		if (got == -1)
+			return errno == EWOULDBLOCK ? (ssize_t)done : -errno;
+		if (got == 0)
+			break;
+		__atomic_fetch_add(&rd->st.calls, 1, __ATOMIC_RELAXED);
+		__atomic_fetch_add(&rd->st.msgs, (uint64_t)got, __ATOMIC_RELAXED);
+		for (int i = 0; i < got; i++) {
+			size_t n = mm[i].msg_len, seg;
+			const uint8_t *p = rd->buf + (size_t)i * H3_UDP_RX_BYTES;
+			from[i].len = mm[i].msg_hdr.msg_namelen;
+			rx_meta(&mm[i].msg_hdr, n, &to, bound, &seg);
+			if (!seg)
+				seg = n ? n : 1;
+			__atomic_fetch_add(&rd->st.bytes, (uint64_t)n, __ATOMIC_RELAXED);
+			/* each GRO segment is a datagram of its own; an empty one is one too */
+			size_t off = 0;
+			do {
+				size_t k = n - off < seg ? n - off : seg;
+				__atomic_fetch_add(&rd->st.dgrams, 1, __ATOMIC_RELAXED);
+				done++;
+				if (fn(arg, &to, &from[i], p + off, k))
+					return (ssize_t)done;
+				off += k;
+			} while (off < n);
+		}
+		if ((size_t)got < rd->nmsg)
+			break; /* the queue is drained: spare the call that would say EAGAIN */
+	}
+	return (ssize_t)done;
 }
 
 int h3_udp_send(int fd, const struct h3_addr *from, const struct h3_addr *to, const uint8_t *p,

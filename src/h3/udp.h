@@ -12,6 +12,10 @@ enum {
 	 * GRO aggregates, and a sender's burst within its congestion window overflowed it
 	 * (Udp6RcvbufErrors: 44 datagrams lost at a time on a clean path) */
 	H3_UDP_BUF_BYTES = 4 * 1024 * 1024,
+	/* one message of h3_udp_read: a datagram, or with UDP GRO several of one flow */
+	H3_UDP_RX_BYTES = 65536,
+	/* messages one h3_udp_read system call takes at most (recvmmsg) */
+	H3_UDP_MMSG_MAX = 16,
 };
 
 /* A socket address with its length, as ngtcp2 paths take them. */
@@ -45,6 +49,36 @@ int h3_udp_connect(const struct h3_addr *peer, struct h3_addr *local);
  * Returns the length, -EAGAIN when nothing is queued, or -errno. */
 ssize_t h3_udp_recv(int fd, uint8_t *buf, size_t n, struct h3_addr *from, struct h3_addr *to,
                     const struct h3_addr *bound, size_t *seg);
+
+/* What a reader received: receive system calls that returned data, the messages they
+ * returned (recvmmsg: several per call), the datagrams in those (UDP GRO: several per message)
+ * and their bytes. Relaxed atomics: a metrics thread may read them at any time. */
+struct h3_udp_rx_stats {
+	uint64_t calls, msgs, dgrams, bytes;
+};
+
+/* The receive side of one socket loop: nmsg buffers of H3_UDP_RX_BYTES and the counters. */
+struct h3_udp_reader {
+	uint8_t *buf;
+	size_t nmsg;
+	struct h3_udp_rx_stats st;
+};
+
+/* Called by h3_udp_read for each datagram p[n] from from to to; nonzero stops the read. */
+typedef int (*h3_udp_dgram_fn)(void *arg, const struct h3_addr *to, const struct h3_addr *from,
+                               const uint8_t *p, size_t n);
+
+/* Makes rd take up to nmsg messages per system call (at most H3_UDP_MMSG_MAX; 1 when
+ * PEAK_H3_NO_MMSG is set). Returns 0 or -ENOMEM; h3_udp_reader_fini frees it. */
+int h3_udp_reader_init(struct h3_udp_reader *rd, size_t nmsg);
+void h3_udp_reader_fini(struct h3_udp_reader *rd);
+
+/* Reads what is queued on fd, up to rd->nmsg messages per recvmmsg call, splits each UDP GRO
+ * message into its datagrams and calls fn for each, until about max datagrams (the last call's
+ * messages are all delivered), the queue is empty or fn says stop. bound is as for h3_udp_recv.
+ * Returns the datagrams delivered, or -errno when a call failed (after delivering earlier ones). */
+ssize_t h3_udp_read(struct h3_udp_reader *rd, int fd, const struct h3_addr *bound, size_t max,
+                    h3_udp_dgram_fn fn, void *arg);
 
 /* Sends p[n] to to, from the source address from when it is an IPv6 address (NULL or
  * unspecified: the kernel picks). With gso nonzero, p holds datagrams of gso bytes each (the

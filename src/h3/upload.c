@@ -210,7 +210,9 @@ static void submit_more(struct h3_conn *c)
 		if (u->get) {
 			nva[0].value = (uint8_t *)"GET";
 			nva[0].valuelen = 3;
-			nv = 5;
+			nv = 5; /* no content-length; a content-type when given (--type) */
+			if (f->type)
+				nva[nv++] = nva[6];
 		}
 		if (ngtcp2_conn_open_bidi_stream(c->q, &sid, f))
 			break;
@@ -526,8 +528,23 @@ static int udp_connect_from(const struct h3_addr *peer, const struct in6_addr *s
 	return fd;
 }
 
+/* The connection the client's reader feeds, and its path. */
+struct up_rx {
+	struct h3_conn *c;
+	const struct h3_addr *local, *remote;
+};
+
+static int up_datagram(void *arg, const struct h3_addr *to, const struct h3_addr *from,
+                       const uint8_t *p, size_t n)
+{
+	const struct up_rx *a = arg;
+	(void)to, (void)from;
+	return h3_conn_read(a->c, a->local, a->remote, p, n);
+}
+
 int h3_upload_run(const struct h3_upload_opts *o)
 {
+	struct h3_udp_reader rx = {0};
 	static struct upload u;
 	char host[UP_HOST_MAX], port[8];
 	struct addrinfo hints = {.ai_socktype = o->h2 ? SOCK_STREAM : SOCK_DGRAM}, *ai = NULL;
@@ -552,6 +569,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	if (u.get) {
 		u.n = 1;
 		u.f[0].path = "-";
+		u.f[0].type = o->get_type;
 	}
 	for (size_t i = 0; i < u.n && !u.get; i++) {
 		u.f[i].path = o->files[i].path;
@@ -583,6 +601,8 @@ int h3_upload_run(const struct h3_upload_opts *o)
 		goto out;
 	}
 	h3_udp_gro(fd);
+	if ((ret = h3_udp_reader_init(&rx, UP_RECV_MMSG)))
+		goto out;
 	if ((ret = h3_conn_client_new(&c, fd, &local, &remote, cred,
 	                              o->server_name ? o->server_name : host, !o->insecure,
 	                              &upload_ops, &u)))
@@ -610,30 +630,11 @@ int h3_upload_run(const struct h3_upload_opts *o)
 		if (h3_poll(&p, 1, d) == -1 && errno != EINTR)
 			break;
 		if (p.revents & POLLIN) {
-			static uint8_t buf[65536];
-			struct h3_addr from, to;
 			/* up to UP_RECV_BATCH datagrams, then the timers and our
-			 * acknowledgements get a turn; with UDP GRO one call returns
-			 * several back to back, split here as the servers do */
-			bool failed = false;
-			for (size_t i = 0; i < UP_RECV_BATCH && !failed;) {
-				size_t seg = 0;
-				ssize_t n =
-				    h3_udp_recv(fd, buf, sizeof(buf), &from, &to, &local, &seg);
-				if (n < 0)
-					break;
-				if (!seg)
-					seg = (size_t)n;
-				ci.rx_calls++;
-				ci.rx_bytes += (uint64_t)n;
-				for (size_t off = 0; off < (size_t)n; off += seg, i++) {
-					size_t k = (size_t)n - off < seg ? (size_t)n - off : seg;
-					ci.rx_dgrams++;
-					if ((failed = h3_conn_read(c, &local, &remote, buf + off,
-					                           k) != 0))
-						break;
-				}
-			}
+			 * acknowledgements get a turn; with UDP GRO one message holds
+			 * several back to back, split by the reader the servers use */
+			struct up_rx a = {c, &local, &remote};
+			h3_udp_read(&rx, fd, &local, UP_RECV_BATCH, up_datagram, &a);
 			for (size_t i = 0; i < u.next; i++)
 				if (!u.f[i].closed)
 					stream_lost(c, &u.f[i]);
@@ -697,6 +698,10 @@ int h3_upload_run(const struct h3_upload_opts *o)
 		ci.retries = c->retries;
 		ci.token = c->token_used;
 		ci.pto = cs.pto_count;
+		ci.rx_calls = rx.st.calls;
+		ci.rx_msgs = rx.st.msgs;
+		ci.rx_dgrams = rx.st.dgrams;
+		ci.rx_bytes = rx.st.bytes;
 		int mr = h3_upload_metrics_write(o->metrics_file, &u, &ci);
 		if (mr)
 			fprintf(stderr, "peak h3 upload: --metrics %s: %s\n", o->metrics_file,
@@ -705,6 +710,7 @@ int h3_upload_run(const struct h3_upload_opts *o)
 	h3_conn_close(c, NGHTTP3_H3_NO_ERROR);
 	ret = bad ? 1 : 0;
 out:
+	h3_udp_reader_fini(&rx);
 	h3_upload_hash_wait(&u); /* before the bodies are unmapped */
 	h3_conn_free(c);
 	if (fd >= 0)

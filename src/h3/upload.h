@@ -20,6 +20,7 @@ struct h3_upload_opts {
 	const char *ca;           /* trust this CA file instead of the system's */
 	bool insecure;            /* no certificate check */
 	bool get;                 /* no files: one GET of the URL (health checks) */
+	const char *get_type;     /* the GET's content-type (an ingress routes by it), or NULL */
 	size_t migrate_after;     /* nonzero: move to a new local port after this many body bytes */
 	const char *qlog_dir;     /* the connection's qlog file there, or NULL */
 	const char *session_file; /* TLS session store for resumption, or NULL */

@@ -19,6 +19,7 @@ enum {
 	UP_TURN_BYTES = 32 * 1024, /* body bytes a stream sends per turn of the round robin */
 	UP_EARLY_BYTES = 8 * 1024, /* body bytes sent as 0-RTT, all streams together */
 	UP_RECV_BATCH = 64,        /* datagrams read per wake-up before the timers and a write */
+	UP_RECV_MMSG = 8,          /* messages per receive call (recvmmsg) */
 };
 
 struct ufile {
@@ -67,6 +68,7 @@ struct up_conninfo {
 	uint64_t token;     /* 1: the Initial carried a stored NEW_TOKEN token */
 	uint64_t pto;       /* probe timeouts (ngtcp2's pto_count, at the end) */
 	uint64_t rx_calls;  /* receive system calls that returned data */
+	uint64_t rx_msgs;   /* messages they returned (recvmmsg: several per call) */
 	uint64_t rx_dgrams; /* datagrams they returned (UDP GRO: several per call) */
 	uint64_t rx_bytes;  /* UDP payload bytes received */
 };

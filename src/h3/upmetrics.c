@@ -109,8 +109,10 @@ int h3_upload_metrics_write(const char *path, const struct upload *u, const stru
 	counter(&b, "peak_h3_client_pto_total", "Probe timeouts (RFC 9002 §6.2).", ci->pto);
 	counter(&b, "peak_h3_client_udp_receive_calls_total",
 	        "Receive system calls that returned datagrams.", ci->rx_calls);
+	counter(&b, "peak_h3_client_udp_messages_received_total",
+	        "Messages those calls returned (recvmmsg: several per call).", ci->rx_msgs);
 	counter(&b, "peak_h3_client_udp_datagrams_received_total",
-	        "Datagrams received (with UDP GRO, several per call).", ci->rx_dgrams);
+	        "Datagrams received (with UDP GRO, several per message).", ci->rx_dgrams);
 	counter(&b, "peak_h3_client_udp_bytes_received_total", "UDP payload bytes received.",
 	        ci->rx_bytes);
 	if (!b.p) {

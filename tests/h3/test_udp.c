@@ -1,5 +1,6 @@
 /* UDP for the QUIC endpoints: datagrams sent with GSO come back, on a bound socket, coalesced
- * (UDP GRO) with their size, and split one by one on a socket without it. */
+ * (UDP GRO) with their size, and split one by one on a socket without it; the batched reader
+ * (h3_udp_read) cuts two flows' messages into their datagrams, counts them and stops when told. */
 #include <errno.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -90,11 +91,71 @@ static void test_without_gro_one_each(void **state)
 	close(fd);
 }
 
+struct collected {
+	size_t n, stop_after;
+	uint8_t first[2 * SEGS]; /* each datagram's first byte: its index in its batch, plus 1 */
+	size_t len[2 * SEGS];
+};
+
+static int collect(void *arg, const struct h3_addr *to, const struct h3_addr *from,
+                   const uint8_t *p, size_t n)
+{
+	struct collected *c = arg;
+	(void)to, (void)from;
+	assert_true(c->n < 2 * SEGS);
+	for (size_t i = 1; i < n; i++)
+		assert_int_equal(p[i], p[0]); /* one datagram, not a piece of two */
+	c->first[c->n] = p[0];
+	c->len[c->n++] = n;
+	return c->stop_after && c->n == c->stop_after;
+}
+
+static void test_read_splits_and_counts(void **state)
+{
+	(void)state;
+	static uint8_t p[65536];
+	struct h3_addr a;
+	struct h3_udp_reader rd;
+	struct collected c = {0};
+	size_t len;
+	int fd = bound(&a);
+	assert_int_equal(h3_udp_reader_init(&rd, 8), 0);
+	int tx1 = send_batch(&a, p, &len), tx2 = send_batch(&a, p, &len);
+	for (int i = 0; i < 1000 && c.n < 2 * SEGS; i++)
+		if (h3_udp_read(&rd, fd, &a, 64, collect, &c) == 0)
+			usleep(1000);
+	/* two flows: two GRO messages, each cut into its SEGS datagrams in order */
+	assert_int_equal(c.n, 2 * SEGS);
+	for (size_t i = 0; i < 2 * SEGS; i++) {
+		assert_int_equal(c.first[i], i % SEGS + 1);
+		assert_int_equal(c.len[i], i % SEGS == SEGS - 1 ? SEG / 2 : SEG);
+	}
+	assert_int_equal(rd.st.dgrams, 2 * SEGS);
+	assert_int_equal(rd.st.msgs, 2);
+	assert_true(rd.st.calls >= 1 && rd.st.calls <= 2);
+	assert_int_equal(rd.st.bytes, 2 * len);
+	/* a callback's stop ends the read at once */
+	int tx3 = send_batch(&a, p, &len);
+	c = (struct collected){.stop_after = 3};
+	ssize_t r = 0;
+	for (int i = 0; i < 1000 && r == 0; i++)
+		if ((r = h3_udp_read(&rd, fd, &a, 64, collect, &c)) == 0)
+			usleep(1000);
+	assert_int_equal(r, 3);
+	assert_int_equal(c.n, 3);
+	h3_udp_reader_fini(&rd);
+	close(tx1);
+	close(tx2);
+	close(tx3);
+	close(fd);
+}
+
 int main(void)
 {
 	const struct CMUnitTest tests[] = {
 	    cmocka_unit_test(test_gro_coalesces),
 	    cmocka_unit_test(test_without_gro_one_each),
+	    cmocka_unit_test(test_read_splits_and_counts),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
