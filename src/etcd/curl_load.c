@@ -23,6 +23,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "../sys/dlwrap.h"
 #include "../sys/log.h"
 
 /* X(return type, name, parameters, arguments, value when the library is missing) for the
@@ -53,10 +54,8 @@
 	  (m, extra, n, ms, numfds), CURLM_BAD_HANDLE)                                             \
 	X(CURLMsg *, curl_multi_info_read, (CURLM * m, int *left), (m, left), NULL)
 
-#define FIELD_X(ret, name, params, args, dflt) ret(*name) params;
-#define FIELD_V(name, params, args) void(*name) params;
 static struct {
-	CURL_FUNCS(FIELD_X, FIELD_V)
+	CURL_FUNCS(DLW_FIELD_X, DLW_FIELD_V)
 	CURLcode (*curl_easy_setopt)(CURL *, CURLoption, ...);
 	CURLcode (*curl_easy_getinfo)(CURL *, CURLINFO, ...);
 } fn;
@@ -71,16 +70,9 @@ int curl_open(const char *soname, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", dlerror());
 		return -ENOENT;
 	}
-	/* dlsym's void * to a function pointer: POSIX guarantees it, ISO C has no cast for it */
-#define LOAD_X(ret, name, params, args, dflt)                                                      \
-	if (!(*(void **)&fn.name = dlsym(h, #name))) {                                             \
-		snprintf(err, errlen, "%s: no %s", soname, #name);                                 \
-		goto fail;                                                                         \
-	}
-#define LOAD_V(name, params, args) LOAD_X(void, name, params, args, 0)
-	CURL_FUNCS(LOAD_X, LOAD_V)
-	LOAD_X(CURLcode, curl_easy_setopt, (), (), 0)
-	LOAD_X(CURLcode, curl_easy_getinfo, (), (), 0)
+	CURL_FUNCS(DLW_LOAD_X, DLW_LOAD_V)
+	DLW_LOAD_X(CURLcode, curl_easy_setopt, (), (), 0)
+	DLW_LOAD_X(CURLcode, curl_easy_getinfo, (), (), 0)
 	return 0;
 fail:
 	memset(&fn, 0, sizeof(fn));
@@ -107,21 +99,8 @@ int curl_load(void)
 	return load_ret;
 }
 
-#define WRAP_X(ret, name, params, args, dflt)                                                      \
-	ret name params                                                                            \
-	{                                                                                          \
-		if (curl_load() || !fn.name)                                                       \
-			return dflt;                                                               \
-		return fn.name args;                                                               \
-	}
-#define WRAP_V(name, params, args)                                                                 \
-	void name params                                                                           \
-	{                                                                                          \
-		if (curl_load() || !fn.name)                                                       \
-			return;                                                                    \
-		fn.name args;                                                                      \
-	}
-CURL_FUNCS(WRAP_X, WRAP_V)
+#define DLW_LOADER curl_load
+CURL_FUNCS(DLW_WRAP_X, DLW_WRAP_V)
 
 /* The argument as libcurl's own curl_easy_setopt reads it (lib/setopt.c): a long, an object
  * or function pointer, a curl_off_t, or a struct curl_blob pointer, by the option's range. */

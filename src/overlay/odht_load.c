@@ -18,6 +18,7 @@
 #include <string.h>
 #include <syslog.h>
 
+#include "../sys/dlwrap.h"
 #include "../sys/log.h"
 
 /* X(return type, name, parameters, arguments, value when the library is missing) for the
@@ -54,10 +55,8 @@
 	X(dht_infohash, dht_runner_get_node_id, (const dht_runner *runner), (runner),              \
 	  (dht_infohash){{0}})
 
-#define FIELD_X(ret, name, params, args, dflt) ret(*name) params;
-#define FIELD_V(name, params, args) void(*name) params;
 static struct {
-	ODHT_FUNCS(FIELD_X, FIELD_V)
+	ODHT_FUNCS(DLW_FIELD_X, DLW_FIELD_V)
 } fn;
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
@@ -70,14 +69,7 @@ int odht_open(const char *soname, char *err, size_t errlen)
 		snprintf(err, errlen, "%s", dlerror());
 		return -ENOENT;
 	}
-	/* dlsym's void * to a function pointer: POSIX guarantees it, ISO C has no cast for it */
-#define LOAD_X(ret, name, params, args, dflt)                                                      \
-	if (!(*(void **)&fn.name = dlsym(h, #name))) {                                             \
-		snprintf(err, errlen, "%s: no %s", soname, #name);                                 \
-		goto fail;                                                                         \
-	}
-#define LOAD_V(name, params, args) LOAD_X(void, name, params, args, 0)
-	ODHT_FUNCS(LOAD_X, LOAD_V)
+	ODHT_FUNCS(DLW_LOAD_X, DLW_LOAD_V)
 	return 0;
 fail:
 	memset(&fn, 0, sizeof(fn));
@@ -103,18 +95,5 @@ int odht_load(void)
 	return load_ret;
 }
 
-#define WRAP_X(ret, name, params, args, dflt)                                                      \
-	ret name params                                                                            \
-	{                                                                                          \
-		if (odht_load() || !fn.name)                                                       \
-			return dflt;                                                               \
-		return fn.name args;                                                               \
-	}
-#define WRAP_V(name, params, args)                                                                 \
-	void name params                                                                           \
-	{                                                                                          \
-		if (odht_load() || !fn.name)                                                       \
-			return;                                                                    \
-		fn.name args;                                                                      \
-	}
-ODHT_FUNCS(WRAP_X, WRAP_V)
+#define DLW_LOADER odht_load
+ODHT_FUNCS(DLW_WRAP_X, DLW_WRAP_V)
