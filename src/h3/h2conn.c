@@ -335,8 +335,12 @@ static int conn_new(struct h2_conn **out, int fd, bool server, const struct h3_a
 	/* early data needs a ticket to resume (RFC 8446 §4.2.10), and a server an anti-replay
 	 * cache (§8) */
 	bool early = server ? ticket_key && cfg->anti_replay : cfg->early_data;
-	if (gnutls_init(&c->tls, (server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK |
-	                             (early ? GNUTLS_ENABLE_EARLY_DATA : 0))) {
+	unsigned flags = GNUTLS_NONBLOCK | (early ? GNUTLS_ENABLE_EARLY_DATA : 0);
+	/* a server's handshake returns once its flight is out (0.5-RTT, RFC 8446 §4.4.4), so
+	 * that the early data is read and answered without waiting for the client's Finished,
+	 * which gnutls_record_recv then checks */
+	flags |= server ? GNUTLS_SERVER | (early ? GNUTLS_ENABLE_EARLY_START : 0) : GNUTLS_CLIENT;
+	if (gnutls_init(&c->tls, flags)) {
 		c->tls = NULL;
 		goto out;
 	}
