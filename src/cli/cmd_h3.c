@@ -107,8 +107,9 @@ static const char upload_help[] =
     "  --proto P           h3 (default), or h2: one HTTP/2 connection over TLS/TCP (ALPN h2)\n"
     "                      with every file a stream of it (streams past the server's\n"
     "                      SETTINGS_MAX_CONCURRENT_STREAMS wait); the same lines, summary\n"
-    "                      and exit codes (--qlog and --session-file too); no --peak,\n"
-    "                      --migrate-after, --early-data\n"
+    "                      and exit codes (--qlog, --session-file, --early-data too: the\n"
+    "                      preface and the first 16 KiB of the requests as TLS 1.3 early\n"
+    "                      data); no --peak, --migrate-after\n"
     "  --connections N     spread the files over up to N connections (1 to 16, default 1),\n"
     "                      each in a process of its own: the largest file first, each to\n"
     "                      the connection with the fewest bytes so far; with --peak, up to\n"
@@ -866,8 +867,8 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 	if (o.ca && o.insecure)
 		cli_usage_error(cmd, "--ca and --insecure exclude each other");
 	o.url = argv[optind];
-	if (o.h2 && (d.on || o.migrate_after || o.early_data))
-		cli_usage_error(cmd, "--proto h2 takes no --peak, --migrate-after or --early-data");
+	if (o.h2 && (d.on || o.migrate_after))
+		cli_usage_error(cmd, "--proto h2 takes no --peak or --migrate-after");
 	if (d.connections > 1 && o.session_file)
 		cli_usage_error(cmd, "--connections takes no --session-file");
 	if ((d.connections > 1 || d.on) && o.metrics_file)

@@ -349,6 +349,11 @@ static int http_new(struct h3_conn *c)
 	return nghttp3_conn_server_new(&c->h, &cbs, &st, NULL, c) ? -ENOMEM : 0;
 }
 
+static struct h3_endpoint h2ep; /* only its stats: the h2 server has no QUIC endpoint */
+static struct h2_conn *h2conns;
+static struct h3_replay *h2replay; /* early data: ClientHellos seen (replays refused) */
+static uint64_t h2_early_accepted; /* connections whose early data was taken */
+
 static void render(struct mbuf *b, void *arg)
 {
 	const struct h3_endpoint *st = arg;
@@ -372,6 +377,16 @@ static void render(struct mbuf *b, void *arg)
 	            "# TYPE peak_h3_body_bytes_total counter\n"
 	            "peak_h3_body_bytes_total{backend=\"%s\"} %llu\n",
 	            id, (unsigned long long)h3_stat_get(be_stats.body_bytes));
+	if (st == &h2ep && h2replay)
+		mbuf_printf(b,
+		            "# HELP peak_h3_early_data_total TLS 1.3 early data over TCP: taken, "
+		            "or refused as a replay (or with the anti-replay cache full).\n"
+		            "# TYPE peak_h3_early_data_total counter\n"
+		            "peak_h3_early_data_total{backend=\"%s\",result=\"accepted\"} %llu\n"
+		            "peak_h3_early_data_total{backend=\"%s\",result=\"replay_refused\"} "
+		            "%llu\n",
+		            id, (unsigned long long)h3_stat_get(h2_early_accepted), id,
+		            (unsigned long long)h3_stat_get(h2replay->refused));
 	h3_endpoint_render(b, st, "backend", be->id);
 }
 
@@ -383,9 +398,6 @@ enum {
 	BE_H2_EVENTS = 64,    /* epoll events per wait */
 	BE_H2_TICK_MS = 1000, /* idle connections are looked for this often */
 };
-
-static struct h3_endpoint h2ep; /* only its stats: the h2 server has no QUIC endpoint */
-static struct h2_conn *h2conns;
 
 static ssize_t h2_read_body(nghttp2_session *h, int32_t sid, uint8_t *buf, size_t len,
                             uint32_t *flags, nghttp2_data_source *src, void *ud)
@@ -519,6 +531,8 @@ static void h2_handshake_done(struct h2_conn *c)
 	h3_stats_handshake(&h2ep.stats, c->t_handshake - c->t_start);
 	if (c->resumed)
 		h3_stat_add(h2ep.stats.resumed, 1);
+	if (c->early == H3_EARLY_ACCEPTED)
+		h3_stat_add(h2_early_accepted, 1);
 }
 
 static void h2_conn_gone(int epfd, struct h2_conn *c)
@@ -566,6 +580,7 @@ static void h2_accept(int epfd, int lfd, gnutls_certificate_credentials_t cred,
 	                                .stream_close = h2_stream_close,
 	                                .handshake_done = h2_handshake_done};
 	cf.max_streams = (uint32_t)be->max_streams;
+	cf.anti_replay = h2replay->ar;
 	for (int i = 0; i < BE_H2_EVENTS; i++) {
 		struct h2_conn *c = NULL;
 		int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -614,6 +629,12 @@ static int run_h2(const struct h3_backend_opts *o, int sfd)
 		h3_secret_derive(secret, o->secret);
 	if ((ret = h3_ticket_key_init(&ticket_key, o->secret ? secret : NULL)))
 		goto out;
+	/* early data as on QUIC: taken once per ClientHello, a replay's refused (the client
+	 * sends it again after the handshake) */
+	if (!(h2replay = h3_replay_new())) {
+		ret = -ENOMEM;
+		goto out;
+	}
 	if ((lfd = h2_tcp_listen(&o->listen, &bound)) < 0) {
 		ret = lfd;
 		h3_addr_format(&o->listen, a, sizeof(a));
@@ -702,6 +723,8 @@ out:
 		gnutls_memset(ticket_key.data, 0, ticket_key.size);
 		gnutls_free(ticket_key.data);
 	}
+	h3_replay_free(h2replay);
+	h2replay = NULL;
 	return ret;
 }
 

@@ -251,6 +251,8 @@ void h2_conn_resume(struct h2_conn *c, gnutls_datum_t *store)
 	c->ticket = store;
 	if (store->size && gnutls_session_set_data(c->tls, store->data, store->size))
 		log_rl(&h2_rl, LOG_DEBUG, "h2: the stored session is not usable");
+	else if (store->size)
+		c->resuming = true;
 	gnutls_handshake_set_hook_function(c->tls, GNUTLS_HANDSHAKE_NEW_SESSION_TICKET,
 	                                   GNUTLS_HOOK_POST, ticket_hook);
 }
@@ -330,13 +332,26 @@ static int conn_new(struct h2_conn **out, int fd, bool server, const struct h3_a
 	/* frames are written whole into records: no Nagle delay on the last one */
 	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 	ret = -EINVAL;
-	if (gnutls_init(&c->tls, (server ? GNUTLS_SERVER : GNUTLS_CLIENT) | GNUTLS_NONBLOCK)) {
+	/* early data needs a ticket to resume (RFC 8446 §4.2.10), and a server an anti-replay
+	 * cache (§8) */
+	bool early = server ? ticket_key && cfg->anti_replay : cfg->early_data;
+	unsigned flags = GNUTLS_NONBLOCK | (early ? GNUTLS_ENABLE_EARLY_DATA : 0);
+	/* a server's handshake returns once its flight is out (0.5-RTT, RFC 8446 §4.4.4), so
+	 * that the early data is read and answered without waiting for the client's Finished,
+	 * which gnutls_record_recv then checks */
+	flags |= server ? GNUTLS_SERVER | (early ? GNUTLS_ENABLE_EARLY_START : 0) : GNUTLS_CLIENT;
+	if (gnutls_init(&c->tls, flags)) {
 		c->tls = NULL;
 		goto out;
 	}
 	gnutls_session_set_ptr(c->tls, c);
 	if (server && ticket_key && gnutls_session_ticket_enable_server(c->tls, ticket_key))
 		goto out;
+	if (server && early) {
+		gnutls_anti_replay_enable(c->tls, cfg->anti_replay);
+		if (gnutls_record_set_max_early_data_size(c->tls, H2_EARLY_MAX))
+			goto out;
+	}
 	if (gnutls_priority_set_direct(c->tls, H2_PRIORITY, NULL) ||
 	    gnutls_credentials_set(c->tls, GNUTLS_CRD_CERTIFICATE, cred) ||
 	    /* MANDATORY: a peer that does not offer h2 fails the handshake */
@@ -384,9 +399,77 @@ static int fail(struct h2_conn *c, int err, const char *what, const char *why)
 	return err;
 }
 
+/* Client, before its first handshake step: hands the first bytes of its frames (the preface,
+ * SETTINGS, the requests submitted so far) to GnuTLS as early data, which goes out with the
+ * ClientHello. The bytes stay at the start of out: after the handshake they are dropped if
+ * the server took them, else written as ordinary records (the server skipped them unread, so
+ * the byte stream it sees is the same either way). */
+static void early_send(struct h2_conn *c)
+{
+	if (c->server || !c->cfg->early_data || !c->resuming || c->early != H3_EARLY_NONE)
+		return;
+	if (nghttp2_session_want_write(c->s) && nghttp2_session_send(c->s))
+		return;
+	size_t n = c->out_len < H2_EARLY_SEND ? c->out_len : H2_EARLY_SEND;
+	/* GnuTLS 3.7 buffers all of it or nothing, and returns 0 when it took it all */
+	ssize_t k = n ? gnutls_record_send_early_data(c->tls, c->out, n) : -1;
+	if (k < 0) {
+		log_rl(&h2_rl, LOG_DEBUG, "h2: no early data: %s",
+		       n ? gnutls_strerror((int)k) : "nothing to send");
+		return;
+	}
+	c->early_len = n;
+	c->early = H3_EARLY_SENT;
+}
+
+static const char *early_name(int e)
+{
+	return e == H3_EARLY_ACCEPTED ? "accepted" : e == H3_EARLY_REJECTED ? "rejected" : "none";
+}
+
+static uint8_t rbuf[H2_RECORD_LEN + 256]; /* one record's plaintext, as it is read */
+
+/* After the handshake: the early data's fate. A client drops what the server took from out. */
+static void early_done(struct h2_conn *c)
+{
+	bool took = gnutls_session_get_flags(c->tls) & GNUTLS_SFLAGS_EARLY_DATA;
+	if (!c->server) {
+		if (c->early != H3_EARLY_SENT)
+			return;
+		c->early = took ? H3_EARLY_ACCEPTED : H3_EARLY_REJECTED;
+		if (took) {
+			c->out_off = c->early_len;
+			if (c->out_off == c->out_len)
+				c->out_off = c->out_len = 0;
+		}
+	} else if (took) {
+		c->early = H3_EARLY_ACCEPTED;
+	}
+}
+
+/* Server, after the handshake: feeds the early data it took to nghttp2, before any later
+ * record (GnuTLS hands it over only now). Returns 0 or -errno. */
+static int early_read(struct h2_conn *c)
+{
+	if (!c->server || c->early != H3_EARLY_ACCEPTED)
+		return 0;
+	for (;;) {
+		ssize_t n = gnutls_record_recv_early_data(c->tls, rbuf, sizeof(rbuf));
+		if (n == GNUTLS_E_REQUESTED_DATA_NOT_AVAILABLE)
+			return 0;
+		if (n < 0)
+			return fail(c, -EPROTO, "early data", gnutls_strerror((int)n));
+		c->records_in++;
+		ssize_t r = nghttp2_session_mem_recv(c->s, rbuf, (size_t)n);
+		if (r < 0)
+			return fail(c, -EPROTO, "frames", nghttp2_strerror((int)r));
+	}
+}
+
 static int handshake(struct h2_conn *c)
 {
 	gnutls_datum_t p = {NULL, 0};
+	early_send(c);
 	int r = gnutls_handshake(c->tls);
 	if (r == GNUTLS_E_AGAIN || r == GNUTLS_E_INTERRUPTED)
 		return -EAGAIN;
@@ -399,6 +482,7 @@ static int handshake(struct h2_conn *c)
 	c->hs_done = true;
 	c->t_handshake = h3_now();
 	c->resumed = gnutls_session_is_resumed(c->tls);
+	early_done(c);
 	gnutls_protocol_t v = gnutls_protocol_get_version(c->tls);
 	/* TLS 1.2 has no NewSessionTicket after the handshake: its session is resumable now */
 	gnutls_datum_t d = {NULL, 0};
@@ -417,21 +501,20 @@ static int handshake(struct h2_conn *c)
 		const char *cn = gnutls_cipher_get_name(gnutls_cipher_get(c->tls));
 		h2_qlog_event(c, "tls:handshake_done",
 		              "\"resumed\":%s,\"version\":\"%s\",\"alpn\":\"h2\",\"cipher\":\"%s\","
-		              "\"handshake_ms\":%.3f",
+		              "\"handshake_ms\":%.3f,\"early_data\":\"%s\"",
 		              c->resumed ? "true" : "false", vn ? vn : "?", cn ? cn : "?",
-		              (double)(c->t_handshake - c->t_start) / 1e6);
+		              (double)(c->t_handshake - c->t_start) / 1e6, early_name(c->early));
 	}
 	if (c->cfg->handshake_done)
 		c->cfg->handshake_done(c);
-	return 0;
+	return early_read(c);
 }
 
 /* Reads every record the socket has now; nghttp2 calls the application's callbacks. */
 static int pull(struct h2_conn *c)
 {
-	static uint8_t buf[H2_RECORD_LEN + 256];
 	for (;;) {
-		ssize_t n = gnutls_record_recv(c->tls, buf, sizeof(buf));
+		ssize_t n = gnutls_record_recv(c->tls, rbuf, sizeof(rbuf));
 		if (n == GNUTLS_E_AGAIN || n == GNUTLS_E_INTERRUPTED)
 			return 0;
 		if (n == 0)
@@ -439,7 +522,7 @@ static int pull(struct h2_conn *c)
 		if (n < 0)
 			return fail(c, -EPROTO, "read", gnutls_strerror((int)n));
 		c->records_in++;
-		ssize_t r = nghttp2_session_mem_recv(c->s, buf, (size_t)n);
+		ssize_t r = nghttp2_session_mem_recv(c->s, rbuf, (size_t)n);
 		if (r < 0)
 			return fail(c, -EPROTO, "frames", nghttp2_strerror((int)r));
 	}

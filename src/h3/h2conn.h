@@ -24,6 +24,11 @@ enum {
 	H2_HEADER_LIST_MAX = 16384, /* a header section over this is refused (431 or reset) */
 	H2_STREAM_WINDOW = 1 << 20, /* receive window per stream we announce */
 	H2_CONN_WINDOW = 8 << 20,   /* receive window per connection */
+	H2_EARLY_MAX = 16 * 1024,   /* TLS 1.3 early data a server takes */
+	H2_EARLY_SEND = 8 * 1024,   /* ... a client sends (the first bytes of its frames): a
+	                             * server that rejects early data skips at most its limit,
+	                             * counting each record's overhead (GnuTLS), and fails the
+	                             * handshake past it */
 };
 
 /* qlog: the bytes of one open stream (h2_conn.qs), and the head of the header block being
@@ -45,6 +50,10 @@ struct h2_conn {
 	bool server;
 	bool hs_done;           /* TLS handshake finished and ALPN said h2 */
 	bool resumed;           /* that handshake resumed a session (a ticket) */
+	int early;              /* H3_EARLY_* of conn.h: TLS 1.3 early data (0-RTT) sent by a
+	                         * client and its fate; a server: NONE or ACCEPTED */
+	size_t early_len;       /* client: the bytes at the start of out sent as early data */
+	bool resuming;          /* client: a stored session is offered (h2_conn_resume) */
 	gnutls_datum_t *ticket; /* client: the session offered, then the server's latest
 	                         * (h2_conn_resume); the application's */
 	FILE *qlog;             /* this connection's qlog (h3_qlog_set_dir), or NULL */
@@ -84,6 +93,13 @@ struct h2_conn_cfg {
 	void (*handshake_done)(struct h2_conn *c);
 	uint32_t max_streams;   /* server: SETTINGS_MAX_CONCURRENT_STREAMS (0: 100) */
 	uint32_t stream_window; /* SETTINGS_INITIAL_WINDOW_SIZE (0: H2_STREAM_WINDOW) */
+	/* Client: on resumption, send the first H2_EARLY_SEND bytes of the preface and of the
+	 * requests submitted before the first h2_conn_io as TLS 1.3 early data (RFC 8446 §2.3);
+	 * if the server refuses them they are sent again after the handshake. */
+	bool early_data;
+	/* Server (with a ticket key): accept early data that this cache has not seen (RFC 8446
+	 * §8); NULL: none. */
+	gnutls_anti_replay_t anti_replay;
 };
 
 /* TLS credentials for h2 are the certificate ones of tls.h (h3_tls_server_cred,

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <inttypes.h>
 #include <poll.h>
+#include <signal.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,15 +244,24 @@ int h2_upload_run(const struct h3_upload_opts *o, struct upload *u, const struct
 	                                       .frame_send = frame_send,
 	                                       .header = header,
 	                                       .stream_close = stream_close};
+	static const struct h2_conn_cfg cfg_early = {.callbacks = callbacks,
+	                                             .frame_recv = frame_recv,
+	                                             .frame_send = frame_send,
+	                                             .header = header,
+	                                             .stream_close = stream_close,
+	                                             .early_data = true};
 	struct h2_conn *c = NULL;
 	gnutls_datum_t ticket = {NULL, 0}, stored = {NULL, 0};
+	/* a server that closes while we write (a failed handshake): an error, not death */
+	signal(SIGPIPE, SIG_IGN);
 	int fd = h2_tcp_connect(remote), r;
 	uint64_t t0 = h3_now(), end = t0 + (uint64_t)o->timeout_ms * 1000000;
 	if (fd < 0) {
 		fprintf(stderr, "peak h3 upload: %s: %s\n", o->url, strerror(-fd));
 		return 1;
 	}
-	if ((r = h2_conn_client_new(&c, fd, remote, cred, host, !o->insecure, &cfg, u))) {
+	if ((r = h2_conn_client_new(&c, fd, remote, cred, host, !o->insecure,
+	                            o->early_data ? &cfg_early : &cfg, u))) {
 		fprintf(stderr, "peak h3 upload: %s: %s\n", o->url, strerror(-r));
 		return 1;
 	}
@@ -265,6 +275,14 @@ int h2_upload_run(const struct h3_upload_opts *o, struct upload *u, const struct
 	if (pf && *pf && !(progress = fopen(pf, "we")))
 		fprintf(stderr, "peak h3 upload: %s: %s\n", pf, strerror(errno));
 	bool submitted = false;
+	/* --early-data on a resumed session: the requests go before the handshake, their first
+	 * bytes as early data; the server's stream limit is not known yet, and streams past it
+	 * come back refused and are sent again (stream_close) */
+	if (c->resuming && o->early_data) {
+		submitted = true;
+		for (size_t i = 0; i < u->n; i++)
+			submit(c, u, &u->f[i]);
+	}
 	r = h2_conn_io(c);
 	while (!r && u->nclosed < u->n) {
 		/* after the server's SETTINGS: streams past its limit would be refused */
@@ -305,16 +323,20 @@ int h2_upload_run(const struct h3_upload_opts *o, struct upload *u, const struct
 		total += u->f[i].size;
 	double s = (double)(h3_now() - t0) / 1e9;
 	printf("upload: %zu streams, %zu ok, %zu failed, %" PRIu64 " bytes in %.3f s, "
-	       "handshake %.1f ms (h2)%s\n",
+	       "handshake %.1f ms (h2)%s%s\n",
 	       u->n, u->n - bad, bad, total, s,
 	       c->hs_done ? (double)(c->t_handshake - c->t_start) / 1e6 : 0.0,
-	       c->hs_done && c->resumed ? " (resumed)" : "");
+	       c->hs_done && c->resumed ? " (resumed)" : "",
+	       c->early == H3_EARLY_ACCEPTED   ? " (0-RTT accepted)"
+	       : c->early == H3_EARLY_REJECTED ? " (0-RTT rejected)"
+	                                       : "");
 	if (o->metrics_file) {
 		struct up_conninfo ci = {
 		    .proto = "h2",
 		    .handshaked = c->hs_done,
 		    .hs_ns = c->hs_done ? c->t_handshake - c->t_start : 0,
 		    .resumed = c->hs_done && c->resumed,
+		    .early = c->early,
 		};
 		int mr = h3_upload_metrics_write(o->metrics_file, u, &ci);
 		if (mr)

@@ -29,7 +29,7 @@ static int replay_add(void *ptr, time_t exp_time, const gnutls_datum_t *key,
 	r->next = (r->next + 1) % H3_REPLAY_ENTRIES;
 	return 0;
 refuse:
-	r->refused++;
+	__atomic_fetch_add(&r->refused, 1, __ATOMIC_RELAXED); /* the metrics thread reads it */
 	return GNUTLS_E_DB_ENTRY_EXISTS;
 }
 

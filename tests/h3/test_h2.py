@@ -17,6 +17,7 @@ import ssl
 import struct
 import subprocess
 import sys
+import threading
 import urllib.request
 
 import pytest
@@ -317,7 +318,7 @@ def test_upload_h2_against_caddy(tmp_path, certs, caddy):
 @pytest.mark.parametrize("argv", [
     ["--proto", "h1"],
     ["--proto", "h2", "--migrate-after", "10"],
-    ["--proto", "h2", "--session-file", "x", "--early-data"],
+    ["--proto", "h2", "--early-data"],  # needs --session-file
 ])
 def test_upload_usage_errors(argv):
     p = subprocess.run([PEAK, "h3", "upload", "https://[::1]:1/", "--file", "x:audio/ogg",
@@ -461,3 +462,117 @@ def test_backend_h2_qlog_of_a_reset_stream(tmp_path, certs, backend_factory):
         events(recs, "http:goaway")
     assert not events(recs, "http:response")
     assert recs[-1]["name"] == "connectivity:connection_closed"
+
+
+# ---- 0-RTT (TLS 1.3 early data) over HTTP/2 ----
+
+class Recorder:
+    """A TCP relay on [::1] to port that forwards one connection both ways and keeps the
+    bytes the client sent (what an attacker on the path could capture and replay)."""
+
+    def __init__(self, port):
+        self.port, self.sent = port, bytearray()
+        self.ls = socket.create_server(("::1", 0), family=socket.AF_INET6)
+        self.url = f"https://[::1]:{self.ls.getsockname()[1]}/upload"
+        self.t = threading.Thread(target=self.run, daemon=True)
+        self.t.start()
+
+    def pipe(self, a, b, keep):
+        try:
+            while (d := a.recv(65536)):
+                if keep:
+                    self.sent += d
+                b.sendall(d)
+        except OSError:
+            pass
+        finally:
+            try:
+                b.shutdown(socket.SHUT_WR)
+            except OSError:
+                pass
+
+    def run(self):
+        self.ls.settimeout(60)
+        c, _ = self.ls.accept()
+        u = socket.create_connection(("::1", self.port), timeout=60)
+        back = threading.Thread(target=self.pipe, args=(u, c, False), daemon=True)
+        back.start()
+        self.pipe(c, u, True)
+        back.join(60)
+        c.close()
+        u.close()
+        self.ls.close()
+
+
+def metrics(mport):
+    with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5) as r:
+        return r.read().decode()
+
+
+def test_upload_h2_early_data_accepted_replay_refused_and_resent(tmp_path, certs,
+                                                                   backend_factory):
+    """--early-data over HTTP/2: on a resumed session the preface and the requests go as TLS
+    1.3 early data; the backend takes them (its metrics and both qlogs say so) and the
+    checksums match. The same ClientHello and early data replayed byte for byte are refused
+    by the anti-replay cache (counted; nothing answered twice). A backend that cannot read the
+    ticket rejects the early data and the client sends the same bytes again after the
+    handshake: every answer is still right."""
+    secret, other = tmp_path / "secret", tmp_path / "other"
+    secret.write_text("00112233445566778899aabbccddeeff\n")
+    other.write_text("ffeeddccbbaa99887766554433221100\n")
+    sess = tmp_path / "session"
+    sdir, cdir = tmp_path / "qs", tmp_path / "qc"
+    sdir.mkdir()
+    cdir.mkdir()
+    write(tmp_path / "a", 100_000, "a")
+    write(tmp_path / "b", 3, "b")
+    files = [f"{tmp_path / 'a'}:audio/ogg", f"{tmp_path / 'b'}:audio/ogg",
+             f"{tmp_path / 'b'}:text/plain"]
+    mport = free_tcp_port()
+
+    def run(url, extra=()):
+        rc, streams, out, err = h2_upload(url, files, certs, extra=(
+            "--session-file", str(sess), "--early-data", *extra))
+        assert rc == 1, out + err  # the text/plain one is refused: 415
+        assert [s["status"] for s in streams] == ["201", "201", "415"], out + err
+        assert all(s["checksum"] == "ok" for s in streams[:2]), out + err
+        return out.splitlines()[-1]
+    a = h2_backend(backend_factory, ident="a", extra=(
+        "--secret-file", str(secret), "--metrics", f"127.0.0.1:{mport}", "--qlog", str(sdir)))
+    assert "0-RTT" not in run(a.url)  # no session stored yet
+    rec = Recorder(a.port)
+    assert "(resumed) (0-RTT accepted)" in run(rec.url, ("--qlog", str(cdir)))
+    rec.t.join(30)
+    m = metrics(mport)
+    assert 'peak_h3_early_data_total{backend="a",result="accepted"} 1' in m, m
+    assert 'peak_h3_early_data_total{backend="a",result="replay_refused"} 0' in m, m
+    (cf,) = cdir.iterdir()
+    (hs,) = events(read_qlog(cf), "tls:handshake_done")
+    assert hs["early_data"] == "accepted" and hs["resumed"] is True
+    shs = [e for f in sdir.iterdir() for e in events(read_qlog(f), "tls:handshake_done")]
+    assert sorted(e["early_data"] for e in shs) == ["accepted", "none"], shs
+
+    # the replay: the recorded ClientHello and early data sent again on a new connection
+    answered = re.findall(r'peak_h3_streams_total\{backend="a",status="201"\} (\d+)', m)
+    s = socket.create_connection(("::1", a.port), timeout=30)
+    try:
+        s.sendall(bytes(rec.sent))
+        wait_for(lambda: 'result="replay_refused"} 1' in metrics(mport), 30,
+                 "the replay refused")
+    finally:
+        s.close()
+    m = metrics(mport)
+    assert 'peak_h3_early_data_total{backend="a",result="accepted"} 1' in m, m
+    assert re.findall(r'peak_h3_streams_total\{backend="a",status="201"\} (\d+)', m) == \
+        answered
+    assert a.stop() == 0
+
+    # a backend with another ticket key: early data rejected, the requests sent again
+    b = h2_backend(backend_factory, ident="b", extra=(
+        "--listen", f"[::1]:{a.port}", "--secret-file", str(other),
+        "--metrics", f"127.0.0.1:{mport}"))
+    mfile = tmp_path / "client.prom"
+    assert "(0-RTT rejected)" in run(b.url, ("--metrics", str(mfile)))
+    assert 'peak_h3_client_early_data_total{result="rejected"} 1' in mfile.read_text()
+    assert 'result="accepted"} 0' in metrics(mport)
+    assert b.stop() == 0
