@@ -47,12 +47,12 @@ SOURCES = "2001:db8:c0::/48"
 
 
 def run_sources(run):
-    """The emulated clients of steady-state run `run` (unless --same-sources): their own /56
+    """The emulated clients of steady-state run `run` (unless --same-sources): their own /52
     in SOURCES, so that each run draws anew how the clients' source /64s hash over the pods'
     slices and the medians over runs sample that draw instead of repeating one (16 fixed
     clients split 1:2 over the two nodes in every run). Client k sends from the k-th /64 of
-    it (peak load --sources), up to 256 clients."""
-    return f"2001:db8:c0:{run % 256 * 256:x}::/56"
+    it (peak load --sources: fewer than 4,096 clients, 16 runs before the sets repeat)."""
+    return f"2001:db8:c0:{run % 16 * 4096:x}::/52"
 # A pod added: nothing fails, so an attempt counts as broken when it is reset or closed, or
 # unanswered for 1 s: a loaded machine (CI: two suites at once on 2 cores) stalls a request
 # past the failure scenarios' 250 ms now and then, which is not a broken connection (a
@@ -344,7 +344,7 @@ class Bench:
                         extra, clients = ["--concurrency", str(v)], max(v, 1)
                         if kind == "new-conn":
                             extra.append("--new-conn")
-                    src = SOURCES if a.same_sources or clients > 256 else run_sources(run)
+                    src = SOURCES if a.same_sources or clients >= 4096 else run_sources(run)
                     r = self.measured(s, extra + ["--duration", str(a.duration)], clients, src)
                     r.update(kind=kind, value=v, run=run, sources=src)
                     out.append(r)

@@ -28,14 +28,15 @@ def ingress_bench():
 
 
 def test_each_run_draws_its_own_clients():
-    """Steady-state run r's emulated clients come from their own /56 of the clients' /48, so
-    the medians over runs sample how clients hash over the pods (not one draw, repeated)."""
+    """Steady-state run r's emulated clients come from their own /52 of the clients' /48, so
+    the medians over runs sample how clients hash over the pods (not one draw, repeated);
+    each holds the 256 clients of the largest cell (peak load wants more /64s than clients)."""
     m = ingress_bench()
     all_src = ipaddress.IPv6Network(m.SOURCES)
     nets = [ipaddress.IPv6Network(m.run_sources(r)) for r in range(5)]
     assert len(set(nets)) == 5
     for n in nets:
-        assert n.prefixlen == 56 and n.subnet_of(all_src)  # 256 clients' /64s each
+        assert n.subnet_of(all_src) and 2 ** (64 - n.prefixlen) > 256
 
 
 @ROOT_ONLY
