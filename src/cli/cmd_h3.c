@@ -119,8 +119,9 @@ static const char upload_help[] =
     "                      exporter's textfile format, written to FILE.tmp and renamed):\n"
     "                      streams by content type and status, body bytes, checksum\n"
     "                      mismatches, handshake time (resumed or not), 0-RTT, Retry,\n"
-    "                      losses, UDP receive calls and datagrams; not with --peak or\n"
-    "                      --connections\n"
+    "                      losses, UDP receive calls and datagrams; with --peak or\n"
+    "                      --connections, every connection's samples labelled\n"
+    "                      connection=\"K\" in the one file\n"
     "\n"
     "PEAK-direct (--peak): no ingress. Reads NAME's content-type map (TXT _types.NAME:\n"
     "'v=types1; audio/*=audio.svc.example.; video/*=@#video'), picks for each file the most\n"
@@ -550,11 +551,17 @@ static void group_spread(struct direct_group *g, unsigned k, unsigned *ng, unsig
 static unsigned groups_run(struct direct_group *g, unsigned ng, const struct direct_opts *d)
 {
 	unsigned bad = 0;
+	const char *metrics = ng ? g[0].o.metrics_file : NULL; /* --metrics: one file for all */
+	char **part = metrics ? calloc(ng, sizeof(*part)) : NULL;
 	fflush(stdout);
 	fflush(stderr);
 	for (unsigned k = 0; k < ng; k++) {
 		if (!g[k].resolved)
 			continue;
+		/* each connection writes FILE.K, merged into FILE once all have ended */
+		if (part && (part[k] = malloc(strlen(metrics) + 12)))
+			sprintf(part[k], "%s.%u", metrics, k);
+		g[k].o.metrics_file = part ? part[k] : NULL;
 		if (!(g[k].out = tmpfile())) {
 			fprintf(stderr, "peak h3 upload: tmpfile: %s\n", strerror(errno));
 			bad++;
@@ -601,6 +608,20 @@ static unsigned groups_run(struct direct_group *g, unsigned ng, const struct dir
 			fputs(line, stdout);
 		fclose(g[k].out);
 		g[k].out = NULL;
+	}
+	if (part) {
+		int r = h3_upload_metrics_merge(metrics, (const char *const *)part, ng);
+		if (r)
+			fprintf(stderr, "peak h3 upload: --metrics %s: %s\n", metrics,
+			        strerror(-r));
+		for (unsigned k = 0; k < ng; k++)
+			if (part[k]) {
+				unlink(part[k]);
+				free(part[k]);
+			}
+		free(part);
+	} else if (metrics) {
+		fprintf(stderr, "peak h3 upload: --metrics %s: no memory\n", metrics);
 	}
 	return bad;
 }
@@ -871,8 +892,6 @@ static int cmd_h3_upload(int argc, char **argv, bool get)
 		cli_usage_error(cmd, "--proto h2 takes no --peak or --migrate-after");
 	if (d.connections > 1 && o.session_file)
 		cli_usage_error(cmd, "--connections takes no --session-file");
-	if ((d.connections > 1 || d.on) && o.metrics_file)
-		cli_usage_error(cmd, "--peak and --connections take no --metrics");
 	if (!d.on && (d.ro.servers[0] || d.ro.source || d.secret_file || d.port != 443))
 		cli_usage_error(cmd, "--server, --source, --port and --secret-file go with --peak");
 	if (d.on) {

@@ -38,3 +38,8 @@ struct h3_upload_opts {
  * connection failed), or -errno when it could not start (bad URL, unreadable file: a reason is
  * printed). */
 int h3_upload_run(const struct h3_upload_opts *o);
+
+/* Writes to path (atomically) the metrics files parts[0..nparts) that exist (NULL or missing
+ * ones are skipped), one connection each: every family once, its samples labelled
+ * connection="K" with the part's index. 0, or -errno (-ENOENT if none was there). */
+int h3_upload_metrics_merge(const char *path, const char *const *parts, size_t nparts);

@@ -59,6 +59,38 @@ static void render_streams(struct mbuf *b, const struct upload *u)
 	}
 }
 
+/* Writes b to path through path.tmp and a rename: a reader never sees half of it. */
+static int write_atomic(const char *path, const struct mbuf *b)
+{
+	char tmp[4200];
+	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
+		return -ENAMETOOLONG;
+	}
+	int ret = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+	if (fd == -1) {
+		ret = -errno;
+	} else {
+		size_t off = 0;
+		while (off < b->len) {
+			ssize_t w = write(fd, b->p + off, b->len - off);
+			if (w < 0 && errno == EINTR)
+				continue;
+			if (w <= 0) {
+				ret = w < 0 ? -errno : -EIO;
+				break;
+			}
+			off += (size_t)w;
+		}
+		if (close(fd) == -1 && !ret)
+			ret = -errno;
+		if (!ret && rename(tmp, path) == -1)
+			ret = -errno;
+		if (ret)
+			unlink(tmp);
+	}
+	return ret;
+}
+
 int h3_upload_metrics_write(const char *path, const struct upload *u, const struct up_conninfo *ci)
 {
 	struct mbuf b = {0};
@@ -119,33 +151,123 @@ int h3_upload_metrics_write(const char *path, const struct upload *u, const stru
 		free(b.p);
 		return -ENOMEM;
 	}
-	char tmp[4200];
-	if (snprintf(tmp, sizeof(tmp), "%s.tmp", path) >= (int)sizeof(tmp)) {
-		free(b.p);
-		return -ENAMETOOLONG;
-	}
-	int ret = 0, fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-	if (fd == -1) {
-		ret = -errno;
-	} else {
-		size_t off = 0;
-		while (off < b.len) {
-			ssize_t w = write(fd, b.p + off, b.len - off);
-			if (w < 0 && errno == EINTR)
-				continue;
-			if (w <= 0) {
-				ret = w < 0 ? -errno : -EIO;
-				break;
-			}
-			off += (size_t)w;
+	int ret = write_atomic(path, &b);
+	free(b.p);
+	return ret;
+}
+
+/* One family of a part's text: its header lines and its samples (pointers into the part). */
+struct fam {
+	const char *name; /* after "# HELP " */
+	size_t namelen;
+	const char *head, *samples, *end; /* head..samples: HELP, TYPE; samples..end: lines */
+};
+
+/* Splits text into its families (each begins at a "# HELP" line); returns how many, at
+ * most cap. */
+static size_t families(const char *text, size_t len, struct fam *f, size_t cap)
+{
+	size_t n = 0;
+	const char *p = text, *end = text + len;
+	while (p < end) {
+		const char *nl = memchr(p, '\n', (size_t)(end - p));
+		const char *next = nl ? nl + 1 : end;
+		if (!strncmp(p, "# HELP ", 7) && n < cap) {
+			if (n)
+				f[n - 1].end = p;
+			f[n].name = p + 7;
+			f[n].namelen = strcspn(p + 7, " \n");
+			f[n].head = p;
+			f[n].samples = NULL;
+			f[n].end = end;
+			n++;
+		} else if (n && !f[n - 1].samples && p[0] != '#') {
+			f[n - 1].samples = p;
 		}
-		if (close(fd) == -1 && !ret)
-			ret = -errno;
-		if (!ret && rename(tmp, path) == -1)
-			ret = -errno;
-		if (ret)
-			unlink(tmp);
+		p = next;
 	}
+	for (size_t i = 0; i < n; i++)
+		if (!f[i].samples)
+			f[i].samples = f[i].end;
+	return n;
+}
+
+/* Appends the sample lines from..to with the label connection="k" added to each. */
+static void relabel(struct mbuf *b, const char *from, const char *to, size_t k)
+{
+	while (from < to) {
+		const char *nl = memchr(from, '\n', (size_t)(to - from));
+		const char *eol = nl ? nl : to;
+		size_t name = strcspn(from, "{ \n");
+		if (from + name < eol && from[name] == '{')
+			mbuf_printf(b, "%.*s{connection=\"%zu\",%.*s\n", (int)name, from, k,
+			            (int)(eol - from - name - 1), from + name + 1);
+		else if (name)
+			mbuf_printf(b, "%.*s{connection=\"%zu\"}%.*s\n", (int)name, from, k,
+			            (int)(eol - from - name), from + name);
+		from = nl ? nl + 1 : to;
+	}
+}
+
+/* Reads the whole file at path into a malloc'd, NUL-terminated buffer; NULL if it cannot. */
+static char *slurp(const char *path, size_t *len)
+{
+	FILE *f = fopen(path, "re");
+	struct mbuf b = {0};
+	char chunk[4096];
+	size_t n;
+	if (!f)
+		return NULL;
+	while ((n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		mbuf_printf(&b, "%.*s", (int)n, chunk);
+	fclose(f);
+	*len = b.len;
+	return b.p;
+}
+
+int h3_upload_metrics_merge(const char *path, const char *const *parts, size_t nparts)
+{
+	enum { MAX_FAM = 64 };
+	struct mbuf b = {0};
+	char **text = calloc(nparts ? nparts : 1, sizeof(*text));
+	size_t *len = calloc(nparts ? nparts : 1, sizeof(*len));
+	size_t *nf = calloc(nparts ? nparts : 1, sizeof(*nf));
+	struct fam(*f)[MAX_FAM] = calloc(nparts ? nparts : 1, sizeof(*f));
+	int ret = -ENOMEM;
+	if (!text || !len || !nf || !f)
+		goto out;
+	for (size_t k = 0; k < nparts; k++)
+		if (parts[k] && (text[k] = slurp(parts[k], &len[k])))
+			nf[k] = families(text[k], len[k], f[k], MAX_FAM);
+	/* every part writes the same families: each family's header once, then its samples
+	 * from every part, labelled with the part's index */
+	for (size_t k = 0; k < nparts; k++)
+		for (size_t i = 0; i < nf[k]; i++) {
+			struct fam *x = &f[k][i];
+			if (!x->name)
+				continue; /* taken with an earlier part's */
+			mbuf_printf(&b, "%.*s", (int)(x->samples - x->head), x->head);
+			for (size_t j = k; j < nparts; j++)
+				for (size_t m = 0; m < nf[j]; m++) {
+					struct fam *y = &f[j][m];
+					if (y->name && y->namelen == x->namelen &&
+					    !memcmp(y->name, x->name, x->namelen)) {
+						relabel(&b, y->samples, y->end, j);
+						if (y != x)
+							y->name = NULL;
+						break;
+					}
+				}
+			x->name = NULL;
+		}
+	ret = b.p ? write_atomic(path, &b) : -ENOENT; /* no part was written */
+out:
+	for (size_t k = 0; text && k < nparts; k++)
+		free(text[k]);
+	free(text);
+	free(len);
+	free(nf);
+	free(f);
 	free(b.p);
 	return ret;
 }

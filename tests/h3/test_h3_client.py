@@ -84,10 +84,41 @@ def test_get_and_h2_metrics_and_usage(tmp_path, certs, backend_factory):
     assert m['peak_h3_client_connections_total{proto="h2"}'] == 1
     assert m['peak_h3_client_streams_total{type="audio/ogg",status="201"}'] == 1
     assert m['peak_h3_client_handshake_seconds_count{resumed="false"}'] == 1
-    p = subprocess.run([PEAK, "h3", "upload", b.url, "--file", str(tmp_path / "a"),
-                        "--connections", "2", "--metrics", str(prom)], capture_output=True,
-                       text=True, timeout=30)
-    assert p.returncode == 2 and "--metrics" in p.stderr
+    assert b.stop() == 0
+
+
+def test_metrics_of_several_connections_in_one_file(tmp_path, certs, backend_factory):
+    """--connections N (and --peak, which runs the same way: a process per connection):
+    each connection's samples, labelled connection="K", in the one file, every family
+    once and whole (the textfile collector refuses a family split or repeated)."""
+    b = backend_factory()
+    write(tmp_path / "a", 200_000, "a")
+    write(tmp_path / "v", 100_000, "v")
+    prom = tmp_path / "multi.prom"
+    rc, streams, out, err = upload(
+        b.url, [f"{tmp_path / 'a'}:audio/ogg", f"{tmp_path / 'v'}:audio/ogg",
+                f"{tmp_path / 'v'}:audio/ogg"], certs,
+        extra=("--connections", "2", "--metrics", str(prom)))
+    assert rc == 0, out + err
+    m = parse_prom(prom)  # (no series twice)
+    assert m['peak_h3_client_connections_total{connection="0",proto="h3"}'] == 1
+    assert m['peak_h3_client_connections_total{connection="1",proto="h3"}'] == 1
+    assert sum(v for k, v in m.items() if k.startswith("peak_h3_client_streams_total{")) == 3
+    assert m['peak_h3_client_body_bytes_sent_total{connection="0"}'] + \
+        m['peak_h3_client_body_bytes_sent_total{connection="1"}'] == 400_000
+    assert m['peak_h3_client_handshake_seconds_count{connection="1",resumed="false"}'] == 1
+    family, seen = None, ""
+    for line in prom.read_text().splitlines():
+        if line.startswith("# TYPE "):
+            name = line.split()[2]
+            assert name != family and f"# TYPE {name} " not in seen, name
+            seen += line + "\n"
+            family = name
+        elif not line.startswith("#"):
+            base = line.split("{")[0]
+            assert base == family or base.rsplit("_", 1)[0] == family, (line, family)
+    assert sorted(x.name for x in tmp_path.iterdir() if x.name.startswith("multi")) == \
+        ["multi.prom"]  # the connections' own files are gone
     assert b.stop() == 0
 
 
