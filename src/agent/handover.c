@@ -314,15 +314,9 @@ static unsigned ho_oldest_lingering(struct agent_ho *h)
 
 void ho_line(struct agent *a, const struct ctl_msg *m)
 {
-	struct dns_name n;
-	int svc = -1;
-	if (a->o->no_handover || dns_name_parse(m->svc, &n))
-		return;
-	for (unsigned i = 0; i < a->cfg->nsvc; i++)
-		if (dns_name_eq(&a->cfg->svc[i].name, &n))
-			svc = (int)i;
+	int svc = a->o->no_handover ? -1 : ctl_svc_index(a, m->svc);
 	if (svc < 0)
-		return; /* a service this node's file does not have */
+		return; /* off, or a service this node's file does not have */
 	const struct cfg_service *s = &a->cfg->svc[svc];
 	struct cfg_endpoint to, tn; /* a pod the next map adds (the lines before it name it) */
 	const struct cfg_endpoint *po = ctl_ep_lookup(a, (unsigned)svc, m->id, &to),
