@@ -196,10 +196,9 @@ def test_oversized_header_section_gets_431(tmp_path, certs, backend_factory):
     assert b.stop() == 0, b.logtext()
 
 
-def test_client_gone_mid_upload_and_metrics(tmp_path, certs, backend_factory):
-    mport = free_tcp_port()
-    b = h2_backend(backend_factory, extra=("--metrics", f"127.0.0.1:{mport}"))
-    # a request whose body never ends, then the client vanishes: the stream is freed
+def open_endless_upload(b, certs, mport):
+    """Opens an HTTP/2 POST on backend b whose body never ends (1000 bytes sent) and waits
+    until the backend has hashed them; returns the socket and a scrape() of its metrics."""
     s = tls_h2(b.port, certs)
     hdrs = b"\x83\x87" + b"\x41\x09localhost" + b"\x04\x03/up" + \
         b"\x5f\x09audio/ogg"  # :method POST, :scheme https, :authority, :path, content-type
@@ -211,6 +210,14 @@ def test_client_gone_mid_upload_and_metrics(tmp_path, certs, backend_factory):
             return r.read().decode()
     wait_for(lambda: 'peak_h3_body_bytes_total{backend="b1"} 1000' in scrape(), 10,
              "the body bytes to be hashed")
+    return s, scrape
+
+
+def test_client_gone_mid_upload_and_metrics(tmp_path, certs, backend_factory):
+    mport = free_tcp_port()
+    b = h2_backend(backend_factory, extra=("--metrics", f"127.0.0.1:{mport}"))
+    # a request whose body never ends, then the client vanishes: the stream is freed
+    s, scrape = open_endless_upload(b, certs, mport)
     s.close()
     wait_for(lambda: 'status="reset"} 1' in scrape(), 10, "the stream to be counted reset")
     # the connection is counted gone just after its stream (a scrape between the two saw 1)
@@ -434,17 +441,7 @@ def test_backend_h2_qlog_of_a_reset_stream(tmp_path, certs, backend_factory):
     qdir.mkdir()
     b = h2_backend(backend_factory, extra=("--metrics", f"127.0.0.1:{mport}", "--qlog",
                                            str(qdir)))
-    s = tls_h2(b.port, certs)
-    hdrs = b"\x83\x87" + b"\x41\x09localhost" + b"\x04\x03/up" + \
-        b"\x5f\x09audio/ogg"  # :method POST, :scheme https, :authority, :path, content-type
-    s.sendall(H2_PREFACE + frame(4, 0, 0, b"") + frame(1, 0x4, 1, hdrs) +
-              frame(0, 0, 1, b"x" * 1000))
-
-    def scrape():
-        with urllib.request.urlopen(f"http://127.0.0.1:{mport}/metrics", timeout=5) as r:
-            return r.read().decode()
-    wait_for(lambda: 'peak_h3_body_bytes_total{backend="b1"} 1000' in scrape(), 10,
-             "the body bytes to be hashed")
+    s, scrape = open_endless_upload(b, certs, mport)
     s.sendall(frame(3, 0, 1, struct.pack(">I", 8)) +  # RST_STREAM CANCEL
               frame(7, 0, 0, struct.pack(">II", 0, 0)))  # GOAWAY, NO_ERROR
     wait_for(lambda: 'status="reset"} 1' in scrape(), 10, "the stream to be counted reset")
