@@ -11,8 +11,8 @@ The agent routes its node's endpoints (nodeName node1: not node2's) from the API
 the Service's annotations (its prefix) moves its routes; a Service with invalid annotations
 and a malformed object on the watch are refused with a log line while a later change still
 applies; after a 410 Gone it lists again and changes still arrive. peak dns answers APL and
-AAAA from the API's services, follows an annotation change, leaves out an invalid Service and
-serves a terminating pod no more. On the code before this, both commands refuse --source (a
+AAAA from the API's services (one with its keys from a Secret), follows an annotation change,
+leaves out an invalid Service and serves a terminating pod no more. On the code before this, both commands refuse --source (a
 usage error): every test fails at its start."""
 import ipaddress
 import json
@@ -155,6 +155,53 @@ def test_agent_routes_its_nodes_endpoints_from_the_api(tmp_path, ns):
         api.close()
 
 
+def test_agent_takes_the_controllers_maps_across_cluster_changes(tmp_path, ns):
+    """Both the controller and the agent --source kubernetes: the link still carries the
+    maps. A weight the operator sets on the controller (pod-0 to 0) moves pod-0's routes away
+    (the agent's own plan would keep them), and stays so after a change of the cluster's view
+    that both apply (pod-3 added on node1): the agent's routes are the controller's map."""
+    api = in_netns(ns, kubeapi.Api)
+    procs = []
+    try:
+        api.put("services", service("api", annotations=ANN))
+        api.put("endpointslices", endpointslice(
+            "api-x1", "api", pods((0, "node1"), (1, "node1"), (2, "node2"))))
+        cfg = tmp_path / "peak.yaml"
+        cfg.write_text(BASE)
+        port, ctl = peaktest.free_port(), str(tmp_path / "ctl.sock")
+        clog, alog = tmp_path / "ctl.log", tmp_path / "agent.log"
+        procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", ns, PEAK, "controller", "--config", str(cfg), "--listen",
+             f"[::1]:{port}", "--control", ctl, "--state", "none", "--no-handover",
+             *kube_opts(tmp_path, api)], stdout=open(clog, "w"), stderr=subprocess.STDOUT))
+        assert wait_until(lambda: "agents on" in clog.read_text(), timeout=20), clog.read_text()
+        procs.append(subprocess.Popen(
+            ["ip", "netns", "exec", ns, PEAK, "agent", "--config", str(cfg), "--node",
+             "node1", "--controller", f"[::1]:{port}", "--interval", "100", "--hc-interval",
+             "60000", "--hc-timeout", "60000", "--no-handover", *kube_opts(tmp_path, api)],
+            stdout=subprocess.DEVNULL, stderr=open(alog, "w")))
+        logs = lambda: clog.read_text() + alog.read_text()  # noqa: E731
+        assert wait_until(lambda: routed(ns, "fd00:a::/64", {"fd00:1::a0", "fd00:1::a1"}),
+                          timeout=20), (routes(ns), logs())
+        r = subprocess.run([PEAK, "controller-ctl", "--control", ctl, "weight", SVC, "pod-0",
+                            "0"], capture_output=True, text=True, timeout=20)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert wait_until(lambda: routed(ns, "fd00:a::/64", {"fd00:1::a1"}), timeout=20), \
+            (routes(ns), logs())
+        applied = alog.read_text().count("agent: kubernetes: 1 services applied")
+        api.put("endpointslices", endpointslice(
+            "api-x1", "api", pods((0, "node1"), (1, "node1"), (2, "node2"), (3, "node1"))))
+        assert wait_until(lambda: alog.read_text().count(
+            "agent: kubernetes: 1 services applied") > applied and routed(
+                ns, "fd00:a::/64", {"fd00:1::a1", "fd00:1::a3"}), timeout=20), \
+            (routes(ns), logs())
+        assert all(p.poll() is None for p in procs), logs()
+    finally:
+        for p in reversed(procs):
+            peaktest.stop_process(p)
+        api.close()
+
+
 def aaaa(d, name=SVC):
     r = d.query(name, "AAAA")
     return {str(a) for rr in r.answer for a in rr}
@@ -166,6 +213,13 @@ def test_dns_answers_from_the_apis_services(tmp_path, api):
         **ANN, "peak.dev/rule": "key=00", "peak.dev/name": "bad.svc.example."}))
     api.put("endpointslices", endpointslice(
         "api-x1", "api", pods((0, "node1"), (1, "node2"))))
+    # keys from a Secret: the hop secret written 0600 for peak dns too, never logged
+    hop, key = "00112233445566778899aabbccddeeff", "0f0e0d0c0b0a09080706050403020100"
+    api.secret("demo", "keyed-keys", {"hop-secret": hop + "\n", "key": key})
+    api.put("services", service("keyed", annotations={
+        **ANN, "peak.dev/name": "keyed.svc.example.", "peak.dev/prefixes": "fd00:d::/64",
+        "peak.dev/rule": "select=hop,host=src", "peak.dev/key-secret": "keyed-keys"}))
+    api.put("endpointslices", endpointslice("keyed-x1", "keyed", pods((5, "node1"))))
     d = peaktest.Server(tmp_path, BASE, extra=kube_opts(tmp_path, api))
     try:
         # the API's service answers (the file has none), inside its prefix
@@ -175,7 +229,14 @@ def test_dns_answers_from_the_apis_services(tmp_path, api):
         apl = d.query(SVC, "APL").to_text()
         assert "fd00:a:0:0:0:0:0:0/64" in apl or "fd00:a::/64" in apl, apl
         assert "dns: kubernetes: service demo/bad left out" in d.logtext(), d.logtext()
-        assert "dns: kubernetes: listed 2 services" in d.logtext(), d.logtext()
+        assert "dns: kubernetes: listed 3 services" in d.logtext(), d.logtext()
+        got = aaaa(d, "keyed.svc.example.")
+        assert got and all(ipaddress.ip_address(a) in ipaddress.ip_network("fd00:d::/64")
+                           for a in got), got
+        path = os.path.join(str(tmp_path), "secrets", "demo.keyed-keys.hop")
+        assert open(path).read().strip() == hop
+        assert os.stat(path).st_mode & 0o777 == 0o600
+        assert hop not in d.logtext() and key not in d.logtext()
 
         # an annotation change is followed through the watch
         api.put("services", service("api", annotations={
@@ -196,7 +257,7 @@ def test_dns_answers_from_the_apis_services(tmp_path, api):
         # 410 Gone: listed again; a later change still arrives
         api.expire()
         assert wait_until(lambda: "ERROR 410" in d.logtext() and
-                          d.logtext().count("listed 2 services") >= 2, timeout=20), d.logtext()
+                          d.logtext().count("listed 3 services") >= 2, timeout=20), d.logtext()
         api.delete("services", "demo", "api")
         assert wait_until(lambda: d.query(SVC, "AAAA").rcode() != 0, timeout=20), \
             d.logtext()
