@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "../filter/loader.h"
+#include "../k8s/kube.h"
 #include "../sys/log.h"
 #include "../sys/notify.h"
 
@@ -57,16 +58,23 @@ int agent_config_check(const struct peak_config *cfg, const char *path, const ch
 	return 0;
 }
 
-/* Loads and checks the file (agent_config_check). Returns 0, or -1 (logged). */
-static int load(const struct agent_opts *o, struct peak_config **cfg)
+_Static_assert(AGENT_PF_FIXED == 3 + KUBE_POLLFDS, "a->pf's fixed entries");
+
+/* Loads and checks the file (agent_config_check), or with --source kubernetes the file's
+ * zone and nodes with the cluster's current services (kube_config). Returns 0, or -1
+ * (logged). */
+static int load(const struct agent *a, struct peak_config **cfg)
 {
+	const struct agent_opts *o = a->o;
 	char err[CFG_ERRLEN + 256];
 	*cfg = NULL;
-	if (config_load(o->config, cfg, err, sizeof(err))) {
+	if (a->kube ? kube_config(a->kube, o->config, cfg, err, sizeof(err))
+	            : config_load(o->config, cfg, err, sizeof(err))) {
 		log_msg(LOG_ERR, "agent: %s", err);
 		return -1;
 	}
-	if (agent_config_check(*cfg, o->config, o->node, err, sizeof(err))) {
+	if (agent_config_check(*cfg, a->kube ? "kubernetes" : o->config, o->node, err,
+	                       sizeof(err))) {
 		log_msg(LOG_ERR, "agent: %s", err);
 		config_free(*cfg);
 		*cfg = NULL;
@@ -76,7 +84,7 @@ static int load(const struct agent_opts *o, struct peak_config **cfg)
 	for (unsigned i = 0; i < (*cfg)->nsvc; i++)
 		for (unsigned e = 0; e < (*cfg)->svc[i].nep; e++)
 			any |= !strcmp((*cfg)->svc[i].ep[e].node, o->node);
-	if (!any)
+	if (!any && !a->kube) /* (in a cluster, a node may have none of its pods yet) */
 		log_msg(LOG_WARNING, "agent: no endpoint of %s is on node '%s'", o->config,
 		        o->node);
 	return 0;
@@ -136,7 +144,7 @@ static int reload(struct agent *a)
 {
 	struct peak_config *n = NULL, *old = a->cfg;
 	struct svc_map *maps = NULL, *old_maps = a->maps;
-	if (load(a->o, &n))
+	if (load(a, &n))
 		goto refused;
 	if (!(maps = calloc(n->nsvc ? n->nsvc : 1, sizeof(*maps))))
 		goto refused;
@@ -155,6 +163,58 @@ refused:
 	config_free(n);
 	log_msg(LOG_ERR, "agent: reload refused, keeping the previous state");
 	return -1;
+}
+
+/* Where the services come from, for the log and the service manager. */
+static const char *source_name(const struct agent *a)
+{
+	return a->kube ? "kubernetes" : a->o->config;
+}
+
+/* Starts over from the configuration read again (SIGHUP) or from the cluster's new view
+ * (--source kubernetes): reload, then the controller's and the store's maps asked for
+ * again, the new endpoints' checks started. Returns 0 or -1 (refused, logged). */
+static int restart(struct agent *a, uint64_t *next_hc)
+{
+	const struct agent_opts *o = a->o;
+	notify_reloading();
+	if (reload(a)) {
+		notify_ready("node %s: reload refused, serving %s as before", o->node,
+		             source_name(a));
+		return -1;
+	}
+	if (a->ctl >= 0) /* the controller sends the maps again after a hello */
+		ctl_drop(a, 0);
+	agent_store_reset(a); /* the stored maps again, for the new file's services */
+	*next_hc = 0;         /* the new endpoints' checks start now */
+	a->dirty = true;
+	filter_sync(a);
+	if (a->kube)
+		log_msg(LOG_INFO, "agent: kubernetes: %u services applied", a->cfg->nsvc);
+	else
+		log_msg(LOG_INFO, "agent: reloaded %s", o->config);
+	notify_ready("node %s: %u services from %s", o->node, a->cfg->nsvc, source_name(a));
+	return 0;
+}
+
+/* --source kubernetes: opens the client and waits up to KUBE_SYNC_MS for the first lists,
+ * so the agent starts with the cluster's services (an API that does not answer yet leaves
+ * it with none: they come when it does). Returns 0, or -1 (bad options, logged). */
+static int kube_start(struct agent *a)
+{
+	enum { KUBE_SYNC_MS = 10000 };
+	char err[512];
+	kube_log_as("agent");
+	if (!(a->kube = kube_open(a->o->kube, err, sizeof(err)))) {
+		log_msg(LOG_ERR, "agent: %s", err);
+		return -1;
+	}
+	if (!kube_wait_synced(a->kube, KUBE_SYNC_MS))
+		log_msg(LOG_WARNING,
+		        "agent: kubernetes: the API did not answer in %d s: starting with no "
+		        "services",
+		        KUBE_SYNC_MS / 1000);
+	return 0;
 }
 
 int agent_run(const struct agent_opts *o)
@@ -187,7 +247,11 @@ int agent_run(const struct agent_opts *o)
 		        "(a controller with --key-file refuses it; one without trusts any peer)",
 		        o->controller);
 	}
-	if (load(o, &a.cfg)) {
+	if (o->kube && kube_start(&a)) {
+		ret = AGENT_EXIT_CONFIG;
+		goto out;
+	}
+	if (load(&a, &a.cfg)) {
 		ret = AGENT_EXIT_CONFIG;
 		goto out;
 	}
@@ -207,7 +271,7 @@ int agent_run(const struct agent_opts *o)
 		goto out;
 	if (o->etcd && !(a.store = agent_store_open(&a)))
 		goto out;
-	notify_ready("node %s: %u services from %s", o->node, a.cfg->nsvc, o->config);
+	notify_ready("node %s: %u services from %s", o->node, a.cfg->nsvc, source_name(&a));
 	uint64_t next_sync = peak_mono_ms() + o->interval_ms, next_hc = peak_mono_ms();
 	for (bool run = true; run;) {
 		uint64_t now = peak_mono_ms();
@@ -241,12 +305,19 @@ int agent_run(const struct agent_opts *o)
 		pf[0] = (struct pollfd){.fd = sfd, .events = POLLIN};
 		pf[1] = (struct pollfd){.fd = a.ctl, .events = POLLIN};
 		pf[2] = (struct pollfd){.fd = agent_store_fd(&a), .events = POLLIN};
+		pf[3] = pf[4] = (struct pollfd){.fd = -1};
+		if (a.kube) /* a watch's event wakes the loop */
+			kube_pollfds(a.kube, pf + 3);
 		for (unsigned i = 0; i < a.nhc; i++)
 			pf[AGENT_PF_FIXED + i] =
 			    (struct pollfd){.fd = a.hc[i].pidfd, .events = POLLIN};
 		hc_pollfds(&a, pf + AGENT_PF_FIXED + a.nhc);
 		int k = poll(pf, AGENT_PF_FIXED + (1 + HC_PROBES) * a.nhc,
 		             until > now ? (int)(until - now) : 0);
+		if (a.kube && kube_poll(a.kube) == 1) {
+			restart(&a, &next_hc);
+			continue; /* (it may have replaced a.pf: the fds are polled again) */
+		}
 		if (k <= 0)
 			continue;
 		hc_polled(&a, pf + AGENT_PF_FIXED + a.nhc); /* answers count at once */
@@ -269,22 +340,10 @@ int agent_run(const struct agent_opts *o)
 				run = false;
 				continue;
 			}
-			notify_reloading();
-			if (reload(&a)) {
-				notify_ready("node %s: reload refused, serving %s as before",
-				             o->node, o->config);
-				continue;
-			}
-			if (a.ctl >= 0) /* the controller sends the maps again after a hello */
-				ctl_drop(&a, 0);
-			agent_store_reset(
-			    &a);     /* the stored maps again, for the new file's services */
-			next_hc = 0; /* the new endpoints' checks start now */
-			a.dirty = true;
-			filter_sync(&a);
-			log_msg(LOG_INFO, "agent: reloaded %s", o->config);
-			notify_ready("node %s: %u services from %s", o->node, a.cfg->nsvc,
-			             o->config);
+			if (a.kube)
+				kube_touch(a.kube); /* the cluster's view applied again */
+			else
+				restart(&a, &next_hc);
 		}
 	}
 	ret = AGENT_EXIT_OK;
@@ -300,6 +359,7 @@ out:
 	watch_stop_all(&a);
 	ho_fini(&a); /* forwarding ends with the agent (routes stay, as they are) */
 	agent_store_free(a.store);
+	kube_free(a.kube);
 	ctl_drop(&a, 0);
 	if (sfd >= 0)
 		close(sfd);

@@ -7,6 +7,8 @@
 #include "../sys/route.h"
 #include "peak/config.h"
 
+struct kube_opts;
+
 struct agent_opts {
 	const char *config;
 	const char *node;
@@ -28,6 +30,9 @@ struct agent_opts {
 	                            * controller link's local address) */
 	const char *etcd;          /* --store etcd: etcd's client URLs, or NULL (storewatch.c) */
 	const char *etcd_prefix;   /* the controllers' --etcd-prefix (NULL: "/peak/") */
+	/* --source kubernetes: services and endpoints from the API (kube.h), the file giving
+	 * the zone and nodes; NULL: all from the file */
+	const struct kube_opts *kube;
 };
 
 enum {

@@ -164,10 +164,12 @@ struct agent {
 	uint64_t refusals;           /* lines and maps refused so far (ctl_refuse and the like) */
 	bool from_store;           /* the lines handled are a stored record's (ctl_record_apply) */
 	struct agent_store *store; /* --store etcd (storewatch.c), or NULL */
+	struct kube *kube;         /* --source kubernetes: the services' source (kube.h), or NULL */
 };
 
-/* a->pf: signals, the controller link, the etcd watch, then per hc its pidfd and its checks */
-enum { AGENT_PF_FIXED = 3 };
+/* a->pf: signals, the controller link, the etcd watch, the Kubernetes watches (KUBE_POLLFDS),
+ * then per hc its pidfd and its checks */
+enum { AGENT_PF_FIXED = 5 };
 
 static inline double ms_since(const struct timespec *t0)
 {

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "../agent/agent.h"
+#include "../k8s/kube.h"
 #include "../sys/log.h"
 #include "../sys/net.h"
 #include "cli.h"
@@ -20,6 +21,8 @@ static const char agent_help[] =
     "                  [--metrics ADDR:PORT] [--filter-object PATH] [--quiet]\n"
     "                  [--handover-dev DEV] [--no-handover]\n"
     "                  [--store etcd --etcd URL [--etcd-prefix PREFIX]]\n"
+    "                  [--source kubernetes [--kube-api URL] [--kube-token-file FILE]\n"
+    "                  [--kube-ca FILE] [--kube-secret-dir DIR]]\n"
     "       peak agent --check --config FILE --node NAME [--key-file FILE]\n"
     "\n"
     "Programs this node (run it in the node's network namespace). For each endpoint whose\n"
@@ -79,6 +82,20 @@ static const char agent_help[] =
     "                     up its maps win; what etcd brings then waits until it is down\n"
     "  --etcd URL         etcd's client URL(s), http://ADDR:PORT[,...]\n"
     "  --etcd-prefix P    the controllers' --etcd-prefix (default /peak/)\n"
+    "  --source file|kubernetes\n"
+    "                     where services and endpoints come from: the config (default),\n"
+    "                     or the Kubernetes API as for peak controller --source\n"
+    "                     kubernetes: Services annotated peak.dev/prefixes and their\n"
+    "                     EndpointSlices (this node's: nodeName NAME), listed then\n"
+    "                     watched, each change applied as a reload; the config then\n"
+    "                     gives the zone and nodes (README 'Kubernetes')\n"
+    "  --kube-api URL     the API server (default: in-cluster, https://\n"
+    "                     $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)\n"
+    "  --kube-token-file FILE  the bearer token, re-read when it changes or on a 401\n"
+    "                     (default the service account's)\n"
+    "  --kube-ca FILE     the API's CA (default the service account's ca.crt)\n"
+    "  --kube-secret-dir DIR  where hop secrets read from Secrets are written (mode\n"
+    "                     0600; default /run/peak/kube)\n"
     "  --quiet            log only warnings and errors\n"
     "  --check            load and check the configuration for this node (and the key\n"
     "                     file), print 'ok' and exit 0, or print FILE:LINE: what is wrong\n"
@@ -126,6 +143,11 @@ int cmd_agent(int argc, char **argv)
 	    {"store", required_argument, 0, 'S'},
 	    {"etcd", required_argument, 0, 'E'},
 	    {"etcd-prefix", required_argument, 0, 'G'},
+	    {"source", required_argument, 0, 'O'},
+	    {"kube-api", required_argument, 0, 'A'},
+	    {"kube-token-file", required_argument, 0, 'Y'},
+	    {"kube-ca", required_argument, 0, 'Z'},
+	    {"kube-secret-dir", required_argument, 0, 'J'},
 	    {0, 0, 0, 0},
 	};
 	struct agent_opts o = {.table = RT_TABLE_PEAK_MAIN,
@@ -138,7 +160,8 @@ int cmd_agent(int argc, char **argv)
 	                       .hc_request = HC_HTTP_REQUEST};
 	struct bird_opts bird = {0};
 	const char *bird_path = NULL;
-	bool check = false, store = false;
+	bool check = false, store = false, kube = false, kube_opt = false;
+	static struct kube_opts ko; /* (o.kube points at it) */
 	char ctls[AGENT_CTLS_MAX * AGENT_CTL_ADDR_MAX] = "";
 	int c;
 	opterr = 0;
@@ -246,6 +269,28 @@ int cmd_agent(int argc, char **argv)
 		case 'G':
 			o.etcd_prefix = optarg;
 			break;
+		case 'O':
+			if (strcmp(optarg, "file") && strcmp(optarg, "kubernetes"))
+				cli_usage_error("agent", "--source: '%s' is not file or kubernetes",
+				                optarg);
+			kube = !strcmp(optarg, "kubernetes");
+			break;
+		case 'A':
+			ko.api = optarg;
+			kube_opt = true;
+			break;
+		case 'Y':
+			ko.token_file = optarg;
+			kube_opt = true;
+			break;
+		case 'Z':
+			ko.ca_file = optarg;
+			kube_opt = true;
+			break;
+		case 'J':
+			ko.secret_dir = optarg;
+			kube_opt = true;
+			break;
 		case 'h':
 			fputs(agent_help, stdout);
 			return 0;
@@ -304,6 +349,16 @@ int cmd_agent(int argc, char **argv)
 		                o.etcd_prefix);
 	if (o.etcd && o.once)
 		cli_usage_error("agent", "--store etcd follows the store: not with --once");
+	if (kube_opt && !kube)
+		cli_usage_error("agent", "the --kube-* options go with --source kubernetes");
+	if (kube) { /* the options and the environment, before anything starts */
+		char err[512];
+		struct kube *k = kube_open(&ko, err, sizeof(err));
+		if (!k)
+			cli_usage_error("agent", "%s", err);
+		kube_free(k);
+		o.kube = &ko;
+	}
 	if (o.key_file && !o.controller && !check)
 		cli_usage_error("agent", "--key-file is the key of the link to --controller");
 	if (check) {

@@ -22,7 +22,9 @@ static const char dns_help[] =
     "                [--tcp-idle SECONDS] [--tcp-max N] [--store etcd --etcd URL\n"
     "                [--etcd-prefix PREFIX]] [--store kubernetes [--kube-api URL]\n"
     "                [--kube-token-file FILE] [--kube-ca FILE] [--kube-namespace NS]\n"
-    "                [--kube-lease NAME]] [--check] [--quiet]\n"
+    "                [--kube-lease NAME]] [--source kubernetes [--kube-api URL]\n"
+    "                [--kube-token-file FILE] [--kube-ca FILE] [--kube-secret-dir DIR]]\n"
+    "                [--check] [--quiet]\n"
     "\n"
     "Serves the zone and services of the configuration as an authoritative server: SOA and\n"
     "NS at the apex, APL and steered AAAA at each service, the descriptor as TXT at\n"
@@ -50,10 +52,18 @@ static const char dns_help[] =
     "  --etcd-prefix PREFIX the controllers' --etcd-prefix (default /peak/)\n"
     "  --store kubernetes   the same from the ConfigMap the leading peak controller\n"
     "                       --store kubernetes writes (listed, then watched)\n"
+    "  --source file|kubernetes  where services and endpoints come from: the config\n"
+    "                       (default), or the Kubernetes API as for peak controller\n"
+    "                       --source kubernetes: Services annotated peak.dev/prefixes\n"
+    "                       and their EndpointSlices, listed then watched, each change\n"
+    "                       applied as a reload (SIGHUP applies the file's zone again);\n"
+    "                       the config then gives the zone (README 'Kubernetes')\n"
     "  --kube-api URL       the API server (default: in-cluster, https://\n"
     "                       $KUBERNETES_SERVICE_HOST:$KUBERNETES_SERVICE_PORT)\n"
     "  --kube-token-file FILE  the bearer token (default the service account's)\n"
     "  --kube-ca FILE       the API's CA (default the service account's ca.crt)\n"
+    "  --kube-secret-dir DIR  --source kubernetes: where hop secrets read from Secrets\n"
+    "                       are written (mode 0600; default /run/peak/kube)\n"
     "  --kube-namespace NS  the ConfigMap's namespace (default the service account's)\n"
     "  --kube-lease NAME    the controllers' --kube-lease: the ConfigMap's name\n"
     "                       (default peak-controller)\n"
@@ -98,6 +108,8 @@ int cmd_dns(int argc, char **argv)
 	    {"kube-ca", required_argument, 0, 'R'},
 	    {"kube-namespace", required_argument, 0, 'P'},
 	    {"kube-lease", required_argument, 0, 'L'},
+	    {"kube-secret-dir", required_argument, 0, 'D'},
+	    {"source", required_argument, 0, 'o'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
@@ -107,7 +119,7 @@ int cmd_dns(int argc, char **argv)
 	bool check = false;
 	const char *store = NULL;
 	static struct kube_opts ko; /* (o.kube points at it) */
-	bool kube_opt = false;
+	bool kube_opt = false, source = false, cm_opt = false;
 	long cores = sysconf(_SC_NPROCESSORS_ONLN);
 	int c;
 
@@ -194,11 +206,20 @@ int cmd_dns(int argc, char **argv)
 			break;
 		case 'P':
 			o.kube_namespace = optarg;
-			kube_opt = true;
+			cm_opt = true;
 			break;
 		case 'L':
 			o.kube_cm = optarg;
-			kube_opt = true;
+			cm_opt = true;
+			break;
+		case 'D':
+			ko.secret_dir = optarg;
+			break;
+		case 'o':
+			if (strcmp(optarg, "file") && strcmp(optarg, "kubernetes"))
+				cli_usage_error("dns", "--source: '%s' is not file or kubernetes",
+				                optarg);
+			source = !strcmp(optarg, "kubernetes");
 			break;
 		case 'e':
 			o.etcd = optarg;
@@ -227,10 +248,24 @@ int cmd_dns(int argc, char **argv)
 	if ((store && !kube) != !!o.etcd || (o.etcd_prefix && !o.etcd))
 		cli_usage_error("dns",
 		                "--store etcd and --etcd URL go together (--etcd-prefix too)");
-	if (kube_opt && !kube)
-		cli_usage_error("dns", "the --kube-* options go with --store kubernetes");
+	if ((kube_opt && !kube && !source) || (cm_opt && !kube))
+		cli_usage_error("dns", "the --kube-* options go with --store kubernetes or "
+		                       "--source kubernetes (--kube-namespace and --kube-lease "
+		                       "with --store kubernetes)");
+	if (ko.secret_dir && !source)
+		cli_usage_error("dns", "--kube-secret-dir goes with --source kubernetes");
+	if (kube || source)
+		kube_log_as("dns"); /* (its client's log lines say whose they are) */
 	if (kube)
 		o.kube = &ko;
+	if (source) { /* the options and the environment, before anything starts */
+		char err[512];
+		struct kube *k = kube_open(&ko, err, sizeof(err));
+		if (!k)
+			cli_usage_error("dns", "%s", err);
+		kube_free(k);
+		o.source_kube = &ko;
+	}
 	if (store) { /* the URLs, the prefix, the names, before anything starts */
 		char err[256];
 		struct dns_follow *f =

@@ -965,14 +965,9 @@ static struct kube *kube_from_opts(const struct controller_opts *o, char *err, s
 static void kube_start(struct ctl *c)
 {
 	enum { KUBE_SYNC_MS = 10000 };
-	uint64_t end = ctlr_now_ms() + KUBE_SYNC_MS;
 	struct peak_config *cfg = NULL;
 	char err[CFG_ERRLEN];
-	while (!kube_synced(c->kube) && ctlr_now_ms() < end) {
-		kube_poll(c->kube);
-		poll(NULL, 0, 20);
-	}
-	if (!kube_synced(c->kube))
+	if (!kube_wait_synced(c->kube, KUBE_SYNC_MS))
 		log_msg(LOG_WARNING,
 		        "controller: kubernetes: the API did not answer in %d s: "
 		        "starting with no services",

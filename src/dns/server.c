@@ -21,6 +21,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "../k8s/kube.h"
 #include "../sys/log.h"
 #include "../sys/metrics.h"
 #include "../sys/net.h"
@@ -59,6 +60,7 @@ struct server {
 	_Atomic uint64_t reloads_ok, reloads_failed;
 	uint64_t tcp_closed[TC_N]; /* written by the TCP thread (atomic builtins) */
 	struct tcp_ctx *tcp;
+	struct kube *kube; /* --source kubernetes: the services' source, or NULL */
 };
 
 static struct dns_state *state_acquire(struct server *s, unsigned reader)
@@ -639,6 +641,8 @@ static void metrics_render(struct mbuf *bp, void *arg)
 
 /* ---- configuration, reloads and the control socket (the main thread) ---- */
 
+enum { KUBE_TICK_MS = 250 }; /* --source kubernetes: retries and backoffs are driven so often */
+
 static int read_file(const char *path, uint8_t **out, size_t *len, char *err, size_t errlen)
 {
 	int r = peak_read_file(path, CFG_MAX_FILE_BYTES, out, len);
@@ -651,18 +655,30 @@ static int read_file(const char *path, uint8_t **out, size_t *len, char *err, si
 
 /* Builds and publishes a state from configuration bytes, which it frees on success (the
  * caller keeps them on failure). Returns 0 or -1 with the reason in err. */
+static int publish_config(struct server *s, struct peak_config *cfg, char *err, size_t errlen);
+
 static int rebuild(struct server *s, uint8_t *bytes, size_t len, char *err, size_t errlen)
 {
 	struct peak_config *cfg;
 	if (config_parse(s->o->config, bytes, len, &cfg, err, errlen))
 		return -1;
-	pthread_mutex_lock(&s->dyn_lock);
-	struct dns_state *st = dns_state_build(cfg, &s->dyn, err, errlen);
-	pthread_mutex_unlock(&s->dyn_lock);
-	if (!st) {
+	if (publish_config(s, cfg, err, errlen)) {
 		config_free(cfg);
 		return -1;
 	}
+	free(bytes); /* the parsed configuration is what later changes start from */
+	return 0;
+}
+
+/* Builds and publishes a state from cfg, which the state takes over on success (the
+ * caller keeps it on failure). Returns 0 or -1 with the reason in err. */
+static int publish_config(struct server *s, struct peak_config *cfg, char *err, size_t errlen)
+{
+	pthread_mutex_lock(&s->dyn_lock);
+	struct dns_state *st = dns_state_build(cfg, &s->dyn, err, errlen);
+	pthread_mutex_unlock(&s->dyn_lock);
+	if (!st)
+		return -1;
 	for (unsigned i = 0; i < cfg->nsvc; i++) {
 		char name[DNS_NAME_STRLEN];
 		unsigned pow = cfg->svc[i].space.d.pow;
@@ -675,7 +691,6 @@ static int rebuild(struct server *s, uint8_t *bytes, size_t len, char *err, size
 		        name, pow, pow, DNSD_POW_MAX_TRIES_LOG2);
 	}
 	state_publish(s, st);
-	free(bytes); /* the parsed configuration is what later changes start from */
 	return 0;
 }
 
@@ -693,11 +708,66 @@ static int update(struct server *s, char *err, size_t errlen)
 	return 0;
 }
 
+static int update(struct server *s, char *err, size_t errlen);
+
+/* --source kubernetes: publishes the cluster's current view (kube_config: the file's zone
+ * with the API's services); its endpoints that drain (terminating, still serving) are
+ * marked down, those that stopped draining up. Returns 0 or -1 with the reason in err (the
+ * state in force stays). */
+static int kube_rebuild(struct server *s, char *err, size_t errlen)
+{
+	struct peak_config *cfg = NULL;
+	if (kube_config(s->kube, s->o->config, &cfg, err, errlen))
+		return -1;
+	if (publish_config(s, cfg, err, errlen)) {
+		config_free(cfg);
+		return -1;
+	}
+	bool changed = false; /* cfg is the state's now, unchanged while this thread runs */
+	pthread_mutex_lock(&s->dyn_lock);
+	for (unsigned i = 0; i < cfg->nsvc; i++) {
+		char name[DNS_NAME_STRLEN];
+		dns_name_print(&cfg->svc[i].name, name, sizeof(name));
+		for (unsigned e = 0; e < cfg->svc[i].nep; e++) {
+			const char *id = cfg->svc[i].ep[e].id;
+			bool now = kube_draining(s->kube, name, id, false);
+			if (now == kube_draining(s->kube, name, id, true) && !now)
+				continue;
+			changed |= !dnsd_dyn_set(&s->dyn, &cfg->svc[i].name, id, !now, -1);
+		}
+	}
+	pthread_mutex_unlock(&s->dyn_lock);
+	return changed ? update(s, err, errlen) : 0;
+}
+
+/* --source kubernetes: applies the cluster's new view, counted and logged as a reload. */
+static void kube_apply(struct server *s, char *reply, size_t cap)
+{
+	char err[CFG_ERRLEN];
+	if (kube_rebuild(s, err, sizeof(err))) {
+		atomic_fetch_add(&s->reloads_failed, 1);
+		log_msg(LOG_ERR,
+		        "dns: kubernetes: the cluster's view not applied, still serving "
+		        "the previous state: %s",
+		        err);
+		snprintf(reply, cap, "error: %s\n", err);
+		return;
+	}
+	atomic_fetch_add(&s->reloads_ok, 1);
+	log_msg(LOG_INFO, "dns: kubernetes: %u services applied",
+	        atomic_load(&s->state)->cfg->nsvc);
+	snprintf(reply, cap, "ok\n");
+}
+
 static void reload(struct server *s, char *reply, size_t cap)
 {
 	char err[CFG_ERRLEN];
 	uint8_t *bytes;
 	size_t len;
+	if (s->kube) { /* the file's zone again, with the cluster's services */
+		kube_apply(s, reply, cap);
+		return;
+	}
 	if (read_file(s->o->config, &bytes, &len, err, sizeof(err)) ||
 	    (rebuild(s, bytes, len, err, sizeof(err)) && (free(bytes), 1))) {
 		atomic_fetch_add(&s->reloads_failed, 1);
@@ -1229,8 +1299,22 @@ int dnsd_run(const struct dnsd_opts *o)
 		log_msg(LOG_ERR, "dns: eventfd: %s", strerror(errno));
 		goto out;
 	}
-	if (read_file(o->config, &bytes, &len, err, sizeof(err)) ||
-	    rebuild(s, bytes, len, err, sizeof(err))) {
+	if (o->source_kube) { /* the first lists (up to 10 s), then the cluster's view */
+		if (!(s->kube = kube_open(o->source_kube, err, sizeof(err)))) {
+			log_msg(LOG_ERR, "dns: %s", err);
+			ret = 2; /* bad input: the options */
+			goto out;
+		}
+		if (!kube_wait_synced(s->kube, 10000))
+			log_msg(LOG_WARNING, "dns: kubernetes: the API did not answer in 10 s: "
+			                     "starting with no services");
+		if (kube_rebuild(s, err, sizeof(err))) {
+			log_msg(LOG_ERR, "dns: %s", err);
+			ret = 2; /* bad input: the configuration */
+			goto out;
+		}
+	} else if (read_file(o->config, &bytes, &len, err, sizeof(err)) ||
+	           rebuild(s, bytes, len, err, sizeof(err))) {
 		free(bytes);
 		log_msg(LOG_ERR, "dns: %s", err);
 		ret = 2; /* bad input: the configuration */
@@ -1301,7 +1385,7 @@ int dnsd_run(const struct dnsd_opts *o)
 	notify_ready("serving %s on %u addresses", o->config, o->nlisten);
 	ret = 0;
 	for (bool run = true; run;) {
-		struct pollfd pf[3 + CTL_MAX_CLIENTS];
+		struct pollfd pf[3 + CTL_MAX_CLIENTS + KUBE_POLLFDS];
 		struct ctl_client *who[CTL_MAX_CLIENTS];
 		nfds_t n = 0;
 		uint64_t now = peak_mono_ms(), next = UINT64_MAX;
@@ -1332,6 +1416,11 @@ int dnsd_run(const struct dnsd_opts *o)
 		int wfd = fol ? dns_follow_fd(fol) : -1;
 		if (wfd != -1)
 			pf[n++] = (struct pollfd){.fd = wfd, .events = POLLIN};
+		if (s->kube) { /* a watch's event wakes the loop; a retry waits for a tick */
+			kube_pollfds(s->kube, pf + n);
+			n += KUBE_POLLFDS;
+			next = now + KUBE_TICK_MS < next ? now + KUBE_TICK_MS : next;
+		}
 		int wait = next == UINT64_MAX ? -1 : (int)(next - now);
 		if (poll(pf, n, wait) == -1 && errno != EINTR) {
 			log_msg(LOG_ERR, "dns: poll: %s", strerror(errno));
@@ -1341,6 +1430,10 @@ int dnsd_run(const struct dnsd_opts *o)
 		now = peak_mono_ms();
 		if (wfd != -1 && pf[nctl].revents)
 			fol_next = 0; /* the watch has news: read it now, not at the next tick */
+		if (s->kube && kube_poll(s->kube) == 1) {
+			char reply[CFG_ERRLEN + 16];
+			kube_apply(s, reply, sizeof(reply));
+		}
 		for (nfds_t i = first; i < nctl; i++)
 			if (pf[i].revents)
 				control_step(s, who[i - first]);
@@ -1387,6 +1480,7 @@ out:
 	dnsd_ctx_fini(&tc.cx);
 	control_close(&ctl);
 	dns_follow_free(fol);
+	kube_free(s->kube);
 	if (sfd >= 0)
 		close(sfd);
 	dns_state_free(atomic_load(&s->state));

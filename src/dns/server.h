@@ -25,6 +25,8 @@ struct dnsd_opts {
 	const struct kube_opts *kube; /* --store kubernetes: follow the ConfigMap (follow.h) */
 	const char *kube_namespace;   /* its namespace (NULL: the service account's) */
 	const char *kube_cm;          /* its name (NULL: peak-controller) */
+	const struct kube_opts *source_kube; /* --source kubernetes: services from the API
+	                                      * (kube.h), the file giving the zone, or NULL */
 };
 
 /* Loads the configuration, binds, serves until SIGINT or SIGTERM. Returns 0 on a clean

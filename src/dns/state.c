@@ -1216,6 +1216,7 @@ struct dns_state *dns_state_build(struct peak_config *cfg, struct dnsd_dyn *dyn,
 	r = -ENOMEM;
 	if (!pair)
 		goto fail;
+	r = 0; /* (a zone with no services: the loop leaves it so) */
 	for (unsigned i = 0; i < cfg->nsvc; i++) {
 		struct dns_name ssa;
 		dns_name_parse("_ssa", &ssa);

@@ -15,6 +15,13 @@
 #include "../sys/log.h"
 #include "peak/util.h"
 
+const char *kube_who = "controller";
+
+void kube_log_as(const char *who)
+{
+	kube_who = who;
+}
+
 /* ---- the watch stream's lines ---- */
 
 void kube_lines_fini(struct kube_lines *l)
@@ -124,8 +131,7 @@ enum kube_ev kube_event_apply(json_t *objs, const char *what, char rv[static KUB
 	enum kube_ev ret = KUBE_EV_BAD;
 	if (!json_is_object(ev) || !type || !json_is_object(obj)) {
 		etcd_printable(buf, sizeof(buf), line, len);
-		log_msg(LOG_WARNING, "controller: kubernetes: %s watch: not an event: '%s'", what,
-		        buf);
+		KLOG(LOG_WARNING, "%s watch: not an event: '%s'", what, buf);
 		goto out;
 	}
 	if (!strcmp(type, "BOOKMARK")) {
@@ -137,25 +143,22 @@ enum kube_ev kube_event_apply(json_t *objs, const char *what, char rv[static KUB
 		json_int_t code = json_integer_value(json_object_get(obj, "code"));
 		const char *msg = json_string_value(json_object_get(obj, "message"));
 		etcd_printable(buf, sizeof(buf), msg ? msg : "?", msg ? strlen(msg) : 1);
-		log_msg(LOG_INFO,
-		        "controller: kubernetes: %s watch: ERROR %lld (%s): listing again", what,
-		        (long long)code, buf);
+		KLOG(LOG_INFO, "%s watch: ERROR %lld (%s): listing again", what, (long long)code,
+		     buf);
 		ret = KUBE_EV_RELIST;
 		goto out;
 	}
 	bool del = !strcmp(type, "DELETED");
 	if (!del && strcmp(type, "ADDED") && strcmp(type, "MODIFIED")) {
 		etcd_printable(buf, sizeof(buf), type, strlen(type));
-		log_msg(LOG_WARNING, "controller: kubernetes: %s watch: unknown event type '%s'",
-		        what, buf);
+		KLOG(LOG_WARNING, "%s watch: unknown event type '%s'", what, buf);
 		goto out;
 	}
 	if (!kube_obj_key(obj, key, sizeof(key), &why)) {
 		json_t *md = json_object_get(obj, "metadata");
 		const char *n = json_string_value(json_object_get(md, "name"));
 		etcd_printable(buf, sizeof(buf), n ? n : "?", n ? strlen(n) : 1);
-		log_msg(LOG_WARNING, "controller: kubernetes: %s %s '%s' refused: %s", type, what,
-		        buf, why);
+		KLOG(LOG_WARNING, "%s %s '%s' refused: %s", type, what, buf, why);
 		goto out;
 	}
 	rv_set(rv, obj);
@@ -251,8 +254,7 @@ static int token_load(struct kube *k, bool force)
 		return 0;
 	if (stat(k->token_file, &st) == -1) {
 		int err = -errno;
-		log_msg(LOG_WARNING, "controller: kubernetes: token %s: %s", k->token_file,
-		        strerror(-err));
+		KLOG(LOG_WARNING, "token %s: %s", k->token_file, strerror(-err));
 		return err;
 	}
 	if (!force && k->token_read && st.st_mtim.tv_sec == k->token_mtime.tv_sec &&
@@ -268,13 +270,12 @@ static int token_load(struct kube *k, bool force)
 	k->token[n] = 0;
 	for (size_t i = 0; i < n; i++)
 		if ((unsigned char)k->token[i] <= 0x20 || (unsigned char)k->token[i] >= 0x7f) {
-			log_msg(LOG_WARNING, "controller: kubernetes: token %s: not a bearer token",
-			        k->token_file);
+			KLOG(LOG_WARNING, "token %s: not a bearer token", k->token_file);
 			k->token[0] = 0;
 			break;
 		}
 	if (k->token_read)
-		log_msg(LOG_INFO, "controller: kubernetes: token %s read again", k->token_file);
+		KLOG(LOG_INFO, "token %s read again", k->token_file);
 	k->token_mtime = st.st_mtim;
 	k->token_size = st.st_size;
 	k->token_read = true;
@@ -352,17 +353,17 @@ long kube_call(struct kube *k, const char *method, const char *path, json_t *bod
 		CURLcode cc = curl_easy_perform(k->curl);
 		curl_slist_free_all(hdr);
 		if (cc != CURLE_OK) {
-			log_msg(LOG_WARNING, "controller: kubernetes: %s %s: %s", method, path,
-			        b.big ? "reply too large" : curl_easy_strerror(cc));
+			KLOG(LOG_WARNING, "%s %s: %s", method, path,
+			     b.big ? "reply too large" : curl_easy_strerror(cc));
 			code = b.big ? -E2BIG : -EIO;
 			break;
 		}
 		curl_easy_getinfo(k->curl, CURLINFO_RESPONSE_CODE, &code);
 		if (code == 401 && !attempt) {
-			log_msg(LOG_INFO,
-			        "controller: kubernetes: %s %s: 401: reading the token "
-			        "again",
-			        method, path);
+			KLOG(LOG_INFO,
+			     "%s %s: 401: reading the token "
+			     "again",
+			     method, path);
 			continue;
 		}
 		if (code >= 200 && code < 300) {
@@ -371,9 +372,7 @@ long kube_call(struct kube *k, const char *method, const char *path, json_t *bod
 			if (!json_is_object(*out)) {
 				json_decref(*out);
 				*out = NULL;
-				log_msg(LOG_WARNING,
-				        "controller: kubernetes: %s %s: not a JSON object", method,
-				        path);
+				KLOG(LOG_WARNING, "%s %s: not a JSON object", method, path);
 				code = -EBADMSG;
 			}
 		}
@@ -431,24 +430,21 @@ static int list(struct res *r)
 		long code = get_json(k, path, &l);
 		if (code != 200) {
 			if (code > 0)
-				log_msg(LOG_WARNING, "controller: kubernetes: list %s: HTTP %ld",
-				        r->what, code);
+				KLOG(LOG_WARNING, "list %s: HTTP %ld", r->what, code);
 			json_decref(l);
 			goto out;
 		}
 		json_t *items = json_object_get(l, "items"), *it;
 		size_t i;
 		if (!json_is_array(items) && !json_is_null(items) && items) {
-			log_msg(LOG_WARNING, "controller: kubernetes: list %s: no items", r->what);
+			KLOG(LOG_WARNING, "list %s: no items", r->what);
 			json_decref(l);
 			goto out;
 		}
 		json_array_foreach(items, i, it)
 		{
 			if (!kube_obj_key(it, key, sizeof(key), &why)) {
-				log_msg(LOG_WARNING,
-				        "controller: kubernetes: list %s: item %zu refused: %s",
-				        r->what, i, why);
+				KLOG(LOG_WARNING, "list %s: item %zu refused: %s", r->what, i, why);
 				continue;
 			}
 			json_object_set(objs, key, it);
@@ -470,8 +466,8 @@ static int list(struct res *r)
 	r->need_list = false;
 	r->changed = true;
 	r->backoff = 0;
-	log_msg(LOG_INFO, "controller: kubernetes: listed %zu %s at resourceVersion %s",
-	        json_object_size(r->objs), r->what, r->rv);
+	KLOG(LOG_INFO, "listed %zu %s at resourceVersion %s", json_object_size(r->objs), r->what,
+	     r->rv);
 	ret = 0;
 out:
 	json_decref(objs);
@@ -506,10 +502,10 @@ static int on_line(void *arg, const char *line, size_t len)
 {
 	struct res *r = arg;
 	if (!line) {
-		log_msg(LOG_WARNING,
-		        "controller: kubernetes: %s watch: an event of more than %d bytes "
-		        "refused: listing again",
-		        r->what, KUBE_LINE_MAX);
+		KLOG(LOG_WARNING,
+		     "%s watch: an event of more than %d bytes "
+		     "refused: listing again",
+		     r->what, KUBE_LINE_MAX);
 		r->relist = true;
 		return 0;
 	}
@@ -581,8 +577,7 @@ static void watch_done(struct res *r, CURLcode cc)
 		return;
 	}
 	if (code == 401) {
-		log_msg(LOG_INFO, "controller: kubernetes: %s watch: 401: reading the token again",
-		        r->what);
+		KLOG(LOG_INFO, "%s watch: 401: reading the token again", r->what);
 		token_load(r->k, true);
 		if (r->backoff < KUBE_BACKOFF_MIN_MS) { /* once at once, then backing off */
 			r->backoff = KUBE_BACKOFF_MIN_MS / 2;
@@ -590,8 +585,7 @@ static void watch_done(struct res *r, CURLcode cc)
 			return;
 		}
 	} else if (code == 410) {
-		log_msg(LOG_INFO, "controller: kubernetes: %s watch: 410 Gone: listing again",
-		        r->what);
+		KLOG(LOG_INFO, "%s watch: 410 Gone: listing again", r->what);
 		r->need_list = true;
 		r->next = peak_mono_ms();
 		return;
@@ -602,10 +596,10 @@ static void watch_done(struct res *r, CURLcode cc)
 		r->next = peak_mono_ms();
 		return;
 	} else {
-		log_msg(LOG_WARNING,
-		        "controller: kubernetes: %s watch broke (%s, HTTP %ld): "
-		        "again from resourceVersion %s",
-		        r->what, curl_easy_strerror(cc), code, r->rv);
+		KLOG(LOG_WARNING,
+		     "%s watch broke (%s, HTTP %ld): "
+		     "again from resourceVersion %s",
+		     r->what, curl_easy_strerror(cc), code, r->rv);
 	}
 	if (r->got)
 		r->backoff = 0;
@@ -639,6 +633,17 @@ bool kube_synced(const struct kube *k)
 		if (!k->res[i].listed)
 			return false;
 	return true;
+}
+
+bool kube_wait_synced(struct kube *k, unsigned ms)
+{
+	uint64_t end = peak_mono_ms() + ms;
+	while (!kube_synced(k) && peak_mono_ms() < end) {
+		kube_poll(k);
+		if (!kube_synced(k))
+			poll(NULL, 0, 20);
+	}
+	return kube_synced(k);
 }
 
 int kube_poll(struct kube *k)
@@ -675,7 +680,7 @@ int kube_poll(struct kube *k)
 	if (!kube_synced(k) || !(k->res[0].changed || k->res[1].changed))
 		return 0;
 	if (!k->announced && k->nres == 2)
-		log_msg(LOG_INFO, "controller: kubernetes: services and endpointslices listed");
+		KLOG(LOG_INFO, "services and endpointslices listed");
 	k->announced = true;
 	k->res[0].changed = k->res[1].changed = false;
 	return 1;

@@ -67,6 +67,12 @@ struct kube_opts {
 #define KUBE_SA_DIR "/var/run/secrets/kubernetes.io/serviceaccount"
 #define KUBE_SECRET_DIR "/run/peak/kube"
 
+/* The first word of the module's log lines: the process's role ("controller", the default;
+ * "agent", "dns"), so a line says whose view it is. Set once, before any client opens. */
+void kube_log_as(const char *who);
+extern const char *kube_who;
+#define KLOG(lvl, fmt, ...) log_msg(lvl, "%s: kubernetes: " fmt, kube_who, ##__VA_ARGS__)
+
 /* ---- the watch stream's lines (kube.c; pure, fuzzed) ---- */
 
 struct kube_lines {
@@ -169,6 +175,9 @@ void kube_touch(struct kube *k);
 
 /* Whether both resources were listed at least once. */
 bool kube_synced(const struct kube *k);
+
+/* Polls k (kube_poll) until both resources are listed or ms pass. Returns kube_synced. */
+bool kube_wait_synced(struct kube *k, unsigned ms);
 
 /* The current view as a configuration: base (read from the file, its services dropped)
  * with the cluster's services appended (kube_translate), and the draining endpoints.

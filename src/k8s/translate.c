@@ -175,10 +175,10 @@ static int endpoints_write(FILE *f, json_t *slices, const char *ns, const char *
 			if (!addr || inet_pton(AF_INET6, addr, a) != 1 || !plain(addr, 45) ||
 			    (pod && !plain(pod, CFG_ID_MAX - 1)) ||
 			    (node && !plain(node, CFG_ID_MAX - 1))) {
-				log_msg(LOG_WARNING,
-				        "controller: kubernetes: endpointslice %s: endpoint %zu "
-				        "refused: its address, pod or node name is malformed",
-				        key, i);
+				KLOG(LOG_WARNING,
+				     "endpointslice %s: endpoint %zu "
+				     "refused: its address, pod or node name is malformed",
+				     key, i);
 				continue;
 			}
 			snprintf(id, sizeof(id), "%s", pod ? pod : addr);
@@ -349,9 +349,7 @@ int kube_translate(struct peak_config *cfg, json_t *services, json_t *slices, ku
 			*ndrain = nd; /* its endpoints are not the controller's */
 			const char *before = json_string_value(json_object_get(was, key));
 			if (!before || strcmp(before, why))
-				log_msg(LOG_WARNING,
-				        "controller: kubernetes: service %s left out: %s", key,
-				        why);
+				KLOG(LOG_WARNING, "service %s left out: %s", key, why);
 			json_object_set_new(refused, key, json_string(why));
 			config_free(one);
 			continue;

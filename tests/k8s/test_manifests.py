@@ -1,7 +1,9 @@
 """deploy/kubernetes checked against what the code calls and needs (python3-yaml):
-the RBAC rules are exactly the API calls src/k8s makes (verbs and resources, no more), and
-the namespaced Roles exactly those of the controller's Kubernetes store
-(src/controller/store_kube.c) and of peak dns following its ConfigMap (src/dns/follow.c);
+the RBAC rules are exactly the API calls src/k8s makes (verbs and resources, no more),
+granted to the service account of each command that runs with --source kubernetes (the
+controller, the agent, peak dns: each opens that one client), and the namespaced Roles
+exactly those of the controller's Kubernetes store (src/controller/store_kube.c) and of
+peak dns following its ConfigMap (src/dns/follow.c); each service account holds nothing else;
 every command's options exist in its --help; ports, the Services' targets, the agent's
 host network, capabilities and bpffs mount, the config mount, the service account; the
 Containerfile's run-time packages hold every library peak links. No cluster runs here:
@@ -55,21 +57,57 @@ def calls():
     return need
 
 
+# The workloads whose command runs with --source kubernetes, and the file where that command
+# opens the source's client (kube_open: the one client, src/k8s/kube.c).
+SOURCE_USERS = [("Deployment", "peak-controller", "controller", "src/controller/controller.c"),
+                ("DaemonSet", "peak-agent", "agent", "src/agent/agent.c"),
+                ("Deployment", "peak-dns", "dns", "src/dns/server.c")]
+
+
+def command(kind, name, container):
+    return containers(kind, name)[1][container]["command"]
+
+
 def test_rbac_is_what_the_client_calls():
     need = calls()
     assert need == {("", "services", "list"), ("", "services", "watch"),
                     ("discovery.k8s.io", "endpointslices", "list"),
                     ("discovery.k8s.io", "endpointslices", "watch"),
                     ("", "secrets", "get")}, need
-    role = find("ClusterRole", "peak-controller")
+    role = find("ClusterRole", "peak-source")
     assert granted(role) == need
-    b = find("ClusterRoleBinding", "peak-controller")
-    assert b["roleRef"]["name"] == "peak-controller"
-    sa = b["subjects"][0]
-    assert find("ServiceAccount", sa["name"])["metadata"]["namespace"] == sa["namespace"]
-    spec, _ = containers("Deployment", "peak-controller")
-    assert spec["serviceAccountName"] == sa["name"]
-    assert containers("DaemonSet", "peak-agent")[0]["automountServiceAccountToken"] is False
+    b = find("ClusterRoleBinding", "peak-source")
+    assert b["roleRef"]["name"] == "peak-source"
+    subjects = {(s["name"], s["namespace"]) for s in b["subjects"]}
+    for kind, name, container, src in SOURCE_USERS:
+        # the command opens the source's client, and no API path of its own
+        code = open(os.path.join(SRC, src)).read()
+        assert "kube_open(" in code and not re.search(r'"/apis?/', code), src
+        cmd = command(kind, name, container)
+        assert cmd[cmd.index("--source") + 1] == "kubernetes", name
+        spec = containers(kind, name)[0]
+        sa = spec["serviceAccountName"]
+        ns = find(kind, name)["metadata"]["namespace"]
+        assert (sa, ns) in subjects, (name, sa)
+        assert find("ServiceAccount", sa)["metadata"]["namespace"] == ns
+        assert spec.get("automountServiceAccountToken", True) is True  # it calls the API
+    assert len(subjects) == len(SOURCE_USERS)
+
+
+def grants_of(sa):
+    """Everything service account sa (of peak-system) is granted, by every binding."""
+    out = set()
+    for d in docs():
+        if d["kind"] in ("ClusterRoleBinding", "RoleBinding") and any(
+                s["name"] == sa and s["namespace"] == "peak-system" for s in d["subjects"]):
+            out |= granted(find(d["roleRef"]["kind"], d["roleRef"]["name"]))
+    return out
+
+
+def test_each_service_account_holds_only_what_its_command_calls():
+    assert grants_of("peak-agent") == calls()
+    assert grants_of("peak-dns") == calls() | follow_calls()
+    assert grants_of("peak-controller") == calls() | store_calls()
 
 
 def store_calls():
