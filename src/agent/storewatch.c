@@ -214,13 +214,18 @@ static void *store_main(void *arg)
 			char err[256];
 			dns_follow_free(s->f);
 			if (!(s->f = dns_follow_open_as("agent", s->o->etcd, s->o->etcd_prefix, err,
-			                                sizeof(err))))
+			                                sizeof(err)))) {
 				log_msg(LOG_ERR,
-				        "agent: %s: etcd: not followed after the reload: %s",
+				        "agent: %s: etcd: not followed after the reload (%s); "
+				        "trying again",
 				        s->o->node, err);
+				pthread_mutex_lock(&s->mu);
+				s->reread = true; /* (out of memory: after STORE_RETRY_MS) */
+				pthread_mutex_unlock(&s->mu);
+			}
 			s->reads = s->refused = 0;
 		}
-		int r = s->f ? dns_follow_step(s->f, on_read, s) : 0;
+		int r = s->f ? dns_follow_step(s->f, on_read, s) : -ENOMEM;
 		if (s->f) {
 			unsigned long reads, refused;
 			dns_follow_counts(s->f, &reads, &refused);
