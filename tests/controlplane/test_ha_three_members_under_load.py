@@ -24,7 +24,7 @@ test_leader_and_a_pod_killed_under_load:
      does what the move of its slices breaks (at most one per connection again): the
      leader, killed the same millisecond, often moved them already, half done (one agent
      has the new map, the other drains the slices for 0.5 s), where alone the move is
-     whole at once. Over 7 runs here: 2 to 179 failed for the pod alone, 0 to 21 with
+     whole at once. Over 8 runs here: 1 to 179 failed for the pod alone, 0 to 21 with
      the leader, all within 0.6 s of the kills.
 
 test_etcd_leader_then_controller_leader_killed_under_load: during one load run, the etcd
