@@ -6,7 +6,8 @@
  *   ctllink.c  the controller link: connect, the challenge and hello (ctlauth), lines in
  *              and out through the control-line grammar (ctlproto), maps
  *   podload.c  the pods' load (connections, CPU, saturation) reported to the controller
- *   storewatch.c --store etcd: the service records the controllers store, followed
+ *   storewatch.c --store etcd: the service records the controllers store, followed (by
+ *              a thread of its own)
  *   stats.c    the metrics endpoint's view
  *   bird.c     the BIRD 2 configuration */
 #include <poll.h>
@@ -167,8 +168,8 @@ struct agent {
 	struct kube *kube;         /* --source kubernetes: the services' source (kube.h), or NULL */
 };
 
-/* a->pf: signals, the controller link, the etcd watch, the Kubernetes watches (KUBE_POLLFDS),
- * then per hc its pidfd and its checks */
+/* a->pf: signals, the controller link, the etcd thread's records (storewatch.c), the
+ * Kubernetes watches (KUBE_POLLFDS), then per hc its pidfd and its checks */
 enum { AGENT_PF_FIXED = 5 };
 
 static inline double ms_since(const struct timespec *t0)
@@ -247,12 +248,13 @@ int ctl_svc_index(const struct agent *a, const char *svc);
  * the map in force stays. Returns 1 (applied), 0 (the same map and endpoints as in force,
  * or a service this node's file does not have), -EBADMSG (refused). */
 int ctl_record_apply(struct agent *a, const char *text, size_t len);
-/* storewatch.c: --store etcd. agent_store_open starts following (nothing read yet; NULL
- * with the reason logged); agent_store_fd is the watch's socket or -1; agent_store_tick
- * reads or follows when due (or when the fd is readable) and applies what changed, holding
- * back the records that come while the link is up until it is not (the link wins);
- * agent_store_due_ms says when it must run next; agent_store_reset drops what is held and
- * reads afresh (after a reload). */
+/* storewatch.c: --store etcd. agent_store_open starts the thread that follows etcd (NULL
+ * with the reason logged); agent_store_fd is readable when that thread has read records;
+ * agent_store_tick (readable: that fd was) applies them, holding back the records that
+ * come while the link is up until it is not (the link wins), and applies the held ones
+ * once the link is down; agent_store_due_ms says when it must run next; agent_store_reset
+ * drops what is held and has the thread read afresh (after a reload). None of them waits
+ * for etcd; agent_store_free waits for the request under way, if any. */
 struct agent_store *agent_store_open(struct agent *a);
 void agent_store_free(struct agent_store *s);
 int agent_store_fd(const struct agent *a);
