@@ -143,7 +143,56 @@ def cold(b):
             s, "show", "peers").stdout, timeout=CACHE_TTL * 5 + 30)
 
 
-LOOKUP_RE = re.compile(r"overlay: dht: lookup \S+: (?:found|none) in (\d+) ms")
+LOOKUP_RE = re.compile(r"overlay: dht: lookup \S+: (?:found|none) in (\d+) ms"
+                       r"(?:, \d+ gets \(\d+ speculative\), #(\d+))?")
+GET_RE = re.compile(r"overlay: dht: lookup #(\d+) get /(\d+): started at (\d+) ms, (\d+) "
+                    r"value\(s\), first in (\d+|-) ms, ended in (\d+) ms( \(superseded\))?")
+
+
+def quantile(xs, p):
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(p * len(xs)))] if xs else None
+
+
+def get_figures(lookups, gets):
+    """Where a round's lookups spend their time, from the gateways' debug lines: lookups
+    {(site, #): ms}, gets {(site, #): [(length, start, values, first, end, superseded)]}
+    (ms from the lookup's start for start, from the get's for first and end). A lookup's
+    critical get is the one of its own (not superseded) gets that ended last: it waited for
+    that get's end (an absent answer needs it) or, a hit, for its first value."""
+    own = [g for k in lookups for g in gets.get(k, []) if not g[5]]
+    absent = [g[4] for g in own if not g[2]]
+    hits = [g[3] for g in own if g[2] and g[3] is not None]
+    crit = {"absent": 0, "hit": 0}
+    crit_start, slow = [], {"lookups": 0, "absent": 0, "hit": 0, "start_ms": []}
+    for k, ms in lookups.items():
+        mine = [g for g in gets.get(k, []) if not g[5]]
+        if not mine:
+            continue
+        c = max(mine, key=lambda g: g[1] + (g[4] if not g[2] else g[3] or g[4]))
+        kind = "hit" if c[2] else "absent"
+        crit[kind] += 1
+        crit_start.append(c[1])
+        if ms > TARGET_S * 1000:
+            slow["lookups"] += 1
+            slow[kind] += 1
+            slow["start_ms"].append(c[1])
+    return {"gets": len(own),
+            "superseded": sum(1 for k in lookups for g in gets.get(k, []) if g[5]),
+            "gets_per_lookup": round(len(own) / len(lookups), 2) if lookups else None,
+            "absent_gets": len(absent), "absent_end_p50_ms": quantile(absent, 0.5),
+            "absent_end_p90_ms": quantile(absent, 0.9),
+            "absent_end_max_ms": max(absent) if absent else None,
+            "absent_over_1s": sum(1 for t in absent if t > 1000),
+            "hit_gets": len(hits), "hit_first_p50_ms": quantile(hits, 0.5),
+            "hit_first_p90_ms": quantile(hits, 0.9),
+            "hit_first_max_ms": max(hits) if hits else None,
+            "hit_first_over_1s": sum(1 for t in hits if t > 1000),
+            "critical_absent": crit["absent"], "critical_hit": crit["hit"],
+            "critical_start_p50_ms": quantile(crit_start, 0.5),
+            "over_2s": slow["lookups"], "over_2s_critical_absent": slow["absent"],
+            "over_2s_critical_hit": slow["hit"],
+            "over_2s_critical_start_p50_ms": quantile(slow["start_ms"], 0.5)}
 
 
 def lookup_round(b, name, wait_s):
@@ -165,11 +214,19 @@ def lookup_round(b, name, wait_s):
     gets = sum(counter(b, s, "peak_overlay_dht_gets_total") - gets0[s] for s in b.sites)
     spec = sum(counter(b, s, "peak_overlay_dht_speculative_gets_total") - spec0[s]
                for s in b.sites)
-    own = []
+    own, timed, getlog = [], {}, {}
     for s in b.sites:
         with open(b.logs[s], "rb") as f:
             f.seek(logpos[s])
-            own += [int(m) for m in LOOKUP_RE.findall(f.read().decode(errors="replace"))]
+            text = f.read().decode(errors="replace")
+        for ms, seq in LOOKUP_RE.findall(text):
+            own.append(int(ms))
+            if seq:
+                timed[(s, int(seq))] = int(ms)
+        for seq, ln, start, nval, first, end, sup in GET_RE.findall(text):
+            getlog.setdefault((s, int(seq)), []).append(
+                (int(ln), int(start), int(nval), None if first == "-" else int(first),
+                 int(end), bool(sup)))
     own.sort()
     oq = (lambda p: own[min(len(own) - 1, int(p * len(own)))] if own else None)
     got = sorted(t for t in times if t is not None)
@@ -185,12 +242,18 @@ def lookup_round(b, name, wait_s):
            "lookup_share_within_2s": round(sum(1 for t in own if t <= TARGET_S * 1000)
                                            / len(own), 4) if own else None,
            "lookup_p50_ms": oq(0.5), "lookup_p99_ms": oq(0.99),
-           "lookup_max_ms": own[-1] if own else None}
+           "lookup_max_ms": own[-1] if own else None,
+           "get_figures": get_figures(timed, getlog) if timed else None}
+    if name == "killed":  # each lookup: its time, its gets (length, start, values, first, end)
+        row["lookup_gets"] = [[ms] + [list(g[:5]) for g in getlog.get(k, []) if not g[5]]
+                              for k, ms in sorted(timed.items())]
     progress(f"round {name}: {within}/{len(pairs)} answered within 2 s, p50 {row['p50_ms']} ms,"
              f" p99 {row['p99_ms']} ms, {row['gets_per_found']} gets per found lookup"
              f" ({row['speculative_per_found']} speculative); prefix lookups themselves:"
              f" {row['lookups_within_2s']}/{row['prefix_lookups']} within 2 s,"
              f" p99 {row['lookup_p99_ms']} ms")
+    if row["get_figures"]:
+        progress(f"round {name}'s gets: {json.dumps(row['get_figures'])}")
     return row
 
 
@@ -276,6 +339,25 @@ def main():
         print(f"| {r['round']} | {r['prefix_lookups']} | {r['lookups_within_2s']}"
               f" ({share:.1%}) | {r['lookup_p50_ms']} | {r['lookup_p99_ms']}"
               f" | {r['lookup_max_ms']} |" if share is not None else f"| {r['round']} | - |")
+    print("\nTheir gets (the lines `lookup #N get /LEN: ...`): an absent answer waits for the"
+          " get's end, a hit for its first value; a lookup's critical get is the one it waited"
+          " for last:\n")
+    print("| round | gets per lookup | absent: end p50 / p90 / max ms | absent > 1 s |"
+          " hit: first value p50 / p90 / max ms | hit > 1 s | critical absent / hit |"
+          " lookups > 2 s: critical absent / hit, critical start p50 ms |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        g = r["get_figures"]
+        if not g:
+            print(f"| {r['round']} | - |")
+            continue
+        print(f"| {r['round']} | {g['gets_per_lookup']} | {g['absent_end_p50_ms']} /"
+              f" {g['absent_end_p90_ms']} / {g['absent_end_max_ms']} |"
+              f" {g['absent_over_1s']}/{g['absent_gets']} | {g['hit_first_p50_ms']} /"
+              f" {g['hit_first_p90_ms']} / {g['hit_first_max_ms']} |"
+              f" {g['hit_first_over_1s']}/{g['hit_gets']} | {g['critical_absent']} /"
+              f" {g['critical_hit']} | {g['over_2s']}: {g['over_2s_critical_absent']} /"
+              f" {g['over_2s_critical_hit']}, {g['over_2s_critical_start_p50_ms']} |")
     print(f"\ntarget {res['target']}: pings (two lookups each) "
           f"{'met' if res['met'] else 'not met'}, lookups "
           f"{'met' if res['lookups_met'] else 'not met'}")

@@ -74,9 +74,12 @@ struct dht_get {
 	struct dht_lookup *l; /* NULL: free */
 	uint32_t gen;         /* l->gen when asked: the lookup ended since if it differs */
 	uint32_t id;          /* the search step's (prefix lookups) */
+	uint32_t seq;         /* l->seq when asked (prefix lookups: the debug lines') */
+	int len;              /* the probed prefix length (prefix lookups), else -1 */
 	uint64_t start_ms;
 	unsigned seen; /* recs handed to the search */
 	/* under d->get_mu */
+	uint64_t first_ms; /* when its first verified value came (0: none yet) */
 	bool dirty, done, stop;
 	bool is_group; /* is_group: group_keep fills l->grecs */
 	struct dhr_rec recs[DHT_MAX_VALUES];
@@ -86,6 +89,7 @@ struct dht_get {
 struct dht_lookup {
 	bool used, is_id;
 	uint32_t gen; /* bumped at each start: tells its gets from an earlier one's */
+	uint32_t seq; /* the slave's lookup count when it started (debug lines) */
 	bool slow;    /* a get of it went unanswered DHT_SPEC_MS: speculate */
 	uint64_t start_ms;
 	bool is_group;         /* a multicast group's member sites (grecs, not recs) */
@@ -151,6 +155,7 @@ struct dhts {
 	struct dht_peer *peers; /* npeers: the gateway's configured and learned peers */
 	size_t npeers;
 	unsigned reresolving; /* re-resolves in flight */
+	uint32_t lookup_seq;  /* lookups started */
 	struct dht_neg neg[DHT_NEG_MAX];
 	unsigned neg_next;
 	uint8_t seed[32], ed_pub[32], x_pub[32];
@@ -244,6 +249,8 @@ static bool on_value(const dht_value *v, void *arg)
 	} else if (e) {
 		g->refused[refuse_reason(e)]++;
 	} else if (g->nrec < DHT_MAX_VALUES) {
+		if (!g->first_ms)
+			g->first_ms = peak_mono_ms();
 		g->recs[g->nrec++] = r;
 		wake = !g->dirty;
 		g->dirty = true;
@@ -373,9 +380,12 @@ static void dht_get(struct dhts *d, struct dht_lookup *l, struct dht_get *g,
 	g->l = l;
 	g->gen = l->gen;
 	g->id = id;
+	g->seq = l->seq;
+	g->len = !l->is_id && !l->is_group ? key[9] : -1; /* dhr_key_prefix: the length */
 	g->start_ms = peak_mono_ms();
 	g->seen = 0;
 	pthread_mutex_lock(&d->get_mu); /* (no callback of this buffer runs: it was free) */
+	g->first_ms = 0;
 	g->dirty = g->done = g->stop = false;
 	g->is_group = l->is_group;
 	g->nrec = g->extra = 0;
@@ -532,6 +542,7 @@ static struct dht_lookup *lookup_new(struct dhts *d)
 			struct dht_lookup *l = &d->lookups[i];
 			l->used = true;
 			l->gen++;
+			l->seq = ++d->lookup_seq;
 			l->slow = false;
 			l->start_ms = peak_mono_ms();
 			l->is_id = false;
@@ -728,9 +739,10 @@ static void search_end(struct dhts *d, struct dht_lookup *l, const struct dhr_se
 {
 	bool routed = false;
 	char a[INET6_ADDRSTRLEN];
-	log_msg(LOG_DEBUG, "overlay: dht: lookup %s: %s in %llu ms, %u gets (%u speculative)",
+	log_msg(LOG_DEBUG, "overlay: dht: lookup %s: %s in %llu ms, %u gets (%u speculative), #%u",
 	        inet_ntop(AF_INET6, l->dst, a, sizeof(a)), r->found ? "found" : "none",
-	        (unsigned long long)(peak_mono_ms() - l->start_ms), l->par.issued, l->par.spec);
+	        (unsigned long long)(peak_mono_ms() - l->start_ms), l->par.issued, l->par.spec,
+	        l->seq);
 	if (r->found) {
 		CNT_ADD(d, lookups_found, 1);
 		routed = !learn(d, &r->best);
@@ -827,6 +839,24 @@ static void get_event(struct dhts *d, struct dht_get *g, const struct dhr_rec *r
 	lookup_end(d, l, any);
 }
 
+/* A prefix lookup's get g ended (first_ms: its first value's time, 0 if none): one debug
+ * line with its times from its lookup's start, for the churn bench (dht_churn.py). */
+static void get_log(const struct dht_get *g, uint64_t first_ms)
+{
+	const struct dht_lookup *l = g->l;
+	bool mine = l->used && l->gen == g->gen;
+	char first[24] = "-";
+	if (first_ms)
+		snprintf(first, sizeof(first), "%llu",
+		         (unsigned long long)(first_ms - g->start_ms));
+	log_msg(
+	    LOG_DEBUG,
+	    "overlay: dht: lookup #%u get /%d: started at %llu ms, %u value(s), first in %s ms, "
+	    "ended in %llu ms%s",
+	    g->seq, g->len, (unsigned long long)(mine ? g->start_ms - l->start_ms : 0), g->nrec,
+	    first, (unsigned long long)(peak_mono_ms() - g->start_ms), mine ? "" : " (superseded)");
+}
+
 /* tfd fired: each prefix lookup with a get unanswered DHT_SPEC_MS (no value yet) speculates
  * from now on; tfd is armed again for the next such deadline. */
 static void spec_check(struct dhts *d)
@@ -881,6 +911,7 @@ static void dht_readable(struct ov_slave *s, int fd)
 		struct dht_get *g = &d->getbufs[i];
 		static struct dhr_rec recs[DHT_MAX_VALUES]; /* the loop's thread only */
 		unsigned n = 0;
+		uint64_t first_ms;
 		bool done;
 		if (!g->l)
 			continue;
@@ -891,12 +922,15 @@ static void dht_readable(struct ov_slave *s, int fd)
 		}
 		g->dirty = false;
 		done = g->done;
+		first_ms = g->first_ms;
 		if (done || is_search(g->l)) { /* the others take their values at the end */
 			n = g->nrec - g->seen;
 			memcpy(recs, g->recs + g->seen, n * sizeof(recs[0]));
 			g->seen = g->nrec;
 		}
 		pthread_mutex_unlock(&d->get_mu);
+		if (done && g->len >= 0)
+			get_log(g, first_ms);
 		get_event(d, g, recs, n, done);
 	}
 	if (d->gets_busy < busy) /* buffers freed: steps that waited for one may start */
