@@ -415,7 +415,7 @@ static void extend(struct dhr_par *p)
 {
 	struct dhr_step *t = &p->step[p->n - 1], *u = &p->step[p->n];
 	u->s = t->s;
-	u->open = false;
+	u->open = u->assumed = false;
 	advance(&u->s, t->st == DHR_ST_HIT);
 	u->st = dhr_search_next(&u->s, u->key) ? DHR_ST_WANT : DHR_ST_END;
 	p->n++;
@@ -537,4 +537,24 @@ bool dhr_par_done(struct dhr_par *p, uint32_t id)
 const struct dhr_search *dhr_par_result(const struct dhr_par *p)
 {
 	return p->step[0].st == DHR_ST_END ? &p->step[0].s : NULL;
+}
+
+bool dhr_par_assume(struct dhr_par *p, uint32_t id)
+{
+	int i = find_step(p, id);
+	if (i < 0 || p->step[i].st != DHR_ST_WAIT)
+		return false;
+	p->step[i].assumed = true;
+	return true;
+}
+
+const struct dhr_search *dhr_par_answer(const struct dhr_par *p)
+{
+	for (unsigned i = 0; i + 1 < p->n; i++) {
+		const struct dhr_step *t = &p->step[i];
+		if (!answered(t) && !(t->st == DHR_ST_WAIT && t->assumed))
+			return NULL;
+	}
+	const struct dhr_step *e = &p->step[p->n - 1];
+	return e->st == DHR_ST_END && e->s.found ? &e->s : NULL;
 }
