@@ -505,6 +505,9 @@ bool dhr_par_value(struct dhr_par *p, uint32_t id, const struct dhr_rec *recs, s
 		consider(&t->s, &recs[k]);
 		hit |= probe_hit(&t->s, &recs[k]);
 	}
+	/* the walk and the lengths end at their first match: a record holding the destination
+	 * answers the step (a probing step's own values gave it: one found before ended it) */
+	hit |= t->s.mode != DHR_BSEARCH && t->s.found;
 	/* the steps after it hold if they assumed its answer and the best match's length
 	 * (backtracking prunes by it): then they only take the records too */
 	if ((hit && t->st == DHR_ST_WAIT) || t->s.found != found ||

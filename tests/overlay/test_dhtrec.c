@@ -594,12 +594,12 @@ static void test_par_speculation_time(void **state)
 }
 
 /* As under churn: present values come at once, every get's end (so every absent answer)
- * only after 100 time units. A lookup of a /64 whose gets are assumed absent after 10 units
- * answers early, with the /64, in about 10 units plus the speculation's; the final answer,
- * at about 100 units, is the same. */
-static void test_par_churn_time(void **state)
+ * only after 100 time units. A binary search for a /64 whose gets are assumed absent after
+ * 10 units answers early, with the /64, in about 10 units plus the speculation's; a lookup
+ * over the listed length 64 at the /64's first value; the final answer, at about 100 units,
+ * is the same. */
+static void churn_time(enum dhr_mode mode)
 {
-	(void)state;
 	struct dhr_rec r;
 	memset(&r, 0, sizeof(r));
 	pfx(&r.prefix, "fd00:b:c:d::/64");
@@ -615,7 +615,12 @@ static void test_par_churn_time(void **state)
 	} g[SIM_GETS];
 	int ng = 0;
 	unsigned now = 0, early_at = 0;
-	dhr_par_init(&par, dst, DHR_BSEARCH);
+	memset(&lens, 0, sizeof(lens));
+	dhr_lens_add(&lens, 64);
+	if (mode == DHR_LENGTHS)
+		dhr_par_init_lengths(&par, dst, &lens);
+	else
+		dhr_par_init(&par, dst, mode);
 	while (!dhr_par_result(&par)) {
 		uint32_t id;
 		if (now >= 1) /* the first get unanswered for a while: speculate */
@@ -646,11 +651,18 @@ static void test_par_churn_time(void **state)
 	const struct dhr_search *s = dhr_par_result(&par);
 	assert_true(s->found);
 	assert_int_equal(s->best.prefix.len, 64);
-	print_message(
-	    "# /64 under churn: early answer after %u time units, final after %u, %u gets\n",
-	    early_at, now, par.issued);
-	assert_true(early_at > 0 && early_at <= 10 + 2);
+	print_message("# /64 under churn, %s: early answer after %u time units, final after %u, "
+	              "%u gets\n",
+	              mode == DHR_LENGTHS ? "lengths" : "bsearch", early_at, now, par.issued);
+	assert_true(early_at > 0 && early_at <= (mode == DHR_LENGTHS ? 1 : 10 + 2));
 	assert_true(now >= 100);
+}
+
+static void test_par_churn_time(void **state)
+{
+	(void)state;
+	churn_time(DHR_BSEARCH);
+	churn_time(DHR_LENGTHS);
 }
 
 /* DHR_LENGTHS over lengths that leave some of the layout's out: the longest prefix holding
