@@ -7,8 +7,12 @@
  * A prefix lookup may have several gets in flight (dhr_par: a hit is taken at its first
  * value, and once one of its gets has been unanswered DHT_SPEC_MS the steps that assume
  * "absent" run beside it); a lookup that ends leaves its superseded gets running, ignored,
- * and asks OpenDHT to stop them. OpenDHT's threads are joined (dht_runner_delete) before
- * anything is freed.
+ * and asks OpenDHT to stop them. A get's absent answer comes only with its end, which under
+ * churn waits for OpenDHT to give up on dead nodes (1 s each), so a lookup answers early
+ * (dhr_par_answer: routes its packets) once each step is answered or its get has gone
+ * DHT_ASSUME_MS without a hit, runs on to its end and corrects that answer if the end
+ * differs; an id lookup learns the site at its first record. OpenDHT's threads are joined
+ * (dht_runner_delete) before anything is freed.
  */
 #include "dht.h"
 
@@ -42,7 +46,11 @@ enum {
 enum {
 	DHT_MAX_LOOKUPS = 64,               /* in flight at once */
 	DHT_GET_BUFS = 4 * DHT_MAX_LOOKUPS, /* gets in flight at once, all lookups */
-	DHT_SPEC_MS = 100,       /* a prefix lookup's get unanswered this long: it speculates */
+	DHT_SPEC_MS = 100, /* a prefix lookup's get unanswered this long: it speculates */
+	/* a prefix lookup's get without a hit this long is taken as absent for an early answer
+	 * (corrected at the lookup's end if wrong): longer than a healthy DHT's gets take, shorter
+	 * than OpenDHT's 1 s wait for a dead node */
+	DHT_ASSUME_MS = 600,
 	DHT_MAX_VALUES = 16,     /* verified records kept per get; more are counted, ignored */
 	DHT_QUEUE_BYTES = 16384, /* packets held per lookup */
 	DHT_MAX_ROUTES = 4096,   /* mappings cached (routes added to the master) */
@@ -74,9 +82,13 @@ struct dht_get {
 	struct dht_lookup *l; /* NULL: free */
 	uint32_t gen;         /* l->gen when asked: the lookup ended since if it differs */
 	uint32_t id;          /* the search step's (prefix lookups) */
+	uint32_t seq;         /* l->seq when asked (prefix lookups: the debug lines') */
+	int len;              /* the probed prefix length (prefix lookups), else -1 */
 	uint64_t start_ms;
 	unsigned seen; /* recs handed to the search */
 	/* under d->get_mu */
+	uint64_t first_ms; /* when its first verified value came (0: none yet) */
+	bool assumed;      /* the loop's: taken as absent (DHT_ASSUME_MS without a hit) */
 	bool dirty, done, stop;
 	bool is_group; /* is_group: group_keep fills l->grecs */
 	struct dhr_rec recs[DHT_MAX_VALUES];
@@ -85,8 +97,12 @@ struct dht_get {
 
 struct dht_lookup {
 	bool used, is_id;
-	uint32_t gen; /* bumped at each start: tells its gets from an earlier one's */
-	bool slow;    /* a get of it went unanswered DHT_SPEC_MS: speculate */
+	uint32_t gen;         /* bumped at each start: tells its gets from an earlier one's */
+	uint32_t seq;         /* the slave's lookup count when it started (debug lines) */
+	bool slow;            /* a get of it went unanswered DHT_SPEC_MS: speculate */
+	bool answered;        /* answered early: routed (early), or an id lookup's site learned */
+	struct dhr_rec early; /* a prefix lookup's early answer */
+	uint64_t id_time_s;   /* an id lookup's newest record learned */
 	uint64_t start_ms;
 	bool is_group;         /* a multicast group's member sites (grecs, not recs) */
 	uint8_t group[16];     /* is_group, not is_anycast */
@@ -151,6 +167,7 @@ struct dhts {
 	struct dht_peer *peers; /* npeers: the gateway's configured and learned peers */
 	size_t npeers;
 	unsigned reresolving; /* re-resolves in flight */
+	uint32_t lookup_seq;  /* lookups started */
 	struct dht_neg neg[DHT_NEG_MAX];
 	unsigned neg_next;
 	uint8_t seed[32], ed_pub[32], x_pub[32];
@@ -171,7 +188,7 @@ struct dhts {
 	    id_lookups, routes_learned, routes_expired, learn_errors, punch_puts, punch_heard,
 	    routes_silent, locators, move_punches, reresolves, reresolved, group_puts,
 	    group_lookups, group_members, spec_gets, superseded_gets, anycast_puts, anycast_lookups,
-	    anycast_members;
+	    anycast_members, early_answers, corrected_answers;
 };
 
 #define CNT_ADD(p, f, v) __atomic_fetch_add(&(p)->f, (v), __ATOMIC_RELAXED)
@@ -244,6 +261,8 @@ static bool on_value(const dht_value *v, void *arg)
 	} else if (e) {
 		g->refused[refuse_reason(e)]++;
 	} else if (g->nrec < DHT_MAX_VALUES) {
+		if (!g->first_ms)
+			g->first_ms = peak_mono_ms();
 		g->recs[g->nrec++] = r;
 		wake = !g->dirty;
 		g->dirty = true;
@@ -373,9 +392,13 @@ static void dht_get(struct dhts *d, struct dht_lookup *l, struct dht_get *g,
 	g->l = l;
 	g->gen = l->gen;
 	g->id = id;
+	g->seq = l->seq;
+	g->len = !l->is_id && !l->is_group ? key[9] : -1; /* dhr_key_prefix: the length */
 	g->start_ms = peak_mono_ms();
 	g->seen = 0;
 	pthread_mutex_lock(&d->get_mu); /* (no callback of this buffer runs: it was free) */
+	g->first_ms = 0;
+	g->assumed = false;
 	g->dirty = g->done = g->stop = false;
 	g->is_group = l->is_group;
 	g->nrec = g->extra = 0;
@@ -383,8 +406,8 @@ static void dht_get(struct dhts *d, struct dht_lookup *l, struct dht_get *g,
 	pthread_mutex_unlock(&d->get_mu);
 	d->gets_busy++;
 	CNT_ADD(d, gets, 1);
-	if (!l->is_id && !l->is_group && !l->slow)
-		spec_arm(d, g->start_ms + DHT_SPEC_MS);
+	if (!l->is_id && !l->is_group)
+		spec_arm(d, g->start_ms + (l->slow ? DHT_ASSUME_MS : DHT_SPEC_MS));
 	dht_runner_get(d->runner, &h, on_value, on_get_done, g);
 }
 
@@ -532,7 +555,9 @@ static struct dht_lookup *lookup_new(struct dhts *d)
 			struct dht_lookup *l = &d->lookups[i];
 			l->used = true;
 			l->gen++;
-			l->slow = false;
+			l->seq = ++d->lookup_seq;
+			l->slow = l->answered = false;
+			l->id_time_s = 0;
 			l->start_ms = peak_mono_ms();
 			l->is_id = false;
 			l->is_group = false;
@@ -592,6 +617,13 @@ static bool is_anycast(const struct dhts *d, const struct prefix *p)
 	return false;
 }
 
+static bool is_search(const struct dht_lookup *l)
+{
+	return l->used && !l->is_id && !l->is_group;
+}
+
+static void queue_flush(struct dhts *d, struct dht_lookup *l, bool routed);
+
 static int learn(struct dhts *d, const struct dhr_rec *r)
 {
 	if (!memcmp(r->cert.x_pub, d->x_pub, 32))
@@ -621,11 +653,19 @@ static int learn(struct dhts *d, const struct dhr_rec *r)
 	CNT_ADD(d, routes_learned, 1);
 	log_msg(LOG_INFO, "overlay: dht: %s -> %s", prefix_print(&r->prefix, ps),
 	        inet_ntoa(r->loc[0].sin_addr));
+	/* the packets of prefix lookups still running whose destination is routed now (e.g. by
+	 * an id lookup of the site a reply goes to) go at once: the lookups go on and route a
+	 * longer prefix if they find one */
+	for (unsigned i = 0; i < DHT_MAX_LOOKUPS; i++) {
+		struct dht_lookup *l = &d->lookups[i];
+		if (is_search(l) && l->qlen && prefix_contains_addr(&r->prefix, l->dst))
+			queue_flush(d, l, true);
+	}
 	return 0;
 }
 
-/* The lookup is over: its packets go out (routed now) or get ICMPv6 no route. */
-static void lookup_end(struct dhts *d, struct dht_lookup *l, bool routed)
+/* l's queued packets go out (routed now) or get ICMPv6 no route. */
+static void queue_flush(struct dhts *d, struct dht_lookup *l, bool routed)
 {
 	for (size_t off = 0; off + 2 <= l->qlen;) {
 		size_t n = (size_t)(l->queue[off] << 8 | l->queue[off + 1]);
@@ -637,6 +677,12 @@ static void lookup_end(struct dhts *d, struct dht_lookup *l, bool routed)
 		off += 2 + n;
 	}
 	l->qlen = 0;
+}
+
+/* The lookup is over: its packets go out (routed now) or get ICMPv6 no route. */
+static void lookup_end(struct dhts *d, struct dht_lookup *l, bool routed)
+{
+	queue_flush(d, l, routed);
 	l->used = false;
 	if (l->is_id || l->is_group)
 		return;
@@ -722,15 +768,59 @@ static void group_found(struct dhts *d, struct dht_lookup *l)
 	free(cookies);
 }
 
+/* True if a and b are the same record (a site's prefix, signed at one time). */
+static bool same_rec(const struct dhr_rec *a, const struct dhr_rec *b)
+{
+	return !prefix_cmp(&a->prefix, &b->prefix) && a->time_s == b->time_s &&
+	       !memcmp(a->cert.x_pub, b->cert.x_pub, 32);
+}
+
+/* One debug line for a prefix lookup's answer (the churn bench reads them). */
+static void search_log(const struct dht_lookup *l, const char *what, const char *tail)
+{
+	char a[INET6_ADDRSTRLEN];
+	log_msg(LOG_DEBUG,
+	        "overlay: dht: lookup %s: %s in %llu ms, %u gets (%u speculative), #%u%s",
+	        inet_ntop(AF_INET6, l->dst, a, sizeof(a)), what,
+	        (unsigned long long)(peak_mono_ms() - l->start_ms), l->par.issued, l->par.spec,
+	        l->seq, tail);
+}
+
+/* A prefix lookup answers before its end (dhr_par_answer): its answer is learned and its
+ * packets go; the lookup runs on to its end (search_end), which corrects a wrong answer. */
+static void search_early(struct dhts *d, struct dht_lookup *l, const struct dhr_search *r)
+{
+	search_log(l, "found", ", early");
+	CNT_ADD(d, lookups_found, 1);
+	CNT_ADD(d, early_answers, 1);
+	if (learn(d, &r->best)) {
+		lookup_end(d, l, false); /* the end would learn nothing more */
+		return;
+	}
+	punch(d, r->best.cert.x_pub);
+	l->answered = true;
+	l->early = r->best;
+	queue_flush(d, l, true);
+}
+
 /* A prefix lookup's search is over: learn its answer (or remember the miss), then the
- * packets go. */
+ * packets go. After an early answer, only a different record is learned (a longer prefix,
+ * or a newer record: corrected). */
 static void search_end(struct dhts *d, struct dht_lookup *l, const struct dhr_search *r)
 {
 	bool routed = false;
-	char a[INET6_ADDRSTRLEN];
-	log_msg(LOG_DEBUG, "overlay: dht: lookup %s: %s in %llu ms, %u gets (%u speculative)",
-	        inet_ntop(AF_INET6, l->dst, a, sizeof(a)), r->found ? "found" : "none",
-	        (unsigned long long)(peak_mono_ms() - l->start_ms), l->par.issued, l->par.spec);
+	if (l->answered) {
+		bool same = !r->found || same_rec(&r->best, &l->early);
+		search_log(l, same ? "confirmed" : "corrected", ", after an early answer");
+		if (!same) {
+			CNT_ADD(d, corrected_answers, 1);
+			if (!learn(d, &r->best))
+				punch(d, r->best.cert.x_pub);
+		}
+		lookup_end(d, l, true); /* the early answer's route, or the new one */
+		return;
+	}
+	search_log(l, r->found ? "found" : "none", "");
 	if (r->found) {
 		CNT_ADD(d, lookups_found, 1);
 		routed = !learn(d, &r->best);
@@ -761,15 +851,45 @@ static void search_pump(struct dhts *d, struct dht_lookup *l)
 	const struct dhr_search *r = dhr_par_result(&l->par);
 	if (r)
 		search_end(d, l, r);
+	else if (!l->answered && (r = dhr_par_answer(&l->par)))
+		search_early(d, l, r);
 }
 
-static bool is_search(const struct dht_lookup *l)
+/* An id lookup's new values (recs, n), and its get's end if done: the site's records are
+ * learned as they come (none older than one learned already), so the gateway's packets held
+ * for it go at its first record, not at the get's end (which waits for OpenDHT to give up on
+ * dead nodes); a miss is remembered at the end. */
+static void id_take(struct dhts *d, struct dht_lookup *l, const struct dhr_rec *recs, unsigned n,
+                    bool done)
 {
-	return l->used && !l->is_id && !l->is_group;
+	for (unsigned i = 0; i < n; i++) {
+		if (memcmp(recs[i].cert.x_pub, l->id, 8) || recs[i].time_s < l->id_time_s ||
+		    learn(d, &recs[i]))
+			continue;
+		if (!l->answered)
+			log_msg(LOG_DEBUG,
+			        "overlay: dht: id lookup dht-%02x%02x%02x%02x: found in %llu ms",
+			        l->id[0], l->id[1], l->id[2], l->id[3],
+			        (unsigned long long)(peak_mono_ms() - l->start_ms));
+		l->answered = true;
+		l->id_time_s = recs[i].time_s;
+	}
+	if (!done)
+		return;
+	log_msg(LOG_DEBUG, "overlay: dht: id lookup dht-%02x%02x%02x%02x: ended in %llu ms",
+	        l->id[0], l->id[1], l->id[2], l->id[3],
+	        (unsigned long long)(peak_mono_ms() - l->start_ms));
+	if (l->answered) {
+		CNT_ADD(d, lookups_found, 1);
+	} else {
+		CNT_ADD(d, lookups_missed, 1);
+		neg_add(d, true, l->id, 8);
+	}
+	lookup_end(d, l, l->answered);
 }
 
-/* New values (recs, n) of get g, and its end if done: the search takes them; an id,
- * re-resolve or group lookup ends with its get. */
+/* New values (recs, n) of get g, and its end if done: the search takes them; an id lookup
+ * learns them (id_take); a re-resolve or group lookup ends with its get. */
 static void get_event(struct dhts *d, struct dht_get *g, const struct dhr_rec *recs, unsigned n,
                       bool done)
 {
@@ -800,6 +920,10 @@ static void get_event(struct dhts *d, struct dht_get *g, const struct dhr_rec *r
 		search_pump(d, l);
 		return;
 	}
+	if (l->is_id && !l->reresolve) {
+		id_take(d, l, recs, n, done);
+		return;
+	}
 	if (!done)
 		return;
 	if (l->is_group) {
@@ -812,37 +936,61 @@ static void get_event(struct dhts *d, struct dht_get *g, const struct dhr_rec *r
 		lookup_end(d, l, false);
 		return;
 	}
-	bool any = false;
-	log_msg(LOG_DEBUG, "overlay: dht: id lookup dht-%02x%02x%02x%02x in %llu ms", l->id[0],
-	        l->id[1], l->id[2], l->id[3], (unsigned long long)(peak_mono_ms() - l->start_ms));
-	for (unsigned i = 0; i < n; i++)
-		if (!memcmp(recs[i].cert.x_pub, l->id, 8))
-			any |= !learn(d, &recs[i]);
-	if (any) {
-		CNT_ADD(d, lookups_found, 1);
-	} else {
-		CNT_ADD(d, lookups_missed, 1);
-		neg_add(d, true, l->id, 8);
-	}
-	lookup_end(d, l, any);
+}
+
+/* A prefix lookup's get g ended (first_ms: its first value's time, 0 if none): one debug
+ * line with its times from its lookup's start, for the churn bench (dht_churn.py). */
+static void get_log(const struct dht_get *g, uint64_t first_ms)
+{
+	const struct dht_lookup *l = g->l;
+	bool mine = l->used && l->gen == g->gen;
+	char first[24] = "-";
+	if (first_ms)
+		snprintf(first, sizeof(first), "%llu",
+		         (unsigned long long)(first_ms - g->start_ms));
+	log_msg(
+	    LOG_DEBUG,
+	    "overlay: dht: lookup #%u get /%d: started at %llu ms, %u value(s), first in %s ms, "
+	    "ended in %llu ms%s",
+	    g->seq, g->len, (unsigned long long)(mine ? g->start_ms - l->start_ms : 0), g->nrec,
+	    first, (unsigned long long)(peak_mono_ms() - g->start_ms), mine ? "" : " (superseded)");
 }
 
 /* tfd fired: each prefix lookup with a get unanswered DHT_SPEC_MS (no value yet) speculates
- * from now on; tfd is armed again for the next such deadline. */
+ * from now on; a get of a lookup not answered yet that has gone DHT_ASSUME_MS without a hit
+ * is assumed absent (dhr_par_assume: the lookup may answer early). tfd is armed again for
+ * the next such deadline. */
 static void spec_check(struct dhts *d)
 {
 	uint64_t now = peak_mono_ms(), next = 0;
 	d->tfd_at_ms = 0;
 	for (unsigned i = 0; i < DHT_GET_BUFS; i++) {
 		struct dht_get *g = &d->getbufs[i];
-		if (!g->l || !is_search(g->l) || g->l->gen != g->gen || g->l->slow || g->seen)
+		uint64_t at = 0;
+		if (!g->l || !is_search(g->l) || g->l->gen != g->gen)
 			continue;
-		if (now >= g->start_ms + DHT_SPEC_MS) {
-			g->l->slow = true;
-			search_pump(d, g->l);
-		} else if (!next || g->start_ms + DHT_SPEC_MS < next) {
-			next = g->start_ms + DHT_SPEC_MS;
+		struct dht_lookup *l = g->l;
+		if (!l->slow && !g->seen) {
+			if (now >= g->start_ms + DHT_SPEC_MS) {
+				l->slow = true;
+				search_pump(d, l);
+			} else {
+				at = g->start_ms + DHT_SPEC_MS;
+			}
 		}
+		if (!g->assumed && g->l == l && l->used && l->gen == g->gen && !l->answered) {
+			if (now >= g->start_ms + DHT_ASSUME_MS) {
+				g->assumed = true;
+				if (dhr_par_assume(&l->par, g->id)) {
+					l->slow = true;
+					search_pump(d, l);
+				}
+			} else if (!at) {
+				at = g->start_ms + DHT_ASSUME_MS;
+			}
+		}
+		if (at && (!next || at < next))
+			next = at;
 	}
 	if (next)
 		spec_arm(d, next);
@@ -881,6 +1029,7 @@ static void dht_readable(struct ov_slave *s, int fd)
 		struct dht_get *g = &d->getbufs[i];
 		static struct dhr_rec recs[DHT_MAX_VALUES]; /* the loop's thread only */
 		unsigned n = 0;
+		uint64_t first_ms;
 		bool done;
 		if (!g->l)
 			continue;
@@ -891,12 +1040,16 @@ static void dht_readable(struct ov_slave *s, int fd)
 		}
 		g->dirty = false;
 		done = g->done;
-		if (done || is_search(g->l)) { /* the others take their values at the end */
+		first_ms = g->first_ms;
+		/* re-resolves and group lookups take their values at the end */
+		if (done || is_search(g->l) || (g->l->is_id && !g->l->reresolve)) {
 			n = g->nrec - g->seen;
 			memcpy(recs, g->recs + g->seen, n * sizeof(recs[0]));
 			g->seen = g->nrec;
 		}
 		pthread_mutex_unlock(&d->get_mu);
+		if (done && g->len >= 0)
+			get_log(g, first_ms);
 		get_event(d, g, recs, n, done);
 	}
 	if (d->gets_busy < busy) /* buffers freed: steps that waited for one may start */
@@ -1204,45 +1357,56 @@ static void dht_stats(struct ov_slave *s, struct mbuf *b)
 	    (unsigned long long)CNT_GET(d, punch_puts), (unsigned long long)CNT_GET(d, punch_heard),
 	    (unsigned long long)CNT_GET(d, move_punches),
 	    (unsigned long long)CNT_GET(d, reresolves), (unsigned long long)CNT_GET(d, reresolved));
-	mbuf_printf(b,
-	            "# HELP peak_overlay_dht_group_puts_total Multicast group records put "
-	            "(joins and leaves).\n"
-	            "# TYPE peak_overlay_dht_group_puts_total counter\n"
-	            "peak_overlay_dht_group_puts_total %llu\n"
-	            "# HELP peak_overlay_dht_group_lookups_total Multicast group member lookups.\n"
-	            "# TYPE peak_overlay_dht_group_lookups_total counter\n"
-	            "peak_overlay_dht_group_lookups_total %llu\n"
-	            "# HELP peak_overlay_dht_group_members_total Member sites the group lookups "
-	            "found, summed.\n"
-	            "# TYPE peak_overlay_dht_group_members_total counter\n"
-	            "peak_overlay_dht_group_members_total %llu\n"
-	            "# HELP peak_overlay_dht_speculative_gets_total Gets of prefix lookups started "
-	            "while an earlier get of the same search was unanswered.\n"
-	            "# TYPE peak_overlay_dht_speculative_gets_total counter\n"
-	            "peak_overlay_dht_speculative_gets_total %llu\n"
-	            "# HELP peak_overlay_dht_superseded_gets_total Gets whose answer a prefix "
-	            "lookup no longer needed when they were still running.\n"
-	            "# TYPE peak_overlay_dht_superseded_gets_total counter\n"
-	            "peak_overlay_dht_superseded_gets_total %llu\n"
-	            "# HELP peak_overlay_dht_anycast_puts_total Anycast member records put "
-	            "(prefixes this site serves).\n"
-	            "# TYPE peak_overlay_dht_anycast_puts_total counter\n"
-	            "peak_overlay_dht_anycast_puts_total %llu\n"
-	            "# HELP peak_overlay_dht_anycast_lookups_total Anycast member lookups.\n"
-	            "# TYPE peak_overlay_dht_anycast_lookups_total counter\n"
-	            "peak_overlay_dht_anycast_lookups_total %llu\n"
-	            "# HELP peak_overlay_dht_anycast_members_total Member sites the anycast "
-	            "lookups found.\n"
-	            "# TYPE peak_overlay_dht_anycast_members_total counter\n"
-	            "peak_overlay_dht_anycast_members_total %llu\n",
-	            (unsigned long long)CNT_GET(d, group_puts),
-	            (unsigned long long)CNT_GET(d, group_lookups),
-	            (unsigned long long)CNT_GET(d, group_members),
-	            (unsigned long long)CNT_GET(d, spec_gets),
-	            (unsigned long long)CNT_GET(d, superseded_gets),
-	            (unsigned long long)CNT_GET(d, anycast_puts),
-	            (unsigned long long)CNT_GET(d, anycast_lookups),
-	            (unsigned long long)CNT_GET(d, anycast_members));
+	mbuf_printf(
+	    b,
+	    "# HELP peak_overlay_dht_group_puts_total Multicast group records put "
+	    "(joins and leaves).\n"
+	    "# TYPE peak_overlay_dht_group_puts_total counter\n"
+	    "peak_overlay_dht_group_puts_total %llu\n"
+	    "# HELP peak_overlay_dht_group_lookups_total Multicast group member lookups.\n"
+	    "# TYPE peak_overlay_dht_group_lookups_total counter\n"
+	    "peak_overlay_dht_group_lookups_total %llu\n"
+	    "# HELP peak_overlay_dht_group_members_total Member sites the group lookups "
+	    "found, summed.\n"
+	    "# TYPE peak_overlay_dht_group_members_total counter\n"
+	    "peak_overlay_dht_group_members_total %llu\n"
+	    "# HELP peak_overlay_dht_speculative_gets_total Gets of prefix lookups started "
+	    "while an earlier get of the same search was unanswered.\n"
+	    "# TYPE peak_overlay_dht_speculative_gets_total counter\n"
+	    "peak_overlay_dht_speculative_gets_total %llu\n"
+	    "# HELP peak_overlay_dht_superseded_gets_total Gets whose answer a prefix "
+	    "lookup no longer needed when they were still running.\n"
+	    "# TYPE peak_overlay_dht_superseded_gets_total counter\n"
+	    "peak_overlay_dht_superseded_gets_total %llu\n"
+	    "# HELP peak_overlay_dht_early_answers_total Prefix lookups answered before their "
+	    "end: every step answered or its get assumed absent after %d ms.\n"
+	    "# TYPE peak_overlay_dht_early_answers_total counter\n"
+	    "peak_overlay_dht_early_answers_total %llu\n"
+	    "# HELP peak_overlay_dht_corrected_answers_total Early answers the lookup's end "
+	    "replaced (a longer prefix or a newer record).\n"
+	    "# TYPE peak_overlay_dht_corrected_answers_total counter\n"
+	    "peak_overlay_dht_corrected_answers_total %llu\n"
+	    "# HELP peak_overlay_dht_anycast_puts_total Anycast member records put "
+	    "(prefixes this site serves).\n"
+	    "# TYPE peak_overlay_dht_anycast_puts_total counter\n"
+	    "peak_overlay_dht_anycast_puts_total %llu\n"
+	    "# HELP peak_overlay_dht_anycast_lookups_total Anycast member lookups.\n"
+	    "# TYPE peak_overlay_dht_anycast_lookups_total counter\n"
+	    "peak_overlay_dht_anycast_lookups_total %llu\n"
+	    "# HELP peak_overlay_dht_anycast_members_total Member sites the anycast "
+	    "lookups found.\n"
+	    "# TYPE peak_overlay_dht_anycast_members_total counter\n"
+	    "peak_overlay_dht_anycast_members_total %llu\n",
+	    (unsigned long long)CNT_GET(d, group_puts),
+	    (unsigned long long)CNT_GET(d, group_lookups),
+	    (unsigned long long)CNT_GET(d, group_members),
+	    (unsigned long long)CNT_GET(d, spec_gets),
+	    (unsigned long long)CNT_GET(d, superseded_gets), DHT_ASSUME_MS,
+	    (unsigned long long)CNT_GET(d, early_answers),
+	    (unsigned long long)CNT_GET(d, corrected_answers),
+	    (unsigned long long)CNT_GET(d, anycast_puts),
+	    (unsigned long long)CNT_GET(d, anycast_lookups),
+	    (unsigned long long)CNT_GET(d, anycast_members));
 	for (int i = 0; i < R_NREASONS; i++)
 		mbuf_printf(b, "peak_overlay_dht_values_refused_total{reason=\"%s\"} %llu\n",
 		            refuse_names[i], (unsigned long long)CNT_GET(d, refused[i]));

@@ -1,11 +1,13 @@
 #pragma once
 /* The DHT slave (dht.c): maps IPv6 prefixes to the gateways serving them through OpenDHT.
  * It owns the default route (::/0): a packet to an unknown destination waits in a bounded
- * queue while the slave looks the destination's longest registered prefix up (dhtrec.h),
- * then the gateway slave learns the site (gw_peer_learn) and the prefix is routed to it
- * for cache-ttl seconds; a miss is remembered for negative-ttl seconds and answered with
- * ICMPv6 no route. It publishes this site's prefixes, signed, and republishes them before
- * they expire; a packet from an unknown site makes it look that site up by its id. */
+ * queue while the slave looks the destination's longest registered prefix up (dhtrec.h;
+ * answered early when only absent answers, slow under churn, are missing, and corrected at
+ * the lookup's end), then the gateway slave learns the site (gw_peer_learn) and the prefix
+ * is routed to it for cache-ttl seconds; a miss is remembered for negative-ttl seconds and
+ * answered with ICMPv6 no route. It publishes this site's prefixes, signed, and republishes
+ * them before they expire; a packet from an unknown site makes it look that site up by its
+ * id. */
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>

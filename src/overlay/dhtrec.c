@@ -415,7 +415,7 @@ static void extend(struct dhr_par *p)
 {
 	struct dhr_step *t = &p->step[p->n - 1], *u = &p->step[p->n];
 	u->s = t->s;
-	u->open = false;
+	u->open = u->assumed = false;
 	advance(&u->s, t->st == DHR_ST_HIT);
 	u->st = dhr_search_next(&u->s, u->key) ? DHR_ST_WANT : DHR_ST_END;
 	p->n++;
@@ -505,6 +505,9 @@ bool dhr_par_value(struct dhr_par *p, uint32_t id, const struct dhr_rec *recs, s
 		consider(&t->s, &recs[k]);
 		hit |= probe_hit(&t->s, &recs[k]);
 	}
+	/* the walk and the lengths end at their first match: a record holding the destination
+	 * answers the step (a probing step's own values gave it: one found before ended it) */
+	hit |= t->s.mode != DHR_BSEARCH && t->s.found;
 	/* the steps after it hold if they assumed its answer and the best match's length
 	 * (backtracking prunes by it): then they only take the records too */
 	if ((hit && t->st == DHR_ST_WAIT) || t->s.found != found ||
@@ -537,4 +540,24 @@ bool dhr_par_done(struct dhr_par *p, uint32_t id)
 const struct dhr_search *dhr_par_result(const struct dhr_par *p)
 {
 	return p->step[0].st == DHR_ST_END ? &p->step[0].s : NULL;
+}
+
+bool dhr_par_assume(struct dhr_par *p, uint32_t id)
+{
+	int i = find_step(p, id);
+	if (i < 0 || p->step[i].st != DHR_ST_WAIT)
+		return false;
+	p->step[i].assumed = true;
+	return true;
+}
+
+const struct dhr_search *dhr_par_answer(const struct dhr_par *p)
+{
+	for (unsigned i = 0; i + 1 < p->n; i++) {
+		const struct dhr_step *t = &p->step[i];
+		if (!answered(t) && !(t->st == DHR_ST_WAIT && t->assumed))
+			return NULL;
+	}
+	const struct dhr_step *e = &p->step[p->n - 1];
+	return e->st == DHR_ST_END && e->s.found ? &e->s : NULL;
 }

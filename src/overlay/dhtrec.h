@@ -215,9 +215,10 @@ enum dhr_step_state {
 struct dhr_step {
 	struct dhr_search s; /* probing key (after dhr_search_next), values considered */
 	uint8_t key[DHR_KEY_LEN];
-	uint8_t st;  /* enum dhr_step_state */
-	bool open;   /* its get runs */
-	uint32_t id; /* its get's */
+	uint8_t st;   /* enum dhr_step_state */
+	bool open;    /* its get runs */
+	bool assumed; /* DHR_ST_WAIT long enough: dhr_par_answer takes it as absent */
+	uint32_t id;  /* its get's */
 };
 
 struct dhr_par {
@@ -253,3 +254,13 @@ bool dhr_par_done(struct dhr_par *p, uint32_t id);
 
 /* The answer once the lookup is over (found, best, gets as dhr_search has them), else NULL. */
 const struct dhr_search *dhr_par_result(const struct dhr_par *p);
+
+/* Get id has gone too long without a hit: dhr_par_answer may take its step as absent. False
+ * if it is no waiting step's get. */
+bool dhr_par_assume(struct dhr_par *p, uint32_t id);
+
+/* An answer before the end (NULL if none yet): once the chain reaches the search's end
+ * through steps each answered (a hit's get may still run) or, still waiting, assumed absent
+ * (dhr_par_assume), and that end found a record. Values still to come or a step assumed
+ * absent wrongly may change it: dhr_par_result gives the final answer. */
+const struct dhr_search *dhr_par_answer(const struct dhr_par *p);

@@ -383,10 +383,21 @@ static size_t dht_get_all(const uint8_t key[DHR_KEY_LEN], struct dhr_rec *out)
 static struct dhr_par par;
 static struct sim_get sim[SIM_GETS];
 
+/* How run_par answers and what it saw: each get's values in one chunk (whole), a running
+ * get assumed absent after one event in assume_pct (dhr_par_assume); the first early answer
+ * (dhr_par_answer) in early, if any. */
+static struct {
+	bool whole;
+	int assume_pct;
+	bool has_early;
+	struct dhr_rec early;
+} sim_opt;
+
 static void run_par(const uint8_t dst[16], enum dhr_mode mode, unsigned *max_issued)
 {
 	int nsim = 0;
 	const struct dhr_search *r;
+	sim_opt.has_early = false;
 	if (mode == DHR_LENGTHS)
 		dhr_par_init_lengths(&par, dst, &lens);
 	else
@@ -411,12 +422,21 @@ static void run_par(const uint8_t dst[16], enum dhr_mode mode, unsigned *max_iss
 		assert_true(nl > 0); /* else the lookup stalls */
 		struct sim_get *g = &sim[live[rand() % nl]];
 		if (g->sent < g->n && rand() % 4 != 0) {
-			size_t k = 1 + (size_t)rand() % (g->n - g->sent);
+			size_t k = sim_opt.whole ? g->n : 1 + (size_t)rand() % (g->n - g->sent);
 			dhr_par_value(&par, g->id, g->recs + g->sent, k);
 			g->sent += k;
 		} else if (g->sent == g->n) {
 			dhr_par_done(&par, g->id);
 			g->live = false;
+		}
+		if (rand() % 100 < sim_opt.assume_pct) {
+			g = &sim[live[rand() % nl]];
+			if (g->live)
+				dhr_par_assume(&par, g->id);
+		}
+		if (!sim_opt.has_early && (r = dhr_par_answer(&par))) {
+			sim_opt.has_early = true;
+			sim_opt.early = r->best;
 		}
 	}
 	if (par.issued > *max_issued)
@@ -463,6 +483,64 @@ static void test_par_matches_sequential(void **state)
 	              lookups, max_issued, spec, superseded);
 	assert_true(max_issued <= 2 * DHR_MAX_GETS);
 	assert_true(spec > 0 && superseded > 0); /* both paths ran */
+}
+
+/* Early answers (dhr_par_answer) in the same simulation, against the sequential search (the
+ * oracle's answer, test_lookups_match_oracle): the final answer stays the sequential one;
+ * an early one is a registered prefix holding the destination, never longer than the final
+ * one, and the final one itself when no get was assumed absent and each get's values came
+ * at once (a hit's get may still be running: nothing it has not sent yet can change it). */
+static void test_par_early_answer(void **state)
+{
+	(void)state;
+	srand(23);
+	unsigned lookups = 0, early = 0, differ = 0, max_issued = 0;
+	for (int round = 0; round < 120; round++) {
+		int np = make_layout(PLENS, 12, true, 129, true);
+		layout_lens(np);
+		for (int q = 0; q < 25; q++) {
+			uint8_t dst[16];
+			rand_addr(dst, layout[rand() % np].prefix.addr, (unsigned)(rand() % 129));
+			for (int mode = DHR_BSEARCH; mode <= DHR_LENGTHS; mode++) {
+				struct dhr_search s;
+				uint8_t key[DHR_KEY_LEN];
+				struct dhr_rec got[NSLOT];
+				search_init(&s, dst, mode);
+				while (dhr_search_next(&s, key))
+					dhr_search_feed(&s, got, dht_get_all(key, got));
+				for (int rep = 0; rep < 3; rep++) {
+					sim_opt.whole = rep == 0;
+					sim_opt.assume_pct = rep == 2 ? 30 : 0;
+					run_par(dst, (enum dhr_mode)mode, &max_issued);
+					const struct dhr_search *r = dhr_par_result(&par);
+					lookups++;
+					assert_int_equal(r->found, s.found);
+					if (s.found) {
+						assert_int_equal(
+						    prefix_cmp(&r->best.prefix, &s.best.prefix), 0);
+						assert_int_equal(r->best.time_s, s.best.time_s);
+					}
+					if (!sim_opt.has_early)
+						continue;
+					const struct dhr_rec *e = &sim_opt.early;
+					early++;
+					assert_true(s.found); /* nothing found: no early answer */
+					assert_true(prefix_contains_addr(&e->prefix, dst));
+					assert_int_equal(
+					    prefix_cmp(&layout[e->time_s].prefix, &e->prefix), 0);
+					assert_true(e->prefix.len <= s.best.prefix.len);
+					bool same = !prefix_cmp(&e->prefix, &s.best.prefix) &&
+					            e->time_s == s.best.time_s;
+					if (rep == 0)
+						assert_true(same);
+					differ += !same;
+				}
+			}
+		}
+	}
+	print_message("# %u parallel lookups: %u answered early, %u of them corrected at the end\n",
+	              lookups, early, differ);
+	assert_true(early > lookups / 4 && differ > 0); /* both paths ran */
 }
 
 /* Gets that answer in the order they were asked, absent ones ending 10 times later than
@@ -513,6 +591,78 @@ static void test_par_speculation_time(void **state)
 	print_message("# /64 with slow ends: %u time units, %u gets (sequential: %u)\n", now,
 	              par.issued, s->gets * 10);
 	assert_true(now <= 10 + 2);
+}
+
+/* As under churn: present values come at once, every get's end (so every absent answer)
+ * only after 100 time units. A binary search for a /64 whose gets are assumed absent after
+ * 10 units answers early, with the /64, in about 10 units plus the speculation's; a lookup
+ * over the listed length 64 at the /64's first value; the final answer, at about 100 units,
+ * is the same. */
+static void churn_time(enum dhr_mode mode)
+{
+	struct dhr_rec r;
+	memset(&r, 0, sizeof(r));
+	pfx(&r.prefix, "fd00:b:c:d::/64");
+	uint8_t keys[DHR_MAX_KEYS][DHR_KEY_LEN], x[32] = {0}, key[DHR_KEY_LEN];
+	size_t nk = dhr_pub_keys(&r.prefix, x, keys);
+	uint8_t dst[16];
+	memcpy(dst, r.prefix.addr, 16);
+	dst[15] = 2;
+	struct {
+		uint32_t id;
+		bool hit;
+		unsigned t0;
+	} g[SIM_GETS];
+	int ng = 0;
+	unsigned now = 0, early_at = 0;
+	memset(&lens, 0, sizeof(lens));
+	dhr_lens_add(&lens, 64);
+	if (mode == DHR_LENGTHS)
+		dhr_par_init_lengths(&par, dst, &lens);
+	else
+		dhr_par_init(&par, dst, mode);
+	while (!dhr_par_result(&par)) {
+		uint32_t id;
+		if (now >= 1) /* the first get unanswered for a while: speculate */
+			dhr_par_speculate(&par);
+		while (dhr_par_want(&par, true, key, &id)) {
+			bool hit = false;
+			for (size_t k = 0; k < nk; k++)
+				hit |= !memcmp(keys[k], key, DHR_KEY_LEN);
+			g[ng].id = id;
+			g[ng].hit = hit;
+			g[ng++].t0 = now;
+		}
+		now++;
+		for (int i = 0; i < ng; i++) {
+			if (g[i].hit && now == g[i].t0 + 1)
+				dhr_par_value(&par, g[i].id, &r, 1);
+			if (now == g[i].t0 + 10)
+				dhr_par_assume(&par, g[i].id); /* a no-op for a hit */
+			if (now == g[i].t0 + 100)
+				dhr_par_done(&par, g[i].id);
+		}
+		const struct dhr_search *e = dhr_par_answer(&par);
+		if (e && !early_at) {
+			early_at = now;
+			assert_int_equal(prefix_cmp(&e->best.prefix, &r.prefix), 0);
+		}
+	}
+	const struct dhr_search *s = dhr_par_result(&par);
+	assert_true(s->found);
+	assert_int_equal(s->best.prefix.len, 64);
+	print_message("# /64 under churn, %s: early answer after %u time units, final after %u, "
+	              "%u gets\n",
+	              mode == DHR_LENGTHS ? "lengths" : "bsearch", early_at, now, par.issued);
+	assert_true(early_at > 0 && early_at <= (mode == DHR_LENGTHS ? 1 : 10 + 2));
+	assert_true(now >= 100);
+}
+
+static void test_par_churn_time(void **state)
+{
+	(void)state;
+	churn_time(DHR_BSEARCH);
+	churn_time(DHR_LENGTHS);
 }
 
 /* DHR_LENGTHS over lengths that leave some of the layout's out: the longest prefix holding
@@ -623,6 +773,8 @@ int main(void)
 	    cmocka_unit_test(test_bsearch_eight_gets),
 	    cmocka_unit_test(test_par_matches_sequential),
 	    cmocka_unit_test(test_par_speculation_time),
+	    cmocka_unit_test(test_par_early_answer),
+	    cmocka_unit_test(test_par_churn_time),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
