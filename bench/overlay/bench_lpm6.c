@@ -1,11 +1,14 @@
 /* Measures the overlay's LPM table (include/peak/lpm6.h) on one core against its previous
- * versions (bench/overlay/lpm6_v2.c "before", the one just before it, and lpm6_v1.c "v1", the
- * poptrie before its leaves copied trie nodes; the peers) in the same run, on the same prefixes
- * and addresses: N IPv6 prefixes in one of two layouts, then lookups per second for addresses
- * inside random prefixes of the table ("hit") and for uniformly random addresses in 2000::/3
- * ("random"), one at a time and batched, and the cost of changes on the full table (remove+add
- * of random prefixes, ::/0 added and gone). The tables are built first; then each lookup
- * figure is taken in 3 rounds alternating between them and the best round is printed
+ * versions and a variant (bench/overlay/lpm6_v2.c "before", the one just before it, lpm6_v1.c
+ * "v1", the poptrie before its leaves copied trie nodes, and lpm6_fat.c "fat", leaves holding
+ * all of their region's prefixes; the peers) in the same run, on the same prefixes and
+ * addresses: N IPv6 prefixes in one of two layouts, then lookups per second for addresses inside
+ * random prefixes of the table ("hit") and for uniformly random addresses in 2000::/3
+ * ("random"), one at a time and batched, and hits one at a time "dependent" (each address picked
+ * by the value the lookup before returned: the latency of a lookup; the plain one-at-a-time
+ * figures are independent calls, which the CPU may overlap), and the cost of changes on the full
+ * table (remove+add of random prefixes, ::/0 added and gone). The tables are built first; then
+ * each lookup figure is taken in 3 rounds alternating between them and the best round is printed
  * (other load only slows a round down), with the ratio current/peer; a smoke run (SECONDS under
  * 0.1, as the unit suite runs it) takes 1 round.
  * Layout "uniform": random prefixes of lengths 16..64 plus 10% /128 hosts, the worst case for
@@ -13,7 +16,8 @@
  * (2001::/16, 2400::/12, 2600::/12, 2800::/12, 2a00::/12, 2c00::/12) and more-specifics inside
  * them: mostly /48, some /33-/47, /56 and /64, 2% /128.
  * Usage: bench_lpm6 [PREFIXES [SECONDS [LAYOUT [WHICH]]]] (default 1000000 1 uniform both;
- * WHICH is both (before and current), all (v1 too), current, before or v1). SECONDS is per round.
+ * WHICH is both (before and current), all (the four), or names from v1, before, fat and
+ * current, comma-separated, e.g. fat,current). SECONDS is per round.
  * Rates are per second of this process's CPU time, so other load on the machine does not count
  * against it (its cache and memory-bus use still does). Fixed seed, so runs repeat. */
 #include <stdbool.h>
@@ -52,6 +56,21 @@ void lpm6v2_lookup_batch(const struct lpm6v2 *t, const uint8_t (*addr)[16], size
 size_t lpm6v2_count(const struct lpm6v2 *t);
 size_t lpm6v2_bytes(const struct lpm6v2 *t);
 
+/* The peer "fat": lpm6_fat.c under the names lpm6fat_*, the table with leaves that hold all of
+ * their region's prefixes (one line a leaf, no walk of the trie after it). */
+struct lpm6fat;
+struct lpm6fat *lpm6fat_new(void);
+void lpm6fat_free(struct lpm6fat *t);
+int lpm6fat_reserve(struct lpm6fat *t, size_t n);
+int lpm6fat_add(struct lpm6fat *t, const uint8_t prefix[static 16], unsigned plen, uint32_t val);
+int lpm6fat_del(struct lpm6fat *t, const uint8_t prefix[static 16], unsigned plen);
+bool lpm6fat_lookup(const struct lpm6fat *t, const uint8_t addr[static 16], uint32_t *val,
+                    unsigned *plen);
+void lpm6fat_lookup_batch(const struct lpm6fat *t, const uint8_t (*addr)[16], size_t n,
+                          uint32_t *val, bool *found);
+size_t lpm6fat_count(const struct lpm6fat *t);
+size_t lpm6fat_bytes(const struct lpm6fat *t);
+
 struct impl {
 	const char *name;
 	void *(*create)(void);
@@ -64,7 +83,7 @@ struct impl {
 	size_t (*count)(const void *t);
 	size_t (*bytes)(const void *t);
 	void *t;
-	double best[4]; /* hit, hit batched, random, random batched */
+	double best[5]; /* hit, hit batched, random, random batched, hit dependent */
 };
 
 #define IMPL(NAME, P, T)                                                                           \
@@ -126,9 +145,15 @@ static void bgp_prefix(uint64_t *s, uint8_t (*pf)[16], unsigned *pl, size_t i, s
 	                 : 128;
 }
 
-/* Lookups per CPU second over the addresses, one at a time or 64 a call (as the master reads
- * them); *hits counts the matches of the last pass. */
-static double run(const struct impl *im, const uint8_t (*a)[16], double secs, bool batched,
+/* How run calls the table: one address at a time, each independent of the lookups before it
+ * (the CPU may overlap them); 64 a call (as the master reads them); or one at a time, each
+ * address picked by the value the lookup before returned, so that no lookup starts before the
+ * one before it ends (the latency of one lookup, not the rate). */
+enum mode { ONE, BATCHED, DEPENDENT };
+
+/* Lookups per CPU second over the addresses in mode m; *hits counts the matches of the last
+ * pass. */
+static double run(const struct impl *im, const uint8_t (*a)[16], double secs, enum mode m,
                   uint64_t *hits)
 {
 	enum { B = 64 };
@@ -138,12 +163,17 @@ static double run(const struct impl *im, const uint8_t (*a)[16], double secs, bo
 	double t0 = now(), t1;
 	do {
 		h = 0;
-		if (batched) {
+		if (m == BATCHED) {
 			for (unsigned i = 0; i < NADDR; i += B) {
 				im->batch(im->t, a + i, B, v, f);
 				for (unsigned j = 0; j < B; j++)
 					h += f[j];
 			}
+		} else if (m == DEPENDENT) {
+			uint32_t prev = 0;
+			for (unsigned i = 0; i < NADDR; i++)
+				h += im->lookup(im->t, a[(i + (prev & 1)) & (NADDR - 1)], &prev,
+				                NULL);
 		} else {
 			for (unsigned i = 0; i < NADDR; i++)
 				h += im->lookup(im->t, a[i], v, NULL);
@@ -153,6 +183,20 @@ static double run(const struct impl *im, const uint8_t (*a)[16], double secs, bo
 	} while (t1 - t0 < secs);
 	*hits = h;
 	return (double)n / (t1 - t0);
+}
+
+/* Whether name is one of the comma-separated names in list. */
+static bool listed(const char *list, const char *name)
+{
+	size_t n = strlen(name);
+	for (const char *p = list; *p;) {
+		const char *e = strchr(p, ',');
+		size_t len = e ? (size_t)(e - p) : strlen(p);
+		if (len == n && !strncmp(p, name, n))
+			return true;
+		p += len + (e != NULL);
+	}
+	return false;
 }
 
 /* Huge pages this process holds (kB), or -1 if the kernel does not say. */
@@ -180,17 +224,20 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_lpm6: LAYOUT is uniform or bgp\n");
 		return 2;
 	}
-	struct impl all[] = {IMPL("v1", lpm6v1, struct lpm6v1),
-	                     IMPL("before", lpm6v2, struct lpm6v2),
-	                     IMPL("current", lpm6, struct lpm6)};
-	struct impl *im[3];
+	struct impl all[] = {
+	    IMPL("v1", lpm6v1, struct lpm6v1), IMPL("before", lpm6v2, struct lpm6v2),
+	    IMPL("fat", lpm6fat, struct lpm6fat), IMPL("current", lpm6, struct lpm6)};
+	enum { NIMPL = sizeof(all) / sizeof(all[0]) };
+	struct impl *im[NIMPL];
 	unsigned ni = 0;
-	for (unsigned i = 0; i < 3; i++)
-		if (!strcmp(which, "all") || (!strcmp(which, "both") && i > 0) ||
-		    !strcmp(which, all[i].name))
+	for (unsigned i = 0; i < NIMPL; i++)
+		if (!strcmp(which, "all") ||
+		    (!strcmp(which, "both") && (i == 1 || i == NIMPL - 1)) ||
+		    listed(which, all[i].name))
 			im[ni++] = &all[i];
 	if (!ni) {
-		fprintf(stderr, "bench_lpm6: WHICH is both, all, current, before or v1\n");
+		fprintf(stderr, "bench_lpm6: WHICH is both, all, or names from v1, before, fat and "
+		                "current, comma-separated\n");
 		return 2;
 	}
 	uint64_t s = 0x0ddba11ULL;
@@ -281,27 +328,29 @@ int main(int argc, char **argv)
 		    "remove ::/0\n",
 		    p->name, np ? tch / CHURN * 1e6 : 0.0, CHURN, tdef * 1e3);
 	}
-	static const char *const what[4] = {"hit    ", "hit    ", "random ", "random "};
-	uint64_t hits[3][4] = {{0}};
+	static const char *const what[5] = {"hit    ", "hit    ", "random ", "random ", "hit    "};
+	static const char *const how[5] = {"", " batched", "", " batched", " dependent"};
+	static const enum mode mode[5] = {ONE, BATCHED, ONE, BATCHED, DEPENDENT};
+	uint64_t hits[NIMPL][5] = {{0}};
 	unsigned rounds = secs < 0.1 ? 1 : 3;
 	for (unsigned r = 0; r < rounds; r++)
-		for (unsigned k = 0; k < 4; k++)
+		for (unsigned k = 0; k < 5; k++)
 			for (unsigned m = 0; m < ni; m++) {
-				double x = run(im[m], (const uint8_t(*)[16])(k < 2 ? hit : any),
-				               secs, k & 1, &hits[m][k]);
+				double x =
+				    run(im[m], (const uint8_t(*)[16])(k == 2 || k == 3 ? any : hit),
+				        secs, mode[k], &hits[m][k]);
 				if (x > im[m]->best[k])
 					im[m]->best[k] = x;
 			}
-	for (unsigned k = 0; k < 4; k++) {
+	for (unsigned k = 0; k < 5; k++) {
 		for (unsigned m = 0; m < ni; m++)
 			printf("%-7s %s %6.2f M lookups/s%s (%llu of %u matched)\n", im[m]->name,
-			       what[k], im[m]->best[k] / 1e6, k & 1 ? " batched" : "",
+			       what[k], im[m]->best[k] / 1e6, how[k],
 			       (unsigned long long)hits[m][k], NADDR);
 		/* the last one measured is the current table when more than one is */
 		for (unsigned m = 0; ni > 1 && m + 1 < ni; m++) {
 			printf("ratio   %s %6.2fx current/%s%s\n", what[k],
-			       im[ni - 1]->best[k] / im[m]->best[k], im[m]->name,
-			       k & 1 ? " batched" : "");
+			       im[ni - 1]->best[k] / im[m]->best[k], im[m]->name, how[k]);
 			if (hits[m][k] != hits[ni - 1][k]) {
 				fprintf(stderr, "bench_lpm6: the tables disagree\n");
 				return 1;
