@@ -1,7 +1,6 @@
 /* Measures the overlay's LPM table (include/peak/lpm6.h) on one core against its previous
  * versions and a variant (bench/overlay/lpm6_v2.c "before", the one just before it, lpm6_v1.c
- * "v1", the poptrie before its leaves copied trie nodes, and lpm6_fat.c "fat", leaves holding
- * all of their region's prefixes; the peers) in the same run, on the same prefixes and
+ * "v1", the poptrie before its leaves copied trie nodes; the peers) in the same run, on the same prefixes and
  * addresses: N IPv6 prefixes in one of two layouts, then lookups per second for addresses inside
  * random prefixes of the table ("hit") and for uniformly random addresses in 2000::/3
  * ("random"), one at a time and batched, and hits one at a time "dependent" (each address picked
@@ -16,8 +15,8 @@
  * (2001::/16, 2400::/12, 2600::/12, 2800::/12, 2a00::/12, 2c00::/12) and more-specifics inside
  * them: mostly /48, some /33-/47, /56 and /64, 2% /128.
  * Usage: bench_lpm6 [PREFIXES [SECONDS [LAYOUT [WHICH]]]] (default 1000000 1 uniform both;
- * WHICH is both (before and current), all (the four), or names from v1, before, fat and
- * current, comma-separated, e.g. fat,current). SECONDS is per round.
+ * WHICH is both (before and current), all (the three), or names from v1, before and current,
+ * comma-separated, e.g. v1,current). SECONDS is per round.
  * Rates are per second of this process's CPU time, so other load on the machine does not count
  * against it (its cache and memory-bus use still does). Fixed seed, so runs repeat. */
 #include <stdbool.h>
@@ -55,21 +54,6 @@ void lpm6v2_lookup_batch(const struct lpm6v2 *t, const uint8_t (*addr)[16], size
                          bool *found);
 size_t lpm6v2_count(const struct lpm6v2 *t);
 size_t lpm6v2_bytes(const struct lpm6v2 *t);
-
-/* The peer "fat": lpm6_fat.c under the names lpm6fat_*, the table with leaves that hold all of
- * their region's prefixes (one line a leaf, no walk of the trie after it). */
-struct lpm6fat;
-struct lpm6fat *lpm6fat_new(void);
-void lpm6fat_free(struct lpm6fat *t);
-int lpm6fat_reserve(struct lpm6fat *t, size_t n);
-int lpm6fat_add(struct lpm6fat *t, const uint8_t prefix[static 16], unsigned plen, uint32_t val);
-int lpm6fat_del(struct lpm6fat *t, const uint8_t prefix[static 16], unsigned plen);
-bool lpm6fat_lookup(const struct lpm6fat *t, const uint8_t addr[static 16], uint32_t *val,
-                    unsigned *plen);
-void lpm6fat_lookup_batch(const struct lpm6fat *t, const uint8_t (*addr)[16], size_t n,
-                          uint32_t *val, bool *found);
-size_t lpm6fat_count(const struct lpm6fat *t);
-size_t lpm6fat_bytes(const struct lpm6fat *t);
 
 struct impl {
 	const char *name;
@@ -226,7 +210,7 @@ int main(int argc, char **argv)
 	}
 	struct impl all[] = {
 	    IMPL("v1", lpm6v1, struct lpm6v1), IMPL("before", lpm6v2, struct lpm6v2),
-	    IMPL("fat", lpm6fat, struct lpm6fat), IMPL("current", lpm6, struct lpm6)};
+	    IMPL("current", lpm6, struct lpm6)};
 	enum { NIMPL = sizeof(all) / sizeof(all[0]) };
 	struct impl *im[NIMPL];
 	unsigned ni = 0;
@@ -236,7 +220,7 @@ int main(int argc, char **argv)
 		    listed(which, all[i].name))
 			im[ni++] = &all[i];
 	if (!ni) {
-		fprintf(stderr, "bench_lpm6: WHICH is both, all, or names from v1, before, fat and "
+		fprintf(stderr, "bench_lpm6: WHICH is both, all, or names from v1, before and "
 		                "current, comma-separated\n");
 		return 2;
 	}
