@@ -63,22 +63,13 @@ static struct {
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int load_ret = -ENOENT;
 
-int curl_open(const char *soname, char *err, size_t errlen)
-{
-	void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		snprintf(err, errlen, "%s", dlerror());
-		return -ENOENT;
-	}
-	CURL_FUNCS(DLW_LOAD_X, DLW_LOAD_V)
-	DLW_LOAD_X(CURLcode, curl_easy_setopt, (), (), 0)
-	DLW_LOAD_X(CURLcode, curl_easy_getinfo, (), (), 0)
-	return 0;
-fail:
-	memset(&fn, 0, sizeof(fn));
-	dlclose(h);
-	return -ENOENT;
-}
+/* The variadic two, whose entry points are written out below, resolved with the rest. */
+#define CURL_OPENED(X, V)                                                                          \
+	CURL_FUNCS(X, V)                                                                           \
+	X(CURLcode, curl_easy_setopt, (), (), 0)                                                   \
+	X(CURLcode, curl_easy_getinfo, (), (), 0)
+
+DLW_OPENER(curl_open, CURL_OPENED)
 
 static void load_once(void)
 {

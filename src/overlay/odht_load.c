@@ -62,20 +62,7 @@ static struct {
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static int load_ret = -ENOENT;
 
-int odht_open(const char *soname, char *err, size_t errlen)
-{
-	void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);
-	if (!h) {
-		snprintf(err, errlen, "%s", dlerror());
-		return -ENOENT;
-	}
-	ODHT_FUNCS(DLW_LOAD_X, DLW_LOAD_V)
-	return 0;
-fail:
-	memset(&fn, 0, sizeof(fn));
-	dlclose(h);
-	return -ENOENT;
-}
+DLW_OPENER(odht_open, ODHT_FUNCS)
 
 static void load_once(void)
 {

@@ -8,6 +8,7 @@
 #define PEAK_SYS_DLWRAP_H
 
 #include <dlfcn.h>
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -25,6 +26,25 @@
 		goto fail;                                                                         \
 	}
 #define DLW_LOAD_V(name, params, args) DLW_LOAD_X(void, name, params, args, 0)
+
+/* Defines int FNAME(const char *soname, char *err, size_t errlen): opens the library soname
+ * and resolves LIST's names into fn; 0, or -ENOENT
+ * with why in err and fn cleared. */
+#define DLW_OPENER(FNAME, LIST)                                                                    \
+	int FNAME(const char *soname, char *err, size_t errlen)                                    \
+	{                                                                                          \
+		void *h = dlopen(soname, RTLD_NOW | RTLD_LOCAL);                                   \
+		if (!h) {                                                                          \
+			snprintf(err, errlen, "%s", dlerror());                                    \
+			return -ENOENT;                                                            \
+		}                                                                                  \
+		LIST(DLW_LOAD_X, DLW_LOAD_V)                                                       \
+		return 0;                                                                          \
+	fail:                                                                                      \
+		memset(&fn, 0, sizeof(fn));                                                        \
+		dlclose(h);                                                                        \
+		return -ENOENT;                                                                    \
+	}
 
 /* The entry points, each with the library's prototype: it loads the library through
  * DLW_LOADER() (0 when loaded; define it before using these) and calls through fn, or
