@@ -137,16 +137,16 @@ static int filter_sync(struct agent *a)
 }
 
 /* SIGHUP: loads the file again and starts over from it. The controller's maps in force
- * stay for the services whose slices did not change (maps_carry) until the controller
- * sends them again. Everything the new configuration needs is allocated before the old
- * state goes: a file that does not load, or no memory, leaves the agent as it was.
- * Returns 0 or -1 (logged). */
+ * stay for the services whose slices did not change (maps_carry), and so do the endpoints
+ * it added at run time (rt_eps_carry), until the controller sends them again. Everything the new
+ * configuration needs is allocated before the old state goes: a file that does not load, or no
+ * memory, leaves the agent as it was. Returns 0 or -1 (logged). */
 static int reload(struct agent *a)
 {
 	struct peak_config *n = NULL, *old = a->cfg;
 	struct svc_map *maps = NULL, *old_maps = a->maps;
 	unsigned kept = 0, planned = 0;
-	if (load(a, &n))
+	if (load(a, &n) || rt_eps_carry(old, n))
 		goto refused;
 	if (!(maps = calloc(n->nsvc ? n->nsvc : 1, sizeof(*maps))))
 		goto refused;

@@ -711,6 +711,34 @@ void maps_carry(const struct peak_config *old, struct svc_map *old_maps,
 	free(idx);
 }
 
+int rt_eps_carry(const struct peak_config *old, struct peak_config *n)
+{
+	for (unsigned j = 0; j < old->nsvc; j++) {
+		const struct cfg_service *o = &old->svc[j];
+		struct cfg_service *s = NULL;
+		for (unsigned e = 0; e < o->nep; e++) {
+			if (o->ep[e].line)
+				continue; /* the file's */
+			for (unsigned i = 0; !s && i < n->nsvc; i++)
+				if (dns_name_eq(&n->svc[i].name, &o->name))
+					s = &n->svc[i];
+			if (!s)
+				break; /* the service left: its endpoints with it */
+			bool listed = false;
+			for (unsigned k = 0; k < s->nep && !listed; k++)
+				listed = !strcmp(s->ep[k].id, o->ep[e].id);
+			if (listed) /* the file lists it now: its entry is the endpoint */
+				continue;
+			struct cfg_endpoint *nv = realloc(s->ep, (s->nep + 1) * sizeof(*nv));
+			if (!nv)
+				return -ENOMEM;
+			s->ep = nv;
+			s->ep[s->nep++] = o->ep[e];
+		}
+	}
+	return 0;
+}
+
 /* One line of a map message. A map line starts a new map and drops any unfinished one
  * (a map with no end, or one cut off when the link dropped). The add and del lines before
  * it are its service's endpoints added at run time: they take effect with it, at its end. */

@@ -238,6 +238,12 @@ void ctl_read(struct agent *a);
 const struct cfg_endpoint *ctl_ep_lookup(const struct agent *a, unsigned svc, const char *id,
                                          struct cfg_endpoint *tmp);
 
+/* At a reload, before the new configuration n is put in force: appends to its services the
+ * endpoints the controller added at run time to the same-named services of old (line 0)
+ * that n does not list, as they were, so their checks and the maps' routes to them carry on
+ * until the controller's next map composes the list again (its add lines come with it; a
+ * del line removes one). Returns 0 or -ENOMEM (n is then to be dropped). */
+int rt_eps_carry(const struct peak_config *old, struct peak_config *n);
 /* After a reload: moves the controller's maps in force (from the link or the store) of the
  * old configuration's services (old_maps, old->nsvc) to the new one's (maps, zeroed) for
  * every service of the same name and the same slices, matched by endpoint id, so that

@@ -124,8 +124,13 @@ def test_cluster_change_and_sighup_keep_the_controllers_routes(tmp_path, ns):
         mon = subprocess.Popen(["ip", "-n", ns, "-6", "monitor", "route"],
                                stdout=open(mon_out, "w"), stderr=subprocess.DEVNULL)
         try:
-            ip("-n", ns, "-6", "route", "add", "fd00:ff::/64", "dev", "d0")
-            assert wait_until(lambda: "fd00:ff::/64" in mon_out.read_text())
+            marks = []
+
+            def mark():  # a route of ours reported: the monitor listens (one more each try)
+                marks.append(f"fd00:ff:{len(marks)}::/64")
+                ip("-n", ns, "-6", "route", "add", marks[-1], "dev", "d0")
+                return "fd00:ff:" in mon_out.read_text()
+            assert wait_until(mark)
             applied = alog.read_text().count("agent: kubernetes: 1 services applied")
             connected = alog.read_text().count("connected to controller")
             # a change of the cluster's view (a pod on the other node), then a SIGHUP
