@@ -136,15 +136,17 @@ static int filter_sync(struct agent *a)
 	return 0;
 }
 
-/* SIGHUP: loads the file again and starts over from it (the controller's maps, which name
- * services of the old configuration, are dropped and asked for again). Everything the new
- * configuration needs is allocated before the old state goes: a file that does not load,
- * or no memory, leaves the agent as it was. Returns 0 or -1 (logged). */
+/* SIGHUP: loads the file again and starts over from it. The controller's maps in force
+ * stay for the services whose slices did not change (maps_carry), and so do the endpoints
+ * it added at run time (rt_eps_carry), until the controller sends them again. Everything the new
+ * configuration needs is allocated before the old state goes: a file that does not load, or no
+ * memory, leaves the agent as it was. Returns 0 or -1 (logged). */
 static int reload(struct agent *a)
 {
 	struct peak_config *n = NULL, *old = a->cfg;
 	struct svc_map *maps = NULL, *old_maps = a->maps;
-	if (load(a, &n))
+	unsigned kept = 0, planned = 0;
+	if (load(a, &n) || rt_eps_carry(old, n))
 		goto refused;
 	if (!(maps = calloc(n->nsvc ? n->nsvc : 1, sizeof(*maps))))
 		goto refused;
@@ -153,9 +155,16 @@ static int reload(struct agent *a)
 		a->cfg = old;
 		goto refused;
 	}
-	a->maps = maps;
 	ctl_map_reset(a); /* cur_svc indexes the old configuration */
+	maps_carry(old, old_maps, n, maps, a->o->node, &kept, &planned);
+	a->maps = maps;
 	maps_free(old_maps, old->nsvc);
+	if (kept || planned)
+		log_msg(LOG_INFO,
+		        "agent: %s: reload: the controller's maps of %u services kept until it "
+		        "sends them again; %u routed by the node's own plan (new, or their "
+		        "slices changed)",
+		        a->o->node, kept, planned);
 	config_free(old); /* nothing points into it now: hc_setup moved st to the new one */
 	return 0;
 refused:
@@ -172,8 +181,9 @@ static const char *source_name(const struct agent *a)
 }
 
 /* Starts over from the configuration read again (SIGHUP) or from the cluster's new view
- * (--source kubernetes): reload, then the controller's and the store's maps asked for
- * again, the new endpoints' checks started. Returns 0 or -1 (refused, logged). */
+ * (--source kubernetes): reload (the controller's maps of unchanged services kept), then
+ * the controller's and the store's maps asked for again, the new endpoints' checks
+ * started. Returns 0 or -1 (refused, logged). */
 static int restart(struct agent *a, uint64_t *next_hc)
 {
 	const struct agent_opts *o = a->o;
@@ -183,7 +193,9 @@ static int restart(struct agent *a, uint64_t *next_hc)
 		             source_name(a));
 		return -1;
 	}
-	if (a->ctl >= 0) /* the controller sends the maps again after a hello */
+	/* The controller sends every map again after a hello (those of new services too);
+	 * until then the maps kept by reload route their services. */
+	if (a->ctl >= 0)
 		ctl_drop(a, 0);
 	agent_store_reset(a); /* the stored maps again, for the new file's services */
 	*next_hc = 0;         /* the new endpoints' checks start now */

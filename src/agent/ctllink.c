@@ -596,6 +596,149 @@ out:
 	return ret;
 }
 
+/* Orders service indices by name, case-insensitively (the order dns_name_eq agrees with:
+ * length bytes of labels are below 'A', so folding the letters leaves them alone). */
+static int svc_name_cmp(const struct dns_name *x, const struct dns_name *y)
+{
+	if (x->len != y->len)
+		return x->len < y->len ? -1 : 1;
+	for (unsigned k = 0; k < x->len; k++) {
+		int cx = x->wire[k] >= 'A' && x->wire[k] <= 'Z' ? x->wire[k] + 32 : x->wire[k];
+		int cy = y->wire[k] >= 'A' && y->wire[k] <= 'Z' ? y->wire[k] + 32 : y->wire[k];
+		if (cx != cy)
+			return cx < cy ? -1 : 1;
+	}
+	return 0;
+}
+
+struct svc_at {
+	const struct dns_name *name;
+	unsigned at;
+};
+
+static int svc_at_cmp(const void *pa, const void *pb)
+{
+	return svc_name_cmp(((const struct svc_at *)pa)->name, ((const struct svc_at *)pb)->name);
+}
+
+/* Whether a controller's map of service o still means the same slices in service n: the
+ * same slice count and bits per prefix (a map names slices by number, as the controller's
+ * reload keeps an assignment: ctlr_svc_same). Prefixes of the same size may change: the
+ * routes follow the new ones, as the controller's next map does. */
+static bool map_shape_same(const struct cfg_service *o, const struct cfg_service *n)
+{
+	return o->space.nslices == n->space.nslices && o->space.s == n->space.s;
+}
+
+/* Moves the controller's map om of old service o to service n of the new configuration,
+ * endpoint by endpoint id (the map's blocks are per endpoint index, and indices change
+ * when endpoints come and go): an endpoint that left takes its blocks with it (no route
+ * for them here until the controller's next map: no other pod of this node was given
+ * them), one that came owns nothing yet. The block lists move (om keeps the rest).
+ * Returns 0, or -ENOMEM with om as it was and *nm empty. */
+static int map_carry(const struct cfg_service *o, struct svc_map *om, const struct cfg_service *n,
+                     struct svc_map *nm)
+{
+	struct ep_idx *idx = malloc((o->nep ? o->nep : 1) * sizeof(*idx));
+	*nm = (struct svc_map){.nep = n->nep};
+	nm->blocks = calloc(n->nep ? n->nep : 1, sizeof(*nm->blocks));
+	nm->nblocks = calloc(n->nep ? n->nep : 1, sizeof(*nm->nblocks));
+	if (!idx || !nm->blocks || !nm->nblocks || om->nep != o->nep) {
+		free(idx);
+		free(nm->blocks);
+		free(nm->nblocks);
+		*nm = (struct svc_map){0};
+		return -ENOMEM;
+	}
+	for (unsigned e = 0; e < o->nep; e++)
+		idx[e] = (struct ep_idx){o->ep[e].id, e};
+	qsort(idx, o->nep, sizeof(*idx), ep_idx_cmp);
+	for (unsigned e = 0; e < n->nep; e++) {
+		struct ep_idx key = {n->ep[e].id, 0},
+		              *f = bsearch(&key, idx, o->nep, sizeof(*idx), ep_idx_cmp);
+		if (!f)
+			continue;
+		nm->blocks[e] = om->blocks[f->at];
+		nm->nblocks[e] = om->nblocks[f->at];
+		om->blocks[f->at] = NULL;
+		om->nblocks[f->at] = 0;
+	}
+	free(idx);
+	nm->have = true;
+	return 0;
+}
+
+/* After a reload: the controller's maps in force (from the link or the store) of the old
+ * configuration's services carried over to the new one's (maps) for every service of the
+ * same name and shape (map_shape_same), so their routes stay as the controller made them
+ * until it sends the maps again. The others (new services, changed slices, no memory)
+ * have no map, so the node routes its own plan for them, as before the controller's
+ * first map: every agent computes the same from the same file. The old maps' block lists
+ * move (they are freed after). *kept and *planned count the services of each kind among
+ * those with a local endpoint. */
+void maps_carry(const struct peak_config *old, struct svc_map *old_maps,
+                const struct peak_config *n, struct svc_map *maps, const char *node, unsigned *kept,
+                unsigned *planned)
+{
+	struct svc_at *idx = NULL;
+	unsigned nidx = 0;
+	*kept = *planned = 0;
+	for (unsigned j = 0; j < old->nsvc; j++)
+		nidx += old_maps[j].have;
+	if (nidx && !(idx = malloc(nidx * sizeof(*idx))))
+		log_msg(LOG_ERR, "agent: reload: %s: the controller's maps are not kept",
+		        strerror(ENOMEM));
+	nidx = 0;
+	for (unsigned j = 0; idx && j < old->nsvc; j++)
+		if (old_maps[j].have)
+			idx[nidx++] = (struct svc_at){&old->svc[j].name, j};
+	if (idx)
+		qsort(idx, nidx, sizeof(*idx), svc_at_cmp);
+	for (unsigned i = 0; i < n->nsvc; i++) {
+		const struct cfg_service *s = &n->svc[i];
+		bool local = false;
+		for (unsigned e = 0; e < s->nep && !local; e++)
+			local = !strcmp(s->ep[e].node, node);
+		struct svc_at key = {&s->name, 0},
+		              *f = idx ? bsearch(&key, idx, nidx, sizeof(*idx), svc_at_cmp) : NULL;
+		if (f && map_shape_same(&old->svc[f->at], s) &&
+		    !map_carry(&old->svc[f->at], &old_maps[f->at], s, &maps[i])) {
+			*kept += local;
+			continue;
+		}
+		*planned += local && nidx;
+	}
+	free(idx);
+}
+
+int rt_eps_carry(const struct peak_config *old, struct peak_config *n)
+{
+	for (unsigned j = 0; j < old->nsvc; j++) {
+		const struct cfg_service *o = &old->svc[j];
+		struct cfg_service *s = NULL;
+		for (unsigned e = 0; e < o->nep; e++) {
+			if (o->ep[e].line)
+				continue; /* the file's */
+			for (unsigned i = 0; !s && i < n->nsvc; i++)
+				if (dns_name_eq(&n->svc[i].name, &o->name))
+					s = &n->svc[i];
+			if (!s)
+				break; /* the service left: its endpoints with it */
+			bool listed = false;
+			for (unsigned k = 0; k < s->nep && !listed; k++)
+				listed = !strcmp(s->ep[k].id, o->ep[e].id);
+			if (listed) /* the file lists it now: its entry is the endpoint */
+				continue;
+			struct cfg_endpoint *nv = realloc(s->ep, (s->nep + 1) * sizeof(*nv));
+			if (!nv)
+				return -ENOMEM;
+			s->ep = nv;
+			s->ep[s->nep++] = o->ep[e];
+		}
+	}
+	return 0;
+}
+
 /* One line of a map message. A map line starts a new map and drops any unfinished one
  * (a map with no end, or one cut off when the link dropped). The add and del lines before
  * it are its service's endpoints added at run time: they take effect with it, at its end. */

@@ -238,6 +238,21 @@ void ctl_read(struct agent *a);
 const struct cfg_endpoint *ctl_ep_lookup(const struct agent *a, unsigned svc, const char *id,
                                          struct cfg_endpoint *tmp);
 
+/* At a reload, before the new configuration n is put in force: appends to its services the
+ * endpoints the controller added at run time to the same-named services of old (line 0)
+ * that n does not list, as they were, so their checks and the maps' routes to them carry on
+ * until the controller's next map composes the list again (its add lines come with it; a
+ * del line removes one). Returns 0 or -ENOMEM (n is then to be dropped). */
+int rt_eps_carry(const struct peak_config *old, struct peak_config *n);
+/* After a reload: moves the controller's maps in force (from the link or the store) of the
+ * old configuration's services (old_maps, old->nsvc) to the new one's (maps, zeroed) for
+ * every service of the same name and the same slices, matched by endpoint id, so that
+ * their routes stay the controller's until it sends the maps again; the other services get
+ * no map (the node's own plan). *kept and *planned count services with an endpoint on node
+ * of each kind (planned only when some map was in force). */
+void maps_carry(const struct peak_config *old, struct svc_map *old_maps,
+                const struct peak_config *n, struct svc_map *maps, const char *node, unsigned *kept,
+                unsigned *planned);
 /* The index of the service named svc in the agent's configuration, or -1. */
 int ctl_svc_index(const struct agent *a, const char *svc);
 /* Applies one service's stored record (text, len bytes: its map, ep and end lines, then its
