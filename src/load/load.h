@@ -81,10 +81,10 @@ struct load_result {
 	unsigned timeline_n;        /* intervals */
 	uint64_t *timeline_ok, *timeline_failed; /* per interval, by completion time */
 	struct load_outage outage;
-	double start_unix;        /* wall clock at the run's start (seconds since the epoch) */
-	struct load_fail *fails;  /* the first failed attempts, by failure time */
-	unsigned nfails;          /* entries in fails (at most LOAD_FAIL_LOG) */
-	uint64_t fails_dropped;   /* failed attempts beyond those */
+	double start_unix;       /* wall clock at the run's start (seconds since the epoch) */
+	struct load_fail *fails; /* the first failed attempts, by failure time */
+	unsigned nfails;         /* entries in fails (at most LOAD_FAIL_LOG) */
+	uint64_t fails_dropped;  /* failed attempts beyond those */
 };
 
 /* Runs the load and fills res (whose timeline arrays the caller frees with
