@@ -26,7 +26,12 @@ resets; the clients' one retry comes after --retry-delay ms, or at once in kill-
 proxies reloaded with it), a SYN flood. Writes JSON (--out); bench/report.py makes the
 report.
 
-Usage (root): bench/ingress/run.py [--quick] [--runs N] [--duration S] [--out FILE]"""
+Each scenario's row also has the load's failed attempts (attempt_failures, times from the
+load's start_unix), the failure's wall-clock time (fail_unix) and the agents' and the
+controller's route events from the load's start (events), to read its gaps against.
+
+Usage (root): bench/ingress/run.py [--quick] [--runs N] [--duration S] [--scenarios LIST]
+              [--scenario-runs N] [--out FILE]"""
 import argparse
 import json
 import os
