@@ -26,7 +26,12 @@ resets; the clients' one retry comes after --retry-delay ms, or at once in kill-
 proxies reloaded with it), a SYN flood. Writes JSON (--out); bench/report.py makes the
 report.
 
-Usage (root): bench/ingress/run.py [--quick] [--runs N] [--duration S] [--out FILE]"""
+Each scenario's row also has the load's failed attempts (attempt_failures, times from the
+load's start_unix), the failure's wall-clock time (fail_unix) and the agents' and the
+controller's route events from the load's start (events), to read its gaps against.
+
+Usage (root): bench/ingress/run.py [--quick] [--runs N] [--duration S] [--scenarios LIST]
+              [--scenario-runs N] [--out FILE]"""
 import argparse
 import json
 import os
@@ -151,6 +156,16 @@ def utc_now():
     """The time as the daemons' log lines give it (UTC, ms)."""
     import datetime
     return datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def log_time(line):
+    """The time.time() of a daemon's log line (its first word, UTC with ms), or None."""
+    import datetime
+    try:
+        t = datetime.datetime.strptime(line.split()[0], "%Y-%m-%dT%H:%M:%S.%fZ")
+    except (ValueError, IndexError):
+        return None
+    return t.replace(tzinfo=datetime.timezone.utc).timestamp()
 
 
 def descendants(pids):
@@ -501,12 +516,15 @@ class Bench:
                 pass
         return out
 
-    EVENTS = (" is down", " is up", "slice routes", "slices moved", "handover", "drain")
+    EVENTS = (" is down", " is up", "slice routes", "slices moved", "handover", "drain",
+              "connections reset")
 
-    def cluster_events(self):
+    def cluster_events(self, since=None):
         """The lines of the agents' and the controller's logs that tell of a route change
-        (an endpoint down or up, slice routes written, slices moved, a handover), each
-        prefixed with its log's name: what a measurement's failures are read against."""
+        (an endpoint down or up, slice routes written, slices moved, a handover, connections
+        reset), each prefixed with its log's name: what a measurement's failures are read
+        against. With since (time.time()), only the lines stamped from then on, in time
+        order."""
         out = []
         for name in [f"agent-n{i}" for i in range(1, self.tb.nodes + 1)] + ["controller"]:
             try:
@@ -515,6 +533,10 @@ class Bench:
                             if any(e in line for e in self.EVENTS)]
             except OSError:
                 pass
+        if since is not None:
+            stamped = [(log_time(ln.split(": ", 1)[1]), ln) for ln in out]
+            out = [ln for t, ln in sorted(stamped, key=lambda x: x[0] or 0)
+                   if t is not None and t >= since]
         return out
 
     def scenario(self, system, kind):
@@ -531,6 +553,7 @@ class Bench:
         pod = tb.pod(1, 1)
         delay = 0 if kind == "kill-now" else a.retry_delay
         on = self.on_pod(system, 1, 1)
+        t_load = time.time()
         p = self.scenario_load(system, delay)
         time.sleep(dur / 4)
         t_fail = dur / 4
@@ -561,7 +584,11 @@ class Bench:
             testbed.sh("ip", "netns", "exec", pod, "nft", "delete table inet pkdrop")
         r.update(system=system, scenario=kind, fail_at_s=t_fail, retry_delay_ms=delay,
                  pod_out_ms=self.pod_out_ms(1, 1, t_done),
-                 fail_cmd_ms=round((t_done - t_wall) * 1000, 1))
+                 fail_cmd_ms=round((t_done - t_wall) * 1000, 1),
+                 # the failure's command started and was done (wall clock, as the load's
+                 # start_unix and its attempt_failures' times, and the events' stamps)
+                 fail_unix=[round(t_wall, 4), round(t_done, 4)],
+                 events=self.cluster_events(since=t_load - 1))
         if on:
             r["clients_on_failed_pod"], r["clients"] = on
         if not self.wait_serving(system):
@@ -577,8 +604,12 @@ class Bench:
     def scenarios(self):
         out = []
         for kind in self.a.scenarios:
-            for s in SYSTEMS:
-                out.append(self.scenario(s, kind))
+            for n in range(self.a.scenario_runs):
+                order = SYSTEMS[n % len(SYSTEMS):] + SYSTEMS[:n % len(SYSTEMS)]
+                for s in order:
+                    r = self.scenario(s, kind)
+                    r["scenario_run"] = n
+                    out.append(r)
         return out
 
 
@@ -621,6 +652,9 @@ def main():
                     help="ms before a client's one retry in the failure scenarios (25; "
                          "kill-now retries at once)")
     ap.add_argument("--scenario-seconds", type=float, default=8)
+    ap.add_argument("--scenario-runs", type=int, default=1,
+                    help="repetitions of every scenario per system, the systems' order "
+                    "rotated (1)")
     ap.add_argument("--flood-pps", type=int, default=50000, help="SYNs per second (50000)")
     ap.add_argument("--flood-rate", type=int, default=2000,
                     help="legitimate requests/s during the flood (2000)")

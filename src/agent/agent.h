@@ -20,6 +20,8 @@ struct agent_opts {
 	unsigned hc_interval_ms;   /* health checks: mean period (each jittered +-25%) */
 	unsigned hc_fast_ms;       /* their period while an endpoint's health is changing */
 	unsigned hc_timeout_ms;    /* a check not answered within it is a miss */
+	unsigned hc_connect_ms;    /* a check not even connected within it is a miss (0: only
+	                            * hc_timeout_ms); the pod's kernel completes handshakes */
 	unsigned hc_down, hc_up;   /* consecutive misses / answers that change health */
 	const char *hc_request;    /* sent on each check's connection; the first byte back
 	                            * answers it. NULL or "": the connect alone answers */

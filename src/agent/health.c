@@ -253,7 +253,11 @@ static void probe_start(const struct agent *a, struct hc *h, uint64_t now)
 			p = &h->pr[k];
 	if (!p)
 		return;
-	*p = (struct hc_probe){.fd = -1, .start_ms = now, .due_ms = now + a->o->hc_timeout_ms};
+	unsigned ct = a->o->hc_connect_ms;
+	*p = (struct hc_probe){.fd = -1,
+	                       .start_ms = now,
+	                       .due_ms = now + a->o->hc_timeout_ms,
+	                       .conn_due_ms = ct && ct < a->o->hc_timeout_ms ? now + ct : 0};
 	struct sockaddr_in6 sa = {.sin6_family = AF_INET6, .sin6_port = htons((uint16_t)s->port)};
 	memcpy(&sa.sin6_addr, s->ep[h->ep].addr, 16);
 	p->fd = socket(AF_INET6, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -263,6 +267,18 @@ static void probe_start(const struct agent *a, struct hc *h, uint64_t now)
 		probe_finish(p, false); /* refused or unreachable at once */
 	else
 		probe_step(h->req, p); /* connected at once (loopback): send now */
+}
+
+/* When a check in flight is judged a miss: its timeout, or sooner its connect timeout while
+ * the connection is not set up. A pod's kernel completes a handshake at once, whatever its
+ * process does (a stopped, busy or starved server included: that is what the request is
+ * for); a pod that does not is cut off (its packets dropped: silent) or its listen queue is
+ * full (then its server runs: see the busy pod below), so it need not be given the whole
+ * timeout that a slow answer gets. */
+static uint64_t probe_due(const struct hc_probe *p)
+{
+	return !p->sent && p->conn_due_ms && p->conn_due_ms < p->due_ms ? p->conn_due_ms
+	                                                                : p->due_ms;
 }
 
 /* ---- a busy pod is not a dead one ----
@@ -314,7 +330,9 @@ static bool pod_ran(struct hc *h, uint64_t now)
 static void probe_judge(struct agent *a, unsigned i, struct hc_probe *p, uint64_t now)
 {
 	struct hc *h = &a->hc[i];
-	if (!p->done) { /* overdue: a miss */
+	bool unconnected = false;
+	if (!p->done) {                                   /* overdue: a miss */
+		unconnected = !p->sent && p->conn_due_ms; /* judged at its connect timeout */
 		probe_close(p);
 		p->ok = false;
 	}
@@ -331,6 +349,7 @@ static void probe_judge(struct agent *a, unsigned i, struct hc_probe *p, uint64_
 	h->fails = ok ? 0 : h->fails + 1;
 	if (h->fails == 1)
 		h->row_ms = started;
+	h->unconnected = h->fails == 1 ? unconnected : h->fails ? h->unconnected + unconnected : 0;
 	bool busy = !ok && h->up && pod_ran(h, now);
 	if (ok)
 		h->busy_logged = false;
@@ -338,11 +357,14 @@ static void probe_judge(struct agent *a, unsigned i, struct hc_probe *p, uint64_
 		if (!busy || (h->fails >= a->o->hc_down * HC_BUSY_FACTOR &&
 		              now >= h->row_ms + HC_BUSY_MIN_OUT_MS)) {
 			/* the mechanism in the log: how many checks in a row, over what time */
-			char why[128];
+			char why[192], nc[64] = "";
+			if (h->unconnected)
+				snprintf(nc, sizeof(nc), "; %u not connected within %u ms",
+				         h->unconnected, a->o->hc_connect_ms);
 			snprintf(why, sizeof(why),
-			         " after %u missed checks, the first sent %llu ms before%s",
+			         " after %u missed checks, the first sent %llu ms before%s%s",
 			         h->fails, (unsigned long long)(now - h->row_ms),
-			         busy ? " (busy, but answering nothing)" : "");
+			         busy ? " (busy, but answering nothing)" : "", nc);
 			hc_set(a, i, false, why);
 		} else if (!h->busy_logged) { /* once per row of misses */
 			h->busy_logged = true;
@@ -368,9 +390,10 @@ static void hc_judge(struct agent *a, unsigned i, uint64_t now)
 			struct hc_probe *p = &h->pr[k];
 			if (!p->start_ms)
 				continue;
-			if (!p->done && now >= p->due_ms)
-				probe_step(h->req, p);
-			if ((p->done || now >= p->due_ms) && (!old || p->start_ms < old->start_ms))
+			if (!p->done && now >= probe_due(p))
+				probe_step(h->req, p); /* connected or answered meanwhile? */
+			if ((p->done || now >= probe_due(p)) &&
+			    (!old || p->start_ms < old->start_ms))
 				old = p;
 		}
 		if (!old)
@@ -401,8 +424,8 @@ uint64_t hc_round(struct agent *a, uint64_t now)
 		hc_judge(a, i, now);
 		next = h->next_ms < next ? h->next_ms : next;
 		for (unsigned k = 0; k < HC_PROBES; k++)
-			if (h->pr[k].start_ms && h->pr[k].due_ms < next)
-				next = h->pr[k].due_ms;
+			if (h->pr[k].start_ms && probe_due(&h->pr[k]) < next)
+				next = probe_due(&h->pr[k]);
 	}
 	return next;
 }

@@ -69,11 +69,12 @@ enum {
  * request sent on it; answered when the first byte of a reply (or an orderly close) comes
  * back before due_ms. */
 struct hc_probe {
-	int fd;            /* the connection, or -1 (slot free, or finished) */
-	bool sent;         /* connected and the request sent: waiting for the reply */
-	bool done, ok;     /* finished (answered, or failed at once) and not judged yet */
-	uint64_t start_ms; /* 0: slot free */
-	uint64_t due_ms;   /* judged a miss if not answered by then */
+	int fd;               /* the connection, or -1 (slot free, or finished) */
+	bool sent;            /* connected and the request sent: waiting for the reply */
+	bool done, ok;        /* finished (answered, or failed at once) and not judged yet */
+	uint64_t start_ms;    /* 0: slot free */
+	uint64_t due_ms;      /* judged a miss if not answered by then */
+	uint64_t conn_due_ms; /* or if not connected by then (0: no such limit) */
 };
 
 struct hc {
@@ -90,11 +91,12 @@ struct hc {
 	/* At the last miss: that process's CPU time and when it was read (0: not read), to tell
 	 * a busy pod (it runs, its answers are late) from an unresponsive one (health.c). */
 	uint64_t miss_cpu_ns, miss_ms;
-	bool miss_ran;    /* the verdict of that reading: the pod ran since the one before */
-	uint64_t row_ms;  /* when the first check of the current row of misses started */
-	bool reset_due;   /* down: its connections are reset once its slices are routed
-	                   * elsewhere (hc_reset_moved) */
-	bool busy_logged; /* this row of misses was logged as a busy pod's */
+	bool miss_ran;        /* the verdict of that reading: the pod ran since the one before */
+	uint64_t row_ms;      /* when the first check of the current row of misses started */
+	bool reset_due;       /* down: its connections are reset once its slices are routed
+	                       * elsewhere (hc_reset_moved) */
+	bool busy_logged;     /* this row of misses was logged as a busy pod's */
+	unsigned unconnected; /* misses of the current row whose connection never completed */
 	/* The pod's CPU time as a counter: the sum over its live processes drops when one
 	 * exits, so only the rises of that sum are added up (an exited process's last
 	 * interval is lost; the counter never goes down). */

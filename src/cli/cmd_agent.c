@@ -16,8 +16,8 @@
 static const char agent_help[] =
     "usage: peak agent --config FILE --node NAME [--controller ADDR:PORT[,...] [--key-file FILE]]\n"
     "                  [--table N] [--once] [--interval MS] [--hc-interval MS]\n"
-    "                  [--hc-fast-interval MS] [--hc-timeout MS] [--hc-check http|connect]\n"
-    "                  [--hc-down N] [--hc-up N]\n"
+    "                  [--hc-fast-interval MS] [--hc-timeout MS] [--hc-connect-timeout MS]\n"
+    "                  [--hc-check http|connect] [--hc-down N] [--hc-up N]\n"
     "                  [--metrics ADDR:PORT] [--filter-object PATH] [--quiet]\n"
     "                  [--handover-dev DEV] [--no-handover]\n"
     "                  [--store etcd --etcd URL [--etcd-prefix PREFIX]]\n"
@@ -61,6 +61,10 @@ static const char agent_help[] =
     "                     check of a healthy one, an answered one of a down one (default 30)\n"
     "  --hc-timeout MS    a check not answered within MS is missed (default 100); checks\n"
     "                     overlap when it exceeds the period (up to 8 in flight)\n"
+    "  --hc-connect-timeout MS\n"
+    "                     a check whose connection is not even set up within MS is missed\n"
+    "                     then (default 40; 0: off): a pod's kernel completes a handshake\n"
+    "                     at once, so a pod cut off (its packets dropped) is found sooner\n"
     "  --hc-check KIND    http (default): connect, send 'HEAD / HTTP/1.1' and take the first\n"
     "                     byte back (or a close) as the answer, so a pod whose process stops\n"
     "                     (SIGSTOP, a deadlock) while the kernel still completes handshakes\n"
@@ -127,6 +131,7 @@ int cmd_agent(int argc, char **argv)
 	    {"hc-down", required_argument, 0, 'D'},
 	    {"hc-up", required_argument, 0, 'U'},
 	    {"hc-timeout", required_argument, 0, 'T'},
+	    {"hc-connect-timeout", required_argument, 0, 'Y'},
 	    {"hc-check", required_argument, 0, 'X'},
 	    {"help", no_argument, 0, 'h'},
 	    {"bird-config", required_argument, 0, 'B'},
@@ -155,6 +160,7 @@ int cmd_agent(int argc, char **argv)
 	                       .hc_interval_ms = 30,
 	                       .hc_fast_ms = 30,
 	                       .hc_timeout_ms = 100,
+	                       .hc_connect_ms = 40,
 	                       .hc_down = 3,
 	                       .hc_up = 2,
 	                       .hc_request = HC_HTTP_REQUEST};
@@ -213,6 +219,10 @@ int cmd_agent(int argc, char **argv)
 		case 'T':
 			o.hc_timeout_ms =
 			    (unsigned)cli_u64("agent", "--hc-timeout", optarg, 10, 60000);
+			break;
+		case 'Y':
+			o.hc_connect_ms =
+			    (unsigned)cli_u64("agent", "--hc-connect-timeout", optarg, 0, 60000);
 			break;
 		case 'X':
 			if (!strcmp(optarg, "http"))

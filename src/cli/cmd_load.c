@@ -459,6 +459,21 @@ static void print_json(const struct load_args *a, const struct load_result *r)
 	       r->outage.first_fail_s, r->outage.last_fail_s);
 	if (a->aaaa)
 		printf(" \"aaaa_ttl_s\": %u,\n", a->aaaa_ttl);
+	printf(" \"start_unix\": %.6f, \"attempt_failures_dropped\": %llu,\n"
+	       " \"attempt_failures\": [",
+	       r->start_unix, (unsigned long long)r->fails_dropped);
+	for (unsigned i = 0; i < r->nfails; i++) {
+		const struct load_fail *f = &r->fails[i];
+		const struct sockaddr_in6 *d = &a->o.clients[f->client].dst[f->dst_index];
+		char t[ADDR_STRLEN];
+		printf("%s\n  {\"start_s\": %.4f, \"end_s\": %.4f, \"conn\": %u, \"client\": %u, "
+		       "\"try\": %u, \"dst_index\": %u, \"dst\": \"[%s]:%u\", \"error\": \"%s\"}",
+		       i ? "," : "", (double)f->start_ns / 1e9, (double)f->end_ns / 1e9, f->slot,
+		       f->client, f->try_no, f->dst_index,
+		       addr_print(PEAK_AFI_IP6, d->sin6_addr.s6_addr, t), ntohs(d->sin6_port),
+		       load_err_name((enum load_err)f->err));
+	}
+	printf("],\n");
 	printf(" \"timeline_ms\": %u, \"timeline\": [", a->o.timeline_ms);
 	for (unsigned i = 0; i < r->timeline_n; i++)
 		printf("%s[%llu, %llu]", i ? ", " : "", (unsigned long long)r->timeline_ok[i],

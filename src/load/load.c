@@ -187,10 +187,32 @@ static void request_done(struct slot *s, uint64_t now, bool ok)
 	request_next(s);
 }
 
+/* Keeps the first LOAD_FAIL_LOG failed attempts of the worker (its own are in time
+ * order), counts the rest. */
+static void fail_log(struct slot *s, enum load_err e, uint64_t now)
+{
+	struct worker *w = s->w;
+	struct load_result *r = &w->r;
+	if (r->nfails == LOAD_FAIL_LOG) {
+		r->fails_dropped++;
+		return;
+	}
+	r->fails[r->nfails++] = (struct load_fail){
+	    .start_ns = s->attempt_start - w->t0,
+	    .end_ns = now - w->t0,
+	    .slot = s->index,
+	    .client = s->cl ? (unsigned)(s->cl - w->o->clients) : 0,
+	    .dst_index = (uint8_t)s->dst_index,
+	    .try_no = (uint8_t)(s->tries > 255 ? 255 : s->tries),
+	    .err = (uint8_t)e,
+	};
+}
+
 static void attempt_fail(struct slot *s, enum load_err e, uint64_t now)
 {
 	struct worker *w = s->w;
 	w->r.err[e]++;
+	fail_log(s, e, now);
 	slot_close(s);
 	if (retryable(e) && s->tries <= w->o->retries && !w->stopping) {
 		w->r.retried++;
@@ -487,14 +509,24 @@ static int result_init(struct load_result *r, unsigned n)
 	r->timeline_n = n;
 	r->timeline_ok = calloc(n, sizeof(uint64_t));
 	r->timeline_failed = calloc(n, sizeof(uint64_t));
-	return r->timeline_ok && r->timeline_failed ? 0 : -ENOMEM;
+	r->fails = calloc(LOAD_FAIL_LOG, sizeof(*r->fails));
+	return r->timeline_ok && r->timeline_failed && r->fails ? 0 : -ENOMEM;
 }
 
 void load_result_fini(struct load_result *r)
 {
 	free(r->timeline_ok);
 	free(r->timeline_failed);
+	free(r->fails);
 	r->timeline_ok = r->timeline_failed = NULL;
+	r->fails = NULL;
+	r->nfails = 0;
+}
+
+static int fail_cmp(const void *a, const void *b)
+{
+	const struct load_fail *x = a, *y = b;
+	return x->end_ns < y->end_ns ? -1 : x->end_ns > y->end_ns;
 }
 
 static void result_merge(struct load_result *d, const struct load_result *s)
@@ -514,6 +546,15 @@ static void result_merge(struct load_result *d, const struct load_result *s)
 		d->timeline_failed[i] += s->timeline_failed[i];
 	}
 	d->outage.still_down += s->outage.still_down;
+	/* both lists are in time order: merged, the first LOAD_FAIL_LOG of the two are kept */
+	struct load_fail both[2 * LOAD_FAIL_LOG];
+	unsigned n = d->nfails + s->nfails;
+	memcpy(both, d->fails, d->nfails * sizeof(*both));
+	memcpy(both + d->nfails, s->fails, s->nfails * sizeof(*both));
+	qsort(both, n, sizeof(*both), fail_cmp);
+	d->fails_dropped += s->fails_dropped + (n > LOAD_FAIL_LOG ? n - LOAD_FAIL_LOG : 0);
+	d->nfails = n > LOAD_FAIL_LOG ? LOAD_FAIL_LOG : n;
+	memcpy(d->fails, both, d->nfails * sizeof(*both));
 	if (s->failed) {
 		if (!d->outage.last_fail_s || s->outage.first_fail_s < d->outage.first_fail_s)
 			d->outage.first_fail_s = s->outage.first_fail_s;
@@ -571,7 +612,10 @@ int load_run(const struct load_opts *o, struct load_result *res)
 	double cpu0 = cpu_seconds();
 	if (!ws || !slots || !lists || !ready || result_init(res, tl))
 		goto out;
+	struct timespec wall;
+	clock_gettime(CLOCK_REALTIME, &wall);
 	uint64_t t0 = peak_mono_ns(), end = t0 + (uint64_t)(o->duration_s * 1e9);
+	res->start_unix = (double)wall.tv_sec + (double)wall.tv_nsec / 1e9;
 	for (unsigned t = 0, used = 0; t < nt; t++) {
 		struct worker *w = &ws[t];
 		w->o = o;

@@ -58,6 +58,17 @@ struct load_outage {
 	double first_fail_s, last_fail_s; /* completion times of failed requests, from start */
 };
 
+/* One failed attempt (the first LOAD_FAIL_LOG of a run, by when they failed), to read a
+ * failure against what the cluster did then: which connection slot and client, which of
+ * the client's destinations, which try of its request. */
+enum { LOAD_FAIL_LOG = 256 };
+struct load_fail {
+	uint64_t start_ns, end_ns; /* the attempt's start and failure, from the run's start */
+	unsigned slot, client;     /* the connection slot; the client (index into clients) */
+	uint8_t dst_index, try_no; /* the client's destination; 1 first attempt, 2 first retry */
+	uint8_t err;               /* enum load_err */
+};
+
 struct load_result {
 	struct hist latency; /* ns, successful requests */
 	uint64_t sent;       /* requests started (first attempts) */
@@ -70,6 +81,10 @@ struct load_result {
 	unsigned timeline_n;        /* intervals */
 	uint64_t *timeline_ok, *timeline_failed; /* per interval, by completion time */
 	struct load_outage outage;
+	double start_unix;       /* wall clock at the run's start (seconds since the epoch) */
+	struct load_fail *fails; /* the first failed attempts, by failure time */
+	unsigned nfails;         /* entries in fails (at most LOAD_FAIL_LOG) */
+	uint64_t fails_dropped;  /* failed attempts beyond those */
 };
 
 /* Runs the load and fills res (whose timeline arrays the caller frees with

@@ -5,6 +5,8 @@
 #include <libmnl/libmnl.h>
 #include <linux/inet_diag.h>
 #include <linux/sock_diag.h>
+#include <linux/tcp.h> /* struct tcp_info */
+#include <stddef.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -45,7 +47,7 @@ static int diag_cb(const struct nlmsghdr *nlh, void *data)
 /* Calls fn for each TCP socket of the current namespace in the given states (a TCPF_*
  * mask), IPv6 then IPv4, until fn returns non-zero. Returns 0, -EINTR if the kernel flagged
  * the dump interrupted (fn has seen part of a changing table: start again), or -errno. */
-static int diag_dump(uint32_t states, diag_fn fn, void *data)
+static int diag_dump_ext(uint32_t states, uint8_t ext, diag_fn fn, void *data)
 {
 	int ret = 0;
 	static const uint8_t families[] = {AF_INET6, AF_INET};
@@ -64,6 +66,7 @@ static int diag_dump(uint32_t states, diag_fn fn, void *data)
 		req->sdiag_family = families[f];
 		req->sdiag_protocol = IPPROTO_TCP;
 		req->idiag_states = states;
+		req->idiag_ext = ext;
 		unsigned seq = (unsigned)time(NULL) + (unsigned)f;
 		nlh->nlmsg_seq = seq;
 		if (mnl_socket_sendto(nl, nlh, nlh->nlmsg_len) < 0) {
@@ -92,6 +95,12 @@ out:
 		mnl_socket_close(nl);
 	free(buf);
 	return ret;
+}
+
+/* diag_dump_ext with no extensions asked for. */
+static int diag_dump(uint32_t states, diag_fn fn, void *data)
+{
+	return diag_dump_ext(states, 0, fn, data);
 }
 
 static int count_one(const struct inet_diag_msg *m, void *data)
@@ -344,14 +353,32 @@ enum {
 	TCPF_ABORTABLE = 1u << 1 | 1u << 3 | 1u << 4 | 1u << 5 | 1u << 8,
 };
 
+/* A connection to destroy: its position in the batch, and how long ago it last received
+ * data (ms; UINT32_MAX: not known). */
+struct destroy_order {
+	uint32_t idle_ms, i;
+};
+
 struct destroy_batch {
 	uint16_t port; /* network order; 0: any */
 	bool (*want)(const uint8_t addr[16], void *arg);
 	void *arg;
 	struct inet_diag_sockid *ids;
 	uint8_t *fam;
+	struct destroy_order *order;
 	size_t n;
 };
+
+static int info_attr(const struct nlattr *a, void *data)
+{
+	if (mnl_attr_get_type(a) == INET_DIAG_INFO &&
+	    mnl_attr_get_payload_len(a) >=
+	        offsetof(struct tcp_info, tcpi_last_data_recv) + sizeof(uint32_t)) {
+		const struct tcp_info *ti = mnl_attr_get_payload(a);
+		*(uint32_t *)data = ti->tcpi_last_data_recv;
+	}
+	return MNL_CB_OK;
+}
 
 static int destroy_collect(const struct inet_diag_msg *m, void *data)
 {
@@ -361,10 +388,23 @@ static int destroy_collect(const struct inet_diag_msg *m, void *data)
 	if ((!b->port || m->id.idiag_sport == b->port) &&
 	    (!b->want ||
 	     (m->idiag_family == AF_INET6 && b->want((const uint8_t *)m->id.idiag_src, b->arg)))) {
+		/* m is the payload of its message (diag_cb): the tcp_info attribute follows */
+		const struct nlmsghdr *nlh =
+		    (const struct nlmsghdr *)((const char *)m - MNL_NLMSG_HDRLEN);
+		uint32_t idle = UINT32_MAX;
+		mnl_attr_parse(nlh, sizeof(*m), info_attr, &idle);
+		b->order[b->n] = (struct destroy_order){idle, (uint32_t)b->n};
 		b->ids[b->n] = m->id;
 		b->fam[b->n++] = m->idiag_family;
 	}
 	return 0;
+}
+
+static int order_cmp(const void *x, const void *y)
+{
+	const struct destroy_order *a = x, *b = y;
+	return a->idle_ms != b->idle_ms ? (a->idle_ms < b->idle_ms ? -1 : 1)
+	                                : (a->i < b->i ? -1 : a->i > b->i);
 }
 
 /* One SOCK_DESTROY on nl, and the kernel's acknowledgement. Returns 0 or -errno (-ENOENT:
@@ -408,7 +448,8 @@ int tcp_destroy(uint16_t port, bool (*want)(const uint8_t addr[16], void *arg), 
 	*done = 0;
 	b.ids = malloc(DESTROY_BATCH * sizeof(*b.ids));
 	b.fam = malloc(DESTROY_BATCH);
-	if (!buf || !b.ids || !b.fam)
+	b.order = malloc(DESTROY_BATCH * sizeof(*b.order));
+	if (!buf || !b.ids || !b.fam || !b.order)
 		goto out;
 	nl = mnl_socket_open(NETLINK_SOCK_DIAG);
 	if (!nl || mnl_socket_bind(nl, 0, MNL_SOCKET_AUTOPID) < 0) {
@@ -417,12 +458,18 @@ int tcp_destroy(uint16_t port, bool (*want)(const uint8_t addr[16], void *arg), 
 	}
 	for (unsigned d = 0; d < DESTROY_DUMPS; d++) {
 		b.n = 0;
-		int dumped = diag_dump(TCPF_ABORTABLE, destroy_collect, &b);
+		int dumped =
+		    diag_dump_ext(TCPF_ABORTABLE, 1 << (INET_DIAG_INFO - 1), destroy_collect, &b);
 		if (dumped && dumped != -EINTR) {
 			ret = dumped;
 			goto out;
 		}
-		for (size_t k = 0; k < b.n; k++) {
+		/* the connections that received data last go first: the clients whose requests
+		 * wait now, before the idle ones and those whose peers are long gone (a pod can
+		 * hold hundreds: each reset takes its turn) */
+		qsort(b.order, b.n, sizeof(*b.order), order_cmp);
+		for (size_t j = 0; j < b.n; j++) {
+			size_t k = b.order[j].i;
 			int r = destroy_one(nl, buf, b.fam[k], &b.ids[k]);
 			if (!r)
 				++*done;
@@ -440,6 +487,7 @@ out:
 		mnl_socket_close(nl);
 	free(b.ids);
 	free(b.fam);
+	free(b.order);
 	free(buf);
 	return ret;
 }

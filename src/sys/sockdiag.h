@@ -47,6 +47,7 @@ int tcp6_conn_state(const uint8_t local[16], uint16_t lport, const uint8_t remot
  * whose local address want() accepts (NULL: any; with want, IPv6 ones only), in the states
  * in which the kernel then sends the peer a reset (SOCK_DESTROY; needs CONFIG_INET_DIAG_DESTROY
  * and CAP_NET_ADMIN). Dumps again while a dump was interrupted or filled the batch (at most
- * three times). *done counts the connections destroyed. Returns 0 or -errno. */
+ * three times). The connections that received data last are destroyed first (the clients
+ * waiting now before idle or abandoned ones). *done counts them. Returns 0 or -errno. */
 int tcp_destroy(uint16_t port, bool (*want)(const uint8_t addr[16], void *arg), void *arg,
                 unsigned *done);

@@ -112,6 +112,25 @@ def test_refused_counts_and_retries(tmp_path):
     assert r["errors"]["refused"] == r["failed"] + r["retried"]
 
 
+def test_failed_attempts_listed():
+    """--json lists the first 256 failed attempts in the order they failed: each with its
+    connection, client, try (1, then 2 for its retry, 25 ms later), destination and error,
+    and counts the rest; start_unix is the run's wall-clock start."""
+    port = closed_port()
+    t0 = time.time()
+    r = load_json(f"[::1]:{port}", "--concurrency", "1", "--duration", "0.3", "--retries", "1",
+                  "--retry-delay", "25", prefix=RT)
+    f = r["attempt_failures"]
+    assert abs(r["start_unix"] - t0) < 5
+    total = r["errors"]["refused"]
+    assert len(f) == min(total, 256) and r["attempt_failures_dropped"] == total - len(f)
+    assert [a["try"] for a in f[:4]] == [1, 2, 1, 2], f[:4]
+    assert all(a["dst"] == f"[::1]:{port}" and a["error"] == "refused" and a["conn"] == 0
+               and a["client"] == 0 and a["dst_index"] == 0 for a in f)
+    assert all(x["end_s"] <= y["end_s"] for x, y in zip(f, f[1:]))
+    assert f[1]["start_s"] - f[0]["end_s"] >= 0.025  # the retry waited its delay
+
+
 def test_retry_delay():
     """--retry-delay: each retry waits, so a refused request takes the delay, not microseconds,
     and the waits do not stop the run from ending on time."""
