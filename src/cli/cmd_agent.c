@@ -116,6 +116,9 @@ static const char agent_help[] =
 /* The http check's request: the first byte of any reply answers it. */
 #define HC_HTTP_REQUEST "HEAD / HTTP/1.1\r\nHost: peak-agent\r\nUser-Agent: peak-agent\r\n\r\n"
 
+/* Long-only options, past every letter. */
+enum { OPT_HC_CONNECT = 0x100 };
+
 int cmd_agent(int argc, char **argv)
 {
 	static const struct option opts[] = {
@@ -131,7 +134,7 @@ int cmd_agent(int argc, char **argv)
 	    {"hc-down", required_argument, 0, 'D'},
 	    {"hc-up", required_argument, 0, 'U'},
 	    {"hc-timeout", required_argument, 0, 'T'},
-	    {"hc-connect-timeout", required_argument, 0, 'Y'},
+	    {"hc-connect-timeout", required_argument, 0, OPT_HC_CONNECT},
 	    {"hc-check", required_argument, 0, 'X'},
 	    {"help", no_argument, 0, 'h'},
 	    {"bird-config", required_argument, 0, 'B'},
@@ -220,7 +223,7 @@ int cmd_agent(int argc, char **argv)
 			o.hc_timeout_ms =
 			    (unsigned)cli_u64("agent", "--hc-timeout", optarg, 10, 60000);
 			break;
-		case 'Y':
+		case OPT_HC_CONNECT:
 			o.hc_connect_ms =
 			    (unsigned)cli_u64("agent", "--hc-connect-timeout", optarg, 0, 60000);
 			break;
