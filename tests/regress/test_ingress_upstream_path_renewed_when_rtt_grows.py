@@ -109,10 +109,14 @@ def test_ingress_upstream_path_renewed_when_rtt_grows(tmp_path):
                 if e.get("name") == "recovery:metrics_updated" and "min_rtt" in e["data"]]
         renewed = [e for e in events(q) if e.get("name") == "peak:path_renewed"]
         assert renewed, f"{q.name}: no path renewal in the qlog"
-        # ms in ngtcp2's qlog: once the veths' sub-ms RTT was seen (0), the old code's least
-        # RTT never rose again; now it follows the delayed path (and falls back once the
-        # delay is gone, as a least RTT does)
-        assert 0 in mins, (q.name, mins[:5])
-        after = mins[mins.index(0):]
-        assert max(after) >= 2 * DELAY_MS * 0.8, (q.name, sorted(set(after)))
+        # ms in ngtcp2's qlog: once the veths' RTT was seen (0 on a quiet host), the old
+        # code's least RTT never rose again; now it follows the delayed path (and falls back
+        # once the delay is gone, as a least RTT does). On a host so loaded (ASan) that the
+        # connection's least RTT was never under the delayed path's, there is nothing to rise
+        # from: the renewal above is then what tells the code apart.
+        delayed = 2 * DELAY_MS * 0.8
+        below = [i for i, m in enumerate(mins) if m < delayed]
+        if below:
+            after = mins[below[0]:]
+            assert max(after) >= delayed, (q.name, sorted(set(after)))
     assert "moved to a new local port" in log.read_text()
