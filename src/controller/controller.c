@@ -115,6 +115,11 @@ void ctlr_send_map(struct ctl *c, struct csvc *v, struct peer *only)
 	send_map(c, v, only);
 }
 
+void ctlr_send_map_moved(struct ctl *c, struct csvc *v, const struct ho_snap *snap)
+{
+	send_map_ordered(c, v, NULL, snap);
+}
+
 /* ---- health and weights ---- */
 
 struct csvc *ctlr_svc_find(struct ctl *c, const char *name)
