@@ -25,9 +25,57 @@
 #include "ctl.h"
 #include "steer.h"
 
+/* The endpoints (lost[e], v's endpoint order) that had a slice in snap which is now owned
+ * by an endpoint of another node: their nodes stop routing it and another node starts.
+ * Returns lost (calloc'd) or NULL (no snapshot, or no memory: no order then). */
+static bool *lost_to_other_node(const struct csvc *v, const struct ho_snap *snap)
+{
+	if (!snap || !snap->owner || !v->have || snap->nslices != v->a.nslices)
+		return NULL;
+	unsigned nep = v->s->nep;
+	bool *lost = calloc(nep ? nep : 1, sizeof(*lost));
+	int *now = malloc((v->a.nep ? v->a.nep : 1) * sizeof(*now)); /* slot -> endpoint */
+	if (!lost || !now) {
+		free(lost);
+		free(now);
+		return NULL;
+	}
+	for (unsigned k = 0; k < v->a.nep; k++)
+		now[k] = -1;
+	for (unsigned e = 0; e < nep; e++)
+		if (v->slot[e] >= 0 && (unsigned)v->slot[e] < v->a.nep)
+			now[v->slot[e]] = (int)e;
+	for (uint32_t g = 0; g < snap->nslices; g++) {
+		int32_t so = snap->owner[g], sn = v->a.owner[g];
+		if (so < 0 || (unsigned)so >= snap->nslots || sn < 0 || (unsigned)sn >= v->a.nep)
+			continue; /* unowned before or now: nobody routed it, or nobody will */
+		int eo = snap->ep_of[so], en = now[sn];
+		if (eo < 0 || en < 0 || eo == en || lost[eo])
+			continue;
+		lost[eo] = strcmp(v->s->ep[eo].node, v->s->ep[en].node) != 0;
+	}
+	free(now);
+	return lost;
+}
+
+/* Whether agent p's node holds an endpoint that lost[] marks. */
+static bool node_loses(const struct csvc *v, const bool *lost, const struct peer *p)
+{
+	for (unsigned e = 0; lost && e < v->s->nep; e++)
+		if (lost[e] && !strcmp(v->s->ep[e].node, p->node))
+			return true;
+	return false;
+}
+
 /* Sends a service's whole map to every agent that said hello (or only to one). Sent to
- * every agent, it is a change: the service's saved record is written anew. */
-static void send_map(struct ctl *c, struct csvc *v, struct peer *only)
+ * every agent, it is a change: the service's saved record is written anew. With snap (the
+ * assignment before the change), the agents of nodes that give slices to another node get
+ * it last: a controller that dies between two agents' maps leaves a receiving node that
+ * announces its new slices beside a giving node that still routes them (both deliver), not
+ * a giving node that drained them beside a receiving node that does not announce them yet
+ * (no node announces them, for a lease TTL: tests/regress/test_ctl_map_order.py). */
+static void send_map_ordered(struct ctl *c, struct csvc *v, struct peer *only,
+                             const struct ho_snap *snap)
 {
 	struct text t = {0};
 	bool any = false;
@@ -44,18 +92,32 @@ static void send_map(struct ctl *c, struct csvc *v, struct peer *only)
 		        strerror(-t.err));
 		goto out;
 	}
-	for (int i = 0; i < MAX_AGENTS; i++) {
-		struct peer *p = &c->agents[i];
-		if (p->fd >= 0 && p->hello && (!only || p == only))
-			ctlr_peer_send(c, p, t.p, t.len);
-	}
+	bool *lost = only ? NULL : lost_to_other_node(v, snap);
+	for (int pass = 0; pass < 2; pass++) /* the receiving and other nodes, then the giving */
+		for (int i = 0; i < MAX_AGENTS; i++) {
+			struct peer *p = &c->agents[i];
+			if (p->fd >= 0 && p->hello && (!only || p == only) &&
+			    node_loses(v, lost, p) == (pass == 1))
+				ctlr_peer_send(c, p, t.p, t.len);
+		}
+	free(lost);
 out:
 	free(t.p);
+}
+
+static void send_map(struct ctl *c, struct csvc *v, struct peer *only)
+{
+	send_map_ordered(c, v, only, NULL);
 }
 
 void ctlr_send_map(struct ctl *c, struct csvc *v, struct peer *only)
 {
 	send_map(c, v, only);
+}
+
+void ctlr_send_map_moved(struct ctl *c, struct csvc *v, const struct ho_snap *snap)
+{
+	send_map_ordered(c, v, NULL, snap);
 }
 
 /* ---- health and weights ---- */
@@ -110,8 +172,8 @@ static int health_set(struct ctl *c, struct csvc *v, unsigned e, bool up, bool d
 	log_msg(LOG_INFO, "controller: %s %s %s%s: %u slices moved", v->name, ep,
 	        up ? "up" : "down", drain ? " (drained)" : "", moved);
 	ctlr_handover_send(c, v, &snap, drain ? (int)e : -1);
+	send_map_ordered(c, v, NULL, &snap);
 	ctlr_handover_free(&snap);
-	send_map(c, v, NULL);
 	struct ctl_msg m = {.kind = CTL_HEALTH, .up = up};
 	ctlr_copy(m.svc, sizeof(m.svc), v->name);
 	ctlr_copy(m.id, sizeof(m.id), ep);
@@ -159,7 +221,7 @@ int ctlr_weight(struct ctl *c, struct csvc *v, unsigned e, uint32_t w)
 	        live, v->steer ? " (the ceiling of steering)" : "", moved);
 	if (moved) {
 		ctlr_handover_send(c, v, &snap, -1);
-		send_map(c, v, NULL);
+		send_map_ordered(c, v, NULL, &snap);
 	}
 	ctlr_handover_free(&snap);
 	struct ctl_msg m = {.kind = CTL_WEIGHT, .weight = w};

@@ -278,6 +278,9 @@ void ctlr_rt_text(const struct csvc *v, const struct cfg_endpoint *gone, unsigne
 
 /* controller.c */
 void ctlr_send_map(struct ctl *c, struct csvc *v, struct peer *only);
+/* Sends v's map after a move between v's same endpoints (snap: the assignment before it) to
+ * every agent, the nodes that give slices to another node last. */
+void ctlr_send_map_moved(struct ctl *c, struct csvc *v, const struct ho_snap *snap);
 struct csvc *ctlr_svc_find(struct ctl *c, const char *name);
 int ctlr_health(struct ctl *c, struct csvc *v, unsigned e, bool up);
 int ctlr_drain(struct ctl *c, struct csvc *v, unsigned e);

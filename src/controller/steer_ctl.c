@@ -121,7 +121,7 @@ static void apply(struct ctl *c, struct csvc *v, const uint32_t *out, const enum
 	 * old owners' connections are handed over, not cut (before the map that moves them). */
 	if (moved) {
 		ctlr_handover_send(c, v, &snap, -1);
-		ctlr_send_map(c, v, NULL);
+		ctlr_send_map_moved(c, v, &snap);
 	}
 	ctlr_handover_free(&snap);
 	struct ctl_msg m = {.kind = CTL_WEIGHT};

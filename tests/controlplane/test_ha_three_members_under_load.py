@@ -14,18 +14,37 @@ test_leader_and_a_pod_killed_under_load:
   1. the bound: one load run during which a pod is killed (SIGKILL) and nothing else: its
      failed requests are what a pod failure costs (the requests in flight to it, and those
      sent to it before its slices moved);
-  2. a second, equal load run during which another pod and the leading controller are
-     killed together: the standby leads (after the lease TTL, as the lease expires), the
-     agents link to it, and it adopts the stored assignment: no slice moves but the dead
-     pods' (every other endpoint keeps every slice it had, in etcd), and the run fails no
-     more requests than the first plus twice the concurrency, none of them after the
-     standby led (the takeover itself costs no request). The allowance: how many requests
-     were in flight on the pod at its kill varies (at most one per connection), and so
-     does what the move of its slices breaks (at most one per connection again): the
-     leader, killed the same millisecond, often moved them already, half done (one agent
-     has the new map, the other drains the slices for 0.5 s), where alone the move is
-     whole at once. Over 8 runs here: 1 to 179 failed for the pod alone, 0 to 21 with
-     the leader, all within 0.6 s of the kills.
+  2. a second, equal load run during which another pod and the leading controller are killed
+     together: the standby leads (after the lease TTL, as the lease expires), the agents
+     link to it, and it adopts the stored assignment: no slice moves but the dead pods'
+     (every other endpoint keeps every slice it had, in etcd), none of the failed requests
+     came after the standby led (the takeover itself costs no request), and they are of the
+     kinds a pod failure makes: refused (SYNs that reached the dead pod's namespace before
+     its agent failed its routes over to the node's other pod), reset or eof (requests in
+     flight on it: at most one per connection, so at most the concurrency), and of the other
+     kinds (connect: unreachable; timeout) no more than the pod alone made plus a quarter of
+     the concurrency (one or two stray 'connect' came in 4 of 20 runs of the pod alone, once
+     in 18 with the leader and no map cut). A half-applied move breaks both: a dying leader
+     whose map reached the node giving the slices (its agent drains them: routed locally, no
+     longer announced) and not the receiving node (it does not announce them) leaves them
+     without a path at the router until the next leader's maps, a lease TTL later: clients
+     whose SYNs go unanswered fail with 'connect' after a second each, the last ones after
+     the standby led. Forced here with a preloaded send() that ended the leader between the
+     two agents' maps (a scratch copy of this test, not kept): the giving node's map alone
+     cost 5 and 7 such failures, until 2.5 s after the load started, and failed this test
+     both times; the receiving node's alone cost 17 (6 refused, 11 reset) and passed. The
+     controller now sends a change's map to the giving nodes last, so a leader dying in
+     between leaves the receiving node's state; tests/regress/test_ctl_map_order.py checks
+     that order deterministically, since under load the window is the microseconds between
+     two send() calls.
+     The refused count is not compared between the runs: it is the dead pod's window (its
+     death to its node's failover, usually a millisecond on the pidfd, up to 0.12 s when the
+     agent's loop was busy ending a handover) times the rate of new connections to its
+     slices, and it varies as much within one run kind as between them (see the README's
+     figures). In the runs with the leader the logs showed the receiving node applying the
+     move first and the dead pod's node 70 to 180 ms later (its loop busy resetting the dead
+     pod's connections), announcing the slices meanwhile, failed over to its live pod: no
+     gap, and no failure the pod alone does not make.
 
 test_etcd_leader_then_controller_leader_killed_under_load: during one load run, the etcd
 member that is raft leader (made the first of the controllers' --etcd, the one they talk
@@ -257,9 +276,11 @@ def test_leader_and_a_pod_killed_under_load(tb):
     weigh(tb)
     # 1. a pod failure alone: the bound
     before = owned(tb)
+    t_load1 = time.time()
     load = start_load(tb)
     try:
         assert tb.until(lambda: serving(tb, tb.all_pods()), 20), "the load reaches no pod"
+        t_kill1 = time.time()
         tb.kill_pod(1, 1)
     finally:
         alone = finish(load)
@@ -296,14 +317,22 @@ def test_leader_and_a_pod_killed_under_load(tb):
           f"{', '.join(f'{t - t_kill:.2f} s' for t in link if t)} after; peak load "
           f"{both['sent']} sent, {both['failed']} failed, {both['unfinished']} unfinished")
     print(f"failures: alone {alone['errors']} {alone.get('outage')}; "
-          f"with the leader {both['errors']} {both.get('outage')}")
+          f"with the leader {both['errors']} {both.get('outage')}; the kills "
+          f"{t_kill1 - t_load1:.3f} s and {t_kill - t_load:.3f} s after each load started")
     assert tb.leading() == ["c2"]
     assert lead - t_kill < TTL_S + 2.5, "no takeover within the lease TTL"
     # the new leader adopted the stored assignment: only the dead pod's slices move
     assert tb.until(lambda: tb.pod_id(2, 1) not in owned(tb), 10), owned(tb)
     assert moved_beyond(before, owned(tb), dead) == [], (before, owned(tb))
-    assert both["failed"] <= alone["failed"] + 2 * CONCURRENCY, (alone, both["errors"],
-                                                                  both.get("outage"))
+    # the pod's kinds: in flight on it (one per connection at most, --new-conn), and of
+    # the kinds a slice without a path makes (each client retrying at once: hundreds a
+    # second) no more than the pod alone made, give or take a stray one
+    pod_kinds = ("refused", "reset", "eof")
+    for r in (alone, both):
+        assert r["errors"]["reset"] + r["errors"]["eof"] <= CONCURRENCY, r["errors"]
+    assert sum(v for k, v in both["errors"].items() if k not in pod_kinds) <= \
+        sum(v for k, v in alone["errors"].items() if k not in pod_kinds) + CONCURRENCY // 4, \
+        (alone["errors"], both["errors"], both.get("outage"))
     # and they are the pod's: none came once the standby led (peak load's clock starts
     # after t_load, so this errs on the side of a failure counted as before)
     if both["failed"]:
