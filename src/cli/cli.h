@@ -25,6 +25,19 @@ void cli_secret_file(const char *cmd, const char *path, uint8_t out[static 16]);
  * bad. */
 const uint8_t *cli_secret_option(const char *cmd, const char *path, uint8_t out[static 16]);
 
+/* The Kubernetes client's options every --source kubernetes command takes: CLI_KUBE_OPTIONS
+ * in its getopt_long table, cli_kube_opt in its switch's default (true when it took c). */
+enum { CLI_OPT_KUBE_API = 0x180, CLI_OPT_KUBE_TOKEN, CLI_OPT_KUBE_CA, CLI_OPT_KUBE_SECRET };
+/* clang-format off */
+#define CLI_KUBE_OPTIONS                                                                           \
+	{"kube-api", required_argument, 0, CLI_OPT_KUBE_API},                                      \
+	{"kube-token-file", required_argument, 0, CLI_OPT_KUBE_TOKEN},                             \
+	{"kube-ca", required_argument, 0, CLI_OPT_KUBE_CA},                                        \
+	{"kube-secret-dir", required_argument, 0, CLI_OPT_KUBE_SECRET}
+/* clang-format on */
+struct kube_opts;
+bool cli_kube_opt(int c, const char *arg, struct kube_opts *ko);
+
 /* True if argv holds -h or --help before any "--". */
 bool cli_wants_help(int argc, char **argv);
 

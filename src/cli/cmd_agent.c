@@ -152,10 +152,7 @@ int cmd_agent(int argc, char **argv)
 	    {"etcd", required_argument, 0, 'E'},
 	    {"etcd-prefix", required_argument, 0, 'G'},
 	    {"source", required_argument, 0, 'O'},
-	    {"kube-api", required_argument, 0, 'A'},
-	    {"kube-token-file", required_argument, 0, 'Y'},
-	    {"kube-ca", required_argument, 0, 'Z'},
-	    {"kube-secret-dir", required_argument, 0, 'J'},
+	    CLI_KUBE_OPTIONS,
 	    {0, 0, 0, 0},
 	};
 	struct agent_opts o = {.table = RT_TABLE_PEAK_MAIN,
@@ -288,26 +285,14 @@ int cmd_agent(int argc, char **argv)
 				                optarg);
 			kube = !strcmp(optarg, "kubernetes");
 			break;
-		case 'A':
-			ko.api = optarg;
-			kube_opt = true;
-			break;
-		case 'Y':
-			ko.token_file = optarg;
-			kube_opt = true;
-			break;
-		case 'Z':
-			ko.ca_file = optarg;
-			kube_opt = true;
-			break;
-		case 'J':
-			ko.secret_dir = optarg;
-			kube_opt = true;
-			break;
 		case 'h':
 			fputs(agent_help, stdout);
 			return 0;
 		default:
+			if (cli_kube_opt(c, optarg, &ko)) {
+				kube_opt = true;
+				break;
+			}
 			cli_usage_error("agent", "unknown or incomplete option '%s' (see --help)",
 			                argv[optind - 1]);
 		}

@@ -194,10 +194,7 @@ int cmd_controller(int argc, char **argv)
 	    {"steer", required_argument, 0, 'w'},
 	    {"steer-interval", required_argument, 0, 'W'},
 	    {"source", required_argument, 0, 'o'},
-	    {"kube-api", required_argument, 0, 'A'},
-	    {"kube-token-file", required_argument, 0, 'T'},
-	    {"kube-ca", required_argument, 0, 'R'},
-	    {"kube-secret-dir", required_argument, 0, 'D'},
+	    CLI_KUBE_OPTIONS,
 	    {"kube-namespace", required_argument, 0, 'P'},
 	    {"kube-lease", required_argument, 0, 'L'},
 	    {"handover-ms", required_argument, 0, 'H'},
@@ -268,18 +265,6 @@ int cmd_controller(int argc, char **argv)
 				                "--source: '%s' is not file or kubernetes", optarg);
 			o.source = optarg;
 			break;
-		case 'A':
-			o.kube_api = optarg;
-			break;
-		case 'T':
-			o.kube_token_file = optarg;
-			break;
-		case 'R':
-			o.kube_ca = optarg;
-			break;
-		case 'D':
-			o.kube_secret_dir = optarg;
-			break;
 		case 'P':
 			o.kube_namespace = optarg;
 			break;
@@ -303,6 +288,8 @@ int cmd_controller(int argc, char **argv)
 			fputs(controller_help, stdout);
 			return 0;
 		default:
+			if (cli_kube_opt(c, optarg, &o.kube))
+				break;
 			cli_usage_error("controller",
 			                "unknown or incomplete option '%s' (see --help)",
 			                argv[optind - 1]);

@@ -103,12 +103,9 @@ int cmd_dns(int argc, char **argv)
 	    {"store", required_argument, 0, 'S'},
 	    {"etcd", required_argument, 0, 'e'},
 	    {"etcd-prefix", required_argument, 0, 'p'},
-	    {"kube-api", required_argument, 0, 'A'},
-	    {"kube-token-file", required_argument, 0, 'T'},
-	    {"kube-ca", required_argument, 0, 'R'},
+	    CLI_KUBE_OPTIONS,
 	    {"kube-namespace", required_argument, 0, 'P'},
 	    {"kube-lease", required_argument, 0, 'L'},
-	    {"kube-secret-dir", required_argument, 0, 'D'},
 	    {"source", required_argument, 0, 'o'},
 	    {"quiet", no_argument, 0, 'q'},
 	    {"help", no_argument, 0, 'h'},
@@ -192,18 +189,6 @@ int cmd_dns(int argc, char **argv)
 				                optarg);
 			store = optarg;
 			break;
-		case 'A':
-			ko.api = optarg;
-			kube_opt = true;
-			break;
-		case 'T':
-			ko.token_file = optarg;
-			kube_opt = true;
-			break;
-		case 'R':
-			ko.ca_file = optarg;
-			kube_opt = true;
-			break;
 		case 'P':
 			o.kube_namespace = optarg;
 			cm_opt = true;
@@ -211,9 +196,6 @@ int cmd_dns(int argc, char **argv)
 		case 'L':
 			o.kube_cm = optarg;
 			cm_opt = true;
-			break;
-		case 'D':
-			ko.secret_dir = optarg;
 			break;
 		case 'o':
 			if (strcmp(optarg, "file") && strcmp(optarg, "kubernetes"))
@@ -234,6 +216,11 @@ int cmd_dns(int argc, char **argv)
 			fputs(dns_help, stdout);
 			return 0;
 		default:
+			if (cli_kube_opt(c, optarg, &ko)) {
+				kube_opt |=
+				    c != CLI_OPT_KUBE_SECRET; /* (checked on its own below) */
+				break;
+			}
 			cli_usage_error("dns", "unknown or incomplete option '%s' (see --help)",
 			                argv[optind - 1]);
 		}

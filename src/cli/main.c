@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../k8s/kube.h"
 #include "cli.h"
 #include "peak/prefix.h"
 #include "peak/ssa.h"
@@ -36,6 +37,25 @@ uint64_t cli_u64(const char *cmd, const char *opt, const char *s, uint64_t min, 
 		cli_usage_error(cmd, "%s: %s is outside %llu..%llu", opt, s,
 		                (unsigned long long)min, (unsigned long long)max);
 	return v;
+}
+
+bool cli_kube_opt(int c, const char *arg, struct kube_opts *ko)
+{
+	switch (c) {
+	case CLI_OPT_KUBE_API:
+		ko->api = arg;
+		return true;
+	case CLI_OPT_KUBE_TOKEN:
+		ko->token_file = arg;
+		return true;
+	case CLI_OPT_KUBE_CA:
+		ko->ca_file = arg;
+		return true;
+	case CLI_OPT_KUBE_SECRET:
+		ko->secret_dir = arg;
+		return true;
+	}
+	return false;
 }
 
 void cli_addr6(const char *cmd, const char *opt, const char *s, uint8_t out[static 16])

@@ -1014,10 +1014,7 @@ static bool kube_wanted(const struct controller_opts *o)
 
 static struct kube *kube_from_opts(const struct controller_opts *o, char *err, size_t errlen)
 {
-	struct kube_opts ko = {.api = o->kube_api,
-	                       .token_file = o->kube_token_file,
-	                       .ca_file = o->kube_ca,
-	                       .secret_dir = o->kube_secret_dir};
+	const struct kube_opts ko = o->kube;
 	return kube_open(&ko, err, errlen);
 }
 

@@ -19,6 +19,8 @@
  */
 #include <stdbool.h>
 
+#include "../k8s/kube.h"
+
 struct controller_opts {
 	const char *config;
 	const char *listen;      /* ADDR:PORT */
@@ -39,8 +41,8 @@ struct controller_opts {
 	unsigned steer_interval_ms; /* --steer-interval (0: STEER_INTERVAL_DEF_MS) */
 	const char *source;         /* "file" (or NULL: services from the config) or "kubernetes"
 	                             * (src/k8s/kube.h: the config gives the zone and nodes) */
-	const char *kube_api;       /* kubernetes: the API's URL (NULL: in-cluster) */
-	const char *kube_token_file, *kube_ca, *kube_secret_dir; /* NULL: in-cluster defaults */
+	struct kube_opts kube;      /* kubernetes: the API's URL, token, CA and secrets' dir
+	                             * (NULL each: in-cluster defaults) */
 	const char *kube_namespace; /* --store kubernetes: the Lease's and ConfigMap's (NULL:
 	                             * the service account's, else "default") */
 	const char *kube_lease;     /* their name (NULL: "peak-controller") */

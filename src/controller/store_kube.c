@@ -821,10 +821,7 @@ static const struct store_ops kube_ops = {
 
 struct store *store_kube_open(const struct controller_opts *o, char *err, size_t errlen)
 {
-	struct kube_opts ko = {.api = o->kube_api,
-	                       .token_file = o->kube_token_file,
-	                       .ca_file = o->kube_ca,
-	                       .secret_dir = o->kube_secret_dir};
+	const struct kube_opts ko = o->kube;
 	const char *name = o->kube_lease ? o->kube_lease : "peak-controller";
 	char host[64] = "?";
 	struct store_kube *s = NULL;
@@ -839,7 +836,7 @@ struct store *store_kube_open(const struct controller_opts *o, char *err, size_t
 		free(s);
 		return NULL;
 	}
-	kube_namespace(o->kube_namespace, o->kube_api != NULL, s->ns);
+	kube_namespace(o->kube_namespace, o->kube.api != NULL, s->ns);
 	snprintf(s->name, sizeof(s->name), "%s", name);
 	snprintf(s->lease_path, sizeof(s->lease_path),
 	         "/apis/coordination.k8s.io/v1/namespaces/%s/leases/%s", s->ns, s->name);
