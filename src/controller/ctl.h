@@ -17,6 +17,7 @@
 #include "peak/config.h"
 #include "peak/ctlauth.h"
 #include "peak/ctlproto.h"
+#include "steer.h"
 #include "store.h"
 
 enum {
@@ -52,6 +53,7 @@ struct steer_load {
 	bool has_queue;    /* the last report had an accept queue figure (BACKLOG > 0) */
 	uint32_t queue_pm; /* its fill, per mille of the backlog */
 	uint8_t backoff;   /* steering: probes in a row that ended in a saturated shed */
+	struct steer_mem mem; /* steering: what the step remembers between rounds (steer.h) */
 };
 
 struct csvc {
