@@ -90,11 +90,15 @@ static uint32_t step_min_of(uint32_t ceiling)
 	return s ? s : 1;
 }
 
-/* The step endpoint e moves by now: the full one without memory. */
-static uint32_t step_now(const struct steer_ep *ep, const struct steer_mem *m)
+/* The step endpoint e moves by in direction d: the full one without memory; with it the
+ * step it holds, halved (down to the smallest) when d reverses its last change. */
+static uint32_t step_now(const struct steer_ep *ep, const struct steer_mem *m, int d)
 {
-	uint32_t full = step_of(ep->ceiling);
-	return m && m->step && m->step < full ? m->step : full;
+	uint32_t full = step_of(ep->ceiling), min = step_min_of(ep->ceiling);
+	uint32_t st = m && m->step && m->step < full ? m->step : full;
+	if (m && m->dir == -d)
+		st = st / 2 < min ? min : st / 2;
+	return st;
 }
 
 /* Takes this round's figures into the averages of m (steer.h, memory): the first report
@@ -126,18 +130,18 @@ static bool sustained(struct steer_mem *m, int d)
 	return m->streak >= (m->settled ? STEER_LEAVE_ROUNDS : STEER_CONFIRM_ROUNDS);
 }
 
-/* Records in m a change of direction d (probe: a timed probe, not a verdict): a reversal
- * halves the step and settles; a change in the same direction as the last one doubles it
- * (a probe that held, then another: room to climb), and a verdict so leaves the settled
- * state. The averages start again on the new weight. */
-static void mem_changed(struct steer_mem *m, const struct steer_ep *ep, int d, bool probe)
+/* Records in m a change of direction d by the step st (step_now; probe: a timed probe, not
+ * a verdict): a reversal (its step already halved) settles; after a change in the same
+ * direction as the last one the next step doubles (a probe that held, then another: room
+ * to climb), and a verdict so leaves the settled state. The averages start again on the
+ * new weight. */
+static void mem_changed(struct steer_mem *m, const struct steer_ep *ep, int d, bool probe,
+                        uint32_t st)
 {
 	if (!m)
 		return;
-	uint32_t full = step_of(ep->ceiling), min = step_min_of(ep->ceiling);
-	uint32_t st = step_now(ep, m);
+	uint32_t full = step_of(ep->ceiling);
 	if (m->dir == -d) {
-		st = st / 2 < min ? min : st / 2;
 		m->settled = true;
 	} else if (m->dir == d) {
 		st = st > full / 2 ? full : st * 2;
@@ -182,8 +186,7 @@ static unsigned sat_step(const struct steer_ep *ep, unsigned n, struct steer_mem
 		if (!ep[e].live || !ep[e].ceiling)
 			continue;
 		struct steer_mem *m = mem ? &mem[e] : NULL;
-		uint32_t w = out[e], hi = ep[e].ceiling, lo = steer_floor(hi),
-		         st = step_now(&ep[e], m);
+		uint32_t w = out[e], hi = ep[e].ceiling, lo = steer_floor(hi), st = 0;
 		uint32_t nw = w, wait = STEER_PROBE_ROUNDS;
 		enum steer_reason rs = STEER_NONE;
 		double sat = sat_of(&ep[e], m);
@@ -196,6 +199,7 @@ static unsigned sat_step(const struct steer_ep *ep, unsigned n, struct steer_mem
 		else if (sat < STEER_SAT_LO_PM && w < hi && !met)
 			d = 1;
 		if (sustained(m, d)) {
+			st = step_now(&ep[e], m, d);
 			if (d < 0) {
 				nw = w - st > w || w - st < lo ? lo : w - st;
 				rs = STEER_SATURATED;
@@ -204,11 +208,12 @@ static unsigned sat_step(const struct steer_ep *ep, unsigned n, struct steer_mem
 				rs = STEER_REGAIN;
 			}
 		} else if (!d && sat < STEER_SAT_LO_PM && w < hi && met && ep[e].quiet >= wait) {
+			st = step_now(&ep[e], m, 1);
 			nw = w + st > hi ? hi : w + st;
 			rs = STEER_PROBE;
 		}
 		if (nw != w)
-			mem_changed(m, &ep[e], nw < w ? -1 : 1, rs == STEER_PROBE);
+			mem_changed(m, &ep[e], nw < w ? -1 : 1, rs == STEER_PROBE, st);
 		changed += steer_put(out, why, e, w, nw, rs);
 	}
 	return changed;
@@ -265,8 +270,7 @@ unsigned steer_step(const struct steer_ep *ep, unsigned n, struct steer_mem *mem
 		if (!ep[e].live || !ep[e].ceiling)
 			continue;
 		struct steer_mem *m = mem ? &mem[e] : NULL;
-		uint32_t w = out[e], hi = ep[e].ceiling, lo = steer_floor(hi),
-		         st = step_now(&ep[e], m);
+		uint32_t w = out[e], hi = ep[e].ceiling, lo = steer_floor(hi), st;
 		/* (no usable utilisation: every endpoint at its share) */
 		double r = m ? m->util_avg : mean > 0 ? util(&ep[e], w, wsum, sig, tot) / mean : 1;
 		double band = (m && m->settled ? STEER_BAND_OUT_PM : STEER_BAND_PM) / 1000.0,
@@ -281,7 +285,9 @@ unsigned steer_step(const struct steer_ep *ep, unsigned n, struct steer_mem *mem
 			d = -1;
 		else if (r < 1 - band && w < hi && !warm && !ep[e].sat_shed)
 			d = 1;
-		if (!sustained(m, d)) {
+		bool act = sustained(m, d);
+		st = step_now(&ep[e], m, act ? d : 1); /* (not acting: a probe, if any) */
+		if (!act) {
 			if (!d && r <= 1 && w < hi && !warm && ep[e].quiet >= STEER_PROBE_ROUNDS) {
 				nw = w + st > hi ? hi : w + st;
 				rs = STEER_PROBE;
@@ -307,7 +313,7 @@ unsigned steer_step(const struct steer_ep *ep, unsigned n, struct steer_mem *mem
 			rs = STEER_REGAIN;
 		}
 		if (nw != w)
-			mem_changed(m, &ep[e], nw < w ? -1 : 1, rs == STEER_PROBE);
+			mem_changed(m, &ep[e], nw < w ? -1 : 1, rs == STEER_PROBE, st);
 		changed += steer_put(out, why, e, w, nw, rs);
 	}
 	return changed;
