@@ -74,12 +74,15 @@
  *   pod regains, probes, or takes another's share only once clear for a while);
  * - a verdict (shed, regain) acts only when it held STEER_CONFIRM_ROUNDS rounds in a row;
  * - the step adapts: it starts at the full step; a change against the direction of the
- *   last one (the share crossed its balance point) halves it, down to STEER_STEP_MIN_PM
- *   per mille of the ceiling; a change in the same direction doubles it back;
+ *   last one (the share crossed its balance point) goes by half the step, down to
+ *   STEER_STEP_MIN_PM per mille of the ceiling; after a change in the same direction as
+ *   the last one the next step doubles, up to the full step again;
  * - a settled state: after a reversal the endpoint is settled; then a shed or a regain
  *   needs its verdict STEER_LEAVE_ROUNDS rounds in a row (the dead band of the ratio
- *   widens to STEER_BAND_OUT_PM meanwhile), and probes go up by the small step; a change
- *   in the same direction as the last one (a sustained move, not a return) leaves it.
+ *   widens to STEER_BAND_OUT_PM meanwhile), and probes go up by the small step; a shed
+ *   or regain in the same direction as the last change (a sustained move, not a return)
+ *   leaves it. The price is speed: a step every STEER_CONFIRM_ROUNDS fresh rounds at
+ *   best (on the loaded testbed 4 to 16 s apart).
  * Without memory (NULL) a round is the memoryless law above: one report, the full step.
  */
 #include <stdbool.h>
