@@ -9,7 +9,7 @@
 #include "../../src/controller/steer.h"
 
 #ifdef STEER_TEST_NO_MEM
-#define MEM(m) NULL
+#define MEM(m) ((void)(m), (struct steer_mem *)NULL)
 #else
 #define MEM(m) (m)
 #endif

@@ -574,7 +574,7 @@ static void test_saturation_alone_settles(void **state)
  * did not settle on the bench (bench/results/steer.md, runs before 2026-12-03).
  */
 #ifdef STEER_TEST_NO_MEM
-#define MEM(m) NULL
+#define MEM(m) ((void)(m), (struct steer_mem *)NULL)
 #else
 #define MEM(m) (m)
 #endif
