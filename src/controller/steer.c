@@ -119,6 +119,10 @@ static bool sustained(struct steer_mem *m, int d)
 {
 	if (!m)
 		return d != 0;
+	m->hot = (uint8_t)(m->hot << 1 | (d < 0));
+	if (m->settled && d < 0 &&
+	    __builtin_popcount(m->hot & ((1u << STEER_SETTLED_SHED_M) - 1)) >= STEER_SETTLED_SHED_K)
+		return true;
 	if (d != m->pend) {
 		m->pend = (int8_t)d;
 		m->streak = 0;
@@ -152,6 +156,7 @@ static void mem_changed(struct steer_mem *m, const struct steer_ep *ep, int d, b
 	m->have = false;
 	m->pend = 0;
 	m->streak = 0;
+	m->hot = 0;
 }
 
 /* Records endpoint e's new weight nw (w before this part of the step) and the reason rs;

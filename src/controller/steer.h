@@ -78,7 +78,9 @@
  *   STEER_STEP_MIN_PM per mille of the ceiling; after a change in the same direction as
  *   the last one the next step doubles, up to the full step again;
  * - a settled state: after a reversal the endpoint is settled; then a shed or a regain
- *   needs its verdict STEER_LEAVE_ROUNDS rounds in a row (the dead band of the ratio
+ *   needs its verdict STEER_LEAVE_ROUNDS rounds in a row, or a shed its verdict in
+ *   STEER_SETTLED_SHED_K of the last STEER_SETTLED_SHED_M rounds (a pod that probed back
+ *   into intermittent saturation is hot most rounds, seldom 5 in a row) (the dead band of the ratio
  *   widens to STEER_BAND_OUT_PM meanwhile), and probes go up by the small step; a shed
  *   or regain in the same direction as the last change (a sustained move, not a return)
  *   leaves it. The price is speed: a step every STEER_CONFIRM_ROUNDS fresh rounds at
@@ -106,7 +108,9 @@ enum {
 	STEER_STEP_MIN_PM = 25,        /* memory: the smallest step, a quarter of the full one */
 	STEER_CONFIRM_ROUNDS = 3,      /* memory: rounds of one verdict before it acts */
 	STEER_LEAVE_ROUNDS = 5,        /* memory: the same once settled */
-	STEER_BAND_OUT_PM = 300,       /* memory: the dead band while settled (hysteresis) */
+	STEER_SETTLED_SHED_K = 5, /* memory: settled, a shed when 5 of the last 8 rounds say so */
+	STEER_SETTLED_SHED_M = 8,
+	STEER_BAND_OUT_PM = 300, /* memory: the dead band while settled (hysteresis) */
 };
 
 enum steer_reason {
@@ -145,6 +149,7 @@ struct steer_mem {
 	int8_t dir;      /* the direction of the last change: -1 down, +1 up, 0 none */
 	int8_t pend;     /* the direction of the verdicts counted in streak (0: hold) */
 	uint8_t streak;  /* rounds in a row with the verdict pend */
+	uint8_t hot;     /* the last rounds' shed verdicts, a bit each (bit 0 this round) */
 	uint32_t step;   /* the step now, in weight units (0: the full step) */
 	double sat_avg;  /* smoothed saturation, per mille */
 	double util_avg; /* smoothed utilisation over the weighted mean */

@@ -685,6 +685,45 @@ static void test_mem_no_hunting_on_noise(void **state)
 	}
 }
 
+/* A settled pod that probed back into intermittent saturation (the bench's n1p1 at 500:
+ * throttled in most rounds, never 5 in a row) sheds: 5 hot rounds of the last 8 are
+ * enough; a healthy settled pod with a burst now and then (1 round in 4) does not. */
+static void test_mem_settled_intermittent_sheds(void **state)
+{
+	(void)state;
+	static const uint8_t pattern[8] = {1, 1, 0, 1,
+	                                   1, 0, 1, 0}; /* hot rounds, never 3 in a row */
+	struct steer_ep ep[3];
+	struct steer_mem mem[3] = {0};
+	uint32_t out[3];
+	enum steer_reason why[3];
+	unsigned shed_at = 0;
+	mem[0] = (struct steer_mem){.settled = true, .dir = 1, .step = 50};
+	for (unsigned round = 0; round < 16 && !shed_at; round++) {
+		const uint32_t sat[3] = {pattern[round % 8] ? 40 : 0, 0, 0};
+		const uint64_t cpu[3] = {100000000, 400000000, 400000000};
+		eps_sat(ep, 3, sat, cpu);
+		ep[0].weight = 500;
+		ep[0].last = STEER_PROBE;
+		if (steer_step(ep, 3, MEM(mem), out, why)) {
+			assert_int_equal(why[0], STEER_SATURATED);
+			assert_int_equal(out[0], 475); /* a reversal: half the step */
+			shed_at = round + 1;
+		}
+	}
+	print_message("# intermittent: shed after %u rounds\n", shed_at);
+	assert_true(shed_at && shed_at <= 8);
+	mem[0] = (struct steer_mem){.settled = true, .dir = 1, .step = 50};
+	for (unsigned round = 0; round < 400; round++) {
+		const uint32_t sat[3] = {round % 4 == 0 ? 300 : 0, 0, 0};
+		const uint64_t cpu[3] = {100000000, 400000000, 400000000};
+		eps_sat(ep, 3, sat, cpu);
+		ep[0].weight = 1000;
+		ep[0].last = STEER_PROBE;
+		assert_int_equal(steer_step(ep, 3, MEM(mem), out, why), 0);
+	}
+}
+
 /* The step halves on each reversal. A pod saturated above a weight of 450 and clear below
  * it (no noise): it sheds to 400, then each probe and its return reverse the direction,
  * so the step falls to STEER_STEP_MIN_PM of the ceiling and the pod ends up going back
@@ -854,6 +893,7 @@ int main(void)
 	    cmocka_unit_test(test_mem_no_hunting_on_noise),
 	    cmocka_unit_test(test_mem_step_halves),
 	    cmocka_unit_test(test_mem_ceiling),
+	    cmocka_unit_test(test_mem_settled_intermittent_sheds),
 	};
 	return cmocka_run_group_tests(tests, NULL, NULL);
 }
