@@ -17,6 +17,7 @@
 #include "peak/config.h"
 #include "peak/ctlauth.h"
 #include "peak/ctlproto.h"
+#include "steer.h"
 #include "store.h"
 
 enum {
@@ -46,12 +47,13 @@ struct steer_load {
 	bool has_cpu;
 	bool has_app;
 	uint64_t app;
-	uint64_t rate_thr; /* the throttled counter at the start of the rate's window */
-	bool has_thr;      /* thr_pm is known (the agent reports saturation; two reports) */
-	uint32_t thr_pm;   /* per mille of the last window's wall time the pod was throttled */
-	bool has_queue;    /* the last report had an accept queue figure (BACKLOG > 0) */
-	uint32_t queue_pm; /* its fill, per mille of the backlog */
-	uint8_t backoff;   /* steering: probes in a row that ended in a saturated shed */
+	uint64_t rate_thr;    /* the throttled counter at the start of the rate's window */
+	bool has_thr;         /* thr_pm is known (the agent reports saturation; two reports) */
+	uint32_t thr_pm;      /* per mille of the last window's wall time the pod was throttled */
+	bool has_queue;       /* the last report had an accept queue figure (BACKLOG > 0) */
+	uint32_t queue_pm;    /* its fill, per mille of the backlog */
+	uint8_t backoff;      /* steering: probes in a row that ended in a saturated shed */
+	struct steer_mem mem; /* steering: what the step remembers between rounds (steer.h) */
 };
 
 struct csvc {

@@ -83,6 +83,82 @@ static double util(const struct steer_ep *ep, uint32_t w, double wsum, unsigned 
 	return u;
 }
 
+/* The smallest step of a ceiling (memory: STEER_STEP_MIN_PM per mille of it, at least 1). */
+static uint32_t step_min_of(uint32_t ceiling)
+{
+	uint32_t s = (uint32_t)((uint64_t)ceiling * STEER_STEP_MIN_PM / 1000);
+	return s ? s : 1;
+}
+
+/* The step endpoint e moves by in direction d: the full one without memory; with it the
+ * step it holds, halved (down to the smallest) when d reverses its last change. */
+static uint32_t step_now(const struct steer_ep *ep, const struct steer_mem *m, int d)
+{
+	uint32_t full = step_of(ep->ceiling), min = step_min_of(ep->ceiling);
+	uint32_t st = m && m->step && m->step < full ? m->step : full;
+	if (m && m->dir == -d)
+		st = st / 2 < min ? min : st / 2;
+	return st;
+}
+
+/* Takes this round's figures into the averages of m (steer.h, memory): the first report
+ * after a change starts them. */
+static void mem_take(struct steer_mem *m, const struct steer_ep *ep, double ratio)
+{
+	const double k = 1.0 / STEER_SMOOTH_ROUNDS;
+	double sat = ep->has_sat ? ep->sat_pm : 0;
+	m->sat_avg = m->have ? m->sat_avg + (sat - m->sat_avg) * k : sat;
+	m->util_avg = m->have ? m->util_avg + (ratio - m->util_avg) * k : ratio;
+	m->have = true;
+}
+
+/* Whether a verdict of direction d (-1 shed, +1 regain, 0 hold) acts this round: at once
+ * without memory; with it, when it held STEER_CONFIRM_ROUNDS rounds in a row, and
+ * STEER_LEAVE_ROUNDS once settled. Counts the streak. */
+static bool sustained(struct steer_mem *m, int d)
+{
+	if (!m)
+		return d != 0;
+	m->hot = (uint8_t)(m->hot << 1 | (d < 0));
+	if (m->settled && d < 0 &&
+	    __builtin_popcount(m->hot & ((1u << STEER_SETTLED_SHED_M) - 1)) >= STEER_SETTLED_SHED_K)
+		return true;
+	if (d != m->pend) {
+		m->pend = (int8_t)d;
+		m->streak = 0;
+	}
+	if (!d)
+		return false;
+	if (m->streak < UINT8_MAX)
+		m->streak++;
+	return m->streak >= (m->settled ? STEER_LEAVE_ROUNDS : STEER_CONFIRM_ROUNDS);
+}
+
+/* Records in m a change of direction d by the step st (step_now; probe: a timed probe, not
+ * a verdict): a reversal (its step already halved) settles; after a change in the same
+ * direction as the last one the next step doubles (a probe that held, then another: room
+ * to climb), and a verdict so leaves the settled state. The averages start again on the
+ * new weight. */
+static void mem_changed(struct steer_mem *m, const struct steer_ep *ep, int d, bool probe,
+                        uint32_t st)
+{
+	if (!m)
+		return;
+	uint32_t full = step_of(ep->ceiling);
+	if (m->dir == -d) {
+		m->settled = true;
+	} else if (m->dir == d) {
+		st = st > full / 2 ? full : st * 2;
+		m->settled = m->settled && probe;
+	}
+	m->step = st;
+	m->dir = (int8_t)d;
+	m->have = false;
+	m->pend = 0;
+	m->streak = 0;
+	m->hot = 0;
+}
+
 /* Records endpoint e's new weight nw (w before this part of the step) and the reason rs;
  * nothing when nw is w. Returns 1 when e had no change yet this step (the caller counts
  * changed endpoints), else 0. */
@@ -97,35 +173,59 @@ static unsigned steer_put(uint32_t *out, enum steer_reason *why, unsigned e, uin
 	return first;
 }
 
+/* An endpoint's saturation as this round judges it clear or not: the average with memory
+ * (a pod is clear when it has been for a while; hot is this round's report, counted over
+ * rounds by sustained()). */
+static double sat_of(const struct steer_ep *ep, const struct steer_mem *m)
+{
+	return m && m->have ? m->sat_avg : (double)ep->sat_pm;
+}
+
 /* Saturation alone (steer.h): every live endpoint reports it. out[] holds the weights within
  * bounds; cool says a live endpoint is clear. Returns the changes it adds. */
-static unsigned sat_step(const struct steer_ep *ep, unsigned n, bool cool, uint32_t *out,
-                         enum steer_reason *why)
+static unsigned sat_step(const struct steer_ep *ep, unsigned n, struct steer_mem *mem, bool cool,
+                         uint32_t *out, enum steer_reason *why)
 {
 	unsigned changed = 0;
 	for (unsigned e = 0; e < n; e++) {
 		if (!ep[e].live || !ep[e].ceiling)
 			continue;
-		uint32_t w = out[e], hi = ep[e].ceiling, lo = steer_floor(hi), st = step_of(hi);
+		struct steer_mem *m = mem ? &mem[e] : NULL;
+		uint32_t w = out[e], hi = ep[e].ceiling, lo = steer_floor(hi), st = 0;
 		uint32_t nw = w, wait = STEER_PROBE_ROUNDS;
 		enum steer_reason rs = STEER_NONE;
+		double sat = sat_of(&ep[e], m);
 		bool met =
 		    ep[e].sat_shed || ep[e].last == STEER_SATURATED || ep[e].last == STEER_PROBE;
 		wait <<= ep[e].backoff < STEER_BACKOFF_MAX ? ep[e].backoff : STEER_BACKOFF_MAX;
-		if (ep[e].sat_pm >= STEER_SAT_HI_PM && cool) {
-			nw = w - st > w || w - st < lo ? lo : w - st;
-			rs = STEER_SATURATED;
-		} else if (ep[e].sat_pm < STEER_SAT_LO_PM && w < hi &&
-		           (!met || ep[e].quiet >= wait)) {
+		int d = 0;
+		if (ep[e].sat_pm >= STEER_SAT_HI_PM && cool)
+			d = -1;
+		else if (sat < STEER_SAT_LO_PM && w < hi && !met)
+			d = 1;
+		if (sustained(m, d)) {
+			st = step_now(&ep[e], m, d);
+			if (d < 0) {
+				nw = w - st > w || w - st < lo ? lo : w - st;
+				rs = STEER_SATURATED;
+			} else {
+				nw = w + st > hi ? hi : w + st;
+				rs = STEER_REGAIN;
+			}
+		} else if (!d && sat < STEER_SAT_LO_PM && w < hi && met && ep[e].quiet >= wait) {
+			st = step_now(&ep[e], m, 1);
 			nw = w + st > hi ? hi : w + st;
-			rs = met ? STEER_PROBE : STEER_REGAIN;
+			rs = STEER_PROBE;
 		}
+		if (nw != w)
+			mem_changed(m, &ep[e], nw < w ? -1 : 1, rs == STEER_PROBE, st);
 		changed += steer_put(out, why, e, w, nw, rs);
 	}
 	return changed;
 }
 
-unsigned steer_step(const struct steer_ep *ep, unsigned n, uint32_t *out, enum steer_reason *why)
+unsigned steer_step(const struct steer_ep *ep, unsigned n, struct steer_mem *mem, uint32_t *out,
+                    enum steer_reason *why)
 {
 	unsigned changed = 0, nlive = 0, sig;
 	bool fresh = true;
@@ -143,6 +243,8 @@ unsigned steer_step(const struct steer_ep *ep, unsigned n, uint32_t *out, enum s
 		if (out[e] != w) {
 			why[e] = STEER_BOUNDS;
 			changed++;
+			if (mem) /* (a new weight: what was averaged measured another) */
+				mem[e] = (struct steer_mem){0};
 		}
 		nlive++;
 		fresh &= ep[e].fresh;
@@ -150,36 +252,55 @@ unsigned steer_step(const struct steer_ep *ep, unsigned n, uint32_t *out, enum s
 	}
 	if (nlive < 2 || !fresh)
 		return changed;
-	bool cool = false; /* a live endpoint clear of saturation: shedding has somewhere to go */
 	bool all_sat = true;
-	for (unsigned e = 0; e < n; e++) {
-		cool |=
-		    ep[e].live && ep[e].ceiling && ep[e].has_sat && ep[e].sat_pm < STEER_SAT_LO_PM;
+	for (unsigned e = 0; e < n; e++)
 		all_sat &= !ep[e].live || !ep[e].ceiling || ep[e].has_sat;
-	}
-	if (all_sat)
-		return changed + sat_step(ep, n, cool, out, why);
-	sig = signals(ep, n, nlive, tot);
+	sig = all_sat ? 0 : signals(ep, n, nlive, tot);
 	for (unsigned e = 0; sig && e < n; e++) /* the weighted mean of the utilisations */
 		if (ep[e].live && ep[e].ceiling)
 			mean += out[e] / wsum * util(&ep[e], out[e], wsum, sig, tot);
+	for (unsigned e = 0; mem && e < n; e++) /* this round's reports into the averages */
+		if (ep[e].live && ep[e].ceiling)
+			mem_take(&mem[e], &ep[e],
+			         mean > 0 ? util(&ep[e], out[e], wsum, sig, tot) / mean : 1);
+	bool cool = false; /* a live endpoint clear of saturation: shedding has somewhere to go */
+	for (unsigned e = 0; e < n; e++)
+		cool |= ep[e].live && ep[e].ceiling && ep[e].has_sat &&
+		        sat_of(&ep[e], mem ? &mem[e] : NULL) < STEER_SAT_LO_PM;
+	if (all_sat)
+		return changed + sat_step(ep, n, mem, cool, out, why);
 	if (!(mean > 0) && !cool)
 		return changed;
-	const double band = STEER_BAND_PM / 1000.0;
 	for (unsigned e = 0; e < n; e++) {
 		if (!ep[e].live || !ep[e].ceiling)
 			continue;
-		uint32_t w = out[e], hi = ep[e].ceiling, lo = steer_floor(hi), st = step_of(hi);
+		struct steer_mem *m = mem ? &mem[e] : NULL;
+		uint32_t w = out[e], hi = ep[e].ceiling, lo = steer_floor(hi), st;
 		/* (no usable utilisation: every endpoint at its share) */
-		double r = mean > 0 ? util(&ep[e], w, wsum, sig, tot) / mean : 1, target;
+		double r = m ? m->util_avg : mean > 0 ? util(&ep[e], w, wsum, sig, tot) / mean : 1;
+		double band = (m && m->settled ? STEER_BAND_OUT_PM : STEER_BAND_PM) / 1000.0,
+		       target;
+		double sat = sat_of(&ep[e], m);
 		bool hot = ep[e].has_sat && ep[e].sat_pm >= STEER_SAT_HI_PM && cool;
-		bool warm = ep[e].has_sat && ep[e].sat_pm >= STEER_SAT_LO_PM;
+		bool warm = ep[e].has_sat && sat >= STEER_SAT_LO_PM;
 		uint32_t nw = w;
 		enum steer_reason rs = STEER_NONE;
-		if (hot) {
+		int d = 0;
+		if (hot || r > 1 + band)
+			d = -1;
+		else if (r < 1 - band && w < hi && !warm && !ep[e].sat_shed)
+			d = 1;
+		bool act = sustained(m, d);
+		st = step_now(&ep[e], m, act ? d : 1); /* (not acting: a probe, if any) */
+		if (!act) {
+			if (!d && r <= 1 && w < hi && !warm && ep[e].quiet >= STEER_PROBE_ROUNDS) {
+				nw = w + st > hi ? hi : w + st;
+				rs = STEER_PROBE;
+			}
+		} else if (hot) {
 			nw = w - st > w || w - st < lo ? lo : w - st;
 			rs = STEER_SATURATED;
-		} else if (r > 1 + band) {
+		} else if (d < 0) {
 			target = w / r;
 			nw = w - st > w ? 0 : w - st; /* (no wrap below 0) */
 			if (target > nw)
@@ -187,7 +308,7 @@ unsigned steer_step(const struct steer_ep *ep, unsigned n, uint32_t *out, enum s
 			if (nw < lo)
 				nw = lo;
 			rs = STEER_SHED;
-		} else if (r < 1 - band && w < hi && !warm && !ep[e].sat_shed) {
+		} else {
 			target = r > 0 ? w / r : (double)hi;
 			nw = w + st > hi ? hi : w + st;
 			if (target < nw)
@@ -195,10 +316,9 @@ unsigned steer_step(const struct steer_ep *ep, unsigned n, uint32_t *out, enum s
 			if (nw < w) /* (target rounds down to w: nothing to gain) */
 				nw = w;
 			rs = STEER_REGAIN;
-		} else if (r <= 1 && w < hi && !warm && ep[e].quiet >= STEER_PROBE_ROUNDS) {
-			nw = w + st > hi ? hi : w + st;
-			rs = STEER_PROBE;
 		}
+		if (nw != w)
+			mem_changed(m, &ep[e], nw < w ? -1 : 1, rs == STEER_PROBE, st);
 		changed += steer_put(out, why, e, w, nw, rs);
 	}
 	return changed;

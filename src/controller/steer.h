@@ -58,6 +58,34 @@
  * inside the band for STEER_PROBE_ROUNDS intervals with no more than the mean load probes
  * one step up (a pod that recovered holds no more than its share of connections, so it
  * would never look underloaded): if that overloads it, the band's edge brings it back.
+ *
+ * Memory (struct steer_mem, one per endpoint, kept by the caller between rounds). Without
+ * it every round judged one report alone with a fixed step: on a loaded host a single
+ * burst of throttled time or of connections moved a pod by a full step, a pod held near
+ * its saturation point was shed to the floor by bursts it never regained from (regains
+ * came by probes only), and a pod between two steps hunted around its balance by a full
+ * step for ever. With it:
+ * - the figures are smoothed: saturation and the utilisation ratio are exponential
+ *   averages over rounds (weight 1/STEER_SMOOTH_ROUNDS for each new report), started
+ *   afresh at each change of the endpoint's weight, so they only ever average reports
+ *   that measured the weights in force (no lag from the old share, no overshoot). The
+ *   utilisation ratio is judged on its average; saturation is hot on a round's report
+ *   (a burst is one round: the confirmation below drops it) and clear on the average (a
+ *   pod regains, probes, or takes another's share only once clear for a while);
+ * - a verdict (shed, regain) acts only when it held STEER_CONFIRM_ROUNDS rounds in a row;
+ * - the step adapts: it starts at the full step; a change against the direction of the
+ *   last one (the share crossed its balance point) goes by half the step, down to
+ *   STEER_STEP_MIN_PM per mille of the ceiling; after a change in the same direction as
+ *   the last one the next step doubles, up to the full step again;
+ * - a settled state: after a reversal the endpoint is settled; then a shed or a regain
+ *   needs its verdict STEER_LEAVE_ROUNDS rounds in a row, or a shed its verdict in
+ *   STEER_SETTLED_SHED_K of the last STEER_SETTLED_SHED_M rounds (a pod that probed back
+ *   into intermittent saturation is hot most rounds, seldom 5 in a row) (the dead band of the ratio
+ *   widens to STEER_BAND_OUT_PM meanwhile), and probes go up by the small step; a shed
+ *   or regain in the same direction as the last change (a sustained move, not a return)
+ *   leaves it. The price is speed: a step every STEER_CONFIRM_ROUNDS fresh rounds at
+ *   best (on the loaded testbed 4 to 16 s apart).
+ * Without memory (NULL) a round is the memoryless law above: one report, the full step.
  */
 #include <stdbool.h>
 #include <stdint.h>
@@ -76,6 +104,13 @@ enum {
 	STEER_SAT_QUEUE_PM = 250,      /* an accept queue counts from a quarter full */
 	STEER_INTERVAL_DEF_MS = 1000,  /* --steer-interval */
 	STEER_BACKOFF_MAX = 3,         /* saturation alone: probes at most 8x as rare */
+	STEER_SMOOTH_ROUNDS = 4,       /* memory: a new report weighs a quarter of the average */
+	STEER_STEP_MIN_PM = 25,        /* memory: the smallest step, a quarter of the full one */
+	STEER_CONFIRM_ROUNDS = 3,      /* memory: rounds of one verdict before it acts */
+	STEER_LEAVE_ROUNDS = 5,        /* memory: the same once settled */
+	STEER_SETTLED_SHED_K = 5, /* memory: settled, a shed when 5 of the last 8 rounds say so */
+	STEER_SETTLED_SHED_M = 8,
+	STEER_BAND_OUT_PM = 300, /* memory: the dead band while settled (hysteresis) */
 };
 
 enum steer_reason {
@@ -107,13 +142,28 @@ struct steer_ep {
 	uint8_t backoff;   /* probes in a row that ended in a saturated shed (saturation alone) */
 };
 
+/* What the step remembers of one endpoint between rounds (zero: nothing yet). */
+struct steer_mem {
+	bool have;       /* the averages below hold at least one report */
+	bool settled;    /* reversed once: leaving needs a sustained verdict */
+	int8_t dir;      /* the direction of the last change: -1 down, +1 up, 0 none */
+	int8_t pend;     /* the direction of the verdicts counted in streak (0: hold) */
+	uint8_t streak;  /* rounds in a row with the verdict pend */
+	uint8_t hot;     /* the last rounds' shed verdicts, a bit each (bit 0 this round) */
+	uint32_t step;   /* the step now, in weight units (0: the full step) */
+	double sat_avg;  /* smoothed saturation, per mille */
+	double util_avg; /* smoothed utilisation over the weighted mean */
+};
+
 /* The fine-scale weight of a configured one (STEER_SCALE times, capped). */
 uint32_t steer_fine(uint32_t configured);
 
 /* The floor of a ceiling (STEER_FLOOR_PM per mille of it, at least 1; 0 for 0). */
 uint32_t steer_floor(uint32_t ceiling);
 
-/* One interval's step for the n endpoints of a service. Writes every endpoint's new
+/* One interval's step for the n endpoints of a service. mem (NULL, or n entries the caller
+ * keeps between rounds, zeroed at first) is read and updated: its averages take this
+ * round's reports only when every live endpoint is fresh. Writes every endpoint's new
  * weight to out[] (the current one when nothing changes, and for endpoints not live) and
  * the reason of each change to why[] (STEER_NONE where it did not change). Endpoints
  * outside [floor, ceiling] are brought within it first. Load figures count only when
@@ -121,7 +171,8 @@ uint32_t steer_floor(uint32_t ceiling);
  * floor; saturation counts when every live endpoint is fresh and at least two are live,
  * and alone when every live endpoint reports it.
  * Returns the number of endpoints whose weight changed. */
-unsigned steer_step(const struct steer_ep *ep, unsigned n, uint32_t *out, enum steer_reason *why);
+unsigned steer_step(const struct steer_ep *ep, unsigned n, struct steer_mem *mem, uint32_t *out,
+                    enum steer_reason *why);
 
 /* The lowercase name of a reason ("none", "shed", "regain", "probe", "bounds",
  * "saturated"). */

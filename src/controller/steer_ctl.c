@@ -148,8 +148,9 @@ static bool steer_svc(struct ctl *c, struct csvc *v, uint64_t now, unsigned inte
 	struct steer_ep *ep = calloc(n ? n : 1, sizeof(*ep));
 	uint32_t *out = calloc(n ? n : 1, sizeof(*out));
 	enum steer_reason *why = calloc(n ? n : 1, sizeof(*why));
+	struct steer_mem *mem = calloc(n ? n : 1, sizeof(*mem));
 	bool fresh = true, changed = false;
-	if (!ep || !out || !why)
+	if (!ep || !out || !why || !mem)
 		goto out;
 	for (unsigned e = 0; e < n; e++) {
 		const struct steer_load *l = &v->load[e];
@@ -176,7 +177,11 @@ static bool steer_svc(struct ctl *c, struct csvc *v, uint64_t now, unsigned inte
 		fresh &= !ep[e].live || ep[e].fresh;
 	}
 	pthread_mutex_lock(&c->lock);
-	changed = steer_step(ep, n, out, why) > 0;
+	for (unsigned e = 0; e < n; e++)
+		mem[e] = v->load[e].mem;
+	changed = steer_step(ep, n, mem, out, why) > 0;
+	for (unsigned e = 0; e < n; e++)
+		v->load[e].mem = mem[e];
 	if (fresh) {
 		v->steer_ms = now;
 		for (unsigned e = 0; e < n; e++)
@@ -191,6 +196,7 @@ out:
 	free(ep);
 	free(out);
 	free(why);
+	free(mem);
 	return changed;
 }
 
