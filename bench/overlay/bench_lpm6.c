@@ -1,8 +1,9 @@
 /* Measures the overlay's LPM table (include/peak/lpm6.h) on one core against its previous
  * versions and a variant (bench/overlay/lpm6_v2.c "before", the one just before it, lpm6_v1.c
- * "v1", the poptrie before its leaves copied trie nodes; the peers) in the same run, on the same prefixes and
- * addresses: N IPv6 prefixes in one of two layouts, then lookups per second for addresses inside
- * random prefixes of the table ("hit") and for uniformly random addresses in 2000::/3
+ * "v1", the poptrie before its leaves copied trie nodes; the peers) in the same run, on the same
+ * prefixes and addresses: N IPv6 prefixes in one of two layouts, then lookups per second for
+ * addresses inside random prefixes of the table ("hit") and for uniformly random addresses in
+ * 2000::/3
  * ("random"), one at a time and batched, and hits one at a time "dependent" (each address picked
  * by the value the lookup before returned: the latency of a lookup; the plain one-at-a-time
  * figures are independent calls, which the CPU may overlap), and the cost of changes on the full
@@ -208,9 +209,9 @@ int main(int argc, char **argv)
 		fprintf(stderr, "bench_lpm6: LAYOUT is uniform or bgp\n");
 		return 2;
 	}
-	struct impl all[] = {
-	    IMPL("v1", lpm6v1, struct lpm6v1), IMPL("before", lpm6v2, struct lpm6v2),
-	    IMPL("current", lpm6, struct lpm6)};
+	struct impl all[] = {IMPL("v1", lpm6v1, struct lpm6v1),
+	                     IMPL("before", lpm6v2, struct lpm6v2),
+	                     IMPL("current", lpm6, struct lpm6)};
 	enum { NIMPL = sizeof(all) / sizeof(all[0]) };
 	struct impl *im[NIMPL];
 	unsigned ni = 0;

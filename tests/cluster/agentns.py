@@ -57,6 +57,29 @@ def wait_until(fn, timeout=10):
         time.sleep(0.02)
 
 
+def node_netns(name):
+    """Adds network namespace name as drawn above: lo up, d0 fd00:1::1/64 -- veth -- d1."""
+    ip("netns", "add", name)
+    ip("-n", name, "link", "set", "lo", "up")
+    ip("-n", name, "link", "add", "d0", "type", "veth", "peer", "name", "d1")
+    ip("-n", name, "addr", "add", "fd00:1::1/64", "dev", "d0", "nodad")
+    ip("-n", name, "link", "set", "d0", "up")
+    ip("-n", name, "link", "set", "d1", "up")
+
+
+@contextlib.contextmanager
+def node_ns(name):
+    """node_netns(name) for a with block (skips the test without root); always deleted."""
+    if os.geteuid() != 0:
+        import pytest
+        pytest.skip("network namespaces need root")
+    try:
+        node_netns(name)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], capture_output=True)
+
+
 def in_netns(name, fn):
     """Runs fn with the calling thread inside network namespace name (sockets it creates stay
     there), then moves the thread back."""
@@ -110,12 +133,7 @@ class AgentNS:
         self.srv = None
 
     def up(self, config=CONFIG):
-        ip("netns", "add", self.name)
-        ip("-n", self.name, "link", "set", "lo", "up")
-        ip("-n", self.name, "link", "add", "d0", "type", "veth", "peer", "name", "d1")
-        ip("-n", self.name, "addr", "add", "fd00:1::1/64", "dev", "d0", "nodad")
-        ip("-n", self.name, "link", "set", "d0", "up")
-        ip("-n", self.name, "link", "set", "d1", "up")
+        node_netns(self.name)
         self.cfg.write_text(config)
         self.srv = in_netns(self.name, lambda: socket.create_server(
             ("::1", 0), family=socket.AF_INET6))

@@ -27,7 +27,7 @@ import peaktest
 from kubeapi import endpoint, endpointslice, service
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "cluster"))
-from agentns import in_netns, ip, wait_until  # noqa: E402
+from agentns import in_netns, ip, node_ns, wait_until  # noqa: E402
 
 PEAK = peaktest.PEAK
 SVC = "api.svc.example."
@@ -62,19 +62,8 @@ def kube_opts(tmp, api):
 
 @pytest.fixture
 def ns():
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    name = f"k8s-src-{os.getpid()}"
-    ip("netns", "add", name)
-    try:
-        ip("-n", name, "link", "set", "lo", "up")
-        ip("-n", name, "link", "add", "d0", "type", "veth", "peer", "name", "d1")
-        ip("-n", name, "addr", "add", "fd00:1::1/64", "dev", "d0", "nodad")
-        ip("-n", name, "link", "set", "d0", "up")
-        ip("-n", name, "link", "set", "d1", "up")
+    with node_ns(f"k8s-src-{os.getpid()}") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def routes(name):

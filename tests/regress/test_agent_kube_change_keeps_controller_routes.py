@@ -24,7 +24,7 @@ HERE = os.path.dirname(__file__)
 sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
 sys.path.insert(0, os.path.join(HERE, "..", "k8s"))
 import kubeapi  # noqa: E402
-from agentns import in_netns, ip, wait_until  # noqa: E402
+from agentns import in_netns, ip, node_ns, wait_until  # noqa: E402
 from kubeapi import endpoint, endpointslice, service  # noqa: E402
 
 PEAK = peaktest.PEAK
@@ -73,19 +73,8 @@ def via_pod0(path):
 
 @pytest.fixture
 def ns():
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    name = f"rgkk{os.getpid() % 100000}"
-    ip("netns", "add", name)
-    try:
-        ip("-n", name, "link", "set", "lo", "up")
-        ip("-n", name, "link", "add", "d0", "type", "veth", "peer", "name", "d1")
-        ip("-n", name, "addr", "add", "fd00:1::1/64", "dev", "d0", "nodad")
-        ip("-n", name, "link", "set", "d0", "up")
-        ip("-n", name, "link", "set", "d1", "up")
+    with node_ns(f"rgkk{os.getpid() % 100000}") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], capture_output=True)
 
 
 def test_cluster_change_and_sighup_keep_the_controllers_routes(tmp_path, ns):
