@@ -67,9 +67,11 @@ def test_load_counts_the_pods_connections_not_the_agents_checks(tmp_path):
             holders = in_netns(ns.name, lambda: [socket.create_connection(
                 ("fd00:3::b1", 8081), timeout=5) for _ in range(3)])
             assert server.stdout.readline() == "held\n"
-            # checks every 30 ms, each in flight for its whole 300 ms timeout: several at once
+            # checks every 30 ms, each in flight for its whole 300 ms timeout: several at once (no
+            # connect timeout: the other endpoints' checks then fail at 300 ms too, so three
+            # failures come after b1's first load rounds, as the sampling below assumes)
             agent = ns.start_agent("--metrics", "[::1]:9100", "--hc-interval", "30",
-                                   "--hc-timeout", "300")
+                                   "--hc-timeout", "300", "--hc-connect-timeout", "0")
             assert wait_until(lambda: "metrics on" in ns.log.read_text() or agent.poll()), \
                 ns.log.read_text()
             assert wait_until(lambda: ns.metrics().get(FAILED, 0) >= 3, 20), ns.metrics()

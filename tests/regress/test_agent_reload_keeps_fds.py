@@ -19,7 +19,9 @@ from agentns import agent_ns, wait_until  # noqa: E402
 
 def test_reloads_leak_no_descriptors(tmp_path):
     with agent_ns(tmp_path, "rgfd") as ns:
-        agent = ns.start_agent("--hc-interval", "100", "--hc-timeout", "60000")
+        # checks that stay in flight (SYN-SENT) for their whole timeout: no connect timeout
+        agent = ns.start_agent("--hc-interval", "100", "--hc-timeout", "60000",
+                               "--hc-connect-timeout", "0")
 
         def fds():
             return len(os.listdir(f"/proc/{agent.pid}/fd"))
