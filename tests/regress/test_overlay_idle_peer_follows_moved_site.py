@@ -162,9 +162,10 @@ def test_silent_peer_reresolved_with_backoff(bed):
         # backing off: the next one is 10 s after the third (2.5 s without the back-off)
         wait_for("4 s more", lambda: time.monotonic() >= t0 + 4, timeout=10)
         assert b.metrics("c")["peak_overlay_dht_reresolves_total"] == n0
-        assert b.peer("c", "b")[0] == ep  # B's record is no newer: nothing moved
-        assert b.metrics("c").get("peak_overlay_dht_reresolved_newer_total", 0) == \
-            before.get("peak_overlay_dht_reresolved_newer_total", 0)
+        # B did not move: C keeps its endpoint (B may have put a newer record meanwhile, with
+        # the same locator: it republishes whenever a peer echoes its mapping, so the count of
+        # newer records found is no measure of a move; a CI run saw one)
+        assert b.peer("c", "b")[0] == ep
     finally:
         nsx(b.n("natc"), "nft", "delete", "table", "ip", "mvcut", check=False)
     assert wait_for("hC -> hB after the cut", lambda: b.ping_ok("c", "b"), timeout=30)
