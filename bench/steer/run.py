@@ -30,16 +30,19 @@ steering changes, settled.
 
 Usage (root): bench/steer/run.py [--smoke] [--rate R] [--warm S] [--duration S]
 [--settle S] [--clients-kind ssa|legacy|both] [--modes static,metrics] [--quota-us US]
-[--out F] [--table F]
---quota-us: the slow pod's quota per 100 ms (default 1000: 1% of a core). A quarter of a
-core (25000, the issue's figure) is not a bottleneck here: peak serve spends some 20 to
-50 us of CPU on a request with its connection, so a quarter core serves 5000 requests/s or
-more, while these 2-core machines drive at most about 1200/s through the testbed (at
-1200/s the load generator, not the pods, sets the latency) and the slow pod gets a quarter
-of that; measured 2026-12-03, a quarter-core pod at 400/s and at 1200/s was throttled 0 per
-mille of the time, and one of 3% of a core (3000) at 400/s 1.6 per mille. At the default
---rate 400 (100/s per pod) 1 ms per 100 ms (the least a CFS quota can be) is below what
-the pod needs: it is the bottleneck, as a quarter-core pod would be at some 20,000/s.
+[--work-us US] [--out F] [--table F]
+--quota-us: the slow pod's quota per 100 ms (default 25000: a quarter of a core, the
+issue's figure, with the 100 ms period Kubernetes gives a CPU limit).
+--work-us: the CPU time every pod spends on a request (peak serve --work-us; default
+2000), an application's work. Without it a quarter core is no bottleneck here: peak serve
+alone spends some 20 to 50 us of CPU on a request with its connection, so a quarter core
+serves 5000 requests/s or more, while these 2-core machines drive at most about 1200/s
+through the testbed. With 2 ms a request a quarter core serves at most 125/s (12 in a
+100 ms period): at the default --rate 400 (100/s per pod at equal shares, plus its
+probe's 10/s) the slow pod needs 88% of its quota on average, so Poisson bursts use a
+period's quota up in about a third of the periods, and the four pods need 0.8 of a core
+together. (3 ms a request at 400/s, 1.2 cores, left the full-speed pods waiting for CPU
+on these 2 cores once the slow one had shed: their p99 went to seconds.)
 --smoke: a few seconds per row (checks the harness, not the targets). Writes JSON to
 --out (default bench/results/steer.json) and a table to stdout; the table with the command
 and the load average goes on top of --table (default bench/results/steer.md, which
@@ -62,7 +65,7 @@ import testbed  # noqa: E402
 
 SLOW = (1, 1)
 SOURCES = "2001:db8:c0::/48"
-QUOTA_US, PERIOD_US = 1000, 100000
+QUOTA_US, PERIOD_US, WORK_US = 25000, 100000, 2000
 STEP = 100  # steer.h: STEER_STEP_PM of a ceiling of 1000
 TTL_S = 5   # testbed.py: ttl aaaa
 
@@ -242,7 +245,8 @@ class Weights(threading.Thread):
 
 def run_mode(a, kind, mode, tmp):
     tag = f"st{os.getpid() % 10000}{kind[0]}{mode[0]}"
-    tb = testbed.Testbed(tag, tmp, a.peak, nodes=2, pods=2)
+    tb = testbed.Testbed(tag, tmp, a.peak, nodes=2, pods=2,
+                         serve_args=["--work-us", str(a.work_us)] if a.work_us else [])
     thr = None
     load0 = os.getloadavg()[0]
     try:
@@ -280,6 +284,7 @@ def run_mode(a, kind, mode, tmp):
         others = statistics.median(v for ep, v in p99.items() if ep != slow)
         return {
             "kind": kind, "mode": mode, "rate": a.rate, "quota_us": a.quota_us,
+            "work_us": a.work_us,
             "seconds": span, "ok": r["ok"], "failed": r["failed"], "p50_us": r["latency_us"]["p50"],
             "p99_us": r["latency_us"]["p99"], "pod_p99_us": p99,
             "probe_failed": {ep: q["failed"] for ep, q in pods.items()},
@@ -291,6 +296,8 @@ def run_mode(a, kind, mode, tmp):
             "slow_saturation": ep_value(m1, "peak_controller_endpoint_saturation", slow),
             "steering_changes": changes, "steering_log": steer_log,
             "saturation_mean": {ep: statistics.mean(v) for ep, v in wt.sat.items() if v},
+            "slow_series": [[round(t - wt.seen[0][0], 1), w[slow], s] for (t, w), s in
+                            zip(wt.seen, wt.sat.get(slow, []))],
             "settle_s": a.settle, "settled": wt.settled(a.settle),
             "window_changes": wt.changes(a.settle),
             "loadavg": [load0, os.getloadavg()[0]],
@@ -345,8 +352,11 @@ def main():
                     help="seconds over which no weight may move more than a step")
     ap.add_argument("--probe-rate", type=int, default=10)
     ap.add_argument("--quota-us", type=int, default=QUOTA_US,
-                    help="the slow pod's CPU quota per 100 ms period (default 1000: 1%% "
-                         "of a core; see the module's text for why not a quarter)")
+                    help="the slow pod's CPU quota per 100 ms period (default 25000: a "
+                         "quarter of a core)")
+    ap.add_argument("--work-us", type=int, default=WORK_US,
+                    help="CPU time each pod spends on a request (peak serve --work-us; "
+                         "default 2000)")
     ap.add_argument("--clients-kind", choices=("ssa", "legacy", "both"), default="both")
     ap.add_argument("--modes", default="static,metrics",
                     help="which rows: static, metrics or both (comma-separated)")

@@ -8,7 +8,7 @@
 #include "cli.h"
 
 static const char serve_help[] =
-    "usage: peak serve --port PORT [--id TEXT] [--max-conns N]\n"
+    "usage: peak serve --port PORT [--id TEXT] [--max-conns N] [--work-us US]\n"
     "\n"
     "A tiny service that says who it is. It listens on [::]:PORT (IPv4 too), so with an\n"
     "AnyIP route (ip -6 route add local PREFIX dev lo) it accepts every address of PREFIX.\n"
@@ -18,7 +18,10 @@ static const char serve_help[] =
     "\n"
     "  --port PORT      TCP port\n"
     "  --id TEXT        endpoint id to answer with (default: the host name)\n"
-    "  --max-conns N    simultaneous connections (default 4096)\n";
+    "  --max-conns N    simultaneous connections (default 4096)\n"
+    "  --work-us US     spend US microseconds of CPU time on each request before answering\n"
+    "                   (an application's work; default 0, at most 1000000): a CPU quota\n"
+    "                   then limits the requests per second it serves\n";
 
 int cmd_serve(int argc, char **argv)
 {
@@ -26,6 +29,7 @@ int cmd_serve(int argc, char **argv)
 	    {"port", required_argument, 0, 'p'},
 	    {"id", required_argument, 0, 'i'},
 	    {"max-conns", required_argument, 0, 'm'},
+	    {"work-us", required_argument, 0, 'w'},
 	    {"help", no_argument, 0, 'h'},
 	    {0, 0, 0, 0},
 	};
@@ -46,6 +50,9 @@ int cmd_serve(int argc, char **argv)
 			break;
 		case 'm':
 			o.max_conns = (unsigned)cli_u64("serve", "--max-conns", optarg, 1, 1000000);
+			break;
+		case 'w':
+			o.work_us = (unsigned)cli_u64("serve", "--work-us", optarg, 0, 1000000);
 			break;
 		case 'h':
 			fputs(serve_help, stdout);

@@ -109,7 +109,15 @@ static void mem_take(struct steer_mem *m, const struct steer_ep *ep, double rati
 	double sat = ep->has_sat ? ep->sat_pm : 0;
 	m->sat_avg = m->have ? m->sat_avg + (sat - m->sat_avg) * k : sat;
 	m->util_avg = m->have ? m->util_avg + (ratio - m->util_avg) * k : ratio;
+	m->thr_sum = m->thr_sum * (1.0 - 1.0 / STEER_THR_ROUNDS) + ep->thr_pm;
 	m->have = true;
+}
+
+/* Whether endpoint e's stall time (steer.h, memory) is at or above limit_pm per mille of
+ * STEER_THR_ROUNDS rounds; never without memory. */
+static bool stalls_at(const struct steer_mem *m, unsigned limit_pm)
+{
+	return m && m->thr_sum >= (double)limit_pm * STEER_THR_ROUNDS;
 }
 
 /* Whether a verdict of direction d (-1 shed, +1 regain, 0 hold) acts this round: at once
@@ -154,6 +162,7 @@ static void mem_changed(struct steer_mem *m, const struct steer_ep *ep, int d, b
 	m->step = st;
 	m->dir = (int8_t)d;
 	m->have = false;
+	m->thr_sum = 0;
 	m->pend = 0;
 	m->streak = 0;
 	m->hot = 0;
@@ -199,9 +208,10 @@ static unsigned sat_step(const struct steer_ep *ep, unsigned n, struct steer_mem
 		    ep[e].sat_shed || ep[e].last == STEER_SATURATED || ep[e].last == STEER_PROBE;
 		wait <<= ep[e].backoff < STEER_BACKOFF_MAX ? ep[e].backoff : STEER_BACKOFF_MAX;
 		int d = 0;
-		if (ep[e].sat_pm >= STEER_SAT_HI_PM && cool)
+		bool clear = sat < STEER_SAT_LO_PM && !stalls_at(m, STEER_THR_LO_PM);
+		if ((ep[e].sat_pm >= STEER_SAT_HI_PM || stalls_at(m, STEER_THR_HI_PM)) && cool)
 			d = -1;
-		else if (sat < STEER_SAT_LO_PM && w < hi && !met)
+		else if (clear && w < hi && !met)
 			d = 1;
 		if (sustained(m, d)) {
 			st = step_now(&ep[e], m, d);
@@ -212,7 +222,7 @@ static unsigned sat_step(const struct steer_ep *ep, unsigned n, struct steer_mem
 				nw = w + st > hi ? hi : w + st;
 				rs = STEER_REGAIN;
 			}
-		} else if (!d && sat < STEER_SAT_LO_PM && w < hi && met && ep[e].quiet >= wait) {
+		} else if (!d && clear && w < hi && met && ep[e].quiet >= wait) {
 			st = step_now(&ep[e], m, 1);
 			nw = w + st > hi ? hi : w + st;
 			rs = STEER_PROBE;
@@ -266,7 +276,8 @@ unsigned steer_step(const struct steer_ep *ep, unsigned n, struct steer_mem *mem
 	bool cool = false; /* a live endpoint clear of saturation: shedding has somewhere to go */
 	for (unsigned e = 0; e < n; e++)
 		cool |= ep[e].live && ep[e].ceiling && ep[e].has_sat &&
-		        sat_of(&ep[e], mem ? &mem[e] : NULL) < STEER_SAT_LO_PM;
+		        sat_of(&ep[e], mem ? &mem[e] : NULL) < STEER_SAT_LO_PM &&
+		        !stalls_at(mem ? &mem[e] : NULL, STEER_THR_LO_PM);
 	if (all_sat)
 		return changed + sat_step(ep, n, mem, cool, out, why);
 	if (!(mean > 0) && !cool)
@@ -281,8 +292,9 @@ unsigned steer_step(const struct steer_ep *ep, unsigned n, struct steer_mem *mem
 		double band = (m && m->settled ? STEER_BAND_OUT_PM : STEER_BAND_PM) / 1000.0,
 		       target;
 		double sat = sat_of(&ep[e], m);
-		bool hot = ep[e].has_sat && ep[e].sat_pm >= STEER_SAT_HI_PM && cool;
-		bool warm = ep[e].has_sat && sat >= STEER_SAT_LO_PM;
+		bool hot = ep[e].has_sat &&
+		           (ep[e].sat_pm >= STEER_SAT_HI_PM || stalls_at(m, STEER_THR_HI_PM)) && cool;
+		bool warm = ep[e].has_sat && (sat >= STEER_SAT_LO_PM || stalls_at(m, STEER_THR_LO_PM));
 		uint32_t nw = w;
 		enum steer_reason rs = STEER_NONE;
 		int d = 0;

@@ -85,6 +85,15 @@
  *   or regain in the same direction as the last change (a sustained move, not a return)
  *   leaves it. The price is speed: a step every STEER_CONFIRM_ROUNDS fresh rounds at
  *   best (on the loaded testbed 4 to 16 s apart).
+ * - stall time: the throttled part of saturation (a CPU quota used up: the pod's requests
+ *   wait for the next period, up to 75 ms of a 100 ms one at a quarter core) also counts
+ *   as a leaky sum over rounds (each round keeps 1 - 1/STEER_THR_ROUNDS of it, then adds
+ *   the round's figure), restarted at each change of the weight. It is hot from
+ *   STEER_THR_HI_PM per mille of STEER_THR_ROUNDS rounds, clear below STEER_THR_LO_PM.
+ *   A round's figure alone judged a pod throttled for one round in ten clear (never 3 hot
+ *   rounds in a row), and held it where about 1% of its time was stalled, which its p99
+ *   sees (1% of its requests); the sum sheds it until stalls come rarer than that, a
+ *   stall of 75 ms once in 30 rounds alone not hot. Accept-queue samples stay per round.
  * Without memory (NULL) a round is the memoryless law above: one report, the full step.
  */
 #include <stdbool.h>
@@ -111,6 +120,9 @@ enum {
 	STEER_SETTLED_SHED_K = 5, /* memory: settled, a shed when 5 of the last 8 rounds say so */
 	STEER_SETTLED_SHED_M = 8,
 	STEER_BAND_OUT_PM = 300, /* memory: the dead band while settled (hysteresis) */
+	STEER_THR_ROUNDS = 30,   /* memory: the stall time's leaky sum spans about 30 rounds */
+	STEER_THR_HI_PM = 3,     /* memory: stalls hot from 0.3% of those rounds' time */
+	STEER_THR_LO_PM = 1,     /* memory: clear below 0.1% */
 };
 
 enum steer_reason {
@@ -135,6 +147,7 @@ struct steer_ep {
 	uint64_t cpu_ns_s; /* CPU nanoseconds per second */
 	uint64_t app;      /* the application's load figure (any unit, the same for all) */
 	uint32_t sat_pm;   /* saturation, per mille (see above; 1000 at most) */
+	uint32_t thr_pm;   /* its throttled part: per mille of the round's time (0: none known) */
 	uint32_t ceiling;  /* the configured weight on the fine scale (steer_fine) */
 	uint32_t weight;   /* the effective weight now */
 	uint32_t quiet;    /* intervals since its weight last changed */
@@ -153,6 +166,7 @@ struct steer_mem {
 	uint32_t step;   /* the step now, in weight units (0: the full step) */
 	double sat_avg;  /* smoothed saturation, per mille */
 	double util_avg; /* smoothed utilisation over the weighted mean */
+	double thr_sum;  /* stall time: the leaky sum of thr_pm since the last change */
 };
 
 /* The fine-scale weight of a configured one (STEER_SCALE times, capped). */

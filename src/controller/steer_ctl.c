@@ -165,6 +165,7 @@ static bool steer_svc(struct ctl *c, struct csvc *v, uint64_t now, unsigned inte
 		    .has_sat = l->has_thr,
 		    .sat_shed = v->reason[e] == STEER_SATURATED,
 		    .sat_pm = ctlr_saturation(l),
+		    .thr_pm = l->has_thr ? l->thr_pm : 0,
 		    .conns = v->conns[e],
 		    .cpu_ns_s = l->cpu_ns_s,
 		    .app = l->app,

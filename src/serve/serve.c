@@ -12,6 +12,7 @@
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../sys/log.h"
@@ -37,11 +38,28 @@ static bool out_add(struct conn *c, const char *s, size_t n)
 	return true;
 }
 
+/* Spends us microseconds of this thread's CPU time (not wall time: a CPU quota that holds
+ * the process back makes a request take longer, as it would an application's work). */
+static void burn_cpu(unsigned us)
+{
+	struct timespec t;
+	if (!us || clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t))
+		return;
+	uint64_t end = (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec + us * 1000ull;
+	volatile uint64_t x = 0;
+	do {
+		for (unsigned i = 0; i < 1000; i++)
+			x += i;
+		if (clock_gettime(CLOCK_THREAD_CPUTIME_ID, &t))
+			return;
+	} while ((uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec < end);
+}
+
 static const char *const methods[] = {"GET ", "HEAD ", "POST ", "PUT ", "DELETE ", "OPTIONS "};
 
 /* Handles what is buffered: HTTP requests (headers only; a body is not expected) or lines.
  * Returns false when the connection must close after the output is sent. */
-static bool work(struct conn *c, const char *id, bool *close_after)
+static bool work(struct conn *c, const struct serve_opts *o, bool *close_after)
 {
 	if (!c->decided && (c->inlen >= 8 || memchr(c->in, '\n', c->inlen))) {
 		c->decided = true;
@@ -50,6 +68,7 @@ static bool work(struct conn *c, const char *id, bool *close_after)
 	}
 	if (!c->decided)
 		return true;
+	const char *id = o->id;
 	for (;;) {
 		char *end;
 		size_t used;
@@ -58,6 +77,7 @@ static bool work(struct conn *c, const char *id, bool *close_after)
 			if (!end)
 				break;
 			used = (size_t)(end - c->in) + 4;
+			burn_cpu(o->work_us);
 			bool head = !strncmp(c->in, "HEAD ", 5);
 			bool close_req = memmem(c->in, used, "\r\nConnection: close", 19) ||
 			                 memmem(c->in, used, "\r\nconnection: close", 19) ||
@@ -78,6 +98,7 @@ static bool work(struct conn *c, const char *id, bool *close_after)
 			if (!end)
 				break;
 			used = (size_t)(end - c->in) + 1;
+			burn_cpu(o->work_us);
 			char line[256];
 			int n = snprintf(line, sizeof(line), "%s %s %s\n", id, c->me, c->peer);
 			if (!out_add(c, line, (size_t)n))
@@ -128,7 +149,11 @@ int serve_run(const struct serve_opts *o)
 	epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &ev);
 	ev.data.u64 = UINT64_MAX - 1;
 	epoll_ctl(ep, EPOLL_CTL_ADD, sfd, &ev);
-	log_msg(LOG_INFO, "serve: %s on port %u", o->id, o->port);
+	if (o->work_us)
+		log_msg(LOG_INFO, "serve: %s on port %u (%u us of CPU per request)", o->id, o->port,
+		        o->work_us);
+	else
+		log_msg(LOG_INFO, "serve: %s on port %u", o->id, o->port);
 	for (bool run = true; run;) {
 		struct epoll_event evs[64];
 		int n = epoll_wait(ep, evs, 64, -1);
@@ -185,7 +210,7 @@ int serve_run(const struct serve_opts *o)
 					alive = false;
 				break;
 			}
-			if (!work(c, o->id, &close_after))
+			if (!work(c, o, &close_after))
 				alive = false;
 			if (!flush(c))
 				alive = false;

@@ -7,6 +7,7 @@ struct serve_opts {
 	uint16_t port;
 	const char *id;
 	unsigned max_conns;
+	unsigned work_us; /* CPU time spent on each request before it is answered (0: none) */
 };
 
 /* Serves until SIGINT or SIGTERM. Returns 0, or 1 if the port could not be bound. */

@@ -117,3 +117,19 @@ def cluster(datadir, n=3):
             m.stop()
         raise
     return members
+
+
+def bed(cls, tag, tmp_path, peak, **kw):
+    """A fixture's body: a testbed of class cls (tag plus the test's PID) up for the test
+    and down after it, whatever happened; skipped without root or etcd."""
+    import pytest
+    if os.geteuid() != 0:
+        pytest.skip("network namespaces need root")
+    if not os.path.exists(ETCD):
+        pytest.skip("etcd is not installed (scripts/deps.sh installs etcd-server)")
+    t = cls(f"{tag}{os.getpid() % 10000}", str(tmp_path), peak, **kw)
+    try:
+        t.up()
+        yield t
+    finally:
+        t.down()

@@ -148,16 +148,7 @@ class Ha3Testbed(HaTestbed):
 
 @pytest.fixture
 def tb(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    if not os.path.exists(etcdproc.ETCD):
-        pytest.skip("etcd is not installed (scripts/deps.sh installs etcd-server)")
-    t = Ha3Testbed(f"h3m{os.getpid() % 10000}", str(tmp_path), PEAK, nodes=2, pods=2)
-    try:
-        t.up()
-        yield t
-    finally:
-        t.down()
+    yield from etcdproc.bed(Ha3Testbed, "h3m", tmp_path, PEAK, nodes=2, pods=2)
 
 
 def owned(tb):

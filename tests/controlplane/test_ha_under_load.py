@@ -100,16 +100,7 @@ def slice_routes(tb):
 
 @pytest.fixture
 def tb(tmp_path):
-    if os.geteuid() != 0:
-        pytest.skip("network namespaces need root")
-    if not os.path.exists(etcdproc.ETCD):
-        pytest.skip("etcd is not installed (scripts/deps.sh installs etcd-server)")
-    t = HaTestbed(f"ha{os.getpid() % 10000}", str(tmp_path), PEAK, nodes=2, pods=2)
-    try:
-        t.up()
-        yield t
-    finally:
-        t.down()
+    yield from etcdproc.bed(HaTestbed, "ha", tmp_path, PEAK, nodes=2, pods=2)
 
 
 def test_leader_killed_under_load_fails_no_request_and_moves_nothing(tb):

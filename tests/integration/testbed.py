@@ -47,12 +47,14 @@ def alive(pid):
 
 class Testbed:
     def __init__(self, tag, workdir, peak, nodes=2, pods=2, spare=None, ingress=False,
-                 filter_obj=None, fanout=1, ctl_args=(), agent_args=()):
+                 filter_obj=None, fanout=1, ctl_args=(), agent_args=(), serve_args=()):
         """spare: (node, pod) of a pod that exists but does not serve at first; ingress: add
         the ingress host; filter_obj: the agents attach this XDP filter to their uplinks;
-        fanout: the service's fanout (addresses per client); ctl_args, agent_args: more
-        options for the controller and for every agent."""
+        fanout: the service's fanout (addresses per client); ctl_args, agent_args,
+        serve_args: more options for the controller, for every agent and for every pod's
+        peak serve."""
         self.ctl_args, self.agent_args = list(ctl_args), list(agent_args)
+        self.serve_args = list(serve_args)
         self.tag, self.dir, self.peak = tag, workdir, os.path.abspath(peak)
         self.nodes, self.pods, self.spare = nodes, pods, spare
         self.ingress, self.fanout = ingress, fanout
@@ -216,7 +218,8 @@ services:
 
     def serve(self, i, j):
         self.serving[(i, j)] = self.run(self.pod(i, j), self.peak, "serve", "--port", str(PORT),
-                                        "--id", self.pod_id(i, j), log=f"serve-{i}{j}.log")
+                                        "--id", self.pod_id(i, j), *self.serve_args,
+                                        log=f"serve-{i}{j}.log")
 
     def kill_pod(self, i, j):
         p = self.serving.pop((i, j))

@@ -64,6 +64,26 @@ def endpointslice(name, svc, endpoints, ns="demo", family="IPv6"):
             "ports": [{"port": 8080, "protocol": "TCP"}]}
 
 
+# The two-node cluster the agent and peak dns source tests run: one Service, api, in
+# namespace demo, annotated for SVC; BASE the file's part (zone and nodes, no services).
+SVC = "api.svc.example."
+ANN = {"peak.dev/prefixes": "fd00:a::/64", "peak.dev/slice": "72", "peak.dev/name": SVC,
+       "peak.dev/port": "8080"}
+BASE = """
+zone:
+  name: svc.example.
+  ns:
+    - {name: ns1.svc.example., address: "2001:db8:53::1"}
+nodes: [{name: node1}, {name: node2}]
+services: []
+"""
+
+
+def pods(*spec):
+    """Endpoints pod-K at fd00:1::aK on the node given for K: pods((0, "node1"), ...)."""
+    return [endpoint(f"pod-{k}", f"fd00:1::a{k}", node=n) for k, n in spec]
+
+
 class Api:
     def __init__(self, token="t0", bookmark_s=0.5, page=2):
         self.lock = threading.Condition()

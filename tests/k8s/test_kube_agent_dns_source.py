@@ -24,28 +24,12 @@ import pytest
 
 import kubeapi
 import peaktest
-from kubeapi import endpoint, endpointslice, service
+from kubeapi import ANN, BASE, SVC, endpoint, endpointslice, pods, service
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "cluster"))
 from agentns import in_netns, ip, node_ns, wait_until  # noqa: E402
 
 PEAK = peaktest.PEAK
-SVC = "api.svc.example."
-ANN = {"peak.dev/prefixes": "fd00:a::/64", "peak.dev/slice": "72", "peak.dev/name": SVC,
-       "peak.dev/port": "8080"}
-BASE = """
-zone:
-  name: svc.example.
-  ns:
-    - {name: ns1.svc.example., address: "2001:db8:53::1"}
-nodes: [{name: node1}, {name: node2}]
-services: []
-"""
-
-
-def pods(*spec):
-    """Endpoints pod-K at fd00:1::aK on the node given for K."""
-    return [endpoint(f"pod-{k}", f"fd00:1::a{k}", node=n) for k, n in spec]
 
 
 def token(tmp, api):

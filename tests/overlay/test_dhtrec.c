@@ -380,6 +380,16 @@ static size_t dht_get_all(const uint8_t key[DHR_KEY_LEN], struct dhr_rec *out)
 	return n;
 }
 
+/* The sequential lookup of dst in mode over the simulated DHT, every get answered whole. */
+static void search_all(struct dhr_search *s, const uint8_t dst[16], int mode)
+{
+	uint8_t key[DHR_KEY_LEN];
+	struct dhr_rec got[NSLOT];
+	search_init(s, dst, mode);
+	while (dhr_search_next(s, key))
+		dhr_search_feed(s, got, dht_get_all(key, got));
+}
+
 static struct dhr_par par;
 static struct sim_get sim[SIM_GETS];
 
@@ -456,11 +466,7 @@ static void test_par_matches_sequential(void **state)
 			rand_addr(dst, layout[rand() % np].prefix.addr, (unsigned)(rand() % 129));
 			for (int mode = DHR_BSEARCH; mode <= DHR_LENGTHS; mode++) {
 				struct dhr_search s;
-				uint8_t key[DHR_KEY_LEN];
-				struct dhr_rec got[NSLOT];
-				search_init(&s, dst, mode);
-				while (dhr_search_next(&s, key))
-					dhr_search_feed(&s, got, dht_get_all(key, got));
+				search_all(&s, dst, mode);
 				for (int rep = 0; rep < 4; rep++) {
 					run_par(dst, (enum dhr_mode)mode, &max_issued);
 					const struct dhr_search *r = dhr_par_result(&par);
@@ -503,11 +509,7 @@ static void test_par_early_answer(void **state)
 			rand_addr(dst, layout[rand() % np].prefix.addr, (unsigned)(rand() % 129));
 			for (int mode = DHR_BSEARCH; mode <= DHR_LENGTHS; mode++) {
 				struct dhr_search s;
-				uint8_t key[DHR_KEY_LEN];
-				struct dhr_rec got[NSLOT];
-				search_init(&s, dst, mode);
-				while (dhr_search_next(&s, key))
-					dhr_search_feed(&s, got, dht_get_all(key, got));
+				search_all(&s, dst, mode);
 				for (int rep = 0; rep < 3; rep++) {
 					sim_opt.whole = rep == 0;
 					sim_opt.assume_pct = rep == 2 ? 30 : 0;

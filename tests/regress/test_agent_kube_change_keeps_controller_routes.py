@@ -25,25 +25,10 @@ sys.path.insert(0, os.path.join(HERE, "..", "cluster"))
 sys.path.insert(0, os.path.join(HERE, "..", "k8s"))
 import kubeapi  # noqa: E402
 from agentns import in_netns, ip, node_ns, wait_until  # noqa: E402
-from kubeapi import endpoint, endpointslice, service  # noqa: E402
+from kubeapi import ANN, BASE, SVC, endpointslice, pods, service  # noqa: E402
 
 PEAK = peaktest.PEAK
-SVC = "api.svc.example."
-ANN = {"peak.dev/prefixes": "fd00:a::/64", "peak.dev/slice": "72", "peak.dev/name": SVC,
-       "peak.dev/port": "8080"}
-BASE = """
-zone:
-  name: svc.example.
-  ns:
-    - {name: ns1.svc.example., address: "2001:db8:53::1"}
-nodes: [{name: node1}, {name: node2}]
-services: []
-"""
 POD0 = "fd00:1::a0"
-
-
-def pods(*spec):
-    return [endpoint(f"pod-{k}", f"fd00:1::a{k}", node=n) for k, n in spec]
 
 
 def gateways(name):
