@@ -346,7 +346,7 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--peak", default=os.path.join(ROOT, "build", "peak"))
     ap.add_argument("--rate", type=int, default=400)
-    ap.add_argument("--warm", type=float, default=60)
+    ap.add_argument("--warm", type=float, default=120)
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--settle", type=float, default=30,
                     help="seconds over which no weight may move more than a step")
