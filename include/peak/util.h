@@ -27,3 +27,7 @@ int peak_secret_read(const char *path, uint8_t out[static 16]);
  * the file rather than from max. Returns 0, -errno, or -EFBIG when it holds more than max
  * bytes. The caller frees *out. */
 int peak_read_file(const char *path, size_t max, uint8_t **out, size_t *len);
+
+/* Parses a figure written as 1 to 19 decimal digits (at most 2^63 - 1), optionally followed
+ * by one newline, and nothing else, from n bytes. Returns 0 and *v, or -EINVAL. */
+int peak_figure_parse(const uint8_t *p, size_t n, uint64_t *v);

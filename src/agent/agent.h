@@ -32,6 +32,8 @@ struct agent_opts {
 	                            * controller link's local address) */
 	const char *etcd;          /* --store etcd: etcd's client URLs, or NULL (storewatch.c) */
 	const char *etcd_prefix;   /* the controllers' --etcd-prefix (NULL: "/peak/") */
+	const char *app_load_dir;  /* pods' own load figures: DIR/ENDPOINT-ID (podload.c), or
+	                            * NULL */
 	/* --source kubernetes: services and endpoints from the API (kube.h), the file giving
 	 * the zone and nodes; NULL: all from the file */
 	const struct kube_opts *kube;

@@ -215,12 +215,14 @@ void ctl_health(struct agent *a, const struct hc *h)
 	ctl_send(a, &m);
 }
 
-void ctl_load(struct agent *a, const struct hc *h, uint64_t conns, uint64_t cpu_ns,
+void ctl_load(struct agent *a, const struct hc *h, uint64_t conns, uint64_t cpu_ns, uint64_t app,
               const struct pod_sat *sat)
 {
 	struct ctl_msg m = {.kind = CTL_LOAD,
 	                    .conns = conns,
 	                    .cpu_ns = cpu_ns,
+	                    .has_app = app != UINT64_MAX,
+	                    .app = app != UINT64_MAX ? app : 0,
 	                    .has_sat = sat->has,
 	                    .throttled_ns = sat->throttled_ns,
 	                    .queued = sat->queued,

@@ -461,7 +461,7 @@ bool hc_polled(struct agent *a, const struct pollfd *pf)
  * due at once; the jitter seeded per agent and endpoint (m: its index). */
 static struct hc hc_new(const struct agent *a, unsigned svc, unsigned ep, unsigned m)
 {
-	struct hc h = {.svc = (int)svc, .ep = (int)ep, .up = true, .pidfd = -1};
+	struct hc h = {.svc = (int)svc, .ep = (int)ep, .up = true, .pidfd = -1, .app_err = -ENOENT};
 	const char *req = a->o->hc_request;
 	h.req = req && *req ? req : NULL;
 	for (unsigned k = 0; k < HC_PROBES; k++)
@@ -476,7 +476,7 @@ struct hc_arrays {
 	struct hc *hc;
 	struct pollfd *pf;
 	bool *healthy;
-	uint64_t *slices, *conns, *cpu_ns;
+	uint64_t *slices, *conns, *cpu_ns, *app;
 	int (*who)[2];
 	struct pod_sat *sat;
 };
@@ -493,8 +493,13 @@ static int hc_arrays_new(struct hc_arrays *x, unsigned n)
 	x->conns = calloc(k, sizeof(*x->conns));
 	x->cpu_ns = calloc(k, sizeof(*x->cpu_ns));
 	x->sat = calloc(k, sizeof(*x->sat));
-	if (x->hc && x->pf && x->healthy && x->slices && x->who && x->conns && x->cpu_ns && x->sat)
+	x->app = malloc(k * sizeof(*x->app));
+	if (x->hc && x->pf && x->healthy && x->slices && x->who && x->conns && x->cpu_ns &&
+	    x->sat && x->app) {
+		for (size_t i = 0; i < k; i++)
+			x->app[i] = UINT64_MAX;
 		return 0;
+	}
 	free(x->hc);
 	free(x->pf);
 	free(x->healthy);
@@ -503,6 +508,7 @@ static int hc_arrays_new(struct hc_arrays *x, unsigned n)
 	free(x->conns);
 	free(x->cpu_ns);
 	free(x->sat);
+	free(x->app);
 	return -ENOMEM;
 }
 
@@ -521,12 +527,14 @@ static void hc_arrays_install(struct agent *a, const struct hc_arrays *x, unsign
 	free(a->st.conns);
 	free(a->st.cpu_ns);
 	free(a->st.sat);
+	free(a->st.app);
 	a->st.healthy = x->healthy;
 	a->st.slices = x->slices;
 	a->st.who = x->who;
 	a->st.conns = x->conns;
 	a->st.cpu_ns = x->cpu_ns;
 	a->st.sat = x->sat;
+	a->st.app = x->app;
 	a->st.n = n;
 }
 
@@ -600,6 +608,7 @@ int hc_rebuild(struct agent *a, unsigned svc, struct cfg_endpoint *ep, unsigned 
 	uint64_t *slices = x.slices, *conns = x.conns, *cpu_ns = x.cpu_ns;
 	int(*who)[2] = x.who;
 	struct pod_sat *sat = x.sat;
+	uint64_t *app = x.app;
 	pthread_mutex_lock(&a->st.lock);
 	/* the old checks come in (service, endpoint) order, as the new ones: one walk */
 	unsigned j = 0;
@@ -624,6 +633,7 @@ int hc_rebuild(struct agent *a, unsigned svc, struct cfg_endpoint *ep, unsigned 
 				conns[m] = a->st.conns[j];
 				cpu_ns[m] = a->st.cpu_ns[j];
 				sat[m] = a->st.sat[j];
+				app[m] = a->st.app[j];
 			} else {
 				hc[m] = hc_new(a, i, e, m);
 				healthy[m] = true;

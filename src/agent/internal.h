@@ -48,6 +48,7 @@ struct agent_stats {
 	bool *healthy;       /* per local endpoint (the agent's hc order) */
 	uint64_t *conns;     /* per local endpoint: established connections */
 	uint64_t *cpu_ns;    /* per local endpoint: CPU time of the pod's processes */
+	uint64_t *app;       /* per local endpoint: its own load figure (UINT64_MAX: none) */
 	struct pod_sat *sat; /* per local endpoint: its saturation */
 	uint64_t *slices;    /* per local endpoint */
 	int (*who)[2];       /* per local endpoint: service, endpoint index */
@@ -101,6 +102,7 @@ struct hc {
 	 * exits, so only the rises of that sum are added up (an exited process's last
 	 * interval is lost; the counter never goes down). */
 	uint64_t cpu_seen, cpu_total;
+	int app_err; /* the last read of its --app-load-dir figure: 0 or -errno (logged once) */
 };
 
 enum {
@@ -229,7 +231,7 @@ void maps_free(struct svc_map *v, unsigned n);
 void ctl_map_reset(struct agent *a);
 void ctl_drop(struct agent *a, uint64_t retry_ms);
 void ctl_health(struct agent *a, const struct hc *h);
-void ctl_load(struct agent *a, const struct hc *h, uint64_t conns, uint64_t cpu_ns,
+void ctl_load(struct agent *a, const struct hc *h, uint64_t conns, uint64_t cpu_ns, uint64_t app,
               const struct pod_sat *sat);
 void ctl_tick(struct agent *a, uint64_t now);
 uint64_t ctl_due_ms(const struct agent *a);

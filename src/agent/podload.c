@@ -6,15 +6,18 @@
 #include <stdlib.h>
 #include <string.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/mount.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "../sys/route.h"
 #include "../sys/sockdiag.h"
+#include "peak/util.h"
 
 enum { CG_PATH_MAX = 512, CG_UP_MAX = 8 };
 
@@ -298,6 +301,70 @@ static uint64_t netns_cpu_ns(unsigned long ino, pid_t *first)
 	return total;
 }
 
+enum {
+	APP_LOAD_MAX_AGE_S = 10, /* a figure file not rewritten for longer is not reported */
+	APP_LOAD_MAX_BYTES = 32,
+};
+
+/* The pod's own load figure: the file DIR/ID (a regular file, not a link, rewritten within
+ * APP_LOAD_MAX_AGE_S) holding a figure (peak_figure_parse). Returns 0 and *v, -ENOENT (the
+ * pod publishes none), -ESTALE (too old), -EINVAL (not a figure, or not a regular file), or
+ * another -errno. Opened without following links and without blocking (the pod writes the
+ * directory: a FIFO there must not stop the agent). */
+static int app_load_read(const char *dir, const char *id, uint64_t *v)
+{
+	char path[PATH_MAX];
+	if (snprintf(path, sizeof(path), "%s/%s", dir, id) >= (int)sizeof(path))
+		return -ENAMETOOLONG;
+	int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+	if (fd < 0)
+		return errno == ELOOP ? -EINVAL : -errno;
+	struct stat sb;
+	uint8_t buf[APP_LOAD_MAX_BYTES + 1];
+	ssize_t n = -1;
+	int r = 0;
+	if (fstat(fd, &sb) || !S_ISREG(sb.st_mode))
+		r = -EINVAL;
+	else if (time(NULL) - sb.st_mtime > APP_LOAD_MAX_AGE_S)
+		r = -ESTALE;
+	else if ((n = read(fd, buf, sizeof(buf))) < 0)
+		r = -errno;
+	close(fd);
+	if (r)
+		return r;
+	return n > APP_LOAD_MAX_BYTES ? -EINVAL : peak_figure_parse(buf, (size_t)n, v);
+}
+
+/* Endpoint h's figure from --app-load-dir (UINT64_MAX: none); logs a change of the file's
+ * state (once, not every round). */
+static uint64_t app_load(struct agent *a, struct hc *h, const char *id)
+{
+	uint64_t v = UINT64_MAX;
+	if (!a->o->app_load_dir)
+		return v;
+	int r = app_load_read(a->o->app_load_dir, id, &v);
+	if (r != h->app_err) {
+		if (!r)
+			log_msg(LOG_INFO,
+			        "agent: %s: endpoint %s: its load figure is reported (%s/%s)",
+			        a->o->node, id, a->o->app_load_dir, id);
+		else if (r != -ENOENT)
+			log_msg(
+			    LOG_WARNING,
+			    "agent: %s: endpoint %s: %s/%s: %s; its load figure is not reported",
+			    a->o->node, id, a->o->app_load_dir, id,
+			    r == -EINVAL   ? "not a figure (a regular file holding decimal digits, "
+			                     "at most 9223372036854775807, and a newline)"
+			    : r == -ESTALE ? "not rewritten for more than 10 s"
+			                   : strerror(-r));
+		else if (h->app_err == 0)
+			log_msg(LOG_INFO, "agent: %s: endpoint %s: %s/%s is gone; no load figure",
+			        a->o->node, id, a->o->app_load_dir, id);
+		h->app_err = r;
+	}
+	return r ? UINT64_MAX : v;
+}
+
 /* Measures every local pod's load, records it and reports it to the controller. */
 void pod_load_round(struct agent *a)
 {
@@ -329,14 +396,15 @@ void pod_load_round(struct agent *a)
 		if (now_ns > h->cpu_seen)
 			h->cpu_total += now_ns - h->cpu_seen;
 		h->cpu_seen = now_ns;
-		uint64_t cpu = h->cpu_total;
+		uint64_t cpu = h->cpu_total, app = app_load(a, h, ep->id);
 		pthread_mutex_lock(&a->st.lock);
 		if (i < a->st.n) {
 			a->st.conns[i] = j.conns;
 			a->st.cpu_ns[i] = cpu;
 			a->st.sat[i] = j.sat;
+			a->st.app[i] = app;
 		}
 		pthread_mutex_unlock(&a->st.lock);
-		ctl_load(a, h, j.conns, cpu, &j.sat);
+		ctl_load(a, h, j.conns, cpu, app, &j.sat);
 	}
 }

@@ -20,7 +20,16 @@ static void label_print(struct mbuf *b, const char *v)
 	mbuf_printf(b, "%s", out);
 }
 
-enum ep_metric { EP_HEALTHY, EP_CONNS, EP_CPU, EP_SLICES, EP_THROTTLED, EP_QUEUED, EP_BACKLOG };
+enum ep_metric {
+	EP_HEALTHY,
+	EP_CONNS,
+	EP_CPU,
+	EP_SLICES,
+	EP_THROTTLED,
+	EP_QUEUED,
+	EP_BACKLOG,
+	EP_APP
+};
 
 /* One sample of metric per local endpoint, labelled by service and endpoint id. The caller
  * holds st->lock. */
@@ -28,6 +37,8 @@ static void per_endpoint(struct mbuf *b, const struct agent_stats *st, const cha
                          enum ep_metric m)
 {
 	for (unsigned k = 0; st->cfg && k < st->n; k++) {
+		if (m == EP_APP && st->app[k] == UINT64_MAX)
+			continue; /* (the pod publishes no figure) */
 		char name[DNS_NAME_STRLEN];
 		const struct cfg_service *s = &st->cfg->svc[st->who[k][0]];
 		dns_name_print(&s->name, name, sizeof(name));
@@ -56,6 +67,9 @@ static void per_endpoint(struct mbuf *b, const struct agent_stats *st, const cha
 			break;
 		case EP_BACKLOG:
 			mbuf_printf(b, "\"} %u\n", st->sat[k].backlog);
+			break;
+		case EP_APP:
+			mbuf_printf(b, "\"} %llu\n", (unsigned long long)st->app[k]);
 			break;
 		}
 	}
@@ -141,6 +155,10 @@ void agent_stats_render(struct mbuf *b, void *arg)
 	               "(listen()'s backlog; 0: no listener seen).\n"
 	               "# TYPE peak_agent_endpoint_accept_backlog gauge\n");
 	per_endpoint(b, st, "peak_agent_endpoint_accept_backlog", EP_BACKLOG);
+	mbuf_printf(b, "# HELP peak_agent_endpoint_app_load The pod's own load figure "
+	               "(--app-load-dir), for the pods that publish one.\n"
+	               "# TYPE peak_agent_endpoint_app_load gauge\n");
+	per_endpoint(b, st, "peak_agent_endpoint_app_load", EP_APP);
 	uint64_t fp[FC_N], fb[FC_N];
 	if (st->filter && !filter_handle_stats(st->filter, fp, fb)) {
 		mbuf_printf(b, "# HELP peak_agent_filter_packets_total XDP filter classes and "
@@ -205,7 +223,9 @@ void agent_stats_clear(struct agent_stats *st)
 	free(st->conns);
 	free(st->cpu_ns);
 	free(st->sat);
+	free(st->app);
 	st->sat = NULL;
+	st->app = NULL;
 	st->healthy = NULL;
 	st->slices = NULL;
 	st->who = NULL;

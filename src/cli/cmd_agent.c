@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "../agent/agent.h"
 #include "../k8s/kube.h"
@@ -19,7 +20,7 @@ static const char agent_help[] =
     "                  [--hc-fast-interval MS] [--hc-timeout MS] [--hc-connect-timeout MS]\n"
     "                  [--hc-check http|connect] [--hc-down N] [--hc-up N]\n"
     "                  [--metrics ADDR:PORT] [--filter-object PATH] [--quiet]\n"
-    "                  [--handover-dev DEV] [--no-handover]\n"
+    "                  [--handover-dev DEV] [--no-handover] [--app-load-dir DIR]\n"
     "                  [--store etcd --etcd URL [--etcd-prefix PREFIX]]\n"
     "                  [--source kubernetes [--kube-api URL] [--kube-token-file FILE]\n"
     "                  [--kube-ca FILE] [--kube-secret-dir DIR]]\n"
@@ -79,6 +80,12 @@ static const char agent_help[] =
     "                     default: the device of the controller link's local address)\n"
     "  --no-handover      ignore the controller's handovers: no forwarding between the\n"
     "                     old and new owners of moved slices\n"
+    "  --app-load-dir DIR each pod's own load figure, for the controller's --steer\n"
+    "                     metrics: the file DIR/ENDPOINT-ID, which the pod rewrites at\n"
+    "                     least every 10 s with a decimal figure (any unit, the same for\n"
+    "                     every pod of a service; at most 2^63-1); sent with its load\n"
+    "                     reports, and when every pod of a service sends one it alone\n"
+    "                     steers (README 'Steering by load')\n"
     "  --store etcd       also follow the service records the leading peak controller\n"
     "                     --store etcd stores (maps, endpoints added at run time): a\n"
     "                     change stored while the link is down is routed from etcd, and\n"
@@ -117,7 +124,7 @@ static const char agent_help[] =
 #define HC_HTTP_REQUEST "HEAD / HTTP/1.1\r\nHost: peak-agent\r\nUser-Agent: peak-agent\r\n\r\n"
 
 /* Long-only options, past every letter. */
-enum { OPT_HC_CONNECT = 0x100 };
+enum { OPT_HC_CONNECT = 0x100, OPT_APP_LOAD };
 
 int cmd_agent(int argc, char **argv)
 {
@@ -135,6 +142,7 @@ int cmd_agent(int argc, char **argv)
 	    {"hc-up", required_argument, 0, 'U'},
 	    {"hc-timeout", required_argument, 0, 'T'},
 	    {"hc-connect-timeout", required_argument, 0, OPT_HC_CONNECT},
+	    {"app-load-dir", required_argument, 0, OPT_APP_LOAD},
 	    {"hc-check", required_argument, 0, 'X'},
 	    {"help", no_argument, 0, 'h'},
 	    {"bird-config", required_argument, 0, 'B'},
@@ -262,6 +270,14 @@ int cmd_agent(int argc, char **argv)
 		case 'W':
 			o.no_handover = true;
 			break;
+		case OPT_APP_LOAD: {
+			struct stat sb;
+			if (stat(optarg, &sb) || !S_ISDIR(sb.st_mode))
+				cli_usage_error("agent", "--app-load-dir: '%s' is not a directory",
+				                optarg);
+			o.app_load_dir = optarg;
+			break;
+		}
 		case 'k':
 			check = true;
 			break;

@@ -293,8 +293,10 @@ unsigned steer_step(const struct steer_ep *ep, unsigned n, struct steer_mem *mem
 		       target;
 		double sat = sat_of(&ep[e], m);
 		bool hot = ep[e].has_sat &&
-		           (ep[e].sat_pm >= STEER_SAT_HI_PM || stalls_at(m, STEER_THR_HI_PM)) && cool;
-		bool warm = ep[e].has_sat && (sat >= STEER_SAT_LO_PM || stalls_at(m, STEER_THR_LO_PM));
+		           (ep[e].sat_pm >= STEER_SAT_HI_PM || stalls_at(m, STEER_THR_HI_PM)) &&
+		           cool;
+		bool warm =
+		    ep[e].has_sat && (sat >= STEER_SAT_LO_PM || stalls_at(m, STEER_THR_LO_PM));
 		uint32_t nw = w;
 		enum steer_reason rs = STEER_NONE;
 		int d = 0;

@@ -147,3 +147,21 @@ int peak_read_file(const char *path, size_t max, uint8_t **out, size_t *len)
 	*len = n;
 	return 0;
 }
+
+int peak_figure_parse(const uint8_t *p, size_t n, uint64_t *v)
+{
+	if (n && p[n - 1] == '\n')
+		n--;
+	if (!n || n > 19)
+		return -EINVAL;
+	uint64_t x = 0;
+	for (size_t i = 0; i < n; i++) {
+		if (p[i] < '0' || p[i] > '9')
+			return -EINVAL;
+		x = x * 10 + (uint64_t)(p[i] - '0'); /* (19 digits fit in 64 bits) */
+	}
+	if (x > INT64_MAX)
+		return -EINVAL;
+	*v = x;
+	return 0;
+}

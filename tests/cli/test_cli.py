@@ -168,7 +168,7 @@ def test_usage_errors():
 
 @pytest.mark.parametrize("opt,val", [("--hc-interval", "5"), ("--hc-fast-interval", "0"),
                                      ("--hc-fast-interval", "x"), ("--hc-down", "0"),
-                                     ("--hc-up", "101")])
+                                     ("--hc-up", "101"), ("--app-load-dir", "/nonexistent")])
 def test_agent_check_options_out_of_range(opt, val):
     err = one_line_error(peak("agent", "--config", "/nonexistent.yaml", "--node", "n1", opt, val))
     assert opt in err

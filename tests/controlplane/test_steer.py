@@ -443,3 +443,84 @@ def test_agent_reports_throttling_and_accept_queue(tmp_path):
             if quota:
                 quota.close()
             subprocess.run(["ip", "netns", "del", pod], capture_output=True)
+
+
+LISTENER = r"""
+import socket, sys
+srv = socket.create_server(("::", 8080), family=socket.AF_INET6, backlog=8)
+print("ready", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_agent_reports_the_pods_own_load_figure(tmp_path):
+    """peak agent --app-load-dir DIR: the figure a pod writes to DIR/ENDPOINT-ID goes out in
+    its load lines (APP, before 'sat') and to the metrics; a file that is not a figure, one
+    not rewritten for more than 10 s, and a FIFO are not reported (a warning each, and the
+    agent goes on); a file removed stops the figure; a new one brings it back."""
+    import os
+    import subprocess
+    import sys
+    import time
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "cluster"))
+    from agentns import CONFIG, agent_ns, ip, wait_until
+    app = tmp_path / "app"
+    app.mkdir()
+    fig = app / "b1"
+    with agent_ns(tmp_path, "sta") as ns:
+        pod, proc = ns.name + "p", None
+        try:
+            ip("netns", "add", pod)
+            ip("-n", pod, "link", "set", "lo", "up")
+            ns.cfg.write_text(CONFIG.replace('node: node1}\n      - {id: b2',
+                                             f'node: node1, netns: {pod}}}\n      - {{id: b2'))
+            proc = subprocess.Popen(["ip", "netns", "exec", pod, "/usr/bin/python3", "-c",
+                                     LISTENER], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                    text=True)
+            assert proc.stdout.readline() == "ready\n"
+            fig.write_text("42\n")
+            ns.start_agent("--metrics", "[::1]:9100", "--app-load-dir", str(app))
+            c = ns.accept()
+            seen = []
+
+            def app_field(want):
+                """Until a load line of b1 has APP want (None: no APP field)."""
+                def check():
+                    ln = c.line()
+                    if not ln.startswith("load b.svc.example. b1 "):
+                        return False
+                    f = ln.split(" ")
+                    seen.append(ln)
+                    got = f[5] if len(f) > 5 and f[5] != "sat" else None
+                    return got == want
+                assert wait_until(check, 15), (want, seen[-3:])
+
+            app_field("42")
+            key = '{service="b.svc.example.",endpoint="b1"}'
+            assert ns.metrics()["peak_agent_endpoint_app_load" + key] == 42
+            fig.write_text("4x2\n")
+            app_field(None)
+            assert "peak_agent_endpoint_app_load" + key not in ns.metrics()
+            fig.write_text("7\n")
+            app_field("7")
+            old = time.time() - 60
+            os.utime(fig, (old, old))
+            app_field(None)
+            fig.unlink()
+            os.mkfifo(fig)
+            app_field(None)
+            fig.unlink()
+            app_field(None)
+            fig.write_text("9223372036854775807")
+            app_field("9223372036854775807")
+            log = ns.log.read_text()
+            assert "b1: " + str(fig) + ": not a figure" in log, log
+            assert "not rewritten for more than 10 s" in log, log
+            assert log.count("its load figure is reported") == 3, log
+            assert ns.agent.poll() is None
+            c.close()
+        finally:
+            if proc:
+                proc.kill()
+                proc.wait()
+            subprocess.run(["ip", "netns", "del", pod], capture_output=True)
