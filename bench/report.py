@@ -933,7 +933,8 @@ def main():
     # steering by load (bench/steer/run.py writes the table with its command line)
     if os.path.exists(a.steer):
         w("## Steering by load against static weights, one pod throttled (bench/steer/run.py)\n")
-        w("One pod of four held by a CPU cgroup quota (the command's --quota-us per 100 ms); "
+        w("One pod of four held by a CPU cgroup quota (the command's --quota-us per 100 ms; "
+          "from 2026-12-03 19:00 every pod spends --work-us of CPU on a request); "
           "per row a fresh testbed, a warm-up, then a measured run with probes to each pod for its p99. "
           "'slow / others': the throttled pod's p99 over the median of the others' (target "
           "1.5x); 'settled': no pod's weight moved more than one step over the window.\n")
